@@ -1,0 +1,137 @@
+/* auth: the account database (<data_dir>/accounts.sqlite), password hashing
+ * with libxcrypt, the login service the daemon uses (verification on the
+ * thread pool, authentication cache, failed-login throttling) and SASL
+ * decoding. The only header of this module that others include. */
+#ifndef COFFRE_AUTH_H
+#define COFFRE_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#define AUTH_ADDR_MAX 256     /* longest account address, NUL included */
+#define AUTH_PASSWORD_MAX 1024 /* longest password accepted, in bytes */
+#define AUTH_PASSWORD_MIN 8    /* shortest password coffrectl accepts */
+
+/* Error codes (negative), shared by the account functions. */
+enum {
+    AUTH_OK = 0,
+    AUTH_E_FAIL = -1,      /* wrong password or unknown user: one answer */
+    AUTH_E_DISABLED = -2,  /* right password, account disabled */
+    AUTH_E_TEMP = -3,      /* database or system error: try later */
+    AUTH_E_EXISTS = -4,    /* user add: address taken */
+    AUTH_E_NOUSER = -5,    /* admin operations on an unknown address */
+    AUTH_E_BADADDR = -6,   /* not a valid address */
+    AUTH_E_WEAKPW = -7,    /* empty, too short, too long or containing NUL/CR/LF */
+};
+
+struct auth_account {
+    int64_t id;                  /* stable; names the user's directory users/<id> */
+    char address[AUTH_ADDR_MAX]; /* normalized: lower case, local@domain */
+    bool disabled;
+    uint64_t quota_bytes;        /* 0 = unlimited */
+    int64_t created;             /* unix time */
+};
+
+/* ---- addresses ---- */
+
+/* Normalizes a login name or address: lower case, "@default_domain" added
+ * when there is no '@' (refused when default_domain is empty), checked for
+ * allowed characters (no control chars, no spaces, no '/', exactly one '@',
+ * non-empty local part and domain). Returns 0 or AUTH_E_BADADDR. */
+int auth_normalize_address(const char *in, size_t len, const char *default_domain, char *out,
+                           size_t outlen);
+
+/* ---- passwords ---- */
+
+/* Hashes with libxcrypt's strongest default (yescrypt). out holds
+ * CRYPT_OUTPUT_SIZE bytes. Returns 0 or AUTH_E_TEMP. Blocking (tens of ms). */
+int auth_password_hash(const char *pw, char *out, size_t outlen);
+
+/* Verifies pw against a stored hash, comparing in constant time. Blocking. */
+bool auth_password_verify(const char *pw, const char *hash);
+
+/* Refuses empty, short (< AUTH_PASSWORD_MIN), over-long passwords and those
+ * with NUL, CR or LF. Returns 0 or AUTH_E_WEAKPW with a reason in err. */
+int auth_password_check(const char *pw, size_t len, char *err, size_t errlen);
+
+/* ---- account database (blocking; coffrectl and the thread pool) ---- */
+
+struct auth_db;
+
+/* Opens (creating when missing) <data_dir>/accounts.sqlite in WAL mode, safe
+ * against concurrent coffrectl and coffred. Returns 0 or AUTH_E_TEMP. */
+int auth_db_open(const char *data_dir, struct auth_db **out, char *err, size_t errlen);
+void auth_db_close(struct auth_db *db);
+
+/* address must already be normalized. password is checked and hashed here. */
+int auth_user_add(struct auth_db *db, const char *address, const char *password,
+                  uint64_t quota_bytes, struct auth_account *out);
+int auth_user_passwd(struct auth_db *db, const char *address, const char *password);
+int auth_user_set_disabled(struct auth_db *db, const char *address, bool disabled);
+int auth_user_set_quota(struct auth_db *db, const char *address, uint64_t quota_bytes);
+/* Removes the account row; the caller decides about the mail directory. */
+int auth_user_del(struct auth_db *db, const char *address, struct auth_account *out);
+int auth_user_get(struct auth_db *db, const char *address, struct auth_account *out);
+/* Calls cb for each account in address order; cb returning non-zero stops. */
+int auth_user_list(struct auth_db *db, int (*cb)(const struct auth_account *a, void *arg),
+                   void *arg);
+
+/* ---- the login service (daemon, loop thread) ---- */
+
+struct auth_service_opts {
+    const char *data_dir;
+    const char *default_domain;
+    unsigned cache_ttl_s;          /* 0 disables the authentication cache */
+    unsigned failure_delay_ms;     /* delay after the first failure */
+    unsigned failure_delay_max_ms; /* cap of the growing delay */
+};
+
+struct auth_service;
+
+int auth_service_new(uv_loop_t *loop, const struct auth_service_opts *o, struct auth_service **out,
+                     char *err, size_t errlen);
+void auth_service_free(struct auth_service *s);
+
+/* Result of a login. result is AUTH_OK, AUTH_E_FAIL, AUTH_E_DISABLED or
+ * AUTH_E_TEMP; acct is filled only on AUTH_OK (borrowed for the call).
+ * Failures reach the callback only after the throttling delay has passed, so
+ * the caller replies at once. Runs on the loop thread. */
+typedef void (*auth_login_cb)(void *arg, int result, const struct auth_account *acct);
+
+struct auth_login;
+
+/* Starts checking user/password for a client at remote. The name is
+ * normalized (default_domain added). The password is copied and wiped after
+ * use. Verification (database read, yescrypt or the cache) runs on the thread
+ * pool; an unknown user costs the same as a wrong password. Returns a handle,
+ * or NULL on allocation failure. */
+struct auth_login *auth_login_start(struct auth_service *s, const char *user, size_t ulen,
+                                    const char *pw, size_t pwlen, const struct sockaddr *remote,
+                                    auth_login_cb cb, void *arg);
+
+/* The session went away: cb will not be called; memory is freed by the
+ * service when the pending work ends. */
+void auth_login_cancel(struct auth_login *l);
+
+/* ---- SASL ---- */
+
+/* Strict base64 (RFC 4648, padding required, no whitespace). Returns the
+ * decoded length, or -1 when malformed or when out is too small. */
+long auth_base64_decode(const char *in, size_t len, unsigned char *out, size_t outcap);
+/* Returns the encoded length (NUL written when room), or -1 when out is too small. */
+long auth_base64_encode(const unsigned char *in, size_t len, char *out, size_t outcap);
+
+/* SASL PLAIN message (RFC 4616): [authzid] NUL authcid NUL passwd. An authzid
+ * other than empty or equal to authcid is refused. Pointers are into msg. */
+struct auth_sasl_plain {
+    const char *authcid;
+    size_t authcid_len;
+    const char *passwd;
+    size_t passwd_len;
+};
+int auth_sasl_plain_parse(const unsigned char *msg, size_t len, struct auth_sasl_plain *out);
+
+#endif

@@ -1,0 +1,103 @@
+/* Configuration of coffred and coffrectl: the struct every module reads,
+ * its defaults, and the parser of the `key = value` file. */
+#ifndef COFFRE_CONFIG_H
+#define COFFRE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#define CONF_MAX_ADDRS 16
+#define CONF_MAX_NETS 32
+#define CONF_PATH_MAX 1024
+
+/* One listening address: TCP (v4 or v6) or, for LMTP, a unix socket. */
+struct conf_addr {
+    bool is_unix;
+    char path[108];              /* unix socket path when is_unix */
+    struct sockaddr_storage ss;  /* TCP address when !is_unix */
+    char text[80];               /* as written, for logs */
+};
+
+struct conf_addr_list {
+    size_t n;
+    struct conf_addr a[CONF_MAX_ADDRS];
+};
+
+/* An IPv4 or IPv6 network, address/prefix. */
+struct conf_net {
+    int family;
+    uint8_t addr[16];
+    unsigned prefix;
+};
+
+struct conf {
+    char path[CONF_PATH_MAX]; /* the file this was read from, "" for defaults */
+
+    char data_dir[CONF_PATH_MAX];
+    char run_user[64];
+    char default_domain[256];
+
+    char tls_cert[CONF_PATH_MAX];
+    char tls_key[CONF_PATH_MAX];
+    char tls_cert_rsa[CONF_PATH_MAX];
+    char tls_key_rsa[CONF_PATH_MAX];
+    char tls_priority[512];
+    unsigned tls_handshake_timeout_ms;
+
+    struct conf_addr_list imap_listen;
+    struct conf_addr_list imaps_listen;
+    struct conf_addr_list pop3_listen;
+    struct conf_addr_list pop3s_listen;
+    struct conf_addr_list lmtp_listen;
+    unsigned lmtp_socket_mode;
+
+    size_t n_plaintext_nets;
+    struct conf_net plaintext_auth_networks[CONF_MAX_NETS];
+
+    size_t max_line_length;
+    uint64_t max_literal_size;
+    uint64_t max_message_size;
+    unsigned max_connections;
+    unsigned max_connections_per_ip;
+    unsigned max_bad_commands;
+
+    unsigned login_timeout_ms;
+    unsigned imap_idle_timeout_ms;
+    unsigned pop3_idle_timeout_ms;
+    unsigned lmtp_idle_timeout_ms;
+    unsigned shutdown_timeout_ms;
+
+    unsigned login_failure_delay_ms;
+    unsigned login_failure_delay_max_ms;
+    unsigned auth_cache_ttl_s;
+    unsigned thread_pool_size;
+
+    bool log_debug;
+};
+
+/* Fills c with the built-in defaults. */
+void conf_defaults(struct conf *c);
+
+/* Reads FILE over the defaults already in c. On error returns -1 and writes
+ * "FILE:LINE: reason" into err. */
+int conf_load(struct conf *c, const char *file, char *err, size_t errlen);
+
+/* Parses one `key = value` setting; used by conf_load and by tests.
+ * Returns 0, or -1 with a reason (without file and line) in err. */
+int conf_set(struct conf *c, const char *key, const char *value, char *err, size_t errlen);
+
+/* Checks relations between settings (cert and key given together, at least
+ * one listener, ...). Returns 0, or -1 with a reason in err. */
+int conf_validate(const struct conf *c, char *err, size_t errlen);
+
+/* True when addr (struct sockaddr_in/in6) is inside one of the nets. */
+bool conf_net_match(const struct conf_net *nets, size_t n, const struct sockaddr *addr);
+
+/* Parsers shared with tests. */
+int conf_parse_size(const char *s, uint64_t *out);
+int conf_parse_duration_ms(const char *s, unsigned *out);
+
+#endif
