@@ -1,0 +1,410 @@
+/* The account database, <data_dir>/accounts.sqlite, and the rules for
+ * account addresses. Used by coffrectl directly and by the login service
+ * from the thread pool; WAL and a busy timeout let both run at once. */
+#include "auth/auth.h"
+#include "auth/auth_priv.h"
+
+#include <crypt.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DB_BUSY_TIMEOUT_MS 10000
+#define LOCAL_PART_MAX 64
+
+struct auth_db {
+    sqlite3 *h;
+};
+
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS accounts ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT," /* never reused: names users/<id> */
+    " address TEXT UNIQUE NOT NULL COLLATE NOCASE,"
+    " hash TEXT NOT NULL,"
+    " disabled INTEGER NOT NULL DEFAULT 0,"
+    " quota INTEGER NOT NULL DEFAULT 0,"
+    " created INTEGER NOT NULL)";
+
+/* ---- addresses ---- */
+
+/* RFC 5322 atext without the characters that mean something in paths,
+ * shells or our own logs: '/', '\'', '`'. */
+static bool local_char_ok(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+        return true;
+    return c != '\0' && strchr("!#$%&*+-=?^_{|}~.", c) != NULL;
+}
+
+static bool domain_ok(const char *d, size_t len)
+{
+    size_t label = 0;
+
+    if (len == 0 || len > 253)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)d[i];
+
+        if (c == '.') {
+            if (label == 0 || d[i - 1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+            return false;
+        if (c == '-' && label == 0)
+            return false;
+        if (++label > 63)
+            return false;
+    }
+    return label > 0 && d[len - 1] != '-';
+}
+
+static bool local_ok(const char *l, size_t len)
+{
+    if (len == 0 || len > LOCAL_PART_MAX)
+        return false;
+    if (l[0] == '.' || l[len - 1] == '.')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (!local_char_ok((unsigned char)l[i]))
+            return false;
+        if (l[i] == '.' && l[i + 1] == '.')
+            return false;
+    }
+    return true;
+}
+
+int auth_normalize_address(const char *in, size_t len, const char *default_domain, char *out,
+                           size_t outlen)
+{
+    char buf[AUTH_ADDR_MAX];
+    const char *at;
+    size_t n, dlen = 0;
+
+    if (!in || !out || outlen == 0 || len == 0 || len >= sizeof(buf))
+        return AUTH_E_BADADDR;
+    at = memchr(in, '@', len);
+    if (!at) {
+        if (!default_domain || !*default_domain)
+            return AUTH_E_BADADDR;
+        dlen = strlen(default_domain);
+        if (len + 1 + dlen >= sizeof(buf))
+            return AUTH_E_BADADDR;
+    }
+    n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)in[i];
+
+        if (c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c - 'A' + 'a');
+        buf[n++] = (char)c;
+    }
+    if (!at) {
+        buf[n++] = '@';
+        for (size_t i = 0; i < dlen; i++) {
+            unsigned char c = (unsigned char)default_domain[i];
+
+            if (c >= 'A' && c <= 'Z')
+                c = (unsigned char)(c - 'A' + 'a');
+            buf[n++] = (char)c;
+        }
+    }
+    buf[n] = '\0';
+
+    /* exactly one '@', splitting two valid halves */
+    at = memchr(buf, '@', n);
+    if (!at || memchr(at + 1, '@', n - (size_t)(at - buf) - 1))
+        return AUTH_E_BADADDR;
+    if (!local_ok(buf, (size_t)(at - buf)) || !domain_ok(at + 1, n - (size_t)(at - buf) - 1))
+        return AUTH_E_BADADDR;
+    if (n + 1 > outlen)
+        return AUTH_E_BADADDR;
+    memcpy(out, buf, n + 1);
+    return AUTH_OK;
+}
+
+/* ---- database ---- */
+
+static void set_err(char *err, size_t errlen, const char *what, const char *detail)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "%s: %s", what, detail);
+}
+
+int auth_db_open(const char *data_dir, struct auth_db **out, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    struct auth_db *db;
+    char *msg = NULL;
+    int fd, r;
+
+    *out = NULL;
+    r = snprintf(path, sizeof(path), "%s/accounts.sqlite", data_dir);
+    if (r < 0 || (size_t)r >= sizeof(path)) {
+        set_err(err, errlen, data_dir, "path too long");
+        return AUTH_E_TEMP;
+    }
+    /* create it private to us: it holds password hashes (SQLite gives the
+     * -wal and -shm files the mode of the database file) */
+    fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        set_err(err, errlen, path, strerror(errno));
+        return AUTH_E_TEMP;
+    }
+    close(fd);
+
+    db = calloc(1, sizeof(*db));
+    if (!db) {
+        set_err(err, errlen, path, "out of memory");
+        return AUTH_E_TEMP;
+    }
+    r = sqlite3_open_v2(path, &db->h,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
+    if (r != SQLITE_OK) {
+        set_err(err, errlen, path, db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(r));
+        goto fail;
+    }
+    sqlite3_busy_timeout(db->h, DB_BUSY_TIMEOUT_MS);
+    r = sqlite3_exec(db->h,
+                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                     "PRAGMA foreign_keys=ON;",
+                     NULL, NULL, &msg);
+    if (r == SQLITE_OK)
+        r = sqlite3_exec(db->h, schema_sql, NULL, NULL, &msg);
+    if (r != SQLITE_OK) {
+        set_err(err, errlen, path, msg ? msg : sqlite3_errstr(r));
+        sqlite3_free(msg);
+        goto fail;
+    }
+    *out = db;
+    return AUTH_OK;
+fail:
+    sqlite3_close(db->h);
+    free(db);
+    return AUTH_E_TEMP;
+}
+
+void auth_db_close(struct auth_db *db)
+{
+    if (!db)
+        return;
+    sqlite3_close(db->h);
+    free(db);
+}
+
+static void row_to_account(sqlite3_stmt *st, struct auth_account *a)
+{
+    const unsigned char *addr;
+    int64_t q;
+
+    memset(a, 0, sizeof(*a));
+    a->id = sqlite3_column_int64(st, 0);
+    addr = sqlite3_column_text(st, 1);
+    snprintf(a->address, sizeof(a->address), "%s", addr ? (const char *)addr : "");
+    a->disabled = sqlite3_column_int(st, 2) != 0;
+    q = sqlite3_column_int64(st, 3);
+    a->quota_bytes = q > 0 ? (uint64_t)q : 0;
+    a->created = sqlite3_column_int64(st, 4);
+}
+
+#define ACCOUNT_COLUMNS "id, address, disabled, quota, created, hash"
+
+int auth_db_lookup(struct auth_db *db, const char *address, struct auth_account *acct, char *hash,
+                   size_t hashlen)
+{
+    sqlite3_stmt *st = NULL;
+    int r, rc;
+
+    r = sqlite3_prepare_v2(db->h, "SELECT " ACCOUNT_COLUMNS " FROM accounts WHERE address = ?", -1,
+                           &st, NULL);
+    if (r != SQLITE_OK)
+        return AUTH_E_TEMP;
+    sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC);
+    r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        const unsigned char *h = sqlite3_column_text(st, 5);
+
+        if (acct)
+            row_to_account(st, acct);
+        if (hash && hashlen)
+            snprintf(hash, hashlen, "%s", h ? (const char *)h : "");
+        rc = AUTH_OK;
+    } else if (r == SQLITE_DONE) {
+        rc = AUTH_E_NOUSER;
+    } else {
+        rc = AUTH_E_TEMP;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int auth_user_get(struct auth_db *db, const char *address, struct auth_account *out)
+{
+    return auth_db_lookup(db, address, out, NULL, 0);
+}
+
+int auth_user_add(struct auth_db *db, const char *address, const char *password,
+                  uint64_t quota_bytes, struct auth_account *out)
+{
+    char hash[CRYPT_OUTPUT_SIZE];
+    sqlite3_stmt *st = NULL;
+    int r, rc;
+
+    if (!password || auth_password_check(password, strlen(password), NULL, 0) != AUTH_OK)
+        return AUTH_E_WEAKPW;
+    if (quota_bytes > INT64_MAX)
+        return AUTH_E_TEMP;
+    if (auth_password_hash(password, hash, sizeof(hash)) != AUTH_OK)
+        return AUTH_E_TEMP;
+    r = sqlite3_prepare_v2(db->h,
+                           "INSERT INTO accounts (address, hash, disabled, quota, created)"
+                           " VALUES (?, ?, 0, ?, ?)",
+                           -1, &st, NULL);
+    if (r != SQLITE_OK) {
+        rc = AUTH_E_TEMP;
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)quota_bytes);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)time(NULL));
+    r = sqlite3_step(st);
+    if (r == SQLITE_DONE)
+        rc = AUTH_OK;
+    else if (sqlite3_extended_errcode(db->h) == SQLITE_CONSTRAINT_UNIQUE)
+        rc = AUTH_E_EXISTS;
+    else
+        rc = AUTH_E_TEMP;
+out:
+    sqlite3_finalize(st);
+    explicit_bzero(hash, sizeof(hash));
+    if (rc == AUTH_OK && out)
+        rc = auth_user_get(db, address, out);
+    return rc;
+}
+
+/* Runs an UPDATE binding (text address, then one value) and reports
+ * AUTH_E_NOUSER when no row matched. */
+static int update_one(struct auth_db *db, const char *sql, const char *address, const char *text,
+                      int64_t num)
+{
+    sqlite3_stmt *st = NULL;
+    int r, rc;
+
+    r = sqlite3_prepare_v2(db->h, sql, -1, &st, NULL);
+    if (r != SQLITE_OK)
+        return AUTH_E_TEMP;
+    if (text)
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(st, 1, num);
+    sqlite3_bind_text(st, 2, address, -1, SQLITE_STATIC);
+    r = sqlite3_step(st);
+    if (r != SQLITE_DONE)
+        rc = AUTH_E_TEMP;
+    else if (sqlite3_changes(db->h) == 0)
+        rc = AUTH_E_NOUSER;
+    else
+        rc = AUTH_OK;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int auth_user_passwd(struct auth_db *db, const char *address, const char *password)
+{
+    char hash[CRYPT_OUTPUT_SIZE];
+    int rc;
+
+    if (!password || auth_password_check(password, strlen(password), NULL, 0) != AUTH_OK)
+        return AUTH_E_WEAKPW;
+    /* fail early, before spending a hash, for an unknown address */
+    rc = auth_user_get(db, address, NULL);
+    if (rc != AUTH_OK)
+        return rc;
+    if (auth_password_hash(password, hash, sizeof(hash)) != AUTH_OK)
+        return AUTH_E_TEMP;
+    rc = update_one(db, "UPDATE accounts SET hash = ? WHERE address = ?", address, hash, 0);
+    explicit_bzero(hash, sizeof(hash));
+    return rc;
+}
+
+int auth_user_set_disabled(struct auth_db *db, const char *address, bool disabled)
+{
+    return update_one(db, "UPDATE accounts SET disabled = ? WHERE address = ?", address, NULL,
+                      disabled ? 1 : 0);
+}
+
+int auth_user_set_quota(struct auth_db *db, const char *address, uint64_t quota_bytes)
+{
+    if (quota_bytes > INT64_MAX)
+        return AUTH_E_TEMP;
+    return update_one(db, "UPDATE accounts SET quota = ? WHERE address = ?", address, NULL,
+                      (int64_t)quota_bytes);
+}
+
+int auth_user_del(struct auth_db *db, const char *address, struct auth_account *out)
+{
+    struct auth_account a;
+    sqlite3_stmt *st = NULL;
+    int r, rc;
+
+    /* read and delete in one write transaction, so out describes the row
+     * that was removed */
+    if (sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return AUTH_E_TEMP;
+    rc = auth_user_get(db, address, &a);
+    if (rc != AUTH_OK)
+        goto rollback;
+    r = sqlite3_prepare_v2(db->h, "DELETE FROM accounts WHERE id = ?", -1, &st, NULL);
+    if (r != SQLITE_OK) {
+        rc = AUTH_E_TEMP;
+        goto rollback;
+    }
+    sqlite3_bind_int64(st, 1, a.id);
+    r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (r != SQLITE_DONE) {
+        rc = AUTH_E_TEMP;
+        goto rollback;
+    }
+    if (sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = AUTH_E_TEMP;
+        goto rollback;
+    }
+    if (out)
+        *out = a;
+    return AUTH_OK;
+rollback:
+    sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+int auth_user_list(struct auth_db *db, int (*cb)(const struct auth_account *a, void *arg),
+                   void *arg)
+{
+    struct auth_account a;
+    sqlite3_stmt *st = NULL;
+    int r;
+
+    r = sqlite3_prepare_v2(db->h, "SELECT " ACCOUNT_COLUMNS " FROM accounts ORDER BY address", -1,
+                           &st, NULL);
+    if (r != SQLITE_OK)
+        return AUTH_E_TEMP;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        row_to_account(st, &a);
+        if (cb(&a, arg) != 0) {
+            r = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    return r == SQLITE_DONE ? AUTH_OK : AUTH_E_TEMP;
+}

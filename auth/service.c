@@ -1,0 +1,623 @@
+/* The login service of coffred: verifies a user's password on the libuv
+ * thread pool (the account row is re-read at every login, so coffrectl's
+ * changes apply at once), remembers successful verifications in an
+ * authentication cache, and slows down repeated failures per remote address
+ * and per account with timers, never blocking the loop. */
+#include "auth/auth.h"
+#include "auth/auth_priv.h"
+#include "server/log.h"
+
+#include <arpa/inet.h>
+#include <crypt.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#define CACHE_MAX 100000                     /* remembered verifications */
+#define CACHE_BUCKETS 65536                  /* power of two */
+#define THROTTLE_MAX 100000                  /* remembered failing addresses and names */
+#define THROTTLE_BUCKETS 65536               /* power of two */
+#define THROTTLE_FORGET_MS (15u * 60 * 1000) /* failures forgotten after this */
+#define HMAC_LEN 32
+#define KEY_LEN 32
+#define IP_TEXT_MAX 64
+
+/* ---- authentication cache (thread pool, under cache_mu) ---- */
+
+struct cache_entry {
+    unsigned char mac[HMAC_LEN];
+    uint64_t expires_ns;
+    LIST_ENTRY(cache_entry) bucket;
+    TAILQ_ENTRY(cache_entry) order; /* oldest first; one TTL, so by expiry */
+};
+LIST_HEAD(cache_bucket, cache_entry);
+TAILQ_HEAD(cache_order, cache_entry);
+
+/* ---- failure throttling (loop thread only) ---- */
+
+struct throttle_entry {
+    char key[AUTH_ADDR_MAX + 8]; /* "ip:..." or "user:..." */
+    unsigned failures;
+    uint64_t last_ms; /* uv_now of the last failure */
+    LIST_ENTRY(throttle_entry) bucket;
+    TAILQ_ENTRY(throttle_entry) order; /* least recently failed first */
+};
+LIST_HEAD(throttle_bucket, throttle_entry);
+TAILQ_HEAD(throttle_order, throttle_entry);
+
+enum login_phase {
+    LOGIN_WORKING,  /* queued or running on the thread pool */
+    LOGIN_DELAYING, /* failed, timer running before the callback */
+    LOGIN_CALLING,  /* inside the user's callback */
+};
+
+struct auth_login {
+    struct auth_service *s;
+    enum login_phase phase;
+    bool cancelled;
+    bool addr_ok;
+    bool timer_used;
+    uv_work_t work;
+    uv_timer_t timer;
+    auth_login_cb cb;
+    void *arg;
+    char user[AUTH_ADDR_MAX];     /* normalized when addr_ok, else a lower-cased copy */
+    char ip[IP_TEXT_MAX];         /* for logs */
+    char ip_key[IP_TEXT_MAX + 4]; /* throttling key: IPv6 by /64 */
+    char *pw;                     /* wiped and freed once verified */
+    size_t pwlen;
+    int result;
+    struct auth_account acct;
+    LIST_ENTRY(auth_login) entry;
+};
+
+struct auth_service {
+    uv_loop_t *loop;
+    struct auth_db *db;
+    char default_domain[256];
+    unsigned cache_ttl_s;
+    unsigned delay_ms;
+    unsigned delay_max_ms;
+    bool closing;
+    char dummy_hash[CRYPT_OUTPUT_SIZE]; /* unknown users are verified against it */
+    unsigned char key[KEY_LEN];         /* per process, for the cache's HMAC */
+
+    pthread_mutex_t cache_mu;
+    struct cache_bucket *cache_buckets;
+    struct cache_order cache_order;
+    size_t cache_n;
+
+    struct throttle_bucket *thr_buckets;
+    struct throttle_order thr_order;
+    size_t thr_n;
+
+    LIST_HEAD(, auth_login) logins; /* every login not yet freed */
+};
+
+static uint32_t hash_bytes(const void *p, size_t len)
+{
+    const unsigned char *b = p;
+    uint32_t h = 2166136261u; /* FNV-1a */
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= b[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+/* ---- cache ---- */
+
+static void cache_remove(struct auth_service *s, struct cache_entry *e)
+{
+    LIST_REMOVE(e, bucket);
+    TAILQ_REMOVE(&s->cache_order, e, order);
+    s->cache_n--;
+    free(e);
+}
+
+/* HMAC(key, address 0 password 0 stored_hash): the cache never holds a
+ * password or anything that verifies one without the process's key. */
+static int cache_mac(const struct auth_service *s, const char *addr, const char *pw, size_t pwlen,
+                     const char *hash, unsigned char mac[HMAC_LEN])
+{
+    size_t alen = strlen(addr), hlen = strlen(hash);
+    size_t len = alen + 1 + pwlen + 1 + hlen;
+    unsigned char *buf;
+    int r;
+
+    buf = malloc(len);
+    if (!buf)
+        return -1;
+    memcpy(buf, addr, alen);
+    buf[alen] = 0;
+    memcpy(buf + alen + 1, pw, pwlen);
+    buf[alen + 1 + pwlen] = 0;
+    memcpy(buf + alen + 1 + pwlen + 1, hash, hlen);
+    r = gnutls_hmac_fast(GNUTLS_MAC_SHA256, s->key, sizeof(s->key), buf, len, mac);
+    explicit_bzero(buf, len);
+    free(buf);
+    return r < 0 ? -1 : 0;
+}
+
+static void cache_expire(struct auth_service *s, uint64_t now)
+{
+    struct cache_entry *e;
+
+    while ((e = TAILQ_FIRST(&s->cache_order)) && e->expires_ns <= now)
+        cache_remove(s, e);
+}
+
+static bool cache_lookup(struct auth_service *s, const unsigned char mac[HMAC_LEN])
+{
+    struct cache_entry *e;
+    uint64_t now = uv_hrtime();
+    bool hit = false;
+
+    pthread_mutex_lock(&s->cache_mu);
+    cache_expire(s, now);
+    LIST_FOREACH(e, &s->cache_buckets[hash_bytes(mac, HMAC_LEN) & (CACHE_BUCKETS - 1)], bucket)
+    {
+        if (gnutls_memcmp(e->mac, mac, HMAC_LEN) == 0) {
+            hit = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->cache_mu);
+    return hit;
+}
+
+static void cache_insert(struct auth_service *s, const unsigned char mac[HMAC_LEN])
+{
+    struct cache_bucket *b = &s->cache_buckets[hash_bytes(mac, HMAC_LEN) & (CACHE_BUCKETS - 1)];
+    struct cache_entry *e;
+    uint64_t now = uv_hrtime();
+
+    pthread_mutex_lock(&s->cache_mu);
+    cache_expire(s, now);
+    LIST_FOREACH(e, b, bucket)
+    {
+        if (memcmp(e->mac, mac, HMAC_LEN) == 0) {
+            cache_remove(s, e);
+            break;
+        }
+    }
+    while (s->cache_n >= CACHE_MAX && (e = TAILQ_FIRST(&s->cache_order)))
+        cache_remove(s, e);
+    e = calloc(1, sizeof(*e));
+    if (e) { /* without memory, the next login just runs yescrypt again */
+        memcpy(e->mac, mac, HMAC_LEN);
+        e->expires_ns = now + (uint64_t)s->cache_ttl_s * 1000000000u;
+        LIST_INSERT_HEAD(b, e, bucket);
+        TAILQ_INSERT_TAIL(&s->cache_order, e, order);
+        s->cache_n++;
+    }
+    pthread_mutex_unlock(&s->cache_mu);
+}
+
+/* ---- throttling ---- */
+
+static void throttle_remove(struct auth_service *s, struct throttle_entry *e)
+{
+    LIST_REMOVE(e, bucket);
+    TAILQ_REMOVE(&s->thr_order, e, order);
+    s->thr_n--;
+    free(e);
+}
+
+static struct throttle_entry *throttle_find(struct auth_service *s, const char *key)
+{
+    struct throttle_entry *e;
+    uint64_t now = uv_now(s->loop);
+
+    /* forget what has not failed for a while */
+    while ((e = TAILQ_FIRST(&s->thr_order)) && now - e->last_ms >= THROTTLE_FORGET_MS)
+        throttle_remove(s, e);
+    LIST_FOREACH(e, &s->thr_buckets[hash_bytes(key, strlen(key)) & (THROTTLE_BUCKETS - 1)], bucket)
+    {
+        if (strcmp(e->key, key) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* Counts one more failure for key; returns the new count. */
+static unsigned throttle_fail(struct auth_service *s, const char *key)
+{
+    struct throttle_entry *e = throttle_find(s, key);
+
+    if (!e) {
+        while (s->thr_n >= THROTTLE_MAX && (e = TAILQ_FIRST(&s->thr_order)))
+            throttle_remove(s, e);
+        e = calloc(1, sizeof(*e));
+        if (!e)
+            return 1; /* no memory: at least the first delay */
+        snprintf(e->key, sizeof(e->key), "%s", key);
+        LIST_INSERT_HEAD(
+            &s->thr_buckets[hash_bytes(e->key, strlen(e->key)) & (THROTTLE_BUCKETS - 1)], e,
+            bucket);
+        s->thr_n++;
+    } else {
+        TAILQ_REMOVE(&s->thr_order, e, order);
+    }
+    if (e->failures < UINT_MAX)
+        e->failures++;
+    e->last_ms = uv_now(s->loop);
+    TAILQ_INSERT_TAIL(&s->thr_order, e, order);
+    return e->failures;
+}
+
+static void throttle_clear(struct auth_service *s, const char *key)
+{
+    struct throttle_entry *e = throttle_find(s, key);
+
+    if (e)
+        throttle_remove(s, e);
+}
+
+static uint64_t failure_delay(const struct auth_service *s, unsigned n)
+{
+    uint64_t d = s->delay_ms;
+
+    for (unsigned i = 1; i < n && d < s->delay_max_ms; i++)
+        d *= 2;
+    return d > s->delay_max_ms ? s->delay_max_ms : d;
+}
+
+/* ---- logins ---- */
+
+static void wipe_password(struct auth_login *l)
+{
+    if (!l->pw)
+        return;
+    explicit_bzero(l->pw, l->pwlen + 1);
+    free(l->pw);
+    l->pw = NULL;
+    l->pwlen = 0;
+}
+
+static void service_destroy(struct auth_service *s);
+
+/* Frees a login whose work and timer are over; finishes a deferred
+ * auth_service_free when it was the last one. */
+static void login_free(struct auth_login *l)
+{
+    struct auth_service *s = l->s;
+
+    LIST_REMOVE(l, entry);
+    wipe_password(l);
+    explicit_bzero(&l->acct, sizeof(l->acct));
+    free(l);
+    if (s->closing && LIST_EMPTY(&s->logins))
+        service_destroy(s);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    login_free(h->data);
+}
+
+/* The login is over: its timer (if any) must be closed before the memory
+ * goes back. */
+static void login_release(struct auth_login *l)
+{
+    if (l->timer_used) {
+        if (!uv_is_closing((uv_handle_t *)&l->timer))
+            uv_close((uv_handle_t *)&l->timer, on_timer_closed);
+        return;
+    }
+    login_free(l);
+}
+
+static void login_deliver(struct auth_login *l)
+{
+    if (!l->cancelled && !l->s->closing) {
+        l->phase = LOGIN_CALLING;
+        l->cb(l->arg, l->result, l->result == AUTH_OK ? &l->acct : NULL);
+    }
+    login_release(l);
+}
+
+static void on_delay_done(uv_timer_t *t)
+{
+    login_deliver(t->data);
+}
+
+/* Thread pool: everything that may block or burn CPU. */
+static void on_work(uv_work_t *w)
+{
+    struct auth_login *l = w->data;
+    struct auth_service *s = l->s;
+    char hash[CRYPT_OUTPUT_SIZE];
+    unsigned char mac[HMAC_LEN];
+    bool verified, use_cache;
+    int r;
+
+    if (!l->addr_ok || !l->pw) {
+        /* the same cost as a wrong password */
+        (void)auth_password_verify(l->pw ? l->pw : "", s->dummy_hash);
+        l->result = AUTH_E_FAIL;
+        goto out;
+    }
+    r = auth_db_lookup(s->db, l->user, &l->acct, hash, sizeof(hash));
+    if (r == AUTH_E_NOUSER) {
+        (void)auth_password_verify(l->pw, s->dummy_hash);
+        l->result = AUTH_E_FAIL;
+        goto out;
+    }
+    if (r != AUTH_OK) {
+        l->result = AUTH_E_TEMP;
+        goto out;
+    }
+    /* disabled accounts always pay for yescrypt and are never cached */
+    use_cache = s->cache_ttl_s > 0 && !l->acct.disabled &&
+                cache_mac(s, l->acct.address, l->pw, l->pwlen, hash, mac) == 0;
+    verified = use_cache && cache_lookup(s, mac);
+    if (!verified) {
+        verified = auth_password_verify(l->pw, hash);
+        if (verified && use_cache)
+            cache_insert(s, mac);
+    }
+    if (!verified)
+        l->result = AUTH_E_FAIL;
+    else if (l->acct.disabled)
+        l->result = AUTH_E_DISABLED;
+    else
+        l->result = AUTH_OK;
+out:
+    explicit_bzero(hash, sizeof(hash));
+    explicit_bzero(mac, sizeof(mac));
+    wipe_password(l);
+}
+
+/* Loop thread: count the outcome, then answer at once or after the delay. */
+static void on_work_done(uv_work_t *w, int status)
+{
+    struct auth_login *l = w->data;
+    struct auth_service *s = l->s;
+    uint64_t delay = 0;
+    char user_key[AUTH_ADDR_MAX + 8];
+
+    if (status < 0) /* cancelled before it ran */
+        l->result = AUTH_E_TEMP;
+    snprintf(user_key, sizeof(user_key), "user:%s", l->user);
+    if (l->result == AUTH_OK) {
+        throttle_clear(s, l->ip_key);
+        throttle_clear(s, user_key);
+    } else if (l->result == AUTH_E_FAIL) {
+        /* counted even when the client already went away */
+        unsigned n_ip = throttle_fail(s, l->ip_key);
+        unsigned n_user = throttle_fail(s, user_key);
+
+        delay = failure_delay(s, n_ip > n_user ? n_ip : n_user);
+        log_info("auth failed user=%s ip=%s", l->user, l->ip);
+    } else if (l->result == AUTH_E_DISABLED) {
+        log_info("auth refused: account disabled user=%s ip=%s", l->user, l->ip);
+    } else {
+        log_warn("auth temporary failure user=%s ip=%s", l->user, l->ip);
+    }
+    if (l->result != AUTH_OK)
+        explicit_bzero(&l->acct, sizeof(l->acct));
+
+    if (delay > 0 && !l->cancelled && !s->closing) {
+        l->phase = LOGIN_DELAYING;
+        if (uv_timer_init(s->loop, &l->timer) == 0) {
+            l->timer_used = true;
+            l->timer.data = l;
+            if (uv_timer_start(&l->timer, on_delay_done, delay, 0) == 0)
+                return;
+        }
+    }
+    login_deliver(l);
+}
+
+static void format_remote(const struct sockaddr *sa, char *ip, size_t iplen, char *key,
+                          size_t keylen)
+{
+    char buf[INET6_ADDRSTRLEN];
+
+    snprintf(ip, iplen, "unknown");
+    snprintf(key, keylen, "ip:unknown");
+    if (!sa)
+        return;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+        if (inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf))) {
+            snprintf(ip, iplen, "%s", buf);
+            snprintf(key, keylen, "ip:%s", buf);
+        }
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        struct in6_addr net;
+
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+            if (inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], buf, sizeof(buf))) {
+                snprintf(ip, iplen, "%s", buf);
+                snprintf(key, keylen, "ip:%s", buf);
+            }
+            return;
+        }
+        if (inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof(buf)))
+            snprintf(ip, iplen, "%s", buf);
+        /* one IPv6 site usually owns a whole /64: throttle it as one */
+        net = in6->sin6_addr;
+        memset(&net.s6_addr[8], 0, 8);
+        if (inet_ntop(AF_INET6, &net, buf, sizeof(buf)))
+            snprintf(key, keylen, "ip:%s/64", buf);
+    }
+}
+
+struct auth_login *auth_login_start(struct auth_service *s, const char *user, size_t ulen,
+                                    const char *pw, size_t pwlen, const struct sockaddr *remote,
+                                    auth_login_cb cb, void *arg)
+{
+    struct auth_login *l;
+
+    if (s->closing)
+        return NULL;
+    l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    l->s = s;
+    l->cb = cb;
+    l->arg = arg;
+    l->phase = LOGIN_WORKING;
+    l->work.data = l;
+    l->addr_ok =
+        auth_normalize_address(user, ulen, s->default_domain, l->user, sizeof(l->user)) == AUTH_OK;
+    if (!l->addr_ok) {
+        /* still throttled and logged under (a bounded copy of) its name */
+        size_t n = ulen < sizeof(l->user) - 1 ? ulen : sizeof(l->user) - 1;
+
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)user[i];
+
+            l->user[i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+        }
+        l->user[n] = '\0';
+    }
+    format_remote(remote, l->ip, sizeof(l->ip), l->ip_key, sizeof(l->ip_key));
+    /* a password with a NUL would be cut short by crypt: never matches */
+    if (pw && pwlen <= AUTH_PASSWORD_MAX && !memchr(pw, '\0', pwlen)) {
+        l->pw = malloc(pwlen + 1);
+        if (!l->pw) {
+            free(l);
+            return NULL;
+        }
+        memcpy(l->pw, pw, pwlen);
+        l->pw[pwlen] = '\0';
+        l->pwlen = pwlen;
+    }
+    LIST_INSERT_HEAD(&s->logins, l, entry);
+    if (uv_queue_work(s->loop, &l->work, on_work, on_work_done) != 0) {
+        LIST_REMOVE(l, entry);
+        wipe_password(l);
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void auth_login_cancel(struct auth_login *l)
+{
+    if (!l || l->cancelled)
+        return;
+    l->cancelled = true;
+    switch (l->phase) {
+    case LOGIN_WORKING:
+        /* on_work_done frees it; if it has not started, it never will */
+        uv_cancel((uv_req_t *)&l->work);
+        break;
+    case LOGIN_DELAYING:
+        uv_timer_stop(&l->timer);
+        login_release(l);
+        break;
+    case LOGIN_CALLING:
+        /* login_deliver frees it when the callback returns */
+        break;
+    }
+}
+
+/* ---- service ---- */
+
+int auth_service_new(uv_loop_t *loop, const struct auth_service_opts *o, struct auth_service **out,
+                     char *err, size_t errlen)
+{
+    struct auth_service *s;
+    unsigned char rnd[24];
+    char dummy_pw[sizeof(rnd) * 2 + 1];
+
+    *out = NULL;
+    s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return AUTH_E_TEMP;
+    }
+    s->loop = loop;
+    s->cache_ttl_s = o->cache_ttl_s;
+    s->delay_ms = o->failure_delay_ms;
+    s->delay_max_ms = o->failure_delay_max_ms < o->failure_delay_ms ? o->failure_delay_ms
+                                                                    : o->failure_delay_max_ms;
+    snprintf(s->default_domain, sizeof(s->default_domain), "%s",
+             o->default_domain ? o->default_domain : "");
+    TAILQ_INIT(&s->cache_order);
+    TAILQ_INIT(&s->thr_order);
+    LIST_INIT(&s->logins);
+    if (pthread_mutex_init(&s->cache_mu, NULL) != 0) {
+        snprintf(err, errlen, "cannot create a mutex");
+        free(s);
+        return AUTH_E_TEMP;
+    }
+    s->cache_buckets = calloc(CACHE_BUCKETS, sizeof(*s->cache_buckets));
+    s->thr_buckets = calloc(THROTTLE_BUCKETS, sizeof(*s->thr_buckets));
+    if (!s->cache_buckets || !s->thr_buckets) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (gnutls_rnd(GNUTLS_RND_KEY, s->key, sizeof(s->key)) < 0 ||
+        gnutls_rnd(GNUTLS_RND_RANDOM, rnd, sizeof(rnd)) < 0) {
+        snprintf(err, errlen, "no random numbers from GnuTLS");
+        goto fail;
+    }
+    /* the dummy hash for unknown users: same method and cost as real ones */
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(dummy_pw + 2 * i, 3, "%02x", rnd[i]);
+    if (auth_password_hash(dummy_pw, s->dummy_hash, sizeof(s->dummy_hash)) != AUTH_OK) {
+        snprintf(err, errlen, "cannot hash with libxcrypt");
+        goto fail;
+    }
+    explicit_bzero(dummy_pw, sizeof(dummy_pw));
+    explicit_bzero(rnd, sizeof(rnd));
+    if (auth_db_open(o->data_dir, &s->db, err, errlen) != AUTH_OK)
+        goto fail;
+    *out = s;
+    return AUTH_OK;
+fail:
+    explicit_bzero(dummy_pw, sizeof(dummy_pw));
+    service_destroy(s);
+    return AUTH_E_TEMP;
+}
+
+static void service_destroy(struct auth_service *s)
+{
+    struct cache_entry *c;
+    struct throttle_entry *t;
+
+    while ((c = TAILQ_FIRST(&s->cache_order)))
+        cache_remove(s, c);
+    while ((t = TAILQ_FIRST(&s->thr_order)))
+        throttle_remove(s, t);
+    free(s->cache_buckets);
+    free(s->thr_buckets);
+    auth_db_close(s->db);
+    pthread_mutex_destroy(&s->cache_mu);
+    explicit_bzero(s->key, sizeof(s->key));
+    free(s);
+}
+
+/* Logins still pending are cancelled: their callbacks are not called. The
+ * service's memory goes back now when nothing is pending, otherwise when the
+ * last pending work or timer ends, which needs the loop to run again (as it
+ * must anyway to close handles). If the loop never runs again, that memory
+ * is leaked, never touched. Callers normally cancel their logins first. */
+void auth_service_free(struct auth_service *s)
+{
+    struct auth_login *l, *next;
+
+    if (!s || s->closing)
+        return;
+    s->closing = true;
+    for (l = LIST_FIRST(&s->logins); l; l = next) {
+        next = LIST_NEXT(l, entry);
+        auth_login_cancel(l);
+    }
+    if (LIST_EMPTY(&s->logins))
+        service_destroy(s);
+}

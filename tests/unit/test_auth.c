@@ -1,0 +1,545 @@
+/* Unit tests of the auth module: address normalization, password hashing,
+ * the account database in a temporary directory, and the login service end
+ * to end on a real libuv loop (results, throttling delay, cache, cancel). */
+#include "auth/auth.h"
+#include "auth/auth_priv.h"
+
+#include <arpa/inet.h>
+#include <crypt.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int failures;
+static int checks;
+
+#define CHECK(cond, what)                                                                          \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        if (cond) {                                                                                \
+            printf("ok   %s\n", what);                                                             \
+        } else {                                                                                   \
+            printf("FAIL %s (%s:%d)\n", what, __FILE__, __LINE__);                                 \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+static char tmpdir[256];
+
+/* ---- addresses ---- */
+
+static void test_normalize(void)
+{
+    static const struct {
+        const char *in, *dom, *out; /* out NULL: refused */
+    } v[] = {
+        {"alice@example.org", "", "alice@example.org"},
+        {"Alice@Example.ORG", "", "alice@example.org"},
+        {"alice", "example.org", "alice@example.org"},
+        {"ALICE", "Example.Org", "alice@example.org"},
+        {"alice", "", NULL},
+        {"a.b+tag@sub.example.org", "", "a.b+tag@sub.example.org"},
+        {"o'brien@example.org", "", NULL},
+        {"a b@example.org", "", NULL},
+        {"a/b@example.org", "", NULL},
+        {"a\\b@example.org", "", NULL},
+        {"\"ab\"@example.org", "", NULL},
+        {"a@b@example.org", "", NULL},
+        {"@example.org", "", NULL},
+        {"alice@", "", NULL},
+        {"alice@.org", "", NULL},
+        {"alice@example..org", "", NULL},
+        {"alice@-example.org", "", NULL},
+        {"alice@example.org.", "", NULL},
+        {".alice@example.org", "", NULL},
+        {"al..ice@example.org", "", NULL},
+        {"alice\t@example.org", "", NULL},
+        {"alice\x7f@example.org", "", NULL},
+        {"al\xc3\xa9@example.org", "", NULL},
+        {"", "example.org", NULL},
+        {"../x", "example.org", NULL},
+    };
+    char out[AUTH_ADDR_MAX], what[160];
+
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        int r = auth_normalize_address(v[i].in, strlen(v[i].in), v[i].dom, out, sizeof(out));
+
+        snprintf(what, sizeof(what), "normalize #%zu -> %s", i, v[i].out ? v[i].out : "refused");
+        if (v[i].out)
+            CHECK(r == AUTH_OK && strcmp(out, v[i].out) == 0, what);
+        else
+            CHECK(r == AUTH_E_BADADDR, what);
+    }
+    CHECK(auth_normalize_address("a\0b@x.org", 9, "", out, sizeof(out)) == AUTH_E_BADADDR,
+          "normalize refuses an embedded NUL");
+
+    char longaddr[400];
+    memset(longaddr, 'a', sizeof(longaddr));
+    memcpy(longaddr + 300, "@example.org", 12);
+    CHECK(auth_normalize_address(longaddr, 312, "", out, sizeof(out)) == AUTH_E_BADADDR,
+          "normalize refuses an over-long address");
+    memcpy(longaddr + 65, "@example.org", 12);
+    CHECK(auth_normalize_address(longaddr, 77, "", out, sizeof(out)) == AUTH_E_BADADDR,
+          "normalize refuses a local part over 64");
+    CHECK(auth_normalize_address("alice@example.org", 17, "", out, 10) == AUTH_E_BADADDR,
+          "normalize refuses a short output buffer");
+}
+
+/* ---- passwords ---- */
+
+static void test_password(void)
+{
+    char h[CRYPT_OUTPUT_SIZE], h2[CRYPT_OUTPUT_SIZE], err[128];
+
+    CHECK(auth_password_hash("correct horse", h, sizeof(h)) == AUTH_OK, "hash a password");
+    CHECK(strncmp(h, "$y$", 3) == 0, "hash is yescrypt ($y$)");
+    CHECK(auth_password_verify("correct horse", h), "verify the right password");
+    CHECK(!auth_password_verify("correct horsf", h), "refuse a wrong password");
+    CHECK(!auth_password_verify("correct hors", h), "refuse a prefix of the password");
+    CHECK(!auth_password_verify("", h), "refuse an empty password");
+    CHECK(!auth_password_verify("correct horse", ""), "refuse against an empty hash");
+    CHECK(!auth_password_verify("correct horse", "*"), "refuse against a locked hash");
+    CHECK(auth_password_hash("correct horse", h2, sizeof(h2)) == AUTH_OK && strcmp(h, h2) != 0,
+          "two hashes of one password differ (salt)");
+    CHECK(auth_password_hash("", h2, sizeof(h2)) == AUTH_OK && auth_password_verify("", h2) &&
+              !auth_password_verify("x", h2),
+          "empty password hashes and verifies (policy is separate)");
+
+    CHECK(auth_password_check("goodpassword", 12, err, sizeof(err)) == AUTH_OK,
+          "check accepts a good password");
+    CHECK(auth_password_check("", 0, err, sizeof(err)) == AUTH_E_WEAKPW && err[0],
+          "check refuses an empty password");
+    CHECK(auth_password_check("short", 5, err, sizeof(err)) == AUTH_E_WEAKPW,
+          "check refuses a short password");
+    CHECK(auth_password_check("12345678", 8, err, sizeof(err)) == AUTH_OK,
+          "check accepts the minimum length");
+    CHECK(auth_password_check("good\npassword", 13, err, sizeof(err)) == AUTH_E_WEAKPW,
+          "check refuses LF");
+    CHECK(auth_password_check("good\rpassword", 13, err, sizeof(err)) == AUTH_E_WEAKPW,
+          "check refuses CR");
+    CHECK(auth_password_check("good\0password", 13, err, sizeof(err)) == AUTH_E_WEAKPW,
+          "check refuses NUL");
+    char *big = malloc(AUTH_PASSWORD_MAX + 2);
+    if (big) {
+        memset(big, 'x', AUTH_PASSWORD_MAX + 1);
+        CHECK(auth_password_check(big, AUTH_PASSWORD_MAX, err, sizeof(err)) == AUTH_OK,
+              "check accepts the maximum length");
+        CHECK(auth_password_check(big, AUTH_PASSWORD_MAX + 1, err, sizeof(err)) == AUTH_E_WEAKPW,
+              "check refuses an over-long password");
+        free(big);
+    }
+}
+
+/* ---- account database ---- */
+
+static int list_cb(const struct auth_account *a, void *arg)
+{
+    char *buf = arg;
+    size_t n = strlen(buf);
+
+    snprintf(buf + n, 512 - n, "%s%s", n ? "," : "", a->address);
+    return 0;
+}
+
+static int list_stop_cb(const struct auth_account *a, void *arg)
+{
+    (*(int *)arg)++;
+    return 1;
+}
+
+static void test_db(void)
+{
+    struct auth_db *db = NULL;
+    struct auth_account a, b;
+    char err[256], hash[CRYPT_OUTPUT_SIZE], list[512] = "";
+    int64_t bob_id;
+    int n = 0;
+
+    CHECK(auth_db_open(tmpdir, &db, err, sizeof(err)) == AUTH_OK, "open the account database");
+    if (!db) {
+        printf("  %s\n", err);
+        return;
+    }
+    CHECK(auth_user_add(db, "bob@example.org", "bobpassword", 0, &a) == AUTH_OK && a.id > 0 &&
+              strcmp(a.address, "bob@example.org") == 0 && !a.disabled && a.created > 0,
+          "add bob");
+    bob_id = a.id;
+    CHECK(auth_user_add(db, "alice@example.org", "alicepassword", 1048576, &b) == AUTH_OK &&
+              b.id > bob_id && b.quota_bytes == 1048576,
+          "add alice with a quota");
+    CHECK(auth_user_add(db, "BOB@example.org", "otherpassword", 0, NULL) == AUTH_E_EXISTS,
+          "add refuses a duplicate (any case)");
+    CHECK(auth_user_add(db, "carol@example.org", "short", 0, NULL) == AUTH_E_WEAKPW,
+          "add refuses a weak password");
+    CHECK(auth_user_get(db, "bob@example.org", &a) == AUTH_OK && a.id == bob_id, "get bob");
+    CHECK(auth_user_get(db, "nobody@example.org", &a) == AUTH_E_NOUSER, "get unknown");
+
+    CHECK(auth_db_lookup(db, "bob@example.org", &a, hash, sizeof(hash)) == AUTH_OK &&
+              auth_password_verify("bobpassword", hash),
+          "stored hash verifies bob's password");
+    CHECK(auth_user_passwd(db, "bob@example.org", "newbobpassword") == AUTH_OK, "passwd bob");
+    CHECK(auth_db_lookup(db, "bob@example.org", &a, hash, sizeof(hash)) == AUTH_OK &&
+              auth_password_verify("newbobpassword", hash) &&
+              !auth_password_verify("bobpassword", hash),
+          "new hash verifies only the new password");
+    CHECK(auth_user_passwd(db, "nobody@example.org", "whateverpw") == AUTH_E_NOUSER,
+          "passwd unknown");
+    CHECK(auth_user_passwd(db, "bob@example.org", "") == AUTH_E_WEAKPW, "passwd refuses empty");
+
+    CHECK(auth_user_set_disabled(db, "bob@example.org", true) == AUTH_OK &&
+              auth_user_get(db, "bob@example.org", &a) == AUTH_OK && a.disabled,
+          "disable bob");
+    CHECK(auth_user_set_disabled(db, "bob@example.org", false) == AUTH_OK &&
+              auth_user_get(db, "bob@example.org", &a) == AUTH_OK && !a.disabled,
+          "enable bob");
+    CHECK(auth_user_set_disabled(db, "nobody@example.org", true) == AUTH_E_NOUSER,
+          "disable unknown");
+    CHECK(auth_user_set_quota(db, "bob@example.org", 500u << 20) == AUTH_OK &&
+              auth_user_get(db, "bob@example.org", &a) == AUTH_OK && a.quota_bytes == 500u << 20,
+          "set bob's quota");
+    CHECK(auth_user_set_quota(db, "nobody@example.org", 1) == AUTH_E_NOUSER, "quota unknown");
+
+    CHECK(auth_user_list(db, list_cb, list) == AUTH_OK &&
+              strcmp(list, "alice@example.org,bob@example.org") == 0,
+          "list in address order");
+    CHECK(auth_user_list(db, list_stop_cb, &n) == AUTH_OK && n == 1,
+          "list stops when the callback asks");
+
+    CHECK(auth_user_del(db, "BOB@example.org", &a) == AUTH_OK && a.id == bob_id,
+          "delete bob (any case) returns his id");
+    CHECK(auth_user_get(db, "bob@example.org", &a) == AUTH_E_NOUSER, "bob is gone");
+    CHECK(auth_user_del(db, "bob@example.org", &a) == AUTH_E_NOUSER, "delete unknown");
+
+    /* the highest id is the one deleted last: AUTOINCREMENT must not reuse it */
+    CHECK(auth_user_del(db, "alice@example.org", &b) == AUTH_OK, "delete alice");
+    CHECK(auth_user_add(db, "alice@example.org", "alicepassword", 0, &a) == AUTH_OK && a.id > b.id,
+          "ids are never reused");
+    CHECK(auth_user_del(db, "alice@example.org", NULL) == AUTH_OK, "delete alice again");
+    auth_db_close(db);
+}
+
+/* ---- login service ---- */
+
+struct result {
+    bool called;
+    int calls;
+    int result;
+    struct auth_account acct;
+    uint64_t t_done;
+    struct auth_login *self; /* for cancel-in-callback */
+    bool cancel_in_cb;
+};
+
+static void on_login(void *arg, int result, const struct auth_account *acct)
+{
+    struct result *r = arg;
+
+    r->called = true;
+    r->calls++;
+    r->result = result;
+    r->t_done = uv_hrtime();
+    if (acct)
+        r->acct = *acct;
+    if (r->cancel_in_cb)
+        auth_login_cancel(r->self);
+}
+
+static struct sockaddr_in ip4(const char *a)
+{
+    struct sockaddr_in sin;
+
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(40000);
+    inet_pton(AF_INET, a, &sin.sin_addr);
+    return sin;
+}
+
+/* Runs one login to completion; returns its result, elapsed ms in *ms. */
+static int login(uv_loop_t *loop, struct auth_service *s, const char *user, const char *pw,
+                 const char *ip, uint64_t *ms, struct auth_account *acct)
+{
+    struct sockaddr_in sin = ip4(ip);
+    struct result r;
+    uint64_t t0 = uv_hrtime();
+
+    memset(&r, 0, sizeof(r));
+    if (!auth_login_start(s, user, strlen(user), pw, strlen(pw), (struct sockaddr *)&sin, on_login,
+                          &r))
+        return 99;
+    uv_run(loop, UV_RUN_DEFAULT);
+    if (!r.called || r.calls != 1)
+        return 98;
+    if (ms)
+        *ms = (r.t_done - t0) / 1000000;
+    if (acct)
+        *acct = r.acct;
+    return r.result;
+}
+
+struct delay_probe {
+    uv_timer_t poll;
+    struct auth_login *l;
+    bool cancelled;
+};
+
+static void find_delay_timer(uv_handle_t *h, void *arg)
+{
+    bool *found = arg;
+    struct delay_probe *p = h->loop->data;
+
+    if (h->type == UV_TIMER && h != (uv_handle_t *)&p->poll && uv_is_active(h))
+        *found = true;
+}
+
+/* Polls until the login's delay timer runs, then cancels it there. */
+static void on_probe(uv_timer_t *t)
+{
+    struct delay_probe *p = t->loop->data;
+    bool found = false;
+
+    uv_walk(t->loop, find_delay_timer, &found);
+    if (found) {
+        auth_login_cancel(p->l);
+        p->cancelled = true;
+        uv_close((uv_handle_t *)&p->poll, NULL);
+    }
+}
+
+static void test_service(void)
+{
+    struct auth_service_opts o = {
+        .data_dir = tmpdir,
+        .default_domain = "example.org",
+        .cache_ttl_s = 60,
+        .failure_delay_ms = 100,
+        .failure_delay_max_ms = 400,
+    };
+    struct auth_service *s = NULL;
+    struct auth_db *db = NULL;
+    struct auth_account acct;
+    uv_loop_t loop;
+    char err[256];
+    uint64_t ms = 0;
+    unsigned long calls;
+    int r;
+
+    uv_loop_init(&loop);
+    CHECK(auth_db_open(tmpdir, &db, err, sizeof(err)) == AUTH_OK, "admin connection opened");
+    if (!db)
+        return;
+    CHECK(auth_user_add(db, "dave@example.org", "davepassword", 0, &acct) == AUTH_OK, "add dave");
+    CHECK(auth_user_add(db, "erin@example.org", "erinpassword", 0, NULL) == AUTH_OK, "add erin");
+    CHECK(auth_service_new(&loop, &o, &s, err, sizeof(err)) == AUTH_OK, "service started");
+    if (!s) {
+        printf("  %s\n", err);
+        auth_db_close(db);
+        return;
+    }
+
+    r = login(&loop, s, "Dave", "davepassword", "192.0.2.1", &ms, &acct);
+    CHECK(r == AUTH_OK && strcmp(acct.address, "dave@example.org") == 0 && acct.id > 0,
+          "right password: OK, name completed with default_domain");
+
+    calls = auth_crypt_calls();
+    r = login(&loop, s, "dave@example.org", "davepassword", "192.0.2.1", &ms, NULL);
+    CHECK(r == AUTH_OK && auth_crypt_calls() == calls, "second login answered by the cache");
+
+    calls = auth_crypt_calls();
+    r = login(&loop, s, "dave@example.org", "wrongpassword", "192.0.2.2", &ms, NULL);
+    CHECK(r == AUTH_E_FAIL, "wrong password: FAIL");
+    CHECK(ms >= 100, "wrong password: callback delayed by at least 100 ms");
+    CHECK(auth_crypt_calls() == calls + 1, "wrong password runs yescrypt (not cached)");
+    r = login(&loop, s, "dave@example.org", "wrongpassword", "192.0.2.2", &ms, NULL);
+    CHECK(r == AUTH_E_FAIL && ms >= 200, "second failure: delay doubled (>= 200 ms)");
+    r = login(&loop, s, "dave@example.org", "wrongpassword", "192.0.2.3", &ms, NULL);
+    CHECK(r == AUTH_E_FAIL && ms >= 400, "third failure on the account from a new ip: >= 400 ms");
+
+    calls = auth_crypt_calls();
+    r = login(&loop, s, "nobody@example.org", "whatever1", "192.0.2.4", &ms, NULL);
+    CHECK(r == AUTH_E_FAIL && ms >= 100, "unknown user: FAIL, delayed");
+    CHECK(auth_crypt_calls() == calls + 1, "unknown user runs yescrypt on the dummy hash");
+    calls = auth_crypt_calls();
+    r = login(&loop, s, "bad/name", "whatever1", "192.0.2.5", &ms, NULL);
+    CHECK(r == AUTH_E_FAIL && auth_crypt_calls() == calls + 1,
+          "invalid name: FAIL, same cost as a wrong password");
+    r = login(&loop, s, "dave@example.org", "", "192.0.2.6", &ms, NULL);
+    CHECK(r == AUTH_E_FAIL, "empty password: FAIL");
+
+    /* a success clears the account's failures, then the cache still works */
+    r = login(&loop, s, "dave@example.org", "davepassword", "192.0.2.7", &ms, NULL);
+    CHECK(r == AUTH_OK, "right password after failures: OK");
+
+    /* disabled */
+    auth_user_set_disabled(db, "erin@example.org", true);
+    r = login(&loop, s, "erin@example.org", "erinpassword", "192.0.2.8", &ms, NULL);
+    CHECK(r == AUTH_E_DISABLED, "disabled, right password: DISABLED");
+    r = login(&loop, s, "erin@example.org", "wrongpassword", "192.0.2.8", &ms, NULL);
+    CHECK(r == AUTH_E_FAIL, "disabled, wrong password: FAIL");
+    calls = auth_crypt_calls();
+    r = login(&loop, s, "erin@example.org", "erinpassword", "192.0.2.8", &ms, NULL);
+    CHECK(r == AUTH_E_DISABLED && auth_crypt_calls() == calls + 1,
+          "disabled account never answered by the cache");
+    auth_user_set_disabled(db, "erin@example.org", false);
+    r = login(&loop, s, "erin@example.org", "erinpassword", "192.0.2.8", &ms, NULL);
+    CHECK(r == AUTH_OK, "enabled again: OK");
+
+    /* passwd invalidates the cache */
+    calls = auth_crypt_calls();
+    r = login(&loop, s, "erin@example.org", "erinpassword", "192.0.2.8", &ms, NULL);
+    CHECK(r == AUTH_OK && auth_crypt_calls() == calls, "erin cached");
+    CHECK(auth_user_passwd(db, "erin@example.org", "erinnewpassword") == AUTH_OK,
+          "passwd erin while the service runs");
+    calls = auth_crypt_calls();
+    r = login(&loop, s, "erin@example.org", "erinpassword", "192.0.2.9", &ms, NULL);
+    CHECK(r == AUTH_E_FAIL && auth_crypt_calls() == calls + 1,
+          "old password refused after passwd (cache not used)");
+    r = login(&loop, s, "erin@example.org", "erinnewpassword", "192.0.2.9", &ms, NULL);
+    CHECK(r == AUTH_OK, "new password accepted at once");
+
+    /* deleted row never matches the cache */
+    r = login(&loop, s, "dave@example.org", "davepassword", "192.0.2.10", &ms, NULL);
+    CHECK(r == AUTH_OK, "dave cached before delete");
+    auth_user_del(db, "dave@example.org", NULL);
+    r = login(&loop, s, "dave@example.org", "davepassword", "192.0.2.10", &ms, NULL);
+    CHECK(r == AUTH_E_FAIL, "deleted account: FAIL");
+
+    /* cancel while the work runs: no callback */
+    {
+        struct sockaddr_in sin = ip4("192.0.2.11");
+        struct result res;
+        struct auth_login *l;
+
+        memset(&res, 0, sizeof(res));
+        l = auth_login_start(s, "erin", 4, "erinnewpassword", 15, (struct sockaddr *)&sin, on_login,
+                             &res);
+        CHECK(l != NULL, "login started");
+        auth_login_cancel(l);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        CHECK(!res.called, "cancel during the work: no callback");
+    }
+    /* cancel during the failure delay */
+    {
+        struct sockaddr_in sin = ip4("192.0.2.12");
+        struct delay_probe p;
+        struct result res;
+
+        memset(&res, 0, sizeof(res));
+        memset(&p, 0, sizeof(p));
+        loop.data = &p;
+        p.l = auth_login_start(s, "erin", 4, "badpassword", 11, (struct sockaddr *)&sin, on_login,
+                               &res);
+        uv_timer_init(&loop, &p.poll);
+        uv_timer_start(&p.poll, on_probe, 2, 2);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        CHECK(p.cancelled && !res.called, "cancel during the delay: no callback");
+        loop.data = NULL;
+    }
+    /* cancel from inside the callback */
+    {
+        struct sockaddr_in sin = ip4("192.0.2.13");
+        struct result res;
+
+        memset(&res, 0, sizeof(res));
+        res.cancel_in_cb = true;
+        res.self = auth_login_start(s, "erin", 4, "erinnewpassword", 15, (struct sockaddr *)&sin,
+                                    on_login, &res);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        CHECK(res.calls == 1 && res.result == AUTH_OK, "cancel inside the callback is harmless");
+    }
+    /* several at once on the thread pool */
+    {
+        struct sockaddr_in sin = ip4("192.0.2.14");
+        struct result res[6];
+        int ok = 0;
+
+        memset(res, 0, sizeof(res));
+        for (int i = 0; i < 6; i++) {
+            const char *pw = i % 2 ? "erinnewpassword" : "erinpasswordx";
+
+            auth_login_start(s, "erin", 4, pw, strlen(pw), (struct sockaddr *)&sin, on_login,
+                             &res[i]);
+        }
+        uv_run(&loop, UV_RUN_DEFAULT);
+        for (int i = 0; i < 6; i++)
+            ok += res[i].calls == 1 && res[i].result == (i % 2 ? AUTH_OK : AUTH_E_FAIL);
+        CHECK(ok == 6, "parallel logins each answered once, correctly");
+    }
+    /* freeing the service with a login pending */
+    {
+        struct sockaddr_in sin = ip4("192.0.2.15");
+        struct result res;
+
+        memset(&res, 0, sizeof(res));
+        auth_login_start(s, "erin", 4, "erinnewpassword", 15, (struct sockaddr *)&sin, on_login,
+                         &res);
+        auth_service_free(s);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        CHECK(!res.called, "service freed with a pending login: no callback");
+    }
+    CHECK(uv_loop_close(&loop) == 0, "loop closes: no handle left behind");
+    auth_db_close(db);
+}
+
+/* A service with the cache off and no delay still answers correctly. */
+static void test_service_nocache(void)
+{
+    struct auth_service_opts o = {
+        .data_dir = tmpdir,
+        .default_domain = "",
+        .cache_ttl_s = 0,
+        .failure_delay_ms = 0,
+        .failure_delay_max_ms = 0,
+    };
+    struct auth_service *s = NULL;
+    uv_loop_t loop;
+    char err[256];
+    unsigned long calls;
+    int r;
+
+    uv_loop_init(&loop);
+    CHECK(auth_service_new(&loop, &o, &s, err, sizeof(err)) == AUTH_OK, "service without cache");
+    if (!s)
+        return;
+    r = login(&loop, s, "erin@example.org", "erinnewpassword", "198.51.100.1", NULL, NULL);
+    calls = auth_crypt_calls();
+    r = login(&loop, s, "erin@example.org", "erinnewpassword", "198.51.100.1", NULL, NULL);
+    CHECK(r == AUTH_OK && auth_crypt_calls() == calls + 1, "no cache: yescrypt every time");
+    r = login(&loop, s, "erin", "erinnewpassword", "198.51.100.1", NULL, NULL);
+    CHECK(r == AUTH_E_FAIL, "no default_domain: a bare name fails");
+    auth_service_free(s);
+    CHECK(uv_loop_close(&loop) == 0, "loop closes");
+}
+
+static void cleanup(void)
+{
+    char p[512];
+    static const char *files[] = {"accounts.sqlite", "accounts.sqlite-wal", "accounts.sqlite-shm"};
+
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", tmpdir, files[i]);
+        unlink(p);
+    }
+    rmdir(tmpdir);
+}
+
+int main(void)
+{
+    const char *t = getenv("TMPDIR");
+
+    snprintf(tmpdir, sizeof(tmpdir), "%s/coffre-test-auth-XXXXXX", t && *t ? t : "/tmp");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_normalize();
+    test_password();
+    test_db();
+    test_service();
+    test_service_nocache();
+    cleanup();
+    printf("%d checks, %d failed\n", checks, failures);
+    return failures ? 1 : 0;
+}
