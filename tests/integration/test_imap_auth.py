@@ -1,0 +1,430 @@
+"""IMAP: greeting and capabilities before and after TLS, STARTTLS (and the
+command-injection class of bugs), LOGIN and AUTHENTICATE PLAIN/LOGIN refused
+in clear and working over TLS, failures identical and delayed."""
+import base64
+import imaplib
+import statistics
+import ssl
+import time
+
+import harness
+from harness import ServerTestCase, close_quietly, imap_capability, caps_from_code, imap_quote, timed
+
+USER = 'alice@example.org'
+PASS = 'correct horse battery staple'
+FAIL_LINE = '%s NO [AUTHENTICATIONFAILED] Authentication failed.'
+
+
+def b64(s):
+    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+
+def plain_ir(authc, password, authz=''):
+    return b64('%s\0%s\0%s' % (authz, authc, password))
+
+
+class ImapPlaintext(ServerTestCase):
+    """Port 143 before and across STARTTLS."""
+
+    @classmethod
+    def setUpServer(cls):
+        cls.server.add_user(USER, PASS)
+
+    def test_greeting_before_tls(self):
+        with self.server.raw('imap') as c:
+            g = c.line()
+            self.assertRegex(g, r'^\* OK \[CAPABILITY [^\]]*\] coffre ready\.$')
+            caps = caps_from_code(g)
+            self.assertIn('IMAP4REV1', caps)
+            self.assertIn('STARTTLS', caps)
+            self.assertIn('LOGINDISABLED', caps)
+            self.assertFalse([x for x in caps if x.startswith('AUTH=')], caps)
+
+    def test_capability_before_tls(self):
+        with self.server.raw('imap') as c:
+            c.line()
+            caps = imap_capability(c)
+            self.assertIn('IMAP4REV1', caps)
+            self.assertIn('STARTTLS', caps)
+            self.assertIn('LOGINDISABLED', caps)
+            self.assertFalse([x for x in caps if x.startswith('AUTH=')], caps)
+
+    def test_noop_and_logout(self):
+        with self.server.raw('imap') as c:
+            c.line()
+            _, t = c.cmd('a1', 'NOOP')
+            self.assertTrue(t.startswith('a1 OK'), t)
+            untagged, t = c.cmd('a2', 'LOGOUT')
+            self.assertTrue(t.startswith('a2 OK'), t)
+            self.assertTrue(any(u.startswith('* BYE') for u in untagged), untagged)
+            self.assertEqual(c.read_until_eof(), b'')
+
+    def test_unknown_command_is_bad(self):
+        with self.server.raw('imap') as c:
+            c.line()
+            _, t = c.cmd('a1', 'FROBNICATE now')
+            self.assertTrue(t.startswith('a1 BAD'), t)
+            _, t = c.cmd('a2', 'NOOP')
+            self.assertTrue(t.startswith('a2 OK'), t)
+
+    def test_login_refused_before_tls(self):
+        # The right password: refused without being checked.
+        with self.server.raw('imap') as c:
+            c.line()
+            _, t = c.cmd('a1', 'LOGIN %s %s' % (imap_quote(USER), imap_quote(PASS)))
+            self.assertTrue(t.startswith('a1 NO [PRIVACYREQUIRED]'), t)
+            _, t = c.cmd('a2', 'NOOP')
+            self.assertTrue(t.startswith('a2 OK'), t)
+
+    def test_authenticate_plain_refused_before_tls(self):
+        with self.server.raw('imap') as c:
+            c.line()
+            _, t = c.cmd('a1', 'AUTHENTICATE PLAIN ' + plain_ir(USER, PASS))
+            self.assertTrue(t.startswith('a1 NO [PRIVACYREQUIRED]'), t)
+            # Without SASL-IR: refused before any continuation is offered.
+            c.send('a2 AUTHENTICATE PLAIN\r\n')
+            t = c.line()
+            self.assertTrue(t.startswith('a2 NO [PRIVACYREQUIRED]'), t)
+
+    def test_authenticate_login_refused_before_tls(self):
+        with self.server.raw('imap') as c:
+            c.line()
+            c.send('a1 AUTHENTICATE LOGIN\r\n')
+            t = c.line()
+            self.assertTrue(t.startswith('a1 NO [PRIVACYREQUIRED]'), t)
+
+    def test_imaplib_login_refused_before_tls(self):
+        m = self.server.imap_plain()
+        try:
+            self.assertIn('LOGINDISABLED', m.capabilities)
+            with self.assertRaises(imaplib.IMAP4.error) as cm:
+                m.login(USER, PASS)
+            self.assertIn('PRIVACYREQUIRED', str(cm.exception))
+        finally:
+            close_quietly(m)
+
+    def _starttls(self, c):
+        c.line()
+        c.send('a1 STARTTLS\r\n')
+        t = c.line()
+        self.assertEqual(t, 'a1 OK Begin TLS negotiation now.')
+        self.assertEqual(c.pending(), b'', 'plaintext after the STARTTLS reply')
+        c.starttls(self.server.ctx())
+        return c
+
+    def test_starttls_upgrade(self):
+        with self.server.raw('imap') as c:
+            self._starttls(c)
+            self.assertEqual(c.sock.version() in ('TLSv1.2', 'TLSv1.3'), True, c.sock.version())
+            caps = imap_capability(c, 'a2')
+            self.assertIn('IMAP4REV1', caps)
+            self.assertIn('AUTH=PLAIN', caps)
+            self.assertIn('AUTH=LOGIN', caps)
+            self.assertIn('SASL-IR', caps)
+            self.assertNotIn('STARTTLS', caps)
+            self.assertNotIn('LOGINDISABLED', caps)
+            _, t = c.cmd('a3', 'STARTTLS')
+            self.assertTrue(t.startswith('a3 BAD'), t)
+            _, t = c.cmd('a4', 'LOGIN %s %s' % (imap_quote(USER), imap_quote(PASS)))
+            self.assertTrue(t.startswith('a4 OK [CAPABILITY '), t)
+            self.assertIn('Logged in', t)
+
+    def test_starttls_injection_noop_discarded(self):
+        with self.server.raw('imap') as c:
+            c.line()
+            c.send('a STARTTLS\r\nb NOOP\r\n')
+            t = c.line()
+            self.assertTrue(t.startswith('a OK'), t)
+            # Nothing in clear after the OK: an answer to b would be here
+            # (or would corrupt the handshake below).
+            self.assertEqual(c.pending(), b'')
+            c.starttls(self.server.ctx())
+            untagged, t = c.cmd('c', 'NOOP')
+            self.assertTrue(t.startswith('c OK'), t)
+            self.assertFalse([u for u in untagged if u.startswith('b ')],
+                             'injected command answered inside TLS: %r' % untagged)
+            untagged, t = c.cmd('d', 'LOGOUT')
+            rest = c.read_until_eof().decode('utf-8', 'replace')
+            self.assertNotIn('\nb ', '\n' + '\n'.join(untagged) + '\n' + rest)
+
+    def test_starttls_injection_login_not_executed(self):
+        # An injected LOGIN must not authenticate the session: the LOGIN sent
+        # inside TLS afterwards must find the session not yet logged in.
+        with self.server.raw('imap') as c:
+            c.line()
+            c.send('a STARTTLS\r\nb LOGIN %s %s\r\n' % (imap_quote(USER), imap_quote(PASS)))
+            t = c.line()
+            self.assertTrue(t.startswith('a OK'), t)
+            self.assertEqual(c.pending(), b'')
+            c.starttls(self.server.ctx())
+            untagged, t = c.cmd('c', 'LOGIN %s %s' % (imap_quote(USER), imap_quote(PASS)))
+            self.assertFalse([u for u in untagged if u.startswith('b ')], untagged)
+            self.assertTrue(t.startswith('c OK'), t)
+
+    def test_imaplib_starttls_login(self):
+        m = self.server.imap_plain()
+        try:
+            self.assertIn('STARTTLS', m.capabilities)
+            m.starttls(ssl_context=self.server.ctx())
+            self.assertNotIn('LOGINDISABLED', m.capabilities)
+            self.assertIn('AUTH=PLAIN', m.capabilities)
+            typ, data = m.login(USER, PASS)
+            self.assertEqual(typ, 'OK')
+            typ, _ = m.noop()
+            self.assertEqual(typ, 'OK')
+            typ, _ = m.logout()
+            self.assertEqual(typ, 'BYE')
+        finally:
+            close_quietly(m)
+
+
+class ImapTLS(ServerTestCase):
+    """Port 993: logins of every form, and their failures."""
+
+    @classmethod
+    def setUpServer(cls):
+        cls.server.add_user(USER, PASS)
+        cls.server.add_user('erin@example.org', 'erin pass "quoted" \\ back')
+
+    def conn(self):
+        c = self.server.raw('imaps', tls=True)
+        g = c.line()
+        self.assertTrue(g.startswith('* OK'), g)
+        return c
+
+    def assertLoggedIn(self, tagged, tag):
+        self.assertTrue(tagged.startswith(tag + ' OK [CAPABILITY '), tagged)
+        self.assertIn('Logged in', tagged)
+
+    def test_greeting_on_imaps(self):
+        with self.server.raw('imaps', tls=True) as c:
+            g = c.line()
+            self.assertRegex(g, r'^\* OK \[CAPABILITY [^\]]*\] coffre ready\.$')
+            caps = caps_from_code(g)
+            for cap in ('IMAP4REV1', 'AUTH=PLAIN', 'AUTH=LOGIN', 'SASL-IR'):
+                self.assertIn(cap, caps)
+            self.assertNotIn('STARTTLS', caps)
+            self.assertNotIn('LOGINDISABLED', caps)
+            caps = imap_capability(c)
+            for cap in ('IMAP4REV1', 'AUTH=PLAIN', 'AUTH=LOGIN', 'SASL-IR'):
+                self.assertIn(cap, caps)
+            self.assertNotIn('STARTTLS', caps)
+            self.assertNotIn('LOGINDISABLED', caps)
+
+    def test_starttls_on_imaps_is_bad(self):
+        with self.conn() as c:
+            _, t = c.cmd('a1', 'STARTTLS')
+            self.assertTrue(t.startswith('a1 BAD'), t)
+            _, t = c.cmd('a2', 'NOOP')
+            self.assertTrue(t.startswith('a2 OK'), t)
+
+    def test_login_quoted(self):
+        with self.conn() as c:
+            _, t = c.cmd('a1', 'LOGIN %s %s' % (imap_quote(USER), imap_quote(PASS)))
+            self.assertLoggedIn(t, 'a1')
+            _, t = c.cmd('a2', 'NOOP')
+            self.assertTrue(t.startswith('a2 OK'), t)
+
+    def test_login_atoms_and_escapes(self):
+        # Password with quotes and a backslash, sent as a quoted string with
+        # escapes; the user as an atom without domain (default_domain).
+        with self.conn() as c:
+            _, t = c.cmd('a1', 'LOGIN erin %s' % imap_quote('erin pass "quoted" \\ back'))
+            self.assertLoggedIn(t, 'a1')
+
+    def test_login_literals(self):
+        with self.conn() as c:
+            u, p = USER.encode(), PASS.encode()
+            c.send(b'a1 LOGIN {%d}\r\n' % len(u))
+            cont = c.line()
+            self.assertTrue(cont.startswith('+'), cont)
+            c.send(u + b' {%d}\r\n' % len(p))
+            cont = c.line()
+            self.assertTrue(cont.startswith('+'), cont)
+            c.send(p + b'\r\n')
+            _, t = c.until_tag('a1')
+            self.assertLoggedIn(t, 'a1')
+
+    def test_login_without_domain_uses_default_domain(self):
+        with self.conn() as c:
+            _, t = c.cmd('a1', 'LOGIN alice %s' % imap_quote(PASS))
+            self.assertLoggedIn(t, 'a1')
+
+    def test_login_address_case_insensitive(self):
+        with self.conn() as c:
+            _, t = c.cmd('a1', 'LOGIN ALICE@Example.ORG %s' % imap_quote(PASS))
+            self.assertLoggedIn(t, 'a1')
+
+    def test_authenticate_plain_sasl_ir(self):
+        with self.conn() as c:
+            _, t = c.cmd('a1', 'AUTHENTICATE PLAIN ' + plain_ir(USER, PASS))
+            self.assertLoggedIn(t, 'a1')
+
+    def test_authenticate_plain_authzid_same_user(self):
+        with self.conn() as c:
+            _, t = c.cmd('a1', 'AUTHENTICATE PLAIN ' + plain_ir(USER, PASS, authz=USER))
+            self.assertLoggedIn(t, 'a1')
+
+    def test_authenticate_plain_other_authzid_refused(self):
+        # alice's password must never open a session as somebody else.
+        self.server.add_user('mallory-target@example.org', 'target secret')
+        with self.conn() as c:
+            _, t = c.cmd('a1', 'AUTHENTICATE PLAIN ' +
+                         plain_ir(USER, PASS, authz='mallory-target@example.org'))
+            self.assertFalse(t.startswith('a1 OK'), t)
+            self.assertTrue(t.startswith('a1 NO') or t.startswith('a1 BAD'), t)
+
+    def test_authenticate_plain_continuation(self):
+        with self.conn() as c:
+            c.send('a1 AUTHENTICATE PLAIN\r\n')
+            cont = c.line()
+            self.assertTrue(cont == '+' or cont.startswith('+ '), cont)
+            c.send(plain_ir(USER, PASS) + '\r\n')
+            _, t = c.until_tag('a1')
+            self.assertLoggedIn(t, 'a1')
+
+    def test_authenticate_login(self):
+        with self.conn() as c:
+            c.send('a1 AUTHENTICATE LOGIN\r\n')
+            self.assertEqual(c.line(), '+ ' + b64('Username:'))
+            c.send(b64(USER) + '\r\n')
+            self.assertEqual(c.line(), '+ ' + b64('Password:'))
+            c.send(b64(PASS) + '\r\n')
+            _, t = c.until_tag('a1')
+            self.assertLoggedIn(t, 'a1')
+
+    def test_authenticate_cancel(self):
+        with self.conn() as c:
+            c.send('a1 AUTHENTICATE PLAIN\r\n')
+            self.assertTrue(c.line().startswith('+'))
+            c.send('*\r\n')
+            _, t = c.until_tag('a1')
+            self.assertTrue(t.startswith('a1 BAD'), t)
+            c.send('a2 AUTHENTICATE LOGIN\r\n')
+            self.assertTrue(c.line().startswith('+'))
+            c.send('*\r\n')
+            _, t = c.until_tag('a2')
+            self.assertTrue(t.startswith('a2 BAD'), t)
+            # Still usable, still not logged in.
+            _, t = c.cmd('a3', 'LOGIN %s %s' % (imap_quote(USER), imap_quote(PASS)))
+            self.assertLoggedIn(t, 'a3')
+
+    def test_authenticate_unknown_mechanism(self):
+        with self.conn() as c:
+            _, t = c.cmd('a1', 'AUTHENTICATE CRAM-MD5')
+            self.assertTrue(t.startswith('a1 NO') or t.startswith('a1 BAD'), t)
+
+    def test_wrong_password_refused_and_delayed(self):
+        with self.conn() as c:
+            (_, t), dt = timed(c.cmd, 'a1', 'LOGIN %s %s' % (imap_quote(USER), '"wrong"'))
+            self.assertEqual(t, FAIL_LINE % 'a1')
+            self.assertGreaterEqual(dt, harness.FAILURE_DELAY)
+            # The session survives a failure and can still log in.
+            _, t = c.cmd('a2', 'LOGIN %s %s' % (imap_quote(USER), imap_quote(PASS)))
+            self.assertLoggedIn(t, 'a2')
+
+    def test_unknown_user_refused_like_wrong_password(self):
+        with self.conn() as c:
+            (_, t), dt = timed(c.cmd, 'a1', 'LOGIN nobody-here@example.org "wrong"')
+            self.assertEqual(t, FAIL_LINE % 'a1')
+            self.assertGreaterEqual(dt, harness.FAILURE_DELAY)
+            (_, t), dt = timed(c.cmd, 'a2', 'AUTHENTICATE PLAIN ' +
+                               plain_ir('nobody-here@example.org', PASS))
+            self.assertEqual(t, FAIL_LINE % 'a2')
+            self.assertGreaterEqual(dt, harness.FAILURE_DELAY)
+
+    def test_authenticate_wrong_password(self):
+        with self.conn() as c:
+            (_, t), dt = timed(c.cmd, 'a1', 'AUTHENTICATE PLAIN ' + plain_ir(USER, 'nope'))
+            self.assertEqual(t, FAIL_LINE % 'a1')
+            self.assertGreaterEqual(dt, harness.FAILURE_DELAY)
+
+    def test_imaplib_ssl_login_and_authenticate(self):
+        m = self.server.imap_ssl()
+        try:
+            typ, _ = m.login(USER, PASS)
+            self.assertEqual(typ, 'OK')
+            m.logout()
+        finally:
+            close_quietly(m)
+        m = self.server.imap_ssl()
+        try:
+            # imaplib's AUTHENTICATE goes through the '+' continuation.
+            typ, _ = m.authenticate('PLAIN', lambda _: ('\0%s\0%s' % (USER, PASS)).encode())
+            self.assertEqual(typ, 'OK')
+            m.logout()
+        finally:
+            close_quietly(m)
+        m = self.server.imap_ssl()
+        try:
+            with self.assertRaises(imaplib.IMAP4.error) as cm:
+                m.login(USER, 'not the password')
+            self.assertIn('AUTHENTICATIONFAILED', str(cm.exception))
+        finally:
+            close_quietly(m)
+
+
+class ImapFailureDelay(ServerTestCase):
+    """Failed-login throttling, on a server of its own so that no other test's
+    failures count. Lower bounds only: a loaded machine may be slower."""
+
+    @classmethod
+    def setUpServer(cls):
+        cls.server.add_user(USER, PASS)
+        cls.server.add_user('carol@example.org', 'carol pass')
+
+    def fail_once(self, user, password, source=None):
+        with self.server.raw('imaps', tls=True, source=source) as c:
+            c.line()
+            (_, t), dt = timed(c.cmd, 'a1', 'LOGIN %s %s' % (imap_quote(user),
+                                                             imap_quote(password)))
+            return t, dt
+
+    def test_enumeration_reply_and_timing(self):
+        wrong, unknown = [], []
+        for i in range(5):
+            t, dt = self.fail_once(USER, 'wrong password %d' % i)
+            self.assertEqual(t, FAIL_LINE % 'a1')
+            self.assertGreaterEqual(dt, harness.FAILURE_DELAY)
+            wrong.append(dt)
+            t, dt = self.fail_once('nosuchuser@example.org', 'wrong password %d' % i)
+            self.assertEqual(t, FAIL_LINE % 'a1')
+            self.assertGreaterEqual(dt, harness.FAILURE_DELAY)
+            unknown.append(dt)
+        mw, mu = statistics.median(wrong), statistics.median(unknown)
+        self.assertLessEqual(max(mw, mu) / min(mw, mu), 3.0,
+                             'wrong password %r vs unknown user %r' % (wrong, unknown))
+
+    def test_per_account_delay_grows_across_addresses(self):
+        # Each attempt from a different address: only the account links them.
+        ds = []
+        for i in range(4):
+            t, dt = self.fail_once('carol@example.org', 'bad %d' % i,
+                                   source='127.0.0.%d' % (10 + i))
+            self.assertEqual(t, FAIL_LINE % 'a1')
+            self.assertGreaterEqual(dt, harness.FAILURE_DELAY)
+            ds.append(dt)
+        self.assertGreaterEqual(ds[1], ds[0] * 0.9, ds)
+        self.assertGreaterEqual(ds[-1], ds[0] + 0.25, 'delay did not grow: %r' % ds)
+
+    def test_per_ip_delay_grows_across_accounts(self):
+        ds = []
+        for i in range(4):
+            t, dt = self.fail_once('ghost%d@example.org' % i, 'bad', source='127.0.0.50')
+            self.assertEqual(t, FAIL_LINE % 'a1')
+            self.assertGreaterEqual(dt, harness.FAILURE_DELAY)
+            ds.append(dt)
+        self.assertGreaterEqual(ds[1], ds[0] * 0.9, ds)
+        self.assertGreaterEqual(ds[-1], ds[0] + 0.25, 'delay did not grow: %r' % ds)
+
+    def test_success_after_failures(self):
+        # Throttling delays, it does not lock out.
+        self.fail_once(USER, 'wrong', source='127.0.0.60')
+        with self.server.raw('imaps', tls=True, source='127.0.0.60') as c:
+            c.line()
+            _, t = c.cmd('a1', 'LOGIN %s %s' % (imap_quote(USER), imap_quote(PASS)))
+            self.assertTrue(t.startswith('a1 OK'), t)
+
+
+if __name__ == '__main__':
+    harness.main()

@@ -1,0 +1,97 @@
+"""LMTP over TCP, the commands of the foundation: greeting, LHLO, NOOP, RSET,
+QUIT (delivery has its own tests)."""
+import smtplib
+
+import harness
+from harness import ServerTestCase
+
+
+def reply(c):
+    """Reads one (possibly multi-line) reply: (code, [texts])."""
+    texts = []
+    while True:
+        l = c.line()
+        if len(l) < 3 or not l[:3].isdigit() or (len(l) > 3 and l[3] not in ' -'):
+            raise AssertionError('malformed LMTP reply line %r' % l)
+        texts.append(l[4:])
+        if len(l) == 3 or l[3] == ' ':
+            return int(l[:3]), texts
+
+
+class LmtpBasic(ServerTestCase):
+
+    def conn(self):
+        c = self.server.raw('lmtp')
+        code, texts = reply(c)
+        self.assertEqual(code, 220)
+        self.assertIn('LMTP', texts[0])
+        return c
+
+    def test_greeting_lhlo_noop_rset_quit(self):
+        with self.conn() as c:
+            c.send('LHLO client.example.org\r\n')
+            lines = []
+            while True:
+                l = c.line()
+                lines.append(l)
+                if not l.startswith('250-'):
+                    break
+            self.assertGreaterEqual(len(lines), 2, 'LHLO reply should be multi-line: %r' % lines)
+            self.assertTrue(lines[-1].startswith('250 '), lines)
+            self.assertTrue(all(l.startswith('250-') for l in lines[:-1]), lines)
+            c.send('NOOP\r\n')
+            self.assertEqual(reply(c)[0], 250)
+            c.send('RSET\r\n')
+            self.assertEqual(reply(c)[0], 250)
+            c.send('QUIT\r\n')
+            self.assertEqual(reply(c)[0], 221)
+            self.assertEqual(c.read_until_eof(), b'')
+
+    def test_lowercase_commands(self):
+        with self.conn() as c:
+            c.send('lhlo client.example.org\r\n')
+            self.assertEqual(reply(c)[0], 250)
+            c.send('noop\r\n')
+            self.assertEqual(reply(c)[0], 250)
+            c.send('quit\r\n')
+            self.assertEqual(reply(c)[0], 221)
+
+    def test_unknown_command(self):
+        with self.conn() as c:
+            c.send('FROBNICATE\r\n')
+            code, _ = reply(c)
+            self.assertGreaterEqual(code, 500)
+            self.assertLess(code, 600)
+            c.send('NOOP\r\n')
+            self.assertEqual(reply(c)[0], 250)
+
+    def test_pipelined_commands(self):
+        # LMTP clients pipeline (RFC 2033 requires PIPELINING): answers come
+        # in order, one per command.
+        with self.conn() as c:
+            c.send('LHLO a.example\r\nNOOP\r\nRSET\r\nNOOP\r\nQUIT\r\n')
+            codes = [reply(c)[0] for _ in range(5)]
+            self.assertEqual(codes, [250, 250, 250, 250, 221])
+            self.assertEqual(c.read_until_eof(), b'')
+
+    def test_lhlo_advertises_pipelining(self):
+        with self.conn() as c:
+            c.send('LHLO client.example.org\r\n')
+            code, texts = reply(c)
+            self.assertEqual(code, 250)
+            self.assertIn('PIPELINING', [t.upper() for t in texts[1:]])
+
+    def test_smtplib_lmtp(self):
+        client = smtplib.LMTP(harness.HOST, self.server.ports['lmtp'], timeout=harness.IO_TIMEOUT)
+        try:
+            code, _ = client.ehlo('client.example.org')   # LMTP sends LHLO
+            self.assertEqual(code, 250)
+            self.assertEqual(client.noop()[0], 250)
+            self.assertEqual(client.rset()[0], 250)
+            self.assertEqual(client.quit()[0], 221)
+        finally:
+            client.close()
+
+
+if __name__ == '__main__':
+    harness.main()
