@@ -1,0 +1,499 @@
+/* coffrectl user ...: add, change, disable and remove accounts in
+ * <data_dir>/accounts.sqlite, reading passwords from the terminal (echo
+ * off) or from stdin, never from the command line. */
+#include "auth/auth.h"
+#include "server/config.h"
+#include "server/ctl.h"
+
+#include <crypt.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PURGE_DEPTH_MAX 64 /* Maildir++ trees are shallow */
+
+void ctl_user_usage(FILE *f)
+{
+    fprintf(f, "  user add ADDRESS [--password-stdin] [--quota SIZE]\n"
+               "  user passwd ADDRESS [--password-stdin]\n"
+               "  user del ADDRESS [--purge]     (--purge also removes the mail)\n"
+               "  user list\n"
+               "  user show ADDRESS\n"
+               "  user disable ADDRESS\n"
+               "  user enable ADDRESS\n"
+               "  user quota ADDRESS SIZE        (SIZE like 500M or 2G; 0 = unlimited)\n");
+}
+
+/* Command line of one verb: positional arguments and the known options. */
+struct args {
+    const char *pos[4];
+    int npos;
+    bool password_stdin;
+    bool purge;
+    const char *quota;
+};
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "coffrectl: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nusage:\n");
+    ctl_user_usage(stderr);
+    return CTL_EXIT_USAGE;
+}
+
+/* Exit code and message for an auth error code. */
+static int auth_error(int rc, const char *address)
+{
+    switch (rc) {
+    case AUTH_E_NOUSER:
+        fprintf(stderr, "coffrectl: no such user: %s\n", address);
+        return CTL_EXIT_NOUSER;
+    case AUTH_E_EXISTS:
+        fprintf(stderr, "coffrectl: user already exists: %s\n", address);
+        return CTL_EXIT_EXISTS;
+    case AUTH_E_BADADDR:
+        fprintf(stderr, "coffrectl: not a valid address: %s\n", address);
+        return CTL_EXIT_BADADDR;
+    case AUTH_E_WEAKPW:
+        fprintf(stderr, "coffrectl: password refused\n");
+        return CTL_EXIT_WEAKPW;
+    default:
+        fprintf(stderr, "coffrectl: database error on %s\n", address);
+        return CTL_EXIT_SYSTEM;
+    }
+}
+
+/* ---- reading passwords ---- */
+
+static int tty_fd = -1;
+static struct termios tty_saved;
+static volatile sig_atomic_t tty_echo_off;
+
+static void restore_tty(void)
+{
+    if (tty_echo_off) {
+        tcsetattr(tty_fd, TCSAFLUSH, &tty_saved);
+        tty_echo_off = 0;
+    }
+}
+
+/* A signal while echo is off: give the terminal back, then die of it. */
+static void on_signal(int sig)
+{
+    restore_tty();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Reads one line from fd into buf (NUL-terminated, CR/LF stripped).
+ * Returns its length, -1 on a read error, -2 when it did not fit. */
+static long read_line(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    bool toolong = false;
+    ssize_t r;
+    char c;
+
+    for (;;) {
+        r = read(fd, &c, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0 || c == '\n')
+            break;
+        if (n + 1 < cap)
+            buf[n++] = c;
+        else
+            toolong = true;
+    }
+    c = 0;
+    while (n > 0 && (buf[n - 1] == '\r' || buf[n - 1] == '\n'))
+        n--;
+    buf[n] = '\0';
+    if (toolong) {
+        explicit_bzero(buf, cap);
+        return -2;
+    }
+    return (long)n;
+}
+
+static long prompt(const char *text, char *buf, size_t cap)
+{
+    struct termios t;
+    long n;
+
+    if (write(tty_fd, text, strlen(text)) < 0)
+        return -1;
+    if (tcgetattr(tty_fd, &tty_saved) < 0)
+        return -1;
+    t = tty_saved;
+    t.c_lflag &= ~(tcflag_t)ECHO;
+    t.c_lflag |= ECHONL;
+    tty_echo_off = 1;
+    if (tcsetattr(tty_fd, TCSAFLUSH, &t) < 0) {
+        tty_echo_off = 0;
+        return -1;
+    }
+    n = read_line(tty_fd, buf, cap);
+    restore_tty();
+    return n;
+}
+
+/* Gets a new password into pw (cap bytes), from stdin or twice from the
+ * terminal, and applies the password policy. Returns an exit code. */
+static int get_password(bool from_stdin, char *pw, size_t cap)
+{
+    char again[AUTH_PASSWORD_MAX + 2], err[160];
+    struct sigaction sa, old_int, old_term, old_hup, old_quit;
+    long n, m;
+    int rc = CTL_EXIT_OK;
+
+    if (from_stdin) {
+        n = read_line(STDIN_FILENO, pw, cap);
+        if (n == -1) {
+            fprintf(stderr, "coffrectl: reading the password from stdin: %s\n", strerror(errno));
+            return CTL_EXIT_SYSTEM;
+        }
+    } else {
+        tty_fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (tty_fd < 0) {
+            fprintf(stderr, "coffrectl: no terminal to ask for the password; "
+                            "use --password-stdin\n");
+            return CTL_EXIT_USAGE;
+        }
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, &old_int);
+        sigaction(SIGTERM, &sa, &old_term);
+        sigaction(SIGHUP, &sa, &old_hup);
+        sigaction(SIGQUIT, &sa, &old_quit);
+        n = prompt("New password: ", pw, cap);
+        m = n >= 0 ? prompt("Retype new password: ", again, sizeof(again)) : 0;
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        sigaction(SIGHUP, &old_hup, NULL);
+        sigaction(SIGQUIT, &old_quit, NULL);
+        close(tty_fd);
+        tty_fd = -1;
+        if (n == -1 || m == -1) {
+            fprintf(stderr, "coffrectl: reading the password from the terminal failed\n");
+            rc = CTL_EXIT_SYSTEM;
+        } else if (n >= 0 && (m != n || strcmp(pw, again) != 0)) {
+            fprintf(stderr, "coffrectl: the two passwords differ\n");
+            rc = CTL_EXIT_WEAKPW;
+        }
+        explicit_bzero(again, sizeof(again));
+        if (rc != CTL_EXIT_OK)
+            return rc;
+    }
+    if (n == -2) {
+        fprintf(stderr, "coffrectl: the password is too long (at most %d bytes)\n",
+                AUTH_PASSWORD_MAX);
+        return CTL_EXIT_WEAKPW;
+    }
+    if (auth_password_check(pw, (size_t)n, err, sizeof(err)) != AUTH_OK) {
+        fprintf(stderr, "coffrectl: %s\n", err);
+        return CTL_EXIT_WEAKPW;
+    }
+    return CTL_EXIT_OK;
+}
+
+/* ---- removing a user's mail ---- */
+
+/* Removes name (relative to dirfd) and, for a directory, all it holds,
+ * never following a symbolic link and never leaving the file system. */
+static int remove_tree(int dirfd, const char *name, dev_t dev, int depth)
+{
+    struct dirent *de;
+    struct stat st;
+    DIR *d;
+    int fd, rc = 0;
+
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : -1;
+    if (!S_ISDIR(st.st_mode))
+        return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? -1 : 0;
+    if (st.st_dev != dev || depth > PURGE_DEPTH_MAX) {
+        errno = st.st_dev != dev ? EXDEV : ELOOP;
+        return -1;
+    }
+    fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return -1;
+    }
+    while ((errno = 0, de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if (remove_tree(fd, de->d_name, dev, depth + 1) < 0) {
+            rc = -1;
+            break;
+        }
+    }
+    if (!de && errno)
+        rc = -1;
+    closedir(d);
+    if (rc == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0)
+        rc = -1;
+    return rc;
+}
+
+/* Removes <data_dir>/users/<id>. Returns 0, 1 when there was nothing, -1. */
+static int purge_mail(const struct conf *c, int64_t id, char *path, size_t pathlen)
+{
+    char users[CONF_PATH_MAX + 16], name[32];
+    struct stat st;
+    int fd, r;
+
+    snprintf(path, pathlen, "%s/users/%" PRId64, c->data_dir, id);
+    r = snprintf(users, sizeof(users), "%s/users", c->data_dir);
+    if (r < 0 || (size_t)r >= sizeof(users)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    fd = open(users, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 1 : -1;
+    snprintf(name, sizeof(name), "%" PRId64, id);
+    if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        r = errno == ENOENT ? 1 : -1;
+        close(fd);
+        return r;
+    }
+    r = remove_tree(fd, name, st.st_dev, 0);
+    close(fd);
+    return r;
+}
+
+/* ---- verbs ---- */
+
+static void format_quota(uint64_t q, char *buf, size_t len)
+{
+    if (q == 0)
+        snprintf(buf, len, "unlimited");
+    else if (q % (1ull << 30) == 0)
+        snprintf(buf, len, "%" PRIu64 "G", q >> 30);
+    else if (q % (1ull << 20) == 0)
+        snprintf(buf, len, "%" PRIu64 "M", q >> 20);
+    else if (q % (1ull << 10) == 0)
+        snprintf(buf, len, "%" PRIu64 "K", q >> 10);
+    else
+        snprintf(buf, len, "%" PRIu64, q);
+}
+
+static int parse_quota(const char *s, uint64_t *q)
+{
+    if (conf_parse_size(s, q) < 0 || *q > INT64_MAX)
+        return usage_error("not a size: %s (use e.g. 500M, 2G, 0 for unlimited)", s);
+    return CTL_EXIT_OK;
+}
+
+static int print_account(const struct auth_account *a, void *arg)
+{
+    char q[32];
+
+    format_quota(a->quota_bytes, q, sizeof(q));
+    printf("%s\t%" PRId64 "\t%s\t%s\n", a->address, a->id, q, a->disabled ? "disabled" : "enabled");
+    return 0;
+}
+
+static int open_db(const struct conf *c, struct auth_db **db)
+{
+    char err[1024];
+    int rc;
+
+    rc = ctl_prepare_data_dir(c);
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    if (auth_db_open(c->data_dir, db, err, sizeof(err)) != AUTH_OK) {
+        fprintf(stderr, "coffrectl: %s\n", err);
+        return CTL_EXIT_SYSTEM;
+    }
+    return CTL_EXIT_OK;
+}
+
+static int run_verb(const struct conf *c, const char *verb, const struct args *a,
+                    const char *address)
+{
+    char pw[AUTH_PASSWORD_MAX + 2], path[CONF_PATH_MAX + 48], q[32], when[32];
+    struct auth_account acct;
+    struct auth_db *db = NULL;
+    uint64_t quota = 0;
+    struct tm tm;
+    time_t t;
+    int rc, r;
+
+    /* everything from the command line is checked before any file is opened */
+    if (a->quota && (rc = parse_quota(a->quota, &quota)) != CTL_EXIT_OK)
+        return rc;
+    if (!strcmp(verb, "quota") && (rc = parse_quota(a->pos[1], &quota)) != CTL_EXIT_OK)
+        return rc;
+    if (!strcmp(verb, "add") || !strcmp(verb, "passwd")) {
+        rc = get_password(a->password_stdin, pw, sizeof(pw));
+        if (rc != CTL_EXIT_OK) {
+            explicit_bzero(pw, sizeof(pw));
+            return rc;
+        }
+    }
+    rc = open_db(c, &db);
+    if (rc != CTL_EXIT_OK)
+        goto out;
+
+    if (!strcmp(verb, "add")) {
+        r = auth_user_add(db, address, pw, quota, &acct);
+        if (r != AUTH_OK) {
+            rc = auth_error(r, address);
+            goto out;
+        }
+        printf("added %s (id %" PRId64 ")\n", acct.address, acct.id);
+    } else if (!strcmp(verb, "passwd")) {
+        r = auth_user_passwd(db, address, pw);
+        if (r != AUTH_OK) {
+            rc = auth_error(r, address);
+            goto out;
+        }
+        printf("password changed for %s\n", address);
+    } else if (!strcmp(verb, "del")) {
+        r = auth_user_del(db, address, &acct);
+        if (r != AUTH_OK) {
+            rc = auth_error(r, address);
+            goto out;
+        }
+        snprintf(path, sizeof(path), "%s/users/%" PRId64, c->data_dir, acct.id);
+        if (!a->purge) {
+            printf("deleted %s (id %" PRId64 "); mail kept in %s\n", acct.address, acct.id, path);
+            goto out;
+        }
+        r = purge_mail(c, acct.id, path, sizeof(path));
+        if (r < 0) {
+            fprintf(stderr, "coffrectl: deleted %s, but removing %s failed: %s\n", acct.address,
+                    path, strerror(errno));
+            rc = CTL_EXIT_SYSTEM;
+            goto out;
+        }
+        printf("deleted %s (id %" PRId64 ")%s %s\n", acct.address, acct.id,
+               r == 1 ? "; no mail directory at" : "; removed", path);
+    } else if (!strcmp(verb, "list")) {
+        if (auth_user_list(db, print_account, NULL) != AUTH_OK) {
+            fprintf(stderr, "coffrectl: database error while listing\n");
+            rc = CTL_EXIT_SYSTEM;
+        }
+    } else if (!strcmp(verb, "show")) {
+        r = auth_user_get(db, address, &acct);
+        if (r != AUTH_OK) {
+            rc = auth_error(r, address);
+            goto out;
+        }
+        format_quota(acct.quota_bytes, q, sizeof(q));
+        t = (time_t)acct.created;
+        if (!gmtime_r(&t, &tm) || !strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm))
+            snprintf(when, sizeof(when), "%" PRId64, acct.created);
+        printf("address: %s\n"
+               "id:      %" PRId64 "\n"
+               "status:  %s\n"
+               "quota:   %s\n"
+               "created: %s\n"
+               "mail:    %s/users/%" PRId64 "\n",
+               acct.address, acct.id, acct.disabled ? "disabled" : "enabled", q, when, c->data_dir,
+               acct.id);
+    } else if (!strcmp(verb, "disable") || !strcmp(verb, "enable")) {
+        bool off = !strcmp(verb, "disable");
+
+        r = auth_user_set_disabled(db, address, off);
+        if (r != AUTH_OK) {
+            rc = auth_error(r, address);
+            goto out;
+        }
+        printf("%s %s\n", off ? "disabled" : "enabled", address);
+    } else if (!strcmp(verb, "quota")) {
+        r = auth_user_set_quota(db, address, quota);
+        if (r != AUTH_OK) {
+            rc = auth_error(r, address);
+            goto out;
+        }
+        format_quota(quota, q, sizeof(q));
+        printf("quota of %s: %s\n", address, q);
+    }
+out:
+    explicit_bzero(pw, sizeof(pw));
+    auth_db_close(db);
+    return rc;
+}
+
+/* Verbs: name, positional arguments wanted, options allowed. */
+static const struct verb {
+    const char *name;
+    int npos;
+    bool password_stdin, purge, quota;
+} verbs[] = {
+    {"add", 1, true, false, true},      {"passwd", 1, true, false, false},
+    {"del", 1, false, true, false},     {"list", 0, false, false, false},
+    {"show", 1, false, false, false},   {"disable", 1, false, false, false},
+    {"enable", 1, false, false, false}, {"quota", 2, false, false, false},
+};
+
+int ctl_user_main(const struct conf *c, int argc, char **argv)
+{
+    const struct verb *v = NULL;
+    char address[AUTH_ADDR_MAX];
+    struct args a;
+
+    if (argc < 2)
+        return usage_error("%s: missing subcommand", "user");
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+        if (!strcmp(argv[1], verbs[i].name))
+            v = &verbs[i];
+    if (!v)
+        return usage_error("unknown command: user %s", argv[1]);
+
+    memset(&a, 0, sizeof(a));
+    for (int i = 2; i < argc; i++) {
+        const char *s = argv[i];
+
+        if (v->password_stdin && !strcmp(s, "--password-stdin")) {
+            a.password_stdin = true;
+        } else if (v->purge && !strcmp(s, "--purge")) {
+            a.purge = true;
+        } else if (v->quota && !strcmp(s, "--quota")) {
+            if (i + 1 >= argc)
+                return usage_error("%s needs a SIZE", s);
+            a.quota = argv[++i];
+        } else if (v->quota && !strncmp(s, "--quota=", 8)) {
+            a.quota = s + 8;
+        } else if (s[0] == '-' && s[1] != '\0') {
+            return usage_error("unknown option: %s", s);
+        } else if (a.npos < v->npos) {
+            a.pos[a.npos++] = s;
+        } else {
+            return usage_error("unexpected argument: %s", s);
+        }
+    }
+    if (a.npos < v->npos)
+        return usage_error("user %s: missing argument", v->name);
+
+    address[0] = '\0';
+    if (v->npos >= 1 && auth_normalize_address(a.pos[0], strlen(a.pos[0]), c->default_domain,
+                                               address, sizeof(address)) != AUTH_OK) {
+        fprintf(stderr, "coffrectl: not a valid address: %s%s\n", a.pos[0],
+                strchr(a.pos[0], '@') || c->default_domain[0]
+                    ? ""
+                    : " (no '@' and no default_domain configured)");
+        return CTL_EXIT_BADADDR;
+    }
+    return run_verb(c, v->name, &a, address);
+}
