@@ -1,0 +1,933 @@
+/* MIME structure of a message: the part tree (multipart nesting with
+ * boundaries, message/rfc822 encapsulation), IMAP BODY / BODYSTRUCTURE
+ * output, FETCH section lookup, and the decoded text for the full-text
+ * index. Bounded: MIME_MAX_DEPTH levels, MIME_MAX_PARTS parts, and each
+ * nesting level scans only its own byte range, so work is at most
+ * depth x size. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "storage/mime.h"
+#include "storage/mime_private.h"
+
+/* A token inside a structured header, pointing into the message. */
+struct mstr {
+    const char *p;
+    size_t len;
+};
+
+/* A parameter: name and (unquoted) value, as offsets into part->store. */
+struct mparam {
+    size_t noff, nlen, voff, vlen;
+};
+
+struct part {
+    size_t hdr_off, hdr_len; /* header incl. its blank line */
+    size_t body_off, body_len;
+    size_t lines;
+    struct mstr type, subtype; /* type.p == NULL: defaulted to text/plain */
+    struct mparam *params;
+    size_t nparams;
+    struct mstr id, desc, enc, md5, lang, loc; /* raw, unfolded on output */
+    struct mstr dsp;
+    struct mparam *dparams;
+    size_t ndparams;
+    int multipart, message, text, opaque;
+    struct part *child, *next; /* children of multipart; encapsulated message */
+    struct part *all_next;     /* every allocated part, for freeing */
+    struct mbuf store;         /* parameter names and values */
+};
+
+struct mctx {
+    const char *msg;
+    size_t len;
+    size_t nparts;
+    struct part *all;
+    int err;
+};
+
+#define MIME_MAX_PARAMS 100 /* parameters kept per header field */
+
+/* ---- Content-Type and friends (RFC 2045 5.1, RFC 2183) */
+
+struct tscan {
+    const char *p;
+    size_t len, i;
+};
+
+static void t_skip(struct tscan *s)
+{
+    int depth;
+
+    for (;;) {
+        while (s->i < s->len && (s->p[s->i] == ' ' || s->p[s->i] == '\t' || s->p[s->i] == '\r' ||
+                                 s->p[s->i] == '\n'))
+            s->i++;
+        if (s->i >= s->len || s->p[s->i] != '(')
+            return;
+        depth = 0;
+        while (s->i < s->len) {
+            char c = s->p[s->i++];
+            if (c == '\\' && s->i < s->len)
+                s->i++;
+            else if (c == '(')
+                depth++;
+            else if (c == ')' && --depth == 0)
+                break;
+        }
+    }
+}
+
+static int is_tspecial(char c)
+{
+    return strchr("()<>@,;:\\\"/[]?=", c) != NULL || c == ' ' || c == '\t' || c == '\r' ||
+           c == '\n' || (unsigned char)c < 0x20 || c == 0x7f;
+}
+
+static struct mstr t_token(struct tscan *s)
+{
+    struct mstr t;
+
+    t.p = s->p + s->i;
+    while (s->i < s->len && !is_tspecial(s->p[s->i]))
+        s->i++;
+    t.len = (size_t)(s->p + s->i - t.p);
+    return t;
+}
+
+/* Token or quoted string at s->i, appended (unquoted) to store. */
+static void t_value(struct tscan *s, struct mbuf *store)
+{
+    struct mstr v;
+
+    if (s->i < s->len && s->p[s->i] == '"') {
+        s->i++;
+        while (s->i < s->len && s->p[s->i] != '"') {
+            if (s->p[s->i] == '\\' && s->i + 1 < s->len)
+                s->i++;
+            if (s->p[s->i] != '\r' && s->p[s->i] != '\n')
+                mbuf_addc(store, s->p[s->i]);
+            s->i++;
+        }
+        if (s->i < s->len)
+            s->i++;
+        return;
+    }
+    v = t_token(s);
+    mbuf_add(store, v.p, v.len);
+}
+
+/* Parameters after "type/subtype" or a disposition type. RFC 2231
+ * continuations (name*0, name*1, ...) are joined, in order of appearance,
+ * into one parameter; the name loses its "*N" but keeps a final "*" when
+ * the value is extended (charset'lang'pct-encoded), which is kept raw, not
+ * decoded -- the client sees exactly what RFC 2231 sent. */
+static void parse_params(struct tscan *s, struct part *pt, struct mparam **out, size_t *nout)
+{
+    struct mbuf *st = &pt->store;
+    struct mparam *arr = NULL, *na, *pm;
+    size_t n = 0, cap = 0, k, base, noff, voff, old;
+    struct mstr name;
+    const char *star;
+    int extended;
+
+    for (;;) {
+        t_skip(s);
+        if (s->i >= s->len || st->err)
+            break;
+        if (s->p[s->i] != ';') {
+            /* junk: skip to the next ';' */
+            while (s->i < s->len && s->p[s->i] != ';')
+                s->i++;
+            continue;
+        }
+        s->i++;
+        t_skip(s);
+        name = t_token(s);
+        t_skip(s);
+        if (name.len == 0 || s->i >= s->len || s->p[s->i] != '=')
+            continue;
+        s->i++;
+        t_skip(s);
+        voff = st->len;
+        t_value(s, st);
+        star = memchr(name.p, '*', name.len);
+        extended = name.p[name.len - 1] == '*';
+        base = star ? (size_t)(star - name.p) : name.len;
+        if (star != NULL && star + 1 < name.p + name.len && star[1] >= '0' && star[1] <= '9') {
+            /* continuation: find the parameter it continues */
+            for (k = 0; k < n; k++) {
+                pm = &arr[k];
+                if (pm->nlen >= base && pm->nlen <= base + 1 &&
+                    strncasecmp(st->p + pm->noff, name.p, base) == 0)
+                    break;
+            }
+            if (k < n) {
+                old = st->len;
+                mbuf_addself(st, pm->voff, pm->vlen);
+                mbuf_addself(st, voff, old - voff);
+                pm->voff = old;
+                pm->vlen = st->len - old;
+                continue;
+            }
+        } else
+            base = name.len, extended = 0;
+        if (n == cap) {
+            if (cap >= MIME_MAX_PARAMS)
+                continue;
+            cap = cap ? cap * 2 : 4;
+            na = realloc(arr, cap * sizeof(*arr));
+            if (na == NULL) {
+                st->err = 1;
+                break;
+            }
+            arr = na;
+        }
+        arr[n].voff = voff;
+        arr[n].vlen = st->len - voff;
+        noff = st->len;
+        mbuf_add(st, name.p, base);
+        if (extended)
+            mbuf_addc(st, '*');
+        arr[n].noff = noff;
+        arr[n].nlen = st->len - noff;
+        n++;
+    }
+    *out = arr;
+    *nout = n;
+}
+
+static void parse_content_type(struct part *pt, const char *v, size_t len)
+{
+    struct tscan s = {v, len, 0};
+    struct mstr type, sub;
+
+    t_skip(&s);
+    type = t_token(&s);
+    t_skip(&s);
+    if (type.len == 0 || s.i >= s.len || s.p[s.i] != '/')
+        return; /* invalid: keep the default (RFC 2045 5.2) */
+    s.i++;
+    t_skip(&s);
+    sub = t_token(&s);
+    if (sub.len == 0)
+        return;
+    pt->type = type;
+    pt->subtype = sub;
+    parse_params(&s, pt, &pt->params, &pt->nparams);
+}
+
+static void parse_disposition(struct part *pt, const char *v, size_t len)
+{
+    struct tscan s = {v, len, 0};
+    struct mstr type;
+
+    t_skip(&s);
+    type = t_token(&s);
+    if (type.len == 0)
+        return;
+    pt->dsp = type;
+    parse_params(&s, pt, &pt->dparams, &pt->ndparams);
+}
+
+static struct mstr raw_value(const char *v, size_t len)
+{
+    struct mstr m;
+
+    while (len > 0 && (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')) {
+        v++;
+        len--;
+    }
+    while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t' || v[len - 1] == '\r' ||
+                       v[len - 1] == '\n'))
+        len--;
+    m.p = v;
+    m.len = len;
+    return m;
+}
+
+static const struct mparam *find_param(const struct part *pt, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < pt->nparams; i++)
+        if (mime_strncaseeq(pt->store.p + pt->params[i].noff, pt->params[i].nlen, name))
+            return &pt->params[i];
+    return NULL;
+}
+
+/* ---- the part tree */
+
+static struct part *new_part(struct mctx *c)
+{
+    struct part *pt = calloc(1, sizeof(*pt));
+
+    if (pt == NULL) {
+        c->err = 1;
+        return NULL;
+    }
+    pt->all_next = c->all;
+    c->all = pt;
+    c->nparts++;
+    return pt;
+}
+
+static void free_parts(struct part *all)
+{
+    struct part *n;
+
+    while (all != NULL) {
+        n = all->all_next;
+        free(all->params);
+        free(all->dparams);
+        mbuf_free(&all->store);
+        free(all);
+        all = n;
+    }
+}
+
+static size_t count_lines(const char *p, size_t len)
+{
+    size_t n = 0;
+    const char *e = p + len, *q;
+
+    while (p < e && (q = memchr(p, '\n', (size_t)(e - p))) != NULL) {
+        n++;
+        p = q + 1;
+    }
+    return n;
+}
+
+static void parse_entity(struct mctx *c, struct part *pt, size_t start, size_t end, int depth,
+                         int in_digest);
+
+/* Split a multipart body [start, end) at "--boundary" lines. */
+static void parse_multipart(struct mctx *c, struct part *pt, const char *bnd, size_t blen,
+                            size_t start, size_t end, int depth)
+{
+    const char *m = c->msg;
+    size_t pos = start, ls, le, part_start = 0, part_end;
+    int in_part = 0, digest;
+    struct part **tail = &pt->child, *ch;
+    const char *nl;
+
+    digest = mime_strncaseeq(pt->subtype.p, pt->subtype.len, "digest");
+    while (pos < end && !c->err) {
+        ls = pos;
+        nl = memchr(m + ls, '\n', end - ls);
+        le = nl ? (size_t)(nl - m) + 1 : end;
+        pos = le;
+        if (le - ls < 2 + blen || m[ls] != '-' || m[ls + 1] != '-' ||
+            memcmp(m + ls + 2, bnd, blen) != 0)
+            continue;
+        if (in_part && c->nparts >= MIME_MAX_PARTS)
+            continue; /* part limit: the last part takes the rest */
+        if (in_part) {
+            part_end = ls;
+            if (part_end > part_start && m[part_end - 1] == '\n')
+                part_end--;
+            if (part_end > part_start && m[part_end - 1] == '\r')
+                part_end--;
+            if ((ch = new_part(c)) == NULL)
+                return;
+            *tail = ch;
+            tail = &ch->next;
+            parse_entity(c, ch, part_start, part_end, depth + 1, digest);
+        }
+        if (le - ls >= 4 + blen && m[ls + 2 + blen] == '-' && m[ls + 3 + blen] == '-') {
+            in_part = 0;
+            break; /* close delimiter: the rest is epilogue */
+        }
+        in_part = 1;
+        part_start = le;
+    }
+    if (in_part && !c->err) { /* never closed: the last part runs to the end */
+        if ((ch = new_part(c)) == NULL)
+            return;
+        *tail = ch;
+        parse_entity(c, ch, part_start, end, depth + 1, digest);
+    }
+}
+
+static void set_opaque(struct part *pt)
+{
+    /* depth or part limit reached: an opaque attachment */
+    pt->type.p = "application";
+    pt->type.len = 11;
+    pt->subtype.p = "octet-stream";
+    pt->subtype.len = 12;
+    pt->nparams = 0;
+    pt->multipart = pt->message = pt->text = 0;
+    pt->opaque = 1;
+}
+
+static void parse_entity(struct mctx *c, struct part *pt, size_t start, size_t end, int depth,
+                         int in_digest)
+{
+    struct mime_field f;
+    size_t pos = 0, hlen;
+    const char *h = c->msg + start;
+    const struct mparam *bp;
+    int have_ct = 0;
+
+    hlen = mime_header_len(h, end - start);
+    pt->hdr_off = start;
+    pt->hdr_len = hlen;
+    pt->body_off = start + hlen;
+    pt->body_len = end - start - hlen;
+    pt->lines = count_lines(c->msg + pt->body_off, pt->body_len);
+
+    while (mime_next_field(h, hlen, &pos, &f)) {
+        if (f.value == NULL || f.namelen < 8 || strncasecmp(f.name, "content-", 8) != 0)
+            continue;
+        if (!have_ct && mime_strncaseeq(f.name, f.namelen, "content-type")) {
+            have_ct = 1;
+            parse_content_type(pt, f.value, f.valuelen);
+        } else if (pt->enc.p == NULL &&
+                   mime_strncaseeq(f.name, f.namelen, "content-transfer-encoding"))
+            pt->enc = raw_value(f.value, f.valuelen);
+        else if (pt->id.p == NULL && mime_strncaseeq(f.name, f.namelen, "content-id"))
+            pt->id = raw_value(f.value, f.valuelen);
+        else if (pt->desc.p == NULL && mime_strncaseeq(f.name, f.namelen, "content-description"))
+            pt->desc = raw_value(f.value, f.valuelen);
+        else if (pt->md5.p == NULL && mime_strncaseeq(f.name, f.namelen, "content-md5"))
+            pt->md5 = raw_value(f.value, f.valuelen);
+        else if (pt->lang.p == NULL && mime_strncaseeq(f.name, f.namelen, "content-language"))
+            pt->lang = raw_value(f.value, f.valuelen);
+        else if (pt->loc.p == NULL && mime_strncaseeq(f.name, f.namelen, "content-location"))
+            pt->loc = raw_value(f.value, f.valuelen);
+        else if (pt->dsp.p == NULL &&
+                 mime_strncaseeq(f.name, f.namelen, "content-disposition"))
+            parse_disposition(pt, f.value, f.valuelen);
+    }
+    if (pt->store.err) {
+        c->err = 1;
+        return;
+    }
+    if (pt->type.p == NULL && in_digest) {
+        pt->type.p = "message";
+        pt->type.len = 7;
+        pt->subtype.p = "rfc822";
+        pt->subtype.len = 6;
+    }
+    if (pt->type.p == NULL)
+        pt->text = 1;
+    else if (mime_strncaseeq(pt->type.p, pt->type.len, "text"))
+        pt->text = 1;
+    else if (mime_strncaseeq(pt->type.p, pt->type.len, "multipart")) {
+        bp = find_param(pt, "boundary");
+        if (bp == NULL || bp->vlen == 0 || bp->vlen > MIME_MAX_BOUNDARY) {
+            /* no usable boundary: RFC 3501 degrade to text/plain */
+            pt->type.p = NULL;
+            pt->nparams = 0;
+            pt->text = 1;
+            return;
+        }
+        if (depth >= MIME_MAX_DEPTH || c->nparts >= MIME_MAX_PARTS) {
+            set_opaque(pt);
+            return;
+        }
+        pt->multipart = 1;
+        parse_multipart(c, pt, pt->store.p + bp->voff, bp->vlen, pt->body_off,
+                        pt->body_off + pt->body_len, depth);
+    } else if (mime_strncaseeq(pt->type.p, pt->type.len, "message") &&
+               mime_strncaseeq(pt->subtype.p, pt->subtype.len, "rfc822")) {
+        if (depth >= MIME_MAX_DEPTH || c->nparts >= MIME_MAX_PARTS) {
+            set_opaque(pt);
+            return;
+        }
+        pt->message = 1;
+        if ((pt->child = new_part(c)) == NULL)
+            return;
+        parse_entity(c, pt->child, pt->body_off, pt->body_off + pt->body_len, depth + 1, 0);
+    }
+}
+
+static struct part *parse_tree(struct mctx *c, const char *msg, size_t len)
+{
+    struct part *root;
+
+    memset(c, 0, sizeof(*c));
+    c->msg = msg;
+    c->len = len;
+    root = new_part(c);
+    if (root == NULL)
+        return NULL;
+    parse_entity(c, root, 0, len, 0, 0);
+    if (c->err) {
+        free_parts(c->all);
+        c->all = NULL;
+        return NULL;
+    }
+    return root;
+}
+
+/* ---- BODY / BODYSTRUCTURE */
+
+static void put_mstr(struct mbuf *b, const struct mstr *m)
+{
+    struct mbuf u = {0};
+
+    if (m->p == NULL) {
+        mbuf_add(b, "NIL", 3);
+        return;
+    }
+    mime_unfold(&u, m->p, m->len);
+    if (u.err)
+        b->err = 1;
+    mime_imap_string(b, u.p ? u.p : "", u.len);
+    mbuf_free(&u);
+}
+
+static void put_params(struct mbuf *b, const struct part *pt, const struct mparam *ps, size_t n,
+                       int default_charset)
+{
+    const char *st = pt->store.p;
+    size_t i;
+    int seen_cs = 0;
+
+    for (i = 0; i < n; i++)
+        if (mime_strncaseeq(st + ps[i].noff, ps[i].nlen, "charset"))
+            seen_cs = 1;
+    if (n == 0 && !(default_charset && !seen_cs)) {
+        mbuf_add(b, "NIL", 3);
+        return;
+    }
+    mbuf_addc(b, '(');
+    for (i = 0; i < n; i++) {
+        if (i > 0)
+            mbuf_addc(b, ' ');
+        mime_imap_string(b, st + ps[i].noff, ps[i].nlen);
+        mbuf_addc(b, ' ');
+        mime_imap_string(b, st + ps[i].voff, ps[i].vlen);
+    }
+    if (default_charset && !seen_cs) {
+        if (n > 0)
+            mbuf_addc(b, ' ');
+        mbuf_add(b, "\"charset\" \"us-ascii\"", 20);
+    }
+    mbuf_addc(b, ')');
+}
+
+/* body-fld-lang: one string, or a list when there are several tags. */
+static void put_lang(struct mbuf *b, const struct mstr *m)
+{
+    struct tscan s;
+    struct mstr t;
+    struct mstr toks[64];
+    size_t n = 0, i;
+
+    if (m->p == NULL) {
+        mbuf_add(b, "NIL", 3);
+        return;
+    }
+    s.p = m->p;
+    s.len = m->len;
+    s.i = 0;
+    while (s.i < s.len && n < 64) {
+        t_skip(&s);
+        t = t_token(&s);
+        if (t.len > 0)
+            toks[n++] = t;
+        else if (s.i < s.len)
+            s.i++; /* ',' or junk */
+    }
+    if (n == 0) {
+        mbuf_add(b, "NIL", 3);
+        return;
+    }
+    if (n == 1) {
+        mime_imap_string(b, toks[0].p, toks[0].len);
+        return;
+    }
+    mbuf_addc(b, '(');
+    for (i = 0; i < n; i++) {
+        if (i > 0)
+            mbuf_addc(b, ' ');
+        mime_imap_string(b, toks[i].p, toks[i].len);
+    }
+    mbuf_addc(b, ')');
+}
+
+static void put_dsp(struct mbuf *b, const struct part *pt)
+{
+    if (pt->dsp.p == NULL) {
+        mbuf_add(b, "NIL", 3);
+        return;
+    }
+    mbuf_addc(b, '(');
+    mime_imap_string(b, pt->dsp.p, pt->dsp.len);
+    mbuf_addc(b, ' ');
+    put_params(b, pt, pt->dparams, pt->ndparams, 0);
+    mbuf_addc(b, ')');
+}
+
+static void put_ext(struct mbuf *b, const struct part *pt, int md5)
+{
+    if (md5) {
+        mbuf_addc(b, ' ');
+        put_mstr(b, &pt->md5);
+    } else {
+        mbuf_addc(b, ' ');
+        put_params(b, pt, pt->params, pt->nparams, 0);
+    }
+    mbuf_addc(b, ' ');
+    put_dsp(b, pt);
+    mbuf_addc(b, ' ');
+    put_lang(b, &pt->lang);
+    mbuf_addc(b, ' ');
+    put_mstr(b, &pt->loc);
+}
+
+/* Recursion depth is bounded by MIME_MAX_DEPTH (parse_entity stops there). */
+static void write_structure(struct mbuf *b, const struct mctx *c, const struct part *pt,
+                            int extended)
+{
+    const struct part *ch;
+
+    mbuf_addc(b, '(');
+    if (pt->multipart) {
+        if (pt->child == NULL) /* no parts at all: one empty text/plain, as Dovecot does */
+            mbuf_adds(b, "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)");
+        for (ch = pt->child; ch != NULL && !b->err; ch = ch->next)
+            write_structure(b, c, ch, extended);
+        mbuf_addc(b, ' ');
+        mime_imap_string(b, pt->subtype.p, pt->subtype.len);
+        if (extended)
+            put_ext(b, pt, 0);
+        mbuf_addc(b, ')');
+        return;
+    }
+    if (pt->type.p == NULL)
+        mbuf_add(b, "\"text\" \"plain\"", 14);
+    else {
+        mime_imap_string(b, pt->type.p, pt->type.len);
+        mbuf_addc(b, ' ');
+        mime_imap_string(b, pt->subtype.p, pt->subtype.len);
+    }
+    mbuf_addc(b, ' ');
+    put_params(b, pt, pt->params, pt->nparams, pt->text);
+    mbuf_addc(b, ' ');
+    put_mstr(b, &pt->id);
+    mbuf_addc(b, ' ');
+    put_mstr(b, &pt->desc);
+    mbuf_addc(b, ' ');
+    if (pt->enc.p == NULL)
+        mbuf_add(b, "\"7bit\"", 6);
+    else
+        put_mstr(b, &pt->enc);
+    mbuf_addc(b, ' ');
+    mbuf_addu(b, pt->body_len);
+    if (pt->message && pt->child != NULL) {
+        mbuf_addc(b, ' ');
+        mime_envelope(b, c->msg + pt->child->hdr_off, pt->child->hdr_len);
+        mbuf_addc(b, ' ');
+        write_structure(b, c, pt->child, extended);
+        mbuf_addc(b, ' ');
+        mbuf_addu(b, pt->lines);
+    } else if (pt->text) {
+        mbuf_addc(b, ' ');
+        mbuf_addu(b, pt->lines);
+    }
+    if (extended)
+        put_ext(b, pt, 1);
+    mbuf_addc(b, ')');
+}
+
+/* ---- text for the full-text index */
+
+static void strip_html(struct mbuf *out, const char *p, size_t len)
+{
+    static const struct {
+        const char *name;
+        const char *utf8;
+    } ents[] = {{"amp", "&"}, {"lt", "<"}, {"gt", ">"}, {"quot", "\""}, {"apos", "'"},
+                {"nbsp", " "}};
+    size_t i = 0, j, k;
+    const char *skip_to = NULL;
+    size_t skip_len = 0;
+
+    while (i < len) {
+        if (p[i] == '<') {
+            /* tag: drop it; drop the contents of script and style */
+            j = i + 1;
+            while (j < len && p[j] != '>')
+                j++;
+            if (skip_to == NULL) {
+                if (j - i > 7 && strncasecmp(p + i + 1, "script", 6) == 0)
+                    skip_to = "</script", skip_len = 8;
+                else if (j - i > 6 && strncasecmp(p + i + 1, "style", 5) == 0)
+                    skip_to = "</style", skip_len = 7;
+                else
+                    mbuf_addc(out, ' ');
+            } else if (len - i >= skip_len && strncasecmp(p + i, skip_to, skip_len) == 0)
+                skip_to = NULL;
+            i = j < len ? j + 1 : len;
+            continue;
+        }
+        if (skip_to != NULL) {
+            i++;
+            continue;
+        }
+        if (p[i] == '&') {
+            for (j = i + 1; j < len && j - i < 10 && p[j] != ';'; j++)
+                ;
+            if (j < len && p[j] == ';') {
+                for (k = 0; k < sizeof(ents) / sizeof(ents[0]); k++)
+                    if (mime_strncaseeq(p + i + 1, j - i - 1, ents[k].name))
+                        break;
+                if (k < sizeof(ents) / sizeof(ents[0])) {
+                    mbuf_adds(out, ents[k].utf8);
+                    i = j + 1;
+                    continue;
+                }
+                if (p[i + 1] == '#') {
+                    mbuf_addc(out, ' ');
+                    i = j + 1;
+                    continue;
+                }
+            }
+        }
+        mbuf_addc(out, p[i]);
+        i++;
+    }
+}
+
+static void add_text(struct mbuf *text, const char *p, size_t len)
+{
+    size_t room;
+
+    if (text->len >= MIME_MAX_TEXT)
+        return;
+    room = MIME_MAX_TEXT - text->len;
+    if (len > room) {
+        len = room;
+        /* cut at a UTF-8 character boundary */
+        while (len > 0 && ((unsigned char)p[len] & 0xc0) == 0x80)
+            len--;
+    }
+    mbuf_add(text, p, len);
+}
+
+static void collect_text(const struct mctx *c, const struct part *pt, struct mbuf *text)
+{
+    struct mbuf dec = {0}, utf = {0}, html = {0};
+    const char *src = c->msg + pt->body_off, *cs = NULL;
+    size_t len = pt->body_len, i, cslen = 0;
+    const struct part *ch;
+
+    if (text->err || text->len >= MIME_MAX_TEXT)
+        return;
+    if (pt->multipart || pt->message) {
+        for (ch = pt->child; ch != NULL; ch = ch->next)
+            collect_text(c, ch, text);
+        return;
+    }
+    if (!pt->text || len == 0)
+        return;
+    /* no point decoding far beyond what the index keeps */
+    if (len > 4 * (size_t)MIME_MAX_TEXT)
+        len = 4 * (size_t)MIME_MAX_TEXT;
+    if (mime_strncaseeq(pt->enc.p, pt->enc.len, "base64")) {
+        mime_base64_decode(&dec, src, len);
+        src = dec.p, len = dec.len;
+    } else if (mime_strncaseeq(pt->enc.p, pt->enc.len, "quoted-printable")) {
+        mime_qp_decode(&dec, src, len, 0);
+        src = dec.p, len = dec.len;
+    }
+    for (i = 0; i < pt->nparams; i++)
+        if (mime_strncaseeq(pt->store.p + pt->params[i].noff, pt->params[i].nlen, "charset")) {
+            cs = pt->store.p + pt->params[i].voff;
+            cslen = pt->params[i].vlen;
+        }
+    if (src != NULL)
+        mime_to_utf8(&utf, cs, cslen, src, len);
+    if (pt->type.p != NULL && mime_strncaseeq(pt->subtype.p, pt->subtype.len, "html")) {
+        strip_html(&html, utf.p ? utf.p : "", utf.len);
+        if (html.err)
+            text->err = 1;
+        mbuf_free(&utf);
+        utf = html;
+    }
+    if (dec.err || utf.err)
+        text->err = 1;
+    if (utf.len > 0) {
+        if (text->len > 0)
+            add_text(text, "\n", 1);
+        add_text(text, utf.p, utf.len);
+    }
+    mbuf_free(&dec);
+    mbuf_free(&utf);
+}
+
+/* ---- public API */
+
+void mime_summary_free(struct mime_summary *s)
+{
+    if (s == NULL)
+        return;
+    free(s->envelope);
+    free(s->bodystructure);
+    free(s->body);
+    free(s->subject);
+    free(s->from);
+    free(s->to);
+    free(s->cc);
+    free(s->bcc);
+    free(s->message_id);
+    free(s->in_reply_to);
+    free(s->text);
+    memset(s, 0, sizeof(*s));
+}
+
+int mime_parse(const char *msg, size_t len, struct mime_summary *out)
+{
+    static const char *const names[] = {"subject", "from",       "to",         "cc",
+                                        "bcc",     "message-id", "in-reply-to", "date"};
+    char **dst[] = {&out->subject, &out->from, &out->to, &out->cc, &out->bcc,
+                    &out->message_id, &out->in_reply_to, NULL};
+    struct mctx c;
+    struct part *root;
+    struct mbuf b = {0};
+    struct mime_field f;
+    size_t pos = 0, k;
+    int err = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (msg == NULL)
+        msg = "", len = 0;
+    root = parse_tree(&c, msg, len);
+    if (root == NULL)
+        return -1;
+
+    mime_envelope(&b, msg + root->hdr_off, root->hdr_len);
+    out->envelope = mbuf_take(&b);
+    write_structure(&b, &c, root, 1);
+    out->bodystructure = mbuf_take(&b);
+    write_structure(&b, &c, root, 0);
+    out->body = mbuf_take(&b);
+    if (out->envelope == NULL || out->bodystructure == NULL || out->body == NULL)
+        err = 1;
+
+    while (!err && mime_next_field(msg + root->hdr_off, root->hdr_len, &pos, &f)) {
+        if (f.value == NULL)
+            continue;
+        for (k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+            if (!mime_strncaseeq(f.name, f.namelen, names[k]))
+                continue;
+            if (dst[k] == NULL) {
+                if (out->date == 0)
+                    out->date = mime_parse_date(f.value, f.valuelen);
+            } else if (*dst[k] == NULL) {
+                if (k >= 5) { /* message ids: unfolded, not decoded */
+                    mime_unfold(&b, f.value, f.valuelen);
+                    *dst[k] = mbuf_take(&b);
+                } else
+                    *dst[k] = mime_decode_header_value(f.value, f.valuelen);
+                if (*dst[k] == NULL)
+                    err = 1;
+            }
+        }
+    }
+
+    if (!err) {
+        collect_text(&c, root, &b);
+        if (b.err)
+            err = 1;
+        else if (b.len > 0)
+            out->text = mbuf_take(&b);
+        mbuf_free(&b);
+    }
+    free_parts(c.all);
+    if (err) {
+        mime_summary_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+/* Parse a decimal section number at s; 0 when none. */
+static unsigned long section_num(const char **s)
+{
+    unsigned long v = 0;
+
+    if (**s < '1' || **s > '9')
+        return 0;
+    while (**s >= '0' && **s <= '9') {
+        if (v > 1000000)
+            return 0;
+        v = v * 10 + (unsigned long)(**s - '0');
+        (*s)++;
+    }
+    return v;
+}
+
+int mime_find_section(const char *msg, size_t len, const char *section, size_t *off,
+                      size_t *seclen)
+{
+    struct mctx c;
+    struct part *root, *cur, *ch;
+    const char *s = section;
+    unsigned long n, k;
+    int is_msg = 1, nums = 0, ret = -1;
+
+    if (msg == NULL)
+        msg = "", len = 0;
+    if (section == NULL || *section == '\0') {
+        *off = 0;
+        *seclen = len;
+        return 0;
+    }
+    if ((root = parse_tree(&c, msg, len)) == NULL)
+        return -1;
+    cur = root;
+    while ((n = section_num(&s)) != 0) {
+        nums++;
+        if (!is_msg && cur->message && cur->child != NULL) {
+            cur = cur->child;
+            is_msg = 1;
+        }
+        if (cur->multipart) {
+            for (ch = cur->child, k = 1; ch != NULL && k < n; ch = ch->next)
+                k++;
+            if (ch == NULL)
+                goto out;
+            cur = ch;
+        } else if (!(is_msg && n == 1))
+            goto out;
+        is_msg = 0;
+        if (*s == '\0')
+            break;
+        if (*s != '.' || s[1] == '\0')
+            goto out;
+        s++;
+    }
+    if (*s == '\0' && nums > 0) {
+        *off = cur->body_off;
+        *seclen = cur->body_len;
+        ret = 0;
+    } else if (nums > 0 && strcasecmp(s, "MIME") == 0) {
+        *off = cur->hdr_off;
+        *seclen = cur->hdr_len;
+        ret = 0;
+    } else if (strcasecmp(s, "HEADER") == 0 || strcasecmp(s, "TEXT") == 0 ||
+               strncasecmp(s, "HEADER.FIELDS", 13) == 0) {
+        if (nums > 0) {
+            if (!cur->message || cur->child == NULL)
+                goto out;
+            cur = cur->child;
+        }
+        if (strcasecmp(s, "TEXT") == 0) {
+            *off = cur->body_off;
+            *seclen = cur->body_len;
+        } else {
+            *off = cur->hdr_off;
+            *seclen = cur->hdr_len;
+        }
+        ret = 0;
+    }
+out:
+    free_parts(c.all);
+    return ret;
+}

@@ -1,0 +1,59 @@
+/* MIME parsing for the storage module: RFC 5322 / 2045-2049 messages in,
+ * IMAP ENVELOPE / BODY / BODYSTRUCTURE strings (RFC 3501 7.4.2), decoded
+ * header values and body text for SEARCH and the full-text index out.
+ * Malformed input degrades (RFC 3501: treat as text/plain), never fails. */
+#ifndef COFFRE_MIME_H
+#define COFFRE_MIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Limits: each bounds the work one hostile message can cause. */
+#define MIME_MAX_DEPTH 100          /* multipart / message/rfc822 nesting */
+#define MIME_MAX_PARTS 10000        /* MIME parts per message, all levels */
+#define MIME_MAX_TEXT (1024 * 1024) /* bytes of decoded text for indexing */
+#define MIME_MAX_BOUNDARY 200       /* longer boundary parameter: treated as missing */
+
+struct mime_summary {     /* all strings malloc'd NUL-terminated, freed by mime_summary_free */
+    char *envelope;       /* IMAP ENVELOPE, RFC 3501 syntax, ready to send after "ENVELOPE " */
+    char *bodystructure;  /* IMAP BODYSTRUCTURE (extensible form) */
+    char *body;           /* IMAP BODY (non-extensible form) */
+    char *subject, *from, *to, *cc, *bcc, *message_id, *in_reply_to;
+                          /* decoded UTF-8 (RFC 2047 decoded, unfolded), for SEARCH and
+                           * sorting; NULL when absent */
+    int64_t date;         /* Date: header as unix time, 0 if missing/invalid */
+    char *text;           /* decoded text of text/ parts, UTF-8, HTML tags stripped roughly;
+                           * NULL if none; at most MIME_MAX_TEXT bytes */
+};
+
+/* 0, or -1 only on allocation failure (out is then zeroed). */
+int mime_parse(const char *msg, size_t len, struct mime_summary *out);
+void mime_summary_free(struct mime_summary *s);
+
+/* Locate a FETCH BODY[section]: "" (whole message), "HEADER", "TEXT", "1", "1.2",
+ * "1.2.HEADER", "1.2.TEXT", "1.MIME". Section names are case-insensitive.
+ * For "HEADER" / "n.HEADER" the range includes the blank line ending the header.
+ * "n.HEADER"/"n.TEXT" exist only when part n is message/rfc822.
+ * "HEADER.FIELDS ..." is for the caller: ask for "HEADER" (or "n.HEADER") and
+ * filter with mime_header_fields(). Returns 0 with *off,*seclen, or -1 when the
+ * section does not exist. */
+int mime_find_section(const char *msg, size_t len, const char *section, size_t *off,
+                      size_t *seclen);
+
+/* BODY[HEADER.FIELDS (A B)] and .NOT: copies the matching (negate = 0) or the
+ * non-matching (negate = 1) header fields of hdr[0..len), with their folded
+ * continuation lines as-is, followed by a blank line "\r\n", into *out
+ * (malloc'd, caller frees; NUL-terminated, *outlen excludes the NUL).
+ * Field names are compared case-insensitively. 0, or -1 on allocation failure. */
+int mime_header_fields(const char *hdr, size_t len, const char *const *names, size_t n,
+                       int negate, char **out, size_t *outlen);
+
+/* Decode a header value (unfold, RFC 2047 encoded words) to UTF-8.
+ * Invalid bytes become U+FFFD. Caller frees; NULL only on allocation failure. */
+char *mime_decode_header_value(const char *v, size_t len);
+
+/* Parse an RFC 5322 date-time (obsolete forms accepted) to unix time;
+ * 0 when unparseable. */
+int64_t mime_parse_date(const char *v, size_t len);
+
+#endif

@@ -1,0 +1,415 @@
+/* IMAP ENVELOPE (RFC 3501 7.4.2) from a message header: raw unfolded
+ * header values, and RFC 5322 address lists (with obsolete forms: routes,
+ * comments, missing domains) turned into (name adl mailbox host) lists.
+ * Parsing is lenient and linear: every step consumes input. */
+#include <string.h>
+
+#include "storage/mime_private.h"
+
+enum { F_DATE, F_SUBJECT, F_FROM, F_SENDER, F_REPLY_TO, F_TO, F_CC, F_BCC, F_IRT, F_MSGID, F_N };
+
+static const char *const env_names[F_N] = {"date", "subject",  "from", "sender",
+                                           "reply-to", "to", "cc", "bcc",
+                                           "in-reply-to", "message-id"};
+
+/* An address under construction: each piece is a buffer, has_* says present. */
+struct addr {
+    struct mbuf name, adl, mbox, host;
+    int has_name, has_adl, has_mbox, has_host;
+};
+
+struct aparse {
+    const char *p;
+    size_t len, i;
+    struct mbuf *out;
+    int count;
+};
+
+static int is_special(char c)
+{
+    return c == '(' || c == ')' || c == '<' || c == '>' || c == '@' || c == ',' || c == ';' ||
+           c == ':' || c == '\\' || c == '"' || c == '[' || c == ']';
+}
+
+static int is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Skip whitespace and comments; if cbuf is set, the text of the last
+ * comment seen is kept there (for "user@host (Name)"). 1 if anything skipped. */
+static int skip_cfws(struct aparse *a, struct mbuf *cbuf)
+{
+    size_t st = a->i, cs;
+    int depth;
+
+    for (;;) {
+        while (a->i < a->len && is_ws(a->p[a->i]))
+            a->i++;
+        if (a->i >= a->len || a->p[a->i] != '(')
+            break;
+        depth = 0;
+        cs = a->i + 1;
+        while (a->i < a->len) {
+            char c = a->p[a->i++];
+            if (c == '\\' && a->i < a->len)
+                a->i++;
+            else if (c == '(')
+                depth++;
+            else if (c == ')' && --depth == 0)
+                break;
+        }
+        if (cbuf != NULL && a->i > cs) {
+            cbuf->len = 0;
+            mbuf_add(cbuf, a->p + cs, a->i - cs - (a->p[a->i - 1] == ')'));
+        }
+    }
+    return a->i != st;
+}
+
+/* Read a quoted string's contents (unescaped) into b; a->i at the quote. */
+static void read_quoted(struct aparse *a, struct mbuf *b)
+{
+    a->i++;
+    while (a->i < a->len && a->p[a->i] != '"') {
+        if (a->p[a->i] == '\\' && a->i + 1 < a->len)
+            a->i++;
+        if (a->p[a->i] != '\r' && a->p[a->i] != '\n')
+            mbuf_addc(b, a->p[a->i]);
+        a->i++;
+    }
+    if (a->i < a->len)
+        a->i++;
+}
+
+/* Read one word (atom with dots, or quoted string) into b. 0 if none. */
+static int read_word(struct aparse *a, struct mbuf *b)
+{
+    size_t st;
+
+    if (a->i >= a->len)
+        return 0;
+    if (a->p[a->i] == '"') {
+        read_quoted(a, b);
+        return 1;
+    }
+    st = a->i;
+    while (a->i < a->len && !is_ws(a->p[a->i]) && !is_special(a->p[a->i]))
+        a->i++;
+    mbuf_add(b, a->p + st, a->i - st);
+    return a->i > st;
+}
+
+/* Phrase: words up to a special; words separated by whitespace in the input
+ * get one space. Returns the number of words. */
+static int read_phrase(struct aparse *a, struct mbuf *b, struct mbuf *cbuf)
+{
+    int n = 0, ws = 0;
+
+    for (;;) {
+        ws = skip_cfws(a, cbuf);
+        if (a->i >= a->len)
+            break;
+        if (is_special(a->p[a->i]) && a->p[a->i] != '"')
+            break;
+        if (n > 0 && ws)
+            mbuf_addc(b, ' ');
+        if (!read_word(a, b))
+            break;
+        n++;
+    }
+    return n;
+}
+
+/* Domain after '@': atoms, dots and domain literals, whitespace dropped. */
+static void read_domain(struct aparse *a, struct mbuf *b, struct mbuf *cbuf)
+{
+    size_t st;
+
+    for (;;) {
+        skip_cfws(a, cbuf);
+        if (a->i >= a->len)
+            return;
+        if (a->p[a->i] == '[') {
+            st = a->i;
+            while (a->i < a->len && a->p[a->i] != ']')
+                a->i++;
+            if (a->i < a->len)
+                a->i++;
+            mbuf_add(b, a->p + st, a->i - st);
+            continue;
+        }
+        if (is_special(a->p[a->i]) || a->p[a->i] == '"')
+            return;
+        st = a->i;
+        while (a->i < a->len && !is_ws(a->p[a->i]) && !is_special(a->p[a->i]) &&
+               a->p[a->i] != '(')
+            a->i++;
+        mbuf_add(b, a->p + st, a->i - st);
+    }
+}
+
+static void emit_addr(struct aparse *a, struct addr *ad)
+{
+    struct mbuf *o = a->out;
+
+    if (a->count++ == 0)
+        mbuf_addc(o, '(');
+    mbuf_addc(o, '(');
+    if (ad->has_name && ad->name.len > 0)
+        mime_imap_string(o, ad->name.p, ad->name.len);
+    else
+        mbuf_add(o, "NIL", 3);
+    mbuf_addc(o, ' ');
+    if (ad->has_adl && ad->adl.len > 0)
+        mime_imap_string(o, ad->adl.p, ad->adl.len);
+    else
+        mbuf_add(o, "NIL", 3);
+    mbuf_addc(o, ' ');
+    if (ad->has_mbox && ad->mbox.len > 0)
+        mime_imap_string(o, ad->mbox.p, ad->mbox.len);
+    else if (ad->has_host)
+        mime_imap_string(o, "MISSING_MAILBOX", 15);
+    else
+        mbuf_add(o, "NIL", 3);
+    mbuf_addc(o, ' ');
+    if (ad->has_host && ad->host.len > 0)
+        mime_imap_string(o, ad->host.p, ad->host.len);
+    else if (ad->has_host || ad->has_mbox)
+        mime_imap_string(o, "MISSING_DOMAIN", 14); /* NIL would mean group syntax */
+    else
+        mbuf_add(o, "NIL", 3);
+    mbuf_addc(o, ')');
+}
+
+static void addr_reset(struct addr *ad)
+{
+    ad->name.len = ad->adl.len = ad->mbox.len = ad->host.len = 0;
+    ad->has_name = ad->has_adl = ad->has_mbox = ad->has_host = 0;
+}
+
+static void addr_free(struct addr *ad)
+{
+    mbuf_free(&ad->name);
+    mbuf_free(&ad->adl);
+    mbuf_free(&ad->mbox);
+    mbuf_free(&ad->host);
+}
+
+/* After '<': [route ":"] local "@" domain ">" */
+static void read_angle(struct aparse *a, struct addr *ad)
+{
+    size_t save;
+
+    a->i++; /* '<' */
+    skip_cfws(a, NULL);
+    if (a->i < a->len && a->p[a->i] == '@') {
+        /* obs-route: "@a,@b:" */
+        save = a->i;
+        while (a->i < a->len && a->p[a->i] != ':' && a->p[a->i] != '>')
+            a->i++;
+        if (a->i < a->len && a->p[a->i] == ':') {
+            size_t k;
+            for (k = save; k < a->i; k++)
+                if (!is_ws(a->p[k]))
+                    mbuf_addc(&ad->adl, a->p[k]);
+            ad->has_adl = 1;
+            a->i++;
+        } else
+            a->i = save;
+    }
+    skip_cfws(a, NULL);
+    /* local part: words and dots */
+    while (a->i < a->len && a->p[a->i] != '@' && a->p[a->i] != '>') {
+        if (skip_cfws(a, NULL))
+            continue;
+        if (a->i >= a->len)
+            break;
+        if (a->p[a->i] == '"') {
+            read_quoted(a, &ad->mbox);
+        } else if (is_special(a->p[a->i])) {
+            if (a->p[a->i] == ',' || a->p[a->i] == ';')
+                break; /* unclosed '<' */
+            a->i++; /* junk */
+        } else
+            read_word(a, &ad->mbox);
+        ad->has_mbox = 1;
+    }
+    if (a->i < a->len && a->p[a->i] == '@') {
+        a->i++;
+        ad->has_host = 1;
+        read_domain(a, &ad->host, NULL);
+    }
+    ad->has_mbox = 1;
+    while (a->i < a->len && a->p[a->i] != '>' && a->p[a->i] != ',' && a->p[a->i] != ';')
+        a->i++;
+    if (a->i < a->len && a->p[a->i] == '>')
+        a->i++;
+}
+
+/* One mailbox (or, with allow_group, a group) at a->i. */
+static void read_address(struct aparse *a, struct addr *ad, struct mbuf *cbuf, int allow_group)
+{
+    size_t save;
+
+    addr_reset(ad);
+    cbuf->len = 0;
+    save = a->i;
+    read_phrase(a, &ad->name, NULL);
+    if (a->i < a->len && a->p[a->i] == '<') {
+        ad->has_name = ad->name.len > 0;
+        read_angle(a, ad);
+        emit_addr(a, ad);
+        return;
+    }
+    if (a->i < a->len && a->p[a->i] == ':' && allow_group) {
+        struct addr m = {0};
+        /* group: (NIL NIL "name" NIL) members (NIL NIL NIL NIL) */
+        mbuf_add(&ad->mbox, ad->name.p ? ad->name.p : "", ad->name.len);
+        if (a->count++ == 0)
+            mbuf_addc(a->out, '(');
+        mbuf_add(a->out, "(NIL NIL ", 9);
+        mime_imap_string(a->out, ad->mbox.p ? ad->mbox.p : "", ad->mbox.len);
+        mbuf_add(a->out, " NIL)", 5);
+        a->i++;
+        for (;;) {
+            skip_cfws(a, NULL);
+            if (a->i >= a->len)
+                break;
+            if (a->p[a->i] == ';') {
+                a->i++;
+                break;
+            }
+            if (a->p[a->i] == ',') {
+                a->i++;
+                continue;
+            }
+            save = a->i;
+            read_address(a, &m, cbuf, 0);
+            if (a->i == save)
+                a->i++; /* junk: make progress */
+        }
+        addr_free(&m);
+        mbuf_add(a->out, "(NIL NIL NIL NIL)", 17);
+        return;
+    }
+    /* addr-spec: local "@" domain, the phrase words were the local part */
+    a->i = save;
+    addr_reset(ad);
+    for (;;) {
+        skip_cfws(a, NULL);
+        if (a->i >= a->len || (is_special(a->p[a->i]) && a->p[a->i] != '"'))
+            break;
+        if (!read_word(a, &ad->mbox))
+            break;
+        ad->has_mbox = 1;
+    }
+    if (a->i < a->len && a->p[a->i] == '@') {
+        a->i++;
+        ad->has_host = 1;
+        read_domain(a, &ad->host, cbuf);
+    } else
+        skip_cfws(a, cbuf);
+    if (!ad->has_mbox && !ad->has_host)
+        return;
+    if (cbuf->len > 0) { /* "user@host (Real Name)" */
+        mbuf_add(&ad->name, cbuf->p, cbuf->len);
+        ad->has_name = 1;
+    }
+    emit_addr(a, ad);
+}
+
+static void address_list(struct mbuf *out, const char *v, size_t len)
+{
+    struct aparse a = {v, len, 0, out, 0};
+    struct addr ad = {0};
+    struct mbuf cbuf = {0};
+    size_t save;
+
+    while (a.i < a.len && !out->err) {
+        skip_cfws(&a, NULL);
+        if (a.i >= a.len)
+            break;
+        if (v[a.i] == ',' || v[a.i] == ';' || v[a.i] == '>' || v[a.i] == ')') {
+            a.i++;
+            continue;
+        }
+        save = a.i;
+        read_address(&a, &ad, &cbuf, 1);
+        if (a.i == save)
+            a.i++;
+    }
+    if (ad.name.err || ad.adl.err || ad.mbox.err || ad.host.err || cbuf.err)
+        out->err = 1;
+    addr_free(&ad);
+    mbuf_free(&cbuf);
+    if (a.count == 0)
+        mbuf_add(out, "NIL", 3);
+    else
+        mbuf_addc(out, ')');
+}
+
+static int has_nonblank(const char *v, size_t len)
+{
+    size_t i;
+
+    for (i = 0; v != NULL && i < len; i++)
+        if (!is_ws(v[i]))
+            return 1;
+    return 0;
+}
+
+void mime_envelope(struct mbuf *b, const char *hdr, size_t len)
+{
+    struct mime_field f;
+    const char *val[F_N] = {0};
+    size_t vlen[F_N] = {0};
+    size_t pos = 0;
+    struct mbuf u = {0};
+    int k, src;
+
+    while (mime_next_field(hdr, len, &pos, &f)) {
+        if (f.value == NULL)
+            continue;
+        for (k = 0; k < F_N; k++) {
+            if (val[k] == NULL && mime_strncaseeq(f.name, f.namelen, env_names[k])) {
+                val[k] = f.value;
+                vlen[k] = f.valuelen;
+            }
+        }
+    }
+    mbuf_addc(b, '(');
+    for (k = 0; k < F_N; k++) {
+        if (k > 0)
+            mbuf_addc(b, ' ');
+        src = k;
+        /* sender and reply-to default to from (RFC 3501) */
+        if ((k == F_SENDER || k == F_REPLY_TO) && !has_nonblank(val[k], vlen[k]))
+            src = F_FROM;
+        if (val[src] == NULL) {
+            mbuf_add(b, "NIL", 3);
+            continue;
+        }
+        u.len = 0;
+        mime_unfold(&u, val[src], vlen[src]);
+        if (u.err) {
+            b->err = 1;
+            break;
+        }
+        switch (k) {
+        case F_DATE:
+        case F_SUBJECT:
+        case F_IRT:
+        case F_MSGID:
+            if (u.len == 0)
+                mbuf_add(b, "NIL", 3);
+            else
+                mime_imap_string(b, u.p, u.len);
+            break;
+        default:
+            address_list(b, u.p ? u.p : "", u.len);
+        }
+    }
+    mbuf_addc(b, ')');
+    mbuf_free(&u);
+}

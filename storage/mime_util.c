@@ -1,0 +1,765 @@
+/* MIME helpers: growable buffer, IMAP string quoting, header field
+ * iteration and unfolding, charset conversion (iconv), base64 and
+ * quoted-printable decoding, RFC 2047 encoded words, RFC 5322 dates,
+ * and header field filtering for BODY[HEADER.FIELDS]. */
+#include <errno.h>
+#include <iconv.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "storage/mime.h"
+#include "storage/mime_private.h"
+
+/* ---- buffer */
+
+static int mbuf_grow(struct mbuf *b, size_t need)
+{
+    size_t ncap;
+    char *np;
+
+    if (b->err)
+        return -1;
+    if (need > SIZE_MAX - b->len - 1) {
+        b->err = 1;
+        return -1;
+    }
+    if (b->len + need + 1 <= b->cap)
+        return 0;
+    ncap = b->cap ? b->cap : 64;
+    while (ncap < b->len + need + 1) {
+        if (ncap > SIZE_MAX / 2) {
+            ncap = b->len + need + 1;
+            break;
+        }
+        ncap *= 2;
+    }
+    np = realloc(b->p, ncap);
+    if (np == NULL) {
+        b->err = 1;
+        return -1;
+    }
+    b->p = np;
+    b->cap = ncap;
+    return 0;
+}
+
+void mbuf_add(struct mbuf *b, const void *p, size_t len)
+{
+    if (mbuf_grow(b, len) < 0)
+        return;
+    if (len)
+        memcpy(b->p + b->len, p, len);
+    b->len += len;
+    b->p[b->len] = '\0';
+}
+
+void mbuf_addself(struct mbuf *b, size_t off, size_t len)
+{
+    if (off > b->len || len > b->len - off || mbuf_grow(b, len) < 0)
+        return;
+    memmove(b->p + b->len, b->p + off, len);
+    b->len += len;
+    b->p[b->len] = '\0';
+}
+
+void mbuf_adds(struct mbuf *b, const char *s)
+{
+    mbuf_add(b, s, strlen(s));
+}
+
+void mbuf_addc(struct mbuf *b, char c)
+{
+    mbuf_add(b, &c, 1);
+}
+
+void mbuf_addu(struct mbuf *b, uint64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    mbuf_add(b, tmp + i, sizeof(tmp) - i);
+}
+
+char *mbuf_take(struct mbuf *b)
+{
+    char *p;
+
+    if (!b->err && b->p == NULL)
+        mbuf_add(b, "", 0);
+    if (b->err) {
+        mbuf_free(b);
+        return NULL;
+    }
+    p = b->p;
+    b->p = NULL;
+    b->len = b->cap = 0;
+    return p;
+}
+
+void mbuf_free(struct mbuf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+    b->err = 0;
+}
+
+int mime_strncaseeq(const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+
+    return alen == blen && strncasecmp(a, b, blen) == 0;
+}
+
+/* ---- IMAP strings */
+
+void mime_imap_string(struct mbuf *b, const char *p, size_t len)
+{
+    size_t i, start;
+    int literal = 0;
+
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '\r' || c == '\n' || c >= 0x80) {
+            literal = 1;
+            break;
+        }
+    }
+    if (literal) {
+        mbuf_addc(b, '{');
+        mbuf_addu(b, len);
+        mbuf_add(b, "}\r\n", 3);
+        start = 0;
+        for (i = 0; i < len; i++) {
+            if (p[i] == '\0') {
+                mbuf_add(b, p + start, i - start);
+                mbuf_addc(b, ' ');
+                start = i + 1;
+            }
+        }
+        mbuf_add(b, p + start, len - start);
+        return;
+    }
+    mbuf_addc(b, '"');
+    start = 0;
+    for (i = 0; i < len; i++) {
+        if (p[i] == '"' || p[i] == '\\' || p[i] == '\0') {
+            mbuf_add(b, p + start, i - start);
+            if (p[i] == '\0')
+                mbuf_addc(b, ' ');
+            else {
+                mbuf_addc(b, '\\');
+                mbuf_addc(b, p[i]);
+            }
+            start = i + 1;
+        }
+    }
+    mbuf_add(b, p + start, len - start);
+    mbuf_addc(b, '"');
+}
+
+void mime_imap_nstring(struct mbuf *b, const char *p, size_t len)
+{
+    if (p == NULL)
+        mbuf_add(b, "NIL", 3);
+    else
+        mime_imap_string(b, p, len);
+}
+
+/* ---- header fields */
+
+/* End of the line starting at pos: index just past its LF (or len). */
+static size_t line_end(const char *p, size_t len, size_t pos)
+{
+    const char *nl = memchr(p + pos, '\n', len - pos);
+
+    return nl ? (size_t)(nl - p) + 1 : len;
+}
+
+static int is_blank_line(const char *p, size_t len, size_t pos)
+{
+    if (pos < len && p[pos] == '\n')
+        return 1;
+    return pos + 1 < len && p[pos] == '\r' && p[pos + 1] == '\n';
+}
+
+size_t mime_header_len(const char *msg, size_t len)
+{
+    size_t pos = 0;
+
+    while (pos < len) {
+        if (is_blank_line(msg, len, pos))
+            return line_end(msg, len, pos);
+        pos = line_end(msg, len, pos);
+    }
+    return len;
+}
+
+int mime_next_field(const char *hdr, size_t len, size_t *pos, struct mime_field *f)
+{
+    size_t p = *pos, end, i;
+    const char *colon;
+
+    if (p >= len || is_blank_line(hdr, len, p))
+        return 0;
+    end = line_end(hdr, len, p);
+    while (end < len && (hdr[end] == ' ' || hdr[end] == '\t'))
+        end = line_end(hdr, len, end);
+    f->raw = hdr + p;
+    f->rawlen = end - p;
+    colon = memchr(hdr + p, ':', end - p);
+    /* a colon on a continuation line does not make a field name */
+    if (colon != NULL && memchr(hdr + p, '\n', (size_t)(colon - (hdr + p))) != NULL)
+        colon = NULL;
+    if (colon == NULL) {
+        f->name = hdr + p;
+        f->namelen = end - p;
+        f->value = NULL;
+        f->valuelen = 0;
+    } else {
+        f->name = hdr + p;
+        i = (size_t)(colon - (hdr + p));
+        while (i > 0 && (f->name[i - 1] == ' ' || f->name[i - 1] == '\t'))
+            i--;
+        f->namelen = i;
+        f->value = colon + 1;
+        f->valuelen = (size_t)(hdr + end - f->value);
+    }
+    *pos = end;
+    return 1;
+}
+
+void mime_unfold(struct mbuf *b, const char *v, size_t len)
+{
+    size_t i, start;
+
+    while (len > 0 && (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')) {
+        v++;
+        len--;
+    }
+    while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t' || v[len - 1] == '\r' ||
+                       v[len - 1] == '\n'))
+        len--;
+    start = 0;
+    for (i = 0; i < len; i++) {
+        if (v[i] == '\r' || v[i] == '\n') {
+            mbuf_add(b, v + start, i - start);
+            start = i + 1;
+        }
+    }
+    mbuf_add(b, v + start, len - start);
+}
+
+int mime_header_fields(const char *hdr, size_t len, const char *const *names, size_t n,
+                       int negate, char **out, size_t *outlen)
+{
+    struct mbuf b = {0};
+    struct mime_field f;
+    size_t pos = 0, i;
+    int match;
+
+    while (mime_next_field(hdr, len, &pos, &f)) {
+        if (f.value == NULL)
+            continue;
+        match = 0;
+        for (i = 0; i < n && !match; i++)
+            match = mime_strncaseeq(f.name, f.namelen, names[i]);
+        if (match != !!negate) {
+            mbuf_add(&b, f.raw, f.rawlen);
+            if (f.rawlen == 0 || f.raw[f.rawlen - 1] != '\n')
+                mbuf_add(&b, "\r\n", 2);
+        }
+    }
+    mbuf_add(&b, "\r\n", 2);
+    *outlen = b.len;
+    *out = mbuf_take(&b);
+    if (*out == NULL) {
+        *outlen = 0;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- charsets */
+
+static void add_fffd(struct mbuf *b)
+{
+    mbuf_add(b, "\xef\xbf\xbd", 3);
+}
+
+/* Length of the valid UTF-8 sequence at p, or 0 when invalid. */
+static size_t utf8_seq(const unsigned char *p, size_t len)
+{
+    size_t n, i;
+    unsigned int cp;
+
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        n = 2, cp = p[0] & 0x1f;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef)
+        n = 3, cp = p[0] & 0x0f;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+        n = 4, cp = p[0] & 0x07;
+    else
+        return 0;
+    if (len < n)
+        return 0;
+    for (i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+void mime_utf8_sanitize(struct mbuf *b, const char *p, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    size_t i = 0, start = 0, n;
+
+    while (i < len) {
+        if (u[i] < 0x80) {
+            i++;
+            continue;
+        }
+        n = utf8_seq(u + i, len - i);
+        if (n == 0) {
+            mbuf_add(b, p + start, i - start);
+            add_fffd(b);
+            i++;
+            start = i;
+        } else
+            i += n;
+    }
+    mbuf_add(b, p + start, len - start);
+}
+
+static int is_utf8_name(const char *cs, size_t len)
+{
+    return mime_strncaseeq(cs, len, "utf-8") || mime_strncaseeq(cs, len, "utf8") ||
+           mime_strncaseeq(cs, len, "us-ascii") || mime_strncaseeq(cs, len, "ascii");
+}
+
+void mime_to_utf8(struct mbuf *b, const char *charset, size_t cslen, const char *p, size_t len)
+{
+    char name[64];
+    iconv_t cd;
+    char *in, *outp;
+    size_t inleft, outleft, r, chunk;
+    char tmp[1024];
+
+    if (charset == NULL || cslen == 0 || cslen >= sizeof(name) || is_utf8_name(charset, cslen)) {
+        mime_utf8_sanitize(b, p, len);
+        return;
+    }
+    memcpy(name, charset, cslen);
+    name[cslen] = '\0';
+    /* RFC 2231 language suffix: charset*lang */
+    if ((in = strchr(name, '*')) != NULL)
+        *in = '\0';
+    cd = iconv_open("UTF-8", name);
+    if (cd == (iconv_t)-1) {
+        mime_utf8_sanitize(b, p, len);
+        return;
+    }
+    in = (char *)(uintptr_t)p;
+    inleft = len;
+    while (inleft > 0 && !b->err) {
+        outp = tmp;
+        outleft = sizeof(tmp);
+        r = iconv(cd, &in, &inleft, &outp, &outleft);
+        chunk = sizeof(tmp) - outleft;
+        /* iconv output is UTF-8 already; sanitize anyway for odd converters */
+        mime_utf8_sanitize(b, tmp, chunk);
+        if (r == (size_t)-1) {
+            if (errno == E2BIG)
+                continue;
+            /* EILSEQ or EINVAL: replace one byte and go on */
+            add_fffd(b);
+            in++;
+            inleft--;
+            iconv(cd, NULL, NULL, NULL, NULL);
+        }
+    }
+    iconv_close(cd);
+}
+
+/* ---- transfer encodings */
+
+static int b64val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+void mime_base64_decode(struct mbuf *b, const char *p, size_t len)
+{
+    unsigned int acc = 0;
+    int bits = 0, v;
+    size_t i;
+    char out[768];
+    size_t n = 0;
+
+    for (i = 0; i < len; i++) {
+        if (p[i] == '=')
+            break;
+        v = b64val((unsigned char)p[i]);
+        if (v < 0)
+            continue;
+        acc = (acc << 6) | (unsigned int)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (char)((acc >> bits) & 0xff);
+            if (n == sizeof(out)) {
+                mbuf_add(b, out, n);
+                n = 0;
+            }
+        }
+    }
+    mbuf_add(b, out, n);
+}
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+void mime_qp_decode(struct mbuf *b, const char *p, size_t len, int header_q)
+{
+    size_t i = 0, start = 0, j;
+    int h1, h2;
+
+    while (i < len) {
+        if (header_q && p[i] == '_') {
+            mbuf_add(b, p + start, i - start);
+            mbuf_addc(b, ' ');
+            start = ++i;
+            continue;
+        }
+        if (p[i] != '=') {
+            i++;
+            continue;
+        }
+        mbuf_add(b, p + start, i - start);
+        if (i + 2 < len + 0 && (h1 = hexval((unsigned char)p[i + 1])) >= 0 &&
+            (h2 = hexval((unsigned char)p[i + 2])) >= 0) {
+            mbuf_addc(b, (char)(h1 * 16 + h2));
+            i += 3;
+        } else {
+            /* soft line break: "=" then optional whitespace then line end */
+            j = i + 1;
+            while (j < len && (p[j] == ' ' || p[j] == '\t'))
+                j++;
+            if (j < len && p[j] == '\r')
+                j++;
+            if (j < len && p[j] == '\n')
+                i = j + 1;
+            else if (j >= len)
+                i = len;
+            else {
+                mbuf_addc(b, '='); /* stray "=": keep it */
+                i++;
+            }
+        }
+        start = i;
+    }
+    mbuf_add(b, p + start, len - start);
+}
+
+/* ---- RFC 2047 */
+
+/* Recognize an encoded word at v[0..len): =?charset?X?text?= .
+ * Returns its length or 0. */
+static size_t encoded_word(const char *v, size_t len, const char **cs, size_t *cslen, char *enc,
+                           const char **text, size_t *textlen)
+{
+    size_t i, q1, q2;
+
+    if (len < 8 || v[0] != '=' || v[1] != '?')
+        return 0;
+    for (i = 2; i < len && v[i] != '?'; i++)
+        if (v[i] == ' ' || v[i] == '\t' || v[i] == '\r' || v[i] == '\n')
+            return 0;
+    if (i >= len || i == 2)
+        return 0;
+    q1 = i;
+    if (q1 + 3 >= len || v[q1 + 2] != '?')
+        return 0;
+    *enc = v[q1 + 1];
+    if (*enc != 'B' && *enc != 'b' && *enc != 'Q' && *enc != 'q')
+        return 0;
+    for (i = q1 + 3; i + 1 < len; i++) {
+        if (v[i] == ' ' || v[i] == '\t' || v[i] == '\r' || v[i] == '\n')
+            return 0;
+        if (v[i] == '?' && v[i + 1] == '=')
+            break;
+    }
+    if (i + 1 >= len)
+        return 0;
+    q2 = i;
+    *cs = v + 2;
+    *cslen = q1 - 2;
+    *text = v + q1 + 3;
+    *textlen = q2 - (q1 + 3);
+    return q2 + 2;
+}
+
+static void flush_words(struct mbuf *b, struct mbuf *raw, const char *cs, size_t cslen)
+{
+    if (raw->len > 0)
+        mime_to_utf8(b, cs, cslen, raw->p, raw->len);
+    raw->len = 0;
+    if (raw->err)
+        b->err = 1;
+}
+
+void mime_decode_2047(struct mbuf *b, const char *v, size_t len)
+{
+    struct mbuf raw = {0};
+    const char *cs = NULL, *ncs, *text;
+    size_t cslen = 0, ncslen, textlen, i = 0, start = 0, wl, j;
+    char enc;
+    int after_word = 0;
+
+    while (i < len) {
+        if (v[i] == '\r' || v[i] == '\n') {
+            /* unfold */
+            if (!after_word)
+                mime_utf8_sanitize(b, v + start, i - start);
+            start = ++i;
+            continue;
+        }
+        if (v[i] != '=' || (wl = encoded_word(v + i, len - i, &ncs, &ncslen, &enc, &text,
+                                              &textlen)) == 0) {
+            if (after_word && v[i] != ' ' && v[i] != '\t') {
+                flush_words(b, &raw, cs, cslen);
+                after_word = 0;
+                /* whitespace between the word and this text is kept */
+                start = i;
+                while (start > 0 && (v[start - 1] == ' ' || v[start - 1] == '\t'))
+                    start--;
+                j = start;
+                while (j < i) {
+                    if (v[j] != '\r' && v[j] != '\n')
+                        mbuf_addc(b, v[j]);
+                    j++;
+                }
+                start = i;
+            }
+            i++;
+            continue;
+        }
+        /* an encoded word at i */
+        if (!after_word)
+            mime_utf8_sanitize(b, v + start, i - start);
+        else if (cs == NULL || ncslen != cslen || strncasecmp(cs, ncs, cslen) != 0)
+            flush_words(b, &raw, cs, cslen);
+        cs = ncs;
+        cslen = ncslen;
+        if (enc == 'B' || enc == 'b')
+            mime_base64_decode(&raw, text, textlen);
+        else
+            mime_qp_decode(&raw, text, textlen, 1);
+        after_word = 1;
+        i += wl;
+        start = i;
+    }
+    if (after_word)
+        flush_words(b, &raw, cs, cslen);
+    else
+        mime_utf8_sanitize(b, v + start, len - start);
+    mbuf_free(&raw);
+}
+
+char *mime_decode_header_value(const char *v, size_t len)
+{
+    struct mbuf b = {0}, u = {0};
+
+    mime_unfold(&u, v, len);
+    if (u.err) {
+        mbuf_free(&u);
+        return NULL;
+    }
+    mime_decode_2047(&b, u.p ? u.p : "", u.len);
+    mbuf_free(&u);
+    return mbuf_take(&b);
+}
+
+/* ---- dates (RFC 5322 3.3 and 4.3) */
+
+struct dscan {
+    const char *p;
+    size_t len, i;
+};
+
+static void dskip(struct dscan *s)
+{
+    int depth;
+
+    for (;;) {
+        while (s->i < s->len && (s->p[s->i] == ' ' || s->p[s->i] == '\t' || s->p[s->i] == '\r' ||
+                                 s->p[s->i] == '\n'))
+            s->i++;
+        if (s->i >= s->len || s->p[s->i] != '(')
+            return;
+        depth = 0;
+        while (s->i < s->len) {
+            char c = s->p[s->i++];
+            if (c == '\\' && s->i < s->len)
+                s->i++;
+            else if (c == '(')
+                depth++;
+            else if (c == ')' && --depth == 0)
+                break;
+        }
+    }
+}
+
+static int dnum(struct dscan *s, int maxdigits, int *ndigits)
+{
+    int v = 0, n = 0;
+
+    while (s->i < s->len && s->p[s->i] >= '0' && s->p[s->i] <= '9' && n < maxdigits) {
+        v = v * 10 + (s->p[s->i] - '0');
+        s->i++;
+        n++;
+    }
+    *ndigits = n;
+    return v;
+}
+
+static size_t dword(struct dscan *s, const char **w)
+{
+    size_t st = s->i;
+
+    while (s->i < s->len && ((s->p[s->i] >= 'a' && s->p[s->i] <= 'z') ||
+                             (s->p[s->i] >= 'A' && s->p[s->i] <= 'Z')))
+        s->i++;
+    *w = s->p + st;
+    return s->i - st;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date. */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    int64_t era, yoe, doy, doe;
+
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = y - era * 400;
+    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+int64_t mime_parse_date(const char *v, size_t len)
+{
+    static const char *const months[] = {"jan", "feb", "mar", "apr", "may", "jun",
+                                         "jul", "aug", "sep", "oct", "nov", "dec"};
+    static const struct {
+        const char *name;
+        int off;
+    } zones[] = {{"ut", 0},       {"gmt", 0},      {"z", 0},        {"est", -5 * 60},
+                 {"edt", -4 * 60}, {"cst", -6 * 60}, {"cdt", -5 * 60}, {"mst", -7 * 60},
+                 {"mdt", -6 * 60}, {"pst", -8 * 60}, {"pdt", -7 * 60}};
+    struct dscan s = {v, len, 0};
+    const char *w;
+    size_t wl, k;
+    int day, mon = -1, year, hh, mm, ss = 0, nd, off = 0, sign;
+
+    dskip(&s);
+    wl = dword(&s, &w);
+    if (wl > 0) { /* day-of-week */
+        dskip(&s);
+        if (s.i < s.len && s.p[s.i] == ',')
+            s.i++;
+        dskip(&s);
+    }
+    day = dnum(&s, 2, &nd);
+    if (nd == 0 || day < 1 || day > 31)
+        return 0;
+    dskip(&s);
+    if (s.i < s.len && s.p[s.i] == '-') /* obsolete dd-Mon-yy */
+        s.i++;
+    wl = dword(&s, &w);
+    for (k = 0; k < 12; k++)
+        if (wl >= 3 && strncasecmp(w, months[k], 3) == 0)
+            mon = (int)k + 1;
+    if (mon < 0)
+        return 0;
+    dskip(&s);
+    if (s.i < s.len && s.p[s.i] == '-')
+        s.i++;
+    year = dnum(&s, 4, &nd);
+    if (nd == 0)
+        return 0;
+    if (nd == 2)
+        year += year < 50 ? 2000 : 1900;
+    else if (nd == 3)
+        year += 1900;
+    dskip(&s);
+    hh = dnum(&s, 2, &nd);
+    if (nd == 0 || hh > 23)
+        return 0;
+    dskip(&s);
+    if (s.i >= s.len || s.p[s.i] != ':')
+        return 0;
+    s.i++;
+    dskip(&s);
+    mm = dnum(&s, 2, &nd);
+    if (nd == 0 || mm > 59)
+        return 0;
+    dskip(&s);
+    if (s.i < s.len && s.p[s.i] == ':') {
+        s.i++;
+        dskip(&s);
+        ss = dnum(&s, 2, &nd);
+        if (nd == 0 || ss > 60)
+            return 0;
+        dskip(&s);
+    }
+    if (s.i < s.len && (s.p[s.i] == '+' || s.p[s.i] == '-')) {
+        sign = s.p[s.i] == '-' ? -1 : 1;
+        s.i++;
+        k = s.i;
+        off = dnum(&s, 4, &nd);
+        if (nd != 4 || off % 100 > 59)
+            off = 0;
+        else
+            off = sign * ((off / 100) * 60 + off % 100);
+        (void)k;
+    } else {
+        wl = dword(&s, &w);
+        for (k = 0; k < sizeof(zones) / sizeof(zones[0]); k++)
+            if (mime_strncaseeq(w, wl, zones[k].name))
+                off = zones[k].off;
+        /* military and unknown zones: RFC 5322 4.3 says treat as -0000 */
+    }
+    return days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss -
+           (int64_t)off * 60;
+}
