@@ -91,8 +91,15 @@ struct auth_service_opts {
 
 struct auth_service;
 
+/* Opens the account database and makes the dummy hash for unknown users
+ * (one yescrypt computation, at start-up). */
 int auth_service_new(uv_loop_t *loop, const struct auth_service_opts *o, struct auth_service **out,
                      char *err, size_t errlen);
+/* Callers cancel their logins first. Any login still pending is cancelled
+ * here (its callback is not called). Memory goes back at once when nothing
+ * is pending, otherwise when the pending work or timers end, which happens
+ * only if the loop runs again (as it must anyway to close handles); until
+ * then nothing touches freed memory. May run after uv_run has returned. */
 void auth_service_free(struct auth_service *s);
 
 /* Result of a login. result is AUTH_OK, AUTH_E_FAIL, AUTH_E_DISABLED or
@@ -113,7 +120,9 @@ struct auth_login *auth_login_start(struct auth_service *s, const char *user, si
                                     auth_login_cb cb, void *arg);
 
 /* The session went away: cb will not be called; memory is freed by the
- * service when the pending work ends. */
+ * service when the pending work or delay timer ends (failures are still
+ * counted for throttling). Valid while the login is pending and from inside
+ * its callback; the handle is gone once the callback has returned. */
 void auth_login_cancel(struct auth_login *l);
 
 /* ---- SASL ---- */

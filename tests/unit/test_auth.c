@@ -467,6 +467,29 @@ static void test_service(void)
             ok += res[i].calls == 1 && res[i].result == (i % 2 ? AUTH_OK : AUTH_E_FAIL);
         CHECK(ok == 6, "parallel logins each answered once, correctly");
     }
+    /* one IPv6 /64 is throttled as one address */
+    {
+        struct sockaddr_in6 a6;
+        struct result res;
+        const char *hosts[] = {"2001:db8:1:2::10", "2001:db8:1:2::20"};
+        uint64_t t0 = 0;
+
+        for (int i = 0; i < 2; i++) {
+            char name[32];
+
+            memset(&a6, 0, sizeof(a6));
+            a6.sin6_family = AF_INET6;
+            inet_pton(AF_INET6, hosts[i], &a6.sin6_addr);
+            snprintf(name, sizeof(name), "ghost%d", i);
+            memset(&res, 0, sizeof(res));
+            t0 = uv_hrtime();
+            auth_login_start(s, name, strlen(name), "whatever1", 9, (struct sockaddr *)&a6,
+                             on_login, &res);
+            uv_run(&loop, UV_RUN_DEFAULT);
+        }
+        CHECK(res.calls == 1 && res.result == AUTH_E_FAIL && (res.t_done - t0) / 1000000 >= 200,
+              "second failure from the same IPv6 /64, other name: delay doubled");
+    }
     /* freeing the service with a login pending */
     {
         struct sockaddr_in sin = ip4("192.0.2.15");
