@@ -384,8 +384,10 @@ static void on_work_done(uv_work_t *w, int status)
     uint64_t delay = 0;
     char user_key[AUTH_ADDR_MAX + 8];
 
-    if (status < 0) /* cancelled before it ran */
-        l->result = AUTH_E_TEMP;
+    if (status < 0) { /* cancelled before it ran: nothing to count or log */
+        login_release(l);
+        return;
+    }
     snprintf(user_key, sizeof(user_key), "user:%s", l->user);
     if (l->result == AUTH_OK) {
         throttle_clear(s, l->ip_key);
