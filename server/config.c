@@ -126,6 +126,15 @@ int conf_parse_duration_ms(const char *s, unsigned *out)
     return 0;
 }
 
+static int parse_duration_min(const char *s, unsigned min_ms, unsigned *out)
+{
+    unsigned v;
+    if (conf_parse_duration_ms(s, &v) < 0 || v < min_ms)
+        return -1;
+    *out = v;
+    return 0;
+}
+
 static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
 {
     uint64_t v;
@@ -361,7 +370,7 @@ bool conf_net_match(const struct conf_net *nets, size_t n, const struct sockaddr
 
 #define DURATION(field, lo_ms)                                                                     \
     do {                                                                                           \
-        if (conf_parse_duration_ms(value, &c->field) < 0 || c->field < (lo_ms)) {                  \
+        if (parse_duration_min(value, lo_ms, &c->field) < 0) {                                     \
             snprintf(err, errlen, "%s must be a duration (e.g. 30s, 500ms, 10m) of at least %ums", \
                      key, (unsigned)(lo_ms));                                                      \
             return -1;                                                                             \

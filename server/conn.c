@@ -1,0 +1,713 @@
+/* Connection life cycle: accept, connection limits, reading, TLS (implicit
+ * and STARTTLS), writing with back-pressure, timers, graceful and abrupt
+ * close. Protocol handlers see only server/conn.h. */
+#include "server/conn.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/log.h"
+#include "server/server.h"
+#include "tls/tls.h"
+
+enum tls_state { C_PLAIN, C_HANDSHAKE, C_TLS };
+
+struct conn {
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+        uv_stream_t stream;
+        uv_handle_t handle;
+    } h;
+    uv_timer_t timer;
+    struct server *srv;
+    struct listener *lst;
+    const struct conn_handler *handler;
+    void *proto;
+    struct conn_info info;
+    struct sockaddr_storage peer;
+    char remote[INET6_ADDRSTRLEN + 8];
+    char user[128];
+
+    struct tls_session *tls;
+    enum tls_state tls_state;
+    bool opened;       /* on_open has run */
+    bool closing;      /* conn_close or abort started */
+    bool close_called; /* handles are being closed */
+    bool paused;
+    bool reading;
+    bool drain_wanted;
+    bool counted_ip;
+    unsigned handles; /* open libuv handles of this connection */
+    unsigned timeout_ms;
+    size_t queued;
+    uint64_t bytes_in, bytes_out;
+    struct conn *prev, *next;
+};
+
+struct wreq {
+    uv_write_t req;
+    struct conn *c;
+    size_t len;
+    char *data; /* owned */
+};
+
+struct ipcount {
+    uint8_t addr[16];
+    unsigned n;
+    struct ipcount *next;
+};
+
+#define IP_BUCKETS 4096
+#define WRITE_LOW (CONN_WRITE_HIGH / 4)
+
+static char read_buf[65536]; /* every read is consumed before the next */
+
+static void finish_close(struct conn *c);
+static void do_handshake(struct conn *c);
+static void decrypt_input(struct conn *c);
+
+/* ---- accessors ---- */
+
+void *conn_proto(struct conn *c)
+{
+    return c->proto;
+}
+
+void conn_set_proto(struct conn *c, void *p)
+{
+    c->proto = p;
+}
+
+const struct conn_info *conn_info(struct conn *c)
+{
+    return &c->info;
+}
+
+const struct conf *conn_conf(struct conn *c)
+{
+    return &c->srv->conf;
+}
+
+struct auth_service *conn_auth(struct conn *c)
+{
+    return c->srv->auth;
+}
+
+const char *conn_hostname(struct conn *c)
+{
+    return c->srv->hostname;
+}
+
+bool conn_is_tls(struct conn *c)
+{
+    return c->tls_state == C_TLS;
+}
+
+bool conn_closing(struct conn *c)
+{
+    return c->closing;
+}
+
+size_t conn_write_queued(struct conn *c)
+{
+    return c->queued;
+}
+
+void conn_set_user(struct conn *c, const char *user)
+{
+    snprintf(c->user, sizeof(c->user), "%s", user);
+}
+
+bool conn_plaintext_auth_ok(struct conn *c)
+{
+    const struct conf *cf = &c->srv->conf;
+    if (c->tls_state == C_TLS)
+        return true;
+    if (c->peer.ss_family != AF_INET && c->peer.ss_family != AF_INET6)
+        return false;
+    return conf_net_match(cf->plaintext_auth_networks, cf->n_plaintext_nets,
+                          (const struct sockaddr *)&c->peer);
+}
+
+/* ---- per-IP counts ---- */
+
+static void ip_key(const struct sockaddr_storage *ss, uint8_t key[16])
+{
+    memset(key, 0, 16);
+    if (ss->ss_family == AF_INET) {
+        /* v4 as a v4-mapped v6 address, so both spellings count together */
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    } else if (ss->ss_family == AF_INET6) {
+        memcpy(key, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+    }
+}
+
+static unsigned ip_hash(const uint8_t key[16])
+{
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < 16; i++)
+        h = (h ^ key[i]) * 16777619u;
+    return h % IP_BUCKETS;
+}
+
+/* Returns the count after adding delta (+1 or -1); -1 on allocation failure. */
+static long ip_adjust(struct server *s, const struct sockaddr_storage *ss, int delta)
+{
+    uint8_t key[16];
+    struct ipcount **pp, *e;
+
+    if (!s->ipbuckets) {
+        s->ipbuckets = calloc(IP_BUCKETS, sizeof(*s->ipbuckets));
+        if (!s->ipbuckets)
+            return -1;
+    }
+    ip_key(ss, key);
+    for (pp = &s->ipbuckets[ip_hash(key)]; (e = *pp); pp = &e->next)
+        if (!memcmp(e->addr, key, 16))
+            break;
+    if (!e) {
+        if (delta < 0)
+            return 0;
+        e = calloc(1, sizeof(*e));
+        if (!e)
+            return -1;
+        memcpy(e->addr, key, 16);
+        e->next = *pp;
+        *pp = e;
+    }
+    if (delta > 0) {
+        e->n++;
+    } else if (--e->n == 0) {
+        *pp = e->next;
+        free(e);
+        return 0;
+    }
+    return e->n;
+}
+
+/* ---- writing ---- */
+
+static void on_write_done(uv_write_t *req, int status)
+{
+    struct wreq *w = (struct wreq *)req;
+    struct conn *c = w->c;
+
+    c->queued -= w->len;
+    free(w->data);
+    free(w);
+    if (status < 0) {
+        if (!c->close_called) {
+            log_debug("conn=%llu write failed: %s", (unsigned long long)c->info.id,
+                      uv_strerror(status));
+            c->closing = true;
+            finish_close(c);
+        }
+        return;
+    }
+    if (c->closing) {
+        if (c->queued == 0 && !c->close_called)
+            finish_close(c);
+        return;
+    }
+    if (c->drain_wanted && c->queued < WRITE_LOW) {
+        c->drain_wanted = false;
+        if (c->handler->on_drain)
+            c->handler->on_drain(c);
+    }
+}
+
+/* Sends raw bytes; takes ownership of data (malloc'd). */
+static void write_raw(struct conn *c, char *data, size_t len)
+{
+    struct wreq *w;
+    uv_buf_t b;
+
+    if (c->close_called) {
+        free(data);
+        return;
+    }
+    c->bytes_out += len;
+    if (c->queued == 0) {
+        b = uv_buf_init(data, (unsigned)len);
+        int r = uv_try_write(&c->h.stream, &b, 1);
+        if (r == (int)len) {
+            free(data);
+            return;
+        }
+        if (r > 0) {
+            memmove(data, data + r, len - (size_t)r);
+            len -= (size_t)r;
+        } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
+            free(data);
+            c->closing = true;
+            finish_close(c);
+            return;
+        }
+    }
+    w = malloc(sizeof(*w));
+    if (!w) {
+        free(data);
+        c->closing = true;
+        finish_close(c);
+        return;
+    }
+    w->c = c;
+    w->len = len;
+    w->data = data;
+    b = uv_buf_init(data, (unsigned)len);
+    if (uv_write(&w->req, &c->h.stream, &b, 1, on_write_done) < 0) {
+        free(data);
+        free(w);
+        c->closing = true;
+        finish_close(c);
+        return;
+    }
+    c->queued += len;
+    if (c->queued >= CONN_WRITE_HIGH)
+        c->drain_wanted = true;
+}
+
+static void flush_tls(struct conn *c)
+{
+    char *out;
+    size_t n = tls_session_take_output(c->tls, &out);
+    if (n)
+        write_raw(c, out, n);
+}
+
+void conn_write(struct conn *c, const void *buf, size_t len)
+{
+    if (c->close_called || len == 0)
+        return;
+    if (c->tls_state == C_TLS) {
+        if (tls_session_write(c->tls, buf, len) < 0) {
+            c->closing = true;
+            finish_close(c);
+            return;
+        }
+        flush_tls(c);
+        return;
+    }
+    if (c->tls_state == C_HANDSHAKE) {
+        /* nothing may be said in clear once TLS has started */
+        log_warn("conn=%llu %s wrote during the TLS handshake; dropped",
+                 (unsigned long long)c->info.id, c->handler->name);
+        return;
+    }
+    char *copy = malloc(len);
+    if (!copy) {
+        c->closing = true;
+        finish_close(c);
+        return;
+    }
+    memcpy(copy, buf, len);
+    write_raw(c, copy, len);
+}
+
+void conn_printf(struct conn *c, const char *fmt, ...)
+{
+    char small[1024];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof(small)) {
+        conn_write(c, small, (size_t)n);
+        return;
+    }
+    char *big = malloc((size_t)n + 1);
+    if (!big)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    conn_write(c, big, (size_t)n);
+    free(big);
+}
+
+/* ---- timers ---- */
+
+static void on_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+
+    if (c->closing) {
+        /* the peer did not take our last bytes in time */
+        finish_close(c);
+        return;
+    }
+    if (c->tls_state == C_HANDSHAKE) {
+        log_info("conn=%llu remote=%s TLS handshake timed out", (unsigned long long)c->info.id,
+                 c->remote);
+        c->closing = true;
+        finish_close(c);
+        return;
+    }
+    if (c->handler->on_timeout && c->opened)
+        c->handler->on_timeout(c);
+    else
+        conn_close(c);
+}
+
+void conn_set_timeout(struct conn *c, unsigned ms)
+{
+    c->timeout_ms = ms;
+    if (c->closing || c->tls_state == C_HANDSHAKE)
+        return;
+    if (ms)
+        uv_timer_start(&c->timer, on_timer, ms, 0);
+    else
+        uv_timer_stop(&c->timer);
+}
+
+/* ---- reading ---- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    buf->base = read_buf;
+    buf->len = sizeof(read_buf);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = st->data;
+
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (nread != UV_EOF)
+            log_debug("conn=%llu read: %s", (unsigned long long)c->info.id, uv_strerror((int)nread));
+        c->closing = true;
+        finish_close(c);
+        return;
+    }
+    if (c->closing)
+        return; /* a closing connection ignores what still arrives */
+    c->bytes_in += (size_t)nread;
+    if (c->timeout_ms && c->tls_state != C_HANDSHAKE)
+        uv_timer_start(&c->timer, on_timer, c->timeout_ms, 0);
+
+    switch (c->tls_state) {
+    case C_PLAIN:
+        c->handler->on_input(c, buf->base, (size_t)nread);
+        break;
+    case C_HANDSHAKE:
+        if (tls_session_feed(c->tls, buf->base, (size_t)nread) < 0) {
+            c->closing = true;
+            finish_close(c);
+            return;
+        }
+        do_handshake(c);
+        break;
+    case C_TLS:
+        if (tls_session_feed(c->tls, buf->base, (size_t)nread) < 0) {
+            c->closing = true;
+            finish_close(c);
+            return;
+        }
+        decrypt_input(c);
+        break;
+    }
+}
+
+static void decrypt_input(struct conn *c)
+{
+    char plain[16384];
+
+    while (!c->closing) {
+        ssize_t n = tls_session_read(c->tls, plain, sizeof(plain));
+        if (n == 0)
+            break;
+        if (n < 0) {
+            c->closing = true;
+            flush_tls(c);
+            finish_close(c);
+            return;
+        }
+        c->handler->on_input(c, plain, (size_t)n);
+    }
+    if (c->tls && !c->close_called)
+        flush_tls(c); /* e.g. TLS 1.3 key update replies */
+}
+
+static void start_reading(struct conn *c)
+{
+    if (c->reading || c->paused || c->close_called)
+        return;
+    if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0)
+        c->reading = true;
+}
+
+void conn_pause(struct conn *c)
+{
+    c->paused = true;
+    if (c->reading) {
+        uv_read_stop(&c->h.stream);
+        c->reading = false;
+    }
+}
+
+void conn_resume(struct conn *c)
+{
+    if (c->closing)
+        return;
+    c->paused = false;
+    start_reading(c);
+}
+
+/* ---- TLS ---- */
+
+static void begin_tls(struct conn *c)
+{
+    c->tls = tls_session_new(c->srv->tls);
+    if (!c->tls) {
+        log_error("conn=%llu cannot start a TLS session", (unsigned long long)c->info.id);
+        c->closing = true;
+        finish_close(c);
+        return;
+    }
+    c->tls_state = C_HANDSHAKE;
+    uv_timer_start(&c->timer, on_timer, c->srv->conf.tls_handshake_timeout_ms, 0);
+}
+
+static void do_handshake(struct conn *c)
+{
+    const char *why = NULL;
+    int r = tls_session_handshake(c->tls, &why);
+
+    flush_tls(c);
+    if (c->close_called)
+        return;
+    if (r == TLS_AGAIN)
+        return;
+    if (r == TLS_ERROR) {
+        log_info("conn=%llu service=%s remote=%s TLS handshake failed: %s",
+                 (unsigned long long)c->info.id, c->info.service, c->remote, why ? why : "?");
+        c->closing = true;
+        finish_close(c);
+        return;
+    }
+    c->tls_state = C_TLS;
+    uv_timer_stop(&c->timer);
+    log_info("conn=%llu service=%s remote=%s tls=%s cipher=%s kx=%s resumed=%s",
+             (unsigned long long)c->info.id, c->info.service, c->remote,
+             tls_session_version(c->tls), tls_session_cipher(c->tls), tls_session_kx(c->tls),
+             tls_session_resumed(c->tls) ? "yes" : "no");
+    if (c->timeout_ms)
+        uv_timer_start(&c->timer, on_timer, c->timeout_ms, 0);
+    if (!c->opened) {
+        c->opened = true;
+        if (c->handler->on_open(c) < 0) {
+            conn_close(c);
+            return;
+        }
+    } else if (c->handler->on_tls_ready) {
+        c->handler->on_tls_ready(c);
+    }
+    decrypt_input(c);
+}
+
+int conn_starttls(struct conn *c)
+{
+    if (c->tls_state != C_PLAIN || !c->srv->tls || c->closing)
+        return -1;
+    begin_tls(c);
+    return c->tls ? 0 : -1;
+}
+
+/* ---- closing ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    struct server *s = c->srv;
+
+    if (--c->handles)
+        return;
+    if (c->opened && c->handler->on_close)
+        c->handler->on_close(c);
+    log_info("conn=%llu service=%s remote=%s user=%s closed in=%llu out=%llu",
+             (unsigned long long)c->info.id, c->info.service, c->remote,
+             c->user[0] ? c->user : "-", (unsigned long long)c->bytes_in,
+             (unsigned long long)c->bytes_out);
+    if (c->counted_ip)
+        ip_adjust(s, &c->peer, -1);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nconns--;
+    tls_session_free(c->tls);
+    free(c);
+    if (s->stopping && !s->conns)
+        uv_stop(s->loop);
+}
+
+static void finish_close(struct conn *c)
+{
+    if (c->close_called)
+        return;
+    c->close_called = true;
+    c->closing = true;
+    uv_close(&c->h.handle, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    conn_pause(c);
+    if (c->tls_state == C_TLS) {
+        tls_session_bye(c->tls);
+        flush_tls(c);
+    }
+    if (c->close_called)
+        return;
+    if (c->queued == 0) {
+        finish_close(c);
+        return;
+    }
+    /* give the peer a bounded time to take what is queued */
+    unsigned grace = c->srv->conf.shutdown_timeout_ms ? c->srv->conf.shutdown_timeout_ms : 1000;
+    uv_timer_start(&c->timer, on_timer, grace, 0);
+}
+
+void conn_shutdown_all(struct server *s)
+{
+    struct conn *c, *next;
+    for (c = s->conns; c; c = next) {
+        next = c->next;
+        if (c->closing)
+            continue;
+        if (c->opened && c->handler->on_shutdown && c->tls_state != C_HANDSHAKE)
+            c->handler->on_shutdown(c);
+        else
+            conn_close(c);
+    }
+}
+
+void conn_abort_all(struct server *s)
+{
+    struct conn *c, *next;
+    for (c = s->conns; c; c = next) {
+        next = c->next;
+        c->closing = true;
+        finish_close(c);
+    }
+}
+
+/* ---- accepting ---- */
+
+static void format_peer(struct conn *c)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+
+    if (c->peer.ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&c->peer;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+        port = ntohs(s4->sin_port);
+        snprintf(c->remote, sizeof(c->remote), "%s:%u", ip, port);
+    } else if (c->peer.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&c->peer;
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+        port = ntohs(s6->sin6_port);
+        snprintf(c->remote, sizeof(c->remote), "[%s]:%u", ip, port);
+    } else {
+        snprintf(c->remote, sizeof(c->remote), "unix");
+    }
+}
+
+void conn_accept(struct listener *l)
+{
+    struct server *s = l->srv;
+    struct conn *c = calloc(1, sizeof(*c));
+    int r;
+
+    if (!c) {
+        log_error("out of memory accepting a connection");
+        return;
+    }
+    c->srv = s;
+    c->lst = l;
+    c->handler = l->handler;
+    if (l->is_unix)
+        r = uv_pipe_init(s->loop, &c->h.pipe, 0);
+    else
+        r = uv_tcp_init(s->loop, &c->h.tcp);
+    if (r < 0) {
+        free(c);
+        return;
+    }
+    uv_timer_init(s->loop, &c->timer);
+    c->h.handle.data = c;
+    c->timer.data = c;
+    c->handles = 2;
+    c->info.id = ++s->next_conn_id;
+    c->info.service = l->service;
+    c->info.remote = c->remote;
+    c->info.peer = (const struct sockaddr *)&c->peer;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+
+    if (uv_accept((uv_stream_t *)&l->h, &c->h.stream) < 0) {
+        c->closing = true;
+        finish_close(c);
+        return;
+    }
+    if (!l->is_unix) {
+        int len = sizeof(c->peer);
+        uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&c->peer, &len);
+        uv_tcp_nodelay(&c->h.tcp, 1);
+        uv_tcp_keepalive(&c->h.tcp, 1, 300);
+    }
+    format_peer(c);
+
+    long per_ip = 0;
+    if (!l->is_unix) {
+        per_ip = ip_adjust(s, &c->peer, +1);
+        c->counted_ip = per_ip > 0;
+    }
+    if (s->stopping || per_ip < 0 || s->nconns > s->conf.max_connections ||
+        (unsigned long)per_ip > s->conf.max_connections_per_ip) {
+        log_warn("conn=%llu service=%s remote=%s refused: too many connections (%u total)",
+                 (unsigned long long)c->info.id, l->service, c->remote, s->nconns);
+        if (!l->implicit_tls && c->handler->busy_reply)
+            conn_write(c, c->handler->busy_reply, strlen(c->handler->busy_reply));
+        conn_close(c);
+        return;
+    }
+    log_info("conn=%llu service=%s remote=%s connected", (unsigned long long)c->info.id,
+             l->service, c->remote);
+    c->timeout_ms = s->conf.login_timeout_ms;
+    if (l->implicit_tls) {
+        begin_tls(c);
+        if (c->closing)
+            return;
+    } else {
+        c->opened = true;
+        uv_timer_start(&c->timer, on_timer, c->timeout_ms, 0);
+        if (c->handler->on_open(c) < 0) {
+            conn_close(c);
+            return;
+        }
+    }
+    start_reading(c);
+}

@@ -1,0 +1,88 @@
+/* A client connection as the protocol handlers see it: bytes in (already
+ * decrypted), bytes out (encrypted when TLS is up), STARTTLS, timers, close.
+ * The connection layer (server/conn.c) owns the socket, the TLS session and
+ * the life cycle; a protocol owns its session state in conn->proto. */
+#ifndef COFFRE_CONN_H
+#define COFFRE_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct conn;
+struct conf;
+struct auth_service;
+
+/* What a protocol implements. All calls come on the loop thread. */
+struct conn_handler {
+    const char *name;     /* "imap", "pop3", "lmtp" */
+    /* Connection ready (after the handshake on implicit-TLS ports): allocate
+     * state, send the greeting. Return -1 to close. */
+    int (*on_open)(struct conn *c);
+    /* Plaintext bytes from the client. */
+    void (*on_input)(struct conn *c, const char *buf, size_t len);
+    /* The TLS handshake started by conn_starttls() finished. */
+    void (*on_tls_ready)(struct conn *c);
+    /* Output queue drained below the low-water mark after being high. */
+    void (*on_drain)(struct conn *c);
+    /* The timer set with conn_set_timeout() fired. */
+    void (*on_timeout)(struct conn *c);
+    /* The server is stopping: say goodbye and call conn_close(). */
+    void (*on_shutdown)(struct conn *c);
+    /* The connection is gone: free state, cancel pending work. */
+    void (*on_close)(struct conn *c);
+    /* Line sent (in plaintext) to a client refused for too many
+     * connections, before closing; NULL to just close. */
+    const char *busy_reply;
+};
+
+/* Output above this many queued bytes: stop processing input until on_drain. */
+#define CONN_WRITE_HIGH (256u * 1024)
+
+struct conn_info {
+    uint64_t id;
+    const char *service;        /* "imap", "imaps", "pop3", "pop3s", "lmtp" */
+    const char *remote;         /* "ADDR:PORT" for logs */
+    const struct sockaddr *peer;
+};
+
+/* Protocol state, owned by the handler. */
+void *conn_proto(struct conn *c);
+void conn_set_proto(struct conn *c, void *p);
+
+const struct conn_info *conn_info(struct conn *c);
+const struct conf *conn_conf(struct conn *c);
+struct auth_service *conn_auth(struct conn *c);
+const char *conn_hostname(struct conn *c);
+
+/* Sends bytes (encrypted once TLS is up). Errors close the connection
+ * later; callers need not check. */
+void conn_write(struct conn *c, const void *buf, size_t len);
+void conn_printf(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+size_t conn_write_queued(struct conn *c);
+
+/* After the reply already written, start a TLS handshake on this
+ * connection. The caller must have discarded any input buffered after the
+ * STARTTLS command. Returns 0, or -1 (TLS not configured, already on). */
+int conn_starttls(struct conn *c);
+bool conn_is_tls(struct conn *c);
+/* True when TLS is up, or the peer is in plaintext_auth_networks. */
+bool conn_plaintext_auth_ok(struct conn *c);
+
+/* Stops/starts reading from the socket (back-pressure while a command waits). */
+void conn_pause(struct conn *c);
+void conn_resume(struct conn *c);
+
+/* (Re)arms the single per-connection timer; 0 disarms. */
+void conn_set_timeout(struct conn *c, unsigned ms);
+
+/* Records the logged-in user for log lines. */
+void conn_set_user(struct conn *c, const char *user);
+
+/* Flushes what is queued (and a TLS close_notify), then closes. on_close is
+ * called once, later, from the loop. Safe to call more than once. */
+void conn_close(struct conn *c);
+bool conn_closing(struct conn *c);
+
+#endif

@@ -1,0 +1,224 @@
+/* coffred: reads the configuration, loads TLS credentials, binds every
+ * listener, drops root, and runs the event loop until SIGTERM/SIGINT. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "auth/auth.h"
+#include "server/log.h"
+#include "server/privdrop.h"
+#include "server/server.h"
+#include "tls/tls.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: coffred [-c FILE] [--foreground] [--check-config]\n"
+                "  -c, --config FILE   configuration file (default /etc/coffre/coffre.conf)\n"
+                "  -f, --foreground    stay in the foreground (for systemd and tests)\n"
+                "  -t, --check-config  check the configuration and exit\n");
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+    struct server *s = t->data;
+    log_warn("shutdown: closing %u connection(s) that did not finish in time", s->nconns);
+    conn_abort_all(s);
+}
+
+static void begin_stop(struct server *s, const char *why)
+{
+    if (s->stopping)
+        return;
+    s->stopping = true;
+    log_info("%s: shutting down (%u connection(s))", why, s->nconns);
+    server_close_listeners(s);
+    conn_shutdown_all(s);
+    if (!s->conns) {
+        uv_stop(s->loop);
+        return;
+    }
+    uv_timer_init(s->loop, &s->stop_timer);
+    s->stop_timer.data = s;
+    uv_timer_start(&s->stop_timer, on_stop_timer, s->conf.shutdown_timeout_ms, 0);
+    uv_unref((uv_handle_t *)&s->stop_timer);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct server *s = h->data;
+    char err[512];
+
+    if (signum == SIGHUP) {
+        if (!s->tls) {
+            log_info("SIGHUP: no TLS configured, nothing to reload");
+            return;
+        }
+        if (tls_server_reload(s->tls, err, sizeof(err)) < 0)
+            log_error("SIGHUP: certificate reload failed, keeping the old one: %s", err);
+        else
+            log_info("SIGHUP: certificate and key reloaded");
+        return;
+    }
+    begin_stop(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static int daemonize(void)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid > 0)
+        _exit(0);
+    if (setsid() < 0)
+        return -1;
+    pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid > 0)
+        _exit(0);
+    int fd = open("/dev/null", O_RDWR);
+    if (fd >= 0) {
+        dup2(fd, STDIN_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        if (fd > STDERR_FILENO)
+            close(fd);
+    }
+    return chdir("/");
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"foreground", no_argument, NULL, 'f'},
+        {"check-config", no_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *conf_path = "/etc/coffre/coffre.conf";
+    bool foreground = false, check_only = false;
+    static struct server srv;
+    struct server *s = &srv;
+    char err[1024];
+    int ch;
+
+    while ((ch = getopt_long(argc, argv, "c:fth", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': conf_path = optarg; break;
+        case 'f': foreground = true; break;
+        case 't': check_only = true; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 1;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 1;
+    }
+
+    conf_defaults(&s->conf);
+    if (conf_load(&s->conf, conf_path, err, sizeof(err)) < 0) {
+        fprintf(stderr, "coffred: %s\n", err);
+        return 2;
+    }
+    log_set_debug(s->conf.log_debug);
+
+    struct tls_server_opts topts = {
+        .cert = s->conf.tls_cert,
+        .key = s->conf.tls_key,
+        .cert_rsa = s->conf.tls_cert_rsa,
+        .key_rsa = s->conf.tls_key_rsa,
+        .priority = s->conf.tls_priority,
+    };
+    bool need_tls = s->conf.imap_listen.n || s->conf.imaps_listen.n || s->conf.pop3_listen.n ||
+                    s->conf.pop3s_listen.n;
+    if (need_tls && tls_server_new(&topts, &s->tls, err, sizeof(err)) < 0) {
+        fprintf(stderr, "coffred: %s\n", err);
+        return 2;
+    }
+    if (check_only) {
+        printf("%s: configuration ok\n", conf_path);
+        tls_server_free(s->tls);
+        return 0;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    {
+        char n[16];
+        snprintf(n, sizeof(n), "%u", s->conf.thread_pool_size);
+        setenv("UV_THREADPOOL_SIZE", n, 1);
+    }
+    if (gethostname(s->hostname, sizeof(s->hostname) - 1) < 0 || !s->hostname[0])
+        snprintf(s->hostname, sizeof(s->hostname), "localhost");
+
+    if (server_mkdir_p(s->conf.data_dir, 0700) < 0) {
+        fprintf(stderr, "coffred: cannot create %s: %s\n", s->conf.data_dir, strerror(errno));
+        return 1;
+    }
+    chmod(s->conf.data_dir, 0700);
+
+    s->loop = uv_default_loop();
+    if (server_listen_all(s, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    if (server_drop_privileges(s->conf.run_user, s->conf.data_dir, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    if (geteuid() != 0 && getuid() != 0)
+        log_debug("running as uid %u", (unsigned)getuid());
+    if (s->conf.n_plaintext_nets)
+        log_warn("plaintext_auth_networks is set: clients from those networks may log in "
+                 "without TLS, sending passwords in clear");
+
+    struct auth_service_opts aopts = {
+        .data_dir = s->conf.data_dir,
+        .default_domain = s->conf.default_domain,
+        .cache_ttl_s = s->conf.auth_cache_ttl_s,
+        .failure_delay_ms = s->conf.login_failure_delay_ms,
+        .failure_delay_max_ms = s->conf.login_failure_delay_max_ms,
+    };
+    if (auth_service_new(s->loop, &aopts, &s->auth, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return 1;
+    }
+
+    uv_signal_init(s->loop, &s->sig_term);
+    uv_signal_init(s->loop, &s->sig_int);
+    uv_signal_init(s->loop, &s->sig_hup);
+    s->sig_term.data = s->sig_int.data = s->sig_hup.data = s;
+    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&s->sig_int, on_signal, SIGINT);
+    uv_signal_start(&s->sig_hup, on_signal, SIGHUP);
+
+    if (!foreground && daemonize() < 0) {
+        log_error("cannot detach: %s", strerror(errno));
+        return 1;
+    }
+    log_info("coffred %s started (pid %d)", "0.1.0", (int)getpid());
+
+    uv_run(s->loop, UV_RUN_DEFAULT);
+
+    /* stopped: close what is left and let pending thread-pool work finish */
+    conn_abort_all(s);
+    uv_walk(s->loop, close_walk, NULL);
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    auth_service_free(s->auth);
+    tls_server_free(s->tls);
+    uv_loop_close(s->loop);
+    log_info("coffred stopped");
+    return 0;
+}

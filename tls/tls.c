@@ -1,0 +1,354 @@
+/* GnuTLS server sessions over memory buffers. GnuTLS pulls ciphertext from
+ * `in` and pushes records into `out`; the connection layer moves bytes
+ * between those buffers and the socket. Nothing here blocks. */
+#include "tls/tls.h"
+
+#include <errno.h>
+#include <gnutls/gnutls.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Credentials and priority as loaded at one moment; sessions hold a
+ * reference so a reload never pulls them out from under a live session. */
+struct creds {
+    unsigned refs;
+    gnutls_certificate_credentials_t cert;
+    gnutls_priority_t prio;
+};
+
+struct tls_server {
+    char *cert, *key, *cert_rsa, *key_rsa, *priority;
+    struct creds *cur;
+    gnutls_datum_t ticket_key; /* session tickets survive reloads */
+};
+
+struct buf {
+    char *p;
+    size_t off, len, cap; /* unread bytes are p[off .. off+len) */
+};
+
+struct tls_session {
+    gnutls_session_t s;
+    struct creds *creds;
+    struct buf in, out;
+};
+
+static int buf_append(struct buf *b, const char *data, size_t len)
+{
+    if (b->off && b->off + b->len + len > b->cap) {
+        memmove(b->p, b->p + b->off, b->len);
+        b->off = 0;
+    }
+    if (b->off + b->len + len > b->cap) {
+        size_t ncap = b->cap ? b->cap : 4096;
+        while (ncap < b->len + len)
+            ncap *= 2;
+        char *np = realloc(b->p, ncap);
+        if (!np)
+            return -1;
+        b->p = np;
+        b->cap = ncap;
+    }
+    memcpy(b->p + b->off + b->len, data, len);
+    b->len += len;
+    return 0;
+}
+
+static void buf_free(struct buf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof(*b));
+}
+
+static void creds_unref(struct creds *c)
+{
+    if (!c || --c->refs)
+        return;
+    if (c->cert)
+        gnutls_certificate_free_credentials(c->cert);
+    if (c->prio)
+        gnutls_priority_deinit(c->prio);
+    free(c);
+}
+
+static struct creds *creds_load(const struct tls_server *s, char *err, size_t errlen)
+{
+    struct creds *c = calloc(1, sizeof(*c));
+    const char *errpos = NULL;
+    int r;
+
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->refs = 1;
+    if ((r = gnutls_certificate_allocate_credentials(&c->cert)) < 0)
+        goto fail;
+    r = gnutls_certificate_set_x509_key_file2(c->cert, s->cert, s->key, GNUTLS_X509_FMT_PEM, NULL,
+                                              0);
+    if (r < 0) {
+        snprintf(err, errlen, "loading %s / %s: %s", s->cert, s->key, gnutls_strerror(r));
+        creds_unref(c);
+        return NULL;
+    }
+    if (s->cert_rsa && *s->cert_rsa) {
+        r = gnutls_certificate_set_x509_key_file2(c->cert, s->cert_rsa, s->key_rsa,
+                                                  GNUTLS_X509_FMT_PEM, NULL, 0);
+        if (r < 0) {
+            snprintf(err, errlen, "loading %s / %s: %s", s->cert_rsa, s->key_rsa,
+                     gnutls_strerror(r));
+            creds_unref(c);
+            return NULL;
+        }
+    }
+    r = gnutls_priority_init2(&c->prio, s->priority, &errpos, 0);
+    if (r < 0) {
+        snprintf(err, errlen, "tls_priority: %s near '%s'", gnutls_strerror(r),
+                 errpos ? errpos : "");
+        creds_unref(c);
+        return NULL;
+    }
+    return c;
+fail:
+    snprintf(err, errlen, "gnutls: %s", gnutls_strerror(r));
+    creds_unref(c);
+    return NULL;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s && *s ? strdup(s) : NULL;
+}
+
+void tls_server_free(struct tls_server *s)
+{
+    if (!s)
+        return;
+    creds_unref(s->cur);
+    if (s->ticket_key.data) {
+        gnutls_memset(s->ticket_key.data, 0, s->ticket_key.size);
+        gnutls_free(s->ticket_key.data);
+    }
+    free(s->cert);
+    free(s->key);
+    free(s->cert_rsa);
+    free(s->key_rsa);
+    free(s->priority);
+    free(s);
+}
+
+int tls_server_new(const struct tls_server_opts *o, struct tls_server **out, char *err,
+                   size_t errlen)
+{
+    struct tls_server *s = calloc(1, sizeof(*s));
+
+    *out = NULL;
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    s->cert = dup_or_null(o->cert);
+    s->key = dup_or_null(o->key);
+    s->cert_rsa = dup_or_null(o->cert_rsa);
+    s->key_rsa = dup_or_null(o->key_rsa);
+    s->priority = dup_or_null(o->priority);
+    if (!s->cert || !s->key || !s->priority || (o->cert_rsa && *o->cert_rsa && !s->cert_rsa) ||
+        (o->key_rsa && *o->key_rsa && !s->key_rsa)) {
+        snprintf(err, errlen, "certificate, key and priority are required");
+        tls_server_free(s);
+        return -1;
+    }
+    if (gnutls_session_ticket_key_generate(&s->ticket_key) < 0) {
+        snprintf(err, errlen, "cannot generate the session ticket key");
+        tls_server_free(s);
+        return -1;
+    }
+    s->cur = creds_load(s, err, errlen);
+    if (!s->cur) {
+        tls_server_free(s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+int tls_server_reload(struct tls_server *s, char *err, size_t errlen)
+{
+    struct creds *c = creds_load(s, err, errlen);
+    if (!c)
+        return -1;
+    creds_unref(s->cur);
+    s->cur = c;
+    return 0;
+}
+
+static ssize_t on_pull(gnutls_transport_ptr_t p, void *data, size_t len)
+{
+    struct tls_session *t = p;
+    if (t->in.len == 0) {
+        gnutls_transport_set_errno(t->s, EAGAIN);
+        return -1;
+    }
+    if (len > t->in.len)
+        len = t->in.len;
+    memcpy(data, t->in.p + t->in.off, len);
+    t->in.off += len;
+    t->in.len -= len;
+    if (t->in.len == 0)
+        t->in.off = 0;
+    return (ssize_t)len;
+}
+
+static ssize_t on_push(gnutls_transport_ptr_t p, const void *data, size_t len)
+{
+    struct tls_session *t = p;
+    if (buf_append(&t->out, data, len) < 0) {
+        gnutls_transport_set_errno(t->s, ENOMEM);
+        return -1;
+    }
+    return (ssize_t)len;
+}
+
+struct tls_session *tls_session_new(struct tls_server *srv)
+{
+    struct tls_session *t = calloc(1, sizeof(*t));
+
+    if (!t)
+        return NULL;
+    if (gnutls_init(&t->s, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL) < 0) {
+        free(t);
+        return NULL;
+    }
+    t->creds = srv->cur;
+    t->creds->refs++;
+    if (gnutls_priority_set(t->s, t->creds->prio) < 0 ||
+        gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, t->creds->cert) < 0 ||
+        gnutls_session_ticket_enable_server(t->s, &srv->ticket_key) < 0) {
+        tls_session_free(t);
+        return NULL;
+    }
+    gnutls_certificate_server_set_request(t->s, GNUTLS_CERT_IGNORE);
+    gnutls_transport_set_ptr(t->s, t);
+    gnutls_transport_set_pull_function(t->s, on_pull);
+    gnutls_transport_set_push_function(t->s, on_push);
+    return t;
+}
+
+void tls_session_free(struct tls_session *t)
+{
+    if (!t)
+        return;
+    gnutls_deinit(t->s);
+    creds_unref(t->creds);
+    buf_free(&t->in);
+    buf_free(&t->out);
+    free(t);
+}
+
+int tls_session_feed(struct tls_session *t, const char *buf, size_t len)
+{
+    return buf_append(&t->in, buf, len);
+}
+
+int tls_session_handshake(struct tls_session *t, const char **errmsg)
+{
+    int r = gnutls_handshake(t->s);
+    if (r == GNUTLS_E_SUCCESS)
+        return TLS_DONE;
+    if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED || !gnutls_error_is_fatal(r))
+        return TLS_AGAIN;
+    if (errmsg)
+        *errmsg = gnutls_strerror(r);
+    return TLS_ERROR;
+}
+
+ssize_t tls_session_read(struct tls_session *t, char *out, size_t cap)
+{
+    for (;;) {
+        ssize_t r = gnutls_record_recv(t->s, out, cap);
+        if (r > 0)
+            return r;
+        if (r == 0)
+            return -1; /* close_notify */
+        if (r == GNUTLS_E_AGAIN) {
+            /* an idle session keeps no input buffer */
+            if (t->in.len == 0)
+                buf_free(&t->in);
+            return 0;
+        }
+        if (r == GNUTLS_E_INTERRUPTED || !gnutls_error_is_fatal((int)r))
+            continue; /* e.g. a TLS 1.3 key update or a ticket: keep reading */
+        return -1;
+    }
+}
+
+int tls_session_write(struct tls_session *t, const char *buf, size_t len)
+{
+    while (len) {
+        ssize_t r = gnutls_record_send(t->s, buf, len);
+        if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+            /* push never refuses; AGAIN can only come from a failed
+             * allocation, retried with no data by GnuTLS's rules */
+            r = gnutls_record_send(t->s, NULL, 0);
+            if (r < 0)
+                return -1;
+            continue;
+        }
+        if (r < 0)
+            return -1;
+        buf += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+void tls_session_bye(struct tls_session *t)
+{
+    gnutls_bye(t->s, GNUTLS_SHUT_WR);
+}
+
+size_t tls_session_take_output(struct tls_session *t, char **buf)
+{
+    size_t n = t->out.len;
+    if (!n) {
+        *buf = NULL;
+        return 0;
+    }
+    if (t->out.off == 0) {
+        /* hand over the whole buffer: no copy */
+        *buf = t->out.p;
+        memset(&t->out, 0, sizeof(t->out));
+        return n;
+    }
+    *buf = malloc(n);
+    if (!*buf)
+        return 0;
+    memcpy(*buf, t->out.p + t->out.off, n);
+    t->out.off = t->out.len = 0;
+    return n;
+}
+
+const char *tls_session_version(struct tls_session *t)
+{
+    const char *v = gnutls_protocol_get_name(gnutls_protocol_get_version(t->s));
+    return v ? v : "?";
+}
+
+const char *tls_session_cipher(struct tls_session *t)
+{
+    const char *c = gnutls_cipher_get_name(gnutls_cipher_get(t->s));
+    return c ? c : "?";
+}
+
+const char *tls_session_kx(struct tls_session *t)
+{
+    gnutls_group_t g = gnutls_group_get(t->s);
+    const char *n = g ? gnutls_group_get_name(g) : gnutls_kx_get_name(gnutls_kx_get(t->s));
+    return n ? n : "?";
+}
+
+bool tls_session_resumed(struct tls_session *t)
+{
+    return gnutls_session_is_resumed(t->s) != 0;
+}
