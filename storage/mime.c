@@ -510,7 +510,7 @@ static void put_params(struct mbuf *b, const struct part *pt, const struct mpara
     mbuf_addc(b, ')');
 }
 
-/* body-fld-lang: one string, or a list when there are several tags. */
+/* body-fld-lang: always a list, as Dovecot sends it (RFC 3501 allows a single string too). */
 static void put_lang(struct mbuf *b, const struct mstr *m)
 {
     struct tscan s;
@@ -535,10 +535,6 @@ static void put_lang(struct mbuf *b, const struct mstr *m)
     }
     if (n == 0) {
         mbuf_add(b, "NIL", 3);
-        return;
-    }
-    if (n == 1) {
-        mime_imap_string(b, toks[0].p, toks[0].len);
         return;
     }
     mbuf_addc(b, '(');

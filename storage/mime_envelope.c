@@ -168,7 +168,7 @@ static void emit_addr(struct aparse *a, struct addr *ad)
     mbuf_addc(o, ' ');
     if (ad->has_mbox && ad->mbox.len > 0)
         mime_imap_string(o, ad->mbox.p, ad->mbox.len);
-    else if (ad->has_host)
+    else if (ad->has_host || ad->has_mbox)
         mime_imap_string(o, "MISSING_MAILBOX", 15);
     else
         mbuf_add(o, "NIL", 3);
@@ -297,7 +297,7 @@ static void read_address(struct aparse *a, struct addr *ad, struct mbuf *cbuf, i
     a->i = save;
     addr_reset(ad);
     for (;;) {
-        skip_cfws(a, NULL);
+        skip_cfws(a, cbuf);
         if (a->i >= a->len || (is_special(a->p[a->i]) && a->p[a->i] != '"'))
             break;
         if (!read_word(a, &ad->mbox))
@@ -400,11 +400,8 @@ void mime_envelope(struct mbuf *b, const char *hdr, size_t len)
         case F_DATE:
         case F_SUBJECT:
         case F_IRT:
-        case F_MSGID:
-            if (u.len == 0)
-                mbuf_add(b, "NIL", 3);
-            else
-                mime_imap_string(b, u.p, u.len);
+        case F_MSGID: /* present but empty: "" (as Dovecot) */
+            mime_imap_string(b, u.p ? u.p : "", u.len);
             break;
         default:
             address_list(b, u.p ? u.p : "", u.len);
