@@ -222,7 +222,9 @@ class Server:
         for s in SERVICES:
             self.conf[s + '_listen'] = '%s:%d' % (HOST, self.ports[s])
         self.conf.update(DEFAULT_CONF)
-        self.conf.update(extra_conf or {})
+        # A value may be a function of the ports, e.g. to add a listener.
+        for k, v in (extra_conf or {}).items():
+            self.conf[k] = v(self.ports) if callable(v) else v
         self.write_conf()
         self.proc = None
         self.logf = None

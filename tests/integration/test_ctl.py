@@ -72,15 +72,15 @@ class CtlRoundTrip(ServerTestCase):
 
     def test_disable_ends_cached_login_at_once(self):
         u = 'cached@example.org'
-        self.ctl_ok('user', 'add', u, '--password-stdin', input='cache me\n')
+        self.ctl_ok('user', 'add', u, '--password-stdin', input='cache me please\n')
         for _ in range(3):
-            self.assertEqual(self.imap_login(u, 'cache me'), OK)
+            self.assertEqual(self.imap_login(u, 'cache me please'), OK)
         self.ctl_ok('user', 'disable', u)
-        self.assertEqual(self.imap_login(u, 'cache me'), DISABLED)
+        self.assertEqual(self.imap_login(u, 'cache me please'), DISABLED)
 
     def test_list_and_show(self):
-        self.ctl_ok('user', 'add', 'listed@example.org', '--password-stdin', input='pw one\n')
-        self.ctl_ok('user', 'add', 'other@example.org', '--password-stdin', input='pw two\n')
+        self.ctl_ok('user', 'add', 'listed@example.org', '--password-stdin', input='password one\n')
+        self.ctl_ok('user', 'add', 'other@example.org', '--password-stdin', input='password two\n')
         out = self.ctl_ok('user', 'list')
         self.assertIn('listed@example.org', out)
         self.assertIn('other@example.org', out)
@@ -88,30 +88,30 @@ class CtlRoundTrip(ServerTestCase):
         self.assertIn('listed@example.org', out)
         self.assertNotIn('other@example.org', out)
         # Neither the password nor its hash is shown.
-        self.assertNotIn('pw one', out)
+        self.assertNotIn('password one', out)
         self.assertNotIn('$y$', out)
 
     def test_address_case_and_default_domain(self):
         self.ctl_ok('user', 'add', 'Mixed.Case@Example.ORG', '--password-stdin',
-                    input='mixed pw\n')
-        self.assertEqual(self.imap_login('mixed.case@example.org', 'mixed pw'), OK)
-        self.assertEqual(self.imap_login('MIXED.CASE@EXAMPLE.ORG', 'mixed pw'), OK)
-        self.assertEqual(self.imap_login('mixed.case', 'mixed pw'), OK)
+                    input='mixed password\n')
+        self.assertEqual(self.imap_login('mixed.case@example.org', 'mixed password'), OK)
+        self.assertEqual(self.imap_login('MIXED.CASE@EXAMPLE.ORG', 'mixed password'), OK)
+        self.assertEqual(self.imap_login('mixed.case', 'mixed password'), OK)
         rc, out, err = self.server.ctl('user', 'add', 'mixed.case@example.org',
-                                       '--password-stdin', input='again\n')
+                                       '--password-stdin', input='again and again\n')
         self.assertEqual(rc, 4, out + err)
 
     def test_exit_codes(self):
-        self.ctl_ok('user', 'add', 'dup@example.org', '--password-stdin', input='dup pw\n')
+        self.ctl_ok('user', 'add', 'dup@example.org', '--password-stdin', input='dup password\n')
         rc, out, err = self.server.ctl('user', 'add', 'dup@example.org', '--password-stdin',
-                                       input='other pw\n')
+                                       input='other password\n')
         self.assertEqual(rc, 4, 'duplicate add: ' + out + err)
         self.assertTrue(err.strip(), 'no message on stderr')
         # The duplicate did not change the password.
-        self.assertEqual(self.imap_login('dup@example.org', 'dup pw'), OK)
+        self.assertEqual(self.imap_login('dup@example.org', 'dup password'), OK)
 
         rc, out, err = self.server.ctl('user', 'passwd', 'ghost@example.org',
-                                       '--password-stdin', input='whatever pw\n')
+                                       '--password-stdin', input='whatever password\n')
         self.assertEqual(rc, 3, 'passwd of unknown user: ' + out + err)
         self.assertTrue(err.strip())
 
@@ -133,7 +133,7 @@ class CtlRoundTrip(ServerTestCase):
     def test_files_belong_to_run_user(self):
         if os.geteuid() != 0:
             self.skipTest('only meaningful as root')
-        self.ctl_ok('user', 'add', 'owner@example.org', '--password-stdin', input='own pw\n')
+        self.ctl_ok('user', 'add', 'owner@example.org', '--password-stdin', input='own password\n')
         uid = pwd.getpwnam(harness.RUN_USER).pw_uid
         bad = []
         for root, dirs, files in os.walk(self.server.data_dir):

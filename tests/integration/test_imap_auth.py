@@ -30,6 +30,9 @@ class ImapPlaintext(ServerTestCase):
     def setUpServer(cls):
         cls.server.add_user(USER, PASS)
 
+    def test_no_plaintext_warning_by_default(self):
+        self.assertNotIn('plaintext_auth_networks', self.server.log())
+
     def test_greeting_before_tls(self):
         with self.server.raw('imap') as c:
             g = c.line()
@@ -424,6 +427,44 @@ class ImapFailureDelay(ServerTestCase):
             c.line()
             _, t = c.cmd('a1', 'LOGIN %s %s' % (imap_quote(USER), imap_quote(PASS)))
             self.assertTrue(t.startswith('a1 OK'), t)
+
+
+class PlaintextAuthNetworks(ServerTestCase):
+    """plaintext_auth_networks opts a network in (a webmail on the same host):
+    clients from it may log in without TLS; everyone else still may not."""
+
+    CONF = {'plaintext_auth_networks': '127.0.0.2/32, 10.0.0.0/8'}
+
+    @classmethod
+    def setUpServer(cls):
+        cls.server.add_user(USER, PASS)
+
+    def test_warning_logged_at_start(self):
+        self.assertIn('plaintext_auth_networks', self.server.log())
+
+    def test_listed_network_may_login_in_clear(self):
+        with self.server.raw('imap', source='127.0.0.2') as c:
+            g = c.line()
+            self.assertNotIn('LOGINDISABLED', caps_from_code(g))
+            _, t = c.cmd('a1', 'LOGIN %s %s' % (imap_quote(USER), imap_quote(PASS)))
+            self.assertTrue(t.startswith('a1 OK'), t)
+        with self.server.raw('pop3', source='127.0.0.2') as c:
+            c.line()
+            c.send('USER %s\r\n' % USER)
+            self.assertTrue(c.line().startswith('+OK'))
+            c.send('PASS %s\r\n' % PASS)
+            self.assertEqual(c.line(), '+OK Logged in.')
+
+    def test_other_addresses_still_refused(self):
+        with self.server.raw('imap', source='127.0.0.3') as c:
+            g = c.line()
+            self.assertIn('LOGINDISABLED', caps_from_code(g))
+            _, t = c.cmd('a1', 'LOGIN %s %s' % (imap_quote(USER), imap_quote(PASS)))
+            self.assertTrue(t.startswith('a1 NO [PRIVACYREQUIRED]'), t)
+        with self.server.raw('pop3') as c:
+            c.line()
+            c.send('USER %s\r\n' % USER)
+            self.assertTrue(c.line().startswith('-ERR'))
 
 
 if __name__ == '__main__':

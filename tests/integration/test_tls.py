@@ -18,8 +18,6 @@ TLS13_SUITES = {'TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384',
 GNUTLS_CLI = shutil.which('gnutls-cli')
 GNUTLS_SERV = shutil.which('gnutls-serv')
 
-warnings.filterwarnings('ignore', category=DeprecationWarning, message='.*TLSv1.*')
-
 
 def gnutls_cli(port, version, extra_priority=''):
     """A gnutls-cli handshake restricted to one version; returns (ok, output)."""
@@ -37,8 +35,10 @@ def old_version_ctx(version):
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     ctx.set_ciphers('DEFAULT:@SECLEVEL=0')
-    ctx.minimum_version = version
-    ctx.maximum_version = version
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)
+        ctx.minimum_version = version
+        ctx.maximum_version = version
     return ctx
 
 
@@ -189,7 +189,8 @@ class TlsPolicy(ServerTestCase):
                         self.assertTls13(c.sock)
 
     def test_certificate_is_the_configured_one(self):
-        der = ssl.PEM_cert_to_DER_cert(open(self.server.cert).read())
+        with open(self.server.cert) as f:
+            der = ssl.PEM_cert_to_DER_cert(f.read())
         for svc in ('imaps', 'pop3s'):
             with self.server.raw(svc, tls=True) as c:
                 self.assertEqual(c.sock.getpeercert(binary_form=True), der)
@@ -223,6 +224,42 @@ class TlsPolicy(ServerTestCase):
 
     def test_session_resumption_tls12(self):
         self.resume(ssl.TLSVersion.TLSv1_2)
+
+
+def have_ipv6_loopback():
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            s.bind(('::1', 0))
+            return s.getsockname()[1]
+        finally:
+            s.close()
+    except OSError:
+        return None
+
+
+V6_PORT = have_ipv6_loopback()
+
+
+@unittest.skipUnless(V6_PORT, 'no IPv6 loopback')
+class TlsIPv6(ServerTestCase):
+    """Listeners on IPv6: '[::1]:PORT' beside the IPv4 address."""
+
+    v6_port = V6_PORT
+    CONF = {'imaps_listen': lambda ports: '127.0.0.1:%d,[::1]:%d' % (ports['imaps'], V6_PORT)}
+
+    def test_implicit_tls_over_ipv6(self):
+        sock = socket.create_connection(('::1', self.v6_port), timeout=10)
+        s = self.server.ctx().wrap_socket(sock, server_hostname='localhost')
+        with harness.Conn(s) as c:
+            self.assertIn(s.version(), ('TLSv1.2', 'TLSv1.3'))
+            self.assertTrue(c.line().startswith('* OK'))
+            _, t = c.cmd('a', 'LOGIN v6 "ipv6 password"')
+            self.assertTrue(t.startswith('a OK'), t)
+
+    @classmethod
+    def setUpServer(cls):
+        cls.server.add_user('v6@example.org', 'ipv6 password')
 
 
 if __name__ == '__main__':
