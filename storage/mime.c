@@ -239,8 +239,8 @@ static struct mstr raw_value(const char *v, size_t len)
         v++;
         len--;
     }
-    while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t' || v[len - 1] == '\r' ||
-                       v[len - 1] == '\n'))
+    while (len > 0 &&
+           (v[len - 1] == ' ' || v[len - 1] == '\t' || v[len - 1] == '\r' || v[len - 1] == '\n'))
         len--;
     m.p = v;
     m.len = len;
@@ -397,8 +397,7 @@ static void parse_entity(struct mctx *c, struct part *pt, size_t start, size_t e
             pt->lang = raw_value(f.value, f.valuelen);
         else if (pt->loc.p == NULL && mime_strncaseeq(f.name, f.namelen, "content-location"))
             pt->loc = raw_value(f.value, f.valuelen);
-        else if (pt->dsp.p == NULL &&
-                 mime_strncaseeq(f.name, f.namelen, "content-disposition"))
+        else if (pt->dsp.p == NULL && mime_strncaseeq(f.name, f.namelen, "content-disposition"))
             parse_disposition(pt, f.value, f.valuelen);
     }
     if (pt->store.err) {
@@ -638,8 +637,8 @@ static void strip_html(struct mbuf *out, const char *p, size_t len)
     static const struct {
         const char *name;
         const char *utf8;
-    } ents[] = {{"amp", "&"}, {"lt", "<"}, {"gt", ">"}, {"quot", "\""}, {"apos", "'"},
-                {"nbsp", " "}};
+    } ents[] = {{"amp", "&"},   {"lt", "<"},   {"gt", ">"},
+                {"quot", "\""}, {"apos", "'"}, {"nbsp", " "}};
     size_t i = 0, j, k;
     const char *skip_to = NULL;
     size_t skip_len = 0;
@@ -779,10 +778,10 @@ void mime_summary_free(struct mime_summary *s)
 
 int mime_parse(const char *msg, size_t len, struct mime_summary *out)
 {
-    static const char *const names[] = {"subject", "from",       "to",         "cc",
+    static const char *const names[] = {"subject", "from",       "to",          "cc",
                                         "bcc",     "message-id", "in-reply-to", "date"};
-    char **dst[] = {&out->subject, &out->from, &out->to, &out->cc, &out->bcc,
-                    &out->message_id, &out->in_reply_to, NULL};
+    char **dst[] = {&out->subject, &out->from,       &out->to,          &out->cc,
+                    &out->bcc,     &out->message_id, &out->in_reply_to, NULL};
     struct mctx c;
     struct part *root;
     struct mbuf b = {0};
@@ -859,8 +858,7 @@ static unsigned long section_num(const char **s)
     return v;
 }
 
-int mime_find_section(const char *msg, size_t len, const char *section, size_t *off,
-                      size_t *seclen)
+int mime_find_section(const char *msg, size_t len, const char *section, size_t *off, size_t *seclen)
 {
     struct mctx c;
     struct part *root, *cur, *ch;

@@ -14,16 +14,16 @@
 #define MIME_MAX_TEXT (1024 * 1024) /* bytes of decoded text for indexing */
 #define MIME_MAX_BOUNDARY 200       /* longer boundary parameter: treated as missing */
 
-struct mime_summary {     /* all strings malloc'd NUL-terminated, freed by mime_summary_free */
-    char *envelope;       /* IMAP ENVELOPE, RFC 3501 syntax, ready to send after "ENVELOPE " */
-    char *bodystructure;  /* IMAP BODYSTRUCTURE (extensible form) */
-    char *body;           /* IMAP BODY (non-extensible form) */
+struct mime_summary {    /* all strings malloc'd NUL-terminated, freed by mime_summary_free */
+    char *envelope;      /* IMAP ENVELOPE, RFC 3501 syntax, ready to send after "ENVELOPE " */
+    char *bodystructure; /* IMAP BODYSTRUCTURE (extensible form) */
+    char *body;          /* IMAP BODY (non-extensible form) */
     char *subject, *from, *to, *cc, *bcc, *message_id, *in_reply_to;
-                          /* decoded UTF-8 (RFC 2047 decoded, unfolded), for SEARCH and
-                           * sorting; NULL when absent */
-    int64_t date;         /* Date: header as unix time, 0 if missing/invalid */
-    char *text;           /* decoded text of text/ parts, UTF-8, HTML tags stripped roughly;
-                           * NULL if none; at most MIME_MAX_TEXT bytes */
+    /* decoded UTF-8 (RFC 2047 decoded, unfolded), for SEARCH and
+     * sorting; NULL when absent */
+    int64_t date; /* Date: header as unix time, 0 if missing/invalid */
+    char *text;   /* decoded text of text/ parts, UTF-8, HTML tags stripped roughly;
+                   * NULL if none; at most MIME_MAX_TEXT bytes */
 };
 
 /* 0, or -1 only on allocation failure (out is then zeroed). */
@@ -45,8 +45,8 @@ int mime_find_section(const char *msg, size_t len, const char *section, size_t *
  * continuation lines as-is, followed by a blank line "\r\n", into *out
  * (malloc'd, caller frees; NUL-terminated, *outlen excludes the NUL).
  * Field names are compared case-insensitively. 0, or -1 on allocation failure. */
-int mime_header_fields(const char *hdr, size_t len, const char *const *names, size_t n,
-                       int negate, char **out, size_t *outlen);
+int mime_header_fields(const char *hdr, size_t len, const char *const *names, size_t n, int negate,
+                       char **out, size_t *outlen);
 
 /* Decode a header value (unfold, RFC 2047 encoded words) to UTF-8.
  * Invalid bytes become U+FFFD. Caller frees; NULL only on allocation failure. */

@@ -8,9 +8,8 @@
 
 enum { F_DATE, F_SUBJECT, F_FROM, F_SENDER, F_REPLY_TO, F_TO, F_CC, F_BCC, F_IRT, F_MSGID, F_N };
 
-static const char *const env_names[F_N] = {"date", "subject",  "from", "sender",
-                                           "reply-to", "to", "cc", "bcc",
-                                           "in-reply-to", "message-id"};
+static const char *const env_names[F_N] = {"date", "subject", "from", "sender",      "reply-to",
+                                           "to",   "cc",      "bcc",  "in-reply-to", "message-id"};
 
 /* An address under construction: each piece is a buffer, has_* says present. */
 struct addr {
@@ -142,8 +141,7 @@ static void read_domain(struct aparse *a, struct mbuf *b, struct mbuf *cbuf)
         if (is_special(a->p[a->i]) || a->p[a->i] == '"')
             return;
         st = a->i;
-        while (a->i < a->len && !is_ws(a->p[a->i]) && !is_special(a->p[a->i]) &&
-               a->p[a->i] != '(')
+        while (a->i < a->len && !is_ws(a->p[a->i]) && !is_special(a->p[a->i]) && a->p[a->i] != '(')
             a->i++;
         mbuf_add(b, a->p + st, a->i - st);
     }
@@ -230,7 +228,7 @@ static void read_angle(struct aparse *a, struct addr *ad)
         } else if (is_special(a->p[a->i])) {
             if (a->p[a->i] == ',' || a->p[a->i] == ';')
                 break; /* unclosed '<' */
-            a->i++; /* junk */
+            a->i++;    /* junk */
         } else
             read_word(a, &ad->mbox);
         ad->has_mbox = 1;

@@ -49,7 +49,7 @@ struct mime_field {
 int mime_next_field(const char *hdr, size_t len, size_t *pos, struct mime_field *f);
 
 /* Header block length starting at msg[0..len), including the blank line
- * that ends it (if any). *bodyoff receives where the body starts. */
+ * that ends it (if any); the body starts there. */
 size_t mime_header_len(const char *msg, size_t len);
 
 /* Unfold (drop CR and LF) and trim surrounding whitespace into b. */

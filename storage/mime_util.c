@@ -242,8 +242,8 @@ void mime_unfold(struct mbuf *b, const char *v, size_t len)
         v++;
         len--;
     }
-    while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t' || v[len - 1] == '\r' ||
-                       v[len - 1] == '\n'))
+    while (len > 0 &&
+           (v[len - 1] == ' ' || v[len - 1] == '\t' || v[len - 1] == '\r' || v[len - 1] == '\n'))
         len--;
     start = 0;
     for (i = 0; i < len; i++) {
@@ -255,8 +255,8 @@ void mime_unfold(struct mbuf *b, const char *v, size_t len)
     mbuf_add(b, v + start, len - start);
 }
 
-int mime_header_fields(const char *hdr, size_t len, const char *const *names, size_t n,
-                       int negate, char **out, size_t *outlen)
+int mime_header_fields(const char *hdr, size_t len, const char *const *names, size_t n, int negate,
+                       char **out, size_t *outlen)
 {
     struct mbuf b = {0};
     struct mime_field f;
@@ -466,7 +466,7 @@ void mime_qp_decode(struct mbuf *b, const char *p, size_t len, int header_q)
             continue;
         }
         mbuf_add(b, p + start, i - start);
-        if (i + 2 < len + 0 && (h1 = hexval((unsigned char)p[i + 1])) >= 0 &&
+        if (i + 2 < len && (h1 = hexval((unsigned char)p[i + 1])) >= 0 &&
             (h2 = hexval((unsigned char)p[i + 2])) >= 0) {
             mbuf_addc(b, (char)(h1 * 16 + h2));
             i += 3;
@@ -554,8 +554,8 @@ void mime_decode_2047(struct mbuf *b, const char *v, size_t len)
             start = ++i;
             continue;
         }
-        if (v[i] != '=' || (wl = encoded_word(v + i, len - i, &ncs, &ncslen, &enc, &text,
-                                              &textlen)) == 0) {
+        if (v[i] != '=' ||
+            (wl = encoded_word(v + i, len - i, &ncs, &ncslen, &enc, &text, &textlen)) == 0) {
             if (after_word && v[i] != ' ' && v[i] != '\t') {
                 flush_words(b, &raw, cs, cslen);
                 after_word = 0;
@@ -657,8 +657,8 @@ static size_t dword(struct dscan *s, const char **w)
 {
     size_t st = s->i;
 
-    while (s->i < s->len && ((s->p[s->i] >= 'a' && s->p[s->i] <= 'z') ||
-                             (s->p[s->i] >= 'A' && s->p[s->i] <= 'Z')))
+    while (s->i < s->len &&
+           ((s->p[s->i] >= 'a' && s->p[s->i] <= 'z') || (s->p[s->i] >= 'A' && s->p[s->i] <= 'Z')))
         s->i++;
     *w = s->p + st;
     return s->i - st;
@@ -684,7 +684,7 @@ int64_t mime_parse_date(const char *v, size_t len)
     static const struct {
         const char *name;
         int off;
-    } zones[] = {{"ut", 0},       {"gmt", 0},      {"z", 0},        {"est", -5 * 60},
+    } zones[] = {{"ut", 0},        {"gmt", 0},       {"z", 0},         {"est", -5 * 60},
                  {"edt", -4 * 60}, {"cst", -6 * 60}, {"cdt", -5 * 60}, {"mst", -7 * 60},
                  {"mdt", -6 * 60}, {"pst", -8 * 60}, {"pdt", -7 * 60}};
     struct dscan s = {v, len, 0};
@@ -746,13 +746,11 @@ int64_t mime_parse_date(const char *v, size_t len)
     if (s.i < s.len && (s.p[s.i] == '+' || s.p[s.i] == '-')) {
         sign = s.p[s.i] == '-' ? -1 : 1;
         s.i++;
-        k = s.i;
         off = dnum(&s, 4, &nd);
         if (nd != 4 || off % 100 > 59)
             off = 0;
         else
             off = sign * ((off / 100) * 60 + off % 100);
-        (void)k;
     } else {
         wl = dword(&s, &w);
         for (k = 0; k < sizeof(zones) / sizeof(zones[0]); k++)
@@ -760,6 +758,5 @@ int64_t mime_parse_date(const char *v, size_t len)
                 off = zones[k].off;
         /* military and unknown zones: RFC 5322 4.3 says treat as -0000 */
     }
-    return days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss -
-           (int64_t)off * 60;
+    return days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss - (int64_t)off * 60;
 }

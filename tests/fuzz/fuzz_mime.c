@@ -36,8 +36,9 @@ static int balanced(const char *s)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const char *const sections[] = {"", "HEADER", "TEXT", "1", "2", "1.1", "1.2.3",
-                                           "1.MIME", "2.HEADER", "1.1.TEXT", "3.2.1.MIME"};
+    static const char *const sections[] = {"",         "HEADER",   "TEXT",      "1",
+                                           "2",        "1.1",      "1.2.3",     "1.MIME",
+                                           "2.HEADER", "1.1.TEXT", "3.2.1.MIME"};
     static const char *const names[] = {"subject", "FROM", "content-type"};
     const char *msg = (const char *)data;
     struct mime_summary s;

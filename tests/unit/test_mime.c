@@ -17,12 +17,12 @@
 
 static int failures;
 
-#define CHECK(cond)                                                                               \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);             \
-            failures++;                                                                           \
-        }                                                                                         \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static char *read_file(const char *path, size_t *len)
@@ -142,11 +142,11 @@ static void dump(const char *path)
         return;
     }
     printf("== %s\n", path);
-#define D(k, v)                                                                                   \
-    do {                                                                                          \
-        e = (v) ? escape((v), strlen(v)) : NULL;                                                  \
-        printf("%s: %s\n", k, nz(e));                                                             \
-        free(e);                                                                                  \
+#define D(k, v)                                                                                    \
+    do {                                                                                           \
+        e = (v) ? escape((v), strlen(v)) : NULL;                                                   \
+        printf("%s: %s\n", k, nz(e));                                                              \
+        free(e);                                                                                   \
     } while (0)
     D("envelope", s.envelope);
     D("bodystructure", s.bodystructure);
@@ -343,16 +343,15 @@ static void test_generated(void)
     /* 10,000 nested multiparts */
     n = 0;
     for (i = 0; i < 10000; i++)
-        n += (size_t)snprintf(m + n, cap - n,
-                              "Content-Type: multipart/mixed; boundary=b%zu\r\n\r\n--b%zu\r\n",
-                              i, i);
+        n += (size_t)snprintf(
+            m + n, cap - n, "Content-Type: multipart/mixed; boundary=b%zu\r\n\r\n--b%zu\r\n", i, i);
     n += (size_t)snprintf(m + n, cap - n, "\r\ntext\r\n");
     parse_sane("generated: deep multipart", m, n);
     /* 10,000 nested message/rfc822 */
     n = 0;
     for (i = 0; i < 10000; i++)
-        n += (size_t)snprintf(m + n, cap - n, "Subject: %zu\r\nContent-Type: message/rfc822\r\n\r\n",
-                              i);
+        n += (size_t)snprintf(m + n, cap - n,
+                              "Subject: %zu\r\nContent-Type: message/rfc822\r\n\r\n", i);
     parse_sane("generated: deep rfc822", m, n);
     /* 100,000 header lines */
     n = 0;
@@ -382,9 +381,10 @@ static void test_generated(void)
     /* 4 MB of base64 text: the index text stays capped */
     n = (size_t)snprintf(m, cap, "Content-Transfer-Encoding: base64\r\n\r\n");
     for (i = 0; i < 4 * 1024 * 1024 / 76; i++)
-        n += (size_t)snprintf(m + n, cap - n, "%.76s\r\n",
-                              "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29y"
-                              "bGQg");
+        n += (size_t)snprintf(
+            m + n, cap - n, "%.76s\r\n",
+            "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29y"
+            "bGQg");
     parse_sane("generated: big base64", m, n);
     free(m);
 }
@@ -392,14 +392,14 @@ static void test_generated(void)
 static void test_decode(void)
 {
     char *v;
-#define DEC(in, want)                                                                             \
-    do {                                                                                          \
-        v = mime_decode_header_value(in, strlen(in));                                             \
-        if (v == NULL || strcmp(v, want) != 0) {                                                  \
-            fprintf(stderr, "decode(%s): got [%s] want [%s]\n", in, v ? v : "NULL", want);        \
-            failures++;                                                                           \
-        }                                                                                         \
-        free(v);                                                                                  \
+#define DEC(in, want)                                                                              \
+    do {                                                                                           \
+        v = mime_decode_header_value(in, strlen(in));                                              \
+        if (v == NULL || strcmp(v, want) != 0) {                                                   \
+            fprintf(stderr, "decode(%s): got [%s] want [%s]\n", in, v ? v : "NULL", want);         \
+            failures++;                                                                            \
+        }                                                                                          \
+        free(v);                                                                                   \
     } while (0)
     DEC("plain", "plain");
     DEC(" folded\r\n line ", "folded line");
@@ -414,7 +414,8 @@ static void test_decode(void)
     /* a UTF-8 character split over two words */
     DEC("=?utf-8?q?=C3?= =?utf-8?q?=A9?=", "\xc3\xa9");
     /* unknown charset: bytes kept, invalid UTF-8 replaced */
-    DEC("=?x-unknown?q?a=E9b?=", "a\xef\xbf\xbd" "b");
+    DEC("=?x-unknown?q?a=E9b?=", "a\xef\xbf\xbd"
+                                 "b");
     /* RFC 2231 language suffix */
     DEC("=?US-ASCII*EN?Q?Keith_Moore?=", "Keith Moore");
     /* not encoded words */
@@ -425,7 +426,8 @@ static void test_decode(void)
     DEC("caf\xc3\xa9", "caf\xc3\xa9");
     DEC("caf\xe9", "caf\xef\xbf\xbd");
     /* invalid sequence in a known charset */
-    DEC("=?utf-8?q?a=FFb?=", "a\xef\xbf\xbd" "b");
+    DEC("=?utf-8?q?a=FFb?=", "a\xef\xbf\xbd"
+                             "b");
     DEC("=?koi8-r?b?8NLJ18XU?=", "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82");
 }
 
@@ -437,9 +439,9 @@ static void test_dates(void)
     DATE("Tue, 1 Jul 2003 10:52:37 +0200", 1057049557);
     DATE("1 Jan 2000 00:00:00 +0000", 946684800);
     DATE("1 Jan 2000 00:00 GMT", 946684800);
-    DATE("Sat, 1 Jan 00 00:00:00 EST", 946702800);   /* 2-digit year, obsolete zone */
-    DATE("1 Jan 99 00:00:00 +0000", 915148800);      /* 99 -> 1999 */
-    DATE("1 Jan 100 00:00:00 +0000", 946684800);     /* 3-digit: + 1900 */
+    DATE("Sat, 1 Jan 00 00:00:00 EST", 946702800); /* 2-digit year, obsolete zone */
+    DATE("1 Jan 99 00:00:00 +0000", 915148800);    /* 99 -> 1999 */
+    DATE("1 Jan 100 00:00:00 +0000", 946684800);   /* 3-digit: + 1900 */
     DATE("Mon (Monday), 2 Jan 2006 15:04:05 (x) -0700 (MST)", 1136239445);
     DATE("2-Jan-2006 15:04:05 -0700", 1136239445);
     DATE("1 Jan 2000 00:00:00 XYZ", 946684800); /* unknown zone: -0000 */
@@ -532,7 +534,8 @@ static void test_sections(void)
     const char *simple = "Subject: x\r\n\r\nbody\r\n";
 
     expect_section(m, "", m);
-    expect_section(m, "HEADER", "Subject: s\r\nContent-Type: multipart/mixed; boundary=\"o\"\r\n\r\n");
+    expect_section(m, "HEADER",
+                   "Subject: s\r\nContent-Type: multipart/mixed; boundary=\"o\"\r\n\r\n");
     expect_section(m, "1", "part one");
     expect_section(m, "1.MIME", "\r\n");
     expect_section(m, "2.MIME", "Content-Type: message/rfc822\r\n\r\n");
