@@ -1,0 +1,145 @@
+/* A stand-in for server/conn.c so the fuzz targets can drive the real
+ * protocol sessions without sockets: output is checked and dropped, STARTTLS
+ * and closing only set flags, and logins complete when the driver says. */
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/auth.h"
+#include "server/config.h"
+#include "server/conn.h"
+#include "tests/fuzz/fake_conn.h"
+
+struct conn {
+    void *proto;
+    struct conn_info info;
+    struct sockaddr_storage peer;
+    bool tls, closing, plain_ok;
+};
+
+static struct conf fake_conf;
+static struct conn the_conn;
+static auth_login_cb pending_cb;
+static void *pending_arg;
+static int pending_handle;
+
+void *conn_proto(struct conn *c) { return c->proto; }
+void conn_set_proto(struct conn *c, void *p) { c->proto = p; }
+const struct conn_info *conn_info(struct conn *c) { return &c->info; }
+const struct conf *conn_conf(struct conn *c) { return &fake_conf; }
+struct auth_service *conn_auth(struct conn *c) { return NULL; }
+const char *conn_hostname(struct conn *c) { return "fuzz.example"; }
+size_t conn_write_queued(struct conn *c) { return 0; }
+bool conn_is_tls(struct conn *c) { return c->tls; }
+bool conn_plaintext_auth_ok(struct conn *c) { return c->tls || c->plain_ok; }
+void conn_pause(struct conn *c) {}
+void conn_resume(struct conn *c) {}
+void conn_set_timeout(struct conn *c, unsigned ms) {}
+void conn_set_user(struct conn *c, const char *user) {}
+bool conn_closing(struct conn *c) { return c->closing; }
+void conn_close(struct conn *c) { c->closing = true; }
+
+void conn_write(struct conn *c, const void *buf, size_t len)
+{
+    /* every reply a protocol writes is whole lines */
+    if (len && ((const char *)buf)[len - 1] != '\n')
+        abort();
+}
+
+void conn_printf(struct conn *c, const char *fmt, ...)
+{
+    char out[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, sizeof(out), fmt, ap);
+    va_end(ap);
+    if (n > 0 && (size_t)n < sizeof(out))
+        conn_write(c, out, (size_t)n);
+}
+
+int conn_starttls(struct conn *c)
+{
+    if (c->tls)
+        return -1;
+    c->tls = true;
+    return 0;
+}
+
+struct auth_login *auth_login_start(struct auth_service *s, const char *user, size_t ulen,
+                                    const char *pw, size_t pwlen, const struct sockaddr *remote,
+                                    auth_login_cb cb, void *arg)
+{
+    if (pending_cb)
+        abort(); /* a session must never run two logins at once */
+    pending_cb = cb;
+    pending_arg = arg;
+    return (struct auth_login *)&pending_handle;
+}
+
+void auth_login_cancel(struct auth_login *l)
+{
+    pending_cb = NULL;
+}
+
+struct conn *fake_conn_new(bool tls, bool plain_ok)
+{
+    static bool init;
+    if (!init) {
+        conf_defaults(&fake_conf);
+        fake_conf.max_line_length = 1024; /* small limits reach the edges sooner */
+        fake_conf.max_literal_size = 2048;
+        fake_conf.max_bad_commands = 50;
+        init = true;
+    }
+    memset(&the_conn, 0, sizeof(the_conn));
+    the_conn.tls = tls;
+    the_conn.plain_ok = plain_ok;
+    the_conn.info.id = 1;
+    the_conn.info.service = "fuzz";
+    the_conn.info.remote = "fuzz";
+    the_conn.info.peer = (const struct sockaddr *)&the_conn.peer;
+    pending_cb = NULL;
+    return &the_conn;
+}
+
+void fake_conn_finish_login(bool ok)
+{
+    static const struct auth_account acct = {.id = 7, .address = "fuzz@example.org"};
+    auth_login_cb cb = pending_cb;
+    if (!cb)
+        return;
+    pending_cb = NULL;
+    cb(pending_arg, ok ? AUTH_OK : AUTH_E_FAIL, ok ? &acct : NULL);
+}
+
+int fake_conn_drive(const struct conn_handler *h, const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    uint8_t flags = data[0];
+    struct conn *c = fake_conn_new(flags & 1, flags & 2);
+    data++;
+    size--;
+    if (h->on_open(c) < 0)
+        return 0;
+    /* feed in chunks whose sizes come from the flags, completing logins
+     * between chunks, as the loop would */
+    size_t chunk = 1 + ((flags >> 2) & 0x3f) * 7;
+    bool ok = flags & 0x80;
+    while (size && !c->closing) {
+        size_t n = size < chunk ? size : chunk;
+        h->on_input(c, (const char *)data, n);
+        data += n;
+        size -= n;
+        if (pending_cb) {
+            fake_conn_finish_login(ok);
+            ok = !ok;
+        }
+    }
+    if (!c->closing && h->on_timeout)
+        h->on_timeout(c);
+    h->on_close(c);
+    return 0;
+}

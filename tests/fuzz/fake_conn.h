@@ -1,0 +1,17 @@
+/* Drives a protocol handler from fuzz input through tests/fuzz/fake_conn.c.
+ * The first byte picks TLS on/off, plaintext-auth networks, chunk size and
+ * login results; the rest is the client's bytes. */
+#ifndef COFFRE_FAKE_CONN_H
+#define COFFRE_FAKE_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server/conn.h"
+
+struct conn *fake_conn_new(bool tls, bool plain_ok);
+void fake_conn_finish_login(bool ok);
+int fake_conn_drive(const struct conn_handler *h, const uint8_t *data, size_t size);
+
+#endif
