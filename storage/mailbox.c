@@ -1,0 +1,856 @@
+/* Mailboxes: lookup, LIST, CREATE, DELETE, RENAME, subscriptions, STATUS,
+ * and the per-folder "coffre-uidvalidity" file that lets a rebuilt index keep
+ * UIDVALIDITY and never reuse a UID. */
+#include "storage/internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "server/log.h"
+
+static int row_from_stmt(sqlite3_stmt *st, struct mbox_row *out)
+{
+    const unsigned char *name = sqlite3_column_text(st, 1);
+    size_t len = name ? strlen((const char *)name) : 0;
+
+    if (len > STORAGE_MBOX_NAME_MAX)
+        return STORAGE_E_CORRUPT;
+    out->id = sqlite3_column_int64(st, 0);
+    memcpy(out->name, name ? (const char *)name : "", len + 1);
+    out->uidvalidity = (uint32_t)sqlite3_column_int64(st, 2);
+    out->uidnext = (uint32_t)sqlite3_column_int64(st, 3);
+    out->highestmodseq = (uint64_t)sqlite3_column_int64(st, 4);
+    return 0;
+}
+
+#define MBOX_COLS "id, name, uidvalidity, uidnext, highestmodseq"
+
+int mbox_by_id(sqlite3 *db, int64_t id, struct mbox_row *out)
+{
+    sqlite3_stmt *st;
+    int rc = db_prepare(db, "SELECT " MBOX_COLS " FROM mailboxes WHERE id = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = row_from_stmt(st, out);
+    else if (rc == SQLITE_DONE)
+        rc = STORAGE_E_NOMBOX;
+    else
+        rc = err_from_sqlite(db, rc);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mbox_by_name(sqlite3 *db, const char *name, struct mbox_row *out)
+{
+    sqlite3_stmt *st;
+    int rc = db_prepare(db, "SELECT " MBOX_COLS " FROM mailboxes WHERE name = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = row_from_stmt(st, out);
+    else if (rc == SQLITE_DONE)
+        rc = STORAGE_E_NOMBOX;
+    else
+        rc = err_from_sqlite(db, rc);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mbox_bump_modseq(sqlite3 *db, int64_t mbox, uint64_t *modseq)
+{
+    sqlite3_stmt *st;
+    int rc = db_prepare(db,
+                        "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? "
+                        "RETURNING highestmodseq",
+                        &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, mbox);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *modseq = (uint64_t)sqlite3_column_int64(st, 0);
+        rc = sqlite3_step(st);
+    }
+    rc = rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mbox_set_uidnext(sqlite3 *db, int64_t mbox, uint32_t uidnext)
+{
+    sqlite3_stmt *st;
+    int rc = db_prepare(db, "UPDATE mailboxes SET uidnext = max(uidnext, ?) WHERE id = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, uidnext);
+    sqlite3_bind_int64(st, 2, mbox);
+    rc = sqlite3_step(st);
+    rc = rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+uint32_t new_uidvalidity(sqlite3 *db)
+{
+    int64_t last = 0, v = now_unix();
+
+    db_meta_get(db, "last_uidvalidity", &last);
+    if (v <= last)
+        v = last + 1;
+    if (v > (int64_t)UINT32_MAX || v <= 0)
+        v = 1;
+    db_meta_set(db, "last_uidvalidity", v);
+    return (uint32_t)v;
+}
+
+/* Written with tmp + rename + fsync: a crash leaves the old or the new one. */
+int uidvalidity_file_write(const char *mdir, uint32_t uidvalidity, uint32_t uidnext)
+{
+    char path[STORAGE_PATH_MAX], tmp[STORAGE_PATH_MAX], buf[64];
+    int fd, n, rc = 0;
+
+    pathf(path, sizeof(path), "%s/" UIDVALIDITY_FILE, mdir);
+    pathf(tmp, sizeof(tmp), "%s/tmp/" UIDVALIDITY_FILE ".%d", mdir, (int)getpid());
+    n = pathf(buf, sizeof(buf), "%" PRIu32 " %" PRIu32 "\n", uidvalidity, uidnext);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return err_from_errno(errno);
+    if (write(fd, buf, (size_t)n) != n || fsync(fd) < 0)
+        rc = err_from_errno(errno ? errno : EIO);
+    close(fd);
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = err_from_errno(errno);
+    if (rc) {
+        unlink(tmp);
+        return rc;
+    }
+    return fsync_dir(mdir);
+}
+
+int uidvalidity_file_read(const char *mdir, uint32_t *uidvalidity, uint32_t *uidnext)
+{
+    char path[STORAGE_PATH_MAX], buf[64];
+    unsigned long v, nx;
+    ssize_t n;
+    int fd;
+
+    pathf(path, sizeof(path), "%s/" UIDVALIDITY_FILE, mdir);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    if (sscanf(buf, "%lu %lu", &v, &nx) != 2 || v == 0 || v > UINT32_MAX || nx > UINT32_MAX)
+        return -1;
+    *uidvalidity = (uint32_t)v;
+    *uidnext = nx ? (uint32_t)nx : 1;
+    return 0;
+}
+
+int ensure_maildir_dirs(const char *mdir)
+{
+    static const char *const sub[] = {"cur", "new", "tmp"};
+    char p[STORAGE_PATH_MAX];
+    bool made = false;
+
+    if (mkdir(mdir, 0700) == 0)
+        made = true;
+    else if (errno != EEXIST)
+        return err_from_errno(errno);
+    for (size_t i = 0; i < 3; i++) {
+        pathf(p, sizeof(p), "%s/%s", mdir, sub[i]);
+        if (mkdir(p, 0700) == 0)
+            made = true;
+        else if (errno != EEXIST)
+            return err_from_errno(errno);
+    }
+    if (made) {
+        int rc = fsync_dir(mdir);
+        char parent[STORAGE_PATH_MAX];
+        char *slash;
+        pathf(parent, sizeof(parent), "%s", mdir);
+        slash = strrchr(parent, '/');
+        if (rc == 0 && slash) {
+            *slash = '\0';
+            rc = fsync_dir(parent);
+        }
+        return rc;
+    }
+    return 0;
+}
+
+/* Caller holds the writer lock inside a transaction; name is normalized. */
+int mbox_create_locked(struct storage_user *u, const char *name, unsigned special_use,
+                       uint32_t uidvalidity, uint32_t uidnext, int64_t *id_out)
+{
+    char mdir[STORAGE_PATH_MAX];
+    struct mbox_row row;
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = mbox_by_name(u->wdb, name, &row);
+    if (rc == 0)
+        return STORAGE_E_EXISTS;
+    if (rc != STORAGE_E_NOMBOX)
+        return rc;
+    /* parents first (RFC 3501 CREATE: superior names are created) */
+    {
+        char parent[STORAGE_MBOX_NAME_MAX + 1];
+        const char *slash = strrchr(name, '/');
+        if (slash) {
+            size_t pl = (size_t)(slash - name);
+            memcpy(parent, name, pl);
+            parent[pl] = '\0';
+            rc = mbox_create_locked(u, parent, 0, 0, 0, NULL);
+            if (rc && rc != STORAGE_E_EXISTS)
+                return rc;
+        }
+    }
+    if ((rc = mbox_path(u, name, mdir, sizeof(mdir))) != 0)
+        return rc;
+    if ((rc = ensure_maildir_dirs(mdir)) != 0)
+        return rc;
+    if (uidvalidity == 0) {
+        uint32_t fv, fn;
+        /* a folder left on disk (index lost) keeps its numbers */
+        if (uidvalidity_file_read(mdir, &fv, &fn) == 0) {
+            uidvalidity = fv;
+            if (fn > uidnext)
+                uidnext = fn;
+        } else {
+            uidvalidity = new_uidvalidity(u->wdb);
+        }
+    }
+    if (uidnext == 0)
+        uidnext = 1;
+    if ((rc = uidvalidity_file_write(mdir, uidvalidity, uidnext)) != 0)
+        return rc;
+    rc = db_prepare(u->wdb,
+                    "INSERT INTO mailboxes(name, uidvalidity, uidnext, highestmodseq, special_use)"
+                    " VALUES (?, ?, ?, 1, ?)",
+                    &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, uidvalidity);
+    sqlite3_bind_int64(st, 3, uidnext);
+    sqlite3_bind_int(st, 4, (int)special_use);
+    rc = sqlite3_step(st);
+    rc = rc == SQLITE_DONE ? 0 : err_from_sqlite(u->wdb, rc);
+    sqlite3_finalize(st);
+    if (rc == 0 && id_out)
+        *id_out = sqlite3_last_insert_rowid(u->wdb);
+    return rc;
+}
+
+int storage_mbox_get(struct storage_user *u, const char *name, struct storage_mbox *out)
+{
+    char norm[STORAGE_MBOX_NAME_MAX + 1];
+    sqlite3_stmt *st;
+    sqlite3 *db;
+    int rc;
+
+    if ((rc = name_normalize(name, norm, sizeof(norm))) != 0)
+        return rc;
+    if (!(db = reader_get(u)))
+        return STORAGE_E_TEMP;
+    rc = db_prepare(db,
+                    "SELECT id, name, uidvalidity, uidnext, highestmodseq, special_use,"
+                    " EXISTS (SELECT 1 FROM subscriptions s WHERE s.name = m.name),"
+                    " EXISTS (SELECT 1 FROM mailboxes c WHERE c.name > m.name || '/'"
+                    "   AND c.name < m.name || '0')"
+                    " FROM mailboxes m WHERE name = ?",
+                    &st);
+    if (rc == 0) {
+        sqlite3_bind_text(st, 1, norm, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            memset(out, 0, sizeof(*out));
+            out->id = sqlite3_column_int64(st, 0);
+            pathf(out->name, sizeof(out->name), "%s", (const char *)sqlite3_column_text(st, 1));
+            out->uidvalidity = (uint32_t)sqlite3_column_int64(st, 2);
+            out->uidnext = (uint32_t)sqlite3_column_int64(st, 3);
+            out->highestmodseq = (uint64_t)sqlite3_column_int64(st, 4);
+            out->special_use = (unsigned)sqlite3_column_int(st, 5);
+            out->subscribed = sqlite3_column_int(st, 6) != 0;
+            out->has_children = sqlite3_column_int(st, 7) != 0;
+            rc = 0;
+        } else {
+            rc = rc == SQLITE_DONE ? STORAGE_E_NOMBOX : err_from_sqlite(db, rc);
+        }
+        sqlite3_finalize(st);
+    }
+    reader_put(u, db);
+    return rc;
+}
+
+int storage_mbox_list(struct storage_user *u, const char *pattern, bool subscribed_only,
+                      int (*cb)(void *arg, const struct storage_mbox *m), void *arg)
+{
+    sqlite3_stmt *st;
+    sqlite3 *db;
+    int rc;
+
+    if (!(db = reader_get(u)))
+        return STORAGE_E_TEMP;
+    rc = db_prepare(db,
+                    "SELECT id, name, uidvalidity, uidnext, highestmodseq, special_use,"
+                    " EXISTS (SELECT 1 FROM subscriptions s WHERE s.name = m.name) AS sub,"
+                    " EXISTS (SELECT 1 FROM mailboxes c WHERE c.name > m.name || '/'"
+                    "   AND c.name < m.name || '0')"
+                    " FROM mailboxes m WHERE ?1 = 0 OR sub"
+                    " UNION ALL"
+                    " SELECT 0, name, 0, 0, 0, 0, 1, 0 FROM subscriptions s"
+                    " WHERE ?1 AND NOT EXISTS (SELECT 1 FROM mailboxes m WHERE m.name = s.name)"
+                    " ORDER BY 2",
+                    &st);
+    if (rc) {
+        reader_put(u, db);
+        return rc;
+    }
+    sqlite3_bind_int(st, 1, subscribed_only ? 1 : 0);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct storage_mbox m;
+        const char *name = (const char *)sqlite3_column_text(st, 1);
+        if (!name || strlen(name) > STORAGE_MBOX_NAME_MAX)
+            continue;
+        if (!storage_pattern_match(pattern, name))
+            continue;
+        memset(&m, 0, sizeof(m));
+        m.id = sqlite3_column_int64(st, 0);
+        memcpy(m.name, name, strlen(name) + 1);
+        m.uidvalidity = (uint32_t)sqlite3_column_int64(st, 2);
+        m.uidnext = (uint32_t)sqlite3_column_int64(st, 3);
+        m.highestmodseq = (uint64_t)sqlite3_column_int64(st, 4);
+        m.special_use = (unsigned)sqlite3_column_int(st, 5);
+        m.subscribed = sqlite3_column_int(st, 6) != 0;
+        m.has_children = sqlite3_column_int(st, 7) != 0;
+        if (cb(arg, &m) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+    sqlite3_finalize(st);
+    reader_put(u, db);
+    return rc;
+}
+
+int storage_mbox_create(struct storage_user *u, const char *name, unsigned special_use)
+{
+    char norm[STORAGE_MBOX_NAME_MAX + 1];
+    struct pending_event pe = {.type = STORAGE_EV_MAILBOX};
+    int64_t id = 0;
+    int rc;
+
+    if ((rc = name_normalize(name, norm, sizeof(norm))) != 0)
+        return rc;
+    writer_lock(u);
+    if ((rc = db_begin(u->wdb)) == 0) {
+        rc = mbox_create_locked(u, norm, special_use, 0, 0, &id);
+        if (rc == 0)
+            rc = db_commit(u->wdb);
+        else
+            db_rollback(u->wdb);
+    }
+    writer_unlock(u);
+    if (rc == 0) {
+        pe.mbox = id;
+        emit_event(u, &pe);
+    }
+    return rc;
+}
+
+/* Removes every message row of a mailbox (bodies released, quota adjusted). */
+static int drop_messages(sqlite3 *db, int64_t mbox)
+{
+    sqlite3_stmt *st;
+    int rc = db_prepare(db,
+                        "SELECT body_id, count(*), sum(size) FROM messages WHERE mailbox_id = ?"
+                        " GROUP BY body_id",
+                        &st);
+    int64_t bytes = 0, count = 0;
+
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, mbox);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t body = sqlite3_column_int64(st, 0);
+        int64_t n = sqlite3_column_int64(st, 1);
+        count += n;
+        bytes += sqlite3_column_int64(st, 2);
+        for (int64_t i = 0; i < n && rc == SQLITE_ROW; i++)
+            if (body_release(db, body) != 0)
+                rc = SQLITE_ERROR;
+        if (rc != SQLITE_ROW)
+            break;
+    }
+    rc = rc == SQLITE_DONE ? 0 : (rc == SQLITE_ERROR ? STORAGE_E_FAIL : err_from_sqlite(db, rc));
+    sqlite3_finalize(st);
+    if (rc)
+        return rc;
+    if ((rc = db_meta_add(db, "quota_bytes", -bytes)) != 0 ||
+        (rc = db_meta_add(db, "quota_messages", -count)) != 0)
+        return rc;
+    if ((rc = db_prepare(db, "DELETE FROM messages WHERE mailbox_id = ?", &st)) != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, mbox);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return err_from_sqlite(db, rc);
+    if ((rc = db_prepare(db, "DELETE FROM expunged WHERE mailbox_id = ?", &st)) != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, mbox);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+}
+
+void remove_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *de;
+    char p[STORAGE_PATH_MAX];
+
+    if (d) {
+        while ((de = readdir(d)) != NULL) {
+            struct stat sb;
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            pathf(p, sizeof(p), "%s/%s", path, de->d_name);
+            if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
+                remove_tree(p);
+            else
+                unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(path);
+}
+
+static int has_children(sqlite3 *db, const char *name, bool *out)
+{
+    sqlite3_stmt *st;
+    int rc = db_prepare(db,
+                        "SELECT EXISTS (SELECT 1 FROM mailboxes WHERE name > ?1 || '/'"
+                        " AND name < ?1 || '0')",
+                        &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int(st, 0) != 0;
+        rc = 0;
+    } else {
+        rc = err_from_sqlite(db, rc);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int storage_mbox_delete(struct storage_user *u, const char *name)
+{
+    char norm[STORAGE_MBOX_NAME_MAX + 1], mdir[STORAGE_PATH_MAX], trash[STORAGE_PATH_MAX];
+    struct pending_event pe = {.type = STORAGE_EV_MAILBOX};
+    struct mbox_row m;
+    sqlite3_stmt *st;
+    bool kids = false, moved = false;
+    int rc;
+
+    if ((rc = name_normalize(name, norm, sizeof(norm))) != 0)
+        return rc;
+    if (strcmp(norm, "INBOX") == 0)
+        return STORAGE_E_NOPERM;
+    writer_lock(u);
+    if ((rc = db_begin(u->wdb)) != 0)
+        goto out;
+    if ((rc = mbox_by_name(u->wdb, norm, &m)) != 0)
+        goto fail;
+    if ((rc = has_children(u->wdb, norm, &kids)) != 0)
+        goto fail;
+    if (kids) {
+        rc = STORAGE_E_CHILDREN;
+        goto fail;
+    }
+    if ((rc = mbox_path(u, norm, mdir, sizeof(mdir))) != 0)
+        goto fail;
+    /* out of sight first ("..name" is never a folder), removed after commit */
+    pathf(trash, sizeof(trash), "%s/..deleted.%" PRId64 ".%" PRId64, u->maildir, m.id, now_unix());
+    if (rename(mdir, trash) < 0) {
+        if (errno != ENOENT) {
+            rc = err_from_errno(errno);
+            goto fail;
+        }
+    } else {
+        moved = true;
+    }
+    if ((rc = drop_messages(u->wdb, m.id)) != 0)
+        goto fail;
+    if ((rc = db_prepare(u->wdb, "DELETE FROM mailboxes WHERE id = ?", &st)) != 0)
+        goto fail;
+    sqlite3_bind_int64(st, 1, m.id);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        rc = err_from_sqlite(u->wdb, rc);
+        goto fail;
+    }
+    if ((rc = db_commit(u->wdb)) != 0)
+        goto fail_nodb;
+    fsync_dir(u->maildir);
+    if (moved)
+        remove_tree(trash);
+    writer_unlock(u);
+    pe.mbox = m.id;
+    emit_event(u, &pe);
+    return 0;
+fail:
+    db_rollback(u->wdb);
+fail_nodb:
+    if (moved && rename(trash, mdir) < 0)
+        log_error("storage: user %" PRId64 ": cannot restore %s", u->id, mdir);
+out:
+    writer_unlock(u);
+    return rc;
+}
+
+struct ren {
+    int64_t id;
+    char from[STORAGE_MBOX_NAME_MAX + 1];
+    char to[STORAGE_MBOX_NAME_MAX + 1];
+    char from_dir[STORAGE_PATH_MAX];
+    char to_dir[STORAGE_PATH_MAX];
+    bool done;
+};
+
+static int update_name(sqlite3 *db, int64_t id, const char *name)
+{
+    sqlite3_stmt *st;
+    int rc = db_prepare(db, "UPDATE mailboxes SET name = ? WHERE id = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, id);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+}
+
+static int move_subscription(sqlite3 *db, const char *from, const char *to)
+{
+    sqlite3_stmt *st;
+    int rc = db_prepare(db, "UPDATE OR REPLACE subscriptions SET name = ? WHERE name = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, to, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, from, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+}
+
+/* RFC 3501 RENAME INBOX: its messages go to a new mailbox `to`, INBOX stays
+ * (empty, same UIDVALIDITY, UIDNEXT kept so no UID comes back). */
+static int rename_inbox(struct storage_user *u, const char *to, int64_t *newid)
+{
+    char src[STORAGE_PATH_MAX], dst[STORAGE_PATH_MAX], a[STORAGE_PATH_MAX], b[STORAGE_PATH_MAX];
+    struct mbox_row inbox;
+    sqlite3_stmt *st;
+    int64_t id;
+    int rc;
+
+    if ((rc = mbox_by_name(u->wdb, "INBOX", &inbox)) != 0)
+        return rc;
+    if ((rc = mbox_create_locked(u, to, 0, 0, inbox.uidnext, &id)) != 0)
+        return rc;
+    *newid = id;
+    if ((rc = mbox_path(u, "INBOX", src, sizeof(src))) != 0 ||
+        (rc = mbox_path(u, to, dst, sizeof(dst))) != 0)
+        return rc;
+    if ((rc = db_prepare(u->wdb, "SELECT path FROM messages WHERE mailbox_id = ?", &st)) != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, inbox.id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *p = (const char *)sqlite3_column_text(st, 0);
+        pathf(a, sizeof(a), "%s/%s", src, p);
+        pathf(b, sizeof(b), "%s/%s", dst, p);
+        if (link(a, b) < 0 && errno != EEXIST && errno != ENOENT) {
+            rc = err_from_errno(errno);
+            sqlite3_finalize(st);
+            return rc;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return err_from_sqlite(u->wdb, rc);
+    pathf(a, sizeof(a), "%s/cur", dst);
+    if ((rc = fsync_dir(a)) != 0)
+        return rc;
+    pathf(a, sizeof(a), "%s/new", dst);
+    if ((rc = fsync_dir(a)) != 0)
+        return rc;
+    if ((rc = db_prepare(u->wdb, "UPDATE messages SET mailbox_id = ? WHERE mailbox_id = ?", &st)) !=
+        0)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, inbox.id);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return err_from_sqlite(u->wdb, rc);
+    if ((rc = mbox_set_uidnext(u->wdb, id, inbox.uidnext)) != 0)
+        return rc;
+    {
+        uint64_t ms;
+        if ((rc = mbox_bump_modseq(u->wdb, inbox.id, &ms)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* After the commit of rename_inbox: the INBOX links can go. */
+static void unlink_inbox_files(struct storage_user *u, const char *to)
+{
+    char src[STORAGE_PATH_MAX], dst[STORAGE_PATH_MAX], p[STORAGE_PATH_MAX];
+    static const char *const sub[] = {"cur", "new"};
+
+    if (mbox_path(u, "INBOX", src, sizeof(src)) || mbox_path(u, to, dst, sizeof(dst)))
+        return;
+    for (size_t i = 0; i < 2; i++) {
+        DIR *d;
+        struct dirent *de;
+        pathf(p, sizeof(p), "%s/%s", dst, sub[i]);
+        if (!(d = opendir(p)))
+            continue;
+        while ((de = readdir(d)) != NULL) {
+            char a[STORAGE_PATH_MAX];
+            if (de->d_name[0] == '.')
+                continue;
+            pathf(a, sizeof(a), "%s/%s/%s", src, sub[i], de->d_name);
+            unlink(a);
+        }
+        closedir(d);
+    }
+}
+
+int storage_mbox_rename(struct storage_user *u, const char *from, const char *to)
+{
+    char nf[STORAGE_MBOX_NAME_MAX + 1], nt[STORAGE_MBOX_NAME_MAX + 1];
+    struct pending_event pe = {.type = STORAGE_EV_MAILBOX};
+    struct ren *list = NULL;
+    size_t n = 0, cap = 0;
+    struct mbox_row m;
+    sqlite3_stmt *st;
+    size_t fl;
+    int rc;
+
+    if ((rc = name_normalize(from, nf, sizeof(nf))) != 0 ||
+        (rc = name_normalize(to, nt, sizeof(nt))) != 0)
+        return rc;
+    if (strcmp(nt, "INBOX") == 0)
+        return STORAGE_E_NOPERM;
+    fl = strlen(nf);
+    if (strcmp(nf, "INBOX") != 0 && strncmp(nt, nf, fl) == 0 && (nt[fl] == '/' || nt[fl] == '\0'))
+        return strcmp(nt, nf) == 0 ? STORAGE_E_EXISTS : STORAGE_E_NOPERM;
+
+    writer_lock(u);
+    if ((rc = db_begin(u->wdb)) != 0)
+        goto out;
+    if ((rc = mbox_by_name(u->wdb, nf, &m)) != 0)
+        goto fail;
+    rc = mbox_by_name(u->wdb, nt, &m);
+    if (rc == 0) {
+        rc = STORAGE_E_EXISTS;
+        goto fail;
+    }
+    if (rc != STORAGE_E_NOMBOX)
+        goto fail;
+    if (strcmp(nf, "INBOX") == 0) {
+        int64_t id = 0;
+        if ((rc = rename_inbox(u, nt, &id)) != 0)
+            goto fail;
+        if ((rc = db_commit(u->wdb)) != 0)
+            goto fail;
+        unlink_inbox_files(u, nt);
+        writer_unlock(u);
+        pe.mbox = id;
+        emit_event(u, &pe);
+        return 0;
+    }
+
+    /* the mailbox and its children, parents renamed before children */
+    rc = db_prepare(u->wdb,
+                    "SELECT id, name FROM mailboxes WHERE name = ?1 OR (name > ?1 || '/'"
+                    " AND name < ?1 || '0') ORDER BY name",
+                    &st);
+    if (rc)
+        goto fail;
+    sqlite3_bind_text(st, 1, nf, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 1);
+        struct ren *r;
+        int k;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 8;
+            struct ren *p = realloc(list, nc * sizeof(*p));
+            if (!p) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            list = p;
+            cap = nc;
+        }
+        r = &list[n];
+        memset(r, 0, sizeof(*r));
+        r->id = sqlite3_column_int64(st, 0);
+        pathf(r->from, sizeof(r->from), "%s", name);
+        k = pathf(r->to, sizeof(r->to), "%s%s", nt, name + fl);
+        if (k < 0 || (size_t)k >= sizeof(r->to) || storage_name_check(r->to, NULL, 0) != 0) {
+            rc = SQLITE_RANGE;
+            break;
+        }
+        n++;
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_RANGE) {
+        rc = STORAGE_E_BADNAME;
+        goto fail;
+    }
+    if (rc != SQLITE_DONE) {
+        rc = rc == SQLITE_NOMEM ? STORAGE_E_NOMEM : err_from_sqlite(u->wdb, rc);
+        goto fail;
+    }
+    /* missing parents of the new name */
+    {
+        const char *slash = strrchr(nt, '/');
+        if (slash) {
+            char parent[STORAGE_MBOX_NAME_MAX + 1];
+            size_t pl = (size_t)(slash - nt);
+            memcpy(parent, nt, pl);
+            parent[pl] = '\0';
+            rc = mbox_create_locked(u, parent, 0, 0, 0, NULL);
+            if (rc && rc != STORAGE_E_EXISTS)
+                goto fail;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct ren *r = &list[i];
+        if ((rc = mbox_path(u, r->from, r->from_dir, sizeof(r->from_dir))) != 0 ||
+            (rc = mbox_path(u, r->to, r->to_dir, sizeof(r->to_dir))) != 0)
+            goto undo;
+        /* Maildir++ folders are flat: each one is renamed on its own */
+        if (rename(r->from_dir, r->to_dir) < 0) {
+            if (errno != ENOENT) {
+                rc = err_from_errno(errno);
+                goto undo;
+            }
+            if ((rc = ensure_maildir_dirs(r->to_dir)) != 0)
+                goto undo;
+        } else {
+            r->done = true;
+        }
+        if ((rc = update_name(u->wdb, r->id, r->to)) != 0 ||
+            (rc = move_subscription(u->wdb, r->from, r->to)) != 0)
+            goto undo;
+    }
+    if ((rc = fsync_dir(u->maildir)) != 0)
+        goto undo;
+    if ((rc = db_commit(u->wdb)) != 0)
+        goto undo;
+    writer_unlock(u);
+    pe.mbox = n ? list[0].id : 0;
+    free(list);
+    emit_event(u, &pe);
+    return 0;
+undo:
+    for (size_t i = n; i-- > 0;)
+        if (list[i].done && rename(list[i].to_dir, list[i].from_dir) < 0)
+            log_error("storage: user %" PRId64 ": rename undo failed for %s", u->id, list[i].from);
+fail:
+    db_rollback(u->wdb);
+out:
+    writer_unlock(u);
+    free(list);
+    return rc;
+}
+
+int storage_subscribe(struct storage_user *u, const char *name, bool on)
+{
+    char norm[STORAGE_MBOX_NAME_MAX + 1];
+    sqlite3_stmt *st;
+    int rc;
+
+    if ((rc = name_normalize(name, norm, sizeof(norm))) != 0)
+        return rc;
+    writer_lock(u);
+    rc = db_prepare(u->wdb,
+                    on ? "INSERT OR IGNORE INTO subscriptions(name) VALUES (?)"
+                       : "DELETE FROM subscriptions WHERE name = ?",
+                    &st);
+    if (rc == 0) {
+        sqlite3_bind_text(st, 1, norm, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        rc = rc == SQLITE_DONE ? 0 : err_from_sqlite(u->wdb, rc);
+        sqlite3_finalize(st);
+    }
+    writer_unlock(u);
+    return rc;
+}
+
+int storage_mbox_status(struct storage_user *u, int64_t mbox, struct storage_status *out)
+{
+    struct mbox_row m;
+    sqlite3_stmt *st;
+    sqlite3 *db;
+    int rc;
+
+    if (!(db = reader_get(u)))
+        return STORAGE_E_TEMP;
+    /* one read transaction: counters and mailbox row agree */
+    if ((rc = db_exec(db, "BEGIN")) != 0)
+        goto out;
+    if ((rc = mbox_by_id(db, mbox, &m)) != 0)
+        goto out;
+    rc = db_prepare(db,
+                    "SELECT count(*), total(flags & 1 = 0), total(flags & 8 != 0), total(size)"
+                    " FROM messages WHERE mailbox_id = ?",
+                    &st);
+    if (rc)
+        goto out;
+    sqlite3_bind_int64(st, 1, mbox);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof(*out));
+        out->messages = (uint32_t)sqlite3_column_int64(st, 0);
+        out->unseen = (uint32_t)sqlite3_column_double(st, 1);
+        out->deleted = (uint32_t)sqlite3_column_double(st, 2);
+        out->size = (uint64_t)sqlite3_column_double(st, 3);
+        out->uidnext = m.uidnext;
+        out->uidvalidity = m.uidvalidity;
+        out->highestmodseq = m.highestmodseq;
+        rc = 0;
+    } else {
+        rc = err_from_sqlite(db, rc);
+    }
+    sqlite3_finalize(st);
+out:
+    reader_put(u, db);
+    return rc;
+}

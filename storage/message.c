@@ -1,0 +1,1023 @@
+/* Messages: Maildir file names, drafts written into tmp/ (LF -> CRLF),
+ * durable save/deliver (tmp -> fsync -> link into cur|new -> fsync dir ->
+ * index commit), reading whole messages, byte ranges and MIME sections, and
+ * metadata fetches answered from the index alone. */
+#include "storage/internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "server/log.h"
+#include "storage/mime.h"
+
+#define DRAFT_BUF 65536
+
+/* ---- file names ---- */
+
+void flags_to_letters(unsigned flags, char *out, size_t len)
+{
+    size_t o = 0;
+    /* Maildir wants the letters in ASCII order */
+    static const struct {
+        char c;
+        unsigned f;
+    } map[] = {{'D', STORAGE_FLAG_DRAFT},
+               {'F', STORAGE_FLAG_FLAGGED},
+               {'R', STORAGE_FLAG_ANSWERED},
+               {'S', STORAGE_FLAG_SEEN},
+               {'T', STORAGE_FLAG_DELETED}};
+
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]) && o + 1 < len; i++)
+        if (flags & map[i].f)
+            out[o++] = map[i].c;
+    if (len)
+        out[o] = '\0';
+}
+
+unsigned letters_to_flags(const char *s)
+{
+    unsigned f = 0;
+    for (; *s; s++) {
+        switch (*s) {
+        case 'D':
+            f |= STORAGE_FLAG_DRAFT;
+            break;
+        case 'F':
+            f |= STORAGE_FLAG_FLAGGED;
+            break;
+        case 'R':
+            f |= STORAGE_FLAG_ANSWERED;
+            break;
+        case 'S':
+            f |= STORAGE_FLAG_SEEN;
+            break;
+        case 'T':
+            f |= STORAGE_FLAG_DELETED;
+            break;
+        default:
+            break;
+        }
+    }
+    return f;
+}
+
+int make_unique(char *buf, size_t len)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static unsigned long counter;
+    static char host[64];
+    struct timeval tv;
+    unsigned long q;
+    unsigned r = 0;
+    int fd, n;
+
+    pthread_mutex_lock(&lock);
+    if (!host[0]) {
+        if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
+            pathf(host, sizeof(host), "localhost");
+        for (char *p = host; *p; p++)
+            if (*p == '/' || *p == ':' || *p == ',' || *p == '.' || (unsigned char)*p < 0x21)
+                *p = '_';
+    }
+    q = ++counter;
+    pthread_mutex_unlock(&lock);
+    fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
+            r = 0;
+        close(fd);
+    }
+    gettimeofday(&tv, NULL);
+    n = pathf(buf, len, "%lld.M%ldP%dQ%luR%08x.%s", (long long)tv.tv_sec, (long)tv.tv_usec,
+              (int)getpid(), q, r, host);
+    return n < 0 || (size_t)n >= len ? STORAGE_E_FAIL : 0;
+}
+
+int msg_file_name(char *buf, size_t len, const char *unique, uint32_t uid, uint64_t size,
+                  unsigned flags)
+{
+    char letters[8];
+    int n;
+
+    flags_to_letters(flags, letters, sizeof(letters));
+    n = pathf(buf, len, "%s,U=%" PRIu32 ",S=%" PRIu64 ":2,%s", unique, uid, size, letters);
+    return n < 0 || (size_t)n >= len ? STORAGE_E_FAIL : 0;
+}
+
+void msg_file_parse(const char *fname, char *unique, size_t ulen, uint32_t *uid, unsigned *flags,
+                    bool *has_info)
+{
+    const char *colon = strchr(fname, ':');
+    const char *base_end = colon ? colon : fname + strlen(fname);
+    const char *comma = memchr(fname, ',', (size_t)(base_end - fname));
+    const char *ue = comma ? comma : base_end;
+    size_t ul = (size_t)(ue - fname);
+
+    if (ul >= ulen)
+        ul = ulen - 1;
+    memcpy(unique, fname, ul);
+    unique[ul] = '\0';
+    *uid = 0;
+    for (const char *p = comma; p && p < base_end;
+         p = memchr(p + 1, ',', (size_t)(base_end - p - 1))) {
+        if (p[1] == 'U' && p[2] == '=') {
+            unsigned long long v = 0;
+            const char *q = p + 3;
+            while (q < base_end && *q >= '0' && *q <= '9' && v <= UINT32_MAX)
+                v = v * 10 + (unsigned)(*q++ - '0');
+            if (q > p + 3 && v > 0 && v <= UINT32_MAX)
+                *uid = (uint32_t)v;
+        }
+    }
+    *flags = 0;
+    *has_info = false;
+    if (colon && colon[1] == '2' && colon[2] == ',') {
+        *flags = letters_to_flags(colon + 3);
+        *has_info = true;
+    }
+}
+
+/* ---- keywords ---- */
+
+static bool keyword_ok(const char *k)
+{
+    size_t n = strlen(k);
+
+    if (n == 0 || n > STORAGE_KEYWORD_MAX || k[0] == '\\')
+        return false;
+    for (const char *p = k; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c <= 0x20 || c >= 0x7f || strchr("(){%*\"\\]", c))
+            return false;
+    }
+    return true;
+}
+
+int keywords_check(const char *const *kw, size_t n)
+{
+    if (n > STORAGE_KEYWORDS_MAX)
+        return STORAGE_E_INVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!kw[i] || !keyword_ok(kw[i]))
+            return STORAGE_E_INVAL;
+    return 0;
+}
+
+static int kwcmp(const void *a, const void *b)
+{
+    return strcasecmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* cur: space-separated list; result sorted, without duplicates
+ * (case-insensitive, as IMAP keywords are). */
+int keywords_merge(const char *cur, enum storage_store_op op, const char *const *kw, size_t n,
+                   char *out, size_t outlen)
+{
+    char buf[(STORAGE_KEYWORD_MAX + 1) * (STORAGE_KEYWORDS_MAX + 1) + 1];
+    const char *list[2 * STORAGE_KEYWORDS_MAX + 2];
+    size_t cnt = 0, o = 0;
+
+    pathf(buf, sizeof(buf), "%s", op == STORAGE_STORE_SET ? "" : (cur ? cur : ""));
+    for (char *save = NULL, *t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+        bool drop = false;
+        if (op == STORAGE_STORE_REMOVE)
+            for (size_t i = 0; i < n; i++)
+                if (strcasecmp(t, kw[i]) == 0)
+                    drop = true;
+        if (!drop && cnt < STORAGE_KEYWORDS_MAX)
+            list[cnt++] = t;
+    }
+    if (op != STORAGE_STORE_REMOVE)
+        for (size_t i = 0; i < n && cnt < 2 * STORAGE_KEYWORDS_MAX; i++)
+            list[cnt++] = kw[i];
+    qsort(list, cnt, sizeof(list[0]), kwcmp);
+    for (size_t i = 0, kept = 0; i < cnt; i++) {
+        size_t l = strlen(list[i]);
+        if (i > 0 && strcasecmp(list[i], list[i - 1]) == 0)
+            continue;
+        if (++kept > STORAGE_KEYWORDS_MAX)
+            return STORAGE_E_INVAL;
+        if (o + l + 2 > outlen)
+            return STORAGE_E_INVAL;
+        if (o)
+            out[o++] = ' ';
+        memcpy(out + o, list[i], l);
+        o += l;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* ---- index rows ---- */
+
+int body_release(sqlite3 *db, int64_t body_id)
+{
+    sqlite3_stmt *st;
+    int64_t refs = 0;
+    int rc = db_prepare(db, "UPDATE bodies SET refs = refs - 1 WHERE id = ? RETURNING refs", &st);
+
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, body_id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        refs = sqlite3_column_int64(st, 0);
+        rc = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return err_from_sqlite(db, rc);
+    if (refs > 0)
+        return 0;
+    if ((rc = db_prepare(db, "DELETE FROM bodies WHERE id = ?", &st)) != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, body_id);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return err_from_sqlite(db, rc);
+    if ((rc = db_prepare(db, "DELETE FROM fts WHERE rowid = ?", &st)) != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, body_id);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+}
+
+static void bind_opt(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64_t size,
+               int64_t internal_date, unsigned flags, unsigned file_flags, const char *keywords,
+               const struct mime_summary *ms, int64_t body_id, int64_t *body_id_out,
+               uint64_t modseq)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (body_id > 0) {
+        if ((rc = db_prepare(db, "UPDATE bodies SET refs = refs + 1 WHERE id = ?", &st)) != 0)
+            return rc;
+        sqlite3_bind_int64(st, 1, body_id);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE)
+            return err_from_sqlite(db, rc);
+    } else {
+        rc = db_prepare(db,
+                        "INSERT INTO bodies(refs, sent_date, envelope, bodystructure, body,"
+                        " subject, from_, to_, cc, bcc, message_id, in_reply_to)"
+                        " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        &st);
+        if (rc)
+            return rc;
+        sqlite3_bind_int64(st, 1, ms->date);
+        bind_opt(st, 2, ms->envelope);
+        bind_opt(st, 3, ms->bodystructure);
+        bind_opt(st, 4, ms->body);
+        bind_opt(st, 5, ms->subject);
+        bind_opt(st, 6, ms->from);
+        bind_opt(st, 7, ms->to);
+        bind_opt(st, 8, ms->cc);
+        bind_opt(st, 9, ms->bcc);
+        bind_opt(st, 10, ms->message_id);
+        bind_opt(st, 11, ms->in_reply_to);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE)
+            return err_from_sqlite(db, rc);
+        body_id = sqlite3_last_insert_rowid(db);
+        rc = db_prepare(db,
+                        "INSERT INTO fts(rowid, subject, from_, to_, cc, bcc, text)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        &st);
+        if (rc)
+            return rc;
+        sqlite3_bind_int64(st, 1, body_id);
+        bind_opt(st, 2, ms->subject);
+        bind_opt(st, 3, ms->from);
+        bind_opt(st, 4, ms->to);
+        bind_opt(st, 5, ms->cc);
+        bind_opt(st, 6, ms->bcc);
+        bind_opt(st, 7, ms->text);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE)
+            return err_from_sqlite(db, rc);
+    }
+    if (body_id_out)
+        *body_id_out = body_id;
+    rc = db_prepare(db,
+                    "INSERT INTO messages(mailbox_id, uid, body_id, path, size, internal_date,"
+                    " save_date, flags, file_flags, keywords, modseq)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, mbox);
+    sqlite3_bind_int64(st, 2, uid);
+    sqlite3_bind_int64(st, 3, body_id);
+    sqlite3_bind_text(st, 4, path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, (int64_t)size);
+    sqlite3_bind_int64(st, 6, internal_date);
+    sqlite3_bind_int64(st, 7, now_unix());
+    sqlite3_bind_int(st, 8, (int)flags);
+    sqlite3_bind_int(st, 9, (int)file_flags);
+    sqlite3_bind_text(st, 10, keywords ? keywords : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 11, (int64_t)modseq);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return err_from_sqlite(db, rc);
+    if ((rc = db_meta_add(db, "quota_bytes", (int64_t)size)) != 0)
+        return rc;
+    return db_meta_add(db, "quota_messages", 1);
+}
+
+int summarize_fd(int fd, uint64_t size, struct mime_summary *ms)
+{
+    void *p;
+    int rc;
+
+    memset(ms, 0, sizeof(*ms));
+    if (size == 0)
+        return mime_parse("", 0, ms) == 0 ? 0 : STORAGE_E_NOMEM;
+    p = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED)
+        return err_from_errno(errno);
+    rc = mime_parse(p, (size_t)size, ms) == 0 ? 0 : STORAGE_E_NOMEM;
+    munmap(p, (size_t)size);
+    return rc;
+}
+
+/* ---- drafts ---- */
+
+struct storage_draft {
+    struct storage_user *u;
+    char path[STORAGE_PATH_MAX];
+    int fd;
+    uint64_t size, max;
+    bool last_cr;
+    bool finished;
+    bool failed;
+    struct mime_summary ms;
+    size_t blen;
+    char buf[DRAFT_BUF];
+};
+
+int storage_draft_new(struct storage_user *u, uint64_t max_size, struct storage_draft **out)
+{
+    struct storage_draft *d = calloc(1, sizeof(*d));
+    char unique[256];
+    int rc;
+
+    *out = NULL;
+    if (!d)
+        return STORAGE_E_NOMEM;
+    d->u = u;
+    d->max = max_size;
+    for (int i = 0; i < 5; i++) {
+        if ((rc = make_unique(unique, sizeof(unique))) != 0)
+            break;
+        pathf(d->path, sizeof(d->path), "%s/tmp/%s", u->maildir, unique);
+        d->fd = open(d->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (d->fd >= 0) {
+            *out = d;
+            return 0;
+        }
+        rc = err_from_errno(errno);
+        if (errno != EEXIST)
+            break;
+    }
+    free(d);
+    return rc;
+}
+
+static int draft_flush(struct storage_draft *d)
+{
+    size_t off = 0;
+
+    while (off < d->blen) {
+        ssize_t n = write(d->fd, d->buf + off, d->blen - off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            d->failed = true;
+            return err_from_errno(errno);
+        }
+        off += (size_t)n;
+    }
+    d->blen = 0;
+    return 0;
+}
+
+static int draft_put(struct storage_draft *d, char c)
+{
+    int rc;
+
+    if (d->blen == sizeof(d->buf) && (rc = draft_flush(d)) != 0)
+        return rc;
+    d->buf[d->blen++] = c;
+    d->size++;
+    return 0;
+}
+
+int storage_draft_write(struct storage_draft *d, const void *buf, size_t len)
+{
+    const char *p = buf;
+    int rc;
+
+    if (d->finished || d->failed)
+        return STORAGE_E_INVAL;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '\n' && !d->last_cr && (rc = draft_put(d, '\r')) != 0)
+            return rc;
+        if ((rc = draft_put(d, p[i])) != 0)
+            return rc;
+        d->last_cr = p[i] == '\r';
+        if (d->max && d->size > d->max) {
+            d->failed = true;
+            return STORAGE_E_TOOBIG;
+        }
+    }
+    return 0;
+}
+
+int storage_draft_finish(struct storage_draft *d)
+{
+    int rc;
+
+    if (d->finished)
+        return 0;
+    if (d->failed)
+        return STORAGE_E_INVAL;
+    if ((rc = draft_flush(d)) != 0)
+        return rc;
+    if (fsync(d->fd) < 0) {
+        d->failed = true;
+        return err_from_errno(errno);
+    }
+    if ((rc = summarize_fd(d->fd, d->size, &d->ms)) != 0)
+        return rc;
+    d->finished = true;
+    return 0;
+}
+
+uint64_t storage_draft_size(const struct storage_draft *d)
+{
+    return d->size;
+}
+
+void storage_draft_free(struct storage_draft *d)
+{
+    if (!d)
+        return;
+    if (d->fd >= 0)
+        close(d->fd);
+    unlink(d->path);
+    mime_summary_free(&d->ms);
+    free(d);
+}
+
+/* Copies the draft into dir/tmp and fsyncs it (the draft is on another
+ * filesystem than the target mailbox). */
+static int copy_into_tmp(struct storage_draft *d, const char *tmpdir, char *out, size_t outlen)
+{
+    char unique[256], buf[65536];
+    off_t off = 0;
+    int fd, rc = 0;
+
+    if ((rc = make_unique(unique, sizeof(unique))) != 0)
+        return rc;
+    pathf(out, outlen, "%s/%s", tmpdir, unique);
+    fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return err_from_errno(errno);
+    for (;;) {
+        ssize_t n = pread(d->fd, buf, sizeof(buf), off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = err_from_errno(errno);
+            break;
+        }
+        if (n == 0)
+            break;
+        if (write(fd, buf, (size_t)n) != n) {
+            rc = err_from_errno(errno ? errno : ENOSPC);
+            break;
+        }
+        off += n;
+    }
+    if (rc == 0 && fsync(fd) < 0)
+        rc = err_from_errno(errno);
+    close(fd);
+    if (rc)
+        unlink(out);
+    return rc;
+}
+
+static int quota_check(struct storage_user *u, uint64_t add_bytes, uint64_t add_msgs)
+{
+    uint64_t maxb, maxm;
+    int64_t b = 0, m = 0;
+    int rc;
+
+    pthread_mutex_lock(&u->qlock);
+    maxb = u->quota_bytes;
+    maxm = u->quota_messages;
+    pthread_mutex_unlock(&u->qlock);
+    if (!maxb && !maxm)
+        return 0;
+    if ((rc = db_meta_get(u->wdb, "quota_bytes", &b)) != 0 ||
+        (rc = db_meta_get(u->wdb, "quota_messages", &m)) != 0)
+        return rc;
+    if (maxb && (uint64_t)(b < 0 ? 0 : b) + add_bytes > maxb)
+        return STORAGE_E_QUOTA;
+    if (maxm && (uint64_t)(m < 0 ? 0 : m) + add_msgs > maxm)
+        return STORAGE_E_QUOTA;
+    return 0;
+}
+
+static int save_common(struct storage_user *u, int64_t mbox, struct storage_draft *d, bool to_new,
+                       unsigned flags, const char *const *keywords, size_t nkeywords,
+                       int64_t internal_date, uint32_t *uid_out)
+{
+    char kw[(STORAGE_KEYWORD_MAX + 1) * (STORAGE_KEYWORDS_MAX + 1) + 1];
+    char mdir[STORAGE_PATH_MAX], dst[STORAGE_PATH_MAX], src[STORAGE_PATH_MAX];
+    char unique[256], fname[512], rel[600], subdir[STORAGE_PATH_MAX];
+    struct pending_event pe = {.type = STORAGE_EV_NEW, .mbox = mbox};
+    bool copied = false, linked = false;
+    struct mbox_row m;
+    uint64_t modseq;
+    uint32_t uid;
+    int rc;
+
+    if (!d->finished)
+        return STORAGE_E_INVAL;
+    flags &= STORAGE_FLAGS_ALL;
+    if ((rc = keywords_check(keywords, nkeywords)) != 0 ||
+        (rc = keywords_merge("", STORAGE_STORE_SET, keywords, nkeywords, kw, sizeof(kw))) != 0)
+        return rc;
+    if (internal_date <= 0)
+        internal_date = now_unix();
+    pathf(src, sizeof(src), "%s", d->path);
+
+    writer_lock(u);
+    if ((rc = db_begin(u->wdb)) != 0)
+        goto out;
+    if ((rc = mbox_by_id(u->wdb, mbox, &m)) != 0)
+        goto fail;
+    if ((rc = quota_check(u, d->size, 1)) != 0)
+        goto fail;
+    if (m.uidnext == 0 || m.uidnext == UINT32_MAX) {
+        rc = STORAGE_E_FAIL;
+        goto fail;
+    }
+    uid = m.uidnext;
+    if ((rc = mbox_path(u, m.name, mdir, sizeof(mdir))) != 0)
+        goto fail;
+    pathf(subdir, sizeof(subdir), "%s/%s", mdir, to_new ? "new" : "cur");
+    for (int attempt = 0;; attempt++) {
+        if ((rc = make_unique(unique, sizeof(unique))) != 0)
+            goto fail;
+        if (to_new)
+            pathf(fname, sizeof(fname), "%s,U=%" PRIu32 ",S=%" PRIu64, unique, uid, d->size);
+        else if ((rc = msg_file_name(fname, sizeof(fname), unique, uid, d->size, flags)) != 0)
+            goto fail;
+        pathf(dst, sizeof(dst), "%s/%s", subdir, fname);
+        if (link(src, dst) == 0)
+            break;
+        if (errno == EXDEV && !copied) {
+            char tmpdir[STORAGE_PATH_MAX];
+            pathf(tmpdir, sizeof(tmpdir), "%s/tmp", mdir);
+            if ((rc = copy_into_tmp(d, tmpdir, src, sizeof(src))) != 0)
+                goto fail;
+            copied = true;
+            continue;
+        }
+        if (errno == EEXIST && attempt < 5)
+            continue;
+        rc = err_from_errno(errno);
+        goto fail;
+    }
+    linked = true;
+    if ((rc = fsync_dir(subdir)) != 0)
+        goto fail;
+    pathf(rel, sizeof(rel), "%s/%s", to_new ? "new" : "cur", fname);
+    if ((rc = mbox_bump_modseq(u->wdb, mbox, &modseq)) != 0)
+        goto fail;
+    rc = msg_insert(u->wdb, mbox, uid, rel, d->size, internal_date, flags, to_new ? 0 : flags, kw,
+                    &d->ms, 0, NULL, modseq);
+    if (rc)
+        goto fail;
+    if ((rc = mbox_set_uidnext(u->wdb, mbox, uid + 1)) != 0)
+        goto fail;
+    dir_mtime_changed(u, mbox, mdir, true);
+    if ((rc = db_commit(u->wdb)) != 0)
+        goto fail_nodb;
+    writer_unlock(u);
+    if (copied)
+        unlink(src);
+    *uid_out = uid;
+    pe.modseq = modseq;
+    pe.uids.uids = &uid;
+    pe.uids.n = 1;
+    emit_event(u, &pe);
+    return 0;
+fail:
+    db_rollback(u->wdb);
+fail_nodb:
+    if (linked)
+        unlink(dst);
+out:
+    writer_unlock(u);
+    if (copied)
+        unlink(src);
+    return rc;
+}
+
+int storage_save(struct storage_user *u, int64_t mbox, struct storage_draft *d, unsigned flags,
+                 const char *const *keywords, size_t nkeywords, int64_t internal_date,
+                 uint32_t *uid)
+{
+    return save_common(u, mbox, d, false, flags, keywords, nkeywords, internal_date, uid);
+}
+
+int storage_deliver(struct storage_user *u, const char *mailbox, struct storage_draft *d,
+                    uint32_t *uid, int64_t *mbox_id)
+{
+    struct storage_mbox m;
+    int rc = STORAGE_E_NOMBOX;
+
+    if (mailbox && *mailbox)
+        rc = storage_mbox_get(u, mailbox, &m);
+    if (rc == STORAGE_E_NOMBOX || rc == STORAGE_E_BADNAME)
+        rc = storage_mbox_get(u, "INBOX", &m);
+    if (rc)
+        return rc;
+    rc = save_common(u, m.id, d, true, 0, NULL, 0, 0, uid);
+    if (rc == 0 && mbox_id)
+        *mbox_id = m.id;
+    return rc;
+}
+
+int storage_append(struct storage_user *u, int64_t mbox, const void *msg, size_t len,
+                   unsigned flags, const char *const *keywords, size_t nkeywords,
+                   int64_t internal_date, uint32_t *uid)
+{
+    struct storage_draft *d;
+    int rc = storage_draft_new(u, 0, &d);
+
+    if (rc)
+        return rc;
+    if ((rc = storage_draft_write(d, msg, len)) == 0 && (rc = storage_draft_finish(d)) == 0)
+        rc = storage_save(u, mbox, d, flags, keywords, nkeywords, internal_date, uid);
+    storage_draft_free(d);
+    return rc;
+}
+
+/* ---- reading ---- */
+
+/* Finds the current file of unique in mdir/{cur,new} (renamed behind us). */
+static int find_by_unique(const char *mdir, const char *unique, char *out, size_t outlen)
+{
+    static const char *const sub[] = {"cur", "new"};
+    size_t ul = strlen(unique);
+
+    for (size_t i = 0; i < 2; i++) {
+        char p[STORAGE_PATH_MAX];
+        struct dirent *de;
+        DIR *d;
+        pathf(p, sizeof(p), "%s/%s", mdir, sub[i]);
+        if (!(d = opendir(p)))
+            continue;
+        while ((de = readdir(d)) != NULL) {
+            if (strncmp(de->d_name, unique, ul) == 0 &&
+                (de->d_name[ul] == ',' || de->d_name[ul] == ':' || de->d_name[ul] == '\0')) {
+                pathf(out, outlen, "%s/%s", p, de->d_name);
+                closedir(d);
+                return 0;
+            }
+        }
+        closedir(d);
+    }
+    return -1;
+}
+
+int open_msg_file(struct storage_user *u, sqlite3 *db, int64_t mbox, uint32_t uid, int *fd,
+                  uint64_t *size)
+{
+    char mdir[STORAGE_PATH_MAX], path[STORAGE_PATH_MAX], rel[1024];
+    struct mbox_row m;
+    sqlite3_stmt *st;
+    struct stat sb;
+    int rc;
+
+    *fd = -1;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if ((rc = mbox_by_id(db, mbox, &m)) != 0)
+            return rc;
+        if ((rc = db_prepare(db, "SELECT path FROM messages WHERE mailbox_id = ? AND uid = ?",
+                             &st)) != 0)
+            return rc;
+        sqlite3_bind_int64(st, 1, mbox);
+        sqlite3_bind_int64(st, 2, uid);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            pathf(rel, sizeof(rel), "%s", (const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        if (rc == SQLITE_DONE)
+            return STORAGE_E_NOMSG;
+        if (rc != SQLITE_ROW)
+            return err_from_sqlite(db, rc);
+        if ((rc = mbox_path(u, m.name, mdir, sizeof(mdir))) != 0)
+            return rc;
+        pathf(path, sizeof(path), "%s/%s", mdir, rel);
+        *fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (*fd >= 0)
+            break;
+        if (errno != ENOENT)
+            return err_from_errno(errno);
+        /* renamed by a flag sync that has not committed yet: look it up */
+        {
+            char unique[256];
+            uint32_t fu;
+            unsigned ff;
+            bool hi;
+            const char *slash = strchr(rel, '/');
+            msg_file_parse(slash ? slash + 1 : rel, unique, sizeof(unique), &fu, &ff, &hi);
+            if (find_by_unique(mdir, unique, path, sizeof(path)) == 0) {
+                *fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (*fd >= 0)
+                    break;
+            }
+        }
+    }
+    if (*fd < 0)
+        return STORAGE_E_NOMSG;
+    if (fstat(*fd, &sb) < 0) {
+        rc = err_from_errno(errno);
+        close(*fd);
+        *fd = -1;
+        return rc;
+    }
+    *size = (uint64_t)sb.st_size;
+    return 0;
+}
+
+int storage_msg_open(struct storage_user *u, int64_t mbox, uint32_t uid, int *fd, uint64_t *size)
+{
+    sqlite3 *db = reader_get(u);
+    int rc;
+
+    if (!db)
+        return STORAGE_E_TEMP;
+    rc = open_msg_file(u, db, mbox, uid, fd, size);
+    reader_put(u, db);
+    return rc;
+}
+
+int storage_msg_section(struct storage_user *u, int64_t mbox, uint32_t uid, const char *section,
+                        int *fd, uint64_t *off, uint64_t *len)
+{
+    uint64_t size;
+    size_t o = 0, l = 0;
+    void *p;
+    int rc = storage_msg_open(u, mbox, uid, fd, &size);
+
+    if (rc)
+        return rc;
+    if (!section || !*section || size == 0) {
+        *off = 0;
+        *len = size;
+        if (section && *section && size == 0 && strcasecmp(section, "TEXT") != 0 &&
+            strcasecmp(section, "HEADER") != 0) {
+            close(*fd);
+            *fd = -1;
+            return STORAGE_E_INVAL;
+        }
+        return 0;
+    }
+    p = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, *fd, 0);
+    if (p == MAP_FAILED) {
+        rc = err_from_errno(errno);
+        close(*fd);
+        *fd = -1;
+        return rc;
+    }
+    rc = mime_find_section(p, (size_t)size, section, &o, &l) == 0 ? 0 : STORAGE_E_INVAL;
+    munmap(p, (size_t)size);
+    if (rc) {
+        close(*fd);
+        *fd = -1;
+        return rc;
+    }
+    *off = o;
+    *len = l;
+    return 0;
+}
+
+int storage_msg_header_fields(struct storage_user *u, int64_t mbox, uint32_t uid, const char *part,
+                              const char *const *names, size_t n, bool negate, char **out,
+                              size_t *outlen)
+{
+    char section[128];
+    uint64_t size;
+    size_t o = 0, l = 0;
+    void *p;
+    int fd, rc;
+
+    *out = NULL;
+    *outlen = 0;
+    if (part && *part) {
+        int k = pathf(section, sizeof(section), "%s.HEADER", part);
+        if (k < 0 || (size_t)k >= sizeof(section))
+            return STORAGE_E_INVAL;
+    } else {
+        pathf(section, sizeof(section), "HEADER");
+    }
+    if ((rc = storage_msg_open(u, mbox, uid, &fd, &size)) != 0)
+        return rc;
+    if (size == 0) {
+        close(fd);
+        return mime_header_fields("", 0, names, n, negate ? 1 : 0, out, outlen) == 0
+                   ? 0
+                   : STORAGE_E_NOMEM;
+    }
+    p = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED)
+        return err_from_errno(errno);
+    if (mime_find_section(p, (size_t)size, section, &o, &l) != 0)
+        rc = STORAGE_E_INVAL;
+    else if (mime_header_fields((const char *)p + o, l, names, n, negate ? 1 : 0, out, outlen) != 0)
+        rc = STORAGE_E_NOMEM;
+    munmap(p, (size_t)size);
+    return rc;
+}
+
+/* ---- metadata ---- */
+
+static int range_cmp(const void *a, const void *b)
+{
+    const struct storage_range *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* Sorted, merged copy of a set (NULL = everything). Caller frees *out. */
+int uidset_normalize(const struct storage_uidset *set, struct storage_range **out, size_t *n);
+int uidset_normalize(const struct storage_uidset *set, struct storage_range **out, size_t *n)
+{
+    struct storage_range *r;
+    size_t cnt = set ? set->n : 1, k = 0;
+
+    r = malloc((cnt ? cnt : 1) * sizeof(*r));
+    if (!r)
+        return STORAGE_E_NOMEM;
+    if (!set) {
+        r[0].lo = 1;
+        r[0].hi = UINT32_MAX;
+        *out = r;
+        *n = 1;
+        return 0;
+    }
+    for (size_t i = 0; i < cnt; i++) {
+        uint32_t lo = set->r[i].lo, hi = set->r[i].hi;
+        if (lo > hi) {
+            uint32_t t = lo;
+            lo = hi;
+            hi = t;
+        }
+        r[i].lo = lo;
+        r[i].hi = hi;
+    }
+    qsort(r, cnt, sizeof(*r), range_cmp);
+    for (size_t i = 0; i < cnt; i++) {
+        if (k > 0 && (uint64_t)r[i].lo <= (uint64_t)r[k - 1].hi + 1) {
+            if (r[i].hi > r[k - 1].hi)
+                r[k - 1].hi = r[i].hi;
+        } else {
+            r[k++] = r[i];
+        }
+    }
+    *out = r;
+    *n = k;
+    return 0;
+}
+
+int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uidset *set,
+                  unsigned what, storage_msg_cb cb, void *arg)
+{
+    struct storage_range *r = NULL;
+    struct mbox_row mr;
+    bool join =
+        (what & (STORAGE_FETCH_ENVELOPE | STORAGE_FETCH_BODYSTRUCTURE | STORAGE_FETCH_BODY)) != 0;
+    sqlite3_stmt *st = NULL;
+    size_t nr = 0;
+    sqlite3 *db;
+    int rc;
+
+    if ((rc = uidset_normalize(set, &r, &nr)) != 0)
+        return rc;
+    if (!(db = reader_get(u))) {
+        free(r);
+        return STORAGE_E_TEMP;
+    }
+    if ((rc = db_exec(db, "BEGIN")) != 0 || (rc = mbox_by_id(db, mbox, &mr)) != 0)
+        goto out;
+    rc = db_prepare(db,
+                    join ? "SELECT m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date,"
+                           " m.save_date, b.sent_date, b.envelope, b.bodystructure, b.body"
+                           " FROM messages m JOIN bodies b ON b.id = m.body_id"
+                           " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid"
+                         : "SELECT uid, flags, keywords, modseq, size, internal_date, save_date"
+                           " FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ?"
+                           " ORDER BY uid",
+                    &st);
+    if (rc)
+        goto out;
+    for (size_t i = 0; i < nr && rc == 0; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, mbox);
+        sqlite3_bind_int64(st, 2, r[i].lo);
+        sqlite3_bind_int64(st, 3, r[i].hi);
+        int s;
+        while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+            struct storage_msg m = {0};
+            const char *kw = (const char *)sqlite3_column_text(st, 2);
+            m.uid = (uint32_t)sqlite3_column_int64(st, 0);
+            m.flags = (unsigned)sqlite3_column_int(st, 1);
+            m.keywords = kw ? kw : "";
+            m.modseq = (uint64_t)sqlite3_column_int64(st, 3);
+            m.size = (uint64_t)sqlite3_column_int64(st, 4);
+            m.internal_date = sqlite3_column_int64(st, 5);
+            m.save_date = sqlite3_column_int64(st, 6);
+            if (join) {
+                m.sent_date = sqlite3_column_int64(st, 7);
+                if (what & STORAGE_FETCH_ENVELOPE)
+                    m.envelope = (const char *)sqlite3_column_text(st, 8);
+                if (what & STORAGE_FETCH_BODYSTRUCTURE)
+                    m.bodystructure = (const char *)sqlite3_column_text(st, 9);
+                if (what & STORAGE_FETCH_BODY)
+                    m.body = (const char *)sqlite3_column_text(st, 10);
+            }
+            if (cb(arg, &m) != 0) {
+                s = SQLITE_DONE;
+                i = nr;
+                break;
+            }
+        }
+        if (s != SQLITE_DONE)
+            rc = err_from_sqlite(db, s);
+    }
+out:
+    sqlite3_finalize(st);
+    reader_put(u, db);
+    free(r);
+    return rc;
+}
+
+int storage_uids(struct storage_user *u, int64_t mbox, struct storage_uidlist *out)
+{
+    struct mbox_row mr;
+    sqlite3_stmt *st = NULL;
+    sqlite3 *db = reader_get(u);
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (!db)
+        return STORAGE_E_TEMP;
+    if ((rc = db_exec(db, "BEGIN")) != 0 || (rc = mbox_by_id(db, mbox, &mr)) != 0)
+        goto out;
+    if ((rc = db_prepare(db, "SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", &st)))
+        goto out;
+    sqlite3_bind_int64(st, 1, mbox);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (uidlist_add(out, (uint32_t)sqlite3_column_int64(st, 0)) != 0) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+    rc = rc == SQLITE_DONE ? 0 : (rc == SQLITE_NOMEM ? STORAGE_E_NOMEM : err_from_sqlite(db, rc));
+out:
+    sqlite3_finalize(st);
+    reader_put(u, db);
+    if (rc)
+        storage_uidlist_free(out);
+    return rc;
+}

@@ -1,0 +1,543 @@
+/* SEARCH: turns a criteria tree into one SQL query over the index. The SQL
+ * text is made of fixed fragments only; every value is a bound parameter.
+ * Also the SQL functions the queries use: coffre_inset (UID sets),
+ * coffre_contains (case-insensitive substring) and coffre_header (a header
+ * field not kept in the index, read from the message file). */
+#include "storage/internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "storage/mime.h"
+
+#define SEARCH_DEPTH_MAX 64
+#define SEARCH_SQL_MAX (256 * 1024)
+#define HEADER_READ_MAX (256 * 1024)
+
+int uidset_normalize(const struct storage_uidset *set, struct storage_range **out, size_t *n);
+
+struct rangeset {
+    struct storage_range *r;
+    size_t n;
+};
+
+/* ---- SQL functions ---- */
+
+static void fn_inset(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    const struct rangeset *rs = sqlite3_value_pointer(argv[0], "coffre_rangeset");
+    uint32_t uid = (uint32_t)sqlite3_value_int64(argv[1]);
+    size_t lo = 0, hi;
+
+    if (!rs) {
+        sqlite3_result_int(ctx, 0);
+        return;
+    }
+    hi = rs->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (uid < rs->r[mid].lo)
+            hi = mid;
+        else if (uid > rs->r[mid].hi)
+            lo = mid + 1;
+        else {
+            sqlite3_result_int(ctx, 1);
+            return;
+        }
+    }
+    sqlite3_result_int(ctx, 0);
+}
+
+/* ASCII case-insensitive substring search (UTF-8 safe: only ASCII folds). */
+static bool contains_ci(const char *hay, size_t hl, const char *needle, size_t nl)
+{
+    if (nl == 0)
+        return true;
+    if (nl > hl)
+        return false;
+    for (size_t i = 0; i + nl <= hl; i++) {
+        size_t j = 0;
+        while (j < nl) {
+            unsigned char a = (unsigned char)hay[i + j], b = (unsigned char)needle[j];
+            if (a >= 'A' && a <= 'Z')
+                a = (unsigned char)(a + 32);
+            if (b >= 'A' && b <= 'Z')
+                b = (unsigned char)(b + 32);
+            if (a != b)
+                break;
+            j++;
+        }
+        if (j == nl)
+            return true;
+    }
+    return false;
+}
+
+static void fn_contains(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    const char *h = (const char *)sqlite3_value_text(argv[0]);
+    const char *n = (const char *)sqlite3_value_text(argv[1]);
+
+    if (!h || !n) {
+        sqlite3_result_int(ctx, 0);
+        return;
+    }
+    sqlite3_result_int(ctx, contains_ci(h, (size_t)sqlite3_value_bytes(argv[0]), n,
+                                        (size_t)sqlite3_value_bytes(argv[1])));
+}
+
+/* coffre_header(mailbox_dir, rel_path, field, value) */
+static void fn_header(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    const char *dir = (const char *)sqlite3_value_text(argv[0]);
+    const char *rel = (const char *)sqlite3_value_text(argv[1]);
+    const char *field = (const char *)sqlite3_value_text(argv[2]);
+    const char *value = (const char *)sqlite3_value_text(argv[3]);
+    char path[STORAGE_PATH_MAX];
+    char *buf;
+    size_t len = 0, fl, hend;
+    int fd, found = 0;
+
+    if (!dir || !rel || !field || !value) {
+        sqlite3_result_int(ctx, 0);
+        return;
+    }
+    fl = strlen(field);
+    pathf(path, sizeof(path), "%s/%s", dir, rel);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        sqlite3_result_int(ctx, 0);
+        return;
+    }
+    buf = malloc(HEADER_READ_MAX + 1);
+    if (!buf) {
+        close(fd);
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    while (len < HEADER_READ_MAX) {
+        ssize_t n = read(fd, buf + len, HEADER_READ_MAX - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (strstr(buf, "\r\n\r\n"))
+            break;
+    }
+    close(fd);
+    buf[len] = '\0';
+    {
+        char *e = strstr(buf, "\r\n\r\n");
+        hend = e ? (size_t)(e - buf) + 2 : len;
+    }
+    for (size_t i = 0; i < hend && !found;) {
+        size_t ls = i, le;
+        /* a field: its first line and its continuation lines */
+        le = ls;
+        for (;;) {
+            while (le < hend && buf[le] != '\n')
+                le++;
+            if (le < hend)
+                le++;
+            if (le >= hend || (buf[le] != ' ' && buf[le] != '\t'))
+                break;
+        }
+        if (le - ls > fl && strncasecmp(buf + ls, field, fl) == 0 && buf[ls + fl] == ':') {
+            char *v = mime_decode_header_value(buf + ls + fl + 1, le - ls - fl - 1);
+            if (v) {
+                found = contains_ci(v, strlen(v), value, strlen(value));
+                free(v);
+            }
+        }
+        i = le > ls ? le : ls + 1;
+    }
+    free(buf);
+    sqlite3_result_int(ctx, found);
+}
+
+void register_sql_functions(sqlite3 *db, struct storage_user *u)
+{
+    sqlite3_create_function(db, "coffre_inset", 2, SQLITE_UTF8 | SQLITE_DIRECTONLY, u, fn_inset,
+                            NULL, NULL);
+    sqlite3_create_function(db, "coffre_contains", 2,
+                            SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, u, fn_contains,
+                            NULL, NULL);
+    sqlite3_create_function(db, "coffre_header", 4, SQLITE_UTF8 | SQLITE_DIRECTONLY, u, fn_header,
+                            NULL, NULL);
+}
+
+/* ---- query building ---- */
+
+enum bind_type { B_INT, B_TEXT, B_SET };
+struct bind {
+    enum bind_type type;
+    int64_t i;
+    char *s;
+    struct rangeset *set;
+};
+
+struct qb {
+    char *sql;
+    size_t len, cap;
+    struct bind *b;
+    size_t nb, capb;
+    int err;
+    const char *mdir;
+};
+
+static void put(struct qb *q, const char *s)
+{
+    size_t l = strlen(s);
+    if (q->err)
+        return;
+    if (q->len + l + 1 > SEARCH_SQL_MAX) {
+        q->err = STORAGE_E_INVAL;
+        return;
+    }
+    if (q->len + l + 1 > q->cap) {
+        size_t nc = q->cap ? q->cap * 2 : 1024;
+        while (nc < q->len + l + 1)
+            nc *= 2;
+        char *p = realloc(q->sql, nc);
+        if (!p) {
+            q->err = STORAGE_E_NOMEM;
+            return;
+        }
+        q->sql = p;
+        q->cap = nc;
+    }
+    memcpy(q->sql + q->len, s, l + 1);
+    q->len += l;
+}
+
+static struct bind *add_bind(struct qb *q)
+{
+    if (q->err)
+        return NULL;
+    if (q->nb == q->capb) {
+        size_t nc = q->capb ? q->capb * 2 : 16;
+        struct bind *p = realloc(q->b, nc * sizeof(*p));
+        if (!p) {
+            q->err = STORAGE_E_NOMEM;
+            return NULL;
+        }
+        q->b = p;
+        q->capb = nc;
+    }
+    memset(&q->b[q->nb], 0, sizeof(q->b[0]));
+    put(q, "?");
+    return q->err ? NULL : &q->b[q->nb++];
+}
+
+static void bind_int(struct qb *q, int64_t v)
+{
+    struct bind *b = add_bind(q);
+    if (b) {
+        b->type = B_INT;
+        b->i = v;
+    }
+}
+
+static void bind_text(struct qb *q, const char *s)
+{
+    struct bind *b = add_bind(q);
+    if (!b)
+        return;
+    b->type = B_TEXT;
+    b->s = strdup(s);
+    if (!b->s) {
+        b->type = B_INT;
+        q->err = STORAGE_E_NOMEM;
+    }
+}
+
+/* FTS5 query: the words as a phrase whose last word may be a prefix. */
+static void bind_fts(struct qb *q, const char *column, const char *s)
+{
+    size_t l = strlen(s), o = 0;
+    char *p = malloc(2 * l + 32);
+    struct bind *b;
+
+    if (!p) {
+        q->err = STORAGE_E_NOMEM;
+        return;
+    }
+    if (column)
+        o += (size_t)pathf(p, 32, "{%s} : ", column);
+    p[o++] = '"';
+    for (size_t i = 0; i < l; i++) {
+        if (s[i] == '"')
+            p[o++] = '"';
+        p[o++] = s[i];
+    }
+    p[o++] = '"';
+    p[o++] = ' ';
+    p[o++] = '*';
+    p[o] = '\0';
+    b = add_bind(q);
+    if (!b) {
+        free(p);
+        return;
+    }
+    b->type = B_TEXT;
+    b->s = p;
+}
+
+static const char *header_column(const char *field)
+{
+    static const struct {
+        const char *name, *col;
+    } map[] = {{"subject", "b.subject"},
+               {"from", "b.from_"},
+               {"to", "b.to_"},
+               {"cc", "b.cc"},
+               {"bcc", "b.bcc"},
+               {"message-id", "b.message_id"},
+               {"in-reply-to", "b.in_reply_to"}};
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (strcasecmp(field, map[i].name) == 0)
+            return map[i].col;
+    return NULL;
+}
+
+static bool has_text(const char *s)
+{
+    for (; s && *s; s++)
+        if ((unsigned char)*s > ' ')
+            return true;
+    return false;
+}
+
+static void build(struct qb *q, const struct storage_search *n, int depth)
+{
+    if (q->err)
+        return;
+    if (depth > SEARCH_DEPTH_MAX) {
+        q->err = STORAGE_E_INVAL;
+        return;
+    }
+    switch (n->op) {
+    case STORAGE_SEARCH_ALL:
+        put(q, "1");
+        break;
+    case STORAGE_SEARCH_AND:
+    case STORAGE_SEARCH_OR: {
+        const char *sep = n->op == STORAGE_SEARCH_AND ? " AND " : " OR ";
+        if (!n->child) {
+            put(q, n->op == STORAGE_SEARCH_AND ? "1" : "0");
+            break;
+        }
+        put(q, "(");
+        for (const struct storage_search *c = n->child; c; c = c->next) {
+            if (c != n->child)
+                put(q, sep);
+            build(q, c, depth + 1);
+        }
+        put(q, ")");
+        break;
+    }
+    case STORAGE_SEARCH_NOT:
+        if (!n->child) {
+            q->err = STORAGE_E_INVAL;
+            break;
+        }
+        put(q, "NOT (");
+        build(q, n->child, depth + 1);
+        put(q, ")");
+        break;
+    case STORAGE_SEARCH_UID: {
+        struct rangeset *rs = calloc(1, sizeof(*rs));
+        struct bind *b;
+        if (!rs || uidset_normalize(&n->set, &rs->r, &rs->n) != 0) {
+            free(rs);
+            q->err = STORAGE_E_NOMEM;
+            break;
+        }
+        put(q, "coffre_inset(");
+        b = add_bind(q);
+        if (!b) {
+            free(rs->r);
+            free(rs);
+            break;
+        }
+        b->type = B_SET;
+        b->set = rs;
+        put(q, ", m.uid)");
+        break;
+    }
+    case STORAGE_SEARCH_FLAGS:
+        put(q, "(m.flags & ");
+        bind_int(q, n->flags & STORAGE_FLAGS_ALL);
+        put(q, ") = ");
+        bind_int(q, n->flags & STORAGE_FLAGS_ALL);
+        break;
+    case STORAGE_SEARCH_UNFLAGS:
+        put(q, "(m.flags & ");
+        bind_int(q, n->flags & STORAGE_FLAGS_ALL);
+        put(q, ") = 0");
+        break;
+    case STORAGE_SEARCH_KEYWORD:
+    case STORAGE_SEARCH_UNKEYWORD:
+        if (!n->str) {
+            q->err = STORAGE_E_INVAL;
+            break;
+        }
+        put(q, "instr(' ' || lower(m.keywords) || ' ', ' ' || lower(");
+        bind_text(q, n->str);
+        put(q, n->op == STORAGE_SEARCH_KEYWORD ? ") || ' ') > 0" : ") || ' ') = 0");
+        break;
+    case STORAGE_SEARCH_BEFORE:
+        put(q, "m.internal_date < ");
+        bind_int(q, n->num);
+        break;
+    case STORAGE_SEARCH_SINCE:
+        put(q, "m.internal_date >= ");
+        bind_int(q, n->num);
+        break;
+    case STORAGE_SEARCH_SENTBEFORE:
+    case STORAGE_SEARCH_SENTSINCE:
+        /* no usable Date: header: the internal date stands in */
+        put(q, "(CASE WHEN b.sent_date != 0 THEN b.sent_date ELSE m.internal_date END)");
+        put(q, n->op == STORAGE_SEARCH_SENTBEFORE ? " < " : " >= ");
+        bind_int(q, n->num);
+        break;
+    case STORAGE_SEARCH_LARGER:
+        put(q, "m.size > ");
+        bind_int(q, n->num);
+        break;
+    case STORAGE_SEARCH_SMALLER:
+        put(q, "m.size < ");
+        bind_int(q, n->num);
+        break;
+    case STORAGE_SEARCH_MODSEQ:
+        put(q, "m.modseq >= ");
+        bind_int(q, n->num);
+        break;
+    case STORAGE_SEARCH_HEADER: {
+        const char *col;
+        if (!n->field || !n->str || !*n->field) {
+            q->err = STORAGE_E_INVAL;
+            break;
+        }
+        for (const char *p = n->field; *p; p++)
+            if ((unsigned char)*p <= ' ' || *p == ':' || (unsigned char)*p >= 0x7f) {
+                q->err = STORAGE_E_INVAL;
+                return;
+            }
+        col = header_column(n->field);
+        if (col) {
+            put(q, "coffre_contains(");
+            put(q, col);
+            put(q, ", ");
+            bind_text(q, n->str);
+            put(q, ")");
+        } else {
+            put(q, "coffre_header(");
+            bind_text(q, q->mdir);
+            put(q, ", m.path, ");
+            bind_text(q, n->field);
+            put(q, ", ");
+            bind_text(q, n->str);
+            put(q, ")");
+        }
+        break;
+    }
+    case STORAGE_SEARCH_BODY:
+    case STORAGE_SEARCH_TEXT:
+        if (!n->str) {
+            q->err = STORAGE_E_INVAL;
+            break;
+        }
+        if (!has_text(n->str)) {
+            put(q, "1");
+            break;
+        }
+        put(q, "m.body_id IN (SELECT rowid FROM fts WHERE fts MATCH ");
+        bind_fts(q, n->op == STORAGE_SEARCH_BODY ? "text" : NULL, n->str);
+        put(q, ")");
+        break;
+    default:
+        q->err = STORAGE_E_INVAL;
+    }
+}
+
+static void free_binds(struct qb *q)
+{
+    for (size_t i = 0; i < q->nb; i++) {
+        free(q->b[i].s);
+        if (q->b[i].set) {
+            free(q->b[i].set->r);
+            free(q->b[i].set);
+        }
+    }
+    free(q->b);
+    free(q->sql);
+}
+
+int storage_search(struct storage_user *u, int64_t mbox, const struct storage_search *crit,
+                   struct storage_uidlist *out)
+{
+    char mdir[STORAGE_PATH_MAX];
+    struct qb q = {0};
+    struct mbox_row m;
+    sqlite3_stmt *st = NULL;
+    sqlite3 *db;
+    int rc, s;
+
+    memset(out, 0, sizeof(*out));
+    if (!crit)
+        return STORAGE_E_INVAL;
+    if (!(db = reader_get(u)))
+        return STORAGE_E_TEMP;
+    if ((rc = db_exec(db, "BEGIN")) != 0 || (rc = mbox_by_id(db, mbox, &m)) != 0 ||
+        (rc = mbox_path(u, m.name, mdir, sizeof(mdir))) != 0)
+        goto out;
+    q.mdir = mdir;
+    put(&q, "SELECT m.uid FROM messages m JOIN bodies b ON b.id = m.body_id"
+            " WHERE m.mailbox_id = ");
+    bind_int(&q, mbox);
+    put(&q, " AND (");
+    build(&q, crit, 0);
+    put(&q, ") ORDER BY m.uid");
+    if ((rc = q.err) != 0)
+        goto out;
+    if ((rc = db_prepare(db, q.sql, &st)) != 0)
+        goto out;
+    for (size_t i = 0; i < q.nb; i++) {
+        int k = (int)i + 1;
+        switch (q.b[i].type) {
+        case B_INT:
+            sqlite3_bind_int64(st, k, q.b[i].i);
+            break;
+        case B_TEXT:
+            sqlite3_bind_text(st, k, q.b[i].s, -1, SQLITE_STATIC);
+            break;
+        case B_SET:
+            sqlite3_bind_pointer(st, k, q.b[i].set, "coffre_rangeset", NULL);
+            break;
+        }
+    }
+    while ((s = sqlite3_step(st)) == SQLITE_ROW)
+        if (uidlist_add(out, (uint32_t)sqlite3_column_int64(st, 0)) != 0) {
+            rc = STORAGE_E_NOMEM;
+            goto out;
+        }
+    if (s != SQLITE_DONE) {
+        /* a malformed FTS query string is the caller's input, not a failure */
+        rc = (s & 0xff) == SQLITE_ERROR ? STORAGE_E_INVAL : err_from_sqlite(db, s);
+    }
+out:
+    sqlite3_finalize(st);
+    reader_put(u, db);
+    free_binds(&q);
+    if (rc)
+        storage_uidlist_free(out);
+    return rc;
+}

@@ -1,0 +1,395 @@
+/* storage: the mailbox API every protocol uses. Messages live in a Maildir++
+ * per user (<data_dir>/users/<id>/Maildir), metadata in a per-user SQLite
+ * index (<data_dir>/users/<id>/index.sqlite, WAL) that can always be rebuilt
+ * from the Maildir. The only header of this module that others include.
+ *
+ * Threads: every function is thread-safe and blocking unless it says
+ * otherwise. "Disk" below means the call may wait on fsync or on a large
+ * read/scan and must run on the thread pool, not on a loop thread. "Index"
+ * means it only touches the SQLite index (usually well under a millisecond,
+ * but it can still wait on another process holding the write lock for up to
+ * STORAGE_BUSY_TIMEOUT_MS); callers that cannot wait at all use the pool too.
+ *
+ * Writes to one user are serialized (one writer connection per user handle,
+ * plus SQLite's own lock against coffrectl in another process). Readers use
+ * separate connections and never wait for writers (WAL).
+ *
+ * Mailbox names are UTF-8, hierarchy delimiter '/'. "INBOX" is
+ * case-insensitive. On disk, folder "A/b.c" is the Maildir++ directory
+ * ".A.b%2Ec": each component is escaped ('.' -> "%2E", '%' -> "%25") and the
+ * components are joined by '.'.
+ *
+ * Message files are named
+ *   <secs>.M<usecs>P<pid>Q<n>R<random>.<host>,U=<uid>,S=<size>:2,<flags>
+ * so that a rebuild keeps the UIDs; each mailbox directory holds a small file
+ * "coffre-uidvalidity" ("<uidvalidity> <uidnext>\n") so that a rebuild keeps
+ * UIDVALIDITY and never hands out a UID again. Keywords and flags changed
+ * since the last storage_sync_flags() live only in the index. */
+#ifndef COFFRE_STORAGE_H
+#define COFFRE_STORAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Limits. */
+#define STORAGE_MBOX_NAME_MAX 200 /* bytes of a mailbox name (UTF-8) */
+#define STORAGE_MBOX_DEPTH_MAX 16 /* hierarchy levels */
+#define STORAGE_KEYWORD_MAX 64    /* bytes of one keyword */
+#define STORAGE_KEYWORDS_MAX 64   /* keywords on one message */
+#define STORAGE_BUSY_TIMEOUT_MS 10000
+#define STORAGE_TMP_MAX_AGE (36 * 3600) /* stale tmp/ files are removed on open */
+
+/* Error codes (negative). */
+enum {
+    STORAGE_OK = 0,
+    STORAGE_E_FAIL = -1, /* unexpected internal error (logged) */
+    STORAGE_E_TEMP = -2, /* disk full, I/O error, read-only fs, index busy: try later */
+    STORAGE_E_NOMEM = -3,
+    STORAGE_E_BADNAME = -4,   /* mailbox name refused (see storage_name_check) */
+    STORAGE_E_NOMBOX = -5,    /* no such mailbox */
+    STORAGE_E_EXISTS = -6,    /* mailbox already exists */
+    STORAGE_E_QUOTA = -7,     /* over quota */
+    STORAGE_E_NOMSG = -8,     /* no such message (UID) */
+    STORAGE_E_INVAL = -9,     /* bad argument (keyword syntax, section, ...) */
+    STORAGE_E_CHILDREN = -10, /* delete: the mailbox has children */
+    STORAGE_E_NOPERM = -11,   /* delete INBOX, rename to/over INBOX, ... */
+    STORAGE_E_CORRUPT = -12,  /* index corrupt (open rebuilds it; seen only by check) */
+    STORAGE_E_TOOBIG = -13,   /* message larger than the limit given */
+};
+
+/* Static English text for an error code. */
+const char *storage_strerror(int err);
+
+/* Standard flags (bit mask). \Recent is left to the protocol layer. */
+enum {
+    STORAGE_FLAG_SEEN = 1 << 0,     /* Maildir 'S' */
+    STORAGE_FLAG_ANSWERED = 1 << 1, /* 'R' */
+    STORAGE_FLAG_FLAGGED = 1 << 2,  /* 'F' */
+    STORAGE_FLAG_DELETED = 1 << 3,  /* 'T' */
+    STORAGE_FLAG_DRAFT = 1 << 4,    /* 'D' */
+    STORAGE_FLAGS_ALL = 0x1f,
+};
+
+/* Special-use attributes (RFC 6154), bit mask. */
+enum {
+    STORAGE_SPECIAL_DRAFTS = 1 << 0,
+    STORAGE_SPECIAL_SENT = 1 << 1,
+    STORAGE_SPECIAL_TRASH = 1 << 2,
+    STORAGE_SPECIAL_JUNK = 1 << 3,
+    STORAGE_SPECIAL_ARCHIVE = 1 << 4,
+    STORAGE_SPECIAL_ALL = 1 << 5,
+    STORAGE_SPECIAL_FLAGGED = 1 << 6,
+};
+
+/* A UID set: ranges lo..hi inclusive (hi = UINT32_MAX for '*'), any order. */
+struct storage_range {
+    uint32_t lo, hi;
+};
+struct storage_uidset {
+    size_t n;
+    const struct storage_range *r;
+};
+
+/* A list of UIDs returned by the storage; free with storage_uidlist_free. */
+struct storage_uidlist {
+    size_t n, cap;
+    uint32_t *uids;
+};
+void storage_uidlist_free(struct storage_uidlist *l);
+
+/* ---- user handles ---- */
+
+struct storage_user;
+
+/* Opens the store of account `id` under data_dir, creating it (with INBOX,
+ * Drafts, Sent, Trash, Junk, Archive) when new. Handles are shared: a second
+ * open of the same account in this process returns the same handle with a
+ * reference added. On the first open in the process: the index is checked
+ * and rebuilt from the Maildir if missing or corrupt (logged), files dropped
+ * into new/ or cur/ by other programs are picked up, stale tmp/ files are
+ * removed. Disk. */
+int storage_open(const char *data_dir, int64_t id, struct storage_user **out);
+/* Drops a reference; the last one closes the index. Index. */
+void storage_close(struct storage_user *u);
+int64_t storage_user_id(const struct storage_user *u);
+
+/* Quota limits applied by storage_deliver and storage_append (0 = none). */
+void storage_set_quota(struct storage_user *u, uint64_t max_bytes, uint64_t max_messages);
+/* Usage, kept incrementally in the index. Index. */
+int storage_quota_usage(struct storage_user *u, uint64_t *bytes, uint64_t *messages);
+
+/* ---- mailbox names ---- */
+
+/* Checks a mailbox name: 0, or STORAGE_E_BADNAME with a reason in err (may be
+ * NULL). Refused: empty, over STORAGE_MBOX_NAME_MAX, invalid UTF-8, control
+ * characters, leading or trailing '/', empty components ("a//b"), "." or ".."
+ * components, components starting with '~' or containing '\\' or '*' '%'
+ * (IMAP wildcards), over STORAGE_MBOX_DEPTH_MAX levels. Pure. */
+int storage_name_check(const char *name, char *err, size_t errlen);
+
+/* IMAP LIST pattern match: '*' matches anything, '%' anything but '/'.
+ * "INBOX" in name and pattern compares case-insensitively. Pure. */
+bool storage_pattern_match(const char *pattern, const char *name);
+
+/* ---- mailboxes ---- */
+
+struct storage_mbox {
+    int64_t id; /* stable across renames */
+    char name[STORAGE_MBOX_NAME_MAX + 1];
+    unsigned special_use; /* STORAGE_SPECIAL_* */
+    bool subscribed;
+    bool has_children;
+    uint32_t uidvalidity;
+    uint32_t uidnext;
+    uint64_t highestmodseq;
+};
+
+struct storage_status {
+    uint32_t messages;
+    uint32_t unseen;
+    uint32_t deleted;
+    uint32_t uidnext;
+    uint32_t uidvalidity;
+    uint64_t highestmodseq;
+    uint64_t size; /* bytes */
+};
+
+/* Looks a mailbox up by name. STORAGE_E_NOMBOX if absent. Index. */
+int storage_mbox_get(struct storage_user *u, const char *name, struct storage_mbox *out);
+/* Calls cb for each mailbox matching pattern (storage_pattern_match), in name
+ * order; cb returning non-zero stops. subscribed_only gives LSUB/LIST
+ * (SUBSCRIBED): existing subscribed mailboxes plus subscriptions to names
+ * that do not exist (id 0). cb runs with a read connection held: it must
+ * not call back into the storage. Index. */
+int storage_mbox_list(struct storage_user *u, const char *pattern, bool subscribed_only,
+                      int (*cb)(void *arg, const struct storage_mbox *m), void *arg);
+/* Creates a mailbox and any missing parents. Disk. */
+int storage_mbox_create(struct storage_user *u, const char *name, unsigned special_use);
+/* Deletes a mailbox and its messages. INBOX: STORAGE_E_NOPERM; with children:
+ * STORAGE_E_CHILDREN. Disk. */
+int storage_mbox_delete(struct storage_user *u, const char *name);
+/* Renames a mailbox and its children (ids and UIDVALIDITY kept). Renaming
+ * INBOX creates `to` with INBOX's messages and leaves INBOX empty (RFC 3501).
+ * Missing parents of `to` are created. Disk. */
+int storage_mbox_rename(struct storage_user *u, const char *from, const char *to);
+/* Subscriptions are by name and may name a mailbox that does not exist. Index. */
+int storage_subscribe(struct storage_user *u, const char *name, bool on);
+int storage_mbox_status(struct storage_user *u, int64_t mbox, struct storage_status *st);
+
+/* ---- saving messages ---- */
+
+/* A message being written into tmp/: bare LF line ends become CRLF, so the
+ * size stored and reported is the RFC 822 size. */
+struct storage_draft;
+
+/* Starts a draft in u's Maildir tmp/. max_size 0 = no limit (write then
+ * fails with STORAGE_E_TOOBIG once exceeded). Disk. */
+int storage_draft_new(struct storage_user *u, uint64_t max_size, struct storage_draft **out);
+/* Appends a chunk (any split). Disk. */
+int storage_draft_write(struct storage_draft *d, const void *buf, size_t len);
+/* Ends the message: fsync, MIME summary computed. Disk. */
+int storage_draft_finish(struct storage_draft *d);
+uint64_t storage_draft_size(const struct storage_draft *d);
+/* Removes the tmp/ file (if still there) and frees. Disk (unlink). */
+void storage_draft_free(struct storage_draft *d);
+
+/* Saves a finished draft into mailbox mbox of u (u may be another user than
+ * the one the draft was started for: the file is hard-linked, or copied when
+ * on another filesystem; the draft stays usable for further saves): link
+ * into cur/, fsync the directory, commit the index; only then *uid is set
+ * and 0 returned. internal_date 0 = now. keywords may be NULL. Quota is
+ * checked. Notifies watchers (STORAGE_EV_NEW). Disk. */
+int storage_save(struct storage_user *u, int64_t mbox, struct storage_draft *d, unsigned flags,
+                 const char *const *keywords, size_t nkeywords, int64_t internal_date,
+                 uint32_t *uid);
+/* LMTP delivery: like storage_save into `mailbox` (NULL = INBOX), into new/,
+ * no flags, with the quota check. Disk. */
+int storage_deliver(struct storage_user *u, const char *mailbox, struct storage_draft *d,
+                    uint32_t *uid, int64_t *mbox_id);
+/* Convenience for a message already in memory: draft + save. Disk. */
+int storage_append(struct storage_user *u, int64_t mbox, const void *msg, size_t len,
+                   unsigned flags, const char *const *keywords, size_t nkeywords,
+                   int64_t internal_date, uint32_t *uid);
+
+/* ---- reading messages ---- */
+
+/* Opens a message read-only: *fd (caller closes) and *size (RFC 822 size =
+ * file size). Large messages are never read into memory here. Disk (open). */
+int storage_msg_open(struct storage_user *u, int64_t mbox, uint32_t uid, int *fd, uint64_t *size);
+/* FETCH BODY[section] without the HEADER.FIELDS part: "" whole, "HEADER",
+ * "TEXT", "1", "1.2", "1.MIME", "2.HEADER", "2.TEXT". *fd (caller closes)
+ * with the section at [*off, *off + *len). STORAGE_E_INVAL when the section
+ * does not exist in this message. Disk (maps the file). */
+int storage_msg_section(struct storage_user *u, int64_t mbox, uint32_t uid, const char *section,
+                        int *fd, uint64_t *off, uint64_t *len);
+/* FETCH BODY[<part.>HEADER.FIELDS (names)] / .NOT: part is "" or "1.2"
+ * (message/rfc822 part). *out is malloc'd (caller frees). Disk. */
+int storage_msg_header_fields(struct storage_user *u, int64_t mbox, uint32_t uid, const char *part,
+                              const char *const *names, size_t n, bool negate, char **out,
+                              size_t *outlen);
+
+/* What storage_fetch loads besides uid/flags/keywords/modseq/size/dates. */
+enum {
+    STORAGE_FETCH_ENVELOPE = 1 << 0,
+    STORAGE_FETCH_BODYSTRUCTURE = 1 << 1,
+    STORAGE_FETCH_BODY = 1 << 2,
+};
+
+/* Metadata of one message, from the index only (no file opened). Strings are
+ * borrowed for the duration of the callback. */
+struct storage_msg {
+    uint32_t uid;
+    unsigned flags;       /* STORAGE_FLAG_* */
+    const char *keywords; /* space-separated, "" when none */
+    uint64_t modseq;
+    uint64_t size;         /* RFC 822 size */
+    int64_t internal_date; /* unix time */
+    int64_t save_date;
+    int64_t sent_date;    /* Date: header, 0 if none */
+    const char *envelope; /* NULL unless requested */
+    const char *bodystructure;
+    const char *body;
+};
+typedef int (*storage_msg_cb)(void *arg, const struct storage_msg *m);
+
+/* Calls cb for each message of set (NULL = all) in UID order; cb returning
+ * non-zero stops. cb runs with a read connection held: it must not call back
+ * into the storage. Index. */
+int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uidset *set,
+                  unsigned what, storage_msg_cb cb, void *arg);
+/* All UIDs of a mailbox, ascending (sequence number i is uids[i-1]). Index. */
+int storage_uids(struct storage_user *u, int64_t mbox, struct storage_uidlist *out);
+
+/* ---- changing messages ---- */
+
+enum storage_store_op { STORAGE_STORE_SET, STORAGE_STORE_ADD, STORAGE_STORE_REMOVE };
+
+/* STORE: applies flags (and keywords, NULL/0 = none) to the messages of set
+ * (in one index transaction, whatever the count). Each message that changes
+ * gets the mailbox's next modseq (one modseq per call). unchangedsince 0 =
+ * none, else messages whose modseq is greater are left alone and listed in
+ * *failed (may be NULL). changed_cb (may be NULL) is called after commit for
+ * each changed message with its new state. Flags reach the file names in the
+ * next storage_sync_flags. Notifies watchers (STORAGE_EV_FLAGS). Index. */
+int storage_store(struct storage_user *u, int64_t mbox, const struct storage_uidset *set,
+                  enum storage_store_op op, unsigned flags, const char *const *keywords,
+                  size_t nkeywords, uint64_t unchangedsince, struct storage_uidlist *failed,
+                  storage_msg_cb changed_cb, void *arg);
+
+/* Expunges the messages of set (NULL = all) that have \Deleted (or all of
+ * them when deleted_only is false: POP3 DELE). The expunged UIDs, ascending,
+ * go to *expunged (may be NULL). Notifies (STORAGE_EV_EXPUNGE). Disk. */
+int storage_expunge(struct storage_user *u, int64_t mbox, const struct storage_uidset *set,
+                    bool deleted_only, struct storage_uidlist *expunged);
+
+/* COPY / MOVE of set (in UID order) from src to dst. src_uids[i] became
+ * dst_uids[i] (COPYUID). Files are hard-linked. MOVE expunges the sources in
+ * the same index transaction. Disk. */
+int storage_copy(struct storage_user *u, int64_t src, const struct storage_uidset *set, int64_t dst,
+                 struct storage_uidlist *src_uids, struct storage_uidlist *dst_uids);
+int storage_move(struct storage_user *u, int64_t src, const struct storage_uidset *set, int64_t dst,
+                 struct storage_uidlist *src_uids, struct storage_uidlist *dst_uids);
+
+/* Brings Maildir file names up to date with the index flags (renames files,
+ * new/ -> cur/), at most `max` messages per call (0 = all). *done gets the
+ * count renamed, *left how many still wait (either may be NULL). The daemon
+ * runs it periodically on the thread pool. Disk. */
+int storage_sync_flags(struct storage_user *u, size_t max, size_t *done, size_t *left);
+
+/* CONDSTORE/QRESYNC: calls cb for messages whose modseq > since and puts the
+ * UIDs expunged after since into *vanished (may be NULL). Index. */
+int storage_changes(struct storage_user *u, int64_t mbox, uint64_t since, storage_msg_cb cb,
+                    void *arg, struct storage_uidlist *vanished);
+
+/* ---- search ---- */
+
+enum storage_search_op {
+    STORAGE_SEARCH_ALL,
+    STORAGE_SEARCH_AND,     /* children (child, child->next, ...) all match */
+    STORAGE_SEARCH_OR,      /* any child matches */
+    STORAGE_SEARCH_NOT,     /* child does not match */
+    STORAGE_SEARCH_UID,     /* uid in set */
+    STORAGE_SEARCH_FLAGS,   /* all flags in `flags` set */
+    STORAGE_SEARCH_UNFLAGS, /* none of `flags` set */
+    STORAGE_SEARCH_KEYWORD, /* keyword str set */
+    STORAGE_SEARCH_UNKEYWORD,
+    STORAGE_SEARCH_BEFORE,     /* internal date < num (unix time) */
+    STORAGE_SEARCH_SINCE,      /* internal date >= num */
+    STORAGE_SEARCH_SENTBEFORE, /* Date: header < num */
+    STORAGE_SEARCH_SENTSINCE,  /* Date: header >= num */
+    STORAGE_SEARCH_LARGER,     /* size > num */
+    STORAGE_SEARCH_SMALLER,    /* size < num */
+    STORAGE_SEARCH_MODSEQ,     /* modseq >= num */
+    STORAGE_SEARCH_HEADER,     /* header `field` contains str (case-insensitive);
+                                * Subject/From/To/Cc/Bcc/Message-ID/In-Reply-To come
+                                * from the index, other fields read the file */
+    STORAGE_SEARCH_BODY,       /* full text of the body parts (FTS5, word match) */
+    STORAGE_SEARCH_TEXT,       /* full text of headers and body (FTS5, word match) */
+};
+/* IMAP ON d = AND(SINCE d, BEFORE d+1day); the protocol layer maps dates and
+ * sequence numbers. */
+
+struct storage_search {
+    enum storage_search_op op;
+    unsigned flags;
+    int64_t num;
+    const char *field;            /* HEADER */
+    const char *str;              /* KEYWORD, HEADER, BODY, TEXT */
+    struct storage_uidset set;    /* UID */
+    struct storage_search *child; /* AND, OR, NOT */
+    struct storage_search *next;  /* next sibling */
+};
+
+/* Matching UIDs, ascending, into *out. Index (the full-text index included;
+ * a HEADER search on a field not in the index reads message headers). */
+int storage_search(struct storage_user *u, int64_t mbox, const struct storage_search *q,
+                   struct storage_uidlist *out);
+
+/* ---- change notification ---- */
+
+enum storage_event_type {
+    STORAGE_EV_NEW,      /* uids appended */
+    STORAGE_EV_FLAGS,    /* flags/keywords of uids changed */
+    STORAGE_EV_EXPUNGE,  /* uids expunged */
+    STORAGE_EV_MAILBOX,  /* mailbox created, deleted or renamed (uids empty) */
+    STORAGE_EV_EXTERNAL, /* changed by another process; resync with storage_changes */
+};
+struct storage_event {
+    enum storage_event_type type;
+    int64_t mbox;
+    const uint32_t *uids; /* borrowed for the call */
+    size_t n;
+    uint64_t modseq; /* the mailbox's HIGHESTMODSEQ after the change */
+};
+typedef void (*storage_event_cb)(void *arg, const struct storage_event *ev);
+struct storage_watch;
+
+/* Subscribes to changes of u. cb is called from the thread that made the
+ * change, after its commit, with no storage lock held (the daemon forwards to
+ * its loop with uv_async_send). cb must not call storage_watch/unwatch. */
+struct storage_watch *storage_watch(struct storage_user *u, storage_event_cb cb, void *arg);
+/* After it returns, cb is not running and will not be called. */
+void storage_unwatch(struct storage_watch *w);
+/* Detects commits by other processes (PRAGMA data_version) and reports a
+ * STORAGE_EV_EXTERNAL for each mailbox whose HIGHESTMODSEQ or UIDNEXT moved.
+ * The daemon calls it periodically (thread pool). Index. */
+int storage_poll(struct storage_user *u);
+/* Picks up files added/removed/renamed in a mailbox's new/ and cur/ by other
+ * programs (mbox 0 = every mailbox). Disk. */
+int storage_rescan(struct storage_user *u, int64_t mbox);
+
+/* ---- maintenance (coffrectl) ---- */
+
+/* Reports inconsistencies between index and Maildir through report (one
+ * line each, may be NULL); *problems gets their number. Does not change
+ * anything and does not need the store open. Disk. */
+int storage_check(const char *data_dir, int64_t id, void (*report)(void *arg, const char *line),
+                  void *arg, unsigned *problems);
+/* Fixes what check reports (rescan of every mailbox, quota recount). Disk. */
+int storage_repair(const char *data_dir, int64_t id);
+/* Rebuilds the index from the Maildir (flags synced to files first when the
+ * old index is readable; keywords are lost). Disk. */
+int storage_reindex(const char *data_dir, int64_t id);
+
+#endif

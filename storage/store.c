@@ -1,0 +1,979 @@
+/* User handles: the process-wide registry of open stores (one per account,
+ * refcounted), the SQLite connections (one writer, a small reader pool), the
+ * index schema, error mapping, change watchers and polling for changes made
+ * by other processes. */
+#include "storage/internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/log.h"
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct storage_user *registry;
+
+const char *storage_strerror(int err)
+{
+    switch (err) {
+    case STORAGE_OK:
+        return "success";
+    case STORAGE_E_FAIL:
+        return "internal storage error";
+    case STORAGE_E_TEMP:
+        return "temporary storage failure, try again later";
+    case STORAGE_E_NOMEM:
+        return "out of memory";
+    case STORAGE_E_BADNAME:
+        return "invalid mailbox name";
+    case STORAGE_E_NOMBOX:
+        return "no such mailbox";
+    case STORAGE_E_EXISTS:
+        return "mailbox already exists";
+    case STORAGE_E_QUOTA:
+        return "quota exceeded";
+    case STORAGE_E_NOMSG:
+        return "no such message";
+    case STORAGE_E_INVAL:
+        return "invalid argument";
+    case STORAGE_E_CHILDREN:
+        return "mailbox has children";
+    case STORAGE_E_NOPERM:
+        return "operation not permitted on this mailbox";
+    case STORAGE_E_CORRUPT:
+        return "index corrupt";
+    case STORAGE_E_TOOBIG:
+        return "message too big";
+    }
+    return "unknown storage error";
+}
+
+int err_from_errno(int e)
+{
+    switch (e) {
+    case ENOSPC:
+    case EDQUOT:
+    case EIO:
+    case EROFS:
+    case EMFILE:
+    case ENFILE:
+    case EAGAIN:
+    case EINTR:
+    case ETIMEDOUT:
+        return STORAGE_E_TEMP;
+    case ENOMEM:
+        return STORAGE_E_NOMEM;
+    case ENOENT:
+        return STORAGE_E_NOMSG;
+    }
+    return STORAGE_E_FAIL;
+}
+
+int err_from_sqlite(sqlite3 *db, int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+        return STORAGE_OK;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PROTOCOL:
+        if (db)
+            log_warn("storage: index: %s", sqlite3_errmsg(db));
+        return STORAGE_E_TEMP;
+    case SQLITE_NOMEM:
+        return STORAGE_E_NOMEM;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        if (db)
+            log_error("storage: index corrupt: %s", sqlite3_errmsg(db));
+        return STORAGE_E_CORRUPT;
+    }
+    if (db)
+        log_error("storage: index: %s", sqlite3_errmsg(db));
+    return STORAGE_E_FAIL;
+}
+
+int pathf(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (len == 0)
+        return -1;
+    va_start(ap, fmt);
+    n = vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= len) {
+        buf[0] = '\0';
+        return -1;
+    }
+    return n;
+}
+
+int64_t now_unix(void)
+{
+    return (int64_t)time(NULL);
+}
+
+int fsync_dirat(int dfd)
+{
+    if (fsync(dfd) < 0 && errno != EINVAL)
+        return err_from_errno(errno);
+    return 0;
+}
+
+int fsync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc;
+
+    if (fd < 0)
+        return err_from_errno(errno);
+    rc = fsync_dirat(fd);
+    close(fd);
+    return rc;
+}
+
+int uidlist_add(struct storage_uidlist *l, uint32_t uid)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        uint32_t *p = realloc(l->uids, cap * sizeof(*p));
+        if (!p)
+            return STORAGE_E_NOMEM;
+        l->uids = p;
+        l->cap = cap;
+    }
+    l->uids[l->n++] = uid;
+    return 0;
+}
+
+void storage_uidlist_free(struct storage_uidlist *l)
+{
+    if (!l)
+        return;
+    free(l->uids);
+    l->uids = NULL;
+    l->n = l->cap = 0;
+}
+
+/* ---- SQLite helpers ---- */
+
+int db_exec(sqlite3 *db, const char *sql)
+{
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    return err_from_sqlite(db, rc);
+}
+
+int db_begin(sqlite3 *db)
+{
+    return db_exec(db, "BEGIN IMMEDIATE");
+}
+
+int db_commit(sqlite3 *db)
+{
+    int rc = db_exec(db, "COMMIT");
+    if (rc)
+        db_rollback(db);
+    return rc;
+}
+
+void db_rollback(sqlite3 *db)
+{
+    if (!sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int db_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+{
+    int rc = sqlite3_prepare_v2(db, sql, -1, st, NULL);
+    if (rc != SQLITE_OK) {
+        *st = NULL;
+        return err_from_sqlite(db, rc);
+    }
+    return 0;
+}
+
+int db_meta_get(sqlite3 *db, const char *key, int64_t *v)
+{
+    sqlite3_stmt *st;
+    int rc = db_prepare(db, "SELECT value FROM meta WHERE key = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *v = sqlite3_column_int64(st, 0);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        *v = 0;
+        rc = 0;
+    } else {
+        rc = err_from_sqlite(db, rc);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int db_meta_set(sqlite3 *db, const char *key, int64_t v)
+{
+    sqlite3_stmt *st;
+    int rc = db_prepare(db, "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, v);
+    rc = sqlite3_step(st);
+    rc = rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int db_meta_add(sqlite3 *db, const char *key, int64_t delta)
+{
+    sqlite3_stmt *st;
+    int rc = db_prepare(db,
+                        "INSERT INTO meta(key, value) VALUES (?1, ?2) "
+                        "ON CONFLICT(key) DO UPDATE SET value = value + ?2",
+                        &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, delta);
+    rc = sqlite3_step(st);
+    rc = rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS mailboxes("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  uidvalidity INTEGER NOT NULL,"
+    "  uidnext INTEGER NOT NULL,"
+    "  highestmodseq INTEGER NOT NULL,"
+    "  special_use INTEGER NOT NULL DEFAULT 0,"
+    "  new_mtime INTEGER NOT NULL DEFAULT 0,"
+    "  cur_mtime INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS subscriptions(name TEXT PRIMARY KEY) WITHOUT ROWID;"
+    /* What copies of one message share: computed once at save time. */
+    "CREATE TABLE IF NOT EXISTS bodies("
+    "  id INTEGER PRIMARY KEY,"
+    "  refs INTEGER NOT NULL,"
+    "  sent_date INTEGER NOT NULL DEFAULT 0,"
+    "  envelope TEXT, bodystructure TEXT, body TEXT,"
+    "  subject TEXT, from_ TEXT, to_ TEXT, cc TEXT, bcc TEXT,"
+    "  message_id TEXT, in_reply_to TEXT);"
+    "CREATE TABLE IF NOT EXISTS messages("
+    "  mailbox_id INTEGER NOT NULL,"
+    "  uid INTEGER NOT NULL,"
+    "  body_id INTEGER NOT NULL,"
+    "  path TEXT NOT NULL," /* "cur/<file>" or "new/<file>" */
+    "  size INTEGER NOT NULL,"
+    "  internal_date INTEGER NOT NULL,"
+    "  save_date INTEGER NOT NULL,"
+    "  flags INTEGER NOT NULL,"
+    "  file_flags INTEGER NOT NULL," /* flags as in the file name */
+    "  keywords TEXT NOT NULL DEFAULT '',"
+    "  modseq INTEGER NOT NULL,"
+    "  PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS messages_modseq ON messages(mailbox_id, modseq);"
+    "CREATE INDEX IF NOT EXISTS messages_body ON messages(body_id);"
+    "CREATE INDEX IF NOT EXISTS messages_unsynced ON messages(mailbox_id, uid)"
+    "  WHERE flags != file_flags;"
+    "CREATE TABLE IF NOT EXISTS expunged("
+    "  mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, modseq INTEGER NOT NULL,"
+    "  PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;"
+    "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5("
+    "  subject, from_, to_, cc, bcc, text, tokenize = 'unicode61 remove_diacritics 2');";
+
+int db_create_schema(sqlite3 *db)
+{
+    int rc = db_exec(db, schema_sql);
+    if (rc)
+        return rc;
+    return db_meta_set(db, "schema", STORAGE_SCHEMA_VERSION);
+}
+
+int db_open_conn(const char *path, bool create, sqlite3 **out)
+{
+    sqlite3 *db = NULL;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    int rc = sqlite3_open_v2(path, &db, flags, NULL);
+
+    if (rc != SQLITE_OK) {
+        rc = err_from_sqlite(db, rc);
+        sqlite3_close(db);
+        return rc ? rc : STORAGE_E_FAIL;
+    }
+    sqlite3_busy_timeout(db, STORAGE_BUSY_TIMEOUT_MS);
+    sqlite3_extended_result_codes(db, 0);
+    rc = db_exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                     "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;");
+    if (rc) {
+        sqlite3_close(db);
+        return rc;
+    }
+    *out = db;
+    return 0;
+}
+
+/* ---- readers and the writer ---- */
+
+sqlite3 *reader_get(struct storage_user *u)
+{
+    char path[STORAGE_PATH_MAX];
+    sqlite3 *db = NULL;
+    int slot = -1;
+
+    pthread_mutex_lock(&u->rlock);
+    for (;;) {
+        for (int i = 0; i < STORAGE_READERS; i++) {
+            if (!u->rbusy[i] && u->rdb[i]) {
+                slot = i;
+                break;
+            }
+        }
+        if (slot < 0)
+            for (int i = 0; i < STORAGE_READERS; i++)
+                if (!u->rbusy[i]) {
+                    slot = i;
+                    break;
+                }
+        if (slot >= 0)
+            break;
+        pthread_cond_wait(&u->rcond, &u->rlock);
+    }
+    u->rbusy[slot] = true;
+    db = u->rdb[slot];
+    pthread_mutex_unlock(&u->rlock);
+    if (db)
+        return db;
+
+    pathf(path, sizeof(path), "%s/index.sqlite", u->root);
+    if (db_open_conn(path, false, &db) == 0) {
+        register_sql_functions(db, u);
+        pthread_mutex_lock(&u->rlock);
+        u->rdb[slot] = db;
+        pthread_mutex_unlock(&u->rlock);
+        return db;
+    }
+    pthread_mutex_lock(&u->rlock);
+    u->rbusy[slot] = false;
+    pthread_cond_signal(&u->rcond);
+    pthread_mutex_unlock(&u->rlock);
+    return NULL;
+}
+
+void reader_put(struct storage_user *u, sqlite3 *db)
+{
+    pthread_mutex_lock(&u->rlock);
+    for (int i = 0; i < STORAGE_READERS; i++) {
+        if (u->rdb[i] == db) {
+            /* end any read transaction left open by an early return */
+            if (!sqlite3_get_autocommit(db))
+                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            u->rbusy[i] = false;
+            break;
+        }
+    }
+    pthread_cond_signal(&u->rcond);
+    pthread_mutex_unlock(&u->rlock);
+}
+
+void writer_lock(struct storage_user *u)
+{
+    pthread_mutex_lock(&u->wlock);
+}
+
+void writer_unlock(struct storage_user *u)
+{
+    pthread_mutex_unlock(&u->wlock);
+}
+
+/* ---- watchers ---- */
+
+void emit_event(struct storage_user *u, struct pending_event *pe)
+{
+    struct storage_event ev = {
+        .type = pe->type,
+        .mbox = pe->mbox,
+        .uids = pe->uids.uids,
+        .n = pe->uids.n,
+        .modseq = pe->modseq,
+    };
+
+    if (pe->type != STORAGE_EV_MAILBOX && pe->type != STORAGE_EV_EXTERNAL && pe->uids.n == 0)
+        return;
+    pthread_rwlock_rdlock(&u->watch_lock);
+    for (struct storage_watch *w = u->watches; w; w = w->next)
+        w->cb(w->arg, &ev);
+    pthread_rwlock_unlock(&u->watch_lock);
+}
+
+struct storage_watch *storage_watch(struct storage_user *u, storage_event_cb cb, void *arg)
+{
+    struct storage_watch *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->u = u;
+    w->cb = cb;
+    w->arg = arg;
+    pthread_rwlock_wrlock(&u->watch_lock);
+    w->next = u->watches;
+    u->watches = w;
+    pthread_rwlock_unlock(&u->watch_lock);
+    return w;
+}
+
+void storage_unwatch(struct storage_watch *w)
+{
+    struct storage_user *u;
+
+    if (!w)
+        return;
+    u = w->u;
+    pthread_rwlock_wrlock(&u->watch_lock);
+    for (struct storage_watch **p = &u->watches; *p; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&u->watch_lock);
+    free(w);
+}
+
+/* ---- polling for other processes ---- */
+
+struct mbox_snap {
+    int64_t id;
+    uint32_t uidnext;
+    uint64_t modseq;
+};
+
+static int read_snapshot(sqlite3 *db, struct mbox_snap **out, size_t *n)
+{
+    sqlite3_stmt *st;
+    struct mbox_snap *v = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc = db_prepare(db, "SELECT id, uidnext, highestmodseq FROM mailboxes ORDER BY id", &st);
+
+    if (rc)
+        return rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cnt == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            struct mbox_snap *p = realloc(v, nc * sizeof(*p));
+            if (!p) {
+                free(v);
+                sqlite3_finalize(st);
+                return STORAGE_E_NOMEM;
+            }
+            v = p;
+            cap = nc;
+        }
+        v[cnt].id = sqlite3_column_int64(st, 0);
+        v[cnt].uidnext = (uint32_t)sqlite3_column_int64(st, 1);
+        v[cnt].modseq = (uint64_t)sqlite3_column_int64(st, 2);
+        cnt++;
+    }
+    rc = rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+    sqlite3_finalize(st);
+    if (rc) {
+        free(v);
+        return rc;
+    }
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+struct poll_state {
+    struct mbox_snap *snap;
+    size_t n;
+};
+
+static struct poll_state *poll_states_get(struct storage_user *u);
+
+int storage_poll(struct storage_user *u)
+{
+    sqlite3_stmt *st;
+    int64_t dv = 0;
+    struct mbox_snap *now = NULL;
+    size_t n = 0;
+    struct poll_state *ps;
+    int rc;
+
+    writer_lock(u);
+    rc = db_prepare(u->wdb, "PRAGMA data_version", &st);
+    if (rc) {
+        writer_unlock(u);
+        return rc;
+    }
+    if (sqlite3_step(st) == SQLITE_ROW)
+        dv = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (dv == u->data_version) {
+        writer_unlock(u);
+        return 0;
+    }
+    u->data_version = dv;
+    rc = read_snapshot(u->wdb, &now, &n);
+    ps = poll_states_get(u);
+    writer_unlock(u);
+    if (rc)
+        return rc;
+    if (!ps) {
+        free(now);
+        return STORAGE_E_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        bool changed = true;
+        for (size_t j = 0; j < ps->n; j++) {
+            if (ps->snap[j].id == now[i].id) {
+                changed =
+                    ps->snap[j].uidnext != now[i].uidnext || ps->snap[j].modseq != now[i].modseq;
+                break;
+            }
+        }
+        if (changed && ps->snap) {
+            struct pending_event pe = {
+                .type = STORAGE_EV_EXTERNAL, .mbox = now[i].id, .modseq = now[i].modseq};
+            emit_event(u, &pe);
+        }
+    }
+    free(ps->snap);
+    ps->snap = now;
+    ps->n = n;
+    return 0;
+}
+
+/* One poll state per handle, kept beside it (allocated on first use). */
+struct poll_entry {
+    struct storage_user *u;
+    struct poll_state ps;
+    struct poll_entry *next;
+};
+static pthread_mutex_t poll_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct poll_entry *poll_entries;
+
+static struct poll_state *poll_states_get(struct storage_user *u)
+{
+    struct poll_entry *e;
+
+    pthread_mutex_lock(&poll_lock);
+    for (e = poll_entries; e; e = e->next)
+        if (e->u == u)
+            break;
+    if (!e) {
+        e = calloc(1, sizeof(*e));
+        if (e) {
+            e->u = u;
+            e->next = poll_entries;
+            poll_entries = e;
+        }
+    }
+    pthread_mutex_unlock(&poll_lock);
+    return e ? &e->ps : NULL;
+}
+
+static void poll_states_drop(struct storage_user *u)
+{
+    pthread_mutex_lock(&poll_lock);
+    for (struct poll_entry **p = &poll_entries; *p; p = &(*p)->next) {
+        if ((*p)->u == u) {
+            struct poll_entry *e = *p;
+            *p = e->next;
+            free(e->ps.snap);
+            free(e);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&poll_lock);
+}
+
+/* ---- open / close ---- */
+
+static char *path_join(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *p = malloc(la + lb + 2);
+    if (!p)
+        return NULL;
+    memcpy(p, a, la);
+    p[la] = '/';
+    memcpy(p + la + 1, b, lb + 1);
+    return p;
+}
+
+static int mkdir_if(const char *p)
+{
+    if (mkdir(p, 0700) < 0 && errno != EEXIST)
+        return err_from_errno(errno);
+    return 0;
+}
+
+/* Is the main database file shorter than its header says (truncated)? */
+static bool db_file_truncated(const char *path)
+{
+    unsigned char h[100];
+    struct stat sb;
+    uint32_t pagesize, pages;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n;
+
+    if (fd < 0)
+        return false;
+    n = read(fd, h, sizeof(h));
+    if (fstat(fd, &sb) < 0) {
+        close(fd);
+        return false;
+    }
+    close(fd);
+    if (n == 0)
+        return false; /* empty: a fresh database */
+    if (n < (ssize_t)sizeof(h) || memcmp(h, "SQLite format 3", 16) != 0)
+        return true; /* garbage or cut inside the header */
+    pagesize = (uint32_t)h[16] << 8 | h[17];
+    if (pagesize == 1)
+        pagesize = 65536;
+    pages = (uint32_t)h[28] << 24 | (uint32_t)h[29] << 16 | (uint32_t)h[30] << 8 | h[31];
+    /* the in-header size is valid only when the change counters agree */
+    if (memcmp(h + 24, h + 92, 4) != 0)
+        return false;
+    return (uint64_t)sb.st_size < (uint64_t)pagesize * pages;
+}
+
+static void move_index_aside(struct storage_user *u, const char *why)
+{
+    char from[STORAGE_PATH_MAX], to[STORAGE_PATH_MAX];
+
+    pathf(from, sizeof(from), "%s/index.sqlite", u->root);
+    pathf(to, sizeof(to), "%s/index.sqlite.bad.%" PRId64, u->root, now_unix());
+    log_error("storage: user %" PRId64 ": index %s (%s); moved to %s, rebuilding from Maildir",
+              u->id, from, why, to);
+    if (rename(from, to) < 0 && errno != ENOENT)
+        unlink(from);
+    pathf(from, sizeof(from), "%s/index.sqlite-wal", u->root);
+    unlink(from);
+    pathf(from, sizeof(from), "%s/index.sqlite-shm", u->root);
+    unlink(from);
+}
+
+/* Opens the writer connection; *fresh when the schema had to be created
+ * (new user, or index lost: the caller rebuilds from the Maildir). */
+static int open_index(struct storage_user *u, bool *fresh)
+{
+    char path[STORAGE_PATH_MAX];
+    struct stat sb;
+    int64_t ver = 0;
+    int rc;
+
+    *fresh = false;
+    pathf(path, sizeof(path), "%s/index.sqlite", u->root);
+    if (stat(path, &sb) < 0) {
+        char p2[STORAGE_PATH_MAX];
+        /* a WAL without its database would be replayed into a new file */
+        pathf(p2, sizeof(p2), "%s/index.sqlite-wal", u->root);
+        unlink(p2);
+        pathf(p2, sizeof(p2), "%s/index.sqlite-shm", u->root);
+        unlink(p2);
+        *fresh = true;
+    } else if (db_file_truncated(path)) {
+        move_index_aside(u, "truncated or not a database");
+        *fresh = true;
+    }
+
+    for (int attempt = 0; attempt < 2; attempt++) {
+        rc = db_open_conn(path, true, &u->wdb);
+        if (rc == STORAGE_E_CORRUPT && attempt == 0) {
+            move_index_aside(u, "not a database");
+            *fresh = true;
+            continue;
+        }
+        if (rc)
+            return rc;
+        register_sql_functions(u->wdb, u);
+        {
+            sqlite3_stmt *st;
+            rc = db_prepare(u->wdb, "SELECT count(*) FROM sqlite_schema WHERE name = 'meta'", &st);
+            if (rc == 0) {
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_ROW) {
+                    if (sqlite3_column_int(st, 0) == 0)
+                        *fresh = true;
+                    rc = 0;
+                } else {
+                    rc = err_from_sqlite(u->wdb, rc);
+                }
+                sqlite3_finalize(st);
+            }
+        }
+        if (rc == 0 && !*fresh)
+            rc = db_meta_get(u->wdb, "schema", &ver);
+        if (rc == 0 && !*fresh && ver != STORAGE_SCHEMA_VERSION) {
+            log_error("storage: user %" PRId64 ": index schema %" PRId64 " unknown", u->id, ver);
+            rc = STORAGE_E_CORRUPT;
+        }
+        if (rc == 0 && !*fresh) {
+            /* touch every table once: a damaged page shows up here */
+            rc = db_exec(u->wdb, "SELECT count(*) FROM mailboxes; SELECT max(uid) FROM messages;"
+                                 "SELECT max(id) FROM bodies; SELECT count(*) FROM subscriptions;");
+        }
+        if (rc == STORAGE_E_CORRUPT && attempt == 0) {
+            sqlite3_close(u->wdb);
+            u->wdb = NULL;
+            move_index_aside(u, "corrupt");
+            *fresh = true;
+            continue;
+        }
+        if (rc) {
+            sqlite3_close(u->wdb);
+            u->wdb = NULL;
+            return rc;
+        }
+        break;
+    }
+    if (*fresh) {
+        rc = db_begin(u->wdb);
+        if (rc == 0)
+            rc = db_create_schema(u->wdb);
+        if (rc == 0)
+            rc = db_commit(u->wdb);
+        else
+            db_rollback(u->wdb);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+void user_free(struct storage_user *u);
+void user_free(struct storage_user *u)
+{
+    if (!u)
+        return;
+    for (int i = 0; i < STORAGE_READERS; i++)
+        if (u->rdb[i])
+            sqlite3_close(u->rdb[i]);
+    if (u->wdb)
+        sqlite3_close(u->wdb);
+    pthread_mutex_destroy(&u->wlock);
+    pthread_mutex_destroy(&u->rlock);
+    pthread_cond_destroy(&u->rcond);
+    pthread_rwlock_destroy(&u->watch_lock);
+    pthread_mutex_destroy(&u->qlock);
+    poll_states_drop(u);
+    free(u->data_dir);
+    free(u->root);
+    free(u->maildir);
+    free(u);
+}
+
+static int user_setup(struct storage_user *u)
+{
+    char idbuf[32], *users;
+    bool fresh;
+    int rc;
+
+    pathf(idbuf, sizeof(idbuf), "%" PRId64, u->id);
+    users = path_join(u->data_dir, "users");
+    if (!users)
+        return STORAGE_E_NOMEM;
+    u->root = path_join(users, idbuf);
+    rc = u->root ? mkdir_if(users) : STORAGE_E_NOMEM;
+    free(users);
+    if (rc)
+        return rc;
+    if ((rc = mkdir_if(u->root)) != 0)
+        return rc;
+    u->maildir = path_join(u->root, "Maildir");
+    if (!u->maildir)
+        return STORAGE_E_NOMEM;
+    if ((rc = ensure_maildir_dirs(u->maildir)) != 0)
+        return rc;
+
+    if ((rc = open_index(u, &fresh)) != 0)
+        return rc;
+    clean_tmp(u->maildir);
+    writer_lock(u);
+    {
+        struct rescan_report rep = {0};
+        rc = rescan_all_locked(u, fresh ? RESCAN_REBUILD : RESCAN_OPEN, &rep);
+        free(rep.changed);
+    }
+    if (rc == 0) {
+        sqlite3_stmt *st;
+        if (db_prepare(u->wdb, "PRAGMA data_version", &st) == 0) {
+            if (sqlite3_step(st) == SQLITE_ROW)
+                u->data_version = sqlite3_column_int64(st, 0);
+            sqlite3_finalize(st);
+        }
+    }
+    writer_unlock(u);
+    return rc;
+}
+
+int storage_open(const char *data_dir, int64_t id, struct storage_user **out)
+{
+    struct storage_user *u;
+    int rc;
+
+    *out = NULL;
+    if (id < 0 || !data_dir || !*data_dir)
+        return STORAGE_E_INVAL;
+    pthread_mutex_lock(&registry_lock);
+    for (u = registry; u; u = u->next) {
+        if (u->id == id && strcmp(u->data_dir, data_dir) == 0) {
+            u->refs++;
+            pthread_mutex_unlock(&registry_lock);
+            *out = u;
+            return 0;
+        }
+    }
+    u = calloc(1, sizeof(*u));
+    if (!u) {
+        pthread_mutex_unlock(&registry_lock);
+        return STORAGE_E_NOMEM;
+    }
+    u->id = id;
+    u->refs = 1;
+    pthread_mutex_init(&u->wlock, NULL);
+    pthread_mutex_init(&u->rlock, NULL);
+    pthread_cond_init(&u->rcond, NULL);
+    pthread_rwlock_init(&u->watch_lock, NULL);
+    pthread_mutex_init(&u->qlock, NULL);
+    u->data_dir = strdup(data_dir);
+    rc = u->data_dir ? user_setup(u) : STORAGE_E_NOMEM;
+    if (rc) {
+        pthread_mutex_unlock(&registry_lock);
+        log_error("storage: user %" PRId64 ": open failed: %s", id, storage_strerror(rc));
+        user_free(u);
+        return rc;
+    }
+    u->next = registry;
+    registry = u;
+    pthread_mutex_unlock(&registry_lock);
+    *out = u;
+    return 0;
+}
+
+/* For coffrectl check: the handle is not shared, nothing is created or
+ * changed on open. STORAGE_E_NOMBOX when there is no index. */
+int user_open_private(const char *data_dir, int64_t id, struct storage_user **out)
+{
+    char idbuf[32], path[STORAGE_PATH_MAX];
+    struct storage_user *u = calloc(1, sizeof(*u));
+    struct stat sb;
+    int rc;
+
+    *out = NULL;
+    if (!u)
+        return STORAGE_E_NOMEM;
+    u->id = id;
+    pthread_mutex_init(&u->wlock, NULL);
+    pthread_mutex_init(&u->rlock, NULL);
+    pthread_cond_init(&u->rcond, NULL);
+    pthread_rwlock_init(&u->watch_lock, NULL);
+    pthread_mutex_init(&u->qlock, NULL);
+    pathf(idbuf, sizeof(idbuf), "users/%" PRId64, id);
+    u->data_dir = strdup(data_dir);
+    u->root = path_join(data_dir, idbuf);
+    u->maildir = u->root ? path_join(u->root, "Maildir") : NULL;
+    if (!u->data_dir || !u->root || !u->maildir) {
+        user_free(u);
+        return STORAGE_E_NOMEM;
+    }
+    pathf(path, sizeof(path), "%s/index.sqlite", u->root);
+    if (stat(path, &sb) < 0 || sb.st_size == 0) {
+        user_free(u);
+        return STORAGE_E_NOMBOX;
+    }
+    if (db_file_truncated(path)) {
+        user_free(u);
+        return STORAGE_E_CORRUPT;
+    }
+    rc = db_open_conn(path, false, &u->wdb);
+    if (rc == 0) {
+        register_sql_functions(u->wdb, u);
+        rc = db_exec(u->wdb, "SELECT count(*) FROM mailboxes; SELECT count(*) FROM messages");
+    }
+    if (rc) {
+        user_free(u);
+        return rc == STORAGE_E_TEMP ? rc : STORAGE_E_CORRUPT;
+    }
+    *out = u;
+    return 0;
+}
+
+void user_close_private(struct storage_user *u)
+{
+    user_free(u);
+}
+
+void storage_close(struct storage_user *u)
+{
+    if (!u)
+        return;
+    pthread_mutex_lock(&registry_lock);
+    if (--u->refs > 0) {
+        pthread_mutex_unlock(&registry_lock);
+        return;
+    }
+    for (struct storage_user **p = &registry; *p; p = &(*p)->next) {
+        if (*p == u) {
+            *p = u->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    user_free(u);
+}
+
+int64_t storage_user_id(const struct storage_user *u)
+{
+    return u->id;
+}
+
+void storage_set_quota(struct storage_user *u, uint64_t max_bytes, uint64_t max_messages)
+{
+    pthread_mutex_lock(&u->qlock);
+    u->quota_bytes = max_bytes;
+    u->quota_messages = max_messages;
+    pthread_mutex_unlock(&u->qlock);
+}
+
+int storage_quota_usage(struct storage_user *u, uint64_t *bytes, uint64_t *messages)
+{
+    sqlite3 *db = reader_get(u);
+    int64_t b = 0, m = 0;
+    int rc;
+
+    if (!db)
+        return STORAGE_E_TEMP;
+    rc = db_meta_get(db, "quota_bytes", &b);
+    if (rc == 0)
+        rc = db_meta_get(db, "quota_messages", &m);
+    reader_put(u, db);
+    if (bytes)
+        *bytes = (uint64_t)(b < 0 ? 0 : b);
+    if (messages)
+        *messages = (uint64_t)(m < 0 ? 0 : m);
+    return rc;
+}
