@@ -125,6 +125,12 @@ struct auth_login *auth_login_start(struct auth_service *s, const char *user, si
  * its callback; the handle is gone once the callback has returned. */
 void auth_login_cancel(struct auth_login *l);
 
+/* Looks an account up by address for delivery (LMTP RCPT): the name is
+ * normalized as for a login. Blocking and thread-safe: run it on the thread
+ * pool. Returns AUTH_OK, AUTH_E_NOUSER, AUTH_E_BADADDR or AUTH_E_TEMP. */
+int auth_service_lookup(struct auth_service *s, const char *address, size_t len,
+                        struct auth_account *out);
+
 /* ---- SASL ---- */
 
 /* Strict base64 (RFC 4648, padding required, no whitespace). Returns the

@@ -376,6 +376,20 @@ out:
     wipe_password(l);
 }
 
+int auth_service_lookup(struct auth_service *s, const char *address, size_t len,
+                        struct auth_account *out)
+{
+    char addr[AUTH_ADDR_MAX];
+    char hash[CRYPT_OUTPUT_SIZE];
+    int r;
+
+    if (auth_normalize_address(address, len, s->default_domain, addr, sizeof(addr)) < 0)
+        return AUTH_E_BADADDR;
+    r = auth_db_lookup(s->db, addr, out, hash, sizeof(hash));
+    explicit_bzero(hash, sizeof(hash));
+    return r;
+}
+
 /* Loop thread: count the outcome, then answer at once or after the delay. */
 static void on_work_done(uv_work_t *w, int status)
 {

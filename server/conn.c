@@ -103,6 +103,11 @@ const char *conn_hostname(struct conn *c)
     return c->srv->hostname;
 }
 
+uv_loop_t *conn_loop(struct conn *c)
+{
+    return c->srv->loop;
+}
+
 bool conn_is_tls(struct conn *c)
 {
     return c->tls_state == C_TLS;

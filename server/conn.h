@@ -13,6 +13,7 @@
 struct conn;
 struct conf;
 struct auth_service;
+struct uv_loop_s;
 
 /* What a protocol implements. All calls come on the loop thread. */
 struct conn_handler {
@@ -55,6 +56,7 @@ const struct conn_info *conn_info(struct conn *c);
 const struct conf *conn_conf(struct conn *c);
 struct auth_service *conn_auth(struct conn *c);
 const char *conn_hostname(struct conn *c);
+struct uv_loop_s *conn_loop(struct conn *c);
 
 /* Sends bytes (encrypted once TLS is up). Errors close the connection
  * later; callers need not check. */

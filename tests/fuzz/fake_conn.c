@@ -31,6 +31,7 @@ const struct conn_info *conn_info(struct conn *c) { return &c->info; }
 const struct conf *conn_conf(struct conn *c) { return &fake_conf; }
 struct auth_service *conn_auth(struct conn *c) { return NULL; }
 const char *conn_hostname(struct conn *c) { return "fuzz.example"; }
+struct uv_loop_s *conn_loop(struct conn *c) { return NULL; }
 size_t conn_write_queued(struct conn *c) { return 0; }
 bool conn_is_tls(struct conn *c) { return c->tls; }
 bool conn_plaintext_auth_ok(struct conn *c) { return c->tls || c->plain_ok; }
