@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "protocol/mailuser.h"
 #include "server/log.h"
 #include "server/privdrop.h"
 #include "server/server.h"
@@ -214,6 +215,7 @@ int main(int argc, char **argv)
 
     /* stopped: close what is left and let pending thread-pool work finish */
     conn_abort_all(s);
+    mailuser_shutdown();
     uv_walk(s->loop, close_walk, NULL);
     uv_run(s->loop, UV_RUN_DEFAULT);
     auth_service_free(s->auth);

@@ -1,0 +1,58 @@
+/* The per-account state that every session of one user shares inside
+ * coffred: the open storage handle, the change notifications fanned out to
+ * the sessions on the loop thread, and the background upkeep (flags written
+ * to Maildir file names, changes by other processes noticed). Opening and
+ * closing run on the thread pool. Loop thread only, unless said otherwise. */
+#ifndef COFFRE_MAILUSER_H
+#define COFFRE_MAILUSER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "auth/auth.h"
+#include "storage/storage.h"
+
+/* How often a user with sessions gets its upkeep (flag sync, poll). */
+#define MAILUSER_UPKEEP_MS 1000
+/* Flag renames per upkeep round. */
+#define MAILUSER_SYNC_BATCH 5000
+
+struct mailuser;
+struct mailuser_req;
+
+/* err is 0 or a STORAGE_E_* code; mu is valid until mailuser_release. */
+typedef void (*mailuser_open_cb)(void *arg, int err, struct mailuser *mu);
+
+/* Opens (or shares) the store of acct. The quota of acct is applied. cb is
+ * called on the loop thread, unless cancelled. NULL on allocation failure. */
+struct mailuser_req *mailuser_open(uv_loop_t *loop, const char *data_dir,
+                                   const struct auth_account *acct, mailuser_open_cb cb,
+                                   void *arg);
+/* cb will not be called; a store opened meanwhile is released. */
+void mailuser_open_cancel(struct mailuser_req *r);
+
+/* The storage handle; usable from pool threads while the mailuser is held. */
+struct storage_user *mailuser_storage(struct mailuser *mu);
+int64_t mailuser_id(const struct mailuser *mu);
+
+/* Drops a session's hold; the last one closes the store on the pool. */
+void mailuser_release(struct mailuser *mu);
+
+/* A session that wants change notifications. */
+struct mailuser_listener {
+    /* Called on the loop thread; ev->uids is borrowed for the call. */
+    void (*on_event)(void *arg, const struct storage_event *ev);
+    void *arg;
+    /* private */
+    struct mailuser *mu;
+    struct mailuser_listener *prev, *next;
+};
+
+/* The daemon is stopping: notifications from pool threads are dropped from
+ * now on (the loop is about to close its handles). */
+void mailuser_shutdown(void);
+
+void mailuser_listen(struct mailuser *mu, struct mailuser_listener *l);
+void mailuser_unlisten(struct mailuser_listener *l);
+
+#endif
