@@ -229,6 +229,7 @@ class Server:
         self.proc = None
         self.logf = None
         self.name = name
+        self.secrets = set()
 
     def write_conf(self, path=None, lines=None):
         path = path or self.conf_path
@@ -340,6 +341,12 @@ class Server:
         if rc != 0:
             raise RuntimeError('coffrectl user add %s failed (%d): %s%s'
                                % (addr, rc, out, err))
+        self.secrets.add(password)
+
+    def leaked_secrets(self):
+        """Passwords given to add_user that appear in the daemon's log."""
+        log = self.log()
+        return sorted(p for p in self.secrets if p in log)
 
     # -- clients ----------------------------------------------------------
 
@@ -463,6 +470,7 @@ class ServerTestCase(unittest.TestCase):
             was_alive = srv.alive()
             rc = srv.stop()
             reports = srv.sanitizer_reports()
+            leaked = srv.leaked_secrets()
             if os.environ.get('COFFRE_TEST_VERBOSE') == '1' or not was_alive or rc != 0 \
                     or reports:
                 sys.stderr.write(srv.log_tail(200) + '\n')
@@ -474,6 +482,8 @@ class ServerTestCase(unittest.TestCase):
                                      % (rc, cls.__name__))
             if reports:
                 raise AssertionError('sanitizer reports:\n' + '\n'.join(reports[:20]))
+            if leaked:
+                raise AssertionError('passwords in the coffred log: %r' % leaked)
         finally:
             srv.cleanup()
 

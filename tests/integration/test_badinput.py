@@ -346,5 +346,26 @@ class BadInput(ServerTestCase):
         self.still_serves()
 
 
+class Timeouts(ServerTestCase):
+    CONF = {'login_timeout': '2s'}
+
+    def test_login_timeout(self):
+        # A client that connects and never logs in is disconnected; all four
+        # wait at the same time.
+        conns = []
+        for svc, tls in (('imap', False), ('imaps', True), ('pop3', False), ('pop3s', True)):
+            c = self.server.raw(svc, tls=tls)
+            c.line()
+            conns.append((svc, c))
+        for svc, c in conns:
+            with c:
+                try:
+                    data = c.read_until_eof(timeout=20)
+                except (ConnectionResetError, ssl.SSLError):
+                    data = b''
+                self.assertNotIn(b'OK', data, svc)
+        self.assertServerAlive()
+
+
 if __name__ == '__main__':
     harness.main()

@@ -342,6 +342,26 @@ class ImapTLS(ServerTestCase):
             self.assertEqual(t, FAIL_LINE % 'a1')
             self.assertGreaterEqual(dt, harness.FAILURE_DELAY)
 
+    def test_connection_logged_with_tls_and_user(self):
+        # One line per connection event naming the remote address, the user,
+        # the TLS version and cipher (the exact format is the daemon's).
+        with self.conn() as c:
+            port = c.sock.getsockname()[1]
+            version = c.sock.version().replace('v', '')       # TLSv1.3 -> TLS1.3
+            _, t = c.cmd('a1', 'LOGIN %s %s' % (imap_quote(USER), imap_quote(PASS)))
+            self.assertLoggedIn(t, 'a1')
+        addr = '127.0.0.1:%d' % port
+        deadline = time.monotonic() + 5
+        while True:
+            lines = [l for l in self.server.log().splitlines() if addr in l]
+            text = '\n'.join(lines)
+            if (version in text and USER in text) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)   # the log file is written asynchronously
+        self.assertIn(version, text)
+        self.assertIn(USER, text)
+        self.assertNotIn(PASS, self.server.log())
+
     def test_imaplib_ssl_login_and_authenticate(self):
         m = self.server.imap_ssl()
         try:
@@ -465,6 +485,42 @@ class PlaintextAuthNetworks(ServerTestCase):
             c.line()
             c.send('USER %s\r\n' % USER)
             self.assertTrue(c.line().startswith('-ERR'))
+
+
+class LoopNotBlocked(ServerTestCase):
+    """A login failure waiting out its delay, or a password being hashed,
+    does not hold up other sessions (the delay is a timer, the hash runs on
+    the thread pool). Long delays here so that the ordering is unambiguous."""
+
+    CONF = {'login_failure_delay': '3s', 'login_failure_delay_max': '5s'}
+
+    @classmethod
+    def setUpServer(cls):
+        cls.server.add_user(USER, PASS)
+
+    def test_other_sessions_served_during_failure_delay(self):
+        import select
+        with self.server.raw('imaps', tls=True) as slow:
+            slow.line()
+            t0 = time.monotonic()
+            slow.send('a1 LOGIN %s "definitely wrong"\r\n' % imap_quote(USER))
+            # Meanwhile, from another address: a full connect, TLS handshake,
+            # successful login (yescrypt or cache) and NOOP.
+            with self.server.raw('imaps', tls=True, source='127.0.0.99') as fast:
+                fast.line()
+                _, t = fast.cmd('b1', 'LOGIN %s %s' % (imap_quote(USER), imap_quote(PASS)))
+                self.assertTrue(t.startswith('b1 OK'), t)
+                _, t = fast.cmd('b2', 'NOOP')
+                self.assertTrue(t.startswith('b2 OK'), t)
+            # The failure has not been answered yet (3 s delay)...
+            if time.monotonic() - t0 < 2.5:
+                r, _, _ = select.select([slow.sock], [], [], 0)
+                self.assertFalse(r or slow.pending() or slow.sock.pending(),
+                                 'failure answered before the other session was served')
+            # ...and is answered after the delay.
+            _, t = slow.until_tag('a1')
+            self.assertEqual(t, FAIL_LINE % 'a1')
+            self.assertGreaterEqual(time.monotonic() - t0, 3.0)
 
 
 if __name__ == '__main__':

@@ -46,6 +46,7 @@ class PerTestServer(unittest.TestCase):
     def assertNoSanitizerReports(self):
         reports = self.server.sanitizer_reports()
         self.assertEqual(reports, [], self.server.log_tail(200))
+        self.assertEqual(self.server.leaked_secrets(), [], 'passwords in the log')
 
     def imaps_login(self):
         c = self.server.raw('imaps', tls=True)
