@@ -21,6 +21,7 @@ struct family {
 /* Command families; a new one (mailbox, ...) is one more line here. */
 static const struct family families[] = {
     {"user", ctl_user_main, ctl_user_usage},
+    {"mailbox", ctl_mailbox_main, ctl_mailbox_usage},
 };
 
 static void usage(FILE *f)
@@ -43,7 +44,8 @@ static void usage(FILE *f)
                "  4  user already exists\n"
                "  5  invalid address\n"
                "  6  password refused (empty, too short or long, bad characters, entries differ)\n"
-               "  7  system or database error\n");
+               "  7  system or database error\n"
+               "  8  mailbox check found inconsistencies\n");
 }
 
 int ctl_prepare_data_dir(const struct conf *c)

@@ -17,6 +17,7 @@ enum ctl_exit {
     CTL_EXIT_BADADDR = 5, /* not a valid address */
     CTL_EXIT_WEAKPW = 6,  /* password refused: empty, weak, or entries differ */
     CTL_EXIT_SYSTEM = 7,  /* system or database error */
+    CTL_EXIT_PROBLEMS = 8, /* mailbox check found inconsistencies */
 };
 
 /* Creates data_dir when missing and, when run as root, drops to run_user so
@@ -29,5 +30,8 @@ int ctl_prepare_data_dir(const struct conf *c);
  * Returns an exit code. */
 int ctl_user_main(const struct conf *c, int argc, char **argv);
 void ctl_user_usage(FILE *f);
+/* coffrectl mailbox check|repair|reindex ADDRESS (server/ctl_mailbox.c) */
+int ctl_mailbox_main(const struct conf *c, int argc, char **argv);
+void ctl_mailbox_usage(FILE *f);
 
 #endif

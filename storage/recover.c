@@ -935,6 +935,13 @@ int storage_check(const char *data_dir, int64_t id, void (*report)(void *arg, co
 
     *problems = 0;
     rc = user_open_private(data_dir, id, &u);
+    if (rc == STORAGE_E_NOMBOX) {
+        char p[STORAGE_PATH_MAX];
+        struct stat sb;
+        pathf(p, sizeof(p), "%s/users/%" PRId64 "/Maildir", data_dir, id);
+        if (stat(p, &sb) < 0)
+            return 0; /* no mail store yet: created on first use */
+    }
     if (rc == STORAGE_E_CORRUPT || rc == STORAGE_E_NOMBOX) {
         rep_line(&rep, rc == STORAGE_E_CORRUPT ? "index unreadable or corrupt" : "index missing");
         *problems = rep.problems;
