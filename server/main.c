@@ -61,7 +61,10 @@ static void on_signal(uv_signal_t *h, int signum)
             return;
         }
         if (tls_server_reload(s->tls, err, sizeof(err)) < 0)
-            log_error("SIGHUP: certificate reload failed, keeping the old one: %s", err);
+            log_error("SIGHUP: certificate reload failed, keeping the old one: %s "
+                      "(after the privilege drop the files are read as run_user '%s': "
+                      "make the key readable by its group)",
+                      err, s->conf.run_user);
         else
             log_info("SIGHUP: certificate and key reloaded");
         return;
