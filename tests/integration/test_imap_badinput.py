@@ -1,0 +1,311 @@
+"""IMAP bad input: a 1 MB line, a literal announced at 10 GB, parentheses
+nested 10,000 deep, bad sequence sets, invalid modified UTF-7 mailbox
+names, unknown commands in every state, commands in the wrong state. Each
+gets BAD or NO (or a BYE for the limits that cannot be resynchronized), and
+after each one another session still logs in, selects and fetches.
+A client that never reads its responses while a large FETCH is pending is
+disconnected, and coffred's memory does not grow with it."""
+import os
+import socket
+import ssl
+import time
+
+import harness
+import imap_util
+from imap_util import ImapCase, Imap, USER, PASS, make_message, proc_rss_kb
+
+MB = 1 << 20
+
+
+def send_quietly(c, data):
+    """Sends what the server lets us send; it may close the connection
+    before a huge line is complete."""
+    try:
+        c.c.sock.sendall(data)
+        return True
+    except (BrokenPipeError, ConnectionResetError, ssl.SSLError, socket.timeout, OSError):
+        return False
+
+
+class BadInput(ImapCase):
+    CONF = {'max_bad_commands': '1000'}
+
+    @classmethod
+    def setUpServer(cls):
+        super().setUpServer()
+        c = Imap(cls.server.raw('imaps', tls=True))
+        c.login()
+        for i in range(3):
+            c.append('INBOX', make_message(i))
+        c.logout()
+        c = Imap(cls.server.raw('imaps', tls=True))
+        c.login(imap_util.USER2, imap_util.PASS2)
+        c.append('INBOX', make_message(1))
+        c.logout()
+
+    def expect_refusal(self, c, tag, allow_bye=True):
+        """Reads until the tagged reply of tag or a BYE and close; returns
+        the final line. Fails on OK."""
+        while True:
+            try:
+                r = c.line(timeout=20)
+            except EOFError:
+                self.fail('connection closed without BYE or a tagged reply')
+            if r.startswith(tag.encode() + b' '):
+                self.assertRegex(r, rb'^\S+ (BAD|NO)\b', r)
+                return r
+            if r.startswith(b'* BYE') and allow_bye:
+                self.assertEqual(c.c.read_until_eof(timeout=20), b'')
+                return r
+
+    # -- size limits ----------------------------------------------------
+
+    def test_1mb_line_not_authenticated(self):
+        c = self.connect()
+        send_quietly(c, b'L1 NOOP ' + b'x' * MB + b'\r\n')
+        r = self.expect_refusal(c, 'L1')
+        if r.startswith(b'L1'):
+            c.ok('NOOP')
+        self.assertAlive()
+
+    def test_1mb_line_selected(self):
+        c = self.login()
+        c.select('INBOX')
+        send_quietly(c, b'L2 FETCH 1 (BODY.PEEK[HEADER.FIELDS (' + b'X-A ' * (MB // 4) +
+                     b')])\r\n')
+        r = self.expect_refusal(c, 'L2')
+        if r.startswith(b'L2'):
+            c.ok('NOOP')
+        self.assertAlive()
+
+    def test_10gb_synchronizing_literal_append(self):
+        c = self.login()
+        c.send('G1 APPEND INBOX {10737418240}\r\n')
+        r = c.line()
+        self.assertFalse(r.startswith(b'+'), 'server asked for 10 GB: %r' % r)
+        self.assertRegex(r, rb'^G1 (NO|BAD)')
+        # the session goes on, nothing was appended
+        info = c.select('INBOX')
+        self.assertEqual(info['exists'], 3)
+        self.assertAlive()
+
+    def test_10gb_synchronizing_literal_login(self):
+        c = self.connect()
+        c.send('G2 LOGIN {10737418240}\r\n')
+        r = c.line()
+        self.assertFalse(r.startswith(b'+'), r)
+        self.assertRegex(r, rb'^G2 (NO|BAD)')
+        c.login()
+        self.assertAlive()
+
+    def test_10gb_nonsynchronizing_literal(self):
+        c = self.login()
+        send_quietly(c, b'G3 APPEND INBOX {10737418240+}\r\n' + b'x' * 65536)
+        # the data follows unasked: the server cannot resynchronize; BYE is right
+        r = self.expect_refusal(c, 'G3')
+        self.assertTrue(r.startswith(b'* BYE') or r.startswith(b'G3 '), r)
+        self.assertAlive()
+        c2 = self.login()
+        self.assertEqual(c2.select('INBOX')['exists'], 3)
+
+    def test_nesting_depth_10000(self):
+        c = self.login()
+        c.select('INBOX')
+        for cmd in (b'N1 FETCH 1 ' + b'(' * 10000 + b'FLAGS' + b')' * 10000,
+                    b'N2 SEARCH ' + b'(' * 10000 + b'ALL' + b')' * 10000,
+                    b'N3 SEARCH ' + b'NOT ' * 10000 + b'ALL',
+                    b'N4 SEARCH ' + b'OR ALL ' * 10000 + b'ALL',
+                    b'N5 APPEND INBOX (' + b'(' * 10000 + b') {1}'):
+            with self.subTest(cmd=cmd[:12]):
+                c.send(cmd + b'\r\n')
+                tag = cmd.split(b' ')[0].decode()
+                r = self.expect_refusal(c, tag, allow_bye=False)
+                self.assertTrue(r.startswith(tag.encode()), r)
+                c.ok('NOOP')
+                self.assertAlive()
+        self.assertEqual(c.select('INBOX')['exists'], 3)
+
+    def test_bad_sequence_sets(self):
+        c = self.login()
+        c.select('INBOX')
+        for s in ('0', '4294967296', '1:', ':1', '1,,2', '1:2:3', '-1', 'a', '1:0', '*:0',
+                  '99999999999999999999', '1,'):
+            for uid in ('', 'UID '):
+                with self.subTest(set=s, uid=uid):
+                    u, t = c.cmd('%sFETCH %s (FLAGS)' % (uid, s))
+                    self.assertRegex(t, rb'^T\d+ BAD', t)
+                    self.assertEqual([x for x in u if b'FETCH' in x], [])
+        for cmd in ('STORE 0 +FLAGS (\\Seen)', 'COPY 4294967296 INBOX', 'SEARCH 1:',
+                    'UID SEARCH UID 0', 'MOVE 0 Trash', 'UID EXPUNGE 4294967296'):
+            with self.subTest(cmd=cmd):
+                u, t = c.cmd(cmd)
+                self.assertRegex(t, rb'^T\d+ BAD', t)
+        c.ok('NOOP')
+        self.assertAlive()
+
+    def test_invalid_modified_utf7(self):
+        c = self.login()
+        names = ['&Jjo', '&AGE-', '&-&', 'a&ZeVnLIqe', '&Jjo!-', '&2D3cAA-', '&U,BTF2XlZyyKng',
+                 '&AAA-', '&ZeVnLIqe-&AGE-']
+        for n in names:
+            with self.subTest(name=n):
+                for cmd in ('CREATE', 'SELECT', 'RENAME INBOX', 'STATUS', 'APPEND'):
+                    if cmd == 'STATUS':
+                        u, t = c.cmd('STATUS %s (MESSAGES)' % imap_util.quote(n))
+                    elif cmd == 'RENAME INBOX':
+                        u, t = c.cmd('RENAME Sent %s' % imap_util.quote(n))
+                    elif cmd == 'APPEND':
+                        u, t = c.cmd('APPEND %s {}' % imap_util.quote(n), make_message(1))
+                    else:
+                        u, t = c.cmd('%s %s' % (cmd, imap_util.quote(n)))
+                    self.assertRegex(t, rb'^T\d+ (BAD|NO)', (cmd, t))
+        u = c.ok('LIST "" "*"')
+        listed = b'\n'.join(u)
+        for n in names:
+            self.assertNotIn(n.encode(), listed)
+        self.assertIn(b'"Sent"', listed.replace(b' Sent', b' "Sent"'))
+        self.assertAlive()
+
+    def test_valid_modified_utf7_accepted(self):
+        # the control: a well-formed name is taken
+        c = self.login()
+        c.ok('CREATE "&ZeVnLIqe-"')
+        u = c.ok('LIST "" "&ZeVnLIqe-"')
+        self.assertEqual(len(u), 1, u)
+        c.ok('DELETE "&ZeVnLIqe-"')
+
+    # -- commands and states ---------------------------------------------
+
+    def test_unknown_commands_each_state(self):
+        c = self.connect()
+        for cmd in ('FROB', 'XYZZY 1 2 3', 'SELECT2 INBOX', 'X-LIST "" *'):
+            u, t = c.cmd(cmd)
+            self.assertBAD(t)
+        c.login()
+        for cmd in ('FROB', 'XYZZY 1 2 3', 'UID FROB 1', 'UID FETCHX 1 FLAGS'):
+            u, t = c.cmd(cmd)
+            self.assertBAD(t)
+        c.select('INBOX')
+        for cmd in ('FROB', 'UID FROB 1', 'FETCHX 1 FLAGS', 'UID'):
+            u, t = c.cmd(cmd)
+            self.assertBAD(t)
+        c.ok('NOOP')
+        self.assertAlive()
+
+    def test_wrong_state_not_authenticated(self):
+        c = self.connect()
+        for cmd in ('SELECT INBOX', 'EXAMINE INBOX', 'CREATE x', 'DELETE x', 'RENAME a b',
+                    'SUBSCRIBE INBOX', 'UNSUBSCRIBE INBOX', 'LIST "" *', 'LSUB "" *',
+                    'STATUS INBOX (MESSAGES)', 'APPEND INBOX {1+}\r\nx', 'NAMESPACE',
+                    'ENABLE IMAP4rev1', 'CHECK', 'CLOSE', 'UNSELECT', 'EXPUNGE', 'SEARCH ALL',
+                    'FETCH 1 FLAGS', 'STORE 1 FLAGS ()', 'COPY 1 INBOX', 'MOVE 1 INBOX',
+                    'UID FETCH 1 FLAGS', 'IDLE'):
+            with self.subTest(cmd=cmd):
+                u, t = c.cmd(cmd)
+                self.assertRegex(t, rb'^T\d+ (BAD|NO)', t)
+        c.login()
+        self.assertAlive()
+
+    def test_wrong_state_authenticated(self):
+        c = self.login()
+        for cmd in ('LOGIN a b', 'AUTHENTICATE PLAIN', 'STARTTLS', 'CHECK', 'CLOSE', 'UNSELECT',
+                    'EXPUNGE', 'SEARCH ALL', 'FETCH 1 FLAGS', 'STORE 1 FLAGS ()',
+                    'COPY 1 INBOX', 'MOVE 1 INBOX', 'UID FETCH 1 FLAGS', 'UID EXPUNGE 1',
+                    'IDLE'):
+            with self.subTest(cmd=cmd):
+                u, t = c.cmd(cmd)
+                self.assertRegex(t, rb'^T\d+ (BAD|NO)', t)
+        c.select('INBOX')
+        self.assertAlive()
+
+    def test_wrong_state_selected(self):
+        c = self.login()
+        c.select('INBOX')
+        for cmd in ('LOGIN a b', 'AUTHENTICATE PLAIN', 'STARTTLS'):
+            with self.subTest(cmd=cmd):
+                u, t = c.cmd(cmd)
+                self.assertRegex(t, rb'^T\d+ (BAD|NO)', t)
+        c.ok('NOOP')
+        self.assertEqual(len(c.fetch('1:*', '(UID)')), 3)
+        self.assertAlive()
+
+    def test_garbage_arguments(self):
+        c = self.login()
+        c.select('INBOX')
+        for cmd in ('FETCH', 'FETCH 1', 'FETCH 1 (FLAGS', 'FETCH 1 FLAGS)', 'STORE 1 FLAGS',
+                    'STORE 1 XFLAGS (\\Seen)', 'STORE 1 +FLAGS (\\Bogus)', 'SEARCH',
+                    'SEARCH FROB', 'SEARCH BEFORE 32-Jan-2020', 'SEARCH LARGER x',
+                    'SEARCH CHARSET', 'SELECT', 'LIST', 'LIST ""', 'STATUS INBOX',
+                    'STATUS INBOX (FROB)', 'APPEND', 'COPY 1', 'CREATE', 'RENAME INBOX',
+                    'UID', 'UID STORE', 'ID (', 'ID ("a")', 'ENABLE', 'SELECT "unterminated',
+                    'SELECT {5}x', 'NOOP extra', 'LOGOUT now', 'SELECT "a\x00b"'):
+            with self.subTest(cmd=cmd):
+                u, t = c.cmd(cmd)
+                self.assertRegex(t, rb'^T\d+ (BAD|NO)', t)
+        c.ok('NOOP')
+        self.assertAlive()
+
+
+class SlowReader(ImapCase):
+    """A client that asks for a lot and never reads."""
+
+    CONF = {'imap_output_timeout': '3s'}
+    BIG = 4 * MB
+    COPIES = 8
+
+    @classmethod
+    def setUpServer(cls):
+        super().setUpServer()
+        c = Imap(cls.server.raw('imaps', tls=True))
+        c.login()
+        body = ('y' * 76 + '\r\n') * (cls.BIG // 78)
+        for i in range(cls.COPIES):
+            c.append('INBOX', make_message(i, body=body))
+        c.logout()
+
+    def test_never_reading_client_is_disconnected_memory_bounded(self):
+        pid = self.server.proc.pid
+        # warm up: one full FETCH that is read, so caches are in place
+        c = self.login()
+        c.select('INBOX')
+        c.fetch('1:*', '(BODY.PEEK[])')
+        c.logout()
+        before = proc_rss_kb(pid)
+        victims = []
+        for k in range(3):
+            s = socket.create_connection((harness.HOST, self.server.ports['imaps']))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s = self.server.ctx().wrap_socket(s, server_hostname='localhost')
+            v = Imap(harness.Conn(s))
+            v.login()
+            v.select('INBOX')
+            # ask for 8 x 4 MB, fifty times, and never read
+            req = b''.join(b'S%d FETCH 1:* (BODY[])\r\n' % i for i in range(50))
+            v.c.sock.sendall(req)
+            victims.append(v)
+        # let coffred fill what it will; its memory must not follow the
+        # 1.6 GB asked for
+        time.sleep(2)
+        during = proc_rss_kb(pid)
+        # while they are stuck, others are served
+        self.assertAlive()
+        # past imap_output_timeout (3 s), each stalled session is dropped:
+        # what is left to read is bounded (socket buffers), then EOF
+        time.sleep(4)
+        for v in victims:
+            try:
+                rest = v.c.read_until_eof(timeout=30, limit=64 * MB)
+            except socket.timeout:
+                self.fail('a client that does not read was never disconnected')
+            self.assertLess(len(rest), 64 * MB, 'still sending: not disconnected')
+        self.assertLess(during - before, 50 * 1024,
+                        'coffred RSS grew from %d kB to %d kB while clients did not read'
+                        % (before, during))
+        after = proc_rss_kb(pid)
+        self.assertLess(after - before, 50 * 1024,
+                        'coffred RSS grew from %d kB to %d kB' % (before, after))
+        self.assertAlive()
+
+
+if __name__ == '__main__':
+    harness.main()
