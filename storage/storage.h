@@ -123,9 +123,10 @@ int storage_quota_usage(struct storage_user *u, uint64_t *bytes, uint64_t *messa
 
 /* Checks a mailbox name: 0, or STORAGE_E_BADNAME with a reason in err (may be
  * NULL). Refused: empty, over STORAGE_MBOX_NAME_MAX, invalid UTF-8, control
- * characters, leading or trailing '/', empty components ("a//b"), "." or ".."
- * components, components starting with '~' or containing '\\' or '*' '%'
- * (IMAP wildcards), over STORAGE_MBOX_DEPTH_MAX levels. Pure. */
+ * characters (C0, DEL, C1), leading or trailing '/', empty components
+ * ("a//b"), "." or ".." components, the IMAP wildcards '*' and '%', over
+ * STORAGE_MBOX_DEPTH_MAX levels, or longer than 250 bytes once escaped for
+ * the disk. Pure. */
 int storage_name_check(const char *name, char *err, size_t errlen);
 
 /* IMAP LIST pattern match: '*' matches anything, '%' anything but '/'.
