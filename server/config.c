@@ -36,6 +36,8 @@ void conf_defaults(struct conf *c)
     parse_addr_list(&c->pop3s_listen, "0.0.0.0:995,[::]:995", false, err, sizeof(err));
     parse_addr_list(&c->lmtp_listen, "127.0.0.1:24", true, err, sizeof(err));
     c->lmtp_socket_mode = 0660;
+    c->lmtp_max_recipients = 50;           /* Postfix sends at most 50 by default */
+    snprintf(c->recipient_delimiter, sizeof(c->recipient_delimiter), "+");
 
     c->max_line_length = 65536;            /* longest command line, CRLF included */
     c->max_literal_size = 65536;           /* literals other than APPEND's message */
@@ -456,6 +458,35 @@ int conf_set(struct conf *c, const char *key, const char *value, char *err, size
         if (conf_parse_size(value, &v) < 0 || v < 1024 || v > (16u << 20)) {
             snprintf(err, errlen, "max_line_length must be a size from 1k to 16M");
             return -1;
+    if (!strcmp(key, "lmtp_socket_user"))
+        STR(lmtp_socket_user);
+    if (!strcmp(key, "lmtp_socket_group"))
+        STR(lmtp_socket_group);
+    if (!strcmp(key, "lmtp_max_recipients"))
+        UINT(lmtp_max_recipients, 1, 100000);
+    if (!strcmp(key, "recipient_delimiter")) {
+        for (const char *p = value; *p; p++) {
+            if (!ispunct((unsigned char)*p) || *p == '@' || *p == '"' || *p == '\\') {
+                snprintf(err, errlen, "recipient_delimiter must be punctuation such as + or -");
+                return -1;
+            }
+        }
+        STR(recipient_delimiter);
+    }
+    if (!strcmp(key, "lmtp_save_to_detail_mailbox")) {
+        if (parse_bool(value, &c->lmtp_save_to_detail_mailbox) < 0) {
+            snprintf(err, errlen, "lmtp_save_to_detail_mailbox must be yes or no");
+            return -1;
+        }
+        return 0;
+    }
+    if (!strcmp(key, "lmtp_quota_temporary")) {
+        if (parse_bool(value, &c->lmtp_quota_temporary) < 0) {
+            snprintf(err, errlen, "lmtp_quota_temporary must be yes or no");
+            return -1;
+        }
+        return 0;
+    }
         }
         c->max_line_length = (size_t)v;
         return 0;

@@ -53,6 +53,12 @@ struct conf {
     struct conf_addr_list pop3s_listen;
     struct conf_addr_list lmtp_listen;
     unsigned lmtp_socket_mode;
+    char lmtp_socket_user[64];     /* owner of an LMTP unix socket, "" = leave */
+    char lmtp_socket_group[64];    /* group of an LMTP unix socket, "" = leave */
+    unsigned lmtp_max_recipients;  /* RCPTs accepted per transaction */
+    char recipient_delimiter[8];   /* chars separating user and detail, "" = off */
+    bool lmtp_save_to_detail_mailbox;
+    bool lmtp_quota_temporary;     /* over quota: 452 4.2.2 instead of 552 5.2.2 */
 
     size_t n_plaintext_nets;
     struct conf_net plaintext_auth_networks[CONF_MAX_NETS];

@@ -1,6 +1,8 @@
 /* Listening sockets for every service: TCP over IPv4 and IPv6, and unix
  * sockets for LMTP. Bound before the privilege drop. */
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,35 @@ static void on_listener_closed(uv_handle_t *h)
     free(h->data);
 }
 
+/* lmtp_socket_user/group: so that the MTA's user may connect. */
+static int socket_owner(const char *path, const struct conf *conf, char *err, size_t errlen)
+{
+    uid_t uid = (uid_t)-1;
+    gid_t gid = (gid_t)-1;
+
+    if (conf->lmtp_socket_user[0]) {
+        struct passwd *pw = getpwnam(conf->lmtp_socket_user);
+        if (!pw) {
+            snprintf(err, errlen, "lmtp_socket_user: no such user %s", conf->lmtp_socket_user);
+            return -1;
+        }
+        uid = pw->pw_uid;
+    }
+    if (conf->lmtp_socket_group[0]) {
+        struct group *gr = getgrnam(conf->lmtp_socket_group);
+        if (!gr) {
+            snprintf(err, errlen, "lmtp_socket_group: no such group %s", conf->lmtp_socket_group);
+            return -1;
+        }
+        gid = gr->gr_gid;
+    }
+    if ((uid != (uid_t)-1 || gid != (gid_t)-1) && chown(path, uid, gid) < 0) {
+        snprintf(err, errlen, "cannot set the owner of %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static int listen_one(struct server *s, const struct conf_addr *a, const char *service,
                       const struct conn_handler *h, bool implicit_tls, char *err, size_t errlen)
 {
@@ -50,6 +81,11 @@ static int listen_one(struct server *s, const struct conf_addr *a, const char *s
         r = uv_pipe_bind(&l->h.pipe, a->path);
         if (r == 0 && chmod(a->path, s->conf.lmtp_socket_mode) < 0)
             r = -errno;
+        if (r == 0 && socket_owner(a->path, &s->conf, err, errlen) < 0) {
+            l->h.pipe.data = l;
+            uv_close((uv_handle_t *)&l->h, on_listener_closed);
+            return -1;
+        }
     } else {
         unsigned flags = a->ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
         uv_tcp_init(s->loop, &l->h.tcp);

@@ -1,99 +1,175 @@
-/* LMTP session: greeting, LHLO, NOOP, RSET, QUIT, answered in order for
- * pipelining clients. Mail transactions (MAIL, RCPT, DATA, BDAT) are not
- * served yet and get 502. */
+/* LMTP session (RFC 2033): greeting, the command table with the phases each
+ * command is allowed in, the input loop that answers pipelined commands in
+ * order (input is held while a command waits on the thread pool), timeouts
+ * and the session's end. Commands are in lmtp_cmd.c, message bodies and
+ * delivery in lmtp_deliver.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "protocol/linebuf.h"
 #include "protocol/lmtp/lmtp.h"
+#include "protocol/lmtp/lmtp_int.h"
 #include "server/config.h"
 #include "server/log.h"
 
-enum lmtp_phase { LMTP_GREETED, LMTP_READY, LMTP_QUIT };
+typedef void lmtp_cmd_fn(struct lmtp_session *s, const char *arg, size_t len);
 
-struct lmtp_session {
-    struct conn *c;
-    enum lmtp_phase phase;
-    struct linebuf in;
-    unsigned bad_count;
+enum {
+    P_GREETED = 1 << LMTP_GREETED,
+    P_READY = 1 << LMTP_READY,
+    P_MAIL = 1 << LMTP_MAIL,
+    P_ANY = P_GREETED | P_READY | P_MAIL,
 };
 
-static bool verb_is(const char *line, size_t len, const char *verb)
+static void cmd_noop(struct lmtp_session *s, const char *arg, size_t len)
 {
-    size_t n = strlen(verb);
-    return len >= n && !strncasecmp(line, verb, n) && (len == n || line[n] == ' ');
+    (void)arg;
+    (void)len;
+    lmtp_reply(s, "250 2.0.0 OK");
 }
 
-static void bad(struct lmtp_session *s, const char *reply)
+static void cmd_quit(struct lmtp_session *s, const char *arg, size_t len)
 {
-    conn_printf(s->c, "%s\r\n", reply);
+    (void)arg;
+    (void)len;
+    lmtp_end_txn(s);
+    conn_printf(s->c, "221 2.0.0 %s closing connection\r\n", conn_hostname(s->c));
+    s->phase = LMTP_QUIT;
+    conn_close(s->c);
+}
+
+static void cmd_helo(struct lmtp_session *s, const char *arg, size_t len)
+{
+    (void)arg;
+    (void)len;
+    lmtp_bad(s, "500 5.5.1 This is LMTP: use LHLO");
+}
+
+static const struct {
+    const char *name;
+    lmtp_cmd_fn *fn;
+    unsigned phases;
+    bool needs_arg;
+} commands[] = {
+    {"LHLO", lmtp_cmd_lhlo, P_ANY, true},  {"MAIL", lmtp_cmd_mail, P_READY, true},
+    {"RCPT", lmtp_cmd_rcpt, P_MAIL, true}, {"DATA", lmtp_cmd_data, P_MAIL, false},
+    {"BDAT", lmtp_cmd_bdat, P_ANY, true},  {"RSET", lmtp_cmd_rset, P_ANY, false},
+    {"NOOP", cmd_noop, P_ANY, false},      {"QUIT", cmd_quit, P_ANY, false},
+    {"VRFY", lmtp_cmd_vrfy, P_ANY, false}, {"HELO", cmd_helo, P_ANY, false},
+    {"EHLO", cmd_helo, P_ANY, false},
+};
+
+void lmtp_reply(struct lmtp_session *s, const char *line)
+{
+    conn_printf(s->c, "%s\r\n", line);
+}
+
+void lmtp_bad(struct lmtp_session *s, const char *line)
+{
+    lmtp_reply(s, line);
     if (++s->bad_count >= conn_conf(s->c)->max_bad_commands) {
-        conn_printf(s->c, "421 4.7.0 Too many invalid commands\r\n");
+        lmtp_end_txn(s);
+        lmtp_reply(s, "421 4.7.0 Too many invalid commands");
         s->phase = LMTP_QUIT;
         conn_close(s->c);
     }
+}
+
+static const char *out_of_order(const struct lmtp_session *s, const char *name)
+{
+    if (s->phase == LMTP_GREETED)
+        return "503 5.5.1 Send LHLO first";
+    if (!strcmp(name, "MAIL"))
+        return "503 5.5.1 Nested MAIL command";
+    if (!strcmp(name, "RCPT"))
+        return "503 5.5.1 Send MAIL first";
+    return "503 5.5.1 Send MAIL and RCPT first";
 }
 
 static void execute(struct lmtp_session *s, const char *line, size_t len)
 {
-    if (verb_is(line, len, "LHLO")) {
-        if (len <= 5) {
-            bad(s, "501 5.5.4 Usage: LHLO hostname");
+    size_t vlen = 0;
+    while (vlen < len && line[vlen] != ' ')
+        vlen++;
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (vlen != 4 || strncasecmp(line, commands[i].name, 4))
+            continue;
+        const char *arg = line + vlen;
+        size_t alen = len - vlen;
+        if (alen) { /* skip the one space after the verb */
+            arg++;
+            alen--;
+        }
+        if (commands[i].needs_arg && alen == 0) {
+            lmtp_bad(s, "501 5.5.4 Syntax: argument required");
             return;
         }
-        s->phase = LMTP_READY;
-        conn_printf(s->c, "250-%s\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n",
-                    conn_hostname(s->c));
-        return;
-    }
-    if (verb_is(line, len, "NOOP")) {
-        conn_printf(s->c, "250 2.0.0 OK\r\n");
-        return;
-    }
-    if (verb_is(line, len, "RSET")) {
-        conn_printf(s->c, "250 2.0.0 OK\r\n");
-        return;
-    }
-    if (verb_is(line, len, "QUIT")) {
-        conn_printf(s->c, "221 2.0.0 %s closing connection\r\n", conn_hostname(s->c));
-        s->phase = LMTP_QUIT;
-        conn_close(s->c);
-        return;
-    }
-    if (verb_is(line, len, "HELO") || verb_is(line, len, "EHLO")) {
-        bad(s, "500 5.5.1 This is LMTP: use LHLO");
-        return;
-    }
-    if (verb_is(line, len, "MAIL") || verb_is(line, len, "RCPT") || verb_is(line, len, "DATA") ||
-        verb_is(line, len, "BDAT") || verb_is(line, len, "VRFY")) {
-        if (s->phase != LMTP_READY) {
-            bad(s, "503 5.5.1 Send LHLO first");
+        if (!(commands[i].phases & (1u << s->phase))) {
+            lmtp_bad(s, out_of_order(s, commands[i].name));
             return;
         }
-        bad(s, "502 5.5.1 Command not implemented");
+        commands[i].fn(s, arg, alen);
         return;
     }
-    bad(s, "500 5.5.2 Command unrecognized");
+    lmtp_bad(s, "500 5.5.2 Command unrecognized");
 }
 
 static void process(struct lmtp_session *s)
 {
-    while (!conn_closing(s->c) && conn_write_queued(s->c) < CONN_WRITE_HIGH) {
+    while (!conn_closing(s->c) && !s->busy && conn_write_queued(s->c) < CONN_WRITE_HIGH) {
         const char *line;
         size_t len;
-        int r = linebuf_line(&s->in, &line, &len);
+        int r;
+
+        if (s->phase == LMTP_DATA || s->phase == LMTP_BDAT) {
+            if (!lmtp_body_input(s))
+                break;
+            continue;
+        }
+        r = linebuf_line(&s->in, &line, &len);
         if (r == LINEBUF_MORE)
             break;
         if (r == LINEBUF_TOOLONG) {
-            conn_printf(s->c, "500 5.5.2 Line too long\r\n");
+            lmtp_end_txn(s);
+            lmtp_reply(s, "500 5.5.2 Line too long");
             s->phase = LMTP_QUIT;
             conn_close(s->c);
             return;
         }
         execute(s, line, len);
     }
+}
+
+static void say_goodbye(struct lmtp_session *s)
+{
+    lmtp_end_txn(s);
+    conn_printf(s->c, "421 4.3.2 %s shutting down\r\n", conn_hostname(s->c));
+    s->phase = LMTP_QUIT;
+    conn_close(s->c);
+}
+
+void lmtp_wait(struct lmtp_session *s, struct proto_job *j)
+{
+    s->busy = true;
+    s->job = j;
+    conn_pause(s->c);
+}
+
+void lmtp_resume(struct lmtp_session *s)
+{
+    s->busy = false;
+    s->job = NULL;
+    s->job_on_txn = false;
+    if (s->phase == LMTP_QUIT || conn_closing(s->c))
+        return;
+    if (s->shutdown_pending) {
+        say_goodbye(s);
+        return;
+    }
+    process(s);
+    if (!s->busy && !conn_closing(s->c) && conn_write_queued(s->c) < CONN_WRITE_HIGH)
+        conn_resume(s->c);
 }
 
 static int on_open(struct conn *c)
@@ -116,27 +192,35 @@ static void on_input(struct conn *c, const char *buf, size_t len)
     if (s->phase == LMTP_QUIT)
         return;
     if (linebuf_append(&s->in, buf, len) < 0) {
+        lmtp_end_txn(s);
+        lmtp_reply(s, "421 4.3.0 Out of memory");
+        s->phase = LMTP_QUIT;
         conn_close(c);
         return;
     }
     process(s);
-    if (conn_write_queued(c) >= CONN_WRITE_HIGH)
+    if (s->busy || conn_write_queued(c) >= CONN_WRITE_HIGH)
         conn_pause(c);
 }
 
 static void on_drain(struct conn *c)
 {
     struct lmtp_session *s = conn_proto(c);
-    if (s->phase == LMTP_QUIT)
+    if (s->phase == LMTP_QUIT || s->busy)
         return;
     process(s);
-    if (!conn_closing(c))
+    if (!s->busy && !conn_closing(c))
         conn_resume(c);
 }
 
 static void on_timeout(struct conn *c)
 {
     struct lmtp_session *s = conn_proto(c);
+    if (s->busy) { /* a slow disk is not an idle client */
+        conn_set_timeout(c, conn_conf(c)->lmtp_idle_timeout_ms);
+        return;
+    }
+    lmtp_end_txn(s);
     conn_printf(c, "421 4.4.2 %s idle timeout, closing connection\r\n", conn_hostname(c));
     s->phase = LMTP_QUIT;
     conn_close(c);
@@ -145,9 +229,11 @@ static void on_timeout(struct conn *c)
 static void on_shutdown(struct conn *c)
 {
     struct lmtp_session *s = conn_proto(c);
-    conn_printf(c, "421 4.3.2 %s shutting down\r\n", conn_hostname(c));
-    s->phase = LMTP_QUIT;
-    conn_close(c);
+    if (s->busy) { /* let a delivery in progress get its answer out */
+        s->shutdown_pending = true;
+        return;
+    }
+    say_goodbye(s);
 }
 
 static void on_close(struct conn *c)
@@ -155,6 +241,20 @@ static void on_close(struct conn *c)
     struct lmtp_session *s = conn_proto(c);
     if (!s)
         return;
+    if (s->job) {
+        proto_job_cancel(s->job);
+        s->job = NULL;
+        /* the job's free_fn owns a transaction it was working on */
+        if (s->txn && s->job_on_txn) {
+            s->txn->orphan = true;
+            s->txn = NULL;
+        }
+    }
+    if (s->req) {
+        mailuser_open_cancel(s->req);
+        s->req = NULL;
+    }
+    lmtp_end_txn(s);
     linebuf_free(&s->in);
     free(s);
     conn_set_proto(c, NULL);

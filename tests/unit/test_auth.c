@@ -12,19 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures;
-static int checks;
-
-#define CHECK(cond, what)                                                                          \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        if (cond) {                                                                                \
-            printf("ok   %s\n", what);                                                             \
-        } else {                                                                                   \
-            printf("FAIL %s (%s:%d)\n", what, __FILE__, __LINE__);                                 \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#include "tests/unit/check.h"
 
 static char tmpdir[256];
 
@@ -563,6 +551,5 @@ int main(void)
     test_service();
     test_service_nocache();
     cleanup();
-    printf("%d checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    return check_summary();
 }

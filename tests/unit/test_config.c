@@ -8,18 +8,7 @@
 
 #include "server/config.h"
 
-static int checks, failures;
-
-#define CHECK(cond, what)                                                                          \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        if (cond) {                                                                                \
-            printf("ok   %s\n", what);                                                             \
-        } else {                                                                                   \
-            printf("FAIL %s (%s:%d)\n", what, __FILE__, __LINE__);                                 \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#include "tests/unit/check.h"
 
 static char tmpdir[] = "/tmp/coffre-test-config-XXXXXX";
 
@@ -184,6 +173,5 @@ int main(void)
         unlink(path);
         rmdir(tmpdir);
     }
-    printf("%d checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    return check_summary();
 }

@@ -7,18 +7,7 @@
 #include "protocol/linebuf.h"
 #include "protocol/sasl.h"
 
-static int checks, failures;
-
-#define CHECK(cond, what)                                                                          \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        if (cond) {                                                                                \
-            printf("ok   %s\n", what);                                                             \
-        } else {                                                                                   \
-            printf("FAIL %s (%s:%d)\n", what, __FILE__, __LINE__);                                 \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#include "tests/unit/check.h"
 
 static bool line_is(struct linebuf *lb, const char *want)
 {
@@ -138,6 +127,5 @@ int main(void)
 {
     test_linebuf();
     test_sasl();
-    printf("%d checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    return check_summary();
 }

@@ -5,19 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int failures;
-static int checks;
-
-#define CHECK(cond, what)                                                                          \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        if (cond) {                                                                                \
-            printf("ok   %s\n", what);                                                             \
-        } else {                                                                                   \
-            printf("FAIL %s (%s:%d)\n", what, __FILE__, __LINE__);                                 \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#include "tests/unit/check.h"
 
 static void test_vectors(void)
 {
@@ -140,6 +128,5 @@ int main(void)
     test_vectors();
     test_malformed();
     test_plain();
-    printf("%d checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    return check_summary();
 }

@@ -1,0 +1,240 @@
+/* LMTP commands around the message: LHLO, MAIL FROM, RCPT TO (account
+ * lookup and store opening on the thread pool), RSET, VRFY. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol/lmtp/lmtp_int.h"
+#include "server/config.h"
+#include "server/log.h"
+
+void lmtp_end_txn(struct lmtp_session *s)
+{
+    if (s->txn) {
+        lmtp_txn_discard(conn_loop(s->c), s->txn);
+        s->txn = NULL;
+    }
+    if (s->phase == LMTP_MAIL || s->phase == LMTP_DATA || s->phase == LMTP_BDAT)
+        s->phase = LMTP_READY;
+}
+
+void lmtp_cmd_lhlo(struct lmtp_session *s, const char *arg, size_t len)
+{
+    const struct conf *conf = conn_conf(s->c);
+    (void)arg;
+    (void)len;
+    lmtp_end_txn(s); /* LHLO resets like RSET (RFC 5321 4.1.4) */
+    s->phase = LMTP_READY;
+    conn_printf(s->c,
+                "250-%s\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n"
+                "250-SIZE %llu\r\n250-CHUNKING\r\n250 SMTPUTF8\r\n",
+                conn_hostname(s->c), (unsigned long long)conf->max_message_size);
+}
+
+static const char *parse_error(int r, bool rcpt)
+{
+    switch (r) {
+    case LMTP_PARSE_UNKNOWN:
+        return "555 5.5.4 Unsupported parameter";
+    case LMTP_PARSE_BADVALUE:
+        return "501 5.5.4 Invalid parameter value";
+    default:
+        return rcpt ? "501 5.1.3 Syntax: RCPT TO:<address>" : "501 5.1.7 Syntax: MAIL FROM:<address>";
+    }
+}
+
+void lmtp_cmd_mail(struct lmtp_session *s, const char *arg, size_t len)
+{
+    const struct conf *conf = conn_conf(s->c);
+    struct lmtp_params p;
+    char path[LMTP_PATH_MAX + 1];
+    size_t plen;
+    int r = lmtp_parse_path(arg, len, "FROM:", true, path, sizeof(path), &plen, &p);
+
+    if (r != LMTP_PARSE_OK) {
+        lmtp_bad(s, parse_error(r, false));
+        return;
+    }
+    if (p.has_size && p.size > conf->max_message_size) {
+        lmtp_reply(s, "552 5.3.4 Message size exceeds the limit");
+        return;
+    }
+    s->txn = lmtp_txn_new(conn_loop(s->c), conf->max_message_size,
+                          conf->lmtp_save_to_detail_mailbox);
+    if (!s->txn) {
+        lmtp_reply(s, "451 4.3.0 Out of memory");
+        return;
+    }
+    memcpy(s->txn->from, path, plen + 1);
+    s->txn->from_len = plen;
+    s->phase = LMTP_MAIL;
+    lmtp_reply(s, "250 2.1.0 Sender OK");
+}
+
+/* ---- RCPT ---- */
+
+struct rcpt_job {
+    struct lmtp_session *s; /* for done only */
+    struct auth_service *svc;
+    char base[LMTP_PATH_MAX + 1]; /* without the detail */
+    char full[LMTP_PATH_MAX + 1];
+    bool has_detail;
+    bool used_full; /* found under the address with its detail */
+    int rc;
+    struct auth_account acct;
+};
+
+static void rcpt_work(void *data)
+{
+    struct rcpt_job *j = data;
+    j->rc = auth_service_lookup(j->svc, j->base, strlen(j->base), &j->acct);
+    /* an account whose name really contains the delimiter */
+    if (j->rc == AUTH_E_NOUSER && j->has_detail &&
+        auth_service_lookup(j->svc, j->full, strlen(j->full), &j->acct) == AUTH_OK) {
+        j->rc = AUTH_OK;
+        j->used_full = true;
+    }
+}
+
+static void rcpt_answer(struct lmtp_session *s, const char *code, const char *text)
+{
+    conn_printf(s->c, "%s <%s> %s\r\n", code, s->rcpt_addr, text);
+}
+
+static void on_store_open(void *arg, int err, struct mailuser *mu)
+{
+    struct lmtp_session *s = arg;
+    struct lmtp_txn *t = s->txn;
+
+    s->req = NULL;
+    if (err) {
+        rcpt_answer(s, "451 4.3.0", "Mailbox temporarily unavailable");
+        lmtp_resume(s);
+        return;
+    }
+    if (t->n_rcpts == t->cap_rcpts) {
+        size_t cap = t->cap_rcpts ? t->cap_rcpts * 2 : 4;
+        struct lmtp_rcpt *n = realloc(t->rcpts, cap * sizeof(*n));
+        if (!n) {
+            lmtp_cache_keep(conn_loop(s->c), mu);
+            rcpt_answer(s, "451 4.3.0", "Out of memory");
+            lmtp_resume(s);
+            return;
+        }
+        t->rcpts = n;
+        t->cap_rcpts = cap;
+    }
+    struct lmtp_rcpt *r = &t->rcpts[t->n_rcpts++];
+    memset(r, 0, sizeof(*r));
+    r->acct = s->rcpt_acct;
+    memcpy(r->addr, s->rcpt_addr, sizeof(r->addr));
+    memcpy(r->detail, s->rcpt_detail, sizeof(r->detail));
+    r->mu = mu;
+    rcpt_answer(s, "250 2.1.5", "OK");
+    lmtp_resume(s);
+}
+
+static void rcpt_done(void *data)
+{
+    struct rcpt_job *j = data;
+    struct lmtp_session *s = j->s;
+
+    s->job = NULL;
+    switch (j->rc) {
+    case AUTH_OK:
+        break;
+    case AUTH_E_NOUSER:
+        rcpt_answer(s, "550 5.1.1", "User unknown");
+        lmtp_resume(s);
+        return;
+    case AUTH_E_BADADDR:
+        rcpt_answer(s, "501 5.1.3", "Bad recipient address syntax");
+        lmtp_resume(s);
+        return;
+    default:
+        rcpt_answer(s, "451 4.3.0", "Temporary lookup failure");
+        lmtp_resume(s);
+        return;
+    }
+    if (j->acct.disabled) {
+        rcpt_answer(s, "550 5.2.1", "Mailbox disabled");
+        lmtp_resume(s);
+        return;
+    }
+    s->rcpt_acct = j->acct;
+    if (j->used_full)
+        s->rcpt_detail[0] = '\0';
+    s->req = mailuser_open(conn_loop(s->c), conn_conf(s->c)->data_dir, &j->acct, on_store_open, s);
+    if (!s->req) {
+        rcpt_answer(s, "451 4.3.0", "Out of memory");
+        lmtp_resume(s);
+    }
+}
+
+void lmtp_cmd_rcpt(struct lmtp_session *s, const char *arg, size_t len)
+{
+    const struct conf *conf = conn_conf(s->c);
+    struct lmtp_params p;
+    size_t plen;
+    struct rcpt_job *j;
+    struct proto_job *job;
+    int r = lmtp_parse_path(arg, len, "TO:", false, s->rcpt_addr, sizeof(s->rcpt_addr), &plen, &p);
+
+    if (r != LMTP_PARSE_OK) {
+        s->rcpt_addr[0] = '\0';
+        lmtp_bad(s, parse_error(r, true));
+        return;
+    }
+    if (plen == 0) {
+        lmtp_bad(s, "501 5.1.3 Empty recipient address");
+        return;
+    }
+    if (s->txn->n_rcpts >= conf->lmtp_max_recipients) {
+        lmtp_reply(s, "452 4.5.3 Too many recipients");
+        return;
+    }
+    j = calloc(1, sizeof(*j));
+    if (!j) {
+        lmtp_reply(s, "451 4.3.0 Out of memory");
+        return;
+    }
+    /* the detail keeps its case (it may name a folder); the address does not */
+    if (lmtp_split_detail(s->rcpt_addr, plen, conf->recipient_delimiter, j->base, sizeof(j->base),
+                          s->rcpt_detail, sizeof(s->rcpt_detail)) < 0) {
+        free(j);
+        lmtp_bad(s, "501 5.1.3 Bad recipient address syntax");
+        return;
+    }
+    for (size_t i = 0; i < plen; i++)
+        s->rcpt_addr[i] = (char)tolower((unsigned char)s->rcpt_addr[i]);
+    j->s = s;
+    j->svc = conn_auth(s->c);
+    memcpy(j->full, s->rcpt_addr, plen + 1);
+    j->has_detail = s->rcpt_detail[0] != '\0' || strcmp(j->base, j->full) != 0;
+    job = proto_job_start(conn_loop(s->c), rcpt_work, rcpt_done, free, j);
+    if (!job) {
+        free(j);
+        lmtp_reply(s, "451 4.3.0 Temporary failure");
+        return;
+    }
+    lmtp_wait(s, job);
+}
+
+void lmtp_cmd_rset(struct lmtp_session *s, const char *arg, size_t len)
+{
+    (void)arg;
+    if (len) {
+        lmtp_bad(s, "501 5.5.4 Syntax: RSET");
+        return;
+    }
+    lmtp_end_txn(s);
+    lmtp_reply(s, "250 2.0.0 OK");
+}
+
+void lmtp_cmd_vrfy(struct lmtp_session *s, const char *arg, size_t len)
+{
+    (void)arg;
+    (void)len;
+    lmtp_reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
+}

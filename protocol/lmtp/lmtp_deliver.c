@@ -1,0 +1,399 @@
+/* LMTP message bodies and delivery: DATA (dot-unstuffing) and BDAT
+ * (CHUNKING) streamed in LMTP_CHUNK pieces into storage drafts on the thread
+ * pool, input held while a piece is written, so a message is never held in
+ * memory whatever its size; then one storage_deliver per recipient and the
+ * per-recipient replies in RCPT order (RFC 2033 4.2).
+ *
+ * Each message file starts with Return-Path: and Delivered-To: (the RCPT
+ * address). Recipients given the same address share one draft, hard-linked
+ * into each store; recipients with different addresses get one draft each,
+ * all written from the same chunks as they arrive (the body crosses the
+ * socket and memory once). A 250 is sent only after storage_deliver
+ * returned 0: file and directory fsync'd, index committed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol/lmtp/lmtp_int.h"
+#include "server/config.h"
+#include "server/log.h"
+
+struct lmtp_txn *lmtp_txn_new(uv_loop_t *loop, uint64_t max_size, bool detail_mailbox)
+{
+    struct lmtp_txn *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->loop = loop;
+    t->max_size = max_size;
+    t->detail_mailbox = detail_mailbox;
+    return t;
+}
+
+/* Pool: removes the drafts' tmp/ files. */
+static void drafts_free(struct lmtp_txn *t)
+{
+    for (size_t i = 0; i < t->n_rcpts; i++) {
+        if (t->rcpts[i].d) {
+            storage_draft_free(t->rcpts[i].d);
+            t->rcpts[i].d = NULL;
+        }
+    }
+}
+
+static void discard_work(void *data)
+{
+    drafts_free(data);
+}
+
+/* Loop: hands the stores to the cache and frees. */
+static void txn_free(void *data)
+{
+    struct lmtp_txn *t = data;
+    for (size_t i = 0; i < t->n_rcpts; i++)
+        if (t->rcpts[i].mu)
+            lmtp_cache_keep(t->loop, t->rcpts[i].mu);
+    free(t->rcpts);
+    free(t->buf);
+    free(t);
+}
+
+void lmtp_txn_discard(uv_loop_t *loop, struct lmtp_txn *t)
+{
+    bool drafts = false;
+    for (size_t i = 0; i < t->n_rcpts; i++)
+        drafts = drafts || t->rcpts[i].d;
+    t->loop = loop;
+    if (drafts && proto_job_start(loop, discard_work, NULL, txn_free, t))
+        return;
+    if (drafts)
+        drafts_free(t); /* no pool: unlink here rather than leave tmp/ files */
+    txn_free(t);
+}
+
+/* ---- pool work ---- */
+
+/* One draft per distinct recipient address, in that recipient's store. */
+static int drafts_make(struct lmtp_txn *t)
+{
+    char hdr[2 * LMTP_PATH_MAX + 64];
+    for (size_t i = 0; i < t->n_rcpts; i++) {
+        struct lmtp_rcpt *r = &t->rcpts[i];
+        int n, e;
+        if (r->leader != i)
+            continue;
+        e = storage_draft_new(mailuser_storage(r->mu), 0, &r->d);
+        if (e)
+            return e;
+        n = snprintf(hdr, sizeof(hdr), "Return-Path: <%s>\r\nDelivered-To: %s\r\n", t->from,
+                     r->addr);
+        if (n < 0 || (size_t)n >= sizeof(hdr))
+            return STORAGE_E_FAIL;
+        e = storage_draft_write(r->d, hdr, (size_t)n);
+        if (e)
+            return e;
+    }
+    t->drafts_made = true;
+    return 0;
+}
+
+static int write_chunk(struct lmtp_txn *t)
+{
+    int e = 0;
+    if (!t->drafts_made)
+        e = drafts_make(t);
+    for (size_t i = 0; !e && t->buf_len && i < t->n_rcpts; i++)
+        if (t->rcpts[i].d)
+            e = storage_draft_write(t->rcpts[i].d, t->buf, t->buf_len);
+    return e;
+}
+
+static void write_work(void *data)
+{
+    struct lmtp_txn *t = data;
+    if (!t->err && !t->too_big) {
+        int e = write_chunk(t);
+        if (e) {
+            log_error("lmtp: writing a message: %s", storage_strerror(e));
+            t->err = e;
+        }
+    }
+}
+
+static void deliver_work(void *data)
+{
+    struct lmtp_txn *t = data;
+    int e = 0;
+
+    if (!t->err && !t->too_big) {
+        e = write_chunk(t);
+        for (size_t i = 0; !e && i < t->n_rcpts; i++)
+            if (t->rcpts[i].d)
+                e = storage_draft_finish(t->rcpts[i].d);
+        if (e) {
+            log_error("lmtp: writing a message: %s", storage_strerror(e));
+            t->err = e;
+        }
+    }
+    for (size_t i = 0; i < t->n_rcpts; i++) {
+        struct lmtp_rcpt *r = &t->rcpts[i];
+        struct storage_user *u = mailuser_storage(r->mu);
+        const char *mailbox = NULL;
+        struct storage_mbox m;
+        uint32_t uid;
+        int64_t mbox_id;
+
+        if (t->too_big) {
+            r->result = STORAGE_E_TOOBIG;
+            continue;
+        }
+        if (t->err) {
+            r->result = t->err;
+            continue;
+        }
+        if (t->detail_mailbox && r->detail[0] && storage_mbox_get(u, r->detail, &m) == 0)
+            mailbox = m.name;
+        r->result = storage_deliver(u, mailbox, t->rcpts[r->leader].d, &uid, &mbox_id);
+        if (r->result)
+            log_error("lmtp: delivery to account %lld: %s", (long long)r->acct.id,
+                      storage_strerror(r->result));
+        else
+            log_info("lmtp: delivered to account %lld, uid %u, %llu bytes", (long long)r->acct.id,
+                     uid, (unsigned long long)t->body_size);
+    }
+    drafts_free(t);
+}
+
+/* Runs after done (or instead of it when cancelled): a transaction the
+ * session let go of (delivered, or the session closed) is freed here. */
+static void job_free(void *data)
+{
+    struct lmtp_txn *t = data;
+    if (t->orphan)
+        lmtp_txn_discard(t->loop, t);
+}
+
+/* ---- loop side ---- */
+
+static void write_done(void *data)
+{
+    struct lmtp_txn *t = data;
+    t->buf_len = 0;
+    lmtp_resume(t->s);
+}
+
+static void deliver_done(void *data)
+{
+    struct lmtp_txn *t = data;
+    struct lmtp_session *s = t->s;
+    bool quota_temp = conn_conf(s->c)->lmtp_quota_temporary;
+
+    for (size_t i = 0; i < t->n_rcpts; i++) {
+        const struct lmtp_rcpt *r = &t->rcpts[i];
+        const char *code, *text;
+        switch (r->result) {
+        case 0:
+            code = "250 2.0.0";
+            text = "Delivered";
+            break;
+        case STORAGE_E_TOOBIG:
+            code = "552 5.3.4";
+            text = "Message size exceeds the limit";
+            break;
+        case STORAGE_E_QUOTA:
+            code = quota_temp ? "452 4.2.2" : "552 5.2.2";
+            text = "Mailbox full";
+            break;
+        default:
+            code = "451 4.3.0";
+            text = "Temporary failure, try again later";
+            break;
+        }
+        conn_printf(s->c, "%s <%s> %s\r\n", code, r->addr, text);
+    }
+    /* job_free releases it next (the drafts are gone already) */
+    t->orphan = true;
+    s->txn = NULL;
+    s->phase = LMTP_READY;
+    lmtp_resume(s);
+}
+
+static void start(struct lmtp_session *s, proto_job_fn work, proto_job_fn done)
+{
+    struct lmtp_txn *t = s->txn;
+    struct proto_job *j;
+
+    t->s = s;
+    j = proto_job_start(conn_loop(s->c), work, done, job_free, t);
+    if (!j) {
+        /* no pool: the transaction cannot go on; the MTA retries */
+        for (size_t i = 0; i < t->n_rcpts; i++)
+            conn_printf(s->c, "451 4.3.0 <%s> Temporary failure\r\n", t->rcpts[i].addr);
+        lmtp_end_txn(s);
+        lmtp_reply(s, "421 4.3.0 Closing connection");
+        s->phase = LMTP_QUIT;
+        conn_close(s->c);
+        return;
+    }
+    lmtp_wait(s, j);
+    s->job_on_txn = true;
+}
+
+static int prepare(struct lmtp_session *s)
+{
+    struct lmtp_txn *t = s->txn;
+    if (!t->buf) {
+        t->buf = malloc(LMTP_CHUNK);
+        if (!t->buf)
+            return -1;
+    }
+    if (!t->data_started) {
+        for (size_t i = 0; i < t->n_rcpts; i++) {
+            t->rcpts[i].leader = i;
+            for (size_t k = 0; k < i; k++) {
+                if (!strcmp(t->rcpts[k].addr, t->rcpts[i].addr)) {
+                    t->rcpts[i].leader = k;
+                    break;
+                }
+            }
+        }
+        t->data_started = true;
+    }
+    return 0;
+}
+
+void lmtp_cmd_data(struct lmtp_session *s, const char *arg, size_t len)
+{
+    (void)arg;
+    if (len) {
+        lmtp_bad(s, "501 5.5.4 Syntax: DATA");
+        return;
+    }
+    if (s->txn->bdat) {
+        lmtp_bad(s, "503 5.5.1 DATA after BDAT");
+        return;
+    }
+    if (s->txn->n_rcpts == 0) {
+        lmtp_bad(s, "503 5.5.1 No valid recipients");
+        return;
+    }
+    if (prepare(s) < 0) {
+        lmtp_reply(s, "451 4.3.0 Out of memory");
+        return;
+    }
+    lmtp_undot_init(&s->undot);
+    s->phase = LMTP_DATA;
+    lmtp_reply(s, "354 Start mail input; end with <CRLF>.<CRLF>");
+}
+
+void lmtp_cmd_bdat(struct lmtp_session *s, const char *arg, size_t len)
+{
+    uint64_t size;
+    bool last;
+
+    if (lmtp_parse_bdat(arg, len, &size, &last) < 0) {
+        lmtp_bad(s, "501 5.5.4 Syntax: BDAT size [LAST]");
+        return;
+    }
+    s->bdat_left = size;
+    s->bdat_last = last;
+    s->bdat_discard = false;
+    s->bdat_prev = s->phase;
+    if (s->phase != LMTP_MAIL) {
+        s->bdat_discard = true;
+        s->bdat_reply = s->phase == LMTP_GREETED ? "503 5.5.1 Send LHLO first"
+                                                 : "503 5.5.1 Send MAIL and RCPT first";
+    } else if (s->txn->n_rcpts == 0) {
+        s->bdat_discard = true;
+        s->bdat_reply = "503 5.5.1 No valid recipients";
+    } else if (prepare(s) < 0) {
+        s->bdat_discard = true;
+        s->bdat_reply = "451 4.3.0 Out of memory";
+    } else {
+        s->txn->bdat = true;
+    }
+    s->phase = LMTP_BDAT;
+}
+
+/* Adds decoded body bytes, or drops them once the message is refused. */
+static void add(struct lmtp_txn *t, const char *p, size_t n)
+{
+    if (t->too_big || t->err)
+        return;
+    if (n > t->max_size - t->body_size) {
+        t->too_big = true;
+        return;
+    }
+    memcpy(t->buf + t->buf_len, p, n);
+    t->buf_len += n;
+    t->body_size += n;
+}
+
+static bool data_input(struct lmtp_session *s)
+{
+    struct lmtp_txn *t = s->txn;
+    char out[4096 + 1];
+    size_t room = LMTP_CHUNK - t->buf_len, avail = linebuf_pending(&s->in), want, used, olen;
+    const char *p;
+
+    if (room <= sizeof(out)) {
+        start(s, write_work, write_done);
+        return false;
+    }
+    if (avail == 0)
+        return false;
+    /* peek, decode, then consume exactly what the decoder used: what follows
+     * the final dot is the next pipelined command */
+    want = avail < sizeof(out) - 1 ? avail : sizeof(out) - 1;
+    p = s->in.p + s->in.off;
+    lmtp_undot(&s->undot, p, want, out, &used, &olen);
+    linebuf_take(&s->in, used, &p);
+    add(t, out, olen);
+    if (s->undot.done) {
+        s->phase = LMTP_MAIL;
+        start(s, deliver_work, deliver_done);
+        return false;
+    }
+    return true;
+}
+
+static bool bdat_input(struct lmtp_session *s)
+{
+    struct lmtp_txn *t = s->txn;
+    const char *p;
+    size_t n;
+
+    if (s->bdat_left == 0) {
+        if (s->bdat_discard) {
+            s->phase = s->bdat_prev;
+            lmtp_bad(s, s->bdat_reply);
+            return true;
+        }
+        s->phase = LMTP_MAIL;
+        if (s->bdat_last) {
+            start(s, deliver_work, deliver_done);
+            return false;
+        }
+        conn_printf(s->c, "250 2.0.0 %llu octets received\r\n",
+                    (unsigned long long)t->body_size);
+        return true;
+    }
+    if (!s->bdat_discard && t->buf_len == LMTP_CHUNK) {
+        start(s, write_work, write_done);
+        return false;
+    }
+    n = s->bdat_discard ? SIZE_MAX : LMTP_CHUNK - t->buf_len;
+    if (n > s->bdat_left)
+        n = (size_t)s->bdat_left;
+    n = linebuf_take(&s->in, n, &p);
+    if (n == 0)
+        return false;
+    s->bdat_left -= n;
+    if (!s->bdat_discard)
+        add(t, p, n);
+    return true;
+}
+
+bool lmtp_body_input(struct lmtp_session *s)
+{
+    return s->phase == LMTP_DATA ? data_input(s) : bdat_input(s);
+}
