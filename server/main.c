@@ -216,8 +216,16 @@ int main(int argc, char **argv)
 
     uv_run(s->loop, UV_RUN_DEFAULT);
 
-    /* stopped: close what is left and let pending thread-pool work finish */
+    /* Stopped. First let every session close for real (sessions release
+     * their mail stores, which flushes flags to file names on the pool);
+     * only then close what is left and let pending pool work finish. */
+    uv_close((uv_handle_t *)&s->sig_term, NULL);
+    uv_close((uv_handle_t *)&s->sig_int, NULL);
+    uv_close((uv_handle_t *)&s->sig_hup, NULL);
+    if (s->stopping && uv_is_active((uv_handle_t *)&s->stop_timer))
+        uv_timer_stop(&s->stop_timer);
     conn_abort_all(s);
+    uv_run(s->loop, UV_RUN_DEFAULT);
     mailuser_shutdown();
     uv_walk(s->loop, close_walk, NULL);
     uv_run(s->loop, UV_RUN_DEFAULT);
