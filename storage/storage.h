@@ -38,7 +38,7 @@
 #define STORAGE_KEYWORD_MAX 64    /* bytes of one keyword */
 #define STORAGE_KEYWORDS_MAX 64   /* keywords on one message */
 #define STORAGE_BUSY_TIMEOUT_MS 10000
-#define STORAGE_TMP_MAX_AGE (36 * 3600) /* stale tmp/ files are removed on open */
+#define STORAGE_TMP_MAX_AGE (24 * 3600) /* tmp/ files older than a day are removed on open */
 
 /* Error codes (negative). */
 enum {

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "storage/storage.h"
@@ -1163,6 +1164,17 @@ static void test_external_drop(void)
         user_path(p, sizeof(p), 20, "Maildir/tmp/fresh.file");
         fd = open(p, O_WRONLY | O_CREAT, 0600);
         close(fd);
+        /* the boundary is one day: 25 hours old goes, 23 hours old stays */
+        struct timeval day[2] = {{time(NULL) - 25 * 3600, 0}, {time(NULL) - 25 * 3600, 0}};
+        user_path(p, sizeof(p), 20, "Maildir/tmp/stale-25h.file");
+        fd = open(p, O_WRONLY | O_CREAT, 0600);
+        close(fd);
+        CHECK(utimes(p, day) == 0);
+        struct timeval young[2] = {{time(NULL) - 23 * 3600, 0}, {time(NULL) - 23 * 3600, 0}};
+        user_path(p, sizeof(p), 20, "Maildir/tmp/fresh-23h.file");
+        fd = open(p, O_WRONLY | O_CREAT, 0600);
+        close(fd);
+        CHECK(utimes(p, young) == 0);
     }
     storage_close(u);
     CHECK_RC(storage_check(data_dir, 20, NULL, NULL, &problems), 0);
@@ -1170,7 +1182,9 @@ static void test_external_drop(void)
     CHECK_RC(storage_open(data_dir, 20, &u), 0);
     user_path(p, sizeof(p), 20, "Maildir/tmp");
     CHECK(count_files(p, "stale") == 0);
-    CHECK(count_files(p, "fresh") == 1);
+    CHECK(count_files(p, "fresh") == 2);
+    CHECK(count_files(p, "stale-25h") == 0);
+    CHECK(count_files(p, "fresh-23h") == 1);
     storage_close(u);
     CHECK_RC(storage_repair(data_dir, 20), 0);
 }
