@@ -49,6 +49,7 @@ void conf_defaults(struct conf *c)
     c->login_timeout_ms = 60 * 1000;               /* before authentication */
     c->imap_idle_timeout_ms = 30 * 60 * 1000;      /* RFC 3501: at least 30 minutes */
     c->pop3_idle_timeout_ms = 10 * 60 * 1000;      /* RFC 1939: at least 10 minutes */
+    c->pop3_max_command_length = 255;      /* RFC 2449: 255 octets with CRLF; AUTH excepted */
     c->lmtp_idle_timeout_ms = 5 * 60 * 1000;
     c->shutdown_timeout_ms = 3 * 1000;     /* how long SIGTERM waits for writes to drain */
 
@@ -507,6 +508,8 @@ int conf_set(struct conf *c, const char *key, const char *value, char *err, size
         DURATION(imap_idle_timeout_ms, 30 * 60 * 1000);
     if (!strcmp(key, "pop3_idle_timeout"))
         DURATION(pop3_idle_timeout_ms, 10 * 60 * 1000);
+    if (!strcmp(key, "pop3_max_command_length"))
+        UINT(pop3_max_command_length, 255, 65536);
     if (!strcmp(key, "lmtp_idle_timeout"))
         DURATION(lmtp_idle_timeout_ms, 1000);
     if (!strcmp(key, "shutdown_timeout"))

@@ -69,6 +69,7 @@ struct conf {
     unsigned max_connections;
     unsigned max_connections_per_ip;
     unsigned max_bad_commands;
+    unsigned pop3_max_command_length; /* POP3 command line, CRLF included (not AUTH) */
 
     unsigned login_timeout_ms;
     unsigned imap_idle_timeout_ms;

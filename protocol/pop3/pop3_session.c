@@ -1,7 +1,9 @@
 /* POP3 session: AUTHORIZATION state (CAPA, STLS, USER/PASS, AUTH, QUIT),
- * the command table with allowed states, and the session's end. Plaintext
- * logins are refused until STLS unless the peer is in
- * plaintext_auth_networks. */
+ * the maildrop lock and snapshot at login, the command table with allowed
+ * states, the line limits, and the session's end. Plaintext logins are
+ * refused until STLS unless the peer is in plaintext_auth_networks. The
+ * TRANSACTION commands are in pop3_cmd.c, the storage side in
+ * pop3_maildrop.c. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,26 +13,11 @@
 #include "auth/auth.h"
 #include "protocol/linebuf.h"
 #include "protocol/pop3/pop3.h"
+#include "protocol/pop3/pop3_int.h"
 #include "protocol/sasl.h"
 #include "server/config.h"
 #include "server/log.h"
-
-enum pop3_state { POP3_AUTHORIZATION = 1, POP3_TRANSACTION = 2, POP3_QUIT = 4 };
-
-struct pop3_session {
-    struct conn *c;
-    enum pop3_state state;
-    struct linebuf in;
-    bool busy;
-    struct auth_login *login;
-    bool sasl_active;
-    struct proto_sasl sasl;
-    char user[AUTH_ADDR_MAX * 2]; /* from USER, until PASS */
-    size_t user_len;
-    bool have_user;
-    unsigned bad_count;
-    int64_t account_id;
-};
+#include "storage/storage.h"
 
 typedef void pop3_cmd_fn(struct pop3_session *s, const char *arg, size_t len);
 
@@ -47,7 +34,7 @@ static void process(struct pop3_session *s);
     "-ERR [AUTH] Plaintext authentication is disabled on non-secure connections; "              \
     "use STLS first.\r\n"
 
-static void err_reply(struct pop3_session *s, const char *msg)
+void pop3_err(struct pop3_session *s, const char *msg)
 {
     conn_printf(s->c, "-ERR %s\r\n", msg);
     if (++s->bad_count >= conn_conf(s->c)->max_bad_commands) {
@@ -55,6 +42,70 @@ static void err_reply(struct pop3_session *s, const char *msg)
         s->state = POP3_QUIT;
         conn_close(s->c);
     }
+}
+
+static void open_failed(struct pop3_session *s, const char *reply)
+{
+    pop3_store->release(s);
+    if (s->locked) {
+        pop3_unlock(s->account_id);
+        s->locked = false;
+    }
+    s->account_id = 0;
+    conn_printf(s->c, "%s", reply);
+}
+
+void pop3_open_done(struct pop3_session *s, int err, struct pop3_msg *msgs, size_t n,
+                    uint32_t uidvalidity)
+{
+    s->busy = false;
+    if (err) {
+        log_error("conn=%llu pop3 maildrop of %s not opened: %s",
+                  (unsigned long long)conn_info(s->c)->id, s->address, storage_strerror(err));
+        free(msgs);
+        open_failed(s, "-ERR [SYS/TEMP] Unable to open the maildrop; try again later.\r\n");
+        pop3_resume(s);
+        return;
+    }
+    s->msgs = msgs;
+    s->nmsgs = n;
+    s->uidvalidity = uidvalidity;
+    s->state = POP3_TRANSACTION;
+    s->bad_count = 0;
+    conn_set_user(s->c, s->address);
+    conn_set_timeout(s->c, conn_conf(s->c)->pop3_idle_timeout_ms);
+    log_info("conn=%llu pop3 login user=%s messages=%zu", (unsigned long long)conn_info(s->c)->id,
+             s->address, n);
+    conn_printf(s->c, "+OK Logged in.\r\n");
+    pop3_resume(s);
+}
+
+/* Logged in: take the maildrop lock, then the snapshot (the +OK comes with
+ * it). Returns true when the snapshot is on its way. */
+static bool enter_maildrop(struct pop3_session *s, const struct auth_account *acct)
+{
+    if (!s->xbuf) {
+        s->xbuf = malloc(2 * POP3_CHUNK + 8);
+        if (!s->xbuf) {
+            conn_printf(s->c, "-ERR [SYS/TEMP] Out of memory; try again later.\r\n");
+            return false;
+        }
+    }
+    if (!pop3_lock(acct->id)) {
+        log_info("conn=%llu pop3 maildrop of %s in use", (unsigned long long)conn_info(s->c)->id,
+                 acct->address);
+        conn_printf(s->c, "-ERR [IN-USE] Mailbox is locked by another POP3 session.\r\n");
+        return false;
+    }
+    s->locked = true;
+    s->account_id = acct->id;
+    snprintf(s->address, sizeof(s->address), "%s", acct->address);
+    if (pop3_store->open(s, acct) < 0) {
+        open_failed(s, "-ERR [SYS/TEMP] Unable to open the maildrop; try again later.\r\n");
+        return false;
+    }
+    s->busy = true;
+    return true;
 }
 
 static void on_login_done(void *arg, int result, const struct auth_account *acct)
@@ -65,14 +116,8 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
     s->busy = false;
     switch (result) {
     case AUTH_OK:
-        s->state = POP3_TRANSACTION;
-        s->account_id = acct->id;
-        s->bad_count = 0;
-        conn_set_user(s->c, acct->address);
-        conn_set_timeout(s->c, conn_conf(s->c)->pop3_idle_timeout_ms);
-        log_info("conn=%llu pop3 login user=%s", (unsigned long long)conn_info(s->c)->id,
-                 acct->address);
-        conn_printf(s->c, "+OK Logged in.\r\n");
+        if (enter_maildrop(s, acct))
+            return; /* pop3_open_done goes on */
         break;
     case AUTH_E_DISABLED:
         conn_printf(s->c, "-ERR [AUTH] Account disabled; contact your administrator.\r\n");
@@ -84,8 +129,15 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
         conn_printf(s->c, AUTH_FAILED);
         break;
     }
+    pop3_resume(s);
+}
+
+void pop3_resume(struct pop3_session *s)
+{
+    if (s->busy || conn_closing(s->c))
+        return;
     process(s);
-    if (!s->busy && !conn_closing(s->c))
+    if (!s->busy && !conn_closing(s->c) && conn_write_queued(s->c) < CONN_WRITE_HIGH)
         conn_resume(s->c);
 }
 
@@ -115,13 +167,14 @@ static void cmd_capa(struct pop3_session *s, const char *arg, size_t len)
         if (auth_ok)
             conn_printf(s->c, "USER\r\nSASL " PROTO_SASL_MECHS "\r\n");
     }
-    conn_printf(s->c, "RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION coffre\r\n.\r\n");
+    conn_printf(s->c, "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n"
+                      "EXPIRE NEVER\r\nIMPLEMENTATION coffre\r\n.\r\n");
 }
 
 static void cmd_stls(struct pop3_session *s, const char *arg, size_t len)
 {
     if (conn_is_tls(s->c)) {
-        err_reply(s, "TLS is already active.");
+        pop3_err(s, "TLS is already active.");
         return;
     }
     conn_printf(s->c, "+OK Begin TLS negotiation now.\r\n");
@@ -139,7 +192,7 @@ static void cmd_user(struct pop3_session *s, const char *arg, size_t len)
         return;
     }
     if (len == 0 || len >= sizeof(s->user)) {
-        err_reply(s, "Usage: USER name");
+        pop3_err(s, "Usage: USER name");
         return;
     }
     memcpy(s->user, arg, len);
@@ -155,7 +208,7 @@ static void cmd_pass(struct pop3_session *s, const char *arg, size_t len)
         return;
     }
     if (!s->have_user) {
-        err_reply(s, "USER first.");
+        pop3_err(s, "USER first.");
         return;
     }
     s->have_user = false;
@@ -179,7 +232,7 @@ static void sasl_result(struct pop3_session *s, int r, const char *challenge)
         break;
     default:
         s->sasl_active = false;
-        err_reply(s, "Invalid base64 or SASL message.");
+        pop3_err(s, "Invalid base64 or SASL message.");
         break;
     }
     proto_sasl_clear(&s->sasl);
@@ -205,14 +258,14 @@ static void cmd_auth(struct pop3_session *s, const char *arg, size_t len)
     sp = memchr(arg, ' ', len);
     mlen = sp ? (size_t)(sp - arg) : len;
     if (proto_sasl_start(&s->sasl, arg, mlen) < 0) {
-        err_reply(s, "Unsupported authentication mechanism.");
+        pop3_err(s, "Unsupported authentication mechanism.");
         return;
     }
     if (sp) {
         const char *ir = sp + 1;
         size_t irlen = len - mlen - 1;
         if (irlen == 0) {
-            err_reply(s, "Invalid initial response.");
+            pop3_err(s, "Invalid initial response.");
             return;
         }
         int r = proto_sasl_step(&s->sasl, ir, irlen, &challenge);
@@ -230,17 +283,32 @@ static void cmd_noop(struct pop3_session *s, const char *arg, size_t len)
 
 static void cmd_quit(struct pop3_session *s, const char *arg, size_t len)
 {
+    if (s->state == POP3_TRANSACTION) {
+        pop3_cmd_quit_update(s);
+        return;
+    }
     conn_printf(s->c, "+OK Logging out.\r\n");
     s->state = POP3_QUIT;
     conn_close(s->c);
 }
+
+/* AUTH lines may carry a long initial response: only max_line_length
+ * bounds them; other commands have pop3_max_command_length. */
+#define LONG_OK 8
 
 static const struct pop3_command commands[] = {
     {"CAPA", cmd_capa, POP3_AUTHORIZATION | POP3_TRANSACTION},
     {"STLS", cmd_stls, POP3_AUTHORIZATION},
     {"USER", cmd_user, POP3_AUTHORIZATION},
     {"PASS", cmd_pass, POP3_AUTHORIZATION},
-    {"AUTH", cmd_auth, POP3_AUTHORIZATION},
+    {"AUTH", cmd_auth, POP3_AUTHORIZATION | LONG_OK},
+    {"STAT", pop3_cmd_stat, POP3_TRANSACTION},
+    {"LIST", pop3_cmd_list, POP3_TRANSACTION},
+    {"UIDL", pop3_cmd_uidl, POP3_TRANSACTION},
+    {"RETR", pop3_cmd_retr, POP3_TRANSACTION},
+    {"TOP", pop3_cmd_top, POP3_TRANSACTION},
+    {"DELE", pop3_cmd_dele, POP3_TRANSACTION},
+    {"RSET", pop3_cmd_rset, POP3_TRANSACTION},
     {"NOOP", cmd_noop, POP3_TRANSACTION},
     {"QUIT", cmd_quit, POP3_AUTHORIZATION | POP3_TRANSACTION},
 };
@@ -256,14 +324,19 @@ static void execute(struct pop3_session *s, const char *line, size_t len)
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strlen(commands[i].name) != n || strncasecmp(commands[i].name, line, n))
             continue;
+        if (len + 2 > conn_conf(s->c)->pop3_max_command_length &&
+            !(commands[i].states & LONG_OK)) {
+            pop3_err(s, "Command line too long.");
+            return;
+        }
         if (!(commands[i].states & s->state)) {
-            err_reply(s, "Command not valid in this state.");
+            pop3_err(s, "Command not valid in this state.");
             return;
         }
         commands[i].fn(s, arg, alen);
         return;
     }
-    err_reply(s, "Unknown command.");
+    pop3_err(s, "Unknown command.");
 }
 
 static void process(struct pop3_session *s)
@@ -327,11 +400,13 @@ static void on_input(struct conn *c, const char *buf, size_t len)
 static void on_drain(struct conn *c)
 {
     struct pop3_session *s = conn_proto(c);
-    if (s->state == POP3_QUIT || s->busy)
+    if (s->state == POP3_QUIT)
         return;
-    process(s);
-    if (!s->busy && !conn_closing(c))
-        conn_resume(c);
+    if (s->xfer.active) {
+        pop3_xfer_drain(s);
+        return;
+    }
+    pop3_resume(s);
 }
 
 static void on_timeout(struct conn *c)
@@ -358,6 +433,12 @@ static void on_close(struct conn *c)
         return;
     if (s->login)
         auth_login_cancel(s->login);
+    pop3_store->cancel(s);
+    pop3_store->release(s);
+    if (s->locked)
+        pop3_unlock(s->account_id);
+    free(s->msgs);
+    free(s->xbuf);
     proto_sasl_clear(&s->sasl);
     explicit_bzero(s->user, sizeof(s->user));
     linebuf_free(&s->in);
