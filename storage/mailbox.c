@@ -124,7 +124,11 @@ int uidvalidity_file_write(const char *mdir, uint32_t uidvalidity, uint32_t uidn
     pathf(path, sizeof(path), "%s/" UIDVALIDITY_FILE, mdir);
     pathf(tmp, sizeof(tmp), "%s/tmp/" UIDVALIDITY_FILE ".%d", mdir, (int)getpid());
     n = pathf(buf, sizeof(buf), "%" PRIu32 " %" PRIu32 "\n", uidvalidity, uidnext);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* tmp/ is the user's Maildir: whatever sits under this name (a leftover,
+     * or a symlink planted to make us truncate another file) is removed and
+     * the file created anew, never opened through a link */
+    unlink(tmp);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return err_from_errno(errno);
     if (write(fd, buf, (size_t)n) != n || fsync(fd) < 0)
@@ -147,7 +151,8 @@ int uidvalidity_file_read(const char *mdir, uint32_t *uidvalidity, uint32_t *uid
     int fd;
 
     pathf(path, sizeof(path), "%s/" UIDVALIDITY_FILE, mdir);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* not through a symlink, and a FIFO under this name must not block */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return -1;
     n = read(fd, buf, sizeof(buf) - 1);

@@ -694,6 +694,12 @@ int storage_append(struct storage_user *u, int64_t mbox, const void *msg, size_t
 
 /* ---- reading ---- */
 
+/* Message files are opened without following a symlink (a user with access
+ * to the Maildir could point one at another user's mail) and without
+ * blocking on a FIFO planted under a message's name; the caller checks that
+ * the result is a regular file. */
+#define MSG_OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+
 /* Finds the current file of unique in mdir/{cur,new} (renamed behind us). */
 static int find_by_unique(const char *mdir, const char *unique, char *out, size_t outlen)
 {
@@ -749,9 +755,11 @@ int open_msg_file(struct storage_user *u, sqlite3 *db, int64_t mbox, uint32_t ui
         if ((rc = mbox_path(u, m.name, mdir, sizeof(mdir))) != 0)
             return rc;
         pathf(path, sizeof(path), "%s/%s", mdir, rel);
-        *fd = open(path, O_RDONLY | O_CLOEXEC);
+        *fd = open(path, MSG_OPEN_FLAGS);
         if (*fd >= 0)
             break;
+        if (errno == ELOOP || errno == ENXIO)
+            return STORAGE_E_NOMSG; /* a symlink or a FIFO planted in the Maildir */
         if (errno != ENOENT)
             return err_from_errno(errno);
         /* renamed by a flag sync that has not committed yet: look it up */
@@ -763,7 +771,7 @@ int open_msg_file(struct storage_user *u, sqlite3 *db, int64_t mbox, uint32_t ui
             const char *slash = strchr(rel, '/');
             msg_file_parse(slash ? slash + 1 : rel, unique, sizeof(unique), &fu, &ff, &hi);
             if (find_by_unique(mdir, unique, path, sizeof(path)) == 0) {
-                *fd = open(path, O_RDONLY | O_CLOEXEC);
+                *fd = open(path, MSG_OPEN_FLAGS);
                 if (*fd >= 0)
                     break;
             }
@@ -776,6 +784,12 @@ int open_msg_file(struct storage_user *u, sqlite3 *db, int64_t mbox, uint32_t ui
         close(*fd);
         *fd = -1;
         return rc;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        /* a FIFO, device or directory under a message's name is no message */
+        close(*fd);
+        *fd = -1;
+        return STORAGE_E_NOMSG;
     }
     *size = (uint64_t)sb.st_size;
     return 0;

@@ -380,7 +380,7 @@ static int adopt_file(struct storage_user *u, const struct mbox_row *m, const ch
     int fd, rc;
 
     pathf(path, sizeof(path), "%s/%s/%s", mdir, sub[f->sub], f->name);
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK); /* a FIFO must not block */
     if (fd < 0)
         return errno == ENOENT || errno == ELOOP ? 0 : err_from_errno(errno);
     if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {

@@ -313,7 +313,10 @@ int db_create_schema(sqlite3 *db)
 int db_open_conn(const char *path, bool create, sqlite3 **out)
 {
     sqlite3 *db = NULL;
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    /* NOFOLLOW: an index replaced by a symlink (to another user's index)
+     * is refused, never opened through the link */
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW |
+                (create ? SQLITE_OPEN_CREATE : 0);
     int rc = sqlite3_open_v2(path, &db, flags, NULL);
 
     if (rc != SQLITE_OK) {
