@@ -363,6 +363,9 @@ static bool has_bare_lf(const char *p, size_t len)
     return false;
 }
 
+/* How far above UIDNEXT a file's ,U= claim is still taken outside a rebuild. */
+#define ADOPT_UID_WINDOW 1000000u
+
 /* Takes a file not in the index into it. */
 static int adopt_file(struct storage_user *u, const struct mbox_row *m, const char *mdir,
                       struct fent *f, bool rebuild, uint32_t *uidnext, uint64_t modseq,
@@ -417,6 +420,12 @@ static int adopt_file(struct storage_user *u, const struct mbox_row *m, const ch
     }
     /* the UID: kept from the name when it cannot clash with one handed out */
     uid = f->uid;
+    /* a name's claim is only a hint: UID 4294967295 would leave no UIDNEXT,
+     * and a claim far above UIDNEXT (a file planted or named by another
+     * program) would use up the UID space of the mailbox */
+    if (uid == UINT32_MAX ||
+        (!rebuild && uid >= *uidnext && uid - *uidnext >= ADOPT_UID_WINDOW))
+        uid = 0;
     if (uid && !rebuild && uid < m->uidnext)
         uid = 0;
     if (uid && (uid_used(u->wdb, "messages", m->id, uid) ||

@@ -1,8 +1,8 @@
 /* Attacks on the storage layer by someone who can write into their own
  * Maildir (shell access, or another program): symlinks and FIFOs planted
  * under message names, a symlink planted where coffre writes its
- * UIDVALIDITY file, an index replaced by a symlink. Each check failed before
- * its fix. */
+ * UIDVALIDITY file, an index replaced by a symlink, and file names claiming
+ * huge UIDs. Each check failed before its fix. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -175,6 +175,48 @@ static void test_index_symlink(void)
     }
 }
 
+/* Files dropped into new/ with names claiming UID 4294967295 or a UID far
+ * above UIDNEXT: every UID stays below UIDNEXT, and UIDNEXT is not pushed
+ * to the end of the UID space. */
+static void test_huge_uid_claims(void)
+{
+    static const char *const names[] = {
+        "1700000000.M1P1.evil,U=4294967295,S=5",
+        "1700000000.M2P1.evil,U=4000000000:2,S",
+        "1700000000.M3P1.evil,U=99999999999999999999999:2,",
+        "1700000000.M4P1.evil,S=999999999999999999999,U=0:2,:2,:2,",
+    };
+    struct storage_user *u;
+    struct storage_status st;
+    struct storage_uidlist l = {0};
+    uint32_t uid = 0;
+    char path[1200], dir[1024];
+
+    CHECK(storage_open(data_dir, 5, &u) == 0, "open user 5");
+    int64_t inbox = inbox_id(u);
+    CHECK(storage_append(u, inbox, msg, sizeof(msg) - 1, 0, NULL, 0, 0, &uid) == 0, "append");
+    user_path(dir, sizeof(dir), 5, "Maildir/new");
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        CHECK(write_file(path, "Subject: dropped\r\n\r\nx\r\n") == 0, "file dropped in new/");
+    }
+    storage_rescan(u, inbox);
+    CHECK(storage_append(u, inbox, msg, sizeof(msg) - 1, 0, NULL, 0, 0, &uid) == 0,
+          "append after the drops");
+    CHECK(storage_mbox_status(u, inbox, &st) == 0, "status");
+    CHECK(st.messages == 6, "all six messages indexed");
+    CHECK(storage_uids(u, inbox, &l) == 0, "uids");
+    uint32_t max = 0;
+    for (size_t i = 0; i < l.n; i++)
+        if (l.uids[i] > max)
+            max = l.uids[i];
+    CHECK(max < st.uidnext, "every UID below UIDNEXT");
+    CHECK(st.uidnext < 1000000, "UIDNEXT not pushed to the end of the UID space");
+    CHECK(uid == max, "the last append got the highest UID");
+    storage_uidlist_free(&l);
+    storage_close(u);
+}
+
 int main(void)
 {
     const char *base = getenv("TMPDIR");
@@ -186,6 +228,7 @@ int main(void)
     test_planted_message_files();
     test_planted_uidvalidity_tmp();
     test_index_symlink();
+    test_huge_uid_claims();
     if (failures == 0) {
         char cmd[700];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data_dir);
