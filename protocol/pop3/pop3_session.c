@@ -412,8 +412,10 @@ static void on_drain(struct conn *c)
 static void on_timeout(struct conn *c)
 {
     struct pop3_session *s = conn_proto(c);
-    /* RFC 1939: a timeout closes without entering UPDATE: nothing is deleted */
-    conn_printf(c, "-ERR Autologout; idle for too long.\r\n");
+    /* RFC 1939: a timeout closes without entering UPDATE: nothing is deleted.
+     * Inside a multi-line answer a status line would pass for message text. */
+    if (!s->xfer.active)
+        conn_printf(c, "-ERR Autologout; idle for too long.\r\n");
     s->state = POP3_QUIT;
     conn_close(c);
 }
@@ -421,7 +423,8 @@ static void on_timeout(struct conn *c)
 static void on_shutdown(struct conn *c)
 {
     struct pop3_session *s = conn_proto(c);
-    conn_printf(c, "-ERR [SYS/TEMP] Server shutting down.\r\n");
+    if (!s->xfer.active)
+        conn_printf(c, "-ERR [SYS/TEMP] Server shutting down.\r\n");
     s->state = POP3_QUIT;
     conn_close(c);
 }
