@@ -588,3 +588,147 @@ class ImapCase(ServerTestCase):
             c.logout()
         finally:
             c.close()
+
+
+# ---- checking the tests themselves against Dovecot ------------------------
+
+class DovecotServer(harness.Server):
+    """Stand-in for harness.Server running Debian's Dovecot instead of
+    coffred, to check that these tests accept a known IMAP server
+    (IMAP_TESTS_AGAINST=dovecot). Needs root and dovecot-imapd/-lmtpd.
+    Never used by meson test."""
+
+    def __init__(self, extra_conf=None, name='dovecot'):
+        super().__init__(extra_conf, name)
+        self.users = {}
+
+    def write_conf(self, path=None, lines=None):
+        path = path or self.conf_path
+        d = self.tmp
+        os.makedirs(os.path.join(d, 'run'), exist_ok=True)
+        os.makedirs(self.data_dir, exist_ok=True)
+        with open(os.path.join(d, 'passwd'), 'a'):
+            pass
+        with open(path, 'w') as f:
+            f.write('''base_dir = %(d)s/run
+state_dir = %(d)s/run
+log_path = %(d)s/coffred.log
+protocols = imap lmtp
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <%(cert)s
+ssl_key = <%(key)s
+disable_plaintext_auth = yes
+auth_mechanisms = plain login
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN %(d)s/passwd
+}
+userdb {
+  driver = passwd-file
+  args = %(d)s/passwd
+}
+auth_username_format = %%Lu
+mail_location = maildir:~/Maildir
+first_valid_uid = 1
+imap_idle_notify_interval = 2 mins
+namespace inbox {
+  inbox = yes
+  separator = /
+  mailbox Drafts {
+    special_use = \\Drafts
+    auto = create
+  }
+  mailbox Sent {
+    special_use = \\Sent
+    auto = create
+  }
+  mailbox Trash {
+    special_use = \\Trash
+    auto = create
+  }
+  mailbox Junk {
+    special_use = \\Junk
+    auto = create
+  }
+  mailbox Archive {
+    special_use = \\Archive
+    auto = create
+  }
+}
+protocol imap {
+  mail_max_userip_connections = 1000
+  imap_capability = +XLIST
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = %(imap)d
+  }
+  inet_listener imaps {
+    address = 127.0.0.1
+    port = %(imaps)d
+  }
+}
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = %(lmtp)d
+  }
+}
+service pop3-login {
+  inet_listener pop3 {
+    port = 0
+  }
+}
+''' % dict(d=d, cert=self.cert, key=self.key, **self.ports))
+        return path
+
+    def start(self):
+        self.logf = open(self.log_path, 'ab')
+        import subprocess
+        self.proc = subprocess.Popen(['dovecot', '-F', '-c', self.conf_path],
+                                     stdin=subprocess.DEVNULL, stdout=self.logf,
+                                     stderr=subprocess.STDOUT)
+        waiting = dict(self.ports)
+        for s in ('pop3', 'pop3s'):
+            waiting.pop(s, None)
+        deadline = time.monotonic() + 20
+        while waiting and time.monotonic() < deadline:
+            for n, p in list(waiting.items()):
+                try:
+                    socket.create_connection((HOST, p), timeout=1).close()
+                    del waiting[n]
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        if waiting:
+            raise RuntimeError('dovecot did not listen: %s' % self.log_tail())
+        return self
+
+    def add_user(self, addr, password):
+        uid = len(self.users) + 1
+        self.users[addr.lower()] = uid
+        home = os.path.join(self.data_dir, 'users', str(uid))
+        os.makedirs(home, exist_ok=True)
+        pw = pwd.getpwnam(harness.RUN_USER)
+        for p in (self.data_dir, os.path.join(self.data_dir, 'users'), home):
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+        with open(os.path.join(self.tmp, 'passwd'), 'a') as f:
+            f.write('%s:{PLAIN}%s:%d:%d::%s::\n' % (addr.lower(), password, pw.pw_uid,
+                                                    pw.pw_gid, home))
+
+    def ctl(self, *args, input=None, timeout=60):
+        if args[:2] == ('user', 'show'):
+            return 0, 'id: %d\n' % self.users[args[2].lower()], ''
+        return 7, '', 'not with dovecot'
+
+    def sanitizer_reports(self):
+        return []
+
+    def leaked_secrets(self):
+        return []
+
+
+if os.environ.get('IMAP_TESTS_AGAINST') == 'dovecot':
+    harness.Server = DovecotServer    # ServerTestCase looks it up at setUpClass

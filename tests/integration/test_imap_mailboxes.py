@@ -104,8 +104,6 @@ class Mailboxes(ImapCase):
         self.assertIn('Projects', lst)
         self.assertIn('\\haschildren', lst['Projects'])
         self.assertNotIn('Projects/Beta', lst)
-        # the created parent exists and is selectable (created on the way)
-        c.ok('SELECT Projects/Alpha')
 
     def test_create_existing_and_inbox(self):
         c = self.c()
@@ -158,14 +156,19 @@ class Mailboxes(ImapCase):
         o = self.login()
         o.select('Busy')
         c.ok('DELETE Busy')
-        # the other session is told (BYE or NO on the next command, or the
-        # messages expunged) and the server keeps serving it
-        st, t, u = o.status_of('NOOP')
+        # the other session is told (BYE and a close, NO on the next command,
+        # or the messages expunged)
+        try:
+            st, t, u = o.status_of('NOOP')
+        except EOFError:
+            self.assertTrue(any(r.startswith(b'* BYE') for d, r in o.log if d == 'S'),
+                            o.transcript())
         o2 = self.login()
         o2.ok('NOOP')
 
     def test_rename(self):
         c = self.c()
+        c.ok('CREATE Old')
         c.ok('CREATE Old/Sub')
         c.append('Old', make_message(1))
         c.append('Old/Sub', make_message(2))
@@ -181,7 +184,8 @@ class Mailboxes(ImapCase):
         info = c.select('New')
         self.assertEqual(info['exists'], 1)
         c.ok('UNSELECT')
-        u, t = c.cmd('RENAME New Sent')
+        c.ok('CREATE Dest')
+        u, t = c.cmd('RENAME New Dest')
         self.assertNO(t, 'ALREADYEXISTS')
         u, t = c.cmd('RENAME Nope Other')
         self.assertNO(t, 'NONEXISTENT')
@@ -191,7 +195,13 @@ class Mailboxes(ImapCase):
         c = self.login(u2, p2)
         for i in range(3):
             c.append('INBOX', make_message(i))
-        c.ok('RENAME INBOX OldMail')
+        # RFC 3501 6.3.5: permitted, moves the messages, INBOX stays;
+        # a server that does not do it says NO [CANNOT]
+        st, t, u = c.status_of('RENAME INBOX OldMail')
+        if st == 'NO':
+            self.assertIn(b'[CANNOT]', t)
+            return
+        self.assertEqual(st, 'OK', t)
         info = c.select('OldMail')
         self.assertEqual(info['exists'], 3)
         info = c.select('INBOX')
@@ -302,7 +312,7 @@ class Mailboxes(ImapCase):
 
     def test_modified_utf7_names_round_trip(self):
         c = self.c()
-        name = '&ZeVnLIqe-/Gr&APw-&AN8-e'     # 日本語/Grüße
+        name = '&ZeVnLIqe-/Gr&APwA3w-e'     # 日本語/Grüße
         c.ok('CREATE %s' % quote(name))
         lst = listing(c.ok('LIST "" "&ZeVnLIqe-*"'))
         self.assertIn(name, lst)
