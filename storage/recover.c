@@ -177,14 +177,28 @@ static int read_files(const char *mdir, struct fent **out, size_t *n)
     static const char *const sub[] = {"new", "cur"};
     struct fent *v = NULL;
     size_t cnt = 0, cap = 0;
+    /* Neither the folder nor its new/ and cur/ may be a symlink: one planted
+     * by the user (pointing into another user's Maildir) would have the
+     * other user's messages taken into this index. Such a folder lists no
+     * files. */
+    int mfd = open(mdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
+    if (mfd < 0) {
+        if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR) {
+            *out = NULL;
+            *n = 0;
+            return 0;
+        }
+        return err_from_errno(errno);
+    }
     for (int s = 0; s < 2; s++) {
-        char p[STORAGE_PATH_MAX];
         struct dirent *de;
-        DIR *d;
-        pathf(p, sizeof(p), "%s/%s", mdir, sub[s]);
-        if (!(d = opendir(p))) {
-            if (errno == ENOENT)
+        DIR *d = NULL;
+        int dfd = openat(mfd, sub[s], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dfd >= 0 && !(d = fdopendir(dfd)))
+            close(dfd);
+        if (!d) {
+            if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR)
                 continue;
             goto fail;
         }
@@ -220,12 +234,14 @@ static int read_files(const char *mdir, struct fent **out, size_t *n)
         }
         closedir(d);
     }
+    close(mfd);
     if (cnt)
         qsort(v, cnt, sizeof(*v), fent_cmp);
     *out = v;
     *n = cnt;
     return 0;
 fail:
+    close(mfd);
     for (size_t i = 0; i < cnt; i++) {
         free(v[i].name);
         free(v[i].unique);

@@ -217,6 +217,34 @@ static void test_huge_uid_claims(void)
     storage_close(u);
 }
 
+/* new/ of one user replaced by a symlink to another user's cur/: a rescan
+ * must not take (and move) the other user's messages. */
+static void test_planted_dir_symlink(void)
+{
+    struct storage_user *a, *b;
+    struct storage_status st;
+    char newdir[1024], victim_cur[1024];
+    uint32_t uid = 0;
+    uint64_t size;
+    int fd;
+
+    CHECK(storage_open(data_dir, 6, &a) == 0, "open attacker");
+    CHECK(storage_open(data_dir, 7, &b) == 0, "open victim");
+    int64_t ia = inbox_id(a), ib = inbox_id(b);
+    CHECK(storage_append(b, ib, msg, sizeof(msg) - 1, 0, NULL, 0, 0, &uid) == 0, "victim mail");
+    user_path(newdir, sizeof(newdir), 6, "Maildir/new");
+    user_path(victim_cur, sizeof(victim_cur), 7, "Maildir/cur");
+    CHECK(rmdir(newdir) == 0 && symlink(victim_cur, newdir) == 0, "new/ -> victim's cur/");
+    storage_rescan(a, ia);
+    CHECK(storage_mbox_status(a, ia, &st) == 0 && st.messages == 0,
+          "attacker's INBOX took nothing through the symlink");
+    CHECK(storage_msg_open(b, ib, uid, &fd, &size) == 0, "victim's message still in place");
+    if (fd >= 0)
+        close(fd);
+    storage_close(a);
+    storage_close(b);
+}
+
 int main(void)
 {
     const char *base = getenv("TMPDIR");
@@ -229,6 +257,7 @@ int main(void)
     test_planted_uidvalidity_tmp();
     test_index_symlink();
     test_huge_uid_claims();
+    test_planted_dir_symlink();
     if (failures == 0) {
         char cmd[700];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data_dir);
