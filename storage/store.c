@@ -651,6 +651,17 @@ static bool db_file_truncated(const char *path)
     close(fd);
     if (n == 0)
         return false; /* empty: a fresh database */
+    {
+        /* While a WAL exists, a checkpoint (of this or another process) may
+         * be writing the file: page 1 with the new size lands before the
+         * file grows. Only a database without a WAL is checked; the last
+         * connection removes the WAL after its checkpoint is complete. */
+        char wal[STORAGE_PATH_MAX];
+        struct stat wb;
+        pathf(wal, sizeof(wal), "%s-wal", path);
+        if (stat(wal, &wb) == 0 && wb.st_size > 0)
+            return false;
+    }
     if (n < (ssize_t)sizeof(h) || memcmp(h, "SQLite format 3", 16) != 0)
         return true; /* garbage or cut inside the header */
     pagesize = (uint32_t)h[16] << 8 | h[17];
@@ -945,8 +956,11 @@ void storage_close(struct storage_user *u)
             break;
         }
     }
-    pthread_mutex_unlock(&registry_lock);
+    /* Closed under the registry lock, like opens are set up: an open of the
+     * same account must not run while this handle still checkpoints its
+     * index, or it would see the file mid-checkpoint. */
     user_free(u);
+    pthread_mutex_unlock(&registry_lock);
 }
 
 int64_t storage_user_id(const struct storage_user *u)
