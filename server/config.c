@@ -461,6 +461,10 @@ int conf_set(struct conf *c, const char *key, const char *value, char *err, size
         if (conf_parse_size(value, &v) < 0 || v < 1024 || v > (16u << 20)) {
             snprintf(err, errlen, "max_line_length must be a size from 1k to 16M");
             return -1;
+        }
+        c->max_line_length = (size_t)v;
+        return 0;
+    }
     if (!strcmp(key, "lmtp_socket_user"))
         STR(lmtp_socket_user);
     if (!strcmp(key, "lmtp_socket_group"))
@@ -488,10 +492,6 @@ int conf_set(struct conf *c, const char *key, const char *value, char *err, size
             snprintf(err, errlen, "lmtp_quota_temporary must be yes or no");
             return -1;
         }
-        return 0;
-    }
-        }
-        c->max_line_length = (size_t)v;
         return 0;
     }
     if (!strcmp(key, "max_literal_size"))

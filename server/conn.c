@@ -44,6 +44,7 @@ struct conn {
     bool counted_ip;
     unsigned handles; /* open libuv handles of this connection */
     unsigned timeout_ms;
+    bool timeout_absolute; /* the login deadline: input does not extend it */
     size_t queued;
     uint64_t bytes_in, bytes_out;
     struct conn *prev, *next;
@@ -367,6 +368,7 @@ static void on_timer(uv_timer_t *t)
 void conn_set_timeout(struct conn *c, unsigned ms)
 {
     c->timeout_ms = ms;
+    c->timeout_absolute = false;
     if (c->closing || c->tls_state == C_HANDSHAKE)
         return;
     if (ms)
@@ -399,7 +401,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (c->closing)
         return; /* a closing connection ignores what still arrives */
     c->bytes_in += (size_t)nread;
-    if (c->timeout_ms && c->tls_state != C_HANDSHAKE)
+    if (c->timeout_ms && !c->timeout_absolute && c->tls_state != C_HANDSHAKE)
         uv_timer_start(&c->timer, on_timer, c->timeout_ms, 0);
 
     switch (c->tls_state) {
@@ -701,7 +703,10 @@ void conn_accept(struct listener *l)
     }
     log_info("conn=%llu service=%s remote=%s connected", (unsigned long long)c->info.id,
              l->service, c->remote);
+    /* until a protocol sets an idle timeout (after login), login_timeout is
+     * a deadline: a client trickling bytes does not hold its slot longer */
     c->timeout_ms = s->conf.login_timeout_ms;
+    c->timeout_absolute = true;
     if (l->implicit_tls) {
         begin_tls(c);
         if (c->closing)
