@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -79,7 +80,7 @@ int make_unique(char *buf, size_t len)
     struct timeval tv;
     unsigned long q;
     unsigned r = 0;
-    int fd, n;
+    int n;
 
     pthread_mutex_lock(&lock);
     if (!host[0]) {
@@ -91,12 +92,9 @@ int make_unique(char *buf, size_t len)
     }
     q = ++counter;
     pthread_mutex_unlock(&lock);
-    fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        if (read(fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
-            r = 0;
-        close(fd);
-    }
+    /* one system call, no file descriptor (this runs twice per delivery) */
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+        r = 0;
     gettimeofday(&tv, NULL);
     n = pathf(buf, len, "%lld.M%ldP%dQ%luR%08x.%s", (long long)tv.tv_sec, (long)tv.tv_usec,
               (int)getpid(), q, r, host);
@@ -349,6 +347,36 @@ int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64
     return db_meta_add(db, "quota_messages", 1);
 }
 
+/* Files up to this size are read into the heap for the MIME parse rather
+ * than mapped: a munmap in this multi-threaded process interrupts every
+ * CPU running one of its threads to flush the mapping, and each page of a
+ * mapping faults once; at delivery rates that costs more than the copy. */
+#define SUMMARY_READ_MAX (1024 * 1024)
+
+static int summarize_read(int fd, uint64_t size, struct mime_summary *ms)
+{
+    char *buf = malloc((size_t)size);
+    size_t off = 0;
+    int rc;
+
+    if (!buf)
+        return STORAGE_E_NOMEM;
+    while (off < size) {
+        ssize_t n = pread(fd, buf + off, (size_t)size - off, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? err_from_errno(errno) : STORAGE_E_FAIL; /* shrunk under us */
+            free(buf);
+            return rc;
+        }
+        off += (size_t)n;
+    }
+    rc = mime_parse(buf, (size_t)size, ms) == 0 ? 0 : STORAGE_E_NOMEM;
+    free(buf);
+    return rc;
+}
+
 int summarize_fd(int fd, uint64_t size, struct mime_summary *ms)
 {
     void *p;
@@ -357,6 +385,8 @@ int summarize_fd(int fd, uint64_t size, struct mime_summary *ms)
     memset(ms, 0, sizeof(*ms));
     if (size == 0)
         return mime_parse("", 0, ms) == 0 ? 0 : STORAGE_E_NOMEM;
+    if (size <= SUMMARY_READ_MAX)
+        return summarize_read(fd, size, ms);
     p = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED)
         return err_from_errno(errno);
@@ -437,19 +467,58 @@ static int draft_put(struct storage_draft *d, char c)
     return 0;
 }
 
+/* Appends n bytes that contain no LF. */
+static int draft_append(struct storage_draft *d, const char *p, size_t n)
+{
+    int rc;
+
+    if (d->max && n > d->max - d->size) {
+        d->failed = true;
+        return STORAGE_E_TOOBIG;
+    }
+    while (n > 0) {
+        size_t k = sizeof(d->buf) - d->blen;
+        if (k == 0) {
+            if ((rc = draft_flush(d)) != 0)
+                return rc;
+            continue;
+        }
+        if (k > n)
+            k = n;
+        memcpy(d->buf + d->blen, p, k);
+        d->blen += k;
+        d->size += k;
+        p += k;
+        n -= k;
+    }
+    return 0;
+}
+
 int storage_draft_write(struct storage_draft *d, const void *buf, size_t len)
 {
-    const char *p = buf;
+    const char *p = buf, *end = p + len;
     int rc;
 
     if (d->finished || d->failed)
         return STORAGE_E_INVAL;
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] == '\n' && !d->last_cr && (rc = draft_put(d, '\r')) != 0)
+    while (p < end) {
+        /* the bytes up to the next LF go in one piece; a bare LF gets a CR */
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t run = (size_t)((nl ? nl : end) - p);
+        if (run) {
+            if ((rc = draft_append(d, p, run)) != 0)
+                return rc;
+            d->last_cr = p[run - 1] == '\r';
+            p += run;
+        }
+        if (!nl)
+            break;
+        if (!d->last_cr && (rc = draft_put(d, '\r')) != 0)
             return rc;
-        if ((rc = draft_put(d, p[i])) != 0)
+        if ((rc = draft_put(d, '\n')) != 0)
             return rc;
-        d->last_cr = p[i] == '\r';
+        d->last_cr = false;
+        p++;
         if (d->max && d->size > d->max) {
             d->failed = true;
             return STORAGE_E_TOOBIG;
