@@ -77,7 +77,8 @@ static void on_storage_event(void *arg, const struct storage_event *ev)
     }
     q->user = (int64_t)(intptr_t)arg;
     q->ev = *ev;
-    memcpy(q->uids, ev->uids, ev->n * sizeof(uint32_t));
+    if (ev->n)
+        memcpy(q->uids, ev->uids, ev->n * sizeof(uint32_t));
     q->ev.uids = q->uids;
     q->next = NULL;
     pthread_mutex_lock(&q_lock);

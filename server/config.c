@@ -59,6 +59,12 @@ void conf_defaults(struct conf *c)
     c->login_failure_delay_max_ms = 15000;
     c->auth_cache_ttl_s = 3600;
     c->thread_pool_size = 8;                /* fsync-bound work scales to about 8 on one disk */
+
+    c->imap_max_nesting = 100;                  /* parentheses and search keys */
+    c->imap_max_connections_per_user_ip = 20;   /* Thunderbird opens up to 5 per account */
+    c->imap_max_commands_per_second = 1000;     /* then input is paused until the next second */
+    c->imap_max_pending_updates = 10000;        /* then the session resyncs from the index */
+    c->imap_output_timeout_ms = 120 * 1000;     /* output stalled that long: disconnect */
 }
 
 static void trim(char **s)
@@ -531,6 +537,16 @@ int conf_set(struct conf *c, const char *key, const char *value, char *err, size
     }
     if (!strcmp(key, "thread_pool_size"))
         UINT(thread_pool_size, 1, 128);
+    if (!strcmp(key, "imap_max_nesting"))
+        UINT(imap_max_nesting, 2, 10000);
+    if (!strcmp(key, "imap_max_connections_per_user_ip"))
+        UINT(imap_max_connections_per_user_ip, 1, 100000);
+    if (!strcmp(key, "imap_max_commands_per_second"))
+        UINT(imap_max_commands_per_second, 1, 1000000);
+    if (!strcmp(key, "imap_max_pending_updates"))
+        UINT(imap_max_pending_updates, 16, 10000000);
+    if (!strcmp(key, "imap_output_timeout"))
+        DURATION(imap_output_timeout_ms, 1000);
     if (!strcmp(key, "log_debug")) {
         if (parse_bool(value, &c->log_debug) < 0) {
             snprintf(err, errlen, "log_debug must be yes or no");

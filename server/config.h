@@ -82,6 +82,13 @@ struct conf {
     unsigned auth_cache_ttl_s;
     unsigned thread_pool_size;
 
+    /* IMAP session limits (protocol/imap) */
+    unsigned imap_max_nesting;              /* parenthesized list / search key depth */
+    unsigned imap_max_connections_per_user_ip; /* sessions of one account from one address */
+    unsigned imap_max_commands_per_second;  /* beyond it the session is slowed down */
+    unsigned imap_max_pending_updates;      /* queued EXISTS/EXPUNGE UIDs before a full resync */
+    unsigned imap_output_timeout_ms;        /* a client not reading its responses */
+
     bool log_debug;
 };
 

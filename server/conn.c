@@ -593,6 +593,23 @@ void conn_close(struct conn *c)
     uv_timer_start(&c->timer, on_timer, grace, 0);
 }
 
+void conn_abort(struct conn *c)
+{
+    uv_os_fd_t fd;
+    if (c->close_called)
+        return;
+    /* a reset: neither our queue nor the kernel's send buffer is kept for
+     * a peer that does not read */
+    if (!c->lst || !c->lst->is_unix) {
+        if (uv_fileno(&c->h.handle, &fd) == 0) {
+            struct linger lg = {1, 0};
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        }
+    }
+    c->closing = true;
+    finish_close(c);
+}
+
 void conn_shutdown_all(struct server *s)
 {
     struct conn *c, *next;

@@ -86,5 +86,8 @@ void conn_set_user(struct conn *c, const char *user);
  * called once, later, from the loop. Safe to call more than once. */
 void conn_close(struct conn *c);
 bool conn_closing(struct conn *c);
+/* Closes at once with a TCP reset, dropping what is queued: for a peer
+ * that stopped reading. on_close follows later, as with conn_close. */
+void conn_abort(struct conn *c);
 
 #endif

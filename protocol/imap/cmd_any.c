@@ -1,5 +1,11 @@
-/* Commands valid in any state (CAPABILITY, NOOP, LOGOUT) and STARTTLS. */
+/* Commands valid in any state (CAPABILITY, NOOP, LOGOUT, ID), STARTTLS,
+ * and the small authenticated ones that need no storage (ENABLE,
+ * NAMESPACE). */
+#include <string.h>
+#include <strings.h>
+
 #include "protocol/imap/imap_private.h"
+#include "server/log.h"
 
 void imap_cmd_capability(struct imap_session *s, struct imap_args *a)
 {
@@ -7,8 +13,8 @@ void imap_cmd_capability(struct imap_session *s, struct imap_args *a)
         imap_bad(s, "CAPABILITY takes no arguments.");
         return;
     }
-    conn_printf(s->c, "* CAPABILITY %s\r\n", imap_capabilities(s));
-    imap_tagged(s, "OK", "Capability completed.");
+    imap_printf(s, "* CAPABILITY %s\r\n", imap_capabilities(s));
+    imap_finish(s, "OK", "Capability completed.");
 }
 
 void imap_cmd_noop(struct imap_session *s, struct imap_args *a)
@@ -17,7 +23,7 @@ void imap_cmd_noop(struct imap_session *s, struct imap_args *a)
         imap_bad(s, "NOOP takes no arguments.");
         return;
     }
-    imap_tagged(s, "OK", "NOOP completed.");
+    imap_finish(s, "OK", "NOOP completed.");
 }
 
 void imap_cmd_logout(struct imap_session *s, struct imap_args *a)
@@ -26,10 +32,9 @@ void imap_cmd_logout(struct imap_session *s, struct imap_args *a)
         imap_bad(s, "LOGOUT takes no arguments.");
         return;
     }
-    conn_printf(s->c, "* BYE Logging out.\r\n");
+    imap_printf(s, "* BYE Logging out.\r\n");
     imap_tagged(s, "OK", "Logout completed.");
-    s->state = IMAP_LOGOUT;
-    conn_close(s->c);
+    imap_close(s);
 }
 
 void imap_cmd_starttls(struct imap_session *s, struct imap_args *a)
@@ -43,9 +48,101 @@ void imap_cmd_starttls(struct imap_session *s, struct imap_args *a)
         return;
     }
     imap_tagged(s, "OK", "Begin TLS negotiation now.");
+    imap_flush(s);
     /* Whatever the client pipelined after STARTTLS was sent in clear and
      * may have been injected on the way: it is discarded, never run. */
     linebuf_clear(&s->in);
     if (conn_starttls(s->c) < 0)
-        conn_close(s->c);
+        imap_close(s);
+}
+
+/* ID (RFC 2971): the client's list is checked and logged, ours sent. */
+void imap_cmd_id(struct imap_session *s, struct imap_args *a)
+{
+    struct imap_arena ar = {0};
+    char logline[512];
+    size_t ll = 0;
+    int r = IMAP_ARG_OK;
+
+    logline[0] = '\0';
+    if (imap_args_sp(a) != IMAP_ARG_OK) {
+        imap_bad(s, "Usage: ID (\"name\" \"value\" ...) or ID NIL");
+        return;
+    }
+    if (imap_args_peek(a, '(')) {
+        unsigned pairs = 0;
+        r = imap_args_open(a);
+        while (r == IMAP_ARG_OK && !imap_args_peek(a, ')')) {
+            char *k, *v;
+            size_t kl, vl;
+            if (pairs && imap_args_sp(a) != IMAP_ARG_OK) {
+                r = IMAP_ARG_BAD;
+                break;
+            }
+            if ((r = imap_args_string_dup(a, &ar, &k, &kl)) != IMAP_ARG_OK ||
+                (r = imap_args_sp(a)) != IMAP_ARG_OK ||
+                (r = imap_args_nstring_dup(a, &ar, &v, &vl)) != IMAP_ARG_OK)
+                break;
+            if (kl > 30 || vl > 1024 || ++pairs > 30) {
+                r = IMAP_ARG_BAD; /* RFC 2971 limits */
+                break;
+            }
+            if (ll < sizeof(logline) - 1) {
+                int n = snprintf(logline + ll, sizeof(logline) - ll, "%s%s=%s", ll ? " " : "",
+                                 k, v ? v : "NIL");
+                if (n > 0)
+                    ll += (size_t)n < sizeof(logline) - ll ? (size_t)n : sizeof(logline) - ll - 1;
+            }
+        }
+        if (r == IMAP_ARG_OK)
+            r = imap_args_close(a);
+    } else {
+        const char *w;
+        size_t n;
+        if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK || n != 3 || strncasecmp(w, "NIL", 3))
+            r = IMAP_ARG_BAD;
+    }
+    imap_arena_free(&ar);
+    if (r != IMAP_ARG_OK || !imap_args_at_end(a)) {
+        imap_bad(s, "Invalid ID parameter list.");
+        return;
+    }
+    if (ll)
+        log_info("conn=%llu imap client id: %s", (unsigned long long)conn_info(s->c)->id,
+                 logline);
+    imap_printf(s, "* ID (\"name\" \"coffre\" \"version\" \"0.1.0\")\r\n");
+    imap_finish(s, "OK", "ID completed.");
+}
+
+/* ENABLE (RFC 5161): none of the extensions that need it are offered, so
+ * nothing gets enabled; the list is still checked. */
+void imap_cmd_enable(struct imap_session *s, struct imap_args *a)
+{
+    const char *w;
+    size_t n;
+    unsigned count = 0;
+
+    while (imap_args_sp(a) == IMAP_ARG_OK) {
+        if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK) {
+            imap_bad(s, "Invalid capability name.");
+            return;
+        }
+        count++;
+    }
+    if (!count || !imap_args_at_end(a)) {
+        imap_bad(s, "Usage: ENABLE capability ...");
+        return;
+    }
+    imap_printf(s, "* ENABLED\r\n");
+    imap_finish(s, "OK", "Enabled.");
+}
+
+void imap_cmd_namespace(struct imap_session *s, struct imap_args *a)
+{
+    if (!imap_args_at_end(a)) {
+        imap_bad(s, "NAMESPACE takes no arguments.");
+        return;
+    }
+    imap_printf(s, "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
+    imap_finish(s, "OK", "Namespace completed.");
 }

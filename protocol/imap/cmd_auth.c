@@ -1,30 +1,72 @@
 /* LOGIN and AUTHENTICATE (PLAIN, LOGIN; SASL-IR). Credentials are checked
  * by the auth service on the thread pool; the session waits, reading
  * nothing, until the answer (delayed on failure) comes back. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "protocol/imap/imap_private.h"
 #include "server/config.h"
 #include "server/log.h"
 
+static void login_complete(struct imap_session *s)
+{
+    s->state = IMAP_AUTH;
+    s->bad_count = 0;
+    conn_set_timeout(s->c, conn_conf(s->c)->imap_idle_timeout_ms);
+    imap_tagged(s, "OK", "[CAPABILITY %s] Logged in.", imap_capabilities(s));
+    s->busy = false;
+    imap_resume(s);
+}
+
+static void on_store_open(void *arg, int err, struct mailuser *mu)
+{
+    struct imap_session *s = arg;
+
+    s->mu_req = NULL;
+    if (err) {
+        imap_userip_del(s);
+        imap_tagged(s, "NO", "[UNAVAILABLE] Your mailbox cannot be opened now; try again later.");
+        s->busy = false;
+        imap_resume(s);
+        return;
+    }
+    s->mu = mu;
+    s->listener.on_event = imap_on_event;
+    s->listener.arg = s;
+    mailuser_listen(mu, &s->listener);
+    login_complete(s);
+}
+
 static void on_login_done(void *arg, int result, const struct auth_account *acct)
 {
     struct imap_session *s = arg;
 
     s->login = NULL;
-    s->busy = false;
     switch (result) {
     case AUTH_OK:
-        s->state = IMAP_AUTH;
         s->account_id = acct->id;
-        s->bad_count = 0;
-        snprintf(s->user, sizeof(s->user), "%s", acct->address);
+        if (!imap_userip_add(s)) {
+            log_info("conn=%llu imap user=%s: too many sessions from this address",
+                     (unsigned long long)conn_info(s->c)->id, acct->address);
+            imap_tagged(s, "NO",
+                        "[LIMIT] Too many connections for this user from your address.");
+            break;
+        }
         conn_set_user(s->c, acct->address);
-        conn_set_timeout(s->c, conn_conf(s->c)->imap_idle_timeout_ms);
         log_info("conn=%llu imap login user=%s", (unsigned long long)conn_info(s->c)->id,
                  acct->address);
-        imap_tagged(s, "OK", "[CAPABILITY %s] Logged in.", imap_capabilities(s));
-        break;
+        if (!conn_loop(s->c)) {
+            login_complete(s); /* no loop (fuzzing): no store */
+            return;
+        }
+        s->mu_req = mailuser_open(conn_loop(s->c), conn_conf(s->c)->data_dir, acct,
+                                  on_store_open, s);
+        if (!s->mu_req) {
+            imap_userip_del(s);
+            imap_tagged(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
+            break;
+        }
+        return; /* still busy until the store is open */
     case AUTH_E_DISABLED:
         imap_tagged(s, "NO", "[CONTACTADMIN] Account disabled; contact your administrator.");
         break;
@@ -35,6 +77,7 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
         imap_tagged(s, "NO", "[AUTHENTICATIONFAILED] Authentication failed.");
         break;
     }
+    s->busy = false;
     imap_resume(s);
 }
 
@@ -78,26 +121,31 @@ void imap_cmd_login(struct imap_session *s, struct imap_args *a)
     explicit_bzero(pw, sizeof(pw));
 }
 
+static void sasl_end(struct imap_session *s)
+{
+    if (!s->sasl)
+        return;
+    proto_sasl_clear(s->sasl);
+    free(s->sasl);
+    s->sasl = NULL;
+}
+
 static void sasl_result(struct imap_session *s, int r, const char *challenge)
 {
     switch (r) {
     case SASL_CONTINUE:
-        s->sasl_active = true;
-        conn_printf(s->c, "+ %s\r\n", challenge);
+        imap_printf(s, "+ %s\r\n", challenge);
         return;
     case SASL_DONE:
-        s->sasl_active = false;
-        start_login(s, s->sasl.user, s->sasl.user_len, s->sasl.pass, s->sasl.pass_len);
-        proto_sasl_clear(&s->sasl);
+        start_login(s, s->sasl->user, s->sasl->user_len, s->sasl->pass, s->sasl->pass_len);
+        sasl_end(s);
         return;
     case SASL_CANCEL:
-        s->sasl_active = false;
-        proto_sasl_clear(&s->sasl);
+        sasl_end(s);
         imap_bad(s, "Authentication cancelled.");
         return;
     default:
-        s->sasl_active = false;
-        proto_sasl_clear(&s->sasl);
+        sasl_end(s);
         imap_bad(s, "Invalid base64 or SASL message.");
         return;
     }
@@ -122,12 +170,18 @@ void imap_cmd_authenticate(struct imap_session *s, struct imap_args *a)
     }
     if (refuse_plaintext(s))
         return;
-    if (proto_sasl_start(&s->sasl, mech, mlen) < 0) {
+    s->sasl = calloc(1, sizeof(*s->sasl));
+    if (!s->sasl) {
+        imap_tagged(s, "NO", "[UNAVAILABLE] Out of memory.");
+        return;
+    }
+    if (proto_sasl_start(s->sasl, mech, mlen) < 0) {
+        sasl_end(s);
         imap_tagged(s, "NO", "Unsupported authentication mechanism.");
         return;
     }
     /* "AUTHENTICATE PLAIN" without SASL-IR: an empty step asks for it */
-    int r = proto_sasl_step(&s->sasl, ir, irlen, &challenge);
+    int r = proto_sasl_step(s->sasl, ir, irlen, &challenge);
     sasl_result(s, r, challenge);
 }
 
@@ -139,7 +193,7 @@ void imap_auth_sasl_line(struct imap_session *s, const char *line, size_t len)
         sasl_result(s, SASL_BAD, "");
         return;
     }
-    int r = proto_sasl_step(&s->sasl, line, len, &challenge);
+    int r = proto_sasl_step(s->sasl, line, len, &challenge);
     sasl_result(s, r, challenge);
 }
 
@@ -149,5 +203,5 @@ void imap_auth_cancel(struct imap_session *s)
         auth_login_cancel(s->login);
         s->login = NULL;
     }
-    proto_sasl_clear(&s->sasl);
+    sasl_end(s);
 }

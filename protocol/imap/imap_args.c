@@ -1,7 +1,12 @@
 /* Reading IMAP arguments (RFC 3501 section 9 grammar) from an assembled
- * command, where literals stand inline as "{N}\r\n" followed by N bytes. */
+ * command, where literals stand inline as "{N}\r\n" (or "{N+}\r\n")
+ * followed by N bytes: strings, lists with a depth limit, sequence sets,
+ * flags, dates and mailbox names (modified UTF-7). Pure functions: the
+ * unit tests and fuzz targets call them directly. */
 #include <ctype.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "protocol/imap/imap_private.h"
 
@@ -18,9 +23,30 @@ static bool astring_char(unsigned char ch)
     return atom_char(ch) || ch == ']';
 }
 
+void imap_args_init(struct imap_args *a, const char *p, size_t len, unsigned max_depth)
+{
+    a->p = p;
+    a->end = p + len;
+    a->depth = 0;
+    a->max_depth = max_depth;
+}
+
 bool imap_args_at_end(const struct imap_args *a)
 {
     return a->p >= a->end;
+}
+
+bool imap_args_peek(const struct imap_args *a, char ch)
+{
+    return a->p < a->end && *a->p == ch;
+}
+
+bool imap_args_eat(struct imap_args *a, char ch)
+{
+    if (!imap_args_peek(a, ch))
+        return false;
+    a->p++;
+    return true;
 }
 
 int imap_args_sp(struct imap_args *a)
@@ -30,6 +56,26 @@ int imap_args_sp(struct imap_args *a)
     if (*a->p != ' ')
         return IMAP_ARG_BAD;
     a->p++;
+    return IMAP_ARG_OK;
+}
+
+int imap_args_open(struct imap_args *a)
+{
+    if (!imap_args_peek(a, '('))
+        return IMAP_ARG_BAD;
+    if (a->depth + 1 > a->max_depth)
+        return IMAP_ARG_DEEP;
+    a->p++;
+    a->depth++;
+    return IMAP_ARG_OK;
+}
+
+int imap_args_close(struct imap_args *a)
+{
+    if (!imap_args_peek(a, ')') || a->depth == 0)
+        return IMAP_ARG_BAD;
+    a->p++;
+    a->depth--;
     return IMAP_ARG_OK;
 }
 
@@ -47,32 +93,59 @@ int imap_args_atom(struct imap_args *a, const char **s, size_t *len)
     return IMAP_ARG_OK;
 }
 
-int imap_args_astring(struct imap_args *a, char *out, size_t outcap, size_t *len)
+int imap_args_word(struct imap_args *a, const char **s, size_t *len)
 {
-    size_t n = 0;
+    const char *start = a->p;
+    unsigned brackets = 0;
+    if (a->p >= a->end)
+        return IMAP_ARG_END;
+    /* BODY[HEADER.FIELDS (A B)]<0.10>: spaces and parentheses inside
+     * brackets belong to the word */
+    while (a->p < a->end) {
+        char ch = *a->p;
+        if (ch == '[')
+            brackets++;
+        else if (ch == ']' && brackets)
+            brackets--;
+        else if (!brackets && (ch == ' ' || ch == ')' || ch == '('))
+            break;
+        else if ((unsigned char)ch < 0x20 || (unsigned char)ch >= 0x7f)
+            return IMAP_ARG_BAD;
+        a->p++;
+    }
+    if (a->p == start || brackets)
+        return IMAP_ARG_BAD;
+    *s = start;
+    *len = (size_t)(a->p - start);
+    return IMAP_ARG_OK;
+}
 
+/* Quoted string or literal at a->p: sets s and len to the raw bytes (quoted:
+ * still escaped, *escaped set). */
+static int string_raw(struct imap_args *a, const char **s, size_t *len, bool *escaped)
+{
+    *escaped = false;
     if (a->p >= a->end)
         return IMAP_ARG_END;
     if (*a->p == '"') {
-        a->p++;
-        while (a->p < a->end && *a->p != '"') {
-            char ch = *a->p++;
-            if (ch == '\\') {
-                if (a->p >= a->end || (*a->p != '\\' && *a->p != '"'))
+        const char *q = a->p + 1;
+        while (q < a->end && *q != '"') {
+            if (*q == '\\') {
+                if (q + 1 >= a->end || (q[1] != '\\' && q[1] != '"'))
                     return IMAP_ARG_BAD;
-                ch = *a->p++;
-            } else if (ch == '\r' || ch == '\n' || ch == '\0') {
-                return IMAP_ARG_BAD;
+                *escaped = true;
+                q += 2;
+                continue;
             }
-            if (n + 1 >= outcap)
+            if (*q == '\r' || *q == '\n' || *q == '\0')
                 return IMAP_ARG_BAD;
-            out[n++] = ch;
+            q++;
         }
-        if (a->p >= a->end)
+        if (q >= a->end)
             return IMAP_ARG_BAD;
-        a->p++; /* closing quote */
-        out[n] = '\0';
-        *len = n;
+        *s = a->p + 1;
+        *len = (size_t)(q - (a->p + 1));
+        a->p = q + 1;
         return IMAP_ARG_OK;
     }
     if (*a->p == '{') {
@@ -87,24 +160,464 @@ int imap_args_astring(struct imap_args *a, char *out, size_t outcap, size_t *len
         if (a->end - q < 3 || q[0] != '}' || q[1] != '\r' || q[2] != '\n')
             return IMAP_ARG_BAD;
         q += 3;
-        if ((uint64_t)(a->end - q) < v || v + 1 > outcap)
+        if ((uint64_t)(a->end - q) < v)
             return IMAP_ARG_BAD;
-        memcpy(out, q, (size_t)v);
-        out[v] = '\0';
-        if (memchr(out, '\0', (size_t)v))
+        if (memchr(q, '\0', (size_t)v))
             return IMAP_ARG_BAD; /* NUL is not allowed in a string literal */
-        a->p = q + v;
+        *s = q;
         *len = (size_t)v;
+        a->p = q + v;
         return IMAP_ARG_OK;
     }
-    while (a->p < a->end && astring_char((unsigned char)*a->p)) {
-        if (n + 1 >= outcap)
-            return IMAP_ARG_BAD;
-        out[n++] = *a->p++;
+    return IMAP_ARG_BAD;
+}
+
+static size_t unescape(const char *s, size_t len, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '\\')
+            i++;
+        out[o++] = s[i];
     }
-    if (n == 0)
+    return o;
+}
+
+/* astring as raw pointer: atom run, quoted (escaped flag) or literal */
+static int astring_raw(struct imap_args *a, const char **s, size_t *len, bool *escaped)
+{
+    if (a->p >= a->end)
+        return IMAP_ARG_END;
+    if (*a->p == '"' || *a->p == '{')
+        return string_raw(a, s, len, escaped);
+    *escaped = false;
+    const char *start = a->p;
+    while (a->p < a->end && astring_char((unsigned char)*a->p))
+        a->p++;
+    if (a->p == start)
         return IMAP_ARG_BAD;
+    *s = start;
+    *len = (size_t)(a->p - start);
+    return IMAP_ARG_OK;
+}
+
+int imap_args_astring(struct imap_args *a, char *out, size_t outcap, size_t *len)
+{
+    const char *s;
+    size_t n;
+    bool esc;
+    int r = astring_raw(a, &s, &n, &esc);
+    if (r != IMAP_ARG_OK)
+        return r;
+    if (n + 1 > outcap)
+        return IMAP_ARG_BAD;
+    n = esc ? unescape(s, n, out) : (memcpy(out, s, n), n);
     out[n] = '\0';
     *len = n;
+    return IMAP_ARG_OK;
+}
+
+static int dup_raw(struct imap_arena *ar, const char *s, size_t n, bool esc, char **out,
+                   size_t *len)
+{
+    char *p = imap_arena_alloc(ar, n + 1);
+    if (!p)
+        return IMAP_ARG_NOMEM;
+    n = esc ? unescape(s, n, p) : (memcpy(p, s, n), n);
+    p[n] = '\0';
+    *out = p;
+    if (len)
+        *len = n;
+    return IMAP_ARG_OK;
+}
+
+int imap_args_astring_dup(struct imap_args *a, struct imap_arena *ar, char **out, size_t *len)
+{
+    const char *s;
+    size_t n;
+    bool esc;
+    int r = astring_raw(a, &s, &n, &esc);
+    if (r != IMAP_ARG_OK)
+        return r;
+    return dup_raw(ar, s, n, esc, out, len);
+}
+
+int imap_args_string_dup(struct imap_args *a, struct imap_arena *ar, char **out, size_t *len)
+{
+    const char *s;
+    size_t n;
+    bool esc;
+    int r = string_raw(a, &s, &n, &esc);
+    if (r != IMAP_ARG_OK)
+        return r;
+    return dup_raw(ar, s, n, esc, out, len);
+}
+
+int imap_args_nstring_dup(struct imap_args *a, struct imap_arena *ar, char **out, size_t *len)
+{
+    if (a->end - a->p >= 3 && !strncasecmp(a->p, "NIL", 3) &&
+        (a->end - a->p == 3 || !atom_char((unsigned char)a->p[3]))) {
+        a->p += 3;
+        *out = NULL;
+        if (len)
+            *len = 0;
+        return IMAP_ARG_OK;
+    }
+    return imap_args_string_dup(a, ar, out, len);
+}
+
+static int mailbox_decode(const char *raw, size_t n, char *out, size_t outcap)
+{
+    if (imap_mutf7_decode(raw, n, out, outcap) < 0)
+        return IMAP_ARG_BADNAME;
+    /* INBOX is case-insensitive, also as the first hierarchy level */
+    size_t l = strlen(out);
+    if (l >= 5 && !strncasecmp(out, "INBOX", 5) && (l == 5 || out[5] == '/'))
+        memcpy(out, "INBOX", 5);
+    return IMAP_ARG_OK;
+}
+
+int imap_args_mailbox(struct imap_args *a, char *out, size_t outcap)
+{
+    char raw[IMAP_MBOX_ARG_MAX];
+    size_t n;
+    int r = imap_args_astring(a, raw, sizeof(raw), &n);
+    if (r != IMAP_ARG_OK)
+        return r;
+    return mailbox_decode(raw, n, out, outcap);
+}
+
+int imap_args_pattern(struct imap_args *a, char *out, size_t outcap)
+{
+    char raw[IMAP_MBOX_ARG_MAX];
+    size_t n = 0;
+
+    if (a->p >= a->end)
+        return IMAP_ARG_END;
+    if (*a->p == '"' || *a->p == '{') {
+        int r = imap_args_astring(a, raw, sizeof(raw), &n);
+        if (r != IMAP_ARG_OK)
+            return r;
+    } else {
+        /* list-char = ATOM-CHAR / list-wildcards / resp-specials */
+        while (a->p < a->end &&
+               (astring_char((unsigned char)*a->p) || *a->p == '%' || *a->p == '*')) {
+            if (n + 1 >= sizeof(raw))
+                return IMAP_ARG_BAD;
+            raw[n++] = *a->p++;
+        }
+        if (n == 0)
+            return IMAP_ARG_BAD;
+        raw[n] = '\0';
+    }
+    return mailbox_decode(raw, n, out, outcap);
+}
+
+/* ---- sequence sets ---- */
+
+static int seq_number(const char **p, const char *end, uint32_t *v)
+{
+    uint64_t n = 0;
+    const char *s = *p;
+    if (s < end && *s == '*') {
+        *v = IMAP_STAR;
+        *p = s + 1;
+        return 0;
+    }
+    if (s >= end || *s < '1' || *s > '9')
+        return -1; /* nz-number: no 0, no leading zero */
+    while (s < end && isdigit((unsigned char)*s)) {
+        n = n * 10 + (uint64_t)(*s - '0');
+        if (n > 0xffffffffull)
+            return -1; /* 4294967296 and beyond */
+        s++;
+    }
+    *v = (uint32_t)n;
+    *p = s;
+    return 0;
+}
+
+int imap_parse_seqset(const char *s, size_t len, struct imap_arena *ar, struct imap_seqset *out)
+{
+    const char *p = s, *end = s + len;
+    size_t n = 1;
+
+    out->n = 0;
+    out->r = NULL;
+    if (len == 0)
+        return IMAP_ARG_BAD;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] == ',')
+            n++;
+    out->r = imap_arena_alloc(ar, n * sizeof(*out->r));
+    if (!out->r)
+        return IMAP_ARG_NOMEM;
+    for (;;) {
+        uint32_t lo, hi;
+        if (seq_number(&p, end, &lo) < 0)
+            return IMAP_ARG_BAD;
+        hi = lo;
+        if (p < end && *p == ':') {
+            p++;
+            if (seq_number(&p, end, &hi) < 0)
+                return IMAP_ARG_BAD;
+        }
+        /* ranges may be written in either order; '*' stays IMAP_STAR
+         * (the largest value) and is resolved later */
+        if (lo > hi) {
+            uint32_t t = lo;
+            lo = hi;
+            hi = t;
+        }
+        out->r[out->n].lo = lo;
+        out->r[out->n].hi = hi;
+        out->n++;
+        if (p == end)
+            return IMAP_ARG_OK;
+        if (*p != ',')
+            return IMAP_ARG_BAD;
+        p++;
+    }
+}
+
+int imap_args_seqset(struct imap_args *a, struct imap_arena *ar, struct imap_seqset *out)
+{
+    const char *start = a->p;
+    while (a->p < a->end && (isdigit((unsigned char)*a->p) || *a->p == ':' || *a->p == ',' ||
+                             *a->p == '*'))
+        a->p++;
+    if (a->p == start)
+        return a->p >= a->end ? IMAP_ARG_END : IMAP_ARG_BAD;
+    if (a->p < a->end && *a->p != ' ' && *a->p != ')')
+        return IMAP_ARG_BAD;
+    return imap_parse_seqset(start, (size_t)(a->p - start), ar, out);
+}
+
+/* ---- flags ---- */
+
+static int one_flag(struct imap_args *a, struct imap_flags *f, const char ***kw, size_t *cap,
+                    struct imap_arena *ar)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } sys[] = {
+        {"\\Seen", STORAGE_FLAG_SEEN},         {"\\Answered", STORAGE_FLAG_ANSWERED},
+        {"\\Flagged", STORAGE_FLAG_FLAGGED},   {"\\Deleted", STORAGE_FLAG_DELETED},
+        {"\\Draft", STORAGE_FLAG_DRAFT},
+    };
+    const char *s;
+    size_t n;
+
+    if (imap_args_eat(a, '\\')) {
+        if (imap_args_atom(a, &s, &n) != IMAP_ARG_OK)
+            return IMAP_ARG_BAD;
+        for (size_t i = 0; i < sizeof(sys) / sizeof(sys[0]); i++) {
+            if (strlen(sys[i].name) - 1 == n && !strncasecmp(sys[i].name + 1, s, n)) {
+                f->flags |= sys[i].bit;
+                return IMAP_ARG_OK;
+            }
+        }
+        if (n == 6 && !strncasecmp(s, "Recent", 6)) {
+            f->recent = true;
+            return IMAP_ARG_OK;
+        }
+        return IMAP_ARG_BAD; /* flag-extension: none defined */
+    }
+    if (imap_args_atom(a, &s, &n) != IMAP_ARG_OK)
+        return IMAP_ARG_BAD;
+    if (n > STORAGE_KEYWORD_MAX)
+        return IMAP_ARG_BAD;
+    for (size_t i = 0; i < f->nkw; i++)
+        if (strlen(f->kw[i]) == n && !strncasecmp(f->kw[i], s, n))
+            return IMAP_ARG_OK; /* named twice */
+    if (f->nkw >= STORAGE_KEYWORDS_MAX)
+        return IMAP_ARG_BAD;
+    if (f->nkw == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 8;
+        const char **nk = imap_arena_alloc(ar, ncap * sizeof(*nk));
+        if (!nk)
+            return IMAP_ARG_NOMEM;
+        if (f->nkw)
+            memcpy(nk, *kw, f->nkw * sizeof(*nk));
+        *kw = nk;
+        *cap = ncap;
+        f->kw = nk;
+    }
+    char *d = imap_arena_strndup(ar, s, n);
+    if (!d)
+        return IMAP_ARG_NOMEM;
+    (*kw)[f->nkw++] = d;
+    return IMAP_ARG_OK;
+}
+
+int imap_args_flags(struct imap_args *a, struct imap_arena *ar, bool bare, struct imap_flags *out)
+{
+    const char **kw = NULL;
+    size_t cap = 0;
+    int r;
+
+    memset(out, 0, sizeof(*out));
+    if (imap_args_peek(a, '(')) {
+        if ((r = imap_args_open(a)) != IMAP_ARG_OK)
+            return r;
+        if (imap_args_peek(a, ')'))
+            return imap_args_close(a);
+        for (;;) {
+            if ((r = one_flag(a, out, &kw, &cap, ar)) != IMAP_ARG_OK)
+                return r;
+            if (imap_args_peek(a, ')'))
+                return imap_args_close(a);
+            if (imap_args_sp(a) != IMAP_ARG_OK)
+                return IMAP_ARG_BAD;
+        }
+    }
+    if (!bare)
+        return IMAP_ARG_BAD;
+    for (;;) {
+        if ((r = one_flag(a, out, &kw, &cap, ar)) != IMAP_ARG_OK)
+            return r;
+        if (imap_args_at_end(a))
+            return IMAP_ARG_OK;
+        if (imap_args_sp(a) != IMAP_ARG_OK)
+            return IMAP_ARG_BAD;
+    }
+}
+
+/* ---- dates ---- */
+
+static int month_of(const char *s)
+{
+    static const char m[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    for (int i = 0; i < 12; i++)
+        if (!strncasecmp(s, m[i], 3))
+            return i;
+    return -1;
+}
+
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    /* m 1..12; days since 1970-01-01 (proleptic Gregorian) */
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static bool valid_day(int y, int mon, int d)
+{
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (d < 1 || d > mdays[mon])
+        return false;
+    if (mon == 1 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return false;
+    return true;
+}
+
+/* "d-Mon-yyyy" or "dd-Mon-yyyy" (also " d-" with a leading space in
+ * date-time); *used gets the bytes consumed. */
+static int parse_dmy(const char *s, size_t len, size_t *used, int *d, int *mon, int *y)
+{
+    size_t i = 0;
+    int day = 0, nd = 0, year = 0;
+
+    if (i < len && s[i] == ' ')
+        i++;
+    while (i < len && isdigit((unsigned char)s[i]) && nd < 2) {
+        day = day * 10 + (s[i++] - '0');
+        nd++;
+    }
+    if (nd == 0 || i >= len || s[i] != '-')
+        return -1;
+    i++;
+    if (len - i < 8)
+        return -1;
+    if ((*mon = month_of(s + i)) < 0)
+        return -1;
+    i += 3;
+    if (s[i] != '-')
+        return -1;
+    i++;
+    for (int k = 0; k < 4; k++) {
+        if (!isdigit((unsigned char)s[i]))
+            return -1;
+        year = year * 10 + (s[i++] - '0');
+    }
+    if (year < 1900 || !valid_day(year, *mon, day))
+        return -1;
+    *d = day;
+    *y = year;
+    *used = i;
+    return 0;
+}
+
+int imap_parse_date(const char *s, size_t len, int64_t *t)
+{
+    size_t used;
+    int d, mon, y;
+    if (len && s[0] == ' ')
+        return -1;
+    if (parse_dmy(s, len, &used, &d, &mon, &y) < 0 || used != len)
+        return -1;
+    *t = days_from_civil(y, (unsigned)mon + 1, (unsigned)d) * 86400;
+    return 0;
+}
+
+int imap_args_date(struct imap_args *a, int64_t *t)
+{
+    const char *s = a->p;
+    size_t n;
+    if (imap_args_eat(a, '"')) {
+        const char *q = memchr(a->p, '"', (size_t)(a->end - a->p));
+        if (!q)
+            return IMAP_ARG_BAD;
+        s = a->p;
+        n = (size_t)(q - s);
+        a->p = q + 1;
+    } else {
+        while (a->p < a->end && *a->p != ' ' && *a->p != ')')
+            a->p++;
+        n = (size_t)(a->p - s);
+    }
+    return imap_parse_date(s, n, t) < 0 ? IMAP_ARG_BAD : IMAP_ARG_OK;
+}
+
+int imap_args_datetime(struct imap_args *a, int64_t *t)
+{
+    /* DQUOTE date-day-fixed "-" date-month "-" date-year SP time SP zone DQUOTE */
+    const char *q;
+    size_t used, len;
+    int d, mon, y;
+
+    if (!imap_args_eat(a, '"'))
+        return IMAP_ARG_BAD;
+    q = memchr(a->p, '"', (size_t)(a->end - a->p));
+    if (!q)
+        return IMAP_ARG_BAD;
+    len = (size_t)(q - a->p);
+    if (parse_dmy(a->p, len, &used, &d, &mon, &y) < 0)
+        return IMAP_ARG_BAD;
+    const char *s = a->p + used;
+    if (len - used != 15 || s[0] != ' ' || s[3] != ':' || s[6] != ':' || s[9] != ' ' ||
+        (s[10] != '+' && s[10] != '-'))
+        return IMAP_ARG_BAD;
+    for (int k = 1; k < 15; k++) {
+        if (k == 3 || k == 6 || k == 9 || k == 10)
+            continue;
+        if (!isdigit((unsigned char)s[k]))
+            return IMAP_ARG_BAD;
+    }
+    int hh = (s[1] - '0') * 10 + (s[2] - '0'), mm = (s[4] - '0') * 10 + (s[5] - '0'),
+        ss = (s[7] - '0') * 10 + (s[8] - '0');
+    int zh = (s[11] - '0') * 10 + (s[12] - '0'), zm = (s[13] - '0') * 10 + (s[14] - '0');
+    if (hh > 23 || mm > 59 || ss > 60 || zm > 59)
+        return IMAP_ARG_BAD;
+    int64_t off = (int64_t)(zh * 3600 + zm * 60) * (s[10] == '-' ? -1 : 1);
+    *t = days_from_civil(y, (unsigned)mon + 1, (unsigned)d) * 86400 + hh * 3600 + mm * 60 + ss -
+         off;
+    a->p = q + 1;
     return IMAP_ARG_OK;
 }

@@ -1,15 +1,21 @@
-/* IMAP session state and what the command files share. */
+/* IMAP session state and what the command files share: the argument parser
+ * (RFC 3501 grammar), response building, the selected mailbox with its
+ * sequence-number/UID map and pending updates, and thread-pool jobs. */
 #ifndef COFFRE_IMAP_PRIVATE_H
 #define COFFRE_IMAP_PRIVATE_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "auth/auth.h"
 #include "protocol/linebuf.h"
+#include "protocol/mailuser.h"
 #include "protocol/sasl.h"
 #include "server/conn.h"
+#include "storage/storage.h"
 
 enum imap_state {
     IMAP_NOTAUTH = 1 << 0,
@@ -18,8 +24,206 @@ enum imap_state {
     IMAP_LOGOUT = 1 << 3,
 };
 #define IMAP_ANY (IMAP_NOTAUTH | IMAP_AUTH | IMAP_SELECTED)
+#define IMAP_AUTHED (IMAP_AUTH | IMAP_SELECTED)
 
 #define IMAP_TAG_MAX 64
+#define IMAP_STAR UINT32_MAX /* '*' in a sequence set before it is resolved */
+/* Bytes a fetch or search step produces before handing back to the loop. */
+#define IMAP_STEP_BYTES (256u * 1024)
+/* A mailbox name as the client writes it (modified UTF-7 is longer). */
+#define IMAP_MBOX_ARG_MAX 1024
+
+/* ---- growable byte buffer (loop or pool thread) ---- */
+
+struct imap_buf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+
+void imap_buf_add(struct imap_buf *b, const void *p, size_t len);
+void imap_buf_str(struct imap_buf *b, const char *s);
+void imap_buf_printf(struct imap_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void imap_buf_vprintf(struct imap_buf *b, const char *fmt, va_list ap);
+/* IMAP string: quoted when it can be, a literal otherwise. */
+void imap_buf_string(struct imap_buf *b, const char *s, size_t len);
+/* A mailbox name (UTF-8 from storage) as a quoted modified UTF-7 string. */
+void imap_buf_mailbox(struct imap_buf *b, const char *name);
+/* "(\Seen kw ...)" */
+void imap_buf_flags(struct imap_buf *b, unsigned flags, const char *keywords, bool recent);
+/* "dd-Mon-yyyy hh:mm:ss +0000" in quotes (UTC) */
+void imap_buf_date(struct imap_buf *b, int64_t t);
+void imap_buf_reset(struct imap_buf *b);
+void imap_buf_free(struct imap_buf *b);
+
+/* ---- arena for a command's parsed arguments ---- */
+
+struct imap_arena_blk;
+struct imap_arena {
+    struct imap_arena_blk *head;
+};
+void *imap_arena_alloc(struct imap_arena *a, size_t n); /* zeroed; NULL on failure */
+char *imap_arena_strndup(struct imap_arena *a, const char *s, size_t n);
+void imap_arena_free(struct imap_arena *a);
+
+/* ---- argument parser ---- */
+
+struct imap_args {
+    const char *p, *end;
+    unsigned depth, max_depth; /* parenthesis nesting */
+};
+
+enum {
+    IMAP_ARG_OK = 0,
+    IMAP_ARG_END = 1,      /* nothing left */
+    IMAP_ARG_BAD = -1,     /* syntax error */
+    IMAP_ARG_DEEP = -2,    /* nesting over the limit */
+    IMAP_ARG_BADNAME = -3, /* invalid modified UTF-7 */
+    IMAP_ARG_NOMEM = -4,
+};
+
+void imap_args_init(struct imap_args *a, const char *p, size_t len, unsigned max_depth);
+bool imap_args_at_end(const struct imap_args *a);
+bool imap_args_peek(const struct imap_args *a, char ch);
+int imap_args_sp(struct imap_args *a);
+/* Consumes ch if it is next. */
+bool imap_args_eat(struct imap_args *a, char ch);
+int imap_args_open(struct imap_args *a);  /* '(' with the depth check */
+int imap_args_close(struct imap_args *a); /* ')' */
+/* atom (ATOM-CHAR run); *s borrowed from the command */
+int imap_args_atom(struct imap_args *a, const char **s, size_t *len);
+/* run of chars up to SP, ')' or the end (for keys like BODY[...]<...>) */
+int imap_args_word(struct imap_args *a, const char **s, size_t *len);
+/* astring: atom, quoted string (escapes resolved) or literal, into out
+ * (NUL-terminated; NUL inside refused); *len its length. */
+int imap_args_astring(struct imap_args *a, char *out, size_t outcap, size_t *len);
+/* string (quoted or literal) or astring, copied into the arena. */
+int imap_args_astring_dup(struct imap_args *a, struct imap_arena *ar, char **out, size_t *len);
+int imap_args_string_dup(struct imap_args *a, struct imap_arena *ar, char **out, size_t *len);
+/* NIL or a string; *out NULL for NIL. */
+int imap_args_nstring_dup(struct imap_args *a, struct imap_arena *ar, char **out, size_t *len);
+/* A mailbox argument: astring, modified UTF-7 decoded to UTF-8, "INBOX"
+ * in any case made "INBOX". */
+int imap_args_mailbox(struct imap_args *a, char *out, size_t outcap);
+/* list-mailbox (LIST pattern: atom chars plus % * ]), decoded like a mailbox */
+int imap_args_pattern(struct imap_args *a, char *out, size_t outcap);
+
+/* A sequence or UID set as written: ranges with IMAP_STAR for '*'. */
+struct imap_seqset {
+    size_t n;
+    struct storage_range *r;
+};
+int imap_parse_seqset(const char *s, size_t len, struct imap_arena *ar, struct imap_seqset *out);
+int imap_args_seqset(struct imap_args *a, struct imap_arena *ar, struct imap_seqset *out);
+
+/* flag-list "(...)" or, when bare is true, a single flag or flags
+ * separated by SP without parentheses (STORE). Keywords go to the arena. */
+struct imap_flags {
+    unsigned flags;
+    const char **kw;
+    size_t nkw;
+    bool recent; /* \Recent was named (ignored by STORE) */
+};
+int imap_args_flags(struct imap_args *a, struct imap_arena *ar, bool bare, struct imap_flags *out);
+/* "dd-Mon-yyyy hh:mm:ss +zzzz" (quoted) -> unix time */
+int imap_args_datetime(struct imap_args *a, int64_t *t);
+/* date: dd-Mon-yyyy, quoted or not -> unix time of 00:00 UTC */
+int imap_parse_date(const char *s, size_t len, int64_t *t);
+int imap_args_date(struct imap_args *a, int64_t *t);
+
+/* modified UTF-7 (RFC 3501 5.1.3). Return 0 or -1 (invalid / too long). */
+int imap_mutf7_decode(const char *in, size_t len, char *out, size_t outcap);
+int imap_mutf7_encode(const char *in, size_t len, char *out, size_t outcap);
+
+/* ---- SEARCH keys ---- */
+
+/* Parses search keys into a storage_search tree (in the arena). Sequence
+ * sets are left as STORAGE_SEARCH_UID nodes with flags IMAP_SK_SEQ (and
+ * RECENT as IMAP_SK_RECENT) to be mapped by imap_search_resolve. */
+enum { IMAP_SK_SEQ = 1, IMAP_SK_RECENT = 2, IMAP_SK_UIDSTAR = 4 };
+int imap_search_parse(struct imap_args *a, struct imap_arena *ar, struct storage_search **out,
+                      const char **err);
+
+/* ---- FETCH attributes ---- */
+
+enum imap_fi_type {
+    FI_FLAGS,
+    FI_INTERNALDATE,
+    FI_RFC822_SIZE,
+    FI_ENVELOPE,
+    FI_BODY,
+    FI_BODYSTRUCTURE,
+    FI_UID,
+    FI_SECTION, /* BODY[...] / BODY.PEEK[...] / RFC822 / RFC822.HEADER / RFC822.TEXT */
+};
+
+enum imap_sec_kind {
+    SEC_WHOLE,      /* part "" or "1.2": the bytes of the part */
+    SEC_HEADER,     /* part.HEADER */
+    SEC_TEXT,       /* part.TEXT */
+    SEC_MIME,       /* part.MIME */
+    SEC_FIELDS,     /* part.HEADER.FIELDS (...) */
+    SEC_FIELDS_NOT, /* part.HEADER.FIELDS.NOT (...) */
+};
+
+struct imap_fetch_item {
+    enum imap_fi_type type;
+    /* FI_SECTION */
+    bool peek;
+    const char *label; /* as answered: "BODY[1.TEXT]", "RFC822", ... (arena) */
+    char part[64];     /* "" or "1.2" */
+    enum imap_sec_kind kind;
+    const char **names; /* header field names (arena) */
+    size_t nnames;
+    bool partial;
+    uint64_t origin, count;
+    struct imap_fetch_item *next;
+};
+
+struct imap_fetch_spec {
+    struct imap_fetch_item *items;
+    unsigned storage_what; /* STORAGE_FETCH_* needed */
+    bool need_body;        /* some item reads the message file */
+    bool sets_seen;        /* BODY[...] without PEEK, RFC822, RFC822.TEXT */
+    bool flags, uid;
+};
+int imap_fetch_parse(struct imap_args *a, struct imap_arena *ar, struct imap_fetch_spec *out,
+                     const char **err);
+
+/* ---- session ---- */
+
+struct uidarr {
+    uint32_t *v;
+    size_t n, cap;
+};
+int uidarr_push(struct uidarr *a, uint32_t uid);
+void uidarr_free(struct uidarr *a);
+/* Index of uid in the sorted array, or -1. */
+ssize_t uidarr_find(const struct uidarr *a, uint32_t uid);
+
+struct imap_recent;
+
+/* The selected mailbox as this session knows it. */
+struct imap_sel {
+    int64_t id;
+    bool readonly;
+    uint32_t uidvalidity;
+    struct uidarr uids;            /* sequence number i is uids.v[i-1] */
+    uint32_t recent_lo, recent_hi; /* \Recent: UIDs in [lo, hi] */
+    struct imap_recent *rec;
+    uint32_t recent_sent; /* last RECENT count announced */
+    size_t exists_sent;   /* last EXISTS count announced */
+    /* changes not yet announced */
+    struct uidarr pend_new, pend_exp;
+    bool flags_dirty, resync, gone;
+    uint64_t known_modseq;
+    uint64_t own_modseq[8]; /* our own STOREs, not to be echoed back */
+    unsigned n_own;
+};
+
+struct imap_job;
+struct imap_append;
+struct imap_fetch;
 
 struct imap_session {
     struct conn *c;
@@ -29,52 +233,148 @@ struct imap_session {
     /* the command being assembled: its lines and literals */
     char *cmd;
     size_t cmd_len, cmd_cap;
-    uint64_t literal_left; /* bytes of a literal still to read into cmd */
+    uint64_t literal_left;
 
     char tag[IMAP_TAG_MAX];
-    bool busy;             /* a command waits for the thread pool */
+    bool busy;          /* a command is in progress (input paused) */
+    bool in_process;    /* inside the command loop (no re-entry) */
+    bool idling;        /* IDLE: waiting for DONE */
+    bool throttled;     /* over imap_max_commands_per_second */
+    bool stalled;       /* waiting for the client to read (output timeout armed) */
+    bool counted_userip;
+    bool uid_cmd;       /* the command in progress is a UID command */
+    bool expunge_ok;    /* EXPUNGE responses allowed for the command in progress */
     struct auth_login *login;
-    bool sasl_active;
-    struct proto_sasl sasl;
+    struct proto_sasl *sasl; /* only during AUTHENTICATE */
     unsigned bad_count;
 
-    char user[AUTH_ADDR_MAX];
     int64_t account_id;
+    struct mailuser *mu;
+    struct mailuser_req *mu_req;
+    struct mailuser_listener listener;
+    struct imap_sel *sel;
+    struct imap_job *job;       /* at most one job in flight */
+    struct imap_append *app;    /* APPEND in progress */
+    struct imap_fetch *fetch;   /* multi-step FETCH in progress */
+    char *tagline;              /* tagged reply held back until updates are out */
+    void (*after_job)(struct imap_session *s); /* continue a multi-step command */
+
+    uint64_t rate_sec;
+    unsigned rate_n;
+    struct imap_session *thr_next, *thr_prev;
 };
 
-/* Argument reader over an assembled command (literals inline). */
-struct imap_args {
-    const char *p, *end;
-};
+/* ---- output ---- */
 
-enum { IMAP_ARG_OK = 0, IMAP_ARG_END = 1, IMAP_ARG_BAD = -1 };
+/* Appends to the session's pending output (flushed at the end of every
+ * event handler, or when large). */
+void imap_out(struct imap_session *s, const void *p, size_t len);
+void imap_printf(struct imap_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+struct imap_buf *imap_outbuf(struct imap_session *s); /* the pending output, for builders */
+void imap_flush(struct imap_session *s);
+void imap_close(struct imap_session *s);
+/* A multi-step command waits for the client to read: arms the output
+ * timeout (imap_output_timeout) until on_drain. */
+void imap_stall(struct imap_session *s);
 
-/* Skips one SP; IMAP_ARG_BAD if the next byte is not SP. */
-int imap_args_sp(struct imap_args *a);
-/* atom (RFC 3501 ATOM-CHAR run) */
-int imap_args_atom(struct imap_args *a, const char **s, size_t *len);
-/* astring: atom, quoted string (escapes resolved into out) or literal.
- * out/outcap receive the value; *len its length. */
-int imap_args_astring(struct imap_args *a, char *out, size_t outcap, size_t *len);
-bool imap_args_at_end(const struct imap_args *a);
-
-/* Replies. */
 void imap_tagged(struct imap_session *s, const char *status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void imap_bad(struct imap_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The capability list for the current state (no leading "CAPABILITY "). */
 const char *imap_capabilities(struct imap_session *s);
 
+/* Ends the command in progress: announces pending mailbox changes (with
+ * EXPUNGE only when s->expunge_ok), then the tagged reply; resumes input
+ * if the command was asynchronous. */
+void imap_finish(struct imap_session *s, const char *status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Maps a storage error to a tagged NO with a response code. */
+void imap_finish_storage_err(struct imap_session *s, int err, const char *what);
+
 /* Continue reading commands (after an async command completed). */
 void imap_resume(struct imap_session *s);
+/* The store for mailbox commands; answers NO and returns NULL when absent. */
+struct storage_user *imap_storage(struct imap_session *s);
 
-/* Command handlers: args point just after the command name. */
+/* ---- jobs ---- */
+
+typedef void imap_job_work(struct imap_job *j);
+typedef void imap_job_done(struct imap_session *s, struct imap_job *j);
+
+/* Every job struct starts with this. The work function must not touch the
+ * session: it uses what the job carries. */
+struct imap_job {
+    struct imap_session *s; /* NULL once the session is gone */
+    struct mailuser *release;
+    struct storage_user *u;
+    imap_job_work *work;
+    imap_job_done *done;
+    void (*free_fn)(struct imap_job *j); /* frees the job (NULL: free()) */
+    void *pj;
+};
+/* Starts j (allocated by the caller, zeroed header) for s; marks the
+ * session busy. Returns 0, or -1 (j freed, nothing started). */
+int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *work,
+                   imap_job_done *done);
+
+/* ---- selected mailbox ---- */
+
+/* Resolves a sequence set (uid=false) or UID set against the session's
+ * view into UID ranges (arena); out->n may be 0. Returns 0, or -1 when a
+ * sequence number is beyond the mailbox (BAD). */
+int imap_sel_resolve(struct imap_session *s, const struct imap_seqset *in, bool uid,
+                     struct imap_arena *ar, struct storage_uidset *out);
+/* Sequence number (1-based) of uid, 0 if not in view. */
+uint32_t imap_sel_seq(const struct imap_sel *sel, uint32_t uid);
+bool imap_sel_recent(const struct imap_sel *sel, uint32_t uid);
+void imap_sel_free(struct imap_session *s);
+/* Events from the storage for this session. */
+void imap_on_event(void *arg, const struct storage_event *ev);
+/* Announces (or starts a job to announce) pending changes; calls then(s)
+ * when done (at once if nothing needs the pool). */
+void imap_updates(struct imap_session *s, bool expunge_ok, void (*then)(struct imap_session *s));
+/* Whether announcing needs the pool (flags or full resync). */
+bool imap_updates_need_job(struct imap_session *s);
+/* Removes expunged UIDs (ascending) from the view, announcing each. */
+void imap_sel_expunged(struct imap_session *s, const uint32_t *uids, size_t n);
+/* New UIDs we know of (APPEND/COPY into the selected mailbox). */
+void imap_sel_note_new(struct imap_session *s, const uint32_t *uids, size_t n);
+void imap_sel_note_own_store(struct imap_session *s, uint64_t modseq);
+/* The \Recent bookkeeping (one owner per mailbox in this process). */
+uint32_t imap_recent_floor(int64_t user, int64_t mbox);
+
+/* ---- commands ---- */
+
 typedef void imap_cmd_fn(struct imap_session *s, struct imap_args *args);
 imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_starttls,
-    imap_cmd_login, imap_cmd_authenticate;
+    imap_cmd_login, imap_cmd_authenticate, imap_cmd_enable, imap_cmd_id, imap_cmd_namespace,
+    imap_cmd_select, imap_cmd_examine, imap_cmd_create, imap_cmd_delete, imap_cmd_rename,
+    imap_cmd_subscribe, imap_cmd_unsubscribe, imap_cmd_list, imap_cmd_lsub, imap_cmd_xlist,
+    imap_cmd_status, imap_cmd_append, imap_cmd_check, imap_cmd_close, imap_cmd_unselect,
+    imap_cmd_expunge, imap_cmd_search, imap_cmd_fetch, imap_cmd_store, imap_cmd_copy,
+    imap_cmd_move, imap_cmd_uid, imap_cmd_idle;
 
 /* The SASL continuation line for AUTHENTICATE. */
 void imap_auth_sasl_line(struct imap_session *s, const char *line, size_t len);
 void imap_auth_cancel(struct imap_session *s);
+/* The per user+address session count (login/close). */
+bool imap_userip_add(struct imap_session *s);
+void imap_userip_del(struct imap_session *s);
+
+/* IDLE: a line while idling ("DONE"). */
+void imap_idle_line(struct imap_session *s, const char *line, size_t len);
+/* Something to announce while idling. */
+void imap_idle_kick(struct imap_session *s);
+
+/* APPEND streaming: called by the session when a command line announces
+ * the message literal of an APPEND. Returns true if it took over. */
+bool imap_append_begin(struct imap_session *s, uint64_t n, bool sync);
+/* Feeds literal bytes / the line after a message; see cmd_append.c. */
+bool imap_append_input(struct imap_session *s); /* false: needs more input */
+void imap_append_abort(struct imap_session *s);
+
+/* FETCH continues after the output drained. */
+void imap_fetch_continue(struct imap_session *s);
+void imap_fetch_abort(struct imap_session *s);
 
 #endif

@@ -41,6 +41,7 @@ void conn_set_timeout(struct conn *c, unsigned ms) {}
 void conn_set_user(struct conn *c, const char *user) {}
 bool conn_closing(struct conn *c) { return c->closing; }
 void conn_close(struct conn *c) { c->closing = true; }
+void conn_abort(struct conn *c) { c->closing = true; }
 
 void conn_write(struct conn *c, const void *buf, size_t len)
 {

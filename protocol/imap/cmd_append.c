@@ -1,0 +1,687 @@
+/* APPEND with MULTIAPPEND (RFC 3502) and APPENDUID (RFC 4315). The message
+ * literal is never assembled in memory: its bytes go, a chunk at a time,
+ * into a storage draft on the thread pool while reading is paused. All
+ * messages of one command are saved together at the end, or none. */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "protocol/imap/imap_private.h"
+#include "protocol/job.h"
+#include "server/config.h"
+
+#define APPEND_CHUNK (64u * 1024)
+#define APPEND_MAX_MSGS 1000
+
+enum ap_phase {
+    AP_JOB,     /* a pool job runs (open draft, write, finish, save) */
+    AP_DATA,    /* literal bytes to read */
+    AP_LINE,    /* the rest of the command line after a literal */
+    AP_DISCARD, /* skipping literal bytes after an error */
+};
+
+struct ap_msg {
+    struct storage_draft *draft;
+    unsigned flags;
+    const char **kw;
+    size_t nkw;
+    int64_t date;
+};
+
+struct imap_append {
+    struct imap_arena ar;
+    enum ap_phase phase;
+    char mbox[STORAGE_MBOX_NAME_MAX + 1];
+    int64_t mbox_id;
+    uint32_t uidvalidity;
+    uint64_t left;
+    bool sync;
+    int err;            /* first failure: answered when the command ends */
+    const char *errwhat; /* or a syntax problem (BAD) */
+    struct ap_msg *msgs;
+    size_t nmsgs, capmsgs;
+    char *chunk;
+    size_t chunk_len;
+};
+
+/* A job works on a detached copy of what it needs. */
+struct ap_job {
+    struct imap_job j;
+    int kind; /* 0 open, 1 write, 2 finish, 3 save */
+    const char *mbox;
+    int64_t mbox_id;
+    uint64_t max;
+    struct storage_draft *draft;
+    char *chunk;
+    size_t chunk_len;
+    struct ap_msg *msgs;
+    size_t nmsgs;
+    int err;
+    struct storage_mbox mb;
+    uint32_t *uids;
+    /* drafts of a session that went away while this job ran */
+    struct ap_msg *orphans;
+    size_t norphans;
+    uv_loop_t *loop;
+};
+
+static void ap_free_msgs(struct imap_append *ap)
+{
+    for (size_t i = 0; i < ap->nmsgs; i++)
+        if (ap->msgs[i].draft)
+            storage_draft_free(ap->msgs[i].draft);
+    free(ap->msgs);
+    ap->msgs = NULL;
+    ap->nmsgs = ap->capmsgs = 0;
+}
+
+static void ap_destroy(struct imap_append *ap)
+{
+    if (!ap)
+        return;
+    ap_free_msgs(ap);
+    free(ap->chunk);
+    imap_arena_free(&ap->ar);
+    free(ap);
+}
+
+/* Drafts are files in tmp/; dropping them means unlinks, done on the
+ * pool when there is one. Takes the array. */
+struct drop {
+    struct ap_msg *msgs;
+    size_t n;
+};
+
+static void drop_work(void *data)
+{
+    struct drop *d = data;
+    for (size_t i = 0; i < d->n; i++)
+        if (d->msgs[i].draft)
+            storage_draft_free(d->msgs[i].draft);
+}
+
+static void drop_free(void *data)
+{
+    struct drop *d = data;
+    free(d->msgs);
+    free(d);
+}
+
+static void drafts_drop(uv_loop_t *loop, struct ap_msg *msgs, size_t n)
+{
+    struct drop *d;
+    if (!msgs)
+        return;
+    d = malloc(sizeof(*d));
+    if (d) {
+        d->msgs = msgs;
+        d->n = n;
+        if (loop && proto_job_start(loop, drop_work, NULL, drop_free, d))
+            return;
+        drop_work(d);
+        drop_free(d);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (msgs[i].draft)
+            storage_draft_free(msgs[i].draft);
+    free(msgs);
+}
+
+struct ap_job;
+static void ap_job_orphan(struct imap_session *s, struct imap_append *ap);
+
+void imap_append_abort(struct imap_session *s)
+{
+    struct imap_append *ap = s->app;
+    if (!ap)
+        return;
+    s->app = NULL;
+    if (ap->phase == AP_JOB && s->job)
+        ap_job_orphan(s, ap); /* the running job frees the drafts when done */
+    else
+        drafts_drop(conn_loop(s->c), ap->msgs, ap->nmsgs);
+    ap->msgs = NULL;
+    ap->nmsgs = 0;
+    ap_destroy(ap);
+}
+
+/* ---- jobs ---- */
+
+static void ap_work(struct imap_job *j)
+{
+    struct ap_job *aj = (struct ap_job *)j;
+    switch (aj->kind) {
+    case 0:
+        if (aj->mbox) {
+            aj->err = storage_mbox_get(j->u, aj->mbox, &aj->mb);
+            if (aj->err)
+                return;
+        }
+        aj->err = storage_draft_new(j->u, aj->max, &aj->draft);
+        break;
+    case 1:
+        aj->err = storage_draft_write(aj->draft, aj->chunk, aj->chunk_len);
+        break;
+    case 2:
+        aj->err = storage_draft_finish(aj->draft);
+        break;
+    case 3: {
+        size_t i;
+        for (i = 0; i < aj->nmsgs && !aj->err; i++) {
+            struct ap_msg *m = &aj->msgs[i];
+            aj->err = storage_save(j->u, aj->mbox_id, m->draft, m->flags, m->kw, m->nkw, m->date,
+                                   &aj->uids[i]);
+        }
+        if (aj->err && i > 1) {
+            /* all or nothing (RFC 3502): take back the ones saved */
+            struct storage_range *r = malloc((i - 1) * sizeof(*r));
+            if (r) {
+                for (size_t k = 0; k + 1 < i; k++)
+                    r[k].lo = r[k].hi = aj->uids[k];
+                struct storage_uidset set = {i - 1, r};
+                storage_expunge(j->u, aj->mbox_id, &set, false, NULL);
+                free(r);
+            }
+        }
+        for (size_t k = 0; k < aj->nmsgs; k++) {
+            storage_draft_free(aj->msgs[k].draft);
+            aj->msgs[k].draft = NULL;
+        }
+        break;
+    }
+    }
+}
+
+static void ap_job_free(struct imap_job *j)
+{
+    struct ap_job *aj = (struct ap_job *)j;
+    /* a draft opened for a session that is gone */
+    if (aj->kind == 0 && aj->draft && !j->s)
+        storage_draft_free(aj->draft);
+    if (aj->orphans)
+        drafts_drop(aj->loop, aj->orphans, aj->norphans);
+    free(aj->chunk);
+    free(aj->uids);
+    if (aj->kind == 3) {
+        /* the messages moved to the job; the work freed the drafts unless
+         * it never ran */
+        for (size_t i = 0; i < aj->nmsgs; i++)
+            if (aj->msgs[i].draft)
+                storage_draft_free(aj->msgs[i].draft);
+        free(aj->msgs);
+    }
+    free(aj);
+}
+
+static void ap_job_orphan(struct imap_session *s, struct imap_append *ap)
+{
+    struct ap_job *aj = (struct ap_job *)s->job;
+    aj->orphans = ap->msgs;
+    aj->norphans = ap->nmsgs;
+    aj->loop = conn_loop(s->c);
+}
+
+static void ap_done(struct imap_session *s, struct imap_job *j);
+
+static void ap_start(struct imap_session *s, struct ap_job *aj)
+{
+    struct imap_append *ap = s->app;
+    aj->j.free_fn = ap_job_free;
+    ap->phase = AP_JOB;
+    if (imap_job_start(s, &aj->j, ap_work, ap_done) < 0) {
+        ap->err = STORAGE_E_TEMP;
+        ap->phase = ap->left ? AP_DISCARD : AP_LINE;
+    }
+}
+
+static void ap_open_draft(struct imap_session *s, bool lookup)
+{
+    struct imap_append *ap = s->app;
+    struct ap_job *aj = calloc(1, sizeof(*aj));
+    if (!aj) {
+        ap->err = STORAGE_E_NOMEM;
+        ap->phase = ap->left ? AP_DISCARD : AP_LINE;
+        if (ap->sync)
+            ap->phase = AP_LINE, ap->left = 0;
+        return;
+    }
+    aj->kind = 0;
+    aj->mbox = lookup ? ap->mbox : NULL;
+    aj->max = conn_conf(s->c)->max_message_size;
+    ap_start(s, aj);
+}
+
+static void ap_answer(struct imap_session *s);
+
+static void ap_done(struct imap_session *s, struct imap_job *j)
+{
+    struct ap_job *aj = (struct ap_job *)j;
+    struct imap_append *ap = s->app;
+
+    if (!ap) {
+        if (aj->kind == 0 && aj->draft)
+            storage_draft_free(aj->draft); /* cannot happen: abort clears jobs too */
+        return;
+    }
+    switch (aj->kind) {
+    case 0:
+        if (aj->err) {
+            ap->err = aj->err;
+            if (ap->sync) {
+                /* the client waits for "+": answer now, it sends nothing */
+                ap->left = 0;
+                ap_answer(s);
+                return;
+            }
+            ap->phase = AP_DISCARD;
+            break;
+        }
+        if (aj->mbox) {
+            ap->mbox_id = aj->mb.id;
+            ap->uidvalidity = aj->mb.uidvalidity;
+        }
+        ap->msgs[ap->nmsgs - 1].draft = aj->draft;
+        aj->draft = NULL;
+        if (ap->sync)
+            imap_printf(s, "+ Ready for literal data\r\n");
+        ap->phase = AP_DATA;
+        if (ap->left == 0) {
+            struct ap_job *fj = calloc(1, sizeof(*fj));
+            if (!fj) {
+                ap->err = STORAGE_E_NOMEM;
+                ap->phase = AP_LINE;
+                break;
+            }
+            fj->kind = 2;
+            fj->draft = ap->msgs[ap->nmsgs - 1].draft;
+            ap_start(s, fj);
+        }
+        break;
+    case 1:
+        ap->chunk = aj->chunk; /* the buffer comes back */
+        aj->chunk = NULL;
+        ap->chunk_len = 0;
+        if (aj->err) {
+            ap->err = aj->err;
+            ap->phase = ap->left ? AP_DISCARD : AP_LINE;
+            break;
+        }
+        if (ap->left) {
+            ap->phase = AP_DATA;
+            break;
+        }
+        /* last chunk written: finish the draft */
+        {
+            struct ap_job *fj = calloc(1, sizeof(*fj));
+            if (!fj) {
+                ap->err = STORAGE_E_NOMEM;
+                ap->phase = AP_LINE;
+                break;
+            }
+            fj->kind = 2;
+            fj->draft = ap->msgs[ap->nmsgs - 1].draft;
+            ap_start(s, fj);
+        }
+        break;
+    case 2:
+        if (aj->err)
+            ap->err = aj->err;
+        ap->phase = AP_LINE;
+        break;
+    case 3: {
+        struct imap_buf code = {0};
+        if (aj->err) {
+            s->app = NULL;
+            ap_destroy(ap);
+            if (aj->err == STORAGE_E_NOMBOX)
+                imap_finish(s, "NO", "[TRYCREATE] APPEND: no such mailbox.");
+            else
+                imap_finish_storage_err(s, aj->err, "APPEND");
+            return;
+        }
+        if (s->sel && s->sel->id == ap->mbox_id)
+            imap_sel_note_new(s, aj->uids, aj->nmsgs);
+        imap_buf_printf(&code, "[APPENDUID %u ", ap->uidvalidity);
+        for (size_t i = 0; i < aj->nmsgs; i++)
+            imap_buf_printf(&code, "%s%u", i ? "," : "", aj->uids[i]);
+        imap_buf_add(&code, "]", 2);
+        s->app = NULL;
+        ap_destroy(ap);
+        imap_finish(s, "OK", "%s APPEND completed.", code.oom ? "" : code.p);
+        imap_buf_free(&code);
+        return;
+    }
+    }
+    imap_resume(s);
+}
+
+/* Ends the command with the error met (literal bytes all read). */
+static void ap_answer(struct imap_session *s)
+{
+    struct imap_append *ap = s->app;
+    int err = ap->err;
+    const char *what = ap->errwhat;
+
+    s->app = NULL;
+    /* drafts written so far are dropped on the pool */
+    drafts_drop(conn_loop(s->c), ap->msgs, ap->nmsgs);
+    ap->msgs = NULL;
+    ap->nmsgs = 0;
+    ap_destroy(ap);
+    s->busy = true;
+    if (what)
+        imap_finish(s, "BAD", "%s", what);
+    else if (err == STORAGE_E_NOMBOX)
+        imap_finish(s, "NO", "[TRYCREATE] APPEND: no such mailbox.");
+    else
+        imap_finish_storage_err(s, err, "APPEND");
+}
+
+/* ---- parsing ---- */
+
+/* Parses [SP flag-list] [SP date-time] SP literal-header up to end (the
+ * position of "{"). Returns false on a syntax error. */
+static bool parse_msg_opts(struct imap_args *a, struct imap_append *ap, struct ap_msg *m)
+{
+    struct imap_flags fl;
+    m->date = 0;
+    if (imap_args_sp(a) != IMAP_ARG_OK)
+        return false;
+    if (imap_args_peek(a, '(')) {
+        if (imap_args_flags(a, &ap->ar, false, &fl) != IMAP_ARG_OK)
+            return false;
+        m->flags = fl.flags;
+        m->kw = fl.kw;
+        m->nkw = fl.nkw;
+        if (imap_args_sp(a) != IMAP_ARG_OK)
+            return false;
+    }
+    if (imap_args_peek(a, '"')) {
+        if (imap_args_datetime(a, &m->date) != IMAP_ARG_OK)
+            return false;
+        if (imap_args_sp(a) != IMAP_ARG_OK)
+            return false;
+    }
+    return imap_args_at_end(a);
+}
+
+static struct ap_msg *new_msg(struct imap_append *ap)
+{
+    if (ap->nmsgs >= APPEND_MAX_MSGS)
+        return NULL;
+    if (ap->nmsgs == ap->capmsgs) {
+        size_t ncap = ap->capmsgs ? ap->capmsgs * 2 : 4;
+        struct ap_msg *n = realloc(ap->msgs, ncap * sizeof(*n));
+        if (!n)
+            return NULL;
+        ap->msgs = n;
+        ap->capmsgs = ncap;
+    }
+    struct ap_msg *m = &ap->msgs[ap->nmsgs++];
+    memset(m, 0, sizeof(*m));
+    return m;
+}
+
+/* the "{" of a line ending in {N} or {N+} */
+static const char *literal_start(const char *p, size_t len)
+{
+    const char *q = p + len;
+    while (q > p && q[-1] != '{')
+        q--;
+    return q > p ? q - 1 : NULL;
+}
+
+static bool too_big(struct imap_session *s, uint64_t n, bool sync)
+{
+    uint64_t max = conn_conf(s->c)->max_message_size;
+    if (n <= max)
+        return false;
+    if (!sync) {
+        imap_printf(s, "* BYE [TOOBIG] Message too large.\r\n");
+        imap_close(s);
+        return true;
+    }
+    imap_printf(s, "%s NO [TOOBIG] Message too large (at most %llu bytes).\r\n", s->tag,
+                (unsigned long long)max);
+    return true;
+}
+
+bool imap_append_begin(struct imap_session *s, uint64_t n, bool sync)
+{
+    const char *cmd = s->cmd, *lit;
+    size_t len = s->cmd_len, i = 0;
+    struct imap_args a;
+    char tag[IMAP_TAG_MAX];
+
+    /* tag SP "APPEND" SP mailbox ... */
+    while (i < len && cmd[i] != ' ')
+        i++;
+    if (i == 0 || i >= IMAP_TAG_MAX || len - i < 8 || strncasecmp(cmd + i, " APPEND ", 8))
+        return false;
+    memcpy(tag, cmd, i);
+    tag[i] = '\0';
+    lit = literal_start(cmd, len);
+    if (!lit)
+        return false;
+    struct imap_append *ap = calloc(1, sizeof(*ap));
+    if (!ap)
+        return false;
+    imap_args_init(&a, cmd + i + 7, (size_t)(lit - (cmd + i + 7)), conn_conf(s->c)->imap_max_nesting);
+    struct ap_msg m = {0};
+    if (imap_args_sp(&a) != IMAP_ARG_OK ||
+        imap_args_mailbox(&a, ap->mbox, sizeof(ap->mbox)) != IMAP_ARG_OK ||
+        !parse_msg_opts(&a, ap, &m)) {
+        ap_destroy(ap);
+        return false; /* the literal is something else: read it as such */
+    }
+    /* the message literal: from here on, APPEND streams it */
+    snprintf(s->tag, sizeof(s->tag), "%s", tag);
+    free(s->cmd);
+    s->cmd = NULL;
+    s->cmd_len = s->cmd_cap = 0;
+    if (too_big(s, n, sync)) {
+        ap_destroy(ap);
+        return true;
+    }
+    struct ap_msg *mm = new_msg(ap);
+    if (!mm) {
+        ap_destroy(ap);
+        imap_printf(s, "* BYE Out of memory.\r\n");
+        imap_close(s);
+        return true;
+    }
+    *mm = m;
+    ap->left = n;
+    ap->sync = sync;
+    s->app = ap;
+    s->expunge_ok = true;
+    s->uid_cmd = false;
+    if (!s->mu) {
+        ap->err = STORAGE_E_TEMP;
+        if (sync) {
+            ap_answer(s);
+            return true;
+        }
+        ap->phase = AP_DISCARD;
+        return true;
+    }
+    ap_open_draft(s, true);
+    return true;
+}
+
+void imap_cmd_append(struct imap_session *s, struct imap_args *a)
+{
+    imap_bad(s, "Usage: APPEND mailbox [(flags)] [\"date-time\"] {size}");
+}
+
+/* ---- input while an APPEND runs ---- */
+
+static void next_line(struct imap_session *s, const char *line, size_t len)
+{
+    struct imap_append *ap = s->app;
+    uint64_t n = 0;
+    bool sync = true;
+
+    if (len == 0) {
+        /* end of the command */
+        if (ap->err || ap->errwhat) {
+            ap_answer(s);
+            return;
+        }
+        struct ap_job *aj = calloc(1, sizeof(*aj));
+        uint32_t *uids = calloc(ap->nmsgs, sizeof(uint32_t));
+        if (!aj || !uids) {
+            free(aj);
+            free(uids);
+            ap->err = STORAGE_E_NOMEM;
+            ap_answer(s);
+            return;
+        }
+        aj->kind = 3;
+        aj->mbox_id = ap->mbox_id;
+        aj->msgs = ap->msgs;
+        aj->nmsgs = ap->nmsgs;
+        aj->uids = uids;
+        ap->msgs = NULL;
+        ap->nmsgs = ap->capmsgs = 0;
+        s->busy = true;
+        ap_start(s, aj);
+        if (ap->phase != AP_JOB) {
+            /* could not start: the drafts went back with the job */
+            s->busy = false;
+            ap_answer(s);
+        }
+        return;
+    }
+    /* another message (MULTIAPPEND): SP [flags] [date] literal */
+    const char *lit = literal_start(line, len);
+    size_t k = len;
+    bool ok = lit && line[len - 1] == '}';
+    if (ok) {
+        const char *q = lit + 1;
+        while (q < line + len && isdigit((unsigned char)*q) && n < (1ull << 40))
+            n = n * 10 + (uint64_t)(*q++ - '0');
+        ok = q > lit + 1;
+        if (ok && *q == '+') {
+            sync = false;
+            q++;
+        }
+        ok = ok && q == line + len - 1;
+        k = (size_t)(lit - line);
+    }
+    struct imap_args a;
+    struct ap_msg m = {0};
+    imap_args_init(&a, line, k, conn_conf(s->c)->imap_max_nesting);
+    if (!ok || !parse_msg_opts(&a, ap, &m)) {
+        if (!ap->errwhat)
+            ap->errwhat = "Invalid APPEND arguments.";
+        if (ok && !sync) {
+            ap->left = n; /* swallow the literal the client sends anyway */
+            ap->phase = AP_DISCARD;
+            return;
+        }
+        ap_answer(s);
+        return;
+    }
+    if (ap->err || ap->errwhat) {
+        if (sync) {
+            ap_answer(s);
+            return;
+        }
+        ap->left = n;
+        ap->phase = AP_DISCARD;
+        return;
+    }
+    if (n > conn_conf(s->c)->max_message_size) {
+        if (!sync) {
+            imap_printf(s, "* BYE [TOOBIG] Message too large.\r\n");
+            imap_close(s);
+            return;
+        }
+        ap->err = STORAGE_E_TOOBIG;
+        ap_answer(s);
+        return;
+    }
+    struct ap_msg *mm = new_msg(ap);
+    if (!mm) {
+        ap->errwhat = "Too many messages in one APPEND.";
+        if (!sync) {
+            ap->left = n;
+            ap->phase = AP_DISCARD;
+            return;
+        }
+        ap_answer(s);
+        return;
+    }
+    *mm = m;
+    ap->left = n;
+    ap->sync = sync;
+    ap_open_draft(s, false);
+}
+
+bool imap_append_input(struct imap_session *s)
+{
+    struct imap_append *ap = s->app;
+    const char *p, *line;
+    size_t n, len;
+
+    switch (ap->phase) {
+    case AP_JOB:
+        return false;
+    case AP_DISCARD:
+        if (!ap->left) {
+            ap->phase = AP_LINE;
+            return true;
+        }
+        n = linebuf_take(&s->in, ap->left > SIZE_MAX ? SIZE_MAX : (size_t)ap->left, &p);
+        ap->left -= n;
+        if (!ap->left)
+            ap->phase = AP_LINE;
+        return n > 0 || !ap->left;
+    case AP_DATA:
+        if (!ap->chunk && !(ap->chunk = malloc(APPEND_CHUNK))) {
+            ap->err = STORAGE_E_NOMEM;
+            ap->phase = AP_DISCARD;
+            return true;
+        }
+        size_t room = APPEND_CHUNK - ap->chunk_len;
+        size_t want = ap->left < room ? (size_t)ap->left : room;
+        n = linebuf_take(&s->in, want, &p);
+        memcpy(ap->chunk + ap->chunk_len, p, n);
+        ap->chunk_len += n;
+        ap->left -= n;
+        if (ap->chunk_len == APPEND_CHUNK || (ap->left == 0 && ap->chunk_len)) {
+            struct ap_job *aj = calloc(1, sizeof(*aj));
+            if (!aj) {
+                ap->err = STORAGE_E_NOMEM;
+                ap->phase = ap->left ? AP_DISCARD : AP_LINE;
+                return true;
+            }
+            aj->kind = 1;
+            aj->draft = ap->msgs[ap->nmsgs - 1].draft;
+            aj->chunk = ap->chunk;
+            aj->chunk_len = ap->chunk_len;
+            ap->chunk = NULL;
+            ap_start(s, aj);
+            return true;
+        }
+        return n > 0;
+    case AP_LINE: {
+        int r = linebuf_line(&s->in, &line, &len);
+        if (r == LINEBUF_MORE)
+            return false;
+        if (r == LINEBUF_TOOLONG) {
+            s->app = NULL;
+            ap_destroy(ap);
+            imap_printf(s, "* BYE [TOOBIG] Command line too long.\r\n");
+            imap_close(s);
+            return true;
+        }
+        next_line(s, line, len);
+        return true;
+    }
+    }
+    return false;
+}

@@ -1,0 +1,912 @@
+/* FETCH and UID FETCH: the fetch-att parser, then the answer produced on
+ * the thread pool in steps of about IMAP_STEP_BYTES. Metadata (FLAGS,
+ * INTERNALDATE, RFC822.SIZE, ENVELOPE, BODY, BODYSTRUCTURE, UID) comes
+ * from the index in batches; BODY[...] sections are read from the message
+ * file a slice at a time, so a large message is never held in memory, and
+ * the next step starts only when the client has taken most of the last. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "protocol/imap/imap_private.h"
+
+/* ---- parsing ---- */
+
+#define FETCH_MAX_NAMES 200
+
+static bool word_is(const char *w, size_t n, const char *kw)
+{
+    return strlen(kw) == n && !strncasecmp(w, kw, n);
+}
+
+static struct imap_fetch_item *new_item(struct imap_arena *ar, struct imap_fetch_spec *sp,
+                                        struct imap_fetch_item ***tail, enum imap_fi_type t)
+{
+    struct imap_fetch_item *it = imap_arena_alloc(ar, sizeof(*it));
+    if (!it)
+        return NULL;
+    it->type = t;
+    **tail = it;
+    *tail = &it->next;
+    switch (t) {
+    case FI_FLAGS:
+        sp->flags = true;
+        break;
+    case FI_UID:
+        sp->uid = true;
+        break;
+    case FI_ENVELOPE:
+        sp->storage_what |= STORAGE_FETCH_ENVELOPE;
+        break;
+    case FI_BODY:
+        sp->storage_what |= STORAGE_FETCH_BODY;
+        break;
+    case FI_BODYSTRUCTURE:
+        sp->storage_what |= STORAGE_FETCH_BODYSTRUCTURE;
+        break;
+    case FI_SECTION:
+        sp->need_body = true;
+        break;
+    default:
+        break;
+    }
+    return it;
+}
+
+/* Parses "[section]<o.n>" (s points at '['). */
+static int parse_section(const char *s, size_t len, struct imap_arena *ar, unsigned max_depth,
+                         struct imap_fetch_item *it, const char **err)
+{
+    const char *close = NULL;
+    unsigned depth = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '"') {
+            /* skip a quoted header name */
+            for (i++; i < len && s[i] != '"'; i++)
+                if (s[i] == '\\')
+                    i++;
+            continue;
+        }
+        if (s[i] == ']' && depth == 0) {
+            close = s + i;
+            break;
+        }
+        if (s[i] == '(')
+            depth++;
+        else if (s[i] == ')' && depth)
+            depth--;
+    }
+    if (len < 2 || s[0] != '[' || !close) {
+        *err = "Invalid section.";
+        return IMAP_ARG_BAD;
+    }
+    const char *p = s + 1, *end = close;
+    size_t pl = 0;
+
+    /* part number: nz-number *("." nz-number) */
+    while (p < end && isdigit((unsigned char)*p)) {
+        const char *start = p;
+        unsigned long v = 0;
+        if (*p == '0') {
+            *err = "Invalid part number.";
+            return IMAP_ARG_BAD;
+        }
+        while (p < end && isdigit((unsigned char)*p)) {
+            v = v * 10 + (unsigned long)(*p - '0');
+            if (v > 100000) {
+                *err = "Invalid part number.";
+                return IMAP_ARG_BAD;
+            }
+            p++;
+        }
+        if (pl + (size_t)(p - start) + 2 >= sizeof(it->part)) {
+            *err = "Part number too long.";
+            return IMAP_ARG_BAD;
+        }
+        if (pl)
+            it->part[pl++] = '.';
+        memcpy(it->part + pl, start, (size_t)(p - start));
+        pl += (size_t)(p - start);
+        it->part[pl] = '\0';
+        if (p < end && *p == '.' && p + 1 < end && isdigit((unsigned char)p[1])) {
+            p++;
+            continue;
+        }
+        if (p < end && *p == '.') {
+            p++;
+            if (p == end) {
+                *err = "Invalid section.";
+                return IMAP_ARG_BAD;
+            }
+        }
+        break;
+    }
+    size_t rest = (size_t)(end - p);
+    it->kind = SEC_WHOLE;
+    if (rest == 0) {
+        it->kind = SEC_WHOLE;
+    } else if (rest == 6 && !strncasecmp(p, "HEADER", 6)) {
+        it->kind = SEC_HEADER;
+    } else if (rest == 4 && !strncasecmp(p, "TEXT", 4)) {
+        it->kind = SEC_TEXT;
+    } else if (rest == 4 && !strncasecmp(p, "MIME", 4) && pl) {
+        it->kind = SEC_MIME;
+    } else if (rest > 13 && !strncasecmp(p, "HEADER.FIELDS", 13)) {
+        struct imap_args a;
+        size_t cap = 0;
+        const char *q = p + 13;
+        it->kind = SEC_FIELDS;
+        if ((size_t)(end - q) > 4 && !strncasecmp(q, ".NOT", 4)) {
+            it->kind = SEC_FIELDS_NOT;
+            q += 4;
+        }
+        imap_args_init(&a, q, (size_t)(end - q), max_depth);
+        if (imap_args_sp(&a) != IMAP_ARG_OK || imap_args_open(&a) != IMAP_ARG_OK) {
+            *err = "Invalid header field list.";
+            return IMAP_ARG_BAD;
+        }
+        while (!imap_args_peek(&a, ')')) {
+            char *name;
+            size_t nl;
+            if (it->nnames && imap_args_sp(&a) != IMAP_ARG_OK) {
+                *err = "Invalid header field list.";
+                return IMAP_ARG_BAD;
+            }
+            int r = imap_args_astring_dup(&a, ar, &name, &nl);
+            if (r != IMAP_ARG_OK || nl == 0 || nl > 200 || it->nnames >= FETCH_MAX_NAMES) {
+                *err = "Invalid header field name.";
+                return r == IMAP_ARG_NOMEM ? r : IMAP_ARG_BAD;
+            }
+            for (size_t k = 0; k < nl; k++) {
+                unsigned char ch = (unsigned char)name[k];
+                if (ch <= 0x20 || ch >= 0x7f || ch == ':') {
+                    *err = "Invalid header field name.";
+                    return IMAP_ARG_BAD;
+                }
+            }
+            if (it->nnames == cap) {
+                size_t ncap = cap ? cap * 2 : 8;
+                const char **nn = imap_arena_alloc(ar, ncap * sizeof(*nn));
+                if (!nn)
+                    return IMAP_ARG_NOMEM;
+                if (it->nnames)
+                    memcpy(nn, it->names, it->nnames * sizeof(*nn));
+                it->names = nn;
+                cap = ncap;
+            }
+            it->names[it->nnames++] = name;
+        }
+        if (imap_args_close(&a) != IMAP_ARG_OK || !imap_args_at_end(&a) || !it->nnames) {
+            *err = "Invalid header field list.";
+            return IMAP_ARG_BAD;
+        }
+    } else {
+        *err = "Unknown section.";
+        return IMAP_ARG_BAD;
+    }
+    /* partial <origin.count> */
+    const char *after = close + 1, *send = s + len;
+    if (after < send) {
+        uint64_t o = 0, c = 0;
+        const char *q = after;
+        if (*q != '<') {
+            *err = "Invalid partial.";
+            return IMAP_ARG_BAD;
+        }
+        q++;
+        const char *ds = q;
+        while (q < send && isdigit((unsigned char)*q) && o < (1ull << 40))
+            o = o * 10 + (uint64_t)(*q++ - '0');
+        if (q == ds || q >= send || *q != '.') {
+            *err = "Invalid partial.";
+            return IMAP_ARG_BAD;
+        }
+        q++;
+        ds = q;
+        while (q < send && isdigit((unsigned char)*q) && c < (1ull << 40))
+            c = c * 10 + (uint64_t)(*q++ - '0');
+        if (q == ds || q + 1 != send || *q != '>' || c == 0 || *ds == '0') {
+            *err = "Invalid partial.";
+            return IMAP_ARG_BAD;
+        }
+        if (o > UINT32_MAX || c > UINT32_MAX) {
+            *err = "Invalid partial.";
+            return IMAP_ARG_BAD;
+        }
+        it->partial = true;
+        it->origin = o;
+        it->count = c;
+    }
+    return IMAP_ARG_OK;
+}
+
+static int parse_att(struct imap_args *a, struct imap_arena *ar, struct imap_fetch_spec *sp,
+                     struct imap_fetch_item ***tail, const char **err)
+{
+    const char *w;
+    size_t n;
+    struct imap_fetch_item *it;
+
+    if (imap_args_word(a, &w, &n) != IMAP_ARG_OK) {
+        *err = "Invalid fetch attribute.";
+        return IMAP_ARG_BAD;
+    }
+#define SIMPLE(name, type)                                                                         \
+    if (word_is(w, n, name))                                                                       \
+        return new_item(ar, sp, tail, type) ? IMAP_ARG_OK : IMAP_ARG_NOMEM;
+    SIMPLE("FLAGS", FI_FLAGS)
+    SIMPLE("INTERNALDATE", FI_INTERNALDATE)
+    SIMPLE("RFC822.SIZE", FI_RFC822_SIZE)
+    SIMPLE("ENVELOPE", FI_ENVELOPE)
+    SIMPLE("BODYSTRUCTURE", FI_BODYSTRUCTURE)
+    SIMPLE("BODY", FI_BODY)
+    SIMPLE("UID", FI_UID)
+#undef SIMPLE
+    if (word_is(w, n, "RFC822") || word_is(w, n, "RFC822.HEADER") || word_is(w, n, "RFC822.TEXT")) {
+        if (!(it = new_item(ar, sp, tail, FI_SECTION)))
+            return IMAP_ARG_NOMEM;
+        it->label = n == 6 ? "RFC822" : n == 13 ? "RFC822.HEADER" : "RFC822.TEXT";
+        it->kind = n == 6 ? SEC_WHOLE : n == 13 ? SEC_HEADER : SEC_TEXT;
+        it->peek = n == 13;
+        if (!it->peek)
+            sp->sets_seen = true;
+        return IMAP_ARG_OK;
+    }
+    bool peek = false;
+    size_t pre = 0;
+    if (n > 9 && !strncasecmp(w, "BODY.PEEK[", 10)) {
+        peek = true;
+        pre = 9;
+    } else if (n > 4 && !strncasecmp(w, "BODY[", 5)) {
+        pre = 4;
+    } else {
+        *err = "Unknown fetch attribute.";
+        return IMAP_ARG_BAD;
+    }
+    if (!(it = new_item(ar, sp, tail, FI_SECTION)))
+        return IMAP_ARG_NOMEM;
+    it->peek = peek;
+    int r = parse_section(w + pre, n - pre, ar, a->max_depth, it, err);
+    if (r != IMAP_ARG_OK)
+        return r;
+    if (!peek)
+        sp->sets_seen = true;
+    /* the label answered: BODY[<section as sent>] without the partial
+     * count, with the origin when partial */
+    const char *close = memchr(w + pre, ']', n - pre);
+    while (close && close + 1 < w + n && close[1] != '<')
+        close = memchr(close + 1, ']', (size_t)(w + n - close - 1));
+    size_t seclen = close ? (size_t)(close - (w + pre)) + 1 : n - pre;
+    char *label = imap_arena_alloc(ar, 4 + seclen + 24);
+    if (!label)
+        return IMAP_ARG_NOMEM;
+    memcpy(label, "BODY", 4);
+    memcpy(label + 4, w + pre, seclen);
+    /* section names upper case as RFC 3501 writes them; header names as sent */
+    for (size_t i = 4; i < 4 + seclen && label[i] != '('; i++)
+        label[i] = (char)toupper((unsigned char)label[i]);
+    size_t ll = 4 + seclen;
+    if (it->partial)
+        ll += (size_t)snprintf(label + ll, 24, "<%llu>", (unsigned long long)it->origin);
+    label[ll] = '\0';
+    it->label = label;
+    return IMAP_ARG_OK;
+}
+
+int imap_fetch_parse(struct imap_args *a, struct imap_arena *ar, struct imap_fetch_spec *out,
+                     const char **err)
+{
+    struct imap_fetch_item **tail = &out->items;
+    int r;
+
+    memset(out, 0, sizeof(*out));
+    *err = "Invalid fetch attributes.";
+    if (imap_args_peek(a, '(')) {
+        if ((r = imap_args_open(a)) != IMAP_ARG_OK)
+            return r;
+        for (;;) {
+            if ((r = parse_att(a, ar, out, &tail, err)) != IMAP_ARG_OK)
+                return r;
+            if (imap_args_peek(a, ')'))
+                break;
+            if (imap_args_sp(a) != IMAP_ARG_OK)
+                return IMAP_ARG_BAD;
+        }
+        return imap_args_close(a);
+    }
+    const char *w;
+    size_t n;
+    const char *save = a->p;
+    if (imap_args_atom(a, &w, &n) == IMAP_ARG_OK &&
+        (word_is(w, n, "ALL") || word_is(w, n, "FAST") || word_is(w, n, "FULL"))) {
+        enum imap_fi_type all[] = {FI_FLAGS, FI_INTERNALDATE, FI_RFC822_SIZE, FI_ENVELOPE, FI_BODY};
+        size_t cnt = word_is(w, n, "FAST") ? 3 : word_is(w, n, "ALL") ? 4 : 5;
+        for (size_t i = 0; i < cnt; i++)
+            if (!new_item(ar, out, &tail, all[i]))
+                return IMAP_ARG_NOMEM;
+        return IMAP_ARG_OK;
+    }
+    a->p = save;
+    return parse_att(a, ar, out, &tail, err);
+}
+
+/* ---- execution ---- */
+
+struct fetch_msg {
+    uint32_t seq, uid;
+};
+
+struct imap_fetch {
+    struct imap_job j;
+    bool session_owned;
+    int64_t mbox;
+    bool uid_cmd, readonly;
+    uint32_t recent_lo, recent_hi;
+    struct imap_arena ar;
+    struct imap_fetch_spec spec;
+    struct fetch_msg *msgs;
+    size_t n, pos;
+    bool seen_done;
+    struct storage_uidlist seen_changed;
+    uint64_t own_modseq;
+    /* the message being answered */
+    bool in_msg, first_item;
+    struct imap_fetch_item *item;
+    struct {
+        uint32_t uid;
+        unsigned flags;
+        uint64_t size;
+        int64_t idate;
+        char *keywords, *env, *bs, *body;
+        bool found;
+    } cur;
+    int fd;
+    uint64_t foff, fleft;
+    char *mem;
+    size_t memoff, memleft;
+    int err;
+    bool finished;
+    struct imap_buf out;
+};
+
+static bool is_recent(const struct imap_fetch *f, uint32_t uid)
+{
+    return uid >= f->recent_lo && uid <= f->recent_hi;
+}
+
+static bool seen_changed(const struct imap_fetch *f, uint32_t uid)
+{
+    size_t lo = 0, hi = f->seen_changed.n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (f->seen_changed.uids[mid] < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < f->seen_changed.n && f->seen_changed.uids[lo] == uid;
+}
+
+static void item_sep(struct imap_fetch *f)
+{
+    if (!f->first_item)
+        imap_buf_add(&f->out, " ", 1);
+    f->first_item = false;
+}
+
+/* The metadata items of one message (FLAGS ... UID), all but sections. */
+static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it, uint32_t uid,
+                      unsigned flags, const char *kw, uint64_t size, int64_t idate,
+                      const char *env, const char *bs, const char *body)
+{
+    struct imap_buf *b = &f->out;
+    switch (it->type) {
+    case FI_FLAGS:
+        item_sep(f);
+        imap_buf_str(b, "FLAGS ");
+        imap_buf_flags(b, flags, kw, is_recent(f, uid));
+        break;
+    case FI_INTERNALDATE:
+        item_sep(f);
+        imap_buf_str(b, "INTERNALDATE ");
+        imap_buf_date(b, idate);
+        break;
+    case FI_RFC822_SIZE:
+        item_sep(f);
+        imap_buf_printf(b, "RFC822.SIZE %llu", (unsigned long long)size);
+        break;
+    case FI_ENVELOPE:
+        item_sep(f);
+        imap_buf_str(b, "ENVELOPE ");
+        imap_buf_str(b, env ? env : "NIL");
+        break;
+    case FI_BODY:
+        item_sep(f);
+        imap_buf_str(b, "BODY ");
+        imap_buf_str(b, body ? body : "NIL");
+        break;
+    case FI_BODYSTRUCTURE:
+        item_sep(f);
+        imap_buf_str(b, "BODYSTRUCTURE ");
+        imap_buf_str(b, bs ? bs : "NIL");
+        break;
+    case FI_UID:
+    case FI_SECTION:
+        break; /* UID comes first; sections elsewhere */
+    }
+}
+
+static void msg_open(struct imap_fetch *f, uint32_t seq, uint32_t uid)
+{
+    imap_buf_printf(&f->out, "* %u FETCH (", seq);
+    f->first_item = true;
+    if (f->spec.uid || f->uid_cmd) {
+        item_sep(f);
+        imap_buf_printf(&f->out, "UID %u", uid);
+    }
+}
+
+/* ---- metadata-only batches ---- */
+
+struct batch {
+    struct imap_fetch *f;
+    size_t from, to; /* msgs[from..to) */
+};
+
+static int batch_cb(void *arg, const struct storage_msg *m)
+{
+    struct batch *bt = arg;
+    struct imap_fetch *f = bt->f;
+    size_t lo = bt->from, hi = bt->to;
+
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (f->msgs[mid].uid < m->uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo >= bt->to || f->msgs[lo].uid != m->uid)
+        return 0;
+    msg_open(f, f->msgs[lo].seq, m->uid);
+    for (const struct imap_fetch_item *it = f->spec.items; it; it = it->next)
+        meta_item(f, it, m->uid, m->flags, m->keywords, m->size, m->internal_date, m->envelope,
+                  m->bodystructure, m->body);
+    imap_buf_str(&f->out, ")\r\n");
+    return f->out.oom;
+}
+
+static void do_batch(struct imap_fetch *f)
+{
+    size_t chunk = f->spec.storage_what ? 500 : 5000;
+    size_t from = f->pos, to = from + chunk < f->n ? from + chunk : f->n, nr = 0;
+    struct storage_range *r = malloc((to - from) * sizeof(*r));
+    struct batch bt = {f, from, to};
+
+    if (!r) {
+        f->err = STORAGE_E_NOMEM;
+        return;
+    }
+    /* consecutive sequence numbers are one UID range in our view */
+    for (size_t i = from; i < to; i++) {
+        if (nr && f->msgs[i].seq == f->msgs[i - 1].seq + 1) {
+            r[nr - 1].hi = f->msgs[i].uid;
+            continue;
+        }
+        r[nr].lo = r[nr].hi = f->msgs[i].uid;
+        nr++;
+    }
+    struct storage_uidset set = {nr, r};
+    f->err = storage_fetch(f->j.u, f->mbox, &set, f->spec.storage_what, batch_cb, &bt);
+    if (!f->err && f->out.oom)
+        f->err = STORAGE_E_NOMEM;
+    free(r);
+    f->pos = to;
+}
+
+/* ---- one message with sections ---- */
+
+static void cur_clear(struct imap_fetch *f)
+{
+    free(f->cur.keywords);
+    free(f->cur.env);
+    free(f->cur.bs);
+    free(f->cur.body);
+    memset(&f->cur, 0, sizeof(f->cur));
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static int cur_cb(void *arg, const struct storage_msg *m)
+{
+    struct imap_fetch *f = arg;
+    f->cur.uid = m->uid;
+    f->cur.flags = m->flags;
+    f->cur.size = m->size;
+    f->cur.idate = m->internal_date;
+    f->cur.keywords = dup_or_null(m->keywords);
+    f->cur.env = dup_or_null(m->envelope);
+    f->cur.bs = dup_or_null(m->bodystructure);
+    f->cur.body = dup_or_null(m->body);
+    f->cur.found = true;
+    return 0;
+}
+
+static void stream_close(struct imap_fetch *f)
+{
+    if (f->fd >= 0)
+        close(f->fd);
+    f->fd = -1;
+    f->fleft = 0;
+    free(f->mem);
+    f->mem = NULL;
+    f->memleft = 0;
+}
+
+/* Starts the literal of a section item (or an empty string). */
+static void section_start(struct imap_fetch *f, const struct imap_fetch_item *it)
+{
+    char sec[96];
+    uint64_t off = 0, len = 0;
+    int fd = -1, rc;
+    char *mem = NULL;
+    size_t memlen = 0;
+
+    item_sep(f);
+    imap_buf_str(&f->out, it->label);
+    imap_buf_add(&f->out, " ", 1);
+    if (it->kind == SEC_FIELDS || it->kind == SEC_FIELDS_NOT) {
+        rc = storage_msg_header_fields(f->j.u, f->mbox, f->cur.uid, it->part, it->names,
+                                       it->nnames, it->kind == SEC_FIELDS_NOT, &mem, &memlen);
+        len = memlen;
+    } else {
+        static const char *const kinds[] = {"", "HEADER", "TEXT", "MIME"};
+        if (it->kind == SEC_WHOLE)
+            snprintf(sec, sizeof(sec), "%s", it->part);
+        else if (it->part[0])
+            snprintf(sec, sizeof(sec), "%s.%s", it->part, kinds[it->kind]);
+        else
+            snprintf(sec, sizeof(sec), "%s", kinds[it->kind]);
+        rc = storage_msg_section(f->j.u, f->mbox, f->cur.uid, sec, &fd, &off, &len);
+    }
+    if (rc == STORAGE_E_INVAL || rc == STORAGE_E_NOMSG) {
+        /* no such part (or gone meanwhile): an empty string */
+        imap_buf_str(&f->out, "\"\"");
+        return;
+    }
+    if (rc) {
+        f->err = rc;
+        return;
+    }
+    uint64_t start = 0, n = len;
+    if (it->partial) {
+        start = it->origin < len ? it->origin : len;
+        n = len - start < it->count ? len - start : it->count;
+    }
+    imap_buf_printf(&f->out, "{%llu}\r\n", (unsigned long long)n);
+    if (mem) {
+        f->mem = mem;
+        f->memoff = (size_t)start;
+        f->memleft = (size_t)n;
+        if (!n) {
+            free(mem);
+            f->mem = NULL;
+        }
+    } else {
+        f->fd = fd;
+        f->foff = off + start;
+        f->fleft = n;
+        if (!n)
+            stream_close(f);
+    }
+}
+
+static void stream_some(struct imap_fetch *f)
+{
+    if (f->mem) {
+        imap_buf_add(&f->out, f->mem + f->memoff, f->memleft);
+        free(f->mem);
+        f->mem = NULL;
+        f->memleft = 0;
+        return;
+    }
+    size_t want = f->fleft < 128 * 1024 ? (size_t)f->fleft : 128 * 1024;
+    if (f->out.len + want > f->out.cap) {
+        size_t before = f->out.len;
+        imap_buf_add(&f->out, "", 0);
+        /* grow by hand: reserve without writing */
+        char *n = realloc(f->out.p, before + want + 1);
+        if (!n) {
+            f->err = STORAGE_E_NOMEM;
+            return;
+        }
+        f->out.p = n;
+        f->out.cap = before + want + 1;
+    }
+    ssize_t r = pread(f->fd, f->out.p + f->out.len, want, (off_t)f->foff);
+    if (r <= 0) {
+        /* the file shrank under us: pad so the literal stays well-formed */
+        if (r < 0 && errno == EINTR)
+            return;
+        memset(f->out.p + f->out.len, ' ', want);
+        r = (ssize_t)want;
+    }
+    f->out.len += (size_t)r;
+    f->foff += (uint64_t)r;
+    f->fleft -= (uint64_t)r;
+    if (!f->fleft)
+        stream_close(f);
+}
+
+static void do_message(struct imap_fetch *f)
+{
+    if (!f->in_msg) {
+        struct storage_range r = {f->msgs[f->pos].uid, f->msgs[f->pos].uid};
+        struct storage_uidset set = {1, &r};
+        cur_clear(f);
+        f->err = storage_fetch(f->j.u, f->mbox, &set, f->spec.storage_what, cur_cb, f);
+        if (f->err)
+            return;
+        if (!f->cur.found) {
+            f->pos++; /* expunged meanwhile */
+            return;
+        }
+        if (seen_changed(f, f->cur.uid))
+            f->cur.flags |= STORAGE_FLAG_SEEN;
+        msg_open(f, f->msgs[f->pos].seq, f->cur.uid);
+        f->item = f->spec.items;
+        f->in_msg = true;
+    }
+    if (f->fd >= 0 || f->mem) {
+        stream_some(f);
+        return;
+    }
+    if (!f->item) {
+        if (!f->spec.flags && seen_changed(f, f->cur.uid)) {
+            item_sep(f);
+            imap_buf_str(&f->out, "FLAGS ");
+            imap_buf_flags(&f->out, f->cur.flags, f->cur.keywords, is_recent(f, f->cur.uid));
+        }
+        imap_buf_str(&f->out, ")\r\n");
+        f->in_msg = false;
+        f->pos++;
+        cur_clear(f);
+        return;
+    }
+    struct imap_fetch_item *it = f->item;
+    f->item = it->next;
+    if (it->type == FI_SECTION)
+        section_start(f, it);
+    else
+        meta_item(f, it, f->cur.uid, f->cur.flags, f->cur.keywords, f->cur.size, f->cur.idate,
+                  f->cur.env, f->cur.bs, f->cur.body);
+}
+
+static int seen_cb(void *arg, const struct storage_msg *m)
+{
+    struct imap_fetch *f = arg;
+    if (f->seen_changed.n == f->seen_changed.cap) {
+        size_t ncap = f->seen_changed.cap ? f->seen_changed.cap * 2 : 16;
+        uint32_t *v = realloc(f->seen_changed.uids, ncap * sizeof(*v));
+        if (!v)
+            return 1;
+        f->seen_changed.uids = v;
+        f->seen_changed.cap = ncap;
+    }
+    f->seen_changed.uids[f->seen_changed.n++] = m->uid;
+    f->own_modseq = m->modseq;
+    return 0;
+}
+
+static void fetch_work(struct imap_job *j)
+{
+    struct imap_fetch *f = (struct imap_fetch *)j;
+
+    imap_buf_reset(&f->out);
+    if (!f->seen_done && f->spec.sets_seen && !f->readonly) {
+        /* \Seen set implicitly (RFC 3501 6.4.5), in one transaction */
+        struct storage_range *r = malloc((f->n ? f->n : 1) * sizeof(*r));
+        size_t nr = 0;
+        if (!r) {
+            f->err = STORAGE_E_NOMEM;
+            return;
+        }
+        for (size_t i = 0; i < f->n; i++) {
+            if (nr && f->msgs[i].seq == f->msgs[i - 1].seq + 1) {
+                r[nr - 1].hi = f->msgs[i].uid;
+                continue;
+            }
+            r[nr].lo = r[nr].hi = f->msgs[i].uid;
+            nr++;
+        }
+        struct storage_uidset set = {nr, r};
+        f->err = storage_store(j->u, f->mbox, &set, STORAGE_STORE_ADD, STORAGE_FLAG_SEEN, NULL, 0,
+                               0, NULL, seen_cb, f);
+        free(r);
+        f->seen_done = true;
+        if (f->err)
+            return;
+    }
+    while (f->pos < f->n && f->out.len < IMAP_STEP_BYTES && !f->err) {
+        if (!f->spec.need_body)
+            do_batch(f);
+        else
+            do_message(f);
+        if (f->out.oom)
+            f->err = STORAGE_E_NOMEM;
+    }
+    if (f->pos >= f->n)
+        f->finished = true;
+}
+
+static void fetch_destroy(struct imap_fetch *f)
+{
+    stream_close(f);
+    cur_clear(f);
+    free(f->msgs);
+    storage_uidlist_free(&f->seen_changed);
+    imap_arena_free(&f->ar);
+    imap_buf_free(&f->out);
+    free(f);
+}
+
+static void fetch_free_fn(struct imap_job *j)
+{
+    struct imap_fetch *f = (struct imap_fetch *)j;
+    if (!f->session_owned)
+        fetch_destroy(f);
+}
+
+static void fetch_done(struct imap_session *s, struct imap_job *j)
+{
+    struct imap_fetch *f = (struct imap_fetch *)j;
+
+    if (f->out.len) {
+        imap_flush(s);
+        conn_write(s->c, f->out.p, f->out.len);
+    }
+    if (f->err || f->finished) {
+        s->fetch = NULL;
+        f->session_owned = false; /* freed after this call */
+        if (f->own_modseq)
+            imap_sel_note_own_store(s, f->own_modseq);
+        if (f->err) {
+            imap_finish_storage_err(s, f->err, "FETCH");
+            return;
+        }
+        imap_finish(s, "OK", "%sFETCH completed.", f->uid_cmd ? "UID " : "");
+        return;
+    }
+    if (conn_write_queued(s->c) < CONN_WRITE_HIGH)
+        imap_fetch_continue(s);
+    else
+        imap_stall(s); /* on_drain continues */
+}
+
+void imap_fetch_continue(struct imap_session *s)
+{
+    struct imap_fetch *f = s->fetch;
+    if (!f || s->job)
+        return;
+    memset(&f->j, 0, sizeof(f->j));
+    f->j.free_fn = fetch_free_fn;
+    if (imap_job_start(s, &f->j, fetch_work, fetch_done) < 0) {
+        /* job_free left it to us (session_owned) */
+        s->fetch = NULL;
+        fetch_destroy(f);
+        imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
+    }
+}
+
+void imap_fetch_abort(struct imap_session *s)
+{
+    struct imap_fetch *f = s->fetch;
+    if (!f)
+        return;
+    s->fetch = NULL;
+    if (s->job == &f->j)
+        f->session_owned = false; /* the running job frees it when done */
+    else
+        fetch_destroy(f);
+}
+
+void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
+{
+    struct imap_seqset set;
+    struct storage_uidset us;
+    struct imap_fetch *f;
+    const char *err = "Invalid fetch attributes.";
+    int r = IMAP_ARG_BAD;
+
+    f = calloc(1, sizeof(*f));
+    if (!f) {
+        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+        return;
+    }
+    f->fd = -1;
+    if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_seqset(a, &f->ar, &set) != IMAP_ARG_OK) {
+        fetch_destroy(f);
+        imap_bad(s, "Invalid sequence set.");
+        return;
+    }
+    if (imap_args_sp(a) != IMAP_ARG_OK ||
+        (r = imap_fetch_parse(a, &f->ar, &f->spec, &err)) != IMAP_ARG_OK ||
+        !imap_args_at_end(a)) {
+        if (r == IMAP_ARG_DEEP)
+            err = "Too deeply nested.";
+        fetch_destroy(f);
+        imap_bad(s, "%s", err);
+        return;
+    }
+    if (imap_sel_resolve(s, &set, s->uid_cmd, &f->ar, &us) < 0) {
+        fetch_destroy(f);
+        imap_bad(s, "Invalid message sequence number.");
+        return;
+    }
+    /* the messages asked for, in sequence order, each once */
+    const struct uidarr *v = &s->sel->uids;
+    uint8_t *mark = v->n ? calloc((v->n + 7) / 8, 1) : NULL;
+    size_t count = 0;
+    if (v->n && !mark) {
+        fetch_destroy(f);
+        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+        return;
+    }
+    for (size_t i = 0; i < us.n; i++) {
+        ssize_t k = 0;
+        /* first index with uid >= lo */
+        size_t lo = 0, hi = v->n;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (v->v[mid] < us.r[i].lo)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (k = (ssize_t)lo; (size_t)k < v->n && v->v[k] <= us.r[i].hi; k++) {
+            if (!(mark[k / 8] & (1u << (k % 8)))) {
+                mark[k / 8] |= (uint8_t)(1u << (k % 8));
+                count++;
+            }
+        }
+    }
+    f->msgs = count ? malloc(count * sizeof(*f->msgs)) : NULL;
+    if (count && !f->msgs) {
+        free(mark);
+        fetch_destroy(f);
+        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+        return;
+    }
+    for (size_t k = 0; k < v->n && f->n < count; k++)
+        if (mark[k / 8] & (1u << (k % 8))) {
+            f->msgs[f->n].seq = (uint32_t)k + 1;
+            f->msgs[f->n].uid = v->v[k];
+            f->n++;
+        }
+    free(mark);
+    f->mbox = s->sel->id;
+    f->uid_cmd = s->uid_cmd;
+    f->readonly = s->sel->readonly;
+    f->recent_lo = s->sel->recent_lo;
+    f->recent_hi = s->sel->recent_hi;
+    if (f->n == 0) {
+        fetch_destroy(f);
+        imap_finish(s, "OK", "%sFETCH completed.", s->uid_cmd ? "UID " : "");
+        return;
+    }
+    if (!imap_storage(s)) {
+        fetch_destroy(f);
+        return;
+    }
+    f->session_owned = true;
+    s->fetch = f;
+    s->busy = true;
+    imap_fetch_continue(s);
+}

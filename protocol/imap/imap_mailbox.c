@@ -1,0 +1,745 @@
+/* The selected mailbox: SELECT/EXAMINE, the sequence-number <-> UID map
+ * (one uint32_t per message), \Recent ownership (one session per mailbox
+ * in this process), and the changes other sessions and deliveries make:
+ * collected from storage events on the loop, announced (EXISTS, RECENT,
+ * EXPUNGE, FETCH FLAGS) at the moments RFC 3501 allows. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "protocol/imap/imap_private.h"
+#include "server/config.h"
+
+/* ---- UID arrays ---- */
+
+int uidarr_push(struct uidarr *a, uint32_t uid)
+{
+    if (a->n == a->cap) {
+        size_t ncap = a->cap ? a->cap * 2 : 16;
+        uint32_t *v = realloc(a->v, ncap * sizeof(*v));
+        if (!v)
+            return -1;
+        a->v = v;
+        a->cap = ncap;
+    }
+    a->v[a->n++] = uid;
+    return 0;
+}
+
+void uidarr_free(struct uidarr *a)
+{
+    free(a->v);
+    a->v = NULL;
+    a->n = a->cap = 0;
+}
+
+ssize_t uidarr_find(const struct uidarr *a, uint32_t uid)
+{
+    size_t lo = 0, hi = a->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a->v[mid] < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < a->n && a->v[lo] == uid ? (ssize_t)lo : -1;
+}
+
+/* first index with v[i] >= uid */
+static size_t lower_bound(const struct uidarr *a, uint32_t uid)
+{
+    size_t lo = 0, hi = a->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a->v[mid] < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static uint32_t max_uid(const struct uidarr *a)
+{
+    return a->n ? a->v[a->n - 1] : 0;
+}
+
+uint32_t imap_sel_seq(const struct imap_sel *sel, uint32_t uid)
+{
+    ssize_t i = uidarr_find(&sel->uids, uid);
+    return i < 0 ? 0 : (uint32_t)i + 1;
+}
+
+/* ---- \Recent ownership ---- */
+
+struct imap_recent {
+    int64_t user, mbox;
+    uint32_t floor;               /* UIDs up to here were claimed by a session */
+    struct imap_session *owner;   /* the session getting new arrivals, or NULL */
+    struct imap_recent *next;
+};
+#define RECENT_BUCKETS 1024
+static struct imap_recent *recent_tab[RECENT_BUCKETS];
+
+static struct imap_recent **recent_slot(int64_t user, int64_t mbox)
+{
+    uint64_t h = (uint64_t)user * 0x9e3779b97f4a7c15ull ^ (uint64_t)mbox * 0xc2b2ae3d27d4eb4full;
+    struct imap_recent **pp = &recent_tab[(h >> 32) % RECENT_BUCKETS];
+    while (*pp && ((*pp)->user != user || (*pp)->mbox != mbox))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static struct imap_recent *recent_get(int64_t user, int64_t mbox)
+{
+    struct imap_recent **pp = recent_slot(user, mbox);
+    if (!*pp) {
+        struct imap_recent *r = calloc(1, sizeof(*r));
+        if (!r)
+            return NULL;
+        r->user = user;
+        r->mbox = mbox;
+        *pp = r;
+    }
+    return *pp;
+}
+
+uint32_t imap_recent_floor(int64_t user, int64_t mbox)
+{
+    struct imap_recent **pp = recent_slot(user, mbox);
+    return *pp ? (*pp)->floor : 0;
+}
+
+bool imap_sel_recent(const struct imap_sel *sel, uint32_t uid)
+{
+    return uid >= sel->recent_lo && uid <= sel->recent_hi;
+}
+
+static uint32_t recent_count(const struct imap_sel *sel)
+{
+    if (sel->recent_lo > sel->recent_hi)
+        return 0;
+    size_t a = lower_bound(&sel->uids, sel->recent_lo);
+    size_t b = sel->recent_hi == UINT32_MAX ? sel->uids.n
+                                            : lower_bound(&sel->uids, sel->recent_hi + 1);
+    return (uint32_t)(b - a);
+}
+
+void imap_sel_free(struct imap_session *s)
+{
+    struct imap_sel *sel = s->sel;
+    if (!sel)
+        return;
+    if (sel->rec && sel->rec->owner == s)
+        sel->rec->owner = NULL;
+    uidarr_free(&sel->uids);
+    uidarr_free(&sel->pend_new);
+    uidarr_free(&sel->pend_exp);
+    free(sel);
+    s->sel = NULL;
+    if (s->state == IMAP_SELECTED)
+        s->state = IMAP_AUTH;
+}
+
+/* ---- sets ---- */
+
+int imap_sel_resolve(struct imap_session *s, const struct imap_seqset *in, bool uid,
+                     struct imap_arena *ar, struct storage_uidset *out)
+{
+    const struct uidarr *u = &s->sel->uids;
+    struct storage_range *r = imap_arena_alloc(ar, (in->n ? in->n : 1) * sizeof(*r));
+    size_t k = 0;
+
+    out->n = 0;
+    out->r = r;
+    if (!r)
+        return -1;
+    for (size_t i = 0; i < in->n; i++) {
+        uint32_t lo = in->r[i].lo, hi = in->r[i].hi;
+        if (!uid) {
+            uint32_t n = (uint32_t)u->n;
+            if (hi == IMAP_STAR)
+                hi = n;
+            if (lo == IMAP_STAR)
+                lo = n;
+            if (lo > hi) {
+                uint32_t t = lo;
+                lo = hi;
+                hi = t;
+            }
+            if (n == 0 && in->r[i].hi == IMAP_STAR)
+                continue; /* "1:*" in an empty mailbox: nothing */
+            if (lo == 0 || hi > n)
+                return -1;
+            r[k].lo = u->v[lo - 1];
+            r[k].hi = u->v[hi - 1];
+            k++;
+        } else {
+            uint32_t m = max_uid(u);
+            if (m == 0)
+                continue;
+            if (hi == IMAP_STAR)
+                hi = m;
+            if (lo == IMAP_STAR)
+                lo = m;
+            if (lo > hi) {
+                uint32_t t = lo;
+                lo = hi;
+                hi = t;
+            }
+            if (lo > m)
+                continue;
+            if (hi > m)
+                hi = m; /* messages not announced yet are not addressable */
+            r[k].lo = lo;
+            r[k].hi = hi;
+            k++;
+        }
+    }
+    out->n = k;
+    return 0;
+}
+
+/* ---- announcing changes ---- */
+
+void imap_sel_expunged(struct imap_session *s, const uint32_t *uids, size_t n)
+{
+    struct imap_sel *sel = s->sel;
+    size_t removed = 0, w = 0, j = 0;
+
+    if (!sel || !n)
+        return;
+    /* one pass: both lists ascending */
+    for (size_t i = 0; i < sel->uids.n; i++) {
+        uint32_t v = sel->uids.v[i];
+        while (j < n && uids[j] < v)
+            j++;
+        if (j < n && uids[j] == v) {
+            imap_printf(s, "* %zu EXPUNGE\r\n", i + 1 - removed);
+            removed++;
+            continue;
+        }
+        sel->uids.v[w++] = v;
+    }
+    sel->uids.n = w;
+    sel->exists_sent = sel->exists_sent > removed ? sel->exists_sent - removed : 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void pending_overflow(struct imap_session *s)
+{
+    struct imap_sel *sel = s->sel;
+    if (sel->pend_new.n + sel->pend_exp.n > conn_conf(s->c)->imap_max_pending_updates) {
+        /* too many to remember one by one: ask the index instead */
+        uidarr_free(&sel->pend_new);
+        uidarr_free(&sel->pend_exp);
+        sel->resync = true;
+    }
+}
+
+void imap_sel_note_new(struct imap_session *s, const uint32_t *uids, size_t n)
+{
+    struct imap_sel *sel = s->sel;
+    if (!sel || sel->resync)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (uids[i] <= max_uid(&sel->uids))
+            continue;
+        if (uidarr_push(&sel->pend_new, uids[i]) < 0)
+            sel->resync = true;
+        if (sel->rec && sel->rec->owner == s && uids[i] > sel->rec->floor)
+            sel->rec->floor = uids[i];
+    }
+    pending_overflow(s);
+}
+
+void imap_sel_note_own_store(struct imap_session *s, uint64_t modseq)
+{
+    struct imap_sel *sel = s->sel;
+    if (!sel || !modseq)
+        return;
+    if (sel->n_own < sizeof(sel->own_modseq) / sizeof(sel->own_modseq[0]))
+        sel->own_modseq[sel->n_own++] = modseq;
+}
+
+static bool own_modseq(const struct imap_sel *sel, uint64_t m)
+{
+    for (unsigned i = 0; i < sel->n_own; i++)
+        if (sel->own_modseq[i] == m)
+            return true;
+    return false;
+}
+
+void imap_on_event(void *arg, const struct storage_event *ev)
+{
+    struct imap_session *s = arg;
+    struct imap_sel *sel = s->sel;
+
+    if (s->state != IMAP_SELECTED || !sel || ev->mbox != sel->id)
+        return;
+    switch (ev->type) {
+    case STORAGE_EV_NEW:
+        imap_sel_note_new(s, ev->uids, ev->n);
+        break;
+    case STORAGE_EV_FLAGS:
+        if (ev->modseq > sel->known_modseq && !own_modseq(sel, ev->modseq))
+            sel->flags_dirty = true;
+        break;
+    case STORAGE_EV_EXPUNGE:
+        if (sel->resync)
+            break;
+        for (size_t i = 0; i < ev->n; i++)
+            if (uidarr_push(&sel->pend_exp, ev->uids[i]) < 0)
+                sel->resync = true;
+        pending_overflow(s);
+        break;
+    case STORAGE_EV_MAILBOX:
+    case STORAGE_EV_EXTERNAL:
+        sel->resync = true;
+        break;
+    }
+    if (s->idling && !s->job)
+        imap_idle_kick(s);
+    imap_flush(s);
+}
+
+bool imap_updates_need_job(struct imap_session *s)
+{
+    return s->sel && (s->sel->flags_dirty || s->sel->resync);
+}
+
+/* Announces what is known without the pool: expunges (when allowed), new
+ * messages, the counts. */
+static void apply_pending(struct imap_session *s, bool expunge_ok)
+{
+    struct imap_sel *sel = s->sel;
+
+    if (sel->pend_exp.n > 1)
+        qsort(sel->pend_exp.v, sel->pend_exp.n, sizeof(uint32_t), cmp_u32);
+    if (expunge_ok && sel->pend_exp.n) {
+        imap_sel_expunged(s, sel->pend_exp.v, sel->pend_exp.n);
+        /* expunged before being announced: they never will be */
+        size_t w = 0;
+        for (size_t i = 0; i < sel->pend_new.n; i++)
+            if (uidarr_find(&sel->pend_exp, sel->pend_new.v[i]) < 0)
+                sel->pend_new.v[w++] = sel->pend_new.v[i];
+        sel->pend_new.n = w;
+        uidarr_free(&sel->pend_exp);
+    }
+    if (sel->pend_new.n) {
+        qsort(sel->pend_new.v, sel->pend_new.n, sizeof(uint32_t), cmp_u32);
+        for (size_t i = 0; i < sel->pend_new.n; i++) {
+            uint32_t v = sel->pend_new.v[i];
+            if (v <= max_uid(&sel->uids))
+                continue;
+            if (sel->pend_exp.n && uidarr_find(&sel->pend_exp, v) >= 0)
+                continue;
+            if (uidarr_push(&sel->uids, v) < 0) {
+                sel->resync = true;
+                break;
+            }
+        }
+        uidarr_free(&sel->pend_new);
+    }
+    if (sel->uids.n != sel->exists_sent) {
+        uint32_t rc = recent_count(sel);
+        imap_printf(s, "* %zu EXISTS\r\n", sel->uids.n);
+        if (sel->uids.n > sel->exists_sent || rc != sel->recent_sent)
+            imap_printf(s, "* %u RECENT\r\n", rc);
+        sel->exists_sent = sel->uids.n;
+        sel->recent_sent = rc;
+    }
+}
+
+/* ---- the pool part: flags changed by others, full resync ---- */
+
+struct upd_flag {
+    uint32_t uid;
+    unsigned flags;
+    uint32_t kwoff; /* into kw buffer; UINT32_MAX = none */
+};
+
+struct upd_job {
+    struct imap_job j;
+    int64_t mbox;
+    uint64_t since;
+    uint64_t own[8];
+    unsigned n_own;
+    bool flags, resync;
+    bool expunge_ok;
+    void (*then)(struct imap_session *s);
+    /* results */
+    int err;
+    bool gone;
+    uint64_t highest;
+    struct storage_uidlist all;
+    struct upd_flag *fl;
+    size_t nfl, capfl;
+    struct imap_buf kw;
+};
+
+static int upd_cb(void *arg, const struct storage_msg *m)
+{
+    struct upd_job *u = arg;
+    if (m->modseq > u->highest)
+        u->highest = m->modseq;
+    for (unsigned i = 0; i < u->n_own; i++)
+        if (u->own[i] == m->modseq)
+            return 0;
+    if (u->nfl == u->capfl) {
+        size_t ncap = u->capfl ? u->capfl * 2 : 64;
+        struct upd_flag *n = realloc(u->fl, ncap * sizeof(*n));
+        if (!n)
+            return 1;
+        u->fl = n;
+        u->capfl = ncap;
+    }
+    struct upd_flag *f = &u->fl[u->nfl++];
+    f->uid = m->uid;
+    f->flags = m->flags;
+    f->kwoff = UINT32_MAX;
+    if (m->keywords && *m->keywords) {
+        f->kwoff = (uint32_t)u->kw.len;
+        imap_buf_add(&u->kw, m->keywords, strlen(m->keywords) + 1);
+    }
+    return 0;
+}
+
+static void upd_work(struct imap_job *j)
+{
+    struct upd_job *u = (struct upd_job *)j;
+    struct storage_status st;
+
+    if (u->resync) {
+        int rc = storage_mbox_status(j->u, u->mbox, &st);
+        if (rc == STORAGE_E_NOMBOX) {
+            u->gone = true;
+            return;
+        }
+        if (rc == 0) {
+            u->highest = st.highestmodseq;
+            u->err = storage_uids(j->u, u->mbox, &u->all);
+        } else {
+            u->err = rc;
+        }
+    }
+    if (u->flags || u->resync)
+        u->err = u->err ? u->err : storage_changes(j->u, u->mbox, u->since, upd_cb, u, NULL);
+}
+
+static void upd_free(struct imap_job *j)
+{
+    struct upd_job *u = (struct upd_job *)j;
+    storage_uidlist_free(&u->all);
+    free(u->fl);
+    imap_buf_free(&u->kw);
+    free(u);
+}
+
+static void upd_done(struct imap_session *s, struct imap_job *j)
+{
+    struct upd_job *u = (struct upd_job *)j;
+    struct imap_sel *sel = s->sel;
+
+    if (!sel || s->state != IMAP_SELECTED) {
+        if (u->then)
+            u->then(s);
+        return;
+    }
+    if (u->gone) {
+        imap_printf(s, "* BYE The selected mailbox was deleted.\r\n");
+        imap_close(s);
+        return;
+    }
+    if (u->err == 0 && u->resync) {
+        /* differences between our view and the index become pending */
+        size_t i = 0, k = 0;
+        uidarr_free(&sel->pend_exp);
+        uidarr_free(&sel->pend_new);
+        while (i < sel->uids.n || k < u->all.n) {
+            if (k >= u->all.n || (i < sel->uids.n && sel->uids.v[i] < u->all.uids[k])) {
+                uidarr_push(&sel->pend_exp, sel->uids.v[i++]);
+            } else if (i >= sel->uids.n || u->all.uids[k] < sel->uids.v[i]) {
+                if (u->all.uids[k] > max_uid(&sel->uids))
+                    uidarr_push(&sel->pend_new, u->all.uids[k]);
+                k++;
+            } else {
+                i++;
+                k++;
+            }
+        }
+        if (sel->rec && sel->rec->owner == s && sel->pend_new.n &&
+            sel->pend_new.v[sel->pend_new.n - 1] > sel->rec->floor)
+            sel->rec->floor = sel->pend_new.v[sel->pend_new.n - 1];
+    }
+    apply_pending(s, u->expunge_ok);
+    if (u->err == 0) {
+        for (size_t i = 0; i < u->nfl; i++) {
+            uint32_t seq = imap_sel_seq(sel, u->fl[i].uid);
+            if (!seq)
+                continue;
+            struct imap_buf *b = imap_outbuf(s);
+            imap_buf_printf(b, "* %u FETCH (UID %u FLAGS ", seq, u->fl[i].uid);
+            imap_buf_flags(b, u->fl[i].flags,
+                           u->fl[i].kwoff == UINT32_MAX ? NULL : u->kw.p + u->fl[i].kwoff,
+                           imap_sel_recent(sel, u->fl[i].uid));
+            imap_buf_str(b, ")\r\n");
+            if (b->len >= 64 * 1024)
+                imap_flush(s);
+        }
+        if (u->highest > sel->known_modseq)
+            sel->known_modseq = u->highest;
+        sel->n_own = 0;
+    } else {
+        /* try again at the next chance */
+        sel->flags_dirty = u->flags;
+        sel->resync = sel->resync || u->resync;
+    }
+    if (u->then)
+        u->then(s);
+}
+
+void imap_updates(struct imap_session *s, bool expunge_ok, void (*then)(struct imap_session *s))
+{
+    struct imap_sel *sel = s->sel;
+
+    if (!sel || s->state != IMAP_SELECTED) {
+        if (then)
+            then(s);
+        return;
+    }
+    if (!imap_updates_need_job(s) || s->job || !s->mu) {
+        apply_pending(s, expunge_ok);
+        if (then)
+            then(s);
+        return;
+    }
+    struct upd_job *u = calloc(1, sizeof(*u));
+    if (!u) {
+        apply_pending(s, expunge_ok);
+        if (then)
+            then(s);
+        return;
+    }
+    u->mbox = sel->id;
+    u->since = sel->known_modseq;
+    memcpy(u->own, sel->own_modseq, sizeof(u->own));
+    u->n_own = sel->n_own;
+    u->flags = sel->flags_dirty;
+    u->resync = sel->resync;
+    u->expunge_ok = expunge_ok;
+    u->then = then;
+    u->j.free_fn = upd_free;
+    sel->flags_dirty = false;
+    sel->resync = false;
+    if (imap_job_start(s, &u->j, upd_work, upd_done) < 0) {
+        apply_pending(s, expunge_ok);
+        if (then)
+            then(s);
+    }
+}
+
+/* ---- SELECT / EXAMINE ---- */
+
+struct select_job {
+    struct imap_job j;
+    char name[STORAGE_MBOX_NAME_MAX + 1];
+    bool readonly;
+    int err;
+    struct storage_mbox mb;
+    struct storage_uidlist uids;
+    uint32_t first_unseen;
+    struct imap_buf kw; /* keywords in use, " kw" each */
+    unsigned nkw;
+};
+
+/* Keywords in use go into FLAGS (at most a few hundred: a list for
+ * clients, not an inventory). */
+#define SELECT_MAX_KEYWORDS 200
+
+static void add_keywords(struct select_job *sj, const char *kws)
+{
+    const char *p = kws;
+    while (*p && sj->nkw < SELECT_MAX_KEYWORDS) {
+        while (*p == ' ')
+            p++;
+        const char *e = p;
+        while (*e && *e != ' ')
+            e++;
+        if (e == p)
+            break;
+        size_t n = (size_t)(e - p);
+        bool seen = false;
+        for (const char *q = sj->kw.p; q && q < sj->kw.p + sj->kw.len;) {
+            const char *qe = memchr(q + 1, ' ', (size_t)(sj->kw.p + sj->kw.len - q - 1));
+            if (!qe)
+                qe = sj->kw.p + sj->kw.len;
+            if ((size_t)(qe - q - 1) == n && !strncasecmp(q + 1, p, n)) {
+                seen = true;
+                break;
+            }
+            q = qe;
+        }
+        if (!seen) {
+            imap_buf_add(&sj->kw, " ", 1);
+            imap_buf_add(&sj->kw, p, n);
+            sj->nkw++;
+        }
+        p = e;
+    }
+}
+
+static int unseen_cb(void *arg, const struct storage_msg *m)
+{
+    struct select_job *sj = arg;
+    if (!(m->flags & STORAGE_FLAG_SEEN) && !sj->first_unseen)
+        sj->first_unseen = m->uid;
+    if (m->keywords && *m->keywords)
+        add_keywords(sj, m->keywords);
+    return 0;
+}
+
+static void select_work(struct imap_job *j)
+{
+    struct select_job *sj = (struct select_job *)j;
+    sj->err = storage_mbox_get(j->u, sj->name, &sj->mb);
+    if (sj->err == 0)
+        sj->err = storage_uids(j->u, sj->mb.id, &sj->uids);
+    if (sj->err == 0)
+        sj->err = storage_fetch(j->u, sj->mb.id, NULL, 0, unseen_cb, sj);
+}
+
+static void select_free(struct imap_job *j)
+{
+    struct select_job *sj = (struct select_job *)j;
+    storage_uidlist_free(&sj->uids);
+    imap_buf_free(&sj->kw);
+    free(sj);
+}
+
+static void select_done(struct imap_session *s, struct imap_job *j)
+{
+    struct select_job *sj = (struct select_job *)j;
+    struct imap_sel *sel;
+
+    if (sj->err) {
+        imap_finish_storage_err(s, sj->err, sj->readonly ? "EXAMINE" : "SELECT");
+        return;
+    }
+    sel = calloc(1, sizeof(*sel));
+    if (!sel) {
+        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+        return;
+    }
+    sel->id = sj->mb.id;
+    sel->readonly = sj->readonly;
+    sel->uidvalidity = sj->mb.uidvalidity;
+    sel->known_modseq = sj->mb.highestmodseq;
+    /* the UID list moves into the session, trimmed to its size */
+    sel->uids.v = sj->uids.uids;
+    sel->uids.n = sel->uids.cap = sj->uids.n;
+    sj->uids.uids = NULL;
+    sj->uids.n = sj->uids.cap = 0;
+    if (sel->uids.n && sel->uids.n < sj->uids.cap) {
+        uint32_t *v = realloc(sel->uids.v, sel->uids.n * sizeof(uint32_t));
+        if (v)
+            sel->uids.v = v;
+    }
+    uint32_t maxu = max_uid(&sel->uids);
+    uint32_t uidnext = sj->mb.uidnext > maxu ? sj->mb.uidnext : maxu + 1;
+
+    sel->rec = recent_get(s->account_id, sel->id);
+    if (sel->rec) {
+        sel->recent_lo = sel->rec->floor + 1;
+        if (sj->readonly) {
+            sel->recent_hi = maxu;
+        } else {
+            if (sel->rec->owner && sel->rec->owner != s && sel->rec->owner->sel)
+                sel->rec->owner->sel->recent_hi = sel->rec->floor; /* hands over */
+            sel->recent_hi = UINT32_MAX;
+            if (maxu > sel->rec->floor)
+                sel->rec->floor = maxu;
+            sel->rec->owner = s;
+        }
+    } else {
+        sel->recent_lo = 1;
+        sel->recent_hi = 0;
+    }
+    s->sel = sel;
+    s->state = IMAP_SELECTED;
+    sel->exists_sent = sel->uids.n;
+    sel->recent_sent = recent_count(sel);
+
+    int kl = sj->kw.oom ? 0 : (int)sj->kw.len;
+    const char *kp = sj->kw.p ? sj->kw.p : "";
+    imap_printf(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%.*s)\r\n", kl, kp);
+    if (sj->readonly)
+        imap_printf(s, "* OK [PERMANENTFLAGS ()] No permanent flags permitted.\r\n");
+    else
+        imap_printf(s,
+                    "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%.*s \\*)] "
+                    "Flags permitted.\r\n",
+                    kl, kp);
+    imap_printf(s, "* %zu EXISTS\r\n* %u RECENT\r\n", sel->uids.n, sel->recent_sent);
+    if (sj->first_unseen)
+        imap_printf(s, "* OK [UNSEEN %u] First unseen.\r\n", imap_sel_seq(sel, sj->first_unseen));
+    imap_printf(s, "* OK [UIDVALIDITY %u] UIDs valid.\r\n* OK [UIDNEXT %u] Predicted next UID.\r\n",
+                sel->uidvalidity, uidnext);
+    imap_finish(s, "OK", "[%s] %s completed.", sj->readonly ? "READ-ONLY" : "READ-WRITE",
+                sj->readonly ? "Examine" : "Select");
+}
+
+static void do_select(struct imap_session *s, struct imap_args *a, bool readonly)
+{
+    char name[STORAGE_MBOX_NAME_MAX + 1];
+    int r = IMAP_ARG_BAD;
+
+    if (imap_args_sp(a) != IMAP_ARG_OK || (r = imap_args_mailbox(a, name, sizeof(name))) !=
+                                              IMAP_ARG_OK) {
+        if (r == IMAP_ARG_BADNAME)
+            imap_bad(s, "Invalid mailbox name (modified UTF-7).");
+        else
+            imap_bad(s, "Usage: %s mailbox", readonly ? "EXAMINE" : "SELECT");
+        return;
+    }
+    if (!imap_args_at_end(a)) {
+        imap_bad(s, "Unexpected arguments after the mailbox name.");
+        return;
+    }
+    /* the previous mailbox is closed, whatever the outcome (RFC 3501) */
+    if (s->sel) {
+        imap_sel_free(s);
+        imap_printf(s, "* OK [CLOSED] Previous mailbox closed.\r\n");
+    }
+    if (!imap_storage(s))
+        return;
+    struct select_job *sj = calloc(1, sizeof(*sj));
+    if (!sj) {
+        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+        return;
+    }
+    memcpy(sj->name, name, sizeof(sj->name));
+    sj->readonly = readonly;
+    sj->j.free_fn = select_free;
+    s->busy = true;
+    if (imap_job_start(s, &sj->j, select_work, select_done) < 0) {
+        s->busy = false;
+        imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
+    }
+}
+
+void imap_cmd_select(struct imap_session *s, struct imap_args *a)
+{
+    do_select(s, a, false);
+}
+
+void imap_cmd_examine(struct imap_session *s, struct imap_args *a)
+{
+    do_select(s, a, true);
+}

@@ -1,0 +1,439 @@
+/* Building IMAP responses (strings, flags, dates, mailbox names), the
+ * per-command arena, and modified UTF-7 (RFC 3501 5.1.3) both ways. Safe
+ * on pool threads: no shared state. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "protocol/imap/imap_private.h"
+
+/* ---- buffer ---- */
+
+static bool buf_reserve(struct imap_buf *b, size_t more)
+{
+    if (b->oom)
+        return false;
+    if (b->len + more <= b->cap)
+        return true;
+    size_t ncap = b->cap ? b->cap : 256;
+    while (ncap < b->len + more) {
+        if (ncap > SIZE_MAX / 2) {
+            b->oom = true;
+            return false;
+        }
+        ncap *= 2;
+    }
+    char *n = realloc(b->p, ncap);
+    if (!n) {
+        b->oom = true;
+        return false;
+    }
+    b->p = n;
+    b->cap = ncap;
+    return true;
+}
+
+void imap_buf_add(struct imap_buf *b, const void *p, size_t len)
+{
+    if (!len || !buf_reserve(b, len))
+        return;
+    memcpy(b->p + b->len, p, len);
+    b->len += len;
+}
+
+void imap_buf_str(struct imap_buf *b, const char *s)
+{
+    imap_buf_add(b, s, strlen(s));
+}
+
+void imap_buf_vprintf(struct imap_buf *b, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    char small[256];
+    int n;
+
+    va_copy(ap2, ap);
+    n = vsnprintf(small, sizeof(small), fmt, ap);
+    if (n < 0) {
+        va_end(ap2);
+        return;
+    }
+    if ((size_t)n < sizeof(small)) {
+        imap_buf_add(b, small, (size_t)n);
+    } else if (buf_reserve(b, (size_t)n + 1)) {
+        vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap2);
+        b->len += (size_t)n;
+    }
+    va_end(ap2);
+}
+
+void imap_buf_printf(struct imap_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    imap_buf_vprintf(b, fmt, ap);
+    va_end(ap);
+}
+
+void imap_buf_string(struct imap_buf *b, const char *s, size_t len)
+{
+    bool quotable = len < 1024;
+    for (size_t i = 0; i < len && quotable; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '\r' || ch == '\n' || ch == 0 || ch >= 0x80)
+            quotable = false;
+    }
+    if (!quotable) {
+        imap_buf_printf(b, "{%zu}\r\n", len);
+        imap_buf_add(b, s, len);
+        return;
+    }
+    imap_buf_add(b, "\"", 1);
+    size_t start = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '"' || s[i] == '\\') {
+            imap_buf_add(b, s + start, i - start);
+            imap_buf_add(b, "\\", 1);
+            start = i;
+        }
+    }
+    imap_buf_add(b, s + start, len - start);
+    imap_buf_add(b, "\"", 1);
+}
+
+void imap_buf_mailbox(struct imap_buf *b, const char *name)
+{
+    char enc[IMAP_MBOX_ARG_MAX * 2];
+    if (imap_mutf7_encode(name, strlen(name), enc, sizeof(enc)) < 0) {
+        imap_buf_string(b, name, strlen(name)); /* cannot happen for storage names */
+        return;
+    }
+    imap_buf_string(b, enc, strlen(enc));
+}
+
+void imap_buf_flags(struct imap_buf *b, unsigned flags, const char *keywords, bool recent)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {
+        {STORAGE_FLAG_ANSWERED, "\\Answered"}, {STORAGE_FLAG_FLAGGED, "\\Flagged"},
+        {STORAGE_FLAG_DELETED, "\\Deleted"},   {STORAGE_FLAG_SEEN, "\\Seen"},
+        {STORAGE_FLAG_DRAFT, "\\Draft"},
+    };
+    bool first = true;
+
+    imap_buf_add(b, "(", 1);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (!(flags & names[i].bit))
+            continue;
+        if (!first)
+            imap_buf_add(b, " ", 1);
+        imap_buf_str(b, names[i].name);
+        first = false;
+    }
+    if (recent) {
+        if (!first)
+            imap_buf_add(b, " ", 1);
+        imap_buf_str(b, "\\Recent");
+        first = false;
+    }
+    if (keywords && *keywords) {
+        if (!first)
+            imap_buf_add(b, " ", 1);
+        imap_buf_str(b, keywords);
+    }
+    imap_buf_add(b, ")", 1);
+}
+
+static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+void imap_buf_date(struct imap_buf *b, int64_t t)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (!gmtime_r(&tt, &tm))
+        memset(&tm, 0, sizeof(tm));
+    imap_buf_printf(b, "\"%02d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday, months[tm.tm_mon % 12],
+                    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+void imap_buf_reset(struct imap_buf *b)
+{
+    b->len = 0;
+    b->oom = false;
+}
+
+void imap_buf_free(struct imap_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+    b->oom = false;
+}
+
+/* ---- arena ---- */
+
+struct imap_arena_blk {
+    struct imap_arena_blk *next;
+    size_t used, cap;
+    _Alignas(16) char data[];
+};
+
+void *imap_arena_alloc(struct imap_arena *a, size_t n)
+{
+    struct imap_arena_blk *b = a->head;
+    n = (n + 15) & ~(size_t)15;
+    if (!n)
+        n = 16;
+    if (!b || b->cap - b->used < n) {
+        size_t cap = n > 2048 ? n : 2048;
+        b = malloc(sizeof(*b) + cap);
+        if (!b)
+            return NULL;
+        b->cap = cap;
+        b->used = 0;
+        b->next = a->head;
+        a->head = b;
+    }
+    void *p = b->data + b->used;
+    b->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+char *imap_arena_strndup(struct imap_arena *a, const char *s, size_t n)
+{
+    char *p = imap_arena_alloc(a, n + 1);
+    if (!p)
+        return NULL;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+void imap_arena_free(struct imap_arena *a)
+{
+    struct imap_arena_blk *b = a->head, *next;
+    for (; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    a->head = NULL;
+}
+
+/* ---- modified UTF-7 ---- */
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+
+static int b64val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == ',')
+        return 63;
+    return -1;
+}
+
+static int put_utf8(uint32_t cp, char *out, size_t cap, size_t *o)
+{
+    char tmp[4];
+    size_t n;
+    if (cp < 0x80) {
+        tmp[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        tmp[0] = (char)(0xc0 | (cp >> 6));
+        tmp[1] = (char)(0x80 | (cp & 0x3f));
+        n = 2;
+    } else if (cp < 0x10000) {
+        tmp[0] = (char)(0xe0 | (cp >> 12));
+        tmp[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        tmp[2] = (char)(0x80 | (cp & 0x3f));
+        n = 3;
+    } else {
+        tmp[0] = (char)(0xf0 | (cp >> 18));
+        tmp[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+        tmp[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        tmp[3] = (char)(0x80 | (cp & 0x3f));
+        n = 4;
+    }
+    if (*o + n >= cap)
+        return -1;
+    memcpy(out + *o, tmp, n);
+    *o += n;
+    return 0;
+}
+
+int imap_mutf7_decode(const char *in, size_t len, char *out, size_t cap)
+{
+    size_t i = 0, o = 0;
+
+    if (cap == 0)
+        return -1;
+    while (i < len) {
+        unsigned char ch = (unsigned char)in[i];
+        if (ch < 0x20 || ch > 0x7e)
+            return -1; /* only printable US-ASCII in modified UTF-7 */
+        if (ch != '&') {
+            if (o + 1 >= cap)
+                return -1;
+            out[o++] = (char)ch;
+            i++;
+            continue;
+        }
+        i++;
+        if (i < len && in[i] == '-') {
+            if (o + 1 >= cap)
+                return -1;
+            out[o++] = '&';
+            i++;
+            continue;
+        }
+        /* base64 of UTF-16BE up to '-' */
+        uint32_t bits = 0, hi_sur = 0;
+        unsigned nbits = 0;
+        size_t start = i;
+        while (i < len && in[i] != '-') {
+            int v = b64val((unsigned char)in[i]);
+            if (v < 0)
+                return -1;
+            bits = (bits << 6) | (uint32_t)v;
+            nbits += 6;
+            i++;
+            if (nbits >= 16) {
+                nbits -= 16;
+                uint32_t unit = (bits >> nbits) & 0xffff;
+                bits &= (1u << nbits) - 1;
+                if (hi_sur) {
+                    if (unit < 0xdc00 || unit > 0xdfff)
+                        return -1;
+                    uint32_t cp = 0x10000 + ((hi_sur - 0xd800) << 10) + (unit - 0xdc00);
+                    hi_sur = 0;
+                    if (put_utf8(cp, out, cap, &o) < 0)
+                        return -1;
+                } else if (unit >= 0xd800 && unit <= 0xdbff) {
+                    hi_sur = unit;
+                } else if (unit >= 0xdc00 && unit <= 0xdfff) {
+                    return -1;
+                } else {
+                    /* printable ASCII must not be encoded */
+                    if (unit >= 0x20 && unit <= 0x7e)
+                        return -1;
+                    if (unit == 0)
+                        return -1;
+                    if (put_utf8(unit, out, cap, &o) < 0)
+                        return -1;
+                }
+            }
+        }
+        if (i >= len || i == start || hi_sur || nbits >= 6 || bits != 0)
+            return -1; /* unterminated, empty, half a pair, or stray bits */
+        i++;           /* '-' */
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* Next code point of UTF-8 s[*i..len), or -1 when invalid. */
+static int32_t next_cp(const char *s, size_t len, size_t *i)
+{
+    const unsigned char *p = (const unsigned char *)s + *i;
+    size_t left = len - *i;
+    uint32_t cp;
+    size_t n;
+
+    if (p[0] < 0x80) {
+        *i += 1;
+        return p[0];
+    }
+    if ((p[0] & 0xe0) == 0xc0) {
+        n = 2;
+        cp = p[0] & 0x1f;
+    } else if ((p[0] & 0xf0) == 0xe0) {
+        n = 3;
+        cp = p[0] & 0x0f;
+    } else if ((p[0] & 0xf8) == 0xf0) {
+        n = 4;
+        cp = p[0] & 0x07;
+    } else {
+        return -1;
+    }
+    if (left < n)
+        return -1;
+    for (size_t k = 1; k < n; k++) {
+        if ((p[k] & 0xc0) != 0x80)
+            return -1;
+        cp = (cp << 6) | (p[k] & 0x3f);
+    }
+    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return -1;
+    *i += n;
+    return (int32_t)cp;
+}
+
+int imap_mutf7_encode(const char *in, size_t len, char *out, size_t cap)
+{
+    size_t i = 0, o = 0;
+
+#define PUT(ch)                                                                                    \
+    do {                                                                                           \
+        if (o + 1 >= cap)                                                                          \
+            return -1;                                                                             \
+        out[o++] = (ch);                                                                           \
+    } while (0)
+
+    while (i < len) {
+        unsigned char ch = (unsigned char)in[i];
+        if (ch >= 0x20 && ch <= 0x7e) {
+            PUT((char)ch);
+            if (ch == '&')
+                PUT('-');
+            i++;
+            continue;
+        }
+        /* a run of non-printable-ASCII characters */
+        uint32_t bits = 0;
+        unsigned nbits = 0;
+        PUT('&');
+        while (i < len && !((unsigned char)in[i] >= 0x20 && (unsigned char)in[i] <= 0x7e)) {
+            int32_t cp = next_cp(in, len, &i);
+            uint16_t units[2];
+            int nu = 1;
+            if (cp < 0)
+                return -1;
+            if (cp >= 0x10000) {
+                uint32_t v = (uint32_t)cp - 0x10000;
+                units[0] = (uint16_t)(0xd800 + (v >> 10));
+                units[1] = (uint16_t)(0xdc00 + (v & 0x3ff));
+                nu = 2;
+            } else {
+                units[0] = (uint16_t)cp;
+            }
+            for (int k = 0; k < nu; k++) {
+                bits = (bits << 16) | units[k];
+                nbits += 16;
+                while (nbits >= 6) {
+                    nbits -= 6;
+                    PUT(b64[(bits >> nbits) & 0x3f]);
+                }
+                bits &= (1u << nbits) - 1;
+            }
+        }
+        if (nbits)
+            PUT(b64[(bits << (6 - nbits)) & 0x3f]);
+        PUT('-');
+    }
+    out[o] = '\0';
+    return 0;
+#undef PUT
+}

@@ -1,0 +1,287 @@
+/* Unit tests for the IMAP parser pieces: sequence sets, modified UTF-7,
+ * astrings/literals/quoted strings, list nesting, flags, dates, FETCH
+ * attributes and SEARCH keys. Pure functions, no server needed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol/imap/imap_private.h"
+
+static int failures;
+
+#define CHECK(cond, what)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, what);                         \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+static int seqset(const char *s, struct imap_seqset *out, struct imap_arena *ar)
+{
+    return imap_parse_seqset(s, strlen(s), ar, out);
+}
+
+static void test_seqsets(void)
+{
+    struct imap_arena ar = {0};
+    struct imap_seqset set;
+
+    CHECK(seqset("1", &set, &ar) == IMAP_ARG_OK && set.n == 1 && set.r[0].lo == 1 &&
+              set.r[0].hi == 1,
+          "1");
+    CHECK(seqset("1:5,7,9:*", &set, &ar) == IMAP_ARG_OK && set.n == 3 && set.r[1].lo == 7 &&
+              set.r[2].lo == 9 && set.r[2].hi == IMAP_STAR,
+          "1:5,7,9:*");
+    CHECK(seqset("5:2", &set, &ar) == IMAP_ARG_OK && set.r[0].lo == 2 && set.r[0].hi == 5,
+          "reversed range 5:2 is 2:5");
+    CHECK(seqset("*:4", &set, &ar) == IMAP_ARG_OK && set.r[0].lo == 4 && set.r[0].hi == IMAP_STAR,
+          "*:4 is 4:*");
+    CHECK(seqset("4294967295", &set, &ar) == IMAP_ARG_OK && set.r[0].lo == 4294967295u,
+          "largest number");
+    const char *bad[] = {"0", "4294967296", "1:", ":1", "1,,2", "1:2:3", "-1", "a", "1:0",
+                         "*:0", "99999999999999999999", "1,", "", "01", " 1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char what[64];
+        snprintf(what, sizeof(what), "bad set '%s' refused", bad[i]);
+        CHECK(seqset(bad[i], &set, &ar) != IMAP_ARG_OK, what);
+    }
+    imap_arena_free(&ar);
+}
+
+static void test_mutf7(void)
+{
+    char out[256], back[256];
+    struct {
+        const char *m, *u;
+    } good[] = {
+        {"INBOX", "INBOX"},
+        {"&ZeVnLIqe-", "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"},
+        {"Gr&APwA3w-e", "Gr\xc3\xbc\xc3\x9f" "e"},
+        {"a&-b", "a&b"},
+        {"&2D3cAA-", "\xf0\x9f\x90\x80"}, /* a surrogate pair */
+        {"~peter/mail/&U,BTFw-/&ZeVnLIqe-", "~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        CHECK(imap_mutf7_decode(good[i].m, strlen(good[i].m), out, sizeof(out)) == 0 &&
+                  !strcmp(out, good[i].u),
+              good[i].m);
+        CHECK(imap_mutf7_encode(good[i].u, strlen(good[i].u), back, sizeof(back)) == 0 &&
+                  !strcmp(back, good[i].m),
+              "encode round trip");
+    }
+    const char *bad[] = {"&Jjo",   "&AGE-",      "&-&",  "a&ZeVnLIqe", "&Jjo!-", "&2D0-",
+                         "&U,BTF2XlZyyKng", "&AAA-", "&ZeVnLIqe-&AGE-", "a\x01", "\xc3\xa9",
+                         "&3AA-", "&2D3YPQ-", "&ZeVnLIq-"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char what[64];
+        snprintf(what, sizeof(what), "invalid mUTF-7 #%zu refused", i);
+        CHECK(imap_mutf7_decode(bad[i], strlen(bad[i]), out, sizeof(out)) < 0, what);
+    }
+    CHECK(imap_mutf7_encode("\xff", 1, out, sizeof(out)) < 0, "invalid UTF-8 not encoded");
+}
+
+static void args(struct imap_args *a, const char *s)
+{
+    imap_args_init(a, s, strlen(s), 10);
+}
+
+static void test_strings(void)
+{
+    struct imap_args a;
+    char out[64];
+    size_t n;
+
+    args(&a, "atom");
+    CHECK(imap_args_astring(&a, out, sizeof(out), &n) == 0 && !strcmp(out, "atom"), "atom");
+    args(&a, "\"a \\\"q\\\" \\\\b\"");
+    CHECK(imap_args_astring(&a, out, sizeof(out), &n) == 0 && !strcmp(out, "a \"q\" \\b"),
+          "quoted with escapes");
+    args(&a, "\"bad \\x\"");
+    CHECK(imap_args_astring(&a, out, sizeof(out), &n) != 0, "bad escape refused");
+    args(&a, "\"open");
+    CHECK(imap_args_astring(&a, out, sizeof(out), &n) != 0, "unterminated quote refused");
+    args(&a, "{5}\r\nab cd rest");
+    CHECK(imap_args_astring(&a, out, sizeof(out), &n) == 0 && n == 5 && !strcmp(out, "ab cd") &&
+              !strcmp(a.p, " rest"),
+          "literal");
+    args(&a, "{5+}\r\nab cd");
+    CHECK(imap_args_astring(&a, out, sizeof(out), &n) == 0 && n == 5, "non-sync literal");
+    args(&a, "{9}\r\nshort");
+    CHECK(imap_args_astring(&a, out, sizeof(out), &n) != 0, "short literal refused");
+    static const char nul[] = "{3}\r\na\0b";
+    imap_args_init(&a, nul, sizeof(nul) - 1, 10);
+    CHECK(imap_args_astring(&a, out, sizeof(out), &n) != 0, "NUL in literal refused");
+    args(&a, "x]y");
+    CHECK(imap_args_astring(&a, out, sizeof(out), &n) == 0 && !strcmp(out, "x]y"),
+          "']' allowed in astring");
+    args(&a, "(x");
+    CHECK(imap_args_astring(&a, out, sizeof(out), &n) != 0, "'(' is not an astring");
+    args(&a, "\"0123456789012345678901234567890123456789012345678901234567890123456789\"");
+    CHECK(imap_args_astring(&a, out, sizeof(out), &n) != 0, "longer than the buffer refused");
+}
+
+static void test_nesting(void)
+{
+    struct imap_args a;
+    char buf[64];
+    memset(buf, '(', 20);
+    buf[20] = 0;
+    args(&a, buf);
+    int r = 0;
+    unsigned opened = 0;
+    while ((r = imap_args_open(&a)) == IMAP_ARG_OK)
+        opened++;
+    CHECK(opened == 10 && r == IMAP_ARG_DEEP, "nesting stops at the limit");
+    args(&a, ")");
+    CHECK(imap_args_close(&a) != IMAP_ARG_OK, "unbalanced ')' refused");
+}
+
+static void test_flags(void)
+{
+    struct imap_arena ar = {0};
+    struct imap_args a;
+    struct imap_flags f;
+
+    args(&a, "(\\Seen \\flagged $Label1 \\Recent)");
+    CHECK(imap_args_flags(&a, &ar, false, &f) == 0 &&
+              f.flags == (STORAGE_FLAG_SEEN | STORAGE_FLAG_FLAGGED) && f.nkw == 1 &&
+              !strcmp(f.kw[0], "$Label1") && f.recent,
+          "flag list");
+    args(&a, "\\Deleted \\Draft");
+    CHECK(imap_args_flags(&a, &ar, true, &f) == 0 &&
+              f.flags == (STORAGE_FLAG_DELETED | STORAGE_FLAG_DRAFT),
+          "bare flags (STORE)");
+    args(&a, "(\\Bogus)");
+    CHECK(imap_args_flags(&a, &ar, false, &f) != 0, "unknown system flag refused");
+    args(&a, "(a\"b)");
+    CHECK(imap_args_flags(&a, &ar, false, &f) != 0, "quote in keyword refused");
+    args(&a, "()");
+    CHECK(imap_args_flags(&a, &ar, false, &f) == 0 && !f.flags && !f.nkw, "empty list");
+    imap_arena_free(&ar);
+}
+
+static void test_dates(void)
+{
+    int64_t t;
+    struct imap_args a;
+
+    CHECK(imap_parse_date("1-Feb-1994", 10, &t) == 0 && t == 760060800, "1-Feb-1994");
+    CHECK(imap_parse_date("01-feb-1994", 11, &t) == 0 && t == 760060800, "case, leading zero");
+    CHECK(imap_parse_date("29-Feb-2024", 11, &t) == 0, "leap day");
+    CHECK(imap_parse_date("29-Feb-2023", 11, &t) != 0, "not a leap year");
+    CHECK(imap_parse_date("32-Jan-2020", 11, &t) != 0, "day 32");
+    CHECK(imap_parse_date("1-Foo-2020", 10, &t) != 0, "bad month");
+    CHECK(imap_parse_date("1-Jan-20", 8, &t) != 0, "two-digit year");
+    CHECK(imap_parse_date("1-Jan-2020x", 11, &t) != 0, "trailing garbage");
+    args(&a, "\"17-Jul-1996 02:44:25 -0700\"");
+    CHECK(imap_args_datetime(&a, &t) == 0 && t == 837596665, "date-time with zone");
+    args(&a, "\" 7-Jul-1996 02:44:25 +0000\"");
+    CHECK(imap_args_datetime(&a, &t) == 0, "date-time with space-padded day");
+    args(&a, "\"17-Jul-1996 25:44:25 +0000\"");
+    CHECK(imap_args_datetime(&a, &t) != 0, "hour 25 refused");
+    args(&a, "\"17-Jul-1996 02:44:25\"");
+    CHECK(imap_args_datetime(&a, &t) != 0, "missing zone refused");
+}
+
+static void test_fetch_atts(void)
+{
+    struct imap_arena ar = {0};
+    struct imap_args a;
+    struct imap_fetch_spec sp;
+    const char *err;
+
+    args(&a, "ALL");
+    CHECK(imap_fetch_parse(&a, &ar, &sp, &err) == 0 && sp.flags &&
+              (sp.storage_what & STORAGE_FETCH_ENVELOPE) && !sp.need_body,
+          "ALL macro");
+    args(&a, "(UID BODY.PEEK[HEADER.FIELDS (From \"To\")]<0.100> RFC822.SIZE)");
+    CHECK(imap_fetch_parse(&a, &ar, &sp, &err) == 0 && sp.uid && sp.need_body && !sp.sets_seen,
+          "peek header fields");
+    const struct imap_fetch_item *it = sp.items ? sp.items->next : NULL;
+    CHECK(it && it->kind == SEC_FIELDS && it->nnames == 2 && !strcmp(it->names[1], "To") &&
+              it->partial && it->origin == 0 && it->count == 100 &&
+              !strcmp(it->label, "BODY[HEADER.FIELDS (From \"To\")]<0>"),
+          "header fields item");
+    args(&a, "BODY[1.2.MIME]");
+    CHECK(imap_fetch_parse(&a, &ar, &sp, &err) == 0 && sp.sets_seen &&
+              !strcmp(sp.items->part, "1.2") && sp.items->kind == SEC_MIME,
+          "part MIME sets \\Seen");
+    args(&a, "body[text]");
+    CHECK(imap_fetch_parse(&a, &ar, &sp, &err) == 0 && !strcmp(sp.items->label, "BODY[TEXT]"),
+          "label upper case");
+    const char *bad[] = {"BODY[MIME]", "BODY[0]", "BODY[1.]", "BODY[HEADER.FIELDS]",
+                         "BODY[HEADER.FIELDS ()]", "BODY[]<1>", "BODY[]<0.0>", "BODY[TEXT",
+                         "FOO", "(FLAGS", "(FLAGS))", "BODY[HEADER.FIELDS (a:b)]"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        args(&a, bad[i]);
+        int r = imap_fetch_parse(&a, &ar, &sp, &err);
+        CHECK(r != 0 || !imap_args_at_end(&a), bad[i]);
+    }
+    imap_arena_free(&ar);
+}
+
+static void test_search_keys(void)
+{
+    struct imap_arena ar = {0};
+    struct imap_args a;
+    struct storage_search *q;
+    const char *err;
+
+    args(&a, "OR FROM alice (SINCE 1-Jan-2020 NOT SEEN) 1:3,5 UID 7:*");
+    CHECK(imap_search_parse(&a, &ar, &q, &err) == 0 && q->op == STORAGE_SEARCH_AND, "keys");
+    const struct storage_search *k = q->child;
+    CHECK(k && k->op == STORAGE_SEARCH_OR && k->child->op == STORAGE_SEARCH_HEADER &&
+              !strcmp(k->child->field, "From") && !strcmp(k->child->str, "alice"),
+          "OR FROM");
+    CHECK(k && k->next && k->next->op == STORAGE_SEARCH_UID && (k->next->flags & IMAP_SK_SEQ) &&
+              k->next->set.n == 2,
+          "sequence set");
+    CHECK(k && k->next && k->next->next && k->next->next->op == STORAGE_SEARCH_UID &&
+              !(k->next->next->flags & IMAP_SK_SEQ) && k->next->next->set.r[0].hi == IMAP_STAR,
+          "UID set");
+    args(&a, "ON 2-Mar-2021");
+    CHECK(imap_search_parse(&a, &ar, &q, &err) == 0 && q->child->op == STORAGE_SEARCH_AND &&
+              q->child->child->num + 86400 == q->child->child->next->num,
+          "ON is one day");
+    args(&a, "HEADER X-Spam {3}\r\nyes LARGER 100 NEW");
+    CHECK(imap_search_parse(&a, &ar, &q, &err) == 0, "literal argument");
+    const char *bad[] = {"", "FROB", "FROM", "SINCE 1-Foo-2020", "OR ALL", "NOT", "(ALL",
+                         "ALL)", "LARGER x", "UID 0", "0", "1:", "KEYWORD", "HEADER \"\" x",
+                         "LARGER 99999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        args(&a, bad[i]);
+        int r = imap_search_parse(&a, &ar, &q, &err);
+        CHECK(r != 0 || !imap_args_at_end(&a), bad[i]);
+    }
+    /* depth: 10,000 NOTs are refused, not recursed into */
+    size_t n = 10000 * 4 + 4;
+    char *deep = malloc(n);
+    if (deep) {
+        for (size_t i = 0; i < 10000; i++)
+            memcpy(deep + i * 4, "NOT ", 4);
+        memcpy(deep + 40000, "ALL", 4);
+        imap_args_init(&a, deep, strlen(deep), 100);
+        CHECK(imap_search_parse(&a, &ar, &q, &err) == IMAP_ARG_DEEP, "deep NOT refused");
+        free(deep);
+    }
+    imap_arena_free(&ar);
+}
+
+int main(void)
+{
+    test_seqsets();
+    test_mutf7();
+    test_strings();
+    test_nesting();
+    test_flags();
+    test_dates();
+    test_fetch_atts();
+    test_search_keys();
+    if (failures) {
+        fprintf(stderr, "%d failure(s)\n", failures);
+        return 1;
+    }
+    printf("ok\n");
+    return 0;
+}
