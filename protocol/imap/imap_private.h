@@ -259,6 +259,7 @@ struct imap_session {
     char *tagline;              /* tagged reply held back until updates are out */
     void (*after_job)(struct imap_session *s); /* continue a multi-step command */
 
+    size_t skip_left; /* bytes of an over-long line still tolerated */
     uint64_t rate_sec;
     unsigned rate_n;
     struct imap_session *thr_next, *thr_prev;

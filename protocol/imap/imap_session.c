@@ -674,6 +674,15 @@ static void process_loop(struct imap_session *s)
             tag[taglen] = '\0';
         }
         int r = linebuf_line(&s->in, &line, &len);
+        if (s->skip_left && !s->in.skipping) {
+            /* the end of a refused over-long line went by: its answer
+             * comes before anything after it */
+            s->skip_left = 0;
+            imap_bad(s, "[TOOBIG] Command line too long (at most %zu bytes).",
+                     cf->max_line_length);
+            if (conn_closing(s->c))
+                return;
+        }
         if (r == LINEBUF_MORE)
             break;
         if (r == LINEBUF_TOOLONG) {
@@ -681,6 +690,12 @@ static void process_loop(struct imap_session *s)
                 /* a plain over-long command line: refused, the session
                  * goes on after its end (the reader skips it) */
                 memcpy(s->tag, tag, taglen + 1);
+                if (s->in.skipping) {
+                    /* answered once its end is seen (see the loop top); the
+                     * rest of it is skipped, but not forever */
+                    s->skip_left = 4 * cf->max_line_length;
+                    continue;
+                }
                 imap_bad(s, "[TOOBIG] Command line too long (at most %zu bytes).",
                          cf->max_line_length);
                 continue;
@@ -784,6 +799,16 @@ static void on_input(struct conn *c, const char *buf, size_t len)
 
     if (s->state == IMAP_LOGOUT)
         return;
+    if (s->skip_left && s->in.skipping) {
+        /* still inside a refused over-long line */
+        if (len >= s->skip_left && !memchr(buf, '\n', s->skip_left)) {
+            imap_printf(s, "* BYE [TOOBIG] Command line too long.\r\n");
+            imap_close(s);
+            return;
+        } else {
+            s->skip_left -= len;
+        }
+    }
     if (linebuf_append(&s->in, buf, len) < 0) {
         imap_close(s);
         return;
