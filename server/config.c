@@ -58,6 +58,7 @@ void conf_defaults(struct conf *c)
     c->login_failure_delay_ms = 1000;      /* first failure; doubles per further failure */
     c->login_failure_delay_max_ms = 15000;
     c->auth_cache_ttl_s = 3600;
+    c->quota_warning_percent = 90;         /* IMAP [ALERT] at login from this use */
     c->thread_pool_size = 8;                /* fsync-bound work scales to about 8 on one disk */
 
     c->imap_max_nesting = 100;                  /* parentheses and search keys */
@@ -535,6 +536,8 @@ int conf_set(struct conf *c, const char *key, const char *value, char *err, size
         c->auth_cache_ttl_s = ms / 1000;
         return 0;
     }
+    if (!strcmp(key, "quota_warning_percent"))
+        UINT(quota_warning_percent, 0, 100);
     if (!strcmp(key, "thread_pool_size"))
         UINT(thread_pool_size, 1, 128);
     if (!strcmp(key, "imap_max_nesting"))

@@ -59,6 +59,7 @@ struct conf {
     char recipient_delimiter[8];   /* chars separating user and detail, "" = off */
     bool lmtp_save_to_detail_mailbox;
     bool lmtp_quota_temporary;     /* over quota: 452 4.2.2 instead of 552 5.2.2 */
+    unsigned quota_warning_percent; /* IMAP login ALERT at this quota use; 0 = never */
 
     size_t n_plaintext_nets;
     struct conf_net plaintext_auth_networks[CONF_MAX_NETS];

@@ -18,6 +18,37 @@ static void login_complete(struct imap_session *s)
     imap_resume(s);
 }
 
+/* The login ALERT (RFC 3501 7.1): the store is read on the pool for the
+ * quota use, and a client nearly out of room is told before it fails. */
+struct quota_job {
+    struct imap_job j;
+    uint64_t used;
+    int err;
+};
+
+static void quota_work(struct imap_job *j)
+{
+    struct quota_job *q = (struct quota_job *)j;
+    uint64_t messages;
+    q->err = storage_quota_usage(j->u, &q->used, &messages);
+}
+
+static void quota_done(struct imap_session *s, struct imap_job *j)
+{
+    struct quota_job *q = (struct quota_job *)j;
+    uint64_t limit = s->quota_bytes;
+
+    if (q->err == 0 && limit &&
+        q->used * 100 >= limit * conn_conf(s->c)->quota_warning_percent) {
+        unsigned pct = (unsigned)(q->used * 100 / limit);
+        conn_printf(s->c,
+                    "* OK [ALERT] Your mailbox is %u%% full (%llu of %llu MB); delete or "
+                    "archive mail to make room.\r\n",
+                    pct, (unsigned long long)(q->used >> 20), (unsigned long long)(limit >> 20));
+    }
+    login_complete(s);
+}
+
 static void on_store_open(void *arg, int err, struct mailuser *mu)
 {
     struct imap_session *s = arg;
@@ -34,6 +65,11 @@ static void on_store_open(void *arg, int err, struct mailuser *mu)
     s->listener.on_event = imap_on_event;
     s->listener.arg = s;
     mailuser_listen(mu, &s->listener);
+    if (s->quota_bytes && conn_conf(s->c)->quota_warning_percent) {
+        struct quota_job *q = calloc(1, sizeof(*q));
+        if (q && imap_job_start(s, &q->j, quota_work, quota_done) == 0)
+            return;
+    }
     login_complete(s);
 }
 
@@ -45,6 +81,7 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
     switch (result) {
     case AUTH_OK:
         s->account_id = acct->id;
+        s->quota_bytes = acct->quota_bytes;
         if (!imap_userip_add(s)) {
             log_info("conn=%llu imap user=%s: too many sessions from this address",
                      (unsigned long long)conn_info(s->c)->id, acct->address);

@@ -253,6 +253,7 @@ struct imap_session {
     struct mailuser_req *mu_req;
     struct mailuser_listener listener;
     struct imap_sel *sel;
+    uint64_t quota_bytes;       /* the account's quota, 0 = none (login ALERT) */
     struct imap_job *job;       /* at most one job in flight */
     struct imap_append *app;    /* APPEND in progress */
     struct imap_fetch *fetch;   /* multi-step FETCH in progress */
