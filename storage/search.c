@@ -258,7 +258,9 @@ static void bind_text(struct qb *q, const char *s)
     }
 }
 
-/* FTS5 query: the words as a phrase whose last word may be a prefix. */
+/* FTS5 query over the trigram index: the string as one phrase, which
+ * matches exactly the texts containing it (RFC 3501 SEARCH is a substring
+ * match: "izz" finds "pizza"). */
 static void bind_fts(struct qb *q, const char *column, const char *s)
 {
     size_t l = strlen(s), o = 0;
@@ -278,8 +280,6 @@ static void bind_fts(struct qb *q, const char *column, const char *s)
         p[o++] = s[i];
     }
     p[o++] = '"';
-    p[o++] = ' ';
-    p[o++] = '*';
     p[o] = '\0';
     b = add_bind(q);
     if (!b) {
@@ -288,6 +288,44 @@ static void bind_fts(struct qb *q, const char *column, const char *s)
     }
     b->type = B_TEXT;
     b->s = p;
+}
+
+/* A LIKE pattern matching s anywhere, with % _ and \ escaped. */
+static void bind_like(struct qb *q, const char *s)
+{
+    size_t l = strlen(s), o = 0;
+    char *p = malloc(2 * l + 3);
+    struct bind *b;
+
+    if (!p) {
+        q->err = STORAGE_E_NOMEM;
+        return;
+    }
+    p[o++] = '%';
+    for (size_t i = 0; i < l; i++) {
+        if (s[i] == '%' || s[i] == '_' || s[i] == '\\')
+            p[o++] = '\\';
+        p[o++] = s[i];
+    }
+    p[o++] = '%';
+    p[o] = '\0';
+    b = add_bind(q);
+    if (!b) {
+        free(p);
+        return;
+    }
+    b->type = B_TEXT;
+    b->s = p;
+}
+
+/* Characters (not bytes) of a UTF-8 string. */
+static size_t utf8_len(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xc0) != 0x80)
+            n++;
+    return n;
 }
 
 static const char *header_column(const char *field)
@@ -459,9 +497,28 @@ static void build(struct qb *q, const struct storage_search *n, int depth)
             put(q, "1");
             break;
         }
-        put(q, "m.body_id IN (SELECT rowid FROM fts WHERE fts MATCH ");
-        bind_fts(q, n->op == STORAGE_SEARCH_BODY ? "text" : NULL, n->str);
-        put(q, ")");
+        if (utf8_len(n->str) >= 3) {
+            /* the trigram index answers without a scan */
+            put(q, "m.body_id IN (SELECT rowid FROM fts WHERE fts MATCH ");
+            bind_fts(q, n->op == STORAGE_SEARCH_BODY ? "text" : NULL, n->str);
+            put(q, ")");
+        } else if (n->op == STORAGE_SEARCH_BODY) {
+            /* one or two characters: no trigram; scan the indexed text */
+            put(q, "m.body_id IN (SELECT rowid FROM fts WHERE text LIKE ");
+            bind_like(q, n->str);
+            put(q, " ESCAPE '\\')");
+        } else {
+            static const char *const cols[] = {"subject", "from_", "to_", "cc", "bcc", "text"};
+            put(q, "m.body_id IN (SELECT rowid FROM fts WHERE ");
+            for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
+                put(q, i ? " OR " : "");
+                put(q, cols[i]);
+                put(q, " LIKE ");
+                bind_like(q, n->str);
+                put(q, " ESCAPE '\\'");
+            }
+            put(q, ")");
+        }
         break;
     default:
         q->err = STORAGE_E_INVAL;

@@ -300,7 +300,7 @@ static const char schema_sql[] =
     "  mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, modseq INTEGER NOT NULL,"
     "  PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;"
     "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5("
-    "  subject, from_, to_, cc, bcc, text, tokenize = 'unicode61 remove_diacritics 2');";
+    "  subject, from_, to_, cc, bcc, text, tokenize = 'trigram');";
 
 int db_create_schema(sqlite3 *db)
 {
