@@ -12,7 +12,7 @@
 
 #define STORAGE_READERS 4 /* read connections per user handle */
 #define STORAGE_PATH_MAX 4096
-#define STORAGE_SCHEMA_VERSION 2 /* 2: trigram full-text index (substring SEARCH) */
+#define STORAGE_SCHEMA_VERSION 3 /* 2: trigram full-text index; 3: headers kept */
 #define UIDVALIDITY_FILE "coffre-uidvalidity"
 
 struct storage_watch {

@@ -279,8 +279,8 @@ int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64
     } else {
         rc = db_prepare(db,
                         "INSERT INTO bodies(refs, sent_date, envelope, bodystructure, body,"
-                        " subject, from_, to_, cc, bcc, message_id, in_reply_to)"
-                        " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " subject, from_, to_, cc, bcc, message_id, in_reply_to, header)"
+                        " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         &st);
         if (rc)
             return rc;
@@ -295,6 +295,10 @@ int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64
         bind_opt(st, 9, ms->bcc);
         bind_opt(st, 10, ms->message_id);
         bind_opt(st, 11, ms->in_reply_to);
+        if (ms->header)
+            sqlite3_bind_blob(st, 12, ms->header, (int)ms->header_len, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 12);
         rc = sqlite3_step(st);
         sqlite3_finalize(st);
         if (rc != SQLITE_DONE)
@@ -916,6 +920,47 @@ int storage_msg_section(struct storage_user *u, int64_t mbox, uint32_t uid, cons
     return 0;
 }
 
+/* BODY[HEADER.FIELDS] of the top-level header from the copy kept in the
+ * index. Returns HEADER_NOT_INDEXED when the index has no copy (a header
+ * over MIME_MAX_INDEXED_HEADER): the caller then reads the file. */
+#define HEADER_NOT_INDEXED 1
+static int header_fields_from_index(struct storage_user *u, int64_t mbox, uint32_t uid,
+                                    const char *const *names, size_t n, bool negate, char **out,
+                                    size_t *outlen)
+{
+    sqlite3 *db = reader_get(u);
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (!db)
+        return STORAGE_E_TEMP;
+    rc = db_prepare(db,
+                    "SELECT b.header FROM messages m JOIN bodies b ON b.id = m.body_id"
+                    " WHERE m.mailbox_id = ? AND m.uid = ?",
+                    &st);
+    if (rc == 0) {
+        sqlite3_bind_int64(st, 1, mbox);
+        sqlite3_bind_int64(st, 2, uid);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_NULL) {
+            rc = HEADER_NOT_INDEXED;
+        } else if (r == SQLITE_ROW) {
+            const char *h = sqlite3_column_blob(st, 0);
+            size_t hl = (size_t)sqlite3_column_bytes(st, 0);
+            rc = mime_header_fields(h ? h : "", hl, names, n, negate ? 1 : 0, out, outlen) == 0
+                     ? 0
+                     : STORAGE_E_NOMEM;
+        } else if (r == SQLITE_DONE) {
+            rc = STORAGE_E_NOMSG;
+        } else {
+            rc = err_from_sqlite(db, r);
+        }
+        sqlite3_finalize(st);
+    }
+    reader_put(u, db);
+    return rc;
+}
+
 int storage_msg_header_fields(struct storage_user *u, int64_t mbox, uint32_t uid, const char *part,
                               const char *const *names, size_t n, bool negate, char **out,
                               size_t *outlen)
@@ -928,6 +973,12 @@ int storage_msg_header_fields(struct storage_user *u, int64_t mbox, uint32_t uid
 
     *out = NULL;
     *outlen = 0;
+    if (!part || !*part) {
+        /* the top-level header is in the index: no file is opened */
+        rc = header_fields_from_index(u, mbox, uid, names, n, negate, out, outlen);
+        if (rc != HEADER_NOT_INDEXED)
+            return rc;
+    }
     if (part && *part) {
         int k = pathf(section, sizeof(section), "%s.HEADER", part);
         if (k < 0 || (size_t)k >= sizeof(section))

@@ -773,6 +773,7 @@ void mime_summary_free(struct mime_summary *s)
     free(s->message_id);
     free(s->in_reply_to);
     free(s->text);
+    free(s->header);
     memset(s, 0, sizeof(*s));
 }
 
@@ -796,6 +797,16 @@ int mime_parse(const char *msg, size_t len, struct mime_summary *out)
     if (root == NULL)
         return -1;
 
+    if (root->hdr_len <= MIME_MAX_INDEXED_HEADER) {
+        out->header = malloc(root->hdr_len + 1);
+        if (out->header == NULL)
+            err = 1;
+        else {
+            memcpy(out->header, msg + root->hdr_off, root->hdr_len);
+            out->header[root->hdr_len] = '\0';
+            out->header_len = root->hdr_len;
+        }
+    }
     mime_envelope(&b, msg + root->hdr_off, root->hdr_len);
     out->envelope = mbuf_take(&b);
     write_structure(&b, &c, root, 1);

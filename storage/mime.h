@@ -24,7 +24,14 @@ struct mime_summary {    /* all strings malloc'd NUL-terminated, freed by mime_s
     int64_t date; /* Date: header as unix time, 0 if missing/invalid */
     char *text;   /* decoded text of text/ parts, UTF-8, HTML tags stripped roughly;
                    * NULL if none; at most MIME_MAX_TEXT bytes */
+    char *header;      /* the top-level header block as stored (BODY[HEADER]), for the
+                        * index; NULL when longer than MIME_MAX_INDEXED_HEADER */
+    size_t header_len;
 };
+
+/* Longest header block kept in the index (FETCH of header fields is then
+ * answered without opening the message file). */
+#define MIME_MAX_INDEXED_HEADER (64u * 1024)
 
 /* 0, or -1 only on allocation failure (out is then zeroed). */
 int mime_parse(const char *msg, size_t len, struct mime_summary *out);

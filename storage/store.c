@@ -278,7 +278,8 @@ static const char schema_sql[] =
     "  sent_date INTEGER NOT NULL DEFAULT 0,"
     "  envelope TEXT, bodystructure TEXT, body TEXT,"
     "  subject TEXT, from_ TEXT, to_ TEXT, cc TEXT, bcc TEXT,"
-    "  message_id TEXT, in_reply_to TEXT);"
+    "  message_id TEXT, in_reply_to TEXT,"
+    "  header BLOB);" /* top-level header block, for FETCH of header fields */
     "CREATE TABLE IF NOT EXISTS messages("
     "  mailbox_id INTEGER NOT NULL,"
     "  uid INTEGER NOT NULL,"

@@ -1,0 +1,103 @@
+/* Unit test: FETCH BODY[HEADER.FIELDS (...)] of the top-level header is
+ * answered from the index (Thunderbird asks it for every message of a
+ * folder): it works with the message file gone, and a header too long to
+ * be kept in the index is still answered, from the file. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "storage/storage.h"
+#include "tests/unit/check.h"
+
+static char dir[256];
+
+/* Removes every file of the INBOX's cur/ and new/. */
+static int remove_files(void)
+{
+    static const char *const sub[] = {"cur", "new"};
+    int n = 0;
+    for (int i = 0; i < 2; i++) {
+        char p[512];
+        DIR *d;
+        struct dirent *de;
+        snprintf(p, sizeof(p), "%s/users/1/Maildir/%s", dir, sub[i]);
+        if (!(d = opendir(p)))
+            continue;
+        while ((de = readdir(d))) {
+            char f[1024];
+            if (de->d_name[0] == '.')
+                continue;
+            snprintf(f, sizeof(f), "%s/%s", p, de->d_name);
+            if (unlink(f) == 0)
+                n++;
+        }
+        closedir(d);
+    }
+    return n;
+}
+
+int main(void)
+{
+    static const char msg[] = "From: Alice <alice@example.org>\r\nTo: bob@example.org\r\n"
+                              "Subject: hello\r\nX-Priority: 3\r\n\r\nbody\r\n";
+    static const char *const want[] = {"Subject", "From"};
+    const char *base = getenv("TMPDIR");
+    struct storage_user *u;
+    struct storage_mbox m;
+    uint32_t uid, big_uid;
+    char *out = NULL;
+    size_t outlen = 0;
+    int fd;
+    uint64_t size;
+
+    snprintf(dir, sizeof(dir), "%s/coffre-headers-XXXXXX", base ? base : "/tmp");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    CHECK(storage_open(dir, 1, &u) == 0 && storage_mbox_get(u, "INBOX", &m) == 0, "store");
+    CHECK(storage_append(u, m.id, msg, sizeof(msg) - 1, 0, NULL, 0, 0, &uid) == 0, "append");
+
+    /* a header over the index limit: 80 KiB of X-Filler lines */
+    size_t blen = 0, bcap = 90 * 1024;
+    char *big = malloc(bcap);
+    blen += (size_t)snprintf(big, bcap, "Subject: big\r\n");
+    while (blen < 80 * 1024)
+        blen += (size_t)snprintf(big + blen, bcap - blen, "X-Filler: %0100d\r\n", 7);
+    blen += (size_t)snprintf(big + blen, bcap - blen, "\r\nbody\r\n");
+    CHECK(storage_append(u, m.id, big, blen, 0, NULL, 0, 0, &big_uid) == 0, "append big header");
+
+    CHECK(storage_msg_header_fields(u, m.id, big_uid, "", want, 2, false, &out, &outlen) == 0 &&
+              outlen == strlen("Subject: big\r\n\r\n") &&
+              !memcmp(out, "Subject: big\r\n\r\n", outlen),
+          "an over-long header is answered from the file");
+    free(out);
+
+    CHECK(remove_files() == 2, "message files removed behind the store's back");
+    CHECK(storage_msg_open(u, m.id, uid, &fd, &size) != 0, "the file is really gone");
+    out = NULL;
+    CHECK(storage_msg_header_fields(u, m.id, uid, "", want, 2, false, &out, &outlen) == 0 &&
+              outlen == strlen("From: Alice <alice@example.org>\r\nSubject: hello\r\n\r\n") &&
+              !memcmp(out, "From: Alice <alice@example.org>\r\nSubject: hello\r\n\r\n", outlen),
+          "HEADER.FIELDS (Subject From) from the index, in message order");
+    free(out);
+    out = NULL;
+    CHECK(storage_msg_header_fields(u, m.id, uid, "", want, 2, true, &out, &outlen) == 0 &&
+              strstr(out, "X-Priority: 3\r\n") && !strstr(out, "Subject"),
+          "HEADER.FIELDS.NOT from the index");
+    free(out);
+    CHECK(storage_msg_header_fields(u, m.id, 999, "", want, 2, false, &out, &outlen) ==
+              STORAGE_E_NOMSG,
+          "unknown UID");
+    storage_close(u);
+    free(big);
+    if (failures == 0) {
+        char cmd[300];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", dir);
+    }
+    return check_summary();
+}
