@@ -8,6 +8,9 @@
  *       (each mailbox holds NMSGS messages, at least 21)
  *       EXPUNGE of what it appended, LOGOUT. User of thread t: u<t%NUSERS+1>.
  *       Prints "sessions S commands C errors E seconds T cpu U".
+ *   imap_client warm PORT CAFILE NUSERS PASS
+ *       logs every user in once (SELECT INBOX, FETCH 1:* FLAGS, LOGOUT), so
+ *       that first-open indexing and login caches are not measured.
  *   imap_client idle PORT CAFILE NUSERS PASS NCONN
  *       opens NCONN connections, each LOGIN + SELECT INBOX + IDLE, prints
  *       "ready N failed F seconds T" and holds them until stdin closes.
@@ -359,12 +362,57 @@ static int run_mixed(int nclients, double seconds)
     return 0;
 }
 
+/* ---- warm-up ---- */
+
+static pthread_mutex_t idle_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int warm_next;
+static long warm_failed;
+
+static void *warm_worker(void *arg)
+{
+    char line[8192];
+    struct cl *c = calloc(1, sizeof(*c));
+
+    (void)arg;
+    if (!c)
+        return NULL;
+    for (;;) {
+        pthread_mutex_lock(&idle_lock);
+        int u = warm_next < nusers ? ++warm_next : 0;
+        pthread_mutex_unlock(&idle_lock);
+        if (!u)
+            break;
+        c->fd = -1;
+        if (cl_connect(c) < 0 || login_select(c, u) < 0 ||
+            cl_cmd(c, line, sizeof(line), "FETCH 1:* (FLAGS)") ||
+            cl_cmd(c, line, sizeof(line), "LOGOUT") < 0) {
+            pthread_mutex_lock(&idle_lock);
+            warm_failed++;
+            pthread_mutex_unlock(&idle_lock);
+        }
+        cl_close(c);
+    }
+    free(c);
+    return NULL;
+}
+
+static int run_warm(void)
+{
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, warm_worker, NULL);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    printf("warmed %d failed %ld\n", nusers, warm_failed);
+    return warm_failed ? 1 : 0;
+}
+
 /* ---- idle ---- */
 
 static struct cl *idles;
 static int nidle;
 static long idle_ok, idle_failed;
-static pthread_mutex_t idle_lock = PTHREAD_MUTEX_INITIALIZER;
 static int idle_next;
 
 static void *idle_worker(void *arg)
@@ -440,10 +488,11 @@ static int run_idle(int n)
 
 int main(int argc, char **argv)
 {
-    if (argc < 7) {
+    if (argc < 6) {
         fprintf(stderr, "usage: %s mixed PORT CAFILE NUSERS PASS NCLIENTS SECONDS NMSGS\n"
+                        "       %s warm PORT CAFILE NUSERS PASS\n"
                         "       %s idle PORT CAFILE NUSERS PASS NCONN\n",
-                argv[0], argv[0]);
+                argv[0], argv[0], argv[0]);
         return 2;
     }
     port = atoi(argv[2]);
@@ -464,7 +513,9 @@ int main(int argc, char **argv)
             return 2;
         return run_mixed(atoi(argv[6]), atof(argv[7]));
     }
-    if (!strcmp(argv[1], "idle"))
+    if (!strcmp(argv[1], "warm"))
+        return run_warm();
+    if (!strcmp(argv[1], "idle") && argc == 7)
         return run_idle(atoi(argv[6]));
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;

@@ -537,15 +537,18 @@ class ImapCase(ServerTestCase):
     """coffred with USER and USER2; helpers for raw IMAP clients."""
 
     USERS = ((USER, PASS), (USER2, PASS2))
+    TLS = True      # False: sessions on port 143 with STARTTLS
 
     @classmethod
     def setUpServer(cls):
         for u, p in cls.USERS:
             cls.server.add_user(u, p)
 
-    def connect(self, tls=True):
+    def connect(self, tls=None):
         """A raw IMAPS client (greeting read). tls=False: port 143 with
-        STARTTLS done."""
+        STARTTLS done; None: the class's TLS."""
+        if tls is None:
+            tls = self.TLS
         if tls:
             c = Imap(self.server.raw('imaps', tls=True))
         else:
@@ -557,7 +560,7 @@ class ImapCase(ServerTestCase):
         self.addCleanup(c.close)
         return c
 
-    def login(self, user=USER, password=PASS, tls=True):
+    def login(self, user=USER, password=PASS, tls=None):
         c = self.connect(tls)
         c.login(user, password)
         return c

@@ -8,6 +8,7 @@ disconnected, and coffred's memory does not grow with it."""
 import os
 import socket
 import ssl
+import subprocess
 import time
 
 import harness
@@ -335,6 +336,61 @@ class SlowReader(ImapCase):
         self.assertLess(after - before, 50 * 1024,
                         'coffred RSS grew from %d kB to %d kB' % (before, after))
         self.assertAlive()
+
+
+class Limits(ImapCase):
+    """Connections per user and address, quota, autologout minimum."""
+
+    CONF = {'imap_max_connections_per_user_ip': '3'}
+
+    def test_connections_per_user_and_ip(self):
+        held = [self.login() for _ in range(3)]
+        c = self.connect()
+        st, t, u = None, None, None
+        try:
+            st, t, u = c.status_of('LOGIN %s %s' % (imap_util.quote(USER), imap_util.quote(PASS)))
+        except EOFError:
+            st = 'BYE'
+        self.assertIn(st, ('NO', 'BYE'), t)
+        # another account from the same address is not locked out
+        o = self.login(imap_util.USER2, imap_util.PASS2)
+        o.select('INBOX')
+        # a slot freed is usable again
+        held.pop().logout()
+        deadline = time.monotonic() + 10
+        while True:   # the server notices the close asynchronously
+            c = self.connect()
+            st, t, u = c.status_of('LOGIN %s %s' % (imap_util.quote(USER), imap_util.quote(PASS)))
+            if st == 'OK' or time.monotonic() > deadline:
+                break
+            c.close()
+        self.assertEqual(st, 'OK', t)
+
+    def test_overquota(self):
+        rc, out, err = self.server.ctl('user', 'quota', imap_util.USER2, '20k')
+        self.assertEqual(rc, 0, err)
+        c = self.login(imap_util.USER2, imap_util.PASS2)
+        c.append('INBOX', make_message(1))
+        st, t, u = c.status_of('APPEND INBOX {}', make_message(2, body='z' * 30000 + '\r\n'))
+        self.assertEqual(st, 'NO', t)
+        self.assertIn(b'[OVERQUOTA]', t)
+        c.ok('NOOP')
+        self.assertEqual(c.select('INBOX')['exists'], 1)
+        rc, out, err = self.server.ctl('user', 'quota', imap_util.USER2, '0')
+        self.assertEqual(rc, 0, err)
+
+    def test_autologout_at_least_30_minutes(self):
+        # RFC 3501 5.4: at least 30 minutes; a shorter setting is refused
+        path = os.path.join(self.server.tmp, 'short.conf')
+        self.server.write_conf(path, lines=['imap_idle_timeout = 29m'])
+        r = subprocess.run([harness.COFFRED, '-c', path, '--check-config'],
+                           capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+        path = os.path.join(self.server.tmp, 'ok.conf')
+        self.server.write_conf(path, lines=['imap_idle_timeout = 31m'])
+        r = subprocess.run([harness.COFFRED, '-c', path, '--check-config'],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
 if __name__ == '__main__':

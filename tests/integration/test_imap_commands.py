@@ -201,6 +201,40 @@ class Commands(ImapCase):
         self.assertGreaterEqual(d[b'UIDNEXT'], 5)
         self.assertGreater(d[b'UIDVALIDITY'], 0)
 
+    def test_mailbox_commands(self):
+        c = self.imap()
+        c.delete('Fam/Kid')
+        c.delete('Fam')
+        c.delete('Fam2')
+        self.assertEqual(c.create('Fam')[0], 'OK')
+        self.assertEqual(c.create('Fam/Kid')[0], 'OK')
+        typ, data = c.create('Fam')
+        self.assertEqual(typ, 'NO')
+        self.assertIn(b'[ALREADYEXISTS]', data[0])
+        typ, data = c.list('""', 'Fam*')
+        self.assertEqual(typ, 'OK')
+        self.assertEqual(len(data), 2, data)
+        self.assertTrue(any(b'\\HasChildren' in x and x.endswith(b'Fam') or
+                            x.endswith(b'"Fam"') for x in data), data)
+        self.assertEqual(c.subscribe('Fam/Kid')[0], 'OK')
+        typ, data = c.lsub('""', 'Fam*')
+        self.assertEqual(len(data), 1, data)
+        self.assertIn(b'Fam/Kid', data[0])
+        self.assertEqual(c.unsubscribe('Fam/Kid')[0], 'OK')
+        typ, data = c.lsub('""', 'Fam*')
+        self.assertEqual(data, [None])
+        self.assertEqual(c.rename('Fam', 'Fam2')[0], 'OK')
+        typ, data = c.list('""', 'Fam*')
+        self.assertEqual(sorted(x.rsplit(b' ', 1)[1].strip(b'"') for x in data),
+                         [b'Fam2', b'Fam2/Kid'])
+        self.assertEqual(c.delete('Fam2/Kid')[0], 'OK')
+        self.assertEqual(c.delete('Fam2')[0], 'OK')
+        typ, data = c.delete('Fam2')
+        self.assertEqual(typ, 'NO')
+        self.assertIn(b'[NONEXISTENT]', data[0])
+        typ, data = c.list('""', '%')
+        self.assertTrue(any(x.endswith(b'INBOX') or x.endswith(b'"INBOX"') for x in data), data)
+
     # -- selected -------------------------------------------------------
 
     def test_store_variants(self):

@@ -128,10 +128,13 @@ class FetchCorpus(ImapCase):
             self.assertNotIn('\\Seen', res[seq][0]['FLAGS'])
 
 
+class FetchCorpusStartTLS(FetchCorpus):
+    """The same corpus checks over port 143 after STARTTLS."""
+    TLS = False
+
+
 class FetchItems(ImapCase):
     """Every FETCH data item on known messages (IMAPS)."""
-
-    TLS = True
     DATE = '17-Jul-1996 02:44:25 -0700'
 
     @classmethod
@@ -150,7 +153,7 @@ class FetchItems(ImapCase):
 
     def setUp(self):
         # each test may change \Seen: start from the appended state
-        self.c = self.login(tls=self.TLS)
+        self.c = self.login()
         self.c.select('INBOX')
         self.c.ok('STORE 1:* FLAGS ()')
         self.c.ok('STORE 1 FLAGS (\\Flagged $Label1)')
