@@ -138,8 +138,6 @@ class Search(ImapCase):
             ('BODY nowherefound', []),
         ])
 
-    # Known deviation (reported for issue 6): SEARCH BODY/TEXT go through the
-    # word-based full-text index and miss substrings inside words.
     def test_body_substring(self):
         # RFC 3501: "contains the specified string", a substring
         self.check([('BODY izz', [2]), ('TEXT uarterl', [1, 4])])
