@@ -714,8 +714,8 @@ static void process_loop(struct imap_session *s)
         }
         if (s->cmd_len == 0 && len == 0)
             continue; /* empty lines between commands are tolerated */
-        uint64_t n;
-        bool sync;
+        uint64_t n = 0;
+        bool sync = false;
         int lit = literal_suffix(line, len, &n, &sync);
         if (cmd_append(s, line, len) < 0) {
             cmd_reset(s);
