@@ -12,7 +12,9 @@
 
 #define STORAGE_READERS 4 /* read connections per user handle */
 #define STORAGE_PATH_MAX 4096
-#define STORAGE_SCHEMA_VERSION 3 /* 2: trigram full-text index; 3: headers kept */
+/* 2: trigram full-text index; 3: headers kept; 4: fts_pending (texts wait
+ * there until storage_fts_index moves them into the full-text index) */
+#define STORAGE_SCHEMA_VERSION 4
 #define UIDVALIDITY_FILE "coffre-uidvalidity"
 
 struct storage_watch {

@@ -244,6 +244,16 @@ int body_release(sqlite3 *db, int64_t body_id)
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
         return err_from_sqlite(db, rc);
+    /* the text is in one of the two, indexed or waiting */
+    if ((rc = db_prepare(db, "DELETE FROM fts_pending WHERE body_id = ?", &st)) != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, body_id);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return err_from_sqlite(db, rc);
+    if (sqlite3_changes(db) > 0)
+        return 0;
     if ((rc = db_prepare(db, "DELETE FROM fts WHERE rowid = ?", &st)) != 0)
         return rc;
     sqlite3_bind_int64(st, 1, body_id);
@@ -304,8 +314,9 @@ int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64
         if (rc != SQLITE_DONE)
             return err_from_sqlite(db, rc);
         body_id = sqlite3_last_insert_rowid(db);
+        /* into the full-text index later (storage_fts_index), not here */
         rc = db_prepare(db,
-                        "INSERT INTO fts(rowid, subject, from_, to_, cc, bcc, text)"
+                        "INSERT INTO fts_pending(body_id, subject, from_, to_, cc, bcc, text)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?)",
                         &st);
         if (rc)

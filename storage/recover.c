@@ -1009,6 +1009,9 @@ int storage_repair(const char *data_dir, int64_t id)
     return rc;
 }
 
+/* Texts moved into the full-text index per transaction after a rebuild. */
+#define REINDEX_FTS_BATCH 500
+
 int storage_reindex(const char *data_dir, int64_t id)
 {
     char path[STORAGE_PATH_MAX], old[STORAGE_PATH_MAX];
@@ -1070,6 +1073,16 @@ int storage_reindex(const char *data_dir, int64_t id)
         }
         writer_unlock(u);
         unlink(old);
+    }
+    {
+        /* The rebuilt texts wait for the full-text index (searchable, by a
+         * scan); index them now, in batches, so that a running coffred gets
+         * the index between two of them. */
+        size_t left = 0;
+        do {
+            if (storage_fts_index(u, REINDEX_FTS_BATCH, &left) != 0)
+                break; /* the daemon does the rest later */
+        } while (left > 0);
     }
     storage_close(u);
     return 0;

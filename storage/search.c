@@ -1,8 +1,10 @@
 /* SEARCH: turns a criteria tree into one SQL query over the index. The SQL
  * text is made of fixed fragments only; every value is a bound parameter.
  * Also the SQL functions the queries use: coffre_inset (UID sets),
- * coffre_contains (case-insensitive substring) and coffre_header (a header
- * field not kept in the index, read from the message file). */
+ * coffre_contains (case-insensitive substring), coffre_header (a header
+ * field not kept in the index, read from the message file) and
+ * coffre_fts_has (the trigram index's matching applied to a text not yet in
+ * it). And storage_fts_index, which moves waiting texts into the index. */
 #include "storage/internal.h"
 
 #include <errno.h>
@@ -162,8 +164,159 @@ static void fn_header(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     sqlite3_result_int(ctx, found);
 }
 
+/* Texts waiting in fts_pending must match exactly as they will once in
+ * the trigram index. The index folds case with the trigram tokenizer's own
+ * Unicode folding (LIKE folds ASCII only), so the text and the string are
+ * run through that very tokenizer: it gives the folded characters i..i+2 at
+ * each position i; joined back, the two folded strings compare as the
+ * index's phrase query does (consecutive trigrams = a substring of at least
+ * three characters). */
+struct fold_tok {
+    fts5_tokenizer api;
+    Fts5Tokenizer *tok;
+    char *buf; /* the folded text of the current row, reused */
+    size_t cap;
+};
+
+struct fold {
+    char *p;
+    size_t len, cap;
+    size_t n; /* trigrams seen */
+};
+
+static int on_trigram(void *ctx, int tflags, const char *t, int tlen, int start, int end)
+{
+    struct fold *f = ctx;
+    size_t i = 0, l = (size_t)tlen;
+
+    (void)tflags;
+    (void)start;
+    (void)end;
+    if (tlen <= 0)
+        return SQLITE_OK;
+    if (f->n++ > 0) {
+        /* the first two characters came with the previous trigram */
+        for (int k = 0; k < 2 && i < l; k++) {
+            i++;
+            while (i < l && ((unsigned char)t[i] & 0xc0) == 0x80)
+                i++;
+        }
+    }
+    if (f->len + (l - i) + 1 > f->cap) {
+        size_t nc = f->cap ? f->cap * 2 : 256;
+        char *np;
+        while (nc < f->len + (l - i) + 1)
+            nc *= 2;
+        if (!(np = realloc(f->p, nc)))
+            return SQLITE_NOMEM;
+        f->p = np;
+        f->cap = nc;
+    }
+    memcpy(f->p + f->len, t + i, l - i);
+    f->len += l - i;
+    f->p[f->len] = '\0';
+    return SQLITE_OK;
+}
+
+static int fold_text(struct fold_tok *ft, const char *s, int len, struct fold *f)
+{
+    return ft->api.xTokenize(ft->tok, f, FTS5_TOKENIZE_DOCUMENT, s, len, on_trigram);
+}
+
+static void fold_free(void *p)
+{
+    struct fold *f = p;
+    free(f->p);
+    free(f);
+}
+
+/* coffre_fts_has(string, column...): 1 if a column contains string as the
+ * full-text index would find it (string of three characters or more). */
+static void fn_fts_has(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    struct fold_tok *ft = sqlite3_user_data(ctx);
+    struct fold *needle = sqlite3_get_auxdata(ctx, 0);
+    bool fresh = false;
+    int found = 0;
+
+    if (!ft->tok) {
+        sqlite3_result_error(ctx, "no trigram tokenizer", -1);
+        return;
+    }
+    if (!needle) {
+        const char *n = (const char *)sqlite3_value_text(argv[0]);
+        if (!(needle = calloc(1, sizeof(*needle)))) {
+            sqlite3_result_error_nomem(ctx);
+            return;
+        }
+        if (n && fold_text(ft, n, sqlite3_value_bytes(argv[0]), needle) != SQLITE_OK) {
+            free(needle->p);
+            free(needle);
+            sqlite3_result_error_nomem(ctx);
+            return;
+        }
+        fresh = true;
+    }
+    /* a string without a trigram finds nothing, as its phrase query */
+    for (int i = 1; i < argc && needle->n > 0 && !found; i++) {
+        const char *h = (const char *)sqlite3_value_text(argv[i]);
+        struct fold f = {.p = ft->buf, .cap = ft->cap};
+        int rc;
+        if (!h)
+            continue;
+        rc = fold_text(ft, h, sqlite3_value_bytes(argv[i]), &f);
+        ft->buf = f.p;
+        ft->cap = f.cap;
+        if (rc != SQLITE_OK) {
+            sqlite3_result_error_nomem(ctx);
+            goto out;
+        }
+        found = f.n > 0 && memmem(f.p, f.len, needle->p, needle->len) != NULL;
+    }
+    sqlite3_result_int(ctx, found);
+out:
+    if (fresh)
+        sqlite3_set_auxdata(ctx, 0, needle, fold_free);
+}
+
+static void fold_tok_free(void *p)
+{
+    struct fold_tok *ft = p;
+    if (ft->tok)
+        ft->api.xDelete(ft->tok);
+    free(ft->buf);
+    free(ft);
+}
+
+/* The trigram tokenizer, configured as the fts table's ("trigram", no
+ * options), for coffre_fts_has. NULL if FTS5 is not there. */
+static struct fold_tok *fold_tok_new(sqlite3 *db)
+{
+    struct fold_tok *ft = calloc(1, sizeof(*ft));
+    fts5_api *api = NULL;
+    sqlite3_stmt *st;
+    void *ud = NULL;
+
+    if (!ft)
+        return NULL;
+    if (sqlite3_prepare_v2(db, "SELECT fts5(?1)", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_pointer(st, 1, (void *)&api, "fts5_api_ptr", NULL);
+        sqlite3_step(st);
+        sqlite3_finalize(st);
+    }
+    if (!api || api->xFindTokenizer(api, "trigram", &ud, &ft->api) != SQLITE_OK ||
+        ft->api.xCreate(ud, NULL, 0, &ft->tok) != SQLITE_OK) {
+        ft->tok = NULL;
+        fold_tok_free(ft);
+        return NULL;
+    }
+    return ft;
+}
+
 void register_sql_functions(sqlite3 *db, struct storage_user *u)
 {
+    struct fold_tok *ft = fold_tok_new(db);
+
     sqlite3_create_function(db, "coffre_inset", 2, SQLITE_UTF8 | SQLITE_DIRECTONLY, u, fn_inset,
                             NULL, NULL);
     sqlite3_create_function(db, "coffre_contains", 2,
@@ -171,6 +324,12 @@ void register_sql_functions(sqlite3 *db, struct storage_user *u)
                             NULL, NULL);
     sqlite3_create_function(db, "coffre_header", 4, SQLITE_UTF8 | SQLITE_DIRECTONLY, u, fn_header,
                             NULL, NULL);
+    /* without the tokenizer the function is not there and a search of a
+     * waiting text fails rather than answering differently */
+    if (ft)
+        sqlite3_create_function_v2(db, "coffre_fts_has", -1,
+                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, ft,
+                                   fn_fts_has, NULL, NULL, fold_tok_free);
 }
 
 /* ---- query building ---- */
@@ -497,25 +656,37 @@ static void build(struct qb *q, const struct storage_search *n, int depth)
             put(q, "1");
             break;
         }
+        /* Each body's text is either in the index (fts) or waiting
+         * (fts_pending); both are looked at and match the same way. */
         if (utf8_len(n->str) >= 3) {
-            /* the trigram index answers without a scan */
-            put(q, "m.body_id IN (SELECT rowid FROM fts WHERE fts MATCH ");
+            /* the trigram index answers without a scan; the few waiting
+             * texts are scanned with the index's own folding */
+            put(q, "(m.body_id IN (SELECT rowid FROM fts WHERE fts MATCH ");
             bind_fts(q, n->op == STORAGE_SEARCH_BODY ? "text" : NULL, n->str);
+            put(q, ") OR m.body_id IN (SELECT body_id FROM fts_pending WHERE coffre_fts_has(");
+            bind_text(q, n->str);
+            put(q, n->op == STORAGE_SEARCH_BODY ? ", text))"
+                                                 : ", subject, from_, to_, cc, bcc, text))");
             put(q, ")");
-        } else if (n->op == STORAGE_SEARCH_BODY) {
-            /* one or two characters: no trigram; scan the indexed text */
-            put(q, "m.body_id IN (SELECT rowid FROM fts WHERE text LIKE ");
-            bind_like(q, n->str);
-            put(q, " ESCAPE '\\')");
         } else {
-            static const char *const cols[] = {"subject", "from_", "to_", "cc", "bcc", "text"};
-            put(q, "m.body_id IN (SELECT rowid FROM fts WHERE ");
-            for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
-                put(q, i ? " OR " : "");
-                put(q, cols[i]);
-                put(q, " LIKE ");
-                bind_like(q, n->str);
-                put(q, " ESCAPE '\\'");
+            /* one or two characters: no trigram; scan the texts */
+            static const char *const tables[] = {"SELECT rowid FROM fts",
+                                                 "SELECT body_id FROM fts_pending"};
+            static const char *const cols[] = {"text", "subject", "from_", "to_", "cc", "bcc"};
+            size_t ncols = n->op == STORAGE_SEARCH_BODY ? 1 : sizeof(cols) / sizeof(cols[0]);
+            put(q, "(");
+            for (size_t t = 0; t < 2; t++) {
+                put(q, t ? " OR m.body_id IN (" : "m.body_id IN (");
+                put(q, tables[t]);
+                put(q, " WHERE ");
+                for (size_t i = 0; i < ncols; i++) {
+                    put(q, i ? " OR " : "");
+                    put(q, cols[i]);
+                    put(q, " LIKE ");
+                    bind_like(q, n->str);
+                    put(q, " ESCAPE '\\'");
+                }
+                put(q, ")");
             }
             put(q, ")");
         }
@@ -596,5 +767,87 @@ out:
     free_binds(&q);
     if (rc)
         storage_uidlist_free(out);
+    return rc;
+}
+
+/* ---- indexing of waiting texts ---- */
+
+static int step_done(sqlite3 *db, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+}
+
+int storage_fts_index(struct storage_user *u, size_t max, size_t *left)
+{
+    sqlite3 *db = u->wdb;
+    sqlite3_stmt *st;
+    int64_t last = 0, waiting = 0;
+    int rc;
+
+    if (left)
+        *left = 0;
+    writer_lock(u);
+    if ((rc = db_begin(db)) != 0)
+        goto out;
+    /* the batch: the oldest max bodies waiting */
+    rc = db_prepare(db,
+                    "SELECT max(body_id) FROM (SELECT body_id FROM fts_pending"
+                    " ORDER BY body_id LIMIT ?)",
+                    &st);
+    if (rc)
+        goto fail;
+    sqlite3_bind_int64(st, 1, max ? (int64_t)max : -1);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        last = sqlite3_column_int64(st, 0); /* 0 (NULL) when none waits */
+        rc = 0;
+    } else {
+        rc = err_from_sqlite(db, rc);
+    }
+    sqlite3_finalize(st);
+    if (rc)
+        goto fail;
+    if (last == 0) {
+        db_rollback(db);
+        goto out;
+    }
+    rc = db_prepare(db,
+                    "INSERT INTO fts(rowid, subject, from_, to_, cc, bcc, text)"
+                    " SELECT body_id, subject, from_, to_, cc, bcc, text FROM fts_pending"
+                    " WHERE body_id <= ? ORDER BY body_id",
+                    &st);
+    if (rc)
+        goto fail;
+    sqlite3_bind_int64(st, 1, last);
+    if ((rc = step_done(db, st)) != 0)
+        goto fail;
+    if ((rc = db_prepare(db, "DELETE FROM fts_pending WHERE body_id <= ?", &st)) != 0)
+        goto fail;
+    sqlite3_bind_int64(st, 1, last);
+    if ((rc = step_done(db, st)) != 0)
+        goto fail;
+    if ((rc = db_prepare(db, "SELECT count(*) FROM fts_pending", &st)) != 0)
+        goto fail;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        waiting = sqlite3_column_int64(st, 0);
+        rc = 0;
+    } else {
+        rc = err_from_sqlite(db, rc);
+    }
+    sqlite3_finalize(st);
+    if (rc)
+        goto fail;
+    if ((rc = db_commit(db)) != 0)
+        goto out;
+    if (left)
+        *left = (size_t)waiting;
+    goto out;
+fail:
+    db_rollback(db);
+out:
+    writer_unlock(u);
     return rc;
 }

@@ -325,8 +325,10 @@ enum storage_search_op {
     STORAGE_SEARCH_HEADER,     /* header `field` contains str (case-insensitive);
                                 * Subject/From/To/Cc/Bcc/Message-ID/In-Reply-To come
                                 * from the index, other fields read the file */
-    STORAGE_SEARCH_BODY,       /* full text of the body parts (FTS5, word match) */
-    STORAGE_SEARCH_TEXT,       /* full text of headers and body (FTS5, word match) */
+    STORAGE_SEARCH_BODY,       /* text of the body parts contains str (substring,
+                                * case-insensitive; trigram full-text index) */
+    STORAGE_SEARCH_TEXT,       /* headers (Subject/From/To/Cc/Bcc) or body text
+                                * contain str (same matching as BODY) */
 };
 /* IMAP ON d = AND(SINCE d, BEFORE d+1day); the protocol layer maps dates and
  * sequence numbers. */
@@ -346,6 +348,14 @@ struct storage_search {
  * a HEADER search on a field not in the index reads message headers). */
 int storage_search(struct storage_user *u, int64_t mbox, const struct storage_search *q,
                    struct storage_uidlist *out);
+
+/* New message texts are not put in the full-text index at delivery (too
+ * costly there): they wait in a plain table, where SEARCH finds them too,
+ * with the same results, only by a scan. This moves up to max (0 = all) of
+ * them into the index in one transaction under the writer lock; *left gets
+ * how many still wait (may be NULL). The daemon runs it when an account has
+ * been quiet for a moment. Disk. */
+int storage_fts_index(struct storage_user *u, size_t max, size_t *left);
 
 /* ---- change notification ---- */
 

@@ -1,7 +1,11 @@
 /* Unit test of full-text SEARCH semantics (RFC 3501: BODY and TEXT match
  * messages containing the string): substrings inside words, one and two
- * characters, case, LIKE metacharacters taken literally, headers for TEXT
- * only, and nothing matched that is not there. */
+ * characters, case (ASCII and beyond), LIKE metacharacters taken literally,
+ * headers for TEXT only, and nothing matched that is not there. Every check
+ * runs with the texts waiting for the full-text index (as after delivery),
+ * with one indexed and one waiting, and with both indexed: the answers must
+ * be the same. Expunging a message removes its text from wherever it is. */
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +15,7 @@
 
 static struct storage_user *u;
 static int64_t inbox;
+static char dir[256];
 
 static size_t search(enum storage_search_op op, const char *str, uint32_t *first)
 {
@@ -26,16 +31,93 @@ static size_t search(enum storage_search_op op, const char *str, uint32_t *first
     return n;
 }
 
+/* Rows of a table of the index, read behind the storage's back. */
+static long long rows(const char *table)
+{
+    char path[300], sql[100];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    long long n = -1;
+
+    snprintf(path, sizeof(path), "%s/users/1/index.sqlite", dir);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return -1;
+    }
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return n;
+}
+
+static void checks_all(const char *phase)
+{
+    char what[200];
+    uint32_t first;
+
+#define C(cond, text)                                                                              \
+    do {                                                                                           \
+        snprintf(what, sizeof(what), "%s: %s", phase, text);                                       \
+        CHECK(cond, what);                                                                         \
+    } while (0)
+    C(search(STORAGE_SEARCH_BODY, "izz", &first) == 1 && first == 1,
+      "BODY izz finds pizza (inside a word)");
+    C(search(STORAGE_SEARCH_BODY, "PIZZA", NULL) == 1, "BODY is case-insensitive");
+    C(search(STORAGE_SEARCH_TEXT, "uarterl", &first) == 1 && first == 1,
+      "TEXT finds a substring of the Subject");
+    C(search(STORAGE_SEARCH_TEXT, "QUARTERLY REP", &first) == 1 && first == 1,
+      "TEXT of the Subject is case-insensitive");
+    C(search(STORAGE_SEARCH_BODY, "uarterl", NULL) == 0, "BODY does not look at headers");
+    C(search(STORAGE_SEARCH_BODY, "zz", &first) == 1 && first == 1, "two characters (no trigram)");
+    C(search(STORAGE_SEARCH_BODY, "ZZ", &first) == 1 && first == 1, "two characters, other case");
+    C(search(STORAGE_SEARCH_TEXT, "qu", &first) == 1 && first == 1,
+      "TEXT: two characters of the Subject");
+    C(search(STORAGE_SEARCH_BODY, "qu", NULL) == 0, "BODY: two characters only in a header");
+    C(search(STORAGE_SEARCH_BODY, "a", NULL) == 2, "one character");
+    C(search(STORAGE_SEARCH_BODY, "0%", &first) == 1 && first == 1,
+      "% is a character, not a wildcard");
+    C(search(STORAGE_SEARCH_BODY, "e_b", &first) == 1 && first == 1,
+      "_ is a character, not a wildcard");
+    C(search(STORAGE_SEARCH_BODY, "x%", NULL) == 0, "% never matches anything else");
+    C(search(STORAGE_SEARCH_BODY, "100%", &first) == 1 && first == 1, "% in a longer string");
+    C(search(STORAGE_SEARCH_BODY, "caf\xc3\xa9", &first) == 1 && first == 2, "UTF-8 text");
+    C(search(STORAGE_SEARCH_BODY, "CAF\xc3\x89", &first) == 1 && first == 2,
+      "non-ASCII case folded (E acute)");
+    C(search(STORAGE_SEARCH_BODY, "\xc3\xa9 at", &first) == 1 && first == 2,
+      "a substring starting with a non-ASCII character");
+    C(search(STORAGE_SEARCH_TEXT, "bob@example", &first) == 1 && first == 2,
+      "TEXT finds an address");
+    C(search(STORAGE_SEARCH_TEXT, "example.org", NULL) == 2, "TEXT: both From addresses");
+    C(search(STORAGE_SEARCH_BODY, "pizzas", NULL) == 0, "no match beyond the text");
+    C(search(STORAGE_SEARCH_BODY, "again pizza", NULL) == 0, "no match made of two texts");
+    C(search(STORAGE_SEARCH_TEXT, "lunchSalad", NULL) == 0 &&
+          search(STORAGE_SEARCH_TEXT, "lunch Salad", NULL) == 0,
+      "TEXT: no match across the Subject and the body");
+    C(search(STORAGE_SEARCH_BODY, "\"", NULL) == 0 && search(STORAGE_SEARCH_BODY, "a\"b", NULL) == 0,
+      "quotes are text, not query syntax");
+    C(search(STORAGE_SEARCH_BODY, "\"pizza\"", NULL) == 0, "a quoted word is not a phrase query");
+    C(search(STORAGE_SEARCH_BODY, "pizza OR salad", NULL) == 0, "OR is text, not an operator");
+#undef C
+}
+
 int main(void)
 {
     static const char m1[] = "From: Alice <alice@example.org>\r\nSubject: Quarterly report\r\n\r\n"
                              "We ordered pizza. Totals: 100% of the_budget.\r\n";
     static const char m2[] = "From: Bob <bob@example.org>\r\nSubject: lunch\r\n\r\n"
                              "Salad again, caf\xc3\xa9 at noon.\r\n";
+    static const char m3[] = "From: Carol <carol@example.org>\r\nSubject: pizza again\r\n\r\n"
+                             "Mushroom pizza.\r\n";
     const char *base = getenv("TMPDIR");
-    char dir[256];
     struct storage_mbox m;
-    uint32_t uid, first;
+    struct storage_range r = {3, 4};
+    struct storage_uidset set = {1, &r};
+    uint32_t uid;
+    size_t left = 99;
 
     snprintf(dir, sizeof(dir), "%s/coffre-search-XXXXXX", base ? base : "/tmp");
     if (!mkdtemp(dir)) {
@@ -47,28 +129,33 @@ int main(void)
     CHECK(storage_append(u, inbox, m1, sizeof(m1) - 1, 0, NULL, 0, 0, &uid) == 0 &&
               storage_append(u, inbox, m2, sizeof(m2) - 1, 0, NULL, 0, 0, &uid) == 0,
           "two messages");
+    CHECK(rows("fts_pending") == 2 && rows("fts") == 0, "new texts wait, out of the index");
+    checks_all("both waiting");
 
-    CHECK(search(STORAGE_SEARCH_BODY, "izz", &first) == 1 && first == 1,
-          "BODY izz finds pizza (inside a word)");
-    CHECK(search(STORAGE_SEARCH_BODY, "PIZZA", NULL) == 1, "BODY is case-insensitive");
-    CHECK(search(STORAGE_SEARCH_TEXT, "uarterl", &first) == 1 && first == 1,
-          "TEXT finds a substring of the Subject");
-    CHECK(search(STORAGE_SEARCH_BODY, "uarterl", NULL) == 0, "BODY does not look at headers");
-    CHECK(search(STORAGE_SEARCH_BODY, "zz", &first) == 1 && first == 1,
-          "two characters (no trigram)");
-    CHECK(search(STORAGE_SEARCH_BODY, "a", NULL) == 2, "one character");
-    CHECK(search(STORAGE_SEARCH_BODY, "0%", &first) == 1 && first == 1,
-          "% is a character, not a wildcard");
-    CHECK(search(STORAGE_SEARCH_BODY, "e_b", &first) == 1 && first == 1,
-          "_ is a character, not a wildcard");
-    CHECK(search(STORAGE_SEARCH_BODY, "x%", NULL) == 0, "% never matches anything else");
-    CHECK(search(STORAGE_SEARCH_BODY, "caf\xc3\xa9", &first) == 1 && first == 2,
-          "UTF-8 text");
-    CHECK(search(STORAGE_SEARCH_TEXT, "bob@example", &first) == 1 && first == 2,
-          "TEXT finds an address");
-    CHECK(search(STORAGE_SEARCH_BODY, "pizzas", NULL) == 0, "no match beyond the text");
-    CHECK(search(STORAGE_SEARCH_BODY, "\"", NULL) == 0 && search(STORAGE_SEARCH_BODY, "a\"b", NULL) == 0,
-          "quotes are text, not query syntax");
+    CHECK(storage_fts_index(u, 1, &left) == 0 && left == 1, "one indexed, one still waits");
+    CHECK(rows("fts_pending") == 1 && rows("fts") == 1, "the oldest was moved");
+    checks_all("one indexed");
+
+    CHECK(storage_fts_index(u, 0, &left) == 0 && left == 0, "all indexed");
+    CHECK(rows("fts_pending") == 0 && rows("fts") == 2, "nothing waits");
+    checks_all("both indexed");
+    CHECK(storage_fts_index(u, 0, &left) == 0 && left == 0 && storage_fts_index(u, 5, NULL) == 0,
+          "indexing with nothing waiting");
+
+    /* expunge one waiting and one indexed message: their texts go */
+    CHECK(storage_append(u, inbox, m3, sizeof(m3) - 1, 0, NULL, 0, 0, &uid) == 0 && uid == 3,
+          "a third message");
+    CHECK(storage_fts_index(u, 0, NULL) == 0, "indexed");
+    CHECK(storage_append(u, inbox, m3, sizeof(m3) - 1, 0, NULL, 0, 0, &uid) == 0 && uid == 4,
+          "a fourth, waiting");
+    CHECK(search(STORAGE_SEARCH_BODY, "mushroom", NULL) == 2, "both found");
+    CHECK(storage_store(u, inbox, &set, STORAGE_STORE_ADD, STORAGE_FLAG_DELETED, NULL, 0, 0, NULL,
+                        NULL, NULL) == 0 &&
+              storage_expunge(u, inbox, &set, true, NULL) == 0,
+          "expunged");
+    CHECK(search(STORAGE_SEARCH_BODY, "mushroom", NULL) == 0, "gone from SEARCH");
+    CHECK(rows("fts_pending") == 0 && rows("fts") == 2, "their texts gone from both tables");
+    checks_all("after expunge");
     storage_close(u);
     if (failures == 0) {
         char cmd[300];
