@@ -34,6 +34,9 @@ struct mailuser {
     bool upkeep_running;
     bool flags_dirty;
     uint64_t last_poll;
+    bool fts_maybe;    /* texts may wait for the full-text index */
+    size_t fts_left;   /* waiting after the last indexing round */
+    uint64_t last_new; /* uv_now of the last STORAGE_EV_NEW */
     int open_err;
     struct mailuser *next;
 };
@@ -63,6 +66,8 @@ static struct mailuser_req *ready, **ready_tail = &ready; /* answers due on the 
 static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct qev *q_head, **q_tail = &q_head;
 static bool q_closed;
+
+static unsigned fts_jobs; /* upkeep rounds indexing now, all accounts */
 
 static void release(struct mailuser *mu);
 
@@ -110,6 +115,11 @@ static void dispatch(struct qev *q)
         return;
     if (q->ev.type == STORAGE_EV_FLAGS)
         mu->flags_dirty = true;
+    if (q->ev.type == STORAGE_EV_NEW) {
+        /* its text waits; indexed once the account is quiet */
+        mu->fts_maybe = true;
+        mu->last_new = uv_now(loop);
+    }
     /* a listener may unlisten itself (or close) from its callback */
     for (l = mu->listeners; l; l = next) {
         next = l->next;
@@ -245,7 +255,9 @@ void mailuser_release(struct mailuser *mu)
 
 struct upkeep {
     struct mailuser *mu;
-    bool poll, sync;
+    bool poll, sync, fts;
+    size_t fts_left;
+    int fts_rc;
 };
 
 static void upkeep_work(void *data)
@@ -256,16 +268,33 @@ static void upkeep_work(void *data)
         storage_sync_flags(k->mu->u, MAILUSER_SYNC_BATCH, NULL, &left);
     if (k->poll)
         storage_poll(k->mu->u);
+    if (k->fts)
+        k->fts_rc = storage_fts_index(k->mu->u, MAILUSER_FTS_BATCH, &k->fts_left);
     k->sync = left > 0; /* more to do next round */
 }
 
 static void upkeep_done(void *data)
 {
     struct upkeep *k = data;
-    k->mu->upkeep_running = false;
+    struct mailuser *mu = k->mu;
+
+    mu->upkeep_running = false;
     if (k->sync)
-        k->mu->flags_dirty = true;
-    release(k->mu);
+        mu->flags_dirty = true;
+    if (k->fts) {
+        fts_jobs--;
+        if (k->fts_rc == 0) {
+            mu->fts_left = k->fts_left;
+            log_debug("mailuser: account %lld: full-text index updated, %zu texts waiting",
+                      (long long)mu->id, k->fts_left);
+        } else {
+            /* the texts stay searchable where they are; try again later */
+            mu->fts_maybe = true;
+            log_warn("mailuser: account %lld: full-text indexing: %s", (long long)mu->id,
+                     storage_strerror(k->fts_rc));
+        }
+    }
+    release(mu);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -274,16 +303,23 @@ static void on_timer(uv_timer_t *t)
     struct upkeep *k;
     uint64_t now = uv_now(loop);
     bool poll = mu->listeners && now - mu->last_poll >= MAILUSER_POLL_MS;
+    bool fts = (mu->fts_maybe || mu->fts_left > 0) && fts_jobs < MAILUSER_FTS_JOBS &&
+               now - mu->last_new >= MAILUSER_FTS_QUIET_MS;
 
-    if (mu->upkeep_running || mu->state != MU_OPEN || (!poll && !mu->flags_dirty))
+    if (mu->upkeep_running || mu->state != MU_OPEN || (!poll && !mu->flags_dirty && !fts))
         return;
-    k = malloc(sizeof(*k));
+    k = calloc(1, sizeof(*k));
     if (!k)
         return;
     k->mu = mu;
     k->poll = poll;
     k->sync = mu->flags_dirty;
+    k->fts = fts;
     mu->flags_dirty = false;
+    if (fts) {
+        mu->fts_maybe = false;
+        fts_jobs++;
+    }
     if (poll)
         mu->last_poll = now;
     mu->holds++;
@@ -291,6 +327,10 @@ static void on_timer(uv_timer_t *t)
     if (!proto_job_start(loop, upkeep_work, upkeep_done, free, k)) {
         mu->upkeep_running = false;
         mu->flags_dirty = k->sync;
+        if (fts) {
+            mu->fts_maybe = true;
+            fts_jobs--;
+        }
         mu->holds--;
         free(k);
     }
@@ -327,6 +367,8 @@ static void open_done(void *data)
         mu->state = MU_CLOSING;
     } else {
         mu->state = MU_OPEN;
+        mu->fts_maybe = true; /* texts left waiting by an earlier run or a rebuild */
+        mu->last_new = uv_now(loop);
         uv_timer_init(loop, &mu->timer);
         mu->timer.data = mu;
         uv_timer_start(&mu->timer, on_timer, MAILUSER_UPKEEP_MS, MAILUSER_UPKEEP_MS);

@@ -1,7 +1,8 @@
 /* The per-account state that every session of one user shares inside
  * coffred: the open storage handle, the change notifications fanned out to
  * the sessions on the loop thread, and the background upkeep (flags written
- * to Maildir file names, changes by other processes noticed). Opening and
+ * to Maildir file names, changes by other processes noticed, new texts put
+ * into the full-text index). Opening and
  * closing run on the thread pool. Loop thread only, unless said otherwise. */
 #ifndef COFFRE_MAILUSER_H
 #define COFFRE_MAILUSER_H
@@ -16,6 +17,16 @@
 #define MAILUSER_UPKEEP_MS 1000
 /* Flag renames per upkeep round. */
 #define MAILUSER_SYNC_BATCH 5000
+/* New message texts wait outside the full-text index (SEARCH finds them
+ * there too, by a scan) until their account has had no delivery or APPEND
+ * for MAILUSER_FTS_QUIET_MS; then each upkeep round moves up to
+ * MAILUSER_FTS_BATCH of them into the index (one transaction, about a
+ * second of work that holds the account's index writer). At most
+ * MAILUSER_FTS_JOBS accounts are indexed at once, to leave the thread pool
+ * to the sessions. */
+#define MAILUSER_FTS_QUIET_MS 2000
+#define MAILUSER_FTS_BATCH 500
+#define MAILUSER_FTS_JOBS 1
 
 struct mailuser;
 struct mailuser_req;
