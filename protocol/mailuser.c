@@ -36,7 +36,7 @@ struct mailuser {
     uint64_t last_poll;
     bool fts_maybe;    /* texts may wait for the full-text index */
     size_t fts_left;   /* waiting after the last indexing round */
-    uint64_t last_new; /* uv_now of the last STORAGE_EV_NEW */
+    uint64_t last_new; /* uv_now of the last NEW or EXTERNAL event */
     int open_err;
     struct mailuser *next;
 };
@@ -115,8 +115,9 @@ static void dispatch(struct qev *q)
         return;
     if (q->ev.type == STORAGE_EV_FLAGS)
         mu->flags_dirty = true;
-    if (q->ev.type == STORAGE_EV_NEW) {
-        /* its text waits; indexed once the account is quiet */
+    if (q->ev.type == STORAGE_EV_NEW || q->ev.type == STORAGE_EV_EXTERNAL) {
+        /* new texts (a delivery, or files another program dropped in) wait;
+         * indexed once the account is quiet */
         mu->fts_maybe = true;
         mu->last_new = uv_now(loop);
     }
