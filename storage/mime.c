@@ -58,25 +58,7 @@ struct tscan {
 
 static void t_skip(struct tscan *s)
 {
-    int depth;
-
-    for (;;) {
-        while (s->i < s->len && (s->p[s->i] == ' ' || s->p[s->i] == '\t' || s->p[s->i] == '\r' ||
-                                 s->p[s->i] == '\n'))
-            s->i++;
-        if (s->i >= s->len || s->p[s->i] != '(')
-            return;
-        depth = 0;
-        while (s->i < s->len) {
-            char c = s->p[s->i++];
-            if (c == '\\' && s->i < s->len)
-                s->i++;
-            else if (c == '(')
-                depth++;
-            else if (c == ')' && --depth == 0)
-                break;
-        }
-    }
+    s->i = mime_skip_cfws(s->p, s->len, s->i);
 }
 
 static int is_tspecial(char c)

@@ -51,6 +51,8 @@ int mime_next_field(const char *hdr, size_t len, size_t *pos, struct mime_field 
 /* Header block length starting at msg[0..len), including the blank line
  * that ends it (if any); the body starts there. */
 size_t mime_header_len(const char *msg, size_t len);
+/* Skips white space and (nested) comments from p[i]; the index after. */
+size_t mime_skip_cfws(const char *p, size_t len, size_t i);
 
 /* Unfold (drop CR and LF) and trim surrounding whitespace into b. */
 void mime_unfold(struct mbuf *b, const char *v, size_t len);

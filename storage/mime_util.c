@@ -610,6 +610,28 @@ char *mime_decode_header_value(const char *v, size_t len)
     return mbuf_take(&b);
 }
 
+/* Skips white space (CR and LF included) and RFC 5322 comments, nested
+ * and with quoted-pairs, from p[i]; returns the index after them. */
+size_t mime_skip_cfws(const char *p, size_t len, size_t i)
+{
+    for (;;) {
+        int depth = 0;
+        while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+            i++;
+        if (i >= len || p[i] != '(')
+            return i;
+        while (i < len) {
+            char c = p[i++];
+            if (c == '\\' && i < len)
+                i++;
+            else if (c == '(')
+                depth++;
+            else if (c == ')' && --depth == 0)
+                break;
+        }
+    }
+}
+
 /* ---- dates (RFC 5322 3.3 and 4.3) */
 
 struct dscan {
@@ -619,25 +641,7 @@ struct dscan {
 
 static void dskip(struct dscan *s)
 {
-    int depth;
-
-    for (;;) {
-        while (s->i < s->len && (s->p[s->i] == ' ' || s->p[s->i] == '\t' || s->p[s->i] == '\r' ||
-                                 s->p[s->i] == '\n'))
-            s->i++;
-        if (s->i >= s->len || s->p[s->i] != '(')
-            return;
-        depth = 0;
-        while (s->i < s->len) {
-            char c = s->p[s->i++];
-            if (c == '\\' && s->i < s->len)
-                s->i++;
-            else if (c == '(')
-                depth++;
-            else if (c == ')' && --depth == 0)
-                break;
-        }
-    }
+    s->i = mime_skip_cfws(s->p, s->len, s->i);
 }
 
 static int dnum(struct dscan *s, int maxdigits, int *ndigits)
