@@ -38,6 +38,8 @@ struct mailuser {
     size_t fts_left;   /* waiting after the last indexing round */
     uint64_t last_new; /* uv_now of the last NEW or EXTERNAL event */
     int open_err;
+    bool kept;           /* no session since idle_since; closes after keep_ms */
+    uint64_t idle_since; /* uv_now when the last session let go */
     struct mailuser *next;
 };
 
@@ -68,6 +70,14 @@ static struct qev *q_head, **q_tail = &q_head;
 static bool q_closed;
 
 static unsigned fts_jobs; /* upkeep rounds indexing now, all accounts */
+
+/* Stores kept open after their last session (mail_keep_open): a client that
+ * logs in again finds its index open, and closing (flag names written back,
+ * index checkpointed) happens once rather than per session. */
+static uint64_t keep_ms;
+static unsigned keep_max;
+static unsigned n_kept;
+static bool shutting_down;
 
 static void release(struct mailuser *mu);
 
@@ -227,10 +237,8 @@ static void on_timer_closed(uv_handle_t *h)
     }
 }
 
-static void release(struct mailuser *mu)
+static void begin_close(struct mailuser *mu)
 {
-    if (--mu->holds > 0)
-        return;
     mu->state = MU_CLOSING;
     unlink_registry(mu);
     if (mu->u && !uv_is_closing((uv_handle_t *)&mu->timer)) {
@@ -244,6 +252,49 @@ static void release(struct mailuser *mu)
         return;
     }
     mu_free(mu); /* open failed: nothing to close */
+}
+
+static void unkeep(struct mailuser *mu)
+{
+    mu->kept = false;
+    n_kept--;
+}
+
+/* Makes room for one more kept store by closing the one idle the longest. */
+static bool evict_oldest_kept(void)
+{
+    struct mailuser *old = NULL;
+    for (struct mailuser *mu = registry; mu; mu = mu->next)
+        if (mu->kept && mu->holds == 0 && (!old || mu->idle_since < old->idle_since))
+            old = mu;
+    if (!old)
+        return false;
+    unkeep(old);
+    begin_close(old);
+    return true;
+}
+
+static void release(struct mailuser *mu)
+{
+    if (--mu->holds > 0)
+        return;
+    if (mu->kept)
+        return; /* an upkeep round of a kept store ended */
+    if (mu->state == MU_OPEN && keep_ms > 0 && !shutting_down && keep_max > 0 &&
+        !uv_is_closing((uv_handle_t *)&mu->timer) &&
+        (n_kept < keep_max || evict_oldest_kept())) {
+        mu->kept = true;
+        mu->idle_since = uv_now(loop);
+        n_kept++;
+        return;
+    }
+    begin_close(mu);
+}
+
+void mailuser_configure(uint64_t keep_open_ms, unsigned keep_open_max)
+{
+    keep_ms = keep_open_ms;
+    keep_max = keep_open_max;
 }
 
 void mailuser_release(struct mailuser *mu)
@@ -307,6 +358,11 @@ static void on_timer(uv_timer_t *t)
     bool fts = (mu->fts_maybe || mu->fts_left > 0) && fts_jobs < MAILUSER_FTS_JOBS &&
                now - mu->last_new >= MAILUSER_FTS_QUIET_MS;
 
+    if (mu->kept && mu->holds == 0 && now - mu->idle_since >= keep_ms) {
+        unkeep(mu);
+        begin_close(mu);
+        return;
+    }
     if (mu->upkeep_running || mu->state != MU_OPEN || (!poll && !mu->flags_dirty && !fts))
         return;
     k = calloc(1, sizeof(*k));
@@ -354,12 +410,41 @@ static void open_work(void *data)
     }
 }
 
-static void open_done(void *data)
+/* A kept store taken up again: pick up what other programs did meanwhile,
+ * as an open would. */
+static void refresh_work(void *data)
 {
     struct mailuser *mu = data;
+    int rc = storage_refresh(mu->u);
+    if (rc == 0)
+        rc = storage_poll(mu->u);
+    if (rc)
+        log_warn("mailuser: account %lld: looking for changes made meanwhile: %s",
+                 (long long)mu->id, storage_strerror(rc));
+}
+
+static void answer_waiters(struct mailuser *mu)
+{
     struct mailuser_req *r = mu->waiters, *next;
 
     mu->waiters = NULL;
+    for (; r; r = next) {
+        next = r->next;
+        answer_later(r);
+    }
+}
+
+static void refresh_done(void *data)
+{
+    struct mailuser *mu = data;
+    mu->state = MU_OPEN;
+    answer_waiters(mu);
+}
+
+static void open_done(void *data)
+{
+    struct mailuser *mu = data;
+
     if (mu->open_err) {
         log_error("mailuser: cannot open the store of account %lld: %s", (long long)mu->id,
                   storage_strerror(mu->open_err));
@@ -375,10 +460,7 @@ static void open_done(void *data)
         uv_timer_start(&mu->timer, on_timer, MAILUSER_UPKEEP_MS, MAILUSER_UPKEEP_MS);
         uv_unref((uv_handle_t *)&mu->timer);
     }
-    for (; r; r = next) {
-        next = r->next;
-        answer_later(r);
-    }
+    answer_waiters(mu);
 }
 
 struct mailuser_req *mailuser_open(uv_loop_t *l, const char *data_dir,
@@ -401,6 +483,15 @@ struct mailuser_req *mailuser_open(uv_loop_t *l, const char *data_dir,
         mu->holds++;
         mu->quota_bytes = acct->quota_bytes;
         r->mu = mu;
+        if (mu->kept) {
+            unkeep(mu);
+            storage_set_quota(mu->u, acct->quota_bytes, 0);
+            mu->state = MU_OPENING;
+            mu->waiters = r;
+            if (!proto_job_start(loop, refresh_work, refresh_done, NULL, mu))
+                refresh_done(mu); /* no pool: use the index as it is */
+            return r;
+        }
         if (mu->state == MU_OPEN) {
             storage_set_quota(mu->u, acct->quota_bytes, 0); /* a short mutex, no I/O */
             answer_later(r);
@@ -476,6 +567,16 @@ void mailuser_unlisten(struct mailuser_listener *l)
 
 void mailuser_shutdown(void)
 {
+    struct mailuser *mu, *next;
+
+    shutting_down = true;
+    for (mu = registry; mu; mu = next) {
+        next = mu->next;
+        if (mu->kept && mu->holds == 0) {
+            unkeep(mu);
+            begin_close(mu);
+        }
+    }
     pthread_mutex_lock(&q_lock);
     q_closed = true;
     pthread_mutex_unlock(&q_lock);

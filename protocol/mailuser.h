@@ -59,8 +59,14 @@ struct mailuser_listener {
     struct mailuser_listener *prev, *next;
 };
 
-/* The daemon is stopping: notifications from pool threads are dropped from
- * now on (the loop is about to close its handles). */
+/* A store whose last session ended stays open keep_open_ms (0: closes at
+ * once), at most keep_open_max of them (the one idle longest closes first).
+ * Taken up again, it first picks up what other programs changed meanwhile. */
+void mailuser_configure(uint64_t keep_open_ms, unsigned keep_open_max);
+
+/* The daemon is stopping: stores kept open are closed, and notifications
+ * from pool threads are dropped from now on (the loop is about to close its
+ * handles). */
 void mailuser_shutdown(void);
 
 void mailuser_listen(struct mailuser *mu, struct mailuser_listener *l);

@@ -60,6 +60,8 @@ void conf_defaults(struct conf *c)
     c->auth_cache_ttl_s = 3600;
     c->quota_warning_percent = 90;         /* IMAP [ALERT] at login from this use */
     c->thread_pool_size = 8;                /* fsync-bound work scales to about 8 on one disk */
+    c->mail_keep_open_ms = 60 * 1000;       /* clients reconnect: keep the index open */
+    c->mail_keep_open_max = 1000;
 
     c->imap_max_nesting = 100;                  /* parentheses and search keys */
     c->imap_max_connections_per_user_ip = 20;   /* Thunderbird opens up to 5 per account */
@@ -540,6 +542,10 @@ int conf_set(struct conf *c, const char *key, const char *value, char *err, size
         UINT(quota_warning_percent, 0, 100);
     if (!strcmp(key, "thread_pool_size"))
         UINT(thread_pool_size, 1, 128);
+    if (!strcmp(key, "mail_keep_open"))
+        DURATION(mail_keep_open_ms, 0);
+    if (!strcmp(key, "mail_keep_open_max"))
+        UINT(mail_keep_open_max, 0, 1000000);
     if (!strcmp(key, "imap_max_nesting"))
         UINT(imap_max_nesting, 2, 10000);
     if (!strcmp(key, "imap_max_connections_per_user_ip"))

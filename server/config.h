@@ -82,6 +82,8 @@ struct conf {
     unsigned login_failure_delay_max_ms;
     unsigned auth_cache_ttl_s;
     unsigned thread_pool_size;
+    unsigned mail_keep_open_ms;  /* a store stays open this long after its last session */
+    unsigned mail_keep_open_max; /* stores kept open so */
 
     /* IMAP session limits (protocol/imap) */
     unsigned imap_max_nesting;              /* parenthesized list / search key depth */

@@ -200,6 +200,8 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    mailuser_configure(s->conf.mail_keep_open_ms, s->conf.mail_keep_open_max);
+
     uv_signal_init(s->loop, &s->sig_term);
     uv_signal_init(s->loop, &s->sig_int);
     uv_signal_init(s->loop, &s->sig_hup);

@@ -918,19 +918,21 @@ fail:
     return rc;
 }
 
-int storage_rescan(struct storage_user *u, int64_t mbox)
+/* mode RESCAN_FORCE reads every listed directory; RESCAN_OPEN only those
+ * whose mtime moved since the index last saw them. */
+static int rescan(struct storage_user *u, int64_t mbox, enum rescan_mode mode)
 {
     struct rescan_report rep = {0};
     int rc;
 
     writer_lock(u);
     if (mbox <= 0) {
-        rc = rescan_all_locked(u, RESCAN_FORCE, &rep);
+        rc = rescan_all_locked(u, mode, &rep);
     } else {
         struct mbox_row m;
         if ((rc = db_begin(u->wdb)) == 0) {
             if ((rc = mbox_by_id(u->wdb, mbox, &m)) == 0)
-                rc = rescan_mailbox(u, &m, RESCAN_FORCE, &rep);
+                rc = rescan_mailbox(u, &m, mode, &rep);
             if (rc == 0)
                 rc = db_commit(u->wdb);
             else
@@ -946,6 +948,16 @@ int storage_rescan(struct storage_user *u, int64_t mbox)
     }
     free(rep.changed);
     return rc;
+}
+
+int storage_rescan(struct storage_user *u, int64_t mbox)
+{
+    return rescan(u, mbox, RESCAN_FORCE);
+}
+
+int storage_refresh(struct storage_user *u)
+{
+    return rescan(u, 0, RESCAN_OPEN);
 }
 
 /* ---- coffrectl ---- */

@@ -389,6 +389,10 @@ int storage_poll(struct storage_user *u);
 /* Picks up files added/removed/renamed in a mailbox's new/ and cur/ by other
  * programs (mbox 0 = every mailbox). Disk. */
 int storage_rescan(struct storage_user *u, int64_t mbox);
+/* What storage_open does to an index it finds: picks up files in the
+ * directories whose mtime moved since the index last saw them. For a handle
+ * kept open while no session used it. Disk. */
+int storage_refresh(struct storage_user *u);
 
 /* ---- maintenance (coffrectl) ---- */
 
