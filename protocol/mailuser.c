@@ -274,18 +274,37 @@ static bool evict_oldest_kept(void)
     return true;
 }
 
+static void trim_work(void *data)
+{
+    struct mailuser *mu = data;
+    storage_trim(mu->u);
+}
+
+static void trim_done(void *data)
+{
+    release(data);
+}
+
 static void release(struct mailuser *mu)
 {
     if (--mu->holds > 0)
         return;
-    if (mu->kept)
-        return; /* an upkeep round of a kept store ended */
+    if (mu->kept) {
+        /* an upkeep round or the trim of a kept store ended */
+        if (!shutting_down)
+            return;
+        unkeep(mu);
+    }
     if (mu->state == MU_OPEN && keep_ms > 0 && !shutting_down && keep_max > 0 &&
         !uv_is_closing((uv_handle_t *)&mu->timer) &&
         (n_kept < keep_max || evict_oldest_kept())) {
         mu->kept = true;
         mu->idle_since = uv_now(loop);
         n_kept++;
+        /* kept, it holds the open index and little else */
+        mu->holds++;
+        if (!proto_job_start(loop, trim_work, trim_done, NULL, mu))
+            mu->holds--;
         return;
     }
     begin_close(mu);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include "auth/auth.h"
@@ -131,6 +132,10 @@ int main(int argc, char **argv)
         usage(stderr);
         return 1;
     }
+
+    /* Before SQLite initializes: no global counters of its memory use,
+     * whose mutex every allocation on every pool thread would take. */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 
     conf_defaults(&s->conf);
     if (conf_load(&s->conf, conf_path, err, sizeof(err)) < 0) {

@@ -393,6 +393,10 @@ int storage_rescan(struct storage_user *u, int64_t mbox);
  * directories whose mtime moved since the index last saw them. For a handle
  * kept open while no session used it. Disk. */
 int storage_refresh(struct storage_user *u);
+/* Gives back what an unused handle holds beyond the open index: idle read
+ * connections but one are closed, cached pages freed. For a handle kept open while
+ * no session uses it. */
+void storage_trim(struct storage_user *u);
 
 /* ---- maintenance (coffrectl) ---- */
 

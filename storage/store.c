@@ -406,6 +406,34 @@ void reader_put(struct storage_user *u, sqlite3 *db)
     pthread_mutex_unlock(&u->rlock);
 }
 
+void storage_trim(struct storage_user *u)
+{
+    sqlite3 *idle[STORAGE_READERS];
+    int n = 0;
+    bool one = false;
+
+    pthread_mutex_lock(&u->rlock);
+    for (int i = 0; i < STORAGE_READERS; i++) {
+        if (u->rbusy[i] || !u->rdb[i])
+            continue;
+        if (!one) {
+            /* one stays, for the next session's first read */
+            sqlite3_db_release_memory(u->rdb[i]);
+            one = true;
+            continue;
+        }
+        idle[n++] = u->rdb[i];
+        u->rdb[i] = NULL;
+    }
+    pthread_mutex_unlock(&u->rlock);
+    /* the writer keeps the index open: no checkpoint here */
+    for (int i = 0; i < n; i++)
+        sqlite3_close(idle[i]);
+    writer_lock(u);
+    sqlite3_db_release_memory(u->wdb);
+    writer_unlock(u);
+}
+
 void writer_lock(struct storage_user *u)
 {
     pthread_mutex_lock(&u->wlock);

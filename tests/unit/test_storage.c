@@ -1189,6 +1189,61 @@ static void test_external_drop(void)
     CHECK_RC(storage_repair(data_dir, 20), 0);
 }
 
+/* A handle kept open by the daemon between sessions: storage_trim leaves it
+ * working, storage_refresh picks up only what changed on disk. */
+static void test_kept_handle(void)
+{
+    struct storage_user *u;
+    struct storage_status st;
+    char p[1024];
+    int64_t inbox;
+    uint32_t uid;
+    int fd;
+
+    CHECK_RC(storage_open(data_dir, 21, &u), 0);
+    inbox = mbox_id(u, "INBOX");
+    CHECK_RC(storage_append(u, inbox, msg_a, strlen(msg_a), 0, NULL, 0, 0, &uid), 0);
+    CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
+    CHECK(st.messages == 1);
+    /* nothing changed on disk: a refresh reports nothing */
+    {
+        struct evacc a = {0};
+        struct storage_watch *w = storage_watch(u, on_event, &a);
+        CHECK_RC(storage_refresh(u), 0);
+        CHECK(a.n[STORAGE_EV_EXTERNAL] == 0);
+        storage_unwatch(w);
+    }
+    storage_trim(u);
+    storage_trim(u);
+    user_path(p, sizeof(p), 21, "Maildir/new/1700000003.external.host");
+    fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    CHECK(fd >= 0);
+    CHECK(write(fd, msg_b, strlen(msg_b)) == (ssize_t)strlen(msg_b));
+    close(fd);
+    /* before the refresh, the index does not know the file */
+    CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
+    CHECK(st.messages == 1);
+    {
+        struct evacc a = {0};
+        struct storage_watch *w = storage_watch(u, on_event, &a);
+        CHECK_RC(storage_refresh(u), 0);
+        CHECK(a.n[STORAGE_EV_EXTERNAL] == 1);
+        storage_unwatch(w);
+    }
+    CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
+    CHECK(st.messages == 2 && st.uidnext == 3);
+    /* reads and writes after a trim */
+    {
+        uint64_t size;
+        char *m = read_msg(u, inbox, 2, &size);
+        CHECK(m && strstr(m, "\r\n\r\n"));
+        free(m);
+    }
+    CHECK_RC(storage_append(u, inbox, msg_c, strlen(msg_c), 0, NULL, 0, 0, &uid), 0);
+    CHECK(uid == 3);
+    storage_close(u);
+}
+
 int main(int argc, char **argv)
 {
     const char *base = getenv("TMPDIR");
@@ -1207,6 +1262,7 @@ int main(int argc, char **argv)
     test_notify();
     test_rebuild();
     test_external_drop();
+    test_kept_handle();
     if (failures == 0) {
         char cmd[700];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data_dir);
