@@ -30,6 +30,7 @@ struct storage_user {
     char *root;    /* <data_dir>/users/<id> */
     char *maildir; /* <root>/Maildir */
     int refs;      /* under the registry lock */
+    bool busy;     /* being set up or closed; under the registry lock */
     struct storage_user *next;
 
     pthread_mutex_t wlock; /* serializes writers; guards wdb */

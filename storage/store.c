@@ -17,7 +17,12 @@
 
 #include "server/log.h"
 
+/* The registry lock is held only to look up, add and remove handles, never
+ * while an index is set up or closed: a long rebuild of one account must not
+ * hold up the others. An account being opened or closed is marked busy, and
+ * an open of the same account waits on registry_cond until it is done. */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t registry_cond = PTHREAD_COND_INITIALIZER;
 static struct storage_user *registry;
 
 const char *storage_strerror(int err)
@@ -814,15 +819,23 @@ static int open_index(struct storage_user *u, bool *fresh)
 }
 
 void user_free(struct storage_user *u);
+static void user_close_dbs(struct storage_user *u)
+{
+    for (int i = 0; i < STORAGE_READERS; i++) {
+        if (u->rdb[i])
+            sqlite3_close(u->rdb[i]);
+        u->rdb[i] = NULL;
+    }
+    if (u->wdb)
+        sqlite3_close(u->wdb); /* the last connection checkpoints */
+    u->wdb = NULL;
+}
+
 void user_free(struct storage_user *u)
 {
     if (!u)
         return;
-    for (int i = 0; i < STORAGE_READERS; i++)
-        if (u->rdb[i])
-            sqlite3_close(u->rdb[i]);
-    if (u->wdb)
-        sqlite3_close(u->wdb);
+    user_close_dbs(u);
     pthread_mutex_destroy(&u->wlock);
     pthread_mutex_destroy(&u->rlock);
     pthread_cond_destroy(&u->rcond);
@@ -833,6 +846,17 @@ void user_free(struct storage_user *u)
     free(u->root);
     free(u->maildir);
     free(u);
+}
+
+/* Under the registry lock. */
+static void registry_unlink(struct storage_user *u)
+{
+    for (struct storage_user **p = &registry; *p; p = &(*p)->next) {
+        if (*p == u) {
+            *p = u->next;
+            return;
+        }
+    }
 }
 
 static int user_setup(struct storage_user *u)
@@ -888,8 +912,14 @@ int storage_open(const char *data_dir, int64_t id, struct storage_user **out)
     if (id < 0 || !data_dir || !*data_dir)
         return STORAGE_E_INVAL;
     pthread_mutex_lock(&registry_lock);
+again:
     for (u = registry; u; u = u->next) {
         if (u->id == id && strcmp(u->data_dir, data_dir) == 0) {
+            if (u->busy) {
+                /* being set up or closed by another thread */
+                pthread_cond_wait(&registry_cond, &registry_lock);
+                goto again;
+            }
             u->refs++;
             pthread_mutex_unlock(&registry_lock);
             *out = u;
@@ -897,28 +927,36 @@ int storage_open(const char *data_dir, int64_t id, struct storage_user **out)
         }
     }
     u = calloc(1, sizeof(*u));
-    if (!u) {
+    if (!u || !(u->data_dir = strdup(data_dir))) {
         pthread_mutex_unlock(&registry_lock);
+        free(u);
         return STORAGE_E_NOMEM;
     }
     u->id = id;
     u->refs = 1;
+    u->busy = true;
     pthread_mutex_init(&u->wlock, NULL);
     pthread_mutex_init(&u->rlock, NULL);
     pthread_cond_init(&u->rcond, NULL);
     pthread_rwlock_init(&u->watch_lock, NULL);
     pthread_mutex_init(&u->qlock, NULL);
-    u->data_dir = strdup(data_dir);
-    rc = u->data_dir ? user_setup(u) : STORAGE_E_NOMEM;
+    u->next = registry;
+    registry = u;
+    pthread_mutex_unlock(&registry_lock);
+
+    rc = user_setup(u);
+
+    pthread_mutex_lock(&registry_lock);
+    if (rc)
+        registry_unlink(u);
+    u->busy = false;
+    pthread_cond_broadcast(&registry_cond);
+    pthread_mutex_unlock(&registry_lock);
     if (rc) {
-        pthread_mutex_unlock(&registry_lock);
         log_error("storage: user %" PRId64 ": open failed: %s", id, storage_strerror(rc));
         user_free(u);
         return rc;
     }
-    u->next = registry;
-    registry = u;
-    pthread_mutex_unlock(&registry_lock);
     *out = u;
     return 0;
 }
@@ -985,17 +1023,17 @@ void storage_close(struct storage_user *u)
         pthread_mutex_unlock(&registry_lock);
         return;
     }
-    for (struct storage_user **p = &registry; *p; p = &(*p)->next) {
-        if (*p == u) {
-            *p = u->next;
-            break;
-        }
-    }
-    /* Closed under the registry lock, like opens are set up: an open of the
-     * same account must not run while this handle still checkpoints its
-     * index, or it would see the file mid-checkpoint. */
-    user_free(u);
+    /* An open of the same account must not run while this handle still
+     * checkpoints its index, or it would see the file mid-checkpoint: it
+     * waits while the handle is busy. Other accounts do not. */
+    u->busy = true;
     pthread_mutex_unlock(&registry_lock);
+    user_close_dbs(u);
+    pthread_mutex_lock(&registry_lock);
+    registry_unlink(u);
+    pthread_cond_broadcast(&registry_cond);
+    pthread_mutex_unlock(&registry_lock);
+    user_free(u);
 }
 
 int64_t storage_user_id(const struct storage_user *u)
