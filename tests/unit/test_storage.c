@@ -1189,6 +1189,16 @@ static void test_external_drop(void)
     CHECK_RC(storage_repair(data_dir, 20), 0);
 }
 
+/* storage_refresh; returns how many mailboxes it reported changed. */
+static int refresh_externals(struct storage_user *u)
+{
+    struct evacc a = {0};
+    struct storage_watch *w = storage_watch(u, on_event, &a);
+    CHECK_RC(storage_refresh(u), 0);
+    storage_unwatch(w);
+    return a.n[STORAGE_EV_EXTERNAL];
+}
+
 /* A handle kept open by the daemon between sessions: storage_trim leaves it
  * working, storage_refresh picks up only what changed on disk. */
 static void test_kept_handle(void)
@@ -1206,13 +1216,7 @@ static void test_kept_handle(void)
     CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
     CHECK(st.messages == 1);
     /* nothing changed on disk: a refresh reports nothing */
-    {
-        struct evacc a = {0};
-        struct storage_watch *w = storage_watch(u, on_event, &a);
-        CHECK_RC(storage_refresh(u), 0);
-        CHECK(a.n[STORAGE_EV_EXTERNAL] == 0);
-        storage_unwatch(w);
-    }
+    CHECK(refresh_externals(u) == 0);
     storage_trim(u);
     storage_trim(u);
     user_path(p, sizeof(p), 21, "Maildir/new/1700000003.external.host");
@@ -1223,13 +1227,7 @@ static void test_kept_handle(void)
     /* before the refresh, the index does not know the file */
     CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
     CHECK(st.messages == 1);
-    {
-        struct evacc a = {0};
-        struct storage_watch *w = storage_watch(u, on_event, &a);
-        CHECK_RC(storage_refresh(u), 0);
-        CHECK(a.n[STORAGE_EV_EXTERNAL] == 1);
-        storage_unwatch(w);
-    }
+    CHECK(refresh_externals(u) == 1);
     CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
     CHECK(st.messages == 2 && st.uidnext == 3);
     /* reads and writes after a trim */
