@@ -31,6 +31,8 @@ struct storage_user {
     char *maildir; /* <root>/Maildir */
     int refs;      /* under the registry lock */
     bool busy;     /* being set up or closed; under the registry lock */
+    dev_t index_dev; /* the index file the connections have open */
+    ino_t index_ino;
     struct storage_user *next;
 
     pthread_mutex_t wlock; /* serializes writers; guards wdb */
@@ -64,6 +66,7 @@ int pathf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(pri
 int err_from_errno(int e);
 int err_from_sqlite(sqlite3 *db, int rc);
 int db_open_conn(const char *path, bool create, sqlite3 **out);
+int reopen_if_replaced(struct storage_user *u, bool *fresh);
 int db_exec(sqlite3 *db, const char *sql);
 int db_begin(sqlite3 *db); /* BEGIN IMMEDIATE */
 int db_commit(sqlite3 *db);

@@ -919,14 +919,20 @@ fail:
 }
 
 /* mode RESCAN_FORCE reads every listed directory; RESCAN_OPEN only those
- * whose mtime moved since the index last saw them. */
+ * whose mtime moved since the index last saw them, after making sure the
+ * index file open is still the one on disk. */
 static int rescan(struct storage_user *u, int64_t mbox, enum rescan_mode mode)
 {
     struct rescan_report rep = {0};
-    int rc;
+    bool fresh = false;
+    int rc = 0;
 
     writer_lock(u);
-    if (mbox <= 0) {
+    if (mode == RESCAN_OPEN && (rc = reopen_if_replaced(u, &fresh)) == 0 && fresh)
+        mode = RESCAN_REBUILD;
+    if (rc) {
+        /* no index open: nothing to rescan into */
+    } else if (mbox <= 0) {
         rc = rescan_all_locked(u, mode, &rep);
     } else {
         struct mbox_row m;

@@ -179,6 +179,8 @@ void storage_uidlist_free(struct storage_uidlist *l)
 
 int db_exec(sqlite3 *db, const char *sql)
 {
+    if (!db)
+        return STORAGE_E_TEMP; /* the index could not be opened again */
     int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
     return err_from_sqlite(db, rc);
 }
@@ -198,12 +200,16 @@ int db_commit(sqlite3 *db)
 
 void db_rollback(sqlite3 *db)
 {
-    if (!sqlite3_get_autocommit(db))
+    if (db && !sqlite3_get_autocommit(db))
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 int db_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 {
+    if (!db) {
+        *st = NULL;
+        return STORAGE_E_TEMP; /* the index could not be opened again */
+    }
     int rc = sqlite3_prepare_v2(db, sql, -1, st, NULL);
     if (rc != SQLITE_OK) {
         *st = NULL;
@@ -435,7 +441,8 @@ void storage_trim(struct storage_user *u)
     for (int i = 0; i < n; i++)
         sqlite3_close(idle[i]);
     writer_lock(u);
-    sqlite3_db_release_memory(u->wdb);
+    if (u->wdb)
+        sqlite3_db_release_memory(u->wdb);
     writer_unlock(u);
 }
 
@@ -818,6 +825,58 @@ static int open_index(struct storage_user *u, bool *fresh)
     return 0;
 }
 
+static void note_index_file(struct storage_user *u)
+{
+    char path[STORAGE_PATH_MAX];
+    struct stat sb;
+
+    pathf(path, sizeof(path), "%s/index.sqlite", u->root);
+    if (stat(path, &sb) == 0) {
+        u->index_dev = sb.st_dev;
+        u->index_ino = sb.st_ino;
+    }
+}
+
+/* Under the writer lock. When the index file is no longer the one the
+ * connections have open (coffrectl mailbox reindex put a new one in its
+ * place while the handle stayed open), they are opened again on the new
+ * file, after the readers in use are given back. *fresh: the file is new
+ * and must be filled from the Maildir. */
+int reopen_if_replaced(struct storage_user *u, bool *fresh)
+{
+    char path[STORAGE_PATH_MAX];
+    struct stat sb;
+    int rc;
+
+    *fresh = false;
+    pathf(path, sizeof(path), "%s/index.sqlite", u->root);
+    if (stat(path, &sb) == 0 && sb.st_dev == u->index_dev && sb.st_ino == u->index_ino)
+        return 0;
+    pthread_mutex_lock(&u->rlock);
+    for (;;) {
+        bool busy = false;
+        for (int i = 0; i < STORAGE_READERS; i++)
+            busy |= u->rbusy[i];
+        if (!busy)
+            break;
+        pthread_cond_wait(&u->rcond, &u->rlock);
+    }
+    for (int i = 0; i < STORAGE_READERS; i++) {
+        if (u->rdb[i])
+            sqlite3_close(u->rdb[i]);
+        u->rdb[i] = NULL;
+    }
+    pthread_mutex_unlock(&u->rlock);
+    sqlite3_close(u->wdb);
+    u->wdb = NULL;
+    log_info("storage: user %" PRId64 ": the index file was replaced; opening the new one", u->id);
+    if ((rc = open_index(u, fresh)) != 0)
+        return rc;
+    note_index_file(u);
+    u->data_version = 0; /* the next poll reports every mailbox */
+    return 0;
+}
+
 void user_free(struct storage_user *u);
 static void user_close_dbs(struct storage_user *u)
 {
@@ -884,6 +943,7 @@ static int user_setup(struct storage_user *u)
 
     if ((rc = open_index(u, &fresh)) != 0)
         return rc;
+    note_index_file(u);
     clean_tmp(u->maildir);
     writer_lock(u);
     {

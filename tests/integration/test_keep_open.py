@@ -79,6 +79,28 @@ class KeptOpen(ImapCase):
         self.assertEqual(imap_util.search_result(u), [])
         c.logout()
 
+    def test_reindex_while_kept(self):
+        c, n = self.session()
+        c.append('INBOX', make_message(501, subject='before reindex'))
+        u, t = c.cmd('SEARCH SUBJECT "before reindex"')
+        c.ok('STORE %d +FLAGS (\\Flagged)' % imap_util.search_result(u)[-1])
+        c.logout()
+        self.assertTrue(os.path.exists(index_wal(self.server, USER)))
+        rc, out, err = self.server.ctl('mailbox', 'reindex', USER)
+        self.assertEqual(rc, 0, err)
+        # the next session works on the new index file, not the one the
+        # kept handle had open
+        c, m = self.session()
+        self.assertEqual(m, n + 1)
+        u, t = c.cmd('SEARCH FLAGGED SUBJECT "before reindex"')
+        self.assertOK(t)
+        self.assertEqual(len(imap_util.search_result(u)), 1)
+        c.append('INBOX', make_message(502, subject='after reindex'))
+        c.logout()
+        rc, out, err = self.server.ctl('mailbox', 'check', USER)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn('replaced', self.server.log())
+
     def test_flags_reach_file_names_while_kept(self):
         c, n = self.session()
         c.append('INBOX', make_message(301, subject='flag me'))
