@@ -417,29 +417,55 @@ void reader_put(struct storage_user *u, sqlite3 *db)
     pthread_mutex_unlock(&u->rlock);
 }
 
-void storage_trim(struct storage_user *u)
+/* Closes the idle read connections: all of them, or all but one whose
+ * cached pages are freed (keep_one). wait: first waits until no reader is in
+ * use, so that none is left open. */
+static void readers_close(struct storage_user *u, bool keep_one, bool wait)
 {
     sqlite3 *idle[STORAGE_READERS];
     int n = 0;
-    bool one = false;
+    bool kept = false;
 
     pthread_mutex_lock(&u->rlock);
+    for (;;) {
+        bool busy = false;
+        for (int i = 0; i < STORAGE_READERS; i++)
+            busy |= u->rbusy[i];
+        if (!wait || !busy)
+            break;
+        pthread_cond_wait(&u->rcond, &u->rlock);
+    }
     for (int i = 0; i < STORAGE_READERS; i++) {
         if (u->rbusy[i] || !u->rdb[i])
             continue;
-        if (!one) {
-            /* one stays, for the next session's first read */
+        if (keep_one && !kept) {
             sqlite3_db_release_memory(u->rdb[i]);
-            one = true;
+            kept = true;
             continue;
         }
         idle[n++] = u->rdb[i];
         u->rdb[i] = NULL;
     }
     pthread_mutex_unlock(&u->rlock);
-    /* the writer keeps the index open: no checkpoint here */
     for (int i = 0; i < n; i++)
         sqlite3_close(idle[i]);
+}
+
+/* Closes every connection; wait as for readers_close. The last connection
+ * to the file checkpoints it. */
+static void close_dbs(struct storage_user *u, bool wait)
+{
+    readers_close(u, false, wait);
+    if (u->wdb)
+        sqlite3_close(u->wdb);
+    u->wdb = NULL;
+}
+
+void storage_trim(struct storage_user *u)
+{
+    /* one reader stays, for the next session's first read; the writer keeps
+     * the index open, so nothing is checkpointed here */
+    readers_close(u, true, false);
     writer_lock(u);
     if (u->wdb)
         sqlite3_db_release_memory(u->wdb);
@@ -852,23 +878,7 @@ int reopen_if_replaced(struct storage_user *u, bool *fresh)
     pathf(path, sizeof(path), "%s/index.sqlite", u->root);
     if (stat(path, &sb) == 0 && sb.st_dev == u->index_dev && sb.st_ino == u->index_ino)
         return 0;
-    pthread_mutex_lock(&u->rlock);
-    for (;;) {
-        bool busy = false;
-        for (int i = 0; i < STORAGE_READERS; i++)
-            busy |= u->rbusy[i];
-        if (!busy)
-            break;
-        pthread_cond_wait(&u->rcond, &u->rlock);
-    }
-    for (int i = 0; i < STORAGE_READERS; i++) {
-        if (u->rdb[i])
-            sqlite3_close(u->rdb[i]);
-        u->rdb[i] = NULL;
-    }
-    pthread_mutex_unlock(&u->rlock);
-    sqlite3_close(u->wdb);
-    u->wdb = NULL;
+    close_dbs(u, true);
     log_info("storage: user %" PRId64 ": the index file was replaced; opening the new one", u->id);
     if ((rc = open_index(u, fresh)) != 0)
         return rc;
@@ -878,23 +888,11 @@ int reopen_if_replaced(struct storage_user *u, bool *fresh)
 }
 
 void user_free(struct storage_user *u);
-static void user_close_dbs(struct storage_user *u)
-{
-    for (int i = 0; i < STORAGE_READERS; i++) {
-        if (u->rdb[i])
-            sqlite3_close(u->rdb[i]);
-        u->rdb[i] = NULL;
-    }
-    if (u->wdb)
-        sqlite3_close(u->wdb); /* the last connection checkpoints */
-    u->wdb = NULL;
-}
-
 void user_free(struct storage_user *u)
 {
     if (!u)
         return;
-    user_close_dbs(u);
+    close_dbs(u, false);
     pthread_mutex_destroy(&u->wlock);
     pthread_mutex_destroy(&u->rlock);
     pthread_cond_destroy(&u->rcond);
@@ -1088,7 +1086,7 @@ void storage_close(struct storage_user *u)
      * waits while the handle is busy. Other accounts do not. */
     u->busy = true;
     pthread_mutex_unlock(&registry_lock);
-    user_close_dbs(u);
+    close_dbs(u, false);
     pthread_mutex_lock(&registry_lock);
     registry_unlink(u);
     pthread_cond_broadcast(&registry_cond);
