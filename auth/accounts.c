@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #define DB_BUSY_TIMEOUT_MS 10000
+#define DB_SETUP_ATTEMPTS 100    /* opening: BUSY without waiting, retried */
+#define DB_SETUP_RETRY_US 100000 /* 10 s in all, like the busy timeout */
 #define LOCAL_PART_MAX 64
 
 struct auth_db {
@@ -173,12 +175,22 @@ int auth_db_open(const char *data_dir, struct auth_db **out, char *err, size_t e
         goto fail;
     }
     sqlite3_busy_timeout(db->h, DB_BUSY_TIMEOUT_MS);
-    r = sqlite3_exec(db->h,
-                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                     "PRAGMA foreign_keys=ON;",
-                     NULL, NULL, &msg);
-    if (r == SQLITE_OK)
-        r = sqlite3_exec(db->h, schema_sql, NULL, NULL, &msg);
+    /* Switching to WAL and creating the schema can meet another process
+     * doing the same (coffred starting while coffrectl adds a user); SQLite
+     * then answers BUSY without waiting, to avoid a deadlock. Try again. */
+    for (int attempt = 0;; attempt++) {
+        r = sqlite3_exec(db->h,
+                         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                         "PRAGMA foreign_keys=ON;",
+                         NULL, NULL, &msg);
+        if (r == SQLITE_OK)
+            r = sqlite3_exec(db->h, schema_sql, NULL, NULL, &msg);
+        if ((r & 0xff) != SQLITE_BUSY || attempt >= DB_SETUP_ATTEMPTS)
+            break;
+        sqlite3_free(msg);
+        msg = NULL;
+        usleep(DB_SETUP_RETRY_US);
+    }
     if (r != SQLITE_OK) {
         set_err(err, errlen, path, msg ? msg : sqlite3_errstr(r));
         sqlite3_free(msg);
