@@ -5,7 +5,7 @@
  * and per account with timers, never blocking the loop. */
 #include "auth/auth.h"
 #include "auth/auth_priv.h"
-#include "server/log.h"
+#include "server/base/log.h"
 
 #include <arpa/inet.h>
 #include <crypt.h>

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "protocol/job.h"
-#include "server/log.h"
+#include "server/base/log.h"
 
 /* How often a user with listeners is polled for changes made by other
  * processes (coffrectl, a Maildir tool). */

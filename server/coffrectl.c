@@ -1,8 +1,8 @@
 /* coffrectl, the administrator's tool: reads the configuration, then hands
  * the command line to one command family (user, ...). */
-#include "server/config.h"
+#include "server/base/config.h"
 #include "server/ctl.h"
-#include "server/privdrop.h"
+#include "server/base/privdrop.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* Connection life cycle: accept, connection limits, reading, TLS (implicit
  * and STARTTLS), writing with back-pressure, timers, graceful and abrupt
  * close. Protocol handlers see only server/conn.h. */
-#include "server/conn.h"
+#include "server/base/conn.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/log.h"
+#include "server/base/log.h"
 #include "server/server.h"
 #include "tls/tls.h"
 

@@ -5,7 +5,7 @@
 
 #include <stdio.h>
 
-#include "server/config.h"
+#include "server/base/config.h"
 
 /* Exit codes of coffrectl, listed in `coffrectl --help`. */
 enum ctl_exit {

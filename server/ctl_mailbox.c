@@ -1,7 +1,7 @@
 /* coffrectl mailbox ...: check, repair and rebuild a user's mail store
  * (Maildir + index.sqlite) through the storage API. */
 #include "auth/auth.h"
-#include "server/config.h"
+#include "server/base/config.h"
 #include "server/ctl.h"
 #include "storage/storage.h"
 

@@ -2,7 +2,7 @@
  * <data_dir>/accounts.sqlite, reading passwords from the terminal (echo
  * off) or from stdin, never from the command line. */
 #include "auth/auth.h"
-#include "server/config.h"
+#include "server/base/config.h"
 #include "server/ctl.h"
 
 #include <crypt.h>

@@ -12,7 +12,7 @@
 #include "protocol/imap/imap.h"
 #include "protocol/lmtp/lmtp.h"
 #include "protocol/pop3/pop3.h"
-#include "server/log.h"
+#include "server/base/log.h"
 #include "server/server.h"
 
 static void on_connection(uv_stream_t *st, int status)

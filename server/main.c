@@ -13,8 +13,8 @@
 
 #include "auth/auth.h"
 #include "protocol/mailuser.h"
-#include "server/log.h"
-#include "server/privdrop.h"
+#include "server/base/log.h"
+#include "server/base/privdrop.h"
 #include "server/server.h"
 #include "tls/tls.h"
 

@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "server/config.h"
-#include "server/conn.h"
+#include "server/base/config.h"
+#include "server/base/conn.h"
 
 struct tls_server;
 struct auth_service;

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server/log.h"
+#include "server/base/log.h"
 
 int uidset_normalize(const struct storage_uidset *set, struct storage_range **out, size_t *n);
 

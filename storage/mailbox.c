@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "server/log.h"
+#include "server/base/log.h"
 
 static int row_from_stmt(sqlite3_stmt *st, struct mbox_row *out)
 {

@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server/log.h"
+#include "server/base/log.h"
 #include "storage/mime.h"
 
 static void rep_line(struct rescan_report *rep, const char *fmt, ...)

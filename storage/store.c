@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server/log.h"
+#include "server/base/log.h"
 
 /* The registry lock is held only to look up, add and remove handles, never
  * while an index is set up or closed: a long rebuild of one account must not

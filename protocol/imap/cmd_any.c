@@ -5,7 +5,7 @@
 #include <strings.h>
 
 #include "protocol/imap/imap_private.h"
-#include "server/log.h"
+#include "server/base/log.h"
 
 void imap_cmd_capability(struct imap_session *s, struct imap_args *a)
 {

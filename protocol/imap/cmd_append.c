@@ -9,7 +9,7 @@
 
 #include "protocol/imap/imap_private.h"
 #include "protocol/job.h"
-#include "server/config.h"
+#include "server/base/config.h"
 
 #define APPEND_CHUNK (64u * 1024)
 #define APPEND_MAX_MSGS 1000

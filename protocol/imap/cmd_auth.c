@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "protocol/imap/imap_private.h"
-#include "server/config.h"
-#include "server/log.h"
+#include "server/base/config.h"
+#include "server/base/log.h"
 
 static void login_complete(struct imap_session *s)
 {

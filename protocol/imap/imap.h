@@ -2,7 +2,7 @@
 #ifndef COFFRE_IMAP_H
 #define COFFRE_IMAP_H
 
-#include "server/conn.h"
+#include "server/base/conn.h"
 
 extern const struct conn_handler imap_handler;
 

@@ -8,7 +8,7 @@
 #include <strings.h>
 
 #include "protocol/imap/imap_private.h"
-#include "server/config.h"
+#include "server/base/config.h"
 
 /* ---- UID arrays ---- */
 

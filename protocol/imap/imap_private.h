@@ -14,7 +14,7 @@
 #include "protocol/linebuf.h"
 #include "protocol/mailuser.h"
 #include "protocol/sasl.h"
-#include "server/conn.h"
+#include "server/base/conn.h"
 #include "storage/storage.h"
 
 enum imap_state {

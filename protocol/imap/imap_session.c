@@ -13,8 +13,8 @@
 #include "protocol/imap/imap.h"
 #include "protocol/imap/imap_private.h"
 #include "protocol/job.h"
-#include "server/config.h"
-#include "server/log.h"
+#include "server/base/config.h"
+#include "server/base/log.h"
 
 enum {
     CMD_NO_EXPUNGE = 1 << 0, /* RFC 3501 7.4.1: no EXPUNGE while answering it */

@@ -2,7 +2,7 @@
 #ifndef COFFRE_LMTP_H
 #define COFFRE_LMTP_H
 
-#include "server/conn.h"
+#include "server/base/conn.h"
 
 extern const struct conn_handler lmtp_handler;
 

@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "protocol/lmtp/lmtp_int.h"
-#include "server/config.h"
-#include "server/log.h"
+#include "server/base/config.h"
+#include "server/base/log.h"
 
 void lmtp_end_txn(struct lmtp_session *s)
 {

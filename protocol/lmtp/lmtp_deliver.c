@@ -15,8 +15,8 @@
 #include <string.h>
 
 #include "protocol/lmtp/lmtp_int.h"
-#include "server/config.h"
-#include "server/log.h"
+#include "server/base/config.h"
+#include "server/base/log.h"
 
 struct lmtp_txn *lmtp_txn_new(uv_loop_t *loop, uint64_t max_size, bool detail_mailbox)
 {

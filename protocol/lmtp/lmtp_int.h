@@ -12,7 +12,7 @@
 #include "protocol/job.h"
 #include "protocol/linebuf.h"
 #include "protocol/mailuser.h"
-#include "server/conn.h"
+#include "server/base/conn.h"
 #include "storage/storage.h"
 
 /* RFC 5321 4.5.3.1.3: a path is at most 256 octets including <>. */

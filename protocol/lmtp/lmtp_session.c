@@ -10,8 +10,8 @@
 
 #include "protocol/lmtp/lmtp.h"
 #include "protocol/lmtp/lmtp_int.h"
-#include "server/config.h"
-#include "server/log.h"
+#include "server/base/config.h"
+#include "server/base/log.h"
 
 typedef void lmtp_cmd_fn(struct lmtp_session *s, const char *arg, size_t len);
 

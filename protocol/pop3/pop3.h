@@ -2,7 +2,7 @@
 #ifndef COFFRE_POP3_H
 #define COFFRE_POP3_H
 
-#include "server/conn.h"
+#include "server/base/conn.h"
 
 extern const struct conn_handler pop3_handler;
 

@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "protocol/pop3/pop3_int.h"
-#include "server/config.h"
-#include "server/log.h"
+#include "server/base/config.h"
+#include "server/base/log.h"
 #include "storage/storage.h"
 
 /* Digits only, no sign, no overflow past UINT64_MAX / 10. */

@@ -11,7 +11,7 @@
 #include "auth/auth.h"
 #include "protocol/linebuf.h"
 #include "protocol/sasl.h"
-#include "server/conn.h"
+#include "server/base/conn.h"
 
 enum pop3_state { POP3_AUTHORIZATION = 1, POP3_TRANSACTION = 2, POP3_QUIT = 4 };
 

@@ -10,8 +10,8 @@
 #include "protocol/job.h"
 #include "protocol/mailuser.h"
 #include "protocol/pop3/pop3_int.h"
-#include "server/config.h"
-#include "server/log.h"
+#include "server/base/config.h"
+#include "server/base/log.h"
 #include "storage/storage.h"
 
 /* ---- the lock table (loop thread only) ---- */

@@ -15,8 +15,8 @@
 #include "protocol/pop3/pop3.h"
 #include "protocol/pop3/pop3_int.h"
 #include "protocol/sasl.h"
-#include "server/config.h"
-#include "server/log.h"
+#include "server/base/config.h"
+#include "server/base/log.h"
 #include "storage/storage.h"
 
 typedef void pop3_cmd_fn(struct pop3_session *s, const char *arg, size_t len);

@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "auth/auth.h"
-#include "server/config.h"
-#include "server/conn.h"
+#include "server/base/config.h"
+#include "server/base/conn.h"
 #include "tests/fuzz/fake_conn.h"
 
 struct conn {

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "server/conn.h"
+#include "server/base/conn.h"
 
 struct conn *fake_conn_new(bool tls, bool plain_ok);
 void fake_conn_finish_login(bool ok);

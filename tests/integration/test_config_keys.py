@@ -31,7 +31,7 @@ def readme_rows():
 
 
 def parser_keys():
-    with open(os.path.join(ROOT, 'server', 'config.c'), encoding='utf-8') as f:
+    with open(os.path.join(ROOT, 'server', 'base', 'config.c'), encoding='utf-8') as f:
         return set(re.findall(r'strcmp\(key, "([a-z0-9_]+)"\)', f.read()))
 
 

@@ -1,5 +1,5 @@
 /* Privilege drop and data directory creation. */
-#include "server/privdrop.h"
+#include "server/base/privdrop.h"
 
 #include <errno.h>
 #include <grp.h>

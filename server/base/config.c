@@ -1,7 +1,7 @@
 /* Configuration: defaults for every setting and limit (this is the one place
  * they live), and the parser of the `key = value` file. Each key here has a
  * line in the README's configuration table. */
-#include "server/config.h"
+#include "server/base/config.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

@@ -1,6 +1,6 @@
 /* Logging to stderr with a timestamp and a level; one write per line so
  * lines from the loop and the thread pool never interleave. */
-#include "server/log.h"
+#include "server/base/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
