@@ -133,12 +133,6 @@ int auth_service_lookup(struct auth_service *s, const char *address, size_t len,
 
 /* ---- SASL ---- */
 
-/* Strict base64 (RFC 4648, padding required, no whitespace). Returns the
- * decoded length, or -1 when malformed or when out is too small. */
-long auth_base64_decode(const char *in, size_t len, unsigned char *out, size_t outcap);
-/* Returns the encoded length (NUL written when room), or -1 when out is too small. */
-long auth_base64_encode(const unsigned char *in, size_t len, char *out, size_t outcap);
-
 /* SASL PLAIN message (RFC 4616): [authzid] NUL authcid NUL passwd. An authzid
  * other than empty or equal to authcid is refused. Pointers are into msg. */
 struct auth_sasl_plain {

@@ -1,5 +1,6 @@
 /* SASL PLAIN and LOGIN exchanges, decoded with auth's strict base64. */
 #include "protocol/sasl.h"
+#include "server/base/base64.h"
 
 #include <string.h>
 #include <strings.h>
@@ -26,7 +27,7 @@ static long decode(const char *line, size_t len, unsigned char *out, size_t cap)
 {
     if (len == 1 && line[0] == '=')
         return 0;
-    return auth_base64_decode(line, len, out, cap);
+    return base64_decode_strict(line, len, out, cap);
 }
 
 int proto_sasl_step(struct proto_sasl *s, const char *line, size_t len, const char **challenge)

@@ -5,6 +5,7 @@
 
 #include "auth/auth.h"
 #include "protocol/sasl.h"
+#include "server/base/base64.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -16,10 +17,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct proto_sasl s;
     const char *ch;
 
-    long n = auth_base64_decode((const char *)data, size, out, sizeof(out));
+    long n = base64_decode_strict((const char *)data, size, out, sizeof(out));
     if (n >= 0) {
         /* what decodes must encode back to the same text */
-        long e = auth_base64_encode(out, (size_t)n, enc, sizeof(enc));
+        long e = base64_encode(out, (size_t)n, enc, sizeof(enc));
         if (e < 0 || (size_t)e != size || memcmp(enc, data, size))
             __builtin_trap();
         auth_sasl_plain_parse(out, (size_t)n, &p);

@@ -1,14 +1,12 @@
-/* Strict base64 (RFC 4648 section 4) for SASL exchanges: padding required,
- * no whitespace, no characters outside the alphabet, no non-zero pad bits. */
-#include "auth/auth.h"
+/* Base64 decoding and encoding (see base64.h). */
+#include "server/base/base64.h"
 
 #include <limits.h>
+#include <stdbool.h>
 
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+#include "server/base/buf.h"
 
-/* Value of one alphabet character, or -1. */
-static int b64_value(unsigned char c)
+int base64_value(unsigned char c, char c63)
 {
     if (c >= 'A' && c <= 'Z')
         return c - 'A';
@@ -18,12 +16,20 @@ static int b64_value(unsigned char c)
         return c - '0' + 52;
     if (c == '+')
         return 62;
-    if (c == '/')
+    if (c == (unsigned char)c63)
         return 63;
     return -1;
 }
 
-long auth_base64_decode(const char *in, size_t len, unsigned char *out, size_t outcap)
+char base64_char(unsigned v, char c63)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+";
+    v &= 0x3f;
+    return v == 63 ? c63 : alphabet[v];
+}
+
+long base64_decode_strict(const char *in, size_t len, unsigned char *out, size_t outcap)
 {
     size_t o = 0;
 
@@ -47,7 +53,7 @@ long auth_base64_decode(const char *in, size_t len, unsigned char *out, size_t o
             }
             if (pad > 0) /* data after padding */
                 return -1;
-            v[j] = b64_value(c);
+            v[j] = base64_value(c, BASE64_STD_63);
             if (v[j] < 0)
                 return -1;
         }
@@ -67,14 +73,36 @@ long auth_base64_decode(const char *in, size_t len, unsigned char *out, size_t o
     return (long)o;
 }
 
-long auth_base64_encode(const unsigned char *in, size_t len, char *out, size_t outcap)
+void base64_decode_lenient(struct buf *b, const char *in, size_t len)
 {
-    size_t need, o = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    char out[768];
+    size_t n = 0;
 
-    if (len > (size_t)LONG_MAX / 4 * 3 - 3)
-        return -1;
-    need = (len + 2) / 3 * 4;
-    if (outcap < need)
+    for (size_t i = 0; i < len && in[i] != '='; i++) {
+        int v = base64_value((unsigned char)in[i], BASE64_STD_63);
+        if (v < 0)
+            continue;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (char)((acc >> bits) & 0xff);
+            if (n == sizeof(out)) {
+                buf_add(b, out, n);
+                n = 0;
+            }
+        }
+    }
+    buf_add(b, out, n);
+}
+
+long base64_encode(const unsigned char *in, size_t len, char *out, size_t outcap)
+{
+    size_t o = 0;
+
+    if (len > (size_t)LONG_MAX / 4 * 3 - 3 || outcap < (len + 2) / 3 * 4)
         return -1;
     for (size_t i = 0; i < len; i += 3) {
         size_t rest = len - i;
@@ -84,10 +112,10 @@ long auth_base64_encode(const unsigned char *in, size_t len, char *out, size_t o
             v |= (unsigned)in[i + 1] << 8;
         if (rest > 2)
             v |= in[i + 2];
-        out[o++] = b64_alphabet[(v >> 18) & 0x3f];
-        out[o++] = b64_alphabet[(v >> 12) & 0x3f];
-        out[o++] = rest > 1 ? b64_alphabet[(v >> 6) & 0x3f] : '=';
-        out[o++] = rest > 2 ? b64_alphabet[v & 0x3f] : '=';
+        out[o++] = base64_char(v >> 18, BASE64_STD_63);
+        out[o++] = base64_char(v >> 12, BASE64_STD_63);
+        out[o++] = rest > 1 ? base64_char(v >> 6, BASE64_STD_63) : '=';
+        out[o++] = rest > 2 ? base64_char(v, BASE64_STD_63) : '=';
     }
     if (o < outcap)
         out[o] = '\0';

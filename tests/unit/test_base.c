@@ -1,0 +1,106 @@
+/* Unit tests of the base layer's byte buffer, IMAP string writer and base64
+ * forms (strict, lenient, and the modified-UTF-7 alphabet). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/base/base64.h"
+#include "server/base/buf.h"
+
+#include "tests/unit/check.h"
+
+/* b holds exactly want (and its NUL terminator). */
+static int holds(const struct buf *b, const char *want, size_t len)
+{
+    return !b->oom && b->len == len && memcmp(b->p, want, len) == 0 && b->p[len] == '\0';
+}
+
+static void test_buf(void)
+{
+    struct buf b = {0};
+
+    buf_str(&b, "abc");
+    buf_addc(&b, '-');
+    buf_addu(&b, 18446744073709551615u);
+    buf_printf(&b, " %d%s", 42, "x");
+    CHECK(holds(&b, "abc-18446744073709551615 42x", 28), "appends of every kind");
+    buf_addself(&b, 0, 3);
+    CHECK(holds(&b, "abc-18446744073709551615 42xabc", 31), "a copy of its own bytes");
+    buf_addself(&b, 30, 5);
+    CHECK(b.len == 31, "a copy past the end is refused");
+
+    char big[1000];
+    memset(big, 'z', sizeof(big));
+    buf_reset(&b);
+    buf_printf(&b, "%.*s", (int)sizeof(big), big);
+    CHECK(holds(&b, big, sizeof(big)), "printf longer than the small buffer");
+
+    char *p = buf_take(&b);
+    CHECK(p && strlen(p) == sizeof(big) && b.p == NULL && b.len == 0, "take hands over the bytes");
+    free(p);
+    p = buf_take(&b);
+    CHECK(p && p[0] == '\0', "take of an empty buffer gives an empty string");
+    free(p);
+
+    b.oom = true;
+    buf_str(&b, "x");
+    CHECK(b.len == 0 && buf_take(&b) == NULL, "after a failed append, take gives NULL");
+    buf_free(&b);
+}
+
+static void test_imap_string(void)
+{
+    static const struct {
+        const char *in;
+        size_t len;
+        const char *out;
+    } v[] = {
+        {"", 0, "\"\""},
+        {"plain text", 10, "\"plain text\""},
+        {"say \"hi\" \\o/", 12, "\"say \\\"hi\\\" \\\\o/\""},
+        {"nul\0here", 8, "\"nul here\""},
+        {"two\r\nlines", 10, "{10}\r\ntwo\r\nlines"},
+        {"caf\xc3\xa9", 5, "{5}\r\ncaf\xc3\xa9"},
+        {"8bit\0\xff\"", 7, "{7}\r\n8bit \xff\""},
+    };
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        struct buf b = {0};
+        buf_imap_string(&b, v[i].in, v[i].len);
+        CHECK(holds(&b, v[i].out, strlen(v[i].out)), v[i].out);
+        buf_free(&b);
+    }
+    struct buf b = {0};
+    buf_imap_nstring(&b, NULL, 0);
+    buf_addc(&b, ' ');
+    buf_imap_nstring(&b, "x", 1);
+    CHECK(holds(&b, "NIL \"x\"", 7), "nstring: NIL and a string");
+    buf_free(&b);
+}
+
+static void test_base64(void)
+{
+    char enc[16];
+    unsigned char dec[16];
+
+    CHECK(base64_encode((const unsigned char *)"f\xfb\xff", 3, enc, sizeof(enc)) == 4 &&
+              strcmp(enc, "Zvv/") == 0,
+          "encode uses + and /");
+    CHECK(base64_decode_strict("Zvv/", 4, dec, sizeof(dec)) == 3 && dec[2] == 0xff,
+          "strict decode");
+    CHECK(base64_decode_strict("Zvv/\n", 5, dec, sizeof(dec)) == -1, "strict refuses a line end");
+    CHECK(base64_value(',', BASE64_IMAP_63) == 63 && base64_value('/', BASE64_IMAP_63) == -1 &&
+              base64_char(63, BASE64_IMAP_63) == ',',
+          "the modified UTF-7 alphabet has ',' for 63");
+
+    struct buf b = {0};
+    base64_decode_lenient(&b, "Zm9v\r\nYm!Fy=junk", 16);
+    CHECK(holds(&b, "foobar", 6), "lenient decode skips line ends and strays, stops at '='");
+    buf_free(&b);
+}
+
+int main(void)
+{
+    test_buf();
+    test_imap_string();
+    test_base64();
+    return check_summary();
+}
