@@ -11,7 +11,8 @@ import time
 import unittest
 
 import harness
-from harness import Server, ServerTestCase, HOST, imap_quote
+from harness import (Server, ServerTestCase, HOST, imap_login_cmd, imap_sasl_answer,
+                     read_to_close, send_ignoring_close)
 
 USER = 'bad@example.org'
 PASS = 'bad input pass'
@@ -88,15 +89,6 @@ class ConfigErrors(unittest.TestCase):
         self.assertIn('nope.conf', r.stderr)
 
 
-def send_ignoring_close(conn, data):
-    """Sends data; a server closing (or resetting) mid-way is an answer too."""
-    try:
-        conn.send(data)
-        return True
-    except (BrokenPipeError, ConnectionResetError, ssl.SSLError, socket.timeout):
-        return False
-
-
 def b64(s):
     return base64.b64encode(s.encode()).decode()
 
@@ -122,10 +114,7 @@ class BadInput(ServerTestCase):
             c.line()
             send_ignoring_close(c, b'a' * MB)
             # Either an error line or a close, within the timeout.
-            try:
-                data = c.read_until_eof(timeout=20)
-            except (ConnectionResetError, ssl.SSLError):
-                data = b''
+            data = read_to_close(c, 20)
             if data:
                 self.assertTrue(data.startswith(expect_prefixes),
                                 'after a 1 MB line %s sent %r' % (service, data[:200]))
@@ -151,10 +140,7 @@ class BadInput(ServerTestCase):
         with self.server.raw('imaps', tls=True) as c:
             c.line()
             send_ignoring_close(c, b'a LOGIN "' + b'x' * MB)
-            try:
-                data = c.read_until_eof(timeout=20)
-            except (ConnectionResetError, ssl.SSLError):
-                data = b''
+            data = read_to_close(c, 20)
             self.assertNotIn(b'a OK', data)
         self.still_serves()
 
@@ -174,18 +160,12 @@ class BadInput(ServerTestCase):
                                       'AG\x01Fs')):
                 _, t = c.cmd('m%d' % i, 'AUTHENTICATE PLAIN ' + junk)
                 self.assertTrue(t.startswith('m%d BAD' % i), '%r -> %r' % (junk, t))
-            c.send('n AUTHENTICATE PLAIN\r\n')
-            self.assertTrue(c.line().startswith('+'))
-            c.send('%%%% not base64 %%%%\r\n')
-            _, t = c.until_tag('n')
+            t = imap_sasl_answer(c, 'n', 'PLAIN', '%%%% not base64 %%%%')
             self.assertTrue(t.startswith('n BAD'), t)
-            c.send('o AUTHENTICATE LOGIN\r\n')
-            self.assertTrue(c.line().startswith('+'))
-            c.send('@@@@\r\n')
-            _, t = c.until_tag('o')
+            t = imap_sasl_answer(c, 'o', 'LOGIN', '@@@@')
             self.assertTrue(t.startswith('o BAD'), t)
             # Still usable.
-            _, t = c.cmd('p', 'LOGIN %s %s' % (imap_quote(USER), imap_quote(PASS)))
+            _, t = c.cmd('p', imap_login_cmd(USER, PASS))
             self.assertTrue(t.startswith('p OK'), t)
 
     def test_plain_without_nuls(self):
@@ -210,26 +190,25 @@ class BadInput(ServerTestCase):
             c.send('PASS %s\r\n' % PASS)
             self.assertEqual(c.line(), '+OK Logged in.')
 
+    def first_reply(self, line):
+        """The first line imaps answers line with after the greeting, '' when
+        it closes instead."""
+        with self.server.raw('imaps', tls=True) as c:
+            c.line()
+            c.send(line)
+            try:
+                return c.line()
+            except EOFError:
+                return ''
+
     def test_huge_literal_refused(self):
-        with self.server.raw('imaps', tls=True) as c:
-            c.line()
-            c.send('a LOGIN {4000000000}\r\n')
-            try:
-                r = c.line()
-            except EOFError:
-                r = ''
-            self.assertFalse(r.startswith('+'), 'continuation offered for a 4 GB literal')
-            if r:
-                self.assertTrue(r.startswith('a BAD') or r.startswith('a NO') or
-                                r.startswith('* BYE'), r)
-        with self.server.raw('imaps', tls=True) as c:
-            c.line()
-            c.send('a LOGIN {99999999999999999999999}\r\n')
-            try:
-                r = c.line()
-            except EOFError:
-                r = ''
-            self.assertFalse(r.startswith('+'), r)
+        r = self.first_reply('a LOGIN {4000000000}\r\n')
+        self.assertFalse(r.startswith('+'), 'continuation offered for a 4 GB literal')
+        if r:
+            self.assertTrue(r.startswith('a BAD') or r.startswith('a NO') or
+                            r.startswith('* BYE'), r)
+        r = self.first_reply('a LOGIN {99999999999999999999999}\r\n')
+        self.assertFalse(r.startswith('+'), r)
         self.still_serves()
 
     def test_nul_and_binary_in_command(self):
@@ -359,10 +338,7 @@ class Timeouts(ServerTestCase):
             conns.append((svc, c))
         for svc, c in conns:
             with c:
-                try:
-                    data = c.read_until_eof(timeout=20)
-                except (ConnectionResetError, ssl.SSLError):
-                    data = b''
+                data = read_to_close(c, 20)
                 self.assertNotIn(b'OK', data, svc)
         self.assertServerAlive()
 
