@@ -538,13 +538,8 @@ static void cleanup(void)
 
 int main(void)
 {
-    const char *t = getenv("TMPDIR");
-
-    snprintf(tmpdir, sizeof(tmpdir), "%s/coffre-test-auth-XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (check_mkdtemp(tmpdir, sizeof(tmpdir), "coffre-test-auth") != 0)
         return 1;
-    }
     test_normalize();
     test_password();
     test_db();
