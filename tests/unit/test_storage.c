@@ -126,6 +126,23 @@ static void user_path(char *out, size_t len, int64_t id, const char *rest)
     snprintf(out, len, "%s/users/%" PRId64 "/%s", data_dir, id, rest);
 }
 
+/* Writes msg into the new file rest of account id, as another program
+ * (an MDA, a mail client) would: 0, or -1 when it cannot. */
+static int drop_file(int64_t id, const char *rest, const char *msg)
+{
+    char p[1024];
+    ssize_t n;
+    int fd;
+
+    user_path(p, sizeof(p), id, rest);
+    fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0)
+        return -1;
+    n = write(fd, msg, strlen(msg));
+    close(fd);
+    return n == (ssize_t)strlen(msg) ? 0 : -1;
+}
+
 /* ---- names ---- */
 
 static void test_names(void)
@@ -1075,17 +1092,9 @@ static void test_external_drop(void)
     CHECK(problems == 0);
 
     /* an MDA drops a file with LF line ends into new/ while we are closed */
-    user_path(p, sizeof(p), 20, "Maildir/new/1700000000.external.host");
-    fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    CHECK(fd >= 0);
-    CHECK(write(fd, msg_a, strlen(msg_a)) == (ssize_t)strlen(msg_a));
-    close(fd);
+    CHECK(drop_file(20, "Maildir/new/1700000000.external.host", msg_a) == 0);
     /* and a mail client marks a file read in Sent (cur/ with flags) */
-    user_path(p, sizeof(p), 20, "Maildir/.Sent/cur/1700000001.other.host:2,S");
-    fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    CHECK(fd >= 0);
-    CHECK(write(fd, msg_b, strlen(msg_b)) == (ssize_t)strlen(msg_b));
-    close(fd);
+    CHECK(drop_file(20, "Maildir/.Sent/cur/1700000001.other.host:2,S", msg_b) == 0);
     CHECK_RC(storage_check(data_dir, 20, NULL, NULL, &problems), 0);
     CHECK(problems == 2);
 
@@ -1105,11 +1114,7 @@ static void test_external_drop(void)
     CHECK(st.messages == 1 && st.unseen == 0);
 
     /* while open: a drop shows up with storage_rescan */
-    user_path(p, sizeof(p), 20, "Maildir/new/1700000002.external.host");
-    fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    CHECK(fd >= 0);
-    CHECK(write(fd, msg_c, strlen(msg_c)) == (ssize_t)strlen(msg_c));
-    close(fd);
+    CHECK(drop_file(20, "Maildir/new/1700000002.external.host", msg_c) == 0);
     {
         struct evacc a = {0};
         struct storage_watch *w = storage_watch(u, on_event, &a);
@@ -1192,10 +1197,8 @@ static void test_kept_handle(void)
 {
     struct storage_user *u;
     struct storage_status st;
-    char p[1024];
     int64_t inbox;
     uint32_t uid;
-    int fd;
 
     CHECK_RC(storage_open(data_dir, 21, &u), 0);
     inbox = mbox_id(u, "INBOX");
@@ -1206,11 +1209,7 @@ static void test_kept_handle(void)
     CHECK(refresh_externals(u) == 0);
     storage_trim(u);
     storage_trim(u);
-    user_path(p, sizeof(p), 21, "Maildir/new/1700000003.external.host");
-    fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    CHECK(fd >= 0);
-    CHECK(write(fd, msg_b, strlen(msg_b)) == (ssize_t)strlen(msg_b));
-    close(fd);
+    CHECK(drop_file(21, "Maildir/new/1700000003.external.host", msg_b) == 0);
     /* before the refresh, the index does not know the file */
     CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
     CHECK(st.messages == 1);
