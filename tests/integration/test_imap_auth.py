@@ -127,9 +127,11 @@ class ImapPlaintext(AuthCase):
         finally:
             close_quietly(m)
 
-    def _starttls(self, c):
+    def _starttls(self, c, injected=''):
+        """Reads the greeting, sends STARTTLS (and injected in the same
+        write) and upgrades: nothing may follow the OK in clear."""
         c.line()
-        c.send('a1 STARTTLS\r\n')
+        c.send('a1 STARTTLS\r\n' + injected)
         t = c.line()
         self.assertEqual(t, 'a1 OK Begin TLS negotiation now.')
         self.assertEqual(c.pending(), b'', 'plaintext after the STARTTLS reply')
@@ -147,14 +149,9 @@ class ImapPlaintext(AuthCase):
 
     def test_starttls_injection_noop_discarded(self):
         with self.server.raw('imap') as c:
-            c.line()
-            c.send('a STARTTLS\r\nb NOOP\r\n')
-            t = c.line()
-            self.assertTrue(t.startswith('a OK'), t)
-            # Nothing in clear after the OK: an answer to b would be here
-            # (or would corrupt the handshake below).
-            self.assertEqual(c.pending(), b'')
-            c.starttls(self.server.ctx())
+            # Nothing in clear after the OK: an answer to b would be there
+            # (or would corrupt the handshake).
+            self._starttls(c, 'b NOOP\r\n')
             untagged, t = c.cmd('c', 'NOOP')
             self.assertTrue(t.startswith('c OK'), t)
             self.assertFalse([u for u in untagged if u.startswith('b ')],
@@ -167,12 +164,7 @@ class ImapPlaintext(AuthCase):
         # An injected LOGIN must not authenticate the session: the LOGIN sent
         # inside TLS afterwards must find the session not yet logged in.
         with self.server.raw('imap') as c:
-            c.line()
-            c.send('a STARTTLS\r\nb %s\r\n' % LOGIN)
-            t = c.line()
-            self.assertTrue(t.startswith('a OK'), t)
-            self.assertEqual(c.pending(), b'')
-            c.starttls(self.server.ctx())
+            self._starttls(c, 'b %s\r\n' % LOGIN)
             untagged, t = c.cmd('c', LOGIN)
             self.assertFalse([u for u in untagged if u.startswith('b ')], untagged)
             self.assertTrue(t.startswith('c OK'), t)
