@@ -54,6 +54,12 @@ class Commands(ImapCase):
             ok(c.append(name, flags(i), None, make_message(i)))
         return c
 
+    def assertRefused(self, res, code):
+        """An imaplib (type, data) result: NO with the response code."""
+        typ, data = res
+        self.assertEqual(typ, 'NO')
+        self.assertIn(code, data[0])
+
     def assertMessages(self, c, name, n):
         """STATUS says the mailbox holds n messages."""
         typ, data = c.status(name, '(MESSAGES)')
@@ -190,9 +196,7 @@ class Commands(ImapCase):
 
     def test_append_to_missing_mailbox_trycreate(self):
         c = self.imap()
-        typ, data = c.append('Missing-Box', None, None, make_message(1))
-        self.assertEqual(typ, 'NO')
-        self.assertIn(b'[TRYCREATE]', data[0])
+        self.assertRefused(c.append('Missing-Box', None, None, make_message(1)), b'[TRYCREATE]')
 
     def test_status(self):
         c = self.filled('St', 4, lambda i: '(\\Seen)' if i < 1 else None)
@@ -215,9 +219,7 @@ class Commands(ImapCase):
         c.delete('Fam2')
         self.assertEqual(c.create('Fam')[0], 'OK')
         self.assertEqual(c.create('Fam/Kid')[0], 'OK')
-        typ, data = c.create('Fam')
-        self.assertEqual(typ, 'NO')
-        self.assertIn(b'[ALREADYEXISTS]', data[0])
+        self.assertRefused(c.create('Fam'), b'[ALREADYEXISTS]')
         typ, data = c.list('""', 'Fam*')
         self.assertEqual(typ, 'OK')
         self.assertEqual(len(data), 2, data)
@@ -236,9 +238,7 @@ class Commands(ImapCase):
                          [b'Fam2', b'Fam2/Kid'])
         self.assertEqual(c.delete('Fam2/Kid')[0], 'OK')
         self.assertEqual(c.delete('Fam2')[0], 'OK')
-        typ, data = c.delete('Fam2')
-        self.assertEqual(typ, 'NO')
-        self.assertIn(b'[NONEXISTENT]', data[0])
+        self.assertRefused(c.delete('Fam2'), b'[NONEXISTENT]')
         typ, data = c.list('""', '%')
         self.assertTrue(any(x.endswith(b'INBOX') or x.endswith(b'"INBOX"') for x in data), data)
 
@@ -292,9 +292,7 @@ class Commands(ImapCase):
         typ, data = c.uid('COPY', '%d' % src[0], 'CpDst')
         self.assertEqual(typ, 'OK')     # (imaplib drops the tagged text of UID)
         self.assertMessages(c, 'CpDst', 3)
-        typ, data = c.copy('1', 'No-Such')
-        self.assertEqual(typ, 'NO')
-        self.assertIn(b'[TRYCREATE]', data[0])
+        self.assertRefused(c.copy('1', 'No-Such'), b'[TRYCREATE]')
         # flags travel with the copy
         c.select('CpDst')
         typ, data = c.fetch('1:*', '(FLAGS)')
