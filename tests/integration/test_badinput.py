@@ -40,16 +40,21 @@ class ConfigErrors(unittest.TestCase):
     def good_lines(self):
         return ['%s = %s' % kv for kv in self.srv.conf.items()]
 
+    def run_with_line(self, line, mode='--foreground'):
+        """Runs coffred on the good configuration with line inserted as its
+        line 3; returns (the file's path, the completed process)."""
+        lines = self.good_lines()
+        lines.insert(2, line)
+        path = self.write(lines)
+        return path, self.run_coffred('-c', path, mode)
+
     def assertNotListening(self):
         for port in self.srv.ports.values():
             with self.assertRaises(OSError):
                 socket.create_connection((HOST, port), timeout=2).close()
 
     def test_bad_key_names_file_and_line(self):
-        lines = self.good_lines()
-        lines.insert(2, 'no_such_key = 1')
-        path = self.write(lines)
-        r = self.run_coffred('-c', path, '--foreground')
+        path, r = self.run_with_line('no_such_key = 1')
         self.assertNotEqual(r.returncode, 0, r.stderr)
         self.assertIn('%s:3:' % path, r.stderr)
         self.assertNotListening()
@@ -57,18 +62,12 @@ class ConfigErrors(unittest.TestCase):
     def test_bad_value_names_file_and_line(self):
         for bad in ('max_line_length = banana', 'login_failure_delay = 3 parsecs',
                     'imap_listen = 127.0.0.1:99999', 'max_message_size = -5'):
-            lines = self.good_lines()
-            lines.insert(2, bad)
-            path = self.write(lines)
-            r = self.run_coffred('-c', path, '--foreground')
+            path, r = self.run_with_line(bad)
             self.assertNotEqual(r.returncode, 0, bad)
             self.assertIn('%s:3:' % path, r.stderr, bad)
 
     def test_missing_equals_names_line(self):
-        lines = self.good_lines()
-        lines.insert(2, 'this line has no equals sign')
-        path = self.write(lines)
-        r = self.run_coffred('-c', path, '--foreground')
+        path, r = self.run_with_line('this line has no equals sign')
         self.assertNotEqual(r.returncode, 0)
         self.assertIn('%s:3:' % path, r.stderr)
 
@@ -76,10 +75,7 @@ class ConfigErrors(unittest.TestCase):
         r = self.run_coffred('-c', self.srv.conf_path, '--check-config')
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotListening()
-        lines = self.good_lines()
-        lines.insert(2, 'no_such_key = 1')
-        path = self.write(lines)
-        r = self.run_coffred('-c', path, '--check-config')
+        path, r = self.run_with_line('no_such_key = 1', '--check-config')
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn('%s:3:' % path, r.stderr)
 
