@@ -6,6 +6,7 @@ Environment: COFFRED, COFFRECTL (binaries), GEN_CERT (scripts/gen-cert);
 KEEP_TMP=1 keeps the temporary directories; COFFRE_TEST_VERBOSE=1 prints the
 daemon log of every class, not only of failing tests.
 """
+import contextlib
 import os
 import pwd
 import shutil
@@ -471,6 +472,15 @@ def close_quietly(client):
             except (OSError, EOFError, imaplib.IMAP4.error, poplib.error_proto):
                 pass
             return
+
+
+@contextlib.contextmanager
+def closed_after(client):
+    """Yields the imaplib/poplib client; close_quietly() after the block."""
+    try:
+        yield client
+    finally:
+        close_quietly(client)
 
 
 def timed(fn, *args, **kw):

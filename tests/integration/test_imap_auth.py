@@ -8,8 +8,8 @@ import ssl
 import time
 
 import harness
-from harness import (ServerTestCase, close_quietly, imap_capability, caps_from_code, imap_quote,
-                     imap_login_cmd, imap_sasl_answer, timed)
+from harness import (ServerTestCase, close_quietly, closed_after, imap_capability, caps_from_code,
+                     imap_quote, imap_login_cmd, imap_sasl_answer, timed)
 
 USER = 'alice@example.org'
 PASS = 'correct horse battery staple'
@@ -347,28 +347,19 @@ class ImapTLS(AuthCase):
         self.assertNotIn(PASS, self.server.log())
 
     def test_imaplib_ssl_login_and_authenticate(self):
-        m = self.server.imap_ssl()
-        try:
+        with closed_after(self.server.imap_ssl()) as m:
             typ, _ = m.login(USER, PASS)
             self.assertEqual(typ, 'OK')
             m.logout()
-        finally:
-            close_quietly(m)
-        m = self.server.imap_ssl()
-        try:
+        with closed_after(self.server.imap_ssl()) as m:
             # imaplib's AUTHENTICATE goes through the '+' continuation.
             typ, _ = m.authenticate('PLAIN', lambda _: ('\0%s\0%s' % (USER, PASS)).encode())
             self.assertEqual(typ, 'OK')
             m.logout()
-        finally:
-            close_quietly(m)
-        m = self.server.imap_ssl()
-        try:
+        with closed_after(self.server.imap_ssl()) as m:
             with self.assertRaises(imaplib.IMAP4.error) as cm:
                 m.login(USER, 'not the password')
             self.assertIn('AUTHENTICATIONFAILED', str(cm.exception))
-        finally:
-            close_quietly(m)
 
 
 class ImapFailureDelay(AuthCase):
