@@ -45,13 +45,16 @@ class Commands(ImapCase):
         ok(c.create(name), 'CREATE ' + name)
         return name
 
-    def filled(self, name, n, flags=lambda i: None):
+    def filled(self, name, n, flags=lambda i: None, select=False):
         """A session, with the mailbox name created afresh holding
-        make_message(0 .. n-1), each appended with flags(i)."""
+        make_message(0 .. n-1), each appended with flags(i); selected when
+        select."""
         c = self.imap()
         self.fresh_mailbox(c, name)
         for i in range(n):
             ok(c.append(name, flags(i), None, make_message(i)))
+        if select:
+            c.select(name)
         return c
 
     def assertRefused(self, res, code):
@@ -245,8 +248,7 @@ class Commands(ImapCase):
     # -- selected -------------------------------------------------------
 
     def test_store_variants(self):
-        c = self.filled('Sto', 3)
-        c.select('Sto')
+        c = self.filled('Sto', 3, select=True)
         typ, data = c.store('1', 'FLAGS', '(\\Seen $Key1)')
         self.assertEqual(typ, 'OK')
         self.assertEqual(len(data), 1)
@@ -268,8 +270,7 @@ class Commands(ImapCase):
                                2: {b'\\Flagged', b'\\Answered'}, 3: set()})
 
     def test_uid_store(self):
-        c = self.filled('UStore', 3)
-        c.select('UStore')
+        c = self.filled('UStore', 3, select=True)
         typ, data = c.uid('SEARCH', 'ALL')
         uids = [int(x) for x in data[0].split()]
         self.assertEqual(len(uids), 3)
@@ -278,9 +279,8 @@ class Commands(ImapCase):
         self.assertRegex(data[0], rb'^3 \((?=.*UID %d)(?=.*FLAGS \([^)]*\\Deleted).*\)$' % uids[2])
 
     def test_copy_copyuid(self):
-        c = self.filled('CpSrc', 3, lambda i: '(\\Flagged)')
+        c = self.filled('CpSrc', 3, lambda i: '(\\Flagged)', select=True)
         self.fresh_mailbox(c, 'CpDst')
-        c.select('CpSrc')
         typ, data = c.copy('1:2', 'CpDst')
         self.assertEqual(typ, 'OK')
         m = re.search(rb'\[COPYUID (\d+) ([\d:,]+) ([\d:,]+)\]', data[0])
@@ -299,9 +299,8 @@ class Commands(ImapCase):
         self.assertTrue(all(b'\\Flagged' in x for x in data), data)
 
     def test_move_and_uid_move(self):
-        c = self.filled('MvSrc', 4)
+        c = self.filled('MvSrc', 4, select=True)
         self.fresh_mailbox(c, 'MvDst')
-        c.select('MvSrc')
         typ, data = c._simple_command('MOVE', '2:3', 'MvDst')
         self.assertEqual(typ, 'OK', data)
         exp = c.untagged_responses.pop('EXPUNGE', [])
@@ -318,8 +317,7 @@ class Commands(ImapCase):
         self.assertMessages(c, 'MvSrc', 1)
 
     def test_expunge_sequence_numbers(self):
-        c = self.filled('Exp', 5)
-        c.select('Exp')
+        c = self.filled('Exp', 5, select=True)
         c.store('2,4,5', '+FLAGS.SILENT', '(\\Deleted)')
         typ, data = c.expunge()
         self.assertEqual(typ, 'OK')
@@ -329,8 +327,7 @@ class Commands(ImapCase):
         self.assertEqual(data, [b'1 2'])
 
     def test_uid_expunge(self):
-        c = self.filled('UExp', 3)
-        c.select('UExp')
+        c = self.filled('UExp', 3, select=True)
         typ, data = c.uid('SEARCH', 'ALL')
         uids = [int(x) for x in data[0].split()]
         c.store('1:3', '+FLAGS.SILENT', '(\\Deleted)')
@@ -341,8 +338,7 @@ class Commands(ImapCase):
         self.assertEqual([int(x) for x in data[0].split()], [uids[0], uids[2]])
 
     def test_close_expunges_silently_unselect_does_not(self):
-        c = self.filled('Cl', 3)
-        c.select('Cl')
+        c = self.filled('Cl', 3, select=True)
         c.store('1', '+FLAGS.SILENT', '(\\Deleted)')
         typ, data = c.unselect()
         self.assertEqual(typ, 'OK')
