@@ -18,10 +18,11 @@
 #include "storage/storage.h"
 
 static const char *const words[] = {
-    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
-    "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo",
-    "sierra", "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu", "meeting",
-    "report", "budget", "invoice", "schedule", "project", "deadline", "review", "draft"};
+    "alpha",  "bravo",   "charlie",  "delta",   "echo",     "foxtrot", "golf",
+    "hotel",  "india",   "juliet",   "kilo",    "lima",     "mike",    "november",
+    "oscar",  "papa",    "quebec",   "romeo",   "sierra",   "tango",   "uniform",
+    "victor", "whiskey", "xray",     "yankee",  "zulu",     "meeting", "report",
+    "budget", "invoice", "schedule", "project", "deadline", "review",  "draft"};
 
 static uint64_t rs = 88172645463325252ull;
 static uint64_t rnd(void)
@@ -104,6 +105,25 @@ static int link_all(const char *src, const char *dst)
         }
     }
     closedir(d);
+    return 0;
+}
+
+/* Runs q in mbox and prints "<label> <ms>" and "<hits_label> <hits>"; -1
+ * after an error. */
+static int search_timed(struct storage_user *u, int64_t mbox, const struct storage_search *q,
+                        const char *label, const char *hits_label)
+{
+    struct storage_uidlist l;
+    double t = now_ms();
+    int rc = storage_search(u, mbox, q, &l);
+
+    if (rc != 0) {
+        fprintf(stderr, "search: %s\n", storage_strerror(rc));
+        return -1;
+    }
+    printf("%s %.1f\n", label, now_ms() - t);
+    printf("%s %zu\n", hits_label, l.n);
+    storage_uidlist_free(&l);
     return 0;
 }
 
@@ -194,28 +214,16 @@ static int do_run(const char *data, const char *src100k)
      * then with all of them indexed, which coffred does in the background */
     {
         struct storage_search q = {.op = STORAGE_SEARCH_TEXT, .str = "zeppelin"};
-        t = now_ms();
-        if ((rc = storage_search(u, m.id, &q, &l)) != 0) {
-            fprintf(stderr, "search: %s\n", storage_strerror(rc));
+        if (search_timed(u, m.id, &q, "search_text_waiting_100k", "search_hits_waiting") != 0)
             return 1;
-        }
-        printf("search_text_waiting_100k %.1f\n", now_ms() - t);
-        printf("search_hits_waiting %zu\n", l.n);
-        storage_uidlist_free(&l);
         t = now_ms();
         if ((rc = storage_fts_index(u, 0, NULL)) != 0) {
             fprintf(stderr, "fts index: %s\n", storage_strerror(rc));
             return 1;
         }
         printf("fts_index_100k %.1f\n", now_ms() - t);
-        t = now_ms();
-        if ((rc = storage_search(u, m.id, &q, &l)) != 0) {
-            fprintf(stderr, "search: %s\n", storage_strerror(rc));
+        if (search_timed(u, m.id, &q, "search_text_100k", "search_hits") != 0)
             return 1;
-        }
-        printf("search_text_100k %.1f\n", now_ms() - t);
-        printf("search_hits %zu\n", l.n);
-        storage_uidlist_free(&l);
     }
     storage_close(u);
     return 0;

@@ -6,6 +6,7 @@ Environment: COFFRED, COFFRECTL (binaries), GEN_CERT (scripts/gen-cert);
 KEEP_TMP=1 keeps the temporary directories; COFFRE_TEST_VERBOSE=1 prints the
 daemon log of every class, not only of failing tests.
 """
+import contextlib
 import os
 import pwd
 import shutil
@@ -193,6 +194,16 @@ def read_log(path):
         return ''
 
 
+def drop_listening(waiting):
+    """Removes from waiting ({name: port}) the ports that accept a connection."""
+    for name, port in list(waiting.items()):
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            del waiting[name]
+        except OSError:
+            pass
+
+
 class Server:
     """One coffred process with its own temporary directory, certificate,
     data directory and five loopback ports."""
@@ -264,12 +275,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError('coffred exited with %d during start-up\n%s'
                                    % (self.proc.returncode, self.log_tail()))
-            for name, port in list(waiting.items()):
-                try:
-                    socket.create_connection((HOST, port), timeout=1).close()
-                    del waiting[name]
-                except OSError:
-                    pass
+            drop_listening(waiting)
             if waiting:
                 if time.monotonic() > deadline:
                     raise RuntimeError('coffred did not listen on %s within %ds\n%s'
@@ -421,6 +427,41 @@ def imap_quote(s):
     return '"' + s.replace('\\', '\\\\').replace('"', '\\"') + '"'
 
 
+def imap_login_cmd(user, password):
+    """A LOGIN command (without its tag) with both arguments quoted."""
+    return 'LOGIN %s %s' % (imap_quote(user), imap_quote(password))
+
+
+def imap_sasl_answer(conn, tag, mechanism, response):
+    """Starts AUTHENTICATE mechanism on a Conn without an initial response,
+    answers the first continuation with the line response; returns the
+    tagged reply."""
+    conn.send('%s AUTHENTICATE %s\r\n' % (tag, mechanism))
+    cont = conn.line()
+    if not cont.startswith('+'):
+        raise AssertionError('AUTHENTICATE %s: no continuation: %r' % (mechanism, cont))
+    conn.send(response + '\r\n')
+    return conn.until_tag(tag)[1]
+
+
+def send_ignoring_close(conn, data):
+    """Sends data; a server closing (or resetting) mid-way is an answer too."""
+    try:
+        conn.send(data)
+        return True
+    except (BrokenPipeError, ConnectionResetError, ssl.SSLError, socket.timeout):
+        return False
+
+
+def read_to_close(conn, timeout):
+    """Everything the server sends until it closes; b'' when it resets the
+    connection instead."""
+    try:
+        return conn.read_until_eof(timeout=timeout)
+    except (ConnectionResetError, ssl.SSLError):
+        return b''
+
+
 def close_quietly(client):
     """Closes an imaplib/poplib client whatever state it is in."""
     for name in ('shutdown', 'close'):
@@ -431,6 +472,15 @@ def close_quietly(client):
             except (OSError, EOFError, imaplib.IMAP4.error, poplib.error_proto):
                 pass
             return
+
+
+@contextlib.contextmanager
+def closed_after(client):
+    """Yields the imaplib/poplib client; close_quietly() after the block."""
+    try:
+        yield client
+    finally:
+        close_quietly(client)
 
 
 def timed(fn, *args, **kw):

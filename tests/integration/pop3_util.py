@@ -1,6 +1,7 @@
 """Helpers for the POP3 integration tests: test messages, filling a user's
 INBOX by dropping Maildir files (coffred picks them up when it opens the
 store), logins with poplib, and reading back what a session sees."""
+import contextlib
 import os
 import poplib
 import pwd
@@ -93,6 +94,19 @@ def quit(p):
     if not r.startswith(b'+OK'):
         raise AssertionError('QUIT: %r' % r)
     return r
+
+
+@contextlib.contextmanager
+def session(server, addr, stls=False, retry=False):
+    """A poplib client logged in as addr (with login_retry when retry) for
+    the block; QUIT at its end must answer +OK, and the client is closed
+    whatever happens."""
+    p = login_retry(server, addr, stls) if retry else login(server, addr, stls)
+    try:
+        yield p
+        quit(p)
+    finally:
+        harness.close_quietly(p)
 
 
 def wait_messages(server, addr, n, timeout=20.0):

@@ -45,6 +45,29 @@ class Commands(ImapCase):
         ok(c.create(name), 'CREATE ' + name)
         return name
 
+    def filled(self, name, n, flags=lambda i: None, select=False):
+        """A session, with the mailbox name created afresh holding
+        make_message(0 .. n-1), each appended with flags(i); selected when
+        select."""
+        c = self.imap()
+        self.fresh_mailbox(c, name)
+        for i in range(n):
+            ok(c.append(name, flags(i), None, make_message(i)))
+        if select:
+            c.select(name)
+        return c
+
+    def assertRefused(self, res, code):
+        """An imaplib (type, data) result: NO with the response code."""
+        typ, data = res
+        self.assertEqual(typ, 'NO')
+        self.assertIn(code, data[0])
+
+    def assertMessages(self, c, name, n):
+        """STATUS says the mailbox holds n messages."""
+        typ, data = c.status(name, '(MESSAGES)')
+        self.assertIn(b'MESSAGES %d' % n, data[0])
+
     # -- any state ------------------------------------------------------
 
     def test_capabilities_after_login(self):
@@ -109,10 +132,7 @@ class Commands(ImapCase):
         self.assertRegex(ns, rb'^\(\("[^"]*" "[./]"\)\) (NIL|\(.*\)) (NIL|\(.*\))$')
 
     def test_select_response_codes(self):
-        c = self.imap()
-        self.fresh_mailbox(c, 'Sel')
-        for i in range(3):
-            ok(c.append('Sel', '(\\Seen)' if i == 0 else None, None, make_message(i)))
+        c = self.filled('Sel', 3, lambda i: '(\\Seen)' if i == 0 else None)
         typ, data = c.select('Sel')
         self.assertEqual(typ, 'OK')
         self.assertEqual(data, [b'3'])
@@ -144,8 +164,7 @@ class Commands(ImapCase):
         typ, data = c.fetch('1', '(FLAGS)')
         self.assertNotIn(b'Deleted', data[0])
         c.close()
-        typ, data = c.status('Ro', '(MESSAGES)')
-        self.assertIn(b'MESSAGES 1', data[0])
+        self.assertMessages(c, 'Ro', 1)
 
     def test_select_nonexistent(self):
         c = self.imap()
@@ -180,15 +199,10 @@ class Commands(ImapCase):
 
     def test_append_to_missing_mailbox_trycreate(self):
         c = self.imap()
-        typ, data = c.append('Missing-Box', None, None, make_message(1))
-        self.assertEqual(typ, 'NO')
-        self.assertIn(b'[TRYCREATE]', data[0])
+        self.assertRefused(c.append('Missing-Box', None, None, make_message(1)), b'[TRYCREATE]')
 
     def test_status(self):
-        c = self.imap()
-        self.fresh_mailbox(c, 'St')
-        for i in range(4):
-            ok(c.append('St', '(\\Seen)' if i < 1 else None, None, make_message(i)))
+        c = self.filled('St', 4, lambda i: '(\\Seen)' if i < 1 else None)
         typ, data = c.status('St', '(MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)')
         self.assertEqual(typ, 'OK')
         m = re.match(rb'^"?St"? \((.*)\)$', data[0])
@@ -208,9 +222,7 @@ class Commands(ImapCase):
         c.delete('Fam2')
         self.assertEqual(c.create('Fam')[0], 'OK')
         self.assertEqual(c.create('Fam/Kid')[0], 'OK')
-        typ, data = c.create('Fam')
-        self.assertEqual(typ, 'NO')
-        self.assertIn(b'[ALREADYEXISTS]', data[0])
+        self.assertRefused(c.create('Fam'), b'[ALREADYEXISTS]')
         typ, data = c.list('""', 'Fam*')
         self.assertEqual(typ, 'OK')
         self.assertEqual(len(data), 2, data)
@@ -229,20 +241,14 @@ class Commands(ImapCase):
                          [b'Fam2', b'Fam2/Kid'])
         self.assertEqual(c.delete('Fam2/Kid')[0], 'OK')
         self.assertEqual(c.delete('Fam2')[0], 'OK')
-        typ, data = c.delete('Fam2')
-        self.assertEqual(typ, 'NO')
-        self.assertIn(b'[NONEXISTENT]', data[0])
+        self.assertRefused(c.delete('Fam2'), b'[NONEXISTENT]')
         typ, data = c.list('""', '%')
         self.assertTrue(any(x.endswith(b'INBOX') or x.endswith(b'"INBOX"') for x in data), data)
 
     # -- selected -------------------------------------------------------
 
     def test_store_variants(self):
-        c = self.imap()
-        self.fresh_mailbox(c, 'Sto')
-        for i in range(3):
-            ok(c.append('Sto', None, None, make_message(i)))
-        c.select('Sto')
+        c = self.filled('Sto', 3, select=True)
         typ, data = c.store('1', 'FLAGS', '(\\Seen $Key1)')
         self.assertEqual(typ, 'OK')
         self.assertEqual(len(data), 1)
@@ -264,11 +270,7 @@ class Commands(ImapCase):
                                2: {b'\\Flagged', b'\\Answered'}, 3: set()})
 
     def test_uid_store(self):
-        c = self.imap()
-        self.fresh_mailbox(c, 'UStore')
-        for i in range(3):
-            ok(c.append('UStore', None, None, make_message(i)))
-        c.select('UStore')
+        c = self.filled('UStore', 3, select=True)
         typ, data = c.uid('SEARCH', 'ALL')
         uids = [int(x) for x in data[0].split()]
         self.assertEqual(len(uids), 3)
@@ -277,12 +279,8 @@ class Commands(ImapCase):
         self.assertRegex(data[0], rb'^3 \((?=.*UID %d)(?=.*FLAGS \([^)]*\\Deleted).*\)$' % uids[2])
 
     def test_copy_copyuid(self):
-        c = self.imap()
-        self.fresh_mailbox(c, 'CpSrc')
+        c = self.filled('CpSrc', 3, lambda i: '(\\Flagged)', select=True)
         self.fresh_mailbox(c, 'CpDst')
-        for i in range(3):
-            ok(c.append('CpSrc', '(\\Flagged)', None, make_message(i)))
-        c.select('CpSrc')
         typ, data = c.copy('1:2', 'CpDst')
         self.assertEqual(typ, 'OK')
         m = re.search(rb'\[COPYUID (\d+) ([\d:,]+) ([\d:,]+)\]', data[0])
@@ -293,23 +291,16 @@ class Commands(ImapCase):
         self.assertEqual(len(dst), 2)
         typ, data = c.uid('COPY', '%d' % src[0], 'CpDst')
         self.assertEqual(typ, 'OK')     # (imaplib drops the tagged text of UID)
-        typ, data = c.status('CpDst', '(MESSAGES)')
-        self.assertIn(b'MESSAGES 3', data[0])
-        typ, data = c.copy('1', 'No-Such')
-        self.assertEqual(typ, 'NO')
-        self.assertIn(b'[TRYCREATE]', data[0])
+        self.assertMessages(c, 'CpDst', 3)
+        self.assertRefused(c.copy('1', 'No-Such'), b'[TRYCREATE]')
         # flags travel with the copy
         c.select('CpDst')
         typ, data = c.fetch('1:*', '(FLAGS)')
         self.assertTrue(all(b'\\Flagged' in x for x in data), data)
 
     def test_move_and_uid_move(self):
-        c = self.imap()
-        self.fresh_mailbox(c, 'MvSrc')
+        c = self.filled('MvSrc', 4, select=True)
         self.fresh_mailbox(c, 'MvDst')
-        for i in range(4):
-            ok(c.append('MvSrc', None, None, make_message(i)))
-        c.select('MvSrc')
         typ, data = c._simple_command('MOVE', '2:3', 'MvDst')
         self.assertEqual(typ, 'OK', data)
         exp = c.untagged_responses.pop('EXPUNGE', [])
@@ -322,17 +313,11 @@ class Commands(ImapCase):
         typ, data = c.uid('MOVE', str(uids[1]), 'MvDst')
         self.assertEqual(typ, 'OK', data)
         self.assertEqual(c.untagged_responses.pop('EXPUNGE', []), [b'2'])
-        typ, data = c.status('MvDst', '(MESSAGES)')
-        self.assertIn(b'MESSAGES 3', data[0])
-        typ, data = c.status('MvSrc', '(MESSAGES)')
-        self.assertIn(b'MESSAGES 1', data[0])
+        self.assertMessages(c, 'MvDst', 3)
+        self.assertMessages(c, 'MvSrc', 1)
 
     def test_expunge_sequence_numbers(self):
-        c = self.imap()
-        self.fresh_mailbox(c, 'Exp')
-        for i in range(5):
-            ok(c.append('Exp', None, None, make_message(i)))
-        c.select('Exp')
+        c = self.filled('Exp', 5, select=True)
         c.store('2,4,5', '+FLAGS.SILENT', '(\\Deleted)')
         typ, data = c.expunge()
         self.assertEqual(typ, 'OK')
@@ -342,11 +327,7 @@ class Commands(ImapCase):
         self.assertEqual(data, [b'1 2'])
 
     def test_uid_expunge(self):
-        c = self.imap()
-        self.fresh_mailbox(c, 'UExp')
-        for i in range(3):
-            ok(c.append('UExp', None, None, make_message(i)))
-        c.select('UExp')
+        c = self.filled('UExp', 3, select=True)
         typ, data = c.uid('SEARCH', 'ALL')
         uids = [int(x) for x in data[0].split()]
         c.store('1:3', '+FLAGS.SILENT', '(\\Deleted)')
@@ -357,23 +338,17 @@ class Commands(ImapCase):
         self.assertEqual([int(x) for x in data[0].split()], [uids[0], uids[2]])
 
     def test_close_expunges_silently_unselect_does_not(self):
-        c = self.imap()
-        self.fresh_mailbox(c, 'Cl')
-        for i in range(3):
-            ok(c.append('Cl', None, None, make_message(i)))
-        c.select('Cl')
+        c = self.filled('Cl', 3, select=True)
         c.store('1', '+FLAGS.SILENT', '(\\Deleted)')
         typ, data = c.unselect()
         self.assertEqual(typ, 'OK')
         self.assertNotIn('EXPUNGE', c.untagged_responses)
-        typ, data = c.status('Cl', '(MESSAGES)')
-        self.assertIn(b'MESSAGES 3', data[0])
+        self.assertMessages(c, 'Cl', 3)
         c.select('Cl')
         typ, data = c.close()
         self.assertEqual(typ, 'OK')
         self.assertNotIn('EXPUNGE', c.untagged_responses)
-        typ, data = c.status('Cl', '(MESSAGES)')
-        self.assertIn(b'MESSAGES 2', data[0])
+        self.assertMessages(c, 'Cl', 2)
 
     def test_close_on_examine_does_not_expunge(self):
         c = self.imap()
@@ -381,8 +356,7 @@ class Commands(ImapCase):
         ok(c.append('ClRo', '(\\Deleted)', None, make_message(1)))
         c.select('ClRo', readonly=True)
         self.assertEqual(c.close()[0], 'OK')
-        typ, data = c.status('ClRo', '(MESSAGES)')
-        self.assertIn(b'MESSAGES 1', data[0])
+        self.assertMessages(c, 'ClRo', 1)
 
     def test_check(self):
         c = self.imap()

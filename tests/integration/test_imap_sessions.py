@@ -66,6 +66,15 @@ class Sessions(ImapCase):
         o.select(self.box)
         return o
 
+    def two_sessions(self, idle=False):
+        """A session with the mailbox selected (in IDLE when idle), and the
+        other() that changes it."""
+        c = self.login()
+        c.select(self.box)
+        if idle:
+            self.idle(c)
+        return c, self.other()
+
     def test_append_by_other_session_in_idle(self):
         c = self.login()
         self.assertEqual(c.select(self.box)['exists'], 5)
@@ -94,10 +103,7 @@ class Sessions(ImapCase):
         self.assertIn(b'message 99', list(res.values())[0][0]['BODY[HEADER.FIELDS (SUBJECT)]'])
 
     def test_store_by_other_session_in_idle(self):
-        c = self.login()
-        c.select(self.box)
-        self.idle(c)
-        o = self.other()
+        c, o = self.two_sessions(idle=True)
         o.ok('STORE 2 +FLAGS.SILENT (\\Flagged)')
         seen = self.expect(c, [rb'^\* 2 FETCH \(.*FLAGS \(.*\\Flagged'])
         o.ok('UID STORE %d +FLAGS.SILENT (\\Seen $Work)' % self.uids[3])
@@ -105,10 +111,7 @@ class Sessions(ImapCase):
         self.done(c)
 
     def test_expunge_by_other_session_in_idle(self):
-        c = self.login()
-        c.select(self.box)
-        self.idle(c)
-        o = self.other()
+        c, o = self.two_sessions(idle=True)
         o.ok('STORE 2,4 +FLAGS.SILENT (\\Deleted)')
         o.ok('EXPUNGE')
         # 2 then (renumbered) 3, or 4 then 2: both describe removing 2 and 4
@@ -121,10 +124,7 @@ class Sessions(ImapCase):
                          [self.uids[0], self.uids[2], self.uids[4]])
 
     def test_move_by_other_session_in_idle(self):
-        c = self.login()
-        c.select(self.box)
-        self.idle(c)
-        o = self.other()
+        c, o = self.two_sessions(idle=True)
         o.ok('MOVE 1 Trash')
         self.expect(c, [rb'^\* 1 EXPUNGE$'])
         o.ok('UID MOVE %d Trash' % self.uids[4])
@@ -135,10 +135,7 @@ class Sessions(ImapCase):
 
     def test_changes_in_sequence_in_idle(self):
         # append, flag, expunge and move one after another, each seen within 1 s
-        c = self.login()
-        c.select(self.box)
-        self.idle(c)
-        o = self.other()
+        c, o = self.two_sessions(idle=True)
         o.append(self.box, make_message(6))
         self.expect(c, [rb'^\* 6 EXISTS$'])
         o.ok('NOOP')
@@ -155,9 +152,7 @@ class Sessions(ImapCase):
         self.assertEqual(len(res), 4)
 
     def test_no_expunge_during_fetch_store_search(self):
-        c = self.login()
-        c.select(self.box)
-        o = self.other()
+        c, o = self.two_sessions()
         o.ok('STORE 1 +FLAGS.SILENT (\\Deleted)')
         o.ok('EXPUNGE')
         for cmd in ('FETCH 1:* (FLAGS)', 'STORE 1 +FLAGS.SILENT (\\Seen)', 'SEARCH ALL'):
@@ -171,9 +166,7 @@ class Sessions(ImapCase):
         self.assertEqual(len(c.fetch('1:*', '(UID)')), 4)
 
     def test_uid_commands_may_carry_expunge(self):
-        c = self.login()
-        c.select(self.box)
-        o = self.other()
+        c, o = self.two_sessions()
         o.ok('STORE 5 +FLAGS.SILENT (\\Deleted)')
         o.ok('EXPUNGE')
         u = c.ok('UID FETCH 1:* (FLAGS)')

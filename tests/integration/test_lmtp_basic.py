@@ -4,18 +4,7 @@ import smtplib
 
 import harness
 from harness import ServerTestCase
-
-
-def reply(c):
-    """Reads one (possibly multi-line) reply: (code, [texts])."""
-    texts = []
-    while True:
-        l = c.line()
-        if len(l) < 3 or not l[:3].isdigit() or (len(l) > 3 and l[3] not in ' -'):
-            raise AssertionError('malformed LMTP reply line %r' % l)
-        texts.append(l[4:])
-        if len(l) == 3 or l[3] == ' ':
-            return int(l[:3]), texts
+from lmtp_util import reply
 
 
 class LmtpBasic(ServerTestCase):
@@ -26,6 +15,12 @@ class LmtpBasic(ServerTestCase):
         self.assertEqual(code, 220)
         self.assertIn('LMTP', texts[0])
         return c
+
+    def assertCodes(self, c, *steps):
+        """Sends each (command, code): its reply must have that code."""
+        for cmd, code in steps:
+            c.send(cmd + '\r\n')
+            self.assertEqual(reply(c)[0], code, cmd)
 
     def test_greeting_lhlo_noop_rset_quit(self):
         with self.conn() as c:
@@ -39,22 +34,12 @@ class LmtpBasic(ServerTestCase):
             self.assertGreaterEqual(len(lines), 2, 'LHLO reply should be multi-line: %r' % lines)
             self.assertTrue(lines[-1].startswith('250 '), lines)
             self.assertTrue(all(l.startswith('250-') for l in lines[:-1]), lines)
-            c.send('NOOP\r\n')
-            self.assertEqual(reply(c)[0], 250)
-            c.send('RSET\r\n')
-            self.assertEqual(reply(c)[0], 250)
-            c.send('QUIT\r\n')
-            self.assertEqual(reply(c)[0], 221)
+            self.assertCodes(c, ('NOOP', 250), ('RSET', 250), ('QUIT', 221))
             self.assertEqual(c.read_until_eof(), b'')
 
     def test_lowercase_commands(self):
         with self.conn() as c:
-            c.send('lhlo client.example.org\r\n')
-            self.assertEqual(reply(c)[0], 250)
-            c.send('noop\r\n')
-            self.assertEqual(reply(c)[0], 250)
-            c.send('quit\r\n')
-            self.assertEqual(reply(c)[0], 221)
+            self.assertCodes(c, ('lhlo client.example.org', 250), ('noop', 250), ('quit', 221))
 
     def test_unknown_command(self):
         with self.conn() as c:
@@ -62,8 +47,7 @@ class LmtpBasic(ServerTestCase):
             code, _ = reply(c)
             self.assertGreaterEqual(code, 500)
             self.assertLess(code, 600)
-            c.send('NOOP\r\n')
-            self.assertEqual(reply(c)[0], 250)
+            self.assertCodes(c, ('NOOP', 250))
 
     def test_pipelined_commands(self):
         # LMTP clients pipeline (RFC 2033 requires PIPELINING): answers come

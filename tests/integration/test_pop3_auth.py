@@ -35,16 +35,48 @@ def pcmd(c, text):
     return c.line()
 
 
-class Pop3Plaintext(ServerTestCase):
+class Pop3Case(ServerTestCase):
+    """A coffred with USER; conn() connects to SERVICE (TLS: implicit TLS)."""
+    SERVICE, TLS = 'pop3s', True
 
     @classmethod
     def setUpServer(cls):
         cls.server.add_user(USER, PASS)
 
     def conn(self):
-        c = self.server.raw('pop3')
+        c = self.server.raw(self.SERVICE, tls=self.TLS)
         self.assertEqual(c.line(), '+OK coffre ready.')
         return c
+
+    def assertErr(self, c, text):
+        """Sends the command text; it must be refused."""
+        r = pcmd(c, text)
+        self.assertTrue(r.startswith('-ERR'), r)
+
+    def assertUserPass(self, c, user=USER):
+        """USER and PASS log in."""
+        self.assertTrue(pcmd(c, 'USER ' + user).startswith('+OK'))
+        self.assertEqual(pcmd(c, 'PASS ' + PASS), '+OK Logged in.')
+
+    def assertFailed(self, c, text):
+        """Sends the command text: the one failure reply, after the delay."""
+        r, dt = timed(pcmd, c, text)
+        self.assertEqual(r, FAIL)
+        self.assertGreaterEqual(dt, harness.FAILURE_DELAY)
+
+    def assertCapaTLS(self, c):
+        """CAPA inside TLS: logins offered, STLS no longer (and refused)."""
+        caps = capa(c)
+        self.assertNotIn('STLS', caps)
+        self.assertIn('USER', caps)
+        self.assertIn('SASL PLAIN LOGIN', caps)
+        for cap in ('RESP-CODES', 'AUTH-RESP-CODE', 'PIPELINING'):
+            self.assertIn(cap, caps)
+        self.assertErr(c, 'STLS')
+
+
+class Pop3Plaintext(Pop3Case):
+    SERVICE, TLS = 'pop3', False
 
     def stls(self, c):
         r = pcmd(c, 'STLS')
@@ -64,20 +96,15 @@ class Pop3Plaintext(ServerTestCase):
 
     def test_user_pass_refused_before_tls(self):
         with self.conn() as c:
-            r = pcmd(c, 'USER ' + USER)
-            self.assertTrue(r.startswith('-ERR'), r)
-            r = pcmd(c, 'PASS ' + PASS)
-            self.assertTrue(r.startswith('-ERR'), r)
+            self.assertErr(c, 'USER ' + USER)
+            self.assertErr(c, 'PASS ' + PASS)
             # Still not logged in: a transaction command is refused.
-            r = pcmd(c, 'STAT')
-            self.assertTrue(r.startswith('-ERR'), r)
+            self.assertErr(c, 'STAT')
 
     def test_auth_refused_before_tls(self):
         with self.conn() as c:
-            r = pcmd(c, 'AUTH PLAIN ' + b64('\0%s\0%s' % (USER, PASS)))
-            self.assertTrue(r.startswith('-ERR'), r)
-            r = pcmd(c, 'AUTH LOGIN')
-            self.assertTrue(r.startswith('-ERR'), r)
+            self.assertErr(c, 'AUTH PLAIN ' + b64('\0%s\0%s' % (USER, PASS)))
+            self.assertErr(c, 'AUTH LOGIN')
             r = pcmd(c, 'NOOP')
             self.assertTrue(r.startswith('-ERR') or r.startswith('+OK'), r)
 
@@ -85,16 +112,8 @@ class Pop3Plaintext(ServerTestCase):
         with self.conn() as c:
             self.stls(c)
             self.assertIn(c.sock.version(), ('TLSv1.2', 'TLSv1.3'))
-            caps = capa(c)
-            self.assertNotIn('STLS', caps)
-            self.assertIn('USER', caps)
-            self.assertIn('SASL PLAIN LOGIN', caps)
-            for cap in ('RESP-CODES', 'AUTH-RESP-CODE', 'PIPELINING'):
-                self.assertIn(cap, caps)
-            r = pcmd(c, 'STLS')
-            self.assertTrue(r.startswith('-ERR'), r)
-            self.assertTrue(pcmd(c, 'USER ' + USER).startswith('+OK'))
-            self.assertEqual(pcmd(c, 'PASS ' + PASS), '+OK Logged in.')
+            self.assertCapaTLS(c)
+            self.assertUserPass(c)
             r = pcmd(c, 'QUIT')
             self.assertTrue(r.startswith('+OK'), r)
             self.assertEqual(c.read_until_eof(), b'')
@@ -140,37 +159,19 @@ class Pop3Plaintext(ServerTestCase):
             close_quietly(p)
 
 
-class Pop3TLS(ServerTestCase):
-
-    @classmethod
-    def setUpServer(cls):
-        cls.server.add_user(USER, PASS)
-
-    def conn(self):
-        c = self.server.raw('pop3s', tls=True)
-        self.assertEqual(c.line(), '+OK coffre ready.')
-        return c
+class Pop3TLS(Pop3Case):
 
     def test_capa_on_pop3s(self):
         with self.conn() as c:
-            caps = capa(c)
-            self.assertNotIn('STLS', caps)
-            self.assertIn('USER', caps)
-            self.assertIn('SASL PLAIN LOGIN', caps)
-            for cap in ('RESP-CODES', 'AUTH-RESP-CODE', 'PIPELINING'):
-                self.assertIn(cap, caps)
-            r = pcmd(c, 'STLS')
-            self.assertTrue(r.startswith('-ERR'), r)
+            self.assertCapaTLS(c)
 
     def test_user_pass(self):
         with self.conn() as c:
-            self.assertTrue(pcmd(c, 'USER ' + USER).startswith('+OK'))
-            self.assertEqual(pcmd(c, 'PASS ' + PASS), '+OK Logged in.')
+            self.assertUserPass(c)
 
     def test_user_without_domain(self):
         with self.conn() as c:
-            self.assertTrue(pcmd(c, 'USER bob').startswith('+OK'))
-            self.assertEqual(pcmd(c, 'PASS ' + PASS), '+OK Logged in.')
+            self.assertUserPass(c, 'bob')
 
     def test_auth_plain_initial_response(self):
         with self.conn() as c:
@@ -193,31 +194,21 @@ class Pop3TLS(ServerTestCase):
         with self.conn() as c:
             r = pcmd(c, 'AUTH PLAIN')
             self.assertTrue(r.startswith('+'), r)
-            r = pcmd(c, '*')
-            self.assertTrue(r.startswith('-ERR'), r)
-            self.assertTrue(pcmd(c, 'USER ' + USER).startswith('+OK'))
-            self.assertEqual(pcmd(c, 'PASS ' + PASS), '+OK Logged in.')
+            self.assertErr(c, '*')
+            self.assertUserPass(c)
 
     def test_wrong_password_and_unknown_user(self):
         with self.conn() as c:
             self.assertTrue(pcmd(c, 'USER ' + USER).startswith('+OK'))
-            r, dt = timed(pcmd, c, 'PASS wrong')
-            self.assertEqual(r, FAIL)
-            self.assertGreaterEqual(dt, harness.FAILURE_DELAY)
+            self.assertFailed(c, 'PASS wrong')
         with self.conn() as c:
             # USER must not reveal whether the account exists.
             r_user = pcmd(c, 'USER nosuch@example.org')
             self.assertTrue(r_user.startswith('+OK'), r_user)
-            r, dt = timed(pcmd, c, 'PASS wrong')
-            self.assertEqual(r, FAIL)
-            self.assertGreaterEqual(dt, harness.FAILURE_DELAY)
+            self.assertFailed(c, 'PASS wrong')
         with self.conn() as c:
-            r, dt = timed(pcmd, c, 'AUTH PLAIN ' + b64('\0%s\0%s' % (USER, 'wrong')))
-            self.assertEqual(r, FAIL)
-            self.assertGreaterEqual(dt, harness.FAILURE_DELAY)
-            r, dt = timed(pcmd, c, 'AUTH PLAIN ' + b64('\0nosuch@example.org\0wrong'))
-            self.assertEqual(r, FAIL)
-            self.assertGreaterEqual(dt, harness.FAILURE_DELAY)
+            self.assertFailed(c, 'AUTH PLAIN ' + b64('\0%s\0%s' % (USER, 'wrong')))
+            self.assertFailed(c, 'AUTH PLAIN ' + b64('\0nosuch@example.org\0wrong'))
 
     def test_user_reply_same_for_known_and_unknown(self):
         with self.conn() as c:

@@ -97,16 +97,12 @@ class Pop3Mail(ServerTestCase):
             self.assertIn(b'2 messages deleted', r)
         finally:
             close_quietly(p)
-        p = pu.login_retry(self.server, addr, stls=stls)
-        try:
+        with pu.session(self.server, addr, stls=stls, retry=True) as p:
             self.assertEqual(p.stat(), (4, sum(len(msgs[i]) for i in (1, 2, 3, 5))))
             after = pu.uidl_map(p)
             self.assertEqual(list(after.values()), [uidls[n] for n in (2, 3, 4, 6)])
             self.assertEqual(pu.retr_bytes(p, 1), msgs[1])
             self.assertEqual(pu.retr_bytes(p, 4), msgs[5])
-            pu.quit(p)
-        finally:
-            close_quietly(p)
 
     def test_all_commands_pop3s(self):
         self.check_all(stls=False)
@@ -127,28 +123,20 @@ class Pop3Mail(ServerTestCase):
         p.sock.shutdown(socket.SHUT_RDWR)
         p.sock.close()
         p.file.close()
-        p = pu.login_retry(self.server, addr)
-        try:
+        with pu.session(self.server, addr, retry=True) as p:
             self.assertEqual(p.stat()[0], 4)
             self.assertEqual(pu.uidl_map(p), before)
             for n in range(1, 5):
                 self.assertEqual(pu.retr_bytes(p, n), msgs[n - 1])
-            pu.quit(p)
-        finally:
-            close_quietly(p)
 
     def test_snapshot_hides_new_mail(self):
         addr = self.user(messages(2))
-        p = pu.login(self.server, addr)
-        try:
+        with pu.session(self.server, addr) as p:
             self.assertEqual(p.stat()[0], 2)
             pu.drop_messages(self.server, addr, messages(1, base=50))
             # a rescan by another session would not change this one
             self.assertEqual(p.stat()[0], 2)
             self.assertEqual(len(p.list()[1]), 2)
-            pu.quit(p)
-        finally:
-            close_quietly(p)
 
     def test_in_use(self):
         addr = self.user(messages(2))
@@ -222,38 +210,26 @@ class Pop3Mail(ServerTestCase):
             self.assertEqual(c.read_until_eof(), b'')
         finally:
             c.close()
-        p = pu.login_retry(self.server, addr)
-        try:
+        with pu.session(self.server, addr, retry=True) as p:
             self.assertEqual(p.stat()[0], 3)
-            pu.quit(p)
-        finally:
-            close_quietly(p)
 
     def test_large_message_streamed(self):
         # 3 MB with long runs of dot lines across the 64 KB chunk boundaries
         big = pu.make_message(900, body_lines=50000, line_len=58)
         addr = self.user([big, pu.make_message(901)])
-        p = pu.login(self.server, addr)
-        try:
+        with pu.session(self.server, addr) as p:
             self.assertEqual(p.list(1), b'+OK 1 %d' % len(big))
             self.assertEqual(pu.retr_bytes(p, 1), big)
             self.assertEqual(pu.retr_bytes(p, 2), pu.make_message(901))
-            pu.quit(p)
-        finally:
-            close_quietly(p)
 
     def test_empty_maildrop(self):
         addr = self.user([])
-        p = pu.login(self.server, addr)
-        try:
+        with pu.session(self.server, addr) as p:
             self.assertEqual(p.stat(), (0, 0))
             self.assertEqual(p.list()[1], [])
             self.assertEqual(p.uidl()[1], [])
             with self.assertRaises(poplib.error_proto):
                 p.retr(1)
-            pu.quit(p)
-        finally:
-            close_quietly(p)
 
 
 class Pop3Restart(ServerTestCase):
@@ -269,26 +245,18 @@ class Pop3Restart(ServerTestCase):
         pu.quit(p)
         self.assertEqual(self.server.stop(), 0)
         self.server.start()
-        p = pu.login(self.server, addr)
-        try:
+        with pu.session(self.server, addr) as p:
             after = pu.uidl_map(p)
             self.assertEqual(list(after.values()), [before[n] for n in (1, 2, 4, 5)])
             self.assertEqual(pu.retr_bytes(p, 3), msgs[3])
-            pu.quit(p)
-        finally:
-            close_quietly(p)
         # new mail gets a UIDL never used before
         pu.drop_messages(self.server, addr, messages(1, base=70))
         pu.wait_messages(self.server, addr, 5)
-        p = pu.login_retry(self.server, addr)
-        try:
+        with pu.session(self.server, addr, retry=True) as p:
             again = pu.uidl_map(p)
             self.assertEqual(len(again), 5)
             self.assertEqual(list(again.values())[:4], list(after.values()))
             self.assertNotIn(again[5], before.values())
-            pu.quit(p)
-        finally:
-            close_quietly(p)
 
 
 if __name__ == '__main__':

@@ -218,6 +218,16 @@ class Shutdown(PerTestServer):
                                 '%s got %r, expected %r' % (name, data, expect[name]))
             c.close()
 
+    def stop_by(self, sig):
+        """Sends sig to coffred; returns its exit code, failing the test when
+        it still runs 5 s later."""
+        srv = self.server
+        srv.signal(sig)
+        try:
+            return srv.proc.wait(timeout=5)
+        except Exception:
+            self.fail('coffred still running 5 s after %s\n' % sig.name + srv.log_tail())
+
     def test_sigterm_with_sessions_open(self):
         srv = self.server
         s = self.open_sessions()
@@ -229,11 +239,7 @@ class Shutdown(PerTestServer):
         idle_tcp = socket.create_connection((HOST, srv.ports['imaps']), timeout=10)
 
         t0 = time.monotonic()
-        srv.signal(signal.SIGTERM)
-        try:
-            rc = srv.proc.wait(timeout=5)
-        except Exception:
-            self.fail('coffred still running 5 s after SIGTERM\n' + srv.log_tail())
+        rc = self.stop_by(signal.SIGTERM)
         elapsed = time.monotonic() - t0
         self.assertEqual(rc, 0, 'exit code %r after SIGTERM' % rc)
         self.assertLess(elapsed, 5.0)
@@ -248,25 +254,13 @@ class Shutdown(PerTestServer):
         self.assertNoSanitizerReports()
 
     def test_sigint(self):
-        srv = self.server
         s = {'imaps_logged_in': self.imaps_login()}
-        srv.signal(signal.SIGINT)
-        try:
-            rc = srv.proc.wait(timeout=5)
-        except Exception:
-            self.fail('coffred still running 5 s after SIGINT\n' + srv.log_tail())
-        self.assertEqual(rc, 0)
+        self.assertEqual(self.stop_by(signal.SIGINT), 0)
         self.check_goodbyes(s)
         self.assertNoSanitizerReports()
 
     def test_sigterm_idle_server(self):
-        srv = self.server
-        srv.signal(signal.SIGTERM)
-        try:
-            rc = srv.proc.wait(timeout=5)
-        except Exception:
-            self.fail('coffred still running 5 s after SIGTERM\n' + srv.log_tail())
-        self.assertEqual(rc, 0)
+        self.assertEqual(self.stop_by(signal.SIGTERM), 0)
         self.assertNoSanitizerReports()
 
 

@@ -92,33 +92,41 @@ static void test_strings(void)
     char out[64];
     size_t n;
 
-    args(&a, "atom");
-    CHECK(imap_args_astring(&a, out, sizeof(out), &n) == 0 && !strcmp(out, "atom"), "atom");
-    args(&a, "\"a \\\"q\\\" \\\\b\"");
-    CHECK(imap_args_astring(&a, out, sizeof(out), &n) == 0 && !strcmp(out, "a \"q\" \\b"),
-          "quoted with escapes");
-    args(&a, "\"bad \\x\"");
-    CHECK(imap_args_astring(&a, out, sizeof(out), &n) != 0, "bad escape refused");
-    args(&a, "\"open");
-    CHECK(imap_args_astring(&a, out, sizeof(out), &n) != 0, "unterminated quote refused");
+    static const char nul[] = "{3}\r\na\0b";
+    static const struct {
+        const char *in;
+        size_t len;       /* 0: strlen(in) */
+        const char *want; /* the value; NULL: refused */
+        const char *what;
+    } cases[] = {
+        {"atom", 0, "atom", "atom"},
+        {"\"a \\\"q\\\" \\\\b\"", 0, "a \"q\" \\b", "quoted with escapes"},
+        {"\"bad \\x\"", 0, NULL, "bad escape refused"},
+        {"\"open", 0, NULL, "unterminated quote refused"},
+        {"{9}\r\nshort", 0, NULL, "short literal refused"},
+        {nul, sizeof(nul) - 1, NULL, "NUL in literal refused"},
+        {"x]y", 0, "x]y", "']' allowed in astring"},
+        {"(x", 0, NULL, "'(' is not an astring"},
+        {"\"0123456789012345678901234567890123456789012345678901234567890123456789\"", 0, NULL,
+         "longer than the buffer refused"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int r;
+
+        imap_args_init(&a, cases[i].in, cases[i].len ? cases[i].len : strlen(cases[i].in), 10);
+        r = imap_args_astring(&a, out, sizeof(out), &n);
+        if (cases[i].want)
+            CHECK(r == 0 && !strcmp(out, cases[i].want), cases[i].what);
+        else
+            CHECK(r != 0, cases[i].what);
+    }
     args(&a, "{5}\r\nab cd rest");
     CHECK(imap_args_astring(&a, out, sizeof(out), &n) == 0 && n == 5 && !strcmp(out, "ab cd") &&
               !strcmp(a.p, " rest"),
           "literal");
     args(&a, "{5+}\r\nab cd");
     CHECK(imap_args_astring(&a, out, sizeof(out), &n) == 0 && n == 5, "non-sync literal");
-    args(&a, "{9}\r\nshort");
-    CHECK(imap_args_astring(&a, out, sizeof(out), &n) != 0, "short literal refused");
-    static const char nul[] = "{3}\r\na\0b";
-    imap_args_init(&a, nul, sizeof(nul) - 1, 10);
-    CHECK(imap_args_astring(&a, out, sizeof(out), &n) != 0, "NUL in literal refused");
-    args(&a, "x]y");
-    CHECK(imap_args_astring(&a, out, sizeof(out), &n) == 0 && !strcmp(out, "x]y"),
-          "']' allowed in astring");
-    args(&a, "(x");
-    CHECK(imap_args_astring(&a, out, sizeof(out), &n) != 0, "'(' is not an astring");
-    args(&a, "\"0123456789012345678901234567890123456789012345678901234567890123456789\"");
-    CHECK(imap_args_astring(&a, out, sizeof(out), &n) != 0, "longer than the buffer refused");
 }
 
 static void test_nesting(void)

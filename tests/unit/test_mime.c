@@ -14,16 +14,7 @@
 #include <time.h>
 
 #include "storage/mime.h"
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#include "tests/unit/check.h"
 
 static char *read_file(const char *path, size_t *len)
 {
@@ -176,12 +167,42 @@ static int compare(const char *file, const char *key, const char *want, const ch
     return ok;
 }
 
+/* The summary's string an .expected key names (key "envelope" gives
+ * s->envelope, ...); 0, or -1 when the key names none. */
+static int summary_string(const struct mime_summary *s, const char *key, const char **val)
+{
+    const struct {
+        const char *key, *val;
+    } fields[] = {
+        {"envelope", s->envelope},
+        {"bodystructure", s->bodystructure},
+        {"body", s->body},
+        {"subject", s->subject},
+        {"from", s->from},
+        {"to", s->to},
+        {"cc", s->cc},
+        {"bcc", s->bcc},
+        {"message_id", s->message_id},
+        {"in_reply_to", s->in_reply_to},
+        {"text", s->text},
+    };
+
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        if (strcmp(key, fields[i].key) == 0) {
+            *val = fields[i].val;
+            return 0;
+        }
+    }
+    return -1;
+}
+
 static void run_corpus(const char *dir, int *count)
 {
     DIR *d = opendir(dir);
     struct dirent *de;
     char path[4096], epath[4096];
     char *msg, *exp, *line, *next, *val, *got;
+    const char *field;
     size_t mlen, elen, off, slen;
     struct mime_summary s;
     char num[32];
@@ -231,28 +252,8 @@ static void run_corpus(const char *dir, int *count)
             }
             *val = '\0';
             val += 2;
-            if (strcmp(line, "envelope") == 0)
-                compare(path, line, val, s.envelope);
-            else if (strcmp(line, "bodystructure") == 0)
-                compare(path, line, val, s.bodystructure);
-            else if (strcmp(line, "body") == 0)
-                compare(path, line, val, s.body);
-            else if (strcmp(line, "subject") == 0)
-                compare(path, line, val, s.subject);
-            else if (strcmp(line, "from") == 0)
-                compare(path, line, val, s.from);
-            else if (strcmp(line, "to") == 0)
-                compare(path, line, val, s.to);
-            else if (strcmp(line, "cc") == 0)
-                compare(path, line, val, s.cc);
-            else if (strcmp(line, "bcc") == 0)
-                compare(path, line, val, s.bcc);
-            else if (strcmp(line, "message_id") == 0)
-                compare(path, line, val, s.message_id);
-            else if (strcmp(line, "in_reply_to") == 0)
-                compare(path, line, val, s.in_reply_to);
-            else if (strcmp(line, "text") == 0)
-                compare(path, line, val, s.text);
+            if (summary_string(&s, line, &field) == 0)
+                compare(path, line, val, field);
             else if (strcmp(line, "date") == 0) {
                 snprintf(num, sizeof(num), "%" PRId64, s.date);
                 compare(path, line, val, num);

@@ -98,22 +98,24 @@ static void test_plain(void)
     CHECK(r == AUTH_OK && p.authcid_len == 3 && p.passwd_len == 8, "PLAIN authzid == authcid");
     r = auth_sasl_plain_parse((const unsigned char *)"Tim\0tim\0secret99", 16, &p);
     CHECK(r == AUTH_OK, "PLAIN authzid equal ignoring case");
-    r = auth_sasl_plain_parse((const unsigned char *)"Ursel\0Kurt\0xipj3plmq", 20, &p);
-    CHECK(r != AUTH_OK, "PLAIN refuses a different authzid");
-    r = auth_sasl_plain_parse((const unsigned char *)"tim\0timx\0secret99", 17, &p);
-    CHECK(r != AUTH_OK, "PLAIN refuses a prefix authzid");
-    r = auth_sasl_plain_parse((const unsigned char *)"\0\0secret", 8, &p);
-    CHECK(r != AUTH_OK, "PLAIN refuses an empty authcid");
-    r = auth_sasl_plain_parse((const unsigned char *)"\0tim\0", 5, &p);
-    CHECK(r != AUTH_OK, "PLAIN refuses an empty password");
-    r = auth_sasl_plain_parse((const unsigned char *)"\0tim\0pass\0word", 14, &p);
-    CHECK(r != AUTH_OK, "PLAIN refuses a NUL in the password");
-    r = auth_sasl_plain_parse((const unsigned char *)"\0timsecret", 10, &p);
-    CHECK(r != AUTH_OK, "PLAIN refuses one separator");
-    r = auth_sasl_plain_parse((const unsigned char *)"timsecret", 9, &p);
-    CHECK(r != AUTH_OK, "PLAIN refuses no separator");
-    r = auth_sasl_plain_parse((const unsigned char *)"", 0, &p);
-    CHECK(r != AUTH_OK, "PLAIN refuses an empty message");
+    static const struct {
+        const char *msg; /* with NULs: the length is given */
+        size_t len;
+        const char *what;
+    } refused[] = {
+        {"Ursel\0Kurt\0xipj3plmq", 20, "PLAIN refuses a different authzid"},
+        {"tim\0timx\0secret99", 17, "PLAIN refuses a prefix authzid"},
+        {"\0\0secret", 8, "PLAIN refuses an empty authcid"},
+        {"\0tim\0", 5, "PLAIN refuses an empty password"},
+        {"\0tim\0pass\0word", 14, "PLAIN refuses a NUL in the password"},
+        {"\0timsecret", 10, "PLAIN refuses one separator"},
+        {"timsecret", 9, "PLAIN refuses no separator"},
+        {"", 0, "PLAIN refuses an empty message"},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        r = auth_sasl_plain_parse((const unsigned char *)refused[i].msg, refused[i].len, &p);
+        CHECK(r != AUTH_OK, refused[i].what);
+    }
 
     /* PLAIN inside base64, as a client sends it */
     const char *b64 = "AHRpbQB0YW5zdGFhZnRhbnN0YWFm";

@@ -247,22 +247,13 @@ static void test_planted_dir_symlink(void)
 
 int main(void)
 {
-    const char *base = getenv("TMPDIR");
-    snprintf(data_dir, sizeof(data_dir), "%s/coffre-secstore-XXXXXX", base ? base : "/tmp");
-    if (!mkdtemp(data_dir)) {
-        perror("mkdtemp");
+    if (check_mkdtemp(data_dir, sizeof(data_dir), "coffre-secstore") != 0)
         return 1;
-    }
     test_planted_message_files();
     test_planted_uidvalidity_tmp();
     test_index_symlink();
     test_huge_uid_claims();
     test_planted_dir_symlink();
-    if (failures == 0) {
-        char cmd[700];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", data_dir);
-    }
+    check_rmtree(data_dir);
     return check_summary();
 }

@@ -15,17 +15,10 @@
 #include <unistd.h>
 
 #include "storage/storage.h"
+#include "tests/unit/check.h"
 
-static int failures;
 static char data_dir[512];
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                  \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 #define CHECK_RC(e, want)                                                                          \
     do {                                                                                           \
         int rc_ = (e);                                                                             \
@@ -103,6 +96,17 @@ static char *read_msg(struct storage_user *u, int64_t mbox, uint32_t uid, uint64
     return p;
 }
 
+/* Whether the message reads, and (needle not NULL) holds needle. */
+static bool msg_has(struct storage_user *u, int64_t mbox, uint32_t uid, const char *needle)
+{
+    uint64_t size;
+    char *p = read_msg(u, mbox, uid, &size);
+    bool ok = p != NULL && (needle == NULL || strstr(p, needle) != NULL);
+
+    free(p);
+    return ok;
+}
+
 static int count_files(const char *dir, const char *must_contain)
 {
     DIR *d = opendir(dir);
@@ -120,6 +124,23 @@ static int count_files(const char *dir, const char *must_contain)
 static void user_path(char *out, size_t len, int64_t id, const char *rest)
 {
     snprintf(out, len, "%s/users/%" PRId64 "/%s", data_dir, id, rest);
+}
+
+/* Writes msg into the new file rest of account id, as another program
+ * (an MDA, a mail client) would: 0, or -1 when it cannot. */
+static int drop_file(int64_t id, const char *rest, const char *msg)
+{
+    char p[1024];
+    ssize_t n;
+    int fd;
+
+    user_path(p, sizeof(p), id, rest);
+    fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0)
+        return -1;
+    n = write(fd, msg, strlen(msg));
+    close(fd);
+    return n == (ssize_t)strlen(msg) ? 0 : -1;
 }
 
 /* ---- names ---- */
@@ -554,10 +575,7 @@ static void test_flags(void)
         CHECK(count_files(cur, ":2,F") == 4); /* ":2,F" and ":2,FS" */
         CHECK(count_files(cur, ":2,R") == 1);
         /* readable after the renames */
-        uint64_t size;
-        char *p = read_msg(u, inbox, 3, &size);
-        CHECK(p != NULL);
-        free(p);
+        CHECK(msg_has(u, inbox, 3, NULL));
     }
     storage_close(u);
 
@@ -700,10 +718,7 @@ static void test_copy_move_expunge(void)
     CHECK_RC(storage_quota_usage(u, &qb, &qm), 0);
     CHECK(qm == 7 && qb == qb0 / 4 * 7);
     {
-        uint64_t size;
-        char *p = read_msg(u, arch, 3, &size);
-        CHECK(p && strstr(p, "pineapple"));
-        free(p);
+        CHECK(msg_has(u, arch, 3, "pineapple"));
         /* full text of the copies */
         struct storage_search q = {.op = STORAGE_SEARCH_BODY, .str = "pineapple"};
         CHECK(search(u, arch, &q, NULL) == 3);
@@ -738,13 +753,8 @@ static void test_copy_move_expunge(void)
     storage_uidlist_free(&ex);
     CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
     CHECK(st.messages == 2 && st.uidnext == 5);
-    {
-        /* the copy in Archive still reads (hard link) */
-        uint64_t size;
-        char *p = read_msg(u, arch, 3, &size);
-        CHECK(p != NULL);
-        free(p);
-    }
+    /* the copy in Archive still reads (hard link) */
+    CHECK(msg_has(u, arch, 3, NULL));
     CHECK_RC(storage_expunge(u, arch, NULL, false, &ex), 0);
     CHECK(ex.n == 4);
     storage_uidlist_free(&ex);
@@ -821,10 +831,7 @@ static void test_rename(void)
     CHECK_RC(storage_mbox_status(u, id, &st2), 0);
     CHECK(st2.messages == 1 && st2.uidvalidity == st.uidvalidity);
     {
-        uint64_t size;
-        char *p = read_msg(u, id, uid, &size);
-        CHECK(p != NULL);
-        free(p);
+        CHECK(msg_has(u, id, uid, NULL));
         struct storage_mbox m;
         CHECK_RC(storage_mbox_get(u, "New/Q/a", &m), 0);
         CHECK(m.subscribed);
@@ -850,10 +857,7 @@ static void test_rename(void)
     CHECK_RC(storage_mbox_status(u, id, &st2), 0);
     CHECK(st2.messages == 2 && st2.unseen == 1);
     {
-        uint64_t size;
-        char *p = read_msg(u, id, 2, &size);
-        CHECK(p && strstr(p, "noodle"));
-        free(p);
+        CHECK(msg_has(u, id, 2, "noodle"));
         char path[1024];
         user_path(path, sizeof(path), 6, "Maildir/cur");
         CHECK(count_files(path, NULL) == 0);
@@ -1088,17 +1092,9 @@ static void test_external_drop(void)
     CHECK(problems == 0);
 
     /* an MDA drops a file with LF line ends into new/ while we are closed */
-    user_path(p, sizeof(p), 20, "Maildir/new/1700000000.external.host");
-    fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    CHECK(fd >= 0);
-    CHECK(write(fd, msg_a, strlen(msg_a)) == (ssize_t)strlen(msg_a));
-    close(fd);
+    CHECK(drop_file(20, "Maildir/new/1700000000.external.host", msg_a) == 0);
     /* and a mail client marks a file read in Sent (cur/ with flags) */
-    user_path(p, sizeof(p), 20, "Maildir/.Sent/cur/1700000001.other.host:2,S");
-    fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    CHECK(fd >= 0);
-    CHECK(write(fd, msg_b, strlen(msg_b)) == (ssize_t)strlen(msg_b));
-    close(fd);
+    CHECK(drop_file(20, "Maildir/.Sent/cur/1700000001.other.host:2,S", msg_b) == 0);
     CHECK_RC(storage_check(data_dir, 20, NULL, NULL, &problems), 0);
     CHECK(problems == 2);
 
@@ -1118,11 +1114,7 @@ static void test_external_drop(void)
     CHECK(st.messages == 1 && st.unseen == 0);
 
     /* while open: a drop shows up with storage_rescan */
-    user_path(p, sizeof(p), 20, "Maildir/new/1700000002.external.host");
-    fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    CHECK(fd >= 0);
-    CHECK(write(fd, msg_c, strlen(msg_c)) == (ssize_t)strlen(msg_c));
-    close(fd);
+    CHECK(drop_file(20, "Maildir/new/1700000002.external.host", msg_c) == 0);
     {
         struct evacc a = {0};
         struct storage_watch *w = storage_watch(u, on_event, &a);
@@ -1205,10 +1197,8 @@ static void test_kept_handle(void)
 {
     struct storage_user *u;
     struct storage_status st;
-    char p[1024];
     int64_t inbox;
     uint32_t uid;
-    int fd;
 
     CHECK_RC(storage_open(data_dir, 21, &u), 0);
     inbox = mbox_id(u, "INBOX");
@@ -1219,11 +1209,7 @@ static void test_kept_handle(void)
     CHECK(refresh_externals(u) == 0);
     storage_trim(u);
     storage_trim(u);
-    user_path(p, sizeof(p), 21, "Maildir/new/1700000003.external.host");
-    fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    CHECK(fd >= 0);
-    CHECK(write(fd, msg_b, strlen(msg_b)) == (ssize_t)strlen(msg_b));
-    close(fd);
+    CHECK(drop_file(21, "Maildir/new/1700000003.external.host", msg_b) == 0);
     /* before the refresh, the index does not know the file */
     CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
     CHECK(st.messages == 1);
@@ -1231,12 +1217,7 @@ static void test_kept_handle(void)
     CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
     CHECK(st.messages == 2 && st.uidnext == 3);
     /* reads and writes after a trim */
-    {
-        uint64_t size;
-        char *m = read_msg(u, inbox, 2, &size);
-        CHECK(m && strstr(m, "\r\n\r\n"));
-        free(m);
-    }
+    CHECK(msg_has(u, inbox, 2, "\r\n\r\n"));
     CHECK_RC(storage_append(u, inbox, msg_c, strlen(msg_c), 0, NULL, 0, 0, &uid), 0);
     CHECK(uid == 3);
     storage_close(u);
@@ -1244,12 +1225,8 @@ static void test_kept_handle(void)
 
 int main(int argc, char **argv)
 {
-    const char *base = getenv("TMPDIR");
-    snprintf(data_dir, sizeof(data_dir), "%s/coffre-storage-XXXXXX", base ? base : "/tmp");
-    if (!mkdtemp(data_dir)) {
-        perror("mkdtemp");
+    if (check_mkdtemp(data_dir, sizeof(data_dir), "coffre-storage") != 0)
         return 1;
-    }
     test_names();
     test_mailboxes();
     test_append_read();
@@ -1261,14 +1238,7 @@ int main(int argc, char **argv)
     test_rebuild();
     test_external_drop();
     test_kept_handle();
-    if (failures == 0) {
-        char cmd[700];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", data_dir);
-    } else {
-        fprintf(stderr, "%d failure(s); data left in %s\n", failures, data_dir);
-    }
+    check_rmtree(data_dir);
     printf("%s\n", failures ? "FAIL" : "ok");
     return failures ? 1 : 0;
 }

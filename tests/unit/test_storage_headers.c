@@ -43,7 +43,6 @@ int main(void)
     static const char msg[] = "From: Alice <alice@example.org>\r\nTo: bob@example.org\r\n"
                               "Subject: hello\r\nX-Priority: 3\r\n\r\nbody\r\n";
     static const char *const want[] = {"Subject", "From"};
-    const char *base = getenv("TMPDIR");
     struct storage_user *u;
     struct storage_mbox m;
     uint32_t uid, big_uid;
@@ -52,11 +51,8 @@ int main(void)
     int fd;
     uint64_t size;
 
-    snprintf(dir, sizeof(dir), "%s/coffre-headers-XXXXXX", base ? base : "/tmp");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (check_mkdtemp(dir, sizeof(dir), "coffre-headers") != 0)
         return 1;
-    }
     CHECK(storage_open(dir, 1, &u) == 0 && storage_mbox_get(u, "INBOX", &m) == 0, "store");
     CHECK(storage_append(u, m.id, msg, sizeof(msg) - 1, 0, NULL, 0, 0, &uid) == 0, "append");
 
@@ -93,11 +89,6 @@ int main(void)
           "unknown UID");
     storage_close(u);
     free(big);
-    if (failures == 0) {
-        char cmd[300];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", dir);
-    }
+    check_rmtree(dir);
     return check_summary();
 }

@@ -134,13 +134,9 @@ int main(void)
     struct storage_user *u;
     struct storage_mbox m;
     struct storage_status st;
-    const char *base = getenv("TMPDIR");
 
-    snprintf(data_dir, sizeof(data_dir), "%s/coffre-race-XXXXXX", base ? base : "/tmp");
-    if (!mkdtemp(data_dir)) {
-        perror("mkdtemp");
+    if (check_mkdtemp(data_dir, sizeof(data_dir), "coffre-race") != 0)
         return 1;
-    }
     CHECK(storage_open(data_dir, 1, &u) == 0, "store created");
     storage_close(u);
     for (long i = 0; i < THREADS; i++)
@@ -154,11 +150,6 @@ int main(void)
           "every appended message is in the index");
     storage_close(u);
     test_opens_do_not_wait_for_other_accounts();
-    {
-        char cmd[300];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data_dir);
-        if (failures == 0 && system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", data_dir);
-    }
+    check_rmtree(data_dir);
     return check_summary();
 }

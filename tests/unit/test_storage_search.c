@@ -57,51 +57,54 @@ static long long rows(const char *table)
 static void checks_all(const char *phase)
 {
     char what[200];
-    uint32_t first;
+    static const struct {
+        enum storage_search_op op;
+        const char *str;
+        size_t n;       /* messages found */
+        uint32_t first; /* the first of them; 0: not checked */
+        const char *what;
+    } cases[] = {
+        {STORAGE_SEARCH_BODY, "izz", 1, 1, "BODY izz finds pizza (inside a word)"},
+        {STORAGE_SEARCH_BODY, "PIZZA", 1, 0, "BODY is case-insensitive"},
+        {STORAGE_SEARCH_TEXT, "uarterl", 1, 1, "TEXT finds a substring of the Subject"},
+        {STORAGE_SEARCH_TEXT, "QUARTERLY REP", 1, 1, "TEXT of the Subject is case-insensitive"},
+        {STORAGE_SEARCH_BODY, "uarterl", 0, 0, "BODY does not look at headers"},
+        {STORAGE_SEARCH_BODY, "zz", 1, 1, "two characters (no trigram)"},
+        {STORAGE_SEARCH_BODY, "ZZ", 1, 1, "two characters, other case"},
+        {STORAGE_SEARCH_TEXT, "qu", 1, 1, "TEXT: two characters of the Subject"},
+        {STORAGE_SEARCH_BODY, "qu", 0, 0, "BODY: two characters only in a header"},
+        {STORAGE_SEARCH_BODY, "a", 2, 0, "one character"},
+        {STORAGE_SEARCH_BODY, "0%", 1, 1, "% is a character, not a wildcard"},
+        {STORAGE_SEARCH_BODY, "e_b", 1, 1, "_ is a character, not a wildcard"},
+        {STORAGE_SEARCH_BODY, "x%", 0, 0, "% never matches anything else"},
+        {STORAGE_SEARCH_BODY, "100%", 1, 1, "% in a longer string"},
+        {STORAGE_SEARCH_BODY, "caf\xc3\xa9", 1, 2, "UTF-8 text"},
+        {STORAGE_SEARCH_BODY, "CAF\xc3\x89", 1, 2, "non-ASCII case folded (E acute)"},
+        {STORAGE_SEARCH_BODY, "\xc3\xa9 at", 1, 2,
+         "a substring starting with a non-ASCII character"},
+        {STORAGE_SEARCH_TEXT, "bob@example", 1, 2, "TEXT finds an address"},
+        {STORAGE_SEARCH_TEXT, "example.org", 2, 0, "TEXT: both From addresses"},
+        {STORAGE_SEARCH_BODY, "pizzas", 0, 0, "no match beyond the text"},
+        {STORAGE_SEARCH_BODY, "again pizza", 0, 0, "no match made of two texts"},
+        {STORAGE_SEARCH_BODY, "\"pizza\"", 0, 0, "a quoted word is not a phrase query"},
+        {STORAGE_SEARCH_BODY, "pizza OR salad", 0, 0, "OR is text, not an operator"},
+    };
 
-#define C(cond, text)                                                                              \
-    do {                                                                                           \
-        snprintf(what, sizeof(what), "%s: %s", phase, text);                                       \
-        CHECK(cond, what);                                                                         \
-    } while (0)
-    C(search(STORAGE_SEARCH_BODY, "izz", &first) == 1 && first == 1,
-      "BODY izz finds pizza (inside a word)");
-    C(search(STORAGE_SEARCH_BODY, "PIZZA", NULL) == 1, "BODY is case-insensitive");
-    C(search(STORAGE_SEARCH_TEXT, "uarterl", &first) == 1 && first == 1,
-      "TEXT finds a substring of the Subject");
-    C(search(STORAGE_SEARCH_TEXT, "QUARTERLY REP", &first) == 1 && first == 1,
-      "TEXT of the Subject is case-insensitive");
-    C(search(STORAGE_SEARCH_BODY, "uarterl", NULL) == 0, "BODY does not look at headers");
-    C(search(STORAGE_SEARCH_BODY, "zz", &first) == 1 && first == 1, "two characters (no trigram)");
-    C(search(STORAGE_SEARCH_BODY, "ZZ", &first) == 1 && first == 1, "two characters, other case");
-    C(search(STORAGE_SEARCH_TEXT, "qu", &first) == 1 && first == 1,
-      "TEXT: two characters of the Subject");
-    C(search(STORAGE_SEARCH_BODY, "qu", NULL) == 0, "BODY: two characters only in a header");
-    C(search(STORAGE_SEARCH_BODY, "a", NULL) == 2, "one character");
-    C(search(STORAGE_SEARCH_BODY, "0%", &first) == 1 && first == 1,
-      "% is a character, not a wildcard");
-    C(search(STORAGE_SEARCH_BODY, "e_b", &first) == 1 && first == 1,
-      "_ is a character, not a wildcard");
-    C(search(STORAGE_SEARCH_BODY, "x%", NULL) == 0, "% never matches anything else");
-    C(search(STORAGE_SEARCH_BODY, "100%", &first) == 1 && first == 1, "% in a longer string");
-    C(search(STORAGE_SEARCH_BODY, "caf\xc3\xa9", &first) == 1 && first == 2, "UTF-8 text");
-    C(search(STORAGE_SEARCH_BODY, "CAF\xc3\x89", &first) == 1 && first == 2,
-      "non-ASCII case folded (E acute)");
-    C(search(STORAGE_SEARCH_BODY, "\xc3\xa9 at", &first) == 1 && first == 2,
-      "a substring starting with a non-ASCII character");
-    C(search(STORAGE_SEARCH_TEXT, "bob@example", &first) == 1 && first == 2,
-      "TEXT finds an address");
-    C(search(STORAGE_SEARCH_TEXT, "example.org", NULL) == 2, "TEXT: both From addresses");
-    C(search(STORAGE_SEARCH_BODY, "pizzas", NULL) == 0, "no match beyond the text");
-    C(search(STORAGE_SEARCH_BODY, "again pizza", NULL) == 0, "no match made of two texts");
-    C(search(STORAGE_SEARCH_TEXT, "lunchSalad", NULL) == 0 &&
-          search(STORAGE_SEARCH_TEXT, "lunch Salad", NULL) == 0,
-      "TEXT: no match across the Subject and the body");
-    C(search(STORAGE_SEARCH_BODY, "\"", NULL) == 0 && search(STORAGE_SEARCH_BODY, "a\"b", NULL) == 0,
-      "quotes are text, not query syntax");
-    C(search(STORAGE_SEARCH_BODY, "\"pizza\"", NULL) == 0, "a quoted word is not a phrase query");
-    C(search(STORAGE_SEARCH_BODY, "pizza OR salad", NULL) == 0, "OR is text, not an operator");
-#undef C
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint32_t first = 0;
+        size_t n = search(cases[i].op, cases[i].str, &first);
+
+        snprintf(what, sizeof(what), "%s: %s", phase, cases[i].what);
+        CHECK(n == cases[i].n && (cases[i].first == 0 || first == cases[i].first), what);
+    }
+    snprintf(what, sizeof(what), "%s: %s", phase, "TEXT: no match across the Subject and the body");
+    CHECK(search(STORAGE_SEARCH_TEXT, "lunchSalad", NULL) == 0 &&
+              search(STORAGE_SEARCH_TEXT, "lunch Salad", NULL) == 0,
+          what);
+    snprintf(what, sizeof(what), "%s: %s", phase, "quotes are text, not query syntax");
+    CHECK(search(STORAGE_SEARCH_BODY, "\"", NULL) == 0 &&
+              search(STORAGE_SEARCH_BODY, "a\"b", NULL) == 0,
+          what);
 }
 
 int main(void)
@@ -112,18 +115,14 @@ int main(void)
                              "Salad again, caf\xc3\xa9 at noon.\r\n";
     static const char m3[] = "From: Carol <carol@example.org>\r\nSubject: pizza again\r\n\r\n"
                              "Mushroom pizza.\r\n";
-    const char *base = getenv("TMPDIR");
     struct storage_mbox m;
     struct storage_range r = {3, 4};
     struct storage_uidset set = {1, &r};
     uint32_t uid;
     size_t left = 99;
 
-    snprintf(dir, sizeof(dir), "%s/coffre-search-XXXXXX", base ? base : "/tmp");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (check_mkdtemp(dir, sizeof(dir), "coffre-search") != 0)
         return 1;
-    }
     CHECK(storage_open(dir, 1, &u) == 0 && storage_mbox_get(u, "INBOX", &m) == 0, "store");
     inbox = m.id;
     CHECK(storage_append(u, inbox, m1, sizeof(m1) - 1, 0, NULL, 0, 0, &uid) == 0 &&
@@ -157,11 +156,6 @@ int main(void)
     CHECK(rows("fts_pending") == 0 && rows("fts") == 2, "their texts gone from both tables");
     checks_all("after expunge");
     storage_close(u);
-    if (failures == 0) {
-        char cmd[300];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", dir);
-    }
+    check_rmtree(dir);
     return check_summary();
 }
