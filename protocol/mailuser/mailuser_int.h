@@ -37,11 +37,11 @@ struct mailuser {
     size_t fts_left;   /* waiting after the last indexing round */
     uint64_t last_new; /* uv_now of the last NEW or EXTERNAL event */
     /* keep-open (store.c) */
-    bool kept;             /* no hold since idle_since; closes after keep_ms */
-    uint64_t idle_since;   /* uv_now when the last hold went */
-    bool lingering;        /* one hold left by a delivery, until linger_until */
-    uint64_t linger_until; /* uv_now */
-    struct mailuser *next;
+    bool kept;                  /* no hold since idle_since; closes after keep_ms */
+    uint64_t idle_since;        /* uv_now when the last hold went */
+    bool lingering;             /* one hold left by a delivery, until linger_until */
+    uint64_t linger_until;      /* uv_now */
+    LIST_ENTRY(mailuser) entry; /* in the registry while open or opening */
 };
 
 struct mailuser_req {

@@ -13,7 +13,7 @@
 #include "protocol/mailuser/mailuser_int.h"
 #include "server/base/log.h"
 
-static struct mailuser *registry;
+static LIST_HEAD(, mailuser) registry = LIST_HEAD_INITIALIZER(registry);
 static struct mailuser_req *ready, **ready_tail = &ready; /* answers due on the loop */
 
 static uint64_t keep_ms;
@@ -24,9 +24,10 @@ static bool shutting_down;
 
 struct mailuser *mu_find(int64_t id)
 {
-    for (struct mailuser *mu = registry; mu; mu = mu->next)
-        if (mu->id == id && mu->state != MU_CLOSING)
-            return mu;
+    struct mailuser *mu;
+    LIST_FOREACH(mu, &registry, entry)
+    if (mu->id == id && mu->state != MU_CLOSING)
+        return mu;
     return NULL;
 }
 
@@ -76,14 +77,12 @@ static void answer_waiters(struct mailuser *mu)
 
 /* ---- closing ---- */
 
-static void unlink_registry(struct mailuser *mu)
+/* Not shared any more: later opens of the account start afresh. */
+static void stop_sharing(struct mailuser *mu)
 {
-    for (struct mailuser **p = &registry; *p; p = &(*p)->next) {
-        if (*p == mu) {
-            *p = mu->next;
-            return;
-        }
-    }
+    if (mu->state != MU_CLOSING)
+        LIST_REMOVE(mu, entry);
+    mu->state = MU_CLOSING;
 }
 
 static void mu_free(struct mailuser *mu)
@@ -116,8 +115,7 @@ static void on_timer_closed(uv_handle_t *h)
 
 static void begin_close(struct mailuser *mu)
 {
-    mu->state = MU_CLOSING;
-    unlink_registry(mu);
+    stop_sharing(mu);
     if (mu->u && !uv_is_closing((uv_handle_t *)&mu->timer)) {
         uv_close((uv_handle_t *)&mu->timer, on_timer_closed);
         return;
@@ -142,10 +140,10 @@ static void unkeep(struct mailuser *mu)
 /* Makes room for one more kept store by closing the one idle the longest. */
 static bool evict_oldest_kept(void)
 {
-    struct mailuser *old = NULL;
-    for (struct mailuser *mu = registry; mu; mu = mu->next)
-        if (mu->kept && mu->holds == 0 && (!old || mu->idle_since < old->idle_since))
-            old = mu;
+    struct mailuser *mu, *old = NULL;
+    LIST_FOREACH(mu, &registry, entry)
+    if (mu->kept && mu->holds == 0 && (!old || mu->idle_since < old->idle_since))
+        old = mu;
     if (!old)
         return false;
     unkeep(old);
@@ -201,10 +199,10 @@ static void end_linger(struct mailuser *mu)
  * linger ends first. */
 static void evict_first_lingering(void)
 {
-    struct mailuser *first = NULL;
-    for (struct mailuser *mu = registry; mu; mu = mu->next)
-        if (mu->lingering && (!first || mu->linger_until < first->linger_until))
-            first = mu;
+    struct mailuser *mu, *first = NULL;
+    LIST_FOREACH(mu, &registry, entry)
+    if (mu->lingering && (!first || mu->linger_until < first->linger_until))
+        first = mu;
     if (first)
         end_linger(first);
 }
@@ -278,9 +276,7 @@ static void open_done(void *data)
     if (mu->open_err) {
         log_error("mailuser: cannot open the store of account %lld: %s", (long long)mu->id,
                   storage_strerror(mu->open_err));
-        /* not shared any more: later opens try again */
-        unlink_registry(mu);
-        mu->state = MU_CLOSING;
+        stop_sharing(mu); /* later opens try again */
     } else {
         mu->state = MU_OPEN;
         mu_upkeep_start(mu);
@@ -363,8 +359,7 @@ struct mailuser_req *mailuser_open(uv_loop_t *l, const char *data_dir,
         free(r);
         return NULL;
     }
-    mu->next = registry;
-    registry = mu;
+    LIST_INSERT_HEAD(&registry, mu, entry);
     return r;
 }
 
@@ -389,8 +384,8 @@ void mailuser_shutdown(void)
     struct mailuser *mu, *next;
 
     shutting_down = true;
-    for (mu = registry; mu; mu = next) {
-        next = mu->next;
+    for (mu = LIST_FIRST(&registry); mu; mu = next) {
+        next = LIST_NEXT(mu, entry);
         if (mu->lingering)
             end_linger(mu); /* closes it unless a session still holds it */
         else if (mu->kept && mu->holds == 0) {
