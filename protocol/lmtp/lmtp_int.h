@@ -153,18 +153,17 @@ void lmtp_bad(struct lmtp_session *s, const char *line);
 void lmtp_wait(struct lmtp_session *s, struct proto_job *j);
 void lmtp_resume(struct lmtp_session *s);
 
-/* Commands (lmtp_cmd.c). arg is what follows the verb and a space. */
-void lmtp_cmd_lhlo(struct lmtp_session *s, const char *arg, size_t len);
-void lmtp_cmd_mail(struct lmtp_session *s, const char *arg, size_t len);
-void lmtp_cmd_rcpt(struct lmtp_session *s, const char *arg, size_t len);
-void lmtp_cmd_rset(struct lmtp_session *s, const char *arg, size_t len);
-void lmtp_cmd_vrfy(struct lmtp_session *s, const char *arg, size_t len);
+/* A command of the table in lmtp_session.c; arg is what follows the verb
+ * and a space. */
+typedef void lmtp_cmd_fn(struct lmtp_session *s, const char *arg, size_t len);
+
+/* Commands (lmtp_cmd.c). */
+lmtp_cmd_fn lmtp_cmd_lhlo, lmtp_cmd_mail, lmtp_cmd_rcpt, lmtp_cmd_rset, lmtp_cmd_vrfy;
 /* Ends the transaction (RSET, QUIT, close, after delivery). */
 void lmtp_end_txn(struct lmtp_session *s);
 
 /* Message bodies (lmtp_deliver.c). */
-void lmtp_cmd_data(struct lmtp_session *s, const char *arg, size_t len);
-void lmtp_cmd_bdat(struct lmtp_session *s, const char *arg, size_t len);
+lmtp_cmd_fn lmtp_cmd_data, lmtp_cmd_bdat;
 /* Consumes body bytes from the line buffer; returns false when it must
  * wait (pool busy) or has nothing to read. */
 bool lmtp_body_input(struct lmtp_session *s);

@@ -13,8 +13,6 @@
 #include "server/base/config.h"
 #include "server/base/log.h"
 
-typedef void lmtp_cmd_fn(struct lmtp_session *s, const char *arg, size_t len);
-
 enum {
     P_GREETED = 1 << LMTP_GREETED,
     P_READY = 1 << LMTP_READY,
