@@ -228,10 +228,8 @@ static void start(struct lmtp_session *s, proto_job_fn work, proto_job_fn done)
         /* no pool: the transaction cannot go on; the MTA retries */
         for (size_t i = 0; i < t->n_rcpts; i++)
             conn_printf(s->c, "451 4.3.0 <%s> Temporary failure\r\n", t->rcpts[i].addr);
-        lmtp_end_txn(s);
         lmtp_reply(s, "421 4.3.0 Closing connection");
-        s->phase = LMTP_QUIT;
-        conn_close(s->c);
+        lmtp_end_session(s);
         return;
     }
     lmtp_wait(s, j);

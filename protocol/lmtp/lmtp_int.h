@@ -149,6 +149,10 @@ struct lmtp_session {
 /* Replies and the bad-command counter. */
 void lmtp_reply(struct lmtp_session *s, const char *line);
 void lmtp_bad(struct lmtp_session *s, const char *line);
+/* Ends the session after its last reply: an open transaction is dropped
+ * (none of it was acknowledged), the connection closes once the output is
+ * out. */
+void lmtp_end_session(struct lmtp_session *s);
 /* A pool job of this session started (busy, input paused) / finished. */
 void lmtp_wait(struct lmtp_session *s, struct proto_job *j);
 void lmtp_resume(struct lmtp_session *s);
