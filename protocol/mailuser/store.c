@@ -13,6 +13,7 @@
 #include "protocol/mailuser/mailuser_int.h"
 #include "server/base/log.h"
 
+/* The stores open or opening; a closing one has left. */
 static LIST_HEAD(, mailuser) registry = LIST_HEAD_INITIALIZER(registry);
 static struct mailuser_req *ready, **ready_tail = &ready; /* answers due on the loop */
 
@@ -26,8 +27,10 @@ struct mailuser *mu_find(int64_t id)
 {
     struct mailuser *mu;
     LIST_FOREACH(mu, &registry, entry)
-    if (mu->id == id && mu->state != MU_CLOSING)
-        return mu;
+    {
+        if (mu->id == id)
+            return mu;
+    }
     return NULL;
 }
 
@@ -142,8 +145,10 @@ static bool evict_oldest_kept(void)
 {
     struct mailuser *mu, *old = NULL;
     LIST_FOREACH(mu, &registry, entry)
-    if (mu->kept && mu->holds == 0 && (!old || mu->idle_since < old->idle_since))
-        old = mu;
+    {
+        if (mu->kept && mu->holds == 0 && (!old || mu->idle_since < old->idle_since))
+            old = mu;
+    }
     if (!old)
         return false;
     unkeep(old);
@@ -201,8 +206,10 @@ static void evict_first_lingering(void)
 {
     struct mailuser *mu, *first = NULL;
     LIST_FOREACH(mu, &registry, entry)
-    if (mu->lingering && (!first || mu->linger_until < first->linger_until))
-        first = mu;
+    {
+        if (mu->lingering && (!first || mu->linger_until < first->linger_until))
+            first = mu;
+    }
     if (first)
         end_linger(first);
 }
