@@ -1,13 +1,16 @@
-/* The per-account state that every session of one user shares inside
- * coffred: the open storage handle, the change notifications fanned out to
- * the sessions on the loop thread, and the background upkeep (flags written
- * to Maildir file names, changes by other processes noticed, new texts put
- * into the full-text index). Opening and
- * closing run on the thread pool. Loop thread only, unless said otherwise. */
+/* The per-account service that every session and delivery of one user
+ * shares inside coffred: the open storage handle (kept open a while after
+ * its last use), the change notifications fanned out to the sessions on the
+ * loop thread, and the background upkeep (flags written to Maildir file
+ * names, changes by other processes noticed, new texts put into the
+ * full-text index). Opening and closing run on the thread pool, as the
+ * protocols' own blocking work does (protocol/job.h). The code is in
+ * protocol/mailuser/. Loop thread only, unless said otherwise. */
 #ifndef COFFRE_MAILUSER_H
 #define COFFRE_MAILUSER_H
 
 #include <stdint.h>
+#include <sys/queue.h>
 #include <uv.h>
 
 #include "auth/auth.h"
@@ -27,6 +30,12 @@
 #define MAILUSER_FTS_QUIET_MS 2000
 #define MAILUSER_FTS_BATCH 500
 #define MAILUSER_FTS_JOBS 1
+/* A store let go after a delivery stays held as it is (no trim, no refresh
+ * when taken up again) until MAILUSER_DELIVERY_LINGER_MS after the last
+ * delivery to it, for at most MAILUSER_DELIVERY_LINGER_MAX accounts (the
+ * one whose time ends first goes first); then mail_keep_open applies. */
+#define MAILUSER_DELIVERY_LINGER_MS 10000
+#define MAILUSER_DELIVERY_LINGER_MAX 256
 
 struct mailuser;
 struct mailuser_req;
@@ -37,8 +46,7 @@ typedef void (*mailuser_open_cb)(void *arg, int err, struct mailuser *mu);
 /* Opens (or shares) the store of acct. The quota of acct is applied. cb is
  * called on the loop thread, unless cancelled. NULL on allocation failure. */
 struct mailuser_req *mailuser_open(uv_loop_t *loop, const char *data_dir,
-                                   const struct auth_account *acct, mailuser_open_cb cb,
-                                   void *arg);
+                                   const struct auth_account *acct, mailuser_open_cb cb, void *arg);
 /* cb will not be called; a store opened meanwhile is released. */
 void mailuser_open_cancel(struct mailuser_req *r);
 
@@ -48,6 +56,10 @@ int64_t mailuser_id(const struct mailuser *mu);
 
 /* Drops a session's hold; the last one closes the store on the pool. */
 void mailuser_release(struct mailuser *mu);
+/* Drops a delivery's hold, the store lingering as said above, so that a
+ * stream of deliveries to the same account does not reopen its index for
+ * every message. */
+void mailuser_release_delivered(struct mailuser *mu);
 
 /* A session that wants change notifications. */
 struct mailuser_listener {
@@ -56,7 +68,7 @@ struct mailuser_listener {
     void *arg;
     /* private */
     struct mailuser *mu;
-    struct mailuser_listener *prev, *next;
+    LIST_ENTRY(mailuser_listener) entry;
 };
 
 /* A store whose last session ended stays open keep_open_ms (0: closes at

@@ -40,7 +40,8 @@ static const char *parse_error(int r, bool rcpt)
     case LMTP_PARSE_BADVALUE:
         return "501 5.5.4 Invalid parameter value";
     default:
-        return rcpt ? "501 5.1.3 Syntax: RCPT TO:<address>" : "501 5.1.7 Syntax: MAIL FROM:<address>";
+        return rcpt ? "501 5.1.3 Syntax: RCPT TO:<address>"
+                    : "501 5.1.7 Syntax: MAIL FROM:<address>";
     }
 }
 
@@ -60,8 +61,8 @@ void lmtp_cmd_mail(struct lmtp_session *s, const char *arg, size_t len)
         lmtp_reply(s, "552 5.3.4 Message size exceeds the limit");
         return;
     }
-    s->txn = lmtp_txn_new(conn_loop(s->c), conf->max_message_size,
-                          conf->lmtp_save_to_detail_mailbox);
+    s->txn =
+        lmtp_txn_new(conn_loop(s->c), conf->max_message_size, conf->lmtp_save_to_detail_mailbox);
     if (!s->txn) {
         lmtp_reply(s, "451 4.3.0 Out of memory");
         return;
@@ -117,7 +118,7 @@ static void on_store_open(void *arg, int err, struct mailuser *mu)
         size_t cap = t->cap_rcpts ? t->cap_rcpts * 2 : 4;
         struct lmtp_rcpt *n = realloc(t->rcpts, cap * sizeof(*n));
         if (!n) {
-            lmtp_cache_keep(conn_loop(s->c), mu);
+            mailuser_release_delivered(mu);
             rcpt_answer(s, "451 4.3.0", "Out of memory");
             lmtp_resume(s);
             return;

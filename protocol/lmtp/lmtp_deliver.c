@@ -45,13 +45,13 @@ static void discard_work(void *data)
     drafts_free(data);
 }
 
-/* Loop: hands the stores to the cache and frees. */
+/* Loop: lets the stores go (they linger for the next delivery) and frees. */
 static void txn_free(void *data)
 {
     struct lmtp_txn *t = data;
     for (size_t i = 0; i < t->n_rcpts; i++)
         if (t->rcpts[i].mu)
-            lmtp_cache_keep(t->loop, t->rcpts[i].mu);
+            mailuser_release_delivered(t->rcpts[i].mu);
     free(t->rcpts);
     free(t->buf);
     free(t);
@@ -228,10 +228,8 @@ static void start(struct lmtp_session *s, proto_job_fn work, proto_job_fn done)
         /* no pool: the transaction cannot go on; the MTA retries */
         for (size_t i = 0; i < t->n_rcpts; i++)
             conn_printf(s->c, "451 4.3.0 <%s> Temporary failure\r\n", t->rcpts[i].addr);
-        lmtp_end_txn(s);
         lmtp_reply(s, "421 4.3.0 Closing connection");
-        s->phase = LMTP_QUIT;
-        conn_close(s->c);
+        lmtp_end_session(s);
         return;
     }
     lmtp_wait(s, j);
@@ -373,8 +371,7 @@ static bool bdat_input(struct lmtp_session *s)
             start(s, deliver_work, deliver_done);
             return false;
         }
-        conn_printf(s->c, "250 2.0.0 %llu octets received\r\n",
-                    (unsigned long long)t->body_size);
+        conn_printf(s->c, "250 2.0.0 %llu octets received\r\n", (unsigned long long)t->body_size);
         return true;
     }
     if (!s->bdat_discard && t->buf_len == LMTP_CHUNK) {

@@ -1,6 +1,6 @@
 /* LMTP internals shared by the files of protocol/lmtp: the session, the
  * mail transaction handed to thread-pool jobs, the pure parsers (fuzzed on
- * their own) and the per-account store cache. */
+ * their own). */
 #ifndef COFFRE_LMTP_INT_H
 #define COFFRE_LMTP_INT_H
 
@@ -19,10 +19,6 @@
 #define LMTP_PATH_MAX 256
 /* Body bytes gathered before they are written to the drafts on the pool. */
 #define LMTP_CHUNK (256u * 1024)
-/* How long an account's store stays open after its last delivery. */
-#define LMTP_USER_LINGER_MS 10000
-/* Accounts kept open that way. */
-#define LMTP_CACHE_MAX 256
 
 /* ---- parsing (lmtp_parse.c, pure) ---- */
 
@@ -47,15 +43,15 @@ enum {
  * source route goes to path (NUL-terminated, at most LMTP_PATH_MAX bytes).
  * Parameters: SIZE=, BODY=, SMTPUTF8 for MAIL; none for RCPT
  * (allow_params false). Returns LMTP_PARSE_*. */
-int lmtp_parse_path(const char *arg, size_t len, const char *keyword, bool allow_params,
-                    char *path, size_t pathcap, size_t *pathlen, struct lmtp_params *p);
+int lmtp_parse_path(const char *arg, size_t len, const char *keyword, bool allow_params, char *path,
+                    size_t pathcap, size_t *pathlen, struct lmtp_params *p);
 
 /* Splits "user<delim>detail@domain": writes "user@domain" to base and the
  * detail to detail (both NUL-terminated; detail "" when none). delims is
  * the set of delimiter characters ("" = none). Returns 0, -1 when it does
  * not fit. */
-int lmtp_split_detail(const char *addr, size_t len, const char *delims, char *base,
-                      size_t basecap, char *detail, size_t detailcap);
+int lmtp_split_detail(const char *addr, size_t len, const char *delims, char *base, size_t basecap,
+                      char *detail, size_t detailcap);
 
 /* "BDAT <size> [LAST]". Returns 0 or -1 (syntax). */
 int lmtp_parse_bdat(const char *arg, size_t len, uint64_t *size, bool *last);
@@ -80,10 +76,10 @@ struct lmtp_rcpt {
     struct auth_account acct;
     char addr[LMTP_PATH_MAX + 1]; /* as given, lower-cased: Delivered-To */
     char detail[STORAGE_MBOX_NAME_MAX + 1];
-    struct mailuser *mu;            /* held */
-    size_t leader;                  /* index of the recipient whose draft this one uses */
-    struct storage_draft *d;        /* only on leaders, during DATA/BDAT */
-    int result;                     /* 0 delivered, or STORAGE_E_* */
+    struct mailuser *mu;     /* held */
+    size_t leader;           /* index of the recipient whose draft this one uses */
+    struct storage_draft *d; /* only on leaders, during DATA/BDAT */
+    int result;              /* 0 delivered, or STORAGE_E_* */
 };
 
 /* A mail transaction. Owned by its session; while a pool job runs on it, the
@@ -94,17 +90,17 @@ struct lmtp_txn {
     size_t from_len;
     struct lmtp_rcpt *rcpts;
     size_t n_rcpts, cap_rcpts;
-    bool data_started;  /* DATA or BDAT seen: drafts may exist */
-    bool bdat;          /* BDAT used (then DATA is refused) */
-    bool drafts_made;   /* leaders' drafts created (pool) */
-    char *buf;          /* LMTP_CHUNK bytes waiting for the pool */
+    bool data_started; /* DATA or BDAT seen: drafts may exist */
+    bool bdat;         /* BDAT used (then DATA is refused) */
+    bool drafts_made;  /* leaders' drafts created (pool) */
+    char *buf;         /* LMTP_CHUNK bytes waiting for the pool */
     size_t buf_len;
     uint64_t body_size; /* after unstuffing */
     uint64_t max_size;
     bool too_big;
-    int err;            /* first storage error while writing, 0 */
+    int err; /* first storage error while writing, 0 */
     bool detail_mailbox;
-    bool orphan;        /* the session let go: the running job frees it */
+    bool orphan; /* the session let go: the running job frees it */
     uv_loop_t *loop;
     struct lmtp_session *s; /* for the jobs' done callbacks only */
 };
@@ -113,13 +109,8 @@ struct lmtp_session;
 
 struct lmtp_txn *lmtp_txn_new(uv_loop_t *loop, uint64_t max_size, bool detail_mailbox);
 /* Frees a transaction that no job touches any more: drafts removed on the
- * pool, stores handed to the cache. Loop thread. */
+ * pool, stores let go to linger (mailuser_release_delivered). Loop thread. */
 void lmtp_txn_discard(uv_loop_t *loop, struct lmtp_txn *t);
-
-/* ---- store cache (lmtp_cache.c) ---- */
-
-/* Takes over one hold on mu; released after LMTP_USER_LINGER_MS unused. */
-void lmtp_cache_keep(uv_loop_t *loop, struct mailuser *mu);
 
 /* ---- session (lmtp_session.c) ---- */
 
@@ -144,11 +135,11 @@ struct lmtp_session {
     struct mailuser_req *req; /* a pending store open (RCPT) */
     struct lmtp_txn *txn;     /* NULL outside a transaction */
     struct lmtp_undot undot;
-    uint64_t bdat_left;       /* bytes of the current chunk still to read */
+    uint64_t bdat_left; /* bytes of the current chunk still to read */
     bool bdat_last;
-    bool bdat_discard;        /* chunk read and dropped (refused BDAT) */
+    bool bdat_discard;         /* chunk read and dropped (refused BDAT) */
     enum lmtp_phase bdat_prev; /* phase to return to after a dropped chunk */
-    const char *bdat_reply;   /* reply for a refused chunk */
+    const char *bdat_reply;    /* reply for a refused chunk */
     /* the recipient being looked up */
     char rcpt_addr[LMTP_PATH_MAX + 1];
     char rcpt_detail[STORAGE_MBOX_NAME_MAX + 1];
@@ -158,22 +149,25 @@ struct lmtp_session {
 /* Replies and the bad-command counter. */
 void lmtp_reply(struct lmtp_session *s, const char *line);
 void lmtp_bad(struct lmtp_session *s, const char *line);
+/* Ends the session after its last reply: an open transaction is dropped
+ * (none of it was acknowledged), the connection closes once the output is
+ * out. */
+void lmtp_end_session(struct lmtp_session *s);
 /* A pool job of this session started (busy, input paused) / finished. */
 void lmtp_wait(struct lmtp_session *s, struct proto_job *j);
 void lmtp_resume(struct lmtp_session *s);
 
-/* Commands (lmtp_cmd.c). arg is what follows the verb and a space. */
-void lmtp_cmd_lhlo(struct lmtp_session *s, const char *arg, size_t len);
-void lmtp_cmd_mail(struct lmtp_session *s, const char *arg, size_t len);
-void lmtp_cmd_rcpt(struct lmtp_session *s, const char *arg, size_t len);
-void lmtp_cmd_rset(struct lmtp_session *s, const char *arg, size_t len);
-void lmtp_cmd_vrfy(struct lmtp_session *s, const char *arg, size_t len);
+/* A command of the table in lmtp_session.c; arg is what follows the verb
+ * and a space. */
+typedef void lmtp_cmd_fn(struct lmtp_session *s, const char *arg, size_t len);
+
+/* Commands (lmtp_cmd.c). */
+lmtp_cmd_fn lmtp_cmd_lhlo, lmtp_cmd_mail, lmtp_cmd_rcpt, lmtp_cmd_rset, lmtp_cmd_vrfy;
 /* Ends the transaction (RSET, QUIT, close, after delivery). */
 void lmtp_end_txn(struct lmtp_session *s);
 
 /* Message bodies (lmtp_deliver.c). */
-void lmtp_cmd_data(struct lmtp_session *s, const char *arg, size_t len);
-void lmtp_cmd_bdat(struct lmtp_session *s, const char *arg, size_t len);
+lmtp_cmd_fn lmtp_cmd_data, lmtp_cmd_bdat;
 /* Consumes body bytes from the line buffer; returns false when it must
  * wait (pool busy) or has nothing to read. */
 bool lmtp_body_input(struct lmtp_session *s);

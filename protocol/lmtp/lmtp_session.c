@@ -13,8 +13,6 @@
 #include "server/base/config.h"
 #include "server/base/log.h"
 
-typedef void lmtp_cmd_fn(struct lmtp_session *s, const char *arg, size_t len);
-
 enum {
     P_GREETED = 1 << LMTP_GREETED,
     P_READY = 1 << LMTP_READY,
@@ -33,10 +31,8 @@ static void cmd_quit(struct lmtp_session *s, const char *arg, size_t len)
 {
     (void)arg;
     (void)len;
-    lmtp_end_txn(s);
     conn_printf(s->c, "221 2.0.0 %s closing connection\r\n", conn_hostname(s->c));
-    s->phase = LMTP_QUIT;
-    conn_close(s->c);
+    lmtp_end_session(s);
 }
 
 static void cmd_helo(struct lmtp_session *s, const char *arg, size_t len)
@@ -69,11 +65,16 @@ void lmtp_bad(struct lmtp_session *s, const char *line)
 {
     lmtp_reply(s, line);
     if (++s->bad_count >= conn_conf(s->c)->max_bad_commands) {
-        lmtp_end_txn(s);
         lmtp_reply(s, "421 4.7.0 Too many invalid commands");
-        s->phase = LMTP_QUIT;
-        conn_close(s->c);
+        lmtp_end_session(s);
     }
+}
+
+void lmtp_end_session(struct lmtp_session *s)
+{
+    lmtp_end_txn(s);
+    s->phase = LMTP_QUIT;
+    conn_close(s->c);
 }
 
 static const char *out_of_order(const struct lmtp_session *s, const char *name)
@@ -131,10 +132,8 @@ static void process(struct lmtp_session *s)
         if (r == LINEBUF_MORE)
             break;
         if (r == LINEBUF_TOOLONG) {
-            lmtp_end_txn(s);
             lmtp_reply(s, "500 5.5.2 Line too long");
-            s->phase = LMTP_QUIT;
-            conn_close(s->c);
+            lmtp_end_session(s);
             return;
         }
         execute(s, line, len);
@@ -143,10 +142,8 @@ static void process(struct lmtp_session *s)
 
 static void say_goodbye(struct lmtp_session *s)
 {
-    lmtp_end_txn(s);
     conn_printf(s->c, "421 4.3.2 %s shutting down\r\n", conn_hostname(s->c));
-    s->phase = LMTP_QUIT;
-    conn_close(s->c);
+    lmtp_end_session(s);
 }
 
 void lmtp_wait(struct lmtp_session *s, struct proto_job *j)
@@ -192,10 +189,8 @@ static void on_input(struct conn *c, const char *buf, size_t len)
     if (s->phase == LMTP_QUIT)
         return;
     if (linebuf_append(&s->in, buf, len) < 0) {
-        lmtp_end_txn(s);
         lmtp_reply(s, "421 4.3.0 Out of memory");
-        s->phase = LMTP_QUIT;
-        conn_close(c);
+        lmtp_end_session(s);
         return;
     }
     process(s);
@@ -220,10 +215,8 @@ static void on_timeout(struct conn *c)
         conn_set_timeout(c, conn_conf(c)->lmtp_idle_timeout_ms);
         return;
     }
-    lmtp_end_txn(s);
     conn_printf(c, "421 4.4.2 %s idle timeout, closing connection\r\n", conn_hostname(c));
-    s->phase = LMTP_QUIT;
-    conn_close(c);
+    lmtp_end_session(s);
 }
 
 static void on_shutdown(struct conn *c)

@@ -73,28 +73,45 @@ static int msg_arg(struct pop3_session *s, const char *p, size_t len, size_t *id
     return 0;
 }
 
-static void totals(struct pop3_session *s, size_t *count, uint64_t *bytes)
+/* The one argument of RETR, DELE, LIST n and UIDL n: a message number as
+ * msg_arg takes it, or -1 after answering usage. */
+static int one_msg_arg(struct pop3_session *s, const char *arg, size_t len, const char *usage,
+                       size_t *idx)
 {
-    *count = 0;
-    *bytes = 0;
+    const char *w[1];
+    size_t wl[1];
+    if (split_args(arg, len, w, wl, 1) != 1) {
+        pop3_err(s, usage);
+        return -1;
+    }
+    return msg_arg(s, w[0], wl[0], idx);
+}
+
+/* The drop listing of what is not deleted: "+OK nn mm" for STAT (RFC 1939
+ * 5), "+OK nn messages (mm octets)" for LIST and RSET. */
+static void say_totals(struct pop3_session *s, bool stat)
+{
+    size_t count = 0;
+    uint64_t bytes = 0;
     for (size_t i = 0; i < s->nmsgs; i++) {
         if (!s->msgs[i].deleted) {
-            (*count)++;
-            *bytes += s->msgs[i].size;
+            count++;
+            bytes += s->msgs[i].size;
         }
     }
+    if (stat)
+        conn_printf(s->c, "+OK %zu %" PRIu64 "\r\n", count, bytes);
+    else
+        conn_printf(s->c, "+OK %zu messages (%" PRIu64 " octets)\r\n", count, bytes);
 }
 
 void pop3_cmd_stat(struct pop3_session *s, const char *arg, size_t len)
 {
-    size_t count;
-    uint64_t bytes;
     if (len) {
         pop3_err(s, "STAT takes no argument.");
         return;
     }
-    totals(s, &count, &bytes);
-    conn_printf(s->c, "+OK %zu %" PRIu64 "\r\n", count, bytes);
+    say_totals(s, true);
 }
 
 /* LIST and UIDL: one line per message, written in batches. */
@@ -104,13 +121,7 @@ static void listing(struct pop3_session *s, const char *arg, size_t len, bool ui
     size_t idx;
 
     if (len) {
-        const char *w[1];
-        size_t wl[1];
-        if (split_args(arg, len, w, wl, 1) != 1) {
-            pop3_err(s, "Too many arguments.");
-            return;
-        }
-        if (msg_arg(s, w[0], wl[0], &idx) < 0)
+        if (one_msg_arg(s, arg, len, "Too many arguments.", &idx) < 0)
             return;
         if (uidl)
             conn_printf(s->c, "+OK %zu %" PRIu32 ".%" PRIu32 "\r\n", idx + 1, s->uidvalidity,
@@ -120,13 +131,11 @@ static void listing(struct pop3_session *s, const char *arg, size_t len, bool ui
         return;
     }
 
-    size_t count, k = 0;
-    uint64_t bytes;
-    totals(s, &count, &bytes);
+    size_t k = 0;
     if (uidl)
         conn_printf(s->c, "+OK\r\n");
     else
-        conn_printf(s->c, "+OK %zu messages (%" PRIu64 " octets)\r\n", count, bytes);
+        say_totals(s, false);
     char *out = s->xbuf;
     size_t cap = 2 * POP3_CHUNK;
     for (size_t i = 0; i < s->nmsgs; i++) {
@@ -134,8 +143,7 @@ static void listing(struct pop3_session *s, const char *arg, size_t len, bool ui
             continue;
         int n = uidl ? snprintf(line, sizeof(line), "%zu %" PRIu32 ".%" PRIu32 "\r\n", i + 1,
                                 s->uidvalidity, s->msgs[i].uid)
-                     : snprintf(line, sizeof(line), "%zu %" PRIu64 "\r\n", i + 1,
-                                s->msgs[i].size);
+                     : snprintf(line, sizeof(line), "%zu %" PRIu64 "\r\n", i + 1, s->msgs[i].size);
         if (n <= 0 || (size_t)n >= sizeof(line))
             continue;
         if (k + (size_t)n > cap) {
@@ -165,8 +173,7 @@ void pop3_cmd_uidl(struct pop3_session *s, const char *arg, size_t len)
 static void xfer_start(struct pop3_session *s, size_t idx, bool top, uint64_t lines)
 {
     struct pop3_xfer *x = &s->xfer;
-    *x = (struct pop3_xfer){
-        .active = true, .top = top, .at_bol = true, .idx = idx, .lines = lines};
+    *x = (struct pop3_xfer){.active = true, .top = top, .at_bol = true, .idx = idx, .lines = lines};
     s->busy = true;
     if (pop3_store->read(s, s->msgs[idx].uid, true) < 0) {
         x->active = false;
@@ -178,13 +185,7 @@ static void xfer_start(struct pop3_session *s, size_t idx, bool top, uint64_t li
 void pop3_cmd_retr(struct pop3_session *s, const char *arg, size_t len)
 {
     size_t idx;
-    const char *w[1];
-    size_t wl[1];
-    if (split_args(arg, len, w, wl, 1) != 1) {
-        pop3_err(s, "Usage: RETR msg");
-        return;
-    }
-    if (msg_arg(s, w[0], wl[0], &idx) < 0)
+    if (one_msg_arg(s, arg, len, "Usage: RETR msg", &idx) < 0)
         return;
     xfer_start(s, idx, false, 0);
 }
@@ -348,13 +349,7 @@ void pop3_xfer_drain(struct pop3_session *s)
 void pop3_cmd_dele(struct pop3_session *s, const char *arg, size_t len)
 {
     size_t idx;
-    const char *w[1];
-    size_t wl[1];
-    if (split_args(arg, len, w, wl, 1) != 1) {
-        pop3_err(s, "Usage: DELE msg");
-        return;
-    }
-    if (msg_arg(s, w[0], wl[0], &idx) < 0)
+    if (one_msg_arg(s, arg, len, "Usage: DELE msg", &idx) < 0)
         return;
     s->msgs[idx].deleted = true;
     conn_printf(s->c, "+OK Message %zu deleted.\r\n", idx + 1);
@@ -362,16 +357,13 @@ void pop3_cmd_dele(struct pop3_session *s, const char *arg, size_t len)
 
 void pop3_cmd_rset(struct pop3_session *s, const char *arg, size_t len)
 {
-    size_t count;
-    uint64_t bytes;
     if (len) {
         pop3_err(s, "RSET takes no argument.");
         return;
     }
     for (size_t i = 0; i < s->nmsgs; i++)
         s->msgs[i].deleted = false;
-    totals(s, &count, &bytes);
-    conn_printf(s->c, "+OK %zu messages (%" PRIu64 " octets)\r\n", count, bytes);
+    say_totals(s, false);
 }
 
 /* ---- UPDATE ---- */

@@ -101,16 +101,15 @@ void pop3_unlock(int64_t account_id);
 
 /* pop3_session.c */
 void pop3_err(struct pop3_session *s, const char *msg); /* -ERR, counted as a bad command */
-void pop3_resume(struct pop3_session *s);                /* busy ended: go on with input */
+void pop3_resume(struct pop3_session *s);               /* busy ended: go on with input */
+
+/* A command of the table in pop3_session.c; arg is what follows the
+ * command name and a space. */
+typedef void pop3_cmd_fn(struct pop3_session *s, const char *arg, size_t len);
 
 /* pop3_cmd.c: TRANSACTION commands */
-void pop3_cmd_stat(struct pop3_session *s, const char *arg, size_t len);
-void pop3_cmd_list(struct pop3_session *s, const char *arg, size_t len);
-void pop3_cmd_uidl(struct pop3_session *s, const char *arg, size_t len);
-void pop3_cmd_retr(struct pop3_session *s, const char *arg, size_t len);
-void pop3_cmd_top(struct pop3_session *s, const char *arg, size_t len);
-void pop3_cmd_dele(struct pop3_session *s, const char *arg, size_t len);
-void pop3_cmd_rset(struct pop3_session *s, const char *arg, size_t len);
+pop3_cmd_fn pop3_cmd_stat, pop3_cmd_list, pop3_cmd_uidl, pop3_cmd_retr, pop3_cmd_top, pop3_cmd_dele,
+    pop3_cmd_rset;
 void pop3_cmd_quit_update(struct pop3_session *s);
 void pop3_xfer_drain(struct pop3_session *s);
 

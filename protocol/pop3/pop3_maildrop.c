@@ -109,6 +109,22 @@ static void md_job_free(void *data)
     free(j);
 }
 
+/* A job of the session ended, or could not start (loop): the back end is
+ * free again, the stream it read back between reads. Returns the session. */
+static struct pop3_session *job_ended(struct md_job *j)
+{
+    struct pop3_session *s = j->s;
+    struct md *md = s->store;
+
+    md->job = NULL;
+    md->jd = NULL;
+    if (j->st) {
+        md->st = j->st;
+        j->st = NULL;
+    }
+    return s;
+}
+
 /* ---- snapshot ---- */
 
 static int snap_cb(void *arg, const struct storage_msg *m)
@@ -147,12 +163,10 @@ static void snap_work(void *data)
 static void snap_done(void *data)
 {
     struct md_job *j = data;
-    struct pop3_session *s = j->s;
+    struct pop3_session *s = job_ended(j);
     struct md *md = s->store;
     struct pop3_msg *msgs = j->msgs;
 
-    md->job = NULL;
-    md->jd = NULL;
     if (!j->err)
         md->mbox = j->mbox;
     j->msgs = NULL;
@@ -182,10 +196,7 @@ static int job_run(struct pop3_session *s, struct md_job *j, proto_job_fn work, 
     md->job = proto_job_start(conn_loop(s->c), work, done, md_job_free, j);
     if (!md->job) {
         /* the caller still owns what it put in j; give the stream back */
-        if (j->st) {
-            md->st = j->st;
-            j->st = NULL;
-        }
+        job_ended(j);
         md_job_free(j);
         return -1;
     }
@@ -262,13 +273,8 @@ static void read_work(void *data)
 static void read_done(void *data)
 {
     struct md_job *j = data;
-    struct pop3_session *s = j->s;
-    struct md *md = s->store;
+    struct pop3_session *s = job_ended(j);
 
-    md->job = NULL;
-    md->jd = NULL;
-    md->st = j->st;
-    j->st = NULL;
     pop3_read_done(s, j->err, j->buf, j->len, j->eof);
 }
 
@@ -300,38 +306,37 @@ static int md_read(struct pop3_session *s, uint32_t uid, bool first)
 
 /* ---- UPDATE ---- */
 
-static int ranges(const uint32_t *uids, size_t n, struct storage_range **out)
+/* The uids (snapshot order, which is ascending UID order) as ranges in
+ * *r (caller frees), set over them. 0, or STORAGE_E_NOMEM. */
+static int uidset(const uint32_t *uids, size_t n, struct storage_range **r,
+                  struct storage_uidset *set)
 {
-    /* uids come in snapshot order, which is ascending UID order */
-    struct storage_range *r = malloc((n ? n : 1) * sizeof(*r));
     size_t k = 0;
-    if (!r)
-        return -1;
+    *r = malloc((n ? n : 1) * sizeof(**r));
+    if (!*r)
+        return STORAGE_E_NOMEM;
     for (size_t i = 0; i < n; i++) {
-        if (k && r[k - 1].hi != UINT32_MAX && r[k - 1].hi + 1 == uids[i])
-            r[k - 1].hi = uids[i];
+        if (k && (*r)[k - 1].hi != UINT32_MAX && (*r)[k - 1].hi + 1 == uids[i])
+            (*r)[k - 1].hi = uids[i];
         else
-            r[k++] = (struct storage_range){uids[i], uids[i]};
+            (*r)[k++] = (struct storage_range){uids[i], uids[i]};
     }
-    *out = r;
-    return (int)k;
+    *set = (struct storage_uidset){k, *r};
+    return 0;
 }
 
 static void update_work(void *data)
 {
     struct md_job *j = data;
     struct storage_range *r;
-    int k;
+    struct storage_uidset set;
 
     if (j->nseen) {
-        k = ranges(j->seen, j->nseen, &r);
-        if (k < 0) {
-            j->err = STORAGE_E_NOMEM;
+        j->err = uidset(j->seen, j->nseen, &r, &set);
+        if (j->err)
             return;
-        }
-        struct storage_uidset set = {(size_t)k, r};
-        int e = storage_store(j->u, j->mbox, &set, STORAGE_STORE_ADD, STORAGE_FLAG_SEEN, NULL, 0,
-                              0, NULL, NULL, NULL);
+        int e = storage_store(j->u, j->mbox, &set, STORAGE_STORE_ADD, STORAGE_FLAG_SEEN, NULL, 0, 0,
+                              NULL, NULL, NULL);
         free(r);
         /* a message expunged meanwhile by IMAP is not an error here */
         if (e < 0 && e != STORAGE_E_NOMSG) {
@@ -340,13 +345,10 @@ static void update_work(void *data)
         }
     }
     if (j->ndeleted) {
-        k = ranges(j->deleted, j->ndeleted, &r);
-        if (k < 0) {
-            j->err = STORAGE_E_NOMEM;
-            return;
-        }
-        struct storage_uidset set = {(size_t)k, r};
         struct storage_uidlist gone = {0};
+        j->err = uidset(j->deleted, j->ndeleted, &r, &set);
+        if (j->err)
+            return;
         int e = storage_expunge(j->u, j->mbox, &set, false, &gone);
         free(r);
         j->expunged = gone.n;
@@ -359,12 +361,8 @@ static void update_work(void *data)
 static void update_done(void *data)
 {
     struct md_job *j = data;
-    struct pop3_session *s = j->s;
-    struct md *md = s->store;
 
-    md->job = NULL;
-    md->jd = NULL;
-    pop3_update_done(s, j->err, j->expunged);
+    pop3_update_done(job_ended(j), j->err, j->expunged);
 }
 
 static int md_update(struct pop3_session *s, const uint32_t *seen, size_t nseen,

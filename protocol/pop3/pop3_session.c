@@ -19,8 +19,6 @@
 #include "server/base/log.h"
 #include "storage/storage.h"
 
-typedef void pop3_cmd_fn(struct pop3_session *s, const char *arg, size_t len);
-
 struct pop3_command {
     const char *name;
     pop3_cmd_fn *fn;
@@ -31,7 +29,7 @@ static void process(struct pop3_session *s);
 
 #define AUTH_FAILED "-ERR [AUTH] Authentication failed.\r\n"
 #define NEED_TLS                                                                                   \
-    "-ERR [AUTH] Plaintext authentication is disabled on non-secure connections; "              \
+    "-ERR [AUTH] Plaintext authentication is disabled on non-secure connections; "                 \
     "use STLS first.\r\n"
 
 void pop3_err(struct pop3_session *s, const char *msg)
@@ -324,8 +322,7 @@ static void execute(struct pop3_session *s, const char *line, size_t len)
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strlen(commands[i].name) != n || strncasecmp(commands[i].name, line, n))
             continue;
-        if (len + 2 > conn_conf(s->c)->pop3_max_command_length &&
-            !(commands[i].states & LONG_OK)) {
+        if (len + 2 > conn_conf(s->c)->pop3_max_command_length && !(commands[i].states & LONG_OK)) {
             pop3_err(s, "Command line too long.");
             return;
         }
@@ -409,24 +406,26 @@ static void on_drain(struct conn *c)
     pop3_resume(s);
 }
 
-static void on_timeout(struct conn *c)
+/* Closes without entering UPDATE: nothing is deleted (RFC 1939). Inside a
+ * multi-line answer a status line would pass for message text: then the
+ * reply is not sent. */
+static void hang_up(struct conn *c, const char *reply)
 {
     struct pop3_session *s = conn_proto(c);
-    /* RFC 1939: a timeout closes without entering UPDATE: nothing is deleted.
-     * Inside a multi-line answer a status line would pass for message text. */
     if (!s->xfer.active)
-        conn_printf(c, "-ERR Autologout; idle for too long.\r\n");
+        conn_printf(c, "%s", reply);
     s->state = POP3_QUIT;
     conn_close(c);
 }
 
+static void on_timeout(struct conn *c)
+{
+    hang_up(c, "-ERR Autologout; idle for too long.\r\n");
+}
+
 static void on_shutdown(struct conn *c)
 {
-    struct pop3_session *s = conn_proto(c);
-    if (!s->xfer.active)
-        conn_printf(c, "-ERR [SYS/TEMP] Server shutting down.\r\n");
-    s->state = POP3_QUIT;
-    conn_close(c);
+    hang_up(c, "-ERR [SYS/TEMP] Server shutting down.\r\n");
 }
 
 static void on_close(struct conn *c)

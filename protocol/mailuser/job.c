@@ -1,4 +1,5 @@
-/* Thread-pool jobs with cancellation, for every protocol. */
+/* Thread-pool jobs with cancellation, for every protocol and the
+ * per-account service (protocol/job.h). */
 #include "protocol/job.h"
 
 #include <stdbool.h>

@@ -1,0 +1,85 @@
+/* Internals of the per-account service shared by the files of
+ * protocol/mailuser/: the account's state, the requests waiting for its
+ * store, and what each file offers the others. store.c opens, shares, keeps
+ * and closes stores; events.c carries storage notifications to the loop and
+ * wakes it for answers; upkeep.c runs the background rounds. Loop thread
+ * only, unless said otherwise. Not for other modules. */
+#ifndef COFFRE_MAILUSER_INT_H
+#define COFFRE_MAILUSER_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <uv.h>
+
+#include "protocol/mailuser.h"
+
+enum mu_state { MU_OPENING, MU_OPEN, MU_CLOSING };
+
+struct mailuser {
+    int64_t id;
+    char *data_dir;
+    uint64_t quota_bytes;
+    enum mu_state state;
+    struct storage_user *u;
+    struct storage_watch *watch;
+    unsigned holds; /* sessions, pending opens, running jobs, a lingering delivery */
+    struct mailuser_req *waiters;
+    LIST_HEAD(, mailuser_listener) listeners;
+    uv_timer_t timer; /* upkeep rounds and the end of keeping */
+    bool timer_closed;
+    int open_err;
+    /* upkeep (upkeep.c) */
+    bool upkeep_running;
+    bool flags_dirty;
+    uint64_t last_poll;
+    bool fts_maybe;    /* texts may wait for the full-text index */
+    size_t fts_left;   /* waiting after the last indexing round */
+    uint64_t last_new; /* uv_now of the last NEW or EXTERNAL event */
+    /* keep-open (store.c) */
+    bool kept;                  /* no hold since idle_since; closes after keep_ms */
+    uint64_t idle_since;        /* uv_now when the last hold went */
+    bool lingering;             /* one hold left by a delivery, until linger_until */
+    uint64_t linger_until;      /* uv_now */
+    LIST_ENTRY(mailuser) entry; /* in the registry while open or opening */
+};
+
+struct mailuser_req {
+    struct mailuser *mu;
+    mailuser_open_cb cb;
+    void *arg;
+    bool cancelled;
+    struct mailuser_req *next;
+};
+
+/* The loop every store lives on, set by the first mailuser_open. */
+extern uv_loop_t *mu_loop;
+
+/* events.c */
+/* Sets up the wake-up of loop l (once). 0, or -1. */
+int mu_events_init(uv_loop_t *l);
+/* storage_watch callback, any thread: arg is the account id. */
+void mu_storage_event(void *arg, const struct storage_event *ev);
+/* Runs on_wakeup soon on the loop thread. */
+void mu_wake(void);
+/* From now on notifications from pool threads are dropped. */
+void mu_events_close(void);
+
+/* store.c */
+/* The open (or opening) mailuser of account id, NULL. */
+struct mailuser *mu_find(int64_t id);
+/* Answers the requests made ready by mu_wake's callers. */
+void mu_answer_ready(void);
+/* Drops one hold (an upkeep round's, a job's). */
+void mu_release(struct mailuser *mu);
+/* The upkeep timer's tick: ends keeping or lingering when due. Returns true
+ * when mu was closed (then it must not be touched). */
+bool mu_keep_tick(struct mailuser *mu, uint64_t now);
+
+/* upkeep.c */
+/* Starts the upkeep timer of a store just opened. */
+void mu_upkeep_start(struct mailuser *mu);
+/* Notes what an event means for the upkeep (flags to sync, texts to index). */
+void mu_upkeep_note(struct mailuser *mu, const struct storage_event *ev);
+
+#endif

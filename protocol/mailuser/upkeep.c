@@ -1,0 +1,124 @@
+/* The upkeep of an open store, on a timer per account: flags written to
+ * Maildir file names in batches, changes made by other processes noticed
+ * while sessions listen, and new message texts moved into the full-text
+ * index once the account is quiet. The rounds run on the thread pool, one
+ * at a time per account; the timer also ends the keeping of stores nobody
+ * uses (store.c). */
+#include <stdlib.h>
+
+#include "protocol/job.h"
+#include "protocol/mailuser/mailuser_int.h"
+#include "server/base/log.h"
+
+/* How often a user with listeners is polled for changes made by other
+ * processes (coffrectl, a Maildir tool). */
+#define MAILUSER_POLL_MS 2000
+
+static unsigned fts_jobs; /* upkeep rounds indexing now, all accounts */
+
+struct upkeep {
+    struct mailuser *mu;
+    bool poll, sync, fts;
+    size_t fts_left;
+    int fts_rc;
+};
+
+void mu_upkeep_note(struct mailuser *mu, const struct storage_event *ev)
+{
+    if (ev->type == STORAGE_EV_FLAGS)
+        mu->flags_dirty = true;
+    if (ev->type == STORAGE_EV_NEW || ev->type == STORAGE_EV_EXTERNAL) {
+        /* new texts (a delivery, or files another program dropped in) wait;
+         * indexed once the account is quiet */
+        mu->fts_maybe = true;
+        mu->last_new = uv_now(mu_loop);
+    }
+}
+
+static void upkeep_work(void *data)
+{
+    struct upkeep *k = data;
+    size_t left = 0;
+    if (k->sync)
+        storage_sync_flags(k->mu->u, MAILUSER_SYNC_BATCH, NULL, &left);
+    if (k->poll)
+        storage_poll(k->mu->u);
+    if (k->fts)
+        k->fts_rc = storage_fts_index(k->mu->u, MAILUSER_FTS_BATCH, &k->fts_left);
+    k->sync = left > 0; /* more to do next round */
+}
+
+static void upkeep_done(void *data)
+{
+    struct upkeep *k = data;
+    struct mailuser *mu = k->mu;
+
+    mu->upkeep_running = false;
+    if (k->sync)
+        mu->flags_dirty = true;
+    if (k->fts) {
+        fts_jobs--;
+        if (k->fts_rc == 0) {
+            mu->fts_left = k->fts_left;
+            log_debug("mailuser: account %lld: full-text index updated, %zu texts waiting",
+                      (long long)mu->id, k->fts_left);
+        } else {
+            /* the texts stay searchable where they are; try again later */
+            mu->fts_maybe = true;
+            log_warn("mailuser: account %lld: full-text indexing: %s", (long long)mu->id,
+                     storage_strerror(k->fts_rc));
+        }
+    }
+    mu_release(mu);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct mailuser *mu = t->data;
+    struct upkeep *k;
+    uint64_t now = uv_now(mu_loop);
+    bool poll = !LIST_EMPTY(&mu->listeners) && now - mu->last_poll >= MAILUSER_POLL_MS;
+    bool fts = (mu->fts_maybe || mu->fts_left > 0) && fts_jobs < MAILUSER_FTS_JOBS &&
+               now - mu->last_new >= MAILUSER_FTS_QUIET_MS;
+
+    if (mu_keep_tick(mu, now))
+        return;
+    if (mu->upkeep_running || mu->state != MU_OPEN || (!poll && !mu->flags_dirty && !fts))
+        return;
+    k = calloc(1, sizeof(*k));
+    if (!k)
+        return;
+    k->mu = mu;
+    k->poll = poll;
+    k->sync = mu->flags_dirty;
+    k->fts = fts;
+    mu->flags_dirty = false;
+    if (fts) {
+        mu->fts_maybe = false;
+        fts_jobs++;
+    }
+    if (poll)
+        mu->last_poll = now;
+    mu->holds++;
+    mu->upkeep_running = true;
+    if (!proto_job_start(mu_loop, upkeep_work, upkeep_done, free, k)) {
+        mu->upkeep_running = false;
+        mu->flags_dirty = k->sync;
+        if (fts) {
+            mu->fts_maybe = true;
+            fts_jobs--;
+        }
+        mu->holds--;
+        free(k);
+    }
+}
+
+void mu_upkeep_start(struct mailuser *mu)
+{
+    mu->fts_maybe = true; /* texts left waiting by an earlier run or a rebuild */
+    mu->last_new = uv_now(mu_loop);
+    uv_timer_init(mu_loop, &mu->timer);
+    mu->timer.data = mu;
+    uv_timer_start(&mu->timer, on_timer, MAILUSER_UPKEEP_MS, MAILUSER_UPKEEP_MS);
+    uv_unref((uv_handle_t *)&mu->timer);
+}
