@@ -85,16 +85,7 @@ static void t_value(struct tscan *s, struct buf *store)
     struct mstr v;
 
     if (s->i < s->len && s->p[s->i] == '"') {
-        s->i++;
-        while (s->i < s->len && s->p[s->i] != '"') {
-            if (s->p[s->i] == '\\' && s->i + 1 < s->len)
-                s->i++;
-            if (s->p[s->i] != '\r' && s->p[s->i] != '\n')
-                buf_addc(store, s->p[s->i]);
-            s->i++;
-        }
-        if (s->i < s->len)
-            s->i++;
+        s->i = mime_read_quoted(store, s->p, s->len, s->i);
         return;
     }
     v = t_token(s);
@@ -218,13 +209,7 @@ static struct mstr raw_value(const char *v, size_t len)
 {
     struct mstr m;
 
-    while (len > 0 && (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')) {
-        v++;
-        len--;
-    }
-    while (len > 0 &&
-           (v[len - 1] == ' ' || v[len - 1] == '\t' || v[len - 1] == '\r' || v[len - 1] == '\n'))
-        len--;
+    mime_trim(&v, &len);
     m.p = v;
     m.len = len;
     return m;
@@ -348,8 +333,13 @@ static void set_opaque(struct part *pt)
 static void parse_entity(struct mctx *c, struct part *pt, size_t start, size_t end, int depth,
                          int in_digest)
 {
+    /* fields kept raw (trimmed), the first of each */
+    static const char *const raw_names[] = {"content-transfer-encoding", "content-id",
+                                            "content-description",       "content-md5",
+                                            "content-language",          "content-location"};
+    struct mstr *raw_dst[] = {&pt->enc, &pt->id, &pt->desc, &pt->md5, &pt->lang, &pt->loc};
     struct mime_field f;
-    size_t pos = 0, hlen;
+    size_t pos = 0, hlen, k;
     const char *h = c->msg + start;
     const struct mparam *bp;
     int have_ct = 0;
@@ -364,24 +354,22 @@ static void parse_entity(struct mctx *c, struct part *pt, size_t start, size_t e
     while (mime_next_field(h, hlen, &pos, &f)) {
         if (f.value == NULL || f.namelen < 8 || strncasecmp(f.name, "content-", 8) != 0)
             continue;
-        if (!have_ct && mime_strncaseeq(f.name, f.namelen, "content-type")) {
+        if (mime_strncaseeq(f.name, f.namelen, "content-type")) {
+            if (!have_ct)
+                parse_content_type(pt, f.value, f.valuelen);
             have_ct = 1;
-            parse_content_type(pt, f.value, f.valuelen);
-        } else if (pt->enc.p == NULL &&
-                   mime_strncaseeq(f.name, f.namelen, "content-transfer-encoding"))
-            pt->enc = raw_value(f.value, f.valuelen);
-        else if (pt->id.p == NULL && mime_strncaseeq(f.name, f.namelen, "content-id"))
-            pt->id = raw_value(f.value, f.valuelen);
-        else if (pt->desc.p == NULL && mime_strncaseeq(f.name, f.namelen, "content-description"))
-            pt->desc = raw_value(f.value, f.valuelen);
-        else if (pt->md5.p == NULL && mime_strncaseeq(f.name, f.namelen, "content-md5"))
-            pt->md5 = raw_value(f.value, f.valuelen);
-        else if (pt->lang.p == NULL && mime_strncaseeq(f.name, f.namelen, "content-language"))
-            pt->lang = raw_value(f.value, f.valuelen);
-        else if (pt->loc.p == NULL && mime_strncaseeq(f.name, f.namelen, "content-location"))
-            pt->loc = raw_value(f.value, f.valuelen);
-        else if (pt->dsp.p == NULL && mime_strncaseeq(f.name, f.namelen, "content-disposition"))
-            parse_disposition(pt, f.value, f.valuelen);
+        } else if (mime_strncaseeq(f.name, f.namelen, "content-disposition")) {
+            if (pt->dsp.p == NULL)
+                parse_disposition(pt, f.value, f.valuelen);
+        } else {
+            for (k = 0; k < sizeof(raw_names) / sizeof(raw_names[0]); k++) {
+                if (!mime_strncaseeq(f.name, f.namelen, raw_names[k]))
+                    continue;
+                if (raw_dst[k]->p == NULL)
+                    *raw_dst[k] = raw_value(f.value, f.valuelen);
+                break;
+            }
+        }
     }
     if (pt->store.oom) {
         c->err = 1;
@@ -495,37 +483,24 @@ static void put_params(struct buf *b, const struct part *pt, const struct mparam
 /* body-fld-lang: always a list, as Dovecot sends it (RFC 3501 allows a single string too). */
 static void put_lang(struct buf *b, const struct mstr *m)
 {
-    struct tscan s;
+    struct tscan s = {m->p, m->len, 0};
     struct mstr t;
-    struct mstr toks[64];
-    size_t n = 0, i;
+    size_t n = 0;
 
-    if (m->p == NULL) {
-        buf_add(b, "NIL", 3);
-        return;
-    }
-    s.p = m->p;
-    s.len = m->len;
-    s.i = 0;
-    while (s.i < s.len && n < 64) {
+    while (m->p != NULL && s.i < s.len && n < 64) {
         t_skip(&s);
         t = t_token(&s);
-        if (t.len > 0)
-            toks[n++] = t;
-        else if (s.i < s.len)
+        if (t.len > 0) {
+            buf_addc(b, n++ ? ' ' : '(');
+            buf_imap_string(b, t.p, t.len);
+        } else if (s.i < s.len) {
             s.i++; /* ',' or junk */
+        }
     }
-    if (n == 0) {
+    if (n == 0)
         buf_add(b, "NIL", 3);
-        return;
-    }
-    buf_addc(b, '(');
-    for (i = 0; i < n; i++) {
-        if (i > 0)
-            buf_addc(b, ' ');
-        buf_imap_string(b, toks[i].p, toks[i].len);
-    }
-    buf_addc(b, ')');
+    else
+        buf_addc(b, ')');
 }
 
 static void put_dsp(struct buf *b, const struct part *pt)

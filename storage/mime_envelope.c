@@ -78,16 +78,7 @@ static int skip_cfws(struct aparse *a, struct buf *cbuf)
 /* Read a quoted string's contents (unescaped) into b; a->i at the quote. */
 static void read_quoted(struct aparse *a, struct buf *b)
 {
-    a->i++;
-    while (a->i < a->len && a->p[a->i] != '"') {
-        if (a->p[a->i] == '\\' && a->i + 1 < a->len)
-            a->i++;
-        if (a->p[a->i] != '\r' && a->p[a->i] != '\n')
-            buf_addc(b, a->p[a->i]);
-        a->i++;
-    }
-    if (a->i < a->len)
-        a->i++;
+    a->i = mime_read_quoted(b, a->p, a->len, a->i);
 }
 
 /* Read one word (atom with dots, or quoted string) into b. 0 if none. */
@@ -156,37 +147,31 @@ static void read_domain(struct aparse *a, struct buf *b, struct buf *cbuf)
     }
 }
 
+/* One piece of an address, then sep: the piece when present and not
+ * empty, else the string missing when given, else NIL. */
+static void put_piece(struct buf *o, int has, const struct buf *v, const char *missing, char sep)
+{
+    if (has && v->len > 0)
+        buf_imap_string(o, v->p, v->len);
+    else if (missing)
+        buf_imap_string(o, missing, strlen(missing));
+    else
+        buf_add(o, "NIL", 3);
+    buf_addc(o, sep);
+}
+
 static void emit_addr(struct aparse *a, struct addr *ad)
 {
-    struct buf *o = a->out;
+    /* an address with a mailbox or a host has both: NIL would mean group syntax */
+    int some = ad->has_host || ad->has_mbox;
 
     if (a->count++ == 0)
-        buf_addc(o, '(');
-    buf_addc(o, '(');
-    if (ad->has_name && ad->name.len > 0)
-        buf_imap_string(o, ad->name.p, ad->name.len);
-    else
-        buf_add(o, "NIL", 3);
-    buf_addc(o, ' ');
-    if (ad->has_adl && ad->adl.len > 0)
-        buf_imap_string(o, ad->adl.p, ad->adl.len);
-    else
-        buf_add(o, "NIL", 3);
-    buf_addc(o, ' ');
-    if (ad->has_mbox && ad->mbox.len > 0)
-        buf_imap_string(o, ad->mbox.p, ad->mbox.len);
-    else if (ad->has_host || ad->has_mbox)
-        buf_imap_string(o, "MISSING_MAILBOX", 15);
-    else
-        buf_add(o, "NIL", 3);
-    buf_addc(o, ' ');
-    if (ad->has_host && ad->host.len > 0)
-        buf_imap_string(o, ad->host.p, ad->host.len);
-    else if (ad->has_host || ad->has_mbox)
-        buf_imap_string(o, "MISSING_DOMAIN", 14); /* NIL would mean group syntax */
-    else
-        buf_add(o, "NIL", 3);
-    buf_addc(o, ')');
+        buf_addc(a->out, '(');
+    buf_addc(a->out, '(');
+    put_piece(a->out, ad->has_name, &ad->name, NULL, ' ');
+    put_piece(a->out, ad->has_adl, &ad->adl, NULL, ' ');
+    put_piece(a->out, ad->has_mbox, &ad->mbox, some ? "MISSING_MAILBOX" : NULL, ' ');
+    put_piece(a->out, ad->has_host, &ad->host, some ? "MISSING_DOMAIN" : NULL, ')');
 }
 
 static void addr_reset(struct aparse *a, struct addr *ad)

@@ -29,9 +29,14 @@ int mime_next_field(const char *hdr, size_t len, size_t *pos, struct mime_field 
 /* Header block length starting at msg[0..len), including the blank line
  * that ends it (if any); the body starts there. */
 size_t mime_header_len(const char *msg, size_t len);
+/* Appends the contents of the quoted string at p[i] (its opening quote)
+ * to b, unescaped and without CR and LF; the index after its closing quote. */
+size_t mime_read_quoted(struct buf *b, const char *p, size_t len, size_t i);
 /* Skips white space and (nested) comments from p[i]; the index after. */
 size_t mime_skip_cfws(const char *p, size_t len, size_t i);
 
+/* Trims white space (CR and LF included) from both ends of v[0..len). */
+void mime_trim(const char **v, size_t *len);
 /* Unfold (drop CR and LF) and trim surrounding whitespace into b. */
 void mime_unfold(struct buf *b, const char *v, size_t len);
 

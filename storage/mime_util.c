@@ -81,17 +81,26 @@ int mime_next_field(const char *hdr, size_t len, size_t *pos, struct mime_field 
     return 1;
 }
 
+static int is_fws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+void mime_trim(const char **v, size_t *len)
+{
+    while (*len > 0 && is_fws(**v)) {
+        (*v)++;
+        (*len)--;
+    }
+    while (*len > 0 && is_fws((*v)[*len - 1]))
+        (*len)--;
+}
+
 void mime_unfold(struct buf *b, const char *v, size_t len)
 {
     size_t i, start;
 
-    while (len > 0 && (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')) {
-        v++;
-        len--;
-    }
-    while (len > 0 &&
-           (v[len - 1] == ' ' || v[len - 1] == '\t' || v[len - 1] == '\r' || v[len - 1] == '\n'))
-        len--;
+    mime_trim(&v, &len);
     start = 0;
     for (i = 0; i < len; i++) {
         if (v[i] == '\r' || v[i] == '\n') {
@@ -414,6 +423,19 @@ char *mime_decode_header_value(const char *v, size_t len)
     return buf_take(&b);
 }
 
+size_t mime_read_quoted(struct buf *b, const char *p, size_t len, size_t i)
+{
+    i++;
+    while (i < len && p[i] != '"') {
+        if (p[i] == '\\' && i + 1 < len)
+            i++;
+        if (p[i] != '\r' && p[i] != '\n')
+            buf_addc(b, p[i]);
+        i++;
+    }
+    return i < len ? i + 1 : i;
+}
+
 /* Skips white space (CR and LF included) and RFC 5322 comments, nested
  * and with quoted-pairs, from p[i]; returns the index after them. */
 size_t mime_skip_cfws(const char *p, size_t len, size_t i)
@@ -461,6 +483,28 @@ static int dnum(struct dscan *s, int maxdigits, int *ndigits)
     return v;
 }
 
+/* A number of one or two digits not above max, and the CFWS after it;
+ * -1 when there is none or it is above max. */
+static int dfield(struct dscan *s, int max)
+{
+    int nd, v = dnum(s, 2, &nd);
+
+    if (nd == 0 || v > max)
+        return -1;
+    dskip(s);
+    return v;
+}
+
+/* c and the CFWS after it: 1, or 0 when c is not next (nothing taken). */
+static int dchar(struct dscan *s, char c)
+{
+    if (s->i >= s->len || s->p[s->i] != c)
+        return 0;
+    s->i++;
+    dskip(s);
+    return 1;
+}
+
 static size_t dword(struct dscan *s, const char **w)
 {
     size_t st = s->i;
@@ -504,14 +548,11 @@ int64_t mime_parse_date(const char *v, size_t len)
     wl = dword(&s, &w);
     if (wl > 0) { /* day-of-week */
         dskip(&s);
-        if (s.i < s.len && s.p[s.i] == ',')
-            s.i++;
-        dskip(&s);
+        dchar(&s, ',');
     }
-    day = dnum(&s, 2, &nd);
-    if (nd == 0 || day < 1 || day > 31)
+    day = dfield(&s, 31);
+    if (day < 1)
         return 0;
-    dskip(&s);
     if (s.i < s.len && s.p[s.i] == '-') /* obsolete dd-Mon-yy */
         s.i++;
     wl = dword(&s, &w);
@@ -531,26 +572,11 @@ int64_t mime_parse_date(const char *v, size_t len)
     else if (nd == 3)
         year += 1900;
     dskip(&s);
-    hh = dnum(&s, 2, &nd);
-    if (nd == 0 || hh > 23)
+    hh = dfield(&s, 23);
+    if (hh < 0 || !dchar(&s, ':') || (mm = dfield(&s, 59)) < 0)
         return 0;
-    dskip(&s);
-    if (s.i >= s.len || s.p[s.i] != ':')
+    if (dchar(&s, ':') && (ss = dfield(&s, 60)) < 0)
         return 0;
-    s.i++;
-    dskip(&s);
-    mm = dnum(&s, 2, &nd);
-    if (nd == 0 || mm > 59)
-        return 0;
-    dskip(&s);
-    if (s.i < s.len && s.p[s.i] == ':') {
-        s.i++;
-        dskip(&s);
-        ss = dnum(&s, 2, &nd);
-        if (nd == 0 || ss > 60)
-            return 0;
-        dskip(&s);
-    }
     if (s.i < s.len && (s.p[s.i] == '+' || s.p[s.i] == '-')) {
         sign = s.p[s.i] == '-' ? -1 : 1;
         s.i++;
