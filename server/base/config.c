@@ -39,17 +39,10 @@ int conf_parse_size(const char *s, uint64_t *out)
         return -1;
     if (*end) {
         switch (tolower((unsigned char)*end)) {
-        case 'k':
-            mul = 1ull << 10;
-            break;
-        case 'm':
-            mul = 1ull << 20;
-            break;
-        case 'g':
-            mul = 1ull << 30;
-            break;
-        default:
-            return -1;
+        case 'k': mul = 1ull << 10; break;
+        case 'm': mul = 1ull << 20; break;
+        case 'g': mul = 1ull << 30; break;
+        default: return -1;
         }
         end++;
         if (*end == 'b' || *end == 'B')
@@ -614,10 +607,14 @@ int conf_set(struct conf *c, const char *key, const char *value, char *err, size
     return apply(c, s, value, err, errlen);
 }
 
+bool conf_needs_tls(const struct conf *c)
+{
+    return c->imap_listen.n || c->imaps_listen.n || c->pop3_listen.n || c->pop3s_listen.n;
+}
+
 int conf_validate(const struct conf *c, char *err, size_t errlen)
 {
-    bool tls_needed =
-        c->imap_listen.n || c->imaps_listen.n || c->pop3_listen.n || c->pop3s_listen.n;
+    bool tls_needed = conf_needs_tls(c);
 
     if (tls_needed && (!c->tls_cert[0] || !c->tls_key[0])) {
         snprintf(err, errlen, "tls_cert and tls_key are required when IMAP or POP3 listens");

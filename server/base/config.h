@@ -160,6 +160,10 @@ int conf_set(struct conf *c, const char *key, const char *value, char *err, size
  * one listener, ...). Returns 0, or -1 with a reason in err. */
 int conf_validate(const struct conf *c, char *err, size_t errlen);
 
+/* True when IMAP or POP3 listens, and so a certificate is needed (STARTTLS
+ * and STLS as much as the implicit-TLS ports). */
+bool conf_needs_tls(const struct conf *c);
+
 /* True when addr (struct sockaddr_in/in6) is inside one of the nets. */
 bool conf_net_match(const struct conf_net *nets, size_t n, const struct sockaddr *addr);
 
