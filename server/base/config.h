@@ -129,7 +129,7 @@ struct conf_setting {
     const char *group; /* the README's heading it stands under: "IMAP", "LMTP", ... */
     enum conf_type type;
     size_t off, size; /* of the field in struct conf */
-    uint64_t min, max;
+    uint64_t min, max; /* CONF_UINT, CONF_SIZE: bounds; CONF_DURATION: least ms */
     bool unix_ok;                 /* CONF_ADDRS: unix:/path allowed */
     bool (*valid)(const char *v); /* CONF_STRING, CONF_PATH: checks the value, else errmsg */
     const char *errmsg;           /* the whole error message, in place of the type's */
