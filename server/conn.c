@@ -409,20 +409,16 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         c->handler->on_input(c, buf->base, (size_t)nread);
         break;
     case C_HANDSHAKE:
-        if (tls_session_feed(c->tls, buf->base, (size_t)nread) < 0) {
-            c->closing = true;
-            finish_close(c);
-            return;
-        }
-        do_handshake(c);
-        break;
     case C_TLS:
         if (tls_session_feed(c->tls, buf->base, (size_t)nread) < 0) {
             c->closing = true;
             finish_close(c);
             return;
         }
-        decrypt_input(c);
+        if (c->tls_state == C_HANDSHAKE)
+            do_handshake(c);
+        else
+            decrypt_input(c);
         break;
     }
 }

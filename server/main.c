@@ -151,9 +151,7 @@ int main(int argc, char **argv)
         .key_rsa = s->conf.tls_key_rsa,
         .priority = s->conf.tls_priority,
     };
-    bool need_tls = s->conf.imap_listen.n || s->conf.imaps_listen.n || s->conf.pop3_listen.n ||
-                    s->conf.pop3s_listen.n;
-    if (need_tls && tls_server_new(&topts, &s->tls, err, sizeof(err)) < 0) {
+    if (conf_needs_tls(&s->conf) && tls_server_new(&topts, &s->tls, err, sizeof(err)) < 0) {
         fprintf(stderr, "coffred: %s\n", err);
         return 2;
     }

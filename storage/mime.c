@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "server/base/base64.h"
 #include "storage/mime.h"
 #include "storage/mime_private.h"
 
@@ -36,7 +37,7 @@ struct part {
     int multipart, message, text, opaque;
     struct part *child, *next; /* children of multipart; encapsulated message */
     struct part *all_next;     /* every allocated part, for freeing */
-    struct mbuf store;         /* parameter names and values */
+    struct buf store;          /* parameter names and values */
 };
 
 struct mctx {
@@ -79,25 +80,16 @@ static struct mstr t_token(struct tscan *s)
 }
 
 /* Token or quoted string at s->i, appended (unquoted) to store. */
-static void t_value(struct tscan *s, struct mbuf *store)
+static void t_value(struct tscan *s, struct buf *store)
 {
     struct mstr v;
 
     if (s->i < s->len && s->p[s->i] == '"') {
-        s->i++;
-        while (s->i < s->len && s->p[s->i] != '"') {
-            if (s->p[s->i] == '\\' && s->i + 1 < s->len)
-                s->i++;
-            if (s->p[s->i] != '\r' && s->p[s->i] != '\n')
-                mbuf_addc(store, s->p[s->i]);
-            s->i++;
-        }
-        if (s->i < s->len)
-            s->i++;
+        s->i = mime_read_quoted(store, s->p, s->len, s->i);
         return;
     }
     v = t_token(s);
-    mbuf_add(store, v.p, v.len);
+    buf_add(store, v.p, v.len);
 }
 
 /* Parameters after "type/subtype" or a disposition type. RFC 2231
@@ -107,7 +99,7 @@ static void t_value(struct tscan *s, struct mbuf *store)
  * decoded -- the client sees exactly what RFC 2231 sent. */
 static void parse_params(struct tscan *s, struct part *pt, struct mparam **out, size_t *nout)
 {
-    struct mbuf *st = &pt->store;
+    struct buf *st = &pt->store;
     struct mparam *arr = NULL, *na, *pm;
     size_t n = 0, cap = 0, k, base, noff, voff, old;
     struct mstr name;
@@ -116,7 +108,7 @@ static void parse_params(struct tscan *s, struct part *pt, struct mparam **out, 
 
     for (;;) {
         t_skip(s);
-        if (s->i >= s->len || st->err)
+        if (s->i >= s->len || st->oom)
             break;
         if (s->p[s->i] != ';') {
             /* junk: skip to the next ';' */
@@ -147,8 +139,8 @@ static void parse_params(struct tscan *s, struct part *pt, struct mparam **out, 
             }
             if (k < n) {
                 old = st->len;
-                mbuf_addself(st, pm->voff, pm->vlen);
-                mbuf_addself(st, voff, old - voff);
+                buf_addself(st, pm->voff, pm->vlen);
+                buf_addself(st, voff, old - voff);
                 pm->voff = old;
                 pm->vlen = st->len - old;
                 continue;
@@ -161,7 +153,7 @@ static void parse_params(struct tscan *s, struct part *pt, struct mparam **out, 
             cap = cap ? cap * 2 : 4;
             na = realloc(arr, cap * sizeof(*arr));
             if (na == NULL) {
-                st->err = 1;
+                st->oom = true;
                 break;
             }
             arr = na;
@@ -169,9 +161,9 @@ static void parse_params(struct tscan *s, struct part *pt, struct mparam **out, 
         arr[n].voff = voff;
         arr[n].vlen = st->len - voff;
         noff = st->len;
-        mbuf_add(st, name.p, base);
+        buf_add(st, name.p, base);
         if (extended)
-            mbuf_addc(st, '*');
+            buf_addc(st, '*');
         arr[n].noff = noff;
         arr[n].nlen = st->len - noff;
         n++;
@@ -217,13 +209,7 @@ static struct mstr raw_value(const char *v, size_t len)
 {
     struct mstr m;
 
-    while (len > 0 && (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')) {
-        v++;
-        len--;
-    }
-    while (len > 0 &&
-           (v[len - 1] == ' ' || v[len - 1] == '\t' || v[len - 1] == '\r' || v[len - 1] == '\n'))
-        len--;
+    mime_trim(&v, &len);
     m.p = v;
     m.len = len;
     return m;
@@ -263,7 +249,7 @@ static void free_parts(struct part *all)
         n = all->all_next;
         free(all->params);
         free(all->dparams);
-        mbuf_free(&all->store);
+        buf_free(&all->store);
         free(all);
         all = n;
     }
@@ -347,8 +333,13 @@ static void set_opaque(struct part *pt)
 static void parse_entity(struct mctx *c, struct part *pt, size_t start, size_t end, int depth,
                          int in_digest)
 {
+    /* fields kept raw (trimmed), the first of each */
+    static const char *const raw_names[] = {"content-transfer-encoding", "content-id",
+                                            "content-description",       "content-md5",
+                                            "content-language",          "content-location"};
+    struct mstr *raw_dst[] = {&pt->enc, &pt->id, &pt->desc, &pt->md5, &pt->lang, &pt->loc};
     struct mime_field f;
-    size_t pos = 0, hlen;
+    size_t pos = 0, hlen, k;
     const char *h = c->msg + start;
     const struct mparam *bp;
     int have_ct = 0;
@@ -363,26 +354,24 @@ static void parse_entity(struct mctx *c, struct part *pt, size_t start, size_t e
     while (mime_next_field(h, hlen, &pos, &f)) {
         if (f.value == NULL || f.namelen < 8 || strncasecmp(f.name, "content-", 8) != 0)
             continue;
-        if (!have_ct && mime_strncaseeq(f.name, f.namelen, "content-type")) {
+        if (mime_strncaseeq(f.name, f.namelen, "content-type")) {
+            if (!have_ct)
+                parse_content_type(pt, f.value, f.valuelen);
             have_ct = 1;
-            parse_content_type(pt, f.value, f.valuelen);
-        } else if (pt->enc.p == NULL &&
-                   mime_strncaseeq(f.name, f.namelen, "content-transfer-encoding"))
-            pt->enc = raw_value(f.value, f.valuelen);
-        else if (pt->id.p == NULL && mime_strncaseeq(f.name, f.namelen, "content-id"))
-            pt->id = raw_value(f.value, f.valuelen);
-        else if (pt->desc.p == NULL && mime_strncaseeq(f.name, f.namelen, "content-description"))
-            pt->desc = raw_value(f.value, f.valuelen);
-        else if (pt->md5.p == NULL && mime_strncaseeq(f.name, f.namelen, "content-md5"))
-            pt->md5 = raw_value(f.value, f.valuelen);
-        else if (pt->lang.p == NULL && mime_strncaseeq(f.name, f.namelen, "content-language"))
-            pt->lang = raw_value(f.value, f.valuelen);
-        else if (pt->loc.p == NULL && mime_strncaseeq(f.name, f.namelen, "content-location"))
-            pt->loc = raw_value(f.value, f.valuelen);
-        else if (pt->dsp.p == NULL && mime_strncaseeq(f.name, f.namelen, "content-disposition"))
-            parse_disposition(pt, f.value, f.valuelen);
+        } else if (mime_strncaseeq(f.name, f.namelen, "content-disposition")) {
+            if (pt->dsp.p == NULL)
+                parse_disposition(pt, f.value, f.valuelen);
+        } else {
+            for (k = 0; k < sizeof(raw_names) / sizeof(raw_names[0]); k++) {
+                if (!mime_strncaseeq(f.name, f.namelen, raw_names[k]))
+                    continue;
+                if (raw_dst[k]->p == NULL)
+                    *raw_dst[k] = raw_value(f.value, f.valuelen);
+                break;
+            }
+        }
     }
-    if (pt->store.err) {
+    if (pt->store.oom) {
         c->err = 1;
         return;
     }
@@ -446,22 +435,22 @@ static struct part *parse_tree(struct mctx *c, const char *msg, size_t len)
 
 /* ---- BODY / BODYSTRUCTURE */
 
-static void put_mstr(struct mbuf *b, const struct mstr *m)
+static void put_mstr(struct buf *b, const struct mstr *m)
 {
-    struct mbuf u = {0};
+    struct buf u = {0};
 
     if (m->p == NULL) {
-        mbuf_add(b, "NIL", 3);
+        buf_add(b, "NIL", 3);
         return;
     }
     mime_unfold(&u, m->p, m->len);
-    if (u.err)
-        b->err = 1;
-    mime_imap_string(b, u.p ? u.p : "", u.len);
-    mbuf_free(&u);
+    if (u.oom)
+        b->oom = true;
+    buf_imap_string(b, u.p ? u.p : "", u.len);
+    buf_free(&u);
 }
 
-static void put_params(struct mbuf *b, const struct part *pt, const struct mparam *ps, size_t n,
+static void put_params(struct buf *b, const struct part *pt, const struct mparam *ps, size_t n,
                        int default_charset)
 {
     const char *st = pt->store.p;
@@ -472,149 +461,136 @@ static void put_params(struct mbuf *b, const struct part *pt, const struct mpara
         if (mime_strncaseeq(st + ps[i].noff, ps[i].nlen, "charset"))
             seen_cs = 1;
     if (n == 0 && !(default_charset && !seen_cs)) {
-        mbuf_add(b, "NIL", 3);
+        buf_add(b, "NIL", 3);
         return;
     }
-    mbuf_addc(b, '(');
+    buf_addc(b, '(');
     for (i = 0; i < n; i++) {
         if (i > 0)
-            mbuf_addc(b, ' ');
-        mime_imap_string(b, st + ps[i].noff, ps[i].nlen);
-        mbuf_addc(b, ' ');
-        mime_imap_string(b, st + ps[i].voff, ps[i].vlen);
+            buf_addc(b, ' ');
+        buf_imap_string(b, st + ps[i].noff, ps[i].nlen);
+        buf_addc(b, ' ');
+        buf_imap_string(b, st + ps[i].voff, ps[i].vlen);
     }
     if (default_charset && !seen_cs) {
         if (n > 0)
-            mbuf_addc(b, ' ');
-        mbuf_add(b, "\"charset\" \"us-ascii\"", 20);
+            buf_addc(b, ' ');
+        buf_add(b, "\"charset\" \"us-ascii\"", 20);
     }
-    mbuf_addc(b, ')');
+    buf_addc(b, ')');
 }
 
 /* body-fld-lang: always a list, as Dovecot sends it (RFC 3501 allows a single string too). */
-static void put_lang(struct mbuf *b, const struct mstr *m)
+static void put_lang(struct buf *b, const struct mstr *m)
 {
-    struct tscan s;
+    struct tscan s = {m->p, m->len, 0};
     struct mstr t;
-    struct mstr toks[64];
-    size_t n = 0, i;
+    size_t n = 0;
 
-    if (m->p == NULL) {
-        mbuf_add(b, "NIL", 3);
-        return;
-    }
-    s.p = m->p;
-    s.len = m->len;
-    s.i = 0;
-    while (s.i < s.len && n < 64) {
+    while (m->p != NULL && s.i < s.len && n < 64) {
         t_skip(&s);
         t = t_token(&s);
-        if (t.len > 0)
-            toks[n++] = t;
-        else if (s.i < s.len)
+        if (t.len > 0) {
+            buf_addc(b, n++ ? ' ' : '(');
+            buf_imap_string(b, t.p, t.len);
+        } else if (s.i < s.len) {
             s.i++; /* ',' or junk */
+        }
     }
-    if (n == 0) {
-        mbuf_add(b, "NIL", 3);
-        return;
-    }
-    mbuf_addc(b, '(');
-    for (i = 0; i < n; i++) {
-        if (i > 0)
-            mbuf_addc(b, ' ');
-        mime_imap_string(b, toks[i].p, toks[i].len);
-    }
-    mbuf_addc(b, ')');
+    if (n == 0)
+        buf_add(b, "NIL", 3);
+    else
+        buf_addc(b, ')');
 }
 
-static void put_dsp(struct mbuf *b, const struct part *pt)
+static void put_dsp(struct buf *b, const struct part *pt)
 {
     if (pt->dsp.p == NULL) {
-        mbuf_add(b, "NIL", 3);
+        buf_add(b, "NIL", 3);
         return;
     }
-    mbuf_addc(b, '(');
-    mime_imap_string(b, pt->dsp.p, pt->dsp.len);
-    mbuf_addc(b, ' ');
+    buf_addc(b, '(');
+    buf_imap_string(b, pt->dsp.p, pt->dsp.len);
+    buf_addc(b, ' ');
     put_params(b, pt, pt->dparams, pt->ndparams, 0);
-    mbuf_addc(b, ')');
+    buf_addc(b, ')');
 }
 
-static void put_ext(struct mbuf *b, const struct part *pt, int md5)
+static void put_ext(struct buf *b, const struct part *pt, int md5)
 {
     if (md5) {
-        mbuf_addc(b, ' ');
+        buf_addc(b, ' ');
         put_mstr(b, &pt->md5);
     } else {
-        mbuf_addc(b, ' ');
+        buf_addc(b, ' ');
         put_params(b, pt, pt->params, pt->nparams, 0);
     }
-    mbuf_addc(b, ' ');
+    buf_addc(b, ' ');
     put_dsp(b, pt);
-    mbuf_addc(b, ' ');
+    buf_addc(b, ' ');
     put_lang(b, &pt->lang);
-    mbuf_addc(b, ' ');
+    buf_addc(b, ' ');
     put_mstr(b, &pt->loc);
 }
 
 /* Recursion depth is bounded by MIME_MAX_DEPTH (parse_entity stops there). */
-static void write_structure(struct mbuf *b, const struct mctx *c, const struct part *pt,
+static void write_structure(struct buf *b, const struct mctx *c, const struct part *pt,
                             int extended)
 {
     const struct part *ch;
 
-    mbuf_addc(b, '(');
+    buf_addc(b, '(');
     if (pt->multipart) {
         if (pt->child == NULL) /* no parts at all: one empty text/plain, as Dovecot does */
-            mbuf_adds(b, "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)");
-        for (ch = pt->child; ch != NULL && !b->err; ch = ch->next)
+            buf_str(b, "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)");
+        for (ch = pt->child; ch != NULL && !b->oom; ch = ch->next)
             write_structure(b, c, ch, extended);
-        mbuf_addc(b, ' ');
-        mime_imap_string(b, pt->subtype.p, pt->subtype.len);
+        buf_addc(b, ' ');
+        buf_imap_string(b, pt->subtype.p, pt->subtype.len);
         if (extended)
             put_ext(b, pt, 0);
-        mbuf_addc(b, ')');
+        buf_addc(b, ')');
         return;
     }
     if (pt->type.p == NULL)
-        mbuf_add(b, "\"text\" \"plain\"", 14);
+        buf_add(b, "\"text\" \"plain\"", 14);
     else {
-        mime_imap_string(b, pt->type.p, pt->type.len);
-        mbuf_addc(b, ' ');
-        mime_imap_string(b, pt->subtype.p, pt->subtype.len);
+        buf_imap_string(b, pt->type.p, pt->type.len);
+        buf_addc(b, ' ');
+        buf_imap_string(b, pt->subtype.p, pt->subtype.len);
     }
-    mbuf_addc(b, ' ');
+    buf_addc(b, ' ');
     put_params(b, pt, pt->params, pt->nparams, pt->text);
-    mbuf_addc(b, ' ');
+    buf_addc(b, ' ');
     put_mstr(b, &pt->id);
-    mbuf_addc(b, ' ');
+    buf_addc(b, ' ');
     put_mstr(b, &pt->desc);
-    mbuf_addc(b, ' ');
+    buf_addc(b, ' ');
     if (pt->enc.p == NULL)
-        mbuf_add(b, "\"7bit\"", 6);
+        buf_add(b, "\"7bit\"", 6);
     else
         put_mstr(b, &pt->enc);
-    mbuf_addc(b, ' ');
-    mbuf_addu(b, pt->body_len);
+    buf_addc(b, ' ');
+    buf_addu(b, pt->body_len);
     if (pt->message && pt->child != NULL) {
-        mbuf_addc(b, ' ');
+        buf_addc(b, ' ');
         mime_envelope(b, c->msg + pt->child->hdr_off, pt->child->hdr_len);
-        mbuf_addc(b, ' ');
+        buf_addc(b, ' ');
         write_structure(b, c, pt->child, extended);
-        mbuf_addc(b, ' ');
-        mbuf_addu(b, pt->lines);
+        buf_addc(b, ' ');
+        buf_addu(b, pt->lines);
     } else if (pt->text) {
-        mbuf_addc(b, ' ');
-        mbuf_addu(b, pt->lines);
+        buf_addc(b, ' ');
+        buf_addu(b, pt->lines);
     }
     if (extended)
         put_ext(b, pt, 1);
-    mbuf_addc(b, ')');
+    buf_addc(b, ')');
 }
 
 /* ---- text for the full-text index */
 
-static void strip_html(struct mbuf *out, const char *p, size_t len)
+static void strip_html(struct buf *out, const char *p, size_t len)
 {
     static const struct {
         const char *name;
@@ -637,7 +613,7 @@ static void strip_html(struct mbuf *out, const char *p, size_t len)
                 else if (j - i > 6 && strncasecmp(p + i + 1, "style", 5) == 0)
                     skip_to = "</style", skip_len = 7;
                 else
-                    mbuf_addc(out, ' ');
+                    buf_addc(out, ' ');
             } else if (len - i >= skip_len && strncasecmp(p + i, skip_to, skip_len) == 0)
                 skip_to = NULL;
             i = j < len ? j + 1 : len;
@@ -655,23 +631,23 @@ static void strip_html(struct mbuf *out, const char *p, size_t len)
                     if (mime_strncaseeq(p + i + 1, j - i - 1, ents[k].name))
                         break;
                 if (k < sizeof(ents) / sizeof(ents[0])) {
-                    mbuf_adds(out, ents[k].utf8);
+                    buf_str(out, ents[k].utf8);
                     i = j + 1;
                     continue;
                 }
                 if (p[i + 1] == '#') {
-                    mbuf_addc(out, ' ');
+                    buf_addc(out, ' ');
                     i = j + 1;
                     continue;
                 }
             }
         }
-        mbuf_addc(out, p[i]);
+        buf_addc(out, p[i]);
         i++;
     }
 }
 
-static void add_text(struct mbuf *text, const char *p, size_t len)
+static void add_text(struct buf *text, const char *p, size_t len)
 {
     size_t room;
 
@@ -684,17 +660,17 @@ static void add_text(struct mbuf *text, const char *p, size_t len)
         while (len > 0 && ((unsigned char)p[len] & 0xc0) == 0x80)
             len--;
     }
-    mbuf_add(text, p, len);
+    buf_add(text, p, len);
 }
 
-static void collect_text(const struct mctx *c, const struct part *pt, struct mbuf *text)
+static void collect_text(const struct mctx *c, const struct part *pt, struct buf *text)
 {
-    struct mbuf dec = {0}, utf = {0}, html = {0};
+    struct buf dec = {0}, utf = {0}, html = {0};
     const char *src = c->msg + pt->body_off, *cs = NULL;
     size_t len = pt->body_len, i, cslen = 0;
     const struct part *ch;
 
-    if (text->err || text->len >= MIME_MAX_TEXT)
+    if (text->oom || text->len >= MIME_MAX_TEXT)
         return;
     if (pt->multipart || pt->message) {
         for (ch = pt->child; ch != NULL; ch = ch->next)
@@ -707,7 +683,7 @@ static void collect_text(const struct mctx *c, const struct part *pt, struct mbu
     if (len > 4 * (size_t)MIME_MAX_TEXT)
         len = 4 * (size_t)MIME_MAX_TEXT;
     if (mime_strncaseeq(pt->enc.p, pt->enc.len, "base64")) {
-        mime_base64_decode(&dec, src, len);
+        base64_decode_lenient(&dec, src, len);
         src = dec.p, len = dec.len;
     } else if (mime_strncaseeq(pt->enc.p, pt->enc.len, "quoted-printable")) {
         mime_qp_decode(&dec, src, len, 0);
@@ -722,20 +698,20 @@ static void collect_text(const struct mctx *c, const struct part *pt, struct mbu
         mime_to_utf8(&utf, cs, cslen, src, len);
     if (pt->type.p != NULL && mime_strncaseeq(pt->subtype.p, pt->subtype.len, "html")) {
         strip_html(&html, utf.p ? utf.p : "", utf.len);
-        if (html.err)
-            text->err = 1;
-        mbuf_free(&utf);
+        if (html.oom)
+            text->oom = true;
+        buf_free(&utf);
         utf = html;
     }
-    if (dec.err || utf.err)
-        text->err = 1;
+    if (dec.oom || utf.oom)
+        text->oom = true;
     if (utf.len > 0) {
         if (text->len > 0)
             add_text(text, "\n", 1);
         add_text(text, utf.p, utf.len);
     }
-    mbuf_free(&dec);
-    mbuf_free(&utf);
+    buf_free(&dec);
+    buf_free(&utf);
 }
 
 /* ---- public API */
@@ -767,7 +743,7 @@ int mime_parse(const char *msg, size_t len, struct mime_summary *out)
                     &out->bcc,     &out->message_id, &out->in_reply_to, NULL};
     struct mctx c;
     struct part *root;
-    struct mbuf b = {0};
+    struct buf b = {0};
     struct mime_field f;
     size_t pos = 0, k;
     int err = 0;
@@ -790,11 +766,11 @@ int mime_parse(const char *msg, size_t len, struct mime_summary *out)
         }
     }
     mime_envelope(&b, msg + root->hdr_off, root->hdr_len);
-    out->envelope = mbuf_take(&b);
+    out->envelope = buf_take(&b);
     write_structure(&b, &c, root, 1);
-    out->bodystructure = mbuf_take(&b);
+    out->bodystructure = buf_take(&b);
     write_structure(&b, &c, root, 0);
-    out->body = mbuf_take(&b);
+    out->body = buf_take(&b);
     if (out->envelope == NULL || out->bodystructure == NULL || out->body == NULL)
         err = 1;
 
@@ -810,7 +786,7 @@ int mime_parse(const char *msg, size_t len, struct mime_summary *out)
             } else if (*dst[k] == NULL) {
                 if (k >= 5) { /* message ids: unfolded, not decoded */
                     mime_unfold(&b, f.value, f.valuelen);
-                    *dst[k] = mbuf_take(&b);
+                    *dst[k] = buf_take(&b);
                 } else
                     *dst[k] = mime_decode_header_value(f.value, f.valuelen);
                 if (*dst[k] == NULL)
@@ -821,11 +797,11 @@ int mime_parse(const char *msg, size_t len, struct mime_summary *out)
 
     if (!err) {
         collect_text(&c, root, &b);
-        if (b.err)
+        if (b.oom)
             err = 1;
         else if (b.len > 0)
-            out->text = mbuf_take(&b);
-        mbuf_free(&b);
+            out->text = buf_take(&b);
+        buf_free(&b);
     }
     free_parts(c.all);
     if (err) {

@@ -13,16 +13,25 @@ static const char *const env_names[F_N] = {"date", "subject", "from", "sender", 
 
 /* An address under construction: each piece is a buffer, has_* says present. */
 struct addr {
-    struct mbuf name, adl, mbox, host;
+    struct buf name, adl, mbox, host;
     int has_name, has_adl, has_mbox, has_host;
 };
 
 struct aparse {
     const char *p;
     size_t len, i;
-    struct mbuf *out;
+    struct buf *out;
     int count;
 };
+
+/* Empties a work buffer for reuse; an allocation failure it saw is
+ * carried to the output first, which then fails as a whole. */
+static void clear(struct aparse *a, struct buf *b)
+{
+    if (b->oom)
+        a->out->oom = true;
+    buf_reset(b);
+}
 
 static int is_special(char c)
 {
@@ -37,7 +46,7 @@ static int is_ws(char c)
 
 /* Skip whitespace and comments; if cbuf is set, the text of the last
  * comment seen is kept there (for "user@host (Name)"). 1 if anything skipped. */
-static int skip_cfws(struct aparse *a, struct mbuf *cbuf)
+static int skip_cfws(struct aparse *a, struct buf *cbuf)
 {
     size_t st = a->i, cs;
     int depth;
@@ -59,30 +68,21 @@ static int skip_cfws(struct aparse *a, struct mbuf *cbuf)
                 break;
         }
         if (cbuf != NULL && a->i > cs) {
-            cbuf->len = 0;
-            mbuf_add(cbuf, a->p + cs, a->i - cs - (a->p[a->i - 1] == ')'));
+            clear(a, cbuf);
+            buf_add(cbuf, a->p + cs, a->i - cs - (a->p[a->i - 1] == ')'));
         }
     }
     return a->i != st;
 }
 
 /* Read a quoted string's contents (unescaped) into b; a->i at the quote. */
-static void read_quoted(struct aparse *a, struct mbuf *b)
+static void read_quoted(struct aparse *a, struct buf *b)
 {
-    a->i++;
-    while (a->i < a->len && a->p[a->i] != '"') {
-        if (a->p[a->i] == '\\' && a->i + 1 < a->len)
-            a->i++;
-        if (a->p[a->i] != '\r' && a->p[a->i] != '\n')
-            mbuf_addc(b, a->p[a->i]);
-        a->i++;
-    }
-    if (a->i < a->len)
-        a->i++;
+    a->i = mime_read_quoted(b, a->p, a->len, a->i);
 }
 
 /* Read one word (atom with dots, or quoted string) into b. 0 if none. */
-static int read_word(struct aparse *a, struct mbuf *b)
+static int read_word(struct aparse *a, struct buf *b)
 {
     size_t st;
 
@@ -95,13 +95,13 @@ static int read_word(struct aparse *a, struct mbuf *b)
     st = a->i;
     while (a->i < a->len && !is_ws(a->p[a->i]) && !is_special(a->p[a->i]))
         a->i++;
-    mbuf_add(b, a->p + st, a->i - st);
+    buf_add(b, a->p + st, a->i - st);
     return a->i > st;
 }
 
 /* Phrase: words up to a special; words separated by whitespace in the input
  * get one space. Returns the number of words. */
-static int read_phrase(struct aparse *a, struct mbuf *b, struct mbuf *cbuf)
+static int read_phrase(struct aparse *a, struct buf *b, struct buf *cbuf)
 {
     int n = 0, ws = 0;
 
@@ -112,7 +112,7 @@ static int read_phrase(struct aparse *a, struct mbuf *b, struct mbuf *cbuf)
         if (is_special(a->p[a->i]) && a->p[a->i] != '"')
             break;
         if (n > 0 && ws)
-            mbuf_addc(b, ' ');
+            buf_addc(b, ' ');
         if (!read_word(a, b))
             break;
         n++;
@@ -121,7 +121,7 @@ static int read_phrase(struct aparse *a, struct mbuf *b, struct mbuf *cbuf)
 }
 
 /* Domain after '@': atoms, dots and domain literals, whitespace dropped. */
-static void read_domain(struct aparse *a, struct mbuf *b, struct mbuf *cbuf)
+static void read_domain(struct aparse *a, struct buf *b, struct buf *cbuf)
 {
     size_t st;
 
@@ -135,7 +135,7 @@ static void read_domain(struct aparse *a, struct mbuf *b, struct mbuf *cbuf)
                 a->i++;
             if (a->i < a->len)
                 a->i++;
-            mbuf_add(b, a->p + st, a->i - st);
+            buf_add(b, a->p + st, a->i - st);
             continue;
         }
         if (is_special(a->p[a->i]) || a->p[a->i] == '"')
@@ -143,55 +143,52 @@ static void read_domain(struct aparse *a, struct mbuf *b, struct mbuf *cbuf)
         st = a->i;
         while (a->i < a->len && !is_ws(a->p[a->i]) && !is_special(a->p[a->i]) && a->p[a->i] != '(')
             a->i++;
-        mbuf_add(b, a->p + st, a->i - st);
+        buf_add(b, a->p + st, a->i - st);
     }
+}
+
+/* One piece of an address, then sep: the piece when present and not
+ * empty, else the string missing when given, else NIL. */
+static void put_piece(struct buf *o, int has, const struct buf *v, const char *missing, char sep)
+{
+    if (has && v->len > 0)
+        buf_imap_string(o, v->p, v->len);
+    else if (missing)
+        buf_imap_string(o, missing, strlen(missing));
+    else
+        buf_add(o, "NIL", 3);
+    buf_addc(o, sep);
 }
 
 static void emit_addr(struct aparse *a, struct addr *ad)
 {
-    struct mbuf *o = a->out;
+    /* an address with a mailbox or a host has both: NIL would mean group syntax */
+    int some = ad->has_host || ad->has_mbox;
 
     if (a->count++ == 0)
-        mbuf_addc(o, '(');
-    mbuf_addc(o, '(');
-    if (ad->has_name && ad->name.len > 0)
-        mime_imap_string(o, ad->name.p, ad->name.len);
-    else
-        mbuf_add(o, "NIL", 3);
-    mbuf_addc(o, ' ');
-    if (ad->has_adl && ad->adl.len > 0)
-        mime_imap_string(o, ad->adl.p, ad->adl.len);
-    else
-        mbuf_add(o, "NIL", 3);
-    mbuf_addc(o, ' ');
-    if (ad->has_mbox && ad->mbox.len > 0)
-        mime_imap_string(o, ad->mbox.p, ad->mbox.len);
-    else if (ad->has_host || ad->has_mbox)
-        mime_imap_string(o, "MISSING_MAILBOX", 15);
-    else
-        mbuf_add(o, "NIL", 3);
-    mbuf_addc(o, ' ');
-    if (ad->has_host && ad->host.len > 0)
-        mime_imap_string(o, ad->host.p, ad->host.len);
-    else if (ad->has_host || ad->has_mbox)
-        mime_imap_string(o, "MISSING_DOMAIN", 14); /* NIL would mean group syntax */
-    else
-        mbuf_add(o, "NIL", 3);
-    mbuf_addc(o, ')');
+        buf_addc(a->out, '(');
+    buf_addc(a->out, '(');
+    put_piece(a->out, ad->has_name, &ad->name, NULL, ' ');
+    put_piece(a->out, ad->has_adl, &ad->adl, NULL, ' ');
+    put_piece(a->out, ad->has_mbox, &ad->mbox, some ? "MISSING_MAILBOX" : NULL, ' ');
+    put_piece(a->out, ad->has_host, &ad->host, some ? "MISSING_DOMAIN" : NULL, ')');
 }
 
-static void addr_reset(struct addr *ad)
+static void addr_reset(struct aparse *a, struct addr *ad)
 {
-    ad->name.len = ad->adl.len = ad->mbox.len = ad->host.len = 0;
+    clear(a, &ad->name);
+    clear(a, &ad->adl);
+    clear(a, &ad->mbox);
+    clear(a, &ad->host);
     ad->has_name = ad->has_adl = ad->has_mbox = ad->has_host = 0;
 }
 
 static void addr_free(struct addr *ad)
 {
-    mbuf_free(&ad->name);
-    mbuf_free(&ad->adl);
-    mbuf_free(&ad->mbox);
-    mbuf_free(&ad->host);
+    buf_free(&ad->name);
+    buf_free(&ad->adl);
+    buf_free(&ad->mbox);
+    buf_free(&ad->host);
 }
 
 /* After '<': [route ":"] local "@" domain ">" */
@@ -210,7 +207,7 @@ static void read_angle(struct aparse *a, struct addr *ad)
             size_t k;
             for (k = save; k < a->i; k++)
                 if (!is_ws(a->p[k]))
-                    mbuf_addc(&ad->adl, a->p[k]);
+                    buf_addc(&ad->adl, a->p[k]);
             ad->has_adl = 1;
             a->i++;
         } else
@@ -246,12 +243,12 @@ static void read_angle(struct aparse *a, struct addr *ad)
 }
 
 /* One mailbox (or, with allow_group, a group) at a->i. */
-static void read_address(struct aparse *a, struct addr *ad, struct mbuf *cbuf, int allow_group)
+static void read_address(struct aparse *a, struct addr *ad, struct buf *cbuf, int allow_group)
 {
     size_t save;
 
-    addr_reset(ad);
-    cbuf->len = 0;
+    addr_reset(a, ad);
+    clear(a, cbuf);
     save = a->i;
     read_phrase(a, &ad->name, NULL);
     if (a->i < a->len && a->p[a->i] == '<') {
@@ -263,12 +260,12 @@ static void read_address(struct aparse *a, struct addr *ad, struct mbuf *cbuf, i
     if (a->i < a->len && a->p[a->i] == ':' && allow_group) {
         struct addr m = {0};
         /* group: (NIL NIL "name" NIL) members (NIL NIL NIL NIL) */
-        mbuf_add(&ad->mbox, ad->name.p ? ad->name.p : "", ad->name.len);
+        buf_add(&ad->mbox, ad->name.p ? ad->name.p : "", ad->name.len);
         if (a->count++ == 0)
-            mbuf_addc(a->out, '(');
-        mbuf_add(a->out, "(NIL NIL ", 9);
-        mime_imap_string(a->out, ad->mbox.p ? ad->mbox.p : "", ad->mbox.len);
-        mbuf_add(a->out, " NIL)", 5);
+            buf_addc(a->out, '(');
+        buf_add(a->out, "(NIL NIL ", 9);
+        buf_imap_string(a->out, ad->mbox.p ? ad->mbox.p : "", ad->mbox.len);
+        buf_add(a->out, " NIL)", 5);
         a->i++;
         for (;;) {
             skip_cfws(a, NULL);
@@ -287,13 +284,14 @@ static void read_address(struct aparse *a, struct addr *ad, struct mbuf *cbuf, i
             if (a->i == save)
                 a->i++; /* junk: make progress */
         }
+        addr_reset(a, &m);
         addr_free(&m);
-        mbuf_add(a->out, "(NIL NIL NIL NIL)", 17);
+        buf_add(a->out, "(NIL NIL NIL NIL)", 17);
         return;
     }
     /* addr-spec: local "@" domain, the phrase words were the local part */
     a->i = save;
-    addr_reset(ad);
+    addr_reset(a, ad);
     for (;;) {
         skip_cfws(a, cbuf);
         if (a->i >= a->len || (is_special(a->p[a->i]) && a->p[a->i] != '"'))
@@ -311,20 +309,20 @@ static void read_address(struct aparse *a, struct addr *ad, struct mbuf *cbuf, i
     if (!ad->has_mbox && !ad->has_host)
         return;
     if (cbuf->len > 0) { /* "user@host (Real Name)" */
-        mbuf_add(&ad->name, cbuf->p, cbuf->len);
+        buf_add(&ad->name, cbuf->p, cbuf->len);
         ad->has_name = 1;
     }
     emit_addr(a, ad);
 }
 
-static void address_list(struct mbuf *out, const char *v, size_t len)
+static void address_list(struct buf *out, const char *v, size_t len)
 {
     struct aparse a = {v, len, 0, out, 0};
     struct addr ad = {0};
-    struct mbuf cbuf = {0};
+    struct buf cbuf = {0};
     size_t save;
 
-    while (a.i < a.len && !out->err) {
+    while (a.i < a.len && !out->oom) {
         skip_cfws(&a, NULL);
         if (a.i >= a.len)
             break;
@@ -337,14 +335,14 @@ static void address_list(struct mbuf *out, const char *v, size_t len)
         if (a.i == save)
             a.i++;
     }
-    if (ad.name.err || ad.adl.err || ad.mbox.err || ad.host.err || cbuf.err)
-        out->err = 1;
+    if (ad.name.oom || ad.adl.oom || ad.mbox.oom || ad.host.oom || cbuf.oom)
+        out->oom = true;
     addr_free(&ad);
-    mbuf_free(&cbuf);
+    buf_free(&cbuf);
     if (a.count == 0)
-        mbuf_add(out, "NIL", 3);
+        buf_add(out, "NIL", 3);
     else
-        mbuf_addc(out, ')');
+        buf_addc(out, ')');
 }
 
 static int has_nonblank(const char *v, size_t len)
@@ -357,13 +355,13 @@ static int has_nonblank(const char *v, size_t len)
     return 0;
 }
 
-void mime_envelope(struct mbuf *b, const char *hdr, size_t len)
+void mime_envelope(struct buf *b, const char *hdr, size_t len)
 {
     struct mime_field f;
     const char *val[F_N] = {0};
     size_t vlen[F_N] = {0};
     size_t pos = 0;
-    struct mbuf u = {0};
+    struct buf u = {0};
     int k, src;
 
     while (mime_next_field(hdr, len, &pos, &f)) {
@@ -376,22 +374,22 @@ void mime_envelope(struct mbuf *b, const char *hdr, size_t len)
             }
         }
     }
-    mbuf_addc(b, '(');
+    buf_addc(b, '(');
     for (k = 0; k < F_N; k++) {
         if (k > 0)
-            mbuf_addc(b, ' ');
+            buf_addc(b, ' ');
         src = k;
         /* sender and reply-to default to from (RFC 3501) */
         if ((k == F_SENDER || k == F_REPLY_TO) && !has_nonblank(val[k], vlen[k]))
             src = F_FROM;
         if (val[src] == NULL) {
-            mbuf_add(b, "NIL", 3);
+            buf_add(b, "NIL", 3);
             continue;
         }
-        u.len = 0;
+        buf_reset(&u);
         mime_unfold(&u, val[src], vlen[src]);
-        if (u.err) {
-            b->err = 1;
+        if (u.oom) {
+            b->oom = true;
             break;
         }
         switch (k) {
@@ -399,12 +397,12 @@ void mime_envelope(struct mbuf *b, const char *hdr, size_t len)
         case F_SUBJECT:
         case F_IRT:
         case F_MSGID: /* present but empty: "" (as Dovecot) */
-            mime_imap_string(b, u.p ? u.p : "", u.len);
+            buf_imap_string(b, u.p ? u.p : "", u.len);
             break;
         default:
             address_list(b, u.p ? u.p : "", u.len);
         }
     }
-    mbuf_addc(b, ')');
-    mbuf_free(&u);
+    buf_addc(b, ')');
+    buf_free(&u);
 }

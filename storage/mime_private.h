@@ -1,36 +1,14 @@
 /* Internals shared by the MIME parser files (mime.c, mime_util.c,
- * mime_envelope.c): a growable buffer, header field iteration, IMAP string
- * output and decoders. Not for use outside storage/mime*.c. */
+ * mime_envelope.c): header field iteration and decoders. They write into
+ * the one byte buffer (server/base/buf.h). Not for use outside
+ * storage/mime*.c. */
 #ifndef COFFRE_MIME_PRIVATE_H
 #define COFFRE_MIME_PRIVATE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-/* Growable byte buffer. Appends after an allocation failure are no-ops and
- * leave err set, so callers check once at the end. Always NUL-terminated
- * when p != NULL. */
-struct mbuf {
-    char *p;
-    size_t len, cap;
-    int err;
-};
-
-void mbuf_add(struct mbuf *b, const void *p, size_t len);
-/* Append a copy of b's own bytes [off, off+len). */
-void mbuf_addself(struct mbuf *b, size_t off, size_t len);
-void mbuf_adds(struct mbuf *b, const char *s);
-void mbuf_addc(struct mbuf *b, char c);
-void mbuf_addu(struct mbuf *b, uint64_t v);
-/* Take the contents (never NULL unless err); resets b. NULL on error. */
-char *mbuf_take(struct mbuf *b);
-void mbuf_free(struct mbuf *b);
-
-/* IMAP string: quoted, or a literal when it holds CR, LF or 8-bit bytes.
- * NUL bytes are sent as spaces (IMAP strings cannot carry them). */
-void mime_imap_string(struct mbuf *b, const char *p, size_t len);
-/* nstring: NIL when p == NULL. */
-void mime_imap_nstring(struct mbuf *b, const char *p, size_t len);
+#include "server/base/buf.h"
 
 /* One header field: name[0..namelen), raw value (after the colon, folding
  * kept), and the whole field including its line end(s). */
@@ -51,29 +29,34 @@ int mime_next_field(const char *hdr, size_t len, size_t *pos, struct mime_field 
 /* Header block length starting at msg[0..len), including the blank line
  * that ends it (if any); the body starts there. */
 size_t mime_header_len(const char *msg, size_t len);
+/* Appends the contents of the quoted string at p[i] (its opening quote)
+ * to b, unescaped and without CR and LF; the index after its closing quote. */
+size_t mime_read_quoted(struct buf *b, const char *p, size_t len, size_t i);
 /* Skips white space and (nested) comments from p[i]; the index after. */
 size_t mime_skip_cfws(const char *p, size_t len, size_t i);
 
+/* Trims white space (CR and LF included) from both ends of v[0..len). */
+void mime_trim(const char **v, size_t *len);
 /* Unfold (drop CR and LF) and trim surrounding whitespace into b. */
-void mime_unfold(struct mbuf *b, const char *v, size_t len);
+void mime_unfold(struct buf *b, const char *v, size_t len);
 
 /* Convert bytes in charset to UTF-8, appending to b. Unknown charsets and
  * invalid sequences produce U+FFFD for bytes that are not valid UTF-8. */
-void mime_to_utf8(struct mbuf *b, const char *charset, size_t cslen, const char *p, size_t len);
+void mime_to_utf8(struct buf *b, const char *charset, size_t cslen, const char *p, size_t len);
 /* Append p as UTF-8, replacing invalid sequences with U+FFFD. */
-void mime_utf8_sanitize(struct mbuf *b, const char *p, size_t len);
+void mime_utf8_sanitize(struct buf *b, const char *p, size_t len);
 
-/* Content-Transfer-Encoding decoders, appending to b. Never fail on bad
- * input: invalid characters are skipped. */
-void mime_base64_decode(struct mbuf *b, const char *p, size_t len);
-void mime_qp_decode(struct mbuf *b, const char *p, size_t len, int header_q);
+/* Quoted-printable (and, with header_q, RFC 2047's Q) decoding, appending
+ * to b. Never fails on bad input. Base64 is base64_decode_lenient
+ * (server/base/base64.h). */
+void mime_qp_decode(struct buf *b, const char *p, size_t len, int header_q);
 
 /* RFC 2047 decoding of an unfolded-or-not header value into b. */
-void mime_decode_2047(struct mbuf *b, const char *v, size_t len);
+void mime_decode_2047(struct buf *b, const char *v, size_t len);
 
 int mime_strncaseeq(const char *a, size_t alen, const char *b);
 
 /* ENVELOPE from a header block hdr[0..len), appended to b. */
-void mime_envelope(struct mbuf *b, const char *hdr, size_t len);
+void mime_envelope(struct buf *b, const char *hdr, size_t len);
 
 #endif

@@ -1,6 +1,5 @@
-/* MIME helpers: growable buffer, IMAP string quoting, header field
- * iteration and unfolding, charset conversion (iconv), base64 and
- * quoted-printable decoding, RFC 2047 encoded words, RFC 5322 dates,
+/* MIME helpers: header field iteration and unfolding, charset conversion
+ * (iconv), quoted-printable decoding, RFC 2047 encoded words, RFC 5322 dates,
  * and header field filtering for BODY[HEADER.FIELDS]. */
 #include <errno.h>
 #include <iconv.h>
@@ -8,167 +7,15 @@
 #include <string.h>
 #include <strings.h>
 
+#include "server/base/base64.h"
 #include "storage/mime.h"
 #include "storage/mime_private.h"
-
-/* ---- buffer */
-
-static int mbuf_grow(struct mbuf *b, size_t need)
-{
-    size_t ncap;
-    char *np;
-
-    if (b->err)
-        return -1;
-    if (need > SIZE_MAX - b->len - 1) {
-        b->err = 1;
-        return -1;
-    }
-    if (b->len + need + 1 <= b->cap)
-        return 0;
-    ncap = b->cap ? b->cap : 64;
-    while (ncap < b->len + need + 1) {
-        if (ncap > SIZE_MAX / 2) {
-            ncap = b->len + need + 1;
-            break;
-        }
-        ncap *= 2;
-    }
-    np = realloc(b->p, ncap);
-    if (np == NULL) {
-        b->err = 1;
-        return -1;
-    }
-    b->p = np;
-    b->cap = ncap;
-    return 0;
-}
-
-void mbuf_add(struct mbuf *b, const void *p, size_t len)
-{
-    if (mbuf_grow(b, len) < 0)
-        return;
-    if (len)
-        memcpy(b->p + b->len, p, len);
-    b->len += len;
-    b->p[b->len] = '\0';
-}
-
-void mbuf_addself(struct mbuf *b, size_t off, size_t len)
-{
-    if (off > b->len || len > b->len - off || mbuf_grow(b, len) < 0)
-        return;
-    memmove(b->p + b->len, b->p + off, len);
-    b->len += len;
-    b->p[b->len] = '\0';
-}
-
-void mbuf_adds(struct mbuf *b, const char *s)
-{
-    mbuf_add(b, s, strlen(s));
-}
-
-void mbuf_addc(struct mbuf *b, char c)
-{
-    mbuf_add(b, &c, 1);
-}
-
-void mbuf_addu(struct mbuf *b, uint64_t v)
-{
-    char tmp[24];
-    size_t i = sizeof(tmp);
-
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    mbuf_add(b, tmp + i, sizeof(tmp) - i);
-}
-
-char *mbuf_take(struct mbuf *b)
-{
-    char *p;
-
-    if (!b->err && b->p == NULL)
-        mbuf_add(b, "", 0);
-    if (b->err) {
-        mbuf_free(b);
-        return NULL;
-    }
-    p = b->p;
-    b->p = NULL;
-    b->len = b->cap = 0;
-    return p;
-}
-
-void mbuf_free(struct mbuf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-    b->err = 0;
-}
 
 int mime_strncaseeq(const char *a, size_t alen, const char *b)
 {
     size_t blen = strlen(b);
 
     return alen == blen && strncasecmp(a, b, blen) == 0;
-}
-
-/* ---- IMAP strings */
-
-void mime_imap_string(struct mbuf *b, const char *p, size_t len)
-{
-    size_t i, start;
-    int literal = 0;
-
-    for (i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '\r' || c == '\n' || c >= 0x80) {
-            literal = 1;
-            break;
-        }
-    }
-    if (literal) {
-        mbuf_addc(b, '{');
-        mbuf_addu(b, len);
-        mbuf_add(b, "}\r\n", 3);
-        start = 0;
-        for (i = 0; i < len; i++) {
-            if (p[i] == '\0') {
-                mbuf_add(b, p + start, i - start);
-                mbuf_addc(b, ' ');
-                start = i + 1;
-            }
-        }
-        mbuf_add(b, p + start, len - start);
-        return;
-    }
-    mbuf_addc(b, '"');
-    start = 0;
-    for (i = 0; i < len; i++) {
-        if (p[i] == '"' || p[i] == '\\' || p[i] == '\0') {
-            mbuf_add(b, p + start, i - start);
-            if (p[i] == '\0')
-                mbuf_addc(b, ' ');
-            else {
-                mbuf_addc(b, '\\');
-                mbuf_addc(b, p[i]);
-            }
-            start = i + 1;
-        }
-    }
-    mbuf_add(b, p + start, len - start);
-    mbuf_addc(b, '"');
-}
-
-void mime_imap_nstring(struct mbuf *b, const char *p, size_t len)
-{
-    if (p == NULL)
-        mbuf_add(b, "NIL", 3);
-    else
-        mime_imap_string(b, p, len);
 }
 
 /* ---- header fields */
@@ -234,31 +81,40 @@ int mime_next_field(const char *hdr, size_t len, size_t *pos, struct mime_field 
     return 1;
 }
 
-void mime_unfold(struct mbuf *b, const char *v, size_t len)
+static int is_fws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+void mime_trim(const char **v, size_t *len)
+{
+    while (*len > 0 && is_fws(**v)) {
+        (*v)++;
+        (*len)--;
+    }
+    while (*len > 0 && is_fws((*v)[*len - 1]))
+        (*len)--;
+}
+
+void mime_unfold(struct buf *b, const char *v, size_t len)
 {
     size_t i, start;
 
-    while (len > 0 && (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')) {
-        v++;
-        len--;
-    }
-    while (len > 0 &&
-           (v[len - 1] == ' ' || v[len - 1] == '\t' || v[len - 1] == '\r' || v[len - 1] == '\n'))
-        len--;
+    mime_trim(&v, &len);
     start = 0;
     for (i = 0; i < len; i++) {
         if (v[i] == '\r' || v[i] == '\n') {
-            mbuf_add(b, v + start, i - start);
+            buf_add(b, v + start, i - start);
             start = i + 1;
         }
     }
-    mbuf_add(b, v + start, len - start);
+    buf_add(b, v + start, len - start);
 }
 
 int mime_header_fields(const char *hdr, size_t len, const char *const *names, size_t n, int negate,
                        char **out, size_t *outlen)
 {
-    struct mbuf b = {0};
+    struct buf b = {0};
     struct mime_field f;
     size_t pos = 0, i;
     int match;
@@ -270,14 +126,14 @@ int mime_header_fields(const char *hdr, size_t len, const char *const *names, si
         for (i = 0; i < n && !match; i++)
             match = mime_strncaseeq(f.name, f.namelen, names[i]);
         if (match != !!negate) {
-            mbuf_add(&b, f.raw, f.rawlen);
+            buf_add(&b, f.raw, f.rawlen);
             if (f.rawlen == 0 || f.raw[f.rawlen - 1] != '\n')
-                mbuf_add(&b, "\r\n", 2);
+                buf_add(&b, "\r\n", 2);
         }
     }
-    mbuf_add(&b, "\r\n", 2);
+    buf_add(&b, "\r\n", 2);
     *outlen = b.len;
-    *out = mbuf_take(&b);
+    *out = buf_take(&b);
     if (*out == NULL) {
         *outlen = 0;
         return -1;
@@ -287,9 +143,9 @@ int mime_header_fields(const char *hdr, size_t len, const char *const *names, si
 
 /* ---- charsets */
 
-static void add_fffd(struct mbuf *b)
+static void add_fffd(struct buf *b)
 {
-    mbuf_add(b, "\xef\xbf\xbd", 3);
+    buf_add(b, "\xef\xbf\xbd", 3);
 }
 
 /* Length of the valid UTF-8 sequence at p, or 0 when invalid. */
@@ -321,7 +177,7 @@ static size_t utf8_seq(const unsigned char *p, size_t len)
     return n;
 }
 
-void mime_utf8_sanitize(struct mbuf *b, const char *p, size_t len)
+void mime_utf8_sanitize(struct buf *b, const char *p, size_t len)
 {
     const unsigned char *u = (const unsigned char *)p;
     size_t i = 0, start = 0, n;
@@ -333,14 +189,14 @@ void mime_utf8_sanitize(struct mbuf *b, const char *p, size_t len)
         }
         n = utf8_seq(u + i, len - i);
         if (n == 0) {
-            mbuf_add(b, p + start, i - start);
+            buf_add(b, p + start, i - start);
             add_fffd(b);
             i++;
             start = i;
         } else
             i += n;
     }
-    mbuf_add(b, p + start, len - start);
+    buf_add(b, p + start, len - start);
 }
 
 static int is_utf8_name(const char *cs, size_t len)
@@ -349,7 +205,7 @@ static int is_utf8_name(const char *cs, size_t len)
            mime_strncaseeq(cs, len, "us-ascii") || mime_strncaseeq(cs, len, "ascii");
 }
 
-void mime_to_utf8(struct mbuf *b, const char *charset, size_t cslen, const char *p, size_t len)
+void mime_to_utf8(struct buf *b, const char *charset, size_t cslen, const char *p, size_t len)
 {
     char name[64];
     iconv_t cd;
@@ -373,7 +229,7 @@ void mime_to_utf8(struct mbuf *b, const char *charset, size_t cslen, const char 
     }
     in = (char *)(uintptr_t)p;
     inleft = len;
-    while (inleft > 0 && !b->err) {
+    while (inleft > 0 && !b->oom) {
         outp = tmp;
         outleft = sizeof(tmp);
         r = iconv(cd, &in, &inleft, &outp, &outleft);
@@ -395,49 +251,6 @@ void mime_to_utf8(struct mbuf *b, const char *charset, size_t cslen, const char 
 
 /* ---- transfer encodings */
 
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-void mime_base64_decode(struct mbuf *b, const char *p, size_t len)
-{
-    unsigned int acc = 0;
-    int bits = 0, v;
-    size_t i;
-    char out[768];
-    size_t n = 0;
-
-    for (i = 0; i < len; i++) {
-        if (p[i] == '=')
-            break;
-        v = b64val((unsigned char)p[i]);
-        if (v < 0)
-            continue;
-        acc = (acc << 6) | (unsigned int)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[n++] = (char)((acc >> bits) & 0xff);
-            if (n == sizeof(out)) {
-                mbuf_add(b, out, n);
-                n = 0;
-            }
-        }
-    }
-    mbuf_add(b, out, n);
-}
-
 static int hexval(unsigned char c)
 {
     if (c >= '0' && c <= '9')
@@ -449,15 +262,15 @@ static int hexval(unsigned char c)
     return -1;
 }
 
-void mime_qp_decode(struct mbuf *b, const char *p, size_t len, int header_q)
+void mime_qp_decode(struct buf *b, const char *p, size_t len, int header_q)
 {
     size_t i = 0, start = 0, j;
     int h1, h2;
 
     while (i < len) {
         if (header_q && p[i] == '_') {
-            mbuf_add(b, p + start, i - start);
-            mbuf_addc(b, ' ');
+            buf_add(b, p + start, i - start);
+            buf_addc(b, ' ');
             start = ++i;
             continue;
         }
@@ -465,10 +278,10 @@ void mime_qp_decode(struct mbuf *b, const char *p, size_t len, int header_q)
             i++;
             continue;
         }
-        mbuf_add(b, p + start, i - start);
+        buf_add(b, p + start, i - start);
         if (i + 2 < len && (h1 = hexval((unsigned char)p[i + 1])) >= 0 &&
             (h2 = hexval((unsigned char)p[i + 2])) >= 0) {
-            mbuf_addc(b, (char)(h1 * 16 + h2));
+            buf_addc(b, (char)(h1 * 16 + h2));
             i += 3;
         } else {
             /* soft line break: "=" then optional whitespace then line end */
@@ -482,13 +295,13 @@ void mime_qp_decode(struct mbuf *b, const char *p, size_t len, int header_q)
             else if (j >= len)
                 i = len;
             else {
-                mbuf_addc(b, '='); /* stray "=": keep it */
+                buf_addc(b, '='); /* stray "=": keep it */
                 i++;
             }
         }
         start = i;
     }
-    mbuf_add(b, p + start, len - start);
+    buf_add(b, p + start, len - start);
 }
 
 /* ---- RFC 2047 */
@@ -529,18 +342,18 @@ static size_t encoded_word(const char *v, size_t len, const char **cs, size_t *c
     return q2 + 2;
 }
 
-static void flush_words(struct mbuf *b, struct mbuf *raw, const char *cs, size_t cslen)
+static void flush_words(struct buf *b, struct buf *raw, const char *cs, size_t cslen)
 {
     if (raw->len > 0)
         mime_to_utf8(b, cs, cslen, raw->p, raw->len);
-    raw->len = 0;
-    if (raw->err)
-        b->err = 1;
+    if (raw->oom)
+        b->oom = true;
+    buf_reset(raw);
 }
 
-void mime_decode_2047(struct mbuf *b, const char *v, size_t len)
+void mime_decode_2047(struct buf *b, const char *v, size_t len)
 {
-    struct mbuf raw = {0};
+    struct buf raw = {0};
     const char *cs = NULL, *ncs, *text;
     size_t cslen = 0, ncslen, textlen, i = 0, start = 0, wl, j;
     char enc;
@@ -566,7 +379,7 @@ void mime_decode_2047(struct mbuf *b, const char *v, size_t len)
                 j = start;
                 while (j < i) {
                     if (v[j] != '\r' && v[j] != '\n')
-                        mbuf_addc(b, v[j]);
+                        buf_addc(b, v[j]);
                     j++;
                 }
                 start = i;
@@ -582,7 +395,7 @@ void mime_decode_2047(struct mbuf *b, const char *v, size_t len)
         cs = ncs;
         cslen = ncslen;
         if (enc == 'B' || enc == 'b')
-            mime_base64_decode(&raw, text, textlen);
+            base64_decode_lenient(&raw, text, textlen);
         else
             mime_qp_decode(&raw, text, textlen, 1);
         after_word = 1;
@@ -593,21 +406,34 @@ void mime_decode_2047(struct mbuf *b, const char *v, size_t len)
         flush_words(b, &raw, cs, cslen);
     else
         mime_utf8_sanitize(b, v + start, len - start);
-    mbuf_free(&raw);
+    buf_free(&raw);
 }
 
 char *mime_decode_header_value(const char *v, size_t len)
 {
-    struct mbuf b = {0}, u = {0};
+    struct buf b = {0}, u = {0};
 
     mime_unfold(&u, v, len);
-    if (u.err) {
-        mbuf_free(&u);
+    if (u.oom) {
+        buf_free(&u);
         return NULL;
     }
     mime_decode_2047(&b, u.p ? u.p : "", u.len);
-    mbuf_free(&u);
-    return mbuf_take(&b);
+    buf_free(&u);
+    return buf_take(&b);
+}
+
+size_t mime_read_quoted(struct buf *b, const char *p, size_t len, size_t i)
+{
+    i++;
+    while (i < len && p[i] != '"') {
+        if (p[i] == '\\' && i + 1 < len)
+            i++;
+        if (p[i] != '\r' && p[i] != '\n')
+            buf_addc(b, p[i]);
+        i++;
+    }
+    return i < len ? i + 1 : i;
 }
 
 /* Skips white space (CR and LF included) and RFC 5322 comments, nested
@@ -657,6 +483,28 @@ static int dnum(struct dscan *s, int maxdigits, int *ndigits)
     return v;
 }
 
+/* A number of one or two digits not above max, and the CFWS after it;
+ * -1 when there is none or it is above max. */
+static int dfield(struct dscan *s, int max)
+{
+    int nd, v = dnum(s, 2, &nd);
+
+    if (nd == 0 || v > max)
+        return -1;
+    dskip(s);
+    return v;
+}
+
+/* c and the CFWS after it: 1, or 0 when c is not next (nothing taken). */
+static int dchar(struct dscan *s, char c)
+{
+    if (s->i >= s->len || s->p[s->i] != c)
+        return 0;
+    s->i++;
+    dskip(s);
+    return 1;
+}
+
 static size_t dword(struct dscan *s, const char **w)
 {
     size_t st = s->i;
@@ -700,14 +548,11 @@ int64_t mime_parse_date(const char *v, size_t len)
     wl = dword(&s, &w);
     if (wl > 0) { /* day-of-week */
         dskip(&s);
-        if (s.i < s.len && s.p[s.i] == ',')
-            s.i++;
-        dskip(&s);
+        dchar(&s, ',');
     }
-    day = dnum(&s, 2, &nd);
-    if (nd == 0 || day < 1 || day > 31)
+    day = dfield(&s, 31);
+    if (day < 1)
         return 0;
-    dskip(&s);
     if (s.i < s.len && s.p[s.i] == '-') /* obsolete dd-Mon-yy */
         s.i++;
     wl = dword(&s, &w);
@@ -727,26 +572,11 @@ int64_t mime_parse_date(const char *v, size_t len)
     else if (nd == 3)
         year += 1900;
     dskip(&s);
-    hh = dnum(&s, 2, &nd);
-    if (nd == 0 || hh > 23)
+    hh = dfield(&s, 23);
+    if (hh < 0 || !dchar(&s, ':') || (mm = dfield(&s, 59)) < 0)
         return 0;
-    dskip(&s);
-    if (s.i >= s.len || s.p[s.i] != ':')
+    if (dchar(&s, ':') && (ss = dfield(&s, 60)) < 0)
         return 0;
-    s.i++;
-    dskip(&s);
-    mm = dnum(&s, 2, &nd);
-    if (nd == 0 || mm > 59)
-        return 0;
-    dskip(&s);
-    if (s.i < s.len && s.p[s.i] == ':') {
-        s.i++;
-        dskip(&s);
-        ss = dnum(&s, 2, &nd);
-        if (nd == 0 || ss > 60)
-            return 0;
-        dskip(&s);
-    }
     if (s.i < s.len && (s.p[s.i] == '+' || s.p[s.i] == '-')) {
         sign = s.p[s.i] == '-' ? -1 : 1;
         s.i++;

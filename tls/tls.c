@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/base/buf.h"
+
 /* Credentials and priority as loaded at one moment; sessions hold a
  * reference so a reload never pulls them out from under a live session. */
 struct creds {
@@ -23,43 +25,13 @@ struct tls_server {
     gnutls_datum_t ticket_key; /* session tickets survive reloads */
 };
 
-struct buf {
-    char *p;
-    size_t off, len, cap; /* unread bytes are p[off .. off+len) */
-};
-
 struct tls_session {
     gnutls_session_t s;
     struct creds *creds;
-    struct buf in, out;
+    struct buf in; /* ciphertext received; GnuTLS has pulled in.p[0 .. in_off) */
+    size_t in_off;
+    struct buf out; /* records for the socket */
 };
-
-static int buf_append(struct buf *b, const char *data, size_t len)
-{
-    if (b->off && b->off + b->len + len > b->cap) {
-        memmove(b->p, b->p + b->off, b->len);
-        b->off = 0;
-    }
-    if (b->off + b->len + len > b->cap) {
-        size_t ncap = b->cap ? b->cap : 4096;
-        while (ncap < b->len + len)
-            ncap *= 2;
-        char *np = realloc(b->p, ncap);
-        if (!np)
-            return -1;
-        b->p = np;
-        b->cap = ncap;
-    }
-    memcpy(b->p + b->off + b->len, data, len);
-    b->len += len;
-    return 0;
-}
-
-static void buf_free(struct buf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof(*b));
-}
 
 static void creds_unref(struct creds *c)
 {
@@ -186,24 +158,29 @@ int tls_server_reload(struct tls_server *s, char *err, size_t errlen)
 static ssize_t on_pull(gnutls_transport_ptr_t p, void *data, size_t len)
 {
     struct tls_session *t = p;
-    if (t->in.len == 0) {
+    size_t unread = t->in.len - t->in_off;
+
+    if (unread == 0) {
         gnutls_transport_set_errno(t->s, EAGAIN);
         return -1;
     }
-    if (len > t->in.len)
-        len = t->in.len;
-    memcpy(data, t->in.p + t->in.off, len);
-    t->in.off += len;
-    t->in.len -= len;
-    if (t->in.len == 0)
-        t->in.off = 0;
+    if (len > unread)
+        len = unread;
+    memcpy(data, t->in.p + t->in_off, len);
+    t->in_off += len;
+    if (t->in_off == t->in.len) {
+        buf_reset(&t->in);
+        t->in_off = 0;
+    }
     return (ssize_t)len;
 }
 
 static ssize_t on_push(gnutls_transport_ptr_t p, const void *data, size_t len)
 {
     struct tls_session *t = p;
-    if (buf_append(&t->out, data, len) < 0) {
+
+    buf_add(&t->out, data, len);
+    if (t->out.oom) {
         gnutls_transport_set_errno(t->s, ENOMEM);
         return -1;
     }
@@ -248,7 +225,15 @@ void tls_session_free(struct tls_session *t)
 
 int tls_session_feed(struct tls_session *t, const char *buf, size_t len)
 {
-    return buf_append(&t->in, buf, len);
+    /* make room by dropping what GnuTLS pulled before growing the buffer */
+    if (t->in_off && t->in.len + len >= t->in.cap) {
+        t->in.len -= t->in_off;
+        memmove(t->in.p, t->in.p + t->in_off, t->in.len);
+        t->in.p[t->in.len] = '\0';
+        t->in_off = 0;
+    }
+    buf_add(&t->in, buf, len);
+    return t->in.oom ? -1 : 0;
 }
 
 int tls_session_handshake(struct tls_session *t, const char **errmsg)
@@ -273,8 +258,10 @@ ssize_t tls_session_read(struct tls_session *t, char *out, size_t cap)
             return -1; /* close_notify */
         if (r == GNUTLS_E_AGAIN) {
             /* an idle session keeps no input buffer */
-            if (t->in.len == 0)
+            if (t->in.len == t->in_off) {
                 buf_free(&t->in);
+                t->in_off = 0;
+            }
             return 0;
         }
         if (r == GNUTLS_E_INTERRUPTED || !gnutls_error_is_fatal((int)r))
@@ -311,22 +298,10 @@ void tls_session_bye(struct tls_session *t)
 size_t tls_session_take_output(struct tls_session *t, char **buf)
 {
     size_t n = t->out.len;
-    if (!n) {
-        *buf = NULL;
-        return 0;
-    }
-    if (t->out.off == 0) {
-        /* hand over the whole buffer: no copy */
-        *buf = t->out.p;
-        memset(&t->out, 0, sizeof(t->out));
-        return n;
-    }
-    *buf = malloc(n);
-    if (!*buf)
-        return 0;
-    memcpy(*buf, t->out.p + t->out.off, n);
-    t->out.off = t->out.len = 0;
-    return n;
+
+    /* hand over the whole buffer: no copy */
+    *buf = n ? buf_take(&t->out) : NULL;
+    return *buf ? n : 0;
 }
 
 const char *tls_session_version(struct tls_session *t)

@@ -1,74 +1,18 @@
-/* Configuration: defaults for every setting and limit (this is the one place
- * they live), and the parser of the `key = value` file. Each key here has a
- * line in the README's configuration table. */
+/* Configuration: the table of every setting and limit with its default
+ * (this is the one place they live), and the parser of the `key = value`
+ * file that works from it. Each row has a line in the README's
+ * configuration table, under the heading of its group, with the same
+ * default (tests/integration/test_config_keys.py checks it). */
 #include "server/base/config.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define DEFAULT_PRIORITY                                                                           \
-    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:"                  \
-    "-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:-MAC-ALL:+AEAD:"                     \
-    "-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:"                                 \
-    "-SIGN-RSA-SHA1:-SIGN-ECDSA-SHA1:%SERVER_PRECEDENCE"
-
-static int parse_addr_list(struct conf_addr_list *l, const char *v, bool allow_unix, char *err,
-                           size_t errlen);
-
-void conf_defaults(struct conf *c)
-{
-    char err[128];
-
-    memset(c, 0, sizeof(*c));
-    snprintf(c->data_dir, sizeof(c->data_dir), "/var/lib/coffre");
-    snprintf(c->run_user, sizeof(c->run_user), "coffre");
-    snprintf(c->tls_cert, sizeof(c->tls_cert), "/etc/coffre/cert.pem");
-    snprintf(c->tls_key, sizeof(c->tls_key), "/etc/coffre/key.pem");
-    snprintf(c->tls_priority, sizeof(c->tls_priority), "%s", DEFAULT_PRIORITY);
-    c->tls_handshake_timeout_ms = 30 * 1000;   /* a client that stalls its handshake */
-
-    parse_addr_list(&c->imap_listen, "0.0.0.0:143,[::]:143", false, err, sizeof(err));
-    parse_addr_list(&c->imaps_listen, "0.0.0.0:993,[::]:993", false, err, sizeof(err));
-    parse_addr_list(&c->pop3_listen, "0.0.0.0:110,[::]:110", false, err, sizeof(err));
-    parse_addr_list(&c->pop3s_listen, "0.0.0.0:995,[::]:995", false, err, sizeof(err));
-    parse_addr_list(&c->lmtp_listen, "127.0.0.1:24", true, err, sizeof(err));
-    c->lmtp_socket_mode = 0660;
-    c->lmtp_max_recipients = 50;           /* Postfix sends at most 50 by default */
-    snprintf(c->recipient_delimiter, sizeof(c->recipient_delimiter), "+");
-
-    c->max_line_length = 65536;            /* longest command line, CRLF included */
-    c->max_literal_size = 65536;           /* literals other than APPEND's message */
-    c->max_message_size = 50u << 20;       /* APPEND and LMTP message size */
-    c->max_connections = 50000;            /* whole server */
-    c->max_connections_per_ip = 200;       /* one remote address */
-    c->max_bad_commands = 20;              /* BAD/-ERR replies before disconnecting */
-
-    c->login_timeout_ms = 60 * 1000;               /* before authentication */
-    c->imap_idle_timeout_ms = 30 * 60 * 1000;      /* RFC 3501: at least 30 minutes */
-    c->pop3_idle_timeout_ms = 10 * 60 * 1000;      /* RFC 1939: at least 10 minutes */
-    c->pop3_max_command_length = 255;      /* RFC 2449: 255 octets with CRLF; AUTH excepted */
-    c->lmtp_idle_timeout_ms = 5 * 60 * 1000;
-    c->shutdown_timeout_ms = 3 * 1000;     /* how long SIGTERM waits for writes to drain */
-
-    c->login_failure_delay_ms = 1000;      /* first failure; doubles per further failure */
-    c->login_failure_delay_max_ms = 15000;
-    c->auth_cache_ttl_s = 3600;
-    c->quota_warning_percent = 90;         /* IMAP [ALERT] at login from this use */
-    c->thread_pool_size = 8;                /* fsync-bound work scales to about 8 on one disk */
-    c->mail_keep_open_ms = 60 * 1000;       /* clients reconnect: keep the index open */
-    c->mail_keep_open_max = 1000;
-
-    c->imap_max_nesting = 100;                  /* parentheses and search keys */
-    c->imap_max_connections_per_user_ip = 20;   /* Thunderbird opens up to 5 per account */
-    c->imap_max_commands_per_second = 1000;     /* then input is paused until the next second */
-    c->imap_max_pending_updates = 10000;        /* then the session resyncs from the index */
-    c->imap_output_timeout_ms = 120 * 1000;     /* output stalled that long: disconnect */
-}
 
 static void trim(char **s)
 {
@@ -279,10 +223,13 @@ static int parse_addr_list(struct conf_addr_list *l, const char *v, bool allow_u
     return 0;
 }
 
-static int parse_nets(struct conf *c, const char *v, char *err, size_t errlen)
+static int parse_nets(struct conf *c, const struct conf_setting *s, const char *v, char *err,
+                      size_t errlen)
 {
     char buf[2048];
     char *save = NULL, *tok;
+
+    (void)s;
 
     if (strlen(v) >= sizeof(buf)) {
         snprintf(err, errlen, "network list too long");
@@ -362,215 +309,312 @@ bool conf_net_match(const struct conf_net *nets, size_t n, const struct sockaddr
     return false;
 }
 
-#define STR(field)                                                                                 \
-    do {                                                                                           \
-        if (strlen(value) >= sizeof(c->field)) {                                                   \
-            snprintf(err, errlen, "value too long for %s", key);                                  \
-            return -1;                                                                             \
-        }                                                                                          \
-        snprintf(c->field, sizeof(c->field), "%s", value);                                         \
-        return 0;                                                                                  \
-    } while (0)
+/* ---- value checks and parsers named by rows */
 
-#define UINT(field, lo, hi)                                                                        \
-    do {                                                                                           \
-        if (parse_uint(value, lo, hi, &c->field) < 0) {                                            \
-            snprintf(err, errlen, "%s must be a number from %u to %u", key, (unsigned)(lo),       \
-                     (unsigned)(hi));                                                              \
-            return -1;                                                                             \
-        }                                                                                          \
-        return 0;                                                                                  \
-    } while (0)
+static bool is_absolute(const char *v)
+{
+    return v[0] == '/';
+}
 
-#define DURATION(field, lo_ms)                                                                     \
-    do {                                                                                           \
-        if (parse_duration_min(value, lo_ms, &c->field) < 0) {                                     \
-            snprintf(err, errlen, "%s must be a duration (e.g. 30s, 500ms, 10m) of at least %ums", \
-                     key, (unsigned)(lo_ms));                                                      \
-            return -1;                                                                             \
-        }                                                                                          \
-        return 0;                                                                                  \
-    } while (0)
+static bool is_not_empty(const char *v)
+{
+    return v[0] != '\0';
+}
 
-#define SIZE(field, lo, hi)                                                                        \
-    do {                                                                                           \
-        uint64_t v_;                                                                               \
-        if (conf_parse_size(value, &v_) < 0 || v_ < (lo) || v_ > (hi)) {                           \
-            snprintf(err, errlen, "%s must be a size (e.g. 64k, 50M) from %llu to %llu bytes",    \
-                     key, (unsigned long long)(lo), (unsigned long long)(hi));                     \
-            return -1;                                                                             \
-        }                                                                                          \
-        c->field = v_;                                                                             \
-        return 0;                                                                                  \
-    } while (0)
+static bool is_domain_name(const char *v)
+{
+    for (const char *p = v; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-')
+            return false;
+    return true;
+}
+
+/* Characters that may separate user and detail: punctuation that an
+ * address carries unquoted. */
+static bool is_delimiter(const char *v)
+{
+    for (const char *p = v; *p; p++)
+        if (!ispunct((unsigned char)*p) || *p == '@' || *p == '"' || *p == '\\')
+            return false;
+    return true;
+}
+
+/* A file mode in octal, such as 0660. */
+static int parse_mode(struct conf *c, const struct conf_setting *s, const char *v, char *err,
+                      size_t errlen)
+{
+    char *end;
+    unsigned long m;
+
+    errno = 0;
+    m = strtoul(v, &end, 8);
+    if (errno || *end || !*v || m > 0777) {
+        snprintf(err, errlen, "%s must be an octal mode such as 0660", s->name);
+        return -1;
+    }
+    *(unsigned *)((char *)c + s->off) = (unsigned)m;
+    return 0;
+}
+
+/* ---- the table */
+
+#define FIELD(f) .off = offsetof(struct conf, f), .size = sizeof(((struct conf *)0)->f)
+#define ROW(n, d, g) .name = n, .def = d, .group = g
+#define BOOL(f) .type = CONF_BOOL, FIELD(f)
+#define UINT(f, lo, hi) .type = CONF_UINT, FIELD(f), .min = lo, .max = hi
+#define SIZE(f, lo, hi) .type = CONF_SIZE, FIELD(f), .min = lo, .max = hi
+#define DURATION(f, lo_ms) .type = CONF_DURATION, FIELD(f), .min = lo_ms
+#define SECONDS(f) .type = CONF_SECONDS, FIELD(f)
+#define STRING(f) .type = CONF_STRING, FIELD(f)
+#define PATH(f) .type = CONF_PATH, FIELD(f)
+#define ADDRS(f) .type = CONF_ADDRS, FIELD(f)
+#define CUSTOM(f, fn) .type = CONF_CUSTOM, FIELD(f), .parse = fn
+
+#define KB 1024ull
+#define MB (1024ull * 1024)
+#define GB (1024ull * 1024 * 1024)
+#define MIN (60u * 1000)
+
+/* GnuTLS priority: TLS 1.2 and 1.3, ECDHE only (X25519, P-256, P-384; no
+ * finite-field groups), AEAD ciphers, no SHA-1 signatures. */
+#define DEFAULT_PRIORITY                                                                           \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:"                  \
+    "-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:-MAC-ALL:+AEAD:"                     \
+    "-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:"                                  \
+    "-SIGN-RSA-SHA1:-SIGN-ECDSA-SHA1:%SERVER_PRECEDENCE"
+
+const struct conf_setting conf_settings[] = {
+    /* ---- General */
+    {ROW("data_dir", "/var/lib/coffre", "General"), PATH(data_dir), .valid = is_absolute,
+     .errmsg = "data_dir must be an absolute path", .doc = "accounts database and mail"},
+    {ROW("run_user", "coffre", "General"), STRING(run_user),
+     .doc = "user coffred and coffrectl become when started as root"},
+    {ROW("thread_pool_size", "8", "General"), UINT(thread_pool_size, 1, 128),
+     .doc = "threads for hashing and disk work (fsync-bound work scales to about 8 on one disk)"},
+    {ROW("shutdown_timeout", "3s", "General"), DURATION(shutdown_timeout_ms, 0),
+     .doc = "how long SIGTERM and closing wait for pending writes to drain"},
+    {ROW("log_debug", "no", "General"), BOOL(log_debug), .doc = "debug logging"},
+
+    /* ---- TLS */
+    {ROW("tls_cert", "/etc/coffre/cert.pem", "TLS"), PATH(tls_cert),
+     .doc = "PEM certificate chain"},
+    {ROW("tls_key", "/etc/coffre/key.pem", "TLS"), PATH(tls_key), .doc = "PEM key of tls_cert"},
+    {ROW("tls_cert_rsa", "", "TLS"), PATH(tls_cert_rsa),
+     .doc = "optional second certificate (RSA) for old clients"},
+    {ROW("tls_key_rsa", "", "TLS"), PATH(tls_key_rsa), .doc = "key of tls_cert_rsa"},
+    {ROW("tls_priority", DEFAULT_PRIORITY, "TLS"), STRING(tls_priority), .valid = is_not_empty,
+     .errmsg = "tls_priority must not be empty", .doc = "GnuTLS priority string"},
+    {ROW("tls_handshake_timeout", "30s", "TLS"), DURATION(tls_handshake_timeout_ms, 100),
+     .doc = "a client that stalls its handshake is dropped"},
+
+    /* ---- Connections, for every protocol */
+    {ROW("max_connections", "50000", "Connections"), UINT(max_connections, 1, 1000000),
+     .doc = "connections in all"},
+    {ROW("max_connections_per_ip", "200", "Connections"), UINT(max_connections_per_ip, 1, 1000000),
+     .doc = "connections from one remote address"},
+    {ROW("max_bad_commands", "20", "Connections"), UINT(max_bad_commands, 1, 100000),
+     .doc = "BAD/-ERR replies before disconnecting"},
+    {ROW("max_line_length", "64k", "Connections"), SIZE(max_line_length, 1 * KB, 16 * MB),
+     .errmsg = "max_line_length must be a size from 1k to 16M",
+     .doc = "longest command line, CRLF included"},
+    {ROW("max_message_size", "50M", "Connections"), SIZE(max_message_size, 1 * KB, 4 * GB),
+     .doc = "largest message (APPEND, LMTP)"},
+    {ROW("login_timeout", "60s", "Connections"), DURATION(login_timeout_ms, 1000),
+     .doc = "time to log in after connecting"},
+
+    /* ---- Authentication */
+    {ROW("default_domain", "", "Authentication"), STRING(default_domain), .valid = is_domain_name,
+     .errmsg = "default_domain is not a domain name: ", .errmsg_value = true,
+     .doc = "domain added to a login name without @; empty refuses such names"},
+    {ROW("plaintext_auth_networks", "", "Authentication"),
+     CUSTOM(plaintext_auth_networks, parse_nets),
+     .doc = "networks (CIDR) allowed to log in without TLS"},
+    {ROW("login_failure_delay", "1s", "Authentication"), DURATION(login_failure_delay_ms, 0),
+     .doc = "delay of the answer to a failed login; doubles per further failure"},
+    {ROW("login_failure_delay_max", "15s", "Authentication"),
+     DURATION(login_failure_delay_max_ms, 0), .doc = "cap of that delay"},
+    {ROW("auth_cache_ttl", "1h", "Authentication"), SECONDS(auth_cache_ttl_s),
+     .errmsg = "auth_cache_ttl must be a duration (0 disables the cache)",
+     .doc = "how long a verified password is remembered (as a keyed hash); 0 = never"},
+
+    /* ---- Mail storage */
+    {ROW("mail_keep_open", "60s", "Mail storage"), DURATION(mail_keep_open_ms, 0),
+     .doc = "an account's index stays open this long after its last session (clients reconnect)"},
+    {ROW("mail_keep_open_max", "1000", "Mail storage"), UINT(mail_keep_open_max, 0, 1000000),
+     .doc = "accounts kept open so at most"},
+
+    /* ---- IMAP */
+    {ROW("imap_listen", "*:143", "IMAP"), ADDRS(imap_listen), .doc = "IMAP with STARTTLS"},
+    {ROW("imaps_listen", "*:993", "IMAP"), ADDRS(imaps_listen), .doc = "IMAP over TLS"},
+    {ROW("imap_idle_timeout", "30m", "IMAP"), DURATION(imap_idle_timeout_ms, 30 * MIN),
+     .doc = "autologout (RFC 3501: at least 30 minutes)"},
+    {ROW("imap_output_timeout", "2m", "IMAP"), DURATION(imap_output_timeout_ms, 1000),
+     .doc = "a client that stops reading its responses that long is disconnected"},
+    {ROW("max_literal_size", "64k", "IMAP"), SIZE(max_literal_size, 1 * KB, 1 * GB),
+     .doc = "largest literal other than APPEND's message"},
+    {ROW("imap_max_nesting", "100", "IMAP"), UINT(imap_max_nesting, 2, 10000),
+     .doc = "deepest parenthesized list or search key"},
+    {ROW("imap_max_connections_per_user_ip", "20", "IMAP"),
+     UINT(imap_max_connections_per_user_ip, 1, 100000),
+     .doc = "sessions of one account from one address (Thunderbird opens up to 5)"},
+    {ROW("imap_max_commands_per_second", "1000", "IMAP"),
+     UINT(imap_max_commands_per_second, 1, 1000000),
+     .doc = "then the session's input waits for the next second"},
+    {ROW("imap_max_pending_updates", "10000", "IMAP"), UINT(imap_max_pending_updates, 16, 10000000),
+     .doc = "new/expunged UIDs queued for a session; then it resyncs from the index"},
+    {ROW("quota_warning_percent", "90", "IMAP"), UINT(quota_warning_percent, 0, 100),
+     .doc = "login answers [ALERT] from this quota use; 0 = never"},
+
+    /* ---- POP3 */
+    {ROW("pop3_listen", "*:110", "POP3"), ADDRS(pop3_listen), .doc = "POP3 with STLS"},
+    {ROW("pop3s_listen", "*:995", "POP3"), ADDRS(pop3s_listen), .doc = "POP3 over TLS"},
+    {ROW("pop3_idle_timeout", "10m", "POP3"), DURATION(pop3_idle_timeout_ms, 10 * MIN),
+     .doc = "inactivity timeout (RFC 1939: at least 10 minutes)"},
+    {ROW("pop3_max_command_length", "255", "POP3"), UINT(pop3_max_command_length, 255, 65536),
+     .doc = "longest command line with CRLF (RFC 2449: 255); AUTH excepted"},
+
+    /* ---- LMTP */
+    {ROW("lmtp_listen", "127.0.0.1:24", "LMTP"), ADDRS(lmtp_listen), .unix_ok = true,
+     .doc = "LMTP for the MTA (TCP or unix:/path)"},
+    {ROW("lmtp_socket_mode", "0660", "LMTP"), CUSTOM(lmtp_socket_mode, parse_mode),
+     .doc = "mode of an LMTP unix socket"},
+    {ROW("lmtp_socket_user", "", "LMTP"), STRING(lmtp_socket_user),
+     .doc = "owner given to an LMTP unix socket; empty = unchanged"},
+    {ROW("lmtp_socket_group", "", "LMTP"), STRING(lmtp_socket_group),
+     .doc = "group given to an LMTP unix socket; empty = unchanged"},
+    {ROW("lmtp_max_recipients", "50", "LMTP"), UINT(lmtp_max_recipients, 1, 100000),
+     .doc = "RCPT TO accepted per transaction (Postfix sends at most 50 by default)"},
+    {ROW("recipient_delimiter", "+", "LMTP"), STRING(recipient_delimiter), .valid = is_delimiter,
+     .errmsg = "recipient_delimiter must be punctuation such as + or -",
+     .doc = "characters separating user and detail; empty = off"},
+    {ROW("lmtp_save_to_detail_mailbox", "no", "LMTP"), BOOL(lmtp_save_to_detail_mailbox),
+     .doc = "deliver user+detail into folder detail when it exists"},
+    {ROW("lmtp_quota_temporary", "no", "LMTP"), BOOL(lmtp_quota_temporary),
+     .doc = "over quota answers 452 4.2.2 (retry) instead of 552 5.2.2 (bounce)"},
+    {ROW("lmtp_idle_timeout", "5m", "LMTP"), DURATION(lmtp_idle_timeout_ms, 1000),
+     .doc = "inactivity timeout"},
+};
+
+const size_t conf_n_settings = sizeof(conf_settings) / sizeof(conf_settings[0]);
+
+/* ---- the parser */
+
+const struct conf_setting *conf_find(const char *key)
+{
+    for (size_t i = 0; i < conf_n_settings; i++)
+        if (!strcmp(conf_settings[i].name, key))
+            return &conf_settings[i];
+    return NULL;
+}
+
+static int bad_value(const struct conf_setting *s, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* The row's own error message when it has one, else fmt. Returns -1. */
+static int bad_value(const struct conf_setting *s, char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (s->errmsg) {
+        snprintf(err, errlen, "%s", s->errmsg);
+        return -1;
+    }
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Parses value as row s says and stores it into its field of c. */
+static int apply(struct conf *c, const struct conf_setting *s, const char *value, char *err,
+                 size_t errlen)
+{
+    void *field = (char *)c + s->off;
+    uint64_t v;
+    unsigned ms;
+
+    switch (s->type) {
+    case CONF_BOOL:
+        if (parse_bool(value, field) < 0)
+            return bad_value(s, err, errlen, "%s must be yes or no", s->name);
+        return 0;
+    case CONF_UINT:
+        if (parse_uint(value, (unsigned)s->min, (unsigned)s->max, field) < 0)
+            return bad_value(s, err, errlen, "%s must be a number from %u to %u", s->name,
+                             (unsigned)s->min, (unsigned)s->max);
+        return 0;
+    case CONF_SIZE:
+        if (conf_parse_size(value, &v) < 0 || v < s->min || v > s->max)
+            return bad_value(s, err, errlen,
+                             "%s must be a size (e.g. 64k, 50M) from %llu to %llu bytes", s->name,
+                             (unsigned long long)s->min, (unsigned long long)s->max);
+        if (s->size == sizeof(uint64_t)) {
+            memcpy(field, &v, sizeof(v));
+        } else {
+            size_t z = (size_t)v;
+            memcpy(field, &z, sizeof(z));
+        }
+        return 0;
+    case CONF_DURATION:
+        if (parse_duration_min(value, (unsigned)s->min, field) < 0)
+            return bad_value(s, err, errlen,
+                             "%s must be a duration (e.g. 30s, 500ms, 10m) of at least %ums",
+                             s->name, (unsigned)s->min);
+        return 0;
+    case CONF_SECONDS:
+        if (conf_parse_duration_ms(value, &ms) < 0)
+            return bad_value(s, err, errlen, "%s must be a duration", s->name);
+        *(unsigned *)field = ms / 1000;
+        return 0;
+    case CONF_STRING:
+    case CONF_PATH:
+        if (s->valid && !s->valid(value)) {
+            snprintf(err, errlen, "%s%s", s->errmsg, s->errmsg_value ? value : "");
+            return -1;
+        }
+        if (strlen(value) >= s->size) {
+            snprintf(err, errlen, "value too long for %s", s->name);
+            return -1;
+        }
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    case CONF_ADDRS:
+        return parse_addr_list(field, value, s->unix_ok, err, errlen);
+    case CONF_CUSTOM:
+        return s->parse(c, s, value, err, errlen);
+    }
+    return -1;
+}
+
+void conf_defaults(struct conf *c)
+{
+    char err[128];
+
+    memset(c, 0, sizeof(*c));
+    /* each default parses: unit-config checks it */
+    for (size_t i = 0; i < conf_n_settings; i++)
+        apply(c, &conf_settings[i], conf_settings[i].def, err, sizeof(err));
+}
 
 int conf_set(struct conf *c, const char *key, const char *value, char *err, size_t errlen)
 {
-    if (!strcmp(key, "data_dir")) {
-        if (value[0] != '/') {
-            snprintf(err, errlen, "data_dir must be an absolute path");
-            return -1;
-        }
-        STR(data_dir);
+    const struct conf_setting *s = conf_find(key);
+
+    if (!s) {
+        snprintf(err, errlen, "unknown setting '%s'", key);
+        return -1;
     }
-    if (!strcmp(key, "run_user"))
-        STR(run_user);
-    if (!strcmp(key, "default_domain")) {
-        for (const char *p = value; *p; p++) {
-            if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-') {
-                snprintf(err, errlen, "default_domain is not a domain name: %s", value);
-                return -1;
-            }
-        }
-        STR(default_domain);
-    }
-    if (!strcmp(key, "tls_cert"))
-        STR(tls_cert);
-    if (!strcmp(key, "tls_key"))
-        STR(tls_key);
-    if (!strcmp(key, "tls_cert_rsa"))
-        STR(tls_cert_rsa);
-    if (!strcmp(key, "tls_key_rsa"))
-        STR(tls_key_rsa);
-    if (!strcmp(key, "tls_priority")) {
-        if (!*value) {
-            snprintf(err, errlen, "tls_priority must not be empty");
-            return -1;
-        }
-        STR(tls_priority);
-    }
-    if (!strcmp(key, "tls_handshake_timeout"))
-        DURATION(tls_handshake_timeout_ms, 100);
-    if (!strcmp(key, "imap_listen"))
-        return parse_addr_list(&c->imap_listen, value, false, err, errlen);
-    if (!strcmp(key, "imaps_listen"))
-        return parse_addr_list(&c->imaps_listen, value, false, err, errlen);
-    if (!strcmp(key, "pop3_listen"))
-        return parse_addr_list(&c->pop3_listen, value, false, err, errlen);
-    if (!strcmp(key, "pop3s_listen"))
-        return parse_addr_list(&c->pop3s_listen, value, false, err, errlen);
-    if (!strcmp(key, "lmtp_listen"))
-        return parse_addr_list(&c->lmtp_listen, value, true, err, errlen);
-    if (!strcmp(key, "lmtp_socket_mode")) {
-        char *end;
-        unsigned long m;
-        errno = 0;
-        m = strtoul(value, &end, 8);
-        if (errno || *end || !*value || m > 0777) {
-            snprintf(err, errlen, "lmtp_socket_mode must be an octal mode such as 0660");
-            return -1;
-        }
-        c->lmtp_socket_mode = (unsigned)m;
-        return 0;
-    }
-    if (!strcmp(key, "plaintext_auth_networks"))
-        return parse_nets(c, value, err, errlen);
-    if (!strcmp(key, "max_line_length")) {
-        uint64_t v;
-        if (conf_parse_size(value, &v) < 0 || v < 1024 || v > (16u << 20)) {
-            snprintf(err, errlen, "max_line_length must be a size from 1k to 16M");
-            return -1;
-        }
-        c->max_line_length = (size_t)v;
-        return 0;
-    }
-    if (!strcmp(key, "lmtp_socket_user"))
-        STR(lmtp_socket_user);
-    if (!strcmp(key, "lmtp_socket_group"))
-        STR(lmtp_socket_group);
-    if (!strcmp(key, "lmtp_max_recipients"))
-        UINT(lmtp_max_recipients, 1, 100000);
-    if (!strcmp(key, "recipient_delimiter")) {
-        for (const char *p = value; *p; p++) {
-            if (!ispunct((unsigned char)*p) || *p == '@' || *p == '"' || *p == '\\') {
-                snprintf(err, errlen, "recipient_delimiter must be punctuation such as + or -");
-                return -1;
-            }
-        }
-        STR(recipient_delimiter);
-    }
-    if (!strcmp(key, "lmtp_save_to_detail_mailbox")) {
-        if (parse_bool(value, &c->lmtp_save_to_detail_mailbox) < 0) {
-            snprintf(err, errlen, "lmtp_save_to_detail_mailbox must be yes or no");
-            return -1;
-        }
-        return 0;
-    }
-    if (!strcmp(key, "lmtp_quota_temporary")) {
-        if (parse_bool(value, &c->lmtp_quota_temporary) < 0) {
-            snprintf(err, errlen, "lmtp_quota_temporary must be yes or no");
-            return -1;
-        }
-        return 0;
-    }
-    if (!strcmp(key, "max_literal_size"))
-        SIZE(max_literal_size, 1024, 1ull << 30);
-    if (!strcmp(key, "max_message_size"))
-        SIZE(max_message_size, 1024, 4ull << 30);
-    if (!strcmp(key, "max_connections"))
-        UINT(max_connections, 1, 1000000);
-    if (!strcmp(key, "max_connections_per_ip"))
-        UINT(max_connections_per_ip, 1, 1000000);
-    if (!strcmp(key, "max_bad_commands"))
-        UINT(max_bad_commands, 1, 100000);
-    if (!strcmp(key, "login_timeout"))
-        DURATION(login_timeout_ms, 1000);
-    if (!strcmp(key, "imap_idle_timeout"))
-        DURATION(imap_idle_timeout_ms, 30 * 60 * 1000);
-    if (!strcmp(key, "pop3_idle_timeout"))
-        DURATION(pop3_idle_timeout_ms, 10 * 60 * 1000);
-    if (!strcmp(key, "pop3_max_command_length"))
-        UINT(pop3_max_command_length, 255, 65536);
-    if (!strcmp(key, "lmtp_idle_timeout"))
-        DURATION(lmtp_idle_timeout_ms, 1000);
-    if (!strcmp(key, "shutdown_timeout"))
-        DURATION(shutdown_timeout_ms, 0);
-    if (!strcmp(key, "login_failure_delay"))
-        DURATION(login_failure_delay_ms, 0);
-    if (!strcmp(key, "login_failure_delay_max"))
-        DURATION(login_failure_delay_max_ms, 0);
-    if (!strcmp(key, "auth_cache_ttl")) {
-        unsigned ms;
-        if (conf_parse_duration_ms(value, &ms) < 0) {
-            snprintf(err, errlen, "auth_cache_ttl must be a duration (0 disables the cache)");
-            return -1;
-        }
-        c->auth_cache_ttl_s = ms / 1000;
-        return 0;
-    }
-    if (!strcmp(key, "quota_warning_percent"))
-        UINT(quota_warning_percent, 0, 100);
-    if (!strcmp(key, "thread_pool_size"))
-        UINT(thread_pool_size, 1, 128);
-    if (!strcmp(key, "mail_keep_open"))
-        DURATION(mail_keep_open_ms, 0);
-    if (!strcmp(key, "mail_keep_open_max"))
-        UINT(mail_keep_open_max, 0, 1000000);
-    if (!strcmp(key, "imap_max_nesting"))
-        UINT(imap_max_nesting, 2, 10000);
-    if (!strcmp(key, "imap_max_connections_per_user_ip"))
-        UINT(imap_max_connections_per_user_ip, 1, 100000);
-    if (!strcmp(key, "imap_max_commands_per_second"))
-        UINT(imap_max_commands_per_second, 1, 1000000);
-    if (!strcmp(key, "imap_max_pending_updates"))
-        UINT(imap_max_pending_updates, 16, 10000000);
-    if (!strcmp(key, "imap_output_timeout"))
-        DURATION(imap_output_timeout_ms, 1000);
-    if (!strcmp(key, "log_debug")) {
-        if (parse_bool(value, &c->log_debug) < 0) {
-            snprintf(err, errlen, "log_debug must be yes or no");
-            return -1;
-        }
-        return 0;
-    }
-    snprintf(err, errlen, "unknown setting '%s'", key);
-    return -1;
+    return apply(c, s, value, err, errlen);
+}
+
+bool conf_needs_tls(const struct conf *c)
+{
+    return c->imap_listen.n || c->imaps_listen.n || c->pop3_listen.n || c->pop3s_listen.n;
 }
 
 int conf_validate(const struct conf *c, char *err, size_t errlen)
 {
-    bool tls_needed = c->imap_listen.n || c->imaps_listen.n || c->pop3_listen.n ||
-                      c->pop3s_listen.n;
+    bool tls_needed = conf_needs_tls(c);
 
     if (tls_needed && (!c->tls_cert[0] || !c->tls_key[0])) {
         snprintf(err, errlen, "tls_cert and tls_key are required when IMAP or POP3 listens");

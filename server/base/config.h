@@ -1,5 +1,7 @@
 /* Configuration of coffred and coffrectl: the struct every module reads,
- * its defaults, and the parser of the `key = value` file. */
+ * the table of settings it is filled from (name, type, bounds, default,
+ * description and group of each), and the parser of the `key = value`
+ * file. */
 #ifndef COFFRE_CONFIG_H
 #define COFFRE_CONFIG_H
 
@@ -16,9 +18,9 @@
 /* One listening address: TCP (v4 or v6) or, for LMTP, a unix socket. */
 struct conf_addr {
     bool is_unix;
-    char path[108];              /* unix socket path when is_unix */
-    struct sockaddr_storage ss;  /* TCP address when !is_unix */
-    char text[80];               /* as written, for logs */
+    char path[108];             /* unix socket path when is_unix */
+    struct sockaddr_storage ss; /* TCP address when !is_unix */
+    char text[80];              /* as written, for logs */
 };
 
 struct conf_addr_list {
@@ -33,13 +35,19 @@ struct conf_net {
     unsigned prefix;
 };
 
+/* The settings, in the groups of the table in config.c and of the README's
+ * configuration table. Defaults, bounds and meanings are in that table. */
 struct conf {
     char path[CONF_PATH_MAX]; /* the file this was read from, "" for defaults */
 
+    /* General */
     char data_dir[CONF_PATH_MAX];
     char run_user[64];
-    char default_domain[256];
+    unsigned thread_pool_size;
+    unsigned shutdown_timeout_ms;
+    bool log_debug;
 
+    /* TLS */
     char tls_cert[CONF_PATH_MAX];
     char tls_key[CONF_PATH_MAX];
     char tls_cert_rsa[CONF_PATH_MAX];
@@ -47,55 +55,97 @@ struct conf {
     char tls_priority[512];
     unsigned tls_handshake_timeout_ms;
 
-    struct conf_addr_list imap_listen;
-    struct conf_addr_list imaps_listen;
-    struct conf_addr_list pop3_listen;
-    struct conf_addr_list pop3s_listen;
-    struct conf_addr_list lmtp_listen;
-    unsigned lmtp_socket_mode;
-    char lmtp_socket_user[64];     /* owner of an LMTP unix socket, "" = leave */
-    char lmtp_socket_group[64];    /* group of an LMTP unix socket, "" = leave */
-    unsigned lmtp_max_recipients;  /* RCPTs accepted per transaction */
-    char recipient_delimiter[8];   /* chars separating user and detail, "" = off */
-    bool lmtp_save_to_detail_mailbox;
-    bool lmtp_quota_temporary;     /* over quota: 452 4.2.2 instead of 552 5.2.2 */
-    unsigned quota_warning_percent; /* IMAP login ALERT at this quota use; 0 = never */
-
-    size_t n_plaintext_nets;
-    struct conf_net plaintext_auth_networks[CONF_MAX_NETS];
-
-    size_t max_line_length;
-    uint64_t max_literal_size;
-    uint64_t max_message_size;
+    /* Connections (every protocol) */
     unsigned max_connections;
     unsigned max_connections_per_ip;
     unsigned max_bad_commands;
-    unsigned pop3_max_command_length; /* POP3 command line, CRLF included (not AUTH) */
-
+    size_t max_line_length;
+    uint64_t max_message_size; /* APPEND and LMTP */
     unsigned login_timeout_ms;
-    unsigned imap_idle_timeout_ms;
-    unsigned pop3_idle_timeout_ms;
-    unsigned lmtp_idle_timeout_ms;
-    unsigned shutdown_timeout_ms;
 
+    /* Authentication */
+    char default_domain[256];
+    size_t n_plaintext_nets;
+    struct conf_net plaintext_auth_networks[CONF_MAX_NETS];
     unsigned login_failure_delay_ms;
     unsigned login_failure_delay_max_ms;
     unsigned auth_cache_ttl_s;
-    unsigned thread_pool_size;
+
+    /* Mail storage */
     unsigned mail_keep_open_ms;  /* a store stays open this long after its last session */
     unsigned mail_keep_open_max; /* stores kept open so */
 
-    /* IMAP session limits (protocol/imap) */
-    unsigned imap_max_nesting;              /* parenthesized list / search key depth */
+    /* IMAP (protocol/imap) */
+    struct conf_addr_list imap_listen;
+    struct conf_addr_list imaps_listen;
+    unsigned imap_idle_timeout_ms;
+    unsigned imap_output_timeout_ms;           /* a client not reading its responses */
+    uint64_t max_literal_size;                 /* literals other than APPEND's message */
+    unsigned imap_max_nesting;                 /* parenthesized list / search key depth */
     unsigned imap_max_connections_per_user_ip; /* sessions of one account from one address */
-    unsigned imap_max_commands_per_second;  /* beyond it the session is slowed down */
-    unsigned imap_max_pending_updates;      /* queued EXISTS/EXPUNGE UIDs before a full resync */
-    unsigned imap_output_timeout_ms;        /* a client not reading its responses */
+    unsigned imap_max_commands_per_second;     /* beyond it the session is slowed down */
+    unsigned imap_max_pending_updates;         /* queued EXISTS/EXPUNGE UIDs before a full resync */
+    unsigned quota_warning_percent;            /* login ALERT at this quota use; 0 = never */
 
-    bool log_debug;
+    /* POP3 (protocol/pop3) */
+    struct conf_addr_list pop3_listen;
+    struct conf_addr_list pop3s_listen;
+    unsigned pop3_idle_timeout_ms;
+    unsigned pop3_max_command_length; /* command line, CRLF included (not AUTH) */
+
+    /* LMTP (protocol/lmtp) */
+    struct conf_addr_list lmtp_listen;
+    unsigned lmtp_socket_mode;
+    char lmtp_socket_user[64];    /* owner of an LMTP unix socket, "" = leave */
+    char lmtp_socket_group[64];   /* group of an LMTP unix socket, "" = leave */
+    unsigned lmtp_max_recipients; /* RCPTs accepted per transaction */
+    char recipient_delimiter[8];  /* chars separating user and detail, "" = off */
+    bool lmtp_save_to_detail_mailbox;
+    bool lmtp_quota_temporary; /* over quota: 452 4.2.2 instead of 552 5.2.2 */
+    unsigned lmtp_idle_timeout_ms;
 };
 
-/* Fills c with the built-in defaults. */
+/* What the value of a setting is, and so how it is parsed. */
+enum conf_type {
+    CONF_BOOL,     /* yes/no, true/false, on/off, 1/0 */
+    CONF_UINT,     /* unsigned in [min, max] (k, M, G suffixes taken) */
+    CONF_SIZE,     /* bytes in [min, max], with k, M, G suffixes */
+    CONF_DURATION, /* milliseconds, at least min; ms, s, m, h suffixes, bare = seconds */
+    CONF_SECONDS,  /* a duration kept in whole seconds */
+    CONF_STRING,   /* text shorter than the field */
+    CONF_PATH,     /* a file name, shorter than the field */
+    CONF_ADDRS,    /* a list of listening addresses (struct conf_addr_list) */
+    CONF_CUSTOM,   /* parsed by the row's parse function */
+};
+
+struct conf_setting;
+typedef int (*conf_parse_fn)(struct conf *c, const struct conf_setting *s, const char *v, char *err,
+                             size_t errlen);
+
+/* One row of the table of settings. */
+struct conf_setting {
+    const char *name;  /* the key in the file */
+    const char *def;   /* the default, as written in the file and the README */
+    const char *group; /* the README's heading it stands under: "IMAP", "LMTP", ... */
+    enum conf_type type;
+    size_t off, size; /* of the field in struct conf */
+    uint64_t min, max; /* CONF_UINT, CONF_SIZE: bounds; CONF_DURATION: least ms */
+    bool unix_ok;                 /* CONF_ADDRS: unix:/path allowed */
+    bool (*valid)(const char *v); /* CONF_STRING, CONF_PATH: checks the value, else errmsg */
+    const char *errmsg;           /* the whole error message, in place of the type's */
+    bool errmsg_value;            /* the value follows errmsg */
+    conf_parse_fn parse;          /* CONF_CUSTOM */
+    const char *doc;              /* one line */
+};
+
+/* The table, in README order; conf_n_settings rows. */
+extern const struct conf_setting conf_settings[];
+extern const size_t conf_n_settings;
+
+/* The row of a key, or NULL. */
+const struct conf_setting *conf_find(const char *key);
+
+/* Fills c with the built-in defaults (each row's default, parsed). */
 void conf_defaults(struct conf *c);
 
 /* Reads FILE over the defaults already in c. On error returns -1 and writes
@@ -109,6 +159,10 @@ int conf_set(struct conf *c, const char *key, const char *value, char *err, size
 /* Checks relations between settings (cert and key given together, at least
  * one listener, ...). Returns 0, or -1 with a reason in err. */
 int conf_validate(const struct conf *c, char *err, size_t errlen);
+
+/* True when IMAP or POP3 listens, and so a certificate is needed (STARTTLS
+ * and STLS as much as the implicit-TLS ports). */
+bool conf_needs_tls(const struct conf *c);
 
 /* True when addr (struct sockaddr_in/in6) is inside one of the nets. */
 bool conf_net_match(const struct conf_net *nets, size_t n, const struct sockaddr *addr);

@@ -34,6 +34,27 @@ static int set(struct conf *c, const char *k, const char *v)
     return conf_set(c, k, v, err, sizeof(err));
 }
 
+/* The field of a row is of the size its type writes. */
+static bool field_fits(const struct conf_setting *s)
+{
+    switch (s->type) {
+    case CONF_BOOL:
+        return s->size == sizeof(bool);
+    case CONF_UINT:
+    case CONF_DURATION:
+    case CONF_SECONDS:
+        return s->size == sizeof(unsigned);
+    case CONF_SIZE:
+        return s->size == sizeof(uint64_t) || s->size == sizeof(size_t);
+    case CONF_ADDRS:
+        return s->size == sizeof(struct conf_addr_list);
+    case CONF_CUSTOM:
+        return s->parse != NULL;
+    default:
+        return s->size > 1;
+    }
+}
+
 static bool match(const struct conf *c, const char *ip)
 {
     struct sockaddr_storage ss;
@@ -42,8 +63,7 @@ static bool match(const struct conf *c, const char *ip)
         ss.ss_family = AF_INET;
     else if (inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1)
         ss.ss_family = AF_INET6;
-    return conf_net_match(c->plaintext_auth_networks, c->n_plaintext_nets,
-                          (struct sockaddr *)&ss);
+    return conf_net_match(c->plaintext_auth_networks, c->n_plaintext_nets, (struct sockaddr *)&ss);
 }
 
 int main(void)
@@ -67,6 +87,22 @@ int main(void)
           "default priority allows TLS 1.2 and 1.3 only");
     CHECK(c.imap_idle_timeout_ms >= 30 * 60 * 1000, "IMAP autologout at least 30 minutes");
     CHECK(c.pop3_idle_timeout_ms >= 10 * 60 * 1000, "POP3 timeout at least 10 minutes");
+
+    /* the table: each default parses, each key once, each field inside struct conf */
+    for (size_t i = 0; i < conf_n_settings; i++) {
+        const struct conf_setting *s = &conf_settings[i];
+        char what[128];
+        snprintf(what, sizeof(what),
+                 "row %s: default parses, key unique, field inside and of its type", s->name);
+        CHECK(set(&c, s->name, s->def) == 0 && conf_find(s->name) == s &&
+                  s->off + s->size <= sizeof(struct conf) && field_fits(s) && s->doc && s->group,
+              what);
+    }
+    {
+        struct conf d;
+        conf_defaults(&d);
+        CHECK(memcmp(&c, &d, sizeof(c)) == 0, "the defaults set again change nothing");
+    }
 
     /* sizes and durations */
     CHECK(conf_parse_size("64k", &sz) == 0 && sz == 65536, "size 64k");
@@ -148,11 +184,10 @@ int main(void)
     CHECK(load("max_message_size = lots\n", &c, err, sizeof(err)) < 0 &&
               strstr(err, "c.conf:1: max_message_size"),
           "bad value names the key");
-    CHECK(load("tls_cert_rsa = /x.pem\n", &c, err, sizeof(err)) < 0 &&
-              strstr(err, "tls_key_rsa"),
+    CHECK(load("tls_cert_rsa = /x.pem\n", &c, err, sizeof(err)) < 0 && strstr(err, "tls_key_rsa"),
           "RSA cert without key refused by validation");
-    CHECK(load("login_failure_delay = 5s\nlogin_failure_delay_max = 1s\n", &c, err,
-               sizeof(err)) < 0,
+    CHECK(load("login_failure_delay = 5s\nlogin_failure_delay_max = 1s\n", &c, err, sizeof(err)) <
+              0,
           "delay cap below delay refused");
     {
         char big[5000];
