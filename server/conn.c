@@ -46,6 +46,7 @@ struct conn {
     unsigned timeout_ms;
     bool timeout_absolute; /* the login deadline: input does not extend it */
     size_t queued;
+    size_t queued_peak; /* the most output ever queued at once (close log) */
     uint64_t bytes_in, bytes_out;
     struct conn *prev, *next;
 };
@@ -275,6 +276,8 @@ static void write_raw(struct conn *c, char *data, size_t len)
         return;
     }
     c->queued += len;
+    if (c->queued > c->queued_peak)
+        c->queued_peak = c->queued;
     if (c->queued >= CONN_WRITE_HIGH)
         c->drain_wanted = true;
 }
@@ -539,10 +542,10 @@ static void on_handle_closed(uv_handle_t *h)
         return;
     if (c->opened && c->handler->on_close)
         c->handler->on_close(c);
-    log_info("conn=%llu service=%s remote=%s user=%s closed in=%llu out=%llu",
+    log_info("conn=%llu service=%s remote=%s user=%s closed in=%llu out=%llu queued_peak=%zu",
              (unsigned long long)c->info.id, c->info.service, c->remote,
              c->user[0] ? c->user : "-", (unsigned long long)c->bytes_in,
-             (unsigned long long)c->bytes_out);
+             (unsigned long long)c->bytes_out, c->queued_peak);
     if (c->counted_ip)
         ip_adjust(s, &c->peer, -1);
     if (c->prev)

@@ -51,6 +51,19 @@ def require_binaries():
         sys.exit(2)
 
 
+_sanitized = None
+
+
+def sanitized(server=None):
+    """Whether coffred is an AddressSanitizer build (its memory figures then
+    include ASan's shadow and quarantine, and say little about coffred's own)."""
+    global _sanitized
+    if _sanitized is None:
+        with open(COFFRED, 'rb') as f:
+            _sanitized = b'__asan_init' in f.read()
+    return _sanitized
+
+
 def free_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
