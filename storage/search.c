@@ -501,6 +501,13 @@ static bool has_text(const char *s)
     return false;
 }
 
+/* The criteria that compare a column with the number given. */
+static const char *const compare_sql[] = {
+    [STORAGE_SEARCH_BEFORE] = "m.internal_date < ", [STORAGE_SEARCH_SINCE] = "m.internal_date >= ",
+    [STORAGE_SEARCH_LARGER] = "m.size > ",          [STORAGE_SEARCH_SMALLER] = "m.size < ",
+    [STORAGE_SEARCH_MODSEQ] = "m.modseq >= ",
+};
+
 static void build(struct qb *q, const struct storage_search *n, int depth)
 {
     if (q->err)
@@ -580,11 +587,11 @@ static void build(struct qb *q, const struct storage_search *n, int depth)
         put(q, n->op == STORAGE_SEARCH_KEYWORD ? ") || ' ') > 0" : ") || ' ') = 0");
         break;
     case STORAGE_SEARCH_BEFORE:
-        put(q, "m.internal_date < ");
-        bind_int(q, n->num);
-        break;
     case STORAGE_SEARCH_SINCE:
-        put(q, "m.internal_date >= ");
+    case STORAGE_SEARCH_LARGER:
+    case STORAGE_SEARCH_SMALLER:
+    case STORAGE_SEARCH_MODSEQ:
+        put(q, compare_sql[n->op]);
         bind_int(q, n->num);
         break;
     case STORAGE_SEARCH_SENTBEFORE:
@@ -592,18 +599,6 @@ static void build(struct qb *q, const struct storage_search *n, int depth)
         /* no usable Date: header: the internal date stands in */
         put(q, "(CASE WHEN b.sent_date != 0 THEN b.sent_date ELSE m.internal_date END)");
         put(q, n->op == STORAGE_SEARCH_SENTBEFORE ? " < " : " >= ");
-        bind_int(q, n->num);
-        break;
-    case STORAGE_SEARCH_LARGER:
-        put(q, "m.size > ");
-        bind_int(q, n->num);
-        break;
-    case STORAGE_SEARCH_SMALLER:
-        put(q, "m.size < ");
-        bind_int(q, n->num);
-        break;
-    case STORAGE_SEARCH_MODSEQ:
-        put(q, "m.modseq >= ");
         bind_int(q, n->num);
         break;
     case STORAGE_SEARCH_HEADER: {
