@@ -79,7 +79,8 @@ int db_meta_get(sqlite3 *db, const char *key, int64_t *v);
 int db_meta_set(sqlite3 *db, const char *key, int64_t v);
 int db_meta_add(sqlite3 *db, const char *key, int64_t delta);
 /* Runs sql, a statement that returns no row, with ?1.. bound to the integers
- * given (db_run) or ?1 to text and ?2.. to the integers (db_run_text). */
+ * given (db_run) or ?1 to text and ?2.. to the integers (db_run_text; at
+ * least one integer: without any, call db_run_binds with v NULL). */
 int db_run_binds(sqlite3 *db, const char *sql, const char *text, const int64_t *v, size_t n);
 #define DB_INTS(...)                                                                               \
     (const int64_t[]){__VA_ARGS__}, sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)
@@ -200,6 +201,7 @@ int open_msg_file(struct storage_user *u, sqlite3 *db, int64_t mbox, uint32_t ui
                   uint64_t *size);
 /* A message row more (body_ref) or less (body_release) shares the body. */
 int body_ref(sqlite3 *db, int64_t body_id);
+int body_release(sqlite3 *db, int64_t body_id);
 /* The columns of a message that msg_rows decodes, in this order (messages
  * m); MSG_BODY_COLS follow when envelope, body structure or body are asked
  * for (JOIN bodies b). */
@@ -210,7 +212,6 @@ int body_ref(sqlite3 *db, int64_t body_id);
  * 0, or the error of the query. */
 int msg_rows(sqlite3 *db, sqlite3_stmt *st, unsigned what, storage_msg_cb cb, void *arg,
              bool *stopped);
-int body_release(sqlite3 *db, int64_t body_id);
 
 /* recover.c */
 enum rescan_mode {
