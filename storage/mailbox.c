@@ -352,14 +352,21 @@ static int create_work(struct txn *t, void *ctx)
     return rc ? rc : mailbox_event(t, id);
 }
 
+/* A write on the mailbox a client named: its name is normalized into norm
+ * (STORAGE_MBOX_NAME_MAX + 1 bytes, in ctx) first. */
+static int named_write(struct storage_user *u, const char *name, char *norm, txn_work work,
+                       void *ctx)
+{
+    int rc = name_normalize(name, norm, STORAGE_MBOX_NAME_MAX + 1);
+
+    return rc ? rc : write_txn(u, work, ctx);
+}
+
 int storage_mbox_create(struct storage_user *u, const char *name, unsigned special_use)
 {
     struct create_ctx c = {.special_use = special_use};
-    int rc;
 
-    if ((rc = name_normalize(name, c.name, sizeof(c.name))) != 0)
-        return rc;
-    return write_txn(u, create_work, &c);
+    return named_write(u, name, c.name, create_work, &c);
 }
 
 /* Removes every message row of a mailbox (bodies released, quota adjusted). */
@@ -765,11 +772,8 @@ static int subscribe_work(struct txn *t, void *ctx)
 int storage_subscribe(struct storage_user *u, const char *name, bool on)
 {
     struct subscribe_ctx c = {.on = on};
-    int rc;
 
-    if ((rc = name_normalize(name, c.name, sizeof(c.name))) != 0)
-        return rc;
-    return write_txn(u, subscribe_work, &c);
+    return named_write(u, name, c.name, subscribe_work, &c);
 }
 
 int storage_mbox_status(struct storage_user *u, int64_t mbox, struct storage_status *out)
