@@ -35,24 +35,12 @@ static void report_changed(struct storage_user *u, int64_t mbox, uint64_t ms, st
     if (!db)
         return;
     if (db_prepare(db,
-                   "SELECT uid, flags, keywords, modseq, size, internal_date, save_date"
-                   " FROM messages WHERE mailbox_id = ? AND modseq = ? ORDER BY uid",
+                   "SELECT " MSG_COLS " FROM messages m WHERE m.mailbox_id = ? AND m.modseq = ?"
+                   " ORDER BY m.uid",
                    &st) == 0) {
         sqlite3_bind_int64(st, 1, mbox);
         sqlite3_bind_int64(st, 2, (int64_t)ms);
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            struct storage_msg m = {0};
-            const char *kw = (const char *)sqlite3_column_text(st, 2);
-            m.uid = (uint32_t)sqlite3_column_int64(st, 0);
-            m.flags = (unsigned)sqlite3_column_int(st, 1);
-            m.keywords = kw ? kw : "";
-            m.modseq = (uint64_t)sqlite3_column_int64(st, 3);
-            m.size = (uint64_t)sqlite3_column_int64(st, 4);
-            m.internal_date = sqlite3_column_int64(st, 5);
-            m.save_date = sqlite3_column_int64(st, 6);
-            if (cb(arg, &m) != 0)
-                break;
-        }
+        msg_rows(db, st, 0, cb, arg, NULL);
         sqlite3_finalize(st);
     }
     reader_put(u, db);
@@ -71,169 +59,194 @@ static const char *const store_sql_flags[3] = {
     " AND (flags & ?4) != 0",
 };
 
+struct store_ctx {
+    int64_t mbox;
+    const struct storage_range *r;
+    size_t nr;
+    enum storage_store_op op;
+    unsigned flags;
+    const char *const *keywords;
+    size_t nkeywords;
+    uint64_t unchangedsince, limit;
+    struct storage_uidlist *failed;
+    uint64_t ms; /* the modseq of the changed messages */
+    size_t changed;
+};
+
+/* UNCHANGEDSINCE: the messages of the set it leaves alone. */
+static int store_list_failed(sqlite3 *db, struct store_ctx *c)
+{
+    sqlite3_stmt *st;
+    int rc = db_prepare(db,
+                        "SELECT uid FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND"
+                        " ? AND modseq > ? ORDER BY uid",
+                        &st);
+
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < c->nr && rc == 0; i++) {
+        sqlite3_bind_int64(st, 1, c->mbox);
+        sqlite3_bind_int64(st, 2, c->r[i].lo);
+        sqlite3_bind_int64(st, 3, c->r[i].hi);
+        sqlite3_bind_int64(st, 4, (int64_t)c->unchangedsince);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            if (uidlist_add(c->failed, (uint32_t)sqlite3_column_int64(st, 0)) != 0) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE)
+            rc = rc == SQLITE_NOMEM ? STORAGE_E_NOMEM : err_from_sqlite(db, rc);
+        else
+            rc = 0;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Flags only: set-based, one statement per range. */
+static int store_flags(sqlite3 *db, struct store_ctx *c)
+{
+    sqlite3_stmt *up;
+    int rc = db_prepare(db, store_sql_flags[c->op], &up);
+
+    for (size_t i = 0; i < c->nr && rc == 0; i++) {
+        sqlite3_bind_int64(up, 1, c->mbox);
+        sqlite3_bind_int64(up, 2, c->r[i].lo);
+        sqlite3_bind_int64(up, 3, c->r[i].hi);
+        sqlite3_bind_int(up, 4, (int)c->flags);
+        sqlite3_bind_int64(up, 5, (int64_t)c->ms);
+        sqlite3_bind_int64(up, 6, (int64_t)c->limit);
+        if ((rc = step_done(db, up)) == 0)
+            c->changed += (size_t)sqlite3_changes(db);
+    }
+    sqlite3_finalize(up);
+    return rc;
+}
+
+/* Keywords: each message's list merged with the change. */
+static int store_keywords(sqlite3 *db, struct store_ctx *c)
+{
+    sqlite3_stmt *st = NULL, *up = NULL;
+    int rc;
+
+    if ((rc = db_prepare(db,
+                         "SELECT uid, flags, keywords FROM messages WHERE mailbox_id = ?"
+                         " AND uid BETWEEN ? AND ? AND modseq <= ? ORDER BY uid",
+                         &st)) != 0 ||
+        (rc = db_prepare(db,
+                         "UPDATE messages SET flags = ?, keywords = ?, modseq = ?"
+                         " WHERE mailbox_id = ? AND uid = ?",
+                         &up)) != 0)
+        goto out;
+    for (size_t i = 0; i < c->nr && rc == 0; i++) {
+        int s;
+        sqlite3_bind_int64(st, 1, c->mbox);
+        sqlite3_bind_int64(st, 2, c->r[i].lo);
+        sqlite3_bind_int64(st, 3, c->r[i].hi);
+        sqlite3_bind_int64(st, 4, (int64_t)c->limit);
+        while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+            char kw[KWBUF];
+            unsigned f = (unsigned)sqlite3_column_int(st, 1), nf;
+            const char *cur = (const char *)sqlite3_column_text(st, 2);
+            nf = c->op == STORAGE_STORE_SET   ? c->flags
+                 : c->op == STORAGE_STORE_ADD ? (f | c->flags)
+                                              : (f & ~c->flags);
+            if ((rc = keywords_merge(cur, c->op, c->keywords, c->nkeywords, kw, sizeof(kw))) != 0)
+                goto out;
+            if (nf == f && strcmp(kw, cur ? cur : "") == 0)
+                continue;
+            sqlite3_bind_int(up, 1, (int)nf);
+            sqlite3_bind_text(up, 2, kw, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(up, 3, (int64_t)c->ms);
+            sqlite3_bind_int64(up, 4, c->mbox);
+            sqlite3_bind_int64(up, 5, sqlite3_column_int64(st, 0));
+            if ((rc = step_done(db, up)) != 0)
+                goto out;
+            c->changed++;
+        }
+        sqlite3_reset(st);
+        if (s != SQLITE_DONE)
+            rc = err_from_sqlite(db, s);
+    }
+out:
+    sqlite3_finalize(st);
+    sqlite3_finalize(up);
+    return rc;
+}
+
+static int store_work(struct txn *t, void *ctx)
+{
+    struct store_ctx *c = ctx;
+    struct pending_event *pe;
+    struct mbox_row m;
+    sqlite3_stmt *st;
+    int rc;
+
+    if ((rc = mbox_by_id(t->db, c->mbox, &m)) != 0)
+        return rc;
+    c->ms = m.highestmodseq + 1;
+    if (c->unchangedsince && c->failed && (rc = store_list_failed(t->db, c)) != 0)
+        return rc;
+    rc = c->nkeywords == 0 ? store_flags(t->db, c) : store_keywords(t->db, c);
+    if (rc)
+        return rc;
+    if (c->changed == 0)
+        return TXN_NOTHING;
+    if ((rc = db_run(t->db, "UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", c->ms,
+                     c->mbox)) != 0)
+        return rc;
+    if (!(pe = txn_event(t, STORAGE_EV_FLAGS, c->mbox)))
+        return STORAGE_E_NOMEM;
+    pe->modseq = c->ms;
+    /* the changed UIDs, for watchers */
+    if ((rc = db_prepare(t->db,
+                         "SELECT uid FROM messages WHERE mailbox_id = ? AND modseq = ?"
+                         " ORDER BY uid",
+                         &st)) != 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, c->mbox);
+    sqlite3_bind_int64(st, 2, (int64_t)c->ms);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        if (uidlist_add(&pe->uids, (uint32_t)sqlite3_column_int64(st, 0)) != 0)
+            break;
+    sqlite3_finalize(st);
+    return 0;
+}
+
 int storage_store(struct storage_user *u, int64_t mbox, const struct storage_uidset *set,
                   enum storage_store_op op, unsigned flags, const char *const *keywords,
                   size_t nkeywords, uint64_t unchangedsince, struct storage_uidlist *failed,
                   storage_msg_cb changed_cb, void *arg)
 {
-    struct pending_event pe = {.type = STORAGE_EV_FLAGS, .mbox = mbox};
     struct storage_range *r = NULL;
-    sqlite3_stmt *st = NULL, *up = NULL;
-    struct mbox_row m;
-    uint64_t ms, limit = unchangedsince ? unchangedsince : (uint64_t)INT64_MAX;
-    size_t nr = 0, changed = 0;
+    struct store_ctx c = {.mbox = mbox,
+                          .op = op,
+                          .flags = flags & STORAGE_FLAGS_ALL,
+                          .keywords = keywords,
+                          .nkeywords = nkeywords,
+                          .unchangedsince = unchangedsince,
+                          .limit = unchangedsince ? unchangedsince : (uint64_t)INT64_MAX,
+                          .failed = failed};
     int rc;
 
     if (op != STORAGE_STORE_SET && op != STORAGE_STORE_ADD && op != STORAGE_STORE_REMOVE)
         return STORAGE_E_INVAL;
-    flags &= STORAGE_FLAGS_ALL;
     if ((rc = keywords_check(keywords, nkeywords)) != 0)
         return rc;
-    if ((rc = uidset_normalize(set, &r, &nr)) != 0)
+    if ((rc = uidset_normalize(set, &r, &c.nr)) != 0)
         return rc;
-
-    writer_lock(u);
-    if ((rc = db_begin(u->wdb)) != 0)
-        goto out;
-    if ((rc = mbox_by_id(u->wdb, mbox, &m)) != 0)
-        goto fail;
-    ms = m.highestmodseq + 1;
-    if (unchangedsince && failed) {
-        if ((rc = db_prepare(u->wdb,
-                             "SELECT uid FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND"
-                             " ? AND modseq > ? ORDER BY uid",
-                             &st)) != 0)
-            goto fail;
-        for (size_t i = 0; i < nr; i++) {
-            sqlite3_bind_int64(st, 1, mbox);
-            sqlite3_bind_int64(st, 2, r[i].lo);
-            sqlite3_bind_int64(st, 3, r[i].hi);
-            sqlite3_bind_int64(st, 4, (int64_t)unchangedsince);
-            while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-                if (uidlist_add(failed, (uint32_t)sqlite3_column_int64(st, 0)) != 0) {
-                    rc = SQLITE_NOMEM;
-                    break;
-                }
-            sqlite3_reset(st);
-            if (rc != SQLITE_DONE) {
-                rc = rc == SQLITE_NOMEM ? STORAGE_E_NOMEM : err_from_sqlite(u->wdb, rc);
-                goto fail;
-            }
-        }
-        sqlite3_finalize(st);
-        st = NULL;
-    }
-
-    if (nkeywords == 0) {
-        /* flags only: set-based, one statement per range */
-        if ((rc = db_prepare(u->wdb, store_sql_flags[op], &up)) != 0)
-            goto fail;
-        for (size_t i = 0; i < nr; i++) {
-            sqlite3_bind_int64(up, 1, mbox);
-            sqlite3_bind_int64(up, 2, r[i].lo);
-            sqlite3_bind_int64(up, 3, r[i].hi);
-            sqlite3_bind_int(up, 4, (int)flags);
-            sqlite3_bind_int64(up, 5, (int64_t)ms);
-            sqlite3_bind_int64(up, 6, (int64_t)limit);
-            if ((rc = step_done(u->wdb, up)) != 0)
-                goto fail;
-            changed += (size_t)sqlite3_changes(u->wdb);
-        }
-    } else {
-        if ((rc = db_prepare(u->wdb,
-                             "SELECT uid, flags, keywords FROM messages WHERE mailbox_id = ?"
-                             " AND uid BETWEEN ? AND ? AND modseq <= ? ORDER BY uid",
-                             &st)) != 0 ||
-            (rc = db_prepare(u->wdb,
-                             "UPDATE messages SET flags = ?, keywords = ?, modseq = ?"
-                             " WHERE mailbox_id = ? AND uid = ?",
-                             &up)) != 0)
-            goto fail;
-        for (size_t i = 0; i < nr; i++) {
-            int s;
-            sqlite3_bind_int64(st, 1, mbox);
-            sqlite3_bind_int64(st, 2, r[i].lo);
-            sqlite3_bind_int64(st, 3, r[i].hi);
-            sqlite3_bind_int64(st, 4, (int64_t)limit);
-            while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-                char kw[KWBUF];
-                unsigned f = (unsigned)sqlite3_column_int(st, 1), nf;
-                const char *cur = (const char *)sqlite3_column_text(st, 2);
-                nf = op == STORAGE_STORE_SET   ? flags
-                     : op == STORAGE_STORE_ADD ? (f | flags)
-                                               : (f & ~flags);
-                if ((rc = keywords_merge(cur, op, keywords, nkeywords, kw, sizeof(kw))) != 0)
-                    goto fail;
-                if (nf == f && strcmp(kw, cur ? cur : "") == 0)
-                    continue;
-                sqlite3_bind_int(up, 1, (int)nf);
-                sqlite3_bind_text(up, 2, kw, -1, SQLITE_TRANSIENT);
-                sqlite3_bind_int64(up, 3, (int64_t)ms);
-                sqlite3_bind_int64(up, 4, mbox);
-                sqlite3_bind_int64(up, 5, sqlite3_column_int64(st, 0));
-                if ((rc = step_done(u->wdb, up)) != 0)
-                    goto fail;
-                changed++;
-            }
-            sqlite3_reset(st);
-            if (s != SQLITE_DONE) {
-                rc = err_from_sqlite(u->wdb, s);
-                goto fail;
-            }
-        }
-        sqlite3_finalize(st);
-        st = NULL;
-    }
-    if (changed == 0) {
-        db_rollback(u->wdb);
-        goto out;
-    }
-    sqlite3_finalize(up);
-    up = NULL;
-    if ((rc = db_prepare(u->wdb, "UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", &up)) != 0)
-        goto fail;
-    sqlite3_bind_int64(up, 1, (int64_t)ms);
-    sqlite3_bind_int64(up, 2, mbox);
-    if ((rc = step_done(u->wdb, up)) != 0)
-        goto fail;
-    sqlite3_finalize(up);
-    up = NULL;
-    /* the changed UIDs, for watchers */
-    if ((rc = db_prepare(u->wdb,
-                         "SELECT uid FROM messages WHERE mailbox_id = ? AND modseq = ?"
-                         " ORDER BY uid",
-                         &st)) != 0)
-        goto fail;
-    sqlite3_bind_int64(st, 1, mbox);
-    sqlite3_bind_int64(st, 2, (int64_t)ms);
-    while (sqlite3_step(st) == SQLITE_ROW)
-        if (uidlist_add(&pe.uids, (uint32_t)sqlite3_column_int64(st, 0)) != 0)
-            break;
-    sqlite3_finalize(st);
-    st = NULL;
-    if ((rc = db_commit(u->wdb)) != 0)
-        goto out;
-    writer_unlock(u);
+    c.r = r;
+    rc = write_txn(u, store_work, &c);
     free(r);
-    if (changed_cb)
-        report_changed(u, mbox, ms, changed_cb, arg);
-    pe.modseq = ms;
-    emit_event(u, &pe);
-    storage_uidlist_free(&pe.uids);
-    return 0;
-fail:
-    db_rollback(u->wdb);
-out:
-    sqlite3_finalize(st);
-    sqlite3_finalize(up);
-    writer_unlock(u);
-    free(r);
-    storage_uidlist_free(&pe.uids);
+    if (rc == 0 && c.changed && changed_cb)
+        report_changed(u, mbox, c.ms, changed_cb, arg);
     return rc;
 }
 
 struct victim {
     uint32_t uid;
+    unsigned flags;
     int64_t body_id;
     int64_t size;
     char *path;
@@ -254,7 +267,7 @@ static int collect(sqlite3 *db, int64_t mbox, const struct storage_range *r, siz
     struct victim *v = NULL;
     size_t cnt = 0, cap = 0;
     int rc = db_prepare(db,
-                        "SELECT uid, body_id, size, path FROM messages WHERE mailbox_id = ?"
+                        "SELECT uid, body_id, size, path, flags FROM messages WHERE mailbox_id = ?"
                         " AND uid BETWEEN ? AND ? AND (? = 0 OR (flags & 8) != 0) ORDER BY uid",
                         &st);
     if (rc)
@@ -266,17 +279,12 @@ static int collect(sqlite3 *db, int64_t mbox, const struct storage_range *r, siz
         sqlite3_bind_int64(st, 3, r[i].hi);
         sqlite3_bind_int(st, 4, deleted_only ? 1 : 0);
         while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-            if (cnt == cap) {
-                size_t nc = cap ? cap * 2 : 64;
-                struct victim *p = realloc(v, nc * sizeof(*p));
-                if (!p) {
-                    rc = STORAGE_E_NOMEM;
-                    break;
-                }
-                v = p;
-                cap = nc;
+            if (array_grow(&v, &cap, cnt, sizeof(*v), 64) != 0) {
+                rc = STORAGE_E_NOMEM;
+                break;
             }
             v[cnt].uid = (uint32_t)sqlite3_column_int64(st, 0);
+            v[cnt].flags = (unsigned)sqlite3_column_int(st, 4);
             v[cnt].body_id = sqlite3_column_int64(st, 1);
             v[cnt].size = sqlite3_column_int64(st, 2);
             v[cnt].path = strdup((const char *)sqlite3_column_text(st, 3));
@@ -362,244 +370,233 @@ out:
     return rc;
 }
 
-int storage_expunge(struct storage_user *u, int64_t mbox, const struct storage_uidset *set,
-                    bool deleted_only, struct storage_uidlist *expunged)
+/* The messages a call expunges, copies or moves. */
+struct victims_ctx {
+    int64_t src, dst;
+    const struct storage_range *r;
+    size_t nr;
+    bool deleted_only, move;
+    struct victim *v;
+    size_t n;
+    char **made; /* COPY/MOVE: the links made in dst */
+    size_t nmade;
+    uint32_t first_uid; /* COPY/MOVE: dst UID of v[0], then one by one */
+};
+
+/* Queues the event of a change of c's messages in mbox. */
+static int victims_event(struct txn *t, const struct victims_ctx *c, enum storage_event_type type,
+                         int64_t mbox, uint64_t modseq)
 {
-    struct pending_event pe = {.type = STORAGE_EV_EXPUNGE, .mbox = mbox};
-    struct storage_range *r = NULL;
-    struct victim *v = NULL;
+    struct pending_event *pe = txn_event(t, type, mbox);
+
+    if (!pe)
+        return STORAGE_E_NOMEM;
+    pe->modseq = modseq;
+    for (size_t i = 0; i < c->n; i++)
+        if (uidlist_add(&pe->uids,
+                        type == STORAGE_EV_NEW ? c->first_uid + (uint32_t)i : c->v[i].uid) != 0)
+            break;
+    return 0;
+}
+
+static int expunge_work(struct txn *t, void *ctx)
+{
+    struct victims_ctx *c = ctx;
     struct mbox_row m;
-    size_t nr = 0, n = 0;
     uint64_t ms = 0;
     int rc;
 
-    if ((rc = uidset_normalize(set, &r, &nr)) != 0)
+    if ((rc = mbox_by_id(t->db, c->src, &m)) != 0 ||
+        (rc = collect(t->db, c->src, c->r, c->nr, c->deleted_only, &c->v, &c->n)) != 0)
         return rc;
-    writer_lock(u);
-    if ((rc = db_begin(u->wdb)) != 0)
-        goto out;
-    if ((rc = mbox_by_id(u->wdb, mbox, &m)) != 0 ||
-        (rc = collect(u->wdb, mbox, r, nr, deleted_only, &v, &n)) != 0)
-        goto fail;
-    if (n == 0) {
-        db_rollback(u->wdb);
-        goto out;
-    }
-    if ((rc = remove_rows(u, &m, v, n, &ms)) != 0)
-        goto fail;
-    if ((rc = db_commit(u->wdb)) != 0)
-        goto out;
-    writer_unlock(u);
-    for (size_t i = 0; i < n; i++) {
-        uidlist_add(&pe.uids, v[i].uid);
-        if (expunged)
-            uidlist_add(expunged, v[i].uid);
-    }
-    pe.modseq = ms;
-    emit_event(u, &pe);
-    storage_uidlist_free(&pe.uids);
-    victims_free(v, n);
-    free(r);
-    return 0;
-fail:
-    db_rollback(u->wdb);
-out:
-    writer_unlock(u);
-    victims_free(v, n);
+    if (c->n == 0)
+        return TXN_NOTHING;
+    if ((rc = remove_rows(t->u, &m, c->v, c->n, &ms)) != 0)
+        return rc;
+    return victims_event(t, c, STORAGE_EV_EXPUNGE, c->src, ms);
+}
+
+int storage_expunge(struct storage_user *u, int64_t mbox, const struct storage_uidset *set,
+                    bool deleted_only, struct storage_uidlist *expunged)
+{
+    struct victims_ctx c = {.src = mbox, .deleted_only = deleted_only};
+    struct storage_range *r = NULL;
+    int rc;
+
+    if ((rc = uidset_normalize(set, &r, &c.nr)) != 0)
+        return rc;
+    c.r = r;
+    rc = write_txn(u, expunge_work, &c);
+    for (size_t i = 0; rc == 0 && expunged && i < c.n; i++)
+        uidlist_add(expunged, c.v[i].uid);
+    victims_free(c.v, c.n);
     free(r);
     return rc;
 }
 
-static int copy_move(struct storage_user *u, int64_t src, const struct storage_uidset *set,
-                     int64_t dst, bool move, struct storage_uidlist *src_uids,
-                     struct storage_uidlist *dst_uids)
+/* Each message of v gets a row more sharing its body (body_ref, with one
+ * statement for all). */
+static int bodies_ref(sqlite3 *db, const struct victim *v, size_t n)
 {
-    struct pending_event pn = {.type = STORAGE_EV_NEW, .mbox = dst};
-    struct pending_event px = {.type = STORAGE_EV_EXPUNGE, .mbox = src};
-    char sdir[STORAGE_PATH_MAX], ddir[STORAGE_PATH_MAX], a[STORAGE_PATH_MAX], b[STORAGE_PATH_MAX];
-    struct storage_range *r = NULL;
-    struct victim *v = NULL;
-    char **made = NULL;
-    size_t nr = 0, n = 0, nmade = 0;
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st;
+    int rc = db_prepare(db, "UPDATE bodies SET refs = refs + 1 WHERE id = ?", &st);
+
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        sqlite3_bind_int64(st, 1, v[i].body_id);
+        rc = step_done(db, st);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Links each message into dst/cur under its new UID and adds its row. */
+static int copy_rows(struct txn *t, struct victims_ctx *c, const char *sdir, const char *ddir,
+                     uint64_t dms)
+{
+    char a[STORAGE_PATH_MAX], b[STORAGE_PATH_MAX];
+    sqlite3_stmt *st;
+    int rc = db_prepare(t->db,
+                        "INSERT INTO messages(mailbox_id, uid, body_id, path, size,"
+                        " internal_date, save_date, flags, file_flags, keywords, modseq)"
+                        " SELECT ?1, ?2, body_id, ?3, size, internal_date, ?4, flags, flags,"
+                        " keywords, ?5 FROM messages WHERE mailbox_id = ?6 AND uid = ?7",
+                        &st);
+
+    for (size_t i = 0; i < c->n && rc == 0; i++) {
+        char unique[256], fname[512], rel[600];
+        uint32_t nu = c->first_uid + (uint32_t)i;
+        /* current flags go into the new name */
+        if ((rc = make_unique(unique, sizeof(unique))) != 0 ||
+            (rc = msg_file_name(fname, sizeof(fname), unique, nu, (uint64_t)c->v[i].size,
+                                c->v[i].flags)) != 0)
+            break;
+        pathf(a, sizeof(a), "%s/%s", sdir, c->v[i].path);
+        pathf(b, sizeof(b), "%s/cur/%s", ddir, fname);
+        if (link(a, b) < 0) {
+            rc = errno == ENOENT ? STORAGE_E_NOMSG : err_from_errno(errno);
+            break;
+        }
+        if (!(c->made[c->nmade] = strdup(b))) {
+            unlink(b);
+            rc = STORAGE_E_NOMEM;
+            break;
+        }
+        c->nmade++;
+        pathf(rel, sizeof(rel), "cur/%s", fname);
+        sqlite3_bind_int64(st, 1, c->dst);
+        sqlite3_bind_int64(st, 2, nu);
+        sqlite3_bind_text(st, 3, rel, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 4, now_unix());
+        sqlite3_bind_int64(st, 5, (int64_t)dms);
+        sqlite3_bind_int64(st, 6, c->src);
+        sqlite3_bind_int64(st, 7, c->v[i].uid);
+        rc = step_done(t->db, st);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int copy_work(struct txn *t, void *ctx)
+{
+    struct victims_ctx *c = ctx;
+    struct storage_user *u = t->u;
+    char sdir[STORAGE_PATH_MAX], ddir[STORAGE_PATH_MAX], p[STORAGE_PATH_MAX];
     struct mbox_row ms_row, md_row;
     uint64_t dms = 0, sms = 0;
     int64_t bytes = 0;
     bool clean;
     int rc;
 
-    if ((rc = uidset_normalize(set, &r, &nr)) != 0)
+    if ((rc = mbox_by_id(t->db, c->src, &ms_row)) != 0 ||
+        (rc = mbox_by_id(t->db, c->dst, &md_row)) != 0 ||
+        (rc = collect(t->db, c->src, c->r, c->nr, false, &c->v, &c->n)) != 0)
         return rc;
-    writer_lock(u);
-    if ((rc = db_begin(u->wdb)) != 0)
-        goto out;
-    if ((rc = mbox_by_id(u->wdb, src, &ms_row)) != 0 ||
-        (rc = mbox_by_id(u->wdb, dst, &md_row)) != 0 ||
-        (rc = collect(u->wdb, src, r, nr, false, &v, &n)) != 0)
-        goto fail;
-    if (n == 0) {
-        db_rollback(u->wdb);
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++)
-        bytes += v[i].size;
-    if (!move) {
+    if (c->n == 0)
+        return TXN_NOTHING;
+    for (size_t i = 0; i < c->n; i++)
+        bytes += c->v[i].size;
+    if (!c->move) {
         uint64_t maxb, maxm;
         int64_t qb = 0, qm = 0;
         pthread_mutex_lock(&u->qlock);
         maxb = u->quota_bytes;
         maxm = u->quota_messages;
         pthread_mutex_unlock(&u->qlock);
-        if ((rc = db_meta_get(u->wdb, "quota_bytes", &qb)) != 0 ||
-            (rc = db_meta_get(u->wdb, "quota_messages", &qm)) != 0)
-            goto fail;
-        if ((maxb && (uint64_t)qb + (uint64_t)bytes > maxb) || (maxm && (uint64_t)qm + n > maxm)) {
-            rc = STORAGE_E_QUOTA;
-            goto fail;
-        }
+        if ((rc = db_meta_get(t->db, "quota_bytes", &qb)) != 0 ||
+            (rc = db_meta_get(t->db, "quota_messages", &qm)) != 0)
+            return rc;
+        if ((maxb && (uint64_t)qb + (uint64_t)bytes > maxb) || (maxm && (uint64_t)qm + c->n > maxm))
+            return STORAGE_E_QUOTA;
     }
-    if ((uint64_t)md_row.uidnext + n >= UINT32_MAX) {
-        rc = STORAGE_E_FAIL;
-        goto fail;
-    }
+    if ((uint64_t)md_row.uidnext + c->n >= UINT32_MAX)
+        return STORAGE_E_FAIL;
+    c->first_uid = md_row.uidnext;
     if ((rc = mbox_path(u, ms_row.name, sdir, sizeof(sdir))) != 0 ||
         (rc = mbox_path(u, md_row.name, ddir, sizeof(ddir))) != 0)
-        goto fail;
-    if (!(made = calloc(n, sizeof(*made)))) {
-        rc = STORAGE_E_NOMEM;
-        goto fail;
-    }
-    clean = dir_mtime_changed(u, dst, ddir, false) == 0;
-    if ((rc = mbox_bump_modseq(u->wdb, dst, &dms)) != 0)
-        goto fail;
-    if ((rc = db_prepare(u->wdb,
-                         "INSERT INTO messages(mailbox_id, uid, body_id, path, size,"
-                         " internal_date, save_date, flags, file_flags, keywords, modseq)"
-                         " SELECT ?1, ?2, body_id, ?3, size, internal_date, ?4, flags, flags,"
-                         " keywords, ?5 FROM messages WHERE mailbox_id = ?6 AND uid = ?7",
-                         &st)) != 0)
-        goto fail;
-    for (size_t i = 0; i < n; i++) {
-        char unique[256], fname[512], rel[600];
-        uint32_t nu = md_row.uidnext + (uint32_t)i;
-        unsigned flags = 0;
-        sqlite3_stmt *fq;
-        /* current flags go into the new name */
-        if ((rc = db_prepare(u->wdb, "SELECT flags FROM messages WHERE mailbox_id = ? AND uid = ?",
-                             &fq)) != 0)
-            goto fail;
-        sqlite3_bind_int64(fq, 1, src);
-        sqlite3_bind_int64(fq, 2, v[i].uid);
-        if (sqlite3_step(fq) == SQLITE_ROW)
-            flags = (unsigned)sqlite3_column_int(fq, 0);
-        sqlite3_finalize(fq);
-        if ((rc = make_unique(unique, sizeof(unique))) != 0 ||
-            (rc = msg_file_name(fname, sizeof(fname), unique, nu, (uint64_t)v[i].size, flags)) != 0)
-            goto fail;
-        pathf(a, sizeof(a), "%s/%s", sdir, v[i].path);
-        pathf(b, sizeof(b), "%s/cur/%s", ddir, fname);
-        if (link(a, b) < 0) {
-            rc = errno == ENOENT ? STORAGE_E_NOMSG : err_from_errno(errno);
-            goto fail;
-        }
-        if (!(made[nmade] = strdup(b))) {
-            unlink(b);
-            rc = STORAGE_E_NOMEM;
-            goto fail;
-        }
-        nmade++;
-        pathf(rel, sizeof(rel), "cur/%s", fname);
-        sqlite3_bind_int64(st, 1, dst);
-        sqlite3_bind_int64(st, 2, nu);
-        sqlite3_bind_text(st, 3, rel, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 4, now_unix());
-        sqlite3_bind_int64(st, 5, (int64_t)dms);
-        sqlite3_bind_int64(st, 6, src);
-        sqlite3_bind_int64(st, 7, v[i].uid);
-        if ((rc = step_done(u->wdb, st)) != 0)
-            goto fail;
-        if (!move) {
-            sqlite3_stmt *bq;
-            if ((rc = db_prepare(u->wdb, "UPDATE bodies SET refs = refs + 1 WHERE id = ?", &bq)))
-                goto fail;
-            sqlite3_bind_int64(bq, 1, v[i].body_id);
-            rc = step_done(u->wdb, bq);
-            sqlite3_finalize(bq);
-            if (rc)
-                goto fail;
-        }
-    }
-    pathf(a, sizeof(a), "%s/cur", ddir);
-    if ((rc = fsync_dir(a)) != 0)
-        goto fail;
-    if ((rc = mbox_set_uidnext(u->wdb, dst, md_row.uidnext + (uint32_t)n)) != 0)
-        goto fail;
+        return rc;
+    if (!(c->made = calloc(c->n, sizeof(*c->made))))
+        return STORAGE_E_NOMEM;
+    clean = dir_mtime_changed(u, c->dst, ddir, false) == 0;
+    if ((rc = mbox_bump_modseq(t->db, c->dst, &dms)) != 0 ||
+        (rc = copy_rows(t, c, sdir, ddir, dms)) != 0)
+        return rc;
+    pathf(p, sizeof(p), "%s/cur", ddir);
+    if ((rc = fsync_dir(p)) != 0)
+        return rc;
+    if ((rc = mbox_set_uidnext(t->db, c->dst, md_row.uidnext + (uint32_t)c->n)) != 0)
+        return rc;
     if (clean)
-        dir_mtime_changed(u, dst, ddir, true);
-    if (!move) {
-        if ((rc = db_meta_add(u->wdb, "quota_bytes", bytes)) != 0 ||
-            (rc = db_meta_add(u->wdb, "quota_messages", (int64_t)n)) != 0)
-            goto fail;
-    } else {
-        /* the moved rows keep their bodies: take a reference for the new
-         * rows so that remove_rows can release the old ones */
-        sqlite3_stmt *bq;
-        if ((rc = db_prepare(u->wdb, "UPDATE bodies SET refs = refs + 1 WHERE id = ?", &bq)))
-            goto fail;
-        for (size_t i = 0; i < n && rc == 0; i++) {
-            sqlite3_bind_int64(bq, 1, v[i].body_id);
-            rc = step_done(u->wdb, bq);
-        }
-        sqlite3_finalize(bq);
-        if (rc)
-            goto fail;
-        /* remove_rows adjusts quota down; the new rows add it back */
-        if ((rc = db_meta_add(u->wdb, "quota_bytes", bytes)) != 0 ||
-            (rc = db_meta_add(u->wdb, "quota_messages", (int64_t)n)) != 0)
-            goto fail;
-        if (src == dst) {
-            /* refresh the row: uidnext moved */
-            if ((rc = mbox_by_id(u->wdb, src, &ms_row)) != 0)
-                goto fail;
-        }
-        if ((rc = remove_rows(u, &ms_row, v, n, &sms)) != 0)
-            goto fail;
+        dir_mtime_changed(u, c->dst, ddir, true);
+    /* the new rows share the bodies and count in the quota (a MOVE's
+     * remove_rows then releases the old rows and takes their part off) */
+    if ((rc = bodies_ref(t->db, c->v, c->n)) != 0 ||
+        (rc = db_meta_add(t->db, "quota_bytes", bytes)) != 0 ||
+        (rc = db_meta_add(t->db, "quota_messages", (int64_t)c->n)) != 0)
+        return rc;
+    if (c->move) {
+        /* refresh the row: uidnext moved */
+        if (c->src == c->dst && (rc = mbox_by_id(t->db, c->src, &ms_row)) != 0)
+            return rc;
+        if ((rc = remove_rows(u, &ms_row, c->v, c->n, &sms)) != 0)
+            return rc;
     }
-    if ((rc = db_commit(u->wdb)) != 0)
-        goto fail_nodb;
-    writer_unlock(u);
-    for (size_t i = 0; i < n; i++) {
+    if ((rc = victims_event(t, c, STORAGE_EV_NEW, c->dst, dms)) != 0)
+        return rc;
+    return c->move ? victims_event(t, c, STORAGE_EV_EXPUNGE, c->src, sms) : 0;
+}
+
+/* A failed COPY or MOVE leaves no link behind. */
+static void copy_undo(struct txn *t, void *ctx)
+{
+    struct victims_ctx *c = ctx;
+
+    for (size_t i = 0; i < c->nmade; i++)
+        unlink(c->made[i]);
+}
+
+static int copy_move(struct storage_user *u, int64_t src, const struct storage_uidset *set,
+                     int64_t dst, bool move, struct storage_uidlist *src_uids,
+                     struct storage_uidlist *dst_uids)
+{
+    static const struct txn_path path = {.work = copy_work, .undo = copy_undo};
+    struct victims_ctx c = {.src = src, .dst = dst, .move = move};
+    struct storage_range *r = NULL;
+    int rc;
+
+    if ((rc = uidset_normalize(set, &r, &c.nr)) != 0)
+        return rc;
+    c.r = r;
+    rc = write_txn_path(u, &path, &c);
+    for (size_t i = 0; rc == 0 && i < c.n; i++) {
         if (src_uids)
-            uidlist_add(src_uids, v[i].uid);
+            uidlist_add(src_uids, c.v[i].uid);
         if (dst_uids)
-            uidlist_add(dst_uids, md_row.uidnext + (uint32_t)i);
-        uidlist_add(&pn.uids, md_row.uidnext + (uint32_t)i);
-        if (move)
-            uidlist_add(&px.uids, v[i].uid);
+            uidlist_add(dst_uids, c.first_uid + (uint32_t)i);
     }
-    pn.modseq = dms;
-    emit_event(u, &pn);
-    if (move) {
-        px.modseq = sms;
-        emit_event(u, &px);
-    }
-    storage_uidlist_free(&pn.uids);
-    storage_uidlist_free(&px.uids);
-    rc = 0;
-    goto done;
-fail:
-    db_rollback(u->wdb);
-fail_nodb:
-    for (size_t i = 0; i < nmade; i++)
-        unlink(made[i]);
-out:
-    writer_unlock(u);
-done:
-    sqlite3_finalize(st);
-    for (size_t i = 0; i < nmade; i++)
-        free(made[i]);
-    free(made);
-    victims_free(v, n);
+    for (size_t i = 0; i < c.nmade; i++)
+        free(c.made[i]);
+    free(c.made);
+    victims_free(c.v, c.n);
     free(r);
     return rc;
 }
@@ -616,31 +613,43 @@ int storage_move(struct storage_user *u, int64_t src, const struct storage_uidse
     return copy_move(u, src, set, dst, true, src_uids, dst_uids);
 }
 
-int storage_sync_flags(struct storage_user *u, size_t max, size_t *done, size_t *left)
+struct sync_ctx {
+    size_t max, done;
+    size_t *left;
+};
+
+/* The renames in one mailbox are over: its cur/ is made durable. */
+static void sync_dir_done(struct storage_user *u, int64_t mbox, const char *mdir, bool clean)
 {
+    char p[STORAGE_PATH_MAX];
+
+    pathf(p, sizeof(p), "%s/cur", mdir);
+    fsync_dir(p);
+    if (clean)
+        dir_mtime_changed(u, mbox, mdir, true);
+}
+
+static int sync_work(struct txn *t, void *ctx)
+{
+    struct sync_ctx *c = ctx;
+    struct storage_user *u = t->u;
     char mdir[STORAGE_PATH_MAX], a[STORAGE_PATH_MAX], b[STORAGE_PATH_MAX];
     sqlite3_stmt *st = NULL, *up = NULL;
     int64_t last_mbox = -1;
-    size_t cnt = 0;
     bool clean = false;
     int rc, s;
 
-    if (done)
-        *done = 0;
-    writer_lock(u);
-    if ((rc = db_begin(u->wdb)) != 0)
-        goto out;
-    if ((rc = db_prepare(u->wdb,
+    if ((rc = db_prepare(t->db,
                          "SELECT m.mailbox_id, b.name, m.uid, m.path, m.flags, m.size"
                          " FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id"
                          " WHERE m.flags != m.file_flags ORDER BY m.mailbox_id, m.uid LIMIT ?",
                          &st)) != 0 ||
-        (rc = db_prepare(u->wdb,
+        (rc = db_prepare(t->db,
                          "UPDATE messages SET path = ?, file_flags = ? WHERE mailbox_id = ?"
                          " AND uid = ?",
                          &up)) != 0)
-        goto fail;
-    sqlite3_bind_int64(st, 1, max ? (int64_t)max : INT64_MAX);
+        goto out;
+    sqlite3_bind_int64(st, 1, c->max ? (int64_t)c->max : INT64_MAX);
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t mbox = sqlite3_column_int64(st, 0);
         const char *name = (const char *)sqlite3_column_text(st, 1);
@@ -655,27 +664,23 @@ int storage_sync_flags(struct storage_user *u, size_t max, size_t *done, size_t 
         bool hi;
 
         if (mbox != last_mbox) {
-            if (last_mbox >= 0) {
-                pathf(a, sizeof(a), "%s/cur", mdir);
-                fsync_dir(a);
-                if (clean)
-                    dir_mtime_changed(u, last_mbox, mdir, true);
-            }
+            if (last_mbox >= 0)
+                sync_dir_done(u, last_mbox, mdir, clean);
             if ((rc = mbox_path(u, name, mdir, sizeof(mdir))) != 0)
-                goto fail;
+                goto out;
             clean = dir_mtime_changed(u, mbox, mdir, false) == 0;
             last_mbox = mbox;
         }
         msg_file_parse(slash ? slash + 1 : path, unique, sizeof(unique), &fu, &ff, &hi);
         if ((rc = msg_file_name(fname, sizeof(fname), unique, uid, size, flags)) != 0)
-            goto fail;
+            goto out;
         pathf(rel, sizeof(rel), "cur/%s", fname);
         pathf(a, sizeof(a), "%s/%s", mdir, path);
         pathf(b, sizeof(b), "%s/%s", mdir, rel);
         if (strcmp(a, b) != 0 && rename(a, b) < 0) {
             if (errno != ENOENT) {
                 rc = err_from_errno(errno);
-                goto fail;
+                goto out;
             }
             continue; /* gone: the next rescan settles it */
         }
@@ -683,41 +688,48 @@ int storage_sync_flags(struct storage_user *u, size_t max, size_t *done, size_t 
         sqlite3_bind_int(up, 2, (int)flags);
         sqlite3_bind_int64(up, 3, mbox);
         sqlite3_bind_int64(up, 4, uid);
-        if ((rc = step_done(u->wdb, up)) != 0)
-            goto fail;
-        cnt++;
+        if ((rc = step_done(t->db, up)) != 0)
+            goto out;
+        c->done++;
     }
     if (s != SQLITE_DONE) {
-        rc = err_from_sqlite(u->wdb, s);
-        goto fail;
-    }
-    if (last_mbox >= 0) {
-        pathf(a, sizeof(a), "%s/cur", mdir);
-        fsync_dir(a);
-        if (clean)
-            dir_mtime_changed(u, last_mbox, mdir, true);
-    }
-    sqlite3_finalize(st);
-    st = NULL;
-    if ((rc = db_commit(u->wdb)) != 0)
+        rc = err_from_sqlite(t->db, s);
         goto out;
-    if (left) {
-        *left = 0;
-        if (db_prepare(u->wdb, "SELECT count(*) FROM messages WHERE flags != file_flags", &st) ==
-            0) {
-            if (sqlite3_step(st) == SQLITE_ROW)
-                *left = (size_t)sqlite3_column_int64(st, 0);
-        }
     }
-    if (done)
-        *done = cnt;
-    goto out;
-fail:
-    db_rollback(u->wdb);
+    if (last_mbox >= 0)
+        sync_dir_done(u, last_mbox, mdir, clean);
 out:
     sqlite3_finalize(st);
     sqlite3_finalize(up);
-    writer_unlock(u);
+    return rc;
+}
+
+static void sync_committed(struct txn *t, void *ctx)
+{
+    struct sync_ctx *c = ctx;
+    sqlite3_stmt *st;
+
+    if (!c->left)
+        return;
+    *c->left = 0;
+    if (db_prepare(t->db, "SELECT count(*) FROM messages WHERE flags != file_flags", &st) == 0) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            *c->left = (size_t)sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+}
+
+int storage_sync_flags(struct storage_user *u, size_t max, size_t *done, size_t *left)
+{
+    static const struct txn_path path = {.work = sync_work, .committed = sync_committed};
+    struct sync_ctx c = {.max = max, .left = left};
+    int rc;
+
+    if (done)
+        *done = 0;
+    rc = write_txn_path(u, &path, &c);
+    if (rc == 0 && done)
+        *done = c.done;
     return rc;
 }
 
@@ -735,31 +747,14 @@ int storage_changes(struct storage_user *u, int64_t mbox, uint64_t since, storag
         goto out;
     if (cb) {
         if ((rc = db_prepare(db,
-                             "SELECT uid, flags, keywords, modseq, size, internal_date, save_date"
-                             " FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+                             "SELECT " MSG_COLS " FROM messages m WHERE m.mailbox_id = ?"
+                             " AND m.modseq > ? ORDER BY m.uid",
                              &st)) != 0)
             goto out;
         sqlite3_bind_int64(st, 1, mbox);
         sqlite3_bind_int64(st, 2, (int64_t)since);
-        while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-            struct storage_msg msg = {0};
-            const char *kw = (const char *)sqlite3_column_text(st, 2);
-            msg.uid = (uint32_t)sqlite3_column_int64(st, 0);
-            msg.flags = (unsigned)sqlite3_column_int(st, 1);
-            msg.keywords = kw ? kw : "";
-            msg.modseq = (uint64_t)sqlite3_column_int64(st, 3);
-            msg.size = (uint64_t)sqlite3_column_int64(st, 4);
-            msg.internal_date = sqlite3_column_int64(st, 5);
-            msg.save_date = sqlite3_column_int64(st, 6);
-            if (cb(arg, &msg) != 0) {
-                s = SQLITE_DONE;
-                break;
-            }
-        }
-        if (s != SQLITE_DONE) {
-            rc = err_from_sqlite(db, s);
+        if ((rc = msg_rows(db, st, 0, cb, arg, NULL)) != 0)
             goto out;
-        }
         sqlite3_finalize(st);
         st = NULL;
     }

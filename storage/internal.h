@@ -27,10 +27,10 @@ struct storage_watch {
 struct storage_user {
     int64_t id;
     char *data_dir;
-    char *root;    /* <data_dir>/users/<id> */
-    char *maildir; /* <root>/Maildir */
-    int refs;      /* under the registry lock */
-    bool busy;     /* being set up or closed; under the registry lock */
+    char *root;      /* <data_dir>/users/<id> */
+    char *maildir;   /* <root>/Maildir */
+    int refs;        /* under the registry lock */
+    bool busy;       /* being set up or closed; under the registry lock */
     dev_t index_dev; /* the index file the connections have open */
     ino_t index_ino;
     struct storage_user *next;
@@ -72,15 +72,65 @@ int db_begin(sqlite3 *db); /* BEGIN IMMEDIATE */
 int db_commit(sqlite3 *db);
 void db_rollback(sqlite3 *db);
 int db_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st);
+/* Steps st, a statement that returns no row, and finalizes it. */
+int db_step_done(sqlite3 *db, sqlite3_stmt *st);
 int db_create_schema(sqlite3 *db);
 int db_meta_get(sqlite3 *db, const char *key, int64_t *v);
 int db_meta_set(sqlite3 *db, const char *key, int64_t v);
 int db_meta_add(sqlite3 *db, const char *key, int64_t delta);
+/* Runs sql, a statement that returns no row, with ?1.. bound to the integers
+ * given (db_run) or ?1 to text and ?2.. to the integers (db_run_text; at
+ * least one integer: without any, call db_run_binds with v NULL). */
+int db_run_binds(sqlite3 *db, const char *sql, const char *text, const int64_t *v, size_t n);
+#define DB_INTS(...)                                                                               \
+    (const int64_t[]){__VA_ARGS__}, sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)
+#define db_run(db, sql, ...) db_run_binds(db, sql, NULL, DB_INTS(__VA_ARGS__))
+#define db_run_text(db, sql, text, ...) db_run_binds(db, sql, text, DB_INTS(__VA_ARGS__))
+/* The same for a query: *out gets the first column of its first row, 0
+ * when it has none. */
+int db_int_binds(sqlite3 *db, int64_t *out, const char *sql, const char *text, const int64_t *v,
+                 size_t n);
+/* Makes room for element n of a growable array (*arr, *cap elements of
+ * size bytes; `first` the capacity of a new one). 0 or STORAGE_E_NOMEM. */
+int array_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first);
 sqlite3 *reader_get(struct storage_user *u);
 void reader_put(struct storage_user *u, sqlite3 *db);
 void writer_lock(struct storage_user *u);
 void writer_unlock(struct storage_user *u);
 void emit_event(struct storage_user *u, struct pending_event *ev);
+
+/* The write transaction. Every change to an index goes through write_txn:
+ * it takes the account's writer lock, begins (BEGIN IMMEDIATE), runs the
+ * work, commits, releases the lock and only then announces the change
+ * events the work queued with txn_event. When the work or the commit fails,
+ * the transaction is rolled back, nothing is announced and the error is
+ * returned. A work function returns 0, a negative STORAGE_E_* code, or
+ * TXN_NOTHING: nothing to change; rolled back, write_txn returns 0. */
+#define TXN_NOTHING 1
+struct txn {
+    struct storage_user *u;
+    sqlite3 *db; /* u->wdb, inside the transaction */
+    struct pending_event *ev;
+    size_t nev, capev;
+    struct pending_event ev_inline[2];
+};
+typedef int (*txn_work)(struct txn *t, void *ctx);
+int write_txn(struct storage_user *u, txn_work work, void *ctx);
+/* A write path that also changes things beside the index. Each hook runs with
+ * the writer lock held; any may be NULL. Once before() succeeded, exactly one
+ * of committed() and undo() runs. */
+struct txn_path {
+    int (*before)(struct storage_user *u, void *ctx); /* before BEGIN; an error ends there */
+    txn_work work;
+    /* the transaction did not commit (work or COMMIT failed, or there was
+     * nothing to do) and is rolled back: puts back what was changed on disk */
+    void (*undo)(struct txn *t, void *ctx);
+    void (*committed)(struct txn *t, void *ctx); /* after the COMMIT */
+};
+int write_txn_path(struct storage_user *u, const struct txn_path *p, void *ctx);
+/* Queues an event of type for mbox, announced after the commit; its uids
+ * (filled by the caller) belong to the transaction. NULL when out of memory. */
+struct pending_event *txn_event(struct txn *t, enum storage_event_type type, int64_t mbox);
 int uidlist_add(struct storage_uidlist *l, uint32_t uid);
 int fsync_dir(const char *path);
 int fsync_dirat(int dfd);
@@ -105,12 +155,16 @@ struct mbox_row {
     uint32_t uidvalidity, uidnext;
     uint64_t highestmodseq;
 };
+#define MBOX_COLS "id, name, uidvalidity, uidnext, highestmodseq"
+/* A row of MBOX_COLS; STORAGE_E_CORRUPT for a name too long. */
+int mbox_row_decode(sqlite3_stmt *st, struct mbox_row *out);
 int mbox_by_id(sqlite3 *db, int64_t id, struct mbox_row *out);
 int mbox_by_name(sqlite3 *db, const char *name, struct mbox_row *out);
 int mbox_create_locked(struct storage_user *u, const char *name, unsigned special_use,
                        uint32_t uidvalidity, uint32_t uidnext, int64_t *id_out);
 int mbox_bump_modseq(sqlite3 *db, int64_t mbox, uint64_t *modseq);
 int mbox_set_uidnext(sqlite3 *db, int64_t mbox, uint32_t uidnext);
+int subscription_set(sqlite3 *db, const char *name, bool on);
 int uidvalidity_file_write(const char *mdir, uint32_t uidvalidity, uint32_t uidnext);
 int uidvalidity_file_read(const char *mdir, uint32_t *uidvalidity, uint32_t *uidnext);
 uint32_t new_uidvalidity(sqlite3 *db);
@@ -127,6 +181,12 @@ void msg_file_parse(const char *fname, char *unique, size_t ulen, uint32_t *uid,
 void flags_to_letters(unsigned flags, char *out, size_t len);
 unsigned letters_to_flags(const char *s);
 int make_unique(char *buf, size_t len);
+/* A new file in tmpdir under a unique name (its path into out), open for
+ * writing. */
+int tmp_file_open(const char *tmpdir, char *out, size_t outlen, int *fd);
+/* Ends a file of tmp_file_open, whose writing gave rc: fsync'd when rc is 0,
+ * closed, removed when the result is an error. Returns the result. */
+int tmp_file_close(int fd, const char *path, int rc);
 /* Inserts a message row (and its body/FTS rows) for a file already in place. */
 struct mime_summary;
 int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64_t size,
@@ -139,7 +199,19 @@ int keywords_merge(const char *cur, enum storage_store_op op, const char *const 
 int keywords_check(const char *const *kw, size_t n);
 int open_msg_file(struct storage_user *u, sqlite3 *db, int64_t mbox, uint32_t uid, int *fd,
                   uint64_t *size);
+/* A message row more (body_ref) or less (body_release) shares the body. */
+int body_ref(sqlite3 *db, int64_t body_id);
 int body_release(sqlite3 *db, int64_t body_id);
+/* The columns of a message that msg_rows decodes, in this order (messages
+ * m); MSG_BODY_COLS follow when envelope, body structure or body are asked
+ * for (JOIN bodies b). */
+#define MSG_COLS "m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date, m.save_date"
+#define MSG_BODY_COLS "b.sent_date, b.envelope, b.bodystructure, b.body"
+/* Steps st, a query of those columns, and calls cb with each message (what:
+ * STORAGE_FETCH_*); cb returning non-zero stops (*stopped set, may be NULL).
+ * 0, or the error of the query. */
+int msg_rows(sqlite3 *db, sqlite3_stmt *st, unsigned what, storage_msg_cb cb, void *arg,
+             bool *stopped);
 
 /* recover.c */
 enum rescan_mode {
@@ -155,8 +227,12 @@ struct rescan_report {
     int64_t *changed; /* mailbox ids whose content changed */
     size_t nchanged, capchanged;
 };
-/* Caller holds the writer lock; begins and commits its own transaction. */
-int rescan_all_locked(struct storage_user *u, enum rescan_mode mode, struct rescan_report *rep);
+/* Rescans mailbox mbox (0: every one) in a write transaction and announces
+ * each mailbox whose content changed (STORAGE_EV_EXTERNAL). reopen: first
+ * opens the index again if its file was replaced (and then rebuilds it).
+ * committed (may be NULL) runs after the commit, with the writer lock. */
+int rescan_write(struct storage_user *u, int64_t mbox, enum rescan_mode mode, bool reopen,
+                 void (*committed)(struct txn *t, void *ctx));
 void clean_tmp(const char *mdir);
 int dir_mtime_changed(struct storage_user *u, int64_t mbox, const char *mdir, bool update);
 

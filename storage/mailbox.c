@@ -15,7 +15,7 @@
 
 #include "server/base/log.h"
 
-static int row_from_stmt(sqlite3_stmt *st, struct mbox_row *out)
+int mbox_row_decode(sqlite3_stmt *st, struct mbox_row *out)
 {
     const unsigned char *name = sqlite3_column_text(st, 1);
     size_t len = name ? strlen((const char *)name) : 0;
@@ -30,7 +30,21 @@ static int row_from_stmt(sqlite3_stmt *st, struct mbox_row *out)
     return 0;
 }
 
-#define MBOX_COLS "id, name, uidvalidity, uidnext, highestmodseq"
+/* The one row of st, a query of MBOX_COLS with its parameter bound;
+ * finalizes st. */
+static int mbox_one(sqlite3 *db, sqlite3_stmt *st, struct mbox_row *out)
+{
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW)
+        rc = mbox_row_decode(st, out);
+    else if (rc == SQLITE_DONE)
+        rc = STORAGE_E_NOMBOX;
+    else
+        rc = err_from_sqlite(db, rc);
+    sqlite3_finalize(st);
+    return rc;
+}
 
 int mbox_by_id(sqlite3 *db, int64_t id, struct mbox_row *out)
 {
@@ -39,15 +53,7 @@ int mbox_by_id(sqlite3 *db, int64_t id, struct mbox_row *out)
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, id);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        rc = row_from_stmt(st, out);
-    else if (rc == SQLITE_DONE)
-        rc = STORAGE_E_NOMBOX;
-    else
-        rc = err_from_sqlite(db, rc);
-    sqlite3_finalize(st);
-    return rc;
+    return mbox_one(db, st, out);
 }
 
 int mbox_by_name(sqlite3 *db, const char *name, struct mbox_row *out)
@@ -57,15 +63,7 @@ int mbox_by_name(sqlite3 *db, const char *name, struct mbox_row *out)
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        rc = row_from_stmt(st, out);
-    else if (rc == SQLITE_DONE)
-        rc = STORAGE_E_NOMBOX;
-    else
-        rc = err_from_sqlite(db, rc);
-    sqlite3_finalize(st);
-    return rc;
+    return mbox_one(db, st, out);
 }
 
 int mbox_bump_modseq(sqlite3 *db, int64_t mbox, uint64_t *modseq)
@@ -90,16 +88,7 @@ int mbox_bump_modseq(sqlite3 *db, int64_t mbox, uint64_t *modseq)
 
 int mbox_set_uidnext(sqlite3 *db, int64_t mbox, uint32_t uidnext)
 {
-    sqlite3_stmt *st;
-    int rc = db_prepare(db, "UPDATE mailboxes SET uidnext = max(uidnext, ?) WHERE id = ?", &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_int64(st, 1, uidnext);
-    sqlite3_bind_int64(st, 2, mbox);
-    rc = sqlite3_step(st);
-    rc = rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
-    sqlite3_finalize(st);
-    return rc;
+    return db_run(db, "UPDATE mailboxes SET uidnext = max(uidnext, ?) WHERE id = ?", uidnext, mbox);
 }
 
 uint32_t new_uidvalidity(sqlite3 *db)
@@ -205,7 +194,6 @@ int mbox_create_locked(struct storage_user *u, const char *name, unsigned specia
 {
     char mdir[STORAGE_PATH_MAX];
     struct mbox_row row;
-    sqlite3_stmt *st;
     int rc;
 
     rc = mbox_by_name(u->wdb, name, &row);
@@ -245,22 +233,35 @@ int mbox_create_locked(struct storage_user *u, const char *name, unsigned specia
         uidnext = 1;
     if ((rc = uidvalidity_file_write(mdir, uidvalidity, uidnext)) != 0)
         return rc;
-    rc = db_prepare(u->wdb,
-                    "INSERT INTO mailboxes(name, uidvalidity, uidnext, highestmodseq, special_use)"
-                    " VALUES (?, ?, ?, 1, ?)",
-                    &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, uidvalidity);
-    sqlite3_bind_int64(st, 3, uidnext);
-    sqlite3_bind_int(st, 4, (int)special_use);
-    rc = sqlite3_step(st);
-    rc = rc == SQLITE_DONE ? 0 : err_from_sqlite(u->wdb, rc);
-    sqlite3_finalize(st);
+    rc = db_run_text(u->wdb,
+                     "INSERT INTO mailboxes(name, uidvalidity, uidnext, highestmodseq, special_use)"
+                     " VALUES (?, ?, ?, 1, ?)",
+                     name, uidvalidity, uidnext, special_use);
     if (rc == 0 && id_out)
         *id_out = sqlite3_last_insert_rowid(u->wdb);
     return rc;
+}
+
+/* What LIST and storage_mbox_get give of a mailbox: MBOX_COLS, then
+ * special_use, subscribed, has_children (decoded by mbox_info_decode). */
+#define MBOX_INFO_SELECT                                                                           \
+    "SELECT id, name, uidvalidity, uidnext, highestmodseq, special_use,"                           \
+    " EXISTS (SELECT 1 FROM subscriptions s WHERE s.name = m.name) AS sub,"                        \
+    " EXISTS (SELECT 1 FROM mailboxes c WHERE c.name > m.name || '/'"                              \
+    "   AND c.name < m.name || '0')"                                                               \
+    " FROM mailboxes m"
+
+static void mbox_info_decode(sqlite3_stmt *st, const char *name, struct storage_mbox *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->id = sqlite3_column_int64(st, 0);
+    pathf(m->name, sizeof(m->name), "%s", name);
+    m->uidvalidity = (uint32_t)sqlite3_column_int64(st, 2);
+    m->uidnext = (uint32_t)sqlite3_column_int64(st, 3);
+    m->highestmodseq = (uint64_t)sqlite3_column_int64(st, 4);
+    m->special_use = (unsigned)sqlite3_column_int(st, 5);
+    m->subscribed = sqlite3_column_int(st, 6) != 0;
+    m->has_children = sqlite3_column_int(st, 7) != 0;
 }
 
 int storage_mbox_get(struct storage_user *u, const char *name, struct storage_mbox *out)
@@ -274,26 +275,12 @@ int storage_mbox_get(struct storage_user *u, const char *name, struct storage_mb
         return rc;
     if (!(db = reader_get(u)))
         return STORAGE_E_TEMP;
-    rc = db_prepare(db,
-                    "SELECT id, name, uidvalidity, uidnext, highestmodseq, special_use,"
-                    " EXISTS (SELECT 1 FROM subscriptions s WHERE s.name = m.name),"
-                    " EXISTS (SELECT 1 FROM mailboxes c WHERE c.name > m.name || '/'"
-                    "   AND c.name < m.name || '0')"
-                    " FROM mailboxes m WHERE name = ?",
-                    &st);
+    rc = db_prepare(db, MBOX_INFO_SELECT " WHERE name = ?", &st);
     if (rc == 0) {
         sqlite3_bind_text(st, 1, norm, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
-            memset(out, 0, sizeof(*out));
-            out->id = sqlite3_column_int64(st, 0);
-            pathf(out->name, sizeof(out->name), "%s", (const char *)sqlite3_column_text(st, 1));
-            out->uidvalidity = (uint32_t)sqlite3_column_int64(st, 2);
-            out->uidnext = (uint32_t)sqlite3_column_int64(st, 3);
-            out->highestmodseq = (uint64_t)sqlite3_column_int64(st, 4);
-            out->special_use = (unsigned)sqlite3_column_int(st, 5);
-            out->subscribed = sqlite3_column_int(st, 6) != 0;
-            out->has_children = sqlite3_column_int(st, 7) != 0;
+            mbox_info_decode(st, (const char *)sqlite3_column_text(st, 1), out);
             rc = 0;
         } else {
             rc = rc == SQLITE_DONE ? STORAGE_E_NOMBOX : err_from_sqlite(db, rc);
@@ -314,11 +301,8 @@ int storage_mbox_list(struct storage_user *u, const char *pattern, bool subscrib
     if (!(db = reader_get(u)))
         return STORAGE_E_TEMP;
     rc = db_prepare(db,
-                    "SELECT id, name, uidvalidity, uidnext, highestmodseq, special_use,"
-                    " EXISTS (SELECT 1 FROM subscriptions s WHERE s.name = m.name) AS sub,"
-                    " EXISTS (SELECT 1 FROM mailboxes c WHERE c.name > m.name || '/'"
-                    "   AND c.name < m.name || '0')"
-                    " FROM mailboxes m WHERE ?1 = 0 OR sub"
+                    MBOX_INFO_SELECT
+                    " WHERE ?1 = 0 OR sub"
                     " UNION ALL"
                     " SELECT 0, name, 0, 0, 0, 0, 1, 0 FROM subscriptions s"
                     " WHERE ?1 AND NOT EXISTS (SELECT 1 FROM mailboxes m WHERE m.name = s.name)"
@@ -336,15 +320,7 @@ int storage_mbox_list(struct storage_user *u, const char *pattern, bool subscrib
             continue;
         if (!storage_pattern_match(pattern, name))
             continue;
-        memset(&m, 0, sizeof(m));
-        m.id = sqlite3_column_int64(st, 0);
-        memcpy(m.name, name, strlen(name) + 1);
-        m.uidvalidity = (uint32_t)sqlite3_column_int64(st, 2);
-        m.uidnext = (uint32_t)sqlite3_column_int64(st, 3);
-        m.highestmodseq = (uint64_t)sqlite3_column_int64(st, 4);
-        m.special_use = (unsigned)sqlite3_column_int(st, 5);
-        m.subscribed = sqlite3_column_int(st, 6) != 0;
-        m.has_children = sqlite3_column_int(st, 7) != 0;
+        mbox_info_decode(st, name, &m);
         if (cb(arg, &m) != 0) {
             rc = SQLITE_DONE;
             break;
@@ -356,29 +332,41 @@ int storage_mbox_list(struct storage_user *u, const char *pattern, bool subscrib
     return rc;
 }
 
+/* Announces a change of the mailbox list (create, delete, rename). */
+static int mailbox_event(struct txn *t, int64_t id)
+{
+    return txn_event(t, STORAGE_EV_MAILBOX, id) ? 0 : STORAGE_E_NOMEM;
+}
+
+struct create_ctx {
+    char name[STORAGE_MBOX_NAME_MAX + 1];
+    unsigned special_use;
+};
+
+static int create_work(struct txn *t, void *ctx)
+{
+    struct create_ctx *c = ctx;
+    int64_t id = 0;
+    int rc = mbox_create_locked(t->u, c->name, c->special_use, 0, 0, &id);
+
+    return rc ? rc : mailbox_event(t, id);
+}
+
+/* A write on the mailbox a client named: its name is normalized into norm
+ * (STORAGE_MBOX_NAME_MAX + 1 bytes, in ctx) first. */
+static int named_write(struct storage_user *u, const char *name, char *norm, txn_work work,
+                       void *ctx)
+{
+    int rc = name_normalize(name, norm, STORAGE_MBOX_NAME_MAX + 1);
+
+    return rc ? rc : write_txn(u, work, ctx);
+}
+
 int storage_mbox_create(struct storage_user *u, const char *name, unsigned special_use)
 {
-    char norm[STORAGE_MBOX_NAME_MAX + 1];
-    struct pending_event pe = {.type = STORAGE_EV_MAILBOX};
-    int64_t id = 0;
-    int rc;
+    struct create_ctx c = {.special_use = special_use};
 
-    if ((rc = name_normalize(name, norm, sizeof(norm))) != 0)
-        return rc;
-    writer_lock(u);
-    if ((rc = db_begin(u->wdb)) == 0) {
-        rc = mbox_create_locked(u, norm, special_use, 0, 0, &id);
-        if (rc == 0)
-            rc = db_commit(u->wdb);
-        else
-            db_rollback(u->wdb);
-    }
-    writer_unlock(u);
-    if (rc == 0) {
-        pe.mbox = id;
-        emit_event(u, &pe);
-    }
-    return rc;
+    return named_write(u, name, c.name, create_work, &c);
 }
 
 /* Removes every message row of a mailbox (bodies released, quota adjusted). */
@@ -410,21 +398,10 @@ static int drop_messages(sqlite3 *db, int64_t mbox)
     if (rc)
         return rc;
     if ((rc = db_meta_add(db, "quota_bytes", -bytes)) != 0 ||
-        (rc = db_meta_add(db, "quota_messages", -count)) != 0)
+        (rc = db_meta_add(db, "quota_messages", -count)) != 0 ||
+        (rc = db_run(db, "DELETE FROM messages WHERE mailbox_id = ?", mbox)) != 0)
         return rc;
-    if ((rc = db_prepare(db, "DELETE FROM messages WHERE mailbox_id = ?", &st)) != 0)
-        return rc;
-    sqlite3_bind_int64(st, 1, mbox);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return err_from_sqlite(db, rc);
-    if ((rc = db_prepare(db, "DELETE FROM expunged WHERE mailbox_id = ?", &st)) != 0)
-        return rc;
-    sqlite3_bind_int64(st, 1, mbox);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+    return db_run(db, "DELETE FROM expunged WHERE mailbox_id = ?", mbox);
 }
 
 void remove_tree(const char *path)
@@ -451,89 +428,80 @@ void remove_tree(const char *path)
 
 static int has_children(sqlite3 *db, const char *name, bool *out)
 {
-    sqlite3_stmt *st;
-    int rc = db_prepare(db,
-                        "SELECT EXISTS (SELECT 1 FROM mailboxes WHERE name > ?1 || '/'"
-                        " AND name < ?1 || '0')",
-                        &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *out = sqlite3_column_int(st, 0) != 0;
-        rc = 0;
-    } else {
-        rc = err_from_sqlite(db, rc);
-    }
-    sqlite3_finalize(st);
+    int64_t v = 0;
+    int rc = db_int_binds(db, &v,
+                          "SELECT EXISTS (SELECT 1 FROM mailboxes WHERE name > ?1 || '/'"
+                          " AND name < ?1 || '0')",
+                          name, NULL, 0);
+
+    *out = v != 0;
     return rc;
+}
+
+struct delete_ctx {
+    char name[STORAGE_MBOX_NAME_MAX + 1];
+    char mdir[STORAGE_PATH_MAX], trash[STORAGE_PATH_MAX];
+    bool moved;
+};
+
+static int delete_work(struct txn *t, void *ctx)
+{
+    struct delete_ctx *c = ctx;
+    struct storage_user *u = t->u;
+    struct mbox_row m;
+    bool kids = false;
+    int rc;
+
+    if ((rc = mbox_by_name(t->db, c->name, &m)) != 0)
+        return rc;
+    if ((rc = has_children(t->db, c->name, &kids)) != 0)
+        return rc;
+    if (kids)
+        return STORAGE_E_CHILDREN;
+    if ((rc = mbox_path(u, c->name, c->mdir, sizeof(c->mdir))) != 0)
+        return rc;
+    /* out of sight first ("..name" is never a folder), removed after commit */
+    pathf(c->trash, sizeof(c->trash), "%s/..deleted.%" PRId64 ".%" PRId64, u->maildir, m.id,
+          now_unix());
+    if (rename(c->mdir, c->trash) == 0)
+        c->moved = true;
+    else if (errno != ENOENT)
+        return err_from_errno(errno);
+    if ((rc = drop_messages(t->db, m.id)) != 0 ||
+        (rc = db_run(t->db, "DELETE FROM mailboxes WHERE id = ?", m.id)) != 0)
+        return rc;
+    return mailbox_event(t, m.id);
+}
+
+static void delete_undo(struct txn *t, void *ctx)
+{
+    struct delete_ctx *c = ctx;
+
+    if (c->moved && rename(c->trash, c->mdir) < 0)
+        log_error("storage: user %" PRId64 ": cannot restore %s", t->u->id, c->mdir);
+}
+
+static void delete_committed(struct txn *t, void *ctx)
+{
+    struct delete_ctx *c = ctx;
+
+    fsync_dir(t->u->maildir);
+    if (c->moved)
+        remove_tree(c->trash);
 }
 
 int storage_mbox_delete(struct storage_user *u, const char *name)
 {
-    char norm[STORAGE_MBOX_NAME_MAX + 1], mdir[STORAGE_PATH_MAX], trash[STORAGE_PATH_MAX];
-    struct pending_event pe = {.type = STORAGE_EV_MAILBOX};
-    struct mbox_row m;
-    sqlite3_stmt *st;
-    bool kids = false, moved = false;
+    static const struct txn_path path = {
+        .work = delete_work, .undo = delete_undo, .committed = delete_committed};
+    struct delete_ctx c = {.moved = false};
     int rc;
 
-    if ((rc = name_normalize(name, norm, sizeof(norm))) != 0)
+    if ((rc = name_normalize(name, c.name, sizeof(c.name))) != 0)
         return rc;
-    if (strcmp(norm, "INBOX") == 0)
+    if (strcmp(c.name, "INBOX") == 0)
         return STORAGE_E_NOPERM;
-    writer_lock(u);
-    if ((rc = db_begin(u->wdb)) != 0)
-        goto out;
-    if ((rc = mbox_by_name(u->wdb, norm, &m)) != 0)
-        goto fail;
-    if ((rc = has_children(u->wdb, norm, &kids)) != 0)
-        goto fail;
-    if (kids) {
-        rc = STORAGE_E_CHILDREN;
-        goto fail;
-    }
-    if ((rc = mbox_path(u, norm, mdir, sizeof(mdir))) != 0)
-        goto fail;
-    /* out of sight first ("..name" is never a folder), removed after commit */
-    pathf(trash, sizeof(trash), "%s/..deleted.%" PRId64 ".%" PRId64, u->maildir, m.id, now_unix());
-    if (rename(mdir, trash) < 0) {
-        if (errno != ENOENT) {
-            rc = err_from_errno(errno);
-            goto fail;
-        }
-    } else {
-        moved = true;
-    }
-    if ((rc = drop_messages(u->wdb, m.id)) != 0)
-        goto fail;
-    if ((rc = db_prepare(u->wdb, "DELETE FROM mailboxes WHERE id = ?", &st)) != 0)
-        goto fail;
-    sqlite3_bind_int64(st, 1, m.id);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        rc = err_from_sqlite(u->wdb, rc);
-        goto fail;
-    }
-    if ((rc = db_commit(u->wdb)) != 0)
-        goto fail_nodb;
-    fsync_dir(u->maildir);
-    if (moved)
-        remove_tree(trash);
-    writer_unlock(u);
-    pe.mbox = m.id;
-    emit_event(u, &pe);
-    return 0;
-fail:
-    db_rollback(u->wdb);
-fail_nodb:
-    if (moved && rename(trash, mdir) < 0)
-        log_error("storage: user %" PRId64 ": cannot restore %s", u->id, mdir);
-out:
-    writer_unlock(u);
-    return rc;
+    return write_txn_path(u, &path, &c);
 }
 
 struct ren {
@@ -545,19 +513,6 @@ struct ren {
     bool done;
 };
 
-static int update_name(sqlite3 *db, int64_t id, const char *name)
-{
-    sqlite3_stmt *st;
-    int rc = db_prepare(db, "UPDATE mailboxes SET name = ? WHERE id = ?", &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, id);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
-}
-
 static int move_subscription(sqlite3 *db, const char *from, const char *to)
 {
     sqlite3_stmt *st;
@@ -566,9 +521,7 @@ static int move_subscription(sqlite3 *db, const char *from, const char *to)
         return rc;
     sqlite3_bind_text(st, 1, to, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, from, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+    return db_step_done(db, st);
 }
 
 /* RFC 3501 RENAME INBOX: its messages go to a new mailbox `to`, INBOX stays
@@ -611,15 +564,9 @@ static int rename_inbox(struct storage_user *u, const char *to, int64_t *newid)
     pathf(a, sizeof(a), "%s/new", dst);
     if ((rc = fsync_dir(a)) != 0)
         return rc;
-    if ((rc = db_prepare(u->wdb, "UPDATE messages SET mailbox_id = ? WHERE mailbox_id = ?", &st)) !=
-        0)
+    if ((rc = db_run(u->wdb, "UPDATE messages SET mailbox_id = ? WHERE mailbox_id = ?", id,
+                     inbox.id)) != 0)
         return rc;
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int64(st, 2, inbox.id);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return err_from_sqlite(u->wdb, rc);
     if ((rc = mbox_set_uidnext(u->wdb, id, inbox.uidnext)) != 0)
         return rc;
     {
@@ -655,168 +602,178 @@ static void unlink_inbox_files(struct storage_user *u, const char *to)
     }
 }
 
-int storage_mbox_rename(struct storage_user *u, const char *from, const char *to)
+struct rename_ctx {
+    char from[STORAGE_MBOX_NAME_MAX + 1], to[STORAGE_MBOX_NAME_MAX + 1];
+    struct ren *list; /* the mailbox and its children, parents first */
+    size_t n, cap;
+    bool inbox;
+};
+
+/* The mailbox and its children into c->list, with their new names. */
+static int rename_list(sqlite3 *db, struct rename_ctx *c)
 {
-    char nf[STORAGE_MBOX_NAME_MAX + 1], nt[STORAGE_MBOX_NAME_MAX + 1];
-    struct pending_event pe = {.type = STORAGE_EV_MAILBOX};
-    struct ren *list = NULL;
-    size_t n = 0, cap = 0;
-    struct mbox_row m;
+    size_t fl = strlen(c->from);
     sqlite3_stmt *st;
-    size_t fl;
-    int rc;
+    int rc = db_prepare(db,
+                        "SELECT id, name FROM mailboxes WHERE name = ?1 OR (name > ?1 || '/'"
+                        " AND name < ?1 || '0') ORDER BY name",
+                        &st);
 
-    if ((rc = name_normalize(from, nf, sizeof(nf))) != 0 ||
-        (rc = name_normalize(to, nt, sizeof(nt))) != 0)
-        return rc;
-    if (strcmp(nt, "INBOX") == 0)
-        return STORAGE_E_NOPERM;
-    fl = strlen(nf);
-    if (strcmp(nf, "INBOX") != 0 && strncmp(nt, nf, fl) == 0 && (nt[fl] == '/' || nt[fl] == '\0'))
-        return strcmp(nt, nf) == 0 ? STORAGE_E_EXISTS : STORAGE_E_NOPERM;
-
-    writer_lock(u);
-    if ((rc = db_begin(u->wdb)) != 0)
-        goto out;
-    if ((rc = mbox_by_name(u->wdb, nf, &m)) != 0)
-        goto fail;
-    rc = mbox_by_name(u->wdb, nt, &m);
-    if (rc == 0) {
-        rc = STORAGE_E_EXISTS;
-        goto fail;
-    }
-    if (rc != STORAGE_E_NOMBOX)
-        goto fail;
-    if (strcmp(nf, "INBOX") == 0) {
-        int64_t id = 0;
-        if ((rc = rename_inbox(u, nt, &id)) != 0)
-            goto fail;
-        if ((rc = db_commit(u->wdb)) != 0)
-            goto fail;
-        unlink_inbox_files(u, nt);
-        writer_unlock(u);
-        pe.mbox = id;
-        emit_event(u, &pe);
-        return 0;
-    }
-
-    /* the mailbox and its children, parents renamed before children */
-    rc = db_prepare(u->wdb,
-                    "SELECT id, name FROM mailboxes WHERE name = ?1 OR (name > ?1 || '/'"
-                    " AND name < ?1 || '0') ORDER BY name",
-                    &st);
     if (rc)
-        goto fail;
-    sqlite3_bind_text(st, 1, nf, -1, SQLITE_STATIC);
+        return rc;
+    sqlite3_bind_text(st, 1, c->from, -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(st, 1);
         struct ren *r;
         int k;
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 8;
-            struct ren *p = realloc(list, nc * sizeof(*p));
-            if (!p) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-            list = p;
-            cap = nc;
+        if (array_grow(&c->list, &c->cap, c->n, sizeof(*c->list), 8) != 0) {
+            rc = SQLITE_NOMEM;
+            break;
         }
-        r = &list[n];
+        r = &c->list[c->n];
         memset(r, 0, sizeof(*r));
         r->id = sqlite3_column_int64(st, 0);
         pathf(r->from, sizeof(r->from), "%s", name);
-        k = pathf(r->to, sizeof(r->to), "%s%s", nt, name + fl);
+        k = pathf(r->to, sizeof(r->to), "%s%s", c->to, name + fl);
         if (k < 0 || (size_t)k >= sizeof(r->to) || storage_name_check(r->to, NULL, 0) != 0) {
             rc = SQLITE_RANGE;
             break;
         }
-        n++;
+        c->n++;
     }
     sqlite3_finalize(st);
-    if (rc == SQLITE_RANGE) {
-        rc = STORAGE_E_BADNAME;
-        goto fail;
+    if (rc == SQLITE_RANGE)
+        return STORAGE_E_BADNAME;
+    if (rc != SQLITE_DONE)
+        return rc == SQLITE_NOMEM ? STORAGE_E_NOMEM : err_from_sqlite(db, rc);
+    return 0;
+}
+
+static int rename_work(struct txn *t, void *ctx)
+{
+    struct rename_ctx *c = ctx;
+    struct storage_user *u = t->u;
+    struct mbox_row m;
+    int rc;
+
+    if ((rc = mbox_by_name(t->db, c->from, &m)) != 0)
+        return rc;
+    rc = mbox_by_name(t->db, c->to, &m);
+    if (rc == 0)
+        return STORAGE_E_EXISTS;
+    if (rc != STORAGE_E_NOMBOX)
+        return rc;
+    if (strcmp(c->from, "INBOX") == 0) {
+        int64_t id = 0;
+        if ((rc = rename_inbox(u, c->to, &id)) != 0)
+            return rc;
+        c->inbox = true;
+        return mailbox_event(t, id);
     }
-    if (rc != SQLITE_DONE) {
-        rc = rc == SQLITE_NOMEM ? STORAGE_E_NOMEM : err_from_sqlite(u->wdb, rc);
-        goto fail;
-    }
+    if ((rc = rename_list(t->db, c)) != 0)
+        return rc;
     /* missing parents of the new name */
     {
-        const char *slash = strrchr(nt, '/');
+        const char *slash = strrchr(c->to, '/');
         if (slash) {
             char parent[STORAGE_MBOX_NAME_MAX + 1];
-            size_t pl = (size_t)(slash - nt);
-            memcpy(parent, nt, pl);
+            size_t pl = (size_t)(slash - c->to);
+            memcpy(parent, c->to, pl);
             parent[pl] = '\0';
             rc = mbox_create_locked(u, parent, 0, 0, 0, NULL);
             if (rc && rc != STORAGE_E_EXISTS)
-                goto fail;
+                return rc;
         }
     }
-    for (size_t i = 0; i < n; i++) {
-        struct ren *r = &list[i];
+    for (size_t i = 0; i < c->n; i++) {
+        struct ren *r = &c->list[i];
         if ((rc = mbox_path(u, r->from, r->from_dir, sizeof(r->from_dir))) != 0 ||
             (rc = mbox_path(u, r->to, r->to_dir, sizeof(r->to_dir))) != 0)
-            goto undo;
+            return rc;
         /* Maildir++ folders are flat: each one is renamed on its own */
         if (rename(r->from_dir, r->to_dir) < 0) {
-            if (errno != ENOENT) {
-                rc = err_from_errno(errno);
-                goto undo;
-            }
+            if (errno != ENOENT)
+                return err_from_errno(errno);
             if ((rc = ensure_maildir_dirs(r->to_dir)) != 0)
-                goto undo;
+                return rc;
         } else {
             r->done = true;
         }
-        if ((rc = update_name(u->wdb, r->id, r->to)) != 0 ||
-            (rc = move_subscription(u->wdb, r->from, r->to)) != 0)
-            goto undo;
+        if ((rc = db_run_text(t->db, "UPDATE mailboxes SET name = ? WHERE id = ?", r->to, r->id)) !=
+                0 ||
+            (rc = move_subscription(t->db, r->from, r->to)) != 0)
+            return rc;
     }
     if ((rc = fsync_dir(u->maildir)) != 0)
-        goto undo;
-    if ((rc = db_commit(u->wdb)) != 0)
-        goto undo;
-    writer_unlock(u);
-    pe.mbox = n ? list[0].id : 0;
-    free(list);
-    emit_event(u, &pe);
-    return 0;
-undo:
-    for (size_t i = n; i-- > 0;)
-        if (list[i].done && rename(list[i].to_dir, list[i].from_dir) < 0)
-            log_error("storage: user %" PRId64 ": rename undo failed for %s", u->id, list[i].from);
-fail:
-    db_rollback(u->wdb);
-out:
-    writer_unlock(u);
-    free(list);
+        return rc;
+    return mailbox_event(t, c->n ? c->list[0].id : 0);
+}
+
+/* Folders already renamed go back, children first. */
+static void rename_undo(struct txn *t, void *ctx)
+{
+    struct rename_ctx *c = ctx;
+
+    for (size_t i = c->n; i-- > 0;)
+        if (c->list[i].done && rename(c->list[i].to_dir, c->list[i].from_dir) < 0)
+            log_error("storage: user %" PRId64 ": rename undo failed for %s", t->u->id,
+                      c->list[i].from);
+}
+
+static void rename_committed(struct txn *t, void *ctx)
+{
+    struct rename_ctx *c = ctx;
+
+    if (c->inbox)
+        unlink_inbox_files(t->u, c->to);
+}
+
+int storage_mbox_rename(struct storage_user *u, const char *from, const char *to)
+{
+    static const struct txn_path path = {
+        .work = rename_work, .undo = rename_undo, .committed = rename_committed};
+    struct rename_ctx c = {.list = NULL};
+    size_t fl;
+    int rc;
+
+    if ((rc = name_normalize(from, c.from, sizeof(c.from))) != 0 ||
+        (rc = name_normalize(to, c.to, sizeof(c.to))) != 0)
+        return rc;
+    if (strcmp(c.to, "INBOX") == 0)
+        return STORAGE_E_NOPERM;
+    fl = strlen(c.from);
+    if (strcmp(c.from, "INBOX") != 0 && strncmp(c.to, c.from, fl) == 0 &&
+        (c.to[fl] == '/' || c.to[fl] == '\0'))
+        return strcmp(c.to, c.from) == 0 ? STORAGE_E_EXISTS : STORAGE_E_NOPERM;
+    rc = write_txn_path(u, &path, &c);
+    free(c.list);
     return rc;
+}
+
+int subscription_set(sqlite3 *db, const char *name, bool on)
+{
+    return db_run_binds(db,
+                        on ? "INSERT OR IGNORE INTO subscriptions(name) VALUES (?)"
+                           : "DELETE FROM subscriptions WHERE name = ?",
+                        name, NULL, 0);
+}
+
+struct subscribe_ctx {
+    char name[STORAGE_MBOX_NAME_MAX + 1];
+    bool on;
+};
+
+static int subscribe_work(struct txn *t, void *ctx)
+{
+    struct subscribe_ctx *c = ctx;
+    return subscription_set(t->db, c->name, c->on);
 }
 
 int storage_subscribe(struct storage_user *u, const char *name, bool on)
 {
-    char norm[STORAGE_MBOX_NAME_MAX + 1];
-    sqlite3_stmt *st;
-    int rc;
+    struct subscribe_ctx c = {.on = on};
 
-    if ((rc = name_normalize(name, norm, sizeof(norm))) != 0)
-        return rc;
-    writer_lock(u);
-    rc = db_prepare(u->wdb,
-                    on ? "INSERT OR IGNORE INTO subscriptions(name) VALUES (?)"
-                       : "DELETE FROM subscriptions WHERE name = ?",
-                    &st);
-    if (rc == 0) {
-        sqlite3_bind_text(st, 1, norm, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        rc = rc == SQLITE_DONE ? 0 : err_from_sqlite(u->wdb, rc);
-        sqlite3_finalize(st);
-    }
-    writer_unlock(u);
-    return rc;
+    return named_write(u, name, c.name, subscribe_work, &c);
 }
 
 int storage_mbox_status(struct storage_user *u, int64_t mbox, struct storage_status *out)

@@ -237,29 +237,19 @@ int body_release(sqlite3 *db, int64_t body_id)
         return err_from_sqlite(db, rc);
     if (refs > 0)
         return 0;
-    if ((rc = db_prepare(db, "DELETE FROM bodies WHERE id = ?", &st)) != 0)
+    if ((rc = db_run(db, "DELETE FROM bodies WHERE id = ?", body_id)) != 0)
         return rc;
-    sqlite3_bind_int64(st, 1, body_id);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return err_from_sqlite(db, rc);
     /* the text is in one of the two, indexed or waiting */
-    if ((rc = db_prepare(db, "DELETE FROM fts_pending WHERE body_id = ?", &st)) != 0)
+    if ((rc = db_run(db, "DELETE FROM fts_pending WHERE body_id = ?", body_id)) != 0)
         return rc;
-    sqlite3_bind_int64(st, 1, body_id);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return err_from_sqlite(db, rc);
     if (sqlite3_changes(db) > 0)
         return 0;
-    if ((rc = db_prepare(db, "DELETE FROM fts WHERE rowid = ?", &st)) != 0)
-        return rc;
-    sqlite3_bind_int64(st, 1, body_id);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+    return db_run(db, "DELETE FROM fts WHERE rowid = ?", body_id);
+}
+
+int body_ref(sqlite3 *db, int64_t body_id)
+{
+    return db_run(db, "UPDATE bodies SET refs = refs + 1 WHERE id = ?", body_id);
 }
 
 static void bind_opt(sqlite3_stmt *st, int i, const char *s)
@@ -268,6 +258,17 @@ static void bind_opt(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, i);
+}
+
+/* subject, from_, to_, cc, bcc: the header columns of bodies and of the
+ * full-text index, from parameter i on. */
+static void bind_addressing(sqlite3_stmt *st, int i, const struct mime_summary *ms)
+{
+    bind_opt(st, i, ms->subject);
+    bind_opt(st, i + 1, ms->from);
+    bind_opt(st, i + 2, ms->to);
+    bind_opt(st, i + 3, ms->cc);
+    bind_opt(st, i + 4, ms->bcc);
 }
 
 int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64_t size,
@@ -279,13 +280,8 @@ int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64
     int rc;
 
     if (body_id > 0) {
-        if ((rc = db_prepare(db, "UPDATE bodies SET refs = refs + 1 WHERE id = ?", &st)) != 0)
+        if ((rc = body_ref(db, body_id)) != 0)
             return rc;
-        sqlite3_bind_int64(st, 1, body_id);
-        rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-        if (rc != SQLITE_DONE)
-            return err_from_sqlite(db, rc);
     } else {
         rc = db_prepare(db,
                         "INSERT INTO bodies(refs, sent_date, envelope, bodystructure, body,"
@@ -298,21 +294,15 @@ int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64
         bind_opt(st, 2, ms->envelope);
         bind_opt(st, 3, ms->bodystructure);
         bind_opt(st, 4, ms->body);
-        bind_opt(st, 5, ms->subject);
-        bind_opt(st, 6, ms->from);
-        bind_opt(st, 7, ms->to);
-        bind_opt(st, 8, ms->cc);
-        bind_opt(st, 9, ms->bcc);
+        bind_addressing(st, 5, ms);
         bind_opt(st, 10, ms->message_id);
         bind_opt(st, 11, ms->in_reply_to);
         if (ms->header)
             sqlite3_bind_blob(st, 12, ms->header, (int)ms->header_len, SQLITE_STATIC);
         else
             sqlite3_bind_null(st, 12);
-        rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-        if (rc != SQLITE_DONE)
-            return err_from_sqlite(db, rc);
+        if ((rc = db_step_done(db, st)) != 0)
+            return rc;
         body_id = sqlite3_last_insert_rowid(db);
         /* into the full-text index later (storage_fts_index), not here */
         rc = db_prepare(db,
@@ -322,16 +312,10 @@ int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64
         if (rc)
             return rc;
         sqlite3_bind_int64(st, 1, body_id);
-        bind_opt(st, 2, ms->subject);
-        bind_opt(st, 3, ms->from);
-        bind_opt(st, 4, ms->to);
-        bind_opt(st, 5, ms->cc);
-        bind_opt(st, 6, ms->bcc);
+        bind_addressing(st, 2, ms);
         bind_opt(st, 7, ms->text);
-        rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-        if (rc != SQLITE_DONE)
-            return err_from_sqlite(db, rc);
+        if ((rc = db_step_done(db, st)) != 0)
+            return rc;
     }
     if (body_id_out)
         *body_id_out = body_id;
@@ -353,10 +337,8 @@ int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64
     sqlite3_bind_int(st, 9, (int)file_flags);
     sqlite3_bind_text(st, 10, keywords ? keywords : "", -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 11, (int64_t)modseq);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return err_from_sqlite(db, rc);
+    if ((rc = db_step_done(db, st)) != 0)
+        return rc;
     if ((rc = db_meta_add(db, "quota_bytes", (int64_t)size)) != 0)
         return rc;
     return db_meta_add(db, "quota_messages", 1);
@@ -580,18 +562,36 @@ void storage_draft_free(struct storage_draft *d)
 
 /* Copies the draft into dir/tmp and fsyncs it (the draft is on another
  * filesystem than the target mailbox). */
-static int copy_into_tmp(struct storage_draft *d, const char *tmpdir, char *out, size_t outlen)
+int tmp_file_open(const char *tmpdir, char *out, size_t outlen, int *fd)
 {
-    char unique[256], buf[65536];
-    off_t off = 0;
-    int fd, rc = 0;
+    char unique[256];
+    int rc;
 
     if ((rc = make_unique(unique, sizeof(unique))) != 0)
         return rc;
     pathf(out, outlen, "%s/%s", tmpdir, unique);
-    fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return err_from_errno(errno);
+    *fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    return *fd < 0 ? err_from_errno(errno) : 0;
+}
+
+int tmp_file_close(int fd, const char *path, int rc)
+{
+    if (rc == 0 && fsync(fd) < 0)
+        rc = err_from_errno(errno);
+    close(fd);
+    if (rc)
+        unlink(path);
+    return rc;
+}
+
+static int copy_into_tmp(struct storage_draft *d, const char *tmpdir, char *out, size_t outlen)
+{
+    char buf[65536];
+    off_t off = 0;
+    int fd, rc;
+
+    if ((rc = tmp_file_open(tmpdir, out, outlen, &fd)) != 0)
+        return rc;
     for (;;) {
         ssize_t n = pread(d->fd, buf, sizeof(buf), off);
         if (n < 0 && errno == EINTR)
@@ -608,12 +608,7 @@ static int copy_into_tmp(struct storage_draft *d, const char *tmpdir, char *out,
         }
         off += n;
     }
-    if (rc == 0 && fsync(fd) < 0)
-        rc = err_from_errno(errno);
-    close(fd);
-    if (rc)
-        unlink(out);
-    return rc;
+    return tmp_file_close(fd, out, rc);
 }
 
 static int quota_check(struct storage_user *u, uint64_t add_bytes, uint64_t add_msgs)
@@ -638,101 +633,116 @@ static int quota_check(struct storage_user *u, uint64_t add_bytes, uint64_t add_
     return 0;
 }
 
-static int save_common(struct storage_user *u, int64_t mbox, struct storage_draft *d, bool to_new,
-                       unsigned flags, const char *const *keywords, size_t nkeywords,
-                       int64_t internal_date, uint32_t *uid_out)
-{
+struct save_ctx {
+    int64_t mbox;
+    struct storage_draft *d;
+    bool to_new; /* delivery: into new/, flags not in the name */
+    unsigned flags;
+    int64_t internal_date;
     char kw[(STORAGE_KEYWORD_MAX + 1) * (STORAGE_KEYWORDS_MAX + 1) + 1];
-    char mdir[STORAGE_PATH_MAX], dst[STORAGE_PATH_MAX], src[STORAGE_PATH_MAX];
-    char unique[256], fname[512], rel[600], subdir[STORAGE_PATH_MAX];
-    struct pending_event pe = {.type = STORAGE_EV_NEW, .mbox = mbox};
-    bool copied = false, linked = false;
+    char src[STORAGE_PATH_MAX]; /* the draft, or its copy in the mailbox's tmp/ */
+    char dst[STORAGE_PATH_MAX];
+    bool copied, linked;
+    uint32_t uid;
+};
+
+/* Durability: the draft was fsync'd when finished; its link into new/ or
+ * cur/ is fsync'd here, before the index commit makes it visible. */
+static int save_work(struct txn *t, void *ctx)
+{
+    struct save_ctx *c = ctx;
+    struct storage_user *u = t->u;
+    struct storage_draft *d = c->d;
+    char mdir[STORAGE_PATH_MAX], subdir[STORAGE_PATH_MAX];
+    char unique[256], fname[512], rel[600];
+    const char *sub = c->to_new ? "new" : "cur";
+    struct pending_event *pe;
     struct mbox_row m;
     uint64_t modseq;
     uint32_t uid;
     int rc;
 
-    if (!d->finished)
-        return STORAGE_E_INVAL;
-    flags &= STORAGE_FLAGS_ALL;
-    if ((rc = keywords_check(keywords, nkeywords)) != 0 ||
-        (rc = keywords_merge("", STORAGE_STORE_SET, keywords, nkeywords, kw, sizeof(kw))) != 0)
+    if ((rc = mbox_by_id(t->db, c->mbox, &m)) != 0)
         return rc;
-    if (internal_date <= 0)
-        internal_date = now_unix();
-    pathf(src, sizeof(src), "%s", d->path);
-
-    writer_lock(u);
-    if ((rc = db_begin(u->wdb)) != 0)
-        goto out;
-    if ((rc = mbox_by_id(u->wdb, mbox, &m)) != 0)
-        goto fail;
     if ((rc = quota_check(u, d->size, 1)) != 0)
-        goto fail;
-    if (m.uidnext == 0 || m.uidnext == UINT32_MAX) {
-        rc = STORAGE_E_FAIL;
-        goto fail;
-    }
+        return rc;
+    if (m.uidnext == 0 || m.uidnext == UINT32_MAX)
+        return STORAGE_E_FAIL;
     uid = m.uidnext;
     if ((rc = mbox_path(u, m.name, mdir, sizeof(mdir))) != 0)
-        goto fail;
-    pathf(subdir, sizeof(subdir), "%s/%s", mdir, to_new ? "new" : "cur");
+        return rc;
+    pathf(subdir, sizeof(subdir), "%s/%s", mdir, sub);
     for (int attempt = 0;; attempt++) {
         if ((rc = make_unique(unique, sizeof(unique))) != 0)
-            goto fail;
-        if (to_new)
+            return rc;
+        if (c->to_new)
             pathf(fname, sizeof(fname), "%s,U=%" PRIu32 ",S=%" PRIu64, unique, uid, d->size);
-        else if ((rc = msg_file_name(fname, sizeof(fname), unique, uid, d->size, flags)) != 0)
-            goto fail;
-        pathf(dst, sizeof(dst), "%s/%s", subdir, fname);
-        if (link(src, dst) == 0)
+        else if ((rc = msg_file_name(fname, sizeof(fname), unique, uid, d->size, c->flags)) != 0)
+            return rc;
+        pathf(c->dst, sizeof(c->dst), "%s/%s", subdir, fname);
+        if (link(c->src, c->dst) == 0)
             break;
-        if (errno == EXDEV && !copied) {
+        if (errno == EXDEV && !c->copied) {
             char tmpdir[STORAGE_PATH_MAX];
             pathf(tmpdir, sizeof(tmpdir), "%s/tmp", mdir);
-            if ((rc = copy_into_tmp(d, tmpdir, src, sizeof(src))) != 0)
-                goto fail;
-            copied = true;
+            if ((rc = copy_into_tmp(d, tmpdir, c->src, sizeof(c->src))) != 0)
+                return rc;
+            c->copied = true;
             continue;
         }
         if (errno == EEXIST && attempt < 5)
             continue;
-        rc = err_from_errno(errno);
-        goto fail;
+        return err_from_errno(errno);
     }
-    linked = true;
+    c->linked = true;
     if ((rc = fsync_dir(subdir)) != 0)
-        goto fail;
-    pathf(rel, sizeof(rel), "%s/%s", to_new ? "new" : "cur", fname);
-    if ((rc = mbox_bump_modseq(u->wdb, mbox, &modseq)) != 0)
-        goto fail;
-    rc = msg_insert(u->wdb, mbox, uid, rel, d->size, internal_date, flags, to_new ? 0 : flags, kw,
-                    &d->ms, 0, NULL, modseq);
+        return rc;
+    pathf(rel, sizeof(rel), "%s/%s", sub, fname);
+    if ((rc = mbox_bump_modseq(t->db, c->mbox, &modseq)) != 0)
+        return rc;
+    rc = msg_insert(t->db, c->mbox, uid, rel, d->size, c->internal_date, c->flags,
+                    c->to_new ? 0 : c->flags, c->kw, &d->ms, 0, NULL, modseq);
     if (rc)
-        goto fail;
-    if ((rc = mbox_set_uidnext(u->wdb, mbox, uid + 1)) != 0)
-        goto fail;
-    dir_mtime_changed(u, mbox, mdir, true);
-    if ((rc = db_commit(u->wdb)) != 0)
-        goto fail_nodb;
-    writer_unlock(u);
-    if (copied)
-        unlink(src);
-    *uid_out = uid;
-    pe.modseq = modseq;
-    pe.uids.uids = &uid;
-    pe.uids.n = 1;
-    emit_event(u, &pe);
+        return rc;
+    if ((rc = mbox_set_uidnext(t->db, c->mbox, uid + 1)) != 0)
+        return rc;
+    dir_mtime_changed(u, c->mbox, mdir, true);
+    if (!(pe = txn_event(t, STORAGE_EV_NEW, c->mbox)) || uidlist_add(&pe->uids, uid) != 0)
+        return STORAGE_E_NOMEM;
+    pe->modseq = modseq;
+    c->uid = uid;
     return 0;
-fail:
-    db_rollback(u->wdb);
-fail_nodb:
-    if (linked)
-        unlink(dst);
-out:
-    writer_unlock(u);
-    if (copied)
-        unlink(src);
+}
+
+static void save_undo(struct txn *t, void *ctx)
+{
+    struct save_ctx *c = ctx;
+
+    if (c->linked)
+        unlink(c->dst);
+}
+
+static int save_common(struct storage_user *u, int64_t mbox, struct storage_draft *d, bool to_new,
+                       unsigned flags, const char *const *keywords, size_t nkeywords,
+                       int64_t internal_date, uint32_t *uid_out)
+{
+    static const struct txn_path path = {.work = save_work, .undo = save_undo};
+    struct save_ctx c = {.mbox = mbox, .d = d, .to_new = to_new};
+    int rc;
+
+    if (!d->finished)
+        return STORAGE_E_INVAL;
+    c.flags = flags & STORAGE_FLAGS_ALL;
+    if ((rc = keywords_check(keywords, nkeywords)) != 0 ||
+        (rc = keywords_merge("", STORAGE_STORE_SET, keywords, nkeywords, c.kw, sizeof(c.kw))) != 0)
+        return rc;
+    c.internal_date = internal_date <= 0 ? now_unix() : internal_date;
+    pathf(c.src, sizeof(c.src), "%s", d->path);
+    rc = write_txn_path(u, &path, &c);
+    if (c.copied)
+        unlink(c.src);
+    if (rc == 0)
+        *uid_out = c.uid;
     return rc;
 }
 
@@ -1066,14 +1076,57 @@ int uidset_normalize(const struct storage_uidset *set, struct storage_range **ou
     return 0;
 }
 
+#define FETCH_BODIES (STORAGE_FETCH_ENVELOPE | STORAGE_FETCH_BODYSTRUCTURE | STORAGE_FETCH_BODY)
+
+/* The one decoder of a message row: MSG_COLS, then MSG_BODY_COLS when
+ * `what` asks for any of FETCH_BODIES. */
+static void msg_from_row(sqlite3_stmt *st, unsigned what, struct storage_msg *m)
+{
+    const char *kw = (const char *)sqlite3_column_text(st, 2);
+
+    memset(m, 0, sizeof(*m));
+    m->uid = (uint32_t)sqlite3_column_int64(st, 0);
+    m->flags = (unsigned)sqlite3_column_int(st, 1);
+    m->keywords = kw ? kw : "";
+    m->modseq = (uint64_t)sqlite3_column_int64(st, 3);
+    m->size = (uint64_t)sqlite3_column_int64(st, 4);
+    m->internal_date = sqlite3_column_int64(st, 5);
+    m->save_date = sqlite3_column_int64(st, 6);
+    if (!(what & FETCH_BODIES))
+        return;
+    m->sent_date = sqlite3_column_int64(st, 7);
+    if (what & STORAGE_FETCH_ENVELOPE)
+        m->envelope = (const char *)sqlite3_column_text(st, 8);
+    if (what & STORAGE_FETCH_BODYSTRUCTURE)
+        m->bodystructure = (const char *)sqlite3_column_text(st, 9);
+    if (what & STORAGE_FETCH_BODY)
+        m->body = (const char *)sqlite3_column_text(st, 10);
+}
+
+int msg_rows(sqlite3 *db, sqlite3_stmt *st, unsigned what, storage_msg_cb cb, void *arg,
+             bool *stopped)
+{
+    int s;
+
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        struct storage_msg m;
+        msg_from_row(st, what, &m);
+        if (cb(arg, &m) != 0) {
+            if (stopped)
+                *stopped = true;
+            return 0;
+        }
+    }
+    return s == SQLITE_DONE ? 0 : err_from_sqlite(db, s);
+}
+
 int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uidset *set,
                   unsigned what, storage_msg_cb cb, void *arg)
 {
     struct storage_range *r = NULL;
     struct mbox_row mr;
-    bool join =
-        (what & (STORAGE_FETCH_ENVELOPE | STORAGE_FETCH_BODYSTRUCTURE | STORAGE_FETCH_BODY)) != 0;
     sqlite3_stmt *st = NULL;
+    bool stopped = false;
     size_t nr = 0;
     sqlite3 *db;
     int rc;
@@ -1087,49 +1140,19 @@ int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uid
     if ((rc = db_exec(db, "BEGIN")) != 0 || (rc = mbox_by_id(db, mbox, &mr)) != 0)
         goto out;
     rc = db_prepare(db,
-                    join ? "SELECT m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date,"
-                           " m.save_date, b.sent_date, b.envelope, b.bodystructure, b.body"
-                           " FROM messages m JOIN bodies b ON b.id = m.body_id"
-                           " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid"
-                         : "SELECT uid, flags, keywords, modseq, size, internal_date, save_date"
-                           " FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ?"
-                           " ORDER BY uid",
+                    (what & FETCH_BODIES)
+                        ? "SELECT " MSG_COLS ", " MSG_BODY_COLS
+                          " FROM messages m JOIN bodies b ON b.id = m.body_id"
+                          " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid"
+                        : "SELECT " MSG_COLS " FROM messages m"
+                          " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid",
                     &st);
-    if (rc)
-        goto out;
-    for (size_t i = 0; i < nr && rc == 0; i++) {
+    for (size_t i = 0; i < nr && rc == 0 && !stopped; i++) {
         sqlite3_reset(st);
         sqlite3_bind_int64(st, 1, mbox);
         sqlite3_bind_int64(st, 2, r[i].lo);
         sqlite3_bind_int64(st, 3, r[i].hi);
-        int s;
-        while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-            struct storage_msg m = {0};
-            const char *kw = (const char *)sqlite3_column_text(st, 2);
-            m.uid = (uint32_t)sqlite3_column_int64(st, 0);
-            m.flags = (unsigned)sqlite3_column_int(st, 1);
-            m.keywords = kw ? kw : "";
-            m.modseq = (uint64_t)sqlite3_column_int64(st, 3);
-            m.size = (uint64_t)sqlite3_column_int64(st, 4);
-            m.internal_date = sqlite3_column_int64(st, 5);
-            m.save_date = sqlite3_column_int64(st, 6);
-            if (join) {
-                m.sent_date = sqlite3_column_int64(st, 7);
-                if (what & STORAGE_FETCH_ENVELOPE)
-                    m.envelope = (const char *)sqlite3_column_text(st, 8);
-                if (what & STORAGE_FETCH_BODYSTRUCTURE)
-                    m.bodystructure = (const char *)sqlite3_column_text(st, 9);
-                if (what & STORAGE_FETCH_BODY)
-                    m.body = (const char *)sqlite3_column_text(st, 10);
-            }
-            if (cb(arg, &m) != 0) {
-                s = SQLITE_DONE;
-                i = nr;
-                break;
-            }
-        }
-        if (s != SQLITE_DONE)
-            rc = err_from_sqlite(db, s);
+        rc = msg_rows(db, st, what, cb, arg, &stopped);
     }
 out:
     sqlite3_finalize(st);

@@ -42,14 +42,8 @@ static void rep_changed(struct rescan_report *rep, int64_t id)
     for (size_t i = 0; i < rep->nchanged; i++)
         if (rep->changed[i] == id)
             return;
-    if (rep->nchanged == rep->capchanged) {
-        size_t nc = rep->capchanged ? rep->capchanged * 2 : 8;
-        int64_t *p = realloc(rep->changed, nc * sizeof(*p));
-        if (!p)
-            return;
-        rep->changed = p;
-        rep->capchanged = nc;
-    }
+    if (array_grow(&rep->changed, &rep->capchanged, rep->nchanged, sizeof(*rep->changed), 8) != 0)
+        return;
     rep->changed[rep->nchanged++] = id;
 }
 
@@ -72,18 +66,9 @@ int dir_mtime_changed(struct storage_user *u, int64_t mbox, const char *mdir, bo
     nm = mtime_ns(p);
     pathf(p, sizeof(p), "%s/cur", mdir);
     cm = mtime_ns(p);
-    if (update) {
-        if ((rc = db_prepare(u->wdb,
-                             "UPDATE mailboxes SET new_mtime = ?, cur_mtime = ? WHERE id = ?",
-                             &st)) != 0)
-            return rc;
-        sqlite3_bind_int64(st, 1, nm);
-        sqlite3_bind_int64(st, 2, cm);
-        sqlite3_bind_int64(st, 3, mbox);
-        rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-        return rc == SQLITE_DONE ? 0 : err_from_sqlite(u->wdb, rc);
-    }
+    if (update)
+        return db_run(u->wdb, "UPDATE mailboxes SET new_mtime = ?, cur_mtime = ? WHERE id = ?", nm,
+                      cm, mbox);
     if ((rc = db_prepare(u->wdb, "SELECT new_mtime, cur_mtime FROM mailboxes WHERE id = ?", &st)))
         return rc;
     sqlite3_bind_int64(st, 1, mbox);
@@ -208,15 +193,9 @@ static int read_files(const char *mdir, struct fent **out, size_t *n)
                 continue;
             if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
                 continue;
-            if (cnt == cap) {
-                size_t nc = cap ? cap * 2 : 256;
-                struct fent *q = realloc(v, nc * sizeof(*q));
-                if (!q) {
-                    closedir(d);
-                    goto fail;
-                }
-                v = q;
-                cap = nc;
+            if (array_grow(&v, &cap, cnt, sizeof(*v), 256) != 0) {
+                closedir(d);
+                goto fail;
             }
             memset(&v[cnt], 0, sizeof(v[cnt]));
             v[cnt].sub = s;
@@ -269,15 +248,9 @@ static int read_rows(sqlite3 *db, int64_t mbox, struct ient **out, size_t *n)
         uint32_t fu;
         unsigned ff;
         bool hi;
-        if (cnt == cap) {
-            size_t nc = cap ? cap * 2 : 256;
-            struct ient *q = realloc(v, nc * sizeof(*q));
-            if (!q) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-            v = q;
-            cap = nc;
+        if (array_grow(&v, &cap, cnt, sizeof(*v), 256) != 0) {
+            rc = SQLITE_NOMEM;
+            break;
         }
         memset(&v[cnt], 0, sizeof(v[cnt]));
         v[cnt].uid = (uint32_t)sqlite3_column_int64(st, 0);
@@ -333,18 +306,15 @@ static bool uid_used(sqlite3 *db, const char *table, int64_t mbox, uint32_t uid)
 static int normalize_crlf(const char *mdir, const char *src, const char *data, size_t len,
                           char *out, size_t outlen, uint64_t *newsize)
 {
-    char unique[256], buf[65536];
+    char tmpdir[STORAGE_PATH_MAX], buf[65536];
     size_t o = 0;
     uint64_t total = 0;
-    int fd, rc = 0;
+    int fd, rc;
 
     (void)src;
-    if ((rc = make_unique(unique, sizeof(unique))) != 0)
+    pathf(tmpdir, sizeof(tmpdir), "%s/tmp", mdir);
+    if ((rc = tmp_file_open(tmpdir, out, outlen, &fd)) != 0)
         return rc;
-    pathf(out, outlen, "%s/tmp/%s", mdir, unique);
-    fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return err_from_errno(errno);
     for (size_t i = 0; i < len && rc == 0; i++) {
         if (data[i] == '\n' && (i == 0 || data[i - 1] != '\r'))
             buf[o++] = '\r';
@@ -359,13 +329,8 @@ static int normalize_crlf(const char *mdir, const char *src, const char *data, s
     if (rc == 0 && o && write(fd, buf, o) != (ssize_t)o)
         rc = err_from_errno(errno ? errno : ENOSPC);
     total += o;
-    if (rc == 0 && fsync(fd) < 0)
-        rc = err_from_errno(errno);
-    close(fd);
-    if (rc)
-        unlink(out);
     *newsize = total;
-    return rc;
+    return tmp_file_close(fd, out, rc);
 }
 
 static bool has_bare_lf(const char *p, size_t len)
@@ -439,8 +404,7 @@ static int adopt_file(struct storage_user *u, const struct mbox_row *m, const ch
     /* a name's claim is only a hint: UID 4294967295 would leave no UIDNEXT,
      * and a claim far above UIDNEXT (a file planted or named by another
      * program) would use up the UID space of the mailbox */
-    if (uid == UINT32_MAX ||
-        (!rebuild && uid >= *uidnext && uid - *uidnext >= ADOPT_UID_WINDOW))
+    if (uid == UINT32_MAX || (!rebuild && uid >= *uidnext && uid - *uidnext >= ADOPT_UID_WINDOW))
         uid = 0;
     if (uid && !rebuild && uid < m->uidnext)
         uid = 0;
@@ -489,28 +453,14 @@ out:
 
 static int drop_row(sqlite3 *db, int64_t mbox, const struct ient *r, uint64_t modseq)
 {
-    sqlite3_stmt *st;
     int rc;
 
-    if ((rc = db_prepare(db, "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", &st)) != 0)
+    if ((rc = db_run(db, "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", mbox, r->uid)) !=
+            0 ||
+        (rc =
+             db_run(db, "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+                    mbox, r->uid, modseq)) != 0)
         return rc;
-    sqlite3_bind_int64(st, 1, mbox);
-    sqlite3_bind_int64(st, 2, r->uid);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return err_from_sqlite(db, rc);
-    if ((rc = db_prepare(
-             db, "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?, ?, ?)",
-             &st)) != 0)
-        return rc;
-    sqlite3_bind_int64(st, 1, mbox);
-    sqlite3_bind_int64(st, 2, r->uid);
-    sqlite3_bind_int64(st, 3, (int64_t)modseq);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return err_from_sqlite(db, rc);
     if ((rc = body_release(db, r->body_id)) != 0)
         return rc;
     if ((rc = db_meta_add(db, "quota_bytes", -r->size)) != 0)
@@ -560,29 +510,17 @@ static int rescan_mailbox(struct storage_user *u, struct mbox_row *m, enum resca
                              r[i].uid, rel);
                     continue;
                 }
-                sqlite3_stmt *st;
-                rc = db_prepare(u->wdb,
-                                flags_moved
-                                    ? "UPDATE messages SET path = ?, flags = ?, file_flags = ?,"
-                                      " modseq = ? WHERE mailbox_id = ? AND uid = ?"
-                                    : "UPDATE messages SET path = ?1 WHERE mailbox_id = ?5 AND"
-                                      " uid = ?6 AND ?2 + ?3 + ?4 IS NOT NULL",
-                                &st);
+                if (flags_moved)
+                    rc = db_run_text(u->wdb,
+                                     "UPDATE messages SET path = ?, flags = ?, file_flags = ?,"
+                                     " modseq = ? WHERE mailbox_id = ? AND uid = ?",
+                                     rel, f[j].flags, f[j].flags, modseq, m->id, r[i].uid);
+                else
+                    rc = db_run_text(
+                        u->wdb, "UPDATE messages SET path = ? WHERE mailbox_id = ? AND uid = ?",
+                        rel, m->id, r[i].uid);
                 if (rc)
                     goto out;
-                sqlite3_bind_text(st, 1, rel, -1, SQLITE_TRANSIENT);
-                sqlite3_bind_int(st, 2, (int)f[j].flags);
-                sqlite3_bind_int(st, 3, (int)f[j].flags);
-                sqlite3_bind_int64(st, 4, (int64_t)modseq);
-                sqlite3_bind_int64(st, 5, m->id);
-                sqlite3_bind_int64(st, 6, r[i].uid);
-                rc = sqlite3_step(st);
-                sqlite3_finalize(st);
-                if (rc != SQLITE_DONE) {
-                    rc = err_from_sqlite(u->wdb, rc);
-                    goto out;
-                }
-                rc = 0;
                 if (flags_moved)
                     changed = true;
             }
@@ -641,23 +579,12 @@ static int rescan_mailbox(struct storage_user *u, struct mbox_row *m, enum resca
                      adopted);
     }
     if (changed) {
-        sqlite3_stmt *st;
-        rc = db_prepare(u->wdb,
-                        "UPDATE mailboxes SET highestmodseq = max(highestmodseq, ?),"
-                        " uidnext = max(uidnext, ?) WHERE id = ?",
-                        &st);
+        rc = db_run(u->wdb,
+                    "UPDATE mailboxes SET highestmodseq = max(highestmodseq, ?),"
+                    " uidnext = max(uidnext, ?) WHERE id = ?",
+                    modseq, uidnext, m->id);
         if (rc)
             goto out;
-        sqlite3_bind_int64(st, 1, (int64_t)modseq);
-        sqlite3_bind_int64(st, 2, uidnext);
-        sqlite3_bind_int64(st, 3, m->id);
-        rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-        if (rc != SQLITE_DONE) {
-            rc = err_from_sqlite(u->wdb, rc);
-            goto out;
-        }
-        rc = 0;
         m->uidnext = uidnext;
         rep_changed(rep, m->id);
         if (uidnext > 1)
@@ -691,18 +618,6 @@ static const struct {
     {"Junk", STORAGE_SPECIAL_JUNK},
     {"Archive", STORAGE_SPECIAL_ARCHIVE},
 };
-
-static int subscribe_locked(sqlite3 *db, const char *name)
-{
-    sqlite3_stmt *st;
-    int rc = db_prepare(db, "INSERT OR IGNORE INTO subscriptions(name) VALUES (?)", &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
-}
 
 static int name_cmp(const void *a, const void *b)
 {
@@ -745,15 +660,9 @@ static int scan_folders(struct storage_user *u, enum rescan_mode mode, struct re
             rep_line(rep, "folder not in the index: %s", name);
             continue;
         }
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            char **q = realloc(names, nc * sizeof(*q));
-            if (!q) {
-                rc = STORAGE_E_NOMEM;
-                break;
-            }
-            names = q;
-            cap = nc;
+        if (array_grow(&names, &cap, n, sizeof(*names), 16) != 0) {
+            rc = STORAGE_E_NOMEM;
+            break;
         }
         if (!(names[n] = strdup(name))) {
             rc = STORAGE_E_NOMEM;
@@ -773,7 +682,7 @@ static int scan_folders(struct storage_user *u, enum rescan_mode mode, struct re
             if (mode != RESCAN_REBUILD)
                 log_warn("storage: user %" PRId64 ": folder %s added to the index", u->id,
                          names[i]);
-            rc = subscribe_locked(u->wdb, names[i]);
+            rc = subscription_set(u->wdb, names[i], true);
             rep_changed(rep, id);
         }
     }
@@ -813,54 +722,36 @@ static int quota_recount(struct storage_user *u, enum rescan_mode mode, struct r
     return db_meta_set(u->wdb, "quota_messages", count);
 }
 
-int rescan_all_locked(struct storage_user *u, enum rescan_mode mode, struct rescan_report *rep)
+/* Every mailbox, inside a transaction the caller holds on the writer
+ * connection. */
+static int rescan_all(struct storage_user *u, enum rescan_mode mode, struct rescan_report *rep)
 {
     struct mbox_row *list = NULL;
     size_t n = 0, cap = 0;
     sqlite3_stmt *st;
     int rc;
 
-    if (mode != RESCAN_CHECK && (rc = db_begin(u->wdb)) != 0)
-        return rc;
-    if (mode == RESCAN_CHECK && (rc = db_exec(u->wdb, "BEGIN")) != 0)
-        return rc;
     if (mode == RESCAN_REBUILD) {
         for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
             int64_t id;
             rc = mbox_create_locked(u, defaults[i].name, defaults[i].special, 0, 0, &id);
             if (rc && rc != STORAGE_E_EXISTS)
                 goto fail;
-            if ((rc = subscribe_locked(u->wdb, defaults[i].name)) != 0)
+            if ((rc = subscription_set(u->wdb, defaults[i].name, true)) != 0)
                 goto fail;
         }
     }
     if ((rc = scan_folders(u, mode, rep)) != 0)
         goto fail;
-    if ((rc = db_prepare(u->wdb,
-                         "SELECT id, name, uidvalidity, uidnext, highestmodseq FROM mailboxes"
-                         " ORDER BY name",
-                         &st)) != 0)
+    if ((rc = db_prepare(u->wdb, "SELECT " MBOX_COLS " FROM mailboxes ORDER BY name", &st)) != 0)
         goto fail;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *name = (const char *)sqlite3_column_text(st, 1);
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            struct mbox_row *q = realloc(list, nc * sizeof(*q));
-            if (!q) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-            list = q;
-            cap = nc;
+        if (array_grow(&list, &cap, n, sizeof(*list), 16) != 0) {
+            rc = SQLITE_NOMEM;
+            break;
         }
-        if (!name || strlen(name) > STORAGE_MBOX_NAME_MAX)
-            continue;
-        list[n].id = sqlite3_column_int64(st, 0);
-        memcpy(list[n].name, name, strlen(name) + 1);
-        list[n].uidvalidity = (uint32_t)sqlite3_column_int64(st, 2);
-        list[n].uidnext = (uint32_t)sqlite3_column_int64(st, 3);
-        list[n].highestmodseq = (uint64_t)sqlite3_column_int64(st, 4);
-        n++;
+        if (mbox_row_decode(st, &list[n]) == 0) /* a name too long is skipped */
+            n++;
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
@@ -898,10 +789,6 @@ int rescan_all_locked(struct storage_user *u, enum rescan_mode mode, struct resc
     if (mode != RESCAN_OPEN && (rc = quota_recount(u, mode, rep)) != 0)
         goto fail;
     free(list);
-    if (mode == RESCAN_CHECK) {
-        db_rollback(u->wdb);
-        return 0;
-    }
     if (mode == RESCAN_REBUILD) {
         int64_t msgs = 0;
         quota_recount(u, mode, rep);
@@ -911,59 +798,83 @@ int rescan_all_locked(struct storage_user *u, enum rescan_mode mode, struct resc
                      " message(s)",
                      u->id, msgs);
     }
-    return db_commit(u->wdb);
+    return 0;
 fail:
     free(list);
-    db_rollback(u->wdb);
     return rc;
 }
 
-/* mode RESCAN_FORCE reads every listed directory; RESCAN_OPEN only those
- * whose mtime moved since the index last saw them, after making sure the
- * index file open is still the one on disk. */
-static int rescan(struct storage_user *u, int64_t mbox, enum rescan_mode mode)
-{
-    struct rescan_report rep = {0};
-    bool fresh = false;
-    int rc = 0;
+struct rescan_ctx {
+    int64_t mbox;
+    enum rescan_mode mode;
+    bool reopen;
+    void (*committed)(struct txn *t, void *ctx);
+    struct rescan_report rep;
+};
 
-    writer_lock(u);
-    if (mode == RESCAN_OPEN && (rc = reopen_if_replaced(u, &fresh)) == 0 && fresh)
-        mode = RESCAN_REBUILD;
-    if (rc) {
-        /* no index open: nothing to rescan into */
-    } else if (mbox <= 0) {
-        rc = rescan_all_locked(u, mode, &rep);
-    } else {
-        struct mbox_row m;
-        if ((rc = db_begin(u->wdb)) == 0) {
-            if ((rc = mbox_by_id(u->wdb, mbox, &m)) == 0)
-                rc = rescan_mailbox(u, &m, mode, &rep);
-            if (rc == 0)
-                rc = db_commit(u->wdb);
-            else
-                db_rollback(u->wdb);
-        }
-    }
-    writer_unlock(u);
-    if (rc == 0) {
-        for (size_t i = 0; i < rep.nchanged; i++) {
-            struct pending_event pe = {.type = STORAGE_EV_EXTERNAL, .mbox = rep.changed[i]};
-            emit_event(u, &pe);
-        }
-    }
-    free(rep.changed);
+/* First makes sure the index file open is still the one on disk; a new
+ * one is filled from the Maildir. */
+static int rescan_before(struct storage_user *u, void *ctx)
+{
+    struct rescan_ctx *c = ctx;
+    bool fresh = false;
+    int rc;
+
+    if (!c->reopen)
+        return 0;
+    /* an error: no index open, nothing to rescan into */
+    if ((rc = reopen_if_replaced(u, &fresh)) == 0 && fresh)
+        c->mode = RESCAN_REBUILD;
+    return rc;
+}
+
+static int rescan_work(struct txn *t, void *ctx)
+{
+    struct rescan_ctx *c = ctx;
+    struct mbox_row m;
+    int rc;
+
+    if (c->mbox <= 0)
+        rc = rescan_all(t->u, c->mode, &c->rep);
+    else if ((rc = mbox_by_id(t->db, c->mbox, &m)) == 0)
+        rc = rescan_mailbox(t->u, &m, c->mode, &c->rep);
+    if (rc)
+        return rc;
+    /* an event that finds no memory is lost, as a mailbox that could not be
+     * added to rep.changed */
+    for (size_t i = 0; i < c->rep.nchanged; i++)
+        txn_event(t, STORAGE_EV_EXTERNAL, c->rep.changed[i]);
+    return 0;
+}
+
+static void rescan_committed(struct txn *t, void *ctx)
+{
+    struct rescan_ctx *c = ctx;
+
+    if (c->committed)
+        c->committed(t, NULL);
+}
+
+int rescan_write(struct storage_user *u, int64_t mbox, enum rescan_mode mode, bool reopen,
+                 void (*committed)(struct txn *t, void *ctx))
+{
+    static const struct txn_path path = {
+        .before = rescan_before, .work = rescan_work, .committed = rescan_committed};
+    struct rescan_ctx c = {.mbox = mbox, .mode = mode, .reopen = reopen, .committed = committed};
+    int rc = write_txn_path(u, &path, &c);
+
+    free(c.rep.changed);
     return rc;
 }
 
 int storage_rescan(struct storage_user *u, int64_t mbox)
 {
-    return rescan(u, mbox, RESCAN_FORCE);
+    return rescan_write(u, mbox, RESCAN_FORCE, false, NULL);
 }
 
 int storage_refresh(struct storage_user *u)
 {
-    return rescan(u, 0, RESCAN_OPEN);
+    return rescan_write(u, 0, RESCAN_OPEN, true, NULL);
 }
 
 /* ---- coffrectl ---- */
@@ -1002,8 +913,12 @@ int storage_check(const char *data_dir, int64_t id, void (*report)(void *arg, co
     }
     if (db_exec(u->wdb, "INSERT INTO fts(fts) VALUES ('integrity-check')") != 0)
         rep_line(&rep, "full-text index damaged");
+    /* a read: the comparison changes nothing */
     writer_lock(u);
-    rc = rescan_all_locked(u, RESCAN_CHECK, &rep);
+    if ((rc = db_exec(u->wdb, "BEGIN")) == 0) {
+        rc = rescan_all(u, RESCAN_CHECK, &rep);
+        db_rollback(u->wdb);
+    }
     writer_unlock(u);
     if (rc == STORAGE_E_CORRUPT) {
         rep_line(&rep, "index corrupt: cannot compare it with the Maildir");
@@ -1025,6 +940,31 @@ int storage_repair(const char *data_dir, int64_t id)
     rc = storage_rescan(u, 0);
     storage_close(u);
     return rc;
+}
+
+/* What the rebuilt index takes from a copy of the old one: keywords,
+ * special-use attributes, subscriptions. The copy is attached (outside the
+ * transaction, as SQLite wants) for the time of the write. */
+static int restore_attach(struct storage_user *u, void *ctx)
+{
+    return db_run_binds(u->wdb, "ATTACH ? AS old", ctx, NULL, 0);
+}
+
+static int restore_work(struct txn *t, void *ctx)
+{
+    return db_exec(t->db, "UPDATE messages SET keywords = coalesce((SELECT om.keywords"
+                          " FROM old.messages om JOIN old.mailboxes ob ON ob.id = om.mailbox_id"
+                          " JOIN main.mailboxes nb ON nb.name = ob.name"
+                          " WHERE nb.id = messages.mailbox_id AND om.uid = messages.uid), '');"
+                          "UPDATE mailboxes SET special_use = coalesce((SELECT ob.special_use"
+                          " FROM old.mailboxes ob WHERE ob.name = mailboxes.name), special_use);"
+                          "INSERT OR IGNORE INTO main.subscriptions SELECT name FROM"
+                          " old.subscriptions;");
+}
+
+static void restore_detach(struct txn *t, void *ctx)
+{
+    db_exec(t->db, "DETACH old");
 }
 
 /* Texts moved into the full-text index per transaction after a rebuild. */
@@ -1071,25 +1011,11 @@ int storage_reindex(const char *data_dir, int64_t id)
     if ((rc = storage_open(data_dir, id, &u)) != 0)
         return rc;
     if (have_old) {
-        sqlite3_stmt *st;
-        writer_lock(u);
-        if (db_prepare(u->wdb, "ATTACH ? AS old", &st) == 0) {
-            sqlite3_bind_text(st, 1, old, -1, SQLITE_STATIC);
-            if (sqlite3_step(st) == SQLITE_DONE) {
-                db_exec(u->wdb,
-                        "UPDATE messages SET keywords = coalesce((SELECT om.keywords"
-                        " FROM old.messages om JOIN old.mailboxes ob ON ob.id = om.mailbox_id"
-                        " JOIN main.mailboxes nb ON nb.name = ob.name"
-                        " WHERE nb.id = messages.mailbox_id AND om.uid = messages.uid), '');"
-                        "UPDATE mailboxes SET special_use = coalesce((SELECT ob.special_use"
-                        " FROM old.mailboxes ob WHERE ob.name = mailboxes.name), special_use);"
-                        "INSERT OR IGNORE INTO main.subscriptions SELECT name FROM"
-                        " old.subscriptions;");
-            }
-            sqlite3_finalize(st);
-            db_exec(u->wdb, "DETACH old");
-        }
-        writer_unlock(u);
+        static const struct txn_path restore = {.before = restore_attach,
+                                                .work = restore_work,
+                                                .undo = restore_detach,
+                                                .committed = restore_detach};
+        write_txn_path(u, &restore, old); /* what it cannot restore is lost */
         unlink(old);
     }
     {

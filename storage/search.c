@@ -417,28 +417,27 @@ static void bind_text(struct qb *q, const char *s)
     }
 }
 
-/* FTS5 query over the trigram index: the string as one phrase, which
- * matches exactly the texts containing it (RFC 3501 SEARCH is a substring
- * match: "izz" finds "pizza"). */
-static void bind_fts(struct qb *q, const char *column, const char *s)
+/* Binds s as text: prefix, then `quote`, s with each of the characters in
+ * `special` preceded by `esc`, and `quote` again. */
+static void bind_quoted(struct qb *q, const char *prefix, char quote, const char *s,
+                        const char *special, char esc)
 {
-    size_t l = strlen(s), o = 0;
-    char *p = malloc(2 * l + 32);
+    size_t l = strlen(s), pl = strlen(prefix), o = pl;
+    char *p = malloc(pl + 2 * l + 3);
     struct bind *b;
 
     if (!p) {
         q->err = STORAGE_E_NOMEM;
         return;
     }
-    if (column)
-        o += (size_t)pathf(p, 32, "{%s} : ", column);
-    p[o++] = '"';
+    memcpy(p, prefix, pl);
+    p[o++] = quote;
     for (size_t i = 0; i < l; i++) {
-        if (s[i] == '"')
-            p[o++] = '"';
+        if (strchr(special, s[i]))
+            p[o++] = esc;
         p[o++] = s[i];
     }
-    p[o++] = '"';
+    p[o++] = quote;
     p[o] = '\0';
     b = add_bind(q);
     if (!b) {
@@ -449,32 +448,22 @@ static void bind_fts(struct qb *q, const char *column, const char *s)
     b->s = p;
 }
 
+/* FTS5 query over the trigram index: the string as one phrase, which
+ * matches exactly the texts containing it (RFC 3501 SEARCH is a substring
+ * match: "izz" finds "pizza"). */
+static void bind_fts(struct qb *q, const char *column, const char *s)
+{
+    char prefix[32] = "";
+
+    if (column)
+        pathf(prefix, sizeof(prefix), "{%s} : ", column);
+    bind_quoted(q, prefix, '"', s, "\"", '"');
+}
+
 /* A LIKE pattern matching s anywhere, with % _ and \ escaped. */
 static void bind_like(struct qb *q, const char *s)
 {
-    size_t l = strlen(s), o = 0;
-    char *p = malloc(2 * l + 3);
-    struct bind *b;
-
-    if (!p) {
-        q->err = STORAGE_E_NOMEM;
-        return;
-    }
-    p[o++] = '%';
-    for (size_t i = 0; i < l; i++) {
-        if (s[i] == '%' || s[i] == '_' || s[i] == '\\')
-            p[o++] = '\\';
-        p[o++] = s[i];
-    }
-    p[o++] = '%';
-    p[o] = '\0';
-    b = add_bind(q);
-    if (!b) {
-        free(p);
-        return;
-    }
-    b->type = B_TEXT;
-    b->s = p;
+    bind_quoted(q, "", '%', s, "%_\\", '\\');
 }
 
 /* Characters (not bytes) of a UTF-8 string. */
@@ -511,6 +500,13 @@ static bool has_text(const char *s)
             return true;
     return false;
 }
+
+/* The criteria that compare a column with the number given. */
+static const char *const compare_sql[] = {
+    [STORAGE_SEARCH_BEFORE] = "m.internal_date < ", [STORAGE_SEARCH_SINCE] = "m.internal_date >= ",
+    [STORAGE_SEARCH_LARGER] = "m.size > ",          [STORAGE_SEARCH_SMALLER] = "m.size < ",
+    [STORAGE_SEARCH_MODSEQ] = "m.modseq >= ",
+};
 
 static void build(struct qb *q, const struct storage_search *n, int depth)
 {
@@ -591,11 +587,11 @@ static void build(struct qb *q, const struct storage_search *n, int depth)
         put(q, n->op == STORAGE_SEARCH_KEYWORD ? ") || ' ') > 0" : ") || ' ') = 0");
         break;
     case STORAGE_SEARCH_BEFORE:
-        put(q, "m.internal_date < ");
-        bind_int(q, n->num);
-        break;
     case STORAGE_SEARCH_SINCE:
-        put(q, "m.internal_date >= ");
+    case STORAGE_SEARCH_LARGER:
+    case STORAGE_SEARCH_SMALLER:
+    case STORAGE_SEARCH_MODSEQ:
+        put(q, compare_sql[n->op]);
         bind_int(q, n->num);
         break;
     case STORAGE_SEARCH_SENTBEFORE:
@@ -603,18 +599,6 @@ static void build(struct qb *q, const struct storage_search *n, int depth)
         /* no usable Date: header: the internal date stands in */
         put(q, "(CASE WHEN b.sent_date != 0 THEN b.sent_date ELSE m.internal_date END)");
         put(q, n->op == STORAGE_SEARCH_SENTBEFORE ? " < " : " >= ");
-        bind_int(q, n->num);
-        break;
-    case STORAGE_SEARCH_LARGER:
-        put(q, "m.size > ");
-        bind_int(q, n->num);
-        break;
-    case STORAGE_SEARCH_SMALLER:
-        put(q, "m.size < ");
-        bind_int(q, n->num);
-        break;
-    case STORAGE_SEARCH_MODSEQ:
-        put(q, "m.modseq >= ");
         bind_int(q, n->num);
         break;
     case STORAGE_SEARCH_HEADER: {
@@ -666,7 +650,7 @@ static void build(struct qb *q, const struct storage_search *n, int depth)
             put(q, ") OR m.body_id IN (SELECT body_id FROM fts_pending WHERE coffre_fts_has(");
             bind_text(q, n->str);
             put(q, n->op == STORAGE_SEARCH_BODY ? ", text))"
-                                                 : ", subject, from_, to_, cc, bcc, text))");
+                                                : ", subject, from_, to_, cc, bcc, text))");
             put(q, ")");
         } else {
             /* one or two characters: no trigram; scan the texts */
@@ -772,82 +756,44 @@ out:
 
 /* ---- indexing of waiting texts ---- */
 
-static int step_done(sqlite3 *db, sqlite3_stmt *st)
+struct fts_ctx {
+    size_t max;
+    int64_t waiting;
+};
+
+static int fts_work(struct txn *t, void *ctx)
 {
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+    struct fts_ctx *c = ctx;
+    int64_t batch = c->max ? (int64_t)c->max : -1, last = 0;
+    int rc;
+
+    /* the batch: the oldest max bodies waiting; 0 (NULL) when none waits */
+    if ((rc = db_int_binds(t->db, &last,
+                           "SELECT max(body_id) FROM (SELECT body_id FROM fts_pending"
+                           " ORDER BY body_id LIMIT ?)",
+                           NULL, &batch, 1)) != 0)
+        return rc;
+    if (last == 0)
+        return TXN_NOTHING;
+    if ((rc = db_run(t->db,
+                     "INSERT INTO fts(rowid, subject, from_, to_, cc, bcc, text)"
+                     " SELECT body_id, subject, from_, to_, cc, bcc, text FROM fts_pending"
+                     " WHERE body_id <= ? ORDER BY body_id",
+                     last)) != 0 ||
+        (rc = db_run(t->db, "DELETE FROM fts_pending WHERE body_id <= ?", last)) != 0)
+        return rc;
+    return db_int_binds(t->db, &c->waiting, "SELECT count(*) FROM fts_pending", NULL, NULL, 0);
 }
 
 int storage_fts_index(struct storage_user *u, size_t max, size_t *left)
 {
-    sqlite3 *db = u->wdb;
-    sqlite3_stmt *st;
-    int64_t last = 0, waiting = 0;
+    struct fts_ctx c = {.max = max};
     int rc;
 
     if (left)
         *left = 0;
-    writer_lock(u);
-    if ((rc = db_begin(db)) != 0)
-        goto out;
-    /* the batch: the oldest max bodies waiting */
-    rc = db_prepare(db,
-                    "SELECT max(body_id) FROM (SELECT body_id FROM fts_pending"
-                    " ORDER BY body_id LIMIT ?)",
-                    &st);
-    if (rc)
-        goto fail;
-    sqlite3_bind_int64(st, 1, max ? (int64_t)max : -1);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        last = sqlite3_column_int64(st, 0); /* 0 (NULL) when none waits */
-        rc = 0;
-    } else {
-        rc = err_from_sqlite(db, rc);
-    }
-    sqlite3_finalize(st);
-    if (rc)
-        goto fail;
-    if (last == 0) {
-        db_rollback(db);
-        goto out;
-    }
-    rc = db_prepare(db,
-                    "INSERT INTO fts(rowid, subject, from_, to_, cc, bcc, text)"
-                    " SELECT body_id, subject, from_, to_, cc, bcc, text FROM fts_pending"
-                    " WHERE body_id <= ? ORDER BY body_id",
-                    &st);
-    if (rc)
-        goto fail;
-    sqlite3_bind_int64(st, 1, last);
-    if ((rc = step_done(db, st)) != 0)
-        goto fail;
-    if ((rc = db_prepare(db, "DELETE FROM fts_pending WHERE body_id <= ?", &st)) != 0)
-        goto fail;
-    sqlite3_bind_int64(st, 1, last);
-    if ((rc = step_done(db, st)) != 0)
-        goto fail;
-    if ((rc = db_prepare(db, "SELECT count(*) FROM fts_pending", &st)) != 0)
-        goto fail;
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        waiting = sqlite3_column_int64(st, 0);
-        rc = 0;
-    } else {
-        rc = err_from_sqlite(db, rc);
-    }
-    sqlite3_finalize(st);
-    if (rc)
-        goto fail;
-    if ((rc = db_commit(db)) != 0)
-        goto out;
-    if (left)
-        *left = (size_t)waiting;
-    goto out;
-fail:
-    db_rollback(db);
-out:
-    writer_unlock(u);
+    rc = write_txn(u, fts_work, &c);
+    if (rc == 0 && left)
+        *left = (size_t)c.waiting;
     return rc;
 }

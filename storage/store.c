@@ -152,16 +152,26 @@ int fsync_dir(const char *path)
     return rc;
 }
 
+int array_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first)
+{
+    void **a = arr;
+    size_t nc;
+    void *p;
+
+    if (n < *cap)
+        return 0;
+    nc = *cap ? *cap * 2 : first;
+    if (!(p = realloc(*a, nc * size)))
+        return STORAGE_E_NOMEM;
+    *a = p;
+    *cap = nc;
+    return 0;
+}
+
 int uidlist_add(struct storage_uidlist *l, uint32_t uid)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        uint32_t *p = realloc(l->uids, cap * sizeof(*p));
-        if (!p)
-            return STORAGE_E_NOMEM;
-        l->uids = p;
-        l->cap = cap;
-    }
+    if (array_grow(&l->uids, &l->cap, l->n, sizeof(*l->uids), 64) != 0)
+        return STORAGE_E_NOMEM;
     l->uids[l->n++] = uid;
     return 0;
 }
@@ -218,56 +228,64 @@ int db_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
     return 0;
 }
 
-int db_meta_get(sqlite3 *db, const char *key, int64_t *v)
+int db_step_done(sqlite3 *db, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+}
+
+/* Runs sql with ?1 bound to text (if not NULL) and the next parameters to
+ * the n integers of v. out NULL: a statement that returns no row; else *out
+ * gets the first column of its first row, 0 without a row. */
+static int run_bound(sqlite3 *db, const char *sql, const char *text, const int64_t *v, size_t n,
+                     int64_t *out)
 {
     sqlite3_stmt *st;
-    int rc = db_prepare(db, "SELECT value FROM meta WHERE key = ?", &st);
+    int k = 1, rc = db_prepare(db, sql, &st);
+
     if (rc)
         return rc;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (text)
+        sqlite3_bind_text(st, k++, text, -1, SQLITE_STATIC);
+    for (size_t i = 0; i < n; i++)
+        sqlite3_bind_int64(st, k++, v[i]);
+    if (!out)
+        return db_step_done(db, st);
     rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *v = sqlite3_column_int64(st, 0);
-        rc = 0;
-    } else if (rc == SQLITE_DONE) {
-        *v = 0;
-        rc = 0;
-    } else {
-        rc = err_from_sqlite(db, rc);
-    }
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_finalize(st);
-    return rc;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+}
+
+int db_run_binds(sqlite3 *db, const char *sql, const char *text, const int64_t *v, size_t n)
+{
+    return run_bound(db, sql, text, v, n, NULL);
+}
+
+int db_int_binds(sqlite3 *db, int64_t *out, const char *sql, const char *text, const int64_t *v,
+                 size_t n)
+{
+    return run_bound(db, sql, text, v, n, out);
+}
+
+int db_meta_get(sqlite3 *db, const char *key, int64_t *v)
+{
+    return db_int_binds(db, v, "SELECT value FROM meta WHERE key = ?", key, NULL, 0);
 }
 
 int db_meta_set(sqlite3 *db, const char *key, int64_t v)
 {
-    sqlite3_stmt *st;
-    int rc = db_prepare(db, "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, v);
-    rc = sqlite3_step(st);
-    rc = rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
-    sqlite3_finalize(st);
-    return rc;
+    return db_run_text(db, "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", key, v);
 }
 
 int db_meta_add(sqlite3 *db, const char *key, int64_t delta)
 {
-    sqlite3_stmt *st;
-    int rc = db_prepare(db,
-                        "INSERT INTO meta(key, value) VALUES (?1, ?2) "
-                        "ON CONFLICT(key) DO UPDATE SET value = value + ?2",
-                        &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, delta);
-    rc = sqlite3_step(st);
-    rc = rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
-    sqlite3_finalize(st);
-    return rc;
+    return db_run_text(db,
+                       "INSERT INTO meta(key, value) VALUES (?1, ?2) "
+                       "ON CONFLICT(key) DO UPDATE SET value = value + ?2",
+                       key, delta);
 }
 
 static const char schema_sql[] =
@@ -482,6 +500,73 @@ void writer_unlock(struct storage_user *u)
     pthread_mutex_unlock(&u->wlock);
 }
 
+/* ---- the write transaction ---- */
+
+struct pending_event *txn_event(struct txn *t, enum storage_event_type type, int64_t mbox)
+{
+    struct pending_event *pe;
+
+    if (t->nev == t->capev) {
+        size_t nc = t->capev * 2;
+        struct pending_event *p = malloc(nc * sizeof(*p));
+        if (!p)
+            return NULL;
+        memcpy(p, t->ev, t->nev * sizeof(*p));
+        if (t->ev != t->ev_inline)
+            free(t->ev);
+        t->ev = p;
+        t->capev = nc;
+    }
+    pe = &t->ev[t->nev++];
+    memset(pe, 0, sizeof(*pe));
+    pe->type = type;
+    pe->mbox = mbox;
+    return pe;
+}
+
+int write_txn_path(struct storage_user *u, const struct txn_path *p, void *ctx)
+{
+    struct txn t = {.u = u};
+    bool announce = false;
+    int rc = 0;
+
+    t.ev = t.ev_inline;
+    t.capev = sizeof(t.ev_inline) / sizeof(t.ev_inline[0]);
+    writer_lock(u);
+    if (p->before && (rc = p->before(u, ctx)) != 0)
+        goto out;
+    t.db = u->wdb; /* after before(), which may have opened it again */
+    if ((rc = db_begin(t.db)) == 0) {
+        rc = p->work(&t, ctx);
+        if (rc == 0 && (rc = db_commit(t.db)) == 0)
+            announce = true;
+        else
+            db_rollback(t.db);
+        if (rc == TXN_NOTHING)
+            rc = 0;
+    }
+    if (announce && p->committed)
+        p->committed(&t, ctx);
+    else if (!announce && p->undo)
+        p->undo(&t, ctx);
+out:
+    writer_unlock(u);
+    for (size_t i = 0; i < t.nev; i++) {
+        if (announce)
+            emit_event(u, &t.ev[i]);
+        storage_uidlist_free(&t.ev[i].uids);
+    }
+    if (t.ev != t.ev_inline)
+        free(t.ev);
+    return rc;
+}
+
+int write_txn(struct storage_user *u, txn_work work, void *ctx)
+{
+    const struct txn_path p = {.work = work};
+    return write_txn_path(u, &p, ctx);
+}
+
 /* ---- watchers ---- */
 
 void emit_event(struct storage_user *u, struct pending_event *pe)
@@ -553,16 +638,10 @@ static int read_snapshot(sqlite3 *db, struct mbox_snap **out, size_t *n)
     if (rc)
         return rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (cnt == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            struct mbox_snap *p = realloc(v, nc * sizeof(*p));
-            if (!p) {
-                free(v);
-                sqlite3_finalize(st);
-                return STORAGE_E_NOMEM;
-            }
-            v = p;
-            cap = nc;
+        if (array_grow(&v, &cap, cnt, sizeof(*v), 16) != 0) {
+            free(v);
+            sqlite3_finalize(st);
+            return STORAGE_E_NOMEM;
         }
         v[cnt].id = sqlite3_column_int64(st, 0);
         v[cnt].uidnext = (uint32_t)sqlite3_column_int64(st, 1);
@@ -587,9 +666,23 @@ struct poll_state {
 
 static struct poll_state *poll_states_get(struct storage_user *u);
 
-int storage_poll(struct storage_user *u)
+/* PRAGMA data_version of the writer connection: it moves when another
+ * connection commits. Under the writer lock. */
+static int data_version(struct storage_user *u, int64_t *dv)
 {
     sqlite3_stmt *st;
+    int rc = db_prepare(u->wdb, "PRAGMA data_version", &st);
+
+    if (rc)
+        return rc;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *dv = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+int storage_poll(struct storage_user *u)
+{
     int64_t dv = 0;
     struct mbox_snap *now = NULL;
     size_t n = 0;
@@ -597,14 +690,10 @@ int storage_poll(struct storage_user *u)
     int rc;
 
     writer_lock(u);
-    rc = db_prepare(u->wdb, "PRAGMA data_version", &st);
-    if (rc) {
+    if ((rc = data_version(u, &dv)) != 0) {
         writer_unlock(u);
         return rc;
     }
-    if (sqlite3_step(st) == SQLITE_ROW)
-        dv = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
     if (dv == u->data_version) {
         writer_unlock(u);
         return 0;
@@ -905,6 +994,26 @@ void user_free(struct storage_user *u)
     free(u);
 }
 
+/* A handle with its locks, not yet open. NULL when out of memory. */
+static struct storage_user *user_new(int64_t id, const char *data_dir)
+{
+    struct storage_user *u = calloc(1, sizeof(*u));
+
+    if (!u)
+        return NULL;
+    if (!(u->data_dir = strdup(data_dir))) {
+        free(u);
+        return NULL;
+    }
+    u->id = id;
+    pthread_mutex_init(&u->wlock, NULL);
+    pthread_mutex_init(&u->rlock, NULL);
+    pthread_cond_init(&u->rcond, NULL);
+    pthread_rwlock_init(&u->watch_lock, NULL);
+    pthread_mutex_init(&u->qlock, NULL);
+    return u;
+}
+
 /* Under the registry lock. */
 static void registry_unlink(struct storage_user *u)
 {
@@ -914,6 +1023,14 @@ static void registry_unlink(struct storage_user *u)
             return;
         }
     }
+}
+
+/* The changes made until now are this handle's: storage_poll reports
+ * those committed after. */
+static void note_data_version(struct txn *t, void *ctx)
+{
+    (void)ctx;
+    data_version(t->u, &t->u->data_version);
 }
 
 static int user_setup(struct storage_user *u)
@@ -943,22 +1060,7 @@ static int user_setup(struct storage_user *u)
         return rc;
     note_index_file(u);
     clean_tmp(u->maildir);
-    writer_lock(u);
-    {
-        struct rescan_report rep = {0};
-        rc = rescan_all_locked(u, fresh ? RESCAN_REBUILD : RESCAN_OPEN, &rep);
-        free(rep.changed);
-    }
-    if (rc == 0) {
-        sqlite3_stmt *st;
-        if (db_prepare(u->wdb, "PRAGMA data_version", &st) == 0) {
-            if (sqlite3_step(st) == SQLITE_ROW)
-                u->data_version = sqlite3_column_int64(st, 0);
-            sqlite3_finalize(st);
-        }
-    }
-    writer_unlock(u);
-    return rc;
+    return rescan_write(u, 0, fresh ? RESCAN_REBUILD : RESCAN_OPEN, false, note_data_version);
 }
 
 int storage_open(const char *data_dir, int64_t id, struct storage_user **out)
@@ -984,20 +1086,13 @@ again:
             return 0;
         }
     }
-    u = calloc(1, sizeof(*u));
-    if (!u || !(u->data_dir = strdup(data_dir))) {
+    u = user_new(id, data_dir);
+    if (!u) {
         pthread_mutex_unlock(&registry_lock);
-        free(u);
         return STORAGE_E_NOMEM;
     }
-    u->id = id;
     u->refs = 1;
     u->busy = true;
-    pthread_mutex_init(&u->wlock, NULL);
-    pthread_mutex_init(&u->rlock, NULL);
-    pthread_cond_init(&u->rcond, NULL);
-    pthread_rwlock_init(&u->watch_lock, NULL);
-    pthread_mutex_init(&u->qlock, NULL);
     u->next = registry;
     registry = u;
     pthread_mutex_unlock(&registry_lock);
@@ -1024,24 +1119,17 @@ again:
 int user_open_private(const char *data_dir, int64_t id, struct storage_user **out)
 {
     char idbuf[32], path[STORAGE_PATH_MAX];
-    struct storage_user *u = calloc(1, sizeof(*u));
+    struct storage_user *u = user_new(id, data_dir);
     struct stat sb;
     int rc;
 
     *out = NULL;
     if (!u)
         return STORAGE_E_NOMEM;
-    u->id = id;
-    pthread_mutex_init(&u->wlock, NULL);
-    pthread_mutex_init(&u->rlock, NULL);
-    pthread_cond_init(&u->rcond, NULL);
-    pthread_rwlock_init(&u->watch_lock, NULL);
-    pthread_mutex_init(&u->qlock, NULL);
     pathf(idbuf, sizeof(idbuf), "users/%" PRId64, id);
-    u->data_dir = strdup(data_dir);
     u->root = path_join(data_dir, idbuf);
     u->maildir = u->root ? path_join(u->root, "Maildir") : NULL;
-    if (!u->data_dir || !u->root || !u->maildir) {
+    if (!u->root || !u->maildir) {
         user_free(u);
         return STORAGE_E_NOMEM;
     }
