@@ -88,8 +88,8 @@ void imap_cmd_id(struct imap_session *s, struct imap_args *a)
                 break;
             }
             if (ll < sizeof(logline) - 1) {
-                int n = snprintf(logline + ll, sizeof(logline) - ll, "%s%s=%s", ll ? " " : "",
-                                 k, v ? v : "NIL");
+                int n = snprintf(logline + ll, sizeof(logline) - ll, "%s%s=%s", ll ? " " : "", k,
+                                 v ? v : "NIL");
                 if (n > 0)
                     ll += (size_t)n < sizeof(logline) - ll ? (size_t)n : sizeof(logline) - ll - 1;
             }
@@ -108,8 +108,7 @@ void imap_cmd_id(struct imap_session *s, struct imap_args *a)
         return;
     }
     if (ll)
-        log_info("conn=%llu imap client id: %s", (unsigned long long)conn_info(s->c)->id,
-                 logline);
+        log_info("conn=%llu imap client id: %s", (unsigned long long)conn_info(s->c)->id, logline);
     imap_printf(s, "* ID (\"name\" \"coffre\" \"version\" \"0.1.0\")\r\n");
     imap_finish(s, "OK", "ID completed.");
 }

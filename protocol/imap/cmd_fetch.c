@@ -400,8 +400,8 @@ static void item_sep(struct imap_fetch *f)
 
 /* The metadata items of one message (FLAGS ... UID), all but sections. */
 static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it, uint32_t uid,
-                      unsigned flags, const char *kw, uint64_t size, int64_t idate,
-                      const char *env, const char *bs, const char *body)
+                      unsigned flags, const char *kw, uint64_t size, int64_t idate, const char *env,
+                      const char *bs, const char *body)
 {
     struct imap_buf *b = &f->out;
     switch (it->type) {
@@ -563,8 +563,8 @@ static void section_start(struct imap_fetch *f, const struct imap_fetch_item *it
     imap_buf_str(&f->out, it->label);
     imap_buf_add(&f->out, " ", 1);
     if (it->kind == SEC_FIELDS || it->kind == SEC_FIELDS_NOT) {
-        rc = storage_msg_header_fields(f->j.u, f->mbox, f->cur.uid, it->part, it->names,
-                                       it->nnames, it->kind == SEC_FIELDS_NOT, &mem, &memlen);
+        rc = storage_msg_header_fields(f->j.u, f->mbox, f->cur.uid, it->part, it->names, it->nnames,
+                                       it->kind == SEC_FIELDS_NOT, &mem, &memlen);
         len = memlen;
     } else {
         static const char *const kinds[] = {"", "HEADER", "TEXT", "MIME"};
@@ -764,6 +764,8 @@ static void fetch_free_fn(struct imap_job *j)
         fetch_destroy(f);
 }
 
+static void fetch_continue(struct imap_session *s);
+
 static void fetch_done(struct imap_session *s, struct imap_job *j)
 {
     struct imap_fetch *f = (struct imap_fetch *)j;
@@ -773,7 +775,7 @@ static void fetch_done(struct imap_session *s, struct imap_job *j)
         conn_write(s->c, f->out.p, f->out.len);
     }
     if (f->err || f->finished) {
-        s->fetch = NULL;
+        imap_cont_end(s);
         f->session_owned = false; /* freed after this call */
         if (f->own_modseq)
             imap_sel_note_own_store(s, f->own_modseq);
@@ -785,37 +787,47 @@ static void fetch_done(struct imap_session *s, struct imap_job *j)
         return;
     }
     if (conn_write_queued(s->c) < CONN_WRITE_HIGH)
-        imap_fetch_continue(s);
+        fetch_continue(s);
     else
-        imap_stall(s); /* on_drain continues */
+        imap_stall(s); /* resumed once the client has read */
 }
 
-void imap_fetch_continue(struct imap_session *s)
+/* The next step, on the pool. */
+static void fetch_continue(struct imap_session *s)
 {
-    struct imap_fetch *f = s->fetch;
+    struct imap_fetch *f = s->cont_data;
     if (!f || s->job)
         return;
     memset(&f->j, 0, sizeof(f->j));
     f->j.free_fn = fetch_free_fn;
     if (imap_job_start(s, &f->j, fetch_work, fetch_done) < 0) {
         /* job_free left it to us (session_owned) */
-        s->fetch = NULL;
+        imap_cont_end(s);
         fetch_destroy(f);
         imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
     }
 }
 
-void imap_fetch_abort(struct imap_session *s)
+/* The output drained: the next step, unless the client is still behind. */
+static void fetch_resume(struct imap_session *s)
 {
-    struct imap_fetch *f = s->fetch;
-    if (!f)
-        return;
-    s->fetch = NULL;
+    if (imap_out_pending(s) < CONN_WRITE_HIGH)
+        fetch_continue(s);
+}
+
+static void fetch_abort(struct imap_session *s)
+{
+    struct imap_fetch *f = s->cont_data;
     if (s->job == &f->j)
         f->session_owned = false; /* the running job frees it when done */
     else
         fetch_destroy(f);
 }
+
+static const struct imap_cont fetch_cont = {
+    .resume = fetch_resume,
+    .abort = fetch_abort,
+};
 
 void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
 {
@@ -837,8 +849,7 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
         return;
     }
     if (imap_args_sp(a) != IMAP_ARG_OK ||
-        (r = imap_fetch_parse(a, &f->ar, &f->spec, &err)) != IMAP_ARG_OK ||
-        !imap_args_at_end(a)) {
+        (r = imap_fetch_parse(a, &f->ar, &f->spec, &err)) != IMAP_ARG_OK || !imap_args_at_end(a)) {
         if (r == IMAP_ARG_DEEP)
             err = "Too deeply nested.";
         fetch_destroy(f);
@@ -906,7 +917,6 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
         return;
     }
     f->session_owned = true;
-    s->fetch = f;
-    s->busy = true;
-    imap_fetch_continue(s);
+    imap_cont_start(s, &fetch_cont, f);
+    fetch_continue(s);
 }

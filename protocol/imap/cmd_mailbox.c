@@ -102,9 +102,7 @@ static void mbop_start(struct imap_session *s, enum mbop op, const char *a, cons
     if (b)
         snprintf(m->b, sizeof(m->b), "%s", b);
     m->special = special;
-    s->busy = true;
     if (imap_job_start(s, &m->j, mbop_work, mbop_done) < 0) {
-        s->busy = false;
         imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
     }
 }
@@ -389,7 +387,9 @@ static void list_done(struct imap_session *s, struct imap_job *j)
     imap_flush(s);
     conn_write(s->c, l->out.p, l->out.len);
     imap_finish(s, "OK", "%s completed.",
-                l->mode == MODE_LSUB ? "LSUB" : l->mode == MODE_XLIST ? "XLIST" : "LIST");
+                l->mode == MODE_LSUB    ? "LSUB"
+                : l->mode == MODE_XLIST ? "XLIST"
+                                        : "LIST");
 }
 
 static bool word_is(const char *w, size_t n, const char *kw)
@@ -509,26 +509,29 @@ static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode 
         r = IMAP_ARG_BAD;
     if (r != IMAP_ARG_OK) {
         list_free(&l->j);
-        name_error(s, r, mode == MODE_LSUB ? "LSUB reference pattern"
-                                           : "LIST [(options)] reference pattern [RETURN (options)]");
+        name_error(s, r,
+                   mode == MODE_LSUB ? "LSUB reference pattern"
+                                     : "LIST [(options)] reference pattern [RETURN (options)]");
         return;
     }
     if (empty_pattern) {
         /* the hierarchy delimiter and root (RFC 3501 6.3.8) */
         list_free(&l->j);
         imap_printf(s, "* %s (\\Noselect) \"/\" \"\"\r\n",
-                    mode == MODE_LSUB ? "LSUB" : mode == MODE_XLIST ? "XLIST" : "LIST");
+                    mode == MODE_LSUB    ? "LSUB"
+                    : mode == MODE_XLIST ? "XLIST"
+                                         : "LIST");
         imap_finish(s, "OK", "%s completed.",
-                    mode == MODE_LSUB ? "LSUB" : mode == MODE_XLIST ? "XLIST" : "LIST");
+                    mode == MODE_LSUB    ? "LSUB"
+                    : mode == MODE_XLIST ? "XLIST"
+                                         : "LIST");
         return;
     }
     if (!imap_storage(s)) {
         list_free(&l->j);
         return;
     }
-    s->busy = true;
     if (imap_job_start(s, &l->j, list_work, list_done) < 0) {
-        s->busy = false;
         imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
     }
 }
@@ -709,9 +712,7 @@ void imap_cmd_status(struct imap_session *s, struct imap_args *a)
     }
     memcpy(sj->name, name, sizeof(sj->name));
     sj->items = items;
-    s->busy = true;
     if (imap_job_start(s, &sj->j, status_work, status_done) < 0) {
-        s->busy = false;
         imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
     }
 }

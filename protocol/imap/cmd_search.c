@@ -510,9 +510,7 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
         search_free(&sj->j);
         return;
     }
-    s->busy = true;
     if (imap_job_start(s, &sj->j, search_work, search_done) < 0) {
-        s->busy = false;
         imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
     }
 }

@@ -198,9 +198,7 @@ void imap_cmd_store(struct imap_session *s, struct imap_args *a)
         store_free(&sj->j);
         return;
     }
-    s->busy = true;
     if (imap_job_start(s, &sj->j, store_work, store_done) < 0) {
-        s->busy = false;
         imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
     }
 }
@@ -325,9 +323,7 @@ static void do_copy(struct imap_session *s, struct imap_args *a, bool move)
         copy_free(&cj->j);
         return;
     }
-    s->busy = true;
     if (imap_job_start(s, &cj->j, copy_work, copy_done) < 0) {
-        s->busy = false;
         imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
     }
 }
@@ -403,9 +399,7 @@ static void start_expunge(struct imap_session *s, struct expunge_job *ej, bool c
         }
         return;
     }
-    s->busy = true;
     if (imap_job_start(s, &ej->j, expunge_work, expunge_done) < 0) {
-        s->busy = false;
         imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
     }
 }

@@ -383,8 +383,8 @@ int imap_parse_seqset(const char *s, size_t len, struct imap_arena *ar, struct i
 int imap_args_seqset(struct imap_args *a, struct imap_arena *ar, struct imap_seqset *out)
 {
     const char *start = a->p;
-    while (a->p < a->end && (isdigit((unsigned char)*a->p) || *a->p == ':' || *a->p == ',' ||
-                             *a->p == '*'))
+    while (a->p < a->end &&
+           (isdigit((unsigned char)*a->p) || *a->p == ':' || *a->p == ',' || *a->p == '*'))
         a->p++;
     if (a->p == start)
         return a->p >= a->end ? IMAP_ARG_END : IMAP_ARG_BAD;
@@ -402,8 +402,8 @@ static int one_flag(struct imap_args *a, struct imap_flags *f, const char ***kw,
         const char *name;
         unsigned bit;
     } sys[] = {
-        {"\\Seen", STORAGE_FLAG_SEEN},         {"\\Answered", STORAGE_FLAG_ANSWERED},
-        {"\\Flagged", STORAGE_FLAG_FLAGGED},   {"\\Deleted", STORAGE_FLAG_DELETED},
+        {"\\Seen", STORAGE_FLAG_SEEN},       {"\\Answered", STORAGE_FLAG_ANSWERED},
+        {"\\Flagged", STORAGE_FLAG_FLAGGED}, {"\\Deleted", STORAGE_FLAG_DELETED},
         {"\\Draft", STORAGE_FLAG_DRAFT},
     };
     const char *s;
@@ -616,8 +616,8 @@ int imap_args_datetime(struct imap_args *a, int64_t *t)
     if (hh > 23 || mm > 59 || ss > 60 || zm > 59)
         return IMAP_ARG_BAD;
     int64_t off = (int64_t)(zh * 3600 + zm * 60) * (s[10] == '-' ? -1 : 1);
-    *t = days_from_civil(y, (unsigned)mon + 1, (unsigned)d) * 86400 + hh * 3600 + mm * 60 + ss -
-         off;
+    *t =
+        days_from_civil(y, (unsigned)mon + 1, (unsigned)d) * 86400 + hh * 3600 + mm * 60 + ss - off;
     a->p = q + 1;
     return IMAP_ARG_OK;
 }

@@ -75,8 +75,8 @@ uint32_t imap_sel_seq(const struct imap_sel *sel, uint32_t uid)
 
 struct imap_recent {
     int64_t user, mbox;
-    uint32_t floor;               /* UIDs up to here were claimed by a session */
-    struct imap_session *owner;   /* the session getting new arrivals, or NULL */
+    uint32_t floor;             /* UIDs up to here were claimed by a session */
+    struct imap_session *owner; /* the session getting new arrivals, or NULL */
     struct imap_recent *next;
 };
 #define RECENT_BUCKETS 1024
@@ -121,8 +121,8 @@ static uint32_t recent_count(const struct imap_sel *sel)
     if (sel->recent_lo > sel->recent_hi)
         return 0;
     size_t a = lower_bound(&sel->uids, sel->recent_lo);
-    size_t b = sel->recent_hi == UINT32_MAX ? sel->uids.n
-                                            : lower_bound(&sel->uids, sel->recent_hi + 1);
+    size_t b =
+        sel->recent_hi == UINT32_MAX ? sel->uids.n : lower_bound(&sel->uids, sel->recent_hi + 1);
     return (uint32_t)(b - a);
 }
 
@@ -304,8 +304,7 @@ void imap_on_event(void *arg, const struct storage_event *ev)
         sel->resync = true;
         break;
     }
-    if (s->idling && !s->job)
-        imap_idle_kick(s);
+    imap_cont_nudge(s); /* IDLE announces it now */
     imap_flush(s);
 }
 
@@ -700,8 +699,8 @@ static void do_select(struct imap_session *s, struct imap_args *a, bool readonly
     char name[STORAGE_MBOX_NAME_MAX + 1];
     int r = IMAP_ARG_BAD;
 
-    if (imap_args_sp(a) != IMAP_ARG_OK || (r = imap_args_mailbox(a, name, sizeof(name))) !=
-                                              IMAP_ARG_OK) {
+    if (imap_args_sp(a) != IMAP_ARG_OK ||
+        (r = imap_args_mailbox(a, name, sizeof(name))) != IMAP_ARG_OK) {
         if (r == IMAP_ARG_BADNAME)
             imap_bad(s, "Invalid mailbox name (modified UTF-7).");
         else
@@ -727,9 +726,7 @@ static void do_select(struct imap_session *s, struct imap_args *a, bool readonly
     memcpy(sj->name, name, sizeof(sj->name));
     sj->readonly = readonly;
     sj->j.free_fn = select_free;
-    s->busy = true;
     if (imap_job_start(s, &sj->j, select_work, select_done) < 0) {
-        s->busy = false;
         imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
     }
 }
