@@ -1,6 +1,6 @@
-/* Commands valid in any state (CAPABILITY, NOOP, LOGOUT, ID), STARTTLS,
- * and the small authenticated ones that need no storage (ENABLE,
- * NAMESPACE). */
+/* The small commands that need no storage: those valid in any state
+ * (CAPABILITY, NOOP, LOGOUT, ID) and, once authenticated, ENABLE and
+ * NAMESPACE. */
 #include <string.h>
 #include <strings.h>
 
@@ -35,25 +35,6 @@ void imap_cmd_logout(struct imap_session *s, struct imap_args *a)
     imap_printf(s, "* BYE Logging out.\r\n");
     imap_tagged(s, "OK", "Logout completed.");
     imap_close(s);
-}
-
-void imap_cmd_starttls(struct imap_session *s, struct imap_args *a)
-{
-    if (!imap_args_at_end(a)) {
-        imap_bad(s, "STARTTLS takes no arguments.");
-        return;
-    }
-    if (conn_is_tls(s->c)) {
-        imap_bad(s, "TLS is already active.");
-        return;
-    }
-    imap_tagged(s, "OK", "Begin TLS negotiation now.");
-    imap_flush(s);
-    /* Whatever the client pipelined after STARTTLS was sent in clear and
-     * may have been injected on the way: it is discarded, never run. */
-    linebuf_clear(&s->in);
-    if (conn_starttls(s->c) < 0)
-        imap_close(s);
 }
 
 /* ID (RFC 2971): the client's list is checked and logged, ours sent. */

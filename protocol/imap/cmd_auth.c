@@ -1,9 +1,9 @@
-/* LOGIN and AUTHENTICATE (PLAIN, LOGIN; SASL-IR). Credentials are checked
- * by the auth service on the thread pool; the session waits, reading
- * nothing, until the answer (delayed on failure) comes back. AUTHENTICATE
- * reads the client's SASL responses as its continuation's lines; a login
- * in flight is a continuation too, so that a session closed meanwhile
- * cancels it. */
+/* Getting authenticated: STARTTLS, LOGIN and AUTHENTICATE (PLAIN, LOGIN;
+ * SASL-IR). Credentials are checked by the auth service on the thread
+ * pool; the session waits, reading nothing, until the answer (delayed on
+ * failure) comes back. AUTHENTICATE reads the client's SASL responses as
+ * its continuation's lines; a login in flight is a continuation too, so
+ * that a session closed meanwhile cancels it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,6 +139,25 @@ static void start_login(struct imap_session *s, const char *user, size_t ulen, c
     }
     imap_cont_start(s, &login_cont, l);
     imap_wait(s, IMAP_WAIT_JOB);
+}
+
+void imap_cmd_starttls(struct imap_session *s, struct imap_args *a)
+{
+    if (!imap_args_at_end(a)) {
+        imap_bad(s, "STARTTLS takes no arguments.");
+        return;
+    }
+    if (conn_is_tls(s->c)) {
+        imap_bad(s, "TLS is already active.");
+        return;
+    }
+    imap_tagged(s, "OK", "Begin TLS negotiation now.");
+    imap_flush(s);
+    /* Whatever the client pipelined after STARTTLS was sent in clear and
+     * may have been injected on the way: it is discarded, never run. */
+    linebuf_clear(&s->in);
+    if (conn_starttls(s->c) < 0)
+        imap_close(s);
 }
 
 static bool refuse_plaintext(struct imap_session *s)

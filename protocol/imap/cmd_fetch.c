@@ -17,11 +17,6 @@
 
 #define FETCH_MAX_NAMES 200
 
-static bool word_is(const char *w, size_t n, const char *kw)
-{
-    return strlen(kw) == n && !strncasecmp(w, kw, n);
-}
-
 static struct imap_fetch_item *new_item(struct imap_arena *ar, struct imap_fetch_spec *sp,
                                         struct imap_fetch_item ***tail, enum imap_fi_type t)
 {
@@ -236,7 +231,7 @@ static int parse_att(struct imap_args *a, struct imap_arena *ar, struct imap_fet
         return IMAP_ARG_BAD;
     }
 #define SIMPLE(name, type)                                                                         \
-    if (word_is(w, n, name))                                                                       \
+    if (imap_word_is(w, n, name))                                                                  \
         return new_item(ar, sp, tail, type) ? IMAP_ARG_OK : IMAP_ARG_NOMEM;
     SIMPLE("FLAGS", FI_FLAGS)
     SIMPLE("INTERNALDATE", FI_INTERNALDATE)
@@ -246,7 +241,8 @@ static int parse_att(struct imap_args *a, struct imap_arena *ar, struct imap_fet
     SIMPLE("BODY", FI_BODY)
     SIMPLE("UID", FI_UID)
 #undef SIMPLE
-    if (word_is(w, n, "RFC822") || word_is(w, n, "RFC822.HEADER") || word_is(w, n, "RFC822.TEXT")) {
+    if (imap_word_is(w, n, "RFC822") || imap_word_is(w, n, "RFC822.HEADER") ||
+        imap_word_is(w, n, "RFC822.TEXT")) {
         if (!(it = new_item(ar, sp, tail, FI_SECTION)))
             return IMAP_ARG_NOMEM;
         it->label = n == 6 ? "RFC822" : n == 13 ? "RFC822.HEADER" : "RFC822.TEXT";
@@ -322,9 +318,9 @@ int imap_fetch_parse(struct imap_args *a, struct imap_arena *ar, struct imap_fet
     size_t n;
     const char *save = a->p;
     if (imap_args_atom(a, &w, &n) == IMAP_ARG_OK &&
-        (word_is(w, n, "ALL") || word_is(w, n, "FAST") || word_is(w, n, "FULL"))) {
+        (imap_word_is(w, n, "ALL") || imap_word_is(w, n, "FAST") || imap_word_is(w, n, "FULL"))) {
         enum imap_fi_type all[] = {FI_FLAGS, FI_INTERNALDATE, FI_RFC822_SIZE, FI_ENVELOPE, FI_BODY};
-        size_t cnt = word_is(w, n, "FAST") ? 3 : word_is(w, n, "ALL") ? 4 : 5;
+        size_t cnt = imap_word_is(w, n, "FAST") ? 3 : imap_word_is(w, n, "ALL") ? 4 : 5;
         for (size_t i = 0; i < cnt; i++)
             if (!new_item(ar, out, &tail, all[i]))
                 return IMAP_ARG_NOMEM;

@@ -12,11 +12,6 @@
 /* the storage refuses deeper trees */
 #define SEARCH_DEPTH_CAP 60
 
-static bool word_is(const char *w, size_t n, const char *kw)
-{
-    return strlen(kw) == n && !strncasecmp(w, kw, n);
-}
-
 static struct storage_search *node(struct imap_arena *ar, enum storage_search_op op)
 {
     struct storage_search *n = imap_arena_alloc(ar, sizeof(*n));
@@ -176,50 +171,50 @@ static struct storage_search *key(struct sp *p)
         p->err = "Invalid search key.";
         return NULL;
     }
-    if (word_is(w, n, "ALL"))
+    if (imap_word_is(w, n, "ALL"))
         return node(p->ar, STORAGE_SEARCH_ALL);
-    if (word_is(w, n, "ANSWERED"))
+    if (imap_word_is(w, n, "ANSWERED"))
         return flag_node(p, true, STORAGE_FLAG_ANSWERED);
-    if (word_is(w, n, "UNANSWERED"))
+    if (imap_word_is(w, n, "UNANSWERED"))
         return flag_node(p, false, STORAGE_FLAG_ANSWERED);
-    if (word_is(w, n, "DELETED"))
+    if (imap_word_is(w, n, "DELETED"))
         return flag_node(p, true, STORAGE_FLAG_DELETED);
-    if (word_is(w, n, "UNDELETED"))
+    if (imap_word_is(w, n, "UNDELETED"))
         return flag_node(p, false, STORAGE_FLAG_DELETED);
-    if (word_is(w, n, "FLAGGED"))
+    if (imap_word_is(w, n, "FLAGGED"))
         return flag_node(p, true, STORAGE_FLAG_FLAGGED);
-    if (word_is(w, n, "UNFLAGGED"))
+    if (imap_word_is(w, n, "UNFLAGGED"))
         return flag_node(p, false, STORAGE_FLAG_FLAGGED);
-    if (word_is(w, n, "SEEN"))
+    if (imap_word_is(w, n, "SEEN"))
         return flag_node(p, true, STORAGE_FLAG_SEEN);
-    if (word_is(w, n, "UNSEEN"))
+    if (imap_word_is(w, n, "UNSEEN"))
         return flag_node(p, false, STORAGE_FLAG_SEEN);
-    if (word_is(w, n, "DRAFT"))
+    if (imap_word_is(w, n, "DRAFT"))
         return flag_node(p, true, STORAGE_FLAG_DRAFT);
-    if (word_is(w, n, "UNDRAFT"))
+    if (imap_word_is(w, n, "UNDRAFT"))
         return flag_node(p, false, STORAGE_FLAG_DRAFT);
-    if (word_is(w, n, "RECENT"))
+    if (imap_word_is(w, n, "RECENT"))
         return set_node(p, "1", 1, IMAP_SK_RECENT);
-    if (word_is(w, n, "NEW"))
+    if (imap_word_is(w, n, "NEW"))
         return pair(p->ar, STORAGE_SEARCH_AND, set_node(p, "1", 1, IMAP_SK_RECENT),
                     flag_node(p, false, STORAGE_FLAG_SEEN));
-    if (word_is(w, n, "OLD")) {
+    if (imap_word_is(w, n, "OLD")) {
         struct storage_search *no = node(p->ar, STORAGE_SEARCH_NOT);
         if (no)
             no->child = set_node(p, "1", 1, IMAP_SK_RECENT);
         return no && no->child ? no : NULL;
     }
-    if (word_is(w, n, "FROM"))
+    if (imap_word_is(w, n, "FROM"))
         return header_node(p, "From");
-    if (word_is(w, n, "TO"))
+    if (imap_word_is(w, n, "TO"))
         return header_node(p, "To");
-    if (word_is(w, n, "CC"))
+    if (imap_word_is(w, n, "CC"))
         return header_node(p, "Cc");
-    if (word_is(w, n, "BCC"))
+    if (imap_word_is(w, n, "BCC"))
         return header_node(p, "Bcc");
-    if (word_is(w, n, "SUBJECT"))
+    if (imap_word_is(w, n, "SUBJECT"))
         return header_node(p, "Subject");
-    if (word_is(w, n, "HEADER")) {
+    if (imap_word_is(w, n, "HEADER")) {
         char *field = str_arg(p);
         if (!field)
             return NULL;
@@ -234,17 +229,17 @@ static struct storage_search *key(struct sp *p)
             }
         return header_node(p, field);
     }
-    if (word_is(w, n, "BODY") || word_is(w, n, "TEXT")) {
+    if (imap_word_is(w, n, "BODY") || imap_word_is(w, n, "TEXT")) {
         char *s = str_arg(p);
         struct storage_search *k;
         if (!s)
             return NULL;
-        k = node(p->ar, word_is(w, n, "BODY") ? STORAGE_SEARCH_BODY : STORAGE_SEARCH_TEXT);
+        k = node(p->ar, imap_word_is(w, n, "BODY") ? STORAGE_SEARCH_BODY : STORAGE_SEARCH_TEXT);
         if (k)
             k->str = s;
         return k;
     }
-    if (word_is(w, n, "KEYWORD") || word_is(w, n, "UNKEYWORD")) {
+    if (imap_word_is(w, n, "KEYWORD") || imap_word_is(w, n, "UNKEYWORD")) {
         const char *kw;
         size_t kl;
         struct storage_search *k;
@@ -259,19 +254,19 @@ static struct storage_search *key(struct sp *p)
         return k;
     }
     int64_t t;
-    if (word_is(w, n, "BEFORE"))
+    if (imap_word_is(w, n, "BEFORE"))
         return date_arg(p, &t) ? date_node(p, STORAGE_SEARCH_BEFORE, t) : NULL;
-    if (word_is(w, n, "SINCE"))
+    if (imap_word_is(w, n, "SINCE"))
         return date_arg(p, &t) ? date_node(p, STORAGE_SEARCH_SINCE, t) : NULL;
-    if (word_is(w, n, "ON"))
+    if (imap_word_is(w, n, "ON"))
         return date_arg(p, &t) ? day_node(p, false, t) : NULL;
-    if (word_is(w, n, "SENTBEFORE"))
+    if (imap_word_is(w, n, "SENTBEFORE"))
         return date_arg(p, &t) ? date_node(p, STORAGE_SEARCH_SENTBEFORE, t) : NULL;
-    if (word_is(w, n, "SENTSINCE"))
+    if (imap_word_is(w, n, "SENTSINCE"))
         return date_arg(p, &t) ? date_node(p, STORAGE_SEARCH_SENTSINCE, t) : NULL;
-    if (word_is(w, n, "SENTON"))
+    if (imap_word_is(w, n, "SENTON"))
         return date_arg(p, &t) ? day_node(p, true, t) : NULL;
-    if (word_is(w, n, "LARGER") || word_is(w, n, "SMALLER")) {
+    if (imap_word_is(w, n, "LARGER") || imap_word_is(w, n, "SMALLER")) {
         const char *d;
         size_t dl;
         uint64_t v = 0;
@@ -297,7 +292,7 @@ static struct storage_search *key(struct sp *p)
             k->num = (int64_t)v;
         return k;
     }
-    if (word_is(w, n, "UID")) {
+    if (imap_word_is(w, n, "UID")) {
         const char *start;
         if (imap_args_sp(a) != IMAP_ARG_OK) {
             p->err = "Missing UID set.";
@@ -308,7 +303,7 @@ static struct storage_search *key(struct sp *p)
             a->p++;
         return set_node(p, start, (size_t)(a->p - start), 0);
     }
-    if (word_is(w, n, "NOT")) {
+    if (imap_word_is(w, n, "NOT")) {
         struct storage_search *no;
         if (imap_args_sp(a) != IMAP_ARG_OK) {
             p->err = "NOT needs a search key.";
@@ -325,7 +320,7 @@ static struct storage_search *key(struct sp *p)
         p->depth--;
         return no;
     }
-    if (word_is(w, n, "OR")) {
+    if (imap_word_is(w, n, "OR")) {
         struct storage_search *x, *y;
         if (++p->depth > SEARCH_DEPTH_CAP || p->depth > a->max_depth) {
             p->err = "Search keys nested too deeply.";
@@ -474,7 +469,7 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
         return;
     }
     const char *save = a->p;
-    if (imap_args_atom(a, &w, &n) == IMAP_ARG_OK && word_is(w, n, "CHARSET")) {
+    if (imap_args_atom(a, &w, &n) == IMAP_ARG_OK && imap_word_is(w, n, "CHARSET")) {
         char cs[64];
         size_t cl;
         if (imap_args_sp(a) != IMAP_ARG_OK ||

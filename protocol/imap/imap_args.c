@@ -621,3 +621,8 @@ int imap_args_datetime(struct imap_args *a, int64_t *t)
     a->p = q + 1;
     return IMAP_ARG_OK;
 }
+
+bool imap_word_is(const char *w, size_t n, const char *kw)
+{
+    return strlen(kw) == n && !strncasecmp(w, kw, n);
+}

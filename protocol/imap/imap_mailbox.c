@@ -1,4 +1,4 @@
-/* The selected mailbox: SELECT/EXAMINE, the sequence-number <-> UID map
+/* The selected mailbox: the sequence-number <-> UID map
  * (one uint32_t per message), \Recent ownership (one session per mailbox
  * in this process), and the changes other sessions and deliveries make:
  * collected from storage events on the loop, announced (EXISTS, RECENT,
@@ -199,6 +199,22 @@ int imap_sel_resolve(struct imap_session *s, const struct imap_seqset *in, bool 
     }
     out->n = k;
     return 0;
+}
+
+/* A sequence set argument (SP set), resolved; answers BAD when invalid. */
+bool imap_sel_set_arg(struct imap_session *s, struct imap_args *a, struct imap_arena *ar,
+                      struct storage_uidset *us)
+{
+    struct imap_seqset set;
+    if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_seqset(a, ar, &set) != IMAP_ARG_OK) {
+        imap_bad(s, "Invalid sequence set.");
+        return false;
+    }
+    if (imap_sel_resolve(s, &set, s->uid_cmd, ar, us) < 0) {
+        imap_bad(s, "Invalid message sequence number.");
+        return false;
+    }
+    return true;
 }
 
 /* ---- announcing changes ---- */
@@ -544,119 +560,36 @@ void imap_updates(struct imap_session *s, bool expunge_ok, void (*then)(struct i
     }
 }
 
-/* ---- SELECT / EXAMINE ---- */
+/* ---- selecting ---- */
 
-struct select_job {
-    struct imap_job j;
-    char name[STORAGE_MBOX_NAME_MAX + 1];
-    bool readonly;
-    int err;
-    struct storage_mbox mb;
-    struct storage_uidlist uids;
-    uint32_t first_unseen;
-    struct imap_buf kw; /* keywords in use, " kw" each */
-    unsigned nkw;
-};
-
-/* Keywords in use go into FLAGS (at most a few hundred: a list for
- * clients, not an inventory). */
-#define SELECT_MAX_KEYWORDS 200
-
-static void add_keywords(struct select_job *sj, const char *kws)
+struct imap_sel *imap_sel_install(struct imap_session *s, const struct storage_mbox *mb,
+                                  struct storage_uidlist *uids, bool readonly, uint32_t *uidnext)
 {
-    const char *p = kws;
-    while (*p && sj->nkw < SELECT_MAX_KEYWORDS) {
-        while (*p == ' ')
-            p++;
-        const char *e = p;
-        while (*e && *e != ' ')
-            e++;
-        if (e == p)
-            break;
-        size_t n = (size_t)(e - p);
-        bool seen = false;
-        for (const char *q = sj->kw.p; q && q < sj->kw.p + sj->kw.len;) {
-            const char *qe = memchr(q + 1, ' ', (size_t)(sj->kw.p + sj->kw.len - q - 1));
-            if (!qe)
-                qe = sj->kw.p + sj->kw.len;
-            if ((size_t)(qe - q - 1) == n && !strncasecmp(q + 1, p, n)) {
-                seen = true;
-                break;
-            }
-            q = qe;
-        }
-        if (!seen) {
-            imap_buf_add(&sj->kw, " ", 1);
-            imap_buf_add(&sj->kw, p, n);
-            sj->nkw++;
-        }
-        p = e;
-    }
-}
-
-static int unseen_cb(void *arg, const struct storage_msg *m)
-{
-    struct select_job *sj = arg;
-    if (!(m->flags & STORAGE_FLAG_SEEN) && !sj->first_unseen)
-        sj->first_unseen = m->uid;
-    if (m->keywords && *m->keywords)
-        add_keywords(sj, m->keywords);
-    return 0;
-}
-
-static void select_work(struct imap_job *j)
-{
-    struct select_job *sj = (struct select_job *)j;
-    sj->err = storage_mbox_get(j->u, sj->name, &sj->mb);
-    if (sj->err == 0)
-        sj->err = storage_uids(j->u, sj->mb.id, &sj->uids);
-    if (sj->err == 0)
-        sj->err = storage_fetch(j->u, sj->mb.id, NULL, 0, unseen_cb, sj);
-}
-
-static void select_free(struct imap_job *j)
-{
-    struct select_job *sj = (struct select_job *)j;
-    storage_uidlist_free(&sj->uids);
-    imap_buf_free(&sj->kw);
-    free(sj);
-}
-
-static void select_done(struct imap_session *s, struct imap_job *j)
-{
-    struct select_job *sj = (struct select_job *)j;
-    struct imap_sel *sel;
-
-    if (sj->err) {
-        imap_finish_storage_err(s, sj->err, sj->readonly ? "EXAMINE" : "SELECT");
-        return;
-    }
-    sel = calloc(1, sizeof(*sel));
-    if (!sel) {
-        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
-        return;
-    }
-    sel->id = sj->mb.id;
-    sel->readonly = sj->readonly;
-    sel->uidvalidity = sj->mb.uidvalidity;
-    sel->known_modseq = sj->mb.highestmodseq;
+    struct imap_sel *sel = calloc(1, sizeof(*sel));
+    if (!sel)
+        return NULL;
+    sel->id = mb->id;
+    sel->readonly = readonly;
+    sel->uidvalidity = mb->uidvalidity;
+    sel->known_modseq = mb->highestmodseq;
     /* the UID list moves into the session, trimmed to its size */
-    sel->uids.v = sj->uids.uids;
-    sel->uids.n = sel->uids.cap = sj->uids.n;
-    sj->uids.uids = NULL;
-    sj->uids.n = sj->uids.cap = 0;
-    if (sel->uids.n && sel->uids.n < sj->uids.cap) {
+    size_t cap = uids->cap;
+    sel->uids.v = uids->uids;
+    sel->uids.n = sel->uids.cap = uids->n;
+    uids->uids = NULL;
+    uids->n = uids->cap = 0;
+    if (sel->uids.n && sel->uids.n < cap) {
         uint32_t *v = realloc(sel->uids.v, sel->uids.n * sizeof(uint32_t));
         if (v)
             sel->uids.v = v;
     }
     uint32_t maxu = max_uid(&sel->uids);
-    uint32_t uidnext = sj->mb.uidnext > maxu ? sj->mb.uidnext : maxu + 1;
+    *uidnext = mb->uidnext > maxu ? mb->uidnext : maxu + 1;
 
     sel->rec = recent_get(s->account_id, sel->id);
     if (sel->rec) {
         sel->recent_lo = sel->rec->floor + 1;
-        if (sj->readonly) {
+        if (readonly) {
             sel->recent_hi = maxu;
         } else {
             if (sel->rec->owner && sel->rec->owner != s && sel->rec->owner->sel)
@@ -674,69 +607,5 @@ static void select_done(struct imap_session *s, struct imap_job *j)
     s->state = IMAP_SELECTED;
     sel->exists_sent = sel->uids.n;
     sel->recent_sent = recent_count(sel);
-
-    int kl = sj->kw.oom ? 0 : (int)sj->kw.len;
-    const char *kp = sj->kw.p ? sj->kw.p : "";
-    imap_printf(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%.*s)\r\n", kl, kp);
-    if (sj->readonly)
-        imap_printf(s, "* OK [PERMANENTFLAGS ()] No permanent flags permitted.\r\n");
-    else
-        imap_printf(s,
-                    "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%.*s \\*)] "
-                    "Flags permitted.\r\n",
-                    kl, kp);
-    imap_printf(s, "* %zu EXISTS\r\n* %u RECENT\r\n", sel->uids.n, sel->recent_sent);
-    if (sj->first_unseen)
-        imap_printf(s, "* OK [UNSEEN %u] First unseen.\r\n", imap_sel_seq(sel, sj->first_unseen));
-    imap_printf(s, "* OK [UIDVALIDITY %u] UIDs valid.\r\n* OK [UIDNEXT %u] Predicted next UID.\r\n",
-                sel->uidvalidity, uidnext);
-    imap_finish(s, "OK", "[%s] %s completed.", sj->readonly ? "READ-ONLY" : "READ-WRITE",
-                sj->readonly ? "Examine" : "Select");
-}
-
-static void do_select(struct imap_session *s, struct imap_args *a, bool readonly)
-{
-    char name[STORAGE_MBOX_NAME_MAX + 1];
-    int r = IMAP_ARG_BAD;
-
-    if (imap_args_sp(a) != IMAP_ARG_OK ||
-        (r = imap_args_mailbox(a, name, sizeof(name))) != IMAP_ARG_OK) {
-        if (r == IMAP_ARG_BADNAME)
-            imap_bad(s, "Invalid mailbox name (modified UTF-7).");
-        else
-            imap_bad(s, "Usage: %s mailbox", readonly ? "EXAMINE" : "SELECT");
-        return;
-    }
-    if (!imap_args_at_end(a)) {
-        imap_bad(s, "Unexpected arguments after the mailbox name.");
-        return;
-    }
-    /* the previous mailbox is closed, whatever the outcome (RFC 3501) */
-    if (s->sel) {
-        imap_sel_free(s);
-        imap_printf(s, "* OK [CLOSED] Previous mailbox closed.\r\n");
-    }
-    if (!imap_storage(s))
-        return;
-    struct select_job *sj = calloc(1, sizeof(*sj));
-    if (!sj) {
-        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
-        return;
-    }
-    memcpy(sj->name, name, sizeof(sj->name));
-    sj->readonly = readonly;
-    sj->j.free_fn = select_free;
-    if (imap_job_start(s, &sj->j, select_work, select_done) < 0) {
-        imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
-    }
-}
-
-void imap_cmd_select(struct imap_session *s, struct imap_args *a)
-{
-    do_select(s, a, false);
-}
-
-void imap_cmd_examine(struct imap_session *s, struct imap_args *a)
-{
-    do_select(s, a, true);
+    return sel;
 }

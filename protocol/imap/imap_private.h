@@ -132,6 +132,19 @@ int imap_args_datetime(struct imap_args *a, int64_t *t);
 int imap_parse_date(const char *s, size_t len, int64_t *t);
 int imap_args_date(struct imap_args *a, int64_t *t);
 
+/* Whether the atom w[0..n) is kw (case-insensitive). */
+bool imap_word_is(const char *w, size_t n, const char *kw);
+
+/* The special-use attributes (RFC 6154): name, storage bit, and the name
+ * XLIST gives it. */
+#define IMAP_NSPECIAL 7
+struct imap_special {
+    const char *name;
+    unsigned bit;
+    const char *xlist;
+};
+extern const struct imap_special imap_special_use[IMAP_NSPECIAL];
+
 /* modified UTF-7 (RFC 3501 5.1.3). Return 0 or -1 (invalid / too long). */
 int imap_mutf7_decode(const char *in, size_t len, char *out, size_t outcap);
 int imap_mutf7_encode(const char *in, size_t len, char *out, size_t outcap);
@@ -321,6 +334,8 @@ void imap_printf(struct imap_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 struct imap_buf *imap_outbuf(struct imap_session *s); /* the pending output, for builders */
 void imap_flush(struct imap_session *s);
+/* Drops what s has not flushed yet (the session is closing). */
+void imap_out_discard(struct imap_session *s);
 /* Bytes written but not yet taken by the client, this event's included. */
 size_t imap_out_pending(struct imap_session *s);
 void imap_close(struct imap_session *s);
@@ -331,6 +346,9 @@ void imap_stall(struct imap_session *s);
 void imap_tagged(struct imap_session *s, const char *status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void imap_bad(struct imap_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* BAD for an argument refused with r: invalid mailbox name, too deep, or
+ * "Usage: <usage>". */
+void imap_bad_arg(struct imap_session *s, int r, const char *usage);
 /* The capability list for the current state (no leading "CAPABILITY "). */
 const char *imap_capabilities(struct imap_session *s);
 
@@ -377,6 +395,15 @@ int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *wo
  * sequence number is beyond the mailbox (BAD). */
 int imap_sel_resolve(struct imap_session *s, const struct imap_seqset *in, bool uid,
                      struct imap_arena *ar, struct storage_uidset *out);
+/* Makes mb (with its UIDs, taken from uids) the selected mailbox of s,
+ * with its \Recent share; *uidnext the UIDNEXT to announce. NULL when out
+ * of memory. */
+struct imap_sel *imap_sel_install(struct imap_session *s, const struct storage_mbox *mb,
+                                  struct storage_uidlist *uids, bool readonly, uint32_t *uidnext);
+/* SP sequence-set (a UID set for a UID command), resolved into us (in
+ * ar); false after answering BAD. */
+bool imap_sel_set_arg(struct imap_session *s, struct imap_args *a, struct imap_arena *ar,
+                      struct storage_uidset *us);
 /* Sequence number (1-based) of uid, 0 if not in view. */
 uint32_t imap_sel_seq(const struct imap_sel *sel, uint32_t uid);
 bool imap_sel_recent(const struct imap_sel *sel, uint32_t uid);

@@ -437,3 +437,15 @@ int imap_mutf7_encode(const char *in, size_t len, char *out, size_t cap)
     return 0;
 #undef PUT
 }
+
+/* ---- special-use attributes (RFC 6154) ---- */
+
+const struct imap_special imap_special_use[IMAP_NSPECIAL] = {
+    {"\\Drafts", STORAGE_SPECIAL_DRAFTS, "\\Drafts"},
+    {"\\Sent", STORAGE_SPECIAL_SENT, "\\Sent"},
+    {"\\Trash", STORAGE_SPECIAL_TRASH, "\\Trash"},
+    {"\\Junk", STORAGE_SPECIAL_JUNK, "\\Spam"},
+    {"\\Archive", STORAGE_SPECIAL_ARCHIVE, "\\Archive"},
+    {"\\All", STORAGE_SPECIAL_ALL, "\\AllMail"},
+    {"\\Flagged", STORAGE_SPECIAL_FLAGGED, "\\Starred"},
+};
