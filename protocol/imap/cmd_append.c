@@ -329,7 +329,7 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
         ap->phase = AP_LINE;
         break;
     case 3: {
-        struct imap_buf code = {0};
+        struct buf code = {0};
         if (aj->err) {
             imap_cont_end(s);
             ap_destroy(ap);
@@ -341,14 +341,14 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
         }
         if (s->sel && s->sel->id == ap->mbox_id)
             imap_sel_note_new(s, aj->uids, aj->nmsgs);
-        imap_buf_printf(&code, "[APPENDUID %u ", ap->uidvalidity);
+        buf_printf(&code, "[APPENDUID %u ", ap->uidvalidity);
         for (size_t i = 0; i < aj->nmsgs; i++)
-            imap_buf_printf(&code, "%s%u", i ? "," : "", aj->uids[i]);
-        imap_buf_add(&code, "]", 2);
+            buf_printf(&code, "%s%u", i ? "," : "", aj->uids[i]);
+        buf_str(&code, "]");
         imap_cont_end(s);
         ap_destroy(ap);
         imap_finish(s, "OK", "%s APPEND completed.", code.oom ? "" : code.p);
-        imap_buf_free(&code);
+        buf_free(&code);
         return;
     }
     }

@@ -8,18 +8,18 @@
 #include "protocol/imap/imap_private.h"
 
 /* "1:3,7" from an ascending or any-order UID list, in list order */
-static void uid_list_text(struct imap_buf *b, const uint32_t *u, size_t n)
+static void uid_list_text(struct buf *b, const uint32_t *u, size_t n)
 {
     for (size_t i = 0; i < n;) {
         size_t k = i;
         while (k + 1 < n && u[k + 1] == u[k] + 1)
             k++;
         if (i)
-            imap_buf_add(b, ",", 1);
+            buf_add(b, ",", 1);
         if (k > i)
-            imap_buf_printf(b, "%u:%u", u[i], u[k]);
+            buf_printf(b, "%u:%u", u[i], u[k]);
         else
-            imap_buf_printf(b, "%u", u[i]);
+            buf_printf(b, "%u", u[i]);
         i = k + 1;
     }
 }
@@ -61,7 +61,7 @@ static void copy_done(struct imap_session *s, struct imap_job *j)
 {
     struct copy_job *cj = (struct copy_job *)j;
     const char *name = cj->move ? "MOVE" : "COPY";
-    struct imap_buf code = {0};
+    struct buf code = {0};
 
     if (cj->err == STORAGE_E_NOMBOX) {
         imap_finish(s, "NO", "[TRYCREATE] %s: no such destination mailbox.", name);
@@ -74,29 +74,26 @@ static void copy_done(struct imap_session *s, struct imap_job *j)
     if (s->sel && cj->dmb.id == s->sel->id)
         imap_sel_note_new(s, cj->dstu.uids, cj->dstu.n);
     if (cj->src.n) {
-        imap_buf_printf(&code, "[COPYUID %u ", cj->dmb.uidvalidity);
+        buf_printf(&code, "[COPYUID %u ", cj->dmb.uidvalidity);
         uid_list_text(&code, cj->src.uids, cj->src.n);
-        imap_buf_add(&code, " ", 1);
+        buf_add(&code, " ", 1);
         uid_list_text(&code, cj->dstu.uids, cj->dstu.n);
-        imap_buf_add(&code, "] ", 2);
+        buf_add(&code, "] ", 2);
     }
-    if (code.oom) {
-        imap_buf_free(&code);
-        imap_buf_add(&code, "", 0);
-    }
+    if (code.oom)
+        buf_free(&code);
     if (cj->move) {
         if (code.len)
             imap_printf(s, "* OK %.*s%s\r\n", (int)code.len - 1, code.p, "Moved.");
         /* our own expunges: announced now, whatever the command (RFC 6851) */
         if (s->sel)
             imap_sel_expunged(s, cj->src.uids, cj->src.n);
-        imap_buf_free(&code);
+        buf_free(&code);
         imap_finish(s, "OK", "%sMOVE completed.", cj->uid_cmd ? "UID " : "");
         return;
     }
-    imap_buf_add(&code, "", 1);
     imap_finish(s, "OK", "%s%sCOPY completed.", code.p ? code.p : "", cj->uid_cmd ? "UID " : "");
-    imap_buf_free(&code);
+    buf_free(&code);
 }
 
 static void do_copy(struct imap_session *s, struct imap_args *a, bool move)

@@ -366,7 +366,7 @@ struct imap_fetch {
     size_t memoff, memleft;
     int err;
     bool finished;
-    struct imap_buf out;
+    struct buf out;
 };
 
 static bool is_recent(const struct imap_fetch *f, uint32_t uid)
@@ -390,7 +390,7 @@ static bool seen_changed(const struct imap_fetch *f, uint32_t uid)
 static void item_sep(struct imap_fetch *f)
 {
     if (!f->first_item)
-        imap_buf_add(&f->out, " ", 1);
+        buf_add(&f->out, " ", 1);
     f->first_item = false;
 }
 
@@ -399,36 +399,36 @@ static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it, ui
                       unsigned flags, const char *kw, uint64_t size, int64_t idate, const char *env,
                       const char *bs, const char *body)
 {
-    struct imap_buf *b = &f->out;
+    struct buf *b = &f->out;
     switch (it->type) {
     case FI_FLAGS:
         item_sep(f);
-        imap_buf_str(b, "FLAGS ");
+        buf_str(b, "FLAGS ");
         imap_buf_flags(b, flags, kw, is_recent(f, uid));
         break;
     case FI_INTERNALDATE:
         item_sep(f);
-        imap_buf_str(b, "INTERNALDATE ");
+        buf_str(b, "INTERNALDATE ");
         imap_buf_date(b, idate);
         break;
     case FI_RFC822_SIZE:
         item_sep(f);
-        imap_buf_printf(b, "RFC822.SIZE %llu", (unsigned long long)size);
+        buf_printf(b, "RFC822.SIZE %llu", (unsigned long long)size);
         break;
     case FI_ENVELOPE:
         item_sep(f);
-        imap_buf_str(b, "ENVELOPE ");
-        imap_buf_str(b, env ? env : "NIL");
+        buf_str(b, "ENVELOPE ");
+        buf_str(b, env ? env : "NIL");
         break;
     case FI_BODY:
         item_sep(f);
-        imap_buf_str(b, "BODY ");
-        imap_buf_str(b, body ? body : "NIL");
+        buf_str(b, "BODY ");
+        buf_str(b, body ? body : "NIL");
         break;
     case FI_BODYSTRUCTURE:
         item_sep(f);
-        imap_buf_str(b, "BODYSTRUCTURE ");
-        imap_buf_str(b, bs ? bs : "NIL");
+        buf_str(b, "BODYSTRUCTURE ");
+        buf_str(b, bs ? bs : "NIL");
         break;
     case FI_UID:
     case FI_SECTION:
@@ -438,11 +438,11 @@ static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it, ui
 
 static void msg_open(struct imap_fetch *f, uint32_t seq, uint32_t uid)
 {
-    imap_buf_printf(&f->out, "* %u FETCH (", seq);
+    buf_printf(&f->out, "* %u FETCH (", seq);
     f->first_item = true;
     if (f->spec.uid || f->uid_cmd) {
         item_sep(f);
-        imap_buf_printf(&f->out, "UID %u", uid);
+        buf_printf(&f->out, "UID %u", uid);
     }
 }
 
@@ -472,7 +472,7 @@ static int batch_cb(void *arg, const struct storage_msg *m)
     for (const struct imap_fetch_item *it = f->spec.items; it; it = it->next)
         meta_item(f, it, m->uid, m->flags, m->keywords, m->size, m->internal_date, m->envelope,
                   m->bodystructure, m->body);
-    imap_buf_str(&f->out, ")\r\n");
+    buf_str(&f->out, ")\r\n");
     return f->out.oom;
 }
 
@@ -556,8 +556,8 @@ static void section_start(struct imap_fetch *f, const struct imap_fetch_item *it
     size_t memlen = 0;
 
     item_sep(f);
-    imap_buf_str(&f->out, it->label);
-    imap_buf_add(&f->out, " ", 1);
+    buf_str(&f->out, it->label);
+    buf_add(&f->out, " ", 1);
     if (it->kind == SEC_FIELDS || it->kind == SEC_FIELDS_NOT) {
         rc = storage_msg_header_fields(f->j.u, f->mbox, f->cur.uid, it->part, it->names, it->nnames,
                                        it->kind == SEC_FIELDS_NOT, &mem, &memlen);
@@ -574,7 +574,7 @@ static void section_start(struct imap_fetch *f, const struct imap_fetch_item *it
     }
     if (rc == STORAGE_E_INVAL || rc == STORAGE_E_NOMSG) {
         /* no such part (or gone meanwhile): an empty string */
-        imap_buf_str(&f->out, "\"\"");
+        buf_str(&f->out, "\"\"");
         return;
     }
     if (rc) {
@@ -586,7 +586,7 @@ static void section_start(struct imap_fetch *f, const struct imap_fetch_item *it
         start = it->origin < len ? it->origin : len;
         n = len - start < it->count ? len - start : it->count;
     }
-    imap_buf_printf(&f->out, "{%llu}\r\n", (unsigned long long)n);
+    buf_printf(&f->out, "{%llu}\r\n", (unsigned long long)n);
     if (mem) {
         f->mem = mem;
         f->memoff = (size_t)start;
@@ -607,24 +607,16 @@ static void section_start(struct imap_fetch *f, const struct imap_fetch_item *it
 static void stream_some(struct imap_fetch *f)
 {
     if (f->mem) {
-        imap_buf_add(&f->out, f->mem + f->memoff, f->memleft);
+        buf_add(&f->out, f->mem + f->memoff, f->memleft);
         free(f->mem);
         f->mem = NULL;
         f->memleft = 0;
         return;
     }
     size_t want = f->fleft < 128 * 1024 ? (size_t)f->fleft : 128 * 1024;
-    if (f->out.len + want > f->out.cap) {
-        size_t before = f->out.len;
-        imap_buf_add(&f->out, "", 0);
-        /* grow by hand: reserve without writing */
-        char *n = realloc(f->out.p, before + want + 1);
-        if (!n) {
-            f->err = STORAGE_E_NOMEM;
-            return;
-        }
-        f->out.p = n;
-        f->out.cap = before + want + 1;
+    if (!buf_reserve(&f->out, want)) {
+        f->err = STORAGE_E_NOMEM;
+        return;
     }
     ssize_t r = pread(f->fd, f->out.p + f->out.len, want, (off_t)f->foff);
     if (r <= 0) {
@@ -635,6 +627,7 @@ static void stream_some(struct imap_fetch *f)
         r = (ssize_t)want;
     }
     f->out.len += (size_t)r;
+    f->out.p[f->out.len] = '\0'; /* as struct buf keeps it */
     f->foff += (uint64_t)r;
     f->fleft -= (uint64_t)r;
     if (!f->fleft)
@@ -667,10 +660,10 @@ static void do_message(struct imap_fetch *f)
     if (!f->item) {
         if (!f->spec.flags && seen_changed(f, f->cur.uid)) {
             item_sep(f);
-            imap_buf_str(&f->out, "FLAGS ");
+            buf_str(&f->out, "FLAGS ");
             imap_buf_flags(&f->out, f->cur.flags, f->cur.keywords, is_recent(f, f->cur.uid));
         }
-        imap_buf_str(&f->out, ")\r\n");
+        buf_str(&f->out, ")\r\n");
         f->in_msg = false;
         f->pos++;
         cur_clear(f);
@@ -705,7 +698,7 @@ static void fetch_work(struct imap_job *j)
 {
     struct imap_fetch *f = (struct imap_fetch *)j;
 
-    imap_buf_reset(&f->out);
+    buf_reset(&f->out);
     if (!f->seen_done && f->spec.sets_seen && !f->readonly) {
         /* \Seen set implicitly (RFC 3501 6.4.5), in one transaction */
         struct storage_range *r = malloc((f->n ? f->n : 1) * sizeof(*r));
@@ -749,7 +742,7 @@ static void fetch_destroy(struct imap_fetch *f)
     free(f->msgs);
     storage_uidlist_free(&f->seen_changed);
     imap_arena_free(&f->ar);
-    imap_buf_free(&f->out);
+    buf_free(&f->out);
     free(f);
 }
 

@@ -27,7 +27,7 @@ struct list_job {
     char *pat[LIST_MAX_PATTERNS];
     struct imap_arena ar;
     int err;
-    struct imap_buf out;
+    struct buf out;
     /* RECURSIVEMATCH: subscribed names, in storage order */
     char **subs;
     size_t nsubs, capsubs;
@@ -44,18 +44,18 @@ static bool match_any(struct list_job *l, const char *name)
 static void list_line(struct list_job *l, const struct storage_mbox *m, bool childinfo)
 {
     static const char *const kinds[] = {"LIST", "LSUB", "XLIST"};
-    struct imap_buf *b = &l->out;
+    struct buf *b = &l->out;
     bool first = true;
 
 #define ATTR(x)                                                                                    \
     do {                                                                                           \
         if (!first)                                                                                \
-            imap_buf_add(b, " ", 1);                                                               \
-        imap_buf_str(b, x);                                                                        \
+            buf_add(b, " ", 1);                                                                    \
+        buf_str(b, x);                                                                             \
         first = false;                                                                             \
     } while (0)
 
-    imap_buf_printf(b, "* %s (", kinds[l->mode]);
+    buf_printf(b, "* %s (", kinds[l->mode]);
     if (m->id == 0) {
         /* a subscription to a name that does not exist */
         ATTR(l->mode == MODE_LSUB ? "\\Noselect" : "\\NonExistent");
@@ -71,11 +71,11 @@ static void list_line(struct list_job *l, const struct storage_mbox *m, bool chi
             if (m->special_use & imap_special_use[k].bit)
                 ATTR(l->mode == MODE_XLIST ? imap_special_use[k].xlist : imap_special_use[k].name);
     }
-    imap_buf_str(b, ") \"/\" ");
+    buf_str(b, ") \"/\" ");
     imap_buf_mailbox(b, m->name);
     if (childinfo)
-        imap_buf_str(b, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
-    imap_buf_str(b, "\r\n");
+        buf_str(b, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+    buf_str(b, "\r\n");
 #undef ATTR
 }
 
@@ -151,7 +151,7 @@ static void list_free(struct imap_job *j)
 {
     struct list_job *l = (struct list_job *)j;
     imap_arena_free(&l->ar);
-    imap_buf_free(&l->out);
+    buf_free(&l->out);
     free(l->subs);
     free(l);
 }

@@ -435,19 +435,19 @@ static void search_done(struct imap_session *s, struct imap_job *j)
         imap_finish_storage_err(s, sj->err, "SEARCH");
         return;
     }
-    struct imap_buf *b = imap_outbuf(s);
-    imap_buf_str(b, "* SEARCH");
+    struct buf *b = imap_outbuf(s);
+    buf_str(b, "* SEARCH");
     for (size_t i = 0; i < sj->res.n && s->sel; i++) {
         uint32_t seq = imap_sel_seq(s->sel, sj->res.uids[i]);
         if (!seq)
             continue; /* not announced to this session yet */
-        imap_buf_printf(b, " %u", s->uid_cmd ? sj->res.uids[i] : seq);
+        buf_printf(b, " %u", s->uid_cmd ? sj->res.uids[i] : seq);
         if (b->len >= 64 * 1024) {
             imap_flush(s);
             b = imap_outbuf(s);
         }
     }
-    imap_buf_str(b, "\r\n");
+    buf_str(b, "\r\n");
     imap_finish(s, "OK", "%sSEARCH completed.", s->uid_cmd ? "UID " : "");
 }
 

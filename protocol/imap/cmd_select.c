@@ -15,7 +15,7 @@ struct select_job {
     struct storage_mbox mb;
     struct storage_uidlist uids;
     uint32_t first_unseen;
-    struct imap_buf kw; /* keywords in use, " kw" each */
+    struct buf kw; /* keywords in use, " kw" each */
     unsigned nkw;
 };
 
@@ -47,8 +47,8 @@ static void add_keywords(struct select_job *sj, const char *kws)
             q = qe;
         }
         if (!seen) {
-            imap_buf_add(&sj->kw, " ", 1);
-            imap_buf_add(&sj->kw, p, n);
+            buf_add(&sj->kw, " ", 1);
+            buf_add(&sj->kw, p, n);
             sj->nkw++;
         }
         p = e;
@@ -79,7 +79,7 @@ static void select_free(struct imap_job *j)
 {
     struct select_job *sj = (struct select_job *)j;
     storage_uidlist_free(&sj->uids);
-    imap_buf_free(&sj->kw);
+    buf_free(&sj->kw);
     free(sj);
 }
 

@@ -53,15 +53,15 @@ static void status_count_work(struct imap_job *j)
 
 static void status_reply(struct imap_session *s, struct status_job *sj, uint32_t recent)
 {
-    struct imap_buf *b = imap_outbuf(s);
+    struct buf *b = imap_outbuf(s);
     bool first = true;
-    imap_buf_str(b, "* STATUS ");
+    buf_str(b, "* STATUS ");
     imap_buf_mailbox(b, sj->mb.name);
-    imap_buf_str(b, " (");
+    buf_str(b, " (");
 #define ITEM(bit, fmt, v)                                                                          \
     do {                                                                                           \
         if (sj->items & (bit)) {                                                                   \
-            imap_buf_printf(b, "%s" fmt, first ? "" : " ", v);                                     \
+            buf_printf(b, "%s" fmt, first ? "" : " ", v);                                          \
             first = false;                                                                         \
         }                                                                                          \
     } while (0)
@@ -71,7 +71,7 @@ static void status_reply(struct imap_session *s, struct status_job *sj, uint32_t
     ITEM(ST_UIDVALIDITY, "UIDVALIDITY %u", sj->st.uidvalidity);
     ITEM(ST_UNSEEN, "UNSEEN %u", sj->st.unseen);
 #undef ITEM
-    imap_buf_str(b, ")\r\n");
+    buf_str(b, ")\r\n");
     imap_finish(s, "OK", "STATUS completed.");
 }
 

@@ -26,7 +26,7 @@ struct store_job {
     uint64_t modseq;
     struct st_flag *res;
     size_t nres, capres;
-    struct imap_buf kw;
+    struct buf kw;
 };
 
 static int store_changed(void *arg, const struct storage_msg *m)
@@ -53,7 +53,7 @@ static int store_state(void *arg, const struct storage_msg *m)
     f->kwoff = UINT32_MAX;
     if (m->keywords && *m->keywords) {
         f->kwoff = (uint32_t)sj->kw.len;
-        imap_buf_add(&sj->kw, m->keywords, strlen(m->keywords) + 1);
+        buf_add(&sj->kw, m->keywords, strlen(m->keywords) + 1);
     }
     return 0;
 }
@@ -72,7 +72,7 @@ static void store_free(struct imap_job *j)
     struct store_job *sj = (struct store_job *)j;
     imap_arena_free(&sj->ar);
     free(sj->res);
-    imap_buf_free(&sj->kw);
+    buf_free(&sj->kw);
     free(sj);
 }
 
@@ -90,15 +90,15 @@ static void store_done(struct imap_session *s, struct imap_job *j)
         uint32_t seq = imap_sel_seq(s->sel, sj->res[i].uid);
         if (!seq)
             continue;
-        struct imap_buf *b = imap_outbuf(s);
-        imap_buf_printf(b, "* %u FETCH (", seq);
+        struct buf *b = imap_outbuf(s);
+        buf_printf(b, "* %u FETCH (", seq);
         if (sj->uid_cmd)
-            imap_buf_printf(b, "UID %u ", sj->res[i].uid);
-        imap_buf_str(b, "FLAGS ");
+            buf_printf(b, "UID %u ", sj->res[i].uid);
+        buf_str(b, "FLAGS ");
         imap_buf_flags(b, sj->res[i].flags,
                        sj->res[i].kwoff == UINT32_MAX ? NULL : sj->kw.p + sj->res[i].kwoff,
                        imap_sel_recent(s->sel, sj->res[i].uid));
-        imap_buf_str(b, ")\r\n");
+        buf_str(b, ")\r\n");
         if (b->len >= 64 * 1024)
             imap_flush(s);
     }

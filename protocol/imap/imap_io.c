@@ -15,7 +15,7 @@
 
 /* ---- output: one buffer for the loop thread, flushed per event ---- */
 
-static struct imap_buf obuf;
+static struct buf obuf;
 static struct imap_session *obuf_owner;
 
 void imap_flush(struct imap_session *s)
@@ -23,13 +23,13 @@ void imap_flush(struct imap_session *s)
     if (obuf_owner != s || obuf.len == 0)
         return;
     conn_write(s->c, obuf.p, obuf.len);
-    imap_buf_reset(&obuf);
+    buf_reset(&obuf);
     obuf_owner = NULL;
     if (obuf.cap > 256 * 1024)
-        imap_buf_free(&obuf); /* do not keep a large buffer around */
+        buf_free(&obuf); /* do not keep a large buffer around */
 }
 
-struct imap_buf *imap_outbuf(struct imap_session *s)
+struct buf *imap_outbuf(struct imap_session *s)
 {
     if (obuf_owner && obuf_owner != s)
         imap_flush(obuf_owner);
@@ -39,8 +39,8 @@ struct imap_buf *imap_outbuf(struct imap_session *s)
 
 void imap_out(struct imap_session *s, const void *p, size_t len)
 {
-    struct imap_buf *b = imap_outbuf(s);
-    imap_buf_add(b, p, len);
+    struct buf *b = imap_outbuf(s);
+    buf_add(b, p, len);
     if (b->len >= 64 * 1024)
         imap_flush(s);
 }
@@ -48,9 +48,9 @@ void imap_out(struct imap_session *s, const void *p, size_t len)
 void imap_printf(struct imap_session *s, const char *fmt, ...)
 {
     va_list ap;
-    struct imap_buf *b = imap_outbuf(s);
+    struct buf *b = imap_outbuf(s);
     va_start(ap, fmt);
-    imap_buf_vprintf(b, fmt, ap);
+    buf_vprintf(b, fmt, ap);
     va_end(ap);
     if (b->len >= 64 * 1024)
         imap_flush(s);
@@ -66,7 +66,7 @@ void imap_close(struct imap_session *s)
 void imap_out_discard(struct imap_session *s)
 {
     if (obuf_owner == s) {
-        imap_buf_reset(&obuf);
+        buf_reset(&obuf);
         obuf_owner = NULL;
     }
 }

@@ -396,7 +396,7 @@ struct upd_job {
     struct storage_uidlist all;
     struct upd_flag *fl;
     size_t nfl, capfl;
-    struct imap_buf kw;
+    struct buf kw;
 };
 
 static int upd_cb(void *arg, const struct storage_msg *m)
@@ -421,7 +421,7 @@ static int upd_cb(void *arg, const struct storage_msg *m)
     f->kwoff = UINT32_MAX;
     if (m->keywords && *m->keywords) {
         f->kwoff = (uint32_t)u->kw.len;
-        imap_buf_add(&u->kw, m->keywords, strlen(m->keywords) + 1);
+        buf_add(&u->kw, m->keywords, strlen(m->keywords) + 1);
     }
     return 0;
 }
@@ -453,7 +453,7 @@ static void upd_free(struct imap_job *j)
     struct upd_job *u = (struct upd_job *)j;
     storage_uidlist_free(&u->all);
     free(u->fl);
-    imap_buf_free(&u->kw);
+    buf_free(&u->kw);
     free(u);
 }
 
@@ -499,12 +499,12 @@ static void upd_done(struct imap_session *s, struct imap_job *j)
             uint32_t seq = imap_sel_seq(sel, u->fl[i].uid);
             if (!seq)
                 continue;
-            struct imap_buf *b = imap_outbuf(s);
-            imap_buf_printf(b, "* %u FETCH (UID %u FLAGS ", seq, u->fl[i].uid);
+            struct buf *b = imap_outbuf(s);
+            buf_printf(b, "* %u FETCH (UID %u FLAGS ", seq, u->fl[i].uid);
             imap_buf_flags(b, u->fl[i].flags,
                            u->fl[i].kwoff == UINT32_MAX ? NULL : u->kw.p + u->fl[i].kwoff,
                            imap_sel_recent(sel, u->fl[i].uid));
-            imap_buf_str(b, ")\r\n");
+            buf_str(b, ")\r\n");
             if (b->len >= 64 * 1024)
                 imap_flush(s);
         }

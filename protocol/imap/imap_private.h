@@ -14,6 +14,7 @@
 #include "protocol/linebuf.h"
 #include "protocol/mailuser.h"
 #include "protocol/sasl.h"
+#include "server/base/buf.h"
 #include "server/base/conn.h"
 #include "storage/storage.h"
 
@@ -33,29 +34,14 @@ enum imap_state {
 /* A mailbox name as the client writes it (modified UTF-7 is longer). */
 #define IMAP_MBOX_ARG_MAX 1024
 
-/* ---- growable byte buffer (loop or pool thread) ---- */
+/* ---- IMAP writers into a struct buf (loop or pool thread) ---- */
 
-struct imap_buf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-void imap_buf_add(struct imap_buf *b, const void *p, size_t len);
-void imap_buf_str(struct imap_buf *b, const char *s);
-void imap_buf_printf(struct imap_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-void imap_buf_vprintf(struct imap_buf *b, const char *fmt, va_list ap);
-/* IMAP string: quoted when it can be, a literal otherwise. */
-void imap_buf_string(struct imap_buf *b, const char *s, size_t len);
 /* A mailbox name (UTF-8 from storage) as a quoted modified UTF-7 string. */
-void imap_buf_mailbox(struct imap_buf *b, const char *name);
+void imap_buf_mailbox(struct buf *b, const char *name);
 /* "(\Seen kw ...)" */
-void imap_buf_flags(struct imap_buf *b, unsigned flags, const char *keywords, bool recent);
+void imap_buf_flags(struct buf *b, unsigned flags, const char *keywords, bool recent);
 /* "dd-Mon-yyyy hh:mm:ss +0000" in quotes (UTC) */
-void imap_buf_date(struct imap_buf *b, int64_t t);
-void imap_buf_reset(struct imap_buf *b);
-void imap_buf_free(struct imap_buf *b);
+void imap_buf_date(struct buf *b, int64_t t);
 
 /* ---- arena for a command's parsed arguments ---- */
 
@@ -332,7 +318,7 @@ static inline void imap_cont_nudge(struct imap_session *s)
 void imap_out(struct imap_session *s, const void *p, size_t len);
 void imap_printf(struct imap_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-struct imap_buf *imap_outbuf(struct imap_session *s); /* the pending output, for builders */
+struct buf *imap_outbuf(struct imap_session *s); /* the pending output, for builders */
 void imap_flush(struct imap_session *s);
 /* Drops what s has not flushed yet (the session is closing). */
 void imap_out_discard(struct imap_session *s);
