@@ -9,29 +9,17 @@
 
 void imap_cmd_capability(struct imap_session *s, struct imap_args *a)
 {
-    if (!imap_args_at_end(a)) {
-        imap_bad(s, "CAPABILITY takes no arguments.");
-        return;
-    }
     imap_printf(s, "* CAPABILITY %s\r\n", imap_capabilities(s));
     imap_finish(s, "OK", "Capability completed.");
 }
 
 void imap_cmd_noop(struct imap_session *s, struct imap_args *a)
 {
-    if (!imap_args_at_end(a)) {
-        imap_bad(s, "NOOP takes no arguments.");
-        return;
-    }
     imap_finish(s, "OK", "NOOP completed.");
 }
 
 void imap_cmd_logout(struct imap_session *s, struct imap_args *a)
 {
-    if (!imap_args_at_end(a)) {
-        imap_bad(s, "LOGOUT takes no arguments.");
-        return;
-    }
     imap_printf(s, "* BYE Logging out.\r\n");
     imap_tagged(s, "OK", "Logout completed.");
     imap_close(s);
@@ -119,10 +107,6 @@ void imap_cmd_enable(struct imap_session *s, struct imap_args *a)
 
 void imap_cmd_namespace(struct imap_session *s, struct imap_args *a)
 {
-    if (!imap_args_at_end(a)) {
-        imap_bad(s, "NAMESPACE takes no arguments.");
-        return;
-    }
     imap_printf(s, "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
     imap_finish(s, "OK", "Namespace completed.");
 }

@@ -253,6 +253,21 @@ static void ap_open_draft(struct imap_session *s, bool lookup)
 
 static void ap_answer(struct imap_session *s);
 
+/* All of the current message is written: its draft is finished (synced)
+ * on the pool. */
+static void ap_finish_draft(struct imap_session *s, struct imap_append *ap)
+{
+    struct ap_job *fj = calloc(1, sizeof(*fj));
+    if (!fj) {
+        ap->err = STORAGE_E_NOMEM;
+        ap->phase = AP_LINE;
+        return;
+    }
+    fj->kind = 2;
+    fj->draft = ap->msgs[ap->nmsgs - 1].draft;
+    ap_start(s, fj);
+}
+
 static void ap_done(struct imap_session *s, struct imap_job *j)
 {
     struct ap_job *aj = (struct ap_job *)j;
@@ -285,17 +300,8 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
         if (ap->sync)
             imap_printf(s, "+ Ready for literal data\r\n");
         ap->phase = AP_DATA;
-        if (ap->left == 0) {
-            struct ap_job *fj = calloc(1, sizeof(*fj));
-            if (!fj) {
-                ap->err = STORAGE_E_NOMEM;
-                ap->phase = AP_LINE;
-                break;
-            }
-            fj->kind = 2;
-            fj->draft = ap->msgs[ap->nmsgs - 1].draft;
-            ap_start(s, fj);
-        }
+        if (ap->left == 0)
+            ap_finish_draft(s, ap); /* an empty message */
         break;
     case 1:
         ap->chunk = aj->chunk; /* the buffer comes back */
@@ -310,18 +316,7 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
             ap->phase = AP_DATA;
             break;
         }
-        /* last chunk written: finish the draft */
-        {
-            struct ap_job *fj = calloc(1, sizeof(*fj));
-            if (!fj) {
-                ap->err = STORAGE_E_NOMEM;
-                ap->phase = AP_LINE;
-                break;
-            }
-            fj->kind = 2;
-            fj->draft = ap->msgs[ap->nmsgs - 1].draft;
-            ap_start(s, fj);
-        }
+        ap_finish_draft(s, ap); /* last chunk written */
         break;
     case 2:
         if (aj->err)

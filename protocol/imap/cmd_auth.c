@@ -143,10 +143,6 @@ static void start_login(struct imap_session *s, const char *user, size_t ulen, c
 
 void imap_cmd_starttls(struct imap_session *s, struct imap_args *a)
 {
-    if (!imap_args_at_end(a)) {
-        imap_bad(s, "STARTTLS takes no arguments.");
-        return;
-    }
     if (conn_is_tls(s->c)) {
         imap_bad(s, "TLS is already active.");
         return;

@@ -116,10 +116,7 @@ static void do_copy(struct imap_session *s, struct imap_args *a, bool move)
         (r = imap_args_mailbox(a, cj->dst, sizeof(cj->dst))) != IMAP_ARG_OK ||
         !imap_args_at_end(a)) {
         copy_free(&cj->j);
-        if (r == IMAP_ARG_BADNAME)
-            imap_bad(s, "Invalid mailbox name (modified UTF-7).");
-        else
-            imap_bad(s, "Usage: %s set mailbox", move ? "MOVE" : "COPY");
+        imap_bad_arg(s, r, move ? "MOVE set mailbox" : "COPY set mailbox");
         return;
     }
     if (move && s->sel->readonly) {
@@ -139,9 +136,7 @@ static void do_copy(struct imap_session *s, struct imap_args *a, bool move)
         copy_free(&cj->j);
         return;
     }
-    if (imap_job_start(s, &cj->j, copy_work, copy_done) < 0) {
-        imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
-    }
+    imap_cmd_job(s, &cj->j, copy_work, copy_done);
 }
 
 void imap_cmd_copy(struct imap_session *s, struct imap_args *a)

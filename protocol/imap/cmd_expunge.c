@@ -66,9 +66,7 @@ static void start_expunge(struct imap_session *s, struct expunge_job *ej, bool c
         }
         return;
     }
-    if (imap_job_start(s, &ej->j, expunge_work, expunge_done) < 0) {
-        imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
-    }
+    imap_cmd_job(s, &ej->j, expunge_work, expunge_done);
 }
 
 /* the whole view: UIDs 1 .. the last one announced */
@@ -119,10 +117,6 @@ void imap_cmd_expunge(struct imap_session *s, struct imap_args *a)
 
 void imap_cmd_close(struct imap_session *s, struct imap_args *a)
 {
-    if (!imap_args_at_end(a)) {
-        imap_bad(s, "CLOSE takes no arguments.");
-        return;
-    }
     if (s->sel->readonly) {
         imap_sel_free(s);
         imap_finish(s, "OK", "CLOSE completed.");
@@ -142,19 +136,11 @@ void imap_cmd_close(struct imap_session *s, struct imap_args *a)
 
 void imap_cmd_unselect(struct imap_session *s, struct imap_args *a)
 {
-    if (!imap_args_at_end(a)) {
-        imap_bad(s, "UNSELECT takes no arguments.");
-        return;
-    }
     imap_sel_free(s);
     imap_finish(s, "OK", "UNSELECT completed.");
 }
 
 void imap_cmd_check(struct imap_session *s, struct imap_args *a)
 {
-    if (!imap_args_at_end(a)) {
-        imap_bad(s, "CHECK takes no arguments.");
-        return;
-    }
     imap_finish(s, "OK", "CHECK completed.");
 }

@@ -376,15 +376,24 @@ static bool is_recent(const struct imap_fetch *f, uint32_t uid)
 
 static bool seen_changed(const struct imap_fetch *f, uint32_t uid)
 {
-    size_t lo = 0, hi = f->seen_changed.n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (f->seen_changed.uids[mid] < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
+    size_t i = imap_lower_bound(f->seen_changed.uids, f->seen_changed.n, uid);
+    return i < f->seen_changed.n && f->seen_changed.uids[i] == uid;
+}
+
+/* The UID ranges of msgs[from, to): consecutive sequence numbers are one
+ * range in our view. r has room for to - from; returns how many. */
+static size_t msg_ranges(const struct fetch_msg *m, size_t from, size_t to, struct storage_range *r)
+{
+    size_t nr = 0;
+    for (size_t i = from; i < to; i++) {
+        if (nr && m[i].seq == m[i - 1].seq + 1) {
+            r[nr - 1].hi = m[i].uid;
+            continue;
+        }
+        r[nr].lo = r[nr].hi = m[i].uid;
+        nr++;
     }
-    return lo < f->seen_changed.n && f->seen_changed.uids[lo] == uid;
+    return nr;
 }
 
 static void item_sep(struct imap_fetch *f)
@@ -487,15 +496,7 @@ static void do_batch(struct imap_fetch *f)
         f->err = STORAGE_E_NOMEM;
         return;
     }
-    /* consecutive sequence numbers are one UID range in our view */
-    for (size_t i = from; i < to; i++) {
-        if (nr && f->msgs[i].seq == f->msgs[i - 1].seq + 1) {
-            r[nr - 1].hi = f->msgs[i].uid;
-            continue;
-        }
-        r[nr].lo = r[nr].hi = f->msgs[i].uid;
-        nr++;
-    }
+    nr = msg_ranges(f->msgs, from, to, r);
     struct storage_uidset set = {nr, r};
     f->err = storage_fetch(f->j.u, f->mbox, &set, f->spec.storage_what, batch_cb, &bt);
     if (!f->err && f->out.oom)
@@ -702,20 +703,11 @@ static void fetch_work(struct imap_job *j)
     if (!f->seen_done && f->spec.sets_seen && !f->readonly) {
         /* \Seen set implicitly (RFC 3501 6.4.5), in one transaction */
         struct storage_range *r = malloc((f->n ? f->n : 1) * sizeof(*r));
-        size_t nr = 0;
         if (!r) {
             f->err = STORAGE_E_NOMEM;
             return;
         }
-        for (size_t i = 0; i < f->n; i++) {
-            if (nr && f->msgs[i].seq == f->msgs[i - 1].seq + 1) {
-                r[nr - 1].hi = f->msgs[i].uid;
-                continue;
-            }
-            r[nr].lo = r[nr].hi = f->msgs[i].uid;
-            nr++;
-        }
-        struct storage_uidset set = {nr, r};
+        struct storage_uidset set = {msg_ranges(f->msgs, 0, f->n, r), r};
         f->err = storage_store(j->u, f->mbox, &set, STORAGE_STORE_ADD, STORAGE_FLAG_SEEN, NULL, 0,
                                0, NULL, seen_cb, f);
         free(r);
@@ -861,16 +853,8 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
     }
     for (size_t i = 0; i < us.n; i++) {
         ssize_t k = 0;
-        /* first index with uid >= lo */
-        size_t lo = 0, hi = v->n;
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            if (v->v[mid] < us.r[i].lo)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        for (k = (ssize_t)lo; (size_t)k < v->n && v->v[k] <= us.r[i].hi; k++) {
+        for (k = (ssize_t)imap_lower_bound(v->v, v->n, us.r[i].lo);
+             (size_t)k < v->n && v->v[k] <= us.r[i].hi; k++) {
             if (!(mark[k / 8] & (1u << (k % 8)))) {
                 mark[k / 8] |= (uint8_t)(1u << (k % 8));
                 count++;

@@ -38,10 +38,6 @@ static const struct imap_cont idle_cont = {
 
 void imap_cmd_idle(struct imap_session *s, struct imap_args *a)
 {
-    if (!imap_args_at_end(a)) {
-        imap_bad(s, "IDLE takes no arguments.");
-        return;
-    }
     imap_cont_start(s, &idle_cont, NULL);
     s->expunge_ok = true;
     imap_printf(s, "+ idling\r\n");

@@ -305,9 +305,7 @@ static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode 
         list_free(&l->j);
         return;
     }
-    if (imap_job_start(s, &l->j, list_work, list_done) < 0) {
-        imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
-    }
+    imap_cmd_job(s, &l->j, list_work, list_done);
 }
 
 void imap_cmd_list(struct imap_session *s, struct imap_args *a)

@@ -75,9 +75,7 @@ static void mbop_start(struct imap_session *s, enum mbop op, const char *a, cons
     if (b)
         snprintf(m->b, sizeof(m->b), "%s", b);
     m->special = special;
-    if (imap_job_start(s, &m->j, mbop_work, mbop_done) < 0) {
-        imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
-    }
+    imap_cmd_job(s, &m->j, mbop_work, mbop_done);
 }
 
 static void strip_trailing_slash(char *name)

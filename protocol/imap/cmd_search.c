@@ -39,6 +39,40 @@ struct sp {
     int rc;
 };
 
+/* Keys on a system flag: "UN" + name for the flag not set. */
+static const struct {
+    const char *name; /* "UNSEEN"; name + 2 is "SEEN" */
+    bool set;
+    unsigned flag;
+} flag_keys[] = {
+    {"UNANSWERED", true, STORAGE_FLAG_ANSWERED}, {"UNANSWERED", false, STORAGE_FLAG_ANSWERED},
+    {"UNDELETED", true, STORAGE_FLAG_DELETED},   {"UNDELETED", false, STORAGE_FLAG_DELETED},
+    {"UNFLAGGED", true, STORAGE_FLAG_FLAGGED},   {"UNFLAGGED", false, STORAGE_FLAG_FLAGGED},
+    {"UNSEEN", true, STORAGE_FLAG_SEEN},         {"UNSEEN", false, STORAGE_FLAG_SEEN},
+    {"UNDRAFT", true, STORAGE_FLAG_DRAFT},       {"UNDRAFT", false, STORAGE_FLAG_DRAFT},
+};
+
+/* Keys on a header field's contents. */
+static const struct {
+    const char *key, *field;
+} header_keys[] = {
+    {"FROM", "From"}, {"TO", "To"}, {"CC", "Cc"}, {"BCC", "Bcc"}, {"SUBJECT", "Subject"},
+};
+
+/* Keys on a date: internal date or Date: header (sent), before/since/on. */
+static const struct {
+    const char *key;
+    enum storage_search_op op; /* when not "on" */
+    bool on, sent;
+} date_keys[] = {
+    {"BEFORE", STORAGE_SEARCH_BEFORE, false, false},
+    {"SINCE", STORAGE_SEARCH_SINCE, false, false},
+    {"ON", STORAGE_SEARCH_BEFORE, true, false},
+    {"SENTBEFORE", STORAGE_SEARCH_SENTBEFORE, false, true},
+    {"SENTSINCE", STORAGE_SEARCH_SENTSINCE, false, true},
+    {"SENTON", STORAGE_SEARCH_SENTBEFORE, true, true},
+};
+
 static struct storage_search *key(struct sp *p);
 
 static char *str_arg(struct sp *p)
@@ -173,26 +207,9 @@ static struct storage_search *key(struct sp *p)
     }
     if (imap_word_is(w, n, "ALL"))
         return node(p->ar, STORAGE_SEARCH_ALL);
-    if (imap_word_is(w, n, "ANSWERED"))
-        return flag_node(p, true, STORAGE_FLAG_ANSWERED);
-    if (imap_word_is(w, n, "UNANSWERED"))
-        return flag_node(p, false, STORAGE_FLAG_ANSWERED);
-    if (imap_word_is(w, n, "DELETED"))
-        return flag_node(p, true, STORAGE_FLAG_DELETED);
-    if (imap_word_is(w, n, "UNDELETED"))
-        return flag_node(p, false, STORAGE_FLAG_DELETED);
-    if (imap_word_is(w, n, "FLAGGED"))
-        return flag_node(p, true, STORAGE_FLAG_FLAGGED);
-    if (imap_word_is(w, n, "UNFLAGGED"))
-        return flag_node(p, false, STORAGE_FLAG_FLAGGED);
-    if (imap_word_is(w, n, "SEEN"))
-        return flag_node(p, true, STORAGE_FLAG_SEEN);
-    if (imap_word_is(w, n, "UNSEEN"))
-        return flag_node(p, false, STORAGE_FLAG_SEEN);
-    if (imap_word_is(w, n, "DRAFT"))
-        return flag_node(p, true, STORAGE_FLAG_DRAFT);
-    if (imap_word_is(w, n, "UNDRAFT"))
-        return flag_node(p, false, STORAGE_FLAG_DRAFT);
+    for (size_t i = 0; i < sizeof(flag_keys) / sizeof(flag_keys[0]); i++)
+        if (imap_word_is(w, n, flag_keys[i].name + (flag_keys[i].set ? 2 : 0)))
+            return flag_node(p, flag_keys[i].set, flag_keys[i].flag);
     if (imap_word_is(w, n, "RECENT"))
         return set_node(p, "1", 1, IMAP_SK_RECENT);
     if (imap_word_is(w, n, "NEW"))
@@ -204,16 +221,9 @@ static struct storage_search *key(struct sp *p)
             no->child = set_node(p, "1", 1, IMAP_SK_RECENT);
         return no && no->child ? no : NULL;
     }
-    if (imap_word_is(w, n, "FROM"))
-        return header_node(p, "From");
-    if (imap_word_is(w, n, "TO"))
-        return header_node(p, "To");
-    if (imap_word_is(w, n, "CC"))
-        return header_node(p, "Cc");
-    if (imap_word_is(w, n, "BCC"))
-        return header_node(p, "Bcc");
-    if (imap_word_is(w, n, "SUBJECT"))
-        return header_node(p, "Subject");
+    for (size_t i = 0; i < sizeof(header_keys) / sizeof(header_keys[0]); i++)
+        if (imap_word_is(w, n, header_keys[i].key))
+            return header_node(p, header_keys[i].field);
     if (imap_word_is(w, n, "HEADER")) {
         char *field = str_arg(p);
         if (!field)
@@ -253,19 +263,16 @@ static struct storage_search *key(struct sp *p)
             return NULL;
         return k;
     }
-    int64_t t;
-    if (imap_word_is(w, n, "BEFORE"))
-        return date_arg(p, &t) ? date_node(p, STORAGE_SEARCH_BEFORE, t) : NULL;
-    if (imap_word_is(w, n, "SINCE"))
-        return date_arg(p, &t) ? date_node(p, STORAGE_SEARCH_SINCE, t) : NULL;
-    if (imap_word_is(w, n, "ON"))
-        return date_arg(p, &t) ? day_node(p, false, t) : NULL;
-    if (imap_word_is(w, n, "SENTBEFORE"))
-        return date_arg(p, &t) ? date_node(p, STORAGE_SEARCH_SENTBEFORE, t) : NULL;
-    if (imap_word_is(w, n, "SENTSINCE"))
-        return date_arg(p, &t) ? date_node(p, STORAGE_SEARCH_SENTSINCE, t) : NULL;
-    if (imap_word_is(w, n, "SENTON"))
-        return date_arg(p, &t) ? day_node(p, true, t) : NULL;
+    for (size_t i = 0; i < sizeof(date_keys) / sizeof(date_keys[0]); i++) {
+        int64_t t;
+        if (!imap_word_is(w, n, date_keys[i].key))
+            continue;
+        if (!date_arg(p, &t))
+            return NULL;
+        if (date_keys[i].on)
+            return day_node(p, date_keys[i].sent, t);
+        return date_node(p, date_keys[i].op, t);
+    }
     if (imap_word_is(w, n, "LARGER") || imap_word_is(w, n, "SMALLER")) {
         const char *d;
         size_t dl;
@@ -505,7 +512,5 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
         search_free(&sj->j);
         return;
     }
-    if (imap_job_start(s, &sj->j, search_work, search_done) < 0) {
-        imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
-    }
+    imap_cmd_job(s, &sj->j, search_work, search_done);
 }

@@ -147,9 +147,7 @@ static void do_select(struct imap_session *s, struct imap_args *a, bool readonly
     memcpy(sj->name, name, sizeof(sj->name));
     sj->readonly = readonly;
     sj->j.free_fn = select_free;
-    if (imap_job_start(s, &sj->j, select_work, select_done) < 0) {
-        imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
-    }
+    imap_cmd_job(s, &sj->j, select_work, select_done);
 }
 
 void imap_cmd_select(struct imap_session *s, struct imap_args *a)

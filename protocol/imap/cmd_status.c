@@ -110,8 +110,7 @@ static void status_done(struct imap_session *s, struct imap_job *j)
     *next = *sj;
     memset(&next->j, 0, sizeof(next->j));
     next->floor_used = floor;
-    if (imap_job_start(s, &next->j, status_count_work, status_count_done) < 0)
-        imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
+    imap_cmd_job(s, &next->j, status_count_work, status_count_done);
 }
 
 void imap_cmd_status(struct imap_session *s, struct imap_args *a)
@@ -165,7 +164,5 @@ void imap_cmd_status(struct imap_session *s, struct imap_args *a)
     }
     memcpy(sj->name, name, sizeof(sj->name));
     sj->items = items;
-    if (imap_job_start(s, &sj->j, status_work, status_done) < 0) {
-        imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
-    }
+    imap_cmd_job(s, &sj->j, status_work, status_done);
 }

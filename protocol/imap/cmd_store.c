@@ -8,12 +8,6 @@
 
 #include "protocol/imap/imap_private.h"
 
-struct st_flag {
-    uint32_t uid;
-    unsigned flags;
-    uint32_t kwoff;
-};
-
 struct store_job {
     struct imap_job j;
     struct imap_arena ar;
@@ -24,9 +18,7 @@ struct store_job {
     bool silent, uid_cmd;
     int err;
     uint64_t modseq;
-    struct st_flag *res;
-    size_t nres, capres;
-    struct buf kw;
+    struct imap_flagset res; /* the flags after the change */
 };
 
 static int store_changed(void *arg, const struct storage_msg *m)
@@ -39,23 +31,7 @@ static int store_changed(void *arg, const struct storage_msg *m)
 static int store_state(void *arg, const struct storage_msg *m)
 {
     struct store_job *sj = arg;
-    if (sj->nres == sj->capres) {
-        size_t ncap = sj->capres ? sj->capres * 2 : 64;
-        struct st_flag *n = realloc(sj->res, ncap * sizeof(*n));
-        if (!n)
-            return 1;
-        sj->res = n;
-        sj->capres = ncap;
-    }
-    struct st_flag *f = &sj->res[sj->nres++];
-    f->uid = m->uid;
-    f->flags = m->flags;
-    f->kwoff = UINT32_MAX;
-    if (m->keywords && *m->keywords) {
-        f->kwoff = (uint32_t)sj->kw.len;
-        buf_add(&sj->kw, m->keywords, strlen(m->keywords) + 1);
-    }
-    return 0;
+    return imap_flagset_add(&sj->res, m);
 }
 
 static void store_work(struct imap_job *j)
@@ -71,8 +47,7 @@ static void store_free(struct imap_job *j)
 {
     struct store_job *sj = (struct store_job *)j;
     imap_arena_free(&sj->ar);
-    free(sj->res);
-    buf_free(&sj->kw);
+    imap_flagset_free(&sj->res);
     free(sj);
 }
 
@@ -86,22 +61,7 @@ static void store_done(struct imap_session *s, struct imap_job *j)
         imap_finish_storage_err(s, sj->err, "STORE");
         return;
     }
-    for (size_t i = 0; i < sj->nres && s->sel; i++) {
-        uint32_t seq = imap_sel_seq(s->sel, sj->res[i].uid);
-        if (!seq)
-            continue;
-        struct buf *b = imap_outbuf(s);
-        buf_printf(b, "* %u FETCH (", seq);
-        if (sj->uid_cmd)
-            buf_printf(b, "UID %u ", sj->res[i].uid);
-        buf_str(b, "FLAGS ");
-        imap_buf_flags(b, sj->res[i].flags,
-                       sj->res[i].kwoff == UINT32_MAX ? NULL : sj->kw.p + sj->res[i].kwoff,
-                       imap_sel_recent(s->sel, sj->res[i].uid));
-        buf_str(b, ")\r\n");
-        if (b->len >= 64 * 1024)
-            imap_flush(s);
-    }
+    imap_flagset_announce(s, &sj->res, sj->uid_cmd);
     imap_finish(s, "OK", "%sSTORE completed.", sj->uid_cmd ? "UID " : "");
 }
 
@@ -163,7 +123,5 @@ void imap_cmd_store(struct imap_session *s, struct imap_args *a)
         store_free(&sj->j);
         return;
     }
-    if (imap_job_start(s, &sj->j, store_work, store_done) < 0) {
-        imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
-    }
+    imap_cmd_job(s, &sj->j, store_work, store_done);
 }

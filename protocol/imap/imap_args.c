@@ -201,6 +201,15 @@ static int astring_raw(struct imap_args *a, const char **s, size_t *len, bool *e
     return IMAP_ARG_OK;
 }
 
+/* Copies the raw bytes (unescaping a quoted string), NUL-terminated;
+ * returns the length. out has room for n + 1. */
+static size_t copy_raw(char *out, const char *s, size_t n, bool esc)
+{
+    n = esc ? unescape(s, n, out) : (memcpy(out, s, n), n);
+    out[n] = '\0';
+    return n;
+}
+
 int imap_args_astring(struct imap_args *a, char *out, size_t outcap, size_t *len)
 {
     const char *s;
@@ -211,20 +220,25 @@ int imap_args_astring(struct imap_args *a, char *out, size_t outcap, size_t *len
         return r;
     if (n + 1 > outcap)
         return IMAP_ARG_BAD;
-    n = esc ? unescape(s, n, out) : (memcpy(out, s, n), n);
-    out[n] = '\0';
-    *len = n;
+    *len = copy_raw(out, s, n, esc);
     return IMAP_ARG_OK;
 }
 
-static int dup_raw(struct imap_arena *ar, const char *s, size_t n, bool esc, char **out,
-                   size_t *len)
+/* A string read by raw (string_raw or astring_raw), copied into the arena. */
+static int dup_string(struct imap_args *a, struct imap_arena *ar,
+                      int (*raw)(struct imap_args *, const char **, size_t *, bool *), char **out,
+                      size_t *len)
 {
+    const char *s;
+    size_t n;
+    bool esc;
+    int r = raw(a, &s, &n, &esc);
+    if (r != IMAP_ARG_OK)
+        return r;
     char *p = imap_arena_alloc(ar, n + 1);
     if (!p)
         return IMAP_ARG_NOMEM;
-    n = esc ? unescape(s, n, p) : (memcpy(p, s, n), n);
-    p[n] = '\0';
+    n = copy_raw(p, s, n, esc);
     *out = p;
     if (len)
         *len = n;
@@ -233,24 +247,12 @@ static int dup_raw(struct imap_arena *ar, const char *s, size_t n, bool esc, cha
 
 int imap_args_astring_dup(struct imap_args *a, struct imap_arena *ar, char **out, size_t *len)
 {
-    const char *s;
-    size_t n;
-    bool esc;
-    int r = astring_raw(a, &s, &n, &esc);
-    if (r != IMAP_ARG_OK)
-        return r;
-    return dup_raw(ar, s, n, esc, out, len);
+    return dup_string(a, ar, astring_raw, out, len);
 }
 
 int imap_args_string_dup(struct imap_args *a, struct imap_arena *ar, char **out, size_t *len)
 {
-    const char *s;
-    size_t n;
-    bool esc;
-    int r = string_raw(a, &s, &n, &esc);
-    if (r != IMAP_ARG_OK)
-        return r;
-    return dup_raw(ar, s, n, esc, out, len);
+    return dup_string(a, ar, string_raw, out, len);
 }
 
 int imap_args_nstring_dup(struct imap_args *a, struct imap_arena *ar, char **out, size_t *len)

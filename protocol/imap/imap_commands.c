@@ -9,7 +9,8 @@
  * ("UID FETCH" is a row of its own; a two-word name makes its first word a
  * family the session resolves with the next atom), the states, and
  * IMAP_CMD_NO_EXPUNGE when no EXPUNGE response may be sent while
- * answering it, IMAP_CMD_UID for a UID command. The handler parses its
+ * answering it, IMAP_CMD_UID for a UID command, IMAP_CMD_NO_ARGS when it
+ * takes no arguments (the session answers BAD to any). The handler parses its
  * arguments from a (imap_args_*), answers imap_bad() for a syntax error
  * and ends with imap_finish() (which announces pending mailbox changes
  * first). Work that may block goes to the pool: imap_job_start() with a
@@ -23,15 +24,15 @@
 #include "protocol/imap/imap_private.h"
 
 static const struct imap_command commands[] = {
-    {"CAPABILITY", imap_cmd_capability, IMAP_ANY, 0, NULL},
-    {"NOOP", imap_cmd_noop, IMAP_ANY, 0, NULL},
-    {"LOGOUT", imap_cmd_logout, IMAP_ANY, 0, NULL},
+    {"CAPABILITY", imap_cmd_capability, IMAP_ANY, IMAP_CMD_NO_ARGS, NULL},
+    {"NOOP", imap_cmd_noop, IMAP_ANY, IMAP_CMD_NO_ARGS, NULL},
+    {"LOGOUT", imap_cmd_logout, IMAP_ANY, IMAP_CMD_NO_ARGS, NULL},
     {"ID", imap_cmd_id, IMAP_ANY, 0, NULL},
-    {"STARTTLS", imap_cmd_starttls, IMAP_NOTAUTH, 0, NULL},
+    {"STARTTLS", imap_cmd_starttls, IMAP_NOTAUTH, IMAP_CMD_NO_ARGS, NULL},
     {"LOGIN", imap_cmd_login, IMAP_NOTAUTH, 0, NULL},
     {"AUTHENTICATE", imap_cmd_authenticate, IMAP_NOTAUTH, 0, NULL},
     {"ENABLE", imap_cmd_enable, IMAP_AUTHED, 0, NULL},
-    {"NAMESPACE", imap_cmd_namespace, IMAP_AUTHED, 0, NULL},
+    {"NAMESPACE", imap_cmd_namespace, IMAP_AUTHED, IMAP_CMD_NO_ARGS, NULL},
     {"SELECT", imap_cmd_select, IMAP_AUTHED, 0, NULL},
     {"EXAMINE", imap_cmd_examine, IMAP_AUTHED, 0, NULL},
     {"CREATE", imap_cmd_create, IMAP_AUTHED, 0, NULL},
@@ -44,10 +45,10 @@ static const struct imap_command commands[] = {
     {"XLIST", imap_cmd_xlist, IMAP_AUTHED, 0, NULL},
     {"STATUS", imap_cmd_status, IMAP_AUTHED, 0, NULL},
     {"APPEND", imap_cmd_append, IMAP_AUTHED, 0, imap_append_literal},
-    {"IDLE", imap_cmd_idle, IMAP_AUTHED, 0, NULL},
-    {"CHECK", imap_cmd_check, IMAP_SELECTED, 0, NULL},
-    {"CLOSE", imap_cmd_close, IMAP_SELECTED, 0, NULL},
-    {"UNSELECT", imap_cmd_unselect, IMAP_SELECTED, 0, NULL},
+    {"IDLE", imap_cmd_idle, IMAP_AUTHED, IMAP_CMD_NO_ARGS, NULL},
+    {"CHECK", imap_cmd_check, IMAP_SELECTED, IMAP_CMD_NO_ARGS, NULL},
+    {"CLOSE", imap_cmd_close, IMAP_SELECTED, IMAP_CMD_NO_ARGS, NULL},
+    {"UNSELECT", imap_cmd_unselect, IMAP_SELECTED, IMAP_CMD_NO_ARGS, NULL},
     {"EXPUNGE", imap_cmd_expunge, IMAP_SELECTED, 0, NULL},
     {"SEARCH", imap_cmd_search, IMAP_SELECTED, IMAP_CMD_NO_EXPUNGE, NULL},
     {"FETCH", imap_cmd_fetch, IMAP_SELECTED, IMAP_CMD_NO_EXPUNGE, NULL},

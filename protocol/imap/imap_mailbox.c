@@ -35,29 +35,8 @@ void uidarr_free(struct uidarr *a)
 
 ssize_t uidarr_find(const struct uidarr *a, uint32_t uid)
 {
-    size_t lo = 0, hi = a->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (a->v[mid] < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < a->n && a->v[lo] == uid ? (ssize_t)lo : -1;
-}
-
-/* first index with v[i] >= uid */
-static size_t lower_bound(const struct uidarr *a, uint32_t uid)
-{
-    size_t lo = 0, hi = a->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (a->v[mid] < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    size_t i = imap_lower_bound(a->v, a->n, uid);
+    return i < a->n && a->v[i] == uid ? (ssize_t)i : -1;
 }
 
 static uint32_t max_uid(const struct uidarr *a)
@@ -120,9 +99,10 @@ static uint32_t recent_count(const struct imap_sel *sel)
 {
     if (sel->recent_lo > sel->recent_hi)
         return 0;
-    size_t a = lower_bound(&sel->uids, sel->recent_lo);
-    size_t b =
-        sel->recent_hi == UINT32_MAX ? sel->uids.n : lower_bound(&sel->uids, sel->recent_hi + 1);
+    size_t a = imap_lower_bound(sel->uids.v, sel->uids.n, sel->recent_lo);
+    size_t b = sel->recent_hi == UINT32_MAX
+                   ? sel->uids.n
+                   : imap_lower_bound(sel->uids.v, sel->uids.n, sel->recent_hi + 1);
     return (uint32_t)(b - a);
 }
 
@@ -144,6 +124,20 @@ void imap_sel_free(struct imap_session *s)
 
 /* ---- sets ---- */
 
+/* '*' is last; "4:2" is "2:4" (RFC 3501 9, seq-range). */
+static void range_order(uint32_t *lo, uint32_t *hi, uint32_t last)
+{
+    if (*hi == IMAP_STAR)
+        *hi = last;
+    if (*lo == IMAP_STAR)
+        *lo = last;
+    if (*lo > *hi) {
+        uint32_t t = *lo;
+        *lo = *hi;
+        *hi = t;
+    }
+}
+
 int imap_sel_resolve(struct imap_session *s, const struct imap_seqset *in, bool uid,
                      struct imap_arena *ar, struct storage_uidset *out)
 {
@@ -159,15 +153,7 @@ int imap_sel_resolve(struct imap_session *s, const struct imap_seqset *in, bool 
         uint32_t lo = in->r[i].lo, hi = in->r[i].hi;
         if (!uid) {
             uint32_t n = (uint32_t)u->n;
-            if (hi == IMAP_STAR)
-                hi = n;
-            if (lo == IMAP_STAR)
-                lo = n;
-            if (lo > hi) {
-                uint32_t t = lo;
-                lo = hi;
-                hi = t;
-            }
+            range_order(&lo, &hi, n);
             if (n == 0 && in->r[i].hi == IMAP_STAR)
                 continue; /* "1:*" in an empty mailbox: nothing */
             if (lo == 0 || hi > n)
@@ -179,15 +165,7 @@ int imap_sel_resolve(struct imap_session *s, const struct imap_seqset *in, bool 
             uint32_t m = max_uid(u);
             if (m == 0)
                 continue;
-            if (hi == IMAP_STAR)
-                hi = m;
-            if (lo == IMAP_STAR)
-                lo = m;
-            if (lo > hi) {
-                uint32_t t = lo;
-                lo = hi;
-                hi = t;
-            }
+            range_order(&lo, &hi, m);
             if (lo > m)
                 continue;
             if (hi > m)
@@ -372,13 +350,57 @@ static void apply_pending(struct imap_session *s, bool expunge_ok)
     }
 }
 
-/* ---- the pool part: flags changed by others, full resync ---- */
+/* ---- flags read on the pool, announced as FETCH FLAGS ---- */
 
-struct upd_flag {
-    uint32_t uid;
-    unsigned flags;
-    uint32_t kwoff; /* into kw buffer; UINT32_MAX = none */
-};
+int imap_flagset_add(struct imap_flagset *fs, const struct storage_msg *m)
+{
+    if (fs->n == fs->cap) {
+        size_t ncap = fs->cap ? fs->cap * 2 : 64;
+        struct imap_msgflags *n = realloc(fs->v, ncap * sizeof(*n));
+        if (!n)
+            return 1;
+        fs->v = n;
+        fs->cap = ncap;
+    }
+    struct imap_msgflags *f = &fs->v[fs->n++];
+    f->uid = m->uid;
+    f->flags = m->flags;
+    f->kwoff = UINT32_MAX;
+    if (m->keywords && *m->keywords) {
+        f->kwoff = (uint32_t)fs->kw.len;
+        buf_add(&fs->kw, m->keywords, strlen(m->keywords) + 1);
+    }
+    return 0;
+}
+
+void imap_flagset_free(struct imap_flagset *fs)
+{
+    free(fs->v);
+    buf_free(&fs->kw);
+    memset(fs, 0, sizeof(*fs));
+}
+
+void imap_flagset_announce(struct imap_session *s, const struct imap_flagset *fs, bool uid)
+{
+    for (size_t i = 0; i < fs->n && s->sel; i++) {
+        const struct imap_msgflags *f = &fs->v[i];
+        uint32_t seq = imap_sel_seq(s->sel, f->uid);
+        if (!seq)
+            continue;
+        struct buf *b = imap_outbuf(s);
+        buf_printf(b, "* %u FETCH (", seq);
+        if (uid)
+            buf_printf(b, "UID %u ", f->uid);
+        buf_str(b, "FLAGS ");
+        imap_buf_flags(b, f->flags, f->kwoff == UINT32_MAX ? NULL : fs->kw.p + f->kwoff,
+                       imap_sel_recent(s->sel, f->uid));
+        buf_str(b, ")\r\n");
+        if (b->len >= 64 * 1024)
+            imap_flush(s);
+    }
+}
+
+/* ---- the pool part: flags changed by others, full resync ---- */
 
 struct upd_job {
     struct imap_job j;
@@ -394,9 +416,7 @@ struct upd_job {
     bool gone;
     uint64_t highest;
     struct storage_uidlist all;
-    struct upd_flag *fl;
-    size_t nfl, capfl;
-    struct buf kw;
+    struct imap_flagset fl; /* flags changed by others */
 };
 
 static int upd_cb(void *arg, const struct storage_msg *m)
@@ -407,23 +427,7 @@ static int upd_cb(void *arg, const struct storage_msg *m)
     for (unsigned i = 0; i < u->n_own; i++)
         if (u->own[i] == m->modseq)
             return 0;
-    if (u->nfl == u->capfl) {
-        size_t ncap = u->capfl ? u->capfl * 2 : 64;
-        struct upd_flag *n = realloc(u->fl, ncap * sizeof(*n));
-        if (!n)
-            return 1;
-        u->fl = n;
-        u->capfl = ncap;
-    }
-    struct upd_flag *f = &u->fl[u->nfl++];
-    f->uid = m->uid;
-    f->flags = m->flags;
-    f->kwoff = UINT32_MAX;
-    if (m->keywords && *m->keywords) {
-        f->kwoff = (uint32_t)u->kw.len;
-        buf_add(&u->kw, m->keywords, strlen(m->keywords) + 1);
-    }
-    return 0;
+    return imap_flagset_add(&u->fl, m);
 }
 
 static void upd_work(struct imap_job *j)
@@ -452,8 +456,7 @@ static void upd_free(struct imap_job *j)
 {
     struct upd_job *u = (struct upd_job *)j;
     storage_uidlist_free(&u->all);
-    free(u->fl);
-    buf_free(&u->kw);
+    imap_flagset_free(&u->fl);
     free(u);
 }
 
@@ -495,19 +498,7 @@ static void upd_done(struct imap_session *s, struct imap_job *j)
     }
     apply_pending(s, u->expunge_ok);
     if (u->err == 0) {
-        for (size_t i = 0; i < u->nfl; i++) {
-            uint32_t seq = imap_sel_seq(sel, u->fl[i].uid);
-            if (!seq)
-                continue;
-            struct buf *b = imap_outbuf(s);
-            buf_printf(b, "* %u FETCH (UID %u FLAGS ", seq, u->fl[i].uid);
-            imap_buf_flags(b, u->fl[i].flags,
-                           u->fl[i].kwoff == UINT32_MAX ? NULL : u->kw.p + u->fl[i].kwoff,
-                           imap_sel_recent(sel, u->fl[i].uid));
-            buf_str(b, ")\r\n");
-            if (b->len >= 64 * 1024)
-                imap_flush(s);
-        }
+        imap_flagset_announce(s, &u->fl, true);
         if (u->highest > sel->known_modseq)
             sel->known_modseq = u->highest;
         sel->n_own = 0;

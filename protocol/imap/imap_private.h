@@ -118,6 +118,9 @@ int imap_args_datetime(struct imap_args *a, int64_t *t);
 int imap_parse_date(const char *s, size_t len, int64_t *t);
 int imap_args_date(struct imap_args *a, int64_t *t);
 
+/* The first index i with v[i] >= x in the ascending v[0..n), or n. */
+size_t imap_lower_bound(const uint32_t *v, size_t n, uint32_t x);
+
 /* Whether the atom w[0..n) is kw (case-insensitive). */
 bool imap_word_is(const char *w, size_t n, const char *kw);
 
@@ -374,6 +377,11 @@ struct imap_job {
 int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *work,
                    imap_job_done *done);
 
+/* Starts the command's job, or ends the command with a temporary
+ * failure (NO [UNAVAILABLE]) when it cannot. */
+void imap_cmd_job(struct imap_session *s, struct imap_job *j, imap_job_work *work,
+                  imap_job_done *done);
+
 /* ---- selected mailbox ---- */
 
 /* Resolves a sequence set (uid=false) or UID set against the session's
@@ -390,6 +398,22 @@ struct imap_sel *imap_sel_install(struct imap_session *s, const struct storage_m
  * ar); false after answering BAD. */
 bool imap_sel_set_arg(struct imap_session *s, struct imap_args *a, struct imap_arena *ar,
                       struct storage_uidset *us);
+/* Flags of messages read on the pool (STORE's result, others' changes),
+ * announced on the loop as FETCH FLAGS. Zeroed is empty. */
+struct imap_flagset {
+    struct imap_msgflags {
+        uint32_t uid;
+        unsigned flags;
+        uint32_t kwoff; /* into kw; UINT32_MAX: no keywords */
+    } * v;
+    size_t n, cap;
+    struct buf kw;
+};
+/* Adds m's flags (a storage callback: returns 1 when out of memory). */
+int imap_flagset_add(struct imap_flagset *fs, const struct storage_msg *m);
+void imap_flagset_free(struct imap_flagset *fs);
+/* "* seq FETCH ([UID u ]FLAGS (...))" for each message still in view. */
+void imap_flagset_announce(struct imap_session *s, const struct imap_flagset *fs, bool uid);
 /* Sequence number (1-based) of uid, 0 if not in view. */
 uint32_t imap_sel_seq(const struct imap_sel *sel, uint32_t uid);
 bool imap_sel_recent(const struct imap_sel *sel, uint32_t uid);
@@ -414,6 +438,7 @@ uint32_t imap_recent_floor(int64_t user, int64_t mbox);
 enum {
     IMAP_CMD_NO_EXPUNGE = 1 << 0, /* RFC 3501 7.4.1: no EXPUNGE while answering it */
     IMAP_CMD_UID = 1 << 1,        /* a UID command: sets are UIDs, answers say "UID" */
+    IMAP_CMD_NO_ARGS = 1 << 2,    /* takes no arguments ("X takes no arguments.") */
 };
 
 typedef void imap_cmd_fn(struct imap_session *s, struct imap_args *args);

@@ -142,6 +142,13 @@ void imap_finish_storage_err(struct imap_session *s, int err, const char *what)
     }
 }
 
+void imap_cmd_job(struct imap_session *s, struct imap_job *j, imap_job_work *work,
+                  imap_job_done *done)
+{
+    if (imap_job_start(s, j, work, done) < 0)
+        imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
+}
+
 struct storage_user *imap_storage(struct imap_session *s)
 {
     if (!s->mu) {
@@ -493,6 +500,10 @@ static void execute(struct imap_session *s)
         return;
     if (!(c->states & s->state)) {
         imap_bad(s, "%s is not valid in this state.", c->name);
+        return;
+    }
+    if ((c->flags & IMAP_CMD_NO_ARGS) && !imap_args_at_end(&args)) {
+        imap_bad(s, "%s takes no arguments.", c->name);
         return;
     }
     s->uid_cmd = c->flags & IMAP_CMD_UID;

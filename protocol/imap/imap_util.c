@@ -70,6 +70,21 @@ void imap_buf_date(struct buf *b, int64_t t)
                tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
+/* ---- sorted UID arrays ---- */
+
+size_t imap_lower_bound(const uint32_t *v, size_t n, uint32_t x)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* ---- arena ---- */
 
 struct imap_arena_blk {
