@@ -452,8 +452,8 @@ static const struct imap_cont append_cont = {
  * and streams it. */
 bool imap_append_literal(struct imap_session *s, uint64_t n, bool sync)
 {
-    const char *cmd = s->cmd, *lit;
-    size_t len = s->cmd_len, i = 0;
+    const char *cmd = s->cmd.p, *lit;
+    size_t len = s->cmd.len, i = 0;
     struct imap_args a;
     char tag[IMAP_TAG_MAX];
 

@@ -403,6 +403,14 @@ static void item_sep(struct imap_fetch *f)
     f->first_item = false;
 }
 
+/* An item answered from a string the index caches (NIL when absent). */
+static void cached_item(struct imap_fetch *f, const char *label, const char *cached)
+{
+    item_sep(f);
+    buf_str(&f->out, label);
+    buf_str(&f->out, cached ? cached : "NIL");
+}
+
 /* The metadata items of one message (FLAGS ... UID), all but sections. */
 static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it, uint32_t uid,
                       unsigned flags, const char *kw, uint64_t size, int64_t idate, const char *env,
@@ -425,19 +433,13 @@ static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it, ui
         buf_printf(b, "RFC822.SIZE %llu", (unsigned long long)size);
         break;
     case FI_ENVELOPE:
-        item_sep(f);
-        buf_str(b, "ENVELOPE ");
-        buf_str(b, env ? env : "NIL");
+        cached_item(f, "ENVELOPE ", env);
         break;
     case FI_BODY:
-        item_sep(f);
-        buf_str(b, "BODY ");
-        buf_str(b, body ? body : "NIL");
+        cached_item(f, "BODY ", body);
         break;
     case FI_BODYSTRUCTURE:
-        item_sep(f);
-        buf_str(b, "BODYSTRUCTURE ");
-        buf_str(b, bs ? bs : "NIL");
+        cached_item(f, "BODYSTRUCTURE ", bs);
         break;
     case FI_UID:
     case FI_SECTION:

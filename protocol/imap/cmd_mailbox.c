@@ -85,6 +85,22 @@ static void strip_trailing_slash(char *name)
         name[--l] = '\0';
 }
 
+/* The end of the arguments and the name a mailbox is created or renamed
+ * to (trailing '/' dropped, never INBOX); false after answering. */
+static bool new_name_ok(struct imap_session *s, struct imap_args *a, char *name)
+{
+    if (!imap_args_at_end(a)) {
+        imap_bad(s, "Unexpected arguments.");
+        return false;
+    }
+    strip_trailing_slash(name);
+    if (!strcmp(name, "INBOX")) {
+        imap_finish(s, "NO", "[ALREADYEXISTS] INBOX always exists.");
+        return false;
+    }
+    return true;
+}
+
 void imap_cmd_create(struct imap_session *s, struct imap_args *a)
 {
     char name[STORAGE_MBOX_NAME_MAX + 2];
@@ -127,16 +143,8 @@ void imap_cmd_create(struct imap_session *s, struct imap_args *a)
             return;
         }
     }
-    if (!imap_args_at_end(a)) {
-        imap_bad(s, "Unexpected arguments.");
-        return;
-    }
-    strip_trailing_slash(name);
-    if (!strcmp(name, "INBOX")) {
-        imap_finish(s, "NO", "[ALREADYEXISTS] INBOX always exists.");
-        return;
-    }
-    mbop_start(s, OP_CREATE, name, NULL, special);
+    if (new_name_ok(s, a, name))
+        mbop_start(s, OP_CREATE, name, NULL, special);
 }
 
 static void one_name_cmd(struct imap_session *s, struct imap_args *a, enum mbop op)
@@ -185,14 +193,6 @@ void imap_cmd_rename(struct imap_session *s, struct imap_args *a)
         imap_bad_arg(s, r, "RENAME from to");
         return;
     }
-    if (!imap_args_at_end(a)) {
-        imap_bad(s, "Unexpected arguments.");
-        return;
-    }
-    strip_trailing_slash(to);
-    if (!strcmp(to, "INBOX")) {
-        imap_finish(s, "NO", "[ALREADYEXISTS] INBOX always exists.");
-        return;
-    }
-    mbop_start(s, OP_RENAME, from, to, 0);
+    if (new_name_ok(s, a, to))
+        mbop_start(s, OP_RENAME, from, to, 0);
 }

@@ -272,8 +272,7 @@ struct imap_session {
     size_t ncommands;
 
     /* the command being assembled: its lines and literals */
-    char *cmd;
-    size_t cmd_len, cmd_cap;
+    struct buf cmd;
     uint64_t literal_left; /* IMAP_IN_LITERAL: bytes still to come */
     size_t skip_left;      /* IMAP_IN_SKIP: bytes still tolerated */
 

@@ -104,42 +104,35 @@ void imap_finish(struct imap_session *s, const char *status, const char *fmt, ..
     imap_resume(s);
 }
 
+/* The answer to each storage error: response code and text. */
+static const struct {
+    int err;
+    const char *code, *text; /* text NULL: storage_strerror() */
+} storage_errs[] = {
+    {STORAGE_E_NOMBOX, "[NONEXISTENT] ", "no such mailbox"},
+    {STORAGE_E_EXISTS, "[ALREADYEXISTS] ", "mailbox already exists"},
+    {STORAGE_E_QUOTA, "[OVERQUOTA] ", "quota exceeded"},
+    {STORAGE_E_BADNAME, "[CANNOT] ", "invalid mailbox name"},
+    {STORAGE_E_NOPERM, "[CANNOT] ", NULL},
+    {STORAGE_E_CHILDREN, "[CANNOT] ", NULL},
+    {STORAGE_E_TOOBIG, "[TOOBIG] ", "message too large"},
+    {STORAGE_E_NOMSG, "[EXPUNGEISSUED] ", "message expunged"},
+    {STORAGE_E_INVAL, "", "invalid argument"},
+    {STORAGE_E_TEMP, "[UNAVAILABLE] ", "temporary failure; try again later"},
+    {STORAGE_E_NOMEM, "[UNAVAILABLE] ", "temporary failure; try again later"},
+};
+
 void imap_finish_storage_err(struct imap_session *s, int err, const char *what)
 {
-    switch (err) {
-    case STORAGE_E_NOMBOX:
-        imap_finish(s, "NO", "[NONEXISTENT] %s: no such mailbox.", what);
-        break;
-    case STORAGE_E_EXISTS:
-        imap_finish(s, "NO", "[ALREADYEXISTS] %s: mailbox already exists.", what);
-        break;
-    case STORAGE_E_QUOTA:
-        imap_finish(s, "NO", "[OVERQUOTA] %s: quota exceeded.", what);
-        break;
-    case STORAGE_E_BADNAME:
-        imap_finish(s, "NO", "[CANNOT] %s: invalid mailbox name.", what);
-        break;
-    case STORAGE_E_NOPERM:
-    case STORAGE_E_CHILDREN:
-        imap_finish(s, "NO", "[CANNOT] %s: %s.", what, storage_strerror(err));
-        break;
-    case STORAGE_E_TOOBIG:
-        imap_finish(s, "NO", "[TOOBIG] %s: message too large.", what);
-        break;
-    case STORAGE_E_NOMSG:
-        imap_finish(s, "NO", "[EXPUNGEISSUED] %s: message expunged.", what);
-        break;
-    case STORAGE_E_INVAL:
-        imap_finish(s, "NO", "%s: invalid argument.", what);
-        break;
-    case STORAGE_E_TEMP:
-    case STORAGE_E_NOMEM:
-        imap_finish(s, "NO", "[UNAVAILABLE] %s: temporary failure; try again later.", what);
-        break;
-    default:
-        imap_finish(s, "NO", "[SERVERBUG] %s: internal error.", what);
-        break;
+    const char *code = "[SERVERBUG] ", *text = "internal error";
+    for (size_t i = 0; i < sizeof(storage_errs) / sizeof(storage_errs[0]); i++) {
+        if (storage_errs[i].err == err) {
+            code = storage_errs[i].code;
+            text = storage_errs[i].text ? storage_errs[i].text : storage_strerror(err);
+            break;
+        }
     }
+    imap_finish(s, "NO", "%s%s: %s.", code, what, text);
 }
 
 void imap_cmd_job(struct imap_session *s, struct imap_job *j, imap_job_work *work,
@@ -311,30 +304,17 @@ static int cmd_append(struct imap_session *s, const char *p, size_t len)
     const struct conf *cf = conn_conf(s->c);
     size_t limit = cf->max_line_length + (size_t)cf->max_literal_size;
 
-    if (s->cmd_len + len > limit)
+    if (s->cmd.len + len > limit)
         return -1;
-    if (s->cmd_len + len > s->cmd_cap) {
-        size_t ncap = s->cmd_cap ? s->cmd_cap : 256;
-        while (ncap < s->cmd_len + len)
-            ncap *= 2;
-        char *n = realloc(s->cmd, ncap);
-        if (!n)
-            return -1;
-        s->cmd = n;
-        s->cmd_cap = ncap;
-    }
-    memcpy(s->cmd + s->cmd_len, p, len);
-    s->cmd_len += len;
-    return 0;
+    buf_add(&s->cmd, p, len);
+    return s->cmd.oom ? -1 : 0;
 }
 
 static void cmd_reset(struct imap_session *s)
 {
-    if (s->cmd)
-        explicit_bzero(s->cmd, s->cmd_len); /* may hold a LOGIN password */
-    free(s->cmd);
-    s->cmd = NULL;
-    s->cmd_len = s->cmd_cap = 0;
+    if (s->cmd.p)
+        explicit_bzero(s->cmd.p, s->cmd.len); /* may hold a LOGIN password */
+    buf_free(&s->cmd);
     s->literal_left = 0;
 }
 
@@ -481,8 +461,8 @@ static const struct imap_command *lookup(struct imap_session *s, const char *p, 
 
 static void execute(struct imap_session *s)
 {
-    const char *p = s->cmd;
-    size_t len = s->cmd_len, taglen;
+    const char *p = s->cmd.p;
+    size_t len = s->cmd.len, taglen;
     struct imap_args args;
 
     if (!take_tag(s, p, len, &taglen)) {
@@ -515,8 +495,8 @@ static void execute(struct imap_session *s)
  * APPEND streams its message). */
 static bool literal_hook(struct imap_session *s, uint64_t n, bool sync)
 {
-    const char *p = s->cmd;
-    size_t len = s->cmd_len, i = 0, k;
+    const char *p = s->cmd.p;
+    size_t len = s->cmd.len, i = 0, k;
 
     while (i < len && p[i] != ' ')
         i++;
@@ -569,12 +549,12 @@ static bool read_command(struct imap_session *s)
 
     /* a new command: within the rate limit? (only once a whole line is
      * there, so that partial lines are not counted) */
-    if (s->cmd_len == 0 && s->in.len && memchr(s->in.p + s->in.off, '\n', s->in.len) && !rate_ok(s))
+    if (s->cmd.len == 0 && s->in.len && memchr(s->in.p + s->in.off, '\n', s->in.len) && !rate_ok(s))
         return false;
     /* the tag of a new command, kept in case the line is too long */
     char tag[IMAP_TAG_MAX];
     size_t taglen = 0;
-    if (s->cmd_len == 0 && s->in.len) {
+    if (s->cmd.len == 0 && s->in.len) {
         const char *p = s->in.p + s->in.off;
         size_t n = s->in.len < IMAP_TAG_MAX ? s->in.len : IMAP_TAG_MAX;
         taglen = tag_run(p, n);
@@ -596,7 +576,7 @@ static bool read_command(struct imap_session *s)
     if (r == LINEBUF_MORE)
         return false;
     if (r == LINEBUF_TOOLONG) {
-        if (s->cmd_len == 0 && taglen) {
+        if (s->cmd.len == 0 && taglen) {
             /* a plain over-long command line: refused, the session goes on
              * after its end (the reader skips it) */
             memcpy(s->tag, tag, taglen + 1);
@@ -614,7 +594,7 @@ static bool read_command(struct imap_session *s)
         line_too_long(s);
         return false;
     }
-    if (s->cmd_len == 0 && len == 0)
+    if (s->cmd.len == 0 && len == 0)
         return true; /* empty lines between commands are tolerated */
     uint64_t n = 0;
     bool sync = false;
@@ -632,9 +612,9 @@ static bool read_command(struct imap_session *s)
     if (lit > 0 && literal_hook(s, n, sync))
         return true; /* the command reads the literal itself from here */
     if (lit < 0 || n > cf->max_literal_size ||
-        s->cmd_len + n > cf->max_line_length + cf->max_literal_size) {
+        s->cmd.len + n > cf->max_line_length + cf->max_literal_size) {
         size_t tl;
-        take_tag(s, s->cmd, s->cmd_len, &tl);
+        take_tag(s, s->cmd.p, s->cmd.len, &tl);
         cmd_reset(s);
         if (!sync) {
             /* the client sends the bytes anyway: no way to resynchronize */
