@@ -132,10 +132,6 @@ static void do_copy(struct imap_session *s, struct imap_args *a, bool move)
         imap_finish(s, "OK", "%s%s completed.", s->uid_cmd ? "UID " : "", move ? "MOVE" : "COPY");
         return;
     }
-    if (!imap_storage(s)) {
-        copy_free(&cj->j);
-        return;
-    }
     imap_cmd_job(s, &cj->j, copy_work, copy_done);
 }
 

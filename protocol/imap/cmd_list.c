@@ -301,10 +301,6 @@ static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode 
                                          : "LIST");
         return;
     }
-    if (!imap_storage(s)) {
-        list_free(&l->j);
-        return;
-    }
     imap_cmd_job(s, &l->j, list_work, list_done);
 }
 

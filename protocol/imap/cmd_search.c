@@ -508,9 +508,5 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
         return;
     }
     sj->mbox = s->sel->id;
-    if (!imap_storage(s)) {
-        search_free(&sj->j);
-        return;
-    }
     imap_cmd_job(s, &sj->j, search_work, search_done);
 }

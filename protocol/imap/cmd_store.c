@@ -119,9 +119,5 @@ void imap_cmd_store(struct imap_session *s, struct imap_args *a)
         imap_finish(s, "OK", "%sSTORE completed.", s->uid_cmd ? "UID " : "");
         return;
     }
-    if (!imap_storage(s)) {
-        store_free(&sj->j);
-        return;
-    }
     imap_cmd_job(s, &sj->j, store_work, store_done);
 }

@@ -376,8 +376,8 @@ struct imap_job {
 int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *work,
                    imap_job_done *done);
 
-/* Starts the command's job, or ends the command with a temporary
- * failure (NO [UNAVAILABLE]) when it cannot. */
+/* Starts the command's job, or ends the command with NO [UNAVAILABLE]
+ * when there is no store (j freed) or the job cannot start. */
 void imap_cmd_job(struct imap_session *s, struct imap_job *j, imap_job_work *work,
                   imap_job_done *done);
 

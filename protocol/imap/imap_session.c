@@ -1,35 +1,37 @@
-/* IMAP session core: assembling commands from lines and literals under the
- * configured limits, dispatch through the command table (imap_commands.c),
- * output batching, thread-pool jobs, the command rate limit, output
+/* IMAP session core: the greeting, assembling commands from lines and
+ * literals under the configured limits, dispatch through the command table
+ * (handed over by imap_commands.c), ending a command (pending mailbox
+ * changes, then the tagged reply), the command rate limit, output
  * back-pressure, the per user+address session count, and the session's
- * end (LOGOUT, timeouts, shutdown, too many errors). It names no command:
- * a command that takes several steps runs through its continuation
- * (struct imap_cont).
+ * end (LOGOUT, timeouts, shutdown, too many errors). Output, replies and
+ * pool jobs are in imap_io.c. It names no command: one that takes several
+ * steps runs through its continuation (struct imap_cont).
  *
  * The session is two enums. s->input, what it reads next:
  *
- *          line ends in {N}: literal    literal read
- *   COMMAND ------------------------> LITERAL ------> COMMAND (line goes on)
- *     |  ^  \                                  (row's literal hook takes it: CONT)
- *     |  |   \ line over max_line_length, its end not yet seen
- *     |  |    `-------------------------------> SKIP --(end seen: tagged BAD)--> COMMAND
- *     |  |                                        `--(4x the limit: BYE, closed)
- *     |  | imap_cont_end()
- *     |  |
- *     `--+-- imap_cont_start() --> CONT: the command's line()/bytes() read
- *                                   (APPEND data, SASL responses, IDLE's DONE)
+ *   COMMAND --line ends in {N}----------------> LITERAL --N bytes read--> COMMAND
+ *   COMMAND --over-long line, end not yet seen-> SKIP --end seen: tagged BAD--> COMMAND
+ *                                                  \--4x max_line_length: BYE
+ *   COMMAND --imap_cont_start() (a command, or a row's literal hook)--> CONT
+ *   CONT    --imap_cont_end()-----------------> COMMAND
+ *
+ *   In CONT the command's line() gets the lines (SASL responses, IDLE's
+ *   DONE), or its bytes() reads the input itself (APPEND's messages), or,
+ *   with neither, nothing is read until it ends (FETCH).
  *
  * s->wait, what it waits on before reading or running anything more:
  *
- *   NONE --imap_job_start()/login--> JOB    --job done--> NONE (done callback)
- *   NONE --over the command rate---> RATE   --next second (timer)--> NONE
- *   NONE --imap_stall()------------> OUTPUT --on_drain--> NONE (cont->resume)
+ *   NONE --imap_job_start(), a login-----> JOB    --done callback--> NONE
+ *   NONE --over the commands per second--> RATE   --next second----> NONE
+ *   NONE --imap_stall()------------------> OUTPUT --on_drain-------> NONE
  *
- * The reading loop runs while the wait is NONE, the output is below
- * CONN_WRITE_HIGH and the session is not closing; a command running
- * without input (FETCH between steps) holds it. A session closed while a
- * job runs: the continuation's abort frees the command, the job is
- * detached and frees what it holds when it ends. */
+ * run() reads while the wait is NONE, the output is below CONN_WRITE_HIGH
+ * and the session is not closing; imap_resume() runs it again and then
+ * the continuation's resume() (FETCH's next step, IDLE's announcements).
+ * A tagged reply that must wait for updates announced by a pool job is
+ * held in s->tagline (wait JOB) and written when the job is done. A
+ * session closed while a job runs: the continuation's abort() frees the
+ * command, the job is detached and frees what it holds when it ends. */
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -138,6 +140,13 @@ void imap_finish_storage_err(struct imap_session *s, int err, const char *what)
 void imap_cmd_job(struct imap_session *s, struct imap_job *j, imap_job_work *work,
                   imap_job_done *done)
 {
+    if (!imap_storage(s)) {
+        if (j->free_fn)
+            j->free_fn(j);
+        else
+            free(j);
+        return;
+    }
     if (imap_job_start(s, j, work, done) < 0)
         imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
 }
