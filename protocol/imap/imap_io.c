@@ -1,9 +1,9 @@
 /* What every part of an IMAP session writes and waits with: the batched
  * output (one buffer for the loop thread, flushed at the end of every event
  * or when large), the untagged and tagged replies that do not end a
- * command, the running command's continuation and what the session waits
- * on, and the thread-pool jobs. Below the session core and the commands;
- * it calls neither. */
+ * command, the capability list, the running command's continuation and
+ * what the session waits on, and the thread-pool jobs. Below the session
+ * core and the commands; it calls neither. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +106,22 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
     imap_printf(s, "%s BAD %s\r\n", s->tag[0] ? s->tag : "*", text);
     if (++s->bad_count >= conn_conf(s->c)->max_bad_commands)
         too_many_errors(s);
+}
+
+/* What the server offers; AUTH= and STARTTLS depend on the connection. */
+#define CAPS_COMMON                                                                                \
+    "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN "          \
+    "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST"
+
+const char *imap_capabilities(struct imap_session *s)
+{
+    if (s->state != IMAP_NOTAUTH)
+        return CAPS_COMMON;
+    if (conn_is_tls(s->c))
+        return CAPS_COMMON " AUTH=PLAIN AUTH=LOGIN";
+    if (conn_plaintext_auth_ok(s->c))
+        return CAPS_COMMON " STARTTLS AUTH=PLAIN AUTH=LOGIN";
+    return CAPS_COMMON " STARTTLS LOGINDISABLED";
 }
 
 /* BAD for an argument the parser refused (r): the mailbox name, the

@@ -1,6 +1,10 @@
-/* IMAP session state and what the command files share: the argument parser
- * (RFC 3501 grammar), response building, the selected mailbox with its
- * sequence-number/UID map and pending updates, and thread-pool jobs. */
+/* What the IMAP files share, bottom up: response writers, the arena and
+ * modified UTF-7 (imap_util.c); the argument parser, RFC 3501 grammar
+ * (imap_args.c); the session state, its output, replies, continuation
+ * and thread-pool jobs (imap_io.c); the selected mailbox with its
+ * sequence-number/UID map and pending updates (imap_mailbox.c); the
+ * session core (imap_session.c); the commands (cmd_*.c) and their table
+ * (imap_commands.c). Each file calls only files listed before it. */
 #ifndef COFFRE_IMAP_PRIVATE_H
 #define COFFRE_IMAP_PRIVATE_H
 
@@ -327,8 +331,9 @@ void imap_out_discard(struct imap_session *s);
 /* Bytes written but not yet taken by the client, this event's included. */
 size_t imap_out_pending(struct imap_session *s);
 void imap_close(struct imap_session *s);
-/* A multi-step command waits for the client to read: arms the output
- * timeout (imap_output_timeout) until on_drain. */
+/* A multi-step command waits for the client to read (IMAP_WAIT_OUTPUT):
+ * arms the output timeout (imap_output_timeout) until the output drains,
+ * then the continuation's resume runs. */
 void imap_stall(struct imap_session *s);
 
 void imap_tagged(struct imap_session *s, const char *status, const char *fmt, ...)

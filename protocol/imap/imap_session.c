@@ -45,21 +45,6 @@
 #include "server/base/config.h"
 #include "server/base/log.h"
 
-#define CAPS_COMMON                                                                                \
-    "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN "          \
-    "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST"
-
-const char *imap_capabilities(struct imap_session *s)
-{
-    if (s->state != IMAP_NOTAUTH)
-        return CAPS_COMMON;
-    if (conn_is_tls(s->c))
-        return CAPS_COMMON " AUTH=PLAIN AUTH=LOGIN";
-    if (conn_plaintext_auth_ok(s->c))
-        return CAPS_COMMON " STARTTLS AUTH=PLAIN AUTH=LOGIN";
-    return CAPS_COMMON " STARTTLS LOGINDISABLED";
-}
-
 static bool reading(struct imap_session *s)
 {
     return s->wait == IMAP_WAIT_NONE &&
@@ -308,7 +293,7 @@ static bool rate_ok(struct imap_session *s)
 
 /* ---- command assembly ---- */
 
-static int cmd_append(struct imap_session *s, const char *p, size_t len)
+static int cmd_add(struct imap_session *s, const char *p, size_t len)
 {
     const struct conf *cf = conn_conf(s->c);
     size_t limit = cf->max_line_length + (size_t)cf->max_literal_size;
@@ -545,7 +530,7 @@ static bool read_command(struct imap_session *s)
         size_t n = linebuf_take(&s->in, s->literal_left, &p);
         if (n == 0)
             return false;
-        if (cmd_append(s, p, n) < 0) {
+        if (cmd_add(s, p, n) < 0) {
             cmd_reset(s);
             line_too_long(s);
             return false;
@@ -608,7 +593,7 @@ static bool read_command(struct imap_session *s)
     uint64_t n = 0;
     bool sync = false;
     int lit = literal_suffix(line, len, &n, &sync);
-    if (cmd_append(s, line, len) < 0) {
+    if (cmd_add(s, line, len) < 0) {
         cmd_reset(s);
         line_too_long(s);
         return false;
@@ -635,7 +620,7 @@ static bool read_command(struct imap_session *s)
                     (unsigned long long)cf->max_literal_size);
         return true;
     }
-    if (cmd_append(s, "\r\n", 2) < 0) {
+    if (cmd_add(s, "\r\n", 2) < 0) {
         cmd_reset(s);
         line_too_long(s);
         return false;
