@@ -1,6 +1,6 @@
-/* Commands valid in any state (CAPABILITY, NOOP, LOGOUT, ID), STARTTLS,
- * and the small authenticated ones that need no storage (ENABLE,
- * NAMESPACE). */
+/* The small commands that need no storage: those valid in any state
+ * (CAPABILITY, NOOP, LOGOUT, ID) and, once authenticated, ENABLE and
+ * NAMESPACE. */
 #include <string.h>
 #include <strings.h>
 
@@ -9,51 +9,20 @@
 
 void imap_cmd_capability(struct imap_session *s, struct imap_args *a)
 {
-    if (!imap_args_at_end(a)) {
-        imap_bad(s, "CAPABILITY takes no arguments.");
-        return;
-    }
     imap_printf(s, "* CAPABILITY %s\r\n", imap_capabilities(s));
     imap_finish(s, "OK", "Capability completed.");
 }
 
 void imap_cmd_noop(struct imap_session *s, struct imap_args *a)
 {
-    if (!imap_args_at_end(a)) {
-        imap_bad(s, "NOOP takes no arguments.");
-        return;
-    }
     imap_finish(s, "OK", "NOOP completed.");
 }
 
 void imap_cmd_logout(struct imap_session *s, struct imap_args *a)
 {
-    if (!imap_args_at_end(a)) {
-        imap_bad(s, "LOGOUT takes no arguments.");
-        return;
-    }
     imap_printf(s, "* BYE Logging out.\r\n");
     imap_tagged(s, "OK", "Logout completed.");
     imap_close(s);
-}
-
-void imap_cmd_starttls(struct imap_session *s, struct imap_args *a)
-{
-    if (!imap_args_at_end(a)) {
-        imap_bad(s, "STARTTLS takes no arguments.");
-        return;
-    }
-    if (conn_is_tls(s->c)) {
-        imap_bad(s, "TLS is already active.");
-        return;
-    }
-    imap_tagged(s, "OK", "Begin TLS negotiation now.");
-    imap_flush(s);
-    /* Whatever the client pipelined after STARTTLS was sent in clear and
-     * may have been injected on the way: it is discarded, never run. */
-    linebuf_clear(&s->in);
-    if (conn_starttls(s->c) < 0)
-        imap_close(s);
 }
 
 /* ID (RFC 2971): the client's list is checked and logged, ours sent. */
@@ -88,8 +57,8 @@ void imap_cmd_id(struct imap_session *s, struct imap_args *a)
                 break;
             }
             if (ll < sizeof(logline) - 1) {
-                int n = snprintf(logline + ll, sizeof(logline) - ll, "%s%s=%s", ll ? " " : "",
-                                 k, v ? v : "NIL");
+                int n = snprintf(logline + ll, sizeof(logline) - ll, "%s%s=%s", ll ? " " : "", k,
+                                 v ? v : "NIL");
                 if (n > 0)
                     ll += (size_t)n < sizeof(logline) - ll ? (size_t)n : sizeof(logline) - ll - 1;
             }
@@ -108,8 +77,7 @@ void imap_cmd_id(struct imap_session *s, struct imap_args *a)
         return;
     }
     if (ll)
-        log_info("conn=%llu imap client id: %s", (unsigned long long)conn_info(s->c)->id,
-                 logline);
+        log_info("conn=%llu imap client id: %s", (unsigned long long)conn_info(s->c)->id, logline);
     imap_printf(s, "* ID (\"name\" \"coffre\" \"version\" \"0.1.0\")\r\n");
     imap_finish(s, "OK", "ID completed.");
 }
@@ -139,10 +107,6 @@ void imap_cmd_enable(struct imap_session *s, struct imap_args *a)
 
 void imap_cmd_namespace(struct imap_session *s, struct imap_args *a)
 {
-    if (!imap_args_at_end(a)) {
-        imap_bad(s, "NAMESPACE takes no arguments.");
-        return;
-    }
     imap_printf(s, "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
     imap_finish(s, "OK", "Namespace completed.");
 }

@@ -37,7 +37,7 @@ struct imap_append {
     uint32_t uidvalidity;
     uint64_t left;
     bool sync;
-    int err;            /* first failure: answered when the command ends */
+    int err;             /* first failure: answered when the command ends */
     const char *errwhat; /* or a syntax problem (BAD) */
     struct ap_msg *msgs;
     size_t nmsgs, capmsgs;
@@ -132,12 +132,10 @@ static void drafts_drop(uv_loop_t *loop, struct ap_msg *msgs, size_t n)
 struct ap_job;
 static void ap_job_orphan(struct imap_session *s, struct imap_append *ap);
 
-void imap_append_abort(struct imap_session *s)
+/* The session ends while the APPEND runs. */
+static void ap_abort(struct imap_session *s)
 {
-    struct imap_append *ap = s->app;
-    if (!ap)
-        return;
-    s->app = NULL;
+    struct imap_append *ap = s->cont_data;
     if (ap->phase == AP_JOB && s->job)
         ap_job_orphan(s, ap); /* the running job frees the drafts when done */
     else
@@ -227,7 +225,7 @@ static void ap_done(struct imap_session *s, struct imap_job *j);
 
 static void ap_start(struct imap_session *s, struct ap_job *aj)
 {
-    struct imap_append *ap = s->app;
+    struct imap_append *ap = s->cont_data;
     aj->j.free_fn = ap_job_free;
     ap->phase = AP_JOB;
     if (imap_job_start(s, &aj->j, ap_work, ap_done) < 0) {
@@ -238,7 +236,7 @@ static void ap_start(struct imap_session *s, struct ap_job *aj)
 
 static void ap_open_draft(struct imap_session *s, bool lookup)
 {
-    struct imap_append *ap = s->app;
+    struct imap_append *ap = s->cont_data;
     struct ap_job *aj = calloc(1, sizeof(*aj));
     if (!aj) {
         ap->err = STORAGE_E_NOMEM;
@@ -255,10 +253,25 @@ static void ap_open_draft(struct imap_session *s, bool lookup)
 
 static void ap_answer(struct imap_session *s);
 
+/* All of the current message is written: its draft is finished (synced)
+ * on the pool. */
+static void ap_finish_draft(struct imap_session *s, struct imap_append *ap)
+{
+    struct ap_job *fj = calloc(1, sizeof(*fj));
+    if (!fj) {
+        ap->err = STORAGE_E_NOMEM;
+        ap->phase = AP_LINE;
+        return;
+    }
+    fj->kind = 2;
+    fj->draft = ap->msgs[ap->nmsgs - 1].draft;
+    ap_start(s, fj);
+}
+
 static void ap_done(struct imap_session *s, struct imap_job *j)
 {
     struct ap_job *aj = (struct ap_job *)j;
-    struct imap_append *ap = s->app;
+    struct imap_append *ap = s->cont_data;
 
     if (!ap) {
         if (aj->kind == 0 && aj->draft)
@@ -287,17 +300,8 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
         if (ap->sync)
             imap_printf(s, "+ Ready for literal data\r\n");
         ap->phase = AP_DATA;
-        if (ap->left == 0) {
-            struct ap_job *fj = calloc(1, sizeof(*fj));
-            if (!fj) {
-                ap->err = STORAGE_E_NOMEM;
-                ap->phase = AP_LINE;
-                break;
-            }
-            fj->kind = 2;
-            fj->draft = ap->msgs[ap->nmsgs - 1].draft;
-            ap_start(s, fj);
-        }
+        if (ap->left == 0)
+            ap_finish_draft(s, ap); /* an empty message */
         break;
     case 1:
         ap->chunk = aj->chunk; /* the buffer comes back */
@@ -312,18 +316,7 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
             ap->phase = AP_DATA;
             break;
         }
-        /* last chunk written: finish the draft */
-        {
-            struct ap_job *fj = calloc(1, sizeof(*fj));
-            if (!fj) {
-                ap->err = STORAGE_E_NOMEM;
-                ap->phase = AP_LINE;
-                break;
-            }
-            fj->kind = 2;
-            fj->draft = ap->msgs[ap->nmsgs - 1].draft;
-            ap_start(s, fj);
-        }
+        ap_finish_draft(s, ap); /* last chunk written */
         break;
     case 2:
         if (aj->err)
@@ -331,9 +324,9 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
         ap->phase = AP_LINE;
         break;
     case 3: {
-        struct imap_buf code = {0};
+        struct buf code = {0};
         if (aj->err) {
-            s->app = NULL;
+            imap_cont_end(s);
             ap_destroy(ap);
             if (aj->err == STORAGE_E_NOMBOX)
                 imap_finish(s, "NO", "[TRYCREATE] APPEND: no such mailbox.");
@@ -343,14 +336,14 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
         }
         if (s->sel && s->sel->id == ap->mbox_id)
             imap_sel_note_new(s, aj->uids, aj->nmsgs);
-        imap_buf_printf(&code, "[APPENDUID %u ", ap->uidvalidity);
+        buf_printf(&code, "[APPENDUID %u ", ap->uidvalidity);
         for (size_t i = 0; i < aj->nmsgs; i++)
-            imap_buf_printf(&code, "%s%u", i ? "," : "", aj->uids[i]);
-        imap_buf_add(&code, "]", 2);
-        s->app = NULL;
+            buf_printf(&code, "%s%u", i ? "," : "", aj->uids[i]);
+        buf_str(&code, "]");
+        imap_cont_end(s);
         ap_destroy(ap);
         imap_finish(s, "OK", "%s APPEND completed.", code.oom ? "" : code.p);
-        imap_buf_free(&code);
+        buf_free(&code);
         return;
     }
     }
@@ -360,17 +353,16 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
 /* Ends the command with the error met (literal bytes all read). */
 static void ap_answer(struct imap_session *s)
 {
-    struct imap_append *ap = s->app;
+    struct imap_append *ap = s->cont_data;
     int err = ap->err;
     const char *what = ap->errwhat;
 
-    s->app = NULL;
+    imap_cont_end(s);
     /* drafts written so far are dropped on the pool */
     drafts_drop(conn_loop(s->c), ap->msgs, ap->nmsgs);
     ap->msgs = NULL;
     ap->nmsgs = 0;
     ap_destroy(ap);
-    s->busy = true;
     if (what)
         imap_finish(s, "BAD", "%s", what);
     else if (err == STORAGE_E_NOMBOX)
@@ -448,10 +440,20 @@ static bool too_big(struct imap_session *s, uint64_t n, bool sync)
     return true;
 }
 
-bool imap_append_begin(struct imap_session *s, uint64_t n, bool sync)
+static bool ap_input(struct imap_session *s);
+
+static const struct imap_cont append_cont = {
+    .bytes = ap_input,
+    .abort = ap_abort,
+};
+
+/* The literal hook of APPEND's row: a line announcing a literal. When it
+ * is the message literal of an APPEND, the command takes over from here
+ * and streams it. */
+bool imap_append_literal(struct imap_session *s, uint64_t n, bool sync)
 {
-    const char *cmd = s->cmd, *lit;
-    size_t len = s->cmd_len, i = 0;
+    const char *cmd = s->cmd.p, *lit;
+    size_t len = s->cmd.len, i = 0;
     struct imap_args a;
     char tag[IMAP_TAG_MAX];
 
@@ -468,7 +470,8 @@ bool imap_append_begin(struct imap_session *s, uint64_t n, bool sync)
     struct imap_append *ap = calloc(1, sizeof(*ap));
     if (!ap)
         return false;
-    imap_args_init(&a, cmd + i + 7, (size_t)(lit - (cmd + i + 7)), conn_conf(s->c)->imap_max_nesting);
+    imap_args_init(&a, cmd + i + 7, (size_t)(lit - (cmd + i + 7)),
+                   conn_conf(s->c)->imap_max_nesting);
     struct ap_msg m = {0};
     if (imap_args_sp(&a) != IMAP_ARG_OK ||
         imap_args_mailbox(&a, ap->mbox, sizeof(ap->mbox)) != IMAP_ARG_OK ||
@@ -476,11 +479,9 @@ bool imap_append_begin(struct imap_session *s, uint64_t n, bool sync)
         ap_destroy(ap);
         return false; /* the literal is something else: read it as such */
     }
-    /* the message literal: from here on, APPEND streams it */
+    /* the message literal: from here on, APPEND streams it (the session
+     * drops the command assembled so far) */
     snprintf(s->tag, sizeof(s->tag), "%s", tag);
-    free(s->cmd);
-    s->cmd = NULL;
-    s->cmd_len = s->cmd_cap = 0;
     if (too_big(s, n, sync)) {
         ap_destroy(ap);
         return true;
@@ -495,9 +496,7 @@ bool imap_append_begin(struct imap_session *s, uint64_t n, bool sync)
     *mm = m;
     ap->left = n;
     ap->sync = sync;
-    s->app = ap;
-    s->expunge_ok = true;
-    s->uid_cmd = false;
+    imap_cont_start(s, &append_cont, ap);
     if (!s->mu) {
         ap->err = STORAGE_E_TEMP;
         if (sync) {
@@ -520,7 +519,7 @@ void imap_cmd_append(struct imap_session *s, struct imap_args *a)
 
 static void next_line(struct imap_session *s, const char *line, size_t len)
 {
-    struct imap_append *ap = s->app;
+    struct imap_append *ap = s->cont_data;
     uint64_t n = 0;
     bool sync = true;
 
@@ -546,11 +545,9 @@ static void next_line(struct imap_session *s, const char *line, size_t len)
         aj->uids = uids;
         ap->msgs = NULL;
         ap->nmsgs = ap->capmsgs = 0;
-        s->busy = true;
         ap_start(s, aj);
         if (ap->phase != AP_JOB) {
             /* could not start: the drafts went back with the job */
-            s->busy = false;
             ap_answer(s);
         }
         return;
@@ -621,9 +618,10 @@ static void next_line(struct imap_session *s, const char *line, size_t len)
     ap_open_draft(s, false);
 }
 
-bool imap_append_input(struct imap_session *s)
+/* Input while the APPEND runs (false: needs more input). */
+static bool ap_input(struct imap_session *s)
 {
-    struct imap_append *ap = s->app;
+    struct imap_append *ap = s->cont_data;
     const char *p, *line;
     size_t n, len;
 
@@ -673,7 +671,7 @@ bool imap_append_input(struct imap_session *s)
         if (r == LINEBUF_MORE)
             return false;
         if (r == LINEBUF_TOOLONG) {
-            s->app = NULL;
+            imap_cont_end(s);
             ap_destroy(ap);
             imap_printf(s, "* BYE [TOOBIG] Command line too long.\r\n");
             imap_close(s);

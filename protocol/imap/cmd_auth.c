@@ -1,6 +1,9 @@
-/* LOGIN and AUTHENTICATE (PLAIN, LOGIN; SASL-IR). Credentials are checked
- * by the auth service on the thread pool; the session waits, reading
- * nothing, until the answer (delayed on failure) comes back. */
+/* Getting authenticated: STARTTLS, LOGIN and AUTHENTICATE (PLAIN, LOGIN;
+ * SASL-IR). Credentials are checked by the auth service on the thread
+ * pool; the session waits, reading nothing, until the answer (delayed on
+ * failure) comes back. AUTHENTICATE reads the client's SASL responses as
+ * its continuation's lines; a login in flight is a continuation too, so
+ * that a session closed meanwhile cancels it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +17,7 @@ static void login_complete(struct imap_session *s)
     s->bad_count = 0;
     conn_set_timeout(s->c, conn_conf(s->c)->imap_idle_timeout_ms);
     imap_tagged(s, "OK", "[CAPABILITY %s] Logged in.", imap_capabilities(s));
-    s->busy = false;
+    imap_wait(s, IMAP_WAIT_NONE);
     imap_resume(s);
 }
 
@@ -38,8 +41,7 @@ static void quota_done(struct imap_session *s, struct imap_job *j)
     struct quota_job *q = (struct quota_job *)j;
     uint64_t limit = s->quota_bytes;
 
-    if (q->err == 0 && limit &&
-        q->used * 100 >= limit * conn_conf(s->c)->quota_warning_percent) {
+    if (q->err == 0 && limit && q->used * 100 >= limit * conn_conf(s->c)->quota_warning_percent) {
         unsigned pct = (unsigned)(q->used * 100 / limit);
         conn_printf(s->c,
                     "* OK [ALERT] Your mailbox is %u%% full (%llu of %llu MB); delete or "
@@ -57,7 +59,7 @@ static void on_store_open(void *arg, int err, struct mailuser *mu)
     if (err) {
         imap_userip_del(s);
         imap_tagged(s, "NO", "[UNAVAILABLE] Your mailbox cannot be opened now; try again later.");
-        s->busy = false;
+        imap_wait(s, IMAP_WAIT_NONE);
         imap_resume(s);
         return;
     }
@@ -77,7 +79,7 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
 {
     struct imap_session *s = arg;
 
-    s->login = NULL;
+    imap_cont_end(s); /* the login is over */
     switch (result) {
     case AUTH_OK:
         s->account_id = acct->id;
@@ -85,8 +87,7 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
         if (!imap_userip_add(s)) {
             log_info("conn=%llu imap user=%s: too many sessions from this address",
                      (unsigned long long)conn_info(s->c)->id, acct->address);
-            imap_tagged(s, "NO",
-                        "[LIMIT] Too many connections for this user from your address.");
+            imap_tagged(s, "NO", "[LIMIT] Too many connections for this user from your address.");
             break;
         }
         conn_set_user(s->c, acct->address);
@@ -96,14 +97,14 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
             login_complete(s); /* no loop (fuzzing): no store */
             return;
         }
-        s->mu_req = mailuser_open(conn_loop(s->c), conn_conf(s->c)->data_dir, acct,
-                                  on_store_open, s);
+        s->mu_req =
+            mailuser_open(conn_loop(s->c), conn_conf(s->c)->data_dir, acct, on_store_open, s);
         if (!s->mu_req) {
             imap_userip_del(s);
             imap_tagged(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
             break;
         }
-        return; /* still busy until the store is open */
+        return; /* still waiting until the store is open */
     case AUTH_E_DISABLED:
         imap_tagged(s, "NO", "[CONTACTADMIN] Account disabled; contact your administrator.");
         break;
@@ -114,21 +115,45 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
         imap_tagged(s, "NO", "[AUTHENTICATIONFAILED] Authentication failed.");
         break;
     }
-    s->busy = false;
+    imap_wait(s, IMAP_WAIT_NONE);
     imap_resume(s);
 }
+
+static void login_abort(struct imap_session *s)
+{
+    auth_login_cancel(s->cont_data);
+}
+
+static const struct imap_cont login_cont = {
+    .abort = login_abort,
+};
 
 static void start_login(struct imap_session *s, const char *user, size_t ulen, const char *pw,
                         size_t pwlen)
 {
-    s->login = auth_login_start(conn_auth(s->c), user, ulen, pw, pwlen, conn_info(s->c)->peer,
-                                on_login_done, s);
-    if (!s->login) {
+    struct auth_login *l = auth_login_start(conn_auth(s->c), user, ulen, pw, pwlen,
+                                            conn_info(s->c)->peer, on_login_done, s);
+    if (!l) {
         imap_tagged(s, "NO", "[UNAVAILABLE] Temporary authentication failure; try again later.");
         return;
     }
-    s->busy = true;
-    conn_pause(s->c);
+    imap_cont_start(s, &login_cont, l);
+    imap_wait(s, IMAP_WAIT_JOB);
+}
+
+void imap_cmd_starttls(struct imap_session *s, struct imap_args *a)
+{
+    if (conn_is_tls(s->c)) {
+        imap_bad(s, "TLS is already active.");
+        return;
+    }
+    imap_tagged(s, "OK", "Begin TLS negotiation now.");
+    imap_flush(s);
+    /* Whatever the client pipelined after STARTTLS was sent in clear and
+     * may have been injected on the way: it is discarded, never run. */
+    linebuf_clear(&s->in);
+    if (conn_starttls(s->c) < 0)
+        imap_close(s);
 }
 
 static bool refuse_plaintext(struct imap_session *s)
@@ -158,34 +183,48 @@ void imap_cmd_login(struct imap_session *s, struct imap_args *a)
     explicit_bzero(pw, sizeof(pw));
 }
 
-static void sasl_end(struct imap_session *s)
+static void sasl_free(struct proto_sasl *sasl)
 {
-    if (!s->sasl)
-        return;
-    proto_sasl_clear(s->sasl);
-    free(s->sasl);
-    s->sasl = NULL;
+    proto_sasl_clear(sasl);
+    free(sasl);
 }
 
-static void sasl_result(struct imap_session *s, int r, const char *challenge)
+static void sasl_line(struct imap_session *s, const char *line, size_t len);
+
+static void sasl_abort(struct imap_session *s)
 {
-    switch (r) {
-    case SASL_CONTINUE:
+    sasl_free(s->cont_data);
+}
+
+static const struct imap_cont sasl_cont = {
+    .line = sasl_line,
+    .abort = sasl_abort,
+};
+
+/* Answers a SASL step; the exchange ends unless it continues. */
+static void sasl_result(struct imap_session *s, struct proto_sasl *sasl, int r,
+                        const char *challenge)
+{
+    if (r == SASL_CONTINUE) {
+        if (s->cont != &sasl_cont)
+            imap_cont_start(s, &sasl_cont, sasl);
         imap_printf(s, "+ %s\r\n", challenge);
         return;
-    case SASL_DONE:
-        start_login(s, s->sasl->user, s->sasl->user_len, s->sasl->pass, s->sasl->pass_len);
-        sasl_end(s);
-        return;
-    case SASL_CANCEL:
-        sasl_end(s);
-        imap_bad(s, "Authentication cancelled.");
-        return;
-    default:
-        sasl_end(s);
-        imap_bad(s, "Invalid base64 or SASL message.");
-        return;
     }
+    if (s->cont == &sasl_cont)
+        imap_cont_end(s);
+    switch (r) {
+    case SASL_DONE:
+        start_login(s, sasl->user, sasl->user_len, sasl->pass, sasl->pass_len);
+        break;
+    case SASL_CANCEL:
+        imap_bad(s, "Authentication cancelled.");
+        break;
+    default:
+        imap_bad(s, "Invalid base64 or SASL message.");
+        break;
+    }
+    sasl_free(sasl);
 }
 
 void imap_cmd_authenticate(struct imap_session *s, struct imap_args *a)
@@ -207,38 +246,31 @@ void imap_cmd_authenticate(struct imap_session *s, struct imap_args *a)
     }
     if (refuse_plaintext(s))
         return;
-    s->sasl = calloc(1, sizeof(*s->sasl));
-    if (!s->sasl) {
+    struct proto_sasl *sasl = calloc(1, sizeof(*sasl));
+    if (!sasl) {
         imap_tagged(s, "NO", "[UNAVAILABLE] Out of memory.");
         return;
     }
-    if (proto_sasl_start(s->sasl, mech, mlen) < 0) {
-        sasl_end(s);
+    if (proto_sasl_start(sasl, mech, mlen) < 0) {
+        sasl_free(sasl);
         imap_tagged(s, "NO", "Unsupported authentication mechanism.");
         return;
     }
     /* "AUTHENTICATE PLAIN" without SASL-IR: an empty step asks for it */
-    int r = proto_sasl_step(s->sasl, ir, irlen, &challenge);
-    sasl_result(s, r, challenge);
+    int r = proto_sasl_step(sasl, ir, irlen, &challenge);
+    sasl_result(s, sasl, r, challenge);
 }
 
-void imap_auth_sasl_line(struct imap_session *s, const char *line, size_t len)
+/* A SASL response line. */
+static void sasl_line(struct imap_session *s, const char *line, size_t len)
 {
+    struct proto_sasl *sasl = s->cont_data;
     const char *challenge;
     if (len == 0) {
         /* an empty response line is a malformed (empty) SASL response */
-        sasl_result(s, SASL_BAD, "");
+        sasl_result(s, sasl, SASL_BAD, "");
         return;
     }
-    int r = proto_sasl_step(s->sasl, line, len, &challenge);
-    sasl_result(s, r, challenge);
-}
-
-void imap_auth_cancel(struct imap_session *s)
-{
-    if (s->login) {
-        auth_login_cancel(s->login);
-        s->login = NULL;
-    }
-    sasl_end(s);
+    int r = proto_sasl_step(sasl, line, len, &challenge);
+    sasl_result(s, sasl, r, challenge);
 }

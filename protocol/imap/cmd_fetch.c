@@ -17,11 +17,6 @@
 
 #define FETCH_MAX_NAMES 200
 
-static bool word_is(const char *w, size_t n, const char *kw)
-{
-    return strlen(kw) == n && !strncasecmp(w, kw, n);
-}
-
 static struct imap_fetch_item *new_item(struct imap_arena *ar, struct imap_fetch_spec *sp,
                                         struct imap_fetch_item ***tail, enum imap_fi_type t)
 {
@@ -236,7 +231,7 @@ static int parse_att(struct imap_args *a, struct imap_arena *ar, struct imap_fet
         return IMAP_ARG_BAD;
     }
 #define SIMPLE(name, type)                                                                         \
-    if (word_is(w, n, name))                                                                       \
+    if (imap_word_is(w, n, name))                                                                  \
         return new_item(ar, sp, tail, type) ? IMAP_ARG_OK : IMAP_ARG_NOMEM;
     SIMPLE("FLAGS", FI_FLAGS)
     SIMPLE("INTERNALDATE", FI_INTERNALDATE)
@@ -246,7 +241,8 @@ static int parse_att(struct imap_args *a, struct imap_arena *ar, struct imap_fet
     SIMPLE("BODY", FI_BODY)
     SIMPLE("UID", FI_UID)
 #undef SIMPLE
-    if (word_is(w, n, "RFC822") || word_is(w, n, "RFC822.HEADER") || word_is(w, n, "RFC822.TEXT")) {
+    if (imap_word_is(w, n, "RFC822") || imap_word_is(w, n, "RFC822.HEADER") ||
+        imap_word_is(w, n, "RFC822.TEXT")) {
         if (!(it = new_item(ar, sp, tail, FI_SECTION)))
             return IMAP_ARG_NOMEM;
         it->label = n == 6 ? "RFC822" : n == 13 ? "RFC822.HEADER" : "RFC822.TEXT";
@@ -322,9 +318,9 @@ int imap_fetch_parse(struct imap_args *a, struct imap_arena *ar, struct imap_fet
     size_t n;
     const char *save = a->p;
     if (imap_args_atom(a, &w, &n) == IMAP_ARG_OK &&
-        (word_is(w, n, "ALL") || word_is(w, n, "FAST") || word_is(w, n, "FULL"))) {
+        (imap_word_is(w, n, "ALL") || imap_word_is(w, n, "FAST") || imap_word_is(w, n, "FULL"))) {
         enum imap_fi_type all[] = {FI_FLAGS, FI_INTERNALDATE, FI_RFC822_SIZE, FI_ENVELOPE, FI_BODY};
-        size_t cnt = word_is(w, n, "FAST") ? 3 : word_is(w, n, "ALL") ? 4 : 5;
+        size_t cnt = imap_word_is(w, n, "FAST") ? 3 : imap_word_is(w, n, "ALL") ? 4 : 5;
         for (size_t i = 0; i < cnt; i++)
             if (!new_item(ar, out, &tail, all[i]))
                 return IMAP_ARG_NOMEM;
@@ -370,7 +366,7 @@ struct imap_fetch {
     size_t memoff, memleft;
     int err;
     bool finished;
-    struct imap_buf out;
+    struct buf out;
 };
 
 static bool is_recent(const struct imap_fetch *f, uint32_t uid)
@@ -380,59 +376,70 @@ static bool is_recent(const struct imap_fetch *f, uint32_t uid)
 
 static bool seen_changed(const struct imap_fetch *f, uint32_t uid)
 {
-    size_t lo = 0, hi = f->seen_changed.n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (f->seen_changed.uids[mid] < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
+    size_t i = imap_lower_bound(f->seen_changed.uids, f->seen_changed.n, uid);
+    return i < f->seen_changed.n && f->seen_changed.uids[i] == uid;
+}
+
+/* The UID ranges of msgs[from, to): consecutive sequence numbers are one
+ * range in our view. r has room for to - from; returns how many. */
+static size_t msg_ranges(const struct fetch_msg *m, size_t from, size_t to, struct storage_range *r)
+{
+    size_t nr = 0;
+    for (size_t i = from; i < to; i++) {
+        if (nr && m[i].seq == m[i - 1].seq + 1) {
+            r[nr - 1].hi = m[i].uid;
+            continue;
+        }
+        r[nr].lo = r[nr].hi = m[i].uid;
+        nr++;
     }
-    return lo < f->seen_changed.n && f->seen_changed.uids[lo] == uid;
+    return nr;
 }
 
 static void item_sep(struct imap_fetch *f)
 {
     if (!f->first_item)
-        imap_buf_add(&f->out, " ", 1);
+        buf_add(&f->out, " ", 1);
     f->first_item = false;
+}
+
+/* An item answered from a string the index caches (NIL when absent). */
+static void cached_item(struct imap_fetch *f, const char *label, const char *cached)
+{
+    item_sep(f);
+    buf_str(&f->out, label);
+    buf_str(&f->out, cached ? cached : "NIL");
 }
 
 /* The metadata items of one message (FLAGS ... UID), all but sections. */
 static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it, uint32_t uid,
-                      unsigned flags, const char *kw, uint64_t size, int64_t idate,
-                      const char *env, const char *bs, const char *body)
+                      unsigned flags, const char *kw, uint64_t size, int64_t idate, const char *env,
+                      const char *bs, const char *body)
 {
-    struct imap_buf *b = &f->out;
+    struct buf *b = &f->out;
     switch (it->type) {
     case FI_FLAGS:
         item_sep(f);
-        imap_buf_str(b, "FLAGS ");
+        buf_str(b, "FLAGS ");
         imap_buf_flags(b, flags, kw, is_recent(f, uid));
         break;
     case FI_INTERNALDATE:
         item_sep(f);
-        imap_buf_str(b, "INTERNALDATE ");
+        buf_str(b, "INTERNALDATE ");
         imap_buf_date(b, idate);
         break;
     case FI_RFC822_SIZE:
         item_sep(f);
-        imap_buf_printf(b, "RFC822.SIZE %llu", (unsigned long long)size);
+        buf_printf(b, "RFC822.SIZE %llu", (unsigned long long)size);
         break;
     case FI_ENVELOPE:
-        item_sep(f);
-        imap_buf_str(b, "ENVELOPE ");
-        imap_buf_str(b, env ? env : "NIL");
+        cached_item(f, "ENVELOPE ", env);
         break;
     case FI_BODY:
-        item_sep(f);
-        imap_buf_str(b, "BODY ");
-        imap_buf_str(b, body ? body : "NIL");
+        cached_item(f, "BODY ", body);
         break;
     case FI_BODYSTRUCTURE:
-        item_sep(f);
-        imap_buf_str(b, "BODYSTRUCTURE ");
-        imap_buf_str(b, bs ? bs : "NIL");
+        cached_item(f, "BODYSTRUCTURE ", bs);
         break;
     case FI_UID:
     case FI_SECTION:
@@ -442,11 +449,11 @@ static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it, ui
 
 static void msg_open(struct imap_fetch *f, uint32_t seq, uint32_t uid)
 {
-    imap_buf_printf(&f->out, "* %u FETCH (", seq);
+    buf_printf(&f->out, "* %u FETCH (", seq);
     f->first_item = true;
     if (f->spec.uid || f->uid_cmd) {
         item_sep(f);
-        imap_buf_printf(&f->out, "UID %u", uid);
+        buf_printf(&f->out, "UID %u", uid);
     }
 }
 
@@ -476,7 +483,7 @@ static int batch_cb(void *arg, const struct storage_msg *m)
     for (const struct imap_fetch_item *it = f->spec.items; it; it = it->next)
         meta_item(f, it, m->uid, m->flags, m->keywords, m->size, m->internal_date, m->envelope,
                   m->bodystructure, m->body);
-    imap_buf_str(&f->out, ")\r\n");
+    buf_str(&f->out, ")\r\n");
     return f->out.oom;
 }
 
@@ -491,15 +498,7 @@ static void do_batch(struct imap_fetch *f)
         f->err = STORAGE_E_NOMEM;
         return;
     }
-    /* consecutive sequence numbers are one UID range in our view */
-    for (size_t i = from; i < to; i++) {
-        if (nr && f->msgs[i].seq == f->msgs[i - 1].seq + 1) {
-            r[nr - 1].hi = f->msgs[i].uid;
-            continue;
-        }
-        r[nr].lo = r[nr].hi = f->msgs[i].uid;
-        nr++;
-    }
+    nr = msg_ranges(f->msgs, from, to, r);
     struct storage_uidset set = {nr, r};
     f->err = storage_fetch(f->j.u, f->mbox, &set, f->spec.storage_what, batch_cb, &bt);
     if (!f->err && f->out.oom)
@@ -560,11 +559,11 @@ static void section_start(struct imap_fetch *f, const struct imap_fetch_item *it
     size_t memlen = 0;
 
     item_sep(f);
-    imap_buf_str(&f->out, it->label);
-    imap_buf_add(&f->out, " ", 1);
+    buf_str(&f->out, it->label);
+    buf_add(&f->out, " ", 1);
     if (it->kind == SEC_FIELDS || it->kind == SEC_FIELDS_NOT) {
-        rc = storage_msg_header_fields(f->j.u, f->mbox, f->cur.uid, it->part, it->names,
-                                       it->nnames, it->kind == SEC_FIELDS_NOT, &mem, &memlen);
+        rc = storage_msg_header_fields(f->j.u, f->mbox, f->cur.uid, it->part, it->names, it->nnames,
+                                       it->kind == SEC_FIELDS_NOT, &mem, &memlen);
         len = memlen;
     } else {
         static const char *const kinds[] = {"", "HEADER", "TEXT", "MIME"};
@@ -578,7 +577,7 @@ static void section_start(struct imap_fetch *f, const struct imap_fetch_item *it
     }
     if (rc == STORAGE_E_INVAL || rc == STORAGE_E_NOMSG) {
         /* no such part (or gone meanwhile): an empty string */
-        imap_buf_str(&f->out, "\"\"");
+        buf_str(&f->out, "\"\"");
         return;
     }
     if (rc) {
@@ -590,7 +589,7 @@ static void section_start(struct imap_fetch *f, const struct imap_fetch_item *it
         start = it->origin < len ? it->origin : len;
         n = len - start < it->count ? len - start : it->count;
     }
-    imap_buf_printf(&f->out, "{%llu}\r\n", (unsigned long long)n);
+    buf_printf(&f->out, "{%llu}\r\n", (unsigned long long)n);
     if (mem) {
         f->mem = mem;
         f->memoff = (size_t)start;
@@ -611,24 +610,16 @@ static void section_start(struct imap_fetch *f, const struct imap_fetch_item *it
 static void stream_some(struct imap_fetch *f)
 {
     if (f->mem) {
-        imap_buf_add(&f->out, f->mem + f->memoff, f->memleft);
+        buf_add(&f->out, f->mem + f->memoff, f->memleft);
         free(f->mem);
         f->mem = NULL;
         f->memleft = 0;
         return;
     }
     size_t want = f->fleft < 128 * 1024 ? (size_t)f->fleft : 128 * 1024;
-    if (f->out.len + want > f->out.cap) {
-        size_t before = f->out.len;
-        imap_buf_add(&f->out, "", 0);
-        /* grow by hand: reserve without writing */
-        char *n = realloc(f->out.p, before + want + 1);
-        if (!n) {
-            f->err = STORAGE_E_NOMEM;
-            return;
-        }
-        f->out.p = n;
-        f->out.cap = before + want + 1;
+    if (!buf_reserve(&f->out, want)) {
+        f->err = STORAGE_E_NOMEM;
+        return;
     }
     ssize_t r = pread(f->fd, f->out.p + f->out.len, want, (off_t)f->foff);
     if (r <= 0) {
@@ -639,6 +630,7 @@ static void stream_some(struct imap_fetch *f)
         r = (ssize_t)want;
     }
     f->out.len += (size_t)r;
+    f->out.p[f->out.len] = '\0'; /* as struct buf keeps it */
     f->foff += (uint64_t)r;
     f->fleft -= (uint64_t)r;
     if (!f->fleft)
@@ -671,10 +663,10 @@ static void do_message(struct imap_fetch *f)
     if (!f->item) {
         if (!f->spec.flags && seen_changed(f, f->cur.uid)) {
             item_sep(f);
-            imap_buf_str(&f->out, "FLAGS ");
+            buf_str(&f->out, "FLAGS ");
             imap_buf_flags(&f->out, f->cur.flags, f->cur.keywords, is_recent(f, f->cur.uid));
         }
-        imap_buf_str(&f->out, ")\r\n");
+        buf_str(&f->out, ")\r\n");
         f->in_msg = false;
         f->pos++;
         cur_clear(f);
@@ -709,24 +701,15 @@ static void fetch_work(struct imap_job *j)
 {
     struct imap_fetch *f = (struct imap_fetch *)j;
 
-    imap_buf_reset(&f->out);
+    buf_reset(&f->out);
     if (!f->seen_done && f->spec.sets_seen && !f->readonly) {
         /* \Seen set implicitly (RFC 3501 6.4.5), in one transaction */
         struct storage_range *r = malloc((f->n ? f->n : 1) * sizeof(*r));
-        size_t nr = 0;
         if (!r) {
             f->err = STORAGE_E_NOMEM;
             return;
         }
-        for (size_t i = 0; i < f->n; i++) {
-            if (nr && f->msgs[i].seq == f->msgs[i - 1].seq + 1) {
-                r[nr - 1].hi = f->msgs[i].uid;
-                continue;
-            }
-            r[nr].lo = r[nr].hi = f->msgs[i].uid;
-            nr++;
-        }
-        struct storage_uidset set = {nr, r};
+        struct storage_uidset set = {msg_ranges(f->msgs, 0, f->n, r), r};
         f->err = storage_store(j->u, f->mbox, &set, STORAGE_STORE_ADD, STORAGE_FLAG_SEEN, NULL, 0,
                                0, NULL, seen_cb, f);
         free(r);
@@ -753,7 +736,7 @@ static void fetch_destroy(struct imap_fetch *f)
     free(f->msgs);
     storage_uidlist_free(&f->seen_changed);
     imap_arena_free(&f->ar);
-    imap_buf_free(&f->out);
+    buf_free(&f->out);
     free(f);
 }
 
@@ -764,6 +747,8 @@ static void fetch_free_fn(struct imap_job *j)
         fetch_destroy(f);
 }
 
+static void fetch_continue(struct imap_session *s);
+
 static void fetch_done(struct imap_session *s, struct imap_job *j)
 {
     struct imap_fetch *f = (struct imap_fetch *)j;
@@ -773,7 +758,7 @@ static void fetch_done(struct imap_session *s, struct imap_job *j)
         conn_write(s->c, f->out.p, f->out.len);
     }
     if (f->err || f->finished) {
-        s->fetch = NULL;
+        imap_cont_end(s);
         f->session_owned = false; /* freed after this call */
         if (f->own_modseq)
             imap_sel_note_own_store(s, f->own_modseq);
@@ -785,37 +770,47 @@ static void fetch_done(struct imap_session *s, struct imap_job *j)
         return;
     }
     if (conn_write_queued(s->c) < CONN_WRITE_HIGH)
-        imap_fetch_continue(s);
+        fetch_continue(s);
     else
-        imap_stall(s); /* on_drain continues */
+        imap_stall(s); /* resumed once the client has read */
 }
 
-void imap_fetch_continue(struct imap_session *s)
+/* The next step, on the pool. */
+static void fetch_continue(struct imap_session *s)
 {
-    struct imap_fetch *f = s->fetch;
+    struct imap_fetch *f = s->cont_data;
     if (!f || s->job)
         return;
     memset(&f->j, 0, sizeof(f->j));
     f->j.free_fn = fetch_free_fn;
     if (imap_job_start(s, &f->j, fetch_work, fetch_done) < 0) {
         /* job_free left it to us (session_owned) */
-        s->fetch = NULL;
+        imap_cont_end(s);
         fetch_destroy(f);
         imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
     }
 }
 
-void imap_fetch_abort(struct imap_session *s)
+/* The output drained: the next step, unless the client is still behind. */
+static void fetch_resume(struct imap_session *s)
 {
-    struct imap_fetch *f = s->fetch;
-    if (!f)
-        return;
-    s->fetch = NULL;
+    if (imap_out_pending(s) < CONN_WRITE_HIGH)
+        fetch_continue(s);
+}
+
+static void fetch_abort(struct imap_session *s)
+{
+    struct imap_fetch *f = s->cont_data;
     if (s->job == &f->j)
         f->session_owned = false; /* the running job frees it when done */
     else
         fetch_destroy(f);
 }
+
+static const struct imap_cont fetch_cont = {
+    .resume = fetch_resume,
+    .abort = fetch_abort,
+};
 
 void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
 {
@@ -837,8 +832,7 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
         return;
     }
     if (imap_args_sp(a) != IMAP_ARG_OK ||
-        (r = imap_fetch_parse(a, &f->ar, &f->spec, &err)) != IMAP_ARG_OK ||
-        !imap_args_at_end(a)) {
+        (r = imap_fetch_parse(a, &f->ar, &f->spec, &err)) != IMAP_ARG_OK || !imap_args_at_end(a)) {
         if (r == IMAP_ARG_DEEP)
             err = "Too deeply nested.";
         fetch_destroy(f);
@@ -861,16 +855,8 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
     }
     for (size_t i = 0; i < us.n; i++) {
         ssize_t k = 0;
-        /* first index with uid >= lo */
-        size_t lo = 0, hi = v->n;
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            if (v->v[mid] < us.r[i].lo)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        for (k = (ssize_t)lo; (size_t)k < v->n && v->v[k] <= us.r[i].hi; k++) {
+        for (k = (ssize_t)imap_lower_bound(v->v, v->n, us.r[i].lo);
+             (size_t)k < v->n && v->v[k] <= us.r[i].hi; k++) {
             if (!(mark[k / 8] & (1u << (k % 8)))) {
                 mark[k / 8] |= (uint8_t)(1u << (k % 8));
                 count++;
@@ -906,7 +892,6 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
         return;
     }
     f->session_owned = true;
-    s->fetch = f;
-    s->busy = true;
-    imap_fetch_continue(s);
+    imap_cont_start(s, &fetch_cont, f);
+    fetch_continue(s);
 }

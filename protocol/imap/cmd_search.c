@@ -12,11 +12,6 @@
 /* the storage refuses deeper trees */
 #define SEARCH_DEPTH_CAP 60
 
-static bool word_is(const char *w, size_t n, const char *kw)
-{
-    return strlen(kw) == n && !strncasecmp(w, kw, n);
-}
-
 static struct storage_search *node(struct imap_arena *ar, enum storage_search_op op)
 {
     struct storage_search *n = imap_arena_alloc(ar, sizeof(*n));
@@ -42,6 +37,40 @@ struct sp {
     const char *err;
     unsigned depth;
     int rc;
+};
+
+/* Keys on a system flag: "UN" + name for the flag not set. */
+static const struct {
+    const char *name; /* "UNSEEN"; name + 2 is "SEEN" */
+    bool set;
+    unsigned flag;
+} flag_keys[] = {
+    {"UNANSWERED", true, STORAGE_FLAG_ANSWERED}, {"UNANSWERED", false, STORAGE_FLAG_ANSWERED},
+    {"UNDELETED", true, STORAGE_FLAG_DELETED},   {"UNDELETED", false, STORAGE_FLAG_DELETED},
+    {"UNFLAGGED", true, STORAGE_FLAG_FLAGGED},   {"UNFLAGGED", false, STORAGE_FLAG_FLAGGED},
+    {"UNSEEN", true, STORAGE_FLAG_SEEN},         {"UNSEEN", false, STORAGE_FLAG_SEEN},
+    {"UNDRAFT", true, STORAGE_FLAG_DRAFT},       {"UNDRAFT", false, STORAGE_FLAG_DRAFT},
+};
+
+/* Keys on a header field's contents. */
+static const struct {
+    const char *key, *field;
+} header_keys[] = {
+    {"FROM", "From"}, {"TO", "To"}, {"CC", "Cc"}, {"BCC", "Bcc"}, {"SUBJECT", "Subject"},
+};
+
+/* Keys on a date: internal date or Date: header (sent), before/since/on. */
+static const struct {
+    const char *key;
+    enum storage_search_op op; /* when not "on" */
+    bool on, sent;
+} date_keys[] = {
+    {"BEFORE", STORAGE_SEARCH_BEFORE, false, false},
+    {"SINCE", STORAGE_SEARCH_SINCE, false, false},
+    {"ON", STORAGE_SEARCH_BEFORE, true, false},
+    {"SENTBEFORE", STORAGE_SEARCH_SENTBEFORE, false, true},
+    {"SENTSINCE", STORAGE_SEARCH_SENTSINCE, false, true},
+    {"SENTON", STORAGE_SEARCH_SENTBEFORE, true, true},
 };
 
 static struct storage_search *key(struct sp *p);
@@ -176,50 +205,26 @@ static struct storage_search *key(struct sp *p)
         p->err = "Invalid search key.";
         return NULL;
     }
-    if (word_is(w, n, "ALL"))
+    if (imap_word_is(w, n, "ALL"))
         return node(p->ar, STORAGE_SEARCH_ALL);
-    if (word_is(w, n, "ANSWERED"))
-        return flag_node(p, true, STORAGE_FLAG_ANSWERED);
-    if (word_is(w, n, "UNANSWERED"))
-        return flag_node(p, false, STORAGE_FLAG_ANSWERED);
-    if (word_is(w, n, "DELETED"))
-        return flag_node(p, true, STORAGE_FLAG_DELETED);
-    if (word_is(w, n, "UNDELETED"))
-        return flag_node(p, false, STORAGE_FLAG_DELETED);
-    if (word_is(w, n, "FLAGGED"))
-        return flag_node(p, true, STORAGE_FLAG_FLAGGED);
-    if (word_is(w, n, "UNFLAGGED"))
-        return flag_node(p, false, STORAGE_FLAG_FLAGGED);
-    if (word_is(w, n, "SEEN"))
-        return flag_node(p, true, STORAGE_FLAG_SEEN);
-    if (word_is(w, n, "UNSEEN"))
-        return flag_node(p, false, STORAGE_FLAG_SEEN);
-    if (word_is(w, n, "DRAFT"))
-        return flag_node(p, true, STORAGE_FLAG_DRAFT);
-    if (word_is(w, n, "UNDRAFT"))
-        return flag_node(p, false, STORAGE_FLAG_DRAFT);
-    if (word_is(w, n, "RECENT"))
+    for (size_t i = 0; i < sizeof(flag_keys) / sizeof(flag_keys[0]); i++)
+        if (imap_word_is(w, n, flag_keys[i].name + (flag_keys[i].set ? 2 : 0)))
+            return flag_node(p, flag_keys[i].set, flag_keys[i].flag);
+    if (imap_word_is(w, n, "RECENT"))
         return set_node(p, "1", 1, IMAP_SK_RECENT);
-    if (word_is(w, n, "NEW"))
+    if (imap_word_is(w, n, "NEW"))
         return pair(p->ar, STORAGE_SEARCH_AND, set_node(p, "1", 1, IMAP_SK_RECENT),
                     flag_node(p, false, STORAGE_FLAG_SEEN));
-    if (word_is(w, n, "OLD")) {
+    if (imap_word_is(w, n, "OLD")) {
         struct storage_search *no = node(p->ar, STORAGE_SEARCH_NOT);
         if (no)
             no->child = set_node(p, "1", 1, IMAP_SK_RECENT);
         return no && no->child ? no : NULL;
     }
-    if (word_is(w, n, "FROM"))
-        return header_node(p, "From");
-    if (word_is(w, n, "TO"))
-        return header_node(p, "To");
-    if (word_is(w, n, "CC"))
-        return header_node(p, "Cc");
-    if (word_is(w, n, "BCC"))
-        return header_node(p, "Bcc");
-    if (word_is(w, n, "SUBJECT"))
-        return header_node(p, "Subject");
-    if (word_is(w, n, "HEADER")) {
+    for (size_t i = 0; i < sizeof(header_keys) / sizeof(header_keys[0]); i++)
+        if (imap_word_is(w, n, header_keys[i].key))
+            return header_node(p, header_keys[i].field);
+    if (imap_word_is(w, n, "HEADER")) {
         char *field = str_arg(p);
         if (!field)
             return NULL;
@@ -234,17 +239,17 @@ static struct storage_search *key(struct sp *p)
             }
         return header_node(p, field);
     }
-    if (word_is(w, n, "BODY") || word_is(w, n, "TEXT")) {
+    if (imap_word_is(w, n, "BODY") || imap_word_is(w, n, "TEXT")) {
         char *s = str_arg(p);
         struct storage_search *k;
         if (!s)
             return NULL;
-        k = node(p->ar, word_is(w, n, "BODY") ? STORAGE_SEARCH_BODY : STORAGE_SEARCH_TEXT);
+        k = node(p->ar, imap_word_is(w, n, "BODY") ? STORAGE_SEARCH_BODY : STORAGE_SEARCH_TEXT);
         if (k)
             k->str = s;
         return k;
     }
-    if (word_is(w, n, "KEYWORD") || word_is(w, n, "UNKEYWORD")) {
+    if (imap_word_is(w, n, "KEYWORD") || imap_word_is(w, n, "UNKEYWORD")) {
         const char *kw;
         size_t kl;
         struct storage_search *k;
@@ -258,20 +263,17 @@ static struct storage_search *key(struct sp *p)
             return NULL;
         return k;
     }
-    int64_t t;
-    if (word_is(w, n, "BEFORE"))
-        return date_arg(p, &t) ? date_node(p, STORAGE_SEARCH_BEFORE, t) : NULL;
-    if (word_is(w, n, "SINCE"))
-        return date_arg(p, &t) ? date_node(p, STORAGE_SEARCH_SINCE, t) : NULL;
-    if (word_is(w, n, "ON"))
-        return date_arg(p, &t) ? day_node(p, false, t) : NULL;
-    if (word_is(w, n, "SENTBEFORE"))
-        return date_arg(p, &t) ? date_node(p, STORAGE_SEARCH_SENTBEFORE, t) : NULL;
-    if (word_is(w, n, "SENTSINCE"))
-        return date_arg(p, &t) ? date_node(p, STORAGE_SEARCH_SENTSINCE, t) : NULL;
-    if (word_is(w, n, "SENTON"))
-        return date_arg(p, &t) ? day_node(p, true, t) : NULL;
-    if (word_is(w, n, "LARGER") || word_is(w, n, "SMALLER")) {
+    for (size_t i = 0; i < sizeof(date_keys) / sizeof(date_keys[0]); i++) {
+        int64_t t;
+        if (!imap_word_is(w, n, date_keys[i].key))
+            continue;
+        if (!date_arg(p, &t))
+            return NULL;
+        if (date_keys[i].on)
+            return day_node(p, date_keys[i].sent, t);
+        return date_node(p, date_keys[i].op, t);
+    }
+    if (imap_word_is(w, n, "LARGER") || imap_word_is(w, n, "SMALLER")) {
         const char *d;
         size_t dl;
         uint64_t v = 0;
@@ -297,7 +299,7 @@ static struct storage_search *key(struct sp *p)
             k->num = (int64_t)v;
         return k;
     }
-    if (word_is(w, n, "UID")) {
+    if (imap_word_is(w, n, "UID")) {
         const char *start;
         if (imap_args_sp(a) != IMAP_ARG_OK) {
             p->err = "Missing UID set.";
@@ -308,7 +310,7 @@ static struct storage_search *key(struct sp *p)
             a->p++;
         return set_node(p, start, (size_t)(a->p - start), 0);
     }
-    if (word_is(w, n, "NOT")) {
+    if (imap_word_is(w, n, "NOT")) {
         struct storage_search *no;
         if (imap_args_sp(a) != IMAP_ARG_OK) {
             p->err = "NOT needs a search key.";
@@ -325,7 +327,7 @@ static struct storage_search *key(struct sp *p)
         p->depth--;
         return no;
     }
-    if (word_is(w, n, "OR")) {
+    if (imap_word_is(w, n, "OR")) {
         struct storage_search *x, *y;
         if (++p->depth > SEARCH_DEPTH_CAP || p->depth > a->max_depth) {
             p->err = "Search keys nested too deeply.";
@@ -440,19 +442,19 @@ static void search_done(struct imap_session *s, struct imap_job *j)
         imap_finish_storage_err(s, sj->err, "SEARCH");
         return;
     }
-    struct imap_buf *b = imap_outbuf(s);
-    imap_buf_str(b, "* SEARCH");
+    struct buf *b = imap_outbuf(s);
+    buf_str(b, "* SEARCH");
     for (size_t i = 0; i < sj->res.n && s->sel; i++) {
         uint32_t seq = imap_sel_seq(s->sel, sj->res.uids[i]);
         if (!seq)
             continue; /* not announced to this session yet */
-        imap_buf_printf(b, " %u", s->uid_cmd ? sj->res.uids[i] : seq);
+        buf_printf(b, " %u", s->uid_cmd ? sj->res.uids[i] : seq);
         if (b->len >= 64 * 1024) {
             imap_flush(s);
             b = imap_outbuf(s);
         }
     }
-    imap_buf_str(b, "\r\n");
+    buf_str(b, "\r\n");
     imap_finish(s, "OK", "%sSEARCH completed.", s->uid_cmd ? "UID " : "");
 }
 
@@ -474,7 +476,7 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
         return;
     }
     const char *save = a->p;
-    if (imap_args_atom(a, &w, &n) == IMAP_ARG_OK && word_is(w, n, "CHARSET")) {
+    if (imap_args_atom(a, &w, &n) == IMAP_ARG_OK && imap_word_is(w, n, "CHARSET")) {
         char cs[64];
         size_t cl;
         if (imap_args_sp(a) != IMAP_ARG_OK ||
@@ -506,13 +508,5 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
         return;
     }
     sj->mbox = s->sel->id;
-    if (!imap_storage(s)) {
-        search_free(&sj->j);
-        return;
-    }
-    s->busy = true;
-    if (imap_job_start(s, &sj->j, search_work, search_done) < 0) {
-        s->busy = false;
-        imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
-    }
+    imap_cmd_job(s, &sj->j, search_work, search_done);
 }

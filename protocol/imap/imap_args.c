@@ -201,6 +201,15 @@ static int astring_raw(struct imap_args *a, const char **s, size_t *len, bool *e
     return IMAP_ARG_OK;
 }
 
+/* Copies the raw bytes (unescaping a quoted string), NUL-terminated;
+ * returns the length. out has room for n + 1. */
+static size_t copy_raw(char *out, const char *s, size_t n, bool esc)
+{
+    n = esc ? unescape(s, n, out) : (memcpy(out, s, n), n);
+    out[n] = '\0';
+    return n;
+}
+
 int imap_args_astring(struct imap_args *a, char *out, size_t outcap, size_t *len)
 {
     const char *s;
@@ -211,20 +220,25 @@ int imap_args_astring(struct imap_args *a, char *out, size_t outcap, size_t *len
         return r;
     if (n + 1 > outcap)
         return IMAP_ARG_BAD;
-    n = esc ? unescape(s, n, out) : (memcpy(out, s, n), n);
-    out[n] = '\0';
-    *len = n;
+    *len = copy_raw(out, s, n, esc);
     return IMAP_ARG_OK;
 }
 
-static int dup_raw(struct imap_arena *ar, const char *s, size_t n, bool esc, char **out,
-                   size_t *len)
+/* A string read by raw (string_raw or astring_raw), copied into the arena. */
+static int dup_string(struct imap_args *a, struct imap_arena *ar,
+                      int (*raw)(struct imap_args *, const char **, size_t *, bool *), char **out,
+                      size_t *len)
 {
+    const char *s;
+    size_t n;
+    bool esc;
+    int r = raw(a, &s, &n, &esc);
+    if (r != IMAP_ARG_OK)
+        return r;
     char *p = imap_arena_alloc(ar, n + 1);
     if (!p)
         return IMAP_ARG_NOMEM;
-    n = esc ? unescape(s, n, p) : (memcpy(p, s, n), n);
-    p[n] = '\0';
+    n = copy_raw(p, s, n, esc);
     *out = p;
     if (len)
         *len = n;
@@ -233,24 +247,12 @@ static int dup_raw(struct imap_arena *ar, const char *s, size_t n, bool esc, cha
 
 int imap_args_astring_dup(struct imap_args *a, struct imap_arena *ar, char **out, size_t *len)
 {
-    const char *s;
-    size_t n;
-    bool esc;
-    int r = astring_raw(a, &s, &n, &esc);
-    if (r != IMAP_ARG_OK)
-        return r;
-    return dup_raw(ar, s, n, esc, out, len);
+    return dup_string(a, ar, astring_raw, out, len);
 }
 
 int imap_args_string_dup(struct imap_args *a, struct imap_arena *ar, char **out, size_t *len)
 {
-    const char *s;
-    size_t n;
-    bool esc;
-    int r = string_raw(a, &s, &n, &esc);
-    if (r != IMAP_ARG_OK)
-        return r;
-    return dup_raw(ar, s, n, esc, out, len);
+    return dup_string(a, ar, string_raw, out, len);
 }
 
 int imap_args_nstring_dup(struct imap_args *a, struct imap_arena *ar, char **out, size_t *len)
@@ -383,8 +385,8 @@ int imap_parse_seqset(const char *s, size_t len, struct imap_arena *ar, struct i
 int imap_args_seqset(struct imap_args *a, struct imap_arena *ar, struct imap_seqset *out)
 {
     const char *start = a->p;
-    while (a->p < a->end && (isdigit((unsigned char)*a->p) || *a->p == ':' || *a->p == ',' ||
-                             *a->p == '*'))
+    while (a->p < a->end &&
+           (isdigit((unsigned char)*a->p) || *a->p == ':' || *a->p == ',' || *a->p == '*'))
         a->p++;
     if (a->p == start)
         return a->p >= a->end ? IMAP_ARG_END : IMAP_ARG_BAD;
@@ -402,8 +404,8 @@ static int one_flag(struct imap_args *a, struct imap_flags *f, const char ***kw,
         const char *name;
         unsigned bit;
     } sys[] = {
-        {"\\Seen", STORAGE_FLAG_SEEN},         {"\\Answered", STORAGE_FLAG_ANSWERED},
-        {"\\Flagged", STORAGE_FLAG_FLAGGED},   {"\\Deleted", STORAGE_FLAG_DELETED},
+        {"\\Seen", STORAGE_FLAG_SEEN},       {"\\Answered", STORAGE_FLAG_ANSWERED},
+        {"\\Flagged", STORAGE_FLAG_FLAGGED}, {"\\Deleted", STORAGE_FLAG_DELETED},
         {"\\Draft", STORAGE_FLAG_DRAFT},
     };
     const char *s;
@@ -616,8 +618,13 @@ int imap_args_datetime(struct imap_args *a, int64_t *t)
     if (hh > 23 || mm > 59 || ss > 60 || zm > 59)
         return IMAP_ARG_BAD;
     int64_t off = (int64_t)(zh * 3600 + zm * 60) * (s[10] == '-' ? -1 : 1);
-    *t = days_from_civil(y, (unsigned)mon + 1, (unsigned)d) * 86400 + hh * 3600 + mm * 60 + ss -
-         off;
+    *t =
+        days_from_civil(y, (unsigned)mon + 1, (unsigned)d) * 86400 + hh * 3600 + mm * 60 + ss - off;
     a->p = q + 1;
     return IMAP_ARG_OK;
+}
+
+bool imap_word_is(const char *w, size_t n, const char *kw)
+{
+    return strlen(kw) == n && !strncasecmp(w, kw, n);
 }

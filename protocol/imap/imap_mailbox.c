@@ -1,4 +1,4 @@
-/* The selected mailbox: SELECT/EXAMINE, the sequence-number <-> UID map
+/* The selected mailbox: the sequence-number <-> UID map
  * (one uint32_t per message), \Recent ownership (one session per mailbox
  * in this process), and the changes other sessions and deliveries make:
  * collected from storage events on the loop, announced (EXISTS, RECENT,
@@ -35,29 +35,8 @@ void uidarr_free(struct uidarr *a)
 
 ssize_t uidarr_find(const struct uidarr *a, uint32_t uid)
 {
-    size_t lo = 0, hi = a->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (a->v[mid] < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < a->n && a->v[lo] == uid ? (ssize_t)lo : -1;
-}
-
-/* first index with v[i] >= uid */
-static size_t lower_bound(const struct uidarr *a, uint32_t uid)
-{
-    size_t lo = 0, hi = a->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (a->v[mid] < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    size_t i = imap_lower_bound(a->v, a->n, uid);
+    return i < a->n && a->v[i] == uid ? (ssize_t)i : -1;
 }
 
 static uint32_t max_uid(const struct uidarr *a)
@@ -75,8 +54,8 @@ uint32_t imap_sel_seq(const struct imap_sel *sel, uint32_t uid)
 
 struct imap_recent {
     int64_t user, mbox;
-    uint32_t floor;               /* UIDs up to here were claimed by a session */
-    struct imap_session *owner;   /* the session getting new arrivals, or NULL */
+    uint32_t floor;             /* UIDs up to here were claimed by a session */
+    struct imap_session *owner; /* the session getting new arrivals, or NULL */
     struct imap_recent *next;
 };
 #define RECENT_BUCKETS 1024
@@ -120,9 +99,10 @@ static uint32_t recent_count(const struct imap_sel *sel)
 {
     if (sel->recent_lo > sel->recent_hi)
         return 0;
-    size_t a = lower_bound(&sel->uids, sel->recent_lo);
-    size_t b = sel->recent_hi == UINT32_MAX ? sel->uids.n
-                                            : lower_bound(&sel->uids, sel->recent_hi + 1);
+    size_t a = imap_lower_bound(sel->uids.v, sel->uids.n, sel->recent_lo);
+    size_t b = sel->recent_hi == UINT32_MAX
+                   ? sel->uids.n
+                   : imap_lower_bound(sel->uids.v, sel->uids.n, sel->recent_hi + 1);
     return (uint32_t)(b - a);
 }
 
@@ -144,6 +124,20 @@ void imap_sel_free(struct imap_session *s)
 
 /* ---- sets ---- */
 
+/* '*' is last; "4:2" is "2:4" (RFC 3501 9, seq-range). */
+static void range_order(uint32_t *lo, uint32_t *hi, uint32_t last)
+{
+    if (*hi == IMAP_STAR)
+        *hi = last;
+    if (*lo == IMAP_STAR)
+        *lo = last;
+    if (*lo > *hi) {
+        uint32_t t = *lo;
+        *lo = *hi;
+        *hi = t;
+    }
+}
+
 int imap_sel_resolve(struct imap_session *s, const struct imap_seqset *in, bool uid,
                      struct imap_arena *ar, struct storage_uidset *out)
 {
@@ -159,15 +153,7 @@ int imap_sel_resolve(struct imap_session *s, const struct imap_seqset *in, bool 
         uint32_t lo = in->r[i].lo, hi = in->r[i].hi;
         if (!uid) {
             uint32_t n = (uint32_t)u->n;
-            if (hi == IMAP_STAR)
-                hi = n;
-            if (lo == IMAP_STAR)
-                lo = n;
-            if (lo > hi) {
-                uint32_t t = lo;
-                lo = hi;
-                hi = t;
-            }
+            range_order(&lo, &hi, n);
             if (n == 0 && in->r[i].hi == IMAP_STAR)
                 continue; /* "1:*" in an empty mailbox: nothing */
             if (lo == 0 || hi > n)
@@ -179,15 +165,7 @@ int imap_sel_resolve(struct imap_session *s, const struct imap_seqset *in, bool 
             uint32_t m = max_uid(u);
             if (m == 0)
                 continue;
-            if (hi == IMAP_STAR)
-                hi = m;
-            if (lo == IMAP_STAR)
-                lo = m;
-            if (lo > hi) {
-                uint32_t t = lo;
-                lo = hi;
-                hi = t;
-            }
+            range_order(&lo, &hi, m);
             if (lo > m)
                 continue;
             if (hi > m)
@@ -199,6 +177,22 @@ int imap_sel_resolve(struct imap_session *s, const struct imap_seqset *in, bool 
     }
     out->n = k;
     return 0;
+}
+
+/* A sequence set argument (SP set), resolved; answers BAD when invalid. */
+bool imap_sel_set_arg(struct imap_session *s, struct imap_args *a, struct imap_arena *ar,
+                      struct storage_uidset *us)
+{
+    struct imap_seqset set;
+    if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_seqset(a, ar, &set) != IMAP_ARG_OK) {
+        imap_bad(s, "Invalid sequence set.");
+        return false;
+    }
+    if (imap_sel_resolve(s, &set, s->uid_cmd, ar, us) < 0) {
+        imap_bad(s, "Invalid message sequence number.");
+        return false;
+    }
+    return true;
 }
 
 /* ---- announcing changes ---- */
@@ -304,8 +298,7 @@ void imap_on_event(void *arg, const struct storage_event *ev)
         sel->resync = true;
         break;
     }
-    if (s->idling && !s->job)
-        imap_idle_kick(s);
+    imap_cont_nudge(s); /* IDLE announces it now */
     imap_flush(s);
 }
 
@@ -357,13 +350,57 @@ static void apply_pending(struct imap_session *s, bool expunge_ok)
     }
 }
 
-/* ---- the pool part: flags changed by others, full resync ---- */
+/* ---- flags read on the pool, announced as FETCH FLAGS ---- */
 
-struct upd_flag {
-    uint32_t uid;
-    unsigned flags;
-    uint32_t kwoff; /* into kw buffer; UINT32_MAX = none */
-};
+int imap_flagset_add(struct imap_flagset *fs, const struct storage_msg *m)
+{
+    if (fs->n == fs->cap) {
+        size_t ncap = fs->cap ? fs->cap * 2 : 64;
+        struct imap_msgflags *n = realloc(fs->v, ncap * sizeof(*n));
+        if (!n)
+            return 1;
+        fs->v = n;
+        fs->cap = ncap;
+    }
+    struct imap_msgflags *f = &fs->v[fs->n++];
+    f->uid = m->uid;
+    f->flags = m->flags;
+    f->kwoff = UINT32_MAX;
+    if (m->keywords && *m->keywords) {
+        f->kwoff = (uint32_t)fs->kw.len;
+        buf_add(&fs->kw, m->keywords, strlen(m->keywords) + 1);
+    }
+    return 0;
+}
+
+void imap_flagset_free(struct imap_flagset *fs)
+{
+    free(fs->v);
+    buf_free(&fs->kw);
+    memset(fs, 0, sizeof(*fs));
+}
+
+void imap_flagset_announce(struct imap_session *s, const struct imap_flagset *fs, bool uid)
+{
+    for (size_t i = 0; i < fs->n && s->sel; i++) {
+        const struct imap_msgflags *f = &fs->v[i];
+        uint32_t seq = imap_sel_seq(s->sel, f->uid);
+        if (!seq)
+            continue;
+        struct buf *b = imap_outbuf(s);
+        buf_printf(b, "* %u FETCH (", seq);
+        if (uid)
+            buf_printf(b, "UID %u ", f->uid);
+        buf_str(b, "FLAGS ");
+        imap_buf_flags(b, f->flags, f->kwoff == UINT32_MAX ? NULL : fs->kw.p + f->kwoff,
+                       imap_sel_recent(s->sel, f->uid));
+        buf_str(b, ")\r\n");
+        if (b->len >= 64 * 1024)
+            imap_flush(s);
+    }
+}
+
+/* ---- the pool part: flags changed by others, full resync ---- */
 
 struct upd_job {
     struct imap_job j;
@@ -379,9 +416,7 @@ struct upd_job {
     bool gone;
     uint64_t highest;
     struct storage_uidlist all;
-    struct upd_flag *fl;
-    size_t nfl, capfl;
-    struct imap_buf kw;
+    struct imap_flagset fl; /* flags changed by others */
 };
 
 static int upd_cb(void *arg, const struct storage_msg *m)
@@ -392,23 +427,7 @@ static int upd_cb(void *arg, const struct storage_msg *m)
     for (unsigned i = 0; i < u->n_own; i++)
         if (u->own[i] == m->modseq)
             return 0;
-    if (u->nfl == u->capfl) {
-        size_t ncap = u->capfl ? u->capfl * 2 : 64;
-        struct upd_flag *n = realloc(u->fl, ncap * sizeof(*n));
-        if (!n)
-            return 1;
-        u->fl = n;
-        u->capfl = ncap;
-    }
-    struct upd_flag *f = &u->fl[u->nfl++];
-    f->uid = m->uid;
-    f->flags = m->flags;
-    f->kwoff = UINT32_MAX;
-    if (m->keywords && *m->keywords) {
-        f->kwoff = (uint32_t)u->kw.len;
-        imap_buf_add(&u->kw, m->keywords, strlen(m->keywords) + 1);
-    }
-    return 0;
+    return imap_flagset_add(&u->fl, m);
 }
 
 static void upd_work(struct imap_job *j)
@@ -437,8 +456,7 @@ static void upd_free(struct imap_job *j)
 {
     struct upd_job *u = (struct upd_job *)j;
     storage_uidlist_free(&u->all);
-    free(u->fl);
-    imap_buf_free(&u->kw);
+    imap_flagset_free(&u->fl);
     free(u);
 }
 
@@ -480,19 +498,7 @@ static void upd_done(struct imap_session *s, struct imap_job *j)
     }
     apply_pending(s, u->expunge_ok);
     if (u->err == 0) {
-        for (size_t i = 0; i < u->nfl; i++) {
-            uint32_t seq = imap_sel_seq(sel, u->fl[i].uid);
-            if (!seq)
-                continue;
-            struct imap_buf *b = imap_outbuf(s);
-            imap_buf_printf(b, "* %u FETCH (UID %u FLAGS ", seq, u->fl[i].uid);
-            imap_buf_flags(b, u->fl[i].flags,
-                           u->fl[i].kwoff == UINT32_MAX ? NULL : u->kw.p + u->fl[i].kwoff,
-                           imap_sel_recent(sel, u->fl[i].uid));
-            imap_buf_str(b, ")\r\n");
-            if (b->len >= 64 * 1024)
-                imap_flush(s);
-        }
+        imap_flagset_announce(s, &u->fl, true);
         if (u->highest > sel->known_modseq)
             sel->known_modseq = u->highest;
         sel->n_own = 0;
@@ -545,119 +551,36 @@ void imap_updates(struct imap_session *s, bool expunge_ok, void (*then)(struct i
     }
 }
 
-/* ---- SELECT / EXAMINE ---- */
+/* ---- selecting ---- */
 
-struct select_job {
-    struct imap_job j;
-    char name[STORAGE_MBOX_NAME_MAX + 1];
-    bool readonly;
-    int err;
-    struct storage_mbox mb;
-    struct storage_uidlist uids;
-    uint32_t first_unseen;
-    struct imap_buf kw; /* keywords in use, " kw" each */
-    unsigned nkw;
-};
-
-/* Keywords in use go into FLAGS (at most a few hundred: a list for
- * clients, not an inventory). */
-#define SELECT_MAX_KEYWORDS 200
-
-static void add_keywords(struct select_job *sj, const char *kws)
+struct imap_sel *imap_sel_install(struct imap_session *s, const struct storage_mbox *mb,
+                                  struct storage_uidlist *uids, bool readonly, uint32_t *uidnext)
 {
-    const char *p = kws;
-    while (*p && sj->nkw < SELECT_MAX_KEYWORDS) {
-        while (*p == ' ')
-            p++;
-        const char *e = p;
-        while (*e && *e != ' ')
-            e++;
-        if (e == p)
-            break;
-        size_t n = (size_t)(e - p);
-        bool seen = false;
-        for (const char *q = sj->kw.p; q && q < sj->kw.p + sj->kw.len;) {
-            const char *qe = memchr(q + 1, ' ', (size_t)(sj->kw.p + sj->kw.len - q - 1));
-            if (!qe)
-                qe = sj->kw.p + sj->kw.len;
-            if ((size_t)(qe - q - 1) == n && !strncasecmp(q + 1, p, n)) {
-                seen = true;
-                break;
-            }
-            q = qe;
-        }
-        if (!seen) {
-            imap_buf_add(&sj->kw, " ", 1);
-            imap_buf_add(&sj->kw, p, n);
-            sj->nkw++;
-        }
-        p = e;
-    }
-}
-
-static int unseen_cb(void *arg, const struct storage_msg *m)
-{
-    struct select_job *sj = arg;
-    if (!(m->flags & STORAGE_FLAG_SEEN) && !sj->first_unseen)
-        sj->first_unseen = m->uid;
-    if (m->keywords && *m->keywords)
-        add_keywords(sj, m->keywords);
-    return 0;
-}
-
-static void select_work(struct imap_job *j)
-{
-    struct select_job *sj = (struct select_job *)j;
-    sj->err = storage_mbox_get(j->u, sj->name, &sj->mb);
-    if (sj->err == 0)
-        sj->err = storage_uids(j->u, sj->mb.id, &sj->uids);
-    if (sj->err == 0)
-        sj->err = storage_fetch(j->u, sj->mb.id, NULL, 0, unseen_cb, sj);
-}
-
-static void select_free(struct imap_job *j)
-{
-    struct select_job *sj = (struct select_job *)j;
-    storage_uidlist_free(&sj->uids);
-    imap_buf_free(&sj->kw);
-    free(sj);
-}
-
-static void select_done(struct imap_session *s, struct imap_job *j)
-{
-    struct select_job *sj = (struct select_job *)j;
-    struct imap_sel *sel;
-
-    if (sj->err) {
-        imap_finish_storage_err(s, sj->err, sj->readonly ? "EXAMINE" : "SELECT");
-        return;
-    }
-    sel = calloc(1, sizeof(*sel));
-    if (!sel) {
-        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
-        return;
-    }
-    sel->id = sj->mb.id;
-    sel->readonly = sj->readonly;
-    sel->uidvalidity = sj->mb.uidvalidity;
-    sel->known_modseq = sj->mb.highestmodseq;
+    struct imap_sel *sel = calloc(1, sizeof(*sel));
+    if (!sel)
+        return NULL;
+    sel->id = mb->id;
+    sel->readonly = readonly;
+    sel->uidvalidity = mb->uidvalidity;
+    sel->known_modseq = mb->highestmodseq;
     /* the UID list moves into the session, trimmed to its size */
-    sel->uids.v = sj->uids.uids;
-    sel->uids.n = sel->uids.cap = sj->uids.n;
-    sj->uids.uids = NULL;
-    sj->uids.n = sj->uids.cap = 0;
-    if (sel->uids.n && sel->uids.n < sj->uids.cap) {
+    size_t cap = uids->cap;
+    sel->uids.v = uids->uids;
+    sel->uids.n = sel->uids.cap = uids->n;
+    uids->uids = NULL;
+    uids->n = uids->cap = 0;
+    if (sel->uids.n && sel->uids.n < cap) {
         uint32_t *v = realloc(sel->uids.v, sel->uids.n * sizeof(uint32_t));
         if (v)
             sel->uids.v = v;
     }
     uint32_t maxu = max_uid(&sel->uids);
-    uint32_t uidnext = sj->mb.uidnext > maxu ? sj->mb.uidnext : maxu + 1;
+    *uidnext = mb->uidnext > maxu ? mb->uidnext : maxu + 1;
 
     sel->rec = recent_get(s->account_id, sel->id);
     if (sel->rec) {
         sel->recent_lo = sel->rec->floor + 1;
-        if (sj->readonly) {
+        if (readonly) {
             sel->recent_hi = maxu;
         } else {
             if (sel->rec->owner && sel->rec->owner != s && sel->rec->owner->sel)
@@ -675,71 +598,5 @@ static void select_done(struct imap_session *s, struct imap_job *j)
     s->state = IMAP_SELECTED;
     sel->exists_sent = sel->uids.n;
     sel->recent_sent = recent_count(sel);
-
-    int kl = sj->kw.oom ? 0 : (int)sj->kw.len;
-    const char *kp = sj->kw.p ? sj->kw.p : "";
-    imap_printf(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%.*s)\r\n", kl, kp);
-    if (sj->readonly)
-        imap_printf(s, "* OK [PERMANENTFLAGS ()] No permanent flags permitted.\r\n");
-    else
-        imap_printf(s,
-                    "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%.*s \\*)] "
-                    "Flags permitted.\r\n",
-                    kl, kp);
-    imap_printf(s, "* %zu EXISTS\r\n* %u RECENT\r\n", sel->uids.n, sel->recent_sent);
-    if (sj->first_unseen)
-        imap_printf(s, "* OK [UNSEEN %u] First unseen.\r\n", imap_sel_seq(sel, sj->first_unseen));
-    imap_printf(s, "* OK [UIDVALIDITY %u] UIDs valid.\r\n* OK [UIDNEXT %u] Predicted next UID.\r\n",
-                sel->uidvalidity, uidnext);
-    imap_finish(s, "OK", "[%s] %s completed.", sj->readonly ? "READ-ONLY" : "READ-WRITE",
-                sj->readonly ? "Examine" : "Select");
-}
-
-static void do_select(struct imap_session *s, struct imap_args *a, bool readonly)
-{
-    char name[STORAGE_MBOX_NAME_MAX + 1];
-    int r = IMAP_ARG_BAD;
-
-    if (imap_args_sp(a) != IMAP_ARG_OK || (r = imap_args_mailbox(a, name, sizeof(name))) !=
-                                              IMAP_ARG_OK) {
-        if (r == IMAP_ARG_BADNAME)
-            imap_bad(s, "Invalid mailbox name (modified UTF-7).");
-        else
-            imap_bad(s, "Usage: %s mailbox", readonly ? "EXAMINE" : "SELECT");
-        return;
-    }
-    if (!imap_args_at_end(a)) {
-        imap_bad(s, "Unexpected arguments after the mailbox name.");
-        return;
-    }
-    /* the previous mailbox is closed, whatever the outcome (RFC 3501) */
-    if (s->sel) {
-        imap_sel_free(s);
-        imap_printf(s, "* OK [CLOSED] Previous mailbox closed.\r\n");
-    }
-    if (!imap_storage(s))
-        return;
-    struct select_job *sj = calloc(1, sizeof(*sj));
-    if (!sj) {
-        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
-        return;
-    }
-    memcpy(sj->name, name, sizeof(sj->name));
-    sj->readonly = readonly;
-    sj->j.free_fn = select_free;
-    s->busy = true;
-    if (imap_job_start(s, &sj->j, select_work, select_done) < 0) {
-        s->busy = false;
-        imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
-    }
-}
-
-void imap_cmd_select(struct imap_session *s, struct imap_args *a)
-{
-    do_select(s, a, false);
-}
-
-void imap_cmd_examine(struct imap_session *s, struct imap_args *a)
-{
-    do_select(s, a, true);
+    return sel;
 }

@@ -1,6 +1,10 @@
-/* IMAP session state and what the command files share: the argument parser
- * (RFC 3501 grammar), response building, the selected mailbox with its
- * sequence-number/UID map and pending updates, and thread-pool jobs. */
+/* What the IMAP files share, bottom up: response writers, the arena and
+ * modified UTF-7 (imap_util.c); the argument parser, RFC 3501 grammar
+ * (imap_args.c); the session state, its output, replies, continuation
+ * and thread-pool jobs (imap_io.c); the selected mailbox with its
+ * sequence-number/UID map and pending updates (imap_mailbox.c); the
+ * session core (imap_session.c); the commands (cmd_*.c) and their table
+ * (imap_commands.c). Each file calls only files listed before it. */
 #ifndef COFFRE_IMAP_PRIVATE_H
 #define COFFRE_IMAP_PRIVATE_H
 
@@ -14,6 +18,7 @@
 #include "protocol/linebuf.h"
 #include "protocol/mailuser.h"
 #include "protocol/sasl.h"
+#include "server/base/buf.h"
 #include "server/base/conn.h"
 #include "storage/storage.h"
 
@@ -33,28 +38,14 @@ enum imap_state {
 /* A mailbox name as the client writes it (modified UTF-7 is longer). */
 #define IMAP_MBOX_ARG_MAX 1024
 
-/* ---- growable byte buffer (loop or pool thread) ---- */
+/* ---- IMAP writers into a struct buf (loop or pool thread) ---- */
 
-struct imap_buf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-void imap_buf_add(struct imap_buf *b, const void *p, size_t len);
-void imap_buf_str(struct imap_buf *b, const char *s);
-void imap_buf_printf(struct imap_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void imap_buf_vprintf(struct imap_buf *b, const char *fmt, va_list ap);
-/* IMAP string: quoted when it can be, a literal otherwise. */
-void imap_buf_string(struct imap_buf *b, const char *s, size_t len);
 /* A mailbox name (UTF-8 from storage) as a quoted modified UTF-7 string. */
-void imap_buf_mailbox(struct imap_buf *b, const char *name);
+void imap_buf_mailbox(struct buf *b, const char *name);
 /* "(\Seen kw ...)" */
-void imap_buf_flags(struct imap_buf *b, unsigned flags, const char *keywords, bool recent);
+void imap_buf_flags(struct buf *b, unsigned flags, const char *keywords, bool recent);
 /* "dd-Mon-yyyy hh:mm:ss +0000" in quotes (UTC) */
-void imap_buf_date(struct imap_buf *b, int64_t t);
-void imap_buf_reset(struct imap_buf *b);
-void imap_buf_free(struct imap_buf *b);
+void imap_buf_date(struct buf *b, int64_t t);
 
 /* ---- arena for a command's parsed arguments ---- */
 
@@ -130,6 +121,22 @@ int imap_args_datetime(struct imap_args *a, int64_t *t);
 /* date: dd-Mon-yyyy, quoted or not -> unix time of 00:00 UTC */
 int imap_parse_date(const char *s, size_t len, int64_t *t);
 int imap_args_date(struct imap_args *a, int64_t *t);
+
+/* The first index i with v[i] >= x in the ascending v[0..n), or n. */
+size_t imap_lower_bound(const uint32_t *v, size_t n, uint32_t x);
+
+/* Whether the atom w[0..n) is kw (case-insensitive). */
+bool imap_word_is(const char *w, size_t n, const char *kw);
+
+/* The special-use attributes (RFC 6154): name, storage bit, and the name
+ * XLIST gives it. */
+#define IMAP_NSPECIAL 7
+struct imap_special {
+    const char *name;
+    unsigned bit;
+    const char *xlist;
+};
+extern const struct imap_special imap_special_use[IMAP_NSPECIAL];
 
 /* modified UTF-7 (RFC 3501 5.1.3). Return 0 or -1 (invalid / too long). */
 int imap_mutf7_decode(const char *in, size_t len, char *out, size_t outcap);
@@ -222,78 +229,132 @@ struct imap_sel {
 };
 
 struct imap_job;
-struct imap_append;
-struct imap_fetch;
+struct imap_command;
+struct imap_session;
+
+/* What the session reads next (see the diagram in imap_session.c). */
+enum imap_input {
+    IMAP_IN_COMMAND, /* command lines (and the lines between literals) */
+    IMAP_IN_LITERAL, /* the bytes of a literal of the command being assembled */
+    IMAP_IN_CONT,    /* the running command's own input (s->cont) */
+    IMAP_IN_SKIP,    /* the rest of a refused over-long command line */
+};
+
+/* What the session waits on before it reads or runs anything more. */
+enum imap_wait {
+    IMAP_WAIT_NONE,
+    IMAP_WAIT_JOB,    /* a pool job, or another service's answer (login, store open) */
+    IMAP_WAIT_RATE,   /* over imap_max_commands_per_second: the next second */
+    IMAP_WAIT_OUTPUT, /* the client reading its output (output timeout armed) */
+};
+
+/* A command that takes several steps owns its continuation: the session
+ * keeps a pointer to it (and to the command's state, s->cont_data) while
+ * the command runs, and calls it instead of reading commands. */
+struct imap_cont {
+    /* The command's input, at most one of the two (none: it reads nothing
+     * and the session reads nothing while it runs). line: the next line,
+     * terminator stripped (SASL responses, IDLE's DONE). bytes: reads
+     * s->in itself; returns false when it needs more input (APPEND data). */
+    void (*line)(struct imap_session *s, const char *line, size_t len);
+    bool (*bytes)(struct imap_session *s);
+    /* The session may go on: the output drained, a job ended, or the
+     * selected mailbox changed (NULL: nothing to do). */
+    void (*resume)(struct imap_session *s);
+    /* The session ends while the command runs: free its state (a running
+     * job of its own is still s->job, detached after this call). */
+    void (*abort)(struct imap_session *s);
+};
 
 struct imap_session {
     struct conn *c;
     enum imap_state state;
+    enum imap_input input;
+    enum imap_wait wait;
     struct linebuf in;
+    const struct imap_command *commands; /* the command table, ncommands rows */
+    size_t ncommands;
 
     /* the command being assembled: its lines and literals */
-    char *cmd;
-    size_t cmd_len, cmd_cap;
-    uint64_t literal_left;
+    struct buf cmd;
+    uint64_t literal_left; /* IMAP_IN_LITERAL: bytes still to come */
+    size_t skip_left;      /* IMAP_IN_SKIP: bytes still tolerated */
 
     char tag[IMAP_TAG_MAX];
-    bool busy;          /* a command is in progress (input paused) */
-    bool in_process;    /* inside the command loop (no re-entry) */
-    bool idling;        /* IDLE: waiting for DONE */
-    bool throttled;     /* over imap_max_commands_per_second */
-    bool stalled;       /* waiting for the client to read (output timeout armed) */
-    bool counted_userip;
-    bool uid_cmd;       /* the command in progress is a UID command */
-    bool expunge_ok;    /* EXPUNGE responses allowed for the command in progress */
-    struct auth_login *login;
-    struct proto_sasl *sasl; /* only during AUTHENTICATE */
-    unsigned bad_count;
+    bool uid_cmd;                 /* the command in progress is a UID command */
+    bool expunge_ok;              /* EXPUNGE responses allowed for the command in progress */
+    bool in_loop;                 /* inside the reading loop (it goes on by itself) */
+    const struct imap_cont *cont; /* the running multi-step command, or NULL */
+    void *cont_data;              /* its state */
+    char *tagline;                /* tagged reply held back until updates are out */
+    struct imap_job *job;         /* at most one job in flight */
 
+    bool counted_userip;
+    unsigned bad_count;
     int64_t account_id;
     struct mailuser *mu;
     struct mailuser_req *mu_req;
     struct mailuser_listener listener;
     struct imap_sel *sel;
-    uint64_t quota_bytes;       /* the account's quota, 0 = none (login ALERT) */
-    struct imap_job *job;       /* at most one job in flight */
-    struct imap_append *app;    /* APPEND in progress */
-    struct imap_fetch *fetch;   /* multi-step FETCH in progress */
-    char *tagline;              /* tagged reply held back until updates are out */
-    void (*after_job)(struct imap_session *s); /* continue a multi-step command */
+    uint64_t quota_bytes; /* the account's quota, 0 = none (login ALERT) */
 
-    size_t skip_left; /* bytes of an over-long line still tolerated */
     uint64_t rate_sec;
     unsigned rate_n;
     struct imap_session *thr_next, *thr_prev;
 };
+
+/* Starts the continuation of the command in progress (data: its state). */
+void imap_cont_start(struct imap_session *s, const struct imap_cont *cont, void *data);
+/* The command is over (its state freed or about to be): commands again. */
+void imap_cont_end(struct imap_session *s);
+/* Sets what the session waits on; input is paused until it is NONE again. */
+void imap_wait(struct imap_session *s, enum imap_wait w);
+/* The running command's resume hook, when it may run now (a mailbox
+ * change while it runs, e.g. during IDLE). */
+static inline void imap_cont_nudge(struct imap_session *s)
+{
+    if (s->cont && s->cont->resume && s->wait == IMAP_WAIT_NONE)
+        s->cont->resume(s);
+}
 
 /* ---- output ---- */
 
 /* Appends to the session's pending output (flushed at the end of every
  * event handler, or when large). */
 void imap_out(struct imap_session *s, const void *p, size_t len);
-void imap_printf(struct imap_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-struct imap_buf *imap_outbuf(struct imap_session *s); /* the pending output, for builders */
+void imap_printf(struct imap_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+struct buf *imap_outbuf(struct imap_session *s); /* the pending output, for builders */
 void imap_flush(struct imap_session *s);
+/* Drops what s has not flushed yet (the session is closing). */
+void imap_out_discard(struct imap_session *s);
+/* Bytes written but not yet taken by the client, this event's included. */
+size_t imap_out_pending(struct imap_session *s);
 void imap_close(struct imap_session *s);
-/* A multi-step command waits for the client to read: arms the output
- * timeout (imap_output_timeout) until on_drain. */
+/* A multi-step command waits for the client to read (IMAP_WAIT_OUTPUT):
+ * arms the output timeout (imap_output_timeout) until the output drains,
+ * then the continuation's resume runs. */
 void imap_stall(struct imap_session *s);
 
 void imap_tagged(struct imap_session *s, const char *status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void imap_bad(struct imap_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* BAD for an argument refused with r: invalid mailbox name, too deep, or
+ * "Usage: <usage>". */
+void imap_bad_arg(struct imap_session *s, int r, const char *usage);
 /* The capability list for the current state (no leading "CAPABILITY "). */
 const char *imap_capabilities(struct imap_session *s);
 
 /* Ends the command in progress: announces pending mailbox changes (with
- * EXPUNGE only when s->expunge_ok), then the tagged reply; resumes input
- * if the command was asynchronous. */
+ * EXPUNGE only when s->expunge_ok), then the tagged reply; the session
+ * goes on reading (at once when called outside its reading loop). */
 void imap_finish(struct imap_session *s, const char *status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Maps a storage error to a tagged NO with a response code. */
 void imap_finish_storage_err(struct imap_session *s, int err, const char *what);
 
-/* Continue reading commands (after an async command completed). */
+/* The session goes on: reads and runs what it can (nothing when called
+ * from inside its reading loop, which goes on by itself). */
 void imap_resume(struct imap_session *s);
 /* The store for mailbox commands; answers NO and returns NULL when absent. */
 struct storage_user *imap_storage(struct imap_session *s);
@@ -314,10 +375,16 @@ struct imap_job {
     void (*free_fn)(struct imap_job *j); /* frees the job (NULL: free()) */
     void *pj;
 };
-/* Starts j (allocated by the caller, zeroed header) for s; marks the
- * session busy. Returns 0, or -1 (j freed, nothing started). */
+/* Starts j (allocated by the caller, zeroed header) for s; the session
+ * waits on it (IMAP_WAIT_JOB) until its done function has run. Returns 0,
+ * or -1 (j freed, nothing started). */
 int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *work,
                    imap_job_done *done);
+
+/* Starts the command's job, or ends the command with NO [UNAVAILABLE]
+ * when there is no store (j freed) or the job cannot start. */
+void imap_cmd_job(struct imap_session *s, struct imap_job *j, imap_job_work *work,
+                  imap_job_done *done);
 
 /* ---- selected mailbox ---- */
 
@@ -326,6 +393,31 @@ int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *wo
  * sequence number is beyond the mailbox (BAD). */
 int imap_sel_resolve(struct imap_session *s, const struct imap_seqset *in, bool uid,
                      struct imap_arena *ar, struct storage_uidset *out);
+/* Makes mb (with its UIDs, taken from uids) the selected mailbox of s,
+ * with its \Recent share; *uidnext the UIDNEXT to announce. NULL when out
+ * of memory. */
+struct imap_sel *imap_sel_install(struct imap_session *s, const struct storage_mbox *mb,
+                                  struct storage_uidlist *uids, bool readonly, uint32_t *uidnext);
+/* SP sequence-set (a UID set for a UID command), resolved into us (in
+ * ar); false after answering BAD. */
+bool imap_sel_set_arg(struct imap_session *s, struct imap_args *a, struct imap_arena *ar,
+                      struct storage_uidset *us);
+/* Flags of messages read on the pool (STORE's result, others' changes),
+ * announced on the loop as FETCH FLAGS. Zeroed is empty. */
+struct imap_flagset {
+    struct imap_msgflags {
+        uint32_t uid;
+        unsigned flags;
+        uint32_t kwoff; /* into kw; UINT32_MAX: no keywords */
+    } * v;
+    size_t n, cap;
+    struct buf kw;
+};
+/* Adds m's flags (a storage callback: returns 1 when out of memory). */
+int imap_flagset_add(struct imap_flagset *fs, const struct storage_msg *m);
+void imap_flagset_free(struct imap_flagset *fs);
+/* "* seq FETCH ([UID u ]FLAGS (...))" for each message still in view. */
+void imap_flagset_announce(struct imap_session *s, const struct imap_flagset *fs, bool uid);
 /* Sequence number (1-based) of uid, 0 if not in view. */
 uint32_t imap_sel_seq(const struct imap_sel *sel, uint32_t uid);
 bool imap_sel_recent(const struct imap_sel *sel, uint32_t uid);
@@ -347,36 +439,47 @@ uint32_t imap_recent_floor(int64_t user, int64_t mbox);
 
 /* ---- commands ---- */
 
-typedef void imap_cmd_fn(struct imap_session *s, struct imap_args *args);
-imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_starttls,
-    imap_cmd_login, imap_cmd_authenticate, imap_cmd_enable, imap_cmd_id, imap_cmd_namespace,
-    imap_cmd_select, imap_cmd_examine, imap_cmd_create, imap_cmd_delete, imap_cmd_rename,
-    imap_cmd_subscribe, imap_cmd_unsubscribe, imap_cmd_list, imap_cmd_lsub, imap_cmd_xlist,
-    imap_cmd_status, imap_cmd_append, imap_cmd_check, imap_cmd_close, imap_cmd_unselect,
-    imap_cmd_expunge, imap_cmd_search, imap_cmd_fetch, imap_cmd_store, imap_cmd_copy,
-    imap_cmd_move, imap_cmd_uid, imap_cmd_idle;
+enum {
+    IMAP_CMD_NO_EXPUNGE = 1 << 0, /* RFC 3501 7.4.1: no EXPUNGE while answering it */
+    IMAP_CMD_UID = 1 << 1,        /* a UID command: sets are UIDs, answers say "UID" */
+    IMAP_CMD_NO_ARGS = 1 << 2,    /* takes no arguments ("X takes no arguments.") */
+};
 
-/* The SASL continuation line for AUTHENTICATE. */
-void imap_auth_sasl_line(struct imap_session *s, const char *line, size_t len);
-void imap_auth_cancel(struct imap_session *s);
+typedef void imap_cmd_fn(struct imap_session *s, struct imap_args *args);
+
+/* A row of the command table (imap_commands.c). */
+struct imap_command {
+    const char *name; /* as the client sends it: "FETCH", "UID FETCH" */
+    imap_cmd_fn *fn;  /* runs the command; args start after the name */
+    unsigned states;  /* IMAP_NOTAUTH, IMAP_AUTH, IMAP_SELECTED it is valid in */
+    unsigned flags;   /* IMAP_CMD_* */
+    /* Optional: a line of this command announces a literal of n bytes.
+     * Returns true when the command takes the literal over (it reads it
+     * through its continuation); false: read it as part of the command. */
+    bool (*literal)(struct imap_session *s, uint64_t n, bool sync);
+};
+
+imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_starttls, imap_cmd_login,
+    imap_cmd_authenticate, imap_cmd_enable, imap_cmd_id, imap_cmd_namespace, imap_cmd_select,
+    imap_cmd_examine, imap_cmd_create, imap_cmd_delete, imap_cmd_rename, imap_cmd_subscribe,
+    imap_cmd_unsubscribe, imap_cmd_list, imap_cmd_lsub, imap_cmd_xlist, imap_cmd_status,
+    imap_cmd_append, imap_cmd_check, imap_cmd_close, imap_cmd_unselect, imap_cmd_expunge,
+    imap_cmd_search, imap_cmd_fetch, imap_cmd_store, imap_cmd_copy, imap_cmd_move, imap_cmd_idle;
+
+/* The session core's side of the connection handler (imap_commands.c
+ * serves sessions with its table). */
+int imap_session_open(struct conn *c, const struct imap_command *commands, size_t n);
+void imap_session_input(struct conn *c, const char *buf, size_t len);
+void imap_session_drain(struct conn *c);
+void imap_session_timeout(struct conn *c);
+void imap_session_shutdown(struct conn *c);
+void imap_session_close(struct conn *c);
+
+/* APPEND streams its message literal (the literal hook of its row). */
+bool imap_append_literal(struct imap_session *s, uint64_t n, bool sync);
+
 /* The per user+address session count (login/close). */
 bool imap_userip_add(struct imap_session *s);
 void imap_userip_del(struct imap_session *s);
-
-/* IDLE: a line while idling ("DONE"). */
-void imap_idle_line(struct imap_session *s, const char *line, size_t len);
-/* Something to announce while idling. */
-void imap_idle_kick(struct imap_session *s);
-
-/* APPEND streaming: called by the session when a command line announces
- * the message literal of an APPEND. Returns true if it took over. */
-bool imap_append_begin(struct imap_session *s, uint64_t n, bool sync);
-/* Feeds literal bytes / the line after a message; see cmd_append.c. */
-bool imap_append_input(struct imap_session *s); /* false: needs more input */
-void imap_append_abort(struct imap_session *s);
-
-/* FETCH continues after the output drained. */
-void imap_fetch_continue(struct imap_session *s);
-void imap_fetch_abort(struct imap_session *s);
 
 #endif

@@ -1,8 +1,37 @@
-/* IMAP session: greeting, assembling commands from lines and literals under
- * the configured limits, the command table with allowed states, dispatch,
- * output batching, thread-pool jobs, the command rate limit, the per
- * user+address session count, and the session's end (LOGOUT, timeouts,
- * shutdown, too many errors). */
+/* IMAP session core: the greeting, assembling commands from lines and
+ * literals under the configured limits, dispatch through the command table
+ * (handed over by imap_commands.c), ending a command (pending mailbox
+ * changes, then the tagged reply), the command rate limit, output
+ * back-pressure, the per user+address session count, and the session's
+ * end (LOGOUT, timeouts, shutdown, too many errors). Output, replies and
+ * pool jobs are in imap_io.c. It names no command: one that takes several
+ * steps runs through its continuation (struct imap_cont).
+ *
+ * The session is two enums. s->input, what it reads next:
+ *
+ *   COMMAND --line ends in {N}----------------> LITERAL --N bytes read--> COMMAND
+ *   COMMAND --over-long line, end not yet seen-> SKIP --end seen: tagged BAD--> COMMAND
+ *                                                  \--4x max_line_length: BYE
+ *   COMMAND --imap_cont_start() (a command, or a row's literal hook)--> CONT
+ *   CONT    --imap_cont_end()-----------------> COMMAND
+ *
+ *   In CONT the command's line() gets the lines (SASL responses, IDLE's
+ *   DONE), or its bytes() reads the input itself (APPEND's messages), or,
+ *   with neither, nothing is read until it ends (FETCH).
+ *
+ * s->wait, what it waits on before reading or running anything more:
+ *
+ *   NONE --imap_job_start(), a login-----> JOB    --done callback--> NONE
+ *   NONE --over the commands per second--> RATE   --next second----> NONE
+ *   NONE --imap_stall()------------------> OUTPUT --on_drain-------> NONE
+ *
+ * run() reads while the wait is NONE, the output is below CONN_WRITE_HIGH
+ * and the session is not closing; imap_resume() runs it again and then
+ * the continuation's resume() (FETCH's next step, IDLE's announcements).
+ * A tagged reply that must wait for updates announced by a pool job is
+ * held in s->tagline (wait JOB) and written when the job is done. A
+ * session closed while a job runs: the continuation's abort() frees the
+ * command, the job is detached and frees what it holds when it ends. */
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,154 +45,10 @@
 #include "server/base/config.h"
 #include "server/base/log.h"
 
-enum {
-    CMD_NO_EXPUNGE = 1 << 0, /* RFC 3501 7.4.1: no EXPUNGE while answering it */
-};
-
-struct imap_command {
-    const char *name;
-    imap_cmd_fn *fn;
-    unsigned states;
-    unsigned flags;
-};
-
-static const struct imap_command commands[] = {
-    {"CAPABILITY", imap_cmd_capability, IMAP_ANY, 0},
-    {"NOOP", imap_cmd_noop, IMAP_ANY, 0},
-    {"LOGOUT", imap_cmd_logout, IMAP_ANY, 0},
-    {"ID", imap_cmd_id, IMAP_ANY, 0},
-    {"STARTTLS", imap_cmd_starttls, IMAP_NOTAUTH, 0},
-    {"LOGIN", imap_cmd_login, IMAP_NOTAUTH, 0},
-    {"AUTHENTICATE", imap_cmd_authenticate, IMAP_NOTAUTH, 0},
-    {"ENABLE", imap_cmd_enable, IMAP_AUTHED, 0},
-    {"NAMESPACE", imap_cmd_namespace, IMAP_AUTHED, 0},
-    {"SELECT", imap_cmd_select, IMAP_AUTHED, 0},
-    {"EXAMINE", imap_cmd_examine, IMAP_AUTHED, 0},
-    {"CREATE", imap_cmd_create, IMAP_AUTHED, 0},
-    {"DELETE", imap_cmd_delete, IMAP_AUTHED, 0},
-    {"RENAME", imap_cmd_rename, IMAP_AUTHED, 0},
-    {"SUBSCRIBE", imap_cmd_subscribe, IMAP_AUTHED, 0},
-    {"UNSUBSCRIBE", imap_cmd_unsubscribe, IMAP_AUTHED, 0},
-    {"LIST", imap_cmd_list, IMAP_AUTHED, 0},
-    {"LSUB", imap_cmd_lsub, IMAP_AUTHED, 0},
-    {"XLIST", imap_cmd_xlist, IMAP_AUTHED, 0},
-    {"STATUS", imap_cmd_status, IMAP_AUTHED, 0},
-    {"APPEND", imap_cmd_append, IMAP_AUTHED, 0},
-    {"IDLE", imap_cmd_idle, IMAP_AUTHED, 0},
-    {"CHECK", imap_cmd_check, IMAP_SELECTED, 0},
-    {"CLOSE", imap_cmd_close, IMAP_SELECTED, 0},
-    {"UNSELECT", imap_cmd_unselect, IMAP_SELECTED, 0},
-    {"EXPUNGE", imap_cmd_expunge, IMAP_SELECTED, 0},
-    {"SEARCH", imap_cmd_search, IMAP_SELECTED, CMD_NO_EXPUNGE},
-    {"FETCH", imap_cmd_fetch, IMAP_SELECTED, CMD_NO_EXPUNGE},
-    {"STORE", imap_cmd_store, IMAP_SELECTED, CMD_NO_EXPUNGE},
-    {"COPY", imap_cmd_copy, IMAP_SELECTED, 0},
-    {"MOVE", imap_cmd_move, IMAP_SELECTED, 0},
-    {"UID", imap_cmd_uid, IMAP_SELECTED, 0},
-};
-
-static void process(struct imap_session *s);
-
-/* ---- output: one buffer for the loop thread, flushed per event ---- */
-
-static struct imap_buf obuf;
-static struct imap_session *obuf_owner;
-
-void imap_flush(struct imap_session *s)
+static bool reading(struct imap_session *s)
 {
-    if (obuf_owner != s || obuf.len == 0)
-        return;
-    conn_write(s->c, obuf.p, obuf.len);
-    imap_buf_reset(&obuf);
-    obuf_owner = NULL;
-    if (obuf.cap > 256 * 1024)
-        imap_buf_free(&obuf); /* do not keep a large buffer around */
-}
-
-struct imap_buf *imap_outbuf(struct imap_session *s)
-{
-    if (obuf_owner && obuf_owner != s)
-        imap_flush(obuf_owner);
-    obuf_owner = s;
-    return &obuf;
-}
-
-void imap_out(struct imap_session *s, const void *p, size_t len)
-{
-    struct imap_buf *b = imap_outbuf(s);
-    imap_buf_add(b, p, len);
-    if (b->len >= 64 * 1024)
-        imap_flush(s);
-}
-
-void imap_printf(struct imap_session *s, const char *fmt, ...)
-{
-    va_list ap;
-    struct imap_buf *b = imap_outbuf(s);
-    va_start(ap, fmt);
-    imap_buf_vprintf(b, fmt, ap);
-    va_end(ap);
-    if (b->len >= 64 * 1024)
-        imap_flush(s);
-}
-
-void imap_close(struct imap_session *s)
-{
-    imap_flush(s);
-    s->state = IMAP_LOGOUT;
-    conn_close(s->c);
-}
-
-static size_t out_pending(struct imap_session *s)
-{
-    return conn_write_queued(s->c) + (obuf_owner == s ? obuf.len : 0);
-}
-
-/* ---- replies ---- */
-
-static void too_many_errors(struct imap_session *s)
-{
-    imap_printf(s, "* BYE Too many invalid commands.\r\n");
-    imap_close(s);
-}
-
-void imap_tagged(struct imap_session *s, const char *status, const char *fmt, ...)
-{
-    char text[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
-    va_end(ap);
-    imap_printf(s, "%s %s %s\r\n", s->tag, status, text);
-}
-
-void imap_bad(struct imap_session *s, const char *fmt, ...)
-{
-    char text[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
-    va_end(ap);
-    imap_printf(s, "%s BAD %s\r\n", s->tag[0] ? s->tag : "*", text);
-    if (++s->bad_count >= conn_conf(s->c)->max_bad_commands)
-        too_many_errors(s);
-}
-
-#define CAPS_COMMON                                                                                \
-    "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN "         \
-    "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST"
-
-const char *imap_capabilities(struct imap_session *s)
-{
-    if (s->state != IMAP_NOTAUTH)
-        return CAPS_COMMON;
-    if (conn_is_tls(s->c))
-        return CAPS_COMMON " AUTH=PLAIN AUTH=LOGIN";
-    if (conn_plaintext_auth_ok(s->c))
-        return CAPS_COMMON " STARTTLS AUTH=PLAIN AUTH=LOGIN";
-    return CAPS_COMMON " STARTTLS LOGINDISABLED";
+    return s->wait == IMAP_WAIT_NONE &&
+           (s->input != IMAP_IN_CONT || s->cont->line || s->cont->bytes);
 }
 
 /* ---- ending a command ---- */
@@ -175,8 +60,6 @@ static void finish_tail(struct imap_session *s)
         free(s->tagline);
         s->tagline = NULL;
     }
-    s->busy = false;
-    s->uid_cmd = false;
     imap_resume(s);
 }
 
@@ -184,7 +67,6 @@ void imap_finish(struct imap_session *s, const char *status, const char *fmt, ..
 {
     char text[1200];
     va_list ap;
-    bool async = s->busy;
     int n;
 
     n = snprintf(text, sizeof(text), "%s %s ", s->tag, status);
@@ -199,8 +81,6 @@ void imap_finish(struct imap_session *s, const char *status, const char *fmt, ..
         if (s->tagline) {
             memcpy(s->tagline, text, l);
             memcpy(s->tagline + l, "\r\n", 3);
-            s->busy = true;
-            conn_pause(s->c);
             imap_updates(s, s->expunge_ok, finish_tail);
             return;
         }
@@ -208,49 +88,52 @@ void imap_finish(struct imap_session *s, const char *status, const char *fmt, ..
     if (s->state == IMAP_SELECTED && s->sel)
         imap_updates(s, s->expunge_ok, NULL);
     imap_printf(s, "%s\r\n", text);
-    if (async) {
-        s->busy = false;
-        s->uid_cmd = false;
-        imap_resume(s);
-    }
+    imap_resume(s);
 }
+
+/* The answer to each storage error: response code and text. */
+static const struct {
+    int err;
+    const char *code, *text; /* text NULL: storage_strerror() */
+} storage_errs[] = {
+    {STORAGE_E_NOMBOX, "[NONEXISTENT] ", "no such mailbox"},
+    {STORAGE_E_EXISTS, "[ALREADYEXISTS] ", "mailbox already exists"},
+    {STORAGE_E_QUOTA, "[OVERQUOTA] ", "quota exceeded"},
+    {STORAGE_E_BADNAME, "[CANNOT] ", "invalid mailbox name"},
+    {STORAGE_E_NOPERM, "[CANNOT] ", NULL},
+    {STORAGE_E_CHILDREN, "[CANNOT] ", NULL},
+    {STORAGE_E_TOOBIG, "[TOOBIG] ", "message too large"},
+    {STORAGE_E_NOMSG, "[EXPUNGEISSUED] ", "message expunged"},
+    {STORAGE_E_INVAL, "", "invalid argument"},
+    {STORAGE_E_TEMP, "[UNAVAILABLE] ", "temporary failure; try again later"},
+    {STORAGE_E_NOMEM, "[UNAVAILABLE] ", "temporary failure; try again later"},
+};
 
 void imap_finish_storage_err(struct imap_session *s, int err, const char *what)
 {
-    switch (err) {
-    case STORAGE_E_NOMBOX:
-        imap_finish(s, "NO", "[NONEXISTENT] %s: no such mailbox.", what);
-        break;
-    case STORAGE_E_EXISTS:
-        imap_finish(s, "NO", "[ALREADYEXISTS] %s: mailbox already exists.", what);
-        break;
-    case STORAGE_E_QUOTA:
-        imap_finish(s, "NO", "[OVERQUOTA] %s: quota exceeded.", what);
-        break;
-    case STORAGE_E_BADNAME:
-        imap_finish(s, "NO", "[CANNOT] %s: invalid mailbox name.", what);
-        break;
-    case STORAGE_E_NOPERM:
-    case STORAGE_E_CHILDREN:
-        imap_finish(s, "NO", "[CANNOT] %s: %s.", what, storage_strerror(err));
-        break;
-    case STORAGE_E_TOOBIG:
-        imap_finish(s, "NO", "[TOOBIG] %s: message too large.", what);
-        break;
-    case STORAGE_E_NOMSG:
-        imap_finish(s, "NO", "[EXPUNGEISSUED] %s: message expunged.", what);
-        break;
-    case STORAGE_E_INVAL:
-        imap_finish(s, "NO", "%s: invalid argument.", what);
-        break;
-    case STORAGE_E_TEMP:
-    case STORAGE_E_NOMEM:
-        imap_finish(s, "NO", "[UNAVAILABLE] %s: temporary failure; try again later.", what);
-        break;
-    default:
-        imap_finish(s, "NO", "[SERVERBUG] %s: internal error.", what);
-        break;
+    const char *code = "[SERVERBUG] ", *text = "internal error";
+    for (size_t i = 0; i < sizeof(storage_errs) / sizeof(storage_errs[0]); i++) {
+        if (storage_errs[i].err == err) {
+            code = storage_errs[i].code;
+            text = storage_errs[i].text ? storage_errs[i].text : storage_strerror(err);
+            break;
+        }
     }
+    imap_finish(s, "NO", "%s%s: %s.", code, what, text);
+}
+
+void imap_cmd_job(struct imap_session *s, struct imap_job *j, imap_job_work *work,
+                  imap_job_done *done)
+{
+    if (!imap_storage(s)) {
+        if (j->free_fn)
+            j->free_fn(j);
+        else
+            free(j);
+        return;
+    }
+    if (imap_job_start(s, j, work, done) < 0)
+        imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
 }
 
 struct storage_user *imap_storage(struct imap_session *s)
@@ -260,58 +143,6 @@ struct storage_user *imap_storage(struct imap_session *s)
         return NULL;
     }
     return mailuser_storage(s->mu);
-}
-
-/* ---- jobs ---- */
-
-static void job_work(void *data)
-{
-    struct imap_job *j = data;
-    j->work(j);
-}
-
-static void job_done(void *data)
-{
-    struct imap_job *j = data;
-    struct imap_session *s = j->s;
-    if (!s)
-        return;
-    s->job = NULL;
-    j->done(s, j);
-    imap_flush(s);
-}
-
-static void job_free(void *data)
-{
-    struct imap_job *j = data;
-    if (j->release)
-        mailuser_release(j->release);
-    if (j->free_fn)
-        j->free_fn(j);
-    else
-        free(j);
-}
-
-int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *work,
-                   imap_job_done *done)
-{
-    j->s = s;
-    j->u = s->mu ? mailuser_storage(s->mu) : NULL;
-    j->work = work;
-    j->done = done;
-    j->release = NULL;
-    if (!j->u || !conn_loop(s->c)) {
-        job_free(j);
-        return -1;
-    }
-    j->pj = proto_job_start(conn_loop(s->c), job_work, job_done, job_free, j);
-    if (!j->pj) {
-        job_free(j);
-        return -1;
-    }
-    s->job = j;
-    conn_pause(s->c);
-    return 0;
 }
 
 /* ---- per user+address session count ---- */
@@ -400,7 +231,7 @@ static struct imap_session *thr_list;
 
 static void thr_unlink(struct imap_session *s)
 {
-    if (!s->throttled)
+    if (s->wait != IMAP_WAIT_RATE)
         return;
     if (s->thr_prev)
         s->thr_prev->thr_next = s->thr_next;
@@ -409,7 +240,7 @@ static void thr_unlink(struct imap_session *s)
     if (s->thr_next)
         s->thr_next->thr_prev = s->thr_prev;
     s->thr_next = s->thr_prev = NULL;
-    s->throttled = false;
+    s->wait = IMAP_WAIT_NONE;
 }
 
 static void on_thr_timer(uv_timer_t *t)
@@ -449,7 +280,6 @@ static bool rate_ok(struct imap_session *s)
         uv_unref((uv_handle_t *)&thr_timer);
         thr_timer_init = true;
     }
-    s->throttled = true;
     s->thr_prev = NULL;
     s->thr_next = thr_list;
     if (thr_list)
@@ -457,41 +287,28 @@ static bool rate_ok(struct imap_session *s)
     thr_list = s;
     if (!uv_is_active((uv_handle_t *)&thr_timer))
         uv_timer_start(&thr_timer, on_thr_timer, 100, 100);
-    conn_pause(s->c);
+    imap_wait(s, IMAP_WAIT_RATE);
     return false;
 }
 
 /* ---- command assembly ---- */
 
-static int cmd_append(struct imap_session *s, const char *p, size_t len)
+static int cmd_add(struct imap_session *s, const char *p, size_t len)
 {
     const struct conf *cf = conn_conf(s->c);
     size_t limit = cf->max_line_length + (size_t)cf->max_literal_size;
 
-    if (s->cmd_len + len > limit)
+    if (s->cmd.len + len > limit)
         return -1;
-    if (s->cmd_len + len > s->cmd_cap) {
-        size_t ncap = s->cmd_cap ? s->cmd_cap : 256;
-        while (ncap < s->cmd_len + len)
-            ncap *= 2;
-        char *n = realloc(s->cmd, ncap);
-        if (!n)
-            return -1;
-        s->cmd = n;
-        s->cmd_cap = ncap;
-    }
-    memcpy(s->cmd + s->cmd_len, p, len);
-    s->cmd_len += len;
-    return 0;
+    buf_add(&s->cmd, p, len);
+    return s->cmd.oom ? -1 : 0;
 }
 
 static void cmd_reset(struct imap_session *s)
 {
-    if (s->cmd)
-        explicit_bzero(s->cmd, s->cmd_len); /* may hold a LOGIN password */
-    free(s->cmd);
-    s->cmd = NULL;
-    s->cmd_len = s->cmd_cap = 0;
+    if (s->cmd.p)
+        explicit_bzero(s->cmd.p, s->cmd.len); /* may hold a LOGIN password */
+    buf_free(&s->cmd);
     s->literal_left = 0;
 }
 
@@ -525,13 +342,20 @@ static int literal_suffix(const char *line, size_t len, uint64_t *n, bool *sync)
     return 1;
 }
 
-/* Copies the tag of the command in cmd into s->tag ("*" when unusable). */
-static bool take_tag(struct imap_session *s, const char *p, size_t len, size_t *taglen)
+/* Length of the run of tag characters at p (RFC 3501 "tag"). */
+static size_t tag_run(const char *p, size_t len)
 {
     size_t i = 0;
     while (i < len && p[i] != ' ' && (unsigned char)p[i] > 0x20 && (unsigned char)p[i] < 0x7f &&
            !strchr("(){%*\"\\+", p[i]))
         i++;
+    return i;
+}
+
+/* Copies the tag of the command in cmd into s->tag ("*" when unusable). */
+static bool take_tag(struct imap_session *s, const char *p, size_t len, size_t *taglen)
+{
+    size_t i = tag_run(p, len);
     if (i == 0 || i >= IMAP_TAG_MAX || (i < len && p[i] != ' ')) {
         snprintf(s->tag, sizeof(s->tag), "*");
         return false;
@@ -542,20 +366,97 @@ static bool take_tag(struct imap_session *s, const char *p, size_t len, size_t *
     return true;
 }
 
-static const struct imap_command *find_command(const char *p, size_t n)
+/* The row named name[0..n) exactly (case-insensitive), or NULL. */
+static const struct imap_command *find_row(struct imap_session *s, const char *name, size_t n)
 {
-    for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++) {
-        const struct imap_command *c = &commands[k];
-        if (strlen(c->name) == n && !strncasecmp(c->name, p, n))
+    for (size_t k = 0; k < s->ncommands; k++) {
+        const struct imap_command *c = &s->commands[k];
+        if (strlen(c->name) == n && !strncasecmp(c->name, name, n))
             return c;
     }
     return NULL;
 }
 
+/* Whether name is "word ..." (a row of a two-word family like UID FETCH). */
+static bool in_family(const char *name, const char *word, size_t n)
+{
+    return strlen(name) > n && name[n] == ' ' && !strncasecmp(name, word, n);
+}
+
+/* The family "word": the first of its rows' names (NULL when there is
+ * none); *states the states its rows are valid in. */
+static const char *find_family(struct imap_session *s, const char *word, size_t n, unsigned *states)
+{
+    const char *family = NULL;
+    *states = 0;
+    for (size_t k = 0; k < s->ncommands; k++) {
+        const struct imap_command *c = &s->commands[k];
+        if (in_family(c->name, word, n)) {
+            *states |= c->states;
+            if (!family)
+                family = c->name;
+        }
+    }
+    return family;
+}
+
+/* Looks the command up in the table: the first word (letters) names it,
+ * or with the next atom when rows are spelled "WORD NEXT". Answers BAD and
+ * returns NULL when there is none; a is left after the name. */
+static const struct imap_command *lookup(struct imap_session *s, const char *p, size_t len,
+                                         struct imap_args *a)
+{
+    size_t i;
+    unsigned states;
+
+    for (i = 0; i < len && isalpha((unsigned char)p[i]); i++)
+        ;
+    imap_args_init(a, p + i, len - i, conn_conf(s->c)->imap_max_nesting);
+    const struct imap_command *c = find_row(s, p, i);
+    if (c)
+        return c;
+    const char *family = find_family(s, p, i, &states); /* as the table spells it */
+    if (!family) {
+        imap_bad(s, "Unknown command.");
+        return NULL;
+    }
+    if (!(states & s->state)) {
+        imap_bad(s, "%.*s is not valid in this state.", (int)i, family);
+        return NULL;
+    }
+    const char *sub;
+    size_t n;
+    char name[64];
+    if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_atom(a, &sub, &n) != IMAP_ARG_OK) {
+        /* "Usage: UID FETCH|STORE|..." from the rows of the family */
+        char usage[256];
+        size_t u = (size_t)snprintf(usage, sizeof(usage), "%.*s ", (int)i, family);
+        const char *sep = "";
+        for (size_t k = 0; k < s->ncommands; k++) {
+            const char *rn = s->commands[k].name;
+            if (!in_family(rn, p, i) || u >= sizeof(usage))
+                continue;
+            u += (size_t)snprintf(usage + u, sizeof(usage) - u, "%s%s", sep, rn + i + 1);
+            sep = "|";
+        }
+        imap_bad(s, "Usage: %s ...", usage);
+        return NULL;
+    }
+    if (i + 1 + n < sizeof(name)) {
+        memcpy(name, family, i);
+        name[i] = ' ';
+        memcpy(name + i + 1, sub, n);
+        c = find_row(s, name, i + 1 + n);
+    }
+    if (!c)
+        imap_bad(s, "Unknown %.*s command.", (int)i, family);
+    return c;
+}
+
 static void execute(struct imap_session *s)
 {
-    const char *p = s->cmd;
-    size_t len = s->cmd_len, taglen, i;
+    const char *p = s->cmd.p;
+    size_t len = s->cmd.len, taglen;
     struct imap_args args;
 
     if (!take_tag(s, p, len, &taglen)) {
@@ -568,43 +469,44 @@ static void execute(struct imap_session *s)
     }
     p += taglen + 1;
     len -= taglen + 1;
-    for (i = 0; i < len && isalpha((unsigned char)p[i]); i++)
-        ;
-    const struct imap_command *c = find_command(p, i);
-    if (!c) {
-        imap_bad(s, "Unknown command.");
+    const struct imap_command *c = lookup(s, p, len, &args);
+    if (!c)
         return;
-    }
     if (!(c->states & s->state)) {
         imap_bad(s, "%s is not valid in this state.", c->name);
         return;
     }
-    imap_args_init(&args, p + i, len - i, conn_conf(s->c)->imap_max_nesting);
-    s->uid_cmd = false;
-    s->expunge_ok = !(c->flags & CMD_NO_EXPUNGE);
+    if ((c->flags & IMAP_CMD_NO_ARGS) && !imap_args_at_end(&args)) {
+        imap_bad(s, "%s takes no arguments.", c->name);
+        return;
+    }
+    s->uid_cmd = c->flags & IMAP_CMD_UID;
+    s->expunge_ok = !(c->flags & IMAP_CMD_NO_EXPUNGE);
     c->fn(s, &args);
 }
 
-void imap_cmd_uid(struct imap_session *s, struct imap_args *a)
+/* A command line announcing a literal: the command may take it over (an
+ * APPEND streams its message). */
+static bool literal_hook(struct imap_session *s, uint64_t n, bool sync)
 {
-    const char *name;
-    size_t n;
-    static const char *const subs[] = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE"};
+    const char *p = s->cmd.p;
+    size_t len = s->cmd.len, i = 0, k;
 
-    if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_atom(a, &name, &n) != IMAP_ARG_OK) {
-        imap_bad(s, "Usage: UID FETCH|STORE|SEARCH|COPY|MOVE|EXPUNGE ...");
-        return;
-    }
-    for (size_t k = 0; k < sizeof(subs) / sizeof(subs[0]); k++) {
-        if (strlen(subs[k]) != n || strncasecmp(subs[k], name, n))
-            continue;
-        const struct imap_command *c = find_command(subs[k], n);
-        s->uid_cmd = true;
-        s->expunge_ok = true; /* RFC 3501 7.4.1: allowed during UID commands */
-        c->fn(s, a);
-        return;
-    }
-    imap_bad(s, "Unknown UID command.");
+    while (i < len && p[i] != ' ')
+        i++;
+    if (i == 0 || i >= IMAP_TAG_MAX || i == len)
+        return false;
+    for (k = i + 1; k < len && isalpha((unsigned char)p[k]); k++)
+        ;
+    const struct imap_command *c = find_row(s, p + i + 1, k - i - 1);
+    if (!c || !c->literal || !(c->states & s->state))
+        return false;
+    s->uid_cmd = c->flags & IMAP_CMD_UID;
+    s->expunge_ok = !(c->flags & IMAP_CMD_NO_EXPUNGE);
+    if (!c->literal(s, n, sync))
+        return false;
+    cmd_reset(s);
+    return true;
 }
 
 static void line_too_long(struct imap_session *s)
@@ -615,177 +517,199 @@ static void line_too_long(struct imap_session *s)
     imap_close(s);
 }
 
-static void process_loop(struct imap_session *s);
-
-static void process(struct imap_session *s)
-{
-    if (s->in_process)
-        return; /* the loop below goes on by itself */
-    s->in_process = true;
-    process_loop(s);
-    s->in_process = false;
-}
-
-static void process_loop(struct imap_session *s)
+/* One step of reading a command: a line, or the end of a literal. Returns
+ * false when the loop must stop (more input needed, or the session ends). */
+static bool read_command(struct imap_session *s)
 {
     const struct conf *cf = conn_conf(s->c);
+    const char *line;
+    size_t len;
 
-    while (!s->busy && !s->job && !s->throttled && !conn_closing(s->c) &&
-           s->state != IMAP_LOGOUT && out_pending(s) < CONN_WRITE_HIGH) {
-        const char *line;
-        size_t len;
-
-        if (s->app) {
-            if (!imap_append_input(s))
-                break;
-            continue;
-        }
-        if (s->literal_left) {
-            const char *p;
-            size_t n = linebuf_take(&s->in, s->literal_left, &p);
-            if (n == 0)
-                break;
-            if (cmd_append(s, p, n) < 0) {
-                cmd_reset(s);
-                line_too_long(s);
-                return;
-            }
-            s->literal_left -= n;
-            continue;
-        }
-
-        /* a new command: within the rate limit? (only once a whole line
-         * is there, so that partial lines are not counted) */
-        if (s->cmd_len == 0 && !s->sasl && !s->idling && s->in.len &&
-            memchr(s->in.p + s->in.off, '\n', s->in.len) && !rate_ok(s))
-            break;
-        /* the tag of a new command, kept in case the line is too long */
-        char tag[IMAP_TAG_MAX];
-        size_t taglen = 0;
-        if (s->cmd_len == 0 && !s->sasl && !s->idling && s->in.len) {
-            const char *p = s->in.p + s->in.off;
-            size_t n = s->in.len < IMAP_TAG_MAX ? s->in.len : IMAP_TAG_MAX;
-            while (taglen < n && p[taglen] != ' ' && (unsigned char)p[taglen] > 0x20 &&
-                   (unsigned char)p[taglen] < 0x7f && !strchr("(){%*\"\\+", p[taglen]))
-                taglen++;
-            if (taglen == n || p[taglen] != ' ')
-                taglen = 0;
-            memcpy(tag, p, taglen);
-            tag[taglen] = '\0';
-        }
-        int r = linebuf_line(&s->in, &line, &len);
-        if (s->skip_left && !s->in.skipping) {
-            /* the end of a refused over-long line went by: its answer
-             * comes before anything after it */
-            s->skip_left = 0;
-            imap_bad(s, "[TOOBIG] Command line too long (at most %zu bytes).",
-                     cf->max_line_length);
-            if (conn_closing(s->c))
-                return;
-        }
-        if (r == LINEBUF_MORE)
-            break;
-        if (r == LINEBUF_TOOLONG) {
-            if (s->cmd_len == 0 && taglen) {
-                /* a plain over-long command line: refused, the session
-                 * goes on after its end (the reader skips it) */
-                memcpy(s->tag, tag, taglen + 1);
-                if (s->in.skipping) {
-                    /* answered once its end is seen (see the loop top); the
-                     * rest of it is skipped, but not forever */
-                    s->skip_left = 4 * cf->max_line_length;
-                    continue;
-                }
-                imap_bad(s, "[TOOBIG] Command line too long (at most %zu bytes).",
-                         cf->max_line_length);
-                continue;
-            }
+    if (s->input == IMAP_IN_LITERAL) {
+        const char *p;
+        size_t n = linebuf_take(&s->in, s->literal_left, &p);
+        if (n == 0)
+            return false;
+        if (cmd_add(s, p, n) < 0) {
             cmd_reset(s);
             line_too_long(s);
-            return;
+            return false;
         }
-        if (s->sasl) {
-            imap_auth_sasl_line(s, line, len);
-            continue;
-        }
-        if (s->idling) {
-            imap_idle_line(s, line, len);
-            continue;
-        }
-        if (s->cmd_len == 0 && len == 0)
-            continue; /* empty lines between commands are tolerated */
-        uint64_t n = 0;
-        bool sync = false;
-        int lit = literal_suffix(line, len, &n, &sync);
-        if (cmd_append(s, line, len) < 0) {
-            cmd_reset(s);
-            line_too_long(s);
-            return;
-        }
-        if (lit == 0) {
-            execute(s);
-            cmd_reset(s);
-            continue;
-        }
-        if (lit > 0 && (s->state & IMAP_AUTHED) && imap_append_begin(s, n, sync))
-            continue; /* the APPEND streams its message from here */
-        if (lit < 0 || n > cf->max_literal_size ||
-            s->cmd_len + n > cf->max_line_length + cf->max_literal_size) {
-            size_t tl;
-            take_tag(s, s->cmd, s->cmd_len, &tl);
-            cmd_reset(s);
-            if (!sync) {
-                /* the client sends the bytes anyway: no way to resynchronize */
-                imap_printf(s, "* BYE [TOOBIG] Literal too large.\r\n");
-                imap_close(s);
-                return;
-            }
-            imap_printf(s, "%s NO [TOOBIG] Literal too large (at most %llu bytes).\r\n", s->tag,
-                        (unsigned long long)cf->max_literal_size);
-            continue;
-        }
-        if (cmd_append(s, "\r\n", 2) < 0) {
-            cmd_reset(s);
-            line_too_long(s);
-            return;
-        }
-        s->literal_left = n;
-        if (sync)
-            imap_printf(s, "+ Ready for literal data\r\n");
+        s->literal_left -= n;
+        if (!s->literal_left)
+            s->input = IMAP_IN_COMMAND;
+        return true;
     }
+
+    /* a new command: within the rate limit? (only once a whole line is
+     * there, so that partial lines are not counted) */
+    if (s->cmd.len == 0 && s->in.len && memchr(s->in.p + s->in.off, '\n', s->in.len) && !rate_ok(s))
+        return false;
+    /* the tag of a new command, kept in case the line is too long */
+    char tag[IMAP_TAG_MAX];
+    size_t taglen = 0;
+    if (s->cmd.len == 0 && s->in.len) {
+        const char *p = s->in.p + s->in.off;
+        size_t n = s->in.len < IMAP_TAG_MAX ? s->in.len : IMAP_TAG_MAX;
+        taglen = tag_run(p, n);
+        if (taglen == n || p[taglen] != ' ')
+            taglen = 0;
+        memcpy(tag, p, taglen);
+        tag[taglen] = '\0';
+    }
+    int r = linebuf_line(&s->in, &line, &len);
+    if (s->input == IMAP_IN_SKIP && !s->in.skipping) {
+        /* the end of a refused over-long line went by: its answer comes
+         * before anything after it */
+        s->input = IMAP_IN_COMMAND;
+        s->skip_left = 0;
+        imap_bad(s, "[TOOBIG] Command line too long (at most %zu bytes).", cf->max_line_length);
+        if (conn_closing(s->c))
+            return false;
+    }
+    if (r == LINEBUF_MORE)
+        return false;
+    if (r == LINEBUF_TOOLONG) {
+        if (s->cmd.len == 0 && taglen) {
+            /* a plain over-long command line: refused, the session goes on
+             * after its end (the reader skips it) */
+            memcpy(s->tag, tag, taglen + 1);
+            if (s->in.skipping) {
+                /* answered once its end is seen (above); the rest of it
+                 * is skipped, but not forever */
+                s->input = IMAP_IN_SKIP;
+                s->skip_left = 4 * cf->max_line_length;
+                return true;
+            }
+            imap_bad(s, "[TOOBIG] Command line too long (at most %zu bytes).", cf->max_line_length);
+            return true;
+        }
+        cmd_reset(s);
+        line_too_long(s);
+        return false;
+    }
+    if (s->cmd.len == 0 && len == 0)
+        return true; /* empty lines between commands are tolerated */
+    uint64_t n = 0;
+    bool sync = false;
+    int lit = literal_suffix(line, len, &n, &sync);
+    if (cmd_add(s, line, len) < 0) {
+        cmd_reset(s);
+        line_too_long(s);
+        return false;
+    }
+    if (lit == 0) {
+        execute(s);
+        cmd_reset(s);
+        return true;
+    }
+    if (lit > 0 && literal_hook(s, n, sync))
+        return true; /* the command reads the literal itself from here */
+    if (lit < 0 || n > cf->max_literal_size ||
+        s->cmd.len + n > cf->max_line_length + cf->max_literal_size) {
+        size_t tl;
+        take_tag(s, s->cmd.p, s->cmd.len, &tl);
+        cmd_reset(s);
+        if (!sync) {
+            /* the client sends the bytes anyway: no way to resynchronize */
+            imap_printf(s, "* BYE [TOOBIG] Literal too large.\r\n");
+            imap_close(s);
+            return false;
+        }
+        imap_printf(s, "%s NO [TOOBIG] Literal too large (at most %llu bytes).\r\n", s->tag,
+                    (unsigned long long)cf->max_literal_size);
+        return true;
+    }
+    if (cmd_add(s, "\r\n", 2) < 0) {
+        cmd_reset(s);
+        line_too_long(s);
+        return false;
+    }
+    s->literal_left = n;
+    if (n)
+        s->input = IMAP_IN_LITERAL;
+    if (sync)
+        imap_printf(s, "+ Ready for literal data\r\n");
+    return true;
+}
+
+/* One step of the running command's own input. */
+static bool read_cont(struct imap_session *s)
+{
+    const char *line;
+    size_t len;
+
+    if (s->cont->bytes)
+        return s->cont->bytes(s);
+    if (!s->cont->line)
+        return false; /* it reads nothing: wait for it */
+    int r = linebuf_line(&s->in, &line, &len);
+    if (r == LINEBUF_MORE)
+        return false;
+    if (r == LINEBUF_TOOLONG) {
+        cmd_reset(s);
+        line_too_long(s);
+        return false;
+    }
+    s->cont->line(s, line, len);
+    return true;
+}
+
+/* The reading loop: the one place input is read and commands are run. */
+static void run(struct imap_session *s)
+{
+    if (s->in_loop)
+        return; /* the loop below goes on by itself */
+    s->in_loop = true;
+    while (s->wait == IMAP_WAIT_NONE && !conn_closing(s->c) && s->state != IMAP_LOGOUT &&
+           imap_out_pending(s) < CONN_WRITE_HIGH) {
+        bool more;
+        switch (s->input) {
+        case IMAP_IN_CONT:
+            more = read_cont(s);
+            break;
+        case IMAP_IN_COMMAND:
+        case IMAP_IN_LITERAL:
+        case IMAP_IN_SKIP:
+        default:
+            more = read_command(s);
+            break;
+        }
+        if (!more)
+            break;
+    }
+    s->in_loop = false;
 }
 
 void imap_resume(struct imap_session *s)
 {
+    if (s->in_loop)
+        return;
     if (s->state == IMAP_LOGOUT || conn_closing(s->c)) {
         imap_flush(s);
         return;
     }
-    if (s->fetch && !s->job) {
-        if (out_pending(s) < CONN_WRITE_HIGH)
-            imap_fetch_continue(s);
-        imap_flush(s);
-        if (s->fetch || s->job)
-            return;
-    }
-    process(s);
+    run(s);
     imap_flush(s);
-    if (s->idling && !s->job && s->sel)
-        imap_idle_kick(s);
-    if (!s->busy && !s->job && !s->throttled && !conn_closing(s->c) &&
-        conn_write_queued(s->c) < CONN_WRITE_HIGH)
+    if (s->state != IMAP_LOGOUT && !conn_closing(s->c)) {
+        imap_cont_nudge(s);
+        imap_flush(s);
+    }
+    if (reading(s) && !conn_closing(s->c) && conn_write_queued(s->c) < CONN_WRITE_HIGH)
         conn_resume(s->c);
 }
 
 /* ---- connection handler ---- */
 
-static int on_open(struct conn *c)
+int imap_session_open(struct conn *c, const struct imap_command *commands, size_t n)
 {
     struct imap_session *s = calloc(1, sizeof(*s));
     if (!s)
         return -1;
     s->c = c;
     s->state = IMAP_NOTAUTH;
+    s->commands = commands;
+    s->ncommands = n;
     linebuf_init(&s->in, conn_conf(c)->max_line_length);
     conn_set_proto(c, s);
     imap_printf(s, "* OK [CAPABILITY %s] coffre ready.\r\n", imap_capabilities(s));
@@ -793,52 +717,52 @@ static int on_open(struct conn *c)
     return 0;
 }
 
-static void on_input(struct conn *c, const char *buf, size_t len)
+void imap_session_input(struct conn *c, const char *buf, size_t len)
 {
     struct imap_session *s = conn_proto(c);
 
     if (s->state == IMAP_LOGOUT)
         return;
-    if (s->skip_left && s->in.skipping) {
+    if (s->input == IMAP_IN_SKIP && s->in.skipping) {
         /* still inside a refused over-long line */
         if (len >= s->skip_left && !memchr(buf, '\n', s->skip_left)) {
             imap_printf(s, "* BYE [TOOBIG] Command line too long.\r\n");
             imap_close(s);
             return;
-        } else {
-            s->skip_left -= len;
         }
+        /* (its end is in buf when len reaches skip_left) */
+        s->skip_left = len < s->skip_left ? s->skip_left - len : 0;
     }
     if (linebuf_append(&s->in, buf, len) < 0) {
         imap_close(s);
         return;
     }
-    if (s->busy || s->job || s->throttled) {
+    if (!reading(s)) {
         conn_pause(c); /* resumed when the pending command completes */
         return;
     }
-    process(s);
+    run(s);
     imap_flush(s);
-    if (s->busy || s->job || s->throttled || conn_write_queued(c) >= CONN_WRITE_HIGH)
+    if (!reading(s) || conn_write_queued(c) >= CONN_WRITE_HIGH)
         conn_pause(c);
 }
 
-static void on_drain(struct conn *c)
+void imap_session_drain(struct conn *c)
 {
     struct imap_session *s = conn_proto(c);
-    if (s->stalled) {
-        s->stalled = false;
+    if (s->wait == IMAP_WAIT_OUTPUT) {
+        s->wait = IMAP_WAIT_NONE;
         conn_set_timeout(c, s->state == IMAP_NOTAUTH ? conn_conf(c)->login_timeout_ms
                                                      : conn_conf(c)->imap_idle_timeout_ms);
     }
-    if (s->state != IMAP_LOGOUT && !s->job && (!s->busy || s->fetch))
+    if (s->state != IMAP_LOGOUT && s->wait == IMAP_WAIT_NONE)
         imap_resume(s);
 }
 
-static void on_timeout(struct conn *c)
+void imap_session_timeout(struct conn *c)
 {
     struct imap_session *s = conn_proto(c);
-    if (s->stalled || conn_write_queued(c) >= CONN_WRITE_HIGH) {
+    if (s->wait == IMAP_WAIT_OUTPUT || conn_write_queued(c) >= CONN_WRITE_HIGH) {
         log_info("conn=%llu imap: client does not read its responses; disconnecting",
                  (unsigned long long)conn_info(c)->id);
         s->state = IMAP_LOGOUT;
@@ -849,26 +773,23 @@ static void on_timeout(struct conn *c)
     imap_close(s);
 }
 
-static void on_shutdown(struct conn *c)
+void imap_session_shutdown(struct conn *c)
 {
     struct imap_session *s = conn_proto(c);
     imap_printf(s, "* BYE Server shutting down.\r\n");
     imap_close(s);
 }
 
-static void on_close(struct conn *c)
+void imap_session_close(struct conn *c)
 {
     struct imap_session *s = conn_proto(c);
     if (!s)
         return;
-    if (obuf_owner == s) {
-        imap_buf_reset(&obuf);
-        obuf_owner = NULL;
-    }
+    imap_out_discard(s);
     thr_unlink(s);
-    imap_auth_cancel(s);
-    imap_append_abort(s);
-    imap_fetch_abort(s);
+    if (s->cont && s->cont->abort)
+        s->cont->abort(s);
+    s->cont = NULL;
     imap_sel_free(s);
     if (s->mu_req)
         mailuser_open_cancel(s->mu_req);
@@ -890,23 +811,3 @@ static void on_close(struct conn *c)
     free(s);
     conn_set_proto(c, NULL);
 }
-
-void imap_stall(struct imap_session *s)
-{
-    if (!s->stalled) {
-        s->stalled = true;
-        conn_set_timeout(s->c, conn_conf(s->c)->imap_output_timeout_ms);
-    }
-}
-
-const struct conn_handler imap_handler = {
-    .name = "imap",
-    .on_open = on_open,
-    .on_input = on_input,
-    .on_tls_ready = NULL,
-    .on_drain = on_drain,
-    .on_timeout = on_timeout,
-    .on_shutdown = on_shutdown,
-    .on_close = on_close,
-    .busy_reply = "* BYE Too many connections; try again later.\r\n",
-};

@@ -1,118 +1,28 @@
-/* Building IMAP responses (strings, flags, dates, mailbox names), the
- * per-command arena, and modified UTF-7 (RFC 3501 5.1.3) both ways. Safe
- * on pool threads: no shared state. */
+/* IMAP writers into a struct buf (flags, dates, mailbox names), the
+ * per-command arena, modified UTF-7 (RFC 3501 5.1.3) both ways with the
+ * shared base64 alphabet, and the special-use names. Safe on pool
+ * threads: no shared state. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "protocol/imap/imap_private.h"
+#include "server/base/base64.h"
 
-/* ---- buffer ---- */
+/* ---- IMAP writers ---- */
 
-static bool buf_reserve(struct imap_buf *b, size_t more)
-{
-    if (b->oom)
-        return false;
-    if (b->len + more <= b->cap)
-        return true;
-    size_t ncap = b->cap ? b->cap : 256;
-    while (ncap < b->len + more) {
-        if (ncap > SIZE_MAX / 2) {
-            b->oom = true;
-            return false;
-        }
-        ncap *= 2;
-    }
-    char *n = realloc(b->p, ncap);
-    if (!n) {
-        b->oom = true;
-        return false;
-    }
-    b->p = n;
-    b->cap = ncap;
-    return true;
-}
-
-void imap_buf_add(struct imap_buf *b, const void *p, size_t len)
-{
-    if (!len || !buf_reserve(b, len))
-        return;
-    memcpy(b->p + b->len, p, len);
-    b->len += len;
-}
-
-void imap_buf_str(struct imap_buf *b, const char *s)
-{
-    imap_buf_add(b, s, strlen(s));
-}
-
-void imap_buf_vprintf(struct imap_buf *b, const char *fmt, va_list ap)
-{
-    va_list ap2;
-    char small[256];
-    int n;
-
-    va_copy(ap2, ap);
-    n = vsnprintf(small, sizeof(small), fmt, ap);
-    if (n < 0) {
-        va_end(ap2);
-        return;
-    }
-    if ((size_t)n < sizeof(small)) {
-        imap_buf_add(b, small, (size_t)n);
-    } else if (buf_reserve(b, (size_t)n + 1)) {
-        vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap2);
-        b->len += (size_t)n;
-    }
-    va_end(ap2);
-}
-
-void imap_buf_printf(struct imap_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    imap_buf_vprintf(b, fmt, ap);
-    va_end(ap);
-}
-
-void imap_buf_string(struct imap_buf *b, const char *s, size_t len)
-{
-    bool quotable = len < 1024;
-    for (size_t i = 0; i < len && quotable; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '\r' || ch == '\n' || ch == 0 || ch >= 0x80)
-            quotable = false;
-    }
-    if (!quotable) {
-        imap_buf_printf(b, "{%zu}\r\n", len);
-        imap_buf_add(b, s, len);
-        return;
-    }
-    imap_buf_add(b, "\"", 1);
-    size_t start = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '"' || s[i] == '\\') {
-            imap_buf_add(b, s + start, i - start);
-            imap_buf_add(b, "\\", 1);
-            start = i;
-        }
-    }
-    imap_buf_add(b, s + start, len - start);
-    imap_buf_add(b, "\"", 1);
-}
-
-void imap_buf_mailbox(struct imap_buf *b, const char *name)
+void imap_buf_mailbox(struct buf *b, const char *name)
 {
     char enc[IMAP_MBOX_ARG_MAX * 2];
     if (imap_mutf7_encode(name, strlen(name), enc, sizeof(enc)) < 0) {
-        imap_buf_string(b, name, strlen(name)); /* cannot happen for storage names */
+        buf_imap_string(b, name, strlen(name)); /* cannot happen for storage names */
         return;
     }
-    imap_buf_string(b, enc, strlen(enc));
+    buf_imap_string(b, enc, strlen(enc));
 }
 
-void imap_buf_flags(struct imap_buf *b, unsigned flags, const char *keywords, bool recent)
+void imap_buf_flags(struct buf *b, unsigned flags, const char *keywords, bool recent)
 {
     static const struct {
         unsigned bit;
@@ -124,54 +34,55 @@ void imap_buf_flags(struct imap_buf *b, unsigned flags, const char *keywords, bo
     };
     bool first = true;
 
-    imap_buf_add(b, "(", 1);
+    buf_add(b, "(", 1);
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (!(flags & names[i].bit))
             continue;
         if (!first)
-            imap_buf_add(b, " ", 1);
-        imap_buf_str(b, names[i].name);
+            buf_add(b, " ", 1);
+        buf_str(b, names[i].name);
         first = false;
     }
     if (recent) {
         if (!first)
-            imap_buf_add(b, " ", 1);
-        imap_buf_str(b, "\\Recent");
+            buf_add(b, " ", 1);
+        buf_str(b, "\\Recent");
         first = false;
     }
     if (keywords && *keywords) {
         if (!first)
-            imap_buf_add(b, " ", 1);
-        imap_buf_str(b, keywords);
+            buf_add(b, " ", 1);
+        buf_str(b, keywords);
     }
-    imap_buf_add(b, ")", 1);
+    buf_add(b, ")", 1);
 }
 
 static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
-void imap_buf_date(struct imap_buf *b, int64_t t)
+void imap_buf_date(struct buf *b, int64_t t)
 {
     struct tm tm;
     time_t tt = (time_t)t;
     if (!gmtime_r(&tt, &tm))
         memset(&tm, 0, sizeof(tm));
-    imap_buf_printf(b, "\"%02d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday, months[tm.tm_mon % 12],
-                    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    buf_printf(b, "\"%02d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday, months[tm.tm_mon % 12],
+               tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-void imap_buf_reset(struct imap_buf *b)
-{
-    b->len = 0;
-    b->oom = false;
-}
+/* ---- sorted UID arrays ---- */
 
-void imap_buf_free(struct imap_buf *b)
+size_t imap_lower_bound(const uint32_t *v, size_t n, uint32_t x)
 {
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-    b->oom = false;
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
 /* ---- arena ---- */
@@ -225,23 +136,6 @@ void imap_arena_free(struct imap_arena *a)
 }
 
 /* ---- modified UTF-7 ---- */
-
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
-
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == ',')
-        return 63;
-    return -1;
-}
 
 static int put_utf8(uint32_t cp, char *out, size_t cap, size_t *o)
 {
@@ -303,7 +197,7 @@ int imap_mutf7_decode(const char *in, size_t len, char *out, size_t cap)
         unsigned nbits = 0;
         size_t start = i;
         while (i < len && in[i] != '-') {
-            int v = b64val((unsigned char)in[i]);
+            int v = base64_value((unsigned char)in[i], BASE64_IMAP_63);
             if (v < 0)
                 return -1;
             bits = (bits << 6) | (uint32_t)v;
@@ -424,16 +318,28 @@ int imap_mutf7_encode(const char *in, size_t len, char *out, size_t cap)
                 nbits += 16;
                 while (nbits >= 6) {
                     nbits -= 6;
-                    PUT(b64[(bits >> nbits) & 0x3f]);
+                    PUT(base64_char((bits >> nbits) & 0x3f, BASE64_IMAP_63));
                 }
                 bits &= (1u << nbits) - 1;
             }
         }
         if (nbits)
-            PUT(b64[(bits << (6 - nbits)) & 0x3f]);
+            PUT(base64_char((bits << (6 - nbits)) & 0x3f, BASE64_IMAP_63));
         PUT('-');
     }
     out[o] = '\0';
     return 0;
 #undef PUT
 }
+
+/* ---- special-use attributes (RFC 6154) ---- */
+
+const struct imap_special imap_special_use[IMAP_NSPECIAL] = {
+    {"\\Drafts", STORAGE_SPECIAL_DRAFTS, "\\Drafts"},
+    {"\\Sent", STORAGE_SPECIAL_SENT, "\\Sent"},
+    {"\\Trash", STORAGE_SPECIAL_TRASH, "\\Trash"},
+    {"\\Junk", STORAGE_SPECIAL_JUNK, "\\Spam"},
+    {"\\Archive", STORAGE_SPECIAL_ARCHIVE, "\\Archive"},
+    {"\\All", STORAGE_SPECIAL_ALL, "\\AllMail"},
+    {"\\Flagged", STORAGE_SPECIAL_FLAGGED, "\\Starred"},
+};

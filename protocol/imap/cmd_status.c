@@ -1,0 +1,168 @@
+/* STATUS: a mailbox's counts from the index on the thread pool (and, for
+ * RECENT, this process's \Recent bookkeeping). */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "protocol/imap/imap_private.h"
+
+enum {
+    ST_MESSAGES = 1 << 0,
+    ST_RECENT = 1 << 1,
+    ST_UIDNEXT = 1 << 2,
+    ST_UIDVALIDITY = 1 << 3,
+    ST_UNSEEN = 1 << 4,
+};
+
+struct status_job {
+    struct imap_job j;
+    char name[STORAGE_MBOX_NAME_MAX + 1];
+    unsigned items;
+    int64_t user;
+    uint32_t floor; /* \Recent floor, UINT32_MAX = look it up on the loop */
+    int err;
+    struct storage_mbox mb;
+    struct storage_status st;
+    uint32_t recent_above; /* messages with UID > floor */
+    uint32_t floor_used;
+};
+
+static int count_cb(void *arg, const struct storage_msg *m)
+{
+    struct status_job *sj = arg;
+    sj->recent_above++;
+    return 0;
+}
+
+static void status_work(struct imap_job *j)
+{
+    struct status_job *sj = (struct status_job *)j;
+    sj->err = storage_mbox_get(j->u, sj->name, &sj->mb);
+    if (sj->err == 0)
+        sj->err = storage_mbox_status(j->u, sj->mb.id, &sj->st);
+}
+
+static void status_count_work(struct imap_job *j)
+{
+    struct status_job *sj = (struct status_job *)j;
+    struct storage_range r = {sj->floor_used + 1, UINT32_MAX};
+    struct storage_uidset set = {1, &r};
+    sj->recent_above = 0;
+    sj->err = storage_fetch(j->u, sj->mb.id, &set, 0, count_cb, sj);
+}
+
+static void status_reply(struct imap_session *s, struct status_job *sj, uint32_t recent)
+{
+    struct buf *b = imap_outbuf(s);
+    bool first = true;
+    buf_str(b, "* STATUS ");
+    imap_buf_mailbox(b, sj->mb.name);
+    buf_str(b, " (");
+#define ITEM(bit, fmt, v)                                                                          \
+    do {                                                                                           \
+        if (sj->items & (bit)) {                                                                   \
+            buf_printf(b, "%s" fmt, first ? "" : " ", v);                                          \
+            first = false;                                                                         \
+        }                                                                                          \
+    } while (0)
+    ITEM(ST_MESSAGES, "MESSAGES %u", sj->st.messages);
+    ITEM(ST_RECENT, "RECENT %u", recent);
+    ITEM(ST_UIDNEXT, "UIDNEXT %u", sj->st.uidnext);
+    ITEM(ST_UIDVALIDITY, "UIDVALIDITY %u", sj->st.uidvalidity);
+    ITEM(ST_UNSEEN, "UNSEEN %u", sj->st.unseen);
+#undef ITEM
+    buf_str(b, ")\r\n");
+    imap_finish(s, "OK", "STATUS completed.");
+}
+
+static void status_count_done(struct imap_session *s, struct imap_job *j)
+{
+    struct status_job *sj = (struct status_job *)j;
+    if (sj->err) {
+        imap_finish_storage_err(s, sj->err, "STATUS");
+        return;
+    }
+    status_reply(s, sj, sj->recent_above);
+}
+
+static void status_done(struct imap_session *s, struct imap_job *j)
+{
+    struct status_job *sj = (struct status_job *)j;
+    if (sj->err) {
+        imap_finish_storage_err(s, sj->err, "STATUS");
+        return;
+    }
+    if (!(sj->items & ST_RECENT)) {
+        status_reply(s, sj, 0);
+        return;
+    }
+    uint32_t floor = imap_recent_floor(s->account_id, sj->mb.id);
+    if (floor == 0 || floor >= sj->st.uidnext - 1) {
+        status_reply(s, sj, floor == 0 ? sj->st.messages : 0);
+        return;
+    }
+    /* count the messages above the floor: a second step */
+    struct status_job *next = malloc(sizeof(*next));
+    if (!next) {
+        status_reply(s, sj, 0);
+        return;
+    }
+    *next = *sj;
+    memset(&next->j, 0, sizeof(next->j));
+    next->floor_used = floor;
+    imap_cmd_job(s, &next->j, status_count_work, status_count_done);
+}
+
+void imap_cmd_status(struct imap_session *s, struct imap_args *a)
+{
+    char name[STORAGE_MBOX_NAME_MAX + 1];
+    unsigned items = 0;
+    int r;
+
+    if ((r = imap_args_sp(a)) != IMAP_ARG_OK ||
+        (r = imap_args_mailbox(a, name, sizeof(name))) != IMAP_ARG_OK ||
+        (r = imap_args_sp(a)) != IMAP_ARG_OK || (r = imap_args_open(a)) != IMAP_ARG_OK) {
+        imap_bad_arg(s, r, "STATUS mailbox (items)");
+        return;
+    }
+    while (!imap_args_peek(a, ')')) {
+        const char *w;
+        size_t n;
+        if (items && imap_args_sp(a) != IMAP_ARG_OK) {
+            imap_bad(s, "Usage: STATUS mailbox (items)");
+            return;
+        }
+        if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK) {
+            imap_bad(s, "Usage: STATUS mailbox (items)");
+            return;
+        }
+        if (imap_word_is(w, n, "MESSAGES"))
+            items |= ST_MESSAGES;
+        else if (imap_word_is(w, n, "RECENT"))
+            items |= ST_RECENT;
+        else if (imap_word_is(w, n, "UIDNEXT"))
+            items |= ST_UIDNEXT;
+        else if (imap_word_is(w, n, "UIDVALIDITY"))
+            items |= ST_UIDVALIDITY;
+        else if (imap_word_is(w, n, "UNSEEN"))
+            items |= ST_UNSEEN;
+        else {
+            imap_bad(s, "Unknown STATUS item.");
+            return;
+        }
+    }
+    if (imap_args_close(a) != IMAP_ARG_OK || !imap_args_at_end(a) || !items) {
+        imap_bad(s, "Usage: STATUS mailbox (items)");
+        return;
+    }
+    if (!imap_storage(s))
+        return;
+    struct status_job *sj = calloc(1, sizeof(*sj));
+    if (!sj) {
+        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+        return;
+    }
+    memcpy(sj->name, name, sizeof(sj->name));
+    sj->items = items;
+    imap_cmd_job(s, &sj->j, status_work, status_done);
+}
