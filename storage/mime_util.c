@@ -251,17 +251,6 @@ void mime_to_utf8(struct buf *b, const char *charset, size_t cslen, const char *
 
 /* ---- transfer encodings */
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 void mime_qp_decode(struct buf *b, const char *p, size_t len, int header_q)
 {
     size_t i = 0, start = 0, j;
@@ -279,8 +268,8 @@ void mime_qp_decode(struct buf *b, const char *p, size_t len, int header_q)
             continue;
         }
         buf_add(b, p + start, i - start);
-        if (i + 2 < len && (h1 = hexval((unsigned char)p[i + 1])) >= 0 &&
-            (h2 = hexval((unsigned char)p[i + 2])) >= 0) {
+        if (i + 2 < len && (h1 = hex_value((unsigned char)p[i + 1])) >= 0 &&
+            (h2 = hex_value((unsigned char)p[i + 2])) >= 0) {
             buf_addc(b, (char)(h1 * 16 + h2));
             i += 3;
         } else {

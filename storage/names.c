@@ -2,6 +2,7 @@
  * the '.'/'%' escape), and IMAP LIST pattern matching. Pure functions except
  * mbox_path. */
 #include "storage/internal.h"
+#include "server/base/base64.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,17 +180,6 @@ int name_to_dir(const char *name, char *out, size_t outlen)
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int dir_to_name(const char *dir, char *out, size_t outlen)
 {
     size_t o = 0;
@@ -201,7 +191,8 @@ int dir_to_name(const char *dir, char *out, size_t outlen)
             c = '/';
         } else if (c == '%') {
             int h, l;
-            if ((h = hexval(p[1])) < 0 || (l = hexval(p[2])) < 0)
+            if ((h = hex_value((unsigned char)p[1])) < 0 ||
+                (l = hex_value((unsigned char)p[2])) < 0)
                 return -1;
             c = (char)(h << 4 | l);
             if (c == '/' || c == '\0')

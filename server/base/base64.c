@@ -1,4 +1,4 @@
-/* Base64 decoding and encoding (see base64.h). */
+/* Base64 decoding and encoding, and hex digits (see base64.h). */
 #include "server/base/base64.h"
 
 #include <limits.h>
@@ -120,4 +120,15 @@ long base64_encode(const unsigned char *in, size_t len, char *out, size_t outcap
     if (o < outcap)
         out[o] = '\0';
     return (long)o;
+}
+
+int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
 }

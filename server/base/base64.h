@@ -1,6 +1,7 @@
 /* Base64 (RFC 4648 section 4) in the forms coffre meets it: strict for SASL
  * exchanges, lenient for MIME bodies and encoded words, and the alphabet
- * with ',' for '/' that IMAP's modified UTF-7 uses (RFC 3501 5.1.3). */
+ * with ',' for '/' that IMAP's modified UTF-7 uses (RFC 3501 5.1.3); and
+ * the hex digits of quoted-printable and of escaped file names. */
 #ifndef COFFRE_BASE64_H
 #define COFFRE_BASE64_H
 
@@ -27,5 +28,8 @@ void base64_decode_lenient(struct buf *b, const char *in, size_t len);
 /* Padded encoding; NUL-terminated when there is room. Returns the encoded
  * length, or -1 when outcap is too small. */
 long base64_encode(const unsigned char *in, size_t len, char *out, size_t outcap);
+
+/* The value (0..15) of a hex digit in either case, or -1. */
+int hex_value(unsigned char c);
 
 #endif

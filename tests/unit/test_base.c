@@ -1,5 +1,5 @@
 /* Unit tests of the base layer's byte buffer, IMAP string writer and base64
- * forms (strict, lenient, and the modified-UTF-7 alphabet). */
+ * forms (strict, lenient, and the modified-UTF-7 alphabet) and hex digits. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,6 +90,10 @@ static void test_base64(void)
     CHECK(base64_value(',', BASE64_IMAP_63) == 63 && base64_value('/', BASE64_IMAP_63) == -1 &&
               base64_char(63, BASE64_IMAP_63) == ',',
           "the modified UTF-7 alphabet has ',' for 63");
+
+    CHECK(hex_value('0') == 0 && hex_value('9') == 9 && hex_value('a') == 10 &&
+              hex_value('F') == 15 && hex_value('g') == -1 && hex_value(' ') == -1,
+          "hex digits in either case, nothing else");
 
     struct buf b = {0};
     base64_decode_lenient(&b, "Zm9v\r\nYm!Fy=junk", 16);
