@@ -337,8 +337,7 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
         if (s->sel && s->sel->id == ap->mbox_id)
             imap_sel_note_new(s, aj->uids, aj->nmsgs);
         buf_printf(&code, "[APPENDUID %u ", ap->uidvalidity);
-        for (size_t i = 0; i < aj->nmsgs; i++)
-            buf_printf(&code, "%s%u", i ? "," : "", aj->uids[i]);
+        imap_buf_uids(&code, aj->uids, aj->nmsgs);
         buf_str(&code, "]");
         imap_cont_end(s);
         ap_destroy(ap);

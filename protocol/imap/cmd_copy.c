@@ -7,23 +7,6 @@
 
 #include "protocol/imap/imap_private.h"
 
-/* "1:3,7" from an ascending or any-order UID list, in list order */
-static void uid_list_text(struct buf *b, const uint32_t *u, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        size_t k = i;
-        while (k + 1 < n && u[k + 1] == u[k] + 1)
-            k++;
-        if (i)
-            buf_add(b, ",", 1);
-        if (k > i)
-            buf_printf(b, "%u:%u", u[i], u[k]);
-        else
-            buf_printf(b, "%u", u[i]);
-        i = k + 1;
-    }
-}
-
 struct copy_job {
     struct imap_job j;
     struct imap_arena ar;
@@ -39,8 +22,9 @@ struct copy_job {
 static void copy_work(struct imap_job *j)
 {
     struct copy_job *cj = (struct copy_job *)j;
+    /* the destination is checked even when there is nothing to copy */
     cj->err = storage_mbox_get(j->u, cj->dst, &cj->dmb);
-    if (cj->err)
+    if (cj->err || cj->set.n == 0)
         return;
     if (cj->move)
         cj->err = storage_move(j->u, cj->mbox, &cj->set, cj->dmb.id, &cj->src, &cj->dstu);
@@ -75,9 +59,9 @@ static void copy_done(struct imap_session *s, struct imap_job *j)
         imap_sel_note_new(s, cj->dstu.uids, cj->dstu.n);
     if (cj->src.n) {
         buf_printf(&code, "[COPYUID %u ", cj->dmb.uidvalidity);
-        uid_list_text(&code, cj->src.uids, cj->src.n);
+        imap_buf_uids(&code, cj->src.uids, cj->src.n);
         buf_add(&code, " ", 1);
-        uid_list_text(&code, cj->dstu.uids, cj->dstu.n);
+        imap_buf_uids(&code, cj->dstu.uids, cj->dstu.n);
         buf_add(&code, "] ", 2);
     }
     if (code.oom)
@@ -127,11 +111,6 @@ static void do_copy(struct imap_session *s, struct imap_args *a, bool move)
     cj->mbox = s->sel->id;
     cj->move = move;
     cj->uid_cmd = s->uid_cmd;
-    if (cj->set.n == 0) {
-        copy_free(&cj->j);
-        imap_finish(s, "OK", "%s%s completed.", s->uid_cmd ? "UID " : "", move ? "MOVE" : "COPY");
-        return;
-    }
     imap_cmd_job(s, &cj->j, copy_work, copy_done);
 }
 

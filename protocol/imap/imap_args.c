@@ -365,8 +365,8 @@ int imap_parse_seqset(const char *s, size_t len, struct imap_arena *ar, struct i
                 return IMAP_ARG_BAD;
         }
         /* ranges may be written in either order; '*' stays IMAP_STAR
-         * (the largest value) and is resolved later */
-        if (lo > hi) {
+         * (the largest value, kept in hi) and is resolved later */
+        if (lo == IMAP_STAR || (hi != IMAP_STAR && lo > hi)) {
             uint32_t t = lo;
             lo = hi;
             hi = t;

@@ -32,7 +32,9 @@ enum imap_state {
 #define IMAP_AUTHED (IMAP_AUTH | IMAP_SELECTED)
 
 #define IMAP_TAG_MAX 64
-#define IMAP_STAR UINT32_MAX /* '*' in a sequence set before it is resolved */
+/* '*' in a sequence set before it is resolved: 0, which no number can be
+ * (nz-number), so that 4294967295 stays a number. */
+#define IMAP_STAR 0
 /* Bytes a fetch or search step produces before handing back to the loop. */
 #define IMAP_STEP_BYTES (256u * 1024)
 /* A mailbox name as the client writes it (modified UTF-7 is longer). */
@@ -46,6 +48,9 @@ void imap_buf_mailbox(struct buf *b, const char *name);
 void imap_buf_flags(struct buf *b, unsigned flags, const char *keywords, bool recent);
 /* "dd-Mon-yyyy hh:mm:ss +0000" in quotes (UTC) */
 void imap_buf_date(struct buf *b, int64_t t);
+/* UIDs as a uid-set, runs of consecutive ones as ranges ("1:3,7"), in
+ * list order (COPYUID, APPENDUID). */
+void imap_buf_uids(struct buf *b, const uint32_t *u, size_t n);
 
 /* ---- arena for a command's parsed arguments ---- */
 
@@ -99,7 +104,8 @@ int imap_args_mailbox(struct imap_args *a, char *out, size_t outcap);
 /* list-mailbox (LIST pattern: atom chars plus % * ]), decoded like a mailbox */
 int imap_args_pattern(struct imap_args *a, char *out, size_t outcap);
 
-/* A sequence or UID set as written: ranges with IMAP_STAR for '*'. */
+/* A sequence or UID set as written: ranges with IMAP_STAR for '*' (then
+ * always in hi; lo is IMAP_STAR only in "*" or "*:*"). */
 struct imap_seqset {
     size_t n;
     struct storage_range *r;

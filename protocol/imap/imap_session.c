@@ -65,29 +65,30 @@ static void finish_tail(struct imap_session *s)
 
 void imap_finish(struct imap_session *s, const char *status, const char *fmt, ...)
 {
-    char text[1200];
+    struct buf line = {0}; /* whole, however long (a MULTIAPPEND's APPENDUID) */
     va_list ap;
-    int n;
 
-    n = snprintf(text, sizeof(text), "%s %s ", s->tag, status);
+    buf_printf(&line, "%s %s ", s->tag, status);
     va_start(ap, fmt);
-    vsnprintf(text + n, sizeof(text) - (size_t)n, fmt, ap);
+    buf_vprintf(&line, fmt, ap);
     va_end(ap);
+    buf_add(&line, "\r\n", 2);
+    if (line.oom) {
+        buf_free(&line);
+        buf_printf(&line, "%s NO [UNAVAILABLE] Out of memory.\r\n", s->tag);
+    }
 
-    if (s->state == IMAP_SELECTED && s->sel && imap_updates_need_job(s)) {
-        size_t l = strlen(text);
+    if (s->state == IMAP_SELECTED && s->sel && imap_updates_need_job(s) && !line.oom) {
         free(s->tagline);
-        s->tagline = malloc(l + 3);
-        if (s->tagline) {
-            memcpy(s->tagline, text, l);
-            memcpy(s->tagline + l, "\r\n", 3);
-            imap_updates(s, s->expunge_ok, finish_tail);
-            return;
-        }
+        s->tagline = buf_take(&line);
+        imap_updates(s, s->expunge_ok, finish_tail);
+        return;
     }
     if (s->state == IMAP_SELECTED && s->sel)
         imap_updates(s, s->expunge_ok, NULL);
-    imap_printf(s, "%s\r\n", text);
+    if (!line.oom)
+        imap_out(s, line.p, line.len);
+    buf_free(&line);
     imap_resume(s);
 }
 

@@ -60,6 +60,23 @@ void imap_buf_flags(struct buf *b, unsigned flags, const char *keywords, bool re
 static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
+void imap_buf_uids(struct buf *b, const uint32_t *u, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t k = i;
+        while (k + 1 < n && u[k + 1] == u[k] + 1)
+            k++;
+        if (i)
+            buf_addc(b, ',');
+        buf_addu(b, u[i]);
+        if (k > i) {
+            buf_addc(b, ':');
+            buf_addu(b, u[k]);
+        }
+        i = k + 1;
+    }
+}
+
 void imap_buf_date(struct buf *b, int64_t t)
 {
     struct tm tm;

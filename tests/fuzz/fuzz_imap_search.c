@@ -47,7 +47,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct imap_seqset set;
         if (imap_parse_seqset(p, n, &ar, &set) == 0) {
             for (size_t i = 0; i < set.n; i++)
-                if (set.r[i].lo == 0 || set.r[i].lo > set.r[i].hi)
+                if ((set.r[i].lo == IMAP_STAR && set.r[i].hi != IMAP_STAR) ||
+                    (set.r[i].hi != IMAP_STAR && set.r[i].lo > set.r[i].hi))
                     abort();
         }
         break;

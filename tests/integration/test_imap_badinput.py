@@ -280,6 +280,85 @@ class BadInput(ImapCase):
         self.assertAlive()
 
 
+class EdgeValues(ImapCase):
+    """Values at the edge of what a command can carry: the largest number
+    in a set, an empty set with a bad destination, tagged answers whose
+    response code runs to kilobytes."""
+
+    def fresh(self, c, name, n=0):
+        c.cmd('DELETE %s' % name)
+        c.ok('CREATE %s' % name)
+        if n:
+            c.ok('APPEND %s' % name + ' {}' * n,
+                 *[make_message(i) for i in range(n)], plus=True)
+
+    def test_largest_number_is_not_star(self):
+        # 4294967295 is a number (RFC 3501 nz-number), not '*': it names no
+        # message here, where '*' would name the newest one
+        c = self.login()
+        self.fresh(c, 'Edge', 3)
+        c.select('Edge')
+        self.assertOK(c.cmd('UID STORE 4294967295 +FLAGS (\\Deleted)')[1])
+        untagged = c.ok('FETCH 1:* (FLAGS)')
+        self.assertEqual(len(untagged), 3, untagged)
+        self.assertFalse(any(b'\\Deleted' in u for u in untagged), untagged)
+        self.assertBAD(c.cmd('STORE 4294967295 +FLAGS (\\Deleted)')[1])
+        self.assertBAD(c.cmd('FETCH 4294967295 (FLAGS)')[1])
+        self.assertEqual(c.ok('UID FETCH 4294967295 (FLAGS)'), [])
+        # n:* always holds the last message (RFC 3501 6.4.8)
+        last = c.ok('UID FETCH 4294967295:* (UID)')
+        self.assertEqual(len(last), 1, last)
+        self.assertRegex(last[0], rb'^\* 3 FETCH \(UID \d+\)')
+        self.assertEqual(len(c.ok('UID FETCH 1:* (UID)')), 3)
+
+    def test_empty_set_copy_checks_destination(self):
+        # an empty set still needs a valid destination: RFC 3501 6.4.7 says
+        # a server SHOULD refuse a missing one; Dovecot answers OK "No
+        # messages found" without looking (checked only against coffred)
+        c = self.login()
+        self.fresh(c, 'Empty')
+        c.select('Empty')
+        for cmd in ('UID COPY', 'UID MOVE'):
+            if not imap_util.AGAINST_DOVECOT:
+                self.assertNO(c.cmd('%s 1:* No-Such' % cmd)[1], 'TRYCREATE', cmd)
+                status, tagged, _ = c.status_of('%s 1:* "../x"' % cmd)
+                self.assertEqual(status, 'NO', tagged)
+            self.assertOK(c.cmd('%s 1:* INBOX' % cmd)[1], cmd)
+        # "1:*" in an empty mailbox: nothing (coffre) or an invalid set
+        # (Dovecot's BAD); RFC 3501 leaves '*' of an empty mailbox open.
+        # Never OK towards a destination that cannot be.
+        for cmd in ('COPY', 'MOVE'):
+            for dst in ('No-Such', '"../x"'):
+                status, tagged, _ = c.status_of('%s 1:* %s' % (cmd, dst))
+                self.assertIn(status, ('NO', 'BAD'), tagged)
+
+    def uid_code(self, tagged, code, what):
+        """The UID sets of an APPENDUID or COPYUID code in a whole tagged
+        line (the code closed, then the command's text)."""
+        m = re.search(rb'\[' + code + rb' (\d+) ([\d:,]+)(?: ([\d:,]+))?\] [^\]]*$', tagged)
+        self.assertIsNotNone(m, '%s: %r' % (what, tagged[-200:]))
+        return [imap_util.parse_seqset(g.decode()) for g in m.groups()[1:] if g]
+
+    def test_long_uid_codes_are_whole(self):
+        c = self.login()
+        self.fresh(c, 'Many')
+        # 1,000 messages in one MULTIAPPEND: APPENDUID names all of them
+        u, t = c.cmd('APPEND Many' + ' {}' * 1000,
+                     *[make_message(i) for i in range(1000)], plus=True)
+        self.assertOK(t)
+        (uids,) = self.uid_code(t.rstrip(b'\r\n'), b'APPENDUID', 'APPEND')
+        self.assertEqual(len(uids), 1000)
+        # every other one copied: a COPYUID of 500 separate UIDs (kilobytes)
+        c.select('Many')
+        self.fresh(c, 'Half')
+        seqs = ','.join(str(i) for i in range(1, 1001, 2))
+        u, t = c.cmd('COPY %s Half' % seqs)
+        self.assertOK(t)
+        src, dst = self.uid_code(t.rstrip(b'\r\n'), b'COPYUID', 'COPY')
+        self.assertEqual(src, [uids[i] for i in range(0, 1000, 2)])
+        self.assertEqual(len(dst), 500)
+
+
 class SlowReader(ImapCase):
     """A client that asks for a lot and never reads."""
 

@@ -37,8 +37,15 @@ static void test_seqsets(void)
           "reversed range 5:2 is 2:5");
     CHECK(seqset("*:4", &set, &ar) == IMAP_ARG_OK && set.r[0].lo == 4 && set.r[0].hi == IMAP_STAR,
           "*:4 is 4:*");
-    CHECK(seqset("4294967295", &set, &ar) == IMAP_ARG_OK && set.r[0].lo == 4294967295u,
-          "largest number");
+    CHECK(seqset("4294967295", &set, &ar) == IMAP_ARG_OK && set.r[0].lo == 4294967295u &&
+              set.r[0].hi == 4294967295u && set.r[0].hi != IMAP_STAR,
+          "largest number, not taken for *");
+    CHECK(seqset("*:4294967295", &set, &ar) == IMAP_ARG_OK && set.r[0].lo == 4294967295u &&
+              set.r[0].hi == IMAP_STAR,
+          "*:4294967295 is 4294967295:*");
+    CHECK(seqset("*", &set, &ar) == IMAP_ARG_OK && set.r[0].lo == IMAP_STAR &&
+              set.r[0].hi == IMAP_STAR,
+          "* alone");
     const char *bad[] = {"0", "4294967296", "1:", ":1", "1,,2", "1:2:3", "-1", "a", "1:0",
                          "*:0", "99999999999999999999", "1,", "", "01", " 1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
