@@ -403,6 +403,9 @@ static void on_work_done(uv_work_t *w, int status)
         return;
     }
     snprintf(user_key, sizeof(user_key), "user:%s", l->user);
+    /* the name as the client sent it: quoted, so it cannot forge fields */
+    char quser[LOG_QUOTE_MAX];
+    log_quote(quser, sizeof(quser), l->user);
     if (l->result == AUTH_OK) {
         throttle_clear(s, l->ip_key);
         throttle_clear(s, user_key);
@@ -412,11 +415,11 @@ static void on_work_done(uv_work_t *w, int status)
         unsigned n_user = throttle_fail(s, user_key);
 
         delay = failure_delay(s, n_ip > n_user ? n_ip : n_user);
-        log_info("auth failed user=%s ip=%s", l->user, l->ip);
+        log_info("auth failed user=%s ip=%s", quser, l->ip);
     } else if (l->result == AUTH_E_DISABLED) {
-        log_info("auth refused: account disabled user=%s ip=%s", l->user, l->ip);
+        log_info("auth refused: account disabled user=%s ip=%s", quser, l->ip);
     } else {
-        log_warn("auth temporary failure user=%s ip=%s", l->user, l->ip);
+        log_warn("auth temporary failure user=%s ip=%s", quser, l->ip);
     }
     if (l->result != AUTH_OK)
         explicit_bzero(&l->acct, sizeof(l->acct));

@@ -127,7 +127,7 @@ size_t conn_write_queued(struct conn *c)
 
 void conn_set_user(struct conn *c, const char *user)
 {
-    snprintf(c->user, sizeof(c->user), "%s", user);
+    log_quote(c->user, sizeof(c->user), user); /* for the close line */
 }
 
 bool conn_plaintext_auth_ok(struct conn *c)

@@ -65,3 +65,47 @@ LOG_FN(log_error, "error", 1)
 LOG_FN(log_warn, "warning", 1)
 LOG_FN(log_info, "info", 1)
 LOG_FN(log_debug, "debug", debug_on)
+
+const char *log_quote(char *out, size_t cap, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    bool plain = *s != '\0';
+    size_t o = 0;
+
+    if (cap < 8) {
+        if (cap)
+            out[0] = '\0';
+        return out;
+    }
+    for (const char *p = s; *p && plain; p++) {
+        unsigned char c = (unsigned char)*p;
+        plain = c > 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '=';
+    }
+    if (plain && strlen(s) < cap) {
+        memcpy(out, s, strlen(s) + 1);
+        return out;
+    }
+    out[o++] = '"';
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (o + 4 + 5 > cap) { /* room for this byte, '..."' and the NUL */
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20 || c > 0x7e) {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    return out;
+}

@@ -5,6 +5,7 @@ import base64
 import imaplib
 import statistics
 import ssl
+import re
 import time
 
 import harness
@@ -325,6 +326,26 @@ class ImapTLS(AuthCase):
         with self.conn() as c:
             (_, t), dt = timed(c.cmd, 'a1', 'AUTHENTICATE PLAIN ' + plain_ir(USER, 'nope'))
             self.assertFailedLogin(t, dt)
+
+    def test_user_name_cannot_forge_log_fields(self):
+        # a name with a space and "ip=" would read, unquoted, as another
+        # client address to a fail2ban-style parser
+        forged = 'x ip=10.9.9.9 "q"\t'
+        with self.conn() as c:
+            _, t = c.cmd('a1', 'LOGIN %s y' % imap_quote(forged))
+            self.assertTrue(t.startswith('a1 NO'), t)
+        deadline = time.monotonic() + 5
+        while True:
+            lines = [l for l in self.server.log().splitlines()
+                     if 'auth failed' in l and '10.9.9.9' in l]
+            if lines or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)   # the log file is written asynchronously
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn('user="x ip=10.9.9.9 \\"q\\"\\x09"', lines[0])
+        # outside the quoted value, the line names one address: the real one
+        outside = re.sub(r'"(?:[^"\\]|\\.)*"', '""', lines[0])
+        self.assertEqual(re.findall(r'\bip=(\S+)', outside), ['127.0.0.1'])
 
     def test_connection_logged_with_tls_and_user(self):
         # One line per connection event naming the remote address, the user,

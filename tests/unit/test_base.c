@@ -5,6 +5,7 @@
 
 #include "server/base/base64.h"
 #include "server/base/buf.h"
+#include "server/base/log.h"
 
 #include "tests/unit/check.h"
 
@@ -101,8 +102,29 @@ static void test_base64(void)
     buf_free(&b);
 }
 
+static void test_log_quote(void)
+{
+    char q[LOG_QUOTE_MAX], small[12];
+
+    CHECK(!strcmp(log_quote(q, sizeof(q), "alice@example.org"), "alice@example.org"),
+          "a plain value stays as it is");
+    CHECK(!strcmp(log_quote(q, sizeof(q), "x ip=1.2.3.4"), "\"x ip=1.2.3.4\""),
+          "a space or '=' puts it in quotes");
+    CHECK(!strcmp(log_quote(q, sizeof(q), "a\"b\\c\n\xff"), "\"a\\\"b\\\\c\\x0a\\xff\""),
+          "quotes, backslashes and other bytes escaped");
+    CHECK(!strcmp(log_quote(q, sizeof(q), ""), "\"\""), "empty is \"\"");
+    CHECK(!strcmp(log_quote(small, sizeof(small), "0123456789abcdef"), "\"012...\""),
+          "cut with ... when it does not fit");
+    char big[256];
+    memset(big, 0x01, sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    CHECK(strlen(log_quote(q, sizeof(q), big)) == 2 + 4 * (sizeof(big) - 1),
+          "LOG_QUOTE_MAX holds a whole 255-byte name of escapes");
+}
+
 int main(void)
 {
+    test_log_quote();
     test_buf();
     test_imap_string();
     test_base64();
