@@ -96,12 +96,20 @@ static void t_value(struct tscan *s, struct buf *store)
  * continuations (name*0, name*1, ...) are joined, in order of appearance,
  * into one parameter; the name loses its "*N" but keeps a final "*" when
  * the value is extended (charset'lang'pct-encoded), which is kept raw, not
- * decoded -- the client sees exactly what RFC 2231 sent. */
+ * decoded -- the client sees exactly what RFC 2231 sent. Every value and
+ * every continuation counts against MIME_MAX_PARAMS; the pieces are noted
+ * as they come and joined once at the end, so the store grows at most by
+ * twice the field's length (copying the value built so far at each
+ * continuation made it quadratic). */
 static void parse_params(struct tscan *s, struct part *pt, struct mparam **out, size_t *nout)
 {
     struct buf *st = &pt->store;
     struct mparam *arr = NULL, *na, *pm;
-    size_t n = 0, cap = 0, k, base, noff, voff, old;
+    struct {
+        size_t param, voff, vlen;
+    } seg[MIME_MAX_PARAMS];
+    unsigned nsegs_of[MIME_MAX_PARAMS] = {0};
+    size_t n = 0, cap = 0, nseg = 0, k, j, base, noff, voff, old;
     struct mstr name;
     const char *star;
     int extended;
@@ -126,6 +134,12 @@ static void parse_params(struct tscan *s, struct part *pt, struct mparam **out, 
         t_skip(s);
         voff = st->len;
         t_value(s, st);
+        if (nseg == MIME_MAX_PARAMS) {
+            st->len = voff; /* over the cap: dropped, store and all */
+            if (st->p)
+                st->p[voff] = '\0';
+            continue;
+        }
         star = memchr(name.p, '*', name.len);
         extended = name.p[name.len - 1] == '*';
         base = star ? (size_t)(star - name.p) : name.len;
@@ -138,18 +152,16 @@ static void parse_params(struct tscan *s, struct part *pt, struct mparam **out, 
                     break;
             }
             if (k < n) {
-                old = st->len;
-                buf_addself(st, pm->voff, pm->vlen);
-                buf_addself(st, voff, old - voff);
-                pm->voff = old;
-                pm->vlen = st->len - old;
+                seg[nseg].param = k;
+                seg[nseg].voff = voff;
+                seg[nseg].vlen = st->len - voff;
+                nseg++;
+                nsegs_of[k]++;
                 continue;
             }
         } else
             base = name.len, extended = 0;
         if (n == cap) {
-            if (cap >= MIME_MAX_PARAMS)
-                continue;
             cap = cap ? cap * 2 : 4;
             na = realloc(arr, cap * sizeof(*arr));
             if (na == NULL) {
@@ -158,6 +170,11 @@ static void parse_params(struct tscan *s, struct part *pt, struct mparam **out, 
             }
             arr = na;
         }
+        seg[nseg].param = n;
+        seg[nseg].voff = voff;
+        seg[nseg].vlen = st->len - voff;
+        nseg++;
+        nsegs_of[n] = 1;
         arr[n].voff = voff;
         arr[n].vlen = st->len - voff;
         noff = st->len;
@@ -167,6 +184,17 @@ static void parse_params(struct tscan *s, struct part *pt, struct mparam **out, 
         arr[n].noff = noff;
         arr[n].nlen = st->len - noff;
         n++;
+    }
+    /* each continued value, its pieces in order, once */
+    for (k = 0; k < n && !st->oom; k++) {
+        if (nsegs_of[k] < 2)
+            continue;
+        old = st->len;
+        for (j = 0; j < nseg; j++)
+            if (seg[j].param == k)
+                buf_addself(st, seg[j].voff, seg[j].vlen);
+        arr[k].voff = old;
+        arr[k].vlen = st->len - old;
     }
     *out = arr;
     *nout = n;

@@ -297,8 +297,14 @@ void mime_qp_decode(struct buf *b, const char *p, size_t len, int header_q)
 
 /* Recognize an encoded word at v[0..len): =?charset?X?text?= .
  * Returns its length or 0. */
+/* An encoded word "=?charset?E?text?=" at v, or 0. When there is none
+ * because the text runs into white space or the end without "?=", no '='
+ * before that point can start one either (its text would be scanned over
+ * the same bytes): *none_before is set to that point, so that the caller
+ * does not try each of them -- trying them all was quadratic in a long
+ * run without white space. */
 static size_t encoded_word(const char *v, size_t len, const char **cs, size_t *cslen, char *enc,
-                           const char **text, size_t *textlen)
+                           const char **text, size_t *textlen, size_t *none_before)
 {
     size_t i, q1, q2;
 
@@ -316,13 +322,17 @@ static size_t encoded_word(const char *v, size_t len, const char **cs, size_t *c
     if (*enc != 'B' && *enc != 'b' && *enc != 'Q' && *enc != 'q')
         return 0;
     for (i = q1 + 3; i + 1 < len; i++) {
-        if (v[i] == ' ' || v[i] == '\t' || v[i] == '\r' || v[i] == '\n')
+        if (v[i] == ' ' || v[i] == '\t' || v[i] == '\r' || v[i] == '\n') {
+            *none_before = i;
             return 0;
+        }
         if (v[i] == '?' && v[i + 1] == '=')
             break;
     }
-    if (i + 1 >= len)
+    if (i + 1 >= len) {
+        *none_before = len;
         return 0;
+    }
     q2 = i;
     *cs = v + 2;
     *cslen = q1 - 2;
@@ -345,6 +355,7 @@ void mime_decode_2047(struct buf *b, const char *v, size_t len)
     struct buf raw = {0};
     const char *cs = NULL, *ncs, *text;
     size_t cslen = 0, ncslen, textlen, i = 0, start = 0, wl, j;
+    size_t none_before = 0; /* no encoded word starts before this */
     char enc;
     int after_word = 0;
 
@@ -356,8 +367,14 @@ void mime_decode_2047(struct buf *b, const char *v, size_t len)
             start = ++i;
             continue;
         }
-        if (v[i] != '=' ||
-            (wl = encoded_word(v + i, len - i, &ncs, &ncslen, &enc, &text, &textlen)) == 0) {
+        wl = 0;
+        if (v[i] == '=' && i >= none_before) {
+            size_t none = 0;
+            wl = encoded_word(v + i, len - i, &ncs, &ncslen, &enc, &text, &textlen, &none);
+            if (wl == 0 && none > 0)
+                none_before = i + none;
+        }
+        if (wl == 0) {
             if (after_word && v[i] != ' ' && v[i] != '\t') {
                 flush_words(b, &raw, cs, cslen);
                 after_word = 0;
