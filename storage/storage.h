@@ -82,7 +82,8 @@ enum {
     STORAGE_SPECIAL_FLAGGED = 1 << 6,
 };
 
-/* A UID set: ranges lo..hi inclusive (hi = UINT32_MAX for '*'), any order. */
+/* A UID set: ranges lo..hi inclusive, any order; hi = UINT32_MAX reaches the
+ * last message (the protocols resolve a client's '*' before they get here). */
 struct storage_range {
     uint32_t lo, hi;
 };
