@@ -144,10 +144,11 @@ static void parse_params(struct tscan *s, struct part *pt, struct mparam **out, 
         extended = name.p[name.len - 1] == '*';
         base = star ? (size_t)(star - name.p) : name.len;
         if (star != NULL && star + 1 < name.p + name.len && star[1] >= '0' && star[1] <= '9') {
-            /* continuation: find the parameter it continues */
+            /* continuation: find the parameter it continues, of the
+             * same name (kept with a '*' when extended) */
             for (k = 0; k < n; k++) {
                 pm = &arr[k];
-                if (pm->nlen >= base && pm->nlen <= base + 1 &&
+                if ((pm->nlen == base || (pm->nlen == base + 1 && st->p[pm->noff + base] == '*')) &&
                     strncasecmp(st->p + pm->noff, name.p, base) == 0)
                     break;
             }

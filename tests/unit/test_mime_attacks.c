@@ -95,9 +95,28 @@ static void test_2231_continuations(void)
     free(m.p);
 }
 
+/* A continuation continues the parameter of its own name only: "n*1"
+ * does not continue "na" (the one extra character allowed in the kept
+ * name is the '*' of an extended value, as in "na*0*" then "na*1"). */
+static void test_2231_continuation_names(void)
+{
+    static const char msg[] = "Content-Type: text/plain; na=x; n*1=y; fn*0*=a; fn*1=b; f*1=c\r\n"
+                              "\r\nbody\r\n";
+    struct mime_summary s;
+
+    if (mime_parse(msg, sizeof(msg) - 1, &s) != 0) {
+        CHECK(0, "parses");
+        return;
+    }
+    CHECK(strstr(s.bodystructure, "(\"na\" \"x\" \"n\" \"y\" \"fn*\" \"ab\" \"f\" \"c\"") != NULL,
+          "n*1 is not joined to na, f*1 not to fn*, fn*1 is");
+    mime_summary_free(&s);
+}
+
 int main(void)
 {
     test_2047_long_run();
     test_2231_continuations();
+    test_2231_continuation_names();
     return check_summary();
 }
