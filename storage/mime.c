@@ -509,6 +509,24 @@ static void put_params(struct buf *b, const struct part *pt, const struct mparam
     buf_addc(b, ')');
 }
 
+size_t mime_param_list(struct buf *b, const char *v, size_t len, size_t *storelen)
+{
+    struct part pt = {0};
+    struct tscan s = {v, len, 0};
+    size_t n;
+
+    parse_params(&s, &pt, &pt.params, &pt.nparams);
+    if (pt.store.oom)
+        b->oom = true;
+    else
+        put_params(b, &pt, pt.params, pt.nparams, 0);
+    n = pt.nparams;
+    *storelen = pt.store.len;
+    free(pt.params);
+    buf_free(&pt.store);
+    return n;
+}
+
 /* body-fld-lang: always a list, as Dovecot sends it (RFC 3501 allows a single string too). */
 static void put_lang(struct buf *b, const struct mstr *m)
 {

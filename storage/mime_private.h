@@ -54,6 +54,15 @@ void mime_qp_decode(struct buf *b, const char *p, size_t len, int header_q);
 /* RFC 2047 decoding of an unfolded-or-not header value into b. */
 void mime_decode_2047(struct buf *b, const char *v, size_t len);
 
+/* The parameters of a structured field value v[0..len) (what follows
+ * "type/subtype" in a Content-Type: "; name=value ..."), RFC 2231
+ * continuations joined, appended to b as an IMAP body-fld-param (NIL or a
+ * list); the number of parameters, at most 100. *storelen is the bytes the
+ * parser kept for names and values (at most twice len, plus one per
+ * parameter). The decoder mime_parse uses for every part, alone: for the
+ * fuzz target tests/fuzz/fuzz_mime_2231.c. */
+size_t mime_param_list(struct buf *b, const char *v, size_t len, size_t *storelen);
+
 int mime_strncaseeq(const char *a, size_t alen, const char *b);
 
 /* ENVELOPE from a header block hdr[0..len), appended to b. */

@@ -6,33 +6,9 @@
 #include <string.h>
 
 #include "storage/mime.h"
+#include "tests/fuzz/fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* Balanced parentheses outside strings and literals, ends at depth 0. */
-static int balanced(const char *s)
-{
-    size_t i = 0, len = strlen(s);
-    unsigned long n;
-    int depth = 0;
-    char *end;
-
-    while (i < len) {
-        if (s[i] == '"') {
-            for (i++; i < len && s[i] != '"'; i++)
-                if (s[i] == '\\')
-                    i++;
-        } else if (s[i] == '{') {
-            n = strtoul(s + i + 1, &end, 10);
-            i = (size_t)(end - s) + 3 + n - 1;
-        } else if (s[i] == '(')
-            depth++;
-        else if (s[i] == ')' && --depth < 0)
-            return 0;
-        i++;
-    }
-    return depth == 0;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -47,7 +23,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t outlen;
 
     if (mime_parse(msg, size, &s) == 0) {
-        if (!balanced(s.envelope) || !balanced(s.bodystructure) || !balanced(s.body))
+        if (!fuzz_balanced(s.envelope, strlen(s.envelope)) ||
+            !fuzz_balanced(s.bodystructure, strlen(s.bodystructure)) ||
+            !fuzz_balanced(s.body, strlen(s.body)))
             abort();
         mime_summary_free(&s);
     }
