@@ -22,6 +22,9 @@ struct aparse {
     size_t len, i;
     struct buf *out;
     int count;
+    /* no obsolete route's ':' in [no_route_from, no_route_before): the
+     * last search for one went over it and stopped at a '>' or the end */
+    size_t no_route_from, no_route_before;
 };
 
 /* Empties a work buffer for reuse; an allocation failure it saw is
@@ -198,11 +201,18 @@ static void read_angle(struct aparse *a, struct addr *ad)
 
     a->i++; /* '<' */
     skip_cfws(a, NULL);
-    if (a->i < a->len && a->p[a->i] == '@') {
-        /* obs-route: "@a,@b:" */
+    if (a->i < a->len && a->p[a->i] == '@' &&
+        (a->i < a->no_route_from || a->i >= a->no_route_before)) {
+        /* obs-route: "@a,@b:". A search that finds no ':' would find none
+         * from any later '@' before where it stopped either: noted, so that
+         * "<@,<@,..." is not searched to the end from each (quadratic). */
         save = a->i;
         while (a->i < a->len && a->p[a->i] != ':' && a->p[a->i] != '>')
             a->i++;
+        if (a->i >= a->len || a->p[a->i] != ':') {
+            a->no_route_from = save;
+            a->no_route_before = a->i;
+        }
         if (a->i < a->len && a->p[a->i] == ':') {
             size_t k;
             for (k = save; k < a->i; k++)
@@ -317,7 +327,7 @@ static void read_address(struct aparse *a, struct addr *ad, struct buf *cbuf, in
 
 static void address_list(struct buf *out, const char *v, size_t len)
 {
-    struct aparse a = {v, len, 0, out, 0};
+    struct aparse a = {v, len, 0, out, 0, 0, 0};
     struct addr ad = {0};
     struct buf cbuf = {0};
     size_t save;

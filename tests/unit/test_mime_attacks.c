@@ -113,10 +113,38 @@ static void test_2231_continuation_names(void)
     mime_summary_free(&s);
 }
 
+/* An address list of "<@," repeated: each '<' followed by '@' may start an
+ * obsolete route ("<@a,@b:user@host>"), whose ':' was searched for to the
+ * end of the value from every one of them -- 900 kB took minutes. */
+static void test_route_scan(void)
+{
+    const size_t n = 300000;
+    static const char head[] = "From: ", tail[] = "\r\n\r\nbody\r\n";
+    static const char want[] = "(NIL NIL ((NIL NIL \"MISSING_MAILBOX\" \"MISSING_DOMAIN\")(NIL ";
+    size_t len = sizeof(head) - 1 + 3 * n + sizeof(tail) - 1, i;
+    char *m = malloc(len + 1);
+    struct mime_summary s;
+
+    if (!m) {
+        CHECK(0, "allocation");
+        return;
+    }
+    memcpy(m, head, sizeof(head) - 1);
+    for (i = 0; i < n; i++)
+        memcpy(m + sizeof(head) - 1 + 3 * i, "<@,", 3);
+    memcpy(m + len - (sizeof(tail) - 1), tail, sizeof(tail));
+    CHECK(mime_parse(m, len, &s) == 0, "a From of 300,000 '<@,' parses");
+    CHECK(s.envelope && strncmp(s.envelope, want, sizeof(want) - 1) == 0,
+          "each is an address without mailbox or domain");
+    mime_summary_free(&s);
+    free(m);
+}
+
 int main(void)
 {
     test_2047_long_run();
     test_2231_continuations();
     test_2231_continuation_names();
+    test_route_scan();
     return check_summary();
 }
