@@ -487,18 +487,24 @@ static void execute(struct imap_session *s)
 }
 
 /* A command line announcing a literal: the command may take it over (an
- * APPEND streams its message). */
+ * APPEND streams its message). The tag and the name are looked for in
+ * their longest lengths only: this runs for every literal of a command,
+ * on everything received of it so far (scanning it all each time was
+ * quadratic in a command of many literals without a space). */
 static bool literal_hook(struct imap_session *s, uint64_t n, bool sync)
 {
+    const size_t name_max = 16; /* AUTHENTICATE is the longest, 12 */
     const char *p = s->cmd.p;
     size_t len = s->cmd.len, i = 0, k;
 
-    while (i < len && p[i] != ' ')
+    while (i < len && i < IMAP_TAG_MAX && p[i] != ' ')
         i++;
     if (i == 0 || i >= IMAP_TAG_MAX || i == len)
         return false;
-    for (k = i + 1; k < len && isalpha((unsigned char)p[k]); k++)
+    for (k = i + 1; k < len && k - i - 1 <= name_max && isalpha((unsigned char)p[k]); k++)
         ;
+    if (k - i - 1 > name_max)
+        return false; /* longer than any command name */
     const struct imap_command *c = find_row(s, p + i + 1, k - i - 1);
     if (!c || !c->literal || !(c->states & s->state))
         return false;

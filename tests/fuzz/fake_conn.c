@@ -24,6 +24,7 @@ static struct conn the_conn;
 static auth_login_cb pending_cb;
 static void *pending_arg;
 static int pending_handle;
+static bool closed_early;
 
 void *conn_proto(struct conn *c) { return c->proto; }
 void conn_set_proto(struct conn *c, void *p) { c->proto = p; }
@@ -85,7 +86,7 @@ void auth_login_cancel(struct auth_login *l)
     pending_cb = NULL;
 }
 
-struct conn *fake_conn_new(bool tls, bool plain_ok)
+struct conf *fake_conn_conf(void)
 {
     static bool init;
     if (!init) {
@@ -95,6 +96,17 @@ struct conn *fake_conn_new(bool tls, bool plain_ok)
         fake_conf.max_bad_commands = 50;
         init = true;
     }
+    return &fake_conf;
+}
+
+bool fake_conn_closed_early(void)
+{
+    return closed_early;
+}
+
+struct conn *fake_conn_new(bool tls, bool plain_ok)
+{
+    fake_conn_conf();
     memset(&the_conn, 0, sizeof(the_conn));
     the_conn.tls = tls;
     the_conn.plain_ok = plain_ok;
@@ -140,6 +152,7 @@ int fake_conn_drive(const struct conn_handler *h, const uint8_t *data, size_t si
             ok = !ok;
         }
     }
+    closed_early = c->closing;
     if (!c->closing && h->on_timeout)
         h->on_timeout(c);
     h->on_close(c);

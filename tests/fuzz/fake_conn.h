@@ -11,7 +11,13 @@
 #include "server/base/conn.h"
 
 struct conn *fake_conn_new(bool tls, bool plain_ok);
+/* The configuration the stand-in connection gives (small limits, set on
+ * first use); a test may change it before driving. */
+struct conf *fake_conn_conf(void);
 void fake_conn_finish_login(bool ok);
 int fake_conn_drive(const struct conn_handler *h, const uint8_t *data, size_t size);
+/* Whether the protocol closed the connection before the last drive's
+ * input ran out. */
+bool fake_conn_closed_early(void);
 
 #endif

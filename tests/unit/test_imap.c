@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "protocol/imap/imap.h"
 #include "protocol/imap/imap_private.h"
+#include "server/base/config.h"
+#include "tests/fuzz/fake_conn.h"
 
 static int failures;
 
@@ -46,8 +49,9 @@ static void test_seqsets(void)
     CHECK(seqset("*", &set, &ar) == IMAP_ARG_OK && set.r[0].lo == IMAP_STAR &&
               set.r[0].hi == IMAP_STAR,
           "* alone");
-    const char *bad[] = {"0", "4294967296", "1:", ":1", "1,,2", "1:2:3", "-1", "a", "1:0",
-                         "*:0", "99999999999999999999", "1,", "", "01", " 1"};
+    const char *bad[] = {
+        "0",   "4294967296",           "1:", ":1", "1,,2", "1:2:3", "-1", "a", "1:0",
+        "*:0", "99999999999999999999", "1,", "",   "01",   " 1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char what[64];
         snprintf(what, sizeof(what), "bad set '%s' refused", bad[i]);
@@ -64,10 +68,12 @@ static void test_mutf7(void)
     } good[] = {
         {"INBOX", "INBOX"},
         {"&ZeVnLIqe-", "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"},
-        {"Gr&APwA3w-e", "Gr\xc3\xbc\xc3\x9f" "e"},
+        {"Gr&APwA3w-e", "Gr\xc3\xbc\xc3\x9f"
+                        "e"},
         {"a&-b", "a&b"},
         {"&2D3cAA-", "\xf0\x9f\x90\x80"}, /* a surrogate pair */
-        {"~peter/mail/&U,BTFw-/&ZeVnLIqe-", "~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"},
+        {"~peter/mail/&U,BTFw-/&ZeVnLIqe-",
+         "~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"},
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         CHECK(imap_mutf7_decode(good[i].m, strlen(good[i].m), out, sizeof(out)) == 0 &&
@@ -77,9 +83,9 @@ static void test_mutf7(void)
                   !strcmp(back, good[i].m),
               "encode round trip");
     }
-    const char *bad[] = {"&Jjo",   "&AGE-",      "&-&",  "a&ZeVnLIqe", "&Jjo!-", "&2D0-",
-                         "&U,BTF2XlZyyKng", "&AAA-", "&ZeVnLIqe-&AGE-", "a\x01", "\xc3\xa9",
-                         "&3AA-", "&2D3YPQ-", "&ZeVnLIq-"};
+    const char *bad[] = {"&Jjo",     "&AGE-",           "&-&",      "a&ZeVnLIqe",      "&Jjo!-",
+                         "&2D0-",    "&U,BTF2XlZyyKng", "&AAA-",    "&ZeVnLIqe-&AGE-", "a\x01",
+                         "\xc3\xa9", "&3AA-",           "&2D3YPQ-", "&ZeVnLIq-"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char what[64];
         snprintf(what, sizeof(what), "invalid mUTF-7 #%zu refused", i);
@@ -225,9 +231,18 @@ static void test_fetch_atts(void)
     args(&a, "body[text]");
     CHECK(imap_fetch_parse(&a, &ar, &sp, &err) == 0 && !strcmp(sp.items->label, "BODY[TEXT]"),
           "label upper case");
-    const char *bad[] = {"BODY[MIME]", "BODY[0]", "BODY[1.]", "BODY[HEADER.FIELDS]",
-                         "BODY[HEADER.FIELDS ()]", "BODY[]<1>", "BODY[]<0.0>", "BODY[TEXT",
-                         "FOO", "(FLAGS", "(FLAGS))", "BODY[HEADER.FIELDS (a:b)]"};
+    const char *bad[] = {"BODY[MIME]",
+                         "BODY[0]",
+                         "BODY[1.]",
+                         "BODY[HEADER.FIELDS]",
+                         "BODY[HEADER.FIELDS ()]",
+                         "BODY[]<1>",
+                         "BODY[]<0.0>",
+                         "BODY[TEXT",
+                         "FOO",
+                         "(FLAGS",
+                         "(FLAGS))",
+                         "BODY[HEADER.FIELDS (a:b)]"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         args(&a, bad[i]);
         int r = imap_fetch_parse(&a, &ar, &sp, &err);
@@ -261,9 +276,9 @@ static void test_search_keys(void)
           "ON is one day");
     args(&a, "HEADER X-Spam {3}\r\nyes LARGER 100 NEW");
     CHECK(imap_search_parse(&a, &ar, &q, &err) == 0, "literal argument");
-    const char *bad[] = {"", "FROB", "FROM", "SINCE 1-Foo-2020", "OR ALL", "NOT", "(ALL",
-                         "ALL)", "LARGER x", "UID 0", "0", "1:", "KEYWORD", "HEADER \"\" x",
-                         "LARGER 99999999999"};
+    const char *bad[] = {"",    "FROB", "FROM",    "SINCE 1-Foo-2020", "OR ALL",
+                         "NOT", "(ALL", "ALL)",    "LARGER x",         "UID 0",
+                         "0",   "1:",   "KEYWORD", "HEADER \"\" x",    "LARGER 99999999999"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         args(&a, bad[i]);
         int r = imap_search_parse(&a, &ar, &q, &err);
@@ -283,6 +298,53 @@ static void test_search_keys(void)
     imap_arena_free(&ar);
 }
 
+/* Drives a session with `head` then `rounds` times "y{1+}\r\n" (a
+ * one-byte LITERAL+ literal, then the line goes on) and a last "y\r\n". */
+static void drive_literals(const char *head, size_t headlen, size_t rounds)
+{
+    static const char unit[] = "y{1+}\r\n";
+    size_t ulen = sizeof(unit) - 1, len = 1 + headlen + rounds * ulen + 3, i;
+    uint8_t *in = malloc(len);
+
+    if (!in) {
+        CHECK(0, "allocation");
+        return;
+    }
+    in[0] = 0xfd; /* TLS, 442-byte reads */
+    memcpy(in + 1, head, headlen);
+    for (i = 0; i < rounds; i++)
+        memcpy(in + 1 + headlen + i * ulen, unit, ulen);
+    memcpy(in + len - 3, "y\r\n", 3);
+    fake_conn_drive(&imap_handler, in, len);
+    CHECK(!fake_conn_closed_early(), "the session reads the whole command");
+    free(in);
+}
+
+/* Each line of a command that ends in a literal is offered to the command
+ * table (APPEND takes its literal over); finding the tag and the command
+ * name looked from the start of everything received so far: a command of
+ * half a million one-byte literals without a space, or after a 1 MB
+ * command name, took minutes (the test's timeout fails it). */
+static void test_literal_lines_linear(void)
+{
+    struct conf *cf = fake_conn_conf(), saved = *cf;
+    const size_t rounds = 500000, namelen = 1 << 20;
+    char *head = malloc(namelen + 16);
+
+    cf->max_line_length = 16u << 20;
+    cf->max_literal_size = 64u << 20;
+    drive_literals("aaaa{1+}\r\n", 10, rounds);
+    if (head) {
+        memcpy(head, "t ", 2);
+        memset(head + 2, 'A', namelen);
+        memcpy(head + 2 + namelen, "{1+}\r\n", 6);
+        drive_literals(head, namelen + 8, rounds);
+    }
+    CHECK(head != NULL, "half a million literals after a long tag and a long name");
+    free(head);
+    *cf = saved;
+}
+
 int main(void)
 {
     test_seqsets();
@@ -293,6 +355,7 @@ int main(void)
     test_dates();
     test_fetch_atts();
     test_search_keys();
+    test_literal_lines_linear();
     if (failures) {
         fprintf(stderr, "%d failure(s)\n", failures);
         return 1;
