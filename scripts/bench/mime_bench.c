@@ -13,6 +13,8 @@
  *   nesting        multiparts nested 1,000 deep (ten times the parser's limit),
  *                  each with a text part and an epilogue sharing the size
  *   parts          a multipart of parts of about 200 bytes each
+ *   routes         a Sender of "<@," repeated: each '<@' may start an obsolete
+ *                  route, whose ':' ENVELOPE looks for
  * Not a test. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +125,11 @@ static void gen(struct out *o, const char *family, size_t bytes)
         per = o->len - start < bytes - start ? (bytes - o->len) / 2000 : 0;
         o->len = start;
         nesting(o, 1000, per);
+    } else if (strcmp(family, "routes") == 0) {
+        puts_(o, "Subject: x\r\nSender: ");
+        while (o->len + 3 + 20 < bytes)
+            put(o, "<@,", 3);
+        puts_(o, "\r\n\r\nbody\r\n");
     } else if (strcmp(family, "parts") == 0) {
         puts_(o, "Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n");
         for (i = 0; o->len + 300 < bytes; i++) {
