@@ -15,6 +15,7 @@ static void login_complete(struct imap_session *s)
 {
     s->state = IMAP_AUTH;
     s->bad_count = 0;
+    conn_set_logged_in(s->c);
     conn_set_timeout(s->c, conn_conf(s->c)->imap_idle_timeout_ms);
     imap_tagged(s, "OK", "[CAPABILITY %s] Logged in.", imap_capabilities(s));
     imap_wait(s, IMAP_WAIT_NONE);

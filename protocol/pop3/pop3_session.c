@@ -71,6 +71,7 @@ void pop3_open_done(struct pop3_session *s, int err, struct pop3_msg *msgs, size
     s->state = POP3_TRANSACTION;
     s->bad_count = 0;
     conn_set_user(s->c, s->address);
+    conn_set_logged_in(s->c);
     conn_set_timeout(s->c, conn_conf(s->c)->pop3_idle_timeout_ms);
     log_info("conn=%llu pop3 login user=%s messages=%zu", (unsigned long long)conn_info(s->c)->id,
              s->address, n);
