@@ -87,6 +87,8 @@ struct auth_service_opts {
     unsigned cache_ttl_s;          /* 0 disables the authentication cache */
     unsigned failure_delay_ms;     /* delay after the first failure */
     unsigned failure_delay_max_ms; /* cap of the growing delay */
+    unsigned client_prefix_v4;     /* addresses throttled as one client (0: 32) */
+    unsigned client_prefix_v6;     /* the same for IPv6 (0: 64) */
 };
 
 struct auth_service;

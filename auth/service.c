@@ -5,6 +5,7 @@
  * and per account with timers, never blocking the loop. */
 #include "auth/auth.h"
 #include "auth/auth_priv.h"
+#include "server/base/config.h"
 #include "server/base/log.h"
 
 #include <arpa/inet.h>
@@ -69,7 +70,7 @@ struct auth_login {
     void *arg;
     char user[AUTH_ADDR_MAX];     /* normalized when addr_ok, else a lower-cased copy */
     char ip[IP_TEXT_MAX];         /* for logs */
-    char ip_key[IP_TEXT_MAX + 4]; /* throttling key: IPv6 by /64 */
+    char ip_key[IP_TEXT_MAX + 8]; /* throttling key: the client group */
     char *pw;                     /* wiped and freed once verified */
     size_t pwlen;
     int result;
@@ -84,6 +85,7 @@ struct auth_service {
     unsigned cache_ttl_s;
     unsigned delay_ms;
     unsigned delay_max_ms;
+    unsigned prefix_v4, prefix_v6; /* client groups (conf_client_group) */
     bool closing;
     char dummy_hash[CRYPT_OUTPUT_SIZE]; /* unknown users are verified against it */
     unsigned char key[KEY_LEN];         /* per process, for the cache's HMAC */
@@ -436,40 +438,29 @@ static void on_work_done(uv_work_t *w, int status)
     login_deliver(l);
 }
 
-static void format_remote(const struct sockaddr *sa, char *ip, size_t iplen, char *key,
-                          size_t keylen)
+static void format_remote(const struct auth_service *s, const struct sockaddr *sa, char *ip,
+                          size_t iplen, char *key, size_t keylen)
 {
     char buf[INET6_ADDRSTRLEN];
+    uint8_t group[16];
+    int fam = conf_client_group(sa, s->prefix_v4, s->prefix_v6, group);
 
     snprintf(ip, iplen, "unknown");
     snprintf(key, keylen, "ip:unknown");
-    if (!sa)
-        return;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-
-        if (inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf))) {
+    if (fam == AF_INET) {
+        const void *a =
+            sa->sa_family == AF_INET
+                ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr[12];
+        if (inet_ntop(AF_INET, a, buf, sizeof(buf)))
             snprintf(ip, iplen, "%s", buf);
-            snprintf(key, keylen, "ip:%s", buf);
-        }
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        struct in6_addr net;
-
-        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-            if (inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], buf, sizeof(buf))) {
-                snprintf(ip, iplen, "%s", buf);
-                snprintf(key, keylen, "ip:%s", buf);
-            }
-            return;
-        }
-        if (inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof(buf)))
+        if (inet_ntop(AF_INET, group + 12, buf, sizeof(buf)))
+            snprintf(key, keylen, "ip:%s/%u", buf, s->prefix_v4);
+    } else if (fam == AF_INET6) {
+        if (inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, sizeof(buf)))
             snprintf(ip, iplen, "%s", buf);
-        /* one IPv6 site usually owns a whole /64: throttle it as one */
-        net = in6->sin6_addr;
-        memset(&net.s6_addr[8], 0, 8);
-        if (inet_ntop(AF_INET6, &net, buf, sizeof(buf)))
-            snprintf(key, keylen, "ip:%s/64", buf);
+        if (inet_ntop(AF_INET6, group, buf, sizeof(buf)))
+            snprintf(key, keylen, "ip:%s/%u", buf, s->prefix_v6);
     }
 }
 
@@ -502,7 +493,7 @@ struct auth_login *auth_login_start(struct auth_service *s, const char *user, si
         }
         l->user[n] = '\0';
     }
-    format_remote(remote, l->ip, sizeof(l->ip), l->ip_key, sizeof(l->ip_key));
+    format_remote(s, remote, l->ip, sizeof(l->ip), l->ip_key, sizeof(l->ip_key));
     /* a password with a NUL would be cut short by crypt: never matches */
     if (pw && pwlen <= AUTH_PASSWORD_MAX && !memchr(pw, '\0', pwlen)) {
         l->pw = malloc(pwlen + 1);
@@ -564,6 +555,8 @@ int auth_service_new(uv_loop_t *loop, const struct auth_service_opts *o, struct 
     s->delay_ms = o->failure_delay_ms;
     s->delay_max_ms = o->failure_delay_max_ms < o->failure_delay_ms ? o->failure_delay_ms
                                                                     : o->failure_delay_max_ms;
+    s->prefix_v4 = o->client_prefix_v4 && o->client_prefix_v4 <= 32 ? o->client_prefix_v4 : 32;
+    s->prefix_v6 = o->client_prefix_v6 && o->client_prefix_v6 <= 128 ? o->client_prefix_v6 : 64;
     snprintf(s->default_domain, sizeof(s->default_domain), "%s",
              o->default_domain ? o->default_domain : "");
     TAILQ_INIT(&s->cache_order);

@@ -143,16 +143,12 @@ bool conn_plaintext_auth_ok(struct conn *c)
 
 /* ---- per-IP counts ---- */
 
-static void ip_key(const struct sockaddr_storage *ss, uint8_t key[16])
+/* Counted per client group: an IPv6 /64 (client_prefix_v6) as one, as the
+ * login throttle counts it. */
+static void ip_key(const struct server *s, const struct sockaddr_storage *ss, uint8_t key[16])
 {
-    memset(key, 0, 16);
-    if (ss->ss_family == AF_INET) {
-        /* v4 as a v4-mapped v6 address, so both spellings count together */
-        key[10] = key[11] = 0xff;
-        memcpy(key + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
-    } else if (ss->ss_family == AF_INET6) {
-        memcpy(key, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
-    }
+    conf_client_group((const struct sockaddr *)ss, s->conf.client_prefix_v4,
+                      s->conf.client_prefix_v6, key);
 }
 
 static unsigned ip_hash(const uint8_t key[16])
@@ -174,7 +170,7 @@ static long ip_adjust(struct server *s, const struct sockaddr_storage *ss, int d
         if (!s->ipbuckets)
             return -1;
     }
-    ip_key(ss, key);
+    ip_key(s, ss, key);
     for (pp = &s->ipbuckets[ip_hash(key)]; (e = *pp); pp = &e->next)
         if (!memcmp(e->addr, key, 16))
             break;
