@@ -112,6 +112,11 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
     case AUTH_E_TEMP:
         imap_tagged(s, "NO", "[UNAVAILABLE] Temporary authentication failure; try again later.");
         break;
+    case AUTH_E_BUSY:
+        imap_tagged(s, "NO",
+                    "[UNAVAILABLE] Too many logins in progress from your address or for this "
+                    "account; try again later.");
+        break;
     default:
         imap_tagged(s, "NO", "[AUTHENTICATIONFAILED] Authentication failed.");
         break;

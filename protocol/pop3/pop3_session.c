@@ -124,6 +124,11 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
     case AUTH_E_TEMP:
         conn_printf(s->c, "-ERR [SYS/TEMP] Temporary authentication failure; try again later.\r\n");
         break;
+    case AUTH_E_BUSY:
+        /* not [IN-USE]: that would say the password was right */
+        conn_printf(s->c, "-ERR [SYS/TEMP] Too many logins in progress from your address or for "
+                          "this account; try again later.\r\n");
+        break;
     default:
         conn_printf(s->c, AUTH_FAILED);
         break;

@@ -472,9 +472,17 @@ const struct conf_setting conf_settings[] = {
      CUSTOM(plaintext_auth_networks, parse_nets),
      .doc = "networks (CIDR) allowed to log in without TLS"},
     {ROW("login_failure_delay", "1s", "Authentication"), DURATION(login_failure_delay_ms, 0),
-     .doc = "delay of the answer to a failed login; doubles per further failure"},
+     .doc = "after a failed login, the client's address group and the account wait this long "
+            "before their next login is checked; doubles per further failure"},
     {ROW("login_failure_delay_max", "15s", "Authentication"),
      DURATION(login_failure_delay_max_ms, 0), .doc = "cap of that delay"},
+    {ROW("login_max_pending_per_ip", "20", "Authentication"),
+     UINT(login_max_pending_per_ip, 1, 100000),
+     .doc = "logins waiting or being checked at once from one address group; beyond, a "
+            "temporary error"},
+    {ROW("login_max_pending_per_user", "10", "Authentication"),
+     UINT(login_max_pending_per_user, 1, 100000),
+     .doc = "logins waiting or being checked at once for one account; beyond, a temporary error"},
     {ROW("auth_cache_ttl", "1h", "Authentication"), SECONDS(auth_cache_ttl_s),
      .errmsg = "auth_cache_ttl must be a duration (0 disables the cache)",
      .doc = "how long a verified password is remembered (as a keyed hash); 0 = never"},

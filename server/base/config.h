@@ -71,6 +71,8 @@ struct conf {
     struct conf_net plaintext_auth_networks[CONF_MAX_NETS];
     unsigned login_failure_delay_ms;
     unsigned login_failure_delay_max_ms;
+    unsigned login_max_pending_per_ip;   /* logins waiting or checked per address group */
+    unsigned login_max_pending_per_user; /* logins waiting or checked per account */
     unsigned auth_cache_ttl_s;
 
     /* Mail storage */
