@@ -308,6 +308,30 @@ static void on_probe(uv_timer_t *t)
     }
 }
 
+/* Starts loop and a service on tmpdir with two accounts added (or kept
+ * from an earlier test); *db is the admin connection. NULL on failure,
+ * with nothing left open. */
+static struct auth_service *start_service(uv_loop_t *loop, const struct auth_service_opts *o,
+                                          struct auth_db **db, const char *u1, const char *p1,
+                                          const char *u2, const char *p2)
+{
+    struct auth_service *s = NULL;
+    char err[256];
+
+    uv_loop_init(loop);
+    CHECK(auth_db_open(tmpdir, db, err, sizeof(err)) == AUTH_OK, "admin connection opened");
+    if (!*db)
+        return NULL;
+    CHECK(auth_user_add(*db, u1, p1, 0, NULL) == AUTH_OK, "first account added");
+    CHECK(auth_user_add(*db, u2, p2, 0, NULL) == AUTH_OK, "second account added");
+    CHECK(auth_service_new(loop, o, &s, err, sizeof(err)) == AUTH_OK, "service started");
+    if (!s) {
+        printf("  %s\n", err);
+        auth_db_close(*db);
+    }
+    return s;
+}
+
 static void test_service(void)
 {
     struct auth_service_opts o = {
@@ -321,23 +345,14 @@ static void test_service(void)
     struct auth_db *db = NULL;
     struct auth_account acct;
     uv_loop_t loop;
-    char err[256];
     uint64_t ms = 0;
     unsigned long crypts;
     int r;
 
-    uv_loop_init(&loop);
-    CHECK(auth_db_open(tmpdir, &db, err, sizeof(err)) == AUTH_OK, "admin connection opened");
-    if (!db)
+    s = start_service(&loop, &o, &db, "dave@example.org", "davepassword", "erin@example.org",
+                      "erinpassword");
+    if (!s)
         return;
-    CHECK(auth_user_add(db, "dave@example.org", "davepassword", 0, &acct) == AUTH_OK, "add dave");
-    CHECK(auth_user_add(db, "erin@example.org", "erinpassword", 0, NULL) == AUTH_OK, "add erin");
-    CHECK(auth_service_new(&loop, &o, &s, err, sizeof(err)) == AUTH_OK, "service started");
-    if (!s) {
-        printf("  %s\n", err);
-        auth_db_close(db);
-        return;
-    }
 
     r = login(&loop, s, "Dave", "davepassword", "192.0.2.1", &ms, &acct);
     CHECK(r == AUTH_OK && strcmp(acct.address, "dave@example.org") == 0 && acct.id > 0,
@@ -534,22 +549,14 @@ static void test_throttle_model(void)
     struct auth_service *s = NULL;
     struct auth_db *db = NULL;
     uv_loop_t loop;
-    char err[256];
     uint64_t ms = 0;
     unsigned long crypts;
     int r;
 
-    uv_loop_init(&loop);
-    CHECK(auth_db_open(tmpdir, &db, err, sizeof(err)) == AUTH_OK, "admin connection opened");
-    if (!db)
+    s = start_service(&loop, &o, &db, "mallory@example.org", "mallorypassword",
+                      "victor@example.org", "victorpassword");
+    if (!s)
         return;
-    auth_user_add(db, "mallory@example.org", "mallorypassword", 0, NULL);
-    auth_user_add(db, "victor@example.org", "victorpassword", 0, NULL);
-    CHECK(auth_service_new(&loop, &o, &s, err, sizeof(err)) == AUTH_OK, "service started");
-    if (!s) {
-        auth_db_close(db);
-        return;
-    }
 
     /* an attempt dropped while it waits is never checked */
     r = login(&loop, s, "victor", "guess0", "203.0.113.1", &ms, NULL);
