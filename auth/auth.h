@@ -25,6 +25,7 @@ enum {
     AUTH_E_NOUSER = -5,    /* admin operations on an unknown address */
     AUTH_E_BADADDR = -6,   /* not a valid address */
     AUTH_E_WEAKPW = -7,    /* empty, too short, too long or containing NUL/CR/LF */
+    AUTH_E_BUSY = -8,      /* login: too many in progress for the address or account */
 };
 
 struct auth_account {
@@ -87,6 +88,10 @@ struct auth_service_opts {
     unsigned cache_ttl_s;          /* 0 disables the authentication cache */
     unsigned failure_delay_ms;     /* delay after the first failure */
     unsigned failure_delay_max_ms; /* cap of the growing delay */
+    unsigned client_prefix_v4;     /* addresses throttled as one client (0: 32) */
+    unsigned client_prefix_v6;     /* the same for IPv6 (0: 64) */
+    unsigned max_pending_per_ip;   /* logins waiting or checked per client group (0: no limit) */
+    unsigned max_pending_per_user; /* the same per account name (0: no limit) */
 };
 
 struct auth_service;
@@ -102,10 +107,13 @@ int auth_service_new(uv_loop_t *loop, const struct auth_service_opts *o, struct 
  * then nothing touches freed memory. May run after uv_run has returned. */
 void auth_service_free(struct auth_service *s);
 
-/* Result of a login. result is AUTH_OK, AUTH_E_FAIL, AUTH_E_DISABLED or
- * AUTH_E_TEMP; acct is filled only on AUTH_OK (borrowed for the call).
- * Failures reach the callback only after the throttling delay has passed, so
- * the caller replies at once. Runs on the loop thread. */
+/* Result of a login. result is AUTH_OK, AUTH_E_FAIL, AUTH_E_DISABLED,
+ * AUTH_E_TEMP or AUTH_E_BUSY (too many logins in progress for the client's
+ * address group or the account; nothing was checked); acct is filled only on
+ * AUTH_OK (borrowed for the call). An attempt on a throttled address or
+ * account waits before it is checked, and every answer given while failures
+ * are counted is held as long as a failure's (see service.c), so the caller
+ * replies at once. Runs on the loop thread. */
 typedef void (*auth_login_cb)(void *arg, int result, const struct auth_account *acct);
 
 struct auth_login;

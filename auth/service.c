@@ -1,10 +1,28 @@
 /* The login service of coffred: verifies a user's password on the libuv
  * thread pool (the account row is re-read at every login, so coffrectl's
  * changes apply at once), remembers successful verifications in an
- * authentication cache, and slows down repeated failures per remote address
- * and per account with timers, never blocking the loop. */
+ * authentication cache, and throttles guessing with timers, never blocking
+ * the loop.
+ *
+ * The throttle counts failures per client group (an address cut to
+ * client_prefix_v4/v6 bits), per account name and per (account, group)
+ * pair. Once a group or an account has failures, each attempt on it waits
+ * *before* it is checked until login_failure_delay * 2^(failures-1)
+ * (capped) has passed since the previous check on it began, whichever
+ * connection it comes on; a login cancelled while it waits is never checked.
+ * Every answer given while failures are counted is held as long as a
+ * failure's would be, so the time of an answer does not tell a failure from
+ * a success. A success forgives only its own pair's failures (they are taken
+ * back from the group's and the account's counts) and makes the pair known
+ * good: later attempts of that account from that group wait only for the
+ * pair's own failures, so that neither a guessing neighbour nor a
+ * distributed attack on the account locks its owner out at home. Attempts
+ * waiting or being checked are limited per group and per account (those of
+ * a known-good pair per pair, with the account's limit); past the limit
+ * AUTH_E_BUSY is answered at once, without a check. */
 #include "auth/auth.h"
 #include "auth/auth_priv.h"
+#include "server/base/config.h"
 #include "server/base/log.h"
 
 #include <arpa/inet.h>
@@ -21,12 +39,13 @@
 
 #define CACHE_MAX 100000                     /* remembered verifications */
 #define CACHE_BUCKETS 65536                  /* power of two */
-#define THROTTLE_MAX 100000                  /* remembered failing addresses and names */
+#define THROTTLE_MAX 100000                  /* remembered groups, names and pairs */
 #define THROTTLE_BUCKETS 65536               /* power of two */
-#define THROTTLE_FORGET_MS (15u * 60 * 1000) /* failures forgotten after this */
+#define THROTTLE_FORGET_MS (15u * 60 * 1000) /* failures and good pairs forgotten after this */
 #define HMAC_LEN 32
 #define KEY_LEN 32
 #define IP_TEXT_MAX 64
+#define THROTTLE_KEY_MAX (AUTH_ADDR_MAX + IP_TEXT_MAX + 16)
 
 /* ---- authentication cache (thread pool, under cache_mu) ---- */
 
@@ -41,21 +60,32 @@ TAILQ_HEAD(cache_order, cache_entry);
 
 /* ---- failure throttling (loop thread only) ---- */
 
+/* A client group ("ip:..."), an account name ("user:...") or a pair of both
+ * ("pair:..."). Entries that a login holds are pinned (out of the order
+ * list, never evicted); the others are remembered while they count
+ * failures or, for a pair, a recent success. */
 struct throttle_entry {
-    char key[AUTH_ADDR_MAX + 8]; /* "ip:..." or "user:..." */
-    unsigned failures;
-    uint64_t last_ms; /* uv_now of the last failure */
+    char key[THROTTLE_KEY_MAX];
+    unsigned failures; /* not yet forgotten or forgiven */
+    uint64_t fail_ms;  /* uv_now of the last failure */
+    uint64_t good_ms;  /* pairs: uv_now of the last success, 0 = none */
+    uint64_t next_ms;  /* no attempt held back by it is checked before this */
+    unsigned inflight; /* logins holding it: waiting, being checked or answered */
     LIST_ENTRY(throttle_entry) bucket;
-    TAILQ_ENTRY(throttle_entry) order; /* least recently failed first */
+    TAILQ_ENTRY(throttle_entry) order; /* unpinned ones, least recently used first */
+    uint64_t used_ms;
 };
 LIST_HEAD(throttle_bucket, throttle_entry);
 TAILQ_HEAD(throttle_order, throttle_entry);
 
 enum login_phase {
-    LOGIN_WORKING,  /* queued or running on the thread pool */
-    LOGIN_DELAYING, /* failed, timer running before the callback */
-    LOGIN_CALLING,  /* inside the user's callback */
+    LOGIN_WAITING, /* throttled: timer running before the check */
+    LOGIN_WORKING, /* queued or running on the thread pool */
+    LOGIN_HOLDING, /* checked, timer running before the callback */
+    LOGIN_CALLING, /* inside the user's callback */
 };
+
+enum { T_IP, T_USER, T_PAIR, T_N };
 
 struct auth_login {
     struct auth_service *s;
@@ -63,14 +93,15 @@ struct auth_login {
     bool cancelled;
     bool addr_ok;
     bool timer_used;
+    bool known_good; /* the pair succeeded lately: only its own failures hold it back */
     uv_work_t work;
     uv_timer_t timer;
     auth_login_cb cb;
     void *arg;
-    char user[AUTH_ADDR_MAX];     /* normalized when addr_ok, else a lower-cased copy */
-    char ip[IP_TEXT_MAX];         /* for logs */
-    char ip_key[IP_TEXT_MAX + 4]; /* throttling key: IPv6 by /64 */
-    char *pw;                     /* wiped and freed once verified */
+    char user[AUTH_ADDR_MAX]; /* normalized when addr_ok, else a lower-cased copy */
+    char ip[IP_TEXT_MAX];     /* for logs */
+    struct throttle_entry *t[T_N];
+    char *pw; /* wiped and freed once verified */
     size_t pwlen;
     int result;
     struct auth_account acct;
@@ -84,6 +115,9 @@ struct auth_service {
     unsigned cache_ttl_s;
     unsigned delay_ms;
     unsigned delay_max_ms;
+    uint64_t forget_ms;
+    unsigned prefix_v4, prefix_v6;
+    unsigned max_inflight_ip, max_inflight_user; /* 0 = unlimited */
     bool closing;
     char dummy_hash[CRYPT_OUTPUT_SIZE]; /* unknown users are verified against it */
     unsigned char key[KEY_LEN];         /* per process, for the cache's HMAC */
@@ -203,71 +237,154 @@ static void cache_insert(struct auth_service *s, const unsigned char mac[HMAC_LE
 
 /* ---- throttling ---- */
 
-static void throttle_remove(struct auth_service *s, struct throttle_entry *e)
+/* Forgets e; listed tells whether it is in the order list (unpinned). */
+static void throttle_remove(struct auth_service *s, struct throttle_entry *e, bool listed)
 {
     LIST_REMOVE(e, bucket);
-    TAILQ_REMOVE(&s->thr_order, e, order);
+    if (listed)
+        TAILQ_REMOVE(&s->thr_order, e, order);
     s->thr_n--;
     free(e);
 }
 
-static struct throttle_entry *throttle_find(struct auth_service *s, const char *key)
+/* Failures older than the forget period no longer count. */
+static void throttle_age(struct auth_service *s, struct throttle_entry *e, uint64_t now)
 {
+    if (e->failures && now - e->fail_ms >= s->forget_ms) {
+        e->failures = 0;
+        e->next_ms = 0;
+    }
+    if (e->good_ms && now - e->good_ms >= s->forget_ms)
+        e->good_ms = 0;
+}
+
+/* Finds or makes the entry of key and pins it for a login; NULL without
+ * memory. */
+static struct throttle_entry *throttle_hold(struct auth_service *s, const char *key)
+{
+    struct throttle_bucket *b =
+        &s->thr_buckets[hash_bytes(key, strlen(key)) & (THROTTLE_BUCKETS - 1)];
     struct throttle_entry *e;
     uint64_t now = uv_now(s->loop);
 
-    /* forget what has not failed for a while */
-    while ((e = TAILQ_FIRST(&s->thr_order)) && now - e->last_ms >= THROTTLE_FORGET_MS)
-        throttle_remove(s, e);
-    LIST_FOREACH(e, &s->thr_buckets[hash_bytes(key, strlen(key)) & (THROTTLE_BUCKETS - 1)], bucket)
+    /* forget what has not been used for a while */
+    while ((e = TAILQ_FIRST(&s->thr_order)) && now - e->used_ms >= s->forget_ms)
+        throttle_remove(s, e, true);
+    LIST_FOREACH(e, b, bucket)
     {
         if (strcmp(e->key, key) == 0)
-            return e;
+            break;
     }
-    return NULL;
-}
-
-/* Counts one more failure for key; returns the new count. */
-static unsigned throttle_fail(struct auth_service *s, const char *key)
-{
-    struct throttle_entry *e = throttle_find(s, key);
-
     if (!e) {
         while (s->thr_n >= THROTTLE_MAX && (e = TAILQ_FIRST(&s->thr_order)))
-            throttle_remove(s, e);
+            throttle_remove(s, e, true);
         e = calloc(1, sizeof(*e));
         if (!e)
-            return 1; /* no memory: at least the first delay */
+            return NULL;
         snprintf(e->key, sizeof(e->key), "%s", key);
-        LIST_INSERT_HEAD(
-            &s->thr_buckets[hash_bytes(e->key, strlen(e->key)) & (THROTTLE_BUCKETS - 1)], e,
-            bucket);
+        LIST_INSERT_HEAD(b, e, bucket);
         s->thr_n++;
-    } else {
+    } else if (e->inflight == 0) {
         TAILQ_REMOVE(&s->thr_order, e, order);
     }
-    if (e->failures < UINT_MAX)
-        e->failures++;
-    e->last_ms = uv_now(s->loop);
-    TAILQ_INSERT_TAIL(&s->thr_order, e, order);
-    return e->failures;
+    e->inflight++;
+    throttle_age(s, e, now);
+    return e;
 }
 
-static void throttle_clear(struct auth_service *s, const char *key)
+/* A login lets go of e: kept while it remembers something. */
+static void throttle_release(struct auth_service *s, struct throttle_entry *e)
 {
-    struct throttle_entry *e = throttle_find(s, key);
-
-    if (e)
-        throttle_remove(s, e);
+    if (--e->inflight)
+        return;
+    if (!e->failures && !e->good_ms) {
+        throttle_remove(s, e, false);
+        return;
+    }
+    e->used_ms = uv_now(s->loop);
+    TAILQ_INSERT_TAIL(&s->thr_order, e, order);
 }
 
+/* login_failure_delay * 2^(n-1), capped; 0 for no failure. */
 static uint64_t failure_delay(const struct auth_service *s, unsigned n)
 {
     uint64_t d = s->delay_ms;
 
+    if (n == 0)
+        return 0;
     for (unsigned i = 1; i < n && d < s->delay_max_ms; i++)
         d *= 2;
     return d > s->delay_max_ms ? s->delay_max_ms : d;
+}
+
+/* The entries that hold an attempt back: the pair alone when it is known
+ * good, else the group and the account. */
+static size_t login_gates(const struct auth_login *l, struct throttle_entry **g)
+{
+    if (l->known_good) {
+        g[0] = l->t[T_PAIR];
+        return 1;
+    }
+    g[0] = l->t[T_IP];
+    g[1] = l->t[T_USER];
+    return 2;
+}
+
+/* The most failures among the entries that hold the attempt back. */
+static unsigned gate_failures(const struct auth_login *l)
+{
+    struct throttle_entry *g[2];
+    size_t n = login_gates(l, g);
+    unsigned most = 0;
+
+    for (size_t i = 0; i < n; i++)
+        if (g[i]->failures > most)
+            most = g[i]->failures;
+    return most;
+}
+
+/* Counts a checked failure; returns how long its answer is held. */
+static uint64_t throttle_failed(struct auth_service *s, struct auth_login *l)
+{
+    uint64_t now = uv_now(s->loop);
+
+    for (int i = 0; i < T_N; i++) {
+        struct throttle_entry *e = l->t[i];
+        uint64_t next;
+
+        if (e->failures < UINT_MAX)
+            e->failures++;
+        e->fail_ms = now;
+        next = now + failure_delay(s, e->failures);
+        if (next > e->next_ms)
+            e->next_ms = next;
+    }
+    return failure_delay(s, gate_failures(l));
+}
+
+/* Any other answer: held as a failure's would be while failures are
+ * counted; a success then forgives its pair's failures. */
+static uint64_t throttle_answered(struct auth_service *s, struct auth_login *l, bool success)
+{
+    unsigned n = gate_failures(l);
+    uint64_t hold = n ? failure_delay(s, n < UINT_MAX ? n + 1 : n) : 0;
+    struct throttle_entry *pair = l->t[T_PAIR];
+
+    if (!success)
+        return hold;
+    for (int i = T_IP; i <= T_USER; i++) {
+        struct throttle_entry *e = l->t[i];
+
+        e->failures -= pair->failures < e->failures ? pair->failures : e->failures;
+        if (!e->failures)
+            e->next_ms = 0;
+    }
+    pair->failures = 0;
+    pair->next_ms = 0;
+    pair->good_ms = uv_now(s->loop);
+    if (!pair->good_ms)
+        pair->good_ms = 1;
+    return hold;
 }
 
 /* ---- logins ---- */
@@ -291,6 +408,9 @@ static void login_free(struct auth_login *l)
     struct auth_service *s = l->s;
 
     LIST_REMOVE(l, entry);
+    for (int i = 0; i < T_N; i++)
+        if (l->t[i])
+            throttle_release(s, l->t[i]);
     wipe_password(l);
     explicit_bzero(&l->acct, sizeof(l->acct));
     free(l);
@@ -324,9 +444,21 @@ static void login_deliver(struct auth_login *l)
     login_release(l);
 }
 
-static void on_delay_done(uv_timer_t *t)
+static void on_hold_done(uv_timer_t *t)
 {
     login_deliver(t->data);
+}
+
+/* Runs cb after ms on the login's timer; false when it cannot. */
+static bool login_timer(struct auth_login *l, uint64_t ms, uv_timer_cb cb)
+{
+    if (!l->timer_used) {
+        if (uv_timer_init(l->s->loop, &l->timer) != 0)
+            return false;
+        l->timer_used = true;
+        l->timer.data = l;
+    }
+    return uv_timer_start(&l->timer, cb, ms, 0) == 0;
 }
 
 /* Thread pool: everything that may block or burn CPU. */
@@ -395,81 +527,104 @@ static void on_work_done(uv_work_t *w, int status)
 {
     struct auth_login *l = w->data;
     struct auth_service *s = l->s;
-    uint64_t delay = 0;
-    char user_key[AUTH_ADDR_MAX + 8];
+    uint64_t hold;
 
     if (status < 0) { /* cancelled before it ran: nothing to count or log */
         login_release(l);
         return;
     }
-    snprintf(user_key, sizeof(user_key), "user:%s", l->user);
     /* the name as the client sent it: quoted, so it cannot forge fields */
     char quser[LOG_QUOTE_MAX];
     log_quote(quser, sizeof(quser), l->user);
-    if (l->result == AUTH_OK) {
-        throttle_clear(s, l->ip_key);
-        throttle_clear(s, user_key);
-    } else if (l->result == AUTH_E_FAIL) {
+    if (l->result == AUTH_E_FAIL) {
         /* counted even when the client already went away */
-        unsigned n_ip = throttle_fail(s, l->ip_key);
-        unsigned n_user = throttle_fail(s, user_key);
-
-        delay = failure_delay(s, n_ip > n_user ? n_ip : n_user);
+        hold = throttle_failed(s, l);
         log_info("auth failed user=%s ip=%s", quser, l->ip);
-    } else if (l->result == AUTH_E_DISABLED) {
-        log_info("auth refused: account disabled user=%s ip=%s", quser, l->ip);
     } else {
-        log_warn("auth temporary failure user=%s ip=%s", quser, l->ip);
+        hold = throttle_answered(s, l, l->result == AUTH_OK);
+        if (l->result == AUTH_E_DISABLED)
+            log_info("auth refused: account disabled user=%s ip=%s", quser, l->ip);
+        else if (l->result != AUTH_OK)
+            log_warn("auth temporary failure user=%s ip=%s", quser, l->ip);
     }
     if (l->result != AUTH_OK)
         explicit_bzero(&l->acct, sizeof(l->acct));
 
-    if (delay > 0 && !l->cancelled && !s->closing) {
-        l->phase = LOGIN_DELAYING;
-        if (uv_timer_init(s->loop, &l->timer) == 0) {
-            l->timer_used = true;
-            l->timer.data = l;
-            if (uv_timer_start(&l->timer, on_delay_done, delay, 0) == 0)
-                return;
-        }
+    if (hold > 0 && !l->cancelled && !s->closing) {
+        l->phase = LOGIN_HOLDING;
+        if (login_timer(l, hold, on_hold_done))
+            return;
     }
     login_deliver(l);
 }
 
-static void format_remote(const struct sockaddr *sa, char *ip, size_t iplen, char *key,
-                          size_t keylen)
+/* Queues the check on the thread pool. */
+static int login_check(struct auth_login *l)
+{
+    l->phase = LOGIN_WORKING;
+    return uv_queue_work(l->s->loop, &l->work, on_work, on_work_done);
+}
+
+static void on_gate(uv_timer_t *t);
+
+/* Checks the attempt now when nothing holds it back, else waits until the
+ * entries holding it back allow it. Returns 0, or -1 when neither the check
+ * nor the wait could start. */
+static int login_gate(struct auth_login *l)
+{
+    struct auth_service *s = l->s;
+    struct throttle_entry *g[2];
+    size_t n = login_gates(l, g);
+    uint64_t now = uv_now(s->loop), at = now;
+
+    for (size_t i = 0; i < n; i++)
+        if (g[i]->next_ms > at)
+            at = g[i]->next_ms;
+    if (at > now) {
+        l->phase = LOGIN_WAITING;
+        return login_timer(l, at - now, on_gate) ? 0 : -1;
+    }
+    /* the next attempt on a failing entry waits its delay from now on,
+     * whatever connection it comes on */
+    for (size_t i = 0; i < n; i++)
+        if (g[i]->failures)
+            g[i]->next_ms = now + failure_delay(s, g[i]->failures);
+    return login_check(l);
+}
+
+static void on_gate(uv_timer_t *t)
+{
+    struct auth_login *l = t->data;
+
+    if (login_gate(l) < 0) {
+        l->result = AUTH_E_TEMP;
+        login_deliver(l);
+    }
+}
+
+static void format_remote(const struct auth_service *s, const struct sockaddr *sa, char *ip,
+                          size_t iplen, char *key, size_t keylen)
 {
     char buf[INET6_ADDRSTRLEN];
+    uint8_t group[16];
+    int fam = conf_client_group(sa, s->prefix_v4, s->prefix_v6, group);
 
     snprintf(ip, iplen, "unknown");
     snprintf(key, keylen, "ip:unknown");
-    if (!sa)
-        return;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-
-        if (inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf))) {
+    if (fam == AF_INET) {
+        const void *a =
+            sa->sa_family == AF_INET
+                ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr[12];
+        if (inet_ntop(AF_INET, a, buf, sizeof(buf)))
             snprintf(ip, iplen, "%s", buf);
-            snprintf(key, keylen, "ip:%s", buf);
-        }
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        struct in6_addr net;
-
-        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-            if (inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], buf, sizeof(buf))) {
-                snprintf(ip, iplen, "%s", buf);
-                snprintf(key, keylen, "ip:%s", buf);
-            }
-            return;
-        }
-        if (inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof(buf)))
+        if (inet_ntop(AF_INET, group + 12, buf, sizeof(buf)))
+            snprintf(key, keylen, "ip:%s/%u", buf, s->prefix_v4);
+    } else if (fam == AF_INET6) {
+        if (inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, sizeof(buf)))
             snprintf(ip, iplen, "%s", buf);
-        /* one IPv6 site usually owns a whole /64: throttle it as one */
-        net = in6->sin6_addr;
-        memset(&net.s6_addr[8], 0, 8);
-        if (inet_ntop(AF_INET6, &net, buf, sizeof(buf)))
-            snprintf(key, keylen, "ip:%s/64", buf);
+        if (inet_ntop(AF_INET6, group, buf, sizeof(buf)))
+            snprintf(key, keylen, "ip:%s/%u", buf, s->prefix_v6);
     }
 }
 
@@ -477,6 +632,7 @@ struct auth_login *auth_login_start(struct auth_service *s, const char *user, si
                                     const char *pw, size_t pwlen, const struct sockaddr *remote,
                                     auth_login_cb cb, void *arg)
 {
+    char ip_key[IP_TEXT_MAX + 8], key[THROTTLE_KEY_MAX];
     struct auth_login *l;
 
     if (s->closing)
@@ -502,7 +658,7 @@ struct auth_login *auth_login_start(struct auth_service *s, const char *user, si
         }
         l->user[n] = '\0';
     }
-    format_remote(remote, l->ip, sizeof(l->ip), l->ip_key, sizeof(l->ip_key));
+    format_remote(s, remote, l->ip, sizeof(l->ip), ip_key, sizeof(ip_key));
     /* a password with a NUL would be cut short by crypt: never matches */
     if (pw && pwlen <= AUTH_PASSWORD_MAX && !memchr(pw, '\0', pwlen)) {
         l->pw = malloc(pwlen + 1);
@@ -515,13 +671,41 @@ struct auth_login *auth_login_start(struct auth_service *s, const char *user, si
         l->pwlen = pwlen;
     }
     LIST_INSERT_HEAD(&s->logins, l, entry);
-    if (uv_queue_work(s->loop, &l->work, on_work, on_work_done) != 0) {
-        LIST_REMOVE(l, entry);
+    l->t[T_IP] = throttle_hold(s, ip_key);
+    snprintf(key, sizeof(key), "user:%s", l->user);
+    l->t[T_USER] = throttle_hold(s, key);
+    /* the group first: it holds no space, so the key reads one way */
+    snprintf(key, sizeof(key), "pair:%s %s", ip_key, l->user);
+    l->t[T_PAIR] = throttle_hold(s, key);
+    if (!l->t[T_IP] || !l->t[T_USER] || !l->t[T_PAIR])
+        goto fail;
+    l->known_good = l->t[T_PAIR]->good_ms != 0;
+    /* A known-good pair is limited on its own: neither a flood from its
+     * address group nor a distributed attack on the account (which fill
+     * their limits) locks the owner out. */
+    if (l->known_good
+            ? s->max_inflight_user && l->t[T_PAIR]->inflight > s->max_inflight_user
+            : (s->max_inflight_ip && l->t[T_IP]->inflight > s->max_inflight_ip) ||
+                  (s->max_inflight_user && l->t[T_USER]->inflight > s->max_inflight_user)) {
+        /* answered without a check, so it tells nothing */
+        char quser[LOG_QUOTE_MAX];
+
+        log_quote(quser, sizeof(quser), l->user);
+        log_info("auth refused: too many logins in progress user=%s ip=%s", quser, l->ip);
         wipe_password(l);
-        free(l);
-        return NULL;
+        l->result = AUTH_E_BUSY;
+        l->phase = LOGIN_HOLDING;
+        if (login_timer(l, 0, on_hold_done))
+            return l;
+        goto fail;
     }
+    if (login_gate(l) < 0)
+        goto fail;
     return l;
+fail:
+    l->cancelled = true; /* no callback: the caller sees NULL */
+    login_release(l);
+    return NULL;
 }
 
 void auth_login_cancel(struct auth_login *l)
@@ -534,7 +718,8 @@ void auth_login_cancel(struct auth_login *l)
         /* on_work_done frees it; if it has not started, it never will */
         uv_cancel((uv_req_t *)&l->work);
         break;
-    case LOGIN_DELAYING:
+    case LOGIN_WAITING: /* never checked: nothing counted */
+    case LOGIN_HOLDING:
         uv_timer_stop(&l->timer);
         login_release(l);
         break;
@@ -564,6 +749,11 @@ int auth_service_new(uv_loop_t *loop, const struct auth_service_opts *o, struct 
     s->delay_ms = o->failure_delay_ms;
     s->delay_max_ms = o->failure_delay_max_ms < o->failure_delay_ms ? o->failure_delay_ms
                                                                     : o->failure_delay_max_ms;
+    s->forget_ms = s->delay_max_ms > THROTTLE_FORGET_MS ? s->delay_max_ms : THROTTLE_FORGET_MS;
+    s->prefix_v4 = o->client_prefix_v4 && o->client_prefix_v4 <= 32 ? o->client_prefix_v4 : 32;
+    s->prefix_v6 = o->client_prefix_v6 && o->client_prefix_v6 <= 128 ? o->client_prefix_v6 : 64;
+    s->max_inflight_ip = o->max_pending_per_ip;
+    s->max_inflight_user = o->max_pending_per_user;
     snprintf(s->default_domain, sizeof(s->default_domain), "%s",
              o->default_domain ? o->default_domain : "");
     TAILQ_INIT(&s->cache_order);
@@ -612,7 +802,7 @@ static void service_destroy(struct auth_service *s)
     while ((c = TAILQ_FIRST(&s->cache_order)))
         cache_remove(s, c);
     while ((t = TAILQ_FIRST(&s->thr_order)))
-        throttle_remove(s, t);
+        throttle_remove(s, t, true);
     free(s->cache_buckets);
     free(s->thr_buckets);
     auth_db_close(s->db);

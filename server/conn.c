@@ -42,9 +42,9 @@ struct conn {
     bool reading;
     bool drain_wanted;
     bool counted_ip;
-    unsigned handles; /* open libuv handles of this connection */
-    unsigned timeout_ms;
-    bool timeout_absolute; /* the login deadline: input does not extend it */
+    unsigned handles;    /* open libuv handles of this connection */
+    unsigned timeout_ms; /* the protocol's idle timer, 0 = none; input re-arms it */
+    uint64_t deadline;   /* uv_now of the login deadline (accept + login_timeout), 0 = over */
     size_t queued;
     size_t queued_peak; /* the most output ever queued at once (close log) */
     uint64_t bytes_in, bytes_out;
@@ -143,16 +143,12 @@ bool conn_plaintext_auth_ok(struct conn *c)
 
 /* ---- per-IP counts ---- */
 
-static void ip_key(const struct sockaddr_storage *ss, uint8_t key[16])
+/* Counted per client group: an IPv6 /64 (client_prefix_v6) as one, as the
+ * login throttle counts it. */
+static void ip_key(const struct server *s, const struct sockaddr_storage *ss, uint8_t key[16])
 {
-    memset(key, 0, 16);
-    if (ss->ss_family == AF_INET) {
-        /* v4 as a v4-mapped v6 address, so both spellings count together */
-        key[10] = key[11] = 0xff;
-        memcpy(key + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
-    } else if (ss->ss_family == AF_INET6) {
-        memcpy(key, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
-    }
+    conf_client_group((const struct sockaddr *)ss, s->conf.client_prefix_v4,
+                      s->conf.client_prefix_v6, key);
 }
 
 static unsigned ip_hash(const uint8_t key[16])
@@ -174,7 +170,7 @@ static long ip_adjust(struct server *s, const struct sockaddr_storage *ss, int d
         if (!s->ipbuckets)
             return -1;
     }
-    ip_key(ss, key);
+    ip_key(s, ss, key);
     for (pp = &s->ipbuckets[ip_hash(key)]; (e = *pp); pp = &e->next)
         if (!memcmp(e->addr, key, 16))
             break;
@@ -356,8 +352,9 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     if (c->tls_state == C_HANDSHAKE) {
-        log_info("conn=%llu remote=%s TLS handshake timed out", (unsigned long long)c->info.id,
-                 c->remote);
+        log_info("conn=%llu remote=%s TLS handshake timed out%s", (unsigned long long)c->info.id,
+                 c->remote,
+                 c->deadline && uv_now(c->srv->loop) >= c->deadline ? " (login deadline)" : "");
         c->closing = true;
         finish_close(c);
         return;
@@ -368,16 +365,34 @@ static void on_timer(uv_timer_t *t)
         conn_close(c);
 }
 
+/* Arms the timer for ms from now (0: no timer of its own), never past the
+ * login deadline while it is in force. */
+static void arm_timer(struct conn *c, uint64_t ms)
+{
+    uint64_t now = uv_now(c->srv->loop), due = ms ? now + ms : 0;
+
+    if (c->deadline && (!due || c->deadline < due))
+        due = c->deadline;
+    if (!due)
+        uv_timer_stop(&c->timer);
+    else
+        uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
 void conn_set_timeout(struct conn *c, unsigned ms)
 {
     c->timeout_ms = ms;
-    c->timeout_absolute = false;
     if (c->closing || c->tls_state == C_HANDSHAKE)
         return;
-    if (ms)
-        uv_timer_start(&c->timer, on_timer, ms, 0);
-    else
-        uv_timer_stop(&c->timer);
+    arm_timer(c, ms);
+}
+
+void conn_set_logged_in(struct conn *c)
+{
+    c->deadline = 0;
+    if (c->closing || c->tls_state == C_HANDSHAKE)
+        return;
+    arm_timer(c, c->timeout_ms);
 }
 
 /* ---- reading ---- */
@@ -404,8 +419,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (c->closing)
         return; /* a closing connection ignores what still arrives */
     c->bytes_in += (size_t)nread;
-    if (c->timeout_ms && !c->timeout_absolute && c->tls_state != C_HANDSHAKE)
-        uv_timer_start(&c->timer, on_timer, c->timeout_ms, 0);
+    if (c->timeout_ms && c->tls_state != C_HANDSHAKE)
+        arm_timer(c, c->timeout_ms);
 
     switch (c->tls_state) {
     case C_PLAIN:
@@ -483,7 +498,7 @@ static void begin_tls(struct conn *c)
         return;
     }
     c->tls_state = C_HANDSHAKE;
-    uv_timer_start(&c->timer, on_timer, c->srv->conf.tls_handshake_timeout_ms, 0);
+    arm_timer(c, c->srv->conf.tls_handshake_timeout_ms);
 }
 
 static void do_handshake(struct conn *c)
@@ -504,13 +519,11 @@ static void do_handshake(struct conn *c)
         return;
     }
     c->tls_state = C_TLS;
-    uv_timer_stop(&c->timer);
     log_info("conn=%llu service=%s remote=%s tls=%s cipher=%s kx=%s resumed=%s",
              (unsigned long long)c->info.id, c->info.service, c->remote,
              tls_session_version(c->tls), tls_session_cipher(c->tls), tls_session_kx(c->tls),
              tls_session_resumed(c->tls) ? "yes" : "no");
-    if (c->timeout_ms)
-        uv_timer_start(&c->timer, on_timer, c->timeout_ms, 0);
+    arm_timer(c, c->timeout_ms);
     if (!c->opened) {
         c->opened = true;
         if (c->handler->on_open(c) < 0) {
@@ -719,17 +732,17 @@ void conn_accept(struct listener *l)
     }
     log_info("conn=%llu service=%s remote=%s connected", (unsigned long long)c->info.id,
              l->service, c->remote);
-    /* until a protocol sets an idle timeout (after login), login_timeout is
-     * a deadline: a client trickling bytes does not hold its slot longer */
-    c->timeout_ms = s->conf.login_timeout_ms;
-    c->timeout_absolute = true;
+    /* login_timeout is a deadline counted from here, across the TLS
+     * handshake: neither a slow handshake nor a client trickling bytes holds
+     * the slot longer; the protocol ends it once logged in */
+    c->deadline = uv_now(s->loop) + s->conf.login_timeout_ms;
     if (l->implicit_tls) {
         begin_tls(c);
         if (c->closing)
             return;
     } else {
         c->opened = true;
-        uv_timer_start(&c->timer, on_timer, c->timeout_ms, 0);
+        arm_timer(c, 0);
         if (c->handler->on_open(c) < 0) {
             conn_close(c);
             return;

@@ -197,6 +197,10 @@ int main(int argc, char **argv)
         .cache_ttl_s = s->conf.auth_cache_ttl_s,
         .failure_delay_ms = s->conf.login_failure_delay_ms,
         .failure_delay_max_ms = s->conf.login_failure_delay_max_ms,
+        .client_prefix_v4 = s->conf.client_prefix_v4,
+        .client_prefix_v6 = s->conf.client_prefix_v6,
+        .max_pending_per_ip = s->conf.login_max_pending_per_ip,
+        .max_pending_per_user = s->conf.login_max_pending_per_user,
     };
     if (auth_service_new(s->loop, &aopts, &s->auth, err, sizeof(err)) < 0) {
         log_error("%s", err);

@@ -15,6 +15,7 @@ static void login_complete(struct imap_session *s)
 {
     s->state = IMAP_AUTH;
     s->bad_count = 0;
+    conn_set_logged_in(s->c);
     conn_set_timeout(s->c, conn_conf(s->c)->imap_idle_timeout_ms);
     imap_tagged(s, "OK", "[CAPABILITY %s] Logged in.", imap_capabilities(s));
     imap_wait(s, IMAP_WAIT_NONE);
@@ -110,6 +111,11 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
         break;
     case AUTH_E_TEMP:
         imap_tagged(s, "NO", "[UNAVAILABLE] Temporary authentication failure; try again later.");
+        break;
+    case AUTH_E_BUSY:
+        imap_tagged(s, "NO",
+                    "[UNAVAILABLE] Too many logins in progress from your address or for this "
+                    "account; try again later.");
         break;
     default:
         imap_tagged(s, "NO", "[AUTHENTICATIONFAILED] Authentication failed.");

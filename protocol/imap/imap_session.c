@@ -157,19 +157,11 @@ struct userip {
 #define USERIP_BUCKETS 1024
 static struct userip *userip_tab[USERIP_BUCKETS];
 
+/* The client group of the peer (conf_client_group): an IPv6 /64 is one. */
 static void peer_key(struct imap_session *s, uint8_t key[16])
 {
-    const struct sockaddr *sa = conn_info(s->c)->peer;
-    memset(key, 0, 16);
-    if (!sa)
-        return;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        memcpy(key + 12, &in->sin_addr, 4);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        memcpy(key, &in6->sin6_addr, 16);
-    }
+    const struct conf *cf = conn_conf(s->c);
+    conf_client_group(conn_info(s->c)->peer, cf->client_prefix_v4, cf->client_prefix_v6, key);
 }
 
 static struct userip **userip_find(int64_t user, const uint8_t key[16])

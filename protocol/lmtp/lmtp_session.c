@@ -178,6 +178,7 @@ static int on_open(struct conn *c)
     s->phase = LMTP_GREETED;
     linebuf_init(&s->in, conn_conf(c)->max_line_length);
     conn_set_proto(c, s);
+    conn_set_logged_in(c); /* the MTA does not log in: no login deadline */
     conn_set_timeout(c, conn_conf(c)->lmtp_idle_timeout_ms);
     conn_printf(c, "220 %s LMTP coffre ready\r\n", conn_hostname(c));
     return 0;

@@ -71,6 +71,7 @@ void pop3_open_done(struct pop3_session *s, int err, struct pop3_msg *msgs, size
     s->state = POP3_TRANSACTION;
     s->bad_count = 0;
     conn_set_user(s->c, s->address);
+    conn_set_logged_in(s->c);
     conn_set_timeout(s->c, conn_conf(s->c)->pop3_idle_timeout_ms);
     log_info("conn=%llu pop3 login user=%s messages=%zu", (unsigned long long)conn_info(s->c)->id,
              s->address, n);
@@ -122,6 +123,11 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
         break;
     case AUTH_E_TEMP:
         conn_printf(s->c, "-ERR [SYS/TEMP] Temporary authentication failure; try again later.\r\n");
+        break;
+    case AUTH_E_BUSY:
+        /* not [IN-USE]: that would say the password was right */
+        conn_printf(s->c, "-ERR [SYS/TEMP] Too many logins in progress from your address or for "
+                          "this account; try again later.\r\n");
         break;
     default:
         conn_printf(s->c, AUTH_FAILED);

@@ -277,25 +277,33 @@ static int parse_nets(struct conf *c, const struct conf_setting *s, const char *
     return 0;
 }
 
+/* The address bytes of an IPv4 or IPv6 sockaddr, a v4-mapped IPv6
+ * address as the IPv4 one it carries. Returns the family, 0 for others. */
+static int addr_bytes(const struct sockaddr *addr, const uint8_t **bytes)
+{
+    if (addr->sa_family == AF_INET) {
+        *bytes = (const uint8_t *)&((const struct sockaddr_in *)addr)->sin_addr;
+        return AF_INET;
+    }
+    if (addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)addr;
+        *bytes = (const uint8_t *)&s6->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+            *bytes += 12;
+            return AF_INET;
+        }
+        return AF_INET6;
+    }
+    return 0;
+}
+
 bool conf_net_match(const struct conf_net *nets, size_t n, const struct sockaddr *addr)
 {
     const uint8_t *a;
-    int fam = addr->sa_family;
-    uint8_t mapped[4];
+    int fam = addr_bytes(addr, &a);
 
-    if (fam == AF_INET) {
-        a = (const uint8_t *)&((const struct sockaddr_in *)addr)->sin_addr;
-    } else if (fam == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)addr;
-        a = (const uint8_t *)&s6->sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
-            memcpy(mapped, a + 12, 4);
-            a = mapped;
-            fam = AF_INET;
-        }
-    } else {
+    if (!fam)
         return false;
-    }
     for (size_t i = 0; i < n; i++) {
         unsigned bits = nets[i].prefix, full = bits / 8, rest = bits % 8;
         if (nets[i].family != fam)
@@ -307,6 +315,35 @@ bool conf_net_match(const struct conf_net *nets, size_t n, const struct sockaddr
         return true;
     }
     return false;
+}
+
+int conf_client_group(const struct sockaddr *addr, unsigned v4_prefix, unsigned v6_prefix,
+                      uint8_t key[16])
+{
+    const uint8_t *a;
+    int fam = addr ? addr_bytes(addr, &a) : 0;
+    unsigned bits, start;
+
+    memset(key, 0, 16);
+    if (fam == AF_INET) {
+        /* as a v4-mapped IPv6 address, so both spellings group together */
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, a, 4);
+        start = 12;
+        bits = v4_prefix > 32 ? 32 : v4_prefix;
+    } else if (fam == AF_INET6) {
+        memcpy(key, a, 16);
+        start = 0;
+        bits = v6_prefix > 128 ? 128 : v6_prefix;
+    } else {
+        return -1;
+    }
+    /* clear the bits past the prefix */
+    for (unsigned i = start + bits / 8; i < 16; i++) {
+        unsigned keep = i == start + bits / 8 ? bits % 8 : 0;
+        key[i] &= (uint8_t)(0xff00u >> keep);
+    }
+    return fam;
 }
 
 /* ---- value checks and parsers named by rows */
@@ -412,6 +449,11 @@ const struct conf_setting conf_settings[] = {
      .doc = "connections in all"},
     {ROW("max_connections_per_ip", "200", "Connections"), UINT(max_connections_per_ip, 1, 1000000),
      .doc = "connections from one remote address"},
+    {ROW("client_prefix_v4", "32", "Connections"), UINT(client_prefix_v4, 8, 32),
+     .doc = "IPv4 clients sharing this prefix count as one client (per-address limits)"},
+    {ROW("client_prefix_v6", "64", "Connections"), UINT(client_prefix_v6, 16, 128),
+     .doc = "IPv6 clients sharing this prefix count as one client (one site usually owns a /64, "
+            "and the login throttle counts it as one)"},
     {ROW("max_bad_commands", "20", "Connections"), UINT(max_bad_commands, 1, 100000),
      .doc = "BAD/-ERR replies before disconnecting"},
     {ROW("max_line_length", "64k", "Connections"), SIZE(max_line_length, 1 * KB, 16 * MB),
@@ -430,9 +472,17 @@ const struct conf_setting conf_settings[] = {
      CUSTOM(plaintext_auth_networks, parse_nets),
      .doc = "networks (CIDR) allowed to log in without TLS"},
     {ROW("login_failure_delay", "1s", "Authentication"), DURATION(login_failure_delay_ms, 0),
-     .doc = "delay of the answer to a failed login; doubles per further failure"},
+     .doc = "after a failed login, the client's address group and the account wait this long "
+            "before their next login is checked; doubles per further failure"},
     {ROW("login_failure_delay_max", "15s", "Authentication"),
      DURATION(login_failure_delay_max_ms, 0), .doc = "cap of that delay"},
+    {ROW("login_max_pending_per_ip", "20", "Authentication"),
+     UINT(login_max_pending_per_ip, 1, 100000),
+     .doc = "logins waiting or being checked at once from one address group; beyond, a "
+            "temporary error"},
+    {ROW("login_max_pending_per_user", "10", "Authentication"),
+     UINT(login_max_pending_per_user, 1, 100000),
+     .doc = "logins waiting or being checked at once for one account; beyond, a temporary error"},
     {ROW("auth_cache_ttl", "1h", "Authentication"), SECONDS(auth_cache_ttl_s),
      .errmsg = "auth_cache_ttl must be a duration (0 disables the cache)",
      .doc = "how long a verified password is remembered (as a keyed hash); 0 = never"},

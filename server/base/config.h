@@ -58,6 +58,8 @@ struct conf {
     /* Connections (every protocol) */
     unsigned max_connections;
     unsigned max_connections_per_ip;
+    unsigned client_prefix_v4; /* addresses grouped as one client, for every per-address */
+    unsigned client_prefix_v6; /* limit and the login throttle (conf_client_group) */
     unsigned max_bad_commands;
     size_t max_line_length;
     uint64_t max_message_size; /* APPEND and LMTP */
@@ -69,6 +71,8 @@ struct conf {
     struct conf_net plaintext_auth_networks[CONF_MAX_NETS];
     unsigned login_failure_delay_ms;
     unsigned login_failure_delay_max_ms;
+    unsigned login_max_pending_per_ip;   /* logins waiting or checked per address group */
+    unsigned login_max_pending_per_user; /* logins waiting or checked per account */
     unsigned auth_cache_ttl_s;
 
     /* Mail storage */
@@ -166,6 +170,14 @@ bool conf_needs_tls(const struct conf *c);
 
 /* True when addr (struct sockaddr_in/in6) is inside one of the nets. */
 bool conf_net_match(const struct conf_net *nets, size_t n, const struct sockaddr *addr);
+
+/* The one key under which a client address is counted by every per-address
+ * limit and by the login throttle: the address cut to v4_prefix (IPv4, and
+ * v4-mapped IPv6, written as v4-mapped) or v6_prefix bits (IPv6), the rest
+ * zeroed. Returns AF_INET or AF_INET6, or -1 (key all zeros) for another
+ * family or NULL. */
+int conf_client_group(const struct sockaddr *addr, unsigned v4_prefix, unsigned v6_prefix,
+                      uint8_t key[16]);
 
 /* Parsers shared with tests. */
 int conf_parse_size(const char *s, uint64_t *out);

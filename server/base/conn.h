@@ -76,8 +76,13 @@ bool conn_plaintext_auth_ok(struct conn *c);
 void conn_pause(struct conn *c);
 void conn_resume(struct conn *c);
 
-/* (Re)arms the single per-connection timer; 0 disarms. */
+/* (Re)arms the single per-connection timer; 0 disarms. Input re-arms it.
+ * Until conn_set_logged_in, it never runs past the login deadline
+ * (login_timeout counted from accept, TLS handshake included). */
 void conn_set_timeout(struct conn *c, unsigned ms);
+/* The client has logged in (LMTP: needs no login): the login deadline no
+ * longer applies, only the timeout set with conn_set_timeout. */
+void conn_set_logged_in(struct conn *c);
 
 /* Records the logged-in user for log lines. */
 void conn_set_user(struct conn *c, const char *user);

@@ -39,6 +39,7 @@ bool conn_plaintext_auth_ok(struct conn *c) { return c->tls || c->plain_ok; }
 void conn_pause(struct conn *c) {}
 void conn_resume(struct conn *c) {}
 void conn_set_timeout(struct conn *c, unsigned ms) {}
+void conn_set_logged_in(struct conn *c) {}
 void conn_set_user(struct conn *c, const char *user) {}
 bool conn_closing(struct conn *c) { return c->closing; }
 void conn_close(struct conn *c) { c->closing = true; }

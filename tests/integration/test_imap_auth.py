@@ -483,6 +483,13 @@ class LoopNotBlocked(AuthCase):
     the thread pool). Long delays here so that the ordering is unambiguous."""
 
     CONF = {'login_failure_delay': '3s', 'login_failure_delay_max': '5s'}
+    OTHER = 'bob@example.org'
+
+    @classmethod
+    def setUpServer(cls):
+        super().setUpServer()
+        # another account: USER's own next login waits out USER's failures
+        cls.server.add_user(cls.OTHER, PASS)
 
     def test_other_sessions_served_during_failure_delay(self):
         import select
@@ -490,11 +497,11 @@ class LoopNotBlocked(AuthCase):
             slow.line()
             t0 = time.monotonic()
             slow.send('a1 LOGIN %s "definitely wrong"\r\n' % imap_quote(USER))
-            # Meanwhile, from another address: a full connect, TLS handshake,
-            # successful login (yescrypt or cache) and NOOP.
+            # Meanwhile, from another address and for another account: a full
+            # connect, TLS handshake, successful login (yescrypt or cache), NOOP.
             with self.server.raw('imaps', tls=True, source='127.0.0.99') as fast:
                 fast.line()
-                self.assertReply(fast, 'b1', LOGIN, 'OK')
+                self.assertReply(fast, 'b1', imap_login_cmd(self.OTHER, PASS), 'OK')
                 self.assertReply(fast, 'b2', 'NOOP', 'OK')
             # The failure has not been answered yet (3 s delay)...
             if time.monotonic() - t0 < 2.5:

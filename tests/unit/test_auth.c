@@ -308,6 +308,30 @@ static void on_probe(uv_timer_t *t)
     }
 }
 
+/* Starts loop and a service on tmpdir with two accounts added (or kept
+ * from an earlier test); *db is the admin connection. NULL on failure,
+ * with nothing left open. */
+static struct auth_service *start_service(uv_loop_t *loop, const struct auth_service_opts *o,
+                                          struct auth_db **db, const char *u1, const char *p1,
+                                          const char *u2, const char *p2)
+{
+    struct auth_service *s = NULL;
+    char err[256];
+
+    uv_loop_init(loop);
+    CHECK(auth_db_open(tmpdir, db, err, sizeof(err)) == AUTH_OK, "admin connection opened");
+    if (!*db)
+        return NULL;
+    CHECK(auth_user_add(*db, u1, p1, 0, NULL) == AUTH_OK, "first account added");
+    CHECK(auth_user_add(*db, u2, p2, 0, NULL) == AUTH_OK, "second account added");
+    CHECK(auth_service_new(loop, o, &s, err, sizeof(err)) == AUTH_OK, "service started");
+    if (!s) {
+        printf("  %s\n", err);
+        auth_db_close(*db);
+    }
+    return s;
+}
+
 static void test_service(void)
 {
     struct auth_service_opts o = {
@@ -321,23 +345,14 @@ static void test_service(void)
     struct auth_db *db = NULL;
     struct auth_account acct;
     uv_loop_t loop;
-    char err[256];
     uint64_t ms = 0;
     unsigned long crypts;
     int r;
 
-    uv_loop_init(&loop);
-    CHECK(auth_db_open(tmpdir, &db, err, sizeof(err)) == AUTH_OK, "admin connection opened");
-    if (!db)
+    s = start_service(&loop, &o, &db, "dave@example.org", "davepassword", "erin@example.org",
+                      "erinpassword");
+    if (!s)
         return;
-    CHECK(auth_user_add(db, "dave@example.org", "davepassword", 0, &acct) == AUTH_OK, "add dave");
-    CHECK(auth_user_add(db, "erin@example.org", "erinpassword", 0, NULL) == AUTH_OK, "add erin");
-    CHECK(auth_service_new(&loop, &o, &s, err, sizeof(err)) == AUTH_OK, "service started");
-    if (!s) {
-        printf("  %s\n", err);
-        auth_db_close(db);
-        return;
-    }
 
     r = login(&loop, s, "Dave", "davepassword", "192.0.2.1", &ms, &acct);
     CHECK(r == AUTH_OK && strcmp(acct.address, "dave@example.org") == 0 && acct.id > 0,
@@ -363,7 +378,7 @@ static void test_service(void)
     r = login(&loop, s, "dave@example.org", "", "192.0.2.6", &ms, NULL);
     CHECK(r == AUTH_E_FAIL, "empty password: FAIL");
 
-    /* a success clears the account's failures, then the cache still works */
+    /* a success after failures, then the cache still works */
     r = login(&loop, s, "dave@example.org", "davepassword", "192.0.2.7", &ms, NULL);
     CHECK(r == AUTH_OK, "right password after failures: OK");
 
@@ -496,6 +511,149 @@ static void test_service(void)
     auth_db_close(db);
 }
 
+static void count_timers(uv_handle_t *h, void *arg)
+{
+    if (h->type == UV_TIMER && uv_is_active(h))
+        ++*(unsigned *)arg;
+}
+
+/* Cancels a login from a timer: a client dropping its connection. */
+struct dropper {
+    uv_timer_t t;
+    struct auth_login *l;
+};
+
+static void on_drop(uv_timer_t *t)
+{
+    struct dropper *d = (struct dropper *)t;
+
+    auth_login_cancel(d->l);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+/* The throttle holds attempts back before they are checked, on any
+ * connection; answers after failures are held alike whatever their result;
+ * a success forgives only its own (account, address) failures; attempts in
+ * progress are limited. */
+static void test_throttle_model(void)
+{
+    struct auth_service_opts o = {
+        .data_dir = tmpdir,
+        .default_domain = "example.org",
+        .cache_ttl_s = 60,
+        .failure_delay_ms = 200,
+        .failure_delay_max_ms = 400,
+        .max_pending_per_ip = 3,
+        .max_pending_per_user = 3,
+    };
+    struct auth_service *s = NULL;
+    struct auth_db *db = NULL;
+    uv_loop_t loop;
+    uint64_t ms = 0;
+    unsigned long crypts;
+    int r;
+
+    s = start_service(&loop, &o, &db, "mallory@example.org", "mallorypassword",
+                      "victor@example.org", "victorpassword");
+    if (!s)
+        return;
+
+    /* an attempt dropped while it waits is never checked */
+    r = login(&loop, s, "victor", "guess0", "203.0.113.1", &ms, NULL);
+    CHECK(r == AUTH_E_FAIL, "first guess fails");
+    {
+        struct sockaddr_in sin = ip4("203.0.113.1");
+        struct dropper d;
+        struct result a, b;
+        unsigned long before = auth_crypt_calls();
+
+        memset(&a, 0, sizeof(a));
+        memset(&b, 0, sizeof(b));
+        /* a takes the address's turn; b, on another connection, must wait
+         * 200 ms for the next one, and its client gives up after 30 */
+        auth_login_start(s, "victor", 6, "guess1", 6, (struct sockaddr *)&sin, on_login, &a);
+        d.l = auth_login_start(s, "victor", 6, "guess2", 6, (struct sockaddr *)&sin, on_login, &b);
+        uv_timer_init(&loop, &d.t);
+        uv_timer_start(&d.t, on_drop, 30, 0);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        CHECK(a.calls == 1 && a.result == AUTH_E_FAIL && !b.called &&
+                  auth_crypt_calls() - before == 1,
+              "a second attempt at once from a failing address waits before its check: dropped "
+              "at 30 ms, it was never checked");
+    }
+    /* ... and the wait is per address, not per connection or name */
+    r = login_crypts(&loop, s, "mallory", "mallorypassword", "203.0.113.1", &ms, &crypts);
+    CHECK(r == AUTH_OK && ms >= 200, "own account from the failing address: waits (>= 200 ms)");
+    /* own success does not forgive the guesses on another account */
+    r = login(&loop, s, "victor", "guess3", "203.0.113.1", &ms, NULL);
+    CHECK(r == AUTH_E_FAIL && ms >= 200,
+          "a guess after one's own success still waits: the address's failures remain");
+    /* a success after failures is answered no sooner than a failure */
+    {
+        uint64_t fail_ms, ok_ms;
+
+        r = login(&loop, s, "victor", "guess3", "203.0.113.9", &fail_ms, NULL);
+        CHECK(r == AUTH_E_FAIL, "guess from another address");
+        r = login(&loop, s, "victor", "victorpassword", "203.0.113.9", &ok_ms, NULL);
+        CHECK(r == AUTH_OK && ok_ms >= 400,
+              "the right password after failures: held like a failure (>= 400 ms, the cap)");
+    }
+    /* victor's success from .9 forgave its failures from .9 only */
+    r = login(&loop, s, "nobody1", "x", "203.0.113.1", &ms, NULL);
+    CHECK(r == AUTH_E_FAIL && ms >= 200, "the failing address still waits");
+    /* victor is known good at .9: a distributed attack on the account does
+     * not hold its owner back there */
+    r = login(&loop, s, "victor", "guess4", "203.0.113.50", &ms, NULL);
+    {
+        struct sockaddr_in home = ip4("203.0.113.9"), other = ip4("203.0.113.51");
+        struct result a, b, c;
+        unsigned timers = 0;
+
+        memset(&a, 0, sizeof(a));
+        memset(&b, 0, sizeof(b));
+        memset(&c, 0, sizeof(c));
+        /* b takes the account's turn, c must wait for the next one */
+        auth_login_start(s, "victor", 6, "guess5", 6, (struct sockaddr *)&other, on_login, &b);
+        auth_login_start(s, "victor", 6, "victorpassword", 14, (struct sockaddr *)&home, on_login,
+                         &a);
+        uv_walk(&loop, count_timers, &timers);
+        CHECK(timers == 0, "owner at a known-good address checked at once (no wait)");
+        other = ip4("203.0.113.52");
+        auth_login_start(s, "victor", 6, "guess6", 6, (struct sockaddr *)&other, on_login, &c);
+        uv_walk(&loop, count_timers, &timers);
+        CHECK(timers == 1, "while a guess on the account from elsewhere waits");
+        uv_run(&loop, UV_RUN_DEFAULT);
+        CHECK(a.result == AUTH_OK && b.result == AUTH_E_FAIL && c.result == AUTH_E_FAIL,
+              "all answered");
+    }
+
+    /* at most 3 attempts in progress per address: the fourth is refused
+     * at once, unchecked */
+    {
+        struct sockaddr_in sin = ip4("198.51.100.77");
+        struct result res[4];
+        unsigned long before = auth_crypt_calls();
+
+        memset(res, 0, sizeof(res));
+        for (int i = 0; i < 4; i++) {
+            char name[16];
+
+            snprintf(name, sizeof(name), "ghost%d", i);
+            auth_login_start(s, name, strlen(name), "pw", 2, (struct sockaddr *)&sin, on_login,
+                             &res[i]);
+        }
+        uv_run(&loop, UV_RUN_DEFAULT);
+        CHECK(res[3].calls == 1 && res[3].result == AUTH_E_BUSY,
+              "fourth attempt in progress from one address: BUSY");
+        CHECK(res[0].result == AUTH_E_FAIL && res[2].result == AUTH_E_FAIL &&
+                  auth_crypt_calls() - before == 3,
+              "the three others checked; the busy one not");
+    }
+    auth_service_free(s);
+    CHECK(uv_loop_close(&loop) == 0, "loop closes: no handle left behind");
+    auth_db_close(db);
+}
+
 /* A service with the cache off and no delay still answers correctly. */
 static void test_service_nocache(void)
 {
@@ -547,6 +705,7 @@ int main(void)
     test_db();
     test_service();
     test_service_nocache();
+    test_throttle_model();
     cleanup();
     return check_summary();
 }

@@ -66,6 +66,54 @@ static bool match(const struct conf *c, const char *ip)
     return conf_net_match(c->plaintext_auth_networks, c->n_plaintext_nets, (struct sockaddr *)&ss);
 }
 
+/* conf_client_group of a textual address, written back as text ("" when
+ * the family is unknown). */
+static const char *group(const char *ip, unsigned v4, unsigned v6)
+{
+    static char out[INET6_ADDRSTRLEN];
+    struct sockaddr_storage ss;
+    uint8_t key[16];
+    int fam;
+
+    memset(&ss, 0, sizeof(ss));
+    if (inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr) == 1)
+        ss.ss_family = AF_INET;
+    else if (inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1)
+        ss.ss_family = AF_INET6;
+    fam = conf_client_group((struct sockaddr *)&ss, v4, v6, key);
+    out[0] = '\0';
+    if (fam == AF_INET)
+        inet_ntop(AF_INET, key + 12, out, sizeof(out));
+    else if (fam == AF_INET6)
+        inet_ntop(AF_INET6, key, out, sizeof(out));
+    return out;
+}
+
+static void test_client_group(void)
+{
+    CHECK(!strcmp(group("2001:db8:1:2:aaaa:bbbb:cccc:dddd", 32, 64), "2001:db8:1:2::"),
+          "IPv6 /64: the interface identifier is dropped");
+    char first[INET6_ADDRSTRLEN];
+    snprintf(first, sizeof(first), "%s", group("2001:db8:1:2::1", 32, 64));
+    CHECK(!strcmp(first, group("2001:db8:1:2:ffff::9", 32, 64)),
+          "two hosts of one /64 are one client");
+    CHECK(strcmp(first, group("2001:db8:1:3::1", 32, 64)) != 0,
+          "neighbouring /64s are two clients");
+    CHECK(!strcmp(group("2001:db8:1:2::1", 32, 48), "2001:db8:1::"), "IPv6 /48");
+    CHECK(!strcmp(group("2001:db8:1:ffff::1", 32, 52), "2001:db8:1:f000::"),
+          "a prefix inside a byte keeps its high bits");
+    CHECK(!strcmp(group("2001:db8::7", 32, 128), "2001:db8::7"), "IPv6 /128: each address");
+    CHECK(!strcmp(group("192.0.2.77", 32, 64), "192.0.2.77"), "IPv4 /32: each address");
+    CHECK(!strcmp(group("192.0.2.77", 24, 64), "192.0.2.0"), "IPv4 /24");
+    CHECK(!strcmp(group("192.0.2.77", 20, 64), "192.0.0.0"), "IPv4 /20");
+    CHECK(!strcmp(group("::ffff:192.0.2.77", 24, 64), "192.0.2.0"),
+          "a v4-mapped address groups with its IPv4 network, not as IPv6");
+    snprintf(first, sizeof(first), "%s", group("::1", 32, 64));
+    CHECK(first[0] && !strcmp(first, group("::2", 32, 64)),
+          "loopback IPv6 addresses share the /64 ::");
+    CHECK(conf_client_group(NULL, 32, 64, (uint8_t[16]){0}) < 0, "no address: no group");
+}
+
 int main(void)
 {
     struct conf c;
@@ -197,7 +245,12 @@ int main(void)
         CHECK(load(big, &c, err, sizeof(err)) < 0 && strstr(err, ":1: line too long"),
               "over-long line refused");
     }
+    test_client_group();
     conf_defaults(&c);
+    CHECK(c.client_prefix_v4 == 32 && c.client_prefix_v6 == 64,
+          "addresses grouped by /32 (IPv4) and /64 (IPv6) by default");
+    CHECK(set(&c, "client_prefix_v6", "129") < 0 && set(&c, "client_prefix_v4", "33") < 0,
+          "a prefix longer than the address refused");
     CHECK(conf_load(&c, "/nonexistent/coffre.conf", err, sizeof(err)) < 0 &&
               strstr(err, "/nonexistent/coffre.conf"),
           "missing file named in the error");
