@@ -11,6 +11,7 @@ import os
 import pwd
 import shutil
 import signal
+import random
 import socket
 import ssl
 import subprocess
@@ -64,13 +65,34 @@ def sanitized(server=None):
     return _sanitized
 
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+# Listening ports come from below the kernel's ephemeral range: a port the
+# kernel hands out for bind(0) is also what it gives the next outgoing
+# connection as its source port, so a test with many client sockets (or a
+# suite running beside it) could take a server's port before it binds.
+PORT_RANGE = (20000, 32000)
+
+
+def _ephemeral_low():
     try:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+        with open('/proc/sys/net/ipv4/ip_local_port_range') as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port():
+    low, high = PORT_RANGE[0], min(PORT_RANGE[1], _ephemeral_low())
+    for _ in range(1000):
+        p = random.randrange(low, high)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((HOST, p))
+            return p
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError('no free port in %d-%d' % (low, high))
 
 
 def gen_cert(directory, cn='localhost', force=False):
