@@ -1213,3 +1213,24 @@ int storage_quota_usage(struct storage_user *u, uint64_t *bytes, uint64_t *messa
         *messages = (uint64_t)(m < 0 ? 0 : m);
     return rc;
 }
+
+int storage_quota_room(struct storage_user *u, uint64_t *bytes, uint64_t *messages)
+{
+    uint64_t maxb, maxm, b, m;
+    int rc;
+
+    pthread_mutex_lock(&u->qlock);
+    maxb = u->quota_bytes;
+    maxm = u->quota_messages;
+    pthread_mutex_unlock(&u->qlock);
+    *bytes = *messages = UINT64_MAX;
+    if (!maxb && !maxm)
+        return 0;
+    if ((rc = storage_quota_usage(u, &b, &m)) != 0)
+        return rc;
+    if (maxb)
+        *bytes = b < maxb ? maxb - b : 0;
+    if (maxm)
+        *messages = m < maxm ? maxm - m : 0;
+    return 0;
+}
