@@ -6,7 +6,6 @@ The quota is checked while the data streams in: what a MULTIAPPEND over
 the quota leaves in the account's tmp/ stays near the quota, whatever
 the client sends."""
 import os
-import threading
 import time
 
 import harness
@@ -83,42 +82,6 @@ class ImapQuota(ServerTestCase):
             close_quietly(m)
 
 
-def dir_bytes(path):
-    """Bytes of the files in a directory (files may go while we look)."""
-    total = 0
-    try:
-        names = os.listdir(path)
-    except FileNotFoundError:
-        return 0
-    for n in names:
-        try:
-            total += os.stat(os.path.join(path, n)).st_size
-        except FileNotFoundError:
-            pass
-    return total
-
-
-class PeakWatcher(threading.Thread):
-    """Samples a directory's size until stopped and keeps the largest seen
-    (a busy machine samples less often, which only lowers the peak)."""
-
-    def __init__(self, path):
-        super().__init__(daemon=True)
-        self.path = path
-        self.peak = 0
-        self.done = threading.Event()
-
-    def run(self):
-        while not self.done.is_set():
-            self.peak = max(self.peak, dir_bytes(self.path))
-            self.done.wait(0.002)
-
-    def stop(self):
-        self.done.set()
-        self.join()
-        return self.peak
-
-
 class ImapQuotaStreaming(ServerTestCase):
     """A 2 MB quota and a MULTIAPPEND of 16 MB (32 messages of 512 kB):
     refused once the next message would not fit, with no more than the
@@ -146,9 +109,9 @@ class ImapQuotaStreaming(ServerTestCase):
         self.assertIn('* 0 EXISTS', untagged)
         # the drafts are removed on the pool: wait for it, not for a time
         deadline = time.monotonic() + harness.IO_TIMEOUT
-        while dir_bytes(tmp) and time.monotonic() < deadline:
+        while harness.dir_bytes(tmp) and time.monotonic() < deadline:
             time.sleep(0.02)
-        self.assertEqual(dir_bytes(tmp), 0)
+        self.assertEqual(harness.dir_bytes(tmp), 0)
 
     def test_announced_literal_over_quota_gets_no_continuation(self):
         tmp = self.user('announce@example.org')
@@ -169,7 +132,7 @@ class ImapQuotaStreaming(ServerTestCase):
             while True:
                 line = c.line()
                 # each "+" comes once the messages before it are on disk
-                peak = max(peak, dir_bytes(tmp))
+                peak = max(peak, harness.dir_bytes(tmp))
                 if not line.startswith('+'):
                     break
                 sent += 1
@@ -186,7 +149,7 @@ class ImapQuotaStreaming(ServerTestCase):
         data = (b'a APPEND INBOX {%d+}\r\n' % size + self.MSG
                 + (b' {%d+}\r\n' % size + self.MSG) * (self.N - 1) + b'\r\n')
         with self.login('plus@example.org') as c:
-            watch = PeakWatcher(tmp)
+            watch = harness.PeakWatcher(tmp)
             watch.start()
             try:
                 c.send(data)
@@ -207,7 +170,7 @@ class ImapQuotaStreaming(ServerTestCase):
         tmp = self.user('lf@example.org')
         body = b'Subject: lf\n\n' + b'\n' * (int(1.5 * MB))
         with self.login('lf@example.org') as c:
-            watch = PeakWatcher(tmp)
+            watch = harness.PeakWatcher(tmp)
             watch.start()
             try:
                 c.send(b'a APPEND INBOX {%d+}\r\n' % len(body) + body + b'\r\n')
