@@ -701,7 +701,7 @@ static bool ap_input(struct imap_session *s)
         int r = linebuf_line(&s->in, &line, &len);
         if (r == LINEBUF_MORE)
             return false;
-        if (r == LINEBUF_TOOLONG) {
+        if (r != LINEBUF_LINE) {
             imap_cont_end(s);
             ap_destroy(ap);
             imap_printf(s, "* BYE [TOOBIG] Command line too long.\r\n");
