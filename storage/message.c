@@ -631,24 +631,11 @@ static int copy_into_tmp(struct storage_draft *d, const char *tmpdir, char *out,
 
 static int quota_check(struct storage_user *u, uint64_t add_bytes, uint64_t add_msgs)
 {
-    uint64_t maxb, maxm;
-    int64_t b = 0, m = 0;
-    int rc;
-
-    pthread_mutex_lock(&u->qlock);
-    maxb = u->quota_bytes;
-    maxm = u->quota_messages;
-    pthread_mutex_unlock(&u->qlock);
-    if (!maxb && !maxm)
-        return 0;
-    if ((rc = db_meta_get(u->wdb, "quota_bytes", &b)) != 0 ||
-        (rc = db_meta_get(u->wdb, "quota_messages", &m)) != 0)
+    uint64_t room, msgs;
+    int rc = quota_room_db(u, u->wdb, &room, &msgs);
+    if (rc)
         return rc;
-    if (maxb && (uint64_t)(b < 0 ? 0 : b) + add_bytes > maxb)
-        return STORAGE_E_QUOTA;
-    if (maxm && (uint64_t)(m < 0 ? 0 : m) + add_msgs > maxm)
-        return STORAGE_E_QUOTA;
-    return 0;
+    return add_bytes > room || add_msgs > msgs ? STORAGE_E_QUOTA : 0;
 }
 
 struct save_ctx {
