@@ -11,6 +11,12 @@ void linebuf_init(struct linebuf *lb, size_t max_line)
     lb->max = max_line;
 }
 
+void linebuf_limits(struct linebuf *lb, size_t max_line, uint64_t skip_max)
+{
+    lb->max = max_line;
+    lb->skip_max = skip_max;
+}
+
 void linebuf_free(struct linebuf *lb)
 {
     if (lb->p)
@@ -24,6 +30,7 @@ void linebuf_clear(struct linebuf *lb)
 {
     linebuf_free(lb);
     lb->skipping = 0;
+    lb->skipped = 0;
 }
 
 size_t linebuf_pending(const struct linebuf *lb)
@@ -61,6 +68,19 @@ static void consume(struct linebuf *lb, size_t n)
     lb->scanned = 0;
 }
 
+/* Drops n more bytes of an over-long line: LINEBUF_ENDLESS the first time
+ * the line passes skip_max, else what the caller would have returned. */
+static int drop(struct linebuf *lb, size_t n, int r)
+{
+    consume(lb, n);
+    lb->skipped += n;
+    if (lb->skip_max && lb->skipped > lb->skip_max && !lb->endless) {
+        lb->endless = 1;
+        return LINEBUF_ENDLESS;
+    }
+    return r;
+}
+
 int linebuf_line(struct linebuf *lb, const char **line, size_t *len)
 {
     for (;;) {
@@ -69,24 +89,27 @@ int linebuf_line(struct linebuf *lb, const char **line, size_t *len)
             return LINEBUF_MORE;
         }
         char *start = lb->p + lb->off;
-        char *lf = lb->len > lb->scanned
-                       ? memchr(start + lb->scanned, '\n', lb->len - lb->scanned)
-                       : NULL;
+        char *lf =
+            lb->len > lb->scanned ? memchr(start + lb->scanned, '\n', lb->len - lb->scanned) : NULL;
 
         if (lb->skipping) {
-            if (!lf) {
-                consume(lb, lb->len);
-                return LINEBUF_MORE;
-            }
-            consume(lb, (size_t)(lf - start) + 1);
+            if (!lf)
+                return drop(lb, lb->len, LINEBUF_MORE);
             lb->skipping = 0;
+            int r = drop(lb, (size_t)(lf - start) + 1, LINEBUF_MORE);
+            if (r != LINEBUF_MORE)
+                return r;
             continue;
         }
         if (!lf) {
             lb->scanned = lb->len;
             if (lb->len >= lb->max) {
-                /* over the limit with no end in sight: drop it */
+                /* over the limit with no end in sight: say so now, drop
+                 * it and what follows up to its end (one already past
+                 * skip_max is ENDLESS with the next bytes of it) */
+                lb->skipped = lb->len;
                 consume(lb, lb->len);
+                lb->endless = 0;
                 lb->skipping = 1;
                 return LINEBUF_TOOLONG;
             }
@@ -94,8 +117,11 @@ int linebuf_line(struct linebuf *lb, const char **line, size_t *len)
         }
         size_t total = (size_t)(lf - start) + 1;
         if (total > lb->max) {
-            consume(lb, total);
-            return LINEBUF_TOOLONG;
+            /* the whole line is here: one answer, ENDLESS when it is even
+             * past skip_max (its end seen or not makes no difference) */
+            lb->skipped = 0;
+            lb->endless = 0;
+            return drop(lb, total, LINEBUF_TOOLONG);
         }
         size_t l = total - 1;
         if (l && start[l - 1] == '\r')

@@ -516,16 +516,10 @@ static int copy_work(struct txn *t, void *ctx)
     for (size_t i = 0; i < c->n; i++)
         bytes += c->v[i].size;
     if (!c->move) {
-        uint64_t maxb, maxm;
-        int64_t qb = 0, qm = 0;
-        pthread_mutex_lock(&u->qlock);
-        maxb = u->quota_bytes;
-        maxm = u->quota_messages;
-        pthread_mutex_unlock(&u->qlock);
-        if ((rc = db_meta_get(t->db, "quota_bytes", &qb)) != 0 ||
-            (rc = db_meta_get(t->db, "quota_messages", &qm)) != 0)
+        uint64_t room, msgs;
+        if ((rc = quota_room_db(u, t->db, &room, &msgs)) != 0)
             return rc;
-        if ((maxb && (uint64_t)qb + (uint64_t)bytes > maxb) || (maxm && (uint64_t)qm + c->n > maxm))
+        if ((uint64_t)bytes > room || c->n > msgs)
             return STORAGE_E_QUOTA;
     }
     if ((uint64_t)md_row.uidnext + c->n >= UINT32_MAX)

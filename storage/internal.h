@@ -78,6 +78,9 @@ int db_create_schema(sqlite3 *db);
 int db_meta_get(sqlite3 *db, const char *key, int64_t *v);
 int db_meta_set(sqlite3 *db, const char *key, int64_t v);
 int db_meta_add(sqlite3 *db, const char *key, int64_t delta);
+/* Room left under u's quota as db counts it: bytes and messages that may
+ * still be added, UINT64_MAX where no limit is set (db not read then). */
+int quota_room_db(struct storage_user *u, sqlite3 *db, uint64_t *bytes, uint64_t *messages);
 /* Runs sql, a statement that returns no row, with ?1.. bound to the integers
  * given (db_run) or ?1 to text and ?2.. to the integers (db_run_text; at
  * least one integer: without any, call db_run_binds with v NULL). */

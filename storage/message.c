@@ -399,6 +399,7 @@ struct storage_draft {
     char path[STORAGE_PATH_MAX];
     int fd;
     uint64_t size, max;
+    uint64_t room; /* quota room, UINT64_MAX = none */
     bool last_cr;
     bool finished;
     bool failed;
@@ -418,6 +419,7 @@ int storage_draft_new(struct storage_user *u, uint64_t max_size, struct storage_
         return STORAGE_E_NOMEM;
     d->u = u;
     d->max = max_size;
+    d->room = UINT64_MAX;
     for (int i = 0; i < 5; i++) {
         if ((rc = make_unique(unique, sizeof(unique))) != 0)
             break;
@@ -464,15 +466,33 @@ static int draft_put(struct storage_draft *d, char c)
     return 0;
 }
 
+void storage_draft_set_room(struct storage_draft *d, uint64_t room)
+{
+    d->room = room;
+}
+
+/* Whether n more bytes fit under the size limit and the quota room; the
+ * draft fails when they do not (nothing of them is written). */
+static int draft_fits(struct storage_draft *d, uint64_t n)
+{
+    if (d->max && n > d->max - d->size) {
+        d->failed = true;
+        return STORAGE_E_TOOBIG;
+    }
+    if (n > d->room - d->size) {
+        d->failed = true;
+        return STORAGE_E_QUOTA;
+    }
+    return 0;
+}
+
 /* Appends n bytes that contain no LF. */
 static int draft_append(struct storage_draft *d, const char *p, size_t n)
 {
     int rc;
 
-    if (d->max && n > d->max - d->size) {
-        d->failed = true;
-        return STORAGE_E_TOOBIG;
-    }
+    if ((rc = draft_fits(d, n)) != 0)
+        return rc;
     while (n > 0) {
         size_t k = sizeof(d->buf) - d->blen;
         if (k == 0) {
@@ -510,16 +530,14 @@ int storage_draft_write(struct storage_draft *d, const void *buf, size_t len)
         }
         if (!nl)
             break;
+        if ((rc = draft_fits(d, d->last_cr ? 1 : 2)) != 0)
+            return rc;
         if (!d->last_cr && (rc = draft_put(d, '\r')) != 0)
             return rc;
         if ((rc = draft_put(d, '\n')) != 0)
             return rc;
         d->last_cr = false;
         p++;
-        if (d->max && d->size > d->max) {
-            d->failed = true;
-            return STORAGE_E_TOOBIG;
-        }
     }
     return 0;
 }
@@ -613,24 +631,11 @@ static int copy_into_tmp(struct storage_draft *d, const char *tmpdir, char *out,
 
 static int quota_check(struct storage_user *u, uint64_t add_bytes, uint64_t add_msgs)
 {
-    uint64_t maxb, maxm;
-    int64_t b = 0, m = 0;
-    int rc;
-
-    pthread_mutex_lock(&u->qlock);
-    maxb = u->quota_bytes;
-    maxm = u->quota_messages;
-    pthread_mutex_unlock(&u->qlock);
-    if (!maxb && !maxm)
-        return 0;
-    if ((rc = db_meta_get(u->wdb, "quota_bytes", &b)) != 0 ||
-        (rc = db_meta_get(u->wdb, "quota_messages", &m)) != 0)
+    uint64_t room, msgs;
+    int rc = quota_room_db(u, u->wdb, &room, &msgs);
+    if (rc)
         return rc;
-    if (maxb && (uint64_t)(b < 0 ? 0 : b) + add_bytes > maxb)
-        return STORAGE_E_QUOTA;
-    if (maxm && (uint64_t)(m < 0 ? 0 : m) + add_msgs > maxm)
-        return STORAGE_E_QUOTA;
-    return 0;
+    return add_bytes > room || add_msgs > msgs ? STORAGE_E_QUOTA : 0;
 }
 
 struct save_ctx {

@@ -119,6 +119,10 @@ int64_t storage_user_id(const struct storage_user *u);
 void storage_set_quota(struct storage_user *u, uint64_t max_bytes, uint64_t max_messages);
 /* Usage, kept incrementally in the index. Index. */
 int storage_quota_usage(struct storage_user *u, uint64_t *bytes, uint64_t *messages);
+/* Room left under the quota: the bytes and messages that may still be
+ * added (UINT64_MAX where no limit is set; no index read when none is).
+ * Index. */
+int storage_quota_room(struct storage_user *u, uint64_t *bytes, uint64_t *messages);
 
 /* ---- mailbox names ---- */
 
@@ -188,7 +192,14 @@ struct storage_draft;
 /* Starts a draft in u's Maildir tmp/. max_size 0 = no limit (write then
  * fails with STORAGE_E_TOOBIG once exceeded). Disk. */
 int storage_draft_new(struct storage_user *u, uint64_t max_size, struct storage_draft **out);
-/* Appends a chunk (any split). Disk. */
+/* Caps the draft at the quota room left for it (storage_quota_room less
+ * what the command already staged): a write that would take it past room
+ * bytes fails with STORAGE_E_QUOTA, so an upload over the quota stops at
+ * the quota instead of reaching the disk first. UINT64_MAX (the default)
+ * = no cap. Pure. */
+void storage_draft_set_room(struct storage_draft *d, uint64_t room);
+/* Appends a chunk (any split). Past max_size: STORAGE_E_TOOBIG; past the
+ * room: STORAGE_E_QUOTA; either leaves the draft failed. Disk. */
 int storage_draft_write(struct storage_draft *d, const void *buf, size_t len);
 /* Ends the message: fsync, MIME summary computed. Disk. */
 int storage_draft_finish(struct storage_draft *d);

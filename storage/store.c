@@ -1213,3 +1213,46 @@ int storage_quota_usage(struct storage_user *u, uint64_t *bytes, uint64_t *messa
         *messages = (uint64_t)(m < 0 ? 0 : m);
     return rc;
 }
+
+int quota_room_db(struct storage_user *u, sqlite3 *db, uint64_t *bytes, uint64_t *messages)
+{
+    uint64_t maxb, maxm;
+    int64_t b = 0, m = 0;
+    int rc;
+
+    pthread_mutex_lock(&u->qlock);
+    maxb = u->quota_bytes;
+    maxm = u->quota_messages;
+    pthread_mutex_unlock(&u->qlock);
+    *bytes = *messages = UINT64_MAX;
+    if (!maxb && !maxm)
+        return 0;
+    if ((rc = db_meta_get(db, "quota_bytes", &b)) != 0 ||
+        (rc = db_meta_get(db, "quota_messages", &m)) != 0)
+        return rc;
+    uint64_t used_b = b < 0 ? 0 : (uint64_t)b, used_m = m < 0 ? 0 : (uint64_t)m;
+    if (maxb)
+        *bytes = used_b < maxb ? maxb - used_b : 0;
+    if (maxm)
+        *messages = used_m < maxm ? maxm - used_m : 0;
+    return 0;
+}
+
+int storage_quota_room(struct storage_user *u, uint64_t *bytes, uint64_t *messages)
+{
+    sqlite3 *db;
+    int rc;
+
+    pthread_mutex_lock(&u->qlock);
+    bool limited = u->quota_bytes || u->quota_messages;
+    pthread_mutex_unlock(&u->qlock);
+    if (!limited) {
+        *bytes = *messages = UINT64_MAX;
+        return 0;
+    }
+    if (!(db = reader_get(u)))
+        return STORAGE_E_TEMP;
+    rc = quota_room_db(u, db, bytes, messages);
+    reader_put(u, db);
+    return rc;
+}

@@ -1,7 +1,13 @@
 /* APPEND with MULTIAPPEND (RFC 3502) and APPENDUID (RFC 4315). The message
  * literal is never assembled in memory: its bytes go, a chunk at a time,
  * into a storage draft on the thread pool while reading is paused. All
- * messages of one command are saved together at the end, or none. */
+ * messages of one command are saved together at the end, or none.
+ *
+ * The quota is checked as the data comes, not only at the save: a literal
+ * whose announced size, with the messages of the command staged before
+ * it, would pass the room left is refused before its "+" (a synchronizing
+ * one) or read and dropped without a draft (LITERAL+), and each draft is
+ * capped at that room while it is written (bare LFs grow it). */
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +42,7 @@ struct imap_append {
     int64_t mbox_id;
     uint32_t uidvalidity;
     uint64_t left;
+    uint64_t staged; /* bytes of this command's messages written before */
     bool sync;
     int err;             /* first failure: answered when the command ends */
     const char *errwhat; /* or a syntax problem (BAD) */
@@ -52,6 +59,10 @@ struct ap_job {
     const char *mbox;
     int64_t mbox_id;
     uint64_t max;
+    /* open: the literal's announced size, and what the command staged
+     * before it (bytes, messages), checked against the quota room */
+    uint64_t announced, staged;
+    size_t nstaged;
     struct storage_draft *draft;
     char *chunk;
     size_t chunk_len;
@@ -147,6 +158,22 @@ static void ap_abort(struct imap_session *s)
 
 /* ---- jobs ---- */
 
+/* Opens the draft of the next message if the quota has room for it. */
+static int open_draft(struct ap_job *aj, struct storage_user *u)
+{
+    uint64_t room, msgs;
+    int err = storage_quota_room(u, &room, &msgs);
+    if (err)
+        return err;
+    if (msgs <= aj->nstaged || room < aj->staged || aj->announced > room - aj->staged)
+        return STORAGE_E_QUOTA;
+    if ((err = storage_draft_new(u, aj->max, &aj->draft)) != 0)
+        return err;
+    if (room != UINT64_MAX)
+        storage_draft_set_room(aj->draft, room - aj->staged);
+    return 0;
+}
+
 static void ap_work(struct imap_job *j)
 {
     struct ap_job *aj = (struct ap_job *)j;
@@ -157,7 +184,7 @@ static void ap_work(struct imap_job *j)
             if (aj->err)
                 return;
         }
-        aj->err = storage_draft_new(j->u, aj->max, &aj->draft);
+        aj->err = open_draft(aj, j->u);
         break;
     case 1:
         aj->err = storage_draft_write(aj->draft, aj->chunk, aj->chunk_len);
@@ -248,6 +275,9 @@ static void ap_open_draft(struct imap_session *s, bool lookup)
     aj->kind = 0;
     aj->mbox = lookup ? ap->mbox : NULL;
     aj->max = conn_conf(s->c)->max_message_size;
+    aj->announced = ap->left;
+    aj->staged = ap->staged;
+    aj->nstaged = ap->nmsgs - 1; /* the new message is counted already */
     ap_start(s, aj);
 }
 
@@ -321,6 +351,8 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
     case 2:
         if (aj->err)
             ap->err = aj->err;
+        else
+            ap->staged += storage_draft_size(aj->draft);
         ap->phase = AP_LINE;
         break;
     case 3: {
@@ -669,7 +701,7 @@ static bool ap_input(struct imap_session *s)
         int r = linebuf_line(&s->in, &line, &len);
         if (r == LINEBUF_MORE)
             return false;
-        if (r == LINEBUF_TOOLONG) {
+        if (r != LINEBUF_LINE) {
             imap_cont_end(s);
             ap_destroy(ap);
             imap_printf(s, "* BYE [TOOBIG] Command line too long.\r\n");

@@ -284,7 +284,6 @@ struct imap_session {
     /* the command being assembled: its lines and literals */
     struct buf cmd;
     uint64_t literal_left; /* IMAP_IN_LITERAL: bytes still to come */
-    size_t skip_left;      /* IMAP_IN_SKIP: bytes still tolerated */
 
     char tag[IMAP_TAG_MAX];
     bool uid_cmd;                 /* the command in progress is a UID command */

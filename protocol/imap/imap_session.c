@@ -10,10 +10,13 @@
  * The session is two enums. s->input, what it reads next:
  *
  *   COMMAND --line ends in {N}----------------> LITERAL --N bytes read--> COMMAND
- *   COMMAND --over-long line, end not yet seen-> SKIP --end seen: tagged BAD--> COMMAND
- *                                                  \--4x max_line_length: BYE
+ *   COMMAND --over-long line, end not yet seen: * BAD-> SKIP --end seen: tagged BAD--> COMMAND
+ *                                                  \--line past 4x max_line_length: BYE
  *   COMMAND --imap_cont_start() (a command, or a row's literal hook)--> CONT
  *   CONT    --imap_cont_end()-----------------> COMMAND
+ *
+ *   Before login a line (or a command with its literals) may have
+ *   max_line_length_prelogin bytes, and one over it gets BYE at once.
  *
  *   In CONT the command's line() gets the lines (SASL responses, IDLE's
  *   DONE), or its bytes() reads the input itself (APPEND's messages), or,
@@ -286,12 +289,30 @@ static bool rate_ok(struct imap_session *s)
 
 /* ---- command assembly ---- */
 
-static int cmd_add(struct imap_session *s, const char *p, size_t len)
+/* The longest command (its lines and literals) the session takes now. */
+static size_t cmd_limit(struct imap_session *s)
 {
     const struct conf *cf = conn_conf(s->c);
-    size_t limit = cf->max_line_length + (size_t)cf->max_literal_size;
+    if (s->state == IMAP_NOTAUTH)
+        return conf_prelogin_line(cf);
+    return cf->max_line_length + (size_t)cf->max_literal_size;
+}
 
-    if (s->cmd.len + len > limit)
+/* The line limits for the session's state: before login a LOGIN or an
+ * AUTHENTICATE line is short; after it, an over-long line is answered and
+ * skipped to its end, but not past 4 x max_line_length. */
+static void set_line_limits(struct imap_session *s)
+{
+    const struct conf *cf = conn_conf(s->c);
+    if (s->state == IMAP_NOTAUTH)
+        linebuf_limits(&s->in, conf_prelogin_line(cf), 0);
+    else
+        linebuf_limits(&s->in, cf->max_line_length, 4 * (uint64_t)cf->max_line_length);
+}
+
+static int cmd_add(struct imap_session *s, const char *p, size_t len)
+{
+    if (s->cmd.len + len > cmd_limit(s))
         return -1;
     buf_add(&s->cmd, p, len);
     return s->cmd.oom ? -1 : 0;
@@ -510,9 +531,10 @@ static bool literal_hook(struct imap_session *s, uint64_t n, bool sync)
 
 static void line_too_long(struct imap_session *s)
 {
-    imap_printf(s, "* BYE [TOOBIG] Command line too long.\r\n");
-    log_info("conn=%llu imap: line over max_line_length, disconnecting",
-             (unsigned long long)conn_info(s->c)->id);
+    bool pre = s->state == IMAP_NOTAUTH;
+    imap_printf(s, "* BYE [TOOBIG] Command line too long%s.\r\n", pre ? " before login" : "");
+    log_info("conn=%llu imap: line over %s, disconnecting", (unsigned long long)conn_info(s->c)->id,
+             pre ? "max_line_length_prelogin" : "max_line_length");
     imap_close(s);
 }
 
@@ -557,11 +579,16 @@ static bool read_command(struct imap_session *s)
         tag[taglen] = '\0';
     }
     int r = linebuf_line(&s->in, &line, &len);
+    if (r == LINEBUF_ENDLESS) {
+        /* an over-long line that goes on and on: not skipped forever */
+        cmd_reset(s);
+        line_too_long(s);
+        return false;
+    }
     if (s->input == IMAP_IN_SKIP && !s->in.skipping) {
-        /* the end of a refused over-long line went by: its answer comes
-         * before anything after it */
+        /* the end of a refused over-long line went by: the command is
+         * answered before anything after it */
         s->input = IMAP_IN_COMMAND;
-        s->skip_left = 0;
         imap_bad(s, "[TOOBIG] Command line too long (at most %zu bytes).", cf->max_line_length);
         if (conn_closing(s->c))
             return false;
@@ -569,15 +596,18 @@ static bool read_command(struct imap_session *s)
     if (r == LINEBUF_MORE)
         return false;
     if (r == LINEBUF_TOOLONG) {
-        if (s->cmd.len == 0 && taglen) {
+        if (s->cmd.len == 0 && taglen && s->state != IMAP_NOTAUTH) {
             /* a plain over-long command line: refused, the session goes on
              * after its end (the reader skips it) */
             memcpy(s->tag, tag, taglen + 1);
             if (s->in.skipping) {
-                /* answered once its end is seen (above); the rest of it
-                 * is skipped, but not forever */
+                /* said now, not at an end that may never come; the
+                 * command is answered once its end is seen (above) */
+                imap_printf(s,
+                            "* BAD [TOOBIG] Command line too long (at most %zu bytes); "
+                            "skipping to its end.\r\n",
+                            cf->max_line_length);
                 s->input = IMAP_IN_SKIP;
-                s->skip_left = 4 * cf->max_line_length;
                 return true;
             }
             imap_bad(s, "[TOOBIG] Command line too long (at most %zu bytes).", cf->max_line_length);
@@ -604,8 +634,7 @@ static bool read_command(struct imap_session *s)
     }
     if (lit > 0 && literal_hook(s, n, sync))
         return true; /* the command reads the literal itself from here */
-    if (lit < 0 || n > cf->max_literal_size ||
-        s->cmd.len + n > cf->max_line_length + cf->max_literal_size) {
+    if (lit < 0 || n > cf->max_literal_size || s->cmd.len + n > cmd_limit(s)) {
         size_t tl;
         take_tag(s, s->cmd.p, s->cmd.len, &tl);
         cmd_reset(s);
@@ -615,8 +644,12 @@ static bool read_command(struct imap_session *s)
             imap_close(s);
             return false;
         }
-        imap_printf(s, "%s NO [TOOBIG] Literal too large (at most %llu bytes).\r\n", s->tag,
-                    (unsigned long long)cf->max_literal_size);
+        if (s->state == IMAP_NOTAUTH)
+            imap_printf(s, "%s NO [TOOBIG] Command too long before login (at most %zu bytes).\r\n",
+                        s->tag, cmd_limit(s));
+        else
+            imap_printf(s, "%s NO [TOOBIG] Literal too large (at most %llu bytes).\r\n", s->tag,
+                        (unsigned long long)cf->max_literal_size);
         return true;
     }
     if (cmd_add(s, "\r\n", 2) < 0) {
@@ -645,7 +678,7 @@ static bool read_cont(struct imap_session *s)
     int r = linebuf_line(&s->in, &line, &len);
     if (r == LINEBUF_MORE)
         return false;
-    if (r == LINEBUF_TOOLONG) {
+    if (r != LINEBUF_LINE) {
         cmd_reset(s);
         line_too_long(s);
         return false;
@@ -663,6 +696,7 @@ static void run(struct imap_session *s)
     while (s->wait == IMAP_WAIT_NONE && !conn_closing(s->c) && s->state != IMAP_LOGOUT &&
            imap_out_pending(s) < CONN_WRITE_HIGH) {
         bool more;
+        set_line_limits(s); /* the state may have changed (a login) */
         switch (s->input) {
         case IMAP_IN_CONT:
             more = read_cont(s);
@@ -710,6 +744,7 @@ int imap_session_open(struct conn *c, const struct imap_command *commands, size_
     s->commands = commands;
     s->ncommands = n;
     linebuf_init(&s->in, conn_conf(c)->max_line_length);
+    set_line_limits(s);
     conn_set_proto(c, s);
     imap_printf(s, "* OK [CAPABILITY %s] coffre ready.\r\n", imap_capabilities(s));
     imap_flush(s);
@@ -722,16 +757,6 @@ void imap_session_input(struct conn *c, const char *buf, size_t len)
 
     if (s->state == IMAP_LOGOUT)
         return;
-    if (s->input == IMAP_IN_SKIP && s->in.skipping) {
-        /* still inside a refused over-long line */
-        if (len >= s->skip_left && !memchr(buf, '\n', s->skip_left)) {
-            imap_printf(s, "* BYE [TOOBIG] Command line too long.\r\n");
-            imap_close(s);
-            return;
-        }
-        /* (its end is in buf when len reaches skip_left) */
-        s->skip_left = len < s->skip_left ? s->skip_left - len : 0;
-    }
     if (linebuf_append(&s->in, buf, len) < 0) {
         imap_close(s);
         return;

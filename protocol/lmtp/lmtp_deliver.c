@@ -9,7 +9,11 @@
  * into each store; recipients with different addresses get one draft each,
  * all written from the same chunks as they arrive (the body crosses the
  * socket and memory once). A 250 is sent only after storage_deliver
- * returned 0: file and directory fsync'd, index committed. */
+ * returned 0: file and directory fsync'd, index committed.
+ *
+ * Each draft is capped at its account's quota room: the chunk that would
+ * pass it is not written, the draft is dropped at once and that recipient
+ * gets the over-quota answer at the end, the others their delivery. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,24 +76,50 @@ void lmtp_txn_discard(uv_loop_t *loop, struct lmtp_txn *t)
 
 /* ---- pool work ---- */
 
-/* One draft per distinct recipient address, in that recipient's store. */
+/* Writes to a leader's draft. A recipient over its quota stops there:
+ * its draft goes at once and it is answered so at the end; 0 is returned
+ * so that the others go on. */
+static int rcpt_write(struct lmtp_rcpt *r, const char *p, size_t n)
+{
+    int e = storage_draft_write(r->d, p, n);
+    if (e != STORAGE_E_QUOTA)
+        return e;
+    log_info("lmtp: account %lld over quota after %llu bytes of the message; its copy is dropped",
+             (long long)r->acct.id, (unsigned long long)storage_draft_size(r->d));
+    storage_draft_free(r->d);
+    r->d = NULL;
+    r->over_quota = true;
+    return 0;
+}
+
+/* One draft per distinct recipient address, in that recipient's store,
+ * capped at its quota room (none for a recipient already over it). */
 static int drafts_make(struct lmtp_txn *t)
 {
     char hdr[2 * LMTP_PATH_MAX + 64];
     for (size_t i = 0; i < t->n_rcpts; i++) {
         struct lmtp_rcpt *r = &t->rcpts[i];
+        struct storage_user *u = mailuser_storage(r->mu);
+        uint64_t room, msgs;
         int n, e;
         if (r->leader != i)
             continue;
-        e = storage_draft_new(mailuser_storage(r->mu), 0, &r->d);
-        if (e)
+        if ((e = storage_quota_room(u, &room, &msgs)) != 0)
             return e;
+        if (msgs == 0) {
+            log_info("lmtp: account %lld at its message quota; no copy written",
+                     (long long)r->acct.id);
+            r->over_quota = true;
+            continue;
+        }
+        if ((e = storage_draft_new(u, 0, &r->d)) != 0)
+            return e;
+        storage_draft_set_room(r->d, room);
         n = snprintf(hdr, sizeof(hdr), "Return-Path: <%s>\r\nDelivered-To: %s\r\n", t->from,
                      r->addr);
         if (n < 0 || (size_t)n >= sizeof(hdr))
             return STORAGE_E_FAIL;
-        e = storage_draft_write(r->d, hdr, (size_t)n);
-        if (e)
+        if ((e = rcpt_write(r, hdr, (size_t)n)) != 0)
             return e;
     }
     t->drafts_made = true;
@@ -103,7 +133,7 @@ static int write_chunk(struct lmtp_txn *t)
         e = drafts_make(t);
     for (size_t i = 0; !e && t->buf_len && i < t->n_rcpts; i++)
         if (t->rcpts[i].d)
-            e = storage_draft_write(t->rcpts[i].d, t->buf, t->buf_len);
+            e = rcpt_write(&t->rcpts[i], t->buf, t->buf_len);
     return e;
 }
 
@@ -148,6 +178,10 @@ static void deliver_work(void *data)
         }
         if (t->err) {
             r->result = t->err;
+            continue;
+        }
+        if (t->rcpts[r->leader].over_quota) {
+            r->result = STORAGE_E_QUOTA;
             continue;
         }
         if (t->detail_mailbox && r->detail[0] && storage_mbox_get(u, r->detail, &m) == 0)

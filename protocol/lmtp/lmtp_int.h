@@ -79,6 +79,7 @@ struct lmtp_rcpt {
     struct mailuser *mu;     /* held */
     size_t leader;           /* index of the recipient whose draft this one uses */
     struct storage_draft *d; /* only on leaders, during DATA/BDAT */
+    bool over_quota;         /* leaders: the message passed the quota room */
     int result;              /* 0 delivered, or STORAGE_E_* */
 };
 

@@ -131,7 +131,8 @@ static void process(struct lmtp_session *s)
         r = linebuf_line(&s->in, &line, &len);
         if (r == LINEBUF_MORE)
             break;
-        if (r == LINEBUF_TOOLONG) {
+        if (r != LINEBUF_LINE) {
+            /* said as soon as the line passes the limit, end or not */
             lmtp_reply(s, "500 5.5.2 Line too long");
             lmtp_end_session(s);
             return;

@@ -296,8 +296,9 @@ static void cmd_quit(struct pop3_session *s, const char *arg, size_t len)
     conn_close(s->c);
 }
 
-/* AUTH lines may carry a long initial response: only max_line_length
- * bounds them; other commands have pop3_max_command_length. */
+/* AUTH lines may carry a long initial response: max_line_length_prelogin
+ * bounds them (and the SASL responses); other commands have
+ * pop3_max_command_length. */
 #define LONG_OK 8
 
 static const struct pop3_command commands[] = {
@@ -342,15 +343,38 @@ static void execute(struct pop3_session *s, const char *line, size_t len)
     pop3_err(s, "Unknown command.");
 }
 
+/* The limits of the line the reader is at: an over-long one is answered
+ * as soon as it passes its limit, and the connection closed when it goes
+ * on past max_line_length (max_line_length_prelogin before login). */
+static void set_line_limits(struct pop3_session *s)
+{
+    const struct conf *cf = conn_conf(s->c);
+    bool pre = s->state == POP3_AUTHORIZATION;
+    size_t max = cf->pop3_max_command_length;
+    const char *head = s->in.p ? s->in.p + s->in.off : "";
+
+    if (pre && (s->sasl_active || (s->in.len >= 5 && !strncasecmp(head, "AUTH ", 5))))
+        max = conf_prelogin_line(cf);
+    if (pre && max > conf_prelogin_line(cf))
+        max = conf_prelogin_line(cf);
+    linebuf_limits(&s->in, max, pre ? conf_prelogin_line(cf) : cf->max_line_length);
+}
+
 static void process(struct pop3_session *s)
 {
     while (!s->busy && !conn_closing(s->c) && conn_write_queued(s->c) < CONN_WRITE_HIGH) {
         const char *line;
         size_t len;
+        set_line_limits(s);
         int r = linebuf_line(&s->in, &line, &len);
         if (r == LINEBUF_MORE)
             break;
-        if (r == LINEBUF_TOOLONG) {
+        if (r == LINEBUF_TOOLONG && !s->sasl_active) {
+            /* said at once; the rest of the line is skipped */
+            pop3_err(s, "Command line too long.");
+            continue;
+        }
+        if (r != LINEBUF_LINE) {
             conn_printf(s->c, "-ERR Line too long.\r\n");
             s->state = POP3_QUIT;
             conn_close(s->c);

@@ -459,6 +459,9 @@ const struct conf_setting conf_settings[] = {
     {ROW("max_line_length", "64k", "Connections"), SIZE(max_line_length, 1 * KB, 16 * MB),
      .errmsg = "max_line_length must be a size from 1k to 16M",
      .doc = "longest command line, CRLF included"},
+    {ROW("max_line_length_prelogin", "8k", "Connections"),
+     SIZE(max_line_length_prelogin, 1 * KB, 16 * MB),
+     .doc = "longest line before login (at most max_line_length), literals included"},
     {ROW("max_message_size", "50M", "Connections"), SIZE(max_message_size, 1 * KB, 4 * GB),
      .doc = "largest message (APPEND, LMTP)"},
     {ROW("login_timeout", "60s", "Connections"), DURATION(login_timeout_ms, 1000),
@@ -660,6 +663,12 @@ int conf_set(struct conf *c, const char *key, const char *value, char *err, size
 bool conf_needs_tls(const struct conf *c)
 {
     return c->imap_listen.n || c->imaps_listen.n || c->pop3_listen.n || c->pop3s_listen.n;
+}
+
+size_t conf_prelogin_line(const struct conf *c)
+{
+    return c->max_line_length_prelogin < c->max_line_length ? c->max_line_length_prelogin
+                                                            : c->max_line_length;
 }
 
 int conf_validate(const struct conf *c, char *err, size_t errlen)

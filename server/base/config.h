@@ -62,7 +62,8 @@ struct conf {
     unsigned client_prefix_v6; /* limit and the login throttle (conf_client_group) */
     unsigned max_bad_commands;
     size_t max_line_length;
-    uint64_t max_message_size; /* APPEND and LMTP */
+    size_t max_line_length_prelogin; /* see conf_prelogin_line() */
+    uint64_t max_message_size;       /* APPEND and LMTP */
     unsigned login_timeout_ms;
 
     /* Authentication */
@@ -167,6 +168,10 @@ int conf_validate(const struct conf *c, char *err, size_t errlen);
 /* True when IMAP or POP3 listens, and so a certificate is needed (STARTTLS
  * and STLS as much as the implicit-TLS ports). */
 bool conf_needs_tls(const struct conf *c);
+
+/* The longest line a client may send before it is logged in:
+ * max_line_length_prelogin, but never more than max_line_length. */
+size_t conf_prelogin_line(const struct conf *c);
 
 /* True when addr (struct sockaddr_in/in6) is inside one of the nets. */
 bool conf_net_match(const struct conf_net *nets, size_t n, const struct sockaddr *addr);

@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import imaplib
@@ -477,6 +478,42 @@ def imap_sasl_answer(conn, tag, mechanism, response):
         raise AssertionError('AUTHENTICATE %s: no continuation: %r' % (mechanism, cont))
     conn.send(response + '\r\n')
     return conn.until_tag(tag)[1]
+
+
+def dir_bytes(path):
+    """Bytes of the files in a directory (files may go while we look)."""
+    total = 0
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return 0
+    for n in names:
+        try:
+            total += os.stat(os.path.join(path, n)).st_size
+        except FileNotFoundError:
+            pass
+    return total
+
+
+class PeakWatcher(threading.Thread):
+    """Samples a directory's size until stopped and keeps the largest seen
+    (a busy machine samples less often, which only lowers the peak)."""
+
+    def __init__(self, path):
+        super().__init__(daemon=True)
+        self.path = path
+        self.peak = 0
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            self.peak = max(self.peak, dir_bytes(self.path))
+            self.done.wait(0.002)
+
+    def stop(self):
+        self.done.set()
+        self.join()
+        return self.peak
 
 
 def send_ignoring_close(conn, data):

@@ -141,13 +141,77 @@ class BadInput(ServerTestCase):
         self.still_serves()
 
     def test_line_just_under_limit_is_a_command(self):
-        # 60 kB (under the 64k default) is parsed as a line, not cut off.
+        # 60 kB (under the 64k default) is parsed as a line, not cut off
+        # (once logged in: before, max_line_length_prelogin holds).
         with self.server.raw('imaps', tls=True) as c:
             c.line()
+            _, t = c.cmd('l', imap_login_cmd(USER, PASS))
+            self.assertTrue(t.startswith('l OK'), t)
             _, t = c.cmd('a', 'NOOP ' + 'x' * 60000)
             self.assertTrue(t.startswith('a BAD') or t.startswith('a OK'), t)
             _, t = c.cmd('b', 'NOOP')
             self.assertTrue(t.startswith('b OK'), t)
+
+    def test_line_just_under_prelogin_limit_is_a_command(self):
+        # 8,000 bytes (under the 8k default of max_line_length_prelogin)
+        with self.server.raw('imaps', tls=True) as c:
+            c.line()
+            _, t = c.cmd('a', 'NOOP ' + 'x' * 8000)
+            self.assertTrue(t.startswith('a BAD') or t.startswith('a OK'), t)
+            _, t = c.cmd('b', imap_login_cmd(USER, PASS))
+            self.assertTrue(t.startswith('b OK'), t)
+
+    # An over-long line is answered as soon as it passes the limit, before
+    # any CRLF (it was answered only at its end, or at the discard limit).
+
+    def test_100kb_without_crlf_imap_before_login(self):
+        with self.server.raw('imap') as c:
+            c.line()
+            send_ignoring_close(c, b'a LOGIN ' + b'x' * (100 << 10))
+            r = c.line()
+            self.assertTrue(r.startswith('* BYE [TOOBIG]'), r)
+            self.assertEqual(read_to_close(c, 20), b'')
+        self.still_serves()
+
+    def test_100kb_without_crlf_imaps_after_login(self):
+        with self.server.raw('imaps', tls=True) as c:
+            c.line()
+            _, t = c.cmd('l', imap_login_cmd(USER, PASS))
+            self.assertTrue(t.startswith('l OK'), t)
+            c.send(b'a NOOP ' + b'x' * (100 << 10))
+            r = c.line()
+            self.assertTrue(r.startswith('* BAD [TOOBIG]'), r)
+            c.send('\r\n')
+            self.assertTrue(c.line().startswith('a BAD [TOOBIG]'))
+            _, t = c.cmd('b', 'NOOP')
+            self.assertTrue(t.startswith('b OK'), t)
+
+    def test_long_line_without_crlf_pop3_before_login(self):
+        # over pop3_max_command_length, under max_line_length_prelogin
+        with self.server.raw('pop3') as c:
+            c.line()
+            c.send('USER ' + 'x' * 4000)
+            r = c.line()
+            self.assertTrue(r.startswith('-ERR'), r)
+            c.send('\r\nCAPA\r\n')
+            self.assertTrue(c.line().startswith('+OK'))
+
+    def test_100kb_without_crlf_pop3_before_login(self):
+        with self.server.raw('pop3') as c:
+            c.line()
+            send_ignoring_close(c, b'USER ' + b'x' * (100 << 10))
+            self.assertTrue(c.line().startswith('-ERR'))
+            self.assertNotIn(b'+OK', read_to_close(c, 20))
+        self.still_serves()
+
+    def test_100kb_without_crlf_lmtp(self):
+        with self.server.raw('lmtp') as c:
+            c.line()
+            send_ignoring_close(c, b'LHLO ' + b'x' * (100 << 10))
+            r = c.line()
+            self.assertTrue(r.startswith('500 5.5.2'), r)
+            self.assertEqual(read_to_close(c, 20), b'')
+        self.still_serves()
 
     def test_malformed_base64_imap(self):
         with self.server.raw('imaps', tls=True) as c:

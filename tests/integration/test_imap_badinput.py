@@ -80,6 +80,46 @@ class BadInput(ImapCase):
         self.long_line_refused(c, 'L2', b'L2 FETCH 1 (BODY.PEEK[HEADER.FIELDS (' +
                                b'X-A ' * (MB // 4) + b')])\r\n')
 
+    def test_100kb_line_answered_before_its_end(self):
+        # after login: '* BAD' as soon as the line passes max_line_length
+        # (it came only at the CRLF), the command's BAD at its end
+        c = self.login()
+        c.send(b'W1 NOOP ' + b'x' * (100 << 10))
+        r = c.line()   # no CRLF sent yet
+        self.assertTrue(r.startswith(b'* BAD [TOOBIG]'), r)
+        c.send(b'x' * 1000 + b'\r\n')
+        r = c.line()
+        self.assertTrue(r.startswith(b'W1 BAD [TOOBIG]'), r)
+        c.ok('NOOP')
+        self.assertAlive()
+
+    def test_endless_line_gets_bye(self):
+        # not skipped forever: past 4 x max_line_length, BYE and a close
+        c = self.login()
+        send_quietly(c, b'W2 NOOP ' + b'x' * (300 << 10))
+        r = c.line()
+        self.assertTrue(r.startswith(b'* BAD [TOOBIG]'), r)
+        r = c.line()
+        self.assertTrue(r.startswith(b'* BYE [TOOBIG]'), r)
+        self.assertEqual(c.c.read_until_eof(timeout=20), b'')
+        self.assertAlive()
+
+    def test_100kb_line_before_login_gets_bye_at_once(self):
+        c = self.connect()
+        send_quietly(c, b'W3 LOGIN ' + b'x' * (100 << 10))
+        r = c.line()   # no CRLF sent
+        self.assertTrue(r.startswith(b'* BYE [TOOBIG]'), r)
+        self.assertEqual(c.c.read_until_eof(timeout=20), b'')
+        self.assertAlive()
+
+    def test_literal_before_login_within_prelogin_limit(self):
+        c = self.connect()
+        c.send('W4 LOGIN {%d}\r\n' % (16 << 10))
+        r = c.line()
+        self.assertTrue(r.startswith(b'W4 NO [TOOBIG]'), r)
+        c.login()
+        self.assertAlive()
+
     def test_10gb_synchronizing_literal_append(self):
         c = self.login()
         c.send('G1 APPEND INBOX {10737418240}\r\n')

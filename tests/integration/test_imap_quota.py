@@ -1,12 +1,20 @@
 """IMAP quota: an account near its quota is warned with [ALERT] when it
 logs in (RFC 3501 7.1: the client must show ALERT text to the user), one
 far from it is not, quota_warning_percent = 0 never warns, and an APPEND
-over the quota is refused with [OVERQUOTA] leaving the mailbox as it was."""
+over the quota is refused with [OVERQUOTA] leaving the mailbox as it was.
+The quota is checked while the data streams in: what a MULTIAPPEND over
+the quota leaves in the account's tmp/ stays near the quota, whatever
+the client sends."""
+import os
+import time
+
 import harness
+import imap_util
 from harness import ServerTestCase, close_quietly
 
 PASSWORD = 'quota-pass-1'
 KB = 1024
+MB = 1024 * KB
 
 
 def message(size):
@@ -72,6 +80,106 @@ class ImapQuota(ServerTestCase):
             m.logout()
         finally:
             close_quietly(m)
+
+
+class ImapQuotaStreaming(ServerTestCase):
+    """A 2 MB quota and a MULTIAPPEND of 16 MB (32 messages of 512 kB):
+    refused once the next message would not fit, with no more than the
+    quota and one message written into tmp/ (all 16 MB were before)."""
+    QUOTA = 2 * MB
+    N = 32
+    MSG = message(512 * KB)
+
+    def user(self, addr):
+        rc, out, err = self.server.ctl('user', 'add', addr, '--password-stdin', '--quota', '2M',
+                                       input=PASSWORD + '\n')
+        self.assertEqual(rc, 0, err)
+        return os.path.join(imap_util.user_maildir(self.server, addr), 'tmp')
+
+    def login(self, addr):
+        c = self.server.raw('imaps', tls=True)
+        c.line()
+        _, tagged = c.cmd('l', 'LOGIN %s %s' % (addr, PASSWORD))
+        self.assertIn(' OK ', tagged + ' ')
+        return c
+
+    def assert_nothing_saved(self, c, tmp):
+        untagged, tagged = c.cmd('s', 'SELECT INBOX')
+        self.assertIn(' OK ', tagged + ' ')
+        self.assertIn('* 0 EXISTS', untagged)
+        # the drafts are removed on the pool: wait for it, not for a time
+        deadline = time.monotonic() + harness.IO_TIMEOUT
+        while harness.dir_bytes(tmp) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(harness.dir_bytes(tmp), 0)
+
+    def test_announced_literal_over_quota_gets_no_continuation(self):
+        tmp = self.user('announce@example.org')
+        with self.login('announce@example.org') as c:
+            c.send('a APPEND INBOX {%d}\r\n' % (3 * MB))
+            line = c.line()
+            self.assertTrue(line.startswith('a NO [OVERQUOTA]'), line)
+            _, tagged = c.cmd('n', 'NOOP')
+            self.assertIn(' OK ', tagged + ' ')
+            self.assert_nothing_saved(c, tmp)
+
+    def test_multiappend_stops_at_quota(self):
+        tmp = self.user('multi@example.org')
+        size = len(self.MSG)
+        peak = sent = 0
+        with self.login('multi@example.org') as c:
+            c.send('a APPEND INBOX {%d}\r\n' % size)
+            while True:
+                line = c.line()
+                # each "+" comes once the messages before it are on disk
+                peak = max(peak, harness.dir_bytes(tmp))
+                if not line.startswith('+'):
+                    break
+                sent += 1
+                c.send(self.MSG + (b' {%d}\r\n' % size if sent < self.N else b'\r\n'))
+            self.assertTrue(line.startswith('a NO [OVERQUOTA]'), line)
+            self.assertLessEqual(sent, self.QUOTA // size + 1)
+            self.assertLessEqual(peak, self.QUOTA + size,
+                                 'tmp/ held %d bytes during the upload' % peak)
+            self.assert_nothing_saved(c, tmp)
+
+    def test_multiappend_literal_plus_not_written_past_quota(self):
+        tmp = self.user('plus@example.org')
+        size = len(self.MSG)
+        data = (b'a APPEND INBOX {%d+}\r\n' % size + self.MSG
+                + (b' {%d+}\r\n' % size + self.MSG) * (self.N - 1) + b'\r\n')
+        with self.login('plus@example.org') as c:
+            watch = harness.PeakWatcher(tmp)
+            watch.start()
+            try:
+                c.send(data)
+                _, tagged = c.until_tag('a')
+            finally:
+                peak = watch.stop()
+            self.assertTrue(tagged.startswith('a NO [OVERQUOTA]'), tagged)
+            self.assertLessEqual(peak, self.QUOTA + size,
+                                 'tmp/ held %d bytes during the upload' % peak)
+            # the rest was read and dropped: the session goes on
+            _, tagged = c.cmd('n', 'NOOP')
+            self.assertIn(' OK ', tagged + ' ')
+            self.assert_nothing_saved(c, tmp)
+
+    def test_bare_lf_growth_stops_at_quota(self):
+        """A literal announced within the quota that grows past it as its
+        bare LFs become CRLF is cut at the quota too."""
+        tmp = self.user('lf@example.org')
+        body = b'Subject: lf\n\n' + b'\n' * (int(1.5 * MB))
+        with self.login('lf@example.org') as c:
+            watch = harness.PeakWatcher(tmp)
+            watch.start()
+            try:
+                c.send(b'a APPEND INBOX {%d+}\r\n' % len(body) + body + b'\r\n')
+                _, tagged = c.until_tag('a')
+            finally:
+                peak = watch.stop()
+            self.assertTrue(tagged.startswith('a NO [OVERQUOTA]'), tagged)
+            self.assertLessEqual(peak, self.QUOTA)
+            self.assert_nothing_saved(c, tmp)
 
 
 class ImapQuotaWarningOff(ServerTestCase):

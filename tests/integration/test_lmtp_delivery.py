@@ -302,6 +302,61 @@ class LmtpDelivery(ServerTestCase):
         self.assertIn(want, [m for m in self.inbox('bob') if len(m) == len(want)])
 
 
+class LmtpQuotaStreaming(ServerTestCase):
+    """A 16 MB message to a 2 MB-quota account and to one without a quota:
+    the first one's copy stops being written at its quota (it reached all
+    16 MB in tmp/ before), it gets 552 5.2.2 at the end of the data, the
+    other its delivery; the session goes on."""
+    CONF = {'max_message_size': '64M'}
+    QUOTA = 2 << 20
+
+    @classmethod
+    def setUpServer(cls):
+        for u in ('frank', 'gina'):
+            cls.server.add_user(u + '@example.org', 'pw-' + u + '-x1')
+        rc, out, err = cls.server.ctl('user', 'quota', 'frank@example.org', '2M')
+        if rc != 0:
+            raise RuntimeError('quota: ' + err)
+
+    def send_watched(self, sender, rcpts, msg, watch_addr):
+        tmp = os.path.join(L.maildir(self.server, watch_addr), 'tmp')
+        watch = harness.PeakWatcher(tmp)
+        c = L.lmtp(self.server)
+        watch.start()
+        try:
+            _, data = L.send(c, sender, rcpts, msg)
+        finally:
+            peak = watch.stop()
+        try:
+            self.assertEqual(c.noop()[0], 250)   # the session goes on
+        finally:
+            c.close()
+        return data, peak
+
+    def test_copy_stops_at_quota_others_delivered(self):
+        line = b'q' * 1022 + b'\r\n'
+        msg = body('quota-16m', line * (16 << 10))
+        data, peak = self.send_watched(SENDER, ['frank@example.org', 'gina@example.org'], msg,
+                                       'frank@example.org')
+        self.assertEqual(data[0][0], 552, data)
+        self.assertTrue(data[0][1].startswith(b'5.2.2'), data)
+        self.assertEqual(data[1][0], 250, data)
+        self.assertLessEqual(peak, self.QUOTA, 'tmp/ held %d bytes during the data' % peak)
+        self.assertEqual(L.message_files(self.server, 'frank@example.org'), [])
+        self.assertEqual(L.tmp_files(self.server, 'frank@example.org'), [])
+        want = L.expected(SENDER, 'gina@example.org', msg)
+        self.assertIn(want, L.messages(self.server, 'gina@example.org'))
+        uid = L.user_id(self.server, 'frank@example.org')
+        self.assertIn('lmtp: account %d over quota after' % uid, self.server.log())
+
+    def test_within_quota_still_delivered(self):
+        msg = body('quota-small', b'small\r\n' * 1000)
+        data, peak = self.send_watched(SENDER, ['frank@example.org'], msg, 'frank@example.org')
+        self.assertEqual(data[0][0], 250, data)
+        self.assertIn(L.expected(SENDER, 'frank@example.org', msg),
+                      L.messages(self.server, 'frank@example.org'))
+
+
 class LmtpLimits(ServerTestCase):
     CONF = {'max_message_size': '20k', 'lmtp_quota_temporary': 'yes'}
 

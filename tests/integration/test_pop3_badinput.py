@@ -1,7 +1,8 @@
 """POP3 bad input after login: unknown commands, arguments out of range or
 malformed, 10,000 commands in one write, lines over the command limit and
 over max_line_length. Each gets -ERR, the server keeps serving, and no
-message is deleted."""
+message is deleted. An over-long line is answered as soon as it passes the
+limit, not at an end that may never come."""
 import contextlib
 import ssl
 
@@ -120,6 +121,26 @@ class Pop3BadInput(ServerTestCase):
             self.assertErr(c, 'DELE ' + ' ' * 260 + '1')
             c.send('STAT\r\n')
             self.assertTrue(c.line().startswith('+OK 3 '))
+
+    def test_long_line_answered_before_its_end(self):
+        # 10 kB without CRLF: -ERR at once (it came only with the CRLF);
+        # the rest of the line is skipped and the session goes on
+        with self.raw() as c:
+            c.send('LIST ' + '1' * 10000)
+            r = c.line()   # no CRLF sent yet
+            self.assertTrue(r.startswith('-ERR'), r)
+            c.send('1' * 1000 + '\r\nSTAT\r\n')
+            self.assertTrue(c.line().startswith('+OK 3 '))
+
+    def test_100kb_line_answered_before_its_end_then_closed(self):
+        # past max_line_length: the -ERR, then the close
+        with self.raw() as c:
+            c.send('DELE 1\r\n')
+            self.assertTrue(c.line().startswith('+OK'))
+            send_ignoring_close(c, b'x' * (100 << 10))
+            self.assertTrue(c.line().startswith('-ERR'))
+            data = read_to_close(c, 30)
+            self.assertNotIn(b'+OK', data)
 
     def test_line_over_max_line_length(self):
         with self.raw() as c:

@@ -169,6 +169,14 @@ int main(void)
     CHECK(conf_parse_duration_ms("5d", &ms) < 0, "unknown duration unit refused");
     CHECK(conf_parse_duration_ms("9999999h", &ms) < 0, "overflowing duration refused");
 
+    /* the line limit before login: its own setting, never above max_line_length */
+    conf_defaults(&c);
+    CHECK(conf_prelogin_line(&c) == 8192, "max_line_length_prelogin defaults to 8k");
+    CHECK(set(&c, "max_line_length", "4k") == 0 && conf_prelogin_line(&c) == 4096,
+          "max_line_length_prelogin is capped by max_line_length");
+    CHECK(set(&c, "max_line_length_prelogin", "2k") == 0 && conf_prelogin_line(&c) == 2048,
+          "max_line_length_prelogin set");
+
     /* addresses */
     conf_defaults(&c);
     CHECK(set(&c, "imap_listen", "127.0.0.1:1143, [::1]:1143") == 0 && c.imap_listen.n == 2 &&

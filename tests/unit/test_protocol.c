@@ -61,6 +61,32 @@ static void test_linebuf(void)
     CHECK(linebuf_line(&lb, &l, &n) == LINEBUF_TOOLONG, "one byte over the limit refused");
     linebuf_append(&lb, "ok\r\n", 4);
     CHECK(line_is(&lb, "ok"), "next line after it is fine");
+
+    /* a second limit on what is skipped of an over-long line */
+    linebuf_limits(&lb, 1024, 4096);
+    memset(big, 'A', 5000);
+    linebuf_append(&lb, big, 1500);
+    CHECK(linebuf_line(&lb, &l, &n) == LINEBUF_TOOLONG && lb.skipping,
+          "over the limit: said before the end of the line");
+    linebuf_append(&lb, big, 2000);
+    CHECK(linebuf_line(&lb, &l, &n) == LINEBUF_MORE, "skipped, still under the skip limit");
+    linebuf_append(&lb, big, 1000);
+    CHECK(linebuf_line(&lb, &l, &n) == LINEBUF_ENDLESS, "past the skip limit: said once");
+    linebuf_append(&lb, big, 5000);
+    CHECK(linebuf_line(&lb, &l, &n) == LINEBUF_MORE && lb.len == 0, "and still skipped");
+    linebuf_append(&lb, "A\nnext\n", 8);
+    CHECK(line_is(&lb, "next"), "reading resumes after it");
+    linebuf_append(&lb, big, 2000);
+    CHECK(linebuf_line(&lb, &l, &n) == LINEBUF_TOOLONG, "the next over-long line");
+    linebuf_append(&lb, "\nafter\n", 7);
+    CHECK(line_is(&lb, "after"), "ends under the skip limit: no ENDLESS");
+    big[4999] = '\n';
+    linebuf_append(&lb, big, 5000);
+    CHECK(linebuf_line(&lb, &l, &n) == LINEBUF_ENDLESS,
+          "a whole line past the skip limit at once is ENDLESS too");
+    linebuf_append(&lb, "x\n", 2);
+    CHECK(line_is(&lb, "x"), "and reading goes on after it");
+    linebuf_limits(&lb, 1024, 0);
     free(big);
 
     /* STARTTLS: pipelined input is dropped */
@@ -82,9 +108,8 @@ static void test_sasl(void)
 
     /* PLAIN with an initial response: "\0alice\0secret" */
     proto_sasl_start(&s, "PLAIN", 5);
-    CHECK(proto_sasl_step(&s, "AGFsaWNlAHNlY3JldA==", 20, &ch) == SASL_DONE &&
-              s.user_len == 5 && !memcmp(s.user, "alice", 5) && s.pass_len == 6 &&
-              !memcmp(s.pass, "secret", 6),
+    CHECK(proto_sasl_step(&s, "AGFsaWNlAHNlY3JldA==", 20, &ch) == SASL_DONE && s.user_len == 5 &&
+              !memcmp(s.user, "alice", 5) && s.pass_len == 6 && !memcmp(s.pass, "secret", 6),
           "PLAIN initial response decoded");
     proto_sasl_clear(&s);
     CHECK(s.pass[0] == 0 && s.pass_len == 0, "credentials wiped");

@@ -770,6 +770,39 @@ static void test_copy_move_expunge(void)
     CHECK_RC(storage_append(u, inbox, msg_a, strlen(msg_a), 0, NULL, 0, 0, &uid), STORAGE_E_QUOTA);
     storage_set_quota(u, 0, 0);
 
+    /* the room left, and a draft capped at it while it is written */
+    {
+        uint64_t rb, rm;
+        struct storage_draft *d;
+        CHECK_RC(storage_quota_room(u, &rb, &rm), 0);
+        CHECK(rb == UINT64_MAX && rm == UINT64_MAX);
+        CHECK_RC(storage_quota_usage(u, &qb, &qm), 0);
+        storage_set_quota(u, qb + 100, qm + 2);
+        CHECK_RC(storage_quota_room(u, &rb, &rm), 0);
+        CHECK(rb == 100 && rm == 2);
+        storage_set_quota(u, qb > 0 ? qb - 1 : 1, 0);
+        CHECK_RC(storage_quota_room(u, &rb, &rm), 0);
+        CHECK(rb == 0 && rm == UINT64_MAX);
+        storage_set_quota(u, 0, 0);
+
+        CHECK_RC(storage_draft_new(u, 0, &d), 0);
+        storage_draft_set_room(d, 12);
+        CHECK_RC(storage_draft_write(d, "0123456789", 10), 0);
+        /* a bare LF becomes CRLF: 10 + 2 fits exactly */
+        CHECK_RC(storage_draft_write(d, "\n", 1), 0);
+        CHECK(storage_draft_size(d) == 12);
+        CHECK_RC(storage_draft_write(d, "x", 1), STORAGE_E_QUOTA);
+        CHECK_RC(storage_draft_write(d, "x", 1), STORAGE_E_INVAL); /* failed for good */
+        CHECK(storage_draft_size(d) == 12);
+        storage_draft_free(d);
+
+        CHECK_RC(storage_draft_new(u, 0, &d), 0);
+        storage_draft_set_room(d, 11);
+        CHECK_RC(storage_draft_write(d, "0123456789\n", 11), STORAGE_E_QUOTA);
+        CHECK(storage_draft_size(d) == 10);
+        storage_draft_free(d);
+    }
+
     /* UID never reused: expunge the highest, reopen, append */
     struct storage_range r5 = {5, 5};
     struct storage_uidset s5 = {1, &r5};
