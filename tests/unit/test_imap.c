@@ -331,7 +331,9 @@ static void test_literal_lines_linear(void)
     const size_t rounds = 500000, namelen = 1 << 20;
     char *head = malloc(namelen + 16);
 
+    /* the commands come before login: the limit there is raised too */
     cf->max_line_length = 16u << 20;
+    cf->max_line_length_prelogin = 16u << 20;
     cf->max_literal_size = 64u << 20;
     drive_literals("aaaa{1+}\r\n", 10, rounds);
     if (head) {
