@@ -48,20 +48,30 @@ class ControlServer:
     something."""
 
     def __init__(self, cert, key):
-        self.port = harness.free_port()
-        self.proc = subprocess.Popen(
-            [GNUTLS_SERV, '--x509certfile', cert, '--x509keyfile', key, '-p', str(self.port),
-             '--priority', 'NORMAL:+VERS-TLS1.0:+VERS-TLS1.1'],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
+        # A port taken meanwhile makes gnutls-serv exit: try another one.
+        for _ in range(5):
+            self.port = harness.free_port()
+            self.proc = subprocess.Popen(
+                [GNUTLS_SERV, '--x509certfile', cert, '--x509keyfile', key, '-p', str(self.port),
+                 '--priority', 'NORMAL:+VERS-TLS1.0:+VERS-TLS1.1'],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if self._wait_listening():
+                return
+        raise RuntimeError('gnutls-serv did not start')
+
+    def _wait_listening(self):
+        deadline = time.monotonic() + harness.START_TIMEOUT
         while True:
             try:
                 socket.create_connection((HOST, self.port), timeout=1).close()
-                break
+                return True
             except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
+                if self.proc.poll() is not None:
+                    return False
+                if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError('gnutls-serv did not start')
+                    raise RuntimeError('gnutls-serv did not listen within %ds' %
+                                       harness.START_TIMEOUT)
                 time.sleep(0.05)
 
     def stop(self):
