@@ -56,6 +56,7 @@ enum {
     STORAGE_E_NOPERM = -11,   /* delete INBOX, rename to/over INBOX, ... */
     STORAGE_E_CORRUPT = -12,  /* index corrupt (open rebuilds it; seen only by check) */
     STORAGE_E_TOOBIG = -13,   /* message larger than the limit given */
+    STORAGE_E_LIMIT = -14,    /* over a work limit of storage_set_limits */
 };
 
 /* Static English text for an error code. */
@@ -114,6 +115,24 @@ int storage_open(const char *data_dir, int64_t id, struct storage_user **out);
 /* Drops a reference; the last one closes the index. Index. */
 void storage_close(struct storage_user *u);
 int64_t storage_user_id(const struct storage_user *u);
+
+/* Work limits, the same for every account of the process (0 = none);
+ * past one a call fails with STORAGE_E_LIMIT and changes nothing:
+ * - max_steps: SQLite VM steps one call may run on its read connection
+ *   (counted in steps of 1,000, so a statement shorter than that is free);
+ * - max_header_scans: storage_search criteria that read the message files
+ *   (HEADER on a field the index does not keep);
+ * - max_mailboxes: mailboxes of an account, for storage_mbox_create and
+ *   storage_mbox_rename (an index rebuilt from the Maildir keeps them all);
+ * - max_subscriptions: subscriptions of an account, for storage_subscribe.
+ * Set before any other thread uses the storage. */
+struct storage_limits {
+    uint64_t max_steps;
+    unsigned max_header_scans;
+    unsigned max_mailboxes;
+    unsigned max_subscriptions;
+};
+void storage_set_limits(const struct storage_limits *l);
 
 /* Quota limits applied by storage_deliver and storage_append (0 = none). */
 void storage_set_quota(struct storage_user *u, uint64_t max_bytes, uint64_t max_messages);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "protocol/imap/imap_private.h"
+#include "server/base/config.h"
 
 /* ---- parsing ---- */
 
@@ -24,6 +25,7 @@ static struct imap_fetch_item *new_item(struct imap_arena *ar, struct imap_fetch
     if (!it)
         return NULL;
     it->type = t;
+    sp->nitems++;
     **tail = it;
     *tail = &it->next;
     switch (t) {
@@ -837,6 +839,13 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
             err = "Too deeply nested.";
         fetch_destroy(f);
         imap_bad(s, "%s", err);
+        return;
+    }
+    if (f->spec.nitems > conn_conf(s->c)->imap_max_fetch_items) {
+        /* each item costs per message (a section reads the file again) */
+        fetch_destroy(f);
+        imap_finish(s, "NO", "[LIMIT] Too many fetch attributes (at most %u).",
+                    conn_conf(s->c)->imap_max_fetch_items);
         return;
     }
     if (imap_sel_resolve(s, &set, s->uid_cmd, &f->ar, &us) < 0) {

@@ -199,6 +199,7 @@ struct imap_fetch_spec {
     bool need_body;        /* some item reads the message file */
     bool sets_seen;        /* BODY[...] without PEEK, RFC822, RFC822.TEXT */
     bool flags, uid;
+    unsigned nitems; /* items asked for, macros expanded */
 };
 int imap_fetch_parse(struct imap_args *a, struct imap_arena *ar, struct imap_fetch_spec *out,
                      const char **err);
