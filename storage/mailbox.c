@@ -292,7 +292,8 @@ int storage_mbox_get(struct storage_user *u, const char *name, struct storage_mb
 }
 
 int storage_mbox_list(struct storage_user *u, const char *pattern, bool subscribed_only,
-                      int (*cb)(void *arg, const struct storage_mbox *m), void *arg)
+                      const char *after, int (*cb)(void *arg, const struct storage_mbox *m),
+                      void *arg)
 {
     sqlite3_stmt *st;
     sqlite3 *db;
@@ -302,10 +303,11 @@ int storage_mbox_list(struct storage_user *u, const char *pattern, bool subscrib
         return STORAGE_E_TEMP;
     rc = db_prepare(db,
                     MBOX_INFO_SELECT
-                    " WHERE ?1 = 0 OR sub"
+                    " WHERE m.name > ?2 AND (?1 = 0 OR sub)"
                     " UNION ALL"
                     " SELECT 0, name, 0, 0, 0, 0, 1, 0 FROM subscriptions s"
-                    " WHERE ?1 AND NOT EXISTS (SELECT 1 FROM mailboxes m WHERE m.name = s.name)"
+                    " WHERE ?1 AND s.name > ?2"
+                    " AND NOT EXISTS (SELECT 1 FROM mailboxes m WHERE m.name = s.name)"
                     " ORDER BY 2",
                     &st);
     if (rc) {
@@ -313,6 +315,7 @@ int storage_mbox_list(struct storage_user *u, const char *pattern, bool subscrib
         return rc;
     }
     sqlite3_bind_int(st, 1, subscribed_only ? 1 : 0);
+    sqlite3_bind_text(st, 2, after ? after : "", -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct storage_mbox m;
         const char *name = (const char *)sqlite3_column_text(st, 1);

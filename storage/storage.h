@@ -179,12 +179,15 @@ struct storage_status {
 /* Looks a mailbox up by name. STORAGE_E_NOMBOX if absent. Index. */
 int storage_mbox_get(struct storage_user *u, const char *name, struct storage_mbox *out);
 /* Calls cb for each mailbox matching pattern (storage_pattern_match), in name
- * order; cb returning non-zero stops. subscribed_only gives LSUB/LIST
- * (SUBSCRIBED): existing subscribed mailboxes plus subscriptions to names
- * that do not exist (id 0). cb runs with a read connection held: it must
- * not call back into the storage. Index. */
+ * order (bytewise), from the first name after `after` (NULL: from the
+ * start, so that a long list is read in steps); cb returning non-zero
+ * stops. subscribed_only gives LSUB/LIST (SUBSCRIBED): existing subscribed
+ * mailboxes plus subscriptions to names that do not exist (id 0). cb runs
+ * with a read connection held: it must not call back into the storage.
+ * Index. */
 int storage_mbox_list(struct storage_user *u, const char *pattern, bool subscribed_only,
-                      int (*cb)(void *arg, const struct storage_mbox *m), void *arg);
+                      const char *after, int (*cb)(void *arg, const struct storage_mbox *m),
+                      void *arg);
 /* Creates a mailbox and any missing parents. Disk. */
 int storage_mbox_create(struct storage_user *u, const char *name, unsigned special_use);
 /* Deletes a mailbox and its messages. INBOX: STORAGE_E_NOPERM; with children:

@@ -261,7 +261,7 @@ static void test_mailboxes(void)
     CHECK(u == u2); /* shared handle */
     storage_close(u2);
 
-    CHECK_RC(storage_mbox_list(u, "*", false, on_list, &a), 0);
+    CHECK_RC(storage_mbox_list(u, "*", false, NULL, on_list, &a), 0);
     CHECK(a.n == 6);
     CHECK((i = list_has(&a, "INBOX")) >= 0);
     CHECK((i = list_has(&a, "Drafts")) >= 0 && a.special[i] == STORAGE_SPECIAL_DRAFTS);
@@ -279,13 +279,13 @@ static void test_mailboxes(void)
     CHECK(mbox_id(u, "inbox") == mbox_id(u, "INBOX"));
 
     memset(&a, 0, sizeof(a));
-    CHECK_RC(storage_mbox_list(u, "%", false, on_list, &a), 0);
+    CHECK_RC(storage_mbox_list(u, "%", false, NULL, on_list, &a), 0);
     CHECK(a.n == 7 && list_has(&a, "Projects") >= 0 && list_has(&a, "Archive/2024") < 0);
     memset(&a, 0, sizeof(a));
-    CHECK_RC(storage_mbox_list(u, "Archive/%", false, on_list, &a), 0);
+    CHECK_RC(storage_mbox_list(u, "Archive/%", false, NULL, on_list, &a), 0);
     CHECK(a.n == 1 && list_has(&a, "Archive/2024") == 0);
     memset(&a, 0, sizeof(a));
-    CHECK_RC(storage_mbox_list(u, "Projects/*", false, on_list, &a), 0);
+    CHECK_RC(storage_mbox_list(u, "Projects/*", false, NULL, on_list, &a), 0);
     CHECK(a.n == 2);
     {
         struct storage_mbox m;
@@ -300,12 +300,12 @@ static void test_mailboxes(void)
     CHECK_RC(storage_subscribe(u, "Archive/2024", true), 0);
     CHECK_RC(storage_subscribe(u, "Ghost", true), 0);
     memset(&a, 0, sizeof(a));
-    CHECK_RC(storage_mbox_list(u, "*", true, on_list, &a), 0);
+    CHECK_RC(storage_mbox_list(u, "*", true, NULL, on_list, &a), 0);
     CHECK(list_has(&a, "Archive/2024") >= 0 && list_has(&a, "Ghost") >= 0);
     CHECK(list_has(&a, "Projects") < 0);
     CHECK_RC(storage_subscribe(u, "Ghost", false), 0);
     memset(&a, 0, sizeof(a));
-    CHECK_RC(storage_mbox_list(u, "*", true, on_list, &a), 0);
+    CHECK_RC(storage_mbox_list(u, "*", true, NULL, on_list, &a), 0);
     CHECK(list_has(&a, "Ghost") < 0);
 
     /* delete */
@@ -1224,12 +1224,14 @@ static void test_kept_handle(void)
 }
 
 /* storage_set_limits: past a cap on mailboxes, subscriptions or header
- * searches a call answers STORAGE_E_LIMIT and changes nothing. */
+ * searches a call answers STORAGE_E_LIMIT and changes nothing; a listing
+ * read in steps (after) goes on where the last one stopped. */
 static void test_limits(void)
 {
     static const char msg[] = "From: a@example.org\r\nX-Tag: blue\r\nSubject: s\r\n\r\nbody\r\n";
     struct storage_user *u;
     struct storage_mbox m;
+    struct listacc a = {0};
     int64_t inbox;
     uint32_t uid;
 
@@ -1273,6 +1275,15 @@ static void test_limits(void)
     k[1].field = "Subject";
     k[1].str = "S";
     CHECK(search(u, inbox, &q, NULL) == 1);
+
+    /* in steps: after "Drafts", then after the last one */
+    CHECK_RC(storage_mbox_list(u, "*", false, "Drafts", on_list, &a), 0);
+    CHECK(a.n == 6 && !strcmp(a.names[0], "INBOX") && !strcmp(a.names[5], "b/a"));
+    a.n = 0;
+    CHECK_RC(storage_mbox_list(u, "*", false, "b/a", on_list, &a), 0);
+    CHECK(a.n == 0);
+    CHECK_RC(storage_mbox_list(u, "*", true, "Trash", on_list, &a), 0);
+    CHECK(a.n == 1 && !strcmp(a.names[0], "s2"));
 
     storage_set_limits(&(struct storage_limits){0});
     storage_close(u);
