@@ -442,7 +442,7 @@ const struct conf_setting conf_settings[] = {
      .doc = "an account's index stays open this long after its last session (clients reconnect)"},
     {ROW("mail_keep_open_max", "1000", "Mail storage"), UINT(mail_keep_open_max, 0, 1000000),
      .doc = "accounts kept open so at most"},
-    {ROW("mail_max_query_steps", "200M", "Mail storage"),
+    {ROW("mail_max_query_steps", "50M", "Mail storage"),
      UINT(mail_max_query_steps, 10000, 4000000000u),
      .doc = "SQLite steps one index read of a command may take (a costly SEARCH); then NO [LIMIT]"},
     {ROW("mail_max_header_searches", "32", "Mail storage"),
