@@ -3,6 +3,7 @@
 #include "server/base/config.h"
 #include "server/ctl.h"
 #include "server/base/privdrop.h"
+#include "storage/storage.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -100,6 +101,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "coffrectl: %s\n", err);
         return CTL_EXIT_CONFIG;
     }
+    /* what coffrectl creates counts against the accounts' limits too */
+    storage_set_limits(&(struct storage_limits){
+        .max_steps = conf.mail_max_query_steps,
+        .max_header_scans = conf.mail_max_header_searches,
+        .max_mailboxes = conf.mail_max_mailboxes,
+        .max_subscriptions = conf.mail_max_subscriptions,
+    });
 
     for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++)
         if (!strcmp(argv[i], families[f].name))

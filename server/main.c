@@ -16,6 +16,7 @@
 #include "server/base/log.h"
 #include "server/base/privdrop.h"
 #include "server/server.h"
+#include "storage/storage.h"
 #include "tls/tls.h"
 
 static void usage(FILE *f)
@@ -208,6 +209,12 @@ int main(int argc, char **argv)
     }
 
     mailuser_configure(s->conf.mail_keep_open_ms, s->conf.mail_keep_open_max);
+    storage_set_limits(&(struct storage_limits){
+        .max_steps = s->conf.mail_max_query_steps,
+        .max_header_scans = s->conf.mail_max_header_searches,
+        .max_mailboxes = s->conf.mail_max_mailboxes,
+        .max_subscriptions = s->conf.mail_max_subscriptions,
+    });
 
     uv_signal_init(s->loop, &s->sig_term);
     uv_signal_init(s->loop, &s->sig_int);

@@ -43,6 +43,7 @@ struct storage_user {
     pthread_cond_t rcond;
     sqlite3 *rdb[STORAGE_READERS];
     bool rbusy[STORAGE_READERS];
+    uint64_t rsteps[STORAGE_READERS]; /* VM steps of the current borrower */
 
     pthread_rwlock_t watch_lock;
     struct storage_watch *watches;
@@ -96,6 +97,11 @@ int db_int_binds(sqlite3 *db, int64_t *out, const char *sql, const char *text, c
 /* Makes room for element n of a growable array (*arr, *cap elements of
  * size bytes; `first` the capacity of a new one). 0 or STORAGE_E_NOMEM. */
 int array_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first);
+/* The limits of storage_set_limits. */
+extern struct storage_limits storage_limits;
+/* A read connection, for one call: its VM steps count against
+ * storage_limits.max_steps from here (SQLITE_INTERRUPT past them, which
+ * err_from_sqlite turns into STORAGE_E_LIMIT). */
 sqlite3 *reader_get(struct storage_user *u);
 void reader_put(struct storage_user *u, sqlite3 *db);
 void writer_lock(struct storage_user *u);

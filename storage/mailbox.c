@@ -292,7 +292,8 @@ int storage_mbox_get(struct storage_user *u, const char *name, struct storage_mb
 }
 
 int storage_mbox_list(struct storage_user *u, const char *pattern, bool subscribed_only,
-                      int (*cb)(void *arg, const struct storage_mbox *m), void *arg)
+                      const char *after, int (*cb)(void *arg, const struct storage_mbox *m),
+                      void *arg)
 {
     sqlite3_stmt *st;
     sqlite3 *db;
@@ -302,10 +303,11 @@ int storage_mbox_list(struct storage_user *u, const char *pattern, bool subscrib
         return STORAGE_E_TEMP;
     rc = db_prepare(db,
                     MBOX_INFO_SELECT
-                    " WHERE ?1 = 0 OR sub"
+                    " WHERE m.name > ?2 AND (?1 = 0 OR sub)"
                     " UNION ALL"
                     " SELECT 0, name, 0, 0, 0, 0, 1, 0 FROM subscriptions s"
-                    " WHERE ?1 AND NOT EXISTS (SELECT 1 FROM mailboxes m WHERE m.name = s.name)"
+                    " WHERE ?1 AND s.name > ?2"
+                    " AND NOT EXISTS (SELECT 1 FROM mailboxes m WHERE m.name = s.name)"
                     " ORDER BY 2",
                     &st);
     if (rc) {
@@ -313,6 +315,7 @@ int storage_mbox_list(struct storage_user *u, const char *pattern, bool subscrib
         return rc;
     }
     sqlite3_bind_int(st, 1, subscribed_only ? 1 : 0);
+    sqlite3_bind_text(st, 2, after ? after : "", -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct storage_mbox m;
         const char *name = (const char *)sqlite3_column_text(st, 1);
@@ -343,11 +346,44 @@ struct create_ctx {
     unsigned special_use;
 };
 
+/* STORAGE_E_LIMIT when creating name and its missing parents would take
+ * the account past storage_limits.max_mailboxes. */
+static int mailbox_room(sqlite3 *db, const char *name)
+{
+    char p[STORAGE_MBOX_NAME_MAX + 1];
+    int64_t have = 0, missing = 0;
+    char *slash;
+    int rc;
+
+    if (!storage_limits.max_mailboxes)
+        return 0;
+    pathf(p, sizeof(p), "%s", name);
+    /* the name, then each parent until one exists */
+    for (;;) {
+        int64_t exists = 0;
+        if ((rc = db_int_binds(db, &exists, "SELECT count(*) FROM mailboxes WHERE name = ?", p,
+                               NULL, 0)) != 0)
+            return rc;
+        if (exists)
+            break;
+        missing++;
+        if (!(slash = strrchr(p, '/')))
+            break;
+        *slash = '\0';
+    }
+    if ((rc = db_int_binds(db, &have, "SELECT count(*) FROM mailboxes", NULL, NULL, 0)) != 0)
+        return rc;
+    return missing && have + missing > (int64_t)storage_limits.max_mailboxes ? STORAGE_E_LIMIT : 0;
+}
+
 static int create_work(struct txn *t, void *ctx)
 {
     struct create_ctx *c = ctx;
     int64_t id = 0;
-    int rc = mbox_create_locked(t->u, c->name, c->special_use, 0, 0, &id);
+    int rc = mailbox_room(t->db, c->name);
+
+    if (rc == 0)
+        rc = mbox_create_locked(t->u, c->name, c->special_use, 0, 0, &id);
 
     return rc ? rc : mailbox_event(t, id);
 }
@@ -665,7 +701,7 @@ static int rename_work(struct txn *t, void *ctx)
         return rc;
     if (strcmp(c->from, "INBOX") == 0) {
         int64_t id = 0;
-        if ((rc = rename_inbox(u, c->to, &id)) != 0)
+        if ((rc = mailbox_room(t->db, c->to)) != 0 || (rc = rename_inbox(u, c->to, &id)) != 0)
             return rc;
         c->inbox = true;
         return mailbox_event(t, id);
@@ -680,6 +716,8 @@ static int rename_work(struct txn *t, void *ctx)
             size_t pl = (size_t)(slash - c->to);
             memcpy(parent, c->to, pl);
             parent[pl] = '\0';
+            if ((rc = mailbox_room(t->db, parent)) != 0)
+                return rc;
             rc = mbox_create_locked(u, parent, 0, 0, 0, NULL);
             if (rc && rc != STORAGE_E_EXISTS)
                 return rc;
@@ -766,6 +804,18 @@ struct subscribe_ctx {
 static int subscribe_work(struct txn *t, void *ctx)
 {
     struct subscribe_ctx *c = ctx;
+    int64_t have = 0, exists = 0;
+    int rc;
+
+    if (c->on && storage_limits.max_subscriptions) {
+        if ((rc = db_int_binds(t->db, &exists, "SELECT count(*) FROM subscriptions WHERE name = ?",
+                               c->name, NULL, 0)) != 0 ||
+            (rc = db_int_binds(t->db, &have, "SELECT count(*) FROM subscriptions", NULL, NULL,
+                               0)) != 0)
+            return rc;
+        if (!exists && have >= (int64_t)storage_limits.max_subscriptions)
+            return STORAGE_E_LIMIT;
+    }
     return subscription_set(t->db, c->name, c->on);
 }
 

@@ -93,52 +93,74 @@ static void fn_contains(sqlite3_context *ctx, int argc, sqlite3_value **argv)
                                         (size_t)sqlite3_value_bytes(argv[1])));
 }
 
-/* coffre_header(mailbox_dir, rel_path, field, value) */
-static void fn_header(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-    const char *dir = (const char *)sqlite3_value_text(argv[0]);
-    const char *rel = (const char *)sqlite3_value_text(argv[1]);
-    const char *field = (const char *)sqlite3_value_text(argv[2]);
-    const char *value = (const char *)sqlite3_value_text(argv[3]);
-    char path[STORAGE_PATH_MAX];
-    char *buf;
-    size_t len = 0, fl, hend;
-    int fd, found = 0;
+/* The header block of the message file a search looked at last: every
+ * HEADER criterion on a field outside the index reads it, and SQLite
+ * evaluates all of a row's criteria before the next row, so a file is
+ * opened and read once per message whatever the number of criteria. One
+ * per storage_search, bound to each coffre_header call as a pointer. */
+struct header_cache {
+    const char *mdir;
+    char path[STORAGE_PATH_MAX]; /* "" when buf holds nothing */
+    char *buf;                   /* HEADER_READ_MAX + 1 bytes */
+    size_t hend;                 /* header block length in buf */
+};
 
-    if (!dir || !rel || !field || !value) {
-        sqlite3_result_int(ctx, 0);
-        return;
-    }
-    fl = strlen(field);
-    pathf(path, sizeof(path), "%s/%s", dir, rel);
+/* The header block of mdir/rel into c; false when the file cannot be read. */
+static bool header_load(struct header_cache *c, const char *rel)
+{
+    char path[STORAGE_PATH_MAX];
+    size_t len = 0;
+    int fd;
+
+    if (pathf(path, sizeof(path), "%s/%s", c->mdir, rel) < 0)
+        return false;
+    if (c->path[0] && strcmp(c->path, path) == 0)
+        return true;
+    c->path[0] = '\0';
+    if (!c->buf && !(c->buf = malloc(HEADER_READ_MAX + 1)))
+        return false;
     fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        sqlite3_result_int(ctx, 0);
-        return;
-    }
-    buf = malloc(HEADER_READ_MAX + 1);
-    if (!buf) {
-        close(fd);
-        sqlite3_result_error_nomem(ctx);
-        return;
-    }
+    if (fd < 0)
+        return false;
     while (len < HEADER_READ_MAX) {
-        ssize_t n = read(fd, buf + len, HEADER_READ_MAX - len);
+        ssize_t n = read(fd, c->buf + len, HEADER_READ_MAX - len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             break;
         len += (size_t)n;
-        buf[len] = '\0';
-        if (strstr(buf, "\r\n\r\n"))
+        c->buf[len] = '\0';
+        if (strstr(c->buf, "\r\n\r\n"))
             break;
     }
     close(fd);
-    buf[len] = '\0';
+    c->buf[len] = '\0';
     {
-        char *e = strstr(buf, "\r\n\r\n");
-        hend = e ? (size_t)(e - buf) + 2 : len;
+        char *e = strstr(c->buf, "\r\n\r\n");
+        c->hend = e ? (size_t)(e - c->buf) + 2 : len;
     }
+    memcpy(c->path, path, sizeof(path));
+    return true;
+}
+
+/* coffre_header(cache, rel_path, field, value) */
+static void fn_header(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    struct header_cache *c = sqlite3_value_pointer(argv[0], "coffre_header_cache");
+    const char *rel = (const char *)sqlite3_value_text(argv[1]);
+    const char *field = (const char *)sqlite3_value_text(argv[2]);
+    const char *value = (const char *)sqlite3_value_text(argv[3]);
+    const char *buf;
+    size_t fl, hend;
+    int found = 0;
+
+    if (!c || !rel || !field || !value || !header_load(c, rel)) {
+        sqlite3_result_int(ctx, 0);
+        return;
+    }
+    fl = strlen(field);
+    buf = c->buf;
+    hend = c->hend;
     for (size_t i = 0; i < hend && !found;) {
         size_t ls = i, le;
         /* a field: its first line and its continuation lines */
@@ -160,7 +182,6 @@ static void fn_header(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         }
         i = le > ls ? le : ls + 1;
     }
-    free(buf);
     sqlite3_result_int(ctx, found);
 }
 
@@ -334,7 +355,7 @@ void register_sql_functions(sqlite3 *db, struct storage_user *u)
 
 /* ---- query building ---- */
 
-enum bind_type { B_INT, B_TEXT, B_SET };
+enum bind_type { B_INT, B_TEXT, B_SET, B_HEADERS };
 struct bind {
     enum bind_type type;
     int64_t i;
@@ -348,7 +369,7 @@ struct qb {
     struct bind *b;
     size_t nb, capb;
     int err;
-    const char *mdir;
+    unsigned header_scans; /* criteria reading the message files */
 };
 
 static void put(struct qb *q, const char *s)
@@ -620,8 +641,11 @@ static void build(struct qb *q, const struct storage_search *n, int depth)
             bind_text(q, n->str);
             put(q, ")");
         } else {
+            struct bind *b;
+            q->header_scans++;
             put(q, "coffre_header(");
-            bind_text(q, q->mdir);
+            if ((b = add_bind(q)) != NULL)
+                b->type = B_HEADERS;
             put(q, ", m.path, ");
             bind_text(q, n->field);
             put(q, ", ");
@@ -697,6 +721,7 @@ int storage_search(struct storage_user *u, int64_t mbox, const struct storage_se
                    struct storage_uidlist *out)
 {
     char mdir[STORAGE_PATH_MAX];
+    struct header_cache headers = {.mdir = mdir};
     struct qb q = {0};
     struct mbox_row m;
     sqlite3_stmt *st = NULL;
@@ -711,7 +736,6 @@ int storage_search(struct storage_user *u, int64_t mbox, const struct storage_se
     if ((rc = db_exec(db, "BEGIN")) != 0 || (rc = mbox_by_id(db, mbox, &m)) != 0 ||
         (rc = mbox_path(u, m.name, mdir, sizeof(mdir))) != 0)
         goto out;
-    q.mdir = mdir;
     put(&q, "SELECT m.uid FROM messages m JOIN bodies b ON b.id = m.body_id"
             " WHERE m.mailbox_id = ");
     bind_int(&q, mbox);
@@ -720,6 +744,10 @@ int storage_search(struct storage_user *u, int64_t mbox, const struct storage_se
     put(&q, ") ORDER BY m.uid");
     if ((rc = q.err) != 0)
         goto out;
+    if (storage_limits.max_header_scans && q.header_scans > storage_limits.max_header_scans) {
+        rc = STORAGE_E_LIMIT;
+        goto out;
+    }
     if ((rc = db_prepare(db, q.sql, &st)) != 0)
         goto out;
     for (size_t i = 0; i < q.nb; i++) {
@@ -733,6 +761,9 @@ int storage_search(struct storage_user *u, int64_t mbox, const struct storage_se
             break;
         case B_SET:
             sqlite3_bind_pointer(st, k, q.b[i].set, "coffre_rangeset", NULL);
+            break;
+        case B_HEADERS:
+            sqlite3_bind_pointer(st, k, &headers, "coffre_header_cache", NULL);
             break;
         }
     }
@@ -749,6 +780,7 @@ out:
     sqlite3_finalize(st);
     reader_put(u, db);
     free_binds(&q);
+    free(headers.buf);
     if (rc)
         storage_uidlist_free(out);
     return rc;

@@ -56,6 +56,7 @@ enum {
     STORAGE_E_NOPERM = -11,   /* delete INBOX, rename to/over INBOX, ... */
     STORAGE_E_CORRUPT = -12,  /* index corrupt (open rebuilds it; seen only by check) */
     STORAGE_E_TOOBIG = -13,   /* message larger than the limit given */
+    STORAGE_E_LIMIT = -14,    /* over a work limit of storage_set_limits */
 };
 
 /* Static English text for an error code. */
@@ -115,6 +116,24 @@ int storage_open(const char *data_dir, int64_t id, struct storage_user **out);
 void storage_close(struct storage_user *u);
 int64_t storage_user_id(const struct storage_user *u);
 
+/* Work limits, the same for every account of the process (0 = none);
+ * past one a call fails with STORAGE_E_LIMIT and changes nothing:
+ * - max_steps: SQLite VM steps one call may run on its read connection
+ *   (counted in steps of 1,000, so a statement shorter than that is free);
+ * - max_header_scans: storage_search criteria that read the message files
+ *   (HEADER on a field the index does not keep);
+ * - max_mailboxes: mailboxes of an account, for storage_mbox_create and
+ *   storage_mbox_rename (an index rebuilt from the Maildir keeps them all);
+ * - max_subscriptions: subscriptions of an account, for storage_subscribe.
+ * Set before any other thread uses the storage. */
+struct storage_limits {
+    uint64_t max_steps;
+    unsigned max_header_scans;
+    unsigned max_mailboxes;
+    unsigned max_subscriptions;
+};
+void storage_set_limits(const struct storage_limits *l);
+
 /* Quota limits applied by storage_deliver and storage_append (0 = none). */
 void storage_set_quota(struct storage_user *u, uint64_t max_bytes, uint64_t max_messages);
 /* Usage, kept incrementally in the index. Index. */
@@ -164,12 +183,15 @@ struct storage_status {
 /* Looks a mailbox up by name. STORAGE_E_NOMBOX if absent. Index. */
 int storage_mbox_get(struct storage_user *u, const char *name, struct storage_mbox *out);
 /* Calls cb for each mailbox matching pattern (storage_pattern_match), in name
- * order; cb returning non-zero stops. subscribed_only gives LSUB/LIST
- * (SUBSCRIBED): existing subscribed mailboxes plus subscriptions to names
- * that do not exist (id 0). cb runs with a read connection held: it must
- * not call back into the storage. Index. */
+ * order (bytewise), from the first name after `after` (NULL: from the
+ * start, so that a long list is read in steps); cb returning non-zero
+ * stops. subscribed_only gives LSUB/LIST (SUBSCRIBED): existing subscribed
+ * mailboxes plus subscriptions to names that do not exist (id 0). cb runs
+ * with a read connection held: it must not call back into the storage.
+ * Index. */
 int storage_mbox_list(struct storage_user *u, const char *pattern, bool subscribed_only,
-                      int (*cb)(void *arg, const struct storage_mbox *m), void *arg);
+                      const char *after, int (*cb)(void *arg, const struct storage_mbox *m),
+                      void *arg);
 /* Creates a mailbox and any missing parents. Disk. */
 int storage_mbox_create(struct storage_user *u, const char *name, unsigned special_use);
 /* Deletes a mailbox and its messages. INBOX: STORAGE_E_NOPERM; with children:

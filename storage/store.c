@@ -56,6 +56,8 @@ const char *storage_strerror(int err)
         return "index corrupt";
     case STORAGE_E_TOOBIG:
         return "message too big";
+    case STORAGE_E_LIMIT:
+        return "over a limit of this server";
     }
     return "unknown storage error";
 }
@@ -100,6 +102,8 @@ int err_from_sqlite(sqlite3 *db, int rc)
         return STORAGE_E_TEMP;
     case SQLITE_NOMEM:
         return STORAGE_E_NOMEM;
+    case SQLITE_INTERRUPT: /* only the step budget of reader_get interrupts */
+        return STORAGE_E_LIMIT;
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
         if (db)
@@ -374,6 +378,26 @@ int db_open_conn(const char *path, bool create, sqlite3 **out)
 
 /* ---- readers and the writer ---- */
 
+struct storage_limits storage_limits;
+
+void storage_set_limits(const struct storage_limits *l)
+{
+    storage_limits = *l;
+}
+
+/* SQLite calls it every STEP_CHUNK VM steps of a statement: the steps of
+ * the connection's current borrower add up, and past the budget the
+ * statement stops with SQLITE_INTERRUPT. */
+#define STEP_CHUNK 1000
+
+static int on_steps(void *arg)
+{
+    uint64_t *used = arg;
+
+    *used += STEP_CHUNK;
+    return storage_limits.max_steps && *used > storage_limits.max_steps;
+}
+
 sqlite3 *reader_get(struct storage_user *u)
 {
     char path[STORAGE_PATH_MAX];
@@ -399,6 +423,7 @@ sqlite3 *reader_get(struct storage_user *u)
         pthread_cond_wait(&u->rcond, &u->rlock);
     }
     u->rbusy[slot] = true;
+    u->rsteps[slot] = 0;
     db = u->rdb[slot];
     pthread_mutex_unlock(&u->rlock);
     if (db)
@@ -407,6 +432,7 @@ sqlite3 *reader_get(struct storage_user *u)
     pathf(path, sizeof(path), "%s/index.sqlite", u->root);
     if (db_open_conn(path, false, &db) == 0) {
         register_sql_functions(db, u);
+        sqlite3_progress_handler(db, STEP_CHUNK, on_steps, &u->rsteps[slot]);
         pthread_mutex_lock(&u->rlock);
         u->rdb[slot] = db;
         pthread_mutex_unlock(&u->rlock);
@@ -424,6 +450,7 @@ void reader_put(struct storage_user *u, sqlite3 *db)
     pthread_mutex_lock(&u->rlock);
     for (int i = 0; i < STORAGE_READERS; i++) {
         if (u->rdb[i] == db) {
+            u->rsteps[i] = 0; /* the ROLLBACK below is never interrupted */
             /* end any read transaction left open by an early return */
             if (!sqlite3_get_autocommit(db))
                 sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "protocol/imap/imap_private.h"
+#include "server/base/config.h"
 
 /* ---- parsing ---- */
 
@@ -24,6 +25,7 @@ static struct imap_fetch_item *new_item(struct imap_arena *ar, struct imap_fetch
     if (!it)
         return NULL;
     it->type = t;
+    sp->nitems++;
     **tail = it;
     *tail = &it->next;
     switch (t) {
@@ -337,8 +339,7 @@ struct fetch_msg {
 };
 
 struct imap_fetch {
-    struct imap_job j;
-    bool session_owned;
+    struct imap_steps st; /* first */
     int64_t mbox;
     bool uid_cmd, readonly;
     uint32_t recent_lo, recent_hi;
@@ -364,9 +365,6 @@ struct imap_fetch {
     uint64_t foff, fleft;
     char *mem;
     size_t memoff, memleft;
-    int err;
-    bool finished;
-    struct buf out;
 };
 
 static bool is_recent(const struct imap_fetch *f, uint32_t uid)
@@ -399,7 +397,7 @@ static size_t msg_ranges(const struct fetch_msg *m, size_t from, size_t to, stru
 static void item_sep(struct imap_fetch *f)
 {
     if (!f->first_item)
-        buf_add(&f->out, " ", 1);
+        buf_add(&f->st.out, " ", 1);
     f->first_item = false;
 }
 
@@ -407,8 +405,8 @@ static void item_sep(struct imap_fetch *f)
 static void cached_item(struct imap_fetch *f, const char *label, const char *cached)
 {
     item_sep(f);
-    buf_str(&f->out, label);
-    buf_str(&f->out, cached ? cached : "NIL");
+    buf_str(&f->st.out, label);
+    buf_str(&f->st.out, cached ? cached : "NIL");
 }
 
 /* The metadata items of one message (FLAGS ... UID), all but sections. */
@@ -416,7 +414,7 @@ static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it, ui
                       unsigned flags, const char *kw, uint64_t size, int64_t idate, const char *env,
                       const char *bs, const char *body)
 {
-    struct buf *b = &f->out;
+    struct buf *b = &f->st.out;
     switch (it->type) {
     case FI_FLAGS:
         item_sep(f);
@@ -449,11 +447,11 @@ static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it, ui
 
 static void msg_open(struct imap_fetch *f, uint32_t seq, uint32_t uid)
 {
-    buf_printf(&f->out, "* %u FETCH (", seq);
+    buf_printf(&f->st.out, "* %u FETCH (", seq);
     f->first_item = true;
     if (f->spec.uid || f->uid_cmd) {
         item_sep(f);
-        buf_printf(&f->out, "UID %u", uid);
+        buf_printf(&f->st.out, "UID %u", uid);
     }
 }
 
@@ -483,8 +481,8 @@ static int batch_cb(void *arg, const struct storage_msg *m)
     for (const struct imap_fetch_item *it = f->spec.items; it; it = it->next)
         meta_item(f, it, m->uid, m->flags, m->keywords, m->size, m->internal_date, m->envelope,
                   m->bodystructure, m->body);
-    buf_str(&f->out, ")\r\n");
-    return f->out.oom;
+    buf_str(&f->st.out, ")\r\n");
+    return f->st.out.oom;
 }
 
 static void do_batch(struct imap_fetch *f)
@@ -495,14 +493,14 @@ static void do_batch(struct imap_fetch *f)
     struct batch bt = {f, from, to};
 
     if (!r) {
-        f->err = STORAGE_E_NOMEM;
+        f->st.err = STORAGE_E_NOMEM;
         return;
     }
     nr = msg_ranges(f->msgs, from, to, r);
     struct storage_uidset set = {nr, r};
-    f->err = storage_fetch(f->j.u, f->mbox, &set, f->spec.storage_what, batch_cb, &bt);
-    if (!f->err && f->out.oom)
-        f->err = STORAGE_E_NOMEM;
+    f->st.err = storage_fetch(f->st.j.u, f->mbox, &set, f->spec.storage_what, batch_cb, &bt);
+    if (!f->st.err && f->st.out.oom)
+        f->st.err = STORAGE_E_NOMEM;
     free(r);
     f->pos = to;
 }
@@ -559,11 +557,11 @@ static void section_start(struct imap_fetch *f, const struct imap_fetch_item *it
     size_t memlen = 0;
 
     item_sep(f);
-    buf_str(&f->out, it->label);
-    buf_add(&f->out, " ", 1);
+    buf_str(&f->st.out, it->label);
+    buf_add(&f->st.out, " ", 1);
     if (it->kind == SEC_FIELDS || it->kind == SEC_FIELDS_NOT) {
-        rc = storage_msg_header_fields(f->j.u, f->mbox, f->cur.uid, it->part, it->names, it->nnames,
-                                       it->kind == SEC_FIELDS_NOT, &mem, &memlen);
+        rc = storage_msg_header_fields(f->st.j.u, f->mbox, f->cur.uid, it->part, it->names,
+                                       it->nnames, it->kind == SEC_FIELDS_NOT, &mem, &memlen);
         len = memlen;
     } else {
         static const char *const kinds[] = {"", "HEADER", "TEXT", "MIME"};
@@ -573,15 +571,15 @@ static void section_start(struct imap_fetch *f, const struct imap_fetch_item *it
             snprintf(sec, sizeof(sec), "%s.%s", it->part, kinds[it->kind]);
         else
             snprintf(sec, sizeof(sec), "%s", kinds[it->kind]);
-        rc = storage_msg_section(f->j.u, f->mbox, f->cur.uid, sec, &fd, &off, &len);
+        rc = storage_msg_section(f->st.j.u, f->mbox, f->cur.uid, sec, &fd, &off, &len);
     }
     if (rc == STORAGE_E_INVAL || rc == STORAGE_E_NOMSG) {
         /* no such part (or gone meanwhile): an empty string */
-        buf_str(&f->out, "\"\"");
+        buf_str(&f->st.out, "\"\"");
         return;
     }
     if (rc) {
-        f->err = rc;
+        f->st.err = rc;
         return;
     }
     uint64_t start = 0, n = len;
@@ -589,7 +587,7 @@ static void section_start(struct imap_fetch *f, const struct imap_fetch_item *it
         start = it->origin < len ? it->origin : len;
         n = len - start < it->count ? len - start : it->count;
     }
-    buf_printf(&f->out, "{%llu}\r\n", (unsigned long long)n);
+    buf_printf(&f->st.out, "{%llu}\r\n", (unsigned long long)n);
     if (mem) {
         f->mem = mem;
         f->memoff = (size_t)start;
@@ -610,27 +608,27 @@ static void section_start(struct imap_fetch *f, const struct imap_fetch_item *it
 static void stream_some(struct imap_fetch *f)
 {
     if (f->mem) {
-        buf_add(&f->out, f->mem + f->memoff, f->memleft);
+        buf_add(&f->st.out, f->mem + f->memoff, f->memleft);
         free(f->mem);
         f->mem = NULL;
         f->memleft = 0;
         return;
     }
     size_t want = f->fleft < 128 * 1024 ? (size_t)f->fleft : 128 * 1024;
-    if (!buf_reserve(&f->out, want)) {
-        f->err = STORAGE_E_NOMEM;
+    if (!buf_reserve(&f->st.out, want)) {
+        f->st.err = STORAGE_E_NOMEM;
         return;
     }
-    ssize_t r = pread(f->fd, f->out.p + f->out.len, want, (off_t)f->foff);
+    ssize_t r = pread(f->fd, f->st.out.p + f->st.out.len, want, (off_t)f->foff);
     if (r <= 0) {
         /* the file shrank under us: pad so the literal stays well-formed */
         if (r < 0 && errno == EINTR)
             return;
-        memset(f->out.p + f->out.len, ' ', want);
+        memset(f->st.out.p + f->st.out.len, ' ', want);
         r = (ssize_t)want;
     }
-    f->out.len += (size_t)r;
-    f->out.p[f->out.len] = '\0'; /* as struct buf keeps it */
+    f->st.out.len += (size_t)r;
+    f->st.out.p[f->st.out.len] = '\0'; /* as struct buf keeps it */
     f->foff += (uint64_t)r;
     f->fleft -= (uint64_t)r;
     if (!f->fleft)
@@ -643,8 +641,8 @@ static void do_message(struct imap_fetch *f)
         struct storage_range r = {f->msgs[f->pos].uid, f->msgs[f->pos].uid};
         struct storage_uidset set = {1, &r};
         cur_clear(f);
-        f->err = storage_fetch(f->j.u, f->mbox, &set, f->spec.storage_what, cur_cb, f);
-        if (f->err)
+        f->st.err = storage_fetch(f->st.j.u, f->mbox, &set, f->spec.storage_what, cur_cb, f);
+        if (f->st.err)
             return;
         if (!f->cur.found) {
             f->pos++; /* expunged meanwhile */
@@ -663,10 +661,10 @@ static void do_message(struct imap_fetch *f)
     if (!f->item) {
         if (!f->spec.flags && seen_changed(f, f->cur.uid)) {
             item_sep(f);
-            buf_str(&f->out, "FLAGS ");
-            imap_buf_flags(&f->out, f->cur.flags, f->cur.keywords, is_recent(f, f->cur.uid));
+            buf_str(&f->st.out, "FLAGS ");
+            imap_buf_flags(&f->st.out, f->cur.flags, f->cur.keywords, is_recent(f, f->cur.uid));
         }
-        buf_str(&f->out, ")\r\n");
+        buf_str(&f->st.out, ")\r\n");
         f->in_msg = false;
         f->pos++;
         cur_clear(f);
@@ -701,32 +699,32 @@ static void fetch_work(struct imap_job *j)
 {
     struct imap_fetch *f = (struct imap_fetch *)j;
 
-    buf_reset(&f->out);
+    buf_reset(&f->st.out);
     if (!f->seen_done && f->spec.sets_seen && !f->readonly) {
         /* \Seen set implicitly (RFC 3501 6.4.5), in one transaction */
         struct storage_range *r = malloc((f->n ? f->n : 1) * sizeof(*r));
         if (!r) {
-            f->err = STORAGE_E_NOMEM;
+            f->st.err = STORAGE_E_NOMEM;
             return;
         }
         struct storage_uidset set = {msg_ranges(f->msgs, 0, f->n, r), r};
-        f->err = storage_store(j->u, f->mbox, &set, STORAGE_STORE_ADD, STORAGE_FLAG_SEEN, NULL, 0,
-                               0, NULL, seen_cb, f);
+        f->st.err = storage_store(j->u, f->mbox, &set, STORAGE_STORE_ADD, STORAGE_FLAG_SEEN, NULL,
+                                  0, 0, NULL, seen_cb, f);
         free(r);
         f->seen_done = true;
-        if (f->err)
+        if (f->st.err)
             return;
     }
-    while (f->pos < f->n && f->out.len < IMAP_STEP_BYTES && !f->err) {
+    while (f->pos < f->n && f->st.out.len < IMAP_STEP_BYTES && !f->st.err) {
         if (!f->spec.need_body)
             do_batch(f);
         else
             do_message(f);
-        if (f->out.oom)
-            f->err = STORAGE_E_NOMEM;
+        if (f->st.out.oom)
+            f->st.err = STORAGE_E_NOMEM;
     }
     if (f->pos >= f->n)
-        f->finished = true;
+        f->st.finished = true;
 }
 
 static void fetch_destroy(struct imap_fetch *f)
@@ -736,81 +734,27 @@ static void fetch_destroy(struct imap_fetch *f)
     free(f->msgs);
     storage_uidlist_free(&f->seen_changed);
     imap_arena_free(&f->ar);
-    buf_free(&f->out);
+    buf_free(&f->st.out);
     free(f);
 }
 
-static void fetch_free_fn(struct imap_job *j)
+static void fetch_destroy_steps(struct imap_steps *st)
 {
-    struct imap_fetch *f = (struct imap_fetch *)j;
-    if (!f->session_owned)
-        fetch_destroy(f);
+    fetch_destroy((struct imap_fetch *)st);
 }
 
-static void fetch_continue(struct imap_session *s);
-
-static void fetch_done(struct imap_session *s, struct imap_job *j)
+static void fetch_end(struct imap_session *s, struct imap_steps *st)
 {
-    struct imap_fetch *f = (struct imap_fetch *)j;
+    struct imap_fetch *f = (struct imap_fetch *)st;
 
-    if (f->out.len) {
-        imap_flush(s);
-        conn_write(s->c, f->out.p, f->out.len);
-    }
-    if (f->err || f->finished) {
-        imap_cont_end(s);
-        f->session_owned = false; /* freed after this call */
-        if (f->own_modseq)
-            imap_sel_note_own_store(s, f->own_modseq);
-        if (f->err) {
-            imap_finish_storage_err(s, f->err, "FETCH");
-            return;
-        }
-        imap_finish(s, "OK", "%sFETCH completed.", f->uid_cmd ? "UID " : "");
+    if (f->own_modseq)
+        imap_sel_note_own_store(s, f->own_modseq);
+    if (st->err) {
+        imap_finish_storage_err(s, st->err, "FETCH");
         return;
     }
-    if (conn_write_queued(s->c) < CONN_WRITE_HIGH)
-        fetch_continue(s);
-    else
-        imap_stall(s); /* resumed once the client has read */
+    imap_finish(s, "OK", "%sFETCH completed.", f->uid_cmd ? "UID " : "");
 }
-
-/* The next step, on the pool. */
-static void fetch_continue(struct imap_session *s)
-{
-    struct imap_fetch *f = s->cont_data;
-    if (!f || s->job)
-        return;
-    memset(&f->j, 0, sizeof(f->j));
-    f->j.free_fn = fetch_free_fn;
-    if (imap_job_start(s, &f->j, fetch_work, fetch_done) < 0) {
-        /* job_free left it to us (session_owned) */
-        imap_cont_end(s);
-        fetch_destroy(f);
-        imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
-    }
-}
-
-/* The output drained: the next step, unless the client is still behind. */
-static void fetch_resume(struct imap_session *s)
-{
-    if (imap_out_pending(s) < CONN_WRITE_HIGH)
-        fetch_continue(s);
-}
-
-static void fetch_abort(struct imap_session *s)
-{
-    struct imap_fetch *f = s->cont_data;
-    if (s->job == &f->j)
-        f->session_owned = false; /* the running job frees it when done */
-    else
-        fetch_destroy(f);
-}
-
-static const struct imap_cont fetch_cont = {
-    .resume = fetch_resume,
-    .abort = fetch_abort,
-};
 
 void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
 {
@@ -837,6 +781,13 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
             err = "Too deeply nested.";
         fetch_destroy(f);
         imap_bad(s, "%s", err);
+        return;
+    }
+    if (f->spec.nitems > conn_conf(s->c)->imap_max_fetch_items) {
+        /* each item costs per message (a section reads the file again) */
+        fetch_destroy(f);
+        imap_finish(s, "NO", "[LIMIT] Too many fetch attributes (at most %u).",
+                    conn_conf(s->c)->imap_max_fetch_items);
         return;
     }
     if (imap_sel_resolve(s, &set, s->uid_cmd, &f->ar, &us) < 0) {
@@ -891,7 +842,8 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
         fetch_destroy(f);
         return;
     }
-    f->session_owned = true;
-    imap_cont_start(s, &fetch_cont, f);
-    fetch_continue(s);
+    f->st.work = fetch_work;
+    f->st.end = fetch_end;
+    f->st.destroy = fetch_destroy_steps;
+    imap_steps_start(s, &f->st);
 }

@@ -1,6 +1,7 @@
 /* LIST (with LIST-EXTENDED, RFC 5258, and SPECIAL-USE, RFC 6154), LSUB
- * and XLIST: the mailbox list is read from the index on the thread pool
- * and the answer built there. */
+ * and XLIST: the mailbox list is read from the index on the thread pool,
+ * in steps that each go on after the last name listed, so that a long
+ * answer is written as the client reads it, never held whole. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -19,18 +20,22 @@ enum {
 
 #define LIST_MAX_PATTERNS 32
 
+static const char *const kinds[] = {"LIST", "LSUB", "XLIST"};
+
 struct list_job {
-    struct imap_job j;
+    struct imap_steps st; /* first */
     enum list_mode mode;
     unsigned opts;
     size_t npat;
     char *pat[LIST_MAX_PATTERNS];
     struct imap_arena ar;
-    int err;
-    struct buf out;
-    /* RECURSIVEMATCH: subscribed names, in storage order */
+    /* the names are listed in steps: the next one starts after `after` */
+    char after[STORAGE_MBOX_NAME_MAX + 1];
+    bool started, names_done, step_full, oom;
+    /* RECURSIVEMATCH: every subscribed name, in storage (bytewise) order,
+     * then their parents are listed in steps from next_sub */
     char **subs;
-    size_t nsubs, capsubs;
+    size_t nsubs, capsubs, next_sub;
 };
 
 static bool match_any(struct list_job *l, const char *name)
@@ -43,8 +48,7 @@ static bool match_any(struct list_job *l, const char *name)
 
 static void list_line(struct list_job *l, const struct storage_mbox *m, bool childinfo)
 {
-    static const char *const kinds[] = {"LIST", "LSUB", "XLIST"};
-    struct buf *b = &l->out;
+    struct buf *b = &l->st.out;
     bool first = true;
 
 #define ATTR(x)                                                                                    \
@@ -83,57 +87,65 @@ static int list_cb(void *arg, const struct storage_mbox *m)
 {
     struct list_job *l = arg;
 
+    snprintf(l->after, sizeof(l->after), "%s", m->name);
+    l->started = true;
     if (l->opts & SEL_RECURSIVE) {
         if (l->nsubs == l->capsubs) {
             size_t ncap = l->capsubs ? l->capsubs * 2 : 32;
             char **n = realloc(l->subs, ncap * sizeof(*n));
-            if (!n)
+            if (!n) {
+                l->oom = true;
                 return 1;
+            }
             l->subs = n;
             l->capsubs = ncap;
         }
         l->subs[l->nsubs] = imap_arena_strndup(&l->ar, m->name, strlen(m->name));
-        if (!l->subs[l->nsubs])
+        if (!l->subs[l->nsubs]) {
+            l->oom = true;
             return 1;
+        }
         l->nsubs++;
     }
-    if (!match_any(l, m->name))
-        return 0;
-    if ((l->opts & SEL_SPECIAL) && !m->special_use)
-        return 0;
-    list_line(l, m, false);
-    return l->out.oom;
+    if (match_any(l, m->name) && (!(l->opts & SEL_SPECIAL) || m->special_use))
+        list_line(l, m, false);
+    if (l->st.out.oom)
+        return 1;
+    /* this step has written enough: the next one goes on after this name */
+    l->step_full = l->st.out.len >= IMAP_STEP_BYTES;
+    return l->step_full;
 }
 
-static void list_work(struct imap_job *j)
+static int cmp_name(const void *a, const void *b)
 {
-    struct list_job *l = (struct list_job *)j;
-    bool subscribed = l->mode == MODE_LSUB || (l->opts & SEL_SUBSCRIBED);
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
-    l->err = storage_mbox_list(j->u, "*", subscribed, list_cb, l);
-    if (l->err || !(l->opts & SEL_RECURSIVE))
-        return;
-    /* parents matching the pattern that are not subscribed themselves but
-     * have subscribed descendants (RFC 5258 CHILDINFO) */
-    for (size_t i = 0; i < l->nsubs; i++) {
+static bool subscribed(struct list_job *l, const char *name)
+{
+    return bsearch(&name, l->subs, l->nsubs, sizeof(*l->subs), cmp_name) != NULL;
+}
+
+/* RECURSIVEMATCH (RFC 5258 CHILDINFO): the parents matching a pattern
+ * that are not subscribed themselves but have subscribed descendants,
+ * each once: from its first subscribed descendant in name order. The
+ * names under a parent P ("P/...") are consecutive in that order, so P
+ * was already listed exactly when the previous subscription is under it
+ * too: one look back and a binary search per parent, not a scan. */
+static void list_parents(struct imap_job *j, struct list_job *l)
+{
+    for (; l->next_sub < l->nsubs && l->st.out.len < IMAP_STEP_BYTES; l->next_sub++) {
+        size_t i = l->next_sub;
         char parent[STORAGE_MBOX_NAME_MAX + 1];
-        snprintf(parent, sizeof(parent), "%s", l->subs[i]);
         char *slash;
+
+        snprintf(parent, sizeof(parent), "%s", l->subs[i]);
         while ((slash = strrchr(parent, '/'))) {
+            size_t pl = (size_t)(slash - parent);
             *slash = '\0';
-            if (!match_any(l, parent))
+            if (!match_any(l, parent) || subscribed(l, parent))
                 continue;
-            bool listed = false;
-            for (size_t k = 0; k < l->nsubs && !listed; k++)
-                if (!strcmp(l->subs[k], parent))
-                    listed = true;
-            /* each parent once: only from its first subscribed child */
-            for (size_t k = 0; k < i && !listed; k++) {
-                size_t pl = strlen(parent);
-                if (!strncmp(l->subs[k], parent, pl) && l->subs[k][pl] == '/')
-                    listed = true;
-            }
-            if (listed)
+            if (i > 0 && !strncmp(l->subs[i - 1], parent, pl) && l->subs[i - 1][pl] == '/')
                 continue;
             struct storage_mbox m;
             memset(&m, 0, sizeof(m));
@@ -145,30 +157,58 @@ static void list_work(struct imap_job *j)
             list_line(l, &m, true);
         }
     }
+    if (l->next_sub >= l->nsubs)
+        l->st.finished = true;
 }
 
-static void list_free(struct imap_job *j)
+/* One step: names from where the last one stopped, then parents. */
+static void list_work(struct imap_job *j)
 {
     struct list_job *l = (struct list_job *)j;
+    bool subs_only = l->mode == MODE_LSUB || (l->opts & SEL_SUBSCRIBED);
+
+    buf_reset(&l->st.out);
+    if (!l->names_done) {
+        l->step_full = false;
+        l->st.err =
+            storage_mbox_list(j->u, "*", subs_only, l->started ? l->after : NULL, list_cb, l);
+        if (!l->st.err && (l->st.out.oom || l->oom))
+            l->st.err = STORAGE_E_NOMEM;
+        if (l->st.err || l->step_full)
+            return;
+        l->names_done = true;
+        if (!(l->opts & SEL_RECURSIVE)) {
+            l->st.finished = true;
+            return;
+        }
+    }
+    list_parents(j, l);
+    if (l->st.out.oom)
+        l->st.err = STORAGE_E_NOMEM;
+}
+
+static void list_free(struct list_job *l)
+{
     imap_arena_free(&l->ar);
-    buf_free(&l->out);
+    buf_free(&l->st.out);
     free(l->subs);
     free(l);
 }
 
-static void list_done(struct imap_session *s, struct imap_job *j)
+static void list_destroy(struct imap_steps *st)
 {
-    struct list_job *l = (struct list_job *)j;
-    if (l->err || l->out.oom) {
-        imap_finish_storage_err(s, l->err ? l->err : STORAGE_E_NOMEM, "LIST");
+    list_free((struct list_job *)st);
+}
+
+static void list_end(struct imap_session *s, struct imap_steps *st)
+{
+    struct list_job *l = (struct list_job *)st;
+
+    if (st->err) {
+        imap_finish_storage_err(s, st->err, kinds[l->mode]);
         return;
     }
-    imap_flush(s);
-    conn_write(s->c, l->out.p, l->out.len);
-    imap_finish(s, "OK", "%s completed.",
-                l->mode == MODE_LSUB    ? "LSUB"
-                : l->mode == MODE_XLIST ? "XLIST"
-                                        : "LIST");
+    imap_finish(s, "OK", "%s completed.", kinds[l->mode]);
 }
 
 static int list_opts(struct imap_args *a, unsigned *opts, bool ret)
@@ -230,7 +270,6 @@ static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode 
         return;
     }
     l->mode = mode;
-    l->j.free_fn = list_free;
     if (imap_args_sp(a) != IMAP_ARG_OK)
         r = IMAP_ARG_BAD;
     if (r == IMAP_ARG_OK && mode == MODE_LIST && imap_args_peek(a, '(')) {
@@ -282,7 +321,7 @@ static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode 
     if (r == IMAP_ARG_OK && !imap_args_at_end(a))
         r = IMAP_ARG_BAD;
     if (r != IMAP_ARG_OK) {
-        list_free(&l->j);
+        list_free(l);
         imap_bad_arg(s, r,
                      mode == MODE_LSUB ? "LSUB reference pattern"
                                        : "LIST [(options)] reference pattern [RETURN (options)]");
@@ -290,18 +329,19 @@ static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode 
     }
     if (empty_pattern) {
         /* the hierarchy delimiter and root (RFC 3501 6.3.8) */
-        list_free(&l->j);
-        imap_printf(s, "* %s (\\Noselect) \"/\" \"\"\r\n",
-                    mode == MODE_LSUB    ? "LSUB"
-                    : mode == MODE_XLIST ? "XLIST"
-                                         : "LIST");
-        imap_finish(s, "OK", "%s completed.",
-                    mode == MODE_LSUB    ? "LSUB"
-                    : mode == MODE_XLIST ? "XLIST"
-                                         : "LIST");
+        list_free(l);
+        imap_printf(s, "* %s (\\Noselect) \"/\" \"\"\r\n", kinds[mode]);
+        imap_finish(s, "OK", "%s completed.", kinds[mode]);
         return;
     }
-    imap_cmd_job(s, &l->j, list_work, list_done);
+    if (!imap_storage(s)) {
+        list_free(l);
+        return;
+    }
+    l->st.work = list_work;
+    l->st.end = list_end;
+    l->st.destroy = list_destroy;
+    imap_steps_start(s, &l->st);
 }
 
 void imap_cmd_list(struct imap_session *s, struct imap_args *a)

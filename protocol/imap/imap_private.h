@@ -199,6 +199,7 @@ struct imap_fetch_spec {
     bool need_body;        /* some item reads the message file */
     bool sets_seen;        /* BODY[...] without PEEK, RFC822, RFC822.TEXT */
     bool flags, uid;
+    unsigned nitems; /* items asked for, macros expanded */
 };
 int imap_fetch_parse(struct imap_args *a, struct imap_arena *ar, struct imap_fetch_spec *out,
                      const char **err);
@@ -385,6 +386,28 @@ struct imap_job {
  * or -1 (j freed, nothing started). */
 int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *work,
                    imap_job_done *done);
+
+/* A command answered in steps on the pool (FETCH, LIST): each step (work)
+ * writes about IMAP_STEP_BYTES into out; the loop sends it and starts the
+ * next step only once the client has taken most of what is queued (above
+ * CONN_WRITE_HIGH the session stalls, and a client that stops reading is
+ * dropped after imap_output_timeout). Embedded first in the command's own
+ * struct, which fills in work, end and destroy. */
+struct imap_steps {
+    struct imap_job j;
+    struct buf out;
+    int err;       /* a step failed (STORAGE_E_*): no further step */
+    bool finished; /* set by the step that ended the answer */
+    bool session_owned;
+    imap_job_work *work;
+    /* after the last step or a failure: the tagged reply; st is freed
+     * (destroy) right after */
+    void (*end)(struct imap_session *s, struct imap_steps *st);
+    void (*destroy)(struct imap_steps *st);
+};
+/* Runs the steps as the session's continuation; s has a store
+ * (imap_storage). */
+void imap_steps_start(struct imap_session *s, struct imap_steps *st);
 
 /* Starts the command's job, or ends the command with NO [UNAVAILABLE]
  * when there is no store (j freed) or the job cannot start. */

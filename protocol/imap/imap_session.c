@@ -107,6 +107,7 @@ static const struct {
     {STORAGE_E_NOPERM, "[CANNOT] ", NULL},
     {STORAGE_E_CHILDREN, "[CANNOT] ", NULL},
     {STORAGE_E_TOOBIG, "[TOOBIG] ", "message too large"},
+    {STORAGE_E_LIMIT, "[LIMIT] ", NULL},
     {STORAGE_E_NOMSG, "[EXPUNGEISSUED] ", "message expunged"},
     {STORAGE_E_INVAL, "", "invalid argument"},
     {STORAGE_E_TEMP, "[UNAVAILABLE] ", "temporary failure; try again later"},

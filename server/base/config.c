@@ -495,6 +495,17 @@ const struct conf_setting conf_settings[] = {
      .doc = "an account's index stays open this long after its last session (clients reconnect)"},
     {ROW("mail_keep_open_max", "1000", "Mail storage"), UINT(mail_keep_open_max, 0, 1000000),
      .doc = "accounts kept open so at most"},
+    {ROW("mail_max_query_steps", "50M", "Mail storage"),
+     UINT(mail_max_query_steps, 10000, 4000000000u),
+     .doc = "SQLite steps one index read of a command may take (a costly SEARCH); then NO [LIMIT]"},
+    {ROW("mail_max_header_searches", "32", "Mail storage"),
+     UINT(mail_max_header_searches, 1, 100000),
+     .doc = "SEARCH HEADER keys on fields outside the index (they read the message files)"},
+    {ROW("mail_max_mailboxes", "10000", "Mail storage"), UINT(mail_max_mailboxes, 10, 10000000),
+     .doc = "mailboxes of one account: CREATE and RENAME past it answer NO [LIMIT]"},
+    {ROW("mail_max_subscriptions", "10000", "Mail storage"),
+     UINT(mail_max_subscriptions, 1, 10000000),
+     .doc = "subscriptions of one account: SUBSCRIBE past it answers NO [LIMIT]"},
 
     /* ---- IMAP */
     {ROW("imap_listen", "*:143", "IMAP"), ADDRS(imap_listen), .doc = "IMAP with STARTTLS"},
@@ -515,6 +526,8 @@ const struct conf_setting conf_settings[] = {
      .doc = "then the session's input waits for the next second"},
     {ROW("imap_max_pending_updates", "10000", "IMAP"), UINT(imap_max_pending_updates, 16, 10000000),
      .doc = "new/expunged UIDs queued for a session; then it resyncs from the index"},
+    {ROW("imap_max_fetch_items", "100", "IMAP"), UINT(imap_max_fetch_items, 8, 100000),
+     .doc = "attributes in one FETCH (Thunderbird asks for about 6); then NO [LIMIT]"},
     {ROW("quota_warning_percent", "90", "IMAP"), UINT(quota_warning_percent, 0, 100),
      .doc = "login answers [ALERT] from this quota use; 0 = never"},
 

@@ -77,8 +77,12 @@ struct conf {
     unsigned auth_cache_ttl_s;
 
     /* Mail storage */
-    unsigned mail_keep_open_ms;  /* a store stays open this long after its last session */
-    unsigned mail_keep_open_max; /* stores kept open so */
+    unsigned mail_keep_open_ms;        /* a store stays open this long after its last session */
+    unsigned mail_keep_open_max;       /* stores kept open so */
+    unsigned mail_max_query_steps;     /* SQLite VM steps of one index read */
+    unsigned mail_max_header_searches; /* SEARCH HEADER keys that read message files */
+    unsigned mail_max_mailboxes;       /* mailboxes per account */
+    unsigned mail_max_subscriptions;   /* subscriptions per account */
 
     /* IMAP (protocol/imap) */
     struct conf_addr_list imap_listen;
@@ -90,6 +94,7 @@ struct conf {
     unsigned imap_max_connections_per_user_ip; /* sessions of one account from one address */
     unsigned imap_max_commands_per_second;     /* beyond it the session is slowed down */
     unsigned imap_max_pending_updates;         /* queued EXISTS/EXPUNGE UIDs before a full resync */
+    unsigned imap_max_fetch_items;             /* fetch attributes in one FETCH */
     unsigned quota_warning_percent;            /* login ALERT at this quota use; 0 = never */
 
     /* POP3 (protocol/pop3) */

@@ -261,7 +261,7 @@ static void test_mailboxes(void)
     CHECK(u == u2); /* shared handle */
     storage_close(u2);
 
-    CHECK_RC(storage_mbox_list(u, "*", false, on_list, &a), 0);
+    CHECK_RC(storage_mbox_list(u, "*", false, NULL, on_list, &a), 0);
     CHECK(a.n == 6);
     CHECK((i = list_has(&a, "INBOX")) >= 0);
     CHECK((i = list_has(&a, "Drafts")) >= 0 && a.special[i] == STORAGE_SPECIAL_DRAFTS);
@@ -279,13 +279,13 @@ static void test_mailboxes(void)
     CHECK(mbox_id(u, "inbox") == mbox_id(u, "INBOX"));
 
     memset(&a, 0, sizeof(a));
-    CHECK_RC(storage_mbox_list(u, "%", false, on_list, &a), 0);
+    CHECK_RC(storage_mbox_list(u, "%", false, NULL, on_list, &a), 0);
     CHECK(a.n == 7 && list_has(&a, "Projects") >= 0 && list_has(&a, "Archive/2024") < 0);
     memset(&a, 0, sizeof(a));
-    CHECK_RC(storage_mbox_list(u, "Archive/%", false, on_list, &a), 0);
+    CHECK_RC(storage_mbox_list(u, "Archive/%", false, NULL, on_list, &a), 0);
     CHECK(a.n == 1 && list_has(&a, "Archive/2024") == 0);
     memset(&a, 0, sizeof(a));
-    CHECK_RC(storage_mbox_list(u, "Projects/*", false, on_list, &a), 0);
+    CHECK_RC(storage_mbox_list(u, "Projects/*", false, NULL, on_list, &a), 0);
     CHECK(a.n == 2);
     {
         struct storage_mbox m;
@@ -300,12 +300,12 @@ static void test_mailboxes(void)
     CHECK_RC(storage_subscribe(u, "Archive/2024", true), 0);
     CHECK_RC(storage_subscribe(u, "Ghost", true), 0);
     memset(&a, 0, sizeof(a));
-    CHECK_RC(storage_mbox_list(u, "*", true, on_list, &a), 0);
+    CHECK_RC(storage_mbox_list(u, "*", true, NULL, on_list, &a), 0);
     CHECK(list_has(&a, "Archive/2024") >= 0 && list_has(&a, "Ghost") >= 0);
     CHECK(list_has(&a, "Projects") < 0);
     CHECK_RC(storage_subscribe(u, "Ghost", false), 0);
     memset(&a, 0, sizeof(a));
-    CHECK_RC(storage_mbox_list(u, "*", true, on_list, &a), 0);
+    CHECK_RC(storage_mbox_list(u, "*", true, NULL, on_list, &a), 0);
     CHECK(list_has(&a, "Ghost") < 0);
 
     /* delete */
@@ -1256,6 +1256,72 @@ static void test_kept_handle(void)
     storage_close(u);
 }
 
+/* storage_set_limits: past a cap on mailboxes, subscriptions or header
+ * searches a call answers STORAGE_E_LIMIT and changes nothing; a listing
+ * read in steps (after) goes on where the last one stopped. */
+static void test_limits(void)
+{
+    static const char msg[] = "From: a@example.org\r\nX-Tag: blue\r\nSubject: s\r\n\r\nbody\r\n";
+    struct storage_user *u;
+    struct storage_mbox m;
+    struct listacc a = {0};
+    int64_t inbox;
+    uint32_t uid;
+
+    CHECK_RC(storage_open(data_dir, 30, &u), 0);
+    storage_set_limits(&(struct storage_limits){
+        .max_mailboxes = 8, .max_subscriptions = 7, .max_header_scans = 2});
+    CHECK_RC(storage_mbox_create(u, "a", 0), 0);                 /* 7 of 8 */
+    CHECK_RC(storage_mbox_create(u, "b/c", 0), STORAGE_E_LIMIT); /* b and b/c: 9 */
+    CHECK_RC(storage_mbox_get(u, "b", &m), STORAGE_E_NOMBOX);
+    CHECK_RC(storage_mbox_create(u, "b", 0), 0);
+    CHECK_RC(storage_mbox_create(u, "c", 0), STORAGE_E_LIMIT);
+    CHECK_RC(storage_mbox_rename(u, "a", "x/a"), STORAGE_E_LIMIT); /* x is missing */
+    CHECK_RC(storage_mbox_get(u, "a", &m), 0);
+    CHECK_RC(storage_mbox_rename(u, "a", "b/a"), 0);
+    CHECK_RC(storage_mbox_rename(u, "INBOX", "old"), STORAGE_E_LIMIT);
+    CHECK_RC(storage_subscribe(u, "s1", true), 0); /* 7 of 7 */
+    CHECK_RC(storage_subscribe(u, "s2", true), STORAGE_E_LIMIT);
+    CHECK_RC(storage_subscribe(u, "s1", true), 0);
+    CHECK_RC(storage_subscribe(u, "s1", false), 0);
+    CHECK_RC(storage_subscribe(u, "s2", true), 0);
+
+    inbox = mbox_id(u, "INBOX");
+    CHECK_RC(storage_append(u, inbox, msg, strlen(msg), 0, NULL, 0, 1000, &uid), 0);
+    struct storage_search k[3] = {
+        {.op = STORAGE_SEARCH_HEADER, .field = "X-Tag", .str = "BLU"},
+        {.op = STORAGE_SEARCH_HEADER, .field = "X-Other", .str = ""},
+        {.op = STORAGE_SEARCH_HEADER, .field = "X-Tag", .str = "lue"},
+    };
+    struct storage_search q = {.op = STORAGE_SEARCH_AND, .child = &k[0]};
+    struct storage_uidlist l;
+    k[0].next = &k[1];
+    k[1].op = STORAGE_SEARCH_NOT;
+    k[1].child = &k[2];
+    /* two file reads, and Subject is in the index */
+    CHECK(search(u, inbox, &q, NULL) == 0);
+    k[1].op = STORAGE_SEARCH_HEADER;
+    k[1].child = NULL;
+    k[1].next = &k[2];
+    CHECK_RC(storage_search(u, inbox, &q, &l), STORAGE_E_LIMIT);
+    CHECK(l.n == 0);
+    k[1].field = "Subject";
+    k[1].str = "S";
+    CHECK(search(u, inbox, &q, NULL) == 1);
+
+    /* in steps: after "Drafts", then after the last one */
+    CHECK_RC(storage_mbox_list(u, "*", false, "Drafts", on_list, &a), 0);
+    CHECK(a.n == 6 && !strcmp(a.names[0], "INBOX") && !strcmp(a.names[5], "b/a"));
+    a.n = 0;
+    CHECK_RC(storage_mbox_list(u, "*", false, "b/a", on_list, &a), 0);
+    CHECK(a.n == 0);
+    CHECK_RC(storage_mbox_list(u, "*", true, "Trash", on_list, &a), 0);
+    CHECK(a.n == 1 && !strcmp(a.names[0], "s2"));
+
+    storage_set_limits(&(struct storage_limits){0});
+    storage_close(u);
+}
+
 int main(int argc, char **argv)
 {
     if (check_mkdtemp(data_dir, sizeof(data_dir), "coffre-storage") != 0)
@@ -1271,6 +1337,7 @@ int main(int argc, char **argv)
     test_rebuild();
     test_external_drop();
     test_kept_handle();
+    test_limits();
     check_rmtree(data_dir);
     printf("%s\n", failures ? "FAIL" : "ok");
     return failures ? 1 : 0;
