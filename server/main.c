@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "protocol/job.h"
 #include "protocol/mailuser.h"
 #include "server/base/log.h"
 #include "server/base/privdrop.h"
@@ -204,6 +205,7 @@ int main(int argc, char **argv)
     }
 
     mailuser_configure(s->conf.mail_keep_open_ms, s->conf.mail_keep_open_max);
+    proto_job_configure(s->conf.max_jobs_per_account);
 
     uv_signal_init(s->loop, &s->sig_term);
     uv_signal_init(s->loop, &s->sig_int);

@@ -1,0 +1,252 @@
+"""One account cannot starve the others. While account A runs the costliest
+commands coffre accepts (SEARCH with hundreds of header keys that each read
+every message file, SEARCH TEXT, FETCH 1:* BODY[]) on eight connections in a
+loop, account B logs in and reads a message about as fast as when the
+server is quiet: within 10x, the quiet time taken as at least 50 ms so that
+scheduling noise on a small machine cannot fail the test.
+
+A's clients run in processes of their own (the test's own client must not
+wait for them on Python's GIL) and note when each command was sent and
+answered, so that the test shows that A's commands were in progress during
+each of B's loaded measurements. A command the server refuses as too costly
+(NO [LIMIT]) is replaced by a cheaper one of the same kind.
+
+After the load, the test waits until A's commands already sent have begun
+(a new command of A's, queued behind them, is answered), so that coffred
+stops on SIGTERM in time."""
+import itertools
+import multiprocessing
+import os
+import socket
+import statistics
+import tempfile
+import time
+
+import harness
+import imap_util
+from imap_util import Imap, ImapCase, USER, PASS, USER2, PASS2, make_message
+
+SAMPLES = 7
+TURN = ('headers', 'headers', 'headers', 'text', 'fetch')   # what A runs
+FACTOR = 10
+QUIET_FLOOR = 0.050       # seconds
+
+
+def a_message(i, to=USER):
+    # a few kilobytes each, several header fields, text for SEARCH TEXT
+    extra = ''.join('X-Field-%d: value %d of message %d\r\n' % (k, k, i) for k in range(12))
+    body = ''.join('line %d of message %d, some words to search through\r\n' % (k, i)
+                   for k in range(40))
+    return make_message(i, body=body, extra=extra, to=to)
+
+
+def _answer(conn, tag):
+    """Reads up to the tagged reply of tag and returns it. Literals are read
+    through as bytes: none of those sent here holds a line that starts with
+    the tag."""
+    mark = b'\r\n' + tag + b' '
+    buf, conn.buf = b'\r\n' + conn.buf, b''
+    while True:
+        i = buf.find(mark)
+        if i >= 0:
+            end = buf.find(b'\r\n', i + 2)
+            if end >= 0:
+                return buf[i + 2:end]
+        else:
+            buf = buf[-(len(mark) - 1):]   # what comes before is answered data
+        chunk = conn.sock.recv(1 << 16)
+        if not chunk:
+            raise EOFError('connection closed by the server')
+        buf += chunk
+
+
+def load_client(port, cafile, user, password, kinds, keys, record_path):
+    """One loading connection, in a process of its own: the commands of
+    kinds ('headers', 'text', 'fetch') in turn until killed. Notes 'S t' when a command is sent and
+    'D t status' when answered (t: time.monotonic(), one clock for every
+    process)."""
+    out = os.open(record_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    sock = socket.create_connection((harness.HOST, port), timeout=300)
+    sock = harness.client_context(cafile).wrap_socket(sock, server_hostname='localhost')
+    conn = harness.Conn(sock, timeout=300)
+    conn.line()
+    n = 0
+
+    def run(text):
+        nonlocal n
+        n += 1
+        tag = b'L%d' % n
+        os.write(out, b'S %.6f\n' % time.monotonic())
+        conn.send(tag + b' ' + text.encode() + b'\r\n')
+        reply = _answer(conn, tag)
+        status = reply.split(b' ', 2)[1]
+        if status == b'NO' and b'[LIMIT]' in reply:
+            status = b'LIMIT'
+        os.write(out, b'D %.6f %s\n' % (time.monotonic(), status))
+        return status
+
+    run('LOGIN %s %s' % (harness.imap_quote(user), harness.imap_quote(password)))
+    run('SELECT INBOX')
+    for kind in itertools.cycle(kinds):
+        if kind == 'headers':
+            if run('UID SEARCH ' + ' '.join('NOT HEADER X-F%d y' % k for k in range(keys))) \
+                    == b'LIMIT' and keys > 1:
+                keys //= 2      # the costliest SEARCH the server still accepts
+        elif kind == 'text':
+            run('SEARCH TEXT "words to search %d"' % n)
+        else:
+            run('FETCH 1:* BODY[]')
+
+
+def read_records(path):
+    """[(sent, answered or None, status)] of one load client, commands in
+    order; the two first ones are LOGIN and SELECT."""
+    cmds = []
+    with open(path) as f:
+        for line in f:
+            p = line.split()
+            if p[0] == 'S':
+                cmds.append([float(p[1]), None, None])
+            elif p[0] == 'D' and cmds:
+                cmds[-1][1], cmds[-1][2] = float(p[1]), p[2]
+    return cmds
+
+
+class LoadCase(ImapCase):
+    """LOADERS: (user, password, kinds) of each loading connection; KEYS:
+    header keys of a 'headers' SEARCH; MESSAGES: {user: count} put into the
+    loading accounts' INBOX."""
+
+    LOADERS = ()
+    KEYS = 300
+    MESSAGES = {}
+
+    @classmethod
+    def setUpServer(cls):
+        super().setUpServer()
+        for u, n in cls.MESSAGES.items():
+            imap_util.drop_messages(cls.server, u, [a_message(i, u) for i in range(n)])
+        imap_util.drop_messages(cls.server, USER2, [make_message(1, to=USER2)])
+        # every index built, and B's password verified once (later logins
+        # are answered from the authentication cache, loaded or not)
+        for u, p in cls.USERS:
+            c = Imap(cls.server.raw('imaps', tls=True))
+            c.login(u, p)
+            c.select('INBOX')
+            c.logout()
+
+    def measure_under_load(self, measure):
+        """measure() quiet, then under the load of LOADERS; returns (quiet
+        median, loaded median, loaded samples). Checks that the loading
+        commands were in progress during each loaded measurement, and
+        answered OK or NO [LIMIT]."""
+        bound_of = lambda q: FACTOR * max(q, QUIET_FLOOR)
+        quiet = statistics.median(b - a for a, b in (measure() for _ in range(SAMPLES)))
+        bound = bound_of(quiet)
+
+        tmp = tempfile.mkdtemp(prefix='load-', dir=self.server.tmp)
+        paths = [os.path.join(tmp, 'c%d' % i) for i in range(len(self.LOADERS))]
+        mp = multiprocessing.get_context('fork')
+        procs = [mp.Process(target=load_client, daemon=True,
+                            args=(self.server.ports['imaps'], self.server.cert, u, p, kinds,
+                                  self.KEYS, paths[i]))
+                 for i, (u, p, kinds) in enumerate(self.LOADERS)]
+        for p in procs:
+            p.start()
+        windows = []
+        try:
+            # every connection logged in, selected, and its first costly
+            # command sent
+            deadline = time.monotonic() + 60
+            while not all(os.path.exists(p) and len(read_records(p)) >= 3 for p in paths):
+                self.assertLess(time.monotonic(), deadline, 'the load did not get going')
+                for p in procs:
+                    self.assertTrue(p.is_alive(), 'a load client died')
+                time.sleep(0.05)
+            time.sleep(0.5)     # the server is busy with them
+            for _ in range(SAMPLES):
+                windows.append(measure())
+                # the median is past the bound already: stop there
+                if sum(b - a > bound for a, b in windows) > SAMPLES // 2:
+                    break
+                for p in procs:
+                    self.assertTrue(p.is_alive(), 'a load client died')
+        finally:
+            stopped = time.monotonic()
+            for p in procs:
+                p.kill()
+            for p in procs:
+                p.join(10)
+            self.drain()
+        records = [read_records(p) for p in paths]
+
+        # a command was in progress on every loading connection during each
+        # measurement: sent before it ended, answered after it began (or
+        # not before the load stopped)
+        for a, b in windows:
+            busy = sum(any(s < b and (d if d is not None else stopped) > a for s, d, _ in r[2:])
+                       for r in records)
+            self.assertEqual(busy, len(self.LOADERS),
+                             'the load was not in progress on every connection during a '
+                             'measurement')
+        statuses = [st for r in records for _, _, st in r if st is not None]
+        self.assertTrue(set(statuses) <= {'OK', 'LIMIT'}, statuses)
+
+        took = {}
+        for (_, _, kinds), r in zip(self.LOADERS, records):
+            for kind, (s, d, _) in zip(itertools.cycle(kinds), r[2:]):
+                if d is not None:
+                    took.setdefault(kind, []).append(d - s)
+        loaded = sorted(b - a for a, b in windows)
+        median = statistics.median(loaded + [float('inf')] * (SAMPLES - len(loaded)))
+        print('quiet %.0f ms, loaded %.0f ms (%s); the load: %s'
+              % (quiet * 1000, median * 1000, ', '.join('%.0f' % (x * 1000) for x in loaded),
+                 ', '.join('%s %d done, median %.0f ms' % (k, len(v), statistics.median(v) * 1000)
+                           for k, v in sorted(took.items()) if v)))
+        return quiet, median, bound
+
+    def drain(self):
+        """Waits until the loading accounts' commands already sent have
+        begun: a new command of each account is queued behind them."""
+        for u, p in sorted(set((u, p) for u, p, _ in self.LOADERS)):
+            c = Imap(self.server.raw('imaps', tls=True, timeout=300))
+            try:
+                c.login(u, p)
+                c.ok('EXAMINE INBOX', timeout=300)
+                c.logout()
+            finally:
+                c.close()
+
+
+class Fairness(LoadCase):
+    """Eight connections of A, each running SEARCH with header keys three
+    times, SEARCH TEXT and FETCH 1:* BODY[] in turn (not all in step)."""
+
+    LOADERS = tuple((USER, PASS, TURN[i % len(TURN):] + TURN[:i % len(TURN)]) for i in range(8))
+    MESSAGES = {USER: 1000}
+
+    def b_reads(self):
+        """B's LOGIN, SELECT and FETCH BODY[] on a new connection; returns
+        when the three commands began and ended."""
+        c = self.connect()
+        # each command in one segment: the client's writes must not wait for
+        # the server's delayed ACK (40 ms on Linux)
+        c.c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t0 = time.monotonic()
+        c.login(USER2, PASS2)
+        c.select('INBOX')
+        got = c.fetch('1', 'BODY[]')
+        t1 = time.monotonic()
+        self.assertIn(b'message 1', got[1][0]['BODY[]'])
+        c.logout()
+        return t0, t1
+
+    def test_login_and_fetch_under_load_of_another_account(self):
+        quiet, loaded, bound = self.measure_under_load(self.b_reads)
+        self.assertLessEqual(loaded, bound,
+                             'B took %.0f ms to log in and read under the load of A, quiet '
+                             '%.0f ms' % (loaded * 1000, quiet * 1000))
+
+
+if __name__ == '__main__':
+    harness.main()
