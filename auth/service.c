@@ -1,10 +1,12 @@
-/* The login service of coffred: verifies a user's password on the libuv
- * thread pool (the account row is re-read at every login, so coffrectl's
+/* The login service of coffred: verifies a user's password on threads of
+ * its own (auth/pool.h: a login never waits behind mail work on libuv's
+ * pool; the account row is re-read at every login, so coffrectl's
  * changes apply at once), remembers successful verifications in an
  * authentication cache, and slows down repeated failures per remote address
  * and per account with timers, never blocking the loop. */
 #include "auth/auth.h"
 #include "auth/auth_priv.h"
+#include "auth/pool.h"
 #include "server/base/log.h"
 
 #include <arpa/inet.h>
@@ -52,7 +54,7 @@ LIST_HEAD(throttle_bucket, throttle_entry);
 TAILQ_HEAD(throttle_order, throttle_entry);
 
 enum login_phase {
-    LOGIN_WORKING,  /* queued or running on the thread pool */
+    LOGIN_WORKING,  /* queued or running on the service's threads */
     LOGIN_DELAYING, /* failed, timer running before the callback */
     LOGIN_CALLING,  /* inside the user's callback */
 };
@@ -63,7 +65,7 @@ struct auth_login {
     bool cancelled;
     bool addr_ok;
     bool timer_used;
-    uv_work_t work;
+    struct auth_task work;
     uv_timer_t timer;
     auth_login_cb cb;
     void *arg;
@@ -80,6 +82,7 @@ struct auth_login {
 struct auth_service {
     uv_loop_t *loop;
     struct auth_db *db;
+    struct auth_pool *pool;
     char default_domain[256];
     unsigned cache_ttl_s;
     unsigned delay_ms;
@@ -329,8 +332,8 @@ static void on_delay_done(uv_timer_t *t)
     login_deliver(t->data);
 }
 
-/* Thread pool: everything that may block or burn CPU. */
-static void on_work(uv_work_t *w)
+/* The service's threads: everything that may block or burn CPU. */
+static void on_work(struct auth_task *w)
 {
     struct auth_login *l = w->data;
     struct auth_service *s = l->s;
@@ -391,7 +394,7 @@ int auth_service_lookup(struct auth_service *s, const char *address, size_t len,
 }
 
 /* Loop thread: count the outcome, then answer at once or after the delay. */
-static void on_work_done(uv_work_t *w, int status)
+static void on_work_done(struct auth_task *w, int status)
 {
     struct auth_login *l = w->data;
     struct auth_service *s = l->s;
@@ -515,12 +518,7 @@ struct auth_login *auth_login_start(struct auth_service *s, const char *user, si
         l->pwlen = pwlen;
     }
     LIST_INSERT_HEAD(&s->logins, l, entry);
-    if (uv_queue_work(s->loop, &l->work, on_work, on_work_done) != 0) {
-        LIST_REMOVE(l, entry);
-        wipe_password(l);
-        free(l);
-        return NULL;
-    }
+    auth_pool_queue(s->pool, &l->work, on_work, on_work_done);
     return l;
 }
 
@@ -532,7 +530,7 @@ void auth_login_cancel(struct auth_login *l)
     switch (l->phase) {
     case LOGIN_WORKING:
         /* on_work_done frees it; if it has not started, it never will */
-        uv_cancel((uv_req_t *)&l->work);
+        auth_pool_cancel(l->s->pool, &l->work);
         break;
     case LOGIN_DELAYING:
         uv_timer_stop(&l->timer);
@@ -596,6 +594,10 @@ int auth_service_new(uv_loop_t *loop, const struct auth_service_opts *o, struct 
     explicit_bzero(rnd, sizeof(rnd));
     if (auth_db_open(o->data_dir, &s->db, err, errlen) != AUTH_OK)
         goto fail;
+    if (auth_pool_new(loop, o->threads ? o->threads : AUTH_THREADS_DEFAULT, &s->pool) < 0) {
+        snprintf(err, errlen, "cannot start the login threads");
+        goto fail;
+    }
     *out = s;
     return AUTH_OK;
 fail:
@@ -615,6 +617,7 @@ static void service_destroy(struct auth_service *s)
         throttle_remove(s, t);
     free(s->cache_buckets);
     free(s->thr_buckets);
+    auth_pool_free(s->pool);
     auth_db_close(s->db);
     pthread_mutex_destroy(&s->cache_mu);
     explicit_bzero(s->key, sizeof(s->key));

@@ -198,6 +198,7 @@ int main(int argc, char **argv)
         .cache_ttl_s = s->conf.auth_cache_ttl_s,
         .failure_delay_ms = s->conf.login_failure_delay_ms,
         .failure_delay_max_ms = s->conf.login_failure_delay_max_ms,
+        .threads = s->conf.auth_threads,
     };
     if (auth_service_new(s->loop, &aopts, &s->auth, err, sizeof(err)) < 0) {
         log_error("%s", err);

@@ -390,10 +390,12 @@ const struct conf_setting conf_settings[] = {
     {ROW("run_user", "coffre", "General"), STRING(run_user),
      .doc = "user coffred and coffrectl become when started as root"},
     {ROW("thread_pool_size", "8", "General"), UINT(thread_pool_size, 1, 128),
-     .doc = "threads for hashing and disk work (fsync-bound work scales to about 8 on one disk)"},
+     .doc = "threads for disk work (fsync-bound work scales to about 8 on one disk)"},
     {ROW("max_jobs_per_account", "2", "General"), UINT(max_jobs_per_account, 1, 127),
      .doc = "pool threads one account's work may take at once; the rest waits in its queue "
             "(below thread_pool_size)"},
+    {ROW("auth_threads", "2", "General"), UINT(auth_threads, 1, 64),
+     .doc = "threads of their own for password checks, so logins never wait behind mail work"},
     {ROW("shutdown_timeout", "3s", "General"), DURATION(shutdown_timeout_ms, 0),
      .doc = "how long SIGTERM and closing wait for pending writes to drain"},
     {ROW("log_debug", "no", "General"), BOOL(log_debug), .doc = "debug logging"},

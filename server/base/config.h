@@ -45,6 +45,7 @@ struct conf {
     char run_user[64];
     unsigned thread_pool_size;
     unsigned max_jobs_per_account;
+    unsigned auth_threads;
     unsigned shutdown_timeout_ms;
     bool log_debug;
 

@@ -3,7 +3,9 @@ commands coffre accepts (SEARCH with hundreds of header keys that each read
 every message file, SEARCH TEXT, FETCH 1:* BODY[]) on eight connections in a
 loop, account B logs in and reads a message about as fast as when the
 server is quiet: within 10x, the quiet time taken as at least 50 ms so that
-scheduling noise on a small machine cannot fail the test.
+scheduling noise on a small machine cannot fail the test. And with every
+pool thread busy with other accounts' work, B's password is still checked
+at once (LoginNotQueued).
 
 A's clients run in processes of their own (the test's own client must not
 wait for them on Python's GIL) and note when each command was sent and
@@ -14,6 +16,7 @@ each of B's loaded measurements. A command the server refuses as too costly
 After the load, the test waits until A's commands already sent have begun
 (a new command of A's, queued behind them, is answered), so that coffred
 stops on SIGTERM in time."""
+import datetime
 import itertools
 import multiprocessing
 import os
@@ -26,6 +29,7 @@ import harness
 import imap_util
 from imap_util import Imap, ImapCase, USER, PASS, USER2, PASS2, make_message
 
+USER3, PASS3 = 'carol@example.org', 'another account, busy too'
 SAMPLES = 7
 TURN = ('headers', 'headers', 'headers', 'text', 'fetch')   # what A runs
 FACTOR = 10
@@ -246,6 +250,59 @@ class Fairness(LoadCase):
         self.assertLessEqual(loaded, bound,
                              'B took %.0f ms to log in and read under the load of A, quiet '
                              '%.0f ms' % (loaded * 1000, quiet * 1000))
+
+
+def log_time(line):
+    """The time (time.time() scale) of a coffred log line."""
+    stamp = line.split(' ', 1)[0]
+    return datetime.datetime.strptime(stamp, '%Y-%m-%dT%H:%M:%S.%fZ').replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
+class LoginNotQueued(LoadCase):
+    """Every pool thread busy with the work of other accounts (a pool of two,
+    one job per account, two accounts each running SEARCH with header keys):
+    B's password is still checked at once, on the login service's own
+    threads. Measured from the LOGIN sent to coffred's log line of the
+    login, written when the check answers (the tagged OK follows once B's
+    store is open, which is pool work)."""
+
+    CONF = {'thread_pool_size': '2', 'max_jobs_per_account': '1'}
+    USERS = ((USER, PASS), (USER2, PASS2), (USER3, PASS3))
+    LOADERS = ((USER, PASS, ('headers',)), (USER3, PASS3, ('headers',)))
+    MESSAGES = {USER: 1000, USER3: 1000}
+    KEYS = 600
+
+    def b_login(self):
+        """B's LOGIN on a new connection, left as soon as coffred logs that
+        the check answered (B's store is not waited for); returns when it
+        was sent and when the check answered, on the time.monotonic()
+        scale."""
+        c = Imap(self.server.raw('imaps', tls=True))
+        try:
+            c.c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connected = ' remote=%s:%d connected' % (harness.HOST, c.c.sock.getsockname()[1])
+            mono, wall = time.monotonic(), time.time()
+            c.send('T1 LOGIN %s %s\r\n' % (harness.imap_quote(USER2), harness.imap_quote(PASS2)))
+            while True:
+                log = self.server.log().splitlines()
+                conn = [l.split('conn=', 1)[1].split(' ', 1)[0] for l in log if connected in l]
+                done = [log_time(l) for l in log
+                        if conn and 'conn=%s imap login user=%s' % (conn[-1], USER2) in l]
+                if done:
+                    break
+                self.assertLess(time.monotonic() - mono, 120, 'B\'s login not checked')
+                time.sleep(0.005)   # coffred writes the line
+        finally:
+            c.close()
+        # the log has milliseconds: a check within the millisecond reads 0
+        return mono, mono + max(done[-1] - wall, 0)
+
+    def test_login_while_the_pool_is_busy(self):
+        quiet, loaded, bound = self.measure_under_load(self.b_login)
+        self.assertLessEqual(loaded, bound,
+                             'the password check of B took %.0f ms while the pool was busy, '
+                             'quiet %.0f ms' % (loaded * 1000, quiet * 1000))
 
 
 if __name__ == '__main__':
