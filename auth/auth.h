@@ -92,7 +92,10 @@ struct auth_service_opts {
     unsigned client_prefix_v6;     /* the same for IPv6 (0: 64) */
     unsigned max_pending_per_ip;   /* logins waiting or checked per client group (0: no limit) */
     unsigned max_pending_per_user; /* the same per account name (0: no limit) */
+    unsigned threads;              /* password checks at once; 0: AUTH_THREADS_DEFAULT */
 };
+
+#define AUTH_THREADS_DEFAULT 2
 
 struct auth_service;
 
@@ -101,10 +104,12 @@ struct auth_service;
 int auth_service_new(uv_loop_t *loop, const struct auth_service_opts *o, struct auth_service **out,
                      char *err, size_t errlen);
 /* Callers cancel their logins first. Any login still pending is cancelled
- * here (its callback is not called). Memory goes back at once when nothing
- * is pending, otherwise when the pending work or timers end, which happens
- * only if the loop runs again (as it must anyway to close handles); until
- * then nothing touches freed memory. May run after uv_run has returned. */
+ * here (its callback is not called). The service's threads are joined once
+ * no work is pending (a check already running is waited for). Memory goes
+ * back when the pending work or timers end and the service's handle is
+ * closed, which happens only if the loop runs again (as it must anyway to
+ * close handles); until then nothing touches freed memory. May run after
+ * uv_run has returned. */
 void auth_service_free(struct auth_service *s);
 
 /* Result of a login. result is AUTH_OK, AUTH_E_FAIL, AUTH_E_DISABLED,
@@ -120,8 +125,9 @@ struct auth_login;
 
 /* Starts checking user/password for a client at remote. The name is
  * normalized (default_domain added). The password is copied and wiped after
- * use. Verification (database read, yescrypt or the cache) runs on the thread
- * pool; an unknown user costs the same as a wrong password. Returns a handle,
+ * use. Verification (database read, yescrypt or the cache) runs on the
+ * service's own threads (never behind mail work on libuv's pool); an unknown
+ * user costs the same as a wrong password. Returns a handle,
  * or NULL on allocation failure. */
 struct auth_login *auth_login_start(struct auth_service *s, const char *user, size_t ulen,
                                     const char *pw, size_t pwlen, const struct sockaddr *remote,

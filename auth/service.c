@@ -1,5 +1,6 @@
-/* The login service of coffred: verifies a user's password on the libuv
- * thread pool (the account row is re-read at every login, so coffrectl's
+/* The login service of coffred: verifies a user's password on threads of
+ * its own (auth/pool.h: a login never waits behind mail work on libuv's
+ * pool; the account row is re-read at every login, so coffrectl's
  * changes apply at once), remembers successful verifications in an
  * authentication cache, and throttles guessing with timers, never blocking
  * the loop.
@@ -22,6 +23,7 @@
  * AUTH_E_BUSY is answered at once, without a check. */
 #include "auth/auth.h"
 #include "auth/auth_priv.h"
+#include "auth/pool.h"
 #include "server/base/config.h"
 #include "server/base/log.h"
 
@@ -80,7 +82,7 @@ TAILQ_HEAD(throttle_order, throttle_entry);
 
 enum login_phase {
     LOGIN_WAITING, /* throttled: timer running before the check */
-    LOGIN_WORKING, /* queued or running on the thread pool */
+    LOGIN_WORKING, /* queued or running on the service's threads */
     LOGIN_HOLDING, /* checked, timer running before the callback */
     LOGIN_CALLING, /* inside the user's callback */
 };
@@ -94,7 +96,7 @@ struct auth_login {
     bool addr_ok;
     bool timer_used;
     bool known_good; /* the pair succeeded lately: only its own failures hold it back */
-    uv_work_t work;
+    struct auth_task work;
     uv_timer_t timer;
     auth_login_cb cb;
     void *arg;
@@ -111,6 +113,7 @@ struct auth_login {
 struct auth_service {
     uv_loop_t *loop;
     struct auth_db *db;
+    struct auth_pool *pool;
     char default_domain[256];
     unsigned cache_ttl_s;
     unsigned delay_ms;
@@ -461,8 +464,8 @@ static bool login_timer(struct auth_login *l, uint64_t ms, uv_timer_cb cb)
     return uv_timer_start(&l->timer, cb, ms, 0) == 0;
 }
 
-/* Thread pool: everything that may block or burn CPU. */
-static void on_work(uv_work_t *w)
+/* The service's threads: everything that may block or burn CPU. */
+static void on_work(struct auth_task *w)
 {
     struct auth_login *l = w->data;
     struct auth_service *s = l->s;
@@ -523,7 +526,7 @@ int auth_service_lookup(struct auth_service *s, const char *address, size_t len,
 }
 
 /* Loop thread: count the outcome, then answer at once or after the delay. */
-static void on_work_done(uv_work_t *w, int status)
+static void on_work_done(struct auth_task *w, int status)
 {
     struct auth_login *l = w->data;
     struct auth_service *s = l->s;
@@ -558,11 +561,12 @@ static void on_work_done(uv_work_t *w, int status)
     login_deliver(l);
 }
 
-/* Queues the check on the thread pool. */
+/* Queues the check on the service's threads. */
 static int login_check(struct auth_login *l)
 {
     l->phase = LOGIN_WORKING;
-    return uv_queue_work(l->s->loop, &l->work, on_work, on_work_done);
+    auth_pool_queue(l->s->pool, &l->work, on_work, on_work_done);
+    return 0;
 }
 
 static void on_gate(uv_timer_t *t);
@@ -716,7 +720,7 @@ void auth_login_cancel(struct auth_login *l)
     switch (l->phase) {
     case LOGIN_WORKING:
         /* on_work_done frees it; if it has not started, it never will */
-        uv_cancel((uv_req_t *)&l->work);
+        auth_pool_cancel(l->s->pool, &l->work);
         break;
     case LOGIN_WAITING: /* never checked: nothing counted */
     case LOGIN_HOLDING:
@@ -786,6 +790,10 @@ int auth_service_new(uv_loop_t *loop, const struct auth_service_opts *o, struct 
     explicit_bzero(rnd, sizeof(rnd));
     if (auth_db_open(o->data_dir, &s->db, err, errlen) != AUTH_OK)
         goto fail;
+    if (auth_pool_new(loop, o->threads ? o->threads : AUTH_THREADS_DEFAULT, &s->pool) < 0) {
+        snprintf(err, errlen, "cannot start the login threads");
+        goto fail;
+    }
     *out = s;
     return AUTH_OK;
 fail:
@@ -805,6 +813,7 @@ static void service_destroy(struct auth_service *s)
         throttle_remove(s, t, true);
     free(s->cache_buckets);
     free(s->thr_buckets);
+    auth_pool_free(s->pool);
     auth_db_close(s->db);
     pthread_mutex_destroy(&s->cache_mu);
     explicit_bzero(s->key, sizeof(s->key));

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "protocol/job.h"
 #include "protocol/mailuser.h"
 #include "server/base/log.h"
 #include "server/base/privdrop.h"
@@ -202,6 +203,7 @@ int main(int argc, char **argv)
         .client_prefix_v6 = s->conf.client_prefix_v6,
         .max_pending_per_ip = s->conf.login_max_pending_per_ip,
         .max_pending_per_user = s->conf.login_max_pending_per_user,
+        .threads = s->conf.auth_threads,
     };
     if (auth_service_new(s->loop, &aopts, &s->auth, err, sizeof(err)) < 0) {
         log_error("%s", err);
@@ -215,6 +217,7 @@ int main(int argc, char **argv)
         .max_mailboxes = s->conf.mail_max_mailboxes,
         .max_subscriptions = s->conf.mail_max_subscriptions,
     });
+    proto_job_configure(s->conf.max_jobs_per_account);
 
     uv_signal_init(s->loop, &s->sig_term);
     uv_signal_init(s->loop, &s->sig_int);

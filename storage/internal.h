@@ -40,10 +40,11 @@ struct storage_user {
     int64_t data_version;
 
     pthread_mutex_t rlock; /* guards the reader pool */
-    pthread_cond_t rcond;
+    pthread_cond_t rcond;  /* a reader given back, for readers_close */
     sqlite3 *rdb[STORAGE_READERS];
     bool rbusy[STORAGE_READERS];
     uint64_t rsteps[STORAGE_READERS]; /* VM steps of the current borrower */
+    unsigned rextra; /* connections opened past the pool, in use */
 
     pthread_rwlock_t watch_lock;
     struct storage_watch *watches;

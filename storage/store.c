@@ -398,6 +398,16 @@ static int on_steps(void *arg)
     return storage_limits.max_steps && *used > storage_limits.max_steps;
 }
 
+/* The steps of a connection opened past the pool for one call: it is used
+ * by that call only, on its thread. */
+static __thread uint64_t extra_steps;
+
+/* A reader never waits for another caller's connection: with every pooled
+ * one in use, it gets one of its own for the call (slot -1), closed when
+ * given back. The protocols run at most max_jobs_per_account jobs of one
+ * account at once, fewer than STORAGE_READERS by default, so that happens
+ * only beside work not counted per account (a delivery to several
+ * accounts), or with a larger setting. */
 sqlite3 *reader_get(struct storage_user *u)
 {
     char path[STORAGE_PATH_MAX];
@@ -405,26 +415,26 @@ sqlite3 *reader_get(struct storage_user *u)
     int slot = -1;
 
     pthread_mutex_lock(&u->rlock);
-    for (;;) {
-        for (int i = 0; i < STORAGE_READERS; i++) {
-            if (!u->rbusy[i] && u->rdb[i]) {
+    for (int i = 0; i < STORAGE_READERS; i++) {
+        if (!u->rbusy[i] && u->rdb[i]) {
+            slot = i;
+            break;
+        }
+    }
+    if (slot < 0)
+        for (int i = 0; i < STORAGE_READERS; i++)
+            if (!u->rbusy[i]) {
                 slot = i;
                 break;
             }
-        }
-        if (slot < 0)
-            for (int i = 0; i < STORAGE_READERS; i++)
-                if (!u->rbusy[i]) {
-                    slot = i;
-                    break;
-                }
-        if (slot >= 0)
-            break;
-        pthread_cond_wait(&u->rcond, &u->rlock);
+    if (slot >= 0) {
+        u->rbusy[slot] = true;
+        u->rsteps[slot] = 0;
+        db = u->rdb[slot];
+    } else {
+        u->rextra++;
+        extra_steps = 0;
     }
-    u->rbusy[slot] = true;
-    u->rsteps[slot] = 0;
-    db = u->rdb[slot];
     pthread_mutex_unlock(&u->rlock);
     if (db)
         return db;
@@ -432,21 +442,29 @@ sqlite3 *reader_get(struct storage_user *u)
     pathf(path, sizeof(path), "%s/index.sqlite", u->root);
     if (db_open_conn(path, false, &db) == 0) {
         register_sql_functions(db, u);
-        sqlite3_progress_handler(db, STEP_CHUNK, on_steps, &u->rsteps[slot]);
-        pthread_mutex_lock(&u->rlock);
-        u->rdb[slot] = db;
-        pthread_mutex_unlock(&u->rlock);
+        sqlite3_progress_handler(db, STEP_CHUNK, on_steps,
+                                 slot >= 0 ? &u->rsteps[slot] : &extra_steps);
+        if (slot >= 0) {
+            pthread_mutex_lock(&u->rlock);
+            u->rdb[slot] = db;
+            pthread_mutex_unlock(&u->rlock);
+        }
         return db;
     }
     pthread_mutex_lock(&u->rlock);
-    u->rbusy[slot] = false;
-    pthread_cond_signal(&u->rcond);
+    if (slot >= 0)
+        u->rbusy[slot] = false;
+    else
+        u->rextra--;
+    pthread_cond_broadcast(&u->rcond);
     pthread_mutex_unlock(&u->rlock);
     return NULL;
 }
 
 void reader_put(struct storage_user *u, sqlite3 *db)
 {
+    bool pooled = false;
+
     pthread_mutex_lock(&u->rlock);
     for (int i = 0; i < STORAGE_READERS; i++) {
         if (u->rdb[i] == db) {
@@ -455,10 +473,17 @@ void reader_put(struct storage_user *u, sqlite3 *db)
             if (!sqlite3_get_autocommit(db))
                 sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
             u->rbusy[i] = false;
+            pooled = true;
             break;
         }
     }
-    pthread_cond_signal(&u->rcond);
+    if (!pooled) {
+        pthread_mutex_unlock(&u->rlock);
+        sqlite3_close(db); /* opened past the pool for one call */
+        pthread_mutex_lock(&u->rlock);
+        u->rextra--;
+    }
+    pthread_cond_broadcast(&u->rcond); /* readers_close may wait for it */
     pthread_mutex_unlock(&u->rlock);
 }
 
@@ -473,7 +498,7 @@ static void readers_close(struct storage_user *u, bool keep_one, bool wait)
 
     pthread_mutex_lock(&u->rlock);
     for (;;) {
-        bool busy = false;
+        bool busy = u->rextra > 0;
         for (int i = 0; i < STORAGE_READERS; i++)
             busy |= u->rbusy[i];
         if (!wait || !busy)

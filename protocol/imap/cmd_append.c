@@ -128,7 +128,8 @@ static void drafts_drop(uv_loop_t *loop, struct ap_msg *msgs, size_t n)
     if (d) {
         d->msgs = msgs;
         d->n = n;
-        if (loop && proto_job_start(loop, drop_work, NULL, drop_free, d))
+        /* unlinks in tmp/, no index: not counted against the account */
+        if (loop && proto_job_start(loop, PROTO_JOB_NO_ACCOUNT, drop_work, NULL, drop_free, d))
             return;
         drop_work(d);
         drop_free(d);

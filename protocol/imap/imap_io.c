@@ -204,7 +204,7 @@ int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *wo
         job_free(j);
         return -1;
     }
-    j->pj = proto_job_start(conn_loop(s->c), job_work, job_done, job_free, j);
+    j->pj = proto_job_start(conn_loop(s->c), mailuser_id(s->mu), job_work, job_done, job_free, j);
     if (!j->pj) {
         job_free(j);
         return -1;

@@ -213,7 +213,7 @@ void lmtp_cmd_rcpt(struct lmtp_session *s, const char *arg, size_t len)
     j->svc = conn_auth(s->c);
     memcpy(j->full, s->rcpt_addr, plen + 1);
     j->has_detail = s->rcpt_detail[0] != '\0' || strcmp(j->base, j->full) != 0;
-    job = proto_job_start(conn_loop(s->c), rcpt_work, rcpt_done, free, j);
+    job = proto_job_start(conn_loop(s->c), PROTO_JOB_NO_ACCOUNT, rcpt_work, rcpt_done, free, j);
     if (!job) {
         free(j);
         lmtp_reply(s, "451 4.3.0 Temporary failure");

@@ -61,13 +61,25 @@ static void txn_free(void *data)
     free(t);
 }
 
+/* The account of every recipient, for the account's queue of jobs; a
+ * transaction to several accounts is not counted against any. */
+static int64_t txn_account(const struct lmtp_txn *t)
+{
+    int64_t id = t->n_rcpts ? t->rcpts[0].acct.id : PROTO_JOB_NO_ACCOUNT;
+
+    for (size_t i = 1; i < t->n_rcpts; i++)
+        if (t->rcpts[i].acct.id != id)
+            return PROTO_JOB_NO_ACCOUNT;
+    return id;
+}
+
 void lmtp_txn_discard(uv_loop_t *loop, struct lmtp_txn *t)
 {
     bool drafts = false;
     for (size_t i = 0; i < t->n_rcpts; i++)
         drafts = drafts || t->rcpts[i].d;
     t->loop = loop;
-    if (drafts && proto_job_start(loop, discard_work, NULL, txn_free, t))
+    if (drafts && proto_job_start(loop, txn_account(t), discard_work, NULL, txn_free, t))
         return;
     if (drafts)
         drafts_free(t); /* no pool: unlink here rather than leave tmp/ files */
@@ -257,7 +269,7 @@ static void start(struct lmtp_session *s, proto_job_fn work, proto_job_fn done)
     struct proto_job *j;
 
     t->s = s;
-    j = proto_job_start(conn_loop(s->c), work, done, job_free, t);
+    j = proto_job_start(conn_loop(s->c), txn_account(t), work, done, job_free, t);
     if (!j) {
         /* no pool: the transaction cannot go on; the MTA retries */
         for (size_t i = 0; i < t->n_rcpts; i++)

@@ -1,16 +1,62 @@
 /* Thread-pool jobs with cancellation, for every protocol and the
- * per-account service (protocol/job.h). */
+ * per-account service (protocol/job.h). An account with jobs has an entry
+ * here: how many of its jobs are on the pool, and the others in a FIFO;
+ * when one of them ends, the next one goes to the pool. Loop thread. */
 #include "protocol/job.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/queue.h>
+
+#define ACCOUNT_BUCKETS 256 /* power of two */
+
+struct job_account;
 
 struct proto_job {
     uv_work_t w;
+    uv_loop_t *loop;
+    struct job_account *acct; /* NULL: not tied to an account */
     proto_job_fn work, done, free_fn;
     void *data;
     bool cancelled;
+    STAILQ_ENTRY(proto_job) next;
 };
+
+struct job_account {
+    int64_t id;
+    unsigned running; /* on the pool (queued there or working) */
+    STAILQ_HEAD(, proto_job) waiting;
+    LIST_ENTRY(job_account) bucket;
+};
+
+LIST_HEAD(account_bucket, job_account);
+
+static unsigned per_account = PROTO_JOB_PER_ACCOUNT_DEFAULT;
+static struct account_bucket accounts[ACCOUNT_BUCKETS];
+
+void proto_job_configure(unsigned max_per_account)
+{
+    per_account = max_per_account ? max_per_account : 1;
+}
+
+static struct job_account *account_get(int64_t id)
+{
+    struct account_bucket *b = &accounts[(uint64_t)id & (ACCOUNT_BUCKETS - 1)];
+    struct job_account *a;
+
+    LIST_FOREACH(a, b, bucket)
+    {
+        if (a->id == id)
+            return a;
+    }
+    a = calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    a->id = id;
+    STAILQ_INIT(&a->waiting);
+    LIST_INSERT_HEAD(b, a, bucket);
+    return a;
+}
 
 static void on_work(uv_work_t *w)
 {
@@ -18,9 +64,41 @@ static void on_work(uv_work_t *w)
     j->work(j->data);
 }
 
+static void on_after_work(uv_work_t *w, int status);
+
+/* uv_queue_work fails only without a work callback, which proto_job_start
+ * refuses. */
+static void to_pool(struct proto_job *j)
+{
+    (void)uv_queue_work(j->loop, &j->w, on_work, on_after_work);
+}
+
+/* One job of a ends: the next waiting one takes its place. */
+static void account_job_ended(struct job_account *a)
+{
+    struct proto_job *next;
+
+    a->running--;
+    while (a->running < per_account && (next = STAILQ_FIRST(&a->waiting))) {
+        STAILQ_REMOVE_HEAD(&a->waiting, next);
+        a->running++;
+        to_pool(next);
+    }
+    if (a->running == 0) {
+        LIST_REMOVE(a, bucket);
+        free(a);
+    }
+}
+
 static void on_after_work(uv_work_t *w, int status)
 {
     struct proto_job *j = w->data;
+
+    (void)status;
+    /* first the account's next job, then this one's answer: what done
+     * starts queues behind the jobs that were already waiting */
+    if (j->acct)
+        account_job_ended(j->acct);
     if (!j->cancelled && j->done)
         j->done(j->data);
     if (j->free_fn)
@@ -28,21 +106,32 @@ static void on_after_work(uv_work_t *w, int status)
     free(j);
 }
 
-struct proto_job *proto_job_start(uv_loop_t *loop, proto_job_fn work, proto_job_fn done,
-                                  proto_job_fn free_fn, void *data)
+struct proto_job *proto_job_start(uv_loop_t *loop, int64_t account, proto_job_fn work,
+                                  proto_job_fn done, proto_job_fn free_fn, void *data)
 {
-    struct proto_job *j = calloc(1, sizeof(*j));
+    struct proto_job *j;
+
+    if (!loop || !work)
+        return NULL;
+    j = calloc(1, sizeof(*j));
     if (!j)
         return NULL;
+    j->loop = loop;
     j->work = work;
     j->done = done;
     j->free_fn = free_fn;
     j->data = data;
     j->w.data = j;
-    if (uv_queue_work(loop, &j->w, on_work, on_after_work) < 0) {
-        free(j);
-        return NULL;
+    /* without memory for the account's entry, the job goes uncounted */
+    if (account != PROTO_JOB_NO_ACCOUNT)
+        j->acct = account_get(account);
+    if (j->acct && j->acct->running >= per_account) {
+        STAILQ_INSERT_TAIL(&j->acct->waiting, j, next);
+        return j;
     }
+    if (j->acct)
+        j->acct->running++;
+    to_pool(j);
     return j;
 }
 

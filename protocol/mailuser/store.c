@@ -110,7 +110,7 @@ static void on_timer_closed(uv_handle_t *h)
 {
     struct mailuser *mu = h->data;
     mu->timer_closed = true;
-    if (!proto_job_start(mu_loop, close_work, NULL, (proto_job_fn)mu_free, mu)) {
+    if (!proto_job_start(mu_loop, mu->id, close_work, NULL, (proto_job_fn)mu_free, mu)) {
         close_work(mu); /* no pool: close here rather than leak the index */
         mu_free(mu);
     }
@@ -184,7 +184,7 @@ void mu_release(struct mailuser *mu)
         n_kept++;
         /* kept, it holds the open index and little else */
         mu->holds++;
-        if (!proto_job_start(mu_loop, trim_work, trim_done, NULL, mu))
+        if (!proto_job_start(mu_loop, mu->id, trim_work, trim_done, NULL, mu))
             mu->holds--;
         return;
     }
@@ -335,7 +335,7 @@ struct mailuser_req *mailuser_open(uv_loop_t *l, const char *data_dir,
             storage_set_quota(mu->u, acct->quota_bytes, 0);
             mu->state = MU_OPENING;
             mu->waiters = r;
-            if (!proto_job_start(mu_loop, refresh_work, refresh_done, NULL, mu))
+            if (!proto_job_start(mu_loop, mu->id, refresh_work, refresh_done, NULL, mu))
                 refresh_done(mu); /* no pool: use the index as it is */
             return r;
         }
@@ -361,7 +361,7 @@ struct mailuser_req *mailuser_open(uv_loop_t *l, const char *data_dir,
     mu->holds = 1;
     r->mu = mu;
     mu->waiters = r;
-    if (!proto_job_start(mu_loop, open_work, open_done, NULL, mu)) {
+    if (!proto_job_start(mu_loop, mu->id, open_work, open_done, NULL, mu)) {
         mu_free(mu);
         free(r);
         return NULL;

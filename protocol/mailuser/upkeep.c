@@ -101,7 +101,7 @@ static void on_timer(uv_timer_t *t)
         mu->last_poll = now;
     mu->holds++;
     mu->upkeep_running = true;
-    if (!proto_job_start(mu_loop, upkeep_work, upkeep_done, free, k)) {
+    if (!proto_job_start(mu_loop, mu->id, upkeep_work, upkeep_done, free, k)) {
         mu->upkeep_running = false;
         mu->flags_dirty = k->sync;
         if (fts) {

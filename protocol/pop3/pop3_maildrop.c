@@ -193,7 +193,7 @@ static struct md_job *job_new(struct pop3_session *s, enum md_kind kind)
 static int job_run(struct pop3_session *s, struct md_job *j, proto_job_fn work, proto_job_fn done)
 {
     struct md *md = s->store;
-    md->job = proto_job_start(conn_loop(s->c), work, done, md_job_free, j);
+    md->job = proto_job_start(conn_loop(s->c), mailuser_id(md->mu), work, done, md_job_free, j);
     if (!md->job) {
         /* the caller still owns what it put in j; give the stream back */
         job_ended(j);

@@ -427,7 +427,12 @@ const struct conf_setting conf_settings[] = {
     {ROW("run_user", "coffre", "General"), STRING(run_user),
      .doc = "user coffred and coffrectl become when started as root"},
     {ROW("thread_pool_size", "8", "General"), UINT(thread_pool_size, 1, 128),
-     .doc = "threads for hashing and disk work (fsync-bound work scales to about 8 on one disk)"},
+     .doc = "threads for disk work (fsync-bound work scales to about 8 on one disk)"},
+    {ROW("max_jobs_per_account", "2", "General"), UINT(max_jobs_per_account, 1, 127),
+     .doc = "pool threads one account's work may take at once; the rest waits in its queue "
+            "(below thread_pool_size)"},
+    {ROW("auth_threads", "2", "General"), UINT(auth_threads, 1, 64),
+     .doc = "threads of their own for password checks, so logins never wait behind mail work"},
     {ROW("shutdown_timeout", "3s", "General"), DURATION(shutdown_timeout_ms, 0),
      .doc = "how long SIGTERM and closing wait for pending writes to drain"},
     {ROW("log_debug", "no", "General"), BOOL(log_debug), .doc = "debug logging"},
@@ -698,6 +703,14 @@ int conf_validate(const struct conf *c, char *err, size_t errlen)
     }
     if (!tls_needed && !c->lmtp_listen.n) {
         snprintf(err, errlen, "no listener configured");
+        return -1;
+    }
+    /* a pool of one thread is shared as it is */
+    if (c->max_jobs_per_account >= c->thread_pool_size && c->max_jobs_per_account > 1) {
+        snprintf(err, errlen,
+                 "max_jobs_per_account (%u) must be below thread_pool_size (%u), so that one "
+                 "account never takes every pool thread",
+                 c->max_jobs_per_account, c->thread_pool_size);
         return -1;
     }
     if (c->login_failure_delay_max_ms < c->login_failure_delay_ms) {

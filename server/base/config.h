@@ -44,6 +44,8 @@ struct conf {
     char data_dir[CONF_PATH_MAX];
     char run_user[64];
     unsigned thread_pool_size;
+    unsigned max_jobs_per_account;
+    unsigned auth_threads;
     unsigned shutdown_timeout_ms;
     bool log_debug;
 

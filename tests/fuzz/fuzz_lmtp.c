@@ -16,10 +16,15 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Stand-ins for protocol/job.c: there is no loop to run jobs on. */
-struct proto_job *proto_job_start(uv_loop_t *loop, proto_job_fn work, proto_job_fn done,
-                                  proto_job_fn free_fn, void *jdata)
+void proto_job_configure(unsigned max_per_account)
 {
-    (void)loop, (void)work, (void)done, (void)free_fn, (void)jdata;
+    (void)max_per_account;
+}
+
+struct proto_job *proto_job_start(uv_loop_t *loop, int64_t account, proto_job_fn work,
+                                  proto_job_fn done, proto_job_fn free_fn, void *jdata)
+{
+    (void)loop, (void)account, (void)work, (void)done, (void)free_fn, (void)jdata;
     return NULL;
 }
 

@@ -7,9 +7,11 @@
 #include <arpa/inet.h>
 #include <crypt.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/unit/check.h"
@@ -650,6 +652,7 @@ static void test_throttle_model(void)
               "the three others checked; the busy one not");
     }
     auth_service_free(s);
+    uv_run(&loop, UV_RUN_DEFAULT); /* the service's handle closes */
     CHECK(uv_loop_close(&loop) == 0, "loop closes: no handle left behind");
     auth_db_close(db);
 }
@@ -681,6 +684,92 @@ static void test_service_nocache(void)
     r = login(&loop, s, "erin", "erinnewpassword", "198.51.100.1", NULL, NULL);
     CHECK(r == AUTH_E_FAIL, "no default_domain: a bare name fails");
     auth_service_free(s);
+    uv_run(&loop, UV_RUN_DEFAULT); /* the service's handle closes */
+    CHECK(uv_loop_close(&loop) == 0, "loop closes");
+}
+
+/* ---- the login service's own threads ---- */
+
+#define BLOCKERS 4 /* UV_THREADPOOL_SIZE, set in main */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int started;
+    bool released;
+    bool timed_out;
+} fill = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false, false};
+
+/* Holds a libuv pool thread until the login is answered (or 3 s). */
+static void block_work(uv_work_t *w)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 3;
+    pthread_mutex_lock(&fill.mu);
+    fill.started++;
+    pthread_cond_broadcast(&fill.cond);
+    while (!fill.released)
+        if (pthread_cond_timedwait(&fill.cond, &fill.mu, &until) != 0) {
+            fill.timed_out = true;
+            break;
+        }
+    pthread_mutex_unlock(&fill.mu);
+}
+
+static void block_done(uv_work_t *w, int status)
+{
+}
+
+static void on_login_release(void *arg, int result, const struct auth_account *acct)
+{
+    on_login(arg, result, acct);
+    pthread_mutex_lock(&fill.mu);
+    fill.released = true;
+    pthread_cond_broadcast(&fill.cond);
+    pthread_mutex_unlock(&fill.mu);
+}
+
+/* Every libuv pool thread is taken by other work: a login is checked all
+ * the same, on the service's own threads. */
+static void test_service_own_threads(void)
+{
+    struct auth_service_opts o = {
+        .data_dir = tmpdir,
+        .default_domain = "example.org",
+        .threads = 1,
+    };
+    struct sockaddr_in sin = ip4("198.51.100.2");
+    struct auth_service *s = NULL;
+    uv_work_t w[BLOCKERS];
+    struct result res;
+    uv_loop_t loop;
+    char err[256];
+    bool full_meanwhile;
+
+    uv_loop_init(&loop);
+    CHECK(auth_service_new(&loop, &o, &s, err, sizeof(err)) == AUTH_OK, "service with 1 thread");
+    if (!s)
+        return;
+    for (int i = 0; i < BLOCKERS; i++)
+        uv_queue_work(&loop, &w[i], block_work, block_done);
+    pthread_mutex_lock(&fill.mu);
+    while (fill.started < BLOCKERS)
+        pthread_cond_wait(&fill.cond, &fill.mu);
+    pthread_mutex_unlock(&fill.mu);
+
+    memset(&res, 0, sizeof(res));
+    auth_login_start(s, "erin", 4, "erinnewpassword", 15, (struct sockaddr *)&sin, on_login_release,
+                     &res);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    pthread_mutex_lock(&fill.mu);
+    full_meanwhile = !fill.timed_out;
+    pthread_mutex_unlock(&fill.mu);
+    CHECK(res.calls == 1 && res.result == AUTH_OK && full_meanwhile,
+          "login answered while every libuv pool thread was busy");
+    auth_service_free(s);
+    uv_run(&loop, UV_RUN_DEFAULT);
     CHECK(uv_loop_close(&loop) == 0, "loop closes");
 }
 
@@ -698,6 +787,8 @@ static void cleanup(void)
 
 int main(void)
 {
+    /* before libuv's pool starts: BLOCKERS threads */
+    setenv("UV_THREADPOOL_SIZE", "4", 1);
     if (check_mkdtemp(tmpdir, sizeof(tmpdir), "coffre-test-auth") != 0)
         return 1;
     test_normalize();
@@ -706,6 +797,7 @@ int main(void)
     test_service();
     test_service_nocache();
     test_throttle_model();
+    test_service_own_threads();
     cleanup();
     return check_summary();
 }

@@ -245,6 +245,12 @@ int main(void)
     CHECK(load("login_failure_delay = 5s\nlogin_failure_delay_max = 1s\n", &c, err, sizeof(err)) <
               0,
           "delay cap below delay refused");
+    CHECK(load("thread_pool_size = 4\nmax_jobs_per_account = 4\n", &c, err, sizeof(err)) < 0 &&
+              strstr(err, "max_jobs_per_account") && strstr(err, "thread_pool_size"),
+          "one account allowed every pool thread: refused");
+    CHECK(load("thread_pool_size = 4\nmax_jobs_per_account = 3\n", &c, err, sizeof(err)) == 0 &&
+              load("thread_pool_size = 1\nmax_jobs_per_account = 1\n", &c, err, sizeof(err)) == 0,
+          "fewer jobs per account than threads, or a pool of one");
     {
         char big[5000];
         memset(big, 'a', sizeof(big) - 2);
