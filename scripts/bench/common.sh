@@ -29,14 +29,7 @@ bench_init() { # PREFIX: WORK, the cleanup on exit, the open-file limit
 bench_cleanup() {
     set +e
     if [ -n "$COFFRED_PID" ]; then kill "$COFFRED_PID" 2>/dev/null; wait "$COFFRED_PID" 2>/dev/null; fi
-    if [ -n "$DOVECOT_PID" ]; then
-        # the master and its descendants, by process id
-        local pids
-        pids=$(dovecot_pids)
-        kill "$DOVECOT_PID" 2>/dev/null
-        for _ in $(seq 100); do kill -0 "$DOVECOT_PID" 2>/dev/null || break; sleep 0.1; done
-        for p in $pids; do kill -9 "$p" 2>/dev/null; done
-    fi
+    [ -n "$DOVECOT_PID" ] && stop_dovecot
     [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
 
@@ -293,6 +286,15 @@ dovecot_add_users() { # PREFIX N: passwd lines; prints "ADDRESS MAILDIR"
         -v f="$D/passwd" '{ a = p $1 "@bench.example"
             printf "%s:{PLAIN}%s:%s:%s::%s/%s%d::\n", a, pw, u, g, h, p, $1 >> f
             printf "%s %s/%s%d/Maildir\n", a, h, p, $1 }'
+}
+stop_dovecot() { # the master and its descendants, by process id
+    local pids
+    pids=$(dovecot_pids)
+    kill "$DOVECOT_PID" 2>/dev/null
+    for _ in $(seq 100); do kill -0 "$DOVECOT_PID" 2>/dev/null || break; sleep 0.1; done
+    for p in $pids; do kill -9 "$p" 2>/dev/null; done
+    wait "$DOVECOT_PID" 2>/dev/null || true
+    DOVECOT_PID=
 }
 start_dovecot() {
     chown -R nobody:nogroup "$D/home"

@@ -72,10 +72,10 @@ struct cl {
     size_t have, off;
     unsigned tagn;
     char tag[16];
-    char err[160];        /* why the last step failed */
+    char err[160];             /* why the last step failed */
     unsigned long long rbytes; /* bytes received */
-    unsigned long spaces; /* spaces in the last line (beyond its cut too) */
-    unsigned long uidnext; /* from the last SELECT */
+    unsigned long spaces;      /* spaces in the last line (beyond its cut too) */
+    unsigned long uidnext;     /* from the last SELECT */
 };
 
 static const char *uprefix = "u"; /* BENCH_USER_PREFIX */
@@ -621,8 +621,6 @@ static int run_idle(int n)
     return 0;
 }
 
-
-
 /* ---- big folder ---- */
 
 /* A deterministic generator: message i is always the same bytes. */
@@ -635,15 +633,18 @@ static uint64_t rng(void)
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
-static double rng_unit(void) { return (double)(rng() >> 11) / 9007199254740992.0; }
+static double rng_unit(void)
+{
+    return (double)(rng() >> 11) / 9007199254740992.0;
+}
 
 static const char *const words[] = {
-    "the",     "of",     "and",      "to",      "in",       "is",      "that",    "for",
-    "it",      "as",     "was",      "with",    "be",       "by",      "on",      "not",
-    "this",    "are",    "or",       "from",    "at",       "which",   "have",    "an",
-    "they",    "you",    "were",     "there",   "been",     "one",     "all",     "we",
-    "meeting", "report", "budget",   "invoice", "attached", "please",  "regards", "thanks",
-    "project", "review", "schedule", "team",    "release",  "customer", "server", "monday"};
+    "the",     "of",     "and",      "to",      "in",       "is",       "that",    "for",
+    "it",      "as",     "was",      "with",    "be",       "by",       "on",      "not",
+    "this",    "are",    "or",       "from",    "at",       "which",    "have",    "an",
+    "they",    "you",    "were",     "there",   "been",     "one",      "all",     "we",
+    "meeting", "report", "budget",   "invoice", "attached", "please",   "regards", "thanks",
+    "project", "review", "schedule", "team",    "release",  "customer", "server",  "monday"};
 #define NWORDS (sizeof(words) / sizeof(words[0]))
 
 /* The word that SEARCH TEXT looks for (in the body of 1 % of the messages)
@@ -741,8 +742,9 @@ static void big_message(struct sbuf *b, unsigned long i)
               i / 60 % 60, i % 60);
     sb_printf(b, "Message-ID: <big-%lu@remote.example>\r\n", i);
     if (i % 7 == 0 && i > 1)
-        sb_printf(b, "In-Reply-To: <big-%lu@remote.example>\r\nReferences: <big-%lu@remote.example>\r\n",
-                  i - 1, i - 1);
+        sb_printf(
+            b, "In-Reply-To: <big-%lu@remote.example>\r\nReferences: <big-%lu@remote.example>\r\n",
+            i - 1, i - 1);
     sb_printf(b, "MIME-Version: 1.0\r\n");
     if (!attach) {
         sb_printf(b, "Content-Type: text/plain; charset=utf-8\r\n\r\n");
@@ -943,15 +945,15 @@ static int step(struct cl *c, const char *name, const char *fmt, const char *arg
     }
     double dt = now() - t0, s1 = tree_cpu(server_root), m1 = machine_cpu();
     double others = (m1 - m0) - (s1 - s0);
-    printf("step %s seconds %.4f bytes %llu result %ld server_cpu %.2f others_cpu %.2f%s%s\n",
-           name, dt, c->rbytes - b0, hits >= 0 ? hits : untagged, s1 - s0,
-           others > 0 ? others : 0, rc ? " FAILED " : "", rc ? untag(line) : "");
+    printf("step %s seconds %.4f bytes %llu result %ld server_cpu %.2f others_cpu %.2f%s%s\n", name,
+           dt, c->rbytes - b0, hits >= 0 ? hits : untagged, s1 - s0, others > 0 ? others : 0,
+           rc ? " FAILED " : "", rc ? untag(line) : "");
     fflush(stdout);
     return rc;
 }
 
 #define TB_FIELDS                                                                                  \
-    "(UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (From To Cc Bcc Subject Date Message-ID "     \
+    "(UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (From To Cc Bcc Subject Date Message-ID "      \
     "Priority X-Priority References Newsgroups In-Reply-To Content-Type)])"
 
 /* The big-folder steps in one session. warm: the same steps, then the
@@ -994,12 +996,13 @@ int main(int argc, char **argv)
     if (argc == 3 && !strcmp(argv[1], "gen"))
         return run_gen(strtoul(argv[2], NULL, 10));
     if (argc < 6) {
-        fprintf(stderr, "usage: %s mixed PORT CAFILE NUSERS PASS NCLIENTS SECONDS NMSGS\n"
-                        "       %s warm PORT CAFILE NUSERS PASS\n"
-                        "       %s idle PORT CAFILE NUSERS PASS NCONN\n"
-                        "       %s fill PORT CAFILE 1 PASS FIRST LAST BATCH_BYTES\n"
-                        "       %s steps PORT CAFILE 1 PASS SERVER_PID warm|measure\n"
-                        "       %s gen I\n",
+        fprintf(stderr,
+                "usage: %s mixed PORT CAFILE NUSERS PASS NCLIENTS SECONDS NMSGS\n"
+                "       %s warm PORT CAFILE NUSERS PASS\n"
+                "       %s idle PORT CAFILE NUSERS PASS NCONN\n"
+                "       %s fill PORT CAFILE 1 PASS FIRST LAST BATCH_BYTES\n"
+                "       %s steps PORT CAFILE 1 PASS SERVER_PID warm|measure\n"
+                "       %s gen I\n",
                 argv[0], argv[0], argv[0], argv[0], argv[0], argv[0]);
         return 2;
     }
