@@ -255,7 +255,8 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    mailuser_configure(s->conf.mail_keep_open_ms, s->conf.mail_keep_open_max);
+    mailuser_configure(s->conf.mail_keep_open_ms, s->conf.mail_keep_open_max,
+                       s->conf.mail_idle_close_ms);
     storage_set_limits(&(struct storage_limits){
         .max_steps = s->conf.mail_max_query_steps,
         .max_header_scans = s->conf.mail_max_header_searches,

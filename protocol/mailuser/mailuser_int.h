@@ -33,6 +33,7 @@ struct mailuser {
     bool upkeep_running;
     bool flags_dirty;
     uint64_t last_poll;
+    uint64_t last_nap; /* uv_now of the last round that tried storage_sleep */
     bool fts_maybe;    /* texts may wait for the full-text index */
     size_t fts_left;   /* waiting after the last indexing round */
     uint64_t last_new; /* uv_now of the last NEW or EXTERNAL event */
@@ -54,6 +55,8 @@ struct mailuser_req {
 
 /* The loop every store lives on, set by the first mailuser_open. */
 extern uv_loop_t *mu_loop;
+/* mail_idle_close: a store unused this long closes its index (0: never). */
+extern uint64_t mu_idle_close_ms;
 
 /* events.c */
 /* Sets up the wake-up of loop l (once). 0, or -1. */

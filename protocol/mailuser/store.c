@@ -17,6 +17,7 @@
 static LIST_HEAD(, mailuser) registry = LIST_HEAD_INITIALIZER(registry);
 static struct mailuser_req *ready, **ready_tail = &ready; /* answers due on the loop */
 
+uint64_t mu_idle_close_ms;
 static uint64_t keep_ms;
 static unsigned keep_max;
 static unsigned n_kept;
@@ -247,8 +248,9 @@ bool mu_keep_tick(struct mailuser *mu, uint64_t now)
     return false;
 }
 
-void mailuser_configure(uint64_t keep_open_ms, unsigned keep_open_max)
+void mailuser_configure(uint64_t keep_open_ms, unsigned keep_open_max, uint64_t idle_close_ms)
 {
+    mu_idle_close_ms = idle_close_ms;
     keep_ms = keep_open_ms;
     keep_max = keep_open_max;
 }
