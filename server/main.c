@@ -257,6 +257,17 @@ int main(int argc, char **argv)
 
     mailuser_configure(s->conf.mail_keep_open_ms, s->conf.mail_keep_open_max,
                        s->conf.mail_idle_close_ms);
+    {
+        /* Half of the descriptors for stores, budgeting 8 for each: the
+         * index, WAL and shared memory of the writer and of a reader or two,
+         * and a message file read; the other half for connections. */
+        unsigned max_open = s->conf.mail_max_open;
+        if (!max_open)
+            max_open = s->nofile > 64 + 16 ? (unsigned)((s->nofile - 64) / 16) : 1;
+        mailuser_configure_open(max_open, s->conf.mail_open_wait_ms);
+        log_info("accounts with their index open: at most %u (mail_max_open%s)", max_open,
+                 s->conf.mail_max_open ? "" : ", from the open-file limit");
+    }
     storage_set_limits(&(struct storage_limits){
         .max_steps = s->conf.mail_max_query_steps,
         .max_header_scans = s->conf.mail_max_header_searches,

@@ -441,6 +441,9 @@ void storage_trim(struct storage_user *u);
 bool storage_sleep(struct storage_user *u, uint64_t idle_ms);
 /* Whether the handle is asleep: a hint for the loop thread, no lock. */
 bool storage_asleep(struct storage_user *u);
+/* When the handle was last read or written (CLOCK_MONOTONIC, ms): a hint
+ * for the loop thread, no lock. */
+uint64_t storage_last_use(struct storage_user *u);
 
 /* ---- maintenance (coffrectl) ---- */
 

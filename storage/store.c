@@ -626,6 +626,11 @@ bool storage_sleep(struct storage_user *u, uint64_t idle_ms)
     return true;
 }
 
+uint64_t storage_last_use(struct storage_user *u)
+{
+    return __atomic_load_n(&u->last_use_ms, __ATOMIC_RELAXED);
+}
+
 bool storage_asleep(struct storage_user *u)
 {
     return __atomic_load_n(&u->asleep, __ATOMIC_RELAXED);

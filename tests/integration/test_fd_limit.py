@@ -3,9 +3,11 @@ says so, and a connection it cannot serve for want of descriptors is
 closed at once and counted in the log, never dropped in silence."""
 import re
 import socket
+import threading
 import time
 
 import harness
+import imap_util
 from harness import ServerTestCase
 
 SMALL = 64  # descriptors: a few dozen connections fill them
@@ -68,6 +70,65 @@ class OutOfDescriptors(ServerTestCase):
                 if time.monotonic() > end:
                     raise
                 time.sleep(0.1)
+
+
+class MoreAccountsThanFit(ServerTestCase):
+    """Under 128 descriptors mail_max_open comes to (128 - 64) / 16 = 4
+    stores: 30 accounts log in at once, select and wait in IDLE. Every one
+    gets in: the logins past the bound wait while quiet stores fall asleep,
+    instead of failing with NO [UNAVAILABLE] or a reset connection."""
+    WRAP = ['prlimit', '--nofile=128:128', '--']
+    CONF = {'mail_open_wait': '120s', 'login_max_pending_per_ip': '100'}
+    ACCOUNTS = 30
+
+    def test_all_accounts_get_in(self):
+        users = ['u%d@example.org' % i for i in range(self.ACCOUNTS)]
+        for u in users:
+            self.server.add_user(u, 'pw-' + u)
+        self.assertIn('accounts with their index open: at most 4', self.server.log())
+        results, clients = {}, []
+        lock = threading.Lock()
+
+        def one(u):
+            c = None
+            try:
+                c = imap_util.Imap(self.server.raw('imaps', tls=True, timeout=150))
+                with lock:
+                    clients.append(c)
+                u_, t = c.cmd('LOGIN %s %s' % (imap_util.quote(u), imap_util.quote('pw-' + u)),
+                              timeout=150)
+                if not re.match(rb'^T\d+ OK', t):
+                    raise AssertionError('LOGIN: %r' % t)
+                u_, t = c.cmd('SELECT INBOX', timeout=150)
+                if not re.match(rb'^T\d+ OK', t):
+                    raise AssertionError('SELECT: %r' % t)
+                c.tag_idle = c.tag()
+                c.send('%s IDLE\r\n' % c.tag_idle)
+                r = c.line(timeout=150)
+                if not r.startswith(b'+'):
+                    raise AssertionError('IDLE: %r' % r)
+                results[u] = 'idle'
+            except Exception as e:  # reported below, per account
+                results[u] = repr(e)
+
+        threads = [threading.Thread(target=one, args=(u,)) for u in users]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(200)
+        failed = {u: r for u, r in results.items() if r != 'idle'}
+        try:
+            self.assertEqual(len(results), len(users))
+            self.assertEqual(failed, {}, self.server.log_tail(80))
+            # and they still work: DONE, NOOP in each
+            for c in clients:
+                c.send('DONE\r\n')
+                u_, t = c.until_tagged(c.tag_idle, timeout=60)
+                self.assertRegex(t, rb'^T\d+ OK')
+                c.ok('NOOP', timeout=60)
+        finally:
+            for c in clients:
+                c.close()
 
 
 if __name__ == '__main__':
