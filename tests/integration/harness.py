@@ -518,6 +518,17 @@ class PeakWatcher(threading.Thread):
         return self.peak
 
 
+def wait_for(pred, timeout):
+    """Polls pred every 50 ms until it is true or timeout seconds passed;
+    returns its last value."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
 def send_ignoring_close(conn, data):
     """Sends data; a server closing (or resetting) mid-way is an answer too."""
     try:

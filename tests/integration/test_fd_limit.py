@@ -102,11 +102,7 @@ class MoreAccountsThanFit(ServerTestCase):
                 u_, t = c.cmd('SELECT INBOX', timeout=150)
                 if not re.match(rb'^T\d+ OK', t):
                     raise AssertionError('SELECT: %r' % t)
-                c.tag_idle = c.tag()
-                c.send('%s IDLE\r\n' % c.tag_idle)
-                r = c.line(timeout=150)
-                if not r.startswith(b'+'):
-                    raise AssertionError('IDLE: %r' % r)
+                c.idle()
                 results[u] = 'idle'
             except Exception as e:  # reported below, per account
                 results[u] = repr(e)
@@ -122,9 +118,7 @@ class MoreAccountsThanFit(ServerTestCase):
             self.assertEqual(failed, {}, self.server.log_tail(80))
             # and they still work: DONE, NOOP in each
             for c in clients:
-                c.send('DONE\r\n')
-                u_, t = c.until_tagged(c.tag_idle, timeout=60)
-                self.assertRegex(t, rb'^T\d+ OK')
+                c.done(timeout=60)
                 c.ok('NOOP', timeout=60)
         finally:
             for c in clients:

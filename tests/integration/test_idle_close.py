@@ -33,13 +33,7 @@ def index_fds(server, addr):
     return n
 
 
-def wait_for(pred, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return pred()
+wait_for = harness.wait_for
 
 
 class IdleClose(ImapCase):
@@ -52,18 +46,6 @@ class IdleClose(ImapCase):
             self.assertEqual(data[0][0], 250, data)
         finally:
             c.quit()
-
-    def idle(self, c):
-        c.tag_idle = c.tag()
-        c.send('%s IDLE\r\n' % c.tag_idle)
-        r = c.line()
-        self.assertTrue(r.startswith(b'+'), r)
-
-    def done(self, c):
-        c.send('DONE\r\n')
-        u, t = c.until_tagged(c.tag_idle, timeout=STEP)
-        self.assertRegex(t, rb'^T\d+ OK', t)
-        return u
 
     def expect_exists(self, c, n):
         seen = []
@@ -96,8 +78,8 @@ class IdleClose(ImapCase):
         warm = sorted(self.timed_fetch(a, 3) for _ in range(5))[2]
         self.assertGreater(index_fds(self.server, USER), 0, 'the index is not open at all')
 
-        self.idle(a)
-        self.idle(b)
+        a.idle()
+        b.idle()
         self.assertTrue(wait_for(lambda: index_fds(self.server, USER) == 0, 30),
                         'coffred still holds %d descriptor(s) on the index of an account whose '
                         'sessions are all in IDLE' % index_fds(self.server, USER))
@@ -109,12 +91,12 @@ class IdleClose(ImapCase):
 
         # closed again; after DONE the session works normally
         self.assertTrue(wait_for(lambda: index_fds(self.server, USER) == 0, 30))
-        self.done(a)
+        a.done(STEP)
         cold = self.timed_fetch(a, 4)
         u, t = a.cmd('UID FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (Subject)])')
         self.assertOK(t)
         a.ok('NOOP')
-        self.done(b)
+        b.done(STEP)
         b.ok('NOOP')
         b.logout()
         a.logout()
@@ -131,13 +113,10 @@ class IdleClose(ImapCase):
             c = imap_util.Imap(srv.raw('imaps', tls=True))
             c.login(USER, imap_util.PASS)
             c.select('INBOX')
-            c.tag_idle = c.tag()
-            c.send('%s IDLE\r\n' % c.tag_idle)
-            self.assertTrue(c.line().startswith(b'+'))
+            c.idle()
             time.sleep(3)
             self.assertGreater(index_fds(srv, USER), 0)
-            c.send('DONE\r\n')
-            c.until_tagged(c.tag_idle)
+            c.done()
             c.logout()
             c.close()
             self.assertEqual(srv.stop(), 0)
