@@ -91,25 +91,27 @@ static void shed(struct listener *l, int lfd, int err)
     uint64_t n = 0;
     int fd;
 
-    if (s->reserve_fd < 0) {
-        /* nothing to accept with: stop listening a moment */
-        server_note_refused(s, l, 1, strerror(err));
-        l->paused = true;
-        uv_poll_stop(&l->poll);
-        arm_refuse_timer(s, PAUSE_MS);
+    if (s->reserve_fd >= 0) {
+        close(s->reserve_fd);
+        s->reserve_fd = -1;
+        while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0 || errno == EINTR) {
+            if (fd >= 0) {
+                close(fd);
+                n++;
+            }
+        }
+        take_reserve(s);
+    }
+    if (n) {
+        server_note_refused(s, l, n, strerror(err));
         return;
     }
-    close(s->reserve_fd);
-    s->reserve_fd = -1;
-    while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0 || errno == EINTR) {
-        if (fd >= 0) {
-            close(fd);
-            n++;
-        }
-    }
-    take_reserve(s);
-    if (n)
-        server_note_refused(s, l, n, strerror(err));
+    /* nothing to accept with (no reserve, or a pool thread took it): stop
+     * listening a moment rather than wake up at once for the same client */
+    server_note_refused(s, l, 1, strerror(err));
+    l->paused = true;
+    uv_poll_stop(&l->poll);
+    arm_refuse_timer(s, PAUSE_MS);
 }
 
 static void on_listen_ready(uv_poll_t *p, int status, int events)
