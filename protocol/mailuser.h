@@ -73,8 +73,14 @@ struct mailuser_listener {
 
 /* A store whose last session ended stays open keep_open_ms (0: closes at
  * once), at most keep_open_max of them (the one idle longest closes first).
- * Taken up again, it first picks up what other programs changed meanwhile. */
-void mailuser_configure(uint64_t keep_open_ms, unsigned keep_open_max);
+ * Taken up again, it first picks up what other programs changed meanwhile.
+ * A store whose sessions all left it unused idle_close_ms (IMAP IDLE)
+ * closes its index files until the next command or delivery (0: never). */
+void mailuser_configure(uint64_t keep_open_ms, unsigned keep_open_max, uint64_t idle_close_ms);
+/* At most max_open stores have their index files open (0: no bound); an
+ * open past it, or failing for want of descriptors, waits up to wait_ms for
+ * one to close or fall asleep, then fails with STORAGE_E_TEMP. */
+void mailuser_configure_open(unsigned max_open, uint64_t wait_ms);
 
 /* The daemon is stopping: stores kept open are closed, and notifications
  * from pool threads are dropped from now on (the loop is about to close its

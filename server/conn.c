@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "server/base/log.h"
 #include "server/server.h"
@@ -411,7 +412,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread < 0) {
         if (nread != UV_EOF)
-            log_debug("conn=%llu read: %s", (unsigned long long)c->info.id, uv_strerror((int)nread));
+            log_debug("conn=%llu read: %s", (unsigned long long)c->info.id,
+                      uv_strerror((int)nread));
         c->closing = true;
         finish_close(c);
         return;
@@ -556,9 +558,8 @@ static void on_handle_closed(uv_handle_t *h)
     if (c->opened && c->handler->on_close)
         c->handler->on_close(c);
     log_info("conn=%llu service=%s remote=%s user=%s closed in=%llu out=%llu queued_peak=%zu",
-             (unsigned long long)c->info.id, c->info.service, c->remote,
-             c->user[0] ? c->user : "-", (unsigned long long)c->bytes_in,
-             (unsigned long long)c->bytes_out, c->queued_peak);
+             (unsigned long long)c->info.id, c->info.service, c->remote, c->user[0] ? c->user : "-",
+             (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out, c->queued_peak);
     if (c->counted_ip)
         ip_adjust(s, &c->peer, -1);
     if (c->prev)
@@ -668,14 +669,15 @@ static void format_peer(struct conn *c)
     }
 }
 
-void conn_accept(struct listener *l)
+void conn_accept(struct listener *l, int fd)
 {
     struct server *s = l->srv;
     struct conn *c = calloc(1, sizeof(*c));
     int r;
 
     if (!c) {
-        log_error("out of memory accepting a connection");
+        close(fd);
+        server_note_refused(s, l, 1, "out of memory");
         return;
     }
     c->srv = s;
@@ -686,7 +688,9 @@ void conn_accept(struct listener *l)
     else
         r = uv_tcp_init(s->loop, &c->h.tcp);
     if (r < 0) {
+        close(fd);
         free(c);
+        server_note_refused(s, l, 1, uv_strerror(r));
         return;
     }
     uv_timer_init(s->loop, &c->timer);
@@ -703,7 +707,10 @@ void conn_accept(struct listener *l)
     s->conns = c;
     s->nconns++;
 
-    if (uv_accept((uv_stream_t *)&l->h, &c->h.stream) < 0) {
+    r = l->is_unix ? uv_pipe_open(&c->h.pipe, fd) : uv_tcp_open(&c->h.tcp, fd);
+    if (r < 0) {
+        close(fd);
+        server_note_refused(s, l, 1, uv_strerror(r));
         c->closing = true;
         finish_close(c);
         return;
@@ -730,8 +737,8 @@ void conn_accept(struct listener *l)
         conn_close(c);
         return;
     }
-    log_info("conn=%llu service=%s remote=%s connected", (unsigned long long)c->info.id,
-             l->service, c->remote);
+    log_info("conn=%llu service=%s remote=%s connected", (unsigned long long)c->info.id, l->service,
+             c->remote);
     /* login_timeout is a deadline counted from here, across the TLS
      * handshake: neither a slow handshake nor a client trickling bytes holds
      * the slot longer; the protocol ends it once logged in */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -23,9 +24,9 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: coffred [-c FILE] [--foreground] [--check-config]\n"
-                "  -c, --config FILE   configuration file (default /etc/coffre/coffre.conf)\n"
-                "  -f, --foreground    stay in the foreground (for systemd and tests)\n"
-                "  -t, --check-config  check the configuration and exit\n");
+               "  -c, --config FILE   configuration file (default /etc/coffre/coffre.conf)\n"
+               "  -f, --foreground    stay in the foreground (for systemd and tests)\n"
+               "  -t, --check-config  check the configuration and exit\n");
 }
 
 static void on_stop_timer(uv_timer_t *t)
@@ -99,6 +100,39 @@ static int daemonize(void)
     return chdir("/");
 }
 
+/* Every session, open index and listener takes descriptors: the soft
+ * open-file limit (often 1024) is raised to the hard one, which the
+ * administrator chose. Returns the limit coffred runs with. */
+static uint64_t raise_open_file_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        log_warn("cannot read the open-file limit: %s", strerror(errno));
+        return 0;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit want = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0) {
+            rl.rlim_cur = rl.rlim_max;
+        } else {
+            /* an unlimited hard limit: the kernel's nr_open is the ceiling */
+            want.rlim_cur = 1048576;
+            if (want.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &want) == 0)
+                rl.rlim_cur = want.rlim_cur;
+            else
+                log_warn("cannot raise the open-file limit to %llu: %s",
+                         (unsigned long long)rl.rlim_max, strerror(errno));
+        }
+    }
+    if (rl.rlim_max == RLIM_INFINITY)
+        log_info("open-file limit: %llu (hard limit: unlimited)", (unsigned long long)rl.rlim_cur);
+    else
+        log_info("open-file limit: %llu (hard limit %llu)", (unsigned long long)rl.rlim_cur,
+                 (unsigned long long)rl.rlim_max);
+    return rl.rlim_cur;
+}
+
 static void close_walk(uv_handle_t *h, void *arg)
 {
     if (!uv_is_closing(h))
@@ -123,11 +157,21 @@ int main(int argc, char **argv)
 
     while ((ch = getopt_long(argc, argv, "c:fth", opts, NULL)) != -1) {
         switch (ch) {
-        case 'c': conf_path = optarg; break;
-        case 'f': foreground = true; break;
-        case 't': check_only = true; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 1;
+        case 'c':
+            conf_path = optarg;
+            break;
+        case 'f':
+            foreground = true;
+            break;
+        case 't':
+            check_only = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 1;
         }
     }
     if (optind != argc) {
@@ -178,6 +222,7 @@ int main(int argc, char **argv)
     }
     chmod(s->conf.data_dir, 0700);
 
+    s->nofile = raise_open_file_limit();
     s->loop = uv_default_loop();
     if (server_listen_all(s, err, sizeof(err)) < 0) {
         log_error("%s", err);
@@ -210,7 +255,19 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    mailuser_configure(s->conf.mail_keep_open_ms, s->conf.mail_keep_open_max);
+    mailuser_configure(s->conf.mail_keep_open_ms, s->conf.mail_keep_open_max,
+                       s->conf.mail_idle_close_ms);
+    {
+        /* Half of the descriptors for stores, budgeting 8 for each: the
+         * index, WAL and shared memory of the writer and of a reader or two,
+         * and a message file read; the other half for connections. */
+        unsigned max_open = s->conf.mail_max_open;
+        if (!max_open)
+            max_open = s->nofile > 64 + 16 ? (unsigned)((s->nofile - 64) / 16) : 1;
+        mailuser_configure_open(max_open, s->conf.mail_open_wait_ms);
+        log_info("accounts with their index open: at most %u (mail_max_open%s)", max_open,
+                 s->conf.mail_max_open ? "" : ", from the open-file limit");
+    }
     storage_set_limits(&(struct storage_limits){
         .max_steps = s->conf.mail_max_query_steps,
         .max_header_scans = s->conf.mail_max_header_searches,
@@ -250,6 +307,8 @@ int main(int argc, char **argv)
     uv_run(s->loop, UV_RUN_DEFAULT);
     auth_service_free(s->auth);
     tls_server_free(s->tls);
+    if (s->reserve_fd >= 0)
+        close(s->reserve_fd);
     uv_loop_close(s->loop);
     log_info("coffred stopped");
     return 0;

@@ -19,6 +19,12 @@ struct listener {
         uv_tcp_t tcp;
         uv_pipe_t pipe;
     } h;
+    /* Readiness of the listening socket: coffred accepts itself rather than
+     * through uv_listen, whose way out of EMFILE closes connections without
+     * telling anyone. */
+    uv_poll_t poll;
+    int open_handles; /* h and poll, until both are closed */
+    bool paused;      /* out of descriptors and of the reserve: waits */
     struct server *srv;
     const char *service; /* "imap", "imaps", ... */
     const struct conn_handler *handler;
@@ -37,11 +43,20 @@ struct server {
     struct auth_service *auth;
     char hostname[256];
 
+    uint64_t nofile; /* the open-file limit coffred runs with */
     struct listener *listeners;
     struct conn *conns; /* doubly linked list of live connections */
     unsigned nconns;
     uint64_t next_conn_id;
     struct ipcount **ipbuckets; /* per-IP connection counts */
+
+    /* Connections refused or failed before a session began: logged at
+     * most once a second with how many since the last line. */
+    uint64_t refused_unlogged;
+    uint64_t refused_next_log_ms;
+    const char *refused_why;
+    uv_timer_t refuse_timer; /* logs the rest of a burst; restarts paused listeners */
+    int reserve_fd;          /* one descriptor kept to accept and close when out of them */
 
     bool stopping;
     uv_timer_t stop_timer;
@@ -51,9 +66,13 @@ struct server {
 /* server/listen.c */
 int server_listen_all(struct server *s, char *err, size_t errlen);
 void server_close_listeners(struct server *s);
+/* n connections on l refused or failed (why: a short reason); logged at
+ * most once a second, with the count since the last line. Loop thread. */
+void server_note_refused(struct server *s, const struct listener *l, uint64_t n, const char *why);
 
 /* server/conn.c */
-void conn_accept(struct listener *l);
+/* A connection accepted on l: fd is the new socket, owned from here. */
+void conn_accept(struct listener *l, int fd);
 /* Asks every connection to say goodbye; closes the rest. */
 void conn_shutdown_all(struct server *s);
 void conn_abort_all(struct server *s);

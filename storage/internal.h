@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "storage/storage.h"
 
@@ -36,15 +37,21 @@ struct storage_user {
     struct storage_user *next;
 
     pthread_mutex_t wlock; /* serializes writers; guards wdb */
-    sqlite3 *wdb;
+    sqlite3 *wdb;          /* NULL while asleep: opened again by writer_lock */
     int64_t data_version;
+    /* storage_sleep: the index files as the last connection left them, for
+     * a poll that need not open them to see that nothing changed */
+    bool asleep; /* set under wlock; cleared by writer_lock, reader_get (atomic) */
+    struct timespec sleep_mtime, sleep_wal_mtime;
+    off_t sleep_size, sleep_wal_size;
+    uint64_t last_use_ms; /* monotonic, the last reader_get or writer_lock */
 
     pthread_mutex_t rlock; /* guards the reader pool */
     pthread_cond_t rcond;  /* a reader given back, for readers_close */
     sqlite3 *rdb[STORAGE_READERS];
     bool rbusy[STORAGE_READERS];
     uint64_t rsteps[STORAGE_READERS]; /* VM steps of the current borrower */
-    unsigned rextra; /* connections opened past the pool, in use */
+    unsigned rextra;                  /* connections opened past the pool, in use */
 
     pthread_rwlock_t watch_lock;
     struct storage_watch *watches;
@@ -105,7 +112,9 @@ extern struct storage_limits storage_limits;
  * err_from_sqlite turns into STORAGE_E_LIMIT). */
 sqlite3 *reader_get(struct storage_user *u);
 void reader_put(struct storage_user *u, sqlite3 *db);
-void writer_lock(struct storage_user *u);
+/* Takes the writer lock; opens the writer connection again when the handle
+ * was asleep (storage_sleep). 0, or the error of that open (lock not held). */
+int writer_lock(struct storage_user *u);
 void writer_unlock(struct storage_user *u);
 void emit_event(struct storage_user *u, struct pending_event *ev);
 

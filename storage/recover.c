@@ -914,12 +914,13 @@ int storage_check(const char *data_dir, int64_t id, void (*report)(void *arg, co
     if (db_exec(u->wdb, "INSERT INTO fts(fts) VALUES ('integrity-check')") != 0)
         rep_line(&rep, "full-text index damaged");
     /* a read: the comparison changes nothing */
-    writer_lock(u);
-    if ((rc = db_exec(u->wdb, "BEGIN")) == 0) {
-        rc = rescan_all(u, RESCAN_CHECK, &rep);
-        db_rollback(u->wdb);
+    if ((rc = writer_lock(u)) == 0) {
+        if ((rc = db_exec(u->wdb, "BEGIN")) == 0) {
+            rc = rescan_all(u, RESCAN_CHECK, &rep);
+            db_rollback(u->wdb);
+        }
+        writer_unlock(u);
     }
-    writer_unlock(u);
     if (rc == STORAGE_E_CORRUPT) {
         rep_line(&rep, "index corrupt: cannot compare it with the Maildir");
         rc = 0;
@@ -983,8 +984,7 @@ int storage_reindex(const char *data_dir, int64_t id)
     rc = storage_sync_flags(u, 0, NULL, NULL);
     pathf(path, sizeof(path), "%s/index.sqlite", u->root);
     pathf(old, sizeof(old), "%s/index.sqlite.old", u->root);
-    if (rc == 0) {
-        writer_lock(u);
+    if (rc == 0 && (rc = writer_lock(u)) == 0) {
         /* a consistent copy of the old index, for the keywords */
         unlink(old);
         {

@@ -431,6 +431,19 @@ int storage_refresh(struct storage_user *u);
  * connections but one are closed, cached pages freed. For a handle kept open while
  * no session uses it. */
 void storage_trim(struct storage_user *u);
+/* When the handle was not used for idle_ms (no read, no write), closes
+ * every connection to its index (it is checkpointed, its WAL and
+ * shared-memory files go), so that an account whose sessions all wait
+ * (IMAP IDLE) holds no file open. The handle, its watchers and its change
+ * events stay; the next read or write opens the index again, and
+ * storage_poll of an asleep handle only looks at the files' sizes and
+ * times. Returns true when the handle is asleep. Disk. */
+bool storage_sleep(struct storage_user *u, uint64_t idle_ms);
+/* Whether the handle is asleep: a hint for the loop thread, no lock. */
+bool storage_asleep(struct storage_user *u);
+/* When the handle was last read or written (CLOCK_MONOTONIC, ms): a hint
+ * for the loop thread, no lock. */
+uint64_t storage_last_use(struct storage_user *u);
 
 /* ---- maintenance (coffrectl) ---- */
 

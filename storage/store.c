@@ -398,6 +398,18 @@ static int on_steps(void *arg)
     return storage_limits.max_steps && *used > storage_limits.max_steps;
 }
 
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void note_use(struct storage_user *u)
+{
+    __atomic_store_n(&u->last_use_ms, mono_ms(), __ATOMIC_RELAXED);
+}
+
 /* The steps of a connection opened past the pool for one call: it is used
  * by that call only, on its thread. */
 static __thread uint64_t extra_steps;
@@ -414,6 +426,8 @@ sqlite3 *reader_get(struct storage_user *u)
     sqlite3 *db = NULL;
     int slot = -1;
 
+    note_use(u);
+    __atomic_store_n(&u->asleep, false, __ATOMIC_RELAXED); /* a reader may open */
     pthread_mutex_lock(&u->rlock);
     for (int i = 0; i < STORAGE_READERS; i++) {
         if (!u->rbusy[i] && u->rdb[i]) {
@@ -536,15 +550,118 @@ void storage_trim(struct storage_user *u)
     /* one reader stays, for the next session's first read; the writer keeps
      * the index open, so nothing is checkpointed here */
     readers_close(u, true, false);
-    writer_lock(u);
+    pthread_mutex_lock(&u->wlock); /* an asleep writer stays closed */
     if (u->wdb)
         sqlite3_db_release_memory(u->wdb);
-    writer_unlock(u);
+    pthread_mutex_unlock(&u->wlock);
 }
 
-void writer_lock(struct storage_user *u)
+static void file_sig(const char *path, struct timespec *mtime, off_t *size)
 {
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        *mtime = sb.st_mtim;
+        *size = sb.st_size;
+    } else {
+        memset(mtime, 0, sizeof(*mtime));
+        *size = -1;
+    }
+}
+
+/* Under the writer lock: the index files are as the handle left them
+ * when it fell asleep. */
+static bool index_unchanged(struct storage_user *u)
+{
+    char path[STORAGE_PATH_MAX];
+    struct timespec m, wm;
+    off_t sz, wsz;
+
+    pathf(path, sizeof(path), "%s/index.sqlite", u->root);
+    file_sig(path, &m, &sz);
+    pathf(path, sizeof(path), "%s/index.sqlite-wal", u->root);
+    file_sig(path, &wm, &wsz);
+    return sz == u->sleep_size && wsz == u->sleep_wal_size && m.tv_sec == u->sleep_mtime.tv_sec &&
+           m.tv_nsec == u->sleep_mtime.tv_nsec && wm.tv_sec == u->sleep_wal_mtime.tv_sec &&
+           wm.tv_nsec == u->sleep_wal_mtime.tv_nsec;
+}
+
+bool storage_sleep(struct storage_user *u, uint64_t idle_ms)
+{
+    char path[STORAGE_PATH_MAX];
+    bool busy, had_writer;
+
     pthread_mutex_lock(&u->wlock);
+    had_writer = u->wdb != NULL;
+    if (u->asleep) {
+        pthread_mutex_unlock(&u->wlock);
+        return true;
+    }
+    if (mono_ms() - __atomic_load_n(&u->last_use_ms, __ATOMIC_RELAXED) < idle_ms) {
+        pthread_mutex_unlock(&u->wlock);
+        return false;
+    }
+    readers_close(u, false, false);
+    pthread_mutex_lock(&u->rlock);
+    busy = u->rextra > 0;
+    for (int i = 0; i < STORAGE_READERS; i++)
+        busy |= u->rdb[i] != NULL;
+    pthread_mutex_unlock(&u->rlock);
+    /* the last connection to close checkpoints the index */
+    if (busy || (u->wdb && sqlite3_close(u->wdb) != SQLITE_OK)) {
+        pthread_mutex_unlock(&u->wlock);
+        return false;
+    }
+    u->wdb = NULL;
+    /* without a writer since the last sleep (reads only), the files are
+     * compared with what they were then: a change made meanwhile by another
+     * program still shows */
+    if (had_writer) {
+        pathf(path, sizeof(path), "%s/index.sqlite", u->root);
+        file_sig(path, &u->sleep_mtime, &u->sleep_size);
+        pathf(path, sizeof(path), "%s/index.sqlite-wal", u->root);
+        file_sig(path, &u->sleep_wal_mtime, &u->sleep_wal_size);
+    }
+    __atomic_store_n(&u->asleep, true, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&u->wlock);
+    return true;
+}
+
+uint64_t storage_last_use(struct storage_user *u)
+{
+    return __atomic_load_n(&u->last_use_ms, __ATOMIC_RELAXED);
+}
+
+bool storage_asleep(struct storage_user *u)
+{
+    return __atomic_load_n(&u->asleep, __ATOMIC_RELAXED);
+}
+
+/* writer_lock without counting as a use of the handle (a poll) */
+static int writer_lock_quiet(struct storage_user *u)
+{
+    char path[STORAGE_PATH_MAX];
+    int rc;
+
+    pthread_mutex_lock(&u->wlock);
+    if (u->wdb)
+        return 0;
+    /* asleep: the index opens again as a reader's connection does */
+    pathf(path, sizeof(path), "%s/index.sqlite", u->root);
+    if ((rc = db_open_conn(path, false, &u->wdb)) != 0) {
+        u->wdb = NULL;
+        pthread_mutex_unlock(&u->wlock);
+        return rc;
+    }
+    register_sql_functions(u->wdb, u);
+    u->data_version = 0; /* the next poll compares every mailbox with what it saw */
+    __atomic_store_n(&u->asleep, false, __ATOMIC_RELAXED);
+    return 0;
+}
+
+int writer_lock(struct storage_user *u)
+{
+    note_use(u);
+    return writer_lock_quiet(u);
 }
 
 void writer_unlock(struct storage_user *u)
@@ -584,7 +701,8 @@ int write_txn_path(struct storage_user *u, const struct txn_path *p, void *ctx)
 
     t.ev = t.ev_inline;
     t.capev = sizeof(t.ev_inline) / sizeof(t.ev_inline[0]);
-    writer_lock(u);
+    if ((rc = writer_lock(u)) != 0)
+        return rc;
     if (p->before && (rc = p->before(u, ctx)) != 0)
         goto out;
     t.db = u->wdb; /* after before(), which may have opened it again */
@@ -741,7 +859,15 @@ int storage_poll(struct storage_user *u)
     struct poll_state *ps;
     int rc;
 
-    writer_lock(u);
+    pthread_mutex_lock(&u->wlock);
+    if (u->asleep && index_unchanged(u)) {
+        /* nobody wrote the index since it was closed */
+        pthread_mutex_unlock(&u->wlock);
+        return 0;
+    }
+    pthread_mutex_unlock(&u->wlock);
+    if ((rc = writer_lock_quiet(u)) != 0)
+        return rc;
     if ((rc = data_version(u, &dv)) != 0) {
         writer_unlock(u);
         return rc;

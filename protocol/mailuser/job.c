@@ -3,6 +3,7 @@
  * here: how many of its jobs are on the pool, and the others in a FIFO;
  * when one of them ends, the next one goes to the pool. Loop thread. */
 #include "protocol/job.h"
+#include "protocol/mailuser/mailuser_int.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -74,6 +75,17 @@ static void to_pool(struct proto_job *j)
 }
 
 /* One job of a ends: the next waiting one takes its place. */
+bool mu_jobs_running(int64_t id)
+{
+    struct job_account *a;
+    LIST_FOREACH(a, &accounts[(uint64_t)id & (ACCOUNT_BUCKETS - 1)], bucket)
+    {
+        if (a->id == id)
+            return true;
+    }
+    return false;
+}
+
 static void account_job_ended(struct job_account *a)
 {
     struct proto_job *next;

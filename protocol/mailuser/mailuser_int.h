@@ -33,9 +33,12 @@ struct mailuser {
     bool upkeep_running;
     bool flags_dirty;
     uint64_t last_poll;
-    bool fts_maybe;    /* texts may wait for the full-text index */
-    size_t fts_left;   /* waiting after the last indexing round */
-    uint64_t last_new; /* uv_now of the last NEW or EXTERNAL event */
+    uint64_t last_nap;    /* uv_now of the last round that tried storage_sleep */
+    bool napping;         /* put to sleep to make room for another store */
+    bool closing_counted; /* closing: its files count until mu_free */
+    bool fts_maybe;       /* texts may wait for the full-text index */
+    size_t fts_left;      /* waiting after the last indexing round */
+    uint64_t last_new;    /* uv_now of the last NEW or EXTERNAL event */
     /* keep-open (store.c) */
     bool kept;                  /* no hold since idle_since; closes after keep_ms */
     uint64_t idle_since;        /* uv_now when the last hold went */
@@ -45,7 +48,11 @@ struct mailuser {
 };
 
 struct mailuser_req {
-    struct mailuser *mu;
+    struct mailuser *mu; /* NULL while queued for room (pending) */
+    int64_t id;          /* the account, its quota and data_dir: for an open */
+    uint64_t quota_bytes;
+    char *data_dir;    /* owned until an open starts */
+    uint64_t deadline; /* uv_now: past it a queued request fails */
     mailuser_open_cb cb;
     void *arg;
     bool cancelled;
@@ -54,6 +61,8 @@ struct mailuser_req {
 
 /* The loop every store lives on, set by the first mailuser_open. */
 extern uv_loop_t *mu_loop;
+/* mail_idle_close: a store unused this long closes its index (0: never). */
+extern uint64_t mu_idle_close_ms;
 
 /* events.c */
 /* Sets up the wake-up of loop l (once). 0, or -1. */
@@ -64,6 +73,10 @@ void mu_storage_event(void *arg, const struct storage_event *ev);
 void mu_wake(void);
 /* From now on notifications from pool threads are dropped. */
 void mu_events_close(void);
+
+/* job.c */
+/* Whether jobs of account id run or wait. */
+bool mu_jobs_running(int64_t id);
 
 /* store.c */
 /* The open (or opening) mailuser of account id, NULL. */

@@ -5,7 +5,13 @@
  * closing (flag names written back, index checkpointed) happens once rather
  * than per session. A delivery lingers a little longer still, holding its
  * store as it was, so that a stream of deliveries to the same accounts
- * neither reopens nor refreshes their index per message. Loop thread. */
+ * neither reopens nor refreshes their index per message.
+ *
+ * Stores with their index files open are at most mail_max_open (derived
+ * from the open-file limit): past it, an open waits in a queue while a
+ * store closes or one whose sessions are quiet is put to sleep
+ * (storage_sleep), at most mail_open_wait; an open that fails for want of
+ * descriptors waits the same way. Loop thread. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +23,17 @@
 static LIST_HEAD(, mailuser) registry = LIST_HEAD_INITIALIZER(registry);
 static struct mailuser_req *ready, **ready_tail = &ready; /* answers due on the loop */
 
+uint64_t mu_idle_close_ms;
+static unsigned max_open; /* 0: no bound */
+static uint64_t open_wait_ms;
+static unsigned n_closing;       /* closing: their files are still open */
+static unsigned n_naps;          /* put to sleep to make room, not done */
+static uint64_t fds_short_until; /* uv_now: an open failed for want of descriptors */
+static struct mailuser_req *pending, **pending_tail = &pending; /* waiting for room */
+static size_t n_pending;
+static uv_timer_t pending_timer;
+static bool pending_timer_on;
+#define PENDING_TICK_MS 100
 static uint64_t keep_ms;
 static unsigned keep_max;
 static unsigned n_kept;
@@ -52,6 +69,7 @@ void mu_answer_ready(void)
         } else {
             r->cb(r->arg, 0, mu); /* the hold passes to the session */
         }
+        free(r->data_dir);
         free(r);
         r = next;
     }
@@ -88,10 +106,17 @@ static void stop_sharing(struct mailuser *mu)
     mu->state = MU_CLOSING;
 }
 
+static void retry_pending(void);
+
 static void mu_free(struct mailuser *mu)
 {
+    bool counted = mu->closing_counted;
     free(mu->data_dir);
     free(mu);
+    if (counted) {
+        n_closing--;
+        retry_pending(); /* its descriptors are free */
+    }
 }
 
 static void close_work(void *data)
@@ -119,6 +144,10 @@ static void on_timer_closed(uv_handle_t *h)
 static void begin_close(struct mailuser *mu)
 {
     stop_sharing(mu);
+    if (mu->u && !mu->closing_counted) {
+        mu->closing_counted = true;
+        n_closing++;
+    }
     if (mu->u && !uv_is_closing((uv_handle_t *)&mu->timer)) {
         uv_close((uv_handle_t *)&mu->timer, on_timer_closed);
         return;
@@ -247,8 +276,15 @@ bool mu_keep_tick(struct mailuser *mu, uint64_t now)
     return false;
 }
 
-void mailuser_configure(uint64_t keep_open_ms, unsigned keep_open_max)
+void mailuser_configure_open(unsigned max_open_stores, uint64_t wait_ms)
 {
+    max_open = max_open_stores;
+    open_wait_ms = wait_ms;
+}
+
+void mailuser_configure(uint64_t keep_open_ms, unsigned keep_open_max, uint64_t idle_close_ms)
+{
+    mu_idle_close_ms = idle_close_ms;
     keep_ms = keep_open_ms;
     keep_max = keep_open_max;
 }
@@ -276,18 +312,56 @@ static void open_work(void *data)
     }
 }
 
+/* Takes r's request back into the queue for room, as if it had not been
+ * started: the store could not be opened for want of descriptors. */
+static void requeue(struct mailuser_req *r, struct mailuser *mu)
+{
+    r->data_dir = strdup(mu->data_dir);
+    r->mu = NULL;
+    r->next = NULL;
+    if (!r->data_dir) {
+        r->mu = mu;
+        answer_later(r);
+        return;
+    }
+    mu_release(mu);
+    *pending_tail = r;
+    pending_tail = &r->next;
+    n_pending++;
+}
+
 static void open_done(void *data)
 {
     struct mailuser *mu = data;
+    struct mailuser_req *r, *next;
+    uint64_t now = uv_now(mu_loop);
 
     if (mu->open_err) {
-        log_error("mailuser: cannot open the store of account %lld: %s", (long long)mu->id,
-                  storage_strerror(mu->open_err));
+        bool wait = mu->open_err == STORAGE_E_TEMP && max_open && !shutting_down;
+        if (wait) {
+            log_warn("mailuser: cannot open the store of account %lld now (%s): its logins wait "
+                     "for another store to close",
+                     (long long)mu->id, storage_strerror(mu->open_err));
+            fds_short_until = now + PENDING_TICK_MS * 2;
+        } else {
+            log_error("mailuser: cannot open the store of account %lld: %s", (long long)mu->id,
+                      storage_strerror(mu->open_err));
+        }
         stop_sharing(mu); /* later opens try again */
-    } else {
-        mu->state = MU_OPEN;
-        mu_upkeep_start(mu);
+        r = mu->waiters;
+        mu->waiters = NULL;
+        for (; r; r = next) {
+            next = r->next;
+            if (wait && !r->cancelled && now < r->deadline)
+                requeue(r, mu);
+            else
+                answer_later(r);
+        }
+        retry_pending();
+        return;
     }
+    mu->state = MU_OPEN;
+    mu_upkeep_start(mu);
     answer_waiters(mu);
 }
 
@@ -311,6 +385,194 @@ static void refresh_done(void *data)
     answer_waiters(mu);
 }
 
+/* r joins mu, open or opening. */
+static void attach(struct mailuser_req *r, struct mailuser *mu)
+{
+    mu->holds++;
+    mu->quota_bytes = r->quota_bytes;
+    r->mu = mu;
+    if (mu->kept) {
+        unkeep(mu);
+        storage_set_quota(mu->u, r->quota_bytes, 0);
+        mu->state = MU_OPENING;
+        mu->waiters = r;
+        if (!proto_job_start(mu_loop, mu->id, refresh_work, refresh_done, NULL, mu))
+            refresh_done(mu); /* no pool: use the index as it is */
+        return;
+    }
+    if (mu->state == MU_OPEN) {
+        storage_set_quota(mu->u, r->quota_bytes, 0); /* a short mutex, no I/O */
+        answer_later(r);
+    } else {
+        r->next = mu->waiters;
+        mu->waiters = r;
+    }
+}
+
+/* Opens r's account anew; r->data_dir passes to the store. -1 when out of
+ * memory (r unchanged). */
+static int start_open(struct mailuser_req *r)
+{
+    struct mailuser *mu = calloc(1, sizeof(*mu));
+
+    if (!mu)
+        return -1;
+    mu->data_dir = r->data_dir;
+    mu->id = r->id;
+    mu->quota_bytes = r->quota_bytes;
+    mu->state = MU_OPENING;
+    mu->holds = 1;
+    r->mu = mu;
+    r->next = NULL;
+    mu->waiters = r;
+    if (!proto_job_start(mu_loop, mu->id, open_work, open_done, NULL, mu)) {
+        free(mu);
+        r->mu = NULL;
+        return -1;
+    }
+    r->data_dir = NULL;
+    LIST_INSERT_HEAD(&registry, mu, entry);
+    return 0;
+}
+
+/* Stores whose index files are open, or may be: opening, awake, closing. */
+static unsigned open_count(void)
+{
+    struct mailuser *mu;
+    unsigned n = n_closing;
+
+    LIST_FOREACH(mu, &registry, entry)
+    {
+        if (mu->state != MU_OPEN || !storage_asleep(mu->u))
+            n++;
+    }
+    return n;
+}
+
+static void nap_work(void *data)
+{
+    struct mailuser *mu = data;
+    storage_sleep(mu->u, 0);
+}
+
+static void nap_done(void *data)
+{
+    struct mailuser *mu = data;
+    mu->napping = false;
+    n_naps--;
+    mu_release(mu);
+    retry_pending();
+}
+
+/* Frees the descriptors of one store: closes the kept store idle longest,
+ * or else puts to sleep the awake store unused longest whose account runs
+ * nothing (its sessions reopen it at their next command). Room comes when
+ * that is done (retry_pending). false when no store can give way. */
+static bool make_room(void)
+{
+    struct mailuser *mu, *best = NULL;
+
+    if (evict_oldest_kept())
+        return true;
+    LIST_FOREACH(mu, &registry, entry)
+    {
+        if (mu->state != MU_OPEN || mu->kept || mu->napping || mu->upkeep_running ||
+            storage_asleep(mu->u) || mu_jobs_running(mu->id))
+            continue;
+        if (!best || storage_last_use(mu->u) < storage_last_use(best->u))
+            best = mu;
+    }
+    if (!best)
+        return false;
+    best->napping = true;
+    best->holds++;
+    n_naps++;
+    if (!proto_job_start(mu_loop, best->id, nap_work, nap_done, NULL, best)) {
+        best->napping = false;
+        best->holds--;
+        n_naps--;
+        return false;
+    }
+    return true;
+}
+
+static void on_pending_timer(uv_timer_t *t);
+
+/* Starts the queued opens there is room for, oldest first; makes room for
+ * the others. */
+static void retry_pending(void)
+{
+    struct mailuser_req *r;
+    struct mailuser *mu;
+    unsigned n;
+    bool short_fds;
+
+    if (!pending || shutting_down)
+        return;
+    n = open_count();
+    short_fds = uv_now(mu_loop) < fds_short_until;
+    while ((r = pending)) {
+        mu = NULL;
+        if (!r->cancelled && !(mu = mu_find(r->id)) && (short_fds || n >= max_open))
+            break;
+        pending = r->next;
+        if (!pending)
+            pending_tail = &pending;
+        n_pending--;
+        if (r->cancelled) {
+            free(r->data_dir);
+            free(r);
+        } else if (mu) {
+            attach(r, mu); /* opened meanwhile for another session */
+        } else if (start_open(r) == 0) {
+            n++;
+        } else {
+            r->cb(r->arg, STORAGE_E_NOMEM, NULL);
+            free(r->data_dir);
+            free(r);
+        }
+    }
+    while (n_pending > n_naps + n_closing && make_room())
+        ;
+    if (pending && !pending_timer_on) {
+        pending_timer_on = true;
+        uv_timer_start(&pending_timer, on_pending_timer, PENDING_TICK_MS, PENDING_TICK_MS);
+    } else if (!pending && pending_timer_on) {
+        pending_timer_on = false;
+        uv_timer_stop(&pending_timer);
+    }
+}
+
+/* Queued opens past mail_open_wait fail (NO [UNAVAILABLE] for a login). */
+static void on_pending_timer(uv_timer_t *t)
+{
+    struct mailuser_req **pp = &pending, *r;
+    uint64_t now = uv_now(mu_loop);
+    unsigned expired = 0;
+
+    (void)t;
+    while ((r = *pp)) {
+        if (r->cancelled || now < r->deadline) {
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        n_pending--;
+        expired++;
+        r->cb(r->arg, STORAGE_E_TEMP, NULL);
+        free(r->data_dir);
+        free(r);
+    }
+    pending_tail = pp;
+    while (*pending_tail)
+        pending_tail = &(*pending_tail)->next;
+    if (expired)
+        log_warn("mailuser: %u login(s) waited mail_open_wait for a store to close in vain "
+                 "(mail_max_open %u stores open)",
+                 expired, max_open);
+    retry_pending();
+}
+
 struct mailuser_req *mailuser_open(uv_loop_t *l, const char *data_dir,
                                    const struct auth_account *acct, mailuser_open_cb cb, void *arg)
 {
@@ -324,49 +586,35 @@ struct mailuser_req *mailuser_open(uv_loop_t *l, const char *data_dir,
         return NULL;
     r->cb = cb;
     r->arg = arg;
+    r->id = acct->id;
+    r->quota_bytes = acct->quota_bytes;
+    r->deadline = uv_now(mu_loop) + open_wait_ms;
 
     mu = mu_find(acct->id);
     if (mu) {
-        mu->holds++;
-        mu->quota_bytes = acct->quota_bytes;
-        r->mu = mu;
-        if (mu->kept) {
-            unkeep(mu);
-            storage_set_quota(mu->u, acct->quota_bytes, 0);
-            mu->state = MU_OPENING;
-            mu->waiters = r;
-            if (!proto_job_start(mu_loop, mu->id, refresh_work, refresh_done, NULL, mu))
-                refresh_done(mu); /* no pool: use the index as it is */
-            return r;
-        }
-        if (mu->state == MU_OPEN) {
-            storage_set_quota(mu->u, acct->quota_bytes, 0); /* a short mutex, no I/O */
-            answer_later(r);
-        } else {
-            r->next = mu->waiters;
-            mu->waiters = r;
-        }
+        attach(r, mu);
         return r;
     }
-
-    mu = calloc(1, sizeof(*mu));
-    if (!mu || !(mu->data_dir = strdup(data_dir))) {
-        free(mu);
+    if (!(r->data_dir = strdup(data_dir))) {
         free(r);
         return NULL;
     }
-    mu->id = acct->id;
-    mu->quota_bytes = acct->quota_bytes;
-    mu->state = MU_OPENING;
-    mu->holds = 1;
-    r->mu = mu;
-    mu->waiters = r;
-    if (!proto_job_start(mu_loop, mu->id, open_work, open_done, NULL, mu)) {
-        mu_free(mu);
+    if (max_open && (pending || uv_now(mu_loop) < fds_short_until || open_count() >= max_open)) {
+        if (!pending_timer.loop) {
+            uv_timer_init(mu_loop, &pending_timer);
+            uv_unref((uv_handle_t *)&pending_timer);
+        }
+        *pending_tail = r;
+        pending_tail = &r->next;
+        n_pending++;
+        retry_pending();
+        return r;
+    }
+    if (start_open(r) < 0) {
+        free(r->data_dir);
         free(r);
         return NULL;
     }
-    LIST_INSERT_HEAD(&registry, mu, entry);
     return r;
 }
 
@@ -391,6 +639,18 @@ void mailuser_shutdown(void)
     struct mailuser *mu, *next;
 
     shutting_down = true;
+    while (pending) {
+        struct mailuser_req *r = pending;
+        pending = r->next;
+        if (!r->cancelled)
+            r->cb(r->arg, STORAGE_E_TEMP, NULL);
+        free(r->data_dir);
+        free(r);
+    }
+    pending_tail = &pending;
+    n_pending = 0;
+    if (pending_timer.loop && !uv_is_closing((uv_handle_t *)&pending_timer))
+        uv_close((uv_handle_t *)&pending_timer, NULL);
     for (mu = LIST_FIRST(&registry); mu; mu = next) {
         next = LIST_NEXT(mu, entry);
         if (mu->lingering)

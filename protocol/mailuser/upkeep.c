@@ -18,7 +18,7 @@ static unsigned fts_jobs; /* upkeep rounds indexing now, all accounts */
 
 struct upkeep {
     struct mailuser *mu;
-    bool poll, sync, fts;
+    bool poll, sync, fts, nap;
     size_t fts_left;
     int fts_rc;
 };
@@ -45,6 +45,8 @@ static void upkeep_work(void *data)
         storage_poll(k->mu->u);
     if (k->fts)
         k->fts_rc = storage_fts_index(k->mu->u, MAILUSER_FTS_BATCH, &k->fts_left);
+    if (k->nap) /* last: the work above counts as use */
+        storage_sleep(k->mu->u, mu_idle_close_ms);
     k->sync = left > 0; /* more to do next round */
 }
 
@@ -80,10 +82,13 @@ static void on_timer(uv_timer_t *t)
     bool poll = !LIST_EMPTY(&mu->listeners) && now - mu->last_poll >= MAILUSER_POLL_MS;
     bool fts = (mu->fts_maybe || mu->fts_left > 0) && fts_jobs < MAILUSER_FTS_JOBS &&
                now - mu->last_new >= MAILUSER_FTS_QUIET_MS;
+    /* every session idle a while: the index need not stay open for them */
+    bool nap = mu_idle_close_ms > 0 && mu->state == MU_OPEN && !mu->kept &&
+               now - mu->last_nap >= MAILUSER_POLL_MS && !storage_asleep(mu->u);
 
     if (mu_keep_tick(mu, now))
         return;
-    if (mu->upkeep_running || mu->state != MU_OPEN || (!poll && !mu->flags_dirty && !fts))
+    if (mu->upkeep_running || mu->state != MU_OPEN || (!poll && !mu->flags_dirty && !fts && !nap))
         return;
     k = calloc(1, sizeof(*k));
     if (!k)
@@ -92,6 +97,9 @@ static void on_timer(uv_timer_t *t)
     k->poll = poll;
     k->sync = mu->flags_dirty;
     k->fts = fts;
+    k->nap = nap;
+    if (nap)
+        mu->last_nap = now;
     mu->flags_dirty = false;
     if (fts) {
         mu->fts_maybe = false;

@@ -39,10 +39,17 @@ int conf_parse_size(const char *s, uint64_t *out)
         return -1;
     if (*end) {
         switch (tolower((unsigned char)*end)) {
-        case 'k': mul = 1ull << 10; break;
-        case 'm': mul = 1ull << 20; break;
-        case 'g': mul = 1ull << 30; break;
-        default: return -1;
+        case 'k':
+            mul = 1ull << 10;
+            break;
+        case 'm':
+            mul = 1ull << 20;
+            break;
+        case 'g':
+            mul = 1ull << 30;
+            break;
+        default:
+            return -1;
         }
         end++;
         if (*end == 'b' || *end == 'B')
@@ -500,6 +507,15 @@ const struct conf_setting conf_settings[] = {
      .doc = "an account's index stays open this long after its last session (clients reconnect)"},
     {ROW("mail_keep_open_max", "1000", "Mail storage"), UINT(mail_keep_open_max, 0, 1000000),
      .doc = "accounts kept open so at most"},
+    {ROW("mail_idle_close", "30s", "Mail storage"), DURATION(mail_idle_close_ms, 0),
+     .doc = "an account whose sessions all waited this long (IMAP IDLE, no command) closes its "
+            "index files until the next command or delivery; 0 = never"},
+    {ROW("mail_max_open", "0", "Mail storage"), UINT(mail_max_open, 0, 1000000),
+     .doc = "accounts with their index files open at most (0: the open-file limit less 64, "
+            "divided by 16); past it a login waits for one to close or fall asleep"},
+    {ROW("mail_open_wait", "30s", "Mail storage"), DURATION(mail_open_wait_ms, 0),
+     .doc = "how long a login waits for room under mail_max_open (or for descriptors) before "
+            "NO [UNAVAILABLE]"},
     {ROW("mail_max_query_steps", "50M", "Mail storage"),
      UINT(mail_max_query_steps, 10000, 4000000000u),
      .doc = "SQLite steps one index read of a command may take (a costly SEARCH); then NO [LIMIT]"},

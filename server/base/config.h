@@ -81,6 +81,9 @@ struct conf {
     /* Mail storage */
     unsigned mail_keep_open_ms;        /* a store stays open this long after its last session */
     unsigned mail_keep_open_max;       /* stores kept open so */
+    unsigned mail_idle_close_ms;       /* a store unused so long closes its index files */
+    unsigned mail_max_open;            /* stores with open index files; 0: from the fd limit */
+    unsigned mail_open_wait_ms;        /* an open past mail_max_open waits so long */
     unsigned mail_max_query_steps;     /* SQLite VM steps of one index read */
     unsigned mail_max_header_searches; /* SEARCH HEADER keys that read message files */
     unsigned mail_max_mailboxes;       /* mailboxes per account */
@@ -140,8 +143,8 @@ struct conf_setting {
     const char *def;   /* the default, as written in the file and the README */
     const char *group; /* the README's heading it stands under: "IMAP", "LMTP", ... */
     enum conf_type type;
-    size_t off, size; /* of the field in struct conf */
-    uint64_t min, max; /* CONF_UINT, CONF_SIZE: bounds; CONF_DURATION: least ms */
+    size_t off, size;             /* of the field in struct conf */
+    uint64_t min, max;            /* CONF_UINT, CONF_SIZE: bounds; CONF_DURATION: least ms */
     bool unix_ok;                 /* CONF_ADDRS: unix:/path allowed */
     bool (*valid)(const char *v); /* CONF_STRING, CONF_PATH: checks the value, else errmsg */
     const char *errmsg;           /* the whole error message, in place of the type's */

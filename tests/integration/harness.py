@@ -244,8 +244,10 @@ class Server:
     """One coffred process with its own temporary directory, certificate,
     data directory and five loopback ports."""
 
-    def __init__(self, extra_conf=None, name='coffre'):
+    def __init__(self, extra_conf=None, name='coffre', wrap=None):
         require_binaries()
+        # a command coffred runs under, e.g. ['prlimit', '--nofile=64:64', '--']
+        self.wrap = list(wrap or ())
         self.tmp = tempfile.mkdtemp(prefix='coffre-it-')
         # Started as root, coffred drops to run_user; it must reach data/.
         os.chmod(self.tmp, 0o755)
@@ -294,7 +296,7 @@ class Server:
 
     def start(self):
         self.logf = open(self.log_path, 'ab')
-        self.proc = subprocess.Popen([COFFRED, '-c', self.conf_path, '--foreground'],
+        self.proc = subprocess.Popen(self.wrap + [COFFRED, '-c', self.conf_path, '--foreground'],
                                      stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=subprocess.STDOUT)
         try:
@@ -516,6 +518,17 @@ class PeakWatcher(threading.Thread):
         return self.peak
 
 
+def wait_for(pred, timeout):
+    """Polls pred every 50 ms until it is true or timeout seconds passed;
+    returns its last value."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
 def send_ignoring_close(conn, data):
     """Sends data; a server closing (or resetting) mid-way is an answer too."""
     try:
@@ -568,11 +581,12 @@ class ServerTestCase(unittest.TestCase):
     on SIGTERM, or a sanitizer reported anything."""
 
     CONF = {}
+    WRAP = None  # a command to run coffred under (Server's wrap)
     server = None
 
     @classmethod
     def setUpClass(cls):
-        cls.server = Server(cls.CONF, name=cls.__name__)
+        cls.server = Server(cls.CONF, name=cls.__name__, wrap=cls.WRAP)
         try:
             cls.server.start()
             cls.setUpServer()

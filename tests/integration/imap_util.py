@@ -373,6 +373,22 @@ class Imap:
         u = self.ok('%sSEARCH %s' % ('UID ' if uid else '', criteria))
         return search_result(u)
 
+    def idle(self):
+        """Sends IDLE and reads its continuation (the tag in tag_idle)."""
+        self.tag_idle = self.tag()
+        self.send('%s IDLE\r\n' % self.tag_idle)
+        r = self.line()
+        if not r.startswith(b'+'):
+            raise ImapError('IDLE -> %r' % r)
+
+    def done(self, timeout=None):
+        """Ends IDLE; returns the untagged responses before its OK."""
+        self.send('DONE\r\n')
+        u, t = self.until_tagged(self.tag_idle, timeout)
+        if not re.match(rb'T\d+ OK', t):
+            raise ImapError('DONE -> %r' % t)
+        return u
+
     def logout(self):
         try:
             self.ok('LOGOUT')

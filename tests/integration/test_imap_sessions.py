@@ -30,16 +30,10 @@ class Sessions(ImapCase):
         c.logout()
 
     def idle(self, c):
-        c.tag_idle = c.tag()
-        c.send('%s IDLE\r\n' % c.tag_idle)
-        r = c.line()
-        self.assertTrue(r.startswith(b'+'), r)
+        c.idle()
 
     def done(self, c):
-        c.send('DONE\r\n')
-        u, t = c.until_tagged(c.tag_idle)
-        self.assertRegex(t, rb'^T\d+ OK', t)
-        return u
+        return c.done()
 
     def expect(self, c, patterns):
         """Reads untagged responses, each within STEP seconds, until every

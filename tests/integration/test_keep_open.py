@@ -17,13 +17,7 @@ def index_wal(server, addr):
                         'index.sqlite-wal')
 
 
-def wait_for(pred, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
+wait_for = harness.wait_for
 
 
 def file_infos(server, addr):

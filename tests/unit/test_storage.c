@@ -1256,6 +1256,113 @@ static void test_kept_handle(void)
     storage_close(u);
 }
 
+/* coffred's descriptors on the index files of account id */
+static int index_fds(int64_t id)
+{
+    char want[1024], link[1024], target[1024];
+    struct dirent *e;
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    snprintf(want, sizeof(want), "%s/users/%" PRId64 "/index.sqlite", data_dir, id);
+    if (!d)
+        return -1;
+    while ((e = readdir(d))) {
+        ssize_t len;
+        snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
+        len = readlink(link, target, sizeof(target) - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        if (strncmp(target, want, strlen(want)) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void count_event(void *arg, const struct storage_event *ev)
+{
+    if (ev->type == STORAGE_EV_NEW)
+        ++*(int *)arg;
+}
+
+/* storage_sleep: an unused handle closes every connection to its index and
+ * holds no descriptor on its files; a poll does not open them again when
+ * nothing changed; reads and writes open them again, and the watchers of
+ * the handle still get its events. Prints what the first read after a
+ * sleep costs beside the same read with the index open. */
+static void test_asleep_handle(void)
+{
+    struct storage_user *u;
+    struct storage_status st;
+    struct storage_watch *w;
+    int64_t inbox;
+    uint32_t uid;
+    int news = 0;
+    double cold = 0, warm = 0;
+    enum { ROUNDS = 50 };
+
+    CHECK_RC(storage_open(data_dir, 22, &u), 0);
+    w = storage_watch(u, count_event, &news);
+    CHECK(w != NULL);
+    inbox = mbox_id(u, "INBOX");
+    CHECK_RC(storage_append(u, inbox, msg_a, strlen(msg_a), 0, NULL, 0, 0, &uid), 0);
+    CHECK(index_fds(22) > 0);
+    CHECK(!storage_sleep(u, 3600 * 1000)); /* just used */
+    CHECK(storage_sleep(u, 0));
+    CHECK(storage_asleep(u));
+    CHECK(index_fds(22) == 0);
+    /* nothing written: a poll leaves it closed */
+    CHECK_RC(storage_poll(u), 0);
+    CHECK(storage_asleep(u) && index_fds(22) == 0);
+    /* a read opens it again */
+    CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
+    CHECK(st.messages == 1);
+    CHECK(!storage_asleep(u));
+    CHECK(storage_sleep(u, 0) && index_fds(22) == 0);
+    /* a write too, and it is announced */
+    CHECK_RC(storage_append(u, inbox, msg_b, strlen(msg_b), 0, NULL, 0, 0, &uid), 0);
+    CHECK(uid == 2 && news == 2);
+    CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
+    CHECK(st.messages == 2);
+    /* another program's write while asleep: the poll sees the files moved */
+    CHECK(storage_sleep(u, 0));
+    {
+        struct storage_user *p;
+        CHECK_RC(storage_open(data_dir, 22, &p), 0); /* the same shared handle */
+        CHECK(p == u);
+        storage_close(p);
+    }
+    CHECK(drop_file(22, "Maildir/new/1700000009.external.host", msg_c) == 0);
+    CHECK_RC(storage_rescan(u, 0), 0);
+    CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
+    CHECK(st.messages == 3);
+
+    for (int i = 0; i < ROUNDS; i++) {
+        double t0;
+        CHECK(storage_sleep(u, 0));
+        t0 = now_ms();
+        CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
+        cold += now_ms() - t0;
+        t0 = now_ms();
+        CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
+        warm += now_ms() - t0;
+    }
+    printf("storage_sleep: a mailbox status %.3f ms after the index closed, %.3f ms with it "
+           "open (mean of %d)\n",
+           cold / ROUNDS, warm / ROUNDS, ROUNDS);
+    storage_unwatch(w);
+    storage_close(u);
+}
+
 /* storage_set_limits: past a cap on mailboxes, subscriptions or header
  * searches a call answers STORAGE_E_LIMIT and changes nothing; a listing
  * read in steps (after) goes on where the last one stopped. */
@@ -1337,6 +1444,7 @@ int main(int argc, char **argv)
     test_rebuild();
     test_external_drop();
     test_kept_handle();
+    test_asleep_handle();
     test_limits();
     check_rmtree(data_dir);
     printf("%s\n", failures ? "FAIL" : "ok");

@@ -1,0 +1,129 @@
+"""The open-file limit: coffred raises its soft limit to the hard one and
+says so, and a connection it cannot serve for want of descriptors is
+closed at once and counted in the log, never dropped in silence."""
+import re
+import socket
+import threading
+import time
+
+import harness
+import imap_util
+from harness import ServerTestCase
+
+SMALL = 64  # descriptors: a few dozen connections fill them
+
+
+def refused_total(log):
+    return sum(int(n) for n in re.findall(r'(\d+) connection\(s\) refused or failed', log))
+
+
+class RaisesItsLimit(ServerTestCase):
+    WRAP = ['prlimit', '--nofile=256:4096', '--']
+
+    def test_soft_limit_raised_to_hard_and_logged(self):
+        self.assertServerAlive()
+        self.assertIn('open-file limit: 4096 (hard limit 4096)', self.server.log())
+
+
+class OutOfDescriptors(ServerTestCase):
+    WRAP = ['prlimit', '--nofile=%d:%d' % (SMALL, SMALL), '--']
+
+    def test_connections_past_the_limit_are_closed_and_logged(self):
+        self.assertIn('open-file limit: %d' % SMALL, self.server.log())
+        socks, greeted, shed = [], 0, 0
+        try:
+            for _ in range(2 * SMALL):
+                s = socket.create_connection((harness.HOST, self.server.ports['imap']),
+                                             timeout=harness.IO_TIMEOUT)
+                socks.append(s)
+            for s in socks:
+                try:
+                    data = s.recv(100)
+                except ConnectionResetError:
+                    data = b''
+                if data.startswith(b'* OK'):
+                    greeted += 1
+                else:
+                    shed += 1
+        finally:
+            for s in socks:
+                s.close()
+        self.assertGreater(greeted, 0)
+        self.assertGreater(shed, 0, 'every connection fit under the limit: raise the count')
+        # the last line of a burst comes within a second
+        end = time.monotonic() + 10
+        while refused_total(self.server.log()) < shed and time.monotonic() < end:
+            time.sleep(0.1)
+        log = self.server.log()
+        self.assertGreaterEqual(refused_total(log), shed, log[-3000:])
+        self.assertIn('Too many open files', log)
+        # a storm is a few lines, not one per connection
+        self.assertLess(len(re.findall('refused or failed', log)), shed)
+        # once they are gone, it serves again
+        end = time.monotonic() + 10
+        while True:
+            try:
+                with self.server.raw('imap') as c:
+                    self.assertTrue(c.line().startswith('* OK'))
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.1)
+
+
+class MoreAccountsThanFit(ServerTestCase):
+    """Under 128 descriptors mail_max_open comes to (128 - 64) / 16 = 4
+    stores: 30 accounts log in at once, select and wait in IDLE. Every one
+    gets in: the logins past the bound wait while quiet stores fall asleep,
+    instead of failing with NO [UNAVAILABLE] or a reset connection."""
+    WRAP = ['prlimit', '--nofile=128:128', '--']
+    CONF = {'mail_open_wait': '120s', 'login_max_pending_per_ip': '100'}
+    ACCOUNTS = 30
+
+    def test_all_accounts_get_in(self):
+        users = ['u%d@example.org' % i for i in range(self.ACCOUNTS)]
+        for u in users:
+            self.server.add_user(u, 'pw-' + u)
+        self.assertIn('accounts with their index open: at most 4', self.server.log())
+        results, clients = {}, []
+        lock = threading.Lock()
+
+        def one(u):
+            c = None
+            try:
+                c = imap_util.Imap(self.server.raw('imaps', tls=True, timeout=150))
+                with lock:
+                    clients.append(c)
+                u_, t = c.cmd('LOGIN %s %s' % (imap_util.quote(u), imap_util.quote('pw-' + u)),
+                              timeout=150)
+                if not re.match(rb'^T\d+ OK', t):
+                    raise AssertionError('LOGIN: %r' % t)
+                u_, t = c.cmd('SELECT INBOX', timeout=150)
+                if not re.match(rb'^T\d+ OK', t):
+                    raise AssertionError('SELECT: %r' % t)
+                c.idle()
+                results[u] = 'idle'
+            except Exception as e:  # reported below, per account
+                results[u] = repr(e)
+
+        threads = [threading.Thread(target=one, args=(u,)) for u in users]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(200)
+        failed = {u: r for u, r in results.items() if r != 'idle'}
+        try:
+            self.assertEqual(len(results), len(users))
+            self.assertEqual(failed, {}, self.server.log_tail(80))
+            # and they still work: DONE, NOOP in each
+            for c in clients:
+                c.done(timeout=60)
+                c.ok('NOOP', timeout=60)
+        finally:
+            for c in clients:
+                c.close()
+
+
+if __name__ == '__main__':
+    harness.main()
