@@ -224,6 +224,17 @@ int main(int argc, char **argv)
 
     s->nofile = raise_open_file_limit();
     s->loop = uv_default_loop();
+    /* The handlers are in place before the ports open: a SIGTERM sent as
+     * soon as coffred listens (a service manager, a test) is answered by a
+     * clean stop once the loop runs, not by the default action. */
+    uv_signal_init(s->loop, &s->sig_term);
+    uv_signal_init(s->loop, &s->sig_int);
+    uv_signal_init(s->loop, &s->sig_hup);
+    s->sig_term.data = s->sig_int.data = s->sig_hup.data = s;
+    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&s->sig_int, on_signal, SIGINT);
+    uv_signal_start(&s->sig_hup, on_signal, SIGHUP);
+
     if (server_listen_all(s, err, sizeof(err)) < 0) {
         log_error("%s", err);
         return 1;
@@ -275,14 +286,6 @@ int main(int argc, char **argv)
         .max_subscriptions = s->conf.mail_max_subscriptions,
     });
     proto_job_configure(s->conf.max_jobs_per_account);
-
-    uv_signal_init(s->loop, &s->sig_term);
-    uv_signal_init(s->loop, &s->sig_int);
-    uv_signal_init(s->loop, &s->sig_hup);
-    s->sig_term.data = s->sig_int.data = s->sig_hup.data = s;
-    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
-    uv_signal_start(&s->sig_int, on_signal, SIGINT);
-    uv_signal_start(&s->sig_hup, on_signal, SIGHUP);
 
     if (!foreground && daemonize() < 0) {
         log_error("cannot detach: %s", strerror(errno));

@@ -263,6 +263,22 @@ class Shutdown(PerTestServer):
         self.assertEqual(self.stop_by(signal.SIGTERM), 0)
         self.assertNoSanitizerReports()
 
+    def test_sigterm_as_soon_as_listening(self):
+        # The ports open before the start-up is over (the login service
+        # makes its dummy hash after them): a SIGTERM sent the moment they
+        # accept, as a service manager or a test may, stops coffred cleanly
+        # once it runs, instead of killing it by the default action.
+        for i in range(3):
+            srv = Server(self.CONF, name='%s-%d' % (self.id(), i))
+            self.addCleanup(srv.cleanup)
+            srv.start()
+            srv.signal(signal.SIGTERM)
+            try:
+                rc = srv.proc.wait(timeout=harness.START_TIMEOUT)
+            except Exception:
+                self.fail('coffred still running after SIGTERM\n' + srv.log_tail())
+            self.assertEqual(rc, 0, srv.log_tail())
+
 
 if __name__ == '__main__':
     harness.main()
