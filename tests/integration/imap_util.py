@@ -617,8 +617,8 @@ class DovecotServer(harness.Server):
     (IMAP_TESTS_AGAINST=dovecot). Needs root and dovecot-imapd/-lmtpd.
     Never used by meson test."""
 
-    def __init__(self, extra_conf=None, name='dovecot'):
-        super().__init__(extra_conf, name)
+    def __init__(self, extra_conf=None, name='dovecot', wrap=None):
+        super().__init__(extra_conf, name, wrap=wrap)
         self.users = {}
 
     def write_conf(self, path=None, lines=None):
