@@ -70,9 +70,11 @@ def header_search(keys):
 
 def load_client(port, cafile, user, password, keys, record_path):
     """One loading connection, in a process of its own: a SEARCH with keys
-    header keys in a loop until killed. Notes 'S t' when a command is sent and
-    'D t status' when answered (t: time.monotonic(), one clock for every
-    process)."""
+    header keys in a loop until killed, two of them always sent and not yet
+    answered, so that the server has the next one at hand when one ends and
+    the connection is never idle while the client reads an answer. Notes
+    'S tag t' when a command is sent and 'D tag t status' when answered (t:
+    time.monotonic(), one clock for every process)."""
     out = os.open(record_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     sock = socket.create_connection((harness.HOST, port), timeout=300)
     sock = harness.client_context(cafile).wrap_socket(sock, server_hostname='localhost')
@@ -80,37 +82,46 @@ def load_client(port, cafile, user, password, keys, record_path):
     conn.line()
     n = 0
 
-    def run(text):
+    def send(text):
         nonlocal n
         n += 1
         tag = b'L%d' % n
-        os.write(out, b'S %.6f\n' % time.monotonic())
+        os.write(out, b'S %s %.6f\n' % (tag, time.monotonic()))
         conn.send(tag + b' ' + text.encode() + b'\r\n')
+        return tag
+
+    def answer(tag):
         reply = _answer(conn, tag)
         status = reply.split(b' ', 2)[1]
         if status == b'NO' and b'[LIMIT]' in reply:
             status = b'LIMIT'
-        os.write(out, b'D %.6f %s\n' % (time.monotonic(), status))
+        os.write(out, b'D %s %.6f %s\n' % (tag, time.monotonic(), status))
         return status
 
-    run('LOGIN %s %s' % (harness.imap_quote(user), harness.imap_quote(password)))
-    run('SELECT INBOX')
+    answer(send('LOGIN %s %s' % (harness.imap_quote(user), harness.imap_quote(password))))
+    answer(send('SELECT INBOX'))
+    pending = [(send(header_search(keys)), keys)]
     while True:
-        if run(header_search(keys)) == b'LIMIT' and keys > 1:
+        pending.append((send(header_search(keys)), keys))
+        tag, sent_keys = pending.pop(0)
+        if answer(tag) == b'LIMIT' and sent_keys == keys and keys > 1:
             keys //= 2          # the costliest SEARCH the server still accepts
 
 
 def read_records(path):
     """[(sent, answered or None, status)] of one load client, commands in
-    order; the two first ones are LOGIN and SELECT."""
-    cmds = []
+    the order sent; the two first ones are LOGIN and SELECT."""
+    cmds, by_tag = [], {}
     with open(path) as f:
         for line in f:
             p = line.split()
+            if len(p) < 3:
+                continue        # a line the killed client did not finish
             if p[0] == 'S':
-                cmds.append([float(p[1]), None, None])
-            elif p[0] == 'D' and cmds:
-                cmds[-1][1], cmds[-1][2] = float(p[1]), p[2]
+                by_tag[p[1]] = len(cmds)
+                cmds.append([float(p[2]), None, None])
+            elif p[0] == 'D' and p[1] in by_tag and len(p) == 4:
+                cmds[by_tag[p[1]]][1:] = [float(p[2]), p[3]]
     return cmds
 
 
