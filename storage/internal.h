@@ -14,8 +14,9 @@
 #define STORAGE_READERS 4 /* read connections per user handle */
 #define STORAGE_PATH_MAX 4096
 /* 2: trigram full-text index; 3: headers kept; 4: fts_pending (texts wait
- * there until storage_fts_index moves them into the full-text index) */
-#define STORAGE_SCHEMA_VERSION 4
+ * there until storage_fts_index moves them into the full-text index); 5: a
+ * word index and the texts deflated in place of the trigram index (fts.c) */
+#define STORAGE_SCHEMA_VERSION 5
 #define UIDVALIDITY_FILE "coffre-uidvalidity"
 
 struct storage_watch {
@@ -154,7 +155,31 @@ int uidlist_add(struct storage_uidlist *l, uint32_t uid);
 int fsync_dir(const char *path);
 int fsync_dirat(int dfd);
 int64_t now_unix(void);
+uint64_t mono_ms(void); /* CLOCK_MONOTONIC, milliseconds */
 void register_sql_functions(sqlite3 *db, struct storage_user *u);
+/* search.c: ASCII case-insensitive substring search (only ASCII folds). */
+bool contains_ci(const char *hay, size_t hl, const char *needle, size_t nl);
+
+/* fts.c: the full-text index (see there). A sorted set of body ids. */
+struct fts_ids {
+    int64_t *v;
+    size_t n, cap;
+};
+/* The bodies whose text (the body's only when body_only) contains str, as
+ * SEARCH BODY/TEXT matches: indexed or waiting. Caller frees *out. */
+int fts_search(sqlite3 *db, const char *str, bool body_only, struct fts_ids *out);
+bool fts_ids_has(const struct fts_ids *s, int64_t id);
+void fts_ids_free(struct fts_ids *s);
+/* Inside a write transaction: moves up to max (-1: all) waiting texts into
+ * the index, oldest first, stopping after the first text done past the
+ * monotonic time until_ms (0: no limit); *last the newest body moved, 0
+ * when none waited. */
+int fts_index_batch(sqlite3 *db, int64_t max, uint64_t until_ms, int64_t *last);
+/* Inside a write transaction, before its bodies row goes: the body's text
+ * out of the index or the waiting texts. */
+int fts_forget(sqlite3 *db, int64_t body_id);
+/* Schema 4 to 5, inside a write transaction, before the schema is created. */
+int fts_migrate_4(sqlite3 *db);
 
 /* names.c */
 /* Encodes a checked name into the Maildir++ directory name (".A.b%2Ec", ""

@@ -237,14 +237,10 @@ int body_release(sqlite3 *db, int64_t body_id)
         return err_from_sqlite(db, rc);
     if (refs > 0)
         return 0;
-    if ((rc = db_run(db, "DELETE FROM bodies WHERE id = ?", body_id)) != 0)
+    /* its text first, indexed or waiting: the index's removal reads the row */
+    if ((rc = fts_forget(db, body_id)) != 0)
         return rc;
-    /* the text is in one of the two, indexed or waiting */
-    if ((rc = db_run(db, "DELETE FROM fts_pending WHERE body_id = ?", body_id)) != 0)
-        return rc;
-    if (sqlite3_changes(db) > 0)
-        return 0;
-    return db_run(db, "DELETE FROM fts WHERE rowid = ?", body_id);
+    return db_run(db, "DELETE FROM bodies WHERE id = ?", body_id);
 }
 
 int body_ref(sqlite3 *db, int64_t body_id)

@@ -911,7 +911,8 @@ int storage_check(const char *data_dir, int64_t id, void (*report)(void *arg, co
         }
         sqlite3_finalize(st);
     }
-    if (db_exec(u->wdb, "INSERT INTO fts(fts) VALUES ('integrity-check')") != 0)
+    if (db_exec(u->wdb, "INSERT INTO fts_words(fts_words) VALUES ('integrity-check');"
+                        "INSERT INTO fts_grams(fts_grams) VALUES ('integrity-check')") != 0)
         rep_line(&rep, "full-text index damaged");
     /* a read: the comparison changes nothing */
     if ((rc = writer_lock(u)) == 0) {

@@ -1,10 +1,10 @@
 /* SEARCH: turns a criteria tree into one SQL query over the index. The SQL
  * text is made of fixed fragments only; every value is a bound parameter.
  * Also the SQL functions the queries use: coffre_inset (UID sets),
- * coffre_contains (case-insensitive substring), coffre_header (a header
- * field not kept in the index, read from the message file) and
- * coffre_fts_has (the trigram index's matching applied to a text not yet in
- * it). And storage_fts_index, which moves waiting texts into the index. */
+ * coffre_inbodies (the bodies the full-text index found, fts.c),
+ * coffre_contains (case-insensitive substring) and coffre_header (a header
+ * field not kept in the index, read from the message file). And
+ * storage_fts_index, which moves waiting texts into the index. */
 #include "storage/internal.h"
 
 #include <errno.h>
@@ -55,8 +55,8 @@ static void fn_inset(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     sqlite3_result_int(ctx, 0);
 }
 
-/* ASCII case-insensitive substring search (UTF-8 safe: only ASCII folds). */
-static bool contains_ci(const char *hay, size_t hl, const char *needle, size_t nl)
+/* UTF-8 safe: only ASCII folds. */
+bool contains_ci(const char *hay, size_t hl, const char *needle, size_t nl)
 {
     if (nl == 0)
         return true;
@@ -185,185 +185,41 @@ static void fn_header(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     sqlite3_result_int(ctx, found);
 }
 
-/* Texts waiting in fts_pending must match exactly as they will once in
- * the trigram index. The index folds case with the trigram tokenizer's own
- * Unicode folding (LIKE folds ASCII only), so the text and the string are
- * run through that very tokenizer: it gives the folded characters i..i+2 at
- * each position i; joined back, the two folded strings compare as the
- * index's phrase query does (consecutive trigrams = a substring of at least
- * three characters). */
-struct fold_tok {
-    fts5_tokenizer api;
-    Fts5Tokenizer *tok;
-    char *buf; /* the folded text of the current row, reused */
-    size_t cap;
-};
-
-struct fold {
-    char *p;
-    size_t len, cap;
-    size_t n; /* trigrams seen */
-};
-
-static int on_trigram(void *ctx, int tflags, const char *t, int tlen, int start, int end)
+/* coffre_inbodies(set, body_id): body_id is in the set fts_search gave. */
+static void fn_inbodies(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
-    struct fold *f = ctx;
-    size_t i = 0, l = (size_t)tlen;
+    const struct fts_ids *s = sqlite3_value_pointer(argv[0], "coffre_bodyset");
 
-    (void)tflags;
-    (void)start;
-    (void)end;
-    if (tlen <= 0)
-        return SQLITE_OK;
-    if (f->n++ > 0) {
-        /* the first two characters came with the previous trigram */
-        for (int k = 0; k < 2 && i < l; k++) {
-            i++;
-            while (i < l && ((unsigned char)t[i] & 0xc0) == 0x80)
-                i++;
-        }
-    }
-    if (f->len + (l - i) + 1 > f->cap) {
-        size_t nc = f->cap ? f->cap * 2 : 256;
-        char *np;
-        while (nc < f->len + (l - i) + 1)
-            nc *= 2;
-        if (!(np = realloc(f->p, nc)))
-            return SQLITE_NOMEM;
-        f->p = np;
-        f->cap = nc;
-    }
-    memcpy(f->p + f->len, t + i, l - i);
-    f->len += l - i;
-    f->p[f->len] = '\0';
-    return SQLITE_OK;
-}
-
-static int fold_text(struct fold_tok *ft, const char *s, int len, struct fold *f)
-{
-    return ft->api.xTokenize(ft->tok, f, FTS5_TOKENIZE_DOCUMENT, s, len, on_trigram);
-}
-
-static void fold_free(void *p)
-{
-    struct fold *f = p;
-    free(f->p);
-    free(f);
-}
-
-/* coffre_fts_has(string, column...): 1 if a column contains string as the
- * full-text index would find it (string of three characters or more). */
-static void fn_fts_has(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-    struct fold_tok *ft = sqlite3_user_data(ctx);
-    struct fold *needle = sqlite3_get_auxdata(ctx, 0);
-    bool fresh = false;
-    int found = 0;
-
-    if (!ft->tok) {
-        sqlite3_result_error(ctx, "no trigram tokenizer", -1);
-        return;
-    }
-    if (!needle) {
-        const char *n = (const char *)sqlite3_value_text(argv[0]);
-        if (!(needle = calloc(1, sizeof(*needle)))) {
-            sqlite3_result_error_nomem(ctx);
-            return;
-        }
-        if (n && fold_text(ft, n, sqlite3_value_bytes(argv[0]), needle) != SQLITE_OK) {
-            free(needle->p);
-            free(needle);
-            sqlite3_result_error_nomem(ctx);
-            return;
-        }
-        fresh = true;
-    }
-    /* a string without a trigram finds nothing, as its phrase query */
-    for (int i = 1; i < argc && needle->n > 0 && !found; i++) {
-        const char *h = (const char *)sqlite3_value_text(argv[i]);
-        struct fold f = {.p = ft->buf, .cap = ft->cap};
-        int rc;
-        if (!h)
-            continue;
-        rc = fold_text(ft, h, sqlite3_value_bytes(argv[i]), &f);
-        ft->buf = f.p;
-        ft->cap = f.cap;
-        if (rc != SQLITE_OK) {
-            sqlite3_result_error_nomem(ctx);
-            goto out;
-        }
-        found = f.n > 0 && memmem(f.p, f.len, needle->p, needle->len) != NULL;
-    }
-    sqlite3_result_int(ctx, found);
-out:
-    if (fresh)
-        sqlite3_set_auxdata(ctx, 0, needle, fold_free);
-}
-
-static void fold_tok_free(void *p)
-{
-    struct fold_tok *ft = p;
-    if (ft->tok)
-        ft->api.xDelete(ft->tok);
-    free(ft->buf);
-    free(ft);
-}
-
-/* The trigram tokenizer, configured as the fts table's ("trigram", no
- * options), for coffre_fts_has. NULL if FTS5 is not there. */
-static struct fold_tok *fold_tok_new(sqlite3 *db)
-{
-    struct fold_tok *ft = calloc(1, sizeof(*ft));
-    fts5_api *api = NULL;
-    sqlite3_stmt *st;
-    void *ud = NULL;
-
-    if (!ft)
-        return NULL;
-    if (sqlite3_prepare_v2(db, "SELECT fts5(?1)", -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_pointer(st, 1, (void *)&api, "fts5_api_ptr", NULL);
-        sqlite3_step(st);
-        sqlite3_finalize(st);
-    }
-    if (!api || api->xFindTokenizer(api, "trigram", &ud, &ft->api) != SQLITE_OK ||
-        ft->api.xCreate(ud, NULL, 0, &ft->tok) != SQLITE_OK) {
-        ft->tok = NULL;
-        fold_tok_free(ft);
-        return NULL;
-    }
-    return ft;
+    (void)argc;
+    sqlite3_result_int(ctx, s && fts_ids_has(s, sqlite3_value_int64(argv[1])));
 }
 
 void register_sql_functions(sqlite3 *db, struct storage_user *u)
 {
-    struct fold_tok *ft = fold_tok_new(db);
-
     sqlite3_create_function(db, "coffre_inset", 2, SQLITE_UTF8 | SQLITE_DIRECTONLY, u, fn_inset,
                             NULL, NULL);
+    sqlite3_create_function(db, "coffre_inbodies", 2, SQLITE_UTF8 | SQLITE_DIRECTONLY, u,
+                            fn_inbodies, NULL, NULL);
     sqlite3_create_function(db, "coffre_contains", 2,
                             SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, u, fn_contains,
                             NULL, NULL);
     sqlite3_create_function(db, "coffre_header", 4, SQLITE_UTF8 | SQLITE_DIRECTONLY, u, fn_header,
                             NULL, NULL);
-    /* without the tokenizer the function is not there and a search of a
-     * waiting text fails rather than answering differently */
-    if (ft)
-        sqlite3_create_function_v2(db, "coffre_fts_has", -1,
-                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, ft,
-                                   fn_fts_has, NULL, NULL, fold_tok_free);
 }
 
 /* ---- query building ---- */
 
-enum bind_type { B_INT, B_TEXT, B_SET, B_HEADERS };
+enum bind_type { B_INT, B_TEXT, B_SET, B_HEADERS, B_BODIES };
 struct bind {
     enum bind_type type;
     int64_t i;
     char *s;
     struct rangeset *set;
+    struct fts_ids *bodies;
 };
 
 struct qb {
+    sqlite3 *db; /* for the full-text criteria, answered while building */
     char *sql;
     size_t len, cap;
     struct bind *b;
@@ -436,65 +292,6 @@ static void bind_text(struct qb *q, const char *s)
         b->type = B_INT;
         q->err = STORAGE_E_NOMEM;
     }
-}
-
-/* Binds s as text: prefix, then `quote`, s with each of the characters in
- * `special` preceded by `esc`, and `quote` again. */
-static void bind_quoted(struct qb *q, const char *prefix, char quote, const char *s,
-                        const char *special, char esc)
-{
-    size_t l = strlen(s), pl = strlen(prefix), o = pl;
-    char *p = malloc(pl + 2 * l + 3);
-    struct bind *b;
-
-    if (!p) {
-        q->err = STORAGE_E_NOMEM;
-        return;
-    }
-    memcpy(p, prefix, pl);
-    p[o++] = quote;
-    for (size_t i = 0; i < l; i++) {
-        if (strchr(special, s[i]))
-            p[o++] = esc;
-        p[o++] = s[i];
-    }
-    p[o++] = quote;
-    p[o] = '\0';
-    b = add_bind(q);
-    if (!b) {
-        free(p);
-        return;
-    }
-    b->type = B_TEXT;
-    b->s = p;
-}
-
-/* FTS5 query over the trigram index: the string as one phrase, which
- * matches exactly the texts containing it (RFC 3501 SEARCH is a substring
- * match: "izz" finds "pizza"). */
-static void bind_fts(struct qb *q, const char *column, const char *s)
-{
-    char prefix[32] = "";
-
-    if (column)
-        pathf(prefix, sizeof(prefix), "{%s} : ", column);
-    bind_quoted(q, prefix, '"', s, "\"", '"');
-}
-
-/* A LIKE pattern matching s anywhere, with % _ and \ escaped. */
-static void bind_like(struct qb *q, const char *s)
-{
-    bind_quoted(q, "", '%', s, "%_\\", '\\');
-}
-
-/* Characters (not bytes) of a UTF-8 string. */
-static size_t utf8_len(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        if (((unsigned char)*s & 0xc0) != 0x80)
-            n++;
-    return n;
 }
 
 static const char *header_column(const char *field)
@@ -664,39 +461,26 @@ static void build(struct qb *q, const struct storage_search *n, int depth)
             put(q, "1");
             break;
         }
-        /* Each body's text is either in the index (fts) or waiting
-         * (fts_pending); both are looked at and match the same way. */
-        if (utf8_len(n->str) >= 3) {
-            /* the trigram index answers without a scan; the few waiting
-             * texts are scanned with the index's own folding */
-            put(q, "(m.body_id IN (SELECT rowid FROM fts WHERE fts MATCH ");
-            bind_fts(q, n->op == STORAGE_SEARCH_BODY ? "text" : NULL, n->str);
-            put(q, ") OR m.body_id IN (SELECT body_id FROM fts_pending WHERE coffre_fts_has(");
-            bind_text(q, n->str);
-            put(q, n->op == STORAGE_SEARCH_BODY ? ", text))"
-                                                : ", subject, from_, to_, cc, bcc, text))");
-            put(q, ")");
-        } else {
-            /* one or two characters: no trigram; scan the texts */
-            static const char *const tables[] = {"SELECT rowid FROM fts",
-                                                 "SELECT body_id FROM fts_pending"};
-            static const char *const cols[] = {"text", "subject", "from_", "to_", "cc", "bcc"};
-            size_t ncols = n->op == STORAGE_SEARCH_BODY ? 1 : sizeof(cols) / sizeof(cols[0]);
-            put(q, "(");
-            for (size_t t = 0; t < 2; t++) {
-                put(q, t ? " OR m.body_id IN (" : "m.body_id IN (");
-                put(q, tables[t]);
-                put(q, " WHERE ");
-                for (size_t i = 0; i < ncols; i++) {
-                    put(q, i ? " OR " : "");
-                    put(q, cols[i]);
-                    put(q, " LIKE ");
-                    bind_like(q, n->str);
-                    put(q, " ESCAPE '\\'");
-                }
-                put(q, ")");
+        {
+            /* the full-text index answers with the set of bodies */
+            struct bind *b;
+            struct fts_ids *ids = calloc(1, sizeof(*ids));
+            int rc = ids ? fts_search(q->db, n->str, n->op == STORAGE_SEARCH_BODY, ids)
+                         : STORAGE_E_NOMEM;
+            if (rc) {
+                free(ids);
+                q->err = rc;
+                break;
             }
-            put(q, ")");
+            put(q, "coffre_inbodies(");
+            if (!(b = add_bind(q))) {
+                fts_ids_free(ids);
+                free(ids);
+                break;
+            }
+            b->type = B_BODIES;
+            b->bodies = ids;
+            put(q, ", m.body_id)");
         }
         break;
     default:
@@ -711,6 +495,10 @@ static void free_binds(struct qb *q)
         if (q->b[i].set) {
             free(q->b[i].set->r);
             free(q->b[i].set);
+        }
+        if (q->b[i].bodies) {
+            fts_ids_free(q->b[i].bodies);
+            free(q->b[i].bodies);
         }
     }
     free(q->b);
@@ -736,6 +524,7 @@ int storage_search(struct storage_user *u, int64_t mbox, const struct storage_se
     if ((rc = db_exec(db, "BEGIN")) != 0 || (rc = mbox_by_id(db, mbox, &m)) != 0 ||
         (rc = mbox_path(u, m.name, mdir, sizeof(mdir))) != 0)
         goto out;
+    q.db = db;
     put(&q, "SELECT m.uid FROM messages m JOIN bodies b ON b.id = m.body_id"
             " WHERE m.mailbox_id = ");
     bind_int(&q, mbox);
@@ -765,6 +554,9 @@ int storage_search(struct storage_user *u, int64_t mbox, const struct storage_se
         case B_HEADERS:
             sqlite3_bind_pointer(st, k, &headers, "coffre_header_cache", NULL);
             break;
+        case B_BODIES:
+            sqlite3_bind_pointer(st, k, q.b[i].bodies, "coffre_bodyset", NULL);
+            break;
         }
     }
     while ((s = sqlite3_step(st)) == SQLITE_ROW)
@@ -790,36 +582,27 @@ out:
 
 struct fts_ctx {
     size_t max;
+    unsigned ms;
     int64_t waiting;
 };
 
 static int fts_work(struct txn *t, void *ctx)
 {
     struct fts_ctx *c = ctx;
-    int64_t batch = c->max ? (int64_t)c->max : -1, last = 0;
+    int64_t last = 0;
     int rc;
 
-    /* the batch: the oldest max bodies waiting; 0 (NULL) when none waits */
-    if ((rc = db_int_binds(t->db, &last,
-                           "SELECT max(body_id) FROM (SELECT body_id FROM fts_pending"
-                           " ORDER BY body_id LIMIT ?)",
-                           NULL, &batch, 1)) != 0)
+    if ((rc = fts_index_batch(t->db, c->max ? (int64_t)c->max : -1, c->ms ? mono_ms() + c->ms : 0,
+                              &last)) != 0)
         return rc;
     if (last == 0)
         return TXN_NOTHING;
-    if ((rc = db_run(t->db,
-                     "INSERT INTO fts(rowid, subject, from_, to_, cc, bcc, text)"
-                     " SELECT body_id, subject, from_, to_, cc, bcc, text FROM fts_pending"
-                     " WHERE body_id <= ? ORDER BY body_id",
-                     last)) != 0 ||
-        (rc = db_run(t->db, "DELETE FROM fts_pending WHERE body_id <= ?", last)) != 0)
-        return rc;
     return db_int_binds(t->db, &c->waiting, "SELECT count(*) FROM fts_pending", NULL, NULL, 0);
 }
 
-int storage_fts_index(struct storage_user *u, size_t max, size_t *left)
+int storage_fts_index_for(struct storage_user *u, size_t max, unsigned ms, size_t *left)
 {
-    struct fts_ctx c = {.max = max};
+    struct fts_ctx c = {.max = max, .ms = ms};
     int rc;
 
     if (left)
@@ -828,4 +611,9 @@ int storage_fts_index(struct storage_user *u, size_t max, size_t *left)
     if (rc == 0 && left)
         *left = (size_t)c.waiting;
     return rc;
+}
+
+int storage_fts_index(struct storage_user *u, size_t max, size_t *left)
+{
+    return storage_fts_index_for(u, max, 0, left);
 }

@@ -387,9 +387,12 @@ int storage_search(struct storage_user *u, int64_t mbox, const struct storage_se
  * costly there): they wait in a plain table, where SEARCH finds them too,
  * with the same results, only by a scan. This moves up to max (0 = all) of
  * them into the index in one transaction under the writer lock; *left gets
- * how many still wait (may be NULL). The daemon runs it when an account has
- * been quiet for a moment. Disk. */
+ * how many still wait (may be NULL). The daemon runs it in the background,
+ * at low priority, with storage_fts_index_for: the same, ending the
+ * transaction after the first text done past ms milliseconds (0: no limit),
+ * so that the writer lock is held only that long. Disk. */
 int storage_fts_index(struct storage_user *u, size_t max, size_t *left);
+int storage_fts_index_for(struct storage_user *u, size_t max, unsigned ms, size_t *left);
 
 /* ---- change notification ---- */
 

@@ -333,14 +333,21 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS expunged("
     "  mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, modseq INTEGER NOT NULL,"
     "  PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;"
-    "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5("
-    "  subject, from_, to_, cc, bcc, text, tokenize = 'trigram');"
-    /* Texts of new bodies not yet in fts: adding a row to the trigram index
-     * costs milliseconds and hundreds of kilobytes of WAL, too much inside a
-     * delivery; storage_fts_index moves them later. A body is in exactly
-     * one of fts and fts_pending; SEARCH looks at both. */
+    /* The full-text index (fts.c). Texts of new bodies wait in fts_pending:
+     * indexing costs too much inside a delivery; storage_fts_index moves
+     * them later. A body's text is in exactly one of fts_pending and fts
+     * (deflated; fts_words, the word index, has its words); SEARCH looks
+     * at both. fts_terms: every word fts_words has held, and fts_grams the
+     * trigrams of those words, to find the words containing a string. */
     "CREATE TABLE IF NOT EXISTS fts_pending("
-    "  body_id INTEGER PRIMARY KEY, subject, from_, to_, cc, bcc, text);";
+    "  body_id INTEGER PRIMARY KEY, subject, from_, to_, cc, bcc, text);"
+    "CREATE TABLE IF NOT EXISTS fts(body_id INTEGER PRIMARY KEY, len INTEGER NOT NULL, z BLOB);"
+    "CREATE VIRTUAL TABLE IF NOT EXISTS fts_words USING fts5(head, body,"
+    "  tokenize = 'unicode61 remove_diacritics 0', content = '', detail = column,"
+    "  columnsize = 0);"
+    "CREATE TABLE IF NOT EXISTS fts_terms(id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE);"
+    "CREATE VIRTUAL TABLE IF NOT EXISTS fts_grams USING fts5(term, tokenize = 'trigram',"
+    "  content = 'fts_terms', content_rowid = 'id');";
 
 int db_create_schema(sqlite3 *db)
 {
@@ -398,7 +405,7 @@ static int on_steps(void *arg)
     return storage_limits.max_steps && *used > storage_limits.max_steps;
 }
 
-static uint64_t mono_ms(void)
+uint64_t mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -1030,6 +1037,25 @@ static void move_index_aside(struct storage_user *u, const char *why)
     unlink(from);
 }
 
+/* Schema 4 to 5: the trigram full-text index gives way to the word index
+ * (fts.c), in one transaction; the texts wait for the upkeep meanwhile. */
+static int migrate_4(struct storage_user *u)
+{
+    int rc = db_begin(u->wdb);
+
+    if (rc == 0 && (rc = fts_migrate_4(u->wdb)) == 0)
+        rc = db_create_schema(u->wdb);
+    if (rc == 0)
+        rc = db_commit(u->wdb);
+    else
+        db_rollback(u->wdb);
+    if (rc == 0)
+        log_info("storage: user %" PRId64 ": full-text index upgraded; texts reindexed in the"
+                 " background",
+                 u->id);
+    return rc;
+}
+
 /* Opens the writer connection; *fresh when the schema had to be created
  * (new user, or index lost: the caller rebuilds from the Maildir). */
 static int open_index(struct storage_user *u, bool *fresh)
@@ -1081,7 +1107,9 @@ static int open_index(struct storage_user *u, bool *fresh)
         }
         if (rc == 0 && !*fresh)
             rc = db_meta_get(u->wdb, "schema", &ver);
-        if (rc == 0 && !*fresh && ver != STORAGE_SCHEMA_VERSION) {
+        if (rc == 0 && !*fresh && ver == 4)
+            rc = migrate_4(u);
+        if (rc == 0 && !*fresh && ver != STORAGE_SCHEMA_VERSION && ver != 4) {
             log_error("storage: user %" PRId64 ": index schema %" PRId64 " unknown", u->id, ver);
             rc = STORAGE_E_CORRUPT;
         }
