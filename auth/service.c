@@ -1,6 +1,6 @@
 /* The login service of coffred: verifies a user's password on threads of
- * its own (auth/pool.h: a login never waits behind mail work on libuv's
- * pool; the account row is re-read at every login, so coffrectl's
+ * its own (server/base/workers.h: a login never waits behind mail work on
+ * libuv's pool; the account row is re-read at every login, so coffrectl's
  * changes apply at once), remembers successful verifications in an
  * authentication cache, and throttles guessing with timers, never blocking
  * the loop.
@@ -23,7 +23,7 @@
  * AUTH_E_BUSY is answered at once, without a check. */
 #include "auth/auth.h"
 #include "auth/auth_priv.h"
-#include "auth/pool.h"
+#include "server/base/workers.h"
 #include "server/base/config.h"
 #include "server/base/log.h"
 
@@ -96,7 +96,7 @@ struct auth_login {
     bool addr_ok;
     bool timer_used;
     bool known_good; /* the pair succeeded lately: only its own failures hold it back */
-    struct auth_task work;
+    struct workers_task work;
     uv_timer_t timer;
     auth_login_cb cb;
     void *arg;
@@ -113,7 +113,7 @@ struct auth_login {
 struct auth_service {
     uv_loop_t *loop;
     struct auth_db *db;
-    struct auth_pool *pool;
+    struct workers *pool;
     char default_domain[256];
     unsigned cache_ttl_s;
     unsigned delay_ms;
@@ -465,7 +465,7 @@ static bool login_timer(struct auth_login *l, uint64_t ms, uv_timer_cb cb)
 }
 
 /* The service's threads: everything that may block or burn CPU. */
-static void on_work(struct auth_task *w)
+static void on_work(struct workers_task *w)
 {
     struct auth_login *l = w->data;
     struct auth_service *s = l->s;
@@ -526,7 +526,7 @@ int auth_service_lookup(struct auth_service *s, const char *address, size_t len,
 }
 
 /* Loop thread: count the outcome, then answer at once or after the delay. */
-static void on_work_done(struct auth_task *w, int status)
+static void on_work_done(struct workers_task *w, int status)
 {
     struct auth_login *l = w->data;
     struct auth_service *s = l->s;
@@ -565,7 +565,7 @@ static void on_work_done(struct auth_task *w, int status)
 static int login_check(struct auth_login *l)
 {
     l->phase = LOGIN_WORKING;
-    auth_pool_queue(l->s->pool, &l->work, on_work, on_work_done);
+    workers_queue(l->s->pool, &l->work, on_work, on_work_done);
     return 0;
 }
 
@@ -720,7 +720,7 @@ void auth_login_cancel(struct auth_login *l)
     switch (l->phase) {
     case LOGIN_WORKING:
         /* on_work_done frees it; if it has not started, it never will */
-        auth_pool_cancel(l->s->pool, &l->work);
+        workers_cancel(l->s->pool, &l->work);
         break;
     case LOGIN_WAITING: /* never checked: nothing counted */
     case LOGIN_HOLDING:
@@ -790,7 +790,7 @@ int auth_service_new(uv_loop_t *loop, const struct auth_service_opts *o, struct 
     explicit_bzero(rnd, sizeof(rnd));
     if (auth_db_open(o->data_dir, &s->db, err, errlen) != AUTH_OK)
         goto fail;
-    if (auth_pool_new(loop, o->threads ? o->threads : AUTH_THREADS_DEFAULT, &s->pool) < 0) {
+    if (workers_new(loop, o->threads ? o->threads : AUTH_THREADS_DEFAULT, &s->pool) < 0) {
         snprintf(err, errlen, "cannot start the login threads");
         goto fail;
     }
@@ -813,7 +813,7 @@ static void service_destroy(struct auth_service *s)
         throttle_remove(s, t, true);
     free(s->cache_buckets);
     free(s->thr_buckets);
-    auth_pool_free(s->pool);
+    workers_free(s->pool);
     auth_db_close(s->db);
     pthread_mutex_destroy(&s->cache_mu);
     explicit_bzero(s->key, sizeof(s->key));

@@ -2,7 +2,8 @@
 
 Layers, each including only what lies below it:
   server/base/           logging, configuration, privilege drop, buffers,
-                         base64, the connection interface (conn.h)
+                         base64, worker threads, the connection interface
+                         (conn.h)
   tls/ auth/ storage/    each its own files and server/base/
   protocol/              its own files, server/base/, and the public headers
                          of the modules below (auth/auth.h, storage/storage.h,

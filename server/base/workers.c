@@ -1,7 +1,7 @@
-/* A few threads of the login service's own (auth/pool.h): one queue under a
+/* A few threads of their own (server/base/workers.h): one queue under a
  * mutex, threads waiting on a condition variable, finished tasks handed
  * back to the loop through a uv_async_t. */
-#include "auth/pool.h"
+#include "server/base/workers.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -11,9 +11,9 @@
 
 enum task_state { TASK_QUEUED, TASK_RUNNING, TASK_FINISHED };
 
-TAILQ_HEAD(task_list, auth_task);
+TAILQ_HEAD(task_list, workers_task);
 
-struct auth_pool {
+struct workers {
     uv_loop_t *loop;
     uv_async_t async;
     pthread_mutex_t mu;
@@ -28,8 +28,8 @@ struct auth_pool {
 
 static void *worker(void *arg)
 {
-    struct auth_pool *p = arg;
-    struct auth_task *t;
+    struct workers *p = arg;
+    struct workers_task *t;
 
     pthread_mutex_lock(&p->mu);
     for (;;) {
@@ -58,9 +58,9 @@ static void *worker(void *arg)
  * stays until the handle's close callback): nothing is locked after. */
 static void on_async(uv_async_t *a)
 {
-    struct auth_pool *p = a->data;
+    struct workers *p = a->data;
     struct task_list done = TAILQ_HEAD_INITIALIZER(done);
-    struct auth_task *t;
+    struct workers_task *t;
 
     pthread_mutex_lock(&p->mu);
     TAILQ_CONCAT(&done, &p->finished, entry);
@@ -73,9 +73,9 @@ static void on_async(uv_async_t *a)
     }
 }
 
-int auth_pool_new(uv_loop_t *loop, unsigned threads, struct auth_pool **out)
+int workers_new(uv_loop_t *loop, unsigned threads, struct workers **out)
 {
-    struct auth_pool *p;
+    struct workers *p;
     sigset_t all, old;
     int r;
 
@@ -104,15 +104,15 @@ int auth_pool_new(uv_loop_t *loop, unsigned threads, struct auth_pool **out)
             break;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (r != 0) {
-        auth_pool_free(p);
+        workers_free(p);
         return -r;
     }
     *out = p;
     return 0;
 }
 
-void auth_pool_queue(struct auth_pool *p, struct auth_task *t, auth_task_work work,
-                     auth_task_done done)
+void workers_queue(struct workers *p, struct workers_task *t, workers_task_work work,
+                   workers_task_done done)
 {
     t->work = work;
     t->done = done;
@@ -126,7 +126,7 @@ void auth_pool_queue(struct auth_pool *p, struct auth_task *t, auth_task_work wo
     pthread_mutex_unlock(&p->mu);
 }
 
-int auth_pool_cancel(struct auth_pool *p, struct auth_task *t)
+int workers_cancel(struct workers *p, struct workers_task *t)
 {
     int r = UV_EBUSY;
 
@@ -148,7 +148,7 @@ static void on_closed(uv_handle_t *h)
     free(h->data);
 }
 
-void auth_pool_free(struct auth_pool *p)
+void workers_free(struct workers *p)
 {
     if (!p)
         return;
