@@ -21,15 +21,13 @@
 /* Flag renames per upkeep round. */
 #define MAILUSER_SYNC_BATCH 5000
 /* New message texts wait outside the full-text index (SEARCH finds them
- * there too, by a scan) until their account has had no delivery or APPEND
- * for MAILUSER_FTS_QUIET_MS; then each upkeep round moves up to
- * MAILUSER_FTS_BATCH of them into the index (one transaction, about a
- * second of work that holds the account's index writer). At most
- * MAILUSER_FTS_JOBS accounts are indexed at once, to leave the thread pool
- * to the sessions. */
-#define MAILUSER_FTS_QUIET_MS 2000
-#define MAILUSER_FTS_BATCH 500
-#define MAILUSER_FTS_JOBS 1
+ * there too, by a scan) until the indexer (a thread of its own at the
+ * lowest CPU priority) moves them in: each upkeep round of an account with
+ * texts waiting gives it a task of up to MAILUSER_FTS_TASK_MS, made of
+ * transactions of MAILUSER_FTS_TXN_MS at most, so that the account's index
+ * writer is never held longer than that (about 100 texts of 8 kB). */
+#define MAILUSER_FTS_TASK_MS 500
+#define MAILUSER_FTS_TXN_MS 20
 /* A store let go after a delivery stays held as it is (no trim, no refresh
  * when taken up again) until MAILUSER_DELIVERY_LINGER_MS after the last
  * delivery to it, for at most MAILUSER_DELIVERY_LINGER_MAX accounts (the

@@ -37,8 +37,7 @@ struct mailuser {
     bool napping;         /* put to sleep to make room for another store */
     bool closing_counted; /* closing: its files count until mu_free */
     bool fts_maybe;       /* texts may wait for the full-text index */
-    size_t fts_left;      /* waiting after the last indexing round */
-    uint64_t last_new;    /* uv_now of the last NEW or EXTERNAL event */
+    size_t fts_left;      /* waiting after the last indexing task */
     /* keep-open (store.c) */
     bool kept;                  /* no hold since idle_since; closes after keep_ms */
     uint64_t idle_since;        /* uv_now when the last hold went */
@@ -94,5 +93,7 @@ bool mu_keep_tick(struct mailuser *mu, uint64_t now);
 void mu_upkeep_start(struct mailuser *mu);
 /* Notes what an event means for the upkeep (flags to sync, texts to index). */
 void mu_upkeep_note(struct mailuser *mu, const struct storage_event *ev);
+/* From now on no indexing task starts, one in flight ends early. */
+void mu_upkeep_shutdown(void);
 
 #endif

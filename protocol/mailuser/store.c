@@ -639,6 +639,7 @@ void mailuser_shutdown(void)
     struct mailuser *mu, *next;
 
     shutting_down = true;
+    mu_upkeep_shutdown();
     while (pending) {
         struct mailuser_req *r = pending;
         pending = r->next;

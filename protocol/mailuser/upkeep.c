@@ -1,11 +1,19 @@
 /* The upkeep of an open store, on a timer per account: flags written to
  * Maildir file names in batches, changes made by other processes noticed
  * while sessions listen, and new message texts moved into the full-text
- * index once the account is quiet. The rounds run on the thread pool, one
- * at a time per account; the timer also ends the keeping of stores nobody
- * uses (store.c). */
+ * index. The rounds run on the thread pool, one at a time per account; the
+ * timer also ends the keeping of stores nobody uses (store.c). Full-text
+ * indexing runs on a thread of its own at the lowest CPU priority, so that
+ * it takes only the CPU time nobody else wants and never a pool thread that
+ * a command could use. */
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "server/base/workers.h"
 #include "protocol/job.h"
 #include "protocol/mailuser/mailuser_int.h"
 #include "server/base/log.h"
@@ -14,25 +22,119 @@
  * processes (coffrectl, a Maildir tool). */
 #define MAILUSER_POLL_MS 2000
 
-static unsigned fts_jobs; /* upkeep rounds indexing now, all accounts */
-
 struct upkeep {
     struct mailuser *mu;
-    bool poll, sync, fts, nap;
-    size_t fts_left;
-    int fts_rc;
+    bool poll, sync, nap;
 };
+
+/* ---- full-text indexing ---- */
+
+/* The indexer: one thread (started with the first task) and one task at a
+ * time, for one account, started by that account's upkeep tick; NULL when
+ * it could not start (texts then wait, still searchable by a scan). One at
+ * a time leaves moments with no task in flight, when the loop may end. */
+static struct workers *indexer;
+static bool indexer_failed;
+static bool indexer_busy;        /* a task in flight; loop thread */
+static atomic_bool indexer_stop; /* shutting down: a running task ends early */
+
+struct fts_task {
+    struct workers_task t;
+    struct mailuser *mu;
+    size_t left;
+    int rc;
+};
+
+/* The calling thread gets the lowest CPU priority (Linux: per thread). */
+static void lower_priority(void)
+{
+    static _Thread_local bool done;
+    if (!done) {
+        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+        done = true;
+    }
+}
+
+/* On the indexer: transactions of MAILUSER_FTS_TXN_MS at most (the writer
+ * lock is held no longer), a pause between two for a writer waiting, until
+ * nothing waits or the task has run MAILUSER_FTS_TASK_MS. */
+static void fts_work(struct workers_task *t)
+{
+    struct fts_task *k = t->data;
+    struct timespec pause = {0, 1000000};
+    uint64_t start = uv_hrtime();
+
+    lower_priority();
+    do {
+        k->rc = storage_fts_index_for(k->mu->u, 0, MAILUSER_FTS_TXN_MS, &k->left);
+        if (k->rc || k->left == 0)
+            break;
+        nanosleep(&pause, NULL);
+    } while (uv_hrtime() - start < (uint64_t)MAILUSER_FTS_TASK_MS * 1000000 &&
+             !atomic_load(&indexer_stop));
+}
+
+static void fts_done(struct workers_task *t, int status)
+{
+    struct fts_task *k = t->data;
+    struct mailuser *mu = k->mu;
+
+    indexer_busy = false;
+    if (status == 0 && k->rc == 0) {
+        mu->fts_left = k->left;
+        log_debug("mailuser: account %lld: full-text index updated, %zu texts waiting",
+                  (long long)mu->id, k->left);
+    } else {
+        /* the texts stay searchable where they are; try again later */
+        mu->fts_maybe = true;
+        if (status == 0)
+            log_warn("mailuser: account %lld: full-text indexing: %s", (long long)mu->id,
+                     storage_strerror(k->rc));
+    }
+    free(k);
+    mu_release(mu);
+}
+
+/* Starts indexing mu's waiting texts unless a task is in flight. */
+static void fts_start(struct mailuser *mu)
+{
+    struct fts_task *k;
+
+    if (indexer_busy || atomic_load(&indexer_stop) || indexer_failed)
+        return;
+    if (!indexer) {
+        int r = workers_new(mu_loop, 1, &indexer);
+        if (r < 0) {
+            indexer_failed = true;
+            log_error("mailuser: no full-text indexer thread: %s", uv_strerror(r));
+            return;
+        }
+    }
+    if (!(k = calloc(1, sizeof(*k))))
+        return;
+    k->mu = mu;
+    k->t.data = k;
+    mu->fts_maybe = false;
+    indexer_busy = true;
+    mu->holds++;
+    workers_queue(indexer, &k->t, fts_work, fts_done);
+}
+
+void mu_upkeep_shutdown(void)
+{
+    atomic_store(&indexer_stop, true); /* a task in flight ends after its transaction */
+    if (indexer && !indexer_busy) {
+        workers_free(indexer); /* the thread waits for work: joined at once */
+        indexer = NULL;
+    }
+}
 
 void mu_upkeep_note(struct mailuser *mu, const struct storage_event *ev)
 {
     if (ev->type == STORAGE_EV_FLAGS)
         mu->flags_dirty = true;
-    if (ev->type == STORAGE_EV_NEW || ev->type == STORAGE_EV_EXTERNAL) {
-        /* new texts (a delivery, or files another program dropped in) wait;
-         * indexed once the account is quiet */
-        mu->fts_maybe = true;
-        mu->last_new = uv_now(mu_loop);
-    }
+    if (ev->type == STORAGE_EV_NEW || ev->type == STORAGE_EV_EXTERNAL)
+        mu->fts_maybe = true; /* new texts (a delivery, files another program dropped in) */
 }
 
 static void upkeep_work(void *data)
@@ -43,8 +145,6 @@ static void upkeep_work(void *data)
         storage_sync_flags(k->mu->u, MAILUSER_SYNC_BATCH, NULL, &left);
     if (k->poll)
         storage_poll(k->mu->u);
-    if (k->fts)
-        k->fts_rc = storage_fts_index(k->mu->u, MAILUSER_FTS_BATCH, &k->fts_left);
     if (k->nap) /* last: the work above counts as use */
         storage_sleep(k->mu->u, mu_idle_close_ms);
     k->sync = left > 0; /* more to do next round */
@@ -58,19 +158,6 @@ static void upkeep_done(void *data)
     mu->upkeep_running = false;
     if (k->sync)
         mu->flags_dirty = true;
-    if (k->fts) {
-        fts_jobs--;
-        if (k->fts_rc == 0) {
-            mu->fts_left = k->fts_left;
-            log_debug("mailuser: account %lld: full-text index updated, %zu texts waiting",
-                      (long long)mu->id, k->fts_left);
-        } else {
-            /* the texts stay searchable where they are; try again later */
-            mu->fts_maybe = true;
-            log_warn("mailuser: account %lld: full-text indexing: %s", (long long)mu->id,
-                     storage_strerror(k->fts_rc));
-        }
-    }
     mu_release(mu);
 }
 
@@ -80,15 +167,15 @@ static void on_timer(uv_timer_t *t)
     struct upkeep *k;
     uint64_t now = uv_now(mu_loop);
     bool poll = !LIST_EMPTY(&mu->listeners) && now - mu->last_poll >= MAILUSER_POLL_MS;
-    bool fts = (mu->fts_maybe || mu->fts_left > 0) && fts_jobs < MAILUSER_FTS_JOBS &&
-               now - mu->last_new >= MAILUSER_FTS_QUIET_MS;
     /* every session idle a while: the index need not stay open for them */
     bool nap = mu_idle_close_ms > 0 && mu->state == MU_OPEN && !mu->kept &&
                now - mu->last_nap >= MAILUSER_POLL_MS && !storage_asleep(mu->u);
 
     if (mu_keep_tick(mu, now))
         return;
-    if (mu->upkeep_running || mu->state != MU_OPEN || (!poll && !mu->flags_dirty && !fts && !nap))
+    if (mu->state == MU_OPEN && (mu->fts_maybe || mu->fts_left > 0))
+        fts_start(mu);
+    if (mu->upkeep_running || mu->state != MU_OPEN || (!poll && !mu->flags_dirty && !nap))
         return;
     k = calloc(1, sizeof(*k));
     if (!k)
@@ -96,15 +183,10 @@ static void on_timer(uv_timer_t *t)
     k->mu = mu;
     k->poll = poll;
     k->sync = mu->flags_dirty;
-    k->fts = fts;
     k->nap = nap;
     if (nap)
         mu->last_nap = now;
     mu->flags_dirty = false;
-    if (fts) {
-        mu->fts_maybe = false;
-        fts_jobs++;
-    }
     if (poll)
         mu->last_poll = now;
     mu->holds++;
@@ -112,10 +194,6 @@ static void on_timer(uv_timer_t *t)
     if (!proto_job_start(mu_loop, mu->id, upkeep_work, upkeep_done, free, k)) {
         mu->upkeep_running = false;
         mu->flags_dirty = k->sync;
-        if (fts) {
-            mu->fts_maybe = true;
-            fts_jobs--;
-        }
         mu->holds--;
         free(k);
     }
@@ -124,7 +202,6 @@ static void on_timer(uv_timer_t *t)
 void mu_upkeep_start(struct mailuser *mu)
 {
     mu->fts_maybe = true; /* texts left waiting by an earlier run or a rebuild */
-    mu->last_new = uv_now(mu_loop);
     uv_timer_init(mu_loop, &mu->timer);
     mu->timer.data = mu;
     uv_timer_start(&mu->timer, on_timer, MAILUSER_UPKEEP_MS, MAILUSER_UPKEEP_MS);

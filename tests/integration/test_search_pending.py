@@ -11,7 +11,7 @@ import unittest
 import harness
 import imap_util
 import lmtp_util as L
-from imap_util import ImapCase, USER
+from imap_util import ImapCase, USER, USER2, PASS2
 
 INDEXED_RE = re.compile(r'full-text index updated, (\d+) texts waiting')
 WAIT_INDEXED = 60.0  # generous: the machine may be loaded; not a timing check
@@ -27,10 +27,10 @@ def message(subject, body):
 class SearchPending(ImapCase):
     CONF = {'log_debug': 'yes'}
 
-    def deliver(self, msg):
+    def deliver(self, msg, to=USER):
         c = L.lmtp(self.server)
         try:
-            rcpt, data = L.send(c, 'dora@example.net', [USER], msg)
+            rcpt, data = L.send(c, 'dora@example.net', [to], msg)
         finally:
             c.close()
         self.assertEqual([code for code, _ in data], [250])
@@ -96,6 +96,59 @@ class SearchPending(ImapCase):
         c.ok('EXPUNGE')
         self.assertEqual(c.search('BODY xylophonic'), [])
         self.assertServerAlive()
+
+    def test_indexed_while_mail_keeps_coming(self):
+        """New texts are indexed while deliveries go on, without waiting for
+        a quiet moment: a delivery every 0.3 s until the log says that an
+        indexing task left nothing waiting (the upkeep used to wait for 2 s
+        without new mail). The account is USER2's, out of the way of the
+        test above."""
+        c = self.login(USER2, PASS2)
+        c.select('INBOX')
+        # the round that looks for leftovers when the account opens
+        deadline = time.monotonic() + WAIT_INDEXED
+        lines0 = 0
+        while time.monotonic() < deadline and len(self.indexed_lines()) <= lines0:
+            time.sleep(0.2)
+        lines0 = len(self.indexed_lines())
+        sent = 0
+        while sent < 200:
+            self.deliver(message('stream %d' % sent, 'a marimba in the stream\r\n'), USER2)
+            sent += 1
+            if sent >= 3 and any(n == 0 for n in self.indexed_lines()[lines0:]):
+                break
+            time.sleep(0.3)
+        self.assertLess(sent, 200, 'nothing indexed while mail kept coming\n' +
+                        self.server.log_tail())
+        c.ok('NOOP')
+        self.assertEqual(c.search('BODY marimba'), list(range(1, sent + 1)))
+
+    def test_indexer_at_lowest_priority(self):
+        """The indexer is a thread of its own at nice 19: it takes only the
+        CPU time nobody else wants."""
+        if self.server.wrap:
+            self.skipTest('coffred runs under a wrapper')
+        before = len(self.indexed_lines())
+        c = self.login(USER2, PASS2)
+        c.select('INBOX')
+        self.deliver(message('priority', 'a kalimba\r\n'), USER2)
+        deadline = time.monotonic() + WAIT_INDEXED
+        while time.monotonic() < deadline and len(self.indexed_lines()) <= before:
+            time.sleep(0.2)
+        pid = self.server.proc.pid
+        nices = {}
+        for tid in os.listdir('/proc/%d/task' % pid):
+            try:
+                with open('/proc/%d/task/%s/stat' % (pid, tid)) as f:
+                    fields = f.read().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            nices[int(tid)] = int(fields[16])  # field 19 of stat(5)
+        if nices.get(pid) == 19:
+            self.skipTest('coffred runs at nice 19 already')
+        self.assertIn(19, nices.values(), 'no thread at nice 19: %r' % nices)
+        # the loop thread (and with it every other one) keeps its priority
+        self.assertEqual(sorted(nices.values()).count(19), 1, nices)
 
 
 if __name__ == '__main__':
