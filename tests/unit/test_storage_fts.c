@@ -16,6 +16,7 @@
 
 #include "storage/storage.h"
 #include "tests/unit/check.h"
+#include "tests/unit/index_sql.h"
 
 #define NMSG 90
 #define TEXT_MAX 2048
@@ -451,23 +452,7 @@ static void check_all(const char *phase, bool compare)
 
 static long long rows(const char *sql)
 {
-    char path[300];
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    long long n = -1;
-
-    snprintf(path, sizeof(path), "%s/users/1/index.sqlite", dir);
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-        sqlite3_close(db);
-        return -1;
-    }
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW)
-            n = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(db);
-    return n;
+    return index_sql_int(dir, sql);
 }
 
 /* Turns the (closed) index into one of schema 4 as that version left it:

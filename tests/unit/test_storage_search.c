@@ -12,6 +12,7 @@
 
 #include "storage/storage.h"
 #include "tests/unit/check.h"
+#include "tests/unit/index_sql.h"
 
 static struct storage_user *u;
 static int64_t inbox;
@@ -34,24 +35,10 @@ static size_t search(enum storage_search_op op, const char *str, uint32_t *first
 /* Rows of a table of the index, read behind the storage's back. */
 static long long rows(const char *table)
 {
-    char path[300], sql[100];
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    long long n = -1;
+    char sql[100];
 
-    snprintf(path, sizeof(path), "%s/users/1/index.sqlite", dir);
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        sqlite3_close(db);
-        return -1;
-    }
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW)
-            n = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(db);
-    return n;
+    return index_sql_int(dir, sql);
 }
 
 static void checks_all(const char *phase)

@@ -1,0 +1,32 @@
+/* For the unit tests of storage: a number read from a user's index behind
+ * the storage's back. */
+#ifndef COFFRE_TEST_INDEX_SQL_H
+#define COFFRE_TEST_INDEX_SQL_H
+
+#include <sqlite3.h>
+#include <stdio.h>
+
+/* The first column of the first row of sql in the index of user 1 under
+ * the data directory dir; -1 when it cannot be read. */
+static inline long long index_sql_int(const char *dir, const char *sql)
+{
+    char path[300];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    long long n = -1;
+
+    snprintf(path, sizeof(path), "%s/users/1/index.sqlite", dir);
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return -1;
+    }
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return n;
+}
+
+#endif
