@@ -4,7 +4,8 @@
  * and thousands of search strings (substrings of the texts at random
  * places, of one to a dozen characters, case changed, and a fixed list).
  * SEARCH BODY must give exactly the messages whose decoded text contains
- * the string, folded as Unicode folds it, and BODY and TEXT the same
+ * the string, folded as Unicode folds it (TEXT: or whose Subject, From or
+ * To does), and BODY and TEXT the same
  * answers whether the texts wait for the index, are in it, or half and
  * half; after an expunge (bodies reused for new messages) and after the
  * upgrade of an index of schema 4 (the trigram index) likewise. */
@@ -19,6 +20,8 @@
 #include "tests/unit/index_sql.h"
 
 #define NMSG 90
+#define FROM "Dora <dora@example.net>"
+#define TO "rcpt@example.net"
 #define TEXT_MAX 2048
 
 static struct storage_user *u;
@@ -267,7 +270,7 @@ static void append_msg(size_t i, bool latin1only)
         strcpy(enc, m->text);
     }
     n = (size_t)snprintf(raw, sizeof(raw),
-                         "From: Dora <dora@example.net>\r\nTo: rcpt@example.net\r\n"
+                         "From: " FROM "\r\nTo: " TO "\r\n"
                          "Subject: %s\r\nMIME-Version: 1.0\r\n"
                          "Content-Type: text/plain; charset=%s\r\n"
                          "Content-Transfer-Encoding: %s\r\n\r\n%s",
@@ -384,7 +387,7 @@ static int searched(enum storage_search_op op, const char *s, uint32_t **uids, s
 static uint32_t *prev[N(queries)][2];
 static size_t nprev[N(queries)][2];
 
-/* Every query: BODY against the reference; BODY and TEXT against the
+/* Every query: BODY and TEXT against the reference, and against the
  * previous state's answers (when compare), less the messages gone. */
 static void check_all(const char *phase, bool compare)
 {
@@ -400,11 +403,16 @@ static void check_all(const char *phase, bool compare)
                 errors++;
                 continue;
             }
-            if (t == 0) {
+            {
+                /* the reference: BODY the text; TEXT also the Subject
+                 * (decoded), From and To */
                 size_t k = 0;
                 bool ok = true;
                 for (size_t i = 0; i < nmsgs; i++) {
-                    if (msgs[i].gone || !contains(msgs[i].text, queries[q]))
+                    if (msgs[i].gone ||
+                        !(contains(msgs[i].text, queries[q]) ||
+                          (t && (contains(msgs[i].subject, queries[q]) ||
+                                 contains(FROM, queries[q]) || contains(TO, queries[q])))))
                         continue;
                     if (k >= n || got[k] != msgs[i].uid)
                         ok = false;
@@ -412,8 +420,8 @@ static void check_all(const char *phase, bool compare)
                 }
                 if (!ok || k != n) {
                     if (bad_ref++ < 5)
-                        printf("  %s: BODY \"%s\": %zu found, %zu expected\n", phase, queries[q], n,
-                               k);
+                        printf("  %s: %s \"%s\": %zu found, %zu expected\n", phase,
+                               t ? "TEXT" : "BODY", queries[q], n, k);
                 }
             }
             if (compare) {
@@ -442,7 +450,7 @@ static void check_all(const char *phase, bool compare)
             nprev[q][t] = n;
         }
     }
-    snprintf(what, sizeof(what), "%s: %zu strings, BODY as the reference", phase, nq);
+    snprintf(what, sizeof(what), "%s: %zu strings, BODY and TEXT as the reference", phase, nq);
     CHECK(errors == 0 && bad_ref == 0, what);
     if (compare) {
         snprintf(what, sizeof(what), "%s: BODY and TEXT as before", phase);
