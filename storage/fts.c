@@ -273,6 +273,8 @@ static void ids_sort(struct fts_ids *s)
 {
     size_t o = 0;
 
+    if (s->n == 0)
+        return; /* v may be NULL, which qsort must not get */
     qsort(s->v, s->n, sizeof(s->v[0]), cmp_id);
     for (size_t i = 0; i < s->n; i++)
         if (o == 0 || s->v[i] != s->v[o - 1])
