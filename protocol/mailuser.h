@@ -79,7 +79,9 @@ struct mailuser_listener {
 void mailuser_configure(uint64_t keep_open_ms, unsigned keep_open_max, uint64_t idle_close_ms);
 /* At most max_open stores have their index files open (0: no bound); an
  * open past it, or failing for want of descriptors, waits up to wait_ms for
- * one to close or fall asleep, then fails with STORAGE_E_TEMP. */
+ * one to close or fall asleep, then fails with STORAGE_E_TEMP. The jobs
+ * (proto_job_start) that would wake a store asleep past it wait as long,
+ * then run. */
 void mailuser_configure_open(unsigned max_open, uint64_t wait_ms);
 
 /* The daemon is stopping: stores kept open are closed, and notifications

@@ -79,28 +79,35 @@ static void on_timer(uv_timer_t *t)
     struct mailuser *mu = t->data;
     struct upkeep *k;
     uint64_t now = uv_now(mu_loop);
+    bool asleep = storage_asleep(mu->u);
     bool poll = !LIST_EMPTY(&mu->listeners) && now - mu->last_poll >= MAILUSER_POLL_MS;
+    /* asleep, the index is not opened again for background work: the
+     * texts and the flags wait until something wakes it (a command, a
+     * delivery) or it closes; its poll only looks at the files */
     bool fts = (mu->fts_maybe || mu->fts_left > 0) && fts_jobs < MAILUSER_FTS_JOBS &&
-               now - mu->last_new >= MAILUSER_FTS_QUIET_MS;
+               now - mu->last_new >= MAILUSER_FTS_QUIET_MS && !asleep;
+    bool sync = mu->flags_dirty && !asleep;
     /* every session idle a while: the index need not stay open for them */
     bool nap = mu_idle_close_ms > 0 && mu->state == MU_OPEN && !mu->kept &&
-               now - mu->last_nap >= MAILUSER_POLL_MS && !storage_asleep(mu->u);
+               now - mu->last_nap >= MAILUSER_POLL_MS && !asleep;
 
     if (mu_keep_tick(mu, now))
         return;
-    if (mu->upkeep_running || mu->state != MU_OPEN || (!poll && !mu->flags_dirty && !fts && !nap))
+    if (mu->upkeep_running || mu->napping || mu->state != MU_OPEN ||
+        (!poll && !sync && !fts && !nap))
         return;
     k = calloc(1, sizeof(*k));
     if (!k)
         return;
     k->mu = mu;
     k->poll = poll;
-    k->sync = mu->flags_dirty;
+    k->sync = sync;
     k->fts = fts;
     k->nap = nap;
     if (nap)
         mu->last_nap = now;
-    mu->flags_dirty = false;
+    if (sync)
+        mu->flags_dirty = false;
     if (fts) {
         mu->fts_maybe = false;
         fts_jobs++;
@@ -109,9 +116,9 @@ static void on_timer(uv_timer_t *t)
         mu->last_poll = now;
     mu->holds++;
     mu->upkeep_running = true;
-    if (!proto_job_start(mu_loop, mu->id, upkeep_work, upkeep_done, free, k)) {
+    if (!mu_job_start(mu_loop, mu->id, upkeep_work, upkeep_done, free, k)) {
         mu->upkeep_running = false;
-        mu->flags_dirty = k->sync;
+        mu->flags_dirty |= k->sync;
         if (fts) {
             mu->fts_maybe = true;
             fts_jobs--;

@@ -515,7 +515,8 @@ const struct conf_setting conf_settings[] = {
             "divided by 16); past it a login waits for one to close or fall asleep"},
     {ROW("mail_open_wait", "30s", "Mail storage"), DURATION(mail_open_wait_ms, 0),
      .doc = "how long a login waits for room under mail_max_open (or for descriptors) before "
-            "NO [UNAVAILABLE]"},
+            "NO [UNAVAILABLE]; the commands and deliveries waking an account asleep wait as long, "
+            "then run past the bound"},
     {ROW("mail_max_query_steps", "50M", "Mail storage"),
      UINT(mail_max_query_steps, 10000, 4000000000u),
      .doc = "SQLite steps one index read of a command may take (a costly SEARCH); then NO [LIMIT]"},
