@@ -427,8 +427,10 @@ sqlite3 *reader_get(struct storage_user *u)
     int slot = -1;
 
     note_use(u);
-    __atomic_store_n(&u->asleep, false, __ATOMIC_RELAXED); /* a reader may open */
     pthread_mutex_lock(&u->rlock);
+    /* a reader may open: under the lock storage_sleep checks the readers
+     * under, so that it never marks asleep a handle with one opening */
+    __atomic_store_n(&u->asleep, false, __ATOMIC_RELAXED);
     for (int i = 0; i < STORAGE_READERS; i++) {
         if (!u->rbusy[i] && u->rdb[i]) {
             slot = i;
@@ -601,13 +603,15 @@ bool storage_sleep(struct storage_user *u, uint64_t idle_ms)
         return false;
     }
     readers_close(u, false, false);
+    /* the reader lock is held until the handle is marked asleep: a reader
+     * taking a slot meanwhile (open or still opening) keeps it awake */
     pthread_mutex_lock(&u->rlock);
     busy = u->rextra > 0;
     for (int i = 0; i < STORAGE_READERS; i++)
-        busy |= u->rdb[i] != NULL;
-    pthread_mutex_unlock(&u->rlock);
+        busy |= u->rdb[i] != NULL || u->rbusy[i];
     /* the last connection to close checkpoints the index */
     if (busy || (u->wdb && sqlite3_close(u->wdb) != SQLITE_OK)) {
+        pthread_mutex_unlock(&u->rlock);
         pthread_mutex_unlock(&u->wlock);
         return false;
     }
@@ -622,6 +626,7 @@ bool storage_sleep(struct storage_user *u, uint64_t idle_ms)
         file_sig(path, &u->sleep_wal_mtime, &u->sleep_wal_size);
     }
     __atomic_store_n(&u->asleep, true, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&u->rlock);
     pthread_mutex_unlock(&u->wlock);
     return true;
 }

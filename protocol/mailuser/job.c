@@ -107,6 +107,21 @@ static void run(struct job_account *a, struct proto_job *j)
     to_pool(j);
 }
 
+/* Whether j, a's next job, must first wait for room: it may open the store
+ * asleep, and no job of a that may is running. Then the wait has begun (and
+ * may even have ended already: a must not be touched). */
+static bool wait_room(struct job_account *a, struct proto_job *j)
+{
+    if (!j->gated || a->waking > 0 || mu_room_for(a->id))
+        return false;
+    a->room_wait = true;
+    if (mu_wait_room(a->id) < 0) {
+        a->room_wait = false; /* out of memory: it runs past the bound */
+        return false;
+    }
+    return true;
+}
+
 /* Sends a's waiting jobs to the pool while there is a place; frees a once
  * nothing of it is left. */
 static void account_dispatch(struct job_account *a)
@@ -114,6 +129,8 @@ static void account_dispatch(struct job_account *a)
     struct proto_job *next;
 
     while (!a->room_wait && a->running < per_account && (next = STAILQ_FIRST(&a->waiting))) {
+        if (wait_room(a, next))
+            return;
         STAILQ_REMOVE_HEAD(&a->waiting, next);
         run(a, next);
     }
@@ -127,9 +144,16 @@ void mu_jobs_admit(int64_t id)
 {
     struct job_account *a = account_find(id);
 
+    struct proto_job *first;
+
     if (!a || !a->room_wait)
         return;
     a->room_wait = false;
+    /* the place is the first job's: it runs without asking again */
+    if (a->running < per_account && (first = STAILQ_FIRST(&a->waiting))) {
+        STAILQ_REMOVE_HEAD(&a->waiting, next);
+        run(a, first);
+    }
     account_dispatch(a);
 }
 
@@ -179,22 +203,20 @@ static struct proto_job *job_start(uv_loop_t *loop, int64_t account, proto_job_f
     /* without memory for the account's entry, the job goes uncounted */
     if (account != PROTO_JOB_NO_ACCOUNT)
         j->acct = account_get(account);
-    if (j->acct && gated && j->acct->running == 0 && !j->acct->room_wait && !mu_room_for(account)) {
-        /* queued first: the room may come at once */
-        j->acct->room_wait = true;
-        STAILQ_INSERT_TAIL(&j->acct->waiting, j, next);
-        if (mu_wait_room(account) < 0)
-            mu_jobs_admit(account); /* out of memory: it runs past the bound */
-        return j;
-    }
-    if (j->acct && (j->acct->running >= per_account || (gated && j->acct->room_wait))) {
-        STAILQ_INSERT_TAIL(&j->acct->waiting, j, next);
-        return j;
-    }
-    if (j->acct)
-        run(j->acct, j);
-    else
+    if (!j->acct) {
         to_pool(j);
+        return j;
+    }
+    if (j->acct->running >= per_account || (gated && j->acct->room_wait)) {
+        STAILQ_INSERT_TAIL(&j->acct->waiting, j, next);
+        return j;
+    }
+    /* queued first: the room may come at once, and the job with it */
+    STAILQ_INSERT_TAIL(&j->acct->waiting, j, next);
+    if (wait_room(j->acct, j))
+        return j;
+    STAILQ_REMOVE(&j->acct->waiting, j, proto_job, next);
+    run(j->acct, j);
     return j;
 }
 

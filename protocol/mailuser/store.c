@@ -128,8 +128,11 @@ static void close_work(void *data)
     if (mu->watch)
         storage_unwatch(mu->watch);
     if (mu->u) {
-        /* leave the file names right for other Maildir tools */
-        storage_sync_flags(mu->u, 0, NULL, NULL);
+        /* leave the file names right for other Maildir tools; asleep, they
+         * were before it fell asleep (nap_work, the upkeep round) and the
+         * index is not opened again for them */
+        if (!storage_asleep(mu->u))
+            storage_sync_flags(mu->u, 0, NULL, NULL);
         storage_close(mu->u);
     }
 }
@@ -146,8 +149,10 @@ static void on_timer_closed(uv_handle_t *h)
 
 static void begin_close(struct mailuser *mu)
 {
+    /* a store asleep closes without opening its index: it takes no place */
+    bool asleep = mu->u && mu->state == MU_OPEN && storage_asleep(mu->u);
     stop_sharing(mu);
-    if (mu->u && !mu->closing_counted) {
+    if (mu->u && !mu->closing_counted && !asleep) {
         mu->closing_counted = true;
         n_closing++;
     }
@@ -172,13 +177,15 @@ static void unkeep(struct mailuser *mu)
     n_kept--;
 }
 
-/* Makes room for one more kept store by closing the one idle the longest. */
-static bool evict_oldest_kept(void)
+/* Makes room for one more kept store by closing the one idle the longest;
+ * awake: only among those with their index open (for descriptors). */
+static bool evict_oldest_kept(bool awake)
 {
     struct mailuser *mu, *old = NULL;
     LIST_FOREACH(mu, &registry, entry)
     {
-        if (mu->kept && mu->holds == 0 && (!old || mu->idle_since < old->idle_since))
+        if (mu->kept && mu->holds == 0 && (!awake || !storage_asleep(mu->u)) &&
+            (!old || mu->idle_since < old->idle_since))
             old = mu;
     }
     if (!old)
@@ -210,7 +217,8 @@ void mu_release(struct mailuser *mu)
         unkeep(mu);
     }
     if (mu->state == MU_OPEN && keep_ms > 0 && !shutting_down && keep_max > 0 &&
-        !uv_is_closing((uv_handle_t *)&mu->timer) && (n_kept < keep_max || evict_oldest_kept())) {
+        !uv_is_closing((uv_handle_t *)&mu->timer) &&
+        (n_kept < keep_max || evict_oldest_kept(false))) {
         mu->kept = true;
         mu->idle_since = uv_now(mu_loop);
         n_kept++;
@@ -447,6 +455,27 @@ static bool dormant(struct mailuser *mu)
 
 static unsigned peak_open; /* the most open_count has seen */
 
+/* More stores open than the bound (a wait past mail_open_wait, a delivery
+ * to several accounts, a file changed by another program): what they are. */
+static void log_over(unsigned n)
+{
+    struct mailuser *mu;
+    unsigned opening = 0, awake = 0, kept = 0, waking = 0;
+
+    LIST_FOREACH(mu, &registry, entry)
+    {
+        if (mu->state != MU_OPEN)
+            opening++;
+        else if (!storage_asleep(mu->u))
+            awake++, kept += mu->kept;
+        else if (mu_jobs_waking(mu->id))
+            waking++;
+    }
+    log_warn("mailuser: %u stores with their index open, past mail_max_open %u (opening %u, "
+             "awake %u of which kept %u, waking %u, closing %u)",
+             n, max_open, opening, awake, kept, waking, n_closing);
+}
+
 /* Stores whose index files are open, or may be: opening, awake, running a
  * job, closing. */
 static unsigned open_count(void)
@@ -462,8 +491,7 @@ static unsigned open_count(void)
     if (n > peak_open) {
         peak_open = n;
         if (max_open && n > max_open)
-            log_warn("mailuser: %u stores with their index open, past mail_max_open %u", n,
-                     max_open);
+            log_over(n);
     }
     return n;
 }
@@ -477,6 +505,8 @@ static bool room_now(void)
 static void nap_work(void *data)
 {
     struct mailuser *mu = data;
+    /* the file names right first: asleep, it does not open for them */
+    storage_sync_flags(mu->u, 0, NULL, NULL);
     storage_sleep(mu->u, 0);
 }
 
@@ -497,7 +527,7 @@ static bool make_room(void)
 {
     struct mailuser *mu, *best = NULL;
 
-    if (evict_oldest_kept())
+    if (evict_oldest_kept(true))
         return true;
     LIST_FOREACH(mu, &registry, entry)
     {
