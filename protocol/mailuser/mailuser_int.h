@@ -36,6 +36,7 @@ struct mailuser {
     uint64_t last_poll;
     uint64_t last_nap;    /* uv_now of the last round that tried storage_sleep */
     bool napping;         /* put to sleep to make room for another store */
+    uint64_t trimmed_use; /* storage_last_use when its caches were last freed */
     bool closing_counted; /* closing: its files count until mu_free */
     bool fts_maybe;       /* texts may wait for the full-text index */
     size_t fts_left;      /* waiting after the last indexing round */
@@ -114,5 +115,10 @@ bool mu_keep_tick(struct mailuser *mu, uint64_t now);
 void mu_upkeep_start(struct mailuser *mu);
 /* Notes what an event means for the upkeep (flags to sync, texts to index). */
 void mu_upkeep_note(struct mailuser *mu, const struct storage_event *ev);
+/* A store gave back memory (its caches freed, it fell asleep or closed):
+ * the memory the allocator keeps free goes back to the system soon. */
+void mu_memory_note(void);
+/* The daemon stops: no more of that. */
+void mu_memory_stop(void);
 
 #endif

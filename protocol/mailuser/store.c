@@ -116,6 +116,7 @@ static void mu_free(struct mailuser *mu)
     bool counted = mu->closing_counted;
     free(mu->data_dir);
     free(mu);
+    mu_memory_note();
     if (counted) {
         n_closing--;
         retry_pending(); /* its descriptors are free */
@@ -203,6 +204,7 @@ static void trim_work(void *data)
 
 static void trim_done(void *data)
 {
+    mu_memory_note();
     mu_release(data);
 }
 
@@ -515,6 +517,7 @@ static void nap_done(void *data)
     struct mailuser *mu = data;
     mu->napping = false;
     n_naps--;
+    mu_memory_note();
     mu_release(mu);
     retry_pending();
 }
@@ -761,6 +764,7 @@ void mailuser_shutdown(void)
     struct mailuser *mu, *next;
 
     shutting_down = true;
+    mu_memory_stop();
     while (pending) {
         struct mailuser_req *r = pending;
         pending = r->next;

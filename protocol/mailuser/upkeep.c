@@ -1,10 +1,15 @@
 /* The upkeep of an open store, on a timer per account: flags written to
  * Maildir file names in batches, changes made by other processes noticed
- * while sessions listen, and new message texts moved into the full-text
- * index once the account is quiet. The rounds run on the thread pool, one
- * at a time per account; the timer also ends the keeping of stores nobody
- * uses (store.c). */
+ * while sessions listen, new message texts moved into the full-text index
+ * once the account is quiet, the caches of a store unused a moment freed
+ * and its index closed once unused mail_idle_close. The rounds run on the
+ * thread pool, one at a time per account; the timer also ends the keeping
+ * of stores nobody uses (store.c). What stores free goes back to the
+ * system (malloc_trim) at most every MAILUSER_MEM_TRIM_MS. */
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "protocol/job.h"
 #include "protocol/mailuser/mailuser_int.h"
@@ -14,14 +19,68 @@
  * processes (coffrectl, a Maildir tool). */
 #define MAILUSER_POLL_MS 2000
 
+/* A store unused this long gives back its page caches and its read
+ * connections but one (storage_trim), long before mail_idle_close closes
+ * its index: a session in IDLE holds no cached page. The next command reads
+ * the pages it needs again (from the system's cache). */
+#define MAILUSER_QUIET_MS 2000
+/* At most so often the allocator's free memory goes back to the system. */
+#define MAILUSER_MEM_TRIM_MS 2000
+
 static unsigned fts_jobs; /* upkeep rounds indexing now, all accounts */
 
 struct upkeep {
     struct mailuser *mu;
-    bool poll, sync, fts, nap;
+    bool poll, sync, fts, trim, nap;
+    bool slept;
     size_t fts_left;
     int fts_rc;
 };
+
+/* ---- memory back to the system ---- */
+
+static bool mem_wanted, mem_running, mem_stopped;
+static uint64_t mem_last; /* uv_now of the end of the last trim */
+
+static void mem_trim_work(void *data)
+{
+    (void)data;
+#ifdef __GLIBC__
+    /* every arena: the pool threads' too, where the page caches were */
+    malloc_trim(0);
+#endif
+}
+
+static void mem_trim_done(void *data)
+{
+    (void)data;
+    mem_running = false;
+    mem_last = uv_now(mu_loop);
+}
+
+static void mem_trim_maybe(void)
+{
+    if (!mem_wanted || mem_running || mem_stopped ||
+        uv_now(mu_loop) - mem_last < MAILUSER_MEM_TRIM_MS)
+        return;
+    if (mu_job_start(mu_loop, PROTO_JOB_NO_ACCOUNT, mem_trim_work, mem_trim_done, NULL, NULL)) {
+        mem_wanted = false;
+        mem_running = true;
+    }
+}
+
+void mu_memory_note(void)
+{
+    mem_wanted = true;
+    mem_trim_maybe();
+}
+
+void mu_memory_stop(void)
+{
+    mem_stopped = true;
+}
+
+/* ---- rounds ---- */
 
 void mu_upkeep_note(struct mailuser *mu, const struct storage_event *ev)
 {
@@ -45,8 +104,10 @@ static void upkeep_work(void *data)
         storage_poll(k->mu->u);
     if (k->fts)
         k->fts_rc = storage_fts_index(k->mu->u, MAILUSER_FTS_BATCH, &k->fts_left);
+    if (k->trim)
+        storage_trim(k->mu->u);
     if (k->nap) /* last: the work above counts as use */
-        storage_sleep(k->mu->u, mu_idle_close_ms);
+        k->slept = storage_sleep(k->mu->u, mu_idle_close_ms);
     k->sync = left > 0; /* more to do next round */
 }
 
@@ -56,6 +117,8 @@ static void upkeep_done(void *data)
     struct mailuser *mu = k->mu;
 
     mu->upkeep_running = false;
+    if (k->trim || k->slept)
+        mu_memory_note();
     if (k->sync)
         mu->flags_dirty = true;
     if (k->fts) {
@@ -90,11 +153,16 @@ static void on_timer(uv_timer_t *t)
     /* every session idle a while: the index need not stay open for them */
     bool nap = mu_idle_close_ms > 0 && mu->state == MU_OPEN && !mu->kept &&
                now - mu->last_nap >= MAILUSER_POLL_MS && !asleep;
+    /* unused a moment: the cached pages need not stay */
+    uint64_t last_use = storage_last_use(mu->u);
+    bool trim = !asleep && last_use != mu->trimmed_use &&
+                uv_hrtime() / 1000000 >= last_use + MAILUSER_QUIET_MS;
 
+    mem_trim_maybe();
     if (mu_keep_tick(mu, now))
         return;
     if (mu->upkeep_running || mu->napping || mu->state != MU_OPEN ||
-        (!poll && !sync && !fts && !nap))
+        (!poll && !sync && !fts && !nap && !trim))
         return;
     k = calloc(1, sizeof(*k));
     if (!k)
@@ -104,6 +172,9 @@ static void on_timer(uv_timer_t *t)
     k->sync = sync;
     k->fts = fts;
     k->nap = nap;
+    k->trim = trim;
+    if (trim)
+        mu->trimmed_use = last_use;
     if (nap)
         mu->last_nap = now;
     if (sync)

@@ -124,5 +124,30 @@ class IdleClose(ImapCase):
             srv.cleanup()
 
 
+class QuietStore(ImapCase):
+    """Long before mail_idle_close, an account whose sessions are quiet a
+    moment gives back its read connections and cached pages: coffred holds
+    fewer descriptors on its index than while it was read, and the next
+    command opens a reader again."""
+    CONF = {'mail_idle_close': '600s'}
+
+    def test_quiet_account_closes_its_readers(self):
+        c = self.login()
+        c.append('INBOX', make_message(1))
+        c.select('INBOX')
+        c.ok('FETCH 1:* (FLAGS ENVELOPE)')
+        busy = index_fds(self.server, USER)
+        self.assertGreater(busy, 0)
+        c.idle()
+        self.assertTrue(wait_for(lambda: index_fds(self.server, USER) < busy, 60),
+                        'still %d descriptor(s) on the index of an account quiet for a minute, '
+                        'as many as while it was read' % index_fds(self.server, USER))
+        self.assertGreater(index_fds(self.server, USER), 0, 'the index closed, not trimmed')
+        c.done(STEP)
+        u = c.ok('FETCH 1:* (FLAGS ENVELOPE)')
+        self.assertEqual(len([r for r in u if b' FETCH ' in r]), 1, u)
+        c.logout()
+
+
 if __name__ == '__main__':
     harness.main()
