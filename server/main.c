@@ -270,7 +270,7 @@ int main(int argc, char **argv)
     }
 
     mailuser_configure(s->conf.mail_keep_open_ms, s->conf.mail_keep_open_max,
-                       s->conf.mail_idle_close_ms);
+                       s->conf.mail_idle_close_ms, s->conf.mail_quiet_trim_ms);
     {
         /* Half of the descriptors for stores, budgeting 8 for each: the
          * index, WAL and shared memory of the writer and of a reader or two,

@@ -66,6 +66,8 @@ struct mailuser_req {
 extern uv_loop_t *mu_loop;
 /* mail_idle_close: a store unused this long closes its index (0: never). */
 extern uint64_t mu_idle_close_ms;
+/* mail_quiet_trim: a store unused this long frees its caches (0: never). */
+extern uint64_t mu_quiet_ms;
 
 /* events.c */
 /* Sets up the wake-up of loop l (once). 0, or -1. */

@@ -27,6 +27,7 @@ static LIST_HEAD(, mailuser) registry = LIST_HEAD_INITIALIZER(registry);
 static struct mailuser_req *ready, **ready_tail = &ready; /* answers due on the loop */
 
 uint64_t mu_idle_close_ms;
+uint64_t mu_quiet_ms = 2000;
 static unsigned max_open; /* 0: no bound */
 static uint64_t open_wait_ms;
 static unsigned n_closing;       /* closing: their files are still open */
@@ -295,9 +296,11 @@ void mailuser_configure_open(unsigned max_open_stores, uint64_t wait_ms)
     open_wait_ms = wait_ms;
 }
 
-void mailuser_configure(uint64_t keep_open_ms, unsigned keep_open_max, uint64_t idle_close_ms)
+void mailuser_configure(uint64_t keep_open_ms, unsigned keep_open_max, uint64_t idle_close_ms,
+                        uint64_t quiet_ms)
 {
     mu_idle_close_ms = idle_close_ms;
+    mu_quiet_ms = quiet_ms;
     keep_ms = keep_open_ms;
     keep_max = keep_open_max;
 }

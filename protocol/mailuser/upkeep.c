@@ -2,6 +2,8 @@
  * Maildir file names in batches, changes made by other processes noticed
  * while sessions listen, new message texts moved into the full-text index
  * once the account is quiet, the caches of a store unused a moment freed
+ * (mail_quiet_trim: the next command reads its pages from the system's
+ * cache again)
  * and its index closed once unused mail_idle_close. The rounds run on the
  * thread pool, one at a time per account; the timer also ends the keeping
  * of stores nobody uses (store.c). What stores free goes back to the
@@ -19,11 +21,6 @@
  * processes (coffrectl, a Maildir tool). */
 #define MAILUSER_POLL_MS 2000
 
-/* A store unused this long gives back its page caches and its read
- * connections but one (storage_trim), long before mail_idle_close closes
- * its index: a session in IDLE holds no cached page. The next command reads
- * the pages it needs again (from the system's cache). */
-#define MAILUSER_QUIET_MS 2000
 /* At most so often the allocator's free memory goes back to the system. */
 #define MAILUSER_MEM_TRIM_MS 2000
 
@@ -155,8 +152,8 @@ static void on_timer(uv_timer_t *t)
                now - mu->last_nap >= MAILUSER_POLL_MS && !asleep;
     /* unused a moment: the cached pages need not stay */
     uint64_t last_use = storage_last_use(mu->u);
-    bool trim = !asleep && last_use != mu->trimmed_use &&
-                uv_hrtime() / 1000000 >= last_use + MAILUSER_QUIET_MS;
+    bool trim = mu_quiet_ms > 0 && !asleep && last_use != mu->trimmed_use &&
+                uv_hrtime() / 1000000 >= last_use + mu_quiet_ms;
 
     mem_trim_maybe();
     if (mu_keep_tick(mu, now))
