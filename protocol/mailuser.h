@@ -73,11 +73,15 @@ struct mailuser_listener {
  * once), at most keep_open_max of them (the one idle longest closes first).
  * Taken up again, it first picks up what other programs changed meanwhile.
  * A store whose sessions all left it unused idle_close_ms (IMAP IDLE)
- * closes its index files until the next command or delivery (0: never). */
-void mailuser_configure(uint64_t keep_open_ms, unsigned keep_open_max, uint64_t idle_close_ms);
+ * closes its index files until the next command or delivery (0: never);
+ * unused quiet_ms, it gives back its readers and cached pages (0: never). */
+void mailuser_configure(uint64_t keep_open_ms, unsigned keep_open_max, uint64_t idle_close_ms,
+                        uint64_t quiet_ms);
 /* At most max_open stores have their index files open (0: no bound); an
  * open past it, or failing for want of descriptors, waits up to wait_ms for
- * one to close or fall asleep, then fails with STORAGE_E_TEMP. */
+ * one to close or fall asleep, then fails with STORAGE_E_TEMP. The jobs
+ * (proto_job_start) that would wake a store asleep past it wait as long,
+ * then run. */
 void mailuser_configure_open(unsigned max_open, uint64_t wait_ms);
 
 /* The daemon is stopping: stores kept open are closed, and notifications

@@ -182,6 +182,9 @@ int main(int argc, char **argv)
     /* Before SQLite initializes: no global counters of its memory use,
      * whose mutex every allocation on every pool thread would take. */
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    /* No page cache allocated ahead per connection (20 pages, 85 kB, by
+     * default): an account's index holds only the pages it read. */
+    sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
 
     conf_defaults(&s->conf);
     if (conf_load(&s->conf, conf_path, err, sizeof(err)) < 0) {
@@ -267,7 +270,7 @@ int main(int argc, char **argv)
     }
 
     mailuser_configure(s->conf.mail_keep_open_ms, s->conf.mail_keep_open_max,
-                       s->conf.mail_idle_close_ms);
+                       s->conf.mail_idle_close_ms, s->conf.mail_quiet_trim_ms);
     {
         /* Half of the descriptors for stores, budgeting 8 for each: the
          * index, WAL and shared memory of the writer and of a reader or two,

@@ -431,8 +431,8 @@ int storage_rescan(struct storage_user *u, int64_t mbox);
  * kept open while no session used it. Disk. */
 int storage_refresh(struct storage_user *u);
 /* Gives back what an unused handle holds beyond the open index: idle read
- * connections but one are closed, cached pages freed. For a handle kept open while
- * no session uses it. */
+ * connections are closed, the writer's cached pages freed. For a handle
+ * kept open while no session uses it, or whose sessions are quiet. */
 void storage_trim(struct storage_user *u);
 /* When the handle was not used for idle_ms (no read, no write), closes
  * every connection to its index (it is checkpointed, its WAL and

@@ -434,8 +434,10 @@ sqlite3 *reader_get(struct storage_user *u)
     int slot = -1;
 
     note_use(u);
-    __atomic_store_n(&u->asleep, false, __ATOMIC_RELAXED); /* a reader may open */
     pthread_mutex_lock(&u->rlock);
+    /* a reader may open: under the lock storage_sleep checks the readers
+     * under, so that it never marks asleep a handle with one opening */
+    __atomic_store_n(&u->asleep, false, __ATOMIC_RELAXED);
     for (int i = 0; i < STORAGE_READERS; i++) {
         if (!u->rbusy[i] && u->rdb[i]) {
             slot = i;
@@ -508,14 +510,12 @@ void reader_put(struct storage_user *u, sqlite3 *db)
     pthread_mutex_unlock(&u->rlock);
 }
 
-/* Closes the idle read connections: all of them, or all but one whose
- * cached pages are freed (keep_one). wait: first waits until no reader is in
- * use, so that none is left open. */
-static void readers_close(struct storage_user *u, bool keep_one, bool wait)
+/* Closes the idle read connections. wait: first waits until no reader is
+ * in use, so that none is left open. */
+static void readers_close(struct storage_user *u, bool wait)
 {
     sqlite3 *idle[STORAGE_READERS];
     int n = 0;
-    bool kept = false;
 
     pthread_mutex_lock(&u->rlock);
     for (;;) {
@@ -529,11 +529,6 @@ static void readers_close(struct storage_user *u, bool keep_one, bool wait)
     for (int i = 0; i < STORAGE_READERS; i++) {
         if (u->rbusy[i] || !u->rdb[i])
             continue;
-        if (keep_one && !kept) {
-            sqlite3_db_release_memory(u->rdb[i]);
-            kept = true;
-            continue;
-        }
         idle[n++] = u->rdb[i];
         u->rdb[i] = NULL;
     }
@@ -546,7 +541,7 @@ static void readers_close(struct storage_user *u, bool keep_one, bool wait)
  * to the file checkpoints it. */
 static void close_dbs(struct storage_user *u, bool wait)
 {
-    readers_close(u, false, wait);
+    readers_close(u, wait);
     if (u->wdb)
         sqlite3_close(u->wdb);
     u->wdb = NULL;
@@ -554,9 +549,10 @@ static void close_dbs(struct storage_user *u, bool wait)
 
 void storage_trim(struct storage_user *u)
 {
-    /* one reader stays, for the next session's first read; the writer keeps
-     * the index open, so nothing is checkpointed here */
-    readers_close(u, true, false);
+    /* the writer keeps the index open (nothing is checkpointed here) and
+     * answers the polls; the next read opens a reader again, a fraction of
+     * a millisecond, where an idle one held its schema and pages */
+    readers_close(u, false);
     pthread_mutex_lock(&u->wlock); /* an asleep writer stays closed */
     if (u->wdb)
         sqlite3_db_release_memory(u->wdb);
@@ -607,14 +603,16 @@ bool storage_sleep(struct storage_user *u, uint64_t idle_ms)
         pthread_mutex_unlock(&u->wlock);
         return false;
     }
-    readers_close(u, false, false);
+    readers_close(u, false);
+    /* the reader lock is held until the handle is marked asleep: a reader
+     * taking a slot meanwhile (open or still opening) keeps it awake */
     pthread_mutex_lock(&u->rlock);
     busy = u->rextra > 0;
     for (int i = 0; i < STORAGE_READERS; i++)
-        busy |= u->rdb[i] != NULL;
-    pthread_mutex_unlock(&u->rlock);
+        busy |= u->rdb[i] != NULL || u->rbusy[i];
     /* the last connection to close checkpoints the index */
     if (busy || (u->wdb && sqlite3_close(u->wdb) != SQLITE_OK)) {
+        pthread_mutex_unlock(&u->rlock);
         pthread_mutex_unlock(&u->wlock);
         return false;
     }
@@ -629,6 +627,7 @@ bool storage_sleep(struct storage_user *u, uint64_t idle_ms)
         file_sig(path, &u->sleep_wal_mtime, &u->sleep_wal_size);
     }
     __atomic_store_n(&u->asleep, true, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&u->rlock);
     pthread_mutex_unlock(&u->wlock);
     return true;
 }

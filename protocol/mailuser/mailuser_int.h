@@ -12,6 +12,7 @@
 #include <sys/queue.h>
 #include <uv.h>
 
+#include "protocol/job.h"
 #include "protocol/mailuser.h"
 
 enum mu_state { MU_OPENING, MU_OPEN, MU_CLOSING };
@@ -35,8 +36,10 @@ struct mailuser {
     uint64_t last_poll;
     uint64_t last_nap;    /* uv_now of the last round that tried storage_sleep */
     bool napping;         /* put to sleep to make room for another store */
+    uint64_t trimmed_use; /* storage_last_use when its caches were last freed */
     bool closing_counted; /* closing: its files count until mu_free */
     bool fts_maybe;       /* texts may wait for the full-text index */
+    bool fts_running;     /* the indexer works on it: not put to sleep */
     size_t fts_left;      /* waiting after the last indexing task */
     /* keep-open (store.c) */
     bool kept;                  /* no hold since idle_since; closes after keep_ms */
@@ -55,6 +58,7 @@ struct mailuser_req {
     mailuser_open_cb cb;
     void *arg;
     bool cancelled;
+    bool wake; /* not an open: the jobs of account id wait for room (job.c) */
     struct mailuser_req *next;
 };
 
@@ -62,6 +66,8 @@ struct mailuser_req {
 extern uv_loop_t *mu_loop;
 /* mail_idle_close: a store unused this long closes its index (0: never). */
 extern uint64_t mu_idle_close_ms;
+/* mail_quiet_trim: a store unused this long frees its caches (0: never). */
+extern uint64_t mu_quiet_ms;
 
 /* events.c */
 /* Sets up the wake-up of loop l (once). 0, or -1. */
@@ -74,10 +80,28 @@ void mu_wake(void);
 void mu_events_close(void);
 
 /* job.c */
-/* Whether jobs of account id run or wait. */
+/* Whether jobs of account id are on the pool. */
 bool mu_jobs_running(int64_t id);
+/* Whether jobs of account id that may open its store asleep (those of
+ * proto_job_start) are on the pool. */
+bool mu_jobs_waking(int64_t id);
+/* A job of the service itself: never waits for room under mail_max_open
+ * (it opens nothing past the bound: an open or a close counted as such, a
+ * trim, a nap, an upkeep round of a store awake or of one asleep that only
+ * looks at its files). As proto_job_start otherwise. */
+struct proto_job *mu_job_start(uv_loop_t *loop, int64_t account, proto_job_fn work,
+                               proto_job_fn done, proto_job_fn free_fn, void *data);
+/* The jobs of account id waiting for room go to the pool. */
+void mu_jobs_admit(int64_t id);
 
 /* store.c */
+/* Whether a job of account id may start now: its store is awake, opening,
+ * or there is room under mail_max_open for it to wake. */
+bool mu_room_for(int64_t id);
+/* The jobs of account id wait for room: mu_jobs_admit is called once there
+ * is (or mail_open_wait is over: they then run past the bound). 0, or -1
+ * when out of memory. */
+int mu_wait_room(int64_t id);
 /* The open (or opening) mailuser of account id, NULL. */
 struct mailuser *mu_find(int64_t id);
 /* Answers the requests made ready by mu_wake's callers. */
@@ -95,5 +119,10 @@ void mu_upkeep_start(struct mailuser *mu);
 void mu_upkeep_note(struct mailuser *mu, const struct storage_event *ev);
 /* From now on no indexing task starts, one in flight ends early. */
 void mu_upkeep_shutdown(void);
+/* A store gave back memory (its caches freed, it fell asleep or closed):
+ * the memory the allocator keeps free goes back to the system soon. */
+void mu_memory_note(void);
+/* The daemon stops: no more of that. */
+void mu_memory_stop(void);
 
 #endif

@@ -11,7 +11,10 @@
  * from the open-file limit): past it, an open waits in a queue while a
  * store closes or one whose sessions are quiet is put to sleep
  * (storage_sleep), at most mail_open_wait; an open that fails for want of
- * descriptors waits the same way. Loop thread. */
+ * descriptors waits the same way. A store asleep counts for nothing, and
+ * whatever would wake it takes a place first and waits the same way when
+ * there is none: a job of one of its sessions or of a delivery (job.c asks
+ * mu_room_for), a session taking up a store kept asleep. Loop thread. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +27,7 @@ static LIST_HEAD(, mailuser) registry = LIST_HEAD_INITIALIZER(registry);
 static struct mailuser_req *ready, **ready_tail = &ready; /* answers due on the loop */
 
 uint64_t mu_idle_close_ms;
+uint64_t mu_quiet_ms = 2000;
 static unsigned max_open; /* 0: no bound */
 static uint64_t open_wait_ms;
 static unsigned n_closing;       /* closing: their files are still open */
@@ -113,6 +117,7 @@ static void mu_free(struct mailuser *mu)
     bool counted = mu->closing_counted;
     free(mu->data_dir);
     free(mu);
+    mu_memory_note();
     if (counted) {
         n_closing--;
         retry_pending(); /* its descriptors are free */
@@ -125,8 +130,11 @@ static void close_work(void *data)
     if (mu->watch)
         storage_unwatch(mu->watch);
     if (mu->u) {
-        /* leave the file names right for other Maildir tools */
-        storage_sync_flags(mu->u, 0, NULL, NULL);
+        /* leave the file names right for other Maildir tools; asleep, they
+         * were before it fell asleep (nap_work, the upkeep round) and the
+         * index is not opened again for them */
+        if (!storage_asleep(mu->u))
+            storage_sync_flags(mu->u, 0, NULL, NULL);
         storage_close(mu->u);
     }
 }
@@ -135,7 +143,7 @@ static void on_timer_closed(uv_handle_t *h)
 {
     struct mailuser *mu = h->data;
     mu->timer_closed = true;
-    if (!proto_job_start(mu_loop, mu->id, close_work, NULL, (proto_job_fn)mu_free, mu)) {
+    if (!mu_job_start(mu_loop, mu->id, close_work, NULL, (proto_job_fn)mu_free, mu)) {
         close_work(mu); /* no pool: close here rather than leak the index */
         mu_free(mu);
     }
@@ -143,8 +151,10 @@ static void on_timer_closed(uv_handle_t *h)
 
 static void begin_close(struct mailuser *mu)
 {
+    /* a store asleep closes without opening its index: it takes no place */
+    bool asleep = mu->u && mu->state == MU_OPEN && storage_asleep(mu->u);
     stop_sharing(mu);
-    if (mu->u && !mu->closing_counted) {
+    if (mu->u && !mu->closing_counted && !asleep) {
         mu->closing_counted = true;
         n_closing++;
     }
@@ -169,13 +179,15 @@ static void unkeep(struct mailuser *mu)
     n_kept--;
 }
 
-/* Makes room for one more kept store by closing the one idle the longest. */
-static bool evict_oldest_kept(void)
+/* Makes room for one more kept store by closing the one idle the longest;
+ * awake: only among those with their index open (for descriptors). */
+static bool evict_oldest_kept(bool awake)
 {
     struct mailuser *mu, *old = NULL;
     LIST_FOREACH(mu, &registry, entry)
     {
-        if (mu->kept && mu->holds == 0 && (!old || mu->idle_since < old->idle_since))
+        if (mu->kept && mu->holds == 0 && (!awake || !storage_asleep(mu->u)) &&
+            (!old || mu->idle_since < old->idle_since))
             old = mu;
     }
     if (!old)
@@ -193,6 +205,7 @@ static void trim_work(void *data)
 
 static void trim_done(void *data)
 {
+    mu_memory_note();
     mu_release(data);
 }
 
@@ -207,13 +220,14 @@ void mu_release(struct mailuser *mu)
         unkeep(mu);
     }
     if (mu->state == MU_OPEN && keep_ms > 0 && !shutting_down && keep_max > 0 &&
-        !uv_is_closing((uv_handle_t *)&mu->timer) && (n_kept < keep_max || evict_oldest_kept())) {
+        !uv_is_closing((uv_handle_t *)&mu->timer) &&
+        (n_kept < keep_max || evict_oldest_kept(false))) {
         mu->kept = true;
         mu->idle_since = uv_now(mu_loop);
         n_kept++;
         /* kept, it holds the open index and little else */
         mu->holds++;
-        if (!proto_job_start(mu_loop, mu->id, trim_work, trim_done, NULL, mu))
+        if (!mu_job_start(mu_loop, mu->id, trim_work, trim_done, NULL, mu))
             mu->holds--;
         return;
     }
@@ -282,9 +296,11 @@ void mailuser_configure_open(unsigned max_open_stores, uint64_t wait_ms)
     open_wait_ms = wait_ms;
 }
 
-void mailuser_configure(uint64_t keep_open_ms, unsigned keep_open_max, uint64_t idle_close_ms)
+void mailuser_configure(uint64_t keep_open_ms, unsigned keep_open_max, uint64_t idle_close_ms,
+                        uint64_t quiet_ms)
 {
     mu_idle_close_ms = idle_close_ms;
+    mu_quiet_ms = quiet_ms;
     keep_ms = keep_open_ms;
     keep_max = keep_open_max;
 }
@@ -396,7 +412,7 @@ static void attach(struct mailuser_req *r, struct mailuser *mu)
         storage_set_quota(mu->u, r->quota_bytes, 0);
         mu->state = MU_OPENING;
         mu->waiters = r;
-        if (!proto_job_start(mu_loop, mu->id, refresh_work, refresh_done, NULL, mu))
+        if (!mu_job_start(mu_loop, mu->id, refresh_work, refresh_done, NULL, mu))
             refresh_done(mu); /* no pool: use the index as it is */
         return;
     }
@@ -425,7 +441,7 @@ static int start_open(struct mailuser_req *r)
     r->mu = mu;
     r->next = NULL;
     mu->waiters = r;
-    if (!proto_job_start(mu_loop, mu->id, open_work, open_done, NULL, mu)) {
+    if (!mu_job_start(mu_loop, mu->id, open_work, open_done, NULL, mu)) {
         free(mu);
         r->mu = NULL;
         return -1;
@@ -435,7 +451,38 @@ static int start_open(struct mailuser_req *r)
     return 0;
 }
 
-/* Stores whose index files are open, or may be: opening, awake, closing. */
+/* Asleep (its index files closed) and nothing of it running: waking it
+ * takes a place under mail_max_open. */
+static bool dormant(struct mailuser *mu)
+{
+    return mu->state == MU_OPEN && storage_asleep(mu->u) && !mu_jobs_waking(mu->id);
+}
+
+static unsigned peak_open; /* the most open_count has seen */
+
+/* More stores open than the bound (a wait past mail_open_wait, a delivery
+ * to several accounts, a file changed by another program): what they are. */
+static void log_over(unsigned n)
+{
+    struct mailuser *mu;
+    unsigned opening = 0, awake = 0, kept = 0, waking = 0;
+
+    LIST_FOREACH(mu, &registry, entry)
+    {
+        if (mu->state != MU_OPEN)
+            opening++;
+        else if (!storage_asleep(mu->u))
+            awake++, kept += mu->kept;
+        else if (mu_jobs_waking(mu->id))
+            waking++;
+    }
+    log_warn("mailuser: %u stores with their index open, past mail_max_open %u (opening %u, "
+             "awake %u of which kept %u, waking %u, closing %u)",
+             n, max_open, opening, awake, kept, waking, n_closing);
+}
+
+/* Stores whose index files are open, or may be: opening, awake, running a
+ * job, closing. */
 static unsigned open_count(void)
 {
     struct mailuser *mu;
@@ -443,15 +490,28 @@ static unsigned open_count(void)
 
     LIST_FOREACH(mu, &registry, entry)
     {
-        if (mu->state != MU_OPEN || !storage_asleep(mu->u))
+        if (!dormant(mu))
             n++;
     }
+    if (n > peak_open) {
+        peak_open = n;
+        if (max_open && n > max_open)
+            log_over(n);
+    }
     return n;
+}
+
+/* A new store may open or one asleep wake now: nothing waits before it. */
+static bool room_now(void)
+{
+    return !pending && uv_now(mu_loop) >= fds_short_until && open_count() < max_open;
 }
 
 static void nap_work(void *data)
 {
     struct mailuser *mu = data;
+    /* the file names right first: asleep, it does not open for them */
+    storage_sync_flags(mu->u, 0, NULL, NULL);
     storage_sleep(mu->u, 0);
 }
 
@@ -460,6 +520,7 @@ static void nap_done(void *data)
     struct mailuser *mu = data;
     mu->napping = false;
     n_naps--;
+    mu_memory_note();
     mu_release(mu);
     retry_pending();
 }
@@ -472,12 +533,12 @@ static bool make_room(void)
 {
     struct mailuser *mu, *best = NULL;
 
-    if (evict_oldest_kept())
+    if (evict_oldest_kept(true))
         return true;
     LIST_FOREACH(mu, &registry, entry)
     {
         if (mu->state != MU_OPEN || mu->kept || mu->napping || mu->upkeep_running ||
-            storage_asleep(mu->u) || mu_jobs_running(mu->id))
+            mu->fts_running || storage_asleep(mu->u) || mu_jobs_running(mu->id))
             continue;
         if (!best || storage_last_use(mu->u) < storage_last_use(best->u))
             best = mu;
@@ -487,7 +548,7 @@ static bool make_room(void)
     best->napping = true;
     best->holds++;
     n_naps++;
-    if (!proto_job_start(mu_loop, best->id, nap_work, nap_done, NULL, best)) {
+    if (!mu_job_start(mu_loop, best->id, nap_work, nap_done, NULL, best)) {
         best->napping = false;
         best->holds--;
         n_naps--;
@@ -498,8 +559,18 @@ static bool make_room(void)
 
 static void on_pending_timer(uv_timer_t *t);
 
-/* Starts the queued opens there is room for, oldest first; makes room for
- * the others. */
+/* Whether r, queued, takes a place when it goes: an open, the taking up of
+ * a store kept asleep, jobs waking a store asleep (wake). mu: the account's
+ * store, NULL. */
+static bool takes_room(const struct mailuser_req *r, struct mailuser *mu)
+{
+    if (r->wake)
+        return mu && dormant(mu);
+    return !mu || (mu->kept && dormant(mu));
+}
+
+/* Starts the queued opens and wakes there is room for, oldest first; makes
+ * room for the others. */
 static void retry_pending(void)
 {
     struct mailuser_req *r;
@@ -512,20 +583,31 @@ static void retry_pending(void)
     n = open_count();
     short_fds = uv_now(mu_loop) < fds_short_until;
     while ((r = pending)) {
+        bool takes = false;
         mu = NULL;
-        if (!r->cancelled && !(mu = mu_find(r->id)) && (short_fds || n >= max_open))
-            break;
+        if (!r->cancelled) {
+            mu = mu_find(r->id);
+            takes = takes_room(r, mu);
+            if (takes && (short_fds || n >= max_open))
+                break;
+        }
         pending = r->next;
         if (!pending)
             pending_tail = &pending;
         n_pending--;
+        if (takes)
+            n++;
         if (r->cancelled) {
             free(r->data_dir);
             free(r);
+        } else if (r->wake) {
+            int64_t id = r->id;
+            free(r);
+            mu_jobs_admit(id);
         } else if (mu) {
-            attach(r, mu); /* opened meanwhile for another session */
+            attach(r, mu); /* opened meanwhile for another session, or kept */
         } else if (start_open(r) == 0) {
-            n++;
+            /* counted above */
         } else {
             r->cb(r->arg, STORAGE_E_NOMEM, NULL);
             free(r->data_dir);
@@ -543,12 +625,14 @@ static void retry_pending(void)
     }
 }
 
-/* Queued opens past mail_open_wait fail (NO [UNAVAILABLE] for a login). */
+/* Queued opens past mail_open_wait fail (NO [UNAVAILABLE] for a login);
+ * jobs that waited as long run past the bound, rather than fail a command
+ * of a session already in. */
 static void on_pending_timer(uv_timer_t *t)
 {
     struct mailuser_req **pp = &pending, *r;
     uint64_t now = uv_now(mu_loop);
-    unsigned expired = 0;
+    unsigned expired = 0, woken = 0;
 
     (void)t;
     while ((r = *pp)) {
@@ -558,6 +642,13 @@ static void on_pending_timer(uv_timer_t *t)
         }
         *pp = r->next;
         n_pending--;
+        if (r->wake) {
+            int64_t id = r->id;
+            woken++;
+            free(r);
+            mu_jobs_admit(id);
+            continue;
+        }
         expired++;
         r->cb(r->arg, STORAGE_E_TEMP, NULL);
         free(r->data_dir);
@@ -570,7 +661,46 @@ static void on_pending_timer(uv_timer_t *t)
         log_warn("mailuser: %u login(s) waited mail_open_wait for a store to close in vain "
                  "(mail_max_open %u stores open)",
                  expired, max_open);
+    if (woken)
+        log_warn("mailuser: %u account(s) waited mail_open_wait for room to open their index "
+                 "again: opened past mail_max_open %u",
+                 woken, max_open);
     retry_pending();
+}
+
+static void queue_pending(struct mailuser_req *r)
+{
+    if (!pending_timer.loop) {
+        uv_timer_init(mu_loop, &pending_timer);
+        uv_unref((uv_handle_t *)&pending_timer);
+    }
+    r->next = NULL;
+    *pending_tail = r;
+    pending_tail = &r->next;
+    n_pending++;
+    retry_pending();
+}
+
+bool mu_room_for(int64_t id)
+{
+    struct mailuser *mu;
+
+    if (!max_open || shutting_down || !(mu = mu_find(id)) || !dormant(mu))
+        return true;
+    return room_now();
+}
+
+int mu_wait_room(int64_t id)
+{
+    struct mailuser_req *r = calloc(1, sizeof(*r));
+
+    if (!r)
+        return -1;
+    r->wake = true;
+    r->id = id;
+    r->deadline = uv_now(mu_loop) + open_wait_ms;
+    queue_pending(r);
+    return 0;
 }
 
 struct mailuser_req *mailuser_open(uv_loop_t *l, const char *data_dir,
@@ -591,7 +721,8 @@ struct mailuser_req *mailuser_open(uv_loop_t *l, const char *data_dir,
     r->deadline = uv_now(mu_loop) + open_wait_ms;
 
     mu = mu_find(acct->id);
-    if (mu) {
+    /* a store kept asleep wakes when taken up: it needs a place */
+    if (mu && !(max_open && mu->kept && dormant(mu))) {
         attach(r, mu);
         return r;
     }
@@ -599,15 +730,12 @@ struct mailuser_req *mailuser_open(uv_loop_t *l, const char *data_dir,
         free(r);
         return NULL;
     }
-    if (max_open && (pending || uv_now(mu_loop) < fds_short_until || open_count() >= max_open)) {
-        if (!pending_timer.loop) {
-            uv_timer_init(mu_loop, &pending_timer);
-            uv_unref((uv_handle_t *)&pending_timer);
-        }
-        *pending_tail = r;
-        pending_tail = &r->next;
-        n_pending++;
-        retry_pending();
+    if (max_open && !room_now()) {
+        queue_pending(r);
+        return r;
+    }
+    if (mu) {
+        attach(r, mu);
         return r;
     }
     if (start_open(r) < 0) {
@@ -640,10 +768,13 @@ void mailuser_shutdown(void)
 
     shutting_down = true;
     mu_upkeep_shutdown();
+    mu_memory_stop();
     while (pending) {
         struct mailuser_req *r = pending;
         pending = r->next;
-        if (!r->cancelled)
+        if (r->wake)
+            mu_jobs_admit(r->id); /* they end the sessions' work */
+        else if (!r->cancelled)
             r->cb(r->arg, STORAGE_E_TEMP, NULL);
         free(r->data_dir);
         free(r);

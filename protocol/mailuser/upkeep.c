@@ -1,17 +1,23 @@
 /* The upkeep of an open store, on a timer per account: flags written to
  * Maildir file names in batches, changes made by other processes noticed
- * while sessions listen, and new message texts moved into the full-text
- * index. The rounds run on the thread pool, one at a time per account; the
- * timer also ends the keeping of stores nobody uses (store.c). Full-text
- * indexing runs on a thread of its own at the lowest CPU priority, so that
- * it takes only the CPU time nobody else wants and never a pool thread that
- * a command could use. */
+ * while sessions listen, the caches of a store unused a moment freed
+ * (mail_quiet_trim: the next command reads its pages from the system's
+ * cache again) and its index closed once unused mail_idle_close. The
+ * rounds run on the thread pool, one at a time per account; the timer also
+ * ends the keeping of stores nobody uses (store.c). What stores free goes
+ * back to the system (malloc_trim) at most every MAILUSER_MEM_TRIM_MS.
+ * New message texts move into the full-text index on a thread of its own
+ * at the lowest CPU priority, so that indexing takes only the CPU time
+ * nobody else wants and never a pool thread that a command could use. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "server/base/workers.h"
 #include "protocol/job.h"
@@ -22,9 +28,13 @@
  * processes (coffrectl, a Maildir tool). */
 #define MAILUSER_POLL_MS 2000
 
+/* At most so often the allocator's free memory goes back to the system. */
+#define MAILUSER_MEM_TRIM_MS 2000
+
 struct upkeep {
     struct mailuser *mu;
-    bool poll, sync, nap;
+    bool poll, sync, trim, nap;
+    bool slept;
 };
 
 /* ---- full-text indexing ---- */
@@ -80,6 +90,7 @@ static void fts_done(struct workers_task *t, int status)
     struct mailuser *mu = k->mu;
 
     indexer_busy = false;
+    mu->fts_running = false;
     if (status == 0 && k->rc == 0) {
         mu->fts_left = k->left;
         log_debug("mailuser: account %lld: full-text index updated, %zu texts waiting",
@@ -116,6 +127,7 @@ static void fts_start(struct mailuser *mu)
     k->t.data = k;
     mu->fts_maybe = false;
     indexer_busy = true;
+    mu->fts_running = true;
     mu->holds++;
     workers_queue(indexer, &k->t, fts_work, fts_done);
 }
@@ -128,6 +140,51 @@ void mu_upkeep_shutdown(void)
         indexer = NULL;
     }
 }
+
+/* ---- memory back to the system ---- */
+
+static bool mem_wanted, mem_running, mem_stopped;
+static uint64_t mem_last; /* uv_now of the end of the last trim */
+
+static void mem_trim_work(void *data)
+{
+    (void)data;
+#ifdef __GLIBC__
+    /* every arena: the pool threads' too, where the page caches were */
+    malloc_trim(0);
+#endif
+}
+
+static void mem_trim_done(void *data)
+{
+    (void)data;
+    mem_running = false;
+    mem_last = uv_now(mu_loop);
+}
+
+static void mem_trim_maybe(void)
+{
+    if (!mem_wanted || mem_running || mem_stopped ||
+        uv_now(mu_loop) - mem_last < MAILUSER_MEM_TRIM_MS)
+        return;
+    if (mu_job_start(mu_loop, PROTO_JOB_NO_ACCOUNT, mem_trim_work, mem_trim_done, NULL, NULL)) {
+        mem_wanted = false;
+        mem_running = true;
+    }
+}
+
+void mu_memory_note(void)
+{
+    mem_wanted = true;
+    mem_trim_maybe();
+}
+
+void mu_memory_stop(void)
+{
+    mem_stopped = true;
+}
+
+/* ---- rounds ---- */
 
 void mu_upkeep_note(struct mailuser *mu, const struct storage_event *ev)
 {
@@ -145,8 +202,10 @@ static void upkeep_work(void *data)
         storage_sync_flags(k->mu->u, MAILUSER_SYNC_BATCH, NULL, &left);
     if (k->poll)
         storage_poll(k->mu->u);
+    if (k->trim)
+        storage_trim(k->mu->u);
     if (k->nap) /* last: the work above counts as use */
-        storage_sleep(k->mu->u, mu_idle_close_ms);
+        k->slept = storage_sleep(k->mu->u, mu_idle_close_ms);
     k->sync = left > 0; /* more to do next round */
 }
 
@@ -156,6 +215,8 @@ static void upkeep_done(void *data)
     struct mailuser *mu = k->mu;
 
     mu->upkeep_running = false;
+    if (k->trim || k->slept)
+        mu_memory_note();
     if (k->sync)
         mu->flags_dirty = true;
     mu_release(mu);
@@ -166,34 +227,52 @@ static void on_timer(uv_timer_t *t)
     struct mailuser *mu = t->data;
     struct upkeep *k;
     uint64_t now = uv_now(mu_loop);
+    bool asleep = storage_asleep(mu->u);
     bool poll = !LIST_EMPTY(&mu->listeners) && now - mu->last_poll >= MAILUSER_POLL_MS;
+    /* asleep, the index is not opened again for background work: the
+     * texts and the flags wait until something wakes it (a command, a
+     * delivery) or it closes; its poll only looks at the files */
+    bool sync = mu->flags_dirty && !asleep;
     /* every session idle a while: the index need not stay open for them */
     bool nap = mu_idle_close_ms > 0 && mu->state == MU_OPEN && !mu->kept &&
-               now - mu->last_nap >= MAILUSER_POLL_MS && !storage_asleep(mu->u);
+               now - mu->last_nap >= MAILUSER_POLL_MS && !asleep && !mu->fts_running;
+    /* unused a moment: the cached pages need not stay */
+    uint64_t last_use = storage_last_use(mu->u);
+    bool trim = mu_quiet_ms > 0 && !asleep && last_use != mu->trimmed_use &&
+                uv_hrtime() / 1000000 >= last_use + mu_quiet_ms;
 
+    mem_trim_maybe();
     if (mu_keep_tick(mu, now))
         return;
-    if (mu->state == MU_OPEN && (mu->fts_maybe || mu->fts_left > 0))
+    /* asleep or being put to sleep, the index is not opened again for
+     * indexing either */
+    if (mu->state == MU_OPEN && !asleep && !mu->napping && !mu->upkeep_running &&
+        (mu->fts_maybe || mu->fts_left > 0))
         fts_start(mu);
-    if (mu->upkeep_running || mu->state != MU_OPEN || (!poll && !mu->flags_dirty && !nap))
+    if (mu->upkeep_running || mu->napping || mu->state != MU_OPEN ||
+        (!poll && !sync && !nap && !trim))
         return;
     k = calloc(1, sizeof(*k));
     if (!k)
         return;
     k->mu = mu;
     k->poll = poll;
-    k->sync = mu->flags_dirty;
+    k->sync = sync;
     k->nap = nap;
+    k->trim = trim;
+    if (trim)
+        mu->trimmed_use = last_use;
     if (nap)
         mu->last_nap = now;
-    mu->flags_dirty = false;
+    if (sync)
+        mu->flags_dirty = false;
     if (poll)
         mu->last_poll = now;
     mu->holds++;
     mu->upkeep_running = true;
-    if (!proto_job_start(mu_loop, mu->id, upkeep_work, upkeep_done, free, k)) {
+    if (!mu_job_start(mu_loop, mu->id, upkeep_work, upkeep_done, free, k)) {
         mu->upkeep_running = false;
-        mu->flags_dirty = k->sync;
+        mu->flags_dirty |= k->sync;
         mu->holds--;
         free(k);
     }

@@ -510,12 +510,16 @@ const struct conf_setting conf_settings[] = {
     {ROW("mail_idle_close", "30s", "Mail storage"), DURATION(mail_idle_close_ms, 0),
      .doc = "an account whose sessions all waited this long (IMAP IDLE, no command) closes its "
             "index files until the next command or delivery; 0 = never"},
+    {ROW("mail_quiet_trim", "2s", "Mail storage"), DURATION(mail_quiet_trim_ms, 0),
+     .doc = "an account unused this long gives back its read connections and cached pages, its "
+            "index staying open; 0 = never"},
     {ROW("mail_max_open", "0", "Mail storage"), UINT(mail_max_open, 0, 1000000),
      .doc = "accounts with their index files open at most (0: the open-file limit less 64, "
             "divided by 16); past it a login waits for one to close or fall asleep"},
     {ROW("mail_open_wait", "30s", "Mail storage"), DURATION(mail_open_wait_ms, 0),
      .doc = "how long a login waits for room under mail_max_open (or for descriptors) before "
-            "NO [UNAVAILABLE]"},
+            "NO [UNAVAILABLE]; the commands and deliveries waking an account asleep wait as long, "
+            "then run past the bound"},
     {ROW("mail_max_query_steps", "50M", "Mail storage"),
      UINT(mail_max_query_steps, 10000, 4000000000u),
      .doc = "SQLite steps one index read of a command may take (a costly SEARCH); then NO [LIMIT]"},

@@ -35,12 +35,34 @@ void proto_job_cancel(struct proto_job *j)
         abort(); /* never handed out */
 }
 
-/* and for its count of an account's jobs, which the store cache asks */
+/* and for its count of an account's jobs and its service jobs, which the
+ * store cache uses */
 bool mu_jobs_running(int64_t id);
 bool mu_jobs_running(int64_t id)
 {
     (void)id;
     return false;
+}
+
+bool mu_jobs_waking(int64_t id);
+bool mu_jobs_waking(int64_t id)
+{
+    (void)id;
+    return false;
+}
+
+void mu_jobs_admit(int64_t id);
+void mu_jobs_admit(int64_t id)
+{
+    (void)id;
+}
+
+struct proto_job *mu_job_start(uv_loop_t *loop, int64_t account, proto_job_fn work,
+                               proto_job_fn done, proto_job_fn free_fn, void *jdata);
+struct proto_job *mu_job_start(uv_loop_t *loop, int64_t account, proto_job_fn work,
+                               proto_job_fn done, proto_job_fn free_fn, void *jdata)
+{
+    return proto_job_start(loop, account, work, done, free_fn, jdata);
 }
 
 /* Stand-in for auth/service.c (fake_conn.c replaces the login half). */

@@ -124,5 +124,47 @@ class IdleClose(ImapCase):
             srv.cleanup()
 
 
+class QuietStore(ImapCase):
+    """Long before mail_idle_close, an account whose sessions are quiet a
+    moment gives back its read connections and cached pages: coffred holds
+    fewer descriptors on its index than while it was read, and the next
+    command opens a reader again."""
+    CONF = {'mail_idle_close': '600s'}
+
+    def read_then_idle(self):
+        """A session that read the index, now in IDLE; and coffred's
+        descriptors on the index after the read."""
+        c = self.login()
+        c.append('INBOX', make_message(1))
+        c.select('INBOX')
+        c.ok('FETCH 1:* (FLAGS ENVELOPE)')
+        busy = index_fds(self.server, USER)
+        self.assertGreater(busy, 0)
+        c.idle()
+        return c, busy
+
+    def test_quiet_account_closes_its_readers(self):
+        c, busy = self.read_then_idle()
+        self.assertTrue(wait_for(lambda: index_fds(self.server, USER) < busy, 60),
+                        'still %d descriptor(s) on the index of an account quiet for a minute, '
+                        'as many as while it was read' % index_fds(self.server, USER))
+        self.assertGreater(index_fds(self.server, USER), 0, 'the index closed, not trimmed')
+        c.done(STEP)
+        u = c.ok('FETCH 1:* (FLAGS ENVELOPE)')
+        self.assertEqual(len([r for r in u if b' FETCH ' in r]), 1, u)
+        c.logout()
+
+
+class QuietTrimOff(QuietStore):
+    """mail_quiet_trim 0: the readers and pages stay until mail_idle_close."""
+    CONF = {'mail_idle_close': '600s', 'mail_quiet_trim': '0'}
+
+    def test_quiet_account_closes_its_readers(self):
+        c, busy = self.read_then_idle()
+        time.sleep(5)  # past the default 2 s: nothing may change
+        self.assertEqual(index_fds(self.server, USER), busy)
+        c.done(STEP)
+        c.logout()
+
 if __name__ == '__main__':
     harness.main()
