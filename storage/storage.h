@@ -269,6 +269,9 @@ enum {
     STORAGE_FETCH_ENVELOPE = 1 << 0,
     STORAGE_FETCH_BODYSTRUCTURE = 1 << 1,
     STORAGE_FETCH_BODY = 1 << 2,
+    /* the top-level header block (BODY[HEADER]): the copy kept in the
+     * index, or read from the file for a header too long to be kept */
+    STORAGE_FETCH_HEADER = 1 << 3,
 };
 
 /* Metadata of one message, from the index only (no file opened). Strings are
@@ -285,6 +288,9 @@ struct storage_msg {
     const char *envelope; /* NULL unless requested */
     const char *bodystructure;
     const char *body;
+    const char *header; /* STORAGE_FETCH_HEADER: header_len bytes, not NUL-terminated;
+                         * NULL when the message file is gone */
+    size_t header_len;
 };
 typedef int (*storage_msg_cb)(void *arg, const struct storage_msg *m);
 
@@ -293,6 +299,12 @@ typedef int (*storage_msg_cb)(void *arg, const struct storage_msg *m);
  * into the storage. Index. */
 int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uidset *set,
                   unsigned what, storage_msg_cb cb, void *arg);
+/* BODY[HEADER.FIELDS (names)] (negate: .NOT) of a header block as
+ * storage_fetch gives it (STORAGE_FETCH_HEADER), appended to out
+ * (out->oom on allocation failure). Pure. */
+struct buf;
+void storage_header_fields(const char *hdr, size_t len, const char *const *names, size_t n,
+                           bool negate, struct buf *out);
 /* All UIDs of a mailbox, ascending (sequence number i is uids[i-1]). Index. */
 int storage_uids(struct storage_user *u, int64_t mbox, struct storage_uidlist *out);
 
