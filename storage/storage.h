@@ -204,6 +204,22 @@ int storage_mbox_rename(struct storage_user *u, const char *from, const char *to
 /* Subscriptions are by name and may name a mailbox that does not exist. Index. */
 int storage_subscribe(struct storage_user *u, const char *name, bool on);
 int storage_mbox_status(struct storage_user *u, int64_t mbox, struct storage_status *st);
+/* What SELECT, EXAMINE and STATUS need of a mailbox: kept in memory by the
+ * open handle (shared by its users, kept up to date as this process
+ * commits changes, checked against the mailbox row at each use), so that
+ * asking again for an unchanged mailbox reads one row of the index. */
+struct storage_mbox_info {
+    struct storage_mbox mb;
+    uint32_t messages, unseen, deleted;
+    uint32_t first_unseen;       /* UID of the first message without \Seen, 0 */
+    char *keywords;              /* keywords in use, " kw1 kw2" (at most 200), NULL */
+    struct storage_uidlist uids; /* all UIDs, ascending, when asked for */
+};
+/* By name, or by id when name is NULL. Free with storage_mbox_info_free
+ * (also after an error). Index. */
+int storage_mbox_info(struct storage_user *u, const char *name, int64_t id, bool want_uids,
+                      struct storage_mbox_info *out);
+void storage_mbox_info_free(struct storage_mbox_info *info);
 
 /* ---- saving messages ---- */
 

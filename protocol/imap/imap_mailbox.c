@@ -433,20 +433,23 @@ static int upd_cb(void *arg, const struct storage_msg *m)
 static void upd_work(struct imap_job *j)
 {
     struct upd_job *u = (struct upd_job *)j;
-    struct storage_status st;
 
     if (u->resync) {
-        int rc = storage_mbox_status(j->u, u->mbox, &st);
+        struct storage_mbox_info info;
+        int rc = storage_mbox_info(j->u, NULL, u->mbox, true, &info);
         if (rc == STORAGE_E_NOMBOX) {
+            storage_mbox_info_free(&info);
             u->gone = true;
             return;
         }
         if (rc == 0) {
-            u->highest = st.highestmodseq;
-            u->err = storage_uids(j->u, u->mbox, &u->all);
+            u->highest = info.mb.highestmodseq;
+            u->all = info.uids;
+            memset(&info.uids, 0, sizeof(info.uids));
         } else {
             u->err = rc;
         }
+        storage_mbox_info_free(&info);
     }
     if (u->flags || u->resync)
         u->err = u->err ? u->err : storage_changes(j->u, u->mbox, u->since, upd_cb, u, NULL);
