@@ -401,8 +401,10 @@ static int victims_event(struct txn *t, const struct victims_ctx *c, enum storag
     pe->modseq = modseq;
     for (size_t i = 0; i < c->n; i++)
         if (uidlist_add(&pe->uids,
-                        type == STORAGE_EV_NEW ? c->first_uid + (uint32_t)i : c->v[i].uid) != 0)
+                        type == STORAGE_EV_NEW ? c->first_uid + (uint32_t)i : c->v[i].uid) != 0) {
+            pe->partial = true;
             break;
+        }
     return 0;
 }
 

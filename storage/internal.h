@@ -74,6 +74,7 @@ struct pending_event {
     /* STORAGE_EV_FLAGS of a STORE: what it did to every uid listed
      * (store_count of them), for the mailbox states */
     bool store_known, store_kw;
+    bool partial; /* uids lacks some of them (out of memory) */
     unsigned store_set, store_clear;
     size_t store_count;
 };

@@ -499,9 +499,11 @@ static int note_event(sqlite3 *db, struct mstate *m, const struct pending_event 
     size_t n = pe->uids.n;
     int rc = 0;
 
+    if (pe->partial)
+        return STORAGE_E_NOMEM; /* built again */
     switch (pe->type) {
     case STORAGE_EV_NEW:
-        return n ? note_new(db, m, v[0]) : 0;
+        return n ? note_new(db, m, v[0]) : STORAGE_E_FAIL;
     case STORAGE_EV_EXPUNGE:
         if (m->kw)
             m->kw_valid = false;
