@@ -1081,6 +1081,12 @@ int uidset_normalize(const struct storage_uidset *set, struct storage_range **ou
     return 0;
 }
 
+int storage_uidset_normalize(const struct storage_uidset *set, struct storage_range **out,
+                             size_t *n)
+{
+    return uidset_normalize(set, out, n);
+}
+
 #define FETCH_BODIES                                                                               \
     (STORAGE_FETCH_ENVELOPE | STORAGE_FETCH_BODYSTRUCTURE | STORAGE_FETCH_BODY |                   \
      STORAGE_FETCH_HEADER)

@@ -351,21 +351,20 @@ static int info_fill(struct storage_mbox_info *out, const struct mstate *m, bool
     out->first_unseen = m->unseen.n ? m->unseen.r[0].lo : 0;
     if (m->kw && !(out->keywords = strdup(m->kw)))
         return STORAGE_E_NOMEM;
-    if (!want_uids || !m->uids.count)
+    if (!want_uids || !m->uids.n)
         return 0;
-    out->uids.uids = malloc(m->uids.count * sizeof(uint32_t));
-    if (!out->uids.uids)
+    if (!(out->ranges = malloc(m->uids.n * sizeof(*out->ranges))))
         return STORAGE_E_NOMEM;
-    out->uids.cap = m->uids.count;
-    for (size_t i = 0; i < m->uids.n; i++)
-        for (uint64_t v = m->uids.r[i].lo; v <= m->uids.r[i].hi; v++)
-            out->uids.uids[out->uids.n++] = (uint32_t)v;
+    memcpy(out->ranges, m->uids.r, m->uids.n * sizeof(*out->ranges));
+    out->nranges = m->uids.n;
     return 0;
 }
 
 void storage_mbox_info_free(struct storage_mbox_info *info)
 {
-    storage_uidlist_free(&info->uids);
+    free(info->ranges);
+    info->ranges = NULL;
+    info->nranges = 0;
     free(info->keywords);
     info->keywords = NULL;
 }

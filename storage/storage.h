@@ -211,9 +211,12 @@ int storage_mbox_status(struct storage_user *u, int64_t mbox, struct storage_sta
 struct storage_mbox_info {
     struct storage_mbox mb;
     uint32_t messages, unseen, deleted;
-    uint32_t first_unseen;       /* UID of the first message without \Seen, 0 */
-    char *keywords;              /* keywords in use, " kw1 kw2" (at most 200), NULL */
-    struct storage_uidlist uids; /* all UIDs, ascending, when asked for */
+    uint32_t first_unseen; /* UID of the first message without \Seen, 0 */
+    char *keywords;        /* keywords in use, " kw1 kw2" (at most 200), NULL */
+    /* all UIDs as ascending ranges, disjoint and not adjacent, when asked
+     * for (a few ranges for a mailbox of any size, unless it has holes) */
+    struct storage_range *ranges;
+    size_t nranges;
 };
 /* By name, or by id when name is NULL. Free with storage_mbox_info_free
  * (also after an error). Index. */
@@ -321,6 +324,10 @@ int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uid
 struct buf;
 void storage_header_fields(const char *hdr, size_t len, const char *const *names, size_t n,
                            bool negate, struct buf *out);
+/* A sorted, merged copy of set (NULL = everything: 1..UINT32_MAX) into
+ * *out (caller frees), *n ranges. Pure. */
+int storage_uidset_normalize(const struct storage_uidset *set, struct storage_range **out,
+                             size_t *n);
 /* All UIDs of a mailbox, ascending (sequence number i is uids[i-1]). Index. */
 int storage_uids(struct storage_user *u, int64_t mbox, struct storage_uidlist *out);
 

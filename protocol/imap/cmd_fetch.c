@@ -855,39 +855,44 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
         imap_bad(s, "Invalid message sequence number.");
         return;
     }
-    /* the messages asked for, in sequence order, each once */
-    const struct uidarr *v = &s->sel->uids;
-    uint8_t *mark = v->n ? calloc((v->n + 7) / 8, 1) : NULL;
-    size_t count = 0;
-    if (v->n && !mark) {
+    /* the messages asked for, in sequence order, each once: the ranges
+     * asked for, merged, met with the view's ranges */
+    const struct uidmap *v = &s->sel->uids;
+    struct storage_range *want = NULL;
+    size_t nwant = 0, count = 0;
+    if (us.n && storage_uidset_normalize(&us, &want, &nwant) != 0) {
         fetch_destroy(f);
         imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
         return;
     }
-    for (size_t i = 0; i < us.n; i++) {
-        ssize_t k = 0;
-        for (k = (ssize_t)imap_lower_bound(v->v, v->n, us.r[i].lo);
-             (size_t)k < v->n && v->v[k] <= us.r[i].hi; k++) {
-            if (!(mark[k / 8] & (1u << (k % 8)))) {
-                mark[k / 8] |= (uint8_t)(1u << (k % 8));
-                count++;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < nwant; i++) {
+            for (size_t rk = uidmap_range(v, want[i].lo); rk < v->nr && v->r[rk].lo <= want[i].hi;
+                 rk++) {
+                uint32_t lo = v->r[rk].lo > want[i].lo ? v->r[rk].lo : want[i].lo;
+                uint32_t hi = v->r[rk].hi < want[i].hi ? v->r[rk].hi : want[i].hi;
+                size_t k = v->before[rk] + (lo - v->r[rk].lo);
+                if (!pass) {
+                    count += (size_t)hi - lo + 1;
+                    continue;
+                }
+                for (uint64_t u = lo; u <= hi; u++, k++) {
+                    f->msgs[f->n].seq = (uint32_t)k + 1;
+                    f->msgs[f->n].uid = (uint32_t)u;
+                    f->n++;
+                }
             }
         }
-    }
-    f->msgs = count ? malloc(count * sizeof(*f->msgs)) : NULL;
-    if (count && !f->msgs) {
-        free(mark);
-        fetch_destroy(f);
-        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
-        return;
-    }
-    for (size_t k = 0; k < v->n && f->n < count; k++)
-        if (mark[k / 8] & (1u << (k % 8))) {
-            f->msgs[f->n].seq = (uint32_t)k + 1;
-            f->msgs[f->n].uid = v->v[k];
-            f->n++;
+        if (pass == 0 && count && !(f->msgs = malloc(count * sizeof(*f->msgs)))) {
+            free(want);
+            fetch_destroy(f);
+            imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+            return;
         }
-    free(mark);
+        if (!count)
+            break;
+    }
+    free(want);
     f->mbox = s->sel->id;
     f->uid_cmd = s->uid_cmd;
     f->readonly = s->sel->readonly;

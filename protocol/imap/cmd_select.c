@@ -39,7 +39,7 @@ static void select_done(struct imap_session *s, struct imap_job *j)
         imap_finish_storage_err(s, sj->err, sj->readonly ? "EXAMINE" : "SELECT");
         return;
     }
-    sel = imap_sel_install(s, &sj->info.mb, &sj->info.uids, sj->readonly, &uidnext);
+    sel = imap_sel_install(s, &sj->info.mb, &sj->info, sj->readonly, &uidnext);
     if (!sel) {
         imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
         return;

@@ -73,10 +73,19 @@ static bool agrees(struct storage_user *u, int64_t mbox, const char *what)
         CHECK(false, what);
         return false;
     }
-    ok = in.messages == t.n && in.uids.n == t.n && in.unseen == t.unseen &&
+    /* the ranges: ascending, disjoint, not adjacent, the UIDs of the index */
+    size_t k = 0;
+    bool ranges_ok = true;
+    for (size_t i = 0; i < in.nranges && ranges_ok; i++) {
+        if (in.ranges[i].lo > in.ranges[i].hi ||
+            (i && (uint64_t)in.ranges[i - 1].hi + 1 >= in.ranges[i].lo))
+            ranges_ok = false;
+        for (uint64_t v = in.ranges[i].lo; ranges_ok && v <= in.ranges[i].hi; v++, k++)
+            ranges_ok = k < t.n && t.uids[k] == v;
+    }
+    ok = ranges_ok && k == t.n && in.messages == t.n && in.unseen == t.unseen &&
          in.deleted == t.deleted && in.first_unseen == t.first_unseen &&
-         !strcmp(in.keywords ? in.keywords : "", t.kw) &&
-         (t.n == 0 || !memcmp(in.uids.uids, t.uids, t.n * sizeof(uint32_t)));
+         !strcmp(in.keywords ? in.keywords : "", t.kw);
     if (!ok) {
         fprintf(stderr,
                 "%s: state messages %u unseen %u deleted %u first %u kw '%s'; index %zu %u %u %u "
