@@ -1220,18 +1220,26 @@ int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uid
         cb = header_pass_cb;
         arg = &hp;
     }
-    rc = db_prepare(db,
-                    (what & STORAGE_FETCH_HEADER)
-                        ? "SELECT " MSG_COLS ", " MSG_BODY_COLS ", b.header"
-                          " FROM messages m JOIN bodies b ON b.id = m.body_id"
-                          " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid"
-                    : (what & FETCH_BODIES)
-                        ? "SELECT " MSG_COLS ", " MSG_BODY_COLS
-                          " FROM messages m JOIN bodies b ON b.id = m.body_id"
-                          " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid"
-                        : "SELECT " MSG_COLS " FROM messages m"
-                          " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid",
-                    &st);
+    {
+        /* only the columns asked for: a column in the list is read (and
+         * its overflow pages with it) for every row, whether or not the
+         * caller looks at it */
+        char sql[512];
+        if (what & FETCH_BODIES)
+            pathf(sql, sizeof(sql),
+                  "SELECT " MSG_COLS ", b.sent_date, %s, %s, %s%s"
+                  " FROM messages m JOIN bodies b ON b.id = m.body_id"
+                  " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid",
+                  what & STORAGE_FETCH_ENVELOPE ? "b.envelope" : "NULL",
+                  what & STORAGE_FETCH_BODYSTRUCTURE ? "b.bodystructure" : "NULL",
+                  what & STORAGE_FETCH_BODY ? "b.body" : "NULL",
+                  what & STORAGE_FETCH_HEADER ? ", b.header" : "");
+        else
+            pathf(sql, sizeof(sql),
+                  "SELECT " MSG_COLS " FROM messages m"
+                  " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid");
+        rc = db_prepare(db, sql, &st);
+    }
     for (size_t i = 0; i < nr && rc == 0 && !stopped; i++) {
         sqlite3_reset(st);
         sqlite3_bind_int64(st, 1, mbox);
