@@ -199,6 +199,13 @@ static int store_work(struct txn *t, void *ctx)
     if (!(pe = txn_event(t, STORAGE_EV_FLAGS, c->mbox)))
         return STORAGE_E_NOMEM;
     pe->modseq = c->ms;
+    pe->store_known = true;
+    pe->store_count = c->changed;
+    pe->store_kw = c->nkeywords > 0 || c->op == STORAGE_STORE_SET;
+    pe->store_set = c->op == STORAGE_STORE_REMOVE ? 0 : c->flags;
+    pe->store_clear = c->op == STORAGE_STORE_SET      ? (STORAGE_FLAGS_ALL & ~c->flags)
+                      : c->op == STORAGE_STORE_REMOVE ? c->flags
+                                                      : 0;
     /* the changed UIDs, for watchers */
     if ((rc = db_prepare(t->db,
                          "SELECT uid FROM messages WHERE mailbox_id = ? AND modseq = ?"
@@ -394,8 +401,10 @@ static int victims_event(struct txn *t, const struct victims_ctx *c, enum storag
     pe->modseq = modseq;
     for (size_t i = 0; i < c->n; i++)
         if (uidlist_add(&pe->uids,
-                        type == STORAGE_EV_NEW ? c->first_uid + (uint32_t)i : c->v[i].uid) != 0)
+                        type == STORAGE_EV_NEW ? c->first_uid + (uint32_t)i : c->v[i].uid) != 0) {
+            pe->partial = true;
             break;
+        }
     return 0;
 }
 

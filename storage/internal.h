@@ -59,6 +59,11 @@ struct storage_user {
 
     pthread_mutex_t qlock;
     uint64_t quota_bytes, quota_messages;
+
+    /* mailbox states (mstate.c) */
+    pthread_mutex_t ms_lock;
+    struct mstate *ms;
+    uint64_t ms_gen; /* write transactions applied to the states */
 };
 
 /* A change waiting to be announced after commit. */
@@ -67,6 +72,12 @@ struct pending_event {
     int64_t mbox;
     uint64_t modseq;
     struct storage_uidlist uids;
+    /* STORAGE_EV_FLAGS of a STORE: what it did to every uid listed
+     * (store_count of them), for the mailbox states */
+    bool store_known, store_kw;
+    bool partial; /* uids lacks some of them (out of memory) */
+    unsigned store_set, store_clear;
+    size_t store_count;
 };
 
 /* store.c */
@@ -282,6 +293,19 @@ int dir_mtime_changed(struct storage_user *u, int64_t mbox, const char *mdir, bo
 
 /* mailbox.c */
 void remove_tree(const char *path);
+/* A mailbox as storage_mbox_get gives it, by name (normalized) or, with
+ * name NULL, by id, in db's transaction. */
+int mbox_info_read(sqlite3 *db, const char *name, int64_t id, struct storage_mbox *out);
+
+/* mstate.c: the mailbox states kept for SELECT and STATUS */
+struct mstate;
+/* In a write transaction, once it holds the write lock: states whose
+ * mailbox row moved without this process are marked to be built again. */
+void mstate_begin(struct txn *t);
+/* After the COMMIT, writer lock held: applies its events to the states. */
+void mstate_committed(struct txn *t);
+/* Frees every state (the index was replaced, the handle closes). */
+void mstate_drop_all(struct storage_user *u);
 
 /* store.c: a handle outside the registry (coffrectl check) */
 int user_open_private(const char *data_dir, int64_t id, struct storage_user **out);

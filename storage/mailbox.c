@@ -264,10 +264,33 @@ static void mbox_info_decode(sqlite3_stmt *st, const char *name, struct storage_
     m->has_children = sqlite3_column_int(st, 7) != 0;
 }
 
+int mbox_info_read(sqlite3 *db, const char *name, int64_t id, struct storage_mbox *out)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = db_prepare(
+        db, name ? MBOX_INFO_SELECT " WHERE name = ?" : MBOX_INFO_SELECT " WHERE id = ?", &st);
+    if (rc)
+        return rc;
+    if (name)
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        mbox_info_decode(st, (const char *)sqlite3_column_text(st, 1), out);
+        rc = 0;
+    } else {
+        rc = rc == SQLITE_DONE ? STORAGE_E_NOMBOX : err_from_sqlite(db, rc);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 int storage_mbox_get(struct storage_user *u, const char *name, struct storage_mbox *out)
 {
     char norm[STORAGE_MBOX_NAME_MAX + 1];
-    sqlite3_stmt *st;
     sqlite3 *db;
     int rc;
 
@@ -275,18 +298,7 @@ int storage_mbox_get(struct storage_user *u, const char *name, struct storage_mb
         return rc;
     if (!(db = reader_get(u)))
         return STORAGE_E_TEMP;
-    rc = db_prepare(db, MBOX_INFO_SELECT " WHERE name = ?", &st);
-    if (rc == 0) {
-        sqlite3_bind_text(st, 1, norm, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            mbox_info_decode(st, (const char *)sqlite3_column_text(st, 1), out);
-            rc = 0;
-        } else {
-            rc = rc == SQLITE_DONE ? STORAGE_E_NOMBOX : err_from_sqlite(db, rc);
-        }
-        sqlite3_finalize(st);
-    }
+    rc = mbox_info_read(db, norm, 0, out);
     reader_put(u, db);
     return rc;
 }

@@ -1077,10 +1077,19 @@ int uidset_normalize(const struct storage_uidset *set, struct storage_range **ou
     return 0;
 }
 
-#define FETCH_BODIES (STORAGE_FETCH_ENVELOPE | STORAGE_FETCH_BODYSTRUCTURE | STORAGE_FETCH_BODY)
+int storage_uidset_normalize(const struct storage_uidset *set, struct storage_range **out,
+                             size_t *n)
+{
+    return uidset_normalize(set, out, n);
+}
+
+#define FETCH_BODIES                                                                               \
+    (STORAGE_FETCH_ENVELOPE | STORAGE_FETCH_BODYSTRUCTURE | STORAGE_FETCH_BODY |                   \
+     STORAGE_FETCH_HEADER)
 
 /* The one decoder of a message row: MSG_COLS, then MSG_BODY_COLS when
- * `what` asks for any of FETCH_BODIES. */
+ * `what` asks for any of FETCH_BODIES, then b.header for
+ * STORAGE_FETCH_HEADER. */
 static void msg_from_row(sqlite3_stmt *st, unsigned what, struct storage_msg *m)
 {
     const char *kw = (const char *)sqlite3_column_text(st, 2);
@@ -1102,6 +1111,12 @@ static void msg_from_row(sqlite3_stmt *st, unsigned what, struct storage_msg *m)
         m->bodystructure = (const char *)sqlite3_column_text(st, 9);
     if (what & STORAGE_FETCH_BODY)
         m->body = (const char *)sqlite3_column_text(st, 10);
+    if ((what & STORAGE_FETCH_HEADER) && sqlite3_column_type(st, 11) != SQLITE_NULL) {
+        m->header = sqlite3_column_blob(st, 11);
+        m->header_len = (size_t)sqlite3_column_bytes(st, 11);
+        if (!m->header)
+            m->header = "";
+    }
 }
 
 int msg_rows(sqlite3 *db, sqlite3_stmt *st, unsigned what, storage_msg_cb cb, void *arg,
@@ -1121,11 +1136,67 @@ int msg_rows(sqlite3 *db, sqlite3_stmt *st, unsigned what, storage_msg_cb cb, vo
     return s == SQLITE_DONE ? 0 : err_from_sqlite(db, s);
 }
 
+void storage_header_fields(const char *hdr, size_t len, const char *const *names, size_t n,
+                           bool negate, struct buf *out)
+{
+    mime_header_fields_buf(hdr, len, names, n, negate ? 1 : 0, out);
+}
+
+/* storage_fetch of STORAGE_FETCH_HEADER: a message whose header the
+ * index does not keep (longer than MIME_MAX_INDEXED_HEADER) has it read
+ * from its file for the callback. */
+struct header_pass {
+    struct storage_user *u;
+    sqlite3 *db;
+    int64_t mbox;
+    storage_msg_cb cb;
+    void *arg;
+    int err;
+};
+
+static int header_pass_cb(void *arg, const struct storage_msg *m)
+{
+    struct header_pass *hp = arg;
+    struct storage_msg mm;
+    uint64_t size = 0;
+    size_t o = 0, l = 0;
+    void *p = MAP_FAILED;
+    int fd, rc;
+
+    if (m->header)
+        return hp->cb(hp->arg, m);
+    mm = *m;
+    rc = open_msg_file(hp->u, hp->db, hp->mbox, m->uid, &fd, &size);
+    if (rc == STORAGE_E_NOMSG)
+        return hp->cb(hp->arg, &mm); /* its file is gone: no header (header NULL) */
+    if (rc) {
+        hp->err = rc;
+        return 1;
+    }
+    if (size > 0)
+        p = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (size > 0 && p == MAP_FAILED) {
+        hp->err = err_from_errno(errno);
+        return 1;
+    }
+    if (size > 0 && mime_find_section(p, (size_t)size, "HEADER", &o, &l) == 0)
+        mm.header = (const char *)p + o;
+    else
+        mm.header = "", l = 0;
+    mm.header_len = l;
+    rc = hp->cb(hp->arg, &mm);
+    if (size > 0)
+        munmap(p, (size_t)size);
+    return rc;
+}
+
 int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uidset *set,
                   unsigned what, storage_msg_cb cb, void *arg)
 {
     struct storage_range *r = NULL;
     struct mbox_row mr;
+    struct header_pass hp = {.u = u, .mbox = mbox, .cb = cb, .arg = arg};
     sqlite3_stmt *st = NULL;
     bool stopped = false;
     size_t nr = 0;
@@ -1140,14 +1211,31 @@ int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uid
     }
     if ((rc = db_exec(db, "BEGIN")) != 0 || (rc = mbox_by_id(db, mbox, &mr)) != 0)
         goto out;
-    rc = db_prepare(db,
-                    (what & FETCH_BODIES)
-                        ? "SELECT " MSG_COLS ", " MSG_BODY_COLS
-                          " FROM messages m JOIN bodies b ON b.id = m.body_id"
-                          " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid"
-                        : "SELECT " MSG_COLS " FROM messages m"
-                          " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid",
-                    &st);
+    if (what & STORAGE_FETCH_HEADER) {
+        hp.db = db;
+        cb = header_pass_cb;
+        arg = &hp;
+    }
+    {
+        /* only the columns asked for: a column in the list is read (and
+         * its overflow pages with it) for every row, whether or not the
+         * caller looks at it */
+        char sql[512];
+        if (what & FETCH_BODIES)
+            pathf(sql, sizeof(sql),
+                  "SELECT " MSG_COLS ", b.sent_date, %s, %s, %s%s"
+                  " FROM messages m JOIN bodies b ON b.id = m.body_id"
+                  " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid",
+                  what & STORAGE_FETCH_ENVELOPE ? "b.envelope" : "NULL",
+                  what & STORAGE_FETCH_BODYSTRUCTURE ? "b.bodystructure" : "NULL",
+                  what & STORAGE_FETCH_BODY ? "b.body" : "NULL",
+                  what & STORAGE_FETCH_HEADER ? ", b.header" : "");
+        else
+            pathf(sql, sizeof(sql),
+                  "SELECT " MSG_COLS " FROM messages m"
+                  " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid");
+        rc = db_prepare(db, sql, &st);
+    }
     for (size_t i = 0; i < nr && rc == 0 && !stopped; i++) {
         sqlite3_reset(st);
         sqlite3_bind_int64(st, 1, mbox);
@@ -1155,6 +1243,8 @@ int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uid
         sqlite3_bind_int64(st, 3, r[i].hi);
         rc = msg_rows(db, st, what, cb, arg, &stopped);
     }
+    if (rc == 0 && hp.err)
+        rc = hp.err;
 out:
     sqlite3_finalize(st);
     reader_put(u, db);

@@ -24,8 +24,8 @@ struct mime_summary {    /* all strings malloc'd NUL-terminated, freed by mime_s
     int64_t date; /* Date: header as unix time, 0 if missing/invalid */
     char *text;   /* decoded text of text/ parts, UTF-8, HTML tags stripped roughly;
                    * NULL if none; at most MIME_MAX_TEXT bytes */
-    char *header;      /* the top-level header block as stored (BODY[HEADER]), for the
-                        * index; NULL when longer than MIME_MAX_INDEXED_HEADER */
+    char *header; /* the top-level header block as stored (BODY[HEADER]), for the
+                   * index; NULL when longer than MIME_MAX_INDEXED_HEADER */
     size_t header_len;
 };
 
@@ -54,6 +54,10 @@ int mime_find_section(const char *msg, size_t len, const char *section, size_t *
  * Field names are compared case-insensitively. 0, or -1 on allocation failure. */
 int mime_header_fields(const char *hdr, size_t len, const char *const *names, size_t n, int negate,
                        char **out, size_t *outlen);
+/* The same appended to b (b->oom set on allocation failure). */
+struct buf;
+void mime_header_fields_buf(const char *hdr, size_t len, const char *const *names, size_t n,
+                            int negate, struct buf *b);
 
 /* Decode a header value (unfold, RFC 2047 encoded words) to UTF-8.
  * Invalid bytes become U+FFFD. Caller frees; NULL only on allocation failure. */

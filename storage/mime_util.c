@@ -111,10 +111,9 @@ void mime_unfold(struct buf *b, const char *v, size_t len)
     buf_add(b, v + start, len - start);
 }
 
-int mime_header_fields(const char *hdr, size_t len, const char *const *names, size_t n, int negate,
-                       char **out, size_t *outlen)
+void mime_header_fields_buf(const char *hdr, size_t len, const char *const *names, size_t n,
+                            int negate, struct buf *b)
 {
-    struct buf b = {0};
     struct mime_field f;
     size_t pos = 0, i;
     int match;
@@ -126,12 +125,20 @@ int mime_header_fields(const char *hdr, size_t len, const char *const *names, si
         for (i = 0; i < n && !match; i++)
             match = mime_strncaseeq(f.name, f.namelen, names[i]);
         if (match != !!negate) {
-            buf_add(&b, f.raw, f.rawlen);
+            buf_add(b, f.raw, f.rawlen);
             if (f.rawlen == 0 || f.raw[f.rawlen - 1] != '\n')
-                buf_add(&b, "\r\n", 2);
+                buf_add(b, "\r\n", 2);
         }
     }
-    buf_add(&b, "\r\n", 2);
+    buf_add(b, "\r\n", 2);
+}
+
+int mime_header_fields(const char *hdr, size_t len, const char *const *names, size_t n, int negate,
+                       char **out, size_t *outlen)
+{
+    struct buf b = {0};
+
+    mime_header_fields_buf(hdr, len, names, n, negate, &b);
     *outlen = b.len;
     *out = buf_take(&b);
     if (*out == NULL) {

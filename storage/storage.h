@@ -204,6 +204,25 @@ int storage_mbox_rename(struct storage_user *u, const char *from, const char *to
 /* Subscriptions are by name and may name a mailbox that does not exist. Index. */
 int storage_subscribe(struct storage_user *u, const char *name, bool on);
 int storage_mbox_status(struct storage_user *u, int64_t mbox, struct storage_status *st);
+/* What SELECT, EXAMINE and STATUS need of a mailbox: kept in memory by the
+ * open handle (shared by its users, kept up to date as this process
+ * commits changes, checked against the mailbox row at each use), so that
+ * asking again for an unchanged mailbox reads one row of the index. */
+struct storage_mbox_info {
+    struct storage_mbox mb;
+    uint32_t messages, unseen, deleted;
+    uint32_t first_unseen; /* UID of the first message without \Seen, 0 */
+    char *keywords;        /* keywords in use, " kw1 kw2" (at most 200), NULL */
+    /* all UIDs as ascending ranges, disjoint and not adjacent, when asked
+     * for (a few ranges for a mailbox of any size, unless it has holes) */
+    struct storage_range *ranges;
+    size_t nranges;
+};
+/* By name, or by id when name is NULL. Free with storage_mbox_info_free
+ * (also after an error). Index. */
+int storage_mbox_info(struct storage_user *u, const char *name, int64_t id, bool want_uids,
+                      struct storage_mbox_info *out);
+void storage_mbox_info_free(struct storage_mbox_info *info);
 
 /* ---- saving messages ---- */
 
@@ -269,6 +288,9 @@ enum {
     STORAGE_FETCH_ENVELOPE = 1 << 0,
     STORAGE_FETCH_BODYSTRUCTURE = 1 << 1,
     STORAGE_FETCH_BODY = 1 << 2,
+    /* the top-level header block (BODY[HEADER]): the copy kept in the
+     * index, or read from the file for a header too long to be kept */
+    STORAGE_FETCH_HEADER = 1 << 3,
 };
 
 /* Metadata of one message, from the index only (no file opened). Strings are
@@ -285,6 +307,9 @@ struct storage_msg {
     const char *envelope; /* NULL unless requested */
     const char *bodystructure;
     const char *body;
+    const char *header; /* STORAGE_FETCH_HEADER: header_len bytes, not NUL-terminated;
+                         * NULL when the message file is gone */
+    size_t header_len;
 };
 typedef int (*storage_msg_cb)(void *arg, const struct storage_msg *m);
 
@@ -293,6 +318,16 @@ typedef int (*storage_msg_cb)(void *arg, const struct storage_msg *m);
  * into the storage. Index. */
 int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uidset *set,
                   unsigned what, storage_msg_cb cb, void *arg);
+/* BODY[HEADER.FIELDS (names)] (negate: .NOT) of a header block as
+ * storage_fetch gives it (STORAGE_FETCH_HEADER), appended to out
+ * (out->oom on allocation failure). Pure. */
+struct buf;
+void storage_header_fields(const char *hdr, size_t len, const char *const *names, size_t n,
+                           bool negate, struct buf *out);
+/* A sorted, merged copy of set (NULL = everything: 1..UINT32_MAX) into
+ * *out (caller frees), *n ranges. Pure. */
+int storage_uidset_normalize(const struct storage_uidset *set, struct storage_range **out,
+                             size_t *n);
 /* All UIDs of a mailbox, ascending (sequence number i is uids[i-1]). Index. */
 int storage_uids(struct storage_user *u, int64_t mbox, struct storage_uidlist *out);
 

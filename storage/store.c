@@ -713,10 +713,12 @@ int write_txn_path(struct storage_user *u, const struct txn_path *p, void *ctx)
         goto out;
     t.db = u->wdb; /* after before(), which may have opened it again */
     if ((rc = db_begin(t.db)) == 0) {
+        mstate_begin(&t);
         rc = p->work(&t, ctx);
-        if (rc == 0 && (rc = db_commit(t.db)) == 0)
+        if (rc == 0 && (rc = db_commit(t.db)) == 0) {
             announce = true;
-        else
+            mstate_committed(&t);
+        } else
             db_rollback(t.db);
         if (rc == TXN_NOTHING)
             rc = 0;
@@ -1173,6 +1175,7 @@ int reopen_if_replaced(struct storage_user *u, bool *fresh)
     if (stat(path, &sb) == 0 && sb.st_dev == u->index_dev && sb.st_ino == u->index_ino)
         return 0;
     close_dbs(u, true);
+    mstate_drop_all(u);
     log_info("storage: user %" PRId64 ": the index file was replaced; opening the new one", u->id);
     if ((rc = open_index(u, fresh)) != 0)
         return rc;
@@ -1192,6 +1195,8 @@ void user_free(struct storage_user *u)
     pthread_cond_destroy(&u->rcond);
     pthread_rwlock_destroy(&u->watch_lock);
     pthread_mutex_destroy(&u->qlock);
+    mstate_drop_all(u);
+    pthread_mutex_destroy(&u->ms_lock);
     poll_states_drop(u);
     free(u->data_dir);
     free(u->root);
@@ -1216,6 +1221,7 @@ static struct storage_user *user_new(int64_t id, const char *data_dir)
     pthread_cond_init(&u->rcond, NULL);
     pthread_rwlock_init(&u->watch_lock, NULL);
     pthread_mutex_init(&u->qlock, NULL);
+    pthread_mutex_init(&u->ms_lock, NULL);
     return u;
 }
 

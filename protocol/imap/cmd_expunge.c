@@ -76,7 +76,7 @@ static bool whole_view(struct imap_session *s, struct expunge_job *ej)
     if (!r)
         return false;
     r->lo = 1;
-    r->hi = s->sel->uids.n ? s->sel->uids.v[s->sel->uids.n - 1] : 0;
+    r->hi = uidmap_max(&s->sel->uids);
     ej->set.r = r;
     ej->set.n = s->sel->uids.n ? 1 : 0;
     return true;

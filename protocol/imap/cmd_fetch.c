@@ -365,6 +365,7 @@ struct imap_fetch {
     uint64_t foff, fleft;
     char *mem;
     size_t memoff, memleft;
+    struct buf scratch; /* header fields of the message being answered */
 };
 
 static bool is_recent(const struct imap_fetch *f, uint32_t uid)
@@ -460,7 +461,33 @@ static void msg_open(struct imap_fetch *f, uint32_t seq, uint32_t uid)
 struct batch {
     struct imap_fetch *f;
     size_t from, to; /* msgs[from..to) */
+    size_t next;     /* after the last message answered */
 };
+
+/* BODY[HEADER.FIELDS (...)] of the top-level header, from the header
+ * block the index gives with the row. */
+static void fields_item(struct imap_fetch *f, const struct imap_fetch_item *it,
+                        const struct storage_msg *m)
+{
+    struct buf *b = &f->st.out;
+
+    item_sep(f);
+    buf_str(b, it->label);
+    if (!m->header) {
+        buf_str(b, " \"\""); /* the file is gone */
+        return;
+    }
+    buf_reset(&f->scratch);
+    storage_header_fields(m->header, m->header_len, it->names, it->nnames,
+                          it->kind == SEC_FIELDS_NOT, &f->scratch);
+    uint64_t len = f->scratch.len, start = 0, n = len;
+    if (it->partial) {
+        start = it->origin < len ? it->origin : len;
+        n = len - start < it->count ? len - start : it->count;
+    }
+    buf_printf(b, " {%llu}\r\n", (unsigned long long)n);
+    buf_add(b, f->scratch.p + start, (size_t)n);
+}
 
 static int batch_cb(void *arg, const struct storage_msg *m)
 {
@@ -477,12 +504,27 @@ static int batch_cb(void *arg, const struct storage_msg *m)
     }
     if (lo >= bt->to || f->msgs[lo].uid != m->uid)
         return 0;
+    unsigned flags = m->flags;
+    bool seen_now = f->seen_changed.n && seen_changed(f, m->uid);
+    if (seen_now)
+        flags |= STORAGE_FLAG_SEEN;
     msg_open(f, f->msgs[lo].seq, m->uid);
-    for (const struct imap_fetch_item *it = f->spec.items; it; it = it->next)
-        meta_item(f, it, m->uid, m->flags, m->keywords, m->size, m->internal_date, m->envelope,
-                  m->bodystructure, m->body);
+    for (const struct imap_fetch_item *it = f->spec.items; it; it = it->next) {
+        if (it->type == FI_SECTION)
+            fields_item(f, it, m);
+        else
+            meta_item(f, it, m->uid, flags, m->keywords, m->size, m->internal_date, m->envelope,
+                      m->bodystructure, m->body);
+    }
+    if (!f->spec.flags && seen_now) {
+        item_sep(f);
+        buf_str(&f->st.out, "FLAGS ");
+        imap_buf_flags(&f->st.out, flags, m->keywords, is_recent(f, m->uid));
+    }
     buf_str(&f->st.out, ")\r\n");
-    return f->st.out.oom;
+    bt->next = lo + 1;
+    /* the step is full: the next one goes on from here */
+    return f->st.out.oom || f->st.out.len >= IMAP_STEP_BYTES;
 }
 
 static void do_batch(struct imap_fetch *f)
@@ -490,7 +532,7 @@ static void do_batch(struct imap_fetch *f)
     size_t chunk = f->spec.storage_what ? 500 : 5000;
     size_t from = f->pos, to = from + chunk < f->n ? from + chunk : f->n, nr = 0;
     struct storage_range *r = malloc((to - from) * sizeof(*r));
-    struct batch bt = {f, from, to};
+    struct batch bt = {f, from, to, to};
 
     if (!r) {
         f->st.err = STORAGE_E_NOMEM;
@@ -502,7 +544,7 @@ static void do_batch(struct imap_fetch *f)
     if (!f->st.err && f->st.out.oom)
         f->st.err = STORAGE_E_NOMEM;
     free(r);
-    f->pos = to;
+    f->pos = f->st.out.len >= IMAP_STEP_BYTES ? bt.next : to;
 }
 
 /* ---- one message with sections ---- */
@@ -732,6 +774,7 @@ static void fetch_destroy(struct imap_fetch *f)
     stream_close(f);
     cur_clear(f);
     free(f->msgs);
+    buf_free(&f->scratch);
     storage_uidlist_free(&f->seen_changed);
     imap_arena_free(&f->ar);
     buf_free(&f->st.out);
@@ -754,6 +797,17 @@ static void fetch_end(struct imap_session *s, struct imap_steps *st)
         return;
     }
     imap_finish(s, "OK", "%sFETCH completed.", f->uid_cmd ? "UID " : "");
+}
+
+/* Whether every section asked for is HEADER.FIELDS (or .NOT) of the
+ * top-level header. */
+static bool fields_only(const struct imap_fetch_spec *sp)
+{
+    for (const struct imap_fetch_item *it = sp->items; it; it = it->next)
+        if (it->type == FI_SECTION &&
+            ((it->kind != SEC_FIELDS && it->kind != SEC_FIELDS_NOT) || it->part[0]))
+            return false;
+    return true;
 }
 
 void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
@@ -790,44 +844,55 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
                     conn_conf(s->c)->imap_max_fetch_items);
         return;
     }
+    if (f->spec.need_body && fields_only(&f->spec)) {
+        /* header fields of the top-level header only: answered from the
+         * index in one pass over the messages, no file opened */
+        f->spec.need_body = false;
+        f->spec.storage_what |= STORAGE_FETCH_HEADER;
+    }
     if (imap_sel_resolve(s, &set, s->uid_cmd, &f->ar, &us) < 0) {
         fetch_destroy(f);
         imap_bad(s, "Invalid message sequence number.");
         return;
     }
-    /* the messages asked for, in sequence order, each once */
-    const struct uidarr *v = &s->sel->uids;
-    uint8_t *mark = v->n ? calloc((v->n + 7) / 8, 1) : NULL;
-    size_t count = 0;
-    if (v->n && !mark) {
+    /* the messages asked for, in sequence order, each once: the ranges
+     * asked for, merged, met with the view's ranges */
+    const struct uidmap *v = &s->sel->uids;
+    struct storage_range *want = NULL;
+    size_t nwant = 0, count = 0;
+    if (us.n && storage_uidset_normalize(&us, &want, &nwant) != 0) {
         fetch_destroy(f);
         imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
         return;
     }
-    for (size_t i = 0; i < us.n; i++) {
-        ssize_t k = 0;
-        for (k = (ssize_t)imap_lower_bound(v->v, v->n, us.r[i].lo);
-             (size_t)k < v->n && v->v[k] <= us.r[i].hi; k++) {
-            if (!(mark[k / 8] & (1u << (k % 8)))) {
-                mark[k / 8] |= (uint8_t)(1u << (k % 8));
-                count++;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < nwant; i++) {
+            for (size_t rk = uidmap_range(v, want[i].lo); rk < v->nr && v->r[rk].lo <= want[i].hi;
+                 rk++) {
+                uint32_t lo = v->r[rk].lo > want[i].lo ? v->r[rk].lo : want[i].lo;
+                uint32_t hi = v->r[rk].hi < want[i].hi ? v->r[rk].hi : want[i].hi;
+                size_t k = v->before[rk] + (lo - v->r[rk].lo);
+                if (!pass) {
+                    count += (size_t)hi - lo + 1;
+                    continue;
+                }
+                for (uint64_t u = lo; u <= hi; u++, k++) {
+                    f->msgs[f->n].seq = (uint32_t)k + 1;
+                    f->msgs[f->n].uid = (uint32_t)u;
+                    f->n++;
+                }
             }
         }
-    }
-    f->msgs = count ? malloc(count * sizeof(*f->msgs)) : NULL;
-    if (count && !f->msgs) {
-        free(mark);
-        fetch_destroy(f);
-        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
-        return;
-    }
-    for (size_t k = 0; k < v->n && f->n < count; k++)
-        if (mark[k / 8] & (1u << (k % 8))) {
-            f->msgs[f->n].seq = (uint32_t)k + 1;
-            f->msgs[f->n].uid = v->v[k];
-            f->n++;
+        if (pass == 0 && count && !(f->msgs = malloc(count * sizeof(*f->msgs)))) {
+            free(want);
+            fetch_destroy(f);
+            imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+            return;
         }
-    free(mark);
+        if (!count)
+            break;
+    }
+    free(want);
     f->mbox = s->sel->id;
     f->uid_cmd = s->uid_cmd;
     f->readonly = s->sel->readonly;

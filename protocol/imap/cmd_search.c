@@ -386,7 +386,7 @@ static int resolve(struct imap_session *s, struct storage_search *n, struct imap
             if (n->flags & IMAP_SK_RECENT) {
                 struct storage_range *r = imap_arena_alloc(ar, sizeof(*r));
                 const struct imap_sel *sel = s->sel;
-                uint32_t maxu = sel->uids.n ? sel->uids.v[sel->uids.n - 1] : 0;
+                uint32_t maxu = uidmap_max(&sel->uids);
                 if (!r)
                     return -2;
                 r->lo = sel->recent_lo;

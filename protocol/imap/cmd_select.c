@@ -1,6 +1,7 @@
 /* SELECT and EXAMINE: the mailbox, its UID list, the keywords in use and
- * the first unseen message are read on the thread pool; the session then
- * holds the mailbox as its view (imap_mailbox.c) and announces it. */
+ * the first unseen message come from the state the account's store keeps
+ * of it (storage_mbox_info, on the thread pool); the session then holds
+ * the mailbox as its view (imap_mailbox.c) and announces it. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -12,74 +13,19 @@ struct select_job {
     char name[STORAGE_MBOX_NAME_MAX + 1];
     bool readonly;
     int err;
-    struct storage_mbox mb;
-    struct storage_uidlist uids;
-    uint32_t first_unseen;
-    struct buf kw; /* keywords in use, " kw" each */
-    unsigned nkw;
+    struct storage_mbox_info info;
 };
-
-/* Keywords in use go into FLAGS (at most a few hundred: a list for
- * clients, not an inventory). */
-#define SELECT_MAX_KEYWORDS 200
-
-static void add_keywords(struct select_job *sj, const char *kws)
-{
-    const char *p = kws;
-    while (*p && sj->nkw < SELECT_MAX_KEYWORDS) {
-        while (*p == ' ')
-            p++;
-        const char *e = p;
-        while (*e && *e != ' ')
-            e++;
-        if (e == p)
-            break;
-        size_t n = (size_t)(e - p);
-        bool seen = false;
-        for (const char *q = sj->kw.p; q && q < sj->kw.p + sj->kw.len;) {
-            const char *qe = memchr(q + 1, ' ', (size_t)(sj->kw.p + sj->kw.len - q - 1));
-            if (!qe)
-                qe = sj->kw.p + sj->kw.len;
-            if ((size_t)(qe - q - 1) == n && !strncasecmp(q + 1, p, n)) {
-                seen = true;
-                break;
-            }
-            q = qe;
-        }
-        if (!seen) {
-            buf_add(&sj->kw, " ", 1);
-            buf_add(&sj->kw, p, n);
-            sj->nkw++;
-        }
-        p = e;
-    }
-}
-
-static int unseen_cb(void *arg, const struct storage_msg *m)
-{
-    struct select_job *sj = arg;
-    if (!(m->flags & STORAGE_FLAG_SEEN) && !sj->first_unseen)
-        sj->first_unseen = m->uid;
-    if (m->keywords && *m->keywords)
-        add_keywords(sj, m->keywords);
-    return 0;
-}
 
 static void select_work(struct imap_job *j)
 {
     struct select_job *sj = (struct select_job *)j;
-    sj->err = storage_mbox_get(j->u, sj->name, &sj->mb);
-    if (sj->err == 0)
-        sj->err = storage_uids(j->u, sj->mb.id, &sj->uids);
-    if (sj->err == 0)
-        sj->err = storage_fetch(j->u, sj->mb.id, NULL, 0, unseen_cb, sj);
+    sj->err = storage_mbox_info(j->u, sj->name, 0, true, &sj->info);
 }
 
 static void select_free(struct imap_job *j)
 {
     struct select_job *sj = (struct select_job *)j;
-    storage_uidlist_free(&sj->uids);
-    buf_free(&sj->kw);
+    storage_mbox_info_free(&sj->info);
     free(sj);
 }
 
@@ -93,25 +39,25 @@ static void select_done(struct imap_session *s, struct imap_job *j)
         imap_finish_storage_err(s, sj->err, sj->readonly ? "EXAMINE" : "SELECT");
         return;
     }
-    sel = imap_sel_install(s, &sj->mb, &sj->uids, sj->readonly, &uidnext);
+    sel = imap_sel_install(s, &sj->info.mb, &sj->info, sj->readonly, &uidnext);
     if (!sel) {
         imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
         return;
     }
 
-    int kl = sj->kw.oom ? 0 : (int)sj->kw.len;
-    const char *kp = sj->kw.p ? sj->kw.p : "";
-    imap_printf(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%.*s)\r\n", kl, kp);
+    const char *kp = sj->info.keywords ? sj->info.keywords : "";
+    imap_printf(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s)\r\n", kp);
     if (sj->readonly)
         imap_printf(s, "* OK [PERMANENTFLAGS ()] No permanent flags permitted.\r\n");
     else
         imap_printf(s,
-                    "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%.*s \\*)] "
+                    "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s \\*)] "
                     "Flags permitted.\r\n",
-                    kl, kp);
+                    kp);
     imap_printf(s, "* %zu EXISTS\r\n* %u RECENT\r\n", sel->uids.n, sel->recent_sent);
-    if (sj->first_unseen)
-        imap_printf(s, "* OK [UNSEEN %u] First unseen.\r\n", imap_sel_seq(sel, sj->first_unseen));
+    if (sj->info.first_unseen)
+        imap_printf(s, "* OK [UNSEEN %u] First unseen.\r\n",
+                    imap_sel_seq(sel, sj->info.first_unseen));
     imap_printf(s, "* OK [UIDVALIDITY %u] UIDs valid.\r\n* OK [UIDNEXT %u] Predicted next UID.\r\n",
                 sel->uidvalidity, uidnext);
     imap_finish(s, "OK", "[%s] %s completed.", sj->readonly ? "READ-ONLY" : "READ-WRITE",

@@ -1,5 +1,6 @@
-/* STATUS: a mailbox's counts from the index on the thread pool (and, for
- * RECENT, this process's \Recent bookkeeping). */
+/* STATUS: a mailbox's counts from the state the account's store keeps of
+ * it, on the thread pool (and, for RECENT, this process's \Recent
+ * bookkeeping). */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -37,9 +38,18 @@ static int count_cb(void *arg, const struct storage_msg *m)
 static void status_work(struct imap_job *j)
 {
     struct status_job *sj = (struct status_job *)j;
-    sj->err = storage_mbox_get(j->u, sj->name, &sj->mb);
-    if (sj->err == 0)
-        sj->err = storage_mbox_status(j->u, sj->mb.id, &sj->st);
+    struct storage_mbox_info info;
+    sj->err = storage_mbox_info(j->u, sj->name, 0, false, &info);
+    if (sj->err == 0) {
+        sj->mb = info.mb;
+        sj->st.messages = info.messages;
+        sj->st.unseen = info.unseen;
+        sj->st.deleted = info.deleted;
+        sj->st.uidnext = info.mb.uidnext;
+        sj->st.uidvalidity = info.mb.uidvalidity;
+        sj->st.highestmodseq = info.mb.highestmodseq;
+    }
+    storage_mbox_info_free(&info);
 }
 
 static void status_count_work(struct imap_job *j)

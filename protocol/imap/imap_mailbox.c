@@ -1,8 +1,8 @@
-/* The selected mailbox: the sequence-number <-> UID map
- * (one uint32_t per message), \Recent ownership (one session per mailbox
- * in this process), and the changes other sessions and deliveries make:
- * collected from storage events on the loop, announced (EXISTS, RECENT,
- * EXPUNGE, FETCH FLAGS) at the moments RFC 3501 allows. */
+/* The selected mailbox: the sequence-number <-> UID map (UID ranges, a
+ * few for a mailbox of any size), \Recent ownership (one session per
+ * mailbox in this process), and the changes other sessions and deliveries
+ * make: collected from storage events on the loop, announced (EXISTS,
+ * RECENT, EXPUNGE, FETCH FLAGS) at the moments RFC 3501 allows. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -39,14 +39,178 @@ ssize_t uidarr_find(const struct uidarr *a, uint32_t uid)
     return i < a->n && a->v[i] == uid ? (ssize_t)i : -1;
 }
 
-static uint32_t max_uid(const struct uidarr *a)
+/* ---- the sequence-number <-> UID map ---- */
+
+static void uidmap_count(struct uidmap *m)
 {
-    return a->n ? a->v[a->n - 1] : 0;
+    size_t n = 0;
+    for (size_t k = 0; k < m->nr; k++) {
+        m->before[k] = n;
+        n += (size_t)m->r[k].hi - m->r[k].lo + 1;
+    }
+    m->n = n;
+}
+
+static int uidmap_room(struct uidmap *m, size_t nr)
+{
+    if (nr <= m->cap)
+        return 0;
+    size_t ncap = m->cap ? m->cap : 4;
+    while (ncap < nr)
+        ncap *= 2;
+    struct storage_range *r = realloc(m->r, ncap * sizeof(*r));
+    if (!r)
+        return -1;
+    m->r = r;
+    size_t *b = realloc(m->before, ncap * sizeof(*b));
+    if (!b)
+        return -1;
+    m->before = b;
+    m->cap = ncap;
+    return 0;
+}
+
+void uidmap_free(struct uidmap *m)
+{
+    free(m->r);
+    free(m->before);
+    memset(m, 0, sizeof(*m));
+}
+
+void uidmap_adopt(struct uidmap *m, struct storage_range *r, size_t nr)
+{
+    uidmap_free(m);
+    m->r = r;
+    m->nr = m->cap = nr;
+    if (nr && !(m->before = malloc(nr * sizeof(*m->before)))) {
+        /* without the counts the map cannot be used: empty it */
+        free(r);
+        memset(m, 0, sizeof(*m));
+        return;
+    }
+    uidmap_count(m);
+}
+
+uint32_t uidmap_max(const struct uidmap *m)
+{
+    return m->nr ? m->r[m->nr - 1].hi : 0;
+}
+
+/* The range holding index i (i < m->n). */
+static size_t range_of_index(const struct uidmap *m, size_t i)
+{
+    size_t lo = 0, hi = m->nr;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (m->before[mid] <= i)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+uint32_t uidmap_at(const struct uidmap *m, size_t i)
+{
+    size_t k = range_of_index(m, i);
+    return m->r[k].lo + (uint32_t)(i - m->before[k]);
+}
+
+size_t uidmap_range(const struct uidmap *m, uint32_t uid)
+{
+    size_t lo = 0, hi = m->nr;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (m->r[mid].hi < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+size_t uidmap_lower_bound(const struct uidmap *m, uint32_t uid)
+{
+    size_t k = uidmap_range(m, uid);
+    if (k == m->nr)
+        return m->n;
+    return m->before[k] + (uid > m->r[k].lo ? uid - m->r[k].lo : 0);
+}
+
+ssize_t uidmap_find(const struct uidmap *m, uint32_t uid)
+{
+    size_t k = uidmap_range(m, uid);
+    if (k == m->nr || uid < m->r[k].lo)
+        return -1;
+    return (ssize_t)(m->before[k] + (uid - m->r[k].lo));
+}
+
+int uidmap_push(struct uidmap *m, uint32_t uid)
+{
+    if (m->nr && m->r[m->nr - 1].hi + 1 == uid) {
+        m->r[m->nr - 1].hi = uid;
+        m->n++;
+        return 0;
+    }
+    if (uidmap_room(m, m->nr + 1) < 0)
+        return -1;
+    m->r[m->nr].lo = m->r[m->nr].hi = uid;
+    m->before[m->nr] = m->n;
+    m->nr++;
+    m->n++;
+    return 0;
+}
+
+int uidmap_remove(struct uidmap *m, const uint32_t *uids, size_t n)
+{
+    struct storage_range *out;
+    size_t no = 0, j = 0;
+
+    if (!n || !m->nr)
+        return 0;
+    /* each UID taken out splits at most one range */
+    if (!(out = malloc((m->nr + n) * sizeof(*out))))
+        return -1;
+    for (size_t k = 0; k < m->nr; k++) {
+        uint32_t lo = m->r[k].lo, hi = m->r[k].hi;
+        bool end = false;
+        while (j < n && uids[j] < lo)
+            j++;
+        while (j < n && uids[j] <= hi && !end) {
+            uint32_t u = uids[j++];
+            if (u > lo) {
+                out[no].lo = lo;
+                out[no].hi = u - 1;
+                no++;
+            }
+            if (u == hi)
+                end = true;
+            else
+                lo = u + 1;
+        }
+        if (!end) {
+            out[no].lo = lo;
+            out[no].hi = hi;
+            no++;
+        }
+    }
+    size_t *b = no ? malloc(no * sizeof(*b)) : NULL;
+    if (no && !b) {
+        free(out);
+        return -1;
+    }
+    free(m->r);
+    free(m->before);
+    m->r = out;
+    m->before = b;
+    m->nr = m->cap = no;
+    uidmap_count(m);
+    return 0;
 }
 
 uint32_t imap_sel_seq(const struct imap_sel *sel, uint32_t uid)
 {
-    ssize_t i = uidarr_find(&sel->uids, uid);
+    ssize_t i = uidmap_find(&sel->uids, uid);
     return i < 0 ? 0 : (uint32_t)i + 1;
 }
 
@@ -99,10 +263,9 @@ static uint32_t recent_count(const struct imap_sel *sel)
 {
     if (sel->recent_lo > sel->recent_hi)
         return 0;
-    size_t a = imap_lower_bound(sel->uids.v, sel->uids.n, sel->recent_lo);
-    size_t b = sel->recent_hi == UINT32_MAX
-                   ? sel->uids.n
-                   : imap_lower_bound(sel->uids.v, sel->uids.n, sel->recent_hi + 1);
+    size_t a = uidmap_lower_bound(&sel->uids, sel->recent_lo);
+    size_t b = sel->recent_hi == UINT32_MAX ? sel->uids.n
+                                            : uidmap_lower_bound(&sel->uids, sel->recent_hi + 1);
     return (uint32_t)(b - a);
 }
 
@@ -113,7 +276,7 @@ void imap_sel_free(struct imap_session *s)
         return;
     if (sel->rec && sel->rec->owner == s)
         sel->rec->owner = NULL;
-    uidarr_free(&sel->uids);
+    uidmap_free(&sel->uids);
     uidarr_free(&sel->pend_new);
     uidarr_free(&sel->pend_exp);
     free(sel);
@@ -141,7 +304,7 @@ static void range_order(uint32_t *lo, uint32_t *hi, uint32_t last)
 int imap_sel_resolve(struct imap_session *s, const struct imap_seqset *in, bool uid,
                      struct imap_arena *ar, struct storage_uidset *out)
 {
-    const struct uidarr *u = &s->sel->uids;
+    const struct uidmap *u = &s->sel->uids;
     struct storage_range *r = imap_arena_alloc(ar, (in->n ? in->n : 1) * sizeof(*r));
     size_t k = 0;
 
@@ -158,11 +321,11 @@ int imap_sel_resolve(struct imap_session *s, const struct imap_seqset *in, bool 
                 continue; /* "1:*" in an empty mailbox: nothing */
             if (lo == 0 || hi > n)
                 return -1;
-            r[k].lo = u->v[lo - 1];
-            r[k].hi = u->v[hi - 1];
+            r[k].lo = uidmap_at(u, lo - 1);
+            r[k].hi = uidmap_at(u, hi - 1);
             k++;
         } else {
-            uint32_t m = max_uid(u);
+            uint32_t m = uidmap_max(u);
             if (m == 0)
                 continue;
             range_order(&lo, &hi, m);
@@ -200,23 +363,26 @@ bool imap_sel_set_arg(struct imap_session *s, struct imap_args *a, struct imap_a
 void imap_sel_expunged(struct imap_session *s, const uint32_t *uids, size_t n)
 {
     struct imap_sel *sel = s->sel;
-    size_t removed = 0, w = 0, j = 0;
+    size_t removed = 0;
 
     if (!sel || !n)
         return;
-    /* one pass: both lists ascending */
-    for (size_t i = 0; i < sel->uids.n; i++) {
-        uint32_t v = sel->uids.v[i];
-        while (j < n && uids[j] < v)
-            j++;
-        if (j < n && uids[j] == v) {
-            imap_printf(s, "* %zu EXPUNGE\r\n", i + 1 - removed);
-            removed++;
+    /* uids ascending: each one's sequence number, less those gone before */
+    for (size_t j = 0; j < n; j++) {
+        ssize_t i = uidmap_find(&sel->uids, uids[j]);
+        if (i < 0 || (j && uids[j] == uids[j - 1]))
             continue;
-        }
-        sel->uids.v[w++] = v;
+        imap_printf(s, "* %zu EXPUNGE\r\n", (size_t)i + 1 - removed);
+        removed++;
     }
-    sel->uids.n = w;
+    if (uidmap_remove(&sel->uids, uids, n) < 0) {
+        /* the announcements are out: the map must follow them */
+        for (size_t j = n; j-- > 0;) {
+            ssize_t i = uidmap_find(&sel->uids, uids[j]);
+            if (i >= 0 && uidmap_remove(&sel->uids, &uids[j], 1) < 0)
+                break;
+        }
+    }
     sel->exists_sent = sel->exists_sent > removed ? sel->exists_sent - removed : 0;
 }
 
@@ -243,7 +409,7 @@ void imap_sel_note_new(struct imap_session *s, const uint32_t *uids, size_t n)
     if (!sel || sel->resync)
         return;
     for (size_t i = 0; i < n; i++) {
-        if (uids[i] <= max_uid(&sel->uids))
+        if (uids[i] <= uidmap_max(&sel->uids))
             continue;
         if (uidarr_push(&sel->pend_new, uids[i]) < 0)
             sel->resync = true;
@@ -329,11 +495,11 @@ static void apply_pending(struct imap_session *s, bool expunge_ok)
         qsort(sel->pend_new.v, sel->pend_new.n, sizeof(uint32_t), cmp_u32);
         for (size_t i = 0; i < sel->pend_new.n; i++) {
             uint32_t v = sel->pend_new.v[i];
-            if (v <= max_uid(&sel->uids))
+            if (v <= uidmap_max(&sel->uids))
                 continue;
             if (sel->pend_exp.n && uidarr_find(&sel->pend_exp, v) >= 0)
                 continue;
-            if (uidarr_push(&sel->uids, v) < 0) {
+            if (uidmap_push(&sel->uids, v) < 0) {
                 sel->resync = true;
                 break;
             }
@@ -415,7 +581,8 @@ struct upd_job {
     int err;
     bool gone;
     uint64_t highest;
-    struct storage_uidlist all;
+    struct storage_range *all; /* every UID of the index, as ranges */
+    size_t nall;
     struct imap_flagset fl; /* flags changed by others */
 };
 
@@ -433,20 +600,25 @@ static int upd_cb(void *arg, const struct storage_msg *m)
 static void upd_work(struct imap_job *j)
 {
     struct upd_job *u = (struct upd_job *)j;
-    struct storage_status st;
 
     if (u->resync) {
-        int rc = storage_mbox_status(j->u, u->mbox, &st);
+        struct storage_mbox_info info;
+        int rc = storage_mbox_info(j->u, NULL, u->mbox, true, &info);
         if (rc == STORAGE_E_NOMBOX) {
+            storage_mbox_info_free(&info);
             u->gone = true;
             return;
         }
         if (rc == 0) {
-            u->highest = st.highestmodseq;
-            u->err = storage_uids(j->u, u->mbox, &u->all);
+            u->highest = info.mb.highestmodseq;
+            u->all = info.ranges;
+            u->nall = info.nranges;
+            info.ranges = NULL;
+            info.nranges = 0;
         } else {
             u->err = rc;
         }
+        storage_mbox_info_free(&info);
     }
     if (u->flags || u->resync)
         u->err = u->err ? u->err : storage_changes(j->u, u->mbox, u->since, upd_cb, u, NULL);
@@ -455,9 +627,40 @@ static void upd_work(struct imap_job *j)
 static void upd_free(struct imap_job *j)
 {
     struct upd_job *u = (struct upd_job *)j;
-    storage_uidlist_free(&u->all);
+    free(u->all);
     imap_flagset_free(&u->fl);
     free(u);
+}
+
+/* A walk over the UIDs of ascending ranges, one at a time. */
+struct rcur {
+    const struct storage_range *r;
+    size_t n, k;
+    uint32_t v;
+};
+
+static void rcur_init(struct rcur *c, const struct storage_range *r, size_t n)
+{
+    c->r = r;
+    c->n = n;
+    c->k = 0;
+    c->v = n ? r[0].lo : 0;
+}
+
+static bool rcur_get(const struct rcur *c, uint32_t *v)
+{
+    if (c->k >= c->n)
+        return false;
+    *v = c->v;
+    return true;
+}
+
+static void rcur_next(struct rcur *c)
+{
+    if (c->v < c->r[c->k].hi)
+        c->v++;
+    else if (++c->k < c->n)
+        c->v = c->r[c->k].lo;
 }
 
 static void upd_done(struct imap_session *s, struct imap_job *j)
@@ -477,19 +680,26 @@ static void upd_done(struct imap_session *s, struct imap_job *j)
     }
     if (u->err == 0 && u->resync) {
         /* differences between our view and the index become pending */
-        size_t i = 0, k = 0;
+        struct rcur a, b;
+        uint32_t va = 0, vb = 0, maxv = uidmap_max(&sel->uids);
+        rcur_init(&a, sel->uids.r, sel->uids.nr);
+        rcur_init(&b, u->all, u->nall);
         uidarr_free(&sel->pend_exp);
         uidarr_free(&sel->pend_new);
-        while (i < sel->uids.n || k < u->all.n) {
-            if (k >= u->all.n || (i < sel->uids.n && sel->uids.v[i] < u->all.uids[k])) {
-                uidarr_push(&sel->pend_exp, sel->uids.v[i++]);
-            } else if (i >= sel->uids.n || u->all.uids[k] < sel->uids.v[i]) {
-                if (u->all.uids[k] > max_uid(&sel->uids))
-                    uidarr_push(&sel->pend_new, u->all.uids[k]);
-                k++;
+        for (;;) {
+            bool ha = rcur_get(&a, &va), hb = rcur_get(&b, &vb);
+            if (!ha && !hb)
+                break;
+            if (!hb || (ha && va < vb)) {
+                uidarr_push(&sel->pend_exp, va);
+                rcur_next(&a);
+            } else if (!ha || vb < va) {
+                if (vb > maxv)
+                    uidarr_push(&sel->pend_new, vb);
+                rcur_next(&b);
             } else {
-                i++;
-                k++;
+                rcur_next(&a);
+                rcur_next(&b);
             }
         }
         if (sel->rec && sel->rec->owner == s && sel->pend_new.n &&
@@ -554,7 +764,7 @@ void imap_updates(struct imap_session *s, bool expunge_ok, void (*then)(struct i
 /* ---- selecting ---- */
 
 struct imap_sel *imap_sel_install(struct imap_session *s, const struct storage_mbox *mb,
-                                  struct storage_uidlist *uids, bool readonly, uint32_t *uidnext)
+                                  struct storage_mbox_info *info, bool readonly, uint32_t *uidnext)
 {
     struct imap_sel *sel = calloc(1, sizeof(*sel));
     if (!sel)
@@ -563,18 +773,17 @@ struct imap_sel *imap_sel_install(struct imap_session *s, const struct storage_m
     sel->readonly = readonly;
     sel->uidvalidity = mb->uidvalidity;
     sel->known_modseq = mb->highestmodseq;
-    /* the UID list moves into the session, trimmed to its size */
-    size_t cap = uids->cap;
-    sel->uids.v = uids->uids;
-    sel->uids.n = sel->uids.cap = uids->n;
-    uids->uids = NULL;
-    uids->n = uids->cap = 0;
-    if (sel->uids.n && sel->uids.n < cap) {
-        uint32_t *v = realloc(sel->uids.v, sel->uids.n * sizeof(uint32_t));
-        if (v)
-            sel->uids.v = v;
+    /* the UID ranges move into the session */
+    if (info->nranges) {
+        uidmap_adopt(&sel->uids, info->ranges, info->nranges);
+        info->ranges = NULL;
+        info->nranges = 0;
+        if (!sel->uids.nr) {
+            free(sel);
+            return NULL;
+        }
     }
-    uint32_t maxu = max_uid(&sel->uids);
+    uint32_t maxu = uidmap_max(&sel->uids);
     *uidnext = mb->uidnext > maxu ? mb->uidnext : maxu + 1;
 
     sel->rec = recent_get(s->account_id, sel->id);

@@ -215,6 +215,34 @@ void uidarr_free(struct uidarr *a);
 /* Index of uid in the sorted array, or -1. */
 ssize_t uidarr_find(const struct uidarr *a, uint32_t uid);
 
+/* The sequence-number <-> UID map of a selected mailbox: its UIDs as
+ * ascending ranges (disjoint, not adjacent), with the number of UIDs
+ * before each, so that a mailbox of 100,000 messages without holes is one
+ * range, not 100,000 numbers. Indexes are 0-based (sequence number i is
+ * index i - 1). */
+struct uidmap {
+    struct storage_range *r;
+    size_t *before; /* before[k]: UIDs in r[0..k) */
+    size_t nr, cap;
+    size_t n; /* UIDs in all */
+};
+uint32_t uidmap_max(const struct uidmap *m); /* 0 when empty */
+uint32_t uidmap_at(const struct uidmap *m, size_t i);
+/* The index of the first UID >= uid, or m->n. */
+size_t uidmap_lower_bound(const struct uidmap *m, uint32_t uid);
+/* The first range whose hi >= uid, or m->nr. */
+size_t uidmap_range(const struct uidmap *m, uint32_t uid);
+/* The index of uid, or -1. */
+ssize_t uidmap_find(const struct uidmap *m, uint32_t uid);
+/* Appends uid, above every UID of m. 0 or -1. */
+int uidmap_push(struct uidmap *m, uint32_t uid);
+/* Takes the ascending uids[0..n) out (those absent are ignored). 0 or -1
+ * (m unchanged). */
+int uidmap_remove(struct uidmap *m, const uint32_t *uids, size_t n);
+/* Takes over the ranges r[0..nr) (malloc'd, ascending, disjoint). */
+void uidmap_adopt(struct uidmap *m, struct storage_range *r, size_t nr);
+void uidmap_free(struct uidmap *m);
+
 struct imap_recent;
 
 /* The selected mailbox as this session knows it. */
@@ -222,7 +250,7 @@ struct imap_sel {
     int64_t id;
     bool readonly;
     uint32_t uidvalidity;
-    struct uidarr uids;            /* sequence number i is uids.v[i-1] */
+    struct uidmap uids;            /* sequence number i is uidmap_at(&uids, i - 1) */
     uint32_t recent_lo, recent_hi; /* \Recent: UIDs in [lo, hi] */
     struct imap_recent *rec;
     uint32_t recent_sent; /* last RECENT count announced */
@@ -421,11 +449,11 @@ void imap_cmd_job(struct imap_session *s, struct imap_job *j, imap_job_work *wor
  * sequence number is beyond the mailbox (BAD). */
 int imap_sel_resolve(struct imap_session *s, const struct imap_seqset *in, bool uid,
                      struct imap_arena *ar, struct storage_uidset *out);
-/* Makes mb (with its UIDs, taken from uids) the selected mailbox of s,
+/* Makes mb (with its UIDs, the ranges taken from info) the selected mailbox of s,
  * with its \Recent share; *uidnext the UIDNEXT to announce. NULL when out
  * of memory. */
 struct imap_sel *imap_sel_install(struct imap_session *s, const struct storage_mbox *mb,
-                                  struct storage_uidlist *uids, bool readonly, uint32_t *uidnext);
+                                  struct storage_mbox_info *info, bool readonly, uint32_t *uidnext);
 /* SP sequence-set (a UID set for a UID command), resolved into us (in
  * ar); false after answering BAD. */
 bool imap_sel_set_arg(struct imap_session *s, struct imap_args *a, struct imap_arena *ar,

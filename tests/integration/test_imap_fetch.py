@@ -318,6 +318,87 @@ class FetchItems(ImapCase):
         self.c.ok('NOOP')
 
 
+class HeaderFieldsPass(ImapCase):
+    """Thunderbird's header fetch of a whole folder, answered in one pass
+    over the index: more messages than one step of output holds, each
+    exact, a header too long for the index among them, partial fetches,
+    .NOT, and \\Seen set implicitly reported with FLAGS."""
+
+    N = 400
+    TB = ('From To Cc Bcc Subject Date Message-ID Priority X-Priority References '
+          'Newsgroups In-Reply-To Content-Type')
+
+    @classmethod
+    def setUpServer(cls):
+        super().setUpServer()
+        c = imap_util.Imap(cls.server.raw('imaps', tls=True))
+        c.login()
+        c.ok('CREATE Pass')
+        cls.msgs = []
+        for i in range(cls.N):
+            # about 1 kB of References each: 400 of them are more than a step
+            refs = ' '.join('<r%d.%d@example.net>' % (i, k) for k in range(40))
+            extra = 'References: %s\r\nX-Other: %d\r\n' % (refs, i)
+            if i == 7:
+                extra += ''.join('X-Filler: %0100d\r\n' % k for k in range(800))
+            m = make_message(i, extra=extra)
+            c.append('Pass', m)
+            cls.msgs.append(m)
+        c.logout()
+
+    @staticmethod
+    def fields(msg, names, negate=False):
+        """HEADER.FIELDS of msg computed here (fields unfolded as stored)."""
+        hdr = msg.split(b'\r\n\r\n', 1)[0] + b'\r\n'
+        want = {n.lower().encode() for n in names}
+        out = b''
+        for line in hdr.split(b'\r\n')[:-1]:
+            name = line.split(b':', 1)[0].strip().lower()
+            if (name in want) != negate:
+                out += line + b'\r\n'
+        return out + b'\r\n'
+
+    def test_all_exact_in_one_fetch(self):
+        c = self.login()
+        info = c.select('Pass')
+        self.assertEqual(info['exists'], self.N)
+        label = 'BODY[HEADER.FIELDS (%s)]' % self.TB.upper()
+        res = c.fetch('1:*', '(UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (%s)])' % self.TB,
+                      uid=True)
+        self.assertEqual(sorted(res), list(range(1, self.N + 1)))
+        names = self.TB.split()
+        for seq, (it, raw) in res.items():
+            m = self.msgs[seq - 1]
+            with self.subTest(seq=seq):
+                self.assertEqual(int(it['RFC822.SIZE']), len(m))
+                self.assertEqual(item(it, label), self.fields(m, names))
+                self.assertNotIn('\\Seen', it['FLAGS'])
+
+    def test_not_partial_and_seen(self):
+        c = self.login()
+        c.select('Pass')
+        res = c.fetch('8:9', '(BODY.PEEK[HEADER.FIELDS.NOT (References X-Filler)] '
+                      'BODY.PEEK[HEADER.FIELDS (Subject)]<3.5>)')
+        for seq in (8, 9):
+            it, _ = res[seq]
+            m = self.msgs[seq - 1]
+            self.assertEqual(item(it, 'BODY[HEADER.FIELDS.NOT (REFERENCES X-FILLER)]'),
+                             self.fields(m, ['References', 'X-Filler'], negate=True))
+            self.assertEqual(item(it, 'BODY[HEADER.FIELDS (SUBJECT)]<3>'),
+                             self.fields(m, ['Subject'])[3:8])
+        # without PEEK: \Seen is set and reported with the answer
+        res = c.fetch('10:11', '(BODY[HEADER.FIELDS (Subject)])')
+        for seq in (10, 11):
+            it, _ = res[seq]
+            self.assertIn('\\Seen', it['FLAGS'])
+            self.assertEqual(item(it, 'BODY[HEADER.FIELDS (SUBJECT)]'),
+                             self.fields(self.msgs[seq - 1], ['Subject']))
+        res = c.fetch('10:12', '(FLAGS)')
+        self.assertIn('\\Seen', res[10][0]['FLAGS'])
+        self.assertNotIn('\\Seen', res[12][0]['FLAGS'])
+        c.ok('STORE 10:11 -FLAGS.SILENT (\\Seen)')
+
+
 class FetchItemsStartTLS(FetchItems):
     """The same over port 143 after STARTTLS."""
     TLS = False

@@ -347,6 +347,79 @@ static void test_literal_lines_linear(void)
     *cf = saved;
 }
 
+/* The sequence-number <-> UID map of a selected mailbox: ranges, checked
+ * against a plain array of UIDs through random appends and expunges; a
+ * mailbox of 100,000 messages without holes is one range. */
+static bool map_agrees(const struct uidmap *m, const uint32_t *v, size_t n)
+{
+    if (m->n != n || uidmap_max(m) != (n ? v[n - 1] : 0))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (uidmap_at(m, i) != v[i] || uidmap_find(m, v[i]) != (ssize_t)i ||
+            uidmap_lower_bound(m, v[i]) != i)
+            return false;
+    for (size_t i = 0; i + 1 < n; i++)
+        if (v[i + 1] > v[i] + 1 &&
+            (uidmap_find(m, v[i] + 1) != -1 || uidmap_lower_bound(m, v[i] + 1) != i + 1))
+            return false;
+    for (size_t k = 0; k + 1 < m->nr; k++)
+        if (m->r[k].hi + 1 >= m->r[k + 1].lo)
+            return false; /* ranges disjoint and not adjacent */
+    return uidmap_lower_bound(m, UINT32_MAX) == (n && v[n - 1] == UINT32_MAX ? n - 1 : n);
+}
+
+static void test_uidmap(void)
+{
+    static uint32_t v[4000];
+    struct uidmap m = {0};
+    size_t n = 0;
+    unsigned seed = 7;
+    bool ok = true;
+
+    CHECK(map_agrees(&m, v, 0), "empty map");
+    for (int round = 0; round < 300 && ok; round++) {
+        unsigned r = (unsigned)rand_r(&seed);
+        if (r % 3 && n < 3000) {
+            /* new messages above the last */
+            uint32_t u = (n ? v[n - 1] : 0) + 1 + (r & 4 ? (uint32_t)(rand_r(&seed) % 5) : 0);
+            for (int k = 0; k < 1 + (int)(r % 20) && n < 3000; k++, u++) {
+                ok &= uidmap_push(&m, u) == 0;
+                v[n++] = u;
+            }
+        } else if (n) {
+            /* an expunge of some, ascending, with UIDs not in the map */
+            uint32_t gone[64];
+            size_t ng = 0, w = 0;
+            uint32_t u = v[(size_t)rand_r(&seed) % n] - 1;
+            while (ng < 1 + r % 60 && u < v[n - 1] + 3) {
+                u += 1 + (uint32_t)(rand_r(&seed) % 3);
+                gone[ng++] = u;
+            }
+            ok &= uidmap_remove(&m, gone, ng) == 0;
+            for (size_t i = 0, j = 0; i < n; i++) {
+                while (j < ng && gone[j] < v[i])
+                    j++;
+                if (j < ng && gone[j] == v[i])
+                    continue;
+                v[w++] = v[i];
+            }
+            n = w;
+        }
+        ok &= map_agrees(&m, v, n);
+    }
+    CHECK(ok, "the map agrees with a plain array through appends and expunges");
+    uidmap_free(&m);
+
+    for (uint32_t u = 1; u <= 100000; u++)
+        uidmap_push(&m, u);
+    CHECK(m.n == 100000 && m.nr == 1, "100,000 messages without holes are one range");
+    uint32_t mid[] = {50000};
+    CHECK(uidmap_remove(&m, mid, 1) == 0 && m.nr == 2 && uidmap_at(&m, 49999) == 50001 &&
+              uidmap_find(&m, 50000) == -1,
+          "an expunge splits the range");
+    uidmap_free(&m);
+}
+
 int main(void)
 {
     test_seqsets();
@@ -358,6 +431,7 @@ int main(void)
     test_fetch_atts();
     test_search_keys();
     test_literal_lines_linear();
+    test_uidmap();
     if (failures) {
         fprintf(stderr, "%d failure(s)\n", failures);
         return 1;

@@ -8,10 +8,31 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "server/base/buf.h"
 #include "storage/storage.h"
 #include "tests/unit/check.h"
 
 static char dir[256];
+
+/* What one pass of storage_fetch (STORAGE_FETCH_HEADER) gave: HEADER.FIELDS
+ * (Subject From) of each message, in UID order, "-" for no header. */
+struct pass {
+    struct buf out;
+    unsigned n;
+};
+
+static int pass_cb(void *arg, const struct storage_msg *m)
+{
+    static const char *const want[] = {"Subject", "From"};
+    struct pass *p = arg;
+    p->n++;
+    if (!m->header) {
+        buf_str(&p->out, "-");
+        return 0;
+    }
+    storage_header_fields(m->header, m->header_len, want, 2, false, &p->out);
+    return 0;
+}
 
 /* Removes every file of the INBOX's cur/ and new/. */
 static int remove_files(void)
@@ -71,7 +92,21 @@ int main(void)
           "an over-long header is answered from the file");
     free(out);
 
+    struct pass p = {{0}, 0};
+    CHECK(storage_fetch(u, m.id, NULL, STORAGE_FETCH_HEADER, pass_cb, &p) == 0 && p.n == 2 &&
+              p.out.p &&
+              !strcmp(p.out.p, "From: Alice <alice@example.org>\r\nSubject: hello\r\n\r\n"
+                               "Subject: big\r\n\r\n"),
+          "one pass gives every header, the over-long one read from its file");
+    buf_free(&p.out);
+
     CHECK(remove_files() == 2, "message files removed behind the store's back");
+    memset(&p, 0, sizeof(p));
+    CHECK(storage_fetch(u, m.id, NULL, STORAGE_FETCH_HEADER, pass_cb, &p) == 0 && p.n == 2 &&
+              p.out.p &&
+              !strcmp(p.out.p, "From: Alice <alice@example.org>\r\nSubject: hello\r\n\r\n-"),
+          "files gone: the index still answers, the over-long header is NULL");
+    buf_free(&p.out);
     CHECK(storage_msg_open(u, m.id, uid, &fd, &size) != 0, "the file is really gone");
     out = NULL;
     CHECK(storage_msg_header_fields(u, m.id, uid, "", want, 2, false, &out, &outlen) == 0 &&
