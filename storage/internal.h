@@ -58,6 +58,16 @@ struct storage_user {
 
     pthread_mutex_t qlock;
     uint64_t quota_bytes, quota_messages;
+
+    /* group commit (message.c): saves waiting for the next batch */
+    pthread_mutex_t cq_lock;
+    pthread_cond_t cq_cond;
+    struct save_ctx *cq_head, **cq_tail;
+    bool cq_leading; /* a batch is being written */
+
+    /* a light handle (light.c): no full open behind it, outside the
+     * registry; refs and next are under the light handles' lock */
+    bool light;
 };
 
 /* A change waiting to be announced after commit. */
@@ -257,6 +267,15 @@ int dir_mtime_changed(struct storage_user *u, int64_t mbox, const char *mdir, bo
 
 /* mailbox.c */
 void remove_tree(const char *path);
+
+/* store.c: a handle with its locks, nothing open (NULL when out of
+ * memory), and its end (connections closed, freed) */
+struct storage_user *user_new(int64_t id, const char *data_dir);
+void user_free(struct storage_user *u);
+
+/* light.c: STORAGE_E_TEMP when the index file is no longer the one the
+ * light handle found (replaced by coffrectl mailbox reindex). */
+int light_check_index(struct storage_user *u);
 
 /* store.c: a handle outside the registry (coffrectl check) */
 int user_open_private(const char *data_dir, int64_t id, struct storage_user **out);

@@ -1154,7 +1154,6 @@ int reopen_if_replaced(struct storage_user *u, bool *fresh)
     return 0;
 }
 
-void user_free(struct storage_user *u);
 void user_free(struct storage_user *u)
 {
     if (!u)
@@ -1165,6 +1164,8 @@ void user_free(struct storage_user *u)
     pthread_cond_destroy(&u->rcond);
     pthread_rwlock_destroy(&u->watch_lock);
     pthread_mutex_destroy(&u->qlock);
+    pthread_mutex_destroy(&u->cq_lock);
+    pthread_cond_destroy(&u->cq_cond);
     poll_states_drop(u);
     free(u->data_dir);
     free(u->root);
@@ -1172,8 +1173,7 @@ void user_free(struct storage_user *u)
     free(u);
 }
 
-/* A handle with its locks, not yet open. NULL when out of memory. */
-static struct storage_user *user_new(int64_t id, const char *data_dir)
+struct storage_user *user_new(int64_t id, const char *data_dir)
 {
     struct storage_user *u = calloc(1, sizeof(*u));
 
@@ -1189,6 +1189,9 @@ static struct storage_user *user_new(int64_t id, const char *data_dir)
     pthread_cond_init(&u->rcond, NULL);
     pthread_rwlock_init(&u->watch_lock, NULL);
     pthread_mutex_init(&u->qlock, NULL);
+    pthread_mutex_init(&u->cq_lock, NULL);
+    pthread_cond_init(&u->cq_cond, NULL);
+    u->cq_tail = &u->cq_head;
     return u;
 }
 
