@@ -66,8 +66,11 @@ struct storage_user {
     bool cq_leading; /* a batch is being written */
 
     /* a light handle (light.c): no full open behind it, outside the
-     * registry; refs and next are under the light handles' lock */
+     * registry; refs, next and light_idle_since are under the light
+     * handles' lock */
     bool light;
+    bool light_stale;          /* atomic: not to be used again (index replaced) */
+    uint64_t light_idle_since; /* mono_ms when its last user let it go */
 };
 
 /* A change waiting to be announced after commit. */
@@ -164,6 +167,7 @@ int uidlist_add(struct storage_uidlist *l, uint32_t uid);
 int fsync_dir(const char *path);
 int fsync_dirat(int dfd);
 int64_t now_unix(void);
+uint64_t mono_ms(void); /* CLOCK_MONOTONIC, milliseconds */
 void register_sql_functions(sqlite3 *db, struct storage_user *u);
 
 /* names.c */

@@ -784,10 +784,14 @@ static int batch_work(struct txn *t, void *ctx)
     if (t->u->light) {
         /* not checked at open: a light handle never opened the index fully */
         int64_t ver = 0;
-        if ((rc = light_check_index(t->u)) != 0 || (rc = db_meta_get(t->db, "schema", &ver)) != 0)
+        if ((rc = light_check_index(t->u)) == 0 && (rc = db_meta_get(t->db, "schema", &ver)) == 0 &&
+            ver != STORAGE_SCHEMA_VERSION)
+            rc = STORAGE_E_CORRUPT;
+        if (rc) {
+            /* the next delivery opens again, rather than keep this one */
+            __atomic_store_n(&t->u->light_stale, true, __ATOMIC_RELAXED);
             return rc;
-        if (ver != STORAGE_SCHEMA_VERSION)
-            return STORAGE_E_CORRUPT;
+        }
     }
     for (struct save_ctx *c = batch; c; c = c->next)
         if ((rc = save_one(t, batch, c)) != 0)

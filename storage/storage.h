@@ -125,8 +125,9 @@ int64_t storage_user_id(const struct storage_user *u);
  * STORAGE_E_NOMBOX when the store has no index yet (or no Maildir): the
  * full storage_open creates it. Disk (a few stat calls). */
 int storage_open_light(const char *data_dir, int64_t id, struct storage_user **out);
-/* Drops a reference; the last one closes the connection, leaving the WAL
- * for the next one. Index. */
+/* Drops a reference; the last one keeps the handle open for the next
+ * delivery (storage_limits.light_keep_*) or closes its connection, leaving
+ * the WAL for the next one. Index. */
 void storage_close_light(struct storage_user *u);
 /* Whether account id has an index already (its store was opened once):
  * a first delivery opens the store fully, at RCPT, so that the creation of
@@ -148,6 +149,10 @@ struct storage_limits {
     unsigned max_header_scans;
     unsigned max_mailboxes;
     unsigned max_subscriptions;
+    /* light handles (storage_open_light) kept open after their last use,
+     * at most so many, so long; 0: closed at once */
+    unsigned light_keep_max;
+    uint64_t light_keep_ms;
 };
 void storage_set_limits(const struct storage_limits *l);
 

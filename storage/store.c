@@ -398,7 +398,7 @@ static int on_steps(void *arg)
     return storage_limits.max_steps && *used > storage_limits.max_steps;
 }
 
-static uint64_t mono_ms(void)
+uint64_t mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -178,6 +178,8 @@ static void test_light_group_commit(void)
               storage_mbox_get(light_full, "INBOX", &m) == 0,
           "store of account 3 created");
     light_inbox = m.id;
+    /* kept between rounds: later rounds take up the handle of the earlier */
+    storage_set_limits(&(struct storage_limits){.light_keep_max = 2, .light_keep_ms = 60000});
     errors = 0;
     storage_save_stats(&c0, &s0);
     pthread_barrier_init(&light_barrier, NULL, LIGHT_THREADS);
@@ -199,6 +201,9 @@ static void test_light_group_commit(void)
                 distinct = false;
     CHECK(distinct, "no UID given twice");
     storage_close(light_full);
+    storage_set_limits(&(struct storage_limits){0});
+    CHECK(storage_open_light(data_dir, 3, &u) == 0, "a light handle taken up again");
+    storage_close_light(u); /* past the (now zero) maximum: closed */
     CHECK(storage_check(data_dir, 3, NULL, NULL, &problems) == 0 && problems == 0,
           "index and Maildir agree after light deliveries");
     CHECK(storage_open(data_dir, 3, &u) == 0 && storage_mbox_status(u, light_inbox, &st) == 0 &&
