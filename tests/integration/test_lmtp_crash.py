@@ -210,8 +210,7 @@ class LmtpCrashConcurrent(ServerTestCase):
             for t in threads:
                 t.start()
             time.sleep(0.1 + rnd.random() * 0.6)
-            self.server.proc.send_signal(signal.SIGKILL)
-            self.server.proc.wait()
+            self.server.kill()  # SIGKILL
             stop.set()
             for t in threads:
                 t.join(30)
