@@ -89,8 +89,9 @@ static int light_paths(struct storage_user *u)
     if (pathf(u->root, n, "%s/users/%" PRId64, u->data_dir, u->id) < 0 ||
         pathf(u->maildir, n + 8, "%s/Maildir", u->root) < 0)
         return STORAGE_E_FAIL;
-    /* a missing, empty or cut index, or a missing Maildir, is for the full
-     * open to create or repair */
+    /* a missing or empty index, or a missing Maildir, is for the full open
+     * to create (a damaged index fails the delivery's transaction, and the
+     * full open repairs it) */
     pathf(path, sizeof(path), "%s/index.sqlite", u->root);
     if (stat(path, &sb) < 0 || sb.st_size == 0)
         return STORAGE_E_NOMBOX;
@@ -104,10 +105,8 @@ static int light_paths(struct storage_user *u)
 
 int storage_open_light(const char *data_dir, int64_t id, struct storage_user **out)
 {
-    struct storage_user *u, *nu;
+    struct storage_user *u, *nu, *expired = NULL;
     int rc;
-
-    struct storage_user *expired = NULL;
 
     *out = NULL;
     if (id < 0 || !data_dir || !*data_dir)
