@@ -48,6 +48,12 @@ struct mailuser_req *mailuser_open(uv_loop_t *loop, const char *data_dir,
 /* cb will not be called; a store opened meanwhile is released. */
 void mailuser_open_cancel(struct mailuser_req *r);
 
+/* Whether the store of account id is open for sessions now (not only
+ * kept open after them): a delivery then goes through it, so that its
+ * sessions hear of the message at once; otherwise a delivery takes a light
+ * handle of its own (storage_open_light) rather than open the store. */
+bool mailuser_in_use(int64_t id);
+
 /* The storage handle; usable from pool threads while the mailuser is held. */
 struct storage_user *mailuser_storage(struct mailuser *mu);
 int64_t mailuser_id(const struct mailuser *mu);

@@ -287,6 +287,8 @@ int main(int argc, char **argv)
         .max_header_scans = s->conf.mail_max_header_searches,
         .max_mailboxes = s->conf.mail_max_mailboxes,
         .max_subscriptions = s->conf.mail_max_subscriptions,
+        .light_keep_max = s->conf.mail_delivery_keep_max,
+        .light_keep_ms = s->conf.mail_keep_open_ms,
     });
     proto_job_configure(s->conf.max_jobs_per_account);
 

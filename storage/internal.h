@@ -64,6 +64,19 @@ struct storage_user {
     pthread_mutex_t ms_lock;
     struct mstate *ms;
     uint64_t ms_gen; /* write transactions applied to the states */
+
+    /* group commit (message.c): saves waiting for the next batch */
+    pthread_mutex_t cq_lock;
+    pthread_cond_t cq_cond;
+    struct save_ctx *cq_head, **cq_tail;
+    bool cq_leading; /* a batch is being written */
+
+    /* a light handle (light.c): no full open behind it, outside the
+     * registry; refs, next and light_idle_since are under the light
+     * handles' lock */
+    bool light;
+    bool light_stale;          /* atomic: not to be used again (index replaced) */
+    uint64_t light_idle_since; /* mono_ms when its last user let it go */
 };
 
 /* A change waiting to be announced after commit. */
@@ -306,6 +319,15 @@ void mstate_begin(struct txn *t);
 void mstate_committed(struct txn *t);
 /* Frees every state (the index was replaced, the handle closes). */
 void mstate_drop_all(struct storage_user *u);
+
+/* store.c: a handle with its locks, nothing open (NULL when out of
+ * memory), and its end (connections closed, freed) */
+struct storage_user *user_new(int64_t id, const char *data_dir);
+void user_free(struct storage_user *u);
+
+/* light.c: STORAGE_E_TEMP when the index file is no longer the one the
+ * light handle found (replaced by coffrectl mailbox reindex). */
+int light_check_index(struct storage_user *u);
 
 /* store.c: a handle outside the registry (coffrectl check) */
 int user_open_private(const char *data_dir, int64_t id, struct storage_user **out);

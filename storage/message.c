@@ -634,8 +634,11 @@ static int quota_check(struct storage_user *u, uint64_t add_bytes, uint64_t add_
     return add_bytes > room || add_msgs > msgs ? STORAGE_E_QUOTA : 0;
 }
 
+/* One save waiting for its batch (group commit). It lives on the stack of
+ * the thread that saves; the leader of the batch fills in uid and rc. */
 struct save_ctx {
-    int64_t mbox;
+    int64_t mbox;        /* 0: by name (mailbox, else INBOX), in the transaction */
+    const char *mailbox; /* delivery: the folder asked for, NULL */
     struct storage_draft *d;
     bool to_new; /* delivery: into new/, flags not in the name */
     unsigned flags;
@@ -643,18 +646,25 @@ struct save_ctx {
     char kw[(STORAGE_KEYWORD_MAX + 1) * (STORAGE_KEYWORDS_MAX + 1) + 1];
     char src[STORAGE_PATH_MAX]; /* the draft, or its copy in the mailbox's tmp/ */
     char dst[STORAGE_PATH_MAX];
+    char subdir[STORAGE_PATH_MAX]; /* where dst was linked */
+    char mdir[STORAGE_PATH_MAX];
     bool copied, linked;
+    bool mtime_stale; /* the folder changed behind the index: its times stay */
     uint32_t uid;
+    int64_t mbox_id; /* the mailbox it went into */
+    int rc;
+    bool done;
+    struct save_ctx *next;
 };
 
-/* Durability: the draft was fsync'd when finished; its link into new/ or
- * cur/ is fsync'd here, before the index commit makes it visible. */
-static int save_work(struct txn *t, void *ctx)
+/* Saves one message of a batch inside its transaction: UID, link into new/
+ * or cur/, its rows. A failure of this message alone (quota, a link that
+ * cannot be made, no such mailbox) goes to c->rc and the batch goes on;
+ * an index error is returned and fails the whole batch. */
+static int save_one(struct txn *t, const struct save_ctx *batch, struct save_ctx *c)
 {
-    struct save_ctx *c = ctx;
     struct storage_user *u = t->u;
     struct storage_draft *d = c->d;
-    char mdir[STORAGE_PATH_MAX], subdir[STORAGE_PATH_MAX];
     char unique[256], fname[512], rel[600];
     const char *sub = c->to_new ? "new" : "cur";
     struct pending_event *pe;
@@ -663,87 +673,259 @@ static int save_work(struct txn *t, void *ctx)
     uint32_t uid;
     int rc;
 
-    if ((rc = mbox_by_id(t->db, c->mbox, &m)) != 0)
+    if (c->mbox > 0) {
+        rc = mbox_by_id(t->db, c->mbox, &m);
+    } else {
+        char norm[STORAGE_MBOX_NAME_MAX + 1];
+        rc = STORAGE_E_NOMBOX;
+        if (c->mailbox && *c->mailbox && name_normalize(c->mailbox, norm, sizeof(norm)) == 0)
+            rc = mbox_by_name(t->db, norm, &m);
+        if (rc == STORAGE_E_NOMBOX)
+            rc = mbox_by_name(t->db, "INBOX", &m);
+    }
+    if (rc == STORAGE_E_NOMBOX) {
+        c->rc = rc;
+        return 0;
+    }
+    if (rc)
         return rc;
-    if ((rc = quota_check(u, d->size, 1)) != 0)
-        return rc;
-    if (m.uidnext == 0 || m.uidnext == UINT32_MAX)
-        return STORAGE_E_FAIL;
-    uid = m.uidnext;
-    if ((rc = mbox_path(u, m.name, mdir, sizeof(mdir))) != 0)
-        return rc;
-    pathf(subdir, sizeof(subdir), "%s/%s", mdir, sub);
-    for (int attempt = 0;; attempt++) {
-        if ((rc = make_unique(unique, sizeof(unique))) != 0)
+    if ((rc = quota_check(u, d->size, 1)) != 0) {
+        if (rc != STORAGE_E_QUOTA)
             return rc;
+        c->rc = rc;
+        return 0;
+    }
+    if (m.uidnext == 0 || m.uidnext == UINT32_MAX) {
+        c->rc = STORAGE_E_FAIL;
+        return 0;
+    }
+    uid = m.uidnext;
+    if ((rc = mbox_path(u, m.name, c->mdir, sizeof(c->mdir))) != 0) {
+        c->rc = rc;
+        return 0;
+    }
+    /* A light handle opened the index without looking at the Maildir: if
+     * another program changed the folder since the index last saw it, the
+     * times recorded stay as they are, so that the next full open still
+     * picks up what it dropped there. */
+    if (u->light) {
+        const struct save_ctx *p = batch;
+        while (p != c && !(p->linked && !p->rc && p->mbox_id == m.id))
+            p = p->next;
+        if (p != c) /* the batch linked there already: as found before that */
+            c->mtime_stale = p->mtime_stale;
+        else if ((rc = dir_mtime_changed(u, m.id, c->mdir, false)) < 0)
+            return rc;
+        else
+            c->mtime_stale = rc > 0;
+    }
+    pathf(c->subdir, sizeof(c->subdir), "%s/%s", c->mdir, sub);
+    for (int attempt = 0;; attempt++) {
+        if ((rc = make_unique(unique, sizeof(unique))) != 0) {
+            c->rc = rc;
+            return 0;
+        }
         if (c->to_new)
             pathf(fname, sizeof(fname), "%s,U=%" PRIu32 ",S=%" PRIu64, unique, uid, d->size);
-        else if ((rc = msg_file_name(fname, sizeof(fname), unique, uid, d->size, c->flags)) != 0)
-            return rc;
-        pathf(c->dst, sizeof(c->dst), "%s/%s", subdir, fname);
+        else if ((rc = msg_file_name(fname, sizeof(fname), unique, uid, d->size, c->flags)) != 0) {
+            c->rc = rc;
+            return 0;
+        }
+        pathf(c->dst, sizeof(c->dst), "%s/%s", c->subdir, fname);
         if (link(c->src, c->dst) == 0)
             break;
         if (errno == EXDEV && !c->copied) {
             char tmpdir[STORAGE_PATH_MAX];
-            pathf(tmpdir, sizeof(tmpdir), "%s/tmp", mdir);
-            if ((rc = copy_into_tmp(d, tmpdir, c->src, sizeof(c->src))) != 0)
-                return rc;
+            pathf(tmpdir, sizeof(tmpdir), "%s/tmp", c->mdir);
+            if ((rc = copy_into_tmp(d, tmpdir, c->src, sizeof(c->src))) != 0) {
+                c->rc = rc;
+                return 0;
+            }
             c->copied = true;
             continue;
         }
         if (errno == EEXIST && attempt < 5)
             continue;
-        return err_from_errno(errno);
+        c->rc = err_from_errno(errno);
+        return 0;
     }
     c->linked = true;
-    if ((rc = fsync_dir(subdir)) != 0)
-        return rc;
+    c->mbox_id = m.id;
     pathf(rel, sizeof(rel), "%s/%s", sub, fname);
-    if ((rc = mbox_bump_modseq(t->db, c->mbox, &modseq)) != 0)
+    if ((rc = mbox_bump_modseq(t->db, m.id, &modseq)) != 0)
         return rc;
-    rc = msg_insert(t->db, c->mbox, uid, rel, d->size, c->internal_date, c->flags,
+    rc = msg_insert(t->db, m.id, uid, rel, d->size, c->internal_date, c->flags,
                     c->to_new ? 0 : c->flags, c->kw, &d->ms, 0, NULL, modseq);
     if (rc)
         return rc;
-    if ((rc = mbox_set_uidnext(t->db, c->mbox, uid + 1)) != 0)
+    if ((rc = mbox_set_uidnext(t->db, m.id, uid + 1)) != 0)
         return rc;
-    dir_mtime_changed(u, c->mbox, mdir, true);
-    if (!(pe = txn_event(t, STORAGE_EV_NEW, c->mbox)) || uidlist_add(&pe->uids, uid) != 0)
+    if (!(pe = txn_event(t, STORAGE_EV_NEW, m.id)) || uidlist_add(&pe->uids, uid) != 0)
         return STORAGE_E_NOMEM;
     pe->modseq = modseq;
     c->uid = uid;
     return 0;
 }
 
-static void save_undo(struct txn *t, void *ctx)
+/* Durability: each draft was fsync'd when finished (by its own thread,
+ * in parallel with the others); the links of the whole batch are made
+ * durable here by one fsync per directory, before the one index commit
+ * makes them visible. */
+static int batch_work(struct txn *t, void *ctx)
 {
-    struct save_ctx *c = ctx;
+    struct save_ctx *batch = ctx;
+    unsigned saved = 0;
+    int rc;
 
-    if (c->linked)
-        unlink(c->dst);
+    if (t->u->light) {
+        /* not checked at open: a light handle never opened the index fully */
+        int64_t ver = 0;
+        if ((rc = light_check_index(t->u)) == 0 && (rc = db_meta_get(t->db, "schema", &ver)) == 0 &&
+            ver != STORAGE_SCHEMA_VERSION)
+            rc = STORAGE_E_CORRUPT;
+        if (rc) {
+            /* the next delivery opens again, rather than keep this one */
+            __atomic_store_n(&t->u->light_stale, true, __ATOMIC_RELAXED);
+            return rc;
+        }
+    }
+    for (struct save_ctx *c = batch; c; c = c->next)
+        if ((rc = save_one(t, batch, c)) != 0)
+            return rc;
+    for (struct save_ctx *c = batch; c; c = c->next) {
+        bool first = true;
+        if (!c->linked || c->rc)
+            continue;
+        saved++;
+        for (struct save_ctx *p = batch; p != c && first; p = p->next)
+            first = !(p->linked && !p->rc && strcmp(p->subdir, c->subdir) == 0);
+        if (first && (rc = fsync_dir(c->subdir)) != 0)
+            return rc;
+    }
+    /* the folders' times as of the last link, which the next open compares */
+    for (struct save_ctx *c = batch; c; c = c->next) {
+        bool last = c->linked && !c->rc && !c->mtime_stale;
+        for (struct save_ctx *p = c->next; p && last; p = p->next)
+            last = !(p->linked && !p->rc && p->mbox_id == c->mbox_id);
+        if (last && (rc = dir_mtime_changed(t->u, c->mbox_id, c->mdir, true)) != 0)
+            return rc;
+    }
+    return saved ? 0 : TXN_NOTHING;
 }
 
-static int save_common(struct storage_user *u, int64_t mbox, struct storage_draft *d, bool to_new,
-                       unsigned flags, const char *const *keywords, size_t nkeywords,
-                       int64_t internal_date, uint32_t *uid_out)
+static void batch_undo(struct txn *t, void *ctx)
 {
-    static const struct txn_path path = {.work = save_work, .undo = save_undo};
-    struct save_ctx c = {.mbox = mbox, .d = d, .to_new = to_new};
+    (void)t;
+    for (struct save_ctx *c = ctx; c; c = c->next) {
+        if (c->linked)
+            unlink(c->dst);
+        c->linked = false;
+    }
+}
+
+/* Group commit: the saves that arrive while a batch is being written wait
+ * together, and the first of them to find no batch running writes them
+ * all in one transaction (one directory fsync, one index commit), then
+ * wakes the others. Each save returns only once its batch committed. */
+#define SAVE_BATCH_MAX 64
+
+static uint64_t stat_commits, stat_saves;
+
+void storage_save_stats(uint64_t *commits, uint64_t *saves)
+{
+    *commits = __atomic_load_n(&stat_commits, __ATOMIC_RELAXED);
+    *saves = __atomic_load_n(&stat_saves, __ATOMIC_RELAXED);
+}
+
+static void run_batch(struct storage_user *u, struct save_ctx *batch)
+{
+    static const struct txn_path path = {.work = batch_work, .undo = batch_undo};
+    int rc = write_txn_path(u, &path, batch);
+    uint64_t saved = 0;
+
+    for (struct save_ctx *c = batch; c; c = c->next) {
+        if (rc && !c->rc)
+            c->rc = rc;
+        if (!c->rc && !c->linked)
+            c->rc = STORAGE_E_FAIL; /* not reached: every save ends linked or failed */
+        saved += !c->rc;
+    }
+    if (saved) {
+        __atomic_add_fetch(&stat_commits, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&stat_saves, saved, __ATOMIC_RELAXED);
+    }
+}
+
+static int save_queued(struct storage_user *u, struct save_ctx *c)
+{
+    pthread_mutex_lock(&u->cq_lock);
+    c->next = NULL;
+    *u->cq_tail = c;
+    u->cq_tail = &c->next;
+    while (!c->done) {
+        struct save_ctx *batch, *last, *p;
+        unsigned n = 1;
+        if (u->cq_leading) {
+            pthread_cond_wait(&u->cq_cond, &u->cq_lock);
+            continue;
+        }
+        batch = last = u->cq_head;
+        while (last->next && n < SAVE_BATCH_MAX) {
+            last = last->next;
+            n++;
+        }
+        u->cq_head = last->next;
+        if (!u->cq_head)
+            u->cq_tail = &u->cq_head;
+        last->next = NULL;
+        u->cq_leading = true;
+        pthread_mutex_unlock(&u->cq_lock);
+        run_batch(u, batch);
+        pthread_mutex_lock(&u->cq_lock);
+        for (p = batch; p; p = p->next)
+            p->done = true;
+        u->cq_leading = false;
+        pthread_cond_broadcast(&u->cq_cond);
+    }
+    pthread_mutex_unlock(&u->cq_lock);
+    return c->rc;
+}
+
+static int save_common(struct storage_user *u, int64_t mbox, const char *mailbox,
+                       struct storage_draft *d, bool to_new, unsigned flags,
+                       const char *const *keywords, size_t nkeywords, int64_t internal_date,
+                       uint32_t *uid_out, int64_t *mbox_out)
+{
+    struct save_ctx *c;
     int rc;
 
     if (!d->finished)
         return STORAGE_E_INVAL;
-    c.flags = flags & STORAGE_FLAGS_ALL;
+    /* about 12 kB: on the heap rather than on a pool thread's stack */
+    if (!(c = calloc(1, sizeof(*c))))
+        return STORAGE_E_NOMEM;
+    c->mbox = mbox;
+    c->mailbox = mailbox;
+    c->d = d;
+    c->to_new = to_new;
+    c->flags = flags & STORAGE_FLAGS_ALL;
     if ((rc = keywords_check(keywords, nkeywords)) != 0 ||
-        (rc = keywords_merge("", STORAGE_STORE_SET, keywords, nkeywords, c.kw, sizeof(c.kw))) != 0)
+        (rc = keywords_merge("", STORAGE_STORE_SET, keywords, nkeywords, c->kw, sizeof(c->kw))) !=
+            0) {
+        free(c);
         return rc;
-    c.internal_date = internal_date <= 0 ? now_unix() : internal_date;
-    pathf(c.src, sizeof(c.src), "%s", d->path);
-    rc = write_txn_path(u, &path, &c);
-    if (c.copied)
-        unlink(c.src);
-    if (rc == 0)
-        *uid_out = c.uid;
+    }
+    c->internal_date = internal_date <= 0 ? now_unix() : internal_date;
+    pathf(c->src, sizeof(c->src), "%s", d->path);
+    rc = save_queued(u, c);
+    if (c->copied)
+        unlink(c->src);
+    if (rc == 0) {
+        *uid_out = c->uid;
+        if (mbox_out)
+            *mbox_out = c->mbox_id;
+    }
+    free(c);
     return rc;
 }
 
@@ -751,25 +933,17 @@ int storage_save(struct storage_user *u, int64_t mbox, struct storage_draft *d, 
                  const char *const *keywords, size_t nkeywords, int64_t internal_date,
                  uint32_t *uid)
 {
-    return save_common(u, mbox, d, false, flags, keywords, nkeywords, internal_date, uid);
+    if (mbox <= 0)
+        return STORAGE_E_NOMBOX;
+    return save_common(u, mbox, NULL, d, false, flags, keywords, nkeywords, internal_date, uid,
+                       NULL);
 }
 
 int storage_deliver(struct storage_user *u, const char *mailbox, struct storage_draft *d,
                     uint32_t *uid, int64_t *mbox_id)
 {
-    struct storage_mbox m;
-    int rc = STORAGE_E_NOMBOX;
-
-    if (mailbox && *mailbox)
-        rc = storage_mbox_get(u, mailbox, &m);
-    if (rc == STORAGE_E_NOMBOX || rc == STORAGE_E_BADNAME)
-        rc = storage_mbox_get(u, "INBOX", &m);
-    if (rc)
-        return rc;
-    rc = save_common(u, m.id, d, true, 0, NULL, 0, 0, uid);
-    if (rc == 0 && mbox_id)
-        *mbox_id = m.id;
-    return rc;
+    /* the folder is looked up in the transaction: no read connection */
+    return save_common(u, 0, mailbox, d, true, 0, NULL, 0, 0, uid, mbox_id);
 }
 
 int storage_append(struct storage_user *u, int64_t mbox, const void *msg, size_t len,

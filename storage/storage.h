@@ -116,6 +116,24 @@ int storage_open(const char *data_dir, int64_t id, struct storage_user **out);
 void storage_close(struct storage_user *u);
 int64_t storage_user_id(const struct storage_user *u);
 
+/* A light handle, for a delivery to an account whose store is not open in
+ * this process: nothing is checked, rescanned or cleaned, the index opens
+ * at the first write and its close does not checkpoint. Good for
+ * storage_draft_new, storage_set_quota, storage_quota_room,
+ * storage_deliver and storage_save, nothing else. Light handles of one
+ * account are shared while in use (their saves join one group commit).
+ * STORAGE_E_NOMBOX when the store has no index yet (or no Maildir): the
+ * full storage_open creates it. Disk (a few stat calls). */
+int storage_open_light(const char *data_dir, int64_t id, struct storage_user **out);
+/* Drops a reference; the last one keeps the handle open for the next
+ * delivery (storage_limits.light_keep_*) or closes its connection, leaving
+ * the WAL for the next one. Index. */
+void storage_close_light(struct storage_user *u);
+/* Whether account id has an index already (its store was opened once):
+ * a first delivery opens the store fully, at RCPT, so that the creation of
+ * the store is over before the message is taken. Disk (one stat). */
+bool storage_has_index(const char *data_dir, int64_t id);
+
 /* Work limits, the same for every account of the process (0 = none);
  * past one a call fails with STORAGE_E_LIMIT and changes nothing:
  * - max_steps: SQLite VM steps one call may run on its read connection
@@ -131,6 +149,10 @@ struct storage_limits {
     unsigned max_header_scans;
     unsigned max_mailboxes;
     unsigned max_subscriptions;
+    /* light handles (storage_open_light) kept open after their last use,
+     * at most so many, so long; 0: closed at once */
+    unsigned light_keep_max;
+    uint64_t light_keep_ms;
 };
 void storage_set_limits(const struct storage_limits *l);
 
@@ -257,10 +279,23 @@ void storage_draft_free(struct storage_draft *d);
 int storage_save(struct storage_user *u, int64_t mbox, struct storage_draft *d, unsigned flags,
                  const char *const *keywords, size_t nkeywords, int64_t internal_date,
                  uint32_t *uid);
-/* LMTP delivery: like storage_save into `mailbox` (NULL = INBOX), into new/,
- * no flags, with the quota check. Disk. */
+/* LMTP delivery: like storage_save into `mailbox` (NULL = INBOX; INBOX
+ * too when it does not exist), into new/, no flags, with the quota check.
+ * *mbox_id (may be NULL) gets the mailbox it went into.
+ *
+ * Group commit: saves to one handle that run at the same time share their
+ * durability. Each thread writes and fsyncs its draft on its own; then one
+ * of the waiting saves links all of them, fsyncs each directory once and
+ * commits them in one index transaction; each call returns only once the
+ * transaction holding its message committed (or failed). A light handle's
+ * first save also fails with STORAGE_E_CORRUPT when the index is not of
+ * this version (storage_open repairs it). Disk. */
 int storage_deliver(struct storage_user *u, const char *mailbox, struct storage_draft *d,
                     uint32_t *uid, int64_t *mbox_id);
+/* Since the start of the process: index transactions that saved messages
+ * (storage_save, storage_deliver, storage_append) and the messages they
+ * saved; fewer commits than saves is group commit at work. Pure. */
+void storage_save_stats(uint64_t *commits, uint64_t *saves);
 /* Convenience for a message already in memory: draft + save. Disk. */
 int storage_append(struct storage_user *u, int64_t mbox, const void *msg, size_t len,
                    unsigned flags, const char *const *keywords, size_t nkeywords,

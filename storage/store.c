@@ -1184,7 +1184,6 @@ int reopen_if_replaced(struct storage_user *u, bool *fresh)
     return 0;
 }
 
-void user_free(struct storage_user *u);
 void user_free(struct storage_user *u)
 {
     if (!u)
@@ -1197,6 +1196,8 @@ void user_free(struct storage_user *u)
     pthread_mutex_destroy(&u->qlock);
     mstate_drop_all(u);
     pthread_mutex_destroy(&u->ms_lock);
+    pthread_mutex_destroy(&u->cq_lock);
+    pthread_cond_destroy(&u->cq_cond);
     poll_states_drop(u);
     free(u->data_dir);
     free(u->root);
@@ -1204,8 +1205,7 @@ void user_free(struct storage_user *u)
     free(u);
 }
 
-/* A handle with its locks, not yet open. NULL when out of memory. */
-static struct storage_user *user_new(int64_t id, const char *data_dir)
+struct storage_user *user_new(int64_t id, const char *data_dir)
 {
     struct storage_user *u = calloc(1, sizeof(*u));
 
@@ -1222,6 +1222,9 @@ static struct storage_user *user_new(int64_t id, const char *data_dir)
     pthread_rwlock_init(&u->watch_lock, NULL);
     pthread_mutex_init(&u->qlock, NULL);
     pthread_mutex_init(&u->ms_lock, NULL);
+    pthread_mutex_init(&u->cq_lock, NULL);
+    pthread_cond_init(&u->cq_cond, NULL);
+    u->cq_tail = &u->cq_head;
     return u;
 }
 

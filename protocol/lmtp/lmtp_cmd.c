@@ -82,6 +82,8 @@ struct rcpt_job {
     char full[LMTP_PATH_MAX + 1];
     bool has_detail;
     bool used_full; /* found under the address with its detail */
+    char *data_dir;
+    bool has_index; /* the account's store was created already */
     int rc;
     struct auth_account acct;
 };
@@ -96,6 +98,15 @@ static void rcpt_work(void *data)
         j->rc = AUTH_OK;
         j->used_full = true;
     }
+    if (j->rc == AUTH_OK)
+        j->has_index = storage_has_index(j->data_dir, j->acct.id);
+}
+
+static void rcpt_free(void *data)
+{
+    struct rcpt_job *j = data;
+    free(j->data_dir);
+    free(j);
 }
 
 static void rcpt_answer(struct lmtp_session *s, const char *code, const char *text)
@@ -103,14 +114,14 @@ static void rcpt_answer(struct lmtp_session *s, const char *code, const char *te
     conn_printf(s->c, "%s <%s> %s\r\n", code, s->rcpt_addr, text);
 }
 
-static void on_store_open(void *arg, int err, struct mailuser *mu)
+/* Adds the recipient looked up to the transaction: with its store held
+ * (mu), or light (mu NULL). */
+static void rcpt_add(struct lmtp_session *s, struct mailuser *mu)
 {
-    struct lmtp_session *s = arg;
     struct lmtp_txn *t = s->txn;
 
-    s->req = NULL;
-    if (err) {
-        rcpt_answer(s, "451 4.3.0", "Mailbox temporarily unavailable");
+    if (!mu && !t->data_dir && !(t->data_dir = strdup(conn_conf(s->c)->data_dir))) {
+        rcpt_answer(s, "451 4.3.0", "Out of memory");
         lmtp_resume(s);
         return;
     }
@@ -118,7 +129,8 @@ static void on_store_open(void *arg, int err, struct mailuser *mu)
         size_t cap = t->cap_rcpts ? t->cap_rcpts * 2 : 4;
         struct lmtp_rcpt *n = realloc(t->rcpts, cap * sizeof(*n));
         if (!n) {
-            mailuser_release_delivered(mu);
+            if (mu)
+                mailuser_release_delivered(mu);
             rcpt_answer(s, "451 4.3.0", "Out of memory");
             lmtp_resume(s);
             return;
@@ -132,8 +144,22 @@ static void on_store_open(void *arg, int err, struct mailuser *mu)
     memcpy(r->addr, s->rcpt_addr, sizeof(r->addr));
     memcpy(r->detail, s->rcpt_detail, sizeof(r->detail));
     r->mu = mu;
+    r->light = !mu;
     rcpt_answer(s, "250 2.1.5", "OK");
     lmtp_resume(s);
+}
+
+static void on_store_open(void *arg, int err, struct mailuser *mu)
+{
+    struct lmtp_session *s = arg;
+
+    s->req = NULL;
+    if (err) {
+        rcpt_answer(s, "451 4.3.0", "Mailbox temporarily unavailable");
+        lmtp_resume(s);
+        return;
+    }
+    rcpt_add(s, mu);
 }
 
 static void rcpt_done(void *data)
@@ -166,6 +192,11 @@ static void rcpt_done(void *data)
     s->rcpt_acct = j->acct;
     if (j->used_full)
         s->rcpt_detail[0] = '\0';
+    if (j->has_index && !mailuser_in_use(j->acct.id)) {
+        /* no session has it open: the delivery need not open it either */
+        rcpt_add(s, NULL);
+        return;
+    }
     s->req = mailuser_open(conn_loop(s->c), conn_conf(s->c)->data_dir, &j->acct, on_store_open, s);
     if (!s->req) {
         rcpt_answer(s, "451 4.3.0", "Out of memory");
@@ -211,11 +242,17 @@ void lmtp_cmd_rcpt(struct lmtp_session *s, const char *arg, size_t len)
         s->rcpt_addr[i] = (char)tolower((unsigned char)s->rcpt_addr[i]);
     j->s = s;
     j->svc = conn_auth(s->c);
+    if (!(j->data_dir = strdup(conf->data_dir))) {
+        free(j);
+        lmtp_reply(s, "451 4.3.0 Out of memory");
+        return;
+    }
     memcpy(j->full, s->rcpt_addr, plen + 1);
     j->has_detail = s->rcpt_detail[0] != '\0' || strcmp(j->base, j->full) != 0;
-    job = proto_job_start(conn_loop(s->c), PROTO_JOB_NO_ACCOUNT, rcpt_work, rcpt_done, free, j);
+    job =
+        proto_job_start(conn_loop(s->c), PROTO_JOB_NO_ACCOUNT, rcpt_work, rcpt_done, rcpt_free, j);
     if (!job) {
-        free(j);
+        rcpt_free(j);
         lmtp_reply(s, "451 4.3.0 Temporary failure");
         return;
     }

@@ -33,7 +33,8 @@ struct lmtp_txn *lmtp_txn_new(uv_loop_t *loop, uint64_t max_size, bool detail_ma
     return t;
 }
 
-/* Pool: removes the drafts' tmp/ files. */
+/* Pool: removes the drafts' tmp/ files, then closes the light
+ * recipients' handles. */
 static void drafts_free(struct lmtp_txn *t)
 {
     for (size_t i = 0; i < t->n_rcpts; i++) {
@@ -41,6 +42,16 @@ static void drafts_free(struct lmtp_txn *t)
             storage_draft_free(t->rcpts[i].d);
             t->rcpts[i].d = NULL;
         }
+    }
+    for (size_t i = 0; i < t->n_rcpts; i++) {
+        struct lmtp_rcpt *r = &t->rcpts[i];
+        if (!r->u)
+            continue;
+        if (r->full_open)
+            storage_close(r->u);
+        else
+            storage_close_light(r->u);
+        r->u = NULL;
     }
 }
 
@@ -58,6 +69,7 @@ static void txn_free(void *data)
             mailuser_release_delivered(t->rcpts[i].mu);
     free(t->rcpts);
     free(t->buf);
+    free(t->data_dir);
     free(t);
 }
 
@@ -77,7 +89,7 @@ void lmtp_txn_discard(uv_loop_t *loop, struct lmtp_txn *t)
 {
     bool drafts = false;
     for (size_t i = 0; i < t->n_rcpts; i++)
-        drafts = drafts || t->rcpts[i].d;
+        drafts = drafts || t->rcpts[i].d || t->rcpts[i].u;
     t->loop = loop;
     if (drafts && proto_job_start(loop, txn_account(t), discard_work, NULL, txn_free, t))
         return;
@@ -87,6 +99,39 @@ void lmtp_txn_discard(uv_loop_t *loop, struct lmtp_txn *t)
 }
 
 /* ---- pool work ---- */
+
+/* The handle a recipient delivers through: its held store, or for a light
+ * one its leader's handle (the leader has the same address, so the same
+ * account, though a session may have opened it between their RCPTs). */
+static struct storage_user *rcpt_store(const struct lmtp_txn *t, const struct lmtp_rcpt *r)
+{
+    const struct lmtp_rcpt *l = &t->rcpts[r->leader];
+
+    if (!r->light)
+        return mailuser_storage(r->mu);
+    return l->light ? l->u : mailuser_storage(l->mu);
+}
+
+/* Opens a light leader's handle: light, or full when the account has no
+ * index yet (its first delivery) or a light handle found it of another
+ * version (retry). */
+static int light_open(struct lmtp_txn *t, struct lmtp_rcpt *r, bool full)
+{
+    int e = STORAGE_E_NOMBOX;
+
+    if (!full)
+        e = storage_open_light(t->data_dir, r->acct.id, &r->u);
+    if (e == STORAGE_E_NOMBOX) {
+        e = storage_open(t->data_dir, r->acct.id, &r->u);
+        r->full_open = e == 0;
+    }
+    if (e) {
+        r->u = NULL;
+        return e;
+    }
+    storage_set_quota(r->u, r->acct.quota_bytes, 0);
+    return 0;
+}
 
 /* Writes to a leader's draft. A recipient over its quota stops there:
  * its draft goes at once and it is answered so at the end; 0 is returned
@@ -111,11 +156,14 @@ static int drafts_make(struct lmtp_txn *t)
     char hdr[2 * LMTP_PATH_MAX + 64];
     for (size_t i = 0; i < t->n_rcpts; i++) {
         struct lmtp_rcpt *r = &t->rcpts[i];
-        struct storage_user *u = mailuser_storage(r->mu);
+        struct storage_user *u;
         uint64_t room, msgs;
         int n, e;
         if (r->leader != i)
             continue;
+        if (r->light && (e = light_open(t, r, false)) != 0)
+            return e;
+        u = rcpt_store(t, r);
         if ((e = storage_quota_room(u, &room, &msgs)) != 0)
             return e;
         if (msgs == 0) {
@@ -178,9 +226,8 @@ static void deliver_work(void *data)
     }
     for (size_t i = 0; i < t->n_rcpts; i++) {
         struct lmtp_rcpt *r = &t->rcpts[i];
-        struct storage_user *u = mailuser_storage(r->mu);
-        const char *mailbox = NULL;
-        struct storage_mbox m;
+        struct lmtp_rcpt *leader = &t->rcpts[r->leader];
+        const char *mailbox = t->detail_mailbox && r->detail[0] ? r->detail : NULL;
         uint32_t uid;
         int64_t mbox_id;
 
@@ -196,9 +243,16 @@ static void deliver_work(void *data)
             r->result = STORAGE_E_QUOTA;
             continue;
         }
-        if (t->detail_mailbox && r->detail[0] && storage_mbox_get(u, r->detail, &m) == 0)
-            mailbox = m.name;
-        r->result = storage_deliver(u, mailbox, t->rcpts[r->leader].d, &uid, &mbox_id);
+        /* the detail names a folder, INBOX when there is none of that name */
+        r->result = storage_deliver(rcpt_store(t, r), mailbox, leader->d, &uid, &mbox_id);
+        if (r->result == STORAGE_E_CORRUPT && r->light && leader->light && !leader->full_open) {
+            /* an index a light handle cannot write: the full open repairs it */
+            storage_close_light(leader->u);
+            leader->u = NULL;
+            r->result = light_open(t, leader, true);
+            if (r->result == 0)
+                r->result = storage_deliver(leader->u, mailbox, leader->d, &uid, &mbox_id);
+        }
         if (r->result)
             log_error("lmtp: delivery to account %lld: %s", (long long)r->acct.id,
                       storage_strerror(r->result));

@@ -76,7 +76,14 @@ struct lmtp_rcpt {
     struct auth_account acct;
     char addr[LMTP_PATH_MAX + 1]; /* as given, lower-cased: Delivered-To */
     char detail[STORAGE_MBOX_NAME_MAX + 1];
-    struct mailuser *mu;     /* held */
+    struct mailuser *mu; /* held; NULL for a light recipient */
+    /* A recipient whose account had no open store at RCPT: its delivery
+     * opens a light handle (storage_open_light) on the pool instead, or a
+     * full one when the account has no index yet (full_open). On leaders
+     * only, from the first chunk to the end of the delivery. */
+    bool light;
+    bool full_open;
+    struct storage_user *u;
     size_t leader;           /* index of the recipient whose draft this one uses */
     struct storage_draft *d; /* only on leaders, during DATA/BDAT */
     bool over_quota;         /* leaders: the message passed the quota room */
@@ -101,7 +108,8 @@ struct lmtp_txn {
     bool too_big;
     int err; /* first storage error while writing, 0 */
     bool detail_mailbox;
-    bool orphan; /* the session let go: the running job frees it */
+    bool orphan;    /* the session let go: the running job frees it */
+    char *data_dir; /* for light recipients' handles */
     uv_loop_t *loop;
     struct lmtp_session *s; /* for the jobs' done callbacks only */
 };

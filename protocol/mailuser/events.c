@@ -123,3 +123,9 @@ void mailuser_unlisten(struct mailuser_listener *l)
     LIST_REMOVE(l, entry);
     l->mu = NULL;
 }
+
+bool mailuser_in_use(int64_t id)
+{
+    struct mailuser *mu = mu_find(id);
+    return mu && !mu->kept;
+}

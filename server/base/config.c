@@ -507,6 +507,9 @@ const struct conf_setting conf_settings[] = {
      .doc = "an account's index stays open this long after its last session (clients reconnect)"},
     {ROW("mail_keep_open_max", "1000", "Mail storage"), UINT(mail_keep_open_max, 0, 1000000),
      .doc = "accounts kept open so at most"},
+    {ROW("mail_delivery_keep_max", "256", "Mail storage"), UINT(mail_delivery_keep_max, 0, 1000000),
+     .doc = "accounts no session has open whose delivery connection (3 descriptors) stays open "
+            "after a delivery, at most mail_keep_open, for the next one; 0 = closed at once"},
     {ROW("mail_idle_close", "30s", "Mail storage"), DURATION(mail_idle_close_ms, 0),
      .doc = "an account whose sessions all waited this long (IMAP IDLE, no command) closes its "
             "index files until the next command or delivery; 0 = never"},

@@ -4,10 +4,17 @@
  * damaged one (no index moved aside, no rebuild), and no write is lost. The
  * reopen-while-closing race itself is reproduced by it-pop3-quit-race.
  * And while one account's index is being built (a long open), another
- * account opens and closes without waiting for it. */
+ * account opens and closes without waiting for it.
+ *
+ * Deliveries through light handles (storage_open_light) from several
+ * threads at once, beside appends through a full handle of the same
+ * account: they meet in group commits (fewer index commits than
+ * messages), every one gets its own UID, and the index agrees with the
+ * Maildir afterwards (storage_check finds nothing to repair). */
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +119,99 @@ static void test_opens_do_not_wait_for_other_accounts(void)
     CHECK(big_done, "the big account opened");
 }
 
+/* ---- light deliveries and group commit ---- */
+
+#define LIGHT_THREADS 6
+#define LIGHT_ROUNDS 15
+static pthread_barrier_t light_barrier;
+static uint32_t light_uids[LIGHT_THREADS][LIGHT_ROUNDS];
+static struct storage_user *light_full;
+static int64_t light_inbox;
+
+static void *light_worker(void *arg)
+{
+    static const char msg[] = "From: a@example.org\r\nSubject: light\r\n\r\nbody\r\n";
+    long n = (long)(intptr_t)arg;
+
+    for (int i = 0; i < LIGHT_ROUNDS; i++) {
+        struct storage_user *u = NULL;
+        struct storage_draft *d = NULL;
+        int rc = 0;
+        /* the last thread appends through the full handle */
+        if (n < LIGHT_THREADS - 1) {
+            rc = storage_open_light(data_dir, 3, &u);
+            if (rc == 0 && (rc = storage_draft_new(u, 0, &d)) == 0 &&
+                (rc = storage_draft_write(d, msg, sizeof(msg) - 1)) == 0)
+                rc = storage_draft_finish(d);
+        }
+        pthread_barrier_wait(&light_barrier); /* all save at the same moment */
+        if (rc == 0 && u)
+            rc = storage_deliver(u, NULL, d, &light_uids[n][i], NULL);
+        else if (rc == 0)
+            rc = storage_append(light_full, light_inbox, msg, sizeof(msg) - 1, 0, NULL, 0, 0,
+                                &light_uids[n][i]);
+        storage_draft_free(d);
+        storage_close_light(u);
+        if (rc) {
+            pthread_mutex_lock(&mu);
+            errors++;
+            fprintf(stderr, "light thread %ld round %d: %s\n", n, i, storage_strerror(rc));
+            pthread_mutex_unlock(&mu);
+        }
+    }
+    return NULL;
+}
+
+static void test_light_group_commit(void)
+{
+    pthread_t t[LIGHT_THREADS];
+    struct storage_user *u;
+    struct storage_mbox m;
+    struct storage_status st;
+    uint64_t c0, s0, c1, s1;
+    unsigned problems = 99;
+    bool distinct = true;
+
+    CHECK(storage_open_light(data_dir, 3, &u) == STORAGE_E_NOMBOX,
+          "no light handle for an account without an index");
+    CHECK(storage_open(data_dir, 3, &light_full) == 0 &&
+              storage_mbox_get(light_full, "INBOX", &m) == 0,
+          "store of account 3 created");
+    light_inbox = m.id;
+    /* kept between rounds: later rounds take up the handle of the earlier */
+    storage_set_limits(&(struct storage_limits){.light_keep_max = 2, .light_keep_ms = 60000});
+    errors = 0;
+    storage_save_stats(&c0, &s0);
+    pthread_barrier_init(&light_barrier, NULL, LIGHT_THREADS);
+    for (long i = 0; i < LIGHT_THREADS; i++)
+        pthread_create(&t[i], NULL, light_worker, (void *)(intptr_t)i);
+    for (int i = 0; i < LIGHT_THREADS; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&light_barrier);
+    storage_save_stats(&c1, &s1);
+    CHECK(errors == 0, "every light delivery and full append succeeded");
+    CHECK(s1 - s0 == LIGHT_THREADS * LIGHT_ROUNDS, "every message counted once");
+    CHECK(c1 - c0 < s1 - s0, "fewer index commits than messages (group commit)");
+    printf("# %llu messages in %llu commits\n", (unsigned long long)(s1 - s0),
+           (unsigned long long)(c1 - c0));
+    for (int a = 0; a < LIGHT_THREADS * LIGHT_ROUNDS; a++)
+        for (int b = a + 1; b < LIGHT_THREADS * LIGHT_ROUNDS; b++)
+            if (light_uids[a / LIGHT_ROUNDS][a % LIGHT_ROUNDS] ==
+                light_uids[b / LIGHT_ROUNDS][b % LIGHT_ROUNDS])
+                distinct = false;
+    CHECK(distinct, "no UID given twice");
+    storage_close(light_full);
+    storage_set_limits(&(struct storage_limits){0});
+    CHECK(storage_open_light(data_dir, 3, &u) == 0, "a light handle taken up again");
+    storage_close_light(u); /* past the (now zero) maximum: closed */
+    CHECK(storage_check(data_dir, 3, NULL, NULL, &problems) == 0 && problems == 0,
+          "index and Maildir agree after light deliveries");
+    CHECK(storage_open(data_dir, 3, &u) == 0 && storage_mbox_status(u, light_inbox, &st) == 0 &&
+              st.messages == LIGHT_THREADS * LIGHT_ROUNDS && st.uidnext == st.messages + 1,
+          "every message in the index, UIDs 1 to N");
+    storage_close(u);
+}
+
 static int count_bad(void)
 {
     char p[512];
@@ -150,6 +250,7 @@ int main(void)
           "every appended message is in the index");
     storage_close(u);
     test_opens_do_not_wait_for_other_accounts();
+    test_light_group_commit();
     check_rmtree(data_dir);
     return check_summary();
 }
