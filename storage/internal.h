@@ -315,8 +315,11 @@ struct mstate;
 /* In a write transaction, once it holds the write lock: states whose
  * mailbox row moved without this process are marked to be built again. */
 void mstate_begin(struct txn *t);
-/* After the COMMIT, writer lock held: applies its events to the states. */
-void mstate_committed(struct txn *t);
+/* In the write transaction, after its work and before its COMMIT: applies
+ * its events to the states (nothing else can commit meanwhile). */
+void mstate_apply(struct txn *t);
+/* The COMMIT after mstate_apply failed: every state is built again. */
+void mstate_abort(struct storage_user *u);
 /* Frees every state (the index was replaced, the handle closes). */
 void mstate_drop_all(struct storage_user *u);
 

@@ -6,14 +6,18 @@
  *
  * A state is built by one scan of the mailbox's rows the first time it is
  * asked for, then kept up to date by every write transaction of this
- * process right after its COMMIT, under the writer lock (mstate_committed,
- * from the events the transaction queued). A change this process did not
- * make (coffrectl, another program) moves HIGHESTMODSEQ or UIDNEXT: each
- * use compares the stamp with the mailbox row read in the same read
- * transaction, and each write transaction compares the stamps with the
- * rows once it holds the write lock (mstate_begin), before any change of
- * its own is applied; a state that differs is built again. A state built on a reader is
- * installed only when no write committed meanwhile (ms_gen), so that a
+ * process from the events it queued, inside the transaction after its
+ * work and before its COMMIT (mstate_apply): the write lock is held then,
+ * so what it reads of the index (the new messages, the mailbox row of the
+ * stamp) is exactly that transaction's result, and no other connection (a
+ * light delivery handle, coffrectl) can commit in between; a COMMIT that
+ * fails marks the states stale (mstate_abort). A change this process did
+ * not make moves HIGHESTMODSEQ or UIDNEXT: each use compares the stamp with
+ * the mailbox row read in the same read transaction, and each write
+ * transaction compares the stamps with the rows once it holds the write
+ * lock (mstate_begin), before any change of its own is applied; a state
+ * that differs is built again. A state built on a reader is installed only
+ * when no write transaction began or applied meanwhile (ms_gen), so that a
  * change is never lost between the scan and the install. */
 #include "storage/internal.h"
 
@@ -449,7 +453,7 @@ out:
 /* ---- keeping it up to date ---- */
 
 /* The flags of the messages of mbox from UID lo up, for a state: the new
- * messages of a NEW event. Under the writer lock, after the commit. */
+ * messages of a NEW event. In the write transaction, before its COMMIT. */
 static int note_new(sqlite3 *db, struct mstate *m, uint32_t lo)
 {
     sqlite3_stmt *st;
@@ -535,7 +539,7 @@ static int note_event(sqlite3 *db, struct mstate *m, const struct pending_event 
     return 0;
 }
 
-void mstate_committed(struct txn *t)
+void mstate_apply(struct txn *t)
 {
     struct storage_user *u = t->u;
 
@@ -555,7 +559,7 @@ void mstate_committed(struct txn *t)
         }
         if ((*pp)->stale)
             continue;
-        /* the state must have been true just before this transaction */
+        /* the state was true when this transaction began (mstate_begin) */
         if (note_event(t->db, *pp, pe) != 0 || mbox_by_id(t->db, pe->mbox, &row) != 0) {
             (*pp)->stale = true;
             continue;
@@ -574,6 +578,7 @@ void mstate_begin(struct txn *t)
     bool any;
 
     pthread_mutex_lock(&u->ms_lock);
+    u->ms_gen++; /* a state a reader builds from now on waits for the next use */
     any = u->ms != NULL;
     pthread_mutex_unlock(&u->ms_lock);
     if (!any)
@@ -602,4 +607,13 @@ void mstate_begin(struct txn *t)
     pthread_mutex_unlock(&u->ms_lock);
     if (ok)
         sqlite3_finalize(st);
+}
+
+void mstate_abort(struct storage_user *u)
+{
+    pthread_mutex_lock(&u->ms_lock);
+    u->ms_gen++;
+    for (struct mstate *m = u->ms; m; m = m->next)
+        m->stale = true;
+    pthread_mutex_unlock(&u->ms_lock);
 }

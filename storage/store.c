@@ -715,11 +715,16 @@ int write_txn_path(struct storage_user *u, const struct txn_path *p, void *ctx)
     if ((rc = db_begin(t.db)) == 0) {
         mstate_begin(&t);
         rc = p->work(&t, ctx);
+        bool applied = rc == 0;
+        if (applied)
+            mstate_apply(&t);
         if (rc == 0 && (rc = db_commit(t.db)) == 0) {
             announce = true;
-            mstate_committed(&t);
-        } else
+        } else {
             db_rollback(t.db);
+            if (applied)
+                mstate_abort(u);
+        }
         if (rc == TXN_NOTHING)
             rc = 0;
     }

@@ -7,11 +7,13 @@
  * after changes another program commits to the index (which the store
  * did not make: its state must be built again, also when a change of its
  * own follows before it is used). */
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "storage/storage.h"
 #include "tests/unit/check.h"
@@ -169,6 +171,39 @@ static void external_seen(int64_t box)
     sqlite3_close(db);
 }
 
+/* Another program toggling \Seen on every message of a mailbox, in a loop,
+ * while the store writes to the same mailbox. */
+struct toggler {
+    int64_t box;
+    volatile bool stop;
+    unsigned commits;
+};
+
+static void *toggle_seen(void *arg)
+{
+    struct toggler *tg = arg;
+    char path[512], sql[256];
+    sqlite3 *db;
+
+    snprintf(path, sizeof(path), "%s/users/1/index.sqlite", dir);
+    if (sqlite3_open(path, &db) != SQLITE_OK)
+        return NULL;
+    sqlite3_busy_timeout(db, 5000);
+    for (unsigned i = 0; !tg->stop; i++) {
+        snprintf(sql, sizeof(sql),
+                 "BEGIN IMMEDIATE; UPDATE messages SET flags = flags %s WHERE mailbox_id = %lld;"
+                 " UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = %lld; COMMIT;",
+                 i & 1 ? "& ~1" : "| 1", (long long)tg->box, (long long)tg->box);
+        if (sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK)
+            tg->commits++;
+        else
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        usleep(200); /* the store's writer gets the lock too */
+    }
+    sqlite3_close(db);
+    return NULL;
+}
+
 int main(void)
 {
     struct storage_user *u, *u2;
@@ -230,6 +265,28 @@ int main(void)
     storage_append(u, other.id, msg, sizeof(msg) - 1, STORAGE_FLAG_SEEN, NULL, 0, 0, &uid);
     CHECK(agrees(u, other.id, "another program's change, then one of ours"),
           "another program's change is not hidden by a change of the store's own");
+
+    /* another program commits while the store writes: whichever order
+     * their commits take, the state ends up what the index says */
+    {
+        struct toggler tg = {.box = box.id};
+        pthread_t th;
+        bool ok = true;
+        for (int round = 0; round < 40 && ok; round++) {
+            tg.stop = false;
+            if (pthread_create(&th, NULL, toggle_seen, &tg) != 0)
+                break;
+            for (int i = 0; i < 25; i++) {
+                random_change(u, box.id, other.id, &seed);
+                storage_mbox_info(u, NULL, box.id, false, &in);
+                storage_mbox_info_free(&in);
+            }
+            tg.stop = true;
+            pthread_join(th, NULL);
+            ok = agrees(u, box.id, "writes beside another program's commits");
+        }
+        CHECK(ok && tg.commits > 0, "the state agrees after writes beside another program's");
+    }
 
     /* reopened: built again from the index */
     storage_close(u);
