@@ -184,13 +184,22 @@ void mstate_drop_all(struct storage_user *u)
     }
 }
 
-/* Under ms_lock. */
+/* The states are kept in ascending mailbox id, so that a write
+ * transaction checks them all in one walk beside the mailbox rows. The
+ * place of id in the list: its state, or where it would go. Under
+ * ms_lock. */
 static struct mstate **mstate_slot(struct storage_user *u, int64_t id)
 {
     struct mstate **pp = &u->ms;
-    while (*pp && (*pp)->id != id)
+    while (*pp && (*pp)->id < id)
         pp = &(*pp)->next;
     return pp;
+}
+
+/* The state at a place from mstate_slot, if it is id's. */
+static struct mstate *slot_state(struct mstate **pp, int64_t id)
+{
+    return *pp && (*pp)->id == id ? *pp : NULL;
 }
 
 /* ---- keywords in use ---- */
@@ -396,7 +405,7 @@ int storage_mbox_info(struct storage_user *u, const char *name, int64_t id, bool
 
     pthread_mutex_lock(&u->ms_lock);
     struct mstate **pp = mstate_slot(u, out->mb.id);
-    if (*pp && !(*pp)->stale && (*pp)->uidvalidity == out->mb.uidvalidity &&
+    if (slot_state(pp, out->mb.id) && !(*pp)->stale && (*pp)->uidvalidity == out->mb.uidvalidity &&
         (*pp)->uidnext == out->mb.uidnext && (*pp)->highestmodseq == out->mb.highestmodseq) {
         if ((*pp)->kw_valid) {
             /* the common case: answered from memory */
@@ -432,10 +441,11 @@ int storage_mbox_info(struct storage_user *u, const char *name, int64_t id, bool
         pthread_mutex_lock(&u->ms_lock);
         if (u->ms_gen == gen) {
             pp = mstate_slot(u, m->id);
-            if (*pp) {
+            if (slot_state(pp, m->id)) {
                 m->next = (*pp)->next;
                 fresh = *pp;
-            }
+            } else
+                m->next = *pp;
             *pp = m;
             m = NULL;
         }
@@ -549,7 +559,7 @@ void mstate_apply(struct txn *t)
         const struct pending_event *pe = &t->ev[i];
         struct mstate **pp = mstate_slot(u, pe->mbox);
         struct mbox_row row;
-        if (!*pp)
+        if (!slot_state(pp, pe->mbox))
             continue;
         if (pe->type == STORAGE_EV_MAILBOX || pe->type == STORAGE_EV_EXTERNAL) {
             struct mstate *m = *pp;
@@ -585,21 +595,24 @@ void mstate_begin(struct txn *t)
         return;
     /* a change another program committed since the last transaction
      * shows in the stamps: those states are built again */
-    bool ok = db_prepare(t->db, "SELECT " MBOX_COLS " FROM mailboxes", &st) == 0;
+    bool ok = db_prepare(t->db, "SELECT " MBOX_COLS " FROM mailboxes ORDER BY id", &st) == 0;
     pthread_mutex_lock(&u->ms_lock);
     for (struct mstate *m = u->ms; m; m = m->next)
         m->checked = false;
-    while (ok && sqlite3_step(st) == SQLITE_ROW) {
+    /* both in ascending id: one walk */
+    struct mstate *at = u->ms;
+    while (ok && at && sqlite3_step(st) == SQLITE_ROW) {
         struct mbox_row row;
         if (mbox_row_decode(st, &row) != 0)
             continue;
-        struct mstate *m = *mstate_slot(u, row.id);
-        if (!m)
+        while (at && at->id < row.id)
+            at = at->next;
+        if (!at || at->id != row.id)
             continue;
-        m->checked = true;
-        if (m->uidvalidity != row.uidvalidity || m->uidnext != row.uidnext ||
-            m->highestmodseq != row.highestmodseq)
-            m->stale = true;
+        at->checked = true;
+        if (at->uidvalidity != row.uidvalidity || at->uidnext != row.uidnext ||
+            at->highestmodseq != row.highestmodseq)
+            at->stale = true;
     }
     for (struct mstate *m = u->ms; m; m = m->next)
         if (!m->checked)
