@@ -33,6 +33,12 @@
 #define FTS_QUERY_WORDS 32
 /* Shortest string looked up inside the words (the trigram index's unit). */
 #define FTS_INFIX_MIN 3
+/* A word of a search string longer than this (bytes) is looked up by its
+ * beginning: the index then gives a superset that the texts' check
+ * narrows, and a lookup costs what a word of this length costs, whatever
+ * the client sends (a phrase of as many trigrams as the word is long makes
+ * FTS5 use memory that grows much faster than the word). */
+#define FTS_QUERY_WORD_MAX 64
 
 /* ---- tokenizers of the connection's FTS5 ---- */
 
@@ -362,13 +368,20 @@ static int on_qword(void *ctx, int tflags, const char *t, int tlen, int start, i
     if (tlen <= 0 || q->n == FTS_QUERY_WORDS)
         return SQLITE_OK; /* words past the first ones narrow nothing more */
     w = &q->w[q->n];
+    bool cut = tlen > FTS_QUERY_WORD_MAX;
+    if (cut) {
+        tlen = FTS_QUERY_WORD_MAX;
+        while (tlen > 0 && ((unsigned char)t[tlen] & 0xc0) == 0x80)
+            tlen--; /* not inside a UTF-8 sequence */
+    }
     if (!(w->term = malloc((size_t)tlen + 1)))
         return SQLITE_NOMEM;
     memcpy(w->term, t, (size_t)tlen);
     w->term[tlen] = '\0';
     w->chars = utf8_chars(t, (size_t)tlen);
-    w->kind = start == 0 ? W_INSIDE : end == q->len ? W_BEGIN : W_WHOLE;
-    q->exact = q->n == 0 && start == 0 && end == q->len;
+    /* cut short, a whole word is only the beginning of one */
+    w->kind = start == 0 ? W_INSIDE : end == q->len || cut ? W_BEGIN : W_WHOLE;
+    q->exact = q->n == 0 && start == 0 && end == q->len && !cut;
     q->n++;
     return SQLITE_OK;
 }

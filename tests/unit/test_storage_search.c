@@ -142,6 +142,37 @@ int main(void)
     CHECK(search(STORAGE_SEARCH_BODY, "mushroom", NULL) == 0, "gone from SEARCH");
     CHECK(rows("fts_pending") == 0 && rows("fts") == 2, "their texts gone from both tables");
     checks_all("after expunge");
+
+    /* a long needle against a long line: the comparison stays linear (a
+     * comparison restarted at every position takes 600,000 x 60,000 steps,
+     * past the test's timeout) */
+    {
+        static const char head[] = "From: a@example.org\r\nSubject: long\r\n\r\n";
+        size_t body = 600000, nl = 60000;
+        char *msg = malloc(sizeof(head) + body + 2), *needle = malloc(nl + 2);
+        CHECK(msg && needle, "memory");
+        if (msg && needle) {
+            memcpy(msg, head, sizeof(head) - 1);
+            memset(msg + sizeof(head) - 1, 'a', body);
+            memcpy(msg + sizeof(head) - 1 + body, "\r\n", 2);
+            CHECK(storage_append(u, inbox, msg, sizeof(head) - 1 + body + 2, 0, NULL, 0, 0, &uid) ==
+                      0,
+                  "a message of one 600 kB line");
+            memset(needle, 'A', nl);
+            memcpy(needle + nl, "b", 2);
+            for (int indexed = 0; indexed < 2; indexed++) {
+                CHECK(search(STORAGE_SEARCH_BODY, needle, NULL) == 0,
+                      "60 kB of A then b: not there");
+                needle[nl] = '\0';
+                CHECK(search(STORAGE_SEARCH_BODY, needle, &r.lo) == 1 && r.lo == uid,
+                      "60 kB of A: found, without case");
+                needle[nl] = 'b';
+                CHECK(storage_fts_index(u, 0, NULL) == 0, "indexed");
+            }
+        }
+        free(msg);
+        free(needle);
+    }
     storage_close(u);
     check_rmtree(dir);
     return check_summary();
