@@ -55,25 +55,53 @@ static void fn_inset(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     sqlite3_result_int(ctx, 0);
 }
 
+static inline unsigned char fold_ascii(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
+}
+
+/* Needles up to this long are compared at each position of the text (at
+ * most this many steps per byte); longer ones go through a table of
+ * their own (Knuth-Morris-Pratt), so that the work stays linear in the
+ * text whatever the needle. */
+#define CONTAINS_DIRECT_MAX 16
+
 /* UTF-8 safe: only ASCII folds. */
 bool contains_ci(const char *hay, size_t hl, const char *needle, size_t nl)
 {
+    const unsigned char *h = (const unsigned char *)hay, *n = (const unsigned char *)needle;
+    size_t *next;
+    bool found = false;
+
     if (nl == 0)
         return true;
     if (nl > hl)
         return false;
+    if (nl > CONTAINS_DIRECT_MAX && (next = malloc(nl * sizeof(*next)))) {
+        /* next[j]: the longest proper border of the needle's first j + 1 bytes */
+        next[0] = 0;
+        for (size_t j = 1, k = 0; j < nl; j++) {
+            while (k > 0 && fold_ascii(n[j]) != fold_ascii(n[k]))
+                k = next[k - 1];
+            if (fold_ascii(n[j]) == fold_ascii(n[k]))
+                k++;
+            next[j] = k;
+        }
+        for (size_t i = 0, k = 0; i < hl && !found; i++) {
+            while (k > 0 && fold_ascii(h[i]) != fold_ascii(n[k]))
+                k = next[k - 1];
+            if (fold_ascii(h[i]) == fold_ascii(n[k]))
+                k++;
+            found = k == nl;
+        }
+        free(next);
+        return found;
+    }
+    /* short, or no memory for the table */
     for (size_t i = 0; i + nl <= hl; i++) {
         size_t j = 0;
-        while (j < nl) {
-            unsigned char a = (unsigned char)hay[i + j], b = (unsigned char)needle[j];
-            if (a >= 'A' && a <= 'Z')
-                a = (unsigned char)(a + 32);
-            if (b >= 'A' && b <= 'Z')
-                b = (unsigned char)(b + 32);
-            if (a != b)
-                break;
+        while (j < nl && fold_ascii(h[i + j]) == fold_ascii(n[j]))
             j++;
-        }
         if (j == nl)
             return true;
     }
