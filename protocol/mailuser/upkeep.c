@@ -204,7 +204,9 @@ static void upkeep_work(void *data)
         storage_poll(k->mu->u);
     if (k->trim)
         storage_trim(k->mu->u);
-    if (k->nap) /* last: the work above counts as use */
+    /* last: the work above counts as use; not while flags wait for their
+     * file names (a store closed asleep is not synced again) */
+    if (k->nap && left == 0)
         k->slept = storage_sleep(k->mu->u, mu_idle_close_ms);
     k->sync = left > 0; /* more to do next round */
 }
