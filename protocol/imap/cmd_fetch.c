@@ -1,5 +1,5 @@
 /* FETCH and UID FETCH: the fetch-att parser, then the answer produced on
- * the thread pool in steps of about IMAP_STEP_BYTES. Metadata (FLAGS,
+ * the thread pool in steps of about IMAP_FETCH_STEP_BYTES. Metadata (FLAGS,
  * INTERNALDATE, RFC822.SIZE, ENVELOPE, BODY, BODYSTRUCTURE, UID) comes
  * from the index in batches; BODY[...] sections are read from the message
  * file a slice at a time, so a large message is never held in memory, and
@@ -524,7 +524,7 @@ static int batch_cb(void *arg, const struct storage_msg *m)
     buf_str(&f->st.out, ")\r\n");
     bt->next = lo + 1;
     /* the step is full: the next one goes on from here */
-    return f->st.out.oom || f->st.out.len >= IMAP_STEP_BYTES;
+    return f->st.out.oom || f->st.out.len >= IMAP_FETCH_STEP_BYTES;
 }
 
 static void do_batch(struct imap_fetch *f)
@@ -544,7 +544,7 @@ static void do_batch(struct imap_fetch *f)
     if (!f->st.err && f->st.out.oom)
         f->st.err = STORAGE_E_NOMEM;
     free(r);
-    f->pos = f->st.out.len >= IMAP_STEP_BYTES ? bt.next : to;
+    f->pos = f->st.out.len >= IMAP_FETCH_STEP_BYTES ? bt.next : to;
 }
 
 /* ---- one message with sections ---- */
@@ -757,7 +757,7 @@ static void fetch_work(struct imap_job *j)
         if (f->st.err)
             return;
     }
-    while (f->pos < f->n && f->st.out.len < IMAP_STEP_BYTES && !f->st.err) {
+    while (f->pos < f->n && f->st.out.len < IMAP_FETCH_STEP_BYTES && !f->st.err) {
         if (!f->spec.need_body)
             do_batch(f);
         else
@@ -778,6 +778,7 @@ static void fetch_destroy(struct imap_fetch *f)
     storage_uidlist_free(&f->seen_changed);
     imap_arena_free(&f->ar);
     buf_free(&f->st.out);
+    buf_free(&f->st.spare);
     free(f);
 }
 

@@ -191,6 +191,7 @@ static void list_free(struct list_job *l)
 {
     imap_arena_free(&l->ar);
     buf_free(&l->st.out);
+    buf_free(&l->st.spare);
     free(l->subs);
     free(l);
 }

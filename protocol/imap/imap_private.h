@@ -35,8 +35,13 @@ enum imap_state {
 /* '*' in a sequence set before it is resolved: 0, which no number can be
  * (nz-number), so that 4294967295 stays a number. */
 #define IMAP_STAR 0
-/* Bytes a fetch or search step produces before handing back to the loop. */
+/* Bytes a LIST or search step produces before handing back to the loop. */
 #define IMAP_STEP_BYTES (256u * 1024)
+/* The same for FETCH, whose answers are the largest: each step is two
+ * hand-overs between the loop and the pool, and a folder's headers are
+ * tens of megabytes. A session holds at most two steps beside what it has
+ * queued (CONN_WRITE_HIGH). */
+#define IMAP_FETCH_STEP_BYTES (1024u * 1024)
 /* A mailbox name as the client writes it (modified UTF-7 is longer). */
 #define IMAP_MBOX_ARG_MAX 1024
 
@@ -424,8 +429,9 @@ int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *wo
 struct imap_steps {
     struct imap_job j;
     struct buf out;
-    int err;       /* a step failed (STORAGE_E_*): no further step */
-    bool finished; /* set by the step that ended the answer */
+    struct buf spare; /* the step being sent while the next one is made */
+    int err;          /* a step failed (STORAGE_E_*): no further step */
+    bool finished;    /* set by the step that ended the answer */
     bool session_owned;
     imap_job_work *work;
     /* after the last step or a failure: the tagged reply; st is freed

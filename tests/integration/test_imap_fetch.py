@@ -336,8 +336,9 @@ class HeaderFieldsPass(ImapCase):
         c.ok('CREATE Pass')
         cls.msgs = []
         for i in range(cls.N):
-            # about 1 kB of References each: 400 of them are more than a step
-            refs = ' '.join('<r%d.%d@example.net>' % (i, k) for k in range(40))
+            # about 5 kB of References each: 400 of them are two steps of
+            # output (IMAP_FETCH_STEP_BYTES, 1 MB)
+            refs = ' '.join('<r%d.%d@example.net>' % (i, k) for k in range(200))
             extra = 'References: %s\r\nX-Other: %d\r\n' % (refs, i)
             if i == 7:
                 extra += ''.join('X-Filler: %0100d\r\n' % k for k in range(800))
@@ -373,6 +374,29 @@ class HeaderFieldsPass(ImapCase):
                 self.assertEqual(int(it['RFC822.SIZE']), len(m))
                 self.assertEqual(item(it, label), self.fields(m, names))
                 self.assertNotIn('\\Seen', it['FLAGS'])
+
+    def test_bodies_over_many_steps(self):
+        """Bodies answered in many steps, each made on the pool while the
+        loop sends the one before: every byte, in order, and the header
+        fields of the same messages in the same command."""
+        c = self.login()
+        c.ok('CREATE Bodies')
+        msgs = []
+        for i in range(6):
+            # distinct lines, so that a slice sent twice or out of order shows
+            body = ''.join('body %d line %06d of the big message\r\n' % (i, k)
+                           for k in range(18000))
+            msgs.append(make_message(1000 + i, body=body))
+            c.append('Bodies', msgs[-1])
+        self.assertGreater(sum(map(len, msgs)), 4 * 1024 * 1024)
+        c.select('Bodies')
+        res = c.fetch('1:*', '(UID BODY.PEEK[] BODY.PEEK[HEADER.FIELDS (Subject)])')
+        self.assertEqual(sorted(res), list(range(1, 7)))
+        for seq, (it, raw) in res.items():
+            with self.subTest(seq=seq):
+                self.assertEqual(item(it, 'BODY[]'), msgs[seq - 1])
+                self.assertEqual(item(it, 'BODY[HEADER.FIELDS (SUBJECT)]'),
+                                 self.fields(msgs[seq - 1], ['Subject']))
 
     def test_not_partial_and_seen(self):
         c = self.login()
