@@ -768,6 +768,9 @@ void imap_session_input(struct conn *c, const char *buf, size_t len)
     }
     run(s);
     imap_flush(s);
+    if (reading(s) && (s->input == IMAP_IN_COMMAND || s->input == IMAP_IN_CONT) &&
+        linebuf_pending(&s->in) == 0)
+        linebuf_free(&s->in); /* an idle session holds no input buffer */
     if (!reading(s) || conn_write_queued(c) >= CONN_WRITE_HIGH)
         conn_pause(c);
 }
