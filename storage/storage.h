@@ -266,6 +266,9 @@ void storage_draft_set_room(struct storage_draft *d, uint64_t room);
 int storage_draft_write(struct storage_draft *d, const void *buf, size_t len);
 /* Ends the message: fsync, MIME summary computed. Disk. */
 int storage_draft_finish(struct storage_draft *d);
+/* Ends the message without the fsync (MIME summary computed): the save
+ * makes it durable, storage_save_many for all its drafts together. Disk. */
+int storage_draft_end(struct storage_draft *d);
 uint64_t storage_draft_size(const struct storage_draft *d);
 /* Removes the tmp/ file (if still there) and frees. Disk (unlink). */
 void storage_draft_free(struct storage_draft *d);
@@ -292,6 +295,21 @@ int storage_save(struct storage_user *u, int64_t mbox, struct storage_draft *d, 
  * this version (storage_open repairs it). Disk. */
 int storage_deliver(struct storage_user *u, const char *mailbox, struct storage_draft *d,
                     uint32_t *uid, int64_t *mbox_id);
+/* Several messages into mailbox mbox, all or none (MULTIAPPEND, RFC 3502):
+ * like storage_save for each, but the drafts are synced together, and the
+ * messages linked, their directory fsync'd once and committed in one index
+ * transaction; when one cannot be saved (quota, ...), none is, and its
+ * error is returned. On success each reqs[i].uid is set. Disk. */
+struct storage_save_req {
+    struct storage_draft *d; /* finished (storage_draft_end or _finish) */
+    unsigned flags;
+    const char *const *keywords; /* may be NULL */
+    size_t nkeywords;
+    int64_t internal_date; /* 0 = now */
+    uint32_t uid;          /* out */
+};
+int storage_save_many(struct storage_user *u, int64_t mbox, struct storage_save_req *reqs,
+                      size_t n);
 /* Since the start of the process: index transactions that saved messages
  * (storage_save, storage_deliver, storage_append) and the messages they
  * saved; fewer commits than saves is group commit at work. Pure. */

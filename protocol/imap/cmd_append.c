@@ -1,7 +1,10 @@
 /* APPEND with MULTIAPPEND (RFC 3502) and APPENDUID (RFC 4315). The message
  * literal is never assembled in memory: its bytes go, a chunk at a time,
  * into a storage draft on the thread pool while reading is paused. All
- * messages of one command are saved together at the end, or none.
+ * messages of one command are saved together at the end, or none: their
+ * files are synced together, and they are linked and committed in one
+ * index transaction (storage_save_many), so that a command of hundreds of
+ * messages costs a few syncs, not three per message.
  *
  * The quota is checked as the data comes, not only at the save: a literal
  * whose announced size, with the messages of the command staged before
@@ -17,7 +20,11 @@
 #include "protocol/job.h"
 #include "server/base/config.h"
 
-#define APPEND_CHUNK (64u * 1024)
+/* Bytes of a literal handed to the pool at a time: each is a trip from
+ * the loop to a pool thread and back, with reading paused meanwhile, so a
+ * 4 MB attachment takes 16 of them instead of 64. Held only while an
+ * APPEND runs. */
+#define APPEND_CHUNK (256u * 1024)
 #define APPEND_MAX_MSGS 1000
 
 enum ap_phase {
@@ -42,7 +49,8 @@ struct imap_append {
     int64_t mbox_id;
     uint32_t uidvalidity;
     uint64_t left;
-    uint64_t staged; /* bytes of this command's messages written before */
+    uint64_t announced; /* the size of the current message's literal */
+    uint64_t staged;    /* bytes of this command's messages written before */
     bool sync;
     int err;             /* first failure: answered when the command ends */
     const char *errwhat; /* or a syntax problem (BAD) */
@@ -55,7 +63,9 @@ struct imap_append {
 /* A job works on a detached copy of what it needs. */
 struct ap_job {
     struct imap_job j;
-    int kind; /* 0 open, 1 write, 2 finish, 3 save */
+    int kind;  /* 0 open, 1 write, 2 end, 3 save */
+    bool last; /* write: the message's last chunk, the draft is ended too */
+    bool open; /* write: the draft is opened first (a LITERAL+ message) */
     const char *mbox;
     int64_t mbox_id;
     uint64_t max;
@@ -188,28 +198,30 @@ static void ap_work(struct imap_job *j)
         aj->err = open_draft(aj, j->u);
         break;
     case 1:
+        if (aj->open && (aj->err = open_draft(aj, j->u)) != 0)
+            break;
         aj->err = storage_draft_write(aj->draft, aj->chunk, aj->chunk_len);
+        if (!aj->err && aj->last)
+            aj->err = storage_draft_end(aj->draft);
         break;
     case 2:
-        aj->err = storage_draft_finish(aj->draft);
+        /* synced with the others at the save */
+        aj->err = storage_draft_end(aj->draft);
         break;
     case 3: {
-        size_t i;
-        for (i = 0; i < aj->nmsgs && !aj->err; i++) {
-            struct ap_msg *m = &aj->msgs[i];
-            aj->err = storage_save(j->u, aj->mbox_id, m->draft, m->flags, m->kw, m->nkw, m->date,
-                                   &aj->uids[i]);
-        }
-        if (aj->err && i > 1) {
-            /* all or nothing (RFC 3502): take back the ones saved */
-            struct storage_range *r = malloc((i - 1) * sizeof(*r));
-            if (r) {
-                for (size_t k = 0; k + 1 < i; k++)
-                    r[k].lo = r[k].hi = aj->uids[k];
-                struct storage_uidset set = {i - 1, r};
-                storage_expunge(j->u, aj->mbox_id, &set, false, NULL);
-                free(r);
+        /* all or nothing (RFC 3502): one transaction */
+        struct storage_save_req *r = calloc(aj->nmsgs, sizeof(*r));
+        if (!r) {
+            aj->err = STORAGE_E_NOMEM;
+        } else {
+            for (size_t i = 0; i < aj->nmsgs; i++) {
+                const struct ap_msg *m = &aj->msgs[i];
+                r[i] = (struct storage_save_req){m->draft, m->flags, m->kw, m->nkw, m->date, 0};
             }
+            aj->err = storage_save_many(j->u, aj->mbox_id, r, aj->nmsgs);
+            for (size_t i = 0; i < aj->nmsgs && !aj->err; i++)
+                aj->uids[i] = r[i].uid;
+            free(r);
         }
         for (size_t k = 0; k < aj->nmsgs; k++) {
             storage_draft_free(aj->msgs[k].draft);
@@ -224,7 +236,7 @@ static void ap_job_free(struct imap_job *j)
 {
     struct ap_job *aj = (struct ap_job *)j;
     /* a draft opened for a session that is gone */
-    if (aj->kind == 0 && aj->draft && !j->s)
+    if ((aj->kind == 0 || aj->open) && aj->draft && !j->s)
         storage_draft_free(aj->draft);
     if (aj->orphans)
         drafts_drop(aj->loop, aj->orphans, aj->norphans);
@@ -284,8 +296,8 @@ static void ap_open_draft(struct imap_session *s, bool lookup)
 
 static void ap_answer(struct imap_session *s);
 
-/* All of the current message is written: its draft is finished (synced)
- * on the pool. */
+/* All of the current message is written: its draft is ended on the pool
+ * (an empty message: the last chunk's job ends the others). */
 static void ap_finish_draft(struct imap_session *s, struct imap_append *ap)
 {
     struct ap_job *fj = calloc(1, sizeof(*fj));
@@ -305,7 +317,7 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
     struct imap_append *ap = s->cont_data;
 
     if (!ap) {
-        if (aj->kind == 0 && aj->draft)
+        if ((aj->kind == 0 || aj->open) && aj->draft)
             storage_draft_free(aj->draft); /* cannot happen: abort clears jobs too */
         return;
     }
@@ -338,6 +350,10 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
         ap->chunk = aj->chunk; /* the buffer comes back */
         aj->chunk = NULL;
         ap->chunk_len = 0;
+        if (aj->open) {
+            ap->msgs[ap->nmsgs - 1].draft = aj->draft; /* NULL if it could not open */
+            aj->draft = NULL;
+        }
         if (aj->err) {
             ap->err = aj->err;
             ap->phase = ap->left ? AP_DISCARD : AP_LINE;
@@ -347,7 +363,9 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
             ap->phase = AP_DATA;
             break;
         }
-        ap_finish_draft(s, ap); /* last chunk written */
+        /* the last chunk: the draft was ended with it */
+        ap->staged += storage_draft_size(ap->msgs[ap->nmsgs - 1].draft);
+        ap->phase = AP_LINE;
         break;
     case 2:
         if (aj->err)
@@ -646,7 +664,14 @@ static void next_line(struct imap_session *s, const char *line, size_t len)
     }
     *mm = m;
     ap->left = n;
+    ap->announced = n;
     ap->sync = sync;
+    if (!sync && n > 0) {
+        /* no "+" to wait for: the draft is opened by the job that writes
+         * the first bytes, one trip to the pool fewer per message */
+        ap->phase = AP_DATA;
+        return;
+    }
     ap_open_draft(s, false);
 }
 
@@ -690,7 +715,16 @@ static bool ap_input(struct imap_session *s)
                 return true;
             }
             aj->kind = 1;
+            aj->last = ap->left == 0;
             aj->draft = ap->msgs[ap->nmsgs - 1].draft;
+            if (!aj->draft) {
+                /* a LITERAL+ message: its draft is opened with its first bytes */
+                aj->open = true;
+                aj->max = conn_conf(s->c)->max_message_size;
+                aj->announced = ap->announced;
+                aj->staged = ap->staged;
+                aj->nstaged = ap->nmsgs - 1;
+            }
             aj->chunk = ap->chunk;
             aj->chunk_len = ap->chunk_len;
             ap->chunk = NULL;

@@ -3,7 +3,11 @@
 stream of appends/deliveries, SIGKILL it at a random moment, then run its
 verify mode (which opens the store, so recovery runs) and check that every
 message acknowledged so far is present exactly once with the same SHA-256,
-that no partial message is visible, and that index and Maildir agree.
+that no partial message is visible, and that index and Maildir agree. Some
+saves are groups of messages saved together (storage_save_many, as a
+MULTIAPPEND); a crash while one is saved may leave part of it, not
+acknowledged, in the folder: recovery takes in the files it finds in cur/,
+as it does those another program drops there.
 
 Environment: STORAGE_DRIVER (path of the driver), CRASH_ROUNDS (default 50).
 """

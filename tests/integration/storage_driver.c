@@ -2,7 +2,8 @@
  * and delivers a stream of generated messages (with flag stores and flag
  * syncs in between) and prints "ACK <user> <mailbox> <uid> <sha256>" only
  * after the storage API returned success; the script SIGKILLs it at a random
- * moment. "verify" mode opens the stores (recovery runs), checks that index
+ * moment. Some appends are groups saved together (storage_save_many, as
+ * MULTIAPPEND does). "verify" mode opens the stores (recovery runs), checks that index
  * and Maildir agree, that every message is one of the generated messages,
  * whole, and prints "MSG <user> <mailbox> <uid> <sha256>" for each. */
 #include <gnutls/crypto.h>
@@ -74,7 +75,7 @@ static void sha256_hex(const void *p, size_t len, char out[65])
         snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
-static int write_draft(struct storage_user *u, const char *msg, size_t len, bool lf_only,
+static int write_draft(struct storage_user *u, const char *msg, size_t len, bool lf_only, bool sync,
                        struct storage_draft **out)
 {
     struct storage_draft *d;
@@ -95,7 +96,7 @@ static int write_draft(struct storage_user *u, const char *msg, size_t len, bool
         i += chunk;
     }
     if (rc == 0)
-        rc = storage_draft_finish(d);
+        rc = sync ? storage_draft_finish(d) : storage_draft_end(d);
     if (rc) {
         storage_draft_free(d);
         return rc;
@@ -131,8 +132,39 @@ static int run_write(const char *dir, uint64_t seed)
         uint32_t uid;
         int op = (int)(rnd() % 10), rc;
 
+        if (op == 9) {
+            /* a MULTIAPPEND to Archive of user 1: 2 to 8 messages, all or none */
+            struct storage_save_req req[8];
+            char shas[8][65];
+            size_t n = 2 + (size_t)(rnd() % 7), k;
+            free(msg);
+            for (k = 0; k < n; k++) {
+                msg = gen_message(seed, serial + k, &len);
+                sha256_hex(msg, len, shas[k]);
+                memset(&req[k], 0, sizeof(req[k]));
+                rc = write_draft(u[0], msg, len, (serial + k) % 2 == 1, false, &req[k].d);
+                free(msg);
+                if (rc) {
+                    fprintf(stderr, "draft: %s\n", storage_strerror(rc));
+                    return 3;
+                }
+                req[k].flags = rnd() % 2 ? STORAGE_FLAG_SEEN : 0;
+            }
+            serial += n - 1;
+            rc = storage_save_many(u[0], arch[0], req, n);
+            for (k = 0; k < n; k++) {
+                if (rc == 0)
+                    printf("ACK 1 Archive %" PRIu32 " %s\n", req[k].uid, shas[k]);
+                storage_draft_free(req[k].d);
+            }
+            if (rc) {
+                fprintf(stderr, "save: %s\n", storage_strerror(rc));
+                return 3;
+            }
+            continue;
+        }
         sha256_hex(msg, len, sha);
-        if ((rc = write_draft(u[0], msg, len, serial % 2 == 1, &d)) != 0) {
+        if ((rc = write_draft(u[0], msg, len, serial % 2 == 1, true, &d)) != 0) {
             fprintf(stderr, "draft: %s\n", storage_strerror(rc));
             return 3;
         }
@@ -142,7 +174,7 @@ static int run_write(const char *dir, uint64_t seed)
             rc = storage_save(u[0], mb, d, rnd() % 2 ? STORAGE_FLAG_SEEN : 0, NULL, 0, 0, &uid);
             if (rc == 0)
                 printf("ACK 1 %s %" PRIu32 " %s\n", op < 3 ? "INBOX" : "Archive", uid, sha);
-        } else {
+        } else if (op < 9) {
             /* LMTP-style delivery of one file to both users */
             for (int i = 0; i < USERS && rc == 0; i++) {
                 int64_t got;

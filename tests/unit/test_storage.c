@@ -770,6 +770,47 @@ static void test_copy_move_expunge(void)
     CHECK_RC(storage_append(u, inbox, msg_a, strlen(msg_a), 0, NULL, 0, 0, &uid), STORAGE_E_QUOTA);
     storage_set_quota(u, 0, 0);
 
+    /* several messages all or none (MULTIAPPEND): the third passes the
+     * message quota, so none of them is kept; without a quota all three
+     * are, with their UIDs in order */
+    {
+        struct storage_save_req req[3];
+        struct storage_mbox gm;
+        uint32_t n0, next0;
+        CHECK_RC(storage_mbox_create(u, "Group", 0), 0);
+        CHECK_RC(storage_mbox_get(u, "Group", &gm), 0);
+        CHECK_RC(storage_mbox_status(u, gm.id, &st), 0);
+        n0 = st.messages;
+        next0 = st.uidnext;
+        for (int i = 0; i < 3; i++) {
+            memset(&req[i], 0, sizeof(req[i]));
+            CHECK_RC(storage_draft_new(u, 0, &req[i].d), 0);
+            CHECK_RC(storage_draft_write(req[i].d, msg_a, strlen(msg_a)), 0);
+            CHECK_RC(storage_draft_end(req[i].d), 0);
+            req[i].flags = i == 1 ? STORAGE_FLAG_SEEN : 0;
+        }
+        CHECK_RC(storage_quota_usage(u, &qb, &qm), 0);
+        storage_set_quota(u, 0, qm + 2);
+        CHECK_RC(storage_save_many(u, gm.id, req, 3), STORAGE_E_QUOTA);
+        CHECK_RC(storage_mbox_status(u, gm.id, &st), 0);
+        CHECK(st.messages == n0 && st.uidnext == next0);
+        storage_set_quota(u, 0, 0);
+        CHECK_RC(storage_save_many(u, gm.id, req, 3), 0);
+        CHECK(req[0].uid == next0 && req[1].uid == next0 + 1 && req[2].uid == next0 + 2);
+        CHECK_RC(storage_mbox_status(u, gm.id, &st), 0);
+        CHECK(st.messages == n0 + 3 && st.uidnext == next0 + 3);
+        CHECK(msg_has(u, gm.id, next0 + 2, NULL));
+        struct storage_range rr = {next0, next0 + 2};
+        struct storage_uidset set = {1, &rr};
+        struct storage_uidlist gone = {0};
+        CHECK_RC(storage_expunge(u, gm.id, &set, false, &gone), 0);
+        CHECK(gone.n == 3);
+        storage_uidlist_free(&gone);
+        CHECK_RC(storage_mbox_delete(u, "Group"), 0);
+        for (int i = 0; i < 3; i++)
+            storage_draft_free(req[i].d);
+    }
+
     /* the room left, and a draft capped at it while it is written */
     {
         uint64_t rb, rm;
