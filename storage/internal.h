@@ -72,11 +72,12 @@ struct storage_user {
     bool cq_leading; /* a batch is being written */
 
     /* a light handle (light.c): no full open behind it, outside the
-     * registry; refs, next and light_idle_since are under the light
-     * handles' lock */
+     * registry; refs, next (its bucket of the light handles), the kept
+     * list links and light_idle_since are under the light handles' lock */
     bool light;
-    bool light_stale;          /* atomic: not to be used again (index replaced) */
-    uint64_t light_idle_since; /* mono_ms when its last user let it go */
+    bool light_stale;                           /* atomic: not to be used again (index replaced) */
+    uint64_t light_idle_since;                  /* mono_ms when its last user let it go */
+    struct storage_user *kept_prev, *kept_next; /* kept: idle longest first */
 };
 
 /* A change waiting to be announced after commit. */
