@@ -329,6 +329,11 @@ void mstate_drop_all(struct storage_user *u);
 struct storage_user *user_new(int64_t id, const char *data_dir);
 void user_free(struct storage_user *u);
 
+/* vfs.c: the name of the VFS the index connections open through (SQLite's
+ * own, but a WAL's directory synced once per file rather than once per
+ * connection), NULL for SQLite's default when it could not be set up. */
+const char *index_vfs(void);
+
 /* light.c: STORAGE_E_TEMP when the index file is no longer the one the
  * light handle found (replaced by coffrectl mailbox reindex). */
 int light_check_index(struct storage_user *u);
