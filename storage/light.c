@@ -15,7 +15,8 @@
  * deliveries join one group commit); the last user keeps the handle open
  * for the next delivery (storage_limits.light_keep_max handles at most,
  * light_keep_ms each, the one idle longest closed first; expired ones are
- * closed by the next open or close of any light handle), so that a stream
+ * closed by the next open or close of any light handle, or by
+ * storage_light_expire, which the service calls while some are kept), so that a stream
  * of mail to the same accounts neither opens a connection per message nor
  * reads its WAL again. Finding one and letting the oldest go take the same
  * time with 5,000 accounts as with 20 (a table by account, and the kept
@@ -261,6 +262,19 @@ void storage_close_light(struct storage_user *u)
     bucket_remove(u);
     pthread_mutex_unlock(&light_lock);
     light_end(u);
+}
+
+unsigned storage_light_expire(void)
+{
+    struct storage_user *expired = NULL;
+    unsigned left;
+
+    pthread_mutex_lock(&light_lock);
+    take_expired(&expired);
+    left = n_kept;
+    pthread_mutex_unlock(&light_lock);
+    close_list(expired);
+    return left;
 }
 
 int light_check_index(struct storage_user *u)

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "storage/storage.h"
@@ -264,6 +265,22 @@ static void test_light_wal_dir_synced_once(void)
     storage_close(u);
 }
 
+/* A kept light handle closes past its time without another light open or
+ * close coming to close it. */
+static void test_light_expire(void)
+{
+    struct storage_user *u;
+    struct timespec pause = {0, 60 * 1000000};
+
+    storage_set_limits(&(struct storage_limits){.light_keep_max = 4, .light_keep_ms = 50});
+    CHECK(storage_open_light(data_dir, 5, &u) == 0, "a light handle");
+    storage_close_light(u);
+    CHECK(storage_light_expire() == 1, "kept after its use");
+    nanosleep(&pause, NULL);
+    CHECK(storage_light_expire() == 0, "closed once past its time");
+    storage_set_limits(&(struct storage_limits){0});
+}
+
 static int count_bad(void)
 {
     char p[512];
@@ -304,6 +321,7 @@ int main(void)
     test_opens_do_not_wait_for_other_accounts();
     test_light_group_commit();
     test_light_wal_dir_synced_once();
+    test_light_expire();
     check_rmtree(data_dir);
     return check_summary();
 }
