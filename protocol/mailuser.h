@@ -64,6 +64,10 @@ void mailuser_release(struct mailuser *mu);
  * stream of deliveries to the same account does not reopen its index for
  * every message. */
 void mailuser_release_delivered(struct mailuser *mu);
+/* A delivery went through light handles (storage_open_light): those kept
+ * after it are closed once past their time even if no other delivery
+ * comes (a look every 2 seconds while some are kept). Loop thread. */
+void mailuser_light_used(uv_loop_t *loop);
 
 /* A session that wants change notifications. */
 struct mailuser_listener {

@@ -272,12 +272,27 @@ int main(int argc, char **argv)
     mailuser_configure(s->conf.mail_keep_open_ms, s->conf.mail_keep_open_max,
                        s->conf.mail_idle_close_ms, s->conf.mail_quiet_trim_ms);
     {
-        /* Half of the descriptors for stores, budgeting 8 for each: the
-         * index, WAL and shared memory of the writer and of a reader or two,
-         * and a message file read; the other half for connections. */
+        /* Half of the descriptors for stores, the other half for
+         * connections. Of the stores' half, first the light delivery
+         * handles kept after a delivery (3 each: index, WAL, shared
+         * memory), at most a quarter of it; then 8 for each open store: the
+         * index, WAL and shared memory of the writer and of a reader or
+         * two, and a message file read. (A light handle in use beyond those
+         * is one per pool thread at most; an open short of descriptors
+         * waits for room as any other.) */
         unsigned max_open = s->conf.mail_max_open;
-        if (!max_open)
-            max_open = s->nofile > 64 + 16 ? (unsigned)((s->nofile - 64) / 16) : 1;
+        uint64_t half = s->nofile > 64 ? (s->nofile - 64) / 2 : 0;
+        if (3 * (uint64_t)s->conf.mail_delivery_keep_max > half / 4) {
+            unsigned keep = (unsigned)(half / 4 / 3);
+            log_warn("mail_delivery_keep_max %u is more than the open-file limit %llu leaves room "
+                     "for: %u",
+                     s->conf.mail_delivery_keep_max, (unsigned long long)s->nofile, keep);
+            s->conf.mail_delivery_keep_max = keep;
+        }
+        if (!max_open) {
+            uint64_t stores = half - 3 * (uint64_t)s->conf.mail_delivery_keep_max;
+            max_open = stores >= 8 ? (unsigned)(stores / 8) : 1;
+        }
         mailuser_configure_open(max_open, s->conf.mail_open_wait_ms);
         log_info("accounts with their index open: at most %u (mail_max_open%s)", max_open,
                  s->conf.mail_max_open ? "" : ", from the open-file limit");

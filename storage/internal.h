@@ -72,11 +72,12 @@ struct storage_user {
     bool cq_leading; /* a batch is being written */
 
     /* a light handle (light.c): no full open behind it, outside the
-     * registry; refs, next and light_idle_since are under the light
-     * handles' lock */
+     * registry; refs, next (its bucket of the light handles), the kept
+     * list links and light_idle_since are under the light handles' lock */
     bool light;
-    bool light_stale;          /* atomic: not to be used again (index replaced) */
-    uint64_t light_idle_since; /* mono_ms when its last user let it go */
+    bool light_stale;                           /* atomic: not to be used again (index replaced) */
+    uint64_t light_idle_since;                  /* mono_ms when its last user let it go */
+    struct storage_user *kept_prev, *kept_next; /* kept: idle longest first */
 };
 
 /* A change waiting to be announced after commit. */
@@ -327,6 +328,11 @@ void mstate_drop_all(struct storage_user *u);
  * memory), and its end (connections closed, freed) */
 struct storage_user *user_new(int64_t id, const char *data_dir);
 void user_free(struct storage_user *u);
+
+/* vfs.c: the name of the VFS the index connections open through (SQLite's
+ * own, but a WAL's directory synced once per file rather than once per
+ * connection), NULL for SQLite's default when it could not be set up. */
+const char *index_vfs(void);
 
 /* light.c: STORAGE_E_TEMP when the index file is no longer the one the
  * light handle found (replaced by coffrectl mailbox reindex). */

@@ -129,6 +129,14 @@ int storage_open_light(const char *data_dir, int64_t id, struct storage_user **o
  * delivery (storage_limits.light_keep_*) or closes its connection, leaving
  * the WAL for the next one. Index. */
 void storage_close_light(struct storage_user *u);
+/* Closes the light handles kept past their time (storage_limits
+ * .light_keep_ms), as the next open or close of one would, so that
+ * handles kept after the last delivery do not hold their descriptors
+ * for good; returns how many stay kept. Index. */
+unsigned storage_light_expire(void);
+/* How many times an index connection found its WAL's directory synced
+ * already and so did not sync it again (storage/vfs.c), since the start. */
+uint64_t storage_wal_dirsyncs_skipped(void);
 /* Whether account id has an index already (its store was opened once):
  * a first delivery opens the store fully, at RCPT, so that the creation of
  * the store is over before the message is taken. Disk (one stat). */

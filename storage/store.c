@@ -364,7 +364,7 @@ int db_open_conn(const char *path, bool create, sqlite3 **out)
      * is refused, never opened through the link */
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW |
                 (create ? SQLITE_OPEN_CREATE : 0);
-    int rc = sqlite3_open_v2(path, &db, flags, NULL);
+    int rc = sqlite3_open_v2(path, &db, flags, index_vfs());
 
     if (rc != SQLITE_OK) {
         rc = err_from_sqlite(db, rc);

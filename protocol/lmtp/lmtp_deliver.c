@@ -64,9 +64,14 @@ static void discard_work(void *data)
 static void txn_free(void *data)
 {
     struct lmtp_txn *t = data;
-    for (size_t i = 0; i < t->n_rcpts; i++)
+    bool light = false;
+    for (size_t i = 0; i < t->n_rcpts; i++) {
         if (t->rcpts[i].mu)
             mailuser_release_delivered(t->rcpts[i].mu);
+        light = light || t->rcpts[i].light;
+    }
+    if (light && t->loop)
+        mailuser_light_used(t->loop);
     free(t->rcpts);
     free(t->buf);
     free(t->data_dir);

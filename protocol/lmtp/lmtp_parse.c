@@ -62,8 +62,8 @@ static int parse_param(const char *k, size_t klen, const char *v, size_t vlen, b
     return LMTP_PARSE_UNKNOWN;
 }
 
-int lmtp_parse_path(const char *arg, size_t len, const char *keyword, bool allow_params,
-                    char *path, size_t pathcap, size_t *pathlen, struct lmtp_params *p)
+int lmtp_parse_path(const char *arg, size_t len, const char *keyword, bool allow_params, char *path,
+                    size_t pathcap, size_t *pathlen, struct lmtp_params *p)
 {
     size_t kl = strlen(keyword), i, start, end;
     bool quoted = false;
@@ -159,8 +159,8 @@ int lmtp_parse_path(const char *arg, size_t len, const char *keyword, bool allow
     return LMTP_PARSE_OK;
 }
 
-int lmtp_split_detail(const char *addr, size_t len, const char *delims, char *base,
-                      size_t basecap, char *detail, size_t detailcap)
+int lmtp_split_detail(const char *addr, size_t len, const char *delims, char *base, size_t basecap,
+                      char *detail, size_t detailcap)
 {
     const char *at = NULL;
     size_t local_len, cut = (size_t)-1;
@@ -242,7 +242,19 @@ void lmtp_undot(struct lmtp_undot *u, const char *in, size_t inlen, char *out, s
     int st = u->state;
 
     while (i < inlen && !u->done) {
-        char c = in[i++];
+        char c;
+        if (st == U_MID || st == U_CR) {
+            /* inside a line every byte is content up to its LF: copied
+             * as a run, not byte by byte */
+            const char *lf = memchr(in + i, '\n', inlen - i);
+            size_t n = lf ? (size_t)(lf - (in + i)) + 1 : inlen - i;
+            memcpy(out + o, in + i, n);
+            i += n;
+            o += n;
+            st = after(in[i - 1]);
+            continue;
+        }
+        c = in[i++];
         switch (st) {
         case U_BOL:
             if (c == '.') {

@@ -762,6 +762,53 @@ int64_t mailuser_id(const struct mailuser *mu)
     return mu->id;
 }
 
+/* ---- light delivery handles ---- */
+
+/* Light handles kept after a delivery (storage_open_light) close past
+ * mail_keep_open even when no other light delivery comes to close them:
+ * a timer looks every LIGHT_EXPIRE_TICK_MS while some are kept. */
+#define LIGHT_EXPIRE_TICK_MS 2000
+static uv_timer_t light_timer;
+static bool light_timer_on, light_expiring;
+static unsigned light_left; /* kept after the last look; loop thread */
+
+static void light_expire_work(void *data)
+{
+    (void)data;
+    light_left = storage_light_expire();
+}
+
+static void light_expire_done(void *data)
+{
+    (void)data;
+    light_expiring = false;
+    if (light_left == 0 && light_timer_on) {
+        light_timer_on = false;
+        uv_timer_stop(&light_timer);
+    }
+}
+
+static void on_light_timer(uv_timer_t *t)
+{
+    if (light_expiring || shutting_down)
+        return;
+    if (mu_job_start(t->loop, PROTO_JOB_NO_ACCOUNT, light_expire_work, light_expire_done, NULL,
+                     NULL))
+        light_expiring = true;
+}
+
+void mailuser_light_used(uv_loop_t *l)
+{
+    if (shutting_down || light_timer_on)
+        return;
+    if (!light_timer.loop) {
+        uv_timer_init(l, &light_timer);
+        uv_unref((uv_handle_t *)&light_timer);
+    }
+    light_timer_on = true;
+    uv_timer_start(&light_timer, on_light_timer, LIGHT_EXPIRE_TICK_MS, LIGHT_EXPIRE_TICK_MS);
+}
+
 void mailuser_shutdown(void)
 {
     struct mailuser *mu, *next;
@@ -783,6 +830,8 @@ void mailuser_shutdown(void)
     n_pending = 0;
     if (pending_timer.loop && !uv_is_closing((uv_handle_t *)&pending_timer))
         uv_close((uv_handle_t *)&pending_timer, NULL);
+    if (light_timer.loop && !uv_is_closing((uv_handle_t *)&light_timer))
+        uv_close((uv_handle_t *)&light_timer, NULL);
     for (mu = LIST_FIRST(&registry); mu; mu = next) {
         next = LIST_NEXT(mu, entry);
         if (mu->lingering)

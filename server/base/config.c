@@ -509,7 +509,8 @@ const struct conf_setting conf_settings[] = {
      .doc = "accounts kept open so at most"},
     {ROW("mail_delivery_keep_max", "256", "Mail storage"), UINT(mail_delivery_keep_max, 0, 1000000),
      .doc = "accounts no session has open whose delivery connection (3 descriptors) stays open "
-            "after a delivery, at most mail_keep_open, for the next one; 0 = closed at once"},
+            "after a delivery, at most mail_keep_open, for the next one (lowered to what an "
+            "eighth of the open-file limit holds); 0 = closed at once"},
     {ROW("mail_idle_close", "30s", "Mail storage"), DURATION(mail_idle_close_ms, 0),
      .doc = "an account whose sessions all waited this long (IMAP IDLE, no command) closes its "
             "index files until the next command or delivery; 0 = never"},
@@ -517,8 +518,9 @@ const struct conf_setting conf_settings[] = {
      .doc = "an account unused this long gives back its read connections and cached pages, its "
             "index staying open; 0 = never"},
     {ROW("mail_max_open", "0", "Mail storage"), UINT(mail_max_open, 0, 1000000),
-     .doc = "accounts with their index files open at most (0: the open-file limit less 64, "
-            "divided by 16); past it a login waits for one to close or fall asleep"},
+     .doc = "accounts with their index files open at most (0: half of the open-file limit less "
+            "64, less 3 for each delivery connection mail_delivery_keep_max keeps, divided by "
+            "8); past it a login waits for one to close or fall asleep"},
     {ROW("mail_open_wait", "30s", "Mail storage"), DURATION(mail_open_wait_ms, 0),
      .doc = "how long a login waits for room under mail_max_open (or for descriptors) before "
             "NO [UNAVAILABLE]; the commands and deliveries waking an account asleep wait as long, "

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "storage/storage.h"
@@ -212,6 +213,74 @@ static void test_light_group_commit(void)
     storage_close(u);
 }
 
+/* A light handle opened for each delivery syncs its WAL's directory once,
+ * not at every delivery: the second connection finds the WAL noted. */
+static int light_deliver_once(int64_t id)
+{
+    static const char msg[] = "From: a@example.org\r\nSubject: once\r\n\r\nbody\r\n";
+    struct storage_user *u;
+    struct storage_draft *d;
+    uint32_t uid;
+    int rc = storage_open_light(data_dir, id, &u);
+
+    if (rc)
+        return rc;
+    if ((rc = storage_draft_new(u, 0, &d)) == 0) {
+        if ((rc = storage_draft_write(d, msg, sizeof(msg) - 1)) == 0 &&
+            (rc = storage_draft_finish(d)) == 0)
+            rc = storage_deliver(u, NULL, d, &uid, NULL);
+        storage_draft_free(d);
+    }
+    storage_close_light(u); /* keep maximum 0: its connection closes */
+    return rc;
+}
+
+static void test_light_wal_dir_synced_once(void)
+{
+    struct storage_user *u;
+    struct storage_mbox m;
+    struct storage_status st;
+    struct statx sx;
+    uint64_t k0, k1, k2;
+    bool btime;
+
+    btime = statx(AT_FDCWD, data_dir, 0, STATX_BTIME, &sx) == 0 && (sx.stx_mask & STATX_BTIME);
+    CHECK(storage_open(data_dir, 5, &u) == 0, "store of account 5 created");
+    storage_close(u); /* its WAL goes with the last connection */
+    storage_set_limits(&(struct storage_limits){0});
+    k0 = storage_wal_dirsyncs_skipped();
+    CHECK(light_deliver_once(5) == 0, "first light delivery (a new WAL)");
+    k1 = storage_wal_dirsyncs_skipped();
+    CHECK(light_deliver_once(5) == 0 && light_deliver_once(5) == 0,
+          "two more, each on a connection of its own");
+    k2 = storage_wal_dirsyncs_skipped();
+    CHECK(k1 == k0, "the WAL made by the first had its directory synced");
+    if (btime)
+        CHECK(k2 - k1 == 2, "the next connections found it synced already");
+    else
+        printf("# no birth times on this file system: every connection syncs the directory\n");
+    CHECK(storage_open(data_dir, 5, &u) == 0 && storage_mbox_get(u, "INBOX", &m) == 0 &&
+              storage_mbox_status(u, m.id, &st) == 0 && st.messages == 3,
+          "the three messages are in the index");
+    storage_close(u);
+}
+
+/* A kept light handle closes past its time without another light open or
+ * close coming to close it. */
+static void test_light_expire(void)
+{
+    struct storage_user *u;
+    struct timespec pause = {0, 60 * 1000000};
+
+    storage_set_limits(&(struct storage_limits){.light_keep_max = 4, .light_keep_ms = 50});
+    CHECK(storage_open_light(data_dir, 5, &u) == 0, "a light handle");
+    storage_close_light(u);
+    CHECK(storage_light_expire() == 1, "kept after its use");
+    nanosleep(&pause, NULL);
+    CHECK(storage_light_expire() == 0, "closed once past its time");
+    storage_set_limits(&(struct storage_limits){0});
+}
+
 static int count_bad(void)
 {
     char p[512];
@@ -251,6 +320,8 @@ int main(void)
     storage_close(u);
     test_opens_do_not_wait_for_other_accounts();
     test_light_group_commit();
+    test_light_wal_dir_synced_once();
+    test_light_expire();
     check_rmtree(data_dir);
     return check_summary();
 }
