@@ -112,5 +112,92 @@ class MultiAppend(ImapCase):
         self.assertEqual(c.search('FLAGGED'), [2])
 
 
+BAD_NAMES = ['a&b', '&Jjo', '&Jjo-&', 'x/&AGE', '&-&AGEA-', '&AGE-']
+
+
+def list_names(untagged, kind=b'LIST'):
+    """The mailbox names (as sent, quotes removed) of LIST/LSUB responses."""
+    out = []
+    for r in untagged:
+        if r.startswith(b'* ' + kind + b' '):
+            n = r.rsplit(b' ', 1)[1]
+            out.append(n[1:-1] if n.startswith(b'"') else n)
+    return out
+
+
+class InvalidNames(ImapCase):
+    """RFC 3501 5.1.3: a name that is not valid modified UTF-7 is still a
+    well-formed astring, so a command naming it is well formed: the
+    mailbox does not exist (NO), it is not a syntax error (BAD). A LIST
+    pattern that is not valid modified UTF-7 matches no name."""
+
+    def setUp(self):
+        self.c = self.login()
+
+    def test_no_such_mailbox(self):
+        c = self.c
+        c.ok('CREATE Real')
+        c.append('Real', make_message(1))
+        for name in BAD_NAMES:
+            q = harness.imap_quote(name)
+            for cmd in ('SELECT %s', 'EXAMINE %s', 'STATUS %s (MESSAGES)', 'DELETE %s',
+                        'RENAME %s Elsewhere', 'UNSUBSCRIBE %s', 'COPY 1 %s'):
+                with self.subTest(name=name, cmd=cmd):
+                    if cmd.startswith('COPY'):
+                        c.select('Real')
+                    u, t = c.cmd(cmd % q)
+                    self.assertNO(t)
+        # the session is still usable and nothing was made
+        self.assertNotIn(b'Elsewhere', list_names(c.ok('LIST "" *')))
+        c.ok('NOOP')
+
+    def test_failed_select_deselects(self):
+        c = self.c
+        c.select('INBOX')
+        u, t = c.cmd('SELECT "a&b"')
+        self.assertNO(t)
+        u, t = c.cmd('FETCH 1 FLAGS')
+        self.assertBAD(t)   # no mailbox selected any more (RFC 3501 6.3.1)
+
+    def test_create_refused(self):
+        c = self.c
+        for name in BAD_NAMES:
+            with self.subTest(name=name):
+                u, t = c.cmd('CREATE %s' % harness.imap_quote(name))
+                self.assertNO(t)
+                u, t = c.cmd('RENAME INBOX %s' % harness.imap_quote(name))
+                self.assertNO(t)
+        names = list_names(c.ok('LIST "" *'))
+        self.assertFalse(set(names) & {n.encode() for n in BAD_NAMES}, names)
+
+    def test_syntax_still_bad(self):
+        c = self.c
+        for cmd in ('SELECT "a&b" extra', 'STATUS "a&b"', 'STATUS "a&b" (FROB)',
+                    'RENAME "a&b"', 'DELETE', 'EXAMINE "a&b" (', 'LIST "a&b"',
+                    'CREATE "a&b" extra', 'RENAME "a&b" "c&d" extra'):
+            if AGAINST_DOVECOT and 'extra' in cmd:
+                continue  # it judges the name first (imap-differences.md)
+            with self.subTest(cmd=cmd):
+                u, t = c.cmd(cmd)
+                self.assertBAD(t)
+
+    def test_list_pattern_matches_nothing(self):
+        c = self.c
+        c.ok('CREATE "a&-b"')   # "a&b", validly encoded
+        c.ok('SUBSCRIBE "a&-b"')
+        for pat in BAD_NAMES + ['a&b*', '*&Jjo%']:
+            if AGAINST_DOVECOT and pat.startswith('a&b'):
+                continue  # it reads such a pattern as UTF-8 (imap-differences.md)
+            with self.subTest(pattern=pat):
+                self.assertEqual(list_names(c.ok('LIST "" %s' % harness.imap_quote(pat))), [])
+                self.assertEqual(list_names(c.ok('LSUB "" %s' % harness.imap_quote(pat)),
+                                            b'LSUB'), [])
+                self.assertEqual(list_names(c.ok('LIST %s *' % harness.imap_quote(pat))), [])
+        u = c.ok('LIST "" (%s "a&-b")' % harness.imap_quote('&Jjo'))
+        self.assertEqual(list_names(u), [b'a&-b'])
+        self.assertEqual(list_names(c.ok('LIST "" "a&-b"')), [b'a&-b'])
+        self.assertEqual(list_names(c.ok('LSUB "" "a&-b"'), b'LSUB'), [b'a&-b'])
+
+
 if __name__ == '__main__':
     harness.main()
