@@ -3,6 +3,7 @@ subtly wrong: UID sets reaching 4294967295, MULTIAPPEND in CAPABILITY,
 mailbox names that are not valid modified UTF-7, SEARCH TEXT over the
 header, the SENT* dates, and address keys over comments and folding."""
 import re
+import time
 
 import harness
 from imap_util import AGAINST_DOVECOT
@@ -197,6 +198,64 @@ class InvalidNames(ImapCase):
         self.assertEqual(list_names(u), [b'a&-b'])
         self.assertEqual(list_names(c.ok('LIST "" "a&-b"')), [b'a&-b'])
         self.assertEqual(list_names(c.ok('LSUB "" "a&-b"'), b'LSUB'), [b'a&-b'])
+
+
+INDEXED_RE = re.compile(r'full-text index updated, (\d+) texts waiting')
+WAIT_INDEXED = 60.0  # generous: the machine may be loaded; not a timing check
+
+
+class HeaderText(ImapCase):
+    """RFC 3501 6.4.4: TEXT matches "the header or body of the message", so
+    a word found only in some header field (not Subject, From, To, Cc, Bcc)
+    matches TEXT, and not BODY; before the upkeep has indexed the text and
+    after."""
+    CONF = {'log_debug': 'yes'}
+
+    def indexed_lines(self):
+        return [int(m.group(1)) for m in INDEXED_RE.finditer(self.server.log())]
+
+    def wait_all_indexed(self, after):
+        if AGAINST_DOVECOT:
+            return  # it indexes as it saves
+        deadline = time.monotonic() + WAIT_INDEXED
+        while time.monotonic() < deadline:
+            if any(n == 0 for n in self.indexed_lines()[after:]):
+                return
+            time.sleep(0.2)
+        self.fail('the upkeep did not index the new texts\n' + self.server.log_tail())
+
+    def checks(self, c, phase):
+        for crit, want in (('TEXT zanzibarquux', [1]),      # X-Header only, one word
+                           ('TEXT anzibarqu', [1]),         # inside that word
+                           ('TEXT "mango-tango 42"', [2]),  # X-Other: phrase
+                           ('TEXT "Tango 4"', [2]),
+                           ('TEXT x-other', [2]),           # a field name is header too
+                           ('TEXT kiwi', [3]),              # continuation line
+                           ('TEXT plainbody', [1, 2, 3]),   # the body still
+                           ('BODY zanzibarquux', []),       # BODY: not the header
+                           ('BODY mango', []),
+                           ('TEXT "quux mango"', []),
+                           ('TEXT zanzibarquuxes', [])):
+            with self.subTest(phase=phase, criteria=crit):
+                self.assertEqual(c.search(crit), want)
+
+    def test_header_fields(self):
+        c = self.login()
+        before = len(self.indexed_lines())
+        c.ok('CREATE Hdr')
+        c.append('Hdr', make_message(1, extra='X-Header: ZanzibarQuux\r\n',
+                                     body='plainbody one\r\n'))
+        c.append('Hdr', make_message(2, extra='X-Other: mango-tango 42\r\n',
+                                     body='plainbody two\r\n'))
+        c.append('Hdr', make_message(3, extra='X-Fruit: apple\r\n kiwi\r\n',
+                                     body='plainbody three\r\n'))
+        c.select('Hdr')
+        self.checks(c, 'waiting')
+        self.wait_all_indexed(before)
+        self.checks(c, 'indexed')
+        c2 = self.login()
+        c2.select('Hdr')
+        self.checks(c2, 'indexed, new session')
 
 
 if __name__ == '__main__':
