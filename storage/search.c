@@ -213,6 +213,46 @@ static void fn_header(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     sqlite3_result_int(ctx, found);
 }
 
+/* coffre_sentday(envelope): the Date: header as written, its zone
+ * disregarded (mime_parse_date_written), from the first string of the
+ * cached ENVELOPE, quoted or a literal; NULL when it has none or it cannot
+ * be read (the caller falls back to the date in UTC). */
+static void fn_sentday(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    const char *e = (const char *)sqlite3_value_text(argv[0]);
+    size_t n = (size_t)sqlite3_value_bytes(argv[0]), i = 1;
+    char date[256];
+    size_t dl = 0;
+    int64_t t;
+
+    (void)argc;
+    if (!e || n < 2 || e[0] != '(')
+        return;
+    if (e[i] == '"') {
+        for (i++; i < n && e[i] != '"'; i++) {
+            if (e[i] == '\\' && i + 1 < n)
+                i++;
+            if (dl == sizeof(date))
+                return;
+            date[dl++] = e[i];
+        }
+        if (i >= n)
+            return;
+    } else if (e[i] == '{') {
+        size_t l = 0;
+        for (i++; i < n && e[i] >= '0' && e[i] <= '9' && l <= sizeof(date); i++)
+            l = l * 10 + (size_t)(e[i] - '0');
+        if (l > sizeof(date) || n - i < 3 + l || memcmp(e + i, "}\r\n", 3) != 0)
+            return;
+        memcpy(date, e + i + 3, l);
+        dl = l;
+    } else {
+        return; /* NIL */
+    }
+    if ((t = mime_parse_date_written(date, dl)) != 0)
+        sqlite3_result_int64(ctx, t);
+}
+
 /* coffre_inbodies(set, body_id): body_id is in the set fts_search gave. */
 static void fn_inbodies(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
@@ -232,6 +272,9 @@ void register_sql_functions(sqlite3 *db, struct storage_user *u)
                             SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, u, fn_contains,
                             NULL, NULL);
     sqlite3_create_function(db, "coffre_header", 4, SQLITE_UTF8 | SQLITE_DIRECTONLY, u, fn_header,
+                            NULL, NULL);
+    sqlite3_create_function(db, "coffre_sentday", 1,
+                            SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, u, fn_sentday,
                             NULL, NULL);
 }
 
@@ -442,8 +485,11 @@ static void build(struct qb *q, const struct storage_search *n, int depth)
         break;
     case STORAGE_SEARCH_SENTBEFORE:
     case STORAGE_SEARCH_SENTSINCE:
-        /* no usable Date: header: the internal date stands in */
-        put(q, "(CASE WHEN b.sent_date != 0 THEN b.sent_date ELSE m.internal_date END)");
+        /* the Date: header's day as written, its time and zone disregarded
+         * (RFC 3501 6.4.4); no usable Date: header: the internal date
+         * stands in */
+        put(q, "(CASE WHEN b.sent_date != 0 THEN coalesce(coffre_sentday(b.envelope), b.sent_date)"
+               " ELSE m.internal_date END)");
         put(q, n->op == STORAGE_SEARCH_SENTBEFORE ? " < " : " >= ");
         bind_int(q, n->num);
         break;

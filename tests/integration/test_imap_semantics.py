@@ -258,5 +258,67 @@ class HeaderText(ImapCase):
         self.checks(c2, 'indexed, new session')
 
 
+class SentDates(ImapCase):
+    """RFC 3501 6.4.4: SENTBEFORE, SENTON and SENTSINCE compare "the
+    message's Date: header (disregarding time and timezone)": the date as
+    written, not the moment converted to another zone. BEFORE, ON and SINCE
+    compare the internal date, also disregarding time and zone: the day
+    FETCH INTERNALDATE shows."""
+
+    DATES = [
+        # (Date: header, the day as written)
+        ('Sun, 25 Mar 2007 00:00:00 +0200', '25-Mar-2007'),   # 24 Mar in UTC
+        ('Sat, 24 Mar 2007 23:30:00 -0500', '24-Mar-2007'),   # 25 Mar in UTC
+        ('Sun, 25 Mar 2007 12:00:00 +0000', '25-Mar-2007'),
+        ('25 Mar 2007 23:59:59 -1200', '25-Mar-2007'),       # no weekday, 26 Mar in UTC
+        ('Mon, 26 Mar 2007 01:00:00 +1400', '26-Mar-2007'),   # 25 Mar in UTC
+        ('Mon, 26 Mar 07 00:10:00 (CEST) +0200', '26-Mar-2007'),  # comment, 2-digit year
+    ]
+
+    def setUp(self):
+        self.c = self.login()
+        self.box = 'Sent%d' % id(self)
+        self.c.ok('CREATE %s' % self.box)
+        for i, (date, _) in enumerate(self.DATES):
+            self.c.append(self.box, make_message(i, date=date))
+        self.c.select(self.box)
+
+    def test_sent(self):
+        c = self.c
+        days = ['24-Mar-2007', '25-Mar-2007', '26-Mar-2007', '27-Mar-2007']
+        order = {d: k for k, d in enumerate(days)}
+        for day in days:
+            on = [i + 1 for i, (_, d) in enumerate(self.DATES) if d == day]
+            before = [i + 1 for i, (_, d) in enumerate(self.DATES) if order[d] < order[day]]
+            since = [i + 1 for i, (_, d) in enumerate(self.DATES) if order[d] >= order[day]]
+            with self.subTest(day=day):
+                self.assertEqual(c.search('SENTON %s' % day), on)
+                self.assertEqual(c.search('SENTBEFORE %s' % day), before)
+                self.assertEqual(c.search('SENTSINCE %s' % day), since)
+                self.assertEqual(c.search('NOT SENTON %s' % day),
+                                 [i for i in range(1, len(self.DATES) + 1) if i not in on])
+
+    def test_internal(self):
+        """The APPEND dates are 25 March 00:30 +0200 (23:30 on the 24th in
+        UTC) and 24 March 21:00 -0500 (02:00 on the 25th in UTC): whatever
+        zone the server keeps, ON matches the day of INTERNALDATE."""
+        c = self.c
+        box = self.box + 'I'
+        c.ok('CREATE %s' % box)
+        c.append(box, make_message(1), date='25-Mar-2007 00:30:00 +0200')
+        c.append(box, make_message(2), date='24-Mar-2007 21:00:00 -0500')
+        c.select(box)
+        got = c.fetch('1:2', '(INTERNALDATE)')
+        for n in (1, 2):
+            idate = got[n][0]['INTERNALDATE'].decode()
+            day = idate.split(' ')[0].lstrip()
+            if len(day.split('-')[0]) == 1:
+                day = '0' + day
+            with self.subTest(message=n, internaldate=idate):
+                self.assertIn(n, c.search('ON %s' % day))
+                self.assertIn(n, c.search('SINCE %s' % day))
+                self.assertNotIn(n, c.search('BEFORE %s' % day))
+
+
 if __name__ == '__main__':
     harness.main()
