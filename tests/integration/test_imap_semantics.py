@@ -320,5 +320,64 @@ class SentDates(ImapCase):
                 self.assertNotIn(n, c.search('BEFORE %s' % day))
 
 
+class AddressKeys(ImapCase):
+    """RFC 3501 6.4.4: FROM, TO, CC and BCC look at the address fields;
+    RFC 5322 3.2.2 and 3.4: comments and folding white space inside an
+    address are not part of it, so the address written without them
+    matches; the display name matches too."""
+
+    def msg(self, i, frm, to, cc=None, bcc=None):
+        h = 'From: %s\r\nTo: %s\r\n' % (frm, to)
+        if cc:
+            h += 'Cc: %s\r\n' % cc
+        if bcc:
+            h += 'Bcc: %s\r\n' % bcc
+        h += ('Subject: addr %d\r\nDate: Thu, 10 Mar 2022 12:00:00 +0000\r\n'
+              'Message-ID: <addr%d@example.net>\r\n\r\nbody\r\n' % (i, i))
+        return h.encode()
+
+    def test_comments_and_folding(self):
+        c = self.login()
+        c.ok('CREATE Addr')
+        msgs = [
+            self.msg(1, '<user-from (comment)@ (comment) domain.org>',
+                     'Some One <user-to@\r\n domain.org>'),
+            self.msg(2, '"Joe Q. Public" <john.q.public@example.com>',
+                     'Mary Smith <mary@x.test>, jdoe@one.test, Who? <one@y.test>',
+                     cc='<boss@nil.test>, "Giant; \\"Big\\" Box" <sysservices@example.net>',
+                     bcc='Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>'),
+            self.msg(3, 'Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>',
+                     'A Group:Ed Jones <c@a.test>,joe@where.test,John <jdoe@one.test>;',
+                     cc='Undisclosed recipients:;'),
+            self.msg(4, 'plain@domain.org (Plain Person)', 'user-to@domain.org'),
+        ]
+        for m in msgs:
+            c.append('Addr', m)
+        c.select('Addr')
+        for crit, want in (
+                ('FROM user-from@domain.org', [1]),
+                ('FROM "<user-from@domain.org>"', [1]),
+                ('TO user-to@domain.org', [1, 4]),
+                ('TO "Some One"', [1]),
+                ('FROM "Joe Q. Public"', [2]),
+                ('FROM john.q.public@example.com', [2]),
+                ('TO mary@x.test', [2]),
+                ('TO "Mary Smith"', [2]),
+                ('TO jdoe@one.test', [2, 3]),
+                ('CC sysservices@example.net', [2]),
+                ('CC boss@nil.test', [2]),
+                ('BCC pete@silly.test', [2]),
+                ('FROM pete@silly.test', [3]),
+                ('FROM "Pete"', [3]),
+                ('TO c@a.test', [3]),
+                ('TO "Ed Jones"', [3]),
+                ('FROM plain@domain.org', [4]),
+                ('FROM nobody@domain.org', []),
+                ('FROM "user-from@domain.com"', []),
+                ('TO "user-to@domain.org.uk"', [])):
+            with self.subTest(criteria=crit):
+                self.assertEqual(c.search(crit), want)
+
+
 if __name__ == '__main__':
     harness.main()
