@@ -1,9 +1,11 @@
 /* The full-text index: what SEARCH BODY and TEXT read, and how new texts
  * get into it.
  *
- * A body's searchable text (the decoded text parts, storage/mime.c, and the
- * Subject, From, To, Cc and Bcc) is either waiting in fts_pending (a
- * delivery leaves it there) or indexed (storage_fts_index moves it):
+ * A body's searchable text (the decoded text parts, storage/mime.c; for
+ * TEXT also the Subject, From, To, Cc and Bcc decoded and the whole header
+ * block as stored in bodies.header, RFC 3501 6.4.4) is either waiting in
+ * fts_pending (a delivery leaves it there) or indexed (storage_fts_index
+ * moves it):
  *   fts        the text, deflated, for checking a candidate and for taking
  *              the body out of the word index again;
  *   fts_words  a word index (FTS5, unicode61 tokenizer without diacritics
@@ -227,7 +229,8 @@ static int inflate_text(struct matcher *m, sqlite3_stmt *st, int col_len, int co
 
 /* Checks the row of st: body text (inflated when z, else plain) in column
  * `text`, the headers (subject, from_, to_, cc, bcc) in the five columns
- * from `head`. 1 when it contains the string. */
+ * from `head`, and the header block in the one after them. 1 when it
+ * contains the string. */
 static int row_has(struct matcher *m, sqlite3_stmt *st, int text, bool z, int head)
 {
     const char *t;
@@ -248,7 +251,8 @@ static int row_has(struct matcher *m, sqlite3_stmt *st, int text, bool z, int he
         if ((rc = text_has(m, t, (size_t)sqlite3_column_bytes(st, i))) != 0)
             return rc;
     }
-    return 0;
+    t = (const char *)sqlite3_column_blob(st, head + 5);
+    return text_has(m, t, (size_t)sqlite3_column_bytes(st, head + 5));
 }
 
 static void matcher_free(struct matcher *m)
@@ -517,7 +521,7 @@ static int scan(sqlite3 *db, sqlite3_stmt *st, struct matcher *m, bool z, struct
     return rc;
 }
 
-#define INDEXED_COLS "t.body_id, t.len, t.z, b.subject, b.from_, b.to_, b.cc, b.bcc"
+#define INDEXED_COLS "t.body_id, t.len, t.z, b.subject, b.from_, b.to_, b.cc, b.bcc, b.header"
 #define INDEXED_FROM " FROM fts t JOIN bodies b ON b.id = t.body_id"
 
 int fts_search(sqlite3 *db, const char *str, bool body_only, struct fts_ids *result)
@@ -586,8 +590,11 @@ int fts_search(sqlite3 *db, const char *str, bool body_only, struct fts_ids *res
         goto out;
 
     /* texts waiting for the index: scanned */
-    if ((rc = db_prepare(db, "SELECT body_id, text, subject, from_, to_, cc, bcc FROM fts_pending",
-                         &st)) == 0)
+    if ((rc =
+             db_prepare(db,
+                        "SELECT p.body_id, p.text, p.subject, p.from_, p.to_, p.cc, p.bcc, b.header"
+                        " FROM fts_pending p LEFT JOIN bodies b ON b.id = p.body_id",
+                        &st)) == 0)
         rc = scan(db, st, &m, false, &out);
     sqlite3_finalize(st);
     if (rc)
@@ -675,14 +682,17 @@ static void termset_free(struct termset *ts)
     free(ts->slot);
 }
 
-/* The header column of the word index: the five fields, one a line. */
+/* The header column of the word index: the five decoded fields from
+ * column `first`, one a line, then the header block (column first + 5) as
+ * stored. Indexing and forgetting a body must give the same text. */
 static int head_text(sqlite3_stmt *st, int first, struct sbuf *out)
 {
     out->len = 0;
     if (sbuf_add(out, "", 0) != SQLITE_OK)
         return STORAGE_E_NOMEM;
-    for (int i = first; i < first + 5; i++) {
-        const char *s = (const char *)sqlite3_column_text(st, i);
+    for (int i = first; i < first + 6; i++) {
+        const char *s = i < first + 5 ? (const char *)sqlite3_column_text(st, i)
+                                      : (const char *)sqlite3_column_blob(st, i);
         if (!s)
             continue;
         if ((out->len && sbuf_add(out, "\n", 1) != SQLITE_OK) ||
@@ -731,13 +741,13 @@ out:
 #define FTS_ZLEVEL 1
 
 /* Indexes one waiting text (the row of st: body_id, subject, from_, to_,
- * cc, bcc, text). */
+ * cc, bcc, header, text). */
 static int index_one(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *words, sqlite3_stmt *text,
                      struct tok *tok, struct termset *ts, struct sbuf *head, struct sbuf *z)
 {
     int64_t id = sqlite3_column_int64(st, 0);
-    const char *body = (const char *)sqlite3_column_text(st, 6);
-    size_t blen = (size_t)sqlite3_column_bytes(st, 6);
+    const char *body = (const char *)sqlite3_column_text(st, 7);
+    size_t blen = (size_t)sqlite3_column_bytes(st, 7);
     int rc, s;
 
     if ((rc = head_text(st, 1, head)) != 0)
@@ -793,8 +803,9 @@ int fts_index_batch(sqlite3 *db, int64_t max, uint64_t until_ms, int64_t *last)
     *last = 0;
     if ((rc = words_open(db, &tok)) != 0 ||
         (rc = db_prepare(db,
-                         "SELECT body_id, subject, from_, to_, cc, bcc, text FROM fts_pending"
-                         " ORDER BY body_id LIMIT ?",
+                         "SELECT p.body_id, p.subject, p.from_, p.to_, p.cc, p.bcc, b.header,"
+                         " p.text FROM fts_pending p LEFT JOIN bodies b ON b.id = p.body_id"
+                         " ORDER BY p.body_id LIMIT ?",
                          &st)) != 0 ||
         (rc = db_prepare(db, "INSERT INTO fts_words(rowid, head, body) VALUES (?, ?, ?)",
                          &words)) != 0 ||
@@ -878,4 +889,49 @@ int fts_migrate_4(sqlite3 *db)
     return db_exec(db, "INSERT OR IGNORE INTO fts_pending(body_id, subject, from_, to_, cc, bcc,"
                        " text) SELECT rowid, subject, from_, to_, cc, bcc, text FROM fts;"
                        "DROP TABLE fts;");
+}
+
+/* Schema 5 indexed only the five decoded header fields, not the header
+ * block: its texts (inflated here, SQL cannot) wait again, searchable by a
+ * scan until the upkeep has indexed them anew, and the word index starts
+ * empty (the words it had stay in fts_terms, which may hold more words than
+ * the index). */
+int fts_migrate_5(sqlite3 *db)
+{
+    struct matcher m = {0};
+    sqlite3_stmt *st = NULL, *ins = NULL;
+    const char *text;
+    size_t n;
+    int rc, s = SQLITE_DONE;
+
+    if ((rc = db_prepare(db, "SELECT " INDEXED_COLS INDEXED_FROM, &st)) != 0 ||
+        (rc = db_prepare(db,
+                         "INSERT OR IGNORE INTO fts_pending(body_id, subject, from_, to_, cc, bcc,"
+                         " text) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         &ins)) != 0)
+        goto out;
+    while (rc == 0 && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = inflate_text(&m, st, 1, 2, &text, &n)) != 0)
+            break;
+        sqlite3_reset(ins);
+        sqlite3_bind_int64(ins, 1, sqlite3_column_int64(st, 0));
+        for (int i = 0; i < 5; i++)
+            sqlite3_bind_value(ins, 2 + i, sqlite3_column_value(st, 3 + i));
+        if (text)
+            sqlite3_bind_text(ins, 7, text, (int)n, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(ins, 7);
+        if ((s = sqlite3_step(ins)) != SQLITE_DONE)
+            rc = err_from_sqlite(db, s);
+    }
+    if (rc == 0 && s != SQLITE_DONE && s != SQLITE_ROW)
+        rc = err_from_sqlite(db, s);
+    if (rc == 0)
+        rc = db_exec(db, "DELETE FROM fts;"
+                         "INSERT INTO fts_words(fts_words) VALUES ('delete-all');");
+out:
+    sqlite3_finalize(st);
+    sqlite3_finalize(ins);
+    matcher_free(&m);
+    return rc;
 }

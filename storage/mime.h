@@ -66,5 +66,8 @@ char *mime_decode_header_value(const char *v, size_t len);
 /* Parse an RFC 5322 date-time (obsolete forms accepted) to unix time;
  * 0 when unparseable. */
 int64_t mime_parse_date(const char *v, size_t len);
+/* The same date-time as written, its zone disregarded (unix time of that
+ * wall-clock time in UTC: its day is the day written); 0 when unparseable. */
+int64_t mime_parse_date_written(const char *v, size_t len);
 
 #endif

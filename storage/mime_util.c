@@ -542,7 +542,9 @@ static int64_t days_from_civil(int64_t y, int m, int d)
     return era * 146097 + doe - 719468;
 }
 
-int64_t mime_parse_date(const char *v, size_t len)
+/* The date-time of v as unix time, its zone's offset (minutes east) in
+ * *zone; 0 when unparseable. */
+static int64_t parse_date(const char *v, size_t len, int *zone)
 {
     static const char *const months[] = {"jan", "feb", "mar", "apr", "may", "jun",
                                          "jul", "aug", "sep", "oct", "nov", "dec"};
@@ -605,5 +607,19 @@ int64_t mime_parse_date(const char *v, size_t len)
                 off = zones[k].off;
         /* military and unknown zones: RFC 5322 4.3 says treat as -0000 */
     }
+    *zone = off;
     return days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss - (int64_t)off * 60;
+}
+
+int64_t mime_parse_date(const char *v, size_t len)
+{
+    int zone;
+    return parse_date(v, len, &zone);
+}
+
+int64_t mime_parse_date_written(const char *v, size_t len)
+{
+    int zone = 0;
+    int64_t t = parse_date(v, len, &zone);
+    return t ? t + (int64_t)zone * 60 : 0;
 }

@@ -121,6 +121,93 @@ static void fn_contains(sqlite3_context *ctx, int argc, sqlite3_value **argv)
                                         (size_t)sqlite3_value_bytes(argv[1])));
 }
 
+/* An address field's value (decoded, unfolded) as its addresses read
+ * without comments and folding white space (RFC 5322 3.2.2, 3.4): comments
+ * dropped, quoted strings unquoted, no white space inside an angle-addr or
+ * beside an '@', other runs of white space one space. "Pete(A nice \) chap)
+ * <pete(his account)@silly.test(his host)>" reads "Pete <pete@silly.test>".
+ * out has room for len bytes; returns the length written. Linear. */
+static size_t addr_plain(const char *v, size_t len, char *out)
+{
+    size_t o = 0;
+    bool angle = false, space = false;
+
+    for (size_t i = 0; i < len; i++) {
+        char ch = v[i];
+        if (ch == '(') {
+            /* a comment, nested ones inside; a comment separates words */
+            int depth = 1;
+            for (i++; i < len && depth > 0; i++) {
+                if (v[i] == '\\')
+                    i++;
+                else if (v[i] == '(')
+                    depth++;
+                else if (v[i] == ')')
+                    depth--;
+            }
+            i--;
+            space = true;
+            continue;
+        }
+        if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n') {
+            space = true;
+            continue;
+        }
+        if (space && !angle && o > 0 && ch != '@' && out[o - 1] != '@' && out[o - 1] != ' ' &&
+            ch != ',' && ch != '>')
+            out[o++] = ' ';
+        space = false;
+        if (ch == '"') {
+            for (i++; i < len && v[i] != '"'; i++) {
+                if (v[i] == '\\' && i + 1 < len)
+                    i++;
+                out[o++] = v[i];
+            }
+            continue;
+        }
+        if (ch == '<')
+            angle = true;
+        else if (ch == '>')
+            angle = false;
+        else if (ch == ',' || ch == ';' || ch == ':')
+            angle = false; /* an unclosed '<' ends with its address */
+        if (ch == '@' && o > 0 && out[o - 1] == ' ')
+            o--;
+        out[o++] = ch;
+    }
+    return o;
+}
+
+/* coffre_addr_contains(value, string): an address field contains the
+ * string as written or as its addresses read without comments and folding
+ * (FROM, TO, CC, BCC; RFC 3501 6.4.4). */
+static void fn_addr_contains(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    const char *h = (const char *)sqlite3_value_text(argv[0]);
+    const char *n = (const char *)sqlite3_value_text(argv[1]);
+    size_t hl = (size_t)sqlite3_value_bytes(argv[0]), nl = (size_t)sqlite3_value_bytes(argv[1]);
+    char small[512], *plain = small;
+    bool found;
+
+    (void)argc;
+    if (!h || !n) {
+        sqlite3_result_int(ctx, 0);
+        return;
+    }
+    if (contains_ci(h, hl, n, nl)) {
+        sqlite3_result_int(ctx, 1);
+        return;
+    }
+    if (hl > sizeof(small) && !(plain = malloc(hl))) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    found = contains_ci(plain, addr_plain(h, hl, plain), n, nl);
+    if (plain != small)
+        free(plain);
+    sqlite3_result_int(ctx, found);
+}
+
 /* The header block of the message file a search looked at last: every
  * HEADER criterion on a field outside the index reads it, and SQLite
  * evaluates all of a row's criteria before the next row, so a file is
@@ -213,6 +300,46 @@ static void fn_header(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     sqlite3_result_int(ctx, found);
 }
 
+/* coffre_sentday(envelope): the Date: header as written, its zone
+ * disregarded (mime_parse_date_written), from the first string of the
+ * cached ENVELOPE, quoted or a literal; NULL when it has none or it cannot
+ * be read (the caller falls back to the date in UTC). */
+static void fn_sentday(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    const char *e = (const char *)sqlite3_value_text(argv[0]);
+    size_t n = (size_t)sqlite3_value_bytes(argv[0]), i = 1;
+    char date[256];
+    size_t dl = 0;
+    int64_t t;
+
+    (void)argc;
+    if (!e || n < 2 || e[0] != '(')
+        return;
+    if (e[i] == '"') {
+        for (i++; i < n && e[i] != '"'; i++) {
+            if (e[i] == '\\' && i + 1 < n)
+                i++;
+            if (dl == sizeof(date))
+                return;
+            date[dl++] = e[i];
+        }
+        if (i >= n)
+            return;
+    } else if (e[i] == '{') {
+        size_t l = 0;
+        for (i++; i < n && e[i] >= '0' && e[i] <= '9' && l <= sizeof(date); i++)
+            l = l * 10 + (size_t)(e[i] - '0');
+        if (l > sizeof(date) || n - i < 3 + l || memcmp(e + i, "}\r\n", 3) != 0)
+            return;
+        memcpy(date, e + i + 3, l);
+        dl = l;
+    } else {
+        return; /* NIL */
+    }
+    if ((t = mime_parse_date_written(date, dl)) != 0)
+        sqlite3_result_int64(ctx, t);
+}
+
 /* coffre_inbodies(set, body_id): body_id is in the set fts_search gave. */
 static void fn_inbodies(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
@@ -232,6 +359,12 @@ void register_sql_functions(sqlite3 *db, struct storage_user *u)
                             SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, u, fn_contains,
                             NULL, NULL);
     sqlite3_create_function(db, "coffre_header", 4, SQLITE_UTF8 | SQLITE_DIRECTONLY, u, fn_header,
+                            NULL, NULL);
+    sqlite3_create_function(db, "coffre_addr_contains", 2,
+                            SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, u,
+                            fn_addr_contains, NULL, NULL);
+    sqlite3_create_function(db, "coffre_sentday", 1,
+                            SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, u, fn_sentday,
                             NULL, NULL);
 }
 
@@ -442,8 +575,11 @@ static void build(struct qb *q, const struct storage_search *n, int depth)
         break;
     case STORAGE_SEARCH_SENTBEFORE:
     case STORAGE_SEARCH_SENTSINCE:
-        /* no usable Date: header: the internal date stands in */
-        put(q, "(CASE WHEN b.sent_date != 0 THEN b.sent_date ELSE m.internal_date END)");
+        /* the Date: header's day as written, its time and zone disregarded
+         * (RFC 3501 6.4.4); no usable Date: header: the internal date
+         * stands in */
+        put(q, "(CASE WHEN b.sent_date != 0 THEN coalesce(coffre_sentday(b.envelope), b.sent_date)"
+               " ELSE m.internal_date END)");
         put(q, n->op == STORAGE_SEARCH_SENTBEFORE ? " < " : " >= ");
         bind_int(q, n->num);
         break;
@@ -460,7 +596,9 @@ static void build(struct qb *q, const struct storage_search *n, int depth)
             }
         col = header_column(n->field);
         if (col) {
-            put(q, "coffre_contains(");
+            bool addr = !strcmp(col, "b.from_") || !strcmp(col, "b.to_") || !strcmp(col, "b.cc") ||
+                        !strcmp(col, "b.bcc");
+            put(q, addr ? "coffre_addr_contains(" : "coffre_contains(");
             put(q, col);
             put(q, ", ");
             bind_text(q, n->str);

@@ -336,9 +336,10 @@ static const char schema_sql[] =
     /* The full-text index (fts.c). Texts of new bodies wait in fts_pending:
      * indexing costs too much inside a delivery; storage_fts_index moves
      * them later. A body's text is in exactly one of fts_pending and fts
-     * (deflated; fts_words, the word index, has its words); SEARCH looks
-     * at both. fts_terms: every word fts_words has held, and fts_grams the
-     * trigrams of those words, to find the words containing a string. */
+     * (deflated; fts_words, the word index, has its words in body, and in
+     * head those of the decoded Subject, From, To, Cc, Bcc and of the
+     * header block, bodies.header); SEARCH looks at both. fts_terms: every word fts_words has held,
+     * and fts_grams the trigrams of those words, to find the words containing a string. */
     "CREATE TABLE IF NOT EXISTS fts_pending("
     "  body_id INTEGER PRIMARY KEY, subject, from_, to_, cc, bcc, text);"
     "CREATE TABLE IF NOT EXISTS fts(body_id INTEGER PRIMARY KEY, len INTEGER NOT NULL, z BLOB);"
@@ -1043,22 +1044,28 @@ static void move_index_aside(struct storage_user *u, const char *why)
     unlink(from);
 }
 
-/* Schema 4 to 5: the trigram full-text index gives way to the word index
- * (fts.c), in one transaction; the texts wait for the upkeep meanwhile. */
-static int migrate_4(struct storage_user *u)
+/* An index of schema 4 or 5 is upgraded on open, in one transaction; the
+ * texts of its full-text index wait for the upkeep meanwhile (fts.c).
+ *   4: the trigram full-text index gives way to the word index;
+ *   5: the word index takes the whole header block too (SEARCH TEXT covers
+ *      the header, RFC 3501 6.4.4). */
+static int migrate(struct storage_user *u, int64_t from)
 {
     int rc = db_begin(u->wdb);
 
-    if (rc == 0 && (rc = fts_migrate_4(u->wdb)) == 0)
-        rc = db_create_schema(u->wdb);
+    if (rc == 0)
+        rc = from == 4 ? fts_migrate_4(u->wdb) : fts_migrate_5(u->wdb);
+    if (rc == 0)
+        rc = from == 4 ? db_create_schema(u->wdb)
+                       : db_meta_set(u->wdb, "schema", STORAGE_SCHEMA_VERSION);
     if (rc == 0)
         rc = db_commit(u->wdb);
     else
         db_rollback(u->wdb);
     if (rc == 0)
-        log_info("storage: user %" PRId64 ": full-text index upgraded; texts reindexed in the"
-                 " background",
-                 u->id);
+        log_info("storage: user %" PRId64 ": index schema %" PRId64 " upgraded to %d; full-text"
+                 " index updated in the background",
+                 u->id, from, STORAGE_SCHEMA_VERSION);
     return rc;
 }
 
@@ -1113,9 +1120,9 @@ static int open_index(struct storage_user *u, bool *fresh)
         }
         if (rc == 0 && !*fresh)
             rc = db_meta_get(u->wdb, "schema", &ver);
-        if (rc == 0 && !*fresh && ver == 4)
-            rc = migrate_4(u);
-        if (rc == 0 && !*fresh && ver != STORAGE_SCHEMA_VERSION && ver != 4) {
+        if (rc == 0 && !*fresh && (ver == 4 || ver == 5))
+            rc = migrate(u, ver);
+        if (rc == 0 && !*fresh && ver != STORAGE_SCHEMA_VERSION && ver != 4 && ver != 5) {
             log_error("storage: user %" PRId64 ": index schema %" PRId64 " unknown", u->id, ver);
             rc = STORAGE_E_CORRUPT;
         }

@@ -84,6 +84,7 @@ static void do_copy(struct imap_session *s, struct imap_args *a, bool move)
 {
     struct copy_job *cj = calloc(1, sizeof(*cj));
     struct storage_uidset us;
+    bool invalid = false;
     int r;
 
     if (!cj) {
@@ -97,10 +98,16 @@ static void do_copy(struct imap_session *s, struct imap_args *a, bool move)
     }
     cj->set = us;
     if ((r = imap_args_sp(a)) != IMAP_ARG_OK ||
-        (r = imap_args_mailbox(a, cj->dst, sizeof(cj->dst))) != IMAP_ARG_OK ||
+        (r = imap_name_lax(imap_args_mailbox(a, cj->dst, sizeof(cj->dst)), &invalid)) !=
+            IMAP_ARG_OK ||
         !imap_args_at_end(a)) {
         copy_free(&cj->j);
         imap_bad_arg(s, r, move ? "MOVE set mailbox" : "COPY set mailbox");
+        return;
+    }
+    if (invalid) {
+        copy_free(&cj->j);
+        imap_no_name(s, move ? "MOVE" : "COPY", true);
         return;
     }
     if (move && s->sel->readonly) {

@@ -264,6 +264,8 @@ static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode 
     struct list_job *l;
     int r = IMAP_ARG_OK;
     bool empty_pattern = false;
+    /* a reference or pattern that is not modified UTF-7 matches no name */
+    bool bad_ref = false, bad_pat = false, nothing = false;
 
     l = calloc(1, sizeof(*l));
     if (!l) {
@@ -285,28 +287,34 @@ static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode 
             l->opts &= ~(unsigned)SEL_RECURSIVE;
     }
     if (r == IMAP_ARG_OK)
-        r = imap_args_mailbox(a, ref, sizeof(ref));
+        r = imap_name_lax(imap_args_mailbox(a, ref, sizeof(ref)), &bad_ref);
+    if (bad_ref)
+        ref[0] = '\0';
     if (r == IMAP_ARG_OK)
         r = imap_args_sp(a);
     if (r == IMAP_ARG_OK && mode == MODE_LIST && imap_args_peek(a, '(')) {
         r = imap_args_open(a);
         while (r == IMAP_ARG_OK && !imap_args_peek(a, ')')) {
-            if (l->npat && (r = imap_args_sp(a)) != IMAP_ARG_OK)
+            if ((l->npat || nothing) && (r = imap_args_sp(a)) != IMAP_ARG_OK)
                 break;
-            if ((r = imap_args_pattern(a, pat, sizeof(pat))) == IMAP_ARG_OK)
+            if ((r = imap_name_lax(imap_args_pattern(a, pat, sizeof(pat)), &bad_pat)) ==
+                    IMAP_ARG_OK &&
+                !bad_pat)
                 r = add_pattern(l, ref, pat);
+            else if (r == IMAP_ARG_OK)
+                nothing = true; /* stands in the count of patterns */
         }
         if (r == IMAP_ARG_OK)
             r = imap_args_close(a);
-        if (r == IMAP_ARG_OK && !l->npat)
+        if (r == IMAP_ARG_OK && !l->npat && !nothing)
             r = IMAP_ARG_BAD;
     } else if (r == IMAP_ARG_OK) {
         if (imap_args_peek(a, '"') && a->end - a->p >= 2 && a->p[1] == '"') {
             a->p += 2;
             empty_pattern = true;
         } else {
-            r = imap_args_pattern(a, pat, sizeof(pat));
-            if (r == IMAP_ARG_OK)
+            r = imap_name_lax(imap_args_pattern(a, pat, sizeof(pat)), &bad_pat);
+            if (r == IMAP_ARG_OK && !bad_pat)
                 r = add_pattern(l, ref, pat);
         }
     }
@@ -332,6 +340,11 @@ static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode 
         /* the hierarchy delimiter and root (RFC 3501 6.3.8) */
         list_free(l);
         imap_printf(s, "* %s (\\Noselect) \"/\" \"\"\r\n", kinds[mode]);
+        imap_finish(s, "OK", "%s completed.", kinds[mode]);
+        return;
+    }
+    if (bad_ref || !l->npat) {
+        list_free(l);
         imap_finish(s, "OK", "%s completed.", kinds[mode]);
         return;
     }

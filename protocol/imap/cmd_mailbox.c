@@ -86,11 +86,17 @@ static void strip_trailing_slash(char *name)
 }
 
 /* The end of the arguments and the name a mailbox is created or renamed
- * to (trailing '/' dropped, never INBOX); false after answering. */
-static bool new_name_ok(struct imap_session *s, struct imap_args *a, char *name)
+ * to (trailing '/' dropped, never INBOX, invalid: not modified UTF-7);
+ * false after answering. */
+static bool new_name_ok(struct imap_session *s, struct imap_args *a, char *name, bool invalid,
+                        const char *what)
 {
     if (!imap_args_at_end(a)) {
         imap_bad(s, "Unexpected arguments.");
+        return false;
+    }
+    if (invalid) {
+        imap_no_name(s, what, false);
         return false;
     }
     strip_trailing_slash(name);
@@ -105,10 +111,11 @@ void imap_cmd_create(struct imap_session *s, struct imap_args *a)
 {
     char name[STORAGE_MBOX_NAME_MAX + 2];
     unsigned special = 0;
+    bool invalid = false;
     int r;
 
     if ((r = imap_args_sp(a)) != IMAP_ARG_OK ||
-        (r = imap_args_mailbox(a, name, sizeof(name))) != IMAP_ARG_OK) {
+        (r = imap_name_lax(imap_args_mailbox(a, name, sizeof(name)), &invalid)) != IMAP_ARG_OK) {
         imap_bad_arg(s, r, "CREATE mailbox [(USE (\\Attr ...))]");
         return;
     }
@@ -143,21 +150,27 @@ void imap_cmd_create(struct imap_session *s, struct imap_args *a)
             return;
         }
     }
-    if (new_name_ok(s, a, name))
+    if (new_name_ok(s, a, name, invalid, "CREATE"))
         mbop_start(s, OP_CREATE, name, NULL, special);
 }
 
 static void one_name_cmd(struct imap_session *s, struct imap_args *a, enum mbop op)
 {
     char name[STORAGE_MBOX_NAME_MAX + 1];
+    bool invalid = false;
     int r;
     if ((r = imap_args_sp(a)) != IMAP_ARG_OK ||
-        (r = imap_args_mailbox(a, name, sizeof(name))) != IMAP_ARG_OK) {
+        (r = imap_name_lax(imap_args_mailbox(a, name, sizeof(name)), &invalid)) != IMAP_ARG_OK) {
         imap_bad_arg(s, r, "COMMAND mailbox");
         return;
     }
     if (!imap_args_at_end(a)) {
         imap_bad(s, "Unexpected arguments.");
+        return;
+    }
+    if (invalid) {
+        /* such a name can neither exist nor be subscribed */
+        imap_no_name(s, op_names[op], op != OP_SUBSCRIBE);
         return;
     }
     if (op == OP_DELETE && !strcmp(name, "INBOX")) {
@@ -185,14 +198,19 @@ void imap_cmd_unsubscribe(struct imap_session *s, struct imap_args *a)
 void imap_cmd_rename(struct imap_session *s, struct imap_args *a)
 {
     char from[STORAGE_MBOX_NAME_MAX + 1], to[STORAGE_MBOX_NAME_MAX + 2];
+    bool bad_from = false, bad_to = false;
     int r;
     if ((r = imap_args_sp(a)) != IMAP_ARG_OK ||
-        (r = imap_args_mailbox(a, from, sizeof(from))) != IMAP_ARG_OK ||
+        (r = imap_name_lax(imap_args_mailbox(a, from, sizeof(from)), &bad_from)) != IMAP_ARG_OK ||
         (r = imap_args_sp(a)) != IMAP_ARG_OK ||
-        (r = imap_args_mailbox(a, to, sizeof(to))) != IMAP_ARG_OK) {
+        (r = imap_name_lax(imap_args_mailbox(a, to, sizeof(to)), &bad_to)) != IMAP_ARG_OK) {
         imap_bad_arg(s, r, "RENAME from to");
         return;
     }
-    if (new_name_ok(s, a, to))
+    if (bad_from && imap_args_at_end(a)) {
+        imap_no_name(s, "RENAME", true);
+        return;
+    }
+    if (new_name_ok(s, a, to, bad_to, "RENAME"))
         mbop_start(s, OP_RENAME, from, to, 0);
 }

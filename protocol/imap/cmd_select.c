@@ -68,9 +68,10 @@ static void do_select(struct imap_session *s, struct imap_args *a, bool readonly
 {
     char name[STORAGE_MBOX_NAME_MAX + 1];
     int r = IMAP_ARG_BAD;
+    bool invalid = false;
 
     if (imap_args_sp(a) != IMAP_ARG_OK ||
-        (r = imap_args_mailbox(a, name, sizeof(name))) != IMAP_ARG_OK) {
+        (r = imap_name_lax(imap_args_mailbox(a, name, sizeof(name)), &invalid)) != IMAP_ARG_OK) {
         imap_bad_arg(s, r, readonly ? "EXAMINE mailbox" : "SELECT mailbox");
         return;
     }
@@ -82,6 +83,10 @@ static void do_select(struct imap_session *s, struct imap_args *a, bool readonly
     if (s->sel) {
         imap_sel_free(s);
         imap_printf(s, "* OK [CLOSED] Previous mailbox closed.\r\n");
+    }
+    if (invalid) {
+        imap_no_name(s, readonly ? "EXAMINE" : "SELECT", true);
+        return;
     }
     if (!imap_storage(s))
         return;

@@ -127,10 +127,11 @@ void imap_cmd_status(struct imap_session *s, struct imap_args *a)
 {
     char name[STORAGE_MBOX_NAME_MAX + 1];
     unsigned items = 0;
+    bool invalid = false;
     int r;
 
     if ((r = imap_args_sp(a)) != IMAP_ARG_OK ||
-        (r = imap_args_mailbox(a, name, sizeof(name))) != IMAP_ARG_OK ||
+        (r = imap_name_lax(imap_args_mailbox(a, name, sizeof(name)), &invalid)) != IMAP_ARG_OK ||
         (r = imap_args_sp(a)) != IMAP_ARG_OK || (r = imap_args_open(a)) != IMAP_ARG_OK) {
         imap_bad_arg(s, r, "STATUS mailbox (items)");
         return;
@@ -163,6 +164,10 @@ void imap_cmd_status(struct imap_session *s, struct imap_args *a)
     }
     if (imap_args_close(a) != IMAP_ARG_OK || !imap_args_at_end(a) || !items) {
         imap_bad(s, "Usage: STATUS mailbox (items)");
+        return;
+    }
+    if (invalid) {
+        imap_no_name(s, "STATUS", true);
         return;
     }
     if (!imap_storage(s))

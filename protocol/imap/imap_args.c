@@ -315,6 +315,12 @@ int imap_args_pattern(struct imap_args *a, char *out, size_t outcap)
     return mailbox_decode(raw, n, out, outcap);
 }
 
+int imap_name_lax(int r, bool *invalid)
+{
+    *invalid = r == IMAP_ARG_BADNAME;
+    return *invalid ? IMAP_ARG_OK : r;
+}
+
 /* ---- sequence sets ---- */
 
 static int seq_number(const char **p, const char *end, uint32_t *v)

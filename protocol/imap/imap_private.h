@@ -381,6 +381,15 @@ void imap_bad(struct imap_session *s, const char *fmt, ...) __attribute__((forma
 /* BAD for an argument refused with r: invalid mailbox name, too deep, or
  * "Usage: <usage>". */
 void imap_bad_arg(struct imap_session *s, int r, const char *usage);
+/* A mailbox name that is not modified UTF-7 is still a well-formed astring
+ * (RFC 3501 5.1.3): a command naming it is well formed and names no
+ * mailbox. Turns IMAP_ARG_BADNAME into IMAP_ARG_OK, setting *invalid, so
+ * the caller checks the rest of the syntax (BAD) before answering NO with
+ * imap_no_name(); any other r is returned as is. */
+int imap_name_lax(int r, bool *invalid);
+/* NO for such a name: "[NONEXISTENT]" where the name must exist (exists
+ * true), "[CANNOT]" where a mailbox would be made with it. */
+void imap_no_name(struct imap_session *s, const char *what, bool exists);
 /* The capability list for the current state (no leading "CAPABILITY "). */
 const char *imap_capabilities(struct imap_session *s);
 

@@ -127,6 +127,15 @@ void imap_finish_storage_err(struct imap_session *s, int err, const char *what)
     imap_finish(s, "NO", "%s%s: %s.", code, what, text);
 }
 
+void imap_no_name(struct imap_session *s, const char *what, bool exists)
+{
+    if (exists)
+        imap_finish(s, "NO", "[NONEXISTENT] %s: no such mailbox (the name is not modified UTF-7).",
+                    what);
+    else
+        imap_finish(s, "NO", "[CANNOT] %s: invalid mailbox name (not modified UTF-7).", what);
+}
+
 void imap_cmd_job(struct imap_session *s, struct imap_job *j, imap_job_work *work,
                   imap_job_done *done)
 {

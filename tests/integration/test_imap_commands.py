@@ -18,7 +18,7 @@ imaplib.Commands.setdefault('ID', ('NONAUTH', 'AUTH', 'SELECTED'))
 imaplib.Commands.setdefault('IDLE', ('SELECTED',))
 
 REQUIRED_CAPS = {'IMAP4REV1', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE',
-                 'UIDPLUS', 'MOVE', 'UNSELECT', 'CHILDREN', 'SPECIAL-USE',
+                 'UIDPLUS', 'MULTIAPPEND', 'MOVE', 'UNSELECT', 'CHILDREN', 'SPECIAL-USE',
                  'CREATE-SPECIAL-USE', 'LIST-EXTENDED', 'XLIST'}
 DATE = '17-Jul-1996 02:44:25 -0700'
 

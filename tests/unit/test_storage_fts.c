@@ -5,10 +5,11 @@
  * places, of one to a dozen characters, case changed, and a fixed list).
  * SEARCH BODY must give exactly the messages whose decoded text contains
  * the string, folded as Unicode folds it (TEXT: or whose Subject, From or
- * To does), and BODY and TEXT the same
- * answers whether the texts wait for the index, are in it, or half and
+ * To decoded, or whose header block as sent, does), and BODY and TEXT the
+ * same answers whether the texts wait for the index, are in it, or half and
  * half; after an expunge (bodies reused for new messages) and after the
- * upgrade of an index of schema 4 (the trigram index) likewise. */
+ * upgrade of an index of schema 4 (the trigram index) or 5 (the header
+ * block not in the word index) likewise. */
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -76,10 +77,11 @@ static const char *const seps[] = {" ", "  ", ", ", ".\r\n", "-", "_", "/", "\r\
 struct msg {
     char text[TEXT_MAX]; /* the decoded body text, UTF-8 */
     char subject[200];   /* decoded */
+    char header[600];    /* the header block as sent */
     uint32_t uid;
     bool gone;
 };
-static struct msg msgs[NMSG + 20];
+static struct msg msgs[NMSG + 30];
 static size_t nmsgs;
 
 /* Code point of the UTF-8 sequence at s (its length in *l). */
@@ -276,6 +278,12 @@ static void append_msg(size_t i, bool latin1only)
                          "Content-Transfer-Encoding: %s\r\n\r\n%s",
                          subj, cs, cte, enc);
     CHECK(storage_append(u, inbox, raw, n, 0, NULL, 0, 0, &m->uid) == 0);
+    {
+        const char *e = strstr(raw, "\r\n\r\n");
+        size_t hl = e ? (size_t)(e - raw) + 4 : 0;
+        CHECK(hl > 0 && hl < sizeof(m->header), "header kept for the reference");
+        memcpy(m->header, raw, hl < sizeof(m->header) ? hl : 0);
+    }
     nmsgs++;
 }
 
@@ -405,14 +413,15 @@ static void check_all(const char *phase, bool compare)
             }
             {
                 /* the reference: BODY the text; TEXT also the Subject
-                 * (decoded), From and To */
+                 * (decoded), From and To, and the header block */
                 size_t k = 0;
                 bool ok = true;
                 for (size_t i = 0; i < nmsgs; i++) {
                     if (msgs[i].gone ||
                         !(contains(msgs[i].text, queries[q]) ||
-                          (t && (contains(msgs[i].subject, queries[q]) ||
-                                 contains(FROM, queries[q]) || contains(TO, queries[q])))))
+                          (t &&
+                           (contains(msgs[i].subject, queries[q]) || contains(FROM, queries[q]) ||
+                            contains(TO, queries[q]) || contains(msgs[i].header, queries[q])))))
                         continue;
                     if (k >= n || got[k] != msgs[i].uid)
                         ok = false;
@@ -463,6 +472,25 @@ static long long rows(const char *sql)
     return index_sql_int(dir, sql);
 }
 
+/* Runs sql (text ?1, uid ?2) for every message still there, with the
+ * text this test gave it. */
+static int with_texts(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *ins;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &ins, NULL);
+
+    for (size_t i = 0; rc == SQLITE_OK && i < nmsgs; i++) {
+        if (msgs[i].gone)
+            continue;
+        sqlite3_reset(ins);
+        sqlite3_bind_text(ins, 1, msgs[i].text, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins, 2, msgs[i].uid);
+        rc = sqlite3_step(ins) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+    }
+    sqlite3_finalize(ins);
+    return rc;
+}
+
 /* Turns the (closed) index into one of schema 4 as that version left it:
  * the trigram index (with its content) of the indexed texts, the others
  * waiting. */
@@ -484,22 +512,9 @@ static int downgrade_to_4(void)
                       " tokenize = 'trigram');"
                       "COMMIT;",
                       NULL, NULL, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_stmt *ins;
-        rc = sqlite3_prepare_v2(db,
-                                "INSERT INTO temp.t(body_id, text) SELECT body_id, ? FROM messages"
-                                " WHERE uid = ? AND body_id IN (SELECT body_id FROM fts)",
-                                -1, &ins, NULL);
-        for (size_t i = 0; rc == SQLITE_OK && i < nmsgs; i++) {
-            if (msgs[i].gone)
-                continue;
-            sqlite3_reset(ins);
-            sqlite3_bind_text(ins, 1, msgs[i].text, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(ins, 2, msgs[i].uid);
-            rc = sqlite3_step(ins) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
-        }
-        sqlite3_finalize(ins);
-    }
+    if (rc == SQLITE_OK)
+        rc = with_texts(db, "INSERT INTO temp.t(body_id, text) SELECT body_id, ? FROM messages"
+                            " WHERE uid = ? AND body_id IN (SELECT body_id FROM fts)");
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db,
                           "BEGIN;"
@@ -512,6 +527,36 @@ static int downgrade_to_4(void)
                           "UPDATE meta SET value = 4 WHERE key = 'schema';"
                           "COMMIT;",
                           NULL, NULL, NULL);
+    sqlite3_close(db);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* Turns the (closed) index into one of schema 5 as that version left it:
+ * the word index's header column held the five decoded fields only. */
+static int downgrade_to_5(void)
+{
+    char path[300];
+    sqlite3 *db;
+    int rc;
+
+    snprintf(path, sizeof(path), "%s/users/1/index.sqlite", dir);
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+        return -1;
+    rc = sqlite3_exec(db,
+                      "BEGIN; INSERT INTO fts_words(fts_words) VALUES ('delete-all');"
+                      "UPDATE meta SET value = 5 WHERE key = 'schema';",
+                      NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = with_texts(db, "INSERT INTO fts_words(rowid, head, body)"
+                            " SELECT b.id, substr(coalesce(char(10) || b.subject, '') ||"
+                            " coalesce(char(10) || b.from_, '') ||"
+                            " coalesce(char(10) || b.to_, '') ||"
+                            " coalesce(char(10) || b.cc, '') ||"
+                            " coalesce(char(10) || b.bcc, ''), 2), ?"
+                            " FROM messages m JOIN bodies b ON b.id = m.body_id"
+                            " WHERE m.uid = ? AND b.id IN (SELECT body_id FROM fts)");
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     sqlite3_close(db);
     return rc == SQLITE_OK ? 0 : -1;
 }
@@ -577,7 +622,7 @@ int main(void)
               rows("SELECT count(*) FROM fts_pending") == 5,
           "an index of schema 4");
     CHECK(storage_open(dir, 1, &u) == 0, "opened and upgraded");
-    CHECK(rows("SELECT value FROM meta WHERE key = 'schema'") == 5 &&
+    CHECK(rows("SELECT value FROM meta WHERE key = 'schema'") == 6 &&
               rows("SELECT count(*) FROM fts") == 0 &&
               rows("SELECT count(*) FROM fts_pending") == (long long)indexed + 5 &&
               rows("SELECT count(*) FROM sqlite_schema WHERE name = 'fts_words'") == 1,
@@ -586,6 +631,38 @@ int main(void)
     CHECK(storage_fts_index(u, 0, &left) == 0 && left == 0, "reindexed");
     check_all("upgraded and reindexed", true);
     CHECK(rows("SELECT count(*) FROM fts") == (long long)indexed + 5, "every text indexed");
+
+    /* an index of schema 5 (header block not in the word index) is
+     * upgraded on open: its texts wait, then are indexed again; a body
+     * indexed before and expunged after leaves the index whole */
+    indexed += 5;
+    for (size_t i = 0; i < 3; i++)
+        append_msg(NMSG + 20 + i, false);
+    check_all("three more waiting", false);
+    storage_close(u);
+    u = NULL;
+    CHECK(downgrade_to_5() == 0 && rows("SELECT count(*) FROM fts_pending") == 3,
+          "an index of schema 5");
+    CHECK(storage_open(dir, 1, &u) == 0, "opened and upgraded from 5");
+    CHECK(rows("SELECT value FROM meta WHERE key = 'schema'") == 6 &&
+              rows("SELECT count(*) FROM fts") == 0 &&
+              rows("SELECT count(*) FROM fts_pending") == (long long)indexed + 3,
+          "the texts of schema 5 wait for the index");
+    check_all("upgraded from 5, texts waiting", true);
+    CHECK(storage_fts_index(u, 0, &left) == 0 && left == 0, "reindexed from 5");
+    check_all("upgraded from 5 and reindexed", true);
+    {
+        struct storage_range r = {msgs[1].uid, msgs[NMSG + 19].uid};
+        struct storage_uidset set = {1, &r};
+        for (size_t i = 1; i <= NMSG + 19; i++)
+            msgs[i].gone = true;
+        CHECK(storage_store(u, inbox, &set, STORAGE_STORE_ADD, STORAGE_FLAG_DELETED, NULL, 0, 0,
+                            NULL, NULL, NULL) == 0 &&
+                  storage_expunge(u, inbox, &set, true, NULL) == 0,
+              "most expunged after the upgrade");
+    }
+    check_all("expunged after the upgrade from 5", true);
+    CHECK(rows("SELECT count(*) FROM fts") == 3, "their texts left the index");
 
     storage_close(u);
     for (size_t q = 0; q < nq; q++) {
