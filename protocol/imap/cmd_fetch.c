@@ -429,7 +429,8 @@ static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it, ui
         break;
     case FI_RFC822_SIZE:
         item_sep(f);
-        buf_printf(b, "RFC822.SIZE %llu", (unsigned long long)size);
+        buf_add(b, "RFC822.SIZE ", 12);
+        buf_addu(b, size);
         break;
     case FI_ENVELOPE:
         cached_item(f, "ENVELOPE ", env);
@@ -448,11 +449,15 @@ static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it, ui
 
 static void msg_open(struct imap_fetch *f, uint32_t seq, uint32_t uid)
 {
-    buf_printf(&f->st.out, "* %u FETCH (", seq);
+    /* once per message in answers of 100,000: no printf */
+    buf_add(&f->st.out, "* ", 2);
+    buf_addu(&f->st.out, seq);
+    buf_add(&f->st.out, " FETCH (", 8);
     f->first_item = true;
     if (f->spec.uid || f->uid_cmd) {
         item_sep(f);
-        buf_printf(&f->st.out, "UID %u", uid);
+        buf_add(&f->st.out, "UID ", 4);
+        buf_addu(&f->st.out, uid);
     }
 }
 
@@ -485,7 +490,9 @@ static void fields_item(struct imap_fetch *f, const struct imap_fetch_item *it,
         start = it->origin < len ? it->origin : len;
         n = len - start < it->count ? len - start : it->count;
     }
-    buf_printf(b, " {%llu}\r\n", (unsigned long long)n);
+    buf_add(b, " {", 2);
+    buf_addu(b, n);
+    buf_add(b, "}\r\n", 3);
     buf_add(b, f->scratch.p + start, (size_t)n);
 }
 
