@@ -491,17 +491,29 @@ static int with_texts(sqlite3 *db, const char *sql)
     return rc;
 }
 
+/* The (closed) store's index, opened directly; NULL on failure. */
+static sqlite3 *open_index(void)
+{
+    char path[300];
+    sqlite3 *db;
+
+    snprintf(path, sizeof(path), "%s/users/1/index.sqlite", dir);
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return NULL;
+    }
+    return db;
+}
+
 /* Turns the (closed) index into one of schema 4 as that version left it:
  * the trigram index (with its content) of the indexed texts, the others
  * waiting. */
 static int downgrade_to_4(void)
 {
-    char path[300];
-    sqlite3 *db;
+    sqlite3 *db = open_index();
     int rc;
 
-    snprintf(path, sizeof(path), "%s/users/1/index.sqlite", dir);
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+    if (!db)
         return -1;
     /* texts of the bodies indexed today: from the bodies and the message
      * texts of this test, put back by body id */
@@ -535,12 +547,10 @@ static int downgrade_to_4(void)
  * the word index's header column held the five decoded fields only. */
 static int downgrade_to_5(void)
 {
-    char path[300];
-    sqlite3 *db;
+    sqlite3 *db = open_index();
     int rc;
 
-    snprintf(path, sizeof(path), "%s/users/1/index.sqlite", dir);
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+    if (!db)
         return -1;
     rc = sqlite3_exec(db,
                       "BEGIN; INSERT INTO fts_words(fts_words) VALUES ('delete-all');"
