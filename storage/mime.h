@@ -49,7 +49,9 @@ int mime_find_section(const char *msg, size_t len, const char *section, size_t *
 
 /* BODY[HEADER.FIELDS (A B)] and .NOT: copies the matching (negate = 0) or the
  * non-matching (negate = 1) header fields of hdr[0..len), with their folded
- * continuation lines as-is, followed by a blank line "\r\n", into *out
+ * continuation lines as-is, followed by a blank line "\r\n" when hdr ends
+ * with one (RFC 3501 6.4.5: not for a message with no body and no blank
+ * line), into *out
  * (malloc'd, caller frees; NUL-terminated, *outlen excludes the NUL).
  * Field names are compared case-insensitively. 0, or -1 on allocation failure. */
 int mime_header_fields(const char *hdr, size_t len, const char *const *names, size_t n, int negate,

@@ -111,6 +111,18 @@ void mime_unfold(struct buf *b, const char *v, size_t len)
     buf_add(b, v + start, len - start);
 }
 
+/* Whether a header block ends with the blank line that separates it from
+ * a body ("\r\n\r\n", "\n\n", or a block that is only that line). */
+static int ends_with_blank_line(const char *hdr, size_t len)
+{
+    if (len == 0 || hdr[len - 1] != '\n')
+        return 0;
+    len--;
+    if (len > 0 && hdr[len - 1] == '\r')
+        len--;
+    return len == 0 || hdr[len - 1] == '\n';
+}
+
 void mime_header_fields_buf(const char *hdr, size_t len, const char *const *names, size_t n,
                             int negate, struct buf *b)
 {
@@ -130,7 +142,10 @@ void mime_header_fields_buf(const char *hdr, size_t len, const char *const *name
                 buf_add(b, "\r\n", 2);
         }
     }
-    buf_add(b, "\r\n", 2);
+    /* RFC 3501 6.4.5: the blank line is always included, "except in the
+     * case of a message which has no body and no blank line" */
+    if (ends_with_blank_line(hdr, len))
+        buf_add(b, "\r\n", 2);
 }
 
 int mime_header_fields(const char *hdr, size_t len, const char *const *names, size_t n, int negate,

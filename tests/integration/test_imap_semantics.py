@@ -7,7 +7,7 @@ import time
 
 import harness
 from imap_util import AGAINST_DOVECOT
-from imap_util import ImapCase, USER, PASS, make_message
+from imap_util import ImapCase, USER, PASS, make_message, parse_fetch
 
 UID_MAX = 4294967295
 
@@ -377,6 +377,32 @@ class AddressKeys(ImapCase):
                 ('TO "user-to@domain.org.uk"', [])):
             with self.subTest(criteria=crit):
                 self.assertEqual(c.search(crit), want)
+
+
+class HeaderFieldsWithoutBody(ImapCase):
+    """RFC 3501 6.4.5: the blank line ending the header "is always included
+    in header data, except in the case of a message which has no body and
+    no blank line" -- HEADER.FIELDS and HEADER.FIELDS.NOT too."""
+
+    def test_blank_line_only_when_present(self):
+        c = self.login()
+        box = 'HdrOnly'
+        c.ok('CREATE %s' % box)
+        c.append(box, b'From: a@example.com\r\nSubject: header only')
+        c.append(box, b'From: a@example.com\r\nSubject: with body\r\n\r\nbody\r\n')
+        c.select(box)
+        got = {}
+        for sec in ('HEADER.FIELDS (Subject)', 'HEADER.FIELDS.NOT (From)'):
+            for untagged in c.ok('FETCH 1:2 (BODY.PEEK[%s])' % sec):
+                n, items, _ = parse_fetch(untagged)
+                got[(n, sec)] = list(items.values())[0]
+        if not AGAINST_DOVECOT:
+            # Dovecot adds the blank line here or not depending on what it
+            # has cached (tests/data/imap-differences.md)
+            self.assertEqual(got[(1, 'HEADER.FIELDS (Subject)')], b'Subject: header only\r\n')
+            self.assertEqual(got[(1, 'HEADER.FIELDS.NOT (From)')], b'Subject: header only\r\n')
+        self.assertEqual(got[(2, 'HEADER.FIELDS (Subject)')], b'Subject: with body\r\n\r\n')
+        self.assertEqual(got[(2, 'HEADER.FIELDS.NOT (From)')], b'Subject: with body\r\n\r\n')
 
 
 if __name__ == '__main__':

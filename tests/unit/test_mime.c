@@ -475,9 +475,20 @@ static void test_header_fields(void)
     CHECK(mime_header_fields(hdr, sizeof(hdr) - 1, NULL, 0, 0, &out, &olen) == 0);
     CHECK(strcmp(out, "\r\n") == 0 && olen == 2);
     free(out);
-    /* last field without line end gets one */
+    /* last field without line end gets one; a header without its blank
+     * line (a message with no body) gets none (RFC 3501 6.4.5) */
     CHECK(mime_header_fields("X-A: 1", 6, (const char *[]){"x-a"}, 1, 0, &out, &olen) == 0);
-    CHECK(strcmp(out, "X-A: 1\r\n\r\n") == 0);
+    CHECK(strcmp(out, "X-A: 1\r\n") == 0);
+    free(out);
+    CHECK(mime_header_fields("X-A: 1\r\nB: 2\r\n", 14, (const char *[]){"b"}, 1, 0, &out, &olen) ==
+          0);
+    CHECK(strcmp(out, "B: 2\r\n") == 0);
+    free(out);
+    CHECK(mime_header_fields("X-A: 1\n\n", 8, (const char *[]){"x-a"}, 1, 0, &out, &olen) == 0);
+    CHECK(strcmp(out, "X-A: 1\n\r\n") == 0);
+    free(out);
+    CHECK(mime_header_fields("\r\n", 2, (const char *[]){"x-a"}, 1, 0, &out, &olen) == 0);
+    CHECK(strcmp(out, "\r\n") == 0);
     free(out);
 }
 
