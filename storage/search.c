@@ -123,8 +123,9 @@ static void fn_contains(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 
 /* An address field's value (decoded, unfolded) as its addresses read
  * without comments and folding white space (RFC 5322 3.2.2, 3.4): comments
- * dropped, quoted strings unquoted, no white space inside an angle-addr or
- * beside an '@', other runs of white space one space. "Pete(A nice \) chap)
+ * dropped, quoted strings kept with their quotes but without their
+ * escapes, no white space inside an angle-addr or beside an '@', other
+ * runs of white space one space. "Pete(A nice \) chap)
  * <pete(his account)@silly.test(his host)>" reads "Pete <pete@silly.test>".
  * out has room for len bytes; returns the length written. Linear. */
 static size_t addr_plain(const char *v, size_t len, char *out)
@@ -158,11 +159,15 @@ static size_t addr_plain(const char *v, size_t len, char *out)
             out[o++] = ' ';
         space = false;
         if (ch == '"') {
+            /* as many bytes out as in: the quotes replace the escapes */
+            out[o++] = '"';
             for (i++; i < len && v[i] != '"'; i++) {
                 if (v[i] == '\\' && i + 1 < len)
                     i++;
                 out[o++] = v[i];
             }
+            if (i < len)
+                out[o++] = '"';
             continue;
         }
         if (ch == '<')
@@ -178,9 +183,49 @@ static size_t addr_plain(const char *v, size_t len, char *out)
     return o;
 }
 
-/* coffre_addr_contains(value, string): an address field contains the
- * string as written or as its addresses read without comments and folding
- * (FROM, TO, CC, BCC; RFC 3501 6.4.4). */
+/* Whether one of the addresses of plain (addr_plain's output) contains the
+ * string: FROM, TO, CC and BCC look at "the envelope structure's" field
+ * (RFC 3501 6.4.4), a list of addresses, so a string reaching over the
+ * comma between two addresses, or into a comment, matches nothing. Group
+ * names are pieces of their own. Linear: a piece shorter than the string
+ * is not searched. */
+static bool addr_list_contains(const char *plain, size_t len, const char *n, size_t nl)
+{
+    size_t start = 0;
+    bool quoted = false, angle = false;
+
+    for (size_t i = 0; i <= len; i++) {
+        char ch = i < len ? plain[i] : ',';
+        if (quoted) {
+            quoted = ch != '"';
+            if (i < len)
+                continue;
+        } else if (ch == '"') {
+            quoted = true;
+            continue;
+        } else if (ch == '<') {
+            angle = true;
+            continue;
+        } else if (ch == '>') {
+            angle = false;
+            continue;
+        }
+        if (i < len && (angle || (ch != ',' && ch != ';' && ch != ':')))
+            continue;
+        size_t a = start, b = i;
+        while (a < b && plain[a] == ' ')
+            a++;
+        if (b - a >= nl && contains_ci(plain + a, b - a, n, nl))
+            return true;
+        start = i + 1;
+        angle = false;
+    }
+    return false;
+}
+
+/* coffre_addr_contains(value, string): one of the addresses of an address
+ * field, read without comments and folding, contains the string (FROM, TO,
+ * CC, BCC; RFC 3501 6.4.4). */
 static void fn_addr_contains(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     const char *h = (const char *)sqlite3_value_text(argv[0]);
@@ -194,15 +239,11 @@ static void fn_addr_contains(sqlite3_context *ctx, int argc, sqlite3_value **arg
         sqlite3_result_int(ctx, 0);
         return;
     }
-    if (contains_ci(h, hl, n, nl)) {
-        sqlite3_result_int(ctx, 1);
-        return;
-    }
     if (hl > sizeof(small) && !(plain = malloc(hl))) {
         sqlite3_result_error_nomem(ctx);
         return;
     }
-    found = contains_ci(plain, addr_plain(h, hl, plain), n, nl);
+    found = addr_list_contains(plain, addr_plain(h, hl, plain), n, nl);
     if (plain != small)
         free(plain);
     sqlite3_result_int(ctx, found);

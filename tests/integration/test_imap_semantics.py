@@ -374,6 +374,14 @@ class AddressKeys(ImapCase):
                 ('FROM plain@domain.org', [4]),
                 ('FROM nobody@domain.org', []),
                 ('FROM "user-from@domain.com"', []),
+                # a comment is not part of the address, and a string over
+                # the comma between two addresses is in neither
+                ('FROM comment', []),
+                ('FROM "(comment)@"', []),
+                ('BCC "his account"', []),
+                ('TO "x.test>, jdoe"', []),
+                ('TO "x.test, jdoe"', []),
+                ('FROM "\\"Joe Q. Public\\""', [2]),
                 ('TO "user-to@domain.org.uk"', [])):
             with self.subTest(criteria=crit):
                 self.assertEqual(c.search(crit), want)
