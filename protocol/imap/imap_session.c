@@ -71,6 +71,10 @@ void imap_finish(struct imap_session *s, const char *status, const char *fmt, ..
     struct buf line = {0}; /* whole, however long (a MULTIAPPEND's APPENDUID) */
     va_list ap;
 
+    /* max_bad_commands counts invalid commands in a row: a session that
+     * lives for days is not closed for its occasional BAD */
+    if (strcmp(status, "BAD") != 0)
+        s->bad_count = 0;
     buf_printf(&line, "%s %s ", s->tag, status);
     va_start(ap, fmt);
     buf_vprintf(&line, fmt, ap);

@@ -413,5 +413,26 @@ class HeaderFieldsWithoutBody(ImapCase):
         self.assertEqual(got[(2, 'HEADER.FIELDS.NOT (From)')], b'Subject: with body\r\n\r\n')
 
 
+class BadCommandsInARow(ImapCase):
+    """max_bad_commands closes a session that sends that many invalid
+    commands in a row; one that lives for days and sometimes sends a BAD
+    between good commands stays (Dovecot too counts them in a row)."""
+
+    CONF = {'max_bad_commands': '3'}
+
+    def test_interleaved_bad_commands_keep_the_session(self):
+        c = self.login()
+        for _ in range(10):
+            self.assertBAD(c.cmd('FETCH')[1])
+            c.ok('NOOP')
+        c.ok('SELECT INBOX')
+        if AGAINST_DOVECOT:
+            return      # Dovecot's limit is its own (20)
+        for _ in range(2):
+            self.assertBAD(c.cmd('FETCH')[1])
+        self.assertBAD(c.cmd('FETCH')[1])
+        self.assertEqual(c.line(), b'* BYE Too many invalid commands.')
+
+
 if __name__ == '__main__':
     harness.main()
