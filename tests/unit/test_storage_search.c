@@ -88,6 +88,21 @@ static void checks_all(const char *phase)
     CHECK(search(STORAGE_SEARCH_TEXT, "lunchSalad", NULL) == 0 &&
               search(STORAGE_SEARCH_TEXT, "lunch Salad", NULL) == 0,
           what);
+    snprintf(what, sizeof(what), "%s: %s", phase, "SUBJECT and HEADER fold non-ASCII case");
+    {
+        struct storage_search subj = {
+            .op = STORAGE_SEARCH_HEADER, .field = "Subject", .str = "CAF\xc3\x89"};
+        struct storage_search place = {.op = STORAGE_SEARCH_HEADER,
+                                       .field = "X-Place",
+                                       .str = "\xc3\xa9"
+                                              "COLE"};
+        struct storage_uidlist a = {0}, b = {0};
+        CHECK(storage_search(u, inbox, &subj, &a) == 0 && a.n == 1 && a.uids[0] == 2 &&
+                  storage_search(u, inbox, &place, &b) == 0 && b.n == 1 && b.uids[0] == 2,
+              what);
+        storage_uidlist_free(&a);
+        storage_uidlist_free(&b);
+    }
     snprintf(what, sizeof(what), "%s: %s", phase, "quotes are text, not query syntax");
     CHECK(search(STORAGE_SEARCH_BODY, "\"", NULL) == 0 &&
               search(STORAGE_SEARCH_BODY, "a\"b", NULL) == 0,
@@ -98,7 +113,9 @@ int main(void)
 {
     static const char m1[] = "From: Alice <alice@example.org>\r\nSubject: Quarterly report\r\n\r\n"
                              "We ordered pizza. Totals: 100% of the_budget.\r\n";
-    static const char m2[] = "From: Bob <bob@example.org>\r\nSubject: lunch\r\n\r\n"
+    static const char m2[] = "From: Bob <bob@example.org>\r\nSubject: lunch caf\xc3\xa9\r\n"
+                             "X-Place: \xc3\x89"
+                             "cole\r\n\r\n"
                              "Salad again, caf\xc3\xa9 at noon.\r\n";
     static const char m3[] = "From: Carol <carol@example.org>\r\nSubject: pizza again\r\n\r\n"
                              "Mushroom pizza.\r\n";
