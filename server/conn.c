@@ -38,6 +38,7 @@ struct conn {
     enum tls_state tls_state;
     bool opened;       /* on_open has run */
     bool closing;      /* conn_close or abort started */
+    bool tcp;          /* a TCP socket: reads ask for quick ACKs */
     bool close_called; /* handles are being closed */
     bool paused;
     bool reading;
@@ -421,6 +422,18 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (c->closing)
         return; /* a closing connection ignores what still arrives */
     c->bytes_in += (size_t)nread;
+    if (c->tcp) {
+        /* A client that writes a command in two segments (the line, then
+         * its CRLF; a line, then its literal) with Nagle's algorithm on
+         * sends the second only once the first is acknowledged, and the
+         * kernel delays that ACK (40 ms) while the server has nothing to
+         * say. Quick ACK mode lasts for a few segments only: asked again
+         * on every read. */
+        uv_os_fd_t fd;
+        int one = 1;
+        if (uv_fileno((uv_handle_t *)st, &fd) == 0)
+            (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+    }
     if (c->timeout_ms && c->tls_state != C_HANDSHAKE)
         arm_timer(c, c->timeout_ms);
 
@@ -719,6 +732,7 @@ void conn_accept(struct listener *l, int fd)
         int len = sizeof(c->peer);
         uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&c->peer, &len);
         uv_tcp_nodelay(&c->h.tcp, 1);
+        c->tcp = true;
         uv_tcp_keepalive(&c->h.tcp, 1, 300);
     }
     format_peer(c);
