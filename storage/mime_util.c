@@ -10,6 +10,7 @@
 #include "server/base/base64.h"
 #include "storage/mime.h"
 #include "storage/mime_private.h"
+#include "storage/storage.h"
 
 int mime_strncaseeq(const char *a, size_t alen, const char *b)
 {
@@ -637,4 +638,37 @@ int64_t mime_parse_date_written(const char *v, size_t len)
     int zone = 0;
     int64_t t = parse_date(v, len, &zone);
     return t ? t + (int64_t)zone * 60 : 0;
+}
+
+/* ---- SEARCH CHARSET */
+
+bool storage_charset_known(const char *name)
+{
+    size_t len = strlen(name);
+    iconv_t cd;
+
+    if (len == 0 || len >= 64)
+        return false;
+    if (is_utf8_name(name, len))
+        return true;
+    cd = iconv_open("UTF-8", name);
+    if (cd == (iconv_t)-1)
+        return false;
+    iconv_close(cd);
+    return true;
+}
+
+int storage_charset_to_utf8(const char *charset, const char *s, size_t len, char **out,
+                            size_t *outlen)
+{
+    struct buf b = {0};
+
+    mime_to_utf8(&b, charset, strlen(charset), s, len);
+    *outlen = b.len;
+    *out = buf_take(&b);
+    if (!*out) {
+        *outlen = 0;
+        return -1;
+    }
+    return 0;
 }

@@ -474,6 +474,16 @@ struct storage_search {
     struct storage_search *next;  /* next sibling */
 };
 
+/* SEARCH CHARSET (RFC 3501 6.4.4): whether the charset named is one the
+ * strings of a search can be converted from (UTF-8, US-ASCII and what
+ * iconv knows: ISO-8859-*, windows-125x, KOI8-R, ...). */
+bool storage_charset_known(const char *name);
+/* s[0..len) in charset, as UTF-8 in *out (malloc'd, NUL-terminated, *outlen
+ * bytes); a byte sequence the charset does not have becomes U+FFFD.
+ * 0, or -1 on allocation failure. */
+int storage_charset_to_utf8(const char *charset, const char *s, size_t len, char **out,
+                            size_t *outlen);
+
 /* Matching UIDs, ascending, into *out. Index (the full-text index included;
  * a HEADER search on a field not in the index reads message headers). */
 int storage_search(struct storage_user *u, int64_t mbox, const struct storage_search *q,

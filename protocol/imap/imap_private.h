@@ -65,6 +65,11 @@ struct imap_arena {
 };
 void *imap_arena_alloc(struct imap_arena *a, size_t n); /* zeroed; NULL on failure */
 char *imap_arena_strndup(struct imap_arena *a, const char *s, size_t n);
+
+/* SEARCH CHARSET (imap_charset.c) */
+extern const char imap_charsets[]; /* "(UTF-8 US-ASCII ...)" for [BADCHARSET] */
+bool imap_charset_is_utf8(const char *cs);
+int imap_search_charset(struct storage_search *q, struct imap_arena *ar, const char *cs);
 void imap_arena_free(struct imap_arena *a);
 
 /* ---- argument parser ---- */
