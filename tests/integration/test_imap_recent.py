@@ -181,6 +181,19 @@ class Recent(ImapCase):
         self.assertEqual(status_recent(c, self.box), 0)
         self.assertEqual(self.login().select(self.box)['recent'], 0)
 
+    def test_file_dropped_into_new(self):
+        c = self.login()
+        n = c.select('INBOX')['exists']   # claims what is there
+        c.logout()
+        # the store is kept open; the next session's open picks the files up
+        imap_util.drop_messages(self.server, USER, [make_message(40), make_message(41)])
+        c = self.login()
+        self.assertEqual(status_recent(c, 'INBOX'), 2)
+        info = c.select('INBOX')
+        self.assertEqual((info['exists'], info['recent']), (n + 2, 2))
+        self.assertEqual(c.search('RECENT'), [n + 1, n + 2])
+        self.assertEqual(self.login().select('INBOX')['recent'], 0)
+
     def test_lmtp_delivery(self):
         c = self.login()
         info = c.select('INBOX')
