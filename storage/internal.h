@@ -65,6 +65,13 @@ struct storage_user {
     struct mstate *ms;
     uint64_t ms_gen; /* write transactions applied to the states */
 
+    /* \Recent (recent.c): the session of each mailbox selected read-write
+     * that claims the messages added to it; rc_gen counts the claims
+     * (under the writer lock) */
+    pthread_mutex_t rc_lock;
+    struct recent_owner *rc_owners;
+    uint64_t rc_gen;
+
     /* group commit (message.c): saves waiting for the next batch */
     pthread_mutex_t cq_lock;
     pthread_cond_t cq_cond;
@@ -165,7 +172,9 @@ int write_txn(struct storage_user *u, txn_work work, void *ctx);
  * the writer lock held; any may be NULL. Once before() succeeded, exactly one
  * of committed() and undo() runs. */
 struct txn_path {
-    int (*before)(struct storage_user *u, void *ctx); /* before BEGIN; an error ends there */
+    /* before BEGIN; an error ends there, and so does TXN_NOTHING (returned
+     * as is: nothing to write) */
+    int (*before)(struct storage_user *u, void *ctx);
     txn_work work;
     /* the transaction did not commit (work or COMMIT failed, or there was
      * nothing to do) and is rolled back: puts back what was changed on disk */
@@ -326,6 +335,17 @@ void mstate_apply(struct txn *t);
 void mstate_abort(struct storage_user *u);
 /* Frees every state (the index was replaced, the handle closes). */
 void mstate_drop_all(struct storage_user *u);
+
+/* recent.c: the \Recent floors (see there) */
+struct recent_owner;
+/* In a write transaction, after its work: the messages it added to a
+ * mailbox a session holds selected read-write are claimed (the floor moves
+ * up to them). */
+int recent_apply(struct txn *t);
+/* In the write transaction that deletes mailbox mbox: its floor goes. */
+int recent_forget(struct txn *t, int64_t mbox);
+/* Frees the owner entries (the handle closes). */
+void recent_drop_all(struct storage_user *u);
 
 /* store.c: a handle with its locks, nothing open (NULL when out of
  * memory), and its end (connections closed, freed) */

@@ -516,7 +516,8 @@ static int delete_work(struct txn *t, void *ctx)
     else if (errno != ENOENT)
         return err_from_errno(errno);
     if ((rc = drop_messages(t->db, m.id)) != 0 ||
-        (rc = db_run(t->db, "DELETE FROM mailboxes WHERE id = ?", m.id)) != 0)
+        (rc = db_run(t->db, "DELETE FROM mailboxes WHERE id = ?", m.id)) != 0 ||
+        (rc = recent_forget(t, m.id)) != 0)
         return rc;
     return mailbox_event(t, m.id);
 }

@@ -254,6 +254,31 @@ int storage_mbox_info(struct storage_user *u, const char *name, int64_t id, bool
                       struct storage_mbox_info *out);
 void storage_mbox_info_free(struct storage_mbox_info *info);
 
+/* ---- \Recent ---- */
+
+/* \Recent (RFC 3501 2.3.2) is kept as a floor per mailbox: messages with
+ * a UID above it are \Recent for the next session to SELECT the mailbox.
+ * The floor is kept in the index, per UIDVALIDITY (a mailbox created again
+ * starts with none claimed). */
+
+/* SELECT (read-write) of mailbox mbox, as found with UIDVALIDITY
+ * uidvalidity: claims every message in it, and makes owner (an opaque
+ * token: the session) the one that claims the messages added to it from
+ * now on, until storage_recent_release or the next claim. *prev gets the
+ * floor before the claim (the messages above it are the caller's \Recent
+ * ones) and *gen the claim's number (a later claim has a greater one).
+ * STORAGE_E_NOMBOX when the mailbox is gone or is another incarnation.
+ * Index. */
+int storage_recent_claim(struct storage_user *u, int64_t mbox, uint32_t uidvalidity,
+                         const void *owner, uint32_t *prev, uint64_t *gen);
+/* owner no longer holds mbox (nothing when a later claim took it over).
+ * Pure (a mutex held briefly). */
+void storage_recent_release(struct storage_user *u, int64_t mbox, const void *owner);
+/* The floor of mbox (UIDVALIDITY uidvalidity), claiming nothing: EXAMINE
+ * and STATUS. Index. */
+int storage_recent_floor(struct storage_user *u, int64_t mbox, uint32_t uidvalidity,
+                         uint32_t *floor);
+
 /* ---- saving messages ---- */
 
 /* A message being written into tmp/: bare LF line ends become CRLF, so the

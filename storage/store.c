@@ -716,6 +716,8 @@ int write_txn_path(struct storage_user *u, const struct txn_path *p, void *ctx)
     if ((rc = db_begin(t.db)) == 0) {
         mstate_begin(&t);
         rc = p->work(&t, ctx);
+        if (rc == 0)
+            rc = recent_apply(&t);
         bool applied = rc == 0;
         if (applied)
             mstate_apply(&t);
@@ -1210,6 +1212,8 @@ void user_free(struct storage_user *u)
     pthread_mutex_destroy(&u->ms_lock);
     pthread_mutex_destroy(&u->cq_lock);
     pthread_cond_destroy(&u->cq_cond);
+    recent_drop_all(u);
+    pthread_mutex_destroy(&u->rc_lock);
     poll_states_drop(u);
     free(u->data_dir);
     free(u->root);
@@ -1236,6 +1240,7 @@ struct storage_user *user_new(int64_t id, const char *data_dir)
     pthread_mutex_init(&u->ms_lock, NULL);
     pthread_mutex_init(&u->cq_lock, NULL);
     pthread_cond_init(&u->cq_cond, NULL);
+    pthread_mutex_init(&u->rc_lock, NULL);
     u->cq_tail = &u->cq_head;
     return u;
 }

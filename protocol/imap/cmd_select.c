@@ -1,7 +1,10 @@
 /* SELECT and EXAMINE: the mailbox, its UID list, the keywords in use and
  * the first unseen message come from the state the account's store keeps
- * of it (storage_mbox_info, on the thread pool); the session then holds
- * the mailbox as its view (imap_mailbox.c) and announces it. */
+ * of it (storage_mbox_info, on the thread pool), and the \Recent floor
+ * from the index, which SELECT moves up in the same work (it claims the
+ * messages there: storage_recent_claim) and EXAMINE only reads; the
+ * session then holds the mailbox as its view (imap_mailbox.c) and
+ * announces it. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -12,19 +15,37 @@ struct select_job {
     struct imap_job j;
     char name[STORAGE_MBOX_NAME_MAX + 1];
     bool readonly;
+    const void *owner; /* the session, as the claim's token */
     int err;
     struct storage_mbox_info info;
+    uint32_t recent_floor;
+    uint64_t recent_gen;
+    bool claimed, installed;
 };
 
 static void select_work(struct imap_job *j)
 {
     struct select_job *sj = (struct select_job *)j;
+    const struct storage_mbox *mb = &sj->info.mb;
+
     sj->err = storage_mbox_info(j->u, sj->name, 0, true, &sj->info);
+    if (sj->err)
+        return;
+    if (sj->readonly) {
+        sj->err = storage_recent_floor(j->u, mb->id, mb->uidvalidity, &sj->recent_floor);
+    } else {
+        sj->err = storage_recent_claim(j->u, mb->id, mb->uidvalidity, sj->owner, &sj->recent_floor,
+                                       &sj->recent_gen);
+        sj->claimed = sj->err == 0;
+    }
 }
 
 static void select_free(struct imap_job *j)
 {
     struct select_job *sj = (struct select_job *)j;
+    /* a claim whose session never took the mailbox takes no arrivals */
+    if (sj->claimed && !sj->installed)
+        storage_recent_release(j->u, sj->info.mb.id, sj->owner);
     storage_mbox_info_free(&sj->info);
     free(sj);
 }
@@ -39,11 +60,13 @@ static void select_done(struct imap_session *s, struct imap_job *j)
         imap_finish_storage_err(s, sj->err, sj->readonly ? "EXAMINE" : "SELECT");
         return;
     }
-    sel = imap_sel_install(s, &sj->info.mb, &sj->info, sj->readonly, &uidnext);
+    sel = imap_sel_install(s, &sj->info.mb, &sj->info, sj->readonly, sj->recent_floor,
+                           sj->recent_gen, &uidnext);
     if (!sel) {
         imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
         return;
     }
+    sj->installed = true; /* imap_sel_free releases the claim */
 
     const char *kp = sj->info.keywords ? sj->info.keywords : "";
     imap_printf(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s)\r\n", kp);
@@ -97,6 +120,7 @@ static void do_select(struct imap_session *s, struct imap_args *a, bool readonly
     }
     memcpy(sj->name, name, sizeof(sj->name));
     sj->readonly = readonly;
+    sj->owner = s;
     sj->j.free_fn = select_free;
     imap_cmd_job(s, &sj->j, select_work, select_done);
 }

@@ -1,6 +1,6 @@
 /* STATUS: a mailbox's counts from the state the account's store keeps of
- * it, on the thread pool (and, for RECENT, this process's \Recent
- * bookkeeping). */
+ * it, on the thread pool; RECENT counts the messages above the \Recent
+ * floor kept in the index (claiming nothing). */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -19,19 +19,17 @@ struct status_job {
     struct imap_job j;
     char name[STORAGE_MBOX_NAME_MAX + 1];
     unsigned items;
-    int64_t user;
-    uint32_t floor; /* \Recent floor, UINT32_MAX = look it up on the loop */
     int err;
     struct storage_mbox mb;
     struct storage_status st;
-    uint32_t recent_above; /* messages with UID > floor */
-    uint32_t floor_used;
+    uint32_t recent; /* messages with a UID above the floor */
 };
 
 static int count_cb(void *arg, const struct storage_msg *m)
 {
     struct status_job *sj = arg;
-    sj->recent_above++;
+    (void)m;
+    sj->recent++;
     return 0;
 }
 
@@ -39,6 +37,8 @@ static void status_work(struct imap_job *j)
 {
     struct status_job *sj = (struct status_job *)j;
     struct storage_mbox_info info;
+    uint32_t floor = 0;
+
     sj->err = storage_mbox_info(j->u, sj->name, 0, false, &info);
     if (sj->err == 0) {
         sj->mb = info.mb;
@@ -50,19 +50,27 @@ static void status_work(struct imap_job *j)
         sj->st.highestmodseq = info.mb.highestmodseq;
     }
     storage_mbox_info_free(&info);
-}
-
-static void status_count_work(struct imap_job *j)
-{
-    struct status_job *sj = (struct status_job *)j;
-    struct storage_range r = {sj->floor_used + 1, UINT32_MAX};
+    if (sj->err || !(sj->items & ST_RECENT))
+        return;
+    sj->err = storage_recent_floor(j->u, sj->mb.id, sj->mb.uidvalidity, &floor);
+    if (sj->err || floor >= sj->st.uidnext - 1)
+        return; /* none above it */
+    if (floor == 0) {
+        sj->recent = sj->st.messages;
+        return;
+    }
+    struct storage_range r = {floor + 1, UINT32_MAX};
     struct storage_uidset set = {1, &r};
-    sj->recent_above = 0;
     sj->err = storage_fetch(j->u, sj->mb.id, &set, 0, count_cb, sj);
 }
 
-static void status_reply(struct imap_session *s, struct status_job *sj, uint32_t recent)
+static void status_done(struct imap_session *s, struct imap_job *j)
 {
+    struct status_job *sj = (struct status_job *)j;
+    if (sj->err) {
+        imap_finish_storage_err(s, sj->err, "STATUS");
+        return;
+    }
     struct buf *b = imap_outbuf(s);
     bool first = true;
     buf_str(b, "* STATUS ");
@@ -76,51 +84,13 @@ static void status_reply(struct imap_session *s, struct status_job *sj, uint32_t
         }                                                                                          \
     } while (0)
     ITEM(ST_MESSAGES, "MESSAGES %u", sj->st.messages);
-    ITEM(ST_RECENT, "RECENT %u", recent);
+    ITEM(ST_RECENT, "RECENT %u", sj->recent);
     ITEM(ST_UIDNEXT, "UIDNEXT %u", sj->st.uidnext);
     ITEM(ST_UIDVALIDITY, "UIDVALIDITY %u", sj->st.uidvalidity);
     ITEM(ST_UNSEEN, "UNSEEN %u", sj->st.unseen);
 #undef ITEM
     buf_str(b, ")\r\n");
     imap_finish(s, "OK", "STATUS completed.");
-}
-
-static void status_count_done(struct imap_session *s, struct imap_job *j)
-{
-    struct status_job *sj = (struct status_job *)j;
-    if (sj->err) {
-        imap_finish_storage_err(s, sj->err, "STATUS");
-        return;
-    }
-    status_reply(s, sj, sj->recent_above);
-}
-
-static void status_done(struct imap_session *s, struct imap_job *j)
-{
-    struct status_job *sj = (struct status_job *)j;
-    if (sj->err) {
-        imap_finish_storage_err(s, sj->err, "STATUS");
-        return;
-    }
-    if (!(sj->items & ST_RECENT)) {
-        status_reply(s, sj, 0);
-        return;
-    }
-    uint32_t floor = imap_recent_floor(s->account_id, sj->mb.id);
-    if (floor == 0 || floor >= sj->st.uidnext - 1) {
-        status_reply(s, sj, floor == 0 ? sj->st.messages : 0);
-        return;
-    }
-    /* count the messages above the floor: a second step */
-    struct status_job *next = malloc(sizeof(*next));
-    if (!next) {
-        status_reply(s, sj, 0);
-        return;
-    }
-    *next = *sj;
-    memset(&next->j, 0, sizeof(next->j));
-    next->floor_used = floor;
-    imap_cmd_job(s, &next->j, status_count_work, status_count_done);
 }
 
 void imap_cmd_status(struct imap_session *s, struct imap_args *a)

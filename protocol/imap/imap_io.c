@@ -185,12 +185,14 @@ static void job_done(void *data)
 static void job_free(void *data)
 {
     struct imap_job *j = data;
-    if (j->release)
-        mailuser_release(j->release);
+    struct mailuser *mu = j->release;
+    /* the free function may still use the store (j->u): released after */
     if (j->free_fn)
         j->free_fn(j);
     else
         free(j);
+    if (mu)
+        mailuser_release(mu);
 }
 
 int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *work,

@@ -1,7 +1,8 @@
 /* The selected mailbox: the sequence-number <-> UID map (UID ranges, a
- * few for a mailbox of any size), \Recent ownership (one session per
- * mailbox in this process), and the changes other sessions and deliveries
- * make: collected from storage events on the loop, announced (EXISTS,
+ * few for a mailbox of any size), the session's share of \Recent (claimed
+ * in the index by SELECT, storage_recent_claim; here, which session takes
+ * the messages that arrive), and the changes other sessions and
+ * deliveries make: collected from storage events on the loop, announced (EXISTS,
  * RECENT, EXPUNGE, FETCH FLAGS) at the moments RFC 3501 allows. */
 #include <stdlib.h>
 #include <string.h>
@@ -216,10 +217,16 @@ uint32_t imap_sel_seq(const struct imap_sel *sel, uint32_t uid)
 
 /* ---- \Recent ownership ---- */
 
+/* The session whose claim is the latest of a mailbox takes the messages
+ * that arrive (its range of \Recent UIDs has no end); a session whose
+ * claim is superseded keeps its range up to the floor the next claim
+ * found. Claims are numbered by the storage, so that two SELECTs whose
+ * answers come back in the other order still agree with the index. */
 struct imap_recent {
     int64_t user, mbox;
-    uint32_t floor;             /* UIDs up to here were claimed by a session */
     struct imap_session *owner; /* the session getting new arrivals, or NULL */
+    uint64_t gen;               /* the latest claim installed */
+    uint32_t prev;              /* the floor that claim found */
     struct imap_recent *next;
 };
 #define RECENT_BUCKETS 1024
@@ -248,12 +255,6 @@ static struct imap_recent *recent_get(int64_t user, int64_t mbox)
     return *pp;
 }
 
-uint32_t imap_recent_floor(int64_t user, int64_t mbox)
-{
-    struct imap_recent **pp = recent_slot(user, mbox);
-    return *pp ? (*pp)->floor : 0;
-}
-
 bool imap_sel_recent(const struct imap_sel *sel, uint32_t uid)
 {
     return uid >= sel->recent_lo && uid <= sel->recent_hi;
@@ -276,6 +277,8 @@ void imap_sel_free(struct imap_session *s)
         return;
     if (sel->rec && sel->rec->owner == s)
         sel->rec->owner = NULL;
+    if (!sel->readonly && s->mu)
+        storage_recent_release(mailuser_storage(s->mu), sel->id, s);
     uidmap_free(&sel->uids);
     uidarr_free(&sel->pend_new);
     uidarr_free(&sel->pend_exp);
@@ -413,8 +416,6 @@ void imap_sel_note_new(struct imap_session *s, const uint32_t *uids, size_t n)
             continue;
         if (uidarr_push(&sel->pend_new, uids[i]) < 0)
             sel->resync = true;
-        if (sel->rec && sel->rec->owner == s && uids[i] > sel->rec->floor)
-            sel->rec->floor = uids[i];
     }
     pending_overflow(s);
 }
@@ -702,9 +703,6 @@ static void upd_done(struct imap_session *s, struct imap_job *j)
                 rcur_next(&b);
             }
         }
-        if (sel->rec && sel->rec->owner == s && sel->pend_new.n &&
-            sel->pend_new.v[sel->pend_new.n - 1] > sel->rec->floor)
-            sel->rec->floor = sel->pend_new.v[sel->pend_new.n - 1];
     }
     apply_pending(s, u->expunge_ok);
     if (u->err == 0) {
@@ -764,7 +762,8 @@ void imap_updates(struct imap_session *s, bool expunge_ok, void (*then)(struct i
 /* ---- selecting ---- */
 
 struct imap_sel *imap_sel_install(struct imap_session *s, const struct storage_mbox *mb,
-                                  struct storage_mbox_info *info, bool readonly, uint32_t *uidnext)
+                                  struct storage_mbox_info *info, bool readonly,
+                                  uint32_t recent_floor, uint64_t recent_gen, uint32_t *uidnext)
 {
     struct imap_sel *sel = calloc(1, sizeof(*sel));
     if (!sel)
@@ -786,22 +785,24 @@ struct imap_sel *imap_sel_install(struct imap_session *s, const struct storage_m
     uint32_t maxu = uidmap_max(&sel->uids);
     *uidnext = mb->uidnext > maxu ? mb->uidnext : maxu + 1;
 
-    sel->rec = recent_get(s->account_id, sel->id);
-    if (sel->rec) {
-        sel->recent_lo = sel->rec->floor + 1;
-        if (readonly) {
-            sel->recent_hi = maxu;
+    /* \Recent: above the floor, up to what EXAMINE found, or for the
+     * claim of a SELECT, without end until a later claim */
+    sel->recent_lo = recent_floor + 1;
+    sel->recent_hi = maxu;
+    if (!readonly && (sel->rec = recent_get(s->account_id, sel->id)) != NULL) {
+        struct imap_recent *r = sel->rec;
+        if (r->owner && r->owner != s && r->gen > recent_gen) {
+            /* a later claim came back first (gens compare while an owner
+             * holds the store: they restart when it opens again) */
+            sel->recent_hi = r->prev;
         } else {
-            if (sel->rec->owner && sel->rec->owner != s && sel->rec->owner->sel)
-                sel->rec->owner->sel->recent_hi = sel->rec->floor; /* hands over */
+            if (r->owner && r->owner != s && r->owner->sel && r->owner->sel->id == sel->id)
+                r->owner->sel->recent_hi = recent_floor; /* hands over */
             sel->recent_hi = UINT32_MAX;
-            if (maxu > sel->rec->floor)
-                sel->rec->floor = maxu;
-            sel->rec->owner = s;
+            r->owner = s;
+            r->gen = recent_gen;
+            r->prev = recent_floor;
         }
-    } else {
-        sel->recent_lo = 1;
-        sel->recent_hi = 0;
     }
     s->sel = sel;
     s->state = IMAP_SELECTED;

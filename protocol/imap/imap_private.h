@@ -470,10 +470,12 @@ void imap_cmd_job(struct imap_session *s, struct imap_job *j, imap_job_work *wor
 int imap_sel_resolve(struct imap_session *s, const struct imap_seqset *in, bool uid,
                      struct imap_arena *ar, struct storage_uidset *out);
 /* Makes mb (with its UIDs, the ranges taken from info) the selected mailbox of s,
- * with its \Recent share; *uidnext the UIDNEXT to announce. NULL when out
- * of memory. */
+ * with its \Recent share: the messages above recent_floor (EXAMINE: the
+ * floor; SELECT: the floor its claim found, recent_gen the claim's
+ * number); *uidnext the UIDNEXT to announce. NULL when out of memory. */
 struct imap_sel *imap_sel_install(struct imap_session *s, const struct storage_mbox *mb,
-                                  struct storage_mbox_info *info, bool readonly, uint32_t *uidnext);
+                                  struct storage_mbox_info *info, bool readonly,
+                                  uint32_t recent_floor, uint64_t recent_gen, uint32_t *uidnext);
 /* SP sequence-set (a UID set for a UID command), resolved into us (in
  * ar); false after answering BAD. */
 bool imap_sel_set_arg(struct imap_session *s, struct imap_args *a, struct imap_arena *ar,
@@ -510,8 +512,6 @@ void imap_sel_expunged(struct imap_session *s, const uint32_t *uids, size_t n);
 /* New UIDs we know of (APPEND/COPY into the selected mailbox). */
 void imap_sel_note_new(struct imap_session *s, const uint32_t *uids, size_t n);
 void imap_sel_note_own_store(struct imap_session *s, uint64_t modseq);
-/* The \Recent bookkeeping (one owner per mailbox in this process). */
-uint32_t imap_recent_floor(int64_t user, int64_t mbox);
 
 /* ---- commands ---- */
 

@@ -533,7 +533,8 @@ def drop_messages(server, addr, messages, folder=None):
     t = int(time.time())
     new = os.path.join(base, 'new')
     for i, m in enumerate(messages):
-        p = os.path.join(new, '%d.M%dP%d.coffre-test' % (t, i, os.getpid()))
+        # the nanoseconds keep names apart between calls within a second
+        p = os.path.join(new, '%d.M%dP%dN%d.coffre-test' % (t, i, os.getpid(), time.time_ns()))
         with open(p, 'wb') as f:
             f.write(m)
         if pw:
