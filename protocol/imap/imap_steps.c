@@ -24,8 +24,9 @@ static void steps_done(struct imap_session *s, struct imap_job *j)
     struct buf sent = st->out;
 
     /* the next step writes into the other buffer, on the pool, while the
-     * loop encrypts and sends this one: at most one step being made and
-     * CONN_WRITE_HIGH plus one step queued */
+     * loop encrypts and sends this one: at most one step being made, and
+     * queued at most CONN_WRITE_HIGH plus two steps (this one, and the
+     * one started while less than CONN_WRITE_HIGH was queued) */
     st->out = st->spare;
     memset(&st->spare, 0, sizeof(st->spare));
     buf_reset(&st->out);
