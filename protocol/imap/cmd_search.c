@@ -379,7 +379,7 @@ int imap_search_parse(struct imap_args *a, struct imap_arena *ar, struct storage
 
 /* ---- mapping to this session's view ---- */
 
-static int resolve(struct imap_session *s, struct storage_search *n, struct imap_arena *ar)
+int imap_search_resolve(struct imap_session *s, struct storage_search *n, struct imap_arena *ar)
 {
     for (; n; n = n->next) {
         if (n->op == STORAGE_SEARCH_UID) {
@@ -402,16 +402,96 @@ static int resolve(struct imap_session *s, struct storage_search *n, struct imap
             }
             n->flags = 0;
         }
-        if (n->child && resolve(s, n->child, ar) < 0)
+        if (n->child && imap_search_resolve(s, n->child, ar) < 0)
             return -1;
     }
     return 0;
+}
+
+int imap_search_return(struct imap_args *a, unsigned *opts)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } ret_opts[] = {
+        {"MIN", IMAP_SR_MIN}, {"MAX", IMAP_SR_MAX}, {"ALL", IMAP_SR_ALL}, {"COUNT", IMAP_SR_COUNT}};
+    const char *start = a->p, *w;
+    size_t n;
+
+    *opts = 0;
+    if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK || !imap_word_is(w, n, "RETURN")) {
+        a->p = start;
+        return IMAP_ARG_OK;
+    }
+    if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_open(a) != IMAP_ARG_OK)
+        return IMAP_ARG_BAD;
+    while (!imap_args_peek(a, ')')) {
+        size_t i;
+        if (*opts && imap_args_sp(a) != IMAP_ARG_OK)
+            return IMAP_ARG_BAD;
+        if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK)
+            return IMAP_ARG_BAD;
+        for (i = 0; i < sizeof(ret_opts) / sizeof(ret_opts[0]); i++)
+            if (imap_word_is(w, n, ret_opts[i].name))
+                break;
+        if (i == sizeof(ret_opts) / sizeof(ret_opts[0]))
+            return IMAP_ARG_BAD; /* an option we do not offer */
+        *opts |= ret_opts[i].bit | IMAP_SR_RETURN;
+    }
+    if (imap_args_close(a) != IMAP_ARG_OK)
+        return IMAP_ARG_BAD;
+    /* RETURN () is RETURN (ALL) */
+    *opts |= *opts ? 0 : IMAP_SR_ALL | IMAP_SR_RETURN;
+    return imap_args_sp(a) == IMAP_ARG_OK ? IMAP_ARG_OK : IMAP_ARG_BAD;
+}
+
+void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *v, size_t n)
+{
+    struct buf *b = imap_outbuf(s);
+
+    buf_str(b, "* ESEARCH (TAG ");
+    buf_imap_string(b, s->tag, strlen(s->tag));
+    buf_addc(b, ')');
+    if (s->uid_cmd)
+        buf_str(b, " UID");
+    if (n && (opts & IMAP_SR_MIN)) {
+        buf_str(b, " MIN ");
+        buf_addu(b, v[0]);
+    }
+    if (n && (opts & IMAP_SR_MAX)) {
+        buf_str(b, " MAX ");
+        buf_addu(b, v[n - 1]);
+    }
+    if (n && (opts & IMAP_SR_ALL)) {
+        /* a sequence set, runs as ranges; written in pieces so that a
+         * long one is never held whole */
+        buf_str(b, " ALL ");
+        for (size_t i = 0; i < n;) {
+            size_t k = i + 1;
+            while (k < n && v[k] == v[k - 1] + 1)
+                k++;
+            imap_buf_uids(b, v + i, k - i);
+            if (k < n)
+                buf_addc(b, ',');
+            i = k;
+            if (b->len >= 64 * 1024) {
+                imap_flush(s);
+                b = imap_outbuf(s);
+            }
+        }
+    }
+    if (opts & IMAP_SR_COUNT) {
+        buf_str(b, " COUNT ");
+        buf_addu(b, n);
+    }
+    buf_str(b, "\r\n");
 }
 
 struct search_job {
     struct imap_job j;
     struct imap_arena ar;
     int64_t mbox;
+    unsigned opts; /* IMAP_SR_* */
     struct storage_search *q;
     int err;
     struct storage_uidlist res;
@@ -431,9 +511,30 @@ static void search_free(struct imap_job *j)
     free(sj);
 }
 
+/* The classic answer: "* SEARCH n ...". */
+static void search_answer(struct imap_session *s, const struct storage_uidlist *res)
+{
+    struct buf *b = imap_outbuf(s);
+    buf_str(b, "* SEARCH");
+    for (size_t i = 0; i < res->n && s->sel; i++) {
+        uint32_t seq = imap_sel_seq(s->sel, res->uids[i]);
+        if (!seq)
+            continue; /* not announced to this session yet */
+        buf_printf(b, " %u", s->uid_cmd ? res->uids[i] : seq);
+        if (b->len >= 64 * 1024) {
+            imap_flush(s);
+            b = imap_outbuf(s);
+        }
+    }
+    buf_str(b, "\r\n");
+}
+
 static void search_done(struct imap_session *s, struct imap_job *j)
 {
     struct search_job *sj = (struct search_job *)j;
+    uint32_t *v = sj->res.uids;
+    size_t n = 0;
+
     if (sj->err == STORAGE_E_INVAL) {
         imap_finish(s, "NO", "[CANNOT] SEARCH: invalid search.");
         return;
@@ -442,19 +543,20 @@ static void search_done(struct imap_session *s, struct imap_job *j)
         imap_finish_storage_err(s, sj->err, "SEARCH");
         return;
     }
-    struct buf *b = imap_outbuf(s);
-    buf_str(b, "* SEARCH");
-    for (size_t i = 0; i < sj->res.n && s->sel; i++) {
-        uint32_t seq = imap_sel_seq(s->sel, sj->res.uids[i]);
-        if (!seq)
-            continue; /* not announced to this session yet */
-        buf_printf(b, " %u", s->uid_cmd ? sj->res.uids[i] : seq);
-        if (b->len >= 64 * 1024) {
-            imap_flush(s);
-            b = imap_outbuf(s);
-        }
+    if (!(sj->opts & IMAP_SR_RETURN)) {
+        search_answer(s, &sj->res);
+        imap_finish(s, "OK", "%sSEARCH completed.", s->uid_cmd ? "UID " : "");
+        return;
     }
-    buf_str(b, "\r\n");
+    /* the messages this session knows, ascending; a count, never a list
+     * of strings, unless ALL asked for one */
+    for (size_t i = 0; i < sj->res.n && s->sel; i++) {
+        uint32_t seq = imap_sel_seq(s->sel, v[i]);
+        if (seq) /* else not announced to this session yet */
+            v[n++] = s->uid_cmd ? v[i] : seq;
+    }
+    if (sj->opts & (IMAP_SR_MIN | IMAP_SR_MAX | IMAP_SR_ALL | IMAP_SR_COUNT))
+        imap_esearch_answer(s, sj->opts, v, n);
     imap_finish(s, "OK", "%sSEARCH completed.", s->uid_cmd ? "UID " : "");
 }
 
@@ -470,9 +572,9 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
         return;
     }
     sj->j.free_fn = search_free;
-    if (imap_args_sp(a) != IMAP_ARG_OK) {
+    if (imap_args_sp(a) != IMAP_ARG_OK || imap_search_return(a, &sj->opts) != IMAP_ARG_OK) {
         search_free(&sj->j);
-        imap_bad(s, "Usage: SEARCH [CHARSET name] key ...");
+        imap_bad(s, "Usage: SEARCH [RETURN (MIN MAX ALL COUNT)] [CHARSET name] key ...");
         return;
     }
     const char *save = a->p;
@@ -499,7 +601,7 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
         imap_bad(s, "%s", err);
         return;
     }
-    if ((r = resolve(s, sj->q, &sj->ar)) < 0) {
+    if ((r = imap_search_resolve(s, sj->q, &sj->ar)) < 0) {
         search_free(&sj->j);
         if (r == -1)
             imap_bad(s, "Invalid message sequence number.");

@@ -162,6 +162,19 @@ enum { IMAP_SK_SEQ = 1, IMAP_SK_RECENT = 2, IMAP_SK_UIDSTAR = 4 };
 int imap_search_parse(struct imap_args *a, struct imap_arena *ar, struct storage_search **out,
                       const char **err);
 
+/* The result options of RFC 4731 (ESEARCH) and RFC 5182 (SEARCHRES). */
+enum {
+    IMAP_SR_MIN = 1 << 0,
+    IMAP_SR_MAX = 1 << 1,
+    IMAP_SR_ALL = 1 << 2,
+    IMAP_SR_COUNT = 1 << 3,
+    IMAP_SR_SAVE = 1 << 4,
+    IMAP_SR_RETURN = 1 << 5, /* RETURN was given: an ESEARCH answer */
+};
+/* "RETURN SP (opt ...) SP" when next (else nothing consumed, *opts 0):
+ * IMAP_SR_* in *opts, RETURN () being ALL. IMAP_ARG_OK or IMAP_ARG_BAD. */
+int imap_search_return(struct imap_args *a, unsigned *opts);
+
 /* ---- FETCH attributes ---- */
 
 enum imap_fi_type {
@@ -507,6 +520,17 @@ void imap_sel_note_new(struct imap_session *s, const uint32_t *uids, size_t n);
 void imap_sel_note_own_store(struct imap_session *s, uint64_t modseq);
 /* The \Recent bookkeeping (one owner per mailbox in this process). */
 uint32_t imap_recent_floor(int64_t user, int64_t mbox);
+
+/* ---- search (cmd_search.c), for the commands built on it ---- */
+
+/* Maps the sequence sets, UID sets and RECENT of a tree imap_search_parse
+ * made to UID ranges of this session's view (in ar). 0, -1 when a
+ * sequence number is beyond the mailbox (BAD), -2 out of memory. */
+int imap_search_resolve(struct imap_session *s, struct storage_search *q, struct imap_arena *ar);
+/* "* ESEARCH (TAG "tag") [UID] [MIN n] [MAX n] [ALL set] [COUNT n]" of
+ * the ascending v[0..n) (sequence numbers, or UIDs for a UID command), as
+ * opts (IMAP_SR_*) asks; nothing but the count when n is 0 (RFC 4731). */
+void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *v, size_t n);
 
 /* ---- commands ---- */
 
