@@ -150,7 +150,7 @@ static struct storage_search *set_node(struct sp *p, const char *s, size_t len, 
     n = node(p->ar, STORAGE_SEARCH_UID);
     if (!n)
         return NULL;
-    n->flags = kind;
+    n->flags = kind | (set.saved ? IMAP_SK_SAVED : 0);
     n->set.n = set.n;
     n->set.r = set.r;
     return n;
@@ -158,7 +158,7 @@ static struct storage_search *set_node(struct sp *p, const char *s, size_t len, 
 
 static bool is_seqset_start(char ch)
 {
-    return (ch >= '0' && ch <= '9') || ch == '*';
+    return (ch >= '0' && ch <= '9') || ch == '*' || ch == '$';
 }
 
 static struct storage_search *key(struct sp *p)
@@ -394,7 +394,8 @@ int imap_search_resolve(struct imap_session *s, struct storage_search *n, struct
                 n->set.r = r;
                 n->set.n = r->lo <= r->hi ? 1 : 0;
             } else {
-                struct imap_seqset in = {n->set.n, (struct storage_range *)n->set.r};
+                struct imap_seqset in = {n->set.n, (struct storage_range *)n->set.r,
+                                         (n->flags & IMAP_SK_SAVED) != 0};
                 struct storage_uidset out;
                 if (imap_sel_resolve(s, &in, !(n->flags & IMAP_SK_SEQ), ar, &out) < 0)
                     return -1;
@@ -413,8 +414,11 @@ int imap_search_return(struct imap_args *a, unsigned *opts)
     static const struct {
         const char *name;
         unsigned bit;
-    } ret_opts[] = {
-        {"MIN", IMAP_SR_MIN}, {"MAX", IMAP_SR_MAX}, {"ALL", IMAP_SR_ALL}, {"COUNT", IMAP_SR_COUNT}};
+    } ret_opts[] = {{"MIN", IMAP_SR_MIN},
+                    {"MAX", IMAP_SR_MAX},
+                    {"ALL", IMAP_SR_ALL},
+                    {"COUNT", IMAP_SR_COUNT},
+                    {"SAVE", IMAP_SR_SAVE}};
     const char *start = a->p, *w;
     size_t n;
 
@@ -529,12 +533,39 @@ static void search_answer(struct imap_session *s, const struct storage_uidlist *
     buf_str(b, "\r\n");
 }
 
+/* A SEARCH with SAVE answered NO leaves "$" empty (RFC 5182 2.1); a BAD
+ * one leaves it as it was. */
+static void save_failed(struct imap_session *s, unsigned opts)
+{
+    if ((opts & IMAP_SR_SAVE) && s->sel)
+        imap_sel_save(s->sel, NULL, 0);
+}
+
+/* What SAVE keeps of the ascending UIDs found: all of them, or only the
+ * lowest and highest when MIN and MAX were the only other options (RFC
+ * 5182 2.4). */
+static int save_result(struct imap_sel *sel, unsigned opts, const uint32_t *v, size_t n)
+{
+    if (n && !(opts & (IMAP_SR_ALL | IMAP_SR_COUNT)) && (opts & (IMAP_SR_MIN | IMAP_SR_MAX))) {
+        uint32_t ends[2];
+        size_t k = 0;
+        if (opts & IMAP_SR_MIN)
+            ends[k++] = v[0];
+        if ((opts & IMAP_SR_MAX) && (!k || v[n - 1] != v[0]))
+            ends[k++] = v[n - 1];
+        return imap_sel_save(sel, ends, k);
+    }
+    return imap_sel_save(sel, v, n);
+}
+
 static void search_done(struct imap_session *s, struct imap_job *j)
 {
     struct search_job *sj = (struct search_job *)j;
     uint32_t *v = sj->res.uids;
     size_t n = 0;
 
+    if (sj->err)
+        save_failed(s, sj->opts);
     if (sj->err == STORAGE_E_INVAL) {
         imap_finish(s, "NO", "[CANNOT] SEARCH: invalid search.");
         return;
@@ -553,7 +584,16 @@ static void search_done(struct imap_session *s, struct imap_job *j)
     for (size_t i = 0; i < sj->res.n && s->sel; i++) {
         uint32_t seq = imap_sel_seq(s->sel, v[i]);
         if (seq) /* else not announced to this session yet */
-            v[n++] = s->uid_cmd ? v[i] : seq;
+            v[n++] = s->uid_cmd || (sj->opts & IMAP_SR_SAVE) ? v[i] : seq;
+    }
+    if (sj->opts & IMAP_SR_SAVE) {
+        if (!s->sel || save_result(s->sel, sj->opts, v, n) < 0) {
+            save_failed(s, sj->opts);
+            imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+            return;
+        }
+        for (size_t i = 0; i < n && !s->uid_cmd; i++)
+            v[i] = imap_sel_seq(s->sel, v[i]);
     }
     if (sj->opts & (IMAP_SR_MIN | IMAP_SR_MAX | IMAP_SR_ALL | IMAP_SR_COUNT))
         imap_esearch_answer(s, sj->opts, v, n);
@@ -574,7 +614,7 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
     sj->j.free_fn = search_free;
     if (imap_args_sp(a) != IMAP_ARG_OK || imap_search_return(a, &sj->opts) != IMAP_ARG_OK) {
         search_free(&sj->j);
-        imap_bad(s, "Usage: SEARCH [RETURN (MIN MAX ALL COUNT)] [CHARSET name] key ...");
+        imap_bad(s, "Usage: SEARCH [RETURN (MIN MAX ALL COUNT SAVE)] [CHARSET name] key ...");
         return;
     }
     const char *save = a->p;
@@ -589,6 +629,7 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
             return;
         }
         if (strcasecmp(cs, "UTF-8") && strcasecmp(cs, "US-ASCII")) {
+            save_failed(s, sj->opts);
             search_free(&sj->j);
             imap_finish(s, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset.");
             return;
@@ -603,10 +644,12 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
     }
     if ((r = imap_search_resolve(s, sj->q, &sj->ar)) < 0) {
         search_free(&sj->j);
-        if (r == -1)
+        if (r == -1) {
             imap_bad(s, "Invalid message sequence number.");
-        else
+        } else {
+            save_failed(s, sj->opts);
             imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+        }
         return;
     }
     sj->mbox = s->sel->id;

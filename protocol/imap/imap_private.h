@@ -110,10 +110,12 @@ int imap_args_mailbox(struct imap_args *a, char *out, size_t outcap);
 int imap_args_pattern(struct imap_args *a, char *out, size_t outcap);
 
 /* A sequence or UID set as written: ranges with IMAP_STAR for '*' (then
- * always in hi; lo is IMAP_STAR only in "*" or "*:*"). */
+ * always in hi; lo is IMAP_STAR only in "*" or "*:*"), or "$", the result
+ * a SEARCH saved (RFC 5182: saved true, no ranges). */
 struct imap_seqset {
     size_t n;
     struct storage_range *r;
+    bool saved;
 };
 int imap_parse_seqset(const char *s, size_t len, struct imap_arena *ar, struct imap_seqset *out);
 int imap_args_seqset(struct imap_args *a, struct imap_arena *ar, struct imap_seqset *out);
@@ -158,7 +160,7 @@ int imap_mutf7_encode(const char *in, size_t len, char *out, size_t outcap);
 /* Parses search keys into a storage_search tree (in the arena). Sequence
  * sets are left as STORAGE_SEARCH_UID nodes with flags IMAP_SK_SEQ (and
  * RECENT as IMAP_SK_RECENT) to be mapped by imap_search_resolve. */
-enum { IMAP_SK_SEQ = 1, IMAP_SK_RECENT = 2, IMAP_SK_UIDSTAR = 4 };
+enum { IMAP_SK_SEQ = 1, IMAP_SK_RECENT = 2, IMAP_SK_UIDSTAR = 4, IMAP_SK_SAVED = 8 };
 int imap_search_parse(struct imap_args *a, struct imap_arena *ar, struct storage_search **out,
                       const char **err);
 
@@ -279,6 +281,11 @@ struct imap_sel {
     uint64_t known_modseq;
     uint64_t own_modseq[8]; /* our own STOREs, not to be echoed back */
     unsigned n_own;
+    /* "$", the result the last SEARCH ... RETURN (SAVE) saved (RFC 5182):
+     * UIDs as ascending ranges (malloc'd), so that expunged messages drop
+     * out by themselves; empty at SELECT/EXAMINE, gone with the mailbox */
+    struct storage_range *saved;
+    size_t nsaved;
 };
 
 struct imap_job;
@@ -473,8 +480,9 @@ void imap_cmd_job(struct imap_session *s, struct imap_job *j, imap_job_work *wor
 /* ---- selected mailbox ---- */
 
 /* Resolves a sequence set (uid=false) or UID set against the session's
- * view into UID ranges (arena); out->n may be 0. Returns 0, or -1 when a
- * sequence number is beyond the mailbox (BAD). */
+ * view into UID ranges (arena); out->n may be 0. "$" is the saved result
+ * either way. Returns 0, or -1 when a sequence number is beyond the
+ * mailbox (BAD) or there is no memory. */
 int imap_sel_resolve(struct imap_session *s, const struct imap_seqset *in, bool uid,
                      struct imap_arena *ar, struct storage_uidset *out);
 /* Makes mb (with its UIDs, the ranges taken from info) the selected mailbox of s,
@@ -506,6 +514,9 @@ void imap_flagset_announce(struct imap_session *s, const struct imap_flagset *fs
 uint32_t imap_sel_seq(const struct imap_sel *sel, uint32_t uid);
 bool imap_sel_recent(const struct imap_sel *sel, uint32_t uid);
 void imap_sel_free(struct imap_session *s);
+/* Makes the ascending uids[0..n) "$" (n 0: empty). 0, or -1 out of
+ * memory ("$" then empty). */
+int imap_sel_save(struct imap_sel *sel, const uint32_t *uids, size_t n);
 /* Events from the storage for this session. */
 void imap_on_event(void *arg, const struct storage_event *ev);
 /* Announces (or starts a job to announce) pending changes; calls then(s)

@@ -47,6 +47,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 2: {
         struct imap_seqset set;
         if (imap_parse_seqset(p, n, &ar, &set) == 0) {
+            /* "$" alone is the saved result, with no ranges */
+            if (set.saved != (n == 1 && *p == '$') || (set.saved && set.n))
+                abort();
             for (size_t i = 0; i < set.n; i++)
                 if ((set.r[i].lo == IMAP_STAR && set.r[i].hi != IMAP_STAR) ||
                     (set.r[i].hi != IMAP_STAR && set.r[i].lo > set.r[i].hi))

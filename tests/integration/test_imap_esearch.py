@@ -1,7 +1,11 @@
 """IMAP ESEARCH (RFC 4731): SEARCH and UID SEARCH with RETURN (MIN MAX ALL
 COUNT), the ESEARCH answer with its TAG and UID, RETURN () meaning ALL, ALL
 as a compact sequence set, empty results (nothing but COUNT 0) and answers
-after another session expunged messages."""
+after another session expunged messages. SEARCHRES (RFC 5182): RETURN
+(SAVE) and "$" in FETCH, STORE, COPY, MOVE, SEARCH, their UID forms and UID
+EXPUNGE; "$" empty before any SAVE and after SELECT/EXAMINE, losing the
+messages expunged, emptied by a SEARCH ... SAVE answered NO and kept by one
+answered BAD, and commands using it pipelined right after the SAVE."""
 import re
 import unittest
 
@@ -40,23 +44,28 @@ def esearch(c, text):
     return lines, out
 
 
+def fill(cls):
+    """BOX with its 11 messages (cls.uids) and an empty mailbox."""
+    c = Imap(cls.server.raw('imaps', tls=True))
+    c.login()
+    c.ok('CREATE %s' % BOX)
+    c.ok('CREATE Empty')
+    cls.uids = []
+    for i in range(1, 12):
+        sender = 'smith@example.net' if i in SMITH else 'jones@example.net'
+        flags = ['\\Flagged'] if i in FLAGGED else []
+        r = c.append(BOX, make_message(i, sender=sender), flags=flags)
+        cls.uids.append(r[1] if r else None)
+    c.select(BOX)      # takes \Recent away
+    c.logout()
+
+
 class ESearch(ImapCase):
 
     @classmethod
     def setUpServer(cls):
         super().setUpServer()
-        c = Imap(cls.server.raw('imaps', tls=True))
-        c.login()
-        c.ok('CREATE %s' % BOX)
-        c.ok('CREATE Empty')
-        cls.uids = []
-        for i in range(1, 12):
-            sender = 'smith@example.net' if i in SMITH else 'jones@example.net'
-            flags = ['\\Flagged'] if i in FLAGGED else []
-            r = c.append(BOX, make_message(i, sender=sender), flags=flags)
-            cls.uids.append(r[1] if r else None)
-        c.select(BOX)      # takes \Recent away
-        c.logout()
+        fill(cls)
 
     def setUp(self):
         self.c = self.login()
@@ -191,6 +200,219 @@ class ESearch(ImapCase):
         self.assertEqual(lines, [b'* ESEARCH (TAG "T%d") MIN 9 MAX 9 ALL 9 COUNT 1' % c.n])
         lines, r = esearch(c, 'SEARCH RETURN (ALL COUNT) FLAGGED')
         self.assertEqual((r['ALL'], r['COUNT']), ('2,4,9', '3'))
+
+
+
+def fetched_uids(c, text):
+    """The UIDs (ascending) of the FETCH responses of a command."""
+    u = c.ok(text)
+    return sorted(int(m.group(1)) for m in
+                  (re.search(rb'UID (\d+)', r) for r in u if re.match(rb'\* \d+ FETCH', r)) if m)
+
+
+def expunged(untagged, exists):
+    """The message numbers, as they were before, that the EXPUNGE
+    responses took away, in whatever order they came."""
+    left = list(range(1, exists + 1))
+    for r in imap_util.untagged_of(untagged, 'EXPUNGE'):
+        del left[int(r.split()[1]) - 1]
+    return sorted(set(range(1, exists + 1)) - set(left))
+
+
+class SearchRes(ImapCase):
+
+    @classmethod
+    def setUpServer(cls):
+        super().setUpServer()
+        fill(cls)
+
+    def setUp(self):
+        self.c = self.login()
+        self.c.select(BOX)
+
+    def fresh(self, name):
+        """A copy of BOX, selected; its UIDs in order."""
+        c = self.c
+        c.ok('CREATE %s' % name)
+        self.addCleanup(lambda: self.login().ok('DELETE %s' % name))
+        c.ok('COPY 1:* %s' % name)
+        c.select(name)
+        return c.search('ALL', uid=True)
+
+    def saved(self, uid_fetch=True):
+        return fetched_uids(self.c, '%sFETCH $ (UID)' % ('UID ' if uid_fetch else ''))
+
+    def test_advertised(self):
+        u = self.c.ok('CAPABILITY')
+        self.assertIn('SEARCHRES', u[0].decode().split())
+
+    def test_rfc5182_example_1(self):
+        c = self.c
+        u = c.ok('SEARCH RETURN (SAVE) ' + RFC_CRIT)
+        # SAVE alone: no ESEARCH and no SEARCH response
+        self.assertEqual([r for r in u if b'SEARCH' in r.upper()], [])
+        f = c.fetch('$', '(UID FLAGS)')
+        self.assertEqual(sorted(f), [2, 10, 11])
+        self.assertEqual(self.saved(), [self.uids[i - 1] for i in (2, 10, 11)])
+
+    def test_save_with_min_max(self):
+        c = self.c
+        want = [self.uids[i - 1] for i in (2, 10, 11)]
+        lines, r = esearch(c, 'SEARCH RETURN (MIN MAX SAVE) ' + RFC_CRIT)
+        self.assertEqual((r['MIN'], r['MAX']), ('2', '11'))
+        self.assertEqual(self.saved(), [want[0], want[2]])
+        lines, r = esearch(c, 'SEARCH RETURN (SAVE MIN) ' + RFC_CRIT)
+        self.assertEqual(self.saved(), [want[0]])
+        lines, r = esearch(c, 'UID SEARCH RETURN (MAX SAVE) ' + RFC_CRIT)
+        self.assertEqual(r['MAX'], str(want[2]))
+        self.assertEqual(self.saved(), [want[2]])
+        # with ALL or COUNT beside them, the whole result
+        lines, r = esearch(c, 'SEARCH RETURN (MIN COUNT SAVE) ' + RFC_CRIT)
+        self.assertEqual(self.saved(), want)
+        lines, r = esearch(c, 'SEARCH RETURN (SAVE ALL) ' + RFC_CRIT)
+        self.assertEqual(r['ALL'], '2,10:11')
+        self.assertEqual(self.saved(), want)
+
+    def test_dollar_before_any_save(self):
+        c = self.c
+        self.assertEqual(c.fetch('$', '(UID)'), {})
+        self.assertEqual(self.saved(), [])
+        self.assertEqual(c.search('$'), [])
+        self.assertEqual(c.search('UID $', uid=True), [])
+        lines, r = esearch(c, 'UID SEARCH RETURN (COUNT) $')
+        self.assertEqual(r['COUNT'], '0')
+        c.ok('STORE $ +FLAGS (\\Answered)')
+        self.assertEqual(c.search('ANSWERED'), [])
+
+    def test_search_with_dollar(self):
+        c = self.c
+        c.ok('UID SEARCH RETURN (SAVE) FLAGGED')
+        # RFC 5182 example 4: narrowing the saved result
+        self.assertEqual(c.search('$ NOT FROM smith'), [2, 10, 11])
+        self.assertEqual(c.search('UID $ NOT FROM smith', uid=True),
+                         [self.uids[i - 1] for i in (2, 10, 11)])
+        self.assertEqual(c.search('OR $ 1'), [1, 2, 3, 5, 10, 11])
+        self.assertEqual(c.search('NOT $'), [1, 4, 6, 7, 8, 9])
+        # a SAVE that uses "$" replaces it by its own result
+        c.ok('SEARCH RETURN (SAVE) $ FROM smith')
+        self.assertEqual(self.saved(), [self.uids[i - 1] for i in (3, 5)])
+
+    def test_empty_result_saved(self):
+        c = self.c
+        c.ok('SEARCH RETURN (SAVE) FLAGGED')
+        c.ok('SEARCH RETURN (SAVE) KEYWORD nosuch')
+        # RFC 5182 example 5: FETCH $ is OK and fetches nothing
+        self.assertEqual(c.fetch('$', '(UID)'), {})
+
+    def test_select_and_examine_reset(self):
+        c = self.c
+        for cmd in ('SELECT', 'EXAMINE'):
+            with self.subTest(cmd=cmd):
+                c.ok('SEARCH RETURN (SAVE) ALL')
+                self.assertEqual(len(self.saved()), 11)
+                c.ok('%s %s' % (cmd, BOX))
+                self.assertEqual(self.saved(), [])
+        for cmd in ('UNSELECT', 'CLOSE'):
+            with self.subTest(cmd=cmd):
+                c.select(BOX)
+                c.ok('SEARCH RETURN (SAVE) ALL')
+                c.ok(cmd)
+                c.select(BOX)
+                self.assertEqual(self.saved(), [])
+
+    def test_bad_keeps_no_empties(self):
+        c = self.c
+        want = [self.uids[i - 1] for i in FLAGGED]
+        c.ok('SEARCH RETURN (SAVE) FLAGGED')
+        bad = ['SEARCH RETURN (SAVE) NOSUCHKEY']
+        if not imap_util.AGAINST_DOVECOT:
+            # Dovecot answers a message number beyond the mailbox OK, and
+            # empties "$" on a BAD for an unknown option (RFC 5182 2.1 says
+            # a BAD leaves it)
+            bad += ['SEARCH RETURN (SAVE) 99', 'SEARCH RETURN (SAVE NOSUCHOPTION) ALL']
+        for cmd in bad:
+            with self.subTest(cmd=cmd):
+                st, t, u = c.status_of(cmd)
+                self.assertEqual(st, 'BAD', t)
+                self.assertEqual(self.saved(), want)
+        # an unknown charset: NO [BADCHARSET] empties "$" (RFC 5182 2.1);
+        # a server answering it BAD keeps it
+        st, t, u = c.status_of('SEARCH RETURN (SAVE) CHARSET X-NO-SUCH-CHARSET ALL')
+        self.assertIn(st, ('NO', 'BAD'), t)
+        self.assertEqual(self.saved(), [] if st == 'NO' else want)
+
+    def test_expunged_leave_dollar(self):
+        c = self.c
+        uids = self.fresh('ResExp')
+        c.ok('SEARCH RETURN (SAVE) ' + RFC_CRIT)
+        c.ok('STORE 10 +FLAGS.SILENT (\\Deleted)')
+        u = c.ok('EXPUNGE')
+        self.assertEqual(imap_util.untagged_of(u, 'EXPUNGE'), [b'* 10 EXPUNGE'])
+        self.assertEqual(sorted(c.fetch('$', '(UID)')), [2, 10])
+        self.assertEqual(self.saved(), [uids[1], uids[10]])
+        # another session expunges one more; once announced, it is gone
+        other = self.login()
+        other.select('ResExp')
+        other.ok('UID STORE %d +FLAGS.SILENT (\\Deleted)' % uids[1])
+        other.ok('EXPUNGE')
+        u = c.ok('NOOP')
+        self.assertEqual(imap_util.untagged_of(u, 'EXPUNGE'), [b'* 2 EXPUNGE'])
+        self.assertEqual(sorted(c.fetch('$', '(UID)')), [9])
+        self.assertEqual(c.search('$'), [9])
+        lines, r = esearch(c, 'SEARCH RETURN (ALL COUNT) $')
+        self.assertEqual((r['ALL'], r['COUNT']), ('9', '1'))
+
+    def test_store_copy_move_expunge(self):
+        c = self.c
+        uids = self.fresh('ResOps')
+        c.ok('CREATE ResDst')
+        self.addCleanup(lambda: self.login().ok('DELETE ResDst'))
+        c.ok('SEARCH RETURN (SAVE) FROM smith')
+        c.ok('STORE $ +FLAGS.SILENT (\\Answered)')
+        self.assertEqual(c.search('ANSWERED'), list(SMITH))
+        c.ok('UID STORE $ -FLAGS.SILENT (\\Answered)')
+        self.assertEqual(c.search('ANSWERED'), [])
+        c.ok('COPY $ ResDst')
+        c.ok('UID COPY $ ResDst')
+        u = c.ok('STATUS ResDst (MESSAGES)')
+        self.assertIn(b'MESSAGES 6', u[-1])
+        # UID EXPUNGE $ expunges only the saved messages marked \Deleted
+        c.ok('STORE 1:5 +FLAGS.SILENT (\\Deleted)')
+        u = c.ok('UID EXPUNGE $')
+        self.assertEqual(expunged(u, 11), [3, 5])
+        self.assertEqual(self.saved(), [uids[6]])
+        c.ok('MOVE $ ResDst')
+        self.assertEqual(c.search('ALL', uid=True), [x for i, x in enumerate(uids)
+                                                     if i + 1 not in SMITH])
+        c.ok('UID MOVE $ ResDst')     # nothing left in it: OK, nothing moved
+        u = c.ok('STATUS ResDst (MESSAGES)')
+        self.assertIn(b'MESSAGES 7', u[-1])
+
+    def test_pipelined_after_save(self):
+        c = self.c
+        c.ok('SEARCH RETURN (SAVE) ALL')
+        # the SAVE and the commands using "$" in one write: each runs
+        # after the one before it ended (RFC 5182 2.2)
+        c.send(b'T901 SEARCH RETURN (SAVE) ' + RFC_CRIT.encode() + b'\r\n'
+               b'T902 FETCH $ (UID)\r\nT903 UID SEARCH RETURN (SAVE MIN) FLAGGED\r\n'
+               b'T904 UID FETCH $ (UID)\r\n')
+        u1, t1 = c.until_tagged('T901')
+        u2, t2 = c.until_tagged('T902')
+        u3, t3 = c.until_tagged('T903')
+        u4, t4 = c.until_tagged('T904')
+        for t in (t1, t2, t3, t4):
+            self.assertOK(t)
+        self.assertEqual(sorted(int(r.split()[1]) for r in u2 if b'FETCH' in r), [2, 10, 11])
+        self.assertEqual([r for r in u4 if b'FETCH' in r],
+                         [b'* 2 FETCH (UID %d)' % self.uids[1]])
+
+    def test_syntax(self):
+        c = self.c
+        for cmd in ('FETCH $,1 (UID)', 'FETCH $:3 (UID)', 'FETCH 1:$ (UID)', 'FETCH $$ (UID)',
+                    'UID FETCH 1,$ (UID)', 'SEARCH $:2', 'SEARCH UID 1,$', 'STORE $, +FLAGS (x)'):
+            with self.subTest(cmd=cmd):
+                st, t, u = c.status_of(cmd)
+                self.assertEqual(st, 'BAD', t)
 
 
 if __name__ == '__main__':
