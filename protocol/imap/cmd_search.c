@@ -1,11 +1,16 @@
-/* SEARCH and UID SEARCH: the RFC 3501 search-key parser (a pure function
- * the fuzz target calls directly) producing a storage_search tree, the
- * mapping of sequence sets and \Recent to UIDs for this session, and the
- * search itself on the thread pool (TEXT/BODY through the full-text
- * index). Dates are calendar days in UTC. */
+/* SEARCH and UID SEARCH: the RFC 3501 search-key parser (it reads only
+ * its input and, for OLDER/YOUNGER, the clock; the fuzz target calls it
+ * directly) producing a storage_search tree, the RETURN options of
+ * ESEARCH (RFC 4731) and SEARCHRES (RFC 5182), the mapping of sequence
+ * sets, "$" and \Recent to UIDs for this session, the search itself on the
+ * thread pool (TEXT/BODY through the full-text index) and its answers,
+ * SEARCH or ESEARCH, and the saving of "$". Dates are calendar days in
+ * UTC; OLDER and YOUNGER (RFC 5032) count seconds back from the time the
+ * command is read. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "protocol/imap/imap_private.h"
 
@@ -98,6 +103,32 @@ static bool date_arg(struct sp *p, int64_t *t)
         p->err = "Invalid date (expected d-Mon-yyyy).";
         return false;
     }
+    return true;
+}
+
+/* SP number: 0 to 4294967295. */
+static bool number_arg(struct sp *p, uint32_t *out)
+{
+    const char *d;
+    size_t dl;
+    uint64_t v = 0;
+    if (imap_args_sp(p->a) != IMAP_ARG_OK || imap_args_atom(p->a, &d, &dl) != IMAP_ARG_OK ||
+        dl > 10) {
+        p->err = "Invalid number.";
+        return false;
+    }
+    for (size_t i = 0; i < dl; i++) {
+        if (d[i] < '0' || d[i] > '9') {
+            p->err = "Invalid number.";
+            return false;
+        }
+        v = v * 10 + (uint64_t)(d[i] - '0');
+    }
+    if (v > UINT32_MAX) {
+        p->err = "Invalid number.";
+        return false;
+    }
+    *out = (uint32_t)v;
     return true;
 }
 
@@ -274,30 +305,29 @@ static struct storage_search *key(struct sp *p)
         return date_node(p, date_keys[i].op, t);
     }
     if (imap_word_is(w, n, "LARGER") || imap_word_is(w, n, "SMALLER")) {
-        const char *d;
-        size_t dl;
-        uint64_t v = 0;
-        if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_atom(a, &d, &dl) != IMAP_ARG_OK ||
-            dl > 10) {
-            p->err = "Invalid number.";
+        uint32_t v;
+        if (!number_arg(p, &v))
             return NULL;
-        }
-        for (size_t i = 0; i < dl; i++) {
-            if (d[i] < '0' || d[i] > '9') {
-                p->err = "Invalid number.";
-                return NULL;
-            }
-            v = v * 10 + (uint64_t)(d[i] - '0');
-        }
-        if (v > UINT32_MAX) {
-            p->err = "Invalid number.";
-            return NULL;
-        }
         struct storage_search *k =
             node(p->ar, n == 6 ? STORAGE_SEARCH_LARGER : STORAGE_SEARCH_SMALLER);
         if (k)
             k->num = (int64_t)v;
         return k;
+    }
+    if (imap_word_is(w, n, "OLDER") || imap_word_is(w, n, "YOUNGER")) {
+        /* WITHIN (RFC 5032): the internal date at least n seconds ago, or
+         * at most; both take the instant n seconds ago (as Dovecot does) */
+        uint32_t v;
+        if (!number_arg(p, &v))
+            return NULL;
+        if (v == 0) {
+            p->err = "Invalid interval (seconds, 1 or more).";
+            return NULL;
+        }
+        int64_t then = (int64_t)time(NULL) - (int64_t)v;
+        if (n == 5)
+            return date_node(p, STORAGE_SEARCH_BEFORE, then + 1);
+        return date_node(p, STORAGE_SEARCH_SINCE, then);
     }
     if (imap_word_is(w, n, "UID")) {
         const char *start;

@@ -5,8 +5,10 @@ after another session expunged messages. SEARCHRES (RFC 5182): RETURN
 (SAVE) and "$" in FETCH, STORE, COPY, MOVE, SEARCH, their UID forms and UID
 EXPUNGE; "$" empty before any SAVE and after SELECT/EXAMINE, losing the
 messages expunged, emptied by a SEARCH ... SAVE answered NO and kept by one
-answered BAD, and commands using it pipelined right after the SAVE."""
+answered BAD, and commands using it pipelined right after the SAVE. WITHIN
+(RFC 5032): OLDER and YOUNGER on the internal date."""
 import re
+import time
 import unittest
 
 import harness
@@ -170,13 +172,12 @@ class ESearch(ImapCase):
         # it stands for UIDNEXT there)
         lines, r = esearch(c, 'UID SEARCH RETURN (MIN COUNT) *')
         self.assertEqual(lines, [b'* ESEARCH (TAG "T%d") UID COUNT 0' % c.n])
-        if not imap_util.AGAINST_DOVECOT:
-            # a message number '*' in an empty mailbox: see
-            # tests/data/imap-differences.md (Dovecot answers BAD)
-            lines, r = esearch(c, 'SEARCH RETURN (ALL COUNT) 1:*')
-            self.assertEqual(lines, [b'* ESEARCH (TAG "T%d") COUNT 0' % c.n])
-            lines, r = esearch(c, 'SEARCH RETURN (MIN) *')
-            self.assertEqual(lines, [b'* ESEARCH (TAG "T%d")' % c.n])
+        # a message number '*' in an empty mailbox names no message either
+        lines, r = esearch(c, 'SEARCH RETURN (ALL COUNT) 1:*')
+        self.assertEqual(lines, [b'* ESEARCH (TAG "T%d") COUNT 0' % c.n])
+        lines, r = esearch(c, 'SEARCH RETURN (MIN) *')
+        self.assertEqual(lines, [b'* ESEARCH (TAG "T%d")' % c.n])
+        self.assertEqual(c.search('1:*'), [])
 
     def test_after_expunge_by_another_session(self):
         c = self.c
@@ -412,6 +413,65 @@ class SearchRes(ImapCase):
                     'UID FETCH 1,$ (UID)', 'SEARCH $:2', 'SEARCH UID 1,$', 'STORE $, +FLAGS (x)'):
             with self.subTest(cmd=cmd):
                 st, t, u = c.status_of(cmd)
+                self.assertEqual(st, 'BAD', t)
+
+
+
+def internal_date(t):
+    return time.strftime('%d-%b-%Y %H:%M:%S +0000', time.gmtime(t))
+
+
+class Within(ImapCase):
+    DAY = 86400
+    # internal dates, in seconds before the start of the test
+    AGES = (30 * DAY, 2 * DAY, 3 * 3600, 0)
+
+    @classmethod
+    def setUpServer(cls):
+        super().setUpServer()
+        c = Imap(cls.server.raw('imaps', tls=True))
+        c.login()
+        c.ok('CREATE Within')
+        now = time.time()
+        for i, age in enumerate(cls.AGES):
+            c.append('Within', make_message(i), date=internal_date(now - age))
+        c.logout()
+
+    def setUp(self):
+        self.c = self.login()
+        self.c.select('Within')
+
+    def test_advertised(self):
+        u = self.c.ok('CAPABILITY')
+        self.assertIn('WITHIN', u[0].decode().split())
+
+    def test_older_younger(self):
+        # intervals far from every age, so that the seconds the test takes
+        # do not matter
+        D = self.DAY
+        self.check([
+            ('OLDER %d' % (10 * D), [1]), ('YOUNGER %d' % (10 * D), [2, 3, 4]),
+            ('OLDER %d' % D, [1, 2]), ('YOUNGER %d' % D, [3, 4]),
+            ('OLDER 3600', [1, 2, 3]), ('YOUNGER 3600', [4]),
+            ('OLDER %d' % (100 * D), []), ('YOUNGER %d' % (100 * D), [1, 2, 3, 4]),
+            ('OLDER 3600 YOUNGER %d' % (10 * D), [2, 3]),
+            ('NOT YOUNGER %d' % D, [1, 2]), ('OR OLDER %d YOUNGER 3600' % (10 * D), [1, 4]),
+            ('YOUNGER 4294967295', [1, 2, 3, 4]), ('OLDER 4294967295', []),
+        ])
+
+    def check(self, cases):
+        for crit, want in cases:
+            with self.subTest(crit=crit):
+                self.assertEqual(self.c.search(crit), want)
+                lines, r = esearch(self.c, 'SEARCH RETURN (COUNT) ' + crit)
+                self.assertEqual(r['COUNT'], str(len(want)))
+
+    def test_bad(self):
+        # RFC 5032's interval is an nz-number
+        for crit in ('OLDER', 'OLDER x', 'YOUNGER -1', 'YOUNGER 4294967296', 'OLDER 1.5',
+                     'YOUNGER 99999999999', 'OLDER 0', 'YOUNGER 0'):
+            with self.subTest(crit=crit):
+                st, t, u = self.c.status_of('SEARCH ' + crit)
                 self.assertEqual(st, 'BAD', t)
 
 
