@@ -693,7 +693,20 @@ static void build(struct qb *q, const struct storage_search *n, int depth)
             q->err = STORAGE_E_NOMEM;
             break;
         }
-        put(q, "coffre_inset(");
+        if (rs->n == 0) {
+            free(rs->r);
+            free(rs);
+            put(q, "0");
+            break;
+        }
+        /* the set's bounds first: where the set is a condition of the
+         * whole search, the scan covers only the rows between them (the
+         * key is (mailbox_id, uid)), not the whole mailbox */
+        put(q, "(m.uid >= ");
+        bind_int(q, rs->r[0].lo);
+        put(q, " AND m.uid <= ");
+        bind_int(q, rs->r[rs->n - 1].hi);
+        put(q, " AND coffre_inset(");
         b = add_bind(q);
         if (!b) {
             free(rs->r);
@@ -702,7 +715,7 @@ static void build(struct qb *q, const struct storage_search *n, int depth)
         }
         b->type = B_SET;
         b->set = rs;
-        put(q, ", m.uid)");
+        put(q, ", m.uid))");
         break;
     }
     case STORAGE_SEARCH_FLAGS:
@@ -852,7 +865,10 @@ int storage_search(struct storage_user *u, int64_t mbox, const struct storage_se
         (rc = mbox_path(u, m.name, mdir, sizeof(mdir))) != 0)
         goto out;
     q.db = db;
-    put(&q, "SELECT m.uid FROM messages m JOIN bodies b ON b.id = m.body_id"
+    /* a LEFT JOIN on the bodies' key, which SQLite leaves out when no
+     * criterion reads a column of them: searches on flags, dates, sizes
+     * and sets then read the messages' rows alone */
+    put(&q, "SELECT m.uid FROM messages m LEFT JOIN bodies b ON b.id = m.body_id"
             " WHERE m.mailbox_id = ");
     bind_int(&q, mbox);
     put(&q, " AND (");

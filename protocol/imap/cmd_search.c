@@ -1,11 +1,16 @@
-/* SEARCH and UID SEARCH: the RFC 3501 search-key parser (a pure function
- * the fuzz target calls directly) producing a storage_search tree, the
- * mapping of sequence sets and \Recent to UIDs for this session, and the
- * search itself on the thread pool (TEXT/BODY through the full-text
- * index). Dates are calendar days in UTC. */
+/* SEARCH and UID SEARCH: the RFC 3501 search-key parser (it reads only
+ * its input and, for OLDER/YOUNGER, the clock; the fuzz target calls it
+ * directly) producing a storage_search tree, the RETURN options of
+ * ESEARCH (RFC 4731) and SEARCHRES (RFC 5182), the mapping of sequence
+ * sets, "$" and \Recent to UIDs for this session, the search itself on the
+ * thread pool (TEXT/BODY through the full-text index) and its answers,
+ * SEARCH or ESEARCH, and the saving of "$". Dates are calendar days in
+ * UTC; OLDER and YOUNGER (RFC 5032) count seconds back from the time the
+ * command is read. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "protocol/imap/imap_private.h"
 
@@ -101,6 +106,32 @@ static bool date_arg(struct sp *p, int64_t *t)
     return true;
 }
 
+/* SP number: 0 to 4294967295. */
+static bool number_arg(struct sp *p, uint32_t *out)
+{
+    const char *d;
+    size_t dl;
+    uint64_t v = 0;
+    if (imap_args_sp(p->a) != IMAP_ARG_OK || imap_args_atom(p->a, &d, &dl) != IMAP_ARG_OK ||
+        dl > 10) {
+        p->err = "Invalid number.";
+        return false;
+    }
+    for (size_t i = 0; i < dl; i++) {
+        if (d[i] < '0' || d[i] > '9') {
+            p->err = "Invalid number.";
+            return false;
+        }
+        v = v * 10 + (uint64_t)(d[i] - '0');
+    }
+    if (v > UINT32_MAX) {
+        p->err = "Invalid number.";
+        return false;
+    }
+    *out = (uint32_t)v;
+    return true;
+}
+
 static struct storage_search *date_node(struct sp *p, enum storage_search_op op, int64_t t)
 {
     struct storage_search *n = node(p->ar, op);
@@ -150,7 +181,7 @@ static struct storage_search *set_node(struct sp *p, const char *s, size_t len, 
     n = node(p->ar, STORAGE_SEARCH_UID);
     if (!n)
         return NULL;
-    n->flags = kind;
+    n->flags = kind | (set.saved ? IMAP_SK_SAVED : 0);
     n->set.n = set.n;
     n->set.r = set.r;
     return n;
@@ -158,7 +189,7 @@ static struct storage_search *set_node(struct sp *p, const char *s, size_t len, 
 
 static bool is_seqset_start(char ch)
 {
-    return (ch >= '0' && ch <= '9') || ch == '*';
+    return (ch >= '0' && ch <= '9') || ch == '*' || ch == '$';
 }
 
 static struct storage_search *key(struct sp *p)
@@ -274,30 +305,29 @@ static struct storage_search *key(struct sp *p)
         return date_node(p, date_keys[i].op, t);
     }
     if (imap_word_is(w, n, "LARGER") || imap_word_is(w, n, "SMALLER")) {
-        const char *d;
-        size_t dl;
-        uint64_t v = 0;
-        if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_atom(a, &d, &dl) != IMAP_ARG_OK ||
-            dl > 10) {
-            p->err = "Invalid number.";
+        uint32_t v;
+        if (!number_arg(p, &v))
             return NULL;
-        }
-        for (size_t i = 0; i < dl; i++) {
-            if (d[i] < '0' || d[i] > '9') {
-                p->err = "Invalid number.";
-                return NULL;
-            }
-            v = v * 10 + (uint64_t)(d[i] - '0');
-        }
-        if (v > UINT32_MAX) {
-            p->err = "Invalid number.";
-            return NULL;
-        }
         struct storage_search *k =
             node(p->ar, n == 6 ? STORAGE_SEARCH_LARGER : STORAGE_SEARCH_SMALLER);
         if (k)
             k->num = (int64_t)v;
         return k;
+    }
+    if (imap_word_is(w, n, "OLDER") || imap_word_is(w, n, "YOUNGER")) {
+        /* WITHIN (RFC 5032): the internal date at least n seconds ago, or
+         * at most; both take the instant n seconds ago (as Dovecot does) */
+        uint32_t v;
+        if (!number_arg(p, &v))
+            return NULL;
+        if (v == 0) {
+            p->err = "Invalid interval (seconds, 1 or more).";
+            return NULL;
+        }
+        int64_t then = (int64_t)time(NULL) - (int64_t)v;
+        if (n == 5)
+            return date_node(p, STORAGE_SEARCH_BEFORE, then + 1);
+        return date_node(p, STORAGE_SEARCH_SINCE, then);
     }
     if (imap_word_is(w, n, "UID")) {
         const char *start;
@@ -379,7 +409,7 @@ int imap_search_parse(struct imap_args *a, struct imap_arena *ar, struct storage
 
 /* ---- mapping to this session's view ---- */
 
-static int resolve(struct imap_session *s, struct storage_search *n, struct imap_arena *ar)
+int imap_search_resolve(struct imap_session *s, struct storage_search *n, struct imap_arena *ar)
 {
     for (; n; n = n->next) {
         if (n->op == STORAGE_SEARCH_UID) {
@@ -394,7 +424,8 @@ static int resolve(struct imap_session *s, struct storage_search *n, struct imap
                 n->set.r = r;
                 n->set.n = r->lo <= r->hi ? 1 : 0;
             } else {
-                struct imap_seqset in = {n->set.n, (struct storage_range *)n->set.r};
+                struct imap_seqset in = {n->set.n, (struct storage_range *)n->set.r,
+                                         (n->flags & IMAP_SK_SAVED) != 0};
                 struct storage_uidset out;
                 if (imap_sel_resolve(s, &in, !(n->flags & IMAP_SK_SEQ), ar, &out) < 0)
                     return -1;
@@ -402,16 +433,99 @@ static int resolve(struct imap_session *s, struct storage_search *n, struct imap
             }
             n->flags = 0;
         }
-        if (n->child && resolve(s, n->child, ar) < 0)
+        if (n->child && imap_search_resolve(s, n->child, ar) < 0)
             return -1;
     }
     return 0;
+}
+
+int imap_search_return(struct imap_args *a, unsigned *opts)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } ret_opts[] = {{"MIN", IMAP_SR_MIN},
+                    {"MAX", IMAP_SR_MAX},
+                    {"ALL", IMAP_SR_ALL},
+                    {"COUNT", IMAP_SR_COUNT},
+                    {"SAVE", IMAP_SR_SAVE}};
+    const char *start = a->p, *w;
+    size_t n;
+
+    *opts = 0;
+    if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK || !imap_word_is(w, n, "RETURN")) {
+        a->p = start;
+        return IMAP_ARG_OK;
+    }
+    if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_open(a) != IMAP_ARG_OK)
+        return IMAP_ARG_BAD;
+    while (!imap_args_peek(a, ')')) {
+        size_t i;
+        if (*opts && imap_args_sp(a) != IMAP_ARG_OK)
+            return IMAP_ARG_BAD;
+        if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK)
+            return IMAP_ARG_BAD;
+        for (i = 0; i < sizeof(ret_opts) / sizeof(ret_opts[0]); i++)
+            if (imap_word_is(w, n, ret_opts[i].name))
+                break;
+        if (i == sizeof(ret_opts) / sizeof(ret_opts[0]))
+            return IMAP_ARG_BAD; /* an option we do not offer */
+        *opts |= ret_opts[i].bit | IMAP_SR_RETURN;
+    }
+    if (imap_args_close(a) != IMAP_ARG_OK)
+        return IMAP_ARG_BAD;
+    /* RETURN () is RETURN (ALL) */
+    *opts |= *opts ? 0 : IMAP_SR_ALL | IMAP_SR_RETURN;
+    return imap_args_sp(a) == IMAP_ARG_OK ? IMAP_ARG_OK : IMAP_ARG_BAD;
+}
+
+void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *v, size_t n)
+{
+    struct buf *b = imap_outbuf(s);
+
+    buf_str(b, "* ESEARCH (TAG ");
+    buf_imap_string(b, s->tag, strlen(s->tag));
+    buf_addc(b, ')');
+    if (s->uid_cmd)
+        buf_str(b, " UID");
+    if (n && (opts & IMAP_SR_MIN)) {
+        buf_str(b, " MIN ");
+        buf_addu(b, v[0]);
+    }
+    if (n && (opts & IMAP_SR_MAX)) {
+        buf_str(b, " MAX ");
+        buf_addu(b, v[n - 1]);
+    }
+    if (n && (opts & IMAP_SR_ALL)) {
+        /* a sequence set, runs as ranges; written in pieces so that a
+         * long one is never held whole */
+        buf_str(b, " ALL ");
+        for (size_t i = 0; i < n;) {
+            size_t k = i + 1;
+            while (k < n && v[k] == v[k - 1] + 1)
+                k++;
+            imap_buf_uids(b, v + i, k - i);
+            if (k < n)
+                buf_addc(b, ',');
+            i = k;
+            if (b->len >= 64 * 1024) {
+                imap_flush(s);
+                b = imap_outbuf(s);
+            }
+        }
+    }
+    if (opts & IMAP_SR_COUNT) {
+        buf_str(b, " COUNT ");
+        buf_addu(b, n);
+    }
+    buf_str(b, "\r\n");
 }
 
 struct search_job {
     struct imap_job j;
     struct imap_arena ar;
     int64_t mbox;
+    unsigned opts; /* IMAP_SR_* */
     struct storage_search *q;
     int err;
     struct storage_uidlist res;
@@ -431,9 +545,57 @@ static void search_free(struct imap_job *j)
     free(sj);
 }
 
+/* The classic answer: "* SEARCH n ...". */
+static void search_answer(struct imap_session *s, const struct storage_uidlist *res)
+{
+    struct buf *b = imap_outbuf(s);
+    buf_str(b, "* SEARCH");
+    for (size_t i = 0; i < res->n && s->sel; i++) {
+        uint32_t seq = imap_sel_seq(s->sel, res->uids[i]);
+        if (!seq)
+            continue; /* not announced to this session yet */
+        buf_printf(b, " %u", s->uid_cmd ? res->uids[i] : seq);
+        if (b->len >= 64 * 1024) {
+            imap_flush(s);
+            b = imap_outbuf(s);
+        }
+    }
+    buf_str(b, "\r\n");
+}
+
+/* A SEARCH with SAVE answered NO leaves "$" empty (RFC 5182 2.1); a BAD
+ * one leaves it as it was. */
+static void save_failed(struct imap_session *s, unsigned opts)
+{
+    if ((opts & IMAP_SR_SAVE) && s->sel)
+        imap_sel_save(s->sel, NULL, 0);
+}
+
+/* What SAVE keeps of the ascending UIDs found: all of them, or only the
+ * lowest and highest when MIN and MAX were the only other options (RFC
+ * 5182 2.4). */
+static int save_result(struct imap_sel *sel, unsigned opts, const uint32_t *v, size_t n)
+{
+    if (n && !(opts & (IMAP_SR_ALL | IMAP_SR_COUNT)) && (opts & (IMAP_SR_MIN | IMAP_SR_MAX))) {
+        uint32_t ends[2];
+        size_t k = 0;
+        if (opts & IMAP_SR_MIN)
+            ends[k++] = v[0];
+        if ((opts & IMAP_SR_MAX) && (!k || v[n - 1] != v[0]))
+            ends[k++] = v[n - 1];
+        return imap_sel_save(sel, ends, k);
+    }
+    return imap_sel_save(sel, v, n);
+}
+
 static void search_done(struct imap_session *s, struct imap_job *j)
 {
     struct search_job *sj = (struct search_job *)j;
+    uint32_t *v = sj->res.uids;
+    size_t n = 0;
+
+    if (sj->err)
+        save_failed(s, sj->opts);
     if (sj->err == STORAGE_E_INVAL) {
         imap_finish(s, "NO", "[CANNOT] SEARCH: invalid search.");
         return;
@@ -442,19 +604,29 @@ static void search_done(struct imap_session *s, struct imap_job *j)
         imap_finish_storage_err(s, sj->err, "SEARCH");
         return;
     }
-    struct buf *b = imap_outbuf(s);
-    buf_str(b, "* SEARCH");
-    for (size_t i = 0; i < sj->res.n && s->sel; i++) {
-        uint32_t seq = imap_sel_seq(s->sel, sj->res.uids[i]);
-        if (!seq)
-            continue; /* not announced to this session yet */
-        buf_printf(b, " %u", s->uid_cmd ? sj->res.uids[i] : seq);
-        if (b->len >= 64 * 1024) {
-            imap_flush(s);
-            b = imap_outbuf(s);
-        }
+    if (!(sj->opts & IMAP_SR_RETURN)) {
+        search_answer(s, &sj->res);
+        imap_finish(s, "OK", "%sSEARCH completed.", s->uid_cmd ? "UID " : "");
+        return;
     }
-    buf_str(b, "\r\n");
+    /* the messages this session knows, ascending; a count, never a list
+     * of strings, unless ALL asked for one */
+    for (size_t i = 0; i < sj->res.n && s->sel; i++) {
+        uint32_t seq = imap_sel_seq(s->sel, v[i]);
+        if (seq) /* else not announced to this session yet */
+            v[n++] = s->uid_cmd || (sj->opts & IMAP_SR_SAVE) ? v[i] : seq;
+    }
+    if (sj->opts & IMAP_SR_SAVE) {
+        if (!s->sel || save_result(s->sel, sj->opts, v, n) < 0) {
+            save_failed(s, sj->opts);
+            imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+            return;
+        }
+        for (size_t i = 0; i < n && !s->uid_cmd; i++)
+            v[i] = imap_sel_seq(s->sel, v[i]);
+    }
+    if (sj->opts & (IMAP_SR_MIN | IMAP_SR_MAX | IMAP_SR_ALL | IMAP_SR_COUNT))
+        imap_esearch_answer(s, sj->opts, v, n);
     imap_finish(s, "OK", "%sSEARCH completed.", s->uid_cmd ? "UID " : "");
 }
 
@@ -470,9 +642,9 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
         return;
     }
     sj->j.free_fn = search_free;
-    if (imap_args_sp(a) != IMAP_ARG_OK) {
+    if (imap_args_sp(a) != IMAP_ARG_OK || imap_search_return(a, &sj->opts) != IMAP_ARG_OK) {
         search_free(&sj->j);
-        imap_bad(s, "Usage: SEARCH [CHARSET name] key ...");
+        imap_bad(s, "Usage: SEARCH [RETURN (MIN MAX ALL COUNT SAVE)] [CHARSET name] key ...");
         return;
     }
     const char *save = a->p;
@@ -487,6 +659,7 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
             return;
         }
         if (strcasecmp(cs, "UTF-8") && strcasecmp(cs, "US-ASCII")) {
+            save_failed(s, sj->opts);
             search_free(&sj->j);
             imap_finish(s, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset.");
             return;
@@ -499,12 +672,14 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
         imap_bad(s, "%s", err);
         return;
     }
-    if ((r = resolve(s, sj->q, &sj->ar)) < 0) {
+    if ((r = imap_search_resolve(s, sj->q, &sj->ar)) < 0) {
         search_free(&sj->j);
-        if (r == -1)
+        if (r == -1) {
             imap_bad(s, "Invalid message sequence number.");
-        else
+        } else {
+            save_failed(s, sj->opts);
             imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+        }
         return;
     }
     sj->mbox = s->sel->id;

@@ -352,6 +352,11 @@ int imap_parse_seqset(const char *s, size_t len, struct imap_arena *ar, struct i
 
     out->n = 0;
     out->r = NULL;
+    out->saved = false;
+    if (len == 1 && *s == '$') {
+        out->saved = true; /* alone: "$,1" or "$:4" are no sets */
+        return IMAP_ARG_OK;
+    }
     if (len == 0)
         return IMAP_ARG_BAD;
     for (size_t i = 0; i < len; i++)
@@ -391,8 +396,8 @@ int imap_parse_seqset(const char *s, size_t len, struct imap_arena *ar, struct i
 int imap_args_seqset(struct imap_args *a, struct imap_arena *ar, struct imap_seqset *out)
 {
     const char *start = a->p;
-    while (a->p < a->end &&
-           (isdigit((unsigned char)*a->p) || *a->p == ':' || *a->p == ',' || *a->p == '*'))
+    while (a->p < a->end && (isdigit((unsigned char)*a->p) || *a->p == ':' || *a->p == ',' ||
+                             *a->p == '*' || *a->p == '$'))
         a->p++;
     if (a->p == start)
         return a->p >= a->end ? IMAP_ARG_END : IMAP_ARG_BAD;

@@ -111,7 +111,7 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
 /* What the server offers; AUTH= and STARTTLS depend on the connection. */
 #define CAPS_COMMON                                                                                \
     "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MULTIAPPEND MOVE UNSELECT "       \
-    "CHILDREN "                                                                                    \
+    "CHILDREN ESEARCH SEARCHRES WITHIN "                                                           \
     "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST"
 
 const char *imap_capabilities(struct imap_session *s)

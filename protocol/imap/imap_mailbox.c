@@ -282,6 +282,7 @@ void imap_sel_free(struct imap_session *s)
     uidmap_free(&sel->uids);
     uidarr_free(&sel->pend_new);
     uidarr_free(&sel->pend_exp);
+    free(sel->saved);
     free(sel);
     s->sel = NULL;
     if (s->state == IMAP_SELECTED)
@@ -304,14 +305,48 @@ static void range_order(uint32_t *lo, uint32_t *hi, uint32_t last)
     }
 }
 
+int imap_sel_save(struct imap_sel *sel, const uint32_t *uids, size_t n)
+{
+    size_t runs = 0, k = 0;
+
+    free(sel->saved);
+    sel->saved = NULL;
+    sel->nsaved = 0;
+    for (size_t i = 0; i < n; i++)
+        runs += i == 0 || uids[i] != uids[i - 1] + 1;
+    if (!runs)
+        return 0;
+    if (!(sel->saved = malloc(runs * sizeof(*sel->saved))))
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || uids[i] != uids[i - 1] + 1)
+            sel->saved[k++].lo = uids[i];
+        sel->saved[k - 1].hi = uids[i];
+    }
+    sel->nsaved = k;
+    return 0;
+}
+
 int imap_sel_resolve(struct imap_session *s, const struct imap_seqset *in, bool uid,
                      struct imap_arena *ar, struct storage_uidset *out)
 {
     const struct uidmap *u = &s->sel->uids;
-    struct storage_range *r = imap_arena_alloc(ar, (in->n ? in->n : 1) * sizeof(*r));
+    struct storage_range *r;
     size_t k = 0;
 
     out->n = 0;
+    if (in->saved) {
+        /* the UIDs saved: expunged ones match nothing any more */
+        const struct imap_sel *sel = s->sel;
+        out->r = r = imap_arena_alloc(ar, (sel->nsaved ? sel->nsaved : 1) * sizeof(*r));
+        if (!r)
+            return -1;
+        if (sel->nsaved)
+            memcpy(r, sel->saved, sel->nsaved * sizeof(*r));
+        out->n = sel->nsaved;
+        return 0;
+    }
+    r = imap_arena_alloc(ar, (in->n ? in->n : 1) * sizeof(*r));
     out->r = r;
     if (!r)
         return -1;

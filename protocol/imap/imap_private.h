@@ -115,10 +115,12 @@ int imap_args_mailbox(struct imap_args *a, char *out, size_t outcap);
 int imap_args_pattern(struct imap_args *a, char *out, size_t outcap);
 
 /* A sequence or UID set as written: ranges with IMAP_STAR for '*' (then
- * always in hi; lo is IMAP_STAR only in "*" or "*:*"). */
+ * always in hi; lo is IMAP_STAR only in "*" or "*:*"), or "$", the result
+ * a SEARCH saved (RFC 5182: saved true, no ranges). */
 struct imap_seqset {
     size_t n;
     struct storage_range *r;
+    bool saved;
 };
 int imap_parse_seqset(const char *s, size_t len, struct imap_arena *ar, struct imap_seqset *out);
 int imap_args_seqset(struct imap_args *a, struct imap_arena *ar, struct imap_seqset *out);
@@ -163,9 +165,22 @@ int imap_mutf7_encode(const char *in, size_t len, char *out, size_t outcap);
 /* Parses search keys into a storage_search tree (in the arena). Sequence
  * sets are left as STORAGE_SEARCH_UID nodes with flags IMAP_SK_SEQ (and
  * RECENT as IMAP_SK_RECENT) to be mapped by imap_search_resolve. */
-enum { IMAP_SK_SEQ = 1, IMAP_SK_RECENT = 2, IMAP_SK_UIDSTAR = 4 };
+enum { IMAP_SK_SEQ = 1, IMAP_SK_RECENT = 2, IMAP_SK_UIDSTAR = 4, IMAP_SK_SAVED = 8 };
 int imap_search_parse(struct imap_args *a, struct imap_arena *ar, struct storage_search **out,
                       const char **err);
+
+/* The result options of RFC 4731 (ESEARCH) and RFC 5182 (SEARCHRES). */
+enum {
+    IMAP_SR_MIN = 1 << 0,
+    IMAP_SR_MAX = 1 << 1,
+    IMAP_SR_ALL = 1 << 2,
+    IMAP_SR_COUNT = 1 << 3,
+    IMAP_SR_SAVE = 1 << 4,
+    IMAP_SR_RETURN = 1 << 5, /* RETURN was given: an ESEARCH answer */
+};
+/* "RETURN SP (opt ...) SP" when next (else nothing consumed, *opts 0):
+ * IMAP_SR_* in *opts, RETURN () being ALL. IMAP_ARG_OK or IMAP_ARG_BAD. */
+int imap_search_return(struct imap_args *a, unsigned *opts);
 
 /* ---- FETCH attributes ---- */
 
@@ -271,6 +286,11 @@ struct imap_sel {
     uint64_t known_modseq;
     uint64_t own_modseq[8]; /* our own STOREs, not to be echoed back */
     unsigned n_own;
+    /* "$", the result the last SEARCH ... RETURN (SAVE) saved (RFC 5182):
+     * UIDs as ascending ranges (malloc'd), so that expunged messages drop
+     * out by themselves; empty at SELECT/EXAMINE, gone with the mailbox */
+    struct storage_range *saved;
+    size_t nsaved;
 };
 
 struct imap_job;
@@ -465,8 +485,9 @@ void imap_cmd_job(struct imap_session *s, struct imap_job *j, imap_job_work *wor
 /* ---- selected mailbox ---- */
 
 /* Resolves a sequence set (uid=false) or UID set against the session's
- * view into UID ranges (arena); out->n may be 0. Returns 0, or -1 when a
- * sequence number is beyond the mailbox (BAD). */
+ * view into UID ranges (arena); out->n may be 0. "$" is the saved result
+ * either way. Returns 0, or -1 when a sequence number is beyond the
+ * mailbox (BAD) or there is no memory. */
 int imap_sel_resolve(struct imap_session *s, const struct imap_seqset *in, bool uid,
                      struct imap_arena *ar, struct storage_uidset *out);
 /* Makes mb (with its UIDs, the ranges taken from info) the selected mailbox of s,
@@ -500,6 +521,9 @@ void imap_flagset_announce(struct imap_session *s, const struct imap_flagset *fs
 uint32_t imap_sel_seq(const struct imap_sel *sel, uint32_t uid);
 bool imap_sel_recent(const struct imap_sel *sel, uint32_t uid);
 void imap_sel_free(struct imap_session *s);
+/* Makes the ascending uids[0..n) "$" (n 0: empty). 0, or -1 out of
+ * memory ("$" then empty). */
+int imap_sel_save(struct imap_sel *sel, const uint32_t *uids, size_t n);
 /* Events from the storage for this session. */
 void imap_on_event(void *arg, const struct storage_event *ev);
 /* Announces (or starts a job to announce) pending changes; calls then(s)
@@ -512,6 +536,17 @@ void imap_sel_expunged(struct imap_session *s, const uint32_t *uids, size_t n);
 /* New UIDs we know of (APPEND/COPY into the selected mailbox). */
 void imap_sel_note_new(struct imap_session *s, const uint32_t *uids, size_t n);
 void imap_sel_note_own_store(struct imap_session *s, uint64_t modseq);
+
+/* ---- search (cmd_search.c), for the commands built on it ---- */
+
+/* Maps the sequence sets, UID sets and RECENT of a tree imap_search_parse
+ * made to UID ranges of this session's view (in ar). 0, -1 when a
+ * sequence number is beyond the mailbox (BAD), -2 out of memory. */
+int imap_search_resolve(struct imap_session *s, struct storage_search *q, struct imap_arena *ar);
+/* "* ESEARCH (TAG "tag") [UID] [MIN n] [MAX n] [ALL set] [COUNT n]" of
+ * the ascending v[0..n) (sequence numbers, or UIDs for a UID command), as
+ * opts (IMAP_SR_*) asks; nothing but the count when n is 0 (RFC 4731). */
+void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *v, size_t n);
 
 /* ---- commands ---- */
 

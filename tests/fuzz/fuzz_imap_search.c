@@ -1,7 +1,8 @@
 /* libFuzzer target: the IMAP argument parsers that need no session, fed
  * arbitrary bytes: SEARCH keys (the first byte picks the parser: search
  * keys, FETCH attributes, a sequence set, a mailbox name in modified
- * UTF-7 and back, flags, dates). */
+ * UTF-7 and back, flags, dates, SEARCH's RETURN options and the keys
+ * after them). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *p = (const char *)data + 1;
     size_t n = size - 1;
     imap_args_init(&a, p, n, 64);
-    switch (which % 6) {
+    switch (which % 7) {
     case 0: {
         struct storage_search *q;
         if (imap_search_parse(&a, &ar, &q, &err) == 0 && !q)
@@ -46,6 +47,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 2: {
         struct imap_seqset set;
         if (imap_parse_seqset(p, n, &ar, &set) == 0) {
+            /* "$" alone is the saved result, with no ranges */
+            if (set.saved != (n == 1 && *p == '$') || (set.saved && set.n))
+                abort();
             for (size_t i = 0; i < set.n; i++)
                 if ((set.r[i].lo == IMAP_STAR && set.r[i].hi != IMAP_STAR) ||
                     (set.r[i].hi != IMAP_STAR && set.r[i].lo > set.r[i].hi))
@@ -75,6 +79,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int64_t t;
         imap_args_datetime(&a, &t);
         imap_parse_date(p, n, &t);
+        break;
+    }
+    case 6: {
+        unsigned opts;
+        struct storage_search *q;
+        if (imap_search_return(&a, &opts) != 0)
+            break;
+        /* an option named is an ESEARCH answer; nothing outside the bits */
+        if ((opts && !(opts & IMAP_SR_RETURN)) ||
+            (opts & ~(unsigned)(IMAP_SR_MIN | IMAP_SR_MAX | IMAP_SR_ALL | IMAP_SR_COUNT |
+                                IMAP_SR_SAVE | IMAP_SR_RETURN)))
+            abort();
+        if (imap_search_parse(&a, &ar, &q, &err) == 0 && !q)
+            abort();
         break;
     }
     }

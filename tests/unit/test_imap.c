@@ -49,9 +49,30 @@ static void test_seqsets(void)
     CHECK(seqset("*", &set, &ar) == IMAP_ARG_OK && set.r[0].lo == IMAP_STAR &&
               set.r[0].hi == IMAP_STAR,
           "* alone");
-    const char *bad[] = {
-        "0",   "4294967296",           "1:", ":1", "1,,2", "1:2:3", "-1", "a", "1:0",
-        "*:0", "99999999999999999999", "1,", "",   "01",   " 1"};
+    CHECK(seqset("$", &set, &ar) == IMAP_ARG_OK && set.saved && set.n == 0,
+          "$ is the saved result (RFC 5182)");
+    CHECK(seqset("1:*", &set, &ar) == IMAP_ARG_OK && !set.saved, "a set is not $");
+    const char *bad[] = {"0",
+                         "4294967296",
+                         "1:",
+                         ":1",
+                         "1,,2",
+                         "1:2:3",
+                         "-1",
+                         "a",
+                         "1:0",
+                         "*:0",
+                         "99999999999999999999",
+                         "1,",
+                         "",
+                         "01",
+                         " 1",
+                         "$,1",
+                         "1,$",
+                         "$:2",
+                         "$$",
+                         "*$",
+                         "$*"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char what[64];
         snprintf(what, sizeof(what), "bad set '%s' refused", bad[i]);
