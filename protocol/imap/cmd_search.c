@@ -527,6 +527,8 @@ struct search_job {
     int64_t mbox;
     unsigned opts; /* IMAP_SR_* */
     struct storage_search *q;
+    char charset[64]; /* SEARCH CHARSET other than UTF-8 and US-ASCII, or "" */
+    bool badcharset;
     int err;
     struct storage_uidlist res;
 };
@@ -534,6 +536,17 @@ struct search_job {
 static void search_work(struct imap_job *j)
 {
     struct search_job *sj = (struct search_job *)j;
+    /* here, not on the loop: iconv may load a module from disk */
+    if (sj->charset[0]) {
+        if (!storage_charset_known(sj->charset)) {
+            sj->badcharset = true;
+            return;
+        }
+        if (imap_search_charset(sj->q, &sj->ar, sj->charset) != 0) {
+            sj->err = STORAGE_E_NOMEM;
+            return;
+        }
+    }
     sj->err = storage_search(j->u, sj->mbox, sj->q, &sj->res);
 }
 
@@ -594,8 +607,13 @@ static void search_done(struct imap_session *s, struct imap_job *j)
     uint32_t *v = sj->res.uids;
     size_t n = 0;
 
-    if (sj->err)
+    if (sj->err || sj->badcharset)
         save_failed(s, sj->opts);
+    if (sj->badcharset) {
+        /* RFC 3501 6.4.4: NO, not BAD, with the charsets known */
+        imap_finish(s, "NO", "[BADCHARSET %s] Unsupported charset.", imap_charsets);
+        return;
+    }
     if (sj->err == STORAGE_E_INVAL) {
         imap_finish(s, "NO", "[CANNOT] SEARCH: invalid search.");
         return;
@@ -658,12 +676,8 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
             imap_bad(s, "Usage: SEARCH [CHARSET name] key ...");
             return;
         }
-        if (strcasecmp(cs, "UTF-8") && strcasecmp(cs, "US-ASCII")) {
-            save_failed(s, sj->opts);
-            search_free(&sj->j);
-            imap_finish(s, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset.");
-            return;
-        }
+        if (!imap_charset_is_utf8(cs))
+            memcpy(sj->charset, cs, cl + 1); /* checked and used on the pool */
     } else {
         a->p = save;
     }
