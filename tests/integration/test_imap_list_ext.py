@@ -260,6 +260,18 @@ class ListExtended(ImapCase):
         self.assertIn('\\noselect', got['Fruit'][0])
         self.assertNotIn('\\noselect', got['Vegetable'][0])
 
+    def test_inbox_any_case_in_wildcard_patterns(self):
+        """INBOX is case-insensitive (RFC 3501 5.1), with wildcards too."""
+        c = self.login()
+        c.ok('CREATE Inboxes')
+        for pat in ('inbox', 'Inbox*', 'INBOX%', 'iNbOx*'):
+            got = self.lst(c, 'LIST "" "%s"' % pat, {'INBOX', 'Inboxes'})
+            self.assertIn('INBOX', got, pat)
+        # other names keep their case
+        self.assertEqual(set(self.lst(c, 'LIST "" "inbox*"', {'INBOX', 'Inboxes'})), {'INBOX'})
+        self.assertEqual(set(self.lst(c, 'LIST "" "Inbox%"', {'INBOX', 'Inboxes'})),
+                         {'INBOX', 'Inboxes'})
+
 
 if __name__ == '__main__':
     import unittest
