@@ -632,6 +632,9 @@ static void next_line(struct imap_session *s, const char *line, size_t len)
         ap_answer(s);
         return;
     }
+    if (!sync && n > IMAP_LITERAL_MINUS_MAX && !conn_conf(s->c)->imap_literal_plus && !ap->errwhat)
+        ap->errwhat = "[TOOBIG] Non-synchronizing literal over 4096 bytes (LITERAL-): send it "
+                      "synchronizing.";
     if (ap->err || ap->errwhat) {
         if (sync) {
             ap_answer(s);

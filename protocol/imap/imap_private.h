@@ -37,6 +37,8 @@ enum imap_state {
 #define IMAP_STAR 0
 /* Bytes a LIST or search step produces before handing back to the loop. */
 #define IMAP_STEP_BYTES (256u * 1024)
+/* the largest non-synchronizing literal LITERAL- allows (RFC 7888 section 5) */
+#define IMAP_LITERAL_MINUS_MAX 4096u
 /* The same for FETCH, whose answers are the largest: each step is two
  * hand-overs between the loop and the pool, and a folder's headers are
  * tens of megabytes. A session holds at most two steps beside what it has
@@ -278,6 +280,8 @@ enum imap_input {
     IMAP_IN_LITERAL, /* the bytes of a literal of the command being assembled */
     IMAP_IN_CONT,    /* the running command's own input (s->cont) */
     IMAP_IN_SKIP,    /* the rest of a refused over-long command line */
+    IMAP_IN_DISCARD, /* the rest of a command refused while its client sends
+                        it (a non-synchronizing literal over LITERAL-'s limit) */
 };
 
 /* What the session waits on before it reads or runs anything more. */
