@@ -112,7 +112,7 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
  * LITERAL+ on imap_literal_plus (LITERAL- is always there: with LITERAL+
  * beside it the larger allowance of LITERAL+ applies, as in IMAP4rev2). */
 #define CAPS_COMMON(lit)                                                                           \
-    "IMAP4rev1 " lit "SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MULTIAPPEND MOVE UNSELECT "         \
+    "IMAP4rev1 " lit "SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MULTIAPPEND MOVE UNSELECT BINARY "  \
     "CHILDREN "                                                                                    \
     "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST"
 #define CAPS_STATES(lit)                                                                           \

@@ -174,7 +174,9 @@ enum imap_fi_type {
     FI_BODY,
     FI_BODYSTRUCTURE,
     FI_UID,
-    FI_SECTION, /* BODY[...] / BODY.PEEK[...] / RFC822 / RFC822.HEADER / RFC822.TEXT */
+    FI_SECTION,     /* BODY[...] / BODY.PEEK[...] / RFC822 / RFC822.HEADER / RFC822.TEXT */
+    FI_BINARY,      /* BINARY[part] / BINARY.PEEK[part] (RFC 3516) */
+    FI_BINARY_SIZE, /* BINARY.SIZE[part] */
 };
 
 enum imap_sec_kind {
@@ -197,6 +199,12 @@ struct imap_fetch_item {
     size_t nnames;
     bool partial;
     uint64_t origin, count;
+    /* FI_BINARY*: the part in the message being answered (found first for
+     * every such item, so that an unknown encoding fails the command
+     * before anything of that message is written) */
+    bool bfound;
+    enum storage_cte bcte;
+    uint64_t boff, blen;
     struct imap_fetch_item *next;
 };
 

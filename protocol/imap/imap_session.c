@@ -366,6 +366,13 @@ static int literal_suffix(const char *line, size_t len, uint64_t *n, bool *sync)
     return 1;
 }
 
+/* Whether the literal announced at the end of line is a literal8 "~{n}". */
+static bool literal8(const char *line, size_t len)
+{
+    const char *open = len ? memrchr(line, '{', len) : NULL;
+    return open && open > line && open[-1] == '~';
+}
+
 /* Length of the run of tag characters at p (RFC 3501 "tag"). */
 static size_t tag_run(const char *p, size_t len)
 {
@@ -701,6 +708,19 @@ static bool read_command(struct imap_session *s)
     }
     if (lit > 0 && literal_hook(s, n, sync))
         return true; /* the command reads the literal itself from here */
+    if (lit > 0 && n <= cf->max_literal_size && literal8(line, len)) {
+        /* a literal8 (RFC 3516) is for APPEND's message data alone, which
+         * the hook above took: refused before its bytes are asked for */
+        size_t tl;
+        take_tag(s, s->cmd.p, s->cmd.len, &tl);
+        cmd_reset(s);
+        imap_bad(s, "A literal8 (~{n}) is only for APPEND's message data.");
+        if (!sync) {
+            s->literal_left = n;
+            s->input = IMAP_IN_DISCARD;
+        }
+        return !conn_closing(s->c);
+    }
     if (lit < 0 || n > cf->max_literal_size || s->cmd.len + n > cmd_limit(s)) {
         size_t tl;
         take_tag(s, s->cmd.p, s->cmd.len, &tl);
