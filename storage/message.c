@@ -1231,6 +1231,41 @@ int storage_msg_section(struct storage_user *u, int64_t mbox, uint32_t uid, cons
     return 0;
 }
 
+int storage_msg_binary(struct storage_user *u, int64_t mbox, uint32_t uid, const char *part,
+                       uint64_t *off, uint64_t *len, enum storage_cte *cte)
+{
+    uint64_t size;
+    size_t o = 0, l = 0;
+    int fd = -1, c = STORAGE_CTE_IDENTITY;
+    void *p;
+    int rc = storage_msg_open(u, mbox, uid, &fd, &size);
+
+    if (rc)
+        return rc;
+    *cte = STORAGE_CTE_IDENTITY;
+    if (!part || !*part || size == 0) {
+        close(fd);
+        *off = 0;
+        *len = size;
+        return part && *part && size == 0 ? STORAGE_E_INVAL : 0;
+    }
+    p = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+        rc = err_from_errno(errno);
+        close(fd);
+        return rc;
+    }
+    rc = mime_find_binary(p, (size_t)size, part, &o, &l, &c) == 0 ? 0 : STORAGE_E_INVAL;
+    munmap(p, (size_t)size);
+    close(fd);
+    if (rc)
+        return rc;
+    *off = o;
+    *len = l;
+    *cte = (enum storage_cte)c;
+    return 0;
+}
+
 /* BODY[HEADER.FIELDS] of the top-level header from the copy kept in the
  * index. Returns HEADER_NOT_INDEXED when the index has no copy (a header
  * over MIME_MAX_INDEXED_HEADER): the caller then reads the file. */

@@ -11,6 +11,7 @@
 #include "server/base/base64.h"
 #include "storage/mime.h"
 #include "storage/mime_private.h"
+#include "storage/storage.h"
 
 /* A token inside a structured header, pointing into the message. */
 struct mstr {
@@ -874,13 +875,47 @@ static unsigned long section_num(const char **s)
     return v;
 }
 
+/* Walks the part numbers at the start of *s ("1.2") from root, leaving *s
+ * after them (at "", ".MIME", ".HEADER", ...): *cur is the part reached,
+ * *nums how many numbers there were. -1 when a number names no part. */
+static int walk_parts(struct part *root, const char **s, struct part **cur, int *nums)
+{
+    struct part *ch;
+    unsigned long n, k;
+    int is_msg = 1;
+
+    *cur = root;
+    *nums = 0;
+    while ((n = section_num(s)) != 0) {
+        (*nums)++;
+        if (!is_msg && (*cur)->message && (*cur)->child != NULL) {
+            *cur = (*cur)->child;
+            is_msg = 1;
+        }
+        if ((*cur)->multipart) {
+            for (ch = (*cur)->child, k = 1; ch != NULL && k < n; ch = ch->next)
+                k++;
+            if (ch == NULL)
+                return -1;
+            *cur = ch;
+        } else if (!(is_msg && n == 1))
+            return -1;
+        is_msg = 0;
+        if (**s == '\0')
+            break;
+        if (**s != '.' || (*s)[1] == '\0')
+            return -1;
+        (*s)++;
+    }
+    return 0;
+}
+
 int mime_find_section(const char *msg, size_t len, const char *section, size_t *off, size_t *seclen)
 {
     struct mctx c;
-    struct part *root, *cur, *ch;
+    struct part *root, *cur;
     const char *s = section;
-    unsigned long n, k;
-    int is_msg = 1, nums = 0, ret = -1;
+    int nums = 0, ret = -1;
 
     if (msg == NULL)
         msg = "", len = 0;
@@ -891,28 +926,8 @@ int mime_find_section(const char *msg, size_t len, const char *section, size_t *
     }
     if ((root = parse_tree(&c, msg, len)) == NULL)
         return -1;
-    cur = root;
-    while ((n = section_num(&s)) != 0) {
-        nums++;
-        if (!is_msg && cur->message && cur->child != NULL) {
-            cur = cur->child;
-            is_msg = 1;
-        }
-        if (cur->multipart) {
-            for (ch = cur->child, k = 1; ch != NULL && k < n; ch = ch->next)
-                k++;
-            if (ch == NULL)
-                goto out;
-            cur = ch;
-        } else if (!(is_msg && n == 1))
-            goto out;
-        is_msg = 0;
-        if (*s == '\0')
-            break;
-        if (*s != '.' || s[1] == '\0')
-            goto out;
-        s++;
-    }
+    if (walk_parts(root, &s, &cur, &nums) < 0)
+        goto out;
     if (*s == '\0' && nums > 0) {
         *off = cur->body_off;
         *seclen = cur->body_len;
@@ -938,6 +953,48 @@ int mime_find_section(const char *msg, size_t len, const char *section, size_t *
         ret = 0;
     }
 out:
+    free_parts(c.all);
+    return ret;
+}
+
+int mime_find_binary(const char *msg, size_t len, const char *part, size_t *off, size_t *seclen,
+                     int *cte)
+{
+    struct mctx c;
+    struct part *root, *cur;
+    const char *s = part;
+    int nums = 0, ret = -1;
+
+    if (msg == NULL)
+        msg = "", len = 0;
+    *cte = STORAGE_CTE_IDENTITY;
+    if (part == NULL || *part == '\0') {
+        *off = 0;
+        *seclen = len;
+        return 0;
+    }
+    if ((root = parse_tree(&c, msg, len)) == NULL)
+        return -1;
+    if (walk_parts(root, &s, &cur, &nums) == 0 && *s == '\0' && nums > 0) {
+        const char *e = cur->enc.p;
+        size_t el = 0;
+        /* the mechanism is one token; a comment or junk after it is not */
+        while (e && el < cur->enc.len && e[el] != ' ' && e[el] != '\t' && e[el] != '(' &&
+               e[el] != ';')
+            el++;
+        if (!e || el == 0 || mime_strncaseeq(e, el, "7bit") || mime_strncaseeq(e, el, "8bit") ||
+            mime_strncaseeq(e, el, "binary"))
+            *cte = STORAGE_CTE_IDENTITY;
+        else if (mime_strncaseeq(e, el, "base64"))
+            *cte = STORAGE_CTE_BASE64;
+        else if (mime_strncaseeq(e, el, "quoted-printable"))
+            *cte = STORAGE_CTE_QP;
+        else
+            *cte = STORAGE_CTE_UNKNOWN;
+        *off = cur->body_off;
+        *seclen = cur->body_len;
+        ret = 0;
+    }
     free_parts(c.all);
     return ret;
 }

@@ -47,6 +47,13 @@ void mime_summary_free(struct mime_summary *s);
 int mime_find_section(const char *msg, size_t len, const char *section, size_t *off,
                       size_t *seclen);
 
+/* Locate a FETCH BINARY[part]: "" (the whole message, as it is), "1",
+ * "1.2", ...: the body of that part and, in *cte, the STORAGE_CTE_* its
+ * Content-Transfer-Encoding names. Returns 0, or -1 when the part does not
+ * exist. */
+int mime_find_binary(const char *msg, size_t len, const char *part, size_t *off, size_t *seclen,
+                     int *cte);
+
 /* BODY[HEADER.FIELDS (A B)] and .NOT: copies the matching (negate = 0) or the
  * non-matching (negate = 1) header fields of hdr[0..len), with their folded
  * continuation lines as-is, followed by a blank line "\r\n" when hdr ends

@@ -236,11 +236,17 @@ bool storage_pattern_match(const char *pattern, const char *name)
         return false;
     memcpy(pat, pattern, pl + 1);
     memcpy(nm, name, nl + 1);
-    /* INBOX is case-insensitive, as first component of both */
+    /* INBOX is case-insensitive, as first component of both; a pattern
+     * that starts with its five letters in any case ("Inbox*", "inbox/%")
+     * reaches INBOX and its children, and still nothing but its own case
+     * of other names ("Inboxes") */
     if ((pl == 5 || (pl > 5 && pat[5] == '/')) && strncasecmp(pat, "INBOX", 5) == 0)
         memcpy(pat, "INBOX", 5);
-    if ((nl == 5 || (nl > 5 && nm[5] == '/')) && strncasecmp(nm, "INBOX", 5) == 0)
+    if ((nl == 5 || (nl > 5 && nm[5] == '/')) && strncasecmp(nm, "INBOX", 5) == 0) {
         memcpy(nm, "INBOX", 5);
+        if (pl >= 5 && strncasecmp(pat, "INBOX", 5) == 0)
+            memcpy(pat, "INBOX", 5);
+    }
 
     /* dynamic programming over (pattern prefix, name prefix): linear memory,
      * no backtracking blow-up with many wildcards */

@@ -54,6 +54,8 @@ struct imap_append {
     bool sync;
     int err;             /* first failure: answered when the command ends */
     const char *errwhat; /* or a syntax problem (BAD) */
+    bool literal8;       /* the current message came as a literal8 (RFC 3516) */
+    bool nul;            /* and holds NUL: NO [UNKNOWN-CTE] when the command ends */
     struct ap_msg *msgs;
     size_t nmsgs, capmsgs;
     char *chunk;
@@ -412,9 +414,12 @@ static void ap_answer(struct imap_session *s)
     drafts_drop(conn_loop(s->c), ap->msgs, ap->nmsgs);
     ap->msgs = NULL;
     ap->nmsgs = 0;
+    bool nul = ap->nul;
     ap_destroy(ap);
     if (what)
         imap_finish(s, "BAD", "%s", what);
+    else if (nul && !err)
+        imap_finish(s, "NO", "[UNKNOWN-CTE] Messages with NUL bytes are not stored here.");
     else if (err == STORAGE_E_NOMBOX)
         imap_finish(s, "NO", "[TRYCREATE] APPEND: no such mailbox.");
     else
@@ -466,12 +471,14 @@ static struct ap_msg *new_msg(struct imap_append *ap)
     return m;
 }
 
-/* the "{" of a line ending in {N} or {N+} */
-static const char *literal_start(const char *p, size_t len)
+/* the "{" of a line ending in {N} or {N+}; *literal8 when "~" comes
+ * before it (RFC 3516), then the arguments end before the "~" */
+static const char *literal_start(const char *p, size_t len, bool *literal8)
 {
     const char *q = p + len;
     while (q > p && q[-1] != '{')
         q--;
+    *literal8 = q > p + 1 && q[-2] == '~';
     return q > p ? q - 1 : NULL;
 }
 
@@ -514,13 +521,14 @@ bool imap_append_literal(struct imap_session *s, uint64_t n, bool sync)
         return false;
     memcpy(tag, cmd, i);
     tag[i] = '\0';
-    lit = literal_start(cmd, len);
+    bool literal8;
+    lit = literal_start(cmd, len, &literal8);
     if (!lit)
         return false;
     struct imap_append *ap = calloc(1, sizeof(*ap));
     if (!ap)
         return false;
-    imap_args_init(&a, cmd + i + 7, (size_t)(lit - (cmd + i + 7)),
+    imap_args_init(&a, cmd + i + 7, (size_t)(lit - literal8 - (cmd + i + 7)),
                    conn_conf(s->c)->imap_max_nesting);
     struct ap_msg m = {0};
     if (imap_args_sp(&a) != IMAP_ARG_OK ||
@@ -546,6 +554,7 @@ bool imap_append_literal(struct imap_session *s, uint64_t n, bool sync)
     *mm = m;
     ap->left = n;
     ap->sync = sync;
+    ap->literal8 = literal8;
     imap_cont_start(s, &append_cont, ap);
     if (!s->mu) {
         ap->err = STORAGE_E_TEMP;
@@ -575,7 +584,7 @@ static void next_line(struct imap_session *s, const char *line, size_t len)
 
     if (len == 0) {
         /* end of the command */
-        if (ap->err || ap->errwhat) {
+        if (ap->err || ap->errwhat || ap->nul) {
             ap_answer(s);
             return;
         }
@@ -603,7 +612,8 @@ static void next_line(struct imap_session *s, const char *line, size_t len)
         return;
     }
     /* another message (MULTIAPPEND): SP [flags] [date] literal */
-    const char *lit = literal_start(line, len);
+    bool literal8 = false;
+    const char *lit = literal_start(line, len, &literal8);
     size_t k = len;
     bool ok = lit && line[len - 1] == '}';
     if (ok) {
@@ -616,7 +626,7 @@ static void next_line(struct imap_session *s, const char *line, size_t len)
             q++;
         }
         ok = ok && q == line + len - 1;
-        k = (size_t)(lit - line);
+        k = (size_t)(lit - literal8 - line);
     }
     struct imap_args a;
     struct ap_msg m = {0};
@@ -632,6 +642,9 @@ static void next_line(struct imap_session *s, const char *line, size_t len)
         ap_answer(s);
         return;
     }
+    if (!sync && n > IMAP_LITERAL_MINUS_MAX && !conn_conf(s->c)->imap_literal_plus && !ap->errwhat)
+        ap->errwhat = "[TOOBIG] Non-synchronizing literal over 4096 bytes (LITERAL-): send it "
+                      "synchronizing.";
     if (ap->err || ap->errwhat) {
         if (sync) {
             ap_answer(s);
@@ -666,6 +679,7 @@ static void next_line(struct imap_session *s, const char *line, size_t len)
     ap->left = n;
     ap->announced = n;
     ap->sync = sync;
+    ap->literal8 = literal8;
     if (!sync && n > 0) {
         /* no "+" to wait for: the draft is opened by the job that writes
          * the first bytes, one trip to the pool fewer per message */
@@ -704,6 +718,10 @@ static bool ap_input(struct imap_session *s)
         size_t room = APPEND_CHUNK - ap->chunk_len;
         size_t want = ap->left < room ? (size_t)ap->left : room;
         n = linebuf_take(&s->in, want, &p);
+        /* a NUL only a literal8 may carry; this store keeps none (RFC
+         * 3516 4.4 lets it refuse them) */
+        if (ap->literal8 && !ap->nul && memchr(p, 0, n))
+            ap->nul = true;
         memcpy(ap->chunk + ap->chunk_len, p, n);
         ap->chunk_len += n;
         ap->left -= n;

@@ -45,6 +45,8 @@ static struct imap_fetch_item *new_item(struct imap_arena *ar, struct imap_fetch
         sp->storage_what |= STORAGE_FETCH_BODYSTRUCTURE;
         break;
     case FI_SECTION:
+    case FI_BINARY:
+    case FI_BINARY_SIZE:
         sp->need_body = true;
         break;
     default:
@@ -256,21 +258,43 @@ static int parse_att(struct imap_args *a, struct imap_arena *ar, struct imap_fet
     }
     bool peek = false;
     size_t pre = 0;
+    enum imap_fi_type type = FI_SECTION;
+    const char *name = "BODY";
     if (n > 9 && !strncasecmp(w, "BODY.PEEK[", 10)) {
         peek = true;
         pre = 9;
     } else if (n > 4 && !strncasecmp(w, "BODY[", 5)) {
         pre = 4;
+    } else if (n > 11 && !strncasecmp(w, "BINARY.PEEK[", 12)) {
+        peek = true;
+        pre = 11;
+        type = FI_BINARY;
+        name = "BINARY";
+    } else if (n > 11 && !strncasecmp(w, "BINARY.SIZE[", 12)) {
+        peek = true;
+        pre = 11;
+        type = FI_BINARY_SIZE;
+        name = "BINARY.SIZE";
+    } else if (n > 6 && !strncasecmp(w, "BINARY[", 7)) {
+        pre = 6;
+        type = FI_BINARY;
+        name = "BINARY";
     } else {
         *err = "Unknown fetch attribute.";
         return IMAP_ARG_BAD;
     }
-    if (!(it = new_item(ar, sp, tail, FI_SECTION)))
+    if (!(it = new_item(ar, sp, tail, type)))
         return IMAP_ARG_NOMEM;
     it->peek = peek;
     int r = parse_section(w + pre, n - pre, ar, a->max_depth, it, err);
     if (r != IMAP_ARG_OK)
         return r;
+    /* RFC 3516: section-binary is part numbers only, and BINARY.SIZE
+     * takes no partial */
+    if (type != FI_SECTION && (it->kind != SEC_WHOLE || (type == FI_BINARY_SIZE && it->partial))) {
+        *err = "Invalid binary section.";
+        return IMAP_ARG_BAD;
+    }
     if (!peek)
         sp->sets_seen = true;
     /* the label answered: BODY[<section as sent>] without the partial
@@ -279,15 +303,16 @@ static int parse_att(struct imap_args *a, struct imap_arena *ar, struct imap_fet
     while (close && close + 1 < w + n && close[1] != '<')
         close = memchr(close + 1, ']', (size_t)(w + n - close - 1));
     size_t seclen = close ? (size_t)(close - (w + pre)) + 1 : n - pre;
-    char *label = imap_arena_alloc(ar, 4 + seclen + 24);
+    size_t nl = strlen(name);
+    char *label = imap_arena_alloc(ar, nl + seclen + 24);
     if (!label)
         return IMAP_ARG_NOMEM;
-    memcpy(label, "BODY", 4);
-    memcpy(label + 4, w + pre, seclen);
+    memcpy(label, name, nl);
+    memcpy(label + nl, w + pre, seclen);
     /* section names upper case as RFC 3501 writes them; header names as sent */
-    for (size_t i = 4; i < 4 + seclen && label[i] != '('; i++)
+    for (size_t i = nl; i < nl + seclen && label[i] != '('; i++)
         label[i] = (char)toupper((unsigned char)label[i]);
-    size_t ll = 4 + seclen;
+    size_t ll = nl + seclen;
     if (it->partial)
         ll += (size_t)snprintf(label + ll, 24, "<%llu>", (unsigned long long)it->origin);
     label[ll] = '\0';
@@ -366,7 +391,17 @@ struct imap_fetch {
     char *mem;
     size_t memoff, memleft;
     struct buf scratch; /* header fields of the message being answered */
+    /* BINARY: the literal being streamed is the part decoded as read,
+     * from bskip decoded bytes on, bout bytes of it */
+    bool bin, bend;
+    struct storage_decoder dec;
+    uint64_t bskip, bout;
+    char *braw;       /* BINARY_CHUNK raw bytes read at a time */
+    bool unknown_cte; /* a part's encoding cannot be decoded: NO [UNKNOWN-CTE] */
 };
+
+/* Raw bytes of a BINARY part read and decoded at a time. */
+#define BINARY_CHUNK (128u * 1024)
 
 static bool is_recent(const struct imap_fetch *f, uint32_t uid)
 {
@@ -443,6 +478,8 @@ static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it, ui
         break;
     case FI_UID:
     case FI_SECTION:
+    case FI_BINARY:
+    case FI_BINARY_SIZE:
         break; /* UID comes first; sections elsewhere */
     }
 }
@@ -591,9 +628,162 @@ static void stream_close(struct imap_fetch *f)
         close(f->fd);
     f->fd = -1;
     f->fleft = 0;
+    f->bin = false;
+    f->bout = 0;
     free(f->mem);
     f->mem = NULL;
     f->memleft = 0;
+}
+
+/* One pass over a part to be answered decoded: its decoded length, and
+ * whether a NUL falls in the decoded bytes [from, from + count) (then it
+ * goes as a literal8, RFC 3516 4.2). Reads BINARY_CHUNK at a time. */
+static int binary_scan(struct imap_fetch *f, int fd, const struct imap_fetch_item *it,
+                       uint64_t from, uint64_t count, uint64_t *declen, bool *nul)
+{
+    struct storage_decoder d;
+    char *out = malloc(BINARY_CHUNK + STORAGE_DECODE_SLACK);
+    uint64_t off = it->boff, left = it->blen, pos = 0;
+
+    if (!out)
+        return STORAGE_E_NOMEM;
+    *nul = false;
+    storage_decoder_init(&d, it->bcte);
+    for (bool end = false; !end;) {
+        size_t k;
+        if (left) {
+            size_t want = left < BINARY_CHUNK ? (size_t)left : BINARY_CHUNK;
+            ssize_t r = pread(fd, f->braw, want, (off_t)off);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                free(out);
+                return STORAGE_E_TEMP;
+            }
+            off += (uint64_t)r;
+            left -= (uint64_t)r;
+            k = storage_decode(&d, f->braw, (size_t)r, out);
+        } else {
+            k = storage_decode_end(&d, out);
+            end = true;
+        }
+        /* the NULs that fall in the range answered */
+        uint64_t lo = from > pos ? from - pos : 0, upto = from + count;
+        uint64_t hi = upto > pos ? upto - pos : 0;
+        if (hi > k)
+            hi = k;
+        if (!*nul && lo < hi && memchr(out + lo, 0, (size_t)(hi - lo)))
+            *nul = true;
+        pos += k;
+    }
+    free(out);
+    *declen = pos;
+    return 0;
+}
+
+/* Starts a BINARY or BINARY.SIZE item (RFC 3516) of the part found when
+ * the message was opened: the size, or the literal (a literal8 when NUL
+ * is in it) whose bytes stream_some decodes as it reads them. */
+static void binary_start(struct imap_fetch *f, struct imap_fetch_item *it)
+{
+    uint64_t size, declen = 0;
+    bool nul = false;
+    int fd = -1, rc = 0;
+
+    item_sep(f);
+    buf_str(&f->st.out, it->label);
+    buf_add(&f->st.out, " ", 1);
+    if (!it->bfound) {
+        /* no such part: an empty string, as for BODY */
+        buf_str(&f->st.out, it->type == FI_BINARY_SIZE ? "0" : "\"\"");
+        return;
+    }
+    if (!f->braw && !(f->braw = malloc(BINARY_CHUNK))) {
+        f->st.err = STORAGE_E_NOMEM;
+        return;
+    }
+    rc = storage_msg_open(f->st.j.u, f->mbox, f->cur.uid, &fd, &size);
+    if (rc == STORAGE_E_NOMSG) {
+        buf_str(&f->st.out, it->type == FI_BINARY_SIZE ? "0" : "\"\"");
+        return;
+    }
+    if (!rc && it->boff + it->blen > size)
+        rc = STORAGE_E_TEMP; /* not the file the part was found in */
+    uint64_t from = it->partial ? it->origin : 0, count = it->partial ? it->count : UINT64_MAX;
+    if (!rc)
+        rc = binary_scan(f, fd, it, from, count > UINT64_MAX - from ? UINT64_MAX - from : count,
+                         &declen, &nul);
+    if (rc) {
+        if (fd >= 0)
+            close(fd);
+        f->st.err = rc;
+        return;
+    }
+    if (it->type == FI_BINARY_SIZE) {
+        close(fd);
+        buf_addu(&f->st.out, declen);
+        return;
+    }
+    uint64_t start = from < declen ? from : declen;
+    uint64_t n = declen - start < count ? declen - start : count;
+    if (nul)
+        buf_add(&f->st.out, "~", 1);
+    buf_printf(&f->st.out, "{%llu}\r\n", (unsigned long long)n);
+    f->fd = fd;
+    f->foff = it->boff;
+    f->fleft = it->blen;
+    f->bin = true;
+    f->bend = false;
+    storage_decoder_init(&f->dec, it->bcte);
+    f->bskip = start;
+    f->bout = n;
+    if (!n)
+        stream_close(f);
+}
+
+/* A BINARY literal goes on: raw bytes read, decoded, the ones before the
+ * partial's origin dropped, at most what the literal announced kept. */
+static void binary_some(struct imap_fetch *f)
+{
+    size_t want = f->fleft < BINARY_CHUNK ? (size_t)f->fleft : BINARY_CHUNK, k = 0;
+
+    if (!buf_reserve(&f->st.out, BINARY_CHUNK + STORAGE_DECODE_SLACK)) {
+        f->st.err = STORAGE_E_NOMEM;
+        return;
+    }
+    char *out = f->st.out.p + f->st.out.len;
+    if (want) {
+        ssize_t r = pread(f->fd, f->braw, want, (off_t)f->foff);
+        if (r < 0 && errno == EINTR)
+            return;
+        if (r <= 0) {
+            f->fleft = 0; /* the file shrank under us: ends here */
+            return;
+        }
+        f->foff += (uint64_t)r;
+        f->fleft -= (uint64_t)r;
+        k = storage_decode(&f->dec, f->braw, (size_t)r, out);
+    } else if (!f->bend) {
+        k = storage_decode_end(&f->dec, out);
+        f->bend = true;
+    } else {
+        /* shorter than scanned (the file changed): pad so the literal
+         * stays whole */
+        k = f->bout < BINARY_CHUNK ? (size_t)f->bout : BINARY_CHUNK;
+        memset(out, ' ', k);
+    }
+    size_t skip = f->bskip < k ? (size_t)f->bskip : k;
+    f->bskip -= skip;
+    k -= skip;
+    if (k > f->bout)
+        k = (size_t)f->bout;
+    if (skip && k)
+        memmove(out, out + skip, k);
+    f->st.out.len += k;
+    f->st.out.p[f->st.out.len] = '\0';
+    f->bout -= k;
+    if (!f->bout)
+        stream_close(f);
 }
 
 /* Starts the literal of a section item (or an empty string). */
@@ -656,6 +846,10 @@ static void section_start(struct imap_fetch *f, const struct imap_fetch_item *it
 
 static void stream_some(struct imap_fetch *f)
 {
+    if (f->bin) {
+        binary_some(f);
+        return;
+    }
     if (f->mem) {
         buf_add(&f->st.out, f->mem + f->memoff, f->memleft);
         free(f->mem);
@@ -684,6 +878,33 @@ static void stream_some(struct imap_fetch *f)
         stream_close(f);
 }
 
+/* Finds the part of each BINARY item in the message being opened. An
+ * encoding that cannot be decoded ends the command there, before this
+ * message's response is begun (RFC 3516 4.2: NO [UNKNOWN-CTE]). */
+static bool binary_parts(struct imap_fetch *f)
+{
+    for (struct imap_fetch_item *it = f->spec.items; it; it = it->next) {
+        if (it->type != FI_BINARY && it->type != FI_BINARY_SIZE)
+            continue;
+        int rc = storage_msg_binary(f->st.j.u, f->mbox, f->cur.uid, it->part, &it->boff, &it->blen,
+                                    &it->bcte);
+        it->bfound = rc == 0;
+        if (rc == STORAGE_E_INVAL || rc == STORAGE_E_NOMSG)
+            continue;
+        if (rc) {
+            f->st.err = rc;
+            return false;
+        }
+        if (it->bcte == STORAGE_CTE_UNKNOWN) {
+            f->unknown_cte = true;
+            f->pos = f->n;
+            cur_clear(f);
+            return false;
+        }
+    }
+    return true;
+}
+
 static void do_message(struct imap_fetch *f)
 {
     if (!f->in_msg) {
@@ -699,6 +920,8 @@ static void do_message(struct imap_fetch *f)
         }
         if (seen_changed(f, f->cur.uid))
             f->cur.flags |= STORAGE_FLAG_SEEN;
+        if (!binary_parts(f))
+            return;
         msg_open(f, f->msgs[f->pos].seq, f->cur.uid);
         f->item = f->spec.items;
         f->in_msg = true;
@@ -723,6 +946,8 @@ static void do_message(struct imap_fetch *f)
     f->item = it->next;
     if (it->type == FI_SECTION)
         section_start(f, it);
+    else if (it->type == FI_BINARY || it->type == FI_BINARY_SIZE)
+        binary_start(f, it);
     else
         meta_item(f, it, f->cur.uid, f->cur.flags, f->cur.keywords, f->cur.size, f->cur.idate,
                   f->cur.env, f->cur.bs, f->cur.body);
@@ -782,6 +1007,7 @@ static void fetch_destroy(struct imap_fetch *f)
     cur_clear(f);
     free(f->msgs);
     buf_free(&f->scratch);
+    free(f->braw);
     storage_uidlist_free(&f->seen_changed);
     imap_arena_free(&f->ar);
     buf_free(&f->st.out);
@@ -804,6 +1030,10 @@ static void fetch_end(struct imap_session *s, struct imap_steps *st)
         imap_finish_storage_err(s, st->err, "FETCH");
         return;
     }
+    if (f->unknown_cte) {
+        imap_finish(s, "NO", "[UNKNOWN-CTE] A part's transfer encoding cannot be decoded.");
+        return;
+    }
     imap_finish(s, "OK", "%sFETCH completed.", f->uid_cmd ? "UID " : "");
 }
 
@@ -812,8 +1042,9 @@ static void fetch_end(struct imap_session *s, struct imap_steps *st)
 static bool fields_only(const struct imap_fetch_spec *sp)
 {
     for (const struct imap_fetch_item *it = sp->items; it; it = it->next)
-        if (it->type == FI_SECTION &&
-            ((it->kind != SEC_FIELDS && it->kind != SEC_FIELDS_NOT) || it->part[0]))
+        if (it->type == FI_BINARY || it->type == FI_BINARY_SIZE ||
+            (it->type == FI_SECTION &&
+             ((it->kind != SEC_FIELDS && it->kind != SEC_FIELDS_NOT) || it->part[0])))
             return false;
     return true;
 }

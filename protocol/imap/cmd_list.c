@@ -32,10 +32,19 @@ struct list_job {
     /* the names are listed in steps: the next one starts after `after` */
     char after[STORAGE_MBOX_NAME_MAX + 1];
     bool started, names_done, step_full, oom;
-    /* RECURSIVEMATCH: every subscribed name, in storage (bytewise) order,
-     * then their parents are listed in steps from next_sub */
+    /* RECURSIVEMATCH and LSUB (`parents`): every subscribed name is read
+     * first (`subs`, in storage order: bytewise), then `marked` holds, in
+     * the same order and once each, the names matching a pattern that have
+     * a subscribed descendant matching none. Those not subscribed
+     * themselves are listed from next_mark after the subscribed names,
+     * with CHILDINFO (LIST) or \Noselect (LSUB); a subscribed name that
+     * LIST answers carries CHILDINFO whenever a subscribed name lies under
+     * it (RFC 5258 3.5 and section 5, example 9). */
+    bool parents, collected;
     char **subs;
-    size_t nsubs, capsubs, next_sub;
+    size_t nsubs, capsubs;
+    char **marked;
+    size_t nmarked, capmarked, next_mark;
 };
 
 static bool match_any(struct list_job *l, const char *name)
@@ -83,32 +92,106 @@ static void list_line(struct list_job *l, const struct storage_mbox *m, bool chi
 #undef ATTR
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool in_names(char **v, size_t n, const char *name)
+{
+    return bsearch(&name, v, n, sizeof(*v), cmp_name) != NULL;
+}
+
+static int push_name(struct list_job *l, char ***v, size_t *n, size_t *cap, const char *name,
+                     size_t len)
+{
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 32;
+        char **nv = realloc(*v, ncap * sizeof(*nv));
+        if (!nv)
+            return -1;
+        *v = nv;
+        *cap = ncap;
+    }
+    if (!((*v)[*n] = imap_arena_strndup(&l->ar, name, len)))
+        return -1;
+    (*n)++;
+    return 0;
+}
+
+/* Whether a subscribed name lies under `name`: the names under it ("name/...")
+ * are consecutive in bytewise order, from the first one not below "name/". */
+static bool has_sub_descendant(struct list_job *l, const char *name)
+{
+    size_t nl = strlen(name), lo = 0, hi = l->nsubs;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strncmp(l->subs[mid], name, nl);
+        if (c == 0)
+            c = (unsigned char)l->subs[mid][nl] < '/' ? -1 : (l->subs[mid][nl] == '/' ? 0 : 1);
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < l->nsubs && !strncmp(l->subs[lo], name, nl) && l->subs[lo][nl] == '/';
+}
+
+static int collect_cb(void *arg, const struct storage_mbox *m)
+{
+    struct list_job *l = arg;
+
+    if (push_name(l, &l->subs, &l->nsubs, &l->capsubs, m->name, strlen(m->name)) < 0) {
+        l->oom = true;
+        return 1;
+    }
+    return 0;
+}
+
+/* The parents to mark (RFC 5258 3.5, RFC 3501 6.3.9): each ancestor that
+ * matches a pattern of a subscribed name that matches none. A subscribed
+ * name that is listed itself says nothing more of its parents, so that
+ * "*" adds no line and "%" stops at the first level. Each name costs its
+ * depth in pattern matches; the marks are sorted and made unique once. */
+static void mark_parents(struct list_job *l)
+{
+    for (size_t i = 0; i < l->nsubs && !l->oom; i++) {
+        const char *name = l->subs[i];
+        if (match_any(l, name))
+            continue;
+        for (size_t k = strlen(name); k > 0; k--) {
+            if (name[k - 1] != '/')
+                continue;
+            char parent[STORAGE_MBOX_NAME_MAX + 1];
+            size_t pl = k - 1;
+            if (pl >= sizeof(parent))
+                continue;
+            memcpy(parent, name, pl);
+            parent[pl] = '\0';
+            if (match_any(l, parent) &&
+                push_name(l, &l->marked, &l->nmarked, &l->capmarked, parent, pl) < 0)
+                l->oom = true;
+        }
+    }
+    if (l->oom || !l->nmarked)
+        return;
+    qsort(l->marked, l->nmarked, sizeof(*l->marked), cmp_name);
+    size_t w = 1;
+    for (size_t i = 1; i < l->nmarked; i++)
+        if (strcmp(l->marked[i], l->marked[w - 1]))
+            l->marked[w++] = l->marked[i];
+    l->nmarked = w;
+}
+
 static int list_cb(void *arg, const struct storage_mbox *m)
 {
     struct list_job *l = arg;
 
     snprintf(l->after, sizeof(l->after), "%s", m->name);
     l->started = true;
-    if (l->opts & SEL_RECURSIVE) {
-        if (l->nsubs == l->capsubs) {
-            size_t ncap = l->capsubs ? l->capsubs * 2 : 32;
-            char **n = realloc(l->subs, ncap * sizeof(*n));
-            if (!n) {
-                l->oom = true;
-                return 1;
-            }
-            l->subs = n;
-            l->capsubs = ncap;
-        }
-        l->subs[l->nsubs] = imap_arena_strndup(&l->ar, m->name, strlen(m->name));
-        if (!l->subs[l->nsubs]) {
-            l->oom = true;
-            return 1;
-        }
-        l->nsubs++;
-    }
     if (match_any(l, m->name) && (!(l->opts & SEL_SPECIAL) || m->special_use))
-        list_line(l, m, false);
+        list_line(l, m, l->parents && l->mode == MODE_LIST && has_sub_descendant(l, m->name));
     if (l->st.out.oom)
         return 1;
     /* this step has written enough: the next one goes on after this name */
@@ -116,58 +199,47 @@ static int list_cb(void *arg, const struct storage_mbox *m)
     return l->step_full;
 }
 
-static int cmp_name(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static bool subscribed(struct list_job *l, const char *name)
-{
-    return bsearch(&name, l->subs, l->nsubs, sizeof(*l->subs), cmp_name) != NULL;
-}
-
-/* RECURSIVEMATCH (RFC 5258 CHILDINFO): the parents matching a pattern
- * that are not subscribed themselves but have subscribed descendants,
- * each once: from its first subscribed descendant in name order. The
- * names under a parent P ("P/...") are consecutive in that order, so P
- * was already listed exactly when the previous subscription is under it
- * too: one look back and a binary search per parent, not a scan. */
+/* The marked parents that are not subscribed themselves: LIST gives each
+ * with its own attributes (\NonExistent when it is no mailbox) and
+ * CHILDINFO, LSUB with \Noselect alone (RFC 3501 6.3.9). */
 static void list_parents(struct imap_job *j, struct list_job *l)
 {
-    for (; l->next_sub < l->nsubs && l->st.out.len < IMAP_STEP_BYTES; l->next_sub++) {
-        size_t i = l->next_sub;
-        char parent[STORAGE_MBOX_NAME_MAX + 1];
-        char *slash;
+    for (; l->next_mark < l->nmarked && l->st.out.len < IMAP_STEP_BYTES; l->next_mark++) {
+        const char *parent = l->marked[l->next_mark];
+        struct storage_mbox m;
 
-        snprintf(parent, sizeof(parent), "%s", l->subs[i]);
-        while ((slash = strrchr(parent, '/'))) {
-            size_t pl = (size_t)(slash - parent);
-            *slash = '\0';
-            if (!match_any(l, parent) || subscribed(l, parent))
-                continue;
-            if (i > 0 && !strncmp(l->subs[i - 1], parent, pl) && l->subs[i - 1][pl] == '/')
-                continue;
-            struct storage_mbox m;
+        if (in_names(l->subs, l->nsubs, parent))
+            continue;
+        memset(&m, 0, sizeof(m));
+        if (l->mode == MODE_LSUB || storage_mbox_get(j->u, parent, &m) != 0) {
             memset(&m, 0, sizeof(m));
-            if (storage_mbox_get(j->u, parent, &m) != 0) {
-                memset(&m, 0, sizeof(m));
-                snprintf(m.name, sizeof(m.name), "%s", parent);
-            }
-            m.subscribed = false;
-            list_line(l, &m, true);
+            snprintf(m.name, sizeof(m.name), "%s", parent);
         }
+        m.subscribed = false;
+        list_line(l, &m, l->mode == MODE_LIST);
     }
-    if (l->next_sub >= l->nsubs)
+    if (l->next_mark >= l->nmarked)
         l->st.finished = true;
 }
 
-/* One step: names from where the last one stopped, then parents. */
+/* One step: the subscriptions first when parents are wanted, then names
+ * from where the last step stopped, then the parents. */
 static void list_work(struct imap_job *j)
 {
     struct list_job *l = (struct list_job *)j;
     bool subs_only = l->mode == MODE_LSUB || (l->opts & SEL_SUBSCRIBED);
 
     buf_reset(&l->st.out);
+    if (l->parents && !l->collected) {
+        l->st.err = storage_mbox_list(j->u, "*", true, NULL, collect_cb, l);
+        if (!l->st.err)
+            mark_parents(l);
+        if (!l->st.err && l->oom)
+            l->st.err = STORAGE_E_NOMEM;
+        if (l->st.err)
+            return;
+        l->collected = true;
+    }
     if (!l->names_done) {
         l->step_full = false;
         l->st.err =
@@ -177,7 +249,7 @@ static void list_work(struct imap_job *j)
         if (l->st.err || l->step_full)
             return;
         l->names_done = true;
-        if (!(l->opts & SEL_RECURSIVE)) {
+        if (!l->parents) {
             l->st.finished = true;
             return;
         }
@@ -193,6 +265,7 @@ static void list_free(struct list_job *l)
     buf_free(&l->st.out);
     buf_free(&l->st.spare);
     free(l->subs);
+    free(l->marked);
     free(l);
 }
 
@@ -352,6 +425,7 @@ static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode 
         list_free(l);
         return;
     }
+    l->parents = mode == MODE_LSUB || (l->opts & SEL_RECURSIVE);
     l->st.work = list_work;
     l->st.end = list_end;
     l->st.destroy = list_destroy;

@@ -108,21 +108,32 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
         too_many_errors(s);
 }
 
-/* What the server offers; AUTH= and STARTTLS depend on the connection. */
-#define CAPS_COMMON                                                                                \
-    "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MULTIAPPEND MOVE UNSELECT "       \
+/* What the server offers; AUTH= and STARTTLS depend on the connection,
+ * LITERAL+ or LITERAL- on imap_literal_plus (RFC 7888 section 5: a server
+ * does not advertise both). */
+#define CAPS_COMMON(lit)                                                                           \
+    "IMAP4rev1 " lit "SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MULTIAPPEND MOVE UNSELECT BINARY "  \
     "CHILDREN ESEARCH SEARCHRES WITHIN "                                                           \
     "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST"
+#define CAPS_STATES(lit)                                                                           \
+    {                                                                                              \
+        CAPS_COMMON(lit), CAPS_COMMON(lit) " AUTH=PLAIN AUTH=LOGIN",                               \
+            CAPS_COMMON(lit) " STARTTLS AUTH=PLAIN AUTH=LOGIN",                                    \
+            CAPS_COMMON(lit) " STARTTLS LOGINDISABLED"                                             \
+    }
 
 const char *imap_capabilities(struct imap_session *s)
 {
+    static const char *const caps[2][4] = {CAPS_STATES("LITERAL- "), CAPS_STATES("LITERAL+ ")};
+    const char *const *c = caps[conn_conf(s->c)->imap_literal_plus ? 1 : 0];
+
     if (s->state != IMAP_NOTAUTH)
-        return CAPS_COMMON;
+        return c[0];
     if (conn_is_tls(s->c))
-        return CAPS_COMMON " AUTH=PLAIN AUTH=LOGIN";
+        return c[1];
     if (conn_plaintext_auth_ok(s->c))
-        return CAPS_COMMON " STARTTLS AUTH=PLAIN AUTH=LOGIN";
-    return CAPS_COMMON " STARTTLS LOGINDISABLED";
+        return c[2];
+    return c[3];
 }
 
 /* BAD for an argument the parser refused (r): the mailbox name, the

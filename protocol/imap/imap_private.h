@@ -37,6 +37,8 @@ enum imap_state {
 #define IMAP_STAR 0
 /* Bytes a LIST or search step produces before handing back to the loop. */
 #define IMAP_STEP_BYTES (256u * 1024)
+/* the largest non-synchronizing literal LITERAL- allows (RFC 7888 section 5) */
+#define IMAP_LITERAL_MINUS_MAX 4096u
 /* The same for FETCH, whose answers are the largest: each step is two
  * hand-overs between the loop and the pool, and a folder's headers are
  * tens of megabytes. A session holds at most two steps beside what it has
@@ -192,7 +194,9 @@ enum imap_fi_type {
     FI_BODY,
     FI_BODYSTRUCTURE,
     FI_UID,
-    FI_SECTION, /* BODY[...] / BODY.PEEK[...] / RFC822 / RFC822.HEADER / RFC822.TEXT */
+    FI_SECTION,     /* BODY[...] / BODY.PEEK[...] / RFC822 / RFC822.HEADER / RFC822.TEXT */
+    FI_BINARY,      /* BINARY[part] / BINARY.PEEK[part] (RFC 3516) */
+    FI_BINARY_SIZE, /* BINARY.SIZE[part] */
 };
 
 enum imap_sec_kind {
@@ -215,6 +219,12 @@ struct imap_fetch_item {
     size_t nnames;
     bool partial;
     uint64_t origin, count;
+    /* FI_BINARY*: the part in the message being answered (found first for
+     * every such item, so that an unknown encoding fails the command
+     * before anything of that message is written) */
+    bool bfound;
+    enum storage_cte bcte;
+    uint64_t boff, blen;
     struct imap_fetch_item *next;
 };
 
@@ -303,6 +313,8 @@ enum imap_input {
     IMAP_IN_LITERAL, /* the bytes of a literal of the command being assembled */
     IMAP_IN_CONT,    /* the running command's own input (s->cont) */
     IMAP_IN_SKIP,    /* the rest of a refused over-long command line */
+    IMAP_IN_DISCARD, /* the rest of a command refused while its client sends
+                        it (a non-synchronizing literal over LITERAL-'s limit) */
 };
 
 /* What the session waits on before it reads or runs anything more. */

@@ -370,6 +370,13 @@ static int literal_suffix(const char *line, size_t len, uint64_t *n, bool *sync)
     return 1;
 }
 
+/* Whether the literal announced at the end of line is a literal8 "~{n}". */
+static bool literal8(const char *line, size_t len)
+{
+    const char *open = len ? memrchr(line, '{', len) : NULL;
+    return open && open > line && open[-1] == '~';
+}
+
 /* Length of the run of tag characters at p (RFC 3501 "tag"). */
 static size_t tag_run(const char *p, size_t len)
 {
@@ -552,6 +559,47 @@ static void line_too_long(struct imap_session *s)
     imap_close(s);
 }
 
+/* One step of dropping a refused command as its client goes on sending
+ * it: its literal's bytes, then its lines, each maybe announcing another
+ * literal. A synchronizing one ends it: the client waits for a "+" that
+ * does not come, having had its answer. */
+static bool discard_command(struct imap_session *s)
+{
+    const struct conf *cf = conn_conf(s->c);
+    const char *line;
+    size_t len;
+
+    if (s->literal_left) {
+        const char *p;
+        size_t n = linebuf_take(&s->in, s->literal_left, &p);
+        if (n == 0)
+            return false;
+        s->literal_left -= n;
+        return true;
+    }
+    int r = linebuf_line(&s->in, &line, &len);
+    if (r == LINEBUF_MORE)
+        return false;
+    if (r != LINEBUF_LINE) {
+        line_too_long(s);
+        return false;
+    }
+    uint64_t n = 0;
+    bool sync = false;
+    int lit = literal_suffix(line, len, &n, &sync);
+    if (lit > 0 && !sync && n <= cf->max_literal_size) {
+        s->literal_left = n;
+        return true;
+    }
+    if (lit != 0 && !sync) {
+        imap_printf(s, "* BYE [TOOBIG] Literal too large.\r\n");
+        imap_close(s);
+        return false;
+    }
+    s->input = IMAP_IN_COMMAND;
+    return true;
+}
+
 /* One step of reading a command: a line, or the end of a literal. Returns
  * false when the loop must stop (more input needed, or the session ends). */
 static bool read_command(struct imap_session *s)
@@ -560,6 +608,8 @@ static bool read_command(struct imap_session *s)
     const char *line;
     size_t len;
 
+    if (s->input == IMAP_IN_DISCARD)
+        return discard_command(s);
     if (s->input == IMAP_IN_LITERAL) {
         const char *p;
         size_t n = linebuf_take(&s->in, s->literal_left, &p);
@@ -646,8 +696,35 @@ static bool read_command(struct imap_session *s)
         cmd_reset(s);
         return true;
     }
+    if (lit > 0 && !sync && n > IMAP_LITERAL_MINUS_MAX && !cf->imap_literal_plus &&
+        n <= cf->max_literal_size) {
+        /* LITERAL- alone (RFC 7888 section 5): refused with BAD [TOOBIG];
+         * the client sends the bytes anyway, so the rest of the command is
+         * read and dropped */
+        size_t tl;
+        take_tag(s, s->cmd.p, s->cmd.len, &tl);
+        cmd_reset(s);
+        imap_bad(s, "[TOOBIG] Non-synchronizing literal over %u bytes: send it synchronizing.",
+                 IMAP_LITERAL_MINUS_MAX);
+        s->literal_left = n;
+        s->input = IMAP_IN_DISCARD;
+        return !conn_closing(s->c);
+    }
     if (lit > 0 && literal_hook(s, n, sync))
         return true; /* the command reads the literal itself from here */
+    if (lit > 0 && n <= cf->max_literal_size && literal8(line, len)) {
+        /* a literal8 (RFC 3516) is for APPEND's message data alone, which
+         * the hook above took: refused before its bytes are asked for */
+        size_t tl;
+        take_tag(s, s->cmd.p, s->cmd.len, &tl);
+        cmd_reset(s);
+        imap_bad(s, "A literal8 (~{n}) is only for APPEND's message data.");
+        if (!sync) {
+            s->literal_left = n;
+            s->input = IMAP_IN_DISCARD;
+        }
+        return !conn_closing(s->c);
+    }
     if (lit < 0 || n > cf->max_literal_size || s->cmd.len + n > cmd_limit(s)) {
         size_t tl;
         take_tag(s, s->cmd.p, s->cmd.len, &tl);

@@ -546,6 +546,9 @@ const struct conf_setting conf_settings[] = {
      .doc = "a client that stops reading its responses that long is disconnected"},
     {ROW("max_literal_size", "64k", "IMAP"), SIZE(max_literal_size, 1 * KB, 1 * GB),
      .doc = "largest literal other than APPEND's message"},
+    {ROW("imap_literal_plus", "yes", "IMAP"), BOOL(imap_literal_plus),
+     .doc =
+         "advertise LITERAL+ beside LITERAL-; no: non-synchronizing literals stop at 4096 bytes"},
     {ROW("imap_max_nesting", "100", "IMAP"), UINT(imap_max_nesting, 2, 10000),
      .doc = "deepest parenthesized list or search key"},
     {ROW("imap_max_connections_per_user_ip", "20", "IMAP"),

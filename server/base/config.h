@@ -97,6 +97,7 @@ struct conf {
     unsigned imap_idle_timeout_ms;
     unsigned imap_output_timeout_ms;           /* a client not reading its responses */
     uint64_t max_literal_size;                 /* literals other than APPEND's message */
+    bool imap_literal_plus;                    /* LITERAL+ (else LITERAL- alone, RFC 7888) */
     unsigned imap_max_nesting;                 /* parenthesized list / search key depth */
     unsigned imap_max_connections_per_user_ip; /* sessions of one account from one address */
     unsigned imap_max_commands_per_second;     /* beyond it the session is slowed down */

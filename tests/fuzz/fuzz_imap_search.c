@@ -39,7 +39,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct imap_fetch_spec sp;
         if (imap_fetch_parse(&a, &ar, &sp, &err) == 0) {
             for (struct imap_fetch_item *it = sp.items; it; it = it->next)
-                if (it->type == FI_SECTION && (!it->label || strlen(it->part) >= sizeof(it->part)))
+                if ((it->type == FI_SECTION || it->type == FI_BINARY ||
+                     it->type == FI_BINARY_SIZE) &&
+                    (!it->label || strlen(it->part) >= sizeof(it->part) ||
+                     (it->type != FI_SECTION &&
+                      (it->kind != SEC_WHOLE || (it->type == FI_BINARY_SIZE && it->partial)))))
                     abort();
         }
         break;

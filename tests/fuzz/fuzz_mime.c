@@ -1,14 +1,32 @@
-/* libFuzzer target for the MIME parser: mime_parse, mime_find_section on a
- * few sections, mime_header_fields and mime_decode_header_value on the
- * input. Crashes, leaks, hangs and malformed IMAP output are findings. */
+/* libFuzzer target for the MIME parser: mime_parse, mime_find_section and
+ * mime_find_binary on a few sections, mime_header_fields and
+ * mime_decode_header_value on the input, and the streaming transfer
+ * decoders, which must give the same bytes whatever the slicing. Crashes,
+ * leaks, hangs, malformed IMAP output and differing decodings are
+ * findings. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "storage/mime.h"
+#include "storage/storage.h"
 #include "tests/fuzz/fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Decodes msg with cte in slices of step bytes into out (room for size +
+ * STORAGE_DECODE_SLACK * (size / step + 2)). */
+static size_t decode_sliced(enum storage_cte cte, const char *msg, size_t size, size_t step,
+                            char *out)
+{
+    struct storage_decoder d;
+    size_t o = 0;
+
+    storage_decoder_init(&d, cte);
+    for (size_t i = 0; i < size; i += step)
+        o += storage_decode(&d, msg + i, size - i < step ? size - i : step, out + o);
+    return o + storage_decode_end(&d, out + o);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -37,5 +55,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(out);
     out = mime_decode_header_value(msg, size);
     free(out);
+    for (i = 0; i < 4; i++) {
+        int cte;
+        if (mime_find_binary(msg, size, sections[i], &off, &len, &cte) == 0 &&
+            (off > size || len > size - off || cte < 0 || cte > STORAGE_CTE_UNKNOWN))
+            abort();
+    }
+    /* whole versus one byte at a time versus the input's first byte + 1 */
+    char *a = malloc(size + 2 * STORAGE_DECODE_SLACK);
+    char *b = malloc(size + STORAGE_DECODE_SLACK * (size + 2));
+    if (a && b) {
+        for (int cte = STORAGE_CTE_BASE64; cte <= STORAGE_CTE_QP; cte++) {
+            size_t na = decode_sliced((enum storage_cte)cte, msg, size, size ? size : 1, a);
+            size_t step = size ? (size_t)data[0] % 64 + 1 : 1;
+            size_t nb = decode_sliced((enum storage_cte)cte, msg, size, step, b);
+            if (na != nb || memcmp(a, b, na) != 0 || na > size + STORAGE_DECODE_SLACK)
+                abort();
+            nb = decode_sliced((enum storage_cte)cte, msg, size, 1, b);
+            if (na != nb || memcmp(a, b, na) != 0)
+                abort();
+        }
+    }
+    free(a);
+    free(b);
     return 0;
 }

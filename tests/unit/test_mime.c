@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "storage/mime.h"
+#include "storage/storage.h"
 #include "tests/unit/check.h"
 
 static char *read_file(const char *path, size_t *len)
@@ -576,6 +577,85 @@ static void test_sections(void)
     expect_section(simple, "HEADER.FIELDS (SUBJECT)", "Subject: x\r\n\r\n");
 }
 
+/* Decodes in[0..len) with the streaming decoder, in slices of `step`
+ * bytes; the result is NUL-terminated in out. */
+static size_t decode_in_steps(enum storage_cte cte, const char *in, size_t len, size_t step,
+                              char *out)
+{
+    struct storage_decoder d;
+    size_t o = 0;
+
+    storage_decoder_init(&d, cte);
+    for (size_t i = 0; i < len; i += step)
+        o += storage_decode(&d, in + i, len - i < step ? len - i : step, out + o);
+    o += storage_decode_end(&d, out + o);
+    out[o] = '\0';
+    return o;
+}
+
+static void check_decode(enum storage_cte cte, const char *in, const char *want, size_t wantlen)
+{
+    char out[1024];
+    size_t len = strlen(in);
+
+    /* any slicing gives the same bytes */
+    for (size_t step = 1; step <= len + 1; step++) {
+        size_t n = decode_in_steps(cte, in, len, step, out);
+        if (n != wantlen || memcmp(out, want, wantlen) != 0) {
+            fprintf(stderr, "decode %d of \"%s\" in steps of %zu: got %zu bytes \"%s\"\n", (int)cte,
+                    in, step, n, out);
+            failures++;
+            return;
+        }
+    }
+}
+
+static void test_stream_decode(void)
+{
+#define SDEC(cte, in, want) check_decode(cte, in, want, sizeof(want) - 1)
+    SDEC(STORAGE_CTE_BASE64, "SGVsbG8sIHdvcmxkIQ==", "Hello, world!");
+    SDEC(STORAGE_CTE_BASE64, "SGVs\r\nbG8s\r\nIHdv\r\ncmxk\r\nIQ==\r\n", "Hello, world!");
+    /* outside the alphabet: ignored (RFC 2045 6.8); the data ends at '=' */
+    SDEC(STORAGE_CTE_BASE64, "SG!V*sbG8=SGVsbG8=", "Hello");
+    SDEC(STORAGE_CTE_BASE64, "AAEC", "\0\1\2");
+    SDEC(STORAGE_CTE_BASE64, "", "");
+    SDEC(STORAGE_CTE_QP, "caf=C3=A9 =3D x", "caf\xc3\xa9 = x");
+    SDEC(STORAGE_CTE_QP, "soft=\r\nbreak=  \r\nhere=\nand", "softbreakhereand");
+    /* white space at the end of a line goes, inside stays */
+    SDEC(STORAGE_CTE_QP, "a b  \r\nc\t\nd  ", "a b\r\nc\nd");
+    /* a '=' that starts no escape stays */
+    SDEC(STORAGE_CTE_QP, "1=2 =G0 =4x =", "1=2 =G0 =4x ");
+    SDEC(STORAGE_CTE_QP, "=4", "=4");
+    SDEC(STORAGE_CTE_QP, "=00=0D=0A", "\0\r\n");
+    SDEC(STORAGE_CTE_QP, "x= y", "x= y");
+    SDEC(STORAGE_CTE_QP, "x= \ry", "x= \ry");
+    SDEC(STORAGE_CTE_QP, "a\rb\r", "a\rb\r");
+    SDEC(STORAGE_CTE_IDENTITY, "as =3D it is\r\n", "as =3D it is\r\n");
+#undef SDEC
+
+    static const char msg[] = "Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+                              "--b\r\nContent-Transfer-Encoding: BASE64 (comment)\r\n\r\n"
+                              "QUJD\r\n"
+                              "--b\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nx=3D\r\n"
+                              "--b\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n"
+                              "--b\r\n\r\nplain\r\n"
+                              "--b--\r\n";
+    size_t off, len;
+    int cte;
+    CHECK(mime_find_binary(msg, sizeof(msg) - 1, "1", &off, &len, &cte) == 0);
+    CHECK(cte == STORAGE_CTE_BASE64 && len == 4 && !memcmp(msg + off, "QUJD", 4));
+    CHECK(mime_find_binary(msg, sizeof(msg) - 1, "2", &off, &len, &cte) == 0);
+    CHECK(cte == STORAGE_CTE_QP);
+    CHECK(mime_find_binary(msg, sizeof(msg) - 1, "3", &off, &len, &cte) == 0);
+    CHECK(cte == STORAGE_CTE_UNKNOWN);
+    CHECK(mime_find_binary(msg, sizeof(msg) - 1, "4", &off, &len, &cte) == 0);
+    CHECK(cte == STORAGE_CTE_IDENTITY);
+    CHECK(mime_find_binary(msg, sizeof(msg) - 1, "5", &off, &len, &cte) == -1);
+    CHECK(mime_find_binary(msg, sizeof(msg) - 1, "1.1", &off, &len, &cte) == -1);
+    CHECK(mime_find_binary(msg, sizeof(msg) - 1, "", &off, &len, &cte) == 0);
+    CHECK(off == 0 && len == sizeof(msg) - 1 && cte == STORAGE_CTE_IDENTITY);
+}
+
 int main(int argc, char **argv)
 {
     int ncorpus = 0, nmal = 0, i;
@@ -590,6 +670,7 @@ int main(int argc, char **argv)
         return 2;
     }
     test_decode();
+    test_stream_decode();
     test_dates();
     test_header_fields();
     test_sections();

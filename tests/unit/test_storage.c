@@ -183,6 +183,12 @@ static void test_names(void)
     CHECK(!storage_pattern_match("a/%", "a/b/c"));
     CHECK(storage_pattern_match("a/*", "a/b/c"));
     CHECK(storage_pattern_match("inbox", "INBOX"));
+    CHECK(storage_pattern_match("Inbox*", "INBOX"));
+    CHECK(storage_pattern_match("inbox%", "INBOX"));
+    CHECK(storage_pattern_match("iNbOx/%", "INBOX/Sub"));
+    CHECK(!storage_pattern_match("Inbox*", "INBOXES"));
+    CHECK(storage_pattern_match("Inbox*", "Inboxes"));
+    CHECK(!storage_pattern_match("inbox*", "Inboxes"));
     CHECK(storage_pattern_match("*o*", "Foo"));
     CHECK(!storage_pattern_match("*x*", "Foo"));
     CHECK(storage_pattern_match("%/%", "a/b"));
