@@ -328,7 +328,7 @@ DATES_SEARCH = ['24-Mar-2007', '25-Mar-2007', '26-Mar-2007', '1-Jan-2008', '31-D
 
 SET_KEY = re.compile(r'^(UID )?[0-9*:,]+$')
 _RANGE_KEY = r'((SENT)?(BEFORE|ON|SINCE)|LARGER|SMALLER) \S+'
-DATES_OR = re.compile(r'^OR %s %s$' % (_RANGE_KEY, _RANGE_KEY))
+DATES_OR = re.compile(r'^(OR %s %s|\(%s %s\))$' % ((_RANGE_KEY,) * 4))
 
 
 def quoted(s):
@@ -396,7 +396,8 @@ class Gen:
             inner = self.key(depth + 1)
             while DATES_OR.match(inner) or ('*' in inner and SET_KEY.match(inner)
                                             and ',' in inner):
-                # Dovecot answers NOT OR <date|size> <date|size> wrongly, and stops
+                # Dovecot answers NOT OR (or NOT of a group of) two date
+                # or size keys wrongly, and stops
                 # at NOT of some sets with "*" (imap-differences.md)
                 inner = self.key(depth + 1)
             return 'NOT ' + inner
