@@ -253,19 +253,60 @@ class Normalizer:
             out[k] = v
         return ('FETCH', n, tuple(sorted(out.items(), key=lambda kv: kv[0])))
 
-    def search(self, text, resp):
-        nums = [int(x) for x in resp.split()[2:]]
-        t = text.upper()
-        if 'SENT' in t:
-            # SENT* on a message without a usable Date: (imap-differences.md)
-            nums = [x for x in nums if x not in self.undated]
+    def disputed(self, text):
+        """The messages whose place in the answer to this command the RFCs
+        leave open (imap-differences.md); sequence numbers, which are
+        also the UIDs of this mailbox."""
+        t = text.upper() + ' '
+        drop = set()
+        if 'SENT' in t or re.search(r'\bDATE\b', t):
+            # SENT* and SORT DATE on a message without a usable Date:
+            drop |= self.undated
         if 'TEXT ' in t:
-            # TEXT and the headers of MIME parts (imap-differences.md)
-            nums = [x for x in nums if x not in self.parted]
-        if re.search(r'\b(FROM|TO|CC|BCC) ', t):
-            # Dovecot's MISSING_DOMAIN placeholders (imap-differences.md)
-            nums = [x for x in nums if x not in self.placeholders]
-        return ('SEARCH', tuple(sorted(nums)))
+            # TEXT and the headers of MIME parts
+            drop |= self.parted
+        if re.search(r'\b(FROM|TO|CC|BCC|DISPLAYFROM|DISPLAYTO)\b', t):
+            # Dovecot's MISSING_DOMAIN placeholders
+            drop |= self.placeholders
+        return drop
+
+    def search(self, text, resp):
+        drop = self.disputed(text)
+        nums = [int(x) for x in resp.split()[2:]]
+        return ('SEARCH', tuple(sorted(x for x in nums if x not in drop)))
+
+    def esearch(self, text, resp):
+        """* ESEARCH (TAG "x") [UID] MIN n MAX n COUNT n ALL set: the
+        results as a dict, ALL as the set of numbers."""
+        drop = self.disputed(text)
+        p = Parser(resp)
+        p.i = len(b'* ESEARCH')
+        out = {}
+        while not p.at_end():
+            p.sp()
+            v = p.value()
+            if isinstance(v, list):
+                continue            # the (TAG "...") correlator
+            name = str(v).upper()
+            if name == 'UID':
+                out['UID'] = True
+                continue
+            p.sp()
+            val = str(p.value())
+            if name == 'ALL':
+                out[name] = tuple(sorted(set(imap_util.parse_seqset(val)) - drop))
+            else:
+                out[name] = val
+        if drop:
+            # MIN, MAX and COUNT may count a disputed message
+            for k in ('MIN', 'MAX', 'COUNT'):
+                out.pop(k, None)
+        return ('ESEARCH', tuple(sorted(out.items())))
+
+    def sort(self, text, resp):
+        drop = self.disputed(text)
+        nums = [int(x) for x in resp.split()[2:]]
+        return ('SORT', tuple(x for x in nums if x not in drop))
 
     def list(self, resp):
         kind, attrs, sep, name = norm_list(resp)
@@ -288,6 +329,12 @@ class Normalizer:
                 out.append(self.list(r))
             elif kind == 'STATUS' and r.startswith(b'* STATUS '):
                 out.append(norm_status(r))
+            elif kind == 'ESEARCH' and r.startswith(b'* ESEARCH'):
+                out.append(self.esearch(text, r))
+            elif kind == 'SORT' and r.startswith(b'* SORT'):
+                out.append(self.sort(text, r))
+            elif kind == 'THREAD' and r.startswith(b'* THREAD'):
+                out.append(('THREAD', r[len(b'* THREAD'):].strip()))
         if kind == 'LIST':
             out.sort()
         return status, tuple(out)
@@ -336,9 +383,10 @@ def quoted(s):
 
 
 class Gen:
-    def __init__(self, rng, count):
+    def __init__(self, rng, count, caps=()):
         self.r = rng
         self.n = count      # messages in the mailbox
+        self.caps = set(caps)   # extensions both servers announce
 
     def seqset(self):
         """A set of 1-3 ranges; "*" in one of them at most: Dovecot
@@ -429,12 +477,42 @@ class Gen:
             return 'UID ' + self.uidset()
         return self.seqset()
 
+    def criteria(self):
+        return ' '.join(self.key() for _ in range(self.r.randint(1, 3)))
+
     def search(self):
         r = self.r
         uid = r.random() < 0.4
         charset = 'CHARSET UTF-8 ' if r.random() < 0.2 else ''
-        keys = ' '.join(self.key() for _ in range(r.randint(1, 3)))
-        return 'SEARCH', '%sSEARCH %s%s' % ('UID ' if uid else '', charset, keys)
+        return 'SEARCH', '%sSEARCH %s%s' % ('UID ' if uid else '', charset, self.criteria())
+
+    def esearch(self):
+        """RFC 4731: SEARCH RETURN (...)."""
+        r = self.r
+        uid = r.random() < 0.4
+        opts = r.sample(['MIN', 'MAX', 'ALL', 'COUNT'], r.randint(0, 4))
+        return 'ESEARCH', '%sSEARCH RETURN (%s) %s' % ('UID ' if uid else '', ' '.join(opts),
+                                                       self.criteria())
+
+    SORT_KEYS = ['ARRIVAL', 'CC', 'DATE', 'FROM', 'SIZE', 'SUBJECT', 'TO']
+
+    def sort(self):
+        """RFC 5256 SORT, RFC 5957 DISPLAYFROM and DISPLAYTO."""
+        r = self.r
+        keys = self.SORT_KEYS + (['DISPLAYFROM', 'DISPLAYTO'] if 'SORT=DISPLAY' in self.caps
+                                 else [])
+        prog = ' '.join(('REVERSE ' if r.random() < 0.3 else '') + k
+                        for k in r.sample(keys, r.randint(1, 3)))
+        uid = r.random() < 0.3
+        return 'SORT', '%sSORT (%s) UTF-8 %s' % ('UID ' if uid else '', prog, self.criteria())
+
+    def thread(self):
+        r = self.r
+        algos = [a for a in ('REFERENCES', 'ORDEREDSUBJECT', 'REFS')
+                 if 'THREAD=' + a in self.caps]
+        uid = r.random() < 0.3
+        crit = 'ALL' if r.random() < 0.4 else self.criteria()
+        return 'THREAD', '%sTHREAD %s UTF-8 %s' % ('UID ' if uid else '', r.choice(algos), crit)
 
     FETCH_ATTS = ['FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'ENVELOPE', 'UID', 'BODY',
                   'BODYSTRUCTURE', 'BODY.PEEK[HEADER]', 'BODY.PEEK[TEXT]', 'BODY.PEEK[]',
@@ -452,7 +530,9 @@ class Gen:
         if r.random() < 0.1:
             atts = [r.choice(['ALL', 'FAST', 'FULL'])]
         s = self.uidset() if uid else self.seqset()
-        a = atts[0] if len(atts) == 1 and r.random() < 0.5 else '(%s)' % ' '.join(atts)
+        macro = atts[0] in ('ALL', 'FAST', 'FULL')    # never inside parentheses
+        a = atts[0] if macro or (len(atts) == 1 and r.random() < 0.5) \
+            else '(%s)' % ' '.join(atts)
         return 'FETCH', '%sFETCH %s %s' % ('UID ' if uid else '', s, a)
 
     LIST_PATTERNS = ['*', '%', 'Tree/%', 'Tree/*', 'Tree', 'tree/*', 'INBOX', 'inbox', 'T*',
@@ -472,6 +552,12 @@ class Gen:
 
     def command(self):
         c = self.r.random()
+        if c < 0.1 and 'ESEARCH' in self.caps:
+            return self.esearch()
+        if 0.1 <= c < 0.2 and 'SORT' in self.caps:
+            return self.sort()
+        if 0.2 <= c < 0.25 and any(x.startswith('THREAD=') for x in self.caps):
+            return self.thread()
         if c < 0.5:
             return self.search()
         if c < 0.85:
@@ -479,6 +565,17 @@ class Gen:
         if c < 0.95:
             return self.list()
         return self.status()
+
+
+EXTENSIONS = {'ESEARCH', 'SORT', 'SORT=DISPLAY', 'THREAD=REFERENCES', 'THREAD=ORDEREDSUBJECT',
+              'THREAD=REFS'}
+
+
+def capabilities(c):
+    for r in c.ok('CAPABILITY'):
+        if r.startswith(b'* CAPABILITY '):
+            return set(r.decode().upper().split()[2:])
+    return set()
 
 
 def first_difference(a, b, na, nb):
@@ -582,9 +679,13 @@ class Differential(unittest.TestCase):
             if b'"MISSING_' in r:
                 placeholders.add(imap_util.parse_fetch(r)[0])
         norm = Normalizer(paths, undated(msgs), headless(msgs), parted, placeholders)
-        gen = Gen(random.Random(SEED + 1), len(msgs))
+        caps = capabilities(cc) & capabilities(dc)
+        sys.stderr.write('extensions compared: %s\n'
+                         % (' '.join(sorted(caps & EXTENSIONS)) or '-'))
+        gen = Gen(random.Random(SEED + 1), len(msgs), caps)
         diffs = []
         spent = [0.0, 0.0, 0.0]
+        statuses = {}
         for i in range(COMMANDS):
             kind, text = gen.command()
             t0 = time.monotonic()
@@ -603,6 +704,7 @@ class Differential(unittest.TestCase):
                 raise
             t2 = time.monotonic()
             na, nb = norm(kind, text, *a), norm(kind, text, *b)
+            statuses[na[0]] = statuses.get(na[0], 0) + 1
             spent[0] += t1 - t0
             spent[1] += t2 - t1
             spent[2] += time.monotonic() - t2
@@ -611,6 +713,8 @@ class Differential(unittest.TestCase):
         sys.stderr.write('differential: %d commands compared, %d differences (seed %d); '
                          'seconds in coffre %.1f, in Dovecot %.1f, comparing %.1f\n'
                          % (COMMANDS, len(diffs), SEED, *spent))
+        sys.stderr.write('coffre answered: %s\n' % ', '.join(
+            '%s %d' % kv for kv in sorted(statuses.items())))
         for text, a, b, na, nb in diffs[:40]:
             sys.stderr.write('\n>>> %s\n' % text)
             sys.stderr.write(first_difference(a, b, na, nb))
