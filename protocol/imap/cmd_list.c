@@ -154,6 +154,19 @@ static int collect_cb(void *arg, const struct storage_mbox *m)
  * name that is listed itself says nothing more of its parents, so that
  * "*" adds no line and "%" stops at the first level. Each name costs its
  * depth in pattern matches; the marks are sorted and made unique once. */
+/* Whether a parent of an unmatched subscribed name is answered: for LIST
+ * (RECURSIVEMATCH) when a pattern matches it; for LSUB only through a
+ * pattern with "%" (RFC 3501 6.3.9 states the rule for "the % wildcard":
+ * `LSUB "" "foo"` with only foo/bar subscribed answers nothing). */
+static bool parent_matches(struct list_job *l, const char *parent)
+{
+    for (size_t i = 0; i < l->npat; i++)
+        if ((l->mode == MODE_LIST || strchr(l->pat[i], '%')) &&
+            storage_pattern_match(l->pat[i], parent))
+            return true;
+    return false;
+}
+
 static void mark_parents(struct list_job *l)
 {
     for (size_t i = 0; i < l->nsubs && !l->oom; i++) {
@@ -169,7 +182,7 @@ static void mark_parents(struct list_job *l)
                 continue;
             memcpy(parent, name, pl);
             parent[pl] = '\0';
-            if (match_any(l, parent) &&
+            if (parent_matches(l, parent) &&
                 push_name(l, &l->marked, &l->nmarked, &l->capmarked, parent, pl) < 0)
                 l->oom = true;
         }

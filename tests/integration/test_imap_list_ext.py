@@ -89,6 +89,11 @@ class ListExtended(ImapCase):
             got = self.lst(c, 'LSUB "" "news/%/mail"', keep, 'LSUB')
             self.assertEqual(set(got), {'news/comp/mail'})
             self.assertIn('\\noselect', got['news/comp/mail'][0])
+        # without "%", a name that is not subscribed is not answered: the
+        # rule is for "the % wildcard"
+        for pat in ('news', 'news/comp', 'news/comp/mail'):
+            with self.subTest(pattern=pat):
+                self.assertEqual(self.lst(c, 'LSUB "" "%s"' % pat, keep, 'LSUB'), {})
         # "*" matches the subscribed names themselves: no parent is added
         got = self.lst(c, 'LSUB "" "news*"', keep, 'LSUB')
         self.assertEqual(set(got), {'news/comp/mail/mime', 'news/comp/mail/misc'})
@@ -213,10 +218,12 @@ class ListExtended(ImapCase):
         got = self.lst(c, 'LIST (SUBSCRIBED RECURSIVEMATCH) "" ("nothing-here" "foo")', keep)
         self.assertEqual(set(got), {'foo'})
         self.assertEqual(childinfo(got['foo'][1]), ['SUBSCRIBED'])
-        # and LSUB answers the same parent as \Noselect
-        got = self.lst(c, 'LSUB "" "foo"', keep, 'LSUB')
+        # LSUB answers the same parent as \Noselect where a "%" stops at
+        # it, and not for a pattern without "%" (RFC 3501 6.3.9)
+        got = self.lst(c, 'LSUB "" "%"', keep, 'LSUB')
         self.assertEqual(set(got), {'foo'})
         self.assertIn('\\noselect', got['foo'][0])
+        self.assertEqual(self.lst(c, 'LSUB "" "foo"', keep, 'LSUB'), {})
 
     def test_rfc5258_example_fruit_several_patterns(self):
         """RFC 5258's tree of examples 1 to 7, asked with several patterns
