@@ -379,7 +379,7 @@ int imap_search_parse(struct imap_args *a, struct imap_arena *ar, struct storage
 
 /* ---- mapping to this session's view ---- */
 
-static int resolve(struct imap_session *s, struct storage_search *n, struct imap_arena *ar)
+int imap_search_resolve(struct imap_session *s, struct storage_search *n, struct imap_arena *ar)
 {
     for (; n; n = n->next) {
         if (n->op == STORAGE_SEARCH_UID) {
@@ -402,7 +402,7 @@ static int resolve(struct imap_session *s, struct storage_search *n, struct imap
             }
             n->flags = 0;
         }
-        if (n->child && resolve(s, n->child, ar) < 0)
+        if (n->child && imap_search_resolve(s, n->child, ar) < 0)
             return -1;
     }
     return 0;
@@ -499,7 +499,7 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
         imap_bad(s, "%s", err);
         return;
     }
-    if ((r = resolve(s, sj->q, &sj->ar)) < 0) {
+    if ((r = imap_search_resolve(s, sj->q, &sj->ar)) < 0) {
         search_free(&sj->j);
         if (r == -1)
             imap_bad(s, "Invalid message sequence number.");

@@ -459,6 +459,10 @@ void imap_cmd_job(struct imap_session *s, struct imap_job *j, imap_job_work *wor
 
 /* ---- selected mailbox ---- */
 
+/* Maps the sequence sets and RECENT of a parsed tree to UIDs of this
+ * session's view, in place: 0, -1 for an invalid sequence number, -2 when
+ * out of memory. */
+int imap_search_resolve(struct imap_session *s, struct storage_search *n, struct imap_arena *ar);
 /* Resolves a sequence set (uid=false) or UID set against the session's
  * view into UID ranges (arena); out->n may be 0. Returns 0, or -1 when a
  * sequence number is beyond the mailbox (BAD). */
