@@ -112,7 +112,8 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
 #define CAPS_COMMON                                                                                \
     "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MULTIAPPEND MOVE UNSELECT "       \
     "CHILDREN "                                                                                    \
-    "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST"
+    "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST SORT SORT=DISPLAY "                        \
+    "THREAD=ORDEREDSUBJECT THREAD=REFERENCES"
 
 const char *imap_capabilities(struct imap_session *s)
 {
