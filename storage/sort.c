@@ -175,25 +175,88 @@ static void rows_free(struct rows *rs)
     buf_free(&rs->pool);
 }
 
+/* UID sets ANDed (SORT ... ALL, the commonest query, is the session's
+ * view AND ALL): told apart in memory, without a search query. */
+struct uidsets {
+    struct {
+        struct storage_range *r;
+        size_t n;
+    } s[8];
+    size_t n;
+};
+
+/* Is q only ALL and UID sets under ANDs? Their sets, normalized, into us. */
+static bool only_uidsets(const struct storage_search *q, struct uidsets *us, int *rc)
+{
+    for (; q; q = q->next) {
+        if (q->op == STORAGE_SEARCH_ALL)
+            continue;
+        if (q->op == STORAGE_SEARCH_AND) {
+            if (!only_uidsets(q->child, us, rc))
+                return false;
+            continue;
+        }
+        if (q->op != STORAGE_SEARCH_UID || us->n == sizeof(us->s) / sizeof(us->s[0]))
+            return false;
+        if (storage_uidset_normalize(&q->set, &us->s[us->n].r, &us->s[us->n].n) != 0) {
+            *rc = STORAGE_E_NOMEM;
+            return false;
+        }
+        us->n++;
+    }
+    return true;
+}
+
+static bool in_uidsets(const struct uidsets *us, uint32_t uid)
+{
+    for (size_t k = 0; k < us->n; k++) {
+        size_t lo = 0, hi = us->s[k].n;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (uid < us->s[k].r[mid].lo)
+                hi = mid;
+            else if (uid > us->s[k].r[mid].hi)
+                lo = mid + 1;
+            else
+                break;
+        }
+        if (lo >= hi)
+            return false;
+    }
+    return true;
+}
+
 /* The rows of the messages q matches, in UID order, with the string
  * columns in want (bits of 1 << S_*). */
 static int load_rows(struct storage_user *u, int64_t mbox, const struct storage_search *q,
                      unsigned want, struct rows *rs)
 {
-    struct storage_uidlist match;
+    struct storage_uidlist match = {0};
+    struct uidsets us = {0};
     sqlite3_stmt *st = NULL;
     sqlite3 *db;
     size_t mi = 0;
-    int rc, s;
+    int rc = 0, s;
+    bool direct;
 
     memset(rs, 0, sizeof(*rs));
-    if ((rc = storage_search(u, mbox, q, &match)) != 0)
+    direct = only_uidsets(q, &us, &rc);
+    if (rc == 0 && !direct) {
+        for (size_t k = 0; k < us.n; k++)
+            free(us.s[k].r);
+        us.n = 0;
+        rc = storage_search(u, mbox, q, &match);
+        if (rc == 0 && match.n == 0)
+            return 0;
+    }
+    if (rc) {
+        for (size_t k = 0; k < us.n; k++)
+            free(us.s[k].r);
         return rc;
-    if (match.n == 0)
-        return 0;
+    }
     if (!(db = reader_get(u))) {
-        storage_uidlist_free(&match);
-        return STORAGE_E_TEMP;
+        rc = STORAGE_E_TEMP;
+        goto out;
     }
     rc = db_prepare(db,
                     "SELECT m.uid, m.internal_date, m.size, k.sent_date, k.refwd, k.subject,"
@@ -203,18 +266,23 @@ static int load_rows(struct storage_user *u, int64_t mbox, const struct storage_
                     &st);
     if (rc == 0) {
         sqlite3_bind_int64(st, 1, mbox);
-        sqlite3_bind_int64(st, 2, match.uids[0]);
-        sqlite3_bind_int64(st, 3, match.uids[match.n - 1]);
+        sqlite3_bind_int64(st, 2, direct ? 0 : match.uids[0]);
+        sqlite3_bind_int64(st, 3, direct ? UINT32_MAX : match.uids[match.n - 1]);
         buf_addc(&rs->pool, '\0'); /* offset 0: the empty string */
     }
     while (rc == 0 && (s = sqlite3_step(st)) == SQLITE_ROW) {
         uint32_t uid = (uint32_t)sqlite3_column_int64(st, 0);
-        while (mi < match.n && match.uids[mi] < uid)
-            mi++;
-        if (mi >= match.n)
-            break;
-        if (match.uids[mi] != uid)
-            continue;
+        if (direct) {
+            if (!in_uidsets(&us, uid))
+                continue;
+        } else {
+            while (mi < match.n && match.uids[mi] < uid)
+                mi++;
+            if (mi >= match.n)
+                break;
+            if (match.uids[mi] != uid)
+                continue;
+        }
         if ((rc = array_grow(&rs->r, &rs->cap, rs->n, sizeof(*rs->r), 1024)) != 0)
             break;
         struct srow *r = &rs->r[rs->n++];
@@ -248,7 +316,10 @@ static int load_rows(struct storage_user *u, int64_t mbox, const struct storage_
         rc = STORAGE_E_NOMEM;
     sqlite3_finalize(st);
     reader_put(u, db);
+out:
     storage_uidlist_free(&match);
+    for (size_t k = 0; k < us.n; k++)
+        free(us.s[k].r);
     if (rc) {
         rows_free(rs);
         return rc;
