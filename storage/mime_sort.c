@@ -233,24 +233,33 @@ static int first_address(struct ep *e, char **mbox, char **disp)
 
     *mbox = *disp = NULL;
     ep_sp(e);
-    if (e->i < e->len && e->p[e->i] != '(')
-        return ep_nstring(e, &f[0]) == 0 ? 0 : -1; /* NIL */
+    if (e->i < e->len && e->p[e->i] != '(') {
+        rc = ep_nstring(e, &f[0]) == 0 ? 0 : -1; /* NIL */
+        buf_free(&f[0]);
+        return rc;
+    }
     e->i++;
     for (;;) {
         ep_sp(e);
-        if (e->i >= e->len)
-            return -1;
+        if (e->i >= e->len) {
+            rc = -1;
+            break;
+        }
         if (e->p[e->i] == ')') {
             e->i++;
             break;
         }
         if (found) {
-            if (ep_skip(e) < 0)
-                return -1;
+            if (ep_skip(e) < 0) {
+                rc = -1;
+                break;
+            }
             continue;
         }
-        if (e->p[e->i] != '(')
-            return -1;
+        if (e->p[e->i] != '(') {
+            rc = -1;
+            break;
+        }
         e->i++;
         for (int k = 0; k < 4; k++)
             if ((got[k] = ep_nstring(e, &f[k])) < 0)
