@@ -654,8 +654,12 @@ static void push_root(struct forest *f, int32_t *roots, int32_t x)
     *roots = x;
 }
 
-/* RFC 5256 3, REFERENCES: steps 1 to 6; *roots gets the first root. */
-static int references(struct forest *f, size_t nrows, int32_t *roots)
+static int refs_order(struct forest *f, int32_t *roots);
+
+/* RFC 5256 3, REFERENCES: steps 1 to 6; *roots gets the first root. With
+ * refs, REFS (draft-ietf-morg-inthread): steps 1 to 3, no gathering by
+ * subject, and the threads in the order of their latest message. */
+static int references(struct forest *f, size_t nrows, int32_t *roots, bool refs)
 {
     struct idmap m = {0};
     size_t cap = 1024;
@@ -778,6 +782,8 @@ static int references(struct forest *f, size_t nrows, int32_t *roots)
     /* (4) sort by sent date */
     if ((rc = sort_all(f, roots)) != 0)
         return rc;
+    if (refs)
+        return refs_order(f, roots);
     /* (5) gather the roots of the same base subject */
     {
         struct {
@@ -869,6 +875,49 @@ static int references(struct forest *f, size_t nrows, int32_t *roots)
     return rc ? rc : sort_all(f, roots);
 }
 
+/* REFS: the roots by the sent date of the latest message of their thread,
+ * ties by the root's UID (a dummy's counts as 0), siblings sorted already. */
+static int refs_order(struct forest *f, int32_t *roots)
+{
+    int64_t *latest = calloc(f->n ? f->n : 1, sizeof(*latest));
+    struct dsort *t = NULL;
+    size_t tcap = 0, n = 0, nr = 0;
+    int32_t *order = NULL;
+    int rc = latest ? breadth_first(f, *roots, &order, &n) : STORAGE_E_NOMEM;
+
+    for (size_t i = 0; rc == 0 && i < f->n; i++)
+        latest[i] = INT64_MIN;
+    for (size_t i = n; rc == 0 && i-- > 0;) {
+        const struct cont *c = &f->c[order[i]];
+        int64_t d = c->msg >= 0 ? f->rows[c->msg].date : INT64_MIN;
+        if (latest[order[i]] < d)
+            latest[order[i]] = d;
+        if (c->parent >= 0 && latest[c->parent] < latest[order[i]])
+            latest[c->parent] = latest[order[i]];
+    }
+    for (int32_t x = *roots; rc == 0 && x >= 0; x = f->c[x].next) {
+        if ((rc = array_grow(&t, &tcap, nr, sizeof(*t), 64)) != 0)
+            break;
+        t[nr].c = x;
+        t[nr].date = latest[x];
+        t[nr].uid = f->c[x].msg >= 0 ? f->rows[f->c[x].msg].uid : 0;
+        nr++;
+    }
+    if (rc == 0 && nr > 1) {
+        qsort(t, nr, sizeof(*t), dsort_cmp);
+        for (size_t i = 0; i < nr; i++) {
+            struct cont *c = &f->c[t[i].c];
+            c->prev = i ? t[i - 1].c : -1;
+            c->next = i + 1 < nr ? t[i + 1].c : -1;
+        }
+        *roots = t[0].c;
+    }
+    free(t);
+    free(order);
+    free(latest);
+    return rc;
+}
+
 /* RFC 5256 3, ORDEREDSUBJECT: by base subject then sent date; the first of
  * each subject is the root and the others its children. */
 static int ordered_subject(struct forest *f, size_t nrows, int32_t *roots)
@@ -951,8 +1000,9 @@ int storage_thread(struct storage_user *u, int64_t mbox, const struct storage_se
     if ((rc = load_rows(u, mbox, q, 1u << S_SUBJECT | 1u << S_MSGID | 1u << S_PARENTS, &rs)) != 0)
         return rc;
     f.rows = rs.r;
-    rc = algo == STORAGE_THREAD_REFERENCES ? references(&f, rs.n, &roots)
-                                           : ordered_subject(&f, rs.n, &roots);
+    rc = algo == STORAGE_THREAD_ORDEREDSUBJECT
+             ? ordered_subject(&f, rs.n, &roots)
+             : references(&f, rs.n, &roots, algo == STORAGE_THREAD_REFS);
     /* the containers in the tree, numbered in the order of a walk */
     if (rc == 0 && f.n && !(map = calloc(f.n, sizeof(*map))))
         rc = STORAGE_E_NOMEM;

@@ -505,6 +505,8 @@ int storage_sort(struct storage_user *u, int64_t mbox, const struct storage_sear
 enum storage_thread_algo {
     STORAGE_THREAD_ORDEREDSUBJECT,
     STORAGE_THREAD_REFERENCES,
+    STORAGE_THREAD_REFS, /* draft-ietf-morg-inthread: no subject gathering,
+                          * threads by their latest message */
 };
 /* A thread forest: nodes[i] is a message (uid) or, uid 0, a dummy that
  * stands for a missing parent; child and next are indexes + 1 (0: none);

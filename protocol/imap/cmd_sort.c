@@ -68,6 +68,8 @@ int imap_sort_parse(struct imap_args *a, struct imap_arena *ar, bool thread,
             out->algo = STORAGE_THREAD_ORDEREDSUBJECT;
         else if (imap_word_is(w, n, "REFERENCES"))
             out->algo = STORAGE_THREAD_REFERENCES;
+        else if (imap_word_is(w, n, "REFS"))
+            out->algo = STORAGE_THREAD_REFS;
         else {
             *err = "Unknown threading algorithm.";
             return IMAP_ARG_BAD;

@@ -113,7 +113,7 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
     "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MULTIAPPEND MOVE UNSELECT "       \
     "CHILDREN "                                                                                    \
     "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST SORT SORT=DISPLAY "                        \
-    "THREAD=ORDEREDSUBJECT THREAD=REFERENCES"
+    "THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS"
 
 const char *imap_capabilities(struct imap_session *s)
 {

@@ -105,7 +105,8 @@ class Sort(ImapCase):
     def test_capability(self):
         c = self.login()
         caps = c.ok('CAPABILITY')[0].split()
-        for cap in (b'SORT', b'SORT=DISPLAY', b'THREAD=ORDEREDSUBJECT', b'THREAD=REFERENCES'):
+        for cap in (b'SORT', b'SORT=DISPLAY', b'THREAD=ORDEREDSUBJECT', b'THREAD=REFERENCES',
+                    b'THREAD=REFS'):
             self.assertIn(cap, caps)
 
     # ---- keys
@@ -300,6 +301,24 @@ class Sort(ImapCase):
             msg('lunch', 'a@x.example', None, None, day(4), '<l2@x>'),
         ])
         self.assertEqual(self.thread(c, 'REFERENCES'), '(1 2)((3)(4))')
+
+    def test_refs(self):
+        c = self.fill('Refs2', [
+            msg('topic', 'a@x.example', None, None, day(1), '<a@x>'),
+            msg('Re: topic', 'a@x.example', None, None, day(9), '<b@x>', '<a@x>'),
+            msg('other', 'a@x.example', None, None, day(2), '<c@x>'),
+            msg('Re: other', 'a@x.example', None, None, day(3), '<d@x>', '<c@x>'),
+            msg('lost', 'a@x.example', None, None, day(4), '<e@x>', '<zz@x>'),
+            msg('lost2', 'a@x.example', None, None, day(5), '<f@x>', '<yy@x>'),
+            msg('lost2b', 'a@x.example', None, None, day(6), '<g@x>', '<yy@x>'),
+            msg('topic', 'a@x.example', None, None, day(7), '<h@x>'),
+            msg('Re: topic', 'a@x.example', None, None, day(8), '<i@x>'),
+        ])
+        # REFERENCES gathers the threads of one base subject under a dummy
+        self.assertEqual(self.thread(c, 'REFERENCES'), '((1 2)(8)(9))(3 4)(5)((6)(7))')
+        # REFS does not, and orders the threads by their latest message
+        self.assertEqual(self.thread(c, 'REFS'), '(3 4)(5)((6)(7))(8)(9)(1 2)')
+        self.assertEqual(self.thread(c, 'REFS', '3:*'), '(3 4)(5)((6)(7))(8)(9)')
 
     # ---- changes between commands
 

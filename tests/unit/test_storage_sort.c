@@ -165,6 +165,8 @@ static void check_store(const char *when)
           what);
     snprintf(what, sizeof(what), "%s: THREAD REFERENCES", when);
     CHECK(threads_as(STORAGE_THREAD_REFERENCES, "(4(2)(3)(1))"), what);
+    snprintf(what, sizeof(what), "%s: THREAD REFS", when);
+    CHECK(threads_as(STORAGE_THREAD_REFS, "(4(2)(3)(1))"), what);
     snprintf(what, sizeof(what), "%s: THREAD ORDEREDSUBJECT", when);
     CHECK(threads_as(STORAGE_THREAD_ORDEREDSUBJECT, "(4(2))(3)(1)"), what);
 }
