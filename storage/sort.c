@@ -492,11 +492,11 @@ static bool would_loop(const struct forest *f, int32_t p, int32_t x)
 
 /* message ids to containers: open addressing over (hash, container) */
 struct idmap {
-    struct {
+    struct idmap_e {
         const char *id;
         int32_t c;
     } * e;
-    size_t mask;
+    size_t mask, used;
 };
 
 static uint64_t hash_str(const char *s)
@@ -507,11 +507,36 @@ static uint64_t hash_str(const char *s)
     return h;
 }
 
+/* Twice the room, when half is used: References may name many more ids
+ * than there are messages. */
+static int idmap_grow(struct idmap *m)
+{
+    size_t cap = (m->mask + 1) * 2;
+    struct idmap_e *e = calloc(cap, sizeof(*e));
+    if (!e)
+        return STORAGE_E_NOMEM;
+    for (size_t i = 0; i <= m->mask; i++) {
+        if (!m->e[i].id)
+            continue;
+        size_t j = hash_str(m->e[i].id) & (cap - 1);
+        while (e[j].id)
+            j = (j + 1) & (cap - 1);
+        e[j] = m->e[i];
+    }
+    free(m->e);
+    m->e = e;
+    m->mask = cap - 1;
+    return 0;
+}
+
 /* The container of id, created (a dummy) when new; -1 on allocation failure. */
 static int32_t id_cont(struct idmap *m, struct forest *f, const char *id, bool *created)
 {
-    size_t i = hash_str(id) & m->mask;
+    size_t i;
     *created = false;
+    if (m->used * 2 >= m->mask + 1 && idmap_grow(m) != 0)
+        return -1;
+    i = hash_str(id) & m->mask;
     while (m->e[i].id) {
         if (strcmp(m->e[i].id, id) == 0)
             return m->e[i].c;
@@ -521,6 +546,7 @@ static int32_t id_cont(struct idmap *m, struct forest *f, const char *id, bool *
     if (c >= 0) {
         m->e[i].id = id;
         m->e[i].c = c;
+        m->used++;
         *created = true;
     }
     return c;

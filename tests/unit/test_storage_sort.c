@@ -96,7 +96,7 @@ static char dir[256];
 static uint32_t add(const char *subject, const char *from, int day, const char *id,
                     const char *refs)
 {
-    char m[1000];
+    static char m[40000];
     uint32_t uid = 0;
     int n = snprintf(m, sizeof(m),
                      "From: %s\r\nSubject: %s\r\nDate: %02d Mar 2021 10:00:00 +0000\r\n"
@@ -226,6 +226,17 @@ int main(void)
                   storage_expunge(u, inbox, &set, true, NULL) == 0 &&
                   index_sql_int(dir, "SELECT count(*) FROM sortkeys") == 0,
               "expunged: the keys go with the bodies");
+    }
+    {
+        /* References naming far more ids than there are messages */
+        static char refs[1500 * 16];
+        size_t o = 0;
+        for (int i = 0; i < 1500; i++)
+            o += (size_t)snprintf(refs + o, sizeof(refs) - o, "%s<r%d@x>", i ? " " : "", i);
+        CHECK(add("long", "l@x", 2, "<long@x>", refs) == 5 &&
+                  threads_as(STORAGE_THREAD_REFERENCES, "(5)") &&
+                  threads_as(STORAGE_THREAD_REFS, "(5)"),
+              "1,500 references, all missing: dummies pruned");
     }
     storage_close(u);
     return check_summary();
