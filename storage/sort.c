@@ -155,6 +155,9 @@ int sortkeys_migrate_6(sqlite3 *db)
 enum { K_DATE, K_ARRIVAL, K_SIZE, K_STR0 };
 /* the string columns, in the order of the select below */
 enum { S_SUBJECT, S_FROM, S_TO, S_CC, S_DFROM, S_DTO, S_DCC, S_MSGID, S_PARENTS, S_N };
+/* want: bits 1 << S_* for the strings, KEYS_DATE for the sent date */
+#define KEYS_DATE (1u << S_N)
+#define KEYS_ANY ((1u << (S_N + 1)) - 1)
 
 struct srow {
     uint32_t uid;
@@ -258,11 +261,16 @@ static int load_rows(struct storage_user *u, int64_t mbox, const struct storage_
         rc = STORAGE_E_TEMP;
         goto out;
     }
+    /* ARRIVAL and SIZE alone need no key of sortkeys */
     rc = db_prepare(db,
-                    "SELECT m.uid, m.internal_date, m.size, k.sent_date, k.refwd, k.subject,"
-                    " k.from_, k.to_, k.cc, k.dfrom, k.dto, k.dcc, k.message_id, k.parents"
-                    " FROM messages m LEFT JOIN sortkeys k ON k.body_id = m.body_id"
-                    " WHERE m.mailbox_id = ? AND m.uid >= ? AND m.uid <= ? ORDER BY m.uid",
+                    want & KEYS_ANY
+                        ? "SELECT m.uid, m.internal_date, m.size, k.sent_date, k.refwd, k.subject,"
+                          " k.from_, k.to_, k.cc, k.dfrom, k.dto, k.dcc, k.message_id, k.parents"
+                          " FROM messages m LEFT JOIN sortkeys k ON k.body_id = m.body_id"
+                          " WHERE m.mailbox_id = ? AND m.uid >= ? AND m.uid <= ? ORDER BY m.uid"
+                        : "SELECT m.uid, m.internal_date, m.size, 0, 0"
+                          " FROM messages m"
+                          " WHERE m.mailbox_id = ? AND m.uid >= ? AND m.uid <= ? ORDER BY m.uid",
                     &st);
     if (rc == 0) {
         sqlite3_bind_int64(st, 1, mbox);
@@ -403,9 +411,12 @@ static unsigned sort_wants(const struct storage_sort_crit *c, size_t n)
         [STORAGE_SORT_SIZE] = -1,
     };
     unsigned w = 0;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         if (col[c[i].key] >= 0)
             w |= 1u << col[c[i].key];
+        if (c[i].key == STORAGE_SORT_DATE)
+            w |= KEYS_DATE;
+    }
     return w;
 }
 
