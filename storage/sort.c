@@ -352,7 +352,7 @@ static int cmp_i64(int64_t a, int64_t b)
 
 static int sort_cmp(const void *x, const void *y, void *arg)
 {
-    const struct srow *a = x, *b = y;
+    const struct srow *a = *(const struct srow *const *)x, *b = *(const struct srow *const *)y;
     const struct sort_ctx *sc = arg;
 
     for (size_t i = 0; i < sc->n; i++) {
@@ -396,6 +396,65 @@ static int sort_cmp(const void *x, const void *y, void *arg)
     return a->uid < b->uid ? -1 : a->uid > b->uid;
 }
 
+struct skey {
+    uint64_t pre; /* ordered as the first criterion orders (REVERSE included) */
+    const struct srow *r;
+};
+
+static const char *str_key(const struct srow *r, enum storage_sort_key k)
+{
+    switch (k) {
+    case STORAGE_SORT_SUBJECT:
+        return r->s[S_SUBJECT];
+    case STORAGE_SORT_FROM:
+        return r->s[S_FROM];
+    case STORAGE_SORT_TO:
+        return r->s[S_TO];
+    case STORAGE_SORT_CC:
+        return r->s[S_CC];
+    case STORAGE_SORT_DISPLAYFROM:
+        return r->s[S_DFROM];
+    case STORAGE_SORT_DISPLAYTO:
+        return r->s[S_DTO];
+    case STORAGE_SORT_DISPLAYCC:
+        return r->s[S_DCC];
+    default:
+        return NULL;
+    }
+}
+
+/* The first 8 bytes of a string key, big-endian (a shorter key padded
+ * with NULs sorts first, as strcmp has it), or a number key with its sign
+ * bit flipped: unsigned order is the key's order. */
+static uint64_t key_prefix(const struct srow *r, const struct storage_sort_crit *c)
+{
+    const char *str = str_key(r, c->key);
+    uint64_t v = 0;
+
+    if (str) {
+        size_t i = 0;
+        for (; i < 8 && str[i]; i++)
+            v = v << 8 | (unsigned char)str[i];
+        v <<= 8 * (8 - i) % 64;
+        if (i == 0)
+            v = 0;
+    } else {
+        int64_t x = c->key == STORAGE_SORT_ARRIVAL ? r->arrival
+                    : c->key == STORAGE_SORT_DATE  ? r->date
+                                                   : r->size;
+        v = (uint64_t)x ^ (1ull << 63);
+    }
+    return c->reverse ? ~v : v;
+}
+
+static int skey_cmp(const void *x, const void *y, void *arg)
+{
+    const struct skey *a = x, *b = y;
+    if (a->pre != b->pre)
+        return a->pre < b->pre ? -1 : 1;
+    return sort_cmp(&a->r, &b->r, arg);
+}
+
 static unsigned sort_wants(const struct storage_sort_crit *c, size_t n)
 {
     static const int col[] = {
@@ -430,9 +489,27 @@ int storage_sort(struct storage_user *u, int64_t mbox, const struct storage_sear
     memset(out, 0, sizeof(*out));
     if ((rc = load_rows(u, mbox, q, sort_wants(crit, n), &rs)) != 0)
         return rc;
-    qsort_r(rs.r, rs.n, sizeof(*rs.r), sort_cmp, &sc);
+    /* the rows are large and their strings elsewhere: what is sorted is
+     * the first key's first 8 bytes as a number beside a pointer to the
+     * row, which decides most comparisons without leaving the array */
+    struct skey *p = malloc((rs.n ? rs.n : 1) * sizeof(*p));
+    if (!p) {
+        rows_free(&rs);
+        return STORAGE_E_NOMEM;
+    }
+    for (size_t i = 0; i < rs.n; i++) {
+        p[i].pre = n ? key_prefix(&rs.r[i], &crit[0]) : 0;
+        p[i].r = &rs.r[i];
+    }
+    qsort_r(p, rs.n, sizeof(*p), skey_cmp, &sc);
+    out->uids = malloc((rs.n ? rs.n : 1) * sizeof(*out->uids));
+    if (!out->uids)
+        rc = STORAGE_E_NOMEM;
     for (size_t i = 0; i < rs.n && rc == 0; i++)
-        rc = uidlist_add(out, rs.r[i].uid);
+        out->uids[i] = p[i].r->uid;
+    if (rc == 0)
+        out->n = out->cap = rs.n;
+    free(p);
     rows_free(&rs);
     if (rc)
         storage_uidlist_free(out);
@@ -963,7 +1040,7 @@ static int ordered_subject(struct forest *f, size_t nrows, int32_t *roots)
                                                   {STORAGE_SORT_DATE, false}};
     struct sort_ctx sc = {by, 2};
     int32_t *idx = malloc((nrows ? nrows : 1) * sizeof(*idx));
-    struct srow *tmp = malloc((nrows ? nrows : 1) * sizeof(*tmp));
+    const struct srow **tmp = malloc((nrows ? nrows : 1) * sizeof(*tmp));
     int32_t root = -1, last = -1;
 
     if (!idx || !tmp) {
@@ -971,21 +1048,11 @@ static int ordered_subject(struct forest *f, size_t nrows, int32_t *roots)
         free(tmp);
         return STORAGE_E_NOMEM;
     }
-    /* sort copies whose uid field carries the row index in its order */
-    memcpy(tmp, f->rows, nrows * sizeof(*tmp));
+    for (size_t i = 0; i < nrows; i++)
+        tmp[i] = &f->rows[i];
     qsort_r(tmp, nrows, sizeof(*tmp), sort_cmp, &sc);
-    for (size_t i = 0; i < nrows; i++) {
-        /* rows are in UID order: find each by binary search */
-        size_t lo = 0, hi = nrows;
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            if (f->rows[mid].uid < tmp[i].uid)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        idx[i] = (int32_t)lo;
-    }
+    for (size_t i = 0; i < nrows; i++)
+        idx[i] = (int32_t)(tmp[i] - f->rows);
     free(tmp);
     *roots = -1;
     for (size_t i = 0; i < nrows; i++) {

@@ -263,8 +263,10 @@ static void sort_done(struct imap_session *s, struct imap_job *j)
         buf_str(b, "* SORT");
         for (size_t i = 0; i < sj->res.n; i++) {
             uint32_t num = number(s, sj->res.uids[i]);
-            if (num)
-                buf_printf(b, " %u", num);
+            if (num) {
+                buf_addc(b, ' ');
+                buf_addu(b, num);
+            }
             b = room(s, b);
         }
         buf_str(b, "\r\n");
