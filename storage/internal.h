@@ -16,7 +16,7 @@
 /* 2: trigram full-text index; 3: headers kept; 4: fts_pending (texts wait
  * there until storage_fts_index moves them into the full-text index); 5: a
  * word index and the texts deflated in place of the trigram index (fts.c) */
-#define STORAGE_SCHEMA_VERSION 6
+#define STORAGE_SCHEMA_VERSION 7
 #define UIDVALIDITY_FILE "coffre-uidvalidity"
 
 struct storage_watch {
@@ -293,6 +293,19 @@ int body_release(sqlite3 *db, int64_t body_id);
  * 0, or the error of the query. */
 int msg_rows(sqlite3 *db, sqlite3_stmt *st, unsigned what, storage_msg_cb cb, void *arg,
              bool *stopped);
+
+/* sort.c: the SORT/THREAD keys of a body (table sortkeys, one row per
+ * bodies row; strings casemapped, NULL when empty; message ids as "<id>"
+ * tokens, parents the References, else the first id of In-Reply-To). */
+#define SORTKEYS_COLUMNS                                                                           \
+    "body_id INTEGER PRIMARY KEY, sent_date INTEGER NOT NULL, subject TEXT,"                       \
+    " refwd INTEGER NOT NULL, from_ TEXT, to_ TEXT, cc TEXT, dfrom TEXT, dto TEXT, dcc TEXT,"      \
+    " message_id TEXT, parents TEXT"
+int sortkeys_insert(sqlite3 *db, int64_t body_id, int64_t sent_date, const char *envelope,
+                    const char *subject, const char *message_id, const char *in_reply_to,
+                    const char *references);
+/* Schema 6 to 7, inside a write transaction: the keys of every body. */
+int sortkeys_migrate_6(sqlite3 *db);
 
 /* recover.c */
 enum rescan_mode {

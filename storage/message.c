@@ -240,6 +240,8 @@ int body_release(sqlite3 *db, int64_t body_id)
     /* its text first, indexed or waiting: the index's removal reads the row */
     if ((rc = fts_forget(db, body_id)) != 0)
         return rc;
+    if ((rc = db_run(db, "DELETE FROM sortkeys WHERE body_id = ?", body_id)) != 0)
+        return rc;
     return db_run(db, "DELETE FROM bodies WHERE id = ?", body_id);
 }
 
@@ -300,6 +302,9 @@ int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64
         if ((rc = db_step_done(db, st)) != 0)
             return rc;
         body_id = sqlite3_last_insert_rowid(db);
+        if ((rc = sortkeys_insert(db, body_id, ms->date, ms->envelope, ms->subject,
+                                  ms->message_id, ms->in_reply_to, ms->references)) != 0)
+            return rc;
         /* into the full-text index later (storage_fts_index), not here */
         rc = db_prepare(db,
                         "INSERT INTO fts_pending(body_id, subject, from_, to_, cc, bcc, text)"

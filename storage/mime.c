@@ -778,6 +778,7 @@ void mime_summary_free(struct mime_summary *s)
     free(s->bcc);
     free(s->message_id);
     free(s->in_reply_to);
+    free(s->references);
     free(s->text);
     free(s->header);
     memset(s, 0, sizeof(*s));
@@ -785,10 +786,12 @@ void mime_summary_free(struct mime_summary *s)
 
 int mime_parse(const char *msg, size_t len, struct mime_summary *out)
 {
-    static const char *const names[] = {"subject", "from",       "to",          "cc",
-                                        "bcc",     "message-id", "in-reply-to", "date"};
-    char **dst[] = {&out->subject, &out->from,       &out->to,          &out->cc,
-                    &out->bcc,     &out->message_id, &out->in_reply_to, NULL};
+    static const char *const names[] = {"subject",    "from",        "to",
+                                        "cc",         "bcc",         "message-id",
+                                        "in-reply-to", "references", "date"};
+    char **dst[] = {&out->subject,    &out->from,        &out->to,
+                    &out->cc,         &out->bcc,         &out->message_id,
+                    &out->in_reply_to, &out->references, NULL};
     struct mctx c;
     struct part *root;
     struct buf b = {0};

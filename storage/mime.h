@@ -18,9 +18,9 @@ struct mime_summary {    /* all strings malloc'd NUL-terminated, freed by mime_s
     char *envelope;      /* IMAP ENVELOPE, RFC 3501 syntax, ready to send after "ENVELOPE " */
     char *bodystructure; /* IMAP BODYSTRUCTURE (extensible form) */
     char *body;          /* IMAP BODY (non-extensible form) */
-    char *subject, *from, *to, *cc, *bcc, *message_id, *in_reply_to;
+    char *subject, *from, *to, *cc, *bcc, *message_id, *in_reply_to, *references;
     /* decoded UTF-8 (RFC 2047 decoded, unfolded), for SEARCH and
-     * sorting; NULL when absent */
+     * sorting; NULL when absent (message ids: unfolded, not decoded) */
     int64_t date; /* Date: header as unix time, 0 if missing/invalid */
     char *text;   /* decoded text of text/ parts, UTF-8, HTML tags stripped roughly;
                    * NULL if none; at most MIME_MAX_TEXT bytes */
@@ -78,5 +78,29 @@ int64_t mime_parse_date(const char *v, size_t len);
 /* The same date-time as written, its zone disregarded (unix time of that
  * wall-clock time in UTC: its day is the day written); 0 when unparseable. */
 int64_t mime_parse_date_written(const char *v, size_t len);
+
+/* ---- sort and threading keys (mime_sort.c) ---- */
+
+/* The base subject of a decoded subject (RFC 5256 2.1), casemapped
+ * (i;ascii-casemap: ASCII letters upper-cased); *refwd is 1 when the
+ * subject had a reply/forward mark (a subj-refwd, a "(fwd)" trailer or a
+ * "[fwd: ...]" wrapper). Caller frees; NULL on allocation failure. */
+char *mime_base_subject(const char *subj, size_t len, int *refwd);
+
+/* The keys SORT and THREAD compare, each casemapped, "" when absent. */
+struct mime_sort_keys {
+    char *subject; /* base subject */
+    int refwd;
+    char *addr[3];    /* From, To, Cc: mailbox (local) part of the first address */
+    char *display[3]; /* the same: its decoded display name, else the addr-spec */
+};
+/* From a decoded subject and an ENVELOPE string as mime_parse makes them
+ * (either may be NULL). 0, or -1 on allocation failure (out zeroed). */
+int mime_sort_keys(const char *envelope, const char *subject, struct mime_sort_keys *out);
+void mime_sort_keys_free(struct mime_sort_keys *k);
+
+/* The first field called name in the header block hdr[0..len), unfolded
+ * (not decoded); caller frees; NULL when absent or on allocation failure. */
+char *mime_header_value_unfolded(const char *hdr, size_t len, const char *name);
 
 #endif

@@ -552,6 +552,53 @@ int storage_charset_to_utf8(const char *charset, const char *s, size_t len, char
 int storage_search(struct storage_user *u, int64_t mbox, const struct storage_search *q,
                    struct storage_uidlist *out);
 
+/* ---- sort and thread (RFC 5256, RFC 5957), from keys kept in the index ---- */
+
+enum storage_sort_key {
+    STORAGE_SORT_ARRIVAL, /* internal date */
+    STORAGE_SORT_CC,      /* mailbox part of the first Cc address */
+    STORAGE_SORT_DATE,    /* Date: header, else the internal date */
+    STORAGE_SORT_FROM,
+    STORAGE_SORT_SIZE,
+    STORAGE_SORT_SUBJECT, /* base subject (RFC 5256 2.1) */
+    STORAGE_SORT_TO,
+    STORAGE_SORT_DISPLAYFROM, /* RFC 5957: display name, else the addr-spec */
+    STORAGE_SORT_DISPLAYTO,
+    STORAGE_SORT_DISPLAYCC,
+};
+struct storage_sort_crit {
+    enum storage_sort_key key;
+    bool reverse;
+};
+/* The UIDs q matches, in the order of the n criteria (i;ascii-casemap on
+ * strings; ties in UID order, the order of sequence numbers). Index. */
+int storage_sort(struct storage_user *u, int64_t mbox, const struct storage_search *q,
+                 const struct storage_sort_crit *crit, size_t n, struct storage_uidlist *out);
+
+enum storage_thread_algo {
+    STORAGE_THREAD_ORDEREDSUBJECT,
+    STORAGE_THREAD_REFERENCES,
+    STORAGE_THREAD_REFS, /* draft-ietf-morg-inthread: no subject gathering,
+                          * threads by their latest message */
+};
+/* A thread forest: nodes[i] is a message (uid) or, uid 0, a dummy that
+ * stands for a missing parent; child and next are indexes + 1 (0: none);
+ * the roots are the chain from `root` through `next`. free with
+ * storage_thread_free. */
+struct storage_thread_node {
+    uint32_t uid;
+    uint32_t child, next;
+};
+struct storage_thread {
+    struct storage_thread_node *nodes;
+    size_t n;
+    uint32_t root;
+};
+/* The threads of the messages q matches, by algo (RFC 5256 3). Index. */
+int storage_thread(struct storage_user *u, int64_t mbox, const struct storage_search *q,
+                   enum storage_thread_algo algo, struct storage_thread *out);
+void storage_thread_free(struct storage_thread *t);
+
 /* New message texts are not put in the full-text index at delivery (too
  * costly there): they wait in a plain table, where SEARCH finds them too,
  * with the same results, only by a scan. This moves up to max (0 = all) of

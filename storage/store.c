@@ -313,6 +313,8 @@ static const char schema_sql[] =
     "  subject TEXT, from_ TEXT, to_ TEXT, cc TEXT, bcc TEXT,"
     "  message_id TEXT, in_reply_to TEXT,"
     "  header BLOB);" /* top-level header block, for FETCH of header fields */
+    /* SORT and THREAD keys (sort.c): a narrow table, read whole by them */
+    "CREATE TABLE IF NOT EXISTS sortkeys(" SORTKEYS_COLUMNS ");"
     "CREATE TABLE IF NOT EXISTS messages("
     "  mailbox_id INTEGER NOT NULL,"
     "  uid INTEGER NOT NULL,"
@@ -1046,17 +1048,24 @@ static void move_index_aside(struct storage_user *u, const char *why)
     unlink(from);
 }
 
-/* An index of schema 4 or 5 is upgraded on open, in one transaction; the
- * texts of its full-text index wait for the upkeep meanwhile (fts.c).
+/* An index of schema 4, 5 or 6 is upgraded on open, in one transaction;
+ * the texts of its full-text index wait for the upkeep meanwhile (fts.c).
  *   4: the trigram full-text index gives way to the word index;
  *   5: the word index takes the whole header block too (SEARCH TEXT covers
- *      the header, RFC 3501 6.4.4). */
+ *      the header, RFC 3501 6.4.4);
+ *   6: the SORT/THREAD keys of every body are computed from what the index
+ *      holds (sort.c), in one pass, no message file read: once, rather
+ *      than a check for missing keys in every SORT and THREAD. */
 static int migrate(struct storage_user *u, int64_t from)
 {
     int rc = db_begin(u->wdb);
 
+    if (rc == 0 && from == 4)
+        rc = fts_migrate_4(u->wdb);
+    else if (rc == 0 && from == 5)
+        rc = fts_migrate_5(u->wdb);
     if (rc == 0)
-        rc = from == 4 ? fts_migrate_4(u->wdb) : fts_migrate_5(u->wdb);
+        rc = sortkeys_migrate_6(u->wdb);
     if (rc == 0)
         rc = from == 4 ? db_create_schema(u->wdb)
                        : db_meta_set(u->wdb, "schema", STORAGE_SCHEMA_VERSION);
@@ -1065,9 +1074,9 @@ static int migrate(struct storage_user *u, int64_t from)
     else
         db_rollback(u->wdb);
     if (rc == 0)
-        log_info("storage: user %" PRId64 ": index schema %" PRId64 " upgraded to %d; full-text"
-                 " index updated in the background",
-                 u->id, from, STORAGE_SCHEMA_VERSION);
+        log_info("storage: user %" PRId64 ": index schema %" PRId64 " upgraded to %d%s", u->id,
+                 from, STORAGE_SCHEMA_VERSION,
+                 from < 6 ? "; full-text index updated in the background" : "");
     return rc;
 }
 
@@ -1122,9 +1131,9 @@ static int open_index(struct storage_user *u, bool *fresh)
         }
         if (rc == 0 && !*fresh)
             rc = db_meta_get(u->wdb, "schema", &ver);
-        if (rc == 0 && !*fresh && (ver == 4 || ver == 5))
+        if (rc == 0 && !*fresh && ver >= 4 && ver <= 6)
             rc = migrate(u, ver);
-        if (rc == 0 && !*fresh && ver != STORAGE_SCHEMA_VERSION && ver != 4 && ver != 5) {
+        if (rc == 0 && !*fresh && (ver < 4 || ver > STORAGE_SCHEMA_VERSION)) {
             log_error("storage: user %" PRId64 ": index schema %" PRId64 " unknown", u->id, ver);
             rc = STORAGE_E_CORRUPT;
         }

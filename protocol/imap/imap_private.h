@@ -183,6 +183,21 @@ enum {
 /* "RETURN SP (opt ...) SP" when next (else nothing consumed, *opts 0):
  * IMAP_SR_* in *opts, RETURN () being ALL. IMAP_ARG_OK or IMAP_ARG_BAD. */
 int imap_search_return(struct imap_args *a, unsigned *opts);
+/* ---- SORT and THREAD arguments (cmd_sort.c) ---- */
+
+#define IMAP_SORT_MAX_KEYS 16
+#define IMAP_SORT_BADCHARSET (-100) /* a charset not taken: NO [BADCHARSET] */
+struct imap_sort_spec {
+    struct storage_sort_crit crit[IMAP_SORT_MAX_KEYS];
+    size_t n;                      /* SORT */
+    enum storage_thread_algo algo; /* THREAD */
+    struct storage_search *q;      /* the search keys (arena), as imap_search_parse */
+};
+/* What follows "SORT" (thread false) or "THREAD" (thread true): criteria
+ * or algorithm, charset, search keys. IMAP_ARG_OK, an IMAP_ARG_* error or
+ * IMAP_SORT_BADCHARSET, with *err the reason. */
+int imap_sort_parse(struct imap_args *a, struct imap_arena *ar, bool thread,
+                    struct imap_sort_spec *out, const char **err);
 
 /* ---- FETCH attributes ---- */
 
@@ -496,6 +511,10 @@ void imap_cmd_job(struct imap_session *s, struct imap_job *j, imap_job_work *wor
 
 /* ---- selected mailbox ---- */
 
+/* Maps the sequence sets and RECENT of a parsed tree to UIDs of this
+ * session's view, in place: 0, -1 for an invalid sequence number, -2 when
+ * out of memory. */
+int imap_search_resolve(struct imap_session *s, struct storage_search *n, struct imap_arena *ar);
 /* Resolves a sequence set (uid=false) or UID set against the session's
  * view into UID ranges (arena); out->n may be 0. "$" is the saved result
  * either way. Returns 0, or -1 when a sequence number is beyond the
@@ -587,7 +606,8 @@ imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_startt
     imap_cmd_examine, imap_cmd_create, imap_cmd_delete, imap_cmd_rename, imap_cmd_subscribe,
     imap_cmd_unsubscribe, imap_cmd_list, imap_cmd_lsub, imap_cmd_xlist, imap_cmd_status,
     imap_cmd_append, imap_cmd_check, imap_cmd_close, imap_cmd_unselect, imap_cmd_expunge,
-    imap_cmd_search, imap_cmd_fetch, imap_cmd_store, imap_cmd_copy, imap_cmd_move, imap_cmd_idle;
+    imap_cmd_search, imap_cmd_sort, imap_cmd_thread, imap_cmd_fetch, imap_cmd_store, imap_cmd_copy,
+    imap_cmd_move, imap_cmd_idle;
 
 /* The session core's side of the connection handler (imap_commands.c
  * serves sessions with its table). */

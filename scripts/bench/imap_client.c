@@ -915,7 +915,7 @@ static int step(struct cl *c, const char *name, const char *fmt, const char *arg
     double s0 = tree_cpu(server_root), m0 = machine_cpu(), t0 = now();
     unsigned long long b0 = c->rbytes;
     long untagged = 0, hits = -1;
-    int search = strstr(fmt, "SEARCH") != NULL;
+    int search = strstr(fmt, "SEARCH") != NULL || strstr(fmt, "SORT") != NULL;
 
     snprintf(c->tag, sizeof(c->tag), "b%u", ++c->tagn);
     char cmd[2048];
@@ -931,7 +931,7 @@ static int step(struct cl *c, const char *name, const char *fmt, const char *arg
             return -1;
         if (line[0] == '*') {
             untagged++;
-            if (search && !strncmp(line, "* SEARCH", 8))
+            if (search && (!strncmp(line, "* SEARCH", 8) || !strncmp(line, "* SORT", 6)))
                 hits = (long)c->spaces - 1;
             const char *u = strstr(line, "[UIDNEXT ");
             if (u)
@@ -980,6 +980,23 @@ static int run_steps(int warm)
     bad |= step(c, "store_seen_all", "UID STORE %s +FLAGS.SILENT (\\Seen)", "1:*");
     bad |= step(c, "search_text", "UID SEARCH TEXT %s", BODY_WORD);
     bad |= step(c, "search_subject", "UID SEARCH SUBJECT %s", SUBJECT_WORD);
+    /* SORT and THREAD twice each, the second reported: a server that
+     * caches sort keys on first use (Dovecot) has them then */
+    static const struct {
+        const char *name, *fmt, *arg;
+    } sorts[] = {
+        {"sort_arrival", "UID SORT (%s) UTF-8 ALL", "ARRIVAL"},
+        {"sort_date", "UID SORT (%s) UTF-8 ALL", "DATE"},
+        {"sort_subject", "UID SORT (%s) UTF-8 ALL", "SUBJECT"},
+        {"sort_from", "UID SORT (%s) UTF-8 ALL", "FROM"},
+        {"thread_references", "UID THREAD %s UTF-8 ALL", "REFERENCES"},
+    };
+    for (size_t i = 0; i < sizeof(sorts) / sizeof(sorts[0]); i++) {
+        char first[64];
+        snprintf(first, sizeof(first), "%s_first", sorts[i].name);
+        bad |= step(c, first, sorts[i].fmt, sorts[i].arg);
+        bad |= step(c, sorts[i].name, sorts[i].fmt, sorts[i].arg);
+    }
     bad |= step(c, "status", "STATUS %s (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)", "INBOX");
     bad |= step(c, "select_again", "SELECT %s", "INBOX");
     if (warm && cl_cmd(c, line, sizeof(line), "UID STORE 1:* -FLAGS.SILENT (\\Seen)"))
