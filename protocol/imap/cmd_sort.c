@@ -24,8 +24,10 @@ static const struct {
     {"DISPLAYTO", STORAGE_SORT_DISPLAYTO},
 };
 
-/* charset SP search-key *(SP search-key): only the charsets SEARCH takes */
-static int parse_criteria(struct imap_args *a, struct imap_arena *ar, struct storage_search **q,
+/* charset SP search-key *(SP search-key): a charset other than UTF-8 and
+ * US-ASCII is kept in out->charset, checked and used on the pool as for
+ * SEARCH (imap_charset.c) */
+static int parse_criteria(struct imap_args *a, struct imap_arena *ar, struct imap_sort_spec *out,
                           const char **err)
 {
     char cs[64];
@@ -38,11 +40,9 @@ static int parse_criteria(struct imap_args *a, struct imap_arena *ar, struct sto
         *err = "Expected a charset and search keys.";
         return IMAP_ARG_BAD;
     }
-    if (strcasecmp(cs, "UTF-8") && strcasecmp(cs, "US-ASCII")) {
-        *err = "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset.";
-        return IMAP_SORT_BADCHARSET;
-    }
-    if ((r = imap_search_parse(a, ar, q, err)) != IMAP_ARG_OK)
+    if (!imap_charset_is_utf8(cs))
+        memcpy(out->charset, cs, cl + 1);
+    if ((r = imap_search_parse(a, ar, &out->q, err)) != IMAP_ARG_OK)
         return r;
     return IMAP_ARG_OK;
 }
@@ -74,7 +74,7 @@ int imap_sort_parse(struct imap_args *a, struct imap_arena *ar, bool thread,
             *err = "Unknown threading algorithm.";
             return IMAP_ARG_BAD;
         }
-        return parse_criteria(a, ar, &out->q, err);
+        return parse_criteria(a, ar, out, err);
     }
     if (!imap_args_peek(a, '(') || imap_args_open(a) != IMAP_ARG_OK) {
         *err = "Expected a parenthesized list of sort criteria.";
@@ -116,7 +116,7 @@ int imap_sort_parse(struct imap_args *a, struct imap_arena *ar, bool thread,
         }
     }
     imap_args_close(a);
-    return parse_criteria(a, ar, &out->q, err);
+    return parse_criteria(a, ar, out, err);
 }
 
 struct sort_job {
@@ -125,6 +125,7 @@ struct sort_job {
     int64_t mbox;
     bool thread;
     struct imap_sort_spec spec;
+    bool badcharset;
     int err;
     struct storage_uidlist res;
     struct storage_thread thr;
@@ -133,6 +134,16 @@ struct sort_job {
 static void sort_work(struct imap_job *j)
 {
     struct sort_job *sj = (struct sort_job *)j;
+    if (sj->spec.charset[0]) {
+        if (!storage_charset_known(sj->spec.charset)) {
+            sj->badcharset = true;
+            return;
+        }
+        if (imap_search_charset(sj->spec.q, &sj->ar, sj->spec.charset) != 0) {
+            sj->err = STORAGE_E_NOMEM;
+            return;
+        }
+    }
     if (sj->thread)
         sj->err = storage_thread(j->u, sj->mbox, sj->spec.q, sj->spec.algo, &sj->thr);
     else
@@ -248,6 +259,10 @@ static void sort_done(struct imap_session *s, struct imap_job *j)
     struct sort_job *sj = (struct sort_job *)j;
     const char *what = sj->thread ? "THREAD" : "SORT";
 
+    if (sj->badcharset) {
+        imap_finish(s, "NO", "[BADCHARSET %s] Unsupported charset.", imap_charsets);
+        return;
+    }
     if (sj->err == STORAGE_E_INVAL) {
         imap_finish(s, "NO", "[CANNOT] %s: invalid search.", what);
         return;
@@ -310,10 +325,7 @@ static void sort_or_thread(struct imap_session *s, struct imap_args *a, bool thr
     sj->thread = thread;
     if ((r = imap_sort_parse(a, &sj->ar, thread, &sj->spec, &err)) != IMAP_ARG_OK) {
         sort_free(&sj->j);
-        if (r == IMAP_SORT_BADCHARSET)
-            imap_finish(s, "NO", "%s", err);
-        else
-            imap_bad(s, "%s", err);
+        imap_bad(s, "%s", err);
         return;
     }
     if ((r = imap_search_resolve(s, sj->spec.q, &sj->ar)) < 0 ||

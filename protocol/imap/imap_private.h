@@ -186,16 +186,16 @@ int imap_search_return(struct imap_args *a, unsigned *opts);
 /* ---- SORT and THREAD arguments (cmd_sort.c) ---- */
 
 #define IMAP_SORT_MAX_KEYS 16
-#define IMAP_SORT_BADCHARSET (-100) /* a charset not taken: NO [BADCHARSET] */
 struct imap_sort_spec {
     struct storage_sort_crit crit[IMAP_SORT_MAX_KEYS];
     size_t n;                      /* SORT */
     enum storage_thread_algo algo; /* THREAD */
     struct storage_search *q;      /* the search keys (arena), as imap_search_parse */
+    char charset[64];              /* a charset other than UTF-8 and US-ASCII, or "" */
 };
 /* What follows "SORT" (thread false) or "THREAD" (thread true): criteria
- * or algorithm, charset, search keys. IMAP_ARG_OK, an IMAP_ARG_* error or
- * IMAP_SORT_BADCHARSET, with *err the reason. */
+ * or algorithm, charset, search keys. IMAP_ARG_OK, or an IMAP_ARG_* error
+ * with *err the reason; the charset is checked when the command runs. */
 int imap_sort_parse(struct imap_args *a, struct imap_arena *ar, bool thread,
                     struct imap_sort_spec *out, const char **err);
 

@@ -708,7 +708,7 @@ class Differential(unittest.TestCase):
         norm = Normalizer(paths, undated(msgs), headless(msgs), parted, placeholders)
         norm.nonascii = nonascii
         caps = capabilities(cc) & capabilities(dc)
-        sys.stderr.write('extensions compared: %s\n'
+        sys.stderr.write('extensions both servers announce: %s\n'
                          % (' '.join(sorted(caps & EXTENSIONS)) or '-'))
         gen = Gen(random.Random(SEED + 1), len(msgs), caps)
         # THREAD over the messages whose dates and base subjects both

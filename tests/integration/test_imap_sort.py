@@ -156,6 +156,19 @@ class Sort(ImapCase):
         c.ok('STORE 1,3 -FLAGS (\\Seen)')
         self.assertEqual(sort_of(c.ok('SORT (DATE) US-ASCII ALL')), [2, 4, 3, 1])
 
+    def test_charset_converted(self):
+        """The search keys of SORT and THREAD are in the charset named, as
+        SEARCH's (RFC 5256 3, RFC 3501 6.4.4)."""
+        self.fill('Charset', [msg('=?UTF-8?Q?Gr=C3=BC=C3=9Fe?=', date=day(2)),
+                              msg('other', date=day(1))])
+        c = self.box('Charset')
+        for cs in ('ISO-8859-1', 'WINDOWS-1252'):
+            with self.subTest(charset=cs):
+                u = c.ok('SORT (DATE) %s SUBJECT {}' % cs, 'grüße'.encode(cs))
+                self.assertEqual(sort_of(u), [1])
+                u = c.ok('THREAD REFERENCES %s SUBJECT {}' % cs, 'Grüße'.encode(cs))
+                self.assertEqual(thread_of(u), '(1)')
+
     def test_bad_arguments(self):
         c = self.box('Keys')
         # (Dovecot converts every charset iconv knows)
