@@ -33,6 +33,10 @@ struct mime_summary {    /* all strings malloc'd NUL-terminated, freed by mime_s
  * answered without opening the message file). */
 #define MIME_MAX_INDEXED_HEADER (64u * 1024)
 
+/* Length of the valid UTF-8 character at p[0..len), its code point in
+ * *cp; 0 when the bytes there are not one (overlong, surrogate, cut). */
+size_t mime_utf8_char(const unsigned char *p, size_t len, uint32_t *cp);
+
 /* 0, or -1 only on allocation failure (out is then zeroed). */
 int mime_parse(const char *msg, size_t len, struct mime_summary *out);
 void mime_summary_free(struct mime_summary *s);

@@ -171,20 +171,24 @@ static void add_fffd(struct buf *b)
     buf_add(b, "\xef\xbf\xbd", 3);
 }
 
-/* Length of the valid UTF-8 sequence at p, or 0 when invalid. */
-static size_t utf8_seq(const unsigned char *p, size_t len)
+size_t mime_utf8_char(const unsigned char *p, size_t len, uint32_t *cp)
 {
     size_t n, i;
-    unsigned int cp;
+    uint32_t c;
 
-    if (p[0] < 0x80)
+    if (len == 0)
+        return 0;
+    c = p[0];
+    if (c < 0x80) {
+        *cp = c;
         return 1;
-    if (p[0] >= 0xc2 && p[0] <= 0xdf)
-        n = 2, cp = p[0] & 0x1f;
-    else if (p[0] >= 0xe0 && p[0] <= 0xef)
-        n = 3, cp = p[0] & 0x0f;
-    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-        n = 4, cp = p[0] & 0x07;
+    }
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2, c &= 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3, c &= 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4, c &= 0x07;
     else
         return 0;
     if (len < n)
@@ -192,11 +196,12 @@ static size_t utf8_seq(const unsigned char *p, size_t len)
     for (i = 1; i < n; i++) {
         if ((p[i] & 0xc0) != 0x80)
             return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
+        c = (c << 6) | (p[i] & 0x3fu);
     }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
+    if ((n == 3 && c < 0x800) || (n == 4 && (c < 0x10000 || c > 0x10ffff)) ||
+        (c >= 0xd800 && c <= 0xdfff))
         return 0;
+    *cp = c;
     return n;
 }
 
@@ -210,7 +215,8 @@ void mime_utf8_sanitize(struct buf *b, const char *p, size_t len)
             i++;
             continue;
         }
-        n = utf8_seq(u + i, len - i);
+        uint32_t cp;
+        n = mime_utf8_char(u + i, len - i, &cp);
         if (n == 0) {
             buf_add(b, p + start, i - start);
             add_fffd(b);

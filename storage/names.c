@@ -3,6 +3,7 @@
  * mbox_path. */
 #include "storage/internal.h"
 #include "server/base/base64.h"
+#include "storage/mime.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,43 +16,6 @@ static void set_err(char *err, size_t errlen, const char *msg)
 {
     if (err && errlen)
         pathf(err, errlen, "%s", msg);
-}
-
-/* Length of the UTF-8 sequence at p (up to end), 0 if invalid. *cp gets the
- * code point. */
-static size_t utf8_seq(const unsigned char *p, const unsigned char *end, uint32_t *cp)
-{
-    size_t n;
-    uint32_t c = p[0];
-
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        c &= 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        c &= 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        c &= 0x07;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        c = c << 6 | (p[i] & 0x3f);
-    }
-    if ((n == 3 && c < 0x800) || (n == 4 && (c < 0x10000 || c > 0x10ffff)) ||
-        (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return n;
 }
 
 int storage_name_check(const char *name, char *err, size_t errlen)
@@ -78,7 +42,7 @@ int storage_name_check(const char *name, char *err, size_t errlen)
     comp = p;
     while (p < end) {
         uint32_t cp;
-        size_t n = utf8_seq(p, end, &cp);
+        size_t n = mime_utf8_char(p, (size_t)(end - p), &cp);
         if (n == 0) {
             set_err(err, errlen, "mailbox name is not valid UTF-8");
             return STORAGE_E_BADNAME;

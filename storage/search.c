@@ -135,23 +135,7 @@ static size_t fold_char(const unsigned char *p, size_t len, unsigned char *out, 
         *outlen = 1;
         return 1;
     }
-    if (p[0] >= 0xc2 && p[0] <= 0xdf)
-        n = 2, cp = p[0] & 0x1fu;
-    else if (p[0] >= 0xe0 && p[0] <= 0xef)
-        n = 3, cp = p[0] & 0x0fu;
-    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-        n = 4, cp = p[0] & 0x07u;
-    else
-        n = 0, cp = 0;
-    for (size_t i = 1; i < n; i++) {
-        if (i >= len || (p[i] & 0xc0) != 0x80) {
-            n = 0;
-            break;
-        }
-        cp = (cp << 6) | (p[i] & 0x3fu);
-    }
-    if (n == 0 || (n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff)) {
+    if ((n = mime_utf8_char(p, len, &cp)) == 0) {
         out[0] = p[0];
         *outlen = 1;
         return 1;
