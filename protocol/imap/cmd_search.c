@@ -537,15 +537,11 @@ static void search_work(struct imap_job *j)
 {
     struct search_job *sj = (struct search_job *)j;
     /* here, not on the loop: iconv may load a module from disk */
-    if (sj->charset[0]) {
-        if (!storage_charset_known(sj->charset)) {
-            sj->badcharset = true;
-            return;
-        }
-        if (imap_search_charset(sj->q, &sj->ar, sj->charset) != 0) {
-            sj->err = STORAGE_E_NOMEM;
-            return;
-        }
+    int r = imap_search_in_charset(sj->q, &sj->ar, sj->charset);
+    if (r != 0) {
+        sj->badcharset = r > 0;
+        sj->err = r < 0 ? STORAGE_E_NOMEM : 0;
+        return;
     }
     sj->err = storage_search(j->u, sj->mbox, sj->q, &sj->res);
 }

@@ -134,15 +134,11 @@ struct sort_job {
 static void sort_work(struct imap_job *j)
 {
     struct sort_job *sj = (struct sort_job *)j;
-    if (sj->spec.charset[0]) {
-        if (!storage_charset_known(sj->spec.charset)) {
-            sj->badcharset = true;
-            return;
-        }
-        if (imap_search_charset(sj->spec.q, &sj->ar, sj->spec.charset) != 0) {
-            sj->err = STORAGE_E_NOMEM;
-            return;
-        }
+    int r = imap_search_in_charset(sj->spec.q, &sj->ar, sj->spec.charset);
+    if (r != 0) {
+        sj->badcharset = r > 0;
+        sj->err = r < 0 ? STORAGE_E_NOMEM : 0;
+        return;
     }
     if (sj->thread)
         sj->err = storage_thread(j->u, sj->mbox, sj->spec.q, sj->spec.algo, &sj->thr);

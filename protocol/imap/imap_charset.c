@@ -19,7 +19,7 @@ bool imap_charset_is_utf8(const char *cs)
 
 /* Converts the strings of q and of the criteria after it; -1 on
  * allocation failure. The tree's depth is bounded by the parser. */
-int imap_search_charset(struct storage_search *q, struct imap_arena *ar, const char *cs)
+static int search_charset(struct storage_search *q, struct imap_arena *ar, const char *cs)
 {
     for (; q; q = q->next) {
         if (q->str && (q->op == STORAGE_SEARCH_HEADER || q->op == STORAGE_SEARCH_BODY ||
@@ -33,8 +33,17 @@ int imap_search_charset(struct storage_search *q, struct imap_arena *ar, const c
             if (!q->str)
                 return -1;
         }
-        if (q->child && imap_search_charset(q->child, ar, cs) != 0)
+        if (q->child && search_charset(q->child, ar, cs) != 0)
             return -1;
     }
     return 0;
+}
+
+int imap_search_in_charset(struct storage_search *q, struct imap_arena *ar, const char *cs)
+{
+    if (!cs[0])
+        return 0;
+    if (!storage_charset_known(cs))
+        return 1;
+    return search_charset(q, ar, cs) == 0 ? 0 : -1;
 }

@@ -71,7 +71,10 @@ char *imap_arena_strndup(struct imap_arena *a, const char *s, size_t n);
 /* SEARCH CHARSET (imap_charset.c) */
 extern const char imap_charsets[]; /* "(UTF-8 US-ASCII ...)" for [BADCHARSET] */
 bool imap_charset_is_utf8(const char *cs);
-int imap_search_charset(struct storage_search *q, struct imap_arena *ar, const char *cs);
+/* On the pool, before a search runs: its strings from charset cs ("" for
+ * UTF-8) to UTF-8. 0, 1 when the charset is unknown (NO [BADCHARSET]),
+ * -1 on allocation failure. */
+int imap_search_in_charset(struct storage_search *q, struct imap_arena *ar, const char *cs);
 void imap_arena_free(struct imap_arena *a);
 
 /* ---- argument parser ---- */
