@@ -69,6 +69,11 @@ int mime_header_fields(const char *hdr, size_t len, const char *const *names, si
                        char **out, size_t *outlen);
 /* The same appended to b (b->oom set on allocation failure). */
 struct buf;
+/* Reads the nstring of a cached ENVELOPE (or any IMAP response text) at
+ * p[*pos..len), after optional spaces: 1 with its bytes in b (a quoted
+ * string unescaped, a literal as is), 0 for NIL, -1 when malformed; *pos
+ * is moved past it. b is reset first. */
+int mime_envelope_nstring(const char *p, size_t len, size_t *pos, struct buf *b);
 void mime_header_fields_buf(const char *hdr, size_t len, const char *const *names, size_t n,
                             int negate, struct buf *b);
 

@@ -183,6 +183,14 @@ static int ep_nstring(struct ep *e, struct buf *b)
     return -1;
 }
 
+int mime_envelope_nstring(const char *p, size_t len, size_t *pos, struct buf *b)
+{
+    struct ep e = {p, len, *pos};
+    int r = ep_nstring(&e, b);
+    *pos = e.i;
+    return r;
+}
+
 /* Skips one nstring or parenthesized list at e->i; -1 when malformed. */
 static int ep_skip(struct ep *e)
 {

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <wctype.h>
 
+#include "server/base/buf.h"
 #include "storage/mime.h"
 
 #define SEARCH_DEPTH_MAX 64
@@ -452,37 +453,17 @@ static void fn_header(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 static void fn_sentday(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     const char *e = (const char *)sqlite3_value_text(argv[0]);
-    size_t n = (size_t)sqlite3_value_bytes(argv[0]), i = 1;
-    char date[256];
-    size_t dl = 0;
+    size_t n = (size_t)sqlite3_value_bytes(argv[0]), pos = 1;
+    struct buf date = {0};
     int64_t t;
 
     (void)argc;
     if (!e || n < 2 || e[0] != '(')
         return;
-    if (e[i] == '"') {
-        for (i++; i < n && e[i] != '"'; i++) {
-            if (e[i] == '\\' && i + 1 < n)
-                i++;
-            if (dl == sizeof(date))
-                return;
-            date[dl++] = e[i];
-        }
-        if (i >= n)
-            return;
-    } else if (e[i] == '{') {
-        size_t l = 0;
-        for (i++; i < n && e[i] >= '0' && e[i] <= '9' && l <= sizeof(date); i++)
-            l = l * 10 + (size_t)(e[i] - '0');
-        if (l > sizeof(date) || n - i < 3 + l || memcmp(e + i, "}\r\n", 3) != 0)
-            return;
-        memcpy(date, e + i + 3, l);
-        dl = l;
-    } else {
-        return; /* NIL */
-    }
-    if ((t = mime_parse_date_written(date, dl)) != 0)
+    if (mime_envelope_nstring(e, n, &pos, &date) == 1 && !date.oom &&
+        (t = mime_parse_date_written(date.p ? date.p : "", date.len)) != 0)
         sqlite3_result_int64(ctx, t);
+    buf_free(&date);
 }
 
 /* coffre_inbodies(set, body_id): body_id is in the set fts_search gave. */
