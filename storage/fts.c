@@ -21,14 +21,20 @@
  * the last one as a word's beginning), and the candidates' texts are
  * checked. A string with nothing to narrow by (one or two characters, only
  * punctuation) scans every text. Texts still waiting are always scanned.
- * Case is folded as FTS5 folds it (Unicode, diacritics kept), for the
- * words and for the checks alike. */
+ * Matching is the i;unicode-casemap comparator's (RFC 5051, mime_casemap.c:
+ * titlecase, then full decomposition): the word index holds the words of
+ * the texts' casemapped forms, the string's words are looked up in its
+ * casemapped form, and the checks compare the two forms (contains_ci).
+ * "cafe" is inside the casemapped "café", so finds it; "café" does not
+ * find "cafe". */
 #include "storage/internal.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
+#include "server/base/buf.h"
 #include "storage/mime.h"
 
 /* Words of a search string used to narrow the candidates. */
@@ -108,92 +114,20 @@ static int sbuf_add(struct sbuf *b, const char *s, size_t n)
     return SQLITE_OK;
 }
 
-/* The trigram tokenizer gives the folded characters i..i+2 at each
- * position i of a text: joined back, the folded text (every character kept,
- * separators too). */
-struct fold {
-    struct sbuf *out;
-    size_t n; /* trigrams seen */
-};
-
-static int on_trigram(void *ctx, int tflags, const char *t, int tlen, int start, int end)
-{
-    struct fold *f = ctx;
-    size_t i = 0, l = (size_t)tlen;
-
-    (void)tflags;
-    (void)start;
-    (void)end;
-    if (tlen <= 0)
-        return SQLITE_OK;
-    if (f->n++ > 0) {
-        /* the first two characters came with the previous trigram */
-        for (int k = 0; k < 2 && i < l; k++) {
-            i++;
-            while (i < l && ((unsigned char)t[i] & 0xc0) == 0x80)
-                i++;
-        }
-    }
-    return sbuf_add(f->out, t + i, l - i);
-}
-
-/* s folded into out (replacing what it held). */
-static int fold(struct tok *tri, const char *s, size_t len, struct sbuf *out)
-{
-    struct fold f = {.out = out};
-    int rc;
-
-    out->len = 0;
-    if ((rc = sbuf_add(out, "", 0)) != SQLITE_OK)
-        return rc;
-    rc = tri->api.xTokenize(tri->t, &f, FTS5_TOKENIZE_DOCUMENT, s, (int)len, on_trigram);
-    if (rc == SQLITE_OK && f.n == 0 && len > 0) {
-        /* under three characters: no trigram; two spaces after it give one
-         * per character, and fold to two spaces, taken off again */
-        char pad[16];
-        if (len > sizeof(pad) - 2)
-            return SQLITE_ERROR;
-        memcpy(pad, s, len);
-        memcpy(pad + len, "  ", 2);
-        out->len = 0;
-        rc = tri->api.xTokenize(tri->t, &f, FTS5_TOKENIZE_DOCUMENT, pad, (int)len + 2, on_trigram);
-        if (rc == SQLITE_OK && out->len >= 2)
-            out->p[out->len -= 2] = '\0';
-    }
-    return rc;
-}
-
-static bool is_ascii(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] & 0x80)
-            return false;
-    return true;
-}
-
-/* What a search needs for checking texts: the folded string, the trigram
- * tokenizer, and scratch room. */
+/* What a search needs for checking texts: the string, and scratch room. */
 struct matcher {
-    struct tok tri;
-    struct sbuf needle; /* folded */
-    struct sbuf hay;    /* a folded text */
+    const char *str; /* as the client sent it (UTF-8) */
+    size_t len;
     unsigned char *raw; /* an inflated text */
     size_t rawcap;
     bool body_only; /* BODY: not the headers */
 };
 
-/* 1 when text (n bytes) contains the string, 0 when not, <0 an error. The
- * folding of ASCII is ASCII's: a text without other bytes is compared as it
- * is. */
+/* 1 when text (n bytes) contains the string, in the i;unicode-casemap
+ * comparator (contains_ci), 0 when not. */
 static int text_has(struct matcher *m, const char *text, size_t n)
 {
-    if (!text)
-        return 0;
-    if (is_ascii(text, n))
-        return contains_ci(text, n, m->needle.p, m->needle.len);
-    if (fold(&m->tri, text, n, &m->hay) != SQLITE_OK)
-        return STORAGE_E_NOMEM;
-    return memmem(m->hay.p, m->hay.len, m->needle.p, m->needle.len) != NULL;
+    return text && contains_ci(text, n, m->str, m->len);
 }
 
 /* The text of an indexed body, inflated: *text NULL when it has none. */
@@ -257,9 +191,6 @@ static int row_has(struct matcher *m, sqlite3_stmt *st, int text, bool z, int he
 
 static void matcher_free(struct matcher *m)
 {
-    tok_close(&m->tri);
-    free(m->needle.p);
-    free(m->hay.p);
     free(m->raw);
 }
 
@@ -526,23 +457,28 @@ static int scan(sqlite3 *db, sqlite3_stmt *st, struct matcher *m, bool z, struct
 
 int fts_search(sqlite3 *db, const char *str, bool body_only, struct fts_ids *result)
 {
-    struct matcher m = {.body_only = body_only};
-    struct qwords q = {.len = (int)strlen(str)};
+    struct matcher m = {.str = str, .len = strlen(str), .body_only = body_only};
+    struct qwords q = {0};
     struct fts_ids cand = {0}, out = {0};
+    struct buf mapped = {0};
     sqlite3_stmt *st = NULL;
     struct tok words;
     bool narrowed = false;
     int rc;
 
     memset(result, 0, sizeof(*result));
-    if ((rc = tok_open(db, "trigram", NULL, 0, &m.tri)) != 0 ||
-        fold(&m.tri, str, strlen(str), &m.needle) != SQLITE_OK) {
-        rc = rc ? rc : STORAGE_E_NOMEM;
+    /* the words of the string's casemapped form, as the index holds the
+     * words of the texts' */
+    mime_casemap(&mapped, str, m.len);
+    if (mapped.oom || mapped.len > INT_MAX) {
+        rc = STORAGE_E_NOMEM;
         goto out;
     }
+    q.len = (int)mapped.len;
     if ((rc = words_open(db, &words)) != 0)
         goto out;
-    if (words.api.xTokenize(words.t, &q, FTS5_TOKENIZE_QUERY, str, q.len, on_qword) != SQLITE_OK)
+    if (words.api.xTokenize(words.t, &q, FTS5_TOKENIZE_QUERY, mapped.p ? mapped.p : "", q.len,
+                            on_qword) != SQLITE_OK)
         rc = STORAGE_E_NOMEM;
     tok_close(&words);
     if (rc)
@@ -608,6 +544,7 @@ out:
     free(cand.v);
     qwords_free(&q);
     matcher_free(&m);
+    buf_free(&mapped);
     return rc;
 }
 
@@ -684,22 +621,39 @@ static void termset_free(struct termset *ts)
 
 /* The header column of the word index: the five decoded fields from
  * column `first`, one a line, then the header block (column first + 5) as
- * stored. Indexing and forgetting a body must give the same text. */
+ * stored, in their casemapped form (mime_casemap) as every text the word
+ * index holds. Indexing and forgetting a body must give the same text. */
 static int head_text(sqlite3_stmt *st, int first, struct sbuf *out)
 {
-    out->len = 0;
-    if (sbuf_add(out, "", 0) != SQLITE_OK)
-        return STORAGE_E_NOMEM;
+    struct buf raw = {0}, mapped = {0};
+    int rc = 0;
+
     for (int i = first; i < first + 6; i++) {
         const char *s = i < first + 5 ? (const char *)sqlite3_column_text(st, i)
                                       : (const char *)sqlite3_column_blob(st, i);
         if (!s)
             continue;
-        if ((out->len && sbuf_add(out, "\n", 1) != SQLITE_OK) ||
-            sbuf_add(out, s, (size_t)sqlite3_column_bytes(st, i)) != SQLITE_OK)
-            return STORAGE_E_NOMEM;
+        if (raw.len)
+            buf_addc(&raw, '\n');
+        buf_add(&raw, s, (size_t)sqlite3_column_bytes(st, i));
     }
-    return 0;
+    mime_casemap(&mapped, raw.p ? raw.p : "", raw.len);
+    out->len = 0;
+    if (raw.oom || mapped.oom || sbuf_add(out, mapped.p ? mapped.p : "", mapped.len) != SQLITE_OK)
+        rc = STORAGE_E_NOMEM;
+    buf_free(&raw);
+    buf_free(&mapped);
+    return rc;
+}
+
+/* A body text in its casemapped form, for the word index; NULL for none. */
+static int body_words(const char *text, size_t n, struct buf *out)
+{
+    buf_reset(out);
+    if (!text)
+        return 0;
+    mime_casemap(out, text, n);
+    return out->oom || out->len > INT_MAX ? STORAGE_E_NOMEM : 0;
 }
 
 /* The words new to the index go into fts_terms and fts_grams. */
@@ -743,20 +697,21 @@ out:
 /* Indexes one waiting text (the row of st: body_id, subject, from_, to_,
  * cc, bcc, header, text). */
 static int index_one(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *words, sqlite3_stmt *text,
-                     struct tok *tok, struct termset *ts, struct sbuf *head, struct sbuf *z)
+                     struct tok *tok, struct termset *ts, struct sbuf *head, struct buf *bw,
+                     struct sbuf *z)
 {
     int64_t id = sqlite3_column_int64(st, 0);
     const char *body = (const char *)sqlite3_column_text(st, 7);
     size_t blen = (size_t)sqlite3_column_bytes(st, 7);
     int rc, s;
 
-    if ((rc = head_text(st, 1, head)) != 0)
+    if ((rc = head_text(st, 1, head)) != 0 || (rc = body_words(body, blen, bw)) != 0)
         return rc;
     sqlite3_reset(words);
     sqlite3_bind_int64(words, 1, id);
     sqlite3_bind_text(words, 2, head->p, (int)head->len, SQLITE_STATIC);
     if (body)
-        sqlite3_bind_text(words, 3, body, (int)blen, SQLITE_STATIC);
+        sqlite3_bind_text(words, 3, bw->p, (int)bw->len, SQLITE_STATIC);
     else
         sqlite3_bind_null(words, 3);
     if ((s = sqlite3_step(words)) != SQLITE_DONE)
@@ -786,8 +741,8 @@ static int index_one(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *words, sqlite3
     /* its words, for the words' index */
     if (tok->api.xTokenize(tok->t, ts, FTS5_TOKENIZE_DOCUMENT, head->p, (int)head->len, on_term) !=
             SQLITE_OK ||
-        (body && tok->api.xTokenize(tok->t, ts, FTS5_TOKENIZE_DOCUMENT, body, (int)blen, on_term) !=
-                     SQLITE_OK))
+        (body && tok->api.xTokenize(tok->t, ts, FTS5_TOKENIZE_DOCUMENT, bw->p, (int)bw->len,
+                                    on_term) != SQLITE_OK))
         return STORAGE_E_NOMEM;
     return 0;
 }
@@ -796,6 +751,7 @@ int fts_index_batch(sqlite3 *db, int64_t max, uint64_t until_ms, int64_t *last)
 {
     sqlite3_stmt *st = NULL, *words = NULL, *text = NULL;
     struct sbuf head = {0}, z = {0};
+    struct buf bw = {0};
     struct termset ts = {0};
     struct tok tok = {0};
     int rc, s = SQLITE_DONE;
@@ -813,7 +769,7 @@ int fts_index_batch(sqlite3 *db, int64_t max, uint64_t until_ms, int64_t *last)
         goto out;
     sqlite3_bind_int64(st, 1, max);
     while (rc == 0 && (s = sqlite3_step(st)) == SQLITE_ROW) {
-        rc = index_one(db, st, words, text, &tok, &ts, &head, &z);
+        rc = index_one(db, st, words, text, &tok, &ts, &head, &bw, &z);
         *last = sqlite3_column_int64(st, 0);
         if (until_ms && mono_ms() >= until_ms)
             break;
@@ -832,6 +788,7 @@ out:
     tok_close(&tok);
     termset_free(&ts);
     free(head.p);
+    buf_free(&bw);
     free(z.p);
     return rc;
 }
@@ -842,6 +799,7 @@ int fts_forget(sqlite3 *db, int64_t body_id)
 {
     struct matcher m = {0};
     struct sbuf head = {0};
+    struct buf bw = {0};
     sqlite3_stmt *st = NULL, *del = NULL;
     const char *text;
     size_t n;
@@ -859,6 +817,7 @@ int fts_forget(sqlite3 *db, int64_t body_id)
         goto out;
     }
     if ((rc = inflate_text(&m, st, 1, 2, &text, &n)) != 0 || (rc = head_text(st, 3, &head)) != 0 ||
+        (rc = body_words(text, n, &bw)) != 0 ||
         (rc = db_prepare(db,
                          "INSERT INTO fts_words(fts_words, rowid, head, body)"
                          " VALUES ('delete', ?, ?, ?)",
@@ -867,7 +826,7 @@ int fts_forget(sqlite3 *db, int64_t body_id)
     sqlite3_bind_int64(del, 1, body_id);
     sqlite3_bind_text(del, 2, head.p, (int)head.len, SQLITE_STATIC);
     if (text)
-        sqlite3_bind_text(del, 3, text, (int)n, SQLITE_STATIC);
+        sqlite3_bind_text(del, 3, bw.p, (int)bw.len, SQLITE_STATIC);
     else
         sqlite3_bind_null(del, 3);
     if ((rc = db_step_done(db, del)) == 0)
@@ -877,6 +836,7 @@ out:
     sqlite3_finalize(st);
     sqlite3_finalize(del);
     free(head.p);
+    buf_free(&bw);
     matcher_free(&m);
     return rc;
 }
@@ -892,11 +852,12 @@ int fts_migrate_4(sqlite3 *db)
 }
 
 /* Schema 5 indexed only the five decoded header fields, not the header
- * block: its texts (inflated here, SQL cannot) wait again, searchable by a
+ * block, and schemas 5 to 7 indexed the words as FTS5 folds them, not in
+ * their casemapped form: the texts (inflated here, SQL cannot) wait again, searchable by a
  * scan until the upkeep has indexed them anew, and the word index starts
  * empty (the words it had stay in fts_terms, which may hold more words than
  * the index). */
-int fts_migrate_5(sqlite3 *db)
+int fts_reindex_all(sqlite3 *db)
 {
     struct matcher m = {0};
     sqlite3_stmt *st = NULL, *ins = NULL;

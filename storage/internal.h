@@ -16,7 +16,7 @@
 /* 2: trigram full-text index; 3: headers kept; 4: fts_pending (texts wait
  * there until storage_fts_index moves them into the full-text index); 5: a
  * word index and the texts deflated in place of the trigram index (fts.c) */
-#define STORAGE_SCHEMA_VERSION 7
+#define STORAGE_SCHEMA_VERSION 8
 #define UIDVALIDITY_FILE "coffre-uidvalidity"
 
 struct storage_watch {
@@ -214,9 +214,9 @@ int fts_index_batch(sqlite3 *db, int64_t max, uint64_t until_ms, int64_t *last);
 int fts_forget(sqlite3 *db, int64_t body_id);
 /* Schema 4 to 5, inside a write transaction, before the schema is created. */
 int fts_migrate_4(sqlite3 *db);
-/* Schema 5 to 6, inside a write transaction: the indexed texts wait again,
- * to be indexed with the whole header. */
-int fts_migrate_5(sqlite3 *db);
+/* Schema 5 to 8, inside a write transaction: the indexed texts wait again,
+ * to be indexed anew (with the whole header, in casemapped form). */
+int fts_reindex_all(sqlite3 *db);
 
 /* names.c */
 /* Encodes a checked name into the Maildir++ directory name (".A.b%2Ec", ""

@@ -36,6 +36,20 @@ struct mime_summary {    /* all strings malloc'd NUL-terminated, freed by mime_s
 /* Length of the valid UTF-8 character at p[0..len), its code point in
  * *cp; 0 when the bytes there are not one (overlong, surrogate, cut). */
 size_t mime_utf8_char(const unsigned char *p, size_t len, uint32_t *cp);
+/* cp as UTF-8 into out (room for 4 bytes); the bytes written. */
+size_t mime_utf8_put(uint32_t cp, unsigned char *out);
+
+/* The i;unicode-casemap form (RFC 5051, mime_casemap.c): SEARCH matches and
+ * SORT orders these forms as octets. The most bytes one character maps to. */
+#define MIME_CASEMAP_MAX 128
+struct buf;
+/* The form of the character at p[0..len) into out (MIME_CASEMAP_MAX bytes,
+ * *outlen of them written); the bytes read (1 for an invalid byte, which
+ * maps to U+FFFD). */
+size_t mime_casemap_char(const unsigned char *p, size_t len, unsigned char *out, size_t *outlen);
+/* s[0..len) in its form appended to b; a copy, NULL when out of memory. */
+void mime_casemap(struct buf *b, const char *s, size_t len);
+char *mime_casemap_dup(const char *s, size_t len);
 
 /* 0, or -1 only on allocation failure (out is then zeroed). */
 int mime_parse(const char *msg, size_t len, struct mime_summary *out);

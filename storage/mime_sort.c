@@ -3,8 +3,8 @@
  * 2.1) and whether the subject marked a reply or forward, the mailbox
  * part and the display name of the first From/To/Cc address (read back
  * from the ENVELOPE string, whose address lists are already parsed), and
- * the References field. Keys are stored casemapped (i;ascii-casemap:
- * ASCII letters upper-cased), so that a SORT compares them as bytes. */
+ * the References field. Keys are stored in their i;unicode-casemap form
+ * (RFC 5051, mime_casemap.c), so that a SORT compares them as bytes. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,10 +125,9 @@ char *mime_base_subject(const char *subj, size_t len, int *refwd)
         }
         break;
     }
-    for (size_t i = 0; i < n - b; i++)
-        s[i] = upper(s[b + i]);
-    s[n - b] = '\0';
-    return s;
+    char *key = mime_casemap_dup(s + b, n - b);
+    free(s);
+    return key;
 }
 
 /* ---- the first address of an ENVELOPE address list ---- */
@@ -223,11 +222,10 @@ static int ep_skip(struct ep *e)
     return r;
 }
 
-static char *take_upper(struct buf *b)
+static char *take_casemapped(struct buf *b)
 {
-    char *s = buf_take(b);
-    for (char *p = s; p && *p; p++)
-        *p = upper(*p);
+    char *s = b->oom ? NULL : mime_casemap_dup(b->p ? b->p : "", b->len);
+    buf_free(b);
     return s;
 }
 
@@ -301,8 +299,8 @@ static int first_address(struct ep *e, char **mbox, char **disp)
                 buf_add(&d, f[3].p ? f[3].p : "", f[3].len);
             }
         }
-        *mbox = take_upper(&m);
-        *disp = take_upper(&d);
+        *mbox = take_casemapped(&m);
+        *disp = take_casemapped(&d);
         if (!*mbox || !*disp)
             rc = -2;
     }

@@ -9,14 +9,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <locale.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
-#include <wctype.h>
 
 #include "server/base/buf.h"
 #include "storage/mime.h"
@@ -114,82 +111,30 @@ static bool contains_ascii(const unsigned char *h, size_t hl, const unsigned cha
     return false;
 }
 
-static locale_t utf8_locale;
-static pthread_once_t utf8_once = PTHREAD_ONCE_INIT;
-
-static void utf8_locale_init(void)
-{
-    utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
-}
-
-/* The UTF-8 character at p[0..len) lower-cased (simple case folding of the
- * C.UTF-8 locale: "É" is "é", the Kelvin sign "k") into out[4]; a byte that
- * does not start a valid character is itself. Returns the bytes read, and
- * the bytes written in *outlen. */
-static size_t fold_char(const unsigned char *p, size_t len, unsigned char *out, size_t *outlen)
-{
-    uint32_t cp;
-    size_t n;
-
-    if (p[0] < 0x80) {
-        out[0] = fold_ascii(p[0]);
-        *outlen = 1;
-        return 1;
-    }
-    if ((n = mime_utf8_char(p, len, &cp)) == 0) {
-        out[0] = p[0];
-        *outlen = 1;
-        return 1;
-    }
-    if (utf8_locale)
-        cp = (uint32_t)towlower_l((wint_t)cp, utf8_locale);
-    if (cp < 0x80) {
-        out[0] = (unsigned char)cp, *outlen = 1;
-    } else if (cp < 0x800) {
-        out[0] = (unsigned char)(0xc0 | (cp >> 6));
-        out[1] = (unsigned char)(0x80 | (cp & 0x3f));
-        *outlen = 2;
-    } else if (cp < 0x10000) {
-        out[0] = (unsigned char)(0xe0 | (cp >> 12));
-        out[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-        out[2] = (unsigned char)(0x80 | (cp & 0x3f));
-        *outlen = 3;
-    } else {
-        out[0] = (unsigned char)(0xf0 | (cp >> 18));
-        out[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
-        out[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-        out[3] = (unsigned char)(0x80 | (cp & 0x3f));
-        *outlen = 4;
-    }
-    return n;
-}
-
-/* Case-insensitive substring over UTF-8: ASCII text against an ASCII
- * string folds bytes; otherwise the string is folded once and the text
+/* Case-insensitive substring over UTF-8, in the i;unicode-casemap
+ * comparator (RFC 5051, mime_casemap.c): ASCII text against an ASCII
+ * string folds bytes; otherwise the string is mapped once and the text
  * character by character as the matcher (Knuth-Morris-Pratt over the
- * folded bytes) reads it. Linear in the text and the string. Invalid
- * UTF-8 bytes match only themselves. */
+ * mapped bytes) reads it. Linear in the text and the string. */
 bool contains_ci(const char *hay, size_t hl, const char *needle, size_t nl)
 {
-    const unsigned char *h = (const unsigned char *)hay, *n = (const unsigned char *)needle;
-    unsigned char *fn, ch[4];
-    size_t *next, fl = 0, cl;
+    const unsigned char *h = (const unsigned char *)hay;
+    unsigned char ch[MIME_CASEMAP_MAX], *fn;
+    struct buf mapped = {0};
+    size_t *next, fl, cl;
     bool found = false;
 
     if (nl == 0)
         return true;
-    if (all_ascii(n, nl) && all_ascii(h, hl))
-        return nl <= hl && contains_ascii(h, hl, n, nl);
-    pthread_once(&utf8_once, utf8_locale_init);
-    /* a folded character is at most 4 bytes, and at most 4 per input byte */
-    if (!(fn = malloc(nl * 4)) || !(next = malloc(nl * 4 * sizeof(*next)))) {
-        free(fn);
-        return contains_ascii(h, hl, n, nl) && nl <= hl;
+    if (all_ascii((const unsigned char *)needle, nl) && all_ascii(h, hl))
+        return nl <= hl && contains_ascii(h, hl, (const unsigned char *)needle, nl);
+    mime_casemap(&mapped, needle, nl);
+    fl = mapped.len;
+    if (mapped.oom || !(next = malloc(fl * sizeof(*next)))) {
+        buf_free(&mapped);
+        return nl <= hl && contains_ascii(h, hl, (const unsigned char *)needle, nl);
     }
-    for (size_t i = 0; i < nl;) {
-        i += fold_char(n + i, nl - i, fn + fl, &cl);
-        fl += cl;
-    }
+    fn = (unsigned char *)mapped.p;
     next[0] = 0;
     for (size_t j = 1, k = 0; j < fl; j++) {
         while (k > 0 && fn[j] != fn[k])
@@ -199,7 +144,7 @@ bool contains_ci(const char *hay, size_t hl, const char *needle, size_t nl)
         next[j] = k;
     }
     for (size_t i = 0, k = 0; i < hl && !found;) {
-        i += fold_char(h + i, hl - i, ch, &cl);
+        i += mime_casemap_char(h + i, hl - i, ch, &cl);
         for (size_t c = 0; c < cl && !found; c++) {
             while (k > 0 && ch[c] != fn[k])
                 k = next[k - 1];
@@ -209,7 +154,7 @@ bool contains_ci(const char *hay, size_t hl, const char *needle, size_t nl)
         }
     }
     free(next);
-    free(fn);
+    buf_free(&mapped);
     return found;
 }
 

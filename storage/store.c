@@ -1048,7 +1048,7 @@ static void move_index_aside(struct storage_user *u, const char *why)
     unlink(from);
 }
 
-/* An index of schema 4, 5 or 6 is upgraded on open, in one transaction;
+/* An index of schema 4 to 7 is upgraded on open, in one transaction;
  * the texts of its full-text index wait for the upkeep meanwhile (fts.c).
  *   4: the trigram full-text index gives way to the word index;
  *   5: the word index takes the whole header block too (SEARCH TEXT covers
@@ -1062,8 +1062,8 @@ static int migrate(struct storage_user *u, int64_t from)
 
     if (rc == 0 && from == 4)
         rc = fts_migrate_4(u->wdb);
-    else if (rc == 0 && from == 5)
-        rc = fts_migrate_5(u->wdb);
+    else if (rc == 0 && from <= 7)
+        rc = fts_reindex_all(u->wdb);
     if (rc == 0)
         rc = sortkeys_migrate_6(u->wdb);
     if (rc == 0)
@@ -1076,7 +1076,7 @@ static int migrate(struct storage_user *u, int64_t from)
     if (rc == 0)
         log_info("storage: user %" PRId64 ": index schema %" PRId64 " upgraded to %d%s", u->id,
                  from, STORAGE_SCHEMA_VERSION,
-                 from < 6 ? "; full-text index updated in the background" : "");
+                 from < 8 ? "; full-text index updated in the background" : "");
     return rc;
 }
 

@@ -115,7 +115,7 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
     "IMAP4rev1 " lit "SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MULTIAPPEND MOVE UNSELECT BINARY "  \
     "CHILDREN ESEARCH SEARCHRES WITHIN "                                                           \
     "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST SORT SORT=DISPLAY "                        \
-    "THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS"
+    "THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS I18NLEVEL=1"
 #define CAPS_STATES(lit)                                                                           \
     {                                                                                              \
         CAPS_COMMON(lit), CAPS_COMMON(lit) " AUTH=PLAIN AUTH=LOGIN",                               \

@@ -512,6 +512,37 @@ static void expect_section(const char *msg, const char *sec, const char *want)
     }
 }
 
+/* i;unicode-casemap (RFC 5051): titlecase, then full decomposition. */
+static void test_casemap(void)
+{
+    static const struct {
+        const char *in, *out, *what;
+    } cases[] = {
+        {"abc XYZ 09!", "ABC XYZ 09!", "ASCII: upper case"},
+        {"caf\xc3\xa9", "CAFE\xcc\x81", "e acute: E and U+0301"},
+        {"\xc3\x89", "E\xcc\x81", "E acute likewise"},
+        {"\xc7\x86", "D\x7a\xcc\x8c", "dz caron: titlecase Dz caron, decomposed"},
+        {"\xe1\xba\x9b", "S\xcc\x87", "long s dot: titlecase S dot, decomposed"},
+        {"\xef\xac\x81", "fi", "fi ligature: no titlecase, small letters"},
+        {"\xc3\x9f", "\xc3\x9f", "sharp s: no simple titlecase"},
+        {"\xce\xb1\xcf\x82", "\xce\x91\xce\xa3", "alpha, final sigma"},
+        {"\xea\xb0\x80", "\xea\xb0\x80", "Hangul syllable kept whole"},
+        {"a\xff" "b", "A\xef\xbf\xbd" "B", "invalid byte: U+FFFD"},
+        {"\xe2\x84\xaa", "K", "Kelvin sign: K"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *got = mime_casemap_dup(cases[i].in, strlen(cases[i].in));
+        CHECK(got && strcmp(got, cases[i].out) == 0, cases[i].what);
+        free(got);
+    }
+    /* the longest decomposition (U+FDFA, 18 characters) fits one step */
+    unsigned char out[MIME_CASEMAP_MAX];
+    size_t ol = 0;
+    CHECK(mime_casemap_char((const unsigned char *)"\xef\xb7\xba", 3, out, &ol) == 3 &&
+              ol == 33,
+          "U+FDFA: 18 characters, 33 bytes");
+}
+
 static void test_sections(void)
 {
     const char *m = "Subject: s\r\n"
@@ -674,6 +705,7 @@ int main(int argc, char **argv)
     test_dates();
     test_header_fields();
     test_sections();
+    test_casemap();
     run_corpus(argv[1], &ncorpus);
     run_malformed(argv[2], &nmal);
     test_generated();
