@@ -219,6 +219,11 @@ class Catenate(ImapCase):
                      url('Partial', u1, uv, 'TEXT', '18')))
         new = int(self.appended_uid(self.c.last_tagged))
         self.assertEqual(self.body('Partial', new), b'34567' + msg[:4] + b'ij\r\n')
+        # a range past the end gives nothing (as FETCH BODY[]<o.l>)
+        self.c.ok('APPEND Partial CATENATE (URL "%s" URL "%s")'
+                  % (url('Partial', u1, uv, 'TEXT', '5000.3'), url('Partial', u1, uv, 'TEXT', '0.3')))
+        new = int(self.appended_uid(self.c.last_tagged))
+        self.assertEqual(self.body('Partial', new), b'012')
 
     def test_header_fields(self):
         """SECTION=HEADER.FIELDS (...) and .NOT, of the message and of a
@@ -458,6 +463,26 @@ class Catenate(ImapCase):
             c.close()
         self.assertAlive()
         self.assertEqual(self.count('Mid'), 1)
+
+    def test_quota(self):
+        """The parts count against the quota as a literal does: NO
+        [OVERQUOTA], nothing appended."""
+        if AGAINST_DOVECOT:
+            self.skipTest('the quota is set with coffrectl')
+        addr, pw = 'carol@example.org', 'a long enough passphrase'
+        rc, out, err = self.server.ctl('user', 'add', addr, '--password-stdin', '--quota', '10K',
+                                       input=pw + '\n')
+        self.assertEqual(rc, 0, err)
+        c = self.login(addr, pw)
+        c.ok('CREATE Q')
+        uv, uid = c.append('Q', make_message(1, body='q' * 3000 + '\r\n'))
+        u = 'URL "%s"' % url('Q', uid, uv)
+        st, t, _ = c.status_of('APPEND Q CATENATE (%s)' % ' '.join([u] * 4))
+        self.assertEqual(st, 'NO', t)
+        self.assertIn(b'[OVERQUOTA]', t)
+        self.assertEqual(count(c, 'Q'), 1)
+        c.ok('APPEND Q CATENATE (%s)' % u)
+        self.assertEqual(count(c, 'Q'), 2)
 
     def test_empty_text_part(self):
         msg = make_message(16)
