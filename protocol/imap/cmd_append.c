@@ -1,8 +1,8 @@
-/* APPEND with MULTIAPPEND (RFC 3502) and APPENDUID (RFC 4315). The message
- * literal is never assembled in memory: its bytes go, a chunk at a time,
- * into a storage draft on the thread pool while reading is paused. All
- * messages of one command are saved together at the end, or none: their
- * files are synced together, and they are linked and committed in one
+/* APPEND with MULTIAPPEND (RFC 3502), APPENDUID (RFC 4315) and CATENATE
+ * (RFC 4469). The message literal is never assembled in memory: its bytes
+ * go, a chunk at a time, into a storage draft on the thread pool while
+ * reading is paused. All messages of one command are saved together at
+ * the end, or none: their files are synced together, and they are linked and committed in one
  * index transaction (storage_save_many), so that a command of hundreds of
  * messages costs a few syncs, not three per message.
  *
@@ -10,9 +10,20 @@
  * whose announced size, with the messages of the command staged before
  * it, would pass the room left is refused before its "+" (a synchronizing
  * one) or read and dropped without a draft (LITERAL+), and each draft is
- * capped at that room while it is written (bare LFs grow it). */
+ * capped at that room while it is written (bare LFs grow it).
+ *
+ * CATENATE: each piece of command text between two literals is parsed
+ * into steps (open a message's draft, copy a URL's bytes into it, end it)
+ * and what ends it (a TEXT literal, a message literal, or the end of the
+ * command); the steps run one pool job each, then the literal is read
+ * into the draft as a message literal is. After an error (a bad URL, a
+ * message too big) the rest of the command is still parsed, its
+ * non-synchronizing literals read and dropped, and the NO comes at its
+ * end, or at once in place of the "+" of a synchronizing literal (RFC
+ * 4469 section 5). Nothing is saved unless every message is complete. */
 #include <ctype.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <strings.h>
 
@@ -32,6 +43,32 @@ enum ap_phase {
     AP_DATA,    /* literal bytes to read */
     AP_LINE,    /* the rest of the command line after a literal */
     AP_DISCARD, /* skipping literal bytes after an error */
+    AP_URL,     /* a URL sent as a literal (an astring may be one) */
+};
+
+/* Where the parse of the command text stands. */
+enum ap_ps {
+    PS_MSG,        /* a message's options and data come next */
+    PS_PART_FIRST, /* CATENATE's first part */
+    PS_PART,       /* SP and another part, or ")" */
+    PS_AFTER,      /* a message ended: another, or the end of the command */
+};
+
+/* What ends a piece of command text. */
+enum ap_tail {
+    TAIL_END,   /* the end of the command */
+    TAIL_PLAIN, /* a message literal */
+    TAIL_TEXT,  /* a CATENATE TEXT literal */
+    TAIL_URL,   /* a CATENATE URL as a literal */
+};
+
+/* A step of a CATENATE message, run as a pool job. */
+enum { OP_NEW, OP_URL, OP_END };
+struct ap_op {
+    int kind;
+    size_t msg; /* index in msgs */
+    const struct imap_url *url;
+    const char *text; /* the URL as written (BADURL) */
 };
 
 struct ap_msg {
@@ -60,14 +97,34 @@ struct imap_append {
     size_t nmsgs, capmsgs;
     char *chunk;
     size_t chunk_len;
+    /* CATENATE */
+    enum ap_ps ps;
+    unsigned nparts;   /* parts of the message being parsed */
+    struct ap_op *ops; /* steps parsed, not yet run */
+    size_t nops, opi, capops;
+    enum ap_tail tail; /* and what ends the piece they came from */
+    uint64_t tail_n;
+    bool tail_sync, tail_lit8;
+    bool looked_up;     /* the mailbox was found (mbox_id, uidvalidity) */
+    bool cat;           /* the literal being read is a TEXT part */
+    const char *badurl; /* the first URL that failed, and why */
+    const char *badwhy;
+    char *url; /* AP_URL: the literal read so far (arena) */
+    size_t url_len;
 };
 
 /* A job works on a detached copy of what it needs. */
 struct ap_job {
     struct imap_job j;
-    int kind;  /* 0 open, 1 write, 2 end, 3 save */
-    bool last; /* write: the message's last chunk, the draft is ended too */
-    bool open; /* write: the draft is opened first (a LITERAL+ message) */
+    int kind; /* 0 open, 1 write, 2 end, 3 save, 4 copy a URL's bytes */
+    bool op;  /* open or end: a CATENATE step */
+    /* what the work reads is the job's own: the session may go (and
+     * free its state) while the work runs */
+    char mbox_copy[STORAGE_MBOX_NAME_MAX + 1];
+    struct imap_url url; /* 4 */
+    const char *why;     /* 4: why the URL failed (BADURL) */
+    bool last;           /* write: the message's last chunk, the draft is ended too */
+    bool open;           /* write: the draft is opened first (a LITERAL+ message) */
     const char *mbox;
     int64_t mbox_id;
     uint64_t max;
@@ -80,6 +137,7 @@ struct ap_job {
     size_t chunk_len;
     struct ap_msg *msgs;
     size_t nmsgs;
+    size_t msg; /* a CATENATE step's message */
     int err;
     struct storage_mbox mb;
     uint32_t *uids;
@@ -105,6 +163,7 @@ static void ap_destroy(struct imap_append *ap)
         return;
     ap_free_msgs(ap);
     free(ap->chunk);
+    free(ap->ops);
     imap_arena_free(&ap->ar);
     free(ap);
 }
@@ -187,6 +246,110 @@ static int open_draft(struct ap_job *aj, struct storage_user *u)
     return 0;
 }
 
+/* URL-PARTIAL's range of a section of len bytes: *off and *len moved. */
+static void url_range(const struct imap_url *url, uint64_t *off, uint64_t *len)
+{
+    if (!url->partial)
+        return;
+    /* as FETCH BODY[]<o.l>: past the end is empty */
+    if (url->partial_off >= *len) {
+        *len = 0;
+        return;
+    }
+    *off += url->partial_off;
+    *len -= url->partial_off;
+    if (url->partial_len < *len)
+        *len = url->partial_len;
+}
+
+/* A URL's [part.]HEADER.FIELDS[.NOT] (names): the lines FETCH gives. */
+static void url_fields(struct ap_job *aj, struct storage_user *u, int64_t mbox)
+{
+    const struct imap_url *url = &aj->url;
+    const char *names[IMAP_URL_MAX_NAMES];
+    char part[sizeof(url->section)];
+    const char *p = url->names;
+    char *mem = NULL;
+    size_t memlen = 0;
+    uint64_t off = 0, len;
+
+    for (size_t i = 0; i < url->nnames; i++) {
+        names[i] = p;
+        p += strlen(p) + 1;
+    }
+    memcpy(part, url->section, url->part_len);
+    part[url->part_len] = '\0';
+    int err = storage_msg_header_fields(u, mbox, url->uid, part, names, url->nnames,
+                                        url->fields == 2, &mem, &memlen);
+    if (err == STORAGE_E_NOMSG || err == STORAGE_E_INVAL) {
+        aj->why = err == STORAGE_E_NOMSG ? "No such message." : "No such section.";
+        return;
+    }
+    if (err) {
+        aj->err = err;
+        return;
+    }
+    len = memlen;
+    url_range(url, &off, &len);
+    if (len)
+        aj->err = storage_draft_write(aj->draft, mem + off, (size_t)len);
+    free(mem);
+}
+
+/* Copies the bytes a URL names into the draft, as they are stored (RFC
+ * 4469 section 3: no decoding). A URL that names nothing here sets why. */
+static void url_copy(struct ap_job *aj, struct storage_user *u)
+{
+    const struct imap_url *url = &aj->url;
+    struct storage_mbox mb;
+    uint64_t off, len;
+    int fd = -1;
+    int err = storage_mbox_get(u, url->mbox, &mb);
+
+    if (err == STORAGE_E_NOMBOX || err == STORAGE_E_INVAL) {
+        aj->why = "No such mailbox.";
+        return;
+    }
+    if (err) {
+        aj->err = err;
+        return;
+    }
+    if (url->uidvalidity && url->uidvalidity != mb.uidvalidity) {
+        aj->why = "The mailbox has another UIDVALIDITY.";
+        return;
+    }
+    if (url->fields) {
+        url_fields(aj, u, mb.id);
+        return;
+    }
+    err = storage_msg_section(u, mb.id, url->uid, url->section, &fd, &off, &len);
+    if (err == STORAGE_E_NOMSG || err == STORAGE_E_INVAL) {
+        aj->why = err == STORAGE_E_NOMSG ? "No such message." : "No such section.";
+        return;
+    }
+    if (err) {
+        aj->err = err;
+        return;
+    }
+    url_range(url, &off, &len);
+    char *buf = len ? malloc(APPEND_CHUNK) : NULL;
+    if (len && !buf)
+        aj->err = STORAGE_E_NOMEM;
+    while (len && !aj->err) {
+        size_t want = len < APPEND_CHUNK ? (size_t)len : APPEND_CHUNK;
+        ssize_t got = pread(fd, buf, want, (off_t)off);
+        if (got <= 0) {
+            aj->err = STORAGE_E_TEMP; /* the file shrank under us or failed */
+            break;
+        }
+        aj->err = storage_draft_write(aj->draft, buf, (size_t)got);
+        off += (uint64_t)got;
+        len -= (uint64_t)got;
+    }
+    free(buf);
+    close(fd);
+}
+
 static void ap_work(struct imap_job *j)
 {
     struct ap_job *aj = (struct ap_job *)j;
@@ -231,6 +394,9 @@ static void ap_work(struct imap_job *j)
         }
         break;
     }
+    case 4:
+        url_copy(aj, j->u);
+        break;
     }
 }
 
@@ -264,6 +430,7 @@ static void ap_job_orphan(struct imap_session *s, struct imap_append *ap)
 }
 
 static void ap_done(struct imap_session *s, struct imap_job *j);
+static bool ap_run(struct imap_session *s);
 
 static void ap_start(struct imap_session *s, struct ap_job *aj)
 {
@@ -288,7 +455,10 @@ static void ap_open_draft(struct imap_session *s, bool lookup)
         return;
     }
     aj->kind = 0;
-    aj->mbox = lookup ? ap->mbox : NULL;
+    if (lookup) {
+        memcpy(aj->mbox_copy, ap->mbox, sizeof(aj->mbox_copy));
+        aj->mbox = aj->mbox_copy;
+    }
     aj->max = conn_conf(s->c)->max_message_size;
     aj->announced = ap->left;
     aj->staged = ap->staged;
@@ -323,6 +493,29 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
             storage_draft_free(aj->draft); /* cannot happen: abort clears jobs too */
         return;
     }
+    if (aj->kind == 0 && aj->mbox && !aj->err) {
+        ap->mbox_id = aj->mb.id;
+        ap->uidvalidity = aj->mb.uidvalidity;
+        ap->looked_up = true;
+    }
+    if (aj->op || aj->kind == 4) {
+        /* a CATENATE step: the next one, or what ends the piece */
+        if (aj->err && !ap->err)
+            ap->err = aj->err;
+        if (aj->kind == 4 && aj->why && !ap->badurl) {
+            ap->badurl = ap->ops[ap->opi - 1].text;
+            ap->badwhy = aj->why;
+        }
+        if (aj->kind == 0) {
+            ap->msgs[aj->msg].draft = aj->draft; /* NULL if it could not open */
+            aj->draft = NULL;
+        } else if (aj->kind == 2 && !aj->err) {
+            ap->staged += storage_draft_size(aj->draft);
+        }
+        if (ap_run(s))
+            imap_resume(s);
+        return;
+    }
     switch (aj->kind) {
     case 0:
         if (aj->err) {
@@ -335,10 +528,6 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
             }
             ap->phase = AP_DISCARD;
             break;
-        }
-        if (aj->mbox) {
-            ap->mbox_id = aj->mb.id;
-            ap->uidvalidity = aj->mb.uidvalidity;
         }
         ap->msgs[ap->nmsgs - 1].draft = aj->draft;
         aj->draft = NULL;
@@ -365,8 +554,10 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
             ap->phase = AP_DATA;
             break;
         }
-        /* the last chunk: the draft was ended with it */
-        ap->staged += storage_draft_size(ap->msgs[ap->nmsgs - 1].draft);
+        /* the last chunk: the draft was ended with it (a TEXT part's
+         * message goes on: it is ended by its step) */
+        if (!ap->cat)
+            ap->staged += storage_draft_size(ap->msgs[ap->nmsgs - 1].draft);
         ap->phase = AP_LINE;
         break;
     case 2:
@@ -415,22 +606,40 @@ static void ap_answer(struct imap_session *s)
     ap->msgs = NULL;
     ap->nmsgs = 0;
     bool nul = ap->nul;
+    struct buf url = {0};
+    const char *why = ap->badwhy;
+    if (ap->badurl) {
+        /* url-resp-text (RFC 4469 section 5, errata 2002): no "]", no
+         * controls; those are written %-encoded */
+        for (const unsigned char *p = (const unsigned char *)ap->badurl; *p; p++) {
+            if (*p == ']' || *p < 0x20 || *p >= 0x7f)
+                buf_printf(&url, "%%%02X", *p);
+            else
+                buf_add(&url, p, 1);
+        }
+        if (!url.len)
+            buf_str(&url, "/");
+    }
     ap_destroy(ap);
     if (what)
         imap_finish(s, "BAD", "%s", what);
+    else if (url.len && !url.oom)
+        imap_finish(s, "NO", "[BADURL %.*s] CATENATE: %s", (int)url.len, url.p, why);
+    else if (url.len)
+        imap_finish(s, "NO", "[BADURL /] CATENATE: %s", why);
     else if (nul && !err)
         imap_finish(s, "NO", "[UNKNOWN-CTE] Messages with NUL bytes are not stored here.");
     else if (err == STORAGE_E_NOMBOX)
         imap_finish(s, "NO", "[TRYCREATE] APPEND: no such mailbox.");
     else
         imap_finish_storage_err(s, err, "APPEND");
+    buf_free(&url);
 }
 
 /* ---- parsing ---- */
 
-/* Parses [SP flag-list] [SP date-time] SP literal-header up to end (the
- * position of "{"). Returns false on a syntax error. */
-static bool parse_msg_opts(struct imap_args *a, struct imap_append *ap, struct ap_msg *m)
+/* Parses SP [flag-list SP] [date-time SP]: a message's options. */
+static bool msg_opts(struct imap_args *a, struct imap_append *ap, struct ap_msg *m)
 {
     struct imap_flags fl;
     m->date = 0;
@@ -451,24 +660,152 @@ static bool parse_msg_opts(struct imap_args *a, struct imap_append *ap, struct a
         if (imap_args_sp(a) != IMAP_ARG_OK)
             return false;
     }
-    return imap_args_at_end(a);
+    return true;
+}
+
+/* Makes room for one more of n elements of size bytes in *arr (*cap of
+ * them allocated). */
+static bool grow(void *arr, size_t *cap, size_t n, size_t size)
+{
+    void **a = arr;
+    if (n < *cap)
+        return true;
+    size_t ncap = *cap ? *cap * 2 : 8;
+    void *p = realloc(*a, ncap * size);
+    if (!p)
+        return false;
+    *a = p;
+    *cap = ncap;
+    return true;
 }
 
 static struct ap_msg *new_msg(struct imap_append *ap)
 {
-    if (ap->nmsgs >= APPEND_MAX_MSGS)
+    if (ap->nmsgs >= APPEND_MAX_MSGS ||
+        !grow(&ap->msgs, &ap->capmsgs, ap->nmsgs, sizeof(*ap->msgs)))
         return NULL;
-    if (ap->nmsgs == ap->capmsgs) {
-        size_t ncap = ap->capmsgs ? ap->capmsgs * 2 : 4;
-        struct ap_msg *n = realloc(ap->msgs, ncap * sizeof(*n));
-        if (!n)
-            return NULL;
-        ap->msgs = n;
-        ap->capmsgs = ncap;
-    }
     struct ap_msg *m = &ap->msgs[ap->nmsgs++];
     memset(m, 0, sizeof(*m));
     return m;
+}
+
+static bool add_op(struct imap_append *ap, int kind, const struct imap_url *url, const char *text)
+{
+    if (!grow(&ap->ops, &ap->capops, ap->nops, sizeof(*ap->ops)))
+        return false;
+    ap->ops[ap->nops++] = (struct ap_op){kind, ap->nmsgs - 1, url, text};
+    return true;
+}
+
+/* The URL of a CATENATE part: parsed here, looked up by its step. */
+static const char *cat_url_add(struct imap_session *s, struct imap_append *ap, const char *u,
+                               size_t ul)
+{
+    struct imap_url *url = imap_arena_alloc(&ap->ar, sizeof(*url));
+    if (!url)
+        return "Out of memory.";
+    const char *why = ul > conn_conf(s->c)->imap_url_max_length
+                          ? "URL too long."
+                          : imap_url_parse(u, ul, s->user, conn_hostname(s->c), url);
+    if (why) {
+        if (!ap->badurl) {
+            ap->badurl = u;
+            ap->badwhy = why;
+        }
+        return NULL;
+    }
+    return add_op(ap, OP_URL, url, u) ? NULL : "Out of memory.";
+}
+
+static const char *cat_url(struct imap_session *s, struct imap_append *ap, struct imap_args *a)
+{
+    char *u;
+    size_t ul;
+    if (imap_args_astring_dup(a, &ap->ar, &u, &ul) != IMAP_ARG_OK)
+        return "Invalid CATENATE URL.";
+    return cat_url_add(s, ap, u, ul);
+}
+
+/* Parses a piece of the command text (after the mailbox, or what follows
+ * a literal) into steps, up to its end: a literal when lit, else the end
+ * of the command (ap->tail). NULL, or the syntax error met. Linear: each
+ * byte is read once. */
+static const char *parse_piece(struct imap_session *s, struct imap_append *ap, struct imap_args *a,
+                               bool lit)
+{
+    const char *w;
+    size_t wl;
+    struct ap_msg m, *mm;
+
+    for (;;) {
+        switch (ap->ps) {
+        case PS_AFTER:
+            if (imap_args_at_end(a)) {
+                if (lit)
+                    return "Invalid APPEND arguments.";
+                ap->tail = TAIL_END;
+                return NULL;
+            }
+            ap->ps = PS_MSG;
+            break;
+        case PS_MSG:
+            memset(&m, 0, sizeof(m));
+            if (!msg_opts(a, ap, &m))
+                return "Invalid APPEND arguments.";
+            if (imap_args_at_end(a)) {
+                if (!lit)
+                    return "Invalid APPEND arguments.";
+                if (!(mm = new_msg(ap)))
+                    return "Too many messages in one APPEND.";
+                *mm = m;
+                ap->tail = TAIL_PLAIN;
+                ap->ps = PS_AFTER;
+                return NULL;
+            }
+            if (imap_args_atom(a, &w, &wl) != IMAP_ARG_OK || !imap_word_is(w, wl, "CATENATE") ||
+                imap_args_sp(a) != IMAP_ARG_OK || !imap_args_eat(a, '('))
+                return "Invalid APPEND arguments.";
+            if (!(mm = new_msg(ap)))
+                return "Too many messages in one APPEND.";
+            *mm = m;
+            if (!add_op(ap, OP_NEW, NULL, NULL))
+                return "Out of memory.";
+            ap->nparts = 0;
+            ap->ps = PS_PART_FIRST;
+            break;
+        case PS_PART:
+            if (imap_args_eat(a, ')')) {
+                if (!add_op(ap, OP_END, NULL, NULL))
+                    return "Out of memory.";
+                ap->ps = PS_AFTER;
+                break;
+            }
+            if (imap_args_sp(a) != IMAP_ARG_OK)
+                return "Invalid CATENATE arguments.";
+            /* fall through */
+        case PS_PART_FIRST:
+            if (++ap->nparts > conn_conf(s->c)->imap_catenate_max_parts)
+                return "Too many CATENATE parts.";
+            if (imap_args_atom(a, &w, &wl) != IMAP_ARG_OK || imap_args_sp(a) != IMAP_ARG_OK)
+                return "Invalid CATENATE arguments.";
+            ap->ps = PS_PART;
+            if (imap_word_is(w, wl, "TEXT")) {
+                if (!lit || !imap_args_at_end(a))
+                    return "CATENATE's TEXT takes a literal.";
+                ap->tail = TAIL_TEXT;
+                return NULL;
+            }
+            if (!imap_word_is(w, wl, "URL"))
+                return "Invalid CATENATE arguments.";
+            if (lit && imap_args_at_end(a)) {
+                ap->tail = TAIL_URL; /* the URL is the literal */
+                return NULL;
+            }
+            if ((w = cat_url(s, ap, a)) != NULL)
+                return w;
+            break;
+        }
+    }
 }
 
 /* the "{" of a line ending in {N} or {N+}; *literal8 when "~" comes
@@ -482,21 +819,6 @@ static const char *literal_start(const char *p, size_t len, bool *literal8)
     return q > p ? q - 1 : NULL;
 }
 
-static bool too_big(struct imap_session *s, uint64_t n, bool sync)
-{
-    uint64_t max = conn_conf(s->c)->max_message_size;
-    if (n <= max)
-        return false;
-    if (!sync) {
-        imap_printf(s, "* BYE [TOOBIG] Message too large.\r\n");
-        imap_close(s);
-        return true;
-    }
-    imap_printf(s, "%s NO [TOOBIG] Message too large (at most %llu bytes).\r\n", s->tag,
-                (unsigned long long)max);
-    return true;
-}
-
 static bool ap_input(struct imap_session *s);
 
 static const struct imap_cont append_cont = {
@@ -504,9 +826,193 @@ static const struct imap_cont append_cont = {
     .abort = ap_abort,
 };
 
+static bool ap_failed(const struct imap_append *ap)
+{
+    return ap->err || ap->errwhat || ap->badurl;
+}
+
+/* After an error: the literal that ends the piece is refused in place of
+ * its "+", or read and dropped; the end of the command answers. */
+static void skip_tail(struct imap_session *s, struct imap_append *ap)
+{
+    if (ap->tail == TAIL_END || ap->tail_sync) {
+        ap_answer(s);
+        return;
+    }
+    ap->left = ap->tail_n;
+    ap->phase = AP_DISCARD;
+}
+
+/* A literal that ends a piece, n bytes alone over max_message_size: a
+ * synchronizing one is refused, a non-synchronizing one cannot be: BYE. */
+static bool tail_too_big(struct imap_session *s, struct imap_append *ap)
+{
+    if (ap->tail_n <= conn_conf(s->c)->max_message_size)
+        return false;
+    if (!ap->tail_sync) {
+        imap_printf(s, "* BYE [TOOBIG] Message too large.\r\n");
+        imap_cont_end(s);
+        drafts_drop(conn_loop(s->c), ap->msgs, ap->nmsgs);
+        ap->msgs = NULL;
+        ap->nmsgs = 0;
+        ap_destroy(ap);
+        imap_close(s);
+        return true;
+    }
+    ap->err = STORAGE_E_TOOBIG;
+    ap_answer(s);
+    return true;
+}
+
+/* Runs the next step parsed, or once they are all done, what ends the
+ * piece. False when the command ended (answered) here. */
+static bool ap_run(struct imap_session *s)
+{
+    struct imap_append *ap = s->cont_data;
+    const struct conf *cf = conn_conf(s->c);
+
+    if (!ap_failed(ap) && ap->opi < ap->nops) {
+        const struct ap_op *op = &ap->ops[ap->opi++];
+        struct ap_job *aj = calloc(1, sizeof(*aj));
+        if (!aj) {
+            ap->err = STORAGE_E_NOMEM;
+            return ap_run(s);
+        }
+        aj->op = true;
+        aj->msg = op->msg;
+        aj->draft = ap->msgs[op->msg].draft;
+        aj->max = cf->max_message_size;
+        switch (op->kind) {
+        case OP_NEW:
+            aj->kind = 0;
+            if (!ap->looked_up) {
+                memcpy(aj->mbox_copy, ap->mbox, sizeof(aj->mbox_copy));
+                aj->mbox = aj->mbox_copy;
+            }
+            aj->staged = ap->staged;
+            aj->nstaged = op->msg;
+            break;
+        case OP_URL:
+            aj->kind = 4;
+            aj->url = *op->url;
+            break;
+        default:
+            aj->kind = 2;
+            break;
+        }
+        ap_start(s, aj);
+        if (ap->phase != AP_JOB)
+            return ap_run(s); /* could not start: the error set answers */
+        return true;
+    }
+    ap->nops = ap->opi = 0;
+    if (ap_failed(ap)) {
+        skip_tail(s, ap);
+        return s->cont == &append_cont;
+    }
+    switch (ap->tail) {
+    case TAIL_END: {
+        struct ap_job *aj = calloc(1, sizeof(*aj));
+        uint32_t *uids = calloc(ap->nmsgs, sizeof(uint32_t));
+        if (!aj || !uids || ap->nul) {
+            free(aj);
+            free(uids);
+            if (!ap->nul)
+                ap->err = STORAGE_E_NOMEM;
+            ap_answer(s);
+            return false;
+        }
+        aj->kind = 3;
+        aj->mbox_id = ap->mbox_id;
+        aj->msgs = ap->msgs;
+        aj->nmsgs = ap->nmsgs;
+        aj->uids = uids;
+        ap->msgs = NULL;
+        ap->nmsgs = ap->capmsgs = 0;
+        ap_start(s, aj);
+        if (ap->phase != AP_JOB) {
+            /* could not start: the drafts went back with the job */
+            ap_answer(s);
+            return false;
+        }
+        return true;
+    }
+    case TAIL_PLAIN:
+        if (tail_too_big(s, ap))
+            return false;
+        ap->cat = false;
+        ap->left = ap->announced = ap->tail_n;
+        ap->sync = ap->tail_sync;
+        ap->literal8 = ap->tail_lit8;
+        if (!ap->sync && ap->left > 0 && ap->looked_up) {
+            /* no "+" to wait for: the draft is opened by the job that
+             * writes the first bytes, one trip to the pool fewer */
+            ap->phase = AP_DATA;
+            return true;
+        }
+        ap_open_draft(s, !ap->looked_up);
+        return s->cont == &append_cont;
+    case TAIL_URL:
+        if (ap->tail_lit8) {
+            ap->errwhat = "A URL is an astring, not a literal8.";
+            skip_tail(s, ap);
+            return s->cont == &append_cont;
+        }
+        if (ap->tail_n > cf->imap_url_max_length) {
+            ap->badurl = "/";
+            ap->badwhy = "URL too long.";
+            skip_tail(s, ap);
+            return s->cont == &append_cont;
+        }
+        ap->url = imap_arena_alloc(&ap->ar, (size_t)ap->tail_n + 1);
+        if (!ap->url) {
+            ap->err = STORAGE_E_NOMEM;
+            skip_tail(s, ap);
+            return s->cont == &append_cont;
+        }
+        ap->url_len = 0;
+        ap->left = ap->tail_n;
+        if (ap->tail_sync)
+            imap_printf(s, "+ Ready for literal data\r\n");
+        ap->phase = AP_URL;
+        return true;
+    case TAIL_TEXT: {
+        if (tail_too_big(s, ap))
+            return false;
+        const struct storage_draft *d = ap->msgs[ap->nmsgs - 1].draft;
+        if (!d || storage_draft_size(d) + ap->tail_n > cf->max_message_size) {
+            ap->err = d ? STORAGE_E_TOOBIG : STORAGE_E_TEMP;
+            skip_tail(s, ap);
+            return s->cont == &append_cont;
+        }
+        ap->cat = true;
+        ap->left = ap->tail_n;
+        ap->sync = ap->tail_sync;
+        ap->literal8 = ap->tail_lit8;
+        if (ap->sync)
+            imap_printf(s, "+ Ready for literal data\r\n");
+        ap->phase = ap->left ? AP_DATA : AP_LINE;
+        return true;
+    }
+    }
+    return true;
+}
+
+/* Takes over the command: tag, mailbox and the first piece of text
+ * parsed (the literal ending it announced when lit). */
+static void ap_begin(struct imap_session *s, struct imap_append *ap, const char *tag)
+{
+    if (tag)
+        snprintf(s->tag, sizeof(s->tag), "%s", tag);
+    imap_cont_start(s, &append_cont, ap);
+    if (!s->mu)
+        ap->err = STORAGE_E_TEMP;
+    ap_run(s);
+}
+
 /* The literal hook of APPEND's row: a line announcing a literal. When it
- * is the message literal of an APPEND, the command takes over from here
- * and streams it. */
+ * is a literal of APPEND's message data (a message, or a TEXT part), the
+ * command takes over from here and streams it. */
 bool imap_append_literal(struct imap_session *s, uint64_t n, bool sync)
 {
     const char *cmd = s->cmd.p, *lit;
@@ -530,90 +1036,60 @@ bool imap_append_literal(struct imap_session *s, uint64_t n, bool sync)
         return false;
     imap_args_init(&a, cmd + i + 7, (size_t)(lit - literal8 - (cmd + i + 7)),
                    conn_conf(s->c)->imap_max_nesting);
-    struct ap_msg m = {0};
+    ap->ps = PS_MSG;
     if (imap_args_sp(&a) != IMAP_ARG_OK ||
         imap_args_mailbox(&a, ap->mbox, sizeof(ap->mbox)) != IMAP_ARG_OK ||
-        !parse_msg_opts(&a, ap, &m)) {
+        parse_piece(s, ap, &a, true) != NULL) {
         ap_destroy(ap);
         return false; /* the literal is something else: read it as such */
     }
-    /* the message literal: from here on, APPEND streams it (the session
-     * drops the command assembled so far) */
-    snprintf(s->tag, sizeof(s->tag), "%s", tag);
-    if (too_big(s, n, sync)) {
-        ap_destroy(ap);
-        return true;
-    }
-    struct ap_msg *mm = new_msg(ap);
-    if (!mm) {
-        ap_destroy(ap);
-        imap_printf(s, "* BYE Out of memory.\r\n");
-        imap_close(s);
-        return true;
-    }
-    *mm = m;
-    ap->left = n;
-    ap->sync = sync;
-    ap->literal8 = literal8;
-    imap_cont_start(s, &append_cont, ap);
-    if (!s->mu) {
-        ap->err = STORAGE_E_TEMP;
-        if (sync) {
-            ap_answer(s);
-            return true;
-        }
-        ap->phase = AP_DISCARD;
-        return true;
-    }
-    ap_open_draft(s, true);
+    /* from here on, APPEND reads its input (the session drops the
+     * command assembled so far) */
+    ap->tail_n = n;
+    ap->tail_sync = sync;
+    ap->tail_lit8 = literal8;
+    ap_begin(s, ap, tag);
     return true;
 }
 
+/* An APPEND whose data holds no literal (CATENATE of URLs alone), or one
+ * the literal hook did not take (a syntax error). */
 void imap_cmd_append(struct imap_session *s, struct imap_args *a)
 {
-    imap_bad(s, "Usage: APPEND mailbox [(flags)] [\"date-time\"] {size}");
+    struct imap_append *ap = calloc(1, sizeof(*ap));
+    const char *why = NULL;
+    int r;
+
+    if (!ap) {
+        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+        return;
+    }
+    ap->ps = PS_MSG;
+    if ((r = imap_args_sp(a)) != IMAP_ARG_OK ||
+        (r = imap_args_mailbox(a, ap->mbox, sizeof(ap->mbox))) != IMAP_ARG_OK ||
+        (why = parse_piece(s, ap, a, false)) != NULL) {
+        ap_destroy(ap);
+        if (r != IMAP_ARG_OK)
+            imap_bad_arg(s, r, "APPEND mailbox [(flags)] [\"date-time\"] {size} | CATENATE (...)");
+        else
+            imap_bad(s, "%s", why);
+        return;
+    }
+    ap->tail = TAIL_END;
+    ap_begin(s, ap, NULL);
 }
 
 /* ---- input while an APPEND runs ---- */
 
+/* The text after a literal, up to the next literal or the end. */
 static void next_line(struct imap_session *s, const char *line, size_t len)
 {
     struct imap_append *ap = s->cont_data;
     uint64_t n = 0;
     bool sync = true;
 
-    if (len == 0) {
-        /* end of the command */
-        if (ap->err || ap->errwhat || ap->nul) {
-            ap_answer(s);
-            return;
-        }
-        struct ap_job *aj = calloc(1, sizeof(*aj));
-        uint32_t *uids = calloc(ap->nmsgs, sizeof(uint32_t));
-        if (!aj || !uids) {
-            free(aj);
-            free(uids);
-            ap->err = STORAGE_E_NOMEM;
-            ap_answer(s);
-            return;
-        }
-        aj->kind = 3;
-        aj->mbox_id = ap->mbox_id;
-        aj->msgs = ap->msgs;
-        aj->nmsgs = ap->nmsgs;
-        aj->uids = uids;
-        ap->msgs = NULL;
-        ap->nmsgs = ap->capmsgs = 0;
-        ap_start(s, aj);
-        if (ap->phase != AP_JOB) {
-            /* could not start: the drafts went back with the job */
-            ap_answer(s);
-        }
-        return;
-    }
-    /* another message (MULTIAPPEND): SP [flags] [date] literal */
     bool literal8 = false;
-    const char *lit = literal_start(line, len, &literal8);
+    const char *lit = len ? literal_start(line, len, &literal8) : NULL;
     size_t k = len;
     bool ok = lit && line[len - 1] == '}';
     if (ok) {
@@ -628,12 +1104,22 @@ static void next_line(struct imap_session *s, const char *line, size_t len)
         ok = ok && q == line + len - 1;
         k = (size_t)(lit - literal8 - line);
     }
+    if (ap->errwhat) {
+        /* the syntax went wrong: to the end of the command, dropping
+         * the non-synchronizing literals the client sends anyway */
+        if (ok && !sync) {
+            ap->left = n;
+            ap->phase = AP_DISCARD;
+            return;
+        }
+        ap_answer(s);
+        return;
+    }
     struct imap_args a;
-    struct ap_msg m = {0};
     imap_args_init(&a, line, k, conn_conf(s->c)->imap_max_nesting);
-    if (!ok || !parse_msg_opts(&a, ap, &m)) {
-        if (!ap->errwhat)
-            ap->errwhat = "Invalid APPEND arguments.";
+    const char *why = parse_piece(s, ap, &a, ok);
+    if (why) {
+        ap->errwhat = why;
         if (ok && !sync) {
             ap->left = n; /* swallow the literal the client sends anyway */
             ap->phase = AP_DISCARD;
@@ -642,51 +1128,13 @@ static void next_line(struct imap_session *s, const char *line, size_t len)
         ap_answer(s);
         return;
     }
-    if (!sync && n > IMAP_LITERAL_MINUS_MAX && !conn_conf(s->c)->imap_literal_plus && !ap->errwhat)
+    if (ok && !sync && n > IMAP_LITERAL_MINUS_MAX && !conn_conf(s->c)->imap_literal_plus)
         ap->errwhat = "[TOOBIG] Non-synchronizing literal over 4096 bytes (LITERAL-): send it "
                       "synchronizing.";
-    if (ap->err || ap->errwhat) {
-        if (sync) {
-            ap_answer(s);
-            return;
-        }
-        ap->left = n;
-        ap->phase = AP_DISCARD;
-        return;
-    }
-    if (n > conn_conf(s->c)->max_message_size) {
-        if (!sync) {
-            imap_printf(s, "* BYE [TOOBIG] Message too large.\r\n");
-            imap_close(s);
-            return;
-        }
-        ap->err = STORAGE_E_TOOBIG;
-        ap_answer(s);
-        return;
-    }
-    struct ap_msg *mm = new_msg(ap);
-    if (!mm) {
-        ap->errwhat = "Too many messages in one APPEND.";
-        if (!sync) {
-            ap->left = n;
-            ap->phase = AP_DISCARD;
-            return;
-        }
-        ap_answer(s);
-        return;
-    }
-    *mm = m;
-    ap->left = n;
-    ap->announced = n;
-    ap->sync = sync;
-    ap->literal8 = literal8;
-    if (!sync && n > 0) {
-        /* no "+" to wait for: the draft is opened by the job that writes
-         * the first bytes, one trip to the pool fewer per message */
-        ap->phase = AP_DATA;
-        return;
-    }
-    ap_open_draft(s, false);
+    ap->tail_n = n;
+    ap->tail_sync = sync;
+    ap->tail_lit8 = literal8;
+    ap_run(s);
 }
 
 /* Input while the APPEND runs (false: needs more input). */
@@ -709,6 +1157,20 @@ static bool ap_input(struct imap_session *s)
         if (!ap->left)
             ap->phase = AP_LINE;
         return n > 0 || !ap->left;
+    case AP_URL:
+        n = linebuf_take(&s->in, (size_t)ap->left, &p);
+        memcpy(ap->url + ap->url_len, p, n);
+        ap->url_len += n;
+        ap->left -= n;
+        if (ap->left)
+            return n > 0;
+        ap->phase = AP_LINE;
+        const char *why = memchr(ap->url, 0, ap->url_len)
+                              ? "NUL in a URL."
+                              : cat_url_add(s, ap, ap->url, ap->url_len);
+        if (why && !ap->errwhat)
+            ap->errwhat = why;
+        return true;
     case AP_DATA:
         if (!ap->chunk && !(ap->chunk = malloc(APPEND_CHUNK))) {
             ap->err = STORAGE_E_NOMEM;
@@ -733,7 +1195,7 @@ static bool ap_input(struct imap_session *s)
                 return true;
             }
             aj->kind = 1;
-            aj->last = ap->left == 0;
+            aj->last = ap->left == 0 && !ap->cat;
             aj->draft = ap->msgs[ap->nmsgs - 1].draft;
             if (!aj->draft) {
                 /* a LITERAL+ message: its draft is opened with its first bytes */

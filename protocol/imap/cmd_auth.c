@@ -92,6 +92,8 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
             break;
         }
         conn_set_user(s->c, acct->address);
+        free(s->user);
+        s->user = strdup(acct->address);
         log_info("conn=%llu imap login user=%s", (unsigned long long)conn_info(s->c)->id,
                  acct->address);
         if (!conn_loop(s->c)) {

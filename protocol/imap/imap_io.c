@@ -112,7 +112,8 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
  * LITERAL+ or LITERAL- on imap_literal_plus (RFC 7888 section 5: a server
  * does not advertise both). */
 #define CAPS_COMMON(lit)                                                                           \
-    "IMAP4rev1 " lit "SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MULTIAPPEND MOVE UNSELECT BINARY "  \
+    "IMAP4rev1 " lit "SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MULTIAPPEND CATENATE URL-PARTIAL "  \
+    "MOVE UNSELECT BINARY "                                                                        \
     "CHILDREN ESEARCH SEARCHRES WITHIN "                                                           \
     "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST SORT SORT=DISPLAY "                        \
     "THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS I18NLEVEL=1"

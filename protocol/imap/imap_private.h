@@ -391,6 +391,7 @@ struct imap_session {
     struct mailuser_listener listener;
     struct imap_sel *sel;
     uint64_t quota_bytes; /* the account's quota, 0 = none (login ALERT) */
+    char *user;           /* the login's address, once logged in (CATENATE's URLs) */
 
     uint64_t rate_sec;
     unsigned rate_n;
@@ -623,6 +624,30 @@ void imap_session_close(struct conn *c);
 
 /* APPEND streams its message literal (the literal hook of its row). */
 bool imap_append_literal(struct imap_session *s, uint64_t n, bool sync);
+
+/* An IMAP URL (RFC 5092) of a message or a part of one in the user's
+ * own mailboxes, as CATENATE (RFC 4469) takes it (imap_url.c). */
+#define IMAP_URL_MAX_NAMES 32
+#define IMAP_URL_NAME_MAX 200
+struct imap_url {
+    char mbox[STORAGE_MBOX_NAME_MAX + 1]; /* UTF-8 */
+    uint32_t uidvalidity;                 /* 0: not given */
+    uint32_t uid;
+    char section[256]; /* "" the whole message, else as FETCH BODY[] */
+    /* HEADER.FIELDS (1) or HEADER.FIELDS.NOT (2): the part before it is
+     * section[0..part_len), the names NUL-separated */
+    int fields;
+    size_t part_len;
+    char names[256];
+    size_t nnames;
+    bool partial;                      /* URL-PARTIAL (RFC 5550 section 4) */
+    uint64_t partial_off, partial_len; /* partial_len UINT64_MAX: to the end */
+};
+/* Parses url[0..len), relative to the server ("/mailbox;UIDVALIDITY=n/
+ * ;UID=n...") or absolute ("imap://user@host/...", user and host those
+ * of the session: any other is refused). NULL, or why it is refused. */
+const char *imap_url_parse(const char *url, size_t len, const char *user, const char *host,
+                           struct imap_url *out);
 
 /* The per user+address session count (login/close). */
 bool imap_userip_add(struct imap_session *s);

@@ -924,6 +924,7 @@ void imap_session_close(struct conn *c)
         mailuser_release(s->mu);
     imap_userip_del(s);
     free(s->tagline);
+    free(s->user);
     linebuf_free(&s->in);
     cmd_reset(s);
     free(s);

@@ -99,6 +99,8 @@ struct conf {
     uint64_t max_literal_size;                 /* literals other than APPEND's message */
     bool imap_literal_plus;                    /* LITERAL+ (else LITERAL- alone, RFC 7888) */
     unsigned imap_max_nesting;                 /* parenthesized list / search key depth */
+    unsigned imap_catenate_max_parts;          /* TEXT and URL parts of one CATENATE */
+    unsigned imap_url_max_length;              /* bytes of one CATENATE URL */
     unsigned imap_max_connections_per_user_ip; /* sessions of one account from one address */
     unsigned imap_max_commands_per_second;     /* beyond it the session is slowed down */
     unsigned imap_max_pending_updates;         /* queued EXISTS/EXPUNGE UIDs before a full resync */
