@@ -572,18 +572,26 @@ static void search_answer(struct imap_session *s, const struct storage_uidlist *
     buf_str(b, "\r\n");
 }
 
-/* A SEARCH with SAVE answered NO leaves "$" empty (RFC 5182 2.1); a BAD
- * one leaves it as it was. */
-static void save_failed(struct imap_session *s, unsigned opts)
+/* A SEARCH or SORT with SAVE answered NO leaves "$" empty (RFC 5182
+ * 2.1); a BAD one leaves it as it was. */
+void imap_search_save_failed(struct imap_session *s, unsigned opts)
 {
     if ((opts & IMAP_SR_SAVE) && s->sel)
         imap_sel_save(s->sel, NULL, 0);
 }
 
-/* What SAVE keeps of the ascending UIDs found: all of them, or only the
- * lowest and highest when MIN and MAX were the only other options (RFC
- * 5182 2.4). */
-static int save_result(struct imap_sel *sel, unsigned opts, const uint32_t *v, size_t n)
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* What SAVE keeps of the UIDs found (ascending, or in sort order for
+ * SORT): all of them, or only the first and last when MIN and MAX were the
+ * only other options (RFC 5182 2.4; for SORT the first and last in sort
+ * order, as MIN and MAX are, RFC 5267 3). */
+static int save_result(struct imap_sel *sel, unsigned opts, const uint32_t *v, size_t n,
+                       bool sorted)
 {
     if (n && !(opts & (IMAP_SR_ALL | IMAP_SR_COUNT)) && (opts & (IMAP_SR_MIN | IMAP_SR_MAX))) {
         uint32_t ends[2];
@@ -592,19 +600,58 @@ static int save_result(struct imap_sel *sel, unsigned opts, const uint32_t *v, s
             ends[k++] = v[0];
         if ((opts & IMAP_SR_MAX) && (!k || v[n - 1] != v[0]))
             ends[k++] = v[n - 1];
+        if (k == 2 && ends[0] > ends[1]) {
+            uint32_t t = ends[0];
+            ends[0] = ends[1];
+            ends[1] = t;
+        }
         return imap_sel_save(sel, ends, k);
     }
+    if (sorted && n > 1) {
+        /* "$" is a set: the sort order is not kept */
+        uint32_t *asc = malloc(n * sizeof(*asc));
+        int r;
+        if (!asc)
+            return -1;
+        memcpy(asc, v, n * sizeof(*asc));
+        qsort(asc, n, sizeof(*asc), cmp_u32);
+        r = imap_sel_save(sel, asc, n);
+        free(asc);
+        return r;
+    }
     return imap_sel_save(sel, v, n);
+}
+
+int imap_esearch_result(struct imap_session *s, unsigned opts, uint32_t *v, size_t nv, bool sorted)
+{
+    size_t n = 0;
+
+    /* the messages this session knows; a count, never a list of strings,
+     * unless ALL asked for one */
+    for (size_t i = 0; i < nv && s->sel; i++) {
+        uint32_t seq = imap_sel_seq(s->sel, v[i]);
+        if (seq) /* else not announced to this session yet */
+            v[n++] = s->uid_cmd || (opts & IMAP_SR_SAVE) ? v[i] : seq;
+    }
+    if (opts & IMAP_SR_SAVE) {
+        if (!s->sel || save_result(s->sel, opts, v, n, sorted) < 0) {
+            imap_search_save_failed(s, opts);
+            return -1;
+        }
+        for (size_t i = 0; i < n && !s->uid_cmd; i++)
+            v[i] = imap_sel_seq(s->sel, v[i]);
+    }
+    if (opts & (IMAP_SR_MIN | IMAP_SR_MAX | IMAP_SR_ALL | IMAP_SR_COUNT))
+        imap_esearch_answer(s, opts, v, n);
+    return 0;
 }
 
 static void search_done(struct imap_session *s, struct imap_job *j)
 {
     struct search_job *sj = (struct search_job *)j;
-    uint32_t *v = sj->res.uids;
-    size_t n = 0;
 
     if (sj->err || sj->badcharset)
-        save_failed(s, sj->opts);
+        imap_search_save_failed(s, sj->opts);
     if (sj->badcharset) {
         /* RFC 3501 6.4.4: NO, not BAD, with the charsets known */
         imap_finish(s, "NO", "[BADCHARSET %s] Unsupported charset.", imap_charsets);
@@ -623,24 +670,10 @@ static void search_done(struct imap_session *s, struct imap_job *j)
         imap_finish(s, "OK", "%sSEARCH completed.", s->uid_cmd ? "UID " : "");
         return;
     }
-    /* the messages this session knows, ascending; a count, never a list
-     * of strings, unless ALL asked for one */
-    for (size_t i = 0; i < sj->res.n && s->sel; i++) {
-        uint32_t seq = imap_sel_seq(s->sel, v[i]);
-        if (seq) /* else not announced to this session yet */
-            v[n++] = s->uid_cmd || (sj->opts & IMAP_SR_SAVE) ? v[i] : seq;
+    if (imap_esearch_result(s, sj->opts, sj->res.uids, sj->res.n, false) < 0) {
+        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+        return;
     }
-    if (sj->opts & IMAP_SR_SAVE) {
-        if (!s->sel || save_result(s->sel, sj->opts, v, n) < 0) {
-            save_failed(s, sj->opts);
-            imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
-            return;
-        }
-        for (size_t i = 0; i < n && !s->uid_cmd; i++)
-            v[i] = imap_sel_seq(s->sel, v[i]);
-    }
-    if (sj->opts & (IMAP_SR_MIN | IMAP_SR_MAX | IMAP_SR_ALL | IMAP_SR_COUNT))
-        imap_esearch_answer(s, sj->opts, v, n);
     imap_finish(s, "OK", "%sSEARCH completed.", s->uid_cmd ? "UID " : "");
 }
 
@@ -687,7 +720,7 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
         if (r == -1) {
             imap_bad(s, "Invalid message sequence number.");
         } else {
-            save_failed(s, sj->opts);
+            imap_search_save_failed(s, sj->opts);
             imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
         }
         return;

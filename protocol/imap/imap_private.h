@@ -194,6 +194,7 @@ struct imap_sort_spec {
     size_t n;                      /* SORT */
     enum storage_thread_algo algo; /* THREAD */
     struct storage_search *q;      /* the search keys (arena), as imap_search_parse */
+    unsigned opts;                 /* SORT RETURN (...) (RFC 5267 ESORT): IMAP_SR_* */
     char charset[64];              /* a charset other than UTF-8 and US-ASCII, or "" */
 };
 /* What follows "SORT" (thread false) or "THREAD" (thread true): criteria
@@ -581,6 +582,15 @@ int imap_search_resolve(struct imap_session *s, struct storage_search *q, struct
  * the ascending v[0..n) (sequence numbers, or UIDs for a UID command), as
  * opts (IMAP_SR_*) asks; nothing but the count when n is 0 (RFC 4731). */
 void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *v, size_t n);
+/* The answer to SEARCH or SORT with RETURN: of the UIDs v[0..nv) found
+ * (ascending, or in sort order when sorted), keeps those this session
+ * knows (v is rewritten), saves "$" when opts has IMAP_SR_SAVE and writes
+ * the ESEARCH answer when opts asks for one (MIN and MAX are then the
+ * first and last in sort order, ALL is in sort order: RFC 5267 3). 0, or
+ * -1 out of memory ("$" then empty). */
+int imap_esearch_result(struct imap_session *s, unsigned opts, uint32_t *v, size_t nv, bool sorted);
+/* A SEARCH or SORT with SAVE in opts answered NO: "$" becomes empty. */
+void imap_search_save_failed(struct imap_session *s, unsigned opts);
 
 /* ---- commands ---- */
 

@@ -269,7 +269,7 @@ class Normalizer:
         if re.search(r'\b(FROM|TO|CC|BCC|DISPLAYFROM|DISPLAYTO)\b', t):
             # Dovecot's MISSING_DOMAIN placeholders
             drop |= self.placeholders
-        if re.match(r'(UID )?SORT \(.*\b(SUBJECT|FROM|TO|CC|DISPLAYFROM|DISPLAYTO)\b', t):
+        if re.match(r'(UID )?SORT (RETURN \([^)]*\) )?\(.*\b(SUBJECT|FROM|TO|CC|DISPLAYFROM|DISPLAYTO)\b', t):
             # SORT's comparator on strings beyond ASCII
             drop |= self.nonascii
         return drop
@@ -314,6 +314,21 @@ class Normalizer:
         nums = [int(x) for x in resp.split()[2:]]
         return ('SORT', tuple(x for x in nums if x not in drop))
 
+    def esort(self, text, resp):
+        """RFC 5267 ESORT: an ESEARCH answer whose ALL is in sort order
+        and whose MIN and MAX are the first and last in it."""
+        kind, items = self.esearch(text, resp)
+        out = dict(items)
+        drop = self.disputed(text)
+        m = re.search(rb' ALL ([0-9:,]+)', resp)
+        out.pop('ALL', None)
+        if m:
+            nums = tuple(x for x in imap_util.parse_seqset(m.group(1).decode())
+                         if x not in drop)
+            if nums:
+                out['ALL'] = nums
+        return ('ESORT', tuple(sorted(out.items())))
+
     def list(self, resp):
         kind, attrs, sep, name = norm_list(resp)
         # \Marked and \UnMarked are optional (RFC 3501 7.2.2)
@@ -339,6 +354,8 @@ class Normalizer:
                 out.append(self.esearch(text, r))
             elif kind == 'SORT' and r.startswith(b'* SORT'):
                 out.append(self.sort(text, r))
+            elif kind == 'ESORT' and r.startswith(b'* ESEARCH'):
+                out.append(self.esort(text, r))
             elif kind == 'THREAD' and r.startswith(b'* THREAD'):
                 out.append(('THREAD', r[len(b'* THREAD'):].strip()))
         if kind == 'LIST':
@@ -392,8 +409,9 @@ def quoted(s):
 
 
 class Gen:
-    def __init__(self, rng, count, caps=()):
+    def __init__(self, rng, count, caps=(), esort_rng=None):
         self.r = rng
+        self.re = esort_rng or random.Random(0)
         self.n = count      # messages in the mailbox
         self.caps = set(caps)   # extensions both servers announce
         self.dated = set()      # UIDs of the messages with a usable Date:
@@ -524,7 +542,14 @@ class Gen:
         # under it (imap-differences.md)
         prog = ' '.join(r.sample(keys, 1))
         uid = r.random() < 0.3
-        return 'SORT', '%sSORT (%s) UTF-8 %s' % ('UID ' if uid else '', prog, self.criteria())
+        crit = self.criteria()
+        if 'ESORT' in self.caps and self.re.random() < 0.4:
+            # RFC 5267 ESORT, drawn from a generator of its own so that the
+            # other commands stay those of the same seed
+            opts = self.re.sample(['MIN', 'MAX', 'ALL', 'COUNT'], self.re.randint(0, 4))
+            return 'ESORT', '%sSORT RETURN (%s) (%s) UTF-8 %s' % (
+                'UID ' if uid else '', ' '.join(opts), prog, crit)
+        return 'SORT', '%sSORT (%s) UTF-8 %s' % ('UID ' if uid else '', prog, crit)
 
     def thread(self):
         """RFC 5256 THREAD, over the messages whose sent date both servers
@@ -592,7 +617,7 @@ class Gen:
         return self.status()
 
 
-EXTENSIONS = {'ESEARCH', 'SORT', 'SORT=DISPLAY', 'THREAD=REFERENCES', 'THREAD=ORDEREDSUBJECT',
+EXTENSIONS = {'ESEARCH', 'SORT', 'ESORT', 'SORT=DISPLAY', 'THREAD=REFERENCES', 'THREAD=ORDEREDSUBJECT',
               'THREAD=REFS'}
 
 
@@ -710,7 +735,7 @@ class Differential(unittest.TestCase):
         caps = capabilities(cc) & capabilities(dc)
         sys.stderr.write('extensions both servers announce: %s\n'
                          % (' '.join(sorted(caps & EXTENSIONS)) or '-'))
-        gen = Gen(random.Random(SEED + 1), len(msgs), caps)
+        gen = Gen(random.Random(SEED + 1), len(msgs), caps, random.Random(SEED + 2))
         # THREAD over the messages whose dates and base subjects both
         # servers read alike (imap-differences.md)
         gen.dated = set(range(1, len(msgs) + 1)) - norm.undated - nonascii
