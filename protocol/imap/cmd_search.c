@@ -1,12 +1,12 @@
 /* SEARCH and UID SEARCH: the RFC 3501 search-key parser (it reads only
  * its input and, for OLDER/YOUNGER, the clock; the fuzz target calls it
  * directly) producing a storage_search tree, the RETURN options of
- * ESEARCH (RFC 4731) and SEARCHRES (RFC 5182), the mapping of sequence
- * sets, "$" and \Recent to UIDs for this session, the search itself on the
- * thread pool (TEXT/BODY through the full-text index) and its answers,
- * SEARCH or ESEARCH, and the saving of "$". Dates are calendar days in
- * UTC; OLDER and YOUNGER (RFC 5032) count seconds back from the time the
- * command is read. */
+ * ESEARCH (RFC 4731), SEARCHRES (RFC 5182) and PARTIAL (RFC 9394), the
+ * mapping of sequence sets, "$" and \Recent to UIDs for this session, the
+ * search itself on the thread pool (TEXT/BODY through the full-text index)
+ * and its answers, SEARCH or ESEARCH, and the saving of "$". Dates are
+ * calendar days in UTC; OLDER and YOUNGER (RFC 5032) count seconds back
+ * from the time the command is read. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -439,16 +439,66 @@ int imap_search_resolve(struct imap_session *s, struct storage_search *n, struct
     return 0;
 }
 
-int imap_search_return(struct imap_args *a, unsigned *opts)
+/* nz-number: 1 to 4294967295 */
+static bool nz_number(const char **p, const char *end, uint32_t *out)
+{
+    uint64_t v = 0;
+    const char *q = *p;
+    if (q == end || *q < '1' || *q > '9')
+        return false;
+    for (; q < end && *q >= '0' && *q <= '9'; q++)
+        if ((v = v * 10 + (uint64_t)(*q - '0')) > UINT32_MAX)
+            return false;
+    *out = (uint32_t)v;
+    *p = q;
+    return true;
+}
+
+int imap_args_partial(struct imap_args *a, struct imap_partial *out)
+{
+    const char *w, *end;
+    size_t n;
+    bool neg;
+
+    if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK)
+        return IMAP_ARG_BAD;
+    end = w + n;
+    neg = *w == '-';
+    w += neg;
+    if (!nz_number(&w, end, &out->a) || w == end || *w++ != ':')
+        return IMAP_ARG_BAD;
+    if (neg && (w == end || *w++ != '-'))
+        return IMAP_ARG_BAD;
+    if (!nz_number(&w, end, &out->b) || w != end)
+        return IMAP_ARG_BAD;
+    out->last = neg;
+    out->lo = out->a < out->b ? out->a : out->b; /* 500:400 is 400:500 */
+    out->hi = out->a < out->b ? out->b : out->a;
+    return IMAP_ARG_OK;
+}
+
+void imap_partial_window(const struct imap_partial *p, size_t n, size_t *from, size_t *to)
+{
+    *from = *to = 0;
+    if (p->lo > n)
+        return; /* the whole range beyond the result */
+    if (!p->last) {
+        *from = p->lo - 1;
+        *to = p->hi < n ? p->hi : n;
+    } else {
+        /* -1 is the last result: -lo..-hi are [n - hi, n - lo] */
+        *to = n - p->lo + 1;
+        *from = p->hi < n ? n - p->hi : 0;
+    }
+}
+
+int imap_search_return(struct imap_args *a, unsigned *opts, struct imap_partial *part)
 {
     static const struct {
         const char *name;
         unsigned bit;
-    } ret_opts[] = {{"MIN", IMAP_SR_MIN},
-                    {"MAX", IMAP_SR_MAX},
-                    {"ALL", IMAP_SR_ALL},
-                    {"COUNT", IMAP_SR_COUNT},
-                    {"SAVE", IMAP_SR_SAVE}};
+    } ret_opts[] = {{"MIN", IMAP_SR_MIN},     {"MAX", IMAP_SR_MAX},   {"ALL", IMAP_SR_ALL},
+                    {"COUNT", IMAP_SR_COUNT}, {"SAVE", IMAP_SR_SAVE}, {"PARTIAL", IMAP_SR_PARTIAL}};
     const char *start = a->p, *w;
     size_t n;
 
@@ -470,16 +520,46 @@ int imap_search_return(struct imap_args *a, unsigned *opts)
                 break;
         if (i == sizeof(ret_opts) / sizeof(ret_opts[0]))
             return IMAP_ARG_BAD; /* an option we do not offer */
+        if (ret_opts[i].bit == IMAP_SR_PARTIAL) {
+            /* one PARTIAL, with its range */
+            if (!part || (*opts & IMAP_SR_PARTIAL) || imap_args_sp(a) != IMAP_ARG_OK ||
+                imap_args_partial(a, part) != IMAP_ARG_OK)
+                return IMAP_ARG_BAD;
+        }
         *opts |= ret_opts[i].bit | IMAP_SR_RETURN;
     }
     if (imap_args_close(a) != IMAP_ARG_OK)
+        return IMAP_ARG_BAD;
+    /* RFC 9394 3.1: one PARTIAL or one ALL, not both */
+    if ((*opts & IMAP_SR_PARTIAL) && (*opts & IMAP_SR_ALL))
         return IMAP_ARG_BAD;
     /* RETURN () is RETURN (ALL) */
     *opts |= *opts ? 0 : IMAP_SR_ALL | IMAP_SR_RETURN;
     return imap_args_sp(a) == IMAP_ARG_OK ? IMAP_ARG_OK : IMAP_ARG_BAD;
 }
 
-void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *v, size_t n)
+/* v[0..n) as a sequence set in the order given, runs ascending by one as
+ * ranges; written in pieces so that a long one is never held whole */
+static struct buf *write_set(struct imap_session *s, struct buf *b, const uint32_t *v, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t k = i + 1;
+        while (k < n && v[k] == v[k - 1] + 1)
+            k++;
+        imap_buf_uids(b, v + i, k - i);
+        if (k < n)
+            buf_addc(b, ',');
+        i = k;
+        if (b->len >= 64 * 1024) {
+            imap_flush(s);
+            b = imap_outbuf(s);
+        }
+    }
+    return b;
+}
+
+void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *v, size_t n,
+                         const struct imap_partial *part)
 {
     struct buf *b = imap_outbuf(s);
 
@@ -497,22 +577,19 @@ void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *
         buf_addu(b, v[n - 1]);
     }
     if (n && (opts & IMAP_SR_ALL)) {
-        /* a sequence set, runs as ranges; written in pieces so that a
-         * long one is never held whole */
         buf_str(b, " ALL ");
-        for (size_t i = 0; i < n;) {
-            size_t k = i + 1;
-            while (k < n && v[k] == v[k - 1] + 1)
-                k++;
-            imap_buf_uids(b, v + i, k - i);
-            if (k < n)
-                buf_addc(b, ',');
-            i = k;
-            if (b->len >= 64 * 1024) {
-                imap_flush(s);
-                b = imap_outbuf(s);
-            }
-        }
+        b = write_set(s, b, v, n);
+    }
+    if ((opts & IMAP_SR_PARTIAL) && part) {
+        size_t from, to;
+        imap_partial_window(part, n, &from, &to);
+        buf_printf(b, " PARTIAL (%s%u:%s%u ", part->last ? "-" : "", part->a, part->last ? "-" : "",
+                   part->b);
+        if (from == to)
+            buf_str(b, "NIL");
+        else
+            b = write_set(s, b, v + from, to - from);
+        buf_addc(b, ')');
     }
     if (opts & IMAP_SR_COUNT) {
         buf_str(b, " COUNT ");
@@ -526,6 +603,7 @@ struct search_job {
     struct imap_arena ar;
     int64_t mbox;
     unsigned opts; /* IMAP_SR_* */
+    struct imap_partial partial;
     struct storage_search *q;
     char charset[64]; /* SEARCH CHARSET other than UTF-8 and US-ASCII, or "" */
     bool badcharset;
@@ -586,43 +664,48 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* What SAVE keeps of the UIDs found (ascending, or in sort order for
- * SORT): all of them, or only the first and last when MIN and MAX were the
- * only other options (RFC 5182 2.4; for SORT the first and last in sort
- * order, as MIN and MAX are, RFC 5267 3). */
-static int save_result(struct imap_sel *sel, unsigned opts, const uint32_t *v, size_t n,
-                       bool sorted)
+/* What SAVE keeps of the UIDs found v[0..n) (ascending, or in sort order
+ * for SORT): all of them, or with MIN/MAX and no ALL or COUNT only the
+ * first and last (RFC 5182 2.4; for SORT the first and last in sort order,
+ * as MIN and MAX are, RFC 5267 3), and with PARTIAL and no COUNT the
+ * messages of the PARTIAL answer with the MIN/MAX ones (RFC 9394 3.2). */
+static int save_result(struct imap_sel *sel, unsigned opts, const struct imap_partial *part,
+                       const uint32_t *v, size_t n, bool sorted)
 {
-    if (n && !(opts & (IMAP_SR_ALL | IMAP_SR_COUNT)) && (opts & (IMAP_SR_MIN | IMAP_SR_MAX))) {
-        uint32_t ends[2];
-        size_t k = 0;
-        if (opts & IMAP_SR_MIN)
-            ends[k++] = v[0];
-        if ((opts & IMAP_SR_MAX) && (!k || v[n - 1] != v[0]))
-            ends[k++] = v[n - 1];
-        if (k == 2 && ends[0] > ends[1]) {
-            uint32_t t = ends[0];
-            ends[0] = ends[1];
-            ends[1] = t;
-        }
-        return imap_sel_save(sel, ends, k);
+    size_t from = 0, to = n, k = 0;
+    uint32_t *keep;
+    int r;
+
+    if (!n || (opts & (IMAP_SR_ALL | IMAP_SR_COUNT)) ||
+        !(opts & (IMAP_SR_MIN | IMAP_SR_MAX | IMAP_SR_PARTIAL))) {
+        if (!sorted || n < 2)
+            return imap_sel_save(sel, v, n);
+    } else if (opts & IMAP_SR_PARTIAL) {
+        imap_partial_window(part, n, &from, &to);
+    } else {
+        from = to = 0;
     }
-    if (sorted && n > 1) {
-        /* "$" is a set: the sort order is not kept */
-        uint32_t *asc = malloc(n * sizeof(*asc));
-        int r;
-        if (!asc)
-            return -1;
-        memcpy(asc, v, n * sizeof(*asc));
-        qsort(asc, n, sizeof(*asc), cmp_u32);
-        r = imap_sel_save(sel, asc, n);
-        free(asc);
-        return r;
-    }
-    return imap_sel_save(sel, v, n);
+    /* "$" is a set: the sort order is not kept */
+    if (!(keep = malloc((to - from + 2) * sizeof(*keep))))
+        return -1;
+    memcpy(keep, v + from, (to - from) * sizeof(*keep));
+    k = to - from;
+    if (k < n && (opts & IMAP_SR_MIN) && !(opts & IMAP_SR_COUNT))
+        keep[k++] = v[0];
+    if (k < n && (opts & IMAP_SR_MAX) && !(opts & IMAP_SR_COUNT))
+        keep[k++] = v[n - 1];
+    qsort(keep, k, sizeof(*keep), cmp_u32);
+    size_t u = 0;
+    for (size_t i = 0; i < k; i++)
+        if (!u || keep[u - 1] != keep[i])
+            keep[u++] = keep[i];
+    r = imap_sel_save(sel, keep, u);
+    free(keep);
+    return r;
 }
 
-int imap_esearch_result(struct imap_session *s, unsigned opts, uint32_t *v, size_t nv, bool sorted)
+int imap_esearch_result(struct imap_session *s, unsigned opts, const struct imap_partial *part,
+                        uint32_t *v, size_t nv, bool sorted)
 {
     size_t n = 0;
 
@@ -634,15 +717,15 @@ int imap_esearch_result(struct imap_session *s, unsigned opts, uint32_t *v, size
             v[n++] = s->uid_cmd || (opts & IMAP_SR_SAVE) ? v[i] : seq;
     }
     if (opts & IMAP_SR_SAVE) {
-        if (!s->sel || save_result(s->sel, opts, v, n, sorted) < 0) {
+        if (!s->sel || save_result(s->sel, opts, part, v, n, sorted) < 0) {
             imap_search_save_failed(s, opts);
             return -1;
         }
         for (size_t i = 0; i < n && !s->uid_cmd; i++)
             v[i] = imap_sel_seq(s->sel, v[i]);
     }
-    if (opts & (IMAP_SR_MIN | IMAP_SR_MAX | IMAP_SR_ALL | IMAP_SR_COUNT))
-        imap_esearch_answer(s, opts, v, n);
+    if (opts & (IMAP_SR_MIN | IMAP_SR_MAX | IMAP_SR_ALL | IMAP_SR_COUNT | IMAP_SR_PARTIAL))
+        imap_esearch_answer(s, opts, v, n, part);
     return 0;
 }
 
@@ -670,7 +753,7 @@ static void search_done(struct imap_session *s, struct imap_job *j)
         imap_finish(s, "OK", "%sSEARCH completed.", s->uid_cmd ? "UID " : "");
         return;
     }
-    if (imap_esearch_result(s, sj->opts, sj->res.uids, sj->res.n, false) < 0) {
+    if (imap_esearch_result(s, sj->opts, &sj->partial, sj->res.uids, sj->res.n, false) < 0) {
         imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
         return;
     }
@@ -689,9 +772,12 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
         return;
     }
     sj->j.free_fn = search_free;
-    if (imap_args_sp(a) != IMAP_ARG_OK || imap_search_return(a, &sj->opts) != IMAP_ARG_OK) {
+    if (imap_args_sp(a) != IMAP_ARG_OK ||
+        imap_search_return(a, &sj->opts, &sj->partial) != IMAP_ARG_OK) {
         search_free(&sj->j);
-        imap_bad(s, "Usage: SEARCH [RETURN (MIN MAX ALL COUNT SAVE)] [CHARSET name] key ...");
+        imap_bad(
+            s,
+            "Usage: SEARCH [RETURN (MIN MAX ALL COUNT SAVE PARTIAL n:m)] [CHARSET name] key ...");
         return;
     }
     const char *save = a->p;

@@ -78,7 +78,7 @@ int imap_sort_parse(struct imap_args *a, struct imap_arena *ar, bool thread,
         return parse_criteria(a, ar, out, err);
     }
     /* RFC 5267 3 (ESORT): SORT RETURN (options) (criteria) ... */
-    if (imap_search_return(a, &out->opts) != IMAP_ARG_OK) {
+    if (imap_search_return(a, &out->opts, &out->partial) != IMAP_ARG_OK) {
         *err = "Usage: SORT [RETURN (MIN MAX ALL COUNT SAVE)] (criteria) charset key ...";
         return IMAP_ARG_BAD;
     }
@@ -279,7 +279,8 @@ static void sort_done(struct imap_session *s, struct imap_job *j)
         write_threads(s, &sj->thr);
     } else if (sj->spec.opts & IMAP_SR_RETURN) {
         /* ESORT: an ESEARCH answer in sort order */
-        if (imap_esearch_result(s, sj->spec.opts, sj->res.uids, sj->res.n, true) < 0) {
+        if (imap_esearch_result(s, sj->spec.opts, &sj->spec.partial, sj->res.uids, sj->res.n,
+                                true) < 0) {
             imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
             return;
         }

@@ -114,7 +114,7 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
 #define CAPS_COMMON(lit)                                                                           \
     "IMAP4rev1 " lit "SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MULTIAPPEND MOVE UNSELECT BINARY "  \
     "CHILDREN ESEARCH SEARCHRES WITHIN "                                                           \
-    "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST SORT SORT=DISPLAY ESORT "                  \
+    "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST SORT SORT=DISPLAY ESORT PARTIAL "          \
     "THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS"
 #define CAPS_STATES(lit)                                                                           \
     {                                                                                              \

@@ -181,11 +181,28 @@ enum {
     IMAP_SR_ALL = 1 << 2,
     IMAP_SR_COUNT = 1 << 3,
     IMAP_SR_SAVE = 1 << 4,
-    IMAP_SR_RETURN = 1 << 5, /* RETURN was given: an ESEARCH answer */
+    IMAP_SR_RETURN = 1 << 5,  /* RETURN was given: an ESEARCH answer */
+    IMAP_SR_PARTIAL = 1 << 6, /* PARTIAL range (RFC 9394) */
 };
+/* A PARTIAL range of RFC 9394: positions 1-based in the result, counted
+ * from its first message, or from its last when last ("-1:-30"); lo <= hi.
+ * The range is answered as the client wrote it (a, b). */
+struct imap_partial {
+    bool last;
+    uint32_t lo, hi;
+    uint32_t a, b;
+};
+/* partial-range (RFC 9394 4): "n:m" or "-n:-m", nz-numbers. IMAP_ARG_OK
+ * or IMAP_ARG_BAD. */
+int imap_args_partial(struct imap_args *a, struct imap_partial *out);
+/* The part [*from, *to) of n results a PARTIAL range names (empty when
+ * *from == *to). */
+void imap_partial_window(const struct imap_partial *p, size_t n, size_t *from, size_t *to);
 /* "RETURN SP (opt ...) SP" when next (else nothing consumed, *opts 0):
- * IMAP_SR_* in *opts, RETURN () being ALL. IMAP_ARG_OK or IMAP_ARG_BAD. */
-int imap_search_return(struct imap_args *a, unsigned *opts);
+ * IMAP_SR_* in *opts, RETURN () being ALL; a PARTIAL range in *part (one
+ * PARTIAL at most, never with ALL: RFC 9394 3.1). IMAP_ARG_OK or
+ * IMAP_ARG_BAD. */
+int imap_search_return(struct imap_args *a, unsigned *opts, struct imap_partial *part);
 /* ---- SORT and THREAD arguments (cmd_sort.c) ---- */
 
 #define IMAP_SORT_MAX_KEYS 16
@@ -195,6 +212,7 @@ struct imap_sort_spec {
     enum storage_thread_algo algo; /* THREAD */
     struct storage_search *q;      /* the search keys (arena), as imap_search_parse */
     unsigned opts;                 /* SORT RETURN (...) (RFC 5267 ESORT): IMAP_SR_* */
+    struct imap_partial partial;   /* with IMAP_SR_PARTIAL */
     char charset[64];              /* a charset other than UTF-8 and US-ASCII, or "" */
 };
 /* What follows "SORT" (thread false) or "THREAD" (thread true): criteria
@@ -578,17 +596,21 @@ void imap_sel_note_own_store(struct imap_session *s, uint64_t modseq);
  * made to UID ranges of this session's view (in ar). 0, -1 when a
  * sequence number is beyond the mailbox (BAD), -2 out of memory. */
 int imap_search_resolve(struct imap_session *s, struct storage_search *q, struct imap_arena *ar);
-/* "* ESEARCH (TAG "tag") [UID] [MIN n] [MAX n] [ALL set] [COUNT n]" of
- * the ascending v[0..n) (sequence numbers, or UIDs for a UID command), as
- * opts (IMAP_SR_*) asks; nothing but the count when n is 0 (RFC 4731). */
-void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *v, size_t n);
+/* "* ESEARCH (TAG "tag") [UID] [MIN n] [MAX n] [ALL set] [PARTIAL (range
+ * set)] [COUNT n]" of v[0..n) (sequence numbers, or UIDs for a UID
+ * command; ascending, or in sort order for SORT), as opts (IMAP_SR_*)
+ * asks; when n is 0 nothing but the count and the PARTIAL range with NIL
+ * (RFC 4731, RFC 9394). */
+void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *v, size_t n,
+                         const struct imap_partial *part);
 /* The answer to SEARCH or SORT with RETURN: of the UIDs v[0..nv) found
  * (ascending, or in sort order when sorted), keeps those this session
  * knows (v is rewritten), saves "$" when opts has IMAP_SR_SAVE and writes
  * the ESEARCH answer when opts asks for one (MIN and MAX are then the
  * first and last in sort order, ALL is in sort order: RFC 5267 3). 0, or
  * -1 out of memory ("$" then empty). */
-int imap_esearch_result(struct imap_session *s, unsigned opts, uint32_t *v, size_t nv, bool sorted);
+int imap_esearch_result(struct imap_session *s, unsigned opts, const struct imap_partial *part,
+                        uint32_t *v, size_t nv, bool sorted);
 /* A SEARCH or SORT with SAVE in opts answered NO: "$" becomes empty. */
 void imap_search_save_failed(struct imap_session *s, unsigned opts);
 

@@ -3,7 +3,13 @@ ALL COUNT), answered by ESEARCH with the TAG and UID of RFC 4731, MIN and
 MAX the first and last message in sort order, ALL a sequence set in sort
 order; RETURN () meaning ALL; SAVE (RFC 5182) keeping the set found, or
 the first and last in sort order with MIN/MAX alone; empty results, an
-empty mailbox, '*' in one, and expunges between commands."""
+empty mailbox, '*' in one, and expunges between commands.
+
+PARTIAL (RFC 9394): RETURN (PARTIAL n:m) and (PARTIAL -n:-m) of SEARCH
+and SORT, answered as PARTIAL (range set-or-NIL) in mailbox or sort order,
+MIN/MAX/COUNT over the whole result, what SAVE keeps beside it (RFC 9394
+3.2), the range syntax (never with ALL, never twice), and the PARTIAL
+modifier of FETCH and UID FETCH (RFC 9394 3.3)."""
 import unittest
 
 import harness
@@ -43,7 +49,8 @@ def esearch_lines(untagged):
     return [r for r in untagged if r.upper().startswith(b'* ESEARCH')]
 
 
-class ESort(ImapCase):
+class ContextCase(ImapCase):
+    """BOX with the messages of DAYS, and an empty mailbox."""
 
     @classmethod
     def setUpServer(cls):
@@ -52,30 +59,30 @@ class ESort(ImapCase):
         c.login()
         c.ok('CREATE %s' % BOX)
         c.ok('CREATE CtxEmpty')
-        cls.uids = []
         for i in range(1, len(DAYS) + 1):
-            r = c.append(BOX, msg(i))
-            cls.uids.append(r[1] if r else None)
+            c.append(BOX, msg(i))
         c.logout()
 
     def setUp(self):
         self.c = self.login()
         self.c.select(BOX)
-        if None in self.uids:
-            u = self.c.ok('UID SEARCH ALL')
-            type(self).uids = imap_util.search_result(u)
+        self.uids = imap_util.search_result(self.c.ok('UID SEARCH ALL'))
 
     def one(self, text):
         """The one ESEARCH line of a command that must end in OK, with no
-        SORT answer beside it."""
+        SORT or SEARCH answer beside it."""
         u = self.c.ok(text)
-        self.assertEqual(imap_util.untagged_of(u, 'SORT'), [], u)
+        self.assertEqual(imap_util.untagged_of(u, 'SORT') + imap_util.untagged_of(u, 'SEARCH'),
+                         [], u)
         lines = esearch_lines(u)
         self.assertEqual(len(lines), 1, u)
         return lines[0]
 
     def tagged(self, rest=b''):
         return b'* ESEARCH (TAG "T%d")' % self.c.n + rest
+
+
+class ESort(ContextCase):
 
     def test_advertised(self):
         caps = self.c.ok('CAPABILITY')[0].split()
@@ -223,6 +230,163 @@ class ESort(ImapCase):
         line = self.one('UID SORT RETURN (ALL) (DATE) UTF-8 ALL')
         self.assertEqual(ordered_set(line.split()[-1].decode()),
                          [all_uids[i - 1] for i in (4, 2, 6, 1, 3)])
+
+
+
+def fetch_seqs(untagged):
+    return [int(r.split()[1]) for r in untagged if len(r.split()) > 2 and r.split()[2] == b'FETCH']
+
+
+class Partial(ContextCase):
+    """Dovecot 2.3 takes positive PARTIAL ranges of SEARCH and SORT (from
+    RFC 5267, as CONTEXT=SEARCH has them) but not RFC 9394: no PARTIAL
+    capability, no negative ranges, no FETCH modifier, and SAVE keeps the
+    whole result; those checks run against coffre only."""
+
+    def rfc9394_only(self):
+        if AGAINST_DOVECOT:
+            self.skipTest('RFC 9394 beyond RFC 5267: not in Dovecot 2.3')
+
+    def test_advertised(self):
+        self.rfc9394_only()
+        self.assertIn(b'PARTIAL', self.c.ok('CAPABILITY')[0].split())
+
+    def test_first_ranges(self):
+        u = self.uids
+        # RFC 9394 3.1: position 1 is the lowest UID found
+        self.assertEqual(self.one('SEARCH RETURN (PARTIAL 1:3) ALL'),
+                         self.tagged(b' PARTIAL (1:3 1:3)'))
+        self.assertEqual(self.one('UID SEARCH RETURN (PARTIAL 2:3) UNDELETED UNKEYWORD $Junk'),
+                         self.tagged(b' UID PARTIAL (2:3 %d:%d)' % (u[1], u[2])))
+        # a range beyond the results: those there are, or NIL
+        self.assertEqual(self.one('SEARCH RETURN (PARTIAL 5:500) ALL'),
+                         self.tagged(b' PARTIAL (5:500 5:6)'))
+        self.assertEqual(self.one('UID SEARCH RETURN (PARTIAL 24000:24500) ALL'),
+                         self.tagged(b' UID PARTIAL (24000:24500 NIL)'))
+        self.assertEqual(self.one('SEARCH RETURN (PARTIAL 2:3) SUBJECT orange'),
+                         self.tagged(b' PARTIAL (2:3 2,4)'))
+
+    def test_reversed_range(self):
+        # 3:2 is 2:3 (RFC 9394 4); the range is answered as written
+        # (Dovecot writes it back as 2:3)
+        line = self.one('SEARCH RETURN (PARTIAL 3:2) SUBJECT orange')
+        self.assertIn(line, (self.tagged(b' PARTIAL (3:2 2,4)'),
+                             self.tagged(b' PARTIAL (2:3 2,4)')))
+
+    def test_last_ranges(self):
+        self.rfc9394_only()
+        u = self.uids
+        # -1 is the last result, -2 the one before
+        self.assertEqual(self.one('SEARCH RETURN (PARTIAL -1:-2) ALL'),
+                         self.tagged(b' PARTIAL (-1:-2 5:6)'))
+        self.assertEqual(self.one('UID SEARCH RETURN (PARTIAL -1:-100) UNDELETED'),
+                         self.tagged(b' UID PARTIAL (-1:-100 %d:%d)' % (u[0], u[-1])))
+        self.assertEqual(self.one('SEARCH RETURN (PARTIAL -3:-2) SUBJECT orange'),
+                         self.tagged(b' PARTIAL (-3:-2 2,4)'))
+        self.assertEqual(self.one('SEARCH RETURN (PARTIAL -5:-9) SUBJECT orange'),
+                         self.tagged(b' PARTIAL (-5:-9 NIL)'))
+        self.assertEqual(self.one('SEARCH RETURN (PARTIAL -4:-9) SUBJECT orange'),
+                         self.tagged(b' PARTIAL (-4:-9 1)'))
+
+    def test_with_min_max_count(self):
+        # MIN, MAX and COUNT are of the whole result
+        self.assertEqual(self.one('SEARCH RETURN (MIN MAX COUNT PARTIAL 2:3) SUBJECT orange'),
+                         self.tagged(b' MIN 1 MAX 6 PARTIAL (2:3 2,4) COUNT 4'))
+        self.assertEqual(self.one('SEARCH RETURN (COUNT PARTIAL 1:2) KEYWORD nosuch'),
+                         self.tagged(b' PARTIAL (1:2 NIL) COUNT 0'))
+
+    def test_sort(self):
+        # positions in sort order: DATE order 4, 2, 5, 6, 1, 3
+        self.assertEqual(self.one('SORT RETURN (PARTIAL 2:4) (DATE) UTF-8 ALL'),
+                         self.tagged(b' PARTIAL (2:4 2,5:6)'))
+        self.assertEqual(self.one('SORT RETURN (MIN MAX PARTIAL 1:2) (DATE) UTF-8 ALL'),
+                         self.tagged(b' MIN 4 MAX 3 PARTIAL (1:2 4,2)'))
+        if not AGAINST_DOVECOT:
+            self.assertEqual(self.one('SORT RETURN (PARTIAL -1:-2) (DATE) UTF-8 ALL'),
+                             self.tagged(b' PARTIAL (-1:-2 1,3)'))
+            u = self.uids
+            self.assertEqual(self.one('UID SORT RETURN (PARTIAL -2:-3) (REVERSE DATE) UTF-8 ALL'),
+                             self.tagged(b' UID PARTIAL (-2:-3 %d,%d)' % (u[5 - 1], u[2 - 1])))
+
+    def test_empty_mailbox(self):
+        self.c.select('CtxEmpty')
+        self.assertEqual(self.one('SEARCH RETURN (PARTIAL 1:10) ALL'),
+                         self.tagged(b' PARTIAL (1:10 NIL)'))
+        self.assertEqual(self.one('SORT RETURN (PARTIAL 1:10 COUNT) (DATE) UTF-8 ALL'),
+                         self.tagged(b' PARTIAL (1:10 NIL) COUNT 0'))
+        if not AGAINST_DOVECOT:
+            self.assertEqual(self.one('UID SEARCH RETURN (PARTIAL -1:-10) *'),
+                             self.tagged(b' UID PARTIAL (-1:-10 NIL)'))
+            u = self.c.ok('UID FETCH 1:* (FLAGS) (PARTIAL -1:-30)')
+            self.assertEqual(fetch_seqs(u), [])
+
+    def test_save(self):
+        self.rfc9394_only()
+        c = self.c
+        # RFC 9394 3.2: SAVE with PARTIAL keeps what PARTIAL returned,
+        # with the MIN/MAX messages; with COUNT, all found
+        u = c.ok('SEARCH RETURN (SAVE PARTIAL 2:3) ALL')
+        self.assertEqual(esearch_lines(u), [self.tagged(b' PARTIAL (2:3 2:3)')])
+        self.assertEqual(c.search('$'), [2, 3])
+        self.one('SEARCH RETURN (SAVE MIN PARTIAL 3:4) ALL')
+        self.assertEqual(c.search('$'), [1, 3, 4])
+        self.one('SEARCH RETURN (SAVE MIN MAX PARTIAL -3:-2) ALL')
+        self.assertEqual(c.search('$'), [1, 4, 5, 6])
+        self.one('SEARCH RETURN (SAVE COUNT PARTIAL 1:1) ALL')
+        self.assertEqual(c.search('$'), [1, 2, 3, 4, 5, 6])
+        # SORT: the PARTIAL messages in sort order, then as a set
+        self.one('SORT RETURN (SAVE MAX PARTIAL 1:2) (DATE) UTF-8 ALL')
+        self.assertEqual(c.search('$'), [2, 3, 4])
+
+    def test_bad_syntax(self):
+        bad = ['SEARCH RETURN (PARTIAL 1:5 ALL) ALL', 'SEARCH RETURN (ALL PARTIAL 1:5) ALL',
+               'SEARCH RETURN (PARTIAL 1:5 PARTIAL 6:9) ALL', 'SEARCH RETURN (PARTIAL) ALL',
+               'SEARCH RETURN (PARTIAL 0:5) ALL', 'SEARCH RETURN (PARTIAL 1:*) ALL',
+               'SEARCH RETURN (PARTIAL -1:5) ALL', 'SEARCH RETURN (PARTIAL 5) ALL',
+               'SEARCH RETURN (PARTIAL 1:4294967296) ALL', 'SEARCH RETURN (PARTIAL x:y) ALL',
+               'SORT RETURN (PARTIAL 1:2 ALL) (DATE) UTF-8 ALL']
+        if not AGAINST_DOVECOT:
+            bad += ['SEARCH RETURN (PARTIAL 1:-5) ALL', 'SEARCH RETURN (PARTIAL -0:-5) ALL',
+                    'UID FETCH 1:* (FLAGS) (PARTIAL 0:1)', 'UID FETCH 1:* (FLAGS) (PARTIAL)',
+                    'UID FETCH 1:* (FLAGS) (FOO 1:2)', 'UID FETCH 1:* (FLAGS) (PARTIAL 1:2',
+                    'UID FETCH 1:* (FLAGS) (PARTIAL 1:2) x']
+        for cmd in bad:
+            with self.subTest(cmd=cmd):
+                st, t, u = self.c.status_of(cmd)
+                self.assertEqual(st, 'BAD', t)
+                self.assertEqual(esearch_lines(u), [])
+
+    def test_fetch(self):
+        self.rfc9394_only()
+        c, u = self.c, self.uids
+        # RFC 9394 3.3: the messages of the set at those positions
+        self.assertEqual(fetch_seqs(c.ok('UID FETCH 1:* (FLAGS) (PARTIAL -1:-30)')),
+                         [1, 2, 3, 4, 5, 6])
+        self.assertEqual(fetch_seqs(c.ok('UID FETCH 1:* (FLAGS) (PARTIAL -1:-2)')), [5, 6])
+        self.assertEqual(fetch_seqs(c.ok('UID FETCH 1:* (UID) (PARTIAL 1:2)')), [1, 2])
+        self.assertEqual(fetch_seqs(c.ok('UID FETCH %d,%d:%d (UID) (PARTIAL 2:3)'
+                                         % (u[1], u[3], u[5]))), [4, 5])
+        self.assertEqual(fetch_seqs(c.ok('FETCH 2:5 (UID) (PARTIAL -1:-1)')), [5])
+        self.assertEqual(fetch_seqs(c.ok('UID FETCH 1:* (UID) (PARTIAL 7:9)')), [])
+
+    def test_after_expunge_by_another_session(self):
+        self.rfc9394_only()
+        c = self.c
+        c.ok('CREATE CtxPExp')
+        self.addCleanup(lambda: self.login().ok('DELETE CtxPExp'))
+        c.ok('COPY 1:* CtxPExp')
+        c.select('CtxPExp')
+        other = self.login()
+        other.select('CtxPExp')
+        other.ok('STORE 6 +FLAGS.SILENT (\\Deleted)')
+        other.ok('EXPUNGE')
+        # not yet announced: the message is gone from the answer, the
+        # sequence numbers stay
+        self.assertEqual(self.one('SEARCH RETURN (PARTIAL -1:-2) ALL'),
+                         self.tagged(b' PARTIAL (-1:-2 4:5)'))
+        self.assertEqual(len(imap_util.untagged_of(c.ok('NOOP'), 'EXPUNGE')), 1)
+        self.assertEqual(self.one('SEARCH RETURN (PARTIAL -1:-2 COUNT) ALL'),
+                         self.tagged(b' PARTIAL (-1:-2 4:5) COUNT 5'))
 
 
 if __name__ == '__main__':
