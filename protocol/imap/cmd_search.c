@@ -497,8 +497,10 @@ int imap_search_return(struct imap_args *a, unsigned *opts, struct imap_partial 
     static const struct {
         const char *name;
         unsigned bit;
-    } ret_opts[] = {{"MIN", IMAP_SR_MIN},     {"MAX", IMAP_SR_MAX},   {"ALL", IMAP_SR_ALL},
-                    {"COUNT", IMAP_SR_COUNT}, {"SAVE", IMAP_SR_SAVE}, {"PARTIAL", IMAP_SR_PARTIAL}};
+    } ret_opts[] = {{"MIN", IMAP_SR_MIN},       {"MAX", IMAP_SR_MAX},
+                    {"ALL", IMAP_SR_ALL},       {"COUNT", IMAP_SR_COUNT},
+                    {"SAVE", IMAP_SR_SAVE},     {"PARTIAL", IMAP_SR_PARTIAL},
+                    {"UPDATE", IMAP_SR_UPDATE}, {"CONTEXT", IMAP_SR_CONTEXT}};
     const char *start = a->p, *w;
     size_t n;
 
@@ -520,6 +522,8 @@ int imap_search_return(struct imap_args *a, unsigned *opts, struct imap_partial 
                 break;
         if (i == sizeof(ret_opts) / sizeof(ret_opts[0]))
             return IMAP_ARG_BAD; /* an option we do not offer */
+        if (ret_opts[i].bit == IMAP_SR_UPDATE && (*opts & IMAP_SR_UPDATE))
+            return IMAP_ARG_BAD; /* one UPDATE */
         if (ret_opts[i].bit == IMAP_SR_PARTIAL) {
             /* one PARTIAL, with its range */
             if (!part || (*opts & IMAP_SR_PARTIAL) || imap_args_sp(a) != IMAP_ARG_OK ||
@@ -533,29 +537,11 @@ int imap_search_return(struct imap_args *a, unsigned *opts, struct imap_partial 
     /* RFC 9394 3.1: one PARTIAL or one ALL, not both */
     if ((*opts & IMAP_SR_PARTIAL) && (*opts & IMAP_SR_ALL))
         return IMAP_ARG_BAD;
-    /* RETURN () is RETURN (ALL) */
-    *opts |= *opts ? 0 : IMAP_SR_ALL | IMAP_SR_RETURN;
+    /* RETURN () is RETURN (ALL), and so is RETURN (CONTEXT): CONTEXT is
+     * only a hint (RFC 5267 4.2) */
+    if (!(*opts & ~(unsigned)(IMAP_SR_RETURN | IMAP_SR_CONTEXT)))
+        *opts |= IMAP_SR_ALL | IMAP_SR_RETURN;
     return imap_args_sp(a) == IMAP_ARG_OK ? IMAP_ARG_OK : IMAP_ARG_BAD;
-}
-
-/* v[0..n) as a sequence set in the order given, runs ascending by one as
- * ranges; written in pieces so that a long one is never held whole */
-static struct buf *write_set(struct imap_session *s, struct buf *b, const uint32_t *v, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        size_t k = i + 1;
-        while (k < n && v[k] == v[k - 1] + 1)
-            k++;
-        imap_buf_uids(b, v + i, k - i);
-        if (k < n)
-            buf_addc(b, ',');
-        i = k;
-        if (b->len >= 64 * 1024) {
-            imap_flush(s);
-            b = imap_outbuf(s);
-        }
-    }
-    return b;
 }
 
 void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *v, size_t n,
@@ -578,7 +564,7 @@ void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *
     }
     if (n && (opts & IMAP_SR_ALL)) {
         buf_str(b, " ALL ");
-        b = write_set(s, b, v, n);
+        b = imap_write_set(s, b, v, n);
     }
     if ((opts & IMAP_SR_PARTIAL) && part) {
         size_t from, to;
@@ -588,7 +574,7 @@ void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *
         if (from == to)
             buf_str(b, "NIL");
         else
-            b = write_set(s, b, v + from, to - from);
+            b = imap_write_set(s, b, v + from, to - from);
         buf_addc(b, ')');
     }
     if (opts & IMAP_SR_COUNT) {
@@ -604,6 +590,7 @@ struct search_job {
     int64_t mbox;
     unsigned opts; /* IMAP_SR_* */
     struct imap_partial partial;
+    uint64_t since; /* UPDATE: the modseq known when the command came */
     struct storage_search *q;
     char charset[64]; /* SEARCH CHARSET other than UTF-8 and US-ASCII, or "" */
     bool badcharset;
@@ -724,7 +711,8 @@ int imap_esearch_result(struct imap_session *s, unsigned opts, const struct imap
         for (size_t i = 0; i < n && !s->uid_cmd; i++)
             v[i] = imap_sel_seq(s->sel, v[i]);
     }
-    if (opts & (IMAP_SR_MIN | IMAP_SR_MAX | IMAP_SR_ALL | IMAP_SR_COUNT | IMAP_SR_PARTIAL))
+    if (opts & (IMAP_SR_MIN | IMAP_SR_MAX | IMAP_SR_ALL | IMAP_SR_COUNT | IMAP_SR_PARTIAL |
+                IMAP_SR_UPDATE))
         imap_esearch_answer(s, opts, v, n, part);
     return 0;
 }
@@ -753,10 +741,18 @@ static void search_done(struct imap_session *s, struct imap_job *j)
         imap_finish(s, "OK", "%sSEARCH completed.", s->uid_cmd ? "UID " : "");
         return;
     }
+    int ctx = 0;
+    if ((sj->opts & IMAP_SR_UPDATE) &&
+        (ctx = imap_ctx_add(s, &sj->ar, sj->q, sj->res.uids, sj->res.n, sj->since)) < 0) {
+        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+        return;
+    }
     if (imap_esearch_result(s, sj->opts, &sj->partial, sj->res.uids, sj->res.n, false) < 0) {
         imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
         return;
     }
+    if (ctx > 0)
+        imap_noupdate(s);
     imap_finish(s, "OK", "%sSEARCH completed.", s->uid_cmd ? "UID " : "");
 }
 
@@ -775,11 +771,17 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
     if (imap_args_sp(a) != IMAP_ARG_OK ||
         imap_search_return(a, &sj->opts, &sj->partial) != IMAP_ARG_OK) {
         search_free(&sj->j);
-        imap_bad(
-            s,
-            "Usage: SEARCH [RETURN (MIN MAX ALL COUNT SAVE PARTIAL n:m)] [CHARSET name] key ...");
+        imap_bad(s, "Usage: SEARCH [RETURN (MIN MAX ALL COUNT SAVE PARTIAL n:m UPDATE)] [CHARSET "
+                    "name] key ...");
         return;
     }
+    if ((sj->opts & IMAP_SR_UPDATE) && imap_ctx_find(s->sel, s->tag)) {
+        /* RFC 5267 4.3: the tag names a live context */
+        search_free(&sj->j);
+        imap_bad(s, "Tag in use by a search context.");
+        return;
+    }
+    sj->since = s->sel->known_modseq;
     const char *save = a->p;
     if (imap_args_atom(a, &w, &n) == IMAP_ARG_OK && imap_word_is(w, n, "CHARSET")) {
         char cs[64];
@@ -813,4 +815,48 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
     }
     sj->mbox = s->sel->id;
     imap_cmd_job(s, &sj->j, search_work, search_done);
+}
+
+/* CANCELUPDATE 1*(SP quoted) (RFC 5267 4.3.5): every tag must name a
+ * live context, else nothing is cancelled. */
+void imap_cmd_cancelupdate(struct imap_session *s, struct imap_args *a)
+{
+    struct imap_ctx *found[16];
+    size_t nf = 0;
+    bool unknown = false;
+
+    if (imap_args_at_end(a)) {
+        imap_bad(s, "Usage: CANCELUPDATE \"tag\" ...");
+        return;
+    }
+    while (!imap_args_at_end(a)) {
+        char tag[IMAP_TAG_MAX];
+        size_t tl;
+        if (imap_args_sp(a) != IMAP_ARG_OK || !imap_args_peek(a, '"') ||
+            imap_args_astring(a, tag, sizeof(tag), &tl) != IMAP_ARG_OK) {
+            imap_bad(s, "Usage: CANCELUPDATE \"tag\" ...");
+            return;
+        }
+        struct imap_ctx *c = imap_ctx_find(s->sel, tag);
+        size_t i = 0;
+        while (c && i < nf && found[i] != c)
+            i++;
+        if (!c) {
+            unknown = true;
+        } else if (i < nf) {
+            continue; /* named twice */
+        } else if (nf < sizeof(found) / sizeof(found[0])) {
+            found[nf++] = c;
+        } else {
+            imap_bad(s, "Too many tags.");
+            return;
+        }
+    }
+    if (unknown) {
+        imap_finish(s, "NO", "No such search context.");
+        return;
+    }
+    for (size_t i = 0; i < nf; i++)
+        imap_ctx_cancel(s->sel, found[i]);
+    imap_finish(s, "OK", "CANCELUPDATE completed.");
 }

@@ -2,7 +2,8 @@
  * the argument parser (a pure function the fuzz target calls directly),
  * the search on the thread pool, where the storage orders the messages by
  * the keys it keeps in the index (storage/sort.c), and the answers: SORT,
- * THREAD, or ESEARCH for SORT RETURN (...) (ESORT, RFC 5267 3). Only
+ * THREAD, or ESEARCH for SORT RETURN (...) (ESORT, RFC 5267 3; with
+ * UPDATE, a context kept in sort order, imap_context.c). Only
  * messages this session knows of take part: sequence numbers are its own. */
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +133,8 @@ struct sort_job {
     bool thread;
     struct imap_sort_spec spec;
     bool badcharset;
+    uint64_t since;           /* UPDATE: the modseq known when the command came */
+    struct storage_search *q; /* UPDATE: the criteria without the view's UIDs */
     int err;
     struct storage_uidlist res;
     struct storage_thread thr;
@@ -278,12 +281,22 @@ static void sort_done(struct imap_session *s, struct imap_job *j)
     if (sj->thread) {
         write_threads(s, &sj->thr);
     } else if (sj->spec.opts & IMAP_SR_RETURN) {
-        /* ESORT: an ESEARCH answer in sort order */
+        /* ESORT: an ESEARCH answer in sort order; with UPDATE, a context
+         * kept in sort order (CONTEXT=SORT, RFC 5267 4) */
+        int ctx = 0;
+        if ((sj->spec.opts & IMAP_SR_UPDATE) &&
+            (ctx = imap_ctx_add_sort(s, &sj->ar, sj->q, sj->spec.crit, sj->spec.n, sj->res.uids,
+                                     sj->res.n, sj->since)) < 0) {
+            imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+            return;
+        }
         if (imap_esearch_result(s, sj->spec.opts, &sj->spec.partial, sj->res.uids, sj->res.n,
                                 true) < 0) {
             imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
             return;
         }
+        if (ctx > 0)
+            imap_noupdate(s);
     } else {
         struct buf *b = imap_outbuf(s);
         buf_str(b, "* SORT");
@@ -339,6 +352,14 @@ static void sort_or_thread(struct imap_session *s, struct imap_args *a, bool thr
         imap_bad(s, "%s", err);
         return;
     }
+    if ((sj->spec.opts & IMAP_SR_UPDATE) && imap_ctx_find(s->sel, s->tag)) {
+        /* RFC 5267 4.3: the tag names a live context */
+        sort_free(&sj->j);
+        imap_bad(s, "Tag in use by a search context.");
+        return;
+    }
+    sj->since = s->sel->known_modseq;
+    sj->q = sj->spec.q; /* restrict_to_view puts it under an AND, unchanged */
     if ((r = imap_search_resolve(s, sj->spec.q, &sj->ar)) < 0 ||
         (r = restrict_to_view(s, sj)) < 0) {
         unsigned opts = sj->spec.opts;

@@ -96,8 +96,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         /* an option named is an ESEARCH answer; nothing outside the bits */
         if ((opts && !(opts & IMAP_SR_RETURN)) ||
-            (opts & ~(unsigned)(IMAP_SR_MIN | IMAP_SR_MAX | IMAP_SR_ALL | IMAP_SR_COUNT |
-                                IMAP_SR_SAVE | IMAP_SR_RETURN | IMAP_SR_PARTIAL)))
+            (opts &
+             ~(unsigned)(IMAP_SR_MIN | IMAP_SR_MAX | IMAP_SR_ALL | IMAP_SR_COUNT | IMAP_SR_SAVE |
+                         IMAP_SR_RETURN | IMAP_SR_PARTIAL | IMAP_SR_UPDATE | IMAP_SR_CONTEXT)))
             abort();
         if (imap_search_parse(&a, &ar, &q, &err) == 0 && !q)
             abort();

@@ -9,12 +9,27 @@ PARTIAL (RFC 9394): RETURN (PARTIAL n:m) and (PARTIAL -n:-m) of SEARCH
 and SORT, answered as PARTIAL (range set-or-NIL) in mailbox or sort order,
 MIN/MAX/COUNT over the whole result, what SAVE keeps beside it (RFC 9394
 3.2), the range syntax (never with ALL, never twice), and the PARTIAL
-modifier of FETCH and UID FETCH (RFC 9394 3.3)."""
+modifier of FETCH and UID FETCH (RFC 9394 3.3).
+
+CONTEXT=SEARCH (RFC 5267 section 4): SEARCH RETURN (UPDATE) keeps the
+result up to date with ESEARCH ADDTO and REMOVEFROM as this session or
+another changes flags, appends (APPEND from another connection, LMTP
+delivery, during IDLE too) and expunges (REMOVEFROM before the EXPUNGE);
+CONTEXT alone as a hint; CANCELUPDATE; the end of the contexts at SELECT,
+EXAMINE, CLOSE and UNSELECT; a tag in use; NOUPDATE past
+imap_max_search_updates.
+
+CONTEXT=SORT (RFC 5267 section 4): SORT RETURN (UPDATE) with positions in
+the sorted result, ADDTO and REMOVEFROM taken one after the other as a
+client applies them; the list a client keeps that way is the one a new
+SORT answers."""
+import re
 import unittest
 
 import harness
 import imap_util
-from imap_util import ImapCase, Imap, AGAINST_DOVECOT
+import lmtp_util
+from imap_util import ImapCase, Imap, AGAINST_DOVECOT, USER
 
 BOX = 'Ctx'
 # (subject, day of the Date: header): DATE order 4, 2, 5, 6, 1, 3;
@@ -29,7 +44,7 @@ def msg(i):
     return ('From: a%d@example.net\r\nTo: b@example.net\r\nSubject: %s\r\n'
             'Date: Mon, %02d Mar 2021 12:00:00 +0000\r\nMessage-ID: <ctx%d@example.net>\r\n'
             'MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nbody %d\r\n'
-            % (i, subject, DAYS[i - 1], i, i)).encode()
+            % (i, subject, DAYS[(i - 1) % len(DAYS)], i, i)).encode()
 
 
 def ordered_set(s):
@@ -387,6 +402,348 @@ class Partial(ContextCase):
         self.assertEqual(len(imap_util.untagged_of(c.ok('NOOP'), 'EXPUNGE')), 1)
         self.assertEqual(self.one('SEARCH RETURN (PARTIAL -1:-2 COUNT) ALL'),
                          self.tagged(b' PARTIAL (-1:-2 4:5) COUNT 5'))
+
+
+
+def updates(untagged, tag):
+    """The ADDTO and REMOVEFROM of tag's context in untagged, in order:
+    [('ADDTO' or 'REMOVEFROM', [numbers])], sets as lists."""
+    out = []
+    for r in untagged:
+        m = re.match(rb'\* ESEARCH \(TAG "%s"\)( UID)?(.*)$' % tag.encode(), r)
+        if not m:
+            continue
+        for name, pos, st in re.findall(rb'(ADDTO|REMOVEFROM) \((\d+) ([0-9:,]+)\)', m.group(2)):
+            out.append((name.decode(), ordered_set(st.decode())))
+    return out
+
+
+def updates_at(untagged, tag):
+    """The ADDTO and REMOVEFROM of tag's context with their positions:
+    [(name, [(position, [numbers in order])])]."""
+    out = []
+    for r in untagged:
+        m = re.match(rb'\* ESEARCH \(TAG "%s"\)( UID)?(.*)$' % tag.encode(), r)
+        if not m:
+            continue
+        for name, body in re.findall(rb'(ADDTO|REMOVEFROM) \(([^)]*)\)', m.group(2)):
+            w = body.split()
+            out.append((name.decode(), [(int(w[i]), ordered_set(w[i + 1].decode()))
+                                        for i in range(0, len(w), 2)]))
+    return out
+
+
+def apply_updates(lst, ups, test):
+    """A client's list after the updates, each taken in turn (RFC 5267
+    4.3.3, 4.3.4): REMOVEFROM removes at the position, ADDTO inserts from
+    it on."""
+    lst = list(lst)
+    for name, groups in ups:
+        for pos, nums in groups:
+            for v in nums:
+                if name == 'REMOVEFROM':
+                    test.assertEqual(lst[pos - 1], v, (lst, ups))
+                    del lst[pos - 1]
+                else:
+                    lst.insert(pos - 1, v)
+                    pos += 1
+    return lst
+
+
+def merged(ups):
+    """The ADDTO and REMOVEFROM of a list of updates as two sets."""
+    add, rem = set(), set()
+    for name, nums in ups:
+        (add if name == 'ADDTO' else rem).update(nums)
+    return add, rem
+
+
+class Context(ContextCase):
+    """Dovecot 2.3 has CONTEXT=SEARCH; what it leaves out is said where a
+    check is skipped."""
+
+    def setUp(self):
+        super().setUp()
+        self.c.ok('CREATE CtxU')
+        self.addCleanup(lambda: self.login().ok('DELETE CtxU'))
+        self.c.ok('COPY 1:* CtxU')
+        self.c.select('CtxU')
+        self.c.ok('STORE 1 +FLAGS.SILENT (\\Seen)')
+        self.uids = imap_util.search_result(self.c.ok('UID SEARCH ALL'))
+
+    def other(self):
+        o = self.login()
+        o.select('CtxU')
+        return o
+
+    def test_advertised(self):
+        caps = self.c.ok('CAPABILITY')[0].split()
+        self.assertIn(b'CONTEXT=SEARCH', caps)
+        self.assertIn(b'ESEARCH', caps)
+
+    def test_initial_answers(self):
+        # RFC 5267 4.2: UPDATE adds no data of its own, CONTEXT is a hint
+        self.assertEqual(self.one('SEARCH RETURN (UPDATE) UNSEEN'), self.tagged())
+        self.assertEqual(self.one('UID SEARCH RETURN (UPDATE COUNT) UNSEEN'),
+                         self.tagged(b' UID COUNT 5'))
+        self.assertEqual(self.one('SEARCH RETURN (CONTEXT) UNSEEN'), self.tagged(b' ALL 2:6'))
+        self.assertEqual(self.one('SEARCH RETURN (CONTEXT COUNT) UNSEEN'),
+                         self.tagged(b' COUNT 5'))
+        self.assertEqual(self.one('SEARCH RETURN (UPDATE MIN MAX) UNSEEN'),
+                         self.tagged(b' MIN 2 MAX 6'))
+
+    def test_own_store(self):
+        c = self.c
+        c.ok('SEARCH RETURN (UPDATE) UNSEEN')
+        t1 = 'T%d' % c.n
+        c.ok('UID SEARCH RETURN (UPDATE) UNSEEN')
+        t2 = 'T%d' % c.n
+        u = c.ok('STORE 1 -FLAGS (\\Seen)')
+        self.assertEqual(updates(u, t1), [('ADDTO', [1])])
+        self.assertEqual(updates(u, t2), [('ADDTO', [self.uids[0]])])
+        # the FETCH first, then the update (4.3.3)
+        fetch = [i for i, r in enumerate(u) if b' FETCH ' in r]
+        upd = [i for i, r in enumerate(u) if b'ADDTO' in r]
+        self.assertTrue(fetch and upd and fetch[0] < upd[0], u)
+        u = c.ok('STORE 2:3 +FLAGS.SILENT (\\Seen)')
+        self.assertEqual(merged(updates(u, t1)), (set(), {2, 3}))
+        self.assertEqual(merged(updates(u, t2)), (set(), set(self.uids[1:3])))
+        # a change that keeps the message unseen: no update
+        u = c.ok('STORE 4 FLAGS (\\Flagged)')
+        self.assertEqual(updates(u, t1) + updates(u, t2), [])
+
+    def test_other_session(self):
+        c, o = self.c, self.other()
+        c.ok('UID SEARCH RETURN (UPDATE) UNSEEN')
+        t1 = 'T%d' % c.n
+        c.ok('SEARCH RETURN (UPDATE COUNT) UNSEEN')
+        t2 = 'T%d' % c.n
+        o.ok('STORE 1 -FLAGS (\\Seen)')
+        o.ok('STORE 2 +FLAGS (\\Seen)')
+        r = o.append('CtxU', msg(7))
+        u = c.ok('NOOP')
+        new_uid = imap_util.search_result(c.ok('UID SEARCH 7'))[0]
+        self.assertEqual(merged(updates(u, t1)), ({self.uids[0], new_uid}, {self.uids[1]}))
+        self.assertEqual(merged(updates(u, t2)), ({1, 7}, {2}))
+        exists = [i for i, r in enumerate(u) if r.endswith(b' EXISTS')]
+        upd = [i for i, r in enumerate(u) if b'ADDTO' in r]
+        self.assertTrue(exists and upd and exists[0] < upd[0], u)
+        # an expunge: the REMOVEFROM comes before the EXPUNGE (4.3.4)
+        o.ok('STORE 1 +FLAGS.SILENT (\\Deleted)')
+        o.ok('EXPUNGE')
+        u = c.ok('NOOP')
+        self.assertEqual(merged(updates(u, t1)), (set(), {self.uids[0]}))
+        self.assertEqual(merged(updates(u, t2)), (set(), {1}))
+        rem = [i for i, r in enumerate(u) if b'REMOVEFROM' in r]
+        exp = [i for i, r in enumerate(u) if r.endswith(b' EXPUNGE')]
+        self.assertTrue(rem and exp and max(rem) < exp[0], u)
+        # what the contexts hold now is the same as a new search
+        self.assertEqual(self.one('SEARCH RETURN (ALL) UNSEEN'), self.tagged(b' ALL 2:6'))
+
+    def test_expunge_of_a_message_not_in_the_result(self):
+        c, o = self.c, self.other()
+        c.ok('SEARCH RETURN (UPDATE) UNSEEN')
+        t1 = 'T%d' % c.n
+        o.ok('STORE 1 +FLAGS.SILENT (\\Deleted)')   # seen: not in the result
+        o.ok('EXPUNGE')
+        u = c.ok('NOOP')
+        self.assertEqual(updates(u, t1), [])
+        self.assertEqual(len(imap_util.untagged_of(u, 'EXPUNGE')), 1)
+        # the numbers moved: message 2 is now 1
+        u = o.ok('STORE 1 +FLAGS (\\Seen)')
+        u = c.ok('NOOP')
+        self.assertEqual(updates(u, t1), [('REMOVEFROM', [1])])
+
+    def test_lmtp_delivery_during_idle(self):
+        c = self.c
+        c.select('INBOX')
+        c.ok('SEARCH RETURN (UPDATE) UNSEEN')
+        t1 = 'T%d' % c.n
+        c.idle()
+        l = lmtp_util.lmtp(self.server)
+        rcpt, replies = lmtp_util.send(l, 'sender@example.net', [USER], msg(8))
+        l.quit()
+        self.assertEqual([code for code, _ in replies], [250])
+        got = []
+        while not any(b'ADDTO' in r for r in got):
+            got.append(c.line())
+        u = c.done()
+        n = int([r for r in got if r.endswith(b' EXISTS')][-1].split()[1])
+        self.assertEqual(updates(got, t1), [('ADDTO', [n])])
+
+    def test_cancelupdate(self):
+        c = self.c
+        c.ok('SEARCH RETURN (UPDATE) UNSEEN')
+        t1 = 'T%d' % c.n
+        c.ok('SEARCH RETURN (UPDATE) UNSEEN')
+        t2 = 'T%d' % c.n
+        for bad in ['CANCELUPDATE', 'CANCELUPDATE %s' % t1]:
+            self.assertEqual(c.status_of(bad)[0], 'BAD', bad)
+        if not AGAINST_DOVECOT:
+            # an unknown tag among them: nothing is cancelled (Dovecot
+            # cancels the known ones: imap-differences.md)
+            self.assertEqual(c.status_of('CANCELUPDATE "%s" "X1"' % t1)[0], 'NO')
+        self.assertEqual(c.status_of('CANCELUPDATE "%s"' % t1)[0], 'OK')
+        self.assertEqual(c.status_of('CANCELUPDATE "%s"' % t1)[0], 'NO')
+        self.assertEqual(c.status_of('CANCELUPDATE "X2"')[0], 'NO')
+        u = c.ok('STORE 1 -FLAGS (\\Seen)')
+        self.assertEqual(updates(u, t1), [])
+        self.assertEqual(updates(u, t2), [('ADDTO', [1])])
+        # the tag is free again
+        c.ok('SEARCH RETURN (UPDATE) UNSEEN')
+
+    def test_tag_in_use(self):
+        c = self.c
+        st, t, u = c.status_of('SEARCH RETURN (UPDATE) UNSEEN')
+        tag = 'T%d' % c.n
+        # the same tag again: the next command sent is given it by hand
+        c.send(('%s SEARCH RETURN (UPDATE) FLAGGED\r\n' % tag).encode())
+        u, t = c.until_tagged(tag)
+        self.assertEqual(t.split()[1], b'BAD', t)
+        self.assertEqual(c.status_of('SEARCH RETURN (UPDATE UPDATE) ALL')[0], 'BAD')
+
+    def test_ends_with_the_mailbox(self):
+        for cmd in ('SELECT CtxU', 'EXAMINE CtxU', 'CLOSE', 'UNSELECT'):
+            with self.subTest(cmd=cmd):
+                c = self.login()
+                c.select('CtxU')
+                c.ok('SEARCH RETURN (UPDATE) ALL')
+                t1 = 'T%d' % c.n
+                c.ok(cmd)
+                c.select('CtxU')
+                u = c.ok('STORE 2 +FLAGS (\\Seen)')
+                u += c.ok('STORE 2 -FLAGS (\\Seen)')
+                self.assertFalse([r for r in u if b'TAG "%s"' % t1.encode() in r], u)
+                if not AGAINST_DOVECOT:
+                    self.assertEqual(c.status_of('CANCELUPDATE "%s"' % t1)[0], 'NO')
+                c.logout()
+
+    def test_sequence_numbers_of_the_criteria(self):
+        # 4.3: the set is read when the command comes, as UIDs after
+        c, o = self.c, self.other()
+        c.ok('SEARCH RETURN (UPDATE) 3:* UNSEEN')
+        t1 = 'T%d' % c.n
+        o.ok('STORE 1 +FLAGS.SILENT (\\Deleted)')
+        o.ok('EXPUNGE')
+        o.append('CtxU', msg(9))
+        u = c.ok('NOOP')
+        self.assertEqual(updates(u, t1), [])
+        u = c.ok('STORE 1 -FLAGS (\\Seen)')   # old 2: not in 3:*
+        self.assertEqual(updates(u, t1), [])
+        u = c.ok('STORE 2 +FLAGS (\\Seen)')   # old 3
+        self.assertEqual(updates(u, t1), [('REMOVEFROM', [2])])
+
+
+class ContextLimit(ContextCase):
+    CONF = {'imap_max_search_updates': '1'}
+
+    def test_noupdate(self):
+        if AGAINST_DOVECOT:
+            self.skipTest('the limit is a coffre setting')
+        c = self.c
+        c.ok('SEARCH RETURN (UPDATE) UNSEEN')
+        t1 = 'T%d' % c.n
+        u = c.ok('SEARCH RETURN (UPDATE COUNT) UNSEEN')
+        t2 = 'T%d' % c.n
+        self.assertEqual(u[0], b'* ESEARCH (TAG "%s") COUNT 6' % t2.encode())
+        self.assertTrue(u[1].startswith(b'* NO [NOUPDATE "%s"]' % t2.encode()), u)
+        c.ok('CANCELUPDATE "%s"' % t1)
+        c.ok('SEARCH RETURN (UPDATE) UNSEEN')
+        t3 = 'T%d' % c.n
+        u = c.ok('STORE 1 +FLAGS (\\Seen)')
+        self.assertEqual(updates(u, t3), [('REMOVEFROM', [1])])
+        self.assertEqual(updates(u, t2), [])
+
+
+
+class ContextSort(ContextCase):
+    """CONTEXT=SORT: not in Dovecot 2.3."""
+
+    def setUp(self):
+        if AGAINST_DOVECOT:
+            self.skipTest('CONTEXT=SORT is not in Dovecot 2.3')
+        super().setUp()
+        self.c.ok('CREATE CtxS')
+        self.addCleanup(lambda: self.login().ok('DELETE CtxS'))
+        self.c.ok('COPY 1:* CtxS')
+        self.c.select('CtxS')
+        self.c.ok('STORE 1 +FLAGS.SILENT (\\Seen)')
+        self.uids = imap_util.search_result(self.c.ok('UID SEARCH ALL'))
+
+    def sorted_now(self, uid=True):
+        u = self.c.ok('%sSORT (DATE) UTF-8 UNSEEN' % ('UID ' if uid else ''))
+        return [int(x) for x in imap_util.untagged_of(u, 'SORT')[0].split()[2:]]
+
+    def test_advertised(self):
+        self.assertIn(b'CONTEXT=SORT', self.c.ok('CAPABILITY')[0].split())
+
+    def test_positions(self):
+        c = self.c
+        # unseen 2 to 6 in DATE order: 4, 2, 5, 6, 3
+        self.assertEqual(self.one('SORT RETURN (UPDATE ALL) (DATE) UTF-8 UNSEEN'),
+                         self.tagged(b' ALL 4,2,5:6,3'))
+        t = 'T%d' % c.n
+        # 1 (5 March) joins between 6 and 3
+        u = c.ok('STORE 1 -FLAGS (\\Seen)')
+        self.assertEqual(updates_at(u, t), [('ADDTO', [(5, [1])])])
+        u = c.ok('STORE 5 +FLAGS (\\Seen)')
+        self.assertEqual(updates_at(u, t), [('REMOVEFROM', [(3, [5])])])
+        # 4, 2, 6, 1, 3 less 2 and 6: both at position 2, one after the other
+        u = c.ok('STORE 2,6 +FLAGS.SILENT (\\Seen)')
+        self.assertEqual(updates_at(u, t), [('REMOVEFROM', [(2, [2, 6])])])
+        # an expunge: the position before the EXPUNGE
+        c.ok('STORE 4 +FLAGS.SILENT (\\Deleted)')
+        u = c.ok('EXPUNGE')
+        self.assertEqual(updates_at(u, t), [('REMOVEFROM', [(1, [4])])])
+        rem = [i for i, r in enumerate(u) if b'REMOVEFROM' in r]
+        exp = [i for i, r in enumerate(u) if r.endswith(b' EXPUNGE')]
+        self.assertTrue(rem and exp and rem[0] < exp[0], u)
+
+    def test_client_list_follows(self):
+        c, o = self.c, self.login()
+        o.select('CtxS')
+        line = self.one('UID SORT RETURN (UPDATE ALL) (DATE) UTF-8 UNSEEN')
+        t = 'T%d' % c.n
+        lst = ordered_set(line.split()[-1].decode())
+        steps = [lambda: o.ok('STORE 1 -FLAGS (\\Seen)'),
+                 lambda: o.append('CtxS', msg(7)),      # 5 March, after 1
+                 lambda: o.append('CtxS', msg(10)),     # 1 March, first
+                 lambda: o.ok('STORE 2:4 +FLAGS.SILENT (\\Seen)'),
+                 lambda: (o.ok('STORE 5 +FLAGS.SILENT (\\Deleted)'), o.ok('EXPUNGE')),
+                 lambda: o.ok('STORE 1:* -FLAGS.SILENT (\\Seen)'),
+                 lambda: (o.ok('STORE 1,3 +FLAGS.SILENT (\\Deleted \\Seen)'),
+                          o.ok('EXPUNGE'))]
+        for i, step in enumerate(steps):
+            step()
+            u = c.ok('NOOP')
+            lst = apply_updates(lst, updates_at(u, t), self)
+            self.assertEqual(lst, self.sorted_now(), 'after step %d: %r %r' % (i, u, c.transcript()))
+
+    def test_sequence_numbers(self):
+        c = self.c
+        self.one('SORT RETURN (UPDATE) (REVERSE DATE) UTF-8 UNSEEN')
+        t = 'T%d' % c.n
+        lst = self.sorted_now(uid=False)[::-1]
+        u = c.ok('STORE 1 -FLAGS (\\Seen)')
+        lst = apply_updates(lst, updates_at(u, t), self)
+        self.assertEqual(lst, self.sorted_now(uid=False)[::-1])
+        c.ok('STORE 2 +FLAGS.SILENT (\\Deleted)')
+        u = c.ok('EXPUNGE')
+        lst = apply_updates(lst, updates_at(u, t), self)
+        # the numbers moved down past the expunged one
+        lst = [x - 1 if x > 2 else x for x in lst]
+        self.assertEqual(lst, self.sorted_now(uid=False)[::-1])
+
+    def test_tag_in_use_and_cancel(self):
+        c = self.c
+        c.ok('SORT RETURN (UPDATE) (DATE) UTF-8 UNSEEN')
+        t = 'T%d' % c.n
+        c.send(('%s SORT RETURN (UPDATE) (DATE) UTF-8 ALL\r\n' % t).encode())
+        u, tl = c.until_tagged(t)
+        self.assertEqual(tl.split()[1], b'BAD', tl)
+        c.ok('CANCELUPDATE "%s"' % t)
+        u = c.ok('STORE 1 -FLAGS (\\Seen)')
+        self.assertEqual(updates_at(u, t), [])
 
 
 if __name__ == '__main__':
