@@ -3,7 +3,9 @@
  * INTERNALDATE, RFC822.SIZE, ENVELOPE, BODY, BODYSTRUCTURE, UID) comes
  * from the index in batches; BODY[...] sections are read from the message
  * file a slice at a time, so a large message is never held in memory, and
- * the next step starts only when the client has taken most of the last. */
+ * the next step starts only when the client has taken most of the last.
+ * The PARTIAL modifier (RFC 9394 3.3) keeps the messages of the set at the
+ * positions it names. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -1049,8 +1051,29 @@ static bool fields_only(const struct imap_fetch_spec *sp)
     return true;
 }
 
+/* [SP "(" fetch-modifier ")"] at the end: PARTIAL range (RFC 9394 3.3),
+ * the only modifier taken; *partial NULL when none was given. */
+static int fetch_modifiers(struct imap_args *a, struct imap_partial **partial, const char **err)
+{
+    const char *w;
+    size_t n;
+
+    if (imap_args_at_end(a)) {
+        *partial = NULL;
+        return IMAP_ARG_OK;
+    }
+    *err = "Invalid fetch modifier.";
+    if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_open(a) != IMAP_ARG_OK ||
+        imap_args_atom(a, &w, &n) != IMAP_ARG_OK || !imap_word_is(w, n, "PARTIAL") ||
+        imap_args_sp(a) != IMAP_ARG_OK || imap_args_partial(a, *partial) != IMAP_ARG_OK ||
+        imap_args_close(a) != IMAP_ARG_OK || !imap_args_at_end(a))
+        return IMAP_ARG_BAD;
+    return IMAP_ARG_OK;
+}
+
 void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
 {
+    struct imap_partial partial_buf, *partial = &partial_buf;
     struct imap_seqset set;
     struct storage_uidset us;
     struct imap_fetch *f;
@@ -1069,7 +1092,8 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
         return;
     }
     if (imap_args_sp(a) != IMAP_ARG_OK ||
-        (r = imap_fetch_parse(a, &f->ar, &f->spec, &err)) != IMAP_ARG_OK || !imap_args_at_end(a)) {
+        (r = imap_fetch_parse(a, &f->ar, &f->spec, &err)) != IMAP_ARG_OK ||
+        (r = fetch_modifiers(a, &partial, &err)) != IMAP_ARG_OK) {
         if (r == IMAP_ARG_DEEP)
             err = "Too deeply nested.";
         fetch_destroy(f);
@@ -1098,7 +1122,7 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
      * asked for, merged, met with the view's ranges */
     const struct uidmap *v = &s->sel->uids;
     struct storage_range *want = NULL;
-    size_t nwant = 0, count = 0;
+    size_t nwant = 0, count = 0, from = 0, to = SIZE_MAX, idx = 0;
     if (us.n && storage_uidset_normalize(&us, &want, &nwant) != 0) {
         fetch_destroy(f);
         imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
@@ -1115,12 +1139,20 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
                     count += (size_t)hi - lo + 1;
                     continue;
                 }
-                for (uint64_t u = lo; u <= hi; u++, k++) {
+                for (uint64_t u = lo; u <= hi; u++, k++, idx++) {
+                    if (idx < from || idx >= to)
+                        continue; /* outside the PARTIAL range */
                     f->msgs[f->n].seq = (uint32_t)k + 1;
                     f->msgs[f->n].uid = (uint32_t)u;
                     f->n++;
                 }
             }
+        }
+        if (pass == 0 && partial) {
+            /* RFC 9394 3.3: only the messages of the set at these
+             * positions, counted in UID order */
+            imap_partial_window(partial, count, &from, &to);
+            count = to - from;
         }
         if (pass == 0 && count && !(f->msgs = malloc(count * sizeof(*f->msgs)))) {
             free(want);

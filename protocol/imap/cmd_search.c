@@ -1,12 +1,12 @@
 /* SEARCH and UID SEARCH: the RFC 3501 search-key parser (it reads only
  * its input and, for OLDER/YOUNGER, the clock; the fuzz target calls it
  * directly) producing a storage_search tree, the RETURN options of
- * ESEARCH (RFC 4731) and SEARCHRES (RFC 5182), the mapping of sequence
- * sets, "$" and \Recent to UIDs for this session, the search itself on the
- * thread pool (TEXT/BODY through the full-text index) and its answers,
- * SEARCH or ESEARCH, and the saving of "$". Dates are calendar days in
- * UTC; OLDER and YOUNGER (RFC 5032) count seconds back from the time the
- * command is read. */
+ * ESEARCH (RFC 4731), SEARCHRES (RFC 5182) and PARTIAL (RFC 9394), the
+ * mapping of sequence sets, "$" and \Recent to UIDs for this session, the
+ * search itself on the thread pool (TEXT/BODY through the full-text index)
+ * and its answers, SEARCH or ESEARCH, and the saving of "$". Dates are
+ * calendar days in UTC; OLDER and YOUNGER (RFC 5032) count seconds back
+ * from the time the command is read. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -439,16 +439,68 @@ int imap_search_resolve(struct imap_session *s, struct storage_search *n, struct
     return 0;
 }
 
-int imap_search_return(struct imap_args *a, unsigned *opts)
+/* nz-number: 1 to 4294967295 */
+static bool nz_number(const char **p, const char *end, uint32_t *out)
+{
+    uint64_t v = 0;
+    const char *q = *p;
+    if (q == end || *q < '1' || *q > '9')
+        return false;
+    for (; q < end && *q >= '0' && *q <= '9'; q++)
+        if ((v = v * 10 + (uint64_t)(*q - '0')) > UINT32_MAX)
+            return false;
+    *out = (uint32_t)v;
+    *p = q;
+    return true;
+}
+
+int imap_args_partial(struct imap_args *a, struct imap_partial *out)
+{
+    const char *w, *end;
+    size_t n;
+    bool neg;
+
+    if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK)
+        return IMAP_ARG_BAD;
+    end = w + n;
+    neg = *w == '-';
+    w += neg;
+    if (!nz_number(&w, end, &out->a) || w == end || *w++ != ':')
+        return IMAP_ARG_BAD;
+    if (neg && (w == end || *w++ != '-'))
+        return IMAP_ARG_BAD;
+    if (!nz_number(&w, end, &out->b) || w != end)
+        return IMAP_ARG_BAD;
+    out->last = neg;
+    out->lo = out->a < out->b ? out->a : out->b; /* 500:400 is 400:500 */
+    out->hi = out->a < out->b ? out->b : out->a;
+    return IMAP_ARG_OK;
+}
+
+void imap_partial_window(const struct imap_partial *p, size_t n, size_t *from, size_t *to)
+{
+    *from = *to = 0;
+    if (p->lo > n)
+        return; /* the whole range beyond the result */
+    if (!p->last) {
+        *from = p->lo - 1;
+        *to = p->hi < n ? p->hi : n;
+    } else {
+        /* -1 is the last result: -lo..-hi are [n - hi, n - lo] */
+        *to = n - p->lo + 1;
+        *from = p->hi < n ? n - p->hi : 0;
+    }
+}
+
+int imap_search_return(struct imap_args *a, unsigned *opts, struct imap_partial *part)
 {
     static const struct {
         const char *name;
         unsigned bit;
-    } ret_opts[] = {{"MIN", IMAP_SR_MIN},
-                    {"MAX", IMAP_SR_MAX},
-                    {"ALL", IMAP_SR_ALL},
-                    {"COUNT", IMAP_SR_COUNT},
-                    {"SAVE", IMAP_SR_SAVE}};
+    } ret_opts[] = {{"MIN", IMAP_SR_MIN},       {"MAX", IMAP_SR_MAX},
+                    {"ALL", IMAP_SR_ALL},       {"COUNT", IMAP_SR_COUNT},
+                    {"SAVE", IMAP_SR_SAVE},     {"PARTIAL", IMAP_SR_PARTIAL},
+                    {"UPDATE", IMAP_SR_UPDATE}, {"CONTEXT", IMAP_SR_CONTEXT}};
     const char *start = a->p, *w;
     size_t n;
 
@@ -470,16 +522,30 @@ int imap_search_return(struct imap_args *a, unsigned *opts)
                 break;
         if (i == sizeof(ret_opts) / sizeof(ret_opts[0]))
             return IMAP_ARG_BAD; /* an option we do not offer */
+        if (ret_opts[i].bit == IMAP_SR_UPDATE && (*opts & IMAP_SR_UPDATE))
+            return IMAP_ARG_BAD; /* one UPDATE */
+        if (ret_opts[i].bit == IMAP_SR_PARTIAL) {
+            /* one PARTIAL, with its range */
+            if (!part || (*opts & IMAP_SR_PARTIAL) || imap_args_sp(a) != IMAP_ARG_OK ||
+                imap_args_partial(a, part) != IMAP_ARG_OK)
+                return IMAP_ARG_BAD;
+        }
         *opts |= ret_opts[i].bit | IMAP_SR_RETURN;
     }
     if (imap_args_close(a) != IMAP_ARG_OK)
         return IMAP_ARG_BAD;
-    /* RETURN () is RETURN (ALL) */
-    *opts |= *opts ? 0 : IMAP_SR_ALL | IMAP_SR_RETURN;
+    /* RFC 9394 3.1: one PARTIAL or one ALL, not both */
+    if ((*opts & IMAP_SR_PARTIAL) && (*opts & IMAP_SR_ALL))
+        return IMAP_ARG_BAD;
+    /* RETURN () is RETURN (ALL), and so is RETURN (CONTEXT): CONTEXT is
+     * only a hint (RFC 5267 4.2) */
+    if (!(*opts & ~(unsigned)(IMAP_SR_RETURN | IMAP_SR_CONTEXT)))
+        *opts |= IMAP_SR_ALL | IMAP_SR_RETURN;
     return imap_args_sp(a) == IMAP_ARG_OK ? IMAP_ARG_OK : IMAP_ARG_BAD;
 }
 
-void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *v, size_t n)
+void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *v, size_t n,
+                         const struct imap_partial *part)
 {
     struct buf *b = imap_outbuf(s);
 
@@ -497,22 +563,19 @@ void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *
         buf_addu(b, v[n - 1]);
     }
     if (n && (opts & IMAP_SR_ALL)) {
-        /* a sequence set, runs as ranges; written in pieces so that a
-         * long one is never held whole */
         buf_str(b, " ALL ");
-        for (size_t i = 0; i < n;) {
-            size_t k = i + 1;
-            while (k < n && v[k] == v[k - 1] + 1)
-                k++;
-            imap_buf_uids(b, v + i, k - i);
-            if (k < n)
-                buf_addc(b, ',');
-            i = k;
-            if (b->len >= 64 * 1024) {
-                imap_flush(s);
-                b = imap_outbuf(s);
-            }
-        }
+        b = imap_write_set(s, b, v, n);
+    }
+    if ((opts & IMAP_SR_PARTIAL) && part) {
+        size_t from, to;
+        imap_partial_window(part, n, &from, &to);
+        buf_printf(b, " PARTIAL (%s%u:%s%u ", part->last ? "-" : "", part->a, part->last ? "-" : "",
+                   part->b);
+        if (from == to)
+            buf_str(b, "NIL");
+        else
+            b = imap_write_set(s, b, v + from, to - from);
+        buf_addc(b, ')');
     }
     if (opts & IMAP_SR_COUNT) {
         buf_str(b, " COUNT ");
@@ -526,6 +589,8 @@ struct search_job {
     struct imap_arena ar;
     int64_t mbox;
     unsigned opts; /* IMAP_SR_* */
+    struct imap_partial partial;
+    uint64_t since; /* UPDATE: the modseq known when the command came */
     struct storage_search *q;
     char charset[64]; /* SEARCH CHARSET other than UTF-8 and US-ASCII, or "" */
     bool badcharset;
@@ -572,39 +637,92 @@ static void search_answer(struct imap_session *s, const struct storage_uidlist *
     buf_str(b, "\r\n");
 }
 
-/* A SEARCH with SAVE answered NO leaves "$" empty (RFC 5182 2.1); a BAD
- * one leaves it as it was. */
-static void save_failed(struct imap_session *s, unsigned opts)
+/* A SEARCH or SORT with SAVE answered NO leaves "$" empty (RFC 5182
+ * 2.1); a BAD one leaves it as it was. */
+void imap_search_save_failed(struct imap_session *s, unsigned opts)
 {
     if ((opts & IMAP_SR_SAVE) && s->sel)
         imap_sel_save(s->sel, NULL, 0);
 }
 
-/* What SAVE keeps of the ascending UIDs found: all of them, or only the
- * lowest and highest when MIN and MAX were the only other options (RFC
- * 5182 2.4). */
-static int save_result(struct imap_sel *sel, unsigned opts, const uint32_t *v, size_t n)
+static int cmp_u32(const void *a, const void *b)
 {
-    if (n && !(opts & (IMAP_SR_ALL | IMAP_SR_COUNT)) && (opts & (IMAP_SR_MIN | IMAP_SR_MAX))) {
-        uint32_t ends[2];
-        size_t k = 0;
-        if (opts & IMAP_SR_MIN)
-            ends[k++] = v[0];
-        if ((opts & IMAP_SR_MAX) && (!k || v[n - 1] != v[0]))
-            ends[k++] = v[n - 1];
-        return imap_sel_save(sel, ends, k);
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* What SAVE keeps of the UIDs found v[0..n) (ascending, or in sort order
+ * for SORT): all of them, or with MIN/MAX and no ALL or COUNT only the
+ * first and last (RFC 5182 2.4; for SORT the first and last in sort order,
+ * as MIN and MAX are, RFC 5267 3), and with PARTIAL and no COUNT the
+ * messages of the PARTIAL answer with the MIN/MAX ones (RFC 9394 3.2). */
+static int save_result(struct imap_sel *sel, unsigned opts, const struct imap_partial *part,
+                       const uint32_t *v, size_t n, bool sorted)
+{
+    size_t from = 0, to = n, k = 0;
+    uint32_t *keep;
+    int r;
+
+    if (!n || (opts & (IMAP_SR_ALL | IMAP_SR_COUNT)) ||
+        !(opts & (IMAP_SR_MIN | IMAP_SR_MAX | IMAP_SR_PARTIAL))) {
+        if (!sorted || n < 2)
+            return imap_sel_save(sel, v, n);
+    } else if (opts & IMAP_SR_PARTIAL) {
+        imap_partial_window(part, n, &from, &to);
+    } else {
+        from = to = 0;
     }
-    return imap_sel_save(sel, v, n);
+    /* "$" is a set: the sort order is not kept */
+    if (!(keep = malloc((to - from + 2) * sizeof(*keep))))
+        return -1;
+    memcpy(keep, v + from, (to - from) * sizeof(*keep));
+    k = to - from;
+    if (k < n && (opts & IMAP_SR_MIN) && !(opts & IMAP_SR_COUNT))
+        keep[k++] = v[0];
+    if (k < n && (opts & IMAP_SR_MAX) && !(opts & IMAP_SR_COUNT))
+        keep[k++] = v[n - 1];
+    qsort(keep, k, sizeof(*keep), cmp_u32);
+    size_t u = 0;
+    for (size_t i = 0; i < k; i++)
+        if (!u || keep[u - 1] != keep[i])
+            keep[u++] = keep[i];
+    r = imap_sel_save(sel, keep, u);
+    free(keep);
+    return r;
+}
+
+int imap_esearch_result(struct imap_session *s, unsigned opts, const struct imap_partial *part,
+                        uint32_t *v, size_t nv, bool sorted)
+{
+    size_t n = 0;
+
+    /* the messages this session knows; a count, never a list of strings,
+     * unless ALL asked for one */
+    for (size_t i = 0; i < nv && s->sel; i++) {
+        uint32_t seq = imap_sel_seq(s->sel, v[i]);
+        if (seq) /* else not announced to this session yet */
+            v[n++] = s->uid_cmd || (opts & IMAP_SR_SAVE) ? v[i] : seq;
+    }
+    if (opts & IMAP_SR_SAVE) {
+        if (!s->sel || save_result(s->sel, opts, part, v, n, sorted) < 0) {
+            imap_search_save_failed(s, opts);
+            return -1;
+        }
+        for (size_t i = 0; i < n && !s->uid_cmd; i++)
+            v[i] = imap_sel_seq(s->sel, v[i]);
+    }
+    if (opts & (IMAP_SR_MIN | IMAP_SR_MAX | IMAP_SR_ALL | IMAP_SR_COUNT | IMAP_SR_PARTIAL |
+                IMAP_SR_UPDATE))
+        imap_esearch_answer(s, opts, v, n, part);
+    return 0;
 }
 
 static void search_done(struct imap_session *s, struct imap_job *j)
 {
     struct search_job *sj = (struct search_job *)j;
-    uint32_t *v = sj->res.uids;
-    size_t n = 0;
 
     if (sj->err || sj->badcharset)
-        save_failed(s, sj->opts);
+        imap_search_save_failed(s, sj->opts);
     if (sj->badcharset) {
         /* RFC 3501 6.4.4: NO, not BAD, with the charsets known */
         imap_finish(s, "NO", "[BADCHARSET %s] Unsupported charset.", imap_charsets);
@@ -623,24 +741,18 @@ static void search_done(struct imap_session *s, struct imap_job *j)
         imap_finish(s, "OK", "%sSEARCH completed.", s->uid_cmd ? "UID " : "");
         return;
     }
-    /* the messages this session knows, ascending; a count, never a list
-     * of strings, unless ALL asked for one */
-    for (size_t i = 0; i < sj->res.n && s->sel; i++) {
-        uint32_t seq = imap_sel_seq(s->sel, v[i]);
-        if (seq) /* else not announced to this session yet */
-            v[n++] = s->uid_cmd || (sj->opts & IMAP_SR_SAVE) ? v[i] : seq;
+    int ctx = 0;
+    if ((sj->opts & IMAP_SR_UPDATE) &&
+        (ctx = imap_ctx_add(s, &sj->ar, sj->q, sj->res.uids, sj->res.n, sj->since)) < 0) {
+        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+        return;
     }
-    if (sj->opts & IMAP_SR_SAVE) {
-        if (!s->sel || save_result(s->sel, sj->opts, v, n) < 0) {
-            save_failed(s, sj->opts);
-            imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
-            return;
-        }
-        for (size_t i = 0; i < n && !s->uid_cmd; i++)
-            v[i] = imap_sel_seq(s->sel, v[i]);
+    if (imap_esearch_result(s, sj->opts, &sj->partial, sj->res.uids, sj->res.n, false) < 0) {
+        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+        return;
     }
-    if (sj->opts & (IMAP_SR_MIN | IMAP_SR_MAX | IMAP_SR_ALL | IMAP_SR_COUNT))
-        imap_esearch_answer(s, sj->opts, v, n);
+    if (ctx > 0)
+        imap_noupdate(s);
     imap_finish(s, "OK", "%sSEARCH completed.", s->uid_cmd ? "UID " : "");
 }
 
@@ -656,11 +768,20 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
         return;
     }
     sj->j.free_fn = search_free;
-    if (imap_args_sp(a) != IMAP_ARG_OK || imap_search_return(a, &sj->opts) != IMAP_ARG_OK) {
+    if (imap_args_sp(a) != IMAP_ARG_OK ||
+        imap_search_return(a, &sj->opts, &sj->partial) != IMAP_ARG_OK) {
         search_free(&sj->j);
-        imap_bad(s, "Usage: SEARCH [RETURN (MIN MAX ALL COUNT SAVE)] [CHARSET name] key ...");
+        imap_bad(s, "Usage: SEARCH [RETURN (MIN MAX ALL COUNT SAVE PARTIAL n:m UPDATE)] [CHARSET "
+                    "name] key ...");
         return;
     }
+    if ((sj->opts & IMAP_SR_UPDATE) && imap_ctx_find(s->sel, s->tag)) {
+        /* RFC 5267 4.3: the tag names a live context */
+        search_free(&sj->j);
+        imap_bad(s, "Tag in use by a search context.");
+        return;
+    }
+    sj->since = s->sel->known_modseq;
     const char *save = a->p;
     if (imap_args_atom(a, &w, &n) == IMAP_ARG_OK && imap_word_is(w, n, "CHARSET")) {
         char cs[64];
@@ -687,11 +808,55 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
         if (r == -1) {
             imap_bad(s, "Invalid message sequence number.");
         } else {
-            save_failed(s, sj->opts);
+            imap_search_save_failed(s, sj->opts);
             imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
         }
         return;
     }
     sj->mbox = s->sel->id;
     imap_cmd_job(s, &sj->j, search_work, search_done);
+}
+
+/* CANCELUPDATE 1*(SP quoted) (RFC 5267 4.3.5): every tag must name a
+ * live context, else nothing is cancelled. */
+void imap_cmd_cancelupdate(struct imap_session *s, struct imap_args *a)
+{
+    struct imap_ctx *found[16];
+    size_t nf = 0;
+    bool unknown = false;
+
+    if (imap_args_at_end(a)) {
+        imap_bad(s, "Usage: CANCELUPDATE \"tag\" ...");
+        return;
+    }
+    while (!imap_args_at_end(a)) {
+        char tag[IMAP_TAG_MAX];
+        size_t tl;
+        if (imap_args_sp(a) != IMAP_ARG_OK || !imap_args_peek(a, '"') ||
+            imap_args_astring(a, tag, sizeof(tag), &tl) != IMAP_ARG_OK) {
+            imap_bad(s, "Usage: CANCELUPDATE \"tag\" ...");
+            return;
+        }
+        struct imap_ctx *c = imap_ctx_find(s->sel, tag);
+        size_t i = 0;
+        while (c && i < nf && found[i] != c)
+            i++;
+        if (!c) {
+            unknown = true;
+        } else if (i < nf) {
+            continue; /* named twice */
+        } else if (nf < sizeof(found) / sizeof(found[0])) {
+            found[nf++] = c;
+        } else {
+            imap_bad(s, "Too many tags.");
+            return;
+        }
+    }
+    if (unknown) {
+        imap_finish(s, "NO", "No such search context.");
+        return;
+    }
+    for (size_t i = 0; i < nf; i++)
+        imap_ctx_cancel(s->sel, found[i]);
+    imap_finish(s, "OK", "CANCELUPDATE completed.");
 }

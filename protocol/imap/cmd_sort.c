@@ -1,7 +1,9 @@
 /* SORT and THREAD (RFC 5256; SORT=DISPLAY, RFC 5957), and their UID forms:
  * the argument parser (a pure function the fuzz target calls directly),
  * the search on the thread pool, where the storage orders the messages by
- * the keys it keeps in the index (storage/sort.c), and the answers. Only
+ * the keys it keeps in the index (storage/sort.c), and the answers: SORT,
+ * THREAD, or ESEARCH for SORT RETURN (...) (ESORT, RFC 5267 3; with
+ * UPDATE, a context kept in sort order, imap_context.c). Only
  * messages this session knows of take part: sequence numbers are its own. */
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +78,11 @@ int imap_sort_parse(struct imap_args *a, struct imap_arena *ar, bool thread,
         }
         return parse_criteria(a, ar, out, err);
     }
+    /* RFC 5267 3 (ESORT): SORT RETURN (options) (criteria) ... */
+    if (imap_search_return(a, &out->opts, &out->partial) != IMAP_ARG_OK) {
+        *err = "Usage: SORT [RETURN (MIN MAX ALL COUNT SAVE)] (criteria) charset key ...";
+        return IMAP_ARG_BAD;
+    }
     if (!imap_args_peek(a, '(') || imap_args_open(a) != IMAP_ARG_OK) {
         *err = "Expected a parenthesized list of sort criteria.";
         return IMAP_ARG_BAD;
@@ -126,6 +133,8 @@ struct sort_job {
     bool thread;
     struct imap_sort_spec spec;
     bool badcharset;
+    uint64_t since;           /* UPDATE: the modseq known when the command came */
+    struct storage_search *q; /* UPDATE: the criteria without the view's UIDs */
     int err;
     struct storage_uidlist res;
     struct storage_thread thr;
@@ -255,6 +264,8 @@ static void sort_done(struct imap_session *s, struct imap_job *j)
     struct sort_job *sj = (struct sort_job *)j;
     const char *what = sj->thread ? "THREAD" : "SORT";
 
+    if (sj->err || sj->badcharset)
+        imap_search_save_failed(s, sj->spec.opts);
     if (sj->badcharset) {
         imap_finish(s, "NO", "[BADCHARSET %s] Unsupported charset.", imap_charsets);
         return;
@@ -269,6 +280,23 @@ static void sort_done(struct imap_session *s, struct imap_job *j)
     }
     if (sj->thread) {
         write_threads(s, &sj->thr);
+    } else if (sj->spec.opts & IMAP_SR_RETURN) {
+        /* ESORT: an ESEARCH answer in sort order; with UPDATE, a context
+         * kept in sort order (CONTEXT=SORT, RFC 5267 4) */
+        int ctx = 0;
+        if ((sj->spec.opts & IMAP_SR_UPDATE) &&
+            (ctx = imap_ctx_add_sort(s, &sj->ar, sj->q, sj->spec.crit, sj->spec.n, sj->res.uids,
+                                     sj->res.n, sj->since)) < 0) {
+            imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+            return;
+        }
+        if (imap_esearch_result(s, sj->spec.opts, &sj->spec.partial, sj->res.uids, sj->res.n,
+                                true) < 0) {
+            imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+            return;
+        }
+        if (ctx > 0)
+            imap_noupdate(s);
     } else {
         struct buf *b = imap_outbuf(s);
         buf_str(b, "* SORT");
@@ -324,13 +352,24 @@ static void sort_or_thread(struct imap_session *s, struct imap_args *a, bool thr
         imap_bad(s, "%s", err);
         return;
     }
+    if ((sj->spec.opts & IMAP_SR_UPDATE) && imap_ctx_find(s->sel, s->tag)) {
+        /* RFC 5267 4.3: the tag names a live context */
+        sort_free(&sj->j);
+        imap_bad(s, "Tag in use by a search context.");
+        return;
+    }
+    sj->since = s->sel->known_modseq;
+    sj->q = sj->spec.q; /* restrict_to_view puts it under an AND, unchanged */
     if ((r = imap_search_resolve(s, sj->spec.q, &sj->ar)) < 0 ||
         (r = restrict_to_view(s, sj)) < 0) {
+        unsigned opts = sj->spec.opts;
         sort_free(&sj->j);
-        if (r == -1)
+        if (r == -1) {
             imap_bad(s, "Invalid message sequence number.");
-        else
+        } else {
+            imap_search_save_failed(s, opts);
             imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+        }
         return;
     }
     sj->mbox = s->sel->id;

@@ -57,6 +57,7 @@ static const struct imap_command commands[] = {
     {"STORE", imap_cmd_store, IMAP_SELECTED, IMAP_CMD_NO_EXPUNGE, NULL},
     {"COPY", imap_cmd_copy, IMAP_SELECTED, 0, NULL},
     {"MOVE", imap_cmd_move, IMAP_SELECTED, 0, NULL},
+    {"CANCELUPDATE", imap_cmd_cancelupdate, IMAP_SELECTED, 0, NULL},
     /* RFC 3501 7.4.1: EXPUNGE responses are allowed during UID commands */
     {"UID FETCH", imap_cmd_fetch, IMAP_SELECTED, IMAP_CMD_UID, NULL},
     {"UID STORE", imap_cmd_store, IMAP_SELECTED, IMAP_CMD_UID, NULL},

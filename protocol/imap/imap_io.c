@@ -37,6 +37,24 @@ struct buf *imap_outbuf(struct imap_session *s)
     return &obuf;
 }
 
+struct buf *imap_write_set(struct imap_session *s, struct buf *b, const uint32_t *v, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t k = i + 1;
+        while (k < n && v[k] == v[k - 1] + 1)
+            k++;
+        imap_buf_uids(b, v + i, k - i);
+        if (k < n)
+            buf_addc(b, ',');
+        i = k;
+        if (b->len >= 64 * 1024) {
+            imap_flush(s);
+            b = imap_outbuf(s);
+        }
+    }
+    return b;
+}
+
 void imap_out(struct imap_session *s, const void *p, size_t len)
 {
     struct buf *b = imap_outbuf(s);
@@ -115,7 +133,8 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
     "IMAP4rev1 " lit "SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MULTIAPPEND CATENATE URL-PARTIAL "  \
     "MOVE UNSELECT BINARY "                                                                        \
     "CHILDREN ESEARCH SEARCHRES WITHIN "                                                           \
-    "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST SORT SORT=DISPLAY "                        \
+    "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST SORT SORT=DISPLAY ESORT PARTIAL "          \
+    "CONTEXT=SEARCH CONTEXT=SORT "                                                                 \
     "THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS I18NLEVEL=1"
 #define CAPS_STATES(lit)                                                                           \
     {                                                                                              \

@@ -282,6 +282,8 @@ void imap_sel_free(struct imap_session *s)
     uidmap_free(&sel->uids);
     uidarr_free(&sel->pend_new);
     uidarr_free(&sel->pend_exp);
+    if (sel->ctx_ops)
+        sel->ctx_ops->free_all(sel);
     free(sel->saved);
     free(sel);
     s->sel = NULL;
@@ -405,6 +407,8 @@ void imap_sel_expunged(struct imap_session *s, const uint32_t *uids, size_t n)
 
     if (!sel || !n)
         return;
+    if (sel->ctx_ops)
+        sel->ctx_ops->expunged(s, uids, n);
     /* uids ascending: each one's sequence number, less those gone before */
     for (size_t j = 0; j < n; j++) {
         ssize_t i = uidmap_find(&sel->uids, uids[j]);
@@ -444,7 +448,10 @@ static void pending_overflow(struct imap_session *s)
 void imap_sel_note_new(struct imap_session *s, const uint32_t *uids, size_t n)
 {
     struct imap_sel *sel = s->sel;
-    if (!sel || sel->resync)
+    if (!sel)
+        return;
+    sel->ctx_dirty = sel->ctx_dirty || (sel->ctx && n);
+    if (sel->resync)
         return;
     for (size_t i = 0; i < n; i++) {
         if (uids[i] <= uidmap_max(&sel->uids))
@@ -460,6 +467,9 @@ void imap_sel_note_own_store(struct imap_session *s, uint64_t modseq)
     struct imap_sel *sel = s->sel;
     if (!sel || !modseq)
         return;
+    /* the contexts look at it before the command's answer, whenever its
+     * event comes */
+    sel->ctx_dirty = sel->ctx != NULL;
     if (sel->n_own < sizeof(sel->own_modseq) / sizeof(sel->own_modseq[0]))
         sel->own_modseq[sel->n_own++] = modseq;
 }
@@ -479,6 +489,11 @@ void imap_on_event(void *arg, const struct storage_event *ev)
 
     if (s->state != IMAP_SELECTED || !sel || ev->mbox != sel->id)
         return;
+    /* search contexts look at new messages and changed flags, this
+     * session's own included (and after an expunge, at what waited for
+     * it) */
+    if (sel->ctx)
+        sel->ctx_dirty = true;
     switch (ev->type) {
     case STORAGE_EV_NEW:
         imap_sel_note_new(s, ev->uids, ev->n);
@@ -506,7 +521,7 @@ void imap_on_event(void *arg, const struct storage_event *ev)
 
 bool imap_updates_need_job(struct imap_session *s)
 {
-    return s->sel && (s->sel->flags_dirty || s->sel->resync);
+    return s->sel && (s->sel->flags_dirty || s->sel->resync || (s->sel->ctx && s->sel->ctx_dirty));
 }
 
 /* Announces what is known without the pool: expunges (when allowed), new
@@ -620,6 +635,9 @@ struct upd_job {
     struct storage_range *all; /* every UID of the index, as ranges */
     size_t nall;
     struct imap_flagset fl; /* flags changed by others */
+    const struct imap_ctx_ops *ctx_ops;
+    struct imap_ctx_eval *ctx; /* search contexts to evaluate */
+    size_t nctx;
 };
 
 static int upd_cb(void *arg, const struct storage_msg *m)
@@ -658,6 +676,8 @@ static void upd_work(struct imap_job *j)
     }
     if (u->flags || u->resync)
         u->err = u->err ? u->err : storage_changes(j->u, u->mbox, u->since, upd_cb, u, NULL);
+    if (u->ctx)
+        u->ctx_ops->eval_work(j->u, u->mbox, u->ctx, u->nctx);
 }
 
 static void upd_free(struct imap_job *j)
@@ -665,6 +685,8 @@ static void upd_free(struct imap_job *j)
     struct upd_job *u = (struct upd_job *)j;
     free(u->all);
     imap_flagset_free(&u->fl);
+    if (u->ctx_ops)
+        u->ctx_ops->eval_free(u->ctx, u->nctx);
     free(u);
 }
 
@@ -750,6 +772,8 @@ static void upd_done(struct imap_session *s, struct imap_job *j)
         sel->flags_dirty = u->flags;
         sel->resync = sel->resync || u->resync;
     }
+    if (u->ctx)
+        u->ctx_ops->eval_done(s, u->ctx, u->nctx); /* after the EXISTS and FETCH */
     if (u->then)
         u->then(s);
 }
@@ -785,6 +809,11 @@ void imap_updates(struct imap_session *s, bool expunge_ok, void (*then)(struct i
     u->expunge_ok = expunge_ok;
     u->then = then;
     u->j.free_fn = upd_free;
+    if (sel->ctx_dirty && sel->ctx_ops) {
+        u->ctx_ops = sel->ctx_ops;
+        u->ctx = sel->ctx_ops->eval_new(sel, &u->nctx);
+    }
+    sel->ctx_dirty = false;
     sel->flags_dirty = false;
     sel->resync = false;
     if (imap_job_start(s, &u->j, upd_work, upd_done) < 0) {

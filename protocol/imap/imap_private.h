@@ -181,11 +181,30 @@ enum {
     IMAP_SR_ALL = 1 << 2,
     IMAP_SR_COUNT = 1 << 3,
     IMAP_SR_SAVE = 1 << 4,
-    IMAP_SR_RETURN = 1 << 5, /* RETURN was given: an ESEARCH answer */
+    IMAP_SR_RETURN = 1 << 5,  /* RETURN was given: an ESEARCH answer */
+    IMAP_SR_PARTIAL = 1 << 6, /* PARTIAL range (RFC 9394) */
+    IMAP_SR_UPDATE = 1 << 7,  /* UPDATE (RFC 5267 4): a context kept up to date */
+    IMAP_SR_CONTEXT = 1 << 8, /* CONTEXT (RFC 5267 4.2): a hint, nothing more */
 };
+/* A PARTIAL range of RFC 9394: positions 1-based in the result, counted
+ * from its first message, or from its last when last ("-1:-30"); lo <= hi.
+ * The range is answered as the client wrote it (a, b). */
+struct imap_partial {
+    bool last;
+    uint32_t lo, hi;
+    uint32_t a, b;
+};
+/* partial-range (RFC 9394 4): "n:m" or "-n:-m", nz-numbers. IMAP_ARG_OK
+ * or IMAP_ARG_BAD. */
+int imap_args_partial(struct imap_args *a, struct imap_partial *out);
+/* The part [*from, *to) of n results a PARTIAL range names (empty when
+ * *from == *to). */
+void imap_partial_window(const struct imap_partial *p, size_t n, size_t *from, size_t *to);
 /* "RETURN SP (opt ...) SP" when next (else nothing consumed, *opts 0):
- * IMAP_SR_* in *opts, RETURN () being ALL. IMAP_ARG_OK or IMAP_ARG_BAD. */
-int imap_search_return(struct imap_args *a, unsigned *opts);
+ * IMAP_SR_* in *opts, RETURN () being ALL; a PARTIAL range in *part (one
+ * PARTIAL at most, never with ALL: RFC 9394 3.1). IMAP_ARG_OK or
+ * IMAP_ARG_BAD. */
+int imap_search_return(struct imap_args *a, unsigned *opts, struct imap_partial *part);
 /* ---- SORT and THREAD arguments (cmd_sort.c) ---- */
 
 #define IMAP_SORT_MAX_KEYS 16
@@ -194,6 +213,8 @@ struct imap_sort_spec {
     size_t n;                      /* SORT */
     enum storage_thread_algo algo; /* THREAD */
     struct storage_search *q;      /* the search keys (arena), as imap_search_parse */
+    unsigned opts;                 /* SORT RETURN (...) (RFC 5267 ESORT): IMAP_SR_* */
+    struct imap_partial partial;   /* with IMAP_SR_PARTIAL */
     char charset[64];              /* a charset other than UTF-8 and US-ASCII, or "" */
 };
 /* What follows "SORT" (thread false) or "THREAD" (thread true): criteria
@@ -314,6 +335,12 @@ struct imap_sel {
     uint64_t known_modseq;
     uint64_t own_modseq[8]; /* our own STOREs, not to be echoed back */
     unsigned n_own;
+    /* the search contexts of RETURN (UPDATE) (imap_context.c), their
+     * count, and whether changes came since they were last evaluated */
+    struct imap_ctx *ctx;
+    unsigned nctx;
+    bool ctx_dirty;
+    const struct imap_ctx_ops *ctx_ops; /* NULL until the first context */
     /* "$", the result the last SEARCH ... RETURN (SAVE) saved (RFC 5182):
      * UIDs as ascending ranges (malloc'd), so that expunged messages drop
      * out by themselves; empty at SELECT/EXAMINE, gone with the mailbox */
@@ -324,6 +351,58 @@ struct imap_sel {
 struct imap_job;
 struct imap_command;
 struct imap_session;
+
+/* A search context of CONTEXT=SEARCH (RFC 5267 4), imap_context.c. */
+struct imap_ctx {
+    struct imap_ctx *next;
+    unsigned refs; /* the selected mailbox's, and an update job's */
+    bool live;     /* still in the selected mailbox's list */
+    bool uid;      /* a UID SEARCH: updates name UIDs */
+    char tag[IMAP_TAG_MAX];
+    struct imap_arena ar;     /* holds q */
+    struct storage_search *q; /* the criteria, sets as UIDs */
+    struct uidarr res;        /* the UIDs in the result, ascending */
+    uint64_t since;           /* changes up to this modseq are in res */
+    /* a SORT's context (CONTEXT=SORT): its criteria, and res in sort
+     * order; updates name positions in it */
+    bool sort;
+    struct storage_sort_crit crit[IMAP_SORT_MAX_KEYS];
+    size_t ncrit;
+    struct uidarr order;
+};
+struct imap_ctx_eval;
+/* The live context of that tag, or NULL. */
+struct imap_ctx *imap_ctx_find(const struct imap_sel *sel, const char *tag);
+/* A context for the command being answered (its tag, UID or not): the
+ * criteria q (in ar, which moves into the context), the UIDs found
+ * uids[0..n) ascending (those not in view are left out), changes after
+ * modseq since to be evaluated. 0, 1 when the session has
+ * imap_max_search_updates contexts already, -1 out of memory. */
+int imap_ctx_add(struct imap_session *s, struct imap_arena *ar, struct storage_search *q,
+                 const uint32_t *uids, size_t n, uint64_t since);
+/* The same for a SORT (uids in sort order), with its n criteria. */
+int imap_ctx_add_sort(struct imap_session *s, struct imap_arena *ar, struct storage_search *q,
+                      const struct storage_sort_crit *crit, size_t ncrit, const uint32_t *uids,
+                      size_t n, uint64_t since);
+/* Ends the context c (CANCELUPDATE). */
+void imap_ctx_cancel(struct imap_sel *sel, struct imap_ctx *c);
+/* RFC 5267 4.3.1: "* NO [NOUPDATE "tag"]", the search answered without
+ * updates. */
+void imap_noupdate(struct imap_session *s);
+/* What the selected mailbox's code calls of the contexts, set with the
+ * first one (so that it depends on imap_context.c only through this):
+ * REMOVEFROM of the ascending uids[0..n) about to be announced expunged;
+ * the end of them all; an evaluation of every context made on the loop,
+ * run on the pool (work), its ADDTO/REMOVEFROM written on the loop
+ * (done, after the EXISTS and FETCH), then freed. */
+struct imap_ctx_ops {
+    void (*expunged)(struct imap_session *s, const uint32_t *uids, size_t n);
+    void (*free_all)(struct imap_sel *sel);
+    struct imap_ctx_eval *(*eval_new)(struct imap_sel *sel, size_t *n);
+    void (*eval_work)(struct storage_user *u, int64_t mbox, struct imap_ctx_eval *ev, size_t n);
+    void (*eval_done)(struct imap_session *s, struct imap_ctx_eval *ev, size_t n);
+    void (*eval_free)(struct imap_ctx_eval *ev, size_t n);
+};
 
 /* What the session reads next (see the diagram in imap_session.c). */
 enum imap_input {
@@ -578,10 +657,27 @@ void imap_sel_note_own_store(struct imap_session *s, uint64_t modseq);
  * made to UID ranges of this session's view (in ar). 0, -1 when a
  * sequence number is beyond the mailbox (BAD), -2 out of memory. */
 int imap_search_resolve(struct imap_session *s, struct storage_search *q, struct imap_arena *ar);
-/* "* ESEARCH (TAG "tag") [UID] [MIN n] [MAX n] [ALL set] [COUNT n]" of
- * the ascending v[0..n) (sequence numbers, or UIDs for a UID command), as
- * opts (IMAP_SR_*) asks; nothing but the count when n is 0 (RFC 4731). */
-void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *v, size_t n);
+/* "* ESEARCH (TAG "tag") [UID] [MIN n] [MAX n] [ALL set] [PARTIAL (range
+ * set)] [COUNT n]" of v[0..n) (sequence numbers, or UIDs for a UID
+ * command; ascending, or in sort order for SORT), as opts (IMAP_SR_*)
+ * asks; when n is 0 nothing but the count and the PARTIAL range with NIL
+ * (RFC 4731, RFC 9394). */
+void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *v, size_t n,
+                         const struct imap_partial *part);
+/* v[0..n) as a sequence set in the order given, runs ascending by one as
+ * ranges, into b; written in pieces (the buffer flushed past 64 kB, so
+ * that a long set is never held whole): returns the buffer to go on in. */
+struct buf *imap_write_set(struct imap_session *s, struct buf *b, const uint32_t *v, size_t n);
+/* The answer to SEARCH or SORT with RETURN: of the UIDs v[0..nv) found
+ * (ascending, or in sort order when sorted), keeps those this session
+ * knows (v is rewritten), saves "$" when opts has IMAP_SR_SAVE and writes
+ * the ESEARCH answer when opts asks for one (MIN and MAX are then the
+ * first and last in sort order, ALL is in sort order: RFC 5267 3). 0, or
+ * -1 out of memory ("$" then empty). */
+int imap_esearch_result(struct imap_session *s, unsigned opts, const struct imap_partial *part,
+                        uint32_t *v, size_t nv, bool sorted);
+/* A SEARCH or SORT with SAVE in opts answered NO: "$" becomes empty. */
+void imap_search_save_failed(struct imap_session *s, unsigned opts);
 
 /* ---- commands ---- */
 
@@ -611,7 +707,7 @@ imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_startt
     imap_cmd_unsubscribe, imap_cmd_list, imap_cmd_lsub, imap_cmd_xlist, imap_cmd_status,
     imap_cmd_append, imap_cmd_check, imap_cmd_close, imap_cmd_unselect, imap_cmd_expunge,
     imap_cmd_search, imap_cmd_sort, imap_cmd_thread, imap_cmd_fetch, imap_cmd_store, imap_cmd_copy,
-    imap_cmd_move, imap_cmd_idle;
+    imap_cmd_move, imap_cmd_idle, imap_cmd_cancelupdate;
 
 /* The session core's side of the connection handler (imap_commands.c
  * serves sessions with its table). */

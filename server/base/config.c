@@ -563,6 +563,8 @@ const struct conf_setting conf_settings[] = {
      .doc = "then the session's input waits for the next second"},
     {ROW("imap_max_pending_updates", "10000", "IMAP"), UINT(imap_max_pending_updates, 16, 10000000),
      .doc = "new/expunged UIDs queued for a session; then it resyncs from the index"},
+    {ROW("imap_max_search_updates", "16", "IMAP"), UINT(imap_max_search_updates, 0, 1000),
+     .doc = "searches kept up to date (RETURN (UPDATE)) per session; then * NO [NOUPDATE]"},
     {ROW("imap_max_fetch_items", "100", "IMAP"), UINT(imap_max_fetch_items, 8, 100000),
      .doc = "attributes in one FETCH (Thunderbird asks for about 6); then NO [LIMIT]"},
     {ROW("quota_warning_percent", "90", "IMAP"), UINT(quota_warning_percent, 0, 100),

@@ -103,6 +103,7 @@ struct conf {
     unsigned imap_url_max_length;              /* bytes of one CATENATE URL */
     unsigned imap_max_connections_per_user_ip; /* sessions of one account from one address */
     unsigned imap_max_commands_per_second;     /* beyond it the session is slowed down */
+    unsigned imap_max_search_updates;          /* live RETURN (UPDATE) contexts per session */
     unsigned imap_max_pending_updates;         /* queued EXISTS/EXPUNGE UIDs before a full resync */
     unsigned imap_max_fetch_items;             /* fetch attributes in one FETCH */
     unsigned quota_warning_percent;            /* login ALERT at this quota use; 0 = never */

@@ -87,13 +87,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     case 6: {
         unsigned opts;
+        struct imap_partial part;
         struct storage_search *q;
-        if (imap_search_return(&a, &opts) != 0)
+        if (imap_search_return(&a, &opts, &part) != 0)
             break;
+        /* a PARTIAL range is ordered, of nz-numbers, never with ALL */
+        if ((opts & IMAP_SR_PARTIAL) && (!part.lo || part.lo > part.hi || (opts & IMAP_SR_ALL)))
+            abort();
         /* an option named is an ESEARCH answer; nothing outside the bits */
         if ((opts && !(opts & IMAP_SR_RETURN)) ||
-            (opts & ~(unsigned)(IMAP_SR_MIN | IMAP_SR_MAX | IMAP_SR_ALL | IMAP_SR_COUNT |
-                                IMAP_SR_SAVE | IMAP_SR_RETURN)))
+            (opts &
+             ~(unsigned)(IMAP_SR_MIN | IMAP_SR_MAX | IMAP_SR_ALL | IMAP_SR_COUNT | IMAP_SR_SAVE |
+                         IMAP_SR_RETURN | IMAP_SR_PARTIAL | IMAP_SR_UPDATE | IMAP_SR_CONTEXT)))
             abort();
         if (imap_search_parse(&a, &ar, &q, &err) == 0 && !q)
             abort();

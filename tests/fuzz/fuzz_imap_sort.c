@@ -1,5 +1,6 @@
 /* libFuzzer target: what SORT and THREAD parse, fed arbitrary bytes (the
- * first byte picks): the arguments of SORT and of THREAD, the base subject
+ * first byte picks): the arguments of SORT (with the RETURN options of
+ * ESORT) and of THREAD, the base subject
  * of RFC 5256 2.1, and the sort keys read back from an ENVELOPE string. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -57,6 +58,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct imap_sort_spec sp;
         if (imap_sort_parse(&a, &ar, which % 4 == 1, &sp, &err) == IMAP_ARG_OK) {
             if (!sp.q || sp.n > IMAP_SORT_MAX_KEYS || (which % 4 == 0 && sp.n == 0))
+                abort();
+            /* RETURN (ESORT) only for SORT, an option named only with it */
+            if ((sp.opts && !(sp.opts & IMAP_SR_RETURN)) || (which % 4 == 1 && sp.opts))
                 abort();
         }
         break;

@@ -311,6 +311,21 @@ class Normalizer:
         nums = [int(x) for x in resp.split()[2:]]
         return ('SORT', tuple(x for x in nums if x not in drop))
 
+    def esort(self, text, resp):
+        """RFC 5267 ESORT: an ESEARCH answer whose ALL is in sort order
+        and whose MIN and MAX are the first and last in it."""
+        kind, items = self.esearch(text, resp)
+        out = dict(items)
+        drop = self.disputed(text)
+        m = re.search(rb' ALL ([0-9:,]+)', resp)
+        out.pop('ALL', None)
+        if m:
+            nums = tuple(x for x in imap_util.parse_seqset(m.group(1).decode())
+                         if x not in drop)
+            if nums:
+                out['ALL'] = nums
+        return ('ESORT', tuple(sorted(out.items())))
+
     def list(self, resp):
         kind, attrs, sep, name = norm_list(resp)
         # \Marked and \UnMarked are optional (RFC 3501 7.2.2)
@@ -336,6 +351,8 @@ class Normalizer:
                 out.append(self.esearch(text, r))
             elif kind == 'SORT' and r.startswith(b'* SORT'):
                 out.append(self.sort(text, r))
+            elif kind == 'ESORT' and r.startswith(b'* ESEARCH'):
+                out.append(self.esort(text, r))
             elif kind == 'THREAD' and r.startswith(b'* THREAD'):
                 out.append(('THREAD', r[len(b'* THREAD'):].strip()))
         if kind == 'LIST':
@@ -389,8 +406,9 @@ def quoted(s):
 
 
 class Gen:
-    def __init__(self, rng, count, caps=()):
+    def __init__(self, rng, count, caps=(), esort_rng=None):
         self.r = rng
+        self.re = esort_rng or random.Random(0)
         self.n = count      # messages in the mailbox
         self.caps = set(caps)   # extensions both servers announce
         self.dated = set()      # UIDs of the messages with a usable Date:
@@ -516,7 +534,14 @@ class Gen:
         # under it (imap-differences.md)
         prog = ' '.join(r.sample(keys, r.choice((1, 1, 2, 3))))
         uid = r.random() < 0.3
-        return 'SORT', '%sSORT (%s) UTF-8 %s' % ('UID ' if uid else '', prog, self.criteria())
+        crit = self.criteria()
+        if 'ESORT' in self.caps and self.re.random() < 0.4:
+            # RFC 5267 ESORT, drawn from a generator of its own so that the
+            # other commands stay those of the same seed
+            opts = self.re.sample(['MIN', 'MAX', 'ALL', 'COUNT'], self.re.randint(0, 4))
+            return 'ESORT', '%sSORT RETURN (%s) (%s) UTF-8 %s' % (
+                'UID ' if uid else '', ' '.join(opts), prog, crit)
+        return 'SORT', '%sSORT (%s) UTF-8 %s' % ('UID ' if uid else '', prog, crit)
 
     def thread(self):
         """RFC 5256 THREAD, over the messages whose sent date both servers
@@ -584,7 +609,7 @@ class Gen:
         return self.status()
 
 
-EXTENSIONS = {'ESEARCH', 'SORT', 'SORT=DISPLAY', 'THREAD=REFERENCES', 'THREAD=ORDEREDSUBJECT',
+EXTENSIONS = {'ESEARCH', 'SORT', 'ESORT', 'SORT=DISPLAY', 'THREAD=REFERENCES', 'THREAD=ORDEREDSUBJECT',
               'THREAD=REFS'}
 
 
@@ -644,19 +669,26 @@ def load(server, msgs):
 
 
 def fresh_sort(server, text, answer):
-    """The same SORT program over the messages of answer (sequence numbers
-    and UIDs are one here), in a new session on the mailbox: the messages
-    named by their UIDs, since a new session sees no \\Recent."""
+    """The same SORT in a new session on the mailbox. A SORT's messages are
+    named by their UIDs (sequence numbers and UIDs are one here), since a
+    new session sees no \\Recent; an ESORT is sent as it is, unless it
+    reads \\Recent (then the answer is given back unchanged)."""
     lines = [x for x in answer[0] if x.startswith(b'* SORT')]
     nums = [int(x) for x in lines[0].split()[2:]] if lines else []
-    prog = re.search(r'SORT \(([^)]*)\)', text).group(1)
-    if not nums:
+    prog = re.search(r'SORT (?:RETURN \([^)]*\) )?\(([^)]*)\)', text).group(1)
+    if ' RETURN ' in text:
+        if re.search(r'\b(RECENT|NEW|OLD)\b', text.upper()):
+            return answer
+        again = text
+    elif nums:
+        again = 'SORT (%s) UTF-8 UID %s' % (prog, imap_util.seqset(sorted(nums)))
+    else:
         return answer
     c = Imap(server.raw('imaps', tls=True))
     try:
         c.login(USER, PASS)
         c.ok('EXAMINE %s' % MBOX)
-        return c.cmd('SORT (%s) UTF-8 UID %s' % (prog, imap_util.seqset(sorted(nums))))
+        return c.cmd(again)
     finally:
         c.close()
 
@@ -720,7 +752,7 @@ class Differential(unittest.TestCase):
         caps = capabilities(cc) & capabilities(dc)
         sys.stderr.write('extensions both servers announce: %s\n'
                          % (' '.join(sorted(caps & EXTENSIONS)) or '-'))
-        gen = Gen(random.Random(SEED + 1), len(msgs), caps)
+        gen = Gen(random.Random(SEED + 1), len(msgs), caps, random.Random(SEED + 2))
         # THREAD over the messages whose dates and base subjects both
         # servers read alike (imap-differences.md)
         gen.dated = set(range(1, len(msgs) + 1)) - norm.undated - nonascii
@@ -750,8 +782,8 @@ class Differential(unittest.TestCase):
             spent[0] += t1 - t0
             spent[1] += t2 - t1
             spent[2] += time.monotonic() - t2
-            if na != nb and kind == 'SORT' and na == norm(kind, text,
-                                                          *fresh_sort(dovecot, text, b)):
+            if na != nb and kind in ('SORT', 'ESORT') and na == norm(
+                    kind, text, *fresh_sort(dovecot, text, b)):
                 # Dovecot's answer to a SORT of several keys can change with
                 # what its session sorted before; a new session sorting the
                 # same messages gives coffre's answer (imap-differences.md)
