@@ -152,26 +152,6 @@ int sortkeys_migrate_6(sqlite3 *db)
 
 /* ---- loading the matching rows ---- */
 
-enum { K_DATE, K_ARRIVAL, K_SIZE, K_STR0 };
-/* the string columns, in the order of the select below */
-enum { S_SUBJECT, S_FROM, S_TO, S_CC, S_DFROM, S_DTO, S_DCC, S_MSGID, S_PARENTS, S_N };
-/* want: bits 1 << S_* for the strings, KEYS_DATE for the sent date */
-#define KEYS_DATE (1u << S_N)
-#define KEYS_ANY ((1u << (S_N + 1)) - 1)
-
-struct srow {
-    uint32_t uid;
-    int refwd;
-    int64_t date, arrival, size;
-    const char *s[S_N]; /* offsets into the pool while loading, then pointers */
-};
-
-struct rows {
-    struct srow *r;
-    size_t n, cap;
-    struct buf pool;
-};
-
 static void rows_free(struct rows *rs)
 {
     free(rs->r);
@@ -486,6 +466,9 @@ int storage_sort(struct storage_user *u, int64_t mbox, const struct storage_sear
     struct rows rs;
     int rc;
 
+    /* from the keys and orders kept in memory, else from the index */
+    if ((rc = sortcache_sort(u, mbox, q, crit, n, out)) != 1)
+        return rc;
     memset(out, 0, sizeof(*out));
     if ((rc = load_rows(u, mbox, q, sort_wants(crit, n), &rs)) != 0)
         return rc;
@@ -1103,8 +1086,12 @@ int storage_thread(struct storage_user *u, int64_t mbox, const struct storage_se
     int32_t *map = NULL;
     int rc;
 
+    unsigned want = 1u << S_SUBJECT | 1u << S_MSGID | 1u << S_PARENTS | KEYS_DATE;
+
     memset(out, 0, sizeof(*out));
-    if ((rc = load_rows(u, mbox, q, 1u << S_SUBJECT | 1u << S_MSGID | 1u << S_PARENTS, &rs)) != 0)
+    if ((rc = sortcache_rows(u, mbox, q, want, &rs)) == 1)
+        rc = load_rows(u, mbox, q, want, &rs);
+    if (rc != 0)
         return rc;
     f.rows = rs.r;
     rc = algo == STORAGE_THREAD_ORDEREDSUBJECT
