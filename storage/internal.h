@@ -376,6 +376,23 @@ struct rows {
     struct buf pool;
 };
 
+/* Column k of row r: t[0..len) added to rs's pool (r->s[k] its offset;
+ * parents split into NUL-terminated ids for the threading). */
+void rows_add_str(struct rows *rs, struct srow *r, int k, const char *t, size_t len);
+
+/* UID sets ANDed (SORT ... ALL, the commonest query, is the session's
+ * view AND ALL): told apart in memory, without a search query. */
+struct uidsets {
+    struct {
+        struct storage_range *r;
+        size_t n;
+    } s[8];
+    size_t n;
+};
+/* Is q only ALL and UID sets under ANDs? Their sets, normalized, added
+ * to us (the caller frees them, also after false). */
+bool sort_only_uidsets(const struct storage_search *q, struct uidsets *us, int *rc);
+
 /* sortcache.c: each mailbox's sort keys and orders kept in memory by the
  * open store (see there). The rows q matches in UID order with the
  * columns of want, from the cache: 1 when the cache cannot serve (it is

@@ -152,30 +152,34 @@ int sortkeys_migrate_6(sqlite3 *db)
 
 /* ---- loading the matching rows ---- */
 
+void rows_add_str(struct rows *rs, struct srow *r, int k, const char *t, size_t len)
+{
+    size_t at = rs->pool.len;
+
+    r->s[k] = (const char *)(uintptr_t)at;
+    buf_add(&rs->pool, t, len + 1);
+    if (k == S_PARENTS && !rs->pool.oom) {
+        /* "<a> <b>" becomes "<a>\0<b>\0\0" for the threading */
+        for (size_t j = at; j < at + len; j++)
+            if (rs->pool.p[j] == ' ')
+                rs->pool.p[j] = '\0';
+        buf_addc(&rs->pool, '\0');
+    }
+}
+
 static void rows_free(struct rows *rs)
 {
     free(rs->r);
     buf_free(&rs->pool);
 }
 
-/* UID sets ANDed (SORT ... ALL, the commonest query, is the session's
- * view AND ALL): told apart in memory, without a search query. */
-struct uidsets {
-    struct {
-        struct storage_range *r;
-        size_t n;
-    } s[8];
-    size_t n;
-};
-
-/* Is q only ALL and UID sets under ANDs? Their sets, normalized, into us. */
-static bool only_uidsets(const struct storage_search *q, struct uidsets *us, int *rc)
+bool sort_only_uidsets(const struct storage_search *q, struct uidsets *us, int *rc)
 {
     for (; q; q = q->next) {
         if (q->op == STORAGE_SEARCH_ALL)
             continue;
         if (q->op == STORAGE_SEARCH_AND) {
-            if (!only_uidsets(q->child, us, rc))
+            if (!sort_only_uidsets(q->child, us, rc))
                 return false;
             continue;
         }
@@ -223,7 +227,7 @@ static int load_rows(struct storage_user *u, int64_t mbox, const struct storage_
     bool direct;
 
     memset(rs, 0, sizeof(*rs));
-    direct = only_uidsets(q, &us, &rc);
+    direct = sort_only_uidsets(q, &us, &rc);
     if (rc == 0 && !direct) {
         for (size_t k = 0; k < us.n; k++)
             free(us.s[k].r);
@@ -286,16 +290,7 @@ static int load_rows(struct storage_user *u, int64_t mbox, const struct storage_
             const char *t;
             if (!(want & (1u << k)) || !(t = (const char *)sqlite3_column_text(st, 5 + k)))
                 continue;
-            size_t at = rs->pool.len, len = (size_t)sqlite3_column_bytes(st, 5 + k);
-            r->s[k] = (const char *)(uintptr_t)at;
-            buf_add(&rs->pool, t, len + 1);
-            if (k == S_PARENTS && !rs->pool.oom) {
-                /* "<a> <b>" becomes "<a>\0<b>\0\0" for the threading */
-                for (size_t j = at; j < at + len; j++)
-                    if (rs->pool.p[j] == ' ')
-                        rs->pool.p[j] = '\0';
-                buf_addc(&rs->pool, '\0');
-            }
+            rows_add_str(rs, r, k, t, (size_t)sqlite3_column_bytes(st, 5 + k));
         }
     }
     if (rc == 0 && s != SQLITE_DONE && s != SQLITE_ROW)

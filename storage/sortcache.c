@@ -457,41 +457,16 @@ out:
 struct ask {
     struct storage_mbox_info info;
     bool direct; /* q is UID sets only: us; else match */
-    struct {
-        struct storage_range *r;
-        size_t n;
-    } us[8];
-    size_t nus;
+    struct uidsets us;
     struct storage_uidlist match;
 };
 
 static void ask_free(struct ask *a)
 {
     storage_mbox_info_free(&a->info);
-    for (size_t k = 0; k < a->nus; k++)
-        free(a->us[k].r);
+    for (size_t k = 0; k < a->us.n; k++)
+        free(a->us.s[k].r);
     storage_uidlist_free(&a->match);
-}
-
-static bool uidsets_of(const struct storage_search *q, struct ask *a, int *rc)
-{
-    for (; q; q = q->next) {
-        if (q->op == STORAGE_SEARCH_ALL)
-            continue;
-        if (q->op == STORAGE_SEARCH_AND) {
-            if (!uidsets_of(q->child, a, rc))
-                return false;
-            continue;
-        }
-        if (q->op != STORAGE_SEARCH_UID || a->nus == sizeof(a->us) / sizeof(a->us[0]))
-            return false;
-        if (storage_uidset_normalize(&q->set, &a->us[a->nus].r, &a->us[a->nus].n) != 0) {
-            *rc = STORAGE_E_NOMEM;
-            return false;
-        }
-        a->nus++;
-    }
-    return true;
 }
 
 static int ask_read(struct storage_user *u, int64_t mbox, const struct storage_search *q,
@@ -500,7 +475,7 @@ static int ask_read(struct storage_user *u, int64_t mbox, const struct storage_s
     int rc = 0;
 
     memset(a, 0, sizeof(*a));
-    a->direct = uidsets_of(q, a, &rc);
+    a->direct = sort_only_uidsets(q, &a->us, &rc);
     if (rc)
         return rc;
     /* the search first: every UID it finds is below the UIDNEXT read after */
@@ -524,14 +499,15 @@ static void ask_mark(const struct scache *c, const struct ask *a, uint8_t *in)
         return;
     }
     /* the mailbox's messages now, within every UID set */
-    size_t pos[8 + 1] = {0};
-    const struct storage_range *rr[8 + 1];
-    size_t rn[8 + 1], nsets = a->nus + 1;
+    enum { NSETS = sizeof(a->us.s) / sizeof(a->us.s[0]) + 1 };
+    size_t pos[NSETS] = {0};
+    const struct storage_range *rr[NSETS];
+    size_t rn[NSETS], nsets = a->us.n + 1;
     rr[0] = a->info.ranges;
     rn[0] = a->info.nranges;
-    for (size_t k = 0; k < a->nus; k++) {
-        rr[k + 1] = a->us[k].r;
-        rn[k + 1] = a->us[k].n;
+    for (size_t k = 0; k < a->us.n; k++) {
+        rr[k + 1] = a->us.s[k].r;
+        rn[k + 1] = a->us.s[k].n;
     }
     for (size_t j = 0; j < c->n; j++) {
         uint32_t uid = c->uids[j];
@@ -799,16 +775,7 @@ int sortcache_rows(struct storage_user *u, int64_t mbox, const struct storage_se
             if (!(want & (1u << k)) || !c->col[k].off[j])
                 continue;
             const char *t = c->col[k].pool.p + c->col[k].off[j];
-            size_t at = rs->pool.len, len = strlen(t);
-            r->s[k] = (const char *)(uintptr_t)at;
-            buf_add(&rs->pool, t, len + 1);
-            if (k == S_PARENTS && !rs->pool.oom) {
-                /* "<a> <b>" becomes "<a>\0<b>\0\0" for the threading */
-                for (size_t i = at; i < at + len; i++)
-                    if (rs->pool.p[i] == ' ')
-                        rs->pool.p[i] = '\0';
-                buf_addc(&rs->pool, '\0');
-            }
+            rows_add_str(rs, r, k, t, strlen(t));
         }
     }
     if (rs->pool.oom)
