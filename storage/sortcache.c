@@ -675,7 +675,7 @@ int sortcache_sort(struct storage_user *u, int64_t mbox, const struct storage_se
         keys |= 1u << crit[i].key;
     if ((rc = ask_read(u, mbox, q, &a)) != 0) {
         ask_free(&a);
-        return rc;
+        return rc == STORAGE_E_NOMBOX ? 1 : rc; /* gone meanwhile: as the index has it */
     }
     pthread_mutex_lock(&u->sc_lock);
     struct scache *tmp, *c = cache_get(u, mbox, &a, 0, keys, &tmp, &rc);
@@ -740,7 +740,7 @@ int sortcache_rows(struct storage_user *u, int64_t mbox, const struct storage_se
         return 1;
     if ((rc = ask_read(u, mbox, q, &a)) != 0) {
         ask_free(&a);
-        return rc;
+        return rc == STORAGE_E_NOMBOX ? 1 : rc; /* gone meanwhile: as the index has it */
     }
     pthread_mutex_lock(&u->sc_lock);
     struct scache *tmp, *c = cache_get(u, mbox, &a, want | KEYS_DATE, 0, &tmp, &rc);
