@@ -9,6 +9,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "server/base/buf.h"
 #include "storage/storage.h"
 
 #define STORAGE_READERS 4 /* read connections per user handle */
@@ -64,6 +65,12 @@ struct storage_user {
     pthread_mutex_t ms_lock;
     struct mstate *ms;
     uint64_t ms_gen; /* write transactions applied to the states */
+
+    /* sort keys and orders (sortcache.c) */
+    pthread_mutex_t sc_lock;
+    struct scache *sc;
+    size_t sc_bytes; /* all of sc */
+    uint64_t sc_tick;
 
     /* \Recent (recent.c): the session of each mailbox selected read-write
      * that claims the messages added to it; rc_gen counts the claims
@@ -348,6 +355,55 @@ void mstate_apply(struct txn *t);
 void mstate_abort(struct storage_user *u);
 /* Frees every state (the index was replaced, the handle closes). */
 void mstate_drop_all(struct storage_user *u);
+
+/* sort.c, sortcache.c: the rows SORT and THREAD read */
+/* the string columns of sortkeys, in the order sort.c selects them */
+enum { S_SUBJECT, S_FROM, S_TO, S_CC, S_DFROM, S_DTO, S_DCC, S_MSGID, S_PARENTS, S_N };
+/* want: bits 1 << S_* for the strings, KEYS_DATE for the sent date */
+#define KEYS_DATE (1u << S_N)
+#define KEYS_ANY ((1u << (S_N + 1)) - 1)
+
+struct srow {
+    uint32_t uid;
+    int refwd;
+    int64_t date, arrival, size;
+    const char *s[S_N]; /* offsets into the pool while loading, then pointers */
+};
+
+struct rows {
+    struct srow *r;
+    size_t n, cap;
+    struct buf pool;
+};
+
+/* Column k of row r: t[0..len) added to rs's pool (r->s[k] its offset;
+ * parents split into NUL-terminated ids for the threading). */
+void rows_add_str(struct rows *rs, struct srow *r, int k, const char *t, size_t len);
+
+/* UID sets ANDed (SORT ... ALL, the commonest query, is the session's
+ * view AND ALL): told apart in memory, without a search query. */
+struct uidsets {
+    struct {
+        struct storage_range *r;
+        size_t n;
+    } s[8];
+    size_t n;
+};
+/* Is q only ALL and UID sets under ANDs? Their sets, normalized, added
+ * to us (the caller frees them, also after false). */
+bool sort_only_uidsets(const struct storage_search *q, struct uidsets *us, int *rc);
+
+/* sortcache.c: each mailbox's sort keys and orders kept in memory by the
+ * open store (see there). The rows q matches in UID order with the
+ * columns of want, from the cache: 1 when the cache cannot serve (it is
+ * off, or the mailbox's keys would not fit), the caller reads the index. */
+int sortcache_rows(struct storage_user *u, int64_t mbox, const struct storage_search *q,
+                   unsigned want, struct rows *rs);
+/* storage_sort from the cache; 1 when the cache cannot serve. */
+int sortcache_sort(struct storage_user *u, int64_t mbox, const struct storage_search *q,
+                   const struct storage_sort_crit *crit, size_t n, struct storage_uidlist *out);
+/* Frees every cached mailbox (the index was replaced, the handle closes). */
+void sortcache_drop_all(struct storage_user *u);
 
 /* recent.c: the \Recent floors (see there) */
 struct recent_owner;

@@ -172,6 +172,7 @@ static void mstate_free(struct mstate *m)
 
 void mstate_drop_all(struct storage_user *u)
 {
+    sortcache_drop_all(u); /* keyed by the same index */
     pthread_mutex_lock(&u->ms_lock);
     struct mstate *m = u->ms;
     u->ms = NULL;

@@ -152,25 +152,20 @@ int sortkeys_migrate_6(sqlite3 *db)
 
 /* ---- loading the matching rows ---- */
 
-enum { K_DATE, K_ARRIVAL, K_SIZE, K_STR0 };
-/* the string columns, in the order of the select below */
-enum { S_SUBJECT, S_FROM, S_TO, S_CC, S_DFROM, S_DTO, S_DCC, S_MSGID, S_PARENTS, S_N };
-/* want: bits 1 << S_* for the strings, KEYS_DATE for the sent date */
-#define KEYS_DATE (1u << S_N)
-#define KEYS_ANY ((1u << (S_N + 1)) - 1)
+void rows_add_str(struct rows *rs, struct srow *r, int k, const char *t, size_t len)
+{
+    size_t at = rs->pool.len;
 
-struct srow {
-    uint32_t uid;
-    int refwd;
-    int64_t date, arrival, size;
-    const char *s[S_N]; /* offsets into the pool while loading, then pointers */
-};
-
-struct rows {
-    struct srow *r;
-    size_t n, cap;
-    struct buf pool;
-};
+    r->s[k] = (const char *)(uintptr_t)at;
+    buf_add(&rs->pool, t, len + 1);
+    if (k == S_PARENTS && !rs->pool.oom) {
+        /* "<a> <b>" becomes "<a>\0<b>\0\0" for the threading */
+        for (size_t j = at; j < at + len; j++)
+            if (rs->pool.p[j] == ' ')
+                rs->pool.p[j] = '\0';
+        buf_addc(&rs->pool, '\0');
+    }
+}
 
 static void rows_free(struct rows *rs)
 {
@@ -178,24 +173,13 @@ static void rows_free(struct rows *rs)
     buf_free(&rs->pool);
 }
 
-/* UID sets ANDed (SORT ... ALL, the commonest query, is the session's
- * view AND ALL): told apart in memory, without a search query. */
-struct uidsets {
-    struct {
-        struct storage_range *r;
-        size_t n;
-    } s[8];
-    size_t n;
-};
-
-/* Is q only ALL and UID sets under ANDs? Their sets, normalized, into us. */
-static bool only_uidsets(const struct storage_search *q, struct uidsets *us, int *rc)
+bool sort_only_uidsets(const struct storage_search *q, struct uidsets *us, int *rc)
 {
     for (; q; q = q->next) {
         if (q->op == STORAGE_SEARCH_ALL)
             continue;
         if (q->op == STORAGE_SEARCH_AND) {
-            if (!only_uidsets(q->child, us, rc))
+            if (!sort_only_uidsets(q->child, us, rc))
                 return false;
             continue;
         }
@@ -243,7 +227,7 @@ static int load_rows(struct storage_user *u, int64_t mbox, const struct storage_
     bool direct;
 
     memset(rs, 0, sizeof(*rs));
-    direct = only_uidsets(q, &us, &rc);
+    direct = sort_only_uidsets(q, &us, &rc);
     if (rc == 0 && !direct) {
         for (size_t k = 0; k < us.n; k++)
             free(us.s[k].r);
@@ -306,16 +290,7 @@ static int load_rows(struct storage_user *u, int64_t mbox, const struct storage_
             const char *t;
             if (!(want & (1u << k)) || !(t = (const char *)sqlite3_column_text(st, 5 + k)))
                 continue;
-            size_t at = rs->pool.len, len = (size_t)sqlite3_column_bytes(st, 5 + k);
-            r->s[k] = (const char *)(uintptr_t)at;
-            buf_add(&rs->pool, t, len + 1);
-            if (k == S_PARENTS && !rs->pool.oom) {
-                /* "<a> <b>" becomes "<a>\0<b>\0\0" for the threading */
-                for (size_t j = at; j < at + len; j++)
-                    if (rs->pool.p[j] == ' ')
-                        rs->pool.p[j] = '\0';
-                buf_addc(&rs->pool, '\0');
-            }
+            rows_add_str(rs, r, k, t, (size_t)sqlite3_column_bytes(st, 5 + k));
         }
     }
     if (rc == 0 && s != SQLITE_DONE && s != SQLITE_ROW)
@@ -486,6 +461,9 @@ int storage_sort(struct storage_user *u, int64_t mbox, const struct storage_sear
     struct rows rs;
     int rc;
 
+    /* from the keys and orders kept in memory, else from the index */
+    if ((rc = sortcache_sort(u, mbox, q, crit, n, out)) != 1)
+        return rc;
     memset(out, 0, sizeof(*out));
     if ((rc = load_rows(u, mbox, q, sort_wants(crit, n), &rs)) != 0)
         return rc;
@@ -1103,8 +1081,12 @@ int storage_thread(struct storage_user *u, int64_t mbox, const struct storage_se
     int32_t *map = NULL;
     int rc;
 
+    unsigned want = 1u << S_SUBJECT | 1u << S_MSGID | 1u << S_PARENTS | KEYS_DATE;
+
     memset(out, 0, sizeof(*out));
-    if ((rc = load_rows(u, mbox, q, 1u << S_SUBJECT | 1u << S_MSGID | 1u << S_PARENTS, &rs)) != 0)
+    if ((rc = sortcache_rows(u, mbox, q, want, &rs)) == 1)
+        rc = load_rows(u, mbox, q, want, &rs);
+    if (rc != 0)
         return rc;
     f.rows = rs.r;
     rc = algo == STORAGE_THREAD_ORDEREDSUBJECT

@@ -161,6 +161,9 @@ struct storage_limits {
      * at most so many, so long; 0: closed at once */
     unsigned light_keep_max;
     uint64_t light_keep_ms;
+    /* bytes of sort keys and orders an open store keeps in memory for
+     * SORT and THREAD (sortcache.c); 0: none, each reads the index */
+    uint64_t sort_cache_bytes;
 };
 void storage_set_limits(const struct storage_limits *l);
 

@@ -1219,6 +1219,7 @@ void user_free(struct storage_user *u)
     pthread_mutex_destroy(&u->qlock);
     mstate_drop_all(u);
     pthread_mutex_destroy(&u->ms_lock);
+    pthread_mutex_destroy(&u->sc_lock);
     pthread_mutex_destroy(&u->cq_lock);
     pthread_cond_destroy(&u->cq_cond);
     recent_drop_all(u);
@@ -1247,6 +1248,7 @@ struct storage_user *user_new(int64_t id, const char *data_dir)
     pthread_rwlock_init(&u->watch_lock, NULL);
     pthread_mutex_init(&u->qlock, NULL);
     pthread_mutex_init(&u->ms_lock, NULL);
+    pthread_mutex_init(&u->sc_lock, NULL);
     pthread_mutex_init(&u->cq_lock, NULL);
     pthread_cond_init(&u->cq_cond, NULL);
     pthread_mutex_init(&u->rc_lock, NULL);

@@ -23,14 +23,15 @@
  *       message i is generated from i alone (big_message: about 1 kB to
  *       several MB, median about 5 kB, mean about 90 kB, 4.5 % with a base64
  *       attachment). Prints "appended N bytes B batches K seconds T cpu U".
- *   imap_client steps PORT CAFILE 1 PASS SERVER_PID warm|measure
+ *   imap_client steps PORT CAFILE 1 PASS SERVER_PID warm|measure|sort
  *       the big-folder steps in one session (SELECT, UID FETCH 1:* FLAGS,
  *       Thunderbird's header fetch of the last 1,000 and of all, UID STORE
  *       1:* +FLAGS.SILENT \Seen, UID SEARCH TEXT, UID SEARCH SUBJECT,
  *       STATUS, SELECT again), each on a line "step NAME seconds S bytes B
  *       result R server_cpu C others_cpu O" (C: CPU seconds of SERVER_PID's
  *       process tree; O: the rest of the machine's, this client included).
- *       warm: the same, then \Seen taken off again.
+ *       warm: the same, then \Seen taken off again; sort: SELECT and the
+ *       SORT and THREAD steps only.
  *   imap_client gen I
  *       prints the big folder's message I.
  *
@@ -957,8 +958,9 @@ static int step(struct cl *c, const char *name, const char *fmt, const char *arg
     "Priority X-Priority References Newsgroups In-Reply-To Content-Type)])"
 
 /* The big-folder steps in one session. warm: the same steps, then the
- * \Seen flags taken off again so that the measured STORE sets them. */
-static int run_steps(int warm)
+ * \Seen flags taken off again so that the measured STORE sets them;
+ * only_sort: SELECT, then the SORT and THREAD steps. */
+static int run_steps(int warm, int only_sort)
 {
     struct cl *c = calloc(1, sizeof(*c));
     char line[8192], range[64];
@@ -972,14 +974,16 @@ static int run_steps(int warm)
         return 1;
     }
     bad |= step(c, "select", "SELECT %s", "INBOX");
-    unsigned long lo = c->uidnext > 1000 ? c->uidnext - 1000 : 1;
-    snprintf(range, sizeof(range), "%lu:*", lo);
-    bad |= step(c, "fetch_flags_all", "UID FETCH %s (FLAGS)", "1:*");
-    bad |= step(c, "headers_last_1000", "UID FETCH %s " TB_FIELDS, range);
-    bad |= step(c, "headers_all", "UID FETCH %s " TB_FIELDS, "1:*");
-    bad |= step(c, "store_seen_all", "UID STORE %s +FLAGS.SILENT (\\Seen)", "1:*");
-    bad |= step(c, "search_text", "UID SEARCH TEXT %s", BODY_WORD);
-    bad |= step(c, "search_subject", "UID SEARCH SUBJECT %s", SUBJECT_WORD);
+    if (!only_sort) {
+        unsigned long lo = c->uidnext > 1000 ? c->uidnext - 1000 : 1;
+        snprintf(range, sizeof(range), "%lu:*", lo);
+        bad |= step(c, "fetch_flags_all", "UID FETCH %s (FLAGS)", "1:*");
+        bad |= step(c, "headers_last_1000", "UID FETCH %s " TB_FIELDS, range);
+        bad |= step(c, "headers_all", "UID FETCH %s " TB_FIELDS, "1:*");
+        bad |= step(c, "store_seen_all", "UID STORE %s +FLAGS.SILENT (\\Seen)", "1:*");
+        bad |= step(c, "search_text", "UID SEARCH TEXT %s", BODY_WORD);
+        bad |= step(c, "search_subject", "UID SEARCH SUBJECT %s", SUBJECT_WORD);
+    }
     /* SORT and THREAD twice each, the second reported: a server that
      * caches sort keys on first use (Dovecot) has them then */
     static const struct {
@@ -997,8 +1001,10 @@ static int run_steps(int warm)
         bad |= step(c, first, sorts[i].fmt, sorts[i].arg);
         bad |= step(c, sorts[i].name, sorts[i].fmt, sorts[i].arg);
     }
-    bad |= step(c, "status", "STATUS %s (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)", "INBOX");
-    bad |= step(c, "select_again", "SELECT %s", "INBOX");
+    if (!only_sort) {
+        bad |= step(c, "status", "STATUS %s (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)", "INBOX");
+        bad |= step(c, "select_again", "SELECT %s", "INBOX");
+    }
     if (warm && cl_cmd(c, line, sizeof(line), "UID STORE 1:* -FLAGS.SILENT (\\Seen)"))
         bad = 1;
     cl_cmd(c, line, sizeof(line), "LOGOUT");
@@ -1018,7 +1024,7 @@ int main(int argc, char **argv)
                 "       %s warm PORT CAFILE NUSERS PASS\n"
                 "       %s idle PORT CAFILE NUSERS PASS NCONN\n"
                 "       %s fill PORT CAFILE 1 PASS FIRST LAST BATCH_BYTES\n"
-                "       %s steps PORT CAFILE 1 PASS SERVER_PID warm|measure\n"
+                "       %s steps PORT CAFILE 1 PASS SERVER_PID warm|measure|sort\n"
                 "       %s gen I\n",
                 argv[0], argv[0], argv[0], argv[0], argv[0], argv[0]);
         return 2;
@@ -1050,7 +1056,7 @@ int main(int argc, char **argv)
                         (size_t)strtoul(argv[8], NULL, 10));
     if (!strcmp(argv[1], "steps") && argc == 8) {
         server_root = atol(argv[6]);
-        return run_steps(!strcmp(argv[7], "warm"));
+        return run_steps(!strcmp(argv[7], "warm"), !strcmp(argv[7], "sort"));
     }
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;

@@ -525,6 +525,9 @@ const struct conf_setting conf_settings[] = {
      .doc = "how long a login waits for room under mail_max_open (or for descriptors) before "
             "NO [UNAVAILABLE]; the commands and deliveries waking an account asleep wait as long, "
             "then run past the bound"},
+    {ROW("mail_sort_cache", "64M", "Mail storage"), SIZE(mail_sort_cache, 0, 64 * GB),
+     .doc = "bytes of sort keys and orders an open account keeps in memory for SORT and THREAD "
+            "(its mailboxes used longest ago go first); 0 = none, each reads the index"},
     {ROW("mail_max_query_steps", "50M", "Mail storage"),
      UINT(mail_max_query_steps, 10000, 4000000000u),
      .doc = "SQLite steps one index read of a command may take (a costly SEARCH); then NO [LIMIT]"},

@@ -87,6 +87,7 @@ struct conf {
     unsigned mail_max_open;            /* stores with open index files; 0: from the fd limit */
     unsigned mail_open_wait_ms;        /* an open past mail_max_open waits so long */
     unsigned mail_max_query_steps;     /* SQLite VM steps of one index read */
+    uint64_t mail_sort_cache;          /* bytes of sort keys kept per open store */
     unsigned mail_max_header_searches; /* SEARCH HEADER keys that read message files */
     unsigned mail_max_mailboxes;       /* mailboxes per account */
     unsigned mail_max_subscriptions;   /* subscriptions per account */
