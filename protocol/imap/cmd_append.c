@@ -262,6 +262,19 @@ static void url_range(const struct imap_url *url, uint64_t *off, uint64_t *len)
         *len = url->partial_len;
 }
 
+/* A URL's message or section lookup: false when found; else true, with
+ * why set for what the URL names wrongly (BADURL) or err for a failure. */
+static bool url_failed(struct ap_job *aj, int err)
+{
+    if (err == STORAGE_E_NOMSG || err == STORAGE_E_INVAL) {
+        aj->why = err == STORAGE_E_NOMSG ? "No such message." : "No such section.";
+        return true;
+    }
+    if (err)
+        aj->err = err;
+    return err != 0;
+}
+
 /* A URL's [part.]HEADER.FIELDS[.NOT] (names): the lines FETCH gives. */
 static void url_fields(struct ap_job *aj, struct storage_user *u, int64_t mbox)
 {
@@ -281,14 +294,8 @@ static void url_fields(struct ap_job *aj, struct storage_user *u, int64_t mbox)
     part[url->part_len] = '\0';
     int err = storage_msg_header_fields(u, mbox, url->uid, part, names, url->nnames,
                                         url->fields == 2, &mem, &memlen);
-    if (err == STORAGE_E_NOMSG || err == STORAGE_E_INVAL) {
-        aj->why = err == STORAGE_E_NOMSG ? "No such message." : "No such section.";
+    if (url_failed(aj, err))
         return;
-    }
-    if (err) {
-        aj->err = err;
-        return;
-    }
     len = memlen;
     url_range(url, &off, &len);
     if (len)
@@ -323,14 +330,8 @@ static void url_copy(struct ap_job *aj, struct storage_user *u)
         return;
     }
     err = storage_msg_section(u, mb.id, url->uid, url->section, &fd, &off, &len);
-    if (err == STORAGE_E_NOMSG || err == STORAGE_E_INVAL) {
-        aj->why = err == STORAGE_E_NOMSG ? "No such message." : "No such section.";
+    if (url_failed(aj, err))
         return;
-    }
-    if (err) {
-        aj->err = err;
-        return;
-    }
     url_range(url, &off, &len);
     char *buf = len ? malloc(APPEND_CHUNK) : NULL;
     if (len && !buf)
