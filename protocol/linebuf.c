@@ -33,6 +33,11 @@ void linebuf_clear(struct linebuf *lb)
     lb->skipped = 0;
 }
 
+const char *linebuf_data(const struct linebuf *lb)
+{
+    return lb->p ? lb->p + lb->off : "";
+}
+
 size_t linebuf_pending(const struct linebuf *lb)
 {
     return lb->len;

@@ -44,6 +44,8 @@ int linebuf_line(struct linebuf *lb, const char **line, size_t *len);
 size_t linebuf_take(struct linebuf *lb, size_t want, const char **p);
 
 size_t linebuf_pending(const struct linebuf *lb);
+/* The linebuf_pending() bytes not yet taken. */
+const char *linebuf_data(const struct linebuf *lb);
 /* Drops everything buffered (after STARTTLS). */
 void linebuf_clear(struct linebuf *lb);
 

@@ -13,6 +13,7 @@
 
 #include "server/base/log.h"
 #include "server/server.h"
+#include "server/zlayer.h"
 #include "tls/tls.h"
 
 enum tls_state { C_PLAIN, C_HANDSHAKE, C_TLS };
@@ -51,6 +52,16 @@ struct conn {
     size_t queued_peak; /* the most output ever queued at once (close log) */
     uint64_t bytes_in, bytes_out;
     struct conn *prev, *next;
+
+    /* COMPRESS=DEFLATE: between TLS (or the socket) and the protocol */
+    struct zlayer *z;
+    char *zin; /* compressed input not yet inflated */
+    size_t zin_len;
+    bool zin_more;      /* the decompressor may hold more output */
+    bool zheld;         /* reading stopped until zin is inflated */
+    bool zlisted;       /* on the server's list for the end of the burst */
+    size_t zheld_bytes; /* zlib state when closing began (close log) */
+    struct conn *zprev, *znext;
 };
 
 struct wreq {
@@ -74,6 +85,9 @@ static char read_buf[65536]; /* every read is consumed before the next */
 static void finish_close(struct conn *c);
 static void do_handshake(struct conn *c);
 static void decrypt_input(struct conn *c);
+static void z_schedule(struct conn *c);
+static void start_reading(struct conn *c);
+static void z_flush(struct conn *c, bool release);
 
 /* ---- accessors ---- */
 
@@ -220,6 +234,8 @@ static void on_write_done(uv_write_t *req, int status)
             finish_close(c);
         return;
     }
+    if (c->z && c->queued == 0 && !zlayer_unflushed(c->z))
+        zlayer_release_output(c->z); /* all sent: an idle session holds no compressor */
     if (c->drain_wanted && c->queued < WRITE_LOW) {
         c->drain_wanted = false;
         if (c->handler->on_drain)
@@ -288,10 +304,43 @@ static void flush_tls(struct conn *c)
         write_raw(c, out, n);
 }
 
+/* Compressed bytes (owned, malloc'd) to TLS or the socket. */
+static void write_compressed(void *arg, char *data, size_t len)
+{
+    struct conn *c = arg;
+
+    if (c->close_called) {
+        free(data);
+        return;
+    }
+    if (c->tls_state == C_TLS) {
+        int r = tls_session_write(c->tls, data, len);
+        free(data);
+        if (r < 0) {
+            c->closing = true;
+            finish_close(c);
+            return;
+        }
+        flush_tls(c);
+        return;
+    }
+    write_raw(c, data, len);
+}
+
 void conn_write(struct conn *c, const void *buf, size_t len)
 {
     if (c->close_called || len == 0)
         return;
+    if (c->z) {
+        /* flushed at the end of the burst (z_flush) */
+        if (zlayer_deflate(c->z, buf, len, false, write_compressed, c) < 0) {
+            c->closing = true;
+            finish_close(c);
+            return;
+        }
+        z_schedule(c);
+        return;
+    }
     if (c->tls_state == C_TLS) {
         if (tls_session_write(c->tls, buf, len) < 0) {
             c->closing = true;
@@ -405,6 +454,223 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof(read_buf);
 }
 
+/* ---- COMPRESS=DEFLATE ---- */
+
+/* What one pass inflates before it lets other connections run: input is
+ * then held (reading stops) until the end of the loop iteration. The
+ * protocol receives it in ZIN_CHUNK pieces and applies its own line and
+ * literal limits; nothing is inflated while it has paused the connection,
+ * so what waits is at most one read of compressed bytes. */
+#define ZIN_CHUNK 16384
+#define ZIN_BUDGET (256u * 1024)
+
+static void z_fail(struct conn *c)
+{
+    log_info("conn=%llu remote=%s invalid compressed input; closing",
+             (unsigned long long)c->info.id, c->remote);
+    c->closing = true;
+    finish_close(c);
+}
+
+/* Keeps in/len for later (appended to what already waits). */
+static int z_keep(struct conn *c, const char *in, size_t len)
+{
+    if (!len)
+        return 0;
+    if (c->zin && in >= c->zin && in < c->zin + c->zin_len) {
+        /* the rest of zin itself */
+        memmove(c->zin, in, len);
+        c->zin_len = len;
+        return 0;
+    }
+    char *p = realloc(c->zin, c->zin_len + len);
+    if (!p)
+        return -1;
+    memcpy(p + c->zin_len, in, len);
+    c->zin = p;
+    c->zin_len += len;
+    return 0;
+}
+
+/* Inflates what waits in zin into the protocol, within the budget. */
+static void z_run_input(struct conn *c)
+{
+    char out[ZIN_CHUNK];
+    size_t done = 0;
+    const char *in = c->zin;
+    size_t len = c->zin_len;
+
+    while ((len || c->zin_more) && !c->closing && !c->paused && done < ZIN_BUDGET) {
+        long n = zlayer_inflate(c->z, &in, &len, out, sizeof(out), &c->zin_more);
+        if (n < 0) {
+            z_fail(c);
+            return;
+        }
+        if (n == 0 && !len)
+            c->zin_more = false;
+        done += (size_t)n;
+        if (n)
+            c->handler->on_input(c, out, (size_t)n);
+    }
+    if (c->close_called)
+        return;
+    if (len && in != c->zin) {
+        if (z_keep(c, in, len) < 0) {
+            c->closing = true;
+            finish_close(c);
+            return;
+        }
+    } else if (!len) {
+        free(c->zin);
+        c->zin = NULL;
+        c->zin_len = 0;
+    }
+    bool waiting = c->zin_len || c->zin_more;
+    if (waiting && !c->zheld) {
+        c->zheld = true; /* no more reads until this is inflated */
+        if (c->reading) {
+            uv_read_stop(&c->h.stream);
+            c->reading = false;
+        }
+    } else if (!waiting && c->zheld) {
+        c->zheld = false;
+        start_reading(c);
+    }
+    if (waiting && !c->paused)
+        z_schedule(c); /* the budget ran out: on at the end of the iteration */
+}
+
+/* Plaintext from the socket or TLS for the protocol. */
+static void deliver(struct conn *c, const char *buf, size_t len)
+{
+    if (!c->z) {
+        c->handler->on_input(c, buf, len);
+        return;
+    }
+    if (z_keep(c, buf, len) < 0) {
+        c->closing = true;
+        finish_close(c);
+        return;
+    }
+    z_run_input(c);
+}
+
+/* Runs once per loop iteration, before waiting: inflates input left over,
+ * then ends each burst of output with a sync flush. */
+static void on_zidle(uv_idle_t *h)
+{
+    (void)h;
+}
+
+static void z_unlist(struct conn *c);
+
+static void on_zprepare(uv_prepare_t *p)
+{
+    struct server *s = p->data;
+    struct conn *c;
+    /* only those listed now: a connection that lists itself again (input
+     * left over) runs in the next iteration */
+    unsigned n = s->zcount;
+
+    while (n-- > 0 && (c = s->zlist)) {
+        z_unlist(c);
+        if (c->close_called || !c->z)
+            continue;
+        if ((c->zin_len || c->zin_more) && !c->paused) {
+            z_run_input(c);
+            if (c->close_called)
+                continue;
+        }
+        z_flush(c, true);
+    }
+    if (s->zlist) {
+        uv_idle_start(&s->zidle, on_zidle); /* more to do: the loop must not wait */
+    } else {
+        uv_idle_stop(&s->zidle);
+        uv_prepare_stop(p);
+    }
+}
+
+static void z_unlist(struct conn *c)
+{
+    struct server *s = c->srv;
+    if (!c->zlisted)
+        return;
+    if (c->zprev)
+        c->zprev->znext = c->znext;
+    else
+        s->zlist = c->znext;
+    if (c->znext)
+        c->znext->zprev = c->zprev;
+    else
+        s->zlast = c->zprev;
+    s->zcount--;
+    c->zlisted = false;
+    c->znext = c->zprev = NULL;
+}
+
+static void z_schedule(struct conn *c)
+{
+    struct server *s = c->srv;
+    if (c->zlisted || c->close_called)
+        return;
+    c->zlisted = true;
+    c->znext = NULL;
+    c->zprev = s->zlast;
+    if (s->zlast)
+        s->zlast->znext = c;
+    else
+        s->zlist = c;
+    s->zlast = c;
+    s->zcount++;
+    if (!s->zprepare_init) {
+        uv_prepare_init(s->loop, &s->zprepare);
+        s->zprepare.data = s;
+        uv_unref((uv_handle_t *)&s->zprepare);
+        uv_idle_init(s->loop, &s->zidle);
+        uv_unref((uv_handle_t *)&s->zidle);
+        s->zprepare_init = true;
+    }
+    uv_prepare_start(&s->zprepare, on_zprepare);
+}
+
+/* Ends the burst with a sync flush; release: free the compressor when
+ * everything went out (it is re-created for the next output). */
+static void z_flush(struct conn *c, bool release)
+{
+    if (!c->z || c->close_called)
+        return;
+    if (zlayer_unflushed(c->z) && zlayer_deflate(c->z, NULL, 0, true, write_compressed, c) < 0) {
+        c->closing = true;
+        finish_close(c);
+        return;
+    }
+    if (release && c->queued == 0 && !c->close_called)
+        zlayer_release_output(c->z);
+}
+
+int conn_compress(struct conn *c, const char *pending, size_t len)
+{
+    if (c->z || c->closing || c->tls_state == C_HANDSHAKE)
+        return -1;
+    c->z = zlayer_new();
+    if (!c->z)
+        return -1;
+    if (len) {
+        /* compressed bytes that came with the command: inflated at the
+         * end of this iteration, not inside the protocol's call */
+        if (z_keep(c, pending, len) < 0)
+            return -1;
+        z_schedule(c);
+    }
+    return 0;
+}
+
+bool conn_compressed(struct conn *c)
+{
+    return c->z != NULL;
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     struct conn *c = st->data;
@@ -439,7 +705,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 
     switch (c->tls_state) {
     case C_PLAIN:
-        c->handler->on_input(c, buf->base, (size_t)nread);
+        deliver(c, buf->base, (size_t)nread);
         break;
     case C_HANDSHAKE:
     case C_TLS:
@@ -470,7 +736,7 @@ static void decrypt_input(struct conn *c)
             finish_close(c);
             return;
         }
-        c->handler->on_input(c, plain, (size_t)n);
+        deliver(c, plain, (size_t)n);
     }
     if (c->tls && !c->close_called)
         flush_tls(c); /* e.g. TLS 1.3 key update replies */
@@ -478,7 +744,7 @@ static void decrypt_input(struct conn *c)
 
 static void start_reading(struct conn *c)
 {
-    if (c->reading || c->paused || c->close_called)
+    if (c->reading || c->paused || c->zheld || c->close_called)
         return;
     if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0)
         c->reading = true;
@@ -498,6 +764,8 @@ void conn_resume(struct conn *c)
     if (c->closing)
         return;
     c->paused = false;
+    if (c->zin_len || c->zin_more)
+        z_schedule(c); /* what waits is inflated first, at the end of the iteration */
     start_reading(c);
 }
 
@@ -570,9 +838,20 @@ static void on_handle_closed(uv_handle_t *h)
         return;
     if (c->opened && c->handler->on_close)
         c->handler->on_close(c);
-    log_info("conn=%llu service=%s remote=%s user=%s closed in=%llu out=%llu queued_peak=%zu",
-             (unsigned long long)c->info.id, c->info.service, c->remote, c->user[0] ? c->user : "-",
-             (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out, c->queued_peak);
+    if (c->z)
+        log_info("conn=%llu service=%s remote=%s user=%s closed in=%llu out=%llu queued_peak=%zu "
+                 "zlib_held=%zu zlib_peak=%zu",
+                 (unsigned long long)c->info.id, c->info.service, c->remote,
+                 c->user[0] ? c->user : "-", (unsigned long long)c->bytes_in,
+                 (unsigned long long)c->bytes_out, c->queued_peak, c->zheld_bytes,
+                 zlayer_peak(c->z));
+    else
+        log_info("conn=%llu service=%s remote=%s user=%s closed in=%llu out=%llu queued_peak=%zu",
+                 (unsigned long long)c->info.id, c->info.service, c->remote,
+                 c->user[0] ? c->user : "-", (unsigned long long)c->bytes_in,
+                 (unsigned long long)c->bytes_out, c->queued_peak);
+    zlayer_free(c->z);
+    free(c->zin);
     if (c->counted_ip)
         ip_adjust(s, &c->peer, -1);
     if (c->prev)
@@ -594,6 +873,8 @@ static void finish_close(struct conn *c)
         return;
     c->close_called = true;
     c->closing = true;
+    c->zheld_bytes = zlayer_bytes(c->z);
+    z_unlist(c);
     uv_close(&c->h.handle, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
@@ -604,6 +885,7 @@ void conn_close(struct conn *c)
         return;
     c->closing = true;
     conn_pause(c);
+    z_flush(c, false);
     if (c->tls_state == C_TLS) {
         tls_session_bye(c->tls);
         flush_tls(c);

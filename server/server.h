@@ -58,6 +58,14 @@ struct server {
     uv_timer_t refuse_timer; /* logs the rest of a burst; restarts paused listeners */
     int reserve_fd;          /* one descriptor kept to accept and close when out of them */
 
+    /* COMPRESS: connections to serve at the end of the loop iteration
+     * (input left to inflate, output to flush), in order */
+    struct conn *zlist, *zlast;
+    unsigned zcount;
+    bool zprepare_init;
+    uv_prepare_t zprepare;
+    uv_idle_t zidle;
+
     bool stopping;
     uv_timer_t stop_timer;
     uv_signal_t sig_term, sig_int, sig_hup;

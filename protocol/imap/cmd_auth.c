@@ -6,6 +6,7 @@
  * that a session closed meanwhile cancels it. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "protocol/imap/imap_private.h"
 #include "server/base/config.h"
@@ -161,6 +162,41 @@ void imap_cmd_starttls(struct imap_session *s, struct imap_args *a)
      * may have been injected on the way: it is discarded, never run. */
     linebuf_clear(&s->in);
     if (conn_starttls(s->c) < 0)
+        imap_close(s);
+}
+
+/* COMPRESS DEFLATE (RFC 4978): after the tagged OK, everything is raw
+ * deflate both ways; the connection layer does the work. Offered where
+ * plaintext logins are (TLS, or plaintext_auth_networks): compressing
+ * before encryption on an open network would leak lengths for nothing. */
+void imap_cmd_compress(struct imap_session *s, struct imap_args *a)
+{
+    const char *alg;
+    size_t alen;
+
+    if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_atom(a, &alg, &alen) != IMAP_ARG_OK ||
+        !imap_args_at_end(a)) {
+        imap_bad(s, "Usage: COMPRESS DEFLATE");
+        return;
+    }
+    if (alen != 7 || strncasecmp(alg, "DEFLATE", 7) != 0) {
+        imap_bad(s, "Unknown compression algorithm.");
+        return;
+    }
+    if (conn_compressed(s->c)) {
+        imap_tagged(s, "NO", "[COMPRESSIONACTIVE] DEFLATE is already active.");
+        return;
+    }
+    if (!conn_plaintext_auth_ok(s->c)) {
+        imap_tagged(s, "NO", "[PRIVACYREQUIRED] Compression needs TLS.");
+        return;
+    }
+    imap_tagged(s, "OK", "DEFLATE active.");
+    imap_flush(s);
+    /* what the client sent after the command line is compressed already */
+    int r = conn_compress(s->c, linebuf_data(&s->in), linebuf_pending(&s->in));
+    linebuf_clear(&s->in);
+    if (r < 0)
         imap_close(s);
 }
 

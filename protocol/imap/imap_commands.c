@@ -31,6 +31,7 @@ static const struct imap_command commands[] = {
     {"STARTTLS", imap_cmd_starttls, IMAP_NOTAUTH, IMAP_CMD_NO_ARGS, NULL},
     {"LOGIN", imap_cmd_login, IMAP_NOTAUTH, 0, NULL},
     {"AUTHENTICATE", imap_cmd_authenticate, IMAP_NOTAUTH, 0, NULL},
+    {"COMPRESS", imap_cmd_compress, IMAP_AUTHED, 0, NULL},
     {"ENABLE", imap_cmd_enable, IMAP_AUTHED, 0, NULL},
     {"NAMESPACE", imap_cmd_namespace, IMAP_AUTHED, IMAP_CMD_NO_ARGS, NULL},
     {"SELECT", imap_cmd_select, IMAP_AUTHED, 0, NULL},

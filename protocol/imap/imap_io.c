@@ -131,7 +131,7 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
  * does not advertise both). */
 #define CAPS_COMMON(lit)                                                                           \
     "IMAP4rev1 " lit "SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MULTIAPPEND CATENATE URL-PARTIAL "  \
-    "MOVE UNSELECT BINARY "                                                                        \
+    "MOVE UNSELECT BINARY COMPRESS=DEFLATE "                                                       \
     "CHILDREN ESEARCH SEARCHRES WITHIN "                                                           \
     "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST SORT SORT=DISPLAY ESORT PARTIAL "          \
     "CONTEXT=SEARCH CONTEXT=SORT "                                                                 \

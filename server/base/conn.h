@@ -17,7 +17,7 @@ struct uv_loop_s;
 
 /* What a protocol implements. All calls come on the loop thread. */
 struct conn_handler {
-    const char *name;     /* "imap", "pop3", "lmtp" */
+    const char *name; /* "imap", "pop3", "lmtp" */
     /* Connection ready (after the handshake on implicit-TLS ports): allocate
      * state, send the greeting. Return -1 to close. */
     int (*on_open)(struct conn *c);
@@ -43,8 +43,8 @@ struct conn_handler {
 
 struct conn_info {
     uint64_t id;
-    const char *service;        /* "imap", "imaps", "pop3", "pop3s", "lmtp" */
-    const char *remote;         /* "ADDR:PORT" for logs */
+    const char *service; /* "imap", "imaps", "pop3", "pop3s", "lmtp" */
+    const char *remote;  /* "ADDR:PORT" for logs */
     const struct sockaddr *peer;
 };
 
@@ -71,6 +71,13 @@ int conn_starttls(struct conn *c);
 bool conn_is_tls(struct conn *c);
 /* True when TLS is up, or the peer is in plaintext_auth_networks. */
 bool conn_plaintext_auth_ok(struct conn *c);
+
+/* COMPRESS=DEFLATE (RFC 4978) from here on, both ways: everything written
+ * after this call is compressed, everything read is inflated. pending:
+ * input that came after the command, already compressed. Returns 0, or -1
+ * (already on, closing, out of memory). */
+int conn_compress(struct conn *c, const char *pending, size_t len);
+bool conn_compressed(struct conn *c);
 
 /* Stops/starts reading from the socket (back-pressure while a command waits). */
 void conn_pause(struct conn *c);

@@ -63,6 +63,16 @@ void conn_printf(struct conn *c, const char *fmt, ...)
         conn_write(c, out, (size_t)n);
 }
 
+int conn_compress(struct conn *c, const char *pending, size_t len)
+{
+    return -1; /* the fuzzed session is never compressed */
+}
+
+bool conn_compressed(struct conn *c)
+{
+    return false;
+}
+
 int conn_starttls(struct conn *c)
 {
     if (c->tls)
