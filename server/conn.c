@@ -234,8 +234,11 @@ static void on_write_done(uv_write_t *req, int status)
             finish_close(c);
         return;
     }
-    if (c->z && c->queued == 0 && !zlayer_unflushed(c->z))
+    if (c->z && c->queued == 0 && !zlayer_unflushed(c->z)) {
         zlayer_release_output(c->z); /* all sent: an idle session holds no compressor */
+        if (!c->zin_len && !c->zin_more)
+            zlayer_park_input(c->z);
+    }
     if (c->drain_wanted && c->queued < WRITE_LOW) {
         c->drain_wanted = false;
         if (c->handler->on_drain)
@@ -645,8 +648,11 @@ static void z_flush(struct conn *c, bool release)
         finish_close(c);
         return;
     }
-    if (release && c->queued == 0 && !c->close_called)
+    if (release && c->queued == 0 && !c->close_called) {
         zlayer_release_output(c->z);
+        if (!c->zin_len && !c->zin_more)
+            zlayer_park_input(c->z);
+    }
 }
 
 int conn_compress(struct conn *c, const char *pending, size_t len)

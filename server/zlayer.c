@@ -16,9 +16,11 @@
 
 struct zlayer {
     z_stream in, out;
-    bool out_on;
+    bool in_on, out_on;
     bool unflushed;
     size_t bytes, peak;
+    char *dict; /* a parked decompressor's window: what the client sent last */
+    size_t dict_len;
 };
 
 /* zlib's allocations, counted: a size header before each block */
@@ -53,24 +55,71 @@ static void z_free(void *opaque, void *p)
 
 struct zlayer *zlayer_new(void)
 {
-    struct zlayer *z = calloc(1, sizeof(*z));
-    if (!z)
-        return NULL;
+    return calloc(1, sizeof(struct zlayer));
+}
+
+static void drop_dict(struct zlayer *z)
+{
+    z->bytes -= z->dict_len;
+    free(z->dict);
+    z->dict = NULL;
+    z->dict_len = 0;
+}
+
+/* (Re)starts the decompressor, with the window a parked one left. */
+static int in_start(struct zlayer *z)
+{
+    memset(&z->in, 0, sizeof(z->in));
     z->in.zalloc = z_alloc;
     z->in.zfree = z_free;
     z->in.opaque = z;
-    if (inflateInit2(&z->in, -15) != Z_OK) {
-        free(z);
-        return NULL;
+    if (inflateInit2(&z->in, -15) != Z_OK)
+        return -1;
+    if (z->dict_len &&
+        inflateSetDictionary(&z->in, (const Bytef *)z->dict, (uInt)z->dict_len) != Z_OK) {
+        inflateEnd(&z->in);
+        return -1;
     }
-    return z;
+    drop_dict(z);
+    z->in_on = true;
+    return 0;
+}
+
+void zlayer_park_input(struct zlayer *z)
+{
+    uInt n = 0;
+
+    /* data_type: bits left in the last byte (0..7), 64 in the last block,
+     * 128 waiting for a block header, 256 inside a literal or match. Only
+     * byte-aligned between blocks (where a client's sync flush leaves it)
+     * is a new decompressor with the same window the same stream. */
+    if (!z->in_on || z->in.avail_in || z->in.data_type != 128)
+        return;
+    if (inflateGetDictionary(&z->in, NULL, &n) != Z_OK)
+        return;
+    char *d = n ? malloc(n) : NULL;
+    if (n && !d)
+        return;
+    if (n && inflateGetDictionary(&z->in, (Bytef *)d, &n) != Z_OK) {
+        free(d);
+        return;
+    }
+    inflateEnd(&z->in);
+    z->in_on = false;
+    z->dict = d;
+    z->dict_len = n;
+    z->bytes += n;
+    if (z->bytes > z->peak)
+        z->peak = z->bytes;
 }
 
 void zlayer_free(struct zlayer *z)
 {
     if (!z)
         return;
-    inflateEnd(&z->in);
+    if (z->in_on)
+        inflateEnd(&z->in);
+    drop_dict(z);
     zlayer_release_output(z);
     free(z);
 }
@@ -146,6 +195,8 @@ int zlayer_deflate(struct zlayer *z, const void *buf, size_t len, bool sync, zla
 long zlayer_inflate(struct zlayer *z, const char **in, size_t *inlen, char *out, size_t cap,
                     bool *more)
 {
+    if (!z->in_on && in_start(z) < 0)
+        return -1;
     z->in.next_in = (Bytef *)(uintptr_t)*in;
     z->in.avail_in = (uInt)*inlen;
     z->in.next_out = (Bytef *)out;

@@ -33,6 +33,13 @@ bool zlayer_unflushed(const struct zlayer *z);
  * compressor never refers to what came before it). */
 void zlayer_release_output(struct zlayer *z);
 
+/* While the client is silent: when the decompressor stands between two
+ * blocks on a byte boundary (as a client's sync flush leaves it), keeps
+ * only the window it has filled (at most 32 KiB, often a few hundred
+ * bytes) and frees the rest; the next input starts a new decompressor
+ * with that window as its dictionary, which raw inflate allows. */
+void zlayer_park_input(struct zlayer *z);
+
 /* Decompresses from *in (*inlen bytes) into out (up to cap bytes): advances *in and
  * *inlen, returns the bytes produced, or -1 for a corrupt stream or the end
  * of the stream (a client may not end it). *more: the decompressor may have
