@@ -128,12 +128,23 @@ static void store_done(struct imap_session *s, struct imap_job *j)
          * (ascending with the UIDs); those not in view are left out */
         struct buf set = {0};
         bool first = true;
-        for (size_t i = 0; i < sj->failed.n; i++) {
-            uint32_t seq = imap_sel_seq(s->sel, sj->failed.uids[i]);
-            if (!seq)
+        uint32_t lo = 0, hi = 0;
+        for (size_t i = 0; i <= sj->failed.n; i++) {
+            uint32_t v = 0;
+            if (i < sj->failed.n && (v = imap_sel_seq(s->sel, sj->failed.uids[i])) != 0 &&
+                sj->uid_cmd)
+                v = sj->failed.uids[i];
+            if (i < sj->failed.n && !v)
                 continue;
-            buf_printf(&set, "%s%u", first ? "" : ",", sj->uid_cmd ? sj->failed.uids[i] : seq);
-            first = false;
+            if (v && lo && v == hi + 1) {
+                hi = v; /* runs as ranges */
+                continue;
+            }
+            if (lo) {
+                buf_printf(&set, lo == hi ? "%s%u" : "%s%u:%u", first ? "" : ",", lo, hi);
+                first = false;
+            }
+            lo = hi = v;
         }
         if (set.oom) {
             buf_free(&set);

@@ -279,23 +279,18 @@ class Condstore(ImapCase):
         u = c.ok('SORT (ARRIVAL) UTF-8 MODSEQ %d' % (max(ms.values()) + 1))
         self.assertEqual([r for r in u if r.startswith(b'* SORT')], [b'* SORT'])
 
-    def test_sort_modseq_enables(self):
-        c = self.login()
-        c.select(self.box)
-        u = c.ok('SORT (ARRIVAL) UTF-8 MODSEQ 1')
-        self.assertRegex([r for r in u if r.startswith(b'* SORT')][0],
-                         rb'^\* SORT 1 2 3 4 5 6 \(MODSEQ \d+\)$')
-        u = c.ok('STORE 1 +FLAGS (\\Seen)')
-        self.assertIn(b'MODSEQ', b' '.join(u))
-
-    def test_search_modseq_enables(self):
-        c = self.login()
-        c.select(self.box)
-        u = c.ok('SEARCH MODSEQ 1')
-        self.assertRegex([r for r in u if r.startswith(b'* SEARCH')][0],
-                         rb'^\* SEARCH 1 2 3 4 5 6 \(MODSEQ \d+\)$')
-        u = c.ok('STORE 1 +FLAGS (\\Seen)')
-        self.assertIn(b'MODSEQ', b' '.join(u))
+    def test_search_and_sort_modseq_enable(self):
+        for cmd, word, flag in (('SEARCH MODSEQ 1', b'SEARCH', '\\Seen'),
+                                ('SORT (ARRIVAL) UTF-8 MODSEQ 1', b'SORT', '\\Draft')):
+            with self.subTest(cmd=cmd):
+                c = self.login()
+                c.select(self.box)
+                u = c.ok(cmd)
+                self.assertRegex([r for r in u if r.startswith(b'* ' + word)][0],
+                                 rb'^\* ' + word + rb' 1 2 3 4 5 6 \(MODSEQ \d+\)$')
+                u = c.ok('STORE 1 +FLAGS (%s)' % flag)
+                self.assertIn(b'MODSEQ', b' '.join(u))
+                c.logout()
 
     def test_empty_mailbox(self):
         c = self.login()
