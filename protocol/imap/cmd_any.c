@@ -82,26 +82,32 @@ void imap_cmd_id(struct imap_session *s, struct imap_args *a)
     imap_finish(s, "OK", "ID completed.");
 }
 
-/* ENABLE (RFC 5161): none of the extensions that need it are offered, so
- * nothing gets enabled; the list is still checked. */
+/* ENABLE (RFC 5161): CONDSTORE (RFC 7162 3.1) is the one extension that
+ * needs it; others are ignored. ENABLED names what this command turned
+ * on, each once. */
 void imap_cmd_enable(struct imap_session *s, struct imap_args *a)
 {
     const char *w;
     size_t n;
     unsigned count = 0;
+    bool condstore = false;
 
     while (imap_args_sp(a) == IMAP_ARG_OK) {
         if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK) {
             imap_bad(s, "Invalid capability name.");
             return;
         }
+        if (imap_word_is(w, n, "CONDSTORE"))
+            condstore = true;
         count++;
     }
     if (!count || !imap_args_at_end(a)) {
         imap_bad(s, "Usage: ENABLE capability ...");
         return;
     }
-    imap_printf(s, "* ENABLED\r\n");
+    imap_printf(s, "* ENABLED%s\r\n", condstore && !s->condstore ? " CONDSTORE" : "");
+    if (condstore)
+        imap_condstore_enable(s);
     imap_finish(s, "OK", "Enabled.");
 }
 

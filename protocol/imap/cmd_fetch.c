@@ -37,6 +37,9 @@ static struct imap_fetch_item *new_item(struct imap_arena *ar, struct imap_fetch
     case FI_UID:
         sp->uid = true;
         break;
+    case FI_MODSEQ:
+        sp->modseq = true;
+        break;
     case FI_ENVELOPE:
         sp->storage_what |= STORAGE_FETCH_ENVELOPE;
         break;
@@ -246,6 +249,7 @@ static int parse_att(struct imap_args *a, struct imap_arena *ar, struct imap_fet
     SIMPLE("BODYSTRUCTURE", FI_BODYSTRUCTURE)
     SIMPLE("BODY", FI_BODY)
     SIMPLE("UID", FI_UID)
+    SIMPLE("MODSEQ", FI_MODSEQ)
 #undef SIMPLE
     if (imap_word_is(w, n, "RFC822") || imap_word_is(w, n, "RFC822.HEADER") ||
         imap_word_is(w, n, "RFC822.TEXT")) {
@@ -377,13 +381,15 @@ struct imap_fetch {
     bool seen_done;
     struct storage_uidlist seen_changed;
     uint64_t own_modseq;
+    uint64_t changedsince; /* CHANGEDSINCE: only messages whose modseq is above it */
+    bool condstore;        /* MODSEQ with the FLAGS sent unasked for a \Seen set here */
     /* the message being answered */
     bool in_msg, first_item;
     struct imap_fetch_item *item;
     struct {
         uint32_t uid;
         unsigned flags;
-        uint64_t size;
+        uint64_t size, modseq;
         int64_t idate;
         char *keywords, *env, *bs, *body;
         bool found;
@@ -448,12 +454,23 @@ static void cached_item(struct imap_fetch *f, const char *label, const char *cac
 }
 
 /* The metadata items of one message (FLAGS ... UID), all but sections. */
+static void modseq_item(struct imap_fetch *f, uint64_t modseq)
+{
+    item_sep(f);
+    buf_add(&f->st.out, "MODSEQ (", 8);
+    buf_addu(&f->st.out, modseq);
+    buf_addc(&f->st.out, ')');
+}
+
 static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it, uint32_t uid,
-                      unsigned flags, const char *kw, uint64_t size, int64_t idate, const char *env,
-                      const char *bs, const char *body)
+                      unsigned flags, const char *kw, uint64_t size, uint64_t modseq, int64_t idate,
+                      const char *env, const char *bs, const char *body)
 {
     struct buf *b = &f->st.out;
     switch (it->type) {
+    case FI_MODSEQ:
+        modseq_item(f, modseq);
+        break;
     case FI_FLAGS:
         item_sep(f);
         buf_str(b, "FLAGS ");
@@ -550,6 +567,8 @@ static int batch_cb(void *arg, const struct storage_msg *m)
     }
     if (lo >= bt->to || f->msgs[lo].uid != m->uid)
         return 0;
+    if (m->modseq <= f->changedsince)
+        return 0;
     unsigned flags = m->flags;
     bool seen_now = f->seen_changed.n && seen_changed(f, m->uid);
     if (seen_now)
@@ -559,13 +578,15 @@ static int batch_cb(void *arg, const struct storage_msg *m)
         if (it->type == FI_SECTION)
             fields_item(f, it, m);
         else
-            meta_item(f, it, m->uid, flags, m->keywords, m->size, m->internal_date, m->envelope,
-                      m->bodystructure, m->body);
+            meta_item(f, it, m->uid, flags, m->keywords, m->size, m->modseq, m->internal_date,
+                      m->envelope, m->bodystructure, m->body);
     }
     if (!f->spec.flags && seen_now) {
         item_sep(f);
         buf_str(&f->st.out, "FLAGS ");
         imap_buf_flags(&f->st.out, flags, m->keywords, is_recent(f, m->uid));
+        if (f->condstore && !f->spec.modseq)
+            modseq_item(f, m->modseq);
     }
     buf_str(&f->st.out, ")\r\n");
     bt->next = lo + 1;
@@ -615,6 +636,7 @@ static int cur_cb(void *arg, const struct storage_msg *m)
     f->cur.uid = m->uid;
     f->cur.flags = m->flags;
     f->cur.size = m->size;
+    f->cur.modseq = m->modseq;
     f->cur.idate = m->internal_date;
     f->cur.keywords = dup_or_null(m->keywords);
     f->cur.env = dup_or_null(m->envelope);
@@ -916,8 +938,9 @@ static void do_message(struct imap_fetch *f)
         f->st.err = storage_fetch(f->st.j.u, f->mbox, &set, f->spec.storage_what, cur_cb, f);
         if (f->st.err)
             return;
-        if (!f->cur.found) {
-            f->pos++; /* expunged meanwhile */
+        if (!f->cur.found || f->cur.modseq <= f->changedsince) {
+            f->pos++; /* expunged meanwhile, or unchanged since CHANGEDSINCE */
+            cur_clear(f);
             return;
         }
         if (seen_changed(f, f->cur.uid))
@@ -937,6 +960,8 @@ static void do_message(struct imap_fetch *f)
             item_sep(f);
             buf_str(&f->st.out, "FLAGS ");
             imap_buf_flags(&f->st.out, f->cur.flags, f->cur.keywords, is_recent(f, f->cur.uid));
+            if (f->condstore && !f->spec.modseq)
+                modseq_item(f, f->cur.modseq);
         }
         buf_str(&f->st.out, ")\r\n");
         f->in_msg = false;
@@ -951,8 +976,8 @@ static void do_message(struct imap_fetch *f)
     else if (it->type == FI_BINARY || it->type == FI_BINARY_SIZE)
         binary_start(f, it);
     else
-        meta_item(f, it, f->cur.uid, f->cur.flags, f->cur.keywords, f->cur.size, f->cur.idate,
-                  f->cur.env, f->cur.bs, f->cur.body);
+        meta_item(f, it, f->cur.uid, f->cur.flags, f->cur.keywords, f->cur.size, f->cur.modseq,
+                  f->cur.idate, f->cur.env, f->cur.bs, f->cur.body);
 }
 
 static int seen_cb(void *arg, const struct storage_msg *m)
@@ -1051,24 +1076,43 @@ static bool fields_only(const struct imap_fetch_spec *sp)
     return true;
 }
 
-/* [SP "(" fetch-modifier ")"] at the end: PARTIAL range (RFC 9394 3.3),
- * the only modifier taken; *partial NULL when none was given. */
-static int fetch_modifiers(struct imap_args *a, struct imap_partial **partial, const char **err)
+/* [SP "(" fetch-modifier *(SP fetch-modifier) ")"] at the end: PARTIAL
+ * range (RFC 9394 3.3) and CHANGEDSINCE mod-sequence (RFC 7162 3.1.4.1);
+ * *partial NULL when no PARTIAL was given, *changedsince 0 when no
+ * CHANGEDSINCE. */
+static int fetch_modifiers(struct imap_args *a, struct imap_partial **partial,
+                           uint64_t *changedsince, const char **err)
 {
+    struct imap_partial *pbuf = *partial;
     const char *w;
     size_t n;
 
-    if (imap_args_at_end(a)) {
-        *partial = NULL;
+    *partial = NULL;
+    *changedsince = 0;
+    if (imap_args_at_end(a))
         return IMAP_ARG_OK;
-    }
     *err = "Invalid fetch modifier.";
-    if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_open(a) != IMAP_ARG_OK ||
-        imap_args_atom(a, &w, &n) != IMAP_ARG_OK || !imap_word_is(w, n, "PARTIAL") ||
-        imap_args_sp(a) != IMAP_ARG_OK || imap_args_partial(a, *partial) != IMAP_ARG_OK ||
-        imap_args_close(a) != IMAP_ARG_OK || !imap_args_at_end(a))
+    if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_open(a) != IMAP_ARG_OK)
         return IMAP_ARG_BAD;
-    return IMAP_ARG_OK;
+    for (;;) {
+        if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK || imap_args_sp(a) != IMAP_ARG_OK)
+            return IMAP_ARG_BAD;
+        if (imap_word_is(w, n, "PARTIAL") && !*partial) {
+            if (imap_args_partial(a, pbuf) != IMAP_ARG_OK)
+                return IMAP_ARG_BAD;
+            *partial = pbuf;
+        } else if (imap_word_is(w, n, "CHANGEDSINCE") && !*changedsince) {
+            if (imap_args_modseq(a, changedsince) != IMAP_ARG_OK || !*changedsince)
+                return IMAP_ARG_BAD;
+        } else {
+            return IMAP_ARG_BAD;
+        }
+        if (imap_args_peek(a, ')'))
+            break;
+        if (imap_args_sp(a) != IMAP_ARG_OK)
+            return IMAP_ARG_BAD;
+    }
+    return imap_args_close(a) == IMAP_ARG_OK && imap_args_at_end(a) ? IMAP_ARG_OK : IMAP_ARG_BAD;
 }
 
 void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
@@ -1078,6 +1122,7 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
     struct storage_uidset us;
     struct imap_fetch *f;
     const char *err = "Invalid fetch attributes.";
+    uint64_t changedsince = 0;
     int r = IMAP_ARG_BAD;
 
     f = calloc(1, sizeof(*f));
@@ -1093,7 +1138,7 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
     }
     if (imap_args_sp(a) != IMAP_ARG_OK ||
         (r = imap_fetch_parse(a, &f->ar, &f->spec, &err)) != IMAP_ARG_OK ||
-        (r = fetch_modifiers(a, &partial, &err)) != IMAP_ARG_OK) {
+        (r = fetch_modifiers(a, &partial, &changedsince, &err)) != IMAP_ARG_OK) {
         if (r == IMAP_ARG_DEEP)
             err = "Too deeply nested.";
         fetch_destroy(f);
@@ -1107,6 +1152,23 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
                     conn_conf(s->c)->imap_max_fetch_items);
         return;
     }
+    /* RFC 7162 3.1: MODSEQ and CHANGEDSINCE enable CONDSTORE; CHANGEDSINCE
+     * implies MODSEQ (3.1.4.1) */
+    if (f->spec.modseq || changedsince)
+        imap_condstore_enable(s);
+    if (!f->spec.modseq && changedsince) {
+        struct imap_fetch_item **tail = &f->spec.items;
+        while (*tail)
+            tail = &(*tail)->next;
+        if (!new_item(&f->ar, &f->spec, &tail, FI_MODSEQ)) {
+            fetch_destroy(f);
+            imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+            return;
+        }
+        f->spec.nitems--; /* not asked for */
+    }
+    f->changedsince = changedsince;
+    f->condstore = s->condstore;
     if (f->spec.need_body && fields_only(&f->spec)) {
         /* header fields of the top-level header only: answered from the
          * index in one pass over the messages, no file opened */

@@ -304,6 +304,39 @@ static struct storage_search *key(struct sp *p)
             return day_node(p, date_keys[i].sent, t);
         return date_node(p, date_keys[i].op, t);
     }
+    if (imap_word_is(w, n, "MODSEQ")) {
+        /* MODSEQ [entry-name entry-type-req] mod-sequence-valzer (RFC
+         * 7162 3.1.5): the entry names one flag's metadata; the message's
+         * modseq is every flag's, so the entry is checked and ignored */
+        uint64_t v;
+        if (imap_args_sp(a) != IMAP_ARG_OK) {
+            p->err = "Usage: MODSEQ [\"/flags/flag\" priv|shared|all] modseq";
+            return NULL;
+        }
+        if (imap_args_peek(a, '"')) {
+            char *e;
+            size_t el;
+            const char *ty;
+            size_t tl;
+            if (imap_args_astring_dup(a, p->ar, &e, &el) != IMAP_ARG_OK || el < 8 ||
+                strncasecmp(e, "/flags/", 7) || imap_args_sp(a) != IMAP_ARG_OK ||
+                imap_args_atom(a, &ty, &tl) != IMAP_ARG_OK ||
+                !(imap_word_is(ty, tl, "priv") || imap_word_is(ty, tl, "shared") ||
+                  imap_word_is(ty, tl, "all")) ||
+                imap_args_sp(a) != IMAP_ARG_OK) {
+                p->err = "Usage: MODSEQ [\"/flags/flag\" priv|shared|all] modseq";
+                return NULL;
+            }
+        }
+        if (imap_args_modseq(a, &v) != IMAP_ARG_OK) {
+            p->err = "Invalid mod-sequence.";
+            return NULL;
+        }
+        struct storage_search *k = node(p->ar, STORAGE_SEARCH_MODSEQ);
+        if (k)
+            k->num = (int64_t)v;
+        return k;
+    }
     if (imap_word_is(w, n, "LARGER") || imap_word_is(w, n, "SMALLER")) {
         uint32_t v;
         if (!number_arg(p, &v))
@@ -545,7 +578,7 @@ int imap_search_return(struct imap_args *a, unsigned *opts, struct imap_partial 
 }
 
 void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *v, size_t n,
-                         const struct imap_partial *part)
+                         const struct imap_partial *part, uint64_t modseq)
 {
     struct buf *b = imap_outbuf(s);
 
@@ -581,6 +614,10 @@ void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *
         buf_str(b, " COUNT ");
         buf_addu(b, n);
     }
+    if (modseq) {
+        buf_str(b, " MODSEQ ");
+        buf_addu(b, modseq);
+    }
     buf_str(b, "\r\n");
 }
 
@@ -594,9 +631,118 @@ struct search_job {
     struct storage_search *q;
     char charset[64]; /* SEARCH CHARSET other than UTF-8 and US-ASCII, or "" */
     bool badcharset;
+    bool modseq; /* a MODSEQ key: the answer tells the highest modseq found */
     int err;
     struct storage_uidlist res;
+    struct imap_modseqs ms; /* MODSEQ: those of the messages found */
 };
+
+bool imap_search_has_modseq(const struct storage_search *q)
+{
+    for (; q; q = q->next)
+        if (q->op == STORAGE_SEARCH_MODSEQ || imap_search_has_modseq(q->child))
+            return true;
+    return false;
+}
+
+struct modseq_load {
+    struct imap_modseqs *m;
+    size_t i;
+};
+
+static int modseq_cb(void *arg, const struct storage_msg *msg)
+{
+    struct modseq_load *l = arg;
+    while (l->i < l->m->n && l->m->uids[l->i] < msg->uid)
+        l->i++;
+    if (l->i < l->m->n && l->m->uids[l->i] == msg->uid)
+        l->m->ms[l->i++] = msg->modseq;
+    return 0;
+}
+
+static int cmp_uid(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int imap_modseqs_load(struct storage_user *u, int64_t mbox, const uint32_t *uids, size_t n,
+                      struct imap_modseqs *out)
+{
+    struct storage_range *r;
+    size_t nr = 0;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (!n)
+        return 0;
+    out->uids = malloc(n * sizeof(*out->uids));
+    out->ms = calloc(n, sizeof(*out->ms));
+    r = malloc(n * sizeof(*r));
+    if (!out->uids || !out->ms || !r) {
+        free(r);
+        imap_modseqs_free(out);
+        return STORAGE_E_NOMEM;
+    }
+    memcpy(out->uids, uids, n * sizeof(*uids));
+    qsort(out->uids, n, sizeof(*out->uids), cmp_uid); /* a SORT's are in sort order */
+    out->n = n;
+    for (size_t i = 0; i < n; i++) {
+        if (nr && r[nr - 1].hi + 1 >= out->uids[i]) {
+            r[nr - 1].hi = out->uids[i];
+            continue;
+        }
+        r[nr].lo = r[nr].hi = out->uids[i];
+        nr++;
+    }
+    struct storage_uidset set = {nr, r};
+    struct modseq_load l = {out, 0};
+    rc = storage_fetch(u, mbox, &set, 0, modseq_cb, &l);
+    free(r);
+    return rc;
+}
+
+void imap_modseqs_free(struct imap_modseqs *m)
+{
+    free(m->uids);
+    free(m->ms);
+    memset(m, 0, sizeof(*m));
+}
+
+static uint64_t modseq_of(const struct imap_modseqs *m, uint32_t uid)
+{
+    size_t i = imap_lower_bound(m->uids, m->n, uid);
+    return i < m->n && m->uids[i] == uid ? m->ms[i] : 0;
+}
+
+uint64_t imap_modseqs_highest(struct imap_session *s, const struct imap_modseqs *m,
+                              const uint32_t *v, size_t n, unsigned opts)
+{
+    bool ends = (opts & IMAP_SR_RETURN) &&
+                !(opts & (IMAP_SR_ALL | IMAP_SR_COUNT | IMAP_SR_PARTIAL | IMAP_SR_SAVE));
+    size_t first = SIZE_MAX, last = SIZE_MAX;
+    uint64_t hi = 0;
+
+    if (!m->n || !s->sel)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!imap_sel_seq(s->sel, v[i]))
+            continue; /* not announced to this session yet */
+        if (first == SIZE_MAX)
+            first = i;
+        last = i;
+        uint64_t x = modseq_of(m, v[i]);
+        if (!ends && x > hi)
+            hi = x;
+    }
+    if (ends && first != SIZE_MAX) {
+        if (opts & IMAP_SR_MIN)
+            hi = modseq_of(m, v[first]);
+        if ((opts & IMAP_SR_MAX) && modseq_of(m, v[last]) > hi)
+            hi = modseq_of(m, v[last]);
+    }
+    return hi;
+}
 
 static void search_work(struct imap_job *j)
 {
@@ -609,6 +755,8 @@ static void search_work(struct imap_job *j)
         return;
     }
     sj->err = storage_search(j->u, sj->mbox, sj->q, &sj->res);
+    if (sj->err == 0 && sj->modseq)
+        sj->err = imap_modseqs_load(j->u, sj->mbox, sj->res.uids, sj->res.n, &sj->ms);
 }
 
 static void search_free(struct imap_job *j)
@@ -616,11 +764,13 @@ static void search_free(struct imap_job *j)
     struct search_job *sj = (struct search_job *)j;
     imap_arena_free(&sj->ar);
     storage_uidlist_free(&sj->res);
+    imap_modseqs_free(&sj->ms);
     free(sj);
 }
 
-/* The classic answer: "* SEARCH n ...". */
-static void search_answer(struct imap_session *s, const struct storage_uidlist *res)
+/* The classic answer: "* SEARCH n ...[ (MODSEQ m)]". */
+static void search_answer(struct imap_session *s, const struct storage_uidlist *res,
+                          uint64_t modseq)
 {
     struct buf *b = imap_outbuf(s);
     buf_str(b, "* SEARCH");
@@ -633,6 +783,11 @@ static void search_answer(struct imap_session *s, const struct storage_uidlist *
             imap_flush(s);
             b = imap_outbuf(s);
         }
+    }
+    if (modseq) {
+        buf_str(b, " (MODSEQ ");
+        buf_addu(b, modseq);
+        buf_addc(b, ')');
     }
     buf_str(b, "\r\n");
 }
@@ -692,7 +847,7 @@ static int save_result(struct imap_sel *sel, unsigned opts, const struct imap_pa
 }
 
 int imap_esearch_result(struct imap_session *s, unsigned opts, const struct imap_partial *part,
-                        uint32_t *v, size_t nv, bool sorted)
+                        uint32_t *v, size_t nv, bool sorted, uint64_t modseq)
 {
     size_t n = 0;
 
@@ -713,7 +868,7 @@ int imap_esearch_result(struct imap_session *s, unsigned opts, const struct imap
     }
     if (opts & (IMAP_SR_MIN | IMAP_SR_MAX | IMAP_SR_ALL | IMAP_SR_COUNT | IMAP_SR_PARTIAL |
                 IMAP_SR_UPDATE))
-        imap_esearch_answer(s, opts, v, n, part);
+        imap_esearch_answer(s, opts, v, n, part, modseq);
     return 0;
 }
 
@@ -737,7 +892,7 @@ static void search_done(struct imap_session *s, struct imap_job *j)
         return;
     }
     if (!(sj->opts & IMAP_SR_RETURN)) {
-        search_answer(s, &sj->res);
+        search_answer(s, &sj->res, imap_modseqs_highest(s, &sj->ms, sj->res.uids, sj->res.n, 0));
         imap_finish(s, "OK", "%sSEARCH completed.", s->uid_cmd ? "UID " : "");
         return;
     }
@@ -747,7 +902,9 @@ static void search_done(struct imap_session *s, struct imap_job *j)
         imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
         return;
     }
-    if (imap_esearch_result(s, sj->opts, &sj->partial, sj->res.uids, sj->res.n, false) < 0) {
+    uint64_t highest = imap_modseqs_highest(s, &sj->ms, sj->res.uids, sj->res.n, sj->opts);
+    if (imap_esearch_result(s, sj->opts, &sj->partial, sj->res.uids, sj->res.n, false, highest) <
+        0) {
         imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
         return;
     }
@@ -813,6 +970,8 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
         }
         return;
     }
+    if ((sj->modseq = imap_search_has_modseq(sj->q)))
+        imap_condstore_enable(s); /* RFC 7162 3.1 */
     sj->mbox = s->sel->id;
     imap_cmd_job(s, &sj->j, search_work, search_done);
 }

@@ -83,25 +83,51 @@ static void select_done(struct imap_session *s, struct imap_job *j)
                     imap_sel_seq(sel, sj->info.first_unseen));
     imap_printf(s, "* OK [UIDVALIDITY %u] UIDs valid.\r\n* OK [UIDNEXT %u] Predicted next UID.\r\n",
                 sel->uidvalidity, uidnext);
+    if (s->condstore)
+        imap_printf(s, "* OK [HIGHESTMODSEQ %llu] Highest.\r\n",
+                    (unsigned long long)sj->info.mb.highestmodseq);
     imap_finish(s, "OK", "[%s] %s completed.", sj->readonly ? "READ-ONLY" : "READ-WRITE",
                 sj->readonly ? "Examine" : "Select");
+}
+
+/* SP "(" select-param *(SP select-param) ")" (RFC 4466 2.1): CONDSTORE
+ * (RFC 7162 3.1.8) is the only one known. */
+static bool select_params(struct imap_args *a, bool *condstore)
+{
+    const char *w;
+    size_t n;
+
+    if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_open(a) != IMAP_ARG_OK)
+        return false;
+    for (;;) {
+        if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK || !imap_word_is(w, n, "CONDSTORE"))
+            return false;
+        *condstore = true;
+        if (imap_args_peek(a, ')'))
+            break;
+        if (imap_args_sp(a) != IMAP_ARG_OK)
+            return false;
+    }
+    return imap_args_close(a) == IMAP_ARG_OK && imap_args_at_end(a);
 }
 
 static void do_select(struct imap_session *s, struct imap_args *a, bool readonly)
 {
     char name[STORAGE_MBOX_NAME_MAX + 1];
     int r = IMAP_ARG_BAD;
-    bool invalid = false;
+    bool invalid = false, condstore = false;
 
     if (imap_args_sp(a) != IMAP_ARG_OK ||
         (r = imap_name_lax(imap_args_mailbox(a, name, sizeof(name)), &invalid)) != IMAP_ARG_OK) {
         imap_bad_arg(s, r, readonly ? "EXAMINE mailbox" : "SELECT mailbox");
         return;
     }
-    if (!imap_args_at_end(a)) {
+    if (!imap_args_at_end(a) && !select_params(a, &condstore)) {
         imap_bad(s, "Unexpected arguments after the mailbox name.");
         return;
     }
+    if (condstore)
+        s->condstore = true; /* RFC 7162 3.1: SELECT (CONDSTORE) enables it */
     /* the previous mailbox is closed, whatever the outcome (RFC 3501) */
     if (s->sel) {
         imap_sel_free(s);

@@ -135,9 +135,11 @@ struct sort_job {
     bool badcharset;
     uint64_t since;           /* UPDATE: the modseq known when the command came */
     struct storage_search *q; /* UPDATE: the criteria without the view's UIDs */
+    bool modseq;              /* a MODSEQ key: a SORT answer tells the highest modseq found */
     int err;
     struct storage_uidlist res;
     struct storage_thread thr;
+    struct imap_modseqs ms;
 };
 
 static void sort_work(struct imap_job *j)
@@ -153,6 +155,8 @@ static void sort_work(struct imap_job *j)
         sj->err = storage_thread(j->u, sj->mbox, sj->spec.q, sj->spec.algo, &sj->thr);
     else
         sj->err = storage_sort(j->u, sj->mbox, sj->spec.q, sj->spec.crit, sj->spec.n, &sj->res);
+    if (sj->err == 0 && sj->modseq && !sj->thread)
+        sj->err = imap_modseqs_load(j->u, sj->mbox, sj->res.uids, sj->res.n, &sj->ms);
 }
 
 static void sort_free(struct imap_job *j)
@@ -161,6 +165,7 @@ static void sort_free(struct imap_job *j)
     imap_arena_free(&sj->ar);
     storage_uidlist_free(&sj->res);
     storage_thread_free(&sj->thr);
+    imap_modseqs_free(&sj->ms);
     free(sj);
 }
 
@@ -290,8 +295,9 @@ static void sort_done(struct imap_session *s, struct imap_job *j)
             imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
             return;
         }
-        if (imap_esearch_result(s, sj->spec.opts, &sj->spec.partial, sj->res.uids, sj->res.n,
-                                true) < 0) {
+        uint64_t highest = imap_modseqs_highest(s, &sj->ms, sj->res.uids, sj->res.n, sj->spec.opts);
+        if (imap_esearch_result(s, sj->spec.opts, &sj->spec.partial, sj->res.uids, sj->res.n, true,
+                                highest) < 0) {
             imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
             return;
         }
@@ -307,6 +313,12 @@ static void sort_done(struct imap_session *s, struct imap_job *j)
                 buf_addu(b, num);
             }
             b = room(s, b);
+        }
+        uint64_t highest = imap_modseqs_highest(s, &sj->ms, sj->res.uids, sj->res.n, 0);
+        if (highest) {
+            buf_str(b, " (MODSEQ ");
+            buf_addu(b, highest);
+            buf_addc(b, ')');
         }
         buf_str(b, "\r\n");
     }
@@ -358,6 +370,8 @@ static void sort_or_thread(struct imap_session *s, struct imap_args *a, bool thr
         imap_bad(s, "Tag in use by a search context.");
         return;
     }
+    if ((sj->modseq = imap_search_has_modseq(sj->spec.q)))
+        imap_condstore_enable(s); /* RFC 7162 3.1 */
     sj->since = s->sel->known_modseq;
     sj->q = sj->spec.q; /* restrict_to_view puts it under an AND, unchanged */
     if ((r = imap_search_resolve(s, sj->spec.q, &sj->ar)) < 0 ||

@@ -13,6 +13,7 @@ enum {
     ST_UIDNEXT = 1 << 2,
     ST_UIDVALIDITY = 1 << 3,
     ST_UNSEEN = 1 << 4,
+    ST_HIGHESTMODSEQ = 1 << 5, /* RFC 7162 3.1.9 */
 };
 
 struct status_job {
@@ -88,6 +89,7 @@ static void status_done(struct imap_session *s, struct imap_job *j)
     ITEM(ST_UIDNEXT, "UIDNEXT %u", sj->st.uidnext);
     ITEM(ST_UIDVALIDITY, "UIDVALIDITY %u", sj->st.uidvalidity);
     ITEM(ST_UNSEEN, "UNSEEN %u", sj->st.unseen);
+    ITEM(ST_HIGHESTMODSEQ, "HIGHESTMODSEQ %llu", (unsigned long long)sj->st.highestmodseq);
 #undef ITEM
     buf_str(b, ")\r\n");
     imap_finish(s, "OK", "STATUS completed.");
@@ -127,6 +129,8 @@ void imap_cmd_status(struct imap_session *s, struct imap_args *a)
             items |= ST_UIDVALIDITY;
         else if (imap_word_is(w, n, "UNSEEN"))
             items |= ST_UNSEEN;
+        else if (imap_word_is(w, n, "HIGHESTMODSEQ"))
+            items |= ST_HIGHESTMODSEQ;
         else {
             imap_bad(s, "Unknown STATUS item.");
             return;
@@ -140,6 +144,8 @@ void imap_cmd_status(struct imap_session *s, struct imap_args *a)
         imap_no_name(s, "STATUS", true);
         return;
     }
+    if (items & ST_HIGHESTMODSEQ)
+        imap_condstore_enable(s);
     if (!imap_storage(s))
         return;
     struct status_job *sj = calloc(1, sizeof(*sj));

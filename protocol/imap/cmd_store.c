@@ -1,7 +1,10 @@
 /* STORE and UID STORE: flags of messages of the selected mailbox changed
  * in one storage call on the thread pool; the FETCH FLAGS answers are
  * written on the loop with this session's sequence numbers (none with
- * .SILENT, except for messages others changed meanwhile). */
+ * .SILENT, except for messages others changed meanwhile). The
+ * UNCHANGEDSINCE modifier (RFC 7162 3.1.3) leaves the messages changed
+ * since alone and names them in [MODIFIED set]; once CONDSTORE is on, the
+ * answers carry MODSEQ, and with .SILENT they are MODSEQ alone. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -15,30 +18,66 @@ struct store_job {
     struct storage_uidset set;
     enum storage_store_op op;
     struct imap_flags fl;
-    bool silent, uid_cmd;
+    bool silent, uid_cmd, condstore;
+    bool conditional;        /* UNCHANGEDSINCE given */
+    uint64_t unchangedsince; /* its value (0: every message fails) */
     int err;
     uint64_t modseq;
-    struct imap_flagset res; /* the flags after the change */
+    struct imap_flagset res;       /* the flags after the change */
+    struct imap_flagset changed;   /* .SILENT with CONDSTORE: the messages changed */
+    struct storage_uidlist failed; /* UNCHANGEDSINCE: left alone, ascending */
 };
 
 static int store_changed(void *arg, const struct storage_msg *m)
 {
     struct store_job *sj = arg;
     sj->modseq = m->modseq;
+    if (sj->silent && sj->condstore)
+        return imap_flagset_add(&sj->changed, m);
     return 0;
+}
+
+static bool store_failed(const struct store_job *sj, uint32_t uid)
+{
+    size_t i = imap_lower_bound(sj->failed.uids, sj->failed.n, uid);
+    return i < sj->failed.n && sj->failed.uids[i] == uid;
 }
 
 static int store_state(void *arg, const struct storage_msg *m)
 {
     struct store_job *sj = arg;
+    if (sj->failed.n && store_failed(sj, m->uid))
+        return 0; /* not stored: named in MODIFIED */
     return imap_flagset_add(&sj->res, m);
+}
+
+/* UNCHANGEDSINCE 0: every message of the set fails (RFC 7162 3.1.3). */
+static int store_all_failed(void *arg, const struct storage_msg *m)
+{
+    struct store_job *sj = arg;
+    struct storage_uidlist *l = &sj->failed;
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 16;
+        uint32_t *v = realloc(l->uids, ncap * sizeof(*v));
+        if (!v)
+            return 1;
+        l->uids = v;
+        l->cap = ncap;
+    }
+    l->uids[l->n++] = m->uid;
+    return 0;
 }
 
 static void store_work(struct imap_job *j)
 {
     struct store_job *sj = (struct store_job *)j;
-    sj->err = storage_store(j->u, sj->mbox, &sj->set, sj->op, sj->fl.flags, sj->fl.kw, sj->fl.nkw,
-                            0, NULL, store_changed, sj);
+    if (sj->conditional && sj->unchangedsince == 0) {
+        sj->err = storage_fetch(j->u, sj->mbox, &sj->set, 0, store_all_failed, sj);
+        return;
+    }
+    sj->err =
+        storage_store(j->u, sj->mbox, &sj->set, sj->op, sj->fl.flags, sj->fl.kw, sj->fl.nkw,
+                      sj->unchangedsince, sj->conditional ? &sj->failed : NULL, store_changed, sj);
     if (sj->err == 0 && !sj->silent)
         sj->err = storage_fetch(j->u, sj->mbox, &sj->set, 0, store_state, sj);
 }
@@ -48,7 +87,28 @@ static void store_free(struct imap_job *j)
     struct store_job *sj = (struct store_job *)j;
     imap_arena_free(&sj->ar);
     imap_flagset_free(&sj->res);
+    imap_flagset_free(&sj->changed);
+    storage_uidlist_free(&sj->failed);
     free(sj);
+}
+
+/* "* seq FETCH ([UID u ]MODSEQ (n))" for each message changed. */
+static void store_announce_modseq(struct imap_session *s, const struct imap_flagset *fs, bool uid)
+{
+    for (size_t i = 0; i < fs->n && s->sel; i++) {
+        uint32_t seq = imap_sel_seq(s->sel, fs->v[i].uid);
+        if (!seq)
+            continue;
+        struct buf *b = imap_outbuf(s);
+        buf_printf(b, "* %u FETCH (", seq);
+        if (uid)
+            buf_printf(b, "UID %u ", fs->v[i].uid);
+        buf_str(b, "MODSEQ (");
+        buf_addu(b, fs->v[i].modseq);
+        buf_str(b, "))\r\n");
+        if (b->len >= 64 * 1024)
+            imap_flush(s);
+    }
 }
 
 static void store_done(struct imap_session *s, struct imap_job *j)
@@ -62,7 +122,55 @@ static void store_done(struct imap_session *s, struct imap_job *j)
         return;
     }
     imap_flagset_announce(s, &sj->res, sj->uid_cmd);
+    store_announce_modseq(s, &sj->changed, sj->uid_cmd);
+    if (sj->failed.n && s->sel) {
+        /* the set in this session's numbers: UIDs, or sequence numbers
+         * (ascending with the UIDs); those not in view are left out */
+        struct buf set = {0};
+        bool first = true;
+        uint32_t lo = 0, hi = 0;
+        for (size_t i = 0; i <= sj->failed.n; i++) {
+            uint32_t v = 0;
+            if (i < sj->failed.n && (v = imap_sel_seq(s->sel, sj->failed.uids[i])) != 0 &&
+                sj->uid_cmd)
+                v = sj->failed.uids[i];
+            if (i < sj->failed.n && !v)
+                continue;
+            if (v && lo && v == hi + 1) {
+                hi = v; /* runs as ranges */
+                continue;
+            }
+            if (lo) {
+                buf_printf(&set, lo == hi ? "%s%u" : "%s%u:%u", first ? "" : ",", lo, hi);
+                first = false;
+            }
+            lo = hi = v;
+        }
+        if (set.oom) {
+            buf_free(&set);
+            imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+            return;
+        }
+        if (!first) {
+            imap_finish(s, "OK", "[MODIFIED %s] Conditional STORE failed.", set.p);
+            buf_free(&set);
+            return;
+        }
+        buf_free(&set);
+    }
     imap_finish(s, "OK", "%sSTORE completed.", sj->uid_cmd ? "UID " : "");
+}
+
+/* SP "(" UNCHANGEDSINCE n ")" (RFC 7162 3.1.3), the one store modifier. */
+static bool store_modifiers(struct imap_args *a, uint64_t *unchangedsince)
+{
+    const char *w;
+    size_t n;
+
+    return imap_args_sp(a) == IMAP_ARG_OK && imap_args_open(a) == IMAP_ARG_OK &&
+           imap_args_atom(a, &w, &n) == IMAP_ARG_OK && imap_word_is(w, n, "UNCHANGEDSINCE") &&
+           imap_args_sp(a) == IMAP_ARG_OK && imap_args_modseq(a, unchangedsince) == IMAP_ARG_OK &&
+           imap_args_close(a) == IMAP_ARG_OK;
 }
 
 void imap_cmd_store(struct imap_session *s, struct imap_args *a)
@@ -83,6 +191,14 @@ void imap_cmd_store(struct imap_session *s, struct imap_args *a)
         return;
     }
     sj->set = us;
+    if (a->p + 1 < a->end && a->p[0] == ' ' && a->p[1] == '(') {
+        if (!store_modifiers(a, &sj->unchangedsince)) {
+            store_free(&sj->j);
+            imap_bad(s, "Usage: STORE set [(UNCHANGEDSINCE n)] [+|-]FLAGS[.SILENT] (flags)");
+            return;
+        }
+        sj->conditional = true;
+    }
     if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_atom(a, &w, &n) != IMAP_ARG_OK) {
         store_free(&sj->j);
         imap_bad(s, "Usage: STORE set [+|-]FLAGS[.SILENT] (flags)");
@@ -112,8 +228,11 @@ void imap_cmd_store(struct imap_session *s, struct imap_args *a)
         imap_finish(s, "NO", "[READ-ONLY] The mailbox is read-only.");
         return;
     }
+    if (sj->conditional)
+        imap_condstore_enable(s); /* RFC 7162 3.1 */
     sj->mbox = s->sel->id;
     sj->uid_cmd = s->uid_cmd;
+    sj->condstore = s->condstore;
     if (sj->set.n == 0) {
         store_free(&sj->j);
         imap_finish(s, "OK", "%sSTORE completed.", s->uid_cmd ? "UID " : "");

@@ -93,6 +93,24 @@ int imap_args_atom(struct imap_args *a, const char **s, size_t *len)
     return IMAP_ARG_OK;
 }
 
+int imap_args_modseq(struct imap_args *a, uint64_t *out)
+{
+    const char *d;
+    size_t n;
+    uint64_t v = 0;
+    if (imap_args_atom(a, &d, &n) != IMAP_ARG_OK || n > 19)
+        return IMAP_ARG_BAD;
+    for (size_t i = 0; i < n; i++) {
+        if (d[i] < '0' || d[i] > '9')
+            return IMAP_ARG_BAD;
+        v = v * 10 + (uint64_t)(d[i] - '0'); /* 19 digits fit in 64 bits */
+    }
+    if (v > INT64_MAX)
+        return IMAP_ARG_BAD;
+    *out = v;
+    return IMAP_ARG_OK;
+}
+
 int imap_args_word(struct imap_args *a, const char **s, size_t *len)
 {
     const char *start = a->p;

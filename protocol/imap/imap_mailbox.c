@@ -462,6 +462,16 @@ void imap_sel_note_new(struct imap_session *s, const uint32_t *uids, size_t n)
     pending_overflow(s);
 }
 
+void imap_condstore_enable(struct imap_session *s)
+{
+    if (s->condstore)
+        return;
+    s->condstore = true;
+    if (s->sel)
+        imap_printf(s, "* OK [HIGHESTMODSEQ %llu] Highest.\r\n",
+                    (unsigned long long)s->sel->known_modseq);
+}
+
 void imap_sel_note_own_store(struct imap_session *s, uint64_t modseq)
 {
     struct imap_sel *sel = s->sel;
@@ -582,6 +592,7 @@ int imap_flagset_add(struct imap_flagset *fs, const struct storage_msg *m)
     struct imap_msgflags *f = &fs->v[fs->n++];
     f->uid = m->uid;
     f->flags = m->flags;
+    f->modseq = m->modseq;
     f->kwoff = UINT32_MAX;
     if (m->keywords && *m->keywords) {
         f->kwoff = (uint32_t)fs->kw.len;
@@ -611,6 +622,11 @@ void imap_flagset_announce(struct imap_session *s, const struct imap_flagset *fs
         buf_str(b, "FLAGS ");
         imap_buf_flags(b, f->flags, f->kwoff == UINT32_MAX ? NULL : fs->kw.p + f->kwoff,
                        imap_sel_recent(s->sel, f->uid));
+        if (s->condstore) {
+            buf_str(b, " MODSEQ (");
+            buf_addu(b, f->modseq);
+            buf_addc(b, ')');
+        }
         buf_str(b, ")\r\n");
         if (b->len >= 64 * 1024)
             imap_flush(s);

@@ -103,6 +103,8 @@ int imap_args_open(struct imap_args *a);  /* '(' with the depth check */
 int imap_args_close(struct imap_args *a); /* ')' */
 /* atom (ATOM-CHAR run); *s borrowed from the command */
 int imap_args_atom(struct imap_args *a, const char **s, size_t *len);
+/* mod-sequence-valzer (RFC 7162 7): 0 to 2^63 - 1 */
+int imap_args_modseq(struct imap_args *a, uint64_t *out);
 /* run of chars up to SP, ')' or the end (for keys like BODY[...]<...>) */
 int imap_args_word(struct imap_args *a, const char **s, size_t *len);
 /* astring: atom, quoted string (escapes resolved) or literal, into out
@@ -233,6 +235,7 @@ enum imap_fi_type {
     FI_BODY,
     FI_BODYSTRUCTURE,
     FI_UID,
+    FI_MODSEQ,      /* MODSEQ (RFC 7162 3.1.4.1) */
     FI_SECTION,     /* BODY[...] / BODY.PEEK[...] / RFC822 / RFC822.HEADER / RFC822.TEXT */
     FI_BINARY,      /* BINARY[part] / BINARY.PEEK[part] (RFC 3516) */
     FI_BINARY_SIZE, /* BINARY.SIZE[part] */
@@ -272,7 +275,7 @@ struct imap_fetch_spec {
     unsigned storage_what; /* STORAGE_FETCH_* needed */
     bool need_body;        /* some item reads the message file */
     bool sets_seen;        /* BODY[...] without PEEK, RFC822, RFC822.TEXT */
-    bool flags, uid;
+    bool flags, uid, modseq;
     unsigned nitems; /* items asked for, macros expanded */
 };
 int imap_fetch_parse(struct imap_args *a, struct imap_arena *ar, struct imap_fetch_spec *out,
@@ -455,6 +458,9 @@ struct imap_session {
 
     char tag[IMAP_TAG_MAX];
     bool uid_cmd;                 /* the command in progress is a UID command */
+    bool condstore;               /* CONDSTORE enabled (RFC 7162 3.1): MODSEQ in the
+                                   * FETCH answers not asked for, HIGHESTMODSEQ at
+                                   * SELECT */
     bool expunge_ok;              /* EXPUNGE responses allowed for the command in progress */
     bool in_loop;                 /* inside the reading loop (it goes on by itself) */
     const struct imap_cont *cont; /* the running multi-step command, or NULL */
@@ -622,6 +628,7 @@ struct imap_flagset {
         uint32_t uid;
         unsigned flags;
         uint32_t kwoff; /* into kw; UINT32_MAX: no keywords */
+        uint64_t modseq;
     } * v;
     size_t n, cap;
     struct buf kw;
@@ -629,7 +636,8 @@ struct imap_flagset {
 /* Adds m's flags (a storage callback: returns 1 when out of memory). */
 int imap_flagset_add(struct imap_flagset *fs, const struct storage_msg *m);
 void imap_flagset_free(struct imap_flagset *fs);
-/* "* seq FETCH ([UID u ]FLAGS (...))" for each message still in view. */
+/* "* seq FETCH ([UID u ]FLAGS (...)[ MODSEQ (n)])" for each message still
+ * in view (MODSEQ once CONDSTORE is enabled). */
 void imap_flagset_announce(struct imap_session *s, const struct imap_flagset *fs, bool uid);
 /* Sequence number (1-based) of uid, 0 if not in view. */
 uint32_t imap_sel_seq(const struct imap_sel *sel, uint32_t uid);
@@ -638,6 +646,9 @@ void imap_sel_free(struct imap_session *s);
 /* Makes the ascending uids[0..n) "$" (n 0: empty). 0, or -1 out of
  * memory ("$" then empty). */
 int imap_sel_save(struct imap_sel *sel, const uint32_t *uids, size_t n);
+/* A CONDSTORE enabling command (RFC 7162 3.1): turns CONDSTORE on, and
+ * the first time with a mailbox selected, tells its HIGHESTMODSEQ. */
+void imap_condstore_enable(struct imap_session *s);
 /* Events from the storage for this session. */
 void imap_on_event(void *arg, const struct storage_event *ev);
 /* Announces (or starts a job to announce) pending changes; calls then(s)
@@ -661,9 +672,10 @@ int imap_search_resolve(struct imap_session *s, struct storage_search *q, struct
  * set)] [COUNT n]" of v[0..n) (sequence numbers, or UIDs for a UID
  * command; ascending, or in sort order for SORT), as opts (IMAP_SR_*)
  * asks; when n is 0 nothing but the count and the PARTIAL range with NIL
- * (RFC 4731, RFC 9394). */
+ * (RFC 4731, RFC 9394); " MODSEQ m" at the end when modseq is not 0
+ * (RFC 7162 3.1.5). */
 void imap_esearch_answer(struct imap_session *s, unsigned opts, const uint32_t *v, size_t n,
-                         const struct imap_partial *part);
+                         const struct imap_partial *part, uint64_t modseq);
 /* v[0..n) as a sequence set in the order given, runs ascending by one as
  * ranges, into b; written in pieces (the buffer flushed past 64 kB, so
  * that a long set is never held whole): returns the buffer to go on in. */
@@ -673,9 +685,25 @@ struct buf *imap_write_set(struct imap_session *s, struct buf *b, const uint32_t
  * knows (v is rewritten), saves "$" when opts has IMAP_SR_SAVE and writes
  * the ESEARCH answer when opts asks for one (MIN and MAX are then the
  * first and last in sort order, ALL is in sort order: RFC 5267 3). 0, or
- * -1 out of memory ("$" then empty). */
+ * -1 out of memory ("$" then empty). modseq: as imap_esearch_answer. */
 int imap_esearch_result(struct imap_session *s, unsigned opts, const struct imap_partial *part,
-                        uint32_t *v, size_t nv, bool sorted);
+                        uint32_t *v, size_t nv, bool sorted, uint64_t modseq);
+/* MODSEQ in SEARCH and SORT (RFC 7162 3.1.5): whether q has a MODSEQ key;
+ * the modseqs of the UIDs uids[0..n) (any order), read on the pool; the
+ * highest of those of v[0..n) (the UIDs found, ascending or in sort order)
+ * this session knows, of the MIN and MAX ones only when opts asks for
+ * nothing else (0: none). */
+bool imap_search_has_modseq(const struct storage_search *q);
+struct imap_modseqs {
+    uint32_t *uids; /* ascending */
+    uint64_t *ms;   /* ms[i] of uids[i], 0 when expunged meanwhile */
+    size_t n;
+};
+int imap_modseqs_load(struct storage_user *u, int64_t mbox, const uint32_t *uids, size_t n,
+                      struct imap_modseqs *out);
+void imap_modseqs_free(struct imap_modseqs *m);
+uint64_t imap_modseqs_highest(struct imap_session *s, const struct imap_modseqs *m,
+                              const uint32_t *v, size_t n, unsigned opts);
 /* A SEARCH or SORT with SAVE in opts answered NO: "$" becomes empty. */
 void imap_search_save_failed(struct imap_session *s, unsigned opts);
 
