@@ -550,6 +550,22 @@ def proc_rss_kb(pid):
     return 0
 
 
+def fill_mailbox(server, mbox, messages, also=()):
+    """For a test class's setup: creates mbox (and the empty mailboxes in
+    also) as USER and appends messages (bytes each) to mbox, in order."""
+    c = Imap(server.raw('imaps', tls=True))
+    try:
+        c.login()
+        c.ok('CREATE %s' % quote(mbox))
+        for name in also:
+            c.ok('CREATE %s' % quote(name))
+        for m in messages:
+            c.append(mbox, m)
+        c.logout()
+    finally:
+        c.close()
+
+
 class ImapCase(ServerTestCase):
     """coffred with USER and USER2; helpers for raw IMAP clients."""
 

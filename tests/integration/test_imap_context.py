@@ -29,7 +29,7 @@ import unittest
 import harness
 import imap_util
 import lmtp_util
-from imap_util import ImapCase, Imap, AGAINST_DOVECOT, USER
+from imap_util import ImapCase, AGAINST_DOVECOT, USER
 
 BOX = 'Ctx'
 # (subject, day of the Date: header): DATE order 4, 2, 5, 6, 1, 3;
@@ -70,13 +70,8 @@ class ContextCase(ImapCase):
     @classmethod
     def setUpServer(cls):
         super().setUpServer()
-        c = Imap(cls.server.raw('imaps', tls=True))
-        c.login()
-        c.ok('CREATE %s' % BOX)
-        c.ok('CREATE CtxEmpty')
-        for i in range(1, len(DAYS) + 1):
-            c.append(BOX, msg(i))
-        c.logout()
+        imap_util.fill_mailbox(cls.server, BOX, [msg(i) for i in range(1, len(DAYS) + 1)],
+                               also=['CtxEmpty'])
 
     def setUp(self):
         self.c = self.login()

@@ -7,7 +7,7 @@ import unittest
 
 import imap_util
 from imap_util import AGAINST_DOVECOT
-from imap_util import ImapCase, Imap
+from imap_util import ImapCase
 
 BOX = 'I18n'
 
@@ -38,13 +38,7 @@ class I18n(ImapCase):
     @classmethod
     def setUpServer(cls):
         super().setUpServer()
-        c = Imap(cls.server.raw('imaps', tls=True))
-        c.login()
-        c.ok('CREATE %s' % BOX)
-        for m in MESSAGES:
-            c.append(BOX, m)
-        c.logout()
-        c.close()
+        imap_util.fill_mailbox(cls.server, BOX, MESSAGES)
 
     def setUp(self):
         self.c, _ = self.selected(BOX)
