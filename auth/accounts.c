@@ -31,7 +31,16 @@ static const char schema_sql[] =
     " hash TEXT NOT NULL,"
     " disabled INTEGER NOT NULL DEFAULT 0,"
     " quota INTEGER NOT NULL DEFAULT 0,"
-    " created INTEGER NOT NULL)";
+    " created INTEGER NOT NULL,"
+    " max_messages INTEGER NOT NULL DEFAULT 0)";
+
+/* Columns added since the first release, for databases made before them:
+ * each is added once (a process that finds it there leaves it). */
+static const struct {
+    const char *column, *sql;
+} upgrades[] = {
+    {"max_messages", "ALTER TABLE accounts ADD COLUMN max_messages INTEGER NOT NULL DEFAULT 0"},
+};
 
 /* ---- addresses ---- */
 
@@ -141,6 +150,34 @@ static void set_err(char *err, size_t errlen, const char *what, const char *deta
         snprintf(err, errlen, "%s: %s", what, detail);
 }
 
+/* Adds the columns an older accounts database lacks, in one write
+ * transaction, so that two processes opening it at once add each once. */
+static int upgrade(sqlite3 *h, char **msg)
+{
+    int r = sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, msg);
+
+    for (size_t i = 0; r == SQLITE_OK && i < sizeof(upgrades) / sizeof(upgrades[0]); i++) {
+        sqlite3_stmt *st = NULL;
+        bool have;
+
+        r = sqlite3_prepare_v2(h, "SELECT 1 FROM pragma_table_info('accounts') WHERE name = ?", -1,
+                               &st, NULL);
+        if (r != SQLITE_OK)
+            break;
+        sqlite3_bind_text(st, 1, upgrades[i].column, -1, SQLITE_STATIC);
+        r = sqlite3_step(st);
+        have = r == SQLITE_ROW;
+        sqlite3_finalize(st);
+        if (r != SQLITE_ROW && r != SQLITE_DONE)
+            break;
+        r = have ? SQLITE_OK : sqlite3_exec(h, upgrades[i].sql, NULL, NULL, msg);
+    }
+    if (r == SQLITE_OK)
+        return sqlite3_exec(h, "COMMIT", NULL, NULL, msg);
+    sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+    return r;
+}
+
 int auth_db_open(const char *data_dir, struct auth_db **out, char *err, size_t errlen)
 {
     char path[PATH_MAX];
@@ -185,6 +222,8 @@ int auth_db_open(const char *data_dir, struct auth_db **out, char *err, size_t e
                          NULL, NULL, &msg);
         if (r == SQLITE_OK)
             r = sqlite3_exec(db->h, schema_sql, NULL, NULL, &msg);
+        if (r == SQLITE_OK)
+            r = upgrade(db->h, &msg);
         if ((r & 0xff) != SQLITE_BUSY || attempt >= DB_SETUP_ATTEMPTS)
             break;
         sqlite3_free(msg);
@@ -225,9 +264,11 @@ static void row_to_account(sqlite3_stmt *st, struct auth_account *a)
     q = sqlite3_column_int64(st, 3);
     a->quota_bytes = q > 0 ? (uint64_t)q : 0;
     a->created = sqlite3_column_int64(st, 4);
+    q = sqlite3_column_int64(st, 6);
+    a->quota_messages = q > 0 ? (uint64_t)q : 0;
 }
 
-#define ACCOUNT_COLUMNS "id, address, disabled, quota, created, hash"
+#define ACCOUNT_COLUMNS "id, address, disabled, quota, created, hash, max_messages"
 
 int auth_db_lookup(struct auth_db *db, const char *address, struct auth_account *acct, char *hash,
                    size_t hashlen)
@@ -264,7 +305,7 @@ int auth_user_get(struct auth_db *db, const char *address, struct auth_account *
 }
 
 int auth_user_add(struct auth_db *db, const char *address, const char *password,
-                  uint64_t quota_bytes, struct auth_account *out)
+                  uint64_t quota_bytes, uint64_t quota_messages, struct auth_account *out)
 {
     char hash[CRYPT_OUTPUT_SIZE];
     sqlite3_stmt *st = NULL;
@@ -272,13 +313,13 @@ int auth_user_add(struct auth_db *db, const char *address, const char *password,
 
     if (!password || auth_password_check(password, strlen(password), NULL, 0) != AUTH_OK)
         return AUTH_E_WEAKPW;
-    if (quota_bytes > INT64_MAX)
+    if (quota_bytes > INT64_MAX || quota_messages > INT64_MAX)
         return AUTH_E_TEMP;
     if (auth_password_hash(password, hash, sizeof(hash)) != AUTH_OK)
         return AUTH_E_TEMP;
     r = sqlite3_prepare_v2(db->h,
-                           "INSERT INTO accounts (address, hash, disabled, quota, created)"
-                           " VALUES (?, ?, 0, ?, ?)",
+                           "INSERT INTO accounts (address, hash, disabled, quota, created,"
+                           " max_messages) VALUES (?, ?, 0, ?, ?, ?)",
                            -1, &st, NULL);
     if (r != SQLITE_OK) {
         rc = AUTH_E_TEMP;
@@ -288,6 +329,7 @@ int auth_user_add(struct auth_db *db, const char *address, const char *password,
     sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)quota_bytes);
     sqlite3_bind_int64(st, 4, (sqlite3_int64)time(NULL));
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)quota_messages);
     r = sqlite3_step(st);
     if (r == SQLITE_DONE)
         rc = AUTH_OK;
@@ -360,6 +402,14 @@ int auth_user_set_quota(struct auth_db *db, const char *address, uint64_t quota_
         return AUTH_E_TEMP;
     return update_one(db, "UPDATE accounts SET quota = ? WHERE address = ?", address, NULL,
                       (int64_t)quota_bytes);
+}
+
+int auth_user_set_max_messages(struct auth_db *db, const char *address, uint64_t quota_messages)
+{
+    if (quota_messages > INT64_MAX)
+        return AUTH_E_TEMP;
+    return update_one(db, "UPDATE accounts SET max_messages = ? WHERE address = ?", address, NULL,
+                      (int64_t)quota_messages);
 }
 
 int auth_user_del(struct auth_db *db, const char *address, struct auth_account *out)

@@ -33,6 +33,7 @@ struct auth_account {
     char address[AUTH_ADDR_MAX]; /* normalized: lower case, local@domain */
     bool disabled;
     uint64_t quota_bytes;        /* 0 = unlimited */
+    uint64_t quota_messages;     /* at most so many messages, 0 = unlimited */
     int64_t created;             /* unix time */
 };
 
@@ -69,10 +70,11 @@ void auth_db_close(struct auth_db *db);
 
 /* address must already be normalized. password is checked and hashed here. */
 int auth_user_add(struct auth_db *db, const char *address, const char *password,
-                  uint64_t quota_bytes, struct auth_account *out);
+                  uint64_t quota_bytes, uint64_t quota_messages, struct auth_account *out);
 int auth_user_passwd(struct auth_db *db, const char *address, const char *password);
 int auth_user_set_disabled(struct auth_db *db, const char *address, bool disabled);
 int auth_user_set_quota(struct auth_db *db, const char *address, uint64_t quota_bytes);
+int auth_user_set_max_messages(struct auth_db *db, const char *address, uint64_t quota_messages);
 /* Removes the account row; the caller decides about the mail directory. */
 int auth_user_del(struct auth_db *db, const char *address, struct auth_account *out);
 int auth_user_get(struct auth_db *db, const char *address, struct auth_account *out);

@@ -23,14 +23,15 @@
 
 void ctl_user_usage(FILE *f)
 {
-    fprintf(f, "  user add ADDRESS [--password-stdin] [--quota SIZE]\n"
+    fprintf(f, "  user add ADDRESS [--password-stdin] [--quota SIZE] [--max-messages N]\n"
                "  user passwd ADDRESS [--password-stdin]\n"
                "  user del ADDRESS [--purge]     (--purge also removes the mail)\n"
                "  user list\n"
                "  user show ADDRESS\n"
                "  user disable ADDRESS\n"
                "  user enable ADDRESS\n"
-               "  user quota ADDRESS SIZE        (SIZE like 500M or 2G; 0 = unlimited)\n");
+               "  user quota ADDRESS [SIZE] [--max-messages N]\n"
+               "                                 (SIZE like 500M or 2G; 0 = unlimited)\n");
 }
 
 /* Command line of one verb: positional arguments and the known options. */
@@ -40,6 +41,7 @@ struct args {
     bool password_stdin;
     bool purge;
     const char *quota;
+    const char *max_messages;
 };
 
 static int usage_error(const char *fmt, const char *arg)
@@ -303,6 +305,17 @@ static int parse_quota(const char *s, uint64_t *q)
     return CTL_EXIT_OK;
 }
 
+static int parse_count(const char *s, uint64_t *n)
+{
+    char *end;
+
+    errno = 0;
+    *n = strtoull(s, &end, 10);
+    if (s[0] < '0' || s[0] > '9' || *end || errno || *n > INT64_MAX)
+        return usage_error("not a number of messages: %s (0 for unlimited)", s);
+    return CTL_EXIT_OK;
+}
+
 static int print_account(const struct auth_account *a, void *arg)
 {
     char q[32];
@@ -330,10 +343,10 @@ static int open_db(const struct conf *c, struct auth_db **db)
 static int run_verb(const struct conf *c, const char *verb, const struct args *a,
                     const char *address)
 {
-    char pw[AUTH_PASSWORD_MAX + 2], path[CONF_PATH_MAX + 48], q[32], when[32];
+    char pw[AUTH_PASSWORD_MAX + 2], path[CONF_PATH_MAX + 48], q[32], n[32], when[32];
     struct auth_account acct;
     struct auth_db *db = NULL;
-    uint64_t quota = 0;
+    uint64_t quota = 0, max_messages = 0;
     struct tm tm;
     time_t t;
     int rc, r;
@@ -341,7 +354,12 @@ static int run_verb(const struct conf *c, const char *verb, const struct args *a
     /* everything from the command line is checked before any file is opened */
     if (a->quota && (rc = parse_quota(a->quota, &quota)) != CTL_EXIT_OK)
         return rc;
-    if (!strcmp(verb, "quota") && (rc = parse_quota(a->pos[1], &quota)) != CTL_EXIT_OK)
+    if (!strcmp(verb, "quota") && a->npos > 1 &&
+        (rc = parse_quota(a->pos[1], &quota)) != CTL_EXIT_OK)
+        return rc;
+    if (!strcmp(verb, "quota") && a->npos < 2 && !a->max_messages)
+        return usage_error("user quota: %s", "give a SIZE, --max-messages N or both");
+    if (a->max_messages && (rc = parse_count(a->max_messages, &max_messages)) != CTL_EXIT_OK)
         return rc;
     if (!strcmp(verb, "add") || !strcmp(verb, "passwd")) {
         rc = get_password(a->password_stdin, pw, sizeof(pw));
@@ -355,7 +373,7 @@ static int run_verb(const struct conf *c, const char *verb, const struct args *a
         goto out;
 
     if (!strcmp(verb, "add")) {
-        r = auth_user_add(db, address, pw, quota, &acct);
+        r = auth_user_add(db, address, pw, quota, max_messages, &acct);
         if (r != AUTH_OK) {
             rc = auth_error(r, address);
             goto out;
@@ -400,6 +418,10 @@ static int run_verb(const struct conf *c, const char *verb, const struct args *a
             goto out;
         }
         format_quota(acct.quota_bytes, q, sizeof(q));
+        if (acct.quota_messages)
+            snprintf(n, sizeof(n), "%" PRIu64, acct.quota_messages);
+        else
+            snprintf(n, sizeof(n), "unlimited");
         t = (time_t)acct.created;
         if (!gmtime_r(&t, &tm) || !strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm))
             snprintf(when, sizeof(when), "%" PRId64, acct.created);
@@ -407,10 +429,11 @@ static int run_verb(const struct conf *c, const char *verb, const struct args *a
                "id:      %" PRId64 "\n"
                "status:  %s\n"
                "quota:   %s\n"
+               "max messages: %s\n"
                "created: %s\n"
                "mail:    %s/users/%" PRId64 "\n",
-               acct.address, acct.id, acct.disabled ? "disabled" : "enabled", q, when, c->data_dir,
-               acct.id);
+               acct.address, acct.id, acct.disabled ? "disabled" : "enabled", q, n, when,
+               c->data_dir, acct.id);
     } else if (!strcmp(verb, "disable") || !strcmp(verb, "enable")) {
         bool off = !strcmp(verb, "disable");
 
@@ -421,13 +444,21 @@ static int run_verb(const struct conf *c, const char *verb, const struct args *a
         }
         printf("%s %s\n", off ? "disabled" : "enabled", address);
     } else if (!strcmp(verb, "quota")) {
-        r = auth_user_set_quota(db, address, quota);
+        r = a->npos > 1 ? auth_user_set_quota(db, address, quota) : AUTH_OK;
+        if (r == AUTH_OK && a->max_messages)
+            r = auth_user_set_max_messages(db, address, max_messages);
         if (r != AUTH_OK) {
             rc = auth_error(r, address);
             goto out;
         }
-        format_quota(quota, q, sizeof(q));
-        printf("quota of %s: %s\n", address, q);
+        if (a->npos > 1) {
+            format_quota(quota, q, sizeof(q));
+            printf("quota of %s: %s\n", address, q);
+        }
+        if (a->max_messages && max_messages)
+            printf("max messages of %s: %" PRIu64 "\n", address, max_messages);
+        else if (a->max_messages)
+            printf("max messages of %s: unlimited\n", address);
     }
 out:
     explicit_bzero(pw, sizeof(pw));
@@ -439,12 +470,13 @@ out:
 static const struct verb {
     const char *name;
     int npos;
-    bool password_stdin, purge, quota;
+    bool password_stdin, purge, quota, max_messages;
+    int nopt; /* optional positional arguments after the npos wanted */
 } verbs[] = {
-    {"add", 1, true, false, true},      {"passwd", 1, true, false, false},
-    {"del", 1, false, true, false},     {"list", 0, false, false, false},
-    {"show", 1, false, false, false},   {"disable", 1, false, false, false},
-    {"enable", 1, false, false, false}, {"quota", 2, false, false, false},
+    {"add", 1, true, false, true, true, 0},       {"passwd", 1, true, false, false, false, 0},
+    {"del", 1, false, true, false, false, 0},     {"list", 0, false, false, false, false, 0},
+    {"show", 1, false, false, false, false, 0},   {"disable", 1, false, false, false, false, 0},
+    {"enable", 1, false, false, false, false, 0}, {"quota", 1, false, false, false, true, 1},
 };
 
 int ctl_user_main(const struct conf *c, int argc, char **argv)
@@ -475,9 +507,15 @@ int ctl_user_main(const struct conf *c, int argc, char **argv)
             a.quota = argv[++i];
         } else if (v->quota && !strncmp(s, "--quota=", 8)) {
             a.quota = s + 8;
+        } else if (v->max_messages && !strcmp(s, "--max-messages")) {
+            if (i + 1 >= argc)
+                return usage_error("%s needs a number", s);
+            a.max_messages = argv[++i];
+        } else if (v->max_messages && !strncmp(s, "--max-messages=", 15)) {
+            a.max_messages = s + 15;
         } else if (s[0] == '-' && s[1] != '\0') {
             return usage_error("unknown option: %s", s);
-        } else if (a.npos < v->npos) {
+        } else if (a.npos < v->npos + v->nopt) {
             a.pos[a.npos++] = s;
         } else {
             return usage_error("unexpected argument: %s", s);

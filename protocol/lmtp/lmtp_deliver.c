@@ -134,7 +134,7 @@ static int light_open(struct lmtp_txn *t, struct lmtp_rcpt *r, bool full)
         r->u = NULL;
         return e;
     }
-    storage_set_quota(r->u, r->acct.quota_bytes, 0);
+    storage_set_quota(r->u, r->acct.quota_bytes, r->acct.quota_messages);
     return 0;
 }
 

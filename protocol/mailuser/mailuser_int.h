@@ -20,7 +20,7 @@ enum mu_state { MU_OPENING, MU_OPEN, MU_CLOSING };
 struct mailuser {
     int64_t id;
     char *data_dir;
-    uint64_t quota_bytes;
+    uint64_t quota_bytes, quota_messages;
     enum mu_state state;
     struct storage_user *u;
     struct storage_watch *watch;
@@ -52,7 +52,7 @@ struct mailuser {
 struct mailuser_req {
     struct mailuser *mu; /* NULL while queued for room (pending) */
     int64_t id;          /* the account, its quota and data_dir: for an open */
-    uint64_t quota_bytes;
+    uint64_t quota_bytes, quota_messages;
     char *data_dir;    /* owned until an open starts */
     uint64_t deadline; /* uv_now: past it a queued request fails */
     mailuser_open_cb cb;

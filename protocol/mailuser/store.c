@@ -318,7 +318,7 @@ static void open_work(void *data)
     struct mailuser *mu = data;
     mu->open_err = storage_open(mu->data_dir, mu->id, &mu->u);
     if (mu->open_err == 0) {
-        storage_set_quota(mu->u, mu->quota_bytes, 0);
+        storage_set_quota(mu->u, mu->quota_bytes, mu->quota_messages);
         mu->watch = storage_watch(mu->u, mu_storage_event, (void *)(intptr_t)mu->id);
         if (!mu->watch) {
             storage_close(mu->u);
@@ -406,10 +406,11 @@ static void attach(struct mailuser_req *r, struct mailuser *mu)
 {
     mu->holds++;
     mu->quota_bytes = r->quota_bytes;
+    mu->quota_messages = r->quota_messages;
     r->mu = mu;
     if (mu->kept) {
         unkeep(mu);
-        storage_set_quota(mu->u, r->quota_bytes, 0);
+        storage_set_quota(mu->u, r->quota_bytes, r->quota_messages);
         mu->state = MU_OPENING;
         mu->waiters = r;
         if (!mu_job_start(mu_loop, mu->id, refresh_work, refresh_done, NULL, mu))
@@ -417,7 +418,7 @@ static void attach(struct mailuser_req *r, struct mailuser *mu)
         return;
     }
     if (mu->state == MU_OPEN) {
-        storage_set_quota(mu->u, r->quota_bytes, 0); /* a short mutex, no I/O */
+        storage_set_quota(mu->u, r->quota_bytes, r->quota_messages); /* a short mutex, no I/O */
         answer_later(r);
     } else {
         r->next = mu->waiters;
@@ -436,6 +437,7 @@ static int start_open(struct mailuser_req *r)
     mu->data_dir = r->data_dir;
     mu->id = r->id;
     mu->quota_bytes = r->quota_bytes;
+    mu->quota_messages = r->quota_messages;
     mu->state = MU_OPENING;
     mu->holds = 1;
     r->mu = mu;
@@ -718,6 +720,7 @@ struct mailuser_req *mailuser_open(uv_loop_t *l, const char *data_dir,
     r->arg = arg;
     r->id = acct->id;
     r->quota_bytes = acct->quota_bytes;
+    r->quota_messages = acct->quota_messages;
     r->deadline = uv_now(mu_loop) + open_wait_ms;
 
     mu = mu_find(acct->id);

@@ -3,6 +3,9 @@ once by the login result (the daemon's authentication cache included), and
 errors have their documented exit codes."""
 import os
 import pwd
+import shutil
+import sqlite3
+import subprocess
 
 import harness
 from harness import ServerTestCase, imap_quote
@@ -143,6 +146,58 @@ class CtlRoundTrip(ServerTestCase):
                     bad.append(p)
         self.assertEqual(bad, [], 'files not owned by %s' % harness.RUN_USER)
         self.assertEqual(os.stat(self.server.data_dir).st_mode & 0o777, 0o700)
+
+    def test_max_messages(self):
+        u = 'counted@example.org'
+        self.ctl_ok('user', 'add', u, '--password-stdin', '--quota', '5M', '--max-messages', '40',
+                    input='counted password\n')
+        out = self.ctl_ok('user', 'show', u)
+        self.assertIn('quota:   5M', out)
+        self.assertIn('max messages: 40', out)
+        self.assertIn('max messages of %s: 12' % u,
+                      self.ctl_ok('user', 'quota', u, '--max-messages', '12'))
+        self.assertIn('max messages: 12', self.ctl_ok('user', 'show', u))
+        self.assertEqual(self.imap_login(u, 'counted password'), OK)
+
+    def test_old_accounts_database_upgraded(self):
+        """An accounts database without the message quota's column: the
+        first open adds it, the accounts stay as they were."""
+        d = os.path.join(self.server.tmp, 'olddata')
+        os.makedirs(d)
+        db = sqlite3.connect(os.path.join(d, 'accounts.sqlite'))
+        db.executescript(
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " address TEXT UNIQUE NOT NULL COLLATE NOCASE, hash TEXT NOT NULL,"
+            " disabled INTEGER NOT NULL DEFAULT 0, quota INTEGER NOT NULL DEFAULT 0,"
+            " created INTEGER NOT NULL);"
+            "INSERT INTO accounts (address, hash, quota, created)"
+            " VALUES ('old@example.org', 'x', 1048576, 1);")
+        db.close()
+        uid = pwd.getpwnam(harness.RUN_USER)
+        for p in (d, os.path.join(d, 'accounts.sqlite')):
+            os.chown(p, uid.pw_uid, uid.pw_gid)
+        conf = os.path.join(self.server.tmp, 'old.conf')
+        with open(self.server.conf_path) as f, open(conf, 'w') as g:
+            for line in f:
+                g.write('data_dir = %s\n' % d if line.startswith('data_dir') else line)
+        try:
+            def ctl(*args):
+                r = subprocess.run([harness.COFFRECTL, '-c', conf] + list(args),
+                                   capture_output=True, text=True, timeout=60)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                return r.stdout
+            out = ctl('user', 'show', 'old@example.org')
+            self.assertIn('quota:   1M', out)
+            self.assertIn('max messages: unlimited', out)
+            ctl('user', 'quota', 'old@example.org', '--max-messages', '25')
+            self.assertIn('max messages: 25', ctl('user', 'show', 'old@example.org'))
+            self.assertIn('quota:   1M', ctl('user', 'show', 'old@example.org'))
+            db = sqlite3.connect(os.path.join(d, 'accounts.sqlite'))
+            cols = [r[1] for r in db.execute('PRAGMA table_info(accounts)')]
+            db.close()
+            self.assertEqual(cols.count('max_messages'), 1, cols)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == '__main__':

@@ -8,9 +8,11 @@
 #include <crypt.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -152,16 +154,17 @@ static void test_db(void)
         printf("  %s\n", err);
         return;
     }
-    CHECK(auth_user_add(db, "bob@example.org", "bobpassword", 0, &a) == AUTH_OK && a.id > 0 &&
+    CHECK(auth_user_add(db, "bob@example.org", "bobpassword", 0, 0, &a) == AUTH_OK && a.id > 0 &&
               strcmp(a.address, "bob@example.org") == 0 && !a.disabled && a.created > 0,
           "add bob");
     bob_id = a.id;
-    CHECK(auth_user_add(db, "alice@example.org", "alicepassword", 1048576, &b) == AUTH_OK &&
-              b.id > bob_id && b.quota_bytes == 1048576,
+    CHECK(auth_user_add(db, "alice@example.org", "alicepassword", 1048576, 0, &b) == AUTH_OK &&
+              b.id > bob_id && b.quota_bytes == 1048576 && b.quota_messages == 0,
           "add alice with a quota");
-    CHECK(auth_user_add(db, "BOB@example.org", "otherpassword", 0, NULL) == AUTH_E_EXISTS,
+    CHECK(a.quota_messages == 0, "bob has no message quota");
+    CHECK(auth_user_add(db, "BOB@example.org", "otherpassword", 0, 0, NULL) == AUTH_E_EXISTS,
           "add refuses a duplicate (any case)");
-    CHECK(auth_user_add(db, "carol@example.org", "short", 0, NULL) == AUTH_E_WEAKPW,
+    CHECK(auth_user_add(db, "carol@example.org", "short", 0, 0, NULL) == AUTH_E_WEAKPW,
           "add refuses a weak password");
     CHECK(auth_user_get(db, "bob@example.org", &a) == AUTH_OK && a.id == bob_id, "get bob");
     CHECK(auth_user_get(db, "nobody@example.org", &a) == AUTH_E_NOUSER, "get unknown");
@@ -190,6 +193,19 @@ static void test_db(void)
               auth_user_get(db, "bob@example.org", &a) == AUTH_OK && a.quota_bytes == 500u << 20,
           "set bob's quota");
     CHECK(auth_user_set_quota(db, "nobody@example.org", 1) == AUTH_E_NOUSER, "quota unknown");
+    CHECK(auth_user_set_max_messages(db, "bob@example.org", 1000) == AUTH_OK &&
+              auth_user_get(db, "bob@example.org", &a) == AUTH_OK && a.quota_messages == 1000 &&
+              a.quota_bytes == 500u << 20,
+          "set bob's message quota, his byte quota kept");
+    CHECK(auth_db_lookup(db, "bob@example.org", &a, hash, sizeof(hash)) == AUTH_OK &&
+              a.quota_messages == 1000,
+          "the login lookup reads the message quota");
+    CHECK(auth_user_set_max_messages(db, "nobody@example.org", 1) == AUTH_E_NOUSER,
+          "message quota unknown");
+    CHECK(auth_user_add(db, "dave@example.org", "davepassword", 2048, 7, &b) == AUTH_OK &&
+              b.quota_bytes == 2048 && b.quota_messages == 7 &&
+              auth_user_del(db, "dave@example.org", NULL) == AUTH_OK,
+          "add dave with both quotas");
 
     CHECK(auth_user_list(db, list_cb, list) == AUTH_OK &&
               strcmp(list, "alice@example.org,bob@example.org") == 0,
@@ -204,10 +220,59 @@ static void test_db(void)
 
     /* the highest id is the one deleted last: AUTOINCREMENT must not reuse it */
     CHECK(auth_user_del(db, "alice@example.org", &b) == AUTH_OK, "delete alice");
-    CHECK(auth_user_add(db, "alice@example.org", "alicepassword", 0, &a) == AUTH_OK && a.id > b.id,
+    CHECK(auth_user_add(db, "alice@example.org", "alicepassword", 0, 0, &a) == AUTH_OK &&
+              a.id > b.id,
           "ids are never reused");
     CHECK(auth_user_del(db, "alice@example.org", NULL) == AUTH_OK, "delete alice again");
     auth_db_close(db);
+}
+
+/* An accounts database made before the message quota: opening it adds
+ * the column, keeps the accounts (no message quota), and a second open
+ * finds it there. */
+static void test_db_upgrade(void)
+{
+    char dir[300], path[340], err[256], hash[CRYPT_OUTPUT_SIZE];
+    struct auth_account a;
+    struct auth_db *db = NULL;
+    sqlite3 *h = NULL;
+
+    snprintf(dir, sizeof(dir), "%s/old", tmpdir);
+    snprintf(path, sizeof(path), "%s/accounts.sqlite", dir);
+    CHECK(mkdir(dir, 0700) == 0, "a directory for the old database");
+    CHECK(sqlite3_open(path, &h) == SQLITE_OK &&
+              sqlite3_exec(h,
+                           "CREATE TABLE accounts (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                           " address TEXT UNIQUE NOT NULL COLLATE NOCASE, hash TEXT NOT NULL,"
+                           " disabled INTEGER NOT NULL DEFAULT 0,"
+                           " quota INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
+                           "INSERT INTO accounts (address, hash, quota, created)"
+                           " VALUES ('old@example.org', 'x', 4096, 1);",
+                           NULL, NULL, NULL) == SQLITE_OK,
+          "an accounts database of the first schema");
+    sqlite3_close(h);
+    for (int round = 0; round < 2; round++) {
+        CHECK(auth_db_open(dir, &db, err, sizeof(err)) == AUTH_OK, "open the old database");
+        if (!db)
+            break;
+        CHECK(auth_db_lookup(db, "old@example.org", &a, hash, sizeof(hash)) == AUTH_OK &&
+                  a.quota_bytes == 4096 && a.quota_messages == (round ? 50u : 0u),
+              round ? "the message quota set is kept" : "the old account has no message quota");
+        CHECK(round || auth_user_set_max_messages(db, "old@example.org", 50) == AUTH_OK,
+              "the old account takes a message quota");
+        CHECK(auth_user_add(db, round ? "new2@example.org" : "new@example.org", "newpassword", 0, 3,
+                            &a) == AUTH_OK &&
+                  a.quota_messages == 3,
+              "a new account in the upgraded database");
+        auth_db_close(db);
+        db = NULL;
+    }
+    static const char *files[] = {"accounts.sqlite", "accounts.sqlite-wal", "accounts.sqlite-shm"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
 }
 
 /* ---- login service ---- */
@@ -324,8 +389,8 @@ static struct auth_service *start_service(uv_loop_t *loop, const struct auth_ser
     CHECK(auth_db_open(tmpdir, db, err, sizeof(err)) == AUTH_OK, "admin connection opened");
     if (!*db)
         return NULL;
-    CHECK(auth_user_add(*db, u1, p1, 0, NULL) == AUTH_OK, "first account added");
-    CHECK(auth_user_add(*db, u2, p2, 0, NULL) == AUTH_OK, "second account added");
+    CHECK(auth_user_add(*db, u1, p1, 0, 0, NULL) == AUTH_OK, "first account added");
+    CHECK(auth_user_add(*db, u2, p2, 0, 0, NULL) == AUTH_OK, "second account added");
     CHECK(auth_service_new(loop, o, &s, err, sizeof(err)) == AUTH_OK, "service started");
     if (!s) {
         printf("  %s\n", err);
@@ -794,6 +859,7 @@ int main(void)
     test_normalize();
     test_password();
     test_db();
+    test_db_upgrade();
     test_service();
     test_service_nocache();
     test_throttle_model();
