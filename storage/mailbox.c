@@ -854,7 +854,8 @@ int storage_mbox_status(struct storage_user *u, int64_t mbox, struct storage_sta
     if ((rc = mbox_by_id(db, mbox, &m)) != 0)
         goto out;
     rc = db_prepare(db,
-                    "SELECT count(*), total(flags & 1 = 0), total(flags & 8 != 0), total(size)"
+                    "SELECT count(*), total(flags & 1 = 0), total(flags & 8 != 0), total(size),"
+                    " total(CASE WHEN flags & 8 != 0 THEN size END)"
                     " FROM messages WHERE mailbox_id = ?",
                     &st);
     if (rc)
@@ -867,6 +868,7 @@ int storage_mbox_status(struct storage_user *u, int64_t mbox, struct storage_sta
         out->unseen = (uint32_t)sqlite3_column_double(st, 1);
         out->deleted = (uint32_t)sqlite3_column_double(st, 2);
         out->size = (uint64_t)sqlite3_column_double(st, 3);
+        out->deleted_size = (uint64_t)sqlite3_column_double(st, 4);
         out->uidnext = m.uidnext;
         out->uidvalidity = m.uidvalidity;
         out->highestmodseq = m.highestmodseq;

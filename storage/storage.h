@@ -169,6 +169,8 @@ void storage_set_limits(const struct storage_limits *l);
 
 /* Quota limits applied by storage_deliver and storage_append (0 = none). */
 void storage_set_quota(struct storage_user *u, uint64_t max_bytes, uint64_t max_messages);
+/* The limits storage_set_quota set last (0 = none). Pure (a short mutex). */
+void storage_quota_limits(struct storage_user *u, uint64_t *max_bytes, uint64_t *max_messages);
 /* Usage, kept incrementally in the index. Index. */
 int storage_quota_usage(struct storage_user *u, uint64_t *bytes, uint64_t *messages);
 /* Room left under the quota: the bytes and messages that may still be
@@ -210,7 +212,8 @@ struct storage_status {
     uint32_t uidnext;
     uint32_t uidvalidity;
     uint64_t highestmodseq;
-    uint64_t size; /* bytes */
+    uint64_t size;         /* bytes */
+    uint64_t deleted_size; /* bytes of the messages with \Deleted */
 };
 
 /* Looks a mailbox up by name. STORAGE_E_NOMBOX if absent. Index. */

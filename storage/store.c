@@ -1437,6 +1437,14 @@ void storage_set_quota(struct storage_user *u, uint64_t max_bytes, uint64_t max_
     pthread_mutex_unlock(&u->qlock);
 }
 
+void storage_quota_limits(struct storage_user *u, uint64_t *max_bytes, uint64_t *max_messages)
+{
+    pthread_mutex_lock(&u->qlock);
+    *max_bytes = u->quota_bytes;
+    *max_messages = u->quota_messages;
+    pthread_mutex_unlock(&u->qlock);
+}
+
 int storage_quota_usage(struct storage_user *u, uint64_t *bytes, uint64_t *messages)
 {
     sqlite3 *db = reader_get(u);

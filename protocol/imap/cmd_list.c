@@ -1,7 +1,8 @@
-/* LIST (with LIST-EXTENDED, RFC 5258, and SPECIAL-USE, RFC 6154), LSUB
- * and XLIST: the mailbox list is read from the index on the thread pool,
- * in steps that each go on after the last name listed, so that a long
- * answer is written as the client reads it, never held whole. */
+/* LIST (with LIST-EXTENDED, RFC 5258, SPECIAL-USE, RFC 6154, and
+ * LIST-STATUS, RFC 5819), LSUB and XLIST: the mailbox list is read from
+ * the index on the thread pool, in steps that each go on after the last
+ * name listed, so that a long answer is written as the client reads it,
+ * never held whole. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -16,9 +17,12 @@ enum {
     RET_SUBSCRIBED = 1 << 3,
     RET_CHILDREN = 1 << 4,
     RET_SPECIAL = 1 << 5,
+    RET_STATUS = 1 << 6,
 };
 
 #define LIST_MAX_PATTERNS 32
+/* LIST-STATUS: mailboxes a step lists with their STATUS at most */
+#define LIST_STATUS_STEP 64
 
 static const char *const kinds[] = {"LIST", "LSUB", "XLIST"};
 
@@ -45,6 +49,17 @@ struct list_job {
     size_t nsubs, capsubs;
     char **marked;
     size_t nmarked, capmarked, next_mark;
+    /* LIST-STATUS: the items asked for; the selectable mailboxes the
+     * step listed, each with where its line ends in out, get their
+     * STATUS after their line once the list callback returned (it may not
+     * read the index) */
+    struct imap_status status;
+    struct {
+        size_t end;
+        int64_t id;
+    } * pend;
+    size_t npend, cappend;
+    struct buf lines;
 };
 
 static bool match_any(struct list_job *l, const char *name)
@@ -197,18 +212,76 @@ static void mark_parents(struct list_job *l)
     l->nmarked = w;
 }
 
+/* The STATUS of mailbox id after its LIST line (RFC 5819 2); none for
+ * a mailbox deleted meanwhile. */
+static int status_line(struct imap_job *j, struct list_job *l, int64_t id)
+{
+    int err = imap_status_read(j->u, NULL, id, &l->status);
+    if (err == STORAGE_E_NOMBOX)
+        return 0;
+    if (err == 0)
+        imap_status_write(&l->st.out, &l->status);
+    return err;
+}
+
+/* The lines list_cb wrote, each followed by its STATUS. */
+static int status_lines(struct imap_job *j, struct list_job *l)
+{
+    size_t from = 0;
+    int err = 0;
+
+    if (!l->npend)
+        return 0;
+    buf_reset(&l->lines);
+    buf_add(&l->lines, l->st.out.p, l->st.out.len);
+    if (l->lines.oom)
+        return STORAGE_E_NOMEM;
+    buf_reset(&l->st.out);
+    for (size_t i = 0; i < l->npend && !err; i++) {
+        buf_add(&l->st.out, l->lines.p + from, l->pend[i].end - from);
+        from = l->pend[i].end;
+        err = status_line(j, l, l->pend[i].id);
+    }
+    if (!err)
+        buf_add(&l->st.out, l->lines.p + from, l->lines.len - from);
+    l->npend = 0;
+    return err;
+}
+
+static int array_grow_pend(struct list_job *l)
+{
+    if (l->npend < l->cappend)
+        return 0;
+    size_t ncap = l->cappend ? l->cappend * 2 : 16;
+    void *nv = realloc(l->pend, ncap * sizeof(*l->pend));
+    if (!nv)
+        return -1;
+    l->pend = nv;
+    l->cappend = ncap;
+    return 0;
+}
+
 static int list_cb(void *arg, const struct storage_mbox *m)
 {
     struct list_job *l = arg;
 
     snprintf(l->after, sizeof(l->after), "%s", m->name);
     l->started = true;
-    if (match_any(l, m->name) && (!(l->opts & SEL_SPECIAL) || m->special_use))
+    if (match_any(l, m->name) && (!(l->opts & SEL_SPECIAL) || m->special_use)) {
         list_line(l, m, l->parents && l->mode == MODE_LIST && has_sub_descendant(l, m->name));
+        if ((l->opts & RET_STATUS) && m->id) {
+            if (array_grow_pend(l) != 0) {
+                l->oom = true;
+                return 1;
+            }
+            l->pend[l->npend].end = l->st.out.len;
+            l->pend[l->npend++].id = m->id;
+        }
+    }
     if (l->st.out.oom)
         return 1;
     /* this step has written enough: the next one goes on after this name */
-    l->step_full = l->st.out.len >= IMAP_STEP_BYTES;
+    l->step_full = l->st.out.len >= IMAP_STEP_BYTES || l->npend >= LIST_STATUS_STEP;
     return l->step_full;
 }
 
@@ -230,6 +303,8 @@ static void list_parents(struct imap_job *j, struct list_job *l)
         }
         m.subscribed = false;
         list_line(l, &m, l->mode == MODE_LIST);
+        if ((l->opts & RET_STATUS) && m.id && (l->st.err = status_line(j, l, m.id)) != 0)
+            return;
     }
     if (l->next_mark >= l->nmarked)
         l->st.finished = true;
@@ -257,6 +332,8 @@ static void list_work(struct imap_job *j)
         l->step_full = false;
         l->st.err =
             storage_mbox_list(j->u, "*", subs_only, l->started ? l->after : NULL, list_cb, l);
+        if (!l->st.err && !l->oom)
+            l->st.err = status_lines(j, l);
         if (!l->st.err && (l->st.out.oom || l->oom))
             l->st.err = STORAGE_E_NOMEM;
         if (l->st.err || l->step_full)
@@ -279,6 +356,8 @@ static void list_free(struct list_job *l)
     buf_free(&l->st.spare);
     free(l->subs);
     free(l->marked);
+    free(l->pend);
+    buf_free(&l->lines);
     free(l);
 }
 
@@ -298,7 +377,7 @@ static void list_end(struct imap_session *s, struct imap_steps *st)
     imap_finish(s, "OK", "%s completed.", kinds[l->mode]);
 }
 
-static int list_opts(struct imap_args *a, unsigned *opts, bool ret)
+static int list_opts(struct imap_args *a, unsigned *opts, bool ret, unsigned *status_items)
 {
     const char *w;
     size_t n;
@@ -322,7 +401,12 @@ static int list_opts(struct imap_args *a, unsigned *opts, bool ret)
             *opts |= RET_CHILDREN;
         else if (ret && imap_word_is(w, n, "SPECIAL-USE"))
             *opts |= RET_SPECIAL;
-        else
+        else if (ret && imap_word_is(w, n, "STATUS") && !(*opts & RET_STATUS)) {
+            if ((r = imap_args_sp(a)) != IMAP_ARG_OK ||
+                (r = imap_status_items(a, status_items)) != IMAP_ARG_OK)
+                return r;
+            *opts |= RET_STATUS;
+        } else
             return IMAP_ARG_BAD;
         if (!imap_args_peek(a, ')') && imap_args_sp(a) != IMAP_ARG_OK)
             return IMAP_ARG_BAD;
@@ -347,6 +431,7 @@ static int add_pattern(struct list_job *l, const char *ref, const char *pat)
 static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode mode)
 {
     char ref[IMAP_MBOX_ARG_MAX], pat[IMAP_MBOX_ARG_MAX];
+    unsigned status_items = 0;
     struct list_job *l;
     int r = IMAP_ARG_OK;
     bool empty_pattern = false;
@@ -362,7 +447,7 @@ static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode 
     if (imap_args_sp(a) != IMAP_ARG_OK)
         r = IMAP_ARG_BAD;
     if (r == IMAP_ARG_OK && mode == MODE_LIST && imap_args_peek(a, '(')) {
-        r = list_opts(a, &l->opts, false);
+        r = list_opts(a, &l->opts, false, NULL);
         if (r == IMAP_ARG_OK)
             r = imap_args_sp(a);
         /* RECURSIVEMATCH needs another selection option (RFC 5258) */
@@ -411,7 +496,7 @@ static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode 
             imap_args_sp(a) != IMAP_ARG_OK)
             r = IMAP_ARG_BAD;
         else
-            r = list_opts(a, &l->opts, true);
+            r = list_opts(a, &l->opts, true, &status_items);
     }
     if (r == IMAP_ARG_OK && !imap_args_at_end(a))
         r = IMAP_ARG_BAD;
@@ -438,6 +523,8 @@ static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode 
         list_free(l);
         return;
     }
+    if (l->opts & RET_STATUS)
+        imap_status_prepare(s, status_items, &l->status);
     l->parents = mode == MODE_LSUB || (l->opts & SEL_RECURSIVE);
     l->st.work = list_work;
     l->st.end = list_end;

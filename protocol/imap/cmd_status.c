@@ -1,11 +1,15 @@
 /* STATUS: a mailbox's counts from the state the account's store keeps of
  * it, on the thread pool; RECENT counts the messages above the \Recent
- * floor kept in the index (claiming nothing). */
+ * floor kept in the index (claiming nothing); SIZE (RFC 8438) and
+ * DELETED-STORAGE (RFC 9208 4.2) sum the sizes of its messages in the
+ * index, only when asked for. LIST ... RETURN (STATUS (...)) (RFC 5819,
+ * cmd_list.c) answers the same items through the same functions. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "protocol/imap/imap_private.h"
+#include "server/base/config.h"
 
 enum {
     ST_MESSAGES = 1 << 0,
@@ -13,56 +17,153 @@ enum {
     ST_UIDNEXT = 1 << 2,
     ST_UIDVALIDITY = 1 << 3,
     ST_UNSEEN = 1 << 4,
-    ST_HIGHESTMODSEQ = 1 << 5, /* RFC 7162 3.1.9 */
+    ST_HIGHESTMODSEQ = 1 << 5,   /* RFC 7162 3.1.9 */
+    ST_SIZE = 1 << 6,            /* RFC 8438 */
+    ST_DELETED = 1 << 7,         /* RFC 9051 6.3.11 */
+    ST_DELETED_STORAGE = 1 << 8, /* RFC 9208 4.2, in units of 1024 octets (rounded up) */
+    ST_APPENDLIMIT = 1 << 9,     /* RFC 7889 */
 };
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} items_known[] = {
+    {"MESSAGES", ST_MESSAGES},
+    {"RECENT", ST_RECENT},
+    {"UIDNEXT", ST_UIDNEXT},
+    {"UIDVALIDITY", ST_UIDVALIDITY},
+    {"UNSEEN", ST_UNSEEN},
+    {"HIGHESTMODSEQ", ST_HIGHESTMODSEQ},
+    {"SIZE", ST_SIZE},
+    {"DELETED", ST_DELETED},
+    {"DELETED-STORAGE", ST_DELETED_STORAGE},
+    {"APPENDLIMIT", ST_APPENDLIMIT},
+};
+
+int imap_status_items(struct imap_args *a, unsigned *items)
+{
+    int r;
+
+    *items = 0;
+    if ((r = imap_args_open(a)) != IMAP_ARG_OK)
+        return r;
+    while (!imap_args_peek(a, ')')) {
+        const char *w;
+        size_t n, k;
+        if (*items && imap_args_sp(a) != IMAP_ARG_OK)
+            return IMAP_ARG_BAD;
+        if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK)
+            return IMAP_ARG_BAD;
+        for (k = 0; k < sizeof(items_known) / sizeof(items_known[0]); k++)
+            if (imap_word_is(w, n, items_known[k].name))
+                break;
+        if (k == sizeof(items_known) / sizeof(items_known[0]))
+            return IMAP_ARG_BAD;
+        *items |= items_known[k].bit;
+    }
+    if ((r = imap_args_close(a)) != IMAP_ARG_OK)
+        return r;
+    return *items ? IMAP_ARG_OK : IMAP_ARG_BAD;
+}
+
+void imap_status_prepare(struct imap_session *s, unsigned items, struct imap_status *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->items = items;
+    st->appendlimit = conn_conf(s->c)->max_message_size;
+    if (items & ST_HIGHESTMODSEQ)
+        imap_condstore_enable(s);
+}
+
+static int count_cb(void *arg, const struct storage_msg *m)
+{
+    struct imap_status *st = arg;
+    (void)m;
+    st->recent++;
+    return 0;
+}
+
+int imap_status_read(struct storage_user *u, const char *name, int64_t id, struct imap_status *st)
+{
+    struct storage_mbox_info info;
+    uint32_t floor = 0;
+    int err;
+
+    err = storage_mbox_info(u, name, id, false, &info);
+    if (err == 0) {
+        st->mb = info.mb;
+        st->st.messages = info.messages;
+        st->st.unseen = info.unseen;
+        st->st.deleted = info.deleted;
+        st->st.uidnext = info.mb.uidnext;
+        st->st.uidvalidity = info.mb.uidvalidity;
+        st->st.highestmodseq = info.mb.highestmodseq;
+    }
+    storage_mbox_info_free(&info);
+    if (err)
+        return err;
+    if (st->items & (ST_SIZE | ST_DELETED_STORAGE)) {
+        struct storage_status sizes;
+        if ((err = storage_mbox_status(u, st->mb.id, &sizes)) != 0)
+            return err;
+        st->st.size = sizes.size;
+        st->st.deleted_size = sizes.deleted_size;
+    }
+    st->recent = 0;
+    if (!(st->items & ST_RECENT))
+        return 0;
+    err = storage_recent_floor(u, st->mb.id, st->mb.uidvalidity, &floor);
+    if (err || floor >= st->st.uidnext - 1)
+        return err; /* none above it */
+    if (floor == 0) {
+        st->recent = st->st.messages;
+        return 0;
+    }
+    struct storage_range r = {floor + 1, UINT32_MAX};
+    struct storage_uidset set = {1, &r};
+    return storage_fetch(u, st->mb.id, &set, 0, count_cb, st);
+}
+
+void imap_status_write(struct buf *b, const struct imap_status *st)
+{
+    bool first = true;
+
+    buf_str(b, "* STATUS ");
+    imap_buf_mailbox(b, st->mb.name);
+    buf_str(b, " (");
+#define ITEM(bit, fmt, v)                                                                          \
+    do {                                                                                           \
+        if (st->items & (bit)) {                                                                   \
+            buf_printf(b, "%s" fmt, first ? "" : " ", v);                                          \
+            first = false;                                                                         \
+        }                                                                                          \
+    } while (0)
+    ITEM(ST_MESSAGES, "MESSAGES %u", st->st.messages);
+    ITEM(ST_RECENT, "RECENT %u", st->recent);
+    ITEM(ST_UIDNEXT, "UIDNEXT %u", st->st.uidnext);
+    ITEM(ST_UIDVALIDITY, "UIDVALIDITY %u", st->st.uidvalidity);
+    ITEM(ST_UNSEEN, "UNSEEN %u", st->st.unseen);
+    ITEM(ST_HIGHESTMODSEQ, "HIGHESTMODSEQ %llu", (unsigned long long)st->st.highestmodseq);
+    ITEM(ST_SIZE, "SIZE %llu", (unsigned long long)st->st.size);
+    ITEM(ST_DELETED, "DELETED %u", st->st.deleted);
+    ITEM(ST_DELETED_STORAGE, "DELETED-STORAGE %llu",
+         (unsigned long long)((st->st.deleted_size + 1023) / 1024));
+    ITEM(ST_APPENDLIMIT, "APPENDLIMIT %llu", (unsigned long long)st->appendlimit);
+#undef ITEM
+    buf_str(b, ")\r\n");
+}
 
 struct status_job {
     struct imap_job j;
     char name[STORAGE_MBOX_NAME_MAX + 1];
-    unsigned items;
     int err;
-    struct storage_mbox mb;
-    struct storage_status st;
-    uint32_t recent; /* messages with a UID above the floor */
+    struct imap_status st;
 };
-
-static int count_cb(void *arg, const struct storage_msg *m)
-{
-    struct status_job *sj = arg;
-    (void)m;
-    sj->recent++;
-    return 0;
-}
 
 static void status_work(struct imap_job *j)
 {
     struct status_job *sj = (struct status_job *)j;
-    struct storage_mbox_info info;
-    uint32_t floor = 0;
-
-    sj->err = storage_mbox_info(j->u, sj->name, 0, false, &info);
-    if (sj->err == 0) {
-        sj->mb = info.mb;
-        sj->st.messages = info.messages;
-        sj->st.unseen = info.unseen;
-        sj->st.deleted = info.deleted;
-        sj->st.uidnext = info.mb.uidnext;
-        sj->st.uidvalidity = info.mb.uidvalidity;
-        sj->st.highestmodseq = info.mb.highestmodseq;
-    }
-    storage_mbox_info_free(&info);
-    if (sj->err || !(sj->items & ST_RECENT))
-        return;
-    sj->err = storage_recent_floor(j->u, sj->mb.id, sj->mb.uidvalidity, &floor);
-    if (sj->err || floor >= sj->st.uidnext - 1)
-        return; /* none above it */
-    if (floor == 0) {
-        sj->recent = sj->st.messages;
-        return;
-    }
-    struct storage_range r = {floor + 1, UINT32_MAX};
-    struct storage_uidset set = {1, &r};
-    sj->err = storage_fetch(j->u, sj->mb.id, &set, 0, count_cb, sj);
+    sj->err = imap_status_read(j->u, sj->name, 0, &sj->st);
 }
 
 static void status_done(struct imap_session *s, struct imap_job *j)
@@ -72,26 +173,7 @@ static void status_done(struct imap_session *s, struct imap_job *j)
         imap_finish_storage_err(s, sj->err, "STATUS");
         return;
     }
-    struct buf *b = imap_outbuf(s);
-    bool first = true;
-    buf_str(b, "* STATUS ");
-    imap_buf_mailbox(b, sj->mb.name);
-    buf_str(b, " (");
-#define ITEM(bit, fmt, v)                                                                          \
-    do {                                                                                           \
-        if (sj->items & (bit)) {                                                                   \
-            buf_printf(b, "%s" fmt, first ? "" : " ", v);                                          \
-            first = false;                                                                         \
-        }                                                                                          \
-    } while (0)
-    ITEM(ST_MESSAGES, "MESSAGES %u", sj->st.messages);
-    ITEM(ST_RECENT, "RECENT %u", sj->recent);
-    ITEM(ST_UIDNEXT, "UIDNEXT %u", sj->st.uidnext);
-    ITEM(ST_UIDVALIDITY, "UIDVALIDITY %u", sj->st.uidvalidity);
-    ITEM(ST_UNSEEN, "UNSEEN %u", sj->st.unseen);
-    ITEM(ST_HIGHESTMODSEQ, "HIGHESTMODSEQ %llu", (unsigned long long)sj->st.highestmodseq);
-#undef ITEM
-    buf_str(b, ")\r\n");
+    imap_status_write(imap_outbuf(s), &sj->st);
     imap_finish(s, "OK", "STATUS completed.");
 }
 
@@ -104,48 +186,23 @@ void imap_cmd_status(struct imap_session *s, struct imap_args *a)
 
     if ((r = imap_args_sp(a)) != IMAP_ARG_OK ||
         (r = imap_name_lax(imap_args_mailbox(a, name, sizeof(name)), &invalid)) != IMAP_ARG_OK ||
-        (r = imap_args_sp(a)) != IMAP_ARG_OK || (r = imap_args_open(a)) != IMAP_ARG_OK) {
+        (r = imap_args_sp(a)) != IMAP_ARG_OK) {
         imap_bad_arg(s, r, "STATUS mailbox (items)");
         return;
     }
-    while (!imap_args_peek(a, ')')) {
-        const char *w;
-        size_t n;
-        if (items && imap_args_sp(a) != IMAP_ARG_OK) {
-            imap_bad(s, "Usage: STATUS mailbox (items)");
-            return;
-        }
-        if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK) {
-            imap_bad(s, "Usage: STATUS mailbox (items)");
-            return;
-        }
-        if (imap_word_is(w, n, "MESSAGES"))
-            items |= ST_MESSAGES;
-        else if (imap_word_is(w, n, "RECENT"))
-            items |= ST_RECENT;
-        else if (imap_word_is(w, n, "UIDNEXT"))
-            items |= ST_UIDNEXT;
-        else if (imap_word_is(w, n, "UIDVALIDITY"))
-            items |= ST_UIDVALIDITY;
-        else if (imap_word_is(w, n, "UNSEEN"))
-            items |= ST_UNSEEN;
-        else if (imap_word_is(w, n, "HIGHESTMODSEQ"))
-            items |= ST_HIGHESTMODSEQ;
-        else {
-            imap_bad(s, "Unknown STATUS item.");
-            return;
-        }
-    }
-    if (imap_args_close(a) != IMAP_ARG_OK || !imap_args_at_end(a) || !items) {
-        imap_bad(s, "Usage: STATUS mailbox (items)");
+    if ((r = imap_status_items(a, &items)) != IMAP_ARG_OK || !imap_args_at_end(a)) {
+        if (r == IMAP_ARG_DEEP)
+            imap_bad_arg(s, r, "STATUS mailbox (items)");
+        else
+            imap_bad(s, "Usage: STATUS mailbox (items), items among MESSAGES RECENT UIDNEXT "
+                        "UIDVALIDITY UNSEEN HIGHESTMODSEQ SIZE DELETED DELETED-STORAGE "
+                        "APPENDLIMIT");
         return;
     }
     if (invalid) {
         imap_no_name(s, "STATUS", true);
         return;
     }
-    if (items & ST_HIGHESTMODSEQ)
-        imap_condstore_enable(s);
     if (!imap_storage(s))
         return;
     struct status_job *sj = calloc(1, sizeof(*sj));
@@ -154,6 +211,6 @@ void imap_cmd_status(struct imap_session *s, struct imap_args *a)
         return;
     }
     memcpy(sj->name, name, sizeof(sj->name));
-    sj->items = items;
+    imap_status_prepare(s, items, &sj->st);
     imap_cmd_job(s, &sj->j, status_work, status_done);
 }

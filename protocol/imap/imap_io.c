@@ -135,6 +135,7 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
     "CHILDREN ESEARCH SEARCHRES WITHIN "                                                           \
     "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST SORT SORT=DISPLAY ESORT PARTIAL "          \
     "CONTEXT=SEARCH CONTEXT=SORT CONDSTORE "                                                       \
+    "QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE LIST-STATUS "                           \
     "THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS I18NLEVEL=1"
 #define CAPS_STATES(lit)                                                                           \
     {                                                                                              \
@@ -143,18 +144,27 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
             CAPS_COMMON(lit) " STARTTLS LOGINDISABLED"                                             \
     }
 
+/* APPENDLIMIT (RFC 7889) is max_message_size, added to the list here:
+ * the answer is written at once, on the loop thread. */
 const char *imap_capabilities(struct imap_session *s)
 {
     static const char *const caps[2][4] = {CAPS_STATES("LITERAL- "), CAPS_STATES("LITERAL+ ")};
-    const char *const *c = caps[conn_conf(s->c)->imap_literal_plus ? 1 : 0];
+    static char line[sizeof(CAPS_COMMON("LITERAL- ")) + 128];
+    const struct conf *cf = conn_conf(s->c);
+    const char *const *c = caps[cf->imap_literal_plus ? 1 : 0];
+    const char *base;
 
     if (s->state != IMAP_NOTAUTH)
-        return c[0];
-    if (conn_is_tls(s->c))
-        return c[1];
-    if (conn_plaintext_auth_ok(s->c))
-        return c[2];
-    return c[3];
+        base = c[0];
+    else if (conn_is_tls(s->c))
+        base = c[1];
+    else if (conn_plaintext_auth_ok(s->c))
+        base = c[2];
+    else
+        base = c[3];
+    snprintf(line, sizeof(line), "%s APPENDLIMIT=%llu", base,
+             (unsigned long long)cf->max_message_size);
+    return line;
 }
 
 /* BAD for an argument the parser refused (r): the mailbox name, the

@@ -707,6 +707,25 @@ uint64_t imap_modseqs_highest(struct imap_session *s, const struct imap_modseqs 
 /* A SEARCH or SORT with SAVE in opts answered NO: "$" becomes empty. */
 void imap_search_save_failed(struct imap_session *s, unsigned opts);
 
+/* ---- STATUS (cmd_status.c), also for LIST ... RETURN (STATUS (...)) ---- */
+
+struct imap_status {
+    unsigned items;       /* the items asked for (cmd_status.c's ST_*) */
+    uint64_t appendlimit; /* max_message_size */
+    struct storage_mbox mb;
+    struct storage_status st;
+    uint32_t recent;
+};
+/* "(item *(SP item))": IMAP_ARG_OK, or IMAP_ARG_BAD for an unknown item
+ * or an empty list. */
+int imap_status_items(struct imap_args *a, unsigned *items);
+/* Before the job: fills st's request, enables CONDSTORE for HIGHESTMODSEQ. */
+void imap_status_prepare(struct imap_session *s, unsigned items, struct imap_status *st);
+/* Reads the items of mailbox name (by id when name is NULL). Pool. */
+int imap_status_read(struct storage_user *u, const char *name, int64_t id, struct imap_status *st);
+/* "* STATUS name (...)" with the items asked for. */
+void imap_status_write(struct buf *b, const struct imap_status *st);
+
 /* ---- commands ---- */
 
 enum {
@@ -736,7 +755,7 @@ imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_startt
     imap_cmd_xlist, imap_cmd_status, imap_cmd_append, imap_cmd_check, imap_cmd_close,
     imap_cmd_unselect, imap_cmd_expunge, imap_cmd_search, imap_cmd_sort, imap_cmd_thread,
     imap_cmd_fetch, imap_cmd_store, imap_cmd_copy, imap_cmd_move, imap_cmd_idle,
-    imap_cmd_cancelupdate;
+    imap_cmd_cancelupdate, imap_cmd_getquota, imap_cmd_getquotaroot, imap_cmd_setquota;
 
 /* The session core's side of the connection handler (imap_commands.c
  * serves sessions with its table). */

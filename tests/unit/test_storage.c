@@ -750,15 +750,26 @@ static void test_copy_move_expunge(void)
     /* expunge: only \Deleted, or a set */
     struct storage_range r4 = {4, 4};
     struct storage_uidset s4 = {1, &r4};
+    CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
+    CHECK(st.deleted == 0 && st.deleted_size == 0 && st.size > 0);
     CHECK_RC(storage_store(u, inbox, &s4, STORAGE_STORE_ADD, STORAGE_FLAG_DELETED, NULL, 0, 0, NULL,
                            NULL, NULL),
              0);
+    {
+        /* STATUS DELETED-STORAGE: the bytes of the \Deleted messages alone */
+        struct storage_status before = st;
+        CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
+        CHECK(st.deleted == 1 && st.deleted_size > 0 && st.deleted_size < st.size &&
+              st.size == before.size);
+    }
+    uint64_t deleted_size = st.deleted_size, size_before = st.size;
     struct storage_uidlist ex = {0};
     CHECK_RC(storage_expunge(u, inbox, NULL, true, &ex), 0);
     CHECK(ex.n == 1 && ex.uids[0] == 4);
     storage_uidlist_free(&ex);
     CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
     CHECK(st.messages == 2 && st.uidnext == 5);
+    CHECK(st.deleted_size == 0 && st.size == size_before - deleted_size);
     /* the copy in Archive still reads (hard link) */
     CHECK(msg_has(u, arch, 3, NULL));
     CHECK_RC(storage_expunge(u, arch, NULL, false, &ex), 0);
