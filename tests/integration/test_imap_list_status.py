@@ -114,10 +114,17 @@ class ListStatus(ImapCase):
         else:
             c.ok('SUBSCRIBE LS/gone/child')
         c.ok('SUBSCRIBE LS/full')
+        c.ok('SUBSCRIBE LS/a/b/c')
         try:
             rows = list_status(c.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" "LS/%" '
                                     'RETURN (STATUS (MESSAGES))'))
             names = dict((r[0], r) for r in rows)
+            # LS/a: listed for its subscribed descendant (CHILDINFO), not
+            # subscribed itself; a STATUS if it is a mailbox (coffre), none
+            # if it is not (Dovecot)
+            self.assertIn(b'LS/a', names)
+            self.assertNotIn('\\subscribed', names[b'LS/a'][1])
+            self.assert_matches_status(c, rows, 'MESSAGES')
             self.assertIn(b'LS/full', names)
             self.assertEqual(names[b'LS/full'][2], {'MESSAGES': 3})
             # the parent of a subscription to nothing: listed, no STATUS
@@ -131,6 +138,7 @@ class ListStatus(ImapCase):
         finally:
             c.ok('UNSUBSCRIBE LS/gone/child')
             c.ok('UNSUBSCRIBE LS/full')
+            c.ok('UNSUBSCRIBE LS/a/b/c')
 
     def test_special_use_selection(self):
         c = self.login()
