@@ -26,6 +26,7 @@ struct list_job {
     struct imap_steps st; /* first */
     enum list_mode mode;
     unsigned opts;
+    bool utf8; /* names in UTF-8 (the session's s->utf8) */
     size_t npat;
     char *pat[LIST_MAX_PATTERNS];
     struct imap_arena ar;
@@ -85,7 +86,7 @@ static void list_line(struct list_job *l, const struct storage_mbox *m, bool chi
                 ATTR(l->mode == MODE_XLIST ? imap_special_use[k].xlist : imap_special_use[k].name);
     }
     buf_str(b, ") \"/\" ");
-    imap_buf_mailbox(b, m->name);
+    imap_buf_mbox(b, m->name, l->utf8);
     if (childinfo)
         buf_str(b, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
     buf_str(b, "\r\n");
@@ -359,6 +360,7 @@ static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode 
         return;
     }
     l->mode = mode;
+    l->utf8 = s->utf8;
     if (imap_args_sp(a) != IMAP_ARG_OK)
         r = IMAP_ARG_BAD;
     if (r == IMAP_ARG_OK && mode == MODE_LIST && imap_args_peek(a, '(')) {

@@ -75,7 +75,7 @@ static void status_done(struct imap_session *s, struct imap_job *j)
     struct buf *b = imap_outbuf(s);
     bool first = true;
     buf_str(b, "* STATUS ");
-    imap_buf_mailbox(b, sj->mb.name);
+    imap_buf_mbox(b, sj->mb.name, s->utf8);
     buf_str(b, " (");
 #define ITEM(bit, fmt, v)                                                                          \
     do {                                                                                           \
@@ -121,7 +121,7 @@ void imap_cmd_status(struct imap_session *s, struct imap_args *a)
         }
         if (imap_word_is(w, n, "MESSAGES"))
             items |= ST_MESSAGES;
-        else if (imap_word_is(w, n, "RECENT"))
+        else if (imap_word_is(w, n, "RECENT") && !s->rev2) /* not in RFC 9051 */
             items |= ST_RECENT;
         else if (imap_word_is(w, n, "UIDNEXT"))
             items |= ST_UIDNEXT;
