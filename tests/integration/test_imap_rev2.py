@@ -152,6 +152,39 @@ class Rev2(ImapCase):
         o.ok('EXAMINE %s' % BOX)
         self.assertEqual(o.ok('SEARCH ALL'), [b'* SEARCH 1 2 3'])
 
+    def test_rfc_examples(self):
+        """RFC 9051's examples in 6.3.1 (ENABLE with an unknown name),
+        6.3.11 (STATUS) and 6.4.4 (SEARCH answered with ESEARCH: RETURN (),
+        nothing found, CHARSET UTF-8 with a literal)."""
+        if self.no_rev2:
+            self.skipTest('the server does not offer IMAP4rev2')
+        box = 'R2ex%d' % (id(self) % 100000)
+        c = self.login()
+        u = c.ok('ENABLE unknown IMAP4rev2')
+        self.assertIn(b'* ENABLED IMAP4rev2', u)
+        c.ok('CREATE %s' % box)
+        for i in range(4):
+            c.append(box, make_message(i, body='ordinary text %d' % i))
+        c.append(box, make_message(9, body='в отпуск летом\r\n').replace(
+            b'charset=us-ascii', b'charset=utf-8\r\nContent-Transfer-Encoding: 8bit'))
+        u = c.ok('STATUS %s (UIDNEXT MESSAGES)' % box)
+        self.assertRegex(u[0], rb'^\* STATUS "?%s"? \(MESSAGES 5 UIDNEXT \d+\)$' % box.encode())
+        c.ok('SELECT %s' % box)
+        c.ok('STORE 2,4 +FLAGS (\\Flagged)')
+        u, t = c.cmd('SEARCH RETURN () FLAGGED SINCE 1-Feb-1994 NOT FROM "Smith"')
+        tag = t.split(b' ')[0]
+        self.assertEqual(u, [b'* ESEARCH (TAG "%s") ALL 2,4' % tag])
+        u, t = c.cmd('SEARCH RETURN (MIN COUNT) FLAGGED SINCE 1-Feb-1994 NOT FROM "Smith"')
+        tag = t.split(b' ')[0]
+        self.assertEqual(u, [b'* ESEARCH (TAG "%s") MIN 2 COUNT 2' % tag])
+        u, t = c.cmd('SEARCH TEXT "string not in mailbox"')
+        tag = t.split(b' ')[0]
+        self.assertEqual(u, [b'* ESEARCH (TAG "%s")' % tag])
+        u, t = c.cmd(b'SEARCH CHARSET UTF-8 TEXT {}', 'отпуск'.encode())
+        self.assertOK(t)
+        tag = t.split(b' ')[0]
+        self.assertEqual(u, [b'* ESEARCH (TAG "%s") ALL 5' % tag])
+
     def test_unsolicited_fetch_has_uid(self):
         """RFC 9051 appendix E: every unsolicited FETCH carries UID."""
         box = 'R2fl%d' % (id(self) % 100000)

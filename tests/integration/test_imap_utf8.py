@@ -84,12 +84,32 @@ class Utf8Accept(ImapCase):
         o = self.login()
         st, t, u = o.status_of(('CREATE "%s"' % ('X' + N % self.n())).encode())
         self.assertIn(st, ('NO', 'BAD'), t)
-        for raw in (b'CREATE "Bad\xff\xfe"', b'CREATE "Bad\xc3"', b'CREATE "Bad\xe0\x80\x80"'):
+        for raw in (b'CREATE "Bad\xff\xfe"', b'CREATE "Bad\xc3"', b'CREATE "Bad\xe0\x80\x80"',
+                    b'CREATE "Bad\xe2\x80\xa8"', b'CREATE "Bad\xc2\x85"'):
             with self.subTest(raw=raw):
                 st, t, u = c.status_of(raw)
                 self.assertIn(st, ('NO', 'BAD'), t)
         u = c.ok('LIST "" "Bad*"')
         self.assertEqual(u, [])
+
+    def test_ampersand_and_patterns(self):
+        """'&' is itself in a UTF-8 name ('&-' in modified UTF-7); a
+        LIST pattern in UTF-8 with wildcards; ENABLE answered once."""
+        n = self.n()
+        c = self.utf8()
+        self.assertNotIn(b'* ENABLED UTF8=ACCEPT', c.ok('ENABLE UTF8=ACCEPT'))
+        c.ok(('CREATE "Amp&é-%d/Kind"' % n).encode())
+        u = c.ok(('LIST "" "Amp&é-%d*"' % n).encode())
+        self.assertEqual(sorted(u), sorted([
+            ('* LIST (\\HasChildren) "/" "Amp&é-%d"' % n).encode(),
+            ('* LIST (\\HasNoChildren) "/" "Amp&é-%d/Kind"' % n).encode()]))
+        u = c.ok(('LIST "Amp&é-%d/" "%%"' % n).encode())
+        self.assertEqual(len(u), 1, u)
+        o = self.login()
+        u = o.ok('LIST "" "Amp*-%d"' % n)
+        self.assertEqual(len(u), 1, u)
+        self.assertTrue(u[0].endswith(b'Amp&-&AOk--%d' % n) or
+                        u[0].endswith(b'"Amp&-&AOk--%d"' % n), u)
 
     def test_append_utf8(self):
         """RFC 6855 4: APPEND mailbox UTF8 (~{n}...) once enabled; a
