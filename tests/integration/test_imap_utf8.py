@@ -134,7 +134,8 @@ class Utf8Accept(ImapCase):
 
     def test_search_charset(self):
         """RFC 6855 3: no CHARSET in SEARCH once enabled (BAD); UTF-8
-        strings search without it."""
+        strings search without it; a session that did not enable it is
+        unchanged."""
         box = 'U8s%d' % self.n()
         c = self.utf8()
         c.ok('CREATE %s' % box)
@@ -145,9 +146,16 @@ class Utf8Accept(ImapCase):
         u = c.ok('SEARCH SUBJECT "Grüße"'.encode())
         self.assertTrue([r for r in u if r.startswith(b'* SEARCH') and r != b'* SEARCH'] or
                         [r for r in u if b'ESEARCH' in r], u)
+        # erratum 4029: SORT and THREAD's charset other than UTF-8 is BAD
+        for cmd in ('SORT (ARRIVAL) ISO-8859-1 ALL', 'THREAD REFERENCES KOI8-R ALL'):
+            with self.subTest(cmd=cmd):
+                st, t, u = c.status_of(cmd)
+                self.assertEqual(st, 'BAD', t)
+        c.ok('SORT (ARRIVAL) UTF-8 ALL')
         o = self.login()
         o.ok('SELECT %s' % box)
         o.ok('SEARCH CHARSET UTF-8 ALL')
+        o.ok('SORT (ARRIVAL) ISO-8859-1 ALL')
 
 
 if __name__ == '__main__':
