@@ -52,6 +52,7 @@ enum ap_ps {
     PS_PART_FIRST, /* CATENATE's first part */
     PS_PART,       /* SP and another part, or ")" */
     PS_AFTER,      /* a message ended: another, or the end of the command */
+    PS_UTF8_END,   /* the ")" after UTF8's literal (RFC 6855 4) */
 };
 
 /* What ends a piece of command text. */
@@ -740,6 +741,11 @@ static const char *parse_piece(struct imap_session *s, struct imap_append *ap, s
 
     for (;;) {
         switch (ap->ps) {
+        case PS_UTF8_END:
+            if (!imap_args_eat(a, ')'))
+                return "Usage: UTF8 (~{size}message).";
+            ap->ps = PS_AFTER;
+            break;
         case PS_AFTER:
             if (imap_args_at_end(a)) {
                 if (lit)
@@ -763,8 +769,24 @@ static const char *parse_piece(struct imap_session *s, struct imap_append *ap, s
                 ap->ps = PS_AFTER;
                 return NULL;
             }
-            if (imap_args_atom(a, &w, &wl) != IMAP_ARG_OK || !imap_word_is(w, wl, "CATENATE") ||
-                imap_args_sp(a) != IMAP_ARG_OK || !imap_args_eat(a, '('))
+            if (imap_args_atom(a, &w, &wl) != IMAP_ARG_OK)
+                return "Invalid APPEND arguments.";
+            if (imap_word_is(w, wl, "UTF8")) {
+                /* "UTF8" SP "(" literal8 ")" (RFC 6855 4), once enabled */
+                if (!s->utf8_accept)
+                    return "UTF8 needs ENABLE UTF8=ACCEPT first.";
+                if (imap_args_sp(a) != IMAP_ARG_OK || !imap_args_eat(a, '(') ||
+                    !imap_args_at_end(a) || !lit || !ap->tail_lit8)
+                    return "Usage: UTF8 (~{size}message).";
+                if (!(mm = new_msg(ap)))
+                    return "Too many messages in one APPEND.";
+                *mm = m;
+                ap->tail = TAIL_PLAIN;
+                ap->ps = PS_UTF8_END;
+                return NULL;
+            }
+            if (!imap_word_is(w, wl, "CATENATE") || imap_args_sp(a) != IMAP_ARG_OK ||
+                !imap_args_eat(a, '('))
                 return "Invalid APPEND arguments.";
             if (!(mm = new_msg(ap)))
                 return "Too many messages in one APPEND.";
@@ -1037,7 +1059,9 @@ bool imap_append_literal(struct imap_session *s, uint64_t n, bool sync)
         return false;
     imap_args_init(&a, cmd + i + 7, (size_t)(lit - literal8 - (cmd + i + 7)),
                    conn_conf(s->c)->imap_max_nesting);
+    a.utf8 = s->utf8;
     ap->ps = PS_MSG;
+    ap->tail_lit8 = literal8;
     if (imap_args_sp(&a) != IMAP_ARG_OK ||
         imap_args_mailbox(&a, ap->mbox, sizeof(ap->mbox)) != IMAP_ARG_OK ||
         parse_piece(s, ap, &a, true) != NULL) {
@@ -1118,6 +1142,7 @@ static void next_line(struct imap_session *s, const char *line, size_t len)
     }
     struct imap_args a;
     imap_args_init(&a, line, k, conn_conf(s->c)->imap_max_nesting);
+    ap->tail_lit8 = literal8;
     const char *why = parse_piece(s, ap, &a, ok);
     if (why) {
         ap->errwhat = why;

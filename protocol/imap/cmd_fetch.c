@@ -1231,6 +1231,10 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
     f->readonly = s->sel->readonly;
     f->recent_lo = s->sel->recent_lo;
     f->recent_hi = s->sel->recent_hi;
+    if (s->rev2) { /* RFC 9051: no \Recent */
+        f->recent_lo = 1;
+        f->recent_hi = 0;
+    }
     if (f->n == 0) {
         fetch_destroy(f);
         imap_finish(s, "OK", "%sFETCH completed.", s->uid_cmd ? "UID " : "");

@@ -30,6 +30,7 @@ struct list_job {
     struct imap_steps st; /* first */
     enum list_mode mode;
     unsigned opts;
+    bool utf8; /* names in UTF-8 (the session's s->utf8) */
     size_t npat;
     char *pat[LIST_MAX_PATTERNS];
     struct imap_arena ar;
@@ -100,7 +101,7 @@ static void list_line(struct list_job *l, const struct storage_mbox *m, bool chi
                 ATTR(l->mode == MODE_XLIST ? imap_special_use[k].xlist : imap_special_use[k].name);
     }
     buf_str(b, ") \"/\" ");
-    imap_buf_mailbox(b, m->name);
+    imap_buf_mbox(b, m->name, l->utf8);
     if (childinfo)
         buf_str(b, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
     buf_str(b, "\r\n");
@@ -377,7 +378,8 @@ static void list_end(struct imap_session *s, struct imap_steps *st)
     imap_finish(s, "OK", "%s completed.", kinds[l->mode]);
 }
 
-static int list_opts(struct imap_args *a, unsigned *opts, bool ret, unsigned *status_items)
+static int list_opts(struct imap_args *a, unsigned *opts, bool ret, unsigned *status_items,
+                     bool rev2)
 {
     const char *w;
     size_t n;
@@ -403,7 +405,7 @@ static int list_opts(struct imap_args *a, unsigned *opts, bool ret, unsigned *st
             *opts |= RET_SPECIAL;
         else if (ret && imap_word_is(w, n, "STATUS") && !(*opts & RET_STATUS)) {
             if ((r = imap_args_sp(a)) != IMAP_ARG_OK ||
-                (r = imap_status_items(a, status_items)) != IMAP_ARG_OK)
+                (r = imap_status_items(a, rev2, status_items)) != IMAP_ARG_OK)
                 return r;
             *opts |= RET_STATUS;
         } else
@@ -444,10 +446,11 @@ static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode 
         return;
     }
     l->mode = mode;
+    l->utf8 = s->utf8;
     if (imap_args_sp(a) != IMAP_ARG_OK)
         r = IMAP_ARG_BAD;
     if (r == IMAP_ARG_OK && mode == MODE_LIST && imap_args_peek(a, '(')) {
-        r = list_opts(a, &l->opts, false, NULL);
+        r = list_opts(a, &l->opts, false, NULL, s->rev2);
         if (r == IMAP_ARG_OK)
             r = imap_args_sp(a);
         /* RECURSIVEMATCH needs another selection option (RFC 5258) */
@@ -496,7 +499,7 @@ static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode 
             imap_args_sp(a) != IMAP_ARG_OK)
             r = IMAP_ARG_BAD;
         else
-            r = list_opts(a, &l->opts, true, &status_items);
+            r = list_opts(a, &l->opts, true, &status_items, s->rev2);
     }
     if (r == IMAP_ARG_OK && !imap_args_at_end(a))
         r = IMAP_ARG_BAD;

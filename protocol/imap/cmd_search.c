@@ -446,7 +446,9 @@ int imap_search_resolve(struct imap_session *s, struct storage_search *n, struct
 {
     for (; n; n = n->next) {
         if (n->op == STORAGE_SEARCH_UID) {
-            if (n->flags & IMAP_SK_RECENT) {
+            if ((n->flags & IMAP_SK_RECENT) && s->rev2) {
+                return -3; /* RFC 9051 removed RECENT, NEW and OLD */
+            } else if (n->flags & IMAP_SK_RECENT) {
                 struct storage_range *r = imap_arena_alloc(ar, sizeof(*r));
                 const struct imap_sel *sel = s->sel;
                 uint32_t maxu = uidmap_max(&sel->uids);
@@ -466,8 +468,9 @@ int imap_search_resolve(struct imap_session *s, struct storage_search *n, struct
             }
             n->flags = 0;
         }
-        if (n->child && imap_search_resolve(s, n->child, ar) < 0)
-            return -1;
+        int r;
+        if (n->child && (r = imap_search_resolve(s, n->child, ar)) < 0)
+            return r;
     }
     return 0;
 }
@@ -932,6 +935,8 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
                     "name] key ...");
         return;
     }
+    if (s->rev2 && !(sj->opts & IMAP_SR_RETURN))
+        sj->opts = IMAP_SR_RETURN | IMAP_SR_ALL; /* RFC 9051 6.4.4: ESEARCH, as RETURN (ALL) */
     if ((sj->opts & IMAP_SR_UPDATE) && imap_ctx_find(s->sel, s->tag)) {
         /* RFC 5267 4.3: the tag names a live context */
         search_free(&sj->j);
@@ -950,6 +955,12 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
             imap_bad(s, "Usage: SEARCH [CHARSET name] key ...");
             return;
         }
+        if (s->utf8_accept) {
+            /* RFC 6855 3: no charset once UTF8=ACCEPT is enabled */
+            search_free(&sj->j);
+            imap_bad(s, "No CHARSET after ENABLE UTF8=ACCEPT: strings are UTF-8.");
+            return;
+        }
         if (!imap_charset_is_utf8(cs))
             memcpy(sj->charset, cs, cl + 1); /* checked and used on the pool */
     } else {
@@ -962,7 +973,9 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
     }
     if ((r = imap_search_resolve(s, sj->q, &sj->ar)) < 0) {
         search_free(&sj->j);
-        if (r == -1) {
+        if (r == -3) {
+            imap_bad(s, "RECENT, NEW and OLD are not search keys in IMAP4rev2.");
+        } else if (r == -1) {
             imap_bad(s, "Invalid message sequence number.");
         } else {
             imap_search_save_failed(s, sj->opts);

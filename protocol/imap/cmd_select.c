@@ -77,8 +77,25 @@ static void select_done(struct imap_session *s, struct imap_job *j)
                     "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s \\*)] "
                     "Flags permitted.\r\n",
                     kp);
-    imap_printf(s, "* %zu EXISTS\r\n* %u RECENT\r\n", sel->uids.n, sel->recent_sent);
-    if (sj->info.first_unseen)
+    imap_printf(s, "* %zu EXISTS\r\n", sel->uids.n);
+    if (s->rev2) {
+        /* RFC 9051 6.3.2: no RECENT, no UNSEEN (deprecated), a LIST of
+         * the mailbox instead */
+        struct buf *b = imap_outbuf(s);
+        buf_str(b, "* LIST (");
+        buf_str(b, sj->info.mb.has_children ? "\\HasChildren" : "\\HasNoChildren");
+        for (size_t k = 0; k < IMAP_NSPECIAL; k++)
+            if (sj->info.mb.special_use & imap_special_use[k].bit) {
+                buf_addc(b, ' ');
+                buf_str(b, imap_special_use[k].name);
+            }
+        buf_str(b, ") \"/\" ");
+        imap_buf_mbox(b, sj->info.mb.name, true);
+        buf_str(b, "\r\n");
+    } else {
+        imap_printf(s, "* %u RECENT\r\n", sel->recent_sent);
+    }
+    if (sj->info.first_unseen && !s->rev2)
         imap_printf(s, "* OK [UNSEEN %u] First unseen.\r\n",
                     imap_sel_seq(sel, sj->info.first_unseen));
     imap_printf(s, "* OK [UIDVALIDITY %u] UIDs valid.\r\n* OK [UIDNEXT %u] Predicted next UID.\r\n",

@@ -364,6 +364,12 @@ static void sort_or_thread(struct imap_session *s, struct imap_args *a, bool thr
         imap_bad(s, "%s", err);
         return;
     }
+    if (s->utf8_accept && sj->spec.charset[0]) {
+        /* RFC 6855 3 (erratum 4029): a charset other than UTF-8 conflicts */
+        sort_free(&sj->j);
+        imap_bad(s, "Only the UTF-8 charset after ENABLE UTF8=ACCEPT.");
+        return;
+    }
     if ((sj->spec.opts & IMAP_SR_UPDATE) && imap_ctx_find(s->sel, s->tag)) {
         /* RFC 5267 4.3: the tag names a live context */
         sort_free(&sj->j);
@@ -378,7 +384,9 @@ static void sort_or_thread(struct imap_session *s, struct imap_args *a, bool thr
         (r = restrict_to_view(s, sj)) < 0) {
         unsigned opts = sj->spec.opts;
         sort_free(&sj->j);
-        if (r == -1) {
+        if (r == -3) {
+            imap_bad(s, "RECENT, NEW and OLD are not search keys in IMAP4rev2.");
+        } else if (r == -1) {
             imap_bad(s, "Invalid message sequence number.");
         } else {
             imap_search_save_failed(s, opts);

@@ -40,7 +40,7 @@ static const struct {
     {"APPENDLIMIT", ST_APPENDLIMIT},
 };
 
-int imap_status_items(struct imap_args *a, unsigned *items)
+int imap_status_items(struct imap_args *a, bool rev2, unsigned *items)
 {
     int r;
 
@@ -57,7 +57,8 @@ int imap_status_items(struct imap_args *a, unsigned *items)
         for (k = 0; k < sizeof(items_known) / sizeof(items_known[0]); k++)
             if (imap_word_is(w, n, items_known[k].name))
                 break;
-        if (k == sizeof(items_known) / sizeof(items_known[0]))
+        if (k == sizeof(items_known) / sizeof(items_known[0]) ||
+            (rev2 && items_known[k].bit == ST_RECENT))
             return IMAP_ARG_BAD;
         *items |= items_known[k].bit;
     }
@@ -71,6 +72,7 @@ void imap_status_prepare(struct imap_session *s, unsigned items, struct imap_sta
     memset(st, 0, sizeof(*st));
     st->items = items;
     st->appendlimit = conn_conf(s->c)->max_message_size;
+    st->utf8 = s->utf8;
     if (items & ST_HIGHESTMODSEQ)
         imap_condstore_enable(s);
 }
@@ -129,7 +131,7 @@ void imap_status_write(struct buf *b, const struct imap_status *st)
     bool first = true;
 
     buf_str(b, "* STATUS ");
-    imap_buf_mailbox(b, st->mb.name);
+    imap_buf_mbox(b, st->mb.name, st->utf8);
     buf_str(b, " (");
 #define ITEM(bit, fmt, v)                                                                          \
     do {                                                                                           \
@@ -190,7 +192,7 @@ void imap_cmd_status(struct imap_session *s, struct imap_args *a)
         imap_bad_arg(s, r, "STATUS mailbox (items)");
         return;
     }
-    if ((r = imap_status_items(a, &items)) != IMAP_ARG_OK || !imap_args_at_end(a)) {
+    if ((r = imap_status_items(a, s->rev2, &items)) != IMAP_ARG_OK || !imap_args_at_end(a)) {
         if (r == IMAP_ARG_DEEP)
             imap_bad_arg(s, r, "STATUS mailbox (items)");
         else

@@ -29,6 +29,7 @@ void imap_args_init(struct imap_args *a, const char *p, size_t len, unsigned max
     a->end = p + len;
     a->depth = 0;
     a->max_depth = max_depth;
+    a->utf8 = false;
 }
 
 bool imap_args_at_end(const struct imap_args *a)
@@ -286,10 +287,18 @@ int imap_args_nstring_dup(struct imap_args *a, struct imap_arena *ar, char **out
     return imap_args_string_dup(a, ar, out, len);
 }
 
-static int mailbox_decode(const char *raw, size_t n, char *out, size_t outcap)
+static int mailbox_decode(const char *raw, size_t n, char *out, size_t outcap, bool utf8)
 {
-    if (imap_mutf7_decode(raw, n, out, outcap) < 0)
+    if (utf8) {
+        /* IMAP4rev2 (RFC 9051 5.1) and UTF8=ACCEPT (RFC 6855 3): the name
+         * as sent, when it is UTF-8 */
+        if (imap_utf8_name_check(raw, n) < 0 || n + 1 > outcap)
+            return IMAP_ARG_BADNAME;
+        memcpy(out, raw, n);
+        out[n] = '\0';
+    } else if (imap_mutf7_decode(raw, n, out, outcap) < 0) {
         return IMAP_ARG_BADNAME;
+    }
     /* INBOX is case-insensitive, also as the first hierarchy level */
     size_t l = strlen(out);
     if (l >= 5 && !strncasecmp(out, "INBOX", 5) && (l == 5 || out[5] == '/'))
@@ -304,7 +313,7 @@ int imap_args_mailbox(struct imap_args *a, char *out, size_t outcap)
     int r = imap_args_astring(a, raw, sizeof(raw), &n);
     if (r != IMAP_ARG_OK)
         return r;
-    return mailbox_decode(raw, n, out, outcap);
+    return mailbox_decode(raw, n, out, outcap, a->utf8);
 }
 
 int imap_args_pattern(struct imap_args *a, char *out, size_t outcap)
@@ -330,7 +339,7 @@ int imap_args_pattern(struct imap_args *a, char *out, size_t outcap)
             return IMAP_ARG_BAD;
         raw[n] = '\0';
     }
-    return mailbox_decode(raw, n, out, outcap);
+    return mailbox_decode(raw, n, out, outcap, a->utf8);
 }
 
 int imap_name_lax(int r, bool *invalid)

@@ -130,13 +130,14 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
  * LITERAL+ or LITERAL- on imap_literal_plus (RFC 7888 section 5: a server
  * does not advertise both). */
 #define CAPS_COMMON(lit)                                                                           \
-    "IMAP4rev1 " lit "SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MULTIAPPEND CATENATE URL-PARTIAL "  \
+    "IMAP4rev1 IMAP4rev2 " lit                                                                     \
+    "SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MULTIAPPEND CATENATE URL-PARTIAL "                   \
     "MOVE UNSELECT BINARY COMPRESS=DEFLATE "                                                       \
     "CHILDREN ESEARCH SEARCHRES WITHIN "                                                           \
     "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST SORT SORT=DISPLAY ESORT PARTIAL "          \
     "CONTEXT=SEARCH CONTEXT=SORT CONDSTORE "                                                       \
     "QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE LIST-STATUS "                           \
-    "THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS I18NLEVEL=1"
+    "THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS I18NLEVEL=1 UTF8=ACCEPT"
 #define CAPS_STATES(lit)                                                                           \
     {                                                                                              \
         CAPS_COMMON(lit), CAPS_COMMON(lit) " AUTH=PLAIN AUTH=LOGIN",                               \
@@ -172,7 +173,7 @@ const char *imap_capabilities(struct imap_session *s)
 void imap_bad_arg(struct imap_session *s, int r, const char *usage)
 {
     if (r == IMAP_ARG_BADNAME)
-        imap_bad(s, "Invalid mailbox name (modified UTF-7).");
+        imap_bad(s, "Invalid mailbox name (%s).", s->utf8 ? "UTF-8" : "modified UTF-7");
     else if (r == IMAP_ARG_DEEP)
         imap_bad(s, "Too deeply nested.");
     else

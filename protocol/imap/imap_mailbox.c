@@ -570,7 +570,7 @@ static void apply_pending(struct imap_session *s, bool expunge_ok)
     if (sel->uids.n != sel->exists_sent) {
         uint32_t rc = recent_count(sel);
         imap_printf(s, "* %zu EXISTS\r\n", sel->uids.n);
-        if (sel->uids.n > sel->exists_sent || rc != sel->recent_sent)
+        if ((sel->uids.n > sel->exists_sent || rc != sel->recent_sent) && !s->rev2)
             imap_printf(s, "* %u RECENT\r\n", rc);
         sel->exists_sent = sel->uids.n;
         sel->recent_sent = rc;
@@ -617,11 +617,11 @@ void imap_flagset_announce(struct imap_session *s, const struct imap_flagset *fs
             continue;
         struct buf *b = imap_outbuf(s);
         buf_printf(b, "* %u FETCH (", seq);
-        if (uid)
+        if (uid || s->rev2) /* RFC 9051 7.5.2: unsolicited FETCH carries UID */
             buf_printf(b, "UID %u ", f->uid);
         buf_str(b, "FLAGS ");
         imap_buf_flags(b, f->flags, f->kwoff == UINT32_MAX ? NULL : fs->kw.p + f->kwoff,
-                       imap_sel_recent(s->sel, f->uid));
+                       !s->rev2 && imap_sel_recent(s->sel, f->uid));
         if (s->condstore) {
             buf_str(b, " MODSEQ (");
             buf_addu(b, f->modseq);

@@ -51,6 +51,9 @@ enum imap_state {
 
 /* A mailbox name (UTF-8 from storage) as a quoted modified UTF-7 string. */
 void imap_buf_mailbox(struct buf *b, const char *name);
+/* The same for a session that speaks UTF-8 names (utf8: IMAP4rev2 or
+ * UTF8=ACCEPT enabled): a quoted UTF-8 string. */
+void imap_buf_mbox(struct buf *b, const char *name, bool utf8);
 /* "(\Seen kw ...)" */
 void imap_buf_flags(struct buf *b, unsigned flags, const char *keywords, bool recent);
 /* "dd-Mon-yyyy hh:mm:ss +0000" in quotes (UTC) */
@@ -82,6 +85,7 @@ void imap_arena_free(struct imap_arena *a);
 struct imap_args {
     const char *p, *end;
     unsigned depth, max_depth; /* parenthesis nesting */
+    bool utf8;                 /* mailbox names are UTF-8, not modified UTF-7 */
 };
 
 enum {
@@ -89,7 +93,7 @@ enum {
     IMAP_ARG_END = 1,      /* nothing left */
     IMAP_ARG_BAD = -1,     /* syntax error */
     IMAP_ARG_DEEP = -2,    /* nesting over the limit */
-    IMAP_ARG_BADNAME = -3, /* invalid modified UTF-7 */
+    IMAP_ARG_BADNAME = -3, /* invalid modified UTF-7 (or UTF-8, a->utf8) */
     IMAP_ARG_NOMEM = -4,
 };
 
@@ -115,8 +119,8 @@ int imap_args_astring_dup(struct imap_args *a, struct imap_arena *ar, char **out
 int imap_args_string_dup(struct imap_args *a, struct imap_arena *ar, char **out, size_t *len);
 /* NIL or a string; *out NULL for NIL. */
 int imap_args_nstring_dup(struct imap_args *a, struct imap_arena *ar, char **out, size_t *len);
-/* A mailbox argument: astring, modified UTF-7 decoded to UTF-8, "INBOX"
- * in any case made "INBOX". */
+/* A mailbox argument: astring, modified UTF-7 decoded to UTF-8 (or, with
+ * a->utf8, UTF-8 checked), "INBOX" in any case made "INBOX". */
 int imap_args_mailbox(struct imap_args *a, char *out, size_t outcap);
 /* list-mailbox (LIST pattern: atom chars plus % * ]), decoded like a mailbox */
 int imap_args_pattern(struct imap_args *a, char *out, size_t outcap);
@@ -166,6 +170,9 @@ extern const struct imap_special imap_special_use[IMAP_NSPECIAL];
 /* modified UTF-7 (RFC 3501 5.1.3). Return 0 or -1 (invalid / too long). */
 int imap_mutf7_decode(const char *in, size_t len, char *out, size_t outcap);
 int imap_mutf7_encode(const char *in, size_t len, char *out, size_t outcap);
+/* Whether in[0..len) is a mailbox name in UTF-8 (RFC 3629, no control
+ * characters, no U+2028 or U+2029: RFC 6855 3): 0 or -1. */
+int imap_utf8_name_check(const char *in, size_t len);
 
 /* ---- SEARCH keys ---- */
 
@@ -457,10 +464,15 @@ struct imap_session {
     uint64_t literal_left; /* IMAP_IN_LITERAL: bytes still to come */
 
     char tag[IMAP_TAG_MAX];
-    bool uid_cmd;                 /* the command in progress is a UID command */
-    bool condstore;               /* CONDSTORE enabled (RFC 7162 3.1): MODSEQ in the
-                                   * FETCH answers not asked for, HIGHESTMODSEQ at
-                                   * SELECT */
+    bool uid_cmd;   /* the command in progress is a UID command */
+    bool condstore; /* CONDSTORE enabled (RFC 7162 3.1): MODSEQ in the
+                     * FETCH answers not asked for, HIGHESTMODSEQ at
+                     * SELECT */
+    /* IMAP4rev2 enabled (RFC 9051): no \Recent, ESEARCH for SEARCH, UID
+     * in unsolicited FETCH; utf8: mailbox names in UTF-8 both ways (by
+     * IMAP4rev2 or UTF8=ACCEPT, RFC 6855); utf8_accept: UTF8=ACCEPT itself
+     * (APPEND's UTF8 data, no SEARCH CHARSET) */
+    bool rev2, utf8, utf8_accept;
     bool expunge_ok;              /* EXPUNGE responses allowed for the command in progress */
     bool in_loop;                 /* inside the reading loop (it goes on by itself) */
     const struct imap_cont *cont; /* the running multi-step command, or NULL */
@@ -715,10 +727,11 @@ struct imap_status {
     struct storage_mbox mb;
     struct storage_status st;
     uint32_t recent;
+    bool utf8; /* the name in UTF-8 (the session's s->utf8) */
 };
 /* "(item *(SP item))": IMAP_ARG_OK, or IMAP_ARG_BAD for an unknown item
- * or an empty list. */
-int imap_status_items(struct imap_args *a, unsigned *items);
+ * (RECENT in an IMAP4rev2 session: RFC 9051 has none) or an empty list. */
+int imap_status_items(struct imap_args *a, bool rev2, unsigned *items);
 /* Before the job: fills st's request, enables CONDSTORE for HIGHESTMODSEQ. */
 void imap_status_prepare(struct imap_session *s, unsigned items, struct imap_status *st);
 /* Reads the items of mailbox name (by id when name is NULL). Pool. */

@@ -133,7 +133,10 @@ void imap_finish_storage_err(struct imap_session *s, int err, const char *what)
 
 void imap_no_name(struct imap_session *s, const char *what, bool exists)
 {
-    if (exists)
+    if (s->utf8)
+        imap_finish(s, "NO", "%s %s: invalid mailbox name (not UTF-8, or a control character).",
+                    exists ? "[NONEXISTENT]" : "[CANNOT]", what);
+    else if (exists)
         imap_finish(s, "NO", "[NONEXISTENT] %s: no such mailbox (the name is not modified UTF-7).",
                     what);
     else
@@ -447,6 +450,7 @@ static const struct imap_command *lookup(struct imap_session *s, const char *p, 
     for (i = 0; i < len && isalpha((unsigned char)p[i]); i++)
         ;
     imap_args_init(a, p + i, len - i, conn_conf(s->c)->imap_max_nesting);
+    a->utf8 = s->utf8;
     const struct imap_command *c = find_row(s, p, i);
     if (c)
         return c;

@@ -22,6 +22,23 @@ void imap_buf_mailbox(struct buf *b, const char *name)
     buf_imap_string(b, enc, strlen(enc));
 }
 
+void imap_buf_mbox(struct buf *b, const char *name, bool utf8)
+{
+    size_t n = strlen(name);
+    if (!utf8 || imap_utf8_name_check(name, n) < 0) {
+        imap_buf_mailbox(b, name);
+        return;
+    }
+    /* RFC 9051 and RFC 6855 3: UTF-8 in a quoted string */
+    buf_addc(b, '"');
+    for (size_t i = 0; i < n; i++) {
+        if (name[i] == '"' || name[i] == '\\')
+            buf_addc(b, '\\');
+        buf_addc(b, name[i]);
+    }
+    buf_addc(b, '"');
+}
+
 void imap_buf_flags(struct buf *b, unsigned flags, const char *keywords, bool recent)
 {
     static const struct {
@@ -290,6 +307,19 @@ static int32_t next_cp(const char *s, size_t len, size_t *i)
         return -1;
     *i += n;
     return (int32_t)cp;
+}
+
+int imap_utf8_name_check(const char *in, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        int32_t cp = next_cp(in, len, &i);
+        /* invalid, a control character, or a line or paragraph
+         * separator (RFC 6855 3) */
+        if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0) || cp == 0x2028 || cp == 0x2029)
+            return -1;
+    }
+    return 0;
 }
 
 int imap_mutf7_encode(const char *in, size_t len, char *out, size_t cap)
