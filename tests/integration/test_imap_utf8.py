@@ -63,6 +63,21 @@ class Utf8Accept(ImapCase):
         u = o.ok('STATUS %s (MESSAGES)' % quote(mname))
         self.assertIn(b'MESSAGES 1', u[0])
 
+    def test_list_status_names(self):
+        """LIST ... RETURN (STATUS) names the mailbox of its STATUS line as
+        its LIST line does: UTF-8 after ENABLE, modified UTF-7 before."""
+        name, mname = 'L' + N % self.n(), 'L' + M % self.n()
+        c = self.utf8()
+        if b'LIST-STATUS' not in c.ok('CAPABILITY')[0].split():
+            self.skipTest('the server does not offer LIST-STATUS')
+        c.ok(('CREATE "%s"' % name).encode())
+        u = c.ok(('LIST "" "%s" RETURN (STATUS (MESSAGES))' % name).encode())
+        self.assertEqual(u[1], ('* STATUS "%s" (MESSAGES 0)' % name).encode(), u)
+        o = self.login()
+        u = o.ok('LIST "" %s RETURN (STATUS (MESSAGES))' % quote(mname))
+        self.assertIn(u[1], (('* STATUS %s (MESSAGES 0)' % mname).encode(),
+                             ('* STATUS "%s" (MESSAGES 0)' % mname).encode()), u)
+
     def test_mutf7_to_utf8(self):
         name, mname = 'B' + N % self.n(), 'B' + M % self.n()
         o = self.login()
