@@ -280,6 +280,14 @@ struct imap_fetch_spec {
 };
 int imap_fetch_parse(struct imap_args *a, struct imap_arena *ar, struct imap_fetch_spec *out,
                      const char **err);
+struct imap_session;
+/* NOTIFY's MessageNew with fetch attributes (RFC 5465 5.2): FETCH
+ * responses with the items atts[0..len) (as the client wrote them, parsed
+ * again) of the selected mailbox's messages from index from on, made on
+ * the pool in jobs of about IMAP_FETCH_STEP_BYTES, \Seen never set, the
+ * UID always given; then(s) after the last. 0, or -1: nothing started. */
+int imap_fetch_unsolicited(struct imap_session *s, const char *atts, size_t len, size_t from,
+                           void (*then)(struct imap_session *s));
 
 /* ---- session ---- */
 
@@ -407,6 +415,18 @@ struct imap_ctx_ops {
     void (*eval_free)(struct imap_ctx_eval *ev, size_t n);
 };
 
+/* NOTIFY (RFC 5465, cmd_notify.c), as the session core and the selected
+ * mailbox call it (set by the first NOTIFY, so that they depend on
+ * cmd_notify.c only through this): a storage event for the account; the
+ * session may announce what is pending (it runs no command, or IDLEs);
+ * the session ends. */
+struct imap_notify;
+struct imap_notify_ops {
+    void (*event)(struct imap_session *s, const struct storage_event *ev);
+    void (*kick)(struct imap_session *s);
+    void (*free)(struct imap_session *s);
+};
+
 /* What the session reads next (see the diagram in imap_session.c). */
 enum imap_input {
     IMAP_IN_COMMAND, /* command lines (and the lines between literals) */
@@ -475,6 +495,9 @@ struct imap_session {
     struct mailuser_req *mu_req;
     struct mailuser_listener listener;
     struct imap_sel *sel;
+    struct imap_notify *notify; /* NOTIFY SET in effect, or NULL */
+    const struct imap_notify_ops *notify_ops;
+    bool idling;          /* in IDLE */
     uint64_t quota_bytes; /* the account's quota, 0 = none (login ALERT) */
     char *user;           /* the login's address, once logged in (CATENATE's URLs) */
 
@@ -736,7 +759,7 @@ imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_startt
     imap_cmd_xlist, imap_cmd_status, imap_cmd_append, imap_cmd_check, imap_cmd_close,
     imap_cmd_unselect, imap_cmd_expunge, imap_cmd_search, imap_cmd_sort, imap_cmd_thread,
     imap_cmd_fetch, imap_cmd_store, imap_cmd_copy, imap_cmd_move, imap_cmd_idle,
-    imap_cmd_cancelupdate;
+    imap_cmd_cancelupdate, imap_cmd_notify;
 
 /* The session core's side of the connection handler (imap_commands.c
  * serves sessions with its table). */
