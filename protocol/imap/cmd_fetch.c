@@ -410,6 +410,7 @@ struct imap_fetch {
      * and whether the job ending keeps f for the next one */
     void (*then)(struct imap_session *s);
     bool keep;
+    struct imap_fetch **park; /* where it waits for the client to read */
 };
 
 /* Raw bytes of a BINARY part read and decoded at a time. */
@@ -1142,6 +1143,12 @@ static void unsol_done(struct imap_session *s, struct imap_job *j)
     if (!f->st.err && !f->st.finished && s->state == IMAP_SELECTED && s->sel &&
         s->sel->id == f->mbox) {
         f->keep = true;
+        if (imap_out_pending(s) >= CONN_WRITE_HIGH) {
+            /* the next step once the client has read (output timeout) */
+            *f->park = f;
+            imap_stall(s);
+            return;
+        }
         if (unsol_start(s, f) == 0)
             return;
         f->keep = false;
@@ -1157,8 +1164,19 @@ static int unsol_start(struct imap_session *s, struct imap_fetch *f)
     return imap_job_start(s, &f->st.j, fetch_work, unsol_done);
 }
 
+int imap_fetch_unsolicited_resume(struct imap_session *s, struct imap_fetch *f)
+{
+    return unsol_start(s, f);
+}
+
+void imap_fetch_unsolicited_free(struct imap_fetch *f)
+{
+    if (f)
+        fetch_destroy(f);
+}
+
 int imap_fetch_unsolicited(struct imap_session *s, const char *atts, size_t len, size_t from,
-                           void (*then)(struct imap_session *s))
+                           void (*then)(struct imap_session *s), struct imap_fetch **park)
 {
     struct imap_sel *sel = s->sel;
     struct imap_args a;
@@ -1190,6 +1208,7 @@ int imap_fetch_unsolicited(struct imap_session *s, const char *atts, size_t len,
     f->recent_hi = sel->recent_hi;
     f->condstore = s->condstore;
     f->then = then;
+    f->park = park;
     f->st.j.free_fn = unsol_free;
     if (unsol_start(s, f) < 0)
         return -1; /* freed by the job's free function */

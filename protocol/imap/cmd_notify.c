@@ -4,7 +4,8 @@
  * updates (EXISTS, EXPUNGE, FETCH FLAGS), with a FETCH of the attributes
  * MessageNew names for new messages; other mailboxes' as STATUS, computed
  * on the pool from the same storage events that drive IDLE, at most one
- * pending per mailbox however many events came (a burst is one STATUS);
+ * pending per mailbox however many events came, the first at once and the
+ * next at most once per imap_notify_interval (a burst is a few STATUS);
  * MailboxName and SubscriptionChange as LIST, from a comparison of the
  * account's mailbox list and subscriptions before and after a change.
  * The session core and the selected mailbox reach this file only through
@@ -12,8 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <uv.h>
 
 #include "protocol/imap/imap_private.h"
+#include "server/base/config.h"
 
 enum {
     NE_NEW = 1 << 0,
@@ -41,7 +44,8 @@ struct nmbox {
     bool subscribed, has_children;
     unsigned ev;  /* the events watched on it */
     bool pending; /* a STATUS to send */
-    bool sent;    /* the values below were sent */
+    bool sent;    /* the values below were sent, at sent_at (loop ms) */
+    uint64_t sent_at;
     uint32_t messages, uidnext, unseen;
     uint64_t highestmodseq;
 };
@@ -64,7 +68,69 @@ struct imap_notify {
      * the highest UID it fetched there */
     int64_t f_mbox;
     uint32_t f_uidvalidity, f_max;
+    struct imap_fetch *parked; /* its next step, once the client has read */
+    /* in the list of sessions whose pending STATUS waits for
+     * imap_notify_interval */
+    struct imap_session *s;
+    struct imap_notify *dnext, **dprev;
 };
+
+/* ---- STATUS held back by imap_notify_interval: one timer for all ---- */
+
+static uv_timer_t defer_timer;
+static bool defer_timer_init;
+static struct imap_notify *defer_list;
+
+static void defer_unlink(struct imap_notify *n)
+{
+    if (!n->dprev)
+        return;
+    *n->dprev = n->dnext;
+    if (n->dnext)
+        n->dnext->dprev = n->dprev;
+    n->dnext = NULL;
+    n->dprev = NULL;
+}
+
+static void notify_kick(struct imap_session *s);
+
+static void on_defer_timer(uv_timer_t *t)
+{
+    struct imap_notify *list = defer_list;
+
+    (void)t;
+    /* the list is taken whole: a session kicked that must wait again goes
+     * to a new one, and the timer starts again */
+    defer_list = NULL;
+    if (list)
+        list->dprev = &list;
+    while (list) {
+        struct imap_notify *n = list;
+        defer_unlink(n); /* list is now the next one */
+        notify_kick(n->s);
+        imap_flush(n->s);
+    }
+}
+
+static void defer(struct imap_session *s, struct imap_notify *n, unsigned ms)
+{
+    uv_loop_t *loop = conn_loop(s->c);
+    if (n->dprev || !loop)
+        return;
+    if (!defer_timer_init) {
+        uv_timer_init(loop, &defer_timer);
+        uv_unref((uv_handle_t *)&defer_timer);
+        defer_timer_init = true;
+    }
+    n->s = s;
+    n->dnext = defer_list;
+    if (defer_list)
+        defer_list->dprev = &n->dnext;
+    n->dprev = &defer_list;
+    defer_list = n;
+    if (!uv_is_active((uv_handle_t *)&defer_timer))
+        uv_timer_start(&defer_timer, on_defer_timer, ms ? ms : 1, 0);
+}
 
 static void mb_free(struct nmbox *mb, size_t n)
 {
@@ -84,6 +150,8 @@ static void notify_free(struct imap_notify *n)
 {
     if (!n)
         return;
+    defer_unlink(n);
+    imap_fetch_unsolicited_free(n->parked);
     for (size_t i = 0; i < n->ng; i++)
         names_free(n->g[i].names, n->g[i].nnames);
     free(n->g);
@@ -352,6 +420,7 @@ static void relisted(struct imap_session *s, struct notify_job *nj)
         if (o) {
             e->pending = o->pending;
             e->sent = o->sent;
+            e->sent_at = o->sent_at;
             e->messages = o->messages;
             e->uidnext = o->uidnext;
             e->unseen = o->unseen;
@@ -404,6 +473,7 @@ static void status_line(struct imap_session *s, struct nmbox *e, const struct ns
         buf_printf(b, " HIGHESTMODSEQ %llu", (unsigned long long)st->highestmodseq);
     buf_str(b, ")\r\n");
     e->sent = true;
+    e->sent_at = conn_loop(s->c) ? uv_now(conn_loop(s->c)) : 0;
     e->messages = st->messages;
     e->uidnext = st->uidnext;
     e->unseen = st->unseen;
@@ -441,22 +511,33 @@ static void event_done(struct imap_session *s, struct imap_job *j)
 static void start_event_job(struct imap_session *s)
 {
     struct imap_notify *n = s->notify;
-    struct notify_job *nj = calloc(1, sizeof(*nj));
-    size_t k = 0;
+    unsigned ms = conn_conf(s->c)->imap_notify_interval_ms;
+    uint64_t now = conn_loop(s->c) ? uv_now(conn_loop(s->c)) : 0;
+    struct notify_job *nj;
+    size_t k = 0, due = 0;
 
-    if (!nj)
+    /* a mailbox announced less than imap_notify_interval ago waits for
+     * the rest of it, its changes meanwhile told together */
+    for (size_t i = 0; i < n->nmb; i++)
+        if (n->mb[i].pending && (!n->mb[i].sent || now - n->mb[i].sent_at >= ms))
+            due++;
+    if (due < n->npending)
+        defer(s, n, ms);
+    if (!due && !n->relist)
         return;
-    if (n->npending && !(nj->ids = malloc(n->npending * sizeof(*nj->ids)))) {
+    if (!(nj = calloc(1, sizeof(*nj))))
+        return;
+    if (due && !(nj->ids = malloc(due * sizeof(*nj->ids)))) {
         free(nj);
         return;
     }
-    for (size_t i = 0; i < n->nmb && k < n->npending; i++)
-        if (n->mb[i].pending) {
+    for (size_t i = 0; i < n->nmb && k < due; i++)
+        if (n->mb[i].pending && (!n->mb[i].sent || now - n->mb[i].sent_at >= ms)) {
             nj->ids[k++] = n->mb[i].id;
             n->mb[i].pending = false;
         }
     nj->nids = k;
-    n->npending = 0;
+    n->npending -= k;
     nj->relist = n->relist;
     n->relist = false;
     nj->j.free_fn = notify_job_free;
@@ -499,6 +580,12 @@ static void notify_kick(struct imap_session *s)
 
     if (!n || !at_rest(s))
         return;
+    if (n->parked) {
+        struct imap_fetch *f = n->parked;
+        n->parked = NULL;
+        if (imap_fetch_unsolicited_resume(s, f) == 0)
+            return;
+    }
     if (sel_wanted(s)) {
         /* the selected mailbox's updates, EXPUNGE held back by
          * SELECTED-DELAYED until a command allows it */
@@ -519,7 +606,7 @@ static void notify_kick(struct imap_session *s)
         if (max > n->f_max) {
             size_t from = uidmap_lower_bound(&sel->uids, n->f_max + 1);
             n->f_max = max;
-            if (imap_fetch_unsolicited(s, n->fetch, n->fetch_len, from, after_job) == 0)
+            if (imap_fetch_unsolicited(s, n->fetch, n->fetch_len, from, after_job, &n->parked) == 0)
                 return;
         }
     }

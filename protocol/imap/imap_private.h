@@ -285,9 +285,15 @@ struct imap_session;
  * responses with the items atts[0..len) (as the client wrote them, parsed
  * again) of the selected mailbox's messages from index from on, made on
  * the pool in jobs of about IMAP_FETCH_STEP_BYTES, \Seen never set, the
- * UID always given; then(s) after the last. 0, or -1: nothing started. */
+ * UID always given; then(s) after the last. 0, or -1: nothing started.
+ * When the client has not read what went before, the fetch waits in *park
+ * (the session stalled, IMAP_WAIT_OUTPUT) for imap_fetch_unsolicited_resume
+ * (0, or -1: freed, then not called), or imap_fetch_unsolicited_free. */
+struct imap_fetch;
 int imap_fetch_unsolicited(struct imap_session *s, const char *atts, size_t len, size_t from,
-                           void (*then)(struct imap_session *s));
+                           void (*then)(struct imap_session *s), struct imap_fetch **park);
+int imap_fetch_unsolicited_resume(struct imap_session *s, struct imap_fetch *f);
+void imap_fetch_unsolicited_free(struct imap_fetch *f);
 
 /* ---- session ---- */
 

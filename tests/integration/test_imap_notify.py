@@ -136,6 +136,31 @@ class Notify(ImapCase):
                     self.assertRegex(r, rb'^\* STATUS ', 'only STATUS is pushed: %r' % r)
         c.ok('NOTIFY NONE')
 
+    def test_burst_coalesced(self):
+        """Deliveries one after the other into one folder: STATUS
+        responses that only go up, the last with every message, and fewer
+        of them than deliveries (imap_notify_interval: 200 ms here, while
+        a delivery takes a few milliseconds)."""
+        c = self.login()
+        u = c.ok('NOTIFY SET STATUS (mailboxes N1 (MessageNew MessageExpunge))')
+        n0 = status_of(u[0])[1]['MESSAGES']
+        local, domain = USER.split('@')
+        l = lmtp_util.lmtp(self.server)
+        n = 20
+        try:
+            for i in range(n):
+                rc, replies = lmtp_util.send(l, 'sender@example.net',
+                                             ['%s+N1@%s' % (local, domain)],
+                                             make_message(i, subject='burst %d' % i))
+                self.assertEqual(replies[0][0], 250, replies)
+        finally:
+            l.close()
+        got = wait_for(c, status_for('N1', messages=n0 + n))
+        counts = [status_of(r)[1]['MESSAGES'] for r in got]
+        self.assertEqual(counts, sorted(set(counts)), got)
+        self.assertLess(len(got), n, got)
+        c.ok('NOTIFY NONE')
+
     def test_outside_the_filters_nothing(self):
         c = self.login()
         c.ok('NOTIFY SET (mailboxes N1 (MessageNew MessageExpunge))')
