@@ -497,12 +497,12 @@ static void event_done(struct imap_session *s, struct imap_job *j)
 {
     struct notify_job *nj = (struct notify_job *)j;
 
+    /* on an error what it was to tell is dropped, not tried again at
+     * once (the next event of those mailboxes brings it back) */
     if (s->notify && !nj->err) {
         if (nj->relist)
             relisted(s, nj);
         statuses(s, nj, false);
-    } else if (s->notify && nj->relist) {
-        s->notify->relist = true; /* tried again at the next event */
     }
     imap_resume(s);
 }
