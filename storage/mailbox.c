@@ -829,7 +829,9 @@ static int subscribe_work(struct txn *t, void *ctx)
         if (!exists && have >= (int64_t)storage_limits.max_subscriptions)
             return STORAGE_E_LIMIT;
     }
-    return subscription_set(t->db, c->name, c->on);
+    /* sessions that follow subscriptions (NOTIFY) hear of it as a
+     * change of the mailbox list, of no mailbox in particular */
+    return (rc = subscription_set(t->db, c->name, c->on)) != 0 ? rc : mailbox_event(t, 0);
 }
 
 int storage_subscribe(struct storage_user *u, const char *name, bool on)

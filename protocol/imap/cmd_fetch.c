@@ -406,6 +406,11 @@ struct imap_fetch {
     uint64_t bskip, bout;
     char *braw;       /* BINARY_CHUNK raw bytes read at a time */
     bool unknown_cte; /* a part's encoding cannot be decoded: NO [UNKNOWN-CTE] */
+    /* an unsolicited FETCH (imap_fetch_unsolicited): what runs after it,
+     * and whether the job ending keeps f for the next one */
+    void (*then)(struct imap_session *s);
+    bool keep;
+    struct imap_fetch **park; /* where it waits for the client to read */
 };
 
 /* Raw bytes of a BINARY part read and decoded at a time. */
@@ -1113,6 +1118,101 @@ static int fetch_modifiers(struct imap_args *a, struct imap_partial **partial,
             return IMAP_ARG_BAD;
     }
     return imap_args_close(a) == IMAP_ARG_OK && imap_args_at_end(a) ? IMAP_ARG_OK : IMAP_ARG_BAD;
+}
+
+/* ---- unsolicited FETCH (NOTIFY's MessageNew with fetch attributes) ---- */
+
+static void unsol_free(struct imap_job *j)
+{
+    struct imap_fetch *f = (struct imap_fetch *)j;
+    if (f->keep)
+        f->keep = false; /* the next job of the same fetch owns it */
+    else
+        fetch_destroy(f);
+}
+
+static int unsol_start(struct imap_session *s, struct imap_fetch *f);
+
+static void unsol_done(struct imap_session *s, struct imap_job *j)
+{
+    struct imap_fetch *f = (struct imap_fetch *)j;
+    void (*then)(struct imap_session * s) = f->then;
+
+    if (f->st.out.len)
+        imap_out(s, f->st.out.p, f->st.out.len);
+    if (!f->st.err && !f->st.finished && s->state == IMAP_SELECTED && s->sel &&
+        s->sel->id == f->mbox) {
+        f->keep = true;
+        if (imap_out_pending(s) >= CONN_WRITE_HIGH) {
+            /* the next step once the client has read (output timeout) */
+            *f->park = f;
+            imap_stall(s);
+            return;
+        }
+        if (unsol_start(s, f) == 0)
+            return;
+        f->keep = false;
+    }
+    if (then)
+        then(s);
+}
+
+static int unsol_start(struct imap_session *s, struct imap_fetch *f)
+{
+    memset(&f->st.j, 0, sizeof(f->st.j));
+    f->st.j.free_fn = unsol_free;
+    return imap_job_start(s, &f->st.j, fetch_work, unsol_done);
+}
+
+int imap_fetch_unsolicited_resume(struct imap_session *s, struct imap_fetch *f)
+{
+    return unsol_start(s, f);
+}
+
+void imap_fetch_unsolicited_free(struct imap_fetch *f)
+{
+    if (f)
+        fetch_destroy(f);
+}
+
+int imap_fetch_unsolicited(struct imap_session *s, const char *atts, size_t len, size_t from,
+                           void (*then)(struct imap_session *s), struct imap_fetch **park)
+{
+    struct imap_sel *sel = s->sel;
+    struct imap_args a;
+    const char *err;
+    struct imap_fetch *f;
+
+    if (!sel || from >= sel->uids.n || !s->mu || !(f = calloc(1, sizeof(*f))))
+        return -1;
+    f->fd = -1;
+    imap_args_init(&a, atts, len, conn_conf(s->c)->imap_max_nesting);
+    if (imap_fetch_parse(&a, &f->ar, &f->spec, &err) != IMAP_ARG_OK ||
+        !(f->msgs = malloc((sel->uids.n - from) * sizeof(*f->msgs)))) {
+        fetch_destroy(f);
+        return -1;
+    }
+    if (f->spec.need_body && fields_only(&f->spec)) {
+        f->spec.need_body = false;
+        f->spec.storage_what |= STORAGE_FETCH_HEADER;
+    }
+    for (size_t i = from; i < sel->uids.n; i++) {
+        f->msgs[f->n].seq = (uint32_t)i + 1;
+        f->msgs[f->n].uid = uidmap_at(&sel->uids, i);
+        f->n++;
+    }
+    f->mbox = sel->id;
+    f->uid_cmd = true;  /* the UID is in every FETCH it sends */
+    f->readonly = true; /* and \Seen is never set by it */
+    f->recent_lo = sel->recent_lo;
+    f->recent_hi = sel->recent_hi;
+    f->condstore = s->condstore;
+    f->then = then;
+    f->park = park;
+    f->st.j.free_fn = unsol_free;
+    if (unsol_start(s, f) < 0)
+        return -1; /* freed by the job's free function */
+    return 0;
 }
 
 void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)

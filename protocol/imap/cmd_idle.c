@@ -24,6 +24,7 @@ static void idle_kick(struct imap_session *s)
 static void idle_line(struct imap_session *s, const char *line, size_t len)
 {
     imap_cont_end(s);
+    s->idling = false;
     if (len == 4 && !strncasecmp(line, "DONE", 4)) {
         imap_finish(s, "OK", "IDLE terminated.");
         return;
@@ -39,6 +40,7 @@ static const struct imap_cont idle_cont = {
 void imap_cmd_idle(struct imap_session *s, struct imap_args *a)
 {
     imap_cont_start(s, &idle_cont, NULL);
+    s->idling = true;
     s->expunge_ok = true;
     imap_printf(s, "+ idling\r\n");
     idle_kick(s);

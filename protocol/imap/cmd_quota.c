@@ -56,7 +56,7 @@ static void getquotaroot_done(struct imap_session *s, struct imap_job *j)
         return;
     }
     buf_str(b, "* QUOTAROOT ");
-    imap_buf_mailbox(b, q->name);
+    imap_buf_mbox(b, q->name, s->utf8);
     if (q->max_bytes || q->max_messages) {
         buf_str(b, " \"" QUOTA_ROOT "\"\r\n");
         quota_line(s, q);

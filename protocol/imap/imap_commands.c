@@ -50,6 +50,7 @@ static const struct imap_command commands[] = {
     {"SETQUOTA", imap_cmd_setquota, IMAP_AUTHED, 0, NULL},
     {"APPEND", imap_cmd_append, IMAP_AUTHED, 0, imap_append_literal},
     {"IDLE", imap_cmd_idle, IMAP_AUTHED, IMAP_CMD_NO_ARGS, NULL},
+    {"NOTIFY", imap_cmd_notify, IMAP_AUTHED, 0, NULL},
     {"CHECK", imap_cmd_check, IMAP_SELECTED, IMAP_CMD_NO_ARGS, NULL},
     {"CLOSE", imap_cmd_close, IMAP_SELECTED, IMAP_CMD_NO_ARGS, NULL},
     {"UNSELECT", imap_cmd_unselect, IMAP_SELECTED, IMAP_CMD_NO_ARGS, NULL},

@@ -492,9 +492,23 @@ static bool own_modseq(const struct imap_sel *sel, uint64_t m)
     return false;
 }
 
+static void sel_event(struct imap_session *s, const struct storage_event *ev);
+
 void imap_on_event(void *arg, const struct storage_event *ev)
 {
     struct imap_session *s = arg;
+
+    if (s->notify)
+        s->notify_ops->event(s, ev);
+    sel_event(s, ev);
+    if (s->notify) {
+        s->notify_ops->kick(s); /* NOTIFY announces it now */
+        imap_flush(s);
+    }
+}
+
+static void sel_event(struct imap_session *s, const struct storage_event *ev)
+{
     struct imap_sel *sel = s->sel;
 
     if (s->state != IMAP_SELECTED || !sel || ev->mbox != sel->id)

@@ -49,10 +49,9 @@ enum imap_state {
 
 /* ---- IMAP writers into a struct buf (loop or pool thread) ---- */
 
-/* A mailbox name (UTF-8 from storage) as a quoted modified UTF-7 string. */
-void imap_buf_mailbox(struct buf *b, const char *name);
-/* The same for a session that speaks UTF-8 names (utf8: IMAP4rev2 or
- * UTF8=ACCEPT enabled): a quoted UTF-8 string. */
+/* A mailbox name (UTF-8 from storage) as the session writes names: a
+ * quoted UTF-8 string when utf8 (IMAP4rev2 or UTF8=ACCEPT enabled, the
+ * session's s->utf8), else a quoted modified UTF-7 string. */
 void imap_buf_mbox(struct buf *b, const char *name, bool utf8);
 /* "(\Seen kw ...)" */
 void imap_buf_flags(struct buf *b, unsigned flags, const char *keywords, bool recent);
@@ -287,6 +286,20 @@ struct imap_fetch_spec {
 };
 int imap_fetch_parse(struct imap_args *a, struct imap_arena *ar, struct imap_fetch_spec *out,
                      const char **err);
+struct imap_session;
+/* NOTIFY's MessageNew with fetch attributes (RFC 5465 5.2): FETCH
+ * responses with the items atts[0..len) (as the client wrote them, parsed
+ * again) of the selected mailbox's messages from index from on, made on
+ * the pool in jobs of about IMAP_FETCH_STEP_BYTES, \Seen never set, the
+ * UID always given; then(s) after the last. 0, or -1: nothing started.
+ * When the client has not read what went before, the fetch waits in *park
+ * (the session stalled, IMAP_WAIT_OUTPUT) for imap_fetch_unsolicited_resume
+ * (0, or -1: freed, then not called), or imap_fetch_unsolicited_free. */
+struct imap_fetch;
+int imap_fetch_unsolicited(struct imap_session *s, const char *atts, size_t len, size_t from,
+                           void (*then)(struct imap_session *s), struct imap_fetch **park);
+int imap_fetch_unsolicited_resume(struct imap_session *s, struct imap_fetch *f);
+void imap_fetch_unsolicited_free(struct imap_fetch *f);
 
 /* ---- session ---- */
 
@@ -414,6 +427,18 @@ struct imap_ctx_ops {
     void (*eval_free)(struct imap_ctx_eval *ev, size_t n);
 };
 
+/* NOTIFY (RFC 5465, cmd_notify.c), as the session core and the selected
+ * mailbox call it (set by the first NOTIFY, so that they depend on
+ * cmd_notify.c only through this): a storage event for the account; the
+ * session may announce what is pending (it runs no command, or IDLEs);
+ * the session ends. */
+struct imap_notify;
+struct imap_notify_ops {
+    void (*event)(struct imap_session *s, const struct storage_event *ev);
+    void (*kick)(struct imap_session *s);
+    void (*free)(struct imap_session *s);
+};
+
 /* What the session reads next (see the diagram in imap_session.c). */
 enum imap_input {
     IMAP_IN_COMMAND, /* command lines (and the lines between literals) */
@@ -487,6 +512,9 @@ struct imap_session {
     struct mailuser_req *mu_req;
     struct mailuser_listener listener;
     struct imap_sel *sel;
+    struct imap_notify *notify; /* NOTIFY SET in effect, or NULL */
+    const struct imap_notify_ops *notify_ops;
+    bool idling;          /* in IDLE */
     uint64_t quota_bytes; /* the account's quota, 0 = none (login ALERT) */
     char *user;           /* the login's address, once logged in (CATENATE's URLs) */
 
@@ -768,7 +796,8 @@ imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_startt
     imap_cmd_xlist, imap_cmd_status, imap_cmd_append, imap_cmd_check, imap_cmd_close,
     imap_cmd_unselect, imap_cmd_expunge, imap_cmd_search, imap_cmd_sort, imap_cmd_thread,
     imap_cmd_fetch, imap_cmd_store, imap_cmd_copy, imap_cmd_move, imap_cmd_idle,
-    imap_cmd_cancelupdate, imap_cmd_getquota, imap_cmd_getquotaroot, imap_cmd_setquota;
+    imap_cmd_cancelupdate, imap_cmd_getquota, imap_cmd_getquotaroot, imap_cmd_setquota,
+    imap_cmd_notify;
 
 /* The session core's side of the connection handler (imap_commands.c
  * serves sessions with its table). */

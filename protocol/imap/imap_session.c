@@ -823,6 +823,10 @@ void imap_resume(struct imap_session *s)
         imap_cont_nudge(s);
         imap_flush(s);
     }
+    if (s->notify && s->state != IMAP_LOGOUT && !conn_closing(s->c)) {
+        s->notify_ops->kick(s);
+        imap_flush(s);
+    }
     if (reading(s) && !conn_closing(s->c) && conn_write_queued(s->c) < CONN_WRITE_HIGH)
         conn_resume(s->c);
 }
@@ -913,6 +917,8 @@ void imap_session_close(struct conn *c)
         s->cont->abort(s);
     s->cont = NULL;
     imap_sel_free(s);
+    if (s->notify)
+        s->notify_ops->free(s);
     if (s->mu_req)
         mailuser_open_cancel(s->mu_req);
     mailuser_unlisten(&s->listener);

@@ -12,7 +12,8 @@
 
 /* ---- IMAP writers ---- */
 
-void imap_buf_mailbox(struct buf *b, const char *name)
+/* modified UTF-7 */
+static void buf_mailbox_mutf7(struct buf *b, const char *name)
 {
     char enc[IMAP_MBOX_ARG_MAX * 2];
     if (imap_mutf7_encode(name, strlen(name), enc, sizeof(enc)) < 0) {
@@ -26,7 +27,7 @@ void imap_buf_mbox(struct buf *b, const char *name, bool utf8)
 {
     size_t n = strlen(name);
     if (!utf8 || imap_utf8_name_check(name, n) < 0) {
-        imap_buf_mailbox(b, name);
+        buf_mailbox_mutf7(b, name);
         return;
     }
     /* RFC 9051 and RFC 6855 3: UTF-8 in a quoted string */

@@ -568,6 +568,8 @@ const struct conf_setting conf_settings[] = {
      .doc = "new/expunged UIDs queued for a session; then it resyncs from the index"},
     {ROW("imap_max_search_updates", "16", "IMAP"), UINT(imap_max_search_updates, 0, 1000),
      .doc = "searches kept up to date (RETURN (UPDATE)) per session; then * NO [NOUPDATE]"},
+    {ROW("imap_notify_interval", "200ms", "IMAP"), DURATION(imap_notify_interval_ms, 0),
+     .doc = "NOTIFY: at most one STATUS per mailbox per interval; the first at once"},
     {ROW("imap_max_fetch_items", "100", "IMAP"), UINT(imap_max_fetch_items, 8, 100000),
      .doc = "attributes in one FETCH (Thunderbird asks for about 6); then NO [LIMIT]"},
     {ROW("quota_warning_percent", "90", "IMAP"), UINT(quota_warning_percent, 0, 100),

@@ -107,6 +107,7 @@ struct conf {
     unsigned imap_max_search_updates;          /* live RETURN (UPDATE) contexts per session */
     unsigned imap_max_pending_updates;         /* queued EXISTS/EXPUNGE UIDs before a full resync */
     unsigned imap_max_fetch_items;             /* fetch attributes in one FETCH */
+    unsigned imap_notify_interval_ms;          /* NOTIFY: one STATUS per mailbox per interval */
     unsigned quota_warning_percent;            /* login ALERT at this quota use; 0 = never */
 
     /* POP3 (protocol/pop3) */

@@ -78,6 +78,24 @@ class Utf8Accept(ImapCase):
         self.assertIn(u[1], (('* STATUS %s (MESSAGES 0)' % mname).encode(),
                              ('* STATUS "%s" (MESSAGES 0)' % mname).encode()), u)
 
+    def test_notify_and_quota_names(self):
+        """NOTIFY's STATUS and GETQUOTAROOT's QUOTAROOT name the mailbox in
+        UTF-8 after ENABLE UTF8=ACCEPT, as the session's LIST does."""
+        name = 'Q' + N % self.n()
+        c = self.utf8()
+        caps = c.ok('CAPABILITY')[0].split()
+        c.ok(('CREATE "%s"' % name).encode())
+        if b'NOTIFY' in caps:
+            u = c.ok(('NOTIFY SET STATUS (MAILBOXES "%s" (MessageNew MessageExpunge))'
+                      % name).encode())
+            st = [x for x in u if x.startswith(b'* STATUS ')]
+            self.assertEqual(len(st), 1, u)
+            self.assertTrue(st[0].startswith(('* STATUS "%s" (' % name).encode()), u)
+            c.ok('NOTIFY NONE')
+        if b'QUOTA' in caps:
+            u = c.ok(('GETQUOTAROOT "%s"' % name).encode())
+            self.assertTrue(u[0].startswith(('* QUOTAROOT "%s"' % name).encode()), u)
+
     def test_mutf7_to_utf8(self):
         name, mname = 'B' + N % self.n(), 'B' + M % self.n()
         o = self.login()
