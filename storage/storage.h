@@ -437,6 +437,7 @@ struct storage_msg {
     const char *header; /* STORAGE_FETCH_HEADER: header_len bytes, not NUL-terminated;
                          * NULL when the message file is gone */
     size_t header_len;
+    const char *preview; /* STORAGE_FETCH_PREVIEW: NULL when not computed yet */
 };
 typedef int (*storage_msg_cb)(void *arg, const struct storage_msg *m);
 
@@ -511,20 +512,22 @@ enum storage_search_op {
     STORAGE_SEARCH_UNFLAGS, /* none of `flags` set */
     STORAGE_SEARCH_KEYWORD, /* keyword str set */
     STORAGE_SEARCH_UNKEYWORD,
-    STORAGE_SEARCH_BEFORE,     /* internal date < num (unix time) */
-    STORAGE_SEARCH_SINCE,      /* internal date >= num */
-    STORAGE_SEARCH_SENTBEFORE, /* Date: header < num */
-    STORAGE_SEARCH_SENTSINCE,  /* Date: header >= num */
-    STORAGE_SEARCH_LARGER,     /* size > num */
-    STORAGE_SEARCH_SMALLER,    /* size < num */
-    STORAGE_SEARCH_MODSEQ,     /* modseq >= num */
-    STORAGE_SEARCH_HEADER,     /* header `field` contains str (case-insensitive);
-                                * Subject/From/To/Cc/Bcc/Message-ID/In-Reply-To come
-                                * from the index, other fields read the file */
-    STORAGE_SEARCH_BODY,       /* text of the body parts contains str (substring,
-                                * case-insensitive; trigram full-text index) */
-    STORAGE_SEARCH_TEXT,       /* headers (Subject/From/To/Cc/Bcc) or body text
-                                * contain str (same matching as BODY) */
+    STORAGE_SEARCH_BEFORE,      /* internal date < num (unix time) */
+    STORAGE_SEARCH_SINCE,       /* internal date >= num */
+    STORAGE_SEARCH_SENTBEFORE,  /* Date: header < num */
+    STORAGE_SEARCH_SENTSINCE,   /* Date: header >= num */
+    STORAGE_SEARCH_LARGER,      /* size > num */
+    STORAGE_SEARCH_SMALLER,     /* size < num */
+    STORAGE_SEARCH_MODSEQ,      /* modseq >= num */
+    STORAGE_SEARCH_SAVEDBEFORE, /* save date < num (RFC 8514) */
+    STORAGE_SEARCH_SAVEDSINCE,  /* save date >= num */
+    STORAGE_SEARCH_HEADER,      /* header `field` contains str (case-insensitive);
+                                 * Subject/From/To/Cc/Bcc/Message-ID/In-Reply-To come
+                                 * from the index, other fields read the file */
+    STORAGE_SEARCH_BODY,        /* text of the body parts contains str (substring,
+                                 * case-insensitive; trigram full-text index) */
+    STORAGE_SEARCH_TEXT,        /* headers (Subject/From/To/Cc/Bcc) or body text
+                                 * contain str (same matching as BODY) */
 };
 /* IMAP ON d = AND(SINCE d, BEFORE d+1day); the protocol layer maps dates and
  * sequence numbers. */

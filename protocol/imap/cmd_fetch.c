@@ -250,6 +250,7 @@ static int parse_att(struct imap_args *a, struct imap_arena *ar, struct imap_fet
     SIMPLE("BODY", FI_BODY)
     SIMPLE("UID", FI_UID)
     SIMPLE("MODSEQ", FI_MODSEQ)
+    SIMPLE("SAVEDATE", FI_SAVEDATE)
 #undef SIMPLE
     if (imap_word_is(w, n, "RFC822") || imap_word_is(w, n, "RFC822.HEADER") ||
         imap_word_is(w, n, "RFC822.TEXT")) {
@@ -389,9 +390,9 @@ struct imap_fetch {
     struct {
         uint32_t uid;
         unsigned flags;
-        uint64_t size, modseq;
-        int64_t idate;
-        char *keywords, *env, *bs, *body;
+        uint64_t modseq;
+        struct storage_msg m; /* its strings are the copies below */
+        char *keywords, *env, *bs, *body, *preview;
         bool found;
     } cur;
     int fd;
@@ -462,38 +463,44 @@ static void modseq_item(struct imap_fetch *f, uint64_t modseq)
     buf_addc(&f->st.out, ')');
 }
 
-static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it, uint32_t uid,
-                      unsigned flags, const char *kw, uint64_t size, uint64_t modseq, int64_t idate,
-                      const char *env, const char *bs, const char *body)
+/* flags: the message's, with a \Seen this FETCH set */
+static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it,
+                      const struct storage_msg *m, unsigned flags)
 {
     struct buf *b = &f->st.out;
     switch (it->type) {
     case FI_MODSEQ:
-        modseq_item(f, modseq);
+        modseq_item(f, m->modseq);
         break;
     case FI_FLAGS:
         item_sep(f);
         buf_str(b, "FLAGS ");
-        imap_buf_flags(b, flags, kw, is_recent(f, uid));
+        imap_buf_flags(b, flags, m->keywords, is_recent(f, m->uid));
         break;
     case FI_INTERNALDATE:
         item_sep(f);
         buf_str(b, "INTERNALDATE ");
-        imap_buf_date(b, idate);
+        imap_buf_date(b, m->internal_date);
+        break;
+    case FI_SAVEDATE:
+        /* RFC 8514: every message here has one */
+        item_sep(f);
+        buf_str(b, "SAVEDATE ");
+        imap_buf_date(b, m->save_date);
         break;
     case FI_RFC822_SIZE:
         item_sep(f);
         buf_add(b, "RFC822.SIZE ", 12);
-        buf_addu(b, size);
+        buf_addu(b, m->size);
         break;
     case FI_ENVELOPE:
-        cached_item(f, "ENVELOPE ", env);
+        cached_item(f, "ENVELOPE ", m->envelope);
         break;
     case FI_BODY:
-        cached_item(f, "BODY ", body);
+        cached_item(f, "BODY ", m->body);
         break;
     case FI_BODYSTRUCTURE:
-        cached_item(f, "BODYSTRUCTURE ", bs);
+        cached_item(f, "BODYSTRUCTURE ", m->bodystructure);
         break;
     case FI_UID:
     case FI_SECTION:
@@ -578,8 +585,7 @@ static int batch_cb(void *arg, const struct storage_msg *m)
         if (it->type == FI_SECTION)
             fields_item(f, it, m);
         else
-            meta_item(f, it, m->uid, flags, m->keywords, m->size, m->modseq, m->internal_date,
-                      m->envelope, m->bodystructure, m->body);
+            meta_item(f, it, m, flags);
     }
     if (!f->spec.flags && seen_now) {
         item_sep(f);
@@ -622,6 +628,7 @@ static void cur_clear(struct imap_fetch *f)
     free(f->cur.env);
     free(f->cur.bs);
     free(f->cur.body);
+    free(f->cur.preview);
     memset(&f->cur, 0, sizeof(f->cur));
 }
 
@@ -635,13 +642,15 @@ static int cur_cb(void *arg, const struct storage_msg *m)
     struct imap_fetch *f = arg;
     f->cur.uid = m->uid;
     f->cur.flags = m->flags;
-    f->cur.size = m->size;
     f->cur.modseq = m->modseq;
-    f->cur.idate = m->internal_date;
-    f->cur.keywords = dup_or_null(m->keywords);
-    f->cur.env = dup_or_null(m->envelope);
-    f->cur.bs = dup_or_null(m->bodystructure);
-    f->cur.body = dup_or_null(m->body);
+    f->cur.m = *m;
+    f->cur.m.keywords = f->cur.keywords = dup_or_null(m->keywords);
+    f->cur.m.envelope = f->cur.env = dup_or_null(m->envelope);
+    f->cur.m.bodystructure = f->cur.bs = dup_or_null(m->bodystructure);
+    f->cur.m.body = f->cur.body = dup_or_null(m->body);
+    f->cur.m.preview = f->cur.preview = dup_or_null(m->preview);
+    f->cur.m.header = NULL;
+    f->cur.m.header_len = 0;
     f->cur.found = true;
     return 0;
 }
@@ -976,8 +985,7 @@ static void do_message(struct imap_fetch *f)
     else if (it->type == FI_BINARY || it->type == FI_BINARY_SIZE)
         binary_start(f, it);
     else
-        meta_item(f, it, f->cur.uid, f->cur.flags, f->cur.keywords, f->cur.size, f->cur.modseq,
-                  f->cur.idate, f->cur.env, f->cur.bs, f->cur.body);
+        meta_item(f, it, &f->cur.m, f->cur.flags);
 }
 
 static int seen_cb(void *arg, const struct storage_msg *m)

@@ -30,6 +30,7 @@ static const struct imap_command commands[] = {
     {"ID", imap_cmd_id, IMAP_ANY, 0, NULL},
     {"STARTTLS", imap_cmd_starttls, IMAP_NOTAUTH, IMAP_CMD_NO_ARGS, NULL},
     {"LOGIN", imap_cmd_login, IMAP_NOTAUTH, 0, NULL},
+    {"UNAUTHENTICATE", imap_cmd_unauthenticate, IMAP_AUTHED, IMAP_CMD_NO_ARGS, NULL},
     {"AUTHENTICATE", imap_cmd_authenticate, IMAP_NOTAUTH, 0, NULL},
     {"COMPRESS", imap_cmd_compress, IMAP_AUTHED, 0, NULL},
     {"ENABLE", imap_cmd_enable, IMAP_AUTHED, 0, NULL},

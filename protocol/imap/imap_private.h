@@ -236,6 +236,7 @@ enum imap_fi_type {
     FI_BODYSTRUCTURE,
     FI_UID,
     FI_MODSEQ,      /* MODSEQ (RFC 7162 3.1.4.1) */
+    FI_SAVEDATE,    /* SAVEDATE (RFC 8514) */
     FI_SECTION,     /* BODY[...] / BODY.PEEK[...] / RFC822 / RFC822.HEADER / RFC822.TEXT */
     FI_BINARY,      /* BINARY[part] / BINARY.PEEK[part] (RFC 3516) */
     FI_BINARY_SIZE, /* BINARY.SIZE[part] */
@@ -511,6 +512,10 @@ void imap_out_discard(struct imap_session *s);
 /* Bytes written but not yet taken by the client, this event's included. */
 size_t imap_out_pending(struct imap_session *s);
 void imap_close(struct imap_session *s);
+/* Lets go of everything the session holds for its account (selected
+ * mailbox and its contexts, store, event listener, job, per-address count,
+ * what ENABLE turned on): at the close, and at UNAUTHENTICATE. */
+void imap_account_release(struct imap_session *s);
 /* A multi-step command waits for the client to read (IMAP_WAIT_OUTPUT):
  * arms the output timeout (imap_output_timeout) until the output drains,
  * then the continuation's resume runs. */
@@ -737,6 +742,7 @@ imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_startt
     imap_cmd_unselect, imap_cmd_expunge, imap_cmd_search, imap_cmd_sort, imap_cmd_thread,
     imap_cmd_fetch, imap_cmd_store, imap_cmd_copy, imap_cmd_move, imap_cmd_idle,
     imap_cmd_cancelupdate;
+imap_cmd_fn imap_cmd_unauthenticate;
 
 /* The session core's side of the connection handler (imap_commands.c
  * serves sessions with its table). */

@@ -898,19 +898,12 @@ void imap_session_shutdown(struct conn *c)
     imap_close(s);
 }
 
-void imap_session_close(struct conn *c)
+void imap_account_release(struct imap_session *s)
 {
-    struct imap_session *s = conn_proto(c);
-    if (!s)
-        return;
-    imap_out_discard(s);
-    thr_unlink(s);
-    if (s->cont && s->cont->abort)
-        s->cont->abort(s);
-    s->cont = NULL;
     imap_sel_free(s);
     if (s->mu_req)
         mailuser_open_cancel(s->mu_req);
+    s->mu_req = NULL;
     mailuser_unlisten(&s->listener);
     if (s->job) {
         /* the job still runs: it keeps the store open until it is done */
@@ -922,9 +915,27 @@ void imap_session_close(struct conn *c)
     }
     if (s->mu)
         mailuser_release(s->mu);
+    s->mu = NULL;
     imap_userip_del(s);
-    free(s->tagline);
     free(s->user);
+    s->user = NULL;
+    s->account_id = 0;
+    s->quota_bytes = 0;
+    s->condstore = false;
+}
+
+void imap_session_close(struct conn *c)
+{
+    struct imap_session *s = conn_proto(c);
+    if (!s)
+        return;
+    imap_out_discard(s);
+    thr_unlink(s);
+    if (s->cont && s->cont->abort)
+        s->cont->abort(s);
+    s->cont = NULL;
+    imap_account_release(s);
+    free(s->tagline);
     linebuf_free(&s->in);
     cmd_reset(s);
     free(s);
