@@ -560,6 +560,8 @@ static const char *const compare_sql[] = {
     [STORAGE_SEARCH_MODSEQ] = "m.modseq >= ",
     [STORAGE_SEARCH_SAVEDBEFORE] = "m.save_date < ",
     [STORAGE_SEARCH_SAVEDSINCE] = "m.save_date >= ",
+    [STORAGE_SEARCH_EMAILID] = "b.oid = ",
+    [STORAGE_SEARCH_THREADID] = "b.thread = ",
 };
 
 static void build(struct qb *q, const struct storage_search *n, int depth)
@@ -660,6 +662,8 @@ static void build(struct qb *q, const struct storage_search *n, int depth)
     case STORAGE_SEARCH_MODSEQ:
     case STORAGE_SEARCH_SAVEDBEFORE:
     case STORAGE_SEARCH_SAVEDSINCE:
+    case STORAGE_SEARCH_EMAILID:
+    case STORAGE_SEARCH_THREADID:
         put(q, compare_sql[n->op]);
         bind_int(q, n->num);
         break;

@@ -49,6 +49,14 @@ static struct imap_fetch_item *new_item(struct imap_arena *ar, struct imap_fetch
     case FI_BODYSTRUCTURE:
         sp->storage_what |= STORAGE_FETCH_BODYSTRUCTURE;
         break;
+    case FI_EMAILID:
+    case FI_THREADID:
+        sp->storage_what |= STORAGE_FETCH_OBJECTID;
+        break;
+    case FI_PREVIEW:
+        sp->storage_what |= STORAGE_FETCH_PREVIEW;
+        sp->preview = true;
+        break;
     case FI_SECTION:
     case FI_BINARY:
     case FI_BINARY_SIZE:
@@ -251,7 +259,40 @@ static int parse_att(struct imap_args *a, struct imap_arena *ar, struct imap_fet
     SIMPLE("UID", FI_UID)
     SIMPLE("MODSEQ", FI_MODSEQ)
     SIMPLE("SAVEDATE", FI_SAVEDATE)
+    SIMPLE("EMAILID", FI_EMAILID)
+    SIMPLE("THREADID", FI_THREADID)
 #undef SIMPLE
+    if (imap_word_is(w, n, "PREVIEW")) {
+        /* RFC 8970 3.1: PREVIEW [SP "(" preview-mod *(SP preview-mod) ")"];
+         * LAZY lets a server answer NIL for a preview it has not computed:
+         * here every preview is in the index or computed on the spot */
+        if (a->end - a->p >= 2 && a->p[0] == ' ' && a->p[1] == '(') {
+            imap_args_sp(a);
+            if (imap_args_open(a) != IMAP_ARG_OK) {
+                *err = "Invalid PREVIEW modifiers.";
+                return IMAP_ARG_BAD;
+            }
+            for (;;) {
+                const char *m;
+                size_t ml;
+                if (imap_args_atom(a, &m, &ml) != IMAP_ARG_OK || !imap_word_is(m, ml, "LAZY")) {
+                    *err = "Unknown PREVIEW modifier.";
+                    return IMAP_ARG_BAD;
+                }
+                if (imap_args_peek(a, ')'))
+                    break;
+                if (imap_args_sp(a) != IMAP_ARG_OK) {
+                    *err = "Invalid PREVIEW modifiers.";
+                    return IMAP_ARG_BAD;
+                }
+            }
+            if (imap_args_close(a) != IMAP_ARG_OK) {
+                *err = "Invalid PREVIEW modifiers.";
+                return IMAP_ARG_BAD;
+            }
+        }
+        return new_item(ar, sp, tail, FI_PREVIEW) ? IMAP_ARG_OK : IMAP_ARG_NOMEM;
+    }
     if (imap_word_is(w, n, "RFC822") || imap_word_is(w, n, "RFC822.HEADER") ||
         imap_word_is(w, n, "RFC822.TEXT")) {
         if (!(it = new_item(ar, sp, tail, FI_SECTION)))
@@ -405,7 +446,12 @@ struct imap_fetch {
     bool bin, bend;
     struct storage_decoder dec;
     uint64_t bskip, bout;
-    char *braw;       /* BINARY_CHUNK raw bytes read at a time */
+    char *braw; /* BINARY_CHUNK raw bytes read at a time */
+    /* PREVIEW of a message whose body has none in the index yet: the
+     * batch stops before it, and it is computed from the file
+     * (storage_msg_preview) before the batch goes on */
+    uint32_t pv_uid, pv_wanted;
+    char *pv_text;
     bool unknown_cte; /* a part's encoding cannot be decoded: NO [UNKNOWN-CTE] */
 };
 
@@ -502,6 +548,23 @@ static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it,
     case FI_BODYSTRUCTURE:
         cached_item(f, "BODYSTRUCTURE ", m->bodystructure);
         break;
+    case FI_EMAILID:
+    case FI_THREADID:
+        item_sep(f);
+        buf_str(b, it->type == FI_EMAILID ? "EMAILID (" : "THREADID (");
+        imap_buf_objectid(b, it->type == FI_EMAILID ? 'M' : 'T',
+                          it->type == FI_EMAILID ? m->emailid : m->threadid);
+        buf_addc(b, ')');
+        break;
+    case FI_PREVIEW: {
+        const char *p = m->preview;
+        if (!p && f->pv_text && m->uid == f->pv_uid)
+            p = f->pv_text;
+        item_sep(f);
+        buf_str(b, "PREVIEW ");
+        buf_imap_nstring(b, p, p ? strlen(p) : 0);
+        break;
+    }
     case FI_UID:
     case FI_SECTION:
     case FI_BINARY:
@@ -576,6 +639,11 @@ static int batch_cb(void *arg, const struct storage_msg *m)
         return 0;
     if (m->modseq <= f->changedsince)
         return 0;
+    if (f->spec.preview && !m->preview && !(f->pv_text && f->pv_uid == m->uid)) {
+        f->pv_wanted = m->uid;
+        bt->next = lo;
+        return 1;
+    }
     unsigned flags = m->flags;
     bool seen_now = f->seen_changed.n && seen_changed(f, m->uid);
     if (seen_now)
@@ -600,6 +668,25 @@ static int batch_cb(void *arg, const struct storage_msg *m)
     return f->st.out.oom || f->st.out.len >= IMAP_FETCH_STEP_BYTES;
 }
 
+/* The preview of message uid, which its body does not have yet, into
+ * f->pv_text (a message gone meanwhile has the empty one). */
+static int preview_compute(struct imap_fetch *f, uint32_t uid)
+{
+    char *text = NULL;
+    int rc = storage_msg_preview(f->st.j.u, f->mbox, uid, &text);
+
+    if (rc == STORAGE_E_NOMSG && !(text = strdup("")))
+        rc = STORAGE_E_NOMEM;
+    else if (rc == STORAGE_E_NOMSG)
+        rc = 0;
+    if (rc)
+        return rc;
+    free(f->pv_text);
+    f->pv_text = text;
+    f->pv_uid = uid;
+    return 0;
+}
+
 static void do_batch(struct imap_fetch *f)
 {
     size_t chunk = f->spec.storage_what ? 500 : 5000;
@@ -617,6 +704,12 @@ static void do_batch(struct imap_fetch *f)
     if (!f->st.err && f->st.out.oom)
         f->st.err = STORAGE_E_NOMEM;
     free(r);
+    if (!f->st.err && f->pv_wanted) {
+        f->pos = bt.next; /* the message is answered next, with its preview */
+        f->st.err = preview_compute(f, f->pv_wanted);
+        f->pv_wanted = 0;
+        return;
+    }
     f->pos = f->st.out.len >= IMAP_FETCH_STEP_BYTES ? bt.next : to;
 }
 
@@ -954,6 +1047,9 @@ static void do_message(struct imap_fetch *f)
         }
         if (seen_changed(f, f->cur.uid))
             f->cur.flags |= STORAGE_FLAG_SEEN;
+        if (f->spec.preview && !f->cur.m.preview &&
+            (f->st.err = preview_compute(f, f->cur.uid)) != 0)
+            return;
         if (!binary_parts(f))
             return;
         msg_open(f, f->msgs[f->pos].seq, f->cur.uid);
@@ -1043,6 +1139,7 @@ static void fetch_destroy(struct imap_fetch *f)
     free(f->msgs);
     buf_free(&f->scratch);
     free(f->braw);
+    free(f->pv_text);
     storage_uidlist_free(&f->seen_changed);
     imap_arena_free(&f->ar);
     buf_free(&f->st.out);

@@ -7,6 +7,7 @@
  * and its answers, SEARCH or ESEARCH, and the saving of "$". Dates are
  * calendar days in UTC; OLDER and YOUNGER (RFC 5032) count seconds back
  * from the time the command is read. */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -337,6 +338,34 @@ static struct storage_search *key(struct sp *p)
             return NULL;
         }
         struct storage_search *k = node(p->ar, STORAGE_SEARCH_MODSEQ);
+        if (k)
+            k->num = (int64_t)v;
+        return k;
+    }
+    if (imap_word_is(w, n, "EMAILID") || imap_word_is(w, n, "THREADID")) {
+        /* RFC 8474 6: an id not ours matches nothing */
+        const char *id;
+        size_t il;
+        uint64_t v = 0;
+        bool email = n == 7;
+        if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_atom(a, &id, &il) != IMAP_ARG_OK ||
+            il > 255) {
+            p->err = "Invalid object id.";
+            return NULL;
+        }
+        for (size_t i = 0; i < il; i++)
+            if (!isalnum((unsigned char)id[i]) && id[i] != '-' && id[i] != '_') {
+                p->err = "Invalid object id.";
+                return NULL;
+            }
+        if (!imap_objectid_parse(id, il, email ? 'M' : 'T', &v)) {
+            struct storage_search *no = node(p->ar, STORAGE_SEARCH_NOT);
+            if (no && !(no->child = node(p->ar, STORAGE_SEARCH_ALL)))
+                return NULL;
+            return no;
+        }
+        struct storage_search *k =
+            node(p->ar, email ? STORAGE_SEARCH_EMAILID : STORAGE_SEARCH_THREADID);
         if (k)
             k->num = (int64_t)v;
         return k;

@@ -14,6 +14,7 @@ enum {
     ST_UIDVALIDITY = 1 << 3,
     ST_UNSEEN = 1 << 4,
     ST_HIGHESTMODSEQ = 1 << 5, /* RFC 7162 3.1.9 */
+    ST_MAILBOXID = 1 << 10,    /* RFC 8474 4.2 */
 };
 
 struct status_job {
@@ -91,6 +92,12 @@ static void status_done(struct imap_session *s, struct imap_job *j)
     ITEM(ST_UNSEEN, "UNSEEN %u", sj->st.unseen);
     ITEM(ST_HIGHESTMODSEQ, "HIGHESTMODSEQ %llu", (unsigned long long)sj->st.highestmodseq);
 #undef ITEM
+    if (sj->items & ST_MAILBOXID) {
+        buf_str(b, first ? "MAILBOXID (" : " MAILBOXID (");
+        imap_buf_objectid(b, 'F', sj->mb.oid);
+        buf_addc(b, ')');
+        first = false;
+    }
     buf_str(b, ")\r\n");
     imap_finish(s, "OK", "STATUS completed.");
 }
@@ -131,6 +138,8 @@ void imap_cmd_status(struct imap_session *s, struct imap_args *a)
             items |= ST_UNSEEN;
         else if (imap_word_is(w, n, "HIGHESTMODSEQ"))
             items |= ST_HIGHESTMODSEQ;
+        else if (imap_word_is(w, n, "MAILBOXID"))
+            items |= ST_MAILBOXID;
         else {
             imap_bad(s, "Unknown STATUS item.");
             return;

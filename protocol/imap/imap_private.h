@@ -55,6 +55,12 @@ void imap_buf_mailbox(struct buf *b, const char *name);
 void imap_buf_flags(struct buf *b, unsigned flags, const char *keywords, bool recent);
 /* "dd-Mon-yyyy hh:mm:ss +0000" in quotes (UTC) */
 void imap_buf_date(struct buf *b, int64_t t);
+/* Object ids (RFC 8474): a letter saying what the id is for ('F' mailbox,
+ * 'M' message, 'T' thread) and the storage's 64-bit id in 16 hex digits.
+ * imap_objectid_parse: the number back from s[0..n), false when s is not
+ * such an id. */
+void imap_buf_objectid(struct buf *b, char kind, uint64_t id);
+bool imap_objectid_parse(const char *s, size_t n, char kind, uint64_t *id);
 /* UIDs as a uid-set, runs of consecutive ones as ranges ("1:3,7"), in
  * list order (COPYUID, APPENDUID). */
 void imap_buf_uids(struct buf *b, const uint32_t *u, size_t n);
@@ -237,6 +243,9 @@ enum imap_fi_type {
     FI_UID,
     FI_MODSEQ,      /* MODSEQ (RFC 7162 3.1.4.1) */
     FI_SAVEDATE,    /* SAVEDATE (RFC 8514) */
+    FI_EMAILID,     /* EMAILID (RFC 8474) */
+    FI_THREADID,    /* THREADID */
+    FI_PREVIEW,     /* PREVIEW [(LAZY)] (RFC 8970) */
     FI_SECTION,     /* BODY[...] / BODY.PEEK[...] / RFC822 / RFC822.HEADER / RFC822.TEXT */
     FI_BINARY,      /* BINARY[part] / BINARY.PEEK[part] (RFC 3516) */
     FI_BINARY_SIZE, /* BINARY.SIZE[part] */
@@ -277,6 +286,7 @@ struct imap_fetch_spec {
     bool need_body;        /* some item reads the message file */
     bool sets_seen;        /* BODY[...] without PEEK, RFC822, RFC822.TEXT */
     bool flags, uid, modseq;
+    bool preview;    /* PREVIEW */
     unsigned nitems; /* items asked for, macros expanded */
 };
 int imap_fetch_parse(struct imap_args *a, struct imap_arena *ar, struct imap_fetch_spec *out,
