@@ -68,6 +68,8 @@ static const struct imap_command commands[] = {
     {"UID THREAD", imap_cmd_thread, IMAP_SELECTED, IMAP_CMD_UID, NULL},
     {"UID COPY", imap_cmd_copy, IMAP_SELECTED, IMAP_CMD_UID, NULL},
     {"UID MOVE", imap_cmd_move, IMAP_SELECTED, IMAP_CMD_UID, NULL},
+    {"REPLACE", imap_cmd_replace, IMAP_SELECTED, 0, imap_append_literal},
+    {"UID REPLACE", imap_cmd_replace, IMAP_SELECTED, IMAP_CMD_UID, imap_append_literal},
     {"UID EXPUNGE", imap_cmd_expunge, IMAP_SELECTED, IMAP_CMD_UID, NULL},
 };
 

@@ -136,7 +136,7 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
     "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST SORT SORT=DISPLAY ESORT PARTIAL "          \
     "CONTEXT=SEARCH CONTEXT=SORT CONDSTORE "                                                       \
     "THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS I18NLEVEL=1"                              \
-    " SAVEDATE UNAUTHENTICATE OBJECTID PREVIEW"
+    " SAVEDATE UNAUTHENTICATE OBJECTID PREVIEW REPLACE"
 #define CAPS_STATES(lit)                                                                           \
     {                                                                                              \
         CAPS_COMMON(lit), CAPS_COMMON(lit) " AUTH=PLAIN AUTH=LOGIN",                               \

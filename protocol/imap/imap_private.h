@@ -752,7 +752,7 @@ imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_startt
     imap_cmd_unselect, imap_cmd_expunge, imap_cmd_search, imap_cmd_sort, imap_cmd_thread,
     imap_cmd_fetch, imap_cmd_store, imap_cmd_copy, imap_cmd_move, imap_cmd_idle,
     imap_cmd_cancelupdate;
-imap_cmd_fn imap_cmd_unauthenticate;
+imap_cmd_fn imap_cmd_unauthenticate, imap_cmd_replace;
 
 /* The session core's side of the connection handler (imap_commands.c
  * serves sessions with its table). */

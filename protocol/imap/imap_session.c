@@ -540,6 +540,15 @@ static bool literal_hook(struct imap_session *s, uint64_t n, bool sync)
     if (k - i - 1 > name_max)
         return false; /* longer than any command name */
     const struct imap_command *c = find_row(s, p + i + 1, k - i - 1);
+    if (!c && k < len && p[k] == ' ') {
+        /* a row of a two-word family ("UID REPLACE") */
+        size_t k2;
+        for (k2 = k + 1; k2 < len && k2 - i - 1 <= 2 * name_max && isalpha((unsigned char)p[k2]);
+             k2++)
+            ;
+        if (k2 - i - 1 <= 2 * name_max)
+            c = find_row(s, p + i + 1, k2 - i - 1);
+    }
     if (!c || !c->literal || !(c->states & s->state))
         return false;
     s->uid_cmd = c->flags & IMAP_CMD_UID;
