@@ -1650,8 +1650,27 @@ static int preview_work(struct txn *t, void *ctx)
     return db_step_done(t->db, st);
 }
 
+/* A preview is not worth a sync of its own: lost at a crash, it is
+ * computed again, and the next durable commit syncs it anyway (as the
+ * \Recent floor, recent.c). */
+static int preview_before(struct storage_user *u, void *ctx)
+{
+    (void)ctx;
+    return db_exec(u->wdb, "PRAGMA synchronous = NORMAL");
+}
+
+static void preview_after(struct txn *t, void *ctx)
+{
+    (void)ctx;
+    db_exec(t->u->wdb, "PRAGMA synchronous = FULL");
+}
+
 int storage_msg_preview(struct storage_user *u, int64_t mbox, uint32_t uid, char **out)
 {
+    static const struct txn_path path = {.before = preview_before,
+                                         .work = preview_work,
+                                         .undo = preview_after,
+                                         .committed = preview_after};
     struct mime_summary ms;
     struct preview_ctx c = {mbox, uid, NULL};
     uint64_t size = 0;
@@ -1672,6 +1691,6 @@ int storage_msg_preview(struct storage_user *u, int64_t mbox, uint32_t uid, char
     c.text = *out;
     /* kept, so that the file is read once; a failure to keep it costs a
      * read the next time, not the answer */
-    (void)write_txn(u, preview_work, &c);
+    (void)write_txn_path(u, &path, &c);
     return 0;
 }
