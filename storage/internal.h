@@ -17,7 +17,8 @@
 /* 2: trigram full-text index; 3: headers kept; 4: fts_pending (texts wait
  * there until storage_fts_index moves them into the full-text index); 5: a
  * word index and the texts deflated in place of the trigram index (fts.c) */
-#define STORAGE_SCHEMA_VERSION 8
+/* 9: object ids (RFC 8474) and previews (RFC 8970), objectid.c */
+#define STORAGE_SCHEMA_VERSION 9
 #define UIDVALIDITY_FILE "coffre-uidvalidity"
 
 struct storage_watch {
@@ -313,6 +314,22 @@ int sortkeys_insert(sqlite3 *db, int64_t body_id, int64_t sent_date, const char 
                     const char *references);
 /* Schema 6 to 7, inside a write transaction: the keys of every body. */
 int sortkeys_migrate_6(sqlite3 *db);
+/* The message ids of v ("<id>" tokens) appended to b, separated by
+ * spaces; at most max of them (0: all). The count. */
+size_t msgid_list(struct buf *b, const char *v, size_t max);
+
+/* objectid.c: object ids (RFC 8474). A new random id, never 0. */
+int64_t object_id_new(void);
+/* The thread of a new body whose EMAILID is oid (threads table). */
+int thread_assign(sqlite3 *db, int64_t oid, const char *message_id, const char *in_reply_to,
+                  const char *references, int64_t *thread);
+/* Schema 8 to 9, inside a write transaction: the columns, an id for every
+ * mailbox and body, every body's thread; no message file read (previews
+ * wait until asked for: storage_msg_preview). */
+int objectid_migrate_8(sqlite3 *db);
+#define THREADS_TABLE                                                                              \
+    "CREATE TABLE IF NOT EXISTS threads(msgid TEXT PRIMARY KEY, thread INTEGER NOT NULL)"          \
+    " WITHOUT ROWID;"
 
 /* recover.c */
 enum rescan_mode {

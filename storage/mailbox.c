@@ -234,21 +234,21 @@ int mbox_create_locked(struct storage_user *u, const char *name, unsigned specia
     if ((rc = uidvalidity_file_write(mdir, uidvalidity, uidnext)) != 0)
         return rc;
     rc = db_run_text(u->wdb,
-                     "INSERT INTO mailboxes(name, uidvalidity, uidnext, highestmodseq, special_use)"
-                     " VALUES (?, ?, ?, 1, ?)",
-                     name, uidvalidity, uidnext, special_use);
+                     "INSERT INTO mailboxes(name, uidvalidity, uidnext, highestmodseq, special_use,"
+                     " oid) VALUES (?, ?, ?, 1, ?, ?)",
+                     name, uidvalidity, uidnext, special_use, object_id_new());
     if (rc == 0 && id_out)
         *id_out = sqlite3_last_insert_rowid(u->wdb);
     return rc;
 }
 
 /* What LIST and storage_mbox_get give of a mailbox: MBOX_COLS, then
- * special_use, subscribed, has_children (decoded by mbox_info_decode). */
+ * special_use, subscribed, has_children, oid (decoded by mbox_info_decode). */
 #define MBOX_INFO_SELECT                                                                           \
     "SELECT id, name, uidvalidity, uidnext, highestmodseq, special_use,"                           \
     " EXISTS (SELECT 1 FROM subscriptions s WHERE s.name = m.name) AS sub,"                        \
     " EXISTS (SELECT 1 FROM mailboxes c WHERE c.name > m.name || '/'"                              \
-    "   AND c.name < m.name || '0')"                                                               \
+    "   AND c.name < m.name || '0'), oid"                                                          \
     " FROM mailboxes m"
 
 static void mbox_info_decode(sqlite3_stmt *st, const char *name, struct storage_mbox *m)
@@ -262,6 +262,7 @@ static void mbox_info_decode(sqlite3_stmt *st, const char *name, struct storage_
     m->special_use = (unsigned)sqlite3_column_int(st, 5);
     m->subscribed = sqlite3_column_int(st, 6) != 0;
     m->has_children = sqlite3_column_int(st, 7) != 0;
+    m->oid = (uint64_t)sqlite3_column_int64(st, 8);
 }
 
 int mbox_info_read(sqlite3 *db, const char *name, int64_t id, struct storage_mbox *out)
@@ -317,7 +318,7 @@ int storage_mbox_list(struct storage_user *u, const char *pattern, bool subscrib
                     MBOX_INFO_SELECT
                     " WHERE m.name > ?2 AND (?1 = 0 OR sub)"
                     " UNION ALL"
-                    " SELECT 0, name, 0, 0, 0, 0, 1, 0 FROM subscriptions s"
+                    " SELECT 0, name, 0, 0, 0, 0, 1, 0, 0 FROM subscriptions s"
                     " WHERE ?1 AND s.name > ?2"
                     " AND NOT EXISTS (SELECT 1 FROM mailboxes m WHERE m.name = s.name)"
                     " ORDER BY 2",

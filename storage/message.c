@@ -281,13 +281,21 @@ int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64
         if ((rc = body_ref(db, body_id)) != 0)
             return rc;
     } else {
+        int64_t oid = object_id_new(), thread;
+        if ((rc = thread_assign(db, oid, ms->message_id, ms->in_reply_to, ms->references,
+                                &thread)) != 0)
+            return rc;
         rc = db_prepare(db,
                         "INSERT INTO bodies(refs, sent_date, envelope, bodystructure, body,"
-                        " subject, from_, to_, cc, bcc, message_id, in_reply_to, header)"
-                        " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " subject, from_, to_, cc, bcc, message_id, in_reply_to, header,"
+                        " oid, thread, preview)"
+                        " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         &st);
         if (rc)
             return rc;
+        sqlite3_bind_int64(st, 13, oid);
+        sqlite3_bind_int64(st, 14, thread);
+        sqlite3_bind_text(st, 15, ms->preview ? ms->preview : "", -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 1, ms->date);
         bind_opt(st, 2, ms->envelope);
         bind_opt(st, 3, ms->bodystructure);
@@ -302,8 +310,8 @@ int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64
         if ((rc = db_step_done(db, st)) != 0)
             return rc;
         body_id = sqlite3_last_insert_rowid(db);
-        if ((rc = sortkeys_insert(db, body_id, ms->date, ms->envelope, ms->subject,
-                                  ms->message_id, ms->in_reply_to, ms->references)) != 0)
+        if ((rc = sortkeys_insert(db, body_id, ms->date, ms->envelope, ms->subject, ms->message_id,
+                                  ms->in_reply_to, ms->references)) != 0)
             return rc;
         /* into the full-text index later (storage_fts_index), not here */
         rc = db_prepare(db,
@@ -1414,7 +1422,7 @@ int storage_uidset_normalize(const struct storage_uidset *set, struct storage_ra
 
 #define FETCH_BODIES                                                                               \
     (STORAGE_FETCH_ENVELOPE | STORAGE_FETCH_BODYSTRUCTURE | STORAGE_FETCH_BODY |                   \
-     STORAGE_FETCH_HEADER)
+     STORAGE_FETCH_HEADER | STORAGE_FETCH_OBJECTID | STORAGE_FETCH_PREVIEW)
 
 /* The one decoder of a message row: MSG_COLS, then MSG_BODY_COLS when
  * `what` asks for any of FETCH_BODIES, then b.header for
@@ -1446,6 +1454,12 @@ static void msg_from_row(sqlite3_stmt *st, unsigned what, struct storage_msg *m)
         if (!m->header)
             m->header = "";
     }
+    if (what & STORAGE_FETCH_OBJECTID) {
+        m->emailid = (uint64_t)sqlite3_column_int64(st, 12);
+        m->threadid = (uint64_t)sqlite3_column_int64(st, 13);
+    }
+    if (what & STORAGE_FETCH_PREVIEW)
+        m->preview = (const char *)sqlite3_column_text(st, 14);
 }
 
 int msg_rows(sqlite3 *db, sqlite3_stmt *st, unsigned what, storage_msg_cb cb, void *arg,
@@ -1552,13 +1566,15 @@ int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uid
         char sql[512];
         if (what & FETCH_BODIES)
             pathf(sql, sizeof(sql),
-                  "SELECT " MSG_COLS ", b.sent_date, %s, %s, %s%s"
+                  "SELECT " MSG_COLS ", b.sent_date, %s, %s, %s, %s, %s, %s"
                   " FROM messages m JOIN bodies b ON b.id = m.body_id"
                   " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid",
                   what & STORAGE_FETCH_ENVELOPE ? "b.envelope" : "NULL",
                   what & STORAGE_FETCH_BODYSTRUCTURE ? "b.bodystructure" : "NULL",
                   what & STORAGE_FETCH_BODY ? "b.body" : "NULL",
-                  what & STORAGE_FETCH_HEADER ? ", b.header" : "");
+                  what & STORAGE_FETCH_HEADER ? "b.header" : "NULL",
+                  what & STORAGE_FETCH_OBJECTID ? "b.oid, b.thread" : "0, 0",
+                  what & STORAGE_FETCH_PREVIEW ? "b.preview" : "NULL");
         else
             pathf(sql, sizeof(sql),
                   "SELECT " MSG_COLS " FROM messages m"
@@ -1608,4 +1624,73 @@ out:
     if (rc)
         storage_uidlist_free(out);
     return rc;
+}
+
+/* ---- previews of bodies saved before schema 9 ---- */
+
+struct preview_ctx {
+    int64_t mbox;
+    uint32_t uid;
+    const char *text;
+};
+
+static int preview_work(struct txn *t, void *ctx)
+{
+    struct preview_ctx *c = ctx;
+    sqlite3_stmt *st;
+    int rc = db_prepare(t->db,
+                        "UPDATE bodies SET preview = ?1 WHERE preview IS NULL AND id ="
+                        " (SELECT body_id FROM messages WHERE mailbox_id = ?2 AND uid = ?3)",
+                        &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, c->text, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, c->mbox);
+    sqlite3_bind_int64(st, 3, c->uid);
+    return db_step_done(t->db, st);
+}
+
+/* A preview is not worth a sync of its own: lost at a crash, it is
+ * computed again, and the next durable commit syncs it anyway (as the
+ * \Recent floor, recent.c). */
+static int preview_before(struct storage_user *u, void *ctx)
+{
+    (void)ctx;
+    return db_exec(u->wdb, "PRAGMA synchronous = NORMAL");
+}
+
+static void preview_after(struct txn *t, void *ctx)
+{
+    (void)ctx;
+    db_exec(t->u->wdb, "PRAGMA synchronous = FULL");
+}
+
+int storage_msg_preview(struct storage_user *u, int64_t mbox, uint32_t uid, char **out)
+{
+    static const struct txn_path path = {.before = preview_before,
+                                         .work = preview_work,
+                                         .undo = preview_after,
+                                         .committed = preview_after};
+    struct mime_summary ms;
+    struct preview_ctx c = {mbox, uid, NULL};
+    uint64_t size = 0;
+    int fd = -1, rc;
+
+    *out = NULL;
+    if ((rc = storage_msg_open(u, mbox, uid, &fd, &size)) != 0)
+        return rc;
+    rc = summarize_fd(fd, size, &ms);
+    close(fd);
+    if (rc)
+        return rc;
+    *out = ms.preview ? ms.preview : strdup("");
+    ms.preview = NULL;
+    mime_summary_free(&ms);
+    if (!*out)
+        return STORAGE_E_NOMEM;
+    c.text = *out;
+    /* kept, so that the file is read once; a failure to keep it costs a
+     * read the next time, not the answer */
+    (void)write_txn_path(u, &path, &c);
+    return 0;
 }

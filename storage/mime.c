@@ -4,6 +4,7 @@
  * index. Bounded: MIME_MAX_DEPTH levels, MIME_MAX_PARTS parts, and each
  * nesting level scans only its own byte range, so work is at most
  * depth x size. */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -643,8 +644,16 @@ static void strip_html(struct buf *out, const char *p, size_t len)
     static const struct {
         const char *name;
         const char *utf8;
-    } ents[] = {{"amp", "&"},   {"lt", "<"},   {"gt", ">"},
-                {"quot", "\""}, {"apos", "'"}, {"nbsp", " "}};
+    } ents[] = {
+        {"amp", "&"},        {"lt", "<"},          {"gt", ">"},          {"quot", "\""},
+        {"apos", "'"},       {"nbsp", " "},        {"eacute", "\u00e9"}, {"egrave", "\u00e8"},
+        {"ecirc", "\u00ea"}, {"agrave", "\u00e0"}, {"acirc", "\u00e2"},  {"ccedil", "\u00e7"},
+        {"ocirc", "\u00f4"}, {"icirc", "\u00ee"},  {"ugrave", "\u00f9"}, {"auml", "\u00e4"},
+        {"ouml", "\u00f6"},  {"uuml", "\u00fc"},   {"szlig", "\u00df"},  {"copy", "\u00a9"},
+        {"reg", "\u00ae"},   {"euro", "\u20ac"},   {"hellip", "\u2026"}, {"mdash", "\u2014"},
+        {"ndash", "\u2013"}, {"lsquo", "\u2018"},  {"rsquo", "\u2019"},  {"ldquo", "\u201c"},
+        {"rdquo", "\u201d"}, {"laquo", "\u00ab"},  {"raquo", "\u00bb"},
+    };
     size_t i = 0, j, k;
     const char *skip_to = NULL;
     size_t skip_len = 0;
@@ -656,9 +665,12 @@ static void strip_html(struct buf *out, const char *p, size_t len)
             while (j < len && p[j] != '>')
                 j++;
             if (skip_to == NULL) {
-                if (j - i > 7 && strncasecmp(p + i + 1, "script", 6) == 0)
+                /* "<script>" and "<script ...>", "<style>" and "<style ...>" */
+                if (j - i >= 7 && strncasecmp(p + i + 1, "script", 6) == 0 &&
+                    (p[i + 7] == '>' || p[i + 7] == ' ' || p[i + 7] == '\t'))
                     skip_to = "</script", skip_len = 8;
-                else if (j - i > 6 && strncasecmp(p + i + 1, "style", 5) == 0)
+                else if (j - i >= 6 && strncasecmp(p + i + 1, "style", 5) == 0 &&
+                         (p[i + 6] == '>' || p[i + 6] == ' ' || p[i + 6] == '\t'))
                     skip_to = "</style", skip_len = 7;
                 else
                     buf_addc(out, ' ');
@@ -684,7 +696,25 @@ static void strip_html(struct buf *out, const char *p, size_t len)
                     continue;
                 }
                 if (p[i + 1] == '#') {
-                    buf_addc(out, ' ');
+                    /* &#233; or &#xE9;: the character, or a space */
+                    uint32_t cp = 0;
+                    bool hex = i + 2 < j && (p[i + 2] == 'x' || p[i + 2] == 'X');
+                    for (k = i + (hex ? 3 : 2); k < j && cp <= 0x10ffff; k++) {
+                        int d = hex ? (isxdigit((unsigned char)p[k])
+                                           ? (isdigit((unsigned char)p[k])
+                                                  ? p[k] - '0'
+                                                  : (tolower((unsigned char)p[k]) - 'a' + 10))
+                                           : -1)
+                                    : (isdigit((unsigned char)p[k]) ? p[k] - '0' : -1);
+                        if (d < 0)
+                            break;
+                        cp = cp * (hex ? 16 : 10) + (uint32_t)d;
+                    }
+                    unsigned char u[4];
+                    if (k == j && cp >= 0x20 && cp <= 0x10ffff && !(cp >= 0xd800 && cp < 0xe000))
+                        buf_add(out, u, mime_utf8_put(cp, u));
+                    else
+                        buf_addc(out, ' ');
                     i = j + 1;
                     continue;
                 }
@@ -711,7 +741,44 @@ static void add_text(struct buf *text, const char *p, size_t len)
     buf_add(text, p, len);
 }
 
-static void collect_text(const struct mctx *c, const struct part *pt, struct buf *text)
+/* The preview (RFC 8970 3.2): the text's first MIME_PREVIEW_CHARS
+ * characters, every run of white space or control characters one space,
+ * none at either end, invalid bytes left out. */
+void mime_preview(const char *s, size_t len, struct buf *out)
+{
+    size_t chars = 0, i = 0;
+    bool space = false;
+
+    while (i < len && chars < MIME_PREVIEW_CHARS) {
+        unsigned char ch = (unsigned char)s[i];
+        uint32_t cp = ch;
+        size_t k = 1;
+        if (ch >= 0x80 && (k = mime_utf8_char((const unsigned char *)s + i, len - i, &cp)) == 0) {
+            i++; /* not UTF-8: left out */
+            continue;
+        }
+        if (cp <= ' ' || (cp >= 0x7f && cp <= 0xa0) || (cp >= 0x2000 && cp <= 0x200b) ||
+            cp == 0x2028 || cp == 0x2029 || cp == 0x3000 || cp == 0xfeff) {
+            space = out->len > 0;
+            i += k;
+            continue;
+        }
+        if (space) {
+            buf_addc(out, ' ');
+            space = false;
+            if (++chars == MIME_PREVIEW_CHARS)
+                break;
+        }
+        buf_add(out, s + i, k);
+        chars++;
+        i += k;
+    }
+}
+
+/* preview: the preview of the first text part with some text, when
+ * not NULL */
+static void collect_text(const struct mctx *c, const struct part *pt, struct buf *text,
+                         struct buf *preview)
 {
     struct buf dec = {0}, utf = {0}, html = {0};
     const char *src = c->msg + pt->body_off, *cs = NULL;
@@ -722,7 +789,7 @@ static void collect_text(const struct mctx *c, const struct part *pt, struct buf
         return;
     if (pt->multipart || pt->message) {
         for (ch = pt->child; ch != NULL; ch = ch->next)
-            collect_text(c, ch, text);
+            collect_text(c, ch, text, preview);
         return;
     }
     if (!pt->text || len == 0)
@@ -753,6 +820,8 @@ static void collect_text(const struct mctx *c, const struct part *pt, struct buf
     }
     if (dec.oom || utf.oom)
         text->oom = true;
+    if (utf.len > 0 && preview && preview->len == 0)
+        mime_preview(utf.p, utf.len, preview);
     if (utf.len > 0) {
         if (text->len > 0)
             add_text(text, "\n", 1);
@@ -780,18 +849,17 @@ void mime_summary_free(struct mime_summary *s)
     free(s->in_reply_to);
     free(s->references);
     free(s->text);
+    free(s->preview);
     free(s->header);
     memset(s, 0, sizeof(*s));
 }
 
 int mime_parse(const char *msg, size_t len, struct mime_summary *out)
 {
-    static const char *const names[] = {"subject",    "from",        "to",
-                                        "cc",         "bcc",         "message-id",
-                                        "in-reply-to", "references", "date"};
-    char **dst[] = {&out->subject,    &out->from,        &out->to,
-                    &out->cc,         &out->bcc,         &out->message_id,
-                    &out->in_reply_to, &out->references, NULL};
+    static const char *const names[] = {"subject",    "from",        "to",         "cc",  "bcc",
+                                        "message-id", "in-reply-to", "references", "date"};
+    char **dst[] = {&out->subject,    &out->from,        &out->to,         &out->cc, &out->bcc,
+                    &out->message_id, &out->in_reply_to, &out->references, NULL};
     struct mctx c;
     struct part *root;
     struct buf b = {0};
@@ -847,12 +915,16 @@ int mime_parse(const char *msg, size_t len, struct mime_summary *out)
     }
 
     if (!err) {
-        collect_text(&c, root, &b);
-        if (b.oom)
+        struct buf pv = {0};
+        collect_text(&c, root, &b, &pv);
+        if (b.oom || pv.oom)
             err = 1;
         else if (b.len > 0)
             out->text = buf_take(&b);
+        if (!err)
+            out->preview = buf_take(&pv);
         buf_free(&b);
+        buf_free(&pv);
     }
     free_parts(c.all);
     if (err) {

@@ -21,11 +21,13 @@ struct mime_summary {    /* all strings malloc'd NUL-terminated, freed by mime_s
     char *subject, *from, *to, *cc, *bcc, *message_id, *in_reply_to, *references;
     /* decoded UTF-8 (RFC 2047 decoded, unfolded), for SEARCH and
      * sorting; NULL when absent (message ids: unfolded, not decoded) */
-    int64_t date; /* Date: header as unix time, 0 if missing/invalid */
-    char *text;   /* decoded text of text/ parts, UTF-8, HTML tags stripped roughly;
-                   * NULL if none; at most MIME_MAX_TEXT bytes */
-    char *header; /* the top-level header block as stored (BODY[HEADER]), for the
-                   * index; NULL when longer than MIME_MAX_INDEXED_HEADER */
+    int64_t date;  /* Date: header as unix time, 0 if missing/invalid */
+    char *text;    /* decoded text of text/ parts, UTF-8, HTML tags stripped roughly;
+                    * NULL if none; at most MIME_MAX_TEXT bytes */
+    char *preview; /* the preview of the first text part (mime_preview), "" when
+                    * none has text */
+    char *header;  /* the top-level header block as stored (BODY[HEADER]), for the
+                    * index; NULL when longer than MIME_MAX_INDEXED_HEADER */
     size_t header_len;
 };
 
@@ -50,6 +52,11 @@ size_t mime_casemap_char(const unsigned char *p, size_t len, unsigned char *out,
 /* s[0..len) in its form appended to b; a copy, NULL when out of memory. */
 void mime_casemap(struct buf *b, const char *s, size_t len);
 char *mime_casemap_dup(const char *s, size_t len);
+
+/* The preview of a text (RFC 8970: at most 256 characters), appended to
+ * out: white space collapsed. s is UTF-8, HTML already stripped. Pure. */
+#define MIME_PREVIEW_CHARS 256
+void mime_preview(const char *s, size_t len, struct buf *out);
 
 /* 0, or -1 only on allocation failure (out is then zeroed). */
 int mime_parse(const char *msg, size_t len, struct mime_summary *out);

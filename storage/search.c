@@ -553,9 +553,15 @@ static bool has_text(const char *s)
 
 /* The criteria that compare a column with the number given. */
 static const char *const compare_sql[] = {
-    [STORAGE_SEARCH_BEFORE] = "m.internal_date < ", [STORAGE_SEARCH_SINCE] = "m.internal_date >= ",
-    [STORAGE_SEARCH_LARGER] = "m.size > ",          [STORAGE_SEARCH_SMALLER] = "m.size < ",
+    [STORAGE_SEARCH_BEFORE] = "m.internal_date < ",
+    [STORAGE_SEARCH_SINCE] = "m.internal_date >= ",
+    [STORAGE_SEARCH_LARGER] = "m.size > ",
+    [STORAGE_SEARCH_SMALLER] = "m.size < ",
     [STORAGE_SEARCH_MODSEQ] = "m.modseq >= ",
+    [STORAGE_SEARCH_SAVEDBEFORE] = "m.save_date < ",
+    [STORAGE_SEARCH_SAVEDSINCE] = "m.save_date >= ",
+    [STORAGE_SEARCH_EMAILID] = "b.oid = ",
+    [STORAGE_SEARCH_THREADID] = "b.thread = ",
 };
 
 static void build(struct qb *q, const struct storage_search *n, int depth)
@@ -654,6 +660,10 @@ static void build(struct qb *q, const struct storage_search *n, int depth)
     case STORAGE_SEARCH_LARGER:
     case STORAGE_SEARCH_SMALLER:
     case STORAGE_SEARCH_MODSEQ:
+    case STORAGE_SEARCH_SAVEDBEFORE:
+    case STORAGE_SEARCH_SAVEDSINCE:
+    case STORAGE_SEARCH_EMAILID:
+    case STORAGE_SEARCH_THREADID:
         put(q, compare_sql[n->op]);
         bind_int(q, n->num);
         break;

@@ -16,7 +16,7 @@
 
 /* The message ids of v ("<id>" tokens, no white space inside), appended
  * to b separated by spaces; at most max of them (0: all). The count. */
-static size_t msgids(struct buf *b, const char *v, size_t max)
+size_t msgid_list(struct buf *b, const char *v, size_t max)
 {
     size_t n = 0;
 
@@ -59,10 +59,10 @@ int sortkeys_insert(sqlite3 *db, int64_t body_id, int64_t sent_date, const char 
 
     if (mime_sort_keys(envelope, subject, &k) != 0)
         return STORAGE_E_NOMEM;
-    msgids(&id, message_id, 1);
+    msgid_list(&id, message_id, 1);
     /* RFC 5256 3: References, else the first id of In-Reply-To */
-    if (msgids(&par, references, 0) == 0)
-        msgids(&par, in_reply_to, 1);
+    if (msgid_list(&par, references, 0) == 0)
+        msgid_list(&par, in_reply_to, 1);
     rc = id.oom || par.oom ? STORAGE_E_NOMEM : 0;
     if (rc == 0)
         rc = db_prepare(db,

@@ -203,6 +203,7 @@ struct storage_mbox {
     uint32_t uidvalidity;
     uint32_t uidnext;
     uint64_t highestmodseq;
+    uint64_t oid; /* MAILBOXID (RFC 8474): kept by RENAME, never reused */
 };
 
 struct storage_status {
@@ -421,6 +422,8 @@ enum {
     /* the top-level header block (BODY[HEADER]): the copy kept in the
      * index, or read from the file for a header too long to be kept */
     STORAGE_FETCH_HEADER = 1 << 3,
+    STORAGE_FETCH_OBJECTID = 1 << 4, /* emailid, threadid */
+    STORAGE_FETCH_PREVIEW = 1 << 5,
 };
 
 /* Metadata of one message, from the index only (no file opened). Strings are
@@ -440,8 +443,17 @@ struct storage_msg {
     const char *header; /* STORAGE_FETCH_HEADER: header_len bytes, not NUL-terminated;
                          * NULL when the message file is gone */
     size_t header_len;
+    /* STORAGE_FETCH_OBJECTID: RFC 8474's EMAILID (copies share it) and
+     * THREADID, random numbers that are never reused (storage/objectid.c) */
+    uint64_t emailid, threadid;
+    const char *preview; /* STORAGE_FETCH_PREVIEW: NULL when not computed yet */
 };
 typedef int (*storage_msg_cb)(void *arg, const struct storage_msg *m);
+
+/* The preview (RFC 8970) of a message whose body has none in the index
+ * yet (saved before schema 9): computed from its file and kept. *out is
+ * malloc'd (caller frees). STORAGE_E_NOMSG when it is gone. Disk. */
+int storage_msg_preview(struct storage_user *u, int64_t mbox, uint32_t uid, char **out);
 
 /* Calls cb for each message of set (NULL = all) in UID order; cb returning
  * non-zero stops. cb runs with a read connection held: it must not call back
@@ -514,20 +526,24 @@ enum storage_search_op {
     STORAGE_SEARCH_UNFLAGS, /* none of `flags` set */
     STORAGE_SEARCH_KEYWORD, /* keyword str set */
     STORAGE_SEARCH_UNKEYWORD,
-    STORAGE_SEARCH_BEFORE,     /* internal date < num (unix time) */
-    STORAGE_SEARCH_SINCE,      /* internal date >= num */
-    STORAGE_SEARCH_SENTBEFORE, /* Date: header < num */
-    STORAGE_SEARCH_SENTSINCE,  /* Date: header >= num */
-    STORAGE_SEARCH_LARGER,     /* size > num */
-    STORAGE_SEARCH_SMALLER,    /* size < num */
-    STORAGE_SEARCH_MODSEQ,     /* modseq >= num */
-    STORAGE_SEARCH_HEADER,     /* header `field` contains str (case-insensitive);
-                                * Subject/From/To/Cc/Bcc/Message-ID/In-Reply-To come
-                                * from the index, other fields read the file */
-    STORAGE_SEARCH_BODY,       /* text of the body parts contains str (substring,
-                                * case-insensitive; trigram full-text index) */
-    STORAGE_SEARCH_TEXT,       /* headers (Subject/From/To/Cc/Bcc) or body text
-                                * contain str (same matching as BODY) */
+    STORAGE_SEARCH_BEFORE,      /* internal date < num (unix time) */
+    STORAGE_SEARCH_SINCE,       /* internal date >= num */
+    STORAGE_SEARCH_SENTBEFORE,  /* Date: header < num */
+    STORAGE_SEARCH_SENTSINCE,   /* Date: header >= num */
+    STORAGE_SEARCH_LARGER,      /* size > num */
+    STORAGE_SEARCH_SMALLER,     /* size < num */
+    STORAGE_SEARCH_MODSEQ,      /* modseq >= num */
+    STORAGE_SEARCH_SAVEDBEFORE, /* save date < num (RFC 8514) */
+    STORAGE_SEARCH_SAVEDSINCE,  /* save date >= num */
+    STORAGE_SEARCH_EMAILID,     /* emailid == num (RFC 8474) */
+    STORAGE_SEARCH_THREADID,    /* threadid == num */
+    STORAGE_SEARCH_HEADER,      /* header `field` contains str (case-insensitive);
+                                 * Subject/From/To/Cc/Bcc/Message-ID/In-Reply-To come
+                                 * from the index, other fields read the file */
+    STORAGE_SEARCH_BODY,        /* text of the body parts contains str (substring,
+                                 * case-insensitive; trigram full-text index) */
+    STORAGE_SEARCH_TEXT,        /* headers (Subject/From/To/Cc/Bcc) or body text
+                                 * contain str (same matching as BODY) */
 };
 /* IMAP ON d = AND(SINCE d, BEFORE d+1day); the protocol layer maps dates and
  * sequence numbers. */

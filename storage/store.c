@@ -302,7 +302,8 @@ static const char schema_sql[] =
     "  highestmodseq INTEGER NOT NULL,"
     "  special_use INTEGER NOT NULL DEFAULT 0,"
     "  new_mtime INTEGER NOT NULL DEFAULT 0,"
-    "  cur_mtime INTEGER NOT NULL DEFAULT 0);"
+    "  cur_mtime INTEGER NOT NULL DEFAULT 0,"
+    "  oid INTEGER NOT NULL DEFAULT 0);" /* MAILBOXID (objectid.c) */
     "CREATE TABLE IF NOT EXISTS subscriptions(name TEXT PRIMARY KEY) WITHOUT ROWID;"
     /* What copies of one message share: computed once at save time. */
     "CREATE TABLE IF NOT EXISTS bodies("
@@ -312,7 +313,11 @@ static const char schema_sql[] =
     "  envelope TEXT, bodystructure TEXT, body TEXT,"
     "  subject TEXT, from_ TEXT, to_ TEXT, cc TEXT, bcc TEXT,"
     "  message_id TEXT, in_reply_to TEXT,"
-    "  header BLOB);" /* top-level header block, for FETCH of header fields */
+    "  header BLOB,"                       /* top-level header block, for FETCH of header fields */
+    "  oid INTEGER NOT NULL DEFAULT 0,"    /* EMAILID (objectid.c) */
+    "  thread INTEGER NOT NULL DEFAULT 0," /* THREADID */
+    "  preview TEXT);" /* RFC 8970; NULL: not computed yet (schema 8's bodies) */
+    THREADS_TABLE
     /* SORT and THREAD keys (sort.c): a narrow table, read whole by them */
     "CREATE TABLE IF NOT EXISTS sortkeys(" SORTKEYS_COLUMNS ");"
     "CREATE TABLE IF NOT EXISTS messages("
@@ -1048,14 +1053,18 @@ static void move_index_aside(struct storage_user *u, const char *why)
     unlink(from);
 }
 
-/* An index of schema 4 to 7 is upgraded on open, in one transaction;
+/* An index of schema 4 to 8 is upgraded on open, in one transaction;
  * the texts of its full-text index wait for the upkeep meanwhile (fts.c).
  *   4: the trigram full-text index gives way to the word index;
  *   5: the word index takes the whole header block too (SEARCH TEXT covers
  *      the header, RFC 3501 6.4.4);
  *   6: the SORT/THREAD keys of every body are computed from what the index
  *      holds (sort.c), in one pass, no message file read: once, rather
- *      than a check for missing keys in every SORT and THREAD. */
+ *      than a check for missing keys in every SORT and THREAD;
+ *   8: object ids and threads (objectid.c), from the index alone; the
+ *      previews of the bodies already there are made when first asked for
+ *      (storage_msg_preview, on the pool), never by reading every message
+ *      file inside this transaction. */
 static int migrate(struct storage_user *u, int64_t from)
 {
     int rc = db_begin(u->wdb);
@@ -1064,8 +1073,10 @@ static int migrate(struct storage_user *u, int64_t from)
         rc = fts_migrate_4(u->wdb);
     else if (rc == 0 && from <= 7)
         rc = fts_reindex_all(u->wdb);
-    if (rc == 0)
+    if (rc == 0 && from <= 7)
         rc = sortkeys_migrate_6(u->wdb);
+    if (rc == 0 && from <= 8)
+        rc = objectid_migrate_8(u->wdb);
     if (rc == 0)
         rc = from == 4 ? db_create_schema(u->wdb)
                        : db_meta_set(u->wdb, "schema", STORAGE_SCHEMA_VERSION);
@@ -1131,7 +1142,7 @@ static int open_index(struct storage_user *u, bool *fresh)
         }
         if (rc == 0 && !*fresh)
             rc = db_meta_get(u->wdb, "schema", &ver);
-        if (rc == 0 && !*fresh && ver >= 4 && ver <= 6)
+        if (rc == 0 && !*fresh && ver >= 4 && ver < STORAGE_SCHEMA_VERSION)
             rc = migrate(u, ver);
         if (rc == 0 && !*fresh && (ver < 4 || ver > STORAGE_SCHEMA_VERSION)) {
             log_error("storage: user %" PRId64 ": index schema %" PRId64 " unknown", u->id, ver);

@@ -112,6 +112,12 @@ struct imap_append {
     const char *badwhy;
     char *url; /* AP_URL: the literal read so far (arena) */
     size_t url_len;
+    /* REPLACE (RFC 8508): the message of the selected mailbox that the
+     * new one replaces (0: an APPEND); gone: not in this session's view
+     * (UID REPLACE), readonly: the mailbox was EXAMINEd */
+    uint32_t replace_uid;
+    int64_t replace_mbox;
+    bool replace_gone, replace_ro;
 };
 
 /* A job works on a detached copy of what it needs. */
@@ -142,6 +148,12 @@ struct ap_job {
     int err;
     struct storage_mbox mb;
     uint32_t *uids;
+    /* save of a REPLACE: the message replaced, expunged once the new one
+     * is committed (expunge_err: that failed, the new one is saved) */
+    uint32_t replace_uid;
+    int64_t replace_mbox;
+    struct storage_uidlist expunged;
+    int expunge_err;
     /* drafts of a session that went away while this job ran */
     struct ap_msg *orphans;
     size_t norphans;
@@ -390,6 +402,14 @@ static void ap_work(struct imap_job *j)
                 aj->uids[i] = r[i].uid;
             free(r);
         }
+        if (!aj->err && aj->replace_uid) {
+            /* RFC 8508 3.4: the old message goes only once the new one is
+             * committed; a failure up to here leaves it, and a crash
+             * between the two leaves both */
+            struct storage_range rr = {aj->replace_uid, aj->replace_uid};
+            struct storage_uidset set = {1, &rr};
+            aj->expunge_err = storage_expunge(j->u, aj->replace_mbox, &set, false, &aj->expunged);
+        }
         for (size_t k = 0; k < aj->nmsgs; k++) {
             storage_draft_free(aj->msgs[k].draft);
             aj->msgs[k].draft = NULL;
@@ -412,6 +432,7 @@ static void ap_job_free(struct imap_job *j)
         drafts_drop(aj->loop, aj->orphans, aj->norphans);
     free(aj->chunk);
     free(aj->uids);
+    storage_uidlist_free(&aj->expunged);
     if (aj->kind == 3) {
         /* the messages moved to the job; the work freed the drafts unless
          * it never ran */
@@ -469,6 +490,7 @@ static void ap_open_draft(struct imap_session *s, bool lookup)
 }
 
 static void ap_answer(struct imap_session *s);
+static const char *cmd_name(const struct imap_session *s, const struct imap_append *ap);
 
 /* All of the current message is written: its draft is ended on the pool
  * (an empty message: the last chunk's job ends the others). */
@@ -571,17 +593,33 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
         break;
     case 3: {
         struct buf code = {0};
+        const char *name = cmd_name(s, ap);
         if (aj->err) {
             imap_cont_end(s);
             ap_destroy(ap);
             if (aj->err == STORAGE_E_NOMBOX)
-                imap_finish(s, "NO", "[TRYCREATE] APPEND: no such mailbox.");
+                imap_finish(s, "NO", "[TRYCREATE] %s: no such mailbox.", name);
             else
-                imap_finish_storage_err(s, aj->err, "APPEND");
+                imap_finish_storage_err(s, aj->err, name);
             return;
         }
         if (s->sel && s->sel->id == ap->mbox_id)
             imap_sel_note_new(s, aj->uids, aj->nmsgs);
+        if (ap->replace_uid) {
+            bool uid = s->uid_cmd;
+            /* RFC 8508 3.4: APPENDUID in an untagged OK, then the
+             * EXPUNGE of the message replaced */
+            imap_printf(s, "* OK [APPENDUID %u %u] Replacement Message ID\r\n", ap->uidvalidity,
+                        aj->uids[0]);
+            if (aj->expunge_err)
+                imap_printf(s, "* NO The replaced message could not be expunged.\r\n");
+            else if (s->sel && s->sel->id == ap->replace_mbox && aj->expunged.n)
+                imap_sel_expunged(s, aj->expunged.uids, aj->expunged.n);
+            imap_cont_end(s);
+            ap_destroy(ap);
+            imap_finish(s, "OK", "%sREPLACE completed.", uid ? "UID " : "");
+            return;
+        }
         buf_printf(&code, "[APPENDUID %u ", ap->uidvalidity);
         imap_buf_uids(&code, aj->uids, aj->nmsgs);
         buf_str(&code, "]");
@@ -601,6 +639,8 @@ static void ap_answer(struct imap_session *s)
     struct imap_append *ap = s->cont_data;
     int err = ap->err;
     const char *what = ap->errwhat;
+    bool gone = ap->replace_gone, ro = ap->replace_ro;
+    const char *name = cmd_name(s, ap);
 
     imap_cont_end(s);
     /* drafts written so far are dropped on the pool */
@@ -625,6 +665,10 @@ static void ap_answer(struct imap_session *s)
     ap_destroy(ap);
     if (what)
         imap_finish(s, "BAD", "%s", what);
+    else if (ro)
+        imap_finish(s, "NO", "[READ-ONLY] %s: the mailbox is read-only.", name);
+    else if (gone)
+        imap_finish(s, "NO", "[NONEXISTENT] %s: no such message.", name);
     else if (url.len && !url.oom)
         imap_finish(s, "NO", "[BADURL %.*s] CATENATE: %s", (int)url.len, url.p, why);
     else if (url.len)
@@ -632,13 +676,61 @@ static void ap_answer(struct imap_session *s)
     else if (nul && !err)
         imap_finish(s, "NO", "[UNKNOWN-CTE] Messages with NUL bytes are not stored here.");
     else if (err == STORAGE_E_NOMBOX)
-        imap_finish(s, "NO", "[TRYCREATE] APPEND: no such mailbox.");
+        imap_finish(s, "NO", "[TRYCREATE] %s: no such mailbox.", name);
     else
-        imap_finish_storage_err(s, err, "APPEND");
+        imap_finish_storage_err(s, err, name);
     buf_free(&url);
 }
 
 /* ---- parsing ---- */
+
+static const char *cmd_name(const struct imap_session *s, const struct imap_append *ap)
+{
+    if (ap->replace_mbox)
+        return s->uid_cmd ? "UID REPLACE" : "REPLACE";
+    return "APPEND";
+}
+
+/* REPLACE's SP seq-number, UID REPLACE's SP uid: the message replaced, in
+ * the selected mailbox. NULL, or why the syntax is wrong (BAD); a UID
+ * this session does not see, or a mailbox only EXAMINEd, answer NO when
+ * the command ends. */
+static const char *replace_target(struct imap_session *s, struct imap_append *ap,
+                                  struct imap_args *a, bool uid)
+{
+    const struct imap_sel *sel = s->sel;
+    const char *w;
+    size_t wl;
+    uint64_t v = 0;
+
+    if (!sel || imap_args_sp(a) != IMAP_ARG_OK || imap_args_atom(a, &w, &wl) != IMAP_ARG_OK ||
+        wl == 0 || wl > 10)
+        return "Usage: [UID] REPLACE n mailbox [(flags)] [\"date-time\"] message";
+    if (!uid && wl == 1 && w[0] == '*') {
+        v = sel->uids.n;
+    } else {
+        for (size_t i = 0; i < wl; i++) {
+            if (w[i] < '0' || w[i] > '9')
+                return "Invalid message number.";
+            v = v * 10 + (uint64_t)(w[i] - '0');
+        }
+    }
+    if (v == 0 || v > UINT32_MAX)
+        return "Invalid message number.";
+    ap->replace_mbox = sel->id;
+    ap->replace_ro = sel->readonly;
+    if (uid) {
+        ap->replace_uid = (uint32_t)v;
+        ap->replace_gone = uidmap_find(&sel->uids, (uint32_t)v) < 0;
+    } else {
+        if (v > sel->uids.n)
+            return "Invalid message sequence number.";
+        ap->replace_uid = uidmap_at(&sel->uids, (size_t)v - 1);
+    }
+    if (ap->replace_gone)
+        ap->replace_uid = 0;
+    return NULL;
+}
 
 /* Parses SP [flag-list SP] [date-time SP]: a message's options. */
 static bool msg_opts(struct imap_args *a, struct imap_append *ap, struct ap_msg *m)
@@ -753,6 +845,8 @@ static const char *parse_piece(struct imap_session *s, struct imap_append *ap, s
                 ap->tail = TAIL_END;
                 return NULL;
             }
+            if (ap->replace_mbox)
+                return "REPLACE takes one message.";
             ap->ps = PS_MSG;
             break;
         case PS_MSG:
@@ -843,6 +937,8 @@ static const char *literal_start(const char *p, size_t len, bool *literal8)
 }
 
 static bool ap_input(struct imap_session *s);
+static const char *replace_target(struct imap_session *s, struct imap_append *ap,
+                                  struct imap_args *a, bool uid);
 
 static const struct imap_cont append_cont = {
     .bytes = ap_input,
@@ -851,7 +947,7 @@ static const struct imap_cont append_cont = {
 
 static bool ap_failed(const struct imap_append *ap)
 {
-    return ap->err || ap->errwhat || ap->badurl;
+    return ap->err || ap->errwhat || ap->badurl || ap->replace_gone || ap->replace_ro;
 }
 
 /* After an error: the literal that ends the piece is refused in place of
@@ -947,6 +1043,8 @@ static bool ap_run(struct imap_session *s)
         }
         aj->kind = 3;
         aj->mbox_id = ap->mbox_id;
+        aj->replace_uid = ap->replace_uid;
+        aj->replace_mbox = ap->replace_mbox;
         aj->msgs = ap->msgs;
         aj->nmsgs = ap->nmsgs;
         aj->uids = uids;
@@ -1043,10 +1141,14 @@ bool imap_append_literal(struct imap_session *s, uint64_t n, bool sync)
     struct imap_args a;
     char tag[IMAP_TAG_MAX];
 
-    /* tag SP "APPEND" SP mailbox ... */
+    /* tag SP "APPEND" SP mailbox ..., tag SP ["UID" SP] "REPLACE" SP n SP mailbox ... */
     while (i < len && cmd[i] != ' ')
         i++;
-    if (i == 0 || i >= IMAP_TAG_MAX || len - i < 8 || strncasecmp(cmd + i, " APPEND ", 8))
+    size_t nl = len - i >= 8 && !strncasecmp(cmd + i, " APPEND ", 8)          ? 7
+                : len - i >= 9 && !strncasecmp(cmd + i, " REPLACE ", 9)       ? 8
+                : len - i >= 13 && !strncasecmp(cmd + i, " UID REPLACE ", 13) ? 12
+                                                                              : 0;
+    if (i == 0 || i >= IMAP_TAG_MAX || nl == 0)
         return false;
     memcpy(tag, cmd, i);
     tag[i] = '\0';
@@ -1057,12 +1159,13 @@ bool imap_append_literal(struct imap_session *s, uint64_t n, bool sync)
     struct imap_append *ap = calloc(1, sizeof(*ap));
     if (!ap)
         return false;
-    imap_args_init(&a, cmd + i + 7, (size_t)(lit - literal8 - (cmd + i + 7)),
+    imap_args_init(&a, cmd + i + nl, (size_t)(lit - literal8 - (cmd + i + nl)),
                    conn_conf(s->c)->imap_max_nesting);
     a.utf8 = s->utf8;
     ap->ps = PS_MSG;
     ap->tail_lit8 = literal8;
-    if (imap_args_sp(&a) != IMAP_ARG_OK ||
+    if ((nl != 7 && replace_target(s, ap, &a, nl == 12) != NULL) ||
+        imap_args_sp(&a) != IMAP_ARG_OK ||
         imap_args_mailbox(&a, ap->mbox, sizeof(ap->mbox)) != IMAP_ARG_OK ||
         parse_piece(s, ap, &a, true) != NULL) {
         ap_destroy(ap);
@@ -1077,31 +1180,46 @@ bool imap_append_literal(struct imap_session *s, uint64_t n, bool sync)
     return true;
 }
 
-/* An APPEND whose data holds no literal (CATENATE of URLs alone), or one
- * the literal hook did not take (a syntax error). */
-void imap_cmd_append(struct imap_session *s, struct imap_args *a)
+/* An APPEND, REPLACE or UID REPLACE (RFC 8508: APPEND with the message
+ * replaced named first) whose data holds no literal (CATENATE of URLs
+ * alone), or one the literal hook did not take (a syntax error). */
+static void append_command(struct imap_session *s, struct imap_args *a, bool replace)
 {
     struct imap_append *ap = calloc(1, sizeof(*ap));
     const char *why = NULL;
-    int r;
+    int r = IMAP_ARG_OK;
 
     if (!ap) {
         imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
         return;
     }
     ap->ps = PS_MSG;
-    if ((r = imap_args_sp(a)) != IMAP_ARG_OK ||
+    if ((replace && (why = replace_target(s, ap, a, s->uid_cmd)) != NULL) ||
+        (r = imap_args_sp(a)) != IMAP_ARG_OK ||
         (r = imap_args_mailbox(a, ap->mbox, sizeof(ap->mbox))) != IMAP_ARG_OK ||
         (why = parse_piece(s, ap, a, false)) != NULL) {
         ap_destroy(ap);
         if (r != IMAP_ARG_OK)
-            imap_bad_arg(s, r, "APPEND mailbox [(flags)] [\"date-time\"] {size} | CATENATE (...)");
+            imap_bad_arg(s, r,
+                         replace
+                             ? "[UID] REPLACE n mailbox [(flags)] [\"date-time\"] {size}"
+                             : "APPEND mailbox [(flags)] [\"date-time\"] {size} | CATENATE (...)");
         else
             imap_bad(s, "%s", why);
         return;
     }
     ap->tail = TAIL_END;
     ap_begin(s, ap, NULL);
+}
+
+void imap_cmd_append(struct imap_session *s, struct imap_args *a)
+{
+    append_command(s, a, false);
+}
+
+void imap_cmd_replace(struct imap_session *s, struct imap_args *a)
+{
+    append_command(s, a, true);
 }
 
 /* ---- input while an APPEND runs ---- */

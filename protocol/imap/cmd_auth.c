@@ -318,3 +318,19 @@ static void sasl_line(struct imap_session *s, const char *line, size_t len)
     int r = proto_sasl_step(sasl, line, len, &challenge);
     sasl_result(s, sasl, r, challenge);
 }
+
+/* UNAUTHENTICATE (RFC 8437): back to the not authenticated state with the
+ * connection (and its TLS, its compression) kept; everything the session
+ * held for the account goes, as at a close. */
+void imap_cmd_unauthenticate(struct imap_session *s, struct imap_args *a)
+{
+    (void)a;
+    log_info("conn=%llu imap unauthenticate user=%s", (unsigned long long)conn_info(s->c)->id,
+             s->user ? s->user : "");
+    imap_account_release(s);
+    conn_set_user(s->c, "");
+    s->state = IMAP_NOTAUTH;
+    s->bad_count = 0;
+    conn_set_timeout(s->c, conn_conf(s->c)->login_timeout_ms);
+    imap_tagged(s, "OK", "Not authenticated any more.");
+}

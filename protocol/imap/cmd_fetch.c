@@ -49,6 +49,14 @@ static struct imap_fetch_item *new_item(struct imap_arena *ar, struct imap_fetch
     case FI_BODYSTRUCTURE:
         sp->storage_what |= STORAGE_FETCH_BODYSTRUCTURE;
         break;
+    case FI_EMAILID:
+    case FI_THREADID:
+        sp->storage_what |= STORAGE_FETCH_OBJECTID;
+        break;
+    case FI_PREVIEW:
+        sp->storage_what |= STORAGE_FETCH_PREVIEW;
+        sp->preview = true;
+        break;
     case FI_SECTION:
     case FI_BINARY:
     case FI_BINARY_SIZE:
@@ -250,7 +258,41 @@ static int parse_att(struct imap_args *a, struct imap_arena *ar, struct imap_fet
     SIMPLE("BODY", FI_BODY)
     SIMPLE("UID", FI_UID)
     SIMPLE("MODSEQ", FI_MODSEQ)
+    SIMPLE("SAVEDATE", FI_SAVEDATE)
+    SIMPLE("EMAILID", FI_EMAILID)
+    SIMPLE("THREADID", FI_THREADID)
 #undef SIMPLE
+    if (imap_word_is(w, n, "PREVIEW")) {
+        /* RFC 8970 3.1: PREVIEW [SP "(" preview-mod *(SP preview-mod) ")"];
+         * LAZY lets a server answer NIL for a preview it has not computed:
+         * here every preview is in the index or computed on the spot */
+        if (a->end - a->p >= 2 && a->p[0] == ' ' && a->p[1] == '(') {
+            imap_args_sp(a);
+            if (imap_args_open(a) != IMAP_ARG_OK) {
+                *err = "Invalid PREVIEW modifiers.";
+                return IMAP_ARG_BAD;
+            }
+            for (;;) {
+                const char *m;
+                size_t ml;
+                if (imap_args_atom(a, &m, &ml) != IMAP_ARG_OK || !imap_word_is(m, ml, "LAZY")) {
+                    *err = "Unknown PREVIEW modifier.";
+                    return IMAP_ARG_BAD;
+                }
+                if (imap_args_peek(a, ')'))
+                    break;
+                if (imap_args_sp(a) != IMAP_ARG_OK) {
+                    *err = "Invalid PREVIEW modifiers.";
+                    return IMAP_ARG_BAD;
+                }
+            }
+            if (imap_args_close(a) != IMAP_ARG_OK) {
+                *err = "Invalid PREVIEW modifiers.";
+                return IMAP_ARG_BAD;
+            }
+        }
+        return new_item(ar, sp, tail, FI_PREVIEW) ? IMAP_ARG_OK : IMAP_ARG_NOMEM;
+    }
     if (imap_word_is(w, n, "RFC822") || imap_word_is(w, n, "RFC822.HEADER") ||
         imap_word_is(w, n, "RFC822.TEXT")) {
         if (!(it = new_item(ar, sp, tail, FI_SECTION)))
@@ -389,9 +431,9 @@ struct imap_fetch {
     struct {
         uint32_t uid;
         unsigned flags;
-        uint64_t size, modseq;
-        int64_t idate;
-        char *keywords, *env, *bs, *body;
+        uint64_t modseq;
+        struct storage_msg m; /* its strings are the copies below */
+        char *keywords, *env, *bs, *body, *preview;
         bool found;
     } cur;
     int fd;
@@ -404,7 +446,12 @@ struct imap_fetch {
     bool bin, bend;
     struct storage_decoder dec;
     uint64_t bskip, bout;
-    char *braw;       /* BINARY_CHUNK raw bytes read at a time */
+    char *braw; /* BINARY_CHUNK raw bytes read at a time */
+    /* PREVIEW of a message whose body has none in the index yet: the
+     * batch stops before it, and it is computed from the file
+     * (storage_msg_preview) before the batch goes on */
+    uint32_t pv_uid, pv_wanted;
+    char *pv_text;
     bool unknown_cte; /* a part's encoding cannot be decoded: NO [UNKNOWN-CTE] */
     /* an unsolicited FETCH (imap_fetch_unsolicited): what runs after it,
      * and whether the job ending keeps f for the next one */
@@ -467,39 +514,62 @@ static void modseq_item(struct imap_fetch *f, uint64_t modseq)
     buf_addc(&f->st.out, ')');
 }
 
-static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it, uint32_t uid,
-                      unsigned flags, const char *kw, uint64_t size, uint64_t modseq, int64_t idate,
-                      const char *env, const char *bs, const char *body)
+/* flags: the message's, with a \Seen this FETCH set */
+static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it,
+                      const struct storage_msg *m, unsigned flags)
 {
     struct buf *b = &f->st.out;
     switch (it->type) {
     case FI_MODSEQ:
-        modseq_item(f, modseq);
+        modseq_item(f, m->modseq);
         break;
     case FI_FLAGS:
         item_sep(f);
         buf_str(b, "FLAGS ");
-        imap_buf_flags(b, flags, kw, is_recent(f, uid));
+        imap_buf_flags(b, flags, m->keywords, is_recent(f, m->uid));
         break;
     case FI_INTERNALDATE:
         item_sep(f);
         buf_str(b, "INTERNALDATE ");
-        imap_buf_date(b, idate);
+        imap_buf_date(b, m->internal_date);
+        break;
+    case FI_SAVEDATE:
+        /* RFC 8514: every message here has one */
+        item_sep(f);
+        buf_str(b, "SAVEDATE ");
+        imap_buf_date(b, m->save_date);
         break;
     case FI_RFC822_SIZE:
         item_sep(f);
         buf_add(b, "RFC822.SIZE ", 12);
-        buf_addu(b, size);
+        buf_addu(b, m->size);
         break;
     case FI_ENVELOPE:
-        cached_item(f, "ENVELOPE ", env);
+        cached_item(f, "ENVELOPE ", m->envelope);
         break;
     case FI_BODY:
-        cached_item(f, "BODY ", body);
+        cached_item(f, "BODY ", m->body);
         break;
     case FI_BODYSTRUCTURE:
-        cached_item(f, "BODYSTRUCTURE ", bs);
+        cached_item(f, "BODYSTRUCTURE ", m->bodystructure);
         break;
+    case FI_EMAILID:
+    case FI_THREADID:
+        item_sep(f);
+        buf_str(b, it->type == FI_EMAILID ? "EMAILID (" : "THREADID (");
+        imap_buf_objectid(b, it->type == FI_EMAILID ? 'M' : 'T',
+                          it->type == FI_EMAILID ? m->emailid : m->threadid);
+        buf_addc(b, ')');
+        break;
+    case FI_PREVIEW: {
+        const char *p = m->preview;
+        if (!p && f->pv_text && m->uid == f->pv_uid)
+            p = f->pv_text;
+        item_sep(f);
+        buf_str(b, "PREVIEW ");
+        buf_imap_nstring(b, p, p ? strlen(p) : 0);
+        break;
+    }
     case FI_UID:
     case FI_SECTION:
     case FI_BINARY:
@@ -574,6 +644,11 @@ static int batch_cb(void *arg, const struct storage_msg *m)
         return 0;
     if (m->modseq <= f->changedsince)
         return 0;
+    if (f->spec.preview && !m->preview && !(f->pv_text && f->pv_uid == m->uid)) {
+        f->pv_wanted = m->uid;
+        bt->next = lo;
+        return 1;
+    }
     unsigned flags = m->flags;
     bool seen_now = f->seen_changed.n && seen_changed(f, m->uid);
     if (seen_now)
@@ -583,8 +658,7 @@ static int batch_cb(void *arg, const struct storage_msg *m)
         if (it->type == FI_SECTION)
             fields_item(f, it, m);
         else
-            meta_item(f, it, m->uid, flags, m->keywords, m->size, m->modseq, m->internal_date,
-                      m->envelope, m->bodystructure, m->body);
+            meta_item(f, it, m, flags);
     }
     if (!f->spec.flags && seen_now) {
         item_sep(f);
@@ -597,6 +671,25 @@ static int batch_cb(void *arg, const struct storage_msg *m)
     bt->next = lo + 1;
     /* the step is full: the next one goes on from here */
     return f->st.out.oom || f->st.out.len >= IMAP_FETCH_STEP_BYTES;
+}
+
+/* The preview of message uid, which its body does not have yet, into
+ * f->pv_text (a message gone meanwhile has the empty one). */
+static int preview_compute(struct imap_fetch *f, uint32_t uid)
+{
+    char *text = NULL;
+    int rc = storage_msg_preview(f->st.j.u, f->mbox, uid, &text);
+
+    if (rc == STORAGE_E_NOMSG && !(text = strdup("")))
+        rc = STORAGE_E_NOMEM;
+    else if (rc == STORAGE_E_NOMSG)
+        rc = 0;
+    if (rc)
+        return rc;
+    free(f->pv_text);
+    f->pv_text = text;
+    f->pv_uid = uid;
+    return 0;
 }
 
 static void do_batch(struct imap_fetch *f)
@@ -616,6 +709,12 @@ static void do_batch(struct imap_fetch *f)
     if (!f->st.err && f->st.out.oom)
         f->st.err = STORAGE_E_NOMEM;
     free(r);
+    if (!f->st.err && f->pv_wanted) {
+        f->pos = bt.next; /* the message is answered next, with its preview */
+        f->st.err = preview_compute(f, f->pv_wanted);
+        f->pv_wanted = 0;
+        return;
+    }
     f->pos = f->st.out.len >= IMAP_FETCH_STEP_BYTES ? bt.next : to;
 }
 
@@ -627,6 +726,7 @@ static void cur_clear(struct imap_fetch *f)
     free(f->cur.env);
     free(f->cur.bs);
     free(f->cur.body);
+    free(f->cur.preview);
     memset(&f->cur, 0, sizeof(f->cur));
 }
 
@@ -640,13 +740,15 @@ static int cur_cb(void *arg, const struct storage_msg *m)
     struct imap_fetch *f = arg;
     f->cur.uid = m->uid;
     f->cur.flags = m->flags;
-    f->cur.size = m->size;
     f->cur.modseq = m->modseq;
-    f->cur.idate = m->internal_date;
-    f->cur.keywords = dup_or_null(m->keywords);
-    f->cur.env = dup_or_null(m->envelope);
-    f->cur.bs = dup_or_null(m->bodystructure);
-    f->cur.body = dup_or_null(m->body);
+    f->cur.m = *m;
+    f->cur.m.keywords = f->cur.keywords = dup_or_null(m->keywords);
+    f->cur.m.envelope = f->cur.env = dup_or_null(m->envelope);
+    f->cur.m.bodystructure = f->cur.bs = dup_or_null(m->bodystructure);
+    f->cur.m.body = f->cur.body = dup_or_null(m->body);
+    f->cur.m.preview = f->cur.preview = dup_or_null(m->preview);
+    f->cur.m.header = NULL;
+    f->cur.m.header_len = 0;
     f->cur.found = true;
     return 0;
 }
@@ -950,6 +1052,9 @@ static void do_message(struct imap_fetch *f)
         }
         if (seen_changed(f, f->cur.uid))
             f->cur.flags |= STORAGE_FLAG_SEEN;
+        if (f->spec.preview && !f->cur.m.preview &&
+            (f->st.err = preview_compute(f, f->cur.uid)) != 0)
+            return;
         if (!binary_parts(f))
             return;
         msg_open(f, f->msgs[f->pos].seq, f->cur.uid);
@@ -981,8 +1086,7 @@ static void do_message(struct imap_fetch *f)
     else if (it->type == FI_BINARY || it->type == FI_BINARY_SIZE)
         binary_start(f, it);
     else
-        meta_item(f, it, f->cur.uid, f->cur.flags, f->cur.keywords, f->cur.size, f->cur.modseq,
-                  f->cur.idate, f->cur.env, f->cur.bs, f->cur.body);
+        meta_item(f, it, &f->cur.m, f->cur.flags);
 }
 
 static int seen_cb(void *arg, const struct storage_msg *m)
@@ -1040,6 +1144,7 @@ static void fetch_destroy(struct imap_fetch *f)
     free(f->msgs);
     buf_free(&f->scratch);
     free(f->braw);
+    free(f->pv_text);
     storage_uidlist_free(&f->seen_changed);
     imap_arena_free(&f->ar);
     buf_free(&f->st.out);

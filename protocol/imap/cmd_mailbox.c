@@ -14,6 +14,7 @@ struct mbop_job {
     char a[STORAGE_MBOX_NAME_MAX + 1], b[STORAGE_MBOX_NAME_MAX + 1];
     unsigned special;
     int err;
+    uint64_t oid; /* CREATE: the new mailbox's MAILBOXID (RFC 8474 4.1), 0 */
 };
 
 static void mbop_work(struct imap_job *j)
@@ -22,6 +23,11 @@ static void mbop_work(struct imap_job *j)
     switch (m->op) {
     case OP_CREATE:
         m->err = storage_mbox_create(j->u, m->a, m->special);
+        if (m->err == 0) {
+            struct storage_mbox mb;
+            if (storage_mbox_get(j->u, m->a, &mb) == 0)
+                m->oid = mb.oid;
+        }
         break;
     case OP_DELETE:
         m->err = storage_mbox_delete(j->u, m->a);
@@ -41,6 +47,13 @@ static const char *const op_names[] = {"CREATE", "DELETE", "RENAME", "SUBSCRIBE"
 static void mbop_done(struct imap_session *s, struct imap_job *j)
 {
     struct mbop_job *m = (struct mbop_job *)j;
+    if (m->err == 0 && m->oid) {
+        struct buf id = {0};
+        imap_buf_objectid(&id, 'F', m->oid);
+        imap_finish(s, "OK", "[MAILBOXID (%s)] %s completed.", id.p ? id.p : "", op_names[m->op]);
+        buf_free(&id);
+        return;
+    }
     if (m->err == 0) {
         imap_finish(s, "OK", "%s completed.", op_names[m->op]);
         return;

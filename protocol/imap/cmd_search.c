@@ -7,6 +7,7 @@
  * and its answers, SEARCH or ESEARCH, and the saving of "$". Dates are
  * calendar days in UTC; OLDER and YOUNGER (RFC 5032) count seconds back
  * from the time the command is read. */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -64,18 +65,22 @@ static const struct {
     {"FROM", "From"}, {"TO", "To"}, {"CC", "Cc"}, {"BCC", "Bcc"}, {"SUBJECT", "Subject"},
 };
 
-/* Keys on a date: internal date or Date: header (sent), before/since/on. */
+/* Keys on a date: internal date, Date: header (sent) or save date (RFC
+ * 8514), before/since/on; "on" is [since, before) of one day. */
 static const struct {
     const char *key;
-    enum storage_search_op op; /* when not "on" */
-    bool on, sent;
+    enum storage_search_op op, since; /* before (when not "on"); since for "on" */
+    bool on;
 } date_keys[] = {
-    {"BEFORE", STORAGE_SEARCH_BEFORE, false, false},
-    {"SINCE", STORAGE_SEARCH_SINCE, false, false},
-    {"ON", STORAGE_SEARCH_BEFORE, true, false},
-    {"SENTBEFORE", STORAGE_SEARCH_SENTBEFORE, false, true},
-    {"SENTSINCE", STORAGE_SEARCH_SENTSINCE, false, true},
-    {"SENTON", STORAGE_SEARCH_SENTBEFORE, true, true},
+    {"BEFORE", STORAGE_SEARCH_BEFORE, STORAGE_SEARCH_SINCE, false},
+    {"SINCE", STORAGE_SEARCH_SINCE, STORAGE_SEARCH_SINCE, false},
+    {"ON", STORAGE_SEARCH_BEFORE, STORAGE_SEARCH_SINCE, true},
+    {"SENTBEFORE", STORAGE_SEARCH_SENTBEFORE, STORAGE_SEARCH_SENTSINCE, false},
+    {"SENTSINCE", STORAGE_SEARCH_SENTSINCE, STORAGE_SEARCH_SENTSINCE, false},
+    {"SENTON", STORAGE_SEARCH_SENTBEFORE, STORAGE_SEARCH_SENTSINCE, true},
+    {"SAVEDBEFORE", STORAGE_SEARCH_SAVEDBEFORE, STORAGE_SEARCH_SAVEDSINCE, false},
+    {"SAVEDSINCE", STORAGE_SEARCH_SAVEDSINCE, STORAGE_SEARCH_SAVEDSINCE, false},
+    {"SAVEDON", STORAGE_SEARCH_SAVEDBEFORE, STORAGE_SEARCH_SAVEDSINCE, true},
 };
 
 static struct storage_search *key(struct sp *p);
@@ -141,11 +146,10 @@ static struct storage_search *date_node(struct sp *p, enum storage_search_op op,
 }
 
 /* ON-style: [d, d + 1 day) */
-static struct storage_search *day_node(struct sp *p, bool sent, int64_t t)
+static struct storage_search *day_node(struct sp *p, enum storage_search_op since,
+                                       enum storage_search_op before, int64_t t)
 {
-    return pair(p->ar, STORAGE_SEARCH_AND,
-                date_node(p, sent ? STORAGE_SEARCH_SENTSINCE : STORAGE_SEARCH_SINCE, t),
-                date_node(p, sent ? STORAGE_SEARCH_SENTBEFORE : STORAGE_SEARCH_BEFORE, t + 86400));
+    return pair(p->ar, STORAGE_SEARCH_AND, date_node(p, since, t), date_node(p, before, t + 86400));
 }
 
 static struct storage_search *flag_node(struct sp *p, bool set, unsigned flag)
@@ -236,7 +240,8 @@ static struct storage_search *key(struct sp *p)
         p->err = "Invalid search key.";
         return NULL;
     }
-    if (imap_word_is(w, n, "ALL"))
+    /* SAVEDATESUPPORTED (RFC 8514): every mailbox keeps save dates */
+    if (imap_word_is(w, n, "ALL") || imap_word_is(w, n, "SAVEDATESUPPORTED"))
         return node(p->ar, STORAGE_SEARCH_ALL);
     for (size_t i = 0; i < sizeof(flag_keys) / sizeof(flag_keys[0]); i++)
         if (imap_word_is(w, n, flag_keys[i].name + (flag_keys[i].set ? 2 : 0)))
@@ -301,7 +306,7 @@ static struct storage_search *key(struct sp *p)
         if (!date_arg(p, &t))
             return NULL;
         if (date_keys[i].on)
-            return day_node(p, date_keys[i].sent, t);
+            return day_node(p, date_keys[i].since, date_keys[i].op, t);
         return date_node(p, date_keys[i].op, t);
     }
     if (imap_word_is(w, n, "MODSEQ")) {
@@ -333,6 +338,34 @@ static struct storage_search *key(struct sp *p)
             return NULL;
         }
         struct storage_search *k = node(p->ar, STORAGE_SEARCH_MODSEQ);
+        if (k)
+            k->num = (int64_t)v;
+        return k;
+    }
+    if (imap_word_is(w, n, "EMAILID") || imap_word_is(w, n, "THREADID")) {
+        /* RFC 8474 6: an id not ours matches nothing */
+        const char *id;
+        size_t il;
+        uint64_t v = 0;
+        bool email = n == 7;
+        if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_atom(a, &id, &il) != IMAP_ARG_OK ||
+            il > 255) {
+            p->err = "Invalid object id.";
+            return NULL;
+        }
+        for (size_t i = 0; i < il; i++)
+            if (!isalnum((unsigned char)id[i]) && id[i] != '-' && id[i] != '_') {
+                p->err = "Invalid object id.";
+                return NULL;
+            }
+        if (!imap_objectid_parse(id, il, email ? 'M' : 'T', &v)) {
+            struct storage_search *no = node(p->ar, STORAGE_SEARCH_NOT);
+            if (no && !(no->child = node(p->ar, STORAGE_SEARCH_ALL)))
+                return NULL;
+            return no;
+        }
+        struct storage_search *k =
+            node(p->ar, email ? STORAGE_SEARCH_EMAILID : STORAGE_SEARCH_THREADID);
         if (k)
             k->num = (int64_t)v;
         return k;

@@ -103,6 +103,13 @@ static void select_done(struct imap_session *s, struct imap_job *j)
     if (s->condstore)
         imap_printf(s, "* OK [HIGHESTMODSEQ %llu] Highest.\r\n",
                     (unsigned long long)sj->info.mb.highestmodseq);
+    {
+        /* RFC 8474 4.1 */
+        struct buf *b = imap_outbuf(s);
+        buf_str(b, "* OK [MAILBOXID (");
+        imap_buf_objectid(b, 'F', sj->info.mb.oid);
+        buf_str(b, ")] Ok\r\n");
+    }
     imap_finish(s, "OK", "[%s] %s completed.", sj->readonly ? "READ-ONLY" : "READ-WRITE",
                 sj->readonly ? "Examine" : "Select");
 }

@@ -22,6 +22,7 @@ enum {
     ST_DELETED = 1 << 7,         /* RFC 9051 6.3.11 */
     ST_DELETED_STORAGE = 1 << 8, /* RFC 9208 4.2, in units of 1024 octets (rounded up) */
     ST_APPENDLIMIT = 1 << 9,     /* RFC 7889 */
+    ST_MAILBOXID = 1 << 10,      /* RFC 8474 4.2 */
 };
 
 static const struct {
@@ -38,6 +39,7 @@ static const struct {
     {"DELETED", ST_DELETED},
     {"DELETED-STORAGE", ST_DELETED_STORAGE},
     {"APPENDLIMIT", ST_APPENDLIMIT},
+    {"MAILBOXID", ST_MAILBOXID},
 };
 
 int imap_status_items(struct imap_args *a, bool rev2, unsigned *items)
@@ -152,6 +154,11 @@ void imap_status_write(struct buf *b, const struct imap_status *st)
          (unsigned long long)((st->st.deleted_size + 1023) / 1024));
     ITEM(ST_APPENDLIMIT, "APPENDLIMIT %llu", (unsigned long long)st->appendlimit);
 #undef ITEM
+    if (st->items & ST_MAILBOXID) {
+        buf_str(b, first ? "MAILBOXID (" : " MAILBOXID (");
+        imap_buf_objectid(b, 'F', st->mb.oid);
+        buf_addc(b, ')');
+    }
     buf_str(b, ")\r\n");
 }
 
@@ -198,7 +205,7 @@ void imap_cmd_status(struct imap_session *s, struct imap_args *a)
         else
             imap_bad(s, "Usage: STATUS mailbox (items), items among MESSAGES RECENT UIDNEXT "
                         "UIDVALIDITY UNSEEN HIGHESTMODSEQ SIZE DELETED DELETED-STORAGE "
-                        "APPENDLIMIT");
+                        "APPENDLIMIT MAILBOXID");
         return;
     }
     if (invalid) {

@@ -30,6 +30,7 @@ static const struct imap_command commands[] = {
     {"ID", imap_cmd_id, IMAP_ANY, 0, NULL},
     {"STARTTLS", imap_cmd_starttls, IMAP_NOTAUTH, IMAP_CMD_NO_ARGS, NULL},
     {"LOGIN", imap_cmd_login, IMAP_NOTAUTH, 0, NULL},
+    {"UNAUTHENTICATE", imap_cmd_unauthenticate, IMAP_AUTHED, IMAP_CMD_NO_ARGS, NULL},
     {"AUTHENTICATE", imap_cmd_authenticate, IMAP_NOTAUTH, 0, NULL},
     {"COMPRESS", imap_cmd_compress, IMAP_AUTHED, 0, NULL},
     {"ENABLE", imap_cmd_enable, IMAP_AUTHED, 0, NULL},
@@ -71,6 +72,8 @@ static const struct imap_command commands[] = {
     {"UID THREAD", imap_cmd_thread, IMAP_SELECTED, IMAP_CMD_UID, NULL},
     {"UID COPY", imap_cmd_copy, IMAP_SELECTED, IMAP_CMD_UID, NULL},
     {"UID MOVE", imap_cmd_move, IMAP_SELECTED, IMAP_CMD_UID, NULL},
+    {"REPLACE", imap_cmd_replace, IMAP_SELECTED, 0, imap_append_literal},
+    {"UID REPLACE", imap_cmd_replace, IMAP_SELECTED, IMAP_CMD_UID, imap_append_literal},
     {"UID EXPUNGE", imap_cmd_expunge, IMAP_SELECTED, IMAP_CMD_UID, NULL},
 };
 

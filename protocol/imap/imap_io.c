@@ -137,7 +137,8 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
     "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST SORT SORT=DISPLAY ESORT PARTIAL "          \
     "CONTEXT=SEARCH CONTEXT=SORT CONDSTORE NOTIFY "                                                \
     "QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE LIST-STATUS "                           \
-    "THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS I18NLEVEL=1 UTF8=ACCEPT"
+    "THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS I18NLEVEL=1 UTF8=ACCEPT"                  \
+    " SAVEDATE UNAUTHENTICATE OBJECTID PREVIEW REPLACE"
 #define CAPS_STATES(lit)                                                                           \
     {                                                                                              \
         CAPS_COMMON(lit), CAPS_COMMON(lit) " AUTH=PLAIN AUTH=LOGIN",                               \

@@ -57,6 +57,12 @@ void imap_buf_mbox(struct buf *b, const char *name, bool utf8);
 void imap_buf_flags(struct buf *b, unsigned flags, const char *keywords, bool recent);
 /* "dd-Mon-yyyy hh:mm:ss +0000" in quotes (UTC) */
 void imap_buf_date(struct buf *b, int64_t t);
+/* Object ids (RFC 8474): a letter saying what the id is for ('F' mailbox,
+ * 'M' message, 'T' thread) and the storage's 64-bit id in 16 hex digits.
+ * imap_objectid_parse: the number back from s[0..n), false when s is not
+ * such an id. */
+void imap_buf_objectid(struct buf *b, char kind, uint64_t id);
+bool imap_objectid_parse(const char *s, size_t n, char kind, uint64_t *id);
 /* UIDs as a uid-set, runs of consecutive ones as ranges ("1:3,7"), in
  * list order (COPYUID, APPENDUID). */
 void imap_buf_uids(struct buf *b, const uint32_t *u, size_t n);
@@ -242,6 +248,10 @@ enum imap_fi_type {
     FI_BODYSTRUCTURE,
     FI_UID,
     FI_MODSEQ,      /* MODSEQ (RFC 7162 3.1.4.1) */
+    FI_SAVEDATE,    /* SAVEDATE (RFC 8514) */
+    FI_EMAILID,     /* EMAILID (RFC 8474) */
+    FI_THREADID,    /* THREADID */
+    FI_PREVIEW,     /* PREVIEW [(LAZY)] (RFC 8970) */
     FI_SECTION,     /* BODY[...] / BODY.PEEK[...] / RFC822 / RFC822.HEADER / RFC822.TEXT */
     FI_BINARY,      /* BINARY[part] / BINARY.PEEK[part] (RFC 3516) */
     FI_BINARY_SIZE, /* BINARY.SIZE[part] */
@@ -282,6 +292,7 @@ struct imap_fetch_spec {
     bool need_body;        /* some item reads the message file */
     bool sets_seen;        /* BODY[...] without PEEK, RFC822, RFC822.TEXT */
     bool flags, uid, modseq;
+    bool preview;    /* PREVIEW */
     unsigned nitems; /* items asked for, macros expanded */
 };
 int imap_fetch_parse(struct imap_args *a, struct imap_arena *ar, struct imap_fetch_spec *out,
@@ -551,6 +562,10 @@ void imap_out_discard(struct imap_session *s);
 /* Bytes written but not yet taken by the client, this event's included. */
 size_t imap_out_pending(struct imap_session *s);
 void imap_close(struct imap_session *s);
+/* Lets go of everything the session holds for its account (selected
+ * mailbox and its contexts, store, event listener, job, per-address count,
+ * what ENABLE turned on): at the close, and at UNAUTHENTICATE. */
+void imap_account_release(struct imap_session *s);
 /* A multi-step command waits for the client to read (IMAP_WAIT_OUTPUT):
  * arms the output timeout (imap_output_timeout) until the output drains,
  * then the continuation's resume runs. */
@@ -798,6 +813,7 @@ imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_startt
     imap_cmd_fetch, imap_cmd_store, imap_cmd_copy, imap_cmd_move, imap_cmd_idle,
     imap_cmd_cancelupdate, imap_cmd_getquota, imap_cmd_getquotaroot, imap_cmd_setquota,
     imap_cmd_notify;
+imap_cmd_fn imap_cmd_unauthenticate, imap_cmd_replace;
 
 /* The session core's side of the connection handler (imap_commands.c
  * serves sessions with its table). */

@@ -544,6 +544,15 @@ static bool literal_hook(struct imap_session *s, uint64_t n, bool sync)
     if (k - i - 1 > name_max)
         return false; /* longer than any command name */
     const struct imap_command *c = find_row(s, p + i + 1, k - i - 1);
+    if (!c && k < len && p[k] == ' ') {
+        /* a row of a two-word family ("UID REPLACE") */
+        size_t k2;
+        for (k2 = k + 1; k2 < len && k2 - i - 1 <= 2 * name_max && isalpha((unsigned char)p[k2]);
+             k2++)
+            ;
+        if (k2 - i - 1 <= 2 * name_max)
+            c = find_row(s, p + i + 1, k2 - i - 1);
+    }
     if (!c || !c->literal || !(c->states & s->state))
         return false;
     s->uid_cmd = c->flags & IMAP_CMD_UID;
@@ -906,21 +915,14 @@ void imap_session_shutdown(struct conn *c)
     imap_close(s);
 }
 
-void imap_session_close(struct conn *c)
+void imap_account_release(struct imap_session *s)
 {
-    struct imap_session *s = conn_proto(c);
-    if (!s)
-        return;
-    imap_out_discard(s);
-    thr_unlink(s);
-    if (s->cont && s->cont->abort)
-        s->cont->abort(s);
-    s->cont = NULL;
     imap_sel_free(s);
     if (s->notify)
         s->notify_ops->free(s);
     if (s->mu_req)
         mailuser_open_cancel(s->mu_req);
+    s->mu_req = NULL;
     mailuser_unlisten(&s->listener);
     if (s->job) {
         /* the job still runs: it keeps the store open until it is done */
@@ -932,9 +934,29 @@ void imap_session_close(struct conn *c)
     }
     if (s->mu)
         mailuser_release(s->mu);
+    s->mu = NULL;
     imap_userip_del(s);
-    free(s->tagline);
     free(s->user);
+    s->user = NULL;
+    s->account_id = 0;
+    s->quota_bytes = 0;
+    /* what ENABLE turned on goes with the account (RFC 8437 3) */
+    s->condstore = false;
+    s->rev2 = s->utf8 = s->utf8_accept = false;
+}
+
+void imap_session_close(struct conn *c)
+{
+    struct imap_session *s = conn_proto(c);
+    if (!s)
+        return;
+    imap_out_discard(s);
+    thr_unlink(s);
+    if (s->cont && s->cont->abort)
+        s->cont->abort(s);
+    s->cont = NULL;
+    imap_account_release(s);
+    free(s->tagline);
     linebuf_free(&s->in);
     cmd_reset(s);
     free(s);

@@ -105,6 +105,36 @@ void imap_buf_date(struct buf *b, int64_t t)
                tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
+void imap_buf_objectid(struct buf *b, char kind, uint64_t id)
+{
+    static const char hex[] = "0123456789abcdef";
+    char s[17];
+    s[0] = kind;
+    for (int i = 0; i < 16; i++)
+        s[1 + i] = hex[(id >> (60 - 4 * i)) & 15];
+    buf_add(b, s, sizeof(s));
+}
+
+bool imap_objectid_parse(const char *s, size_t n, char kind, uint64_t *id)
+{
+    uint64_t v = 0;
+    if (n != 17 || s[0] != kind)
+        return false;
+    for (size_t i = 1; i < n; i++) {
+        char c = s[i];
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else
+            return false;
+        v = v << 4 | d;
+    }
+    *id = v;
+    return true;
+}
+
 /* ---- sorted UID arrays ---- */
 
 size_t imap_lower_bound(const uint32_t *v, size_t n, uint32_t x)
