@@ -82,15 +82,15 @@ void imap_cmd_id(struct imap_session *s, struct imap_args *a)
     imap_finish(s, "OK", "ID completed.");
 }
 
-/* ENABLE (RFC 5161): CONDSTORE (RFC 7162 3.1) is the one extension that
- * needs it; others are ignored. ENABLED names what this command turned
- * on, each once. */
+/* ENABLE (RFC 5161): CONDSTORE (RFC 7162 3.1) and QRESYNC (3.2.3, which
+ * turns CONDSTORE on too) are the extensions that need it; others are
+ * ignored. ENABLED names what this command turned on, each once. */
 void imap_cmd_enable(struct imap_session *s, struct imap_args *a)
 {
     const char *w;
     size_t n;
     unsigned count = 0;
-    bool condstore = false;
+    bool condstore = false, qresync = false;
 
     while (imap_args_sp(a) == IMAP_ARG_OK) {
         if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK) {
@@ -99,15 +99,20 @@ void imap_cmd_enable(struct imap_session *s, struct imap_args *a)
         }
         if (imap_word_is(w, n, "CONDSTORE"))
             condstore = true;
+        else if (imap_word_is(w, n, "QRESYNC"))
+            qresync = true;
         count++;
     }
     if (!count || !imap_args_at_end(a)) {
         imap_bad(s, "Usage: ENABLE capability ...");
         return;
     }
-    imap_printf(s, "* ENABLED%s\r\n", condstore && !s->condstore ? " CONDSTORE" : "");
-    if (condstore)
+    imap_printf(s, "* ENABLED%s%s\r\n", condstore && !s->condstore ? " CONDSTORE" : "",
+                qresync && !s->qresync ? " QRESYNC" : "");
+    if (condstore || qresync)
         imap_condstore_enable(s);
+    if (qresync)
+        s->qresync = true;
     imap_finish(s, "OK", "Enabled.");
 }
 

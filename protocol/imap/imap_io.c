@@ -134,7 +134,7 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
     "MOVE UNSELECT BINARY COMPRESS=DEFLATE "                                                       \
     "CHILDREN ESEARCH SEARCHRES WITHIN "                                                           \
     "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST SORT SORT=DISPLAY ESORT PARTIAL "          \
-    "CONTEXT=SEARCH CONTEXT=SORT CONDSTORE "                                                       \
+    "CONTEXT=SEARCH CONTEXT=SORT CONDSTORE QRESYNC "                                               \
     "THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS I18NLEVEL=1"
 #define CAPS_STATES(lit)                                                                           \
     {                                                                                              \
