@@ -137,36 +137,59 @@ static int time_cut(sqlite3 *db, const struct mbox_row *m, const struct prune_ct
     return db_step_done(db, del);
 }
 
-/* The modseq at or below which mbox has keep_count newer expunges (0:
- * not so many). Expunges sharing the modseq of the last one kept stay. */
-static int count_cut(sqlite3 *db, int64_t mbox, uint64_t keep_count, uint64_t *cut)
+/* The modseq at or below which mbox's expunges may be forgotten (0:
+ * none): older than the days keep (at or below tc) and beyond the
+ * keep_count newest, those sharing the modseq of the last one kept
+ * staying too. Only counts are read until some may go, and a mailbox is
+ * looked at once it holds a sixteenth more than keep_count, so that the
+ * sort finding the boundary is paid once per so many expunges. */
+static int prune_cut(sqlite3 *db, int64_t mbox, uint64_t tc, uint64_t keep, uint64_t *cut)
 {
-    static const char sql[] = "SELECT modseq FROM expunged WHERE mailbox_id = ?"
+    static const char nth[] = "SELECT modseq FROM expunged WHERE mailbox_id = ? AND modseq <= ?"
                               " ORDER BY modseq DESC LIMIT 1 OFFSET ?";
-    int64_t keep = keep_count > INT64_MAX - 1 ? INT64_MAX - 1 : (int64_t)keep_count;
-    int64_t x = 0, y = 0;
+    int64_t t = tc > INT64_MAX ? INT64_MAX : (int64_t)tc;
+    int64_t total = 0, old = 0, x = 0, y = 0;
+    uint64_t young, need;
     int rc;
 
     *cut = 0;
-    /* x: the newest beyond the count; y: the oldest kept */
-    if ((rc = db_int_binds(db, &x, sql, NULL, DB_INTS(mbox, keep))) != 0 || x <= 0)
+    if (tc == 0)
+        return 0;
+    if ((rc = db_int_binds(db, &total, "SELECT count(*) FROM expunged WHERE mailbox_id = ?", NULL,
+                           DB_INTS(mbox))) != 0 ||
+        (uint64_t)total <= keep + keep / 16)
         return rc;
-    if (keep > 0 && (rc = db_int_binds(db, &y, sql, NULL, DB_INTS(mbox, keep - 1))) != 0)
+    if ((rc = db_int_binds(db, &old,
+                           "SELECT count(*) FROM expunged WHERE mailbox_id = ? AND modseq <= ?",
+                           NULL, DB_INTS(mbox, t))) != 0 ||
+        old <= 0)
         return rc;
-    *cut = keep == 0 || y > x ? (uint64_t)x : (uint64_t)x - 1;
+    young = (uint64_t)(total - old);
+    if (young >= keep) {
+        *cut = tc; /* the young ones make the count: every old one may go */
+        return 0;
+    }
+    /* the newest `need` of the old ones stay too: x the newest beyond them,
+     * y the oldest of them */
+    need = keep - young;
+    if ((rc = db_int_binds(db, &x, nth, NULL, DB_INTS(mbox, t, (int64_t)need))) != 0 || x <= 0)
+        return rc;
+    if ((rc = db_int_binds(db, &y, nth, NULL, DB_INTS(mbox, t, (int64_t)need - 1))) != 0)
+        return rc;
+    *cut = y > x ? (uint64_t)x : (uint64_t)x - 1;
     return 0;
 }
 
 static int prune_mailbox(sqlite3 *db, const struct mbox_row *m, struct prune_ctx *c)
 {
-    uint64_t tc, cc, cut, last = 0;
+    uint64_t tc, cut, last = 0;
     sqlite3_stmt *sel = NULL, *del = NULL;
     size_t n = 0;
     int rc, s;
 
-    if ((rc = time_cut(db, m, c, &tc)) != 0 || (rc = count_cut(db, m->id, c->keep_count, &cc)) != 0)
+    if ((rc = time_cut(db, m, c, &tc)) != 0 ||
+        (rc = prune_cut(db, m->id, tc, c->keep_count, &cut)) != 0)
         return rc;
-    cut = tc < cc ? tc : cc;
     if (cut == 0 || c->done >= c->max)
         return 0;
     if ((rc = db_prepare(db,
@@ -216,8 +239,8 @@ static int prune_work(struct txn *t, void *ctx)
 
     /* the mailboxes that remember expunges */
     if ((rc = db_prepare(t->db,
-                         "SELECT " MBOX_COLS " FROM mailboxes WHERE id IN"
-                         " (SELECT DISTINCT mailbox_id FROM expunged) ORDER BY id",
+                         "SELECT " MBOX_COLS " FROM mailboxes m WHERE EXISTS"
+                         " (SELECT 1 FROM expunged e WHERE e.mailbox_id = m.id) ORDER BY id",
                          &st)) != 0)
         return rc;
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {

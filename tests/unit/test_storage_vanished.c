@@ -115,6 +115,28 @@ int main(void)
     CHECK(storage_open(dir, 1, &u) == 0);
     CHECK(remembered(u, mb.id, &floor, &first) == 1 && floor == ms[4], "floor kept");
 
+    /* a mailbox is looked at once it holds a sixteenth more than the
+     * count: 17 of 16 stay, 18 go down to 16 */
+    struct storage_mbox b2;
+    CHECK(storage_mbox_create(u, "Two", 0) == 0 && storage_mbox_get(u, "Two", &b2) == 0);
+    for (int i = 0; i < 20; i++)
+        CHECK(storage_append(u, b2.id, msg, sizeof(msg) - 1, 0, NULL, 0, 0, &uid) == 0);
+    for (uint32_t i = 1; i <= 17; i++) {
+        struct storage_range r = {i, i};
+        struct storage_uidset one = {1, &r};
+        CHECK(storage_expunge(u, b2.id, &one, false, NULL) == 0);
+    }
+    CHECK(storage_vanished_prune(u, 0, 16, 1000, &more) == 0);
+    CHECK(remembered(u, b2.id, &floor, &first) == 17 && floor == 0, "17 of 16: not yet");
+    {
+        struct storage_range r = {18, 18};
+        struct storage_uidset one = {1, &r};
+        CHECK(storage_expunge(u, b2.id, &one, false, NULL) == 0);
+    }
+    CHECK(storage_vanished_prune(u, 0, 16, 1000, &more) == 0);
+    CHECK(remembered(u, b2.id, &floor, &first) == 16 && first == 3 && floor > 0,
+          "18 of 16: the two oldest go");
+
     /* a mailbox deleted leaves no key behind */
     CHECK(storage_mbox_delete(u, "Box") == 0);
     snprintf(sql, sizeof(sql),
