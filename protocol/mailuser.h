@@ -20,6 +20,12 @@
 #define MAILUSER_UPKEEP_MS 1000
 /* Flag renames per upkeep round. */
 #define MAILUSER_SYNC_BATCH 5000
+/* Expunged UIDs forgotten in one upkeep round at most (storage_vanished_prune);
+ * a round runs after expunges, at most every MAILUSER_PRUNE_MIN_MS, and
+ * otherwise every MAILUSER_PRUNE_MS, for the day's marks. */
+#define MAILUSER_PRUNE_BATCH 10000
+#define MAILUSER_PRUNE_MIN_MS 2000
+#define MAILUSER_PRUNE_MS (3600 * 1000)
 /* New message texts wait outside the full-text index (SEARCH finds them
  * there too, by a scan) until the indexer (a thread of its own at the
  * lowest CPU priority) moves them in: each upkeep round of an account with
@@ -93,6 +99,10 @@ void mailuser_configure(uint64_t keep_open_ms, unsigned keep_open_max, uint64_t 
  * (proto_job_start) that would wake a store asleep past it wait as long,
  * then run. */
 void mailuser_configure_open(unsigned max_open, uint64_t wait_ms);
+/* Expunged UIDs are remembered keep_days days (0: the count alone) and at
+ * least the keep_count newest per mailbox (imap_vanished_keep_days and
+ * imap_vanished_keep_count). */
+void mailuser_configure_vanished(unsigned keep_days, uint64_t keep_count);
 
 /* The daemon is stopping: stores kept open are closed, and notifications
  * from pool threads are dropped from now on (the loop is about to close its

@@ -271,6 +271,7 @@ int main(int argc, char **argv)
 
     mailuser_configure(s->conf.mail_keep_open_ms, s->conf.mail_keep_open_max,
                        s->conf.mail_idle_close_ms, s->conf.mail_quiet_trim_ms);
+    mailuser_configure_vanished(s->conf.imap_vanished_keep_days, s->conf.imap_vanished_keep_count);
     {
         /* Half of the descriptors for stores, the other half for
          * connections. Of the stores' half, first the light delivery

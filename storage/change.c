@@ -739,6 +739,12 @@ int storage_sync_flags(struct storage_user *u, size_t max, size_t *done, size_t 
 int storage_changes(struct storage_user *u, int64_t mbox, uint64_t since, storage_msg_cb cb,
                     void *arg, struct storage_uidlist *vanished)
 {
+    return storage_changes_floor(u, mbox, since, cb, arg, vanished, NULL);
+}
+
+int storage_changes_floor(struct storage_user *u, int64_t mbox, uint64_t since, storage_msg_cb cb,
+                          void *arg, struct storage_uidlist *vanished, uint64_t *floor)
+{
     struct mbox_row m;
     sqlite3_stmt *st = NULL;
     sqlite3 *db = reader_get(u);
@@ -747,6 +753,10 @@ int storage_changes(struct storage_user *u, int64_t mbox, uint64_t since, storag
     if (!db)
         return STORAGE_E_TEMP;
     if ((rc = db_exec(db, "BEGIN")) != 0 || (rc = mbox_by_id(db, mbox, &m)) != 0)
+        goto out;
+    /* read in the same transaction as the expunges: a prune between the
+     * two cannot hide any */
+    if (floor && (rc = vanished_floor_get(db, mbox, m.uidvalidity, floor)) != 0)
         goto out;
     if (cb) {
         if ((rc = db_prepare(db,

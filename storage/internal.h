@@ -248,6 +248,12 @@ struct mbox_row {
 /* A row of MBOX_COLS; STORAGE_E_CORRUPT for a name too long. */
 int mbox_row_decode(sqlite3_stmt *st, struct mbox_row *out);
 int mbox_by_id(sqlite3 *db, int64_t id, struct mbox_row *out);
+/* vanished.c: the floor of forgotten expunges of a mailbox (meta), read
+ * (0 when none) and raised; the meta keys of a mailbox being deleted. */
+void vanished_floor_key(char *out, size_t cap, int64_t mbox, uint32_t uidvalidity);
+int vanished_floor_get(sqlite3 *db, int64_t mbox, uint32_t uidvalidity, uint64_t *floor);
+int vanished_floor_raise(sqlite3 *db, int64_t mbox, uint32_t uidvalidity, uint64_t floor);
+int vanished_forget_mailbox(sqlite3 *db, int64_t mbox);
 int mbox_by_name(sqlite3 *db, const char *name, struct mbox_row *out);
 int mbox_create_locked(struct storage_user *u, const char *name, unsigned special_use,
                        uint32_t uidvalidity, uint32_t uidnext, int64_t *id_out);

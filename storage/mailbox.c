@@ -450,7 +450,9 @@ static int drop_messages(sqlite3 *db, int64_t mbox)
         (rc = db_meta_add(db, "quota_messages", -count)) != 0 ||
         (rc = db_run(db, "DELETE FROM messages WHERE mailbox_id = ?", mbox)) != 0)
         return rc;
-    return db_run(db, "DELETE FROM expunged WHERE mailbox_id = ?", mbox);
+    if ((rc = db_run(db, "DELETE FROM expunged WHERE mailbox_id = ?", mbox)) != 0)
+        return rc;
+    return vanished_forget_mailbox(db, mbox);
 }
 
 void remove_tree(const char *path)

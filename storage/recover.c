@@ -961,7 +961,20 @@ static int restore_work(struct txn *t, void *ctx)
                           "UPDATE mailboxes SET special_use = coalesce((SELECT ob.special_use"
                           " FROM old.mailboxes ob WHERE ob.name = mailboxes.name), special_use);"
                           "INSERT OR IGNORE INTO main.subscriptions SELECT name FROM"
-                          " old.subscriptions;");
+                          " old.subscriptions;"
+                          /* QRESYNC clients hold the old index's modseqs, and
+                           * its expunges are gone: each mailbox goes on above
+                           * its old HIGHESTMODSEQ, every message changed at
+                           * that modseq, the expunges before it forgotten (its
+                           * floor, vanished.c), so that such a client resyncs
+                           * in full (RFC 7162 3.2.5.2) */
+                          "UPDATE mailboxes SET highestmodseq = max(highestmodseq,"
+                          " coalesce((SELECT ob.highestmodseq FROM old.mailboxes ob"
+                          " WHERE ob.name = mailboxes.name), 0) + 1);"
+                          "UPDATE messages SET modseq = (SELECT highestmodseq FROM mailboxes"
+                          " WHERE id = messages.mailbox_id);"
+                          "INSERT OR REPLACE INTO meta(key, value) SELECT 'vanished_floor:'"
+                          " || id || ':' || uidvalidity, highestmodseq FROM mailboxes;");
 }
 
 static void restore_detach(struct txn *t, void *ctx)

@@ -513,6 +513,18 @@ int storage_sync_flags(struct storage_user *u, size_t max, size_t *done, size_t 
  * UIDs expunged after since into *vanished (may be NULL). Index. */
 int storage_changes(struct storage_user *u, int64_t mbox, uint64_t since, storage_msg_cb cb,
                     void *arg, struct storage_uidlist *vanished);
+/* The same, with *floor the highest modseq whose expunges mbox no longer
+ * remembers (storage_vanished_prune, or a rebuilt index): when since is
+ * below it, *vanished may lack UIDs expunged after since. 0 when none. */
+int storage_changes_floor(struct storage_user *u, int64_t mbox, uint64_t since, storage_msg_cb cb,
+                          void *arg, struct storage_uidlist *vanished, uint64_t *floor);
+/* Forgets expunged UIDs that are both older than keep_days days (0: any
+ * age) and beyond the keep_count newest of their mailbox, at most max in
+ * one call (*more: some are left for the next), raising each mailbox's
+ * floor to the highest modseq forgotten. Records the day's mark of each
+ * mailbox the first time it runs that day. Index. */
+int storage_vanished_prune(struct storage_user *u, unsigned keep_days, uint64_t keep_count,
+                           size_t max, bool *more);
 
 /* ---- search ---- */
 

@@ -82,15 +82,16 @@ void imap_cmd_id(struct imap_session *s, struct imap_args *a)
     imap_finish(s, "OK", "ID completed.");
 }
 
-/* ENABLE (RFC 5161): CONDSTORE (RFC 7162 3.1), IMAP4rev2 (RFC 9051) and
- * UTF8=ACCEPT (RFC 6855 3); others are ignored. ENABLED names what this
- * command turned on, each once. */
+/* ENABLE (RFC 5161): CONDSTORE (RFC 7162 3.1), QRESYNC (3.2.3, which
+ * turns CONDSTORE on too), IMAP4rev2 (RFC 9051) and UTF8=ACCEPT (RFC 6855
+ * 3); others are ignored. ENABLED names what this command turned on, each
+ * once. */
 void imap_cmd_enable(struct imap_session *s, struct imap_args *a)
 {
     const char *w;
     size_t n;
     unsigned count = 0;
-    bool condstore = false, rev2 = false, utf8 = false;
+    bool condstore = false, qresync = false, rev2 = false, utf8 = false;
 
     while (imap_args_sp(a) == IMAP_ARG_OK) {
         if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK) {
@@ -99,6 +100,8 @@ void imap_cmd_enable(struct imap_session *s, struct imap_args *a)
         }
         if (imap_word_is(w, n, "CONDSTORE"))
             condstore = true;
+        else if (imap_word_is(w, n, "QRESYNC"))
+            qresync = true;
         else if (imap_word_is(w, n, "IMAP4rev2"))
             rev2 = true;
         else if (imap_word_is(w, n, "UTF8=ACCEPT"))
@@ -109,11 +112,13 @@ void imap_cmd_enable(struct imap_session *s, struct imap_args *a)
         imap_bad(s, "Usage: ENABLE capability ...");
         return;
     }
-    imap_printf(s, "* ENABLED%s%s%s\r\n", condstore && !s->condstore ? " CONDSTORE" : "",
-                rev2 && !s->rev2 ? " IMAP4rev2" : "",
+    imap_printf(s, "* ENABLED%s%s%s%s\r\n", condstore && !s->condstore ? " CONDSTORE" : "",
+                qresync && !s->qresync ? " QRESYNC" : "", rev2 && !s->rev2 ? " IMAP4rev2" : "",
                 utf8 && !s->utf8_accept ? " UTF8=ACCEPT" : "");
-    if (condstore)
+    if (condstore || qresync)
         imap_condstore_enable(s);
+    if (qresync)
+        s->qresync = true;
     if (rev2)
         s->rev2 = s->utf8 = true;
     if (utf8)

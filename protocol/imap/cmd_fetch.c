@@ -425,6 +425,11 @@ struct imap_fetch {
     uint64_t own_modseq;
     uint64_t changedsince; /* CHANGEDSINCE: only messages whose modseq is above it */
     bool condstore;        /* MODSEQ with the FLAGS sent unasked for a \Seen set here */
+    /* VANISHED (RFC 7162 3.2.6): the UIDs asked for, as written ('*' the
+     * highest UID there is), for the VANISHED (EARLIER) the first step
+     * writes */
+    bool vanished, vanished_done;
+    struct imap_vanished van;
     /* the message being answered */
     bool in_msg, first_item;
     struct imap_fetch_item *item;
@@ -1110,7 +1115,24 @@ static void fetch_work(struct imap_job *j)
     struct imap_fetch *f = (struct imap_fetch *)j;
 
     buf_reset(&f->st.out);
-    if (!f->seen_done && f->spec.sets_seen && !f->readonly) {
+    if (f->vanished && !f->vanished_done) {
+        /* before the FETCH answers (3.2.6) */
+        struct storage_mbox_info info;
+        f->vanished_done = true;
+        f->st.err = storage_mbox_info(j->u, NULL, f->mbox, true, &info);
+        if (f->st.err == 0) {
+            uint32_t top = info.mb.uidnext ? info.mb.uidnext - 1 : 0;
+            if (info.nranges && info.ranges[info.nranges - 1].hi > top)
+                top = info.ranges[info.nranges - 1].hi;
+            f->st.err = imap_vanished_run(j->u, f->mbox, &f->van, info.ranges, info.nranges, top,
+                                          NULL, NULL);
+        }
+        storage_mbox_info_free(&info);
+        if (f->st.err)
+            return;
+        buf_add(&f->st.out, f->van.line.p, f->van.line.len);
+    }
+    if (f->n && !f->seen_done && f->spec.sets_seen && !f->readonly) {
         /* \Seen set implicitly (RFC 3501 6.4.5), in one transaction */
         struct storage_range *r = malloc((f->n ? f->n : 1) * sizeof(*r));
         if (!r) {
@@ -1146,6 +1168,7 @@ static void fetch_destroy(struct imap_fetch *f)
     free(f->braw);
     free(f->pv_text);
     storage_uidlist_free(&f->seen_changed);
+    imap_vanished_free(&f->van);
     imap_arena_free(&f->ar);
     buf_free(&f->st.out);
     buf_free(&f->st.spare);
@@ -1191,7 +1214,7 @@ static bool fields_only(const struct imap_fetch_spec *sp)
  * *partial NULL when no PARTIAL was given, *changedsince 0 when no
  * CHANGEDSINCE. */
 static int fetch_modifiers(struct imap_args *a, struct imap_partial **partial,
-                           uint64_t *changedsince, const char **err)
+                           uint64_t *changedsince, bool *vanished, const char **err)
 {
     struct imap_partial *pbuf = *partial;
     const char *w;
@@ -1205,9 +1228,13 @@ static int fetch_modifiers(struct imap_args *a, struct imap_partial **partial,
     if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_open(a) != IMAP_ARG_OK)
         return IMAP_ARG_BAD;
     for (;;) {
-        if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK || imap_args_sp(a) != IMAP_ARG_OK)
+        if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK)
             return IMAP_ARG_BAD;
-        if (imap_word_is(w, n, "PARTIAL") && !*partial) {
+        if (imap_word_is(w, n, "VANISHED") && !*vanished) {
+            *vanished = true; /* no value (RFC 7162 3.2.6) */
+        } else if (imap_args_sp(a) != IMAP_ARG_OK) {
+            return IMAP_ARG_BAD;
+        } else if (imap_word_is(w, n, "PARTIAL") && !*partial) {
             if (imap_args_partial(a, pbuf) != IMAP_ARG_OK)
                 return IMAP_ARG_BAD;
             *partial = pbuf;
@@ -1328,6 +1355,7 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
     struct imap_fetch *f;
     const char *err = "Invalid fetch attributes.";
     uint64_t changedsince = 0;
+    bool vanished = false;
     int r = IMAP_ARG_BAD;
 
     f = calloc(1, sizeof(*f));
@@ -1343,11 +1371,17 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
     }
     if (imap_args_sp(a) != IMAP_ARG_OK ||
         (r = imap_fetch_parse(a, &f->ar, &f->spec, &err)) != IMAP_ARG_OK ||
-        (r = fetch_modifiers(a, &partial, &changedsince, &err)) != IMAP_ARG_OK) {
+        (r = fetch_modifiers(a, &partial, &changedsince, &vanished, &err)) != IMAP_ARG_OK) {
         if (r == IMAP_ARG_DEEP)
             err = "Too deeply nested.";
         fetch_destroy(f);
         imap_bad(s, "%s", err);
+        return;
+    }
+    /* 3.2.6: VANISHED only in UID FETCH, with CHANGEDSINCE, QRESYNC on */
+    if (vanished && (!s->uid_cmd || !changedsince || !s->qresync)) {
+        fetch_destroy(f);
+        imap_bad(s, "VANISHED needs UID FETCH with CHANGEDSINCE, after ENABLE QRESYNC.");
         return;
     }
     if (f->spec.nitems > conn_conf(s->c)->imap_max_fetch_items) {
@@ -1395,6 +1429,19 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
         imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
         return;
     }
+    if (vanished) {
+        /* the UIDs asked for, '*' not cut down to the view: the client
+         * may have been told of higher UIDs that went since */
+        f->vanished = true;
+        f->van.since = changedsince;
+        if (set.saved ? imap_vanished_set_known(&f->van, want, nwant) < 0
+                      : imap_vanished_set_known(&f->van, set.r, set.n) < 0) {
+            free(want);
+            fetch_destroy(f);
+            imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+            return;
+        }
+    }
     for (int pass = 0; pass < 2; pass++) {
         for (size_t i = 0; i < nwant; i++) {
             for (size_t rk = uidmap_range(v, want[i].lo); rk < v->nr && v->r[rk].lo <= want[i].hi;
@@ -1440,7 +1487,7 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
         f->recent_lo = 1;
         f->recent_hi = 0;
     }
-    if (f->n == 0) {
+    if (f->n == 0 && !f->vanished) {
         fetch_destroy(f);
         imap_finish(s, "OK", "%sFETCH completed.", s->uid_cmd ? "UID " : "");
         return;

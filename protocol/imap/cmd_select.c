@@ -21,7 +21,20 @@ struct select_job {
     uint32_t recent_floor;
     uint64_t recent_gen;
     bool claimed, installed;
+    /* QRESYNC (RFC 7162 3.2.5): the client's UIDVALIDITY and what it asks */
+    bool qresync, qr_match;
+    uint32_t qr_uidvalidity;
+    struct imap_vanished qr;
+    struct imap_flagset changed; /* the known messages changed since */
 };
+
+static int changed_cb(void *arg, const struct storage_msg *m)
+{
+    struct select_job *sj = arg;
+    if (!imap_vanished_knows(&sj->qr, m->uid))
+        return 0;
+    return imap_flagset_add(&sj->changed, m);
+}
 
 static void select_work(struct imap_job *j)
 {
@@ -31,6 +44,18 @@ static void select_work(struct imap_job *j)
     sj->err = storage_mbox_info(j->u, sj->name, 0, true, &sj->info);
     if (sj->err)
         return;
+    if (sj->qresync && mb->uidvalidity == sj->qr_uidvalidity) {
+        /* 3.2.5: a UIDVALIDITY other than the client's: no resync data */
+        const struct storage_mbox_info *in = &sj->info;
+        uint32_t top = mb->uidnext ? mb->uidnext - 1 : 0;
+        if (in->nranges && in->ranges[in->nranges - 1].hi > top)
+            top = in->ranges[in->nranges - 1].hi;
+        sj->qr_match = true;
+        sj->err =
+            imap_vanished_run(j->u, mb->id, &sj->qr, in->ranges, in->nranges, top, changed_cb, sj);
+        if (sj->err)
+            return;
+    }
     if (sj->readonly) {
         sj->err = storage_recent_floor(j->u, mb->id, mb->uidvalidity, &sj->recent_floor);
     } else {
@@ -47,6 +72,8 @@ static void select_free(struct imap_job *j)
     if (sj->claimed && !sj->installed)
         storage_recent_release(j->u, sj->info.mb.id, sj->owner);
     storage_mbox_info_free(&sj->info);
+    imap_vanished_free(&sj->qr);
+    imap_flagset_free(&sj->changed);
     free(sj);
 }
 
@@ -110,13 +137,46 @@ static void select_done(struct imap_session *s, struct imap_job *j)
         imap_buf_objectid(b, 'F', sj->info.mb.oid);
         buf_str(b, ")] Ok\r\n");
     }
+    if (sj->qr_match) {
+        /* 3.2.5.1: the expunges, then the known messages changed */
+        imap_out(s, sj->qr.line.p, sj->qr.line.len);
+        imap_flagset_announce(s, &sj->changed, true);
+    }
     imap_finish(s, "OK", "[%s] %s completed.", sj->readonly ? "READ-ONLY" : "READ-WRITE",
                 sj->readonly ? "Examine" : "Select");
 }
 
+/* The QRESYNC parameter after its name (RFC 7162 3.2.5): SP "("
+ * uidvalidity SP mod-sequence-value [SP known-uids [SP seq-match-data]]
+ * ")". */
+static bool qresync_param(struct imap_args *a, struct imap_arena *ar, struct select_job *sj)
+{
+    const char *w;
+    size_t n;
+    char num[16];
+    char *end;
+
+    if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_open(a) != IMAP_ARG_OK ||
+        imap_args_atom(a, &w, &n) != IMAP_ARG_OK || n == 0 || n >= sizeof(num) || w[0] < '1' ||
+        w[0] > '9')
+        return false;
+    memcpy(num, w, n);
+    num[n] = '\0';
+    unsigned long v = strtoul(num, &end, 10);
+    if (*end || v > UINT32_MAX)
+        return false;
+    sj->qr_uidvalidity = (uint32_t)v;
+    if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_modseq(a, &sj->qr.since) != IMAP_ARG_OK ||
+        imap_vanished_parse(a, ar, &sj->qr) != IMAP_ARG_OK || imap_args_close(a) != IMAP_ARG_OK)
+        return false;
+    sj->qresync = true;
+    return true;
+}
+
 /* SP "(" select-param *(SP select-param) ")" (RFC 4466 2.1): CONDSTORE
- * (RFC 7162 3.1.8) is the only one known. */
-static bool select_params(struct imap_args *a, bool *condstore)
+ * (RFC 7162 3.1.8) and QRESYNC (3.2.5), each once. */
+static bool select_params(struct imap_args *a, struct imap_arena *ar, bool *condstore,
+                          struct select_job *sj)
 {
     const char *w;
     size_t n;
@@ -124,9 +184,12 @@ static bool select_params(struct imap_args *a, bool *condstore)
     if (imap_args_sp(a) != IMAP_ARG_OK || imap_args_open(a) != IMAP_ARG_OK)
         return false;
     for (;;) {
-        if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK || !imap_word_is(w, n, "CONDSTORE"))
+        if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK)
             return false;
-        *condstore = true;
+        if (imap_word_is(w, n, "CONDSTORE"))
+            *condstore = true;
+        else if (!imap_word_is(w, n, "QRESYNC") || sj->qresync || !qresync_param(a, ar, sj))
+            return false;
         if (imap_args_peek(a, ')'))
             break;
         if (imap_args_sp(a) != IMAP_ARG_OK)
@@ -140,14 +203,31 @@ static void do_select(struct imap_session *s, struct imap_args *a, bool readonly
     char name[STORAGE_MBOX_NAME_MAX + 1];
     int r = IMAP_ARG_BAD;
     bool invalid = false, condstore = false;
+    struct imap_arena ar = {0};
+    struct select_job *sj = calloc(1, sizeof(*sj));
 
+    if (!sj) {
+        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+        return;
+    }
+    sj->j.free_fn = select_free;
     if (imap_args_sp(a) != IMAP_ARG_OK ||
         (r = imap_name_lax(imap_args_mailbox(a, name, sizeof(name)), &invalid)) != IMAP_ARG_OK) {
+        select_free(&sj->j);
         imap_bad_arg(s, r, readonly ? "EXAMINE mailbox" : "SELECT mailbox");
         return;
     }
-    if (!imap_args_at_end(a) && !select_params(a, &condstore)) {
+    if (!imap_args_at_end(a) && !select_params(a, &ar, &condstore, sj)) {
+        imap_arena_free(&ar);
+        select_free(&sj->j);
         imap_bad(s, "Unexpected arguments after the mailbox name.");
+        return;
+    }
+    imap_arena_free(&ar);
+    if (sj->qresync && !s->qresync) {
+        /* 3.2.5: only after ENABLE QRESYNC */
+        select_free(&sj->j);
+        imap_bad(s, "QRESYNC is not enabled.");
         return;
     }
     if (condstore)
@@ -158,20 +238,17 @@ static void do_select(struct imap_session *s, struct imap_args *a, bool readonly
         imap_printf(s, "* OK [CLOSED] Previous mailbox closed.\r\n");
     }
     if (invalid) {
+        select_free(&sj->j);
         imap_no_name(s, readonly ? "EXAMINE" : "SELECT", true);
         return;
     }
-    if (!imap_storage(s))
-        return;
-    struct select_job *sj = calloc(1, sizeof(*sj));
-    if (!sj) {
-        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+    if (!imap_storage(s)) {
+        select_free(&sj->j);
         return;
     }
     memcpy(sj->name, name, sizeof(sj->name));
     sj->readonly = readonly;
     sj->owner = s;
-    sj->j.free_fn = select_free;
     imap_cmd_job(s, &sj->j, select_work, select_done);
 }
 

@@ -409,14 +409,21 @@ void imap_sel_expunged(struct imap_session *s, const uint32_t *uids, size_t n)
         return;
     if (sel->ctx_ops)
         sel->ctx_ops->expunged(s, uids, n);
-    /* uids ascending: each one's sequence number, less those gone before */
+    /* uids ascending: each one's sequence number, less those gone before;
+     * once QRESYNC is on, their UIDs in one VANISHED (RFC 7162 3.2.10) */
+    struct imap_runs runs = {0};
     for (size_t j = 0; j < n; j++) {
         ssize_t i = uidmap_find(&sel->uids, uids[j]);
         if (i < 0 || (j && uids[j] == uids[j - 1]))
             continue;
-        imap_printf(s, "* %zu EXPUNGE\r\n", (size_t)i + 1 - removed);
+        if (s->qresync)
+            imap_runs_add(&runs, imap_outbuf(s), "* VANISHED ", uids[j], uids[j]);
+        else
+            imap_printf(s, "* %zu EXPUNGE\r\n", (size_t)i + 1 - removed);
         removed++;
     }
+    if (imap_runs_end(&runs, imap_outbuf(s)))
+        imap_flush(s);
     if (uidmap_remove(&sel->uids, uids, n) < 0) {
         /* the announcements are out: the map must follow them */
         for (size_t j = n; j-- > 0;) {

@@ -67,6 +67,17 @@ bool imap_objectid_parse(const char *s, size_t n, char kind, uint64_t *id);
  * list order (COPYUID, APPENDUID). */
 void imap_buf_uids(struct buf *b, const uint32_t *u, size_t n);
 
+/* A uid-set written as ascending UIDs or ranges come (lo..hi, each above
+ * the last), runs joined: the first call writes prefix ("* VANISHED "),
+ * imap_runs_end the CRLF (true when it wrote anything). Zeroed is empty. */
+struct imap_runs {
+    bool open, any;
+    uint32_t lo, hi;
+};
+void imap_runs_add(struct imap_runs *r, struct buf *b, const char *prefix, uint32_t lo,
+                   uint32_t hi);
+bool imap_runs_end(struct imap_runs *r, struct buf *b);
+
 /* ---- arena for a command's parsed arguments ---- */
 
 struct imap_arena_blk;
@@ -509,6 +520,8 @@ struct imap_session {
      * IMAP4rev2 or UTF8=ACCEPT, RFC 6855); utf8_accept: UTF8=ACCEPT itself
      * (APPEND's UTF8 data, no SEARCH CHARSET) */
     bool rev2, utf8, utf8_accept;
+    bool qresync;                 /* QRESYNC enabled (RFC 7162 3.2.3): VANISHED instead of
+                                   * EXPUNGE */
     bool expunge_ok;              /* EXPUNGE responses allowed for the command in progress */
     bool in_loop;                 /* inside the reading loop (it goes on by itself) */
     const struct imap_cont *cont; /* the running multi-step command, or NULL */
@@ -781,6 +794,42 @@ void imap_status_prepare(struct imap_session *s, unsigned items, struct imap_sta
 int imap_status_read(struct storage_user *u, const char *name, int64_t id, struct imap_status *st);
 /* "* STATUS name (...)" with the items asked for. */
 void imap_status_write(struct buf *b, const struct imap_status *st);
+
+/* ---- VANISHED (EARLIER) of QRESYNC (imap_vanished.c) ---- */
+
+/* What a client asks about: expunges since a modseq, among the UIDs it
+ * knows (all of them, or known: '*' resolved when it runs), with the
+ * sequence match data of SELECT's QRESYNC (RFC 7162 3.2.5.2). Zeroed,
+ * then filled by the caller; freed with imap_vanished_free. */
+struct imap_vanished {
+    uint64_t since;
+    bool all;
+    struct storage_range *known; /* malloc'd */
+    size_t nknown;
+    struct storage_range *mseq, *muid; /* seq-match data (malloc'd) */
+    size_t nmseq, nmuid;
+    /* the answer (pool) */
+    uint64_t floor;              /* the mailbox's floor of forgotten expunges */
+    bool full;                   /* since was below it: every missing UID reported */
+    struct storage_uidlist gone; /* UIDs expunged since, as remembered */
+    struct buf line;             /* "* VANISHED (EARLIER) set\r\n", or empty */
+};
+/* SELECT's "[SP known-uids [SP seq-match-data]]" up to its ")" (not
+ * read): IMAP_ARG_OK, IMAP_ARG_BAD (sequence match sets of different
+ * sizes too), IMAP_ARG_NOMEM. */
+int imap_vanished_parse(struct imap_args *a, struct imap_arena *ar, struct imap_vanished *v);
+/* The known UIDs: a copy of r[0..n) (resolved, ascending). 0 or -1. */
+int imap_vanished_set_known(struct imap_vanished *v, const struct storage_range *r, size_t n);
+bool imap_vanished_knows(const struct imap_vanished *v, uint32_t uid);
+/* On the pool: reads the changes since v->since (cb for each changed
+ * message, may be NULL) and writes the VANISHED (EARLIER) line into
+ * v->line: the known UIDs expunged since, or, below the floor, every known
+ * UID up to top not in exist[0..nexist) (the mailbox's UIDs, ascending
+ * ranges) above the sequence match. 0 or a STORAGE_E_* error. */
+int imap_vanished_run(struct storage_user *u, int64_t mbox, struct imap_vanished *v,
+                      const struct storage_range *exist, size_t nexist, uint32_t top,
+                      storage_msg_cb cb, void *arg);
+void imap_vanished_free(struct imap_vanished *v);
 
 /* ---- commands ---- */
 

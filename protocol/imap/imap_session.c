@@ -942,6 +942,7 @@ void imap_account_release(struct imap_session *s)
     s->quota_bytes = 0;
     /* what ENABLE turned on goes with the account (RFC 8437 3) */
     s->condstore = false;
+    s->qresync = false;
     s->rev2 = s->utf8 = s->utf8_accept = false;
 }
 

@@ -421,3 +421,42 @@ const struct imap_special imap_special_use[IMAP_NSPECIAL] = {
     {"\\All", STORAGE_SPECIAL_ALL, "\\AllMail"},
     {"\\Flagged", STORAGE_SPECIAL_FLAGGED, "\\Starred"},
 };
+
+/* ---- uid-sets written run by run ---- */
+
+static void runs_put(struct imap_runs *r, struct buf *b)
+{
+    if (r->any)
+        buf_addc(b, ',');
+    buf_addu(b, r->lo);
+    if (r->hi != r->lo) {
+        buf_addc(b, ':');
+        buf_addu(b, r->hi);
+    }
+    r->any = true;
+}
+
+void imap_runs_add(struct imap_runs *r, struct buf *b, const char *prefix, uint32_t lo, uint32_t hi)
+{
+    if (r->open && r->hi != UINT32_MAX && lo == r->hi + 1) {
+        r->hi = hi;
+        return;
+    }
+    if (r->open)
+        runs_put(r, b);
+    else
+        buf_str(b, prefix);
+    r->open = true;
+    r->lo = lo;
+    r->hi = hi;
+}
+
+bool imap_runs_end(struct imap_runs *r, struct buf *b)
+{
+    if (!r->open)
+        return false;
+    runs_put(r, b);
+    buf_str(b, "\r\n");
+    r->open = false;
+    return true;
+}

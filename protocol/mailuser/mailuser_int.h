@@ -41,6 +41,8 @@ struct mailuser {
     bool fts_maybe;       /* texts may wait for the full-text index */
     bool fts_running;     /* the indexer works on it: not put to sleep */
     size_t fts_left;      /* waiting after the last indexing task */
+    bool prune_due;       /* expunges since the last prune of expunged UIDs */
+    uint64_t last_prune;  /* uv_now of the last prune round */
     /* keep-open (store.c) */
     bool kept;                  /* no hold since idle_since; closes after keep_ms */
     uint64_t idle_since;        /* uv_now when the last hold went */
@@ -68,6 +70,9 @@ extern uv_loop_t *mu_loop;
 extern uint64_t mu_idle_close_ms;
 /* mail_quiet_trim: a store unused this long frees its caches (0: never). */
 extern uint64_t mu_quiet_ms;
+/* imap_vanished_keep_days and imap_vanished_keep_count */
+extern unsigned mu_vanished_keep_days;
+extern uint64_t mu_vanished_keep_count;
 
 /* events.c */
 /* Sets up the wake-up of loop l (once). 0, or -1. */

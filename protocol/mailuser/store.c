@@ -28,6 +28,8 @@ static struct mailuser_req *ready, **ready_tail = &ready; /* answers due on the 
 
 uint64_t mu_idle_close_ms;
 uint64_t mu_quiet_ms = 2000;
+unsigned mu_vanished_keep_days = 30;
+uint64_t mu_vanished_keep_count = 100000;
 static unsigned max_open; /* 0: no bound */
 static uint64_t open_wait_ms;
 static unsigned n_closing;       /* closing: their files are still open */
@@ -303,6 +305,12 @@ void mailuser_configure(uint64_t keep_open_ms, unsigned keep_open_max, uint64_t 
     mu_quiet_ms = quiet_ms;
     keep_ms = keep_open_ms;
     keep_max = keep_open_max;
+}
+
+void mailuser_configure_vanished(unsigned keep_days, uint64_t keep_count)
+{
+    mu_vanished_keep_days = keep_days;
+    mu_vanished_keep_count = keep_count;
 }
 
 void mailuser_release(struct mailuser *mu)

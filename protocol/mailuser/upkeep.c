@@ -33,7 +33,7 @@
 
 struct upkeep {
     struct mailuser *mu;
-    bool poll, sync, trim, nap;
+    bool poll, sync, trim, nap, prune;
     bool slept;
 };
 
@@ -190,6 +190,8 @@ void mu_upkeep_note(struct mailuser *mu, const struct storage_event *ev)
 {
     if (ev->type == STORAGE_EV_FLAGS)
         mu->flags_dirty = true;
+    if (ev->type == STORAGE_EV_EXPUNGE)
+        mu->prune_due = true; /* expunged UIDs to forget, maybe */
     if (ev->type == STORAGE_EV_NEW || ev->type == STORAGE_EV_EXTERNAL)
         mu->fts_maybe = true; /* new texts (a delivery, files another program dropped in) */
 }
@@ -202,6 +204,15 @@ static void upkeep_work(void *data)
         storage_sync_flags(k->mu->u, MAILUSER_SYNC_BATCH, NULL, &left);
     if (k->poll)
         storage_poll(k->mu->u);
+    if (k->prune) {
+        bool more = false;
+        if (storage_vanished_prune(k->mu->u, mu_vanished_keep_days, mu_vanished_keep_count,
+                                   MAILUSER_PRUNE_BATCH, &more) != 0 ||
+            more)
+            k->prune = true; /* again next round */
+        else
+            k->prune = false;
+    }
     if (k->trim)
         storage_trim(k->mu->u);
     /* last: the work above counts as use; not while flags wait for their
@@ -221,6 +232,8 @@ static void upkeep_done(void *data)
         mu_memory_note();
     if (k->sync)
         mu->flags_dirty = true;
+    if (k->prune)
+        mu->prune_due = true;
     mu_release(mu);
 }
 
@@ -242,6 +255,10 @@ static void on_timer(uv_timer_t *t)
     uint64_t last_use = storage_last_use(mu->u);
     bool trim = mu_quiet_ms > 0 && !asleep && last_use != mu->trimmed_use &&
                 uv_hrtime() / 1000000 >= last_use + mu_quiet_ms;
+    /* expunged UIDs past imap_vanished_keep_*: after expunges, and now
+     * and then for the day's marks; never to wake a store asleep */
+    bool prune = !asleep && ((mu->prune_due && now - mu->last_prune >= MAILUSER_PRUNE_MIN_MS) ||
+                             now - mu->last_prune >= MAILUSER_PRUNE_MS);
 
     mem_trim_maybe();
     if (mu_keep_tick(mu, now))
@@ -252,7 +269,7 @@ static void on_timer(uv_timer_t *t)
         (mu->fts_maybe || mu->fts_left > 0))
         fts_start(mu);
     if (mu->upkeep_running || mu->napping || mu->state != MU_OPEN ||
-        (!poll && !sync && !nap && !trim))
+        (!poll && !sync && !nap && !trim && !prune))
         return;
     k = calloc(1, sizeof(*k));
     if (!k)
@@ -262,6 +279,11 @@ static void on_timer(uv_timer_t *t)
     k->sync = sync;
     k->nap = nap;
     k->trim = trim;
+    k->prune = prune;
+    if (prune) {
+        mu->prune_due = false;
+        mu->last_prune = now;
+    }
     if (trim)
         mu->trimmed_use = last_use;
     if (nap)
@@ -275,6 +297,7 @@ static void on_timer(uv_timer_t *t)
     if (!mu_job_start(mu_loop, mu->id, upkeep_work, upkeep_done, free, k)) {
         mu->upkeep_running = false;
         mu->flags_dirty |= k->sync;
+        mu->prune_due |= k->prune;
         mu->holds--;
         free(k);
     }
@@ -283,6 +306,7 @@ static void on_timer(uv_timer_t *t)
 void mu_upkeep_start(struct mailuser *mu)
 {
     mu->fts_maybe = true; /* texts left waiting by an earlier run or a rebuild */
+    mu->prune_due = true; /* expunges of an earlier run, and the day's marks */
     uv_timer_init(mu_loop, &mu->timer);
     mu->timer.data = mu;
     uv_timer_start(&mu->timer, on_timer, MAILUSER_UPKEEP_MS, MAILUSER_UPKEEP_MS);

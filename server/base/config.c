@@ -572,6 +572,14 @@ const struct conf_setting conf_settings[] = {
      .doc = "NOTIFY: at most one STATUS per mailbox per interval; the first at once"},
     {ROW("imap_max_fetch_items", "100", "IMAP"), UINT(imap_max_fetch_items, 8, 100000),
      .doc = "attributes in one FETCH (Thunderbird asks for about 6); then NO [LIMIT]"},
+    {ROW("imap_vanished_keep_days", "30", "IMAP"), UINT(imap_vanished_keep_days, 0, 100000),
+     .doc = "expunged UIDs are remembered for QRESYNC (VANISHED) at least this many days, "
+            "and at least the imap_vanished_keep_count newest per mailbox: whichever keeps "
+            "more; 0 = the count alone"},
+    {ROW("imap_vanished_keep_count", "100000", "IMAP"),
+     UINT(imap_vanished_keep_count, 0, 4000000000u),
+     .doc = "expunged UIDs remembered per mailbox at least, whatever their age; a client "
+            "resyncing from before what is forgotten is told every UID it knew that is gone"},
     {ROW("quota_warning_percent", "90", "IMAP"), UINT(quota_warning_percent, 0, 100),
      .doc = "login answers [ALERT] from this quota use; 0 = never"},
 

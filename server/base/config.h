@@ -108,6 +108,8 @@ struct conf {
     unsigned imap_max_pending_updates;         /* queued EXISTS/EXPUNGE UIDs before a full resync */
     unsigned imap_max_fetch_items;             /* fetch attributes in one FETCH */
     unsigned imap_notify_interval_ms;          /* NOTIFY: one STATUS per mailbox per interval */
+    unsigned imap_vanished_keep_days;          /* expunged UIDs kept so many days at least */
+    unsigned imap_vanished_keep_count;         /* and the so many newest per mailbox */
     unsigned quota_warning_percent;            /* login ALERT at this quota use; 0 = never */
 
     /* POP3 (protocol/pop3) */
