@@ -1,6 +1,7 @@
 /* STATUS: a mailbox's counts from the state the account's store keeps of
  * it, on the thread pool; RECENT counts the messages above the \Recent
- * floor kept in the index (claiming nothing). */
+ * floor kept in the index (claiming nothing), and, for the mailbox this
+ * session has selected, the messages it holds as \Recent itself. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -72,6 +73,11 @@ static void status_done(struct imap_session *s, struct imap_job *j)
         imap_finish_storage_err(s, sj->err, "STATUS");
         return;
     }
+    /* the session's own \Recent messages are \Recent to it (RFC 3501
+     * 6.3.10), though no other session sees them so */
+    if (s->sel && !s->sel->readonly && s->sel->id == sj->mb.id &&
+        s->sel->uidvalidity == sj->mb.uidvalidity)
+        sj->recent += imap_sel_recent_count(s->sel);
     struct buf *b = imap_outbuf(s);
     bool first = true;
     buf_str(b, "* STATUS ");
