@@ -1076,6 +1076,17 @@ static long vanished_count(const char *p)
 
 /* One timed command: prints "step NAME seconds S bytes B result R server_cpu C others_cpu O"
  * (R: untagged responses, or the hits of a SEARCH). */
+/* Sends "TAG fmt" (fmt with one %s, arg) under a new tag. */
+static int cl_send(struct cl *c, const char *fmt, const char *arg)
+{
+    char cmd[2048];
+    snprintf(c->tag, sizeof(c->tag), "b%u", ++c->tagn);
+    int n = snprintf(cmd, sizeof(cmd), "%s ", c->tag);
+    n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, fmt, arg);
+    n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, "\r\n");
+    return cl_write(c, cmd, (size_t)n);
+}
+
 static long last_fetches, last_vanished; /* of the last step */
 
 static int step(struct cl *c, const char *name, const char *fmt, const char *arg)
@@ -1087,12 +1098,7 @@ static int step(struct cl *c, const char *name, const char *fmt, const char *arg
     last_fetches = last_vanished = 0;
     int search = strstr(fmt, "SEARCH") != NULL || strstr(fmt, "SORT") != NULL;
 
-    snprintf(c->tag, sizeof(c->tag), "b%u", ++c->tagn);
-    char cmd[2048];
-    int n = snprintf(cmd, sizeof(cmd), "%s ", c->tag);
-    n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, fmt, arg);
-    n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, "\r\n");
-    if (cl_write(c, cmd, (size_t)n) < 0)
+    if (cl_send(c, fmt, arg) < 0)
         return -1;
     size_t tl = strlen(c->tag);
     int rc;
@@ -1197,12 +1203,8 @@ static int run_steps(int warm, int only_sort)
  * out; 0 when OK. */
 static int cl_cmd_keep(struct cl *c, struct sbuf *out, const char *fmt, const char *arg)
 {
-    char line[8192], cmd[2048];
-    snprintf(c->tag, sizeof(c->tag), "b%u", ++c->tagn);
-    int n = snprintf(cmd, sizeof(cmd), "%s ", c->tag);
-    n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, fmt, arg);
-    n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, "\r\n");
-    if (cl_write(c, cmd, (size_t)n) < 0)
+    char line[8192];
+    if (cl_send(c, fmt, arg) < 0)
         return -1;
     size_t tl = strlen(c->tag);
     out->len = 0;
@@ -1213,7 +1215,7 @@ static int cl_cmd_keep(struct cl *c, struct sbuf *out, const char *fmt, const ch
             sb_add(out, "", 1);
             out->len--;
             if (strncmp(line + tl + 1, "OK", 2)) {
-                cl_err(c, cmd + tl + 1, untag(line));
+                cl_err(c, fmt, untag(line));
                 return 1;
             }
             return 0;
