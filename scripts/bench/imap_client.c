@@ -757,9 +757,12 @@ static int run_idle(int n)
     }
     printf("still open %ld\n", alive);
     fflush(stdout);
+    /* compressed sessions are cut in IDLE, without DONE: the zlib state
+     * coffred logs when they close is then what an idle session holds */
     for (int i = 0; i < n; i++) {
         if (idles[i].tls) {
-            cl_write(&idles[i], "DONE\r\n", 6);
+            if (!idles[i].z)
+                cl_write(&idles[i], "DONE\r\n", 6);
             cl_close(&idles[i]);
         }
     }
