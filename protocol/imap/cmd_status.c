@@ -1,9 +1,11 @@
 /* STATUS: a mailbox's counts from the state the account's store keeps of
  * it, on the thread pool; RECENT counts the messages above the \Recent
- * floor kept in the index (claiming nothing); SIZE (RFC 8438) and
- * DELETED-STORAGE (RFC 9208 4.2) sum the sizes of its messages in the
- * index, only when asked for. LIST ... RETURN (STATUS (...)) (RFC 5819,
- * cmd_list.c) answers the same items through the same functions. */
+ * floor kept in the index (claiming nothing), and, for the mailbox this
+ * session has selected, the messages it holds as \Recent itself; SIZE
+ * (RFC 8438) and DELETED-STORAGE (RFC 9208 4.2) sum the sizes of its
+ * messages in the index, only when asked for. LIST ... RETURN (STATUS
+ * (...)) (RFC 5819, cmd_list.c) answers the same items through the same
+ * functions. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -182,6 +184,11 @@ static void status_done(struct imap_session *s, struct imap_job *j)
         imap_finish_storage_err(s, sj->err, "STATUS");
         return;
     }
+    /* the session's own \Recent messages are \Recent to it (RFC 3501
+     * 6.3.10), though no other session sees them so */
+    if (s->sel && !s->sel->readonly && s->sel->id == sj->st.mb.id &&
+        s->sel->uidvalidity == sj->st.mb.uidvalidity)
+        sj->st.recent += imap_sel_recent_count(s->sel);
     imap_status_write(imap_outbuf(s), &sj->st);
     imap_finish(s, "OK", "STATUS completed.");
 }

@@ -260,7 +260,7 @@ bool imap_sel_recent(const struct imap_sel *sel, uint32_t uid)
     return uid >= sel->recent_lo && uid <= sel->recent_hi;
 }
 
-static uint32_t recent_count(const struct imap_sel *sel)
+uint32_t imap_sel_recent_count(const struct imap_sel *sel)
 {
     if (sel->recent_lo > sel->recent_hi)
         return 0;
@@ -589,7 +589,7 @@ static void apply_pending(struct imap_session *s, bool expunge_ok)
         uidarr_free(&sel->pend_new);
     }
     if (sel->uids.n != sel->exists_sent) {
-        uint32_t rc = recent_count(sel);
+        uint32_t rc = imap_sel_recent_count(sel);
         imap_printf(s, "* %zu EXISTS\r\n", sel->uids.n);
         if ((sel->uids.n > sel->exists_sent || rc != sel->recent_sent) && !s->rev2)
             imap_printf(s, "* %u RECENT\r\n", rc);
@@ -908,6 +908,6 @@ struct imap_sel *imap_sel_install(struct imap_session *s, const struct storage_m
     s->sel = sel;
     s->state = IMAP_SELECTED;
     sel->exists_sent = sel->uids.n;
-    sel->recent_sent = recent_count(sel);
+    sel->recent_sent = imap_sel_recent_count(sel);
     return sel;
 }

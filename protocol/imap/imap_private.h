@@ -710,6 +710,8 @@ void imap_flagset_announce(struct imap_session *s, const struct imap_flagset *fs
 /* Sequence number (1-based) of uid, 0 if not in view. */
 uint32_t imap_sel_seq(const struct imap_sel *sel, uint32_t uid);
 bool imap_sel_recent(const struct imap_sel *sel, uint32_t uid);
+/* How many messages are \Recent in this session. */
+uint32_t imap_sel_recent_count(const struct imap_sel *sel);
 void imap_sel_free(struct imap_session *s);
 /* Makes the ascending uids[0..n) "$" (n 0: empty). 0, or -1 out of
  * memory ("$" then empty). */

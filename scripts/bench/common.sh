@@ -137,7 +137,7 @@ phase_note() { # "SRV OTHER LOAD WALL"
         printf "server %.1f s CPU, others %.1f s CPU over %.1f s, load %s", f[1], f[2], f[4], f[3] }'
 }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a ~ /^[0-9.]+$/) printf "%.2f", a / b; else print "n/a" }'; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f MB", k / 1024 }'; }
 
 # ---- builds and certificate ----
@@ -148,7 +148,7 @@ bench_build() { # coffred, coffrectl and imap_client; CERT and KEY
     fi
     ninja -C "$BUILD" server/coffred server/coffrectl >/dev/null
     CLIENT="$WORK/imap_client"
-    cc -O2 -o "$CLIENT" "$ROOT/scripts/bench/imap_client.c" -lgnutls -lpthread -lm
+    cc -O2 -o "$CLIENT" "$ROOT/scripts/bench/imap_client.c" -lgnutls -lpthread -lm -lz
     "$ROOT/scripts/gen-cert" "$WORK" localhost >/dev/null
     CERT="$WORK/cert.pem"
     KEY="$WORK/key.pem"
@@ -156,10 +156,12 @@ bench_build() { # coffred, coffrectl and imap_client; CERT and KEY
 }
 
 # ---- coffre ----
-coffre_setup() { # writes the configuration; C, CPORT
+coffre_setup() { # writes the configuration; C, CPORT (and CLPORT: LMTP, with BENCH_LMTP=1)
     C="$WORK/coffre"
     mkdir -p "$C/data"
     CPORT=$(free_port)
+    CLPORT=
+    [ "${BENCH_LMTP:-0}" = 1 ] && CLPORT=$(free_port)
     cat >"$C/coffred.conf" <<EOF
 data_dir = $C/data
 run_user = nobody
@@ -169,7 +171,7 @@ imap_listen =
 imaps_listen = 127.0.0.1:$CPORT
 pop3_listen =
 pop3s_listen =
-lmtp_listen =
+lmtp_listen = ${CLPORT:+127.0.0.1:$CLPORT}
 max_connections = 100000
 max_connections_per_ip = 100000
 imap_max_connections_per_user_ip = 100000
@@ -214,10 +216,18 @@ dovecot_check() { # HAVE_DOVECOT=1 when Dovecot can run here and is wanted
         HAVE_DOVECOT=1
     fi
 }
-dovecot_setup() { # writes the configuration; D, DPORT
+# COMPRESS=DEFLATE comes from the imap_zlib plugin (it acts only on the
+# COMPRESS command); LMTP (DLPORT) with BENCH_LMTP=1.
+dovecot_setup() { # writes the configuration; D, DPORT (and DLPORT)
     D="$WORK/dovecot"
     mkdir -p "$D/run" "$D/state" "$D/home"
     DPORT=$(free_port)
+    DLPORT=
+    local protos=imap
+    if [ "${BENCH_LMTP:-0}" = 1 ]; then
+        DLPORT=$(free_port)
+        protos="imap lmtp"
+    fi
     : >"$D/passwd"
     chmod 755 "$D"
     local hib=0 procs=$((${DOVECOT_PROCESSES:-11000}))
@@ -226,7 +236,7 @@ dovecot_setup() { # writes the configuration; D, DPORT
 base_dir = $D/run
 state_dir = $D/state
 log_path = $D/dovecot.log
-protocols = imap
+protocols = $protos
 listen = 127.0.0.1
 ssl = required
 ssl_cert = <$CERT
@@ -251,6 +261,7 @@ default_vsz_limit = 1G
 imap_hibernate_timeout = $hib
 protocol imap {
   mail_max_userip_connections = 100000
+  mail_plugins = \$mail_plugins imap_zlib
 }
 service imap-login {
   inet_listener imap {
@@ -273,6 +284,13 @@ service imap {
   # reuse imap processes and keep some ready: faster logins
   service_count = 100
   process_min_avail = 4
+}
+service lmtp {
+  process_limit = 10
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = ${DLPORT:-0}
+  }
 }
 service anvil {
   client_limit = $((2 * procs + 1000))

@@ -32,8 +32,30 @@
  *       process tree; O: the rest of the machine's, this client included).
  *       warm: the same, then \Seen taken off again; sort: SELECT and the
  *       SORT and THREAD steps only.
+ *   imap_client compress PORT CAFILE 1 PASS SERVER_PID
+ *       Thunderbird's header fetch of all (as in steps) in one session,
+ *       then in another after COMPRESS DEFLATE (the client inflates and
+ *       counts the FETCH answers): steps headers_all_plain and
+ *       headers_all_deflate, "bytes" the TLS plaintext read (the
+ *       compressed stream), "plain" the protocol after inflating.
+ *   imap_client qresync PORT CAFILE 1 PASS SERVER_PID NCHANGES
+ *       a QRESYNC client's reconnect: records UIDVALIDITY and
+ *       HIGHESTMODSEQ, leaves, another session makes NCHANGES changes
+ *       (2/5 flag changes, 3/10 expunges, the rest APPENDs), then ENABLE
+ *       QRESYNC + SELECT INBOX (QRESYNC (...)): steps qresync_select,
+ *       qresync_reconnect (connect to SELECT's OK) and resync_flags_all
+ *       (what a client without QRESYNC fetches instead); "skip" when the
+ *       server does not offer QRESYNC.
+ *   imap_client idlepush PORT CAFILE 1 PASS LMTP_PORT SECONDS INTERVAL
+ *       one session with COMPRESS DEFLATE in IDLE for SECONDS while a
+ *       message is delivered by LMTP every INTERVAL seconds; each push
+ *       ends the IDLE, the message is fetched and compared with what was
+ *       delivered. Prints "pushes sent S arrived A right R ...".
  *   imap_client gen I
  *       prints the big folder's message I.
+ *
+ * BENCH_COMPRESS=1: the sessions of warm and idle send COMPRESS DEFLATE
+ * after LOGIN.
  *
  * Users are u1..uNUSERS@bench.example (another prefix than u in
  * BENCH_USER_PREFIX), all with password PASS. Host is
@@ -57,6 +79,7 @@
 #include <math.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 static int port;
 static const char *cafile;
@@ -77,7 +100,20 @@ struct cl {
     unsigned long long rbytes; /* bytes received */
     unsigned long spaces;      /* spaces in the last line (beyond its cut too) */
     unsigned long uidnext;     /* from the last SELECT */
+    unsigned long exists;      /* from the last EXISTS */
+    unsigned long long pbytes; /* protocol bytes received (inflated when compressed) */
+    int z;                     /* COMPRESS=DEFLATE is on: zi inflates, zo deflates */
+    z_stream zi, zo;
+    unsigned char *zraw; /* compressed bytes read, not inflated yet */
+    char *lit;           /* when set, literals are kept here (litcap bytes) */
+    size_t litlen, litcap;
 };
+
+#define ZRAW 16384
+
+/* BENCH_COMPRESS=1: every session of the idle and warm modes sends
+ * COMPRESS DEFLATE right after LOGIN (as Thunderbird does). */
+static int want_compress;
 
 static const char *uprefix = "u"; /* BENCH_USER_PREFIX */
 
@@ -112,6 +148,13 @@ static double now(void)
 
 static void cl_close(struct cl *c)
 {
+    if (c->z) {
+        inflateEnd(&c->zi);
+        deflateEnd(&c->zo);
+        free(c->zraw);
+        c->zraw = NULL;
+        c->z = 0;
+    }
     if (c->tls) {
         gnutls_deinit(c->tls);
         c->tls = NULL;
@@ -161,7 +204,7 @@ fail:
     return -1;
 }
 
-static int cl_write(struct cl *c, const void *p, size_t n)
+static int raw_write(struct cl *c, const void *p, size_t n)
 {
     const char *s = p;
     while (n) {
@@ -178,6 +221,31 @@ static int cl_write(struct cl *c, const void *p, size_t n)
     return 0;
 }
 
+/* Writes n bytes of protocol: deflated (a sync flush after them) once
+ * COMPRESS is on. */
+static int cl_write(struct cl *c, const void *p, size_t n)
+{
+    unsigned char out[16384];
+    if (!c->z)
+        return raw_write(c, p, n);
+    c->zo.next_in = (unsigned char *)p;
+    c->zo.avail_in = (uInt)n;
+    do {
+        c->zo.next_out = out;
+        c->zo.avail_out = sizeof(out);
+        if (deflate(&c->zo, Z_SYNC_FLUSH) == Z_STREAM_ERROR) {
+            cl_err(c, "deflate", "stream error");
+            return -1;
+        }
+        if (raw_write(c, out, sizeof(out) - c->zo.avail_out) < 0)
+            return -1;
+    } while (c->zo.avail_out == 0);
+    return 0;
+}
+
+/* Reads more protocol into c->buf: what TLS gives, inflated once COMPRESS
+ * is on. rbytes counts the TLS plaintext (the compressed stream), pbytes
+ * the protocol. */
 static int cl_fill(struct cl *c)
 {
     if (c->off) {
@@ -188,15 +256,50 @@ static int cl_fill(struct cl *c)
     if (c->have == sizeof(c->buf))
         return -1;
     for (;;) {
-        ssize_t r = gnutls_record_recv(c->tls, c->buf + c->have, sizeof(c->buf) - c->have);
+        if (c->z && c->zi.avail_in) {
+            size_t room = sizeof(c->buf) - c->have;
+            c->zi.next_out = (unsigned char *)c->buf + c->have;
+            c->zi.avail_out = (uInt)room;
+            int zr = inflate(&c->zi, Z_SYNC_FLUSH);
+            if (zr == Z_STREAM_END) { /* the server ended its stream (LOGOUT) */
+                size_t got = room - c->zi.avail_out;
+                c->have += got;
+                c->pbytes += got;
+                c->zi.avail_in = 0;
+                inflateReset(&c->zi);
+                if (got)
+                    return 0;
+                continue;
+            }
+            if (zr != Z_OK && zr != Z_BUF_ERROR) {
+                cl_err(c, "inflate", c->zi.msg ? c->zi.msg : "error");
+                return -1;
+            }
+            size_t got = room - c->zi.avail_out;
+            c->have += got;
+            c->pbytes += got;
+            if (got)
+                return 0;
+            if (c->zi.avail_in)
+                continue;
+        }
+        char *into = c->z ? (char *)c->zraw : c->buf + c->have;
+        size_t cap = c->z ? ZRAW : sizeof(c->buf) - c->have;
+        ssize_t r = gnutls_record_recv(c->tls, into, cap);
         if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
             continue;
         if (r <= 0) {
             tls_err(c, "read", r);
             return -1;
         }
-        c->have += (size_t)r;
         c->rbytes += (unsigned long long)r;
+        if (c->z) {
+            c->zi.next_in = c->zraw;
+            c->zi.avail_in = (uInt)r;
+            continue;
+        }
+        c->have += (size_t)r;
+        c->pbytes += (unsigned long long)r;
         return 0;
     }
 }
@@ -244,6 +347,11 @@ static int cl_line(struct cl *c, char *out, size_t cap)
                         return -1;
                     size_t avail = c->have - c->off;
                     size_t take = avail < lit ? avail : (size_t)lit;
+                    if (c->lit) {
+                        size_t k2 = take < c->litcap - c->litlen ? take : c->litcap - c->litlen;
+                        memcpy(c->lit + c->litlen, c->buf + c->off, k2);
+                        c->litlen += k2;
+                    }
                     c->off += take;
                     lit -= take;
                 }
@@ -281,6 +389,10 @@ static int cl_cmd(struct cl *c, char *last, size_t lastcap, const char *fmt, ...
             const char *u = strstr(line, "[UIDNEXT ");
             if (u)
                 c->uidnext = strtoul(u + 9, NULL, 10);
+            unsigned long n;
+            char w[16];
+            if (sscanf(line, "* %lu %15s", &n, w) == 2 && !strcmp(w, "EXISTS"))
+                c->exists = n;
         }
         if (!strncmp(line, c->tag, tl) && line[tl] == ' ') {
             if (last)
@@ -288,6 +400,35 @@ static int cl_cmd(struct cl *c, char *last, size_t lastcap, const char *fmt, ...
             return strncmp(line + tl + 1, "OK", 2) ? 1 : 0;
         }
     }
+}
+
+/* COMPRESS DEFLATE (RFC 4978): 0 when the server said OK and both
+ * directions are raw deflate from then on. The client's compressor is
+ * small (it sends only commands); its decompressor takes any window. */
+static int cl_compress(struct cl *c)
+{
+    char line[8192];
+    int r = cl_cmd(c, line, sizeof(line), "COMPRESS DEFLATE");
+    if (r) {
+        if (r > 0)
+            cl_err(c, "COMPRESS", untag(line));
+        return -1;
+    }
+    memset(&c->zi, 0, sizeof(c->zi));
+    memset(&c->zo, 0, sizeof(c->zo));
+    c->zraw = malloc(ZRAW);
+    if (!c->zraw || inflateInit2(&c->zi, -15) != Z_OK)
+        return -1;
+    if (deflateInit2(&c->zo, 6, Z_DEFLATED, -10, 1, Z_DEFAULT_STRATEGY) != Z_OK) {
+        inflateEnd(&c->zi);
+        return -1;
+    }
+    c->z = 1;
+    if (c->have > c->off) { /* the server sent nothing after its OK */
+        cl_err(c, "COMPRESS", "data after the tagged OK");
+        return -1;
+    }
+    return 0;
 }
 
 static int login_select(struct cl *c, int user)
@@ -305,6 +446,10 @@ static int login_select(struct cl *c, int user)
         if (r > 0)
             cl_err(c, "LOGIN", untag(line));
         fprintf(stderr, "LOGIN %s%d: %s\n", uprefix, user, c->err);
+        return -1;
+    }
+    if (want_compress && cl_compress(c) < 0) {
+        fprintf(stderr, "COMPRESS %s%d: %s\n", uprefix, user, c->err);
         return -1;
     }
     r = cl_cmd(c, line, sizeof(line), "SELECT INBOX");
@@ -612,9 +757,12 @@ static int run_idle(int n)
     }
     printf("still open %ld\n", alive);
     fflush(stdout);
+    /* compressed sessions are cut in IDLE, without DONE: the zlib state
+     * coffred logs when they close is then what an idle session holds */
     for (int i = 0; i < n; i++) {
         if (idles[i].tls) {
-            cl_write(&idles[i], "DONE\r\n", 6);
+            if (!idles[i].z)
+                cl_write(&idles[i], "DONE\r\n", 6);
             cl_close(&idles[i]);
         }
     }
@@ -786,6 +934,10 @@ static int cl_wait_tag(struct cl *c, char *line, size_t cap)
     for (;;) {
         if (cl_line(c, line, cap) < 0)
             return -1;
+        unsigned long v;
+        char w[16];
+        if (sscanf(line, "* %lu %15s", &v, w) == 2 && !strcmp(w, "EXISTS"))
+            c->exists = v;
         if (!strncmp(line, c->tag, tl) && line[tl] == ' ')
             return strncmp(line + tl + 1, "OK", 2) ? 1 : 0;
     }
@@ -908,22 +1060,48 @@ static double machine_cpu(void)
 
 static long server_root;
 
+/* How many UIDs a VANISHED response names: "(EARLIER) 3:5,9" is 4. */
+static long vanished_count(const char *p)
+{
+    long n = 0;
+    if (!strncmp(p, "(EARLIER) ", 10))
+        p += 10;
+    while (*p >= '0' && *p <= '9') {
+        char *e;
+        unsigned long a = strtoul(p, &e, 10), b = a;
+        if (*e == ':')
+            b = strtoul(e + 1, &e, 10);
+        n += (long)(a > b ? a - b : b - a) + 1;
+        p = *e == ',' ? e + 1 : e;
+    }
+    return n;
+}
+
 /* One timed command: prints "step NAME seconds S bytes B result R server_cpu C others_cpu O"
  * (R: untagged responses, or the hits of a SEARCH). */
+/* Sends "TAG fmt" (fmt with one %s, arg) under a new tag. */
+static int cl_send(struct cl *c, const char *fmt, const char *arg)
+{
+    char cmd[2048];
+    snprintf(c->tag, sizeof(c->tag), "b%u", ++c->tagn);
+    int n = snprintf(cmd, sizeof(cmd), "%s ", c->tag);
+    n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, fmt, arg);
+    n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, "\r\n");
+    return cl_write(c, cmd, (size_t)n);
+}
+
+static long last_fetches, last_vanished; /* of the last step */
+
 static int step(struct cl *c, const char *name, const char *fmt, const char *arg)
 {
     char line[8192];
     double s0 = tree_cpu(server_root), m0 = machine_cpu(), t0 = now();
-    unsigned long long b0 = c->rbytes;
+    unsigned long long b0 = c->rbytes, p0 = c->pbytes;
     long untagged = 0, hits = -1;
+    last_fetches = last_vanished = 0;
     int search = strstr(fmt, "SEARCH") != NULL || strstr(fmt, "SORT") != NULL;
 
-    snprintf(c->tag, sizeof(c->tag), "b%u", ++c->tagn);
-    char cmd[2048];
-    int n = snprintf(cmd, sizeof(cmd), "%s ", c->tag);
-    n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, fmt, arg);
-    n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, "\r\n");
-    if (cl_write(c, cmd, (size_t)n) < 0)
+    if (cl_send(c, fmt, arg) < 0)
         return -1;
     size_t tl = strlen(c->tag);
     int rc;
@@ -937,6 +1115,16 @@ static int step(struct cl *c, const char *name, const char *fmt, const char *arg
             const char *u = strstr(line, "[UIDNEXT ");
             if (u)
                 c->uidnext = strtoul(u + 9, NULL, 10);
+            unsigned long n;
+            char w[16];
+            if (sscanf(line, "* %lu %15s", &n, w) == 2) {
+                if (!strcmp(w, "FETCH"))
+                    last_fetches++;
+                else if (!strcmp(w, "EXISTS"))
+                    c->exists = n;
+            }
+            if (!strncmp(line, "* VANISHED ", 11))
+                last_vanished += vanished_count(line + 11);
             continue;
         }
         if (!strncmp(line, c->tag, tl) && line[tl] == ' ') {
@@ -946,9 +1134,11 @@ static int step(struct cl *c, const char *name, const char *fmt, const char *arg
     }
     double dt = now() - t0, s1 = tree_cpu(server_root), m1 = machine_cpu();
     double others = (m1 - m0) - (s1 - s0);
-    printf("step %s seconds %.4f bytes %llu result %ld server_cpu %.2f others_cpu %.2f%s%s\n", name,
-           dt, c->rbytes - b0, hits >= 0 ? hits : untagged, s1 - s0, others > 0 ? others : 0,
-           rc ? " FAILED " : "", rc ? untag(line) : "");
+    printf("step %s seconds %.4f bytes %llu result %ld server_cpu %.2f others_cpu %.2f plain %llu "
+           "fetches %ld vanished %ld%s%s\n",
+           name, dt, c->rbytes - b0, hits >= 0 ? hits : untagged, s1 - s0, others > 0 ? others : 0,
+           c->pbytes - p0, last_fetches, last_vanished, rc ? " FAILED " : "",
+           rc ? untag(line) : "");
     fflush(stdout);
     return rc;
 }
@@ -1012,10 +1202,395 @@ static int run_steps(int warm, int only_sort)
     return bad ? 1 : 0;
 }
 
+/* Runs one command and keeps its untagged lines (newline-separated) in
+ * out; 0 when OK. */
+static int cl_cmd_keep(struct cl *c, struct sbuf *out, const char *fmt, const char *arg)
+{
+    char line[8192];
+    if (cl_send(c, fmt, arg) < 0)
+        return -1;
+    size_t tl = strlen(c->tag);
+    out->len = 0;
+    for (;;) {
+        if (cl_line(c, line, sizeof(line)) < 0)
+            return -1;
+        if (!strncmp(line, c->tag, tl) && line[tl] == ' ') {
+            sb_add(out, "", 1);
+            out->len--;
+            if (strncmp(line + tl + 1, "OK", 2)) {
+                cl_err(c, fmt, untag(line));
+                return 1;
+            }
+            return 0;
+        }
+        unsigned long v;
+        char w[16];
+        if (sscanf(line, "* %lu %15s", &v, w) == 2 && !strcmp(w, "EXISTS"))
+            c->exists = v;
+        sb_printf(out, "%s\n", line);
+    }
+}
+
+/* connect, greeting, LOGIN as <prefix>1 */
+static struct cl *big_login(void)
+{
+    struct cl *c = calloc(1, sizeof(*c));
+    char line[8192];
+    if (!c || cl_connect(c) < 0)
+        return NULL;
+    if (cl_line(c, line, sizeof(line)) < 0 ||
+        cl_cmd(c, line, sizeof(line), "LOGIN %s1@bench.example \"%s\"", uprefix, pass)) {
+        fprintf(stderr, "LOGIN: %s %s\n", line, c->err);
+        cl_close(c);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Thunderbird's header fetch of all, in one session without compression
+ * and in another after COMPRESS DEFLATE: each a step line (bytes: TLS
+ * plaintext read, that is the compressed stream; plain: the protocol
+ * after inflating) and a "check" line when the number of FETCH answers
+ * is not the number of messages. */
+static int run_compress(void)
+{
+    int bad = 0;
+    char line[8192];
+    for (int z = 0; z < 2; z++) {
+        const char *name = z ? "headers_all_deflate" : "headers_all_plain";
+        struct cl *c = big_login();
+        if (!c)
+            return 1;
+        if (z && cl_compress(c) < 0) {
+            printf("step %s FAILED %s\n", name, c->err);
+            return 1;
+        }
+        if (cl_cmd(c, line, sizeof(line), "SELECT INBOX"))
+            return 1;
+        unsigned long n = c->exists;
+        bad |= step(c, name, "UID FETCH %s " TB_FIELDS, "1:*");
+        if ((unsigned long)last_fetches != n) {
+            printf("check %s FAILED: %ld FETCH answers for %lu messages\n", name, last_fetches, n);
+            bad = 1;
+        }
+        cl_cmd(c, line, sizeof(line), "LOGOUT");
+        cl_close(c);
+        free(c);
+    }
+    return bad;
+}
+
+/* How a QRESYNC client comes back: a session records UIDVALIDITY and
+ * HIGHESTMODSEQ and leaves; another makes nchanges changes (2/5 flag
+ * changes, 3/10 expunges, the rest new messages by APPEND); the first
+ * comes back with ENABLE QRESYNC + SELECT INBOX (QRESYNC (uidvalidity
+ * modseq)). Prints the reconnect (connect to SELECT's OK) and the SELECT
+ * as steps, then a full flag fetch for comparison, and "check" lines when
+ * the answer does not hold what changed. "skip" when the server does not
+ * offer QRESYNC. */
+static int run_qresync(int nchanges)
+{
+    struct sbuf out = {0}, msg = {0}, cmd = {0};
+    char line[8192], arg[128];
+    struct cl *c = big_login();
+    int bad = 0;
+    if (!c)
+        return 1;
+    if (cl_cmd_keep(c, &out, "CAPABILITY", "") || !strstr(out.p, " QRESYNC")) {
+        printf("skip QRESYNC not offered\n");
+        return 0;
+    }
+    if (cl_cmd_keep(c, &out, "ENABLE QRESYNC", "") || cl_cmd_keep(c, &out, "SELECT INBOX", "")) {
+        fprintf(stderr, "qresync: %s\n", c->err);
+        return 1;
+    }
+    const char *v = strstr(out.p, "[UIDVALIDITY "), *m = strstr(out.p, "[HIGHESTMODSEQ ");
+    if (!v || !m) {
+        fprintf(stderr, "qresync: no UIDVALIDITY or HIGHESTMODSEQ in SELECT\n");
+        return 1;
+    }
+    snprintf(arg, sizeof(arg), "INBOX (QRESYNC (%lu %llu))", strtoul(v + 13, NULL, 10),
+             strtoull(m + 15, NULL, 10));
+    cl_cmd(c, line, sizeof(line), "LOGOUT");
+    cl_close(c);
+    free(c);
+
+    /* the changes, from another session */
+    int nflags = nchanges * 2 / 5, nexp = nchanges * 3 / 10, nnew = nchanges - nflags - nexp;
+    c = big_login();
+    if (!c || cl_cmd(c, line, sizeof(line), "SELECT INBOX"))
+        return 1;
+    unsigned long n = c->exists, stride = n / (unsigned long)(nflags + nexp + 1);
+    unsigned long off = stride ? (unsigned long)time(NULL) % stride : 0;
+    if (stride == 0) {
+        fprintf(stderr, "qresync: %lu messages are too few\n", n);
+        return 1;
+    }
+    for (int k = 0; k < nflags + nexp; k++) {
+        unsigned long seq = 1 + off + (unsigned long)k * stride;
+        if (cl_cmd(c, line, sizeof(line),
+                   k < nflags ? "STORE %lu +FLAGS.SILENT (\\Flagged)"
+                              : "STORE %lu +FLAGS.SILENT (\\Deleted)",
+                   seq))
+            bad = 1;
+    }
+    if (cl_cmd(c, line, sizeof(line), "EXPUNGE"))
+        bad = 1;
+    for (int k = 0; k < nnew; k++) {
+        big_message(&msg, 1000000 + (unsigned long)time(NULL) % 1000 * 100 + (unsigned long)k);
+        snprintf(c->tag, sizeof(c->tag), "b%u", ++c->tagn);
+        cmd.len = 0;
+        sb_printf(&cmd, "%s APPEND INBOX {%zu+}\r\n", c->tag, msg.len);
+        sb_add(&cmd, msg.p, msg.len);
+        sb_add(&cmd, "\r\n", 2);
+        if (cl_write(c, cmd.p, cmd.len) < 0 || cl_wait_tag(c, line, sizeof(line)))
+            bad = 1;
+    }
+    cl_cmd(c, line, sizeof(line), "LOGOUT");
+    cl_close(c);
+    free(c);
+    if (bad) {
+        fprintf(stderr, "qresync: the changes failed: %s\n", line);
+        return 1;
+    }
+
+    /* the reconnect */
+    double t0 = now(), s0 = tree_cpu(server_root);
+    c = big_login();
+    if (!c || cl_cmd(c, line, sizeof(line), "ENABLE QRESYNC"))
+        return 1;
+    bad |= step(c, "qresync_select", "SELECT %s", arg);
+    printf("step qresync_reconnect seconds %.4f bytes %llu result 0 server_cpu %.2f\n", now() - t0,
+           c->rbytes, tree_cpu(server_root) - s0);
+    if (last_fetches < nflags + nnew || last_vanished < nexp) {
+        printf("check qresync_select FAILED: %ld FETCH and %ld UIDs VANISHED for %d flag changes, "
+               "%d new, %d expunged\n",
+               last_fetches, last_vanished, nflags, nnew, nexp);
+        bad = 1;
+    }
+    /* what a client without QRESYNC fetches to learn the same */
+    bad |= step(c, "resync_flags_all", "UID FETCH %s (FLAGS)", "1:*");
+    cl_cmd(c, line, sizeof(line), "LOGOUT");
+    cl_close(c);
+    free(c);
+    free(out.p);
+    free(msg.p);
+    free(cmd.p);
+    return bad;
+}
+
+/* ---- a long IDLE with compression, mail arriving by LMTP ---- */
+
+static int lmtp_port;
+static struct {
+    pthread_mutex_t lock;
+    int sent, failed, done;
+    double t[4096]; /* when message k's final dot was sent */
+} push = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* message k of the long IDLE: about 3 kB, its subject and text from k */
+static void push_message(struct sbuf *b, int k)
+{
+    b->len = 0;
+    sb_printf(b,
+              "From: Pusher <push@example.org>\r\nTo: %s1@bench.example\r\n"
+              "Subject: idle push %d\r\nMessage-ID: <push%d@bench.example>\r\n\r\n",
+              uprefix, k, k);
+    for (int i = 0; i < 40; i++)
+        sb_printf(b, "line %d of push %d: %s %s %s %s\r\n", i, k, words[(k + i) % NWORDS],
+                  words[(k * 7 + i) % NWORDS], words[(k * 13 + i * 3) % NWORDS],
+                  words[(i * 5) % NWORDS]);
+}
+
+static int lmtp_expect(FILE *f, const char *code)
+{
+    char l[1024];
+    do {
+        if (!fgets(l, sizeof(l), f))
+            return -1;
+    } while (strlen(l) > 3 && l[3] == '-');
+    return strncmp(l, code, 3) ? -1 : 0;
+}
+
+static int lmtp_deliver(int k)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)lmtp_port)};
+    struct sbuf b = {0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0), rc = -1;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    FILE *r = fdopen(fd, "r"), *w = fdopen(dup(fd), "w");
+    push_message(&b, k);
+    if (lmtp_expect(r, "220") == 0 && fprintf(w, "LHLO bench.example\r\n") > 0 && !fflush(w) &&
+        lmtp_expect(r, "250") == 0 && fprintf(w, "MAIL FROM:<push@example.org>\r\n") > 0 &&
+        !fflush(w) && lmtp_expect(r, "250") == 0 &&
+        fprintf(w, "RCPT TO:<%s1@bench.example>\r\n", uprefix) > 0 && !fflush(w) &&
+        lmtp_expect(r, "250") == 0 && fprintf(w, "DATA\r\n") > 0 && !fflush(w) &&
+        lmtp_expect(r, "354") == 0) {
+        fwrite(b.p, 1, b.len, w);
+        pthread_mutex_lock(&push.lock);
+        push.t[k] = now();
+        pthread_mutex_unlock(&push.lock);
+        if (fprintf(w, ".\r\n") > 0 && !fflush(w) && lmtp_expect(r, "250") == 0)
+            rc = 0;
+        fprintf(w, "QUIT\r\n");
+        fflush(w);
+    }
+    fclose(w);
+    fclose(r);
+    free(b.p);
+    return rc;
+}
+
+static double push_seconds, push_interval;
+static int push_planned; /* deliveries in push_seconds */
+static struct cl *push_cl;
+static volatile int push_received;
+
+static void *push_deliverer(void *arg)
+{
+    (void)arg;
+    double t0 = now();
+    for (int k = 1; k <= push_planned; k++) {
+        double at = t0 + push_interval * k;
+        if (at > t0 + push_seconds)
+            break;
+        while (now() < at)
+            usleep(100000);
+        int r = lmtp_deliver(k);
+        pthread_mutex_lock(&push.lock);
+        if (r == 0)
+            push.sent = k;
+        else
+            push.failed++;
+        pthread_mutex_unlock(&push.lock);
+        if (r)
+            break;
+    }
+    /* the last push has 60 s to arrive, then the session is cut */
+    double end = now() + 60;
+    while (now() < end && push_received < push.sent)
+        usleep(100000);
+    pthread_mutex_lock(&push.lock);
+    push.done = 1;
+    pthread_mutex_unlock(&push.lock);
+    if (push_received < push_planned) /* the session waits for more: end it */
+        shutdown(push_cl->fd, SHUT_RDWR);
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* One session of <prefix>1: COMPRESS DEFLATE, SELECT INBOX, IDLE for
+ * seconds while a thread delivers a message by LMTP every interval
+ * seconds. Each new EXISTS ends the IDLE (DONE), the new messages are
+ * fetched (BODY.PEEK[]) and compared with what was delivered, and IDLE
+ * starts again. Prints "pushes sent S arrived A right R failed F
+ * latency_median M latency_max X seconds T bytes B plain P" (latency:
+ * from the end of the LMTP DATA to the EXISTS in IDLE). */
+static int run_idlepush(void)
+{
+    struct cl *c = big_login();
+    struct sbuf want = {0};
+    char line[8192];
+    pthread_t th;
+    double lat[4096];
+    int nlat = 0, right = 0, wrong = 0;
+    double t0 = now();
+
+    if (!c)
+        return 1;
+    if (cl_compress(c) < 0) {
+        printf("COMPRESS refused: %s\n", c->err);
+        return 1;
+    }
+    if (cl_cmd(c, line, sizeof(line), "SELECT INBOX"))
+        return 1;
+    unsigned long base = c->exists, known = base;
+    c->litcap = 1 << 20;
+    c->lit = malloc(c->litcap);
+    push_cl = c;
+    push_planned = (int)(push_seconds / push_interval);
+    if (push_planned < 1 || push_planned > 4095)
+        return 2;
+    pthread_create(&th, NULL, push_deliverer, NULL);
+    for (;;) {
+        pthread_mutex_lock(&push.lock);
+        int stop = push.done || push_received >= push_planned;
+        pthread_mutex_unlock(&push.lock);
+        if (stop)
+            break;
+        snprintf(c->tag, sizeof(c->tag), "i%u", ++c->tagn);
+        snprintf(line, sizeof(line), "%s IDLE\r\n", c->tag);
+        if (cl_write(c, line, strlen(line)) < 0)
+            break;
+        int ended = 0;
+        while (!ended) {
+            if (cl_line(c, line, sizeof(line)) < 0)
+                goto out;
+            unsigned long v;
+            char w[16];
+            if (line[0] == '+')
+                continue;
+            if (sscanf(line, "* %lu %15s", &v, w) == 2 && !strcmp(w, "EXISTS") && v > known) {
+                double t = now();
+                pthread_mutex_lock(&push.lock);
+                for (unsigned long k = known + 1 - base; k <= v - base && k < 4096; k++)
+                    if (push.t[k] > 0)
+                        lat[nlat++] = t - push.t[k];
+                pthread_mutex_unlock(&push.lock);
+                c->exists = v;
+                ended = 1;
+            } else if (line[0] != '*') {
+                fprintf(stderr, "idlepush: IDLE ended: %s\n", line);
+                goto out;
+            }
+        }
+        if (cl_write(c, "DONE\r\n", 6) < 0 || cl_wait_tag(c, line, sizeof(line)))
+            break;
+        /* the new messages, each compared with what was sent */
+        for (unsigned long seq = known + 1; seq <= c->exists; seq++) {
+            c->litlen = 0;
+            if (cl_cmd(c, line, sizeof(line), "FETCH %lu (BODY.PEEK[])", seq)) {
+                wrong++;
+                continue;
+            }
+            push_message(&want, (int)(seq - base));
+            /* as delivered, after the headers the server put on top */
+            if (c->litlen >= want.len && !memcmp(c->lit + c->litlen - want.len, want.p, want.len))
+                right++;
+            else
+                wrong++;
+        }
+        push_received = (int)(c->exists - base);
+        known = c->exists;
+    }
+out:
+    pthread_join(th, NULL);
+    qsort(lat, (size_t)nlat, sizeof(lat[0]), cmp_double);
+    printf("pushes sent %d arrived %d right %d wrong %d delivery_failures %d latency_median %.3f "
+           "latency_max %.3f seconds %.0f bytes %llu plain %llu\n",
+           push.sent, push_received, right, wrong, push.failed, nlat ? lat[nlat / 2] : -1.0,
+           nlat ? lat[nlat - 1] : -1.0, now() - t0, c->rbytes, c->pbytes);
+    cl_cmd(c, line, sizeof(line), "LOGOUT");
+    cl_close(c);
+    return push.sent > 0 && right == push.sent && !wrong && !push.failed ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     if (getenv("BENCH_USER_PREFIX"))
         uprefix = getenv("BENCH_USER_PREFIX");
+    want_compress = getenv("BENCH_COMPRESS") && !strcmp(getenv("BENCH_COMPRESS"), "1");
     if (argc == 3 && !strcmp(argv[1], "gen"))
         return run_gen(strtoul(argv[2], NULL, 10));
     if (argc < 6) {
@@ -1025,8 +1600,11 @@ int main(int argc, char **argv)
                 "       %s idle PORT CAFILE NUSERS PASS NCONN\n"
                 "       %s fill PORT CAFILE 1 PASS FIRST LAST BATCH_BYTES\n"
                 "       %s steps PORT CAFILE 1 PASS SERVER_PID warm|measure|sort\n"
+                "       %s compress PORT CAFILE 1 PASS SERVER_PID\n"
+                "       %s qresync PORT CAFILE 1 PASS SERVER_PID NCHANGES\n"
+                "       %s idlepush PORT CAFILE 1 PASS LMTP_PORT SECONDS INTERVAL\n"
                 "       %s gen I\n",
-                argv[0], argv[0], argv[0], argv[0], argv[0], argv[0]);
+                argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0]);
         return 2;
     }
     port = atoi(argv[2]);
@@ -1054,6 +1632,20 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "fill") && argc == 9)
         return run_fill(strtoul(argv[6], NULL, 10), strtoul(argv[7], NULL, 10),
                         (size_t)strtoul(argv[8], NULL, 10));
+    if (!strcmp(argv[1], "compress") && argc == 7) {
+        server_root = atol(argv[6]);
+        return run_compress();
+    }
+    if (!strcmp(argv[1], "qresync") && argc == 8) {
+        server_root = atol(argv[6]);
+        return run_qresync(atoi(argv[7]));
+    }
+    if (!strcmp(argv[1], "idlepush") && argc == 9) {
+        lmtp_port = atoi(argv[6]);
+        push_seconds = atof(argv[7]);
+        push_interval = atof(argv[8]);
+        return run_idlepush();
+    }
     if (!strcmp(argv[1], "steps") && argc == 8) {
         server_root = atol(argv[6]);
         return run_steps(!strcmp(argv[7], "warm"), !strcmp(argv[7], "sort"));
