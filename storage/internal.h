@@ -294,6 +294,11 @@ int keywords_merge(const char *cur, enum storage_store_op op, const char *const 
 int keywords_check(const char *const *kw, size_t n);
 int open_msg_file(struct storage_user *u, sqlite3 *db, int64_t mbox, uint32_t uid, int *fd,
                   uint64_t *size);
+/* Opens the message file mdir/rel (rel as the index holds it) read-only,
+ * not following a symlink nor blocking on a FIFO; when it is gone, the file
+ * of the same unique name in cur/ or new/ (a flag sync renamed it and has
+ * not committed yet). -1 with errno set when neither opens. */
+int msg_file_open_rel(const char *mdir, const char *rel);
 /* A message row more (body_ref) or less (body_release) shares the body. */
 int body_ref(sqlite3 *db, int64_t body_id);
 int body_release(sqlite3 *db, int64_t body_id);

@@ -1123,10 +1123,34 @@ static int find_by_unique(const char *mdir, const char *unique, char *out, size_
     return -1;
 }
 
+int msg_file_open_rel(const char *mdir, const char *rel)
+{
+    char path[STORAGE_PATH_MAX], unique[256];
+    const char *slash = strchr(rel, '/');
+    uint32_t fu;
+    unsigned ff;
+    bool hi;
+    int fd;
+
+    if (pathf(path, sizeof(path), "%s/%s", mdir, rel) < 0) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    if ((fd = open(path, MSG_OPEN_FLAGS)) >= 0 || errno != ENOENT)
+        return fd;
+    /* renamed by a flag sync that has not committed yet: look it up */
+    msg_file_parse(slash ? slash + 1 : rel, unique, sizeof(unique), &fu, &ff, &hi);
+    if (find_by_unique(mdir, unique, path, sizeof(path)) != 0) {
+        errno = ENOENT;
+        return -1;
+    }
+    return open(path, MSG_OPEN_FLAGS);
+}
+
 int open_msg_file(struct storage_user *u, sqlite3 *db, int64_t mbox, uint32_t uid, int *fd,
                   uint64_t *size)
 {
-    char mdir[STORAGE_PATH_MAX], path[STORAGE_PATH_MAX], rel[1024];
+    char mdir[STORAGE_PATH_MAX], rel[1024];
     struct mbox_row m;
     sqlite3_stmt *st;
     struct stat sb;
@@ -1151,28 +1175,12 @@ int open_msg_file(struct storage_user *u, sqlite3 *db, int64_t mbox, uint32_t ui
             return err_from_sqlite(db, rc);
         if ((rc = mbox_path(u, m.name, mdir, sizeof(mdir))) != 0)
             return rc;
-        pathf(path, sizeof(path), "%s/%s", mdir, rel);
-        *fd = open(path, MSG_OPEN_FLAGS);
-        if (*fd >= 0)
+        if ((*fd = msg_file_open_rel(mdir, rel)) >= 0)
             break;
         if (errno == ELOOP || errno == ENXIO)
             return STORAGE_E_NOMSG; /* a symlink or a FIFO planted in the Maildir */
         if (errno != ENOENT)
             return err_from_errno(errno);
-        /* renamed by a flag sync that has not committed yet: look it up */
-        {
-            char unique[256];
-            uint32_t fu;
-            unsigned ff;
-            bool hi;
-            const char *slash = strchr(rel, '/');
-            msg_file_parse(slash ? slash + 1 : rel, unique, sizeof(unique), &fu, &ff, &hi);
-            if (find_by_unique(mdir, unique, path, sizeof(path)) == 0) {
-                *fd = open(path, MSG_OPEN_FLAGS);
-                if (*fd >= 0)
-                    break;
-            }
-        }
     }
     if (*fd < 0)
         return STORAGE_E_NOMSG;

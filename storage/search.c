@@ -325,8 +325,9 @@ static bool header_load(struct header_cache *c, const char *rel)
     c->path[0] = '\0';
     if (!c->buf && !(c->buf = malloc(HEADER_READ_MAX + 1)))
         return false;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    /* the file the index names, or its new name when a flag sync renamed it
+     * and has not committed yet */
+    if ((fd = msg_file_open_rel(c->mdir, rel)) < 0)
         return false;
     while (len < HEADER_READ_MAX) {
         ssize_t n = read(fd, c->buf + len, HEADER_READ_MAX - len);

@@ -5,6 +5,7 @@
  * runs with the texts waiting for the full-text index (as after delivery),
  * with one indexed and one waiting, and with both indexed: the answers must
  * be the same. Expunging a message removes its text from wherever it is. */
+#include <dirent.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,6 +110,36 @@ static void checks_all(const char *phase)
           what);
 }
 
+/* Renames the file of uid in INBOX's cur/ as a flag sync does before its
+ * transaction commits (the index still names the old file): flags S. */
+static int rename_behind(uint32_t uid)
+{
+    char cur[400], tag[32], from[700], to[700];
+    struct dirent *de;
+    DIR *d;
+    int rc = -1;
+
+    snprintf(cur, sizeof(cur), "%s/users/1/Maildir/cur", dir);
+    snprintf(tag, sizeof(tag), ",U=%u,", (unsigned)uid);
+    if (!(d = opendir(cur)))
+        return -1;
+    while ((de = readdir(d)) != NULL) {
+        char *info;
+        if (!strstr(de->d_name, tag))
+            continue;
+        snprintf(from, sizeof(from), "%s/%s", cur, de->d_name);
+        snprintf(to, sizeof(to), "%s/%s", cur, de->d_name);
+        if ((info = strstr(to + strlen(cur), ":2,")) != NULL)
+            strcpy(info, ":2,S");
+        else
+            strcat(to, ":2,S");
+        rc = strcmp(from, to) != 0 ? rename(from, to) : -1;
+        break;
+    }
+    closedir(d);
+    return rc;
+}
+
 int main(void)
 {
     static const char m1[] = "From: Alice <alice@example.org>\r\nSubject: Quarterly report\r\n\r\n"
@@ -189,6 +220,18 @@ int main(void)
         }
         free(msg);
         free(needle);
+    }
+    /* a HEADER criterion on a field outside the index reads the file: one
+     * that a flag sync renamed before committing is looked up by its
+     * unique name, as FETCH does */
+    {
+        struct storage_search place = {
+            .op = STORAGE_SEARCH_HEADER, .field = "X-Place", .str = "cole"};
+        struct storage_uidlist a = {0};
+        CHECK(rename_behind(2) == 0, "file of uid 2 renamed behind the index");
+        CHECK(storage_search(u, inbox, &place, &a) == 0 && a.n == 1 && a.uids[0] == 2,
+              "HEADER finds the message whose file was renamed");
+        storage_uidlist_free(&a);
     }
     storage_close(u);
     check_rmtree(dir);
