@@ -489,6 +489,11 @@ void imap_sel_note_own_store(struct imap_session *s, uint64_t modseq)
     sel->ctx_dirty = sel->ctx != NULL;
     if (sel->n_own < sizeof(sel->own_modseq) / sizeof(sel->own_modseq[0]))
         sel->own_modseq[sel->n_own++] = modseq;
+    /* full: the end of this command looks at the changes now, while all of
+     * ours are still listed, and empties the list; one more of ours would
+     * not be listed, and its event would announce it back as another's */
+    if (sel->n_own == sizeof(sel->own_modseq) / sizeof(sel->own_modseq[0]))
+        sel->flags_dirty = true;
 }
 
 static bool own_modseq(const struct imap_sel *sel, uint64_t m)
