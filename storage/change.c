@@ -616,10 +616,49 @@ int storage_move(struct storage_user *u, int64_t src, const struct storage_uidse
     return copy_move(u, src, set, dst, true, src_uids, dst_uids);
 }
 
+/* A rename the sync did, undone when its transaction does not commit. */
+struct sync_rename {
+    char *from, *to;
+};
+
 struct sync_ctx {
     size_t max, done;
     size_t *left;
+    struct sync_rename *ren;
+    size_t nren, capren;
 };
+
+static void sync_renames_free(struct sync_ctx *c)
+{
+    for (size_t i = 0; i < c->nren; i++) {
+        free(c->ren[i].from);
+        free(c->ren[i].to);
+    }
+    free(c->ren);
+    c->ren = NULL;
+    c->nren = c->capren = 0;
+}
+
+/* Notes the rename from -> to, done; out of memory, it is undone at once
+ * (a rename the transaction could not put back is not made). */
+static int sync_note_rename(struct sync_ctx *c, const char *from, const char *to)
+{
+    struct sync_rename *r;
+
+    if (array_grow(&c->ren, &c->capren, c->nren, sizeof(*c->ren), 64) != 0)
+        goto oom;
+    r = &c->ren[c->nren];
+    if (!(r->from = strdup(from)) || !(r->to = strdup(to))) {
+        free(r->from);
+        goto oom;
+    }
+    c->nren++;
+    return 0;
+oom:
+    if (rename(to, from) < 0)
+        log_warn("storage: %s: could not be renamed back: %s", to, strerror(errno));
+    return STORAGE_E_NOMEM;
+}
 
 /* The renames in one mailbox are over: its cur/ is made durable. */
 static void sync_dir_done(struct storage_user *u, int64_t mbox, const char *mdir, bool clean)
@@ -680,12 +719,19 @@ static int sync_work(struct txn *t, void *ctx)
         pathf(rel, sizeof(rel), "cur/%s", fname);
         pathf(a, sizeof(a), "%s/%s", mdir, path);
         pathf(b, sizeof(b), "%s/%s", mdir, rel);
-        if (strcmp(a, b) != 0 && rename(a, b) < 0) {
-            if (errno != ENOENT) {
-                rc = err_from_errno(errno);
-                goto out;
+        if (strcmp(a, b) != 0) {
+            if (rename(a, b) < 0) {
+                if (errno != ENOENT) {
+                    rc = err_from_errno(errno);
+                    goto out;
+                }
+                continue; /* gone: the next rescan settles it */
             }
-            continue; /* gone: the next rescan settles it */
+            /* a name the index does not hold until the commit: one left
+             * by a rollback would be taken by the next rescan as a rename
+             * by another program, its flags over those stored since */
+            if ((rc = sync_note_rename(c, a, b)) != 0)
+                goto out;
         }
         sqlite3_bind_text(up, 1, rel, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int(up, 2, (int)flags);
@@ -707,6 +753,18 @@ out:
     return rc;
 }
 
+/* The transaction did not commit: the files get back the names the index
+ * holds, the last renamed first. */
+static void sync_undo(struct txn *t, void *ctx)
+{
+    struct sync_ctx *c = ctx;
+
+    (void)t;
+    for (size_t i = c->nren; i-- > 0;)
+        if (rename(c->ren[i].to, c->ren[i].from) < 0 && errno != ENOENT)
+            log_warn("storage: %s: could not be renamed back: %s", c->ren[i].to, strerror(errno));
+}
+
 static void sync_committed(struct txn *t, void *ctx)
 {
     struct sync_ctx *c = ctx;
@@ -724,13 +782,15 @@ static void sync_committed(struct txn *t, void *ctx)
 
 int storage_sync_flags(struct storage_user *u, size_t max, size_t *done, size_t *left)
 {
-    static const struct txn_path path = {.work = sync_work, .committed = sync_committed};
+    static const struct txn_path path = {
+        .work = sync_work, .undo = sync_undo, .committed = sync_committed};
     struct sync_ctx c = {.max = max, .left = left};
     int rc;
 
     if (done)
         *done = 0;
     rc = write_txn_path(u, &path, &c);
+    sync_renames_free(&c);
     if (rc == 0 && done)
         *done = c.done;
     return rc;

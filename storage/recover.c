@@ -138,7 +138,7 @@ struct ient {
     uint32_t uid;
     char *path;
     char *unique;
-    unsigned file_flags;
+    unsigned flags, file_flags;
     int64_t body_id;
     int64_t size;
     bool matched;
@@ -235,7 +235,7 @@ static int read_rows(sqlite3 *db, int64_t mbox, struct ient **out, size_t *n)
     struct ient *v = NULL;
     size_t cnt = 0, cap = 0;
     int rc = db_prepare(db,
-                        "SELECT uid, path, file_flags, body_id, size FROM messages"
+                        "SELECT uid, path, file_flags, body_id, size, flags FROM messages"
                         " WHERE mailbox_id = ?",
                         &st);
     if (rc)
@@ -257,6 +257,7 @@ static int read_rows(sqlite3 *db, int64_t mbox, struct ient **out, size_t *n)
         v[cnt].file_flags = (unsigned)sqlite3_column_int(st, 2);
         v[cnt].body_id = sqlite3_column_int64(st, 3);
         v[cnt].size = sqlite3_column_int64(st, 4);
+        v[cnt].flags = (unsigned)sqlite3_column_int(st, 5);
         msg_file_parse(slash ? slash + 1 : (path ? path : ""), unique, sizeof(unique), &fu, &ff,
                        &hi);
         v[cnt].path = strdup(path ? path : "");
@@ -504,7 +505,14 @@ static int rescan_mailbox(struct storage_user *u, struct mbox_row *m, enum resca
             f[j].matched = r[i].matched = true;
             pathf(rel, sizeof(rel), "%s/%s", sub[f[j].sub], f[j].name);
             if (strcmp(rel, r[i].path) != 0) {
-                bool flags_moved = f[j].has_info && f[j].flags != r[i].file_flags;
+                /* A name whose flags are those the index holds is the one
+                 * the flag sync writes for them (its commit lost in a crash
+                 * after the rename) or agrees with it: taken as the file's
+                 * name, and no change of the message. Other flags are a
+                 * rename by another program, taken in with a new modseq. */
+                bool flags_moved =
+                    f[j].has_info && f[j].flags != r[i].file_flags && f[j].flags != r[i].flags;
+                unsigned file_flags = f[j].has_info ? f[j].flags : r[i].file_flags;
                 if (dry) {
                     rep_line(rep, "%s: uid %" PRIu32 ": file renamed outside coffre (%s)", m->name,
                              r[i].uid, rel);
@@ -516,9 +524,10 @@ static int rescan_mailbox(struct storage_user *u, struct mbox_row *m, enum resca
                                      " modseq = ? WHERE mailbox_id = ? AND uid = ?",
                                      rel, f[j].flags, f[j].flags, modseq, m->id, r[i].uid);
                 else
-                    rc = db_run_text(
-                        u->wdb, "UPDATE messages SET path = ? WHERE mailbox_id = ? AND uid = ?",
-                        rel, m->id, r[i].uid);
+                    rc = db_run_text(u->wdb,
+                                     "UPDATE messages SET path = ?, file_flags = ?"
+                                     " WHERE mailbox_id = ? AND uid = ?",
+                                     rel, file_flags, m->id, r[i].uid);
                 if (rc)
                     goto out;
                 if (flags_moved)

@@ -592,6 +592,110 @@ static void test_flags(void)
     storage_close(u);
 }
 
+/* The name of the file of uid in dir (of account id) into out: 0, or -1
+ * when there is none. */
+static int uid_file(int64_t id, const char *dir, uint32_t uid, char *out, size_t len)
+{
+    char p[1024], tag[32];
+    struct dirent *de;
+    DIR *d;
+    int rc = -1;
+
+    user_path(p, sizeof(p), id, dir);
+    snprintf(tag, sizeof(tag), ",U=%u,", (unsigned)uid);
+    if (!(d = opendir(p)))
+        return -1;
+    while ((de = readdir(d)) != NULL)
+        if (strstr(de->d_name, tag)) {
+            snprintf(out, len, "%s", de->d_name);
+            rc = 0;
+            break;
+        }
+    closedir(d);
+    return rc;
+}
+
+/* uid's file name in cur/ with the Maildir flags letters, as the flag
+ * sync writes it. */
+static void uid_name_with(int64_t id, uint32_t uid, const char *letters, char *out, size_t len)
+{
+    char name[400], *info;
+
+    out[0] = '\0';
+    if (uid_file(id, "Maildir/cur", uid, name, sizeof(name)) != 0 &&
+        uid_file(id, "Maildir/new", uid, name, sizeof(name)) != 0)
+        return;
+    if ((info = strstr(name, ":2,")) != NULL)
+        *info = '\0';
+    snprintf(out, len, "%s:2,%s", name, letters);
+}
+
+/* A flag sync that fails after some of its renames leaves the files with
+ * the names the index holds; a rescan then finds nothing renamed, and the
+ * flags stored since stay. A name with the flags the index holds (a sync
+ * whose commit a crash lost) is taken without a change of the message. */
+static void test_sync_rollback(void)
+{
+    struct storage_user *u;
+    struct storage_range r1 = {1, 1}, r12 = {1, 2};
+    struct storage_uidset s1 = {1, &r1}, s12 = {1, &r12};
+    struct storage_status st;
+    char name[600], cur[600], planted[700], from[2048], to[2048];
+    int64_t inbox;
+    uint32_t uid;
+    uint64_t ms;
+
+    CHECK_RC(storage_open(data_dir, 23, &u), 0);
+    inbox = mbox_id(u, "INBOX");
+    for (int i = 0; i < 2; i++)
+        CHECK_RC(storage_append(u, inbox, msg_a, strlen(msg_a), 0, NULL, 0, 0, &uid), 0);
+    CHECK_RC(storage_sync_flags(u, 0, NULL, NULL), 0);
+    CHECK_RC(storage_store(u, inbox, &s12, STORAGE_STORE_ADD, STORAGE_FLAG_SEEN, NULL, 0, 0, NULL,
+                           NULL, NULL),
+             0);
+    /* uid 2's new name taken by a directory: its rename fails, after uid
+     * 1's */
+    uid_name_with(23, 2, "S", name, sizeof(name));
+    snprintf(planted, sizeof(planted), "Maildir/cur/%s", name);
+    user_path(to, sizeof(to), 23, planted);
+    CHECK(name[0] && mkdir(to, 0700) == 0);
+    CHECK(storage_sync_flags(u, 0, NULL, NULL) != 0);
+    uid_name_with(23, 1, "S", name, sizeof(name));
+    CHECK(uid_file(23, "Maildir/cur", 1, cur, sizeof(cur)) == 0 && strcmp(cur, name) != 0);
+    rmdir(to);
+    /* stored since: a rescan must not take uid 1's flags from a name */
+    CHECK_RC(storage_store(u, inbox, &s1, STORAGE_STORE_SET, STORAGE_FLAG_FLAGGED, NULL, 0, 0, NULL,
+                           NULL, NULL),
+             0);
+    CHECK_RC(storage_rescan(u, 0), 0);
+    {
+        struct fetchacc a = {0};
+        CHECK_RC(storage_fetch(u, inbox, &s12, 0, on_fetch, &a), 0);
+        CHECK(a.n == 2 && a.flags[0] == STORAGE_FLAG_FLAGGED && a.flags[1] == STORAGE_FLAG_SEEN);
+    }
+
+    /* the sync's rename of uid 1 done, its commit lost: the same flags */
+    uid_name_with(23, 1, "F", name, sizeof(name));
+    CHECK(uid_file(23, "Maildir/cur", 1, cur, sizeof(cur)) == 0);
+    snprintf(planted, sizeof(planted), "Maildir/cur/%s", cur);
+    user_path(from, sizeof(from), 23, planted);
+    snprintf(planted, sizeof(planted), "Maildir/cur/%s", name);
+    user_path(to, sizeof(to), 23, planted);
+    CHECK(rename(from, to) == 0);
+    CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
+    ms = st.highestmodseq;
+    CHECK_RC(storage_rescan(u, 0), 0);
+    CHECK_RC(storage_mbox_status(u, inbox, &st), 0);
+    CHECK(st.highestmodseq == ms);
+    {
+        struct fetchacc a = {0};
+        CHECK_RC(storage_fetch(u, inbox, &s1, 0, on_fetch, &a), 0);
+        CHECK(a.n == 1 && a.flags[0] == STORAGE_FLAG_FLAGGED && a.modseq[0] < ms + 1);
+        CHECK(msg_has(u, inbox, 1, NULL));
+    }
+    storage_close(u);
+}
+
 /* ---- search ---- */
 
 static size_t search(struct storage_user *u, int64_t mbox, const struct storage_search *q,
@@ -1495,6 +1599,7 @@ int main(int argc, char **argv)
     test_mailboxes();
     test_append_read();
     test_flags();
+    test_sync_rollback();
     test_search();
     test_copy_move_expunge();
     test_rename();
