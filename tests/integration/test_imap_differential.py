@@ -321,18 +321,20 @@ class Normalizer:
             drop |= self.placeholders
         return drop
 
-    def modseq_tail(self, resp, drop):
+    def modseq_tail(self, resp, drop, text=''):
         """A SEARCH or SORT answer without its (MODSEQ n), and n in the
-        shared form (left out when a disputed message may count in it)."""
+        shared form (left out when a disputed message may count in it, or
+        when a MODSEQ key may stand inside an OR: Dovecot then sends none,
+        imap-differences.md)."""
         m = _SEARCH_MODSEQ.search(resp)
         if not m:
             return resp, None
-        return resp[:m.start()], (None if drop or self.ms is None
+        return resp[:m.start()], (None if drop or self.ms is None or or_modseq(text)
                                   else self.ms.canon(m.group(1)))
 
     def search(self, text, resp):
         drop = self.disputed(text)
-        resp, ms = self.modseq_tail(resp, drop)
+        resp, ms = self.modseq_tail(resp, drop, text)
         nums = [int(x) for x in resp.split()[2:]]
         out = ('SEARCH', tuple(sorted(x for x in nums if x not in drop)))
         return out + (ms,) if ms else out
@@ -368,11 +370,13 @@ class Normalizer:
             # be its modseq
             for k in ('MIN', 'MAX', 'COUNT', 'MODSEQ'):
                 out.pop(k, None)
+        if or_modseq(text):
+            out.pop('MODSEQ', None)
         return ('ESEARCH', tuple(sorted(out.items())))
 
     def sort(self, text, resp):
         drop = self.disputed(text)
-        resp, ms = self.modseq_tail(resp, drop)
+        resp, ms = self.modseq_tail(resp, drop, text)
         nums = [int(x) for x in resp.split()[2:]]
         out = ('SORT', tuple(x for x in nums if x not in drop))
         return out + (ms,) if ms else out
@@ -758,6 +762,12 @@ class Gen:
 
 EXTENSIONS = {'ESEARCH', 'SORT', 'ESORT', 'SORT=DISPLAY', 'THREAD=REFERENCES', 'THREAD=ORDEREDSUBJECT',
               'THREAD=REFS', 'CONDSTORE', 'QRESYNC'}
+
+
+def or_modseq(text):
+    """A MODSEQ search key after an OR: it may be one of the OR's operands,
+    where Dovecot sends no MODSEQ with the answer (imap-differences.md)."""
+    return re.search(r'\bOR\b.*\bMODSEQ\b', text.upper()) is not None
 
 
 def highest_modseq(c):
