@@ -519,6 +519,10 @@ static void execute(struct imap_session *s)
         imap_bad(s, "%s takes no arguments.", c->name);
         return;
     }
+    if ((c->flags & IMAP_CMD_SEQ) && s->uidonly) {
+        imap_bad(s, IMAP_UIDREQUIRED); /* RFC 9586 */
+        return;
+    }
     s->uid_cmd = c->flags & IMAP_CMD_UID;
     s->expunge_ok = !(c->flags & IMAP_CMD_NO_EXPUNGE);
     c->fn(s, &args);
@@ -553,7 +557,7 @@ static bool literal_hook(struct imap_session *s, uint64_t n, bool sync)
         if (k2 - i - 1 <= 2 * name_max)
             c = find_row(s, p + i + 1, k2 - i - 1);
     }
-    if (!c || !c->literal || !(c->states & s->state))
+    if (!c || !c->literal || !(c->states & s->state) || ((c->flags & IMAP_CMD_SEQ) && s->uidonly))
         return false;
     s->uid_cmd = c->flags & IMAP_CMD_UID;
     s->expunge_ok = !(c->flags & IMAP_CMD_NO_EXPUNGE);
@@ -943,6 +947,7 @@ void imap_account_release(struct imap_session *s)
     /* what ENABLE turned on goes with the account (RFC 8437 3) */
     s->condstore = false;
     s->qresync = false;
+    s->uidonly = false;
     s->rev2 = s->utf8 = s->utf8_accept = false;
 }
 
