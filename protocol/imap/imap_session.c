@@ -557,8 +557,19 @@ static bool literal_hook(struct imap_session *s, uint64_t n, bool sync)
         if (k2 - i - 1 <= 2 * name_max)
             c = find_row(s, p + i + 1, k2 - i - 1);
     }
-    if (!c || !c->literal || !(c->states & s->state) || ((c->flags & IMAP_CMD_SEQ) && s->uidonly))
+    if (!c || !c->literal || !(c->states & s->state))
         return false;
+    if ((c->flags & IMAP_CMD_SEQ) && s->uidonly) {
+        if (!sync)
+            return false; /* read as any command's literal, then refused */
+        /* REPLACE after ENABLE UIDONLY: refused before its message is
+         * asked for */
+        size_t tl;
+        take_tag(s, s->cmd.p, s->cmd.len, &tl);
+        cmd_reset(s);
+        imap_bad(s, IMAP_UIDREQUIRED);
+        return true;
+    }
     s->uid_cmd = c->flags & IMAP_CMD_UID;
     s->expunge_ok = !(c->flags & IMAP_CMD_NO_EXPUNGE);
     if (!c->literal(s, n, sync))
@@ -728,7 +739,7 @@ static bool read_command(struct imap_session *s)
         return !conn_closing(s->c);
     }
     if (lit > 0 && literal_hook(s, n, sync))
-        return true; /* the command reads the literal itself from here */
+        return !conn_closing(s->c); /* the command reads the literal itself from here */
     if (lit > 0 && n <= cf->max_literal_size && literal8(line, len)) {
         /* a literal8 (RFC 3516) is for APPEND's message data alone, which
          * the hook above took: refused before its bytes are asked for */

@@ -141,6 +141,20 @@ class UidOnly(ImapCase):
         c.ok('EXPUNGE')
         self.assertAlive()
 
+    def test_replace_refused_before_its_message(self):
+        """REPLACE with a message larger than a command line: BAD
+        [UIDREQUIRED] before the message is asked for (synchronizing
+        literal); a small one sent with LITERAL+ is refused too."""
+        c = self.uclient()
+        big = make_message(98, body='x' * 200000)
+        c.send('A1 REPLACE 1 %s {%d}\r\n' % (self.box, len(big)))
+        r = c.line(timeout=10)
+        self.assertRegex(r, rb'^A1 BAD \[UIDREQUIRED\]')
+        u, t = c.cmd('REPLACE 2 %s {}' % self.box, make_message(97), plus=True)
+        self.assertRegex(t, UIDREQ_RE)
+        u = c.ok('UID FETCH 1:* (FLAGS)')
+        self.assertEqual(sorted(uidfetches(u)), list(range(1, N + 1)))
+
     def test_uid_fetch_answers_uidfetch(self):
         """UID FETCH: "* uid UIDFETCH (...)", no sequence number and no
         UID item unless asked for."""
