@@ -83,15 +83,15 @@ void imap_cmd_id(struct imap_session *s, struct imap_args *a)
 }
 
 /* ENABLE (RFC 5161): CONDSTORE (RFC 7162 3.1), QRESYNC (3.2.3, which
- * turns CONDSTORE on too), IMAP4rev2 (RFC 9051) and UTF8=ACCEPT (RFC 6855
- * 3); others are ignored. ENABLED names what this command turned on, each
- * once. */
+ * turns CONDSTORE on too), IMAP4rev2 (RFC 9051), UTF8=ACCEPT (RFC 6855
+ * 3) and UIDONLY (RFC 9586); others are ignored. ENABLED names what
+ * this command turned on, each once. */
 void imap_cmd_enable(struct imap_session *s, struct imap_args *a)
 {
     const char *w;
     size_t n;
     unsigned count = 0;
-    bool condstore = false, qresync = false, rev2 = false, utf8 = false;
+    bool condstore = false, qresync = false, rev2 = false, utf8 = false, uidonly = false;
 
     while (imap_args_sp(a) == IMAP_ARG_OK) {
         if (imap_args_atom(a, &w, &n) != IMAP_ARG_OK) {
@@ -106,15 +106,18 @@ void imap_cmd_enable(struct imap_session *s, struct imap_args *a)
             rev2 = true;
         else if (imap_word_is(w, n, "UTF8=ACCEPT"))
             utf8 = true;
+        else if (imap_word_is(w, n, "UIDONLY"))
+            uidonly = true;
         count++;
     }
     if (!count || !imap_args_at_end(a)) {
         imap_bad(s, "Usage: ENABLE capability ...");
         return;
     }
-    imap_printf(s, "* ENABLED%s%s%s%s\r\n", condstore && !s->condstore ? " CONDSTORE" : "",
+    imap_printf(s, "* ENABLED%s%s%s%s%s\r\n", condstore && !s->condstore ? " CONDSTORE" : "",
                 qresync && !s->qresync ? " QRESYNC" : "", rev2 && !s->rev2 ? " IMAP4rev2" : "",
-                utf8 && !s->utf8_accept ? " UTF8=ACCEPT" : "");
+                utf8 && !s->utf8_accept ? " UTF8=ACCEPT" : "",
+                uidonly && !s->uidonly ? " UIDONLY" : "");
     if (condstore || qresync)
         imap_condstore_enable(s);
     if (qresync)
@@ -123,6 +126,8 @@ void imap_cmd_enable(struct imap_session *s, struct imap_args *a)
         s->rev2 = s->utf8 = true;
     if (utf8)
         s->utf8_accept = s->utf8 = true;
+    if (uidonly)
+        s->uidonly = true;
     imap_finish(s, "OK", "Enabled.");
 }
 

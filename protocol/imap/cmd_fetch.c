@@ -415,6 +415,7 @@ struct imap_fetch {
     struct imap_steps st; /* first */
     int64_t mbox;
     bool uid_cmd, readonly;
+    bool uidonly; /* UIDFETCH, not FETCH (RFC 9586) */
     uint32_t recent_lo, recent_hi;
     struct imap_arena ar;
     struct imap_fetch_spec spec;
@@ -586,11 +587,10 @@ static void meta_item(struct imap_fetch *f, const struct imap_fetch_item *it,
 static void msg_open(struct imap_fetch *f, uint32_t seq, uint32_t uid)
 {
     /* once per message in answers of 100,000: no printf */
-    buf_add(&f->st.out, "* ", 2);
-    buf_addu(&f->st.out, seq);
-    buf_add(&f->st.out, " FETCH (", 8);
-    f->first_item = true;
-    if (f->spec.uid || f->uid_cmd) {
+    f->first_item =
+        !imap_buf_fetch_open(&f->st.out, f->uidonly, seq, uid, f->spec.uid || f->uid_cmd);
+    if (f->uidonly && f->spec.uid) {
+        /* asked for, and maybe the only item */
         item_sep(f);
         buf_add(&f->st.out, "UID ", 4);
         buf_addu(&f->st.out, uid);
@@ -1334,7 +1334,8 @@ int imap_fetch_unsolicited(struct imap_session *s, const char *atts, size_t len,
         f->n++;
     }
     f->mbox = sel->id;
-    f->uid_cmd = true;  /* the UID is in every FETCH it sends */
+    f->uid_cmd = true; /* the UID is in every FETCH it sends */
+    f->uidonly = s->uidonly;
     f->readonly = true; /* and \Seen is never set by it */
     f->recent_lo = sel->recent_lo;
     f->recent_hi = sel->recent_hi;
@@ -1480,6 +1481,7 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
     free(want);
     f->mbox = s->sel->id;
     f->uid_cmd = s->uid_cmd;
+    f->uidonly = s->uidonly;
     f->readonly = s->sel->readonly;
     f->recent_lo = s->sel->recent_lo;
     f->recent_hi = s->sel->recent_hi;

@@ -491,6 +491,8 @@ int imap_search_resolve(struct imap_session *s, struct storage_search *n, struct
                 r->hi = sel->recent_hi < maxu ? sel->recent_hi : maxu;
                 n->set.r = r;
                 n->set.n = r->lo <= r->hi ? 1 : 0;
+            } else if ((n->flags & IMAP_SK_SEQ) && !(n->flags & IMAP_SK_SAVED) && s->uidonly) {
+                return -4; /* RFC 9586: a sequence set, after ENABLE UIDONLY */
             } else {
                 struct imap_seqset in = {n->set.n, (struct storage_range *)n->set.r,
                                          (n->flags & IMAP_SK_SAVED) != 0};
@@ -968,8 +970,9 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
                     "name] key ...");
         return;
     }
-    if (s->rev2 && !(sj->opts & IMAP_SR_RETURN))
-        sj->opts = IMAP_SR_RETURN | IMAP_SR_ALL; /* RFC 9051 6.4.4: ESEARCH, as RETURN (ALL) */
+    /* RFC 9051 6.4.4, RFC 9586: ESEARCH, as RETURN (ALL) */
+    if ((s->rev2 || s->uidonly) && !(sj->opts & IMAP_SR_RETURN))
+        sj->opts = IMAP_SR_RETURN | IMAP_SR_ALL;
     if ((sj->opts & IMAP_SR_UPDATE) && imap_ctx_find(s->sel, s->tag)) {
         /* RFC 5267 4.3: the tag names a live context */
         search_free(&sj->j);
@@ -1008,6 +1011,8 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
         search_free(&sj->j);
         if (r == -3) {
             imap_bad(s, "RECENT, NEW and OLD are not search keys in IMAP4rev2.");
+        } else if (r == -4) {
+            imap_bad(s, IMAP_UIDREQUIRED);
         } else if (r == -1) {
             imap_bad(s, "Invalid message sequence number.");
         } else {

@@ -122,7 +122,7 @@ static void select_done(struct imap_session *s, struct imap_job *j)
     } else {
         imap_printf(s, "* %u RECENT\r\n", sel->recent_sent);
     }
-    if (sj->info.first_unseen && !s->rev2)
+    if (sj->info.first_unseen && !s->rev2 && !s->uidonly) /* a sequence number */
         imap_printf(s, "* OK [UNSEEN %u] First unseen.\r\n",
                     imap_sel_seq(sel, sj->info.first_unseen));
     imap_printf(s, "* OK [UIDVALIDITY %u] UIDs valid.\r\n* OK [UIDNEXT %u] Predicted next UID.\r\n",
@@ -228,6 +228,12 @@ static void do_select(struct imap_session *s, struct imap_args *a, bool readonly
         /* 3.2.5: only after ENABLE QRESYNC */
         select_free(&sj->j);
         imap_bad(s, "QRESYNC is not enabled.");
+        return;
+    }
+    if (sj->qr.nmseq && s->uidonly) {
+        /* RFC 9586: the sequence match data names sequence numbers */
+        select_free(&sj->j);
+        imap_bad(s, IMAP_UIDREQUIRED);
         return;
     }
     if (condstore)

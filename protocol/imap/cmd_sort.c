@@ -386,6 +386,8 @@ static void sort_or_thread(struct imap_session *s, struct imap_args *a, bool thr
         sort_free(&sj->j);
         if (r == -3) {
             imap_bad(s, "RECENT, NEW and OLD are not search keys in IMAP4rev2.");
+        } else if (r == -4) {
+            imap_bad(s, IMAP_UIDREQUIRED);
         } else if (r == -1) {
             imap_bad(s, "Invalid message sequence number.");
         } else {

@@ -92,7 +92,8 @@ static void store_free(struct imap_job *j)
     free(sj);
 }
 
-/* "* seq FETCH ([UID u ]MODSEQ (n))" for each message changed. */
+/* "* seq FETCH ([UID u ]MODSEQ (n))" for each message changed (UIDFETCH
+ * after ENABLE UIDONLY). */
 static void store_announce_modseq(struct imap_session *s, const struct imap_flagset *fs, bool uid)
 {
     for (size_t i = 0; i < fs->n && s->sel; i++) {
@@ -100,9 +101,8 @@ static void store_announce_modseq(struct imap_session *s, const struct imap_flag
         if (!seq)
             continue;
         struct buf *b = imap_outbuf(s);
-        buf_printf(b, "* %u FETCH (", seq);
-        if (uid)
-            buf_printf(b, "UID %u ", fs->v[i].uid);
+        if (imap_buf_fetch_open(b, s->uidonly, seq, fs->v[i].uid, uid))
+            buf_addc(b, ' ');
         buf_str(b, "MODSEQ (");
         buf_addu(b, fs->v[i].modseq);
         buf_str(b, "))\r\n");

@@ -9,7 +9,8 @@
  * ("UID FETCH" is a row of its own; a two-word name makes its first word a
  * family the session resolves with the next atom), the states, and
  * IMAP_CMD_NO_EXPUNGE when no EXPUNGE response may be sent while
- * answering it, IMAP_CMD_UID for a UID command, IMAP_CMD_NO_ARGS when it
+ * answering it, IMAP_CMD_UID for a UID command, IMAP_CMD_SEQ for one that
+ * names messages by sequence number (refused after ENABLE UIDONLY), IMAP_CMD_NO_ARGS when it
  * takes no arguments (the session answers BAD to any). The handler parses its
  * arguments from a (imap_args_*), answers imap_bad() for a syntax error
  * and ends with imap_finish() (which announces pending mailbox changes
@@ -56,13 +57,13 @@ static const struct imap_command commands[] = {
     {"CLOSE", imap_cmd_close, IMAP_SELECTED, IMAP_CMD_NO_ARGS, NULL},
     {"UNSELECT", imap_cmd_unselect, IMAP_SELECTED, IMAP_CMD_NO_ARGS, NULL},
     {"EXPUNGE", imap_cmd_expunge, IMAP_SELECTED, 0, NULL},
-    {"SEARCH", imap_cmd_search, IMAP_SELECTED, IMAP_CMD_NO_EXPUNGE, NULL},
-    {"SORT", imap_cmd_sort, IMAP_SELECTED, IMAP_CMD_NO_EXPUNGE, NULL},
-    {"THREAD", imap_cmd_thread, IMAP_SELECTED, IMAP_CMD_NO_EXPUNGE, NULL},
-    {"FETCH", imap_cmd_fetch, IMAP_SELECTED, IMAP_CMD_NO_EXPUNGE, NULL},
-    {"STORE", imap_cmd_store, IMAP_SELECTED, IMAP_CMD_NO_EXPUNGE, NULL},
-    {"COPY", imap_cmd_copy, IMAP_SELECTED, 0, NULL},
-    {"MOVE", imap_cmd_move, IMAP_SELECTED, 0, NULL},
+    {"SEARCH", imap_cmd_search, IMAP_SELECTED, IMAP_CMD_NO_EXPUNGE | IMAP_CMD_SEQ, NULL},
+    {"SORT", imap_cmd_sort, IMAP_SELECTED, IMAP_CMD_NO_EXPUNGE | IMAP_CMD_SEQ, NULL},
+    {"THREAD", imap_cmd_thread, IMAP_SELECTED, IMAP_CMD_NO_EXPUNGE | IMAP_CMD_SEQ, NULL},
+    {"FETCH", imap_cmd_fetch, IMAP_SELECTED, IMAP_CMD_NO_EXPUNGE | IMAP_CMD_SEQ, NULL},
+    {"STORE", imap_cmd_store, IMAP_SELECTED, IMAP_CMD_NO_EXPUNGE | IMAP_CMD_SEQ, NULL},
+    {"COPY", imap_cmd_copy, IMAP_SELECTED, IMAP_CMD_SEQ, NULL},
+    {"MOVE", imap_cmd_move, IMAP_SELECTED, IMAP_CMD_SEQ, NULL},
     {"CANCELUPDATE", imap_cmd_cancelupdate, IMAP_SELECTED, 0, NULL},
     /* RFC 3501 7.4.1: EXPUNGE responses are allowed during UID commands */
     {"UID FETCH", imap_cmd_fetch, IMAP_SELECTED, IMAP_CMD_UID, NULL},
@@ -72,7 +73,7 @@ static const struct imap_command commands[] = {
     {"UID THREAD", imap_cmd_thread, IMAP_SELECTED, IMAP_CMD_UID, NULL},
     {"UID COPY", imap_cmd_copy, IMAP_SELECTED, IMAP_CMD_UID, NULL},
     {"UID MOVE", imap_cmd_move, IMAP_SELECTED, IMAP_CMD_UID, NULL},
-    {"REPLACE", imap_cmd_replace, IMAP_SELECTED, 0, imap_append_literal},
+    {"REPLACE", imap_cmd_replace, IMAP_SELECTED, IMAP_CMD_SEQ, imap_append_literal},
     {"UID REPLACE", imap_cmd_replace, IMAP_SELECTED, IMAP_CMD_UID, imap_append_literal},
     {"UID EXPUNGE", imap_cmd_expunge, IMAP_SELECTED, IMAP_CMD_UID, NULL},
 };

@@ -410,13 +410,14 @@ void imap_sel_expunged(struct imap_session *s, const uint32_t *uids, size_t n)
     if (sel->ctx_ops)
         sel->ctx_ops->expunged(s, uids, n);
     /* uids ascending: each one's sequence number, less those gone before;
-     * once QRESYNC is on, their UIDs in one VANISHED (RFC 7162 3.2.10) */
+     * once QRESYNC or UIDONLY is on, their UIDs in one VANISHED (RFC 7162
+     * 3.2.10, RFC 9586) */
     struct imap_runs runs = {0};
     for (size_t j = 0; j < n; j++) {
         ssize_t i = uidmap_find(&sel->uids, uids[j]);
         if (i < 0 || (j && uids[j] == uids[j - 1]))
             continue;
-        if (s->qresync)
+        if (s->qresync || s->uidonly)
             imap_runs_add(&runs, imap_outbuf(s), "* VANISHED ", uids[j], uids[j]);
         else
             imap_printf(s, "* %zu EXPUNGE\r\n", (size_t)i + 1 - removed);
@@ -642,9 +643,9 @@ void imap_flagset_announce(struct imap_session *s, const struct imap_flagset *fs
         if (!seq)
             continue;
         struct buf *b = imap_outbuf(s);
-        buf_printf(b, "* %u FETCH (", seq);
-        if (uid || s->rev2) /* RFC 9051 7.5.2: unsolicited FETCH carries UID */
-            buf_printf(b, "UID %u ", f->uid);
+        /* RFC 9051 7.5.2: unsolicited FETCH carries UID */
+        if (imap_buf_fetch_open(b, s->uidonly, seq, f->uid, uid || s->rev2))
+            buf_addc(b, ' ');
         buf_str(b, "FLAGS ");
         imap_buf_flags(b, f->flags, f->kwoff == UINT32_MAX ? NULL : fs->kw.p + f->kwoff,
                        !s->rev2 && imap_sel_recent(s->sel, f->uid));

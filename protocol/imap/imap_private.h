@@ -55,6 +55,13 @@ enum imap_state {
 void imap_buf_mbox(struct buf *b, const char *name, bool utf8);
 /* "(\Seen kw ...)" */
 void imap_buf_flags(struct buf *b, unsigned flags, const char *keywords, bool recent);
+/* "* seq FETCH (" with "UID u" when uid, or after ENABLE UIDONLY (RFC
+ * 9586) "* u UIDFETCH (" with no UID item (the caller adds one the client
+ * asked for); true when an item was written */
+bool imap_buf_fetch_open(struct buf *b, bool uidonly, uint32_t seq, uint32_t u, bool uid);
+/* The text of the BAD for a sequence number after ENABLE UIDONLY */
+#define IMAP_UIDREQUIRED                                                                           \
+    "[UIDREQUIRED] Message sequence numbers are not allowed after ENABLE UIDONLY."
 /* "dd-Mon-yyyy hh:mm:ss +0000" in quotes (UTC) */
 void imap_buf_date(struct buf *b, int64_t t);
 /* Object ids (RFC 8474): a letter saying what the id is for ('F' mailbox,
@@ -522,6 +529,8 @@ struct imap_session {
     bool rev2, utf8, utf8_accept;
     bool qresync;                 /* QRESYNC enabled (RFC 7162 3.2.3): VANISHED instead of
                                    * EXPUNGE */
+    bool uidonly;                 /* UIDONLY enabled (RFC 9586): no sequence numbers either
+                                   * way; UIDFETCH and VANISHED instead */
     bool expunge_ok;              /* EXPUNGE responses allowed for the command in progress */
     bool in_loop;                 /* inside the reading loop (it goes on by itself) */
     const struct imap_cont *cont; /* the running multi-step command, or NULL */
@@ -670,7 +679,8 @@ void imap_cmd_job(struct imap_session *s, struct imap_job *j, imap_job_work *wor
 
 /* Maps the sequence sets and RECENT of a parsed tree to UIDs of this
  * session's view, in place: 0, -1 for an invalid sequence number, -2 when
- * out of memory. */
+ * out of memory, -3 for RECENT, NEW or OLD after ENABLE IMAP4rev2, -4 for
+ * a sequence set after ENABLE UIDONLY. */
 int imap_search_resolve(struct imap_session *s, struct storage_search *n, struct imap_arena *ar);
 /* Resolves a sequence set (uid=false) or UID set against the session's
  * view into UID ranges (arena); out->n may be 0. "$" is the saved result
@@ -839,6 +849,8 @@ enum {
     IMAP_CMD_NO_EXPUNGE = 1 << 0, /* RFC 3501 7.4.1: no EXPUNGE while answering it */
     IMAP_CMD_UID = 1 << 1,        /* a UID command: sets are UIDs, answers say "UID" */
     IMAP_CMD_NO_ARGS = 1 << 2,    /* takes no arguments ("X takes no arguments.") */
+    IMAP_CMD_SEQ = 1 << 3,        /* names messages by sequence number: refused after
+                                   * ENABLE UIDONLY (RFC 9586) */
 };
 
 typedef void imap_cmd_fn(struct imap_session *s, struct imap_args *args);

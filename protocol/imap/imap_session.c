@@ -519,6 +519,10 @@ static void execute(struct imap_session *s)
         imap_bad(s, "%s takes no arguments.", c->name);
         return;
     }
+    if ((c->flags & IMAP_CMD_SEQ) && s->uidonly) {
+        imap_bad(s, IMAP_UIDREQUIRED); /* RFC 9586 */
+        return;
+    }
     s->uid_cmd = c->flags & IMAP_CMD_UID;
     s->expunge_ok = !(c->flags & IMAP_CMD_NO_EXPUNGE);
     c->fn(s, &args);
@@ -555,6 +559,17 @@ static bool literal_hook(struct imap_session *s, uint64_t n, bool sync)
     }
     if (!c || !c->literal || !(c->states & s->state))
         return false;
+    if ((c->flags & IMAP_CMD_SEQ) && s->uidonly) {
+        if (!sync)
+            return false; /* read as any command's literal, then refused */
+        /* REPLACE after ENABLE UIDONLY: refused before its message is
+         * asked for */
+        size_t tl;
+        take_tag(s, s->cmd.p, s->cmd.len, &tl);
+        cmd_reset(s);
+        imap_bad(s, IMAP_UIDREQUIRED);
+        return true;
+    }
     s->uid_cmd = c->flags & IMAP_CMD_UID;
     s->expunge_ok = !(c->flags & IMAP_CMD_NO_EXPUNGE);
     if (!c->literal(s, n, sync))
@@ -724,7 +739,7 @@ static bool read_command(struct imap_session *s)
         return !conn_closing(s->c);
     }
     if (lit > 0 && literal_hook(s, n, sync))
-        return true; /* the command reads the literal itself from here */
+        return !conn_closing(s->c); /* the command reads the literal itself from here */
     if (lit > 0 && n <= cf->max_literal_size && literal8(line, len)) {
         /* a literal8 (RFC 3516) is for APPEND's message data alone, which
          * the hook above took: refused before its bytes are asked for */
@@ -943,6 +958,7 @@ void imap_account_release(struct imap_session *s)
     /* what ENABLE turned on goes with the account (RFC 8437 3) */
     s->condstore = false;
     s->qresync = false;
+    s->uidonly = false;
     s->rev2 = s->utf8 = s->utf8_accept = false;
 }
 

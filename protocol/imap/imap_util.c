@@ -75,6 +75,22 @@ void imap_buf_flags(struct buf *b, unsigned flags, const char *keywords, bool re
     buf_add(b, ")", 1);
 }
 
+bool imap_buf_fetch_open(struct buf *b, bool uidonly, uint32_t seq, uint32_t u, bool uid)
+{
+    buf_add(b, "* ", 2);
+    buf_addu(b, uidonly ? u : seq);
+    if (uidonly) {
+        buf_add(b, " UIDFETCH (", 11);
+        return false;
+    }
+    buf_add(b, " FETCH (", 8);
+    if (!uid)
+        return false;
+    buf_add(b, "UID ", 4);
+    buf_addu(b, u);
+    return true;
+}
+
 static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
