@@ -1138,13 +1138,19 @@ int msg_file_open_rel(const char *mdir, const char *rel)
     }
     if ((fd = open(path, MSG_OPEN_FLAGS)) >= 0 || errno != ENOENT)
         return fd;
-    /* renamed by a flag sync that has not committed yet: look it up */
+    /* renamed by a flag sync that has not committed yet: look it up. A
+     * directory read may miss an entry renamed while it reads (POSIX
+     * leaves it open), and the file may be renamed again between the
+     * lookup and the open: a few lookups, each from the start. */
     msg_file_parse(slash ? slash + 1 : rel, unique, sizeof(unique), &fu, &ff, &hi);
-    if (find_by_unique(mdir, unique, path, sizeof(path)) != 0) {
-        errno = ENOENT;
-        return -1;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        if (find_by_unique(mdir, unique, path, sizeof(path)) != 0)
+            continue;
+        if ((fd = open(path, MSG_OPEN_FLAGS)) >= 0 || errno != ENOENT)
+            return fd;
     }
-    return open(path, MSG_OPEN_FLAGS);
+    errno = ENOENT;
+    return -1;
 }
 
 int open_msg_file(struct storage_user *u, sqlite3 *db, int64_t mbox, uint32_t uid, int *fd,
