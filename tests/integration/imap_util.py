@@ -266,6 +266,17 @@ class Imap:
             raise EOFError('connection closed by the server')
         return r
 
+    def line_until(self, match, forbid=None, timeout=10):
+        """Reads lines until one that starts with match (bytes) or matches
+        it (a compiled regular expression), and returns it; a line
+        matching the regular expression forbid before it fails."""
+        while True:
+            r = self.line(timeout=timeout)
+            if forbid is not None and re.search(forbid, r):
+                raise AssertionError('%r came before %r' % (r, match))
+            if (r.startswith(match) if isinstance(match, bytes) else match.match(r)):
+                return r
+
     # -- writing
 
     def tag(self):

@@ -198,11 +198,7 @@ class UidOnly(ImapCase):
         self.assertNotIn('UID', got[2])
         c.idle()
         o.ok('UID STORE 5 +FLAGS ($Label1)')
-        while True:
-            r = c.line(timeout=10)
-            self.assertNotRegex(r, rb'^\* \d+ FETCH ')
-            if UIDFETCH_RE.match(r):
-                break
+        r = c.line_until(UIDFETCH_RE, forbid=rb'^\* \d+ FETCH ')
         got = uidfetches([r])
         self.assertEqual(list(got), [5], r)
         self.assertIn('$label1', flags_of(got[5]))
@@ -233,11 +229,7 @@ class UidOnly(ImapCase):
         c.idle()
         o.ok('UID STORE 3 +FLAGS (\\Deleted)')
         o.ok('UID EXPUNGE 3')
-        while True:
-            r = c.line(timeout=10)
-            self.assertFalse(r.endswith(b' EXPUNGE'), r)
-            if r.startswith(b'* VANISHED'):
-                break
+        r = c.line_until(b'* VANISHED', forbid=rb' EXPUNGE$')
         self.assertEqual(r, b'* VANISHED 3')
         c.done()
         u = c.ok('UID SEARCH ALL')
@@ -272,11 +264,7 @@ class UidOnly(ImapCase):
             seen.update(uidfetches([r]))
         o.ok('UID STORE %d +FLAGS (\\Deleted)' % uid)
         o.ok('UID EXPUNGE %d' % uid)
-        while True:
-            r = c.line(timeout=10)
-            self.assertNotRegex(r, rb'^\* \d+ (FETCH|EXPUNGE)')
-            if r.startswith(b'* VANISHED'):
-                break
+        r = c.line_until(b'* VANISHED', forbid=rb'^\* \d+ (FETCH|EXPUNGE)')
         self.assertEqual(r, b'* VANISHED %d' % uid)
 
     def test_search_and_sort(self):
