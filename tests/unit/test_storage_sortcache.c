@@ -36,16 +36,15 @@ static int message(unsigned i, char *m, size_t len)
                                        "Zeta",        "zeta",      "alpha2"};
     static const char *const from[] = {"Zed <zed@x>", "bob@x",   "Bob <bob@y>",   "adam@x",
                                        "\xc3\xa9l@x", "<odd@x>", "undisclosed:;", "Ann <ann@z>"};
-    /* a body of i % 37 bytes of filler: sizes differ, for SORT (SIZE) */
-    static const char filler[] = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+    /* the body padded with i % 37 spaces: sizes differ, for SORT (SIZE) */
     char refs[200] = "";
     if (i > 3 && i % 3)
         snprintf(refs, sizeof(refs), "References: <m%u@x> <m%u@x>\r\n", i / 3, i / 2);
     return snprintf(m, len,
                     "From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: %02u Mar 2021 10:%02u:00 +0000\r\n"
-                    "Message-ID: <m%u@x>\r\n%s\r\nbody %.*s\r\n",
+                    "Message-ID: <m%u@x>\r\n%s\r\nbody %*s.\r\n",
                     from[i % 8], from[(i / 8) % 8], subj[(i * 7) % 11], 1 + i % 5, i % 3, i, refs,
-                    (int)(i % 37), filler);
+                    (int)(i % 37), "");
 }
 
 static int add(void)
