@@ -1,11 +1,13 @@
-/* Unit tests of the base layer's byte buffer, IMAP string writer and base64
- * forms (strict, lenient, and the modified-UTF-7 alphabet) and hex digits. */
+/* Unit tests of the base layer's byte buffer, IMAP string writer, base64
+ * forms (strict, lenient, and the modified-UTF-7 alphabet), hex digits and
+ * the metrics text. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "server/base/base64.h"
 #include "server/base/buf.h"
 #include "server/base/log.h"
+#include "server/base/metrics.h"
 
 #include "tests/unit/check.h"
 
@@ -122,11 +124,24 @@ static void test_log_quote(void)
           "LOG_QUOTE_MAX holds a whole 255-byte name of escapes");
 }
 
+static void test_metrics(void)
+{
+    struct buf b = {0};
+
+    metrics_render(&b);
+    CHECK(!b.oom && b.len > 6 && !strcmp(b.p + b.len - 6, "# EOF\n"), "the text ends with # EOF");
+    CHECK(strstr(b.p, "\nprocess_resident_memory_bytes ") != NULL, "resident memory is listed");
+    const char *v = strstr(b.p, "\nprocess_resident_memory_bytes ");
+    CHECK(v && strtoull(v + 31, NULL, 10) > 0, "this process has resident memory");
+    buf_free(&b);
+}
+
 int main(void)
 {
     test_log_quote();
     test_buf();
     test_imap_string();
     test_base64();
+    test_metrics();
     return check_summary();
 }
