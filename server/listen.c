@@ -1,7 +1,9 @@
 /* Listening sockets for every service: TCP over IPv4 and IPv6, and unix
- * sockets for LMTP. Bound before the privilege drop. */
+ * sockets for LMTP. Bound before the privilege drop, or passed by the
+ * service manager (socket activation, coffred.socket). */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -9,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "protocol/imap/imap.h"
@@ -180,8 +183,130 @@ static int socket_owner(const char *path, const struct conf *conf, char *err, si
     return 0;
 }
 
-static int listen_one(struct server *s, const struct conf_addr *a, const char *service,
-                      const struct conn_handler *h, bool implicit_tls, char *err, size_t errlen)
+/* ---- sockets passed by the service manager ---- */
+
+/* sd_listen_fds(3): LISTEN_PID names this process, LISTEN_FDS counts the
+ * descriptors from 3 on, LISTEN_FDNAMES names them (colon-separated). A
+ * configured address whose socket was passed takes it instead of binding;
+ * coffred learns which is which from the sockets themselves. */
+#define PASSED_MAX 64
+#define SD_LISTEN_FDS_START 3
+
+static struct passed {
+    int fd;
+    bool used;
+    char name[64];
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+} passed[PASSED_MAX];
+static unsigned npassed;
+
+static int take_passed_fds(char *err, size_t errlen)
+{
+    const char *pid_s = getenv("LISTEN_PID"), *fds_s = getenv("LISTEN_FDS");
+    const char *names = getenv("LISTEN_FDNAMES");
+    char *end;
+    unsigned long pid, n;
+
+    npassed = 0;
+    if (!pid_s || !fds_s)
+        return 0;
+    errno = 0;
+    pid = strtoul(pid_s, &end, 10);
+    if (errno || *end || pid != (unsigned long)getpid())
+        return 0; /* meant for another process */
+    n = strtoul(fds_s, &end, 10);
+    if (errno || *end || n > PASSED_MAX) {
+        snprintf(err, errlen, "LISTEN_FDS: not a count of at most %d sockets: %s", PASSED_MAX,
+                 fds_s);
+        return -1;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct passed *p = &passed[npassed];
+        int fd = SD_LISTEN_FDS_START + (int)i, type = 0, acc = 0;
+        socklen_t tl = sizeof(type), al = sizeof(acc);
+        const char *colon;
+
+        memset(p, 0, sizeof(*p));
+        p->fd = fd;
+        if (names && *names) {
+            colon = strchr(names, ':');
+            size_t len = colon ? (size_t)(colon - names) : strlen(names);
+            snprintf(p->name, sizeof(p->name), "%.*s", (int)len, names);
+            names = colon ? colon + 1 : NULL;
+        }
+        p->sslen = sizeof(p->ss);
+        if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 ||
+            getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM ||
+            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) < 0 || !acc ||
+            getsockname(fd, (struct sockaddr *)&p->ss, &p->sslen) < 0) {
+            snprintf(err, errlen, "passed descriptor %d (%s) is not a listening stream socket", fd,
+                     p->name[0] ? p->name : "unnamed");
+            return -1;
+        }
+        npassed++;
+    }
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    return 0;
+}
+
+static bool same_addr(const struct passed *p, const struct conf_addr *a)
+{
+    if (a->is_unix) {
+        const struct sockaddr_un *u = (const struct sockaddr_un *)&p->ss;
+        size_t off = offsetof(struct sockaddr_un, sun_path);
+        return u->sun_family == AF_UNIX && p->sslen > off &&
+               !strncmp(u->sun_path, a->path, sizeof(u->sun_path)) && u->sun_path[0];
+    }
+    if (p->ss.ss_family != a->ss.ss_family)
+        return false;
+    if (a->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)&p->ss;
+        const struct sockaddr_in *y = (const struct sockaddr_in *)&a->ss;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)&p->ss;
+        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)&a->ss;
+        return x->sin6_port == y->sin6_port &&
+               !memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr));
+    }
+    return false;
+}
+
+/* A passed [::]:PORT socket that also takes IPv4 (not IPV6_V6ONLY) covers
+ * 0.0.0.0:PORT, which then cannot be bound beside it. */
+static bool covered_by_dual_stack(const struct conf_addr *a)
+{
+    const struct sockaddr_in *v4 = (const struct sockaddr_in *)&a->ss;
+
+    if (a->is_unix || a->ss.ss_family != AF_INET || v4->sin_addr.s_addr != htonl(INADDR_ANY))
+        return false;
+    for (unsigned i = 0; i < npassed; i++) {
+        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)&passed[i].ss;
+        int only = 1;
+        socklen_t ol = sizeof(only);
+        if (x->sin6_family == AF_INET6 && x->sin6_port == v4->sin_port &&
+            IN6_IS_ADDR_UNSPECIFIED(&x->sin6_addr) &&
+            getsockopt(passed[i].fd, IPPROTO_IPV6, IPV6_V6ONLY, &only, &ol) == 0 && !only)
+            return true;
+    }
+    return false;
+}
+
+static struct passed *find_passed(const struct conf_addr *a)
+{
+    for (unsigned i = 0; i < npassed; i++)
+        if (!passed[i].used && same_addr(&passed[i], a))
+            return &passed[i];
+    return NULL;
+}
+
+static int listen_one(struct server *s, const struct conf_addr *a, struct passed *p,
+                      const char *service, const struct conn_handler *h, bool implicit_tls,
+                      char *err, size_t errlen)
 {
     struct listener *l = calloc(1, sizeof(*l));
     uv_os_fd_t fd = -1;
@@ -197,7 +322,19 @@ static int listen_one(struct server *s, const struct conf_addr *a, const char *s
     l->implicit_tls = implicit_tls;
     l->is_unix = a->is_unix;
     snprintf(l->text, sizeof(l->text), "%s", a->text);
-    if (a->is_unix) {
+    if (p) {
+        /* the manager's socket, bound and owned as its unit says */
+        l->passed = true;
+        if (a->is_unix) {
+            uv_pipe_init(s->loop, &l->h.pipe, 0);
+            r = uv_pipe_open(&l->h.pipe, p->fd);
+        } else {
+            uv_tcp_init(s->loop, &l->h.tcp);
+            r = uv_tcp_open(&l->h.tcp, p->fd);
+        }
+        if (r == 0)
+            p->used = true;
+    } else if (a->is_unix) {
         uv_pipe_init(s->loop, &l->h.pipe, 0);
         unlink(a->path); /* a stale socket from an earlier run */
         r = uv_pipe_bind(&l->h.pipe, a->path);
@@ -236,7 +373,11 @@ static int listen_one(struct server *s, const struct conf_addr *a, const char *s
     }
     l->next = s->listeners;
     s->listeners = l;
-    log_info("listening on %s (%s)", a->text, service);
+    if (p)
+        log_info("listening on %s (%s), socket %s passed by the service manager", a->text, service,
+                 p->name[0] ? p->name : "unnamed");
+    else
+        log_info("listening on %s (%s)", a->text, service);
     return 0;
 }
 
@@ -260,11 +401,31 @@ int server_listen_all(struct server *s, char *err, size_t errlen)
     uv_timer_init(s->loop, &s->refuse_timer);
     s->refuse_timer.data = s;
     uv_unref((uv_handle_t *)&s->refuse_timer);
-    for (size_t i = 0; i < sizeof(svc) / sizeof(svc[0]); i++)
-        for (size_t j = 0; j < svc[i].list->n; j++)
-            if (listen_one(s, &svc[i].list->a[j], svc[i].service, svc[i].h, svc[i].tls, err,
-                           errlen) < 0)
+    if (take_passed_fds(err, errlen) < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(svc) / sizeof(svc[0]); i++) {
+        for (size_t j = 0; j < svc[i].list->n; j++) {
+            const struct conf_addr *a = &svc[i].list->a[j];
+            struct passed *p = find_passed(a);
+            if (!p && covered_by_dual_stack(a)) {
+                log_info("%s (%s): taken by the passed IPv6 socket of that port", a->text,
+                         svc[i].service);
+                continue;
+            }
+            if (listen_one(s, a, p, svc[i].service, svc[i].h, svc[i].tls, err, errlen) < 0)
                 return -1;
+        }
+    }
+    /* a socket of the unit that the configuration does not name serves
+     * nothing: closed (the manager keeps its own copy) */
+    for (unsigned i = 0; i < npassed; i++) {
+        if (passed[i].used)
+            continue;
+        log_warn("socket %s passed by the service manager (descriptor %d) matches no "
+                 "configured address: closed",
+                 passed[i].name[0] ? passed[i].name : "unnamed", passed[i].fd);
+        close(passed[i].fd);
+    }
     return 0;
 }
 
@@ -274,7 +435,7 @@ void server_close_listeners(struct server *s)
     s->listeners = NULL;
     for (; l; l = next) {
         next = l->next;
-        if (l->is_unix) {
+        if (l->is_unix && !l->passed) {
             char path[256];
             size_t len = sizeof(path);
             if (uv_pipe_getsockname(&l->h.pipe, path, &len) == 0 && len < sizeof(path)) {

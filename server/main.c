@@ -17,6 +17,7 @@
 #include "protocol/mailuser.h"
 #include "server/base/log.h"
 #include "server/base/privdrop.h"
+#include "server/sdnotify.h"
 #include "server/server.h"
 #include "storage/storage.h"
 #include "tls/tls.h"
@@ -41,6 +42,7 @@ static void begin_stop(struct server *s, const char *why)
     if (s->stopping)
         return;
     s->stopping = true;
+    sdnotify_stopping(s);
     log_info("%s: shutting down (%u connection(s))", why, s->nconns);
     server_close_listeners(s);
     conn_shutdown_all(s);
@@ -60,17 +62,17 @@ static void on_signal(uv_signal_t *h, int signum)
     char err[512];
 
     if (signum == SIGHUP) {
-        if (!s->tls) {
+        sdnotify_reloading();
+        if (!s->tls)
             log_info("SIGHUP: no TLS configured, nothing to reload");
-            return;
-        }
-        if (tls_server_reload(s->tls, err, sizeof(err)) < 0)
+        else if (tls_server_reload(s->tls, err, sizeof(err)) < 0)
             log_error("SIGHUP: certificate reload failed, keeping the old one: %s "
                       "(after the privilege drop the files are read as run_user '%s': "
                       "make the key readable by its group)",
                       err, s->conf.run_user);
         else
             log_info("SIGHUP: certificate and key reloaded");
+        sdnotify_ready(s);
         return;
     }
     begin_stop(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -225,6 +227,7 @@ int main(int argc, char **argv)
     }
     chmod(s->conf.data_dir, 0700);
 
+    sdnotify_open();
     s->nofile = raise_open_file_limit();
     s->loop = uv_default_loop();
     /* The handlers are in place before the ports open: a SIGTERM sent as
@@ -314,6 +317,7 @@ int main(int argc, char **argv)
         return 1;
     }
     log_info("coffred %s started (pid %d)", "0.1.0", (int)getpid());
+    sdnotify_ready(s);
 
     uv_run(s->loop, UV_RUN_DEFAULT);
 
