@@ -192,6 +192,118 @@ class Installed(unittest.TestCase):
         self.assertLess(score, SECURITY_OK)
 
 
+def syscall_group(name, seen=None):
+    """The system calls of a systemd-analyze syscall-filter group."""
+    out = subprocess.run(['systemd-analyze', 'syscall-filter', name], capture_output=True,
+                         text=True, check=True).stdout
+    calls = set()
+    for line in out.splitlines()[1:]:
+        line = line.strip()
+        if not line or line.startswith('#'):
+            continue
+        calls |= syscall_group(line) if line.startswith('@') else {line}
+    return calls
+
+
+class Sandbox(unittest.TestCase):
+    """What coffred does, traced by strace through a mix of sessions
+    (IMAPS login, APPEND, SEARCH, FETCH, STORE, EXPUNGE; an LMTP
+    delivery; POP3S; SIGHUP; SIGTERM), stays inside the unit's sandbox:
+    each system call passes its SystemCallFilter, each socket is of a
+    family of RestrictAddressFamilies, and no mapping is made writable
+    and executable at once (MemoryDenyWriteExecute)."""
+
+    def setUp(self):
+        for tool in ('strace', 'systemd-analyze', 'pgrep'):
+            if not shutil.which(tool):
+                self.skipTest('%s is not installed' % tool)
+        self.trace = tempfile.NamedTemporaryFile(prefix='coffre-strace-', delete=False).name
+        self.srv = harness.Server(wrap=['strace', '-f', '-qq', '-o', self.trace])
+
+    def tearDown(self):
+        self.srv.cleanup()
+        os.unlink(self.trace)
+
+    def unit_filter(self):
+        path = os.path.join(os.path.dirname(harness.COFFRED), 'dist', 'coffred.service')
+        allowed, families = None, set()
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith('SystemCallFilter='):
+                    v = line.split('=', 1)[1]
+                    deny = v.startswith('~')
+                    names = set()
+                    for n in v.lstrip('~').split():
+                        names |= syscall_group(n) if n.startswith('@') else {n}
+                    if allowed is None:
+                        self.assertFalse(deny, 'the filter starts with an allow list')
+                        allowed = names
+                    elif deny:
+                        allowed -= names
+                    else:
+                        allowed |= names
+                elif line.startswith('RestrictAddressFamilies='):
+                    families = set(line.split('=', 1)[1].split())
+        self.assertIsNotNone(allowed)
+        return allowed, families
+
+    def test_traced_sessions_stay_inside(self):
+        import poplib
+        import smtplib
+        srv = self.srv
+        srv.add_user('alice@example.org', 'alice-password-1')
+        os.chmod(srv.key, 0o644)
+        srv.start()
+        c = srv.imap_ssl()
+        c.login('alice@example.org', 'alice-password-1')
+        c.append('INBOX', None, None, b'Subject: a\r\n\r\nbody\r\n')
+        lm = smtplib.LMTP(harness.HOST, srv.ports['lmtp'])
+        lm.sendmail('b@example.net', ['alice@example.org'], b'Subject: x\r\n\r\nhello\r\n')
+        lm.quit()
+        c.select('INBOX')
+        c.search(None, 'TEXT', 'hello')
+        c.fetch('1:*', '(FLAGS BODY[])')
+        c.store('1', '+FLAGS', '\\Deleted')
+        c.expunge()
+        c.logout()
+        p = poplib.POP3_SSL(harness.HOST, srv.ports['pop3s'], context=srv.ctx(),
+                            timeout=harness.IO_TIMEOUT)
+        p.user('alice@example.org')
+        p.pass_('alice-password-1')
+        p.stat()
+        p.quit()
+        # the signals go to coffred, not to strace
+        pid = int(subprocess.run(['pgrep', '-P', str(srv.proc.pid)], capture_output=True,
+                                 text=True).stdout.split()[0])
+        os.kill(pid, signal.SIGHUP)
+        deadline = time.monotonic() + harness.IO_TIMEOUT
+        while 'certificate and key reloaded' not in srv.log():
+            self.assertLess(time.monotonic(), deadline, srv.log_tail())
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGTERM)
+        self.assertEqual(srv.proc.wait(30), 0, srv.log_tail())
+
+        allowed, families = self.unit_filter()
+        calls, used_families, wx = set(), set(), []
+        with open(self.trace) as f:
+            for line in f:
+                m = re.match(r'\d+\s+(?:<\.\.\. )?([a-z0-9_]+)[( ]', line)
+                if m and m.group(1) not in ('exited', 'resumed', 'killed'):
+                    calls.add(m.group(1))
+                m = re.search(r'\bsocket\((AF_[A-Z0-9]+)', line)
+                if m:
+                    used_families.add(m.group(1))
+                if re.search(r'(mmap|mprotect)\(.*PROT_EXEC', line) and (
+                        'PROT_WRITE' in line or 'mprotect' in line):
+                    wx.append(line.strip())
+        self.assertGreater(len(calls), 30, 'strace saw too little')
+        self.assertIn('setuid', calls)
+        self.assertEqual(sorted(calls - allowed), [])
+        self.assertTrue(used_families <= families, sorted(used_families - families))
+        self.assertEqual(wx, [])
+
+
 class CheckConfig(unittest.TestCase):
     """coffred --check-config: 0 for a usable configuration, 2 and the
     reason otherwise; nothing bound either way."""
@@ -279,7 +391,9 @@ class Notify(unittest.TestCase):
         try:
             data = self.sock.recv(4096).decode()
         except socket.timeout:
-            self.fail('no notification within %ss\n%s' % (timeout, self.srv.log_tail()))
+            self.fail('no notification within %ss (coffred %s)\n%s'
+                      % (timeout, 'running' if self.srv.alive() else 'exited: %s'
+                         % self.srv.proc.returncode, self.srv.log_tail()))
         return dict(l.split('=', 1) for l in data.split('\n') if l)
 
     def expect(self, key, timeout=harness.START_TIMEOUT):
