@@ -99,7 +99,7 @@ static void on_status_timer(uv_timer_t *t)
 
 void sdnotify_ready(struct server *s)
 {
-    if (notify_fd < 0)
+    if (notify_fd < 0 || s->stopping)
         return;
     status_conns = s->nconns;
     send_msg("READY=1\nSTATUS=%u connection(s), %u listener(s)", s->nconns, count_listeners(s));
