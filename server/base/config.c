@@ -443,6 +443,9 @@ const struct conf_setting conf_settings[] = {
     {ROW("shutdown_timeout", "3s", "General"), DURATION(shutdown_timeout_ms, 0),
      .doc = "how long SIGTERM and closing wait for pending writes to drain"},
     {ROW("log_debug", "no", "General"), BOOL(log_debug), .doc = "debug logging"},
+    {ROW("metrics", "yes", "General"), BOOL(metrics),
+     .doc = "keep the counters GET /metrics and `coffrectl stats` show; `no` counts nothing "
+            "(read at start)"},
 
     /* ---- TLS */
     {ROW("tls_cert", "/etc/coffre/cert.pem", "TLS"), PATH(tls_cert),

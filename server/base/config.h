@@ -48,6 +48,7 @@ struct conf {
     unsigned auth_threads;
     unsigned shutdown_timeout_ms;
     bool log_debug;
+    bool metrics; /* counters kept (server/base/metrics.h) */
 
     /* TLS */
     char tls_cert[CONF_PATH_MAX];

@@ -42,8 +42,8 @@ struct dim {
     unsigned cap;  /* cells set aside per value of the dimensions before */
 };
 
-static const char *protocols[] = {"imap", "imaps", "pop3", "pop3s", "lmtp"};
-#define NPROTO 5
+static const char *protocols[] = {"imap", "imaps", "pop3", "pop3s", "lmtp", "http", "https"};
+#define NPROTO 7
 static struct dim d_protocol = {"protocol", protocols, NPROTO, NPROTO};
 
 static const char *tls_versions[] = {"none", "TLS1.2", "TLS1.3", "other"};
@@ -317,20 +317,16 @@ void metrics_observe_(enum metrics_id id, unsigned idx, uint64_t ns)
     observe(&id_cells[id][(size_t)idx * HCELLS], ns);
 }
 
-static unsigned proto_index(const char *service)
-{
-    for (unsigned i = 0; i < NPROTO; i++)
-        if (!strcmp(service, protocols[i]))
-            return i;
-    return NPROTO - 1; /* not reached: every listener is one of them */
-}
-
 void metrics_conn_open(struct metrics_conn *m, const char *service)
 {
-    if (!metrics_on)
+    unsigned p = 0;
+
+    while (p < NPROTO && strcmp(service, protocols[p]))
+        p++;
+    if (!metrics_on || p == NPROTO)
         return;
     m->counted = true;
-    m->proto = (uint8_t)proto_index(service);
+    m->proto = (uint8_t)p;
     m->tls = 0;
     add(&c_conn[m->proto], 1);
     add(&c_conn_open[m->proto * NTLS], 1);

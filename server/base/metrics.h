@@ -66,7 +66,7 @@ struct metrics_conn {
     uint8_t proto, tls;
 };
 /* Accepted on the listener of service ("imap", "imaps", "pop3", "pop3s",
- * "lmtp"). */
+ * "lmtp", "http", "https"; another is not counted). */
 void metrics_conn_open(struct metrics_conn *m, const char *service);
 /* Its TLS handshake succeeded with version ("TLS1.3", as GnuTLS names it). */
 void metrics_conn_tls(struct metrics_conn *m, const char *version);

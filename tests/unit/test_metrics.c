@@ -79,6 +79,10 @@ static void test_counts(void)
     metrics_conn_open(&c, "lmtp");
     metrics_conn_close(&c);
     metrics_conn_close(&c); /* a second close changes nothing */
+    struct metrics_conn d = {0};
+    metrics_conn_open(&d, "gopher");
+    metrics_conn_tls(&d, "TLS1.2");
+    metrics_conn_close(&d);
 
     metrics_login(METRICS_LOGIN_IMAP, METRICS_MECH_LOGIN_COMMAND, METRICS_LOGIN_OK);
     metrics_login(METRICS_LOGIN_IMAP, METRICS_MECH_LOGIN_COMMAND, METRICS_LOGIN_FAILED);
