@@ -77,7 +77,9 @@ static long too_long_line(const char *p, size_t len, const char **why)
         *why = "method too long";
         return is_token(p, len) ? -501 : -400;
     }
-    if (!memchr(sp + 1, ' ', len - (size_t)(sp + 1 - p))) {
+    const char *sp2 = memchr(sp + 1, ' ', len - (size_t)(sp + 1 - p));
+    if (!sp2 || len - (size_t)(sp2 + 1 - p) <= 10) {
+        /* the target is what is long: the version is a few bytes */
         *why = "request target too long";
         return -414;
     }
@@ -118,6 +120,15 @@ static long find_end(const char *p, size_t len, size_t *scan, const struct http_
         if (empty) {
             *why = "empty request line";
             return -400;
+        }
+        if (pos == 0) {
+            /* a request line without version is HTTP/0.9's: no headers
+             * follow, so it is answered now */
+            const char *sp = memchr(p, ' ', line);
+            if (sp && !memchr(sp + 1, ' ', line - (size_t)(sp + 1 - p))) {
+                *why = "no HTTP version (HTTP/0.9 is not served)";
+                return -400;
+            }
         }
         pos = end;
         *scan = pos;
