@@ -222,7 +222,7 @@ int http_autoconfig(const struct conf *cf, const char *hostname, const struct ht
     xml_elem(out, "    ", "displayShortName", domain);
     for (int i = 0; i < 2; i++) {
         unsigned port = i == 0 ? imaps : pop3s;
-        char p[8];
+        char p[16];
         if (!port)
             continue;
         snprintf(p, sizeof(p), "%u", port);
@@ -553,7 +553,7 @@ int http_autodiscover(const struct conf *cf, const char *hostname, const char *b
                  "      <Action>settings</Action>\n");
     for (int i = 0; i < 2; i++) {
         unsigned port = i == 0 ? imaps : pop3s;
-        char pt[8];
+        char pt[16];
         if (!port)
             continue;
         snprintf(pt, sizeof(pt), "%u", port);
