@@ -134,6 +134,13 @@ static const char *server_name(const struct conf *cf, const char *hostname)
     return cf->autoconfig_hostname[0] ? cf->autoconfig_hostname : hostname;
 }
 
+/* The MTA's submission server (Thunderbird wants an outgoing server). */
+static const char *smtp_name(const struct conf *cf, const char *hostname)
+{
+    return cf->autoconfig_smtp_hostname[0] ? cf->autoconfig_smtp_hostname
+                                           : server_name(cf, hostname);
+}
+
 static int hex(int ch)
 {
     if (ch >= '0' && ch <= '9')
@@ -222,7 +229,7 @@ int http_autoconfig(const struct conf *cf, const char *hostname, const struct ht
     xml_elem(out, "    ", "displayShortName", domain);
     for (int i = 0; i < 2; i++) {
         unsigned port = i == 0 ? imaps : pop3s;
-        char p[8];
+        char p[16];
         if (!port)
             continue;
         snprintf(p, sizeof(p), "%u", port);
@@ -233,6 +240,17 @@ int http_autoconfig(const struct conf *cf, const char *hostname, const struct ht
         xml_elem(out, "      ", "authentication", "password-cleartext");
         xml_elem(out, "      ", "username", "%EMAILADDRESS%");
         buf_str(out, "    </incomingServer>\n");
+    }
+    if (cf->autoconfig_smtp_port) {
+        char p[16];
+        snprintf(p, sizeof(p), "%u", cf->autoconfig_smtp_port);
+        buf_str(out, "    <outgoingServer type=\"smtp\">\n");
+        xml_elem(out, "      ", "hostname", smtp_name(cf, hostname));
+        xml_elem(out, "      ", "port", p);
+        xml_elem(out, "      ", "socketType", "SSL");
+        xml_elem(out, "      ", "authentication", "password-cleartext");
+        xml_elem(out, "      ", "username", "%EMAILADDRESS%");
+        buf_str(out, "    </outgoingServer>\n");
     }
     buf_str(out, "  </emailProvider>\n</clientConfig>\n");
     return 200;
@@ -551,15 +569,16 @@ int http_autodiscover(const struct conf *cf, const char *hostname, const char *b
                  "    <Account>\n"
                  "      <AccountType>email</AccountType>\n"
                  "      <Action>settings</Action>\n");
-    for (int i = 0; i < 2; i++) {
-        unsigned port = i == 0 ? imaps : pop3s;
-        char pt[8];
+    for (int i = 0; i < 3; i++) {
+        static const char *const types[] = {"IMAP", "POP3", "SMTP"};
+        unsigned port = i == 0 ? imaps : i == 1 ? pop3s : cf->autoconfig_smtp_port;
+        char pt[16];
         if (!port)
             continue;
         snprintf(pt, sizeof(pt), "%u", port);
         buf_str(out, "      <Protocol>\n");
-        xml_elem(out, "        ", "Type", i == 0 ? "IMAP" : "POP3");
-        xml_elem(out, "        ", "Server", host);
+        xml_elem(out, "        ", "Type", types[i]);
+        xml_elem(out, "        ", "Server", i == 2 ? smtp_name(cf, hostname) : host);
         xml_elem(out, "        ", "Port", pt);
         xml_elem(out, "        ", "DomainRequired", "off");
         buf_str(out, "        <LoginName>");

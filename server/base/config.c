@@ -643,6 +643,10 @@ const struct conf_setting conf_settings[] = {
             "host name"},
     {ROW("autoconfig_domains", "", "HTTP"), STRING(autoconfig_domains),
      .doc = "mail domains autoconfig answers for, separated by commas or spaces; empty = any"},
+    {ROW("autoconfig_smtp_hostname", "", "HTTP"), STRING(autoconfig_smtp_hostname),
+     .doc = "the MTA's submission server given to mail clients; empty = autoconfig_hostname"},
+    {ROW("autoconfig_smtp_port", "465", "HTTP"), UINT(autoconfig_smtp_port, 0, 65535),
+     .doc = "its submission port over implicit TLS (RFC 8314); 0 = no outgoing server given"},
 };
 
 const size_t conf_n_settings = sizeof(conf_settings) / sizeof(conf_settings[0]);

@@ -91,6 +91,8 @@ class Http(ServerTestCase):
         'http_health_interval': '100ms',
         'autoconfig_hostname': 'mail.example.org',
         'autoconfig_domains': 'example.org, example.net',
+        'autoconfig_smtp_hostname': 'smtp.example.org',
+        'autoconfig_smtp_port': '4650',
     }
 
     @classmethod
@@ -226,6 +228,12 @@ class Http(ServerTestCase):
             self.assertEqual(fields['socketType'], 'SSL')   # never plain or STARTTLS
             self.assertEqual(fields['authentication'], 'password-cleartext')
             self.assertEqual(fields['username'], '%EMAILADDRESS%')
+        # Thunderbird wants an outgoing server: the MTA's, over implicit TLS
+        out = p.findall('outgoingServer')
+        self.assertEqual([o.get('type') for o in out], ['smtp'])
+        self.assertEqual({e.tag: e.text for e in out[0]}, {
+            'hostname': 'smtp.example.org', 'port': '4650', 'socketType': 'SSL',
+            'authentication': 'password-cleartext', 'username': '%EMAILADDRESS%'})
 
     def test_autoconfig(self):
         for path in ('/.well-known/autoconfig/mail/config-v1.1.xml',
@@ -268,11 +276,13 @@ class Http(ServerTestCase):
         self.assertEqual(q(acct, 'AccountType'), 'email')
         self.assertEqual(q(acct, 'Action'), 'settings')
         protos = acct.findall('{%s}Protocol' % AD_OUTLOOK_NS)
-        self.assertEqual(sorted(q(p, 'Type') for p in protos), ['IMAP', 'POP3'])
+        self.assertEqual([q(p, 'Type') for p in protos], ['IMAP', 'POP3', 'SMTP'])
+        ports = {'IMAP': self.server.ports['imaps'], 'POP3': self.server.ports['pop3s'],
+                 'SMTP': 4650}
         for p in protos:
-            self.assertEqual(q(p, 'Server'), 'mail.example.org')
-            self.assertEqual(int(q(p, 'Port')), self.server.ports[
-                'imaps' if q(p, 'Type') == 'IMAP' else 'pop3s'])
+            self.assertEqual(q(p, 'Server'), 'smtp.example.org' if q(p, 'Type') == 'SMTP'
+                             else 'mail.example.org')
+            self.assertEqual(int(q(p, 'Port')), ports[q(p, 'Type')])
             self.assertEqual(q(p, 'SSL'), 'on')
             self.assertEqual(q(p, 'LoginName'), addr)
         # over TLS, the path in Outlook's capitals
