@@ -318,8 +318,14 @@ class Http(ServerTestCase):
         with self.http(tls=True) as h, self.server.raw('imaps', tls=True) as m:
             self.assertEqual(h.sock.getpeercert(binary_form=True),
                              m.sock.getpeercert(binary_form=True))
-            h.send(get('/health'))
+            h.send(get('/mail/config-v1.1.xml?emailaddress=a@example.org'))
             self.assertEqual(read_response(h).status, 200)
+            # the server's figures are not for the Internet
+            for path in ('/metrics', '/health'):
+                h.send(get(path))
+                r = read_response(h)
+                self.check_common(r)
+                self.assertEqual(r.status, 404)
 
     # -- the parser and the connection ----------------------------------
 
