@@ -139,7 +139,7 @@ static void finish_request(struct http_session *s)
 {
     s->off += (size_t)s->head_len + (size_t)s->req.content_length;
     s->head_len = 0;
-    s->scan = 0;
+    memset(&s->scan, 0, sizeof(s->scan));
     s->deadline = 0;
     s->phase = HTTP_PH_HEAD;
     if (s->force_close || s->req.close) {
@@ -186,7 +186,7 @@ static void process(struct http_session *s)
     while (!s->stalled && !conn_closing(s->c)) {
         if (s->phase == HTTP_PH_HEAD) {
             /* empty lines before a request line (RFC 9112 2.2) */
-            if (!s->scan)
+            if (!s->scan.pos)
                 while (s->off < s->in_len && (s->in[s->off] == '\r' || s->in[s->off] == '\n'))
                     s->off++;
             if (s->off == s->in_len) {

@@ -61,7 +61,7 @@ static void parse_alone(const char *p, size_t len, const struct conf *cf)
                                     cf->http_max_headers};
     struct http_request r;
     const char *why = NULL;
-    size_t scan = 0;
+    struct http_scan scan = {0};
 
     memset(&r, 0, sizeof(r));
     long n = http_parse_head(p, len, &scan, &lim, &r, &why);
