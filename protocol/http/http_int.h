@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "protocol/linebuf.h"
 #include "server/base/buf.h"
 #include "server/base/conn.h"
 
@@ -73,8 +74,7 @@ enum http_phase {
 struct http_session {
     struct conn *c;
     enum http_phase phase;
-    char *in; /* input: requests from in + off to in + in_len */
-    size_t off, in_len, in_cap;
+    struct linebuf in;     /* input not yet answered, from the current request on */
     struct http_scan scan; /* the head parser's place (http_parse_head) */
     long head_len;         /* the current request's head, once parsed */
     struct http_request req;

@@ -312,6 +312,20 @@ class Http(ServerTestCase):
         self.assertEqual(self.request(get('/autodiscover/autodiscover.xml')).status, 405)
         self.mail_works()
 
+    def test_body_in_later_reads(self):
+        # the head first, then a body large enough to make the input buffer
+        # grow, a piece at a time: the answer still reads the head right
+        body = ad_request(USER).replace(b'<Request>', b'<Request>' + b' ' * 12000)
+        with self.http() as c:
+            c.send(b'POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: x\r\n'
+                   b'Content-Length: %d\r\n\r\n' % len(body))
+            for i in range(0, len(body), 3000):
+                c.send(body[i:i + 3000])
+                time.sleep(0.05)    # separate reads, not a timing check
+            r = read_response(c)
+            self.assertEqual(r.status, 200, r.body)
+            self.assertIn(b'<LoginName>%s</LoginName>' % USER.encode(), r.body)
+
     # -- the TLS listener -----------------------------------------------
 
     def test_tls_listener_uses_the_mail_certificate(self):
