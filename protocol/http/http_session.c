@@ -111,8 +111,10 @@ static void set_timer(struct http_session *s)
 {
     const struct conf *cf = conn_conf(s->c);
 
-    if (s->phase == HTTP_PH_DONE || s->phase == HTTP_PH_WAIT)
+    if (s->phase == HTTP_PH_DONE)
         conn_set_timeout(s->c, 0);
+    else if (s->phase == HTTP_PH_WAIT)
+        conn_set_timeout(s->c, cf->http_header_timeout_ms);
     else if (s->stalled)
         conn_set_timeout(s->c, cf->http_idle_timeout_ms);
     else if (s->deadline) {
@@ -309,6 +311,15 @@ static void on_timeout(struct conn *c)
 
     if (!s || s->phase == HTTP_PH_DONE)
         return;
+    if (s->phase == HTTP_PH_WAIT) {
+        /* a data directory that hangs a write is not healthy either */
+        if (s->probe_waiting)
+            http_probe->cancel(s);
+        http_health_answer(s, "the data directory's write probe did not finish within "
+                              "http_header_timeout");
+        http_session_resume(s);
+        return;
+    }
     if (s->stalled) {
         log_info("conn=%llu http client not reading its answers; closing", conn_id(s));
         s->phase = HTTP_PH_DONE;
