@@ -90,18 +90,11 @@ static void refuse(struct http_session *s, int status, const char *why)
 {
     log_info("conn=%llu http request refused: %s", conn_id(s), why);
     s->force_close = true;
-    if (status == 405 || status == 501) {
-        char text[96];
-        snprintf(text, sizeof(text), "%s", http_reason(status));
-        struct buf b = {0};
-        buf_printf(&b, "%s\n", text);
-        http_respond(s, status, "text/plain; charset=utf-8",
-                     status == 405 ? "Allow: GET, HEAD, POST\r\n" : NULL, b.oom ? "" : b.p,
-                     b.oom ? 0 : b.len);
-        buf_free(&b);
-    } else {
+    if (status == 405)
+        http_respond(s, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD, POST\r\n",
+                     "Method Not Allowed\n", 19);
+    else
         http_respond_text(s, status, http_reason(status));
-    }
     s->phase = HTTP_PH_DONE;
     conn_close(s->c);
 }
