@@ -494,5 +494,51 @@ class Http(ServerTestCase):
         self.mail_works()
 
 
+LIMITS_PORT = harness.free_port()
+
+
+class HttpLimits(ServerTestCase):
+    """The idle timeout between requests, and the per-address connection
+    limit of the connection layer, on the HTTP listener."""
+    CONF = {
+        'http_listen': '%s:%d' % (HOST, LIMITS_PORT),
+        'http_idle_timeout': '300ms',
+        'max_connections_per_ip': '3',
+    }
+
+    def http(self, source=None):
+        sock = socket.create_connection((HOST, LIMITS_PORT), timeout=harness.IO_TIMEOUT,
+                                        source_address=(source, 0) if source else None)
+        return harness.Conn(sock)
+
+    def test_idle_connection_closed_without_an_answer(self):
+        with self.http() as c:
+            c.send(get('/health'))
+            self.assertEqual(read_response(c).status, 200)
+            # nothing more asked: closed, with no 408 (no request was begun)
+            self.assertEqual(harness.read_to_close(c, harness.IO_TIMEOUT), b'')
+        with self.http() as c:
+            c.send(b'\r\n\r\n')      # empty lines before a request are no request
+            self.assertEqual(harness.read_to_close(c, harness.IO_TIMEOUT), b'')
+
+    def test_connections_per_address(self):
+        held = [self.http('127.0.0.5') for _ in range(3)]
+        try:
+            # each in the middle of a head (http_header_timeout: 10 s), not idle
+            for c in held:
+                c.send(b'GET /health HTTP/1.1\r\n')
+            # the fourth from the same address is closed unanswered
+            with self.http('127.0.0.5') as c:
+                harness.send_ignoring_close(c, get('/health'))
+                self.assertEqual(harness.read_to_close(c, harness.IO_TIMEOUT), b'')
+            # another address is served
+            with self.http('127.0.0.6') as c:
+                c.send(get('/health'))
+                self.assertEqual(read_response(c).status, 200)
+        finally:
+            for c in held:
+                c.close()
+
+
 if __name__ == '__main__':
     harness.main()
