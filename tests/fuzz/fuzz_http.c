@@ -31,9 +31,10 @@ static int fake_start(struct http_session *s, struct conn *c, const char **probl
 
 static void fake_cancel(struct http_session *s)
 {
-    if (s != waiting)
+    if (s != waiting || !s->probe_waiting)
         abort();
     waiting = NULL;
+    s->probe_waiting = false;
 }
 
 static const struct http_probe_ops fake_probe = {.start = fake_start, .cancel = fake_cancel};
