@@ -326,6 +326,20 @@ class Http(ServerTestCase):
             self.assertEqual(r.status, 200, r.body)
             self.assertIn(b'<LoginName>%s</LoginName>' % USER.encode(), r.body)
 
+    def test_expect_continue(self):
+        # .NET clients (Outlook) send Expect: 100-continue and wait for it
+        body = ad_request(USER)
+        with self.http() as c:
+            c.send(b'POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: x\r\n'
+                   b'Expect: 100-continue\r\nContent-Length: %d\r\n\r\n' % len(body))
+            self.assertEqual(c.readline(), b'HTTP/1.1 100 Continue\r\n')
+            self.assertEqual(c.readline(), b'\r\n')
+            c.send(body)
+            r = read_response(c)
+            self.assertEqual(r.status, 200)
+            self.check_common(r)
+        self.refused(get('/health', extra='Expect: tea\r\n'), 417)
+
     # -- the TLS listener -----------------------------------------------
 
     def test_tls_listener_uses_the_mail_certificate(self):
