@@ -23,30 +23,38 @@
 
 /* ---- addresses and domains */
 
-/* A domain name: LDH labels of 1 to 63 characters, 1 to 253 in all;
- * written lower-case into out (MAX_DOMAIN + 1 bytes). */
+/* A domain name: LDH labels of 1 to 63 characters, neither starting nor
+ * ending with '-', 1 to 253 in all, the last one not all digits (an IPv4
+ * address is no mail domain); written lower-case into out (MAX_DOMAIN + 1
+ * bytes). */
 static bool domain_ok(const char *d, size_t len, char *out)
 {
     size_t label = 0;
+    bool alpha = false; /* in the current label */
 
-    if (!len || len > MAX_DOMAIN || d[0] == '.' || d[len - 1] == '.')
+    if (!len || len > MAX_DOMAIN)
         return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)d[i];
+    for (size_t i = 0; i <= len; i++) {
+        unsigned char ch = i < len ? (unsigned char)d[i] : '.';
         if (ch == '.') {
-            if (!label)
+            if (!label || d[i - 1] == '-')
                 return false;
+            if (i == len)
+                return alpha;
             label = 0;
-        } else if (isalnum(ch) || ch == '-') {
-            if (++label > 63)
-                return false;
-        } else {
-            return false;
+            alpha = false;
+            out[i] = '.';
+            continue;
         }
+        if (!isalnum(ch) && ch != '-')
+            return false;
+        if ((ch == '-' && !label) || ++label > 63)
+            return false;
+        alpha |= isalpha(ch) != 0;
         out[i] = (char)tolower(ch);
+        out[i + 1] = '\0';
     }
-    out[len] = '\0';
-    return true;
+    return false;
 }
 
 /* local@domain: a local part of printable characters without the ones

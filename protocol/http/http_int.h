@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "protocol/linebuf.h"
 #include "server/base/buf.h"
 #include "server/base/conn.h"
 
@@ -39,6 +40,12 @@ struct http_limits {
     size_t max_headers;
 };
 
+/* How far the search for a head's end went; zeroed at each request. */
+struct http_scan {
+    size_t pos; /* bytes searched, none of them the head's end */
+    bool line1; /* the request line is whole (and was checked) */
+};
+
 /* Where the parser is: nothing found yet, or more bytes needed. */
 #define HTTP_PARSE_MORE 0
 
@@ -49,8 +56,8 @@ struct http_limits {
  * *why is then a short reason. *scan keeps how far the search for the
  * head's end got (0 at the start of a request), so that each call goes on
  * from there: the whole search stays linear in the head's length. */
-long http_parse_head(const char *p, size_t len, size_t *scan, const struct http_limits *lim,
-                     struct http_request *r, const char **why);
+long http_parse_head(const char *p, size_t len, struct http_scan *scan,
+                     const struct http_limits *lim, struct http_request *r, const char **why);
 
 /* The text of a status code ("Not Found"). */
 const char *http_reason(int status);
@@ -67,10 +74,9 @@ enum http_phase {
 struct http_session {
     struct conn *c;
     enum http_phase phase;
-    char *in; /* input: requests from in + off to in + in_len */
-    size_t off, in_len, in_cap;
-    size_t scan;   /* the head parser's place (http_parse_head) */
-    long head_len; /* the current request's head, once parsed */
+    struct linebuf in;     /* input not yet answered, from the current request on */
+    struct http_scan scan; /* the head parser's place (http_parse_head) */
+    long head_len;         /* the current request's head, once parsed */
     struct http_request req;
     uint64_t deadline;  /* ms (uv_hrtime) by which the current request must be in; 0 = none */
     unsigned pipelined; /* requests found waiting behind the one answered, in a row */

@@ -87,51 +87,51 @@ static long too_long_line(const char *p, size_t len, const char **why)
     return -400;
 }
 
-/* Finds the end of the head from *scan on. Returns the head's length, 0
+/* Finds the end of the head, searching on from sc->pos: every byte is
+ * looked at once however the head arrives. Returns the head's length, 0
  * for more, or a negative status. */
-static long find_end(const char *p, size_t len, size_t *scan, const struct http_limits *lim,
+static long find_end(const char *p, size_t len, struct http_scan *sc, const struct http_limits *lim,
                      const char **why)
 {
-    size_t pos = *scan;
-
-    while (pos < len) {
-        const char *nl = memchr(p + pos, '\n', len - pos);
+    while (sc->pos < len) {
+        const char *nl = memchr(p + sc->pos, '\n', len - sc->pos);
         if (!nl) {
-            size_t line = len - pos;
-            if (pos == 0 && line > lim->max_request_line)
-                return too_long_line(p, line, why);
-            if (len > lim->max_header_bytes) {
-                *why = "header section too large";
-                return -431;
-            }
-            return HTTP_PARSE_MORE;
+            sc->pos = len;
+            break;
         }
         size_t end = (size_t)(nl - p) + 1;
-        size_t line = end - pos;
-        if (pos == 0 && line > lim->max_request_line)
-            return too_long_line(p, line, why);
-        if (end > lim->max_header_bytes) {
+        if (end > lim->max_header_bytes && sc->line1) {
             *why = "header section too large";
             return -431;
         }
-        bool empty = line == 1 || (line == 2 && p[pos] == '\r');
-        if (empty && pos > 0)
-            return (long)end;
-        if (empty) {
-            *why = "empty request line";
-            return -400;
-        }
-        if (pos == 0) {
+        if (!sc->line1) {
+            if (end > lim->max_request_line || end > lim->max_header_bytes)
+                return too_long_line(p, end, why);
+            if (end == 1 || (end == 2 && p[0] == '\r')) {
+                *why = "empty request line";
+                return -400;
+            }
             /* a request line without version is HTTP/0.9's: no headers
              * follow, so it is answered now */
-            const char *sp = memchr(p, ' ', line);
-            if (sp && !memchr(sp + 1, ' ', line - (size_t)(sp + 1 - p))) {
+            const char *sp = memchr(p, ' ', end);
+            if (sp && !memchr(sp + 1, ' ', end - (size_t)(sp + 1 - p))) {
                 *why = "no HTTP version (HTTP/0.9 is not served)";
                 return -400;
             }
+            sc->line1 = true;
+        } else {
+            /* an empty line ends the head: LF or CR LF after a LF */
+            size_t k = end - 1;
+            if (p[k - 1] == '\n' || (p[k - 1] == '\r' && k >= 2 && p[k - 2] == '\n'))
+                return (long)end;
         }
-        pos = end;
-        *scan = pos;
+        sc->pos = end;
+    }
+    if (!sc->line1 && (len > lim->max_request_line || len > lim->max_header_bytes))
+        return too_long_line(p, len, why);
+    if (len > lim->max_header_bytes) {
+        *why = "header section too large";
+        return -431;
     }
     return HTTP_PARSE_MORE;
 }
@@ -303,8 +303,8 @@ static long parse_field(const char *n, size_t nlen, const char *v, size_t vlen,
     return 0;
 }
 
-long http_parse_head(const char *p, size_t len, size_t *scan, const struct http_limits *lim,
-                     struct http_request *r, const char **why)
+long http_parse_head(const char *p, size_t len, struct http_scan *scan,
+                     const struct http_limits *lim, struct http_request *r, const char **why)
 {
     long head = find_end(p, len, scan, lim, why);
     if (head <= 0)

@@ -1,6 +1,7 @@
 /* What the HTTP listener serves: /metrics, /health, autoconfig and
- * autodiscover. Anything else is 404; a known path asked with another
- * method is 405 with Allow. */
+ * autodiscover (the TLS listener, meant for mail clients, only the last
+ * two). Anything else is 404; a known path asked with another method is
+ * 405 with Allow. */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -83,7 +84,11 @@ bool http_route(struct http_session *s, const struct http_request *r)
     struct buf b = {0};
     int status;
 
-    if (path_is(r, "/metrics")) {
+    if ((path_is(r, "/metrics") || path_is(r, "/health")) && conn_is_tls(s->c)) {
+        /* http_tls_listen faces the mail clients of the Internet: the
+         * server's figures stay on http_listen */
+        http_respond_text(s, 404, "Not Found");
+    } else if (path_is(r, "/metrics")) {
         if (!get) {
             not_allowed(s, "Allow: GET, HEAD\r\n");
             return true;

@@ -12,6 +12,7 @@
 
 #include "protocol/http/http.h"
 #include "protocol/http/http_int.h"
+#include "protocol/linebuf.h"
 #include "server/base/config.h"
 #include "server/base/log.h"
 
@@ -89,18 +90,11 @@ static void refuse(struct http_session *s, int status, const char *why)
 {
     log_info("conn=%llu http request refused: %s", conn_id(s), why);
     s->force_close = true;
-    if (status == 405 || status == 501) {
-        char text[96];
-        snprintf(text, sizeof(text), "%s", http_reason(status));
-        struct buf b = {0};
-        buf_printf(&b, "%s\n", text);
-        http_respond(s, status, "text/plain; charset=utf-8",
-                     status == 405 ? "Allow: GET, HEAD, POST\r\n" : NULL, b.oom ? "" : b.p,
-                     b.oom ? 0 : b.len);
-        buf_free(&b);
-    } else {
+    if (status == 405)
+        http_respond(s, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD, POST\r\n",
+                     "Method Not Allowed\n", 19);
+    else
         http_respond_text(s, status, http_reason(status));
-    }
     s->phase = HTTP_PH_DONE;
     conn_close(s->c);
 }
@@ -110,8 +104,10 @@ static void set_timer(struct http_session *s)
 {
     const struct conf *cf = conn_conf(s->c);
 
-    if (s->phase == HTTP_PH_DONE || s->phase == HTTP_PH_WAIT)
+    if (s->phase == HTTP_PH_DONE)
         conn_set_timeout(s->c, 0);
+    else if (s->phase == HTTP_PH_WAIT)
+        conn_set_timeout(s->c, cf->http_header_timeout_ms);
     else if (s->stalled)
         conn_set_timeout(s->c, cf->http_idle_timeout_ms);
     else if (s->deadline) {
@@ -128,6 +124,7 @@ static int on_open(struct conn *c)
         return -1;
     s->c = c;
     s->phase = HTTP_PH_HEAD;
+    linebuf_init(&s->in, 0); /* bytes only: the head parser reads the lines */
     conn_set_proto(c, s);
     conn_set_logged_in(c); /* no login: the deadlines below apply */
     set_timer(s);
@@ -137,9 +134,10 @@ static int on_open(struct conn *c)
 /* The current request is answered: on to the next one. */
 static void finish_request(struct http_session *s)
 {
-    s->off += (size_t)s->head_len + (size_t)s->req.content_length;
+    const char *done;
+    linebuf_take(&s->in, (size_t)s->head_len + (size_t)s->req.content_length, &done);
     s->head_len = 0;
-    s->scan = 0;
+    memset(&s->scan, 0, sizeof(s->scan));
     s->deadline = 0;
     s->phase = HTTP_PH_HEAD;
     if (s->force_close || s->req.close) {
@@ -153,19 +151,29 @@ static void finish_request(struct http_session *s)
     }
 }
 
-static void dispatch(struct http_session *s)
+static void dispatch(struct http_session *s, const struct http_limits *lim)
 {
     size_t whole = (size_t)s->head_len + (size_t)s->req.content_length;
 
-    if (s->in_len - s->off > whole) {
+    if (linebuf_pending(&s->in) > whole) {
         /* another request waits behind this one */
         if (++s->pipelined >= conn_conf(s->c)->http_max_pipeline)
             s->force_close = true;
     } else {
         s->pipelined = 0;
     }
-    if (s->req.content_length)
-        s->req.body = s->in + s->off + s->head_len;
+    if (s->req.content_length) {
+        /* the body came in later reads, which may have moved the buffer:
+         * the head's fields are found again where it is now */
+        struct http_scan sc = {0};
+        const char *why;
+        if (http_parse_head(linebuf_data(&s->in), (size_t)s->head_len, &sc, lim, &s->req, &why) !=
+            s->head_len) {
+            refuse(s, 500, "request head changed");
+            return;
+        }
+        s->req.body = linebuf_data(&s->in) + s->head_len;
+    }
     if (!http_route(s, &s->req)) {
         s->phase = HTTP_PH_WAIT;
         conn_pause(s->c);
@@ -186,19 +194,21 @@ static void process(struct http_session *s)
     while (!s->stalled && !conn_closing(s->c)) {
         if (s->phase == HTTP_PH_HEAD) {
             /* empty lines before a request line (RFC 9112 2.2) */
-            if (!s->scan)
-                while (s->off < s->in_len && (s->in[s->off] == '\r' || s->in[s->off] == '\n'))
-                    s->off++;
-            if (s->off == s->in_len) {
-                s->off = s->in_len = 0;
-                break;
+            if (!s->scan.pos) {
+                const char *p = linebuf_data(&s->in), *skipped;
+                size_t n = 0, have = linebuf_pending(&s->in);
+                while (n < have && (p[n] == '\r' || p[n] == '\n'))
+                    n++;
+                linebuf_take(&s->in, n, &skipped);
             }
+            if (!linebuf_pending(&s->in))
+                break;
             if (!s->deadline)
                 s->deadline = now_ms() + cf->http_header_timeout_ms;
             const char *why = "";
             memset(&s->req, 0, sizeof(s->req));
-            long n =
-                http_parse_head(s->in + s->off, s->in_len - s->off, &s->scan, &lim, &s->req, &why);
+            long n = http_parse_head(linebuf_data(&s->in), linebuf_pending(&s->in), &s->scan, &lim,
+                                     &s->req, &why);
             if (n == HTTP_PARSE_MORE)
                 break;
             if (n < 0) {
@@ -217,13 +227,13 @@ static void process(struct http_session *s)
             }
             s->phase = HTTP_PH_BODY;
             if (s->req.expect_continue && s->req.content_length &&
-                s->in_len - s->off - (size_t)n < s->req.content_length)
+                linebuf_pending(&s->in) - (size_t)n < s->req.content_length)
                 conn_printf(s->c, "HTTP/1.1 100 Continue\r\n\r\n");
         }
         if (s->phase == HTTP_PH_BODY) {
-            if (s->in_len - s->off < (size_t)s->head_len + s->req.content_length)
+            if (linebuf_pending(&s->in) < (size_t)s->head_len + s->req.content_length)
                 break;
-            dispatch(s);
+            dispatch(s, &lim);
             continue;
         }
         break; /* waiting or closing */
@@ -239,37 +249,17 @@ static void on_input(struct conn *c, const char *buf, size_t len)
 
     if (!s || s->phase == HTTP_PH_DONE)
         return;
-    if (s->off && s->off == s->in_len)
-        s->off = s->in_len = 0;
-    if (s->in_len - s->off + len > cap) {
+    if (linebuf_pending(&s->in) + len > cap) {
         log_info("conn=%llu http input beyond %zu bytes; closing", conn_id(s), cap);
         s->phase = HTTP_PH_DONE;
         conn_abort(c);
         return;
     }
-    if (s->in_len + len > s->in_cap) {
-        if (s->off) {
-            /* once per read: the answered requests go */
-            memmove(s->in, s->in + s->off, s->in_len - s->off);
-            s->in_len -= s->off;
-            s->off = 0;
-        }
-        if (s->in_len + len > s->in_cap) {
-            size_t ncap = s->in_cap ? s->in_cap : 4096;
-            while (ncap < s->in_len + len)
-                ncap *= 2;
-            char *p = realloc(s->in, ncap);
-            if (!p) {
-                s->phase = HTTP_PH_DONE;
-                conn_abort(c);
-                return;
-            }
-            s->in = p;
-            s->in_cap = ncap;
-        }
+    if (linebuf_append(&s->in, buf, len) < 0) {
+        s->phase = HTTP_PH_DONE;
+        conn_abort(c);
+        return;
     }
-    memcpy(s->in + s->in_len, buf, len);
-    s->in_len += len;
     if (s->phase == HTTP_PH_HEAD || s->phase == HTTP_PH_BODY)
         process(s);
     set_timer(s);
@@ -314,13 +304,22 @@ static void on_timeout(struct conn *c)
 
     if (!s || s->phase == HTTP_PH_DONE)
         return;
+    if (s->phase == HTTP_PH_WAIT) {
+        /* a data directory that hangs a write is not healthy either */
+        if (s->probe_waiting)
+            http_probe->cancel(s);
+        http_health_answer(s, "the data directory's write probe did not finish within "
+                              "http_header_timeout");
+        http_session_resume(s);
+        return;
+    }
     if (s->stalled) {
         log_info("conn=%llu http client not reading its answers; closing", conn_id(s));
         s->phase = HTTP_PH_DONE;
         conn_abort(c);
         return;
     }
-    if ((s->phase == HTTP_PH_HEAD && s->off < s->in_len) || s->phase == HTTP_PH_BODY) {
+    if ((s->phase == HTTP_PH_HEAD && linebuf_pending(&s->in)) || s->phase == HTTP_PH_BODY) {
         s->req.method = HTTP_GET;
         refuse(s, 408, "request not complete within http_header_timeout");
         return;
@@ -343,7 +342,7 @@ static void on_close(struct conn *c)
     if (s->probe_waiting)
         http_probe->cancel(s);
     conn_set_proto(c, NULL);
-    free(s->in);
+    linebuf_free(&s->in);
     free(s);
 }
 

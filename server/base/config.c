@@ -619,8 +619,8 @@ const struct conf_setting conf_settings[] = {
     {ROW("http_listen", "127.0.0.1:9580", "HTTP"), ADDRS(http_listen),
      .doc = "HTTP for /metrics, /health, autoconfig and autodiscover; empty = off"},
     {ROW("http_tls_listen", "", "HTTP"), ADDRS(http_tls_listen),
-     .doc = "the same over TLS from the first byte, with tls_cert (for autoconfig. and "
-            "autodiscover. names); empty = off"},
+     .doc = "autoconfig and autodiscover over TLS from the first byte, with tls_cert (for "
+            "the autoconfig. and autodiscover. names); empty = off"},
     {ROW("http_max_request_line", "8k", "HTTP"), UINT(http_max_request_line, 64, 1048576),
      .doc = "longest request line with CRLF; a longer target is answered 414"},
     {ROW("http_max_header_bytes", "16k", "HTTP"), UINT(http_max_header_bytes, 256, 1048576),

@@ -31,9 +31,10 @@ static int fake_start(struct http_session *s, struct conn *c, const char **probl
 
 static void fake_cancel(struct http_session *s)
 {
-    if (s != waiting)
+    if (s != waiting || !s->probe_waiting)
         abort();
     waiting = NULL;
+    s->probe_waiting = false;
 }
 
 static const struct http_probe_ops fake_probe = {.start = fake_start, .cancel = fake_cancel};
@@ -61,7 +62,7 @@ static void parse_alone(const char *p, size_t len, const struct conf *cf)
                                     cf->http_max_headers};
     struct http_request r;
     const char *why = NULL;
-    size_t scan = 0;
+    struct http_scan scan = {0};
 
     memset(&r, 0, sizeof(r));
     long n = http_parse_head(p, len, &scan, &lim, &r, &why);

@@ -312,14 +312,48 @@ class Http(ServerTestCase):
         self.assertEqual(self.request(get('/autodiscover/autodiscover.xml')).status, 405)
         self.mail_works()
 
+    def test_body_in_later_reads(self):
+        # the head first, then a body large enough to make the input buffer
+        # grow, a piece at a time: the answer still reads the head right
+        body = ad_request(USER).replace(b'<Request>', b'<Request>' + b' ' * 12000)
+        with self.http() as c:
+            c.send(b'POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: x\r\n'
+                   b'Content-Length: %d\r\n\r\n' % len(body))
+            for i in range(0, len(body), 3000):
+                c.send(body[i:i + 3000])
+                time.sleep(0.05)    # separate reads, not a timing check
+            r = read_response(c)
+            self.assertEqual(r.status, 200, r.body)
+            self.assertIn(b'<LoginName>%s</LoginName>' % USER.encode(), r.body)
+
+    def test_expect_continue(self):
+        # .NET clients (Outlook) send Expect: 100-continue and wait for it
+        body = ad_request(USER)
+        with self.http() as c:
+            c.send(b'POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: x\r\n'
+                   b'Expect: 100-continue\r\nContent-Length: %d\r\n\r\n' % len(body))
+            self.assertEqual(c.readline(), b'HTTP/1.1 100 Continue\r\n')
+            self.assertEqual(c.readline(), b'\r\n')
+            c.send(body)
+            r = read_response(c)
+            self.assertEqual(r.status, 200)
+            self.check_common(r)
+        self.refused(get('/health', extra='Expect: tea\r\n'), 417)
+
     # -- the TLS listener -----------------------------------------------
 
     def test_tls_listener_uses_the_mail_certificate(self):
         with self.http(tls=True) as h, self.server.raw('imaps', tls=True) as m:
             self.assertEqual(h.sock.getpeercert(binary_form=True),
                              m.sock.getpeercert(binary_form=True))
-            h.send(get('/health'))
+            h.send(get('/mail/config-v1.1.xml?emailaddress=a@example.org'))
             self.assertEqual(read_response(h).status, 200)
+            # the server's figures are not for the Internet
+            for path in ('/metrics', '/health'):
+                h.send(get(path))
+                r = read_response(h)
+                self.check_common(r)
+                self.assertEqual(r.status, 404)
 
     # -- the parser and the connection ----------------------------------
 
@@ -472,6 +506,52 @@ class Http(ServerTestCase):
             for c in idle:
                 c.close()
         self.mail_works()
+
+
+LIMITS_PORT = harness.free_port()
+
+
+class HttpLimits(ServerTestCase):
+    """The idle timeout between requests, and the per-address connection
+    limit of the connection layer, on the HTTP listener."""
+    CONF = {
+        'http_listen': '%s:%d' % (HOST, LIMITS_PORT),
+        'http_idle_timeout': '300ms',
+        'max_connections_per_ip': '3',
+    }
+
+    def http(self, source=None):
+        sock = socket.create_connection((HOST, LIMITS_PORT), timeout=harness.IO_TIMEOUT,
+                                        source_address=(source, 0) if source else None)
+        return harness.Conn(sock)
+
+    def test_idle_connection_closed_without_an_answer(self):
+        with self.http() as c:
+            c.send(get('/health'))
+            self.assertEqual(read_response(c).status, 200)
+            # nothing more asked: closed, with no 408 (no request was begun)
+            self.assertEqual(harness.read_to_close(c, harness.IO_TIMEOUT), b'')
+        with self.http() as c:
+            c.send(b'\r\n\r\n')      # empty lines before a request are no request
+            self.assertEqual(harness.read_to_close(c, harness.IO_TIMEOUT), b'')
+
+    def test_connections_per_address(self):
+        held = [self.http('127.0.0.5') for _ in range(3)]
+        try:
+            # each in the middle of a head (http_header_timeout: 10 s), not idle
+            for c in held:
+                c.send(b'GET /health HTTP/1.1\r\n')
+            # the fourth from the same address is closed unanswered
+            with self.http('127.0.0.5') as c:
+                harness.send_ignoring_close(c, get('/health'))
+                self.assertEqual(harness.read_to_close(c, harness.IO_TIMEOUT), b'')
+            # another address is served
+            with self.http('127.0.0.6') as c:
+                c.send(get('/health'))
+                self.assertEqual(read_response(c).status, 200)
+        finally:
+            for c in held:
+                c.close()
 
 
 if __name__ == '__main__':
