@@ -26,6 +26,7 @@
 #include "server/base/workers.h"
 #include "server/base/config.h"
 #include "server/base/log.h"
+#include "server/base/metrics.h"
 
 #include <arpa/inet.h>
 #include <crypt.h>
@@ -586,6 +587,7 @@ static int login_gate(struct auth_login *l)
             at = g[i]->next_ms;
     if (at > now) {
         l->phase = LOGIN_WAITING;
+        metrics_count(METRICS_LOGIN_THROTTLED, 0);
         return login_timer(l, at - now, on_gate) ? 0 : -1;
     }
     /* the next attempt on a failing entry waits its delay from now on,

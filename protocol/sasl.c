@@ -90,3 +90,24 @@ int proto_sasl_step(struct proto_sasl *s, const char *line, size_t len, const ch
         return SASL_DONE;
     }
 }
+
+enum metrics_mech proto_sasl_metric(const struct proto_sasl *s)
+{
+    return s->mech == SASL_MECH_PLAIN ? METRICS_MECH_PLAIN : METRICS_MECH_LOGIN;
+}
+
+enum metrics_login_result proto_login_metric(int auth_result)
+{
+    switch (auth_result) {
+    case AUTH_OK:
+        return METRICS_LOGIN_OK;
+    case AUTH_E_DISABLED:
+        return METRICS_LOGIN_DISABLED;
+    case AUTH_E_TEMP:
+        return METRICS_LOGIN_TEMPFAIL;
+    case AUTH_E_BUSY:
+        return METRICS_LOGIN_REFUSED;
+    default:
+        return METRICS_LOGIN_FAILED;
+    }
+}

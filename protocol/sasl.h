@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "auth/auth.h"
+#include "server/base/metrics.h"
 
 enum proto_sasl_mech { SASL_MECH_PLAIN, SASL_MECH_LOGIN };
 
@@ -35,6 +36,10 @@ int proto_sasl_start(struct proto_sasl *s, const char *mech, size_t len);
 /* Feeds one client response (base64; "=" is an empty initial response).
  * On SASL_CONTINUE, *challenge is the base64 text to send after "+ ". */
 int proto_sasl_step(struct proto_sasl *s, const char *line, size_t len, const char **challenge);
+
+/* The metrics' names of s's mechanism and of a login's auth result. */
+enum metrics_mech proto_sasl_metric(const struct proto_sasl *s);
+enum metrics_login_result proto_login_metric(int auth_result);
 
 /* Wipes the credentials. */
 void proto_sasl_clear(struct proto_sasl *s);

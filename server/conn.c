@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "server/base/log.h"
+#include "server/base/metrics.h"
 #include "server/server.h"
 #include "server/zlayer.h"
 #include "tls/tls.h"
@@ -52,6 +53,8 @@ struct conn {
     size_t queued_peak; /* the most output ever queued at once (close log) */
     uint64_t bytes_in, bytes_out;
     struct conn *prev, *next;
+
+    struct metrics_conn metrics; /* its place in the connection gauges */
 
     /* COMPRESS=DEFLATE: between TLS (or the socket) and the protocol */
     struct zlayer *z;
@@ -808,6 +811,7 @@ static void do_handshake(struct conn *c)
         return;
     }
     c->tls_state = C_TLS;
+    metrics_conn_tls(&c->metrics, tls_session_version(c->tls));
     log_info("conn=%llu service=%s remote=%s tls=%s cipher=%s kx=%s resumed=%s",
              (unsigned long long)c->info.id, c->info.service, c->remote,
              tls_session_version(c->tls), tls_session_cipher(c->tls), tls_session_kx(c->tls),
@@ -860,6 +864,7 @@ static void on_handle_closed(uv_handle_t *h)
     free(c->zin);
     if (c->counted_ip)
         ip_adjust(s, &c->peer, -1);
+    metrics_conn_close(&c->metrics);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -1041,6 +1046,7 @@ void conn_accept(struct listener *l, int fd)
     }
     log_info("conn=%llu service=%s remote=%s connected", (unsigned long long)c->info.id, l->service,
              c->remote);
+    metrics_conn_open(&c->metrics, l->service);
     /* login_timeout is a deadline counted from here, across the TLS
      * handshake: neither a slow handshake nor a client trickling bytes holds
      * the slot longer; the protocol ends it once logged in */

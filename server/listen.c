@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "protocol/http/http.h"
 #include "protocol/imap/imap.h"
 #include "protocol/lmtp/lmtp.h"
 #include "protocol/pop3/pop3.h"
@@ -381,6 +382,21 @@ static int listen_one(struct server *s, const struct conf_addr *a, struct passed
     return 0;
 }
 
+/* GET /health: every listener accepts (none paused for want of
+ * descriptors). */
+static bool listeners_ok(void *arg, char *why, size_t whylen)
+{
+    struct server *s = arg;
+    for (struct listener *l = s->listeners; l; l = l->next) {
+        if (l->paused) {
+            snprintf(why, whylen, "listener %s (%s) paused: out of file descriptors", l->text,
+                     l->service);
+            return false;
+        }
+    }
+    return true;
+}
+
 int server_listen_all(struct server *s, char *err, size_t errlen)
 {
     const struct {
@@ -394,10 +410,13 @@ int server_listen_all(struct server *s, char *err, size_t errlen)
         {&s->conf.pop3_listen, "pop3", &pop3_handler, false},
         {&s->conf.pop3s_listen, "pop3s", &pop3_handler, true},
         {&s->conf.lmtp_listen, "lmtp", &lmtp_handler, false},
+        {&s->conf.http_listen, "http", &http_handler, false},
+        {&s->conf.http_tls_listen, "https", &http_handler, true},
     };
 
     s->reserve_fd = -1;
     take_reserve(s);
+    http_set_listener_check(listeners_ok, s);
     uv_timer_init(s->loop, &s->refuse_timer);
     s->refuse_timer.data = s;
     uv_unref((uv_handle_t *)&s->refuse_timer);

@@ -16,6 +16,7 @@
 #include "protocol/job.h"
 #include "protocol/mailuser.h"
 #include "server/base/log.h"
+#include "server/base/metrics.h"
 #include "server/base/privdrop.h"
 #include "server/sdnotify.h"
 #include "server/server.h"
@@ -194,6 +195,7 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_debug(s->conf.log_debug);
+    metrics_enable(s->conf.metrics);
 
     struct tls_server_opts topts = {
         .cert = s->conf.tls_cert,

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "server/base/log.h"
+#include "server/base/metrics.h"
 #include "storage/mime.h"
 
 #define DRAFT_BUF 65536
@@ -568,10 +569,12 @@ static int draft_end(struct storage_draft *d, bool sync)
         d->finished = true;
     }
     if (sync && !d->synced) {
+        uint64_t t0 = metrics_now();
         if (fsync(d->fd) < 0) {
             d->failed = true;
             return err_from_errno(errno);
         }
+        metrics_since(METRICS_FSYNC_SECONDS, METRICS_FSYNC_MESSAGE, t0);
         d->synced = true;
     }
     return 0;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "server/base/log.h"
+#include "server/base/metrics.h"
 
 /* The registry lock is held only to look up, add and remove handles, never
  * while an index is set up or closed: a long rebuild of one account must not
@@ -139,8 +140,10 @@ int64_t now_unix(void)
 
 int fsync_dirat(int dfd)
 {
+    uint64_t t0 = metrics_now();
     if (fsync(dfd) < 0 && errno != EINVAL)
         return err_from_errno(errno);
+    metrics_since(METRICS_FSYNC_SECONDS, METRICS_FSYNC_DIRECTORY, t0);
     return 0;
 }
 
@@ -206,7 +209,9 @@ int db_begin(sqlite3 *db)
 
 int db_commit(sqlite3 *db)
 {
+    uint64_t t0 = metrics_now();
     int rc = db_exec(db, "COMMIT");
+    metrics_since(METRICS_COMMIT_SECONDS, 0, t0);
     if (rc)
         db_rollback(db);
     return rc;

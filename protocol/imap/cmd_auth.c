@@ -82,6 +82,7 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
     struct imap_session *s = arg;
 
     imap_cont_end(s); /* the login is over */
+    metrics_login(METRICS_LOGIN_IMAP, s->login_mech, proto_login_metric(result));
     switch (result) {
     case AUTH_OK:
         s->account_id = acct->id;
@@ -222,6 +223,7 @@ void imap_cmd_login(struct imap_session *s, struct imap_args *a)
         imap_bad(s, "Usage: LOGIN user password");
         return;
     }
+    s->login_mech = METRICS_MECH_LOGIN_COMMAND;
     if (!refuse_plaintext(s))
         start_login(s, user, ulen, pw, pwlen);
     explicit_bzero(pw, sizeof(pw));
@@ -259,6 +261,7 @@ static void sasl_result(struct imap_session *s, struct proto_sasl *sasl, int r,
         imap_cont_end(s);
     switch (r) {
     case SASL_DONE:
+        s->login_mech = proto_sasl_metric(sasl);
         start_login(s, sasl->user, sasl->user_len, sasl->pass, sasl->pass_len);
         break;
     case SASL_CANCEL:

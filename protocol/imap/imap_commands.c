@@ -80,6 +80,8 @@ static const struct imap_command commands[] = {
 
 static int on_open(struct conn *c)
 {
+    metrics_command_names(METRICS_CMD_IMAP, &commands[0].name,
+                          sizeof(commands) / sizeof(commands[0]), sizeof(commands[0]));
     return imap_session_open(c, commands, sizeof(commands) / sizeof(commands[0]));
 }
 

@@ -111,6 +111,13 @@ void imap_tagged(struct imap_session *s, const char *status, const char *fmt, ..
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
     imap_printf(s, "%s %s %s\r\n", s->tag, status, text);
+    imap_metrics_done(s, status);
+}
+
+void imap_metrics_done(struct imap_session *s, const char *status)
+{
+    metrics_imap_command(s->metrics_cmd, status, s->metrics_t0);
+    s->metrics_t0 = 0;
 }
 
 void imap_bad(struct imap_session *s, const char *fmt, ...)
@@ -122,6 +129,7 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
     imap_printf(s, "%s BAD %s\r\n", s->tag[0] ? s->tag : "*", text);
+    imap_metrics_done(s, "BAD");
     if (++s->bad_count >= conn_conf(s->c)->max_bad_commands)
         too_many_errors(s);
 }

@@ -538,6 +538,12 @@ struct imap_session {
     char *tagline;                /* tagged reply held back until updates are out */
     struct imap_job *job;         /* at most one job in flight */
 
+    /* the command in progress for the metrics (metrics.h): its start (0:
+     * not timed) and row (or METRICS_CMD_UNKNOWN); the login's mechanism */
+    uint64_t metrics_t0;
+    unsigned metrics_cmd;
+    enum metrics_mech login_mech;
+
     bool counted_userip;
     unsigned bad_count;
     int64_t account_id;
@@ -596,6 +602,8 @@ void imap_stall(struct imap_session *s);
 void imap_tagged(struct imap_session *s, const char *status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void imap_bad(struct imap_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The command in progress has its tagged answer, status: counted once. */
+void imap_metrics_done(struct imap_session *s, const char *status);
 /* BAD for an argument refused with r: invalid mailbox name, too deep, or
  * "Usage: <usage>". */
 void imap_bad_arg(struct imap_session *s, int r, const char *usage);

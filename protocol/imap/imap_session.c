@@ -76,6 +76,7 @@ void imap_finish(struct imap_session *s, const char *status, const char *fmt, ..
     if (strcmp(status, "BAD") != 0)
         s->bad_count = 0;
     buf_printf(&line, "%s %s ", s->tag, status);
+    imap_metrics_done(s, status);
     va_start(ap, fmt);
     buf_vprintf(&line, fmt, ap);
     va_end(ap);
@@ -498,6 +499,8 @@ static void execute(struct imap_session *s)
     size_t len = s->cmd.len, taglen;
     struct imap_args args;
 
+    s->metrics_t0 = metrics_now();
+    s->metrics_cmd = METRICS_CMD_UNKNOWN;
     if (!take_tag(s, p, len, &taglen)) {
         imap_bad(s, "Invalid tag.");
         return;
@@ -511,6 +514,7 @@ static void execute(struct imap_session *s)
     const struct imap_command *c = lookup(s, p, len, &args);
     if (!c)
         return;
+    s->metrics_cmd = (unsigned)(c - s->commands);
     if (!(c->states & s->state)) {
         imap_bad(s, "%s is not valid in this state.", c->name);
         return;
@@ -572,6 +576,8 @@ static bool literal_hook(struct imap_session *s, uint64_t n, bool sync)
     }
     s->uid_cmd = c->flags & IMAP_CMD_UID;
     s->expunge_ok = !(c->flags & IMAP_CMD_NO_EXPUNGE);
+    s->metrics_t0 = metrics_now();
+    s->metrics_cmd = (unsigned)(c - s->commands);
     if (!c->literal(s, n, sync))
         return false;
     cmd_reset(s);

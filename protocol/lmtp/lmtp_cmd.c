@@ -8,6 +8,7 @@
 #include "protocol/lmtp/lmtp_int.h"
 #include "server/base/config.h"
 #include "server/base/log.h"
+#include "server/base/metrics.h"
 
 void lmtp_end_txn(struct lmtp_session *s)
 {
@@ -112,6 +113,7 @@ static void rcpt_free(void *data)
 static void rcpt_answer(struct lmtp_session *s, const char *code, const char *text)
 {
     conn_printf(s->c, "%s <%s> %s\r\n", code, s->rcpt_addr, text);
+    metrics_lmtp_rcpt(code);
 }
 
 /* Adds the recipient looked up to the transaction: with its store held
@@ -224,6 +226,7 @@ void lmtp_cmd_rcpt(struct lmtp_session *s, const char *arg, size_t len)
     }
     if (s->txn->n_rcpts >= conf->lmtp_max_recipients) {
         lmtp_reply(s, "452 4.5.3 Too many recipients");
+        metrics_lmtp_rcpt("452 4.5.3");
         return;
     }
     j = calloc(1, sizeof(*j));

@@ -21,6 +21,7 @@
 #include "protocol/lmtp/lmtp_int.h"
 #include "server/base/config.h"
 #include "server/base/log.h"
+#include "server/base/metrics.h"
 
 struct lmtp_txn *lmtp_txn_new(uv_loop_t *loop, uint64_t max_size, bool detail_mailbox)
 {
@@ -314,6 +315,7 @@ static void deliver_done(void *data)
             break;
         }
         conn_printf(s->c, "%s <%s> %s\r\n", code, r->addr, text);
+        metrics_lmtp_delivery(code, t->body_size);
     }
     /* job_free releases it next (the drafts are gone already) */
     t->orphan = true;

@@ -7,6 +7,7 @@
  * finds room (mu_jobs_admit). Loop thread. */
 #include "protocol/job.h"
 #include "protocol/mailuser/mailuser_int.h"
+#include "server/base/metrics.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@ struct proto_job {
     proto_job_fn work, done, free_fn;
     void *data;
     bool cancelled;
+    uint64_t metrics_t0; /* started (metrics_job_started) */
     STAILQ_ENTRY(proto_job) next;
 };
 
@@ -75,7 +77,9 @@ static struct job_account *account_get(int64_t id)
 static void on_work(uv_work_t *w)
 {
     struct proto_job *j = w->data;
+    metrics_job_begin(j->metrics_t0);
     j->work(j->data);
+    metrics_job_end();
 }
 
 static void on_after_work(uv_work_t *w, int status);
@@ -84,6 +88,7 @@ static void on_after_work(uv_work_t *w, int status);
  * refuses. */
 static void to_pool(struct proto_job *j)
 {
+    metrics_job_pooled();
     (void)uv_queue_work(j->loop, &j->w, on_work, on_after_work);
 }
 
@@ -200,6 +205,7 @@ static struct proto_job *job_start(uv_loop_t *loop, int64_t account, proto_job_f
     j->data = data;
     j->gated = gated;
     j->w.data = j;
+    j->metrics_t0 = metrics_job_started();
     /* without memory for the account's entry, the job goes uncounted */
     if (account != PROTO_JOB_NO_ACCOUNT)
         j->acct = account_get(account);

@@ -56,6 +56,12 @@ struct pop3_session {
     char address[AUTH_ADDR_MAX];
     bool locked; /* holds the maildrop lock of account_id */
 
+    /* the command in progress for the metrics (metrics.h): its start (0:
+     * not timed) and row (or METRICS_CMD_UNKNOWN); the login's mechanism */
+    uint64_t metrics_t0;
+    unsigned metrics_cmd;
+    enum metrics_mech login_mech;
+
     /* TRANSACTION: the snapshot */
     struct pop3_msg *msgs;
     size_t nmsgs;

@@ -113,6 +113,7 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
 
     s->login = NULL;
     s->busy = false;
+    metrics_login(METRICS_LOGIN_POP3, s->login_mech, proto_login_metric(result));
     switch (result) {
     case AUTH_OK:
         if (enter_maildrop(s, acct))
@@ -216,6 +217,7 @@ static void cmd_pass(struct pop3_session *s, const char *arg, size_t len)
         return;
     }
     s->have_user = false;
+    s->login_mech = METRICS_MECH_USER_PASS;
     start_login(s, s->user, s->user_len, arg, len);
 }
 
@@ -228,6 +230,7 @@ static void sasl_result(struct pop3_session *s, int r, const char *challenge)
         return;
     case SASL_DONE:
         s->sasl_active = false;
+        s->login_mech = proto_sasl_metric(&s->sasl);
         start_login(s, s->sasl.user, s->sasl.user_len, s->sasl.pass, s->sasl.pass_len);
         break;
     case SASL_CANCEL:
@@ -326,9 +329,12 @@ static void execute(struct pop3_session *s, const char *line, size_t len)
     const char *arg = n < len ? line + n + 1 : line + len;
     size_t alen = n < len ? len - n - 1 : 0;
 
+    s->metrics_t0 = metrics_now();
+    s->metrics_cmd = METRICS_CMD_UNKNOWN;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strlen(commands[i].name) != n || strncasecmp(commands[i].name, line, n))
             continue;
+        s->metrics_cmd = (unsigned)i;
         if (len + 2 > conn_conf(s->c)->pop3_max_command_length && !(commands[i].states & LONG_OK)) {
             pop3_err(s, "Command line too long.");
             return;
@@ -360,11 +366,20 @@ static void set_line_limits(struct pop3_session *s)
     linebuf_limits(&s->in, max, pre ? conf_prelogin_line(cf) : cf->max_line_length);
 }
 
+/* The command in progress is over: counted once. */
+static void metrics_done(struct pop3_session *s)
+{
+    metrics_pop3_command(s->metrics_cmd, s->metrics_t0);
+    s->metrics_t0 = 0;
+}
+
 static void process(struct pop3_session *s)
 {
     while (!s->busy && !conn_closing(s->c) && conn_write_queued(s->c) < CONN_WRITE_HIGH) {
         const char *line;
         size_t len;
+        if (!s->sasl_active)
+            metrics_done(s); /* the last command's answer is out */
         set_line_limits(s);
         int r = linebuf_line(&s->in, &line, &len);
         if (r == LINEBUF_MORE)
@@ -399,6 +414,8 @@ static int on_open(struct conn *c)
         return -1;
     s->c = c;
     s->state = POP3_AUTHORIZATION;
+    metrics_command_names(METRICS_CMD_POP3, &commands[0].name,
+                          sizeof(commands) / sizeof(commands[0]), sizeof(commands[0]));
     linebuf_init(&s->in, conn_conf(c)->max_line_length);
     conn_set_proto(c, s);
     conn_printf(c, "+OK coffre ready.\r\n");
@@ -463,6 +480,7 @@ static void on_close(struct conn *c)
     struct pop3_session *s = conn_proto(c);
     if (!s)
         return;
+    metrics_done(s); /* QUIT, or a command the client left */
     if (s->login)
         auth_login_cancel(s->login);
     pop3_store->cancel(s);

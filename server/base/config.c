@@ -443,6 +443,9 @@ const struct conf_setting conf_settings[] = {
     {ROW("shutdown_timeout", "3s", "General"), DURATION(shutdown_timeout_ms, 0),
      .doc = "how long SIGTERM and closing wait for pending writes to drain"},
     {ROW("log_debug", "no", "General"), BOOL(log_debug), .doc = "debug logging"},
+    {ROW("metrics", "yes", "General"), BOOL(metrics),
+     .doc = "keep the counters GET /metrics and `coffrectl stats` show; `no` counts nothing "
+            "(read at start)"},
 
     /* ---- TLS */
     {ROW("tls_cert", "/etc/coffre/cert.pem", "TLS"), PATH(tls_cert),
@@ -611,6 +614,39 @@ const struct conf_setting conf_settings[] = {
      .doc = "over quota answers 452 4.2.2 (retry) instead of 552 5.2.2 (bounce)"},
     {ROW("lmtp_idle_timeout", "5m", "LMTP"), DURATION(lmtp_idle_timeout_ms, 1000),
      .doc = "inactivity timeout"},
+
+    /* ---- HTTP */
+    {ROW("http_listen", "127.0.0.1:9580", "HTTP"), ADDRS(http_listen),
+     .doc = "HTTP for /metrics, /health, autoconfig and autodiscover; empty = off"},
+    {ROW("http_tls_listen", "", "HTTP"), ADDRS(http_tls_listen),
+     .doc = "autoconfig and autodiscover over TLS from the first byte, with tls_cert (for "
+            "the autoconfig. and autodiscover. names); empty = off"},
+    {ROW("http_max_request_line", "8k", "HTTP"), UINT(http_max_request_line, 64, 1048576),
+     .doc = "longest request line with CRLF; a longer target is answered 414"},
+    {ROW("http_max_header_bytes", "16k", "HTTP"), UINT(http_max_header_bytes, 256, 1048576),
+     .doc = "request line and header fields of one request; more is answered 431"},
+    {ROW("http_max_headers", "64", "HTTP"), UINT(http_max_headers, 4, 10000),
+     .doc = "header fields of one request; more is answered 431"},
+    {ROW("http_max_body", "16k", "HTTP"), UINT(http_max_body, 0, 16 * 1048576),
+     .doc = "largest request body (autodiscover's POST); more is answered 413"},
+    {ROW("http_header_timeout", "10s", "HTTP"), DURATION(http_header_timeout_ms, 100),
+     .doc = "a request's head and body must arrive within this from its first byte; else 408"},
+    {ROW("http_idle_timeout", "60s", "HTTP"), DURATION(http_idle_timeout_ms, 100),
+     .doc = "a kept-alive connection with no request for this long is closed"},
+    {ROW("http_max_pipeline", "16", "HTTP"), UINT(http_max_pipeline, 1, 1000),
+     .doc = "requests a client sends ahead of their answers; the last one allowed is answered "
+            "with Connection: close"},
+    {ROW("http_health_interval", "2s", "HTTP"), DURATION(http_health_interval_ms, 100),
+     .doc = "GET /health reuses the data directory's last write probe for this long"},
+    {ROW("autoconfig_hostname", "", "HTTP"), STRING(autoconfig_hostname),
+     .doc = "server name given to mail clients by autoconfig and autodiscover; empty = the "
+            "host name"},
+    {ROW("autoconfig_domains", "", "HTTP"), STRING(autoconfig_domains),
+     .doc = "mail domains autoconfig answers for, separated by commas or spaces; empty = any"},
+    {ROW("autoconfig_smtp_hostname", "", "HTTP"), STRING(autoconfig_smtp_hostname),
+     .doc = "the MTA's submission server given to mail clients; empty = autoconfig_hostname"},
+    {ROW("autoconfig_smtp_port", "465", "HTTP"), UINT(autoconfig_smtp_port, 0, 65535),
+     .doc = "its submission port over implicit TLS (RFC 8314); 0 = no outgoing server given"},
 };
 
 const size_t conf_n_settings = sizeof(conf_settings) / sizeof(conf_settings[0]);
@@ -727,7 +763,8 @@ int conf_set(struct conf *c, const char *key, const char *value, char *err, size
 
 bool conf_needs_tls(const struct conf *c)
 {
-    return c->imap_listen.n || c->imaps_listen.n || c->pop3_listen.n || c->pop3s_listen.n;
+    return c->imap_listen.n || c->imaps_listen.n || c->pop3_listen.n || c->pop3s_listen.n ||
+           c->http_tls_listen.n;
 }
 
 size_t conf_prelogin_line(const struct conf *c)
@@ -741,7 +778,7 @@ int conf_validate(const struct conf *c, char *err, size_t errlen)
     bool tls_needed = conf_needs_tls(c);
 
     if (tls_needed && (!c->tls_cert[0] || !c->tls_key[0])) {
-        snprintf(err, errlen, "tls_cert and tls_key are required when IMAP or POP3 listens");
+        snprintf(err, errlen, "tls_cert and tls_key are required when IMAP, POP3 or HTTPS listens");
         return -1;
     }
     if (!c->tls_cert_rsa[0] != !c->tls_key_rsa[0]) {

@@ -48,6 +48,7 @@ struct conf {
     unsigned auth_threads;
     unsigned shutdown_timeout_ms;
     bool log_debug;
+    bool metrics; /* counters kept (server/base/metrics.h) */
 
     /* TLS */
     char tls_cert[CONF_PATH_MAX];
@@ -128,6 +129,22 @@ struct conf {
     bool lmtp_save_to_detail_mailbox;
     bool lmtp_quota_temporary; /* over quota: 452 4.2.2 instead of 552 5.2.2 */
     unsigned lmtp_idle_timeout_ms;
+
+    /* HTTP: metrics, health, autoconfig (protocol/http) */
+    struct conf_addr_list http_listen;
+    struct conf_addr_list http_tls_listen;
+    unsigned http_max_request_line;     /* request line, CRLF included */
+    unsigned http_max_header_bytes;     /* request line and header fields */
+    unsigned http_max_headers;          /* header fields of one request */
+    unsigned http_max_body;             /* Content-Length accepted (autodiscover's POST) */
+    unsigned http_header_timeout_ms;    /* a request's head and body, from its first byte */
+    unsigned http_idle_timeout_ms;      /* between requests */
+    unsigned http_max_pipeline;         /* requests sent ahead of their answers */
+    unsigned http_health_interval_ms;   /* a data-directory probe is reused so long */
+    char autoconfig_hostname[256];      /* "" = the host name */
+    char autoconfig_domains[1024];      /* "" = any domain */
+    char autoconfig_smtp_hostname[256]; /* the MTA's submission server; "" = autoconfig_hostname */
+    unsigned autoconfig_smtp_port;      /* its implicit-TLS submission port; 0 = none given */
 };
 
 /* What the value of a setting is, and so how it is parsed. */

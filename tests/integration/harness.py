@@ -39,6 +39,7 @@ DEFAULT_CONF = {
     'default_domain': 'example.org',
     'login_failure_delay': '300ms',
     'login_failure_delay_max': '2s',
+    'http_listen': '',     # its default is a fixed port; test_http.py picks one
 }
 FAILURE_DELAY = 0.300
 
