@@ -15,6 +15,7 @@
 #include "auth/auth.h"
 #include "protocol/job.h"
 #include "protocol/mailuser.h"
+#include "server/audit.h"
 #include "server/base/log.h"
 #include "server/base/privdrop.h"
 #include "server/server.h"
@@ -60,6 +61,7 @@ static void on_signal(uv_signal_t *h, int signum)
     char err[512];
 
     if (signum == SIGHUP) {
+        log_reopen(); /* a log file or the audit log moved by logrotate */
         if (!s->tls) {
             log_info("SIGHUP: no TLS configured, nothing to reload");
             return;
@@ -192,6 +194,10 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_debug(s->conf.log_debug);
+    if (!check_only && audit_setup(&s->conf, "coffred", true, &s->audit, err, sizeof(err)) < 0) {
+        fprintf(stderr, "coffred: %s\n", err);
+        return 2;
+    }
 
     struct tls_server_opts topts = {
         .cert = s->conf.tls_cert,
@@ -336,5 +342,6 @@ int main(int argc, char **argv)
         close(s->reserve_fd);
     uv_loop_close(s->loop);
     log_info("coffred stopped");
+    audit_teardown(s->audit);
     return 0;
 }

@@ -112,6 +112,8 @@ static void rcpt_free(void *data)
 static void rcpt_answer(struct lmtp_session *s, const char *code, const char *text)
 {
     conn_printf(s->c, "%s <%s> %s\r\n", code, s->rcpt_addr, text);
+    if (code[0] != '2')
+        lmtp_audit_refused(s, s->rcpt_addr, code);
 }
 
 /* Adds the recipient looked up to the transaction: with its store held
