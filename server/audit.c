@@ -307,7 +307,17 @@ void audit_append(struct audit_log *a, const char *line, size_t len)
 
 void audit_reopen(struct audit_log *a)
 {
-    int fd = open_fd(a->path);
+    struct stat st;
+    int fd;
+
+    /* the old file's head as it is now (another writer may have added to
+     * it since our last line): the new file's continue line names it */
+    if (flock(a->fd, LOCK_EX) == 0) {
+        if (fstat(a->fd, &st) == 0)
+            sync_head(a, st.st_size);
+        flock(a->fd, LOCK_UN);
+    }
+    fd = open_fd(a->path);
     if (fd < 0) {
         log_error("audit log %s: cannot reopen: %s", a->path, strerror(errno));
         return;
@@ -315,6 +325,13 @@ void audit_reopen(struct audit_log *a)
     close(a->fd);
     a->fd = fd;
     a->known_size = -1;
+    /* a new file gets its continue line now, before another writer
+     * (coffrectl) could start a chain of its own in it */
+    if (flock(a->fd, LOCK_EX) == 0) {
+        if (fstat(a->fd, &st) == 0)
+            sync_head(a, st.st_size);
+        flock(a->fd, LOCK_UN);
+    }
 }
 
 void audit_close(struct audit_log *a)
