@@ -6,6 +6,7 @@ format parsed with json.loads; the hash-chained audit log verified by
 the chain across a restart, a rotation (SIGHUP) and coffrectl writing
 while coffred runs; a file log_target reopened on SIGHUP; the syslog
 target (through a private /dev/log in a mount namespace)."""
+import fcntl
 import json
 import os
 import pwd
@@ -530,6 +531,49 @@ class FileTarget(DirCase):
         remote2, _ = pop3_session(self.server)
         self.assertIsNotNone(self.login_line(self.target, remote2))
         self.assertIsNone(self.login_line(self.target + '.1', remote2))
+
+
+class StalledTarget(DirCase):
+    """log_target = a FIFO that nobody reads: once the pipe and the log's
+    queue are full, lines are dropped and counted, and the event loop goes
+    on serving (a synchronous write would block it for good)."""
+
+    @classmethod
+    def configure(cls):
+        cls.fifo = os.path.join(cls.adir, 'stalled.log')
+        os.mkfifo(cls.fifo, 0o666)
+        # a reader that does not read: coffred's open succeeds, its writes stall
+        cls.rfd = os.open(cls.fifo, os.O_RDONLY | os.O_NONBLOCK)
+        fcntl.fcntl(cls.rfd, 1031, 4096)   # F_SETPIPE_SZ: one page
+        cls.CONF = {'log_target': cls.fifo, 'log_queue_size': '64k'}
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            os.close(cls.rfd)
+
+    def test_loop_serves_while_the_log_is_stalled(self):
+        # each connection logs two lines (about 200 bytes); 600 of them are
+        # about twice what the pipe (4 kB) and the queue (64 kB) hold
+        for i in range(600):
+            with self.server.raw('imap') as c:
+                self.assertTrue(c.line().startswith('* OK'), i)
+        remote, _ = pop3_session(self.server)
+        # the reader catches up: the writer says how many lines it dropped
+        buf = b''
+        deadline = time.monotonic() + WAIT
+        while b'dropped' not in buf and time.monotonic() < deadline:
+            try:
+                chunk = os.read(self.rfd, 1 << 16)
+            except BlockingIOError:
+                chunk = b''
+            if not chunk:
+                time.sleep(0.05)   # the writer thread resumes once there is room
+            buf += chunk
+        self.assertRegex(buf.decode('utf-8', 'replace'),
+                         r'warning: \d+ log line\(s\) dropped: the log target did not keep up')
 
 
 SYSLOG_WRAP = r'''
