@@ -150,6 +150,8 @@ static void anchor(struct audit_log *a, const char *why)
     a->last_anchor_ms = now_ms();
 }
 
+static void sync_head(struct audit_log *a, off_t size);
+
 static int open_fd(const char *path)
 {
     /* read too: the tail is read through it, after a privilege drop */
@@ -175,6 +177,16 @@ int audit_open(const char *path, unsigned anchor_ms, struct audit_log **out, cha
     a->anchor_ms = anchor_ms;
     a->known_size = -1;
     memcpy(a->head, ZERO, sizeof(ZERO));
+    /* the head now, from the tail (at most TAIL_READ bytes), so that the
+     * chain goes on across a restart and the head is logged at start */
+    struct stat st;
+    if (flock(a->fd, LOCK_EX) == 0) {
+        if (fstat(a->fd, &st) == 0)
+            sync_head(a, st.st_size);
+        flock(a->fd, LOCK_UN);
+    }
+    if (anchor_ms)
+        anchor(a, "start");
     *out = a;
     return 0;
 }

@@ -440,11 +440,15 @@ class AuditSessions(AuditCase):
         check('altered', altered, 2, 'altered line')
         whole = b''.join(lines)
         check('truncated', whole[:-20], len(lines), 'line cut short')
-        # cut at a line's end: only the anchor coffred logged finds it
-        head = re.findall(r'audit log \S+ head \(\w+\): seq=(\d+) chain=([0-9a-f]{64})',
+        # cut at a line's end: only an anchor finds it; coffred logs the
+        # head it reads at start
+        self.assertEqual(self.server.stop(), 0)
+        self.server.start()
+        head = re.findall(r'audit log \S+ head \(start\): seq=(\d+) chain=([0-9a-f]{64})',
                           self.server.log())
         self.assertTrue(head, 'coffred logged no head of the audit log')
-        seq, h = head[0]
+        seq, h = head[-1]
+        self.assertEqual(int(seq), len(lines))
         self.assertTrue(lines[int(seq) - 1].endswith(b'seq=%s chain=%s\n' % (seq.encode(),
                                                                             h.encode())))
         p = os.path.join(d, 'cut')
@@ -474,6 +478,9 @@ class AuditRestartRotate(AuditCase):
         self.server.start()
         after = self.deliver(b'after-restart')
         self.assertGreater(int(after['seq']), int(before['seq']))
+        # coffred read the head from the file's tail at start and logged it
+        starts = re.findall(r'head \(start\): seq=(\d+) chain=([0-9a-f]{64})', self.server.log())
+        self.assertIn((before['seq'], before['chain']), starts)
         rc, out = self.verify(self.audit)
         self.assertEqual(rc, 0, out)
 
