@@ -23,6 +23,7 @@ struct family {
 static const struct family families[] = {
     {"user", ctl_user_main, ctl_user_usage},
     {"mailbox", ctl_mailbox_main, ctl_mailbox_usage},
+    {"log", ctl_log_main, ctl_log_usage},
 };
 
 static void usage(FILE *f)
@@ -109,9 +110,19 @@ int main(int argc, char **argv)
         .max_subscriptions = conf.mail_max_subscriptions,
     });
 
-    for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++)
-        if (!strcmp(argv[i], families[f].name))
-            return families[f].main(&conf, argc - i, argv + i);
+    for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
+        if (strcmp(argv[i], families[f].name))
+            continue;
+        /* every action but reading the audit log leaves an audit line */
+        bool audited = families[f].main != ctl_log_main;
+        int rc;
+        if (audited && (rc = ctl_audit_open(&conf)) != CTL_EXIT_OK)
+            return rc;
+        rc = families[f].main(&conf, argc - i, argv + i);
+        if (audited)
+            ctl_audit_action(argc - i, argv + i, rc);
+        return rc;
+    }
     fprintf(stderr, "coffrectl: unknown command '%s'\n", argv[i]);
     usage(stderr);
     return CTL_EXIT_USAGE;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/auth.h"
 #include "server/base/log.h"
 #include "server/base/metrics.h"
 #include "server/server.h"
@@ -65,6 +66,14 @@ struct conn {
     bool zlisted;       /* on the server's list for the end of the burst */
     size_t zheld_bytes; /* zlib state when closing began (close log) */
     struct conn *zprev, *znext;
+
+    /* the audit trail (login and logout lines) */
+    char *audit_user; /* logged in as (raw), NULL before login */
+    char *login_try;  /* the user named by the login in flight */
+    const char *login_mech;
+    char *client_id; /* IMAP ID: "name/version" */
+    uint64_t commands;
+    uint64_t login_ns; /* when the login succeeded */
 };
 
 struct wreq {
@@ -144,9 +153,100 @@ size_t conn_write_queued(struct conn *c)
     return c->queued;
 }
 
+static void audit_logout(struct conn *c);
+
 void conn_set_user(struct conn *c, const char *user)
 {
     log_quote(c->user, sizeof(c->user), user); /* for the close line */
+    if (c->audit_user)
+        audit_logout(c);
+    if (*user) {
+        c->audit_user = strdup(user);
+        c->login_ns = uv_hrtime();
+    }
+}
+
+/* ---- the audit trail ---- */
+
+static void audit_common(struct conn *c, struct log_rec *r, const char *user)
+{
+    log_rec_str(r, "proto", c->handler->name);
+    log_rec_str(r, "service", c->info.service);
+    log_rec_num(r, "conn", c->info.id);
+    log_rec_str(r, "user", user);
+    log_rec_str(r, "mech", c->login_mech);
+    log_rec_str(r, "tls", c->tls_state == C_TLS ? tls_session_version(c->tls) : "none");
+    log_rec_str(r, "remote", c->remote);
+    log_rec_str(r, "client_id", c->client_id);
+}
+
+void conn_login_begin(struct conn *c, const char *mech, const char *user, size_t ulen)
+{
+    free(c->login_try);
+    c->login_try = strndup(user, ulen);
+    c->login_mech = mech;
+}
+
+void conn_login_end(struct conn *c, int auth_result, const char *refused)
+{
+    struct log_rec r;
+    const char *res;
+
+    switch (auth_result) {
+    case AUTH_OK:
+        res = "ok";
+        break;
+    case AUTH_E_DISABLED:
+        res = "disabled";
+        break;
+    case AUTH_E_TEMP:
+        res = "tempfail";
+        break;
+    case AUTH_E_BUSY:
+        res = "busy";
+        break;
+    default:
+        res = "failed";
+        break;
+    }
+    log_rec_begin(&r, "login");
+    audit_common(c, &r,
+                 auth_result == AUTH_OK && !refused && c->audit_user ? c->audit_user
+                 : c->login_try                                      ? c->login_try
+                                                                     : "");
+    log_rec_str(&r, "result", refused ? refused : res);
+    log_rec_emit(&r);
+    free(c->login_try);
+    c->login_try = NULL;
+}
+
+void conn_set_client_id(struct conn *c, const char *name, const char *version)
+{
+    char id[300];
+    snprintf(id, sizeof(id), "%.128s%s%.128s", name ? name : "", version ? "/" : "",
+             version ? version : "");
+    free(c->client_id);
+    c->client_id = strdup(id);
+}
+
+void conn_count_command(struct conn *c)
+{
+    c->commands++;
+}
+
+static void audit_logout(struct conn *c)
+{
+    struct log_rec r;
+
+    log_rec_begin(&r, "logout");
+    audit_common(c, &r, c->audit_user);
+    log_rec_num(&r, "bytes_in", c->bytes_in);
+    log_rec_num(&r, "bytes_out", c->bytes_out);
+    log_rec_num(&r, "commands", c->commands);
+    log_rec_ms(&r, "duration_ms", uv_hrtime() - c->login_ns);
+    log_rec_emit(&r);
+    free(c->audit_user);
+    c->audit_user = NULL;
 }
 
 bool conn_plaintext_auth_ok(struct conn *c)
@@ -848,6 +948,10 @@ static void on_handle_closed(uv_handle_t *h)
         return;
     if (c->opened && c->handler->on_close)
         c->handler->on_close(c);
+    if (c->audit_user)
+        audit_logout(c);
+    free(c->login_try);
+    free(c->client_id);
     if (c->z)
         log_info("conn=%llu service=%s remote=%s user=%s closed in=%llu out=%llu queued_peak=%zu "
                  "zlib_held=%zu zlib_peak=%zu",

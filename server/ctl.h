@@ -34,4 +34,13 @@ void ctl_user_usage(FILE *f);
 int ctl_mailbox_main(const struct conf *c, int argc, char **argv);
 void ctl_mailbox_usage(FILE *f);
 
+/* coffrectl log verify FILE... (server/ctl_log.c) */
+int ctl_log_main(const struct conf *c, int argc, char **argv);
+void ctl_log_usage(FILE *f);
+/* The audit line of an administrator action: the audit log (or the log
+ * target) opened before the privilege drop, then one line once the
+ * command ran, with who ran it (real uid, SUDO_USER) and its exit code. */
+int ctl_audit_open(const struct conf *c);
+void ctl_audit_action(int argc, char **argv, int rc);
+
 #endif

@@ -15,6 +15,7 @@
 #include "auth/auth.h"
 #include "protocol/job.h"
 #include "protocol/mailuser.h"
+#include "server/audit.h"
 #include "server/base/log.h"
 #include "server/base/metrics.h"
 #include "server/base/privdrop.h"
@@ -64,6 +65,7 @@ static void on_signal(uv_signal_t *h, int signum)
 
     if (signum == SIGHUP) {
         sdnotify_reloading();
+        log_reopen(); /* a log file or the audit log moved by logrotate */
         if (!s->tls)
             log_info("SIGHUP: no TLS configured, nothing to reload");
         else if (tls_server_reload(s->tls, err, sizeof(err)) < 0)
@@ -196,6 +198,10 @@ int main(int argc, char **argv)
     }
     log_set_debug(s->conf.log_debug);
     metrics_enable(s->conf.metrics);
+    if (!check_only && audit_setup(&s->conf, "coffred", true, &s->audit, err, sizeof(err)) < 0) {
+        fprintf(stderr, "coffred: %s\n", err);
+        return 2;
+    }
 
     struct tls_server_opts topts = {
         .cert = s->conf.tls_cert,
@@ -342,5 +348,6 @@ int main(int argc, char **argv)
         close(s->reserve_fd);
     uv_loop_close(s->loop);
     log_info("coffred stopped");
+    audit_teardown(s->audit);
     return 0;
 }

@@ -70,6 +70,7 @@ struct server {
     bool stopping;
     uv_timer_t stop_timer;
     uv_signal_t sig_term, sig_int, sig_hup;
+    struct audit_log *audit; /* the hash-chained audit log, NULL when none */
 };
 
 /* server/listen.c */

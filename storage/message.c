@@ -690,6 +690,7 @@ static int quota_check(struct storage_user *u, uint64_t add_bytes, uint64_t add_
 struct save_ctx {
     int64_t mbox;        /* 0: by name (mailbox, else INBOX), in the transaction */
     const char *mailbox; /* delivery: the folder asked for, NULL */
+    char mbox_name[STORAGE_MBOX_NAME_MAX + 1]; /* the folder it went into */
     struct storage_draft *d;
     bool to_new; /* delivery: into new/, flags not in the name */
     unsigned flags;
@@ -806,6 +807,7 @@ static int save_one(struct txn *t, const struct save_ctx *batch, struct save_ctx
     }
     c->linked = true;
     c->mbox_id = m.id;
+    snprintf(c->mbox_name, sizeof(c->mbox_name), "%s", m.name);
     pathf(rel, sizeof(rel), "%s/%s", sub, fname);
     if ((rc = mbox_bump_modseq(t->db, m.id, &modseq)) != 0)
         return rc;
@@ -994,7 +996,7 @@ static int save_init(struct save_ctx *c, int64_t mbox, const char *mailbox, stru
 static int save_common(struct storage_user *u, int64_t mbox, const char *mailbox,
                        struct storage_draft *d, bool to_new, unsigned flags,
                        const char *const *keywords, size_t nkeywords, int64_t internal_date,
-                       uint32_t *uid_out, int64_t *mbox_out)
+                       uint32_t *uid_out, int64_t *mbox_out, char *name_out)
 {
     struct save_ctx *c;
     int rc;
@@ -1018,6 +1020,8 @@ static int save_common(struct storage_user *u, int64_t mbox, const char *mailbox
         *uid_out = c->uid;
         if (mbox_out)
             *mbox_out = c->mbox_id;
+        if (name_out)
+            memcpy(name_out, c->mbox_name, sizeof(c->mbox_name));
     }
     free(c);
     return rc;
@@ -1067,14 +1071,20 @@ int storage_save(struct storage_user *u, int64_t mbox, struct storage_draft *d, 
     if (mbox <= 0)
         return STORAGE_E_NOMBOX;
     return save_common(u, mbox, NULL, d, false, flags, keywords, nkeywords, internal_date, uid,
-                       NULL);
+                       NULL, NULL);
 }
 
 int storage_deliver(struct storage_user *u, const char *mailbox, struct storage_draft *d,
                     uint32_t *uid, int64_t *mbox_id)
 {
     /* the folder is looked up in the transaction: no read connection */
-    return save_common(u, 0, mailbox, d, true, 0, NULL, 0, 0, uid, mbox_id);
+    return save_common(u, 0, mailbox, d, true, 0, NULL, 0, 0, uid, mbox_id, NULL);
+}
+
+int storage_deliver_named(struct storage_user *u, const char *mailbox, struct storage_draft *d,
+                          uint32_t *uid, int64_t *mbox_id, char name[STORAGE_MBOX_NAME_MAX + 1])
+{
+    return save_common(u, 0, mailbox, d, true, 0, NULL, 0, 0, uid, mbox_id, name);
 }
 
 int storage_append(struct storage_user *u, int64_t mbox, const void *msg, size_t len,

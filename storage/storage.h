@@ -335,6 +335,10 @@ int storage_save(struct storage_user *u, int64_t mbox, struct storage_draft *d, 
  * this version (storage_open repairs it). Disk. */
 int storage_deliver(struct storage_user *u, const char *mailbox, struct storage_draft *d,
                     uint32_t *uid, int64_t *mbox_id);
+/* storage_deliver that also names the folder the message went into (for
+ * the audit line). */
+int storage_deliver_named(struct storage_user *u, const char *mailbox, struct storage_draft *d,
+                          uint32_t *uid, int64_t *mbox_id, char name[STORAGE_MBOX_NAME_MAX + 1]);
 /* Several messages into mailbox mbox, all or none (MULTIAPPEND, RFC 3502):
  * like storage_save for each, but the drafts are synced together, and the
  * messages linked, their directory fsync'd once and committed in one index

@@ -29,7 +29,7 @@ void imap_cmd_logout(struct imap_session *s, struct imap_args *a)
 void imap_cmd_id(struct imap_session *s, struct imap_args *a)
 {
     struct imap_arena ar = {0};
-    char logline[512];
+    char logline[512], name[130] = "", version[130] = "";
     size_t ll = 0;
     int r = IMAP_ARG_OK;
 
@@ -56,6 +56,10 @@ void imap_cmd_id(struct imap_session *s, struct imap_args *a)
                 r = IMAP_ARG_BAD; /* RFC 2971 limits */
                 break;
             }
+            if (v && !strcasecmp(k, "name"))
+                snprintf(name, sizeof(name), "%s", v);
+            else if (v && !strcasecmp(k, "version"))
+                snprintf(version, sizeof(version), "%s", v);
             if (ll < sizeof(logline) - 1) {
                 int n = snprintf(logline + ll, sizeof(logline) - ll, "%s%s=%s", ll ? " " : "", k,
                                  v ? v : "NIL");
@@ -78,6 +82,8 @@ void imap_cmd_id(struct imap_session *s, struct imap_args *a)
     }
     if (ll)
         log_info("conn=%llu imap client id: %s", (unsigned long long)conn_info(s->c)->id, logline);
+    if (name[0] || version[0])
+        conn_set_client_id(s->c, name[0] ? name : NULL, version[0] ? version : NULL);
     imap_printf(s, "* ID (\"name\" \"coffre\" \"version\" \"0.1.0\")\r\n");
     imap_finish(s, "OK", "ID completed.");
 }

@@ -83,6 +83,8 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
 
     imap_cont_end(s); /* the login is over */
     metrics_login(METRICS_LOGIN_IMAP, s->login_mech, proto_login_metric(result));
+    if (result != AUTH_OK)
+        conn_login_end(s->c, result, NULL);
     switch (result) {
     case AUTH_OK:
         s->account_id = acct->id;
@@ -90,10 +92,12 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
         if (!imap_userip_add(s)) {
             log_info("conn=%llu imap user=%s: too many sessions from this address",
                      (unsigned long long)conn_info(s->c)->id, acct->address);
+            conn_login_end(s->c, AUTH_OK, "refused-limit");
             imap_tagged(s, "NO", "[LIMIT] Too many connections for this user from your address.");
             break;
         }
         conn_set_user(s->c, acct->address);
+        conn_login_end(s->c, AUTH_OK, NULL);
         free(s->user);
         s->user = strdup(acct->address);
         log_info("conn=%llu imap login user=%s", (unsigned long long)conn_info(s->c)->id,
@@ -138,9 +142,10 @@ static const struct imap_cont login_cont = {
     .abort = login_abort,
 };
 
-static void start_login(struct imap_session *s, const char *user, size_t ulen, const char *pw,
-                        size_t pwlen)
+static void start_login(struct imap_session *s, const char *mech, const char *user, size_t ulen,
+                        const char *pw, size_t pwlen)
 {
+    conn_login_begin(s->c, mech, user, ulen);
     struct auth_login *l = auth_login_start(conn_auth(s->c), user, ulen, pw, pwlen,
                                             conn_info(s->c)->peer, on_login_done, s);
     if (!l) {
@@ -225,7 +230,7 @@ void imap_cmd_login(struct imap_session *s, struct imap_args *a)
     }
     s->login_mech = METRICS_MECH_LOGIN_COMMAND;
     if (!refuse_plaintext(s))
-        start_login(s, user, ulen, pw, pwlen);
+        start_login(s, "LOGIN", user, ulen, pw, pwlen);
     explicit_bzero(pw, sizeof(pw));
 }
 
@@ -262,7 +267,8 @@ static void sasl_result(struct imap_session *s, struct proto_sasl *sasl, int r,
     switch (r) {
     case SASL_DONE:
         s->login_mech = proto_sasl_metric(sasl);
-        start_login(s, sasl->user, sasl->user_len, sasl->pass, sasl->pass_len);
+        start_login(s, sasl->mech == SASL_MECH_PLAIN ? "PLAIN" : "LOGIN", sasl->user,
+                    sasl->user_len, sasl->pass, sasl->pass_len);
         break;
     case SASL_CANCEL:
         imap_bad(s, "Authentication cancelled.");

@@ -529,6 +529,7 @@ static void execute(struct imap_session *s)
     }
     s->uid_cmd = c->flags & IMAP_CMD_UID;
     s->expunge_ok = !(c->flags & IMAP_CMD_NO_EXPUNGE);
+    conn_count_command(s->c);
     c->fn(s, &args);
 }
 

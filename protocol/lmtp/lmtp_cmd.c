@@ -114,6 +114,8 @@ static void rcpt_answer(struct lmtp_session *s, const char *code, const char *te
 {
     conn_printf(s->c, "%s <%s> %s\r\n", code, s->rcpt_addr, text);
     metrics_lmtp_rcpt(code);
+    if (code[0] != '2')
+        lmtp_audit_refused(s, s->rcpt_addr, code);
 }
 
 /* Adds the recipient looked up to the transaction: with its store held

@@ -31,6 +31,7 @@ struct lmtp_txn *lmtp_txn_new(uv_loop_t *loop, uint64_t max_size, bool detail_ma
     t->loop = loop;
     t->max_size = max_size;
     t->detail_mailbox = detail_mailbox;
+    t->t0 = uv_hrtime();
     return t;
 }
 
@@ -234,7 +235,7 @@ static void deliver_work(void *data)
         struct lmtp_rcpt *r = &t->rcpts[i];
         struct lmtp_rcpt *leader = &t->rcpts[r->leader];
         const char *mailbox = t->detail_mailbox && r->detail[0] ? r->detail : NULL;
-        uint32_t uid;
+        uint32_t uid = 0;
         int64_t mbox_id;
 
         if (t->too_big) {
@@ -250,14 +251,16 @@ static void deliver_work(void *data)
             continue;
         }
         /* the detail names a folder, INBOX when there is none of that name */
-        r->result = storage_deliver(rcpt_store(t, r), mailbox, leader->d, &uid, &mbox_id);
+        r->result =
+            storage_deliver_named(rcpt_store(t, r), mailbox, leader->d, &uid, &mbox_id, r->folder);
         if (r->result == STORAGE_E_CORRUPT && r->light && leader->light && !leader->full_open) {
             /* an index a light handle cannot write: the full open repairs it */
             storage_close_light(leader->u);
             leader->u = NULL;
             r->result = light_open(t, leader, true);
             if (r->result == 0)
-                r->result = storage_deliver(leader->u, mailbox, leader->d, &uid, &mbox_id);
+                r->result =
+                    storage_deliver_named(leader->u, mailbox, leader->d, &uid, &mbox_id, r->folder);
         }
         if (r->result)
             log_error("lmtp: delivery to account %lld: %s", (long long)r->acct.id,
@@ -265,6 +268,7 @@ static void deliver_work(void *data)
         else
             log_info("lmtp: delivered to account %lld, uid %u, %llu bytes", (long long)r->acct.id,
                      uid, (unsigned long long)t->body_size);
+        r->uid = r->result ? 0 : uid;
     }
     drafts_free(t);
 }
@@ -316,6 +320,7 @@ static void deliver_done(void *data)
         }
         conn_printf(s->c, "%s <%s> %s\r\n", code, r->addr, text);
         metrics_lmtp_delivery(code, t->body_size);
+        lmtp_audit_rcpt(s, t, r, code);
     }
     /* job_free releases it next (the drafts are gone already) */
     t->orphan = true;
@@ -422,6 +427,8 @@ void lmtp_cmd_bdat(struct lmtp_session *s, const char *arg, size_t len)
 /* Adds decoded body bytes, or drops them once the message is refused. */
 static void add(struct lmtp_txn *t, const char *p, size_t n)
 {
+    if (!t->hs.done)
+        lmtp_hdrscan_feed(&t->hs, p, n);
     if (t->too_big || t->err)
         return;
     if (n > t->max_size - t->body_size) {

@@ -70,6 +70,25 @@ void lmtp_undot_init(struct lmtp_undot *u);
 void lmtp_undot(struct lmtp_undot *u, const char *in, size_t inlen, char *out, size_t *used,
                 size_t *outlen);
 
+/* ---- what the audit line takes from the header (lmtp_audit.c) ---- */
+
+#define LMTP_QUEUE_ID_MAX 32
+#define LMTP_MSGID_MAX 250
+#define LMTP_HDR_LINE 1024          /* bytes of one header kept (unfolded) */
+#define LMTP_HDR_SCAN (256u * 1024) /* header bytes looked at, at most */
+struct lmtp_hdrscan {
+    int state;
+    size_t seen;
+    bool done;
+    bool got_received, got_msgid;
+    size_t cur_len;
+    char cur[LMTP_HDR_LINE + 1];
+    char queue_id[LMTP_QUEUE_ID_MAX + 1]; /* from the topmost Received, if Postfix's */
+    char msgid[LMTP_MSGID_MAX + 1];
+};
+/* Feeds message bytes (after unstuffing) from the start; stops by itself. */
+void lmtp_hdrscan_feed(struct lmtp_hdrscan *h, const char *p, size_t n);
+
 /* ---- transaction (lmtp_deliver.c) ---- */
 
 struct lmtp_rcpt {
@@ -88,6 +107,8 @@ struct lmtp_rcpt {
     struct storage_draft *d; /* only on leaders, during DATA/BDAT */
     bool over_quota;         /* leaders: the message passed the quota room */
     int result;              /* 0 delivered, or STORAGE_E_* */
+    uint32_t uid;            /* where it went, for the audit line */
+    char folder[STORAGE_MBOX_NAME_MAX + 1];
 };
 
 /* A mail transaction. Owned by its session; while a pool job runs on it, the
@@ -112,6 +133,8 @@ struct lmtp_txn {
     char *data_dir; /* for light recipients' handles */
     uv_loop_t *loop;
     struct lmtp_session *s; /* for the jobs' done callbacks only */
+    struct lmtp_hdrscan hs;
+    uint64_t t0; /* uv_hrtime at MAIL FROM */
 };
 
 struct lmtp_session;
@@ -180,5 +203,11 @@ lmtp_cmd_fn lmtp_cmd_data, lmtp_cmd_bdat;
 /* Consumes body bytes from the line buffer; returns false when it must
  * wait (pool busy) or has nothing to read. */
 bool lmtp_body_input(struct lmtp_session *s);
+
+/* Audit lines (lmtp_audit.c): a recipient's outcome after the message
+ * (code "250 2.0.0", "552 5.2.2", ...), or a recipient refused at RCPT. */
+void lmtp_audit_rcpt(struct lmtp_session *s, const struct lmtp_txn *t, const struct lmtp_rcpt *r,
+                     const char *code);
+void lmtp_audit_refused(struct lmtp_session *s, const char *addr, const char *code);
 
 #endif

@@ -50,6 +50,7 @@ static void open_failed(struct pop3_session *s, const char *reply)
         s->locked = false;
     }
     s->account_id = 0;
+    conn_login_end(s->c, AUTH_OK, "maildrop-unavailable");
     conn_printf(s->c, "%s", reply);
 }
 
@@ -71,6 +72,7 @@ void pop3_open_done(struct pop3_session *s, int err, struct pop3_msg *msgs, size
     s->state = POP3_TRANSACTION;
     s->bad_count = 0;
     conn_set_user(s->c, s->address);
+    conn_login_end(s->c, AUTH_OK, NULL);
     conn_set_logged_in(s->c);
     conn_set_timeout(s->c, conn_conf(s->c)->pop3_idle_timeout_ms);
     log_info("conn=%llu pop3 login user=%s messages=%zu", (unsigned long long)conn_info(s->c)->id,
@@ -93,6 +95,7 @@ static bool enter_maildrop(struct pop3_session *s, const struct auth_account *ac
     if (!pop3_lock(acct->id)) {
         log_info("conn=%llu pop3 maildrop of %s in use", (unsigned long long)conn_info(s->c)->id,
                  acct->address);
+        conn_login_end(s->c, AUTH_OK, "in-use");
         conn_printf(s->c, "-ERR [IN-USE] Mailbox is locked by another POP3 session.\r\n");
         return false;
     }
@@ -114,6 +117,8 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
     s->login = NULL;
     s->busy = false;
     metrics_login(METRICS_LOGIN_POP3, s->login_mech, proto_login_metric(result));
+    if (result != AUTH_OK)
+        conn_login_end(s->c, result, NULL);
     switch (result) {
     case AUTH_OK:
         if (enter_maildrop(s, acct))
@@ -146,9 +151,10 @@ void pop3_resume(struct pop3_session *s)
         conn_resume(s->c);
 }
 
-static void start_login(struct pop3_session *s, const char *user, size_t ulen, const char *pw,
-                        size_t pwlen)
+static void start_login(struct pop3_session *s, const char *mech, const char *user, size_t ulen,
+                        const char *pw, size_t pwlen)
 {
+    conn_login_begin(s->c, mech, user, ulen);
     s->login = auth_login_start(conn_auth(s->c), user, ulen, pw, pwlen, conn_info(s->c)->peer,
                                 on_login_done, s);
     if (!s->login) {
@@ -218,7 +224,7 @@ static void cmd_pass(struct pop3_session *s, const char *arg, size_t len)
     }
     s->have_user = false;
     s->login_mech = METRICS_MECH_USER_PASS;
-    start_login(s, s->user, s->user_len, arg, len);
+    start_login(s, "USER", s->user, s->user_len, arg, len);
 }
 
 static void sasl_result(struct pop3_session *s, int r, const char *challenge)
@@ -231,7 +237,8 @@ static void sasl_result(struct pop3_session *s, int r, const char *challenge)
     case SASL_DONE:
         s->sasl_active = false;
         s->login_mech = proto_sasl_metric(&s->sasl);
-        start_login(s, s->sasl.user, s->sasl.user_len, s->sasl.pass, s->sasl.pass_len);
+        start_login(s, s->sasl.mech == SASL_MECH_PLAIN ? "PLAIN" : "LOGIN", s->sasl.user,
+                    s->sasl.user_len, s->sasl.pass, s->sasl.pass_len);
         break;
     case SASL_CANCEL:
         s->sasl_active = false;
@@ -343,6 +350,7 @@ static void execute(struct pop3_session *s, const char *line, size_t len)
             pop3_err(s, "Command not valid in this state.");
             return;
         }
+        conn_count_command(s->c);
         commands[i].fn(s, arg, alen);
         return;
     }

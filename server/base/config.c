@@ -360,6 +360,21 @@ static bool is_absolute(const char *v)
     return v[0] == '/';
 }
 
+static bool is_log_format(const char *v)
+{
+    return !strcmp(v, "text") || !strcmp(v, "json");
+}
+
+static bool is_log_target(const char *v)
+{
+    return !strcmp(v, "stderr") || !strcmp(v, "syslog") || v[0] == '/';
+}
+
+static bool is_empty_or_absolute(const char *v)
+{
+    return !v[0] || v[0] == '/';
+}
+
 static bool is_not_empty(const char *v)
 {
     return v[0] != '\0';
@@ -446,6 +461,21 @@ const struct conf_setting conf_settings[] = {
     {ROW("metrics", "yes", "General"), BOOL(metrics),
      .doc = "keep the counters GET /metrics and `coffrectl stats` show; `no` counts nothing "
             "(read at start)"},
+    {ROW("log_format", "text", "General"), STRING(log_format), .valid = is_log_format,
+     .errmsg = "log_format must be text or json",
+     .doc = "log lines as text or one JSON object each"},
+    {ROW("log_target", "stderr", "General"), STRING(log_target), .valid = is_log_target,
+     .errmsg = "log_target must be stderr, syslog or an absolute file path",
+     .doc = "where log lines go: stderr, syslog (facility mail) or a file, reopened on SIGHUP"},
+    {ROW("log_queue_size", "1M", "General"), SIZE(log_queue_size, 64 * KB, 1 * GB),
+     .doc = "lines for syslog or a file wait for the log writer up to this many bytes; past "
+            "it they are dropped and counted"},
+    {ROW("audit_log", "", "General"), PATH(audit_log), .valid = is_empty_or_absolute,
+     .errmsg = "audit_log must be an absolute path",
+     .doc = "hash-chained audit log file; empty = audit lines go to the normal log only"},
+    {ROW("audit_anchor_interval", "1h", "General"), DURATION(audit_anchor_interval_ms, 0),
+     .doc = "how often the audit log's head (seq and hash) is written to the normal log; 0 = "
+            "never"},
 
     /* ---- TLS */
     {ROW("tls_cert", "/etc/coffre/cert.pem", "TLS"), PATH(tls_cert),

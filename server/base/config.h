@@ -49,6 +49,11 @@ struct conf {
     unsigned shutdown_timeout_ms;
     bool log_debug;
     bool metrics; /* counters kept (server/base/metrics.h) */
+    char log_format[8];                /* "text" or "json" */
+    char log_target[CONF_PATH_MAX];    /* "stderr", "syslog" or an absolute file path */
+    uint64_t log_queue_size;           /* bytes of lines waiting for the log writer */
+    char audit_log[CONF_PATH_MAX];     /* the hash-chained audit log, "" = none */
+    unsigned audit_anchor_interval_ms; /* how often its head goes to the normal log */
 
     /* TLS */
     char tls_cert[CONF_PATH_MAX];

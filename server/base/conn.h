@@ -91,8 +91,23 @@ void conn_set_timeout(struct conn *c, unsigned ms);
  * longer applies, only the timeout set with conn_set_timeout. */
 void conn_set_logged_in(struct conn *c);
 
-/* Records the logged-in user for log lines. */
+/* Records the logged-in user for log lines ("" after UNAUTHENTICATE,
+ * which ends that user's session in the audit trail). */
 void conn_set_user(struct conn *c, const char *user);
+
+/* The audit trail of IMAP and POP3 sessions (server/conn.c writes the
+ * lines): a login attempt starts with its mechanism and the user named;
+ * its outcome (an AUTH_* code, or a reason of the protocol's own for a
+ * login refused after the check, such as a limit) writes the login line,
+ * after conn_set_user on success. The logout line comes when the
+ * connection closes (or at UNAUTHENTICATE), with bytes in and out and the
+ * number of commands. */
+void conn_login_begin(struct conn *c, const char *mech, const char *user, size_t ulen);
+void conn_login_end(struct conn *c, int auth_result, const char *refused);
+/* IMAP ID's name and version (either may be NULL), for those lines. */
+void conn_set_client_id(struct conn *c, const char *name, const char *version);
+/* One more command read from the client. */
+void conn_count_command(struct conn *c);
 
 /* Flushes what is queued (and a TLS close_notify), then closes. on_close is
  * called once, later, from the loop. Safe to call more than once. */

@@ -41,6 +41,10 @@ void conn_resume(struct conn *c) {}
 void conn_set_timeout(struct conn *c, unsigned ms) {}
 void conn_set_logged_in(struct conn *c) {}
 void conn_set_user(struct conn *c, const char *user) {}
+void conn_login_begin(struct conn *c, const char *mech, const char *user, size_t ulen) {}
+void conn_login_end(struct conn *c, int auth_result, const char *refused) {}
+void conn_set_client_id(struct conn *c, const char *name, const char *version) {}
+void conn_count_command(struct conn *c) {}
 bool conn_closing(struct conn *c) { return c->closing; }
 void conn_close(struct conn *c) { c->closing = true; }
 void conn_abort(struct conn *c) { c->closing = true; }

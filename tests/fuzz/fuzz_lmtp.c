@@ -1,9 +1,10 @@
 /* libFuzzer target for LMTP: the session (command parser, state machine,
  * BDAT chunk accounting) fed arbitrary client bytes in arbitrary chunks, and
  * the pure parsers of protocol/lmtp/lmtp_parse.c (paths and parameters,
- * BDAT arguments, recipient details, DATA dot-unstuffing) fed the same
- * bytes. Thread-pool jobs are refused here (no loop), so RCPT answers 451
- * and no transaction reaches the store; the delivery path is covered by
+ * BDAT arguments, recipient details, DATA dot-unstuffing) and the audit
+ * line's header scanner (lmtp_audit.c) fed the same bytes. Thread-pool
+ * jobs are refused here (no loop), so RCPT answers 451 and no transaction
+ * reaches the store; the delivery path is covered by
  * tests/integration/test_lmtp_*.py. */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -108,6 +109,21 @@ static void parsers(const char *p, size_t n)
         abort();
     free(o1);
     free(o2);
+
+    /* the audit line's header scanner: bounded fields, and the same
+     * result whether the header comes in one piece or two */
+    struct lmtp_hdrscan *h1 = calloc(1, sizeof(*h1)), *h2 = calloc(1, sizeof(*h2));
+    if (!h1 || !h2)
+        abort();
+    lmtp_hdrscan_feed(h1, p, n);
+    lmtp_hdrscan_feed(h2, p, cut);
+    lmtp_hdrscan_feed(h2, p + cut, n - cut);
+    if (strlen(h1->queue_id) > LMTP_QUEUE_ID_MAX || strlen(h1->msgid) > LMTP_MSGID_MAX ||
+        h1->cur_len > LMTP_HDR_LINE || strcmp(h1->queue_id, h2->queue_id) ||
+        strcmp(h1->msgid, h2->msgid) || h1->done != h2->done)
+        abort();
+    free(h1);
+    free(h2);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
