@@ -360,6 +360,11 @@ static bool is_absolute(const char *v)
     return v[0] == '/';
 }
 
+static bool is_absolute_or_empty(const char *v)
+{
+    return v[0] == '\0' || v[0] == '/';
+}
+
 static bool is_not_empty(const char *v)
 {
     return v[0] != '\0';
@@ -611,6 +616,18 @@ const struct conf_setting conf_settings[] = {
      .doc = "over quota answers 452 4.2.2 (retry) instead of 552 5.2.2 (bounce)"},
     {ROW("lmtp_idle_timeout", "5m", "LMTP"), DURATION(lmtp_idle_timeout_ms, 1000),
      .doc = "inactivity timeout"},
+
+    /* ---- Administration: the control socket (server/control.c) */
+    {ROW("control_socket", "/run/coffre/control.sock", "Administration"), PATH(control_socket),
+     .valid = is_absolute_or_empty, .errmsg = "control_socket must be an absolute path or empty",
+     .doc = "unix socket of coffrectl who/kick/reload/stats (mode 0660, group of run_user); "
+            "empty = none"},
+    {ROW("control_max_connections", "4", "Administration"), UINT(control_max_connections, 1, 64),
+     .doc = "control connections served at once; more are closed at once"},
+    {ROW("control_timeout", "5s", "Administration"), DURATION(control_timeout_ms, 100),
+     .doc = "time a control client has to send its request and take the reply"},
+    {ROW("control_max_reply", "8M", "Administration"), SIZE(control_max_reply, 64 * KB, 1 * GB),
+     .doc = "largest control reply (the session list of `who`); a longer one is cut and says so"},
 };
 
 const size_t conf_n_settings = sizeof(conf_settings) / sizeof(conf_settings[0]);

@@ -128,6 +128,12 @@ struct conf {
     bool lmtp_save_to_detail_mailbox;
     bool lmtp_quota_temporary; /* over quota: 452 4.2.2 instead of 552 5.2.2 */
     unsigned lmtp_idle_timeout_ms;
+
+    /* Administration: the control socket of coffrectl (server/control.c) */
+    char control_socket[108]; /* a unix socket path (sun_path), "" = none */
+    unsigned control_max_connections;
+    unsigned control_timeout_ms;
+    size_t control_max_reply;
 };
 
 /* What the value of a setting is, and so how it is parsed. */

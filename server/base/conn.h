@@ -15,6 +15,13 @@ struct conf;
 struct auth_service;
 struct uv_loop_s;
 
+/* What `coffrectl who` shows of a session beyond the connection's own
+ * fields, filled by the protocol (conn_handler.describe). */
+struct conn_state {
+    const char *state;   /* "login", "ready", "command", "idle", ... (static) */
+    const char *mailbox; /* the selected mailbox (IMAP), or NULL; borrowed for the call */
+};
+
 /* What a protocol implements. All calls come on the loop thread. */
 struct conn_handler {
     const char *name; /* "imap", "pop3", "lmtp" */
@@ -33,6 +40,13 @@ struct conn_handler {
     void (*on_shutdown)(struct conn *c);
     /* The connection is gone: free state, cancel pending work. */
     void (*on_close)(struct conn *c);
+    /* Optional, for `coffrectl who`: the session's state and mailbox. */
+    void (*describe)(struct conn *c, struct conn_state *st);
+    /* Optional: an administrator ends the session (reason: a short text,
+     * "Account disabled."). The protocol tells the client and closes at its
+     * next safe point, never in the middle of a storage write or of a
+     * response. NULL: on_shutdown serves. */
+    void (*on_kick)(struct conn *c, const char *reason);
     /* Line sent (in plaintext) to a client refused for too many
      * connections, before closing; NULL to just close. */
     const char *busy_reply;
