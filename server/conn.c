@@ -957,6 +957,11 @@ void conn_abort_all(struct server *s)
 
 /* ---- the control socket's view ---- */
 
+const char *conn_login_revoked(struct conn *c, const char *address)
+{
+    return control_revoked(c->srv, address, c->last_input);
+}
+
 struct conn *conn_first(struct server *s)
 {
     return s->conns;

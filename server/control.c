@@ -63,6 +63,16 @@ struct ctl_conn {
     struct ctl_conn *prev, *next;
 };
 
+/* An account disabled or removed lately: a login checked before the change
+ * but answered after it is refused (conn_login_revoked). Kept for
+ * login_timeout, the longest a login may take. */
+struct revoked {
+    char address[256];
+    const char *why; /* "disabled", "deleted" */
+    uint64_t at;     /* uv_now */
+    struct revoked *next;
+};
+
 struct control {
     struct server *srv;
     uv_pipe_t listener;
@@ -75,6 +85,7 @@ struct control {
     unsigned n;
     uint64_t next_id;
     struct ctl_conn *conns;
+    struct revoked *revoked; /* newest first */
 };
 
 /* ---- closing ---- */
@@ -214,6 +225,34 @@ static const char *kick_reason(const char *why)
     return NULL;
 }
 
+static void revoked_prune(struct control *ctl)
+{
+    uint64_t now = uv_now(ctl->srv->loop), keep = ctl->srv->conf.login_timeout_ms;
+    struct revoked **pp = &ctl->revoked, *r;
+
+    while ((r = *pp)) {
+        if (now - r->at > keep) {
+            *pp = r->next;
+            free(r);
+        } else {
+            pp = &r->next;
+        }
+    }
+}
+
+const char *control_revoked(struct server *s, const char *address, uint64_t since)
+{
+    struct control *ctl = s->control;
+
+    if (!ctl || !ctl->revoked)
+        return NULL;
+    revoked_prune(ctl);
+    for (struct revoked *r = ctl->revoked; r; r = r->next)
+        if (r->at >= since && !strcasecmp(r->address, address))
+            return r->why;
+    return NULL;
+}
+
 static void do_kick(struct ctl_conn *k, char **argv, int argc)
 {
     struct server *s = k->ctl->srv;
@@ -241,6 +280,20 @@ static void do_kick(struct ctl_conn *k, char **argv, int argc)
     if (!reason) {
         reply_err(k, "KICK USER: the reason is disabled or deleted");
         return;
+    }
+    if (argc == 4) {
+        /* logins being checked now are refused when they are answered */
+        struct revoked *r = calloc(1, sizeof(*r));
+        if (!r) {
+            reply_err(k, "out of memory");
+            return;
+        }
+        snprintf(r->address, sizeof(r->address), "%s", argv[2]);
+        r->why = !strcmp(argv[3], "disabled") ? "disabled" : "deleted";
+        r->at = uv_now(s->loop);
+        revoked_prune(k->ctl);
+        r->next = k->ctl->revoked;
+        k->ctl->revoked = r;
     }
     for (struct conn *c = conn_first(s); c; c = conn_next(c)) {
         struct conn_who w;
@@ -554,6 +607,11 @@ void control_close(struct server *s)
     s->control = NULL;
     while (ctl->conns)
         conn_end(ctl->conns);
+    while (ctl->revoked) {
+        struct revoked *r = ctl->revoked;
+        ctl->revoked = r->next;
+        free(r);
+    }
     /* removed when it is still the one we made (a new coffred may have
      * taken the path); after the privilege drop this may not be allowed */
     if (ctl->ino && lstat(ctl->path, &st) == 0 && st.st_dev == ctl->dev && st.st_ino == ctl->ino)

@@ -115,5 +115,8 @@ int server_reload(struct server *s, char *err, size_t errlen);
  * the privilege drop, and closed with its connections at the end. */
 int control_open(struct server *s, char *err, size_t errlen);
 void control_close(struct server *s);
+/* "disabled" or "deleted" when address was ended so (KICK USER ... disabled|
+ * deleted) at or after since (uv_now), within login_timeout; else NULL. */
+const char *control_revoked(struct server *s, const char *address, uint64_t since);
 
 #endif

@@ -65,6 +65,19 @@ void pop3_open_done(struct pop3_session *s, int err, struct pop3_msg *msgs, size
         pop3_resume(s);
         return;
     }
+    const char *why = conn_login_revoked(s->c, s->address);
+    if (why) {
+        /* disabled or removed while the login was checked or the maildrop
+         * opened: the login stands on the account as it was */
+        log_info("conn=%llu pop3 login of %s refused: account %s meanwhile",
+                 (unsigned long long)conn_info(s->c)->id, s->address, why);
+        free(msgs);
+        open_failed(s, !strcmp(why, "disabled")
+                           ? "-ERR [AUTH] Account disabled; contact your administrator.\r\n"
+                           : AUTH_FAILED);
+        pop3_resume(s);
+        return;
+    }
     s->msgs = msgs;
     s->nmsgs = n;
     s->uidvalidity = uidvalidity;

@@ -105,6 +105,12 @@ void conn_set_timeout(struct conn *c, unsigned ms);
  * longer applies, only the timeout set with conn_set_timeout. */
 void conn_set_logged_in(struct conn *c);
 
+/* A login just checked for address may rest on the account as it was
+ * before `coffrectl user disable/del` changed it: that change reached
+ * coffred after this connection's last input (the login's own). Returns
+ * "disabled" or "deleted" (then the login must be refused), or NULL. */
+const char *conn_login_revoked(struct conn *c, const char *address);
+
 /* Records the logged-in user for log lines. */
 void conn_set_user(struct conn *c, const char *user);
 

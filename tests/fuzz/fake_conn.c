@@ -41,6 +41,7 @@ void conn_resume(struct conn *c) {}
 void conn_set_timeout(struct conn *c, unsigned ms) {}
 void conn_set_logged_in(struct conn *c) {}
 void conn_set_user(struct conn *c, const char *user) {}
+const char *conn_login_revoked(struct conn *c, const char *address) { return NULL; }
 bool conn_closing(struct conn *c) { return c->closing; }
 void conn_close(struct conn *c) { c->closing = true; }
 void conn_abort(struct conn *c) { c->closing = true; }

@@ -42,7 +42,8 @@ class Control(ServerTestCase):
     @classmethod
     def setUpServer(cls):
         cls.sock_path = cls.server.conf['control_socket']
-        for u in ('who-a', 'who-b', 'kick-a', 'kick-b', 'kid', 'pop', 'dis', 'gone'):
+        for u in ('who-a', 'who-b', 'kick-a', 'kick-b', 'kid', 'pop', 'dis', 'gone', 'race',
+                  'race-pop'):
             cls.server.add_user(u + '@example.org', PASS)
 
     # -- helpers ----------------------------------------------------------
@@ -247,6 +248,40 @@ class Control(ServerTestCase):
 
     def test_user_del_ends_idle(self):
         self.ends_within_a_second('gone', 'del', 'Account deleted.')
+
+    def test_login_answered_after_disable_is_refused(self):
+        # A login checked before `user disable` but answered after it must
+        # not stand. One failure makes the service hold the next answer
+        # as long as a failure's (login_failure_delay, doubled): the
+        # disable lands while the right password's answer is held.
+        self.assertTrue(self.login_ok('race'))
+        with self.server.raw('imaps', tls=True) as c:
+            c.line()
+            _, t = c.cmd('f', 'LOGIN race@example.org %s' % imap_quote('wrong password'))
+            self.assertTrue(t.startswith('f NO'), t)
+            c.send('l LOGIN race@example.org %s\r\n' % imap_quote(PASS))
+            time.sleep(0.1)  # the check runs (a cache hit); its answer is held
+            rc, out, err = self.server.ctl('user', 'disable', 'race@example.org')
+            self.assertEqual(rc, 0, err)
+            _, t = c.until_tag('l')
+            self.assertTrue(t.startswith('l NO [CONTACTADMIN]'), t)
+        self.assertEqual(self.who('race@example.org'), {})
+
+    def test_pop3_login_answered_after_del_is_refused(self):
+        self.assertTrue(self.login_ok('race-pop'))
+        with self.server.raw('pop3s', tls=True) as c:
+            c.line()
+            c.send('USER race-pop@example.org\r\n')
+            c.line()
+            c.send('PASS wrong password\r\n')
+            self.assertTrue(c.line().startswith('-ERR'))
+            c.send('USER race-pop@example.org\r\nPASS %s\r\n' % PASS)
+            self.assertTrue(c.line().startswith('+OK'))
+            time.sleep(0.1)
+            rc, out, err = self.server.ctl('user', 'del', 'race-pop@example.org')
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(c.line(), '-ERR [AUTH] Authentication failed.')
+        self.assertEqual(self.who('race-pop@example.org'), {})
 
     # -- reload and stats -------------------------------------------------
 
