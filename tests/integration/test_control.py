@@ -43,7 +43,7 @@ class Control(ServerTestCase):
     def setUpServer(cls):
         cls.sock_path = cls.server.conf['control_socket']
         for u in ('who-a', 'who-b', 'kick-a', 'kick-b', 'kid', 'pop', 'dis', 'gone', 'race',
-                  'race-pop'):
+                  'race-pop', 'big'):
             cls.server.add_user(u + '@example.org', PASS)
 
     # -- helpers ----------------------------------------------------------
@@ -199,6 +199,45 @@ class Control(ServerTestCase):
             self.assertEnded(one, '* BYE Disconnected by the administrator.')
             _, t = two.cmd('n', 'NOOP')
             self.assertTrue(t.startswith('n OK'), t)
+
+    def test_kick_waits_for_the_response_in_progress(self):
+        # A FETCH of a large message stalls on a client that does not read:
+        # the kick lands in the middle of it and waits. The client then reads
+        # the whole literal, the tagged OK, and only then the BYE.
+        body = b''.join(b'line %07d of a large message\r\n' % i for i in range(200000))
+        msg = b'Subject: big\r\n\r\n' + body
+        with self.imaps('big') as c:
+            c.send('a APPEND INBOX {%d}\r\n' % len(msg))
+            self.assertTrue(c.line().startswith('+'))
+            c.send(msg + b'\r\n')
+            _, t = c.until_tag('a')
+            self.assertTrue(t.startswith('a OK'), t)
+        sock = socket.create_connection((HOST, self.server.ports['imaps']))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        c = harness.Conn(self.server.ctx().wrap_socket(sock, server_hostname='localhost'))
+        with c:
+            c.line()
+            _, t = c.cmd('l', 'LOGIN big@example.org %s' % imap_quote(PASS))
+            self.assertTrue(t.startswith('l OK'), t)
+            _, t = c.cmd('s', 'SELECT INBOX')
+            self.assertTrue(t.startswith('s OK'), t)
+            c.send('f FETCH 1 BODY[]\r\n')
+            me = self.addr(c)
+            self.assertTrue(harness.wait_for(
+                lambda: self.who('big@example.org')[me]['state'] == 'command', 10))
+            rc, out, err = self.server.ctl('kick', 'big@example.org')
+            self.assertEqual((rc, out), (0, 'ended 1 session\n'), err)
+            head = c.readline()
+            m = re.match(rb'^\* 1 FETCH \(.*BODY\[\] \{(\d+)\}\r\n$', head)
+            self.assertTrue(m, head)
+            n = int(m.group(1))
+            self.assertEqual(n, len(msg))
+            rest = c.read_until_eof(timeout=60)
+            self.assertEqual(rest[:n], msg)
+            tail = rest[n:].decode().split('\r\n')
+            self.assertTrue(tail[0].endswith(')'), tail[0])  # e.g. " FLAGS (\\Seen))"
+            self.assertTrue(tail[1].startswith('f OK'), tail)
+            self.assertEqual(tail[2:], ['* BYE Disconnected by the administrator.', ''])
 
     def test_kick_pop3_keeps_deletions_uncommitted(self):
         with self.imaps('pop') as c:
