@@ -17,10 +17,10 @@
 
 void ctl_live_usage(FILE *f)
 {
-    fprintf(f, "  who [ADDRESS]               sessions of the running coffred (of one account)\n"
-               "  kick ADDRESS|SESSION-ID     ends the account's sessions, or one session\n"
-               "  reload                      reloads the certificate and key (as SIGHUP)\n"
-               "  stats                       the metrics, in OpenMetrics text\n");
+    fprintf(f, "  who [ADDRESS]                  (sessions of the running coffred)\n"
+               "  kick ADDRESS|SESSION-ID        (end an account's sessions, or one)\n"
+               "  reload                         (re-read the certificate and key, as SIGHUP)\n"
+               "  stats                          (the metrics, OpenMetrics text)\n");
 }
 
 /* Sends one request line and reads the whole reply into out. Returns 0;

@@ -808,14 +808,15 @@ static bool read_cont(struct imap_session *s)
 
 /* An administrator ended the session (s->kick): BYE and close, at a safe
  * point only: no job on the pool (a storage write finishes and is
- * answered), no response half written, no command running but IDLE or a
- * login exchange. Returns true when the session closed. */
+ * answered), no response half written, no command running but one waiting
+ * for the client (IDLE, AUTHENTICATE, an APPEND's literal: its draft is
+ * dropped as at any close). Returns true when the session closed. */
 static bool kick_now(struct imap_session *s)
 {
     if (!s->kick || s->state == IMAP_LOGOUT || conn_closing(s->c))
         return false;
     if (s->job || s->tagline || (s->wait != IMAP_WAIT_NONE && s->wait != IMAP_WAIT_RATE) ||
-        (s->cont && !s->idling && s->state != IMAP_NOTAUTH))
+        (s->cont && !s->cont->line && !s->cont->bytes))
         return false;
     log_info("conn=%llu imap user=%s ended by the administrator: %s",
              (unsigned long long)conn_info(s->c)->id, s->user ? s->user : "-", s->kick);

@@ -43,7 +43,7 @@ class Control(ServerTestCase):
     def setUpServer(cls):
         cls.sock_path = cls.server.conf['control_socket']
         for u in ('who-a', 'who-b', 'kick-a', 'kick-b', 'kid', 'pop', 'dis', 'gone', 'race',
-                  'race-pop', 'big'):
+                  'race-pop', 'big', 'half'):
             cls.server.add_user(u + '@example.org', PASS)
 
     # -- helpers ----------------------------------------------------------
@@ -238,6 +238,24 @@ class Control(ServerTestCase):
             self.assertTrue(tail[0].endswith(')'), tail[0])  # e.g. " FLAGS (\\Seen))"
             self.assertTrue(tail[1].startswith('f OK'), tail)
             self.assertEqual(tail[2:], ['* BYE Disconnected by the administrator.', ''])
+
+    def test_kick_during_an_append_literal(self):
+        # A session waiting for the rest of an APPEND's literal waits on its
+        # client: it ends at once, and nothing of the message is stored.
+        with self.imaps('half') as c:
+            c.send('a APPEND INBOX {100000}\r\n')
+            self.assertTrue(c.line().startswith('+'))
+            c.send(b'Subject: half\r\n\r\n' + b'x' * 5000)
+            me = self.addr(c)
+            self.assertTrue(harness.wait_for(
+                lambda: self.who('half@example.org')[me]['state'] == 'command', 10))
+            rc, out, err = self.server.ctl('kick', 'half@example.org')
+            self.assertEqual((rc, out), (0, 'ended 1 session\n'), err)
+            self.assertEnded(c, '* BYE Disconnected by the administrator.')
+        with self.imaps('half') as c:
+            u, t = c.cmd('s', 'STATUS INBOX (MESSAGES)')
+            self.assertTrue(t.startswith('s OK'), t)
+            self.assertIn('(MESSAGES 0)', u[0])
 
     def test_kick_pop3_keeps_deletions_uncommitted(self):
         with self.imaps('pop') as c:
@@ -440,11 +458,6 @@ class Control(ServerTestCase):
         # the largest request taken, and CRLF
         self.assertEqual(self.raw_control(b'WHO ' + b'z' * 1020 + b'\n'), b'OK\n')
         self.assertEqual(self.raw_control(b'WHO nobody@example.org\r\n'), b'OK\n')
-        # half a request, then gone
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(self.sock_path)
-        s.sendall(b'WH')
-        s.close()
         # silent clients are closed after control_timeout; while two are
         # open (control_max_connections), a third is turned away
         quiet = []
@@ -458,6 +471,11 @@ class Control(ServerTestCase):
             self.assertEqual(q.recv(100), b'')  # closed by coffred, nothing said
             q.close()
         self.assertIn('timed out', self.server.log())
+        # half a request, then gone
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(self.sock_path)
+        s.sendall(b'WH')
+        s.close()
         rc, out, err = self.server.ctl('who')
         self.assertEqual(rc, 0, err)
         self.assertServerAlive()
