@@ -24,6 +24,11 @@ static const struct family families[] = {
     {"user", ctl_user_main, ctl_user_usage},
     {"mailbox", ctl_mailbox_main, ctl_mailbox_usage},
     {"log", ctl_log_main, ctl_log_usage},
+    /* who, kick, reload, stats: one family, listed once in the usage */
+    {"who", ctl_live_main, ctl_live_usage},
+    {"kick", ctl_live_main, NULL},
+    {"reload", ctl_live_main, NULL},
+    {"stats", ctl_live_main, NULL},
 };
 
 static void usage(FILE *f)
@@ -36,7 +41,8 @@ static void usage(FILE *f)
                "\n"
                "commands:\n");
     for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++)
-        families[i].usage(f);
+        if (families[i].usage)
+            families[i].usage(f);
     fprintf(f, "\n"
                "exit status:\n"
                "  0  success\n"

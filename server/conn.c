@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "auth/auth.h"
@@ -36,6 +37,9 @@ struct conn {
     struct sockaddr_storage peer;
     char remote[INET6_ADDRSTRLEN + 8];
     char user[128];
+    char address[256];   /* the login's address as given, for `coffrectl who/kick` */
+    int64_t login_at;    /* time(2) of the login, 0 before one */
+    uint64_t last_input; /* uv_now of the last bytes read */
 
     struct tls_session *tls;
     enum tls_state tls_state;
@@ -158,6 +162,8 @@ static void audit_logout(struct conn *c);
 void conn_set_user(struct conn *c, const char *user)
 {
     log_quote(c->user, sizeof(c->user), user); /* for the close line */
+    snprintf(c->address, sizeof(c->address), "%s", user);
+    c->login_at = user[0] ? (int64_t)time(NULL) : 0;
     if (c->audit_user)
         audit_logout(c);
     if (*user) {
@@ -797,6 +803,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (c->closing)
         return; /* a closing connection ignores what still arrives */
     c->bytes_in += (size_t)nread;
+    c->last_input = uv_now(c->srv->loop);
     if (c->tcp) {
         /* A client that writes a command in two segments (the line, then
          * its CRLF; a line, then its literal) with Nagle's algorithm on
@@ -1057,6 +1064,59 @@ void conn_abort_all(struct server *s)
     }
 }
 
+/* ---- the control socket's view ---- */
+
+const char *conn_login_revoked(struct conn *c, const char *address)
+{
+    return control_revoked(c->srv, address, c->last_input);
+}
+
+struct conn *conn_first(struct server *s)
+{
+    return s->conns;
+}
+
+struct conn *conn_next(struct conn *c)
+{
+    return c->next;
+}
+
+void conn_who(struct conn *c, struct conn_who *w)
+{
+    struct conn_state st = {0};
+    uint64_t now = uv_now(c->srv->loop);
+
+    w->id = c->info.id;
+    w->service = c->info.service;
+    w->remote = c->remote;
+    w->user = c->address;
+    w->tls = c->tls_state == C_TLS ? tls_session_version(c->tls) : NULL;
+    w->idle_ms = now > c->last_input ? now - c->last_input : 0;
+    w->login_at = c->login_at;
+    w->closing = c->closing;
+    if (c->tls_state == C_HANDSHAKE)
+        st.state = "handshake";
+    else if (c->opened && !c->closing && c->proto && c->handler->describe)
+        c->handler->describe(c, &st);
+    w->state = c->closing ? "closing" : st.state ? st.state : "-";
+    w->mailbox = st.mailbox;
+}
+
+bool conn_kick(struct conn *c, const char *reason)
+{
+    if (c->closing)
+        return false;
+    if (!c->opened || c->tls_state == C_HANDSHAKE || !c->proto) {
+        conn_close(c);
+        return true;
+    }
+    if (c->handler->on_kick)
+        c->handler->on_kick(c, reason);
+    else
+        c->handler->on_shutdown(c);
+    return true;
+}
+
 /* ---- accepting ---- */
 
 static void format_peer(struct conn *c)
@@ -1155,6 +1215,7 @@ void conn_accept(struct listener *l, int fd)
      * handshake: neither a slow handshake nor a client trickling bytes holds
      * the slot longer; the protocol ends it once logged in */
     c->deadline = uv_now(s->loop) + s->conf.login_timeout_ms;
+    c->last_input = uv_now(s->loop);
     if (l->implicit_tls) {
         begin_tls(c);
         if (c->closing)

@@ -33,6 +33,13 @@ void ctl_user_usage(FILE *f);
 /* coffrectl mailbox check|repair|reindex ADDRESS (server/ctl_mailbox.c) */
 int ctl_mailbox_main(const struct conf *c, int argc, char **argv);
 void ctl_mailbox_usage(FILE *f);
+/* coffrectl who|kick|reload|stats, through coffred's control socket
+ * (server/ctl_live.c) */
+int ctl_live_main(const struct conf *c, int argc, char **argv);
+void ctl_live_usage(FILE *f);
+/* After `user disable` or `user del` (why: "disabled", "deleted"): asks the
+ * running coffred, if any, to end the account's live sessions. */
+void ctl_live_user_gone(const struct conf *c, const char *address, const char *why);
 
 /* coffrectl log verify FILE... (server/ctl_log.c) */
 int ctl_log_main(const struct conf *c, int argc, char **argv);

@@ -395,8 +395,10 @@ static int run_verb(const struct conf *c, const char *verb, const struct args *a
         snprintf(path, sizeof(path), "%s/users/%" PRId64, c->data_dir, acct.id);
         if (!a->purge) {
             printf("deleted %s (id %" PRId64 "); mail kept in %s\n", acct.address, acct.id, path);
+            ctl_live_user_gone(c, acct.address, "deleted");
             goto out;
         }
+        ctl_live_user_gone(c, acct.address, "deleted"); /* before its mail goes */
         r = purge_mail(c, acct.id, path, sizeof(path));
         if (r < 0) {
             fprintf(stderr, "coffrectl: deleted %s, but removing %s failed: %s\n", acct.address,
@@ -443,6 +445,8 @@ static int run_verb(const struct conf *c, const char *verb, const struct args *a
             goto out;
         }
         printf("%s %s\n", off ? "disabled" : "enabled", address);
+        if (off)
+            ctl_live_user_gone(c, address, "disabled");
     } else if (!strcmp(verb, "quota")) {
         r = a->npos > 1 ? auth_user_set_quota(db, address, quota) : AUTH_OK;
         if (r == AUTH_OK && a->max_messages)

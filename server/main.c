@@ -58,24 +58,33 @@ static void begin_stop(struct server *s, const char *why)
     uv_unref((uv_handle_t *)&s->stop_timer);
 }
 
+int server_reload(struct server *s, char *err, size_t errlen)
+{
+    int rc = 0;
+
+    sdnotify_reloading();
+    log_reopen(); /* a log file or the audit log moved by logrotate */
+    if (!s->tls)
+        log_info("reload: no TLS configured, nothing to reload");
+    else if (tls_server_reload(s->tls, err, errlen) < 0) {
+        log_error("reload: certificate reload failed, keeping the old one: %s "
+                  "(after the privilege drop the files are read as run_user '%s': "
+                  "make the key readable by its group)",
+                  err, s->conf.run_user);
+        rc = -1;
+    } else
+        log_info("reload: certificate and key reloaded");
+    sdnotify_ready(s);
+    return rc;
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct server *s = h->data;
     char err[512];
 
     if (signum == SIGHUP) {
-        sdnotify_reloading();
-        log_reopen(); /* a log file or the audit log moved by logrotate */
-        if (!s->tls)
-            log_info("SIGHUP: no TLS configured, nothing to reload");
-        else if (tls_server_reload(s->tls, err, sizeof(err)) < 0)
-            log_error("SIGHUP: certificate reload failed, keeping the old one: %s "
-                      "(after the privilege drop the files are read as run_user '%s': "
-                      "make the key readable by its group)",
-                      err, s->conf.run_user);
-        else
-            log_info("SIGHUP: certificate and key reloaded");
-        sdnotify_ready(s);
+        (void)server_reload(s, err, sizeof(err));
         return;
     }
     begin_stop(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -253,6 +262,8 @@ int main(int argc, char **argv)
         log_error("%s", err);
         return 1;
     }
+    if (control_open(s, err, sizeof(err)) < 0)
+        log_error("%s; live administration (coffrectl who, kick, ...) is off", err);
     if (server_drop_privileges(s->conf.run_user, s->conf.data_dir, err, sizeof(err)) < 0) {
         log_error("%s", err);
         return 1;
@@ -337,6 +348,7 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&s->sig_hup, NULL);
     if (s->stopping && uv_is_active((uv_handle_t *)&s->stop_timer))
         uv_timer_stop(&s->stop_timer);
+    control_close(s);
     conn_abort_all(s);
     uv_run(s->loop, UV_RUN_DEFAULT);
     mailuser_shutdown();

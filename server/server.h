@@ -36,6 +36,7 @@ struct listener {
 };
 
 struct ipcount;
+struct control;
 
 struct server {
     uv_loop_t *loop;
@@ -67,6 +68,8 @@ struct server {
     uv_prepare_t zprepare;
     uv_idle_t zidle;
 
+    struct control *control; /* the control socket (server/control.c), or NULL */
+
     bool stopping;
     uv_timer_t stop_timer;
     uv_signal_t sig_term, sig_int, sig_hup;
@@ -86,5 +89,36 @@ void conn_accept(struct listener *l, int fd);
 /* Asks every connection to say goodbye; closes the rest. */
 void conn_shutdown_all(struct server *s);
 void conn_abort_all(struct server *s);
+
+/* For the control socket: the live connections (conn_first, then
+ * conn_next), what `who` shows of one, and ending one. */
+struct conn_who {
+    uint64_t id;
+    const char *service, *remote;
+    const char *user; /* the logged-in address, "" before a login */
+    const char *tls;  /* "TLS1.3", ... or NULL */
+    const char *state, *mailbox;
+    uint64_t idle_ms; /* since the last input */
+    int64_t login_at; /* time(2) of the login, 0 before one */
+    bool closing;
+};
+struct conn *conn_first(struct server *s);
+struct conn *conn_next(struct conn *c);
+void conn_who(struct conn *c, struct conn_who *w);
+/* Ends c for the administrator (conn_handler.on_kick). Returns false for a
+ * connection already closing or still in its TLS handshake (then closed). */
+bool conn_kick(struct conn *c, const char *reason);
+
+/* server/main.c: reloads what SIGHUP reloads (the certificate and key).
+ * Returns 0, or -1 with the reason in err. */
+int server_reload(struct server *s, char *err, size_t errlen);
+
+/* server/control.c: the control socket (control_socket), created before
+ * the privilege drop, and closed with its connections at the end. */
+int control_open(struct server *s, char *err, size_t errlen);
+void control_close(struct server *s);
+/* "disabled" or "deleted" when address was ended so (KICK USER ... disabled|
+ * deleted) at or after since (uv_now), within login_timeout; else NULL. */
+const char *control_revoked(struct server *s, const char *address, uint64_t since);
 
 #endif

@@ -80,8 +80,11 @@ static void on_store_open(void *arg, int err, struct mailuser *mu)
 static void on_login_done(void *arg, int result, const struct auth_account *acct)
 {
     struct imap_session *s = arg;
+    const char *why;
 
     imap_cont_end(s); /* the login is over */
+    if (result == AUTH_OK && (why = conn_login_revoked(s->c, acct->address)))
+        result = !strcmp(why, "disabled") ? AUTH_E_DISABLED : AUTH_E_FAIL;
     metrics_login(METRICS_LOGIN_IMAP, s->login_mech, proto_login_metric(result));
     if (result != AUTH_OK)
         conn_login_end(s->c, result, NULL);

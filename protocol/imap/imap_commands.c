@@ -94,5 +94,7 @@ const struct conn_handler imap_handler = {
     .on_timeout = imap_session_timeout,
     .on_shutdown = imap_session_shutdown,
     .on_close = imap_session_close,
+    .describe = imap_session_describe,
+    .on_kick = imap_session_kick,
     .busy_reply = "* BYE Too many connections; try again later.\r\n",
 };

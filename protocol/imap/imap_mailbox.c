@@ -280,6 +280,7 @@ void imap_sel_free(struct imap_session *s)
     if (!sel->readonly && s->mu)
         storage_recent_release(mailuser_storage(s->mu), sel->id, s);
     uidmap_free(&sel->uids);
+    free(sel->name);
     uidarr_free(&sel->pend_new);
     uidarr_free(&sel->pend_exp);
     if (sel->ctx_ops)
@@ -876,6 +877,11 @@ struct imap_sel *imap_sel_install(struct imap_session *s, const struct storage_m
     if (!sel)
         return NULL;
     sel->id = mb->id;
+    sel->name = strdup(mb->name);
+    if (!sel->name) {
+        free(sel);
+        return NULL;
+    }
     sel->readonly = readonly;
     sel->uidvalidity = mb->uidvalidity;
     sel->known_modseq = mb->highestmodseq;
@@ -885,6 +891,7 @@ struct imap_sel *imap_sel_install(struct imap_session *s, const struct storage_m
         info->ranges = NULL;
         info->nranges = 0;
         if (!sel->uids.nr) {
+            free(sel->name);
             free(sel);
             return NULL;
         }

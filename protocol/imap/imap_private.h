@@ -374,6 +374,7 @@ struct imap_recent;
 /* The selected mailbox as this session knows it. */
 struct imap_sel {
     int64_t id;
+    char *name; /* as selected (a later RENAME is not followed): for `coffrectl who` */
     bool readonly;
     uint32_t uidvalidity;
     struct uidmap uids;            /* sequence number i is uidmap_at(&uids, i - 1) */
@@ -556,6 +557,8 @@ struct imap_session {
     bool idling;          /* in IDLE */
     uint64_t quota_bytes; /* the account's quota, 0 = none (login ALERT) */
     char *user;           /* the login's address, once logged in (CATENATE's URLs) */
+    const char *kick;     /* the administrator ended the session: BYE text (static), said
+                           * at the next safe point */
 
     uint64_t rate_sec;
     unsigned rate_n;
@@ -893,6 +896,8 @@ void imap_session_input(struct conn *c, const char *buf, size_t len);
 void imap_session_drain(struct conn *c);
 void imap_session_timeout(struct conn *c);
 void imap_session_shutdown(struct conn *c);
+void imap_session_kick(struct conn *c, const char *reason);
+void imap_session_describe(struct conn *c, struct conn_state *st);
 void imap_session_close(struct conn *c);
 
 /* APPEND streams its message literal (the literal hook of its row). */

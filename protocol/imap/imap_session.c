@@ -813,15 +813,38 @@ static bool read_cont(struct imap_session *s)
     return true;
 }
 
+/* An administrator ended the session (s->kick): BYE and close, at a safe
+ * point only: no job on the pool (a storage write finishes and is
+ * answered), no response half written, no command running but one waiting
+ * for the client (IDLE, AUTHENTICATE, an APPEND's literal: its draft is
+ * dropped as at any close). Returns true when the session closed. */
+static bool kick_now(struct imap_session *s)
+{
+    if (!s->kick || s->state == IMAP_LOGOUT || conn_closing(s->c))
+        return false;
+    if (s->job || s->tagline || (s->wait != IMAP_WAIT_NONE && s->wait != IMAP_WAIT_RATE) ||
+        (s->cont && !s->cont->line && !s->cont->bytes))
+        return false;
+    log_info("conn=%llu imap user=%s ended by the administrator: %s",
+             (unsigned long long)conn_info(s->c)->id, s->user ? s->user : "-", s->kick);
+    imap_printf(s, "* BYE %s\r\n", s->kick);
+    imap_close(s);
+    return true;
+}
+
 /* The reading loop: the one place input is read and commands are run. */
 static void run(struct imap_session *s)
 {
     if (s->in_loop)
         return; /* the loop below goes on by itself */
+    if (kick_now(s))
+        return;
     s->in_loop = true;
     while (s->wait == IMAP_WAIT_NONE && !conn_closing(s->c) && s->state != IMAP_LOGOUT &&
            imap_out_pending(s) < CONN_WRITE_HIGH) {
         bool more;
+        if (kick_now(s))
+            break;
         set_line_limits(s); /* the state may have changed (a login) */
         switch (s->input) {
         case IMAP_IN_CONT:
@@ -935,6 +958,30 @@ void imap_session_shutdown(struct conn *c)
     struct imap_session *s = conn_proto(c);
     imap_printf(s, "* BYE Server shutting down.\r\n");
     imap_close(s);
+}
+
+void imap_session_kick(struct conn *c, const char *reason)
+{
+    struct imap_session *s = conn_proto(c);
+    if (s->state == IMAP_LOGOUT)
+        return;
+    s->kick = reason;
+    if (!s->in_loop)
+        imap_resume(s); /* at once when nothing runs; else when it ends */
+}
+
+void imap_session_describe(struct conn *c, struct conn_state *st)
+{
+    struct imap_session *s = conn_proto(c);
+    if (s->state == IMAP_NOTAUTH)
+        st->state = "login";
+    else if (s->idling)
+        st->state = "idle";
+    else if (s->cont || s->job || s->wait != IMAP_WAIT_NONE || s->input == IMAP_IN_LITERAL)
+        st->state = "command";
+    else
+        st->state = "ready";
+    st->mailbox = s->sel ? s->sel->name : NULL;
 }
 
 void imap_account_release(struct imap_session *s)

@@ -231,6 +231,16 @@ static void on_shutdown(struct conn *c)
     say_goodbye(s);
 }
 
+static void describe(struct conn *c, struct conn_state *st)
+{
+    static const char *const names[] = {
+        [LMTP_GREETED] = "ready", [LMTP_READY] = "ready", [LMTP_MAIL] = "transaction",
+        [LMTP_DATA] = "data",     [LMTP_BDAT] = "data",   [LMTP_QUIT] = "closing",
+    };
+    struct lmtp_session *s = conn_proto(c);
+    st->state = s->busy ? "delivering" : names[s->phase];
+}
+
 static void on_close(struct conn *c)
 {
     struct lmtp_session *s = conn_proto(c);
@@ -263,5 +273,6 @@ const struct conn_handler lmtp_handler = {
     .on_timeout = on_timeout,
     .on_shutdown = on_shutdown,
     .on_close = on_close,
+    .describe = describe, /* a kick is a shutdown: after the delivery in progress */
     .busy_reply = "421 4.3.2 Too many connections; try again later\r\n",
 };

@@ -66,6 +66,19 @@ void pop3_open_done(struct pop3_session *s, int err, struct pop3_msg *msgs, size
         pop3_resume(s);
         return;
     }
+    const char *why = conn_login_revoked(s->c, s->address);
+    if (why) {
+        /* disabled or removed while the login was checked or the maildrop
+         * opened: the login stands on the account as it was */
+        log_info("conn=%llu pop3 login of %s refused: account %s meanwhile",
+                 (unsigned long long)conn_info(s->c)->id, s->address, why);
+        free(msgs);
+        open_failed(s, !strcmp(why, "disabled")
+                           ? "-ERR [AUTH] Account disabled; contact your administrator.\r\n"
+                           : AUTH_FAILED);
+        pop3_resume(s);
+        return;
+    }
     s->msgs = msgs;
     s->nmsgs = n;
     s->uidvalidity = uidvalidity;
@@ -483,6 +496,33 @@ static void on_shutdown(struct conn *c)
     hang_up(c, "-ERR [SYS/TEMP] Server shutting down.\r\n");
 }
 
+/* An administrator ended the session: closed without UPDATE, as after an
+ * abnormal end (RFC 1939 6): nothing marked deleted is removed. A session
+ * already in UPDATE (after QUIT) finishes it and ends by itself. */
+static void on_kick(struct conn *c, const char *reason)
+{
+    struct pop3_session *s = conn_proto(c);
+    char line[128];
+
+    if (s->state == POP3_QUIT)
+        return;
+    log_info("conn=%llu pop3 user=%s ended by the administrator: %s",
+             (unsigned long long)conn_info(c)->id, s->address[0] ? s->address : "-", reason);
+    snprintf(line, sizeof(line), "-ERR [SYS/PERM] %s\r\n", reason);
+    hang_up(c, line);
+}
+
+static void describe(struct conn *c, struct conn_state *st)
+{
+    struct pop3_session *s = conn_proto(c);
+    if (s->state == POP3_AUTHORIZATION)
+        st->state = "login";
+    else if (s->state == POP3_QUIT)
+        st->state = "update";
+    else
+        st->state = s->busy || s->xfer.active ? "command" : "ready";
+}
+
 static void on_close(struct conn *c)
 {
     struct pop3_session *s = conn_proto(c);
@@ -513,5 +553,7 @@ const struct conn_handler pop3_handler = {
     .on_timeout = on_timeout,
     .on_shutdown = on_shutdown,
     .on_close = on_close,
+    .describe = describe,
+    .on_kick = on_kick,
     .busy_reply = "-ERR [SYS/TEMP] Too many connections; try again later.\r\n",
 };

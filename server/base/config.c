@@ -677,6 +677,18 @@ const struct conf_setting conf_settings[] = {
      .doc = "the MTA's submission server given to mail clients; empty = autoconfig_hostname"},
     {ROW("autoconfig_smtp_port", "465", "HTTP"), UINT(autoconfig_smtp_port, 0, 65535),
      .doc = "its submission port over implicit TLS (RFC 8314); 0 = no outgoing server given"},
+
+    /* ---- Administration: the control socket (server/control.c) */
+    {ROW("control_socket", "/run/coffre/control.sock", "Administration"), PATH(control_socket),
+     .valid = is_empty_or_absolute, .errmsg = "control_socket must be an absolute path or empty",
+     .doc = "unix socket of coffrectl who/kick/reload/stats (mode 0660, group of run_user); "
+            "empty = none"},
+    {ROW("control_max_connections", "4", "Administration"), UINT(control_max_connections, 1, 64),
+     .doc = "control connections served at once; more are closed at once"},
+    {ROW("control_timeout", "5s", "Administration"), DURATION(control_timeout_ms, 100),
+     .doc = "time a control client has to send its request and take the reply"},
+    {ROW("control_max_reply", "8M", "Administration"), SIZE(control_max_reply, 64 * KB, 1 * GB),
+     .doc = "largest control reply (the session list of `who`); a longer one is cut and says so"},
 };
 
 const size_t conf_n_settings = sizeof(conf_settings) / sizeof(conf_settings[0]);

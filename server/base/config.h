@@ -150,6 +150,11 @@ struct conf {
     char autoconfig_domains[1024];      /* "" = any domain */
     char autoconfig_smtp_hostname[256]; /* the MTA's submission server; "" = autoconfig_hostname */
     unsigned autoconfig_smtp_port;      /* its implicit-TLS submission port; 0 = none given */
+    /* Administration: the control socket of coffrectl (server/control.c) */
+    char control_socket[108]; /* a unix socket path (sun_path), "" = none */
+    unsigned control_max_connections;
+    unsigned control_timeout_ms;
+    size_t control_max_reply;
 };
 
 /* What the value of a setting is, and so how it is parsed. */

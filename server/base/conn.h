@@ -15,6 +15,13 @@ struct conf;
 struct auth_service;
 struct uv_loop_s;
 
+/* What `coffrectl who` shows of a session beyond the connection's own
+ * fields, filled by the protocol (conn_handler.describe). */
+struct conn_state {
+    const char *state;   /* "login", "ready", "command", "idle", ... (static) */
+    const char *mailbox; /* the selected mailbox (IMAP), or NULL; borrowed for the call */
+};
+
 /* What a protocol implements. All calls come on the loop thread. */
 struct conn_handler {
     const char *name; /* "imap", "pop3", "lmtp" */
@@ -33,6 +40,13 @@ struct conn_handler {
     void (*on_shutdown)(struct conn *c);
     /* The connection is gone: free state, cancel pending work. */
     void (*on_close)(struct conn *c);
+    /* Optional, for `coffrectl who`: the session's state and mailbox. */
+    void (*describe)(struct conn *c, struct conn_state *st);
+    /* Optional: an administrator ends the session (reason: a short text,
+     * "Account disabled."). The protocol tells the client and closes at its
+     * next safe point, never in the middle of a storage write or of a
+     * response. NULL: on_shutdown serves. */
+    void (*on_kick)(struct conn *c, const char *reason);
     /* Line sent (in plaintext) to a client refused for too many
      * connections, before closing; NULL to just close. */
     const char *busy_reply;
@@ -90,6 +104,12 @@ void conn_set_timeout(struct conn *c, unsigned ms);
 /* The client has logged in (LMTP: needs no login): the login deadline no
  * longer applies, only the timeout set with conn_set_timeout. */
 void conn_set_logged_in(struct conn *c);
+
+/* A login just checked for address may rest on the account as it was
+ * before `coffrectl user disable/del` changed it: that change reached
+ * coffred after this connection's last input (the login's own). Returns
+ * "disabled" or "deleted" (then the login must be refused), or NULL. */
+const char *conn_login_revoked(struct conn *c, const char *address);
 
 /* Records the logged-in user for log lines ("" after UNAUTHENTICATE,
  * which ends that user's session in the audit trail). */

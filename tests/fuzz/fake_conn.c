@@ -45,6 +45,7 @@ void conn_login_begin(struct conn *c, const char *mech, const char *user, size_t
 void conn_login_end(struct conn *c, int auth_result, const char *refused) {}
 void conn_set_client_id(struct conn *c, const char *name, const char *version) {}
 void conn_count_command(struct conn *c) {}
+const char *conn_login_revoked(struct conn *c, const char *address) { return NULL; }
 bool conn_closing(struct conn *c) { return c->closing; }
 void conn_close(struct conn *c) { c->closing = true; }
 void conn_abort(struct conn *c) { c->closing = true; }

@@ -268,6 +268,8 @@ class Server:
             'run_user': RUN_USER,
             'tls_cert': self.cert,
             'tls_key': self.key,
+            # in the test's directory: servers of parallel tests do not meet
+            'control_socket': os.path.join(self.tmp, 'control.sock'),
         }
         for s in SERVICES:
             self.conf[s + '_listen'] = '%s:%d' % (HOST, self.ports[s])

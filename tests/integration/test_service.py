@@ -430,7 +430,7 @@ class Notify(unittest.TestCase):
         self.assertGreater(int(m['MONOTONIC_USEC']), now_us - 60e6)
         m = self.expect('READY')
         self.assertEqual(m['READY'], '1')
-        self.assertIn('SIGHUP: certificate and key reloaded', self.srv.log())
+        self.assertIn('reload: certificate and key reloaded', self.srv.log())
         c.logout()
         self.srv.signal(signal.SIGTERM)
         m = self.expect('STOPPING')
