@@ -23,6 +23,8 @@ struct family {
 static const struct family families[] = {
     {"user", ctl_user_main, ctl_user_usage},
     {"mailbox", ctl_mailbox_main, ctl_mailbox_usage},
+    {"backup", ctl_backup_main, ctl_backup_usage},
+    {"restore", ctl_backup_main, ctl_restore_usage},
 };
 
 static void usage(FILE *f)
