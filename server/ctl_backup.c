@@ -219,7 +219,10 @@ static int do_backup(const struct conf *c, const char *dest, bool incremental)
             MANIFEST_FORMAT, COFFRE_VERSION, (long long)started, incremental ? "true" : "false");
     for (size_t i = 0; i < accts.n; i++) {
         const struct auth_account *a = &accts.v[i];
-        struct storage_backup_opts o = {.incremental = incremental, .mailbox = on_mailbox};
+        /* COFFRE_BACKUP_PAUSE: the tests' pause between the steps */
+        struct storage_backup_opts o = {.incremental = incremental,
+                                        .mailbox = on_mailbox,
+                                        .pause = getenv("COFFRE_BACKUP_PAUSE")};
         struct storage_backup_stats st;
         struct mb_out mb = {.f = f, .first = true};
 
@@ -241,10 +244,11 @@ static int do_backup(const struct conf *c, const char *dest, bool incremental)
                 " \"messages\": %" PRIu64 ", \"bytes\": %" PRIu64
                 ",\n     \"files_linked\": %" PRIu64 ", \"files_copied\": %" PRIu64
                 ", \"files_kept\": %" PRIu64 ", \"files_removed\": %" PRIu64
-                ", \"lost_during_backup\": %" PRIu64 ", \"problems\": %u}",
+                ", \"files_renamed\": %" PRIu64 ", \"lost_during_backup\": %" PRIu64
+                ", \"problems\": %u}",
                 st.empty ? "false" : "true", st.index_copied ? "true" : "false", st.signature,
-                st.messages, st.bytes, st.linked, st.copied, st.kept, st.removed, st.lost,
-                st.problems);
+                st.messages, st.bytes, st.linked, st.copied, st.kept, st.removed, st.renamed,
+                st.lost, st.problems);
         linked += st.linked;
         copied += st.copied;
         kept += st.kept;

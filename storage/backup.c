@@ -360,6 +360,22 @@ static int link_all(const char *src_md, const char *dst_md, struct bctx *b)
     return rc;
 }
 
+/* The tests' pause between the steps (storage_backup_opts.pause). */
+static void pause_at(const struct storage_backup_opts *o, const char *step)
+{
+    char p[STORAGE_PATH_MAX];
+    int fd;
+
+    if (!o || !o->pause)
+        return;
+    pathf(p, sizeof(p), "%s.%s", o->pause, step);
+    if ((fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0)
+        return;
+    close(fd);
+    for (int i = 0; i < 6000 && access(p, F_OK) == 0; i++)
+        usleep(10000);
+}
+
 /* ---- the index ---- */
 
 static void fnv(uint64_t *h, const void *p, size_t n)
@@ -552,8 +568,12 @@ static int match_folder(const char *src, const char *dst, const struct brow *row
                     keep = j;
             }
             pathf(a, sizeof(a), "%s/%s/%s", dst, subs[have.v[keep].sub], have.v[keep].name);
-            if (strcmp(a, d) != 0 && rename(a, d) < 0)
-                rc = err_from_errno(errno);
+            if (strcmp(a, d) != 0) {
+                if (rename(a, d) < 0)
+                    rc = err_from_errno(errno);
+                else
+                    b->st->renamed++;
+            }
             have.v[keep].keep = true;
             continue;
         }
@@ -808,9 +828,13 @@ int storage_backup(const char *data_dir, int64_t id, const char *dest_dir,
     /* 1. files, 2. index, 3. match, 4. reconcile (see the top) */
     rc = link_all(src_md, dst_md, &b);
     pathf(tmp_idx, sizeof(tmp_idx), "%s/index.sqlite.new", dst_root);
-    if (rc == 0)
+    if (rc == 0) {
+        pause_at(o, "files");
         rc = snapshot(src, tmp_idx);
+    }
     sqlite3_close(src);
+    if (rc == 0)
+        pause_at(o, "index");
     if (rc == 0)
         rc = match_all(tmp_idx, src_md, dst_md, &b);
     pathf(idx, sizeof(idx), "%s/index.sqlite", dst_root);

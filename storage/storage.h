@@ -719,13 +719,22 @@ struct storage_backup_opts {
     void (*mailbox)(void *arg, const char *name, uint32_t uidvalidity, uint32_t uidnext,
                     uint64_t highestmodseq, uint64_t messages);
     void *arg;
+    /* for the tests: when set, after step 1 (files) and after step 2 (the
+     * index snapshot) of each account, the file "<pause>.files" or
+     * "<pause>.index" is created and the backup waits until it is removed
+     * (at most a minute), so that a test can change the store between them */
+    const char *pause;
 };
 
 struct storage_backup_stats {
     bool empty;        /* the account has no store yet: nothing copied */
     bool index_copied; /* false: unchanged since the backup in dest */
     bool repaired;     /* restore: the check found problems, repaired */
-    uint64_t linked, copied, kept, removed, lost; /* message files */
+    /* message files: linked or copied into the copy, already there (an
+     * incremental run), removed from it (not in the snapshot), renamed in it
+     * (to the snapshot's name), and lost (expunged before they could be
+     * linked) */
+    uint64_t linked, copied, kept, removed, renamed, lost;
     uint64_t bytes_copied;
     uint64_t mailboxes, messages, bytes; /* of the copy */
     unsigned problems;                   /* what storage_check found after */

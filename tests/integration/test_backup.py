@@ -16,6 +16,7 @@ import pwd
 import random
 import re
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -236,6 +237,9 @@ class BackupTest(ServerTestCase):
         self.assertGreater(len(acked_during), 0, 'no delivery ran beside the backup')
         live = {A: account_view(srv, A, PW), B: account_view(srv, B, PW_B)}
         man = self.manifest(dest)
+        if os.environ.get('COFFRE_TEST_VERBOSE') == '1':
+            print('backup beside the load:', [{k: a[k] for k in a if k != 'mailboxes'}
+                                              for a in man['accounts']])
         self.assertEqual(sorted(a['address'] for a in man['accounts']), [A, B])
         for a in man['accounts']:
             self.assertEqual(a['problems'], 0)
@@ -447,6 +451,149 @@ class BackupTest(ServerTestCase):
             new.stop()
         finally:
             shutil.rmtree(dest, ignore_errors=True)
+
+
+C = 'cy@example.org'
+PW_C = 'backup steps password 3'
+
+
+class BackupStepsTest(ServerTestCase):
+    """The backup paused after linking the files and after the index
+    snapshot (COFFRE_BACKUP_PAUSE), the store changed in each gap: what the
+    restored store holds is the index as the snapshot saw it, every file
+    there."""
+
+    @classmethod
+    def setUpServer(cls):
+        cls.server.add_user(C, PW_C)
+        cls.others = []
+
+    @classmethod
+    def tearDownClass(cls):
+        for s in cls.others:
+            s.stop()
+            s.cleanup()
+        super().tearDownClass()
+
+    def deliver(self, n):
+        body = message(n)
+        c = lmtp_util.lmtp(self.server)
+        try:
+            _, replies = lmtp_util.send(c, 'sender@example.net', [C], body)
+            self.assertEqual(replies[0][0], 250, replies)
+        finally:
+            c.quit()
+        return msgid(body)
+
+    def imap(self, *cmds):
+        c = login(self.server, C, PW_C)
+        c.select('INBOX')
+        try:
+            for cmd in cmds:
+                typ, data = c.uid(*cmd)
+                self.assertEqual(typ, 'OK', (cmd, data))
+        finally:
+            c.logout()
+
+    def wait_renamed(self, uid, letter):
+        """Until the flag sync gave uid's file the flag letter."""
+        md = lmtp_util.maildir(self.server, C)
+        def renamed():
+            for n in os.listdir(os.path.join(md, 'cur')):
+                if ',U=%d,' % uid in n and ':2,' in n and letter in n.split(':2,')[1]:
+                    return True
+            return False
+        harness.wait_for(renamed, 30)
+        self.assertTrue(renamed(), 'uid %d never renamed with %s' % (uid, letter))
+
+    def wait_file(self, path, proc):
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path):
+            self.assertIsNone(proc.poll(), 'backup ended early')
+            self.assertLess(time.monotonic(), deadline, 'backup never reached ' + path)
+            time.sleep(0.02)
+
+    def test_changes_between_the_steps(self):
+        srv = self.server
+        mids = {}
+        for i in range(1, 11):
+            mids[i] = self.deliver(7000 + i)
+        c = login(srv, C, PW_C)
+        c.create('Work')
+        c.logout()
+        # uid 3's file in cur/ with flags in its name, as the sync left it
+        self.imap(('STORE', '3', '+FLAGS', '(\\Seen)'))
+        self.wait_renamed(3, 'S')
+        live0 = account_view(srv, C, PW_C)
+        self.assertEqual(sorted(live0['INBOX'][1]), list(range(1, 11)))
+
+        work = own_dir(tempfile.mkdtemp(prefix='coffre-steps-'))
+        dest = own_dir(os.path.join(work, 'backup'))
+        pause = os.path.join(work, 'p')
+        env = dict(os.environ, COFFRE_BACKUP_PAUSE=pause)
+        proc = subprocess.Popen([harness.COFFRECTL, '-c', srv.conf_path, 'backup', dest],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            # between the files and the index
+            self.wait_file(pause + '.files', proc)
+            x = self.deliver(7100)                      # in the snapshot, not linked
+            d = self.deliver(7101)                      # the same, expunged after it
+            self.imap(('STORE', '2', '+FLAGS', '(\\Deleted)'), ('EXPUNGE', '2'))
+            self.imap(('STORE', '3', '+FLAGS', '(\\Flagged)'))
+            self.wait_renamed(3, 'F')                   # linked under its old name
+            os.unlink(pause + '.files')
+            # between the index and the matching
+            self.wait_file(pause + '.index', proc)
+            self.imap(('STORE', '4', '+FLAGS', '(\\Deleted)'), ('EXPUNGE', '4'))
+            y = self.deliver(7102)                      # after the snapshot
+            self.imap(('STORE', '5', '+FLAGS', '(\\Answered)'))
+            self.wait_renamed(5, 'R')
+            self.imap(('MOVE', '6', 'Work'))
+            self.imap(('STORE', '12', '+FLAGS', '(\\Deleted)'), ('EXPUNGE', '12'))
+            os.unlink(pause + '.index')
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.assertEqual(proc.returncode, 0, out + err)
+        with open(os.path.join(dest, 'manifest')) as f:
+            acct = json.load(f)['accounts'][0]
+
+        live = account_view(srv, C, PW_C)
+        new = harness.Server(name='restored-steps')
+        self.others.append(new)
+        rc, out, err = new.ctl('restore', dest)
+        self.assertEqual(rc, 0, out + err)
+        new.start()
+        rc, out, err = new.ctl('mailbox', 'check', C)
+        self.assertEqual(rc, 0, out + err)
+        got = account_view(new, C, PW_C)
+        shutil.rmtree(work, ignore_errors=True)
+
+        uv, msgs = got['INBOX']
+        self.assertEqual(uv, live['INBOX'][0])
+        by_mid = {msgid(b): (u, f) for u, (f, b) in msgs.items()}
+        # the snapshot's messages: 1..10 but 2 (expunged before it), 11 (x);
+        # 12 (d) was expunged before its file could be linked
+        self.assertEqual(sorted(msgs), [1, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+        self.assertEqual(by_mid[x][0], 11)
+        self.assertNotIn(d, by_mid)
+        self.assertNotIn(y, by_mid)
+        self.assertNotIn(mids[2], by_mid)
+        for uid in (1, 3, 4, 5, 6, 7, 8, 9, 10):
+            self.assertEqual(msgid(msgs[uid][1]), mids[uid])
+            self.assertEqual(msgs[uid][1], live0['INBOX'][1][uid][1])
+        self.assertEqual(msgs[11][1], live['INBOX'][1][11][1])
+        # flags as the snapshot had them
+        self.assertEqual(msgs[3][0], {'\\Seen', '\\Flagged'})
+        self.assertNotIn('\\Answered', msgs[5][0])
+        # the move came after the snapshot: the message is still in INBOX only
+        self.assertEqual(got['Work'][1], {})
+        # and the manifest counted what happened
+        self.assertEqual(acct['lost_during_backup'], 1, acct)   # d
+        self.assertGreaterEqual(acct['files_renamed'], 1, acct)  # uid 3
+        self.assertGreaterEqual(acct['files_removed'], 1, acct)  # uid 2
 
 
 if __name__ == '__main__':
