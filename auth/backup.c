@@ -81,6 +81,65 @@ out:
 /* The row of address in db: the columns copied, in this order. */
 #define COPY_COLUMNS "id, address, hash, disabled, quota, created, max_messages"
 
+/* The accounts of a backup's database (src_dir/accounts.sqlite), opened
+ * read-only (a backup may be on a medium that cannot be written): all of
+ * them (address NULL) or address's. */
+static int backup_accounts(const char *src_dir, const char *address,
+                           int (*cb)(const struct auth_account *a, void *arg), void *arg)
+{
+    char path[PATH_MAX];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    int rc = AUTH_E_TEMP, r = SQLITE_ERROR;
+
+    snprintf(path, sizeof(path), "%s/accounts.sqlite", src_dir);
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL) ==
+            SQLITE_OK &&
+        sqlite3_prepare_v2(db,
+                           "SELECT id, address, disabled, quota, max_messages, created"
+                           " FROM accounts WHERE ?1 IS NULL OR address = ?1 ORDER BY id",
+                           -1, &q, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(q, 1, address, -1, SQLITE_STATIC);
+        rc = address ? AUTH_E_NOUSER : AUTH_OK;
+        while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+            struct auth_account a = {0};
+            a.id = sqlite3_column_int64(q, 0);
+            snprintf(a.address, sizeof(a.address), "%s", (const char *)sqlite3_column_text(q, 1));
+            a.disabled = sqlite3_column_int(q, 2) != 0;
+            a.quota_bytes = (uint64_t)sqlite3_column_int64(q, 3);
+            a.quota_messages = (uint64_t)sqlite3_column_int64(q, 4);
+            a.created = sqlite3_column_int64(q, 5);
+            rc = AUTH_OK;
+            if (cb(&a, arg) != 0) {
+                rc = AUTH_E_TEMP;
+                break;
+            }
+        }
+        if (r != SQLITE_DONE && r != SQLITE_ROW)
+            rc = AUTH_E_TEMP;
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return rc;
+}
+
+static int copy_one(const struct auth_account *a, void *arg)
+{
+    *(struct auth_account *)arg = *a;
+    return 0;
+}
+
+int auth_backup_lookup(const char *src_dir, const char *address, struct auth_account *out)
+{
+    return backup_accounts(src_dir, address, copy_one, out);
+}
+
+int auth_backup_list(const char *src_dir, int (*cb)(const struct auth_account *a, void *arg),
+                     void *arg)
+{
+    return backup_accounts(src_dir, NULL, cb, arg);
+}
+
 int auth_user_copy(const char *src_dir, const char *dst_dir, const char *address,
                    struct auth_account *out, char *err, size_t errlen)
 {

@@ -108,7 +108,7 @@ static int on_account(const struct auth_account *a, void *arg)
     return 0;
 }
 
-/* The accounts of the database in dir (a data directory or a backup). */
+/* The accounts of the data directory dir. */
 static int list_accounts(const char *dir, struct acct_list *l)
 {
     struct auth_db *db;
@@ -204,9 +204,13 @@ static int do_backup(const struct conf *c, const char *dest, bool incremental)
         fprintf(stderr, "coffrectl: accounts database: %s\n", err);
         return CTL_EXIT_SYSTEM;
     }
-    /* the accounts as the copy has them */
-    if ((rc = list_accounts(dest, &accts)) != CTL_EXIT_OK)
-        return rc;
+    /* the accounts as the copy has them (read-only: it stays as copied) */
+    memset(&accts, 0, sizeof(accts));
+    if (auth_backup_list(dest, on_account, &accts) != AUTH_OK) {
+        fprintf(stderr, "coffrectl: cannot read the accounts of %s\n", p);
+        free(accts.v);
+        return CTL_EXIT_SYSTEM;
+    }
 
     if (path_join2(tmp, sizeof(tmp), dest, MANIFEST ".tmp") < 0 || !(f = fopen(tmp, "we"))) {
         fprintf(stderr, "coffrectl: cannot write the manifest in %s\n", dest);
@@ -401,24 +405,20 @@ static int do_restore(const struct conf *c, const char *src, const char *user, b
         struct auth_account live, bak;
         struct auth_db *db;
         uint64_t live_ms, bak_ms, live_n, bak_n;
-        bool found = false;
 
         if (auth_normalize_address(user, strlen(user), c->default_domain, addr, sizeof(addr)) !=
             AUTH_OK) {
             fprintf(stderr, "coffrectl: invalid address: %s\n", user);
             return CTL_EXIT_BADADDR;
         }
-        if ((rc = list_accounts(src, &accts)) != CTL_EXIT_OK)
-            return rc;
-        for (size_t i = 0; i < accts.n && !found; i++)
-            if (!strcmp(accts.v[i].address, addr)) {
-                bak = accts.v[i];
-                found = true;
-            }
-        free(accts.v);
-        if (!found) {
+        rc = auth_backup_lookup(src, addr, &bak);
+        if (rc == AUTH_E_NOUSER) {
             fprintf(stderr, "coffrectl: %s is not in the backup\n", addr);
             return CTL_EXIT_NOUSER;
+        }
+        if (rc != AUTH_OK) {
+            fprintf(stderr, "coffrectl: cannot read the accounts of %s\n", src);
+            return CTL_EXIT_SYSTEM;
         }
         if (auth_db_open(c->data_dir, &db, err, sizeof(err)) != AUTH_OK) {
             fprintf(stderr, "coffrectl: %s\n", err);

@@ -974,8 +974,11 @@ int storage_index_summary(const char *data_dir, int64_t id, uint64_t *modseq_sum
     pathf(p, sizeof(p), "%s/users/%" PRId64 "/index.sqlite", data_dir, id);
     if (access(p, F_OK) < 0)
         return STORAGE_E_NOMBOX;
-    if ((rc = db_open_conn(p, false, &db)) != 0)
-        return rc;
+    /* read-only: the copy may be on a medium that cannot be written */
+    if (sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return STORAGE_E_TEMP;
+    }
     sqlite3_busy_timeout(db, 5000);
     if ((rc = db_int_binds(db, &v, "SELECT coalesce(sum(highestmodseq), 0) FROM mailboxes", NULL,
                            NULL, 0)) == 0) {

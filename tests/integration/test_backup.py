@@ -561,6 +561,13 @@ class BackupStepsTest(ServerTestCase):
             acct = json.load(f)['accounts'][0]
 
         live = account_view(srv, C, PW_C)
+        # restored from a copy run_user may read but not write
+        for dirpath, dirs, files in os.walk(dest):
+            for n in dirs + files:
+                os.chown(os.path.join(dirpath, n), 0, 0)
+                os.chmod(os.path.join(dirpath, n), 0o755 if n in dirs else 0o644)
+        os.chown(dest, 0, 0)
+        os.chmod(dest, 0o755)
         new = harness.Server(name='restored-steps')
         self.others.append(new)
         rc, out, err = new.ctl('restore', dest)
@@ -569,6 +576,11 @@ class BackupStepsTest(ServerTestCase):
         rc, out, err = new.ctl('mailbox', 'check', C)
         self.assertEqual(rc, 0, out + err)
         got = account_view(new, C, PW_C)
+        # one account from it too, into a site that lacks it
+        one = harness.Server(name='restored-one')
+        self.others.append(one)
+        rc, out, err = one.ctl('restore', dest, '--user', C)
+        self.assertEqual(rc, 0, out + err)
         shutil.rmtree(work, ignore_errors=True)
 
         uv, msgs = got['INBOX']
