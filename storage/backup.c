@@ -807,14 +807,13 @@ int storage_backup(const char *data_dir, int64_t id, const char *dest_dir,
     pathf(p, sizeof(p), "%s/" SIG_FILE, dst_root);
     if (o && o->incremental && read_text_file(p, old_sig, sizeof(old_sig)) == 0 &&
         signature(src, sig, sizeof(sig)) == 0 && strcmp(sig, old_sig) == 0) {
-        sqlite3_close(src);
-        pathf(idx, sizeof(idx), "%s/index.sqlite", dst_root);
-        if (stat(idx, &sb) == 0) {
+        char copy[STORAGE_PATH_MAX];
+        pathf(copy, sizeof(copy), "%s/index.sqlite", dst_root);
+        if (stat(copy, &sb) == 0) {
+            sqlite3_close(src);
             memcpy(st->signature, sig, sizeof(st->signature));
-            return report_mailboxes(idx, o, st);
+            return report_mailboxes(copy, o, st);
         }
-        if ((rc = db_open_conn(idx, false, &src)) != 0)
-            return rc;
     }
     /* a copy half made is no backup: the signature goes until it is whole */
     unlink(p);

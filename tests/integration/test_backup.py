@@ -311,6 +311,13 @@ class BackupTest(ServerTestCase):
                  for d, _, files in os.walk(os.path.join(dest, 'users')) for n in files
                  if '/Maildir/' in d + '/' and ('/cur' in d or '/new' in d)}
         self.assertEqual(len(after - inodes), 5)
+        # an unchanged account whose copied index went: copied again
+        os.unlink(os.path.join(dest, 'users', str(by[B]['id']), 'index.sqlite'))
+        rc, out, err = srv.ctl('backup', dest, '--incremental')
+        self.assertEqual(rc, 0, out + err)
+        by = {a['address']: a for a in self.manifest(dest)['accounts']}
+        self.assertTrue(by[B]['index_copied'], by[B])
+        self.assertEqual(by[B]['problems'], 0)
         rc, out, err = srv.ctl('backup', dest)
         self.assertNotEqual(rc, 0, 'a full backup into a used directory must be refused')
 
