@@ -98,13 +98,10 @@ def message(n, extra=b''):
             + extra)
 
 
-class BackupTest(ServerTestCase):
+class RestoringTestCase(ServerTestCase):
+    """Stops and removes the servers a test started on restored data."""
 
-    @classmethod
-    def setUpServer(cls):
-        cls.server.add_user(A, PW)
-        cls.server.add_user(B, PW_B)
-        cls.others = []
+    others = []
 
     @classmethod
     def tearDownClass(cls):
@@ -113,10 +110,20 @@ class BackupTest(ServerTestCase):
             s.cleanup()
         super().tearDownClass()
 
-    def other_server(self):
-        s = harness.Server(name='restored')
+    def other_server(self, name='restored'):
+        s = harness.Server(name=name)
         self.others.append(s)
         return s
+
+
+class BackupTest(RestoringTestCase):
+
+    @classmethod
+    def setUpServer(cls):
+        cls.server.add_user(A, PW)
+        cls.server.add_user(B, PW_B)
+        cls.others = []
+
 
     def deliver(self, rcpt, body):
         c = lmtp_util.lmtp(self.server)
@@ -464,7 +471,7 @@ C = 'cy@example.org'
 PW_C = 'backup steps password 3'
 
 
-class BackupStepsTest(ServerTestCase):
+class BackupStepsTest(RestoringTestCase):
     """The backup paused after linking the files and after the index
     snapshot (COFFRE_BACKUP_PAUSE), the store changed in each gap: what the
     restored store holds is the index as the snapshot saw it, every file
@@ -474,13 +481,6 @@ class BackupStepsTest(ServerTestCase):
     def setUpServer(cls):
         cls.server.add_user(C, PW_C)
         cls.others = []
-
-    @classmethod
-    def tearDownClass(cls):
-        for s in cls.others:
-            s.stop()
-            s.cleanup()
-        super().tearDownClass()
 
     def deliver(self, n):
         body = message(n)
@@ -575,8 +575,7 @@ class BackupStepsTest(ServerTestCase):
                 os.chmod(os.path.join(dirpath, n), 0o755 if n in dirs else 0o644)
         os.chown(dest, 0, 0)
         os.chmod(dest, 0o755)
-        new = harness.Server(name='restored-steps')
-        self.others.append(new)
+        new = self.other_server('restored-steps')
         rc, out, err = new.ctl('restore', dest)
         self.assertEqual(rc, 0, out + err)
         new.start()
@@ -584,8 +583,7 @@ class BackupStepsTest(ServerTestCase):
         self.assertEqual(rc, 0, out + err)
         got = account_view(new, C, PW_C)
         # one account from it too, into a site that lacks it
-        one = harness.Server(name='restored-one')
-        self.others.append(one)
+        one = self.other_server('restored-one')
         rc, out, err = one.ctl('restore', dest, '--user', C)
         self.assertEqual(rc, 0, out + err)
         shutil.rmtree(work, ignore_errors=True)
