@@ -159,4 +159,25 @@ struct auth_sasl_plain {
 };
 int auth_sasl_plain_parse(const unsigned char *msg, size_t len, struct auth_sasl_plain *out);
 
+/* ---- backups (auth/backup.c) ---- */
+
+/* An online copy of <data_dir>/accounts.sqlite into dest_file (one read
+ * transaction; a standalone file, not in WAL mode). AUTH_OK, AUTH_E_NOUSER
+ * when there is no database, AUTH_E_TEMP. */
+int auth_db_backup(const char *data_dir, const char *dest_file, char *err, size_t errlen);
+/* address's account in a backup's database (src_dir/accounts.sqlite),
+ * opened read-only. AUTH_OK, AUTH_E_NOUSER or AUTH_E_TEMP. */
+int auth_backup_lookup(const char *src_dir, const char *address, struct auth_account *out);
+/* Calls cb with each account of a backup's database, read-only; cb
+ * returning non-zero stops (AUTH_E_TEMP). */
+int auth_backup_list(const char *src_dir, int (*cb)(const struct auth_account *a, void *arg),
+                     void *arg);
+/* Adds address's row of the backup's database (src_dir/accounts.sqlite:
+ * password hash, quota, ...) to dst_dir's, with the same id when that is
+ * free; *out the account as added. AUTH_E_EXISTS when dst_dir has the
+ * address already (*out then that account), AUTH_E_NOUSER when the backup
+ * lacks it. */
+int auth_user_copy(const char *src_dir, const char *dst_dir, const char *address,
+                   struct auth_account *out, char *err, size_t errlen);
+
 #endif

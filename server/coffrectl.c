@@ -29,6 +29,8 @@ static const struct family families[] = {
     {"kick", ctl_live_main, NULL},
     {"reload", ctl_live_main, NULL},
     {"stats", ctl_live_main, NULL},
+    {"backup", ctl_backup_main, ctl_backup_usage},
+    {"restore", ctl_backup_main, ctl_restore_usage},
 };
 
 static void usage(FILE *f)

@@ -26,6 +26,12 @@ enum ctl_exit {
  * reason printed on stderr. */
 int ctl_prepare_data_dir(const struct conf *c);
 
+/* Resolves ADDRESS to its account (its id names the directory users/<id>),
+ * after ctl_prepare_data_dir. Returns CTL_EXIT_OK or an exit code, with the
+ * reason printed (server/ctl_mailbox.c). */
+struct auth_account;
+int ctl_account_lookup(const struct conf *c, const char *in, struct auth_account *acct);
+
 /* A command family: argv[0] is the family's name ("user"), argv[1] its verb.
  * Returns an exit code. */
 int ctl_user_main(const struct conf *c, int argc, char **argv);
@@ -49,5 +55,12 @@ void ctl_log_usage(FILE *f);
  * command ran, with who ran it (real uid, SUDO_USER) and its exit code. */
 int ctl_audit_open(const struct conf *c);
 void ctl_audit_action(int argc, char **argv, int rc);
+
+/* coffrectl backup|restore (server/ctl_backup.c); argv[0] tells which */
+int ctl_backup_main(const struct conf *c, int argc, char **argv);
+void ctl_backup_usage(FILE *f);
+void ctl_restore_usage(FILE *f);
+/* coffrectl user export (server/ctl_export.c); argv[0] is "user" */
+int ctl_user_export(const struct conf *c, int argc, char **argv);
 
 #endif

@@ -22,8 +22,7 @@ static void on_problem(void *arg, const char *line)
     printf("%s: %s\n", addr, line);
 }
 
-/* Resolves ADDRESS to its account id (the directory users/<id>). */
-static int lookup(const struct conf *c, const char *in, struct auth_account *acct)
+int ctl_account_lookup(const struct conf *c, const char *in, struct auth_account *acct)
 {
     char addr[AUTH_ADDR_MAX], err[512];
     struct auth_db *db;
@@ -69,7 +68,7 @@ int ctl_mailbox_main(const struct conf *c, int argc, char **argv)
         ctl_mailbox_usage(stderr);
         return CTL_EXIT_USAGE;
     }
-    if ((rc = lookup(c, argv[2], &acct)) != CTL_EXIT_OK)
+    if ((rc = ctl_account_lookup(c, argv[2], &acct)) != CTL_EXIT_OK)
         return rc;
 
     if (strcmp(verb, "check") == 0) {

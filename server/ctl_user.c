@@ -31,7 +31,9 @@ void ctl_user_usage(FILE *f)
                "  user disable ADDRESS\n"
                "  user enable ADDRESS\n"
                "  user quota ADDRESS [SIZE] [--max-messages N]\n"
-               "                                 (SIZE like 500M or 2G; 0 = unlimited)\n");
+               "                                 (SIZE like 500M or 2G; 0 = unlimited)\n"
+               "  user export ADDRESS --mbox FILE [--folder NAME]\n"
+               "                                 (every folder, or one, as an mboxrd file)\n");
 }
 
 /* Command line of one verb: positional arguments and the known options. */
@@ -491,6 +493,8 @@ int ctl_user_main(const struct conf *c, int argc, char **argv)
 
     if (argc < 2)
         return usage_error("%s: missing subcommand", "user");
+    if (!strcmp(argv[1], "export"))
+        return ctl_user_export(c, argc, argv);
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
         if (!strcmp(argv[1], verbs[i].name))
             v = &verbs[i];

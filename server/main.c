@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sqlite3.h>
@@ -243,6 +244,16 @@ int main(int argc, char **argv)
         return 1;
     }
     chmod(s->conf.data_dir, 0700);
+    /* held (shared) while coffred runs: `coffrectl restore` takes it
+     * exclusive, so that the two never run on one data directory */
+    {
+        int lfd = open(s->conf.data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (lfd < 0 || flock(lfd, LOCK_SH | LOCK_NB) < 0) {
+            fprintf(stderr, "coffred: %s: %s\n", s->conf.data_dir,
+                    lfd < 0 ? strerror(errno) : "a restore is running there");
+            return 1;
+        }
+    }
 
     sdnotify_open();
     s->nofile = raise_open_file_limit();

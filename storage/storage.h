@@ -715,4 +715,49 @@ int storage_repair(const char *data_dir, int64_t id);
  * old index is readable; keywords are lost). Disk. */
 int storage_reindex(const char *data_dir, int64_t id);
 
+/* ---- backup and restore (storage/backup.c) ---- */
+
+struct storage_backup_opts {
+    bool incremental; /* dest holds an earlier backup: only what changed */
+    /* each mailbox of the copy, for the manifest (may be NULL) */
+    void (*mailbox)(void *arg, const char *name, uint32_t uidvalidity, uint32_t uidnext,
+                    uint64_t highestmodseq, uint64_t messages);
+    void *arg;
+    /* for the tests: when set, after step 1 (files) and after step 2 (the
+     * index snapshot) of each account, the file "<pause>.files" or
+     * "<pause>.index" is created and the backup waits until it is removed
+     * (at most a minute), so that a test can change the store between them */
+    const char *pause;
+};
+
+struct storage_backup_stats {
+    bool empty;        /* the account has no store yet: nothing copied */
+    bool index_copied; /* false: unchanged since the backup in dest */
+    bool repaired;     /* restore: the check found problems, repaired */
+    /* message files: linked or copied into the copy, already there (an
+     * incremental run), removed from it (not in the snapshot), renamed in it
+     * (to the snapshot's name), and lost (expunged before they could be
+     * linked) */
+    uint64_t linked, copied, kept, removed, renamed, lost;
+    uint64_t bytes_copied;
+    uint64_t mailboxes, messages, bytes; /* of the copy */
+    unsigned problems;                   /* what storage_check found after */
+    char signature[17];                  /* of the copy's visible state, hex */
+};
+
+/* Copies account id's store from data_dir into dest_dir/users/<id>, online
+ * (see backup.c for the order and the guarantees). Disk. */
+int storage_backup(const char *data_dir, int64_t id, const char *dest_dir,
+                   const struct storage_backup_opts *o, struct storage_backup_stats *st);
+/* Copies account src_id's store from a backup src_dir into
+ * data_dir/users/<id>, which must not exist (STORAGE_E_EXISTS), then checks
+ * it (repairs it should the check find anything). Disk. */
+int storage_restore(const char *src_dir, int64_t src_id, const char *data_dir, int64_t id,
+                    struct storage_backup_stats *st);
+/* The sum of the mailboxes' HIGHESTMODSEQs and the message count of an
+ * account's index, to tell which of two copies is newer. STORAGE_E_NOMBOX
+ * when it has none. Disk. */
+int storage_index_summary(const char *data_dir, int64_t id, uint64_t *modseq_sum,
+                          uint64_t *messages);
+
 #endif

@@ -1,0 +1,207 @@
+/* The account database in backups (coffrectl backup / restore): an online
+ * copy of <data_dir>/accounts.sqlite, and one account's row carried from a
+ * backup's copy into a live database. */
+#include "auth/auth.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BUSY_MS 10000
+
+static void set_err(char *err, size_t len, const char *what, const char *why)
+{
+    if (err && len)
+        snprintf(err, len, "%s: %s", what, why);
+}
+
+int auth_db_backup(const char *data_dir, const char *dest_file, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    sqlite3 *src = NULL, *dst = NULL;
+    sqlite3_backup *bk;
+    int r, fd;
+
+    if (snprintf(path, sizeof(path), "%s/accounts.sqlite", data_dir) >= (int)sizeof(path)) {
+        set_err(err, errlen, data_dir, "path too long");
+        return AUTH_E_TEMP;
+    }
+    if (access(path, F_OK) < 0) {
+        set_err(err, errlen, path, strerror(errno));
+        return AUTH_E_NOUSER;
+    }
+    unlink(dest_file);
+    /* it holds password hashes: private from its creation */
+    if ((fd = open(dest_file, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0) {
+        set_err(err, errlen, dest_file, strerror(errno));
+        return AUTH_E_TEMP;
+    }
+    close(fd);
+    r = sqlite3_open_v2(path, &src, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL);
+    if (r == SQLITE_OK)
+        r = sqlite3_open_v2(dest_file, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL);
+    if (r != SQLITE_OK) {
+        set_err(err, errlen, path, sqlite3_errstr(r));
+        goto out;
+    }
+    sqlite3_busy_timeout(src, BUSY_MS);
+    /* one step: one read transaction, which in WAL mode holds no writer */
+    if (!(bk = sqlite3_backup_init(dst, "main", src, "main"))) {
+        set_err(err, errlen, dest_file, sqlite3_errmsg(dst));
+        r = SQLITE_ERROR;
+        goto out;
+    }
+    for (int attempt = 0; (r = sqlite3_backup_step(bk, -1)) == SQLITE_BUSY && attempt < 200;
+         attempt++)
+        sqlite3_sleep(50);
+    sqlite3_backup_finish(bk);
+    if (r == SQLITE_DONE)
+        r = sqlite3_exec(dst, "PRAGMA journal_mode = DELETE", NULL, NULL, NULL);
+    else
+        set_err(err, errlen, path, sqlite3_errstr(r));
+out:
+    sqlite3_close(src);
+    if (sqlite3_close(dst) != SQLITE_OK && r == SQLITE_OK)
+        r = SQLITE_ERROR;
+    if (r != SQLITE_OK) {
+        unlink(dest_file);
+        return AUTH_E_TEMP;
+    }
+    if ((fd = open(dest_file, O_RDONLY | O_CLOEXEC)) >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    return AUTH_OK;
+}
+
+/* The row of address in db: the columns copied, in this order. */
+#define COPY_COLUMNS "id, address, hash, disabled, quota, created, max_messages"
+
+/* The accounts of a backup's database (src_dir/accounts.sqlite), opened
+ * read-only (a backup may be on a medium that cannot be written): all of
+ * them (address NULL) or address's. */
+static int backup_accounts(const char *src_dir, const char *address,
+                           int (*cb)(const struct auth_account *a, void *arg), void *arg)
+{
+    char path[PATH_MAX];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    int rc = AUTH_E_TEMP, r = SQLITE_ERROR;
+
+    snprintf(path, sizeof(path), "%s/accounts.sqlite", src_dir);
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL) ==
+            SQLITE_OK &&
+        sqlite3_prepare_v2(db,
+                           "SELECT id, address, disabled, quota, max_messages, created"
+                           " FROM accounts WHERE ?1 IS NULL OR address = ?1 ORDER BY id",
+                           -1, &q, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(q, 1, address, -1, SQLITE_STATIC);
+        rc = address ? AUTH_E_NOUSER : AUTH_OK;
+        while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+            struct auth_account a = {0};
+            a.id = sqlite3_column_int64(q, 0);
+            snprintf(a.address, sizeof(a.address), "%s", (const char *)sqlite3_column_text(q, 1));
+            a.disabled = sqlite3_column_int(q, 2) != 0;
+            a.quota_bytes = (uint64_t)sqlite3_column_int64(q, 3);
+            a.quota_messages = (uint64_t)sqlite3_column_int64(q, 4);
+            a.created = sqlite3_column_int64(q, 5);
+            rc = AUTH_OK;
+            if (cb(&a, arg) != 0) {
+                rc = AUTH_E_TEMP;
+                break;
+            }
+        }
+        if (r != SQLITE_DONE && r != SQLITE_ROW)
+            rc = AUTH_E_TEMP;
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return rc;
+}
+
+static int copy_one(const struct auth_account *a, void *arg)
+{
+    *(struct auth_account *)arg = *a;
+    return 0;
+}
+
+int auth_backup_lookup(const char *src_dir, const char *address, struct auth_account *out)
+{
+    return backup_accounts(src_dir, address, copy_one, out);
+}
+
+int auth_backup_list(const char *src_dir, int (*cb)(const struct auth_account *a, void *arg),
+                     void *arg)
+{
+    return backup_accounts(src_dir, NULL, cb, arg);
+}
+
+int auth_user_copy(const char *src_dir, const char *dst_dir, const char *address,
+                   struct auth_account *out, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    sqlite3 *src = NULL, *dst = NULL;
+    sqlite3_stmt *q = NULL, *ins = NULL;
+    struct auth_db *live;
+    int r, rc = AUTH_E_TEMP;
+
+    /* the live database with its schema as coffre makes it */
+    if ((rc = auth_db_open(dst_dir, &live, err, errlen)) != AUTH_OK)
+        return rc;
+    rc = auth_user_get(live, address, out);
+    auth_db_close(live);
+    if (rc != AUTH_E_NOUSER)
+        return rc == AUTH_OK ? AUTH_E_EXISTS : rc;
+    rc = AUTH_E_TEMP;
+
+    snprintf(path, sizeof(path), "%s/accounts.sqlite", src_dir);
+    if (sqlite3_open_v2(path, &src, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL) !=
+            SQLITE_OK ||
+        sqlite3_prepare_v2(src, "SELECT " COPY_COLUMNS " FROM accounts WHERE address = ?", -1, &q,
+                           NULL) != SQLITE_OK) {
+        set_err(err, errlen, path, src ? sqlite3_errmsg(src) : "cannot open");
+        goto out;
+    }
+    sqlite3_bind_text(q, 1, address, -1, SQLITE_STATIC);
+    if ((r = sqlite3_step(q)) != SQLITE_ROW) {
+        rc = r == SQLITE_DONE ? AUTH_E_NOUSER : AUTH_E_TEMP;
+        set_err(err, errlen, address, "not in the backup");
+        goto out;
+    }
+    snprintf(path, sizeof(path), "%s/accounts.sqlite", dst_dir);
+    if (sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) !=
+        SQLITE_OK) {
+        set_err(err, errlen, path, dst ? sqlite3_errmsg(dst) : "cannot open");
+        goto out;
+    }
+    sqlite3_busy_timeout(dst, BUSY_MS);
+    /* the same id when it is free (the store is users/<id>), else a new one */
+    if (sqlite3_prepare_v2(dst,
+                           "INSERT INTO accounts(" COPY_COLUMNS ") SELECT CASE WHEN EXISTS"
+                           " (SELECT 1 FROM accounts WHERE id = ?1) THEN NULL ELSE ?1 END,"
+                           " ?2, ?3, ?4, ?5, ?6, ?7",
+                           -1, &ins, NULL) != SQLITE_OK) {
+        set_err(err, errlen, path, sqlite3_errmsg(dst));
+        goto out;
+    }
+    for (int c = 0; c < 7; c++)
+        sqlite3_bind_value(ins, c + 1, sqlite3_column_value(q, c));
+    if (sqlite3_step(ins) != SQLITE_DONE) {
+        set_err(err, errlen, path, sqlite3_errmsg(dst));
+        goto out;
+    }
+    memset(out, 0, sizeof(*out));
+    out->id = sqlite3_last_insert_rowid(dst);
+    snprintf(out->address, sizeof(out->address), "%s", address);
+    rc = AUTH_OK;
+out:
+    sqlite3_finalize(q);
+    sqlite3_finalize(ins);
+    sqlite3_close(src);
+    sqlite3_close(dst);
+    return rc;
+}
