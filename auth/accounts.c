@@ -40,6 +40,8 @@ static const struct {
     const char *column, *sql;
 } upgrades[] = {
     {"max_messages", "ALTER TABLE accounts ADD COLUMN max_messages INTEGER NOT NULL DEFAULT 0"},
+    {"require_client_cert",
+     "ALTER TABLE accounts ADD COLUMN require_client_cert INTEGER NOT NULL DEFAULT 0"},
 };
 
 /* ---- addresses ---- */
@@ -224,6 +226,8 @@ int auth_db_open(const char *data_dir, struct auth_db **out, char *err, size_t e
             r = sqlite3_exec(db->h, schema_sql, NULL, NULL, &msg);
         if (r == SQLITE_OK)
             r = upgrade(db->h, &msg);
+        if (r == SQLITE_OK)
+            r = sqlite3_exec(db->h, auth_certs_schema, NULL, NULL, &msg);
         if ((r & 0xff) != SQLITE_BUSY || attempt >= DB_SETUP_ATTEMPTS)
             break;
         sqlite3_free(msg);
@@ -266,9 +270,16 @@ static void row_to_account(sqlite3_stmt *st, struct auth_account *a)
     a->created = sqlite3_column_int64(st, 4);
     q = sqlite3_column_int64(st, 6);
     a->quota_messages = q > 0 ? (uint64_t)q : 0;
+    a->require_client_cert = sqlite3_column_int(st, 7) != 0;
 }
 
-#define ACCOUNT_COLUMNS "id, address, disabled, quota, created, hash, max_messages"
+#define ACCOUNT_COLUMNS                                                                            \
+    "id, address, disabled, quota, created, hash, max_messages, require_client_cert"
+
+struct sqlite3 *auth_db_handle(struct auth_db *db)
+{
+    return db->h;
+}
 
 int auth_db_lookup(struct auth_db *db, const char *address, struct auth_account *acct, char *hash,
                    size_t hashlen)
@@ -410,6 +421,12 @@ int auth_user_set_max_messages(struct auth_db *db, const char *address, uint64_t
         return AUTH_E_TEMP;
     return update_one(db, "UPDATE accounts SET max_messages = ? WHERE address = ?", address, NULL,
                       (int64_t)quota_messages);
+}
+
+int auth_user_set_require_cert(struct auth_db *db, const char *address, bool on)
+{
+    return update_one(db, "UPDATE accounts SET require_client_cert = ? WHERE address = ?", address,
+                      NULL, on ? 1 : 0);
 }
 
 int auth_user_del(struct auth_db *db, const char *address, struct auth_account *out)

@@ -35,7 +35,10 @@ struct auth_account {
     uint64_t quota_bytes;        /* 0 = unlimited */
     uint64_t quota_messages;     /* at most so many messages, 0 = unlimited */
     int64_t created;             /* unix time */
+    bool require_client_cert;    /* password logins need this account's certificate too */
 };
+
+struct peer_cert; /* server/base/peercert.h: a client certificate as TLS verified it */
 
 /* ---- addresses ---- */
 
@@ -75,6 +78,27 @@ int auth_user_passwd(struct auth_db *db, const char *address, const char *passwo
 int auth_user_set_disabled(struct auth_db *db, const char *address, bool disabled);
 int auth_user_set_quota(struct auth_db *db, const char *address, uint64_t quota_bytes);
 int auth_user_set_max_messages(struct auth_db *db, const char *address, uint64_t quota_messages);
+int auth_user_set_require_cert(struct auth_db *db, const char *address, bool on);
+
+/* ---- client certificates pinned to accounts (auth/certs.c) ---- */
+
+#define AUTH_FINGERPRINT_LEN 64 /* SHA-256, lower-case hex */
+
+/* Pins a certificate's SHA-256 fingerprint (hex, any case, ':' allowed) to
+ * an account: it then maps to it for SASL EXTERNAL and require_client_cert.
+ * AUTH_OK, AUTH_E_NOUSER, AUTH_E_EXISTS (pinned already), AUTH_E_BADADDR
+ * (not a fingerprint) or AUTH_E_TEMP. */
+int auth_cert_pin_add(struct auth_db *db, const char *address, const char *fingerprint);
+/* AUTH_OK, or AUTH_E_NOUSER when that pin does not exist. */
+int auth_cert_pin_del(struct auth_db *db, const char *address, const char *fingerprint);
+/* Each pin (of address, or of every account when NULL), by address. */
+int auth_cert_pin_list(struct auth_db *db, const char *address,
+                       int (*cb)(const char *address, const char *fingerprint, int64_t added,
+                                 void *arg),
+                       void *arg);
+/* The SHA-256 fingerprint of the first certificate of a PEM or DER file
+ * into out (AUTH_FINGERPRINT_LEN + 1 bytes). 0 or -1 with a reason. */
+int auth_cert_file_fingerprint(const char *path, char *out, char *err, size_t errlen);
 /* Removes the account row; the caller decides about the mail directory. */
 int auth_user_del(struct auth_db *db, const char *address, struct auth_account *out);
 int auth_user_get(struct auth_db *db, const char *address, struct auth_account *out);
@@ -134,6 +158,20 @@ struct auth_login;
 struct auth_login *auth_login_start(struct auth_service *s, const char *user, size_t ulen,
                                     const char *pw, size_t pwlen, const struct sockaddr *remote,
                                     auth_login_cb cb, void *arg);
+/* The same with the TLS session's client certificate (NULL: none), which
+ * an account with require_client_cert needs besides its password: valid,
+ * and mapping to that account (a pinned fingerprint or a SAN rfc822Name
+ * equal to its address). Refused as a wrong password otherwise. */
+struct auth_login *auth_login_start_tls(struct auth_service *s, const char *user, size_t ulen,
+                                        const char *pw, size_t pwlen, const struct peer_cert *peer,
+                                        const struct sockaddr *remote, auth_login_cb cb, void *arg);
+/* SASL EXTERNAL (RFC 4422 appendix A): the certificate must be valid and
+ * map to an account, by a pinned fingerprint or else by a SAN rfc822Name
+ * equal to an account's address; authzid (may be empty) must be empty or
+ * that account. Throttled, logged and answered as a password login. */
+struct auth_login *auth_login_external(struct auth_service *s, const char *authzid, size_t alen,
+                                       const struct peer_cert *peer, const struct sockaddr *remote,
+                                       auth_login_cb cb, void *arg);
 
 /* The session went away: cb will not be called; memory is freed by the
  * service when the pending work or delay timer ends (failures are still

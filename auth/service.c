@@ -27,6 +27,7 @@
 #include "server/base/config.h"
 #include "server/base/log.h"
 #include "server/base/metrics.h"
+#include "server/base/peercert.h"
 
 #include <arpa/inet.h>
 #include <crypt.h>
@@ -108,6 +109,11 @@ struct auth_login {
     size_t pwlen;
     int result;
     struct auth_account acct;
+    bool external;               /* SASL EXTERNAL: the certificate instead of a password */
+    bool has_peer;               /* peer holds the TLS session's client certificate */
+    struct peer_cert peer;       /* copied at the start: the session may go first */
+    char authzid[AUTH_ADDR_MAX]; /* EXTERNAL: normalized, "" when none was given */
+    char why[224];               /* a refusal's reason, for the log only */
     LIST_ENTRY(auth_login) entry;
 };
 
@@ -475,6 +481,27 @@ static void on_work(struct workers_task *w)
     bool verified, use_cache;
     int r;
 
+    if (l->external) {
+        if (!l->peer.valid) {
+            snprintf(l->why, sizeof(l->why), "client certificate %s", l->peer.why);
+            l->result = AUTH_E_FAIL;
+            goto out;
+        }
+        r = l->addr_ok ? auth_cert_map(s->db, &l->peer, l->authzid, &l->acct) : AUTH_E_NOUSER;
+        if (r == AUTH_E_NOUSER) {
+            snprintf(l->why, sizeof(l->why),
+                     l->authzid[0] ? "certificate sha256=%s does not map to the authorization "
+                                     "identity"
+                                   : "certificate sha256=%s maps to no account",
+                     l->peer.fingerprint);
+            l->result = AUTH_E_FAIL;
+        } else if (r != AUTH_OK) {
+            l->result = AUTH_E_TEMP;
+        } else {
+            l->result = l->acct.disabled ? AUTH_E_DISABLED : AUTH_OK;
+        }
+        goto out;
+    }
     if (!l->addr_ok || !l->pw) {
         /* the same cost as a wrong password */
         (void)auth_password_verify(l->pw ? l->pw : "", s->dummy_hash);
@@ -500,9 +527,17 @@ static void on_work(struct workers_task *w)
         if (verified && use_cache)
             cache_insert(s, mac);
     }
-    if (!verified)
+    if (!verified) {
         l->result = AUTH_E_FAIL;
-    else if (l->acct.disabled)
+    } else if (l->acct.require_client_cert &&
+               !auth_cert_matches(s->db, l->has_peer ? &l->peer : NULL, &l->acct)) {
+        /* two factors: the same answer as a wrong password */
+        snprintf(l->why, sizeof(l->why), "account requires a client certificate: %s",
+                 !l->has_peer     ? "none on this connection"
+                 : !l->peer.valid ? l->peer.why
+                                  : "the certificate is not this account's");
+        l->result = AUTH_E_FAIL;
+    } else if (l->acct.disabled)
         l->result = AUTH_E_DISABLED;
     else
         l->result = AUTH_OK;
@@ -543,7 +578,13 @@ static void on_work_done(struct workers_task *w, int status)
     if (l->result == AUTH_E_FAIL) {
         /* counted even when the client already went away */
         hold = throttle_failed(s, l);
-        log_info("auth failed user=%s ip=%s", quser, l->ip);
+        if (l->why[0]) {
+            char qwhy[LOG_QUOTE_MAX];
+            log_quote(qwhy, sizeof(qwhy), l->why);
+            log_info("auth failed user=%s ip=%s reason=%s", quser, l->ip, qwhy);
+        } else {
+            log_info("auth failed user=%s ip=%s", quser, l->ip);
+        }
     } else {
         hold = throttle_answered(s, l, l->result == AUTH_OK);
         if (l->result == AUTH_E_DISABLED)
@@ -634,9 +675,50 @@ static void format_remote(const struct auth_service *s, const struct sockaddr *s
     }
 }
 
+static struct auth_login *login_start(struct auth_service *s, const char *user, size_t ulen,
+                                      const char *pw, size_t pwlen, const struct peer_cert *peer,
+                                      bool external, bool authz_given,
+                                      const struct sockaddr *remote, auth_login_cb cb, void *arg);
+
 struct auth_login *auth_login_start(struct auth_service *s, const char *user, size_t ulen,
                                     const char *pw, size_t pwlen, const struct sockaddr *remote,
                                     auth_login_cb cb, void *arg)
+{
+    return login_start(s, user, ulen, pw, pwlen, NULL, false, false, remote, cb, arg);
+}
+
+struct auth_login *auth_login_start_tls(struct auth_service *s, const char *user, size_t ulen,
+                                        const char *pw, size_t pwlen, const struct peer_cert *peer,
+                                        const struct sockaddr *remote, auth_login_cb cb, void *arg)
+{
+    return login_start(s, user, ulen, pw, pwlen, peer, false, false, remote, cb, arg);
+}
+
+/* EXTERNAL is throttled under the name it claims: the authorization
+ * identity, else the certificate's first e-mail name, else its
+ * fingerprint. */
+struct auth_login *auth_login_external(struct auth_service *s, const char *authzid, size_t alen,
+                                       const struct peer_cert *peer, const struct sockaddr *remote,
+                                       auth_login_cb cb, void *arg)
+{
+    static const struct peer_cert none = {.why = "absent"};
+    char name[AUTH_ADDR_MAX];
+
+    if (!peer)
+        peer = &none;
+    if (alen)
+        return login_start(s, authzid, alen, NULL, 0, peer, true, true, remote, cb, arg);
+    if (peer->valid && peer->n_emails)
+        snprintf(name, sizeof(name), "%s", peer->emails[0]);
+    else
+        snprintf(name, sizeof(name), "cert:%.16s", peer->fingerprint);
+    return login_start(s, name, strlen(name), NULL, 0, peer, true, false, remote, cb, arg);
+}
+
+static struct auth_login *login_start(struct auth_service *s, const char *user, size_t ulen,
+                                      const char *pw, size_t pwlen, const struct peer_cert *peer,
+                                      bool external, bool authz_given,
+                                      const struct sockaddr *remote, auth_login_cb cb, void *arg)
 {
     char ip_key[IP_TEXT_MAX + 8], key[THROTTLE_KEY_MAX];
     struct auth_login *l;
@@ -665,6 +747,19 @@ struct auth_login *auth_login_start(struct auth_service *s, const char *user, si
         l->user[n] = '\0';
     }
     format_remote(s, remote, l->ip, sizeof(l->ip), ip_key, sizeof(ip_key));
+    l->external = external;
+    if (peer) {
+        l->peer = *peer;
+        l->has_peer = true;
+    }
+    if (external) {
+        /* a name the client did not give (taken from the certificate for
+         * the throttle) asks for nothing: the certificate's account */
+        if (authz_given)
+            snprintf(l->authzid, sizeof(l->authzid), "%s", l->addr_ok ? l->user : "");
+        else
+            l->addr_ok = true;
+    }
     /* a password with a NUL would be cut short by crypt: never matches */
     if (pw && pwlen <= AUTH_PASSWORD_MAX && !memchr(pw, '\0', pwlen)) {
         l->pw = malloc(pwlen + 1);

@@ -12,6 +12,8 @@ int proto_sasl_start(struct proto_sasl *s, const char *mech, size_t len)
         s->mech = SASL_MECH_PLAIN;
     else if (len == 5 && !strncasecmp(mech, "LOGIN", 5))
         s->mech = SASL_MECH_LOGIN;
+    else if (len == 8 && !strncasecmp(mech, "EXTERNAL", 8))
+        s->mech = SASL_MECH_EXTERNAL;
     else
         return -1;
     return 0;
@@ -59,6 +61,22 @@ int proto_sasl_step(struct proto_sasl *s, const char *line, size_t len, const ch
         return SASL_DONE;
     }
 
+    if (s->mech == SASL_MECH_EXTERNAL) {
+        /* RFC 4422 appendix A: the message is the authorization identity
+         * (empty: the certificate's own); without an initial response an
+         * empty challenge asks for it */
+        if (s->step == 0 && len == 0) {
+            s->step = 1;
+            return SASL_CONTINUE;
+        }
+        n = len == 0 ? 0 : decode(line, len, buf, sizeof(buf));
+        if (n < 0 || (size_t)n >= sizeof(s->user) || memchr(buf, 0, (size_t)n))
+            return SASL_BAD;
+        memcpy(s->user, buf, (size_t)n);
+        s->user_len = (size_t)n;
+        return SASL_DONE;
+    }
+
     /* LOGIN: "Username:" then "Password:"; an initial response is the name */
     switch (s->step) {
     case 0:
@@ -93,7 +111,16 @@ int proto_sasl_step(struct proto_sasl *s, const char *line, size_t len, const ch
 
 enum metrics_mech proto_sasl_metric(const struct proto_sasl *s)
 {
-    return s->mech == SASL_MECH_PLAIN ? METRICS_MECH_PLAIN : METRICS_MECH_LOGIN;
+    return s->mech == SASL_MECH_PLAIN      ? METRICS_MECH_PLAIN
+           : s->mech == SASL_MECH_EXTERNAL ? METRICS_MECH_EXTERNAL
+                                           : METRICS_MECH_LOGIN;
+}
+
+const char *proto_sasl_name(const struct proto_sasl *s)
+{
+    return s->mech == SASL_MECH_PLAIN      ? "PLAIN"
+           : s->mech == SASL_MECH_EXTERNAL ? "EXTERNAL"
+                                           : "LOGIN";
 }
 
 enum metrics_login_result proto_login_metric(int auth_result)

@@ -142,6 +142,16 @@ uv_loop_t *conn_loop(struct conn *c)
     return c->srv->loop;
 }
 
+const struct peer_cert *conn_tls_peer(struct conn *c)
+{
+    return c->tls_state == C_TLS ? tls_session_peer(c->tls) : NULL;
+}
+
+bool conn_client_cert_valid(struct conn *c)
+{
+    return c->tls_state == C_TLS && tls_session_peer(c->tls)->valid;
+}
+
 bool conn_is_tls(struct conn *c)
 {
     return c->tls_state == C_TLS;
@@ -887,6 +897,20 @@ void conn_resume(struct conn *c)
 
 /* ---- TLS ---- */
 
+/* The listener kind's *_client_cert setting. */
+static enum tls_client_cert client_cert_mode(const struct conf *cf, const char *service)
+{
+    const char *v = !strcmp(service, "imap")    ? cf->imap_client_cert
+                    : !strcmp(service, "imaps") ? cf->imaps_client_cert
+                    : !strcmp(service, "pop3")  ? cf->pop3_client_cert
+                    : !strcmp(service, "pop3s") ? cf->pop3s_client_cert
+                                                : "none";
+
+    return !strcmp(v, "required")   ? TLS_CLIENT_CERT_REQUIRED
+           : !strcmp(v, "optional") ? TLS_CLIENT_CERT_OPTIONAL
+                                    : TLS_CLIENT_CERT_NONE;
+}
+
 static void begin_tls(struct conn *c)
 {
     c->tls = tls_session_new(c->srv->tls);
@@ -896,6 +920,7 @@ static void begin_tls(struct conn *c)
         finish_close(c);
         return;
     }
+    tls_session_client_cert(c->tls, client_cert_mode(&c->srv->conf, c->info.service));
     c->tls_state = C_HANDSHAKE;
     arm_timer(c, c->srv->conf.tls_handshake_timeout_ms);
 }
@@ -911,8 +936,11 @@ static void do_handshake(struct conn *c)
     if (r == TLS_AGAIN)
         return;
     if (r == TLS_ERROR) {
-        log_info("conn=%llu service=%s remote=%s TLS handshake failed: %s",
-                 (unsigned long long)c->info.id, c->info.service, c->remote, why ? why : "?");
+        const struct peer_cert *p = tls_session_peer(c->tls);
+
+        log_info("conn=%llu service=%s remote=%s TLS handshake failed: %s%s%s",
+                 (unsigned long long)c->info.id, c->info.service, c->remote, why ? why : "?",
+                 p->why[0] ? "; client certificate: " : "", p->why);
         c->closing = true;
         finish_close(c);
         return;
@@ -923,6 +951,10 @@ static void do_handshake(struct conn *c)
              (unsigned long long)c->info.id, c->info.service, c->remote,
              tls_session_version(c->tls), tls_session_cipher(c->tls), tls_session_kx(c->tls),
              tls_session_resumed(c->tls) ? "yes" : "no");
+    const struct peer_cert *peer = tls_session_peer(c->tls);
+    if (peer->present)
+        log_info("conn=%llu client certificate sha256=%s %s%s", (unsigned long long)c->info.id,
+                 peer->fingerprint, peer->valid ? "valid" : "refused: ", peer->why);
     arm_timer(c, c->timeout_ms);
     if (!c->opened) {
         c->opened = true;

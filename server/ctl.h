@@ -62,5 +62,7 @@ void ctl_backup_usage(FILE *f);
 void ctl_restore_usage(FILE *f);
 /* coffrectl user export (server/ctl_export.c); argv[0] is "user" */
 int ctl_user_export(const struct conf *c, int argc, char **argv);
+/* coffrectl user cert add|del|list|require (server/ctl_cert.c); argv[0] is "user" */
+int ctl_user_cert(const struct conf *c, int argc, char **argv);
 
 #endif

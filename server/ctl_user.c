@@ -33,7 +33,13 @@ void ctl_user_usage(FILE *f)
                "  user quota ADDRESS [SIZE] [--max-messages N]\n"
                "                                 (SIZE like 500M or 2G; 0 = unlimited)\n"
                "  user export ADDRESS --mbox FILE [--folder NAME]\n"
-               "                                 (every folder, or one, as an mboxrd file)\n");
+               "                                 (every folder, or one, as an mboxrd file)\n"
+               "  user cert add ADDRESS FILE|--fingerprint HEX\n"
+               "  user cert del ADDRESS FILE|--fingerprint HEX\n"
+               "                                 (pin a client certificate to the account)\n"
+               "  user cert list [ADDRESS]\n"
+               "  user cert require ADDRESS yes|no\n"
+               "                                 (password logins need the certificate too)\n");
 }
 
 /* Command line of one verb: positional arguments and the known options. */
@@ -435,9 +441,10 @@ static int run_verb(const struct conf *c, const char *verb, const struct args *a
                "quota:   %s\n"
                "max messages: %s\n"
                "created: %s\n"
-               "mail:    %s/users/%" PRId64 "\n",
+               "mail:    %s/users/%" PRId64 "\n"
+               "require client certificate: %s\n",
                acct.address, acct.id, acct.disabled ? "disabled" : "enabled", q, n, when,
-               c->data_dir, acct.id);
+               c->data_dir, acct.id, acct.require_client_cert ? "yes" : "no");
     } else if (!strcmp(verb, "disable") || !strcmp(verb, "enable")) {
         bool off = !strcmp(verb, "disable");
 
@@ -495,6 +502,8 @@ int ctl_user_main(const struct conf *c, int argc, char **argv)
         return usage_error("%s: missing subcommand", "user");
     if (!strcmp(argv[1], "export"))
         return ctl_user_export(c, argc, argv);
+    if (!strcmp(argv[1], "cert"))
+        return ctl_user_cert(c, argc, argv);
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
         if (!strcmp(argv[1], verbs[i].name))
             v = &verbs[i];

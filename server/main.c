@@ -74,7 +74,8 @@ int server_reload(struct server *s, char *err, size_t errlen)
                   err, s->conf.run_user);
         rc = -1;
     } else
-        log_info("reload: certificate and key reloaded");
+        log_info("reload: certificate and key reloaded%s",
+                 s->conf.tls_client_ca[0] ? ", with the client CA and CRL" : "");
     sdnotify_ready(s);
     return rc;
 }
@@ -219,6 +220,8 @@ int main(int argc, char **argv)
         .cert_rsa = s->conf.tls_cert_rsa,
         .key_rsa = s->conf.tls_key_rsa,
         .priority = s->conf.tls_priority,
+        .client_ca = s->conf.tls_client_ca,
+        .client_crl = s->conf.tls_client_crl,
     };
     if (conf_needs_tls(&s->conf) && tls_server_new(&topts, &s->tls, err, sizeof(err)) < 0) {
         fprintf(stderr, "coffred: %s\n", err);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +18,12 @@ struct creds {
     unsigned refs;
     gnutls_certificate_credentials_t cert;
     gnutls_priority_t prio;
+    bool client_ca; /* trusts CAs for client certificates */
 };
 
 struct tls_server {
     char *cert, *key, *cert_rsa, *key_rsa, *priority;
+    char *client_ca, *client_crl;
     struct creds *cur;
     gnutls_datum_t ticket_key; /* session tickets survive reloads */
 };
@@ -31,6 +34,8 @@ struct tls_session {
     struct buf in; /* ciphertext received; GnuTLS has pulled in.p[0 .. in_off) */
     size_t in_off;
     struct buf out; /* records for the socket */
+    enum tls_client_cert mode;
+    struct peer_cert peer;
 };
 
 static void creds_unref(struct creds *c)
@@ -74,6 +79,26 @@ static struct creds *creds_load(const struct tls_server *s, char *err, size_t er
             return NULL;
         }
     }
+    if (s->client_ca) {
+        r = gnutls_certificate_set_x509_trust_file(c->cert, s->client_ca, GNUTLS_X509_FMT_PEM);
+        if (r <= 0) {
+            snprintf(err, errlen, "tls_client_ca %s: %s", s->client_ca,
+                     r < 0 ? gnutls_strerror(r) : "no certificate in the file");
+            creds_unref(c);
+            return NULL;
+        }
+        c->client_ca = true;
+    }
+    if (s->client_crl) {
+        r = gnutls_certificate_set_x509_crl_file(c->cert, s->client_crl, GNUTLS_X509_FMT_PEM);
+        if (r < 0)
+            r = gnutls_certificate_set_x509_crl_file(c->cert, s->client_crl, GNUTLS_X509_FMT_DER);
+        if (r < 0) {
+            snprintf(err, errlen, "tls_client_crl %s: %s", s->client_crl, gnutls_strerror(r));
+            creds_unref(c);
+            return NULL;
+        }
+    }
     r = gnutls_priority_init2(&c->prio, s->priority, &errpos, 0);
     if (r < 0) {
         snprintf(err, errlen, "tls_priority: %s near '%s'", gnutls_strerror(r),
@@ -107,6 +132,8 @@ void tls_server_free(struct tls_server *s)
     free(s->cert_rsa);
     free(s->key_rsa);
     free(s->priority);
+    free(s->client_ca);
+    free(s->client_crl);
     free(s);
 }
 
@@ -125,8 +152,12 @@ int tls_server_new(const struct tls_server_opts *o, struct tls_server **out, cha
     s->cert_rsa = dup_or_null(o->cert_rsa);
     s->key_rsa = dup_or_null(o->key_rsa);
     s->priority = dup_or_null(o->priority);
+    s->client_ca = dup_or_null(o->client_ca);
+    s->client_crl = dup_or_null(o->client_crl);
     if (!s->cert || !s->key || !s->priority || (o->cert_rsa && *o->cert_rsa && !s->cert_rsa) ||
-        (o->key_rsa && *o->key_rsa && !s->key_rsa)) {
+        (o->key_rsa && *o->key_rsa && !s->key_rsa) ||
+        (o->client_ca && *o->client_ca && !s->client_ca) ||
+        (o->client_crl && *o->client_crl && !s->client_crl)) {
         snprintf(err, errlen, "certificate, key and priority are required");
         tls_server_free(s);
         return -1;
@@ -212,6 +243,108 @@ struct tls_session *tls_session_new(struct tls_server *srv)
     return t;
 }
 
+/* Verification of client certificates: the chain against tls_client_ca and
+ * its CRL, the times, and the clientAuth purpose (EKU). */
+static const gnutls_typed_vdata_st client_purpose = {
+    .type = GNUTLS_DT_KEY_PURPOSE_OID,
+    .data = (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT,
+};
+
+void tls_session_client_cert(struct tls_session *t, enum tls_client_cert mode)
+{
+    if (!t->creds->client_ca || mode == TLS_CLIENT_CERT_NONE)
+        return;
+    t->mode = mode;
+    if (mode == TLS_CLIENT_CERT_REQUIRED) {
+        gnutls_certificate_server_set_request(t->s, GNUTLS_CERT_REQUIRE);
+        /* GnuTLS fails the handshake itself when the chain does not verify */
+        gnutls_session_set_verify_cert2(t->s, (gnutls_typed_vdata_st *)&client_purpose, 1, 0);
+    } else {
+        gnutls_certificate_server_set_request(t->s, GNUTLS_CERT_REQUEST);
+    }
+}
+
+static void lower(char *p)
+{
+    for (; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+}
+
+/* Reads what the client sent: the leaf's fingerprint and e-mail names, and
+ * whether the chain verifies. */
+static void peer_fill(struct tls_session *t)
+{
+    struct peer_cert *p = &t->peer;
+    unsigned n = 0, status = 0;
+    const gnutls_datum_t *certs;
+    gnutls_x509_crt_t crt;
+    unsigned char md[32];
+    size_t mdlen = sizeof(md);
+    int r;
+
+    memset(p, 0, sizeof(*p));
+    if (t->mode == TLS_CLIENT_CERT_NONE) {
+        snprintf(p->why, sizeof(p->why), "no certificate asked on this listener");
+        return;
+    }
+    certs = gnutls_certificate_get_peers(t->s, &n);
+    if (!certs || n == 0) {
+        snprintf(p->why, sizeof(p->why), "no client certificate");
+        return;
+    }
+    p->present = true;
+    if (gnutls_fingerprint(GNUTLS_DIG_SHA256, &certs[0], md, &mdlen) == 0 && mdlen == 32)
+        for (size_t i = 0; i < mdlen; i++)
+            snprintf(p->fingerprint + 2 * i, 3, "%02x", md[i]);
+    if (gnutls_x509_crt_init(&crt) == 0) {
+        if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == 0) {
+            for (unsigned seq = 0; p->n_emails < PEER_CERT_EMAILS_MAX; seq++) {
+                char name[PEER_CERT_EMAIL_LEN];
+                size_t len = sizeof(name) - 1;
+
+                r = gnutls_x509_crt_get_subject_alt_name(crt, seq, name, &len, NULL);
+                if (r == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+                    break;
+                if (r != GNUTLS_SAN_RFC822NAME || len == 0 || memchr(name, 0, len))
+                    continue; /* another kind, too long, or not text */
+                name[len] = '\0';
+                lower(name);
+                memcpy(p->emails[p->n_emails++], name, len + 1);
+            }
+        }
+        gnutls_x509_crt_deinit(crt);
+    }
+    r = gnutls_certificate_verify_peers(t->s, (gnutls_typed_vdata_st *)&client_purpose, 1, &status);
+    if (r < 0) {
+        snprintf(p->why, sizeof(p->why), "verification failed: %s", gnutls_strerror(r));
+        return;
+    }
+    if (status) {
+        gnutls_datum_t out = {0};
+        const char *what = status & GNUTLS_CERT_REVOKED            ? "revoked"
+                           : status & GNUTLS_CERT_EXPIRED          ? "expired"
+                           : status & GNUTLS_CERT_NOT_ACTIVATED    ? "not yet valid"
+                           : status & GNUTLS_CERT_SIGNER_NOT_FOUND ? "unknown issuer"
+                           : status & GNUTLS_CERT_PURPOSE_MISMATCH ? "not for client authentication"
+                                                                   : "invalid";
+
+        if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0) == 0) {
+            snprintf(p->why, sizeof(p->why), "%s (%s)", what, (const char *)out.data);
+            gnutls_free(out.data);
+        } else {
+            snprintf(p->why, sizeof(p->why), "%s", what);
+        }
+        return;
+    }
+    p->valid = true;
+}
+
+const struct peer_cert *tls_session_peer(struct tls_session *t)
+{
+    return &t->peer;
+}
+
 void tls_session_free(struct tls_session *t)
 {
     if (!t)
@@ -239,10 +372,13 @@ int tls_session_feed(struct tls_session *t, const char *buf, size_t len)
 int tls_session_handshake(struct tls_session *t, const char **errmsg)
 {
     int r = gnutls_handshake(t->s);
-    if (r == GNUTLS_E_SUCCESS)
+    if (r == GNUTLS_E_SUCCESS) {
+        peer_fill(t);
         return TLS_DONE;
+    }
     if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED || !gnutls_error_is_fatal(r))
         return TLS_AGAIN;
+    peer_fill(t); /* what was wrong with the client's certificate, if anything */
     if (errmsg)
         *errmsg = gnutls_strerror(r);
     return TLS_ERROR;

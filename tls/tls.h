@@ -9,11 +9,18 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "server/base/peercert.h"
+
 struct tls_server_opts {
     const char *cert, *key;         /* required: PEM files (ECDSA recommended) */
     const char *cert_rsa, *key_rsa; /* optional second pair; NULL or "" when unused */
     const char *priority;           /* GnuTLS priority string */
+    const char *client_ca;          /* PEM CAs for client certificates; NULL or "" when unused */
+    const char *client_crl;         /* their revocation list (PEM or DER); NULL or "" */
 };
+
+/* Whether a session asks the client for a certificate. */
+enum tls_client_cert { TLS_CLIENT_CERT_NONE, TLS_CLIENT_CERT_OPTIONAL, TLS_CLIENT_CERT_REQUIRED };
 
 struct tls_server;
 struct tls_session;
@@ -28,6 +35,13 @@ void tls_server_free(struct tls_server *s);
 
 /* A server-side session; NULL on allocation or GnuTLS failure. */
 struct tls_session *tls_session_new(struct tls_server *s);
+/* Asks the client for a certificate (before the handshake). OPTIONAL
+ * verifies what comes; REQUIRED fails the handshake without a valid one.
+ * Without tls_client_ca nothing is asked. */
+void tls_session_client_cert(struct tls_session *t, enum tls_client_cert mode);
+/* The client's certificate, filled once the handshake is done (or failed:
+ * why then tells what was wrong with it). Borrowed for the session's life. */
+const struct peer_cert *tls_session_peer(struct tls_session *t);
 void tls_session_free(struct tls_session *t);
 
 /* Ciphertext received from the peer. Returns 0 or -1 (allocation). */

@@ -149,8 +149,11 @@ static void start_login(struct imap_session *s, const char *mech, const char *us
                         const char *pw, size_t pwlen)
 {
     conn_login_begin(s->c, mech, user, ulen);
-    struct auth_login *l = auth_login_start(conn_auth(s->c), user, ulen, pw, pwlen,
-                                            conn_info(s->c)->peer, on_login_done, s);
+    struct auth_login *l =
+        pw ? auth_login_start_tls(conn_auth(s->c), user, ulen, pw, pwlen, conn_tls_peer(s->c),
+                                  conn_info(s->c)->peer, on_login_done, s)
+           : auth_login_external(conn_auth(s->c), user, ulen, conn_tls_peer(s->c),
+                                 conn_info(s->c)->peer, on_login_done, s);
     if (!l) {
         imap_tagged(s, "NO", "[UNAVAILABLE] Temporary authentication failure; try again later.");
         return;
@@ -270,8 +273,9 @@ static void sasl_result(struct imap_session *s, struct proto_sasl *sasl, int r,
     switch (r) {
     case SASL_DONE:
         s->login_mech = proto_sasl_metric(sasl);
-        start_login(s, sasl->mech == SASL_MECH_PLAIN ? "PLAIN" : "LOGIN", sasl->user,
-                    sasl->user_len, sasl->pass, sasl->pass_len);
+        /* EXTERNAL has no password: the certificate stands for it */
+        start_login(s, proto_sasl_name(sasl), sasl->user, sasl->user_len,
+                    sasl->mech == SASL_MECH_EXTERNAL ? NULL : sasl->pass, sasl->pass_len);
         break;
     case SASL_CANCEL:
         imap_bad(s, "Authentication cancelled.");
@@ -322,8 +326,9 @@ static void sasl_line(struct imap_session *s, const char *line, size_t len)
 {
     struct proto_sasl *sasl = s->cont_data;
     const char *challenge;
-    if (len == 0) {
-        /* an empty response line is a malformed (empty) SASL response */
+    if (len == 0 && sasl->mech != SASL_MECH_EXTERNAL) {
+        /* an empty response line is a malformed (empty) SASL response
+         * (EXTERNAL's empty authorization identity excepted) */
         sasl_result(s, sasl, SASL_BAD, "");
         return;
     }

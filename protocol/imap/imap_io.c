@@ -172,7 +172,8 @@ const char *imap_capabilities(struct imap_session *s)
         base = c[2];
     else
         base = c[3];
-    snprintf(line, sizeof(line), "%s APPENDLIMIT=%llu", base,
+    snprintf(line, sizeof(line), "%s%s APPENDLIMIT=%llu", base,
+             s->state == IMAP_NOTAUTH && conn_client_cert_valid(s->c) ? " AUTH=EXTERNAL" : "",
              (unsigned long long)cf->max_message_size);
     return line;
 }

@@ -168,8 +168,11 @@ static void start_login(struct pop3_session *s, const char *mech, const char *us
                         const char *pw, size_t pwlen)
 {
     conn_login_begin(s->c, mech, user, ulen);
-    s->login = auth_login_start(conn_auth(s->c), user, ulen, pw, pwlen, conn_info(s->c)->peer,
-                                on_login_done, s);
+    s->login =
+        pw ? auth_login_start_tls(conn_auth(s->c), user, ulen, pw, pwlen, conn_tls_peer(s->c),
+                                  conn_info(s->c)->peer, on_login_done, s)
+           : auth_login_external(conn_auth(s->c), user, ulen, conn_tls_peer(s->c),
+                                 conn_info(s->c)->peer, on_login_done, s);
     if (!s->login) {
         conn_printf(s->c, "-ERR [SYS/TEMP] Temporary authentication failure; try again later.\r\n");
         return;
@@ -189,7 +192,8 @@ static void cmd_capa(struct pop3_session *s, const char *arg, size_t len)
         if (!conn_is_tls(s->c))
             conn_printf(s->c, "STLS\r\n");
         if (auth_ok)
-            conn_printf(s->c, "USER\r\nSASL " PROTO_SASL_MECHS "\r\n");
+            conn_printf(s->c, "USER\r\nSASL " PROTO_SASL_MECHS "%s\r\n",
+                        conn_client_cert_valid(s->c) ? " " PROTO_SASL_EXTERNAL : "");
     }
     conn_printf(s->c, "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n"
                       "EXPIRE NEVER\r\nIMPLEMENTATION coffre\r\n.\r\n");
@@ -250,8 +254,9 @@ static void sasl_result(struct pop3_session *s, int r, const char *challenge)
     case SASL_DONE:
         s->sasl_active = false;
         s->login_mech = proto_sasl_metric(&s->sasl);
-        start_login(s, s->sasl.mech == SASL_MECH_PLAIN ? "PLAIN" : "LOGIN", s->sasl.user,
-                    s->sasl.user_len, s->sasl.pass, s->sasl.pass_len);
+        /* EXTERNAL has no password: the certificate stands for it */
+        start_login(s, proto_sasl_name(&s->sasl), s->sasl.user, s->sasl.user_len,
+                    s->sasl.mech == SASL_MECH_EXTERNAL ? NULL : s->sasl.pass, s->sasl.pass_len);
         break;
     case SASL_CANCEL:
         s->sasl_active = false;
@@ -274,7 +279,8 @@ static void cmd_auth(struct pop3_session *s, const char *arg, size_t len)
         /* bare AUTH lists the mechanisms (older Outlook asks this way) */
         conn_printf(s->c, "+OK\r\n");
         if (conn_plaintext_auth_ok(s->c))
-            conn_printf(s->c, "PLAIN\r\nLOGIN\r\n");
+            conn_printf(s->c, "PLAIN\r\nLOGIN\r\n%s",
+                        conn_client_cert_valid(s->c) ? "EXTERNAL\r\n" : "");
         conn_printf(s->c, ".\r\n");
         return;
     }
@@ -418,7 +424,9 @@ static void process(struct pop3_session *s)
         }
         if (s->sasl_active) {
             const char *challenge = "";
-            int sr = len ? proto_sasl_step(&s->sasl, line, len, &challenge) : SASL_BAD;
+            int sr = len || s->sasl.mech == SASL_MECH_EXTERNAL
+                         ? proto_sasl_step(&s->sasl, line, len, &challenge)
+                         : SASL_BAD;
             sasl_result(s, sr, challenge);
             continue;
         }

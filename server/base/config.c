@@ -365,6 +365,11 @@ static bool is_log_format(const char *v)
     return !strcmp(v, "text") || !strcmp(v, "json");
 }
 
+static bool is_client_cert_mode(const char *v)
+{
+    return !strcmp(v, "none") || !strcmp(v, "optional") || !strcmp(v, "required");
+}
+
 static bool is_log_target(const char *v)
 {
     return !strcmp(v, "stderr") || !strcmp(v, "syslog") || v[0] == '/';
@@ -488,6 +493,22 @@ const struct conf_setting conf_settings[] = {
      .errmsg = "tls_priority must not be empty", .doc = "GnuTLS priority string"},
     {ROW("tls_handshake_timeout", "30s", "TLS"), DURATION(tls_handshake_timeout_ms, 100),
      .doc = "a client that stalls its handshake is dropped"},
+    {ROW("tls_client_ca", "", "TLS"), PATH(tls_client_ca),
+     .doc = "PEM CA certificates that client certificates must chain to; reloaded on SIGHUP"},
+    {ROW("tls_client_crl", "", "TLS"), PATH(tls_client_crl),
+     .doc = "revocation list (PEM or DER) of tls_client_ca; reloaded on SIGHUP"},
+    {ROW("imap_client_cert", "none", "TLS"), STRING(imap_client_cert), .valid = is_client_cert_mode,
+     .errmsg = "imap_client_cert must be none, optional or required",
+     .doc = "ask imap clients for a certificate (SASL EXTERNAL, require_client_cert)"},
+    {ROW("imaps_client_cert", "none", "TLS"), STRING(imaps_client_cert),
+     .valid = is_client_cert_mode, .errmsg = "imaps_client_cert must be none, optional or required",
+     .doc = "ask imaps clients for a certificate (SASL EXTERNAL, require_client_cert)"},
+    {ROW("pop3_client_cert", "none", "TLS"), STRING(pop3_client_cert), .valid = is_client_cert_mode,
+     .errmsg = "pop3_client_cert must be none, optional or required",
+     .doc = "ask pop3 clients for a certificate (SASL EXTERNAL, require_client_cert)"},
+    {ROW("pop3s_client_cert", "none", "TLS"), STRING(pop3s_client_cert),
+     .valid = is_client_cert_mode, .errmsg = "pop3s_client_cert must be none, optional or required",
+     .doc = "ask pop3s clients for a certificate (SASL EXTERNAL, require_client_cert)"},
 
     /* ---- Connections, for every protocol */
     {ROW("max_connections", "50000", "Connections"), UINT(max_connections, 1, 1000000),
@@ -821,6 +842,16 @@ int conf_validate(const struct conf *c, char *err, size_t errlen)
 
     if (tls_needed && (!c->tls_cert[0] || !c->tls_key[0])) {
         snprintf(err, errlen, "tls_cert and tls_key are required when IMAP, POP3 or HTTPS listens");
+        return -1;
+    }
+    if (!c->tls_client_ca[0] &&
+        (strcmp(c->imap_client_cert, "none") || strcmp(c->imaps_client_cert, "none") ||
+         strcmp(c->pop3_client_cert, "none") || strcmp(c->pop3s_client_cert, "none"))) {
+        snprintf(err, errlen, "*_client_cert other than none needs tls_client_ca");
+        return -1;
+    }
+    if (c->tls_client_crl[0] && !c->tls_client_ca[0]) {
+        snprintf(err, errlen, "tls_client_crl needs tls_client_ca");
         return -1;
     }
     if (!c->tls_cert_rsa[0] != !c->tls_key_rsa[0]) {

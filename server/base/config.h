@@ -62,6 +62,10 @@ struct conf {
     char tls_key_rsa[CONF_PATH_MAX];
     char tls_priority[512];
     unsigned tls_handshake_timeout_ms;
+    char tls_client_ca[CONF_PATH_MAX];  /* CAs of client certificates, "" = none asked */
+    char tls_client_crl[CONF_PATH_MAX]; /* their CRL, "" = none */
+    /* none|optional|required, per listener kind (STARTTLS for imap/pop3) */
+    char imap_client_cert[16], imaps_client_cert[16], pop3_client_cert[16], pop3s_client_cert[16];
 
     /* Connections (every protocol) */
     unsigned max_connections;

@@ -83,6 +83,11 @@ size_t conn_write_queued(struct conn *c);
  * STARTTLS command. Returns 0, or -1 (TLS not configured, already on). */
 int conn_starttls(struct conn *c);
 bool conn_is_tls(struct conn *c);
+/* The client's certificate (server/base/peercert.h) once TLS is up, else NULL. */
+struct peer_cert;
+const struct peer_cert *conn_tls_peer(struct conn *c);
+/* TLS with a valid client certificate: SASL EXTERNAL is offered. */
+bool conn_client_cert_valid(struct conn *c);
 /* True when TLS is up, or the peer is in plaintext_auth_networks. */
 bool conn_plaintext_auth_ok(struct conn *c);
 

@@ -35,6 +35,8 @@ const char *conn_hostname(struct conn *c) { return "fuzz.example"; }
 struct uv_loop_s *conn_loop(struct conn *c) { return NULL; }
 size_t conn_write_queued(struct conn *c) { return 0; }
 bool conn_is_tls(struct conn *c) { return c->tls; }
+const struct peer_cert *conn_tls_peer(struct conn *c) { return NULL; }
+bool conn_client_cert_valid(struct conn *c) { return false; }
 bool conn_plaintext_auth_ok(struct conn *c) { return c->tls || c->plain_ok; }
 void conn_pause(struct conn *c) {}
 void conn_resume(struct conn *c) {}
@@ -95,6 +97,20 @@ struct auth_login *auth_login_start(struct auth_service *s, const char *user, si
     pending_cb = cb;
     pending_arg = arg;
     return (struct auth_login *)&pending_handle;
+}
+
+struct auth_login *auth_login_start_tls(struct auth_service *s, const char *user, size_t ulen,
+                                        const char *pw, size_t pwlen, const struct peer_cert *peer,
+                                        const struct sockaddr *remote, auth_login_cb cb, void *arg)
+{
+    return auth_login_start(s, user, ulen, pw, pwlen, remote, cb, arg);
+}
+
+struct auth_login *auth_login_external(struct auth_service *s, const char *authzid, size_t alen,
+                                       const struct peer_cert *peer, const struct sockaddr *remote,
+                                       auth_login_cb cb, void *arg)
+{
+    return auth_login_start(s, authzid, alen, NULL, 0, remote, cb, arg);
 }
 
 void auth_login_cancel(struct auth_login *l)
