@@ -130,6 +130,22 @@ static void test_sasl(void)
     proto_sasl_start(&s, "PLAIN", 5);
     CHECK(proto_sasl_step(&s, "*", 1, &ch) == SASL_CANCEL, "* cancels");
 
+    /* EXTERNAL: the message is the authorization identity, maybe empty */
+    proto_sasl_start(&s, "external", 8);
+    CHECK(s.mech == SASL_MECH_EXTERNAL && proto_sasl_step(&s, "=", 1, &ch) == SASL_DONE &&
+              s.user_len == 0 && proto_sasl_metric(&s) == METRICS_MECH_EXTERNAL,
+          "EXTERNAL with an empty initial response");
+    proto_sasl_start(&s, "EXTERNAL", 8);
+    CHECK(proto_sasl_step(&s, "", 0, &ch) == SASL_CONTINUE && !strcmp(ch, "") &&
+              proto_sasl_step(&s, "", 0, &ch) == SASL_DONE && s.user_len == 0,
+          "EXTERNAL without initial response: empty challenge, empty answer");
+    proto_sasl_start(&s, "EXTERNAL", 8);
+    CHECK(proto_sasl_step(&s, "Ym9i", 4, &ch) == SASL_DONE && s.user_len == 3 &&
+              !memcmp(s.user, "bob", 3),
+          "EXTERNAL authorization identity decoded");
+    proto_sasl_start(&s, "EXTERNAL", 8);
+    CHECK(proto_sasl_step(&s, "AGJvYg==", 8, &ch) == SASL_BAD, "EXTERNAL identity with NUL: BAD");
+
     /* LOGIN: Username:, Password: */
     proto_sasl_start(&s, "LOGIN", 5);
     CHECK(proto_sasl_step(&s, "", 0, &ch) == SASL_CONTINUE && !strcmp(ch, "VXNlcm5hbWU6"),
