@@ -57,6 +57,7 @@ enum {
     STORAGE_E_CORRUPT = -12,  /* index corrupt (open rebuilds it; seen only by check) */
     STORAGE_E_TOOBIG = -13,   /* message larger than the limit given */
     STORAGE_E_LIMIT = -14,    /* over a work limit of storage_set_limits */
+    STORAGE_E_CONFLICT = -15, /* import: the mailbox has messages under another UIDVALIDITY */
 };
 
 /* Static English text for an error code. */
@@ -697,6 +698,91 @@ bool storage_asleep(struct storage_user *u);
 /* When the handle was last read or written (CLOCK_MONOTONIC, ms): a hint
  * for the loop thread, no lock. */
 uint64_t storage_last_use(struct storage_user *u);
+
+/* ---- import (coffrectl import; storage/import.c) ----
+ *
+ * Messages brought from another server keep their UIDVALIDITY, UIDs,
+ * flags, keywords and internal dates. Every write goes through the
+ * account's writer lock and one index transaction, like a delivery, so
+ * an import runs while coffred serves the account (its sessions hear of
+ * the new messages through storage_poll). How to call it:
+ *
+ *   struct storage_user *u;
+ *   struct storage_mbox mb;
+ *   storage_open(data_dir, account_id, &u);
+ *   // each folder of the source:
+ *   rc = storage_import_mailbox(u, "Sent", src_uidvalidity, STORAGE_SPECIAL_SENT, &mb);
+ *   //   STORAGE_E_CONFLICT: the folder holds messages under another
+ *   //   UIDVALIDITY: report it, import nothing into it
+ *   // its messages in ascending UID order, in batches (say 500-2,000):
+ *   struct storage_import_msg m[n] = {{.uid = 7, .flags = STORAGE_FLAG_SEEN,
+ *       .keywords = kw, .nkeywords = 1, .internal_date = t, .path = "/src/cur/..."},
+ *       {.uid = 9, .data = buf, .len = len, ...}, ...};
+ *   rc = storage_import_messages(u, mb.id, m, n);
+ *   //   rc != 0: the batch failed as a whole (index or disk error), nothing
+ *   //   of it is in; else look at each m[i].status (m[i].rc when FAILED)
+ *   // at the end of the folder, so that no UID the source handed out is
+ *   // handed out again:
+ *   storage_import_uidnext(u, mb.id, src_uidnext);
+ *   // subscriptions: storage_subscribe(u, name, true) for each
+ *   storage_close(u);
+ *
+ * A batch is durable as a whole: the files are written into tmp/ and
+ * synced together, linked into the folder's cur/ (named with their UID
+ * and flags, their mtime the internal date), the folder fsync'd once, and
+ * the rows (the same as a delivery's: headers, envelope, sort keys,
+ * preview, EMAILID/THREADID, the text queued for the background full-text
+ * indexer) committed in one transaction. Line ends are stored as CRLF
+ * (the size is the RFC 822 size, as IMAP servers report it).
+ *
+ * Running the same import again adds nothing: a UID the mailbox has is
+ * skipped (STORAGE_IMPORT_PRESENT), and so is a UID below its UIDNEXT that
+ * it no longer has (STORAGE_IMPORT_UID_USED: expunged here, never reused).
+ * After an interruption between the link and the commit of a batch, the
+ * next open adopts the files from cur/ with their UID, flags and date; the
+ * next import run gives them back the keywords they lacked (a message
+ * present without any keyword gets the source's). No quota is checked:
+ * the administrator imports. */
+
+/* Finds the mailbox `name` or creates it (with any missing parents) with
+ * UIDVALIDITY uidvalidity (0: a new one), and fills *out. A mailbox found
+ * with another UIDVALIDITY takes the one given when it has no message
+ * (its UIDNEXT back to 1, its remembered expunges forgotten); with
+ * messages it is left alone and STORAGE_E_CONFLICT returned (*out filled).
+ * special_use (STORAGE_SPECIAL_*, 0: none) replaces the mailbox's when not
+ * 0. Disk. */
+int storage_import_mailbox(struct storage_user *u, const char *name, uint32_t uidvalidity,
+                           unsigned special_use, struct storage_mbox *out);
+
+enum storage_import_status {
+    STORAGE_IMPORT_ADDED = 1,
+    STORAGE_IMPORT_PRESENT,  /* the UID is in the mailbox already: skipped */
+    STORAGE_IMPORT_UID_USED, /* below UIDNEXT but gone (expunged here): skipped */
+    STORAGE_IMPORT_FAILED,   /* rc says why (unreadable file, ...); the batch went on */
+};
+struct storage_import_msg {
+    uint32_t uid;                /* 1..UINT32_MAX-1; ascending within a batch and across them */
+    unsigned flags;              /* STORAGE_FLAG_* */
+    const char *const *keywords; /* may be NULL; one coffre cannot hold is dropped */
+    size_t nkeywords;
+    int64_t internal_date; /* unix time; 0: the file's mtime (path), else now */
+    const char *path;      /* the message from this file, or when NULL */
+    const void *data;      /* from these len bytes */
+    size_t len;
+    /* out */
+    enum storage_import_status status;
+    int rc;                    /* STORAGE_E_* when FAILED */
+    uint64_t size;             /* ADDED: bytes stored */
+    unsigned keywords_dropped; /* keywords left out (syntax, length, count) */
+    bool keywords_restored;    /* PRESENT: it had none, got the source's */
+};
+/* Adds the n messages (see above) to mailbox mbox in one transaction.
+ * 0 and a status for each, or an error for the whole batch (nothing of it
+ * added). Disk. */
+int storage_import_messages(struct storage_user *u, int64_t mbox, struct storage_import_msg *m,
+                            size_t n);
+/* Raises mailbox mbox's UIDNEXT to uidnext (never lowers it). Disk. */
+int storage_import_uidnext(struct storage_user *u, int64_t mbox, uint32_t uidnext);
 
 /* ---- maintenance (coffrectl) ---- */
 

@@ -1,0 +1,552 @@
+/* Import (coffrectl import): mailboxes created or found with the source's
+ * UIDVALIDITY, and messages added in batches under the source's UIDs with
+ * their flags, keywords and internal dates. How to call it is in
+ * storage.h. A batch is written like a group of deliveries: every file
+ * into tmp/ (line ends made CRLF, MIME summary computed from memory),
+ * their writeback started together then each fsync'd, and in one write
+ * transaction each linked into cur/ under its UID, the folder fsync'd
+ * once, the rows inserted and committed once. */
+#include "storage/internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "storage/mime.h"
+
+/* ---- mailboxes ---- */
+
+struct imbox_ctx {
+    char name[STORAGE_MBOX_NAME_MAX + 1];
+    uint32_t uidvalidity;
+    unsigned special_use;
+    bool conflict;
+    struct storage_mbox out;
+};
+
+/* The mailbox takes UIDVALIDITY uv: its UIDs start again from 1 and what
+ * it remembered of the old ones (expunges for QRESYNC) goes. */
+static int set_uidvalidity(struct txn *t, const struct mbox_row *m, uint32_t uv)
+{
+    char mdir[STORAGE_PATH_MAX];
+    int rc;
+
+    if ((rc = db_run(t->db, "UPDATE mailboxes SET uidvalidity = ?, uidnext = 1 WHERE id = ?", uv,
+                     m->id)) != 0 ||
+        (rc = db_run(t->db, "DELETE FROM expunged WHERE mailbox_id = ?", m->id)) != 0 ||
+        (rc = vanished_forget_mailbox(t->db, m->id)) != 0)
+        return rc;
+    if ((rc = mbox_path(t->u, m->name, mdir, sizeof(mdir))) != 0)
+        return rc;
+    return uidvalidity_file_write(mdir, uv, 1);
+}
+
+static int imbox_work(struct txn *t, void *ctx)
+{
+    struct imbox_ctx *c = ctx;
+    struct mbox_row m;
+    bool changed = false;
+    int64_t id = 0;
+    int rc = mbox_by_name(t->db, c->name, &m);
+
+    if (rc == STORAGE_E_NOMBOX) {
+        if ((rc = mailbox_room(t->db, c->name)) != 0 ||
+            (rc = mbox_create_locked(t->u, c->name, c->special_use, c->uidvalidity, 1, &id)) != 0)
+            return rc;
+        changed = true;
+    } else if (rc) {
+        return rc;
+    } else {
+        id = m.id;
+        if (c->uidvalidity && m.uidvalidity != c->uidvalidity) {
+            int64_t count = 0;
+            if ((rc = db_int_binds(t->db, &count,
+                                   "SELECT count(*) FROM messages WHERE mailbox_id = ?", NULL,
+                                   DB_INTS(m.id))) != 0)
+                return rc;
+            if (count) {
+                c->conflict = true;
+            } else {
+                if ((rc = set_uidvalidity(t, &m, c->uidvalidity)) != 0)
+                    return rc;
+                changed = true;
+            }
+        }
+        if (!c->conflict && c->special_use) {
+            int64_t cur = 0;
+            if ((rc = db_int_binds(t->db, &cur, "SELECT special_use FROM mailboxes WHERE id = ?",
+                                   NULL, DB_INTS(m.id))) != 0)
+                return rc;
+            if ((unsigned)cur != c->special_use) {
+                if ((rc = db_run(t->db, "UPDATE mailboxes SET special_use = ? WHERE id = ?",
+                                 c->special_use, m.id)) != 0)
+                    return rc;
+                changed = true;
+            }
+        }
+    }
+    if ((rc = mbox_info_read(t->db, NULL, id, &c->out)) != 0)
+        return rc;
+    if (!changed)
+        return TXN_NOTHING;
+    return txn_event(t, STORAGE_EV_MAILBOX, id) ? 0 : STORAGE_E_NOMEM;
+}
+
+int storage_import_mailbox(struct storage_user *u, const char *name, uint32_t uidvalidity,
+                           unsigned special_use, struct storage_mbox *out)
+{
+    struct imbox_ctx c = {.uidvalidity = uidvalidity, .special_use = special_use};
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = name_normalize(name, c.name, sizeof(c.name))) != 0)
+        return rc;
+    if ((rc = write_txn(u, imbox_work, &c)) != 0)
+        return rc;
+    *out = c.out;
+    return c.conflict ? STORAGE_E_CONFLICT : 0;
+}
+
+/* ---- UIDNEXT ---- */
+
+struct iuidnext_ctx {
+    int64_t mbox;
+    uint32_t uidnext;
+};
+
+static int iuidnext_work(struct txn *t, void *ctx)
+{
+    struct iuidnext_ctx *c = ctx;
+    char mdir[STORAGE_PATH_MAX];
+    struct mbox_row m;
+    int rc = mbox_by_id(t->db, c->mbox, &m);
+
+    if (rc)
+        return rc;
+    if (m.uidnext >= c->uidnext)
+        return TXN_NOTHING;
+    if ((rc = mbox_set_uidnext(t->db, m.id, c->uidnext)) != 0 ||
+        (rc = mbox_path(t->u, m.name, mdir, sizeof(mdir))) != 0)
+        return rc;
+    /* what a rebuild of the index goes by */
+    if ((rc = uidvalidity_file_write(mdir, m.uidvalidity, c->uidnext)) != 0)
+        return rc;
+    return txn_event(t, STORAGE_EV_MAILBOX, m.id) ? 0 : STORAGE_E_NOMEM;
+}
+
+int storage_import_uidnext(struct storage_user *u, int64_t mbox, uint32_t uidnext)
+{
+    struct iuidnext_ctx c = {mbox, uidnext};
+
+    if (uidnext == 0)
+        return STORAGE_E_INVAL;
+    return write_txn(u, iuidnext_work, &c);
+}
+
+/* ---- messages ---- */
+
+/* One message of a batch while it is written. */
+struct imsg {
+    struct storage_import_msg *m;
+    char kw[(STORAGE_KEYWORD_MAX + 1) * (STORAGE_KEYWORDS_MAX + 1) + 1];
+    char tmp[STORAGE_PATH_MAX]; /* the file in tmp/, "" once gone */
+    char dst[STORAGE_PATH_MAX]; /* linked there (in the transaction) */
+    int fd;
+    bool written; /* tmp holds it, summary made */
+    bool restore; /* present without keywords: gets kw */
+    bool linked;
+    struct mime_summary ms;
+};
+
+struct ibatch {
+    int64_t mbox;
+    struct imsg *v;
+    size_t n;
+    char mdir[STORAGE_PATH_MAX];
+};
+
+/* The keywords of m coffre can hold, merged into out; the others counted. */
+static int keywords_take(struct imsg *im)
+{
+    const struct storage_import_msg *m = im->m;
+    const char *ok[STORAGE_KEYWORDS_MAX];
+    size_t n = 0;
+
+    im->m->keywords_dropped = 0;
+    for (size_t i = 0; i < m->nkeywords; i++) {
+        if (n < STORAGE_KEYWORDS_MAX && keywords_check(&m->keywords[i], 1) == 0)
+            ok[n++] = m->keywords[i];
+        else
+            im->m->keywords_dropped++;
+    }
+    return keywords_merge("", STORAGE_STORE_SET, ok, n, im->kw, sizeof(im->kw));
+}
+
+/* Reads the whole file at path into *out (caller frees), its mtime into
+ * *mtime. */
+static int read_file(const char *path, char **out, size_t *len, int64_t *mtime)
+{
+    struct stat sb;
+    size_t off = 0;
+    char *buf;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK), rc = 0;
+
+    *out = NULL;
+    if (fd < 0)
+        return err_from_errno(errno);
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return STORAGE_E_INVAL;
+    }
+    if (!(buf = malloc((size_t)sb.st_size + 1))) {
+        close(fd);
+        return STORAGE_E_NOMEM;
+    }
+    while (off < (size_t)sb.st_size) {
+        ssize_t r = read(fd, buf + off, (size_t)sb.st_size - off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            rc = r < 0 ? err_from_errno(errno) : STORAGE_E_FAIL; /* shrunk under us */
+            break;
+        }
+        off += (size_t)r;
+    }
+    close(fd);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    *len = off;
+    *mtime = (int64_t)sb.st_mtime;
+    return 0;
+}
+
+/* p[0..len) with each bare LF made CRLF, as a draft stores it: *out is p
+ * itself when nothing changes, else malloc'd (caller frees). */
+static int to_crlf(const char *p, size_t len, char **out, size_t *outlen)
+{
+    size_t bare = 0, o = 0;
+    char *q;
+
+    for (const char *s = p, *e = p + len; (s = memchr(s, '\n', (size_t)(e - s))) != NULL; s++)
+        if (s == p || s[-1] != '\r')
+            bare++;
+    if (!bare) {
+        *out = (char *)p;
+        *outlen = len;
+        return 0;
+    }
+    if (!(q = malloc(len + bare)))
+        return STORAGE_E_NOMEM;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
+            q[o++] = '\r';
+        q[o++] = p[i];
+    }
+    *out = q;
+    *outlen = o;
+    return 0;
+}
+
+/* Writes message im into tmp/ (not synced yet; its writeback started),
+ * with its summary. A failure is the message's own. */
+static int write_one(struct ibatch *b, struct imsg *im)
+{
+    struct storage_import_msg *m = im->m;
+    char tmpdir[STORAGE_PATH_MAX], *src = NULL, *data = NULL;
+    size_t len = 0, dlen = 0;
+    int64_t mtime = 0;
+    int rc;
+
+    if ((rc = keywords_take(im)) != 0)
+        return rc;
+    if (m->path) {
+        if ((rc = read_file(m->path, &src, &len, &mtime)) != 0)
+            return rc;
+    } else {
+        if (!m->data && m->len)
+            return STORAGE_E_INVAL;
+        src = (char *)m->data;
+        len = m->len;
+    }
+    if (m->internal_date <= 0)
+        m->internal_date = m->path ? mtime : now_unix();
+    rc = to_crlf(src ? src : "", len, &data, &dlen);
+    if (rc == 0 && mime_parse(data, dlen, &im->ms) != 0)
+        rc = STORAGE_E_NOMEM;
+    pathf(tmpdir, sizeof(tmpdir), "%s/tmp", b->mdir);
+    if (rc == 0 && (rc = tmp_file_open(tmpdir, im->tmp, sizeof(im->tmp), &im->fd)) == 0) {
+        size_t off = 0;
+        while (off < dlen) {
+            ssize_t w = write(im->fd, data + off, dlen - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                rc = err_from_errno(w < 0 ? errno : ENOSPC);
+                break;
+            }
+            off += (size_t)w;
+        }
+        if (rc == 0)
+            (void)sync_file_range(im->fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint only */
+        if (rc) {
+            close(im->fd);
+            im->fd = -1;
+            unlink(im->tmp);
+            im->tmp[0] = '\0';
+        }
+    }
+    if (data && data != src)
+        free(data);
+    if (m->path)
+        free(src);
+    if (rc == 0) {
+        m->size = dlen;
+        im->written = true;
+    }
+    return rc;
+}
+
+/* Is uid in mailbox mbox? *kw_empty: it has no keyword. */
+static int uid_present(sqlite3 *db, int64_t mbox, uint32_t uid, bool *present, bool *kw_empty)
+{
+    sqlite3_stmt *st;
+    int rc =
+        db_prepare(db, "SELECT keywords = '' FROM messages WHERE mailbox_id = ? AND uid = ?", &st);
+
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, mbox);
+    sqlite3_bind_int64(st, 2, uid);
+    rc = sqlite3_step(st);
+    *present = rc == SQLITE_ROW;
+    *kw_empty = *present && sqlite3_column_int(st, 0);
+    rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Sorts out, from what the index holds now, the messages of the batch
+ * that are skipped (present or UID used) and those whose keywords come
+ * back. uidnext: the mailbox's. */
+static int classify(sqlite3 *db, struct ibatch *b, uint32_t uidnext, bool *any)
+{
+    *any = false;
+    for (size_t i = 0; i < b->n; i++) {
+        struct imsg *im = &b->v[i];
+        struct storage_import_msg *m = im->m;
+        bool present, kw_empty;
+        int rc;
+        if (m->status == STORAGE_IMPORT_FAILED)
+            continue;
+        if (m->uid >= uidnext) {
+            m->status = 0;
+            *any = true;
+            continue;
+        }
+        if ((rc = uid_present(db, b->mbox, m->uid, &present, &kw_empty)) != 0)
+            return rc;
+        m->status = present ? STORAGE_IMPORT_PRESENT : STORAGE_IMPORT_UID_USED;
+        im->restore = present && kw_empty && m->nkeywords > 0;
+        *any |= im->restore;
+    }
+    return 0;
+}
+
+static int ibatch_work(struct txn *t, void *ctx)
+{
+    struct ibatch *b = ctx;
+    struct pending_event *pe_new = NULL, *pe_kw = NULL;
+    char cur[STORAGE_PATH_MAX];
+    struct mbox_row mb;
+    uint64_t modseq = 0;
+    uint32_t uidnext;
+    size_t linked = 0;
+    bool any;
+    int rc;
+
+    if ((rc = mbox_by_id(t->db, b->mbox, &mb)) != 0)
+        return rc;
+    /* again, under the lock: another import may have run meanwhile */
+    if ((rc = classify(t->db, b, mb.uidnext, &any)) != 0)
+        return rc;
+    if (!any)
+        return TXN_NOTHING;
+    if ((rc = mbox_bump_modseq(t->db, mb.id, &modseq)) != 0)
+        return rc;
+    pathf(cur, sizeof(cur), "%s/cur", b->mdir);
+    uidnext = mb.uidnext;
+    for (size_t i = 0; i < b->n; i++) {
+        struct imsg *im = &b->v[i];
+        struct storage_import_msg *m = im->m;
+        char unique[256], fname[512], rel[600];
+        if (im->restore && m->status == STORAGE_IMPORT_PRESENT) {
+            char kw[sizeof(im->kw)];
+            if (keywords_take(im) != 0 || !im->kw[0])
+                continue;
+            memcpy(kw, im->kw, sizeof(kw));
+            if ((rc = db_run_text(t->db,
+                                  "UPDATE messages SET keywords = ?, modseq = ?"
+                                  " WHERE mailbox_id = ? AND uid = ? AND keywords = ''",
+                                  kw, (int64_t)modseq, mb.id, m->uid)) != 0)
+                return rc;
+            m->keywords_restored = sqlite3_changes(t->db) > 0;
+            if (m->keywords_restored) {
+                if (!pe_kw && !(pe_kw = txn_event(t, STORAGE_EV_FLAGS, mb.id)))
+                    return STORAGE_E_NOMEM;
+                if (uidlist_add(&pe_kw->uids, m->uid) != 0)
+                    return STORAGE_E_NOMEM;
+                pe_kw->modseq = modseq;
+            }
+            continue;
+        }
+        if (m->status != 0 || !im->written)
+            continue;
+        if (m->uid < uidnext) { /* not ascending: its place was taken */
+            m->status = STORAGE_IMPORT_UID_USED;
+            continue;
+        }
+        for (int attempt = 0;; attempt++) {
+            if ((rc = make_unique(unique, sizeof(unique))) != 0 ||
+                (rc = msg_file_name(fname, sizeof(fname), unique, m->uid, m->size, m->flags)) != 0)
+                return rc;
+            pathf(im->dst, sizeof(im->dst), "%s/%s", cur, fname);
+            if (link(im->tmp, im->dst) == 0)
+                break;
+            /* a file that cannot be linked fails the batch: the UIDs after
+             * it must not pass it by */
+            if (errno != EEXIST || attempt >= 5)
+                return err_from_errno(errno);
+        }
+        im->linked = true;
+        linked++;
+        /* the internal date is the file's time, as a rebuild reads it; made
+         * durable with the folder's fsync below (the same journal commit) */
+        (void)futimens(im->fd, (const struct timespec[2]){{.tv_sec = m->internal_date},
+                                                          {.tv_sec = m->internal_date}});
+        pathf(rel, sizeof(rel), "cur/%s", fname);
+        rc = msg_insert(t->db, mb.id, m->uid, rel, m->size, m->internal_date,
+                        m->flags & STORAGE_FLAGS_ALL, m->flags & STORAGE_FLAGS_ALL, im->kw, &im->ms,
+                        0, NULL, modseq);
+        if (rc)
+            return rc;
+        uidnext = m->uid + 1;
+        if (!pe_new && !(pe_new = txn_event(t, STORAGE_EV_NEW, mb.id)))
+            return STORAGE_E_NOMEM;
+        if (uidlist_add(&pe_new->uids, m->uid) != 0)
+            return STORAGE_E_NOMEM;
+        pe_new->modseq = modseq;
+    }
+    if (linked) {
+        if ((rc = mbox_set_uidnext(t->db, mb.id, uidnext)) != 0 || (rc = fsync_dir(cur)) != 0)
+            return rc;
+        /* the folder's times as of the last link, which the next open compares */
+        if ((rc = dir_mtime_changed(t->u, mb.id, b->mdir, true)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void ibatch_undo(struct txn *t, void *ctx)
+{
+    struct ibatch *b = ctx;
+
+    (void)t;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->v[i].linked)
+            unlink(b->v[i].dst);
+        b->v[i].linked = false;
+    }
+}
+
+static void ibatch_committed(struct txn *t, void *ctx)
+{
+    struct ibatch *b = ctx;
+
+    (void)t;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->v[i].linked && b->v[i].m->status == 0)
+            b->v[i].m->status = STORAGE_IMPORT_ADDED;
+}
+
+int storage_import_messages(struct storage_user *u, int64_t mbox, struct storage_import_msg *m,
+                            size_t n)
+{
+    static const struct txn_path path = {
+        .work = ibatch_work, .undo = ibatch_undo, .committed = ibatch_committed};
+    struct ibatch b = {.mbox = mbox, .n = n};
+    struct mbox_row mb;
+    sqlite3 *db;
+    bool any = false;
+    int rc;
+
+    if (n == 0)
+        return 0;
+    if (!(b.v = calloc(n, sizeof(*b.v))))
+        return STORAGE_E_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        b.v[i].m = &m[i];
+        b.v[i].fd = -1;
+        m[i].status = 0;
+        m[i].rc = 0;
+        m[i].size = 0;
+        m[i].keywords_dropped = 0;
+        m[i].keywords_restored = false;
+        if (m[i].uid == 0 || m[i].uid == UINT32_MAX) {
+            m[i].status = STORAGE_IMPORT_FAILED;
+            m[i].rc = STORAGE_E_INVAL;
+        }
+    }
+    /* what the index holds already is not written again (a rerun) */
+    if (!(db = reader_get(u))) {
+        rc = STORAGE_E_TEMP;
+        goto out;
+    }
+    rc = mbox_by_id(db, mbox, &mb);
+    if (rc == 0)
+        rc = classify(db, &b, mb.uidnext, &any);
+    reader_put(u, db);
+    if (rc || !any)
+        goto out;
+    if ((rc = mbox_path(u, mb.name, b.mdir, sizeof(b.mdir))) != 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        int r;
+        if (m[i].status != 0)
+            continue;
+        if ((r = write_one(&b, &b.v[i])) != 0) {
+            m[i].status = STORAGE_IMPORT_FAILED;
+            m[i].rc = r;
+        }
+    }
+    /* the writeback of every file was started as it was written: each
+     * fsync now mostly finds its data on the disk */
+    for (size_t i = 0; i < n; i++) {
+        if (b.v[i].fd >= 0 && fsync(b.v[i].fd) < 0) {
+            rc = err_from_errno(errno);
+            goto out;
+        }
+    }
+    rc = write_txn_path(u, &path, &b);
+out:
+    for (size_t i = 0; i < n; i++) {
+        struct imsg *im = &b.v[i];
+        if (im->fd >= 0)
+            close(im->fd);
+        if (im->tmp[0])
+            unlink(im->tmp);
+        mime_summary_free(&im->ms);
+        if (rc == 0 && m[i].status == 0) { /* its UIDVALIDITY changed meanwhile */
+            m[i].status = STORAGE_IMPORT_FAILED;
+            m[i].rc = STORAGE_E_TEMP;
+        }
+    }
+    free(b.v);
+    return rc;
+}
