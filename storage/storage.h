@@ -767,6 +767,7 @@ struct storage_import_msg {
     size_t nkeywords;
     int64_t internal_date; /* unix time; 0: the file's mtime (path), else now */
     const char *path;      /* the message from this file, or when NULL */
+    bool decompress;       /* path: inflated when it is gzip or zlib data */
     const void *data;      /* from these len bytes */
     size_t len;
     /* out */
