@@ -149,6 +149,48 @@ int storage_import_uidnext(struct storage_user *u, int64_t mbox, uint32_t uidnex
     return write_txn(u, iuidnext_work, &c);
 }
 
+/* ---- the first UID of a source without UIDs ---- */
+
+struct ibase_ctx {
+    int64_t mbox;
+    const char *source;
+    char key[STORAGE_PATH_MAX + 64];
+    uint32_t base;
+};
+
+static int ibase_work(struct txn *t, void *ctx)
+{
+    struct ibase_ctx *c = ctx;
+    struct mbox_row m;
+    int64_t v = 0;
+    int rc = mbox_by_id(t->db, c->mbox, &m);
+
+    if (rc)
+        return rc;
+    /* per incarnation of the mailbox: a new UIDVALIDITY starts afresh */
+    pathf(c->key, sizeof(c->key), "import_base:%" PRId64 ":%" PRIu32 ":%s", m.id, m.uidvalidity,
+          c->source);
+    if (!c->key[0])
+        return STORAGE_E_INVAL;
+    if ((rc = db_meta_get(t->db, c->key, &v)) != 0)
+        return rc;
+    if (v > 0) {
+        c->base = (uint32_t)v;
+        return TXN_NOTHING;
+    }
+    c->base = m.uidnext;
+    return db_meta_set(t->db, c->key, m.uidnext);
+}
+
+int storage_import_base(struct storage_user *u, int64_t mbox, const char *source, uint32_t *base)
+{
+    struct ibase_ctx c = {.mbox = mbox, .source = source};
+    int rc = write_txn(u, ibase_work, &c);
+
+    *base = rc == 0 ? c.base : 0;
+    return rc;
+}
+
 /* ---- messages ---- */
 
 /* One message of a batch while it is written. */
