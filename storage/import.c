@@ -344,10 +344,11 @@ static int read_file(const char *path, bool decompress, char **out, size_t *len,
  * itself when nothing changes, else malloc'd (caller frees). */
 static int to_crlf(const char *p, size_t len, char **out, size_t *outlen)
 {
+    const char *e = p + len;
     size_t bare = 0, o = 0;
     char *q;
 
-    for (const char *s = p, *e = p + len; (s = memchr(s, '\n', (size_t)(e - s))) != NULL; s++)
+    for (const char *s = p; (s = memchr(s, '\n', (size_t)(e - s))) != NULL; s++)
         if (s == p || s[-1] != '\r')
             bare++;
     if (!bare) {
@@ -357,10 +358,18 @@ static int to_crlf(const char *p, size_t len, char **out, size_t *outlen)
     }
     if (!(q = malloc(len + bare)))
         return STORAGE_E_NOMEM;
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
+    /* each line up to its LF in one copy */
+    for (const char *s = p; s < e;) {
+        const char *nl = memchr(s, '\n', (size_t)(e - s));
+        size_t run = nl ? (size_t)(nl - s) : (size_t)(e - s);
+        memcpy(q + o, s, run);
+        o += run;
+        if (!nl)
+            break;
+        if (nl == p || nl[-1] != '\r')
             q[o++] = '\r';
-        q[o++] = p[i];
+        q[o++] = '\n';
+        s = nl + 1;
     }
     *out = q;
     *outlen = o;
@@ -423,6 +432,72 @@ static int write_one(struct ibatch *b, struct imsg *im)
         m->size = dlen;
         im->written = true;
     }
+    return rc;
+}
+
+/* The files of a batch are written by up to IMPORT_WRITERS threads at
+ * once (one per processor): reading, converting and parsing a message
+ * takes a processor while another one waits for the disk. */
+#define IMPORT_WRITERS 4
+
+struct writer {
+    struct ibatch *b;
+    size_t first, step;
+    int rc; /* an fsync that failed: the batch fails */
+    pthread_t th;
+};
+
+/* Writes the messages first, first + step, ... then makes them durable:
+ * each file's writeback was started as it was written, so each fsync
+ * mostly finds its data on the disk already. */
+static void *writer_run(void *arg)
+{
+    struct writer *w = arg;
+    struct ibatch *b = w->b;
+
+    for (size_t i = w->first; i < b->n; i += w->step) {
+        struct storage_import_msg *m = b->v[i].m;
+        int r;
+        if (m->status != 0)
+            continue;
+        if ((r = write_one(b, &b->v[i])) != 0) {
+            m->status = STORAGE_IMPORT_FAILED;
+            m->rc = r;
+        }
+    }
+    for (size_t i = w->first; i < b->n && !w->rc; i += w->step)
+        if (b->v[i].fd >= 0 && fsync(b->v[i].fd) < 0)
+            w->rc = err_from_errno(errno);
+    return NULL;
+}
+
+static int write_all(struct ibatch *b)
+{
+    struct writer w[IMPORT_WRITERS];
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t nw = cpus < 1 ? 1 : cpus > IMPORT_WRITERS ? IMPORT_WRITERS : (size_t)cpus, started;
+    int rc = 0;
+
+    if (nw > b->n)
+        nw = b->n;
+    for (size_t t = 0; t < nw; t++)
+        w[t] = (struct writer){.b = b, .first = t, .step = nw};
+    /* this thread is the first writer, the others run beside it */
+    for (started = 1; started < nw; started++)
+        if (pthread_create(&w[started].th, NULL, writer_run, &w[started]) != 0)
+            break;
+    if (started < nw) { /* no thread: this one writes their share too */
+        for (size_t t = started; t < nw; t++)
+            w[t].step = nw;
+    }
+    writer_run(&w[0]);
+    for (size_t t = 1; t < started; t++)
+        pthread_join(w[t].th, NULL);
+    for (size_t t = started; t < nw; t++)
+        writer_run(&w[t]);
+    for (size_t t = 0; t < nw; t++)
+        if (w[t].rc && !rc)
+            rc = w[t].rc;
     return rc;
 }
 
@@ -629,23 +704,8 @@ int storage_import_messages(struct storage_user *u, int64_t mbox, struct storage
         goto out;
     if ((rc = mbox_path(u, mb.name, b.mdir, sizeof(b.mdir))) != 0)
         goto out;
-    for (size_t i = 0; i < n; i++) {
-        int r;
-        if (m[i].status != 0)
-            continue;
-        if ((r = write_one(&b, &b.v[i])) != 0) {
-            m[i].status = STORAGE_IMPORT_FAILED;
-            m[i].rc = r;
-        }
-    }
-    /* the writeback of every file was started as it was written: each
-     * fsync now mostly finds its data on the disk */
-    for (size_t i = 0; i < n; i++) {
-        if (b.v[i].fd >= 0 && fsync(b.v[i].fd) < 0) {
-            rc = err_from_errno(errno);
-            goto out;
-        }
-    }
+    if ((rc = write_all(&b)) != 0)
+        goto out;
     rc = write_txn_path(u, &path, &b);
 out:
     for (size_t i = 0; i < n; i++) {
