@@ -194,16 +194,21 @@ static void read_status(const char *v, size_t n, bool x_status, struct mbox_meta
     }
 }
 
+/* Keyword separators: commas, and spaces and control bytes (NUL too). */
+static bool kw_sep(char c)
+{
+    return c == ',' || (unsigned char)c <= 0x20 || c == 0x7f;
+}
+
 static void read_keywords(const char *v, size_t n, struct mbox_meta *meta)
 {
     size_t i = 0;
     while (i < n) {
         size_t s;
-        while (i < n &&
-               (v[i] == ',' || v[i] == ' ' || v[i] == '\t' || v[i] == '\r' || v[i] == '\n'))
+        while (i < n && kw_sep(v[i]))
             i++;
         s = i;
-        while (i < n && v[i] != ',' && v[i] != ' ' && v[i] != '\t' && v[i] != '\r' && v[i] != '\n')
+        while (i < n && !kw_sep(v[i]))
             i++;
         if (i > s && i - s <= MBOX_KEYWORD_LEN && meta->nkeywords < MBOX_KEYWORDS_MAX) {
             bool dup = false;
