@@ -419,6 +419,14 @@ static void import_folder(struct imp_run *r, struct storage_user *u, struct fold
                   !strncmp(f->files[j].name + 4, nm, base_len(nm));
         f->files[i].uid = dup || next == UINT32_MAX ? 0 : next++;
     }
+    /* UIDNEXT first: the source's UIDs are kept for the import, mail
+     * delivered meanwhile takes UIDs above them */
+    if ((rc = storage_import_uidnext(u, mb.id, next)) != 0) {
+        fprintf(stderr, "coffrectl: %s: %s: UIDNEXT: %s\n", r->user, f->name, storage_strerror(rc));
+        r->errors++;
+        r->done += f->n;
+        goto out;
+    }
     b->mailbox = f->name;
     for (size_t i = 0; i < f->n; i++) {
         struct dfile *df = &f->files[i];

@@ -87,6 +87,13 @@ static int on_message(void *arg, const struct mbox_msg *msg)
     return 0;
 }
 
+static int count_one(void *arg, const struct mbox_msg *m)
+{
+    (void)m;
+    ++*(size_t *)arg;
+    return 0;
+}
+
 /* The folder of a file when --folder is not given: its name less an
  * .mbox/.mbx ending; "inbox" and "mbox" are INBOX. */
 static void folder_of(const char *file, char *out, size_t cap)
@@ -146,6 +153,24 @@ static int import_file(struct imp_run *r, struct storage_user *u, const char *fi
     c->u = u;
     c->pos = 0;
     c->fmt = fmt == MBOX_AUTO && map ? mbox_detect(map, (size_t)sb.st_size) : fmt;
+    /* the UIDs of the file's messages are kept for them first: mail
+     * delivered meanwhile takes UIDs above */
+    {
+        size_t count = 0;
+        if (map)
+            mbox_split(map, (size_t)sb.st_size, c->fmt, count_one, &count);
+        if ((uint64_t)c->base + count >= UINT32_MAX) {
+            fprintf(stderr, "coffrectl: %s: %s: no UID left for %zu messages\n", r->user, name,
+                    count);
+            r->errors++;
+            goto out;
+        }
+        if (count && (rc = storage_import_uidnext(u, c->mb.id, c->base + (uint32_t)count)) != 0) {
+            fprintf(stderr, "coffrectl: %s: %s: %s\n", r->user, name, storage_strerror(rc));
+            r->errors++;
+            goto out;
+        }
+    }
     c->b->mailbox = name;
     c->b->n = 0;
     if (map)

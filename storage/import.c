@@ -120,17 +120,60 @@ struct iuidnext_ctx {
     uint32_t uidnext;
 };
 
+/* The UIDs reserved for imports in a mailbox (its incarnation uv):
+ * [lo, hi), 0 0 when none. Raising UIDNEXT for an import reserves the
+ * UIDs between the old UIDNEXT and the new: deliveries meanwhile take
+ * UIDs above, and the import fills the range below. */
+static void resv_key(char *out, size_t cap, char which, int64_t mbox, uint32_t uv)
+{
+    pathf(out, cap, "import_%cuid:%" PRId64 ":%" PRIu32, which, mbox, uv);
+}
+
+static int resv_get(sqlite3 *db, int64_t mbox, uint32_t uv, uint32_t *lo, uint32_t *hi)
+{
+    char k[96];
+    int64_t l = 0, h = 0;
+    int rc;
+
+    resv_key(k, sizeof(k), 'l', mbox, uv);
+    if ((rc = db_meta_get(db, k, &l)) != 0)
+        return rc;
+    resv_key(k, sizeof(k), 'h', mbox, uv);
+    if ((rc = db_meta_get(db, k, &h)) != 0)
+        return rc;
+    *lo = (uint32_t)l;
+    *hi = (uint32_t)h;
+    return 0;
+}
+
+bool import_reserved(sqlite3 *db, int64_t mbox, uint32_t uidvalidity, uint32_t uid)
+{
+    uint32_t lo, hi;
+    return resv_get(db, mbox, uidvalidity, &lo, &hi) == 0 && uid >= lo && uid < hi;
+}
+
 static int iuidnext_work(struct txn *t, void *ctx)
 {
     struct iuidnext_ctx *c = ctx;
-    char mdir[STORAGE_PATH_MAX];
+    char mdir[STORAGE_PATH_MAX], k[96];
     struct mbox_row m;
+    uint32_t lo, hi;
     int rc = mbox_by_id(t->db, c->mbox, &m);
 
     if (rc)
         return rc;
     if (m.uidnext >= c->uidnext)
         return TXN_NOTHING;
+    if ((rc = resv_get(t->db, m.id, m.uidvalidity, &lo, &hi)) != 0)
+        return rc;
+    if (!hi)
+        lo = m.uidnext;
+    resv_key(k, sizeof(k), 'l', m.id, m.uidvalidity);
+    if ((rc = db_meta_set(t->db, k, lo)) != 0)
+        return rc;
+    resv_key(k, sizeof(k), 'h', m.id, m.uidvalidity);
+    if ((rc = db_meta_set(t->db, k, c->uidnext)) != 0)
+        return rc;
     if ((rc = mbox_set_uidnext(t->db, m.id, c->uidnext)) != 0 ||
         (rc = mbox_path(t->u, m.name, mdir, sizeof(mdir))) != 0)
         return rc;
@@ -523,22 +566,44 @@ static int uid_present(sqlite3 *db, int64_t mbox, uint32_t uid, bool *present, b
 /* Sorts out, from what the index holds now, the messages of the batch
  * that are skipped (present or UID used) and those whose keywords come
  * back. uidnext: the mailbox's. */
-static int classify(sqlite3 *db, struct ibatch *b, uint32_t uidnext, bool *any)
+static int uid_expunged(sqlite3 *db, int64_t mbox, uint32_t uid, bool *out)
 {
+    int64_t n = 0;
+    int rc = db_int_binds(db, &n, "SELECT count(*) FROM expunged WHERE mailbox_id = ? AND uid = ?",
+                          NULL, DB_INTS(mbox, uid));
+    *out = n > 0;
+    return rc;
+}
+
+static int classify(sqlite3 *db, struct ibatch *b, const struct mbox_row *mb, bool *any)
+{
+    uint32_t lo, hi;
+    int rc = resv_get(db, mb->id, mb->uidvalidity, &lo, &hi);
+
     *any = false;
+    if (rc)
+        return rc;
     for (size_t i = 0; i < b->n; i++) {
         struct imsg *im = &b->v[i];
         struct storage_import_msg *m = im->m;
-        bool present, kw_empty;
-        int rc;
+        bool present, kw_empty, gone = false;
         if (m->status == STORAGE_IMPORT_FAILED)
             continue;
-        if (m->uid >= uidnext) {
+        if (m->uid >= mb->uidnext) {
             m->status = 0;
             *any = true;
             continue;
         }
         if ((rc = uid_present(db, b->mbox, m->uid, &present, &kw_empty)) != 0)
+            return rc;
+        /* reserved for the import, and not used since (expunged) */
+        if (!present && m->uid >= lo && m->uid < hi &&
+            (rc = uid_expunged(db, b->mbox, m->uid, &gone)) == 0 && !gone) {
+            m->status = 0;
+            *any = true;
+            continue;
+        }
+        if (rc)
             return rc;
         m->status = present ? STORAGE_IMPORT_PRESENT : STORAGE_IMPORT_UID_USED;
         im->restore = present && kw_empty && m->nkeywords > 0;
@@ -554,7 +619,7 @@ static int ibatch_work(struct txn *t, void *ctx)
     char cur[STORAGE_PATH_MAX];
     struct mbox_row mb;
     uint64_t modseq = 0;
-    uint32_t uidnext;
+    uint32_t uidnext, last = 0;
     size_t linked = 0;
     bool any;
     int rc;
@@ -562,7 +627,7 @@ static int ibatch_work(struct txn *t, void *ctx)
     if ((rc = mbox_by_id(t->db, b->mbox, &mb)) != 0)
         return rc;
     /* again, under the lock: another import may have run meanwhile */
-    if ((rc = classify(t->db, b, mb.uidnext, &any)) != 0)
+    if ((rc = classify(t->db, b, &mb, &any)) != 0)
         return rc;
     if (!any)
         return TXN_NOTHING;
@@ -596,7 +661,7 @@ static int ibatch_work(struct txn *t, void *ctx)
         }
         if (m->status != 0 || !im->written)
             continue;
-        if (m->uid < uidnext) { /* not ascending: its place was taken */
+        if (m->uid <= last) { /* not ascending: its place was taken */
             m->status = STORAGE_IMPORT_UID_USED;
             continue;
         }
@@ -624,7 +689,9 @@ static int ibatch_work(struct txn *t, void *ctx)
                         0, NULL, modseq);
         if (rc)
             return rc;
-        uidnext = m->uid + 1;
+        last = m->uid;
+        if (m->uid >= uidnext)
+            uidnext = m->uid + 1;
         if (!pe_new && !(pe_new = txn_event(t, STORAGE_EV_NEW, mb.id)))
             return STORAGE_E_NOMEM;
         if (uidlist_add(&pe_new->uids, m->uid) != 0)
@@ -698,7 +765,7 @@ int storage_import_messages(struct storage_user *u, int64_t mbox, struct storage
     }
     rc = mbox_by_id(db, mbox, &mb);
     if (rc == 0)
-        rc = classify(db, &b, mb.uidnext, &any);
+        rc = classify(db, &b, &mb, &any);
     reader_put(u, db);
     if (rc || !any)
         goto out;

@@ -345,6 +345,10 @@ int objectid_migrate_8(sqlite3 *db);
     "CREATE TABLE IF NOT EXISTS threads(msgid TEXT PRIMARY KEY, thread INTEGER NOT NULL)"          \
     " WITHOUT ROWID;"
 
+/* import.c: whether uid is among the UIDs storage_import_uidnext kept
+ * for an import in mailbox mbox (incarnation uidvalidity). */
+bool import_reserved(sqlite3 *db, int64_t mbox, uint32_t uidvalidity, uint32_t uid);
+
 /* recover.c */
 enum rescan_mode {
     RESCAN_OPEN,    /* mailboxes whose new/ or cur/ changed since last time */

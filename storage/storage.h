@@ -714,6 +714,9 @@ uint64_t storage_last_use(struct storage_user *u);
  *   rc = storage_import_mailbox(u, "Sent", src_uidvalidity, STORAGE_SPECIAL_SENT, &mb);
  *   //   STORAGE_E_CONFLICT: the folder holds messages under another
  *   //   UIDVALIDITY: report it, import nothing into it
+ *   // first the source's UIDNEXT: the UIDs below it are kept for the
+ *   // import, a delivery meanwhile takes one above
+ *   storage_import_uidnext(u, mb.id, src_uidnext);
  *   // its messages in ascending UID order, in batches (say 500-2,000):
  *   struct storage_import_msg m[n] = {{.uid = 7, .flags = STORAGE_FLAG_SEEN,
  *       .keywords = kw, .nkeywords = 1, .internal_date = t, .path = "/src/cur/..."},
@@ -721,9 +724,6 @@ uint64_t storage_last_use(struct storage_user *u);
  *   rc = storage_import_messages(u, mb.id, m, n);
  *   //   rc != 0: the batch failed as a whole (index or disk error), nothing
  *   //   of it is in; else look at each m[i].status (m[i].rc when FAILED)
- *   // at the end of the folder, so that no UID the source handed out is
- *   // handed out again:
- *   storage_import_uidnext(u, mb.id, src_uidnext);
  *   // a source without UIDs numbers its messages from
  *   // storage_import_base(u, mb.id, "mbox:/path", &base): base + i
  *   // subscriptions: storage_subscribe(u, name, true) for each
@@ -739,7 +739,9 @@ uint64_t storage_last_use(struct storage_user *u);
  *
  * Running the same import again adds nothing: a UID the mailbox has is
  * skipped (STORAGE_IMPORT_PRESENT), and so is a UID below its UIDNEXT that
- * it no longer has (STORAGE_IMPORT_UID_USED: expunged here, never reused).
+ * it no longer has (STORAGE_IMPORT_UID_USED: expunged here, never
+ * reused), unless storage_import_uidnext reserved it for the import and
+ * it was not expunged since.
  * After an interruption between the link and the commit of a batch, the
  * next open adopts the files from cur/ with their UID, flags and date; the
  * next import run gives them back the keywords they lacked (a message
@@ -790,7 +792,12 @@ int storage_import_messages(struct storage_user *u, int64_t mbox, struct storage
  * string naming it, say its path) records the mailbox's UIDNEXT then and
  * returns it; later calls return the same. Index. */
 int storage_import_base(struct storage_user *u, int64_t mbox, const char *source, uint32_t *base);
-/* Raises mailbox mbox's UIDNEXT to uidnext (never lowers it). Disk. */
+/* Raises mailbox mbox's UIDNEXT to uidnext (never lowers it), the UIDs
+ * between the old UIDNEXT and the new reserved for the import (one range
+ * per mailbox and UIDVALIDITY: a later call extends it): messages of the
+ * import may take them, deliveries take UIDs above. Call it before the
+ * messages, so that the account may receive mail during the import.
+ * Disk. */
 int storage_import_uidnext(struct storage_user *u, int64_t mbox, uint32_t uidnext);
 
 /* ---- maintenance (coffrectl) ---- */

@@ -174,15 +174,36 @@ int main(void)
     fetch_all(u, mb.id, &s);
     CHECK(s.n == 3, "no duplicate");
 
-    /* UIDNEXT raised to the source's; a UID below it is never used */
+    /* UIDNEXT raised to the source's: the UIDs up to it are kept for the
+     * import, a delivery meanwhile takes one above */
     CHECK(storage_import_uidnext(u, mb.id, 20) == 0);
     CHECK(storage_import_uidnext(u, mb.id, 15) == 0, "lowering is a no-op");
     CHECK(storage_mbox_get(u, "Box", &mb) == 0 && mb.uidnext == 20, "UIDNEXT raised, not lowered");
     {
-        struct storage_import_msg late = {.uid = 12, .data = msg_crlf, .len = sizeof(msg_crlf) - 1};
-        CHECK(storage_import_messages(u, mb.id, &late, 1) == 0 &&
-                  late.status == STORAGE_IMPORT_UID_USED,
-              "a UID below UIDNEXT that the mailbox lacks is skipped");
+        uint32_t delivered = 0;
+        CHECK(storage_append(u, mb.id, msg_crlf, sizeof(msg_crlf) - 1, 0, NULL, 0, 0, &delivered) ==
+                      0 &&
+                  delivered == 20,
+              "a message saved during the import goes above the source's UIDs");
+        struct storage_import_msg late[3] = {
+            {.uid = 4, .data = msg_crlf, .len = sizeof(msg_crlf) - 1},
+            {.uid = 12, .data = msg_crlf, .len = sizeof(msg_crlf) - 1},
+            {.uid = 20, .data = msg_crlf, .len = sizeof(msg_crlf) - 1},
+        };
+        CHECK(storage_import_messages(u, mb.id, late, 3) == 0);
+        CHECK(late[0].status == STORAGE_IMPORT_UID_USED,
+              "a UID below UIDNEXT, not kept for the import and gone: skipped");
+        CHECK(late[1].status == STORAGE_IMPORT_ADDED, "a UID kept for the import: added");
+        CHECK(late[2].status == STORAGE_IMPORT_PRESENT, "the delivered one is not overwritten");
+        CHECK(storage_mbox_get(u, "Box", &mb) == 0 && mb.uidnext == 21, "UIDNEXT unchanged");
+        struct storage_range r = {12, 12};
+        struct storage_uidset set = {1, &r};
+        CHECK(storage_expunge(u, mb.id, &set, false, NULL) == 0);
+        CHECK(storage_import_messages(u, mb.id, &late[1], 1) == 0 &&
+                  late[1].status == STORAGE_IMPORT_UID_USED,
+              "a kept UID expunged since is not imported again");
+        r = (struct storage_range){20, 20};
+        CHECK(storage_expunge(u, mb.id, &set, false, NULL) == 0);
     }
     /* expunged here: skipped too, not brought back */
     {
