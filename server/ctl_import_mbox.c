@@ -140,32 +140,20 @@ static int import_file(struct imp_run *r, struct storage_user *u, const char *fi
     close(fd);
     if (imp_mailbox(r, u, name, 0, imp_special_use_by_name(name), &c->mb) != 0)
         goto out;
-    /* the file is known by its real path */
-    if (!realpath(file, real))
-        snprintf(real, sizeof(real), "%s", file);
-    snprintf(source, sizeof(source), "mbox:%s", real);
-    if ((rc = storage_import_base(u, c->mb.id, source, &c->base)) != 0) {
-        fprintf(stderr, "coffrectl: %s: %s: %s\n", r->user, name, storage_strerror(rc));
-        r->errors++;
-        goto out;
-    }
     c->r = r;
     c->u = u;
     c->pos = 0;
     c->fmt = fmt == MBOX_AUTO && map ? mbox_detect(map, (size_t)sb.st_size) : fmt;
-    /* the UIDs of the file's messages are kept for them first: mail
-     * delivered meanwhile takes UIDs above */
+    /* the file is known by its real path; its messages' UIDs are kept for
+     * them first (mail delivered meanwhile takes UIDs above) */
+    if (!realpath(file, real))
+        snprintf(real, sizeof(real), "%s", file);
+    snprintf(source, sizeof(source), "mbox:%s", real);
     {
         size_t count = 0;
         if (map)
             mbox_split(map, (size_t)sb.st_size, c->fmt, count_one, &count);
-        if ((uint64_t)c->base + count >= UINT32_MAX) {
-            fprintf(stderr, "coffrectl: %s: %s: no UID left for %zu messages\n", r->user, name,
-                    count);
-            r->errors++;
-            goto out;
-        }
-        if (count && (rc = storage_import_uidnext(u, c->mb.id, c->base + (uint32_t)count)) != 0) {
+        if ((rc = storage_import_base(u, c->mb.id, source, count, &c->base)) != 0) {
             fprintf(stderr, "coffrectl: %s: %s: %s\n", r->user, name, storage_strerror(rc));
             r->errors++;
             goto out;

@@ -152,35 +152,42 @@ bool import_reserved(sqlite3 *db, int64_t mbox, uint32_t uidvalidity, uint32_t u
     return resv_get(db, mbox, uidvalidity, &lo, &hi) == 0 && uid >= lo && uid < hi;
 }
 
+/* Raises m's UIDNEXT to uidnext, the UIDs between kept for the import:
+ * TXN_NOTHING when it is there already. */
+static int raise_uidnext(struct txn *t, const struct mbox_row *m, uint32_t uidnext)
+{
+    char mdir[STORAGE_PATH_MAX], k[96];
+    uint32_t lo, hi;
+    int rc;
+
+    if (m->uidnext >= uidnext)
+        return TXN_NOTHING;
+    if ((rc = resv_get(t->db, m->id, m->uidvalidity, &lo, &hi)) != 0)
+        return rc;
+    if (!hi)
+        lo = m->uidnext;
+    resv_key(k, sizeof(k), 'l', m->id, m->uidvalidity);
+    if ((rc = db_meta_set(t->db, k, lo)) != 0)
+        return rc;
+    resv_key(k, sizeof(k), 'h', m->id, m->uidvalidity);
+    if ((rc = db_meta_set(t->db, k, uidnext)) != 0)
+        return rc;
+    if ((rc = mbox_set_uidnext(t->db, m->id, uidnext)) != 0 ||
+        (rc = mbox_path(t->u, m->name, mdir, sizeof(mdir))) != 0)
+        return rc;
+    /* what a rebuild of the index goes by */
+    if ((rc = uidvalidity_file_write(mdir, m->uidvalidity, uidnext)) != 0)
+        return rc;
+    return txn_event(t, STORAGE_EV_MAILBOX, m->id) ? 0 : STORAGE_E_NOMEM;
+}
+
 static int iuidnext_work(struct txn *t, void *ctx)
 {
     struct iuidnext_ctx *c = ctx;
-    char mdir[STORAGE_PATH_MAX], k[96];
     struct mbox_row m;
-    uint32_t lo, hi;
     int rc = mbox_by_id(t->db, c->mbox, &m);
 
-    if (rc)
-        return rc;
-    if (m.uidnext >= c->uidnext)
-        return TXN_NOTHING;
-    if ((rc = resv_get(t->db, m.id, m.uidvalidity, &lo, &hi)) != 0)
-        return rc;
-    if (!hi)
-        lo = m.uidnext;
-    resv_key(k, sizeof(k), 'l', m.id, m.uidvalidity);
-    if ((rc = db_meta_set(t->db, k, lo)) != 0)
-        return rc;
-    resv_key(k, sizeof(k), 'h', m.id, m.uidvalidity);
-    if ((rc = db_meta_set(t->db, k, c->uidnext)) != 0)
-        return rc;
-    if ((rc = mbox_set_uidnext(t->db, m.id, c->uidnext)) != 0 ||
-        (rc = mbox_path(t->u, m.name, mdir, sizeof(mdir))) != 0)
-        return rc;
-    /* what a rebuild of the index goes by */
-    if ((rc = uidvalidity_file_write(mdir, m.uidvalidity, c->uidnext)) != 0)
-        return rc;
-    return txn_event(t, STORAGE_EV_MAILBOX, m.id) ? 0 : STORAGE_E_NOMEM;
+    return rc ? rc : raise_uidnext(t, &m, c->uidnext);
 }
 
 int storage_import_uidnext(struct storage_user *u, int64_t mbox, uint32_t uidnext)
@@ -197,6 +204,7 @@ int storage_import_uidnext(struct storage_user *u, int64_t mbox, uint32_t uidnex
 struct ibase_ctx {
     int64_t mbox;
     const char *source;
+    size_t count;
     char key[STORAGE_PATH_MAX + 64];
     uint32_t base;
 };
@@ -219,15 +227,22 @@ static int ibase_work(struct txn *t, void *ctx)
         return rc;
     if (v > 0) {
         c->base = (uint32_t)v;
-        return TXN_NOTHING;
+    } else {
+        c->base = m.uidnext;
+        if ((rc = db_meta_set(t->db, c->key, m.uidnext)) != 0)
+            return rc;
     }
-    c->base = m.uidnext;
-    return db_meta_set(t->db, c->key, m.uidnext);
+    if ((uint64_t)c->base + c->count >= UINT32_MAX)
+        return STORAGE_E_LIMIT;
+    /* in the same transaction: no delivery takes one of them first */
+    rc = raise_uidnext(t, &m, c->base + (uint32_t)c->count);
+    return rc == TXN_NOTHING && v <= 0 ? 0 : rc;
 }
 
-int storage_import_base(struct storage_user *u, int64_t mbox, const char *source, uint32_t *base)
+int storage_import_base(struct storage_user *u, int64_t mbox, const char *source, size_t count,
+                        uint32_t *base)
 {
-    struct ibase_ctx c = {.mbox = mbox, .source = source};
+    struct ibase_ctx c = {.mbox = mbox, .source = source, .count = count};
     int rc = write_txn(u, ibase_work, &c);
 
     *base = rc == 0 ? c.base : 0;

@@ -724,8 +724,8 @@ uint64_t storage_last_use(struct storage_user *u);
  *   rc = storage_import_messages(u, mb.id, m, n);
  *   //   rc != 0: the batch failed as a whole (index or disk error), nothing
  *   //   of it is in; else look at each m[i].status (m[i].rc when FAILED)
- *   // a source without UIDs numbers its messages from
- *   // storage_import_base(u, mb.id, "mbox:/path", &base): base + i
+ *   // a source without UIDs (n messages) numbers them from
+ *   // storage_import_base(u, mb.id, "mbox:/path", n, &base): base + i
  *   // subscriptions: storage_subscribe(u, name, true) for each
  *   storage_close(u);
  *
@@ -786,12 +786,16 @@ struct storage_import_msg {
  * added). Disk. */
 int storage_import_messages(struct storage_user *u, int64_t mbox, struct storage_import_msg *m,
                             size_t n);
-/* For a source without UIDs (an mbox file): the UID its first message
- * takes in mailbox mbox, so that a rerun gives each message the same UID
- * (base + its position) and skips it. The first call for source (any
- * string naming it, say its path) records the mailbox's UIDNEXT then and
- * returns it; later calls return the same. Index. */
-int storage_import_base(struct storage_user *u, int64_t mbox, const char *source, uint32_t *base);
+/* For a source without UIDs (an mbox file) of count messages: the UID its
+ * first message takes in mailbox mbox, so that a rerun gives each message
+ * the same UID (base + its position) and skips it. The first call for
+ * source (any string naming it, say its path) records the mailbox's
+ * UIDNEXT then and returns it; later calls return the same. UIDNEXT is
+ * raised to base + count in the same transaction (as
+ * storage_import_uidnext does): a delivery meanwhile takes a UID above.
+ * STORAGE_E_LIMIT when base + count passes the last UID. Disk. */
+int storage_import_base(struct storage_user *u, int64_t mbox, const char *source, size_t count,
+                        uint32_t *base);
 /* Raises mailbox mbox's UIDNEXT to uidnext (never lowers it), the UIDs
  * between the old UIDNEXT and the new reserved for the import (one range
  * per mailbox and UIDVALIDITY: a later call extends it): messages of the

@@ -7,13 +7,17 @@ import imaplib
 import os
 import re
 import ssl
+import subprocess
 import tempfile
+import threading
 import unittest
 
 import harness
+import lmtp_util
 from harness import ServerTestCase
 
 USER = 'mboxer@example.org'
+USER2 = 'live@example.org'
 PASS = 'mbox import password 1'
 
 # The messages as they were received (LF line ends, as an mbox has them).
@@ -75,6 +79,7 @@ class ImportMbox(ServerTestCase):
     @classmethod
     def setUpServer(cls):
         cls.server.add_user(USER, PASS)
+        cls.server.add_user(USER2, PASS)
         cls.dir = tempfile.mkdtemp(prefix='mbox-', dir=cls.server.tmp)
         os.chmod(cls.dir, 0o755)
 
@@ -90,12 +95,12 @@ class ImportMbox(ServerTestCase):
         self.assertEqual(rc, expect, out + err)
         return out
 
-    def folder(self, name):
+    def folder(self, name, user=USER):
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         c = imaplib.IMAP4_SSL('127.0.0.1', self.server.ports['imaps'], ssl_context=ctx)
-        c.login(USER, PASS)
+        c.login(user, PASS)
         try:
             typ, _ = c.select('"%s"' % name, readonly=True)
             self.assertEqual(typ, 'OK', name)
@@ -168,6 +173,41 @@ class ImportMbox(ServerTestCase):
         self.assertEqual(got[:2], before)
         self.check(got, ORIG)
 
+    def test_deliveries_during_import(self):
+        """Mail delivered to INBOX while a big file is imported into it
+        takes UIDs outside the file's: every imported message has the UID
+        base + its position, none is skipped, no delivery is lost."""
+        n = 4000
+        body = b'From: bulk@example.org\nSubject: bulk %d\n\n' + b'line of text\n' * 40
+        data = b''.join(FROM_LINES[0] + (body % i) + b'\n' for i in range(n))
+        p = self.write('bulk', data)
+        imp = subprocess.Popen([harness.COFFRECTL, '-c', self.server.conf_path, 'import',
+                                '--from-mbox', p, USER2, '--folder', 'INBOX'],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        codes = []
+        for i in range(30):
+            c = lmtp_util.lmtp(self.server)
+            try:
+                _, replies = lmtp_util.send(c, 'x@example.net', [USER2],
+                                            b'Subject: live %d\r\n\r\nlive\r\n' % i)
+            finally:
+                c.close()
+            codes.append(replies[0][0])
+        out, err = imp.communicate(timeout=300)
+        self.assertEqual(imp.returncode, 0, out + err)
+        self.assertIn('%d added' % n, out)
+        self.assertEqual(codes, [250] * 30)
+        got = self.folder('INBOX', USER2)
+        self.assertEqual(len(got), n + 30, 'every message once')
+        bulk = [(u, b) for u, _, _, b in got if b'Subject: bulk ' in b]
+        live = [u for u, _, _, b in got if b'Subject: live ' in b]
+        self.assertEqual(len(bulk), n)
+        self.assertEqual(len(live), 30)
+        base = bulk[0][0]
+        for k, (u, b) in enumerate(bulk):
+            self.assertEqual(u, base + k, 'the file keeps its UIDs in order')
+            self.assertIn(b'Subject: bulk %d\r\n' % k, b)
+        self.assertTrue(all(u < base or u >= base + n for u in live))
 
 if __name__ == '__main__':
     unittest.main(verbosity=2)
