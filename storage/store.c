@@ -59,6 +59,8 @@ const char *storage_strerror(int err)
         return "message too big";
     case STORAGE_E_LIMIT:
         return "over a limit of this server";
+    case STORAGE_E_CONFLICT:
+        return "mailbox exists with another UIDVALIDITY";
     }
     return "unknown storage error";
 }
