@@ -23,6 +23,7 @@ struct family {
 static const struct family families[] = {
     {"user", ctl_user_main, ctl_user_usage},
     {"mailbox", ctl_mailbox_main, ctl_mailbox_usage},
+    {"import", ctl_import_main, ctl_import_usage},
 };
 
 static void usage(FILE *f)

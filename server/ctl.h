@@ -33,5 +33,12 @@ void ctl_user_usage(FILE *f);
 /* coffrectl mailbox check|repair|reindex ADDRESS (server/ctl_mailbox.c) */
 int ctl_mailbox_main(const struct conf *c, int argc, char **argv);
 void ctl_mailbox_usage(FILE *f);
+/* coffrectl import --from-... (server/ctl_import.c picks the source) */
+int ctl_import_main(const struct conf *c, int argc, char **argv);
+void ctl_import_usage(FILE *f);
+/* coffrectl import --from-imap URL ADDRESS ... (server/ctl_import_imap.c);
+ * argv[0] is "import" */
+int ctl_import_imap_main(const struct conf *c, int argc, char **argv);
+void ctl_import_imap_usage(FILE *f);
 
 #endif

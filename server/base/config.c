@@ -611,6 +611,16 @@ const struct conf_setting conf_settings[] = {
      .doc = "over quota answers 452 4.2.2 (retry) instead of 552 5.2.2 (bounce)"},
     {ROW("lmtp_idle_timeout", "5m", "LMTP"), DURATION(lmtp_idle_timeout_ms, 1000),
      .doc = "inactivity timeout"},
+
+    /* coffrectl import --from-imap (server/ctl_import_imap.c) */
+    {ROW("import_imap_jobs", "4", "Import"), UINT(import_imap_jobs, 1, 16),
+     .doc = "connections to the source server (--jobs), folders spread over them"},
+    {ROW("import_imap_timeout", "2m", "Import"), DURATION(import_imap_timeout_ms, 1000),
+     .doc = "a source server silent for so long is given up"},
+    {ROW("import_imap_batch", "500", "Import"), UINT(import_imap_batch, 1, 100000),
+     .doc = "messages fetched and committed together"},
+    {ROW("import_imap_batch_size", "16M", "Import"), SIZE(import_imap_batch_size, 64 * KB, 1 * GB),
+     .doc = "bytes fetched and committed together (a larger message goes alone)"},
 };
 
 const size_t conf_n_settings = sizeof(conf_settings) / sizeof(conf_settings[0]);

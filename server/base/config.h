@@ -128,6 +128,12 @@ struct conf {
     bool lmtp_save_to_detail_mailbox;
     bool lmtp_quota_temporary; /* over quota: 452 4.2.2 instead of 552 5.2.2 */
     unsigned lmtp_idle_timeout_ms;
+
+    /* coffrectl import --from-imap */
+    unsigned import_imap_jobs;
+    unsigned import_imap_timeout_ms;
+    unsigned import_imap_batch;
+    uint64_t import_imap_batch_size;
 };
 
 /* What the value of a setting is, and so how it is parsed. */
