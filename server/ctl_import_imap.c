@@ -959,7 +959,6 @@ static int import_folder(struct job *j, struct folder *f)
                      "holds messages under UIDVALIDITY %" PRIu32 ", the source has %" PRIu32
                      "; folder left alone",
                      mb.uidvalidity, s.uidvalidity);
-        f->skip = "UIDVALIDITY differs";
         return -1;
     }
     if (rc) {

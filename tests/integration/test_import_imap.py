@@ -258,6 +258,25 @@ class ImportImap(unittest.TestCase):
         self.assertEqual(self.exists_after_noop(watcher), before + 3)
         watcher.logout()
 
+        # a folder made again on the source has a new UIDVALIDITY: its UIDs
+        # name other messages now, and the run says so and leaves it alone
+        d = connect(self.dovecot, USER, PASS)
+        d.ok('DELETE Lists')
+        d.ok('CREATE Lists')
+        d.append('Lists', message(300, 'Lists-again'))
+        d.logout()
+        c = connect(self.coffre, USER, self.users[0][2])
+        lists_before = folder_state(c, 'Lists')
+        c.logout()
+        rc, out, err = self.run_import(USER, PASS)
+        self.assertEqual(rc, 7, out + err)
+        self.assertIn('imported 10 folders (1 failed, 0 skipped)', out)
+        self.assertRegex(err, r'Lists: not imported: UIDVALIDITY changed on the source since '
+                              r'the last run \(\d+, now \d+\)')
+        c = connect(self.coffre, USER, self.users[0][2])
+        self.assertEqual(folder_state(c, 'Lists'), lists_before)
+        c.logout()
+
     def exists_after_noop(self, c):
         """The EXISTS a selected session hears by NOOP (coffred looks for
         other processes' commits every few seconds)."""
