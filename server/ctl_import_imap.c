@@ -23,10 +23,10 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
-#include "protocol/imap/imap_private.h"
 #include "server/base/buf.h"
 #include "server/base/config.h"
 #include "server/ctl.h"
+#include "server/ctl_import.h"
 #include "server/imapc.h"
 #include "storage/storage.h"
 
@@ -333,31 +333,19 @@ static struct msgmeta *meta_find(struct metalist *l, uint32_t uid)
 
 static unsigned special_of(const char *attr)
 {
-    for (size_t k = 0; k < IMAP_NSPECIAL; k++)
-        if (!strcasecmp(attr, imap_special_use[k].name) ||
-            !strcasecmp(attr, imap_special_use[k].xlist))
-            return imap_special_use[k].bit;
-    return 0;
-}
-
-/* Well-known names, for servers without SPECIAL-USE (top level only). */
-static unsigned special_by_name(const char *name)
-{
     static const struct {
         const char *name;
         unsigned bit;
-    } names[] = {
-        {"Sent", STORAGE_SPECIAL_SENT},           {"Sent Items", STORAGE_SPECIAL_SENT},
-        {"Sent Messages", STORAGE_SPECIAL_SENT},  {"Sent Mail", STORAGE_SPECIAL_SENT},
-        {"Drafts", STORAGE_SPECIAL_DRAFTS},       {"Trash", STORAGE_SPECIAL_TRASH},
-        {"Deleted Items", STORAGE_SPECIAL_TRASH}, {"Deleted Messages", STORAGE_SPECIAL_TRASH},
-        {"Junk", STORAGE_SPECIAL_JUNK},           {"Spam", STORAGE_SPECIAL_JUNK},
-        {"Junk E-mail", STORAGE_SPECIAL_JUNK},    {"Junk Email", STORAGE_SPECIAL_JUNK},
-        {"Archive", STORAGE_SPECIAL_ARCHIVE},     {"Archives", STORAGE_SPECIAL_ARCHIVE},
+    } attrs[] = {
+        {"\\Drafts", STORAGE_SPECIAL_DRAFTS},   {"\\Sent", STORAGE_SPECIAL_SENT},
+        {"\\Trash", STORAGE_SPECIAL_TRASH},     {"\\Junk", STORAGE_SPECIAL_JUNK},
+        {"\\Spam", STORAGE_SPECIAL_JUNK},       {"\\Archive", STORAGE_SPECIAL_ARCHIVE},
+        {"\\All", STORAGE_SPECIAL_ALL},         {"\\AllMail", STORAGE_SPECIAL_ALL},
+        {"\\Flagged", STORAGE_SPECIAL_FLAGGED}, {"\\Starred", STORAGE_SPECIAL_FLAGGED},
     };
-    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
-        if (!strcasecmp(name, names[k].name))
-            return names[k].bit;
+    for (size_t k = 0; k < sizeof(attrs) / sizeof(attrs[0]); k++)
+        if (!strcasecmp(attr, attrs[k].name))
+            return attrs[k].bit;
     return 0;
 }
 
@@ -375,7 +363,7 @@ static const char *map_name(const struct run *r, const char *src, char *out, siz
         snprintf(out, cap, "INBOX");
         return NULL;
     }
-    if (imap_mutf7_decode(src, strlen(src), dec, sizeof(dec)) < 0)
+    if (imp_mutf7_decode(src, strlen(src), dec, sizeof(dec)) < 0)
         return "name is not valid modified UTF-7 or too long";
     n = strlen(dec);
     if (n >= cap)
@@ -1189,33 +1177,6 @@ static int read_password(char *pw, size_t cap)
     return n ? 0 : -1;
 }
 
-static int lookup(const struct conf *c, const char *in, struct auth_account *acct)
-{
-    char addr[AUTH_ADDR_MAX], err[512];
-    struct auth_db *db;
-    int rc;
-
-    if (auth_normalize_address(in, strlen(in), c->default_domain, addr, sizeof(addr)) != AUTH_OK) {
-        fprintf(stderr, "coffrectl: invalid address: %s\n", in);
-        return CTL_EXIT_BADADDR;
-    }
-    if (auth_db_open(c->data_dir, &db, err, sizeof(err)) != AUTH_OK) {
-        fprintf(stderr, "coffrectl: %s\n", err);
-        return CTL_EXIT_SYSTEM;
-    }
-    rc = auth_user_get(db, addr, acct);
-    auth_db_close(db);
-    if (rc == AUTH_E_NOUSER) {
-        fprintf(stderr, "coffrectl: no such user: %s\n", addr);
-        return CTL_EXIT_NOUSER;
-    }
-    if (rc != AUTH_OK) {
-        fprintf(stderr, "coffrectl: account database error\n");
-        return CTL_EXIT_SYSTEM;
-    }
-    return CTL_EXIT_OK;
-}
-
 struct names {
     char **v;
     size_t n, cap;
@@ -1291,12 +1252,14 @@ static unsigned subscribe_all(struct run *r, struct listing *L)
     return removed;
 }
 
-int ctl_import_imap_main(const struct conf *c, int argc, char **argv)
+int ctl_import_imap(const struct conf *c, int argc, char **argv)
 {
     const char *url = NULL, *addr = NULL, *src_user = NULL, *ca = NULL;
     bool pw_stdin = false;
     unsigned jobs = c->import_imap_jobs;
-    struct auth_account acct;
+    struct imp_run ir; /* the account lookup shared by the import sources */
+    char acct_addr[AUTH_ADDR_MAX];
+    int64_t acct_id;
     struct job js[JOBS_MAX] = {0};
     pthread_t th[JOBS_MAX];
     struct listing L = {0};
@@ -1305,11 +1268,11 @@ int ctl_import_imap_main(const struct conf *c, int argc, char **argv)
     unsigned unsubscribed = 0;
     int rc = CTL_EXIT_OK;
 
-    /* argv[0] is "import" */
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--from-imap") && i + 1 < argc)
-            url = argv[++i];
-        else if (!strcmp(argv[i], "--source-user") && i + 1 < argc)
+    /* argv[0] is "--from-imap", argv[1] the URL */
+    if (argc >= 2)
+        url = argv[1];
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--source-user") && i + 1 < argc)
             src_user = argv[++i];
         else if (!strcmp(argv[i], "--ca-file") && i + 1 < argc)
             ca = argv[++i];
@@ -1343,8 +1306,8 @@ int ctl_import_imap_main(const struct conf *c, int argc, char **argv)
         fprintf(stderr, "coffrectl: no password (or one too long) on standard input\n");
         return CTL_EXIT_USAGE;
     }
-    if ((rc = ctl_prepare_data_dir(c)) != CTL_EXIT_OK ||
-        (rc = lookup(c, addr, &acct)) != CTL_EXIT_OK)
+    imp_run_init(&ir, c);
+    if ((rc = imp_account(&ir, addr, &acct_id, acct_addr, sizeof(acct_addr))) != CTL_EXIT_OK)
         goto out_pw;
 
     r.opts = (struct imapc_opts){
@@ -1396,7 +1359,7 @@ int ctl_import_imap_main(const struct conf *c, int argc, char **argv)
                 continue;
             }
             if (!su && !strchr(f->name, '/'))
-                f->special = special_by_name(f->name);
+                f->special = imp_special_use_by_name(f->name);
             /* one special use per folder in coffre: the first one named */
             f->special &= -f->special;
             for (size_t k = 0; k < i; k++)
@@ -1405,13 +1368,13 @@ int ctl_import_imap_main(const struct conf *c, int argc, char **argv)
         }
     }
 
-    if ((rc = storage_open(c->data_dir, acct.id, &r.u)) != 0) {
-        fprintf(stderr, "coffrectl: cannot open the mail store of %s: %s\n", acct.address,
+    if ((rc = storage_open(c->data_dir, acct_id, &r.u)) != 0) {
+        fprintf(stderr, "coffrectl: cannot open the mail store of %s: %s\n", acct_addr,
                 storage_strerror(rc));
         rc = CTL_EXIT_SYSTEM;
         goto out;
     }
-    state_load(&r, acct.id);
+    state_load(&r, acct_id);
     for (size_t i = 0; i < r.nfolders; i++)
         if (r.folders[i].skip)
             say(&r, "%s: not imported: %s", r.folders[i].src, r.folders[i].skip);
@@ -1439,7 +1402,7 @@ int ctl_import_imap_main(const struct conf *c, int argc, char **argv)
         pthread_join(th[k], NULL);
 
     unsubscribed = subscribe_all(&r, &L);
-    state_save(&r, acct.id);
+    state_save(&r, acct_id);
     storage_close(r.u);
 
     if (r.tty)
@@ -1464,8 +1427,8 @@ int ctl_import_imap_main(const struct conf *c, int argc, char **argv)
         printf("flags of %u folder%s by CHANGEDSINCE, %u compared in full\n", r.st.by_changedsince,
                r.st.by_changedsince == 1 ? "" : "s", r.st.flags_in_full);
         printf("subscriptions: %zu as on the source, %u others removed\n", L.nsubs, unsubscribed);
-        if (r.st.folders_failed || r.st.skipped_failed)
-            rc = CTL_EXIT_SYSTEM;
+        if (r.st.folders_failed || r.st.skipped_failed || skipped_folders || r.st.skipped_big)
+            rc = CTL_EXIT_INCOMPLETE;
     }
 out:
     for (unsigned k = 0; k < JOBS_MAX; k++)

@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "storage/mime.h"
 
 /* ---- mailboxes ---- */
@@ -147,6 +149,48 @@ int storage_import_uidnext(struct storage_user *u, int64_t mbox, uint32_t uidnex
     return write_txn(u, iuidnext_work, &c);
 }
 
+/* ---- the first UID of a source without UIDs ---- */
+
+struct ibase_ctx {
+    int64_t mbox;
+    const char *source;
+    char key[STORAGE_PATH_MAX + 64];
+    uint32_t base;
+};
+
+static int ibase_work(struct txn *t, void *ctx)
+{
+    struct ibase_ctx *c = ctx;
+    struct mbox_row m;
+    int64_t v = 0;
+    int rc = mbox_by_id(t->db, c->mbox, &m);
+
+    if (rc)
+        return rc;
+    /* per incarnation of the mailbox: a new UIDVALIDITY starts afresh */
+    pathf(c->key, sizeof(c->key), "import_base:%" PRId64 ":%" PRIu32 ":%s", m.id, m.uidvalidity,
+          c->source);
+    if (!c->key[0])
+        return STORAGE_E_INVAL;
+    if ((rc = db_meta_get(t->db, c->key, &v)) != 0)
+        return rc;
+    if (v > 0) {
+        c->base = (uint32_t)v;
+        return TXN_NOTHING;
+    }
+    c->base = m.uidnext;
+    return db_meta_set(t->db, c->key, m.uidnext);
+}
+
+int storage_import_base(struct storage_user *u, int64_t mbox, const char *source, uint32_t *base)
+{
+    struct ibase_ctx c = {.mbox = mbox, .source = source};
+    int rc = write_txn(u, ibase_work, &c);
+
+    *base = rc == 0 ? c.base : 0;
+    return rc;
+}
+
 /* ---- messages ---- */
 
 /* One message of a batch while it is written. */
@@ -186,9 +230,69 @@ static int keywords_take(struct imsg *im)
     return keywords_merge("", STORAGE_STORE_SET, ok, n, im->kw, sizeof(im->kw));
 }
 
+/* Whether p[0..len) starts as gzip (RFC 1952) or zlib (RFC 1950, deflate
+ * with a window of at most 32 KiB) data does. */
+static bool compressed(const unsigned char *p, size_t len)
+{
+    if (len >= 2 && p[0] == 0x1f && p[1] == 0x8b)
+        return true;
+    return len >= 2 && (p[0] & 0x0f) == 8 && (p[0] >> 4) <= 7 && !(p[1] & 0x20) &&
+           (p[0] * 256 + p[1]) % 31 == 0;
+}
+
+/* Inflates in[0..len) (gzip or zlib, told apart by its header) into *out
+ * (malloc'd, caller frees). STORAGE_E_INVAL when it is not valid. */
+static int inflate_all(const char *in, size_t len, char **out, size_t *outlen)
+{
+    z_stream z = {0};
+    size_t cap = len * 4 + 4096, o = 0;
+    char *buf = malloc(cap);
+    int zr = Z_OK;
+
+    *out = NULL;
+    if (!buf)
+        return STORAGE_E_NOMEM;
+    if (inflateInit2(&z, 15 + 32) != Z_OK) {
+        free(buf);
+        return STORAGE_E_NOMEM;
+    }
+    z.next_in = (Bytef *)in;
+    /* uInt: a message file is far below 4 GiB */
+    z.avail_in = (uInt)len;
+    while (zr != Z_STREAM_END) {
+        if (o == cap) {
+            char *nb = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
+            if (!nb) {
+                zr = Z_MEM_ERROR;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        z.next_out = (Bytef *)buf + o;
+        z.avail_out = (uInt)(cap - o > UINT32_MAX ? UINT32_MAX : cap - o);
+        zr = inflate(&z, Z_NO_FLUSH);
+        o = (size_t)((char *)z.next_out - buf);
+        if (zr != Z_OK && zr != Z_STREAM_END)
+            break;
+        if (zr == Z_OK && z.avail_in == 0 && z.avail_out != 0) {
+            zr = Z_DATA_ERROR; /* truncated */
+            break;
+        }
+    }
+    inflateEnd(&z);
+    if (zr != Z_STREAM_END) {
+        free(buf);
+        return zr == Z_MEM_ERROR ? STORAGE_E_NOMEM : STORAGE_E_INVAL;
+    }
+    *out = buf;
+    *outlen = o;
+    return 0;
+}
+
 /* Reads the whole file at path into *out (caller frees), its mtime into
- * *mtime. */
-static int read_file(const char *path, char **out, size_t *len, int64_t *mtime)
+ * *mtime; inflated when decompress is set and it is compressed. */
+static int read_file(const char *path, bool decompress, char **out, size_t *len, int64_t *mtime)
 {
     struct stat sb;
     size_t off = 0;
@@ -221,9 +325,18 @@ static int read_file(const char *path, char **out, size_t *len, int64_t *mtime)
         free(buf);
         return rc;
     }
+    *mtime = (int64_t)sb.st_mtime;
+    if (decompress && compressed((const unsigned char *)buf, off)) {
+        rc = inflate_all(buf, off, out, len);
+        /* a text that only looks like a zlib header (two bytes, 1 in 31
+         * of some texts) is taken as it is */
+        if (rc != STORAGE_E_INVAL || (unsigned char)buf[0] == 0x1f) {
+            free(buf);
+            return rc;
+        }
+    }
     *out = buf;
     *len = off;
-    *mtime = (int64_t)sb.st_mtime;
     return 0;
 }
 
@@ -267,7 +380,7 @@ static int write_one(struct ibatch *b, struct imsg *im)
     if ((rc = keywords_take(im)) != 0)
         return rc;
     if (m->path) {
-        if ((rc = read_file(m->path, &src, &len, &mtime)) != 0)
+        if ((rc = read_file(m->path, m->decompress, &src, &len, &mtime)) != 0)
             return rc;
     } else {
         if (!m->data && m->len)

@@ -724,6 +724,8 @@ uint64_t storage_last_use(struct storage_user *u);
  *   // at the end of the folder, so that no UID the source handed out is
  *   // handed out again:
  *   storage_import_uidnext(u, mb.id, src_uidnext);
+ *   // a source without UIDs numbers its messages from
+ *   // storage_import_base(u, mb.id, "mbox:/path", &base): base + i
  *   // subscriptions: storage_subscribe(u, name, true) for each
  *   storage_close(u);
  *
@@ -767,6 +769,7 @@ struct storage_import_msg {
     size_t nkeywords;
     int64_t internal_date; /* unix time; 0: the file's mtime (path), else now */
     const char *path;      /* the message from this file, or when NULL */
+    bool decompress;       /* path: inflated when it is gzip or zlib data */
     const void *data;      /* from these len bytes */
     size_t len;
     /* out */
@@ -781,6 +784,12 @@ struct storage_import_msg {
  * added). Disk. */
 int storage_import_messages(struct storage_user *u, int64_t mbox, struct storage_import_msg *m,
                             size_t n);
+/* For a source without UIDs (an mbox file): the UID its first message
+ * takes in mailbox mbox, so that a rerun gives each message the same UID
+ * (base + its position) and skips it. The first call for source (any
+ * string naming it, say its path) records the mailbox's UIDNEXT then and
+ * returns it; later calls return the same. Index. */
+int storage_import_base(struct storage_user *u, int64_t mbox, const char *source, uint32_t *base);
 /* Raises mailbox mbox's UIDNEXT to uidnext (never lowers it). Disk. */
 int storage_import_uidnext(struct storage_user *u, int64_t mbox, uint32_t uidnext);
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "storage/storage.h"
 #include "tests/unit/check.h"
@@ -235,6 +236,44 @@ int main(void)
               "an unreadable file fails alone");
     }
 
+    /* compressed files (gzip, zlib) inflated when asked */
+    {
+        char gz[512], zl[512], raw[512];
+        unsigned char z[512];
+        uLongf zlen = sizeof(z);
+        gzFile g;
+        snprintf(gz, sizeof(gz), "%s/src-gz", dir);
+        snprintf(zl, sizeof(zl), "%s/src-zlib", dir);
+        snprintf(raw, sizeof(raw), "%s/src-h", dir);
+        CHECK((g = gzopen(gz, "wb")) != NULL);
+        gzputs(g, msg_lf);
+        gzclose(g);
+        CHECK(compress2(z, &zlen, (const Bytef *)msg_crlf, sizeof(msg_crlf) - 1, 6) == Z_OK);
+        CHECK((f = fopen(zl, "w")) != NULL);
+        fwrite(z, 1, zlen, f);
+        fclose(f);
+        /* text whose first two bytes pass for a zlib header: "HK" */
+        CHECK((f = fopen(raw, "w")) != NULL);
+        fputs("HK: x\n\nplain\n", f);
+        fclose(f);
+        struct storage_import_msg c[3] = {
+            {.uid = 60, .path = gz, .decompress = true},
+            {.uid = 61, .path = zl, .decompress = true},
+            {.uid = 62, .path = raw, .decompress = true},
+        };
+        CHECK(storage_import_messages(u, mb.id, c, 3) == 0 && c[0].status == STORAGE_IMPORT_ADDED &&
+                  c[1].status == STORAGE_IMPORT_ADDED && c[2].status == STORAGE_IMPORT_ADDED,
+              "compressed files imported");
+        CHECK(body_of(u, mb.id, 60, buf, sizeof(buf)) == sizeof(msg_lf) - 1 + 4 &&
+                  !strncmp(buf, "From: a@example.org\r\n", 21),
+              "gzip inflated");
+        CHECK(body_of(u, mb.id, 61, buf, sizeof(buf)) == sizeof(msg_crlf) - 1 &&
+                  !strcmp(buf, msg_crlf),
+              "zlib inflated");
+        CHECK(body_of(u, mb.id, 62, buf, sizeof(buf)) && !strcmp(buf, "HK: x\r\n\r\nplain\r\n"),
+              "text that looks like a zlib header taken as it is");
+    }
+
     /* the index agrees with the Maildir, and a rebuild keeps UIDs, flags
      * and internal dates (file names and times) */
     {
@@ -248,7 +287,7 @@ int main(void)
     CHECK(storage_mbox_get(u, "Box", &mb) == 0 && mb.uidvalidity == 12345 && mb.uidnext >= 41,
           "UIDVALIDITY and UIDNEXT survive a rebuild");
     fetch_all(u, mb.id, &s);
-    CHECK(s.n == 4 && s.uid[0] == 3 && s.idate[0] == 1000000000 &&
+    CHECK(s.n == 7 && s.uid[0] == 3 && s.idate[0] == 1000000000 &&
               s.flags[0] == (STORAGE_FLAG_SEEN | STORAGE_FLAG_ANSWERED) && s.uid[1] == 9 &&
               s.idate[1] == 1200000000,
           "UIDs, flags, internal dates survive a rebuild");
