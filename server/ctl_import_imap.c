@@ -89,7 +89,7 @@ struct run {
     char sep;
     char prefix[SRC_NAME_MAX]; /* personal namespace prefix, stripped */
     struct folder *folders;
-    size_t nfolders, next;
+    size_t nfolders, capfolders, next;
     struct storage_user *u;
     pthread_mutex_t lock; /* folders[].next, the storage handle, stats, output */
     struct stats st;
@@ -118,6 +118,23 @@ static void say(struct run *r, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+}
+
+/* Room for element n of a growable array *vp of *cap elements: 0, or -1
+ * on no memory (the array is left as it was). */
+static int grow(void *vp, size_t *cap, size_t n, size_t elem)
+{
+    void **v = vp, *nv;
+    size_t nc;
+
+    if (n < *cap)
+        return 0;
+    nc = *cap ? *cap * 2 : 64;
+    if (nc > SIZE_MAX / elem || !(nv = realloc(*v, nc * elem)))
+        return -1;
+    *v = nv;
+    *cap = nc;
+    return 0;
 }
 
 /* ---- parsing of FETCH items ---- */
@@ -253,16 +270,10 @@ static int on_meta(void *arg, const struct imapc_reader *rd)
     }
     if (m.uid == 0)
         goto bad;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 256;
-        struct msgmeta *nv = realloc(l->v, cap * sizeof(*nv));
-        if (!nv) {
-            l->oom = true;
-            free(m.keywords);
-            return -1;
-        }
-        l->v = nv;
-        l->cap = cap;
+    if (grow(&l->v, &l->cap, l->n, sizeof(*l->v)) < 0) {
+        l->oom = true;
+        free(m.keywords);
+        return -1;
     }
     l->v[l->n++] = m;
     return 0;
@@ -422,27 +433,16 @@ static int on_list(void *arg, const struct imapc_reader *rd)
     if (!sep || !name || strlen(name) >= SRC_NAME_MAX)
         return 0;
     if (L->lsub) {
-        if (L->nsubs == L->capsubs) {
-            size_t cap = L->capsubs ? L->capsubs * 2 : 32;
-            char **nv = realloc(L->subs, cap * sizeof(*nv));
-            if (!nv)
-                goto oom;
-            L->subs = nv;
-            L->capsubs = cap;
-        }
-        if (!(L->subs[L->nsubs] = strdup(name)))
+        if (grow(&L->subs, &L->capsubs, L->nsubs, sizeof(*L->subs)) < 0 ||
+            !(L->subs[L->nsubs] = strdup(name)))
             goto oom;
         L->nsubs++;
         return 0;
     }
     if (r->sep == '\0' && sep[0])
         r->sep = sep[0];
-    if (r->nfolders % 64 == 0) {
-        struct folder *nv = realloc(r->folders, (r->nfolders + 64) * sizeof(*nv));
-        if (!nv)
-            goto oom;
-        r->folders = nv;
-    }
+    if (grow(&r->folders, &r->capfolders, r->nfolders, sizeof(*r->folders)) < 0)
+        goto oom;
     {
         struct folder *f = &r->folders[r->nfolders];
         memset(f, 0, sizeof(*f));
@@ -624,15 +624,9 @@ static int on_body(void *arg, const struct imapc_reader *rd)
     }
     if (!uid || !have)
         return 0;
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        struct body *nv = realloc(b->v, cap * sizeof(*nv));
-        if (!nv) {
-            b->oom = true;
-            return -1;
-        }
-        b->v = nv;
-        b->cap = cap;
+    if (grow(&b->v, &b->cap, b->n, sizeof(*b->v)) < 0) {
+        b->oom = true;
+        return -1;
     }
     if (have == 1) {
         b->v[b->n].len = b->cur.len;
@@ -794,15 +788,9 @@ static int on_target(void *arg, const struct storage_msg *m)
 {
     struct targetlist *t = arg;
 
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 256;
-        struct target_msg *nv = realloc(t->v, cap * sizeof(*nv));
-        if (!nv) {
-            t->oom = true;
-            return 1;
-        }
-        t->v = nv;
-        t->cap = cap;
+    if (grow(&t->v, &t->cap, t->n, sizeof(*t->v)) < 0) {
+        t->oom = true;
+        return 1;
     }
     t->v[t->n].uid = m->uid;
     t->v[t->n].flags = m->flags;
@@ -1187,15 +1175,9 @@ static int on_subscribed(void *arg, const struct storage_mbox *m)
 {
     struct names *s = arg;
 
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 32;
-        char **nv = realloc(s->v, cap * sizeof(*nv));
-        if (!nv) {
-            s->oom = true;
-            return 1;
-        }
-        s->v = nv;
-        s->cap = cap;
+    if (grow(&s->v, &s->cap, s->n, sizeof(*s->v)) < 0) {
+        s->oom = true;
+        return 1;
     }
     if (!(s->v[s->n] = strdup(m->name))) {
         s->oom = true;

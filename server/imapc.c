@@ -393,6 +393,22 @@ oom:
     return -1;
 }
 
+/* Sends a command holding a secret, wipes and frees it. */
+static int cmd_secret(struct imapc *c, struct buf *cmd, char *msg, size_t msglen)
+{
+    int rc;
+
+    if (cmd->oom) {
+        buf_free(cmd);
+        snprintf(msg, msglen, "out of memory");
+        return IMAPC_EIO;
+    }
+    rc = imapc_cmd(c, cmd->p, NULL, NULL, NULL, NULL, msg, msglen);
+    explicit_bzero(cmd->p, cmd->len);
+    buf_free(cmd);
+    return rc;
+}
+
 static int login(struct imapc *c, const struct imapc_opts *o, char *err, size_t errlen)
 {
     size_t ul = strlen(o->user), pl = strlen(o->password);
@@ -429,14 +445,7 @@ static int login(struct imapc *c, const struct imapc_opts *o, char *err, size_t 
             buf_add(&cmd, b64, bl);
             explicit_bzero(b64, bl);
             free(b64);
-            if (cmd.oom) {
-                buf_free(&cmd);
-                snprintf(err, errlen, "out of memory");
-                return -1;
-            }
-            rc = imapc_cmd(c, cmd.p, NULL, NULL, NULL, NULL, msg, sizeof(msg));
-            explicit_bzero(cmd.p, cmd.len);
-            buf_free(&cmd);
+            rc = cmd_secret(c, &cmd, msg, sizeof(msg));
         } else {
             char tag[16];
             snprintf(tag, sizeof(tag), "C%u", ++c->tagn);
@@ -468,9 +477,7 @@ static int login(struct imapc *c, const struct imapc_opts *o, char *err, size_t 
             snprintf(err, errlen, "source user or password cannot be sent with LOGIN");
             return -1;
         }
-        rc = imapc_cmd(c, cmd.p, NULL, NULL, NULL, NULL, msg, sizeof(msg));
-        explicit_bzero(cmd.p, cmd.len);
-        buf_free(&cmd);
+        rc = cmd_secret(c, &cmd, msg, sizeof(msg));
     } else {
         snprintf(err, errlen, "the server offers neither AUTH=PLAIN nor LOGIN");
         return -1;

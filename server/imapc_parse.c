@@ -176,6 +176,8 @@ static int read_quoted(struct imapc_reader *r, unsigned depth)
     return tok_end(r, t);
 }
 
+static int read_eol(struct imapc_reader *r);
+
 static int read_literal(struct imapc_reader *r, unsigned depth)
 {
     uint64_t size = 0;
@@ -204,16 +206,8 @@ static int read_literal(struct imapc_reader *r, unsigned depth)
     if (c != '}')
         return fail(r, "bad literal size");
     r->ipos++;
-    if ((c = peekc(r)) < 0)
+    if (read_eol(r) < 0)
         return -1;
-    if (c == '\r') {
-        r->ipos++;
-        if ((c = peekc(r)) < 0)
-            return -1;
-    }
-    if (c != '\n')
-        return fail(r, "literal size not followed by CRLF");
-    r->ipos++;
 
     idx = r->ntoks;
     if (!r->sink && size <= r->inline_max) {
