@@ -953,8 +953,6 @@ static int import_folder(struct job *j, struct folder *f)
         goto fail;
     }
 
-    if (s.exists == 0)
-        goto flags_done;
     incremental = r->condstore && f->last_modseq && f->last_uidvalidity == s.uidvalidity &&
                   s.modseq && !s.nomodseq && target.n > 0;
     pthread_mutex_lock(&r->lock);
@@ -963,7 +961,9 @@ static int import_folder(struct job *j, struct folder *f)
     else if (target.n)
         r->st.flags_in_full++;
     pthread_mutex_unlock(&r->lock);
-    if (!incremental || first_new <= 1) {
+    if (s.exists == 0) {
+        /* nothing on the source: what is here was expunged there */
+    } else if (!incremental || first_new <= 1) {
         if (fetch_meta(j, "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)", &meta) < 0)
             goto fail;
     } else {
@@ -1071,7 +1071,6 @@ static int import_folder(struct job *j, struct folder *f)
     if (target.n && apply_flags(j, f, mb.id, &meta, &target) != 0)
         goto fail;
 
-flags_done:
     if (s.uidnext) {
         pthread_mutex_lock(&r->lock);
         rc = storage_import_uidnext(r->u, mb.id, s.uidnext);

@@ -244,15 +244,22 @@ class ImportImap(unittest.TestCase):
         for i in range(3):
             d.append('Work', message(100 + i, 'Work-new'), flags=['\\Seen', 'Later'],
                      date='03-Mar-2026 12:00:0%d +0000' % i)
+        # and a folder emptied on the source
+        d.select('Archive')
+        archived = sorted(int(it['UID']) for it, _ in d.fetch('1:*', '(UID)').values())
+        self.assertTrue(archived)
+        d.ok('STORE 1:* +FLAGS.SILENT (\\Deleted)')
+        d.ok('EXPUNGE')
         d.logout()
 
         rc, out, err = self.run_import(USER, PASS)
         self.assertEqual(rc, 0, out + err)
         self.assertIn(': 3 new messages', out)
         self.assertIn('2 flag updates', out)
-        self.assertIn('1 expunged on the source', out)
+        self.assertIn('%d expunged on the source' % (1 + len(archived)), out)
         self.assertRegex(out, r'flags of [1-9]\d* folders? by CHANGEDSINCE')
-        self.compare(USER, PASS, self.users[0][2], kept_here={'Work': {uids[-1]}})
+        self.compare(USER, PASS, self.users[0][2], kept_here={'Work': {uids[-1]},
+                                                          'Archive': set(archived)})
 
         # the session selected in coffred hears of the three new messages
         self.assertEqual(self.exists_after_noop(watcher), before + 3)
