@@ -22,6 +22,8 @@ import datetime
 import os
 import re
 import shutil
+import socket
+import threading
 import time
 import unittest
 
@@ -313,6 +315,53 @@ class ImportImap(unittest.TestCase):
                                        extra=('--ca-file', self.coffre.cert))
         self.assertNotEqual(rc, 0)
         self.assertRegex(err, r'certificate of localhost refused')
+
+    def test_4_no_plaintext_login(self):
+        """imap:// to a server that does not offer STARTTLS: no login is
+        tried, the password never leaves."""
+        got = []
+        srv = socket.socket()
+        srv.bind(('127.0.0.1', 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+
+        def serve():
+            c, _ = srv.accept()
+            c.settimeout(20)
+            c.sendall(b'* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] plaintext only\r\n')
+            data = b''
+            try:
+                while True:
+                    chunk = c.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                    for line in data.split(b'\r\n')[:-1]:
+                        tag = line.split(b' ', 1)[0]
+                        if b' CAPABILITY' in line.upper():
+                            c.sendall(b'* CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR\r\n'
+                                      + tag + b' OK done\r\n')
+                        elif line:
+                            c.sendall(tag + b' OK fine\r\n')
+                    data = data.split(b'\r\n')[-1]
+                    got.append(chunk)
+            except OSError:
+                pass
+            c.close()
+
+        t = threading.Thread(target=serve)
+        t.start()
+        try:
+            rc, out, err = self.run_import(USER, PASS, url='imap://localhost:%d' % port)
+        finally:
+            t.join(30)
+            srv.close()
+        self.assertNotEqual(rc, 0)
+        self.assertIn('does not offer STARTTLS; not logging in over plaintext', err)
+        sent = b''.join(got)
+        self.assertNotIn(PASS.encode(), sent)
+        self.assertNotIn(b'AUTHENTICATE', sent.upper())
+        self.assertNotIn(b'LOGIN', sent.upper().replace(b'LOGOUT', b''))
 
 
 if __name__ == '__main__':
