@@ -31,6 +31,7 @@ void ctl_import_usage(FILE *f)
                "  import --from-mbox FILE... ADDRESS [--folder NAME]\n"
                "                                 [--mbox-format auto|mboxrd|mboxo|mboxcl2]\n"
                "                                 (each import is idempotent and resumable)\n");
+    ctl_import_imap_usage(f);
 }
 
 static uint64_t now_ms(void)
@@ -374,6 +375,7 @@ static const struct {
 } sources[] = {
     {"--from-dovecot-maildir", ctl_import_dovecot},
     {"--from-mbox", ctl_import_mbox},
+    {"--from-imap", ctl_import_imap},
 };
 
 int ctl_import_main(const struct conf *c, int argc, char **argv)

@@ -6,6 +6,7 @@
 #define COFFRE_CTL_IMPORT_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -80,5 +81,8 @@ unsigned imp_special_use_by_name(const char *name);
 /* The sources. argv: what follows "import". */
 int ctl_import_dovecot(const struct conf *c, int argc, char **argv);
 int ctl_import_mbox(const struct conf *c, int argc, char **argv);
+/* --from-imap URL ADDRESS ... (server/ctl_import_imap.c) */
+int ctl_import_imap(const struct conf *c, int argc, char **argv);
+void ctl_import_imap_usage(FILE *f);
 
 #endif

@@ -689,6 +689,16 @@ const struct conf_setting conf_settings[] = {
      .doc = "time a control client has to send its request and take the reply"},
     {ROW("control_max_reply", "8M", "Administration"), SIZE(control_max_reply, 64 * KB, 1 * GB),
      .doc = "largest control reply (the session list of `who`); a longer one is cut and says so"},
+
+    /* coffrectl import --from-imap (server/ctl_import_imap.c) */
+    {ROW("import_imap_jobs", "4", "Import"), UINT(import_imap_jobs, 1, 16),
+     .doc = "connections to the source server (--jobs), folders spread over them"},
+    {ROW("import_imap_timeout", "2m", "Import"), DURATION(import_imap_timeout_ms, 1000),
+     .doc = "a source server silent for so long is given up"},
+    {ROW("import_imap_batch", "500", "Import"), UINT(import_imap_batch, 1, 100000),
+     .doc = "messages fetched and committed together"},
+    {ROW("import_imap_batch_size", "16M", "Import"), SIZE(import_imap_batch_size, 64 * KB, 1 * GB),
+     .doc = "bytes fetched and committed together (a larger message goes alone)"},
 };
 
 const size_t conf_n_settings = sizeof(conf_settings) / sizeof(conf_settings[0]);

@@ -155,6 +155,11 @@ struct conf {
     unsigned control_max_connections;
     unsigned control_timeout_ms;
     size_t control_max_reply;
+    /* coffrectl import --from-imap */
+    unsigned import_imap_jobs;
+    unsigned import_imap_timeout_ms;
+    unsigned import_imap_batch;
+    uint64_t import_imap_batch_size;
 };
 
 /* What the value of a setting is, and so how it is parsed. */
