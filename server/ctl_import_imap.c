@@ -802,6 +802,39 @@ static int on_target(void *arg, const struct storage_msg *m)
     return 0;
 }
 
+static int target_cmp(const void *a, const void *b)
+{
+    uint32_t x = ((const struct target_msg *)a)->uid, y = ((const struct target_msg *)b)->uid;
+    return x < y ? -1 : x > y;
+}
+
+/* Whether the target has UID uid (t sorted by UID). */
+static bool target_has(const struct targetlist *t, uint32_t uid)
+{
+    size_t lo = 0, hi = t->n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->v[mid].uid == uid)
+            return true;
+        if (t->v[mid].uid < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* The lowest UID of the source (meta, sorted) that the target lacks;
+ * UINT32_MAX when it has them all. */
+static uint32_t first_missing(const struct metalist *meta, const struct targetlist *t)
+{
+    for (size_t i = 0; i < meta->n; i++)
+        if (!target_has(t, meta->v[i].uid))
+            return meta->v[i].uid;
+    return UINT32_MAX;
+}
+
 static void target_free(struct targetlist *t)
 {
     for (size_t i = 0; i < t->n; i++)
@@ -941,8 +974,20 @@ static int import_folder(struct job *j, struct folder *f)
         snprintf(j->err, sizeof(j->err), "%s", storage_strerror(rc));
         return -1;
     }
-    /* what the target has: messages below its UIDNEXT are compared for
-     * flags, those at or above it are new */
+    /* The source's UIDs are kept for the import before any message is
+     * copied, so that mail delivered here meanwhile takes UIDs above them
+     * (a run cut short keeps them: the next one fills them in). */
+    if (s.uidnext) {
+        pthread_mutex_lock(&r->lock);
+        rc = storage_import_uidnext(r->u, mb.id, s.uidnext);
+        pthread_mutex_unlock(&r->lock);
+        if (rc) {
+            snprintf(j->err, sizeof(j->err), "raising UIDNEXT: %s", storage_strerror(rc));
+            goto fail;
+        }
+    }
+    /* what the target has: those messages are compared for flags; the
+     * source's others are new (the storage skips a UID expunged here) */
     first_new = mb.uidnext ? mb.uidnext : 1;
     pthread_mutex_lock(&r->lock);
     rc = storage_fetch(r->u, mb.id, NULL, 0, on_target, &target);
@@ -952,6 +997,8 @@ static int import_folder(struct job *j, struct folder *f)
                  storage_strerror(rc ? rc : STORAGE_E_NOMEM));
         goto fail;
     }
+    if (target.n)
+        qsort(target.v, target.n, sizeof(*target.v), target_cmp);
 
     incremental = r->condstore && f->last_modseq && f->last_uidvalidity == s.uidvalidity &&
                   s.modseq && !s.nomodseq && target.n > 0;
@@ -971,6 +1018,10 @@ static int import_folder(struct job *j, struct folder *f)
          * new messages in full */
         if (fetch_meta(j, "UID FETCH 1:* (UID)", &meta) < 0)
             goto fail;
+        /* new: from the first the target lacks (below its UIDNEXT too,
+         * after a run cut short) */
+        if ((first_new = first_missing(&meta, &target)) > s.uidnext && s.uidnext)
+            first_new = s.uidnext;
         snprintf(cmd, sizeof(cmd), "UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE %" PRIu64 ")",
                  f->last_modseq);
         if (fetch_meta(j, cmd, &changed) < 0)
@@ -1020,7 +1071,7 @@ static int import_folder(struct job *j, struct folder *f)
         goto fail;
     }
     for (size_t i = 0; i < meta.n; i++) {
-        if (meta.v[i].uid < first_new)
+        if (target_has(&target, meta.v[i].uid))
             continue;
         if (meta.v[i].have_size && meta.v[i].size > r->conf->max_message_size) {
             pthread_mutex_lock(&r->lock);
@@ -1071,15 +1122,6 @@ static int import_folder(struct job *j, struct folder *f)
     if (target.n && apply_flags(j, f, mb.id, &meta, &target) != 0)
         goto fail;
 
-    if (s.uidnext) {
-        pthread_mutex_lock(&r->lock);
-        rc = storage_import_uidnext(r->u, mb.id, s.uidnext);
-        pthread_mutex_unlock(&r->lock);
-        if (rc) {
-            snprintf(j->err, sizeof(j->err), "raising UIDNEXT: %s", storage_strerror(rc));
-            goto fail;
-        }
-    }
     f->done = true;
     free(todo);
     meta_free(&meta);
