@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "server/base/mutf7.h"
 #include "server/ctl.h"
 
 /* Failures listed one by one before the rest are only counted. */
@@ -231,114 +232,12 @@ int imp_summary(struct imp_run *r)
 
 /* ---- names ---- */
 
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == ',')
-        return 63;
-    return -1;
-}
-
-static size_t put_utf8(char *out, size_t o, size_t cap, uint32_t cp)
-{
-    unsigned char b[4];
-    size_t n;
-
-    if (cp < 0x80) {
-        b[0] = (unsigned char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        b[0] = (unsigned char)(0xc0 | cp >> 6);
-        b[1] = (unsigned char)(0x80 | (cp & 0x3f));
-        n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (unsigned char)(0xe0 | cp >> 12);
-        b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-        b[2] = (unsigned char)(0x80 | (cp & 0x3f));
-        n = 3;
-    } else {
-        b[0] = (unsigned char)(0xf0 | cp >> 18);
-        b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
-        b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-        b[3] = (unsigned char)(0x80 | (cp & 0x3f));
-        n = 4;
-    }
-    if (o + n >= cap)
-        return SIZE_MAX;
-    memcpy(out + o, b, n);
-    return o + n;
-}
-
 int imp_mutf7_decode(const char *in, size_t len, char *out, size_t outcap)
 {
-    size_t o = 0, i = 0;
-
     if (outcap == 0)
         return -1;
-    while (i < len) {
-        unsigned char c = (unsigned char)in[i];
-        if (c != '&') {
-            if (c < 0x20 || c > 0x7e || o + 1 >= outcap)
-                goto bad;
-            out[o++] = (char)c;
-            i++;
-            continue;
-        }
-        i++;
-        if (i < len && in[i] == '-') {
-            if (o + 1 >= outcap)
-                goto bad;
-            out[o++] = '&';
-            i++;
-            continue;
-        }
-        {
-            uint32_t acc = 0, hi = 0;
-            int bits = 0;
-            bool any = false;
-            while (i < len && in[i] != '-') {
-                int v = b64val((unsigned char)in[i++]);
-                if (v < 0)
-                    goto bad;
-                acc = (acc << 6) | (uint32_t)v;
-                bits += 6;
-                if (bits >= 16) {
-                    uint32_t u16 = (acc >> (bits - 16)) & 0xffff;
-                    bits -= 16;
-                    any = true;
-                    if (u16 >= 0xd800 && u16 < 0xdc00) {
-                        if (hi)
-                            goto bad;
-                        hi = u16;
-                        continue;
-                    }
-                    if (u16 >= 0xdc00 && u16 < 0xe000) {
-                        if (!hi)
-                            goto bad;
-                        u16 = 0x10000 + ((hi - 0xd800) << 10) + (u16 - 0xdc00);
-                        hi = 0;
-                    } else if (hi) {
-                        goto bad;
-                    }
-                    if ((o = put_utf8(out, o, outcap, u16)) == SIZE_MAX)
-                        goto bad;
-                }
-            }
-            if (i >= len || !any || hi || bits >= 6 || (acc & ((1u << bits) - 1)))
-                goto bad;
-            i++; /* '-' */
-        }
-    }
-    out[o] = '\0';
-    return 0;
-bad:
+    if (mutf7_decode(in, len, out, outcap) == 0)
+        return 0;
     snprintf(out, outcap, "%.*s", (int)len, in);
     return -1;
 }
