@@ -100,6 +100,7 @@ struct scram_work {
     size_t len;
     unsigned char proof[AUTH_SCRAM_KEY_LEN]; /* FINAL: ClientProof */
     unsigned char sig[AUTH_SCRAM_KEY_LEN];   /* FINAL: ServerSignature on success */
+    const char *refuse;                      /* FINAL: the protocol's reason to fail */
 };
 
 struct auth_login {
@@ -798,7 +799,6 @@ struct auth_login *auth_scram_finish(struct auth_service *s, const char *user, s
                                      auth_login_cb cb, void *arg)
 {
     struct scram_work *w = calloc(1, sizeof(*w));
-    struct auth_login *l;
 
     if (!w || !(w->msg = malloc(len ? len : 1))) {
         free(w);
@@ -808,10 +808,8 @@ struct auth_login *auth_scram_finish(struct auth_service *s, const char *user, s
     w->len = len;
     w->params = *p;
     memcpy(w->proof, proof, AUTH_SCRAM_KEY_LEN);
-    l = login_begin(s, user, ulen, NULL, 0, remote, cb, arg, KIND_SCRAM_FINAL, w);
-    if (l)
-        l->why = refuse;
-    return l;
+    w->refuse = refuse;
+    return login_begin(s, user, ulen, NULL, 0, remote, cb, arg, KIND_SCRAM_FINAL, w);
 }
 
 const struct auth_scram_params *auth_login_scram_params(const struct auth_login *l)
@@ -847,6 +845,8 @@ static struct auth_login *login_begin(struct auth_service *s, const char *user, 
     }
     l->kind = kind;
     l->scram = sw;
+    /* set before the work is queued: the threads read it */
+    l->why = sw ? sw->refuse : NULL;
     l->s = s;
     l->cb = cb;
     l->arg = arg;
