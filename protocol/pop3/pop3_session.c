@@ -380,6 +380,7 @@ static void cmd_auth(struct pop3_session *s, const char *arg, size_t len)
         const char *ir = sp + 1;
         size_t irlen = len - mlen - 1;
         if (irlen == 0) {
+            proto_sasl_clear(&s->sasl); /* SCRAM's state is allocated */
             pop3_err(s, "Invalid initial response.");
             return;
         }
