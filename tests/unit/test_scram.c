@@ -121,6 +121,14 @@ static void test_vector(void)
     CHECK(proto_sasl_scram_final(&s, sig, &ch) == SASL_CONTINUE && decodes_to(ch, S_FINAL),
           "server-final is the RFC's");
     CHECK(proto_sasl_step(&s, "x", 1, &ch) == SASL_BAD, "only an empty answer to server-final");
+
+    /* the AuthMessage and proof outlive the exchange's state */
+    char msg_copy[1024];
+    unsigned char proof_copy[AUTH_SCRAM_KEY_LEN];
+    memcpy(msg_copy, msg, len < sizeof(msg_copy) ? len : sizeof(msg_copy));
+    memcpy(proof_copy, proof, sizeof(proof_copy));
+    msg = msg_copy;
+    proof = proof_copy;
     proto_sasl_clear(&s);
 
     /* a wrong password: the same exchange, another proof */
