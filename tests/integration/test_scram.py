@@ -441,5 +441,45 @@ class ScramCase(ServerTestCase):
             self.assertEqual(r, '-ERR [AUTH] Authentication failed.')
 
 
+
+@unittest.skipUnless(os.environ.get('IMAP_TESTS_AGAINST') == 'dovecot',
+                     'checks this file\'s SCRAM client against Dovecot (IMAP_TESTS_AGAINST=dovecot)')
+class ClientAgainstDovecot(unittest.TestCase):
+    """The client above against Dovecot's SCRAM-SHA-256 (2.3 has no -PLUS):
+    a known server takes its proof and its check of the server's signature
+    holds, so the tests above do not merely agree with coffred's own
+    mistakes. Never run by meson test."""
+
+    def test_dovecot_takes_our_client(self):
+        import imap_util
+
+        class Dovecot(imap_util.DovecotServer):
+            def write_conf(self, path=None, lines=None):
+                path = super().write_conf(path, lines)
+                with open(path) as f:
+                    text = f.read()
+                with open(path, 'w') as f:
+                    f.write(text.replace('auth_mechanisms = plain login',
+                                         'auth_mechanisms = plain login scram-sha-256'))
+                return path
+
+        srv = Dovecot(name='dovecot-scram')
+        try:
+            srv.start()
+            srv.add_user(USER, PASS)
+            with srv.raw('imaps', tls=True) as c:
+                self.assertIn('AUTH=SCRAM-SHA-256', c.line().upper())
+                r, ok, _ = imap_scram(c, Scram(USER, PASS))
+                self.assertTrue(r.startswith('a OK'), r)
+                self.assertTrue(ok, "Dovecot's server signature not verified")
+            with srv.raw('imaps', tls=True) as c:
+                c.line()
+                r, ok, _ = imap_scram(c, Scram(USER, 'wrong password'))
+                self.assertTrue(r.startswith('a NO'), r)
+        finally:
+            srv.stop()
+            srv.cleanup()
+
+
 if __name__ == '__main__':
     unittest.main(verbosity=2)
