@@ -90,6 +90,15 @@ int proto_sasl_step(struct proto_sasl *s, const char *line, size_t len, const ch
 enum metrics_mech proto_sasl_metric(const struct proto_sasl *s);
 enum metrics_login_result proto_login_metric(int auth_result);
 
+/* protocol/sasl_conn.c: the channel bindings of a struct conn (the cb
+ * argument is the connection), and the auth service's step for
+ * SASL_SCRAM_LOOKUP or SASL_SCRAM_CHECK (the final one begins the
+ * connection's login record); NULL when it cannot start. */
+struct conn;
+int proto_sasl_conn_cb(void *conn, const char *name, unsigned char *out, size_t cap);
+struct auth_login *proto_sasl_scram_ask(struct proto_sasl *s, int r, struct conn *c,
+                                        auth_login_cb cb, void *arg);
+
 /* Wipes the credentials and frees SCRAM's state. */
 void proto_sasl_clear(struct proto_sasl *s);
 

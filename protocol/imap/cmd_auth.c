@@ -326,25 +326,10 @@ static void on_scram_final(void *arg, int result, const struct auth_account *acc
  * meanwhile. */
 static void scram_ask(struct imap_session *s, struct proto_sasl *sasl, int r)
 {
-    const struct sockaddr *peer = conn_info(s->c)->peer;
-
-    if (r == SASL_SCRAM_LOOKUP) {
-        sasl->login =
-            auth_scram_begin(conn_auth(s->c), sasl->user, sasl->user_len, peer, on_scram_first, s);
-    } else {
-        const struct auth_scram_params *p;
-        const unsigned char *proof;
-        const char *msg, *refuse;
-        size_t len;
-
-        proto_sasl_scram_check(sasl, &p, &msg, &len, &proof, &refuse);
+    if (r == SASL_SCRAM_CHECK)
         s->login_mech = proto_sasl_metric(sasl);
-        conn_login_begin(s->c,
-                         sasl->mech == SASL_MECH_SCRAM ? "SCRAM-SHA-256" : "SCRAM-SHA-256-PLUS",
-                         sasl->user, sasl->user_len);
-        sasl->login = auth_scram_finish(conn_auth(s->c), sasl->user, sasl->user_len, p, msg, len,
-                                        proof, refuse, peer, on_scram_final, s);
-    }
+    sasl->login = proto_sasl_scram_ask(sasl, r, s->c,
+                                       r == SASL_SCRAM_LOOKUP ? on_scram_first : on_scram_final, s);
     if (!sasl->login) {
         sasl_free(sasl);
         imap_tagged(s, "NO", "[UNAVAILABLE] Temporary authentication failure; try again later.");
@@ -421,7 +406,8 @@ void imap_cmd_authenticate(struct imap_session *s, struct imap_args *a)
         imap_tagged(s, "NO", "[UNAVAILABLE] Out of memory.");
         return;
     }
-    if (proto_sasl_start_cb(sasl, mech, mlen, conn_is_tls(s->c) ? imap_sasl_cb : NULL, s->c) < 0) {
+    if (proto_sasl_start_cb(sasl, mech, mlen, conn_is_tls(s->c) ? proto_sasl_conn_cb : NULL, s->c) <
+        0) {
         sasl_free(sasl);
         imap_tagged(s, "NO", "Unsupported authentication mechanism.");
         return;

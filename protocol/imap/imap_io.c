@@ -174,15 +174,11 @@ const char *imap_capabilities(struct imap_session *s)
         base = c[3];
     /* SCRAM-SHA-256-PLUS where a channel binding works: over TLS */
     snprintf(line, sizeof(line), "%s%s APPENDLIMIT=%llu", base,
-             base == c[1] && proto_sasl_plus_ok(imap_sasl_cb, s->c) ? " AUTH=SCRAM-SHA-256-PLUS"
-                                                                    : "",
+             base == c[1] && proto_sasl_plus_ok(proto_sasl_conn_cb, s->c)
+                 ? " AUTH=SCRAM-SHA-256-PLUS"
+                 : "",
              (unsigned long long)cf->max_message_size);
     return line;
-}
-
-int imap_sasl_cb(void *conn, const char *name, unsigned char *out, size_t cap)
-{
-    return conn_channel_binding(conn, name, out, cap);
 }
 
 /* BAD for an argument the parser refused (r): the mailbox name, the

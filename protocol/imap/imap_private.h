@@ -621,8 +621,6 @@ int imap_name_lax(int r, bool *invalid);
 void imap_no_name(struct imap_session *s, const char *what, bool exists);
 /* The capability list for the current state (no leading "CAPABILITY "). */
 const char *imap_capabilities(struct imap_session *s);
-/* The channel bindings of the session's connection, for SASL (conn_channel_binding). */
-int imap_sasl_cb(void *conn, const char *name, unsigned char *out, size_t cap);
 
 /* Ends the command in progress: announces pending mailbox changes (with
  * EXPUNGE only when s->expunge_ok), then the tagged reply; the session

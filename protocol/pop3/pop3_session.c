@@ -180,11 +180,6 @@ static void start_login(struct pop3_session *s, const char *mech, const char *us
 
 /* ---- commands ---- */
 
-static int pop3_sasl_cb(void *conn, const char *name, unsigned char *out, size_t cap)
-{
-    return conn_channel_binding(conn, name, out, cap);
-}
-
 static void cmd_capa(struct pop3_session *s, const char *arg, size_t len)
 {
     bool auth_ok = conn_plaintext_auth_ok(s->c);
@@ -194,9 +189,9 @@ static void cmd_capa(struct pop3_session *s, const char *arg, size_t len)
         if (!conn_is_tls(s->c))
             conn_printf(s->c, "STLS\r\n");
         if (auth_ok)
-            conn_printf(
-                s->c, "USER\r\nSASL %s\r\n",
-                proto_sasl_mechs(conn_is_tls(s->c) && proto_sasl_plus_ok(pop3_sasl_cb, s->c)));
+            conn_printf(s->c, "USER\r\nSASL %s\r\n",
+                        proto_sasl_mechs(conn_is_tls(s->c) &&
+                                         proto_sasl_plus_ok(proto_sasl_conn_cb, s->c)));
     }
     conn_printf(s->c, "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n"
                       "EXPIRE NEVER\r\nIMPLEMENTATION coffre\r\n.\r\n");
@@ -280,29 +275,12 @@ static void on_scram_answer(void *arg, int result, const struct auth_account *ac
 /* Hands a SCRAM step to the auth service; input waits meanwhile. */
 static void scram_ask(struct pop3_session *s, int r)
 {
-    const struct sockaddr *peer = conn_info(s->c)->peer;
-    struct proto_sasl *sasl = &s->sasl;
-
-    if (r == SASL_SCRAM_LOOKUP) {
-        s->login =
-            auth_scram_begin(conn_auth(s->c), sasl->user, sasl->user_len, peer, on_scram_answer, s);
-    } else {
-        const struct auth_scram_params *p;
-        const unsigned char *proof;
-        const char *msg, *refuse;
-        size_t len;
-
-        proto_sasl_scram_check(sasl, &p, &msg, &len, &proof, &refuse);
-        s->login_mech = proto_sasl_metric(sasl);
-        conn_login_begin(s->c,
-                         sasl->mech == SASL_MECH_SCRAM ? "SCRAM-SHA-256" : "SCRAM-SHA-256-PLUS",
-                         sasl->user, sasl->user_len);
-        s->login = auth_scram_finish(conn_auth(s->c), sasl->user, sasl->user_len, p, msg, len,
-                                     proof, refuse, peer, on_scram_answer, s);
-    }
+    if (r == SASL_SCRAM_CHECK)
+        s->login_mech = proto_sasl_metric(&s->sasl);
+    s->login = proto_sasl_scram_ask(&s->sasl, r, s->c, on_scram_answer, s);
     if (!s->login) {
         s->sasl_active = false;
-        proto_sasl_clear(sasl);
+        proto_sasl_clear(&s->sasl);
         conn_printf(s->c, "-ERR [SYS/TEMP] Temporary authentication failure; try again later.\r\n");
         return;
     }
@@ -359,7 +337,7 @@ static void cmd_auth(struct pop3_session *s, const char *arg, size_t len)
         conn_printf(s->c, "+OK\r\n");
         if (conn_plaintext_auth_ok(s->c))
             conn_printf(s->c, "PLAIN\r\nLOGIN\r\nSCRAM-SHA-256\r\n%s",
-                        conn_is_tls(s->c) && proto_sasl_plus_ok(pop3_sasl_cb, s->c)
+                        conn_is_tls(s->c) && proto_sasl_plus_ok(proto_sasl_conn_cb, s->c)
                             ? "SCRAM-SHA-256-PLUS\r\n"
                             : "");
         conn_printf(s->c, ".\r\n");
@@ -371,8 +349,8 @@ static void cmd_auth(struct pop3_session *s, const char *arg, size_t len)
     }
     sp = memchr(arg, ' ', len);
     mlen = sp ? (size_t)(sp - arg) : len;
-    if (proto_sasl_start_cb(&s->sasl, arg, mlen, conn_is_tls(s->c) ? pop3_sasl_cb : NULL, s->c) <
-        0) {
+    if (proto_sasl_start_cb(&s->sasl, arg, mlen, conn_is_tls(s->c) ? proto_sasl_conn_cb : NULL,
+                            s->c) < 0) {
         pop3_err(s, "Unsupported authentication mechanism.");
         return;
     }
