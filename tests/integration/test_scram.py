@@ -323,6 +323,23 @@ class ScramCase(ServerTestCase):
             r, ok, _ = imap_scram(c, Scram(OLD_USER, OLD_PASS))
             self.assertLoggedIn(c, r, ok)
 
+    def test_password_change_makes_a_new_secret(self):
+        user, old, new = 'dave@example.org', 'first dave password', 'second dave password'
+        self.server.add_user(user, old)
+        with self.imaps() as c:
+            r, ok, _ = imap_scram(c, Scram(user, old))
+            self.assertLoggedIn(c, r, ok)
+        rc, out, err = self.server.ctl('user', 'passwd', user, '--password-stdin',
+                                       input=new + '\n')
+        self.assertEqual(rc, 0, out + err)
+        self.server.secrets.add(new)
+        with self.imaps() as c:
+            r, _, _ = imap_scram(c, Scram(user, old))
+            self.assertTrue(r.startswith('a ' + AUTH_FAILED), r)
+        with self.imaps() as c:
+            r, ok, _ = imap_scram(c, Scram(user, new))
+            self.assertLoggedIn(c, r, ok)
+
     # -- SCRAM-SHA-256-PLUS --
 
     def test_plus_tls_exporter_tls13(self):
