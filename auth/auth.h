@@ -15,6 +15,15 @@
 #define AUTH_PASSWORD_MAX 1024 /* longest password accepted, in bytes */
 #define AUTH_PASSWORD_MIN 8    /* shortest password coffrectl accepts */
 
+/* SCRAM-SHA-256 (auth/scram.c) */
+#define AUTH_SCRAM_KEY_LEN 32        /* SHA-256 */
+#define AUTH_SCRAM_SALT_LEN 16       /* salts made here */
+#define AUTH_SCRAM_SALT_MAX 64       /* salts accepted from the database */
+#define AUTH_SCRAM_ITER_MIN 4096     /* RFC 7677 section 4 */
+#define AUTH_SCRAM_ITER_MAX 10000000 /* what a client may be asked to compute */
+#define AUTH_SCRAM_ITER_DEFAULT 10000
+#define AUTH_SCRAM_TEXT_MAX 256 /* the secret's text form, NUL included */
+
 /* Error codes (negative), shared by the account functions. */
 enum {
     AUTH_OK = 0,
@@ -67,6 +76,10 @@ struct auth_db;
  * against concurrent coffrectl and coffred. Returns 0 or AUTH_E_TEMP. */
 int auth_db_open(const char *data_dir, struct auth_db **out, char *err, size_t errlen);
 void auth_db_close(struct auth_db *db);
+/* PBKDF2 iterations of the SCRAM secrets made for passwords set through db
+ * (scram_iterations; AUTH_SCRAM_ITER_DEFAULT until set). */
+void auth_db_set_scram_iterations(struct auth_db *db, unsigned iter);
+unsigned auth_db_scram_iterations(const struct auth_db *db);
 
 /* address must already be normalized. password is checked and hashed here. */
 int auth_user_add(struct auth_db *db, const char *address, const char *password,
@@ -95,6 +108,7 @@ struct auth_service_opts {
     unsigned max_pending_per_ip;   /* logins waiting or checked per client group (0: no limit) */
     unsigned max_pending_per_user; /* the same per account name (0: no limit) */
     unsigned threads;              /* password checks at once; 0: AUTH_THREADS_DEFAULT */
+    unsigned scram_iterations;     /* of SCRAM secrets made at login; 0: the default */
 };
 
 #define AUTH_THREADS_DEFAULT 2
@@ -141,6 +155,36 @@ struct auth_login *auth_login_start(struct auth_service *s, const char *user, si
  * its callback; the handle is gone once the callback has returned. */
 void auth_login_cancel(struct auth_login *l);
 
+/* SCRAM-SHA-256's two server steps, through the same threads, throttle
+ * and log as password logins. The first gives the salt and iteration
+ * count for a name (made up, the same at each exchange, for a name
+ * without a secret: an unknown user, or an account whose password was set
+ * before SCRAM and not used with PLAIN/LOGIN since); it checks nothing,
+ * is never held back and counts no failure. Its callback's result is
+ * AUTH_OK (acct NULL), AUTH_E_TEMP or AUTH_E_BUSY; auth_login_scram_params
+ * reads the answer from inside the callback. */
+struct auth_scram_params {
+    unsigned char salt[AUTH_SCRAM_SALT_MAX];
+    size_t salt_len;
+    unsigned iter;
+};
+struct auth_login *auth_scram_begin(struct auth_service *s, const char *user, size_t ulen,
+                                    const struct sockaddr *remote, auth_login_cb cb, void *arg);
+const struct auth_scram_params *auth_login_scram_params(const struct auth_login *l);
+/* The second checks the client's proof over AuthMessage against the
+ * account's secret, which must still have the salt and count p that the
+ * client was given; a failure counts and is held like a wrong password.
+ * refuse (static text, or NULL) fails it whatever the proof, with that
+ * reason in the log: the protocol layer's own refusals (channel binding
+ * mismatch) cost and count the same. On AUTH_OK,
+ * auth_login_scram_signature gives the ServerSignature (in the callback). */
+struct auth_login *auth_scram_finish(struct auth_service *s, const char *user, size_t ulen,
+                                     const struct auth_scram_params *p, const void *auth_msg,
+                                     size_t len, const unsigned char proof[AUTH_SCRAM_KEY_LEN],
+                                     const char *refuse, const struct sockaddr *remote,
+                                     auth_login_cb cb, void *arg);
+const unsigned char *auth_login_scram_signature(const struct auth_login *l);
+
 /* Looks an account up by address for delivery (LMTP RCPT): the name is
  * normalized as for a login. Blocking and thread-safe: run it on the thread
  * pool. Returns AUTH_OK, AUTH_E_NOUSER, AUTH_E_BADADDR or AUTH_E_TEMP. */
@@ -158,6 +202,40 @@ struct auth_sasl_plain {
     size_t passwd_len;
 };
 int auth_sasl_plain_parse(const unsigned char *msg, size_t len, struct auth_sasl_plain *out);
+
+/* ---- SCRAM-SHA-256 (auth/scram.c; RFC 5802, RFC 7677) ---- */
+
+/* What the server keeps of a password for SCRAM: enough to check a proof,
+ * not enough to log in as the user elsewhere. */
+struct auth_scram_secret {
+    unsigned iter;
+    unsigned char salt[AUTH_SCRAM_SALT_MAX];
+    size_t salt_len;
+    unsigned char stored_key[AUTH_SCRAM_KEY_LEN];
+    unsigned char server_key[AUTH_SCRAM_KEY_LEN];
+};
+
+/* ClientKey, StoredKey and ServerKey from SaltedPassword. */
+int auth_scram_keys(const unsigned char salted[AUTH_SCRAM_KEY_LEN],
+                    unsigned char client_key[AUTH_SCRAM_KEY_LEN],
+                    unsigned char stored_key[AUTH_SCRAM_KEY_LEN],
+                    unsigned char server_key[AUTH_SCRAM_KEY_LEN]);
+/* PBKDF2-HMAC-SHA-256 of pw with salt and iter, then the keys. Blocking
+ * (iter HMACs). AUTH_OK or AUTH_E_TEMP. */
+int auth_scram_derive(const char *pw, size_t pwlen, const unsigned char *salt, size_t salt_len,
+                      unsigned iter, struct auth_scram_secret *out);
+/* The same with a fresh random salt of AUTH_SCRAM_SALT_LEN bytes. */
+int auth_scram_new_secret(const char *pw, size_t pwlen, unsigned iter,
+                          struct auth_scram_secret *out);
+/* The database's text form, "SCRAM-SHA-256:iter:salt:StoredKey:ServerKey"
+ * (base64), and back (strict: AUTH_E_FAIL on anything else). */
+int auth_scram_secret_format(const struct auth_scram_secret *sec, char *out, size_t cap);
+int auth_scram_secret_parse(const char *text, struct auth_scram_secret *out);
+/* Checks a ClientProof over AuthMessage in constant time; on success
+ * server_sig is the ServerSignature to send back. */
+bool auth_scram_verify(const struct auth_scram_secret *sec, const void *auth_msg, size_t len,
+                       const unsigned char proof[AUTH_SCRAM_KEY_LEN],
+                       unsigned char server_sig[AUTH_SCRAM_KEY_LEN]);
 
 /* ---- backups (auth/backup.c) ---- */
 

@@ -90,13 +90,30 @@ enum login_phase {
 
 enum { T_IP, T_USER, T_PAIR, T_N };
 
+/* What a login checks: a password, or one of SCRAM's two server steps
+ * (the salt and iteration count for a name, then the client's proof). */
+enum login_kind { KIND_PASSWORD, KIND_SCRAM_FIRST, KIND_SCRAM_FINAL };
+
+struct scram_work {
+    struct auth_scram_params params; /* FIRST: out; FINAL: what the client was given */
+    unsigned char *msg;              /* FINAL: AuthMessage, owned */
+    size_t len;
+    unsigned char proof[AUTH_SCRAM_KEY_LEN]; /* FINAL: ClientProof */
+    unsigned char sig[AUTH_SCRAM_KEY_LEN];   /* FINAL: ServerSignature on success */
+    const char *refuse;                      /* FINAL: the protocol's reason to fail */
+};
+
 struct auth_login {
     struct auth_service *s;
     enum login_phase phase;
     bool cancelled;
     bool addr_ok;
     bool timer_used;
-    bool known_good; /* the pair succeeded lately: only its own failures hold it back */
+    bool known_good;   /* the pair succeeded lately: only its own failures hold it back */
+    bool scram_filled; /* a password login stored the account's missing SCRAM secret */
+    enum login_kind kind;
+    struct scram_work *scram; /* SCRAM kinds */
+    const char *why;          /* why a check failed, for the log (static text) */
     struct workers_task work;
     uv_timer_t timer;
     auth_login_cb cb;
@@ -122,6 +139,7 @@ struct auth_service {
     uint64_t forget_ms;
     unsigned prefix_v4, prefix_v6;
     unsigned max_inflight_ip, max_inflight_user; /* 0 = unlimited */
+    unsigned scram_iter;
     bool closing;
     char dummy_hash[CRYPT_OUTPUT_SIZE]; /* unknown users are verified against it */
     unsigned char key[KEY_LEN];         /* per process, for the cache's HMAC */
@@ -416,6 +434,14 @@ static void login_free(struct auth_login *l)
         if (l->t[i])
             throttle_release(s, l->t[i]);
     wipe_password(l);
+    if (l->scram) {
+        if (l->scram->msg) {
+            explicit_bzero(l->scram->msg, l->scram->len);
+            free(l->scram->msg);
+        }
+        explicit_bzero(l->scram, sizeof(*l->scram));
+        free(l->scram);
+    }
     explicit_bzero(&l->acct, sizeof(l->acct));
     free(l);
     if (s->closing && LIST_EMPTY(&s->logins))
@@ -443,7 +469,8 @@ static void login_deliver(struct auth_login *l)
 {
     if (!l->cancelled && !l->s->closing) {
         l->phase = LOGIN_CALLING;
-        l->cb(l->arg, l->result, l->result == AUTH_OK ? &l->acct : NULL);
+        l->cb(l->arg, l->result,
+              l->result == AUTH_OK && l->kind != KIND_SCRAM_FIRST ? &l->acct : NULL);
     }
     login_release(l);
 }
@@ -465,15 +492,110 @@ static bool login_timer(struct auth_login *l, uint64_t ms, uv_timer_cb cb)
     return uv_timer_start(&l->timer, cb, ms, 0) == 0;
 }
 
+/* A password login of an account without a SCRAM secret stores one
+ * (accounts made before SCRAM, or restored from an older backup). */
+static void scram_fill(struct auth_login *l, const char *hash)
+{
+    struct auth_scram_secret sec;
+    char text[AUTH_SCRAM_TEXT_MAX];
+
+    if (auth_scram_new_secret(l->pw, l->pwlen, l->s->scram_iter, &sec) == AUTH_OK &&
+        auth_scram_secret_format(&sec, text, sizeof(text)) == AUTH_OK &&
+        auth_db_scram_fill(l->s->db, l->acct.address, hash, text) == AUTH_OK)
+        l->scram_filled = true;
+    explicit_bzero(&sec, sizeof(sec));
+    explicit_bzero(text, sizeof(text));
+}
+
+/* For a name without a secret: a salt and keys that stay the same for the
+ * name while the process runs (a second exchange does not tell it apart
+ * from an account) and that no proof matches but by chance. */
+static void scram_fake(struct auth_service *s, const char *user, struct auth_scram_secret *sec)
+{
+    unsigned char mac[HMAC_LEN];
+    char buf[AUTH_ADDR_MAX + 16];
+    int n;
+
+    memset(sec, 0, sizeof(*sec));
+    n = snprintf(buf, sizeof(buf), "scram-salt %s", user);
+    gnutls_hmac_fast(GNUTLS_MAC_SHA256, s->key, sizeof(s->key), buf, (size_t)n, mac);
+    memcpy(sec->salt, mac, AUTH_SCRAM_SALT_LEN);
+    sec->salt_len = AUTH_SCRAM_SALT_LEN;
+    sec->iter = s->scram_iter;
+    n = snprintf(buf, sizeof(buf), "scram-keys %s", user);
+    gnutls_hmac_fast(GNUTLS_MAC_SHA256, s->key, sizeof(s->key), buf, (size_t)n, sec->stored_key);
+    memcpy(sec->server_key, sec->stored_key, AUTH_SCRAM_KEY_LEN);
+    explicit_bzero(mac, sizeof(mac));
+}
+
+/* SCRAM's steps on the service's threads: the account's secret (or a fake
+ * one), then for the final step the proof's check. */
+static void scram_work(struct auth_login *l)
+{
+    struct auth_service *s = l->s;
+    struct scram_work *w = l->scram;
+    struct auth_scram_secret sec, fake;
+    char text[AUTH_SCRAM_TEXT_MAX];
+    bool real = false, ok;
+    int r = AUTH_E_NOUSER;
+
+    scram_fake(s, l->user, &fake);
+    if (l->addr_ok)
+        r = auth_db_lookup_scram(s->db, l->user, &l->acct, NULL, 0, text, sizeof(text));
+    if (r != AUTH_OK && r != AUTH_E_NOUSER) {
+        l->result = AUTH_E_TEMP;
+        goto out;
+    }
+    if (r == AUTH_OK && auth_scram_secret_parse(text, &sec) == AUTH_OK)
+        real = true;
+    else
+        sec = fake;
+    if (l->kind == KIND_SCRAM_FIRST) {
+        explicit_bzero(&l->acct, sizeof(l->acct)); /* nothing said of the account yet */
+        memcpy(w->params.salt, sec.salt, sec.salt_len);
+        w->params.salt_len = sec.salt_len;
+        w->params.iter = sec.iter;
+        l->result = AUTH_OK;
+        goto out;
+    }
+    /* the final step: the same work whatever is wrong */
+    if (w->params.salt_len != sec.salt_len || w->params.iter != sec.iter ||
+        memcmp(w->params.salt, sec.salt, sec.salt_len) != 0) {
+        sec = fake; /* the password changed between the two steps */
+        if (real && !l->why)
+            l->why = "the SCRAM secret changed during the exchange";
+        real = false;
+    }
+    ok = auth_scram_verify(&sec, w->msg, w->len, w->proof, w->sig);
+    if (!l->why)
+        l->why = r == AUTH_E_NOUSER ? "unknown user"
+                 : !real            ? "no SCRAM secret for this account (log in once with PLAIN)"
+                 : !ok              ? "wrong password"
+                                    : NULL;
+    if (l->why)
+        l->result = AUTH_E_FAIL;
+    else
+        l->result = l->acct.disabled ? AUTH_E_DISABLED : AUTH_OK;
+out:
+    explicit_bzero(&sec, sizeof(sec));
+    explicit_bzero(&fake, sizeof(fake));
+    explicit_bzero(text, sizeof(text));
+}
+
 /* The service's threads: everything that may block or burn CPU. */
 static void on_work(struct workers_task *w)
 {
     struct auth_login *l = w->data;
     struct auth_service *s = l->s;
-    char hash[CRYPT_OUTPUT_SIZE];
+    char hash[CRYPT_OUTPUT_SIZE], scram[AUTH_SCRAM_TEXT_MAX];
     unsigned char mac[HMAC_LEN];
     bool verified, use_cache;
     int r;
+
+    if (l->kind != KIND_PASSWORD) {
+        scram_work(l);
+        return;
+    }
 
     if (!l->addr_ok || !l->pw) {
         /* the same cost as a wrong password */
@@ -481,7 +603,7 @@ static void on_work(struct workers_task *w)
         l->result = AUTH_E_FAIL;
         goto out;
     }
-    r = auth_db_lookup(s->db, l->user, &l->acct, hash, sizeof(hash));
+    r = auth_db_lookup_scram(s->db, l->user, &l->acct, hash, sizeof(hash), scram, sizeof(scram));
     if (r == AUTH_E_NOUSER) {
         (void)auth_password_verify(l->pw, s->dummy_hash);
         l->result = AUTH_E_FAIL;
@@ -506,8 +628,11 @@ static void on_work(struct workers_task *w)
         l->result = AUTH_E_DISABLED;
     else
         l->result = AUTH_OK;
+    if (l->result == AUTH_OK && !scram[0])
+        scram_fill(l, hash);
 out:
     explicit_bzero(hash, sizeof(hash));
+    explicit_bzero(scram, sizeof(scram));
     explicit_bzero(mac, sizeof(mac));
     wipe_password(l);
 }
@@ -540,16 +665,27 @@ static void on_work_done(struct workers_task *w, int status)
     /* the name as the client sent it: quoted, so it cannot forge fields */
     char quser[LOG_QUOTE_MAX];
     log_quote(quser, sizeof(quser), l->user);
-    if (l->result == AUTH_E_FAIL) {
+    if (l->kind == KIND_SCRAM_FIRST) {
+        /* nothing checked yet: the final step is counted */
+        if (l->result != AUTH_OK)
+            log_warn("auth temporary failure user=%s ip=%s", quser, l->ip);
+        hold = 0;
+    } else if (l->result == AUTH_E_FAIL) {
         /* counted even when the client already went away */
         hold = throttle_failed(s, l);
-        log_info("auth failed user=%s ip=%s", quser, l->ip);
+        if (l->why)
+            log_info("auth failed user=%s ip=%s mech=SCRAM-SHA-256 reason=\"%s\"", quser, l->ip,
+                     l->why);
+        else
+            log_info("auth failed user=%s ip=%s", quser, l->ip);
     } else {
         hold = throttle_answered(s, l, l->result == AUTH_OK);
         if (l->result == AUTH_E_DISABLED)
             log_info("auth refused: account disabled user=%s ip=%s", quser, l->ip);
         else if (l->result != AUTH_OK)
             log_warn("auth temporary failure user=%s ip=%s", quser, l->ip);
+        if (l->scram_filled)
+            log_info("auth stored the SCRAM secret of user=%s", quser);
     }
     if (l->result != AUTH_OK)
         explicit_bzero(&l->acct, sizeof(l->acct));
@@ -634,18 +770,83 @@ static void format_remote(const struct auth_service *s, const struct sockaddr *s
     }
 }
 
+static struct auth_login *login_begin(struct auth_service *s, const char *user, size_t ulen,
+                                      const char *pw, size_t pwlen, const struct sockaddr *remote,
+                                      auth_login_cb cb, void *arg, enum login_kind kind,
+                                      struct scram_work *sw);
+
 struct auth_login *auth_login_start(struct auth_service *s, const char *user, size_t ulen,
                                     const char *pw, size_t pwlen, const struct sockaddr *remote,
                                     auth_login_cb cb, void *arg)
 {
+    return login_begin(s, user, ulen, pw, pwlen, remote, cb, arg, KIND_PASSWORD, NULL);
+}
+
+struct auth_login *auth_scram_begin(struct auth_service *s, const char *user, size_t ulen,
+                                    const struct sockaddr *remote, auth_login_cb cb, void *arg)
+{
+    struct scram_work *w = calloc(1, sizeof(*w));
+
+    if (!w)
+        return NULL;
+    return login_begin(s, user, ulen, NULL, 0, remote, cb, arg, KIND_SCRAM_FIRST, w);
+}
+
+struct auth_login *auth_scram_finish(struct auth_service *s, const char *user, size_t ulen,
+                                     const struct auth_scram_params *p, const void *auth_msg,
+                                     size_t len, const unsigned char proof[AUTH_SCRAM_KEY_LEN],
+                                     const char *refuse, const struct sockaddr *remote,
+                                     auth_login_cb cb, void *arg)
+{
+    struct scram_work *w = calloc(1, sizeof(*w));
+
+    if (!w || !(w->msg = malloc(len ? len : 1))) {
+        free(w);
+        return NULL;
+    }
+    memcpy(w->msg, auth_msg, len);
+    w->len = len;
+    w->params = *p;
+    memcpy(w->proof, proof, AUTH_SCRAM_KEY_LEN);
+    w->refuse = refuse;
+    return login_begin(s, user, ulen, NULL, 0, remote, cb, arg, KIND_SCRAM_FINAL, w);
+}
+
+const struct auth_scram_params *auth_login_scram_params(const struct auth_login *l)
+{
+    return l->kind == KIND_SCRAM_FIRST ? &l->scram->params : NULL;
+}
+
+const unsigned char *auth_login_scram_signature(const struct auth_login *l)
+{
+    return l->kind == KIND_SCRAM_FINAL && l->result == AUTH_OK ? l->scram->sig : NULL;
+}
+
+static struct auth_login *login_begin(struct auth_service *s, const char *user, size_t ulen,
+                                      const char *pw, size_t pwlen, const struct sockaddr *remote,
+                                      auth_login_cb cb, void *arg, enum login_kind kind,
+                                      struct scram_work *sw)
+{
     char ip_key[IP_TEXT_MAX + 8], key[THROTTLE_KEY_MAX];
     struct auth_login *l;
 
-    if (s->closing)
+    if (s->closing || (kind != KIND_PASSWORD && !sw)) {
+        if (sw)
+            free(sw->msg);
+        free(sw);
         return NULL;
+    }
     l = calloc(1, sizeof(*l));
-    if (!l)
+    if (!l) {
+        if (sw)
+            free(sw->msg);
+        free(sw);
         return NULL;
+    }
+    l->kind = kind;
+    l->scram = sw;
+    /* set before the work is queued: the threads read it */
+    l->why = sw ? sw->refuse : NULL;
     l->s = s;
     l->cb = cb;
     l->arg = arg;
@@ -666,10 +867,12 @@ struct auth_login *auth_login_start(struct auth_service *s, const char *user, si
     }
     format_remote(s, remote, l->ip, sizeof(l->ip), ip_key, sizeof(ip_key));
     /* a password with a NUL would be cut short by crypt: never matches */
-    if (pw && pwlen <= AUTH_PASSWORD_MAX && !memchr(pw, '\0', pwlen)) {
+    if (kind == KIND_PASSWORD && pw && pwlen <= AUTH_PASSWORD_MAX && !memchr(pw, '\0', pwlen)) {
         l->pw = malloc(pwlen + 1);
         if (!l->pw) {
-            free(l);
+            l->cancelled = true;
+            LIST_INSERT_HEAD(&s->logins, l, entry);
+            login_free(l);
             return NULL;
         }
         memcpy(l->pw, pw, pwlen);
@@ -705,7 +908,8 @@ struct auth_login *auth_login_start(struct auth_service *s, const char *user, si
             return l;
         goto fail;
     }
-    if (login_gate(l) < 0)
+    /* SCRAM's first step checks nothing: it is not held back */
+    if (kind == KIND_SCRAM_FIRST ? login_check(l) < 0 : login_gate(l) < 0)
         goto fail;
     return l;
 fail:
@@ -760,6 +964,10 @@ int auth_service_new(uv_loop_t *loop, const struct auth_service_opts *o, struct 
     s->prefix_v6 = o->client_prefix_v6 && o->client_prefix_v6 <= 128 ? o->client_prefix_v6 : 64;
     s->max_inflight_ip = o->max_pending_per_ip;
     s->max_inflight_user = o->max_pending_per_user;
+    s->scram_iter =
+        o->scram_iterations >= AUTH_SCRAM_ITER_MIN && o->scram_iterations <= AUTH_SCRAM_ITER_MAX
+            ? o->scram_iterations
+            : AUTH_SCRAM_ITER_DEFAULT;
     snprintf(s->default_domain, sizeof(s->default_domain), "%s",
              o->default_domain ? o->default_domain : "");
     TAILQ_INIT(&s->cache_order);

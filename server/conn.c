@@ -147,6 +147,11 @@ bool conn_is_tls(struct conn *c)
     return c->tls_state == C_TLS;
 }
 
+int conn_channel_binding(struct conn *c, const char *name, unsigned char *out, size_t cap)
+{
+    return c->tls_state == C_TLS ? tls_session_channel_binding(c->tls, name, out, cap) : -1;
+}
+
 bool conn_closing(struct conn *c)
 {
     return c->closing;

@@ -339,6 +339,7 @@ static int open_db(const struct conf *c, struct auth_db **db)
         fprintf(stderr, "coffrectl: %s\n", err);
         return CTL_EXIT_SYSTEM;
     }
+    auth_db_set_scram_iterations(*db, c->scram_iterations);
     return CTL_EXIT_OK;
 }
 

@@ -531,6 +531,9 @@ const struct conf_setting conf_settings[] = {
     {ROW("login_max_pending_per_user", "10", "Authentication"),
      UINT(login_max_pending_per_user, 1, 100000),
      .doc = "logins waiting or being checked at once for one account; beyond, a temporary error"},
+    {ROW("scram_iterations", "10000", "Authentication"), UINT(scram_iterations, 4096, 10000000),
+     .doc = "PBKDF2 iterations of the SCRAM-SHA-256 secrets made when a password is set or "
+            "first used; each client login computes as many"},
     {ROW("auth_cache_ttl", "1h", "Authentication"), SECONDS(auth_cache_ttl_s),
      .errmsg = "auth_cache_ttl must be a duration (0 disables the cache)",
      .doc = "how long a verified password is remembered (as a keyed hash); 0 = never"},

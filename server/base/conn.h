@@ -85,6 +85,9 @@ int conn_starttls(struct conn *c);
 bool conn_is_tls(struct conn *c);
 /* True when TLS is up, or the peer is in plaintext_auth_networks. */
 bool conn_plaintext_auth_ok(struct conn *c);
+/* Channel binding data for SCRAM-SHA-256-PLUS (tls_session_channel_binding):
+ * its length, or -1 without TLS or for a type that does not work here. */
+int conn_channel_binding(struct conn *c, const char *name, unsigned char *out, size_t cap);
 
 /* COMPRESS=DEFLATE (RFC 4978) from here on, both ways: everything written
  * after this call is compressed, everything read is inflated. pending:
