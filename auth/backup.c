@@ -140,6 +140,33 @@ int auth_backup_list(const char *src_dir, int (*cb)(const struct auth_account *a
     return backup_accounts(src_dir, NULL, cb, arg);
 }
 
+/* What an account has beyond COPY_COLUMNS, carried when the backup has it
+ * (a backup made before it existed has not): the SCRAM secrets, so that a
+ * client that logs in with SCRAM only still can after a restore. 0 or -1. */
+static int copy_extra(sqlite3 *src, sqlite3 *dst, const char *address, int64_t id, char *err,
+                      size_t errlen)
+{
+    sqlite3_stmt *q = NULL, *up = NULL;
+    int rc = 0;
+
+    if (sqlite3_prepare_v2(src, "SELECT scram FROM accounts WHERE address = ?", -1, &q, NULL) !=
+        SQLITE_OK)
+        return 0; /* no such column in this backup */
+    sqlite3_bind_text(q, 1, address, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL) {
+        if (sqlite3_prepare_v2(dst, "UPDATE accounts SET scram = ? WHERE id = ?", -1, &up, NULL) !=
+                SQLITE_OK ||
+            sqlite3_bind_value(up, 1, sqlite3_column_value(q, 0)) != SQLITE_OK ||
+            sqlite3_bind_int64(up, 2, id) != SQLITE_OK || sqlite3_step(up) != SQLITE_DONE) {
+            set_err(err, errlen, "accounts", sqlite3_errmsg(dst));
+            rc = -1;
+        }
+    }
+    sqlite3_finalize(q);
+    sqlite3_finalize(up);
+    return rc;
+}
+
 int auth_user_copy(const char *src_dir, const char *dst_dir, const char *address,
                    struct auth_account *out, char *err, size_t errlen)
 {
@@ -197,6 +224,8 @@ int auth_user_copy(const char *src_dir, const char *dst_dir, const char *address
     memset(out, 0, sizeof(*out));
     out->id = sqlite3_last_insert_rowid(dst);
     snprintf(out->address, sizeof(out->address), "%s", address);
+    if (copy_extra(src, dst, address, out->id, err, errlen) != 0)
+        goto out;
     rc = AUTH_OK;
 out:
     sqlite3_finalize(q);

@@ -16,6 +16,7 @@ import pwd
 import random
 import re
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -114,6 +115,16 @@ class RestoringTestCase(ServerTestCase):
         s = harness.Server(name=name)
         self.others.append(s)
         return s
+
+
+def scram_of(data_dir, address):
+    """The SCRAM secrets stored for address in data_dir's accounts."""
+    con = sqlite3.connect('file:%s?mode=ro' % os.path.join(data_dir, 'accounts.sqlite'), uri=True)
+    try:
+        row = con.execute('SELECT scram FROM accounts WHERE address = ?', (address,)).fetchone()
+    finally:
+        con.close()
+    return row[0] if row else None
 
 
 class BackupTest(RestoringTestCase):
@@ -355,6 +366,9 @@ class BackupTest(RestoringTestCase):
         self.assertEqual(rc, 0, err)
         rc, out, err = one.ctl('restore', dest, '--user', B)
         self.assertEqual(rc, 0, out + err)
+        # the SCRAM secrets come along: a SCRAM-only client still logs in
+        self.assertIsNotNone(scram_of(srv.data_dir, B))
+        self.assertEqual(scram_of(one.data_dir, B), scram_of(srv.data_dir, B))
         one.start()
         self.check_ok(one, B)
         got = account_view(one, B, PW_B)
