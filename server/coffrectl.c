@@ -55,7 +55,8 @@ static void usage(FILE *f)
                "  5  invalid address\n"
                "  6  password refused (empty, too short or long, bad characters, entries differ)\n"
                "  7  system or database error\n"
-               "  8  mailbox check found inconsistencies\n");
+               "  8  mailbox check found inconsistencies\n"
+               "  9  a limit is reached (max_app_passwords)\n");
 }
 
 int ctl_prepare_data_dir(const struct conf *c)

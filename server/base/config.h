@@ -83,6 +83,7 @@ struct conf {
     unsigned login_max_pending_per_ip;   /* logins waiting or checked per address group */
     unsigned login_max_pending_per_user; /* logins waiting or checked per account */
     unsigned auth_cache_ttl_s;
+    unsigned max_app_passwords; /* app passwords per account */
 
     /* Mail storage */
     unsigned mail_keep_open_ms;        /* a store stays open this long after its last session */
