@@ -33,7 +33,7 @@ static const char schema_sql[] =
     " disabled INTEGER NOT NULL DEFAULT 0,"
     " quota INTEGER NOT NULL DEFAULT 0,"
     " created INTEGER NOT NULL,"
-    " max_messages INTEGER NOT NULL DEFAULT 0)";
+    " max_messages INTEGER NOT NULL DEFAULT 0);" AUTH_APP_SCHEMA_SQL;
 
 /* Columns added since the first release, for databases made before them:
  * each is added once (a process that finds it there leaves it). */
@@ -246,6 +246,11 @@ fail:
     sqlite3_close(db->h);
     free(db);
     return AUTH_E_TEMP;
+}
+
+struct sqlite3 *auth_db_handle(struct auth_db *db)
+{
+    return db->h;
 }
 
 void auth_db_close(struct auth_db *db)

@@ -35,15 +35,25 @@ enum {
     AUTH_E_BADADDR = -6,   /* not a valid address */
     AUTH_E_WEAKPW = -7,    /* empty, too short, too long or containing NUL/CR/LF */
     AUTH_E_BUSY = -8,      /* login: too many in progress for the address or account */
+    AUTH_E_LIMIT = -20,    /* app password add: the account has max_app_passwords */
+    AUTH_E_BADLABEL = -21, /* app password label: empty, long, odd characters, all digits */
+    AUTH_E_SELECTOR = -22, /* app password add: its selector is taken in the account */
+    AUTH_E_NOAPP = -23,    /* app password del: no such label or id */
 };
+
+#define AUTH_APP_LABEL_MAX 64         /* longest app password label, NUL included */
+#define AUTH_APP_SELECTOR_LEN 4       /* "SSSS-" starts an app password */
+#define AUTH_APP_GENERATED_LEN 24     /* "SSSS-xxxx-xxxx-xxxx-xxxx" */
+#define AUTH_APP_SERVICES "imap,pop3" /* what an app password may log in to */
 
 struct auth_account {
     int64_t id;                  /* stable; names the user's directory users/<id> */
     char address[AUTH_ADDR_MAX]; /* normalized: lower case, local@domain */
     bool disabled;
-    uint64_t quota_bytes;        /* 0 = unlimited */
-    uint64_t quota_messages;     /* at most so many messages, 0 = unlimited */
-    int64_t created;             /* unix time */
+    uint64_t quota_bytes;               /* 0 = unlimited */
+    uint64_t quota_messages;            /* at most so many messages, 0 = unlimited */
+    int64_t created;                    /* unix time */
+    char app_label[AUTH_APP_LABEL_MAX]; /* login results: the app password used, "" if none */
 };
 
 /* ---- addresses ---- */
@@ -94,6 +104,45 @@ int auth_user_get(struct auth_db *db, const char *address, struct auth_account *
 /* Calls cb for each account in address order; cb returning non-zero stops. */
 int auth_user_list(struct auth_db *db, int (*cb)(const struct auth_account *a, void *arg),
                    void *arg);
+
+/* ---- app passwords (auth/app_password.c; blocking) ---- */
+
+struct auth_app_password {
+    int64_t id; /* stable, shown by list, accepted by del */
+    char selector[AUTH_APP_SELECTOR_LEN + 1];
+    char label[AUTH_APP_LABEL_MAX];
+    char services[32]; /* comma-separated, AUTH_APP_SERVICES */
+    int64_t created;   /* unix time */
+    int64_t last_used; /* unix time of a login with it (to the minute), 0 = never */
+};
+
+/* Whether pw has the form of an app password, "SSSS-..." (SSSS lower case
+ * letters or digits); selector (may be NULL) receives SSSS. */
+bool auth_app_parse(const char *pw, size_t len, char selector[AUTH_APP_SELECTOR_LEN + 1]);
+/* A new random app password, AUTH_APP_GENERATED_LEN characters; outlen at
+ * least AUTH_APP_GENERATED_LEN + 1. AUTH_OK or AUTH_E_TEMP. */
+int auth_app_generate(char *out, size_t outlen);
+/* A chosen app password: the form above, then what auth_password_check
+ * wants of a password. AUTH_OK or AUTH_E_WEAKPW. */
+int auth_app_check(const char *pw, size_t len);
+/* Labels: 1 to 63 of [A-Za-z0-9._+@-], not all digits (that reads as an id). */
+bool auth_app_label_ok(const char *label);
+/* Whether service ("imap", "pop3") is in the comma-separated list. */
+bool auth_app_service_ok(const char *services, const char *service);
+/* Adds an app password to address's account. password holds a chosen one,
+ * or "" to generate one there (pwsize bytes, at least
+ * AUTH_APP_GENERATED_LEN + 1). At most max per account (0: no limit).
+ * AUTH_OK, AUTH_E_NOUSER, AUTH_E_BADLABEL, AUTH_E_WEAKPW, AUTH_E_EXISTS
+ * (label taken), AUTH_E_SELECTOR, AUTH_E_LIMIT or AUTH_E_TEMP. */
+int auth_app_add(struct auth_db *db, const char *address, const char *label, char *password,
+                 size_t pwsize, unsigned max, struct auth_app_password *out);
+/* Calls cb for each app password of the account, oldest first. */
+int auth_app_list(struct auth_db *db, const char *address,
+                  int (*cb)(const struct auth_app_password *a, void *arg), void *arg);
+/* Removes the app password whose label, or id when which is all digits, is
+ * which. AUTH_OK, AUTH_E_NOUSER, AUTH_E_NOAPP or AUTH_E_TEMP. */
+int auth_app_del(struct auth_db *db, const char *address, const char *which,
+                 struct auth_app_password *out);
 
 /* ---- the login service (daemon, loop thread) ---- */
 
@@ -148,6 +197,15 @@ struct auth_login;
 struct auth_login *auth_login_start(struct auth_service *s, const char *user, size_t ulen,
                                     const char *pw, size_t pwlen, const struct sockaddr *remote,
                                     auth_login_cb cb, void *arg);
+
+/* The same for a mail service (service "imap" or "pop3"): the password may
+ * also be one of the account's app passwords allowed for that service; the
+ * account passed to cb then names it in app_label. auth_login_start accepts
+ * the main password only. At most two yescrypt computations per attempt
+ * (see service.c), whatever the number of app passwords. */
+struct auth_login *auth_login_start_svc(struct auth_service *s, const char *service,
+                                        const char *user, size_t ulen, const char *pw, size_t pwlen,
+                                        const struct sockaddr *remote, auth_login_cb cb, void *arg);
 
 /* The session went away: cb will not be called; memory is freed by the
  * service when the pending work or delay timer ends (failures are still

@@ -142,7 +142,8 @@ int auth_backup_list(const char *src_dir, int (*cb)(const struct auth_account *a
 
 /* What an account has beyond COPY_COLUMNS, carried when the backup has it
  * (a backup made before it existed has not): the SCRAM secrets, so that a
- * client that logs in with SCRAM only still can after a restore. 0 or -1. */
+ * client that logs in with SCRAM only still can after a restore, and the
+ * app passwords of its phones and mail clients. 0 or -1. */
 static int copy_extra(sqlite3 *src, sqlite3 *dst, const char *address, int64_t id, char *err,
                       size_t errlen)
 {
@@ -160,6 +161,36 @@ static int copy_extra(sqlite3 *src, sqlite3 *dst, const char *address, int64_t i
             sqlite3_bind_int64(up, 2, id) != SQLITE_OK || sqlite3_step(up) != SQLITE_DONE) {
             set_err(err, errlen, "accounts", sqlite3_errmsg(dst));
             rc = -1;
+        }
+    }
+    sqlite3_finalize(q);
+    sqlite3_finalize(up);
+    q = up = NULL;
+    /* its app passwords, under the id the account has here */
+    if (rc == 0 &&
+        sqlite3_prepare_v2(src,
+                           "SELECT p.selector, p.label, p.hash, p.services, p.created, p.last_used"
+                           " FROM app_passwords p JOIN accounts a ON a.id = p.account"
+                           " WHERE a.address = ?",
+                           -1, &q, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(q, 1, address, -1, SQLITE_STATIC);
+        if (sqlite3_prepare_v2(
+                dst,
+                "INSERT INTO app_passwords (account, selector, label, hash, services,"
+                " created, last_used) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                -1, &up, NULL) != SQLITE_OK) {
+            set_err(err, errlen, "app_passwords", sqlite3_errmsg(dst));
+            rc = -1;
+        }
+        while (rc == 0 && sqlite3_step(q) == SQLITE_ROW) {
+            sqlite3_reset(up);
+            sqlite3_bind_int64(up, 1, id);
+            for (int c = 0; c < 6; c++)
+                sqlite3_bind_value(up, c + 2, sqlite3_column_value(q, c));
+            if (sqlite3_step(up) != SQLITE_DONE) {
+                set_err(err, errlen, "app_passwords", sqlite3_errmsg(dst));
+                rc = -1;
+            }
         }
     }
     sqlite3_finalize(q);

@@ -120,6 +120,7 @@ struct auth_login {
     void *arg;
     char user[AUTH_ADDR_MAX]; /* normalized when addr_ok, else a lower-cased copy */
     char ip[IP_TEXT_MAX];     /* for logs */
+    char svc[8];              /* "imap", "pop3": app passwords allowed there; "" none */
     struct throttle_entry *t[T_N];
     char *pw; /* wiped and freed once verified */
     size_t pwlen;
@@ -582,14 +583,27 @@ out:
     explicit_bzero(text, sizeof(text));
 }
 
-/* The service's threads: everything that may block or burn CPU. */
+/* The service's threads: everything that may block or burn CPU.
+ *
+ * A password of the app password form ("SSSS-...", app_password.c) on a
+ * mail service is first checked against the one app password of the
+ * account with that selector (or, when there is none, against the dummy
+ * hash, so that the cost does not tell whether the selector exists), then
+ * against the main password. An attempt thus costs at most two yescrypt
+ * computations, one when the password has not the app password form,
+ * whatever the number of app passwords. The cache is keyed by the hash the
+ * password matched: once an app password is deleted its row is not found,
+ * so its cache entry is never consulted again. */
 static void on_work(struct workers_task *w)
 {
     struct auth_login *l = w->data;
     struct auth_service *s = l->s;
-    char hash[CRYPT_OUTPUT_SIZE], scram[AUTH_SCRAM_TEXT_MAX];
-    unsigned char mac[HMAC_LEN];
-    bool verified, use_cache;
+    char hash[CRYPT_OUTPUT_SIZE], app_hash[CRYPT_OUTPUT_SIZE], scram[AUTH_SCRAM_TEXT_MAX];
+    char sel[AUTH_APP_SELECTOR_LEN + 1];
+    unsigned char mac[HMAC_LEN], app_mac[HMAC_LEN];
+    struct auth_app_password app;
+    bool verified = false, via_app = false, use_cache, app_form, have_app = false;
+    bool main_mac = false, app_mac_ok = false;
     int r;
 
     if (l->kind != KIND_PASSWORD) {
@@ -597,15 +611,22 @@ static void on_work(struct workers_task *w)
         return;
     }
 
+    scram[0] = '\0';
+    app_hash[0] = '\0';
+    app_form = l->svc[0] && l->pw && auth_app_parse(l->pw, l->pwlen, sel);
     if (!l->addr_ok || !l->pw) {
         /* the same cost as a wrong password */
         (void)auth_password_verify(l->pw ? l->pw : "", s->dummy_hash);
+        if (app_form)
+            (void)auth_password_verify(l->pw, s->dummy_hash);
         l->result = AUTH_E_FAIL;
         goto out;
     }
     r = auth_db_lookup_scram(s->db, l->user, &l->acct, hash, sizeof(hash), scram, sizeof(scram));
     if (r == AUTH_E_NOUSER) {
         (void)auth_password_verify(l->pw, s->dummy_hash);
+        if (app_form)
+            (void)auth_password_verify(l->pw, s->dummy_hash);
         l->result = AUTH_E_FAIL;
         goto out;
     }
@@ -613,27 +634,57 @@ static void on_work(struct workers_task *w)
         l->result = AUTH_E_TEMP;
         goto out;
     }
+    if (app_form) {
+        r = auth_app_lookup(s->db, l->acct.id, sel, &app, app_hash, sizeof(app_hash));
+        if (r == AUTH_E_TEMP) {
+            l->result = AUTH_E_TEMP;
+            goto out;
+        }
+        /* usable only where its services say (IMAP and POP3) */
+        have_app = r == AUTH_OK && auth_app_service_ok(app.services, l->svc);
+    }
     /* disabled accounts always pay for yescrypt and are never cached */
-    use_cache = s->cache_ttl_s > 0 && !l->acct.disabled &&
-                cache_mac(s, l->acct.address, l->pw, l->pwlen, hash, mac) == 0;
-    verified = use_cache && cache_lookup(s, mac);
+    use_cache = s->cache_ttl_s > 0 && !l->acct.disabled;
+    if (use_cache) {
+        app_mac_ok =
+            have_app && cache_mac(s, l->acct.address, l->pw, l->pwlen, app_hash, app_mac) == 0;
+        main_mac = cache_mac(s, l->acct.address, l->pw, l->pwlen, hash, mac) == 0;
+    }
+    if (app_mac_ok && cache_lookup(s, app_mac))
+        verified = via_app = true;
+    else if (main_mac && cache_lookup(s, mac))
+        verified = true;
+    if (!verified && app_form) {
+        via_app = auth_password_verify(l->pw, have_app ? app_hash : s->dummy_hash) && have_app;
+        if (via_app && app_mac_ok)
+            cache_insert(s, app_mac);
+        verified = via_app;
+    }
     if (!verified) {
         verified = auth_password_verify(l->pw, hash);
-        if (verified && use_cache)
+        if (verified && main_mac)
             cache_insert(s, mac);
     }
-    if (!verified)
+    if (!verified) {
         l->result = AUTH_E_FAIL;
-    else if (l->acct.disabled)
+    } else if (l->acct.disabled) {
         l->result = AUTH_E_DISABLED;
-    else
+    } else {
         l->result = AUTH_OK;
-    if (l->result == AUTH_OK && !scram[0])
+        if (via_app) {
+            snprintf(l->acct.app_label, sizeof(l->acct.app_label), "%s", app.label);
+            auth_app_touch(s->db, &app);
+        }
+    }
+    /* the SCRAM secret comes from the main password, never an app password */
+    if (l->result == AUTH_OK && !via_app && !scram[0])
         scram_fill(l, hash);
 out:
     explicit_bzero(hash, sizeof(hash));
+    explicit_bzero(app_hash, sizeof(app_hash));
     explicit_bzero(scram, sizeof(scram));
     explicit_bzero(mac, sizeof(mac));
+    explicit_bzero(app_mac, sizeof(app_mac));
     wipe_password(l);
 }
 
@@ -770,16 +821,23 @@ static void format_remote(const struct auth_service *s, const struct sockaddr *s
     }
 }
 
-static struct auth_login *login_begin(struct auth_service *s, const char *user, size_t ulen,
-                                      const char *pw, size_t pwlen, const struct sockaddr *remote,
-                                      auth_login_cb cb, void *arg, enum login_kind kind,
-                                      struct scram_work *sw);
+static struct auth_login *login_begin(struct auth_service *s, const char *service,
+                                      const char *user, size_t ulen, const char *pw, size_t pwlen,
+                                      const struct sockaddr *remote, auth_login_cb cb, void *arg,
+                                      enum login_kind kind, struct scram_work *sw);
 
 struct auth_login *auth_login_start(struct auth_service *s, const char *user, size_t ulen,
                                     const char *pw, size_t pwlen, const struct sockaddr *remote,
                                     auth_login_cb cb, void *arg)
 {
-    return login_begin(s, user, ulen, pw, pwlen, remote, cb, arg, KIND_PASSWORD, NULL);
+    return auth_login_start_svc(s, NULL, user, ulen, pw, pwlen, remote, cb, arg);
+}
+
+struct auth_login *auth_login_start_svc(struct auth_service *s, const char *service,
+                                        const char *user, size_t ulen, const char *pw, size_t pwlen,
+                                        const struct sockaddr *remote, auth_login_cb cb, void *arg)
+{
+    return login_begin(s, service, user, ulen, pw, pwlen, remote, cb, arg, KIND_PASSWORD, NULL);
 }
 
 struct auth_login *auth_scram_begin(struct auth_service *s, const char *user, size_t ulen,
@@ -789,7 +847,7 @@ struct auth_login *auth_scram_begin(struct auth_service *s, const char *user, si
 
     if (!w)
         return NULL;
-    return login_begin(s, user, ulen, NULL, 0, remote, cb, arg, KIND_SCRAM_FIRST, w);
+    return login_begin(s, NULL, user, ulen, NULL, 0, remote, cb, arg, KIND_SCRAM_FIRST, w);
 }
 
 struct auth_login *auth_scram_finish(struct auth_service *s, const char *user, size_t ulen,
@@ -809,7 +867,7 @@ struct auth_login *auth_scram_finish(struct auth_service *s, const char *user, s
     w->params = *p;
     memcpy(w->proof, proof, AUTH_SCRAM_KEY_LEN);
     w->refuse = refuse;
-    return login_begin(s, user, ulen, NULL, 0, remote, cb, arg, KIND_SCRAM_FINAL, w);
+    return login_begin(s, NULL, user, ulen, NULL, 0, remote, cb, arg, KIND_SCRAM_FINAL, w);
 }
 
 const struct auth_scram_params *auth_login_scram_params(const struct auth_login *l)
@@ -822,7 +880,8 @@ const unsigned char *auth_login_scram_signature(const struct auth_login *l)
     return l->kind == KIND_SCRAM_FINAL && l->result == AUTH_OK ? l->scram->sig : NULL;
 }
 
-static struct auth_login *login_begin(struct auth_service *s, const char *user, size_t ulen,
+static struct auth_login *login_begin(struct auth_service *s, const char *service,
+                                      const char *user, size_t ulen,
                                       const char *pw, size_t pwlen, const struct sockaddr *remote,
                                       auth_login_cb cb, void *arg, enum login_kind kind,
                                       struct scram_work *sw)
@@ -852,6 +911,8 @@ static struct auth_login *login_begin(struct auth_service *s, const char *user, 
     l->arg = arg;
     l->phase = LOGIN_WORKING;
     l->work.data = l;
+    if (service && strlen(service) < sizeof(l->svc))
+        memcpy(l->svc, service, strlen(service) + 1);
     l->addr_ok =
         auth_normalize_address(user, ulen, s->default_domain, l->user, sizeof(l->user)) == AUTH_OK;
     if (!l->addr_ok) {

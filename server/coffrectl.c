@@ -57,7 +57,8 @@ static void usage(FILE *f)
                "  6  password refused (empty, too short or long, bad characters, entries differ)\n"
                "  7  system or database error\n"
                "  8  mailbox check found inconsistencies\n"
-               "  9  import left messages or mailboxes out (listed; a rerun finishes)\n");
+               "  9  import left messages or mailboxes out (listed; a rerun finishes)\n"
+               "  10 a limit is reached (max_app_passwords)\n");
 }
 
 int ctl_prepare_data_dir(const struct conf *c)

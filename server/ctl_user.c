@@ -33,7 +33,11 @@ void ctl_user_usage(FILE *f)
                "  user quota ADDRESS [SIZE] [--max-messages N]\n"
                "                                 (SIZE like 500M or 2G; 0 = unlimited)\n"
                "  user export ADDRESS --mbox FILE [--folder NAME]\n"
-               "                                 (every folder, or one, as an mboxrd file)\n");
+               "                                 (every folder, or one, as an mboxrd file)\n"
+               "  user app-password add ADDRESS --label LABEL [--password-stdin]\n"
+               "  user app-password list ADDRESS\n"
+               "  user app-password del ADDRESS LABEL|ID\n"
+               "                                 (extra passwords for IMAP and POP3)\n");
 }
 
 /* Command line of one verb: positional arguments and the known options. */
@@ -212,6 +216,11 @@ static int get_password(bool from_stdin, char *pw, size_t cap)
         return CTL_EXIT_WEAKPW;
     }
     return CTL_EXIT_OK;
+}
+
+int ctl_read_password(bool from_stdin, char *pw, size_t cap)
+{
+    return get_password(from_stdin, pw, cap);
 }
 
 /* ---- removing a user's mail ---- */
@@ -496,6 +505,8 @@ int ctl_user_main(const struct conf *c, int argc, char **argv)
         return usage_error("%s: missing subcommand", "user");
     if (!strcmp(argv[1], "export"))
         return ctl_user_export(c, argc, argv);
+    if (!strcmp(argv[1], "app-password"))
+        return ctl_user_app_password(c, argc, argv);
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
         if (!strcmp(argv[1], verbs[i].name))
             v = &verbs[i];

@@ -100,6 +100,7 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
             break;
         }
         conn_set_user(s->c, acct->address);
+        conn_set_login_label(s->c, acct->app_label);
         conn_login_end(s->c, AUTH_OK, NULL);
         free(s->user);
         s->user = strdup(acct->address);
@@ -149,8 +150,8 @@ static void start_login(struct imap_session *s, const char *mech, const char *us
                         const char *pw, size_t pwlen)
 {
     conn_login_begin(s->c, mech, user, ulen);
-    struct auth_login *l = auth_login_start(conn_auth(s->c), user, ulen, pw, pwlen,
-                                            conn_info(s->c)->peer, on_login_done, s);
+    struct auth_login *l = auth_login_start_svc(conn_auth(s->c), "imap", user, ulen, pw, pwlen,
+                                                conn_info(s->c)->peer, on_login_done, s);
     if (!l) {
         imap_tagged(s, "NO", "[UNAVAILABLE] Temporary authentication failure; try again later.");
         return;

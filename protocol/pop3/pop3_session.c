@@ -134,6 +134,7 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
         conn_login_end(s->c, result, NULL);
     switch (result) {
     case AUTH_OK:
+        conn_set_login_label(s->c, acct->app_label);
         if (enter_maildrop(s, acct))
             return; /* pop3_open_done goes on */
         break;
@@ -168,8 +169,8 @@ static void start_login(struct pop3_session *s, const char *mech, const char *us
                         const char *pw, size_t pwlen)
 {
     conn_login_begin(s->c, mech, user, ulen);
-    s->login = auth_login_start(conn_auth(s->c), user, ulen, pw, pwlen, conn_info(s->c)->peer,
-                                on_login_done, s);
+    s->login = auth_login_start_svc(conn_auth(s->c), "pop3", user, ulen, pw, pwlen,
+                                    conn_info(s->c)->peer, on_login_done, s);
     if (!s->login) {
         conn_printf(s->c, "-ERR [SYS/TEMP] Temporary authentication failure; try again later.\r\n");
         return;

@@ -537,6 +537,8 @@ const struct conf_setting conf_settings[] = {
     {ROW("auth_cache_ttl", "1h", "Authentication"), SECONDS(auth_cache_ttl_s),
      .errmsg = "auth_cache_ttl must be a duration (0 disables the cache)",
      .doc = "how long a verified password is remembered (as a keyed hash); 0 = never"},
+    {ROW("max_app_passwords", "20", "Authentication"), UINT(max_app_passwords, 1, 1000),
+     .doc = "app passwords one account may have (coffrectl user app-password add)"},
 
     /* ---- Mail storage */
     {ROW("mail_keep_open", "60s", "Mail storage"), DURATION(mail_keep_open_ms, 0),

@@ -84,6 +84,7 @@ struct conf {
     unsigned login_max_pending_per_user; /* logins waiting or checked per account */
     unsigned auth_cache_ttl_s;
     unsigned scram_iterations; /* PBKDF2 rounds of new SCRAM secrets */
+    unsigned max_app_passwords; /* app passwords per account */
 
     /* Mail storage */
     unsigned mail_keep_open_ms;        /* a store stays open this long after its last session */

@@ -127,6 +127,9 @@ void conn_set_user(struct conn *c, const char *user);
  * number of commands. */
 void conn_login_begin(struct conn *c, const char *mech, const char *user, size_t ulen);
 void conn_login_end(struct conn *c, int auth_result, const char *refused);
+/* The label of the app password the login in flight used ("" for the main
+ * password), written in its login line (field app_password). */
+void conn_set_login_label(struct conn *c, const char *label);
 /* IMAP ID's name and version (either may be NULL), for those lines. */
 void conn_set_client_id(struct conn *c, const char *name, const char *version);
 /* One more command read from the client. */

@@ -52,6 +52,7 @@ void conn_set_logged_in(struct conn *c) {}
 void conn_set_user(struct conn *c, const char *user) {}
 void conn_login_begin(struct conn *c, const char *mech, const char *user, size_t ulen) {}
 void conn_login_end(struct conn *c, int auth_result, const char *refused) {}
+void conn_set_login_label(struct conn *c, const char *label) {}
 void conn_set_client_id(struct conn *c, const char *name, const char *version) {}
 void conn_count_command(struct conn *c) {}
 const char *conn_login_revoked(struct conn *c, const char *address) { return NULL; }
@@ -95,9 +96,10 @@ int conn_starttls(struct conn *c)
     return 0;
 }
 
-struct auth_login *auth_login_start(struct auth_service *s, const char *user, size_t ulen,
-                                    const char *pw, size_t pwlen, const struct sockaddr *remote,
-                                    auth_login_cb cb, void *arg)
+struct auth_login *auth_login_start_svc(struct auth_service *s, const char *service,
+                                        const char *user, size_t ulen, const char *pw,
+                                        size_t pwlen, const struct sockaddr *remote,
+                                        auth_login_cb cb, void *arg)
 {
     if (pending_cb)
         abort(); /* a session must never run two logins at once */
@@ -109,7 +111,7 @@ struct auth_login *auth_login_start(struct auth_service *s, const char *user, si
 struct auth_login *auth_scram_begin(struct auth_service *s, const char *user, size_t ulen,
                                     const struct sockaddr *remote, auth_login_cb cb, void *arg)
 {
-    struct auth_login *l = auth_login_start(s, user, ulen, NULL, 0, remote, cb, arg);
+    struct auth_login *l = auth_login_start_svc(s, "imap", user, ulen, NULL, 0, remote, cb, arg);
 
     pending_scram_first = true;
     return l;
@@ -121,7 +123,7 @@ struct auth_login *auth_scram_finish(struct auth_service *s, const char *user, s
                                      const char *refuse, const struct sockaddr *remote,
                                      auth_login_cb cb, void *arg)
 {
-    return auth_login_start(s, user, ulen, NULL, 0, remote, cb, arg);
+    return auth_login_start_svc(s, "imap", user, ulen, NULL, 0, remote, cb, arg);
 }
 
 const struct auth_scram_params *auth_login_scram_params(const struct auth_login *l)

@@ -127,6 +127,17 @@ def scram_of(data_dir, address):
     return row[0] if row else None
 
 
+def app_passwords_of(data_dir, address):
+    """The app passwords of address in data_dir's accounts, without ids."""
+    con = sqlite3.connect('file:%s?mode=ro' % os.path.join(data_dir, 'accounts.sqlite'), uri=True)
+    try:
+        return con.execute('SELECT p.selector, p.label, p.hash, p.services FROM app_passwords p'
+                           ' JOIN accounts a ON a.id = p.account WHERE a.address = ?'
+                           ' ORDER BY p.selector', (address,)).fetchall()
+    finally:
+        con.close()
+
+
 class BackupTest(RestoringTestCase):
 
     @classmethod
@@ -157,6 +168,8 @@ class BackupTest(RestoringTestCase):
     def test_backup_restore_export(self):
         srv = self.server
         seq = iter(range(1, 1 << 30))
+        rc, out, err = srv.ctl('user', 'app-password', 'add', B, '--label', 'phone')
+        self.assertEqual(rc, 0, out + err)
         # some mail, a folder with flags and keywords, and an expunge
         for _ in range(40):
             self.deliver(A, message(next(seq)))
@@ -369,6 +382,9 @@ class BackupTest(RestoringTestCase):
         # the SCRAM secrets come along: a SCRAM-only client still logs in
         self.assertIsNotNone(scram_of(srv.data_dir, B))
         self.assertEqual(scram_of(one.data_dir, B), scram_of(srv.data_dir, B))
+        # and its app passwords
+        self.assertEqual(len(app_passwords_of(srv.data_dir, B)), 1)
+        self.assertEqual(app_passwords_of(one.data_dir, B), app_passwords_of(srv.data_dir, B))
         one.start()
         self.check_ok(one, B)
         got = account_view(one, B, PW_B)
