@@ -240,6 +240,31 @@ class AppPasswords(AppPasswordCase):
         out = self.ctl_ok('user', 'app-password', 'list', u)
         self.assertEqual(out.strip().splitlines()[1:], [])
 
+    def test_6_scram_secret_from_the_main_password_only(self):
+        """An account without SCRAM secrets (made before SCRAM) gets them at
+        its next password login: from the main password, never from an app
+        password, whose secret SCRAM would then accept as the account's."""
+        u = 'old@example.org'
+        self.server.add_user(u, 'old password 1')
+        pw = self.add_app(u, 'phone')
+        with self.db() as db:
+            db.execute('UPDATE accounts SET scram = NULL WHERE address = ?', (u,))
+        db.close()
+
+        def scram():
+            with self.db() as db:
+                v = db.execute('SELECT scram FROM accounts WHERE address = ?', (u,)).fetchone()[0]
+            db.close()
+            return v
+
+        self.assertTrue(self.imap_login(u, pw).startswith('a OK'))
+        self.assertIsNone(scram())
+        self.assertTrue(self.imap_login(u, 'old password 1').startswith('a OK'))
+        deadline = time.monotonic() + 10
+        while scram() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIsNotNone(scram())
+
 
 class AppPasswordLimit(AppPasswordCase):
     CONF = {'max_app_passwords': '2'}
