@@ -22,6 +22,7 @@
 
 struct auth_db {
     sqlite3 *h;
+    unsigned scram_iter; /* for the SCRAM secrets of passwords set here */
 };
 
 static const char schema_sql[] =
@@ -32,7 +33,7 @@ static const char schema_sql[] =
     " disabled INTEGER NOT NULL DEFAULT 0,"
     " quota INTEGER NOT NULL DEFAULT 0,"
     " created INTEGER NOT NULL,"
-    " max_messages INTEGER NOT NULL DEFAULT 0)";
+    " max_messages INTEGER NOT NULL DEFAULT 0);" AUTH_APP_SCHEMA_SQL;
 
 /* Columns added since the first release, for databases made before them:
  * each is added once (a process that finds it there leaves it). */
@@ -40,6 +41,9 @@ static const struct {
     const char *column, *sql;
 } upgrades[] = {
     {"max_messages", "ALTER TABLE accounts ADD COLUMN max_messages INTEGER NOT NULL DEFAULT 0"},
+    /* SCRAM-SHA-256 secrets (auth/scram.c's text form); NULL until the
+     * password is set or next used with PLAIN/LOGIN */
+    {"scram", "ALTER TABLE accounts ADD COLUMN scram TEXT"},
     {"require_client_cert",
      "ALTER TABLE accounts ADD COLUMN require_client_cert INTEGER NOT NULL DEFAULT 0"},
 };
@@ -239,12 +243,18 @@ int auth_db_open(const char *data_dir, struct auth_db **out, char *err, size_t e
         sqlite3_free(msg);
         goto fail;
     }
+    db->scram_iter = AUTH_SCRAM_ITER_DEFAULT;
     *out = db;
     return AUTH_OK;
 fail:
     sqlite3_close(db->h);
     free(db);
     return AUTH_E_TEMP;
+}
+
+struct sqlite3 *auth_db_handle(struct auth_db *db)
+{
+    return db->h;
 }
 
 void auth_db_close(struct auth_db *db)
@@ -270,19 +280,31 @@ static void row_to_account(sqlite3_stmt *st, struct auth_account *a)
     a->created = sqlite3_column_int64(st, 4);
     q = sqlite3_column_int64(st, 6);
     a->quota_messages = q > 0 ? (uint64_t)q : 0;
-    a->require_client_cert = sqlite3_column_int(st, 7) != 0;
+    a->require_client_cert = sqlite3_column_int(st, 8) != 0;
 }
 
 #define ACCOUNT_COLUMNS                                                                            \
-    "id, address, disabled, quota, created, hash, max_messages, require_client_cert"
+    "id, address, disabled, quota, created, hash, max_messages, scram, require_client_cert"
 
-struct sqlite3 *auth_db_handle(struct auth_db *db)
+void auth_db_set_scram_iterations(struct auth_db *db, unsigned iter)
 {
-    return db->h;
+    if (iter >= AUTH_SCRAM_ITER_MIN && iter <= AUTH_SCRAM_ITER_MAX)
+        db->scram_iter = iter;
+}
+
+unsigned auth_db_scram_iterations(const struct auth_db *db)
+{
+    return db->scram_iter;
 }
 
 int auth_db_lookup(struct auth_db *db, const char *address, struct auth_account *acct, char *hash,
                    size_t hashlen)
+{
+    return auth_db_lookup_scram(db, address, acct, hash, hashlen, NULL, 0);
+}
+
+int auth_db_lookup_scram(struct auth_db *db, const char *address, struct auth_account *acct,
+                         char *hash, size_t hashlen, char *scram, size_t scramlen)
 {
     sqlite3_stmt *st = NULL;
     int r, rc;
@@ -298,8 +320,12 @@ int auth_db_lookup(struct auth_db *db, const char *address, struct auth_account 
 
         if (acct)
             row_to_account(st, acct);
+        const unsigned char *sc = sqlite3_column_text(st, 7);
+
         if (hash && hashlen)
             snprintf(hash, hashlen, "%s", h ? (const char *)h : "");
+        if (scram && scramlen)
+            snprintf(scram, scramlen, "%s", sc ? (const char *)sc : "");
         rc = AUTH_OK;
     } else if (r == SQLITE_DONE) {
         rc = AUTH_E_NOUSER;
@@ -315,10 +341,22 @@ int auth_user_get(struct auth_db *db, const char *address, struct auth_account *
     return auth_db_lookup(db, address, out, NULL, 0);
 }
 
+/* The SCRAM secret's text form for a new password. */
+static int scram_text(struct auth_db *db, const char *password, char *out, size_t cap)
+{
+    struct auth_scram_secret sec;
+    int rc = auth_scram_new_secret(password, strlen(password), db->scram_iter, &sec);
+
+    if (rc == AUTH_OK)
+        rc = auth_scram_secret_format(&sec, out, cap);
+    explicit_bzero(&sec, sizeof(sec));
+    return rc;
+}
+
 int auth_user_add(struct auth_db *db, const char *address, const char *password,
                   uint64_t quota_bytes, uint64_t quota_messages, struct auth_account *out)
 {
-    char hash[CRYPT_OUTPUT_SIZE];
+    char hash[CRYPT_OUTPUT_SIZE], scram[AUTH_SCRAM_TEXT_MAX];
     sqlite3_stmt *st = NULL;
     int r, rc;
 
@@ -326,11 +364,12 @@ int auth_user_add(struct auth_db *db, const char *address, const char *password,
         return AUTH_E_WEAKPW;
     if (quota_bytes > INT64_MAX || quota_messages > INT64_MAX)
         return AUTH_E_TEMP;
-    if (auth_password_hash(password, hash, sizeof(hash)) != AUTH_OK)
+    if (auth_password_hash(password, hash, sizeof(hash)) != AUTH_OK ||
+        scram_text(db, password, scram, sizeof(scram)) != AUTH_OK)
         return AUTH_E_TEMP;
     r = sqlite3_prepare_v2(db->h,
                            "INSERT INTO accounts (address, hash, disabled, quota, created,"
-                           " max_messages) VALUES (?, ?, 0, ?, ?, ?)",
+                           " max_messages, scram) VALUES (?, ?, 0, ?, ?, ?, ?)",
                            -1, &st, NULL);
     if (r != SQLITE_OK) {
         rc = AUTH_E_TEMP;
@@ -341,6 +380,7 @@ int auth_user_add(struct auth_db *db, const char *address, const char *password,
     sqlite3_bind_int64(st, 3, (sqlite3_int64)quota_bytes);
     sqlite3_bind_int64(st, 4, (sqlite3_int64)time(NULL));
     sqlite3_bind_int64(st, 5, (sqlite3_int64)quota_messages);
+    sqlite3_bind_text(st, 6, scram, -1, SQLITE_STATIC);
     r = sqlite3_step(st);
     if (r == SQLITE_DONE)
         rc = AUTH_OK;
@@ -351,6 +391,7 @@ int auth_user_add(struct auth_db *db, const char *address, const char *password,
 out:
     sqlite3_finalize(st);
     explicit_bzero(hash, sizeof(hash));
+    explicit_bzero(scram, sizeof(scram));
     if (rc == AUTH_OK && out)
         rc = auth_user_get(db, address, out);
     return rc;
@@ -385,7 +426,8 @@ static int update_one(struct auth_db *db, const char *sql, const char *address, 
 
 int auth_user_passwd(struct auth_db *db, const char *address, const char *password)
 {
-    char hash[CRYPT_OUTPUT_SIZE];
+    char hash[CRYPT_OUTPUT_SIZE], scram[AUTH_SCRAM_TEXT_MAX];
+    sqlite3_stmt *st = NULL;
     int rc;
 
     if (!password || auth_password_check(password, strlen(password), NULL, 0) != AUTH_OK)
@@ -394,10 +436,44 @@ int auth_user_passwd(struct auth_db *db, const char *address, const char *passwo
     rc = auth_user_get(db, address, NULL);
     if (rc != AUTH_OK)
         return rc;
-    if (auth_password_hash(password, hash, sizeof(hash)) != AUTH_OK)
+    if (auth_password_hash(password, hash, sizeof(hash)) != AUTH_OK ||
+        scram_text(db, password, scram, sizeof(scram)) != AUTH_OK) {
+        explicit_bzero(hash, sizeof(hash));
         return AUTH_E_TEMP;
-    rc = update_one(db, "UPDATE accounts SET hash = ? WHERE address = ?", address, hash, 0);
+    }
+    /* the hash and the SCRAM secret change together */
+    rc = AUTH_E_TEMP;
+    if (sqlite3_prepare_v2(db->h, "UPDATE accounts SET hash = ?, scram = ? WHERE address = ?", -1,
+                           &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, scram, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, address, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_DONE)
+            rc = sqlite3_changes(db->h) ? AUTH_OK : AUTH_E_NOUSER;
+    }
+    sqlite3_finalize(st);
     explicit_bzero(hash, sizeof(hash));
+    explicit_bzero(scram, sizeof(scram));
+    return rc;
+}
+
+int auth_db_scram_fill(struct auth_db *db, const char *address, const char *hash, const char *scram)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = AUTH_E_TEMP;
+
+    /* only while the password is still the one verified, and only once */
+    if (sqlite3_prepare_v2(db->h,
+                           "UPDATE accounts SET scram = ? WHERE address = ? AND hash = ?"
+                           " AND (scram IS NULL OR scram = '')",
+                           -1, &st, NULL) != SQLITE_OK)
+        return AUTH_E_TEMP;
+    sqlite3_bind_text(st, 1, scram, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, address, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_DONE)
+        rc = sqlite3_changes(db->h) ? AUTH_OK : AUTH_E_NOUSER;
+    sqlite3_finalize(st);
     return rc;
 }
 

@@ -15,6 +15,15 @@
 #define AUTH_PASSWORD_MAX 1024 /* longest password accepted, in bytes */
 #define AUTH_PASSWORD_MIN 8    /* shortest password coffrectl accepts */
 
+/* SCRAM-SHA-256 (auth/scram.c) */
+#define AUTH_SCRAM_KEY_LEN 32        /* SHA-256 */
+#define AUTH_SCRAM_SALT_LEN 16       /* salts made here */
+#define AUTH_SCRAM_SALT_MAX 64       /* salts accepted from the database */
+#define AUTH_SCRAM_ITER_MIN 4096     /* RFC 7677 section 4 */
+#define AUTH_SCRAM_ITER_MAX 10000000 /* what a client may be asked to compute */
+#define AUTH_SCRAM_ITER_DEFAULT 10000
+#define AUTH_SCRAM_TEXT_MAX 256 /* the secret's text form, NUL included */
+
 /* Error codes (negative), shared by the account functions. */
 enum {
     AUTH_OK = 0,
@@ -26,16 +35,26 @@ enum {
     AUTH_E_BADADDR = -6,   /* not a valid address */
     AUTH_E_WEAKPW = -7,    /* empty, too short, too long or containing NUL/CR/LF */
     AUTH_E_BUSY = -8,      /* login: too many in progress for the address or account */
+    AUTH_E_LIMIT = -20,    /* app password add: the account has max_app_passwords */
+    AUTH_E_BADLABEL = -21, /* app password label: empty, long, odd characters, all digits */
+    AUTH_E_SELECTOR = -22, /* app password add: its selector is taken in the account */
+    AUTH_E_NOAPP = -23,    /* app password del: no such label or id */
 };
+
+#define AUTH_APP_LABEL_MAX 64         /* longest app password label, NUL included */
+#define AUTH_APP_SELECTOR_LEN 4       /* "SSSS-" starts an app password */
+#define AUTH_APP_GENERATED_LEN 24     /* "SSSS-xxxx-xxxx-xxxx-xxxx" */
+#define AUTH_APP_SERVICES "imap,pop3" /* what an app password may log in to */
 
 struct auth_account {
     int64_t id;                  /* stable; names the user's directory users/<id> */
     char address[AUTH_ADDR_MAX]; /* normalized: lower case, local@domain */
     bool disabled;
-    uint64_t quota_bytes;        /* 0 = unlimited */
-    uint64_t quota_messages;     /* at most so many messages, 0 = unlimited */
-    int64_t created;             /* unix time */
-    bool require_client_cert;    /* password logins need this account's certificate too */
+    uint64_t quota_bytes;               /* 0 = unlimited */
+    uint64_t quota_messages;            /* at most so many messages, 0 = unlimited */
+    int64_t created;                    /* unix time */
+    bool require_client_cert;           /* password logins need this account's certificate too */
+    char app_label[AUTH_APP_LABEL_MAX]; /* login results: the app password used, "" if none */
 };
 
 struct peer_cert; /* server/base/peercert.h: a client certificate as TLS verified it */
@@ -70,6 +89,10 @@ struct auth_db;
  * against concurrent coffrectl and coffred. Returns 0 or AUTH_E_TEMP. */
 int auth_db_open(const char *data_dir, struct auth_db **out, char *err, size_t errlen);
 void auth_db_close(struct auth_db *db);
+/* PBKDF2 iterations of the SCRAM secrets made for passwords set through db
+ * (scram_iterations; AUTH_SCRAM_ITER_DEFAULT until set). */
+void auth_db_set_scram_iterations(struct auth_db *db, unsigned iter);
+unsigned auth_db_scram_iterations(const struct auth_db *db);
 
 /* address must already be normalized. password is checked and hashed here. */
 int auth_user_add(struct auth_db *db, const char *address, const char *password,
@@ -106,6 +129,45 @@ int auth_user_get(struct auth_db *db, const char *address, struct auth_account *
 int auth_user_list(struct auth_db *db, int (*cb)(const struct auth_account *a, void *arg),
                    void *arg);
 
+/* ---- app passwords (auth/app_password.c; blocking) ---- */
+
+struct auth_app_password {
+    int64_t id; /* stable, shown by list, accepted by del */
+    char selector[AUTH_APP_SELECTOR_LEN + 1];
+    char label[AUTH_APP_LABEL_MAX];
+    char services[32]; /* comma-separated, AUTH_APP_SERVICES */
+    int64_t created;   /* unix time */
+    int64_t last_used; /* unix time of a login with it (to the minute), 0 = never */
+};
+
+/* Whether pw has the form of an app password, "SSSS-..." (SSSS lower case
+ * letters or digits); selector (may be NULL) receives SSSS. */
+bool auth_app_parse(const char *pw, size_t len, char selector[AUTH_APP_SELECTOR_LEN + 1]);
+/* A new random app password, AUTH_APP_GENERATED_LEN characters; outlen at
+ * least AUTH_APP_GENERATED_LEN + 1. AUTH_OK or AUTH_E_TEMP. */
+int auth_app_generate(char *out, size_t outlen);
+/* A chosen app password: the form above, then what auth_password_check
+ * wants of a password. AUTH_OK or AUTH_E_WEAKPW. */
+int auth_app_check(const char *pw, size_t len);
+/* Labels: 1 to 63 of [A-Za-z0-9._+@-], not all digits (that reads as an id). */
+bool auth_app_label_ok(const char *label);
+/* Whether service ("imap", "pop3") is in the comma-separated list. */
+bool auth_app_service_ok(const char *services, const char *service);
+/* Adds an app password to address's account. password holds a chosen one,
+ * or "" to generate one there (pwsize bytes, at least
+ * AUTH_APP_GENERATED_LEN + 1). At most max per account (0: no limit).
+ * AUTH_OK, AUTH_E_NOUSER, AUTH_E_BADLABEL, AUTH_E_WEAKPW, AUTH_E_EXISTS
+ * (label taken), AUTH_E_SELECTOR, AUTH_E_LIMIT or AUTH_E_TEMP. */
+int auth_app_add(struct auth_db *db, const char *address, const char *label, char *password,
+                 size_t pwsize, unsigned max, struct auth_app_password *out);
+/* Calls cb for each app password of the account, oldest first. */
+int auth_app_list(struct auth_db *db, const char *address,
+                  int (*cb)(const struct auth_app_password *a, void *arg), void *arg);
+/* Removes the app password whose label, or id when which is all digits, is
+ * which. AUTH_OK, AUTH_E_NOUSER, AUTH_E_NOAPP or AUTH_E_TEMP. */
+int auth_app_del(struct auth_db *db, const char *address, const char *which,
+                 struct auth_app_password *out);
+
 /* ---- the login service (daemon, loop thread) ---- */
 
 struct auth_service_opts {
@@ -119,6 +181,7 @@ struct auth_service_opts {
     unsigned max_pending_per_ip;   /* logins waiting or checked per client group (0: no limit) */
     unsigned max_pending_per_user; /* the same per account name (0: no limit) */
     unsigned threads;              /* password checks at once; 0: AUTH_THREADS_DEFAULT */
+    unsigned scram_iterations;     /* of SCRAM secrets made at login; 0: the default */
 };
 
 #define AUTH_THREADS_DEFAULT 2
@@ -158,13 +221,26 @@ struct auth_login;
 struct auth_login *auth_login_start(struct auth_service *s, const char *user, size_t ulen,
                                     const char *pw, size_t pwlen, const struct sockaddr *remote,
                                     auth_login_cb cb, void *arg);
-/* The same with the TLS session's client certificate (NULL: none), which
- * an account with require_client_cert needs besides its password: valid,
- * and mapping to that account (a pinned fingerprint or a SAN rfc822Name
- * equal to its address). Refused as a wrong password otherwise. */
-struct auth_login *auth_login_start_tls(struct auth_service *s, const char *user, size_t ulen,
-                                        const char *pw, size_t pwlen, const struct peer_cert *peer,
+
+/* The same for a mail service (service "imap" or "pop3"): the password may
+ * also be one of the account's app passwords allowed for that service; the
+ * account passed to cb then names it in app_label. auth_login_start accepts
+ * the main password only. At most two yescrypt computations per attempt
+ * (see service.c), whatever the number of app passwords. */
+struct auth_login *auth_login_start_svc(struct auth_service *s, const char *service,
+                                        const char *user, size_t ulen, const char *pw, size_t pwlen,
                                         const struct sockaddr *remote, auth_login_cb cb, void *arg);
+/* The same with the TLS session's client certificate (NULL: none), which
+ * an account with require_client_cert needs besides its password (main or
+ * app password): valid, and mapping to that account (a pinned fingerprint
+ * or a SAN rfc822Name equal to its address). Refused as a wrong password
+ * otherwise. IMAP and POP3 password logins start here; auth_login_start_svc
+ * is this without a certificate. */
+struct auth_login *auth_login_start_tls(struct auth_service *s, const char *service,
+                                        const char *user, size_t ulen, const char *pw, size_t pwlen,
+                                        const struct peer_cert *peer, const struct sockaddr *remote,
+                                        auth_login_cb cb, void *arg);
+
 /* SASL EXTERNAL (RFC 4422 appendix A): the certificate must be valid and
  * map to an account, by a pinned fingerprint or else by a SAN rfc822Name
  * equal to an account's address; authzid (may be empty) must be empty or
@@ -178,6 +254,39 @@ struct auth_login *auth_login_external(struct auth_service *s, const char *authz
  * counted for throttling). Valid while the login is pending and from inside
  * its callback; the handle is gone once the callback has returned. */
 void auth_login_cancel(struct auth_login *l);
+
+/* SCRAM-SHA-256's two server steps, through the same threads, throttle
+ * and log as password logins. The first gives the salt and iteration
+ * count for a name (made up, the same at each exchange, for a name
+ * without a secret: an unknown user, or an account whose password was set
+ * before SCRAM and not used with PLAIN/LOGIN since); it checks nothing,
+ * is never held back and counts no failure. Its callback's result is
+ * AUTH_OK (acct NULL), AUTH_E_TEMP or AUTH_E_BUSY; auth_login_scram_params
+ * reads the answer from inside the callback. */
+struct auth_scram_params {
+    unsigned char salt[AUTH_SCRAM_SALT_MAX];
+    size_t salt_len;
+    unsigned iter;
+};
+struct auth_login *auth_scram_begin(struct auth_service *s, const char *user, size_t ulen,
+                                    const struct sockaddr *remote, auth_login_cb cb, void *arg);
+const struct auth_scram_params *auth_login_scram_params(const struct auth_login *l);
+/* The second checks the client's proof over AuthMessage against the
+ * account's secret, which must still have the salt and count p that the
+ * client was given; a failure counts and is held like a wrong password.
+ * refuse (static text, or NULL) fails it whatever the proof, with that
+ * reason in the log: the protocol layer's own refusals (channel binding
+ * mismatch) cost and count the same. On AUTH_OK,
+ * auth_login_scram_signature gives the ServerSignature (in the callback).
+ * peer is the TLS session's client certificate (NULL: none): an account
+ * with require_client_cert fails as with a wrong proof unless it is valid
+ * and maps to the account. */
+struct auth_login *auth_scram_finish(struct auth_service *s, const char *user, size_t ulen,
+                                     const struct auth_scram_params *p, const void *auth_msg,
+                                     size_t len, const unsigned char proof[AUTH_SCRAM_KEY_LEN],
+                                     const char *refuse, const struct peer_cert *peer,
+                                     const struct sockaddr *remote, auth_login_cb cb, void *arg);
+const unsigned char *auth_login_scram_signature(const struct auth_login *l);
 
 /* Looks an account up by address for delivery (LMTP RCPT): the name is
  * normalized as for a login. Blocking and thread-safe: run it on the thread
@@ -196,6 +305,40 @@ struct auth_sasl_plain {
     size_t passwd_len;
 };
 int auth_sasl_plain_parse(const unsigned char *msg, size_t len, struct auth_sasl_plain *out);
+
+/* ---- SCRAM-SHA-256 (auth/scram.c; RFC 5802, RFC 7677) ---- */
+
+/* What the server keeps of a password for SCRAM: enough to check a proof,
+ * not enough to log in as the user elsewhere. */
+struct auth_scram_secret {
+    unsigned iter;
+    unsigned char salt[AUTH_SCRAM_SALT_MAX];
+    size_t salt_len;
+    unsigned char stored_key[AUTH_SCRAM_KEY_LEN];
+    unsigned char server_key[AUTH_SCRAM_KEY_LEN];
+};
+
+/* ClientKey, StoredKey and ServerKey from SaltedPassword. */
+int auth_scram_keys(const unsigned char salted[AUTH_SCRAM_KEY_LEN],
+                    unsigned char client_key[AUTH_SCRAM_KEY_LEN],
+                    unsigned char stored_key[AUTH_SCRAM_KEY_LEN],
+                    unsigned char server_key[AUTH_SCRAM_KEY_LEN]);
+/* PBKDF2-HMAC-SHA-256 of pw with salt and iter, then the keys. Blocking
+ * (iter HMACs). AUTH_OK or AUTH_E_TEMP. */
+int auth_scram_derive(const char *pw, size_t pwlen, const unsigned char *salt, size_t salt_len,
+                      unsigned iter, struct auth_scram_secret *out);
+/* The same with a fresh random salt of AUTH_SCRAM_SALT_LEN bytes. */
+int auth_scram_new_secret(const char *pw, size_t pwlen, unsigned iter,
+                          struct auth_scram_secret *out);
+/* The database's text form, "SCRAM-SHA-256:iter:salt:StoredKey:ServerKey"
+ * (base64), and back (strict: AUTH_E_FAIL on anything else). */
+int auth_scram_secret_format(const struct auth_scram_secret *sec, char *out, size_t cap);
+int auth_scram_secret_parse(const char *text, struct auth_scram_secret *out);
+/* Checks a ClientProof over AuthMessage in constant time; on success
+ * server_sig is the ServerSignature to send back. */
+bool auth_scram_verify(const struct auth_scram_secret *sec, const void *auth_msg, size_t len,
+                       const unsigned char proof[AUTH_SCRAM_KEY_LEN],
+                       unsigned char server_sig[AUTH_SCRAM_KEY_LEN]);
 
 /* ---- backups (auth/backup.c) ---- */
 

@@ -25,9 +25,43 @@ struct sqlite3;
 struct sqlite3 *auth_db_handle(struct auth_db *db);
 /* CREATE TABLE IF NOT EXISTS for the pins, run at open. */
 extern const char auth_certs_schema[];
+/* The same, with the SCRAM secret's text ("" when the account has none). */
+int auth_db_lookup_scram(struct auth_db *db, const char *address, struct auth_account *acct,
+                         char *hash, size_t hashlen, char *scram, size_t scramlen);
+
+/* Stores the SCRAM secret of an account that has none, if its hash is
+ * still hash (the password verified). AUTH_OK, AUTH_E_NOUSER (nothing
+ * changed) or AUTH_E_TEMP. */
+int auth_db_scram_fill(struct auth_db *db, const char *address, const char *hash,
+                       const char *scram);
 
 /* Number of yescrypt computations (hash or verify) run by this process;
  * lets the tests see whether the authentication cache answered. */
 unsigned long auth_crypt_calls(void);
+
+/* The connection of db, for the other files of the module. */
+struct sqlite3;
+struct sqlite3 *auth_db_handle(struct auth_db *db);
+
+/* The app password table, made when the database is opened. */
+#define AUTH_APP_SCHEMA_SQL                                                                        \
+    "CREATE TABLE IF NOT EXISTS app_passwords ("                                                   \
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"                                                       \
+    " account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"                         \
+    " selector TEXT NOT NULL,"                                                                     \
+    " label TEXT NOT NULL,"                                                                        \
+    " hash TEXT NOT NULL,"                                                                         \
+    " services TEXT NOT NULL,"                                                                     \
+    " created INTEGER NOT NULL,"                                                                   \
+    " last_used INTEGER NOT NULL DEFAULT 0,"                                                       \
+    " UNIQUE (account, selector), UNIQUE (account, label));"
+
+/* The app password of account with this selector, with its hash. AUTH_OK,
+ * AUTH_E_NOUSER (none) or AUTH_E_TEMP. Safe from several threads. */
+int auth_app_lookup(struct auth_db *db, int64_t account, const char *selector,
+                    struct auth_app_password *out, char *hash, size_t hashlen);
+/* Notes a login with app password a, as read by auth_app_lookup (written
+ * at most once a minute). */
+void auth_app_touch(struct auth_db *db, const struct auth_app_password *a);
 
 #endif

@@ -140,6 +140,94 @@ int auth_backup_list(const char *src_dir, int (*cb)(const struct auth_account *a
     return backup_accounts(src_dir, NULL, cb, arg);
 }
 
+/* One column of the account's row beyond COPY_COLUMNS; nothing when the
+ * backup has no such column. 0 or -1. */
+static int copy_column(sqlite3 *src, sqlite3 *dst, const char *column, const char *address,
+                       int64_t id, char *err, size_t errlen)
+{
+    sqlite3_stmt *q = NULL, *up = NULL;
+    char sql[128];
+    int rc = 0;
+
+    snprintf(sql, sizeof(sql), "SELECT %s FROM accounts WHERE address = ?", column);
+    if (sqlite3_prepare_v2(src, sql, -1, &q, NULL) != SQLITE_OK)
+        return 0; /* no such column in this backup */
+    sqlite3_bind_text(q, 1, address, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL) {
+        snprintf(sql, sizeof(sql), "UPDATE accounts SET %s = ? WHERE id = ?", column);
+        if (sqlite3_prepare_v2(dst, sql, -1, &up, NULL) != SQLITE_OK ||
+            sqlite3_bind_value(up, 1, sqlite3_column_value(q, 0)) != SQLITE_OK ||
+            sqlite3_bind_int64(up, 2, id) != SQLITE_OK || sqlite3_step(up) != SQLITE_DONE) {
+            set_err(err, errlen, "accounts", sqlite3_errmsg(dst));
+            rc = -1;
+        }
+    }
+    sqlite3_finalize(q);
+    sqlite3_finalize(up);
+    return rc;
+}
+
+/* The rows of one of the account's tables, under the id the account has
+ * here: select (one parameter, the address) gives the columns that follow
+ * the account's id in insert. Nothing when the backup has no such table. */
+static int copy_rows(sqlite3 *src, sqlite3 *dst, const char *table, const char *select,
+                     const char *insert, int ncols, const char *address, int64_t id, char *err,
+                     size_t errlen)
+{
+    sqlite3_stmt *q = NULL, *up = NULL;
+    int rc = 0;
+
+    if (sqlite3_prepare_v2(src, select, -1, &q, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_text(q, 1, address, -1, SQLITE_STATIC);
+    if (sqlite3_prepare_v2(dst, insert, -1, &up, NULL) != SQLITE_OK) {
+        set_err(err, errlen, table, sqlite3_errmsg(dst));
+        rc = -1;
+    }
+    while (rc == 0 && sqlite3_step(q) == SQLITE_ROW) {
+        sqlite3_reset(up);
+        sqlite3_bind_int64(up, 1, id);
+        for (int c = 0; c < ncols; c++)
+            sqlite3_bind_value(up, c + 2, sqlite3_column_value(q, c));
+        if (sqlite3_step(up) != SQLITE_DONE) {
+            set_err(err, errlen, table, sqlite3_errmsg(dst));
+            rc = -1;
+        }
+    }
+    sqlite3_finalize(q);
+    sqlite3_finalize(up);
+    return rc;
+}
+
+/* What an account has beyond COPY_COLUMNS, carried when the backup has it
+ * (a backup made before it existed has not): the SCRAM secrets, so that a
+ * client that logs in with SCRAM only still can after a restore, the app
+ * passwords of its phones and mail clients, and its client certificate
+ * settings (require_client_cert and the pinned fingerprints). 0 or -1. */
+static int copy_extra(sqlite3 *src, sqlite3 *dst, const char *address, int64_t id, char *err,
+                      size_t errlen)
+{
+    if (copy_column(src, dst, "scram", address, id, err, errlen) != 0 ||
+        copy_column(src, dst, "require_client_cert", address, id, err, errlen) != 0)
+        return -1;
+    /* its app passwords and pinned client certificates, under the id the
+     * account has here */
+    if (copy_rows(src, dst, "app_passwords",
+                  "SELECT p.selector, p.label, p.hash, p.services, p.created, p.last_used"
+                  " FROM app_passwords p JOIN accounts a ON a.id = p.account"
+                  " WHERE a.address = ?",
+                  "INSERT INTO app_passwords (account, selector, label, hash, services,"
+                  " created, last_used) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                  6, address, id, err, errlen) != 0)
+        return -1;
+    return copy_rows(src, dst, "client_certs",
+                     "SELECT c.fingerprint, c.added"
+                     " FROM client_certs c JOIN accounts a ON a.id = c.account_id"
+                     " WHERE a.address = ?",
+                     "INSERT INTO client_certs (account_id, fingerprint, added) VALUES (?, ?, ?)",
+                     2, address, id, err, errlen);
+}
+
 int auth_user_copy(const char *src_dir, const char *dst_dir, const char *address,
                    struct auth_account *out, char *err, size_t errlen)
 {
@@ -197,6 +285,8 @@ int auth_user_copy(const char *src_dir, const char *dst_dir, const char *address
     memset(out, 0, sizeof(*out));
     out->id = sqlite3_last_insert_rowid(dst);
     snprintf(out->address, sizeof(out->address), "%s", address);
+    if (copy_extra(src, dst, address, out->id, err, errlen) != 0)
+        goto out;
     rc = AUTH_OK;
 out:
     sqlite3_finalize(q);

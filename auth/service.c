@@ -91,19 +91,37 @@ enum login_phase {
 
 enum { T_IP, T_USER, T_PAIR, T_N };
 
+/* What a login checks: a password, or one of SCRAM's two server steps
+ * (the salt and iteration count for a name, then the client's proof). */
+enum login_kind { KIND_PASSWORD, KIND_SCRAM_FIRST, KIND_SCRAM_FINAL };
+
+struct scram_work {
+    struct auth_scram_params params; /* FIRST: out; FINAL: what the client was given */
+    unsigned char *msg;              /* FINAL: AuthMessage, owned */
+    size_t len;
+    unsigned char proof[AUTH_SCRAM_KEY_LEN]; /* FINAL: ClientProof */
+    unsigned char sig[AUTH_SCRAM_KEY_LEN];   /* FINAL: ServerSignature on success */
+    const char *refuse;                      /* FINAL: the protocol's reason to fail */
+};
+
 struct auth_login {
     struct auth_service *s;
     enum login_phase phase;
     bool cancelled;
     bool addr_ok;
     bool timer_used;
-    bool known_good; /* the pair succeeded lately: only its own failures hold it back */
+    bool known_good;   /* the pair succeeded lately: only its own failures hold it back */
+    bool scram_filled; /* a password login stored the account's missing SCRAM secret */
+    enum login_kind kind;
+    struct scram_work *scram; /* SCRAM kinds */
+    const char *why;          /* why a check failed, for the log (static text) */
     struct workers_task work;
     uv_timer_t timer;
     auth_login_cb cb;
     void *arg;
     char user[AUTH_ADDR_MAX]; /* normalized when addr_ok, else a lower-cased copy */
     char ip[IP_TEXT_MAX];     /* for logs */
+    char svc[8];              /* "imap", "pop3": app passwords allowed there; "" none */
     struct throttle_entry *t[T_N];
     char *pw; /* wiped and freed once verified */
     size_t pwlen;
@@ -113,7 +131,7 @@ struct auth_login {
     bool has_peer;               /* peer holds the TLS session's client certificate */
     struct peer_cert peer;       /* copied at the start: the session may go first */
     char authzid[AUTH_ADDR_MAX]; /* EXTERNAL: normalized, "" when none was given */
-    char why[224];               /* a refusal's reason, for the log only */
+    char reason[224];            /* a certificate refusal's reason, for the log only */
     LIST_ENTRY(auth_login) entry;
 };
 
@@ -128,6 +146,7 @@ struct auth_service {
     uint64_t forget_ms;
     unsigned prefix_v4, prefix_v6;
     unsigned max_inflight_ip, max_inflight_user; /* 0 = unlimited */
+    unsigned scram_iter;
     bool closing;
     char dummy_hash[CRYPT_OUTPUT_SIZE]; /* unknown users are verified against it */
     unsigned char key[KEY_LEN];         /* per process, for the cache's HMAC */
@@ -422,6 +441,14 @@ static void login_free(struct auth_login *l)
         if (l->t[i])
             throttle_release(s, l->t[i]);
     wipe_password(l);
+    if (l->scram) {
+        if (l->scram->msg) {
+            explicit_bzero(l->scram->msg, l->scram->len);
+            free(l->scram->msg);
+        }
+        explicit_bzero(l->scram, sizeof(*l->scram));
+        free(l->scram);
+    }
     explicit_bzero(&l->acct, sizeof(l->acct));
     free(l);
     if (s->closing && LIST_EMPTY(&s->logins))
@@ -449,7 +476,8 @@ static void login_deliver(struct auth_login *l)
 {
     if (!l->cancelled && !l->s->closing) {
         l->phase = LOGIN_CALLING;
-        l->cb(l->arg, l->result, l->result == AUTH_OK ? &l->acct : NULL);
+        l->cb(l->arg, l->result,
+              l->result == AUTH_OK && l->kind != KIND_SCRAM_FIRST ? &l->acct : NULL);
     }
     login_release(l);
 }
@@ -471,25 +499,145 @@ static bool login_timer(struct auth_login *l, uint64_t ms, uv_timer_cb cb)
     return uv_timer_start(&l->timer, cb, ms, 0) == 0;
 }
 
-/* The service's threads: everything that may block or burn CPU. */
+/* A password login of an account without a SCRAM secret stores one
+ * (accounts made before SCRAM, or restored from an older backup). */
+static void scram_fill(struct auth_login *l, const char *hash)
+{
+    struct auth_scram_secret sec;
+    char text[AUTH_SCRAM_TEXT_MAX];
+
+    if (auth_scram_new_secret(l->pw, l->pwlen, l->s->scram_iter, &sec) == AUTH_OK &&
+        auth_scram_secret_format(&sec, text, sizeof(text)) == AUTH_OK &&
+        auth_db_scram_fill(l->s->db, l->acct.address, hash, text) == AUTH_OK)
+        l->scram_filled = true;
+    explicit_bzero(&sec, sizeof(sec));
+    explicit_bzero(text, sizeof(text));
+}
+
+/* For a name without a secret: a salt and keys that stay the same for the
+ * name while the process runs (a second exchange does not tell it apart
+ * from an account) and that no proof matches but by chance. */
+static void scram_fake(struct auth_service *s, const char *user, struct auth_scram_secret *sec)
+{
+    unsigned char mac[HMAC_LEN];
+    char buf[AUTH_ADDR_MAX + 16];
+    int n;
+
+    memset(sec, 0, sizeof(*sec));
+    n = snprintf(buf, sizeof(buf), "scram-salt %s", user);
+    gnutls_hmac_fast(GNUTLS_MAC_SHA256, s->key, sizeof(s->key), buf, (size_t)n, mac);
+    memcpy(sec->salt, mac, AUTH_SCRAM_SALT_LEN);
+    sec->salt_len = AUTH_SCRAM_SALT_LEN;
+    sec->iter = s->scram_iter;
+    n = snprintf(buf, sizeof(buf), "scram-keys %s", user);
+    gnutls_hmac_fast(GNUTLS_MAC_SHA256, s->key, sizeof(s->key), buf, (size_t)n, sec->stored_key);
+    memcpy(sec->server_key, sec->stored_key, AUTH_SCRAM_KEY_LEN);
+    explicit_bzero(mac, sizeof(mac));
+}
+
+/* SCRAM's steps on the service's threads: the account's secret (or a fake
+ * one), then for the final step the proof's check. */
+/* An account with require_client_cert: whether this login's certificate
+ * fails it (none, not valid, or not mapping to the account); the reason
+ * goes to l->reason. Blocking: the service's threads. */
+static bool cert_refused(struct auth_login *l)
+{
+    if (auth_cert_matches(l->s->db, l->has_peer ? &l->peer : NULL, &l->acct))
+        return false;
+    snprintf(l->reason, sizeof(l->reason), "account requires a client certificate: %s",
+             !l->has_peer     ? "none on this connection"
+             : !l->peer.valid ? l->peer.why
+                              : "the certificate is not this account's");
+    return true;
+}
+
+static void scram_work(struct auth_login *l)
+{
+    struct auth_service *s = l->s;
+    struct scram_work *w = l->scram;
+    struct auth_scram_secret sec, fake;
+    char text[AUTH_SCRAM_TEXT_MAX];
+    bool real = false, ok;
+    int r = AUTH_E_NOUSER;
+
+    scram_fake(s, l->user, &fake);
+    if (l->addr_ok)
+        r = auth_db_lookup_scram(s->db, l->user, &l->acct, NULL, 0, text, sizeof(text));
+    if (r != AUTH_OK && r != AUTH_E_NOUSER) {
+        l->result = AUTH_E_TEMP;
+        goto out;
+    }
+    if (r == AUTH_OK && auth_scram_secret_parse(text, &sec) == AUTH_OK)
+        real = true;
+    else
+        sec = fake;
+    if (l->kind == KIND_SCRAM_FIRST) {
+        explicit_bzero(&l->acct, sizeof(l->acct)); /* nothing said of the account yet */
+        memcpy(w->params.salt, sec.salt, sec.salt_len);
+        w->params.salt_len = sec.salt_len;
+        w->params.iter = sec.iter;
+        l->result = AUTH_OK;
+        goto out;
+    }
+    /* the final step: the same work whatever is wrong */
+    if (w->params.salt_len != sec.salt_len || w->params.iter != sec.iter ||
+        memcmp(w->params.salt, sec.salt, sec.salt_len) != 0) {
+        sec = fake; /* the password changed between the two steps */
+        if (real && !l->why)
+            l->why = "the SCRAM secret changed during the exchange";
+        real = false;
+    }
+    ok = auth_scram_verify(&sec, w->msg, w->len, w->proof, w->sig);
+    if (!l->why)
+        l->why = r == AUTH_E_NOUSER ? "unknown user"
+                 : !real            ? "no SCRAM secret for this account (log in once with PLAIN)"
+                 : !ok              ? "wrong password"
+                                    : NULL;
+    /* two factors: the same answer as a wrong password */
+    if (!l->why && l->acct.require_client_cert && cert_refused(l))
+        l->why = l->reason;
+    if (l->why)
+        l->result = AUTH_E_FAIL;
+    else
+        l->result = l->acct.disabled ? AUTH_E_DISABLED : AUTH_OK;
+out:
+    explicit_bzero(&sec, sizeof(sec));
+    explicit_bzero(&fake, sizeof(fake));
+    explicit_bzero(text, sizeof(text));
+}
+
+/* The service's threads: everything that may block or burn CPU.
+ *
+ * A password of the app password form ("SSSS-...", app_password.c) on a
+ * mail service is first checked against the one app password of the
+ * account with that selector (or, when there is none, against the dummy
+ * hash, so that the cost does not tell whether the selector exists), then
+ * against the main password. An attempt thus costs at most two yescrypt
+ * computations, one when the password has not the app password form,
+ * whatever the number of app passwords. The cache is keyed by the hash the
+ * password matched: once an app password is deleted its row is not found,
+ * so its cache entry is never consulted again. */
 static void on_work(struct workers_task *w)
 {
     struct auth_login *l = w->data;
     struct auth_service *s = l->s;
-    char hash[CRYPT_OUTPUT_SIZE];
-    unsigned char mac[HMAC_LEN];
-    bool verified, use_cache;
+    char hash[CRYPT_OUTPUT_SIZE], app_hash[CRYPT_OUTPUT_SIZE], scram[AUTH_SCRAM_TEXT_MAX];
+    char sel[AUTH_APP_SELECTOR_LEN + 1];
+    unsigned char mac[HMAC_LEN], app_mac[HMAC_LEN];
+    struct auth_app_password app;
+    bool verified = false, via_app = false, use_cache, app_form, have_app = false;
+    bool main_mac = false, app_mac_ok = false;
     int r;
 
     if (l->external) {
         if (!l->peer.valid) {
-            snprintf(l->why, sizeof(l->why), "client certificate %s", l->peer.why);
+            snprintf(l->reason, sizeof(l->reason), "client certificate %s", l->peer.why);
             l->result = AUTH_E_FAIL;
             goto out;
         }
         r = l->addr_ok ? auth_cert_map(s->db, &l->peer, l->authzid, &l->acct) : AUTH_E_NOUSER;
         if (r == AUTH_E_NOUSER) {
-            snprintf(l->why, sizeof(l->why),
+            snprintf(l->reason, sizeof(l->reason),
                      l->authzid[0] ? "certificate sha256=%s does not map to the authorization "
                                      "identity"
                                    : "certificate sha256=%s maps to no account",
@@ -502,15 +650,28 @@ static void on_work(struct workers_task *w)
         }
         goto out;
     }
+
+    if (l->kind != KIND_PASSWORD) {
+        scram_work(l);
+        return;
+    }
+
+    scram[0] = '\0';
+    app_hash[0] = '\0';
+    app_form = l->svc[0] && l->pw && auth_app_parse(l->pw, l->pwlen, sel);
     if (!l->addr_ok || !l->pw) {
         /* the same cost as a wrong password */
         (void)auth_password_verify(l->pw ? l->pw : "", s->dummy_hash);
+        if (app_form)
+            (void)auth_password_verify(l->pw, s->dummy_hash);
         l->result = AUTH_E_FAIL;
         goto out;
     }
-    r = auth_db_lookup(s->db, l->user, &l->acct, hash, sizeof(hash));
+    r = auth_db_lookup_scram(s->db, l->user, &l->acct, hash, sizeof(hash), scram, sizeof(scram));
     if (r == AUTH_E_NOUSER) {
         (void)auth_password_verify(l->pw, s->dummy_hash);
+        if (app_form)
+            (void)auth_password_verify(l->pw, s->dummy_hash);
         l->result = AUTH_E_FAIL;
         goto out;
     }
@@ -518,32 +679,60 @@ static void on_work(struct workers_task *w)
         l->result = AUTH_E_TEMP;
         goto out;
     }
+    if (app_form) {
+        r = auth_app_lookup(s->db, l->acct.id, sel, &app, app_hash, sizeof(app_hash));
+        if (r == AUTH_E_TEMP) {
+            l->result = AUTH_E_TEMP;
+            goto out;
+        }
+        /* usable only where its services say (IMAP and POP3) */
+        have_app = r == AUTH_OK && auth_app_service_ok(app.services, l->svc);
+    }
     /* disabled accounts always pay for yescrypt and are never cached */
-    use_cache = s->cache_ttl_s > 0 && !l->acct.disabled &&
-                cache_mac(s, l->acct.address, l->pw, l->pwlen, hash, mac) == 0;
-    verified = use_cache && cache_lookup(s, mac);
+    use_cache = s->cache_ttl_s > 0 && !l->acct.disabled;
+    if (use_cache) {
+        app_mac_ok =
+            have_app && cache_mac(s, l->acct.address, l->pw, l->pwlen, app_hash, app_mac) == 0;
+        main_mac = cache_mac(s, l->acct.address, l->pw, l->pwlen, hash, mac) == 0;
+    }
+    if (app_mac_ok && cache_lookup(s, app_mac))
+        verified = via_app = true;
+    else if (main_mac && cache_lookup(s, mac))
+        verified = true;
+    if (!verified && app_form) {
+        via_app = auth_password_verify(l->pw, have_app ? app_hash : s->dummy_hash) && have_app;
+        if (via_app && app_mac_ok)
+            cache_insert(s, app_mac);
+        verified = via_app;
+    }
     if (!verified) {
         verified = auth_password_verify(l->pw, hash);
-        if (verified && use_cache)
+        if (verified && main_mac)
             cache_insert(s, mac);
     }
     if (!verified) {
         l->result = AUTH_E_FAIL;
-    } else if (l->acct.require_client_cert &&
-               !auth_cert_matches(s->db, l->has_peer ? &l->peer : NULL, &l->acct)) {
+    } else if (l->acct.require_client_cert && cert_refused(l)) {
         /* two factors: the same answer as a wrong password */
-        snprintf(l->why, sizeof(l->why), "account requires a client certificate: %s",
-                 !l->has_peer     ? "none on this connection"
-                 : !l->peer.valid ? l->peer.why
-                                  : "the certificate is not this account's");
         l->result = AUTH_E_FAIL;
-    } else if (l->acct.disabled)
+    } else if (l->acct.disabled) {
         l->result = AUTH_E_DISABLED;
-    else
+    } else {
         l->result = AUTH_OK;
+        if (via_app) {
+            snprintf(l->acct.app_label, sizeof(l->acct.app_label), "%s", app.label);
+            auth_app_touch(s->db, &app);
+        }
+    }
+    /* the SCRAM secret comes from the main password, never an app password */
+    if (l->result == AUTH_OK && !via_app && !scram[0])
+        scram_fill(l, hash);
 out:
     explicit_bzero(hash, sizeof(hash));
+    explicit_bzero(app_hash, sizeof(app_hash));
+    explicit_bzero(scram, sizeof(scram));
     explicit_bzero(mac, sizeof(mac));
+    explicit_bzero(app_mac, sizeof(app_mac));
     wipe_password(l);
 }
 
@@ -575,13 +764,23 @@ static void on_work_done(struct workers_task *w, int status)
     /* the name as the client sent it: quoted, so it cannot forge fields */
     char quser[LOG_QUOTE_MAX];
     log_quote(quser, sizeof(quser), l->user);
-    if (l->result == AUTH_E_FAIL) {
+    if (l->kind == KIND_SCRAM_FIRST) {
+        /* nothing checked yet: the final step is counted */
+        if (l->result != AUTH_OK)
+            log_warn("auth temporary failure user=%s ip=%s", quser, l->ip);
+        hold = 0;
+    } else if (l->result == AUTH_E_FAIL) {
         /* counted even when the client already went away */
         hold = throttle_failed(s, l);
-        if (l->why[0]) {
+        if (l->why && l->why != l->reason) {
+            /* SCRAM's final step: static text */
+            log_info("auth failed user=%s ip=%s mech=SCRAM-SHA-256 reason=\"%s\"", quser, l->ip,
+                     l->why);
+        } else if (l->reason[0]) {
             char qwhy[LOG_QUOTE_MAX];
-            log_quote(qwhy, sizeof(qwhy), l->why);
-            log_info("auth failed user=%s ip=%s reason=%s", quser, l->ip, qwhy);
+            log_quote(qwhy, sizeof(qwhy), l->reason);
+            log_info("auth failed user=%s ip=%s%s reason=%s", quser, l->ip,
+                     l->kind == KIND_SCRAM_FINAL ? " mech=SCRAM-SHA-256" : "", qwhy);
         } else {
             log_info("auth failed user=%s ip=%s", quser, l->ip);
         }
@@ -591,6 +790,8 @@ static void on_work_done(struct workers_task *w, int status)
             log_info("auth refused: account disabled user=%s ip=%s", quser, l->ip);
         else if (l->result != AUTH_OK)
             log_warn("auth temporary failure user=%s ip=%s", quser, l->ip);
+        if (l->scram_filled)
+            log_info("auth stored the SCRAM secret of user=%s", quser);
     }
     if (l->result != AUTH_OK)
         explicit_bzero(&l->acct, sizeof(l->acct));
@@ -675,23 +876,33 @@ static void format_remote(const struct auth_service *s, const struct sockaddr *s
     }
 }
 
-static struct auth_login *login_start(struct auth_service *s, const char *user, size_t ulen,
-                                      const char *pw, size_t pwlen, const struct peer_cert *peer,
-                                      bool external, bool authz_given,
-                                      const struct sockaddr *remote, auth_login_cb cb, void *arg);
+static struct auth_login *login_begin(struct auth_service *s, const char *service, const char *user,
+                                      size_t ulen, const char *pw, size_t pwlen,
+                                      const struct peer_cert *peer, bool external, bool authz_given,
+                                      const struct sockaddr *remote, auth_login_cb cb, void *arg,
+                                      enum login_kind kind, struct scram_work *sw);
 
 struct auth_login *auth_login_start(struct auth_service *s, const char *user, size_t ulen,
                                     const char *pw, size_t pwlen, const struct sockaddr *remote,
                                     auth_login_cb cb, void *arg)
 {
-    return login_start(s, user, ulen, pw, pwlen, NULL, false, false, remote, cb, arg);
+    return auth_login_start_svc(s, NULL, user, ulen, pw, pwlen, remote, cb, arg);
 }
 
-struct auth_login *auth_login_start_tls(struct auth_service *s, const char *user, size_t ulen,
-                                        const char *pw, size_t pwlen, const struct peer_cert *peer,
+struct auth_login *auth_login_start_svc(struct auth_service *s, const char *service,
+                                        const char *user, size_t ulen, const char *pw, size_t pwlen,
                                         const struct sockaddr *remote, auth_login_cb cb, void *arg)
 {
-    return login_start(s, user, ulen, pw, pwlen, peer, false, false, remote, cb, arg);
+    return auth_login_start_tls(s, service, user, ulen, pw, pwlen, NULL, remote, cb, arg);
+}
+
+struct auth_login *auth_login_start_tls(struct auth_service *s, const char *service,
+                                        const char *user, size_t ulen, const char *pw, size_t pwlen,
+                                        const struct peer_cert *peer, const struct sockaddr *remote,
+                                        auth_login_cb cb, void *arg)
+{
+    return login_begin(s, service, user, ulen, pw, pwlen, peer, false, false, remote, cb, arg,
+                       KIND_PASSWORD, NULL);
 }
 
 /* EXTERNAL is throttled under the name it claims: the authorization
@@ -707,32 +918,91 @@ struct auth_login *auth_login_external(struct auth_service *s, const char *authz
     if (!peer)
         peer = &none;
     if (alen)
-        return login_start(s, authzid, alen, NULL, 0, peer, true, true, remote, cb, arg);
+        return login_begin(s, NULL, authzid, alen, NULL, 0, peer, true, true, remote, cb, arg,
+                           KIND_PASSWORD, NULL);
     if (peer->valid && peer->n_emails)
         snprintf(name, sizeof(name), "%s", peer->emails[0]);
     else
         snprintf(name, sizeof(name), "cert:%.16s", peer->fingerprint);
-    return login_start(s, name, strlen(name), NULL, 0, peer, true, false, remote, cb, arg);
+    return login_begin(s, NULL, name, strlen(name), NULL, 0, peer, true, false, remote, cb, arg,
+                       KIND_PASSWORD, NULL);
 }
 
-static struct auth_login *login_start(struct auth_service *s, const char *user, size_t ulen,
-                                      const char *pw, size_t pwlen, const struct peer_cert *peer,
-                                      bool external, bool authz_given,
-                                      const struct sockaddr *remote, auth_login_cb cb, void *arg)
+struct auth_login *auth_scram_begin(struct auth_service *s, const char *user, size_t ulen,
+                                    const struct sockaddr *remote, auth_login_cb cb, void *arg)
+{
+    struct scram_work *w = calloc(1, sizeof(*w));
+
+    if (!w)
+        return NULL;
+    return login_begin(s, NULL, user, ulen, NULL, 0, NULL, false, false, remote, cb, arg,
+                       KIND_SCRAM_FIRST, w);
+}
+
+struct auth_login *auth_scram_finish(struct auth_service *s, const char *user, size_t ulen,
+                                     const struct auth_scram_params *p, const void *auth_msg,
+                                     size_t len, const unsigned char proof[AUTH_SCRAM_KEY_LEN],
+                                     const char *refuse, const struct peer_cert *peer,
+                                     const struct sockaddr *remote, auth_login_cb cb, void *arg)
+{
+    struct scram_work *w = calloc(1, sizeof(*w));
+
+    if (!w || !(w->msg = malloc(len ? len : 1))) {
+        free(w);
+        return NULL;
+    }
+    memcpy(w->msg, auth_msg, len);
+    w->len = len;
+    w->params = *p;
+    memcpy(w->proof, proof, AUTH_SCRAM_KEY_LEN);
+    w->refuse = refuse;
+    return login_begin(s, NULL, user, ulen, NULL, 0, peer, false, false, remote, cb, arg,
+                       KIND_SCRAM_FINAL, w);
+}
+
+const struct auth_scram_params *auth_login_scram_params(const struct auth_login *l)
+{
+    return l->kind == KIND_SCRAM_FIRST ? &l->scram->params : NULL;
+}
+
+const unsigned char *auth_login_scram_signature(const struct auth_login *l)
+{
+    return l->kind == KIND_SCRAM_FINAL && l->result == AUTH_OK ? l->scram->sig : NULL;
+}
+
+static struct auth_login *login_begin(struct auth_service *s, const char *service, const char *user,
+                                      size_t ulen, const char *pw, size_t pwlen,
+                                      const struct peer_cert *peer, bool external, bool authz_given,
+                                      const struct sockaddr *remote, auth_login_cb cb, void *arg,
+                                      enum login_kind kind, struct scram_work *sw)
 {
     char ip_key[IP_TEXT_MAX + 8], key[THROTTLE_KEY_MAX];
     struct auth_login *l;
 
-    if (s->closing)
+    if (s->closing || (kind != KIND_PASSWORD && !sw)) {
+        if (sw)
+            free(sw->msg);
+        free(sw);
         return NULL;
+    }
     l = calloc(1, sizeof(*l));
-    if (!l)
+    if (!l) {
+        if (sw)
+            free(sw->msg);
+        free(sw);
         return NULL;
+    }
+    l->kind = kind;
+    l->scram = sw;
+    /* set before the work is queued: the threads read it */
+    l->why = sw ? sw->refuse : NULL;
     l->s = s;
     l->cb = cb;
     l->arg = arg;
     l->phase = LOGIN_WORKING;
     l->work.data = l;
+    if (service && strlen(service) < sizeof(l->svc))
+        memcpy(l->svc, service, strlen(service) + 1);
     l->addr_ok =
         auth_normalize_address(user, ulen, s->default_domain, l->user, sizeof(l->user)) == AUTH_OK;
     if (!l->addr_ok) {
@@ -761,10 +1031,12 @@ static struct auth_login *login_start(struct auth_service *s, const char *user, 
             l->addr_ok = true;
     }
     /* a password with a NUL would be cut short by crypt: never matches */
-    if (pw && pwlen <= AUTH_PASSWORD_MAX && !memchr(pw, '\0', pwlen)) {
+    if (kind == KIND_PASSWORD && pw && pwlen <= AUTH_PASSWORD_MAX && !memchr(pw, '\0', pwlen)) {
         l->pw = malloc(pwlen + 1);
         if (!l->pw) {
-            free(l);
+            l->cancelled = true;
+            LIST_INSERT_HEAD(&s->logins, l, entry);
+            login_free(l);
             return NULL;
         }
         memcpy(l->pw, pw, pwlen);
@@ -800,7 +1072,8 @@ static struct auth_login *login_start(struct auth_service *s, const char *user, 
             return l;
         goto fail;
     }
-    if (login_gate(l) < 0)
+    /* SCRAM's first step checks nothing: it is not held back */
+    if (kind == KIND_SCRAM_FIRST ? login_check(l) < 0 : login_gate(l) < 0)
         goto fail;
     return l;
 fail:
@@ -855,6 +1128,10 @@ int auth_service_new(uv_loop_t *loop, const struct auth_service_opts *o, struct 
     s->prefix_v6 = o->client_prefix_v6 && o->client_prefix_v6 <= 128 ? o->client_prefix_v6 : 64;
     s->max_inflight_ip = o->max_pending_per_ip;
     s->max_inflight_user = o->max_pending_per_user;
+    s->scram_iter =
+        o->scram_iterations >= AUTH_SCRAM_ITER_MIN && o->scram_iterations <= AUTH_SCRAM_ITER_MAX
+            ? o->scram_iterations
+            : AUTH_SCRAM_ITER_DEFAULT;
     snprintf(s->default_domain, sizeof(s->default_domain), "%s",
              o->default_domain ? o->default_domain : "");
     TAILQ_INIT(&s->cache_order);

@@ -1,5 +1,7 @@
-/* SASL PLAIN and LOGIN exchanges, decoded with auth's strict base64. */
+/* SASL PLAIN and LOGIN exchanges, decoded with auth's strict base64, and
+ * the framing of SCRAM's (protocol/sasl_scram.c). */
 #include "protocol/sasl.h"
+#include "protocol/sasl_scram.h"
 #include "server/base/base64.h"
 
 #include <string.h>
@@ -14,13 +16,39 @@ int proto_sasl_start(struct proto_sasl *s, const char *mech, size_t len)
         s->mech = SASL_MECH_LOGIN;
     else if (len == 8 && !strncasecmp(mech, "EXTERNAL", 8))
         s->mech = SASL_MECH_EXTERNAL;
+    else if (len == 13 && !strncasecmp(mech, "SCRAM-SHA-256", 13))
+        s->mech = SASL_MECH_SCRAM;
+    else if (len == 18 && !strncasecmp(mech, "SCRAM-SHA-256-PLUS", 18))
+        s->mech = SASL_MECH_SCRAM_PLUS;
     else
+        return -1;
+    if ((s->mech == SASL_MECH_SCRAM || s->mech == SASL_MECH_SCRAM_PLUS) && proto_scram_new(s) < 0)
         return -1;
     return 0;
 }
 
+int proto_sasl_start_cb(struct proto_sasl *s, const char *mech, size_t len, proto_sasl_cb_fn cb,
+                        void *arg)
+{
+    if (proto_sasl_start(s, mech, len) < 0)
+        return -1;
+    s->cb_data = cb;
+    s->cb_arg = arg;
+    if (s->mech == SASL_MECH_SCRAM_PLUS && !proto_sasl_plus_ok(cb, arg)) {
+        proto_sasl_clear(s);
+        return -1;
+    }
+    return 0;
+}
+
+const char *proto_sasl_mechs(bool plus)
+{
+    return plus ? "PLAIN LOGIN SCRAM-SHA-256 SCRAM-SHA-256-PLUS" : "PLAIN LOGIN SCRAM-SHA-256";
+}
+
 void proto_sasl_clear(struct proto_sasl *s)
 {
+    proto_scram_free(s);
     explicit_bzero(s, sizeof(*s));
 }
 
@@ -40,6 +68,18 @@ int proto_sasl_step(struct proto_sasl *s, const char *line, size_t len, const ch
     *challenge = "";
     if (len == 1 && line[0] == '*')
         return SASL_CANCEL;
+
+    if (s->scram) {
+        if (s->step == 0 && len == 0) {
+            s->step = 1; /* no initial response: ask for the client-first */
+            return SASL_CONTINUE;
+        }
+        s->step = 1;
+        n = len == 0 ? 0 : decode(line, len, buf, sizeof(buf));
+        int r = n < 0 ? SASL_BAD : proto_scram_step(s, buf, (size_t)n);
+        explicit_bzero(buf, sizeof(buf));
+        return r;
+    }
 
     if (s->mech == SASL_MECH_PLAIN) {
         struct auth_sasl_plain p;
@@ -111,16 +151,33 @@ int proto_sasl_step(struct proto_sasl *s, const char *line, size_t len, const ch
 
 enum metrics_mech proto_sasl_metric(const struct proto_sasl *s)
 {
-    return s->mech == SASL_MECH_PLAIN      ? METRICS_MECH_PLAIN
-           : s->mech == SASL_MECH_EXTERNAL ? METRICS_MECH_EXTERNAL
-                                           : METRICS_MECH_LOGIN;
+    switch (s->mech) {
+    case SASL_MECH_PLAIN:
+        return METRICS_MECH_PLAIN;
+    case SASL_MECH_SCRAM:
+    case SASL_MECH_SCRAM_PLUS:
+        return METRICS_MECH_SCRAM;
+    case SASL_MECH_EXTERNAL:
+        return METRICS_MECH_EXTERNAL;
+    default:
+        return METRICS_MECH_LOGIN;
+    }
 }
 
 const char *proto_sasl_name(const struct proto_sasl *s)
 {
-    return s->mech == SASL_MECH_PLAIN      ? "PLAIN"
-           : s->mech == SASL_MECH_EXTERNAL ? "EXTERNAL"
-                                           : "LOGIN";
+    switch (s->mech) {
+    case SASL_MECH_PLAIN:
+        return "PLAIN";
+    case SASL_MECH_SCRAM:
+        return "SCRAM-SHA-256";
+    case SASL_MECH_SCRAM_PLUS:
+        return "SCRAM-SHA-256-PLUS";
+    case SASL_MECH_EXTERNAL:
+        return "EXTERNAL";
+    default:
+        return "LOGIN";
+    }
 }
 
 enum metrics_login_result proto_login_metric(int auth_result)

@@ -31,6 +31,7 @@ static const struct family families[] = {
     {"stats", ctl_live_main, NULL},
     {"backup", ctl_backup_main, ctl_backup_usage},
     {"restore", ctl_backup_main, ctl_restore_usage},
+    {"import", ctl_import_main, ctl_import_usage},
 };
 
 static void usage(FILE *f)
@@ -55,7 +56,9 @@ static void usage(FILE *f)
                "  5  invalid address\n"
                "  6  password refused (empty, too short or long, bad characters, entries differ)\n"
                "  7  system or database error\n"
-               "  8  mailbox check found inconsistencies\n");
+               "  8  mailbox check found inconsistencies\n"
+               "  9  import left messages or mailboxes out (listed; a rerun finishes)\n"
+               "  10 a limit is reached (max_app_passwords)\n");
 }
 
 int ctl_prepare_data_dir(const struct conf *c)

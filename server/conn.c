@@ -72,8 +72,9 @@ struct conn {
     struct conn *zprev, *znext;
 
     /* the audit trail (login and logout lines) */
-    char *audit_user; /* logged in as (raw), NULL before login */
-    char *login_try;  /* the user named by the login in flight */
+    char *audit_user;                     /* logged in as (raw), NULL before login */
+    char *login_try;                      /* the user named by the login in flight */
+    char login_label[AUTH_APP_LABEL_MAX]; /* the app password of that login, "" none */
     const char *login_mech;
     char *client_id; /* IMAP ID: "name/version" */
     uint64_t commands;
@@ -157,6 +158,11 @@ bool conn_is_tls(struct conn *c)
     return c->tls_state == C_TLS;
 }
 
+int conn_channel_binding(struct conn *c, const char *name, unsigned char *out, size_t cap)
+{
+    return c->tls_state == C_TLS ? tls_session_channel_binding(c->tls, name, out, cap) : -1;
+}
+
 bool conn_closing(struct conn *c)
 {
     return c->closing;
@@ -231,9 +237,17 @@ void conn_login_end(struct conn *c, int auth_result, const char *refused)
                  : c->login_try                                      ? c->login_try
                                                                      : "");
     log_rec_str(&r, "result", refused ? refused : res);
+    if (c->login_label[0])
+        log_rec_str(&r, "app_password", c->login_label);
     log_rec_emit(&r);
     free(c->login_try);
     c->login_try = NULL;
+    c->login_label[0] = '\0';
+}
+
+void conn_set_login_label(struct conn *c, const char *label)
+{
+    snprintf(c->login_label, sizeof(c->login_label), "%s", label ? label : "");
 }
 
 void conn_set_client_id(struct conn *c, const char *name, const char *version)

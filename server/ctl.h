@@ -10,14 +10,16 @@
 /* Exit codes of coffrectl, listed in `coffrectl --help`. */
 enum ctl_exit {
     CTL_EXIT_OK = 0,
-    CTL_EXIT_USAGE = 1,   /* bad command line */
-    CTL_EXIT_CONFIG = 2,  /* configuration file unreadable or invalid */
-    CTL_EXIT_NOUSER = 3,  /* no such account */
-    CTL_EXIT_EXISTS = 4,  /* the account already exists */
-    CTL_EXIT_BADADDR = 5, /* not a valid address */
-    CTL_EXIT_WEAKPW = 6,  /* password refused: empty, weak, or entries differ */
-    CTL_EXIT_SYSTEM = 7,  /* system or database error */
-    CTL_EXIT_PROBLEMS = 8, /* mailbox check found inconsistencies */
+    CTL_EXIT_USAGE = 1,      /* bad command line */
+    CTL_EXIT_CONFIG = 2,     /* configuration file unreadable or invalid */
+    CTL_EXIT_NOUSER = 3,     /* no such account */
+    CTL_EXIT_EXISTS = 4,     /* the account already exists */
+    CTL_EXIT_BADADDR = 5,    /* not a valid address */
+    CTL_EXIT_WEAKPW = 6,     /* password refused: empty, weak, or entries differ */
+    CTL_EXIT_SYSTEM = 7,     /* system or database error */
+    CTL_EXIT_PROBLEMS = 8,   /* mailbox check found inconsistencies */
+    CTL_EXIT_INCOMPLETE = 9, /* import: messages or mailboxes left out (said why) */
+    CTL_EXIT_LIMIT = 10,     /* a configured limit is reached (max_app_passwords) */
 };
 
 /* Creates data_dir when missing and, when run as root, drops to run_user so
@@ -43,8 +45,9 @@ void ctl_mailbox_usage(FILE *f);
  * (server/ctl_live.c) */
 int ctl_live_main(const struct conf *c, int argc, char **argv);
 void ctl_live_usage(FILE *f);
-/* After `user disable` or `user del` (why: "disabled", "deleted"): asks the
- * running coffred, if any, to end the account's live sessions. */
+/* After `user disable` or `user del` (why: "disabled", "deleted"), or an
+ * app password's removal (why NULL: the account stays): asks the running
+ * coffred, if any, to end the account's live sessions. */
 void ctl_live_user_gone(const struct conf *c, const char *address, const char *why);
 
 /* coffrectl log verify FILE... (server/ctl_log.c) */
@@ -64,5 +67,15 @@ void ctl_restore_usage(FILE *f);
 int ctl_user_export(const struct conf *c, int argc, char **argv);
 /* coffrectl user cert add|del|list|require (server/ctl_cert.c); argv[0] is "user" */
 int ctl_user_cert(const struct conf *c, int argc, char **argv);
+/* coffrectl user app-password add|list|del (server/ctl_app.c); argv[0] is
+ * "user" */
+int ctl_user_app_password(const struct conf *c, int argc, char **argv);
+/* A new password from stdin (one line) or twice from the terminal, checked
+ * by the password policy (server/ctl_user.c). Returns an exit code. */
+int ctl_read_password(bool from_stdin, char *pw, size_t cap);
+
+/* coffrectl import --from-... (server/ctl_import*.c) */
+int ctl_import_main(const struct conf *c, int argc, char **argv);
+void ctl_import_usage(FILE *f);
 
 #endif

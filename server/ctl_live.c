@@ -195,7 +195,7 @@ void ctl_live_user_gone(const struct conf *c, const char *address, const char *w
     char line[AUTH_ADDR_MAX + 64];
     struct buf out = {0};
 
-    snprintf(line, sizeof(line), "KICK USER %s %s\n", address, why);
+    snprintf(line, sizeof(line), "KICK USER %s%s%s\n", address, why ? " " : "", why ? why : "");
     int r = request(c, line, &out);
     if (r == -1) {
         buf_free(&out);

@@ -39,7 +39,11 @@ void ctl_user_usage(FILE *f)
                "                                 (pin a client certificate to the account)\n"
                "  user cert list [ADDRESS]\n"
                "  user cert require ADDRESS yes|no\n"
-               "                                 (password logins need the certificate too)\n");
+               "                                 (password logins need the certificate too)\n"
+               "  user app-password add ADDRESS --label LABEL [--password-stdin]\n"
+               "  user app-password list ADDRESS\n"
+               "  user app-password del ADDRESS LABEL|ID\n"
+               "                                 (extra passwords for IMAP and POP3)\n");
 }
 
 /* Command line of one verb: positional arguments and the known options. */
@@ -220,6 +224,11 @@ static int get_password(bool from_stdin, char *pw, size_t cap)
     return CTL_EXIT_OK;
 }
 
+int ctl_read_password(bool from_stdin, char *pw, size_t cap)
+{
+    return get_password(from_stdin, pw, cap);
+}
+
 /* ---- removing a user's mail ---- */
 
 /* Removes name (relative to dirfd) and, for a directory, all it holds,
@@ -345,6 +354,7 @@ static int open_db(const struct conf *c, struct auth_db **db)
         fprintf(stderr, "coffrectl: %s\n", err);
         return CTL_EXIT_SYSTEM;
     }
+    auth_db_set_scram_iterations(*db, c->scram_iterations);
     return CTL_EXIT_OK;
 }
 
@@ -504,6 +514,8 @@ int ctl_user_main(const struct conf *c, int argc, char **argv)
         return ctl_user_export(c, argc, argv);
     if (!strcmp(argv[1], "cert"))
         return ctl_user_cert(c, argc, argv);
+    if (!strcmp(argv[1], "app-password"))
+        return ctl_user_app_password(c, argc, argv);
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
         if (!strcmp(argv[1], verbs[i].name))
             v = &verbs[i];

@@ -299,6 +299,7 @@ int main(int argc, char **argv)
         .max_pending_per_ip = s->conf.login_max_pending_per_ip,
         .max_pending_per_user = s->conf.login_max_pending_per_user,
         .threads = s->conf.auth_threads,
+        .scram_iterations = s->conf.scram_iterations,
     };
     if (auth_service_new(s->loop, &aopts, &s->auth, err, sizeof(err)) < 0) {
         log_error("%s", err);

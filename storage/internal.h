@@ -259,6 +259,9 @@ int mbox_create_locked(struct storage_user *u, const char *name, unsigned specia
                        uint32_t uidvalidity, uint32_t uidnext, int64_t *id_out);
 int mbox_bump_modseq(sqlite3 *db, int64_t mbox, uint64_t *modseq);
 int mbox_set_uidnext(sqlite3 *db, int64_t mbox, uint32_t uidnext);
+/* STORAGE_E_LIMIT when creating name and its missing parents would take
+ * the account past storage_limits.max_mailboxes. */
+int mailbox_room(sqlite3 *db, const char *name);
 int subscription_set(sqlite3 *db, const char *name, bool on);
 int uidvalidity_file_write(const char *mdir, uint32_t uidvalidity, uint32_t uidnext);
 int uidvalidity_file_read(const char *mdir, uint32_t *uidvalidity, uint32_t *uidnext);
@@ -341,6 +344,10 @@ int objectid_migrate_8(sqlite3 *db);
 #define THREADS_TABLE                                                                              \
     "CREATE TABLE IF NOT EXISTS threads(msgid TEXT PRIMARY KEY, thread INTEGER NOT NULL)"          \
     " WITHOUT ROWID;"
+
+/* import.c: whether uid is among the UIDs storage_import_uidnext kept
+ * for an import in mailbox mbox (incarnation uidvalidity). */
+bool import_reserved(sqlite3 *db, int64_t mbox, uint32_t uidvalidity, uint32_t uid);
 
 /* recover.c */
 enum rescan_mode {

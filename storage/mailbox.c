@@ -361,7 +361,7 @@ struct create_ctx {
 
 /* STORAGE_E_LIMIT when creating name and its missing parents would take
  * the account past storage_limits.max_mailboxes. */
-static int mailbox_room(sqlite3 *db, const char *name)
+int mailbox_room(sqlite3 *db, const char *name)
 {
     char p[STORAGE_MBOX_NAME_MAX + 1];
     int64_t have = 0, missing = 0;

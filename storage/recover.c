@@ -407,8 +407,8 @@ static int adopt_file(struct storage_user *u, const struct mbox_row *m, const ch
      * program) would use up the UID space of the mailbox */
     if (uid == UINT32_MAX || (!rebuild && uid >= *uidnext && uid - *uidnext >= ADOPT_UID_WINDOW))
         uid = 0;
-    if (uid && !rebuild && uid < m->uidnext)
-        uid = 0;
+    if (uid && !rebuild && uid < m->uidnext && !import_reserved(u->wdb, m->id, m->uidvalidity, uid))
+        uid = 0; /* unless an import keeps it (a batch cut short: import.c) */
     if (uid && (uid_used(u->wdb, "messages", m->id, uid) ||
                 (!rebuild && uid_used(u->wdb, "expunged", m->id, uid))))
         uid = 0;

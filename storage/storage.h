@@ -57,6 +57,7 @@ enum {
     STORAGE_E_CORRUPT = -12,  /* index corrupt (open rebuilds it; seen only by check) */
     STORAGE_E_TOOBIG = -13,   /* message larger than the limit given */
     STORAGE_E_LIMIT = -14,    /* over a work limit of storage_set_limits */
+    STORAGE_E_CONFLICT = -15, /* import: the mailbox has messages under another UIDVALIDITY */
 };
 
 /* Static English text for an error code. */
@@ -701,6 +702,111 @@ bool storage_asleep(struct storage_user *u);
 /* When the handle was last read or written (CLOCK_MONOTONIC, ms): a hint
  * for the loop thread, no lock. */
 uint64_t storage_last_use(struct storage_user *u);
+
+/* ---- import (coffrectl import; storage/import.c) ----
+ *
+ * Messages brought from another server keep their UIDVALIDITY, UIDs,
+ * flags, keywords and internal dates. Every write goes through the
+ * account's writer lock and one index transaction, like a delivery, so
+ * an import runs while coffred serves the account (its sessions hear of
+ * the new messages through storage_poll). How to call it:
+ *
+ *   struct storage_user *u;
+ *   struct storage_mbox mb;
+ *   storage_open(data_dir, account_id, &u);
+ *   // each folder of the source:
+ *   rc = storage_import_mailbox(u, "Sent", src_uidvalidity, STORAGE_SPECIAL_SENT, &mb);
+ *   //   STORAGE_E_CONFLICT: the folder holds messages under another
+ *   //   UIDVALIDITY: report it, import nothing into it
+ *   // first the source's UIDNEXT: the UIDs below it are kept for the
+ *   // import, a delivery meanwhile takes one above
+ *   storage_import_uidnext(u, mb.id, src_uidnext);
+ *   // its messages in ascending UID order, in batches (say 500-2,000):
+ *   struct storage_import_msg m[n] = {{.uid = 7, .flags = STORAGE_FLAG_SEEN,
+ *       .keywords = kw, .nkeywords = 1, .internal_date = t, .path = "/src/cur/..."},
+ *       {.uid = 9, .data = buf, .len = len, ...}, ...};
+ *   rc = storage_import_messages(u, mb.id, m, n);
+ *   //   rc != 0: the batch failed as a whole (index or disk error), nothing
+ *   //   of it is in; else look at each m[i].status (m[i].rc when FAILED)
+ *   // a source without UIDs (n messages) numbers them from
+ *   // storage_import_base(u, mb.id, "mbox:/path", n, &base): base + i
+ *   // subscriptions: storage_subscribe(u, name, true) for each
+ *   storage_close(u);
+ *
+ * A batch is durable as a whole: the files are written into tmp/ and
+ * synced together, linked into the folder's cur/ (named with their UID
+ * and flags, their mtime the internal date), the folder fsync'd once, and
+ * the rows (the same as a delivery's: headers, envelope, sort keys,
+ * preview, EMAILID/THREADID, the text queued for the background full-text
+ * indexer) committed in one transaction. Line ends are stored as CRLF
+ * (the size is the RFC 822 size, as IMAP servers report it).
+ *
+ * Running the same import again adds nothing: a UID the mailbox has is
+ * skipped (STORAGE_IMPORT_PRESENT), and so is a UID below its UIDNEXT that
+ * it no longer has (STORAGE_IMPORT_UID_USED: expunged here, never
+ * reused), unless storage_import_uidnext reserved it for the import and
+ * it was not expunged since.
+ * After an interruption between the link and the commit of a batch, the
+ * next open adopts the files from cur/ with their UID, flags and date; the
+ * next import run gives them back the keywords they lacked (a message
+ * present without any keyword gets the source's). No quota is checked:
+ * the administrator imports. */
+
+/* Finds the mailbox `name` or creates it (with any missing parents) with
+ * UIDVALIDITY uidvalidity (0: a new one), and fills *out. A mailbox found
+ * with another UIDVALIDITY takes the one given when it has no message
+ * (its UIDNEXT back to 1, its remembered expunges forgotten); with
+ * messages it is left alone and STORAGE_E_CONFLICT returned (*out filled).
+ * special_use (STORAGE_SPECIAL_*, 0: none) replaces the mailbox's when not
+ * 0. Disk. */
+int storage_import_mailbox(struct storage_user *u, const char *name, uint32_t uidvalidity,
+                           unsigned special_use, struct storage_mbox *out);
+
+enum storage_import_status {
+    STORAGE_IMPORT_ADDED = 1,
+    STORAGE_IMPORT_PRESENT,  /* the UID is in the mailbox already: skipped */
+    STORAGE_IMPORT_UID_USED, /* below UIDNEXT but gone (expunged here): skipped */
+    STORAGE_IMPORT_FAILED,   /* rc says why (unreadable file, ...); the batch went on */
+};
+struct storage_import_msg {
+    uint32_t uid;                /* 1..UINT32_MAX-1; ascending within a batch and across them */
+    unsigned flags;              /* STORAGE_FLAG_* */
+    const char *const *keywords; /* may be NULL; one coffre cannot hold is dropped */
+    size_t nkeywords;
+    int64_t internal_date; /* unix time; 0: the file's mtime (path), else now */
+    const char *path;      /* the message from this file, or when NULL */
+    bool decompress;       /* path: inflated when it is gzip or zlib data */
+    const void *data;      /* from these len bytes */
+    size_t len;
+    /* out */
+    enum storage_import_status status;
+    int rc;                    /* STORAGE_E_* when FAILED */
+    uint64_t size;             /* ADDED: bytes stored */
+    unsigned keywords_dropped; /* keywords left out (syntax, length, count) */
+    bool keywords_restored;    /* PRESENT: it had none, got the source's */
+};
+/* Adds the n messages (see above) to mailbox mbox in one transaction.
+ * 0 and a status for each, or an error for the whole batch (nothing of it
+ * added). Disk. */
+int storage_import_messages(struct storage_user *u, int64_t mbox, struct storage_import_msg *m,
+                            size_t n);
+/* For a source without UIDs (an mbox file) of count messages: the UID its
+ * first message takes in mailbox mbox, so that a rerun gives each message
+ * the same UID (base + its position) and skips it. The first call for
+ * source (any string naming it, say its path) records the mailbox's
+ * UIDNEXT then and returns it; later calls return the same. UIDNEXT is
+ * raised to base + count in the same transaction (as
+ * storage_import_uidnext does): a delivery meanwhile takes a UID above.
+ * STORAGE_E_LIMIT when base + count passes the last UID. Disk. */
+int storage_import_base(struct storage_user *u, int64_t mbox, const char *source, size_t count,
+                        uint32_t *base);
+/* Raises mailbox mbox's UIDNEXT to uidnext (never lowers it), the UIDs
+ * between the old UIDNEXT and the new reserved for the import (one range
+ * per mailbox and UIDVALIDITY: a later call extends it): messages of the
+ * import may take them, deliveries take UIDs above. Call it before the
+ * messages, so that the account may receive mail during the import.
+ * Disk. */
+int storage_import_uidnext(struct storage_user *u, int64_t mbox, uint32_t uidnext);
 
 /* ---- maintenance (coffrectl) ---- */
 

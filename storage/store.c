@@ -59,6 +59,8 @@ const char *storage_strerror(int err)
         return "message too big";
     case STORAGE_E_LIMIT:
         return "over a limit of this server";
+    case STORAGE_E_CONFLICT:
+        return "mailbox exists with another UIDVALIDITY";
     }
     return "unknown storage error";
 }
@@ -923,7 +925,11 @@ int storage_poll(struct storage_user *u)
                 break;
             }
         }
-        if (changed && ps->snap) {
+        /* no snapshot yet: the first poll that sees another process's
+         * commit cannot tell which mailboxes it touched, so it reports
+         * them all (a session rereads its mailbox's state) rather than
+         * none of them */
+        if (changed) {
             struct pending_event pe = {
                 .type = STORAGE_EV_EXTERNAL, .mbox = now[i].id, .modseq = now[i].modseq};
             emit_event(u, &pe);

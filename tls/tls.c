@@ -446,6 +446,30 @@ const char *tls_session_version(struct tls_session *t)
     return v ? v : "?";
 }
 
+int tls_session_channel_binding(struct tls_session *t, const char *name, unsigned char *out,
+                                size_t cap)
+{
+    gnutls_channel_binding_t type;
+    gnutls_datum_t d = {NULL, 0};
+    int n;
+
+    /* tls-exporter only where RFC 9266 defines it well: TLS 1.3 (TLS 1.2
+     * would need the extended master secret, and has tls-server-end-point) */
+    if (!strcmp(name, "tls-exporter") && gnutls_protocol_get_version(t->s) == GNUTLS_TLS1_3)
+        type = GNUTLS_CB_TLS_EXPORTER;
+    else if (!strcmp(name, "tls-server-end-point"))
+        type = GNUTLS_CB_TLS_SERVER_END_POINT;
+    else
+        return -1;
+    if (gnutls_session_channel_binding(t->s, type, &d) < 0)
+        return -1;
+    n = d.size > 0 && d.size <= cap && d.size <= 1024 ? (int)d.size : -1;
+    if (n > 0)
+        memcpy(out, d.data, d.size);
+    gnutls_free(d.data);
+    return n;
+}
+
 const char *tls_session_cipher(struct tls_session *t)
 {
     const char *c = gnutls_cipher_get_name(gnutls_cipher_get(t->s));

@@ -70,5 +70,10 @@ const char *tls_session_version(struct tls_session *t);
 const char *tls_session_cipher(struct tls_session *t);
 const char *tls_session_kx(struct tls_session *t);
 bool tls_session_resumed(struct tls_session *t);
+/* The session's channel binding data of type name: "tls-exporter" (RFC
+ * 9266, TLS 1.3 only) or "tls-server-end-point" (RFC 5929). Returns its
+ * length, or -1 (unknown or unusable type, out too small). */
+int tls_session_channel_binding(struct tls_session *t, const char *name, unsigned char *out,
+                                size_t cap);
 
 #endif

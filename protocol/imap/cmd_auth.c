@@ -100,6 +100,7 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
             break;
         }
         conn_set_user(s->c, acct->address);
+        conn_set_login_label(s->c, acct->app_label);
         conn_login_end(s->c, AUTH_OK, NULL);
         free(s->user);
         s->user = strdup(acct->address);
@@ -150,8 +151,8 @@ static void start_login(struct imap_session *s, const char *mech, const char *us
 {
     conn_login_begin(s->c, mech, user, ulen);
     struct auth_login *l =
-        pw ? auth_login_start_tls(conn_auth(s->c), user, ulen, pw, pwlen, conn_tls_peer(s->c),
-                                  conn_info(s->c)->peer, on_login_done, s)
+        pw ? auth_login_start_tls(conn_auth(s->c), "imap", user, ulen, pw, pwlen,
+                                  conn_tls_peer(s->c), conn_info(s->c)->peer, on_login_done, s)
            : auth_login_external(conn_auth(s->c), user, ulen, conn_tls_peer(s->c),
                                  conn_info(s->c)->peer, on_login_done, s);
     if (!l) {
@@ -258,6 +259,90 @@ static const struct imap_cont sasl_cont = {
     .abort = sasl_abort,
 };
 
+/* ---- SCRAM: the auth service's two steps, the session waiting ---- */
+
+static void sasl_result(struct imap_session *s, struct proto_sasl *sasl, int r,
+                        const char *challenge);
+
+static void scram_wait_abort(struct imap_session *s)
+{
+    struct proto_sasl *sasl = s->cont_data;
+
+    auth_login_cancel(sasl->login);
+    sasl_free(sasl);
+}
+
+static const struct imap_cont scram_wait_cont = {
+    .abort = scram_wait_abort,
+};
+
+/* The auth service answered: the session reads again. */
+static struct proto_sasl *scram_answered(struct imap_session *s)
+{
+    struct proto_sasl *sasl = s->cont_data;
+
+    sasl->login = NULL;
+    imap_cont_end(s);
+    imap_wait(s, IMAP_WAIT_NONE);
+    return sasl;
+}
+
+static void on_scram_first(void *arg, int result, const struct auth_account *acct)
+{
+    struct imap_session *s = arg;
+    struct auth_login *l = ((struct proto_sasl *)s->cont_data)->login;
+    struct proto_sasl *sasl = scram_answered(s);
+    const char *challenge = "";
+    int r;
+
+    (void)acct;
+    if (result != AUTH_OK) {
+        sasl_free(sasl);
+        on_login_done(s, result, NULL);
+        return;
+    }
+    r = proto_sasl_scram_first(sasl, auth_login_scram_params(l), NULL, &challenge);
+    sasl_result(s, sasl, r, challenge);
+    imap_resume(s);
+}
+
+static void on_scram_final(void *arg, int result, const struct auth_account *acct)
+{
+    struct imap_session *s = arg;
+    struct auth_login *l = ((struct proto_sasl *)s->cont_data)->login;
+    struct proto_sasl *sasl = scram_answered(s);
+    const char *challenge = "";
+    int r;
+
+    if (result != AUTH_OK) {
+        sasl_free(sasl);
+        on_login_done(s, result, NULL);
+        return;
+    }
+    /* logged in once the client takes the server's signature */
+    sasl->acct = *acct;
+    r = proto_sasl_scram_final(sasl, auth_login_scram_signature(l), &challenge);
+    sasl_result(s, sasl, r, challenge);
+    imap_resume(s);
+}
+
+/* Hands a SCRAM step to the auth service; the session reads nothing
+ * meanwhile. */
+static void scram_ask(struct imap_session *s, struct proto_sasl *sasl, int r)
+{
+    if (r == SASL_SCRAM_CHECK)
+        s->login_mech = proto_sasl_metric(sasl);
+    sasl->login = proto_sasl_scram_ask(sasl, r, s->c,
+                                       r == SASL_SCRAM_LOOKUP ? on_scram_first : on_scram_final, s);
+    if (!sasl->login) {
+        sasl_free(sasl);
+        imap_tagged(s, "NO", "[UNAVAILABLE] Temporary authentication failure; try again later.");
+        return;
+    }
+    imap_cont_start(s, &scram_wait_cont, sasl);
+    imap_wait(s, IMAP_WAIT_JOB);
+}
+
 /* Answers a SASL step; the exchange ends unless it continues. */
 static void sasl_result(struct imap_session *s, struct proto_sasl *sasl, int r,
                         const char *challenge)
@@ -271,6 +356,21 @@ static void sasl_result(struct imap_session *s, struct proto_sasl *sasl, int r,
     if (s->cont == &sasl_cont)
         imap_cont_end(s);
     switch (r) {
+    case SASL_SCRAM_LOOKUP:
+    case SASL_SCRAM_CHECK:
+        scram_ask(s, sasl, r);
+        return; /* sasl goes with the wait */
+    case SASL_SCRAM_DONE: {
+        struct auth_account acct = sasl->acct;
+
+        sasl_free(sasl);
+        /* on_login_done ends the login's continuation */
+        imap_cont_start(s, &login_cont, NULL);
+        imap_wait(s, IMAP_WAIT_JOB);
+        on_login_done(s, AUTH_OK, &acct);
+        explicit_bzero(&acct, sizeof(acct));
+        return;
+    }
     case SASL_DONE:
         s->login_mech = proto_sasl_metric(sasl);
         /* EXTERNAL has no password: the certificate stands for it */
@@ -311,7 +411,8 @@ void imap_cmd_authenticate(struct imap_session *s, struct imap_args *a)
         imap_tagged(s, "NO", "[UNAVAILABLE] Out of memory.");
         return;
     }
-    if (proto_sasl_start(sasl, mech, mlen) < 0) {
+    if (proto_sasl_start_cb(sasl, mech, mlen, conn_is_tls(s->c) ? proto_sasl_conn_cb : NULL, s->c) <
+        0) {
         sasl_free(sasl);
         imap_tagged(s, "NO", "Unsupported authentication mechanism.");
         return;
@@ -326,9 +427,10 @@ static void sasl_line(struct imap_session *s, const char *line, size_t len)
 {
     struct proto_sasl *sasl = s->cont_data;
     const char *challenge;
-    if (len == 0 && sasl->mech != SASL_MECH_EXTERNAL) {
+    if (len == 0 && sasl->mech != SASL_MECH_EXTERNAL && !sasl->scram) {
         /* an empty response line is a malformed (empty) SASL response
-         * (EXTERNAL's empty authorization identity excepted) */
+         * (EXTERNAL's empty authorization identity and SCRAM's last,
+         * empty answer excepted) */
         sasl_result(s, sasl, SASL_BAD, "");
         return;
     }

@@ -296,7 +296,7 @@ static int mailbox_decode(const char *raw, size_t n, char *out, size_t outcap, b
             return IMAP_ARG_BADNAME;
         memcpy(out, raw, n);
         out[n] = '\0';
-    } else if (imap_mutf7_decode(raw, n, out, outcap) < 0) {
+    } else if (mutf7_decode(raw, n, out, outcap) < 0) {
         return IMAP_ARG_BADNAME;
     }
     /* INBOX is case-insensitive, also as the first hierarchy level */

@@ -149,8 +149,8 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
     " SAVEDATE UNAUTHENTICATE OBJECTID PREVIEW REPLACE UIDONLY"
 #define CAPS_STATES(lit)                                                                           \
     {                                                                                              \
-        CAPS_COMMON(lit), CAPS_COMMON(lit) " AUTH=PLAIN AUTH=LOGIN",                               \
-            CAPS_COMMON(lit) " STARTTLS AUTH=PLAIN AUTH=LOGIN",                                    \
+        CAPS_COMMON(lit), CAPS_COMMON(lit) " AUTH=PLAIN AUTH=LOGIN AUTH=SCRAM-SHA-256",            \
+            CAPS_COMMON(lit) " STARTTLS AUTH=PLAIN AUTH=LOGIN AUTH=SCRAM-SHA-256",                 \
             CAPS_COMMON(lit) " STARTTLS LOGINDISABLED"                                             \
     }
 
@@ -172,7 +172,11 @@ const char *imap_capabilities(struct imap_session *s)
         base = c[2];
     else
         base = c[3];
-    snprintf(line, sizeof(line), "%s%s APPENDLIMIT=%llu", base,
+    /* SCRAM-SHA-256-PLUS where a channel binding works: over TLS */
+    snprintf(line, sizeof(line), "%s%s%s APPENDLIMIT=%llu", base,
+             base == c[1] && proto_sasl_plus_ok(proto_sasl_conn_cb, s->c)
+                 ? " AUTH=SCRAM-SHA-256-PLUS"
+                 : "",
              s->state == IMAP_NOTAUTH && conn_client_cert_valid(s->c) ? " AUTH=EXTERNAL" : "",
              (unsigned long long)cf->max_message_size);
     return line;

@@ -18,6 +18,7 @@
 #include "protocol/linebuf.h"
 #include "protocol/mailuser.h"
 #include "protocol/sasl.h"
+#include "server/base/mutf7.h"
 #include "server/base/buf.h"
 #include "server/base/conn.h"
 #include "storage/storage.h"
@@ -190,8 +191,8 @@ struct imap_special {
 };
 extern const struct imap_special imap_special_use[IMAP_NSPECIAL];
 
-/* modified UTF-7 (RFC 3501 5.1.3). Return 0 or -1 (invalid / too long). */
-int imap_mutf7_decode(const char *in, size_t len, char *out, size_t outcap);
+/* UTF-8 to modified UTF-7 (RFC 3501 5.1.3; the decoder is mutf7_decode in
+ * server/base/mutf7.h). Return 0 or -1 (invalid / too long). */
 int imap_mutf7_encode(const char *in, size_t len, char *out, size_t outcap);
 /* Whether in[0..len) is a mailbox name in UTF-8 (RFC 3629, no control
  * characters, no U+2028 or U+2029: RFC 6855 3): 0 or -1. */

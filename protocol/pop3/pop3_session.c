@@ -134,6 +134,7 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
         conn_login_end(s->c, result, NULL);
     switch (result) {
     case AUTH_OK:
+        conn_set_login_label(s->c, acct->app_label);
         if (enter_maildrop(s, acct))
             return; /* pop3_open_done goes on */
         break;
@@ -169,8 +170,8 @@ static void start_login(struct pop3_session *s, const char *mech, const char *us
 {
     conn_login_begin(s->c, mech, user, ulen);
     s->login =
-        pw ? auth_login_start_tls(conn_auth(s->c), user, ulen, pw, pwlen, conn_tls_peer(s->c),
-                                  conn_info(s->c)->peer, on_login_done, s)
+        pw ? auth_login_start_tls(conn_auth(s->c), "pop3", user, ulen, pw, pwlen,
+                                  conn_tls_peer(s->c), conn_info(s->c)->peer, on_login_done, s)
            : auth_login_external(conn_auth(s->c), user, ulen, conn_tls_peer(s->c),
                                  conn_info(s->c)->peer, on_login_done, s);
     if (!s->login) {
@@ -192,8 +193,10 @@ static void cmd_capa(struct pop3_session *s, const char *arg, size_t len)
         if (!conn_is_tls(s->c))
             conn_printf(s->c, "STLS\r\n");
         if (auth_ok)
-            conn_printf(s->c, "USER\r\nSASL " PROTO_SASL_MECHS "%s\r\n",
-                        conn_client_cert_valid(s->c) ? " " PROTO_SASL_EXTERNAL : "");
+            conn_printf(
+                s->c, "USER\r\nSASL %s%s\r\n",
+                proto_sasl_mechs(conn_is_tls(s->c) && proto_sasl_plus_ok(proto_sasl_conn_cb, s->c)),
+                conn_client_cert_valid(s->c) ? " " PROTO_SASL_EXTERNAL : "");
     }
     conn_printf(s->c, "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n"
                       "EXPIRE NEVER\r\nIMPLEMENTATION coffre\r\n.\r\n");
@@ -244,9 +247,69 @@ static void cmd_pass(struct pop3_session *s, const char *arg, size_t len)
     start_login(s, "USER", s->user, s->user_len, arg, len);
 }
 
+static void sasl_result(struct pop3_session *s, int r, const char *challenge);
+
+/* SCRAM: the auth service gave the salt (first step) or checked the proof
+ * (final step; acct set on success). */
+static void on_scram_answer(void *arg, int result, const struct auth_account *acct)
+{
+    struct pop3_session *s = arg;
+    struct auth_login *l = s->login;
+    const char *challenge = "";
+    int r;
+
+    if (result != AUTH_OK) {
+        s->sasl_active = false;
+        proto_sasl_clear(&s->sasl);
+        on_login_done(s, result, NULL);
+        return;
+    }
+    s->login = NULL;
+    s->busy = false;
+    if (acct) {
+        /* logged in once the client takes the server's signature */
+        s->sasl.acct = *acct;
+        r = proto_sasl_scram_final(&s->sasl, auth_login_scram_signature(l), &challenge);
+    } else {
+        r = proto_sasl_scram_first(&s->sasl, auth_login_scram_params(l), NULL, &challenge);
+    }
+    sasl_result(s, r, challenge);
+    pop3_resume(s);
+}
+
+/* Hands a SCRAM step to the auth service; input waits meanwhile. */
+static void scram_ask(struct pop3_session *s, int r)
+{
+    if (r == SASL_SCRAM_CHECK)
+        s->login_mech = proto_sasl_metric(&s->sasl);
+    s->login = proto_sasl_scram_ask(&s->sasl, r, s->c, on_scram_answer, s);
+    if (!s->login) {
+        s->sasl_active = false;
+        proto_sasl_clear(&s->sasl);
+        conn_printf(s->c, "-ERR [SYS/TEMP] Temporary authentication failure; try again later.\r\n");
+        return;
+    }
+    s->busy = true;
+    conn_pause(s->c);
+}
+
 static void sasl_result(struct pop3_session *s, int r, const char *challenge)
 {
     switch (r) {
+    case SASL_SCRAM_LOOKUP:
+    case SASL_SCRAM_CHECK:
+        s->sasl_active = true;
+        scram_ask(s, r);
+        return;
+    case SASL_SCRAM_DONE: {
+        struct auth_account acct = s->sasl.acct;
+
+        s->sasl_active = false;
+        proto_sasl_clear(&s->sasl);
+        on_login_done(s, AUTH_OK, &acct);
+        explicit_bzero(&acct, sizeof(acct));
+        return;
+    }
     case SASL_CONTINUE:
         s->sasl_active = true;
         conn_printf(s->c, "+ %s\r\n", challenge);
@@ -279,7 +342,10 @@ static void cmd_auth(struct pop3_session *s, const char *arg, size_t len)
         /* bare AUTH lists the mechanisms (older Outlook asks this way) */
         conn_printf(s->c, "+OK\r\n");
         if (conn_plaintext_auth_ok(s->c))
-            conn_printf(s->c, "PLAIN\r\nLOGIN\r\n%s",
+            conn_printf(s->c, "PLAIN\r\nLOGIN\r\nSCRAM-SHA-256\r\n%s%s",
+                        conn_is_tls(s->c) && proto_sasl_plus_ok(proto_sasl_conn_cb, s->c)
+                            ? "SCRAM-SHA-256-PLUS\r\n"
+                            : "",
                         conn_client_cert_valid(s->c) ? "EXTERNAL\r\n" : "");
         conn_printf(s->c, ".\r\n");
         return;
@@ -290,7 +356,8 @@ static void cmd_auth(struct pop3_session *s, const char *arg, size_t len)
     }
     sp = memchr(arg, ' ', len);
     mlen = sp ? (size_t)(sp - arg) : len;
-    if (proto_sasl_start(&s->sasl, arg, mlen) < 0) {
+    if (proto_sasl_start_cb(&s->sasl, arg, mlen, conn_is_tls(s->c) ? proto_sasl_conn_cb : NULL,
+                            s->c) < 0) {
         pop3_err(s, "Unsupported authentication mechanism.");
         return;
     }
@@ -298,6 +365,7 @@ static void cmd_auth(struct pop3_session *s, const char *arg, size_t len)
         const char *ir = sp + 1;
         size_t irlen = len - mlen - 1;
         if (irlen == 0) {
+            proto_sasl_clear(&s->sasl); /* SCRAM's state is allocated */
             pop3_err(s, "Invalid initial response.");
             return;
         }
@@ -424,7 +492,7 @@ static void process(struct pop3_session *s)
         }
         if (s->sasl_active) {
             const char *challenge = "";
-            int sr = len || s->sasl.mech == SASL_MECH_EXTERNAL
+            int sr = len || s->sasl.mech == SASL_MECH_EXTERNAL || s->sasl.scram
                          ? proto_sasl_step(&s->sasl, line, len, &challenge)
                          : SASL_BAD;
             sasl_result(s, sr, challenge);

@@ -985,6 +985,20 @@ static int run_fill(unsigned long first, unsigned long last, size_t batch)
     return 0;
 }
 
+/* Prints messages first..last, each after a line with its length (for
+ * scripts/bench/import, which writes them into a Maildir). */
+static int run_genstream(unsigned long first, unsigned long last)
+{
+    struct sbuf b = {0};
+    for (unsigned long i = first; i <= last; i++) {
+        b.len = 0;
+        big_message(&b, i);
+        printf("%zu\n", b.len);
+        fwrite(b.p, 1, b.len, stdout);
+    }
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 /* Prints message i (for looking at the generator). */
 static int run_gen(unsigned long i)
 {
@@ -1593,6 +1607,8 @@ int main(int argc, char **argv)
     want_compress = getenv("BENCH_COMPRESS") && !strcmp(getenv("BENCH_COMPRESS"), "1");
     if (argc == 3 && !strcmp(argv[1], "gen"))
         return run_gen(strtoul(argv[2], NULL, 10));
+    if (argc == 4 && !strcmp(argv[1], "genstream"))
+        return run_genstream(strtoul(argv[2], NULL, 10), strtoul(argv[3], NULL, 10));
     if (argc < 6) {
         fprintf(stderr,
                 "usage: %s mixed PORT CAFILE NUSERS PASS NCLIENTS SECONDS NMSGS\n"
@@ -1603,8 +1619,10 @@ int main(int argc, char **argv)
                 "       %s compress PORT CAFILE 1 PASS SERVER_PID\n"
                 "       %s qresync PORT CAFILE 1 PASS SERVER_PID NCHANGES\n"
                 "       %s idlepush PORT CAFILE 1 PASS LMTP_PORT SECONDS INTERVAL\n"
-                "       %s gen I\n",
-                argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0]);
+                "       %s gen I\n"
+                "       %s genstream FIRST LAST\n",
+                argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0],
+                argv[0]);
         return 2;
     }
     port = atoi(argv[2]);

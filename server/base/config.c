@@ -552,9 +552,14 @@ const struct conf_setting conf_settings[] = {
     {ROW("login_max_pending_per_user", "10", "Authentication"),
      UINT(login_max_pending_per_user, 1, 100000),
      .doc = "logins waiting or being checked at once for one account; beyond, a temporary error"},
+    {ROW("scram_iterations", "10000", "Authentication"), UINT(scram_iterations, 4096, 10000000),
+     .doc = "PBKDF2 iterations of the SCRAM-SHA-256 secrets made when a password is set or "
+            "first used; each client login computes as many"},
     {ROW("auth_cache_ttl", "1h", "Authentication"), SECONDS(auth_cache_ttl_s),
      .errmsg = "auth_cache_ttl must be a duration (0 disables the cache)",
      .doc = "how long a verified password is remembered (as a keyed hash); 0 = never"},
+    {ROW("max_app_passwords", "20", "Authentication"), UINT(max_app_passwords, 1, 1000),
+     .doc = "app passwords one account may have (coffrectl user app-password add)"},
 
     /* ---- Mail storage */
     {ROW("mail_keep_open", "60s", "Mail storage"), DURATION(mail_keep_open_ms, 0),
@@ -710,6 +715,16 @@ const struct conf_setting conf_settings[] = {
      .doc = "time a control client has to send its request and take the reply"},
     {ROW("control_max_reply", "8M", "Administration"), SIZE(control_max_reply, 64 * KB, 1 * GB),
      .doc = "largest control reply (the session list of `who`); a longer one is cut and says so"},
+
+    /* coffrectl import --from-imap (server/ctl_import_imap.c) */
+    {ROW("import_imap_jobs", "4", "Import"), UINT(import_imap_jobs, 1, 16),
+     .doc = "connections to the source server (--jobs), folders spread over them"},
+    {ROW("import_imap_timeout", "2m", "Import"), DURATION(import_imap_timeout_ms, 1000),
+     .doc = "a source server silent for so long is given up"},
+    {ROW("import_imap_batch", "500", "Import"), UINT(import_imap_batch, 1, 100000),
+     .doc = "messages fetched and committed together"},
+    {ROW("import_imap_batch_size", "16M", "Import"), SIZE(import_imap_batch_size, 64 * KB, 1 * GB),
+     .doc = "bytes fetched and committed together (a larger message goes alone)"},
 };
 
 const size_t conf_n_settings = sizeof(conf_settings) / sizeof(conf_settings[0]);

@@ -87,6 +87,8 @@ struct conf {
     unsigned login_max_pending_per_ip;   /* logins waiting or checked per address group */
     unsigned login_max_pending_per_user; /* logins waiting or checked per account */
     unsigned auth_cache_ttl_s;
+    unsigned scram_iterations; /* PBKDF2 rounds of new SCRAM secrets */
+    unsigned max_app_passwords; /* app passwords per account */
 
     /* Mail storage */
     unsigned mail_keep_open_ms;        /* a store stays open this long after its last session */
@@ -159,6 +161,11 @@ struct conf {
     unsigned control_max_connections;
     unsigned control_timeout_ms;
     size_t control_max_reply;
+    /* coffrectl import --from-imap */
+    unsigned import_imap_jobs;
+    unsigned import_imap_timeout_ms;
+    unsigned import_imap_batch;
+    uint64_t import_imap_batch_size;
 };
 
 /* What the value of a setting is, and so how it is parsed. */

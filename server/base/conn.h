@@ -90,6 +90,9 @@ const struct peer_cert *conn_tls_peer(struct conn *c);
 bool conn_client_cert_valid(struct conn *c);
 /* True when TLS is up, or the peer is in plaintext_auth_networks. */
 bool conn_plaintext_auth_ok(struct conn *c);
+/* Channel binding data for SCRAM-SHA-256-PLUS (tls_session_channel_binding):
+ * its length, or -1 without TLS or for a type that does not work here. */
+int conn_channel_binding(struct conn *c, const char *name, unsigned char *out, size_t cap);
 
 /* COMPRESS=DEFLATE (RFC 4978) from here on, both ways: everything written
  * after this call is compressed, everything read is inflated. pending:
@@ -129,6 +132,9 @@ void conn_set_user(struct conn *c, const char *user);
  * number of commands. */
 void conn_login_begin(struct conn *c, const char *mech, const char *user, size_t ulen);
 void conn_login_end(struct conn *c, int auth_result, const char *refused);
+/* The label of the app password the login in flight used ("" for the main
+ * password), written in its login line (field app_password). */
+void conn_set_login_label(struct conn *c, const char *label);
 /* IMAP ID's name and version (either may be NULL), for those lines. */
 void conn_set_client_id(struct conn *c, const char *name, const char *version);
 /* One more command read from the client. */

@@ -53,8 +53,9 @@ static struct dim d_version = {"version", tls_versions, NTLS, NTLS};
 
 static const char *login_protocols[] = {"imap", "pop3"};
 static struct dim d_login_proto = {"protocol", login_protocols, 2, 2};
-static const char *mechs[] = {"PLAIN", "LOGIN", "login_command", "user_pass", "EXTERNAL"};
-static struct dim d_mech = {"mechanism", mechs, 5, 5};
+static const char *mechs[] = {"PLAIN",     "LOGIN",         "login_command",
+                              "user_pass", "SCRAM-SHA-256", "EXTERNAL"};
+static struct dim d_mech = {"mechanism", mechs, 6, 6};
 static const char *login_results[] = {"ok", "failed", "disabled", "tempfail", "refused"};
 static struct dim d_login_result = {"result", login_results, 5, 5};
 
@@ -101,7 +102,7 @@ typedef _Atomic uint64_t cell;
 static cell c_conn[NPROTO];
 static cell c_conn_open[NPROTO * NTLS]; /* a gauge: may be read as negative a moment */
 static cell c_tls[NPROTO * NTLS];
-static cell c_logins[2 * 5 * 5];
+static cell c_logins[2 * 6 * 5];
 static cell c_throttled[1];
 static cell c_imap[(METRICS_CMD_MAX + 1) * 3];
 static cell c_imap_h[(METRICS_CMD_MAX + 1) * HCELLS];
@@ -308,7 +309,7 @@ void metrics_conn_close(struct metrics_conn *m)
 void metrics_login(enum metrics_login_proto p, enum metrics_mech m, enum metrics_login_result r)
 {
     if (metrics_on)
-        add(&c_logins[((unsigned)p * 5 + (unsigned)m) * 5 + (unsigned)r], 1);
+        add(&c_logins[((unsigned)p * 6 + (unsigned)m) * 5 + (unsigned)r], 1);
 }
 
 void metrics_command_names(enum metrics_cmdset set, const char *const *first, size_t n,

@@ -80,6 +80,7 @@ enum metrics_mech {
     METRICS_MECH_LOGIN,         /* SASL LOGIN */
     METRICS_MECH_LOGIN_COMMAND, /* IMAP LOGIN */
     METRICS_MECH_USER_PASS,     /* POP3 USER and PASS */
+    METRICS_MECH_SCRAM,         /* SASL SCRAM-SHA-256 and -PLUS */
     METRICS_MECH_EXTERNAL,      /* SASL EXTERNAL (client certificate) */
 };
 enum metrics_login_result {

@@ -24,6 +24,7 @@ static struct conn the_conn;
 static auth_login_cb pending_cb;
 static void *pending_arg;
 static int pending_handle;
+static bool pending_scram_first; /* the pending login is SCRAM's first step */
 static bool closed_early;
 
 void *conn_proto(struct conn *c) { return c->proto; }
@@ -38,6 +39,14 @@ bool conn_is_tls(struct conn *c) { return c->tls; }
 const struct peer_cert *conn_tls_peer(struct conn *c) { return NULL; }
 bool conn_client_cert_valid(struct conn *c) { return false; }
 bool conn_plaintext_auth_ok(struct conn *c) { return c->tls || c->plain_ok; }
+int conn_channel_binding(struct conn *c, const char *name, unsigned char *out, size_t cap)
+{
+    /* a fixed stand-in, so that the fuzzers reach the -PLUS paths */
+    if (!c->tls || cap < 32)
+        return -1;
+    memset(out, 0x5a, 32);
+    return 32;
+}
 void conn_pause(struct conn *c) {}
 void conn_resume(struct conn *c) {}
 void conn_set_timeout(struct conn *c, unsigned ms) {}
@@ -45,6 +54,7 @@ void conn_set_logged_in(struct conn *c) {}
 void conn_set_user(struct conn *c, const char *user) {}
 void conn_login_begin(struct conn *c, const char *mech, const char *user, size_t ulen) {}
 void conn_login_end(struct conn *c, int auth_result, const char *refused) {}
+void conn_set_login_label(struct conn *c, const char *label) {}
 void conn_set_client_id(struct conn *c, const char *name, const char *version) {}
 void conn_count_command(struct conn *c) {}
 const char *conn_login_revoked(struct conn *c, const char *address) { return NULL; }
@@ -88,9 +98,10 @@ int conn_starttls(struct conn *c)
     return 0;
 }
 
-struct auth_login *auth_login_start(struct auth_service *s, const char *user, size_t ulen,
-                                    const char *pw, size_t pwlen, const struct sockaddr *remote,
-                                    auth_login_cb cb, void *arg)
+struct auth_login *auth_login_start_svc(struct auth_service *s, const char *service,
+                                        const char *user, size_t ulen, const char *pw,
+                                        size_t pwlen, const struct sockaddr *remote,
+                                        auth_login_cb cb, void *arg)
 {
     if (pending_cb)
         abort(); /* a session must never run two logins at once */
@@ -99,23 +110,55 @@ struct auth_login *auth_login_start(struct auth_service *s, const char *user, si
     return (struct auth_login *)&pending_handle;
 }
 
-struct auth_login *auth_login_start_tls(struct auth_service *s, const char *user, size_t ulen,
-                                        const char *pw, size_t pwlen, const struct peer_cert *peer,
+struct auth_login *auth_login_start_tls(struct auth_service *s, const char *service,
+                                        const char *user, size_t ulen, const char *pw, size_t pwlen,
+                                        const struct peer_cert *peer,
                                         const struct sockaddr *remote, auth_login_cb cb, void *arg)
 {
-    return auth_login_start(s, user, ulen, pw, pwlen, remote, cb, arg);
+    return auth_login_start_svc(s, service, user, ulen, pw, pwlen, remote, cb, arg);
 }
 
 struct auth_login *auth_login_external(struct auth_service *s, const char *authzid, size_t alen,
                                        const struct peer_cert *peer, const struct sockaddr *remote,
                                        auth_login_cb cb, void *arg)
 {
-    return auth_login_start(s, authzid, alen, NULL, 0, remote, cb, arg);
+    return auth_login_start_svc(s, "imap", authzid, alen, NULL, 0, remote, cb, arg);
+}
+
+struct auth_login *auth_scram_begin(struct auth_service *s, const char *user, size_t ulen,
+                                    const struct sockaddr *remote, auth_login_cb cb, void *arg)
+{
+    struct auth_login *l = auth_login_start_svc(s, "imap", user, ulen, NULL, 0, remote, cb, arg);
+
+    pending_scram_first = true;
+    return l;
+}
+
+struct auth_login *auth_scram_finish(struct auth_service *s, const char *user, size_t ulen,
+                                     const struct auth_scram_params *p, const void *auth_msg,
+                                     size_t len, const unsigned char proof[AUTH_SCRAM_KEY_LEN],
+                                     const char *refuse, const struct peer_cert *peer,
+                                     const struct sockaddr *remote, auth_login_cb cb, void *arg)
+{
+    return auth_login_start_svc(s, "imap", user, ulen, NULL, 0, remote, cb, arg);
+}
+
+const struct auth_scram_params *auth_login_scram_params(const struct auth_login *l)
+{
+    static const struct auth_scram_params p = {.salt = "fuzzsalt", .salt_len = 8, .iter = 4096};
+    return &p;
+}
+
+const unsigned char *auth_login_scram_signature(const struct auth_login *l)
+{
+    static const unsigned char sig[AUTH_SCRAM_KEY_LEN];
+    return sig;
 }
 
 void auth_login_cancel(struct auth_login *l)
 {
     pending_cb = NULL;
+    pending_scram_first = false;
 }
 
 struct conf *fake_conn_conf(void)
@@ -147,6 +190,7 @@ struct conn *fake_conn_new(bool tls, bool plain_ok)
     the_conn.info.remote = "fuzz";
     the_conn.info.peer = (const struct sockaddr *)&the_conn.peer;
     pending_cb = NULL;
+    pending_scram_first = false;
     return &the_conn;
 }
 
@@ -156,8 +200,10 @@ void fake_conn_finish_login(bool ok)
     auth_login_cb cb = pending_cb;
     if (!cb)
         return;
+    bool first = pending_scram_first;
     pending_cb = NULL;
-    cb(pending_arg, ok ? AUTH_OK : AUTH_E_FAIL, ok ? &acct : NULL);
+    pending_scram_first = false;
+    cb(pending_arg, ok ? AUTH_OK : AUTH_E_FAIL, ok && !first ? &acct : NULL);
 }
 
 int fake_conn_drive(const struct conn_handler *h, const uint8_t *data, size_t size)

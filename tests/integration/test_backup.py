@@ -16,6 +16,7 @@ import pwd
 import random
 import re
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -116,6 +117,42 @@ class RestoringTestCase(ServerTestCase):
         return s
 
 
+def scram_of(data_dir, address):
+    """The SCRAM secrets stored for address in data_dir's accounts."""
+    con = sqlite3.connect('file:%s?mode=ro' % os.path.join(data_dir, 'accounts.sqlite'), uri=True)
+    try:
+        row = con.execute('SELECT scram FROM accounts WHERE address = ?', (address,)).fetchone()
+    finally:
+        con.close()
+    return row[0] if row else None
+
+
+def app_passwords_of(data_dir, address):
+    """The app passwords of address in data_dir's accounts, without ids."""
+    con = sqlite3.connect('file:%s?mode=ro' % os.path.join(data_dir, 'accounts.sqlite'), uri=True)
+    try:
+        return con.execute('SELECT p.selector, p.label, p.hash, p.services FROM app_passwords p'
+                           ' JOIN accounts a ON a.id = p.account WHERE a.address = ?'
+                           ' ORDER BY p.selector', (address,)).fetchall()
+    finally:
+        con.close()
+
+
+def client_certs_of(data_dir, address):
+    """The client certificate settings of address in data_dir's accounts:
+    require_client_cert and the pinned fingerprints, without ids."""
+    con = sqlite3.connect('file:%s?mode=ro' % os.path.join(data_dir, 'accounts.sqlite'), uri=True)
+    try:
+        req = con.execute('SELECT require_client_cert FROM accounts WHERE address = ?',
+                          (address,)).fetchone()
+        pins = con.execute('SELECT c.fingerprint, c.added FROM client_certs c'
+                           ' JOIN accounts a ON a.id = c.account_id WHERE a.address = ?'
+                           ' ORDER BY c.fingerprint', (address,)).fetchall()
+    finally:
+        con.close()
+    return (req[0] if req else None), pins
+
+
 class BackupTest(RestoringTestCase):
 
     @classmethod
@@ -146,6 +183,10 @@ class BackupTest(RestoringTestCase):
     def test_backup_restore_export(self):
         srv = self.server
         seq = iter(range(1, 1 << 30))
+        rc, out, err = srv.ctl('user', 'app-password', 'add', B, '--label', 'phone')
+        self.assertEqual(rc, 0, out + err)
+        rc, out, err = srv.ctl('user', 'cert', 'add', B, '--fingerprint', 'ab' * 32)
+        self.assertEqual(rc, 0, out + err)
         # some mail, a folder with flags and keywords, and an expunge
         for _ in range(40):
             self.deliver(A, message(next(seq)))
@@ -355,6 +396,15 @@ class BackupTest(RestoringTestCase):
         self.assertEqual(rc, 0, err)
         rc, out, err = one.ctl('restore', dest, '--user', B)
         self.assertEqual(rc, 0, out + err)
+        # the SCRAM secrets come along: a SCRAM-only client still logs in
+        self.assertIsNotNone(scram_of(srv.data_dir, B))
+        self.assertEqual(scram_of(one.data_dir, B), scram_of(srv.data_dir, B))
+        # and its app passwords
+        self.assertEqual(len(app_passwords_of(srv.data_dir, B)), 1)
+        self.assertEqual(app_passwords_of(one.data_dir, B), app_passwords_of(srv.data_dir, B))
+        # and its client certificate pins
+        self.assertEqual(len(client_certs_of(srv.data_dir, B)[1]), 1)
+        self.assertEqual(client_certs_of(one.data_dir, B), client_certs_of(srv.data_dir, B))
         one.start()
         self.check_ok(one, B)
         got = account_view(one, B, PW_B)

@@ -16,6 +16,7 @@ import unittest
 
 import harness
 from harness import ServerTestCase
+from test_scram import Scram, imap_scram
 
 CERTTOOL = shutil.which('certtool')
 PKI = None  # the module's temporary directory, made in setUpModule
@@ -313,6 +314,53 @@ class ExternalTest(CertCase):
             self.assertTrue(t.startswith('a OK'), t)
         finally:
             self.server.ctl('user', 'cert', 'require', 'dave', 'no')
+
+    def test_require_client_cert_scram_and_app_password(self):
+        """require_client_cert holds for SCRAM and for app passwords too:
+        refused as a wrong password without the account's certificate."""
+        rc, out, err = self.server.ctl('user', 'app-password', 'add', 'dave', '--label', 'phone')
+        self.assertEqual(rc, 0, out + err)
+        app = out.strip().splitlines()[-1]
+        self.server.secrets.add(app)
+        rc, _, err = self.server.ctl('user', 'cert', 'require', 'dave', 'yes')
+        self.assertEqual(rc, 0, err)
+        try:
+            for who, ok in ((None, False), ('alice', False), ('dave', True)):
+                # SCRAM-SHA-256: the same answer as a wrong proof
+                m = self.mark()
+                c, _ = self.imaps(who)
+                with c:
+                    t, verified, _ = imap_scram(c, Scram('dave@example.org', 'password of dave'))
+                if ok:
+                    self.assertTrue(t.startswith('a OK') and verified, (who, t))
+                else:
+                    self.assertEqual(t, 'a NO [AUTHENTICATIONFAILED] Authentication failed.')
+                    self.assertRegex(self.server.log()[m:],
+                                     r'auth failed user=\S+ ip=\S+ mech=SCRAM-SHA-256 '
+                                     r'reason="account requires a client certificate')
+                # an app password, IMAP LOGIN and POP3 USER/PASS
+                m = self.mark()
+                c, _ = self.imaps(who)
+                with c:
+                    _, t = c.cmd('a', harness.imap_login_cmd('dave@example.org', app))
+                if ok:
+                    self.assertTrue(t.startswith('a OK'), (who, t))
+                else:
+                    self.assert_refused(t, 'account requires a client certificate', m)
+                c = self.server.raw('pop3s', tls=True, ctx=self.ctx(who))
+                with c:
+                    self.assertTrue(c.line().startswith('+OK'))
+                    c.send('USER dave@example.org\r\n')
+                    self.assertTrue(c.line().startswith('+OK'))
+                    c.send('PASS %s\r\n' % app)
+                    r = c.line()
+                    if ok:
+                        self.assertTrue(r.startswith('+OK'), r)
+                    else:
+                        self.assertEqual(r, '-ERR [AUTH] Authentication failed.')
+        finally:
+            self.server.ctl('user', 'cert', 'require', 'dave', 'no')
+            self.server.ctl('user', 'app-password', 'del', 'dave', 'phone')
 
     # ---- POP3S
 

@@ -69,7 +69,7 @@ class Pop3Case(ServerTestCase):
         caps = capa(c)
         self.assertNotIn('STLS', caps)
         self.assertIn('USER', caps)
-        self.assertIn('SASL PLAIN LOGIN', caps)
+        self.assertIn('SASL PLAIN LOGIN SCRAM-SHA-256 SCRAM-SHA-256-PLUS', caps)
         for cap in ('RESP-CODES', 'AUTH-RESP-CODE', 'PIPELINING'):
             self.assertIn(cap, caps)
         self.assertErr(c, 'STLS')

@@ -97,7 +97,7 @@ static void test_mutf7(void)
          "~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"},
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-        CHECK(imap_mutf7_decode(good[i].m, strlen(good[i].m), out, sizeof(out)) == 0 &&
+        CHECK(mutf7_decode(good[i].m, strlen(good[i].m), out, sizeof(out)) == 0 &&
                   !strcmp(out, good[i].u),
               good[i].m);
         CHECK(imap_mutf7_encode(good[i].u, strlen(good[i].u), back, sizeof(back)) == 0 &&
@@ -110,7 +110,7 @@ static void test_mutf7(void)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char what[64];
         snprintf(what, sizeof(what), "invalid mUTF-7 #%zu refused", i);
-        CHECK(imap_mutf7_decode(bad[i], strlen(bad[i]), out, sizeof(out)) < 0, what);
+        CHECK(mutf7_decode(bad[i], strlen(bad[i]), out, sizeof(out)) < 0, what);
     }
     CHECK(imap_mutf7_encode("\xff", 1, out, sizeof(out)) < 0, "invalid UTF-8 not encoded");
 }

@@ -1,0 +1,807 @@
+/* Import (coffrectl import): mailboxes created or found with the source's
+ * UIDVALIDITY, and messages added in batches under the source's UIDs with
+ * their flags, keywords and internal dates. How to call it is in
+ * storage.h. A batch is written like a group of deliveries: every file
+ * into tmp/ (line ends made CRLF, MIME summary computed from memory),
+ * their writeback started together then each fsync'd, and in one write
+ * transaction each linked into cur/ under its UID, the folder fsync'd
+ * once, the rows inserted and committed once. */
+#include "storage/internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "storage/mime.h"
+
+/* ---- mailboxes ---- */
+
+struct imbox_ctx {
+    char name[STORAGE_MBOX_NAME_MAX + 1];
+    uint32_t uidvalidity;
+    unsigned special_use;
+    bool conflict;
+    struct storage_mbox out;
+};
+
+/* The mailbox takes UIDVALIDITY uv: its UIDs start again from 1 and what
+ * it remembered of the old ones (expunges for QRESYNC) goes. */
+static int set_uidvalidity(struct txn *t, const struct mbox_row *m, uint32_t uv)
+{
+    char mdir[STORAGE_PATH_MAX];
+    int rc;
+
+    if ((rc = db_run(t->db, "UPDATE mailboxes SET uidvalidity = ?, uidnext = 1 WHERE id = ?", uv,
+                     m->id)) != 0 ||
+        (rc = db_run(t->db, "DELETE FROM expunged WHERE mailbox_id = ?", m->id)) != 0 ||
+        (rc = vanished_forget_mailbox(t->db, m->id)) != 0)
+        return rc;
+    if ((rc = mbox_path(t->u, m->name, mdir, sizeof(mdir))) != 0)
+        return rc;
+    return uidvalidity_file_write(mdir, uv, 1);
+}
+
+static int imbox_work(struct txn *t, void *ctx)
+{
+    struct imbox_ctx *c = ctx;
+    struct mbox_row m;
+    bool changed = false;
+    int64_t id = 0;
+    int rc = mbox_by_name(t->db, c->name, &m);
+
+    if (rc == STORAGE_E_NOMBOX) {
+        if ((rc = mailbox_room(t->db, c->name)) != 0 ||
+            (rc = mbox_create_locked(t->u, c->name, c->special_use, c->uidvalidity, 1, &id)) != 0)
+            return rc;
+        changed = true;
+    } else if (rc) {
+        return rc;
+    } else {
+        id = m.id;
+        if (c->uidvalidity && m.uidvalidity != c->uidvalidity) {
+            int64_t count = 0;
+            if ((rc = db_int_binds(t->db, &count,
+                                   "SELECT count(*) FROM messages WHERE mailbox_id = ?", NULL,
+                                   DB_INTS(m.id))) != 0)
+                return rc;
+            if (count) {
+                c->conflict = true;
+            } else {
+                if ((rc = set_uidvalidity(t, &m, c->uidvalidity)) != 0)
+                    return rc;
+                changed = true;
+            }
+        }
+        if (!c->conflict && c->special_use) {
+            int64_t cur = 0;
+            if ((rc = db_int_binds(t->db, &cur, "SELECT special_use FROM mailboxes WHERE id = ?",
+                                   NULL, DB_INTS(m.id))) != 0)
+                return rc;
+            if ((unsigned)cur != c->special_use) {
+                if ((rc = db_run(t->db, "UPDATE mailboxes SET special_use = ? WHERE id = ?",
+                                 c->special_use, m.id)) != 0)
+                    return rc;
+                changed = true;
+            }
+        }
+    }
+    if ((rc = mbox_info_read(t->db, NULL, id, &c->out)) != 0)
+        return rc;
+    if (!changed)
+        return TXN_NOTHING;
+    return txn_event(t, STORAGE_EV_MAILBOX, id) ? 0 : STORAGE_E_NOMEM;
+}
+
+int storage_import_mailbox(struct storage_user *u, const char *name, uint32_t uidvalidity,
+                           unsigned special_use, struct storage_mbox *out)
+{
+    struct imbox_ctx c = {.uidvalidity = uidvalidity, .special_use = special_use};
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = name_normalize(name, c.name, sizeof(c.name))) != 0)
+        return rc;
+    if ((rc = write_txn(u, imbox_work, &c)) != 0)
+        return rc;
+    *out = c.out;
+    return c.conflict ? STORAGE_E_CONFLICT : 0;
+}
+
+/* ---- UIDNEXT ---- */
+
+struct iuidnext_ctx {
+    int64_t mbox;
+    uint32_t uidnext;
+};
+
+/* The UIDs reserved for imports in a mailbox (its incarnation uv):
+ * [lo, hi), 0 0 when none. Raising UIDNEXT for an import reserves the
+ * UIDs between the old UIDNEXT and the new: deliveries meanwhile take
+ * UIDs above, and the import fills the range below. */
+static void resv_key(char *out, size_t cap, char which, int64_t mbox, uint32_t uv)
+{
+    pathf(out, cap, "import_%cuid:%" PRId64 ":%" PRIu32, which, mbox, uv);
+}
+
+static int resv_get(sqlite3 *db, int64_t mbox, uint32_t uv, uint32_t *lo, uint32_t *hi)
+{
+    char k[96];
+    int64_t l = 0, h = 0;
+    int rc;
+
+    resv_key(k, sizeof(k), 'l', mbox, uv);
+    if ((rc = db_meta_get(db, k, &l)) != 0)
+        return rc;
+    resv_key(k, sizeof(k), 'h', mbox, uv);
+    if ((rc = db_meta_get(db, k, &h)) != 0)
+        return rc;
+    *lo = (uint32_t)l;
+    *hi = (uint32_t)h;
+    return 0;
+}
+
+bool import_reserved(sqlite3 *db, int64_t mbox, uint32_t uidvalidity, uint32_t uid)
+{
+    uint32_t lo, hi;
+    return resv_get(db, mbox, uidvalidity, &lo, &hi) == 0 && uid >= lo && uid < hi;
+}
+
+/* Raises m's UIDNEXT to uidnext, the UIDs between kept for the import:
+ * TXN_NOTHING when it is there already. */
+static int raise_uidnext(struct txn *t, const struct mbox_row *m, uint32_t uidnext)
+{
+    char mdir[STORAGE_PATH_MAX], k[96];
+    uint32_t lo, hi;
+    int rc;
+
+    if (m->uidnext >= uidnext)
+        return TXN_NOTHING;
+    if ((rc = resv_get(t->db, m->id, m->uidvalidity, &lo, &hi)) != 0)
+        return rc;
+    if (!hi)
+        lo = m->uidnext;
+    resv_key(k, sizeof(k), 'l', m->id, m->uidvalidity);
+    if ((rc = db_meta_set(t->db, k, lo)) != 0)
+        return rc;
+    resv_key(k, sizeof(k), 'h', m->id, m->uidvalidity);
+    if ((rc = db_meta_set(t->db, k, uidnext)) != 0)
+        return rc;
+    if ((rc = mbox_set_uidnext(t->db, m->id, uidnext)) != 0 ||
+        (rc = mbox_path(t->u, m->name, mdir, sizeof(mdir))) != 0)
+        return rc;
+    /* what a rebuild of the index goes by */
+    if ((rc = uidvalidity_file_write(mdir, m->uidvalidity, uidnext)) != 0)
+        return rc;
+    return txn_event(t, STORAGE_EV_MAILBOX, m->id) ? 0 : STORAGE_E_NOMEM;
+}
+
+static int iuidnext_work(struct txn *t, void *ctx)
+{
+    struct iuidnext_ctx *c = ctx;
+    struct mbox_row m;
+    int rc = mbox_by_id(t->db, c->mbox, &m);
+
+    return rc ? rc : raise_uidnext(t, &m, c->uidnext);
+}
+
+int storage_import_uidnext(struct storage_user *u, int64_t mbox, uint32_t uidnext)
+{
+    struct iuidnext_ctx c = {mbox, uidnext};
+
+    if (uidnext == 0)
+        return STORAGE_E_INVAL;
+    return write_txn(u, iuidnext_work, &c);
+}
+
+/* ---- the first UID of a source without UIDs ---- */
+
+struct ibase_ctx {
+    int64_t mbox;
+    const char *source;
+    size_t count;
+    char key[STORAGE_PATH_MAX + 64];
+    uint32_t base;
+};
+
+static int ibase_work(struct txn *t, void *ctx)
+{
+    struct ibase_ctx *c = ctx;
+    struct mbox_row m;
+    int64_t v = 0;
+    int rc = mbox_by_id(t->db, c->mbox, &m);
+
+    if (rc)
+        return rc;
+    /* per incarnation of the mailbox: a new UIDVALIDITY starts afresh */
+    pathf(c->key, sizeof(c->key), "import_base:%" PRId64 ":%" PRIu32 ":%s", m.id, m.uidvalidity,
+          c->source);
+    if (!c->key[0])
+        return STORAGE_E_INVAL;
+    if ((rc = db_meta_get(t->db, c->key, &v)) != 0)
+        return rc;
+    if (v > 0) {
+        c->base = (uint32_t)v;
+    } else {
+        c->base = m.uidnext;
+        if ((rc = db_meta_set(t->db, c->key, m.uidnext)) != 0)
+            return rc;
+    }
+    if ((uint64_t)c->base + c->count >= UINT32_MAX)
+        return STORAGE_E_LIMIT;
+    /* in the same transaction: no delivery takes one of them first */
+    rc = raise_uidnext(t, &m, c->base + (uint32_t)c->count);
+    return rc == TXN_NOTHING && v <= 0 ? 0 : rc;
+}
+
+int storage_import_base(struct storage_user *u, int64_t mbox, const char *source, size_t count,
+                        uint32_t *base)
+{
+    struct ibase_ctx c = {.mbox = mbox, .source = source, .count = count};
+    int rc = write_txn(u, ibase_work, &c);
+
+    *base = rc == 0 ? c.base : 0;
+    return rc;
+}
+
+/* ---- messages ---- */
+
+/* One message of a batch while it is written. */
+struct imsg {
+    struct storage_import_msg *m;
+    char kw[(STORAGE_KEYWORD_MAX + 1) * (STORAGE_KEYWORDS_MAX + 1) + 1];
+    char tmp[STORAGE_PATH_MAX]; /* the file in tmp/, "" once gone */
+    char dst[STORAGE_PATH_MAX]; /* linked there (in the transaction) */
+    int fd;
+    bool written; /* tmp holds it, summary made */
+    bool restore; /* present without keywords: gets kw */
+    bool linked;
+    struct mime_summary ms;
+};
+
+struct ibatch {
+    int64_t mbox;
+    struct imsg *v;
+    size_t n;
+    char mdir[STORAGE_PATH_MAX];
+};
+
+/* The keywords of m coffre can hold, merged into out; the others counted. */
+static int keywords_take(struct imsg *im)
+{
+    const struct storage_import_msg *m = im->m;
+    const char *ok[STORAGE_KEYWORDS_MAX];
+    size_t n = 0;
+
+    im->m->keywords_dropped = 0;
+    for (size_t i = 0; i < m->nkeywords; i++) {
+        if (n < STORAGE_KEYWORDS_MAX && keywords_check(&m->keywords[i], 1) == 0)
+            ok[n++] = m->keywords[i];
+        else
+            im->m->keywords_dropped++;
+    }
+    return keywords_merge("", STORAGE_STORE_SET, ok, n, im->kw, sizeof(im->kw));
+}
+
+/* Whether p[0..len) starts as gzip (RFC 1952) or zlib (RFC 1950, deflate
+ * with a window of at most 32 KiB) data does. */
+static bool compressed(const unsigned char *p, size_t len)
+{
+    if (len >= 2 && p[0] == 0x1f && p[1] == 0x8b)
+        return true;
+    return len >= 2 && (p[0] & 0x0f) == 8 && (p[0] >> 4) <= 7 && !(p[1] & 0x20) &&
+           (p[0] * 256 + p[1]) % 31 == 0;
+}
+
+/* Inflates in[0..len) (gzip or zlib, told apart by its header) into *out
+ * (malloc'd, caller frees). STORAGE_E_INVAL when it is not valid. */
+static int inflate_all(const char *in, size_t len, char **out, size_t *outlen)
+{
+    z_stream z = {0};
+    size_t cap = len * 4 + 4096, o = 0;
+    char *buf = malloc(cap);
+    int zr = Z_OK;
+
+    *out = NULL;
+    if (!buf)
+        return STORAGE_E_NOMEM;
+    if (inflateInit2(&z, 15 + 32) != Z_OK) {
+        free(buf);
+        return STORAGE_E_NOMEM;
+    }
+    z.next_in = (Bytef *)in;
+    /* uInt: a message file is far below 4 GiB */
+    z.avail_in = (uInt)len;
+    while (zr != Z_STREAM_END) {
+        if (o == cap) {
+            char *nb = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
+            if (!nb) {
+                zr = Z_MEM_ERROR;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        z.next_out = (Bytef *)buf + o;
+        z.avail_out = (uInt)(cap - o > UINT32_MAX ? UINT32_MAX : cap - o);
+        zr = inflate(&z, Z_NO_FLUSH);
+        o = (size_t)((char *)z.next_out - buf);
+        if (zr != Z_OK && zr != Z_STREAM_END)
+            break;
+        if (zr == Z_OK && z.avail_in == 0 && z.avail_out != 0) {
+            zr = Z_DATA_ERROR; /* truncated */
+            break;
+        }
+    }
+    inflateEnd(&z);
+    if (zr != Z_STREAM_END) {
+        free(buf);
+        return zr == Z_MEM_ERROR ? STORAGE_E_NOMEM : STORAGE_E_INVAL;
+    }
+    *out = buf;
+    *outlen = o;
+    return 0;
+}
+
+/* Reads the whole file at path into *out (caller frees), its mtime into
+ * *mtime; inflated when decompress is set and it is compressed. */
+static int read_file(const char *path, bool decompress, char **out, size_t *len, int64_t *mtime)
+{
+    struct stat sb;
+    size_t off = 0;
+    char *buf;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK), rc = 0;
+
+    *out = NULL;
+    if (fd < 0)
+        return err_from_errno(errno);
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return STORAGE_E_INVAL;
+    }
+    if (!(buf = malloc((size_t)sb.st_size + 1))) {
+        close(fd);
+        return STORAGE_E_NOMEM;
+    }
+    while (off < (size_t)sb.st_size) {
+        ssize_t r = read(fd, buf + off, (size_t)sb.st_size - off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            rc = r < 0 ? err_from_errno(errno) : STORAGE_E_FAIL; /* shrunk under us */
+            break;
+        }
+        off += (size_t)r;
+    }
+    close(fd);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    *mtime = (int64_t)sb.st_mtime;
+    if (decompress && compressed((const unsigned char *)buf, off)) {
+        rc = inflate_all(buf, off, out, len);
+        /* a text that only looks like a zlib header (two bytes, 1 in 31
+         * of some texts) is taken as it is */
+        if (rc != STORAGE_E_INVAL || (unsigned char)buf[0] == 0x1f) {
+            free(buf);
+            return rc;
+        }
+    }
+    *out = buf;
+    *len = off;
+    return 0;
+}
+
+/* p[0..len) with each bare LF made CRLF, as a draft stores it: *out is p
+ * itself when nothing changes, else malloc'd (caller frees). */
+static int to_crlf(const char *p, size_t len, char **out, size_t *outlen)
+{
+    const char *e = p + len;
+    size_t bare = 0, o = 0;
+    char *q;
+
+    for (const char *s = p; (s = memchr(s, '\n', (size_t)(e - s))) != NULL; s++)
+        if (s == p || s[-1] != '\r')
+            bare++;
+    if (!bare) {
+        *out = (char *)p;
+        *outlen = len;
+        return 0;
+    }
+    if (!(q = malloc(len + bare)))
+        return STORAGE_E_NOMEM;
+    /* each line up to its LF in one copy */
+    for (const char *s = p; s < e;) {
+        const char *nl = memchr(s, '\n', (size_t)(e - s));
+        size_t run = nl ? (size_t)(nl - s) : (size_t)(e - s);
+        memcpy(q + o, s, run);
+        o += run;
+        if (!nl)
+            break;
+        if (nl == p || nl[-1] != '\r')
+            q[o++] = '\r';
+        q[o++] = '\n';
+        s = nl + 1;
+    }
+    *out = q;
+    *outlen = o;
+    return 0;
+}
+
+/* Writes message im into tmp/ (not synced yet; its writeback started),
+ * with its summary. A failure is the message's own. */
+static int write_one(struct ibatch *b, struct imsg *im)
+{
+    struct storage_import_msg *m = im->m;
+    char tmpdir[STORAGE_PATH_MAX], *src = NULL, *data = NULL;
+    size_t len = 0, dlen = 0;
+    int64_t mtime = 0;
+    int rc;
+
+    if ((rc = keywords_take(im)) != 0)
+        return rc;
+    if (m->path) {
+        if ((rc = read_file(m->path, m->decompress, &src, &len, &mtime)) != 0)
+            return rc;
+    } else {
+        if (!m->data && m->len)
+            return STORAGE_E_INVAL;
+        src = (char *)m->data;
+        len = m->len;
+    }
+    if (m->internal_date <= 0)
+        m->internal_date = m->path ? mtime : now_unix();
+    rc = to_crlf(src ? src : "", len, &data, &dlen);
+    if (rc == 0 && mime_parse(data, dlen, &im->ms) != 0)
+        rc = STORAGE_E_NOMEM;
+    pathf(tmpdir, sizeof(tmpdir), "%s/tmp", b->mdir);
+    if (rc == 0 && (rc = tmp_file_open(tmpdir, im->tmp, sizeof(im->tmp), &im->fd)) == 0) {
+        size_t off = 0;
+        while (off < dlen) {
+            ssize_t w = write(im->fd, data + off, dlen - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                rc = err_from_errno(w < 0 ? errno : ENOSPC);
+                break;
+            }
+            off += (size_t)w;
+        }
+        if (rc == 0)
+            (void)sync_file_range(im->fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint only */
+        if (rc) {
+            close(im->fd);
+            im->fd = -1;
+            unlink(im->tmp);
+            im->tmp[0] = '\0';
+        }
+    }
+    if (data && data != src)
+        free(data);
+    if (m->path)
+        free(src);
+    if (rc == 0) {
+        m->size = dlen;
+        im->written = true;
+    }
+    return rc;
+}
+
+/* The files of a batch are written by up to IMPORT_WRITERS threads at
+ * once (one per processor): reading, converting and parsing a message
+ * takes a processor while another one waits for the disk. */
+#define IMPORT_WRITERS 4
+
+struct writer {
+    struct ibatch *b;
+    size_t first, step;
+    int rc; /* an fsync that failed: the batch fails */
+    pthread_t th;
+};
+
+/* Writes the messages first, first + step, ... then makes them durable:
+ * each file's writeback was started as it was written, so each fsync
+ * mostly finds its data on the disk already. */
+static void *writer_run(void *arg)
+{
+    struct writer *w = arg;
+    struct ibatch *b = w->b;
+
+    for (size_t i = w->first; i < b->n; i += w->step) {
+        struct storage_import_msg *m = b->v[i].m;
+        int r;
+        if (m->status != 0)
+            continue;
+        if ((r = write_one(b, &b->v[i])) != 0) {
+            m->status = STORAGE_IMPORT_FAILED;
+            m->rc = r;
+        }
+    }
+    for (size_t i = w->first; i < b->n && !w->rc; i += w->step)
+        if (b->v[i].fd >= 0 && fsync(b->v[i].fd) < 0)
+            w->rc = err_from_errno(errno);
+    return NULL;
+}
+
+static int write_all(struct ibatch *b)
+{
+    struct writer w[IMPORT_WRITERS];
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t nw = cpus < 1 ? 1 : cpus > IMPORT_WRITERS ? IMPORT_WRITERS : (size_t)cpus, started;
+    int rc = 0;
+
+    if (nw > b->n)
+        nw = b->n;
+    for (size_t t = 0; t < nw; t++)
+        w[t] = (struct writer){.b = b, .first = t, .step = nw};
+    /* this thread is the first writer, the others run beside it */
+    for (started = 1; started < nw; started++)
+        if (pthread_create(&w[started].th, NULL, writer_run, &w[started]) != 0)
+            break;
+    if (started < nw) { /* no thread: this one writes their share too */
+        for (size_t t = started; t < nw; t++)
+            w[t].step = nw;
+    }
+    writer_run(&w[0]);
+    for (size_t t = 1; t < started; t++)
+        pthread_join(w[t].th, NULL);
+    for (size_t t = started; t < nw; t++)
+        writer_run(&w[t]);
+    for (size_t t = 0; t < nw; t++)
+        if (w[t].rc && !rc)
+            rc = w[t].rc;
+    return rc;
+}
+
+/* Is uid in mailbox mbox? *kw_empty: it has no keyword. */
+static int uid_present(sqlite3 *db, int64_t mbox, uint32_t uid, bool *present, bool *kw_empty)
+{
+    sqlite3_stmt *st;
+    int rc =
+        db_prepare(db, "SELECT keywords = '' FROM messages WHERE mailbox_id = ? AND uid = ?", &st);
+
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, mbox);
+    sqlite3_bind_int64(st, 2, uid);
+    rc = sqlite3_step(st);
+    *present = rc == SQLITE_ROW;
+    *kw_empty = *present && sqlite3_column_int(st, 0);
+    rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Sorts out, from what the index holds now, the messages of the batch
+ * that are skipped (present or UID used) and those whose keywords come
+ * back. uidnext: the mailbox's. */
+static int uid_expunged(sqlite3 *db, int64_t mbox, uint32_t uid, bool *out)
+{
+    int64_t n = 0;
+    int rc = db_int_binds(db, &n, "SELECT count(*) FROM expunged WHERE mailbox_id = ? AND uid = ?",
+                          NULL, DB_INTS(mbox, uid));
+    *out = n > 0;
+    return rc;
+}
+
+static int classify(sqlite3 *db, struct ibatch *b, const struct mbox_row *mb, bool *any)
+{
+    uint32_t lo, hi;
+    int rc = resv_get(db, mb->id, mb->uidvalidity, &lo, &hi);
+
+    *any = false;
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < b->n; i++) {
+        struct imsg *im = &b->v[i];
+        struct storage_import_msg *m = im->m;
+        bool present, kw_empty, gone = false;
+        if (m->status == STORAGE_IMPORT_FAILED)
+            continue;
+        if (m->uid >= mb->uidnext) {
+            m->status = 0;
+            *any = true;
+            continue;
+        }
+        if ((rc = uid_present(db, b->mbox, m->uid, &present, &kw_empty)) != 0)
+            return rc;
+        /* reserved for the import, and not used since (expunged) */
+        if (!present && m->uid >= lo && m->uid < hi &&
+            (rc = uid_expunged(db, b->mbox, m->uid, &gone)) == 0 && !gone) {
+            m->status = 0;
+            *any = true;
+            continue;
+        }
+        if (rc)
+            return rc;
+        m->status = present ? STORAGE_IMPORT_PRESENT : STORAGE_IMPORT_UID_USED;
+        im->restore = present && kw_empty && m->nkeywords > 0;
+        *any |= im->restore;
+    }
+    return 0;
+}
+
+static int ibatch_work(struct txn *t, void *ctx)
+{
+    struct ibatch *b = ctx;
+    struct pending_event *pe_new = NULL, *pe_kw = NULL;
+    char cur[STORAGE_PATH_MAX];
+    struct mbox_row mb;
+    uint64_t modseq = 0;
+    uint32_t uidnext, last = 0;
+    size_t linked = 0;
+    bool any;
+    int rc;
+
+    if ((rc = mbox_by_id(t->db, b->mbox, &mb)) != 0)
+        return rc;
+    /* again, under the lock: another import may have run meanwhile */
+    if ((rc = classify(t->db, b, &mb, &any)) != 0)
+        return rc;
+    if (!any)
+        return TXN_NOTHING;
+    if ((rc = mbox_bump_modseq(t->db, mb.id, &modseq)) != 0)
+        return rc;
+    pathf(cur, sizeof(cur), "%s/cur", b->mdir);
+    uidnext = mb.uidnext;
+    for (size_t i = 0; i < b->n; i++) {
+        struct imsg *im = &b->v[i];
+        struct storage_import_msg *m = im->m;
+        char unique[256], fname[512], rel[600];
+        if (im->restore && m->status == STORAGE_IMPORT_PRESENT) {
+            char kw[sizeof(im->kw)];
+            if (keywords_take(im) != 0 || !im->kw[0])
+                continue;
+            memcpy(kw, im->kw, sizeof(kw));
+            if ((rc = db_run_text(t->db,
+                                  "UPDATE messages SET keywords = ?, modseq = ?"
+                                  " WHERE mailbox_id = ? AND uid = ? AND keywords = ''",
+                                  kw, (int64_t)modseq, mb.id, m->uid)) != 0)
+                return rc;
+            m->keywords_restored = sqlite3_changes(t->db) > 0;
+            if (m->keywords_restored) {
+                if (!pe_kw && !(pe_kw = txn_event(t, STORAGE_EV_FLAGS, mb.id)))
+                    return STORAGE_E_NOMEM;
+                if (uidlist_add(&pe_kw->uids, m->uid) != 0)
+                    return STORAGE_E_NOMEM;
+                pe_kw->modseq = modseq;
+            }
+            continue;
+        }
+        if (m->status != 0 || !im->written)
+            continue;
+        if (m->uid <= last) { /* not ascending: its place was taken */
+            m->status = STORAGE_IMPORT_UID_USED;
+            continue;
+        }
+        for (int attempt = 0;; attempt++) {
+            if ((rc = make_unique(unique, sizeof(unique))) != 0 ||
+                (rc = msg_file_name(fname, sizeof(fname), unique, m->uid, m->size, m->flags)) != 0)
+                return rc;
+            pathf(im->dst, sizeof(im->dst), "%s/%s", cur, fname);
+            if (link(im->tmp, im->dst) == 0)
+                break;
+            /* a file that cannot be linked fails the batch: the UIDs after
+             * it must not pass it by */
+            if (errno != EEXIST || attempt >= 5)
+                return err_from_errno(errno);
+        }
+        im->linked = true;
+        linked++;
+        /* the internal date is the file's time, as a rebuild reads it; made
+         * durable with the folder's fsync below (the same journal commit) */
+        (void)futimens(im->fd, (const struct timespec[2]){{.tv_sec = m->internal_date},
+                                                          {.tv_sec = m->internal_date}});
+        pathf(rel, sizeof(rel), "cur/%s", fname);
+        rc = msg_insert(t->db, mb.id, m->uid, rel, m->size, m->internal_date,
+                        m->flags & STORAGE_FLAGS_ALL, m->flags & STORAGE_FLAGS_ALL, im->kw, &im->ms,
+                        0, NULL, modseq);
+        if (rc)
+            return rc;
+        last = m->uid;
+        if (m->uid >= uidnext)
+            uidnext = m->uid + 1;
+        if (!pe_new && !(pe_new = txn_event(t, STORAGE_EV_NEW, mb.id)))
+            return STORAGE_E_NOMEM;
+        if (uidlist_add(&pe_new->uids, m->uid) != 0)
+            return STORAGE_E_NOMEM;
+        pe_new->modseq = modseq;
+    }
+    if (linked) {
+        if ((rc = mbox_set_uidnext(t->db, mb.id, uidnext)) != 0 || (rc = fsync_dir(cur)) != 0)
+            return rc;
+        /* the folder's times as of the last link, which the next open compares */
+        if ((rc = dir_mtime_changed(t->u, mb.id, b->mdir, true)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void ibatch_undo(struct txn *t, void *ctx)
+{
+    struct ibatch *b = ctx;
+
+    (void)t;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->v[i].linked)
+            unlink(b->v[i].dst);
+        b->v[i].linked = false;
+    }
+}
+
+static void ibatch_committed(struct txn *t, void *ctx)
+{
+    struct ibatch *b = ctx;
+
+    (void)t;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->v[i].linked && b->v[i].m->status == 0)
+            b->v[i].m->status = STORAGE_IMPORT_ADDED;
+}
+
+int storage_import_messages(struct storage_user *u, int64_t mbox, struct storage_import_msg *m,
+                            size_t n)
+{
+    static const struct txn_path path = {
+        .work = ibatch_work, .undo = ibatch_undo, .committed = ibatch_committed};
+    struct ibatch b = {.mbox = mbox, .n = n};
+    struct mbox_row mb;
+    sqlite3 *db;
+    bool any = false;
+    int rc;
+
+    if (n == 0)
+        return 0;
+    if (!(b.v = calloc(n, sizeof(*b.v))))
+        return STORAGE_E_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        b.v[i].m = &m[i];
+        b.v[i].fd = -1;
+        m[i].status = 0;
+        m[i].rc = 0;
+        m[i].size = 0;
+        m[i].keywords_dropped = 0;
+        m[i].keywords_restored = false;
+        if (m[i].uid == 0 || m[i].uid == UINT32_MAX) {
+            m[i].status = STORAGE_IMPORT_FAILED;
+            m[i].rc = STORAGE_E_INVAL;
+        }
+    }
+    /* what the index holds already is not written again (a rerun) */
+    if (!(db = reader_get(u))) {
+        rc = STORAGE_E_TEMP;
+        goto out;
+    }
+    rc = mbox_by_id(db, mbox, &mb);
+    if (rc == 0)
+        rc = classify(db, &b, &mb, &any);
+    reader_put(u, db);
+    if (rc || !any)
+        goto out;
+    if ((rc = mbox_path(u, mb.name, b.mdir, sizeof(b.mdir))) != 0)
+        goto out;
+    if ((rc = write_all(&b)) != 0)
+        goto out;
+    rc = write_txn_path(u, &path, &b);
+out:
+    for (size_t i = 0; i < n; i++) {
+        struct imsg *im = &b.v[i];
+        if (im->fd >= 0)
+            close(im->fd);
+        if (im->tmp[0])
+            unlink(im->tmp);
+        mime_summary_free(&im->ms);
+        if (rc == 0 && m[i].status == 0) { /* its UIDVALIDITY changed meanwhile */
+            m[i].status = STORAGE_IMPORT_FAILED;
+            m[i].rc = STORAGE_E_TEMP;
+        }
+    }
+    free(b.v);
+    return rc;
+}
