@@ -6,6 +6,7 @@
 #include "server/ctl_import.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,12 +51,15 @@ void imp_run_init(struct imp_run *r, const struct conf *c)
     r->conf = c;
     r->tty = isatty(STDERR_FILENO);
     r->start_ms = now_ms();
-    /* a batch holds a descriptor per message until it commits */
+    /* a batch holds a descriptor per message until it commits, and two
+     * are under way in a pipeline */
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max &&
-        rl.rlim_cur < IMP_BATCH * 2 + 64) {
+        rl.rlim_cur < IMP_BATCH * 3 + 64) {
         rl.rlim_cur = rl.rlim_max;
         (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
+    r->serial = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+                rl.rlim_cur < IMP_BATCH * 3 + 64;
 }
 
 int imp_account(struct imp_run *r, const char *address, int64_t *id, char *norm, size_t normlen)
@@ -138,13 +142,10 @@ void imp_fail(struct imp_run *r, const char *mailbox, uint32_t uid, const char *
     reason(r, mailbox, uid, what, why);
 }
 
-int imp_batch_flush(struct imp_run *r, struct storage_user *u, int64_t mbox, struct imp_batch *b)
+/* Counts the outcome of batch b, which storage_import_messages or
+ * storage_import_commit returned rc for, and empties it. */
+static int batch_count(struct imp_run *r, struct imp_batch *b, int rc)
 {
-    int rc;
-
-    if (b->n == 0)
-        return 0;
-    rc = storage_import_messages(u, mbox, b->m, b->n);
     if (rc) {
         fprintf(stderr, "coffrectl: %s: %s: a batch of %zu messages failed: %s\n", r->user,
                 b->mailbox, b->n, storage_strerror(rc));
@@ -179,6 +180,55 @@ int imp_batch_flush(struct imp_run *r, struct storage_user *u, int64_t mbox, str
     b->n = 0;
     imp_progress(r, false);
     return 0;
+}
+
+int imp_batch_flush(struct imp_run *r, struct storage_user *u, int64_t mbox, struct imp_batch *b)
+{
+    if (b->n == 0)
+        return 0;
+    return batch_count(r, b, storage_import_messages(u, mbox, b->m, b->n));
+}
+
+static void *pipe_commit(void *arg)
+{
+    struct imp_pipe *p = arg;
+
+    p->rc = storage_import_commit(p->sb);
+    p->sb = NULL;
+    return NULL;
+}
+
+int imp_pipe_wait(struct imp_run *r, struct imp_pipe *p)
+{
+    if (!p->busy)
+        return 0;
+    pthread_join(p->th, NULL);
+    p->busy = false;
+    return batch_count(r, &p->b[p->slot], p->rc);
+}
+
+int imp_pipe_flush(struct imp_run *r, struct storage_user *u, int64_t mbox, struct imp_pipe *p)
+{
+    struct imp_batch *b = &p->b[p->cur];
+    struct storage_import_batch *sb;
+    int rc, wrc;
+
+    if (b->n == 0)
+        return 0;
+    /* beside the commit of the batch before */
+    wrc = storage_import_write(u, mbox, b->m, b->n, &sb);
+    rc = imp_pipe_wait(r, p);
+    if (!sb)
+        return batch_count(r, b, wrc);
+    p->sb = sb;
+    p->slot = p->cur;
+    p->cur ^= 1;
+    if (!r->serial && pthread_create(&p->th, NULL, pipe_commit, p) == 0) {
+        p->busy = true;
+        return rc;
+    }
+    pipe_commit(p); /* no thread: committed here */
+    return batch_count(r, &p->b[p->slot], p->rc) || rc ? -1 : 0;
 }
 
 void imp_progress(struct imp_run *r, bool final)

@@ -5,6 +5,7 @@
 #ifndef COFFRE_CTL_IMPORT_H
 #define COFFRE_CTL_IMPORT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stddef.h>
@@ -30,6 +31,7 @@ struct imp_run {
     bool tty;
     uint64_t total, done;
     uint64_t start_ms, last_ms;
+    bool serial; /* too few descriptors for two batches at once */
 };
 
 void imp_run_init(struct imp_run *r, const struct conf *c);
@@ -54,6 +56,25 @@ struct imp_batch {
  * message's outcome is counted; the failures are listed (at most a few
  * dozen lines). */
 int imp_batch_flush(struct imp_run *r, struct storage_user *u, int64_t mbox, struct imp_batch *b);
+
+/* Two batches in turn: one is committed by a thread while the next one's
+ * files are read and written (storage_import_write/_commit). Fill
+ * b[cur]; imp_pipe_flush writes it, waits for the commit of the one
+ * before (counted), starts its commit and makes the other the one
+ * filled. imp_pipe_wait: the commit under way finished and counted
+ * (before the batch's memory is reused elsewhere, a mailbox's end, ...).
+ * 0, or -1 when a batch failed as a whole (said on stderr). */
+struct imp_pipe {
+    struct imp_batch b[2];
+    size_t cur;  /* the one being filled */
+    size_t slot; /* the one being committed, when busy */
+    bool busy;
+    pthread_t th;
+    struct storage_import_batch *sb;
+    int rc;
+};
+int imp_pipe_flush(struct imp_run *r, struct storage_user *u, int64_t mbox, struct imp_pipe *p);
+int imp_pipe_wait(struct imp_run *r, struct imp_pipe *p);
 
 /* Message-level trouble the source found before the storage saw it
  * (unreadable entry, unknown compression): counted as failed and said. */

@@ -370,11 +370,12 @@ static void name_flags(const char *name, const struct keywords *k, unsigned *fla
 /* Imports one folder: the numbers of the source, then its files in UID
  * order in batches. */
 static void import_folder(struct imp_run *r, struct storage_user *u, struct folder *f,
-                          struct imp_batch *b)
+                          struct imp_pipe *p)
 {
-    /* keywords of each message of a batch: pointers into k */
-    static const char *kwv[IMP_BATCH][DOVECOT_KEYWORDS];
-    static char paths[IMP_BATCH][PATH_MAX_LEN];
+    /* keywords of each message of the two batches: pointers into k */
+    static const char *kwv[2][IMP_BATCH][DOVECOT_KEYWORDS];
+    static char paths[2][IMP_BATCH][PATH_MAX_LEN];
+    struct imp_batch *b;
     struct storage_mbox mb;
     struct uidlist l;
     struct keywords k;
@@ -427,7 +428,7 @@ static void import_folder(struct imp_run *r, struct storage_user *u, struct fold
         r->done += f->n;
         goto out;
     }
-    b->mailbox = f->name;
+    p->b[0].mailbox = p->b[1].mailbox = f->name;
     for (size_t i = 0; i < f->n; i++) {
         struct dfile *df = &f->files[i];
         struct storage_import_msg *m;
@@ -435,18 +436,21 @@ static void import_folder(struct imp_run *r, struct storage_user *u, struct fold
             imp_fail(r, f->name, df->uid, df->name, "the same message twice in the folder");
             continue;
         }
+        b = &p->b[p->cur];
         m = &b->m[b->n];
         memset(m, 0, sizeof(*m));
-        pathj(paths[b->n], sizeof(paths[0]), "%s/%s", f->dir, df->name);
+        pathj(paths[p->cur][b->n], sizeof(paths[0][0]), "%s/%s", f->dir, df->name);
         m->uid = df->uid;
-        m->path = paths[b->n];
+        m->path = paths[p->cur][b->n];
         m->decompress = true;
-        name_flags(df->name, &k, &m->flags, kwv[b->n], &m->nkeywords);
-        m->keywords = kwv[b->n];
+        name_flags(df->name, &k, &m->flags, kwv[p->cur][b->n], &m->nkeywords);
+        m->keywords = kwv[p->cur][b->n];
         if (++b->n == IMP_BATCH)
-            imp_batch_flush(r, u, mb.id, b);
+            imp_pipe_flush(r, u, mb.id, p);
     }
-    imp_batch_flush(r, u, mb.id, b);
+    imp_pipe_flush(r, u, mb.id, p);
+    /* k and the folder's names are freed below */
+    imp_pipe_wait(r, p);
     /* no UID the source handed out is handed out again */
     if ((rc = storage_import_uidnext(u, mb.id, next)) != 0) {
         fprintf(stderr, "coffrectl: %s: %s: UIDNEXT: %s\n", r->user, f->name, storage_strerror(rc));
@@ -598,7 +602,7 @@ static int import_tree(struct imp_run *r, const char *address, const char *root)
     size_t nf = 0, capf = 0;
     char norm[AUTH_ADDR_MAX];
     struct storage_user *u;
-    struct imp_batch *b;
+    struct imp_pipe *b;
     struct dirent *de;
     int64_t id;
     DIR *d;

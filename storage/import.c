@@ -399,27 +399,40 @@ static int read_file(const char *path, bool decompress, char **out, size_t *len,
 }
 
 /* p[0..len) with each bare LF made CRLF, as a draft stores it: *out is p
- * itself when nothing changes, else malloc'd (caller frees). */
+ * itself when nothing changes, else malloc'd (caller frees). One pass over
+ * the text: the copy is sized for lines of a few dozen bytes and grows
+ * when they are shorter. */
 static int to_crlf(const char *p, size_t len, char **out, size_t *outlen)
 {
-    const char *e = p + len;
-    size_t bare = 0, o = 0;
+    const char *e = p + len, *s = p, *nl;
+    size_t cap, o = 0;
     char *q;
 
-    for (const char *s = p; (s = memchr(s, '\n', (size_t)(e - s))) != NULL; s++)
-        if (s == p || s[-1] != '\r')
-            bare++;
-    if (!bare) {
+    /* the text before the first bare LF is taken as it is */
+    for (nl = memchr(p, '\n', len); nl && nl > p && nl[-1] == '\r';
+         nl = memchr(nl + 1, '\n', (size_t)(e - nl - 1)))
+        ;
+    if (!nl) {
         *out = (char *)p;
         *outlen = len;
         return 0;
     }
-    if (!(q = malloc(len + bare)))
+    cap = len + len / 32 + 256;
+    if (!(q = malloc(cap)))
         return STORAGE_E_NOMEM;
     /* each line up to its LF in one copy */
-    for (const char *s = p; s < e;) {
-        const char *nl = memchr(s, '\n', (size_t)(e - s));
+    for (; s < e; nl = s < e ? memchr(s, '\n', (size_t)(e - s)) : NULL) {
         size_t run = nl ? (size_t)(nl - s) : (size_t)(e - s);
+        if (o + run + 2 > cap) {
+            size_t nc = cap * 2 > o + run + 2 ? cap * 2 : o + run + 2;
+            char *nq = realloc(q, nc);
+            if (!nq) {
+                free(q);
+                return STORAGE_E_NOMEM;
+            }
+            q = nq;
+            cap = nc;
+        }
         memcpy(q + o, s, run);
         o += run;
         if (!nl)
@@ -745,24 +758,41 @@ static void ibatch_committed(struct txn *t, void *ctx)
             b->v[i].m->status = STORAGE_IMPORT_ADDED;
 }
 
-int storage_import_messages(struct storage_user *u, int64_t mbox, struct storage_import_msg *m,
-                            size_t n)
+/* A batch whose files are written (storage_import_write), its commit to
+ * come (storage_import_commit). */
+struct storage_import_batch {
+    struct storage_user *u;
+    struct storage_import_msg *m;
+    struct ibatch b;
+    int rc;   /* the write's outcome: not 0, nothing is committed */
+    bool any; /* something to commit */
+};
+
+int storage_import_write(struct storage_user *u, int64_t mbox, struct storage_import_msg *m,
+                         size_t n, struct storage_import_batch **out)
 {
-    static const struct txn_path path = {
-        .work = ibatch_work, .undo = ibatch_undo, .committed = ibatch_committed};
-    struct ibatch b = {.mbox = mbox, .n = n};
+    struct storage_import_batch *ib;
+    struct ibatch *b;
     struct mbox_row mb;
     sqlite3 *db;
-    bool any = false;
     int rc;
 
-    if (n == 0)
-        return 0;
-    if (!(b.v = calloc(n, sizeof(*b.v))))
+    *out = NULL;
+    if (!(ib = calloc(1, sizeof(*ib))))
         return STORAGE_E_NOMEM;
+    ib->u = u;
+    ib->m = m;
+    b = &ib->b;
+    b->mbox = mbox;
+    b->n = n;
+    if (n && !(b->v = calloc(n, sizeof(*b->v)))) {
+        free(ib);
+        return STORAGE_E_NOMEM;
+    }
+    *out = ib;
     for (size_t i = 0; i < n; i++) {
-        b.v[i].m = &m[i];
-        b.v[i].fd = -1;
+        b->v[i].m = &m[i];
+        b->v[i].fd = -1;
         m[i].status = 0;
         m[i].rc = 0;
         m[i].size = 0;
@@ -773,35 +803,55 @@ int storage_import_messages(struct storage_user *u, int64_t mbox, struct storage
             m[i].rc = STORAGE_E_INVAL;
         }
     }
+    if (n == 0)
+        return 0;
     /* what the index holds already is not written again (a rerun) */
-    if (!(db = reader_get(u))) {
-        rc = STORAGE_E_TEMP;
-        goto out;
-    }
+    if (!(db = reader_get(u)))
+        return ib->rc = STORAGE_E_TEMP;
     rc = mbox_by_id(db, mbox, &mb);
     if (rc == 0)
-        rc = classify(db, &b, &mb, &any);
+        rc = classify(db, b, &mb, &ib->any);
     reader_put(u, db);
-    if (rc || !any)
-        goto out;
-    if ((rc = mbox_path(u, mb.name, b.mdir, sizeof(b.mdir))) != 0)
-        goto out;
-    if ((rc = write_all(&b)) != 0)
-        goto out;
-    rc = write_txn_path(u, &path, &b);
-out:
-    for (size_t i = 0; i < n; i++) {
-        struct imsg *im = &b.v[i];
+    if (rc == 0 && ib->any && (rc = mbox_path(u, mb.name, b->mdir, sizeof(b->mdir))) == 0)
+        rc = write_all(b);
+    return ib->rc = rc;
+}
+
+int storage_import_commit(struct storage_import_batch *ib)
+{
+    static const struct txn_path path = {
+        .work = ibatch_work, .undo = ibatch_undo, .committed = ibatch_committed};
+    struct ibatch *b;
+    int rc;
+
+    if (!ib)
+        return STORAGE_E_NOMEM;
+    b = &ib->b;
+    rc = ib->rc;
+    if (rc == 0 && ib->any)
+        rc = write_txn_path(ib->u, &path, b);
+    for (size_t i = 0; i < b->n; i++) {
+        struct imsg *im = &b->v[i];
         if (im->fd >= 0)
             close(im->fd);
         if (im->tmp[0])
             unlink(im->tmp);
         mime_summary_free(&im->ms);
-        if (rc == 0 && m[i].status == 0) { /* its UIDVALIDITY changed meanwhile */
-            m[i].status = STORAGE_IMPORT_FAILED;
-            m[i].rc = STORAGE_E_TEMP;
+        if (rc == 0 && ib->m[i].status == 0) { /* its UIDVALIDITY changed meanwhile */
+            ib->m[i].status = STORAGE_IMPORT_FAILED;
+            ib->m[i].rc = STORAGE_E_TEMP;
         }
     }
-    free(b.v);
+    free(b->v);
+    free(ib);
     return rc;
+}
+
+int storage_import_messages(struct storage_user *u, int64_t mbox, struct storage_import_msg *m,
+                            size_t n)
+{
+    struct storage_import_batch *ib;
+    int rc = storage_import_write(u, mbox, m, n, &ib);
+
+    return ib ? storage_import_commit(ib) : rc;
 }

@@ -790,6 +790,19 @@ struct storage_import_msg {
  * added). Disk. */
 int storage_import_messages(struct storage_user *u, int64_t mbox, struct storage_import_msg *m,
                             size_t n);
+/* The same in two steps, so that the commit of one batch runs (on
+ * another thread) beside the writing of the next: storage_import_write
+ * reads, converts and writes the batch's files into tmp/ and makes them
+ * durable, nothing visible yet (*out is set, NULL only when out of
+ * memory); storage_import_commit links and indexes them in one
+ * transaction, cleans up, frees the batch and returns what
+ * storage_import_messages would (the write's error, if any). m stays in
+ * place until the commit. The batches of a mailbox are committed in the
+ * order they were written. Disk. */
+struct storage_import_batch;
+int storage_import_write(struct storage_user *u, int64_t mbox, struct storage_import_msg *m,
+                         size_t n, struct storage_import_batch **out);
+int storage_import_commit(struct storage_import_batch *b);
 /* For a source without UIDs (an mbox file) of count messages: the UID its
  * first message takes in mailbox mbox, so that a rerun gives each message
  * the same UID (base + its position) and skips it. The first call for
