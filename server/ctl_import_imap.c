@@ -934,8 +934,8 @@ static int import_folder(struct job *j, struct folder *f)
     struct metalist meta = {0}, changed = {0};
     struct targetlist target = {0};
     struct bodies b = {.max = r->conf->max_message_size};
-    const struct msgmeta **todo = NULL;
-    size_t ntodo = 0;
+    const struct msgmeta **fresh_msgs = NULL;
+    size_t nnew = 0;
     uint32_t first_new;
     bool incremental;
     char cmd[160];
@@ -1066,7 +1066,7 @@ static int import_folder(struct job *j, struct folder *f)
     }
 
     /* new messages, in batches bounded in count and bytes */
-    if (!(todo = calloc(meta.n ? meta.n : 1, sizeof(*todo)))) {
+    if (!(fresh_msgs = calloc(meta.n ? meta.n : 1, sizeof(*fresh_msgs)))) {
         snprintf(j->err, sizeof(j->err), "out of memory");
         goto fail;
     }
@@ -1081,21 +1081,21 @@ static int import_folder(struct job *j, struct folder *f)
             pthread_mutex_unlock(&r->lock);
             continue;
         }
-        todo[ntodo++] = &meta.v[i];
+        fresh_msgs[nnew++] = &meta.v[i];
     }
-    for (size_t i = 0; i < ntodo;) {
+    for (size_t i = 0; i < nnew;) {
         struct buf set = {0};
         uint64_t bytes = 0;
         size_t k = i;
         int frc;
 
-        while (k < ntodo && k - i < r->conf->import_imap_batch &&
-               (k == i || bytes + todo[k]->size <= r->conf->import_imap_batch_size)) {
-            bytes += todo[k]->size;
+        while (k < nnew && k - i < r->conf->import_imap_batch &&
+               (k == i || bytes + fresh_msgs[k]->size <= r->conf->import_imap_batch_size)) {
+            bytes += fresh_msgs[k]->size;
             k++;
         }
         buf_str(&set, "UID FETCH ");
-        uid_set(&set, todo + i, k - i);
+        uid_set(&set, fresh_msgs + i, k - i);
         buf_str(&set, " (UID BODY.PEEK[])");
         if (set.oom) {
             buf_free(&set);
@@ -1123,7 +1123,7 @@ static int import_folder(struct job *j, struct folder *f)
         goto fail;
 
     f->done = true;
-    free(todo);
+    free(fresh_msgs);
     meta_free(&meta);
     meta_free(&changed);
     target_free(&target);
@@ -1132,7 +1132,7 @@ static int import_folder(struct job *j, struct folder *f)
     buf_free(&b.cur);
     return 0;
 fail:
-    free(todo);
+    free(fresh_msgs);
     meta_free(&meta);
     meta_free(&changed);
     target_free(&target);
