@@ -23,7 +23,7 @@ SRC = os.environ.get('SOURCE_ROOT',
                      os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 BUILD = os.environ.get('BUILD_ROOT', '')
 
-PUBLIC = {'auth/auth.h', 'storage/storage.h', 'tls/tls.h'}
+PUBLIC = {'auth/auth.h', 'auth/acl.h', 'storage/storage.h', 'tls/tls.h'}
 
 
 def allowed(src, inc):
