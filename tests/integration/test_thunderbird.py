@@ -406,19 +406,24 @@ class Thunderbird:
         self.start('--marionette', '--remote-allow-system-access')
         port_file = os.path.join(self.profile, 'MarionetteActivePort')
         end = time.monotonic() + START_WAIT
-        while not os.path.exists(port_file) and self.alive() and time.monotonic() < end:
-            time.sleep(0.2)
-        if not os.path.exists(port_file):
+        port = None
+        while port is None and self.alive() and time.monotonic() < end:
+            try:
+                with open(port_file) as f:
+                    port = int(f.read().strip())
+            except (OSError, ValueError):  # not there yet, or being written
+                time.sleep(0.2)
+        if port is None:
             raise RuntimeError('Thunderbird started no Marionette server:\n'
                                + self.console())
-        with open(port_file) as f:
-            port = int(f.read().strip())
         m = Marionette(port)
         try:
             m.call('WebDriver:NewSession', {'capabilities': {}})
             m.call('Marionette:SetContext', {'value': 'chrome'})
-            m.call('WebDriver:ExecuteAsyncScript', {'script': ADD_LOGIN, 'args': [
+            r = m.call('WebDriver:ExecuteAsyncScript', {'script': ADD_LOGIN, 'args': [
                 'imap://127.0.0.1', USER, self.password], 'newSandbox': True})
+            if r.get('value') is not True:
+                raise RuntimeError('storing the password failed: %r' % r)
             m.call('Marionette:Quit', {'flags': ['eForceQuit']})
         finally:
             m.close()
