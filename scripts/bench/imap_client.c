@@ -1640,35 +1640,25 @@ struct salted {
 };
 static struct salted *salted_cache; /* [user - 1], each touched by one thread at a time */
 
-static int b64e(const void *p, size_t n, char *out, size_t cap)
+/* base64 through GnuTLS (f: its encode2 or decode2) into out,
+ * NUL-terminated: the length, or -1. */
+static int b64x(int (*f)(const gnutls_datum_t *, gnutls_datum_t *), const void *p, size_t n,
+                void *out, size_t cap)
 {
     gnutls_datum_t d = {(unsigned char *)p, (unsigned)n}, r = {NULL, 0};
     int len = -1;
-    if (gnutls_base64_encode2(&d, &r) < 0)
+    if (f(&d, &r) < 0)
         return -1;
     if (r.size < cap) {
         memcpy(out, r.data, r.size);
-        out[r.size] = '\0';
+        ((char *)out)[r.size] = '\0';
         len = (int)r.size;
     }
     gnutls_free(r.data);
     return len;
 }
-
-static int b64d(const char *p, size_t n, unsigned char *out, size_t cap)
-{
-    gnutls_datum_t d = {(unsigned char *)p, (unsigned)n}, r = {NULL, 0};
-    int len = -1;
-    if (gnutls_base64_decode2(&d, &r) < 0)
-        return -1;
-    if (r.size < cap) {
-        memcpy(out, r.data, r.size);
-        out[r.size] = '\0';
-        len = (int)r.size;
-    }
-    gnutls_free(r.data);
-    return len;
-}
+#define b64e(p, n, out, cap) b64x(gnutls_base64_encode2, p, n, out, cap)
+#define b64d(p, n, out, cap) b64x(gnutls_base64_decode2, p, n, out, cap)
 
 static int hmac256(const void *key, size_t klen, const void *msg, size_t len, unsigned char *out)
 {
