@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
-#define AUTH_ADDR_MAX 256     /* longest account address, NUL included */
+#define AUTH_ADDR_MAX 256      /* longest account address, NUL included */
 #define AUTH_PASSWORD_MAX 1024 /* longest password accepted, in bytes */
 #define AUTH_PASSWORD_MIN 8    /* shortest password coffrectl accepts */
 
@@ -318,12 +318,20 @@ struct auth_scram_secret {
     unsigned char server_key[AUTH_SCRAM_KEY_LEN];
 };
 
+/* RFC 5802's Normalize(): s[0..len) prepared with the PRECIS OpaqueString
+ * profile (RFC 8265, the successor of SASLprep; GnuTLS's
+ * gnutls_utf8_password_normalize): non-ASCII spaces mapped to U+0020,
+ * then Unicode NFC. A string the profile refuses is returned as it is.
+ * Writes it NUL-terminated into out; its length, or -1 when it does not
+ * fit in cap bytes. */
+#define AUTH_SCRAM_PREPARED_MAX (AUTH_PASSWORD_MAX * 3 + 1) /* NFC grows by 3x at most */
+long auth_scram_prepare(const char *s, size_t len, char *out, size_t cap);
 /* ClientKey, StoredKey and ServerKey from SaltedPassword. */
 int auth_scram_keys(const unsigned char salted[AUTH_SCRAM_KEY_LEN],
                     unsigned char client_key[AUTH_SCRAM_KEY_LEN],
                     unsigned char stored_key[AUTH_SCRAM_KEY_LEN],
                     unsigned char server_key[AUTH_SCRAM_KEY_LEN]);
-/* PBKDF2-HMAC-SHA-256 of pw with salt and iter, then the keys. Blocking
+/* PBKDF2-HMAC-SHA-256 of pw (prepared as above) with salt and iter, then the keys. Blocking
  * (iter HMACs). AUTH_OK or AUTH_E_TEMP. */
 int auth_scram_derive(const char *pw, size_t pwlen, const unsigned char *salt, size_t salt_len,
                       unsigned iter, struct auth_scram_secret *out);

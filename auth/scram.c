@@ -2,13 +2,19 @@
  * kept beside the yescrypt hash (salt, iteration count, StoredKey,
  * ServerKey; never the password), their text form in the accounts
  * database, and the check of a client's proof. Hashes, HMAC and PBKDF2
- * come from GnuTLS. The password is used as the client sends it (UTF-8,
- * no SASLprep mapping), which is the identity for ASCII passwords. */
+ * come from GnuTLS. RFC 5802's Normalize() of the password (and of the
+ * user name) is the PRECIS OpaqueString profile (RFC 8265, which replaces
+ * SASLprep), as GnuTLS implements it: non-ASCII spaces become U+0020, then
+ * NFC. A string the profile refuses (control characters, default
+ * ignorable code points such as U+00AD, invalid UTF-8) is used as it is,
+ * so that such a password keeps working with a client that sends it
+ * unchanged. ASCII passwords are left as they are. */
 #include "auth/auth.h"
 #include "server/base/base64.h"
 
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,18 +42,49 @@ int auth_scram_keys(const unsigned char salted[AUTH_SCRAM_KEY_LEN],
     return AUTH_OK;
 }
 
+long auth_scram_prepare(const char *in, size_t len, char *out, size_t cap)
+{
+    gnutls_datum_t n = {NULL, 0};
+    long rc = -1;
+
+    if (len > UINT_MAX)
+        return -1;
+    /* IGNORE_ERRS: a string the profile refuses comes back as it is */
+    if (gnutls_utf8_password_normalize((const unsigned char *)in, (unsigned)len, &n,
+                                       GNUTLS_UTF8_IGNORE_ERRS) < 0)
+        return -1;
+    if (n.size < cap) {
+        if (n.size)
+            memcpy(out, n.data, n.size);
+        out[n.size] = '\0';
+        rc = (long)n.size;
+    }
+    if (n.data) {
+        explicit_bzero(n.data, n.size);
+        gnutls_free(n.data);
+    }
+    return rc;
+}
+
 int auth_scram_derive(const char *pw, size_t pwlen, const unsigned char *salt, size_t salt_len,
                       unsigned iter, struct auth_scram_secret *out)
 {
     unsigned char salted[AUTH_SCRAM_KEY_LEN], client_key[AUTH_SCRAM_KEY_LEN];
-    gnutls_datum_t key = {(unsigned char *)pw, (unsigned)pwlen};
+    char prepared[AUTH_SCRAM_PREPARED_MAX];
     gnutls_datum_t sd = {(unsigned char *)salt, (unsigned)salt_len};
+    gnutls_datum_t key;
+    long plen;
     int rc = AUTH_E_TEMP;
 
     memset(out, 0, sizeof(*out));
     if (salt_len == 0 || salt_len > AUTH_SCRAM_SALT_MAX || iter < AUTH_SCRAM_ITER_MIN ||
         iter > AUTH_SCRAM_ITER_MAX || pwlen > AUTH_PASSWORD_MAX)
         return AUTH_E_TEMP;
+    plen = auth_scram_prepare(pw, pwlen, prepared, sizeof(prepared));
+    if (plen < 0)
+        goto out;
+    key.data = (unsigned char *)prepared;
+    key.size = (unsigned)plen;
     if (gnutls_pbkdf2(GNUTLS_MAC_SHA256, &key, &sd, iter, salted, sizeof(salted)) < 0)
         goto out;
     if (auth_scram_keys(salted, client_key, out->stored_key, out->server_key) < 0)
@@ -57,6 +94,7 @@ int auth_scram_derive(const char *pw, size_t pwlen, const unsigned char *salt, s
     out->iter = iter;
     rc = AUTH_OK;
 out:
+    explicit_bzero(prepared, sizeof(prepared));
     explicit_bzero(salted, sizeof(salted));
     explicit_bzero(client_key, sizeof(client_key));
     return rc;

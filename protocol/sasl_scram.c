@@ -11,7 +11,12 @@
  * unusable channel binding type, channel binding data other than this
  * connection's (a man in the middle), an authorization identity other than
  * the user, a nonce other than this exchange's (a replayed message).
- * Messages that break the grammar are a protocol error (BAD). */
+ * Messages that break the grammar are a protocol error (BAD).
+ *
+ * The user name and the authorization identity are prepared as RFC 5802
+ * section 5.1 asks, with the profile the secrets' passwords are prepared
+ * with (auth_scram_prepare: PRECIS OpaqueString), before the account is
+ * looked up; the AuthMessage keeps the bytes as sent. */
 #include "protocol/sasl.h"
 #include "protocol/sasl_scram.h"
 #include "server/base/base64.h"
@@ -145,6 +150,19 @@ bool proto_sasl_plus_ok(proto_sasl_cb_fn cb, void *arg)
                   cb(arg, "tls-server-end-point", buf, sizeof(buf)) > 0);
 }
 
+/* name (NUL-terminated, cap bytes) prepared in place; its new length, or
+ * -1 when the prepared form does not fit. */
+static long prepare_name(char *name, size_t cap)
+{
+    char out[NAME_MAX_ * 3 + 1];
+    long n = auth_scram_prepare(name, strlen(name), out, sizeof(out));
+
+    if (n < 0 || (size_t)n >= cap)
+        return -1;
+    memcpy(name, out, (size_t)n + 1);
+    return n;
+}
+
 static void refuse(struct proto_scram *sc, const char *why)
 {
     if (!sc->refuse)
@@ -203,6 +221,8 @@ static int client_first(struct proto_sasl *s, const char *m, size_t len)
     }
     if (pos >= len || m[pos++] != ',')
         return SASL_BAD;
+    if (has_authzid && prepare_name(authzid, sizeof(authzid)) < 0)
+        return SASL_BAD;
     if (pos > sizeof(sc->gs2))
         return SASL_BAD;
     memcpy(sc->gs2, m, pos);
@@ -217,6 +237,8 @@ static int client_first(struct proto_sasl *s, const char *m, size_t len)
     v = value_len(m + pos, len - pos);
     n = unescape(m + pos, v, s->user, sizeof(s->user));
     if (v == 0 || n <= 0)
+        return SASL_BAD;
+    if ((n = prepare_name(s->user, sizeof(s->user))) <= 0)
         return SASL_BAD;
     s->user_len = (size_t)n;
     pos += v;

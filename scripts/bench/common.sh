@@ -363,3 +363,89 @@ for n, p in sorted(top, reverse=True)[:5]:
     print('    %-40s %10.1f MB' % (p, n / 1048576))
 PYEOF
 }
+
+# ---- the login phase: client certificates and Dovecot's password stores ----
+# A throw-away CA (ECDSA P-256) with an empty revocation list, and one
+# client certificate per account PREFIX1..PREFIXN@bench.example (CN and
+# SAN rfc822Name the address, extended key usage clientAuth), all on one
+# key: DIR/ca.pem, DIR/crl.pem, DIR/ca+crl.pem (Dovecot's ssl_ca), DIR/key.pem,
+# DIR/PREFIXn.pem. certtool, two at a time.
+bench_client_certs() { # DIR PREFIX N
+    local d=$1
+    mkdir -p "$d"
+    certtool --generate-privkey --key-type ecdsa --curve secp256r1 --outfile "$d/ca.key" 2>/dev/null
+    printf 'cn = "coffre bench CA"\nca\ncert_signing_key\ncrl_signing_key\nexpiration_days = 30\n' \
+        >"$d/ca.tmpl"
+    certtool --generate-self-signed --load-privkey "$d/ca.key" --template "$d/ca.tmpl" \
+        --outfile "$d/ca.pem" 2>/dev/null
+    printf 'crl_next_update = 30\ncrl_number = 1\n' >"$d/crl.tmpl"
+    certtool --generate-crl --load-ca-privkey "$d/ca.key" --load-ca-certificate "$d/ca.pem" \
+        --template "$d/crl.tmpl" --outfile "$d/crl.pem" 2>/dev/null
+    cat "$d/ca.pem" "$d/crl.pem" >"$d/ca+crl.pem"
+    certtool --generate-privkey --key-type ecdsa --curve secp256r1 --outfile "$d/key.pem" 2>/dev/null
+    seq "$3" | xargs -P 2 -I{} sh -c 'a="$2{}@bench.example"
+        printf "cn = \"%s\"\nemail = \"%s\"\ntls_www_client\nsigning_key\nexpiration_days = 30\nserial = %d\n" \
+            "$a" "$a" "$(( {} + 1000 ))" >"$1/$2{}.tmpl"
+        certtool --generate-certificate --load-privkey "$1/key.pem" --load-ca-certificate "$1/ca.pem" \
+            --load-ca-privkey "$1/ca.key" --template "$1/$2{}.tmpl" --outfile "$1/$2{}.pem" 2>/dev/null
+        rm -f "$1/$2{}.tmpl"' _ "$d" "$2"
+    chmod 644 "$d"/*.pem
+}
+# Dovecot's password stores for the login phase, written from coffre's
+# accounts database so that both servers hold the same secrets for
+# PREFIXn@bench.example: the yescrypt hash ({CRYPT}: PLAIN, LOGIN), the
+# SCRAM-SHA-256 secret with coffre's salt and iteration count
+# ({SCRAM-SHA-256}iter,salt,StoredKey,ServerKey: SCRAM-SHA-256, since
+# Dovecot cannot check a SCRAM proof against a crypt hash), and the
+# addresses without a password (EXTERNAL: the client certificate's CN).
+dovecot_login_passdbs() { # PREFIX CERTDIR
+    python3 - "$C/data/accounts.sqlite" "$1" "$D" <<'PYEOF'
+import sqlite3, sys
+db, prefix, d = sys.argv[1:4]
+rows = sqlite3.connect('file:%s?mode=ro' % db, uri=True).execute(
+    "SELECT address, hash, scram FROM accounts WHERE address LIKE ? || '%'", (prefix,)).fetchall()
+with open(d + '/login-crypt', 'w') as c, open(d + '/login-scram', 'w') as s, \
+        open(d + '/login-cert', 'w') as e:
+    for addr, h, sc in rows:
+        if not addr[len(prefix):].split('@')[0].isdigit():
+            continue
+        c.write('%s:{CRYPT}%s\n' % (addr, h))
+        f = sc.split(':')  # SCRAM-SHA-256:iter:salt:StoredKey:ServerKey
+        s.write('%s:{SCRAM-SHA-256}%s\n' % (addr, ','.join(f[1:])))
+        e.write('%s:::::::nopassword=y\n' % addr)
+PYEOF
+    chmod 644 "$D"/login-crypt "$D"/login-scram "$D"/login-cert
+    # the passdb block becomes three, each for its mechanisms; client
+    # certificates asked for (not required) and checked against the CA and
+    # its CRL; EXTERNAL takes the user name from the certificate's CN
+    python3 - "$D/dovecot.conf" "$D" "$2" <<'PYEOF'
+import re, sys
+path, d, certs = sys.argv[1:4]
+conf = open(path).read()
+conf = re.sub(r'passdb \{.*?\n\}\n', '''passdb {
+  driver = passwd-file
+  args = scheme=CRYPT %(d)s/login-crypt
+  mechanisms = plain login
+}
+passdb {
+  driver = passwd-file
+  args = %(d)s/login-scram
+  mechanisms = scram-sha-256
+}
+passdb {
+  driver = passwd-file
+  args = %(d)s/login-cert
+  mechanisms = external
+}
+''' % {'d': d}, conf, count=1, flags=re.S)
+conf = conf.replace('auth_mechanisms = plain login\n',
+                    'auth_mechanisms = plain login scram-sha-256 external\n'
+                    'ssl_ca = <%s/ca+crl.pem\n'
+                    'ssl_verify_client_cert = yes\n'
+                    'ssl_require_crl = yes\n'
+                    'auth_ssl_username_from_cert = yes\n'
+                    'ssl_cert_username_field = commonName\n'
+                    'auth_cache_verify_password_with_worker = yes\n' % certs)
+open(path, 'w').write(conf)
+PYEOF
+}

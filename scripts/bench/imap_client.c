@@ -51,6 +51,21 @@
  *       message is delivered by LMTP every INTERVAL seconds; each push
  *       ends the IDLE, the message is fetched and compared with what was
  *       delivered. Prints "pushes sent S arrived A right R ...".
+ *   imap_client login PORT CAFILE NUSERS PASS NCLIENTS SECONDS MECH SERVER_PID [CERTDIR]
+ *       NCLIENTS threads, each looping over whole logins: connect, TLS
+ *       handshake (full, no resumption), greeting, AUTHENTICATE MECH
+ *       (SASL-IR), LOGOUT; the accounts in turn, first each once
+ *       ("first"), then for SECONDS ("timed"). MECH: plain, scram
+ *       (SCRAM-SHA-256: PBKDF2, ClientProof, the server's signature
+ *       checked), scram-plus (-PLUS with tls-exporter), external (the
+ *       account's certificate CERTDIR/<prefix><n>.pem with CERTDIR/key.pem,
+ *       AUTHENTICATE EXTERNAL =). SCRAM keeps each account's SaltedPassword
+ *       for its next login while the salt and count stay the same (RFC
+ *       5802 section 5.1), so PBKDF2 runs in the first pass only. Prints
+ *       for each part "first|timed logins N failed F seconds T cpu U
+ *       pbkdf2 P server_cpu C others_cpu O load L" (C: CPU seconds of
+ *       SERVER_PID's process tree, O: the rest of the machine's, this
+ *       client included) and "failed COUNT REASON" lines.
  *   imap_client gen I
  *       prints the big folder's message I.
  *
@@ -63,6 +78,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -73,6 +89,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <dirent.h>
@@ -92,6 +109,7 @@ static unsigned nmsgs = 200;
 struct cl {
     int fd;
     gnutls_session_t tls;
+    gnutls_certificate_credentials_t cred; /* this connection's (a client certificate), or NULL */
     char buf[65536];
     size_t have, off;
     unsigned tagn;
@@ -186,7 +204,7 @@ static int cl_connect(struct cl *c)
     if (gnutls_init(&c->tls, GNUTLS_CLIENT) < 0)
         goto fail;
     gnutls_set_default_priority(c->tls);
-    gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, cred);
+    gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, c->cred ? c->cred : cred);
     gnutls_server_name_set(c->tls, GNUTLS_NAME_DNS, "localhost", 9);
     gnutls_session_set_verify_cert(c->tls, "localhost", 0);
     gnutls_transport_set_int(c->tls, c->fd);
@@ -1600,6 +1618,366 @@ out:
     return push.sent > 0 && right == push.sent && !wrong && !push.failed ? 0 : 1;
 }
 
+/* ---- login rate: PLAIN, SCRAM-SHA-256(-PLUS), EXTERNAL ---- */
+
+enum login_mech { LM_PLAIN, LM_SCRAM, LM_SCRAM_PLUS, LM_EXTERNAL };
+static enum login_mech lmech;
+static const char *const lmech_name[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS",
+                                         "EXTERNAL"};
+static gnutls_certificate_credentials_t *user_cred; /* EXTERNAL: [user - 1] */
+static char prep_pass[1024];                        /* PASS prepared (RFC 5802 2.2) */
+static size_t prep_len;
+static int login_next, login_pass_only;
+static long login_ok, login_failed, login_pbkdf2;
+
+/* RFC 5802 section 5.1: a client may keep SaltedPassword for the next
+ * login to the same server while the salt and count stay the same. */
+struct salted {
+    unsigned char salt[64];
+    size_t salt_len;
+    unsigned iter;
+    unsigned char key[32];
+};
+static struct salted *salted_cache; /* [user - 1], each touched by one thread at a time */
+
+/* base64 through GnuTLS (f: its encode2 or decode2) into out,
+ * NUL-terminated: the length, or -1. */
+static int b64x(int (*f)(const gnutls_datum_t *, gnutls_datum_t *), const void *p, size_t n,
+                void *out, size_t cap)
+{
+    gnutls_datum_t d = {(unsigned char *)p, (unsigned)n}, r = {NULL, 0};
+    int len = -1;
+    if (f(&d, &r) < 0)
+        return -1;
+    if (r.size < cap) {
+        memcpy(out, r.data, r.size);
+        ((char *)out)[r.size] = '\0';
+        len = (int)r.size;
+    }
+    gnutls_free(r.data);
+    return len;
+}
+#define b64e(p, n, out, cap) b64x(gnutls_base64_encode2, p, n, out, cap)
+#define b64d(p, n, out, cap) b64x(gnutls_base64_decode2, p, n, out, cap)
+
+static int hmac256(const void *key, size_t klen, const void *msg, size_t len, unsigned char *out)
+{
+    return gnutls_hmac_fast(GNUTLS_MAC_SHA256, key, klen, msg, len, out);
+}
+
+/* Sends one AUTHENTICATE response line (base64 of n bytes) and reads the
+ * next line into line. */
+static int sasl_send(struct cl *c, const void *p, size_t n, char *line, size_t cap)
+{
+    char b[4096];
+    int k = n ? b64e(p, n, b, sizeof(b) - 2) : 0;
+    if (k < 0)
+        return -1;
+    b[k++] = '\r';
+    b[k++] = '\n';
+    if (cl_write(c, b, (size_t)k) < 0 || cl_line(c, line, cap) < 0)
+        return -1;
+    return 0;
+}
+
+/* The tagged answer after an exchange: 0 when OK. */
+static int sasl_tagged(struct cl *c, char *line, size_t cap, const char *what)
+{
+    size_t tl = strlen(c->tag);
+    while (strncmp(line, c->tag, tl) || line[tl] != ' ') {
+        if (line[0] == '+') {
+            cl_err(c, what, "unexpected continuation");
+            return -1;
+        }
+        if (cl_line(c, line, cap) < 0)
+            return -1;
+    }
+    if (strncmp(line + tl + 1, "OK", 2)) {
+        cl_err(c, what, untag(line));
+        return -1;
+    }
+    return 0;
+}
+
+/* The whole SCRAM-SHA-256 client exchange (RFC 5802 section 3, RFC 7677),
+ * with the server's signature checked; -PLUS binds it to this TLS session
+ * with tls-exporter (RFC 9266, TLS 1.3). */
+static int login_scram(struct cl *c, int user, int plus)
+{
+    char line[8192], cnonce[32], bare[512], first[600], sfirst[1024], wp[1024], auth[3072];
+    char final[1200], b[4096], cbind_b64[256];
+    unsigned char rnd[18], salt[64], cbind[128], salted[32], ck[32], sk[32], svk[32], sig[32];
+    unsigned char proof[32], want[32];
+    const char *what = lmech_name[lmech];
+    int n;
+
+    if (gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof(rnd)) < 0 || b64e(rnd, 18, cnonce, 32) < 0)
+        return -1;
+    const char *gs2 = plus ? "p=tls-exporter,," : "n,,";
+    snprintf(bare, sizeof(bare), "n=%s%d@bench.example,r=%s", uprefix, user, cnonce);
+    n = snprintf(first, sizeof(first), "%s%s", gs2, bare);
+    snprintf(c->tag, sizeof(c->tag), "b%u", ++c->tagn);
+    if (b64e(first, (size_t)n, b, sizeof(b)) < 0)
+        return -1;
+    /* SASL-IR: the client-first message on the command line */
+    n = snprintf(line, sizeof(line), "%s AUTHENTICATE %s %s\r\n", c->tag, what, b);
+    if (cl_write(c, line, (size_t)n) < 0 || cl_line(c, line, sizeof(line)) < 0)
+        return -1;
+    if (strncmp(line, "+ ", 2)) {
+        cl_err(c, what, untag(line));
+        return -1;
+    }
+    n = b64d(line + 2, strlen(line + 2), (unsigned char *)sfirst, sizeof(sfirst));
+    if (n <= 0) {
+        cl_err(c, what, "server-first not base64");
+        return -1;
+    }
+    /* r=<cnonce><snonce>,s=<salt>,i=<iter> */
+    const char *sp = strstr(sfirst, ",s="), *ip = strstr(sfirst, ",i=");
+    size_t cl = strlen(cnonce);
+    if (strncmp(sfirst, "r=", 2) || strncmp(sfirst + 2, cnonce, cl) || !sp || !ip || ip < sp ||
+        sp == sfirst + 2 + cl) {
+        cl_err(c, what, sfirst);
+        return -1;
+    }
+    int slen = b64d(sp + 3, (size_t)(ip - sp - 3), salt, sizeof(salt));
+    unsigned iter = (unsigned)strtoul(ip + 3, NULL, 10);
+    if (slen <= 0 || iter < 4096) {
+        cl_err(c, what, "bad salt or iteration count");
+        return -1;
+    }
+    struct salted *kc = &salted_cache[user - 1];
+    if (kc->iter == iter && kc->salt_len == (size_t)slen && !memcmp(kc->salt, salt, (size_t)slen)) {
+        memcpy(salted, kc->key, 32);
+    } else {
+        gnutls_datum_t pw = {(unsigned char *)prep_pass, (unsigned)prep_len};
+        gnutls_datum_t sd = {salt, (unsigned)slen};
+        if (gnutls_pbkdf2(GNUTLS_MAC_SHA256, &pw, &sd, iter, salted, 32) < 0)
+            return -1;
+        __atomic_fetch_add(&login_pbkdf2, 1, __ATOMIC_RELAXED);
+        memcpy(kc->salt, salt, (size_t)slen);
+        kc->salt_len = (size_t)slen;
+        kc->iter = iter;
+        memcpy(kc->key, salted, 32);
+    }
+    if (hmac256(salted, 32, "Client Key", 10, ck) < 0 ||
+        gnutls_hash_fast(GNUTLS_DIG_SHA256, ck, 32, sk) < 0 ||
+        hmac256(salted, 32, "Server Key", 10, svk) < 0)
+        return -1;
+    /* c=: the gs2 header, then (-PLUS) this session's exporter */
+    size_t cbl = strlen(gs2);
+    memcpy(cbind, gs2, cbl);
+    if (plus) {
+        gnutls_datum_t cb = {NULL, 0};
+        if (gnutls_session_channel_binding(c->tls, GNUTLS_CB_TLS_EXPORTER, &cb) < 0 ||
+            cb.size > sizeof(cbind) - cbl) {
+            cl_err(c, what, "no tls-exporter on this session");
+            return -1;
+        }
+        memcpy(cbind + cbl, cb.data, cb.size);
+        cbl += cb.size;
+        gnutls_free(cb.data);
+    }
+    if (b64e(cbind, cbl, cbind_b64, sizeof(cbind_b64)) < 0)
+        return -1;
+    snprintf(wp, sizeof(wp), "c=%s,r=%.*s", cbind_b64, (int)(sp - sfirst - 2), sfirst + 2);
+    n = snprintf(auth, sizeof(auth), "%s,%s,%s", bare, sfirst, wp);
+    if (hmac256(sk, 32, auth, (size_t)n, sig) < 0)
+        return -1;
+    for (int i = 0; i < 32; i++)
+        proof[i] = ck[i] ^ sig[i];
+    if (b64e(proof, 32, b, sizeof(b)) < 0)
+        return -1;
+    n = snprintf(final, sizeof(final), "%s,p=%s", wp, b);
+    if (sasl_send(c, final, (size_t)n, line, sizeof(line)) < 0)
+        return -1;
+    if (strncmp(line, "+ ", 2)) {
+        cl_err(c, what, untag(line));
+        return -1;
+    }
+    /* server-final: v=ServerSignature, checked before going on */
+    n = b64d(line + 2, strlen(line + 2), (unsigned char *)b, sizeof(b));
+    if (hmac256(svk, 32, auth, strlen(auth), want) < 0)
+        return -1;
+    char wantb[64];
+    if (n < 3 || strncmp(b, "v=", 2) || b64e(want, 32, wantb, sizeof(wantb)) < 0 ||
+        strcmp(b + 2, wantb)) {
+        cl_err(c, what, "server signature does not verify");
+        return -1;
+    }
+    if (sasl_send(c, "", 0, line, sizeof(line)) < 0)
+        return -1;
+    return sasl_tagged(c, line, sizeof(line), what);
+}
+
+/* One login: connect (with the account's certificate for EXTERNAL), TLS
+ * handshake, greeting, AUTHENTICATE, LOGOUT. */
+static int login_one(struct cl *c, int user)
+{
+    char line[8192], b[1024];
+    int n, r = -1;
+
+    c->fd = -1;
+    c->err[0] = '\0';
+    c->cred = lmech == LM_EXTERNAL ? user_cred[user - 1] : NULL;
+    if (cl_connect(c) < 0)
+        return -1;
+    if (cl_line(c, line, sizeof(line)) < 0)
+        goto out;
+    if (strncmp(line, "* OK", 4)) {
+        cl_err(c, "greeting", line);
+        goto out;
+    }
+    switch (lmech) {
+    case LM_PLAIN:
+        n = snprintf(line, sizeof(line), "%c%s%d@bench.example%c%.*s", 0, uprefix, user, 0,
+                     (int)strlen(pass), pass);
+        if (b64e(line, (size_t)n, b, sizeof(b)) < 0)
+            goto out;
+        n = cl_cmd(c, line, sizeof(line), "AUTHENTICATE PLAIN %s", b);
+        if (n > 0)
+            cl_err(c, "PLAIN", untag(line));
+        if (n)
+            goto out;
+        break;
+    case LM_EXTERNAL: /* an empty authorization identity: the certificate's account */
+        n = cl_cmd(c, line, sizeof(line), "AUTHENTICATE EXTERNAL =");
+        if (n > 0)
+            cl_err(c, "EXTERNAL", untag(line));
+        if (n)
+            goto out;
+        break;
+    case LM_SCRAM:
+    case LM_SCRAM_PLUS:
+        if (login_scram(c, user, lmech == LM_SCRAM_PLUS) < 0)
+            goto out;
+        break;
+    }
+    if (cl_cmd(c, line, sizeof(line), "LOGOUT") < 0)
+        goto out;
+    r = 0;
+out:
+    cl_close(c);
+    return r;
+}
+
+static void *login_worker(void *arg)
+{
+    struct cl *c = calloc(1, sizeof(*c));
+    (void)arg;
+    if (!c)
+        return NULL;
+    for (;;) {
+        int i = __atomic_fetch_add(&login_next, 1, __ATOMIC_RELAXED);
+        if (login_pass_only ? i >= nusers : now() >= deadline)
+            break;
+        if (login_one(c, i % nusers + 1) == 0) {
+            __atomic_fetch_add(&login_ok, 1, __ATOMIC_RELAXED);
+        } else {
+            pthread_mutex_lock(&idle_lock);
+            login_failed++;
+            count_reason(c->err[0] ? c->err : "unknown");
+            pthread_mutex_unlock(&idle_lock);
+        }
+    }
+    free(c);
+    return NULL;
+}
+
+/* EXTERNAL: CERTDIR/<prefix><n>.pem (certificate) and CERTDIR/key.pem. */
+static int load_user_certs(const char *dir)
+{
+    char crt[4096], key[4096];
+    user_cred = calloc((size_t)nusers, sizeof(*user_cred));
+    if (!user_cred)
+        return -1;
+    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    for (int u = 1; u <= nusers; u++) {
+        snprintf(crt, sizeof(crt), "%s/%s%d.pem", dir, uprefix, u);
+        if (gnutls_certificate_allocate_credentials(&user_cred[u - 1]) < 0 ||
+            gnutls_certificate_set_x509_trust_file(user_cred[u - 1], cafile, GNUTLS_X509_FMT_PEM) <=
+                0 ||
+            gnutls_certificate_set_x509_key_file(user_cred[u - 1], crt, key, GNUTLS_X509_FMT_PEM) <
+                0) {
+            fprintf(stderr, "cannot load %s with %s\n", crt, key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* One part of a run: every account once (seconds <= 0) or logins until
+ * seconds have passed; prints "LABEL logins N failed F seconds T cpu U
+ * pbkdf2 P server_cpu C others_cpu O load L" and the failures by reason. */
+static void login_part(const char *label, pthread_t *th, int nclients, double seconds)
+{
+    login_next = 0;
+    login_ok = login_failed = login_pbkdf2 = 0;
+    memset(reasons, 0, sizeof(reasons));
+    login_pass_only = seconds <= 0;
+    double s0 = tree_cpu(server_root), m0 = machine_cpu(), t0 = now(), c0 = cpu_seconds();
+    deadline = t0 + seconds;
+    for (int i = 0; i < nclients; i++)
+        pthread_create(&th[i], NULL, login_worker, NULL);
+    for (int i = 0; i < nclients; i++)
+        pthread_join(th[i], NULL);
+    double el = now() - t0, s1 = tree_cpu(server_root), m1 = machine_cpu();
+    double others = (m1 - m0) - (s1 - s0);
+    char la[64] = "?";
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%63s", la) != 1)
+            snprintf(la, sizeof(la), "?");
+        fclose(f);
+    }
+    printf("%s logins %ld failed %ld seconds %.2f cpu %.2f pbkdf2 %ld server_cpu %.2f "
+           "others_cpu %.2f load %s\n",
+           label, login_ok, login_failed, el, cpu_seconds() - c0, login_pbkdf2, s1 - s0,
+           others > 0 ? others : 0, la);
+    print_reasons();
+    fflush(stdout);
+}
+
+/* MECH: one login of every account ("first": nothing of theirs cached
+ * anywhere yet), then, with SECONDS > 0, logins for SECONDS ("timed"). */
+static int run_login(const char *mech, int nclients, double seconds, const char *certdir)
+{
+    pthread_t *th = calloc((size_t)nclients, sizeof(*th));
+    gnutls_datum_t np = {NULL, 0};
+
+    if (!strcasecmp(mech, "plain"))
+        lmech = LM_PLAIN;
+    else if (!strcasecmp(mech, "scram"))
+        lmech = LM_SCRAM;
+    else if (!strcasecmp(mech, "scram-plus"))
+        lmech = LM_SCRAM_PLUS;
+    else if (!strcasecmp(mech, "external"))
+        lmech = LM_EXTERNAL;
+    else
+        return 2;
+    if (!th || nclients < 1)
+        return 2;
+    if (lmech == LM_EXTERNAL && (!certdir || load_user_certs(certdir) < 0))
+        return 1;
+    /* RFC 5802 2.2: the password prepared as the server prepares its
+     * secrets (OpaqueString; the identity for an ASCII password) */
+    if (gnutls_utf8_password_normalize((const unsigned char *)pass, (unsigned)strlen(pass), &np,
+                                       GNUTLS_UTF8_IGNORE_ERRS) < 0 ||
+        np.size >= sizeof(prep_pass))
+        return 1;
+    memcpy(prep_pass, np.data, np.size);
+    prep_len = np.size;
+    gnutls_free(np.data);
+    salted_cache = calloc((size_t)nusers, sizeof(*salted_cache));
+    if (!salted_cache)
+        return 1;
+    login_part("first", th, nclients, 0);
+    if (seconds > 0)
+        login_part("timed", th, nclients, seconds);
+    free(th);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (getenv("BENCH_USER_PREFIX"))
@@ -1610,19 +1988,21 @@ int main(int argc, char **argv)
     if (argc == 4 && !strcmp(argv[1], "genstream"))
         return run_genstream(strtoul(argv[2], NULL, 10), strtoul(argv[3], NULL, 10));
     if (argc < 6) {
-        fprintf(stderr,
-                "usage: %s mixed PORT CAFILE NUSERS PASS NCLIENTS SECONDS NMSGS\n"
-                "       %s warm PORT CAFILE NUSERS PASS\n"
-                "       %s idle PORT CAFILE NUSERS PASS NCONN\n"
-                "       %s fill PORT CAFILE 1 PASS FIRST LAST BATCH_BYTES\n"
-                "       %s steps PORT CAFILE 1 PASS SERVER_PID warm|measure|sort\n"
-                "       %s compress PORT CAFILE 1 PASS SERVER_PID\n"
-                "       %s qresync PORT CAFILE 1 PASS SERVER_PID NCHANGES\n"
-                "       %s idlepush PORT CAFILE 1 PASS LMTP_PORT SECONDS INTERVAL\n"
-                "       %s gen I\n"
-                "       %s genstream FIRST LAST\n",
-                argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0],
-                argv[0]);
+        fprintf(
+            stderr,
+            "usage: %s mixed PORT CAFILE NUSERS PASS NCLIENTS SECONDS NMSGS\n"
+            "       %s warm PORT CAFILE NUSERS PASS\n"
+            "       %s idle PORT CAFILE NUSERS PASS NCONN\n"
+            "       %s fill PORT CAFILE 1 PASS FIRST LAST BATCH_BYTES\n"
+            "       %s steps PORT CAFILE 1 PASS SERVER_PID warm|measure|sort\n"
+            "       %s compress PORT CAFILE 1 PASS SERVER_PID\n"
+            "       %s qresync PORT CAFILE 1 PASS SERVER_PID NCHANGES\n"
+            "       %s idlepush PORT CAFILE 1 PASS LMTP_PORT SECONDS INTERVAL\n"
+            "       %s login PORT CAFILE NUSERS PASS NCLIENTS SECONDS MECH SERVER_PID [CERTDIR]\n"
+            "       %s gen I\n"
+            "       %s genstream FIRST LAST\n",
+            argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0],
+            argv[0], argv[0]);
         return 2;
     }
     port = atoi(argv[2]);
@@ -1663,6 +2043,10 @@ int main(int argc, char **argv)
         push_seconds = atof(argv[7]);
         push_interval = atof(argv[8]);
         return run_idlepush();
+    }
+    if (!strcmp(argv[1], "login") && (argc == 10 || argc == 11)) {
+        server_root = atol(argv[9]);
+        return run_login(argv[8], atoi(argv[6]), atof(argv[7]), argc == 11 ? argv[10] : NULL);
     }
     if (!strcmp(argv[1], "steps") && argc == 8) {
         server_root = atol(argv[6]);

@@ -5,6 +5,7 @@
 #include "protocol/sasl.h"
 #include "server/base/base64.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* RFC 7677 section 3 */
@@ -288,9 +289,119 @@ static void test_secret_text(void)
           "a new secret has its own salt");
 }
 
+/* RFC 5802's Normalize() as this server applies it: the PRECIS
+ * OpaqueString profile (RFC 8265), the successor of SASLprep. RFC 4013's
+ * examples where they apply to that profile, and what it does otherwise. */
+static bool prepares_to(const char *in, const char *want)
+{
+    char out[AUTH_SCRAM_PREPARED_MAX];
+    long n = auth_scram_prepare(in, strlen(in), out, sizeof(out));
+
+    return n == (long)strlen(want) && memcmp(out, want, (size_t)n) == 0;
+}
+
+static bool same_secret(const char *a, const char *b)
+{
+    static const unsigned char salt[16] = "sixteen byte slt";
+    struct auth_scram_secret x, y;
+
+    return auth_scram_derive(a, strlen(a), salt, 16, 4096, &x) == AUTH_OK &&
+           auth_scram_derive(b, strlen(b), salt, 16, 4096, &y) == AUTH_OK &&
+           !memcmp(x.stored_key, y.stored_key, 32) && !memcmp(x.server_key, y.server_key, 32);
+}
+
+static void test_prepare(void)
+{
+    char small[4];
+
+    /* RFC 4013 section 3, examples 2 and 3: no case mapping */
+    CHECK(prepares_to("user", "user") && prepares_to("USER", "USER"), "ASCII kept as it is");
+    /* non-ASCII spaces (RFC 4013 C.1.2; OpaqueString's additional mapping) */
+    CHECK(prepares_to("pass\u00a0word", "pass word"), "U+00A0 becomes a space");
+    CHECK(prepares_to("a\u3000b\u2003c", "a b c"), "U+3000 and U+2003 become spaces");
+    /* NFC: a decomposed accent is composed */
+    CHECK(prepares_to("e\u0301te\u0301", "\u00e9t\u00e9"), "NFC: e + U+0301 is U+00E9");
+    CHECK(prepares_to("\u00e9t\u00e9", "\u00e9t\u00e9"), "NFC: composed text kept");
+    /* examples 4 and 5: SASLprep's NFKC gives "a" and "IX"; OpaqueString
+     * normalizes with NFC, which keeps compatibility characters */
+    CHECK(prepares_to("\u00aa", "\u00aa"), "U+00AA kept (NFC, not NFKC)");
+    CHECK(prepares_to("\u2168", "\u2168"), "U+2168 kept (NFC, not NFKC)");
+    /* example 1: SASLprep maps U+00AD to nothing ("IX"); OpaqueString
+     * disallows default ignorable code points, and a string the profile
+     * refuses is used as sent, as is example 6's control character */
+    CHECK(prepares_to("I\u00adX", "I\u00adX"), "I U+00AD X: refused by the profile, kept");
+    CHECK(prepares_to("a\x07"
+                      "b",
+                      "a\x07"
+                      "b"),
+          "U+0007: refused by the profile, kept");
+    CHECK(prepares_to("a\xff"
+                      "b",
+                      "a\xff"
+                      "b"),
+          "invalid UTF-8 kept as sent");
+    /* example 7 (bidirectional check): OpaqueString has no bidi rule */
+    CHECK(prepares_to("\u0627"
+                      "1",
+                      "\u0627"
+                      "1"),
+          "U+0627 1 allowed");
+    CHECK(auth_scram_prepare("abcd", 4, small, sizeof(small)) == -1, "too small a buffer");
+
+    /* the secrets are made of the prepared password */
+    CHECK(same_secret("pass\u00a0word", "pass word"), "secret: U+00A0 is a space");
+    CHECK(same_secret("e\u0301t\u00e9 \u00e0 Gen\u00e8ve", "\u00e9t\u00e9 \u00e0 Gen\u00e8ve"),
+          "secret: decomposed and composed accents agree");
+    CHECK(!same_secret("\u2168", "IX"), "secret: U+2168 is not IX");
+    CHECK(!same_secret("pass word", "password"), "secret: a space still counts");
+}
+
+/* The user name of client-first is prepared the same way before it is
+ * looked up; the AuthMessage keeps the bytes as sent. */
+static void test_prepared_name(void)
+{
+    struct proto_sasl s;
+    const char *ch, *msg, *refuse;
+    const struct auth_scram_params *p;
+    const unsigned char *proof;
+    size_t len;
+    const char *first = "n,,n=jose\u0301@example.org,r=abcdefgh";
+    const char *want = "jos\u00e9@example.org";
+
+    CHECK(proto_sasl_start(&s, "SCRAM-SHA-256", 13) == 0 &&
+              step_b64(&s, first, &ch) == SASL_SCRAM_LOOKUP && s.user_len == strlen(want) &&
+              !memcmp(s.user, want, s.user_len),
+          "client-first: the user name is prepared (NFC)");
+    CHECK(proto_sasl_scram_first(&s, &vector_params, SNONCE, &ch) == SASL_CONTINUE,
+          "server-first after a prepared name");
+    char final[256];
+    snprintf(final, sizeof(final), "c=biws,r=abcdefgh%s,p=%s", SNONCE,
+             "dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=");
+    CHECK(step_b64(&s, final, &ch) == SASL_SCRAM_CHECK, "client-final read");
+    proto_sasl_scram_check(&s, &p, &msg, &len, &proof, &refuse);
+    CHECK(refuse == NULL && len > strlen(first) - 3 && !memcmp(msg, first + 3, strlen(first) - 3),
+          "the AuthMessage has the name as sent");
+    proto_sasl_clear(&s);
+
+    CHECK(proto_sasl_start(&s, "SCRAM-SHA-256", 13) == 0, "start");
+    CHECK(step_b64(&s, "n,a=jos\u00e9@example.org,n=jose\u0301@example.org,r=abcdefgh", &ch) ==
+              SASL_SCRAM_LOOKUP,
+          "authzid in NFC, user name decomposed");
+    CHECK(proto_sasl_scram_first(&s, &vector_params, SNONCE, &ch) == SASL_CONTINUE, "first");
+    snprintf(final, sizeof(final), "c=%s,r=abcdefgh%s,p=%s",
+             "bixhPWpvc8OpQGV4YW1wbGUub3JnLA==", SNONCE,
+             "dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=");
+    CHECK(step_b64(&s, final, &ch) == SASL_SCRAM_CHECK, "final");
+    proto_sasl_scram_check(&s, &p, &msg, &len, &proof, &refuse);
+    CHECK(refuse == NULL, "the prepared authzid is the prepared user");
+    proto_sasl_clear(&s);
+}
+
 int main(void)
 {
     test_vector();
+    test_prepare();
+    test_prepared_name();
     test_done_step();
     test_refusals();
     test_secret_text();
