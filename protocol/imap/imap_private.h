@@ -855,6 +855,44 @@ int imap_vanished_run(struct storage_user *u, int64_t mbox, struct imap_vanished
                       storage_msg_cb cb, void *arg);
 void imap_vanished_free(struct imap_vanished *v);
 
+/* ---- namespaces (imap_ns.c): the personal one and the shared one ---- */
+
+/* A client-visible name: the shared namespace's prefix and an owner's
+ * address before the owner's own name (modified UTF-7 is longer: the
+ * argument buffers are IMAP_MBOX_ARG_MAX). */
+#define IMAP_NAME_MAX (STORAGE_MBOX_NAME_MAX + AUTH_ADDR_MAX + 64)
+
+/* A mailbox name resolved: own, or another account's through the shared
+ * namespace. A shared name that names nothing the user may know of (an
+ * unknown owner, a name the owner could not have, the user's own address)
+ * has rights 0, as has a mailbox the user may not see: callers answer
+ * both alike. */
+struct imap_mref {
+    bool shared;   /* in the shared namespace */
+    bool level;    /* "Shared" or "Shared/<owner>": no mailbox */
+    int64_t owner; /* account id; the session's own for own names; 0: none */
+    char owner_address[AUTH_ADDR_MAX];
+    char name[STORAGE_MBOX_NAME_MAX + 1]; /* the owner's name for it */
+    unsigned rights;                      /* ACL_ALL for own names (auth/acl.h) */
+    const char *prefix;                   /* shared_prefix (borrowed from the configuration) */
+};
+/* Resolves a name as decoded from the client (UTF-8), from the ACL
+ * snapshot only (loop thread, no I/O): 0, or IMAP_ARG_BADNAME for an own
+ * name too long to be one. */
+int imap_ns_resolve(struct imap_session *s, const char *utf8name, struct imap_mref *out);
+/* The client-visible name of r (LIST output, COPYUID, ...): 0 or -1 when
+ * it does not fit in cap. */
+int imap_ns_name(const struct imap_mref *r, char *out, size_t cap);
+/* shared_prefix ("" for none). */
+const char *imap_ns_prefix(struct imap_session *s);
+/* Whether an own name would stand where the shared namespace is: its
+ * first level equals the prefix's first level, in any case (CREATE and
+ * RENAME refuse it). */
+bool imap_ns_reserved(struct imap_session *s, const char *name);
+/* A shared mailbox the user may know of (l or r), as opposed to a level
+ * or a name that names nothing. */
+bool imap_ns_visible(const struct imap_mref *r);
+
 /* ---- commands ---- */
 
 enum {
