@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/acl.h"
 #include "protocol/imap/imap_private.h"
 
 enum mbop { OP_CREATE, OP_DELETE, OP_RENAME, OP_SUBSCRIBE, OP_UNSUBSCRIBE };
@@ -44,18 +45,57 @@ static void mbop_work(struct imap_job *j)
 
 static const char *const op_names[] = {"CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE"};
 
+/* The ACL of an own mailbox follows its CREATE (a child takes its
+ * parent's entries), RENAME and DELETE, once the storage change is made;
+ * nothing to do when the snapshot has no entry there. */
+static bool acl_follows(struct imap_session *s, struct mbop_job *m, int *op, char *parent,
+                        size_t cap)
+{
+    const struct acl_snap *snap = auth_service_acl(conn_auth(s->c));
+    if (!snap)
+        return false;
+    switch (m->op) {
+    case OP_CREATE: {
+        const char *slash = strrchr(m->a, '/');
+        if (!slash || (size_t)(slash - m->a) >= cap)
+            return false;
+        memcpy(parent, m->a, (size_t)(slash - m->a));
+        parent[slash - m->a] = '\0';
+        *op = ACL_CH_INHERIT;
+        return true;
+    }
+    case OP_DELETE:
+        *op = ACL_CH_DROP;
+        return true;
+    case OP_RENAME:
+        *op = ACL_CH_RENAME;
+        return true;
+    default:
+        return false;
+    }
+}
+
 static void mbop_done(struct imap_session *s, struct imap_job *j)
 {
     struct mbop_job *m = (struct mbop_job *)j;
-    if (m->err == 0 && m->oid) {
-        struct buf id = {0};
-        imap_buf_objectid(&id, 'F', m->oid);
-        imap_finish(s, "OK", "[MAILBOXID (%s)] %s completed.", id.p ? id.p : "", op_names[m->op]);
-        buf_free(&id);
-        return;
-    }
+    char ok[160], parent[STORAGE_MBOX_NAME_MAX + 1];
+    int op;
+
     if (m->err == 0) {
-        imap_finish(s, "OK", "%s completed.", op_names[m->op]);
+        if (m->oid) {
+            struct buf id = {0};
+            imap_buf_objectid(&id, 'F', m->oid);
+            snprintf(ok, sizeof(ok), "[MAILBOXID (%s)] %s completed.", id.p ? id.p : "",
+                     op_names[m->op]);
+            buf_free(&id);
+        } else {
+            snprintf(ok, sizeof(ok), "%s completed.", op_names[m->op]);
+        }
+        if (acl_follows(s, m, &op, parent, sizeof(parent)))
+            imap_acl_follow(s, op, op == ACL_CH_INHERIT ? parent : m->a,
+                            op == ACL_CH_INHERIT ? m->a : m->b, op_names[m->op], ok);
+        else
+            imap_finish(s, "OK", "%s", ok);
         return;
     }
     if (m->op == OP_CREATE && m->err == STORAGE_E_INVAL) {
@@ -120,6 +160,49 @@ static bool new_name_ok(struct imap_session *s, struct imap_args *a, char *name,
     return true;
 }
 
+/* Whether a mailbox may be made or renamed to name among one's own: not
+ * where the shared namespace is (its first level in any case, so that no
+ * own "shared/x" looks like it). A name in the shared namespace is
+ * answered here: made there only with k on the parent and the owner's
+ * store; a parent the user may not see answers as one that lacks k.
+ * False after answering. */
+static bool own_name_ok(struct imap_session *s, const char *name, const char *what)
+{
+    struct imap_mref r;
+
+    if (imap_ns_resolve(s, name, &r) != 0) {
+        imap_finish(s, "NO", "[CANNOT] %s: mailbox name too long.", what);
+        return false;
+    }
+    if (r.shared && !r.level) {
+        imap_finish(s, "NO", "[NOPERM] %s: permission denied.", what);
+        return false;
+    }
+    if (r.shared || imap_ns_reserved(s, name)) {
+        imap_finish(s, "NO", "[CANNOT] %s: the name is the shared namespace's (%s).", what,
+                    imap_ns_prefix(s));
+        return false;
+    }
+    return true;
+}
+
+/* A mailbox named in the shared namespace that the user may not see, or
+ * names nothing, answers as a missing one; one the user sees but may
+ * not change, NOPERM. False after answering. */
+static bool shared_name_ok(struct imap_session *s, const char *name, const char *what)
+{
+    struct imap_mref r;
+
+    if (imap_ns_resolve(s, name, &r) != 0 || !r.shared)
+        return true;
+    if (!imap_ns_visible(&r)) {
+        imap_finish_storage_err(s, STORAGE_E_NOMBOX, what);
+        return false;
+    }
+    imap_finish(s, "NO", "[NOPERM] %s: permission denied.", what);
+    return false;
+}
+
 void imap_cmd_create(struct imap_session *s, struct imap_args *a)
 {
     char name[STORAGE_MBOX_NAME_MAX + 2];
@@ -163,7 +246,7 @@ void imap_cmd_create(struct imap_session *s, struct imap_args *a)
             return;
         }
     }
-    if (new_name_ok(s, a, name, invalid, "CREATE"))
+    if (new_name_ok(s, a, name, invalid, "CREATE") && own_name_ok(s, name, "CREATE"))
         mbop_start(s, OP_CREATE, name, NULL, special);
 }
 
@@ -190,6 +273,9 @@ static void one_name_cmd(struct imap_session *s, struct imap_args *a, enum mbop 
         imap_finish(s, "NO", "[CANNOT] INBOX cannot be deleted.");
         return;
     }
+    /* a subscription is the subscriber's own, to any name */
+    if (op == OP_DELETE && !shared_name_ok(s, name, op_names[op]))
+        return;
     mbop_start(s, op, name, NULL, 0);
 }
 
@@ -224,6 +310,7 @@ void imap_cmd_rename(struct imap_session *s, struct imap_args *a)
         imap_no_name(s, "RENAME", true);
         return;
     }
-    if (new_name_ok(s, a, to, bad_to, "RENAME"))
+    if (new_name_ok(s, a, to, bad_to, "RENAME") && shared_name_ok(s, from, "RENAME") &&
+        own_name_ok(s, to, "RENAME"))
         mbop_start(s, OP_RENAME, from, to, 0);
 }

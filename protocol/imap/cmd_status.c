@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/acl.h"
 #include "protocol/imap/imap_private.h"
 #include "server/base/config.h"
 
@@ -195,7 +196,8 @@ static void status_done(struct imap_session *s, struct imap_job *j)
 
 void imap_cmd_status(struct imap_session *s, struct imap_args *a)
 {
-    char name[STORAGE_MBOX_NAME_MAX + 1];
+    char name[IMAP_NAME_MAX + 1];
+    struct imap_mref ref;
     unsigned items = 0;
     bool invalid = false;
     int r;
@@ -219,6 +221,19 @@ void imap_cmd_status(struct imap_session *s, struct imap_args *a)
         imap_no_name(s, "STATUS", true);
         return;
     }
+    /* another account's mailbox: seen only with l or r, read with r */
+    if (imap_ns_resolve(s, name, &ref) != 0 || (ref.shared && !imap_ns_visible(&ref))) {
+        imap_finish_storage_err(s, STORAGE_E_NOMBOX, "STATUS");
+        return;
+    }
+    if (ref.shared && !(ref.rights & ACL_READ)) {
+        imap_finish(s, "NO", "[NOPERM] STATUS: permission denied.");
+        return;
+    }
+    if (ref.shared) {
+        imap_finish(s, "NO", "[UNAVAILABLE] STATUS: try again later.");
+        return;
+    }
     if (!imap_storage(s))
         return;
     struct status_job *sj = calloc(1, sizeof(*sj));
@@ -226,7 +241,7 @@ void imap_cmd_status(struct imap_session *s, struct imap_args *a)
         imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
         return;
     }
-    memcpy(sj->name, name, sizeof(sj->name));
+    memcpy(sj->name, ref.name, sizeof(sj->name));
     imap_status_prepare(s, items, &sj->st);
     imap_cmd_job(s, &sj->j, status_work, status_done);
 }
