@@ -89,14 +89,14 @@ static void change_then(struct imap_session *s, const struct acl_change *ch, con
     }
 }
 
-void imap_acl_follow(struct imap_session *s, int op, const char *a, const char *b, const char *what,
-                     const char *ok)
+void imap_acl_follow(struct imap_session *s, int64_t owner, int op, const char *a, const char *b,
+                     const char *what, const char *ok)
 {
     struct acl_change ch;
 
     memset(&ch, 0, sizeof(ch));
     ch.op = op;
-    ch.owner = s->account_id;
+    ch.owner = owner;
     snprintf(ch.mailbox, sizeof(ch.mailbox), "%s", a);
     if (b)
         snprintf(ch.other, sizeof(ch.other), "%s", b);

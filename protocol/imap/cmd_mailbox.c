@@ -15,7 +15,11 @@ struct mbop_job {
     char a[STORAGE_MBOX_NAME_MAX + 1], b[STORAGE_MBOX_NAME_MAX + 1];
     unsigned special;
     int err;
-    uint64_t oid; /* CREATE: the new mailbox's MAILBOXID (RFC 8474 4.1), 0 */
+    uint64_t oid;  /* CREATE: the new mailbox's MAILBOXID (RFC 8474 4.1), 0 */
+    int64_t owner; /* whose mailboxes a and b are */
+    /* CREATE in the shared namespace of a name the user may not see:
+     * ALREADYEXISTS would tell it exists */
+    bool hide_exists;
 };
 
 static void mbop_work(struct imap_job *j)
@@ -92,10 +96,14 @@ static void mbop_done(struct imap_session *s, struct imap_job *j)
             snprintf(ok, sizeof(ok), "%s completed.", op_names[m->op]);
         }
         if (acl_follows(s, m, &op, parent, sizeof(parent)))
-            imap_acl_follow(s, op, op == ACL_CH_INHERIT ? parent : m->a,
+            imap_acl_follow(s, m->owner, op, op == ACL_CH_INHERIT ? parent : m->a,
                             op == ACL_CH_INHERIT ? m->a : m->b, op_names[m->op], ok);
         else
             imap_finish(s, "OK", "%s", ok);
+        return;
+    }
+    if (m->op == OP_CREATE && m->err == STORAGE_E_EXISTS && m->hide_exists) {
+        imap_finish(s, "NO", "[NOPERM] CREATE: permission denied.");
         return;
     }
     if (m->op == OP_CREATE && m->err == STORAGE_E_INVAL) {
@@ -105,8 +113,9 @@ static void mbop_done(struct imap_session *s, struct imap_job *j)
     imap_finish_storage_err(s, m->err, op_names[m->op]);
 }
 
+/* Runs op on the store of r's owner (own names: r NULL). */
 static void mbop_start(struct imap_session *s, enum mbop op, const char *a, const char *b,
-                       unsigned special)
+                       unsigned special, const struct imap_mref *r, bool hide_exists)
 {
     char err[128];
     if (!imap_storage(s))
@@ -128,7 +137,12 @@ static void mbop_start(struct imap_session *s, enum mbop op, const char *a, cons
     if (b)
         snprintf(m->b, sizeof(m->b), "%s", b);
     m->special = special;
-    imap_cmd_job(s, &m->j, mbop_work, mbop_done);
+    m->owner = r ? r->owner : s->account_id;
+    m->hide_exists = hide_exists;
+    if (r)
+        imap_shared_job(s, r, &m->j, mbop_work, mbop_done);
+    else
+        imap_cmd_job(s, &m->j, mbop_work, mbop_done);
 }
 
 static void strip_trailing_slash(char *name)
@@ -160,46 +174,52 @@ static bool new_name_ok(struct imap_session *s, struct imap_args *a, char *name,
     return true;
 }
 
-/* Whether a mailbox may be made or renamed to name among one's own: not
- * where the shared namespace is (its first level in any case, so that no
- * own "shared/x" looks like it). A name in the shared namespace is
- * answered here: made there only with k on the parent and the owner's
- * store; a parent the user may not see answers as one that lacks k.
- * False after answering. */
-static bool own_name_ok(struct imap_session *s, const char *name, const char *what)
+/* A name in the shared namespace that the user may not see (or that
+ * names nothing) answers as a missing mailbox, with the same bytes. */
+static bool shared_visible(struct imap_session *s, const struct imap_mref *r, const char *what)
 {
-    struct imap_mref r;
-
-    if (imap_ns_resolve(s, name, &r) != 0) {
-        imap_finish(s, "NO", "[CANNOT] %s: mailbox name too long.", what);
-        return false;
-    }
-    if (r.shared && !r.level) {
-        imap_finish(s, "NO", "[NOPERM] %s: permission denied.", what);
-        return false;
-    }
-    if (r.shared || imap_ns_reserved(s, name)) {
-        imap_finish(s, "NO", "[CANNOT] %s: the name is the shared namespace's (%s).", what,
-                    imap_ns_prefix(s));
+    if (!imap_ns_visible(r)) {
+        imap_finish_storage_err(s, STORAGE_E_NOMBOX, what);
         return false;
     }
     return true;
 }
 
-/* A mailbox named in the shared namespace that the user may not see, or
- * names nothing, answers as a missing one; one the user sees but may
- * not change, NOPERM. False after answering. */
-static bool shared_name_ok(struct imap_session *s, const char *name, const char *what)
+/* Where a mailbox may be made (CREATE, RENAME's new name): among one's
+ * own names, not where the shared namespace is (its first level in any
+ * case, so that no own "shared/x" looks like it); in the shared
+ * namespace, under a parent of the same owner on which the user has k (a
+ * parent the user may not see answers as one without k). *r is the
+ * resolved name; false after answering. */
+static bool new_place_ok(struct imap_session *s, const char *name, const char *what,
+                         struct imap_mref *r)
 {
-    struct imap_mref r;
+    struct imap_mref parent;
+    char pname[IMAP_NAME_MAX + 1];
+    const char *slash;
 
-    if (imap_ns_resolve(s, name, &r) != 0 || !r.shared)
-        return true;
-    if (!imap_ns_visible(&r)) {
-        imap_finish_storage_err(s, STORAGE_E_NOMBOX, what);
+    if (imap_ns_resolve(s, name, r) != 0) {
+        imap_finish(s, "NO", "[CANNOT] %s: mailbox name too long.", what);
         return false;
     }
-    imap_finish(s, "NO", "[NOPERM] %s: permission denied.", what);
+    if (!r->shared) {
+        if (!imap_ns_reserved(s, name))
+            return true;
+    } else if (!r->level) {
+        slash = strrchr(name, '/');
+        if (r->owner && r->name[0] && strchr(r->name, '/') && slash &&
+            (size_t)(slash - name) < sizeof(pname)) {
+            memcpy(pname, name, (size_t)(slash - name));
+            pname[slash - name] = '\0';
+            if (imap_ns_resolve(s, pname, &parent) == 0 && imap_ns_visible(&parent) &&
+                parent.owner == r->owner && (parent.rights & ACL_CREATE))
+                return true;
+        }
+        imap_finish(s, "NO", "[NOPERM] %s: permission denied.", what);
+        return false;
+    }
+    imap_finish(s, "NO", "[CANNOT] %s: the name is the shared namespace's (%s).", what,
+                imap_ns_prefix(s));
     return false;
 }
 
@@ -246,8 +266,15 @@ void imap_cmd_create(struct imap_session *s, struct imap_args *a)
             return;
         }
     }
-    if (new_name_ok(s, a, name, invalid, "CREATE") && own_name_ok(s, name, "CREATE"))
-        mbop_start(s, OP_CREATE, name, NULL, special);
+    struct imap_mref ref;
+    if (!new_name_ok(s, a, name, invalid, "CREATE") || !new_place_ok(s, name, "CREATE", &ref))
+        return;
+    if (ref.shared && special) {
+        imap_finish(s, "NO", "[CANNOT] CREATE: special-use is the owner's to set.");
+        return;
+    }
+    mbop_start(s, OP_CREATE, ref.name, NULL, special, ref.shared ? &ref : NULL,
+               ref.shared && !imap_ns_visible(&ref));
 }
 
 static void one_name_cmd(struct imap_session *s, struct imap_args *a, enum mbop op)
@@ -273,10 +300,30 @@ static void one_name_cmd(struct imap_session *s, struct imap_args *a, enum mbop 
         imap_finish(s, "NO", "[CANNOT] INBOX cannot be deleted.");
         return;
     }
-    /* a subscription is the subscriber's own, to any name */
-    if (op == OP_DELETE && !shared_name_ok(s, name, op_names[op]))
-        return;
-    mbop_start(s, op, name, NULL, 0);
+    /* a subscription is the subscriber's own, to any name (a shared one
+     * by the name the subscriber sees) */
+    if (op == OP_DELETE) {
+        struct imap_mref ref;
+        if (imap_ns_resolve(s, name, &ref) != 0) {
+            imap_finish_storage_err(s, STORAGE_E_NOMBOX, op_names[op]);
+            return;
+        }
+        if (ref.shared) {
+            if (!shared_visible(s, &ref, op_names[op]))
+                return;
+            if (!(ref.rights & ACL_DELETE)) {
+                imap_finish(s, "NO", "[NOPERM] DELETE: permission denied.");
+                return;
+            }
+            if (!strcmp(ref.name, "INBOX")) {
+                imap_finish(s, "NO", "[CANNOT] INBOX cannot be deleted.");
+                return;
+            }
+            mbop_start(s, op, ref.name, NULL, 0, &ref, false);
+            return;
+        }
+    }
+    mbop_start(s, op, name, NULL, 0, NULL, false);
 }
 
 void imap_cmd_delete(struct imap_session *s, struct imap_args *a)
@@ -310,7 +357,27 @@ void imap_cmd_rename(struct imap_session *s, struct imap_args *a)
         imap_no_name(s, "RENAME", true);
         return;
     }
-    if (new_name_ok(s, a, to, bad_to, "RENAME") && shared_name_ok(s, from, "RENAME") &&
-        own_name_ok(s, to, "RENAME"))
-        mbop_start(s, OP_RENAME, from, to, 0);
+    if (!new_name_ok(s, a, to, bad_to, "RENAME"))
+        return;
+    /* the old name first: one the user may not see answers as missing */
+    struct imap_mref rf, rt;
+    if (imap_ns_resolve(s, from, &rf) != 0) {
+        imap_finish_storage_err(s, STORAGE_E_NOMBOX, "RENAME");
+        return;
+    }
+    if (rf.shared) {
+        if (!shared_visible(s, &rf, "RENAME"))
+            return;
+        if (!(rf.rights & ACL_DELETE)) {
+            imap_finish(s, "NO", "[NOPERM] RENAME: permission denied.");
+            return;
+        }
+    }
+    if (!new_place_ok(s, to, "RENAME", &rt))
+        return;
+    if (rf.shared != rt.shared || rf.owner != rt.owner) {
+        imap_finish(s, "NO", "[CANNOT] RENAME: a mailbox cannot move to another account.");
+        return;
+    }
+    mbop_start(s, OP_RENAME, rf.name, rt.name, 0, rf.shared ? &rf : NULL, false);
 }
