@@ -208,7 +208,9 @@ class AclCtl(ServerTestCase):
         self.ok('mailbox', 'acl', 'set', B, 'bobbox', '-' + e, 'r')
         self.ok('group', 'add', 'erins')
         self.ok('group', 'members', 'erins', 'add', e)
+        asked = self.requests()
         self.ok('user', 'del', e)
+        self.assertEqual(self.requests(), asked + 1)  # coffred reads the lists again
         self.assertNotIn(e, self.acl(B, 'bobbox'))
         self.assertNotIn('-' + e, self.acl(B, 'bobbox'))
         self.assertEqual(self.ok('group', 'members', 'erins'), '')
