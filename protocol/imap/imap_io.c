@@ -144,7 +144,7 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
     "CHILDREN ESEARCH SEARCHRES WITHIN "                                                           \
     "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST SORT SORT=DISPLAY ESORT PARTIAL "          \
     "CONTEXT=SEARCH CONTEXT=SORT CONDSTORE QRESYNC NOTIFY "                                        \
-    "QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE LIST-STATUS "                           \
+    "QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE LIST-STATUS ACL RIGHTS=texk "           \
     "THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS I18NLEVEL=1 UTF8=ACCEPT"                  \
     " SAVEDATE UNAUTHENTICATE OBJECTID PREVIEW REPLACE UIDONLY"
 #define CAPS_STATES(lit)                                                                           \

@@ -882,6 +882,9 @@ struct imap_status {
     struct storage_status st;
     uint32_t recent;
     bool utf8; /* the name in UTF-8 (the session's s->utf8) */
+    /* the name written, when not mb.name (another account's mailbox in
+     * the shared namespace) */
+    const char *shown;
 };
 /* "(item *(SP item))": IMAP_ARG_OK, or IMAP_ARG_BAD for an unknown item
  * (RECENT in an IMAP4rev2 session: RFC 9051 has none) or an empty list. */
@@ -1003,6 +1006,15 @@ imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_startt
     imap_cmd_cancelupdate, imap_cmd_getquota, imap_cmd_getquotaroot, imap_cmd_setquota,
     imap_cmd_notify;
 imap_cmd_fn imap_cmd_unauthenticate, imap_cmd_replace;
+imap_cmd_fn imap_cmd_setacl, imap_cmd_deleteacl, imap_cmd_getacl, imap_cmd_listrights,
+    imap_cmd_myrights;
+
+/* After a storage change of owner's mailbox succeeded (cmd_acl.c): its
+ * ACL follows (op ACL_CH_RENAME a to b, ACL_CH_DROP a, ACL_CH_INHERIT
+ * parent a to child b), then the command ends with OK ok (also when the
+ * ACL could not follow: logged). */
+void imap_acl_follow(struct imap_session *s, int64_t owner, int op, const char *a, const char *b,
+                     const char *what, const char *ok);
 
 /* The session core's side of the connection handler (imap_commands.c
  * serves sessions with its table). */
