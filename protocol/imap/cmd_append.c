@@ -1197,6 +1197,8 @@ static bool ap_target(struct imap_session *s, struct imap_append *ap)
     }
     if (dst == s->account_id)
         return true;
+    if ((ap->store = imap_shared_held(s, dst)) != NULL)
+        return true;
     /* no job of the command's own runs meanwhile (ap_abort) */
     ap->phase = AP_LINE;
     if (imap_shared_acquire(s, dst, ref.owner_address, ap_store_go, NULL, NULL) == 0)
