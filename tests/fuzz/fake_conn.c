@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/acl.h"
 #include "auth/auth.h"
 #include "server/base/config.h"
 #include "server/base/conn.h"
@@ -159,6 +160,19 @@ void auth_login_cancel(struct auth_login *l)
 {
     pending_cb = NULL;
     pending_scram_first = false;
+}
+
+/* No ACL snapshot here: the shared namespace names nothing, and no
+ * change can be made. */
+const struct acl_snap *auth_service_acl(struct auth_service *s)
+{
+    return NULL;
+}
+
+int auth_service_acl_change(struct auth_service *s, const struct acl_change *ch,
+                            void (*cb)(void *arg, int result), void *arg)
+{
+    return -1;
 }
 
 /* Another account's store is never reached here (no loop, no service). */
