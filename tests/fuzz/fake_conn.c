@@ -162,8 +162,15 @@ void auth_login_cancel(struct auth_login *l)
     pending_scram_first = false;
 }
 
-/* No ACL snapshot here: the shared namespace names nothing, and no
- * change can be made. */
+/* Another account's store is never reached here (no loop, no service). */
+int auth_service_lookup(struct auth_service *s, const char *address, size_t len,
+                        struct auth_account *out)
+{
+    return AUTH_E_NOUSER;
+}
+
+/* No access control list: the shared namespace names nothing, and no
+ * change is made. */
 const struct acl_snap *auth_service_acl(struct auth_service *s)
 {
     return NULL;
@@ -175,11 +182,8 @@ int auth_service_acl_change(struct auth_service *s, const struct acl_change *ch,
     return -1;
 }
 
-/* Another account's store is never reached here (no loop, no service). */
-int auth_service_lookup(struct auth_service *s, const char *address, size_t len,
-                        struct auth_account *out)
+void auth_service_acl_reload(struct auth_service *s)
 {
-    return AUTH_E_NOUSER;
 }
 
 struct conf *fake_conn_conf(void)
