@@ -373,6 +373,33 @@ class SharedFolder(ImapCase):
         b.logout()
         self.revoke(box='INBOX')
 
+    def test_owner_quota_and_multiappend(self):
+        dave, dpw = 'dave@example.org', 'dave keeps a small mailbox'
+        self.server.add_user(dave, dpw)
+        rc, out, err = self.server.ctl('user', 'quota', dave, '--max-messages', '2')
+        self.assertEqual(rc, 0, out + err)
+        d = self.login(dave, dpw)
+        d.ok('CREATE Drop')
+        d.ok('SETACL Drop %s lrsi' % BOB)
+        d.logout()
+        drop = 'Shared/%s/Drop' % dave
+        b = self.login(BOB, PASS2)
+        # MULTIAPPEND: both or neither, the flags as the rights allow
+        b.ok('APPEND %s (\\Seen \\Flagged) {} (\\Deleted) {}' % quote(drop),
+             make_message(40), make_message(41))
+        m = re.search(rb'\[APPENDUID (\d+) ([\d:,]+)\]', b.last_tagged)
+        self.assertTrue(m, b.last_tagged)
+        self.assertEqual(m.group(2), b'1:2')
+        # dave's quota, not bob's (who has none), is what counts
+        st, t, _ = b.status_of('APPEND %s {}' % quote(drop), make_message(42))
+        self.assertIn(b'NO [OVERQUOTA]', t)
+        b.append('INBOX', make_message(43))
+        b.logout()
+        d = self.login(dave, dpw)
+        d.select('Drop')
+        self.assertEqual(flags_of(d), {1: {'\\seen'}, 2: set()})
+        d.logout()
+
     # ---- COPY and MOVE both ways ----
 
     def test_copy_move_both_ways(self):
