@@ -28,54 +28,18 @@ static int pending_handle;
 static bool pending_scram_first; /* the pending login is SCRAM's first step */
 static bool closed_early;
 
-void *conn_proto(struct conn *c)
-{
-    return c->proto;
-}
-void conn_set_proto(struct conn *c, void *p)
-{
-    c->proto = p;
-}
-const struct conn_info *conn_info(struct conn *c)
-{
-    return &c->info;
-}
-const struct conf *conn_conf(struct conn *c)
-{
-    return &fake_conf;
-}
-struct auth_service *conn_auth(struct conn *c)
-{
-    return NULL;
-}
-const char *conn_hostname(struct conn *c)
-{
-    return "fuzz.example";
-}
-struct uv_loop_s *conn_loop(struct conn *c)
-{
-    return NULL;
-}
-size_t conn_write_queued(struct conn *c)
-{
-    return 0;
-}
-bool conn_is_tls(struct conn *c)
-{
-    return c->tls;
-}
-const struct peer_cert *conn_tls_peer(struct conn *c)
-{
-    return NULL;
-}
-bool conn_client_cert_valid(struct conn *c)
-{
-    return false;
-}
-bool conn_plaintext_auth_ok(struct conn *c)
-{
-    return c->tls || c->plain_ok;
-}
+void *conn_proto(struct conn *c) { return c->proto; }
+void conn_set_proto(struct conn *c, void *p) { c->proto = p; }
+const struct conn_info *conn_info(struct conn *c) { return &c->info; }
+const struct conf *conn_conf(struct conn *c) { return &fake_conf; }
+struct auth_service *conn_auth(struct conn *c) { return NULL; }
+const char *conn_hostname(struct conn *c) { return "fuzz.example"; }
+struct uv_loop_s *conn_loop(struct conn *c) { return NULL; }
+size_t conn_write_queued(struct conn *c) { return 0; }
+bool conn_is_tls(struct conn *c) { return c->tls; }
+const struct peer_cert *conn_tls_peer(struct conn *c) { return NULL; }
+bool conn_client_cert_valid(struct conn *c) { return false; }
+bool conn_plaintext_auth_ok(struct conn *c) { return c->tls || c->plain_ok; }
 int conn_channel_binding(struct conn *c, const char *name, unsigned char *out, size_t cap)
 {
     /* a fixed stand-in, so that the fuzzers reach the -PLUS paths */
@@ -84,52 +48,20 @@ int conn_channel_binding(struct conn *c, const char *name, unsigned char *out, s
     memset(out, 0x5a, 32);
     return 32;
 }
-void conn_pause(struct conn *c)
-{
-}
-void conn_resume(struct conn *c)
-{
-}
-void conn_set_timeout(struct conn *c, unsigned ms)
-{
-}
-void conn_set_logged_in(struct conn *c)
-{
-}
-void conn_set_user(struct conn *c, const char *user)
-{
-}
-void conn_login_begin(struct conn *c, const char *mech, const char *user, size_t ulen)
-{
-}
-void conn_login_end(struct conn *c, int auth_result, const char *refused)
-{
-}
-void conn_set_login_label(struct conn *c, const char *label)
-{
-}
-void conn_set_client_id(struct conn *c, const char *name, const char *version)
-{
-}
-void conn_count_command(struct conn *c)
-{
-}
-const char *conn_login_revoked(struct conn *c, const char *address)
-{
-    return NULL;
-}
-bool conn_closing(struct conn *c)
-{
-    return c->closing;
-}
-void conn_close(struct conn *c)
-{
-    c->closing = true;
-}
-void conn_abort(struct conn *c)
-{
-    c->closing = true;
-}
+void conn_pause(struct conn *c) {}
+void conn_resume(struct conn *c) {}
+void conn_set_timeout(struct conn *c, unsigned ms) {}
+void conn_set_logged_in(struct conn *c) {}
+void conn_set_user(struct conn *c, const char *user) {}
+void conn_login_begin(struct conn *c, const char *mech, const char *user, size_t ulen) {}
+void conn_login_end(struct conn *c, int auth_result, const char *refused) {}
+void conn_set_login_label(struct conn *c, const char *label) {}
+void conn_set_client_id(struct conn *c, const char *name, const char *version) {}
+void conn_count_command(struct conn *c) {}
+const char *conn_login_revoked(struct conn *c, const char *address) { return NULL; }
+bool conn_closing(struct conn *c) { return c->closing; }
+void conn_close(struct conn *c) { c->closing = true; }
+void conn_abort(struct conn *c) { c->closing = true; }
 
 void conn_write(struct conn *c, const void *buf, size_t len)
 {
@@ -168,8 +100,9 @@ int conn_starttls(struct conn *c)
 }
 
 struct auth_login *auth_login_start_svc(struct auth_service *s, const char *service,
-                                        const char *user, size_t ulen, const char *pw, size_t pwlen,
-                                        const struct sockaddr *remote, auth_login_cb cb, void *arg)
+                                        const char *user, size_t ulen, const char *pw,
+                                        size_t pwlen, const struct sockaddr *remote,
+                                        auth_login_cb cb, void *arg)
 {
     if (pending_cb)
         abort(); /* a session must never run two logins at once */
@@ -180,8 +113,8 @@ struct auth_login *auth_login_start_svc(struct auth_service *s, const char *serv
 
 struct auth_login *auth_login_start_tls(struct auth_service *s, const char *service,
                                         const char *user, size_t ulen, const char *pw, size_t pwlen,
-                                        const struct peer_cert *peer, const struct sockaddr *remote,
-                                        auth_login_cb cb, void *arg)
+                                        const struct peer_cert *peer,
+                                        const struct sockaddr *remote, auth_login_cb cb, void *arg)
 {
     return auth_login_start_svc(s, service, user, ulen, pw, pwlen, remote, cb, arg);
 }
@@ -229,15 +162,17 @@ void auth_login_cancel(struct auth_login *l)
     pending_scram_first = false;
 }
 
-/* Another account's store is never reached here (no loop, no service). */
-int auth_service_lookup(struct auth_service *s, const char *address, size_t len,
+/* Another account's store is never reached here (no loop, no service);
+ * weak: fuzz-lmtp has a lookup of its own. */
+__attribute__((weak)) int auth_service_lookup(struct auth_service *s, const char *address, size_t len,
                         struct auth_account *out)
 {
     return AUTH_E_NOUSER;
 }
 
-/* The ACL snapshot a target gives (fake_conn_set_acl), NULL by default;
- * a change is made at once and succeeds. */
+/* The ACL snapshot a target gives (fake_conn_set_acl; none by default:
+ * the shared namespace names nothing); a change is made at once and
+ * succeeds. */
 static const struct acl_snap *fake_acl;
 
 void fake_conn_set_acl(const struct acl_snap *snap)
@@ -255,6 +190,10 @@ int auth_service_acl_change(struct auth_service *s, const struct acl_change *ch,
 {
     cb(arg, 0);
     return 0;
+}
+
+void auth_service_acl_reload(struct auth_service *s)
+{
 }
 
 struct conf *fake_conn_conf(void)
