@@ -9,7 +9,12 @@ ACL following RENAME, DELETE and CREATE and surviving a restart.
 With IMAP_TESTS_AGAINST=dovecot the class runs against Dovecot with its
 acl and imap_acl plugins (vfile ACLs) and a shared namespace Shared/%u/;
 where RFC 4314 allows both servers' answers, the test says so and checks
-coffre's choice only against coffred.
+coffre's choice only against coffred. Against Dovecot 2.3.19 the tests of
+capabilities and NAMESPACE, special-use, subscriptions, the own
+mailboxes' ACL commands and hidden-as-missing run; those that watch a
+session's view change as rights change are skipped (Dovecot fixes it at
+the session's first LIST of others' mailboxes), as is the name attack
+test (Dovecot ends the session on one of its names).
 """
 import os
 import re
@@ -28,6 +33,11 @@ DAVE, PD = 'dave@example.org', 'dave password 012'
 ERIN, PE = 'erin@example.org', 'erin password 345'
 FRANK, PF = 'frank@example.org', 'frank password 678'
 DOVECOT = imap_util.AGAINST_DOVECOT
+
+# Dovecot makes a session's view of another user's mailboxes once, at the
+# first LIST that reaches them: a change of rights made meanwhile shows in
+# a new session only (RFC 4314 does not say when a change is seen)
+SESSION_VIEW = "Dovecot's view of others' mailboxes is fixed at a session's first LIST"
 
 # every right, with the virtual c and d of RFC 4314 2.1.1 that coffre adds
 ALL = 'lrswipkxteacd'
@@ -56,8 +66,9 @@ def list_names(untagged, kind=b'LIST'):
 
 
 def normalize(tagged):
-    """A tagged answer without its tag, to compare two commands' answers."""
-    return tagged.split(b' ', 1)[1]
+    """A tagged answer without its tag, to compare two commands' answers
+    (and without the timings Dovecot adds)."""
+    return re.sub(rb' \([0-9.+ ]+ secs\)', b'', tagged.split(b' ', 1)[1])
 
 
 class DovecotAclServer(imap_util.DovecotServer if DOVECOT else object):
@@ -72,7 +83,7 @@ protocol imap {
 }
 plugin {
   acl = vfile
-  acl_shared_dict = file:%(d)s/run/shared-mailboxes
+  acl_shared_dict = file:%(data)s/shared-mailboxes
   acl_anyone = allow
 }
 namespace shared {
@@ -83,7 +94,7 @@ namespace shared {
   subscriptions = no
   list = children
 }
-''' % dict(d=self.tmp))
+''' % dict(data=self.data_dir))
         return path
 
 
@@ -163,7 +174,13 @@ class AclNs(ImapCase):
         # RFC 4314 2.1.1: the new rights t, e, x and k are offered
         self.assertIn(b'RIGHTS=texk', caps)
         u = c.ok('NAMESPACE')
-        self.assertRegex(u[0], rb'^\* NAMESPACE \(\("" "/"\)\) NIL \(\("Shared/(%u/)?" "/"\)\)$')
+        # RFC 2342 lets others' mailboxes stand in the "other users"
+        # namespace (Dovecot's shared namespace with %u) or the shared one
+        # (coffre)
+        if DOVECOT:
+            self.assertIn(b'(("Shared/" "/"))', u[0])
+        else:
+            self.assertEqual(u[0], b'* NAMESPACE (("" "/")) NIL (("Shared/" "/"))')
 
     # ---- one's own mailboxes
 
@@ -192,8 +209,8 @@ class AclNs(ImapCase):
         self.assertTrue(set('lrswipkxtea') <= set(optional), lr)
         c.ok('DELETEACL own1 %s' % BOB)
         self.assertNotIn(BOB, self.getacl(c, 'own1'))
-        # a missing mailbox
-        for cmd in ('GETACL nosuch', 'MYRIGHTS nosuch', 'SETACL nosuch %s lr' % BOB,
+        # a missing mailbox (Dovecot answers some of these OK)
+        for cmd in () if DOVECOT else ('GETACL nosuch', 'MYRIGHTS nosuch', 'SETACL nosuch %s lr' % BOB,
                     'DELETEACL nosuch %s' % BOB, 'LISTRIGHTS nosuch %s' % BOB):
             st, t, _ = c.status_of(cmd)
             self.assertEqual(st, 'NO', (cmd, t))
@@ -202,8 +219,9 @@ class AclNs(ImapCase):
         # syntax: a right RFC 4314 does not know is BAD (section 3.1)
         st, t, _ = c.status_of('SETACL own1 %s lrz' % BOB)
         self.assertEqual(st, 'BAD', t)
-        for bad in ('SETACL own1', 'SETACL own1 %s' % BOB, 'GETACL', 'MYRIGHTS own1 x',
-                    'LISTRIGHTS own1', 'DELETEACL own1'):
+        # (Dovecot ignores what follows MYRIGHTS's mailbox)
+        for bad in ('SETACL own1', 'SETACL own1 %s' % BOB, 'GETACL',
+                    'LISTRIGHTS own1', 'DELETEACL own1') + (() if DOVECOT else ('MYRIGHTS own1 x',)):
             st, t, _ = c.status_of(bad)
             self.assertEqual(st, 'BAD', (bad, t))
 
@@ -224,6 +242,7 @@ class AclNs(ImapCase):
 
     # ---- the shared namespace as rights change
 
+    @unittest.skipIf(DOVECOT, SESSION_VIEW)
     def test_shared_view_follows_rights(self):
         a, b = self.as_user(ERIN, PE), self.as_user(FRANK, PF)
         self.make(a, 'team', 2)
@@ -267,6 +286,7 @@ class AclNs(ImapCase):
         _, t2 = b.cmd('STATUS %s (MESSAGES)' % quote(shared(ERIN, 'nosuch')))
         self.assertEqual(normalize(t), normalize(t2))
 
+    @unittest.skipIf(DOVECOT, SESSION_VIEW)
     def test_children_and_levels(self):
         a, b = self.alice(), self.bob()
         self.make(a, 'proj', 0)
@@ -321,6 +341,7 @@ class AclNs(ImapCase):
 
     # ---- groups, anyone, negative rights
 
+    @unittest.skipIf(DOVECOT, SESSION_VIEW)
     def test_anyone_and_negative_rights(self):
         a, b, c = self.alice(), self.bob(), self.carol()
         self.make(a, 'pub', 1)
@@ -395,9 +416,16 @@ class AclNs(ImapCase):
                     am = b.cmd(tmpl % quote(name_m))
                 else:
                     continue
-                self.assertEqual(ah[0], am[0], tmpl)
-                self.assertEqual(normalize(ah[1]), normalize(am[1]), tmpl)
-                self.assertNotRegex(ah[1], rb'^T\d+ OK (?!LIST|LSUB)', (tmpl, ah))
+                # Dovecot names the mailbox in its answer: compared apart
+                # from the name
+                hb, mb = quote(name_h).encode(), quote(name_m).encode()
+                self.assertEqual([r.replace(hb, b'N').replace(name_h.encode(), b'N')
+                                  for r in ah[0]],
+                                 [r.replace(mb, b'N').replace(name_m.encode(), b'N')
+                                  for r in am[0]], tmpl)
+                self.assertEqual(normalize(ah[1]).replace(name_h.encode(), b'N'),
+                                 normalize(am[1]).replace(name_m.encode(), b'N'), tmpl)
+                self.assertNotRegex(ah[1], rb'(?i)^T\d+ OK (?!LIST|LSUB)', (tmpl, ah))
         # nor does an owner bob has nothing of
         for tmpl in ('STATUS %s (MESSAGES)', 'MYRIGHTS %s', 'GETACL %s'):
             if DOVECOT:
@@ -411,6 +439,7 @@ class AclNs(ImapCase):
 
     # ---- attacks through names
 
+    @unittest.skipIf(DOVECOT, 'Dovecot 2.3.19 ends the session (a panic) on one of these names')
     def test_name_attacks(self):
         a, b = self.alice(), self.bob()
         self.make(a, 'open', 1)
@@ -453,6 +482,7 @@ class AclNs(ImapCase):
 
     # ---- the ACL follows the mailbox, and outlives a restart
 
+    @unittest.skipIf(DOVECOT, SESSION_VIEW)
     def test_acl_follows_rename_delete_create(self):
         a, b = self.alice(), self.bob()
         self.make(a, 'moving', 1)
@@ -479,6 +509,7 @@ class AclNs(ImapCase):
         self.assertNotIn(BOB, self.getacl(a, 'moved/kid'))
         self.assertNotIn(shared(ALICE, 'moved/kid'), self.sees(b, 'Shared/*'))
 
+    @unittest.skipIf(DOVECOT, SESSION_VIEW)
     def test_shared_create_delete_rename(self):
         a, b = self.alice(), self.bob()
         self.make(a, 'box', 0)
