@@ -1,8 +1,8 @@
 /* libFuzzer target: the ACL commands of RFC 4314 (SETACL, DELETEACL,
  * GETACL, LISTRIGHTS, MYRIGHTS) and the shared namespace's names they
  * resolve, driven through an IMAP session logged in as fuzz@example.org
- * with an ACL snapshot of a few accounts, groups and entries (made once
- * in a temporary account database); and the rights strings and
+ * with an ACL snapshot of a few accounts, groups and entries
+ * (acl_fixture.h); and the rights strings and
  * identifiers alone (auth/acl.h), with their round trips checked.
  *
  * The first byte picks: 0 rights strings, 1 identifiers, else a session
@@ -16,62 +16,20 @@
 #include "auth/acl.h"
 #include "protocol/imap/imap.h"
 #include "server/base/config.h"
+#include "tests/fuzz/acl_fixture.h"
 #include "tests/fuzz/fake_conn.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static struct acl_snap *snap;
-
-static void must(int r, const char *what)
-{
-    if (r != 0) {
-        fprintf(stderr, "fuzz-acl setup: %s: %d\n", what, r);
-        abort();
-    }
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    char dir[] = "/tmp/fuzz-acl-XXXXXX", err[256], path[64];
-    struct auth_db *db;
-    struct auth_account a, b, f;
+    struct acl_snap *snap = acl_fixture_snapshot();
 
     (void)argc;
     (void)argv;
-    if (!mkdtemp(dir))
+    if (!snap)
         abort();
-    must(auth_db_open(dir, &db, err, sizeof(err)), "open");
-    must(auth_user_add(db, "alice@example.org", "pw-alice-123", 0, 0, &a), "alice");
-    must(auth_user_add(db, "bob@example.org", "pw-bob-123456", 0, 0, &b), "bob");
-    /* the stand-in login is account 7, fuzz@example.org */
-    for (int i = 3; i < 7; i++) {
-        char addr[32];
-        snprintf(addr, sizeof(addr), "user%d@example.org", i);
-        must(auth_user_add(db, addr, "pw-dummy-12345", 0, 0, &f), "dummy");
-    }
-    must(auth_user_add(db, "fuzz@example.org", "pw-fuzz-12345", 0, 0, &f), "fuzz");
-    must(f.id == 7 ? 0 : -1, "fuzz@example.org is not account 7");
-    must(acl_group_add(db, "team"), "group");
-    must(acl_group_member(db, "team", "fuzz@example.org", true), "member");
-    must(acl_db_set(db, a.id, "INBOX", "anyone", ACL_LOOKUP | ACL_READ, '='), "a1");
-    must(acl_db_set(db, a.id, "support", "fuzz@example.org", ACL_ALL, '='), "a2");
-    must(acl_db_set(db, a.id, "hidden", "bob@example.org", ACL_LOOKUP, '='), "a3");
-    must(acl_db_set(db, a.id, "a/b", "$team", ACL_LOOKUP | ACL_ADMIN | ACL_CREATE, '='), "a4");
-    must(acl_db_set(db, a.id, "neg", "anyone", ACL_LOOKUP | ACL_READ, '='), "a5");
-    must(acl_db_set(db, a.id, "neg", "-fuzz@example.org", ACL_LOOKUP, '='), "a6");
-    must(acl_db_set(db, b.id, "Lists/x", "-anyone", ACL_READ, '='), "b1");
-    must(acl_db_set(db, b.id, "Lists/y", "fuzz@example.org", ACL_READ, '='), "b2");
-    must(acl_snap_load(db, &snap), "snapshot");
-    auth_db_close(db);
-    /* the database is read once: nothing of it is needed any more */
-    snprintf(path, sizeof(path), "%s/accounts.sqlite", dir);
-    unlink(path);
-    snprintf(path, sizeof(path), "%s/accounts.sqlite-wal", dir);
-    unlink(path);
-    snprintf(path, sizeof(path), "%s/accounts.sqlite-shm", dir);
-    unlink(path);
-    rmdir(dir);
     fake_conn_set_acl(snap);
     return 0;
 }
