@@ -105,6 +105,12 @@ static void select_done(struct imap_session *s, struct imap_job *j)
     sj->installed = true; /* imap_sel_free releases the claim */
     bool readonly = sj->readonly;
     if (sj->shared) {
+        char vis[IMAP_NAME_MAX];
+        char *n = imap_ns_name(&sj->ref, vis, sizeof(vis)) == 0 ? strdup(vis) : NULL;
+        if (n) {
+            free(sel->name); /* the name the user knows it by (`coffrectl who`) */
+            sel->name = n;
+        }
         sel->readonly = sj->readonly;
         imap_sel_attach(s, sel, imap_job_take_store(j), &sj->ref);
         /* RFC 4314 5.2: READ-ONLY without a right to change anything */

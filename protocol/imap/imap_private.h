@@ -730,6 +730,9 @@ void imap_sel_job(struct imap_session *s, struct imap_job *j, imap_job_work *wor
 typedef void imap_shared_cb(struct imap_session *s, int err, struct mailuser *mu, void *arg);
 int imap_shared_acquire(struct imap_session *s, int64_t owner, const char *owner_address,
                         imap_shared_cb *cb, void (*abort)(void *arg), void *arg);
+/* The store of owner when the session holds it already (the selected
+ * mailbox's), with a hold for the caller; else NULL. */
+struct mailuser *imap_shared_held(struct imap_session *s, int64_t owner);
 /* The session ends: an acquisition in flight is dropped. */
 void imap_shared_abort(struct imap_session *s);
 struct imap_mref;

@@ -120,6 +120,14 @@ int imap_shared_acquire(struct imap_session *s, int64_t owner, const char *owner
     return 0;
 }
 
+struct mailuser *imap_shared_held(struct imap_session *s, int64_t owner)
+{
+    struct mailuser *mu = s->sel && s->sel->mu && s->sel->owner == owner ? s->sel->mu : NULL;
+    if (mu)
+        mailuser_hold(mu);
+    return mu;
+}
+
 void imap_shared_abort(struct imap_session *s)
 {
     struct imap_shared_open *so = s->shared_open;
@@ -178,6 +186,11 @@ void imap_shared_job(struct imap_session *s, const struct imap_mref *r, struct i
     }
     j->work = work; /* kept for job_go */
     j->done = done;
+    struct mailuser *mu = imap_shared_held(s, r->owner);
+    if (mu) {
+        job_go(s, 0, mu, j); /* the selected mailbox's owner: held already */
+        return;
+    }
     if (imap_shared_acquire(s, r->owner, r->owner_address, job_go, job_drop, j) < 0) {
         job_drop(j);
         imap_finish(s, "NO", "[UNAVAILABLE] Temporary failure; try again later.");
