@@ -115,12 +115,18 @@ struct acl_job {
     int err;
 };
 
-static void write_mbox(struct imap_session *s, struct buf *b, const struct imap_mref *r)
+/* "* kind mailbox" as the client names it (untagged ACL, LISTRIGHTS,
+ * MYRIGHTS): the buffer to go on in. */
+static struct buf *answer_open(struct imap_session *s, const char *kind, const struct imap_mref *r)
 {
+    struct buf *b = imap_outbuf(s);
     char name[IMAP_NAME_MAX + 1];
+
     if (imap_ns_name(r, name, sizeof(name)) < 0)
         name[0] = '\0';
+    buf_printf(b, "* %s ", kind);
     imap_buf_mbox(b, name, s->utf8);
+    return b;
 }
 
 /* An identifier as an astring: an atom when it can be one. */
@@ -174,9 +180,7 @@ static void acl_answer(struct imap_session *s, struct acl_job *aj)
                     aj->cmd == AC_SET ? "SETACL completed." : "DELETEACL completed.", false);
         return;
     case AC_GET:
-        b = imap_outbuf(s);
-        buf_str(b, "* ACL ");
-        write_mbox(s, b, r);
+        b = answer_open(s, "ACL", r);
         /* the owner's rights are implicit: all of them */
         acl_rights_format_virtual(ACL_ALL, rs);
         buf_addc(b, ' ');
@@ -189,9 +193,7 @@ static void acl_answer(struct imap_session *s, struct acl_job *aj)
         buf_str(b, "\r\n");
         break;
     case AC_LIST:
-        b = imap_outbuf(s);
-        buf_str(b, "* LISTRIGHTS ");
-        write_mbox(s, b, r);
+        b = answer_open(s, "LISTRIGHTS", r);
         buf_addc(b, ' ');
         write_ident(b, aj->ident);
         if (!strcmp(aj->ident, r->owner_address)) {
@@ -207,9 +209,7 @@ static void acl_answer(struct imap_session *s, struct acl_job *aj)
         }
         break;
     case AC_MY:
-        b = imap_outbuf(s);
-        buf_str(b, "* MYRIGHTS ");
-        write_mbox(s, b, r);
+        b = answer_open(s, "MYRIGHTS", r);
         acl_rights_format_virtual(r->rights, rs);
         buf_addc(b, ' ');
         buf_imap_string(b, rs, strlen(rs));
