@@ -400,6 +400,27 @@ class SharedFolder(ImapCase):
         self.assertEqual(flags_of(d), {1: {'\\seen'}, 2: set()})
         d.logout()
 
+    def test_expunge_close_replace_with_te(self):
+        self.share('lrswite')
+        b = self.login(BOB, PASS2)
+        b.select(self.sbox)
+        uids = sorted(int(it['UID']) for it, _ in b.fetch('1:*', '(UID)').values())
+        b.ok('STORE 1:2 +FLAGS (\\Deleted)')
+        u = b.ok('UID EXPUNGE %d' % uids[0])
+        self.assertIn(b'* 1 EXPUNGE', u)
+        # REPLACE (RFC 8508) within alice's store: i, t and e
+        b.ok('REPLACE 2 %s {}' % quote(self.sbox), make_message(50, subject='replaced'))
+        self.assertIn(b'APPENDUID', b'\n'.join(r[1] for r in b.log[-6:]))
+        b.ok('STORE 1 +FLAGS (\\Deleted)')
+        b.ok('CLOSE')  # with e: expunges
+        b.logout()
+        a = self.login(ALICE, PASS)
+        a.select(self.box)
+        got = a.fetch('1:*', '(BODY.PEEK[HEADER.FIELDS (SUBJECT)])')
+        self.assertEqual(len(got), 1)
+        self.assertIn(b'Subject: replaced', got[1][1]['BODY[HEADER.FIELDS (SUBJECT)]'])
+        a.logout()
+
     # ---- COPY and MOVE both ways ----
 
     def test_copy_move_both_ways(self):
