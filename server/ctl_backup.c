@@ -453,6 +453,7 @@ static int do_restore(const struct conf *c, const char *src, const char *user, b
                 return CTL_EXIT_SYSTEM;
             }
             printf("%s: account added (id %" PRId64 ")\n", addr, live.id);
+            ctl_live_acl_changed(c); /* its access control lists came along */
             snprintf(q, sizeof(q), "%s/users/%" PRId64, c->data_dir, live.id);
             if (lstat(q, &sb) == 0 && move_aside(c->data_dir, q, "orphan", now) < 0)
                 return CTL_EXIT_SYSTEM;

@@ -410,6 +410,7 @@ static int run_verb(const struct conf *c, const char *verb, const struct args *a
             rc = auth_error(r, address);
             goto out;
         }
+        ctl_live_acl_changed(c); /* its entries went with it */
         snprintf(path, sizeof(path), "%s/users/%" PRId64, c->data_dir, acct.id);
         if (!a->purge) {
             printf("deleted %s (id %" PRId64 "); mail kept in %s\n", acct.address, acct.id, path);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/acl.h"
 #include "protocol/imap/imap_private.h"
 #include "server/base/config.h"
 
@@ -277,8 +278,15 @@ void imap_sel_free(struct imap_session *s)
         return;
     if (sel->rec && sel->rec->owner == s)
         sel->rec->owner = NULL;
-    if (!sel->readonly && s->mu)
+    if (!sel->readonly && s->mu && !sel->mu)
         storage_recent_release(mailuser_storage(s->mu), sel->id, s);
+    if (sel->mu) {
+        /* another account's: its store goes (jobs on it hold it still) */
+        mailuser_unlisten(&sel->listener);
+        mailuser_release(sel->mu);
+        free(sel->owner_address);
+        free(sel->oname);
+    }
     uidmap_free(&sel->uids);
     free(sel->name);
     uidarr_free(&sel->pend_new);
@@ -290,6 +298,86 @@ void imap_sel_free(struct imap_session *s)
     s->sel = NULL;
     if (s->state == IMAP_SELECTED)
         s->state = IMAP_AUTH;
+}
+
+/* ---- the rights on another account's mailbox (RFC 4314) ---- */
+
+unsigned imap_sel_rights(struct imap_session *s)
+{
+    const struct imap_sel *sel = s->sel;
+    if (!sel || !sel->mu)
+        return ACL_ALL;
+    if (sel->revoked)
+        return 0;
+    const struct acl_snap *snap = conn_auth(s->c) ? auth_service_acl(conn_auth(s->c)) : NULL;
+    if (!snap || !s->user)
+        return 0;
+    return acl_snap_rights(snap, sel->owner, sel->oname, s->account_id, s->user);
+}
+
+bool imap_rights_readwrite(unsigned rights)
+{
+    /* RFC 4314 5.2: i, e and the rights of the flags others see. \Seen is
+     * one of those while it is kept in the message for everybody. */
+    return rights & (ACL_INSERT | ACL_EXPUNGE | ACL_SEEN | ACL_WRITE | ACL_DELMSG);
+}
+
+void imap_buf_permflags(struct buf *b, unsigned rights, const char *keywords)
+{
+    const char *sep = "";
+    buf_addc(b, '(');
+    if (rights & ACL_WRITE) {
+        buf_str(b, "\\Answered \\Flagged");
+        sep = " ";
+    }
+    if (rights & ACL_DELMSG) {
+        buf_str(b, sep);
+        buf_str(b, "\\Deleted");
+        sep = " ";
+    }
+    if (rights & ACL_SEEN) {
+        buf_str(b, sep);
+        buf_str(b, "\\Seen");
+        sep = " ";
+    }
+    if (rights & ACL_WRITE) {
+        buf_str(b, sep);
+        buf_str(b, "\\Draft");
+        if (keywords)
+            buf_str(b, keywords); /* " kw1 kw2" */
+        buf_str(b, " \\*");
+    }
+    buf_addc(b, ')');
+}
+
+bool imap_sel_refresh(struct imap_session *s)
+{
+    struct imap_sel *sel = s->sel;
+    if (!sel || !sel->mu)
+        return true;
+    unsigned r = imap_sel_rights(s);
+    if (!(r & ACL_READ) && !sel->revoked) {
+        /* RFC 4314 5.1.1: the commands of the selected state are refused
+         * until the mailbox is closed (a BYE would take the user's other
+         * work with it); nothing of it is announced any more */
+        sel->revoked = true;
+        sel->rights = 0;
+    }
+    if (sel->revoked)
+        return false;
+    if (r != sel->rights && !sel->readonly) {
+        /* 5.1.1: PERMANENTFLAGS again when they changed, and READ-ONLY or
+         * READ-WRITE when that changed */
+        struct buf *b = imap_outbuf(s);
+        buf_str(b, "* OK [PERMANENTFLAGS ");
+        imap_buf_permflags(b, r, NULL);
+        buf_str(b, "] Your rights on the mailbox changed.\r\n");
+        if (imap_rights_readwrite(r) != imap_rights_readwrite(sel->rights))
+            buf_str(b, imap_rights_readwrite(r) ? "* OK [READ-WRITE] Writable now.\r\n"
+                                                : "* OK [READ-ONLY] Read-only now.\r\n");
+    }
+    sel->rights = r;
+    return true;
 }
 
 /* ---- sets ---- */
@@ -514,11 +602,42 @@ void imap_on_event(void *arg, const struct storage_event *ev)
 
     if (s->notify)
         s->notify_ops->event(s, ev);
-    sel_event(s, ev);
+    if (s->sel && !s->sel->mu)
+        sel_event(s, ev); /* the selected mailbox is one of ours */
     if (s->notify) {
         s->notify_ops->kick(s); /* NOTIFY announces it now */
         imap_flush(s);
     }
+}
+
+/* Events of the store of the selected mailbox's owner (another account):
+ * its own listener, so that a mailbox id is only ever compared with ids
+ * of the same account. */
+static void on_shared_event(void *arg, const struct storage_event *ev)
+{
+    struct imap_session *s = arg;
+    if (!s->sel || !s->sel->mu)
+        return;
+    sel_event(s, ev);
+    if (s->notify) {
+        s->notify_ops->kick(s);
+        imap_flush(s);
+    }
+}
+
+void imap_sel_attach(struct imap_session *s, struct imap_sel *sel, struct mailuser *mu,
+                     const struct imap_mref *r)
+{
+    sel->mu = mu;
+    sel->owner = r->owner;
+    sel->owner_address = strdup(r->owner_address);
+    sel->oname = strdup(r->name);
+    sel->rights = r->rights;
+    sel->listener.on_event = on_shared_event;
+    sel->listener.arg = s;
+    mailuser_listen(mu, &sel->listener);
+    if (!sel->owner_address || !sel->oname)
+        sel->revoked = true; /* out of memory: rights cannot be checked */
 }
 
 static void sel_event(struct imap_session *s, const struct storage_event *ev)
@@ -831,6 +950,15 @@ void imap_updates(struct imap_session *s, bool expunge_ok, void (*then)(struct i
             then(s);
         return;
     }
+    if (sel->mu && !imap_sel_refresh(s)) {
+        /* access revoked: nothing more of the mailbox is told */
+        uidarr_free(&sel->pend_new);
+        uidarr_free(&sel->pend_exp);
+        sel->flags_dirty = sel->resync = sel->ctx_dirty = false;
+        if (then)
+            then(s);
+        return;
+    }
     if (!imap_updates_need_job(s) || s->job || !s->mu) {
         apply_pending(s, expunge_ok);
         if (then)
@@ -860,6 +988,7 @@ void imap_updates(struct imap_session *s, bool expunge_ok, void (*then)(struct i
     sel->ctx_dirty = false;
     sel->flags_dirty = false;
     sel->resync = false;
+    u->j.store = sel->mu;
     if (imap_job_start(s, &u->j, upd_work, upd_done) < 0) {
         apply_pending(s, expunge_ok);
         if (then)

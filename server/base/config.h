@@ -103,6 +103,7 @@ struct conf {
     unsigned mail_max_header_searches; /* SEARCH HEADER keys that read message files */
     unsigned mail_max_mailboxes;       /* mailboxes per account */
     unsigned mail_max_subscriptions;   /* subscriptions per account */
+    unsigned acl_max_entries;          /* entries of one mailbox's ACL */
 
     /* IMAP (protocol/imap) */
     struct conf_addr_list imap_listen;
@@ -123,6 +124,7 @@ struct conf {
     unsigned imap_vanished_keep_days;          /* expunged UIDs kept so many days at least */
     unsigned imap_vanished_keep_count;         /* and the so many newest per mailbox */
     unsigned quota_warning_percent;            /* login ALERT at this quota use; 0 = never */
+    char shared_prefix[64]; /* the shared namespace ("Shared/"), "" = none (RFC 2342) */
 
     /* POP3 (protocol/pop3) */
     struct conf_addr_list pop3_listen;
