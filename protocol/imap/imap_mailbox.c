@@ -512,6 +512,9 @@ void imap_on_event(void *arg, const struct storage_event *ev)
 {
     struct imap_session *s = arg;
 
+    /* another account's own \Seen on a shared mailbox: not ours to see */
+    if (ev->viewer && ev->viewer != s->account_id)
+        return;
     if (s->notify)
         s->notify_ops->event(s, ev);
     sel_event(s, ev);
