@@ -481,6 +481,9 @@ int storage_uids(struct storage_user *u, int64_t mbox, struct storage_uidlist *o
 /* ---- changing messages ---- */
 
 enum storage_store_op { STORAGE_STORE_SET, STORAGE_STORE_ADD, STORAGE_STORE_REMOVE };
+/* In storage_store's flags: a SET leaves the rows' \Seen as it is (a
+ * viewer's STORE on a shared mailbox: its own \Seen is storage_pseen_store's). */
+#define STORAGE_STORE_KEEP_SEEN (1u << 8)
 
 /* STORE: applies flags (and keywords, NULL/0 = none) to the messages of set
  * (in one index transaction, whatever the count). Each message that changes

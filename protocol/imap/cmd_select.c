@@ -26,6 +26,10 @@ struct select_job {
     uint32_t qr_uidvalidity;
     struct imap_vanished qr;
     struct imap_flagset changed; /* the known messages changed since */
+    /* per-user \Seen: the account whose own \Seen the session reads in
+     * this mailbox (imap_sel.seen_viewer), 0: the rows'; and its set */
+    int64_t viewer;
+    struct storage_seen seen;
 };
 
 static int changed_cb(void *arg, const struct storage_msg *m)
@@ -33,6 +37,11 @@ static int changed_cb(void *arg, const struct storage_msg *m)
     struct select_job *sj = arg;
     if (!imap_vanished_knows(&sj->qr, m->uid))
         return 0;
+    if (sj->viewer) {
+        struct storage_msg v = *m;
+        v.flags = storage_seen_flags(&sj->seen, m->uid, m->flags);
+        return imap_flagset_add(&sj->changed, &v);
+    }
     return imap_flagset_add(&sj->changed, m);
 }
 
@@ -41,8 +50,11 @@ static void select_work(struct imap_job *j)
     struct select_job *sj = (struct select_job *)j;
     const struct storage_mbox *mb = &sj->info.mb;
 
-    sj->err = storage_mbox_info(j->u, sj->name, 0, true, &sj->info);
+    sj->err = storage_mbox_info_viewer(j->u, sj->name, 0, sj->viewer, true, &sj->info);
     if (sj->err)
+        return;
+    if (sj->viewer && sj->qresync && mb->uidvalidity == sj->qr_uidvalidity &&
+        (sj->err = storage_pseen_get(j->u, mb->id, sj->viewer, &sj->seen)) != 0)
         return;
     if (sj->qresync && mb->uidvalidity == sj->qr_uidvalidity) {
         /* 3.2.5: a UIDVALIDITY other than the client's: no resync data */
@@ -74,6 +86,7 @@ static void select_free(struct imap_job *j)
     storage_mbox_info_free(&sj->info);
     imap_vanished_free(&sj->qr);
     imap_flagset_free(&sj->changed);
+    storage_seen_free(&sj->seen);
     free(sj);
 }
 
@@ -94,6 +107,7 @@ static void select_done(struct imap_session *s, struct imap_job *j)
         return;
     }
     sj->installed = true; /* imap_sel_free releases the claim */
+    sel->seen_viewer = sj->viewer;
 
     const char *kp = sj->info.keywords ? sj->info.keywords : "";
     imap_printf(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s)\r\n", kp);

@@ -95,7 +95,7 @@ int imap_status_read(struct storage_user *u, const char *name, int64_t id, struc
     uint32_t floor = 0;
     int err;
 
-    err = storage_mbox_info(u, name, id, false, &info);
+    err = storage_mbox_info_viewer(u, name, id, st->viewer, false, &info);
     if (err == 0) {
         st->mb = info.mb;
         st->st.messages = info.messages;

@@ -685,6 +685,8 @@ struct upd_job {
     const struct imap_ctx_ops *ctx_ops;
     struct imap_ctx_eval *ctx; /* search contexts to evaluate */
     size_t nctx;
+    int64_t viewer; /* per-user \Seen (imap_sel.seen_viewer), and its set */
+    struct storage_seen seen;
 };
 
 static int upd_cb(void *arg, const struct storage_msg *m)
@@ -695,6 +697,11 @@ static int upd_cb(void *arg, const struct storage_msg *m)
     for (unsigned i = 0; i < u->n_own; i++)
         if (u->own[i] == m->modseq)
             return 0;
+    if (u->viewer) {
+        struct storage_msg v = *m;
+        v.flags = storage_seen_flags(&u->seen, m->uid, m->flags);
+        return imap_flagset_add(&u->fl, &v);
+    }
     return imap_flagset_add(&u->fl, m);
 }
 
@@ -721,6 +728,8 @@ static void upd_work(struct imap_job *j)
         }
         storage_mbox_info_free(&info);
     }
+    if ((u->flags || u->resync) && u->viewer && !u->err)
+        u->err = storage_pseen_get(j->u, u->mbox, u->viewer, &u->seen);
     if (u->flags || u->resync)
         u->err = u->err ? u->err : storage_changes(j->u, u->mbox, u->since, upd_cb, u, NULL);
     if (u->ctx)
@@ -732,6 +741,7 @@ static void upd_free(struct imap_job *j)
     struct upd_job *u = (struct upd_job *)j;
     free(u->all);
     imap_flagset_free(&u->fl);
+    storage_seen_free(&u->seen);
     if (u->ctx_ops)
         u->ctx_ops->eval_free(u->ctx, u->nctx);
     free(u);
@@ -848,6 +858,7 @@ void imap_updates(struct imap_session *s, bool expunge_ok, void (*then)(struct i
         return;
     }
     u->mbox = sel->id;
+    u->viewer = sel->seen_viewer;
     u->since = sel->known_modseq;
     memcpy(u->own, sel->own_modseq, sizeof(u->own));
     u->n_own = sel->n_own;

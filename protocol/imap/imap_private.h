@@ -400,6 +400,10 @@ struct imap_sel {
      * out by themselves; empty at SELECT/EXAMINE, gone with the mailbox */
     struct storage_range *saved;
     size_t nsaved;
+    /* per-user \Seen (storage/pseen.c): the account whose own \Seen this
+     * session reads and writes in this mailbox (the session's, on another
+     * account's mailbox whose \Seen is not shared); 0: the message rows' */
+    int64_t seen_viewer;
 };
 
 struct imap_job;
@@ -808,6 +812,9 @@ struct imap_status {
     struct storage_status st;
     uint32_t recent;
     bool utf8; /* the name in UTF-8 (the session's s->utf8) */
+    /* per-user \Seen: UNSEEN as this account sees it (another account's
+     * mailbox whose \Seen is not shared), 0: the rows' */
+    int64_t viewer;
 };
 /* "(item *(SP item))": IMAP_ARG_OK, or IMAP_ARG_BAD for an unknown item
  * (RECENT in an IMAP4rev2 session: RFC 9051 has none) or an empty list. */

@@ -281,6 +281,32 @@ static void test_basics(struct storage_user *u)
         storage_uidlist_free(&changed);
     }
 
+    /* a viewer's STORE FLAGS (...) on the rows leaves the owner's \Seen */
+    {
+        struct storage_range r = {1, 3};
+        struct storage_uidset set = {1, &r};
+        struct storage_mbox_info own;
+        rows_of(u, box, &r0);
+        CHECK(storage_store(u, box, &set, STORAGE_STORE_SET,
+                            STORAGE_FLAG_DRAFT | STORAGE_FLAG_SEEN | STORAGE_STORE_KEEP_SEEN, NULL,
+                            0, 0, NULL, NULL, NULL) == 0);
+        rows_of(u, box, &r1);
+        CHECK(r1.flags[1] == (STORAGE_FLAG_SEEN | STORAGE_FLAG_DRAFT) &&
+                  r1.flags[2] == (STORAGE_FLAG_SEEN | STORAGE_FLAG_DRAFT) &&
+                  r1.flags[3] == STORAGE_FLAG_DRAFT,
+              "SET with KEEP_SEEN keeps the rows' \\Seen as it was");
+        CHECK(storage_mbox_info(u, NULL, box, false, &own) == 0 && own.unseen == 8,
+              "and the owner's count with it");
+        storage_mbox_info_free(&own);
+        CHECK(storage_store(u, box, &set, STORAGE_STORE_SET, STORAGE_FLAG_SEEN, NULL, 0, 0, NULL,
+                            NULL, NULL) == 0);
+        CHECK(storage_store(u, box, &set, STORAGE_STORE_REMOVE, STORAGE_FLAG_SEEN, NULL, 0, 0, NULL,
+                            NULL, NULL) == 0);
+        CHECK(storage_store(u, box, &(struct storage_uidset){1, &(struct storage_range){1, 2}},
+                            STORAGE_STORE_ADD, STORAGE_FLAG_SEEN, NULL, 0, 0, NULL, NULL,
+                            NULL) == 0);
+    }
+
     /* the owner's state kept for SELECT follows the modseq of a viewer's change */
     {
         struct storage_mbox_info own;
