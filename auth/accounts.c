@@ -2,6 +2,7 @@
  * account addresses. Used by coffrectl directly and by the login service
  * from the thread pool; WAL and a busy timeout let both run at once. */
 #include "auth/auth.h"
+#include "auth/acl.h"
 #include "auth/auth_priv.h"
 
 #include <crypt.h>
@@ -23,6 +24,7 @@
 struct auth_db {
     sqlite3 *h;
     unsigned scram_iter; /* for the SCRAM secrets of passwords set here */
+    unsigned acl_max;    /* entries of one mailbox's ACL */
 };
 
 static const char schema_sql[] =
@@ -232,6 +234,8 @@ int auth_db_open(const char *data_dir, struct auth_db **out, char *err, size_t e
             r = upgrade(db->h, &msg);
         if (r == SQLITE_OK)
             r = sqlite3_exec(db->h, auth_certs_schema, NULL, NULL, &msg);
+        if (r == SQLITE_OK)
+            r = sqlite3_exec(db->h, acl_schema_sql, NULL, NULL, &msg);
         if ((r & 0xff) != SQLITE_BUSY || attempt >= DB_SETUP_ATTEMPTS)
             break;
         sqlite3_free(msg);
@@ -244,6 +248,7 @@ int auth_db_open(const char *data_dir, struct auth_db **out, char *err, size_t e
         goto fail;
     }
     db->scram_iter = AUTH_SCRAM_ITER_DEFAULT;
+    db->acl_max = ACL_MAX_ENTRIES_DEFAULT;
     *out = db;
     return AUTH_OK;
 fail:
@@ -295,6 +300,17 @@ void auth_db_set_scram_iterations(struct auth_db *db, unsigned iter)
 unsigned auth_db_scram_iterations(const struct auth_db *db)
 {
     return db->scram_iter;
+}
+
+void acl_db_set_max_entries(struct auth_db *db, unsigned max)
+{
+    if (max)
+        db->acl_max = max;
+}
+
+unsigned auth_db_acl_max(const struct auth_db *db)
+{
+    return db->acl_max;
 }
 
 int auth_db_lookup(struct auth_db *db, const char *address, struct auth_account *acct, char *hash,
@@ -530,6 +546,10 @@ int auth_user_del(struct auth_db *db, const char *address, struct auth_account *
         rc = AUTH_E_TEMP;
         goto rollback;
     }
+    /* what others were granted on its mailboxes, what it was granted, its
+     * groups: in the same transaction */
+    if ((rc = acl_db_forget_account(db, a.id, a.address)) != AUTH_OK)
+        goto rollback;
     if (sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         rc = AUTH_E_TEMP;
         goto rollback;

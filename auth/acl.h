@@ -48,7 +48,10 @@ enum {
     ACL_E_OWNER = -32,     /* an entry naming the mailbox's owner */
     ACL_E_NOGROUP = -33,   /* a group that does not exist */
     ACL_E_LIMIT = -34,     /* acl_max_entries reached for the mailbox */
+    ACL_E_BADNAME = -35,   /* not a mailbox name (empty, long, control characters, "a//b") */
 };
+
+#define ACL_MAX_ENTRIES_DEFAULT 100 /* acl_max_entries until set */
 
 /* ---- rights strings (pure) ---- */
 
@@ -58,6 +61,11 @@ enum {
 int acl_rights_parse(const char *text, size_t len, unsigned *rights, char *mode);
 /* The letters of rights in ACL_RIGHTS_CHARS order; out has ACL_RIGHTS_MAX. */
 void acl_rights_format(unsigned rights, char *out);
+/* The same followed by the virtual rights of RFC 4314 section 2.1.1, for
+ * MYRIGHTS and ACL responses: "c" when k or x is there, "d" when t or e is
+ * (the "create" right is k and x, "delete" is t and e, as the RFC's
+ * examples have it; acl_rights_parse maps them back the same way). */
+void acl_rights_format_virtual(unsigned rights, char *out);
 /* Checks an identifier and gives its stored form in out (ACL_IDENT_MAX):
  * addresses normalized with default_domain, "anyone", "$group", each
  * optionally '-'-prefixed. 0 or ACL_E_BADIDENT. */
@@ -67,27 +75,43 @@ int acl_ident_normalize(const char *in, size_t len, const char *default_domain, 
 
 /* Creates the tables when missing; auth_db_open calls it. */
 int acl_db_init(struct auth_db *db);
+/* Entries one mailbox may have (acl_max_entries); ACL_MAX_ENTRIES_DEFAULT
+ * until set. acl_db_set past it: ACL_E_LIMIT. */
+void acl_db_set_max_entries(struct auth_db *db, unsigned max);
 /* Sets (mode '=') or changes ('+', '-') an entry of owner's mailbox; an
- * entry left with no rights is removed. */
+ * entry left with no rights is removed. ident is in its stored form
+ * (acl_ident_normalize); an address must be an account (AUTH_E_NOUSER
+ * otherwise: rights are never granted ahead to an address someone may
+ * take later), a group must exist (ACL_E_NOGROUP). Mailbox names: "INBOX"
+ * (first level) in any case is "INBOX". */
 int acl_db_set(struct auth_db *db, int64_t owner, const char *mailbox, const char *ident,
                unsigned rights, char mode);
 int acl_db_delete(struct auth_db *db, int64_t owner, const char *mailbox, const char *ident);
 /* The mailbox and its children were renamed or deleted by their owner:
- * their entries and share settings follow (renamed) or go (deleted). */
+ * their entries and share settings follow (renamed) or go (deleted).
+ * Children are the names under "from/" ("a" never takes "ab" along). A
+ * rename of INBOX (which stays, empty) gives the new mailbox a copy of
+ * INBOX's entries and leaves INBOX's children alone. */
 int acl_db_rename(struct auth_db *db, int64_t owner, const char *from, const char *to);
 int acl_db_drop(struct auth_db *db, int64_t owner, const char *mailbox);
 /* A new mailbox takes a copy of its parent's entries (as Cyrus does). */
 int acl_db_inherit(struct auth_db *db, int64_t owner, const char *parent, const char *child);
 /* \Seen of others on owner's mailbox: kept per user (default) or shared. */
 int acl_db_set_seen_shared(struct auth_db *db, int64_t owner, const char *mailbox, bool shared);
-/* Groups: name without '$'. */
+/* Groups: name without '$', 1 to ACL_GROUP_MAX of [a-z0-9._-] (upper
+ * case taken as lower). add: AUTH_E_EXISTS when there; del, member:
+ * ACL_E_NOGROUP when missing; member: AUTH_E_NOUSER for an unknown
+ * address, and for del of a non-member; AUTH_E_EXISTS for add of a
+ * member. list: each (group, member address) in that order, a group
+ * without members once with address ""; name NULL for every group. */
 int acl_group_add(struct auth_db *db, const char *name);
 int acl_group_del(struct auth_db *db, const char *name);
 int acl_group_member(struct auth_db *db, const char *name, const char *address, bool add);
 int acl_group_list(struct auth_db *db, const char *name,
                    int (*cb)(void *arg, const char *group, const char *address), void *arg);
 /* An account goes (auth_user_del): its mailboxes' entries, the entries
- * naming it and its group memberships go too. */
+ * naming it and its group memberships go too. Runs inside the caller's
+ * transaction when there is one. */
 int acl_db_forget_account(struct auth_db *db, int64_t account, const char *address);
 
 /* ---- the snapshot (immutable; any thread once made) ---- */
@@ -97,6 +121,9 @@ struct acl_snap;
 int acl_snap_load(struct auth_db *db, struct acl_snap **out);
 struct acl_snap *acl_snap_ref(struct acl_snap *s);
 void acl_snap_unref(struct acl_snap *s);
+/* Its entries, and in *mailboxes (may be NULL) the mailboxes they are on
+ * (for the log). */
+size_t acl_snap_count(const struct acl_snap *s, size_t *mailboxes);
 
 /* The rights of user (id and address) on owner's mailbox: ACL_ALL for the
  * owner; otherwise the union of the entries naming the user, "anyone" and

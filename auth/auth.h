@@ -182,6 +182,7 @@ struct auth_service_opts {
     unsigned max_pending_per_user; /* the same per account name (0: no limit) */
     unsigned threads;              /* password checks at once; 0: AUTH_THREADS_DEFAULT */
     unsigned scram_iterations;     /* of SCRAM secrets made at login; 0: the default */
+    unsigned acl_max_entries;      /* entries per mailbox's ACL; 0: ACL_MAX_ENTRIES_DEFAULT */
 };
 
 #define AUTH_THREADS_DEFAULT 2

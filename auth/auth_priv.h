@@ -64,4 +64,9 @@ int auth_app_lookup(struct auth_db *db, int64_t account, const char *selector,
  * at most once a minute). */
 void auth_app_touch(struct auth_db *db, const struct auth_app_password *a);
 
+/* The ACL tables (auth/acl.c), made when the database is opened, and the
+ * bound on one mailbox's entries (acl_db_set_max_entries). */
+extern const char acl_schema_sql[];
+unsigned auth_db_acl_max(const struct auth_db *db);
+
 #endif

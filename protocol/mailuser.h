@@ -64,6 +64,9 @@ bool mailuser_in_use(int64_t id);
 struct storage_user *mailuser_storage(struct mailuser *mu);
 int64_t mailuser_id(const struct mailuser *mu);
 
+/* Another hold on a store already held (a session's job on another
+ * account's store, which must outlive the session that started it). */
+void mailuser_hold(struct mailuser *mu);
 /* Drops a session's hold; the last one closes the store on the pool. */
 void mailuser_release(struct mailuser *mu);
 /* Drops a delivery's hold, the store lingering as said above, so that a

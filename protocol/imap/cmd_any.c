@@ -137,8 +137,20 @@ void imap_cmd_enable(struct imap_session *s, struct imap_args *a)
     imap_finish(s, "OK", "Enabled.");
 }
 
+/* NAMESPACE (RFC 2342): the personal one, no other users' as such, and
+ * the shared one when shared_prefix is set. */
 void imap_cmd_namespace(struct imap_session *s, struct imap_args *a)
 {
-    imap_printf(s, "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
+    const char *pfx = imap_ns_prefix(s);
+    struct buf *b = imap_outbuf(s);
+
+    buf_str(b, "* NAMESPACE ((\"\" \"/\")) NIL ");
+    if (pfx[0]) {
+        buf_str(b, "((");
+        buf_imap_string(b, pfx, strlen(pfx));
+        buf_str(b, " \"/\"))\r\n");
+    } else {
+        buf_str(b, "NIL\r\n");
+    }
     imap_finish(s, "OK", "Namespace completed.");
 }

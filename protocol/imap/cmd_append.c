@@ -27,6 +27,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/acl.h"
 #include "protocol/imap/imap_private.h"
 #include "protocol/job.h"
 #include "server/base/config.h"
@@ -118,6 +119,12 @@ struct imap_append {
     uint32_t replace_uid;
     int64_t replace_mbox;
     bool replace_gone, replace_ro;
+    /* the target in another account's store (the shared namespace): that
+     * store (held), the user's rights on the target, and noperm: refused
+     * for want of a right (NO [NOPERM] at the end) */
+    struct mailuser *store;
+    unsigned rights;
+    bool noperm;
 };
 
 /* A job works on a detached copy of what it needs. */
@@ -130,6 +137,7 @@ struct ap_job {
     char mbox_copy[STORAGE_MBOX_NAME_MAX + 1];
     struct imap_url url; /* 4 */
     const char *why;     /* 4: why the URL failed (BADURL) */
+    bool foreign;        /* 4: the target is another account's */
     bool last;           /* write: the message's last chunk, the draft is ended too */
     bool open;           /* write: the draft is opened first (a LITERAL+ message) */
     const char *mbox;
@@ -178,6 +186,8 @@ static void ap_destroy(struct imap_append *ap)
     free(ap->chunk);
     free(ap->ops);
     imap_arena_free(&ap->ar);
+    if (ap->store)
+        mailuser_release(ap->store);
     free(ap);
 }
 
@@ -417,7 +427,13 @@ static void ap_work(struct imap_job *j)
         break;
     }
     case 4:
-        url_copy(aj, j->u);
+        /* a URL names a message of the user's own mailboxes, which the
+         * target's store (another account's) does not hold: never looked
+         * up there */
+        if (aj->foreign)
+            aj->why = "URLs are not taken into another account's mailbox.";
+        else
+            url_copy(aj, j->u);
         break;
     }
 }
@@ -459,6 +475,7 @@ static void ap_start(struct imap_session *s, struct ap_job *aj)
 {
     struct imap_append *ap = s->cont_data;
     aj->j.free_fn = ap_job_free;
+    aj->j.store = ap->store;
     ap->phase = AP_JOB;
     if (imap_job_start(s, &aj->j, ap_work, ap_done) < 0) {
         ap->err = STORAGE_E_TEMP;
@@ -603,7 +620,7 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
                 imap_finish_storage_err(s, aj->err, name);
             return;
         }
-        if (s->sel && s->sel->id == ap->mbox_id)
+        if (s->sel && s->sel->mu == ap->store && s->sel->id == ap->mbox_id)
             imap_sel_note_new(s, aj->uids, aj->nmsgs);
         if (ap->replace_uid) {
             bool uid = s->uid_cmd;
@@ -639,7 +656,7 @@ static void ap_answer(struct imap_session *s)
     struct imap_append *ap = s->cont_data;
     int err = ap->err;
     const char *what = ap->errwhat;
-    bool gone = ap->replace_gone, ro = ap->replace_ro;
+    bool gone = ap->replace_gone, ro = ap->replace_ro, noperm = ap->noperm;
     const char *name = cmd_name(s, ap);
 
     imap_cont_end(s);
@@ -667,6 +684,8 @@ static void ap_answer(struct imap_session *s)
         imap_finish(s, "BAD", "%s", what);
     else if (ro)
         imap_finish(s, "NO", "[READ-ONLY] %s: the mailbox is read-only.", name);
+    else if (noperm)
+        imap_finish(s, "NO", "[NOPERM] %s: you may not add messages to this mailbox here.", name);
     else if (gone)
         imap_finish(s, "NO", "[NONEXISTENT] %s: no such message.", name);
     else if (url.len && !url.oom)
@@ -947,7 +966,7 @@ static const struct imap_cont append_cont = {
 
 static bool ap_failed(const struct imap_append *ap)
 {
-    return ap->err || ap->errwhat || ap->badurl || ap->replace_gone || ap->replace_ro;
+    return ap->err || ap->errwhat || ap->badurl || ap->replace_gone || ap->replace_ro || ap->noperm;
 }
 
 /* After an error: the literal that ends the piece is refused in place of
@@ -1014,6 +1033,7 @@ static bool ap_run(struct imap_session *s)
         case OP_URL:
             aj->kind = 4;
             aj->url = *op->url;
+            aj->foreign = ap->store != NULL;
             break;
         default:
             aj->kind = 2;
@@ -1043,6 +1063,14 @@ static bool ap_run(struct imap_session *s)
         }
         aj->kind = 3;
         aj->mbox_id = ap->mbox_id;
+        for (size_t i = 0; i < ap->nmsgs; i++) {
+            /* RFC 4314 4: the flags the rights on the target do not
+             * allow are dropped, the message is saved */
+            bool kw;
+            ap->msgs[i].flags = imap_flags_allowed(ap->rights, ap->msgs[i].flags, &kw);
+            if (!kw)
+                ap->msgs[i].nkw = 0;
+        }
         aj->replace_uid = ap->replace_uid;
         aj->replace_mbox = ap->replace_mbox;
         aj->msgs = ap->msgs;
@@ -1121,6 +1149,65 @@ static bool ap_run(struct imap_session *s)
 
 /* Takes over the command: tag, mailbox and the first piece of text
  * parsed (the literal ending it announced when lit). */
+/* The target's store (another account's) is there, or not. */
+static void ap_store_go(struct imap_session *s, int err, struct mailuser *mu, void *arg)
+{
+    struct imap_append *ap = s->cont_data;
+    (void)arg;
+    if (!ap || s->cont != &append_cont) {
+        if (mu)
+            mailuser_release(mu);
+        return;
+    }
+    if (err)
+        ap->err = err == STORAGE_E_NOMBOX ? err : STORAGE_E_TEMP;
+    ap->store = mu;
+    ap->phase = AP_JOB; /* as ap_begin leaves it */
+    if (ap_run(s))
+        imap_resume(s);
+}
+
+/* Where the messages go: one's own mailbox, or another account's through
+ * the shared namespace, which needs i (and REPLACE, t and e on the
+ * selected mailbox, in the same store). False while that store is being
+ * got (ap_store_go goes on). */
+static bool ap_target(struct imap_session *s, struct imap_append *ap)
+{
+    struct imap_mref ref;
+
+    ap->rights = ACL_ALL;
+    if (imap_ns_resolve(s, ap->mbox, &ref) != 0 || (ref.shared && !imap_ns_visible(&ref))) {
+        ap->err = STORAGE_E_NOMBOX; /* as a missing one of one's own */
+        return true;
+    }
+    if (!(ref.rights & ACL_INSERT)) {
+        ap->noperm = true;
+        return true;
+    }
+    memcpy(ap->mbox, ref.name, sizeof(ap->mbox));
+    ap->rights = ref.rights;
+    int64_t dst = ref.shared ? ref.owner : s->account_id;
+    if (ap->replace_mbox) {
+        int64_t src = s->sel && s->sel->mu ? s->sel->owner : s->account_id;
+        const unsigned rm = ACL_DELMSG | ACL_EXPUNGE;
+        if (src != dst || (imap_sel_rights(s) & rm) != rm) {
+            ap->noperm = true;
+            return true;
+        }
+    }
+    if (dst == s->account_id)
+        return true;
+    if ((ap->store = imap_shared_held(s, dst)) != NULL)
+        return true;
+    /* no job of the command's own runs meanwhile (ap_abort) */
+    ap->phase = AP_LINE;
+    if (imap_shared_acquire(s, dst, ref.owner_address, ap_store_go, NULL, NULL) == 0)
+        return false;
+    ap->phase = AP_JOB;
+    ap->err = STORAGE_E_TEMP;
+    return true;
+}
+
 static void ap_begin(struct imap_session *s, struct imap_append *ap, const char *tag)
 {
     if (tag)
@@ -1128,6 +1215,8 @@ static void ap_begin(struct imap_session *s, struct imap_append *ap, const char 
     imap_cont_start(s, &append_cont, ap);
     if (!s->mu)
         ap->err = STORAGE_E_TEMP;
+    else if (!ap_target(s, ap))
+        return;
     ap_run(s);
 }
 

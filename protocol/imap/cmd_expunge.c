@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/acl.h"
 #include "protocol/imap/imap_private.h"
 
 struct expunge_job {
@@ -66,7 +67,7 @@ static void start_expunge(struct imap_session *s, struct expunge_job *ej, bool c
         }
         return;
     }
-    imap_cmd_job(s, &ej->j, expunge_work, expunge_done);
+    imap_sel_job(s, &ej->j, expunge_work, expunge_done);
 }
 
 /* the whole view: UIDs 1 .. the last one announced */
@@ -111,13 +112,20 @@ void imap_cmd_expunge(struct imap_session *s, struct imap_args *a)
         imap_finish(s, "NO", "[READ-ONLY] The mailbox is read-only.");
         return;
     }
+    if (!(imap_sel_rights(s) & ACL_EXPUNGE)) {
+        expunge_free(&ej->j);
+        imap_finish(s, "NO", "[NOPERM] EXPUNGE: you may not expunge messages here.");
+        return;
+    }
     ej->j.free_fn = expunge_free;
     start_expunge(s, ej, false);
 }
 
 void imap_cmd_close(struct imap_session *s, struct imap_args *a)
 {
-    if (s->sel->readonly) {
+    /* RFC 4314 4: without e (or r any more) CLOSE only closes */
+    if (s->sel->readonly ||
+        (imap_sel_rights(s) & (ACL_READ | ACL_EXPUNGE)) != (ACL_READ | ACL_EXPUNGE)) {
         imap_sel_free(s);
         imap_finish(s, "OK", "CLOSE completed.");
         return;

@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "auth/acl.h"
 #include "protocol/imap/imap_private.h"
 #include "server/base/config.h"
 
@@ -1309,6 +1310,7 @@ static int unsol_start(struct imap_session *s, struct imap_fetch *f)
 {
     memset(&f->st.j, 0, sizeof(f->st.j));
     f->st.j.free_fn = unsol_free;
+    f->st.j.store = f->st.store;
     return imap_job_start(s, &f->st.j, fetch_work, unsol_done);
 }
 
@@ -1354,6 +1356,7 @@ int imap_fetch_unsolicited(struct imap_session *s, const char *atts, size_t len,
     f->uid_cmd = true; /* the UID is in every FETCH it sends */
     f->uidonly = s->uidonly;
     f->readonly = true; /* and \Seen is never set by it */
+    f->st.store = sel->mu;
     f->recent_lo = sel->recent_lo;
     f->recent_hi = sel->recent_hi;
     f->condstore = s->condstore;
@@ -1500,7 +1503,9 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
     f->viewer = s->sel->seen_viewer;
     f->uid_cmd = s->uid_cmd;
     f->uidonly = s->uidonly;
-    f->readonly = s->sel->readonly;
+    /* RFC 4314 4: a fetch that would set \Seen sets it only with s */
+    f->readonly = s->sel->readonly || !(imap_sel_rights(s) & ACL_SEEN);
+    f->st.store = s->sel->mu;
     f->recent_lo = s->sel->recent_lo;
     f->recent_hi = s->sel->recent_hi;
     if (s->rev2) { /* RFC 9051: no \Recent */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/acl.h"
 #include "protocol/imap/imap_private.h"
 
 enum list_mode { MODE_LIST, MODE_LSUB, MODE_XLIST };
@@ -61,6 +62,17 @@ struct list_job {
     } * pend;
     size_t npend, cappend;
     struct buf lines;
+    /* the shared namespace (imap_ns.c): the names the ACL snapshot lets
+     * the user see, made on the loop before the first step (levels
+     * "Shared", "Shared/<owner>" and the owners' levels above what is
+     * shared), sorted bytewise and unique, listed after the own names */
+    struct sh_entry {
+        char *name;
+        bool level, subscribed;
+    } * sh;
+    size_t nsh, capsh, next_sh;
+    char sh_root[64]; /* the prefix without its last '/' */
+    bool sh_marked;
 };
 
 static bool match_any(struct list_job *l, const char *name)
@@ -152,6 +164,101 @@ static bool has_sub_descendant(struct list_job *l, const char *name)
             hi = mid;
     }
     return lo < l->nsubs && !strncmp(l->subs[lo], name, nl) && l->subs[lo][nl] == '/';
+}
+
+static int cmp_sh(const void *a, const void *b)
+{
+    return strcmp(((const struct sh_entry *)a)->name, ((const struct sh_entry *)b)->name);
+}
+
+static struct sh_entry *sh_find(struct list_job *l, const char *name)
+{
+    struct sh_entry key = {(char *)name, false, false};
+    if (!l->nsh)
+        return NULL;
+    return bsearch(&key, l->sh, l->nsh, sizeof(*l->sh), cmp_sh);
+}
+
+/* Whether name lies in the shared namespace (the root or under it). */
+static bool in_shared(const struct list_job *l, const char *name)
+{
+    size_t rl = strlen(l->sh_root);
+    return rl && !strncmp(name, l->sh_root, rl) && (name[rl] == '\0' || name[rl] == '/');
+}
+
+/* Whether an entry lies under sh[i] (consecutive in bytewise order, from
+ * the first not below "name/"): \HasChildren among what the user sees. */
+static bool sh_has_children(struct list_job *l, size_t i)
+{
+    const char *name = l->sh[i].name;
+    size_t nl = strlen(name), lo = i + 1, hi = l->nsh;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strncmp(l->sh[mid].name, name, nl);
+        if (c == 0)
+            c = (unsigned char)l->sh[mid].name[nl] < '/' ? -1
+                                                         : (l->sh[mid].name[nl] == '/' ? 0 : 1);
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < l->nsh && !strncmp(l->sh[lo].name, name, nl) && l->sh[lo].name[nl] == '/';
+}
+
+/* The line of a shared entry: never a special-use attribute (those are
+ * the owner's), levels \Noselect. */
+static void sh_line(struct list_job *l, size_t i, bool childinfo)
+{
+    const struct sh_entry *e = &l->sh[i];
+    struct buf *b = &l->st.out;
+
+    buf_printf(b, "* %s (", kinds[l->mode]);
+    if (l->mode == MODE_LSUB) {
+        if (e->level)
+            buf_str(b, "\\Noselect");
+    } else {
+        buf_str(b, e->level ? "\\Noselect " : "");
+        buf_str(b, sh_has_children(l, i) ? "\\HasChildren" : "\\HasNoChildren");
+        if (l->mode == MODE_LIST && e->subscribed && (l->opts & (RET_SUBSCRIBED | SEL_SUBSCRIBED)))
+            buf_str(b, " \\Subscribed");
+    }
+    buf_str(b, ") \"/\" ");
+    imap_buf_mbox(b, e->name, l->utf8);
+    if (childinfo)
+        buf_str(b, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+    buf_str(b, "\r\n");
+}
+
+static int mark_cb(void *arg, const struct storage_mbox *m)
+{
+    struct sh_entry *e = sh_find(arg, m->name);
+    if (e)
+        e->subscribed = true;
+    return 0;
+}
+
+/* The shared entries after the own names: the subscriptions to them
+ * marked first (they are kept by name in the user's own index). */
+static void list_shared(struct imap_job *j, struct list_job *l)
+{
+    bool subs_only = l->mode == MODE_LSUB || (l->opts & SEL_SUBSCRIBED);
+
+    if (!l->sh_marked && (subs_only || (l->opts & RET_SUBSCRIBED))) {
+        char pat[sizeof(l->sh_root) + 2];
+        snprintf(pat, sizeof(pat), "%s*", l->sh_root);
+        if ((l->st.err = storage_mbox_list(j->u, pat, true, NULL, mark_cb, l)) != 0)
+            return;
+    }
+    l->sh_marked = true;
+    for (; l->next_sh < l->nsh && l->st.out.len < IMAP_STEP_BYTES; l->next_sh++) {
+        const struct sh_entry *e = &l->sh[l->next_sh];
+        if ((subs_only && !e->subscribed) || (l->opts & SEL_SPECIAL) || !match_any(l, e->name))
+            continue;
+        sh_line(l, l->next_sh,
+                l->parents && l->mode == MODE_LIST && has_sub_descendant(l, e->name));
+    }
 }
 
 static int collect_cb(void *arg, const struct storage_mbox *m)
@@ -268,6 +375,11 @@ static int list_cb(void *arg, const struct storage_mbox *m)
 
     snprintf(l->after, sizeof(l->after), "%s", m->name);
     l->started = true;
+    /* the shared namespace is answered from the ACL (list_shared): own
+     * names there are subscriptions, those to what the user may not see
+     * listed as any subscription to a name that does not exist */
+    if (in_shared(l, m->name) && (m->id || sh_find(l, m->name)))
+        return 0;
     if (match_any(l, m->name) && (!(l->opts & SEL_SPECIAL) || m->special_use)) {
         list_line(l, m, l->parents && l->mode == MODE_LIST && has_sub_descendant(l, m->name));
         if ((l->opts & RET_STATUS) && m->id) {
@@ -297,6 +409,14 @@ static void list_parents(struct imap_job *j, struct list_job *l)
 
         if (in_names(l->subs, l->nsubs, parent))
             continue;
+        struct sh_entry *e = sh_find(l, parent);
+        if (e) {
+            bool sub = e->subscribed;
+            e->subscribed = false;
+            sh_line(l, (size_t)(e - l->sh), l->mode == MODE_LIST);
+            e->subscribed = sub;
+            continue;
+        }
         memset(&m, 0, sizeof(m));
         if (l->mode == MODE_LSUB || storage_mbox_get(j->u, parent, &m) != 0) {
             memset(&m, 0, sizeof(m));
@@ -340,10 +460,15 @@ static void list_work(struct imap_job *j)
         if (l->st.err || l->step_full)
             return;
         l->names_done = true;
-        if (!l->parents) {
-            l->st.finished = true;
+    }
+    if (l->next_sh < l->nsh) {
+        list_shared(j, l);
+        if (l->st.err || l->next_sh < l->nsh)
             return;
-        }
+    }
+    if (!l->parents) {
+        l->st.finished = true;
+        return;
     }
     list_parents(j, l);
     if (l->st.out.oom)
@@ -358,6 +483,7 @@ static void list_free(struct list_job *l)
     free(l->subs);
     free(l->marked);
     free(l->pend);
+    free(l->sh);
     buf_free(&l->lines);
     free(l);
 }
@@ -428,6 +554,150 @@ static int add_pattern(struct list_job *l, const char *ref, const char *pat)
     memcpy(p + rl, pat, pl + 1);
     l->pat[l->npat++] = p;
     return IMAP_ARG_OK;
+}
+
+static int sh_push(struct list_job *l, const char *name, size_t len, bool level)
+{
+    if (l->nsh == l->capsh) {
+        size_t ncap = l->capsh ? l->capsh * 2 : 16;
+        struct sh_entry *nv = realloc(l->sh, ncap * sizeof(*nv));
+        if (!nv)
+            return -1;
+        l->sh = nv;
+        l->capsh = ncap;
+    }
+    if (!(l->sh[l->nsh].name = imap_arena_strndup(&l->ar, name, len)))
+        return -1;
+    l->sh[l->nsh].level = level;
+    l->sh[l->nsh].subscribed = false;
+    l->nsh++;
+    return 0;
+}
+
+struct sh_build {
+    struct list_job *l;
+    struct imap_session *s;
+    struct sh_owner {
+        int64_t id;
+        char *address;
+    } * owners;
+    size_t nowners, cap;
+    const char *prefix;
+    const char *owner; /* the owner being walked */
+    bool oom;
+};
+
+static void owner_cb(void *arg, int64_t owner, const char *address)
+{
+    struct sh_build *sb = arg;
+    if (sb->oom || owner == sb->s->account_id)
+        return;
+    if (sb->nowners == sb->cap) {
+        size_t ncap = sb->cap ? sb->cap * 2 : 8;
+        struct sh_owner *nv = realloc(sb->owners, ncap * sizeof(*nv));
+        if (!nv) {
+            sb->oom = true;
+            return;
+        }
+        sb->owners = nv;
+        sb->cap = ncap;
+    }
+    sb->owners[sb->nowners].id = owner;
+    if (!(sb->owners[sb->nowners].address =
+              imap_arena_strndup(&sb->l->ar, address, strlen(address)))) {
+        sb->oom = true;
+        return;
+    }
+    sb->nowners++;
+}
+
+/* A mailbox the user may list, with each of its levels under the owner
+ * (shared or not, they are levels to this user). */
+static void mbox_cb(void *arg, const char *mailbox, unsigned rights)
+{
+    struct sh_build *sb = arg;
+    char full[IMAP_NAME_MAX + 1];
+    int n;
+
+    if (sb->oom || !(rights & ACL_LOOKUP))
+        return;
+    n = snprintf(full, sizeof(full), "%s%s/%s", sb->prefix, sb->owner, mailbox);
+    if (n < 0 || (size_t)n >= sizeof(full))
+        return;
+    size_t base = strlen(sb->prefix) + strlen(sb->owner) + 1;
+    if (sh_push(sb->l, full, (size_t)n, false) < 0)
+        sb->oom = true;
+    for (size_t k = base; k < (size_t)n && !sb->oom; k++)
+        if (full[k] == '/' && sh_push(sb->l, full, k, true) < 0)
+            sb->oom = true;
+}
+
+/* Whether a pattern may match a name under the root: its part before the
+ * first wildcard and the root agree as far as both go. */
+static bool may_reach(const char *pat, const char *root)
+{
+    size_t lit = strcspn(pat, "*%"), rl = strlen(root);
+    size_t n = lit < rl ? lit : rl;
+    return !strncmp(pat, root, n) && (lit <= rl || pat[rl] == '/');
+}
+
+/* The shared entries the patterns may reach, from the ACL snapshot (loop
+ * thread, no I/O). 0 or -1 out of memory. */
+static int sh_build(struct imap_session *s, struct list_job *l)
+{
+    const char *prefix = imap_ns_prefix(s);
+    size_t pl = strlen(prefix);
+    const struct acl_snap *snap;
+    struct sh_build sb = {l, s, NULL, 0, 0, prefix, NULL, false};
+    bool reach = false;
+
+    if (!pl || pl > sizeof(l->sh_root))
+        return 0;
+    memcpy(l->sh_root, prefix, pl - 1);
+    l->sh_root[pl - 1] = '\0';
+    for (size_t i = 0; i < l->npat; i++)
+        reach = reach || may_reach(l->pat[i], l->sh_root);
+    /* subscriptions and RECURSIVEMATCH parents may name shared entries
+     * whatever the patterns */
+    if (!reach && !l->parents && !(l->opts & SEL_SUBSCRIBED) && l->mode != MODE_LSUB)
+        return 0;
+    snap = auth_service_acl(conn_auth(s->c));
+    if (!snap)
+        return 0;
+    acl_snap_owners(snap, s->account_id, s->user ? s->user : "", owner_cb, &sb);
+    for (size_t i = 0; i < sb.nowners && !sb.oom; i++) {
+        size_t before = l->nsh;
+        sb.owner = sb.owners[i].address;
+        acl_snap_mailboxes(snap, sb.owners[i].id, s->account_id, s->user ? s->user : "", mbox_cb,
+                           &sb);
+        if (l->nsh > before && !sb.oom) {
+            char lv[IMAP_NAME_MAX + 1];
+            int n = snprintf(lv, sizeof(lv), "%s%s", prefix, sb.owner);
+            if (n > 0 && (size_t)n < sizeof(lv) && sh_push(l, lv, (size_t)n, true) < 0)
+                sb.oom = true;
+        }
+    }
+    free(sb.owners);
+    if (sb.oom)
+        return -1;
+    if (!l->nsh)
+        return 0;
+    /* the prefix's levels ("Shared", or "Other" and "Other/Users") */
+    for (size_t k = 0; k < pl; k++)
+        if (prefix[k] == '/' && sh_push(l, prefix, k, true) < 0)
+            return -1;
+    qsort(l->sh, l->nsh, sizeof(*l->sh), cmp_sh);
+    /* unique; a mailbox wins over a level of the same name */
+    size_t w = 1;
+    for (size_t i = 1; i < l->nsh; i++) {
+        if (!strcmp(l->sh[i].name, l->sh[w - 1].name)) {
+            l->sh[w - 1].level = l->sh[w - 1].level && l->sh[i].level;
+            continue;
+        }
+        l->sh[w++] = l->sh[i];
+    }
+    l->nsh = w;
+    return 0;
 }
 
 static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode mode)
@@ -529,6 +799,11 @@ static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode 
     if (l->opts & RET_STATUS)
         imap_status_prepare(s, status_items, &l->status);
     l->parents = mode == MODE_LSUB || (l->opts & SEL_RECURSIVE);
+    if (sh_build(s, l) < 0) {
+        list_free(l);
+        imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+        return;
+    }
     l->st.work = list_work;
     l->st.end = list_end;
     l->st.destroy = list_destroy;

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/acl.h"
 #include "protocol/imap/imap_private.h"
 
 enum mbop { OP_CREATE, OP_DELETE, OP_RENAME, OP_SUBSCRIBE, OP_UNSUBSCRIBE };
@@ -14,7 +15,11 @@ struct mbop_job {
     char a[STORAGE_MBOX_NAME_MAX + 1], b[STORAGE_MBOX_NAME_MAX + 1];
     unsigned special;
     int err;
-    uint64_t oid; /* CREATE: the new mailbox's MAILBOXID (RFC 8474 4.1), 0 */
+    uint64_t oid;  /* CREATE: the new mailbox's MAILBOXID (RFC 8474 4.1), 0 */
+    int64_t owner; /* whose mailboxes a and b are */
+    /* CREATE in the shared namespace of a name the user may not see:
+     * ALREADYEXISTS would tell it exists */
+    bool hide_exists;
 };
 
 static void mbop_work(struct imap_job *j)
@@ -44,18 +49,61 @@ static void mbop_work(struct imap_job *j)
 
 static const char *const op_names[] = {"CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE"};
 
+/* The ACL of an own mailbox follows its CREATE (a child takes its
+ * parent's entries), RENAME and DELETE, once the storage change is made;
+ * nothing to do when the snapshot has no entry there. */
+static bool acl_follows(struct imap_session *s, struct mbop_job *m, int *op, char *parent,
+                        size_t cap)
+{
+    const struct acl_snap *snap = auth_service_acl(conn_auth(s->c));
+    if (!snap)
+        return false;
+    switch (m->op) {
+    case OP_CREATE: {
+        const char *slash = strrchr(m->a, '/');
+        if (!slash || (size_t)(slash - m->a) >= cap)
+            return false;
+        memcpy(parent, m->a, (size_t)(slash - m->a));
+        parent[slash - m->a] = '\0';
+        *op = ACL_CH_INHERIT;
+        return true;
+    }
+    case OP_DELETE:
+        *op = ACL_CH_DROP;
+        return true;
+    case OP_RENAME:
+        *op = ACL_CH_RENAME;
+        return true;
+    default:
+        return false;
+    }
+}
+
 static void mbop_done(struct imap_session *s, struct imap_job *j)
 {
     struct mbop_job *m = (struct mbop_job *)j;
-    if (m->err == 0 && m->oid) {
-        struct buf id = {0};
-        imap_buf_objectid(&id, 'F', m->oid);
-        imap_finish(s, "OK", "[MAILBOXID (%s)] %s completed.", id.p ? id.p : "", op_names[m->op]);
-        buf_free(&id);
+    char ok[160], parent[STORAGE_MBOX_NAME_MAX + 1];
+    int op;
+
+    if (m->err == 0) {
+        if (m->oid) {
+            struct buf id = {0};
+            imap_buf_objectid(&id, 'F', m->oid);
+            snprintf(ok, sizeof(ok), "[MAILBOXID (%s)] %s completed.", id.p ? id.p : "",
+                     op_names[m->op]);
+            buf_free(&id);
+        } else {
+            snprintf(ok, sizeof(ok), "%s completed.", op_names[m->op]);
+        }
+        if (acl_follows(s, m, &op, parent, sizeof(parent)))
+            imap_acl_follow(s, m->owner, op, op == ACL_CH_INHERIT ? parent : m->a,
+                            op == ACL_CH_INHERIT ? m->a : m->b, op_names[m->op], ok);
+        else
+            imap_finish(s, "OK", "%s", ok);
         return;
     }
-    if (m->err == 0) {
-        imap_finish(s, "OK", "%s completed.", op_names[m->op]);
+    if (m->op == OP_CREATE && m->err == STORAGE_E_EXISTS && m->hide_exists) {
+        imap_finish(s, "NO", "[NOPERM] CREATE: permission denied.");
         return;
     }
     if (m->op == OP_CREATE && m->err == STORAGE_E_INVAL) {
@@ -65,8 +113,9 @@ static void mbop_done(struct imap_session *s, struct imap_job *j)
     imap_finish_storage_err(s, m->err, op_names[m->op]);
 }
 
+/* Runs op on the store of r's owner (own names: r NULL). */
 static void mbop_start(struct imap_session *s, enum mbop op, const char *a, const char *b,
-                       unsigned special)
+                       unsigned special, const struct imap_mref *r, bool hide_exists)
 {
     char err[128];
     if (!imap_storage(s))
@@ -88,7 +137,12 @@ static void mbop_start(struct imap_session *s, enum mbop op, const char *a, cons
     if (b)
         snprintf(m->b, sizeof(m->b), "%s", b);
     m->special = special;
-    imap_cmd_job(s, &m->j, mbop_work, mbop_done);
+    m->owner = r ? r->owner : s->account_id;
+    m->hide_exists = hide_exists;
+    if (r)
+        imap_shared_job(s, r, &m->j, mbop_work, mbop_done);
+    else
+        imap_cmd_job(s, &m->j, mbop_work, mbop_done);
 }
 
 static void strip_trailing_slash(char *name)
@@ -118,6 +172,55 @@ static bool new_name_ok(struct imap_session *s, struct imap_args *a, char *name,
         return false;
     }
     return true;
+}
+
+/* A name in the shared namespace that the user may not see (or that
+ * names nothing) answers as a missing mailbox, with the same bytes. */
+static bool shared_visible(struct imap_session *s, const struct imap_mref *r, const char *what)
+{
+    if (!imap_ns_visible(r)) {
+        imap_finish_storage_err(s, STORAGE_E_NOMBOX, what);
+        return false;
+    }
+    return true;
+}
+
+/* Where a mailbox may be made (CREATE, RENAME's new name): among one's
+ * own names, not where the shared namespace is (its first level in any
+ * case, so that no own "shared/x" looks like it); in the shared
+ * namespace, under a parent of the same owner on which the user has k (a
+ * parent the user may not see answers as one without k). *r is the
+ * resolved name; false after answering. */
+static bool new_place_ok(struct imap_session *s, const char *name, const char *what,
+                         struct imap_mref *r)
+{
+    struct imap_mref parent;
+    char pname[IMAP_NAME_MAX + 1];
+    const char *slash;
+
+    if (imap_ns_resolve(s, name, r) != 0) {
+        imap_finish(s, "NO", "[CANNOT] %s: mailbox name too long.", what);
+        return false;
+    }
+    if (!r->shared) {
+        if (!imap_ns_reserved(s, name))
+            return true;
+    } else if (!r->level) {
+        slash = strrchr(name, '/');
+        if (r->owner && r->name[0] && strchr(r->name, '/') && slash &&
+            (size_t)(slash - name) < sizeof(pname)) {
+            memcpy(pname, name, (size_t)(slash - name));
+            pname[slash - name] = '\0';
+            if (imap_ns_resolve(s, pname, &parent) == 0 && imap_ns_visible(&parent) &&
+                parent.owner == r->owner && (parent.rights & ACL_CREATE))
+                return true;
+        }
+        imap_finish(s, "NO", "[NOPERM] %s: permission denied.", what);
+        return false;
+    }
+    imap_finish(s, "NO", "[CANNOT] %s: the name is the shared namespace's (%s).", what,
+                imap_ns_prefix(s));
+    return false;
 }
 
 void imap_cmd_create(struct imap_session *s, struct imap_args *a)
@@ -163,8 +266,15 @@ void imap_cmd_create(struct imap_session *s, struct imap_args *a)
             return;
         }
     }
-    if (new_name_ok(s, a, name, invalid, "CREATE"))
-        mbop_start(s, OP_CREATE, name, NULL, special);
+    struct imap_mref ref;
+    if (!new_name_ok(s, a, name, invalid, "CREATE") || !new_place_ok(s, name, "CREATE", &ref))
+        return;
+    if (ref.shared && special) {
+        imap_finish(s, "NO", "[CANNOT] CREATE: special-use is the owner's to set.");
+        return;
+    }
+    mbop_start(s, OP_CREATE, ref.name, NULL, special, ref.shared ? &ref : NULL,
+               ref.shared && !imap_ns_visible(&ref));
 }
 
 static void one_name_cmd(struct imap_session *s, struct imap_args *a, enum mbop op)
@@ -190,7 +300,30 @@ static void one_name_cmd(struct imap_session *s, struct imap_args *a, enum mbop 
         imap_finish(s, "NO", "[CANNOT] INBOX cannot be deleted.");
         return;
     }
-    mbop_start(s, op, name, NULL, 0);
+    /* a subscription is the subscriber's own, to any name (a shared one
+     * by the name the subscriber sees) */
+    if (op == OP_DELETE) {
+        struct imap_mref ref;
+        if (imap_ns_resolve(s, name, &ref) != 0) {
+            imap_finish_storage_err(s, STORAGE_E_NOMBOX, op_names[op]);
+            return;
+        }
+        if (ref.shared) {
+            if (!shared_visible(s, &ref, op_names[op]))
+                return;
+            if (!(ref.rights & ACL_DELETE)) {
+                imap_finish(s, "NO", "[NOPERM] DELETE: permission denied.");
+                return;
+            }
+            if (!strcmp(ref.name, "INBOX")) {
+                imap_finish(s, "NO", "[CANNOT] INBOX cannot be deleted.");
+                return;
+            }
+            mbop_start(s, op, ref.name, NULL, 0, &ref, false);
+            return;
+        }
+    }
+    mbop_start(s, op, name, NULL, 0, NULL, false);
 }
 
 void imap_cmd_delete(struct imap_session *s, struct imap_args *a)
@@ -224,6 +357,27 @@ void imap_cmd_rename(struct imap_session *s, struct imap_args *a)
         imap_no_name(s, "RENAME", true);
         return;
     }
-    if (new_name_ok(s, a, to, bad_to, "RENAME"))
-        mbop_start(s, OP_RENAME, from, to, 0);
+    if (!new_name_ok(s, a, to, bad_to, "RENAME"))
+        return;
+    /* the old name first: one the user may not see answers as missing */
+    struct imap_mref rf, rt;
+    if (imap_ns_resolve(s, from, &rf) != 0) {
+        imap_finish_storage_err(s, STORAGE_E_NOMBOX, "RENAME");
+        return;
+    }
+    if (rf.shared) {
+        if (!shared_visible(s, &rf, "RENAME"))
+            return;
+        if (!(rf.rights & ACL_DELETE)) {
+            imap_finish(s, "NO", "[NOPERM] RENAME: permission denied.");
+            return;
+        }
+    }
+    if (!new_place_ok(s, to, "RENAME", &rt))
+        return;
+    if (rf.shared != rt.shared || rf.owner != rt.owner) {
+        imap_finish(s, "NO", "[CANNOT] RENAME: a mailbox cannot move to another account.");
+        return;
+    }
+    mbop_start(s, OP_RENAME, rf.name, rt.name, 0, rf.shared ? &rf : NULL, false);
 }

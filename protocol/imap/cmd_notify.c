@@ -483,7 +483,7 @@ static void status_line(struct imap_session *s, struct nmbox *e, const struct ns
 static void statuses(struct imap_session *s, struct notify_job *nj, bool initial)
 {
     struct imap_notify *n = s->notify;
-    int64_t sel_id = s->state == IMAP_SELECTED && s->sel ? s->sel->id : 0;
+    int64_t sel_id = s->state == IMAP_SELECTED && s->sel && !s->sel->mu ? s->sel->id : 0;
 
     for (size_t i = 0; i < nj->nst; i++) {
         struct nmbox *e = mb_find(n->mb, n->nmb, nj->st[i].id);
@@ -625,7 +625,7 @@ static void notify_event(struct imap_session *s, const struct storage_event *ev)
         n->relist = true;
         return;
     }
-    if (s->state == IMAP_SELECTED && s->sel && ev->mbox == s->sel->id)
+    if (s->state == IMAP_SELECTED && s->sel && !s->sel->mu && ev->mbox == s->sel->id)
         return; /* SELECTED's, through the selected mailbox */
     if (!(e = mb_find(n->mb, n->nmb, ev->mbox)) || e->pending)
         return;
@@ -902,7 +902,7 @@ void imap_cmd_notify(struct imap_session *s, struct imap_args *a)
     }
     nj->set = n;
     nj->set_status = status;
-    nj->sel_id = s->state == IMAP_SELECTED && s->sel ? s->sel->id : 0;
+    nj->sel_id = s->state == IMAP_SELECTED && s->sel && !s->sel->mu ? s->sel->id : 0;
     nj->relist = true;
     nj->j.free_fn = notify_job_free;
     imap_cmd_job(s, &nj->j, notify_work, set_done);

@@ -1025,7 +1025,7 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
         imap_condstore_enable(s); /* RFC 7162 3.1 */
     sj->mbox = s->sel->id;
     sj->q->viewer = s->sel->seen_viewer; /* per-user \Seen */
-    imap_cmd_job(s, &sj->j, search_work, search_done);
+    imap_sel_job(s, &sj->j, search_work, search_done);
 }
 
 /* CANCELUPDATE 1*(SP quoted) (RFC 5267 4.3.5): every tag must name a

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/acl.h"
 #include "protocol/imap/imap_private.h"
 
 struct select_job {
@@ -26,6 +27,9 @@ struct select_job {
     uint32_t qr_uidvalidity;
     struct imap_vanished qr;
     struct imap_flagset changed; /* the known messages changed since */
+    /* another account's mailbox (the shared namespace) */
+    bool shared;
+    struct imap_mref ref;
     /* per-user \Seen: the account whose own \Seen the session reads in
      * this mailbox (imap_sel.seen_viewer), 0: the rows'; and its set */
     int64_t viewer;
@@ -68,7 +72,12 @@ static void select_work(struct imap_job *j)
         if (sj->err)
             return;
     }
-    if (sj->readonly) {
+    if (sj->shared) {
+        /* \Recent of another account's mailbox is its owner's: no
+         * message is \Recent in this view, and it claims none */
+        const struct storage_mbox_info *in = &sj->info;
+        sj->recent_floor = in->nranges ? in->ranges[in->nranges - 1].hi : 0;
+    } else if (sj->readonly) {
         sj->err = storage_recent_floor(j->u, mb->id, mb->uidvalidity, &sj->recent_floor);
     } else {
         sj->err = storage_recent_claim(j->u, mb->id, mb->uidvalidity, sj->owner, &sj->recent_floor,
@@ -100,18 +109,37 @@ static void select_done(struct imap_session *s, struct imap_job *j)
         imap_finish_storage_err(s, sj->err, sj->readonly ? "EXAMINE" : "SELECT");
         return;
     }
-    sel = imap_sel_install(s, &sj->info.mb, &sj->info, sj->readonly, sj->recent_floor,
+    sel = imap_sel_install(s, &sj->info.mb, &sj->info, sj->readonly || sj->shared, sj->recent_floor,
                            sj->recent_gen, &uidnext);
     if (!sel) {
         imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
         return;
     }
     sj->installed = true; /* imap_sel_free releases the claim */
+    bool readonly = sj->readonly;
+    if (sj->shared) {
+        char vis[IMAP_NAME_MAX];
+        char *n = imap_ns_name(&sj->ref, vis, sizeof(vis)) == 0 ? strdup(vis) : NULL;
+        if (n) {
+            free(sel->name); /* the name the user knows it by (`coffrectl who`) */
+            sel->name = n;
+        }
+        sel->readonly = sj->readonly;
+        imap_sel_attach(s, sel, imap_job_take_store(j), &sj->ref);
+        /* RFC 4314 5.2: READ-ONLY without a right to change anything */
+        readonly = readonly || !imap_rights_readwrite(sel->rights);
+    }
     sel->seen_viewer = sj->viewer;
 
     const char *kp = sj->info.keywords ? sj->info.keywords : "";
     imap_printf(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s)\r\n", kp);
-    if (sj->readonly)
+    if (sj->shared && !sj->readonly) {
+        /* 5.1.1: the flags this user may change */
+        struct buf *b = imap_outbuf(s);
+        buf_str(b, "* OK [PERMANENTFLAGS ");
+        imap_buf_permflags(b, sel->rights, kp);
+        buf_str(b, "] Flags permitted.\r\n");
+    } else if (sj->readonly)
         imap_printf(s, "* OK [PERMANENTFLAGS ()] No permanent flags permitted.\r\n");
     else
         imap_printf(s,
@@ -131,7 +159,11 @@ static void select_done(struct imap_session *s, struct imap_job *j)
                 buf_str(b, imap_special_use[k].name);
             }
         buf_str(b, ") \"/\" ");
-        imap_buf_mbox(b, sj->info.mb.name, true);
+        char vis[IMAP_NAME_MAX];
+        if (sj->shared && imap_ns_name(&sj->ref, vis, sizeof(vis)) == 0)
+            imap_buf_mbox(b, vis, true); /* the name the client knows it by */
+        else
+            imap_buf_mbox(b, sj->info.mb.name, true);
         buf_str(b, "\r\n");
     } else {
         imap_printf(s, "* %u RECENT\r\n", sel->recent_sent);
@@ -156,7 +188,7 @@ static void select_done(struct imap_session *s, struct imap_job *j)
         imap_out(s, sj->qr.line.p, sj->qr.line.len);
         imap_flagset_announce(s, &sj->changed, true);
     }
-    imap_finish(s, "OK", "[%s] %s completed.", sj->readonly ? "READ-ONLY" : "READ-WRITE",
+    imap_finish(s, "OK", "[%s] %s completed.", readonly ? "READ-ONLY" : "READ-WRITE",
                 sj->readonly ? "Examine" : "Select");
 }
 
@@ -266,10 +298,24 @@ static void do_select(struct imap_session *s, struct imap_args *a, bool readonly
         select_free(&sj->j);
         return;
     }
-    memcpy(sj->name, name, sizeof(sj->name));
+    const char *what = readonly ? "EXAMINE" : "SELECT";
+    if (imap_ns_resolve(s, name, &sj->ref) != 0 || (sj->ref.shared && !imap_ns_visible(&sj->ref))) {
+        /* a name that names nothing, or a mailbox the user may not know
+         * of: the same answer as a missing one of the user's own */
+        select_free(&sj->j);
+        imap_finish_storage_err(s, STORAGE_E_NOMBOX, what);
+        return;
+    }
+    if (!(sj->ref.rights & ACL_READ)) {
+        select_free(&sj->j);
+        imap_finish(s, "NO", "[NOPERM] %s: you may not read this mailbox.", what);
+        return;
+    }
+    sj->shared = sj->ref.shared;
+    memcpy(sj->name, sj->ref.name, sizeof(sj->name));
     sj->readonly = readonly;
     sj->owner = s;
-    imap_cmd_job(s, &sj->j, select_work, select_done);
+    imap_shared_job(s, &sj->ref, &sj->j, select_work, select_done);
 }
 
 void imap_cmd_select(struct imap_session *s, struct imap_args *a)

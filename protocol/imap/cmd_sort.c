@@ -398,7 +398,7 @@ static void sort_or_thread(struct imap_session *s, struct imap_args *a, bool thr
     }
     sj->mbox = s->sel->id;
     sj->q->viewer = sj->spec.q->viewer = s->sel->seen_viewer; /* per-user \Seen */
-    imap_cmd_job(s, &sj->j, sort_work, sort_done);
+    imap_sel_job(s, &sj->j, sort_work, sort_done);
 }
 
 void imap_cmd_sort(struct imap_session *s, struct imap_args *a)

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/acl.h"
 #include "protocol/imap/imap_private.h"
 #include "server/base/config.h"
 
@@ -135,7 +136,7 @@ void imap_status_write(struct buf *b, const struct imap_status *st)
     bool first = true;
 
     buf_str(b, "* STATUS ");
-    imap_buf_mbox(b, st->mb.name, st->utf8);
+    imap_buf_mbox(b, st->shown ? st->shown : st->mb.name, st->utf8);
     buf_str(b, " (");
 #define ITEM(bit, fmt, v)                                                                          \
     do {                                                                                           \
@@ -167,6 +168,8 @@ void imap_status_write(struct buf *b, const struct imap_status *st)
 struct status_job {
     struct imap_job j;
     char name[STORAGE_MBOX_NAME_MAX + 1];
+    bool shared;
+    char shown[IMAP_NAME_MAX + 1]; /* the client's name of a shared mailbox */
     int err;
     struct imap_status st;
 };
@@ -185,9 +188,12 @@ static void status_done(struct imap_session *s, struct imap_job *j)
         return;
     }
     /* the session's own \Recent messages are \Recent to it (RFC 3501
-     * 6.3.10), though no other session sees them so */
-    if (s->sel && !s->sel->readonly && s->sel->id == sj->st.mb.id &&
-        s->sel->uidvalidity == sj->st.mb.uidvalidity)
+     * 6.3.10), though no other session sees them so (ids are an
+     * account's: only for one's own mailboxes) */
+    if (sj->shared)
+        sj->st.shown = sj->shown;
+    else if (s->sel && !s->sel->mu && !s->sel->readonly && s->sel->id == sj->st.mb.id &&
+             s->sel->uidvalidity == sj->st.mb.uidvalidity)
         sj->st.recent += imap_sel_recent_count(s->sel);
     imap_status_write(imap_outbuf(s), &sj->st);
     imap_finish(s, "OK", "STATUS completed.");
@@ -195,7 +201,8 @@ static void status_done(struct imap_session *s, struct imap_job *j)
 
 void imap_cmd_status(struct imap_session *s, struct imap_args *a)
 {
-    char name[STORAGE_MBOX_NAME_MAX + 1];
+    char name[IMAP_NAME_MAX + 1];
+    struct imap_mref ref;
     unsigned items = 0;
     bool invalid = false;
     int r;
@@ -219,6 +226,15 @@ void imap_cmd_status(struct imap_session *s, struct imap_args *a)
         imap_no_name(s, "STATUS", true);
         return;
     }
+    /* another account's mailbox: seen only with l or r, read with r */
+    if (imap_ns_resolve(s, name, &ref) != 0 || (ref.shared && !imap_ns_visible(&ref))) {
+        imap_finish_storage_err(s, STORAGE_E_NOMBOX, "STATUS");
+        return;
+    }
+    if (ref.shared && !(ref.rights & ACL_READ)) {
+        imap_finish(s, "NO", "[NOPERM] STATUS: permission denied.");
+        return;
+    }
     if (!imap_storage(s))
         return;
     struct status_job *sj = calloc(1, sizeof(*sj));
@@ -226,7 +242,11 @@ void imap_cmd_status(struct imap_session *s, struct imap_args *a)
         imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
         return;
     }
-    memcpy(sj->name, name, sizeof(sj->name));
+    memcpy(sj->name, ref.name, sizeof(sj->name));
     imap_status_prepare(s, items, &sj->st);
-    imap_cmd_job(s, &sj->j, status_work, status_done);
+    if (ref.shared) {
+        sj->shared = true;
+        imap_ns_name(&ref, sj->shown, sizeof(sj->shown));
+    }
+    imap_shared_job(s, &ref, &sj->j, status_work, status_done);
 }

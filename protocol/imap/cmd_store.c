@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/acl.h"
 #include "protocol/imap/imap_private.h"
 
 struct store_job {
@@ -352,6 +353,14 @@ void imap_cmd_store(struct imap_session *s, struct imap_args *a)
         imap_finish(s, "NO", "[READ-ONLY] The mailbox is read-only.");
         return;
     }
+    if (imap_store_rights(sj->op, sj->fl.flags, sj->fl.nkw) & ~imap_sel_rights(s)) {
+        /* RFC 4314 4: \Seen needs s, \Deleted t, the others w; nothing
+         * is changed when one of the flags named is not the user's to
+         * change */
+        store_free(&sj->j);
+        imap_finish(s, "NO", "[NOPERM] STORE: you may not change some of these flags here.");
+        return;
+    }
     if (sj->conditional)
         imap_condstore_enable(s); /* RFC 7162 3.1 */
     sj->mbox = s->sel->id;
@@ -363,5 +372,5 @@ void imap_cmd_store(struct imap_session *s, struct imap_args *a)
         imap_finish(s, "OK", "%sSTORE completed.", s->uid_cmd ? "UID " : "");
         return;
     }
-    imap_cmd_job(s, &sj->j, store_work, store_done);
+    imap_sel_job(s, &sj->j, store_work, store_done);
 }

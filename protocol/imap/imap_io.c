@@ -144,7 +144,7 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
     "CHILDREN ESEARCH SEARCHRES WITHIN "                                                           \
     "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED XLIST SORT SORT=DISPLAY ESORT PARTIAL "          \
     "CONTEXT=SEARCH CONTEXT=SORT CONDSTORE QRESYNC NOTIFY "                                        \
-    "QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE LIST-STATUS "                           \
+    "QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE LIST-STATUS ACL RIGHTS=texk "           \
     "THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS I18NLEVEL=1 UTF8=ACCEPT"                  \
     " SAVEDATE UNAUTHENTICATE OBJECTID PREVIEW REPLACE UIDONLY"
 #define CAPS_STATES(lit)                                                                           \
@@ -242,7 +242,7 @@ static void job_done(void *data)
 static void job_free(void *data)
 {
     struct imap_job *j = data;
-    struct mailuser *mu = j->release;
+    struct mailuser *mu = j->release, *hold = j->hold;
     /* the free function may still use the store (j->u): released after */
     if (j->free_fn)
         j->free_fn(j);
@@ -250,21 +250,38 @@ static void job_free(void *data)
         free(j);
     if (mu)
         mailuser_release(mu);
+    if (hold)
+        mailuser_release(hold);
+}
+
+struct mailuser *imap_job_take_store(struct imap_job *j)
+{
+    struct mailuser *mu = j->hold;
+    j->hold = NULL;
+    return mu;
 }
 
 int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *work,
                    imap_job_done *done)
 {
+    /* the session's own store, or another account's (counted in that
+     * account's queue, held by the job until it ends) */
+    struct mailuser *mu = j->store ? j->store : s->mu;
     j->s = s;
-    j->u = s->mu ? mailuser_storage(s->mu) : NULL;
+    j->u = mu ? mailuser_storage(mu) : NULL;
     j->work = work;
     j->done = done;
     j->release = NULL;
+    j->hold = NULL;
+    if (mu && mu != s->mu) {
+        mailuser_hold(mu);
+        j->hold = mu;
+    }
     if (!j->u || !conn_loop(s->c)) {
         job_free(j);
         return -1;
     }
-    j->pj = proto_job_start(conn_loop(s->c), mailuser_id(s->mu), job_work, job_done, job_free, j);
+    j->pj = proto_job_start(conn_loop(s->c), mailuser_id(mu), job_work, job_done, job_free, j);
     if (!j->pj) {
         job_free(j);
         return -1;

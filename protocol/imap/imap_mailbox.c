@@ -277,8 +277,15 @@ void imap_sel_free(struct imap_session *s)
         return;
     if (sel->rec && sel->rec->owner == s)
         sel->rec->owner = NULL;
-    if (!sel->readonly && s->mu)
+    if (!sel->readonly && s->mu && !sel->mu)
         storage_recent_release(mailuser_storage(s->mu), sel->id, s);
+    if (sel->mu) {
+        /* another account's: its store goes (jobs on it hold it still) */
+        mailuser_unlisten(&sel->listener);
+        mailuser_release(sel->mu);
+        free(sel->owner_address);
+        free(sel->oname);
+    }
     uidmap_free(&sel->uids);
     free(sel->name);
     uidarr_free(&sel->pend_new);
@@ -517,11 +524,42 @@ void imap_on_event(void *arg, const struct storage_event *ev)
         return;
     if (s->notify)
         s->notify_ops->event(s, ev);
-    sel_event(s, ev);
+    if (s->sel && !s->sel->mu)
+        sel_event(s, ev); /* the selected mailbox is one of ours */
     if (s->notify) {
         s->notify_ops->kick(s); /* NOTIFY announces it now */
         imap_flush(s);
     }
+}
+
+/* Events of the store of the selected mailbox's owner (another account):
+ * its own listener, so that a mailbox id is only ever compared with ids
+ * of the same account. */
+static void on_shared_event(void *arg, const struct storage_event *ev)
+{
+    struct imap_session *s = arg;
+    if (!s->sel || !s->sel->mu)
+        return;
+    sel_event(s, ev);
+    if (s->notify) {
+        s->notify_ops->kick(s);
+        imap_flush(s);
+    }
+}
+
+void imap_sel_attach(struct imap_session *s, struct imap_sel *sel, struct mailuser *mu,
+                     const struct imap_mref *r)
+{
+    sel->mu = mu;
+    sel->owner = r->owner;
+    sel->owner_address = strdup(r->owner_address);
+    sel->oname = strdup(r->name);
+    sel->rights = r->rights;
+    sel->listener.on_event = on_shared_event;
+    sel->listener.arg = s;
+    mailuser_listen(mu, &sel->listener);
+    if (!sel->owner_address || !sel->oname)
+        sel->revoked = true; /* out of memory: rights cannot be checked */
 }
 
 static void sel_event(struct imap_session *s, const struct storage_event *ev)
@@ -844,6 +882,15 @@ void imap_updates(struct imap_session *s, bool expunge_ok, void (*then)(struct i
             then(s);
         return;
     }
+    if (sel->mu && (imap_shared_gate(s, false), sel->revoked)) {
+        /* access revoked: nothing more of the mailbox is told */
+        uidarr_free(&sel->pend_new);
+        uidarr_free(&sel->pend_exp);
+        sel->flags_dirty = sel->resync = sel->ctx_dirty = false;
+        if (then)
+            then(s);
+        return;
+    }
     if (!imap_updates_need_job(s) || s->job || !s->mu) {
         apply_pending(s, expunge_ok);
         if (then)
@@ -874,6 +921,7 @@ void imap_updates(struct imap_session *s, bool expunge_ok, void (*then)(struct i
     sel->ctx_dirty = false;
     sel->flags_dirty = false;
     sel->resync = false;
+    u->j.store = sel->mu;
     if (imap_job_start(s, &u->j, upd_work, upd_done) < 0) {
         apply_pending(s, expunge_ok);
         if (then)

@@ -400,6 +400,20 @@ struct imap_sel {
      * out by themselves; empty at SELECT/EXAMINE, gone with the mailbox */
     struct storage_range *saved;
     size_t nsaved;
+    /* a mailbox of another account, selected through the shared namespace
+     * (imap_shared.c): its owner's store (held while selected; NULL for
+     * one's own mailbox), the session's listener on it (mailbox ids are
+     * per account: the own listener never reaches this view), the owner,
+     * the owner's name for it and the user's rights as of the last
+     * command; revoked: `r` was taken away (selected-state commands are
+     * refused, nothing more is announced, until the mailbox is left) */
+    struct mailuser *mu;
+    struct mailuser_listener listener;
+    int64_t owner;
+    char *owner_address;
+    char *oname;
+    unsigned rights;
+    bool revoked;
     /* per-user \Seen (storage/pseen.c): the account whose own \Seen this
      * session reads and writes in this mailbox (the session's, on another
      * account's mailbox whose \Seen is not shared); 0: the message rows' */
@@ -558,6 +572,7 @@ struct imap_session {
     struct mailuser_listener listener;
     struct imap_sel *sel;
     struct imap_notify *notify; /* NOTIFY SET in effect, or NULL */
+    struct imap_shared_open *shared_open; /* another account's store being acquired */
     const struct imap_notify_ops *notify_ops;
     bool idling;          /* in IDLE */
     uint64_t quota_bytes; /* the account's quota, 0 = none (login ALERT) */
@@ -656,12 +671,21 @@ struct imap_job {
     imap_job_done *done;
     void (*free_fn)(struct imap_job *j); /* frees the job (NULL: free()) */
     void *pj;
+    /* the store it runs on: NULL for the session's own; another account's
+     * (the shared namespace), which the job holds from its start to its
+     * end (imap_job_take_store keeps that hold for the caller) */
+    struct mailuser *store;
+    struct mailuser *hold; /* private */
 };
 /* Starts j (allocated by the caller, zeroed header) for s; the session
  * waits on it (IMAP_WAIT_JOB) until its done function has run. Returns 0,
  * or -1 (j freed, nothing started). */
 int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *work,
                    imap_job_done *done);
+
+/* The job's hold on its store (another account's) passes to the caller
+ * (done function): NULL when it has none. */
+struct mailuser *imap_job_take_store(struct imap_job *j);
 
 /* A command answered in steps on the pool (FETCH, LIST): each step (work)
  * writes about IMAP_STEP_BYTES into out; the loop sends it and starts the
@@ -677,6 +701,7 @@ struct imap_steps {
     bool finished;    /* set by the step that ended the answer */
     bool session_owned;
     imap_job_work *work;
+    struct mailuser *store; /* each step's j.store (the selected mailbox's) */
     /* after the last step or a failure: the tagged reply; st is freed
      * (destroy) right after */
     void (*end)(struct imap_session *s, struct imap_steps *st);
@@ -690,6 +715,58 @@ void imap_steps_start(struct imap_session *s, struct imap_steps *st);
  * when there is no store (j freed) or the job cannot start. */
 void imap_cmd_job(struct imap_session *s, struct imap_job *j, imap_job_work *work,
                   imap_job_done *done);
+
+/* ---- the stores of other accounts (imap_shared.c) ---- */
+
+/* The store the selected mailbox lives in: its owner's, or s->mu. */
+struct mailuser *imap_sel_store(struct imap_session *s);
+/* imap_cmd_job on the selected mailbox's store. */
+void imap_sel_job(struct imap_session *s, struct imap_job *j, imap_job_work *work,
+                  imap_job_done *done);
+/* Gets the store of account owner (address owner_address) for s: the
+ * account is looked up (pool), its store opened or shared with its own
+ * sessions and deliveries (mailuser_open), then cb(s, 0, mu, arg) runs on
+ * the loop with mu held for the caller (mailuser_release), or cb(s, err,
+ * NULL, arg) (STORAGE_E_NOMBOX: the owner is gone; STORAGE_E_TEMP). The
+ * session waits meanwhile (IMAP_WAIT_JOB); when it ends first, cb is not
+ * called but abort(arg) is (may be NULL). -1 when nothing started
+ * (neither is called). */
+typedef void imap_shared_cb(struct imap_session *s, int err, struct mailuser *mu, void *arg);
+int imap_shared_acquire(struct imap_session *s, int64_t owner, const char *owner_address,
+                        imap_shared_cb *cb, void (*abort)(void *arg), void *arg);
+/* The store of owner when the session holds it already (the selected
+ * mailbox's), with a hold for the caller; else NULL. */
+struct mailuser *imap_shared_held(struct imap_session *s, int64_t owner);
+/* The session ends: an acquisition in flight is dropped. */
+void imap_shared_abort(struct imap_session *s);
+struct imap_mref;
+/* Runs j on the store of r's owner (s->mu for one's own names): as
+ * imap_cmd_job, answering NO itself (j freed) when the store cannot be
+ * had. The job holds the store until it ends. */
+void imap_shared_job(struct imap_session *s, const struct imap_mref *r, struct imap_job *j,
+                     imap_job_work *work, imap_job_done *done);
+/* The user's rights on the selected mailbox (ACL_ALL for one's own), read
+ * again from the ACL snapshot. */
+unsigned imap_sel_rights(struct imap_session *s);
+/* Before a command in the selected state: the rights are read again; when
+ * they changed, FLAGS and PERMANENTFLAGS are said again (RFC 4314 5.1.1);
+ * when `r` is gone and refuse is true, the command is answered NO
+ * [NOPERM] and false returned. */
+bool imap_shared_gate(struct imap_session *s, bool refuse);
+/* The rights a STORE needs: s for \Seen, t for \Deleted, w for the other
+ * flags and keywords; FLAGS (replace) changes every kind. */
+unsigned imap_store_rights(int op, unsigned flags, size_t nkw);
+/* The flags (and whether keywords) a COPY or APPEND into a mailbox with
+ * rights keeps (RFC 4314 section 4: the others are dropped silently). */
+unsigned imap_flags_allowed(unsigned rights, unsigned flags, bool *keywords);
+/* PERMANENTFLAGS of a mailbox with rights ("\Seen" with s, ...), and
+ * whether SELECT says READ-WRITE (RFC 4314 5.2). */
+void imap_buf_permflags(struct buf *b, unsigned rights, const char *keywords);
+bool imap_rights_readwrite(unsigned rights);
+/* Makes the selected mailbox sel (just installed) another account's:
+ * takes over the hold on mu, listens to its events. */
+void imap_sel_attach(struct imap_session *s, struct imap_sel *sel, struct mailuser *mu,
+                     const struct imap_mref *r);
 
 /* ---- selected mailbox ---- */
 
@@ -812,6 +889,9 @@ struct imap_status {
     struct storage_status st;
     uint32_t recent;
     bool utf8; /* the name in UTF-8 (the session's s->utf8) */
+    /* the name written, when not mb.name (another account's mailbox in
+     * the shared namespace) */
+    const char *shown;
     /* per-user \Seen: UNSEEN as this account sees it (another account's
      * mailbox whose \Seen is not shared), 0: the rows' */
     int64_t viewer;
@@ -862,12 +942,52 @@ int imap_vanished_run(struct storage_user *u, int64_t mbox, struct imap_vanished
                       storage_msg_cb cb, void *arg);
 void imap_vanished_free(struct imap_vanished *v);
 
+/* ---- namespaces (imap_ns.c): the personal one and the shared one ---- */
+
+/* A client-visible name: the shared namespace's prefix and an owner's
+ * address before the owner's own name (modified UTF-7 is longer: the
+ * argument buffers are IMAP_MBOX_ARG_MAX). */
+#define IMAP_NAME_MAX (STORAGE_MBOX_NAME_MAX + AUTH_ADDR_MAX + 64)
+
+/* A mailbox name resolved: own, or another account's through the shared
+ * namespace. A shared name that names nothing the user may know of (an
+ * unknown owner, a name the owner could not have, the user's own address)
+ * has rights 0, as has a mailbox the user may not see: callers answer
+ * both alike. */
+struct imap_mref {
+    bool shared;   /* in the shared namespace */
+    bool level;    /* "Shared" or "Shared/<owner>": no mailbox */
+    int64_t owner; /* account id; the session's own for own names; 0: none */
+    char owner_address[AUTH_ADDR_MAX];
+    char name[STORAGE_MBOX_NAME_MAX + 1]; /* the owner's name for it */
+    unsigned rights;                      /* ACL_ALL for own names (auth/acl.h) */
+    const char *prefix;                   /* shared_prefix (borrowed from the configuration) */
+};
+/* Resolves a name as decoded from the client (UTF-8), from the ACL
+ * snapshot only (loop thread, no I/O): 0, or IMAP_ARG_BADNAME for an own
+ * name too long to be one. */
+int imap_ns_resolve(struct imap_session *s, const char *utf8name, struct imap_mref *out);
+/* The client-visible name of r (LIST output, COPYUID, ...): 0 or -1 when
+ * it does not fit in cap. */
+int imap_ns_name(const struct imap_mref *r, char *out, size_t cap);
+/* shared_prefix ("" for none). */
+const char *imap_ns_prefix(struct imap_session *s);
+/* Whether an own name would stand where the shared namespace is: its
+ * first level equals the prefix's first level, in any case (CREATE and
+ * RENAME refuse it). */
+bool imap_ns_reserved(struct imap_session *s, const char *name);
+/* A shared mailbox the user may know of (l or r), as opposed to a level
+ * or a name that names nothing. */
+bool imap_ns_visible(const struct imap_mref *r);
+
 /* ---- commands ---- */
 
 enum {
     IMAP_CMD_NO_EXPUNGE = 1 << 0, /* RFC 3501 7.4.1: no EXPUNGE while answering it */
     IMAP_CMD_UID = 1 << 1,        /* a UID command: sets are UIDs, answers say "UID" */
     IMAP_CMD_NO_ARGS = 1 << 2,    /* takes no arguments ("X takes no arguments.") */
+    IMAP_CMD_LEAVE = 1 << 4,      /* leaves the selected mailbox: runs when its rights
+                                   * were revoked (RFC 4314 5.1.1) */
     IMAP_CMD_SEQ = 1 << 3,        /* names messages by sequence number: refused after
                                    * ENABLE UIDONLY (RFC 9586) */
 };
@@ -896,6 +1016,15 @@ imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_startt
     imap_cmd_cancelupdate, imap_cmd_getquota, imap_cmd_getquotaroot, imap_cmd_setquota,
     imap_cmd_notify;
 imap_cmd_fn imap_cmd_unauthenticate, imap_cmd_replace;
+imap_cmd_fn imap_cmd_setacl, imap_cmd_deleteacl, imap_cmd_getacl, imap_cmd_listrights,
+    imap_cmd_myrights;
+
+/* After a storage change of owner's mailbox succeeded (cmd_acl.c): its
+ * ACL follows (op ACL_CH_RENAME a to b, ACL_CH_DROP a, ACL_CH_INHERIT
+ * parent a to child b), then the command ends with OK ok (also when the
+ * ACL could not follow: logged). */
+void imap_acl_follow(struct imap_session *s, int64_t owner, int op, const char *a, const char *b,
+                     const char *what, const char *ok);
 
 /* The session core's side of the connection handler (imap_commands.c
  * serves sessions with its table). */

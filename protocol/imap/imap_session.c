@@ -530,6 +530,11 @@ static void execute(struct imap_session *s)
     s->uid_cmd = c->flags & IMAP_CMD_UID;
     s->expunge_ok = !(c->flags & IMAP_CMD_NO_EXPUNGE);
     conn_count_command(s->c);
+    /* another account's mailbox selected: its rights are read again (a
+     * revoked `r` refuses what works on it) */
+    if (s->sel && s->sel->mu &&
+        !imap_shared_gate(s, c->states == IMAP_SELECTED && !(c->flags & IMAP_CMD_LEAVE)))
+        return;
     c->fn(s, &args);
 }
 
@@ -986,6 +991,7 @@ void imap_session_describe(struct conn *c, struct conn_state *st)
 
 void imap_account_release(struct imap_session *s)
 {
+    imap_shared_abort(s);
     imap_sel_free(s);
     if (s->notify)
         s->notify_ops->free(s);

@@ -59,6 +59,7 @@ static int steps_continue(struct imap_session *s)
         return 0;
     memset(&st->j, 0, sizeof(st->j));
     st->j.free_fn = steps_free_fn;
+    st->j.store = st->store;
     if (imap_job_start(s, &st->j, st->work, steps_done) < 0) {
         /* job_free left it to us (session_owned) */
         imap_cont_end(s);

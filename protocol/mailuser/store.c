@@ -317,6 +317,11 @@ void mailuser_configure_vanished(unsigned keep_days, uint64_t keep_count)
     mu_vanished_keep_count = keep_count;
 }
 
+void mailuser_hold(struct mailuser *mu)
+{
+    mu->holds++;
+}
+
 void mailuser_release(struct mailuser *mu)
 {
     if (mu)

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static void trim(char **s)
 {
@@ -403,6 +404,22 @@ static bool is_delimiter(const char *v)
     return true;
 }
 
+/* The shared namespace's prefix: empty, or levels of printable ASCII
+ * (no wildcard, quote or backslash, not INBOX) each ending in '/'. */
+static bool is_ns_prefix(const char *v)
+{
+    size_t n = strlen(v);
+    if (!n)
+        return true;
+    if (v[0] == '/' || v[n - 1] != '/' || strstr(v, "//") || !strncasecmp(v, "INBOX/", 6))
+        return false;
+    for (const char *p = v; *p; p++)
+        if (*p < 0x21 || *p > 0x7e || *p == '%' || *p == '*' || *p == '"' || *p == '\\' ||
+            *p == '&')
+            return false;
+    return true;
+}
+
 /* A file mode in octal, such as 0660. */
 static int parse_mode(struct conf *c, const struct conf_setting *s, const char *v, char *err,
                       size_t errlen)
@@ -641,6 +658,9 @@ const struct conf_setting conf_settings[] = {
             "resyncing from before what is forgotten is told every UID it knew that is gone"},
     {ROW("quota_warning_percent", "90", "IMAP"), UINT(quota_warning_percent, 0, 100),
      .doc = "login answers [ALERT] from this quota use; 0 = never"},
+    {ROW("shared_prefix", "Shared/", "IMAP"), STRING(shared_prefix), .valid = is_ns_prefix,
+     .errmsg = "shared_prefix must be empty or levels ending in '/': ", .errmsg_value = true,
+     .doc = "the shared namespace (others' mailboxes shared by ACL); empty: none"},
 
     /* ---- POP3 */
     {ROW("pop3_listen", "*:110", "POP3"), ADDRS(pop3_listen), .doc = "POP3 with STLS"},

@@ -123,6 +123,7 @@ struct conf {
     unsigned imap_vanished_keep_days;          /* expunged UIDs kept so many days at least */
     unsigned imap_vanished_keep_count;         /* and the so many newest per mailbox */
     unsigned quota_warning_percent;            /* login ALERT at this quota use; 0 = never */
+    char shared_prefix[64]; /* the shared namespace ("Shared/"), "" = none (RFC 2342) */
 
     /* POP3 (protocol/pop3) */
     struct conf_addr_list pop3_listen;
