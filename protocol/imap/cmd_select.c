@@ -312,6 +312,7 @@ static void do_select(struct imap_session *s, struct imap_args *a, bool readonly
         return;
     }
     sj->shared = sj->ref.shared;
+    sj->viewer = imap_seen_viewer(s, &sj->ref);
     memcpy(sj->name, sj->ref.name, sizeof(sj->name));
     sj->readonly = readonly;
     sj->owner = s;

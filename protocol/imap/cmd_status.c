@@ -244,6 +244,7 @@ void imap_cmd_status(struct imap_session *s, struct imap_args *a)
     }
     memcpy(sj->name, ref.name, sizeof(sj->name));
     imap_status_prepare(s, items, &sj->st);
+    sj->st.viewer = imap_seen_viewer(s, &ref);
     if (ref.shared) {
         sj->shared = true;
         imap_ns_name(&ref, sj->shown, sizeof(sj->shown));

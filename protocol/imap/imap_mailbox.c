@@ -540,6 +540,8 @@ static void on_shared_event(void *arg, const struct storage_event *ev)
     struct imap_session *s = arg;
     if (!s->sel || !s->sel->mu)
         return;
+    if (ev->viewer && ev->viewer != s->account_id)
+        return; /* another account's own \Seen */
     sel_event(s, ev);
     if (s->notify) {
         s->notify_ops->kick(s);

@@ -979,6 +979,9 @@ bool imap_ns_reserved(struct imap_session *s, const char *name);
 /* A shared mailbox the user may know of (l or r), as opposed to a level
  * or a name that names nothing. */
 bool imap_ns_visible(const struct imap_mref *r);
+/* Per-user \Seen (imap_seen.c): the account whose own \Seen the session
+ * sees in mailbox r (imap_sel.seen_viewer), 0 for the message rows'. */
+int64_t imap_seen_viewer(struct imap_session *s, const struct imap_mref *r);
 
 /* ---- commands ---- */
 
