@@ -199,6 +199,47 @@ static int copy_rows(sqlite3 *src, sqlite3 *dst, const char *table, const char *
     return rc;
 }
 
+/* The access control lists of the account's mailboxes and their share
+ * settings, its group memberships (groups that exist here), and what
+ * others granted it on mailboxes that still have an access control list
+ * here (a mailbox deleted since is not brought back by a grant). An entry
+ * naming an address is taken only when that address is an account here:
+ * rights are never granted ahead to an address someone may take later. */
+static int copy_acl(sqlite3 *src, sqlite3 *dst, const char *address, int64_t id, char *err,
+                    size_t errlen)
+{
+    if (copy_rows(src, dst, "acl",
+                  "SELECT x.mailbox, x.ident, x.rights FROM acl x"
+                  " JOIN accounts a ON a.id = x.owner WHERE a.address = ?",
+                  "INSERT OR IGNORE INTO acl (owner, mailbox, ident, rights)"
+                  " SELECT ?1, ?2, ?3, ?4 WHERE ltrim(?3, '-') = 'anyone'"
+                  " OR EXISTS (SELECT 1 FROM accounts WHERE address = ltrim(?3, '-'))"
+                  " OR EXISTS (SELECT 1 FROM acl_group WHERE '$' || name = ltrim(?3, '-'))",
+                  3, address, id, err, errlen) != 0 ||
+        copy_rows(src, dst, "mailbox_share",
+                  "SELECT x.mailbox, x.seen_shared FROM mailbox_share x"
+                  " JOIN accounts a ON a.id = x.owner WHERE a.address = ?",
+                  "INSERT OR IGNORE INTO mailbox_share (owner, mailbox, seen_shared)"
+                  " VALUES (?, ?, ?)",
+                  2, address, id, err, errlen) != 0 ||
+        copy_rows(src, dst, "acl_member",
+                  "SELECT g.name FROM acl_member m JOIN acl_group g ON g.id = m.group_id"
+                  " JOIN accounts a ON a.id = m.account WHERE a.address = ?",
+                  "INSERT OR IGNORE INTO acl_member (group_id, account)"
+                  " SELECT id, ?1 FROM acl_group WHERE name = ?2",
+                  1, address, id, err, errlen) != 0)
+        return -1;
+    return copy_rows(src, dst, "acl",
+                     "SELECT o.address, x.mailbox, x.ident, x.rights FROM acl x"
+                     " JOIN accounts o ON o.id = x.owner"
+                     " WHERE x.ident = ?1 OR x.ident = '-' || ?1",
+                     "INSERT OR IGNORE INTO acl (owner, mailbox, ident, rights)"
+                     " SELECT o.id, ?3, ?4, ?5 FROM accounts o WHERE ?1 IS NOT NULL"
+                     " AND o.address = ?2"
+                     " AND EXISTS (SELECT 1 FROM acl WHERE owner = o.id AND mailbox = ?3)",
+                     4, address, id, err, errlen);
+}
+
 /* What an account has beyond COPY_COLUMNS, carried when the backup has it
  * (a backup made before it existed has not): the SCRAM secrets, so that a
  * client that logs in with SCRAM only still can after a restore, the app
@@ -220,12 +261,14 @@ static int copy_extra(sqlite3 *src, sqlite3 *dst, const char *address, int64_t i
                   " created, last_used) VALUES (?, ?, ?, ?, ?, ?, ?)",
                   6, address, id, err, errlen) != 0)
         return -1;
-    return copy_rows(src, dst, "client_certs",
-                     "SELECT c.fingerprint, c.added"
-                     " FROM client_certs c JOIN accounts a ON a.id = c.account_id"
-                     " WHERE a.address = ?",
-                     "INSERT INTO client_certs (account_id, fingerprint, added) VALUES (?, ?, ?)",
-                     2, address, id, err, errlen);
+    if (copy_rows(src, dst, "client_certs",
+                  "SELECT c.fingerprint, c.added"
+                  " FROM client_certs c JOIN accounts a ON a.id = c.account_id"
+                  " WHERE a.address = ?",
+                  "INSERT INTO client_certs (account_id, fingerprint, added) VALUES (?, ?, ?)", 2,
+                  address, id, err, errlen) != 0)
+        return -1;
+    return copy_acl(src, dst, address, id, err, errlen);
 }
 
 int auth_user_copy(const char *src_dir, const char *dst_dir, const char *address,

@@ -21,6 +21,7 @@
  * waiting or being checked are limited per group and per account (those of
  * a known-good pair per pair, with the account's limit); past the limit
  * AUTH_E_BUSY is answered at once, without a check. */
+#include "auth/acl.h"
 #include "auth/auth.h"
 #include "auth/auth_priv.h"
 #include "server/base/workers.h"
@@ -161,6 +162,34 @@ struct auth_service {
     size_t thr_n;
 
     LIST_HEAD(, auth_login) logins; /* every login not yet freed */
+
+    /* access control lists: the snapshot the loop reads, and the changes
+     * and reloads on the service's threads, one at a time (acl_mu). They
+     * share the logins' connection: a second connection to the database
+     * in the process was seen to leave the logins' reads on an old state
+     * of it (an account added later was not found). A login's statement
+     * that runs during an ACL transaction is part of it (reads, or the
+     * bookkeeping writes of a login, which a rolled back change would
+     * take along and the next login would make again). */
+    struct acl_snap *acl;
+    uint64_t acl_gen;      /* of the snapshot in place (loop thread) */
+    uint64_t acl_load_gen; /* of the last one loaded (under acl_mu) */
+    pthread_mutex_t acl_mu;
+    bool acl_mu_ok;
+    LIST_HEAD(, acl_task) acl_tasks; /* queued or running */
+};
+
+struct acl_task {
+    struct auth_service *s;
+    struct workers_task work;
+    bool change; /* else a reload */
+    struct acl_change ch;
+    void (*cb)(void *arg, int result);
+    void *arg;
+    int result;
+    struct acl_snap *snap; /* loaded after the change */
+    uint64_t gen;
+    LIST_ENTRY(acl_task) entry;
 };
 
 static uint32_t hash_bytes(const void *p, size_t len)
@@ -451,7 +480,7 @@ static void login_free(struct auth_login *l)
     }
     explicit_bzero(&l->acct, sizeof(l->acct));
     free(l);
-    if (s->closing && LIST_EMPTY(&s->logins))
+    if (s->closing && LIST_EMPTY(&s->logins) && LIST_EMPTY(&s->acl_tasks))
         service_destroy(s);
 }
 
@@ -1164,6 +1193,18 @@ int auth_service_new(uv_loop_t *loop, const struct auth_service_opts *o, struct 
     explicit_bzero(rnd, sizeof(rnd));
     if (auth_db_open(o->data_dir, &s->db, err, errlen) != AUTH_OK)
         goto fail;
+    acl_db_set_max_entries(s->db, o->acl_max_entries);
+    LIST_INIT(&s->acl_tasks);
+    if (pthread_mutex_init(&s->acl_mu, NULL) != 0) {
+        snprintf(err, errlen, "cannot create a mutex");
+        goto fail;
+    }
+    s->acl_mu_ok = true;
+    /* at start-up, before the loop serves anyone */
+    if (acl_snap_load(s->db, &s->acl) != AUTH_OK) {
+        snprintf(err, errlen, "cannot read the access control lists of the account database");
+        goto fail;
+    }
     if (workers_new(loop, o->threads ? o->threads : AUTH_THREADS_DEFAULT, &s->pool) < 0) {
         snprintf(err, errlen, "cannot start the login threads");
         goto fail;
@@ -1189,6 +1230,9 @@ static void service_destroy(struct auth_service *s)
     free(s->thr_buckets);
     workers_free(s->pool);
     auth_db_close(s->db);
+    acl_snap_unref(s->acl);
+    if (s->acl_mu_ok)
+        pthread_mutex_destroy(&s->acl_mu);
     pthread_mutex_destroy(&s->cache_mu);
     explicit_bzero(s->key, sizeof(s->key));
     free(s);
@@ -1210,6 +1254,111 @@ void auth_service_free(struct auth_service *s)
         next = LIST_NEXT(l, entry);
         auth_login_cancel(l);
     }
-    if (LIST_EMPTY(&s->logins))
+    /* ACL work not started never will (its done frees it); what runs
+     * ends first */
+    for (struct acl_task *t = LIST_FIRST(&s->acl_tasks); t; t = LIST_NEXT(t, entry))
+        workers_cancel(s->pool, &t->work);
+    if (LIST_EMPTY(&s->logins) && LIST_EMPTY(&s->acl_tasks))
         service_destroy(s);
+}
+
+/* ---- access control lists ---- */
+
+const struct acl_snap *auth_service_acl(struct auth_service *s)
+{
+    return s->acl;
+}
+
+static int acl_apply(struct auth_db *db, const struct acl_change *ch)
+{
+    switch (ch->op) {
+    case ACL_CH_SET:
+        return acl_db_set(db, ch->owner, ch->mailbox, ch->ident, ch->rights, ch->mode);
+    case ACL_CH_DELETE:
+        return acl_db_delete(db, ch->owner, ch->mailbox, ch->ident);
+    case ACL_CH_RENAME:
+        return acl_db_rename(db, ch->owner, ch->mailbox, ch->other);
+    case ACL_CH_DROP:
+        return acl_db_drop(db, ch->owner, ch->mailbox);
+    case ACL_CH_INHERIT:
+        return acl_db_inherit(db, ch->owner, ch->mailbox, ch->other);
+    }
+    return AUTH_E_TEMP;
+}
+
+/* The service's thread: the change, then the tables read again. The
+ * generation taken under the same lock orders the snapshots as their
+ * reads, so that the loop never puts an older one in place of a newer. */
+static void on_acl_work(struct workers_task *w)
+{
+    struct acl_task *t = w->data;
+    struct auth_service *s = t->s;
+
+    pthread_mutex_lock(&s->acl_mu);
+    t->result = t->change ? acl_apply(s->db, &t->ch) : AUTH_OK;
+    if (t->result == AUTH_OK) {
+        if (acl_snap_load(s->db, &t->snap) == AUTH_OK)
+            t->gen = ++s->acl_load_gen;
+        else
+            t->snap = NULL; /* the change stays; the next load shows it */
+    }
+    pthread_mutex_unlock(&s->acl_mu);
+}
+
+static void on_acl_done(struct workers_task *w, int status)
+{
+    struct acl_task *t = w->data;
+    struct auth_service *s = t->s;
+
+    LIST_REMOVE(t, entry);
+    if (status == 0 && t->result == AUTH_OK && !t->snap)
+        log_warn("acl: the access control lists could not be read again; the change shows at "
+                 "the next reload");
+    if (t->snap && t->gen > s->acl_gen) {
+        acl_snap_unref(s->acl);
+        s->acl = t->snap;
+        s->acl_gen = t->gen;
+        t->snap = NULL;
+        if (!t->change) {
+            size_t mailboxes, entries = acl_snap_count(s->acl, &mailboxes);
+            log_info("acl: reloaded, %zu entries on %zu mailboxes", entries, mailboxes);
+        }
+    }
+    acl_snap_unref(t->snap);
+    if (status == 0 && t->cb && !s->closing)
+        t->cb(t->arg, t->result);
+    free(t);
+    if (s->closing && LIST_EMPTY(&s->logins) && LIST_EMPTY(&s->acl_tasks))
+        service_destroy(s);
+}
+
+static int acl_queue(struct auth_service *s, const struct acl_change *ch,
+                     void (*cb)(void *arg, int result), void *arg)
+{
+    struct acl_task *t;
+
+    if (s->closing || !(t = calloc(1, sizeof(*t))))
+        return -1;
+    t->s = s;
+    t->change = ch != NULL;
+    if (ch)
+        t->ch = *ch;
+    t->cb = cb;
+    t->arg = arg;
+    t->work.data = t;
+    LIST_INSERT_HEAD(&s->acl_tasks, t, entry);
+    workers_queue(s->pool, &t->work, on_acl_work, on_acl_done);
+    return 0;
+}
+
+int auth_service_acl_change(struct auth_service *s, const struct acl_change *ch,
+                            void (*cb)(void *arg, int result), void *arg)
+{
+    return acl_queue(s, ch, cb, arg);
+}
+
+void auth_service_acl_reload(struct auth_service *s)
+{
+    if (acl_queue(s, NULL, NULL, NULL) != 0)
+        log_warn("acl: reload not started (out of memory)");
 }

@@ -23,6 +23,7 @@ struct family {
 static const struct family families[] = {
     {"user", ctl_user_main, ctl_user_usage},
     {"mailbox", ctl_mailbox_main, ctl_mailbox_usage},
+    {"group", ctl_group_main, ctl_group_usage},
     {"log", ctl_log_main, ctl_log_usage},
     /* who, kick, reload, stats: one family, listed once in the usage */
     {"who", ctl_live_main, ctl_live_usage},
@@ -51,7 +52,7 @@ static void usage(FILE *f)
                "  0  success\n"
                "  1  usage error\n"
                "  2  configuration error\n"
-               "  3  unknown user\n"
+               "  3  unknown user (or group, mailbox, entry)\n"
                "  4  user already exists\n"
                "  5  invalid address\n"
                "  6  password refused (empty, too short or long, bad characters, entries differ)\n"

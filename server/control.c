@@ -21,6 +21,10 @@
  *                                   ends the account's sessions
  *   RELOAD                          what SIGHUP does
  *   STATS                           metrics_render()'s OpenMetrics text
+ *   ACL                             reads the access control lists again
+ *                                   (coffrectl changed them); answered at
+ *                                   once, the new ones in place within
+ *                                   moments (logged)
  *
  * Everything runs on the loop thread and takes no more than a walk of the
  * connection list. */
@@ -38,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth/acl.h"
 #include "server/base/buf.h"
 #include "server/base/log.h"
 #include "server/base/metrics.h"
@@ -345,6 +350,11 @@ static void do_request(struct ctl_conn *k)
             reply_err(k, err);
             return;
         }
+        buf_str(&k->reply, "OK\n");
+        send_reply(k);
+    } else if (!strcmp(argv[0], "ACL") && argc == 1) {
+        log_info("control: uid %u asks for the access control lists to be read again", k->uid);
+        auth_service_acl_reload(k->ctl->srv->auth);
         buf_str(&k->reply, "OK\n");
         send_reply(k);
     } else if (!strcmp(argv[0], "STATS") && argc == 1) {

@@ -50,6 +50,17 @@ void ctl_live_usage(FILE *f);
  * coffred, if any, to end the account's live sessions. */
 void ctl_live_user_gone(const struct conf *c, const char *address, const char *why);
 
+/* After a change of the access control lists or groups: asks the running
+ * coffred, if any, to read them again (control socket `ACL`); nothing
+ * when it is not running (server/ctl_live.c). */
+void ctl_live_acl_changed(const struct conf *c);
+/* coffrectl group ... and mailbox acl|seen ... (server/ctl_acl.c); for the
+ * latter argv[0] is "mailbox" */
+int ctl_group_main(const struct conf *c, int argc, char **argv);
+void ctl_group_usage(FILE *f);
+int ctl_mailbox_acl(const struct conf *c, int argc, char **argv);
+void ctl_mailbox_acl_usage(FILE *f);
+
 /* coffrectl log verify FILE... (server/ctl_log.c) */
 int ctl_log_main(const struct conf *c, int argc, char **argv);
 void ctl_log_usage(FILE *f);

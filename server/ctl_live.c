@@ -213,3 +213,17 @@ void ctl_live_user_gone(const struct conf *c, const char *address, const char *w
     }
     buf_free(&out);
 }
+
+void ctl_live_acl_changed(const struct conf *c)
+{
+    struct buf out = {0};
+    int r = request(c, "ACL\n", &out);
+
+    if (r != -1 && !(r == 0 && out.len >= 2 && !memcmp(out.p, "OK", 2)))
+        fprintf(stderr,
+                "coffrectl: warning: could not ask coffred to read the access control lists "
+                "again%s%.*s; they apply at its next start\n",
+                r == 0 ? ": " : "", r == 0 ? (int)strcspn(out.p ? out.p : "", "\n") : 0,
+                out.p ? out.p : "");
+    buf_free(&out);
+}

@@ -14,6 +14,7 @@ void ctl_mailbox_usage(FILE *f)
     fprintf(f, "  mailbox check ADDRESS          (report index/Maildir inconsistencies)\n"
                "  mailbox repair ADDRESS         (fix what check reports)\n"
                "  mailbox reindex ADDRESS        (rebuild the index from the Maildir)\n");
+    ctl_mailbox_acl_usage(f);
 }
 
 static void on_problem(void *arg, const char *line)
@@ -57,6 +58,8 @@ int ctl_mailbox_main(const struct conf *c, int argc, char **argv)
     const char *verb;
     int rc;
 
+    if (argc >= 2 && (!strcmp(argv[1], "acl") || !strcmp(argv[1], "seen")))
+        return ctl_mailbox_acl(c, argc, argv);
     if (argc != 3) {
         fprintf(stderr, "usage:\n");
         ctl_mailbox_usage(stderr);

@@ -300,6 +300,7 @@ int main(int argc, char **argv)
         .max_pending_per_user = s->conf.login_max_pending_per_user,
         .threads = s->conf.auth_threads,
         .scram_iterations = s->conf.scram_iterations,
+        .acl_max_entries = s->conf.acl_max_entries,
     };
     if (auth_service_new(s->loop, &aopts, &s->auth, err, sizeof(err)) < 0) {
         log_error("%s", err);

@@ -144,7 +144,7 @@ static void entry_cb(void *arg, const char *ident, unsigned rights)
 {
     struct getacl_out *o = arg;
     char r[ACL_RIGHTS_MAX];
-    acl_rights_format(rights, r);
+    acl_rights_format_virtual(rights, r);
     buf_addc(o->b, ' ');
     write_ident(o->b, ident);
     buf_addc(o->b, ' ');
@@ -178,7 +178,7 @@ static void acl_answer(struct imap_session *s, struct acl_job *aj)
         buf_str(b, "* ACL ");
         write_mbox(s, b, r);
         /* the owner's rights are implicit: all of them */
-        acl_rights_format(ACL_ALL, rs);
+        acl_rights_format_virtual(ACL_ALL, rs);
         buf_addc(b, ' ');
         write_ident(b, r->owner_address);
         buf_printf(b, " %s", rs);
@@ -195,21 +195,22 @@ static void acl_answer(struct imap_session *s, struct acl_job *aj)
         buf_addc(b, ' ');
         write_ident(b, aj->ident);
         if (!strcmp(aj->ident, r->owner_address)) {
-            acl_rights_format(ACL_ALL, rs);
+            acl_rights_format_virtual(ACL_ALL, rs);
             buf_printf(b, " %s\r\n", rs);
         } else {
-            /* RFC 4314 3.7: nothing required, each right on its own */
+            /* RFC 4314 3.7: nothing required, each right on its own, and
+             * the virtual c and d (2.1.1) */
             buf_str(b, " \"\"");
             for (const char *c = ACL_RIGHTS_CHARS; *c; c++)
                 buf_printf(b, " %c", *c);
-            buf_str(b, "\r\n");
+            buf_str(b, " c d\r\n");
         }
         break;
     case AC_MY:
         b = imap_outbuf(s);
         buf_str(b, "* MYRIGHTS ");
         write_mbox(s, b, r);
-        acl_rights_format(r->rights, rs);
+        acl_rights_format_virtual(r->rights, rs);
         buf_addc(b, ' ');
         buf_imap_string(b, rs, strlen(rs));
         buf_str(b, "\r\n");

@@ -615,6 +615,8 @@ const struct conf_setting conf_settings[] = {
     {ROW("mail_max_subscriptions", "10000", "Mail storage"),
      UINT(mail_max_subscriptions, 1, 10000000),
      .doc = "subscriptions of one account: SUBSCRIBE past it answers NO [LIMIT]"},
+    {ROW("acl_max_entries", "100", "Mail storage"), UINT(acl_max_entries, 1, 100000),
+     .doc = "entries of one mailbox's access control list: SETACL past it answers NO [LIMIT]"},
 
     /* ---- IMAP */
     {ROW("imap_listen", "*:143", "IMAP"), ADDRS(imap_listen), .doc = "IMAP with STARTTLS"},

@@ -103,6 +103,7 @@ struct conf {
     unsigned mail_max_header_searches; /* SEARCH HEADER keys that read message files */
     unsigned mail_max_mailboxes;       /* mailboxes per account */
     unsigned mail_max_subscriptions;   /* subscriptions per account */
+    unsigned acl_max_entries;          /* entries of one mailbox's ACL */
 
     /* IMAP (protocol/imap) */
     struct conf_addr_list imap_listen;

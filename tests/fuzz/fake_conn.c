@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/acl.h"
 #include "auth/auth.h"
 #include "server/base/config.h"
 #include "server/base/conn.h"
@@ -166,6 +167,23 @@ int auth_service_lookup(struct auth_service *s, const char *address, size_t len,
                         struct auth_account *out)
 {
     return AUTH_E_NOUSER;
+}
+
+/* No access control list: the shared namespace names nothing, and no
+ * change is made. */
+const struct acl_snap *auth_service_acl(struct auth_service *s)
+{
+    return NULL;
+}
+
+int auth_service_acl_change(struct auth_service *s, const struct acl_change *ch,
+                            void (*cb)(void *arg, int result), void *arg)
+{
+    return -1;
+}
+
+void auth_service_acl_reload(struct auth_service *s)
+{
 }
 
 struct conf *fake_conn_conf(void)
