@@ -418,6 +418,16 @@ struct imap_sel {
      * session reads and writes in this mailbox (the session's, on another
      * account's mailbox whose \Seen is not shared); 0: the message rows' */
     int64_t seen_viewer;
+    /* another account's own \Seen changed (its event is not ours): the
+     * modseqs the messages took then, and the messages others changed
+     * for everybody meanwhile (uids), so that the next look at the
+     * changes leaves out what moved only for that account (other_all: too
+     * many to tell, nothing is left out) */
+#define IMAP_PEND_FLAGS_MAX 10000
+    uint64_t other_modseq[8];
+    unsigned n_other;
+    bool other_all;
+    struct uidarr pend_flags;
 };
 
 struct imap_job;
@@ -571,7 +581,7 @@ struct imap_session {
     struct mailuser_req *mu_req;
     struct mailuser_listener listener;
     struct imap_sel *sel;
-    struct imap_notify *notify; /* NOTIFY SET in effect, or NULL */
+    struct imap_notify *notify;           /* NOTIFY SET in effect, or NULL */
     struct imap_shared_open *shared_open; /* another account's store being acquired */
     const struct imap_notify_ops *notify_ops;
     bool idling;          /* in IDLE */
