@@ -328,9 +328,11 @@ static int pseen_work(struct txn *t, void *ctx)
     /* the messages whose \Seen changes for the viewer take the next modseq */
     {
         struct rangeset rs = {.r = old.r, .n = old.n};
+        /* "+modseq": the rows of the set by their key, never the whole
+         * mailbox through the modseq index */
         if ((rc = db_prepare(t->db,
                              "UPDATE messages SET modseq = ?1 WHERE mailbox_id = ?2"
-                             " AND uid BETWEEN ?3 AND ?4 AND modseq <= ?5"
+                             " AND uid BETWEEN ?3 AND ?4 AND +modseq <= ?5"
                              " AND coffre_inset(?6, uid) = ?7",
                              &st)) != 0)
             goto out;
