@@ -426,17 +426,13 @@ int acl_db_rename(struct auth_db *db, int64_t owner, const char *from, const cha
 
     if ((rc = mbox_canon(from, f)) != 0 || (rc = mbox_canon(to, t)) != 0)
         return rc;
-    if (!strcmp(f, t))
-        return AUTH_OK;
-    if ((rc = txn_begin(h, &own)) != AUTH_OK)
+    if (!strcmp(f, "INBOX")) /* INBOX stays: the new one takes a copy */
+        return acl_db_inherit(db, owner, f, t);
+    if (!strcmp(f, t) || (rc = txn_begin(h, &own)) != AUTH_OK)
         return rc;
-    if (!strcmp(f, "INBOX")) {
-        rc = copy_one(h, owner, f, t);
-    } else {
-        rc = move_tree(h, "acl", owner, f, t);
-        if (rc == AUTH_OK)
-            rc = move_tree(h, "mailbox_share", owner, f, t);
-    }
+    rc = move_tree(h, "acl", owner, f, t);
+    if (rc == AUTH_OK)
+        rc = move_tree(h, "mailbox_share", owner, f, t);
     return txn_end(h, own, rc);
 }
 

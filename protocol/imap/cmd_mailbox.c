@@ -49,9 +49,33 @@ static void mbop_work(struct imap_job *j)
 
 static const char *const op_names[] = {"CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE"};
 
-/* The ACL of an own mailbox follows its CREATE (a child takes its
- * parent's entries), RENAME and DELETE, once the storage change is made;
- * nothing to do when the snapshot has no entry there. */
+struct has_entries {
+    const char *name;
+    size_t len;
+    bool below, found;
+};
+
+static void has_cb(void *arg, const char *mailbox, unsigned rights)
+{
+    struct has_entries *h = arg;
+    if (!h->found && !strncmp(mailbox, h->name, h->len) &&
+        (mailbox[h->len] == '\0' || (h->below && mailbox[h->len] == '/')))
+        h->found = true;
+}
+
+/* Whether owner's mailbox name (or, below, one under it) has entries in
+ * the snapshot: a change of the tables (and the snapshot read again) only
+ * when there is something to follow. */
+static bool has_entries(const struct acl_snap *snap, int64_t owner, const char *name, bool below)
+{
+    struct has_entries h = {name, strlen(name), below, false};
+    acl_snap_mailboxes(snap, owner, owner, "", has_cb, &h);
+    return h.found;
+}
+
+/* The ACL of a mailbox follows its CREATE (a child takes its parent's
+ * entries), RENAME and DELETE (with what is under it), once the storage
+ * change is made; nothing to do when the snapshot has no entry there. */
 static bool acl_follows(struct imap_session *s, struct mbop_job *m, int *op, char *parent,
                         size_t cap)
 {
@@ -66,14 +90,14 @@ static bool acl_follows(struct imap_session *s, struct mbop_job *m, int *op, cha
         memcpy(parent, m->a, (size_t)(slash - m->a));
         parent[slash - m->a] = '\0';
         *op = ACL_CH_INHERIT;
-        return true;
+        return has_entries(snap, m->owner, parent, false);
     }
     case OP_DELETE:
         *op = ACL_CH_DROP;
-        return true;
+        return has_entries(snap, m->owner, m->a, true);
     case OP_RENAME:
         *op = ACL_CH_RENAME;
-        return true;
+        return has_entries(snap, m->owner, m->a, true);
     default:
         return false;
     }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/acl.h"
 #include "protocol/imap/imap_private.h"
 #include "server/base/config.h"
 
@@ -298,6 +299,86 @@ void imap_sel_free(struct imap_session *s)
     s->sel = NULL;
     if (s->state == IMAP_SELECTED)
         s->state = IMAP_AUTH;
+}
+
+/* ---- the rights on another account's mailbox (RFC 4314) ---- */
+
+unsigned imap_sel_rights(struct imap_session *s)
+{
+    const struct imap_sel *sel = s->sel;
+    if (!sel || !sel->mu)
+        return ACL_ALL;
+    if (sel->revoked)
+        return 0;
+    const struct acl_snap *snap = conn_auth(s->c) ? auth_service_acl(conn_auth(s->c)) : NULL;
+    if (!snap || !s->user)
+        return 0;
+    return acl_snap_rights(snap, sel->owner, sel->oname, s->account_id, s->user);
+}
+
+bool imap_rights_readwrite(unsigned rights)
+{
+    /* RFC 4314 5.2: i, e and the rights of the flags others see. \Seen is
+     * one of those while it is kept in the message for everybody. */
+    return rights & (ACL_INSERT | ACL_EXPUNGE | ACL_SEEN | ACL_WRITE | ACL_DELMSG);
+}
+
+void imap_buf_permflags(struct buf *b, unsigned rights, const char *keywords)
+{
+    const char *sep = "";
+    buf_addc(b, '(');
+    if (rights & ACL_WRITE) {
+        buf_str(b, "\\Answered \\Flagged");
+        sep = " ";
+    }
+    if (rights & ACL_DELMSG) {
+        buf_str(b, sep);
+        buf_str(b, "\\Deleted");
+        sep = " ";
+    }
+    if (rights & ACL_SEEN) {
+        buf_str(b, sep);
+        buf_str(b, "\\Seen");
+        sep = " ";
+    }
+    if (rights & ACL_WRITE) {
+        buf_str(b, sep);
+        buf_str(b, "\\Draft");
+        if (keywords)
+            buf_str(b, keywords); /* " kw1 kw2" */
+        buf_str(b, " \\*");
+    }
+    buf_addc(b, ')');
+}
+
+bool imap_sel_refresh(struct imap_session *s)
+{
+    struct imap_sel *sel = s->sel;
+    if (!sel || !sel->mu)
+        return true;
+    unsigned r = imap_sel_rights(s);
+    if (!(r & ACL_READ) && !sel->revoked) {
+        /* RFC 4314 5.1.1: the commands of the selected state are refused
+         * until the mailbox is closed (a BYE would take the user's other
+         * work with it); nothing of it is announced any more */
+        sel->revoked = true;
+        sel->rights = 0;
+    }
+    if (sel->revoked)
+        return false;
+    if (r != sel->rights && !sel->readonly) {
+        /* 5.1.1: PERMANENTFLAGS again when they changed, and READ-ONLY or
+         * READ-WRITE when that changed */
+        struct buf *b = imap_outbuf(s);
+        buf_str(b, "* OK [PERMANENTFLAGS ");
+        imap_buf_permflags(b, r, NULL);
+        buf_str(b, "] Your rights on the mailbox changed.\r\n");
+        if (imap_rights_readwrite(r) != imap_rights_readwrite(sel->rights))
+            buf_str(b, imap_rights_readwrite(r) ? "* OK [READ-WRITE] Writable now.\r\n"
+                                                : "* OK [READ-ONLY] Read-only now.\r\n");
+    }
+    sel->rights = r;
+    return true;
 }
 
 /* ---- sets ---- */
@@ -924,7 +1005,7 @@ void imap_updates(struct imap_session *s, bool expunge_ok, void (*then)(struct i
             then(s);
         return;
     }
-    if (sel->mu && (imap_shared_gate(s, false), sel->revoked)) {
+    if (sel->mu && !imap_sel_refresh(s)) {
         /* access revoked: nothing more of the mailbox is told */
         uidarr_free(&sel->pend_new);
         uidarr_free(&sel->pend_exp);

@@ -581,8 +581,9 @@ struct imap_session {
     struct mailuser_req *mu_req;
     struct mailuser_listener listener;
     struct imap_sel *sel;
-    struct imap_notify *notify;           /* NOTIFY SET in effect, or NULL */
-    struct imap_shared_open *shared_open; /* another account's store being acquired */
+    struct imap_notify *notify;                   /* NOTIFY SET in effect, or NULL */
+    struct imap_shared_open *shared_open;         /* another account's store being acquired */
+    void (*shared_abort)(struct imap_session *s); /* drops it (imap_shared.c) */
     const struct imap_notify_ops *notify_ops;
     bool idling;          /* in IDLE */
     uint64_t quota_bytes; /* the account's quota, 0 = none (login ALERT) */
@@ -755,25 +756,26 @@ struct imap_mref;
  * had. The job holds the store until it ends. */
 void imap_shared_job(struct imap_session *s, const struct imap_mref *r, struct imap_job *j,
                      imap_job_work *work, imap_job_done *done);
-/* The user's rights on the selected mailbox (ACL_ALL for one's own), read
- * again from the ACL snapshot. */
+/* (imap_mailbox.c) The user's rights on the selected mailbox (ACL_ALL for
+ * one's own), read again from the ACL snapshot. */
 unsigned imap_sel_rights(struct imap_session *s);
-/* Before a command in the selected state: the rights are read again; when
- * they changed, FLAGS and PERMANENTFLAGS are said again (RFC 4314 5.1.1);
- * when `r` is gone and refuse is true, the command is answered NO
- * [NOPERM] and false returned. */
-bool imap_shared_gate(struct imap_session *s, bool refuse);
+/* (imap_mailbox.c) Before a command, and before changes are announced:
+ * the rights on another account's selected mailbox are read again; when
+ * they changed, PERMANENTFLAGS (and READ-ONLY or READ-WRITE) are said
+ * again (RFC 4314 5.1.1). False once `r` is gone: the selected-state
+ * commands are then refused, and nothing more is announced. */
+bool imap_sel_refresh(struct imap_session *s);
 /* The rights a STORE needs: s for \Seen, t for \Deleted, w for the other
  * flags and keywords; FLAGS (replace) changes every kind. */
 unsigned imap_store_rights(int op, unsigned flags, size_t nkw);
 /* The flags (and whether keywords) a COPY or APPEND into a mailbox with
  * rights keeps (RFC 4314 section 4: the others are dropped silently). */
 unsigned imap_flags_allowed(unsigned rights, unsigned flags, bool *keywords);
-/* PERMANENTFLAGS of a mailbox with rights ("\Seen" with s, ...), and
- * whether SELECT says READ-WRITE (RFC 4314 5.2). */
+/* (imap_mailbox.c) PERMANENTFLAGS of a mailbox with rights ("\Seen"
+ * with s, ...), and whether SELECT says READ-WRITE (RFC 4314 5.2). */
 void imap_buf_permflags(struct buf *b, unsigned rights, const char *keywords);
 bool imap_rights_readwrite(unsigned rights);
-/* Makes the selected mailbox sel (just installed) another account's:
+/* (imap_mailbox.c) Makes the selected mailbox sel (just installed) another account's:
  * takes over the hold on mu, listens to its events. */
 void imap_sel_attach(struct imap_session *s, struct imap_sel *sel, struct mailuser *mu,
                      const struct imap_mref *r);

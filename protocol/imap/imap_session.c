@@ -532,9 +532,11 @@ static void execute(struct imap_session *s)
     conn_count_command(s->c);
     /* another account's mailbox selected: its rights are read again (a
      * revoked `r` refuses what works on it) */
-    if (s->sel && s->sel->mu &&
-        !imap_shared_gate(s, c->states == IMAP_SELECTED && !(c->flags & IMAP_CMD_LEAVE)))
+    if (s->sel && s->sel->mu && !imap_sel_refresh(s) && c->states == IMAP_SELECTED &&
+        !(c->flags & IMAP_CMD_LEAVE)) {
+        imap_finish(s, "NO", "[NOPERM] Your access to the selected mailbox was revoked; close it.");
         return;
+    }
     c->fn(s, &args);
 }
 
@@ -991,7 +993,8 @@ void imap_session_describe(struct conn *c, struct conn_state *st)
 
 void imap_account_release(struct imap_session *s)
 {
-    imap_shared_abort(s);
+    if (s->shared_abort)
+        s->shared_abort(s); /* another account's store being got */
     imap_sel_free(s);
     if (s->notify)
         s->notify_ops->free(s);

@@ -4,10 +4,11 @@
  * per-account service exactly as its own sessions and deliveries open it
  * (mailuser_open: one store per account in the process, the owner's
  * quota), held while a mailbox of it is selected or for one command, and
- * the jobs on it counted in the owner's queue. Also what the commands ask
- * of the rights of the selected mailbox: read again from the ACL snapshot
- * before each command, the flags a STORE needs rights for, the flags a
- * COPY or APPEND keeps, PERMANENTFLAGS and READ-WRITE. Loop thread. */
+ * the jobs on it counted in the owner's queue. Also the flags a STORE
+ * needs rights for and the flags a COPY or APPEND keeps (the rights of the
+ * selected mailbox are imap_mailbox.c's). Above the session core, as the
+ * commands are: the session calls it only through s->shared_abort. Loop
+ * thread. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,7 @@ static void so_end(struct imap_shared_open *so, int err, struct mailuser *mu)
     void *arg = so->arg;
 
     s->shared_open = NULL;
+    s->shared_abort = NULL;
     free(so);
     s->wait = IMAP_WAIT_NONE;
     cb(s, err, mu, arg);
@@ -117,6 +119,7 @@ int imap_shared_acquire(struct imap_session *s, int64_t owner, const char *owner
     }
     so->lookup = lj;
     s->shared_open = so;
+    s->shared_abort = imap_shared_abort;
     return 0;
 }
 
@@ -134,6 +137,7 @@ void imap_shared_abort(struct imap_session *s)
     if (!so)
         return;
     s->shared_open = NULL;
+    s->shared_abort = NULL;
     if (so->lookup)
         so->lookup->so = NULL; /* its job is cancelled with the session's */
     if (so->req)
@@ -207,90 +211,6 @@ void imap_sel_job(struct imap_session *s, struct imap_job *j, imap_job_work *wor
 {
     j->store = s->sel && s->sel->mu ? s->sel->mu : NULL;
     imap_cmd_job(s, j, work, done);
-}
-
-/* ---- rights of the selected mailbox ---- */
-
-unsigned imap_sel_rights(struct imap_session *s)
-{
-    const struct imap_sel *sel = s->sel;
-    if (!sel || !sel->mu)
-        return ACL_ALL;
-    if (sel->revoked)
-        return 0;
-    const struct acl_snap *snap = conn_auth(s->c) ? auth_service_acl(conn_auth(s->c)) : NULL;
-    if (!snap || !s->user)
-        return 0;
-    return acl_snap_rights(snap, sel->owner, sel->oname, s->account_id, s->user);
-}
-
-bool imap_rights_readwrite(unsigned rights)
-{
-    /* RFC 4314 5.2: i, e and the rights of the flags others see. \Seen is
-     * one of those while it is kept in the message for everybody. */
-    return rights & (ACL_INSERT | ACL_EXPUNGE | ACL_SEEN | ACL_WRITE | ACL_DELMSG);
-}
-
-void imap_buf_permflags(struct buf *b, unsigned rights, const char *keywords)
-{
-    const char *sep = "";
-    buf_addc(b, '(');
-    if (rights & ACL_WRITE) {
-        buf_str(b, "\\Answered \\Flagged");
-        sep = " ";
-    }
-    if (rights & ACL_DELMSG) {
-        buf_str(b, sep);
-        buf_str(b, "\\Deleted");
-        sep = " ";
-    }
-    if (rights & ACL_SEEN) {
-        buf_str(b, sep);
-        buf_str(b, "\\Seen");
-        sep = " ";
-    }
-    if (rights & ACL_WRITE) {
-        buf_str(b, sep);
-        buf_str(b, "\\Draft");
-        if (keywords)
-            buf_str(b, keywords); /* " kw1 kw2" */
-        buf_str(b, " \\*");
-    }
-    buf_addc(b, ')');
-}
-
-bool imap_shared_gate(struct imap_session *s, bool refuse)
-{
-    struct imap_sel *sel = s->sel;
-    if (!sel || !sel->mu)
-        return true;
-    unsigned r = imap_sel_rights(s);
-    if (!(r & ACL_READ) && !sel->revoked) {
-        /* RFC 4314 5.1.1: the commands of the selected state are refused
-         * until the mailbox is closed (a BYE would take the user's other
-         * work with it); nothing of it is announced any more */
-        sel->revoked = true;
-        sel->rights = 0;
-    }
-    if (sel->revoked) {
-        if (!refuse)
-            return true;
-        imap_finish(s, "NO", "[NOPERM] Your access to the selected mailbox was revoked; close it.");
-        return false;
-    }
-    if (r != sel->rights && !sel->readonly) {
-        /* 5.1.1: PERMANENTFLAGS again when they changed, and READ-ONLY or
-         * READ-WRITE when that changed */
-        struct buf *b = imap_outbuf(s);
-        buf_str(b, "* OK [PERMANENTFLAGS ");
-        imap_buf_permflags(b, r, NULL);
-        buf_str(b, "] Your rights on the mailbox changed.\r\n");
-        if (imap_rights_readwrite(r) != imap_rights_readwrite(sel->rights))
-            buf_str(b, imap_rights_readwrite(r) ? "* OK [READ-WRITE] Writable now.\r\n"
-                                                : "* OK [READ-ONLY] Read-only now.\r\n");
-    }
-    sel->rights = r;
-    return true;
 }
 
 /* ---- flags and rights ---- */

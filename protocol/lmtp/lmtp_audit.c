@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "protocol/lmtp/lmtp_int.h"
+#include "server/base/config.h"
 #include "server/base/log.h"
 
 enum { H_LINE_START, H_IN_LINE, H_CR_AT_START };
@@ -135,7 +136,15 @@ void lmtp_audit_rcpt(struct lmtp_session *s, const struct lmtp_txn *t, const str
     log_rec_str(&rec, "message_id", t->hs.msgid);
     log_rec_str(&rec, "rcpt", r->addr);
     log_rec_num(&rec, "size", t->body_size);
-    if (r->result == 0) {
+    if (r->result == 0 && r->shared_owner[0]) {
+        /* as the recipient names it: in the shared namespace */
+        char name[sizeof(((struct conf *)0)->shared_prefix) + AUTH_ADDR_MAX +
+                  STORAGE_MBOX_NAME_MAX + 2];
+        snprintf(name, sizeof(name), "%s%s/%s", conn_conf(s->c)->shared_prefix, r->shared_owner,
+                 r->folder);
+        log_rec_str(&rec, "folder", name);
+        log_rec_num(&rec, "uid", r->uid);
+    } else if (r->result == 0) {
         log_rec_str(&rec, "folder", r->folder);
         log_rec_num(&rec, "uid", r->uid);
     }

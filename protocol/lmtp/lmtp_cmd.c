@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/acl.h"
 #include "protocol/lmtp/lmtp_int.h"
 #include "server/base/config.h"
 #include "server/base/log.h"
@@ -87,7 +88,64 @@ struct rcpt_job {
     bool has_index; /* the account's store was created already */
     int rc;
     struct auth_account acct;
+    /* a detail in the shared namespace: "<prefix><local>/<folder>" names
+     * the folder of <local>@<the recipient's domain> */
+    struct acl_snap *acl; /* a reference, taken on the loop */
+    char owner_addr[AUTH_ADDR_MAX];
+    char folder[STORAGE_MBOX_NAME_MAX + 1];
+    bool shared; /* the owner's folder takes it (ACL_POST, the folder exists) */
+    struct auth_account owner;
+    bool owner_index;
 };
+
+/* Whether detail names another account's folder through the shared
+ * namespace; owner_addr and folder then say which. */
+static bool shared_detail(const char *prefix, const char *detail, const char *base,
+                          const char *default_domain, char *owner_addr, char *folder)
+{
+    size_t plen = strlen(prefix);
+    const char *rest, *slash, *domain = strchr(base, '@');
+    char local[AUTH_ADDR_MAX];
+
+    if (!plen || strncmp(detail, prefix, plen) != 0 || !domain)
+        return false;
+    rest = detail + plen;
+    slash = strchr(rest, '/');
+    if (!slash || slash == rest || !slash[1] || strlen(slash + 1) > STORAGE_MBOX_NAME_MAX ||
+        (size_t)(slash - rest) + strlen(domain) >= sizeof(local))
+        return false;
+    size_t ll = (size_t)(slash - rest), dl = strlen(domain);
+    memcpy(local, rest, ll);
+    memcpy(local + ll, domain, dl + 1);
+    if (auth_normalize_address(local, strlen(local), default_domain, owner_addr, AUTH_ADDR_MAX) !=
+        AUTH_OK)
+        return false;
+    snprintf(folder, STORAGE_MBOX_NAME_MAX + 1, "%s", slash + 1);
+    return true;
+}
+
+/* The owner's folder takes the message when the recipient may post to it
+ * (ACL_POST) and it exists; otherwise it goes where a detail naming no
+ * folder of the recipient's goes. The sender is told the same either way. */
+static void shared_work(struct rcpt_job *j)
+{
+    struct storage_user *u;
+    struct storage_mbox mb;
+
+    j->shared = false;
+    if (auth_service_lookup(j->svc, j->owner_addr, strlen(j->owner_addr), &j->owner) != AUTH_OK ||
+        j->owner.disabled ||
+        !(acl_snap_rights(j->acl, j->owner.id, j->folder, j->acct.id, j->acct.address) & ACL_POST))
+        return;
+    if (!(j->owner_index = storage_has_index(j->data_dir, j->owner.id)))
+        return; /* no store: no folder */
+    /* a store open for sessions is shared; otherwise this opens it as the
+     * first delivery to an account does */
+    if (storage_open(j->data_dir, j->owner.id, &u) != 0)
+        return;
+    j->shared = storage_mbox_get(u, j->folder, &mb) == 0;
+    storage_close(u);
+}
 
 static void rcpt_work(void *data)
 {
@@ -99,6 +157,8 @@ static void rcpt_work(void *data)
         j->rc = AUTH_OK;
         j->used_full = true;
     }
+    if (j->rc == AUTH_OK && !j->used_full && j->owner_addr[0] && !j->acct.disabled)
+        shared_work(j);
     if (j->rc == AUTH_OK)
         j->has_index = storage_has_index(j->data_dir, j->acct.id);
 }
@@ -106,6 +166,7 @@ static void rcpt_work(void *data)
 static void rcpt_free(void *data)
 {
     struct rcpt_job *j = data;
+    acl_snap_unref(j->acl);
     free(j->data_dir);
     free(j);
 }
@@ -147,6 +208,7 @@ static void rcpt_add(struct lmtp_session *s, struct mailuser *mu)
     r->acct = s->rcpt_acct;
     memcpy(r->addr, s->rcpt_addr, sizeof(r->addr));
     memcpy(r->detail, s->rcpt_detail, sizeof(r->detail));
+    memcpy(r->shared_owner, s->rcpt_shared_owner, sizeof(r->shared_owner));
     r->mu = mu;
     r->light = !mu;
     rcpt_answer(s, "250 2.1.5", "OK");
@@ -194,8 +256,17 @@ static void rcpt_done(void *data)
         return;
     }
     s->rcpt_acct = j->acct;
+    s->rcpt_shared_owner[0] = '\0';
     if (j->used_full)
         s->rcpt_detail[0] = '\0';
+    if (j->shared) {
+        /* the owner's store, quota and folder */
+        s->rcpt_acct = j->owner;
+        snprintf(s->rcpt_shared_owner, sizeof(s->rcpt_shared_owner), "%s", j->owner.address);
+        snprintf(s->rcpt_detail, sizeof(s->rcpt_detail), "%s", j->folder);
+        j->acct = j->owner;
+        j->has_index = j->owner_index;
+    }
     if (j->has_index && !mailuser_in_use(j->acct.id)) {
         /* no session has it open: the delivery need not open it either */
         rcpt_add(s, NULL);
@@ -254,6 +325,10 @@ void lmtp_cmd_rcpt(struct lmtp_session *s, const char *arg, size_t len)
     }
     memcpy(j->full, s->rcpt_addr, plen + 1);
     j->has_detail = s->rcpt_detail[0] != '\0' || strcmp(j->base, j->full) != 0;
+    if (conf->lmtp_save_to_detail_mailbox &&
+        shared_detail(conf->shared_prefix, s->rcpt_detail, j->base, conf->default_domain,
+                      j->owner_addr, j->folder))
+        j->acl = acl_snap_ref((struct acl_snap *)auth_service_acl(j->svc));
     job =
         proto_job_start(conn_loop(s->c), PROTO_JOB_NO_ACCOUNT, rcpt_work, rcpt_done, rcpt_free, j);
     if (!job) {

@@ -109,6 +109,9 @@ struct lmtp_rcpt {
     int result;              /* 0 delivered, or STORAGE_E_* */
     uint32_t uid;            /* where it went, for the audit line */
     char folder[STORAGE_MBOX_NAME_MAX + 1];
+    /* a shared folder's owner (acct is the owner's then): "" for the
+     * recipient's own store */
+    char shared_owner[AUTH_ADDR_MAX];
 };
 
 /* A mail transaction. Owned by its session; while a pool job runs on it, the
@@ -176,6 +179,7 @@ struct lmtp_session {
     char rcpt_addr[LMTP_PATH_MAX + 1];
     char rcpt_detail[STORAGE_MBOX_NAME_MAX + 1];
     struct auth_account rcpt_acct;
+    char rcpt_shared_owner[AUTH_ADDR_MAX]; /* the detail names this owner's folder */
 };
 
 /* Replies and the bad-command counter. */

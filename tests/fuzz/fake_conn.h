@@ -15,6 +15,9 @@ struct conn *fake_conn_new(bool tls, bool plain_ok);
  * first use); a test may change it before driving. */
 struct conf *fake_conn_conf(void);
 void fake_conn_finish_login(bool ok);
+/* The ACL snapshot auth_service_acl gives (borrowed; NULL: none). */
+struct acl_snap;
+void fake_conn_set_acl(const struct acl_snap *snap);
 int fake_conn_drive(const struct conn_handler *h, const uint8_t *data, size_t size);
 /* Whether the protocol closed the connection before the last drive's
  * input ran out. */

@@ -161,6 +161,44 @@ class AclCtl(ServerTestCase):
         self.ok('group', 'list')
         self.assertEqual((self.requests(), self.reloads()), (before + 2, before + 2))
 
+    def test_reload_seen_by_imap(self):
+        """A session already logged in sees each change at its next
+        command: MYRIGHTS and GETACL on the shared name."""
+        c = self.server.raw('imaps', tls=True)
+        try:
+            self.assertTrue(c.line().startswith('* OK'))
+            _, t = c.cmd('l', 'LOGIN %s %s' % (imap_quote(C), imap_quote(PASS)))
+            self.assertTrue(t.startswith('l OK'), t)
+            name = '"Shared/%s/supportx"' % A
+
+            def myrights(tag):
+                lines, t = c.cmd(tag, 'MYRIGHTS ' + name)
+                return lines, t
+
+            lines, t = myrights('m1')
+            self.assertTrue(t.startswith('m1 NO'), t)  # nothing: as if missing
+            asked = self.requests()
+            self.ok('mailbox', 'acl', 'set', A, 'supportx', C, 'lra')
+            harness.wait_for(lambda: self.reloads() >= self.requests() > asked, 5)
+            lines, t = myrights('m2')
+            self.assertTrue(t.startswith('m2 OK'), t)
+            unq = [l.replace('"lra"', 'lra') for l in lines]  # atom or quoted string
+            self.assertIn('* MYRIGHTS %s lra' % name, unq)
+            lines, t = c.cmd('g', 'GETACL ' + name)
+            self.assertTrue(t.startswith('g OK'), t)
+            unq = [l.replace('"lra"', 'lra').replace('"%s"' % C, C) for l in lines]
+            acl = [l for l in unq if l.startswith('* ACL %s ' % name)]
+            self.assertEqual(len(acl), 1, lines)
+            self.assertIn(' %s lra' % C, acl[0])
+            asked = self.requests()
+            self.ok('mailbox', 'acl', 'delete', A, 'supportx', C)
+            harness.wait_for(lambda: self.reloads() >= self.requests() > asked, 5)
+            lines, t = myrights('m3')
+            self.assertTrue(t.startswith('m3 NO'), t)
+            c.cmd('o', 'LOGOUT')
+        finally:
+            c.close()
+
     def test_user_del_forgets(self):
         e = 'erin@example.org'
         self.server.add_user(e, PASS)

@@ -521,6 +521,91 @@ static void test_snapshot_big(void)
     auth_db_close(db);
 }
 
+/* The login service's side: a change runs on its threads and the new
+ * snapshot is in place when the callback runs; a refused change leaves
+ * it; a reload shows what another process wrote. */
+struct change_seen {
+    struct auth_service *s;
+    int calls, result;
+    unsigned rights_then; /* bob's rights in the service's snapshot at the callback */
+    int64_t owner, user;
+};
+
+static void on_change(void *arg, int result)
+{
+    struct change_seen *c = arg;
+
+    c->calls++;
+    c->result = result;
+    c->rights_then = acl_snap_rights(auth_service_acl(c->s), c->owner, "svc", c->user, NULL);
+}
+
+static void test_service(void)
+{
+    struct auth_service_opts o = {.data_dir = tmpdir, .default_domain = "example.com"};
+    struct change_seen seen = {0};
+    struct auth_service *s;
+    struct auth_account alice, bob;
+    struct auth_db *db;
+    uv_loop_t loop;
+    char err[256];
+
+    if (auth_db_open(tmpdir, &db, err, sizeof(err)) != AUTH_OK ||
+        auth_user_get(db, "alice@example.com", &alice) != AUTH_OK ||
+        auth_user_get(db, "bob@example.com", &bob) != AUTH_OK) {
+        CHECK(false, "service: accounts");
+        return;
+    }
+    uv_loop_init(&loop);
+    if (auth_service_new(&loop, &o, &s, err, sizeof(err)) != AUTH_OK) {
+        CHECK(false, "service: start");
+        auth_db_close(db);
+        return;
+    }
+    seen.s = s;
+    seen.owner = alice.id;
+    seen.user = bob.id;
+    CHECK(auth_service_acl(s) != NULL, "service: a snapshot from the start");
+    CHECK(acl_snap_rights(auth_service_acl(s), alice.id, "team", bob.id, NULL) == ACL_LOOKUP,
+          "service: the start's snapshot has the tables");
+
+    struct acl_change ch = {
+        .op = ACL_CH_SET, .owner = alice.id, .rights = ACL_LOOKUP | ACL_READ, .mode = '='};
+    snprintf(ch.mailbox, sizeof(ch.mailbox), "svc");
+    snprintf(ch.ident, sizeof(ch.ident), "bob@example.com");
+    CHECK(auth_service_acl_change(s, &ch, on_change, &seen) == 0, "change: queued");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(seen.calls == 1 && seen.result == AUTH_OK && seen.rights_then == (ACL_LOOKUP | ACL_READ),
+          "change: written, the new snapshot in place before the callback");
+
+    snprintf(ch.ident, sizeof(ch.ident), "alice@example.com");
+    auth_service_acl_change(s, &ch, on_change, &seen);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(seen.calls == 2 && seen.result == ACL_E_OWNER &&
+              seen.rights_then == (ACL_LOOKUP | ACL_READ),
+          "change: refused, the snapshot as it was");
+
+    /* another process (coffrectl) writes; the reload shows it */
+    acl_db_set(db, alice.id, "svc", "bob@example.com", ACL_POST, '+');
+    CHECK(acl_snap_rights(auth_service_acl(s), alice.id, "svc", bob.id, NULL) ==
+              (ACL_LOOKUP | ACL_READ),
+          "reload: not before it is asked");
+    auth_service_acl_reload(s);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(acl_snap_rights(auth_service_acl(s), alice.id, "svc", bob.id, NULL) ==
+              (ACL_LOOKUP | ACL_READ | ACL_POST),
+          "reload: the other process's change in place");
+
+    /* freed with a change pending: its callback is not called */
+    seen.calls = 0;
+    auth_service_acl_change(s, &ch, on_change, &seen);
+    auth_service_free(s);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(seen.calls == 0, "free: a pending change's callback not called");
+    uv_loop_close(&loop);
+    auth_db_close(db);
+}
+
 int main(void)
 {
     if (check_mkdtemp(tmpdir, sizeof(tmpdir), "coffre-test-acl") != 0)
@@ -528,6 +613,7 @@ int main(void)
     test_rights();
     test_idents();
     test_db();
+    test_service();
     test_snapshot_big();
     check_rmtree(tmpdir);
     return check_summary();
