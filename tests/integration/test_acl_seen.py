@@ -6,7 +6,9 @@ STATUS UNSEEN and SELECT's UNSEEN show it, and his other session in IDLE
 is told (FETCH FLAGS), while alice (the owner) and carol still see both
 unseen, and alice's session in IDLE hears nothing of it. alice's own
 \\Seen stays hers; CONDSTORE's MODSEQ of bob's change moves; APPEND with
-\\Seen by bob is seen by bob only; a user without `s` sets no \\Seen;
+\\Seen by bob is seen by bob only, and so is a COPY into the folder,
+while a COPY out of it takes bob's \\Seen; a user without `s` (lrw)
+sets no \\Seen by FETCH and may not STORE it;
 bob's \\Seen survives `coffrectl mailbox reindex` of alice's index.
 With the mailbox's \\Seen made shared (`coffrectl mailbox seen ...
 shared`), everybody reads and writes the one \\Seen of the messages."""
@@ -21,7 +23,7 @@ A = 'alice@example.org'
 B = 'bob@example.org'
 C = 'carol@example.org'
 D = 'dave@example.org'
-BOXES = ('team', 'ops', 'kept')
+BOXES = ('team', 'ops', 'kept', 'cp')
 
 
 def shared(name):
@@ -57,7 +59,7 @@ class AclSeen(ImapCase):
                 [i.append(box, make_message(k, subject='%s %d' % (box, k))) for k in range(1, 5)]))
         n = cls._reloads()
         for box in BOXES:
-            for who, rights in ((B, 'lrswi'), (C, 'lrswi'), (D, 'lr')):
+            for who, rights in ((B, 'lrswi'), (C, 'lrswi'), (D, 'lrw')):
                 rc, out, err = cls.server.ctl('mailbox', 'acl', 'set', A, box, who, rights)
                 assert rc == 0, (out, err)
         cls._wait_reloads(n + 3 * len(BOXES))
@@ -163,11 +165,33 @@ class AclSeen(ImapCase):
 
     def test_no_seen_right(self):
         box = shared('team')
-        dave = self.as_user(D, box, examine=True)
+        dave = self.as_user(D)
+        info = dave.select(box)
+        self.assertIn(b'READ-WRITE', info['tagged'], 'w: read-write')
         before = status_unseen(self.as_user(C), box)
         dave.ok('FETCH 1:4 (BODY[TEXT])')
         self.assertEqual(dave.search('SEEN'), [], 'without `s` a fetch sets no \\Seen')
+        st, t, _ = dave.status_of('STORE 3 +FLAGS (\\Seen)')
+        self.assertEqual(st, 'NO', t)
+        self.assertIn(b'NOPERM', t)
+        self.assertEqual(dave.search('SEEN'), [])
         self.assertEqual(status_unseen(self.as_user(C), box), before)
+
+    def test_copy(self):
+        box = shared('cp')
+        bob = self.as_user(B, box)
+        bob.ok('STORE 2 +FLAGS.SILENT (\\Seen)')
+        bob.ok('CREATE mine')
+        # out of the shared folder: bob's \Seen becomes the copy's
+        bob.ok('COPY 2,4 mine')
+        mine = self.as_user(B, 'mine')
+        self.assertEqual(flags_of(mine, '1:2'), {1: {'\\Seen'}, 2: set()})
+        # into it: the copy is seen by bob alone
+        mine.ok('COPY 1 %s' % harness.imap_quote(box))
+        bob.ok('NOOP')
+        self.assertEqual(bob.search('SEEN'), [2, 5])
+        self.assertEqual(self.as_user(A, 'cp').search('SEEN'), [])
+        self.assertEqual(self.as_user(C, box).search('SEEN'), [])
 
     def test_reindex_keeps(self):
         box = shared('kept')
