@@ -296,15 +296,20 @@ static int pseen_work(struct txn *t, void *ctx)
                                " AND uidvalidity != ?",
                                c->mbox, c->viewer, m.uidvalidity)) != 0))
         return rc;
-    /* the set, within the UIDs given so far */
+    /* the set, up to the last message there (not to UIDNEXT: an import
+     * may still bring messages under it, storage_import_uidnext) */
+    int64_t top = 0;
+    if ((rc = db_int_binds(t->db, &top, "SELECT max(uid) FROM messages WHERE mailbox_id = ?", NULL,
+                           DB_INTS(c->mbox))) != 0)
+        return rc;
     for (size_t i = 0; i < c->nreq; i++) {
         uint32_t lo = c->req[i].lo, hi = c->req[i].hi;
         if (lo == 0)
             lo = 1;
-        if (m.uidnext <= 1 || lo >= m.uidnext)
+        if (top < 1 || lo > top)
             break;
-        if (hi >= m.uidnext)
-            hi = m.uidnext - 1;
+        if (hi > top)
+            hi = (uint32_t)top;
         if (lo <= hi && push(&req, &cap, lo, hi) != 0) {
             rc = STORAGE_E_NOMEM;
             goto out;

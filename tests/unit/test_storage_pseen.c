@@ -423,6 +423,23 @@ static void test_expunge_delete(struct storage_user *u)
           "a mailbox deleted takes its viewers' sets along");
 }
 
+/* UIDs an import keeps below UIDNEXT are not taken by a 1:* of a viewer
+ * before their messages come */
+static void test_import_reserved(struct storage_user *u)
+{
+    int64_t box = box_id(u, "Imp");
+    struct storage_import_msg m = {.uid = 10, .data = msg, .len = sizeof(msg) - 1};
+
+    append(u, box, 3, 0);
+    CHECK(storage_import_uidnext(u, box, 20) == 0);
+    CHECK(store(u, box, BOB, 1, UINT32_MAX, true, NULL) == 0 &&
+              strcmp(seen_str(u, box, BOB), "1-3") == 0,
+          "1:* stops at the last message, not at UIDNEXT");
+    CHECK(storage_import_messages(u, box, &m, 1) == 0 && m.status == STORAGE_IMPORT_ADDED);
+    CHECK(strcmp(search_str(u, box, BOB, STORAGE_SEARCH_UNFLAGS, STORAGE_FLAG_SEEN), "10") == 0,
+          "a message imported under UIDNEXT afterwards is unseen for the viewer");
+}
+
 int main(void)
 {
     struct storage_user *u;
@@ -432,10 +449,11 @@ int main(void)
         return 1;
     CHECK(storage_open(dir, 1, &u) == 0, "store");
     CHECK(storage_mbox_create(u, "Team", 0) == 0 && storage_mbox_create(u, "Random", 0) == 0 &&
-          storage_mbox_create(u, "Exp", 0) == 0);
+          storage_mbox_create(u, "Exp", 0) == 0 && storage_mbox_create(u, "Imp", 0) == 0);
     test_basics(u);
     test_random(u);
     test_expunge_delete(u);
+    test_import_reserved(u);
     CHECK(store(u, box_id(u, "INBOX"), BOB, 1, 1, true, NULL) == 0, "an empty mailbox: nothing");
     CHECK(store(u, box_id(u, "Team"), 0, 1, 1, true, NULL) == STORAGE_E_INVAL,
           "viewer 0 is refused");
