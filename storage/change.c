@@ -47,10 +47,10 @@ static void report_changed(struct storage_user *u, int64_t mbox, uint64_t ms, st
 }
 
 static const char *const store_sql_flags[3] = {
-    /* SET without keywords also clears the keywords */
-    "UPDATE messages SET flags = ?4, keywords = '', modseq = ?5"
+    /* SET without keywords also clears the keywords; ?7: the flags it keeps */
+    "UPDATE messages SET flags = (flags & ?7) | ?4, keywords = '', modseq = ?5"
     " WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 AND modseq <= ?6"
-    " AND (flags != ?4 OR keywords != '')",
+    " AND ((flags & ~?7) != ?4 OR keywords != '')",
     "UPDATE messages SET flags = flags | ?4, modseq = ?5"
     " WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 AND modseq <= ?6"
     " AND (flags & ?4) != ?4",
@@ -65,6 +65,7 @@ struct store_ctx {
     size_t nr;
     enum storage_store_op op;
     unsigned flags;
+    unsigned keep; /* SET: the flags it leaves as they are (STORAGE_STORE_KEEP_SEEN) */
     const char *const *keywords;
     size_t nkeywords;
     uint64_t unchangedsince, limit;
@@ -117,6 +118,8 @@ static int store_flags(sqlite3 *db, struct store_ctx *c)
         sqlite3_bind_int(up, 4, (int)c->flags);
         sqlite3_bind_int64(up, 5, (int64_t)c->ms);
         sqlite3_bind_int64(up, 6, (int64_t)c->limit);
+        if (c->op == STORAGE_STORE_SET)
+            sqlite3_bind_int(up, 7, (int)c->keep);
         if ((rc = step_done(db, up)) == 0)
             c->changed += (size_t)sqlite3_changes(db);
     }
@@ -149,7 +152,7 @@ static int store_keywords(sqlite3 *db, struct store_ctx *c)
             char kw[KWBUF];
             unsigned f = (unsigned)sqlite3_column_int(st, 1), nf;
             const char *cur = (const char *)sqlite3_column_text(st, 2);
-            nf = c->op == STORAGE_STORE_SET   ? c->flags
+            nf = c->op == STORAGE_STORE_SET   ? (f & c->keep) | c->flags
                  : c->op == STORAGE_STORE_ADD ? (f | c->flags)
                                               : (f & ~c->flags);
             if ((rc = keywords_merge(cur, c->op, c->keywords, c->nkeywords, kw, sizeof(kw))) != 0)
@@ -203,7 +206,7 @@ static int store_work(struct txn *t, void *ctx)
     pe->store_count = c->changed;
     pe->store_kw = c->nkeywords > 0 || c->op == STORAGE_STORE_SET;
     pe->store_set = c->op == STORAGE_STORE_REMOVE ? 0 : c->flags;
-    pe->store_clear = c->op == STORAGE_STORE_SET      ? (STORAGE_FLAGS_ALL & ~c->flags)
+    pe->store_clear = c->op == STORAGE_STORE_SET      ? (STORAGE_FLAGS_ALL & ~c->flags & ~c->keep)
                       : c->op == STORAGE_STORE_REMOVE ? c->flags
                                                       : 0;
     /* the changed UIDs, for watchers */
@@ -230,6 +233,7 @@ int storage_store(struct storage_user *u, int64_t mbox, const struct storage_uid
     struct store_ctx c = {.mbox = mbox,
                           .op = op,
                           .flags = flags & STORAGE_FLAGS_ALL,
+                          .keep = flags & STORAGE_STORE_KEEP_SEEN ? STORAGE_FLAG_SEEN : 0,
                           .keywords = keywords,
                           .nkeywords = nkeywords,
                           .unchangedsince = unchangedsince,
@@ -239,6 +243,7 @@ int storage_store(struct storage_user *u, int64_t mbox, const struct storage_uid
 
     if (op != STORAGE_STORE_SET && op != STORAGE_STORE_ADD && op != STORAGE_STORE_REMOVE)
         return STORAGE_E_INVAL;
+    c.flags &= ~c.keep;
     if ((rc = keywords_check(keywords, nkeywords)) != 0)
         return rc;
     if ((rc = uidset_normalize(set, &r, &c.nr)) != 0)

@@ -40,6 +40,7 @@ static int set_uidvalidity(struct txn *t, const struct mbox_row *m, uint32_t uv)
     if ((rc = db_run(t->db, "UPDATE mailboxes SET uidvalidity = ?, uidnext = 1 WHERE id = ?", uv,
                      m->id)) != 0 ||
         (rc = db_run(t->db, "DELETE FROM expunged WHERE mailbox_id = ?", m->id)) != 0 ||
+        (rc = pseen_forget_mailbox(t->db, m->id)) != 0 ||
         (rc = vanished_forget_mailbox(t->db, m->id)) != 0)
         return rc;
     if ((rc = mbox_path(t->u, m->name, mdir, sizeof(mdir))) != 0)

@@ -104,7 +104,8 @@ struct pending_event {
     /* STORAGE_EV_FLAGS of a STORE: what it did to every uid listed
      * (store_count of them), for the mailbox states */
     bool store_known, store_kw;
-    bool partial; /* uids lacks some of them (out of memory) */
+    bool partial;   /* uids lacks some of them (out of memory) */
+    int64_t viewer; /* a viewer's own \Seen changed (pseen.c): for its sessions only */
     unsigned store_set, store_clear;
     size_t store_count;
 };
@@ -348,6 +349,30 @@ int objectid_migrate_8(sqlite3 *db);
 /* import.c: whether uid is among the UIDs storage_import_uidnext kept
  * for an import in mailbox mbox (incarnation uidvalidity). */
 bool import_reserved(sqlite3 *db, int64_t mbox, uint32_t uidvalidity, uint32_t uid);
+
+/* pseen.c: per-user \Seen on shared mailboxes (see there). The table,
+ * created at every open of an index (an idempotent addition). */
+#define PSEEN_TABLE                                                                                \
+    "CREATE TABLE IF NOT EXISTS pseen(mailbox_id INTEGER NOT NULL, viewer INTEGER NOT NULL,"       \
+    " lo INTEGER NOT NULL, hi INTEGER NOT NULL, uidvalidity INTEGER NOT NULL,"                     \
+    " PRIMARY KEY(mailbox_id, viewer, lo)) WITHOUT ROWID;"
+/* A UID set as search.c's coffre_inset(set, uid) takes it (bound as a
+ * pointer of type "coffre_rangeset"): ascending, disjoint ranges. */
+struct rangeset {
+    struct storage_range *r;
+    size_t n;
+};
+int uidset_normalize(const struct storage_uidset *set, struct storage_range **out, size_t *n);
+/* viewer's ranges of mailbox mbox (incarnation uidvalidity), in db's
+ * transaction. */
+int pseen_read(sqlite3 *db, int64_t mbox, uint32_t uidvalidity, int64_t viewer,
+               struct storage_seen *out);
+/* In the write transaction that deletes mailbox mbox or gives it another
+ * UIDVALIDITY: every viewer's rows go. */
+int pseen_forget_mailbox(sqlite3 *db, int64_t mbox);
+/* RENAME INBOX: the messages, and so the viewers' rows, go to mailbox to
+ * (incarnation uidvalidity). */
+int pseen_move_mailbox(sqlite3 *db, int64_t from, int64_t to, uint32_t uidvalidity);
 
 /* recover.c */
 enum rescan_mode {

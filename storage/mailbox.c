@@ -450,7 +450,8 @@ static int drop_messages(sqlite3 *db, int64_t mbox)
         (rc = db_meta_add(db, "quota_messages", -count)) != 0 ||
         (rc = db_run(db, "DELETE FROM messages WHERE mailbox_id = ?", mbox)) != 0)
         return rc;
-    if ((rc = db_run(db, "DELETE FROM expunged WHERE mailbox_id = ?", mbox)) != 0)
+    if ((rc = db_run(db, "DELETE FROM expunged WHERE mailbox_id = ?", mbox)) != 0 ||
+        (rc = pseen_forget_mailbox(db, mbox)) != 0)
         return rc;
     return vanished_forget_mailbox(db, mbox);
 }
@@ -621,6 +622,13 @@ static int rename_inbox(struct storage_user *u, const char *to, int64_t *newid)
         return rc;
     if ((rc = mbox_set_uidnext(u->wdb, id, inbox.uidnext)) != 0)
         return rc;
+    {
+        /* the viewers' \Seen goes with the messages */
+        struct mbox_row nb;
+        if ((rc = mbox_by_id(u->wdb, id, &nb)) != 0 ||
+            (rc = pseen_move_mailbox(u->wdb, inbox.id, id, nb.uidvalidity)) != 0)
+            return rc;
+    }
     {
         uint64_t ms;
         if ((rc = mbox_bump_modseq(u->wdb, inbox.id, &ms)) != 0)

@@ -513,6 +513,8 @@ static int note_event(sqlite3 *db, struct mstate *m, const struct pending_event 
     size_t n = pe->uids.n;
     int rc = 0;
 
+    if (pe->viewer)
+        return 0; /* a viewer's own \Seen: the rows' flags are as they were */
     if (pe->partial)
         return STORAGE_E_NOMEM; /* built again */
     switch (pe->type) {

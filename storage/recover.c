@@ -954,7 +954,8 @@ int storage_repair(const char *data_dir, int64_t id)
 }
 
 /* What the rebuilt index takes from a copy of the old one: keywords,
- * special-use attributes, subscriptions. The copy is attached (outside the
+ * special-use attributes, subscriptions, the viewers' own \Seen (pseen.c:
+ * kept only where the mailbox kept its UIDVALIDITY, so its UIDs). The copy is attached (outside the
  * transaction, as SQLite wants) for the time of the write. */
 static int restore_attach(struct storage_user *u, void *ctx)
 {
@@ -971,6 +972,12 @@ static int restore_work(struct txn *t, void *ctx)
                           " FROM old.mailboxes ob WHERE ob.name = mailboxes.name), special_use);"
                           "INSERT OR IGNORE INTO main.subscriptions SELECT name FROM"
                           " old.subscriptions;"
+                          "INSERT OR REPLACE INTO main.pseen(mailbox_id, viewer, lo, hi,"
+                          " uidvalidity) SELECT nb.id, p.viewer, p.lo, p.hi, nb.uidvalidity"
+                          " FROM old.pseen p JOIN old.mailboxes ob ON ob.id = p.mailbox_id"
+                          " JOIN main.mailboxes nb ON nb.name = ob.name"
+                          " WHERE p.uidvalidity = ob.uidvalidity"
+                          " AND nb.uidvalidity = ob.uidvalidity;"
                           /* QRESYNC clients hold the old index's modseqs, and
                            * its expunges are gone: each mailbox goes on above
                            * its old HIGHESTMODSEQ, every message changed at

@@ -22,13 +22,6 @@
 #define SEARCH_SQL_MAX (256 * 1024)
 #define HEADER_READ_MAX (256 * 1024)
 
-int uidset_normalize(const struct storage_uidset *set, struct storage_range **out, size_t *n);
-
-struct rangeset {
-    struct storage_range *r;
-    size_t n;
-};
-
 /* ---- SQL functions ---- */
 
 static void fn_inset(sqlite3_context *ctx, int argc, sqlite3_value **argv)
@@ -442,7 +435,7 @@ void register_sql_functions(sqlite3 *db, struct storage_user *u)
 
 /* ---- query building ---- */
 
-enum bind_type { B_INT, B_TEXT, B_SET, B_HEADERS, B_BODIES };
+enum bind_type { B_INT, B_TEXT, B_SET, B_HEADERS, B_BODIES, B_SEEN };
 struct bind {
     enum bind_type type;
     int64_t i;
@@ -459,6 +452,8 @@ struct qb {
     size_t nb, capb;
     int err;
     unsigned header_scans; /* criteria reading the message files */
+    bool viewer;           /* \Seen is the viewer's set, seen */
+    struct rangeset seen;
 };
 
 static void put(struct qb *q, const char *s)
@@ -636,16 +631,30 @@ static void build(struct qb *q, const struct storage_search *n, int depth)
         break;
     }
     case STORAGE_SEARCH_FLAGS:
-        put(q, "(m.flags & ");
-        bind_int(q, n->flags & STORAGE_FLAGS_ALL);
+    case STORAGE_SEARCH_UNFLAGS: {
+        bool set = n->op == STORAGE_SEARCH_FLAGS;
+        unsigned f = n->flags & STORAGE_FLAGS_ALL;
+        /* a viewer's own \Seen: its set; the rows' for the other flags */
+        bool own_seen = q->viewer && (f & STORAGE_FLAG_SEEN);
+        struct bind *b;
+        if (own_seen)
+            f &= ~(unsigned)STORAGE_FLAG_SEEN;
+        put(q, "((m.flags & ");
+        bind_int(q, f);
         put(q, ") = ");
-        bind_int(q, n->flags & STORAGE_FLAGS_ALL);
+        if (set)
+            bind_int(q, f);
+        else
+            put(q, "0");
+        if (own_seen) {
+            put(q, " AND coffre_inset(");
+            if ((b = add_bind(q)) != NULL)
+                b->type = B_SEEN;
+            put(q, set ? ", m.uid) = 1" : ", m.uid) = 0");
+        }
+        put(q, ")");
         break;
-    case STORAGE_SEARCH_UNFLAGS:
-        put(q, "(m.flags & ");
-        bind_int(q, n->flags & STORAGE_FLAGS_ALL);
-        put(q, ") = 0");
-        break;
+    }
     case STORAGE_SEARCH_KEYWORD:
     case STORAGE_SEARCH_UNKEYWORD:
         if (!n->str) {
@@ -764,6 +773,7 @@ static void free_binds(struct qb *q)
     }
     free(q->b);
     free(q->sql);
+    free(q->seen.r);
 }
 
 int storage_search(struct storage_user *u, int64_t mbox, const struct storage_search *crit,
@@ -786,6 +796,15 @@ int storage_search(struct storage_user *u, int64_t mbox, const struct storage_se
         (rc = mbox_path(u, m.name, mdir, sizeof(mdir))) != 0)
         goto out;
     q.db = db;
+    if (crit->viewer > 0) {
+        /* per-user \Seen: the viewer's set, read in the same transaction */
+        struct storage_seen seen;
+        if ((rc = pseen_read(db, mbox, m.uidvalidity, crit->viewer, &seen)) != 0)
+            goto out;
+        q.viewer = true;
+        q.seen.r = seen.r;
+        q.seen.n = seen.n;
+    }
     /* a LEFT JOIN on the bodies' key, which SQLite leaves out when no
      * criterion reads a column of them: searches on flags, dates, sizes
      * and sets then read the messages' rows alone */
@@ -820,6 +839,9 @@ int storage_search(struct storage_user *u, int64_t mbox, const struct storage_se
             break;
         case B_BODIES:
             sqlite3_bind_pointer(st, k, q.b[i].bodies, "coffre_bodyset", NULL);
+            break;
+        case B_SEEN:
+            sqlite3_bind_pointer(st, k, &q.seen, "coffre_rangeset", NULL);
             break;
         }
     }

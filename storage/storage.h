@@ -481,6 +481,9 @@ int storage_uids(struct storage_user *u, int64_t mbox, struct storage_uidlist *o
 /* ---- changing messages ---- */
 
 enum storage_store_op { STORAGE_STORE_SET, STORAGE_STORE_ADD, STORAGE_STORE_REMOVE };
+/* In storage_store's flags: a SET leaves the rows' \Seen as it is (a
+ * viewer's STORE on a shared mailbox: its own \Seen is storage_pseen_store's). */
+#define STORAGE_STORE_KEEP_SEEN (1u << 8)
 
 /* STORE: applies flags (and keywords, NULL/0 = none) to the messages of set
  * (in one index transaction, whatever the count). Each message that changes
@@ -574,6 +577,10 @@ struct storage_search {
     struct storage_uidset set;    /* UID */
     struct storage_search *child; /* AND, OR, NOT */
     struct storage_search *next;  /* next sibling */
+    /* read on the root only: \Seen in FLAGS and UNFLAGS is this account's
+     * own (per-user \Seen, storage_pseen_*), not the message rows'; 0:
+     * the rows' (the owner, or a mailbox whose \Seen is shared) */
+    int64_t viewer;
 };
 
 /* SEARCH CHARSET (RFC 3501 6.4.4): whether the charset named is one the
@@ -590,6 +597,47 @@ int storage_charset_to_utf8(const char *charset, const char *s, size_t len, char
  * a HEADER search on a field not in the index reads message headers). */
 int storage_search(struct storage_user *u, int64_t mbox, const struct storage_search *q,
                    struct storage_uidlist *out);
+
+/* ---- per-user \Seen on shared mailboxes (storage/pseen.c) ----
+ *
+ * A viewer (an account other than the owner, to whom the owner's mailbox
+ * is shared) may keep a \Seen of its own, kept in the owner's index as UID
+ * ranges per mailbox and viewer; the owner's own \Seen stays in the
+ * message rows. The ranges may cover UIDs that no message holds (expunged,
+ * never given): UIDs do not come back within a UIDVALIDITY, so they mean
+ * nothing, and the sets stay small. They go with their mailbox (deleted,
+ * or given a new UIDVALIDITY), follow RENAME INBOX's messages and survive
+ * storage_reindex. */
+
+/* A viewer's seen UIDs: ascending, disjoint, not adjacent ranges. */
+struct storage_seen {
+    struct storage_range *r;
+    size_t n;
+};
+void storage_seen_free(struct storage_seen *s);
+/* Pure. */
+bool storage_seen_has(const struct storage_seen *s, uint32_t uid);
+/* flags (STORAGE_FLAG_*) with \Seen as s says for uid: FETCH FLAGS of a
+ * viewer, from a storage_msg's flags. Pure. */
+unsigned storage_seen_flags(const struct storage_seen *s, uint32_t uid, unsigned flags);
+/* viewer's seen set of mailbox mbox (*out freed with storage_seen_free).
+ * Index. */
+int storage_pseen_get(struct storage_user *u, int64_t mbox, int64_t viewer,
+                      struct storage_seen *out);
+/* Sets (seen) or clears viewer's \Seen on the messages of set, in one
+ * write transaction: each message whose \Seen changes for the viewer gets
+ * the mailbox's next modseq (one per call; *modseq, may be NULL, gets it,
+ * 0 when nothing changed), and watchers get a STORAGE_EV_FLAGS naming
+ * the viewer. unchangedsince and failed as for storage_store. The UIDs
+ * changed go to *changed (may be NULL). Index. */
+int storage_pseen_store(struct storage_user *u, int64_t mbox, int64_t viewer,
+                        const struct storage_uidset *set, bool seen, uint64_t unchangedsince,
+                        struct storage_uidlist *failed, struct storage_uidlist *changed,
+                        uint64_t *modseq);
+/* storage_mbox_info with unseen and first_unseen as viewer sees them
+ * (viewer 0: storage_mbox_info). Index. */
+int storage_mbox_info_viewer(struct storage_user *u, const char *name, int64_t id, int64_t viewer,
+                             bool want_uids, struct storage_mbox_info *out);
 
 /* ---- sort and thread (RFC 5256, RFC 5957), from keys kept in the index ---- */
 
@@ -664,6 +712,10 @@ struct storage_event {
     const uint32_t *uids; /* borrowed for the call */
     size_t n;
     uint64_t modseq; /* the mailbox's HIGHESTMODSEQ after the change */
+    /* STORAGE_EV_FLAGS of storage_pseen_store: the \Seen of this account
+     * (a viewer of the owner's mailbox) changed, for its sessions alone;
+     * every other listener leaves the event alone. 0: a change for all. */
+    int64_t viewer;
 };
 typedef void (*storage_event_cb)(void *arg, const struct storage_event *ev);
 struct storage_watch;

@@ -344,6 +344,9 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS messages_body ON messages(body_id);"
     "CREATE INDEX IF NOT EXISTS messages_unsynced ON messages(mailbox_id, uid)"
     "  WHERE flags != file_flags;"
+    /* each viewer's own \Seen on a shared mailbox (pseen.c) */
+    PSEEN_TABLE
+    /* expunged UIDs, for QRESYNC (vanished.c) */
     "CREATE TABLE IF NOT EXISTS expunged("
     "  mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, modseq INTEGER NOT NULL,"
     "  PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;"
@@ -777,6 +780,7 @@ void emit_event(struct storage_user *u, struct pending_event *pe)
         .uids = pe->uids.uids,
         .n = pe->uids.n,
         .modseq = pe->modseq,
+        .viewer = pe->viewer,
     };
 
     if (pe->type != STORAGE_EV_MAILBOX && pe->type != STORAGE_EV_EXTERNAL && pe->uids.n == 0)
@@ -1159,6 +1163,10 @@ static int open_index(struct storage_user *u, bool *fresh)
             log_error("storage: user %" PRId64 ": index schema %" PRId64 " unknown", u->id, ver);
             rc = STORAGE_E_CORRUPT;
         }
+        /* tables added without a new schema version, which an index of
+         * this version may lack */
+        if (rc == 0 && !*fresh)
+            rc = db_exec(u->wdb, PSEEN_TABLE);
         if (rc == 0 && !*fresh) {
             /* touch every table once: a damaged page shows up here */
             rc = db_exec(u->wdb, "SELECT count(*) FROM mailboxes; SELECT max(uid) FROM messages;"

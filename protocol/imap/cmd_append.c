@@ -125,6 +125,7 @@ struct imap_append {
     struct mailuser *store;
     unsigned rights;
     bool noperm;
+    int64_t viewer; /* per-user \Seen on the target (imap_seen_viewer), 0 */
 };
 
 /* A job works on a detached copy of what it needs. */
@@ -162,6 +163,9 @@ struct ap_job {
     int64_t replace_mbox;
     struct storage_uidlist expunged;
     int expunge_err;
+    /* per-user \Seen on the target: a \Seen asked for goes to this
+     * account's set once the messages are in, not to the rows */
+    int64_t viewer;
     /* drafts of a session that went away while this job ran */
     struct ap_msg *orphans;
     size_t norphans;
@@ -374,6 +378,28 @@ static void url_copy(struct ap_job *aj, struct storage_user *u)
     close(fd);
 }
 
+/* The messages saved with \Seen into a mailbox where the user's \Seen
+ * is its own: \Seen in the user's set (a transaction after the save's;
+ * should it fail, the messages are in, unseen, and the command says NO). */
+static int viewer_seen(struct storage_user *u, struct ap_job *aj)
+{
+    struct storage_range *r = calloc(aj->nmsgs, sizeof(*r));
+    size_t n = 0;
+    int err;
+
+    if (!r)
+        return STORAGE_E_NOMEM;
+    for (size_t i = 0; i < aj->nmsgs; i++)
+        if (aj->msgs[i].flags & STORAGE_FLAG_SEEN) {
+            r[n].lo = r[n].hi = aj->uids[i];
+            n++;
+        }
+    struct storage_uidset set = {n, r};
+    err = n ? storage_pseen_store(u, aj->mbox_id, aj->viewer, &set, true, 0, NULL, NULL, NULL) : 0;
+    free(r);
+    return err;
+}
+
 static void ap_work(struct imap_job *j)
 {
     struct ap_job *aj = (struct ap_job *)j;
@@ -403,14 +429,18 @@ static void ap_work(struct imap_job *j)
         if (!r) {
             aj->err = STORAGE_E_NOMEM;
         } else {
+            unsigned strip = aj->viewer ? STORAGE_FLAG_SEEN : 0;
             for (size_t i = 0; i < aj->nmsgs; i++) {
                 const struct ap_msg *m = &aj->msgs[i];
-                r[i] = (struct storage_save_req){m->draft, m->flags, m->kw, m->nkw, m->date, 0};
+                r[i] = (struct storage_save_req){m->draft, m->flags & ~strip, m->kw,
+                                                 m->nkw,   m->date,           0};
             }
             aj->err = storage_save_many(j->u, aj->mbox_id, r, aj->nmsgs);
             for (size_t i = 0; i < aj->nmsgs && !aj->err; i++)
                 aj->uids[i] = r[i].uid;
             free(r);
+            if (!aj->err && aj->viewer)
+                aj->err = viewer_seen(j->u, aj);
         }
         if (!aj->err && aj->replace_uid) {
             /* RFC 8508 3.4: the old message goes only once the new one is
@@ -1063,6 +1093,7 @@ static bool ap_run(struct imap_session *s)
         }
         aj->kind = 3;
         aj->mbox_id = ap->mbox_id;
+        aj->viewer = ap->viewer;
         for (size_t i = 0; i < ap->nmsgs; i++) {
             /* RFC 4314 4: the flags the rights on the target do not
              * allow are dropped, the message is saved */
@@ -1186,6 +1217,7 @@ static bool ap_target(struct imap_session *s, struct imap_append *ap)
     }
     memcpy(ap->mbox, ref.name, sizeof(ap->mbox));
     ap->rights = ref.rights;
+    ap->viewer = imap_seen_viewer(s, &ref);
     int64_t dst = ref.shared ? ref.owner : s->account_id;
     if (ap->replace_mbox) {
         int64_t src = s->sel && s->sel->mu ? s->sel->owner : s->account_id;

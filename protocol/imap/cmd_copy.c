@@ -9,7 +9,10 @@
  * messages are read from the source and saved into the target's store in
  * batches, each all or none, with only the flags the rights on the target
  * allow (section 4: the others are dropped, the command does not fail),
- * and a batch that fails takes the earlier ones out again. */
+ * and a batch that fails takes the earlier ones out again. Where either
+ * side keeps the user's own \Seen (per-user \Seen, imap_seen.c), the
+ * messages are read and saved again too: \Seen as the user sees it in
+ * the source becomes \Seen as the user sees it in the target. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -31,10 +34,11 @@ struct copy_job {
     struct storage_uidset set;
     char dst[STORAGE_MBOX_NAME_MAX + 1]; /* the target's name in its owner's store */
     bool move, uid_cmd;
-    bool into_sel;        /* the target is in the selected mailbox's store */
-    bool cross;           /* read and saved again (another store, or flags to drop) */
-    unsigned dst_rights;  /* the user's rights on the target */
-    struct mailuser *dmu; /* the target's store when not the job's (held) */
+    bool into_sel;                  /* the target is in the selected mailbox's store */
+    bool cross;                     /* read and saved again (another store, or flags to drop) */
+    unsigned dst_rights;            /* the user's rights on the target */
+    int64_t src_viewer, dst_viewer; /* per-user \Seen on each side, 0: the rows' */
+    struct mailuser *dmu;           /* the target's store when not the job's (held) */
     struct storage_user *du;
     uint64_t max_size;
     int err;
@@ -82,6 +86,7 @@ struct xlist {
     size_t n, cap;
     unsigned rights; /* on the target: the flags kept */
     bool oom;
+    const struct storage_seen *seen; /* the source's \Seen is this set */
 };
 
 static int xlist_cb(void *arg, const struct storage_msg *m)
@@ -100,7 +105,8 @@ static int xlist_cb(void *arg, const struct storage_msg *m)
     memset(x, 0, sizeof(*x));
     x->uid = m->uid;
     x->date = m->internal_date;
-    x->flags = imap_flags_allowed(l->rights, m->flags, &kw_ok);
+    x->flags = imap_flags_allowed(
+        l->rights, l->seen ? storage_seen_flags(l->seen, m->uid, m->flags) : m->flags, &kw_ok);
     l->n++;
     if (kw_ok && m->keywords && *m->keywords) {
         size_t len = strlen(m->keywords), n = 1;
@@ -175,16 +181,20 @@ static int xcopy_batch(struct copy_job *cj, struct storage_user *su, struct xlis
                        size_t to, char *buf)
 {
     struct storage_save_req req[XCOPY_BATCH];
+    struct storage_range seen[XCOPY_BATCH];
     uint32_t srcu[XCOPY_BATCH];
-    size_t n = 0;
+    bool want_seen[XCOPY_BATCH];
+    unsigned strip = cj->dst_viewer ? STORAGE_FLAG_SEEN : 0;
+    size_t n = 0, nseen = 0;
     int err = 0;
 
     for (size_t i = from; i < to && !err; i++) {
         struct storage_draft *d = xcopy_draft(cj, su, l->v[i].uid, buf, &err);
         if (!d)
             continue;
-        req[n] =
-            (struct storage_save_req){d, l->v[i].flags, l->v[i].kw, l->v[i].nkw, l->v[i].date, 0};
+        req[n] = (struct storage_save_req){d,           l->v[i].flags & ~strip, l->v[i].kw,
+                                           l->v[i].nkw, l->v[i].date,           0};
+        want_seen[n] = strip && (l->v[i].flags & STORAGE_FLAG_SEEN);
         srcu[n++] = l->v[i].uid;
     }
     if (!err && n)
@@ -194,6 +204,16 @@ static int xcopy_batch(struct copy_job *cj, struct storage_user *su, struct xlis
             (uidlist_push(&cj->src, srcu[k]) < 0 || uidlist_push(&cj->dstu, req[k].uid) < 0))
             err = STORAGE_E_NOMEM; /* saved: taken out again by the caller */
         storage_draft_free(req[k].d);
+        if (want_seen[k]) {
+            seen[nseen].lo = seen[nseen].hi = req[k].uid;
+            nseen++;
+        }
+    }
+    /* the target keeps the user's own \Seen: the copies seen go there */
+    if (!err && nseen) {
+        struct storage_uidset set = {nseen, seen};
+        err = storage_pseen_store(cj->du, cj->dmb.id, cj->dst_viewer, &set, true, 0, NULL, NULL,
+                                  NULL);
     }
     return err;
 }
@@ -210,13 +230,23 @@ static struct storage_range *uid_ranges(const struct storage_uidlist *l)
 static void xcopy_work(struct copy_job *cj, struct storage_user *su)
 {
     struct xlist l = {.rights = cj->dst_rights};
+    struct storage_seen seen = {0};
     char *buf = malloc(XCOPY_CHUNK);
 
     if (!buf) {
         cj->err = STORAGE_E_NOMEM;
         return;
     }
+    if (cj->src_viewer) {
+        /* \Seen as the user sees it in the source */
+        if ((cj->err = storage_pseen_get(su, cj->mbox, cj->src_viewer, &seen)) != 0) {
+            free(buf);
+            return;
+        }
+        l.seen = &seen;
+    }
     cj->err = storage_fetch(su, cj->mbox, &cj->set, 0, xlist_cb, &l);
+    storage_seen_free(&seen);
     if (!cj->err && l.oom)
         cj->err = STORAGE_E_NOMEM;
     for (size_t i = 0; i < l.n && !cj->err; i += XCOPY_BATCH)
@@ -395,7 +425,10 @@ static void do_copy(struct imap_session *s, struct imap_args *a, bool move)
     int64_t dst_owner = ref.shared ? ref.owner : s->account_id;
     const unsigned all_flags = ACL_SEEN | ACL_WRITE | ACL_DELMSG;
     cj->into_sel = src_owner == dst_owner;
-    cj->cross = !cj->into_sel || (ref.rights & all_flags) != all_flags;
+    cj->src_viewer = s->sel->seen_viewer;
+    cj->dst_viewer = imap_seen_viewer(s, &ref);
+    cj->cross =
+        !cj->into_sel || (ref.rights & all_flags) != all_flags || cj->src_viewer || cj->dst_viewer;
     if (!cj->into_sel && dst_owner == s->account_id) {
         mailuser_hold(s->mu); /* one's own, held already */
         cj->dmu = s->mu;

@@ -424,6 +424,11 @@ struct imap_fetch {
     size_t n, pos;
     bool seen_done;
     struct storage_uidlist seen_changed;
+    /* per-user \Seen: the viewer (imap_sel.seen_viewer) and its set, read
+     * once the \Seen this FETCH sets is in */
+    int64_t viewer;
+    bool seen_read;
+    struct storage_seen seen;
     uint64_t own_modseq;
     uint64_t changedsince; /* CHANGEDSINCE: only messages whose modseq is above it */
     bool condstore;        /* MODSEQ with the FLAGS sent unasked for a \Seen set here */
@@ -655,7 +660,7 @@ static int batch_cb(void *arg, const struct storage_msg *m)
         bt->next = lo;
         return 1;
     }
-    unsigned flags = m->flags;
+    unsigned flags = f->viewer ? storage_seen_flags(&f->seen, m->uid, m->flags) : m->flags;
     bool seen_now = f->seen_changed.n && seen_changed(f, m->uid);
     if (seen_now)
         flags |= STORAGE_FLAG_SEEN;
@@ -745,7 +750,7 @@ static int cur_cb(void *arg, const struct storage_msg *m)
 {
     struct imap_fetch *f = arg;
     f->cur.uid = m->uid;
-    f->cur.flags = m->flags;
+    f->cur.flags = f->viewer ? storage_seen_flags(&f->seen, m->uid, m->flags) : m->flags;
     f->cur.modseq = m->modseq;
     f->cur.m = *m;
     f->cur.m.keywords = f->cur.keywords = dup_or_null(m->keywords);
@@ -1141,10 +1146,20 @@ static void fetch_work(struct imap_job *j)
             return;
         }
         struct storage_uidset set = {msg_ranges(f->msgs, 0, f->n, r), r};
-        f->st.err = storage_store(j->u, f->mbox, &set, STORAGE_STORE_ADD, STORAGE_FLAG_SEEN, NULL,
-                                  0, 0, NULL, seen_cb, f);
+        if (f->viewer)
+            f->st.err = storage_pseen_store(j->u, f->mbox, f->viewer, &set, true, 0, NULL,
+                                            &f->seen_changed, &f->own_modseq);
+        else
+            f->st.err = storage_store(j->u, f->mbox, &set, STORAGE_STORE_ADD, STORAGE_FLAG_SEEN,
+                                      NULL, 0, 0, NULL, seen_cb, f);
         free(r);
         f->seen_done = true;
+        if (f->st.err)
+            return;
+    }
+    if (f->viewer && !f->seen_read) {
+        f->st.err = storage_pseen_get(j->u, f->mbox, f->viewer, &f->seen);
+        f->seen_read = true;
         if (f->st.err)
             return;
     }
@@ -1169,6 +1184,7 @@ static void fetch_destroy(struct imap_fetch *f)
     free(f->braw);
     free(f->pv_text);
     storage_uidlist_free(&f->seen_changed);
+    storage_seen_free(&f->seen);
     imap_vanished_free(&f->van);
     imap_arena_free(&f->ar);
     buf_free(&f->st.out);
@@ -1336,6 +1352,7 @@ int imap_fetch_unsolicited(struct imap_session *s, const char *atts, size_t len,
         f->n++;
     }
     f->mbox = sel->id;
+    f->viewer = sel->seen_viewer;
     f->uid_cmd = true; /* the UID is in every FETCH it sends */
     f->uidonly = s->uidonly;
     f->readonly = true; /* and \Seen is never set by it */
@@ -1483,6 +1500,7 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
     }
     free(want);
     f->mbox = s->sel->id;
+    f->viewer = s->sel->seen_viewer;
     f->uid_cmd = s->uid_cmd;
     f->uidonly = s->uidonly;
     /* RFC 4314 4: a fetch that would set \Seen sets it only with s */

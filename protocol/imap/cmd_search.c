@@ -1024,6 +1024,7 @@ void imap_cmd_search(struct imap_session *s, struct imap_args *a)
     if ((sj->modseq = imap_search_has_modseq(sj->q)))
         imap_condstore_enable(s); /* RFC 7162 3.1 */
     sj->mbox = s->sel->id;
+    sj->q->viewer = s->sel->seen_viewer; /* per-user \Seen */
     imap_sel_job(s, &sj->j, search_work, search_done);
 }
 

@@ -30,6 +30,10 @@ struct select_job {
     /* another account's mailbox (the shared namespace) */
     bool shared;
     struct imap_mref ref;
+    /* per-user \Seen: the account whose own \Seen the session reads in
+     * this mailbox (imap_sel.seen_viewer), 0: the rows'; and its set */
+    int64_t viewer;
+    struct storage_seen seen;
 };
 
 static int changed_cb(void *arg, const struct storage_msg *m)
@@ -37,6 +41,11 @@ static int changed_cb(void *arg, const struct storage_msg *m)
     struct select_job *sj = arg;
     if (!imap_vanished_knows(&sj->qr, m->uid))
         return 0;
+    if (sj->viewer) {
+        struct storage_msg v = *m;
+        v.flags = storage_seen_flags(&sj->seen, m->uid, m->flags);
+        return imap_flagset_add(&sj->changed, &v);
+    }
     return imap_flagset_add(&sj->changed, m);
 }
 
@@ -45,8 +54,11 @@ static void select_work(struct imap_job *j)
     struct select_job *sj = (struct select_job *)j;
     const struct storage_mbox *mb = &sj->info.mb;
 
-    sj->err = storage_mbox_info(j->u, sj->name, 0, true, &sj->info);
+    sj->err = storage_mbox_info_viewer(j->u, sj->name, 0, sj->viewer, true, &sj->info);
     if (sj->err)
+        return;
+    if (sj->viewer && sj->qresync && mb->uidvalidity == sj->qr_uidvalidity &&
+        (sj->err = storage_pseen_get(j->u, mb->id, sj->viewer, &sj->seen)) != 0)
         return;
     if (sj->qresync && mb->uidvalidity == sj->qr_uidvalidity) {
         /* 3.2.5: a UIDVALIDITY other than the client's: no resync data */
@@ -83,6 +95,7 @@ static void select_free(struct imap_job *j)
     storage_mbox_info_free(&sj->info);
     imap_vanished_free(&sj->qr);
     imap_flagset_free(&sj->changed);
+    storage_seen_free(&sj->seen);
     free(sj);
 }
 
@@ -116,6 +129,7 @@ static void select_done(struct imap_session *s, struct imap_job *j)
         /* RFC 4314 5.2: READ-ONLY without a right to change anything */
         readonly = readonly || !imap_rights_readwrite(sel->rights);
     }
+    sel->seen_viewer = sj->viewer;
 
     const char *kp = sj->info.keywords ? sj->info.keywords : "";
     imap_printf(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s)\r\n", kp);
@@ -298,6 +312,7 @@ static void do_select(struct imap_session *s, struct imap_args *a, bool readonly
         return;
     }
     sj->shared = sj->ref.shared;
+    sj->viewer = imap_seen_viewer(s, &sj->ref);
     memcpy(sj->name, sj->ref.name, sizeof(sj->name));
     sj->readonly = readonly;
     sj->owner = s;

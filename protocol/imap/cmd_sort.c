@@ -397,6 +397,7 @@ static void sort_or_thread(struct imap_session *s, struct imap_args *a, bool thr
         return;
     }
     sj->mbox = s->sel->id;
+    sj->q->viewer = sj->spec.q->viewer = s->sel->seen_viewer; /* per-user \Seen */
     imap_sel_job(s, &sj->j, sort_work, sort_done);
 }
 

@@ -96,7 +96,7 @@ int imap_status_read(struct storage_user *u, const char *name, int64_t id, struc
     uint32_t floor = 0;
     int err;
 
-    err = storage_mbox_info(u, name, id, false, &info);
+    err = storage_mbox_info_viewer(u, name, id, st->viewer, false, &info);
     if (err == 0) {
         st->mb = info.mb;
         st->st.messages = info.messages;
@@ -244,6 +244,7 @@ void imap_cmd_status(struct imap_session *s, struct imap_args *a)
     }
     memcpy(sj->name, ref.name, sizeof(sj->name));
     imap_status_prepare(s, items, &sj->st);
+    sj->st.viewer = imap_seen_viewer(s, &ref);
     if (ref.shared) {
         sj->shared = true;
         imap_ns_name(&ref, sj->shown, sizeof(sj->shown));

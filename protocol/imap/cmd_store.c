@@ -4,7 +4,10 @@
  * .SILENT, except for messages others changed meanwhile). The
  * UNCHANGEDSINCE modifier (RFC 7162 3.1.3) leaves the messages changed
  * since alone and names them in [MODIFIED set]; once CONDSTORE is on, the
- * answers carry MODSEQ, and with .SILENT they are MODSEQ alone. */
+ * answers carry MODSEQ, and with .SILENT they are MODSEQ alone. On a
+ * shared mailbox whose \Seen is per user (imap_sel.seen_viewer), \Seen
+ * goes to the session's own set (storage_pseen_store) and the other
+ * flags to the message rows: two transactions, two modseqs. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -24,6 +27,9 @@ struct store_job {
     uint64_t unchangedsince; /* its value (0: every message fails) */
     int err;
     uint64_t modseq;
+    int64_t viewer;       /* per-user \Seen: the session's account, else 0 */
+    uint64_t seen_modseq; /* the viewer's \Seen change */
+    struct storage_seen seen;
     struct imap_flagset res;       /* the flags after the change */
     struct imap_flagset changed;   /* .SILENT with CONDSTORE: the messages changed */
     struct storage_uidlist failed; /* UNCHANGEDSINCE: left alone, ascending */
@@ -49,24 +55,135 @@ static int store_state(void *arg, const struct storage_msg *m)
     struct store_job *sj = arg;
     if (sj->failed.n && store_failed(sj, m->uid))
         return 0; /* not stored: named in MODIFIED */
+    if (sj->viewer) {
+        struct storage_msg v = *m;
+        v.flags = storage_seen_flags(&sj->seen, m->uid, m->flags);
+        if (sj->silent) /* .SILENT with CONDSTORE: the messages changed */
+            return v.modseq == sj->modseq || v.modseq == sj->seen_modseq
+                       ? imap_flagset_add(&sj->changed, &v)
+                       : 0;
+        return imap_flagset_add(&sj->res, &v);
+    }
     return imap_flagset_add(&sj->res, m);
+}
+
+/* The UIDs of a, less those of b (both ascending), as a set in ar. */
+static bool set_minus(struct imap_arena *ar, const struct storage_uidset *a,
+                      const struct storage_uidlist *b, struct storage_uidset *out)
+{
+    struct storage_range *r;
+    size_t n = 0, k = 0;
+
+    *out = *a;
+    if (!b->n)
+        return true;
+    if (!(r = imap_arena_alloc(ar, (a->n + b->n) * sizeof(*r))))
+        return false;
+    for (size_t i = 0; i < a->n; i++) {
+        uint64_t lo = a->r[i].lo, hi = a->r[i].hi;
+        for (k = 0; k < b->n && lo <= hi; k++) {
+            if (b->uids[k] < lo || b->uids[k] > hi)
+                continue;
+            if (b->uids[k] > lo)
+                r[n++] = (struct storage_range){(uint32_t)lo, b->uids[k] - 1};
+            lo = (uint64_t)b->uids[k] + 1;
+        }
+        if (lo <= hi)
+            r[n++] = (struct storage_range){(uint32_t)lo, (uint32_t)hi};
+    }
+    out->r = r;
+    out->n = n;
+    return true;
+}
+
+static bool uid_push(struct storage_uidlist *l, uint32_t uid)
+{
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 16;
+        uint32_t *v = realloc(l->uids, ncap * sizeof(*v));
+        if (!v)
+            return false;
+        l->uids = v;
+        l->cap = ncap;
+    }
+    l->uids[l->n++] = uid;
+    return true;
+}
+
+/* *a becomes a | b (both ascending, without repeats). */
+static bool merge_failed(struct storage_uidlist *a, const struct storage_uidlist *b)
+{
+    struct storage_uidlist all = {0};
+    size_t i = 0, k = 0;
+
+    while (i < a->n || k < b->n) {
+        uint32_t v;
+        if (k >= b->n || (i < a->n && a->uids[i] <= b->uids[k])) {
+            v = a->uids[i++];
+            if (k < b->n && b->uids[k] == v)
+                k++;
+        } else {
+            v = b->uids[k++];
+        }
+        if (!uid_push(&all, v)) {
+            free(all.uids);
+            return false;
+        }
+    }
+    free(a->uids);
+    *a = all;
+    return true;
 }
 
 /* UNCHANGEDSINCE 0: every message of the set fails (RFC 7162 3.1.3). */
 static int store_all_failed(void *arg, const struct storage_msg *m)
 {
     struct store_job *sj = arg;
-    struct storage_uidlist *l = &sj->failed;
-    if (l->n == l->cap) {
-        size_t ncap = l->cap ? l->cap * 2 : 16;
-        uint32_t *v = realloc(l->uids, ncap * sizeof(*v));
-        if (!v)
-            return 1;
-        l->uids = v;
-        l->cap = ncap;
+    return uid_push(&sj->failed, m->uid) ? 0 : 1;
+}
+
+/* A viewer's STORE: \Seen to its own set, the rest to the rows. With
+ * UNCHANGEDSINCE, the second step leaves out what the first did not
+ * store, and takes the first's changes as unchanged. */
+static void store_viewer(struct store_job *sj, struct storage_user *u)
+{
+    unsigned other = sj->fl.flags & ~(unsigned)STORAGE_FLAG_SEEN;
+    bool seen = sj->fl.flags & STORAGE_FLAG_SEEN;
+    struct storage_uidset set = sj->set;
+    uint64_t since = sj->unchangedsince;
+
+    if (sj->op == STORAGE_STORE_SET || other || sj->fl.nkw) {
+        sj->err = storage_store(u, sj->mbox, &sj->set, sj->op,
+                                other | (sj->op == STORAGE_STORE_SET ? STORAGE_STORE_KEEP_SEEN : 0),
+                                sj->fl.kw, sj->fl.nkw, sj->unchangedsince,
+                                sj->conditional ? &sj->failed : NULL, store_changed, sj);
+        if (sj->err)
+            return;
+        if (sj->conditional && !set_minus(&sj->ar, &sj->set, &sj->failed, &set)) {
+            sj->err = STORAGE_E_NOMEM;
+            return;
+        }
+        if (sj->conditional && sj->modseq > since)
+            since = sj->modseq;
     }
-    l->uids[l->n++] = m->uid;
-    return 0;
+    if (sj->op == STORAGE_STORE_SET || seen) {
+        struct storage_uidlist failed = {0};
+        sj->err =
+            storage_pseen_store(u, sj->mbox, sj->viewer, &set,
+                                sj->op == STORAGE_STORE_SET ? seen : sj->op == STORAGE_STORE_ADD,
+                                since, sj->conditional ? &failed : NULL, NULL, &sj->seen_modseq);
+        if (sj->err == 0 && failed.n && !merge_failed(&sj->failed, &failed))
+            sj->err = STORAGE_E_NOMEM;
+        storage_uidlist_free(&failed);
+        if (sj->err)
+            return;
+    }
+    /* the answers: the flags as the viewer sees them */
+    if (sj->silent && !sj->condstore)
+        return;
+    imap_flagset_free(&sj->changed);
+    if ((sj->err = storage_pseen_get(u, sj->mbox, sj->viewer, &sj->seen)) == 0)
+        sj->err = storage_fetch(u, sj->mbox, &sj->set, 0, store_state, sj);
 }
 
 static void store_work(struct imap_job *j)
@@ -74,6 +191,10 @@ static void store_work(struct imap_job *j)
     struct store_job *sj = (struct store_job *)j;
     if (sj->conditional && sj->unchangedsince == 0) {
         sj->err = storage_fetch(j->u, sj->mbox, &sj->set, 0, store_all_failed, sj);
+        return;
+    }
+    if (sj->viewer) {
+        store_viewer(sj, j->u);
         return;
     }
     sj->err =
@@ -90,6 +211,7 @@ static void store_free(struct imap_job *j)
     imap_flagset_free(&sj->res);
     imap_flagset_free(&sj->changed);
     storage_uidlist_free(&sj->failed);
+    storage_seen_free(&sj->seen);
     free(sj);
 }
 
@@ -118,6 +240,8 @@ static void store_done(struct imap_session *s, struct imap_job *j)
 
     if (sj->modseq)
         imap_sel_note_own_store(s, sj->modseq);
+    if (sj->seen_modseq)
+        imap_sel_note_own_store(s, sj->seen_modseq);
     if (sj->err) {
         imap_finish_storage_err(s, sj->err, "STORE");
         return;
@@ -240,6 +364,7 @@ void imap_cmd_store(struct imap_session *s, struct imap_args *a)
     if (sj->conditional)
         imap_condstore_enable(s); /* RFC 7162 3.1 */
     sj->mbox = s->sel->id;
+    sj->viewer = s->sel->seen_viewer;
     sj->uid_cmd = s->uid_cmd;
     sj->condstore = s->condstore;
     if (sj->set.n == 0) {

@@ -353,6 +353,7 @@ static void imap_ctx_eval_work(struct storage_user *u, int64_t mbox, struct imap
         view.next = e->c->q;
         and.op = STORAGE_SEARCH_AND;
         and.child = &view;
+        and.viewer = e->c->q->viewer;
         e->err = storage_search(u, mbox, &and, &res);
         free(r);
         for (size_t j = 0; !e->err && j < res.n; j++)

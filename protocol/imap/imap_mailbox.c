@@ -291,6 +291,7 @@ void imap_sel_free(struct imap_session *s)
     free(sel->name);
     uidarr_free(&sel->pend_new);
     uidarr_free(&sel->pend_exp);
+    uidarr_free(&sel->pend_flags);
     if (sel->ctx_ops)
         sel->ctx_ops->free_all(sel);
     free(sel->saved);
@@ -596,10 +597,31 @@ static bool own_modseq(const struct imap_sel *sel, uint64_t m)
 
 static void sel_event(struct imap_session *s, const struct storage_event *ev);
 
+/* Another account's own \Seen changed in a mailbox (per-user \Seen,
+ * storage/pseen.c): not ours to see. The messages took a new modseq all
+ * the same; in the selected mailbox, it is noted, so that the next look
+ * at the changes does not announce them for that alone. */
+static bool others_seen(struct imap_session *s, const struct storage_event *ev, bool shared)
+{
+    struct imap_sel *sel = s->sel;
+
+    if (!ev->viewer || ev->viewer == s->account_id)
+        return false;
+    if (sel && ev->mbox == sel->id && !sel->mu == !shared && ev->type == STORAGE_EV_FLAGS) {
+        if (sel->n_other < sizeof(sel->other_modseq) / sizeof(sel->other_modseq[0]))
+            sel->other_modseq[sel->n_other++] = ev->modseq;
+        else
+            sel->other_all = true;
+    }
+    return true;
+}
+
 void imap_on_event(void *arg, const struct storage_event *ev)
 {
     struct imap_session *s = arg;
 
+    if (others_seen(s, ev, false))
+        return;
     if (s->notify)
         s->notify_ops->event(s, ev);
     if (s->sel && !s->sel->mu)
@@ -617,6 +639,8 @@ static void on_shared_event(void *arg, const struct storage_event *ev)
 {
     struct imap_session *s = arg;
     if (!s->sel || !s->sel->mu)
+        return;
+    if (others_seen(s, ev, true))
         return;
     sel_event(s, ev);
     if (s->notify) {
@@ -656,8 +680,18 @@ static void sel_event(struct imap_session *s, const struct storage_event *ev)
         imap_sel_note_new(s, ev->uids, ev->n);
         break;
     case STORAGE_EV_FLAGS:
-        if (ev->modseq > sel->known_modseq && !own_modseq(sel, ev->modseq))
-            sel->flags_dirty = true;
+        if (ev->modseq <= sel->known_modseq || own_modseq(sel, ev->modseq))
+            break;
+        sel->flags_dirty = true;
+        /* changed for everybody: announced even when another account's
+         * \Seen moved its modseq since (past IMAP_PEND_FLAGS_MAX of them,
+         * nothing is left out) */
+        for (size_t i = 0; i < ev->n && !sel->other_all; i++)
+            if (sel->pend_flags.n >= IMAP_PEND_FLAGS_MAX ||
+                uidarr_push(&sel->pend_flags, ev->uids[i]) < 0) {
+                sel->other_all = true;
+                uidarr_free(&sel->pend_flags);
+            }
         break;
     case STORAGE_EV_EXPUNGE:
         if (sel->resync)
@@ -801,6 +835,13 @@ struct upd_job {
     const struct imap_ctx_ops *ctx_ops;
     struct imap_ctx_eval *ctx; /* search contexts to evaluate */
     size_t nctx;
+    int64_t viewer; /* per-user \Seen (imap_sel.seen_viewer), and its set */
+    struct storage_seen seen;
+    /* other accounts' own \Seen changes, and the messages changed for
+     * everybody meanwhile (imap_sel.other_modseq) */
+    uint64_t other[8];
+    unsigned n_other;
+    struct uidarr changed;
 };
 
 static int upd_cb(void *arg, const struct storage_msg *m)
@@ -811,6 +852,14 @@ static int upd_cb(void *arg, const struct storage_msg *m)
     for (unsigned i = 0; i < u->n_own; i++)
         if (u->own[i] == m->modseq)
             return 0;
+    for (unsigned i = 0; i < u->n_other; i++)
+        if (u->other[i] == m->modseq && uidarr_find(&u->changed, m->uid) < 0)
+            return 0; /* moved only for another account's \Seen */
+    if (u->viewer) {
+        struct storage_msg v = *m;
+        v.flags = storage_seen_flags(&u->seen, m->uid, m->flags);
+        return imap_flagset_add(&u->fl, &v);
+    }
     return imap_flagset_add(&u->fl, m);
 }
 
@@ -837,6 +886,10 @@ static void upd_work(struct imap_job *j)
         }
         storage_mbox_info_free(&info);
     }
+    if (u->changed.n > 1)
+        qsort(u->changed.v, u->changed.n, sizeof(uint32_t), cmp_u32);
+    if ((u->flags || u->resync) && u->viewer && !u->err)
+        u->err = storage_pseen_get(j->u, u->mbox, u->viewer, &u->seen);
     if (u->flags || u->resync)
         u->err = u->err ? u->err : storage_changes(j->u, u->mbox, u->since, upd_cb, u, NULL);
     if (u->ctx)
@@ -848,6 +901,8 @@ static void upd_free(struct imap_job *j)
     struct upd_job *u = (struct upd_job *)j;
     free(u->all);
     imap_flagset_free(&u->fl);
+    storage_seen_free(&u->seen);
+    uidarr_free(&u->changed);
     if (u->ctx_ops)
         u->ctx_ops->eval_free(u->ctx, u->nctx);
     free(u);
@@ -973,9 +1028,19 @@ void imap_updates(struct imap_session *s, bool expunge_ok, void (*then)(struct i
         return;
     }
     u->mbox = sel->id;
+    u->viewer = sel->seen_viewer;
     u->since = sel->known_modseq;
     memcpy(u->own, sel->own_modseq, sizeof(u->own));
     u->n_own = sel->n_own;
+    if (!sel->other_all) {
+        memcpy(u->other, sel->other_modseq, sizeof(u->other));
+        u->n_other = sel->n_other;
+        u->changed = sel->pend_flags;
+        memset(&sel->pend_flags, 0, sizeof(sel->pend_flags));
+    }
+    uidarr_free(&sel->pend_flags);
+    sel->n_other = 0;
+    sel->other_all = false;
     u->flags = sel->flags_dirty;
     u->resync = sel->resync;
     u->expunge_ok = expunge_ok;

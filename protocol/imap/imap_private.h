@@ -414,6 +414,20 @@ struct imap_sel {
     char *oname;
     unsigned rights;
     bool revoked;
+    /* per-user \Seen (storage/pseen.c): the account whose own \Seen this
+     * session reads and writes in this mailbox (the session's, on another
+     * account's mailbox whose \Seen is not shared); 0: the message rows' */
+    int64_t seen_viewer;
+    /* another account's own \Seen changed (its event is not ours): the
+     * modseqs the messages took then, and the messages others changed
+     * for everybody meanwhile (uids), so that the next look at the
+     * changes leaves out what moved only for that account (other_all: too
+     * many to tell, nothing is left out) */
+#define IMAP_PEND_FLAGS_MAX 10000
+    uint64_t other_modseq[8];
+    unsigned n_other;
+    bool other_all;
+    struct uidarr pend_flags;
 };
 
 struct imap_job;
@@ -890,6 +904,9 @@ struct imap_status {
     /* the name written, when not mb.name (another account's mailbox in
      * the shared namespace) */
     const char *shown;
+    /* per-user \Seen: UNSEEN as this account sees it (another account's
+     * mailbox whose \Seen is not shared), 0: the rows' */
+    int64_t viewer;
 };
 /* "(item *(SP item))": IMAP_ARG_OK, or IMAP_ARG_BAD for an unknown item
  * (RECENT in an IMAP4rev2 session: RFC 9051 has none) or an empty list. */
@@ -974,6 +991,9 @@ bool imap_ns_reserved(struct imap_session *s, const char *name);
 /* A shared mailbox the user may know of (l or r), as opposed to a level
  * or a name that names nothing. */
 bool imap_ns_visible(const struct imap_mref *r);
+/* Per-user \Seen (imap_seen.c): the account whose own \Seen the session
+ * sees in mailbox r (imap_sel.seen_viewer), 0 for the message rows'. */
+int64_t imap_seen_viewer(struct imap_session *s, const struct imap_mref *r);
 
 /* ---- commands ---- */
 

@@ -188,8 +188,8 @@ void mu_memory_stop(void)
 
 void mu_upkeep_note(struct mailuser *mu, const struct storage_event *ev)
 {
-    if (ev->type == STORAGE_EV_FLAGS)
-        mu->flags_dirty = true;
+    if (ev->type == STORAGE_EV_FLAGS && !ev->viewer)
+        mu->flags_dirty = true; /* a viewer's own \Seen is not in the file names */
     if (ev->type == STORAGE_EV_EXPUNGE)
         mu->prune_due = true; /* expunged UIDs to forget, maybe */
     if (ev->type == STORAGE_EV_NEW || ev->type == STORAGE_EV_EXTERNAL)

@@ -191,7 +191,9 @@ class SharedFolder(ImapCase):
         self.assertTrue(perm and b'\\Seen' in perm[0], u)
         self.assertTrue([r for r in u if b'[READ-WRITE]' in r], u)
         b.ok('STORE 1 +FLAGS (\\Seen)')
-        self.assertIn('\\seen', self.alice_flags()[1])
+        # bob's own \Seen (per-user \Seen, test_acl_seen.py), not alice's
+        self.assertIn('\\seen', flags_of(b, '1')[1])
+        self.assertNotIn('\\seen', self.alice_flags()[1])
         self.share('lr')
         st, t, _ = b.status_of('STORE 2 +FLAGS (\\Seen)')
         self.assertIn(b'NO [NOPERM]', t)
@@ -209,7 +211,8 @@ class SharedFolder(ImapCase):
         b = self.login(BOB, PASS2)
         b.select(self.sbox)
         # alice's mailbox to carol's: r on the one, i on the other; carol
-        # gave no w, so \Flagged stays behind
+        # gave no w, so \Flagged stays behind; \Seen is each user's own
+        # (alice's on 3 is not bob's, and bob's would be his alone)
         b.ok('COPY 2 %s' % quote('Shared/%s/%s' % (CAROL, cbox)))
         self.assertIn(b'COPYUID', b.last_tagged)
         b.ok('MOVE 3 %s' % quote('Shared/%s/%s' % (CAROL, cbox)))
@@ -217,7 +220,7 @@ class SharedFolder(ImapCase):
         c = self.login(CAROL, CAROL_PASS)
         c.select(cbox)
         f = flags_of(c)
-        self.assertEqual(f, {1: set(), 2: {'\\seen'}})
+        self.assertEqual(f, {1: set(), 2: set()})
         got = c.fetch('1:2', '(BODY.PEEK[HEADER.FIELDS (SUBJECT)])')
         self.assertIn(b'two', got[1][1]['BODY[HEADER.FIELDS (SUBJECT)]'])
         self.assertIn(b'three', got[2][1]['BODY[HEADER.FIELDS (SUBJECT)]'])
@@ -234,9 +237,10 @@ class SharedFolder(ImapCase):
         perm = info['permanentflags']
         self.assertTrue({'\\Seen', '\\Flagged', '\\Answered', '\\Draft', '\\*'} <= perm, perm)
         self.assertNotIn('\\Deleted', perm)
-        # a body fetch sets \Seen now, for alice too
+        # a body fetch sets \Seen now, bob's own (per-user \Seen)
         b.fetch('1', '(BODY[])')
-        self.assertIn('\\seen', self.alice_flags()[1])
+        self.assertIn('\\seen', flags_of(b, '1')[1])
+        self.assertNotIn('\\seen', self.alice_flags()[1])
         b.ok('STORE 2 +FLAGS (\\Answered kw1)')
         self.assertTrue({'\\answered', 'kw1'} <= self.alice_flags()[2])
         st, t, _ = b.status_of('STORE 2 +FLAGS (\\Deleted)')
@@ -245,14 +249,16 @@ class SharedFolder(ImapCase):
         st, t, _ = b.status_of('STORE 2 FLAGS (\\Seen)')
         self.assertIn(b'NO [NOPERM]', t)
         self.assertNotIn('\\deleted', self.alice_flags()[2])
-        # APPEND: \Deleted dropped (no t), \Seen and a keyword kept
+        # APPEND: \Deleted dropped (no t), \Seen (bob's own) and a keyword kept
         a_uv = self.uidvalidity(ALICE, PASS, self.box)
         uv, uid = b.append(self.sbox, make_message(4, subject='from bob'),
                            flags=['\\Seen', '\\Deleted', 'kw2'])
         self.assertEqual(uv, a_uv)
         f = self.alice_flags()
         self.assertEqual(len(f), 4)
-        self.assertEqual(f[4], {'\\seen', 'kw2'})
+        self.assertEqual(f[4], {'kw2'})
+        b.ok('NOOP')
+        self.assertEqual(flags_of(b, '4')[4], {'\\seen', 'kw2'})
         # COPY from bob's own INBOX into it, flags as the rights allow
         b.append('INBOX', make_message(6, subject='bob own'), flags=['\\Deleted', '\\Flagged'])
         b.select('INBOX')
@@ -394,10 +400,13 @@ class SharedFolder(ImapCase):
         st, t, _ = b.status_of('APPEND %s {}' % quote(drop), make_message(42))
         self.assertIn(b'NO [OVERQUOTA]', t)
         b.append('INBOX', make_message(43))
+        # \Seen is bob's own (per-user \Seen), \Flagged needs w
+        b.select(drop)
+        self.assertEqual(flags_of(b), {1: {'\\seen'}, 2: set()})
         b.logout()
         d = self.login(dave, dpw)
         d.select('Drop')
-        self.assertEqual(flags_of(d), {1: {'\\seen'}, 2: set()})
+        self.assertEqual(flags_of(d), {1: set(), 2: set()})
         d.logout()
 
     def test_expunge_close_replace_with_te(self):
