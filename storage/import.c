@@ -368,7 +368,7 @@ struct rbuf {
  * would be mapped again and fault page by page. Those above
  * RBUF_KEEP_MAX (a rare big message) are let go. */
 #define RBUF_POOL (IMPORT_WRITERS * 2)
-#define RBUF_KEEP_MAX (16 * 1024 * 1024)
+#define RBUF_KEEP_MAX (32 * 1024 * 1024)
 
 static pthread_mutex_t rbuf_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rbuf rbuf_pool[RBUF_POOL];
@@ -465,13 +465,14 @@ static int read_file(const char *path, bool decompress, struct rbuf *b, char **o
 }
 
 /* p[0..len) with each bare LF made CRLF, as a draft stores it: *out is p
- * itself when nothing changes, else the text in b. Sized by counting the
- * LFs first (a loop the compiler makes vector compares); then copied 16
- * bytes at a time where no LF is (SSE2), a line at a time elsewhere. */
+ * itself when nothing changes, else the text in b, which is made room
+ * for the worst (every byte an LF; pages never written to cost nothing)
+ * so that it is gone through once: copied 16 bytes at a time where no LF
+ * is (SSE2), a line at a time elsewhere. */
 static int to_crlf(const char *p, size_t len, struct rbuf *b, const char **out, size_t *outlen)
 {
     const char *e = p + len, *s = p, *nl;
-    size_t lfs = 0, o = 0;
+    size_t o = 0;
     char *q;
     int rc;
 
@@ -484,10 +485,8 @@ static int to_crlf(const char *p, size_t len, struct rbuf *b, const char **out, 
         *outlen = len;
         return 0;
     }
-    for (const char *c = nl; c < e; c++)
-        lfs += *c == '\n';
-    if ((rc = rbuf_fit(b, len + lfs)) != 0)
-        return rc;
+    if (len > SIZE_MAX / 2 || (rc = rbuf_fit(b, len * 2)) != 0)
+        return len > SIZE_MAX / 2 ? STORAGE_E_NOMEM : rc;
     q = b->p;
     memcpy(q, p, (size_t)(nl - p));
     o = (size_t)(nl - p);
