@@ -527,7 +527,11 @@ static void test_casemap(void)
         {"\xc3\x9f", "\xc3\x9f", "sharp s: no simple titlecase"},
         {"\xce\xb1\xcf\x82", "\xce\x91\xce\xa3", "alpha, final sigma"},
         {"\xea\xb0\x80", "\xea\xb0\x80", "Hangul syllable kept whole"},
-        {"a\xff" "b", "A\xef\xbf\xbd" "B", "invalid byte: U+FFFD"},
+        {"a\xff"
+         "b",
+         "A\xef\xbf\xbd"
+         "B",
+         "invalid byte: U+FFFD"},
         {"\xe2\x84\xaa", "K", "Kelvin sign: K"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -538,8 +542,7 @@ static void test_casemap(void)
     /* the longest decomposition (U+FDFA, 18 characters) fits one step */
     unsigned char out[MIME_CASEMAP_MAX];
     size_t ol = 0;
-    CHECK(mime_casemap_char((const unsigned char *)"\xef\xb7\xba", 3, out, &ol) == 3 &&
-              ol == 33,
+    CHECK(mime_casemap_char((const unsigned char *)"\xef\xb7\xba", 3, out, &ol) == 3 && ol == 33,
           "U+FDFA: 18 characters, 33 bytes");
 }
 
@@ -687,6 +690,23 @@ static void test_stream_decode(void)
     CHECK(off == 0 && len == sizeof(msg) - 1 && cte == STORAGE_CTE_IDENTITY);
 }
 
+/* Delimiter lines are found only where a line starts with "--" and the
+ * boundary: not after other text on the line, not after a third '-'. */
+static void test_boundary_lines(void)
+{
+    static const char msg[] = "Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+                              "-\r\npre--b\r\n--b\r\nContent-Type: text/plain\r\n\r\n"
+                              "one-\r\n x --b\r\n---b\r\n-- b\r\n--b\r\n\r\n"
+                              "two\r\n-\r\n--b--\r\nafter\r\n";
+    struct mime_summary s;
+
+    CHECK(mime_parse(msg, sizeof(msg) - 1, &s) == 0);
+    CHECK(s.body && strcmp(s.body, "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL "
+                                   "\"7bit\" 24 3)(\"text\" \"plain\" (\"charset\" "
+                                   "\"us-ascii\") NIL NIL \"7bit\" 6 1) \"mixed\")") == 0);
+    mime_summary_free(&s);
+}
+
 int main(int argc, char **argv)
 {
     int ncorpus = 0, nmal = 0, i;
@@ -706,6 +726,7 @@ int main(int argc, char **argv)
     test_header_fields();
     test_sections();
     test_casemap();
+    test_boundary_lines();
     run_corpus(argv[1], &ncorpus);
     run_malformed(argv[2], &nmal);
     test_generated();
