@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -421,13 +422,15 @@ struct storage_draft {
 
 int storage_draft_new(struct storage_user *u, uint64_t max_size, struct storage_draft **out)
 {
-    struct storage_draft *d = calloc(1, sizeof(*d));
+    /* the buffer is not cleared: a message of 5 kB would pay for 64 */
+    struct storage_draft *d = malloc(sizeof(*d));
     char unique[256];
     int rc;
 
     *out = NULL;
     if (!d)
         return STORAGE_E_NOMEM;
+    memset(d, 0, offsetof(struct storage_draft, buf));
     d->u = u;
     d->max = max_size;
     d->room = UINT64_MAX;
@@ -497,28 +500,42 @@ static int draft_fits(struct storage_draft *d, uint64_t n)
     return 0;
 }
 
-/* Appends n bytes that contain no LF. */
+/* Writes p[0..n) to the file whole. */
+static int draft_write_all(struct storage_draft *d, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = write(d->fd, p, n);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            d->failed = true;
+            return err_from_errno(errno);
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Appends n bytes whose line ends need no change. A run that does not
+ * fit in what the buffer has left goes to the file straight from the
+ * caller's memory, after what the buffer holds: a big literal is copied
+ * once, by write(), not through the buffer first. */
 static int draft_append(struct storage_draft *d, const char *p, size_t n)
 {
     int rc;
 
     if ((rc = draft_fits(d, n)) != 0)
         return rc;
-    while (n > 0) {
-        size_t k = sizeof(d->buf) - d->blen;
-        if (k == 0) {
-            if ((rc = draft_flush(d)) != 0)
-                return rc;
-            continue;
-        }
-        if (k > n)
-            k = n;
-        memcpy(d->buf + d->blen, p, k);
-        d->blen += k;
-        d->size += k;
-        p += k;
-        n -= k;
+    if (n > sizeof(d->buf) - d->blen) {
+        if ((rc = draft_flush(d)) != 0 || (rc = draft_write_all(d, p, n)) != 0)
+            return rc;
+        d->size += n;
+        return 0;
     }
+    memcpy(d->buf + d->blen, p, n);
+    d->blen += n;
+    d->size += n;
     return 0;
 }
 
@@ -530,8 +547,13 @@ int storage_draft_write(struct storage_draft *d, const void *buf, size_t len)
     if (d->finished || d->failed)
         return STORAGE_E_INVAL;
     while (p < end) {
-        /* the bytes up to the next LF go in one piece; a bare LF gets a CR */
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        /* the bytes up to the next bare LF go in one piece (a message
+         * with CRLF line ends, as IMAP sends it, in one); a bare LF gets
+         * a CR */
+        const char *q = p, *nl;
+        while ((nl = memchr(q, '\n', (size_t)(end - q))) != NULL &&
+               (nl > p ? nl[-1] == '\r' : d->last_cr))
+            q = nl + 1;
         size_t run = (size_t)((nl ? nl : end) - p);
         if (run) {
             if ((rc = draft_append(d, p, run)) != 0)
@@ -541,11 +563,9 @@ int storage_draft_write(struct storage_draft *d, const void *buf, size_t len)
         }
         if (!nl)
             break;
-        if ((rc = draft_fits(d, d->last_cr ? 1 : 2)) != 0)
+        if ((rc = draft_fits(d, 2)) != 0)
             return rc;
-        if (!d->last_cr && (rc = draft_put(d, '\r')) != 0)
-            return rc;
-        if ((rc = draft_put(d, '\n')) != 0)
+        if ((rc = draft_put(d, '\r')) != 0 || (rc = draft_put(d, '\n')) != 0)
             return rc;
         d->last_cr = false;
         p++;
@@ -562,10 +582,17 @@ static int draft_end(struct storage_draft *d, bool sync)
     if (d->failed)
         return STORAGE_E_INVAL;
     if (!d->finished) {
-        if ((rc = draft_flush(d)) != 0)
+        if (d->blen == d->size) {
+            /* the whole message is still in the buffer: parsed there,
+             * not read back from the file */
+            memset(&d->ms, 0, sizeof(d->ms));
+            if (mime_parse(d->buf, d->blen, &d->ms) != 0)
+                return STORAGE_E_NOMEM;
+            if ((rc = draft_flush(d)) != 0)
+                return rc;
+        } else if ((rc = draft_flush(d)) != 0 || (rc = summarize_fd(d->fd, d->size, &d->ms)) != 0) {
             return rc;
-        if ((rc = summarize_fd(d->fd, d->size, &d->ms)) != 0)
-            return rc;
+        }
         d->finished = true;
     }
     if (sync && !d->synced) {
