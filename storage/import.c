@@ -17,6 +17,9 @@
 #include <unistd.h>
 
 #include <zlib.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "storage/mime.h"
 
@@ -348,28 +351,93 @@ static int inflate_all(const char *in, size_t len, char **out, size_t *outlen)
     return 0;
 }
 
-/* Reads the whole file at path into *out (caller frees), its mtime into
- * *mtime; inflated when decompress is set and it is compressed. */
-static int read_file(const char *path, bool decompress, char **out, size_t *len, int64_t *mtime)
+/* The files of a batch are written by up to IMPORT_WRITERS threads at
+ * once (one per processor): reading, converting and parsing a message
+ * takes a processor while another one waits for the disk. */
+#define IMPORT_WRITERS 4
+
+/* A buffer a writer thread keeps from one message to the next: a message
+ * read or converted into fresh memory each time costs page faults (and
+ * for a big one, a mapping made and unmapped) more than the copy. */
+struct rbuf {
+    char *p;
+    size_t cap;
+};
+
+/* The buffers writers leave for the next batch's: fresh ones each batch
+ * would be mapped again and fault page by page. Those above
+ * RBUF_KEEP_MAX (a rare big message) are let go. */
+#define RBUF_POOL (IMPORT_WRITERS * 2)
+#define RBUF_KEEP_MAX (32 * 1024 * 1024)
+
+static pthread_mutex_t rbuf_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rbuf rbuf_pool[RBUF_POOL];
+static size_t rbuf_npool;
+
+static struct rbuf rbuf_get(void)
+{
+    struct rbuf b = {0};
+
+    pthread_mutex_lock(&rbuf_lock);
+    if (rbuf_npool)
+        b = rbuf_pool[--rbuf_npool];
+    pthread_mutex_unlock(&rbuf_lock);
+    return b;
+}
+
+static void rbuf_put(struct rbuf *b)
+{
+    pthread_mutex_lock(&rbuf_lock);
+    if (b->cap <= RBUF_KEEP_MAX && rbuf_npool < RBUF_POOL) {
+        rbuf_pool[rbuf_npool++] = *b;
+        b->p = NULL;
+    }
+    pthread_mutex_unlock(&rbuf_lock);
+    free(b->p);
+    b->p = NULL;
+    b->cap = 0;
+}
+
+static int rbuf_fit(struct rbuf *b, size_t need)
+{
+    char *np;
+    size_t cap;
+
+    if (need <= b->cap)
+        return 0;
+    cap = need < 256 * 1024 ? 256 * 1024 : need + need / 4;
+    if (!(np = malloc(cap)))
+        return STORAGE_E_NOMEM;
+    free(b->p);
+    b->p = np;
+    b->cap = cap;
+    return 0;
+}
+
+/* Reads the whole file at path into b, its mtime into *mtime; *out is
+ * b's text, or when decompress is set and the file is compressed, the
+ * inflated text, malloc'd (*inflated set: caller frees). */
+static int read_file(const char *path, bool decompress, struct rbuf *b, char **out, size_t *len,
+                     bool *inflated, int64_t *mtime)
 {
     struct stat sb;
     size_t off = 0;
-    char *buf;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK), rc = 0;
 
     *out = NULL;
+    *inflated = false;
     if (fd < 0)
         return err_from_errno(errno);
     if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
         return STORAGE_E_INVAL;
     }
-    if (!(buf = malloc((size_t)sb.st_size + 1))) {
+    if ((rc = rbuf_fit(b, (size_t)sb.st_size + 1)) != 0) {
         close(fd);
-        return STORAGE_E_NOMEM;
+        return rc;
     }
     while (off < (size_t)sb.st_size) {
-        ssize_t r = read(fd, buf + off, (size_t)sb.st_size - off);
+        ssize_t r = read(fd, b->p + off, (size_t)sb.st_size - off);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
@@ -379,60 +447,77 @@ static int read_file(const char *path, bool decompress, char **out, size_t *len,
         off += (size_t)r;
     }
     close(fd);
-    if (rc) {
-        free(buf);
+    if (rc)
         return rc;
-    }
     *mtime = (int64_t)sb.st_mtime;
-    if (decompress && compressed((const unsigned char *)buf, off)) {
-        rc = inflate_all(buf, off, out, len);
+    if (decompress && compressed((const unsigned char *)b->p, off)) {
+        rc = inflate_all(b->p, off, out, len);
         /* a text that only looks like a zlib header (two bytes, 1 in 31
          * of some texts) is taken as it is */
-        if (rc != STORAGE_E_INVAL || (unsigned char)buf[0] == 0x1f) {
-            free(buf);
+        if (rc != STORAGE_E_INVAL || (unsigned char)b->p[0] == 0x1f) {
+            *inflated = rc == 0;
             return rc;
         }
     }
-    *out = buf;
+    *out = b->p;
     *len = off;
     return 0;
 }
 
 /* p[0..len) with each bare LF made CRLF, as a draft stores it: *out is p
- * itself when nothing changes, else malloc'd (caller frees). One pass over
- * the text: the copy is sized for lines of a few dozen bytes and grows
- * when they are shorter. */
-static int to_crlf(const char *p, size_t len, char **out, size_t *outlen)
+ * itself when nothing changes, else the text in b, which is made room
+ * for the worst (every byte an LF; pages never written to cost nothing)
+ * so that it is gone through once: copied 16 bytes at a time where no LF
+ * is (SSE2), a line at a time elsewhere. */
+static int to_crlf(const char *p, size_t len, struct rbuf *b, const char **out, size_t *outlen)
 {
     const char *e = p + len, *s = p, *nl;
-    size_t cap, o = 0;
+    size_t o = 0;
     char *q;
+    int rc;
 
     /* the text before the first bare LF is taken as it is */
     for (nl = memchr(p, '\n', len); nl && nl > p && nl[-1] == '\r';
          nl = memchr(nl + 1, '\n', (size_t)(e - nl - 1)))
         ;
     if (!nl) {
-        *out = (char *)p;
+        *out = p;
         *outlen = len;
         return 0;
     }
-    cap = len + len / 32 + 256;
-    if (!(q = malloc(cap)))
-        return STORAGE_E_NOMEM;
-    /* each line up to its LF in one copy */
-    for (; s < e; nl = s < e ? memchr(s, '\n', (size_t)(e - s)) : NULL) {
-        size_t run = nl ? (size_t)(nl - s) : (size_t)(e - s);
-        if (o + run + 2 > cap) {
-            size_t nc = cap * 2 > o + run + 2 ? cap * 2 : o + run + 2;
-            char *nq = realloc(q, nc);
-            if (!nq) {
-                free(q);
-                return STORAGE_E_NOMEM;
+    if (len > SIZE_MAX / 2 || (rc = rbuf_fit(b, len * 2)) != 0)
+        return len > SIZE_MAX / 2 ? STORAGE_E_NOMEM : rc;
+    q = b->p;
+    memcpy(q, p, (size_t)(nl - p));
+    o = (size_t)(nl - p);
+    s = nl;
+#ifdef __SSE2__
+    {
+        const __m128i lf = _mm_set1_epi8('\n');
+        while (e - s >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
+            unsigned mask = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, lf));
+            if (!mask) {
+                _mm_storeu_si128((__m128i *)(void *)(q + o), v);
+                o += 16;
+                s += 16;
+                continue;
             }
-            q = nq;
-            cap = nc;
+            /* up to the first LF of the 16, then that LF */
+            unsigned k = (unsigned)__builtin_ctz(mask);
+            memcpy(q + o, s, k);
+            o += k;
+            s += k;
+            if (s == p || s[-1] != '\r')
+                q[o++] = '\r';
+            q[o++] = '\n';
+            s++;
         }
+    }
+#endif
+    while (s < e) {
+        nl = memchr(s, '\n', (size_t)(e - s));
+        size_t run = nl ? (size_t)(nl - s) : (size_t)(e - s);
         memcpy(q + o, s, run);
         o += run;
         if (!nl)
@@ -448,19 +533,22 @@ static int to_crlf(const char *p, size_t len, char **out, size_t *outlen)
 }
 
 /* Writes message im into tmp/ (not synced yet; its writeback started),
- * with its summary. A failure is the message's own. */
-static int write_one(struct ibatch *b, struct imsg *im)
+ * with its summary; the text passes through the writer's buffers in and
+ * conv. A failure is the message's own. */
+static int write_one(struct ibatch *b, struct imsg *im, struct rbuf *in, struct rbuf *conv)
 {
     struct storage_import_msg *m = im->m;
-    char tmpdir[STORAGE_PATH_MAX], *src = NULL, *data = NULL;
+    char tmpdir[STORAGE_PATH_MAX], *src = NULL;
+    const char *data = NULL;
     size_t len = 0, dlen = 0;
     int64_t mtime = 0;
+    bool inflated = false;
     int rc;
 
     if ((rc = keywords_take(im)) != 0)
         return rc;
     if (m->path) {
-        if ((rc = read_file(m->path, m->decompress, &src, &len, &mtime)) != 0)
+        if ((rc = read_file(m->path, m->decompress, in, &src, &len, &inflated, &mtime)) != 0)
             return rc;
     } else {
         if (!m->data && m->len)
@@ -470,7 +558,7 @@ static int write_one(struct ibatch *b, struct imsg *im)
     }
     if (m->internal_date <= 0)
         m->internal_date = m->path ? mtime : now_unix();
-    rc = to_crlf(src ? src : "", len, &data, &dlen);
+    rc = to_crlf(src ? src : "", len, conv, &data, &dlen);
     if (rc == 0 && mime_parse(data, dlen, &im->ms) != 0)
         rc = STORAGE_E_NOMEM;
     pathf(tmpdir, sizeof(tmpdir), "%s/tmp", b->mdir);
@@ -495,9 +583,7 @@ static int write_one(struct ibatch *b, struct imsg *im)
             im->tmp[0] = '\0';
         }
     }
-    if (data && data != src)
-        free(data);
-    if (m->path)
+    if (inflated)
         free(src);
     if (rc == 0) {
         m->size = dlen;
@@ -505,11 +591,6 @@ static int write_one(struct ibatch *b, struct imsg *im)
     }
     return rc;
 }
-
-/* The files of a batch are written by up to IMPORT_WRITERS threads at
- * once (one per processor): reading, converting and parsing a message
- * takes a processor while another one waits for the disk. */
-#define IMPORT_WRITERS 4
 
 struct writer {
     struct ibatch *b;
@@ -526,16 +607,20 @@ static void *writer_run(void *arg)
     struct writer *w = arg;
     struct ibatch *b = w->b;
 
+    struct rbuf in = rbuf_get(), conv = rbuf_get();
+
     for (size_t i = w->first; i < b->n; i += w->step) {
         struct storage_import_msg *m = b->v[i].m;
         int r;
         if (m->status != 0)
             continue;
-        if ((r = write_one(b, &b->v[i])) != 0) {
+        if ((r = write_one(b, &b->v[i], &in, &conv)) != 0) {
             m->status = STORAGE_IMPORT_FAILED;
             m->rc = r;
         }
     }
+    rbuf_put(&in);
+    rbuf_put(&conv);
     for (size_t i = w->first; i < b->n && !w->rc; i += w->step)
         if (b->v[i].fd >= 0 && fsync(b->v[i].fd) < 0)
             w->rc = err_from_errno(errno);
@@ -572,49 +657,67 @@ static int write_all(struct ibatch *b)
     return rc;
 }
 
-/* Is uid in mailbox mbox? *kw_empty: it has no keyword. */
-static int uid_present(sqlite3 *db, int64_t mbox, uint32_t uid, bool *present, bool *kw_empty)
-{
-    sqlite3_stmt *st;
-    int rc =
-        db_prepare(db, "SELECT keywords = '' FROM messages WHERE mailbox_id = ? AND uid = ?", &st);
+/* The two look-ups classify makes for each message, prepared once a
+ * batch. */
+struct uid_lookup {
+    sqlite3 *db;
+    sqlite3_stmt *present, *expunged;
+};
 
-    if (rc)
-        return rc;
+static int uid_lookup_open(sqlite3 *db, struct uid_lookup *q)
+{
+    int rc;
+
+    q->db = db;
+    q->present = q->expunged = NULL;
+    if ((rc = db_prepare(db, "SELECT keywords = '' FROM messages WHERE mailbox_id = ? AND uid = ?",
+                         &q->present)) != 0 ||
+        (rc = db_prepare(db, "SELECT 1 FROM expunged WHERE mailbox_id = ? AND uid = ? LIMIT 1",
+                         &q->expunged)) != 0)
+        sqlite3_finalize(q->present);
+    return rc;
+}
+
+static void uid_lookup_close(struct uid_lookup *q)
+{
+    sqlite3_finalize(q->present);
+    sqlite3_finalize(q->expunged);
+}
+
+/* Runs st for (mbox, uid): *row, it returned one; *col0, the first
+ * column of that row is not 0. */
+static int uid_lookup_run(struct uid_lookup *q, sqlite3_stmt *st, int64_t mbox, uint32_t uid,
+                          bool *row, bool *col0)
+{
+    int rc;
+
+    sqlite3_reset(st);
     sqlite3_bind_int64(st, 1, mbox);
     sqlite3_bind_int64(st, 2, uid);
     rc = sqlite3_step(st);
-    *present = rc == SQLITE_ROW;
-    *kw_empty = *present && sqlite3_column_int(st, 0);
-    rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
-    sqlite3_finalize(st);
+    *row = rc == SQLITE_ROW;
+    *col0 = *row && sqlite3_column_int(st, 0);
+    rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : err_from_sqlite(q->db, rc);
+    sqlite3_reset(st);
     return rc;
 }
 
 /* Sorts out, from what the index holds now, the messages of the batch
  * that are skipped (present or UID used) and those whose keywords come
- * back. uidnext: the mailbox's. */
-static int uid_expunged(sqlite3 *db, int64_t mbox, uint32_t uid, bool *out)
-{
-    int64_t n = 0;
-    int rc = db_int_binds(db, &n, "SELECT count(*) FROM expunged WHERE mailbox_id = ? AND uid = ?",
-                          NULL, DB_INTS(mbox, uid));
-    *out = n > 0;
-    return rc;
-}
-
+ * back. */
 static int classify(sqlite3 *db, struct ibatch *b, const struct mbox_row *mb, bool *any)
 {
+    struct uid_lookup q;
     uint32_t lo, hi;
     int rc = resv_get(db, mb->id, mb->uidvalidity, &lo, &hi);
 
     *any = false;
-    if (rc)
+    if (rc || (rc = uid_lookup_open(db, &q)) != 0)
         return rc;
     for (size_t i = 0; i < b->n; i++) {
         struct imsg *im = &b->v[i];
         struct storage_import_msg *m = im->m;
-        bool present, kw_empty, gone = false;
+        bool present, kw_empty, gone = false, one;
         if (m->status == STORAGE_IMPORT_FAILED)
             continue;
         if (m->uid >= mb->uidnext) {
@@ -622,22 +725,23 @@ static int classify(sqlite3 *db, struct ibatch *b, const struct mbox_row *mb, bo
             *any = true;
             continue;
         }
-        if ((rc = uid_present(db, b->mbox, m->uid, &present, &kw_empty)) != 0)
-            return rc;
+        if ((rc = uid_lookup_run(&q, q.present, b->mbox, m->uid, &present, &kw_empty)) != 0)
+            break;
         /* reserved for the import, and not used since (expunged) */
         if (!present && m->uid >= lo && m->uid < hi &&
-            (rc = uid_expunged(db, b->mbox, m->uid, &gone)) == 0 && !gone) {
+            (rc = uid_lookup_run(&q, q.expunged, b->mbox, m->uid, &gone, &one)) == 0 && !gone) {
             m->status = 0;
             *any = true;
             continue;
         }
         if (rc)
-            return rc;
+            break;
         m->status = present ? STORAGE_IMPORT_PRESENT : STORAGE_IMPORT_UID_USED;
         im->restore = present && kw_empty && m->nkeywords > 0;
         *any |= im->restore;
     }
-    return 0;
+    uid_lookup_close(&q);
+    return rc;
 }
 
 static int ibatch_work(struct txn *t, void *ctx)

@@ -67,6 +67,20 @@ static size_t body_of(struct storage_user *u, int64_t mbox, uint32_t uid, char *
     return n > 0 ? (size_t)n : 0;
 }
 
+/* p[0..len) with each LF not after a CR made CRLF, byte by byte: what
+ * an import stores. */
+static size_t ref_crlf(const char *p, size_t len, char *out)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
+            out[o++] = '\r';
+        out[o++] = p[i];
+    }
+    return o;
+}
+
 int main(void)
 {
     static const char msg_lf[] = "From: a@example.org\nSubject: first\n\nhello zanzibar\n";
@@ -293,6 +307,37 @@ int main(void)
               "zlib inflated");
         CHECK(body_of(u, mb.id, 62, buf, sizeof(buf)) && !strcmp(buf, "HK: x\r\n\r\nplain\r\n"),
               "text that looks like a zlib header taken as it is");
+    }
+
+    /* line ends of every kind, an LF at each place in a run of 16 bytes
+     * and on either side: each text stored as a byte-by-byte conversion
+     * makes it */
+    {
+        enum { NENDS = 96 };
+        static char src[NENDS][320];
+        static struct storage_import_msg em[NENDS];
+        struct storage_mbox ends;
+        char want[700];
+        unsigned seed = 12345, same = 0;
+        CHECK(storage_import_mailbox(u, "Ends", 4242, 0, &ends) == 0);
+        for (int i = 0; i < NENDS; i++) {
+            size_t len = (size_t)snprintf(src[i], sizeof(src[i]), "Subject: e%d\n\n", i);
+            size_t body = (size_t)(i * 3) % 300;
+            for (size_t k = 0; k < body; k++) {
+                seed = seed * 1103515245u + 12345u;
+                unsigned r = (seed >> 16) % (i % 3 == 0 ? 40 : 8);
+                src[i][len++] = r == 0 ? '\n' : r == 1 ? '\r' : r == 2 ? '-' : (char)('a' + r);
+            }
+            em[i] = (struct storage_import_msg){.uid = (uint32_t)i + 1, .data = src[i], .len = len};
+        }
+        CHECK(storage_import_messages(u, ends.id, em, NENDS) == 0, "line-end batch imported");
+        for (int i = 0; i < NENDS; i++) {
+            size_t wl = ref_crlf(src[i], em[i].len, want);
+            same += em[i].status == STORAGE_IMPORT_ADDED && em[i].size == wl &&
+                    body_of(u, ends.id, (uint32_t)i + 1, buf, sizeof(buf)) == wl &&
+                    memcmp(buf, want, wl) == 0;
+        }
+        CHECK(same == NENDS, "bare LFs made CRLF wherever they fall, the rest kept");
     }
 
     /* the index agrees with the Maildir, and a rebuild keeps UIDs, flags
