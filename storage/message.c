@@ -413,7 +413,8 @@ struct storage_draft {
     uint64_t room; /* quota room, UINT64_MAX = none */
     bool last_cr;
     bool finished;
-    bool synced; /* its bytes on stable storage (fsync'd) */
+    bool synced;   /* its bytes on stable storage (fsync'd) */
+    bool flushing; /* their writeback started (sync_file_range) */
     bool failed;
     struct mime_summary ms;
     size_t blen;
@@ -594,6 +595,12 @@ static int draft_end(struct storage_draft *d, bool sync)
             return rc;
         }
         d->finished = true;
+        if (!sync) {
+            /* synced later with others (storage_save_many): the disk
+             * starts on it now, while the next messages are read */
+            (void)sync_file_range(d->fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint only */
+            d->flushing = true;
+        }
     }
     if (sync && !d->synced) {
         uint64_t t0 = metrics_now();
@@ -626,7 +633,7 @@ int storage_draft_end(struct storage_draft *d)
 static int drafts_sync(struct storage_draft *const *ds, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (!ds[i]->synced && !ds[i]->failed)
+        if (!ds[i]->synced && !ds[i]->failed && !ds[i]->flushing)
             (void)sync_file_range(ds[i]->fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint only */
     for (size_t i = 0; i < n; i++) {
         int rc = draft_end(ds[i], true);
