@@ -252,8 +252,8 @@ static void job_free(void *data)
         mailuser_release(mu);
 }
 
-int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *work,
-                   imap_job_done *done)
+static int job_start(struct imap_session *s, struct imap_job *j, imap_job_work *work,
+                     imap_job_done *done, bool wait)
 {
     j->s = s;
     j->u = s->mu ? mailuser_storage(s->mu) : NULL;
@@ -270,8 +270,21 @@ int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *wo
         return -1;
     }
     s->job = j;
-    imap_wait(s, IMAP_WAIT_JOB);
+    if (wait)
+        imap_wait(s, IMAP_WAIT_JOB);
     return 0;
+}
+
+int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *work,
+                   imap_job_done *done)
+{
+    return job_start(s, j, work, done, true);
+}
+
+int imap_job_start_reading(struct imap_session *s, struct imap_job *j, imap_job_work *work,
+                           imap_job_done *done)
+{
+    return job_start(s, j, work, done, false);
 }
 
 void imap_stall(struct imap_session *s)

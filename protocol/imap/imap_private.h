@@ -658,6 +658,11 @@ struct imap_job {
  * or -1 (j freed, nothing started). */
 int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *work,
                    imap_job_done *done);
+/* The same, but the session goes on reading meanwhile (a continuation
+ * that reads its own input: APPEND's next literal bytes while the last
+ * are written); s->job is held as for any job. */
+int imap_job_start_reading(struct imap_session *s, struct imap_job *j, imap_job_work *work,
+                           imap_job_done *done);
 
 /* A command answered in steps on the pool (FETCH, LIST): each step (work)
  * writes about IMAP_STEP_BYTES into out; the loop sends it and starts the
