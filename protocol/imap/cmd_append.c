@@ -1,7 +1,8 @@
 /* APPEND with MULTIAPPEND (RFC 3502), APPENDUID (RFC 4315) and CATENATE
  * (RFC 4469). The message literal is never assembled in memory: its bytes
  * go, a chunk at a time, into a storage draft on the thread pool while
- * reading is paused. All messages of one command are saved together at
+ * the next chunk is read (one write at a time; a CATENATE TEXT literal
+ * with reading paused). All messages of one command are saved together at
  * the end, or none: their files are synced together, and they are linked and committed in one
  * index transaction (storage_save_many), so that a command of hundreds of
  * messages costs a few syncs, not three per message.
@@ -32,9 +33,9 @@
 #include "server/base/config.h"
 
 /* Bytes of a literal handed to the pool at a time: each is a trip from
- * the loop to a pool thread and back, with reading paused meanwhile, so a
- * 4 MB attachment takes 16 of them instead of 64. Held only while an
- * APPEND runs. */
+ * the loop to a pool thread and back, so a 4 MB attachment takes 16 of
+ * them instead of 64. Two such buffers (one written, one read into) are
+ * held only while an APPEND runs. */
 #define APPEND_CHUNK (256u * 1024)
 #define APPEND_MAX_MSGS 1000
 
