@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -270,10 +271,78 @@ static void bind_addressing(sqlite3_stmt *st, int i, const struct mime_summary *
     bind_opt(st, i + 4, ms->bcc);
 }
 
-int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64_t size,
-               int64_t internal_date, unsigned flags, unsigned file_flags, const char *keywords,
-               const struct mime_summary *ms, int64_t body_id, int64_t *body_id_out,
-               uint64_t modseq)
+/* The statements msg_insert runs for each message, prepared once for all
+ * the messages of one transaction (a MULTIAPPEND's hundreds). */
+struct ins_stmts {
+    sqlite3_stmt *body, *fts, *msg, *meta;
+};
+
+static const char sql_body[] = "INSERT INTO bodies(refs, sent_date, envelope, bodystructure, body,"
+                               " subject, from_, to_, cc, bcc, message_id, in_reply_to, header,"
+                               " oid, thread, preview)"
+                               " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+static const char sql_fts[] = "INSERT INTO fts_pending(body_id, subject, from_, to_, cc, bcc, text)"
+                              " VALUES (?, ?, ?, ?, ?, ?, ?)";
+static const char sql_msg[] =
+    "INSERT INTO messages(mailbox_id, uid, body_id, path, size, internal_date,"
+    " save_date, flags, file_flags, keywords, modseq)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+static const char sql_meta_add[] = "INSERT INTO meta(key, value) VALUES (?1, ?2) "
+                                   "ON CONFLICT(key) DO UPDATE SET value = value + ?2";
+
+static void ins_stmts_free(struct ins_stmts *ss)
+{
+    sqlite3_finalize(ss->body);
+    sqlite3_finalize(ss->fts);
+    sqlite3_finalize(ss->msg);
+    sqlite3_finalize(ss->meta);
+    memset(ss, 0, sizeof(*ss));
+}
+
+/* *st prepared once (kept in ss) or, without ss, for this call alone. */
+static int ins_prepare(sqlite3 *db, sqlite3_stmt **slot, const char *sql, sqlite3_stmt **st)
+{
+    int rc;
+    if (slot && *slot) {
+        *st = *slot;
+        return 0;
+    }
+    if ((rc = db_prepare(db, sql, st)) != 0)
+        return rc;
+    if (slot)
+        *slot = *st;
+    return 0;
+}
+
+/* Steps st to its end; a statement of ss is reset and its bindings
+ * cleared (the strings bound are the caller's), any other finalized. */
+static int ins_step(sqlite3 *db, const struct ins_stmts *ss, sqlite3_stmt *st)
+{
+    if (!ss)
+        return db_step_done(db, st);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+}
+
+static int ins_meta_add(sqlite3 *db, struct ins_stmts *ss, const char *key, int64_t delta)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if (!ss)
+        return db_meta_add(db, key, delta);
+    if ((rc = ins_prepare(db, &ss->meta, sql_meta_add, &st)) != 0)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, delta);
+    return ins_step(db, ss, st);
+}
+
+static int msg_insert_with(sqlite3 *db, struct ins_stmts *ss, int64_t mbox, uint32_t uid,
+                           const char *path, uint64_t size, int64_t internal_date, unsigned flags,
+                           unsigned file_flags, const char *keywords, const struct mime_summary *ms,
+                           int64_t body_id, int64_t *body_id_out, uint64_t modseq)
 {
     sqlite3_stmt *st;
     int rc;
@@ -286,13 +355,7 @@ int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64
         if ((rc = thread_assign(db, oid, ms->message_id, ms->in_reply_to, ms->references,
                                 &thread)) != 0)
             return rc;
-        rc = db_prepare(db,
-                        "INSERT INTO bodies(refs, sent_date, envelope, bodystructure, body,"
-                        " subject, from_, to_, cc, bcc, message_id, in_reply_to, header,"
-                        " oid, thread, preview)"
-                        " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        &st);
-        if (rc)
+        if ((rc = ins_prepare(db, ss ? &ss->body : NULL, sql_body, &st)) != 0)
             return rc;
         sqlite3_bind_int64(st, 13, oid);
         sqlite3_bind_int64(st, 14, thread);
@@ -308,33 +371,24 @@ int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64
             sqlite3_bind_blob(st, 12, ms->header, (int)ms->header_len, SQLITE_STATIC);
         else
             sqlite3_bind_null(st, 12);
-        if ((rc = db_step_done(db, st)) != 0)
+        if ((rc = ins_step(db, ss, st)) != 0)
             return rc;
         body_id = sqlite3_last_insert_rowid(db);
         if ((rc = sortkeys_insert(db, body_id, ms->date, ms->envelope, ms->subject, ms->message_id,
                                   ms->in_reply_to, ms->references)) != 0)
             return rc;
         /* into the full-text index later (storage_fts_index), not here */
-        rc = db_prepare(db,
-                        "INSERT INTO fts_pending(body_id, subject, from_, to_, cc, bcc, text)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        &st);
-        if (rc)
+        if ((rc = ins_prepare(db, ss ? &ss->fts : NULL, sql_fts, &st)) != 0)
             return rc;
         sqlite3_bind_int64(st, 1, body_id);
         bind_addressing(st, 2, ms);
         bind_opt(st, 7, ms->text);
-        if ((rc = db_step_done(db, st)) != 0)
+        if ((rc = ins_step(db, ss, st)) != 0)
             return rc;
     }
     if (body_id_out)
         *body_id_out = body_id;
-    rc = db_prepare(db,
-                    "INSERT INTO messages(mailbox_id, uid, body_id, path, size, internal_date,"
-                    " save_date, flags, file_flags, keywords, modseq)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    &st);
-    if (rc)
+    if ((rc = ins_prepare(db, ss ? &ss->msg : NULL, sql_msg, &st)) != 0)
         return rc;
     sqlite3_bind_int64(st, 1, mbox);
     sqlite3_bind_int64(st, 2, uid);
@@ -347,11 +401,20 @@ int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64
     sqlite3_bind_int(st, 9, (int)file_flags);
     sqlite3_bind_text(st, 10, keywords ? keywords : "", -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 11, (int64_t)modseq);
-    if ((rc = db_step_done(db, st)) != 0)
+    if ((rc = ins_step(db, ss, st)) != 0)
         return rc;
-    if ((rc = db_meta_add(db, "quota_bytes", (int64_t)size)) != 0)
+    if ((rc = ins_meta_add(db, ss, "quota_bytes", (int64_t)size)) != 0)
         return rc;
-    return db_meta_add(db, "quota_messages", 1);
+    return ins_meta_add(db, ss, "quota_messages", 1);
+}
+
+int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64_t size,
+               int64_t internal_date, unsigned flags, unsigned file_flags, const char *keywords,
+               const struct mime_summary *ms, int64_t body_id, int64_t *body_id_out,
+               uint64_t modseq)
+{
+    return msg_insert_with(db, NULL, mbox, uid, path, size, internal_date, flags, file_flags,
+                           keywords, ms, body_id, body_id_out, modseq);
 }
 
 /* Files up to this size are read into the heap for the MIME parse rather
@@ -412,7 +475,8 @@ struct storage_draft {
     uint64_t room; /* quota room, UINT64_MAX = none */
     bool last_cr;
     bool finished;
-    bool synced; /* its bytes on stable storage (fsync'd) */
+    bool synced;   /* its bytes on stable storage (fsync'd) */
+    bool flushing; /* their writeback started (sync_file_range) */
     bool failed;
     struct mime_summary ms;
     size_t blen;
@@ -421,13 +485,15 @@ struct storage_draft {
 
 int storage_draft_new(struct storage_user *u, uint64_t max_size, struct storage_draft **out)
 {
-    struct storage_draft *d = calloc(1, sizeof(*d));
+    /* the buffer is not cleared: a message of 5 kB would pay for 64 */
+    struct storage_draft *d = malloc(sizeof(*d));
     char unique[256];
     int rc;
 
     *out = NULL;
     if (!d)
         return STORAGE_E_NOMEM;
+    memset(d, 0, offsetof(struct storage_draft, buf));
     d->u = u;
     d->max = max_size;
     d->room = UINT64_MAX;
@@ -497,28 +563,42 @@ static int draft_fits(struct storage_draft *d, uint64_t n)
     return 0;
 }
 
-/* Appends n bytes that contain no LF. */
+/* Writes p[0..n) to the file whole. */
+static int draft_write_all(struct storage_draft *d, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = write(d->fd, p, n);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            d->failed = true;
+            return err_from_errno(errno);
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Appends n bytes whose line ends need no change. A run that does not
+ * fit in what the buffer has left goes to the file straight from the
+ * caller's memory, after what the buffer holds: a big literal is copied
+ * once, by write(), not through the buffer first. */
 static int draft_append(struct storage_draft *d, const char *p, size_t n)
 {
     int rc;
 
     if ((rc = draft_fits(d, n)) != 0)
         return rc;
-    while (n > 0) {
-        size_t k = sizeof(d->buf) - d->blen;
-        if (k == 0) {
-            if ((rc = draft_flush(d)) != 0)
-                return rc;
-            continue;
-        }
-        if (k > n)
-            k = n;
-        memcpy(d->buf + d->blen, p, k);
-        d->blen += k;
-        d->size += k;
-        p += k;
-        n -= k;
+    if (n > sizeof(d->buf) - d->blen) {
+        if ((rc = draft_flush(d)) != 0 || (rc = draft_write_all(d, p, n)) != 0)
+            return rc;
+        d->size += n;
+        return 0;
     }
+    memcpy(d->buf + d->blen, p, n);
+    d->blen += n;
+    d->size += n;
     return 0;
 }
 
@@ -530,8 +610,13 @@ int storage_draft_write(struct storage_draft *d, const void *buf, size_t len)
     if (d->finished || d->failed)
         return STORAGE_E_INVAL;
     while (p < end) {
-        /* the bytes up to the next LF go in one piece; a bare LF gets a CR */
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        /* the bytes up to the next bare LF go in one piece (a message
+         * with CRLF line ends, as IMAP sends it, in one); a bare LF gets
+         * a CR */
+        const char *q = p, *nl;
+        while ((nl = memchr(q, '\n', (size_t)(end - q))) != NULL &&
+               (nl > p ? nl[-1] == '\r' : d->last_cr))
+            q = nl + 1;
         size_t run = (size_t)((nl ? nl : end) - p);
         if (run) {
             if ((rc = draft_append(d, p, run)) != 0)
@@ -541,11 +626,9 @@ int storage_draft_write(struct storage_draft *d, const void *buf, size_t len)
         }
         if (!nl)
             break;
-        if ((rc = draft_fits(d, d->last_cr ? 1 : 2)) != 0)
+        if ((rc = draft_fits(d, 2)) != 0)
             return rc;
-        if (!d->last_cr && (rc = draft_put(d, '\r')) != 0)
-            return rc;
-        if ((rc = draft_put(d, '\n')) != 0)
+        if ((rc = draft_put(d, '\r')) != 0 || (rc = draft_put(d, '\n')) != 0)
             return rc;
         d->last_cr = false;
         p++;
@@ -562,11 +645,24 @@ static int draft_end(struct storage_draft *d, bool sync)
     if (d->failed)
         return STORAGE_E_INVAL;
     if (!d->finished) {
-        if ((rc = draft_flush(d)) != 0)
+        if (d->blen == d->size) {
+            /* the whole message is still in the buffer: parsed there,
+             * not read back from the file */
+            memset(&d->ms, 0, sizeof(d->ms));
+            if (mime_parse(d->buf, d->blen, &d->ms) != 0)
+                return STORAGE_E_NOMEM;
+            if ((rc = draft_flush(d)) != 0)
+                return rc;
+        } else if ((rc = draft_flush(d)) != 0 || (rc = summarize_fd(d->fd, d->size, &d->ms)) != 0) {
             return rc;
-        if ((rc = summarize_fd(d->fd, d->size, &d->ms)) != 0)
-            return rc;
+        }
         d->finished = true;
+        if (!sync) {
+            /* synced later with others (storage_save_many): the disk
+             * starts on it now, while the next messages are read */
+            (void)sync_file_range(d->fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint only */
+            d->flushing = true;
+        }
     }
     if (sync && !d->synced) {
         uint64_t t0 = metrics_now();
@@ -599,7 +695,7 @@ int storage_draft_end(struct storage_draft *d)
 static int drafts_sync(struct storage_draft *const *ds, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (!ds[i]->synced && !ds[i]->failed)
+        if (!ds[i]->synced && !ds[i]->failed && !ds[i]->flushing)
             (void)sync_file_range(ds[i]->fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint only */
     for (size_t i = 0; i < n; i++) {
         int rc = draft_end(ds[i], true);
@@ -717,7 +813,8 @@ struct save_ctx {
  * or cur/, its rows. A failure of this message alone (quota, a link that
  * cannot be made, no such mailbox) goes to c->rc and the batch goes on;
  * an index error is returned and fails the whole batch. */
-static int save_one(struct txn *t, const struct save_ctx *batch, struct save_ctx *c)
+static int save_one(struct txn *t, const struct save_ctx *batch, struct save_ctx *c,
+                    struct ins_stmts *ss)
 {
     struct storage_user *u = t->u;
     struct storage_draft *d = c->d;
@@ -811,8 +908,8 @@ static int save_one(struct txn *t, const struct save_ctx *batch, struct save_ctx
     pathf(rel, sizeof(rel), "%s/%s", sub, fname);
     if ((rc = mbox_bump_modseq(t->db, m.id, &modseq)) != 0)
         return rc;
-    rc = msg_insert(t->db, m.id, uid, rel, d->size, c->internal_date, c->flags,
-                    c->to_new ? 0 : c->flags, c->kw, &d->ms, 0, NULL, modseq);
+    rc = msg_insert_with(t->db, ss, m.id, uid, rel, d->size, c->internal_date, c->flags,
+                         c->to_new ? 0 : c->flags, c->kw, &d->ms, 0, NULL, modseq);
     if (rc)
         return rc;
     if ((rc = mbox_set_uidnext(t->db, m.id, uid + 1)) != 0)
@@ -850,9 +947,13 @@ static int batch_work(struct txn *t, void *ctx)
             return rc;
         }
     }
-    for (struct save_ctx *c = batch; c; c = c->next)
-        if ((rc = save_one(t, batch, c)) != 0)
-            return rc;
+    struct ins_stmts ss = {0};
+    rc = 0;
+    for (struct save_ctx *c = batch; c && !rc; c = c->next)
+        rc = save_one(t, batch, c, &ss);
+    ins_stmts_free(&ss);
+    if (rc)
+        return rc;
     if (batch->group > 1) {
         /* all or nothing: one message that cannot be saved fails them all */
         for (struct save_ctx *c = batch; c; c = c->next)

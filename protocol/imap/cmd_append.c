@@ -1,7 +1,8 @@
 /* APPEND with MULTIAPPEND (RFC 3502), APPENDUID (RFC 4315) and CATENATE
  * (RFC 4469). The message literal is never assembled in memory: its bytes
  * go, a chunk at a time, into a storage draft on the thread pool while
- * reading is paused. All messages of one command are saved together at
+ * the next chunk is read (one write at a time; a CATENATE TEXT literal
+ * with reading paused). All messages of one command are saved together at
  * the end, or none: their files are synced together, and they are linked and committed in one
  * index transaction (storage_save_many), so that a command of hundreds of
  * messages costs a few syncs, not three per message.
@@ -33,9 +34,9 @@
 #include "server/base/config.h"
 
 /* Bytes of a literal handed to the pool at a time: each is a trip from
- * the loop to a pool thread and back, with reading paused meanwhile, so a
- * 4 MB attachment takes 16 of them instead of 64. Held only while an
- * APPEND runs. */
+ * the loop to a pool thread and back, so a 4 MB attachment takes 16 of
+ * them instead of 64. Two such buffers (one written, one read into) are
+ * held only while an APPEND runs. */
 #define APPEND_CHUNK (256u * 1024)
 #define APPEND_MAX_MSGS 1000
 
@@ -99,6 +100,13 @@ struct imap_append {
     size_t nmsgs, capmsgs;
     char *chunk;
     size_t chunk_len;
+    /* A message's bytes are written on the pool while the next ones are
+     * read (one such job at a time, s->job): the buffer it gives back
+     * (spare), a job that waits for it to end (pending), and an answer
+     * that does (answer_wait: the drafts are dropped after it). */
+    char *spare;
+    struct ap_job *pending;
+    bool answer_wait;
     /* CATENATE */
     enum ap_ps ps;
     unsigned nparts;   /* parts of the message being parsed */
@@ -140,6 +148,7 @@ struct ap_job {
     const char *why;     /* 4: why the URL failed (BADURL) */
     bool foreign;        /* 4: the target is another account's */
     bool last;           /* write: the message's last chunk, the draft is ended too */
+    bool reading;        /* write: the session reads on meanwhile */
     bool open;           /* write: the draft is opened first (a LITERAL+ message) */
     const char *mbox;
     int64_t mbox_id;
@@ -182,12 +191,17 @@ static void ap_free_msgs(struct imap_append *ap)
     ap->nmsgs = ap->capmsgs = 0;
 }
 
+static void ap_job_free(struct imap_job *j);
+
 static void ap_destroy(struct imap_append *ap)
 {
     if (!ap)
         return;
+    if (ap->pending)
+        ap_job_free(&ap->pending->j); /* never started */
     ap_free_msgs(ap);
     free(ap->chunk);
+    free(ap->spare);
     free(ap->ops);
     imap_arena_free(&ap->ar);
     if (ap->store)
@@ -242,16 +256,23 @@ static void drafts_drop(uv_loop_t *loop, struct ap_msg *msgs, size_t n)
 struct ap_job;
 static void ap_job_orphan(struct imap_session *s, struct imap_append *ap);
 
-/* The session ends while the APPEND runs. */
-static void ap_abort(struct imap_session *s)
+/* The drafts go: after the job that runs, which may write one of them,
+ * or now (on the pool). */
+static void ap_drop_drafts(struct imap_session *s, struct imap_append *ap)
 {
-    struct imap_append *ap = s->cont_data;
-    if (ap->phase == AP_JOB && s->job)
+    if (s->job)
         ap_job_orphan(s, ap); /* the running job frees the drafts when done */
     else
         drafts_drop(conn_loop(s->c), ap->msgs, ap->nmsgs);
     ap->msgs = NULL;
-    ap->nmsgs = 0;
+    ap->nmsgs = ap->capmsgs = 0;
+}
+
+/* The session ends while the APPEND runs. */
+static void ap_abort(struct imap_session *s)
+{
+    struct imap_append *ap = s->cont_data;
+    ap_drop_drafts(s, ap);
     ap_destroy(ap);
 }
 
@@ -501,16 +522,47 @@ static void ap_job_orphan(struct imap_session *s, struct imap_append *ap)
 static void ap_done(struct imap_session *s, struct imap_job *j);
 static bool ap_run(struct imap_session *s);
 
-static void ap_start(struct imap_session *s, struct ap_job *aj)
+static void ap_launch(struct imap_session *s, struct ap_job *aj)
 {
     struct imap_append *ap = s->cont_data;
     aj->j.free_fn = ap_job_free;
     aj->j.store = ap->store;
-    ap->phase = AP_JOB;
-    if (imap_job_start(s, &aj->j, ap_work, ap_done) < 0) {
-        ap->err = STORAGE_E_TEMP;
-        ap->phase = ap->left ? AP_DISCARD : AP_LINE;
+    if (aj->kind == 1 && !aj->op) {
+        /* what the write needs of the jobs before it, which have ended */
+        aj->draft = ap->msgs[aj->msg].draft;
+        if (!aj->draft) {
+            /* a LITERAL+ message: its draft is opened with its first bytes */
+            aj->open = true;
+            aj->max = conn_conf(s->c)->max_message_size;
+            aj->announced = ap->announced;
+            aj->staged = ap->staged;
+            aj->nstaged = aj->msg;
+        }
     }
+    if (aj->reading) {
+        ap->phase = ap->left ? AP_DATA : AP_LINE;
+        if (imap_job_start_reading(s, &aj->j, ap_work, ap_done) == 0)
+            return;
+    } else {
+        ap->phase = AP_JOB;
+        if (imap_job_start(s, &aj->j, ap_work, ap_done) == 0)
+            return;
+    }
+    ap->err = STORAGE_E_TEMP;
+    ap->phase = ap->left ? AP_DISCARD : AP_LINE;
+}
+
+/* Starts aj, or once the write running ends. */
+static void ap_start(struct imap_session *s, struct ap_job *aj)
+{
+    struct imap_append *ap = s->cont_data;
+    if (s->job) {
+        ap->pending = aj;
+        ap->phase = AP_JOB;
+        imap_wait(s, IMAP_WAIT_JOB);
+        return;
+    }
+    ap_launch(s, aj);
 }
 
 static void ap_open_draft(struct imap_session *s, bool lookup)
@@ -554,6 +606,57 @@ static void ap_finish_draft(struct imap_session *s, struct imap_append *ap)
     ap_start(s, fj);
 }
 
+/* A write that ran while the session read on has ended. */
+static void ap_written(struct imap_session *s, struct imap_append *ap, struct ap_job *aj)
+{
+    struct ap_job *next = ap->pending;
+
+    if (!ap->spare) {
+        ap->spare = aj->chunk; /* the buffer comes back */
+        aj->chunk = NULL;
+    }
+    /* the save waiting (kind 3) holds the messages already */
+    struct ap_msg *msgs = next && next->kind == 3 ? next->msgs : ap->msgs;
+    if (aj->open) {
+        msgs[aj->msg].draft = aj->draft; /* NULL if it could not open */
+        aj->draft = NULL;
+    }
+    if (aj->err && !ap->err) {
+        ap->err = aj->err;
+        if (ap->phase == AP_DATA) {
+            /* the literal read now is dropped too */
+            ap->chunk_len = 0;
+            ap->phase = AP_DISCARD;
+        }
+    } else if (!aj->err && aj->last && msgs[aj->msg].draft) {
+        ap->staged += storage_draft_size(msgs[aj->msg].draft);
+    }
+    if (ap->answer_wait) {
+        ap_answer(s);
+        return;
+    }
+    ap->pending = NULL;
+    if (next && !ap->err) {
+        ap_launch(s, next);
+    } else if (next && next->kind == 1) {
+        /* the bytes read meanwhile are dropped */
+        ap_job_free(&next->j);
+        ap->phase = ap->left ? AP_DISCARD : AP_LINE;
+    } else if (next) {
+        if (next->kind == 3) {
+            /* the save does not run: the drafts come back to be dropped */
+            ap->msgs = next->msgs;
+            ap->nmsgs = ap->capmsgs = next->nmsgs;
+            next->msgs = NULL;
+            next->nmsgs = 0;
+        }
+        ap_job_free(&next->j);
+        if (!ap_run(s))
+            return;
+    }
+    imap_resume(s);
+}
+
 static void ap_done(struct imap_session *s, struct imap_job *j)
 {
     struct ap_job *aj = (struct ap_job *)j;
@@ -562,6 +665,10 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
     if (!ap) {
         if ((aj->kind == 0 || aj->open) && aj->draft)
             storage_draft_free(aj->draft); /* cannot happen: abort clears jobs too */
+        return;
+    }
+    if (aj->reading) {
+        ap_written(s, ap, aj);
         return;
     }
     if (aj->kind == 0 && aj->mbox && !aj->err) {
@@ -684,6 +791,13 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
 static void ap_answer(struct imap_session *s)
 {
     struct imap_append *ap = s->cont_data;
+    if (s->job) {
+        /* a write runs: answered once it ends (ap_written) */
+        ap->answer_wait = true;
+        ap->phase = AP_JOB;
+        imap_wait(s, IMAP_WAIT_JOB);
+        return;
+    }
     int err = ap->err;
     const char *what = ap->errwhat;
     bool gone = ap->replace_gone, ro = ap->replace_ro, noperm = ap->noperm;
@@ -691,9 +805,7 @@ static void ap_answer(struct imap_session *s)
 
     imap_cont_end(s);
     /* drafts written so far are dropped on the pool */
-    drafts_drop(conn_loop(s->c), ap->msgs, ap->nmsgs);
-    ap->msgs = NULL;
-    ap->nmsgs = 0;
+    ap_drop_drafts(s, ap);
     bool nul = ap->nul;
     struct buf url = {0};
     const char *why = ap->badwhy;
@@ -1020,9 +1132,7 @@ static bool tail_too_big(struct imap_session *s, struct imap_append *ap)
     if (!ap->tail_sync) {
         imap_printf(s, "* BYE [TOOBIG] Message too large.\r\n");
         imap_cont_end(s);
-        drafts_drop(conn_loop(s->c), ap->msgs, ap->nmsgs);
-        ap->msgs = NULL;
-        ap->nmsgs = 0;
+        ap_drop_drafts(s, ap);
         ap_destroy(ap);
         imap_close(s);
         return true;
@@ -1437,6 +1547,10 @@ static bool ap_input(struct imap_session *s)
             ap->errwhat = why;
         return true;
     case AP_DATA:
+        if (!ap->chunk && ap->spare) {
+            ap->chunk = ap->spare;
+            ap->spare = NULL;
+        }
         if (!ap->chunk && !(ap->chunk = malloc(APPEND_CHUNK))) {
             ap->err = STORAGE_E_NOMEM;
             ap->phase = AP_DISCARD;
@@ -1461,18 +1575,14 @@ static bool ap_input(struct imap_session *s)
             }
             aj->kind = 1;
             aj->last = ap->left == 0 && !ap->cat;
-            aj->draft = ap->msgs[ap->nmsgs - 1].draft;
-            if (!aj->draft) {
-                /* a LITERAL+ message: its draft is opened with its first bytes */
-                aj->open = true;
-                aj->max = conn_conf(s->c)->max_message_size;
-                aj->announced = ap->announced;
-                aj->staged = ap->staged;
-                aj->nstaged = ap->nmsgs - 1;
-            }
+            aj->msg = ap->nmsgs - 1;
+            /* a message literal is read on while its bytes are written;
+             * a TEXT part's, whose message goes on with steps, is not */
+            aj->reading = !ap->cat;
             aj->chunk = ap->chunk;
             aj->chunk_len = ap->chunk_len;
             ap->chunk = NULL;
+            ap->chunk_len = 0;
             ap_start(s, aj);
             return true;
         }
@@ -1483,6 +1593,7 @@ static bool ap_input(struct imap_session *s)
             return false;
         if (r != LINEBUF_LINE) {
             imap_cont_end(s);
+            ap_drop_drafts(s, ap);
             ap_destroy(ap);
             imap_printf(s, "* BYE [TOOBIG] Command line too long.\r\n");
             imap_close(s);

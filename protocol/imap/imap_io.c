@@ -261,8 +261,8 @@ struct mailuser *imap_job_take_store(struct imap_job *j)
     return mu;
 }
 
-int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *work,
-                   imap_job_done *done)
+static int job_start(struct imap_session *s, struct imap_job *j, imap_job_work *work,
+                     imap_job_done *done, bool wait)
 {
     /* the session's own store, or another account's (counted in that
      * account's queue, held by the job until it ends) */
@@ -287,8 +287,21 @@ int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *wo
         return -1;
     }
     s->job = j;
-    imap_wait(s, IMAP_WAIT_JOB);
+    if (wait)
+        imap_wait(s, IMAP_WAIT_JOB);
     return 0;
+}
+
+int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *work,
+                   imap_job_done *done)
+{
+    return job_start(s, j, work, done, true);
+}
+
+int imap_job_start_reading(struct imap_session *s, struct imap_job *j, imap_job_work *work,
+                           imap_job_done *done)
+{
+    return job_start(s, j, work, done, false);
 }
 
 void imap_stall(struct imap_session *s)

@@ -693,6 +693,11 @@ struct imap_job {
  * or -1 (j freed, nothing started). */
 int imap_job_start(struct imap_session *s, struct imap_job *j, imap_job_work *work,
                    imap_job_done *done);
+/* The same, but the session goes on reading meanwhile (a continuation
+ * that reads its own input: APPEND's next literal bytes while the last
+ * are written); s->job is held as for any job. */
+int imap_job_start_reading(struct imap_session *s, struct imap_job *j, imap_job_work *work,
+                           imap_job_done *done);
 
 /* The job's hold on its store (another account's) passes to the caller
  * (done function): NULL when it has none. */

@@ -1,0 +1,104 @@
+"""MULTIAPPEND streamed with LITERAL+: the client sends a whole command at
+once, so the server reads the next messages while it writes the earlier
+ones. Every message is stored whole, in order, with bare LFs made CRLF,
+whatever its size (several chunks of the server's literal buffer, or
+part of one); a message that fails while it is written (it grows past
+max_message_size with its bare LFs) fails the command with nothing
+saved, the messages sent after it are read and dropped, and the session
+goes on; a client that leaves in the middle of such a command leaves no
+message behind and the server serves the next one."""
+import re
+
+import harness
+from imap_util import ImapCase
+
+MAX = 300000
+
+
+def message(i, body_bytes, bare_lf=False):
+    """A message of about body_bytes of text; with bare_lf every line
+    ends in LF alone."""
+    eol = b'\n' if bare_lf else b'\r\n'
+    head = (b'From: Ann <ann@example.org>' + eol + b'Subject: stream %d' % i + eol +
+            b'Message-ID: <s%d@x>' % i + eol + eol)
+    line = b'line of message %d, padded to a common width for the test' % i
+    n = max(1, body_bytes // (len(line) + len(eol)))
+    return head + (line + eol) * n
+
+
+def crlf(m):
+    return re.sub(rb'(?<!\r)\n', b'\r\n', m)
+
+
+class AppendStream(ImapCase):
+    CONF = {'max_message_size': str(MAX)}
+
+    def send_all(self, c, mbox, msgs):
+        """One MULTIAPPEND of msgs, all of it in one send; (untagged, tagged)."""
+        tag = c.tag()
+        data = b'%s APPEND %s' % (tag.encode(), mbox.encode())
+        for m in msgs:
+            data += b' {%d+}\r\n' % len(m) + m
+        c.send(data + b'\r\n')
+        return c.until_tagged(tag, timeout=60)
+
+    def bodies(self, c, mbox):
+        c.select(mbox, examine=True)
+        f = c.fetch('1:*', '(UID BODY.PEEK[])')
+        return [it['BODY[]'] for n, (it, raw) in sorted(f.items())]
+
+    def test_many_messages_in_one_send(self):
+        c = self.login()
+        c.ok('CREATE Stream')
+        # small ones, one over three chunks of 256 kB is too big for MAX:
+        # so sizes up to MAX, and bare-LF ones among them
+        sizes = [200, 5000, 290000, 70, 100000, 3000, 260000, 1, 12000] * 3
+        msgs = [message(i, s, bare_lf=(i % 4 == 1)) for i, s in enumerate(sizes)]
+        msgs = [m for m in msgs if len(crlf(m)) <= MAX]
+        u, t = self.send_all(c, 'Stream', msgs)
+        self.assertOK(t)
+        m = re.search(rb'\[APPENDUID \d+ (\d+):(\d+)\]', t)
+        self.assertTrue(m, t)
+        self.assertEqual(int(m.group(2)) - int(m.group(1)) + 1, len(msgs))
+        got = self.bodies(self.login(), 'Stream')
+        self.assertEqual(len(got), len(msgs))
+        for i, (g, want) in enumerate(zip(got, msgs)):
+            self.assertEqual(g, crlf(want), 'message %d' % i)
+        c.ok('NOOP')
+
+    def test_failure_while_written_drops_the_rest(self):
+        c = self.login()
+        c.ok('CREATE Fail')
+        # under MAX as sent, over it once its bare LFs are CRLF
+        grows = message(1, MAX - 3000, bare_lf=True)
+        self.assertLess(len(grows), MAX)
+        self.assertGreater(len(crlf(grows)), MAX)
+        msgs = [message(0, 4000), grows] + [message(i, 4000 * i) for i in range(2, 30)]
+        u, t = self.send_all(c, 'Fail', msgs)
+        self.assertRegex(t, rb'^T\d+ NO ')
+        self.assertIn(b'TOOBIG', t)
+        # nothing of the command saved; the session reads commands again
+        st = c.ok('STATUS Fail (MESSAGES)')
+        self.assertIn(b'(MESSAGES 0)', b''.join(st))
+        self.assertEqual(c.append('Fail', message(99, 100))[1] > 0, True)
+
+    def test_client_leaves_midway(self):
+        c = self.login()
+        c.ok('CREATE Gone')
+        tag = c.tag()
+        data = b'%s APPEND Gone' % tag.encode()
+        for i in range(20):
+            m = message(i, 50000)
+            data += b' {%d+}\r\n' % len(m) + m
+        # the command's end never comes: the connection closes in its middle
+        c.send(data[:len(data) * 2 // 3])
+        c.close()
+        c2 = self.login()
+        st = c2.ok('STATUS Gone (MESSAGES)')
+        self.assertIn(b'(MESSAGES 0)', b''.join(st))
+        c2.append('Gone', message(100, 100))
+        self.assertEqual(len(self.bodies(c2, 'Gone')), 1)
+
+
+if __name__ == '__main__':
+    harness.main()
