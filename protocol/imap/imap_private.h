@@ -988,8 +988,8 @@ const char *imap_ns_prefix(struct imap_session *s);
  * first level equals the prefix's first level, in any case (CREATE and
  * RENAME refuse it). */
 bool imap_ns_reserved(struct imap_session *s, const char *name);
-/* A shared mailbox the user may know of (l or r), as opposed to a level
- * or a name that names nothing. */
+/* A shared mailbox the user may know of (any right on it), as opposed to
+ * a level, a name that names nothing or one hidden from the user. */
 bool imap_ns_visible(const struct imap_mref *r);
 /* Per-user \Seen (imap_seen.c): the account whose own \Seen the session
  * sees in mailbox r (imap_sel.seen_viewer), 0 for the message rows'. */

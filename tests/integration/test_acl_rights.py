@@ -1,0 +1,90 @@
+"""Rights that show a shared mailbox (RFC 4314 sections 4 and 6): any right
+of a user on another account's mailbox lets MYRIGHTS answer (3.5), and
+each command then asks for its own right: a user with `p` alone gets
+MYRIGHTS "p" and NO [NOPERM] from SELECT; a user with `i` alone may APPEND
+(section 4: APPEND needs i only); a user with no right at all still gets
+the bytes of a missing mailbox. POP3 sees only the user's own INBOX, even
+when another account shares its INBOX with every right."""
+
+import pop3_util as pu
+from imap_util import ImapCase, quote, make_message
+
+ALICE, PA = 'alice@example.org', 'alice password 123'
+BOB = 'bob@example.org'
+PB = pu.PASS  # the POP3 helpers log in with it
+CAROL, PC = 'carol@example.org', 'carol password 89'
+
+
+def shared(name):
+    return 'Shared/%s/%s' % (ALICE, name)
+
+
+def tail(tagged):
+    return tagged.split(b' ', 1)[1]
+
+
+class AclRights(ImapCase):
+    USERS = ((ALICE, PA), (BOB, PB), (CAROL, PC))
+
+    def setUp(self):
+        self.box = 'R' + self._testMethodName[5:][-20:]
+        a = self.login(ALICE, PA)
+        a.cmd('DELETE %s' % quote(self.box))
+        a.ok('CREATE %s' % quote(self.box))
+        a.append(self.box, make_message(1, subject='one'))
+        a.logout()
+
+    def set_rights(self, who, rights, box=None):
+        a = self.login(ALICE, PA)
+        a.ok('SETACL %s %s %s' % (quote(box or self.box), who, rights))
+        a.logout()
+
+    def test_myrights_with_any_right(self):
+        self.set_rights(BOB, 'p')
+        self.set_rights(CAROL, 'l')
+        b = self.login(BOB, PB)
+        u = b.ok('MYRIGHTS %s' % quote(shared(self.box)))
+        mine = [r for r in u if r.startswith(b'* MYRIGHTS')]
+        self.assertEqual(len(mine), 1, u)
+        self.assertRegex(mine[0], rb' "?p"?$')
+        # known now, so the other commands say what is missing
+        _, t = b.cmd('SELECT %s' % quote(shared(self.box)))
+        self.assertNO(t, 'NOPERM')
+        _, t = b.cmd('STATUS %s (MESSAGES)' % quote(shared(self.box)))
+        self.assertNO(t, 'NOPERM')
+        _, t = b.cmd('GETACL %s' % quote(shared(self.box)))
+        self.assertNO(t, 'NOPERM')
+        # carol, with no right at all on the mailbox's child, cannot tell
+        # it from a missing one
+        a = self.login(ALICE, PA)
+        a.ok('CREATE %s' % quote(self.box + '/inner'))
+        a.ok('SETACL %s %s p' % (quote(self.box + '/inner'), BOB))
+        a.ok('DELETEACL %s %s' % (quote(self.box + '/inner'), CAROL))  # inherited
+        c = self.login(CAROL, PC)
+        for tmpl in ('MYRIGHTS %s', 'SELECT %s', 'STATUS %s (MESSAGES)', 'GETACL %s'):
+            _, th = c.cmd(tmpl % quote(shared(self.box + '/inner')))
+            _, tm = c.cmd(tmpl % quote(shared(self.box + '/none')))
+            self.assertEqual(tail(th).replace(b'inner', b'N'), tail(tm).replace(b'none', b'N'),
+                             tmpl)
+            self.assertNO(th)
+
+    def test_append_with_insert_alone(self):
+        self.set_rights(BOB, 'i')
+        b = self.login(BOB, PB)
+        b.append(shared(self.box), make_message(2, subject='from bob'))
+        # COPY into it too: i on the destination is all it needs
+        b.select('INBOX')
+        b.append('INBOX', make_message(3, subject='bob own'))
+        b.select('INBOX')
+        b.ok('UID COPY 1:* %s' % quote(shared(self.box)))
+        a = self.login(ALICE, PA)
+        u = a.ok('STATUS %s (MESSAGES)' % quote(self.box))
+        self.assertIn(b'MESSAGES 3', b''.join(u))
+        # but bob may not read it
+        _, t = b.cmd('EXAMINE %s' % quote(shared(self.box)))
+        self.assertNO(t, 'NOPERM')
+
+
+if __name__ == '__main__':
+    import unittest
+    unittest.main()
