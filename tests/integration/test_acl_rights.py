@@ -5,7 +5,10 @@ MYRIGHTS "p" and NO [NOPERM] from SELECT; a user with `i` alone may APPEND
 (section 4: APPEND needs i only); a user with no right at all still gets
 the bytes of a missing mailbox. POP3 sees only the user's own INBOX, even
 when another account shares its INBOX with every right."""
+import re
+import time
 
+import imap_util
 import pop3_util as pu
 from imap_util import ImapCase, quote, make_message
 
@@ -83,6 +86,43 @@ class AclRights(ImapCase):
         # but bob may not read it
         _, t = b.cmd('EXAMINE %s' % quote(shared(self.box)))
         self.assertNO(t, 'NOPERM')
+
+    def test_pop3_sees_own_inbox_only(self):
+        a = self.login(ALICE, PA)
+        a.ok('SETACL INBOX %s lrswipkxtea' % BOB)
+        alice_msgs = [make_message(10 + i, subject='alice %d' % i) for i in range(3)]
+        for m in alice_msgs:
+            a.append('INBOX', m)
+        before = a.ok('STATUS INBOX (MESSAGES UIDNEXT)')
+        a.logout()
+        b = self.login(BOB, PB)
+        b.select('INBOX')
+        if b.search('ALL'):
+            b.ok('STORE 1:* +FLAGS.SILENT (\\Deleted)')
+            b.ok('EXPUNGE')
+        bob_msgs = [make_message(20 + i, subject='bob %d' % i) for i in range(2)]
+        for m in bob_msgs:
+            b.append('INBOX', m)
+        # bob sees alice's INBOX over IMAP: the grant is in force
+        u = b.ok('STATUS %s (MESSAGES)' % quote(shared('INBOX')))
+        self.assertIn(b'MESSAGES 3', b''.join(u))
+        b.logout()
+        with pu.session(self.server, BOB, retry=True) as p:
+            count, _ = p.stat()
+            self.assertEqual(count, 2)
+            self.assertEqual(len(p.list()[1]), 2)
+            subjects = set()
+            for n in (1, 2):
+                body = pu.retr_bytes(p, n)
+                subjects.add(re.search(rb'Subject: ([^\r\n]*)', body).group(1))
+            self.assertEqual(subjects, {b'bob 0', b'bob 1'})
+            p.dele(1)
+        with pu.session(self.server, BOB, retry=True) as p:
+            self.assertEqual(p.stat()[0], 1)
+        a = self.login(ALICE, PA)
+        self.assertEqual(a.ok('STATUS INBOX (MESSAGES UIDNEXT)'), before)
+        a.select('INBOX', examine=True)
+        self.assertEqual(len(a.search('ALL')), 3)
 
 
 if __name__ == '__main__':
