@@ -414,6 +414,12 @@ struct imap_sel {
     char *oname;
     unsigned rights;
     bool revoked;
+    /* the owner's mailbox list changed (STORAGE_EV_MAILBOX): oname may
+     * have been renamed (the id stays); the next update reads it again by
+     * id, and until then a name the ACL no longer knows keeps the rights
+     * it had. name_gen counts those events. */
+    bool name_stale;
+    unsigned name_gen;
     /* per-user \Seen (storage/pseen.c): the account whose own \Seen this
      * session reads and writes in this mailbox (the session's, on another
      * account's mailbox whose \Seen is not shared); 0: the message rows' */

@@ -125,6 +125,36 @@ class AclRights(ImapCase):
         self.assertEqual(len(a.search('ALL')), 3)
 
 
+    def test_selected_view_follows_rename(self):
+        a = self.login(ALICE, PA)
+        a.ok('CREATE %s' % quote(self.box + '/kid'))
+        a.append(self.box + '/kid', make_message(5, subject='kid'))
+        a.ok('SETACL %s %s lrs' % (quote(self.box), BOB))
+        a.ok('SETACL %s %s lrs' % (quote(self.box + '/kid'), BOB))
+        b = self.login(BOB, PB)
+        b.select(shared(self.box))
+        k = self.login(BOB, PB)
+        k.select(shared(self.box + '/kid'))
+        # the owner renames the folder, its child with it: both views
+        # keep their mailbox (the id stays) and the rights moved with it
+        a.ok('RENAME %s %s' % (quote(self.box), quote(self.box + 'N')))
+        for c in (b, k):
+            for _ in range(2):
+                c.ok('FETCH 1 (FLAGS)')
+                c.ok('STORE 1 +FLAGS.SILENT (\\Seen)')
+                c.ok('NOOP')
+        # the new name's rights are the ones in force: revoking them there
+        # refuses bob's next commands
+        a.ok('DELETEACL %s %s' % (quote(self.box + 'N'), BOB))
+        _, t = b.cmd('FETCH 1 (FLAGS)')
+        self.assertNO(t, 'NOPERM')
+        k.ok('FETCH 1 (FLAGS)')  # the child's own ACL still grants r
+        a.ok('DELETEACL %s %s' % (quote(self.box + 'N/kid'), BOB))
+        _, t = k.cmd('FETCH 1 (FLAGS)')
+        self.assertNO(t, 'NOPERM')
+        a.ok('RENAME %s %s' % (quote(self.box + 'N'), quote(self.box)))
+
+
 if __name__ == '__main__':
     import unittest
     unittest.main()
