@@ -155,6 +155,39 @@ class AclRights(ImapCase):
         a.ok('RENAME %s %s' % (quote(self.box + 'N'), quote(self.box)))
 
 
+    def test_list_status_of_shared(self):
+        """RFC 5819: a STATUS after the LIST line of each shared mailbox
+        bob may read, as STATUS of the name answers (UNSEEN his own), and
+        none for one he may only list, nor for the levels."""
+        a = self.login(ALICE, PA)
+        listed = self.box + '-l'
+        a.cmd('DELETE %s' % quote(listed))
+        a.ok('CREATE %s' % quote(listed))
+        a.append(self.box, make_message(2, subject='two'), flags=['\\Seen'])
+        a.append(self.box, make_message(3, subject='three'))
+        a.ok('SETACL %s %s lrs' % (quote(self.box), BOB))
+        a.ok('SETACL %s %s l' % (quote(listed), BOB))
+        b = self.login(BOB, PB)
+        b.select(shared(self.box))
+        b.ok('STORE 3 +FLAGS.SILENT (\\Seen)')  # bob's own \Seen
+        b.ok('UNSELECT')
+        items = 'MESSAGES UNSEEN UIDNEXT'
+        u = b.ok('LIST "" %s RETURN (STATUS (%s))' % (quote(shared('*')), items))
+        want = [r for r in b.ok('STATUS %s (%s)' % (quote(shared(self.box)), items))
+                if r.startswith(b'* STATUS')]
+        self.assertEqual(len(want), 1)
+        self.assertIn(b'MESSAGES 3', want[0])
+        self.assertIn(b'UNSEEN 2', want[0])  # alice's \Seen is not bob's
+        statuses = [r for r in u if r.startswith(b'* STATUS')]
+        self.assertEqual(statuses, want, u)
+        # right after its LIST line
+        k = u.index(want[0])
+        self.assertTrue(u[k - 1].startswith(b'* LIST') and
+                        u[k - 1].endswith(quote(shared(self.box)).encode()), u)
+        self.assertTrue(any(r.startswith(b'* LIST') and r.endswith(quote(shared(listed)).encode())
+                            for r in u), u)
+
+
 if __name__ == '__main__':
     import unittest
     unittest.main()
