@@ -303,6 +303,13 @@ void imap_sel_free(struct imap_session *s)
 
 /* ---- the rights on another account's mailbox (RFC 4314) ---- */
 
+static void count_entry(void *arg, const char *ident, unsigned rights)
+{
+    (void)ident;
+    (void)rights;
+    (*(size_t *)arg)++;
+}
+
 unsigned imap_sel_rights(struct imap_session *s)
 {
     const struct imap_sel *sel = s->sel;
@@ -314,11 +321,16 @@ unsigned imap_sel_rights(struct imap_session *s)
     if (!snap || !s->user)
         return 0;
     unsigned r = acl_snap_rights(snap, sel->owner, sel->oname, s->account_id, s->user);
-    /* renamed by its owner (acl_db_rename moved the rights to the new
+    /* renamed by its owner (acl_db_rename moved every entry to the new
      * name) and not read again yet: the rights it had, until the update
-     * that follows the command reads its name by id */
-    if (!r && sel->name_stale)
-        return sel->rights;
+     * that follows the command reads its name by id. A name that still
+     * has entries was not renamed: its rights are in force. */
+    if (!r && sel->name_stale) {
+        size_t n = 0;
+        acl_snap_entries(snap, sel->owner, sel->oname, count_entry, &n);
+        if (!n)
+            return sel->rights;
+    }
     return r;
 }
 

@@ -155,6 +155,21 @@ class AclRights(ImapCase):
         a.ok('RENAME %s %s' % (quote(self.box + 'N'), quote(self.box)))
 
 
+    def test_revoke_beside_a_list_change_is_at_once(self):
+        """A change of the owner's mailbox list marks the view's name for
+        reading again; a revoke on a name that keeps other entries is not
+        taken for a rename and refuses the next command at once."""
+        self.set_rights(BOB, 'lr')
+        self.set_rights(CAROL, 'lr')
+        b = self.login(BOB, PB)
+        b.select(shared(self.box))
+        a = self.login(ALICE, PA)
+        a.cmd('DELETE %s' % quote(self.box + '-other'))
+        a.ok('CREATE %s' % quote(self.box + '-other'))
+        a.ok('DELETEACL %s %s' % (quote(self.box), BOB))
+        _, t = b.cmd('FETCH 1 (FLAGS)')
+        self.assertNO(t, 'NOPERM')
+
     def test_list_status_of_shared(self):
         """RFC 5819: a STATUS after the LIST line of each shared mailbox
         bob may read, as STATUS of the name answers (UNSEEN his own), and

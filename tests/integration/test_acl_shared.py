@@ -102,7 +102,7 @@ class SharedFolder(ImapCase):
 
     def setUp(self):
         if DOVECOT and self._testMethodName != 'test_core_steps':
-            # coffre's own choices (per-user \\Seen, NOPERM after a revoke
+            # coffre's own choices (per-user \Seen, NOPERM after a revoke
             # while selected, coffrectl, quota): test_core_steps is the part
             # both servers answer
             self.skipTest('checked against coffred only')
