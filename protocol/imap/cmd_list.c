@@ -73,7 +73,142 @@ struct list_job {
     size_t nsh, capsh, next_sh;
     char sh_root[64]; /* the prefix without its last '/' */
     bool sh_marked;
+    /* LIST-STATUS: the shared mailboxes' lines, held back to be sent
+     * each with its STATUS once the steps ended (lstat_next) */
+    struct lstat *ls;
 };
+
+/* ---- LIST-STATUS of shared mailboxes ----
+ * Another account's mailbox is read through its owner's store, the
+ * same path STATUS of a shared name takes (imap_shared_job), one after
+ * the other on the loop after the list's steps: its LIST line, then its
+ * STATUS when the user may read it (r; RFC 5819 section 2: a mailbox
+ * that cannot be STATUSed gets no STATUS response, as one that is
+ * \NoSelect), UNSEEN being the user's own \Seen where it is per user. */
+
+struct lstat {
+    struct {
+        char *line; /* its LIST line */
+        char *name; /* the client's name, resolved again on the loop */
+    } * e;
+    size_t n, cap, next;
+    struct imap_status tmpl; /* the items asked for */
+    const char *what;
+};
+
+struct lstat_job {
+    struct imap_job j;
+    struct lstat *c; /* owned while set */
+    char name[STORAGE_MBOX_NAME_MAX + 1];
+    char shown[IMAP_NAME_MAX + 1];
+    struct imap_status st;
+    int err;
+};
+
+static void lstat_free(struct lstat *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->e[i].line);
+        free(c->e[i].name);
+    }
+    free(c->e);
+    free(c);
+}
+
+/* Pool or loop: 0 or -1 out of memory. */
+static int lstat_add(struct lstat *c, const char *line, size_t len, const char *name)
+{
+    if (c->n == c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 8;
+        void *nv = realloc(c->e, ncap * sizeof(*c->e));
+        if (!nv)
+            return -1;
+        c->e = nv;
+        c->cap = ncap;
+    }
+    char *l = strndup(line, len), *n = strdup(name);
+    if (!l || !n) {
+        free(l);
+        free(n);
+        return -1;
+    }
+    c->e[c->n].line = l;
+    c->e[c->n].name = n;
+    c->n++;
+    return 0;
+}
+
+static void lstat_job_free(struct imap_job *j)
+{
+    struct lstat_job *lj = (struct lstat_job *)j;
+    lstat_free(lj->c);
+    free(lj);
+}
+
+static void lstat_work(struct imap_job *j)
+{
+    struct lstat_job *lj = (struct lstat_job *)j;
+    lj->err = imap_status_read(j->u, lj->name, 0, &lj->st);
+}
+
+static void lstat_next(struct imap_session *s, struct lstat *c);
+
+static void lstat_done(struct imap_session *s, struct imap_job *j)
+{
+    struct lstat_job *lj = (struct lstat_job *)j;
+    struct lstat *c = lj->c;
+
+    lj->c = NULL;
+    if (lj->err == 0) {
+        lj->st.shown = lj->shown;
+        imap_status_write(imap_outbuf(s), &lj->st);
+    } else if (lj->err != STORAGE_E_NOMBOX) { /* none for one deleted meanwhile */
+        const char *what = c->what;
+        lstat_free(c);
+        imap_finish_storage_err(s, lj->err, what);
+        return;
+    }
+    lstat_next(s, c);
+}
+
+/* The held lines from c->next on, each with its STATUS; then the
+ * tagged OK. Takes c. */
+static void lstat_next(struct imap_session *s, struct lstat *c)
+{
+    while (c->next < c->n) {
+        size_t i = c->next++;
+        struct imap_mref ref;
+
+        buf_str(imap_outbuf(s), c->e[i].line);
+        /* the rights as they are now, from the snapshot */
+        if (imap_ns_resolve(s, c->e[i].name, &ref) != 0 || !ref.shared || !imap_ns_visible(&ref) ||
+            !(ref.rights & ACL_READ))
+            continue;
+        struct lstat_job *lj = calloc(1, sizeof(*lj));
+        if (!lj) {
+            lstat_free(c);
+            imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+            return;
+        }
+        lj->c = c;
+        lj->j.free_fn = lstat_job_free;
+        memcpy(lj->name, ref.name, sizeof(lj->name));
+        if (imap_ns_name(&ref, lj->shown, sizeof(lj->shown)) < 0) {
+            lj->c = NULL;
+            free(lj);
+            continue;
+        }
+        lj->st = c->tmpl;
+        lj->st.viewer = imap_seen_viewer(s, &ref);
+        imap_shared_job(s, &ref, &lj->j, lstat_work, lstat_done);
+        return;
+    }
+    const char *what = c->what;
+    lstat_free(c);
+    imap_finish(s, "OK", "%s completed.", what);
+}
 
 static bool match_any(struct list_job *l, const char *name)
 {
@@ -256,8 +391,17 @@ static void list_shared(struct imap_job *j, struct list_job *l)
         const struct sh_entry *e = &l->sh[l->next_sh];
         if ((subs_only && !e->subscribed) || (l->opts & SEL_SPECIAL) || !match_any(l, e->name))
             continue;
+        size_t at = l->st.out.len;
         sh_line(l, l->next_sh,
                 l->parents && l->mode == MODE_LIST && has_sub_descendant(l, e->name));
+        if (l->ls && !e->level && !l->st.out.oom) {
+            /* held back, to be followed by its STATUS */
+            if (lstat_add(l->ls, l->st.out.p + at, l->st.out.len - at, e->name) < 0) {
+                l->st.err = STORAGE_E_NOMEM;
+                return;
+            }
+            l->st.out.len = at;
+        }
     }
 }
 
@@ -485,6 +629,7 @@ static void list_free(struct list_job *l)
     free(l->pend);
     free(l->sh);
     buf_free(&l->lines);
+    lstat_free(l->ls);
     free(l);
 }
 
@@ -499,6 +644,13 @@ static void list_end(struct imap_session *s, struct imap_steps *st)
 
     if (st->err) {
         imap_finish_storage_err(s, st->err, kinds[l->mode]);
+        return;
+    }
+    if (l->ls && l->ls->n) {
+        struct lstat *c = l->ls;
+        l->ls = NULL;
+        c->what = kinds[l->mode];
+        lstat_next(s, c);
         return;
     }
     imap_finish(s, "OK", "%s completed.", kinds[l->mode]);
@@ -796,8 +948,15 @@ static void do_list(struct imap_session *s, struct imap_args *a, enum list_mode 
         list_free(l);
         return;
     }
-    if (l->opts & RET_STATUS)
+    if (l->opts & RET_STATUS) {
         imap_status_prepare(s, status_items, &l->status);
+        if (!(l->ls = calloc(1, sizeof(*l->ls)))) {
+            list_free(l);
+            imap_finish(s, "NO", "[UNAVAILABLE] Out of memory.");
+            return;
+        }
+        l->ls->tmpl = l->status;
+    }
     l->parents = mode == MODE_LSUB || (l->opts & SEL_RECURSIVE);
     if (sh_build(s, l) < 0) {
         list_free(l);

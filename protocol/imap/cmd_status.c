@@ -226,7 +226,7 @@ void imap_cmd_status(struct imap_session *s, struct imap_args *a)
         imap_no_name(s, "STATUS", true);
         return;
     }
-    /* another account's mailbox: seen only with l or r, read with r */
+    /* another account's mailbox: known with any right, read with r */
     if (imap_ns_resolve(s, name, &ref) != 0 || (ref.shared && !imap_ns_visible(&ref))) {
         imap_finish_storage_err(s, STORAGE_E_NOMBOX, "STATUS");
         return;

@@ -303,6 +303,13 @@ void imap_sel_free(struct imap_session *s)
 
 /* ---- the rights on another account's mailbox (RFC 4314) ---- */
 
+static void count_entry(void *arg, const char *ident, unsigned rights)
+{
+    (void)ident;
+    (void)rights;
+    (*(size_t *)arg)++;
+}
+
 unsigned imap_sel_rights(struct imap_session *s)
 {
     const struct imap_sel *sel = s->sel;
@@ -313,7 +320,18 @@ unsigned imap_sel_rights(struct imap_session *s)
     const struct acl_snap *snap = conn_auth(s->c) ? auth_service_acl(conn_auth(s->c)) : NULL;
     if (!snap || !s->user)
         return 0;
-    return acl_snap_rights(snap, sel->owner, sel->oname, s->account_id, s->user);
+    unsigned r = acl_snap_rights(snap, sel->owner, sel->oname, s->account_id, s->user);
+    /* renamed by its owner (acl_db_rename moved every entry to the new
+     * name) and not read again yet: the rights it had, until the update
+     * that follows the command reads its name by id. A name that still
+     * has entries was not renamed: its rights are in force. */
+    if (!r && sel->name_stale) {
+        size_t n = 0;
+        acl_snap_entries(snap, sel->owner, sel->oname, count_entry, &n);
+        if (!n)
+            return sel->rights;
+    }
+    return r;
 }
 
 bool imap_rights_readwrite(unsigned rights)
@@ -642,6 +660,13 @@ static void on_shared_event(void *arg, const struct storage_event *ev)
         return;
     if (others_seen(s, ev, true))
         return;
+    if (ev->type == STORAGE_EV_MAILBOX || ev->type == STORAGE_EV_EXTERNAL) {
+        /* a rename names the folder renamed first, not its children:
+         * any change of the owner's list may have renamed this one */
+        s->sel->name_stale = true;
+        s->sel->name_gen++;
+        s->sel->resync = true;
+    }
     sel_event(s, ev);
     if (s->notify) {
         s->notify_ops->kick(s);
@@ -825,6 +850,11 @@ struct upd_job {
     bool flags, resync;
     bool expunge_ok;
     void (*then)(struct imap_session *s);
+    /* another account's mailbox: its name read again by id (name_stale
+     * as of name_gen when the job started) */
+    bool want_name;
+    unsigned name_gen;
+    char name[STORAGE_MBOX_NAME_MAX + 1];
     /* results */
     int err;
     bool gone;
@@ -876,6 +906,7 @@ static void upd_work(struct imap_job *j)
             return;
         }
         if (rc == 0) {
+            memcpy(u->name, info.mb.name, sizeof(u->name));
             u->highest = info.mb.highestmodseq;
             u->all = info.ranges;
             u->nall = info.nranges;
@@ -939,6 +970,21 @@ static void rcur_next(struct rcur *c)
         c->v = c->r[c->k].lo;
 }
 
+/* The owner renamed the mailbox (its id stays): the rights are the new
+ * name's from now on, as the ACL moved with it. */
+static void follow_name(struct imap_sel *sel, const struct upd_job *u)
+{
+    if (strcmp(u->name, sel->oname)) {
+        char *n = strdup(u->name);
+        if (!n)
+            return; /* stale still: read again at the next update */
+        free(sel->oname);
+        sel->oname = n;
+    }
+    if (u->name_gen == sel->name_gen)
+        sel->name_stale = false;
+}
+
 static void upd_done(struct imap_session *s, struct imap_job *j)
 {
     struct upd_job *u = (struct upd_job *)j;
@@ -979,6 +1025,8 @@ static void upd_done(struct imap_session *s, struct imap_job *j)
             }
         }
     }
+    if (u->err == 0 && u->resync && u->want_name && sel->mu)
+        follow_name(sel, u);
     apply_pending(s, u->expunge_ok);
     if (u->err == 0) {
         imap_flagset_announce(s, &u->fl, true);
@@ -1043,6 +1091,8 @@ void imap_updates(struct imap_session *s, bool expunge_ok, void (*then)(struct i
     sel->other_all = false;
     u->flags = sel->flags_dirty;
     u->resync = sel->resync;
+    u->want_name = sel->name_stale;
+    u->name_gen = sel->name_gen;
     u->expunge_ok = expunge_ok;
     u->then = then;
     u->j.free_fn = upd_free;

@@ -142,7 +142,11 @@ int imap_ns_name(const struct imap_mref *r, char *out, size_t cap)
     return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
+/* RFC 4314 section 4 and 6: a mailbox hides only from a user with no
+ * right on it at all; any right lets the user know it is there (MYRIGHTS
+ * answers for any right, APPEND needs i alone), each command then asking
+ * for its own right (NO [NOPERM]). */
 bool imap_ns_visible(const struct imap_mref *r)
 {
-    return !r->level && r->owner && r->name[0] && (r->rights & (ACL_LOOKUP | ACL_READ));
+    return !r->level && r->owner && r->name[0] && r->rights != 0;
 }

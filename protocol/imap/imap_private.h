@@ -414,6 +414,12 @@ struct imap_sel {
     char *oname;
     unsigned rights;
     bool revoked;
+    /* the owner's mailbox list changed (STORAGE_EV_MAILBOX): oname may
+     * have been renamed (the id stays); the next update reads it again by
+     * id, and until then a name the ACL no longer knows keeps the rights
+     * it had. name_gen counts those events. */
+    bool name_stale;
+    unsigned name_gen;
     /* per-user \Seen (storage/pseen.c): the account whose own \Seen this
      * session reads and writes in this mailbox (the session's, on another
      * account's mailbox whose \Seen is not shared); 0: the message rows' */
@@ -993,8 +999,8 @@ const char *imap_ns_prefix(struct imap_session *s);
  * first level equals the prefix's first level, in any case (CREATE and
  * RENAME refuse it). */
 bool imap_ns_reserved(struct imap_session *s, const char *name);
-/* A shared mailbox the user may know of (l or r), as opposed to a level
- * or a name that names nothing. */
+/* A shared mailbox the user may know of (any right on it), as opposed to
+ * a level, a name that names nothing or one hidden from the user. */
 bool imap_ns_visible(const struct imap_mref *r);
 /* Per-user \Seen (imap_seen.c): the account whose own \Seen the session
  * sees in mailbox r (imap_sel.seen_viewer), 0 for the message rows'. */

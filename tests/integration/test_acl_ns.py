@@ -398,7 +398,9 @@ class AclNs(ImapCase):
         self.make(a, 'other', 0)
         a.ok('SETACL other %s lr' % BOB)
         a.ok('SETACL secret %s lr' % CAROL)
-        a.ok('SETACL secret/child %s p' % BOB)   # p alone: neither l nor r
+        # a right of bob's alone would show it (RFC 4314 section 4: MYRIGHTS
+        # answers for any right); carol's does not
+        a.ok('SETACL secret/child %s p' % CAROL)
         hidden, missing = shared(ALICE, 'secret'), shared(ALICE, 'missing')
         hchild, mchild = shared(ALICE, 'secret/child'), shared(ALICE, 'missing/child')
         commands = (

@@ -8,6 +8,17 @@ the two accounts never meet (the same id in both stores), alice's other
 folders stay out of bob's reach answering as missing ones, and the ACL
 survives a restart and `coffrectl mailbox reindex`.
 
+test_core_steps (lr, then lrswi, then revoked) also runs against Dovecot
+(IMAP_TESTS_AGAINST=dovecot: its acl and imap_acl plugins, vfile ACLs, the
+shared namespace Shared/%u/ of test_acl_ns.py); the other tests check
+coffre's own choices and are skipped there. Where the two answer
+differently and RFC 4314 allows both (marked DIFFERENCES): STORE of a
+flag the user may not change is NO [NOPERM] in coffre and an OK that
+changes nothing in Dovecot (section 4: a server SHOULD NOT fail a STORE
+when some flags may be changed; with none of them, both are seen), and
+EXPUNGE without e is NO [NOPERM] in coffre, an OK that expunges nothing
+in Dovecot.
+
 Choices the RFC leaves open, as coffre makes them: SELECT says
 READ-WRITE when the user has any of i, e, s, t, w (RFC 4314 5.2, \\Seen
 being kept for everybody); no message of another account's mailbox is
@@ -27,6 +38,9 @@ import harness
 import imap_util
 import lmtp_util
 from imap_util import ImapCase, USER, PASS, USER2, PASS2, make_message, quote
+from test_acl_ns import DovecotAclServer
+
+DOVECOT = imap_util.AGAINST_DOVECOT
 
 ALICE, BOB = USER, USER2
 CAROL, CAROL_PASS = 'carol@example.org', 'carol has a passphrase too'
@@ -62,6 +76,18 @@ class SharedFolder(ImapCase):
     USERS = ((USER, PASS), (USER2, PASS2), (CAROL, CAROL_PASS))
 
     @classmethod
+    def setUpClass(cls):
+        if DOVECOT:
+            saved = harness.Server
+            harness.Server = DovecotAclServer
+            try:
+                super().setUpClass()
+            finally:
+                harness.Server = saved
+        else:
+            super().setUpClass()
+
+    @classmethod
     def setUpServer(cls):
         super().setUpServer()
         # TWIN first in both stores, before anything else is created
@@ -75,6 +101,11 @@ class SharedFolder(ImapCase):
                 c.close()
 
     def setUp(self):
+        if DOVECOT and self._testMethodName != 'test_core_steps':
+            # coffre's own choices (per-user \Seen, NOPERM after a revoke
+            # while selected, coffrectl, quota): test_core_steps is the part
+            # both servers answer
+            self.skipTest('checked against coffred only')
         self.box = 'T' + self._testMethodName[5:][-20:]
         self.priv = self.box + '-private'
         self.sbox = SHARED + self.box
@@ -112,6 +143,83 @@ class SharedFolder(ImapCase):
         f = flags_of(a)
         a.logout()
         return f
+
+    # ---- the core steps, on coffred and on Dovecot ----
+
+    def test_core_steps(self):
+        """lr, then lrswi, then revoked: bob's SELECT, FETCH, STORE,
+        APPEND, COPY and EXPUNGE at each step. Runs against Dovecot too
+        (IMAP_TESTS_AGAINST=dovecot, acl and imap_acl plugins, vfile ACLs);
+        where RFC 4314 lets the two answer differently, each server's own
+        answer is checked (see DIFFERENCES)."""
+        msg = make_message(5, subject='from bob')
+        # -- lr
+        self.share('lr')
+        b = self.login(BOB, PASS2)
+        info = b.select(self.sbox)
+        self.assertEqual(info['exists'], 3)
+        self.assertIn(b'[READ-ONLY]', info['tagged'])
+        got = b.fetch('2', '(BODY.PEEK[HEADER.FIELDS (SUBJECT)])')
+        self.assertIn(b'two', got[2][1]['BODY[HEADER.FIELDS (SUBJECT)]'])
+        st, t, _ = b.status_of('STORE 1 +FLAGS (\\Flagged)')
+        if DOVECOT:
+            self.assertEqual(st, 'OK', t)  # DIFFERENCES: ignored on a read-only mailbox
+        else:
+            self.assertIn(b'NO [NOPERM]', t)
+        self.assertEqual(self.alice_flags()[1], set())
+        for cmd, lits in (('APPEND %s {}' % quote(self.sbox), (msg,)),
+                          ('COPY 1 %s' % quote(self.sbox), ()), ('EXPUNGE', ())):
+            st, t, _ = b.status_of(cmd, *lits)
+            if DOVECOT and cmd == 'EXPUNGE':
+                self.assertEqual(st, 'OK', t)  # DIFFERENCES: nothing marked, nothing done
+                continue
+            self.assertEqual(st, 'NO', (cmd, t))
+            self.assertIn(b'[NOPERM]', t, cmd)
+        self.assertEqual(len(self.alice_flags()), 3)
+        b.logout()
+        # -- lrswi (a new session: Dovecot keeps a session's rights)
+        self.share('lrswi')
+        b = self.login(BOB, PASS2)
+        info = b.select(self.sbox)
+        self.assertIn(b'[READ-WRITE]', info['tagged'])
+        self.assertNotIn('\\Deleted', info['permanentflags'])
+        b.ok('STORE 2 +FLAGS (\\Answered)')
+        self.assertIn('\\answered', self.alice_flags()[2])
+        st, t, _ = b.status_of('STORE 2 +FLAGS (\\Deleted)')
+        if DOVECOT:
+            self.assertEqual(st, 'OK', t)  # DIFFERENCES: \Deleted silently dropped
+        else:
+            self.assertIn(b'NO [NOPERM]', t)
+        self.assertNotIn('\\deleted', self.alice_flags()[2])
+        b.ok('APPEND %s {}' % quote(self.sbox), msg)
+        b.append('INBOX', make_message(6, subject='bob own'))
+        b.select('INBOX')
+        b.ok('COPY 1 %s' % quote(self.sbox))
+        self.assertEqual(len(self.alice_flags()), 5)
+        b.select(self.sbox)
+        st, t, _ = b.status_of('EXPUNGE')
+        if DOVECOT:
+            self.assertEqual(st, 'OK', t)  # DIFFERENCES: nothing marked, nothing done
+        else:
+            self.assertIn(b'NO [NOPERM]', t)
+        self.assertEqual(len(self.alice_flags()), 5)
+        b.logout()
+        # -- revoked: as a missing mailbox
+        self.revoke()
+        b = self.login(BOB, PASS2)
+        st, t1, _ = b.status_of('SELECT %s' % quote(self.sbox))
+        self.assertEqual(st, 'NO')
+        _, t2, _ = b.status_of('SELECT %s' % quote(SHARED + 'no-such-box'))
+        self.assertEqual(re.sub(rb' \([0-9.+ ]+ secs\)', b'', tagged_text(t1))
+                         .replace(self.box.encode(), b'N'),
+                         re.sub(rb' \([0-9.+ ]+ secs\)', b'', tagged_text(t2))
+                         .replace(b'no-such-box', b'N'))
+        for cmd, lits in (('APPEND %s {}' % quote(self.sbox), (msg,)),
+                          ('STATUS %s (MESSAGES)' % quote(self.sbox), ())):
+            st, t, _ = b.status_of(cmd, *lits)
+            self.assertEqual(st, 'NO', (cmd, t))
+        b.logout()
+        self.assertEqual(len(self.alice_flags()), 5)
 
     # ---- lr: reading only ----
 
