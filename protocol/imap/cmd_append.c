@@ -1561,9 +1561,10 @@ static bool ap_input(struct imap_session *s)
         n = linebuf_take(&s->in, want, &p);
         /* a NUL only a literal8 may carry; this store keeps none (RFC
          * 3516 4.4 lets it refuse them) */
-        if (ap->literal8 && !ap->nul && memchr(p, 0, n))
+        if (n && ap->literal8 && !ap->nul && memchr(p, 0, n))
             ap->nul = true;
-        memcpy(ap->chunk + ap->chunk_len, p, n);
+        if (n) /* nothing read yet: p may be NULL */
+            memcpy(ap->chunk + ap->chunk_len, p, n);
         ap->chunk_len += n;
         ap->left -= n;
         if (ap->chunk_len == APPEND_CHUNK || (ap->left == 0 && ap->chunk_len)) {
