@@ -231,31 +231,29 @@ static int parse_addr_list(struct conf_addr_list *l, const char *v, bool allow_u
     return 0;
 }
 
-static int parse_nets(struct conf *c, const struct conf_setting *s, const char *v, char *err,
-                      size_t errlen)
+static int parse_net_list(const char *v, struct conf_net *nets, size_t *count, char *err,
+                          size_t errlen)
 {
     char buf[2048];
     char *save = NULL, *tok;
-
-    (void)s;
 
     if (strlen(v) >= sizeof(buf)) {
         snprintf(err, errlen, "network list too long");
         return -1;
     }
     snprintf(buf, sizeof(buf), "%s", v);
-    c->n_plaintext_nets = 0;
+    *count = 0;
     for (tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
         struct conf_net *n;
         char *slash = strchr(tok, '/');
         unsigned long prefix;
         char *end;
 
-        if (c->n_plaintext_nets >= CONF_MAX_NETS) {
+        if (*count >= CONF_MAX_NETS) {
             snprintf(err, errlen, "too many networks (at most %d)", CONF_MAX_NETS);
             return -1;
         }
-        n = &c->plaintext_auth_networks[c->n_plaintext_nets];
+        n = &nets[*count];
         memset(n, 0, sizeof(*n));
         if (slash)
             *slash = '\0';
@@ -280,9 +278,23 @@ static int parse_nets(struct conf *c, const struct conf_setting *s, const char *
             prefix = p;
         }
         n->prefix = (unsigned)prefix;
-        c->n_plaintext_nets++;
+        (*count)++;
     }
     return 0;
+}
+
+static int parse_nets(struct conf *c, const struct conf_setting *s, const char *v, char *err,
+                      size_t errlen)
+{
+    (void)s;
+    return parse_net_list(v, c->plaintext_auth_networks, &c->n_plaintext_nets, err, errlen);
+}
+
+static int parse_proxy_nets(struct conf *c, const struct conf_setting *s, const char *v, char *err,
+                            size_t errlen)
+{
+    (void)s;
+    return parse_net_list(v, c->proxy_networks, &c->n_proxy_nets, err, errlen);
 }
 
 /* The address bytes of an IPv4 or IPv6 sockaddr, a v4-mapped IPv6
@@ -379,6 +391,17 @@ static bool is_log_target(const char *v)
 static bool is_empty_or_absolute(const char *v)
 {
     return !v[0] || v[0] == '/';
+}
+
+/* An origin-form path without query: what auth_http_path may be. */
+static bool is_http_path(const char *v)
+{
+    if (v[0] != '/')
+        return false;
+    for (const char *p = v; *p; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f || *p == '?' || *p == '#')
+            return false;
+    return true;
 }
 
 static bool is_not_empty(const char *v)
@@ -571,6 +594,9 @@ const struct conf_setting conf_settings[] = {
     {ROW("plaintext_auth_networks", "", "Authentication"),
      CUSTOM(plaintext_auth_networks, parse_nets),
      .doc = "networks (CIDR) allowed to log in without TLS"},
+    {ROW("proxy_networks", "", "Authentication"), CUSTOM(proxy_networks, parse_proxy_nets),
+     .doc = "networks (CIDR) of the mail proxies (nginx): only their connections may log in "
+            "with a ticket, and only they are answered at auth_http_path"},
     {ROW("login_failure_delay", "1s", "Authentication"), DURATION(login_failure_delay_ms, 0),
      .doc = "after a failed login, the client's address group and the account wait this long "
             "before their next login is checked; doubles per further failure"},
@@ -591,6 +617,12 @@ const struct conf_setting conf_settings[] = {
      .doc = "how long a verified password is remembered (as a keyed hash); 0 = never"},
     {ROW("max_app_passwords", "20", "Authentication"), UINT(max_app_passwords, 1, 1000),
      .doc = "app passwords one account may have (coffrectl user app-password add)"},
+    {ROW("ticket_key_file", "", "Authentication"), PATH(ticket_key_file),
+     .valid = is_empty_or_absolute, .errmsg = "ticket_key_file must be an absolute path or empty",
+     .doc = "file of at least 32 random bytes, not readable by others, shared by the auth_http "
+            "service and every slot: login tickets are signed with it; empty = no tickets"},
+    {ROW("ticket_lifetime", "30s", "Authentication"), SECONDS(ticket_lifetime_s),
+     .doc = "how long a login ticket made by auth_http is good for"},
 
     /* ---- Account directory */
     {ROW("accounts_backend", "sqlite", "Account directory"), STRING(accounts_backend),
@@ -742,6 +774,15 @@ const struct conf_setting conf_settings[] = {
             "with Connection: close"},
     {ROW("http_health_interval", "2s", "HTTP"), DURATION(http_health_interval_ms, 100),
      .doc = "GET /health reuses the data directory's last write probe for this long"},
+    {ROW("auth_http_path", "/auth", "HTTP"), STRING(auth_http_path), .valid = is_http_path,
+     .errmsg = "auth_http_path must be a path starting with /",
+     .doc = "nginx mail proxy's auth_http endpoint on http_listen, answered to proxy_networks"},
+    {ROW("auth_http_default_slot", "", "HTTP"), STRING(auth_http_default_slot),
+     .doc = "slot given to nginx for an account that has none; empty = such logins get a "
+            "temporary failure"},
+    {ROW("auth_http_max_attempts", "10", "HTTP"), UINT(auth_http_max_attempts, 1, 100),
+     .doc = "from this Auth-Login-Attempt on, a failed login's answer has no Auth-Wait and "
+            "nginx closes the client's connection"},
     {ROW("autoconfig_hostname", "", "HTTP"), STRING(autoconfig_hostname),
      .doc = "server name given to mail clients by autoconfig and autodiscover; empty = the "
             "host name"},
@@ -903,6 +944,10 @@ int conf_validate(const struct conf *c, char *err, size_t errlen)
 {
     bool tls_needed = conf_needs_tls(c);
 
+    if (c->ticket_lifetime_s < 1) {
+        snprintf(err, errlen, "ticket_lifetime must be at least 1s");
+        return -1;
+    }
     if (tls_needed && (!c->tls_cert[0] || !c->tls_key[0])) {
         snprintf(err, errlen, "tls_cert and tls_key are required when IMAP, POP3 or HTTPS listens");
         return -1;

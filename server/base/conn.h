@@ -67,6 +67,9 @@ void *conn_proto(struct conn *c);
 void conn_set_proto(struct conn *c, void *p);
 
 const struct conn_info *conn_info(struct conn *c);
+/* Whether the connection's socket peer is in proxy_networks (a mail proxy
+ * such as nginx): trusted with login tickets and auth_http. */
+bool conn_from_proxy_network(struct conn *c);
 const struct conf *conn_conf(struct conn *c);
 struct auth_service *conn_auth(struct conn *c);
 const char *conn_hostname(struct conn *c);

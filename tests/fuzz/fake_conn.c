@@ -40,6 +40,7 @@ bool conn_is_tls(struct conn *c) { return c->tls; }
 const struct peer_cert *conn_tls_peer(struct conn *c) { return NULL; }
 bool conn_client_cert_valid(struct conn *c) { return false; }
 bool conn_plaintext_auth_ok(struct conn *c) { return c->tls || c->plain_ok; }
+bool conn_from_proxy_network(struct conn *c) { return false; }
 int conn_channel_binding(struct conn *c, const char *name, unsigned char *out, size_t cap)
 {
     /* a fixed stand-in, so that the fuzzers reach the -PLUS paths */
@@ -117,6 +118,13 @@ struct auth_login *auth_login_start_tls(struct auth_service *s, const char *serv
                                         const struct sockaddr *remote, auth_login_cb cb, void *arg)
 {
     return auth_login_start_svc(s, service, user, ulen, pw, pwlen, remote, cb, arg);
+}
+
+struct auth_login *auth_login_ticket(struct auth_service *s, const char *service, const char *user,
+                                     size_t ulen, const char *ticket, size_t tlen,
+                                     const struct sockaddr *remote, auth_login_cb cb, void *arg)
+{
+    return auth_login_start_svc(s, service, user, ulen, ticket, tlen, remote, cb, arg);
 }
 
 struct auth_login *auth_login_external(struct auth_service *s, const char *authzid, size_t alen,
