@@ -231,7 +231,8 @@ static int parse_addr_list(struct conf_addr_list *l, const char *v, bool allow_u
     return 0;
 }
 
-static int parse_net_list(const char *v, struct conf_net *nets, size_t *count, char *err,
+/* A list of networks (CIDR) into nets[0..*n). */
+static int parse_net_list(struct conf_net *nets, size_t *count, const char *v, char *err,
                           size_t errlen)
 {
     char buf[2048];
@@ -287,14 +288,14 @@ static int parse_nets(struct conf *c, const struct conf_setting *s, const char *
                       size_t errlen)
 {
     (void)s;
-    return parse_net_list(v, c->plaintext_auth_networks, &c->n_plaintext_nets, err, errlen);
+    return parse_net_list(c->plaintext_auth_networks, &c->n_plaintext_nets, v, err, errlen);
 }
 
 static int parse_proxy_nets(struct conf *c, const struct conf_setting *s, const char *v, char *err,
                             size_t errlen)
 {
     (void)s;
-    return parse_net_list(v, c->proxy_networks, &c->n_proxy_nets, err, errlen);
+    return parse_net_list(c->proxy_networks, &c->n_proxy_nets, v, err, errlen);
 }
 
 /* The address bytes of an IPv4 or IPv6 sockaddr, a v4-mapped IPv6
@@ -595,8 +596,12 @@ const struct conf_setting conf_settings[] = {
      CUSTOM(plaintext_auth_networks, parse_nets),
      .doc = "networks (CIDR) allowed to log in without TLS"},
     {ROW("proxy_networks", "", "Authentication"), CUSTOM(proxy_networks, parse_proxy_nets),
-     .doc = "networks (CIDR) of the mail proxies (nginx): only their connections may log in "
-            "with a ticket, and only they are answered at auth_http_path"},
+     .doc = "proxies (CIDR) that may send a PROXY header (v1 or v2), log clients in without "
+            "TLS or with a login ticket, and ask auth_http_path"},
+    {ROW("proxy_header_wait", "200ms", "Authentication"), DURATION(proxy_header_wait_ms, 10),
+     .doc = "on IMAP, POP3 and LMTP without implicit TLS, how long a connection from "
+            "proxy_networks may take to begin its PROXY header before it is greeted as a "
+            "direct client"},
     {ROW("login_failure_delay", "1s", "Authentication"), DURATION(login_failure_delay_ms, 0),
      .doc = "after a failed login, the client's address group and the account wait this long "
             "before their next login is checked; doubles per further failure"},

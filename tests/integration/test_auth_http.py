@@ -91,8 +91,7 @@ class Answer:
 class AuthHttp(ServerTestCase):
     CONF = {
         'http_listen': '%s:%d' % (HOST, HTTP_PORT),
-        'proxy_networks': '127.0.0.1/32',
-        'plaintext_auth_networks': '127.0.0.1/32',
+        'proxy_networks': '127.0.0.1/32',   # and so plaintext logins from there
         'ticket_key_file': KEY_FILE,
         'ticket_lifetime': '30s',
         'auth_http_max_attempts': '5',
@@ -166,9 +165,13 @@ class AuthHttp(ServerTestCase):
 
     # -- the slot's side ------------------------------------------------
 
-    def imap_login(self, user, password, source=None):
-        """A plaintext IMAP LOGIN as nginx makes it to the slot; the tagged reply."""
+    def imap_login(self, user, password, source=None, client=None):
+        """A plaintext IMAP LOGIN as nginx makes it to the slot, after a
+        PROXY v1 header naming client when given; the tagged reply."""
         with self.server.raw('imap', source=source) as c:
+            if client:
+                c.send('PROXY TCP4 %s 127.0.0.1 40000 %d\r\n' % (client,
+                                                                self.server.ports['imap']))
             self.assertStarts(c.line(), '* OK')
             _, t = c.cmd('a', harness.imap_login_cmd(user, password))
             if t.startswith('a OK'):
@@ -212,6 +215,21 @@ class AuthHttp(ServerTestCase):
         self.assertStarts(self.imap_login(ALICE, ticket), 'a OK')
         self.assertIn('auth_http user=%s client=127.0.0.1 proto=imap slot=s1' % ALICE,
                       self.server.log())
+
+    def test_ticket_through_proxy_header(self):
+        """nginx with proxy_protocol on: the ticket is bound to Client-IP,
+        which the slot learns from the PROXY header."""
+        client = '203.0.113.5'
+        a = self.ok_answer(ALICE, ALICE_PW, client=client)
+        ticket = a.get('Auth-Pass')
+        self.assertStarts(self.imap_login(ALICE, ticket, client=client), 'a OK')
+        # without the header the client is 127.0.0.1: not the ticket's
+        self.assertStarts(self.imap_login(ALICE, ticket), 'a NO')
+        # nor from another client address
+        self.assertStarts(self.imap_login(ALICE, ticket, client='203.0.113.6'), 'a NO')
+        log = self.server.log()
+        self.assertIn('auth failed user=%s ip=203.0.113.6 reason="invalid or expired ticket"'
+                      % ALICE, log)
 
     def test_pop3_ticket(self):
         a = self.ok_answer(DAVE, DAVE_PW, proto='pop3')
@@ -405,7 +423,6 @@ class AuthHttpNoTickets(ServerTestCase):
     CONF = {
         'http_listen': '%s:%d' % (HOST, HTTP_PORT),
         'proxy_networks': '127.0.0.1/32',
-        'plaintext_auth_networks': '127.0.0.1/32',
         'auth_http_default_slot': 'main',
     }
 
