@@ -62,6 +62,10 @@ def key_dir():
 KEY_DIR, KEY_FILE = key_dir()
 
 
+def tearDownModule():
+    shutil.rmtree(KEY_DIR, ignore_errors=True)
+
+
 def make_ticket(key, address, client_ip, expiry):
     """A ticket as auth/ticket.c makes it, written here from its format."""
     msg = b'coffre-t1\0' + address.encode() + b'\0' + client_ip.encode() + b'\0' + \
@@ -119,11 +123,6 @@ class AuthHttp(ServerTestCase):
             db.execute("UPDATE accounts SET move_to = 's2' WHERE address = ?", (MOVER,))
             db.execute("UPDATE accounts SET slot = 'gone' WHERE address = ?", (LOST,))
         db.close()
-
-    @classmethod
-    def tearDownClass(cls):
-        super().tearDownClass()
-        shutil.rmtree(KEY_DIR, ignore_errors=True)
 
     # -- nginx's side ---------------------------------------------------
 
@@ -453,6 +452,156 @@ class AuthHttpNoTickets(ServerTestCase):
 
     def assertStarts(self, reply, prefix):
         return AuthHttp.assertStarts(self, reply, prefix)
+
+
+NGINX = shutil.which('nginx') or '/usr/sbin/nginx'
+MAIL_MODULE = '/usr/lib/nginx/modules/ngx_mail_module.so'
+
+
+def nginx_missing():
+    if not os.access(NGINX, os.X_OK):
+        return 'nginx is not installed'
+    if not os.path.exists(MAIL_MODULE):
+        return 'the nginx mail module is not installed (libnginx-mod-mail)'
+    if os.geteuid() != 0:
+        return 'nginx and coffred with run_user need root'
+    return ''
+
+
+@unittest.skipIf(nginx_missing(), nginx_missing())
+class RealNginx(ServerTestCase):
+    """A real nginx mail proxy (libnginx-mod-mail) in front of one
+    coffred: IMAPS and POP3S logins through it are routed by auth_http,
+    reach coffred's plaintext listeners with a PROXY header and a ticket,
+    and coffred sees the client's own address."""
+    CONF = {
+        'http_listen': '%s:%d' % (HOST, HTTP_PORT),
+        'proxy_networks': '127.0.0.1/32',
+        'ticket_key_file': KEY_FILE,
+    }
+
+    @classmethod
+    def setUpServer(cls):
+        srv = cls.server
+        srv.add_user(ALICE, ALICE_PW)
+        rc, out, err = srv.ctl('slot', 'add', 's1', '--host', HOST,
+                               '--imap-port', str(srv.ports['imap']),
+                               '--pop3-port', str(srv.ports['pop3']),
+                               '--lmtp-port', str(srv.ports['lmtp']))
+        assert rc == 0, out + err
+        rc, out, err = srv.ctl('user', 'set-slot', ALICE, 's1')
+        assert rc == 0, out + err
+        cls.ndir = os.path.join(srv.tmp, 'nginx')
+        os.makedirs(cls.ndir)
+        cls.nports = {'imaps': harness.free_port(), 'pop3s': harness.free_port()}
+        conf = os.path.join(cls.ndir, 'nginx.conf')
+        with open(conf, 'w') as f:
+            f.write(NGINX_CONF % dict(module=MAIL_MODULE, dir=cls.ndir, http=HTTP_PORT,
+                                      cert=srv.cert, key=srv.key, host=HOST,
+                                      imaps=cls.nports['imaps'], pop3s=cls.nports['pop3s']))
+        cls.nlog = open(os.path.join(cls.ndir, 'stderr.log'), 'ab')
+        cls.nginx = subprocess.Popen([NGINX, '-p', cls.ndir, '-c', conf,
+                                      '-e', os.path.join(cls.ndir, 'error.log')],
+                                     stdin=subprocess.DEVNULL, stdout=cls.nlog,
+                                     stderr=subprocess.STDOUT)
+        ports = dict(cls.nports)
+
+        def up():
+            harness.drop_listening(ports)
+            return not ports or cls.nginx.poll() is not None
+        harness.wait_for(up, harness.START_TIMEOUT)
+        if ports:
+            cls.stop_nginx()
+            raise RuntimeError('nginx did not start: %s' % cls.nginx_log())
+
+    @classmethod
+    def stop_nginx(cls):
+        if cls.nginx.poll() is None:
+            cls.nginx.terminate()
+            try:
+                cls.nginx.wait(10)
+            except subprocess.TimeoutExpired:
+                cls.nginx.kill()
+                cls.nginx.wait()
+        cls.nlog.close()
+
+    @classmethod
+    def nginx_log(cls):
+        with open(os.path.join(cls.ndir, 'error.log'), errors='replace') as f:
+            return f.read()[-3000:]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stop_nginx()
+        super().tearDownClass()
+
+    def connect(self, service, source):
+        sock = socket.create_connection((HOST, self.nports[service]),
+                                        timeout=harness.IO_TIMEOUT, source_address=(source, 0))
+        return harness.Conn(self.server.ctx().wrap_socket(sock, server_hostname='localhost'))
+
+    def test_imaps_through_nginx(self):
+        with self.connect('imaps', '127.0.0.3') as c:
+            self.assertTrue(c.line().startswith('* OK'))
+            _, t = c.cmd('a', harness.imap_login_cmd(ALICE, ALICE_PW))
+            self.assertTrue(t.startswith('a OK'), '%s\n%s' % (t, self.nginx_log()))
+            _, t = c.cmd('b', 'SELECT INBOX')
+            self.assertTrue(t.startswith('b OK'), t)
+            c.cmd('c', 'LOGOUT')
+        log = self.server.log()
+        # routed with a ticket made for the client's own address, which
+        # coffred learnt from nginx's PROXY header
+        self.assertIn('auth_http user=%s client=127.0.0.3 proto=imap slot=s1' % ALICE, log)
+        self.assertRegex(log, r'remote=127\.0\.0\.3:\d+ via=127\.0\.0\.1')
+        self.assertIn('imap login user=%s' % ALICE, log)
+
+    def test_pop3s_through_nginx(self):
+        with self.connect('pop3s', '127.0.0.3') as c:
+            self.assertTrue(c.line().startswith('+OK'))
+            c.send('USER %s\r\n' % ALICE)
+            self.assertTrue(c.line().startswith('+OK'))
+            c.send('PASS %s\r\n' % ALICE_PW)
+            r = c.line()
+            self.assertTrue(r.startswith('+OK'), '%s\n%s' % (r, self.nginx_log()))
+            c.send('STAT\r\n')
+            self.assertTrue(c.line().startswith('+OK'))
+            c.send('QUIT\r\n')
+
+    def test_wrong_password_through_nginx(self):
+        with self.connect('imaps', '127.0.0.4') as c:
+            self.assertTrue(c.line().startswith('* OK'))
+            _, t = c.cmd('a', harness.imap_login_cmd(ALICE, 'not the password'))
+            self.assertEqual(t, 'a NO Invalid login or password')
+            # nginx keeps the session after Auth-Wait: the right one works
+            _, t = c.cmd('b', harness.imap_login_cmd(ALICE, ALICE_PW))
+            self.assertTrue(t.startswith('b OK'), t)
+        self.assertIn('auth failed user=%s ip=127.0.0.4' % ALICE, self.server.log())
+
+
+# nginx as the README shows it, on test ports; the client side's TLS as
+# coffre's own policy (TLS 1.2 minimum, forward-secret AEAD suites)
+NGINX_CONF = """load_module %(module)s;
+daemon off;
+master_process off;
+pid %(dir)s/nginx.pid;
+error_log %(dir)s/error.log info;
+events { worker_connections 64; }
+mail {
+    auth_http %(host)s:%(http)d/auth;
+    auth_http_timeout 30s;
+    proxy_protocol on;
+    proxy_pass_error_message on;
+    ssl_certificate %(cert)s;
+    ssl_certificate_key %(key)s;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers ECDHE+AESGCM:ECDHE+CHACHA20;
+    ssl_prefer_server_ciphers on;
+    imap_auth plain login;
+    pop3_auth plain;
+    server { listen %(host)s:%(imaps)d ssl; protocol imap; }
+    server { listen %(host)s:%(pop3s)d ssl; protocol pop3; }
+}
+"""
 
 
 if __name__ == '__main__':
