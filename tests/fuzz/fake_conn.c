@@ -204,6 +204,23 @@ void auth_service_acl_reload(struct auth_service *s)
 {
 }
 
+/* auth_http (protocol/http/http_authhttp.c): no tickets, no slots */
+bool auth_service_tickets(const struct auth_service *s)
+{
+    return false;
+}
+
+int auth_service_ticket_make(struct auth_service *s, const char *address,
+                             const struct sockaddr *client, char *out, size_t cap)
+{
+    return AUTH_E_FAIL;
+}
+
+int auth_service_slot(struct auth_service *s, const char *name, struct auth_slot *out)
+{
+    return AUTH_E_NOUSER;
+}
+
 struct conf *fake_conn_conf(void)
 {
     static bool init;

@@ -62,6 +62,15 @@ def key_dir():
 KEY_DIR, KEY_FILE = key_dir()
 
 
+def add_slot(srv, name):
+    """This coffred's plaintext listeners as slot name."""
+    rc, out, err = srv.ctl('slot', 'add', name, '--host', HOST,
+                           '--imap-port', str(srv.ports['imap']),
+                           '--pop3-port', str(srv.ports['pop3']),
+                           '--lmtp-port', str(srv.ports['lmtp']))
+    assert rc == 0, out + err
+
+
 def tearDownModule():
     shutil.rmtree(KEY_DIR, ignore_errors=True)
 
@@ -108,11 +117,7 @@ class AuthHttp(ServerTestCase):
                      (ERIN, ERIN_PW), (ODD, ODD_PW.replace('%25', '%')), (MOVER, MOVER_PW),
                      (LOST, LOST_PW)):
             srv.add_user(u, p)
-        rc, out, err = srv.ctl('slot', 'add', 's1', '--host', HOST,
-                               '--imap-port', str(srv.ports['imap']),
-                               '--pop3-port', str(srv.ports['pop3']),
-                               '--lmtp-port', str(srv.ports['lmtp']))
-        assert rc == 0, out + err
+        add_slot(srv, 's1')
         for u in (ALICE, CAROL, DAVE, ERIN, ODD, MOVER, LOST):
             rc, out, err = srv.ctl('user', 'set-slot', u, 's1')
             assert rc == 0, out + err
@@ -429,11 +434,7 @@ class AuthHttpNoTickets(ServerTestCase):
     def setUpServer(cls):
         srv = cls.server
         srv.add_user(ALICE, ALICE_PW)
-        rc, out, err = srv.ctl('slot', 'add', 'main', '--host', HOST,
-                               '--imap-port', str(srv.ports['imap']),
-                               '--pop3-port', str(srv.ports['pop3']),
-                               '--lmtp-port', str(srv.ports['lmtp']))
-        assert rc == 0, out + err
+        add_slot(srv, 'main')
 
     def test_password_passed_on(self):
         a = AuthHttp.ask(self, ALICE, ALICE_PW)
@@ -484,11 +485,7 @@ class RealNginx(ServerTestCase):
     def setUpServer(cls):
         srv = cls.server
         srv.add_user(ALICE, ALICE_PW)
-        rc, out, err = srv.ctl('slot', 'add', 's1', '--host', HOST,
-                               '--imap-port', str(srv.ports['imap']),
-                               '--pop3-port', str(srv.ports['pop3']),
-                               '--lmtp-port', str(srv.ports['lmtp']))
-        assert rc == 0, out + err
+        add_slot(srv, 's1')
         rc, out, err = srv.ctl('user', 'set-slot', ALICE, 's1')
         assert rc == 0, out + err
         cls.ndir = os.path.join(srv.tmp, 'nginx')
