@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <uv.h>
 
@@ -108,6 +109,9 @@ enum { AUTH_BACKEND_SQLITE = 0, AUTH_BACKEND_POSTGRESQL = 1 };
  * accounts.sqlite. Without a call: <data_dir>/accounts.sqlite. */
 int auth_db_configure(const char *backend, const char *dsn, const char *data_dir, char *err,
                       size_t errlen);
+/* Connections to PostgreSQL one directory keeps at most
+ * (accounts_pool_size; 8 until set). Call before auth_db_open. */
+void auth_db_set_pool_size(unsigned n);
 /* The backend auth_db_open(data_dir) uses. */
 int auth_db_backend(const char *data_dir);
 
@@ -447,6 +451,25 @@ int auth_scram_secret_parse(const char *text, struct auth_scram_secret *out);
 bool auth_scram_verify(const struct auth_scram_secret *sec, const void *auth_msg, size_t len,
                        const unsigned char proof[AUTH_SCRAM_KEY_LEN],
                        unsigned char server_sig[AUTH_SCRAM_KEY_LEN]);
+
+/* ---- the directory as text (auth/dump.c: its format) ---- */
+
+/* Writes every slot, account (hash, SCRAM secret, quota, state, slot), app
+ * password, pinned certificate, group, member, ACL entry and share
+ * setting, in one read transaction. *accounts the accounts written.
+ * AUTH_OK or AUTH_E_TEMP. */
+int auth_dump(struct auth_db *db, FILE *out, unsigned long *accounts);
+struct auth_load_report {
+    unsigned long accounts, refused, slots, apps, certs, groups, members, acls, shares;
+};
+/* Reads what auth_dump wrote, in one transaction. An account whose
+ * address, or whose id, is taken is refused (refused() says why) with its
+ * dependent rows; the rest goes in. AUTH_OK, AUTH_E_BADADDR (not such a
+ * file, truncated, a bad line: nothing imported, err says where) or
+ * AUTH_E_TEMP. */
+int auth_load(struct auth_db *db, FILE *in,
+              void (*refused)(void *arg, const char *address, const char *why), void *arg,
+              struct auth_load_report *rep, char *err, size_t errlen);
 
 /* ---- backups (auth/backup.c) ---- */
 

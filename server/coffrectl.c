@@ -35,6 +35,7 @@ static const struct family families[] = {
     {"restore", ctl_backup_main, ctl_restore_usage},
     {"import", ctl_import_main, ctl_import_usage},
     {"slot", ctl_slot_main, ctl_slot_usage},
+    {"accounts", ctl_accounts_main, ctl_accounts_usage},
 };
 
 static void usage(FILE *f)
@@ -121,6 +122,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "coffrectl: %s\n", err);
         return CTL_EXIT_CONFIG;
     }
+    auth_db_set_pool_size(conf.accounts_pool_size);
     /* what coffrectl creates counts against the accounts' limits too */
     storage_set_limits(&(struct storage_limits){
         .max_steps = conf.mail_max_query_steps,

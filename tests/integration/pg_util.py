@@ -10,6 +10,7 @@ is used or touched.
     pg.stop()                       # pg_ctl stop (fast); safe to repeat
     pg.restart()                    # start again after stop() (or stop, start)
     pg.psql('SELECT ...')           # rows as a list of tuples of str
+    pg.create_db('name')            # another empty database; its DSN
     pg.cleanup()                    # stop, and the cluster's files removed
 
 Environment: PG_BIN, the directory of initdb and pg_ctl (default: the
@@ -20,6 +21,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -144,6 +146,11 @@ class Pg:
                        '-U', user or 'postgres', '-d', db, '-c', sql])
         return [tuple(l.split('\t')) for l in r.stdout.splitlines() if l]
 
+    def create_db(self, name):
+        """A new empty database owned by the role coffre; its DSN."""
+        self.psql('CREATE DATABASE %s OWNER %s' % (name, ROLE), db='postgres')
+        return 'host=%s port=%d dbname=%s user=%s' % (self.host, self.port, name, ROLE)
+
     def log_tail(self, n=40):
         try:
             with open(self.logfile, encoding='utf-8', errors='replace') as f:
@@ -160,7 +167,14 @@ class Pg:
             shutil.rmtree(self.base, ignore_errors=True)
 
 
+def _exit_on_sigterm(signum, frame):
+    sys.exit(128 + signum)   # atexit then stops the servers
+
+
 def start(tmpdir, host=harness.HOST, port=None):
     """A running private PostgreSQL with an empty database `coffre` owned by
     the role `coffre` (trust authentication on loopback)."""
+    # a test killed by meson's timeout (SIGTERM) still stops its server
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     return Pg(tmpdir, host=host, port=port)
