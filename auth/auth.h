@@ -336,6 +336,10 @@ struct auth_login *auth_scram_finish(struct auth_service *s, const char *user, s
                                      const struct sockaddr *remote, auth_login_cb cb, void *arg);
 const unsigned char *auth_login_scram_signature(const struct auth_login *l);
 
+/* Forgets the authentication cache's entries of address (normalized): the
+ * account left this server. Loop thread (a walk of the cache). */
+void auth_service_forget(struct auth_service *s, const char *address);
+
 /* Looks an account up by address for delivery (LMTP RCPT): the name is
  * normalized as for a login. Blocking and thread-safe: run it on the thread
  * pool. Returns AUTH_OK, AUTH_E_NOUSER, AUTH_E_BADADDR or AUTH_E_TEMP. */
