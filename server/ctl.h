@@ -98,6 +98,9 @@ int ctl_read_password(bool from_stdin, char *pw, size_t cap);
 /* coffrectl slot add|list|del (server/ctl_slot.c) */
 int ctl_slot_main(const struct conf *c, int argc, char **argv);
 void ctl_slot_usage(FILE *f);
+/* coffrectl accounts export|import (server/ctl_accounts.c) */
+int ctl_accounts_main(const struct conf *c, int argc, char **argv);
+void ctl_accounts_usage(FILE *f);
 /* coffrectl user set-slot ADDRESS NAME (server/ctl_slot.c); argv[0] is "user" */
 int ctl_user_set_slot(const struct conf *c, int argc, char **argv);
 /* Opens the account directory after ctl_prepare_data_dir, with the
