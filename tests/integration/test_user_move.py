@@ -97,35 +97,7 @@ def move(server, addr, to, stop=None):
     return r.returncode, r.stdout, r.stderr
 
 
-class MoveBase(unittest.TestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        cls.pair = slot_util.SlotPair()
-        try:
-            cls.pair.start()
-        except Exception:
-            cls.pair.cleanup()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            problems = cls.pair.stop()
-            if problems:
-                raise AssertionError('\n'.join(problems))
-        finally:
-            cls.pair.cleanup()
-
-    def run(self, result=None):
-        if result is None:
-            return super().run(result)
-        before = len(result.failures) + len(result.errors)
-        r = super().run(result)
-        if len(result.failures) + len(result.errors) > before:
-            for n, s in self.pair.servers.items():
-                print('\n==== %s ====\n%s' % (n, s.log_tail(80)))
-        return r
+class MoveBase(slot_util.SlotTestCase):
 
     def populate(self, server, addr, n_inbox):
         for i in range(n_inbox):
