@@ -315,6 +315,23 @@ class MoveInterrupted(MoveBase):
                 want = without_recent(snapshot(dst, addr))
             here, there = there, here
 
+    def test_source_not_running(self):
+        s1, s2 = self.pair['s1'], self.pair['s2']
+        addr = 'offline@example.org'
+        self.pair.add_user(addr, PW, 's1')
+        self.populate(s1, addr, 3)
+        want = without_recent(snapshot(s1, addr))
+        s1.stop()
+        try:
+            rc, out, err = move(s1, addr, 's2')
+            self.assertEqual(rc, 0, out + err)
+            self.assertIn('the source coffred is not running', out)
+        finally:
+            s1.start()
+        self.assertEqual(without_recent(snapshot(s2, addr)), want)
+        ok, text = slot_util.imap_login(s1, addr, PW)
+        self.assertFalse(ok)
+
 
 if __name__ == '__main__':
     harness.main()
