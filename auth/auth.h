@@ -179,6 +179,9 @@ bool auth_slot_name_ok(const char *name);
 int auth_user_set_slot(struct auth_db *db, const char *address, const char *slot);
 /* The target of a move in progress, "" when none. The same answers. */
 int auth_user_set_move(struct auth_db *db, const char *address, const char *to);
+/* The end of a move (coffrectl user move): slot set and move_to cleared in
+ * one update. The same answers. */
+int auth_user_move_done(struct auth_db *db, const char *address, const char *slot);
 
 /* ---- app passwords (auth/app_password.c; blocking) ---- */
 
@@ -339,6 +342,10 @@ struct auth_login *auth_scram_finish(struct auth_service *s, const char *user, s
                                      const char *refuse, const struct peer_cert *peer,
                                      const struct sockaddr *remote, auth_login_cb cb, void *arg);
 const unsigned char *auth_login_scram_signature(const struct auth_login *l);
+
+/* Forgets the authentication cache's entries of address (normalized): the
+ * account left this server. Loop thread (a walk of the cache). */
+void auth_service_forget(struct auth_service *s, const char *address);
 
 /* Looks an account up by address for delivery (LMTP RCPT): the name is
  * normalized as for a login. Blocking and thread-safe: run it on the thread

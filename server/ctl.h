@@ -3,6 +3,7 @@
 #ifndef COFFRE_CTL_H
 #define COFFRE_CTL_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "server/base/config.h"
@@ -49,6 +50,15 @@ void ctl_live_usage(FILE *f);
  * app password's removal (why NULL: the account stays): asks the running
  * coffred, if any, to end the account's live sessions. */
 void ctl_live_user_gone(const struct conf *c, const char *address, const char *why);
+
+/* Asks the running coffred to let go of account id (control socket
+ * RELEASE): its sessions end, and the answer comes once it holds nothing of
+ * the account. 0 released, 1 coffred is not running, -1 refused or failed
+ * (printed). */
+int ctl_live_release(const struct conf *c, int64_t id, const char *address);
+/* coffrectl user move ADDRESS --to SLOT (server/ctl_move.c); argv[0] is
+ * "user" */
+int ctl_user_move(const struct conf *c, int argc, char **argv);
 
 /* After a change of the access control lists or groups: asks the running
  * coffred, if any, to read them again (control socket `ACL`); nothing
