@@ -35,7 +35,7 @@ static const char schema_sql[] =
     " disabled INTEGER NOT NULL DEFAULT 0,"
     " quota INTEGER NOT NULL DEFAULT 0,"
     " created INTEGER NOT NULL,"
-    " max_messages INTEGER NOT NULL DEFAULT 0);" AUTH_APP_SCHEMA_SQL;
+    " max_messages INTEGER NOT NULL DEFAULT 0);" AUTH_APP_SCHEMA_SQL AUTH_SLOTS_SCHEMA_SQL;
 
 /* Columns added since the first release, for databases made before them:
  * each is added once (a process that finds it there leaves it). */
@@ -48,6 +48,9 @@ static const struct {
     {"scram", "ALTER TABLE accounts ADD COLUMN scram TEXT"},
     {"require_client_cert",
      "ALTER TABLE accounts ADD COLUMN require_client_cert INTEGER NOT NULL DEFAULT 0"},
+    /* the slot that holds the account, and the target of a move in progress */
+    {"slot", "ALTER TABLE accounts ADD COLUMN slot TEXT NOT NULL DEFAULT ''"},
+    {"move_to", "ALTER TABLE accounts ADD COLUMN move_to TEXT NOT NULL DEFAULT ''"},
 };
 
 /* ---- addresses ---- */
@@ -186,6 +189,67 @@ static int upgrade(sqlite3 *h, char **msg)
     return r;
 }
 
+/* The process's directory (auth_db_configure): set once at start, before
+ * any thread opens a database, read-only afterwards. */
+static struct {
+    int backend;
+    char dsn[4096];
+    char home[PATH_MAX]; /* the data directory the setting is for */
+} directory;
+
+int auth_db_configure(const char *backend, const char *dsn, const char *data_dir, char *err,
+                      size_t errlen)
+{
+    int b;
+
+    if (!backend || !*backend || !strcmp(backend, "sqlite"))
+        b = AUTH_BACKEND_SQLITE;
+    else if (!strcmp(backend, "postgresql"))
+        b = AUTH_BACKEND_POSTGRESQL;
+    else {
+        set_err(err, errlen, "accounts_backend", "must be sqlite or postgresql");
+        return AUTH_E_TEMP;
+    }
+    if (b == AUTH_BACKEND_POSTGRESQL && (!dsn || !*dsn)) {
+        set_err(err, errlen, "accounts_dsn", "postgresql needs a connection string");
+        return AUTH_E_TEMP;
+    }
+    if (b == AUTH_BACKEND_SQLITE && dsn && *dsn && dsn[0] != '/') {
+        set_err(err, errlen, "accounts_dsn", "with sqlite, the absolute path of the accounts file");
+        return AUTH_E_TEMP;
+    }
+    if (snprintf(directory.dsn, sizeof(directory.dsn), "%s", dsn ? dsn : "") >=
+            (int)sizeof(directory.dsn) ||
+        snprintf(directory.home, sizeof(directory.home), "%s", data_dir ? data_dir : "") >=
+            (int)sizeof(directory.home)) {
+        set_err(err, errlen, "accounts_dsn", "too long");
+        return AUTH_E_TEMP;
+    }
+    directory.backend = b;
+    return AUTH_OK;
+}
+
+int auth_db_backend(const char *data_dir)
+{
+    if (data_dir && directory.home[0] && !strcmp(data_dir, directory.home))
+        return directory.backend;
+    return AUTH_BACKEND_SQLITE;
+}
+
+/* The accounts file of data_dir: the configured one for the configured data
+ * directory, <data_dir>/accounts.sqlite otherwise. */
+int auth_db_sqlite_path(const char *data_dir, char *path, size_t cap)
+{
+    int r;
+
+    if (data_dir && directory.home[0] && !strcmp(data_dir, directory.home) &&
+        directory.backend == AUTH_BACKEND_SQLITE && directory.dsn[0])
+        r = snprintf(path, cap, "%s", directory.dsn);
+    else
+        r = snprintf(path, cap, "%s/accounts.sqlite", data_dir);
+    return r < 0 || (size_t)r >= cap ? -1 : 0;
+}
+
 int auth_db_open(const char *data_dir, struct auth_db **out, char *err, size_t errlen)
 {
     char path[PATH_MAX];
@@ -194,8 +258,12 @@ int auth_db_open(const char *data_dir, struct auth_db **out, char *err, size_t e
     int fd, r;
 
     *out = NULL;
-    r = snprintf(path, sizeof(path), "%s/accounts.sqlite", data_dir);
-    if (r < 0 || (size_t)r >= sizeof(path)) {
+    if (auth_db_backend(data_dir) == AUTH_BACKEND_POSTGRESQL) {
+        set_err(err, errlen, "accounts_backend", "postgresql is not built in");
+        return AUTH_E_TEMP;
+    }
+    r = auth_db_sqlite_path(data_dir, path, sizeof(path));
+    if (r < 0) {
         set_err(err, errlen, data_dir, "path too long");
         return AUTH_E_TEMP;
     }
@@ -286,10 +354,15 @@ static void row_to_account(sqlite3_stmt *st, struct auth_account *a)
     q = sqlite3_column_int64(st, 6);
     a->quota_messages = q > 0 ? (uint64_t)q : 0;
     a->require_client_cert = sqlite3_column_int(st, 8) != 0;
+    addr = sqlite3_column_text(st, 9);
+    snprintf(a->slot, sizeof(a->slot), "%s", addr ? (const char *)addr : "");
+    addr = sqlite3_column_text(st, 10);
+    snprintf(a->move_to, sizeof(a->move_to), "%s", addr ? (const char *)addr : "");
 }
 
 #define ACCOUNT_COLUMNS                                                                            \
-    "id, address, disabled, quota, created, hash, max_messages, scram, require_client_cert"
+    "id, address, disabled, quota, created, hash, max_messages, scram, require_client_cert, slot," \
+    " move_to"
 
 void auth_db_set_scram_iterations(struct auth_db *db, unsigned iter)
 {

@@ -45,6 +45,7 @@ enum {
 #define AUTH_APP_SELECTOR_LEN 4       /* "SSSS-" starts an app password */
 #define AUTH_APP_GENERATED_LEN 24     /* "SSSS-xxxx-xxxx-xxxx-xxxx" */
 #define AUTH_APP_SERVICES "imap,pop3" /* what an app password may log in to */
+#define AUTH_SLOT_MAX 64              /* longest slot name, NUL included */
 
 struct auth_account {
     int64_t id;                  /* stable; names the user's directory users/<id> */
@@ -55,6 +56,17 @@ struct auth_account {
     int64_t created;                    /* unix time */
     bool require_client_cert;           /* password logins need this account's certificate too */
     char app_label[AUTH_APP_LABEL_MAX]; /* login results: the app password used, "" if none */
+    char slot[AUTH_SLOT_MAX];           /* the slot that holds it; "" : not sharded */
+    char move_to[AUTH_SLOT_MAX];        /* target of a move in progress; "" : not moving */
+};
+
+/* A coffred slot of a sharded installation (the slots table): where nginx
+ * and Postfix send an account's sessions and mail. */
+struct auth_slot {
+    char name[AUTH_SLOT_MAX];
+    char host[64];                            /* an IP address */
+    unsigned imap_port, pop3_port, lmtp_port; /* its plaintext listeners for the proxy */
+    char data_dir[4096]; /* its data directory as seen from here, "" = unknown */
 };
 
 struct peer_cert; /* server/base/peercert.h: a client certificate as TLS verified it */
@@ -85,8 +97,23 @@ int auth_password_check(const char *pw, size_t len, char *err, size_t errlen);
 
 struct auth_db;
 
-/* Opens (creating when missing) <data_dir>/accounts.sqlite in WAL mode, safe
- * against concurrent coffrectl and coffred. Returns 0 or AUTH_E_TEMP. */
+enum { AUTH_BACKEND_SQLITE = 0, AUTH_BACKEND_POSTGRESQL = 1 };
+
+/* The process's account directory, from the settings accounts_backend
+ * ("sqlite" or "postgresql"), accounts_dsn (sqlite: "" or the absolute
+ * path of the accounts file; postgresql: a libpq connection string) and
+ * data_dir. Called once by coffred and coffrectl after reading the
+ * configuration, before any thread opens a database. auth_db_open(data_dir)
+ * then opens that directory; any other directory (a backup's) opens its own
+ * accounts.sqlite. Without a call: <data_dir>/accounts.sqlite. */
+int auth_db_configure(const char *backend, const char *dsn, const char *data_dir, char *err,
+                      size_t errlen);
+/* The backend auth_db_open(data_dir) uses. */
+int auth_db_backend(const char *data_dir);
+
+/* Opens the account directory of data_dir (see auth_db_configure); with
+ * SQLite, creating the file when missing, in WAL mode, safe against
+ * concurrent coffrectl and coffred. Returns 0 or AUTH_E_TEMP. */
 int auth_db_open(const char *data_dir, struct auth_db **out, char *err, size_t errlen);
 void auth_db_close(struct auth_db *db);
 /* PBKDF2 iterations of the SCRAM secrets made for passwords set through db
@@ -128,6 +155,26 @@ int auth_user_get(struct auth_db *db, const char *address, struct auth_account *
 /* Calls cb for each account in address order; cb returning non-zero stops. */
 int auth_user_list(struct auth_db *db, int (*cb)(const struct auth_account *a, void *arg),
                    void *arg);
+
+/* ---- slots (auth/slots.c; blocking) ---- */
+
+/* AUTH_OK, AUTH_E_NOUSER (no such slot) or AUTH_E_TEMP. */
+int auth_slot_get(struct auth_db *db, const char *name, struct auth_slot *out);
+/* Adds or replaces a slot. AUTH_OK, AUTH_E_BADADDR (bad name, host or
+ * port) or AUTH_E_TEMP. */
+int auth_slot_set(struct auth_db *db, const struct auth_slot *s);
+/* AUTH_OK, AUTH_E_NOUSER (no such slot), AUTH_E_EXISTS (accounts live on
+ * it or move to it) or AUTH_E_TEMP. */
+int auth_slot_del(struct auth_db *db, const char *name);
+/* Each slot in name order; cb returning non-zero stops. */
+int auth_slot_list(struct auth_db *db, int (*cb)(const struct auth_slot *s, void *arg), void *arg);
+/* Whether name is a valid slot name: 1 to 63 of [A-Za-z0-9._-]. */
+bool auth_slot_name_ok(const char *name);
+/* The account's slot ("" : none); not checked against the slots table.
+ * AUTH_OK, AUTH_E_NOUSER, AUTH_E_BADADDR (bad name) or AUTH_E_TEMP. */
+int auth_user_set_slot(struct auth_db *db, const char *address, const char *slot);
+/* The target of a move in progress, "" when none. The same answers. */
+int auth_user_set_move(struct auth_db *db, const char *address, const char *to);
 
 /* ---- app passwords (auth/app_password.c; blocking) ---- */
 
@@ -294,6 +341,9 @@ const unsigned char *auth_login_scram_signature(const struct auth_login *l);
  * pool. Returns AUTH_OK, AUTH_E_NOUSER, AUTH_E_BADADDR or AUTH_E_TEMP. */
 int auth_service_lookup(struct auth_service *s, const char *address, size_t len,
                         struct auth_account *out);
+/* A slot of the directory, for the daemon's pool threads: blocking,
+ * thread-safe. AUTH_OK, AUTH_E_NOUSER or AUTH_E_TEMP. */
+int auth_service_slot(struct auth_service *s, const char *name, struct auth_slot *out);
 
 /* ---- SASL ---- */
 

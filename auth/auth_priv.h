@@ -56,6 +56,20 @@ struct sqlite3 *auth_db_handle(struct auth_db *db);
     " last_used INTEGER NOT NULL DEFAULT 0,"                                                       \
     " UNIQUE (account, selector), UNIQUE (account, label));"
 
+/* The slots table (auth/slots.c), made when the database is opened. */
+#define AUTH_SLOTS_SCHEMA_SQL                                                                      \
+    "CREATE TABLE IF NOT EXISTS slots ("                                                           \
+    " name TEXT PRIMARY KEY,"                                                                      \
+    " host TEXT NOT NULL,"                                                                         \
+    " imap_port INTEGER NOT NULL,"                                                                 \
+    " pop3_port INTEGER NOT NULL,"                                                                 \
+    " lmtp_port INTEGER NOT NULL,"                                                                 \
+    " data_dir TEXT NOT NULL DEFAULT '');"
+
+/* The path of data_dir's SQLite accounts file (see auth_db_configure).
+ * 0, or -1 when it does not fit. */
+int auth_db_sqlite_path(const char *data_dir, char *path, size_t cap);
+
 /* The app password of account with this selector, with its hash. AUTH_OK,
  * AUTH_E_NOUSER (none) or AUTH_E_TEMP. Safe from several threads. */
 int auth_app_lookup(struct auth_db *db, int64_t account, const char *selector,

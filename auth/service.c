@@ -779,6 +779,11 @@ int auth_service_lookup(struct auth_service *s, const char *address, size_t len,
     return r;
 }
 
+int auth_service_slot(struct auth_service *s, const char *name, struct auth_slot *out)
+{
+    return auth_slot_get(s->db, name, out);
+}
+
 /* Loop thread: count the outcome, then answer at once or after the delay. */
 static void on_work_done(struct workers_task *w, int status)
 {

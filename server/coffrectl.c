@@ -1,5 +1,6 @@
 /* coffrectl, the administrator's tool: reads the configuration, then hands
  * the command line to one command family (user, ...). */
+#include "auth/auth.h"
 #include "server/base/config.h"
 #include "server/ctl.h"
 #include "server/base/privdrop.h"
@@ -33,6 +34,7 @@ static const struct family families[] = {
     {"backup", ctl_backup_main, ctl_backup_usage},
     {"restore", ctl_backup_main, ctl_restore_usage},
     {"import", ctl_import_main, ctl_import_usage},
+    {"slot", ctl_slot_main, ctl_slot_usage},
 };
 
 static void usage(FILE *f)
@@ -111,6 +113,11 @@ int main(int argc, char **argv)
 
     conf_defaults(&conf);
     if (conf_load(&conf, file, err, sizeof(err)) < 0) {
+        fprintf(stderr, "coffrectl: %s\n", err);
+        return CTL_EXIT_CONFIG;
+    }
+    if (auth_db_configure(conf.accounts_backend, conf.accounts_dsn, conf.data_dir, err,
+                          sizeof(err)) != AUTH_OK) {
         fprintf(stderr, "coffrectl: %s\n", err);
         return CTL_EXIT_CONFIG;
     }

@@ -85,6 +85,16 @@ int ctl_user_app_password(const struct conf *c, int argc, char **argv);
  * by the password policy (server/ctl_user.c). Returns an exit code. */
 int ctl_read_password(bool from_stdin, char *pw, size_t cap);
 
+/* coffrectl slot add|list|del (server/ctl_slot.c) */
+int ctl_slot_main(const struct conf *c, int argc, char **argv);
+void ctl_slot_usage(FILE *f);
+/* coffrectl user set-slot ADDRESS NAME (server/ctl_slot.c); argv[0] is "user" */
+int ctl_user_set_slot(const struct conf *c, int argc, char **argv);
+/* Opens the account directory after ctl_prepare_data_dir, with the
+ * configured SCRAM iterations. Returns an exit code, the reason printed. */
+struct auth_db;
+int ctl_open_directory(const struct conf *c, struct auth_db **db);
+
 /* coffrectl import --from-... (server/ctl_import*.c) */
 int ctl_import_main(const struct conf *c, int argc, char **argv);
 void ctl_import_usage(FILE *f);

@@ -24,6 +24,8 @@
 void ctl_user_usage(FILE *f)
 {
     fprintf(f, "  user add ADDRESS [--password-stdin] [--quota SIZE] [--max-messages N]\n"
+               "           [--slot NAME]         (default: slot_name when set)\n"
+               "  user set-slot ADDRESS NAME     (the slot that holds the account)\n"
                "  user passwd ADDRESS [--password-stdin]\n"
                "  user del ADDRESS [--purge]     (--purge also removes the mail)\n"
                "  user list\n"
@@ -54,6 +56,7 @@ struct args {
     bool purge;
     const char *quota;
     const char *max_messages;
+    const char *slot;
 };
 
 static int usage_error(const char *fmt, const char *arg)
@@ -338,11 +341,13 @@ static int print_account(const struct auth_account *a, void *arg)
     char q[32];
 
     format_quota(a->quota_bytes, q, sizeof(q));
-    printf("%s\t%" PRId64 "\t%s\t%s\n", a->address, a->id, q, a->disabled ? "disabled" : "enabled");
+    printf("%s\t%" PRId64 "\t%s\t%s\t%s%s%s\n", a->address, a->id, q,
+           a->disabled ? "disabled" : "enabled", a->slot[0] ? a->slot : "-",
+           a->move_to[0] ? "->" : "", a->move_to);
     return 0;
 }
 
-static int open_db(const struct conf *c, struct auth_db **db)
+int ctl_open_directory(const struct conf *c, struct auth_db **db)
 {
     char err[1024];
     int rc;
@@ -386,17 +391,35 @@ static int run_verb(const struct conf *c, const char *verb, const struct args *a
             return rc;
         }
     }
-    rc = open_db(c, &db);
+    rc = ctl_open_directory(c, &db);
     if (rc != CTL_EXIT_OK)
         goto out;
 
     if (!strcmp(verb, "add")) {
+        /* an explicit --slot must be known; the configured slot_name need not */
+        const char *slot = a->slot ? a->slot : c->slot_name;
+
+        if (a->slot && (r = auth_slot_get(db, a->slot, NULL)) != AUTH_OK) {
+            if (r == AUTH_E_NOUSER)
+                fprintf(stderr, "coffrectl: no such slot: %s (coffrectl slot add)\n", a->slot);
+            else
+                fprintf(stderr, "coffrectl: database error reading slot %s\n", a->slot);
+            rc = r == AUTH_E_NOUSER ? CTL_EXIT_NOUSER : CTL_EXIT_SYSTEM;
+            goto out;
+        }
         r = auth_user_add(db, address, pw, quota, max_messages, &acct);
+        if (r == AUTH_OK && slot[0]) {
+            r = auth_user_set_slot(db, address, slot);
+            snprintf(acct.slot, sizeof(acct.slot), "%s", slot);
+        }
         if (r != AUTH_OK) {
             rc = auth_error(r, address);
             goto out;
         }
-        printf("added %s (id %" PRId64 ")\n", acct.address, acct.id);
+        if (acct.slot[0])
+            printf("added %s (id %" PRId64 ") on slot %s\n", acct.address, acct.id, acct.slot);
+        else
+            printf("added %s (id %" PRId64 ")\n", acct.address, acct.id);
     } else if (!strcmp(verb, "passwd")) {
         r = auth_user_passwd(db, address, pw);
         if (r != AUTH_OK) {
@@ -453,9 +476,13 @@ static int run_verb(const struct conf *c, const char *verb, const struct args *a
                "max messages: %s\n"
                "created: %s\n"
                "mail:    %s/users/%" PRId64 "\n"
-               "require client certificate: %s\n",
+               "require client certificate: %s\n"
+               "slot:    %s\n",
                acct.address, acct.id, acct.disabled ? "disabled" : "enabled", q, n, when,
-               c->data_dir, acct.id, acct.require_client_cert ? "yes" : "no");
+               c->data_dir, acct.id, acct.require_client_cert ? "yes" : "no",
+               acct.slot[0] ? acct.slot : "(none)");
+        if (acct.move_to[0])
+            printf("moving to: %s\n", acct.move_to);
     } else if (!strcmp(verb, "disable") || !strcmp(verb, "enable")) {
         bool off = !strcmp(verb, "disable");
 
@@ -517,6 +544,8 @@ int ctl_user_main(const struct conf *c, int argc, char **argv)
         return ctl_user_cert(c, argc, argv);
     if (!strcmp(argv[1], "app-password"))
         return ctl_user_app_password(c, argc, argv);
+    if (!strcmp(argv[1], "set-slot"))
+        return ctl_user_set_slot(c, argc, argv);
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
         if (!strcmp(argv[1], verbs[i].name))
             v = &verbs[i];
@@ -543,6 +572,10 @@ int ctl_user_main(const struct conf *c, int argc, char **argv)
             a.max_messages = argv[++i];
         } else if (v->max_messages && !strncmp(s, "--max-messages=", 15)) {
             a.max_messages = s + 15;
+        } else if (v->quota && !strcmp(s, "--slot")) { /* add only */
+            if (i + 1 >= argc)
+                return usage_error("%s needs a slot name", s);
+            a.slot = argv[++i];
         } else if (s[0] == '-' && s[1] != '\0') {
             return usage_error("unknown option: %s", s);
         } else if (a.npos < v->npos + v->nopt) {

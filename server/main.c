@@ -207,6 +207,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "coffred: %s\n", err);
         return 2;
     }
+    if (auth_db_configure(s->conf.accounts_backend, s->conf.accounts_dsn, s->conf.data_dir, err,
+                          sizeof(err)) != AUTH_OK) {
+        fprintf(stderr, "coffred: %s\n", err);
+        return 2;
+    }
     log_set_debug(s->conf.log_debug);
     metrics_enable(s->conf.metrics);
     if (!check_only && audit_setup(&s->conf, "coffred", true, &s->audit, err, sizeof(err)) < 0) {

@@ -386,6 +386,20 @@ static bool is_not_empty(const char *v)
     return v[0] != '\0';
 }
 
+static bool is_accounts_backend(const char *v)
+{
+    return !strcmp(v, "sqlite") || !strcmp(v, "postgresql");
+}
+
+/* Empty, or a slot name: what auth_slot_name_ok() accepts. */
+static bool is_slot_name(const char *v)
+{
+    for (const char *p = v; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-' && *p != '_')
+            return false;
+    return true;
+}
+
 static bool is_domain_name(const char *v)
 {
     for (const char *p = v; *p; p++)
@@ -577,6 +591,18 @@ const struct conf_setting conf_settings[] = {
      .doc = "how long a verified password is remembered (as a keyed hash); 0 = never"},
     {ROW("max_app_passwords", "20", "Authentication"), UINT(max_app_passwords, 1, 1000),
      .doc = "app passwords one account may have (coffrectl user app-password add)"},
+
+    /* ---- Account directory */
+    {ROW("accounts_backend", "sqlite", "Account directory"), STRING(accounts_backend),
+     .valid = is_accounts_backend, .errmsg = "accounts_backend must be sqlite or postgresql",
+     .doc = "where the accounts live: an SQLite file, or a PostgreSQL database shared by "
+            "several coffred slots (read at start)"},
+    {ROW("accounts_dsn", "", "Account directory"), STRING(accounts_dsn),
+     .doc = "sqlite: absolute path of the accounts file (empty = <data_dir>/accounts.sqlite); "
+            "postgresql: libpq connection string (connect_timeout=3 added when absent)"},
+    {ROW("slot_name", "", "Account directory"), STRING(slot_name), .valid = is_slot_name,
+     .errmsg = "slot_name may hold letters, digits, '.', '_' and '-' only",
+     .doc = "this coffred's slot; empty = not sharded (every account is served here)"},
 
     /* ---- Mail storage */
     {ROW("mail_keep_open", "60s", "Mail storage"), DURATION(mail_keep_open_ms, 0),

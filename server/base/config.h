@@ -48,7 +48,7 @@ struct conf {
     unsigned auth_threads;
     unsigned shutdown_timeout_ms;
     bool log_debug;
-    bool metrics; /* counters kept (server/base/metrics.h) */
+    bool metrics;                      /* counters kept (server/base/metrics.h) */
     char log_format[8];                /* "text" or "json" */
     char log_target[CONF_PATH_MAX];    /* "stderr", "syslog" or an absolute file path */
     uint64_t log_queue_size;           /* bytes of lines waiting for the log writer */
@@ -87,8 +87,14 @@ struct conf {
     unsigned login_max_pending_per_ip;   /* logins waiting or checked per address group */
     unsigned login_max_pending_per_user; /* logins waiting or checked per account */
     unsigned auth_cache_ttl_s;
-    unsigned scram_iterations; /* PBKDF2 rounds of new SCRAM secrets */
+    unsigned scram_iterations;  /* PBKDF2 rounds of new SCRAM secrets */
     unsigned max_app_passwords; /* app passwords per account */
+
+    /* Account directory */
+    char accounts_backend[16];        /* "sqlite" or "postgresql" */
+    char accounts_dsn[CONF_PATH_MAX]; /* sqlite: file path, "" = <data_dir>/accounts.sqlite;
+                                       * postgresql: libpq connection string */
+    char slot_name[64];               /* this coffred's slot, "" = not sharded */
 
     /* Mail storage */
     unsigned mail_keep_open_ms;        /* a store stays open this long after its last session */
