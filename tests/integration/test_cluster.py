@@ -338,6 +338,22 @@ class Slot(harness.Server):
         return out
 
 
+def postfix_table(pg, block):
+    """A README pgsql table for Postfix, pointed at the private PostgreSQL
+    (its role `postfix`, trust authentication on loopback)."""
+    out = []
+    for line in block.splitlines():
+        key = line.split('=', 1)[0].strip()
+        if key == 'hosts':
+            line = 'hosts = inet:%s:%d' % (pg.host, pg.port)
+        elif key == 'password':
+            continue
+        elif key == 'dbname':
+            line = 'dbname = %s' % pg_util.DB
+        out.append(line)
+    return '\n'.join(out) + '\n'
+
+
 class ClusterPostfix(P.PrivatePostfix):
     """test_lmtp_postfix.py's private Postfix, with the README's cluster
     main.cf lines (transport_maps and virtual_mailbox_maps in PostgreSQL)
@@ -353,7 +369,7 @@ class ClusterPostfix(P.PrivatePostfix):
         for name in ('coffre-transport.cf', 'coffre-mailboxes.cf'):
             path = os.path.join(self.conf, name)
             with open(path, 'w') as f:
-                f.write(pg.postfix_table(readme_block('postfix-' + name)))
+                f.write(postfix_table(pg, readme_block('postfix-' + name)))
             os.chmod(path, 0o644)
             tables[name] = path
         lines = readme_block('postfix-cluster-main.cf')
@@ -426,8 +442,7 @@ class Cluster(unittest.TestCase):
         import tempfile
         cls.tmp = tempfile.mkdtemp(prefix='coffre-it-cluster-')
         os.chmod(cls.tmp, 0o755)
-        cls.pg = pg_util.PrivatePostgres(cls.tmp)
-        cls.pg.start()
+        cls.pg = pg_util.start(cls.tmp)
         # the ticket key every slot and the routing service share
         key = os.path.join(cls.tmp, 'ticket.key')
         with open(key, 'wb') as f:
@@ -473,6 +488,10 @@ class Cluster(unittest.TestCase):
         cls.proxy = nginx_util.MailProxy(cls.tmp, s1.cert, s1.key,
                                          '%s:%d/auth' % (NGINX_HOP, cls.recorder.port))
         cls.proxy.start()
+        # Postfix's role, with the README's grants
+        cls.pg.psql('CREATE ROLE postfix LOGIN')
+        for sql in re.findall(r'`(GRANT [^`]*;)`', open(README).read()):
+            cls.pg.psql(sql)
         cls.postfix = ClusterPostfix(cls.tmp, cls.pg)
         cls.postfix.start()
 
@@ -493,7 +512,7 @@ class Cluster(unittest.TestCase):
                 errors.append('%s: %r' % (s.name, e))
         try:
             if cls.pg:
-                cls.pg.stop()
+                cls.pg.cleanup()
         except Exception as e:
             errors.append('postgresql: %r' % e)
         for s in cls.slots.values():
