@@ -83,11 +83,11 @@ def b64(s):
 
 def classify(line):
     """'ok', 'invalid' (the password called wrong), 'temp' (come back
-    later) or 'other' for a login's answer as nginx passes it on: coffre's
-    Auth-Status text, nginx's own error when a slot cannot be reached, or
-    the slot's tagged answer."""
-    if line is None:
-        return 'temp'     # closed without an answer: the client retries
+    later), 'closed' (no answer at all) or 'other' for a login's answer as
+    nginx passes it on: coffre's Auth-Status text, nginx's own error when a
+    slot cannot be reached, or the slot's tagged answer."""
+    if not line:
+        return 'closed'
     up = line.upper()
     if re.match(r'^(\S+ OK|\+OK)', line):
         return 'ok'
@@ -95,9 +95,25 @@ def classify(line):
             '[AUTH]' in up:
         return 'invalid'
     if 'TEMPORARY' in up or '[UNAVAILABLE]' in up or '[SYS/TEMP]' in up or \
-            'INTERNAL SERVER ERROR' in up or '[IN-USE]' in up:
+            'INTERNAL SERVER ERROR' in up:
         return 'temp'
     return 'other'
+
+
+def imap_answer(c, tag):
+    """The tagged answer to tag; when the connection closes first, the
+    last untagged BAD or BYE (nginx's own error) or None."""
+    last = None
+    tb = tag.encode() + b' '
+    while True:
+        try:
+            r = c.line()
+        except (OSError, EOFError, I.ImapError):
+            return last
+        if r.startswith(tb):
+            return r.decode('utf-8', 'replace')
+        if r.startswith(b'* BAD') or r.startswith(b'* BYE') or r.startswith(b'* NO'):
+            last = r.decode('utf-8', 'replace')
 
 
 def imap_login(proxy, user, pw, mech='LOGIN', source=CLIENT):
@@ -118,21 +134,16 @@ def imap_login(proxy, user, pw, mech='LOGIN', source=CLIENT):
         caps = b' '.join(u).upper()
         if b'AUTH=PLAIN' not in caps or b'IMAP4REV1' not in caps:
             raise AssertionError('nginx CAPABILITY: %r' % u)
+        tag = c.tag()
         if mech == 'LOGIN':
-            u, t = c.cmd(imap_login_cmd(user, pw))
+            c.send('%s %s\r\n' % (tag, imap_login_cmd(user, pw)))
         else:
-            tag = c.tag()
             c.send('%s AUTHENTICATE PLAIN\r\n' % tag)
             r = c.line()
             if not r.startswith(b'+'):
-                u, t = [], r
-            else:
-                c.send(b64('\0%s\0%s' % (user, pw)) + '\r\n')
-                u, t = c.until_tagged(tag)
-        for r in u:
-            if r.startswith(b'* BAD') or r.startswith(b'* BYE'):
-                t = r          # nginx's own error before it closes
-        line = t.decode('utf-8', 'replace')
+                raise AssertionError('AUTHENTICATE PLAIN: %r' % r)
+            c.send(b64('\0%s\0%s' % (user, pw)) + '\r\n')
+        line = imap_answer(c, tag)
         if classify(line) == 'ok':
             return c, line
         c.close()
@@ -382,6 +393,9 @@ class ClusterPostfix(P.PrivatePostfix):
                          'lmtp_connect_timeout = 5s\n')
         with open(main_cf, 'w') as f:
             f.write(text)
+
+    def maillog(self):
+        return harness.read_log(os.path.join(self.dir, 'maillog'))
 
     def queue(self):
         r = subprocess.run(['postqueue', '-c', self.conf, '-p'], capture_output=True, text=True,
@@ -751,7 +765,7 @@ class Cluster(unittest.TestCase):
             self.assertTrue(harness.wait_for(
                 lambda: address(3) in self.postfix.queue() and
                 'refused' in self.postfix.queue(), WAIT), self.postfix.queue())
-            self.assertIn('status=deferred', self.postfix.log())
+            self.assertIn('status=deferred', self.postfix.maillog())
             self.assertFalse(any(b'<down-3@test>' in m for m in L.messages(s3, address(3))))
         finally:
             if not s3.alive():
@@ -821,24 +835,61 @@ class Cluster(unittest.TestCase):
                 finally:
                     cl.close()
 
-        sent = []
+        sent = []              # Message-IDs acknowledged (Postfix or the slot)
+        lmtp_answers = []      # (code, slot) of the direct deliveries
 
-        def deliverer():
-            for k in range(15):
+        def via_postfix():
+            for k in range(20):
                 if stop.is_set():
                     return
                 try:
-                    self.postfix.send(address(i), 'during the move %d' % k, 'move-%d@test' % k)
-                    sent.append('move-%d@test' % k)
+                    self.postfix.send(address(i), 'during the move %d' % k, 'pf-%d@test' % k)
+                    sent.append('pf-%d@test' % k)
                 except Exception as e:
                     errors.append('send: %r' % e)
-                time.sleep(0.1)   # spread over the move
+                time.sleep(0.25)   # spread over the move
 
-        th = [threading.Thread(target=flagger), threading.Thread(target=deliverer)]
+        def via_lmtp():
+            """Delivers straight to the slot the directory names, as
+            Postfix does, again after a 451 (moving) or a 550 (moved)."""
+            for k in range(20):
+                mid = 'lmtp-%d@test' % k
+                msg = ('From: a@remote.example\r\nSubject: lmtp %d\r\nMessage-ID: <%s>\r\n'
+                       '\r\nduring the move\r\n' % (k, mid)).encode()
+                deadline = time.monotonic() + WAIT
+                while True:
+                    if time.monotonic() > deadline:
+                        errors.append('%s never delivered: %r' % (mid, lmtp_answers[-5:]))
+                        return
+                    name = self.pg.psql("SELECT slot FROM accounts WHERE address = '%s'"
+                                        % address(i))[0][0]
+                    try:
+                        c = self.slot(name).lmtp()
+                        try:
+                            rcpt, data = L.send(c, 'a@remote.example', [address(i)], msg)
+                        finally:
+                            c.close()
+                    except (OSError, smtplib.SMTPException) as e:
+                        errors.append('lmtp to %s: %r' % (name, e))
+                        return
+                    code = (data or rcpt)[0][0]
+                    lmtp_answers.append((code, name))
+                    if code == 250:
+                        sent.append(mid)
+                        break
+                    if code not in (451, 550):
+                        errors.append('%s: %r %r' % (mid, rcpt, data))
+                        return
+                    time.sleep(0.05)   # moving (451) or moved (550): ask again
+                time.sleep(0.1)
+
+        th = [threading.Thread(target=flagger), threading.Thread(target=via_postfix),
+              threading.Thread(target=via_lmtp)]
         for t in th:
             t.start()
         try:
-            self.assertTrue(harness.wait_for(lambda: len(flagged) >= 3, WAIT), logins[-3:])
+            self.assertTrue(harness.wait_for(lambda: len(flagged) >= 3 and len(sent) >= 3,
+                                             WAIT), (logins[-3:], errors))
             rc, out, err = s1.ctl('user', 'move', address(i), '--to', 's2', timeout=120)
             self.assertEqual(rc, 0, out + err)
             moved_at = len(flagged)
@@ -848,10 +899,16 @@ class Cluster(unittest.TestCase):
                             (logins[-3:], errors))
         finally:
             th[1].join(60)
+            th[2].join(WAIT + 10)
             stop.set()
             th[0].join(60)
         self.assertEqual(errors, [])
-        self.assertEqual(len(sent), 15)
+        self.assertEqual(len(sent), 40)
+        sys.stderr.write('user move: direct LMTP answers during the run: %s; flags stored: %d; '
+                         'Postfix deferrals: %d\n' % (
+                             ', '.join('%d from %s x%d' % (code, n, lmtp_answers.count((code, n)))
+                                       for code, n in sorted(set(lmtp_answers))),
+                             len(flagged), self.postfix.maillog().count('status=deferred')))
         self.postfix.flush()
         self.assertTrue(harness.wait_for(
             lambda: 'Mail queue is empty' in self.postfix.queue(), WAIT * 2),
@@ -867,6 +924,7 @@ class Cluster(unittest.TestCase):
             self.assertEqual(after[mid][0], uid, mid)
         for mid in sent:
             self.assertIn(mid, after)
+        # nothing but what was sent, each once (inbox() fails on a double)
         self.assertEqual(len(after), len(before) + len(sent))   # inbox() refused doubles
         by_uid = {uid: flags for uid, flags in after.values()}
         for uid in flagged:
