@@ -1,6 +1,7 @@
-/* Connection life cycle: accept, connection limits, reading, TLS (implicit
- * and STARTTLS), writing with back-pressure, timers, graceful and abrupt
- * close. Protocol handlers see only server/conn.h. */
+/* Connection life cycle: accept, connection limits, the PROXY header of
+ * connections from proxy_networks, reading, TLS (implicit and STARTTLS),
+ * writing with back-pressure, timers, graceful and abrupt close. Protocol
+ * handlers see only server/conn.h. */
 #include "server/base/conn.h"
 
 #include <arpa/inet.h>
@@ -9,12 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "auth/auth.h"
 #include "server/base/log.h"
 #include "server/base/metrics.h"
+#include "server/base/proxyproto.h"
 #include "server/server.h"
 #include "server/zlayer.h"
 #include "tls/tls.h"
@@ -34,7 +37,8 @@ struct conn {
     const struct conn_handler *handler;
     void *proto;
     struct conn_info info;
-    struct sockaddr_storage peer;
+    struct sockaddr_storage peer;      /* the client (a PROXY header's address, if any) */
+    struct sockaddr_storage sock_peer; /* the socket's peer: trust decisions */
     char remote[INET6_ADDRSTRLEN + 8];
     char user[128];
     char address[256];   /* the login's address as given, for `coffrectl who/kick` */
@@ -51,6 +55,11 @@ struct conn {
     bool reading;
     bool drain_wanted;
     bool counted_ip;
+    bool from_proxy;    /* sock_peer is in proxy_networks */
+    bool greet_pending; /* on_open waits for a PROXY header, or for its absence */
+    /* The first bytes, watched for a PROXY header (parsed from
+     * proxy_networks, refused from elsewhere); NULL once decided. */
+    struct proxyproto *px;
     unsigned handles;    /* open libuv handles of this connection */
     unsigned timeout_ms; /* the protocol's idle timer, 0 = none; input re-arms it */
     uint64_t deadline;   /* uv_now of the login deadline (accept + login_timeout), 0 = over */
@@ -101,6 +110,10 @@ static char read_buf[65536]; /* every read is consumed before the next */
 
 static void finish_close(struct conn *c);
 static void do_handshake(struct conn *c);
+static void input(struct conn *c, const char *buf, size_t len);
+static void proxy_input(struct conn *c, const char *buf, size_t len);
+static void proxy_wait_over(struct conn *c);
+static void format_peer(struct conn *c);
 static void decrypt_input(struct conn *c);
 static void z_schedule(struct conn *c);
 static void start_reading(struct conn *c);
@@ -282,12 +295,17 @@ static void audit_logout(struct conn *c)
 bool conn_plaintext_auth_ok(struct conn *c)
 {
     const struct conf *cf = &c->srv->conf;
-    if (c->tls_state == C_TLS)
+    if (c->tls_state == C_TLS || c->from_proxy)
         return true;
-    if (c->peer.ss_family != AF_INET && c->peer.ss_family != AF_INET6)
+    if (c->sock_peer.ss_family != AF_INET && c->sock_peer.ss_family != AF_INET6)
         return false;
     return conf_net_match(cf->plaintext_auth_networks, cf->n_plaintext_nets,
-                          (const struct sockaddr *)&c->peer);
+                          (const struct sockaddr *)&c->sock_peer);
+}
+
+bool conn_from_proxy_network(struct conn *c)
+{
+    return c->from_proxy;
 }
 
 /* ---- per-IP counts ---- */
@@ -536,6 +554,10 @@ static void on_timer(uv_timer_t *t)
     if (c->closing) {
         /* the peer did not take our last bytes in time */
         finish_close(c);
+        return;
+    }
+    if (c->greet_pending) {
+        proxy_wait_over(c);
         return;
     }
     if (c->tls_state == C_HANDSHAKE) {
@@ -842,14 +864,22 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
     if (c->timeout_ms && c->tls_state != C_HANDSHAKE)
         arm_timer(c, c->timeout_ms);
+    if (c->px)
+        proxy_input(c, buf->base, (size_t)nread);
+    else
+        input(c, buf->base, (size_t)nread);
+}
 
+/* Bytes from the socket: to TLS, or to the protocol. */
+static void input(struct conn *c, const char *buf, size_t len)
+{
     switch (c->tls_state) {
     case C_PLAIN:
-        deliver(c, buf->base, (size_t)nread);
+        deliver(c, buf, len);
         break;
     case C_HANDSHAKE:
     case C_TLS:
-        if (tls_session_feed(c->tls, buf->base, (size_t)nread) < 0) {
+        if (tls_session_feed(c->tls, buf, len) < 0) {
             c->closing = true;
             finish_close(c);
             return;
@@ -1019,6 +1049,7 @@ static void on_handle_closed(uv_handle_t *h)
                  (unsigned long long)c->bytes_out, c->queued_peak);
     zlayer_free(c->z);
     free(c->zin);
+    free(c->px);
     if (c->counted_ip)
         ip_adjust(s, &c->peer, -1);
     metrics_conn_close(&c->metrics);
@@ -1140,7 +1171,9 @@ void conn_who(struct conn *c, struct conn_who *w)
     w->idle_ms = now > c->last_input ? now - c->last_input : 0;
     w->login_at = c->login_at;
     w->closing = c->closing;
-    if (c->tls_state == C_HANDSHAKE)
+    if (c->greet_pending)
+        st.state = "proxy-header";
+    else if (c->tls_state == C_HANDSHAKE)
         st.state = "handshake";
     else if (c->opened && !c->closing && c->proto && c->handler->describe)
         c->handler->describe(c, &st);
@@ -1161,6 +1194,130 @@ bool conn_kick(struct conn *c, const char *reason)
     else
         c->handler->on_shutdown(c);
     return true;
+}
+
+/* ---- the PROXY header ---- */
+
+/* A plaintext listener's session begins: on_open sends the greeting.
+ * Returns false when the connection is closing. */
+static bool open_plain(struct conn *c)
+{
+    c->greet_pending = false;
+    c->opened = true;
+    arm_timer(c, 0);
+    if (c->handler->on_open(c) < 0) {
+        conn_close(c);
+        return false;
+    }
+    return !c->closing;
+}
+
+/* A proxy's connection is counted under its client's address, now known.
+ * Returns false when that client has too many connections. */
+static bool proxy_count(struct conn *c)
+{
+    struct server *s = c->srv;
+    long per_ip = ip_adjust(s, &c->peer, +1);
+
+    c->counted_ip = per_ip > 0;
+    if (per_ip >= 0 && (unsigned long)per_ip <= s->conf.max_connections_per_ip)
+        return true;
+    log_warn("conn=%llu service=%s remote=%s refused: too many connections from this client",
+             (unsigned long long)c->info.id, c->info.service, c->remote);
+    if (c->tls_state == C_PLAIN && c->handler->busy_reply)
+        conn_write(c, c->handler->busy_reply, strlen(c->handler->busy_reply));
+    conn_close(c);
+    return false;
+}
+
+/* The first bytes are decided; the connection goes on to TLS or to the
+ * protocol, with rest (bytes that followed) as its first input. */
+static void proxy_done(struct conn *c, const char *rest, size_t len)
+{
+    free(c->px);
+    c->px = NULL;
+    if (c->from_proxy && c->lst->proxy && !proxy_count(c))
+        return;
+    if (c->greet_pending && !open_plain(c))
+        return;
+    if (len)
+        input(c, rest, len);
+}
+
+/* The bytes before the PROXY header's end (or before its absence shows). */
+static void proxy_input(struct conn *c, const char *buf, size_t len)
+{
+    static char joined[sizeof(read_buf) + 16];
+    struct proxyproto *p = c->px;
+    size_t used;
+
+    switch (proxyproto_feed(p, (const uint8_t *)buf, len, &used)) {
+    case PROXYPROTO_MORE:
+        if (c->greet_pending)
+            arm_timer(c, 0); /* begun: the login deadline bounds the rest */
+        return;
+    case PROXYPROTO_NONE: {
+        /* the client's own bytes: those held, then the rest */
+        size_t held = p->len;
+        if (held + len - used > sizeof(joined)) {
+            c->closing = true;
+            finish_close(c);
+            return;
+        }
+        memcpy(joined, p->buf, held);
+        memcpy(joined + held, buf + used, len - used);
+        proxy_done(c, joined, held + len - used);
+        return;
+    }
+    case PROXYPROTO_HEADER:
+        /* sniffed from a peer outside proxy_networks: never parsed */
+        log_warn("conn=%llu service=%s remote=%s refused: PROXY header from outside "
+                 "proxy_networks",
+                 (unsigned long long)c->info.id, c->info.service, c->remote);
+        if (c->opened && c->tls_state == C_PLAIN && c->handler->proxy_refused_reply)
+            conn_write(c, c->handler->proxy_refused_reply, strlen(c->handler->proxy_refused_reply));
+        conn_close(c);
+        return;
+    case PROXYPROTO_BAD:
+        log_warn("conn=%llu service=%s remote=%s malformed PROXY header (%s); closing",
+                 (unsigned long long)c->info.id, c->info.service, c->remote, p->why);
+        conn_close(c);
+        return;
+    case PROXYPROTO_DONE:
+        break;
+    }
+    char via[sizeof(c->remote)];
+    memcpy(via, c->remote, sizeof(via));
+    if (!p->hdr.local) {
+        memcpy(&c->peer, &p->hdr.src, sizeof(c->peer));
+        format_peer(c);
+    }
+    log_info("conn=%llu service=%s remote=%s via=%s PROXY v%d%s", (unsigned long long)c->info.id,
+             c->info.service, c->remote, via, p->hdr.version,
+             p->hdr.local ? " without an address: the proxy's own" : "");
+    proxy_done(c, buf + used, len - used);
+}
+
+/* proxy_header_wait passed with nothing read (a direct client waiting for
+ * the greeting), or the login deadline with a header begun. */
+static void proxy_wait_over(struct conn *c)
+{
+    uv_os_fd_t fd;
+    char b;
+
+    if (c->px && c->px->len == 0 && c->deadline && uv_now(c->srv->loop) < c->deadline) {
+        /* bytes already in the socket that a busy loop has not read yet
+         * are the header's, or the client's: they decide */
+        if (uv_fileno(&c->h.handle, &fd) == 0 && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
+            arm_timer(c, 0);
+            return;
+        }
+        proxy_done(c, NULL, 0);
+        return;
+    }
+    log_info("conn=%llu service=%s remote=%s PROXY header not complete by the login deadline",
+             (unsigned long long)c->info.id, c->info.service, c->remote);
+    conn_close(c);
 }
 
 /* ---- accepting ---- */
@@ -1237,11 +1394,17 @@ void conn_accept(struct listener *l, int fd)
         uv_tcp_nodelay(&c->h.tcp, 1);
         c->tcp = true;
         uv_tcp_keepalive(&c->h.tcp, 1, 300);
+        c->sock_peer = c->peer;
+        c->from_proxy = conf_net_match(s->conf.proxy_networks, s->conf.n_proxy_nets,
+                                       (const struct sockaddr *)&c->sock_peer);
     }
     format_peer(c);
 
+    /* A proxy's connections are counted per address under the client's
+     * address, once its PROXY header (or the lack of one) is known. */
+    bool counted_later = l->proxy && c->from_proxy;
     long per_ip = 0;
-    if (!l->is_unix) {
+    if (!l->is_unix && !counted_later) {
         per_ip = ip_adjust(s, &c->peer, +1);
         c->counted_ip = per_ip > 0;
     }
@@ -1262,17 +1425,25 @@ void conn_accept(struct listener *l, int fd)
      * the slot longer; the protocol ends it once logged in */
     c->deadline = uv_now(s->loop) + s->conf.login_timeout_ms;
     c->last_input = uv_now(s->loop);
-    if (l->implicit_tls) {
-        begin_tls(c);
-        if (c->closing)
-            return;
-    } else {
-        c->opened = true;
-        arm_timer(c, 0);
-        if (c->handler->on_open(c) < 0) {
+    if (l->proxy) {
+        /* the first bytes are looked at before TLS or the protocol */
+        c->px = malloc(sizeof(*c->px));
+        if (!c->px) {
             conn_close(c);
             return;
         }
+        proxyproto_init(c->px, c->from_proxy);
+    }
+    if (l->implicit_tls) {
+        begin_tls(c); /* the ClientHello comes after the header */
+        if (c->closing)
+            return;
+    } else if (counted_later) {
+        /* the client speaks after the greeting, the proxy before it */
+        c->greet_pending = true;
+        uv_timer_start(&c->timer, on_timer, s->conf.proxy_header_wait_ms, 0);
+    } else if (!open_plain(c)) {
+        return;
     }
     start_reading(c);
 }

@@ -322,6 +322,8 @@ static int listen_one(struct server *s, const struct conf_addr *a, struct passed
     l->handler = h;
     l->implicit_tls = implicit_tls;
     l->is_unix = a->is_unix;
+    /* the mail protocols over TCP may be reached through a proxy */
+    l->proxy = !a->is_unix && h != &http_handler;
     snprintf(l->text, sizeof(l->text), "%s", a->text);
     if (p) {
         /* the manager's socket, bound and owned as its unit says */

@@ -292,6 +292,10 @@ int main(int argc, char **argv)
     if (s->conf.n_plaintext_nets)
         log_warn("plaintext_auth_networks is set: clients from those networks may log in "
                  "without TLS, sending passwords in clear");
+    if (s->conf.n_proxy_nets)
+        log_info("proxy_networks is set: connections from those networks may start with a "
+                 "PROXY header and log in without TLS (the proxy's hop must be a private "
+                 "network)");
 
     struct auth_service_opts aopts = {
         .data_dir = s->conf.data_dir,

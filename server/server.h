@@ -30,6 +30,7 @@ struct listener {
     const struct conn_handler *handler;
     bool implicit_tls;
     bool is_unix;
+    bool proxy;  /* a PROXY header may start its connections (proxy_networks) */
     bool passed; /* by the service manager: its unit owns the address */
     char text[80];
     struct listener *next;

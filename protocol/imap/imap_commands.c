@@ -102,4 +102,5 @@ const struct conn_handler imap_handler = {
     .describe = imap_session_describe,
     .on_kick = imap_session_kick,
     .busy_reply = "* BYE Too many connections; try again later.\r\n",
+    .proxy_refused_reply = "* BYE PROXY header refused from this address.\r\n",
 };

@@ -275,4 +275,5 @@ const struct conn_handler lmtp_handler = {
     .on_close = on_close,
     .describe = describe, /* a kick is a shutdown: after the delivery in progress */
     .busy_reply = "421 4.3.2 Too many connections; try again later\r\n",
+    .proxy_refused_reply = "421 4.7.0 PROXY header refused from this address\r\n",
 };

@@ -632,4 +632,5 @@ const struct conn_handler pop3_handler = {
     .describe = describe,
     .on_kick = on_kick,
     .busy_reply = "-ERR [SYS/TEMP] Too many connections; try again later.\r\n",
+    .proxy_refused_reply = "-ERR PROXY header refused from this address.\r\n",
 };

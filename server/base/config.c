@@ -231,31 +231,30 @@ static int parse_addr_list(struct conf_addr_list *l, const char *v, bool allow_u
     return 0;
 }
 
-static int parse_nets(struct conf *c, const struct conf_setting *s, const char *v, char *err,
-                      size_t errlen)
+/* A list of networks (CIDR) into nets[0..*n). */
+static int parse_net_list(struct conf_net *nets, size_t *count, const char *v, char *err,
+                          size_t errlen)
 {
     char buf[2048];
     char *save = NULL, *tok;
-
-    (void)s;
 
     if (strlen(v) >= sizeof(buf)) {
         snprintf(err, errlen, "network list too long");
         return -1;
     }
     snprintf(buf, sizeof(buf), "%s", v);
-    c->n_plaintext_nets = 0;
+    *count = 0;
     for (tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
         struct conf_net *n;
         char *slash = strchr(tok, '/');
         unsigned long prefix;
         char *end;
 
-        if (c->n_plaintext_nets >= CONF_MAX_NETS) {
+        if (*count >= CONF_MAX_NETS) {
             snprintf(err, errlen, "too many networks (at most %d)", CONF_MAX_NETS);
             return -1;
         }
-        n = &c->plaintext_auth_networks[c->n_plaintext_nets];
+        n = &nets[*count];
         memset(n, 0, sizeof(*n));
         if (slash)
             *slash = '\0';
@@ -280,9 +279,23 @@ static int parse_nets(struct conf *c, const struct conf_setting *s, const char *
             prefix = p;
         }
         n->prefix = (unsigned)prefix;
-        c->n_plaintext_nets++;
+        (*count)++;
     }
     return 0;
+}
+
+static int parse_nets(struct conf *c, const struct conf_setting *s, const char *v, char *err,
+                      size_t errlen)
+{
+    (void)s;
+    return parse_net_list(c->plaintext_auth_networks, &c->n_plaintext_nets, v, err, errlen);
+}
+
+static int parse_proxy_nets(struct conf *c, const struct conf_setting *s, const char *v, char *err,
+                            size_t errlen)
+{
+    (void)s;
+    return parse_net_list(c->proxy_networks, &c->n_proxy_nets, v, err, errlen);
 }
 
 /* The address bytes of an IPv4 or IPv6 sockaddr, a v4-mapped IPv6
@@ -571,6 +584,13 @@ const struct conf_setting conf_settings[] = {
     {ROW("plaintext_auth_networks", "", "Authentication"),
      CUSTOM(plaintext_auth_networks, parse_nets),
      .doc = "networks (CIDR) allowed to log in without TLS"},
+    {ROW("proxy_networks", "", "Authentication"), CUSTOM(proxy_networks, parse_proxy_nets),
+     .doc = "proxies (CIDR) that may send a PROXY header (v1 or v2) and log clients in "
+            "without TLS"},
+    {ROW("proxy_header_wait", "200ms", "Authentication"), DURATION(proxy_header_wait_ms, 10),
+     .doc = "on IMAP, POP3 and LMTP without implicit TLS, how long a connection from "
+            "proxy_networks may take to begin its PROXY header before it is greeted as a "
+            "direct client"},
     {ROW("login_failure_delay", "1s", "Authentication"), DURATION(login_failure_delay_ms, 0),
      .doc = "after a failed login, the client's address group and the account wait this long "
             "before their next login is checked; doubles per further failure"},

@@ -82,6 +82,9 @@ struct conf {
     char default_domain[256];
     size_t n_plaintext_nets;
     struct conf_net plaintext_auth_networks[CONF_MAX_NETS];
+    size_t n_proxy_nets;
+    struct conf_net proxy_networks[CONF_MAX_NETS]; /* may send PROXY headers */
+    unsigned proxy_header_wait_ms;
     unsigned login_failure_delay_ms;
     unsigned login_failure_delay_max_ms;
     unsigned login_max_pending_per_ip;   /* logins waiting or checked per address group */

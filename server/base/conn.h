@@ -50,6 +50,10 @@ struct conn_handler {
     /* Line sent (in plaintext) to a client refused for too many
      * connections, before closing; NULL to just close. */
     const char *busy_reply;
+    /* Line sent (in plaintext, after the greeting) to a client outside
+     * proxy_networks whose first bytes are a PROXY header, before closing;
+     * NULL to just close. */
+    const char *proxy_refused_reply;
 };
 
 /* Output above this many queued bytes: stop processing input until on_drain. */
@@ -58,7 +62,11 @@ struct conn_handler {
 struct conn_info {
     uint64_t id;
     const char *service; /* "imap", "imaps", "pop3", "pop3s", "lmtp" */
-    const char *remote;  /* "ADDR:PORT" for logs */
+    /* The client: the socket's peer, or the address a PROXY header from
+     * proxy_networks carried. For logs, throttling and per-address limits;
+     * trust decisions use conn_from_proxy_network() and
+     * conn_plaintext_auth_ok(), which look at the socket. */
+    const char *remote; /* "ADDR:PORT" for logs */
     const struct sockaddr *peer;
 };
 
@@ -88,8 +96,12 @@ struct peer_cert;
 const struct peer_cert *conn_tls_peer(struct conn *c);
 /* TLS with a valid client certificate: SASL EXTERNAL is offered. */
 bool conn_client_cert_valid(struct conn *c);
-/* True when TLS is up, or the peer is in plaintext_auth_networks. */
+/* True when TLS is up, or the socket's peer is in plaintext_auth_networks
+ * or proxy_networks. */
 bool conn_plaintext_auth_ok(struct conn *c);
+/* True when the socket's peer (not an address a PROXY header carried) is
+ * in proxy_networks. */
+bool conn_from_proxy_network(struct conn *c);
 /* Channel binding data for SCRAM-SHA-256-PLUS (tls_session_channel_binding):
  * its length, or -1 without TLS or for a type that does not work here. */
 int conn_channel_binding(struct conn *c, const char *name, unsigned char *out, size_t cap);

@@ -40,6 +40,7 @@ bool conn_is_tls(struct conn *c) { return c->tls; }
 const struct peer_cert *conn_tls_peer(struct conn *c) { return NULL; }
 bool conn_client_cert_valid(struct conn *c) { return false; }
 bool conn_plaintext_auth_ok(struct conn *c) { return c->tls || c->plain_ok; }
+bool conn_from_proxy_network(struct conn *c) { return false; }
 int conn_channel_binding(struct conn *c, const char *name, unsigned char *out, size_t cap)
 {
     /* a fixed stand-in, so that the fuzzers reach the -PLUS paths */
