@@ -345,6 +345,55 @@ int auth_service_lookup(struct auth_service *s, const char *address, size_t len,
  * thread-safe. AUTH_OK, AUTH_E_NOUSER or AUTH_E_TEMP. */
 int auth_service_slot(struct auth_service *s, const char *name, struct auth_slot *out);
 
+/* ---- login tickets (auth/ticket.c; see there for the form) ---- */
+
+#define AUTH_TICKET_MAX 80     /* a ticket's text, NUL included */
+#define AUTH_TICKET_IP_MAX 48  /* a client address's text, NUL included */
+#define AUTH_TICKET_KEY_MIN 32 /* bytes of ticket_key_file at least */
+#define AUTH_TICKET_KEY_MAX 4096
+
+/* A ticket for address (normalized) logging in from client_ip (the text
+ * auth_ticket_ip gives), good until expiry (unix time). AUTH_OK, or
+ * AUTH_E_FAIL (no key, too long), AUTH_E_TEMP (GnuTLS). */
+int auth_ticket_make(const unsigned char *key, size_t keylen, const char *address,
+                     const char *client_ip, int64_t expiry, char *out, size_t cap);
+/* Whether ticket[0..len) is a ticket made with key for address and
+ * client_ip that has not expired at now: AUTH_OK or AUTH_E_FAIL. Constant
+ * time in the MAC. */
+int auth_ticket_check(const unsigned char *key, size_t keylen, const char *ticket, size_t len,
+                      const char *address, const char *client_ip, int64_t now);
+/* Whether a password has a ticket's form (and is then checked as one on a
+ * connection from proxy_networks). */
+bool auth_ticket_shape(const char *pw, size_t len);
+/* The text of an address as tickets bind it (a v4-mapped IPv6 address as
+ * IPv4). AUTH_OK or AUTH_E_FAIL. */
+int auth_ticket_ip(const struct sockaddr *sa, char *out, size_t cap);
+/* Reads ticket_key_file: a regular file of AUTH_TICKET_KEY_MIN to cap
+ * bytes that other users can neither read nor write (its owner and group
+ * may). AUTH_OK with the key's length in *len, else a reason in err. */
+int auth_ticket_key_load(const char *path, unsigned char *key, size_t cap, size_t *len, char *err,
+                         size_t errlen);
+
+/* The login service's ticket key (len 0: tickets off) and their lifetime.
+ * Loop thread; replaces the previous key (at reload). */
+void auth_service_set_ticket_key(struct auth_service *s, const unsigned char *key, size_t len,
+                                 unsigned lifetime_s);
+/* Whether a ticket key is set. */
+bool auth_service_tickets(const struct auth_service *s);
+/* A ticket for address from client, good for the lifetime from now.
+ * AUTH_OK, AUTH_E_FAIL when tickets are off. Loop thread. */
+int auth_service_ticket_make(struct auth_service *s, const char *address,
+                             const struct sockaddr *client, char *out, size_t cap);
+/* A login with a ticket in place of the password, for a connection from
+ * proxy_networks: checked with the service's key against user (normalized)
+ * and remote (the client's address the proxy passed on), then the account
+ * read as for a password login (it must exist and be enabled); no hashing.
+ * Throttled, counted and answered as a password login (an invalid ticket
+ * is a wrong password). */
+struct auth_login *auth_login_ticket(struct auth_service *s, const char *service, const char *user,
+                                     size_t ulen, const char *ticket, size_t tlen,
+                                     const struct sockaddr *remote, auth_login_cb cb, void *arg);
+
 /* ---- SASL ---- */
 
 /* SASL PLAIN message (RFC 4616): [authzid] NUL authcid NUL passwd. An authzid

@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #define CACHE_MAX 100000                     /* remembered verifications */
 #define CACHE_BUCKETS 65536                  /* power of two */
@@ -94,7 +95,7 @@ enum { T_IP, T_USER, T_PAIR, T_N };
 
 /* What a login checks: a password, or one of SCRAM's two server steps
  * (the salt and iteration count for a name, then the client's proof). */
-enum login_kind { KIND_PASSWORD, KIND_SCRAM_FIRST, KIND_SCRAM_FINAL };
+enum login_kind { KIND_PASSWORD, KIND_SCRAM_FIRST, KIND_SCRAM_FINAL, KIND_TICKET };
 
 struct scram_work {
     struct auth_scram_params params; /* FIRST: out; FINAL: what the client was given */
@@ -113,6 +114,7 @@ struct auth_login {
     bool timer_used;
     bool known_good;   /* the pair succeeded lately: only its own failures hold it back */
     bool scram_filled; /* a password login stored the account's missing SCRAM secret */
+    bool ticket_ok;    /* KIND_TICKET: the ticket checked out (on the loop, at the start) */
     enum login_kind kind;
     struct scram_work *scram; /* SCRAM kinds */
     const char *why;          /* why a check failed, for the log (static text) */
@@ -149,8 +151,11 @@ struct auth_service {
     unsigned max_inflight_ip, max_inflight_user; /* 0 = unlimited */
     unsigned scram_iter;
     bool closing;
-    char dummy_hash[CRYPT_OUTPUT_SIZE]; /* unknown users are verified against it */
-    unsigned char key[KEY_LEN];         /* per process, for the cache's HMAC */
+    char dummy_hash[CRYPT_OUTPUT_SIZE];            /* unknown users are verified against it */
+    unsigned char key[KEY_LEN];                    /* per process, for the cache's HMAC */
+    unsigned char ticket_key[AUTH_TICKET_KEY_MAX]; /* ticket_key_file (loop thread) */
+    size_t ticket_len;                             /* 0: tickets off */
+    unsigned ticket_life_s;
 
     pthread_mutex_t cache_mu;
     struct cache_bucket *cache_buckets;
@@ -635,6 +640,32 @@ out:
     explicit_bzero(text, sizeof(text));
 }
 
+/* A ticket login on the service's threads: the ticket was checked at the
+ * start; the account must exist, and is then refused as a password login
+ * is (disabled, or needing a client certificate that a proxied connection
+ * cannot carry). No hashing. */
+static void ticket_work(struct auth_login *l)
+{
+    char hash[CRYPT_OUTPUT_SIZE];
+    int r = l->addr_ok ? auth_db_lookup(l->s->db, l->user, &l->acct, hash, sizeof(hash))
+                       : AUTH_E_NOUSER;
+
+    explicit_bzero(hash, sizeof(hash));
+    if (r == AUTH_E_NOUSER) {
+        snprintf(l->reason, sizeof(l->reason), "ticket login: unknown user");
+        l->result = AUTH_E_FAIL;
+    } else if (r != AUTH_OK) {
+        l->result = AUTH_E_TEMP;
+    } else if (!l->ticket_ok) {
+        snprintf(l->reason, sizeof(l->reason), "invalid or expired ticket");
+        l->result = AUTH_E_FAIL;
+    } else if (l->acct.require_client_cert && cert_refused(l)) {
+        l->result = AUTH_E_FAIL;
+    } else {
+        l->result = l->acct.disabled ? AUTH_E_DISABLED : AUTH_OK;
+    }
+}
+
 /* The service's threads: everything that may block or burn CPU.
  *
  * A password of the app password form ("SSSS-...", app_password.c) on a
@@ -680,6 +711,10 @@ static void on_work(struct workers_task *w)
         goto out;
     }
 
+    if (l->kind == KIND_TICKET) {
+        ticket_work(l);
+        return;
+    }
     if (l->kind != KIND_PASSWORD) {
         scram_work(l);
         return;
@@ -939,6 +974,40 @@ struct auth_login *auth_login_start_tls(struct auth_service *s, const char *serv
                        KIND_PASSWORD, NULL);
 }
 
+struct auth_login *auth_login_ticket(struct auth_service *s, const char *service, const char *user,
+                                     size_t ulen, const char *ticket, size_t tlen,
+                                     const struct sockaddr *remote, auth_login_cb cb, void *arg)
+{
+    return login_begin(s, service, user, ulen, ticket, tlen, NULL, false, false, remote, cb, arg,
+                       KIND_TICKET, NULL);
+}
+
+void auth_service_set_ticket_key(struct auth_service *s, const unsigned char *key, size_t len,
+                                 unsigned lifetime_s)
+{
+    explicit_bzero(s->ticket_key, sizeof(s->ticket_key));
+    s->ticket_len = key && len <= sizeof(s->ticket_key) ? len : 0;
+    if (s->ticket_len)
+        memcpy(s->ticket_key, key, len);
+    s->ticket_life_s = lifetime_s;
+}
+
+bool auth_service_tickets(const struct auth_service *s)
+{
+    return s->ticket_len != 0;
+}
+
+int auth_service_ticket_make(struct auth_service *s, const char *address,
+                             const struct sockaddr *client, char *out, size_t cap)
+{
+    char ip[AUTH_TICKET_IP_MAX];
+
+    if (!s->ticket_len || auth_ticket_ip(client, ip, sizeof(ip)) != AUTH_OK)
+        return AUTH_E_FAIL;
+    return auth_ticket_make(s->ticket_key, s->ticket_len, address, ip,
+                            (int64_t)time(NULL) + s->ticket_life_s, out, cap);
+}
+
 /* EXTERNAL is throttled under the name it claims: the authorization
  * identity, else the certificate's first e-mail name, else its
  * fingerprint. */
@@ -1013,7 +1082,7 @@ static struct auth_login *login_begin(struct auth_service *s, const char *servic
     char ip_key[IP_TEXT_MAX + 8], key[THROTTLE_KEY_MAX];
     struct auth_login *l;
 
-    if (s->closing || (kind != KIND_PASSWORD && !sw)) {
+    if (s->closing || ((kind == KIND_SCRAM_FIRST || kind == KIND_SCRAM_FINAL) && !sw)) {
         if (sw)
             free(sw->msg);
         free(sw);
@@ -1063,6 +1132,14 @@ static struct auth_login *login_begin(struct auth_service *s, const char *servic
             snprintf(l->authzid, sizeof(l->authzid), "%s", l->addr_ok ? l->user : "");
         else
             l->addr_ok = true;
+    }
+    if (kind == KIND_TICKET) {
+        /* HMAC only: checked here, the account read on the threads */
+        char ip[AUTH_TICKET_IP_MAX];
+        l->ticket_ok = s->ticket_len && l->addr_ok && pw &&
+                       auth_ticket_ip(remote, ip, sizeof(ip)) == AUTH_OK &&
+                       auth_ticket_check(s->ticket_key, s->ticket_len, pw, pwlen, l->user, ip,
+                                         (int64_t)time(NULL)) == AUTH_OK;
     }
     /* a password with a NUL would be cut short by crypt: never matches */
     if (kind == KIND_PASSWORD && pw && pwlen <= AUTH_PASSWORD_MAX && !memchr(pw, '\0', pwlen)) {
@@ -1240,6 +1317,7 @@ static void service_destroy(struct auth_service *s)
         pthread_mutex_destroy(&s->acl_mu);
     pthread_mutex_destroy(&s->cache_mu);
     explicit_bzero(s->key, sizeof(s->key));
+    explicit_bzero(s->ticket_key, sizeof(s->ticket_key));
     free(s);
 }
 

@@ -106,6 +106,15 @@ int proto_sasl_conn_cb(void *conn, const char *name, unsigned char *out, size_t 
 struct auth_login *proto_sasl_scram_ask(struct proto_sasl *s, int r, struct conn *c,
                                         auth_login_cb cb, void *arg);
 
+/* A password login (LOGIN, USER/PASS, AUTHENTICATE PLAIN or LOGIN) on c
+ * for service "imap" or "pop3": a password with a ticket's form on a
+ * connection from proxy_networks is checked as a login ticket, with the
+ * client's address the proxy passed on; anything else as a password, with
+ * the TLS client certificate. NULL when it cannot start. */
+struct auth_login *proto_login_password(struct conn *c, const char *service, const char *user,
+                                        size_t ulen, const char *pw, size_t pwlen, auth_login_cb cb,
+                                        void *arg);
+
 /* Wipes the credentials and frees SCRAM's state. */
 void proto_sasl_clear(struct proto_sasl *s);
 

@@ -1,12 +1,25 @@
 /* What IMAP and POP3 share to run SASL on a connection: its channel
- * bindings, and the hand-over of SCRAM's steps to the auth service. Apart
- * from sasl.c so that the exchanges themselves need no connection. */
+ * bindings, the hand-over of SCRAM's steps to the auth service, and the
+ * choice between a password and a proxy's login ticket. Apart from sasl.c
+ * so that the exchanges themselves need no connection. */
 #include "protocol/sasl.h"
 #include "server/base/conn.h"
 
 int proto_sasl_conn_cb(void *conn, const char *name, unsigned char *out, size_t cap)
 {
     return conn_channel_binding(conn, name, out, cap);
+}
+
+struct auth_login *proto_login_password(struct conn *c, const char *service, const char *user,
+                                        size_t ulen, const char *pw, size_t pwlen, auth_login_cb cb,
+                                        void *arg)
+{
+    /* from anywhere else a ticket is just a (wrong) password */
+    if (auth_ticket_shape(pw, pwlen) && conn_from_proxy_network(c))
+        return auth_login_ticket(conn_auth(c), service, user, ulen, pw, pwlen, conn_info(c)->peer,
+                                 cb, arg);
+    return auth_login_start_tls(conn_auth(c), service, user, ulen, pw, pwlen, conn_tls_peer(c),
+                                conn_info(c)->peer, cb, arg);
 }
 
 struct auth_login *proto_sasl_scram_ask(struct proto_sasl *s, int r, struct conn *c,

@@ -76,6 +76,20 @@ int server_reload(struct server *s, char *err, size_t errlen)
     } else
         log_info("reload: certificate and key reloaded%s",
                  s->conf.tls_client_ca[0] ? ", with the client CA and CRL" : "");
+    if (s->conf.ticket_key_file[0] && s->auth) {
+        unsigned char key[AUTH_TICKET_KEY_MAX];
+        char why[CONF_PATH_MAX + 128];
+        size_t len;
+        if (auth_ticket_key_load(s->conf.ticket_key_file, key, sizeof(key), &len, why,
+                                 sizeof(why)) != AUTH_OK) {
+            log_error("reload: %s; keeping the ticket key read before", why);
+            rc = -1;
+        } else {
+            auth_service_set_ticket_key(s->auth, key, len, s->conf.ticket_lifetime_s);
+            log_info("reload: ticket key read again");
+        }
+        explicit_bzero(key, sizeof(key));
+    }
     sdnotify_ready(s);
     return rc;
 }
@@ -232,7 +246,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "coffred: %s\n", err);
         return 2;
     }
+    /* read as root, before the privilege drop; a reload reads it again as
+     * run_user, as it does the certificates */
+    static unsigned char tkey[AUTH_TICKET_KEY_MAX];
+    size_t tkey_len = 0;
+    if (s->conf.ticket_key_file[0] &&
+        auth_ticket_key_load(s->conf.ticket_key_file, tkey, sizeof(tkey), &tkey_len, err,
+                             sizeof(err)) != AUTH_OK) {
+        fprintf(stderr, "coffred: %s\n", err);
+        tls_server_free(s->tls);
+        return 2;
+    }
     if (check_only) {
+        explicit_bzero(tkey, sizeof(tkey));
         printf("%s: configuration ok\n", conf_path);
         tls_server_free(s->tls);
         return 0;
@@ -315,6 +341,8 @@ int main(int argc, char **argv)
         log_error("%s", err);
         return 1;
     }
+    auth_service_set_ticket_key(s->auth, tkey, tkey_len, s->conf.ticket_lifetime_s);
+    explicit_bzero(tkey, sizeof(tkey));
 
     mailuser_configure(s->conf.mail_keep_open_ms, s->conf.mail_keep_open_max,
                        s->conf.mail_idle_close_ms, s->conf.mail_quiet_trim_ms);

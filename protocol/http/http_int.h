@@ -67,7 +67,7 @@ const char *http_reason(int status);
 enum http_phase {
     HTTP_PH_HEAD, /* reading a request head (or waiting for one) */
     HTTP_PH_BODY, /* reading its Content-Length body */
-    HTTP_PH_WAIT, /* its answer waits for the health probe */
+    HTTP_PH_WAIT, /* its answer waits for the health probe or the login service */
     HTTP_PH_DONE, /* closing */
 };
 
@@ -85,6 +85,7 @@ struct http_session {
     /* on the health probe's list of waiting sessions */
     struct http_session *probe_prev, *probe_next;
     bool probe_waiting;
+    struct authhttp *authhttp; /* the auth_http request waiting for its login, or NULL */
 };
 
 /* ---- responses (http_session.c) */
@@ -105,6 +106,15 @@ bool http_route(struct http_session *s, const struct http_request *r);
 void http_health_answer(struct http_session *s, const char *problem);
 /* Back on the input once a waiting answer is written. */
 void http_session_resume(struct http_session *s);
+
+/* ---- nginx's auth_http (http_authhttp.c) */
+
+/* Answers GET auth_http_path now (returns true), or starts the login and
+ * returns false: the answer then comes on its own and the session resumes. */
+bool http_authhttp(struct http_session *s, const struct http_request *r);
+/* The session ends (answer_now false) or waited too long (true: a
+ * temporary failure is answered) while an auth_http request waits. */
+void http_authhttp_abort(struct http_session *s, bool answer_now);
 
 /* ---- the data directory's probe (http_health.c) */
 

@@ -84,7 +84,10 @@ bool http_route(struct http_session *s, const struct http_request *r)
     struct buf b = {0};
     int status;
 
-    if ((path_is(r, "/metrics") || path_is(r, "/health")) && conn_is_tls(s->c)) {
+    if (path_is(r, cf->auth_http_path) && !conn_is_tls(s->c)) {
+        /* nginx's auth_http speaks plain HTTP, from proxy_networks */
+        return http_authhttp(s, r);
+    } else if ((path_is(r, "/metrics") || path_is(r, "/health")) && conn_is_tls(s->c)) {
         /* http_tls_listen faces the mail clients of the Internet: the
          * server's figures stay on http_listen */
         http_respond_text(s, 404, "Not Found");

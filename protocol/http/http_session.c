@@ -107,7 +107,9 @@ static void set_timer(struct http_session *s)
     if (s->phase == HTTP_PH_DONE)
         conn_set_timeout(s->c, 0);
     else if (s->phase == HTTP_PH_WAIT)
-        conn_set_timeout(s->c, cf->http_header_timeout_ms);
+        /* a login may be held back by the failure throttle first */
+        conn_set_timeout(s->c, cf->http_header_timeout_ms +
+                                   (s->authhttp ? cf->login_failure_delay_max_ms : 0));
     else if (s->stalled)
         conn_set_timeout(s->c, cf->http_idle_timeout_ms);
     else if (s->deadline) {
@@ -176,7 +178,10 @@ static void dispatch(struct http_session *s, const struct http_limits *lim)
     }
     if (!http_route(s, &s->req)) {
         s->phase = HTTP_PH_WAIT;
-        conn_pause(s->c);
+        /* an auth_http request keeps reading (into the buffer, bounded by
+         * on_input) so that nginx going away cancels its login */
+        if (!s->authhttp)
+            conn_pause(s->c);
         return;
     }
     finish_request(s);
@@ -304,6 +309,11 @@ static void on_timeout(struct conn *c)
 
     if (!s || s->phase == HTTP_PH_DONE)
         return;
+    if (s->phase == HTTP_PH_WAIT && s->authhttp) {
+        http_authhttp_abort(s, true);
+        http_session_resume(s);
+        return;
+    }
     if (s->phase == HTTP_PH_WAIT) {
         /* a data directory that hangs a write is not healthy either */
         if (s->probe_waiting)
@@ -341,6 +351,7 @@ static void on_close(struct conn *c)
         return;
     if (s->probe_waiting)
         http_probe->cancel(s);
+    http_authhttp_abort(s, false);
     conn_set_proto(c, NULL);
     linebuf_free(&s->in);
     free(s);

@@ -151,8 +151,7 @@ static void start_login(struct imap_session *s, const char *mech, const char *us
 {
     conn_login_begin(s->c, mech, user, ulen);
     struct auth_login *l =
-        pw ? auth_login_start_tls(conn_auth(s->c), "imap", user, ulen, pw, pwlen,
-                                  conn_tls_peer(s->c), conn_info(s->c)->peer, on_login_done, s)
+        pw ? proto_login_password(s->c, "imap", user, ulen, pw, pwlen, on_login_done, s)
            : auth_login_external(conn_auth(s->c), user, ulen, conn_tls_peer(s->c),
                                  conn_info(s->c)->peer, on_login_done, s);
     if (!l) {

@@ -169,11 +169,9 @@ static void start_login(struct pop3_session *s, const char *mech, const char *us
                         const char *pw, size_t pwlen)
 {
     conn_login_begin(s->c, mech, user, ulen);
-    s->login =
-        pw ? auth_login_start_tls(conn_auth(s->c), "pop3", user, ulen, pw, pwlen,
-                                  conn_tls_peer(s->c), conn_info(s->c)->peer, on_login_done, s)
-           : auth_login_external(conn_auth(s->c), user, ulen, conn_tls_peer(s->c),
-                                 conn_info(s->c)->peer, on_login_done, s);
+    s->login = pw ? proto_login_password(s->c, "pop3", user, ulen, pw, pwlen, on_login_done, s)
+                  : auth_login_external(conn_auth(s->c), user, ulen, conn_tls_peer(s->c),
+                                        conn_info(s->c)->peer, on_login_done, s);
     if (!s->login) {
         conn_printf(s->c, "-ERR [SYS/TEMP] Temporary authentication failure; try again later.\r\n");
         return;

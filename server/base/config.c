@@ -394,6 +394,17 @@ static bool is_empty_or_absolute(const char *v)
     return !v[0] || v[0] == '/';
 }
 
+/* An origin-form path without query: what auth_http_path may be. */
+static bool is_http_path(const char *v)
+{
+    if (v[0] != '/')
+        return false;
+    for (const char *p = v; *p; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f || *p == '?' || *p == '#')
+            return false;
+    return true;
+}
+
 static bool is_not_empty(const char *v)
 {
     return v[0] != '\0';
@@ -585,8 +596,8 @@ const struct conf_setting conf_settings[] = {
      CUSTOM(plaintext_auth_networks, parse_nets),
      .doc = "networks (CIDR) allowed to log in without TLS"},
     {ROW("proxy_networks", "", "Authentication"), CUSTOM(proxy_networks, parse_proxy_nets),
-     .doc = "proxies (CIDR) that may send a PROXY header (v1 or v2) and log clients in "
-            "without TLS"},
+     .doc = "proxies (CIDR) that may send a PROXY header (v1 or v2), log clients in without "
+            "TLS or with a login ticket, and ask auth_http_path"},
     {ROW("proxy_header_wait", "200ms", "Authentication"), DURATION(proxy_header_wait_ms, 10),
      .doc = "on IMAP, POP3 and LMTP without implicit TLS, how long a connection from "
             "proxy_networks may take to begin its PROXY header before it is greeted as a "
@@ -611,6 +622,12 @@ const struct conf_setting conf_settings[] = {
      .doc = "how long a verified password is remembered (as a keyed hash); 0 = never"},
     {ROW("max_app_passwords", "20", "Authentication"), UINT(max_app_passwords, 1, 1000),
      .doc = "app passwords one account may have (coffrectl user app-password add)"},
+    {ROW("ticket_key_file", "", "Authentication"), PATH(ticket_key_file),
+     .valid = is_empty_or_absolute, .errmsg = "ticket_key_file must be an absolute path or empty",
+     .doc = "file of at least 32 random bytes, not readable by others, shared by the auth_http "
+            "service and every slot: login tickets are signed with it; empty = no tickets"},
+    {ROW("ticket_lifetime", "30s", "Authentication"), SECONDS(ticket_lifetime_s),
+     .doc = "how long a login ticket made by auth_http is good for"},
 
     /* ---- Account directory */
     {ROW("accounts_backend", "sqlite", "Account directory"), STRING(accounts_backend),
@@ -762,6 +779,15 @@ const struct conf_setting conf_settings[] = {
             "with Connection: close"},
     {ROW("http_health_interval", "2s", "HTTP"), DURATION(http_health_interval_ms, 100),
      .doc = "GET /health reuses the data directory's last write probe for this long"},
+    {ROW("auth_http_path", "/auth", "HTTP"), STRING(auth_http_path), .valid = is_http_path,
+     .errmsg = "auth_http_path must be a path starting with /",
+     .doc = "nginx mail proxy's auth_http endpoint on http_listen, answered to proxy_networks"},
+    {ROW("auth_http_default_slot", "", "HTTP"), STRING(auth_http_default_slot),
+     .doc = "slot given to nginx for an account that has none; empty = such logins get a "
+            "temporary failure"},
+    {ROW("auth_http_max_attempts", "10", "HTTP"), UINT(auth_http_max_attempts, 1, 100),
+     .doc = "from this Auth-Login-Attempt on, a failed login's answer has no Auth-Wait and "
+            "nginx closes the client's connection"},
     {ROW("autoconfig_hostname", "", "HTTP"), STRING(autoconfig_hostname),
      .doc = "server name given to mail clients by autoconfig and autodiscover; empty = the "
             "host name"},
@@ -923,6 +949,10 @@ int conf_validate(const struct conf *c, char *err, size_t errlen)
 {
     bool tls_needed = conf_needs_tls(c);
 
+    if (c->ticket_lifetime_s < 1) {
+        snprintf(err, errlen, "ticket_lifetime must be at least 1s");
+        return -1;
+    }
     if (tls_needed && (!c->tls_cert[0] || !c->tls_key[0])) {
         snprintf(err, errlen, "tls_cert and tls_key are required when IMAP, POP3 or HTTPS listens");
         return -1;

@@ -90,8 +90,10 @@ struct conf {
     unsigned login_max_pending_per_ip;   /* logins waiting or checked per address group */
     unsigned login_max_pending_per_user; /* logins waiting or checked per account */
     unsigned auth_cache_ttl_s;
-    unsigned scram_iterations;  /* PBKDF2 rounds of new SCRAM secrets */
-    unsigned max_app_passwords; /* app passwords per account */
+    unsigned scram_iterations;           /* PBKDF2 rounds of new SCRAM secrets */
+    unsigned max_app_passwords;          /* app passwords per account */
+    char ticket_key_file[CONF_PATH_MAX]; /* login tickets' key, "" = no tickets */
+    unsigned ticket_lifetime_s;
 
     /* Account directory */
     char accounts_backend[16];        /* "sqlite" or "postgresql" */
@@ -163,6 +165,9 @@ struct conf {
     unsigned http_idle_timeout_ms;      /* between requests */
     unsigned http_max_pipeline;         /* requests sent ahead of their answers */
     unsigned http_health_interval_ms;   /* a data-directory probe is reused so long */
+    char auth_http_path[256];           /* nginx's auth_http endpoint */
+    char auth_http_default_slot[64];    /* slot of accounts without one, "" = none */
+    unsigned auth_http_max_attempts;    /* Auth-Wait left out from this attempt on */
     char autoconfig_hostname[256];      /* "" = the host name */
     char autoconfig_domains[1024];      /* "" = any domain */
     char autoconfig_smtp_hostname[256]; /* the MTA's submission server; "" = autoconfig_hostname */

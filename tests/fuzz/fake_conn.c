@@ -120,6 +120,13 @@ struct auth_login *auth_login_start_tls(struct auth_service *s, const char *serv
     return auth_login_start_svc(s, service, user, ulen, pw, pwlen, remote, cb, arg);
 }
 
+struct auth_login *auth_login_ticket(struct auth_service *s, const char *service, const char *user,
+                                     size_t ulen, const char *ticket, size_t tlen,
+                                     const struct sockaddr *remote, auth_login_cb cb, void *arg)
+{
+    return auth_login_start_svc(s, service, user, ulen, ticket, tlen, remote, cb, arg);
+}
+
 struct auth_login *auth_login_external(struct auth_service *s, const char *authzid, size_t alen,
                                        const struct peer_cert *peer, const struct sockaddr *remote,
                                        auth_login_cb cb, void *arg)
@@ -195,6 +202,23 @@ int auth_service_acl_change(struct auth_service *s, const struct acl_change *ch,
 
 void auth_service_acl_reload(struct auth_service *s)
 {
+}
+
+/* auth_http (protocol/http/http_authhttp.c): no tickets, no slots */
+bool auth_service_tickets(const struct auth_service *s)
+{
+    return false;
+}
+
+int auth_service_ticket_make(struct auth_service *s, const char *address,
+                             const struct sockaddr *client, char *out, size_t cap)
+{
+    return AUTH_E_FAIL;
+}
+
+int auth_service_slot(struct auth_service *s, const char *name, struct auth_slot *out)
+{
+    return AUTH_E_NOUSER;
 }
 
 struct conf *fake_conn_conf(void)
