@@ -9,23 +9,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <sqlite3.h>
+#include "auth/db.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#define DB_BUSY_TIMEOUT_MS 10000
 #define DB_SETUP_ATTEMPTS 100    /* opening: BUSY without waiting, retried */
 #define DB_SETUP_RETRY_US 100000 /* 10 s in all, like the busy timeout */
 #define LOCAL_PART_MAX 64
-
-struct auth_db {
-    sqlite3 *h;
-    unsigned scram_iter; /* for the SCRAM secrets of passwords set here */
-    unsigned acl_max;    /* entries of one mailbox's ACL */
-};
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS accounts ("
@@ -161,33 +154,97 @@ static void set_err(char *err, size_t errlen, const char *what, const char *deta
         snprintf(err, errlen, "%s: %s", what, detail);
 }
 
-/* Adds the columns an older accounts database lacks, in one write
+/* Adds the columns an older SQLite accounts database lacks, in one write
  * transaction, so that two processes opening it at once add each once. */
-static int upgrade(sqlite3 *h, char **msg)
+static int upgrade(struct auth_db *h)
 {
-    int r = sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, msg);
+    int r = adb_exec(h, "BEGIN IMMEDIATE");
 
-    for (size_t i = 0; r == SQLITE_OK && i < sizeof(upgrades) / sizeof(upgrades[0]); i++) {
-        sqlite3_stmt *st = NULL;
+    for (size_t i = 0; r == DB_OK && i < sizeof(upgrades) / sizeof(upgrades[0]); i++) {
+        struct adb_stmt *st = NULL;
         bool have;
 
-        r = sqlite3_prepare_v2(h, "SELECT 1 FROM pragma_table_info('accounts') WHERE name = ?", -1,
-                               &st, NULL);
-        if (r != SQLITE_OK)
+        r = adb_prepare(h, "SELECT 1 FROM pragma_table_info('accounts') WHERE name = ?", &st);
+        if (r != DB_OK)
             break;
-        sqlite3_bind_text(st, 1, upgrades[i].column, -1, SQLITE_STATIC);
-        r = sqlite3_step(st);
-        have = r == SQLITE_ROW;
-        sqlite3_finalize(st);
-        if (r != SQLITE_ROW && r != SQLITE_DONE)
+        adb_bind_text(st, 1, upgrades[i].column);
+        r = adb_step(st);
+        have = r == DB_ROW;
+        adb_finalize(st);
+        if (r != DB_ROW && r != DB_DONE)
             break;
-        r = have ? SQLITE_OK : sqlite3_exec(h, upgrades[i].sql, NULL, NULL, msg);
+        r = have ? DB_OK : adb_exec(h, upgrades[i].sql);
     }
-    if (r == SQLITE_OK)
-        return sqlite3_exec(h, "COMMIT", NULL, NULL, msg);
-    sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+    if (r == DB_OK)
+        return adb_exec(h, "COMMIT");
+    adb_exec(h, "ROLLBACK");
     return r;
 }
+
+/* The PostgreSQL directory's schema, made when missing (the README's
+ * "Account directory" shows it). Several processes may open it at once:
+ * an advisory lock serializes them. Columns added later are added with
+ * ADD COLUMN IF NOT EXISTS. */
+static const char pg_schema_sql[] =
+    "BEGIN;"
+    "SELECT pg_advisory_xact_lock(7365861);"
+    "CREATE TABLE IF NOT EXISTS accounts ("
+    " id BIGSERIAL PRIMARY KEY,"
+    " address TEXT COLLATE \"C\" UNIQUE NOT NULL,"
+    " hash TEXT NOT NULL,"
+    " disabled INTEGER NOT NULL DEFAULT 0,"
+    " quota BIGINT NOT NULL DEFAULT 0,"
+    " created BIGINT NOT NULL,"
+    " max_messages BIGINT NOT NULL DEFAULT 0,"
+    " scram TEXT,"
+    " require_client_cert INTEGER NOT NULL DEFAULT 0,"
+    " slot TEXT NOT NULL DEFAULT '',"
+    " move_to TEXT NOT NULL DEFAULT '');"
+    "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS slot TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS move_to TEXT NOT NULL DEFAULT '';"
+    "CREATE TABLE IF NOT EXISTS app_passwords ("
+    " id BIGSERIAL PRIMARY KEY,"
+    " account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+    " selector TEXT NOT NULL,"
+    " label TEXT NOT NULL,"
+    " hash TEXT NOT NULL,"
+    " services TEXT NOT NULL,"
+    " created BIGINT NOT NULL,"
+    " last_used BIGINT NOT NULL DEFAULT 0,"
+    " UNIQUE (account, selector), UNIQUE (account, label));"
+    "CREATE TABLE IF NOT EXISTS slots ("
+    " name TEXT PRIMARY KEY,"
+    " host TEXT NOT NULL,"
+    " imap_port INTEGER NOT NULL,"
+    " pop3_port INTEGER NOT NULL,"
+    " lmtp_port INTEGER NOT NULL,"
+    " data_dir TEXT NOT NULL DEFAULT '');"
+    "CREATE TABLE IF NOT EXISTS client_certs ("
+    " fingerprint TEXT NOT NULL,"
+    " account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+    " added BIGINT NOT NULL,"
+    " PRIMARY KEY (fingerprint, account_id));"
+    "CREATE TABLE IF NOT EXISTS acl ("
+    " owner BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+    " mailbox TEXT COLLATE \"C\" NOT NULL,"
+    " ident TEXT COLLATE \"C\" NOT NULL,"
+    " rights INTEGER NOT NULL,"
+    " PRIMARY KEY (owner, mailbox, ident));"
+    "CREATE INDEX IF NOT EXISTS acl_ident ON acl(ident);"
+    "CREATE TABLE IF NOT EXISTS acl_group ("
+    " id BIGSERIAL PRIMARY KEY,"
+    " name TEXT COLLATE \"C\" UNIQUE NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS acl_member ("
+    " group_id BIGINT NOT NULL REFERENCES acl_group(id) ON DELETE CASCADE,"
+    " account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+    " PRIMARY KEY (group_id, account));"
+    "CREATE INDEX IF NOT EXISTS acl_member_account ON acl_member(account);"
+    "CREATE TABLE IF NOT EXISTS mailbox_share ("
+    " owner BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+    " mailbox TEXT COLLATE \"C\" NOT NULL,"
+    " seen_shared INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (owner, mailbox));"
+    "COMMIT;";
 
 /* The process's directory (auth_db_configure): set once at start, before
  * any thread opens a database, read-only afterwards. */
@@ -250,23 +307,22 @@ int auth_db_sqlite_path(const char *data_dir, char *path, size_t cap)
     return r < 0 || (size_t)r >= cap ? -1 : 0;
 }
 
-int auth_db_open(const char *data_dir, struct auth_db **out, char *err, size_t errlen)
+static int open_pg(struct auth_db *db, char *err, size_t errlen)
 {
-    char path[PATH_MAX];
-    struct auth_db *db;
-    char *msg = NULL;
+    if (adb_open_pg(db, directory.dsn, err, errlen) != DB_OK)
+        return AUTH_E_TEMP;
+    if (adb_exec(db, pg_schema_sql) != DB_OK) {
+        set_err(err, errlen, "accounts_dsn",
+                "PostgreSQL unreachable, or the schema could not be made");
+        return AUTH_E_TEMP;
+    }
+    return AUTH_OK;
+}
+
+static int open_sqlite(struct auth_db *db, const char *path, char *err, size_t errlen)
+{
     int fd, r;
 
-    *out = NULL;
-    if (auth_db_backend(data_dir) == AUTH_BACKEND_POSTGRESQL) {
-        set_err(err, errlen, "accounts_backend", "postgresql is not built in");
-        return AUTH_E_TEMP;
-    }
-    r = auth_db_sqlite_path(data_dir, path, sizeof(path));
-    if (r < 0) {
-        set_err(err, errlen, data_dir, "path too long");
-        return AUTH_E_TEMP;
-    }
     /* create it private to us: it holds password hashes (SQLite gives the
      * -wal and -shm files the mode of the database file) */
     fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -275,88 +331,96 @@ int auth_db_open(const char *data_dir, struct auth_db **out, char *err, size_t e
         return AUTH_E_TEMP;
     }
     close(fd);
-
-    db = calloc(1, sizeof(*db));
-    if (!db) {
-        set_err(err, errlen, path, "out of memory");
+    if (adb_open_sqlite(db, path, err, errlen) != DB_OK)
         return AUTH_E_TEMP;
-    }
-    r = sqlite3_open_v2(path, &db->h,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
-    if (r != SQLITE_OK) {
-        set_err(err, errlen, path, db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(r));
-        goto fail;
-    }
-    sqlite3_busy_timeout(db->h, DB_BUSY_TIMEOUT_MS);
     /* Switching to WAL and creating the schema can meet another process
      * doing the same (coffred starting while coffrectl adds a user); SQLite
      * then answers BUSY without waiting, to avoid a deadlock. Try again. */
     for (int attempt = 0;; attempt++) {
-        r = sqlite3_exec(db->h,
-                         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                         "PRAGMA foreign_keys=ON;",
-                         NULL, NULL, &msg);
-        if (r == SQLITE_OK)
-            r = sqlite3_exec(db->h, schema_sql, NULL, NULL, &msg);
-        if (r == SQLITE_OK)
-            r = upgrade(db->h, &msg);
-        if (r == SQLITE_OK)
-            r = sqlite3_exec(db->h, auth_certs_schema, NULL, NULL, &msg);
-        if (r == SQLITE_OK)
-            r = sqlite3_exec(db->h, acl_schema_sql, NULL, NULL, &msg);
-        if ((r & 0xff) != SQLITE_BUSY || attempt >= DB_SETUP_ATTEMPTS)
+        r = adb_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                         "PRAGMA foreign_keys=ON;");
+        if (r == DB_OK)
+            r = adb_exec(db, schema_sql);
+        if (r == DB_OK)
+            r = upgrade(db);
+        if (r == DB_OK)
+            r = adb_exec(db, auth_certs_schema);
+        if (r == DB_OK)
+            r = adb_exec(db, acl_schema_sql);
+        if (r != DB_BUSY || attempt >= DB_SETUP_ATTEMPTS)
             break;
-        sqlite3_free(msg);
-        msg = NULL;
         usleep(DB_SETUP_RETRY_US);
     }
-    if (r != SQLITE_OK) {
-        set_err(err, errlen, path, msg ? msg : sqlite3_errstr(r));
-        sqlite3_free(msg);
-        goto fail;
+    if (r != DB_OK) {
+        set_err(err, errlen, path, adb_errmsg(db));
+        return AUTH_E_TEMP;
+    }
+    return AUTH_OK;
+}
+
+int auth_db_open(const char *data_dir, struct auth_db **out, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    struct auth_db *db;
+    int rc;
+
+    *out = NULL;
+    db = calloc(1, sizeof(*db));
+    if (!db) {
+        set_err(err, errlen, data_dir, "out of memory");
+        return AUTH_E_TEMP;
+    }
+    if (auth_db_backend(data_dir) == AUTH_BACKEND_POSTGRESQL) {
+        rc = open_pg(db, err, errlen);
+    } else if (auth_db_sqlite_path(data_dir, path, sizeof(path)) < 0) {
+        set_err(err, errlen, data_dir, "path too long");
+        rc = AUTH_E_TEMP;
+    } else {
+        rc = open_sqlite(db, path, err, errlen);
+    }
+    if (rc != AUTH_OK) {
+        adb_close(db);
+        free(db);
+        return rc;
     }
     db->scram_iter = AUTH_SCRAM_ITER_DEFAULT;
     db->acl_max = ACL_MAX_ENTRIES_DEFAULT;
     *out = db;
     return AUTH_OK;
-fail:
-    sqlite3_close(db->h);
-    free(db);
-    return AUTH_E_TEMP;
 }
 
 struct sqlite3 *auth_db_handle(struct auth_db *db)
 {
-    return db->h;
+    return adb_sqlite(db);
 }
 
 void auth_db_close(struct auth_db *db)
 {
     if (!db)
         return;
-    sqlite3_close(db->h);
+    adb_close(db);
     free(db);
 }
 
-static void row_to_account(sqlite3_stmt *st, struct auth_account *a)
+static void row_to_account(struct adb_stmt *st, struct auth_account *a)
 {
     const unsigned char *addr;
     int64_t q;
 
     memset(a, 0, sizeof(*a));
-    a->id = sqlite3_column_int64(st, 0);
-    addr = sqlite3_column_text(st, 1);
+    a->id = adb_column_int64(st, 0);
+    addr = adb_column_text(st, 1);
     snprintf(a->address, sizeof(a->address), "%s", addr ? (const char *)addr : "");
-    a->disabled = sqlite3_column_int(st, 2) != 0;
-    q = sqlite3_column_int64(st, 3);
+    a->disabled = adb_column_int(st, 2) != 0;
+    q = adb_column_int64(st, 3);
     a->quota_bytes = q > 0 ? (uint64_t)q : 0;
-    a->created = sqlite3_column_int64(st, 4);
-    q = sqlite3_column_int64(st, 6);
+    a->created = adb_column_int64(st, 4);
+    q = adb_column_int64(st, 6);
     a->quota_messages = q > 0 ? (uint64_t)q : 0;
-    a->require_client_cert = sqlite3_column_int(st, 8) != 0;
-    addr = sqlite3_column_text(st, 9);
+    a->require_client_cert = adb_column_int(st, 8) != 0;
+    addr = adb_column_text(st, 9);
     snprintf(a->slot, sizeof(a->slot), "%s", addr ? (const char *)addr : "");
-    addr = sqlite3_column_text(st, 10);
+    addr = adb_column_text(st, 10);
     snprintf(a->move_to, sizeof(a->move_to), "%s", addr ? (const char *)addr : "");
 }
 
@@ -395,33 +459,32 @@ int auth_db_lookup(struct auth_db *db, const char *address, struct auth_account 
 int auth_db_lookup_scram(struct auth_db *db, const char *address, struct auth_account *acct,
                          char *hash, size_t hashlen, char *scram, size_t scramlen)
 {
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int r, rc;
 
-    r = sqlite3_prepare_v2(db->h, "SELECT " ACCOUNT_COLUMNS " FROM accounts WHERE address = ?", -1,
-                           &st, NULL);
-    if (r != SQLITE_OK)
+    r = adb_prepare(db, "SELECT " ACCOUNT_COLUMNS " FROM accounts WHERE address = ?", &st);
+    if (r != DB_OK)
         return AUTH_E_TEMP;
-    sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC);
-    r = sqlite3_step(st);
-    if (r == SQLITE_ROW) {
-        const unsigned char *h = sqlite3_column_text(st, 5);
+    adb_bind_text(st, 1, address);
+    r = adb_step(st);
+    if (r == DB_ROW) {
+        const unsigned char *h = adb_column_text(st, 5);
 
         if (acct)
             row_to_account(st, acct);
-        const unsigned char *sc = sqlite3_column_text(st, 7);
+        const unsigned char *sc = adb_column_text(st, 7);
 
         if (hash && hashlen)
             snprintf(hash, hashlen, "%s", h ? (const char *)h : "");
         if (scram && scramlen)
             snprintf(scram, scramlen, "%s", sc ? (const char *)sc : "");
         rc = AUTH_OK;
-    } else if (r == SQLITE_DONE) {
+    } else if (r == DB_DONE) {
         rc = AUTH_E_NOUSER;
     } else {
         rc = AUTH_E_TEMP;
     }
-    sqlite3_finalize(st);
+    adb_finalize(st);
     return rc;
 }
 
@@ -446,7 +509,7 @@ int auth_user_add(struct auth_db *db, const char *address, const char *password,
                   uint64_t quota_bytes, uint64_t quota_messages, struct auth_account *out)
 {
     char hash[CRYPT_OUTPUT_SIZE], scram[AUTH_SCRAM_TEXT_MAX];
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int r, rc;
 
     if (!password || auth_password_check(password, strlen(password), NULL, 0) != AUTH_OK)
@@ -456,29 +519,29 @@ int auth_user_add(struct auth_db *db, const char *address, const char *password,
     if (auth_password_hash(password, hash, sizeof(hash)) != AUTH_OK ||
         scram_text(db, password, scram, sizeof(scram)) != AUTH_OK)
         return AUTH_E_TEMP;
-    r = sqlite3_prepare_v2(db->h,
-                           "INSERT INTO accounts (address, hash, disabled, quota, created,"
-                           " max_messages, scram) VALUES (?, ?, 0, ?, ?, ?, ?)",
-                           -1, &st, NULL);
-    if (r != SQLITE_OK) {
+    r = adb_prepare(db,
+                    "INSERT INTO accounts (address, hash, disabled, quota, created,"
+                    " max_messages, scram) VALUES (?, ?, 0, ?, ?, ?, ?)",
+                    &st);
+    if (r != DB_OK) {
         rc = AUTH_E_TEMP;
         goto out;
     }
-    sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)quota_bytes);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)time(NULL));
-    sqlite3_bind_int64(st, 5, (sqlite3_int64)quota_messages);
-    sqlite3_bind_text(st, 6, scram, -1, SQLITE_STATIC);
-    r = sqlite3_step(st);
-    if (r == SQLITE_DONE)
+    adb_bind_text(st, 1, address);
+    adb_bind_text(st, 2, hash);
+    adb_bind_int64(st, 3, (int64_t)quota_bytes);
+    adb_bind_int64(st, 4, (int64_t)time(NULL));
+    adb_bind_int64(st, 5, (int64_t)quota_messages);
+    adb_bind_text(st, 6, scram);
+    r = adb_step(st);
+    if (r == DB_DONE)
         rc = AUTH_OK;
-    else if (sqlite3_extended_errcode(db->h) == SQLITE_CONSTRAINT_UNIQUE)
+    else if (r == DB_CONSTRAINT)
         rc = AUTH_E_EXISTS;
     else
         rc = AUTH_E_TEMP;
 out:
-    sqlite3_finalize(st);
+    adb_finalize(st);
     explicit_bzero(hash, sizeof(hash));
     explicit_bzero(scram, sizeof(scram));
     if (rc == AUTH_OK && out)
@@ -491,32 +554,32 @@ out:
 static int update_one(struct auth_db *db, const char *sql, const char *address, const char *text,
                       int64_t num)
 {
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int r, rc;
 
-    r = sqlite3_prepare_v2(db->h, sql, -1, &st, NULL);
-    if (r != SQLITE_OK)
+    r = adb_prepare(db, sql, &st);
+    if (r != DB_OK)
         return AUTH_E_TEMP;
     if (text)
-        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+        adb_bind_text(st, 1, text);
     else
-        sqlite3_bind_int64(st, 1, num);
-    sqlite3_bind_text(st, 2, address, -1, SQLITE_STATIC);
-    r = sqlite3_step(st);
-    if (r != SQLITE_DONE)
+        adb_bind_int64(st, 1, num);
+    adb_bind_text(st, 2, address);
+    r = adb_step(st);
+    if (r != DB_DONE)
         rc = AUTH_E_TEMP;
-    else if (sqlite3_changes(db->h) == 0)
+    else if (adb_changes(st) == 0)
         rc = AUTH_E_NOUSER;
     else
         rc = AUTH_OK;
-    sqlite3_finalize(st);
+    adb_finalize(st);
     return rc;
 }
 
 int auth_user_passwd(struct auth_db *db, const char *address, const char *password)
 {
     char hash[CRYPT_OUTPUT_SIZE], scram[AUTH_SCRAM_TEXT_MAX];
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int rc;
 
     if (!password || auth_password_check(password, strlen(password), NULL, 0) != AUTH_OK)
@@ -532,15 +595,15 @@ int auth_user_passwd(struct auth_db *db, const char *address, const char *passwo
     }
     /* the hash and the SCRAM secret change together */
     rc = AUTH_E_TEMP;
-    if (sqlite3_prepare_v2(db->h, "UPDATE accounts SET hash = ?, scram = ? WHERE address = ?", -1,
-                           &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, scram, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, address, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) == SQLITE_DONE)
-            rc = sqlite3_changes(db->h) ? AUTH_OK : AUTH_E_NOUSER;
+    if (adb_prepare(db, "UPDATE accounts SET hash = ?, scram = ? WHERE address = ?", &st) ==
+        DB_OK) {
+        adb_bind_text(st, 1, hash);
+        adb_bind_text(st, 2, scram);
+        adb_bind_text(st, 3, address);
+        if (adb_step(st) == DB_DONE)
+            rc = adb_changes(st) ? AUTH_OK : AUTH_E_NOUSER;
     }
-    sqlite3_finalize(st);
+    adb_finalize(st);
     explicit_bzero(hash, sizeof(hash));
     explicit_bzero(scram, sizeof(scram));
     return rc;
@@ -548,21 +611,21 @@ int auth_user_passwd(struct auth_db *db, const char *address, const char *passwo
 
 int auth_db_scram_fill(struct auth_db *db, const char *address, const char *hash, const char *scram)
 {
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int rc = AUTH_E_TEMP;
 
     /* only while the password is still the one verified, and only once */
-    if (sqlite3_prepare_v2(db->h,
-                           "UPDATE accounts SET scram = ? WHERE address = ? AND hash = ?"
-                           " AND (scram IS NULL OR scram = '')",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (adb_prepare(db,
+                    "UPDATE accounts SET scram = ? WHERE address = ? AND hash = ?"
+                    " AND (scram IS NULL OR scram = '')",
+                    &st) != DB_OK)
         return AUTH_E_TEMP;
-    sqlite3_bind_text(st, 1, scram, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, address, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_DONE)
-        rc = sqlite3_changes(db->h) ? AUTH_OK : AUTH_E_NOUSER;
-    sqlite3_finalize(st);
+    adb_bind_text(st, 1, scram);
+    adb_bind_text(st, 2, address);
+    adb_bind_text(st, 3, hash);
+    if (adb_step(st) == DB_DONE)
+        rc = adb_changes(st) ? AUTH_OK : AUTH_E_NOUSER;
+    adb_finalize(st);
     return rc;
 }
 
@@ -597,25 +660,25 @@ int auth_user_set_require_cert(struct auth_db *db, const char *address, bool on)
 int auth_user_del(struct auth_db *db, const char *address, struct auth_account *out)
 {
     struct auth_account a;
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int r, rc;
 
     /* read and delete in one write transaction, so out describes the row
      * that was removed */
-    if (sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    if (adb_begin(db) != DB_OK)
         return AUTH_E_TEMP;
     rc = auth_user_get(db, address, &a);
     if (rc != AUTH_OK)
         goto rollback;
-    r = sqlite3_prepare_v2(db->h, "DELETE FROM accounts WHERE id = ?", -1, &st, NULL);
-    if (r != SQLITE_OK) {
+    r = adb_prepare(db, "DELETE FROM accounts WHERE id = ?", &st);
+    if (r != DB_OK) {
         rc = AUTH_E_TEMP;
         goto rollback;
     }
-    sqlite3_bind_int64(st, 1, a.id);
-    r = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (r != SQLITE_DONE) {
+    adb_bind_int64(st, 1, a.id);
+    r = adb_step(st);
+    adb_finalize(st);
+    if (r != DB_DONE) {
         rc = AUTH_E_TEMP;
         goto rollback;
     }
@@ -623,7 +686,7 @@ int auth_user_del(struct auth_db *db, const char *address, struct auth_account *
      * groups: in the same transaction */
     if ((rc = acl_db_forget_account(db, a.id, a.address)) != AUTH_OK)
         goto rollback;
-    if (sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    if (adb_commit(db) != DB_OK) {
         rc = AUTH_E_TEMP;
         goto rollback;
     }
@@ -631,7 +694,7 @@ int auth_user_del(struct auth_db *db, const char *address, struct auth_account *
         *out = a;
     return AUTH_OK;
 rollback:
-    sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+    adb_rollback(db);
     return rc;
 }
 
@@ -639,20 +702,19 @@ int auth_user_list(struct auth_db *db, int (*cb)(const struct auth_account *a, v
                    void *arg)
 {
     struct auth_account a;
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int r;
 
-    r = sqlite3_prepare_v2(db->h, "SELECT " ACCOUNT_COLUMNS " FROM accounts ORDER BY address", -1,
-                           &st, NULL);
-    if (r != SQLITE_OK)
+    r = adb_prepare(db, "SELECT " ACCOUNT_COLUMNS " FROM accounts ORDER BY address", &st);
+    if (r != DB_OK)
         return AUTH_E_TEMP;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((r = adb_step(st)) == DB_ROW) {
         row_to_account(st, &a);
         if (cb(&a, arg) != 0) {
-            r = SQLITE_DONE;
+            r = DB_DONE;
             break;
         }
     }
-    sqlite3_finalize(st);
-    return r == SQLITE_DONE ? AUTH_OK : AUTH_E_TEMP;
+    adb_finalize(st);
+    return r == DB_DONE ? AUTH_OK : AUTH_E_TEMP;
 }

@@ -12,7 +12,7 @@
 #include "auth/acl.h"
 #include "auth/auth_priv.h"
 
-#include <sqlite3.h>
+#include "auth/db.h"
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,84 +192,82 @@ const char acl_schema_sql[] =
 
 int acl_db_init(struct auth_db *db)
 {
-    return sqlite3_exec(auth_db_handle(db), acl_schema_sql, NULL, NULL, NULL) == SQLITE_OK
-               ? AUTH_OK
-               : AUTH_E_TEMP;
+    return adb_exec(db, acl_schema_sql) == DB_OK ? AUTH_OK : AUTH_E_TEMP;
 }
 
 /* A write transaction, unless the caller has one open already (*own tells
  * whether it is ours to end). */
-static int txn_begin(sqlite3 *h, bool *own)
+static int txn_begin(struct auth_db *h, bool *own)
 {
-    *own = sqlite3_get_autocommit(h) != 0;
-    if (*own && sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    *own = !adb_in_txn(h);
+    if (*own && adb_begin(h) != DB_OK)
         return AUTH_E_TEMP;
     return AUTH_OK;
 }
 
-static int txn_end(sqlite3 *h, bool own, int rc)
+static int txn_end(struct auth_db *h, bool own, int rc)
 {
     if (!own)
         return rc;
-    if (rc == AUTH_OK && sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+    if (rc == AUTH_OK && adb_commit(h) == DB_OK)
         return AUTH_OK;
-    sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+    adb_rollback(h);
     return rc == AUTH_OK ? AUTH_E_TEMP : rc;
 }
 
 /* Runs sql with up to four parameters: int64 a, then texts t1..t3 (NULL:
  * not bound). Returns AUTH_OK or AUTH_E_TEMP; *changes (may be NULL) the
  * rows changed. */
-static int exec4(sqlite3 *h, const char *sql, int64_t a, const char *t1, const char *t2,
+static int exec4(struct auth_db *h, const char *sql, int64_t a, const char *t1, const char *t2,
                  const char *t3, int *changes)
 {
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int r;
 
-    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK)
+    if (adb_prepare(h, sql, &st) != DB_OK)
         return AUTH_E_TEMP;
-    sqlite3_bind_int64(st, 1, a);
+    adb_bind_int64(st, 1, a);
     if (t1)
-        sqlite3_bind_text(st, 2, t1, -1, SQLITE_STATIC);
+        adb_bind_text(st, 2, t1);
     if (t2)
-        sqlite3_bind_text(st, 3, t2, -1, SQLITE_STATIC);
+        adb_bind_text(st, 3, t2);
     if (t3)
-        sqlite3_bind_text(st, 4, t3, -1, SQLITE_STATIC);
-    r = sqlite3_step(st);
-    sqlite3_finalize(st);
+        adb_bind_text(st, 4, t3);
+    r = adb_step(st);
     if (changes)
-        *changes = sqlite3_changes(h);
-    return r == SQLITE_DONE || r == SQLITE_ROW ? AUTH_OK : AUTH_E_TEMP;
+        *changes = (int)adb_changes(st);
+    adb_finalize(st);
+    return r == DB_DONE || r == DB_ROW ? AUTH_OK : r == DB_CONSTRAINT ? AUTH_E_EXISTS : AUTH_E_TEMP;
 }
 
 /* One integer (or text into out) from a query of the same parameters;
  * AUTH_E_NOUSER when no row. */
-static int query4(sqlite3 *h, const char *sql, int64_t a, const char *t1, const char *t2,
+static int query4(struct auth_db *h, const char *sql, int64_t a, const char *t1, const char *t2,
                   int64_t *num, char *out, size_t cap)
 {
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int r, rc;
 
-    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK)
+    if (adb_prepare(h, sql, &st) != DB_OK)
         return AUTH_E_TEMP;
-    sqlite3_bind_int64(st, 1, a);
+    adb_bind_int64(st, 1, a);
     if (t1)
-        sqlite3_bind_text(st, 2, t1, -1, SQLITE_STATIC);
+        adb_bind_text(st, 2, t1);
     if (t2)
-        sqlite3_bind_text(st, 3, t2, -1, SQLITE_STATIC);
-    r = sqlite3_step(st);
-    if (r == SQLITE_ROW) {
+        adb_bind_text(st, 3, t2);
+    r = adb_step(st);
+    if (r == DB_ROW) {
         if (num)
-            *num = sqlite3_column_int64(st, 0);
+            *num = adb_column_int64(st, 0);
         if (out) {
-            const unsigned char *t = sqlite3_column_text(st, 0);
+            const unsigned char *t = adb_column_text(st, 0);
             snprintf(out, cap, "%s", t ? (const char *)t : "");
         }
         rc = AUTH_OK;
     } else {
-        rc = r == SQLITE_DONE ? AUTH_E_NOUSER : AUTH_E_TEMP;
+        rc = r == DB_DONE ? AUTH_E_NOUSER : AUTH_E_TEMP;
     }
-    sqlite3_finalize(st);
+    adb_finalize(st);
     return rc;
 }
 
@@ -278,7 +276,7 @@ static int query4(sqlite3 *h, const char *sql, int64_t a, const char *t1, const 
 int acl_db_set(struct auth_db *db, int64_t owner, const char *mailbox, const char *ident,
                unsigned rights, char mode)
 {
-    sqlite3 *h = auth_db_handle(db);
+    struct auth_db *h = db;
     char name[ACL_MAILBOX_MAX], owner_addr[AUTH_ADDR_MAX];
     enum ident_kind kind;
     const char *base;
@@ -361,9 +359,8 @@ int acl_db_delete(struct auth_db *db, int64_t owner, const char *mailbox, const 
 
     if ((rc = mbox_canon(mailbox, name)) != 0 || (rc = ident_check(ident, &kind, &base, &neg)) != 0)
         return rc;
-    return exec4(auth_db_handle(db),
-                 "DELETE FROM acl WHERE owner = ?1 AND mailbox = ?2 AND ident = ?3", owner, name,
-                 ident, NULL, NULL);
+    return exec4(db, "DELETE FROM acl WHERE owner = ?1 AND mailbox = ?2 AND ident = ?3", owner,
+                 name, ident, NULL, NULL);
 }
 
 /* The rows of `from` and every name under "from/" move to `to` (the rest
@@ -371,16 +368,17 @@ int acl_db_delete(struct auth_db *db, int64_t owner, const char *mailbox, const 
  * with a control character), so that a move into the tree itself ("a" to
  * "a/b") meets no row of its own; rows found under `to` are stale (the
  * store has nothing there) and go. */
-static int move_tree(sqlite3 *h, const char *table, int64_t owner, const char *from, const char *to)
+static int move_tree(struct auth_db *h, const char *table, int64_t owner, const char *from,
+                     const char *to)
 {
     char sql[512];
     int rc;
 
     snprintf(sql, sizeof(sql),
-             "UPDATE %s SET mailbox = char(1) || ?3 || substr(mailbox, length(?2) + 1)"
+             "UPDATE %s SET mailbox = ?4 || ?3 || substr(mailbox, length(?2) + 1)"
              " WHERE owner = ?1 AND " IN_TREE("?2"),
              table);
-    rc = exec4(h, sql, owner, from, to, NULL, NULL);
+    rc = exec4(h, sql, owner, from, to, "\001", NULL);
     if (rc == AUTH_OK) {
         snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE owner = ?1 AND " IN_TREE("?2"), table);
         rc = exec4(h, sql, owner, to, NULL, NULL, NULL);
@@ -388,15 +386,15 @@ static int move_tree(sqlite3 *h, const char *table, int64_t owner, const char *f
     if (rc == AUTH_OK) {
         snprintf(sql, sizeof(sql),
                  "UPDATE %s SET mailbox = substr(mailbox, 2) WHERE owner = ?1"
-                 " AND substr(mailbox, 1, 1) = char(1)",
+                 " AND substr(mailbox, 1, 1) = ?2",
                  table);
-        rc = exec4(h, sql, owner, NULL, NULL, NULL, NULL);
+        rc = exec4(h, sql, owner, "\001", NULL, NULL, NULL);
     }
     return rc;
 }
 
 /* child's rows become a copy of parent's. */
-static int copy_one(sqlite3 *h, int64_t owner, const char *parent, const char *child)
+static int copy_one(struct auth_db *h, int64_t owner, const char *parent, const char *child)
 {
     int rc = exec4(h, "DELETE FROM acl WHERE owner = ?1 AND mailbox = ?2", owner, child, NULL, NULL,
                    NULL);
@@ -419,7 +417,7 @@ static int copy_one(sqlite3 *h, int64_t owner, const char *parent, const char *c
 
 int acl_db_rename(struct auth_db *db, int64_t owner, const char *from, const char *to)
 {
-    sqlite3 *h = auth_db_handle(db);
+    struct auth_db *h = db;
     char f[ACL_MAILBOX_MAX], t[ACL_MAILBOX_MAX];
     bool own;
     int rc;
@@ -438,7 +436,7 @@ int acl_db_rename(struct auth_db *db, int64_t owner, const char *from, const cha
 
 int acl_db_drop(struct auth_db *db, int64_t owner, const char *mailbox)
 {
-    sqlite3 *h = auth_db_handle(db);
+    struct auth_db *h = db;
     char name[ACL_MAILBOX_MAX];
     bool own;
     int rc;
@@ -457,7 +455,7 @@ int acl_db_drop(struct auth_db *db, int64_t owner, const char *mailbox)
 
 int acl_db_inherit(struct auth_db *db, int64_t owner, const char *parent, const char *child)
 {
-    sqlite3 *h = auth_db_handle(db);
+    struct auth_db *h = db;
     char p[ACL_MAILBOX_MAX], c[ACL_MAILBOX_MAX];
     bool own;
     int rc;
@@ -474,7 +472,7 @@ int acl_db_inherit(struct auth_db *db, int64_t owner, const char *parent, const 
 
 int acl_db_set_seen_shared(struct auth_db *db, int64_t owner, const char *mailbox, bool shared)
 {
-    sqlite3 *h = auth_db_handle(db);
+    struct auth_db *h = db;
     char name[ACL_MAILBOX_MAX];
     int rc;
 
@@ -488,8 +486,8 @@ int acl_db_set_seen_shared(struct auth_db *db, int64_t owner, const char *mailbo
         return exec4(h, "DELETE FROM mailbox_share WHERE owner = ?1 AND mailbox = ?2", owner, name,
                      NULL, NULL, NULL);
     return exec4(h,
-                 "INSERT OR REPLACE INTO mailbox_share (owner, mailbox, seen_shared)"
-                 " VALUES (?1, ?2, 1)",
+                 "INSERT INTO mailbox_share (owner, mailbox, seen_shared)"
+                 " VALUES (?1, ?2, 1) ON CONFLICT (owner, mailbox) DO UPDATE SET seen_shared = 1",
                  owner, name, NULL, NULL, NULL);
 }
 
@@ -497,21 +495,19 @@ int acl_db_set_seen_shared(struct auth_db *db, int64_t owner, const char *mailbo
 
 int acl_group_add(struct auth_db *db, const char *name)
 {
-    sqlite3 *h = auth_db_handle(db);
+    struct auth_db *h = db;
     char g[ACL_GROUP_MAX + 1];
     int rc;
 
     if (!name || group_name(name, strlen(name), g) != 0)
         return ACL_E_BADIDENT;
     rc = exec4(h, "INSERT INTO acl_group (name) SELECT ?2 WHERE ?1 = ?1", 0, g, NULL, NULL, NULL);
-    if (rc != AUTH_OK && sqlite3_extended_errcode(h) == SQLITE_CONSTRAINT_UNIQUE)
-        return AUTH_E_EXISTS;
-    return rc;
+    return rc; /* AUTH_E_EXISTS when the name is taken */
 }
 
 int acl_group_del(struct auth_db *db, const char *name)
 {
-    sqlite3 *h = auth_db_handle(db);
+    struct auth_db *h = db;
     char g[ACL_GROUP_MAX + 1], ident[ACL_GROUP_MAX + 2], neg[ACL_GROUP_MAX + 3];
     int64_t id = 0;
     bool own;
@@ -539,7 +535,7 @@ int acl_group_del(struct auth_db *db, const char *name)
 
 int acl_group_member(struct auth_db *db, const char *name, const char *address, bool add)
 {
-    sqlite3 *h = auth_db_handle(db);
+    struct auth_db *h = db;
     char g[ACL_GROUP_MAX + 1];
     int64_t gid = 0, uid = 0;
     bool own;
@@ -557,17 +553,18 @@ int acl_group_member(struct auth_db *db, const char *name, const char *address, 
         rc = query4(h, "SELECT id FROM accounts WHERE ?1 = ?1 AND address = ?2", 0, address, NULL,
                     &uid, NULL, 0);
     if (rc == AUTH_OK) {
-        sqlite3_stmt *st = NULL;
-        const char *sql = add ? "INSERT OR IGNORE INTO acl_member (group_id, account) VALUES (?, ?)"
+        struct adb_stmt *st = NULL;
+        const char *sql = add ? "INSERT INTO acl_member (group_id, account) VALUES (?, ?)"
+                                " ON CONFLICT DO NOTHING"
                               : "DELETE FROM acl_member WHERE group_id = ? AND account = ?";
         rc = AUTH_E_TEMP;
-        if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
-            sqlite3_bind_int64(st, 1, gid);
-            sqlite3_bind_int64(st, 2, uid);
-            if (sqlite3_step(st) == SQLITE_DONE)
-                rc = sqlite3_changes(h) ? AUTH_OK : add ? AUTH_E_EXISTS : AUTH_E_NOUSER;
+        if (adb_prepare(h, sql, &st) == DB_OK) {
+            adb_bind_int64(st, 1, gid);
+            adb_bind_int64(st, 2, uid);
+            if (adb_step(st) == DB_DONE)
+                rc = adb_changes(st) ? AUTH_OK : add ? AUTH_E_EXISTS : AUTH_E_NOUSER;
         }
-        sqlite3_finalize(st);
+        adb_finalize(st);
     }
     return txn_end(h, own, rc);
 }
@@ -575,34 +572,34 @@ int acl_group_member(struct auth_db *db, const char *name, const char *address, 
 int acl_group_list(struct auth_db *db, const char *name,
                    int (*cb)(void *arg, const char *group, const char *address), void *arg)
 {
-    sqlite3 *h = auth_db_handle(db);
+    struct auth_db *h = db;
     char g[ACL_GROUP_MAX + 1];
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int r, rc = AUTH_OK;
     bool any = false;
 
     if (name && group_name(name, strlen(name), g) != 0)
         return ACL_E_BADIDENT;
-    if (sqlite3_prepare_v2(h,
-                           "SELECT g.name, a.address FROM acl_group g"
-                           " LEFT JOIN acl_member m ON m.group_id = g.id"
-                           " LEFT JOIN accounts a ON a.id = m.account"
-                           " WHERE ?1 IS NULL OR g.name = ?1"
-                           " ORDER BY g.name, a.address COLLATE BINARY",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (adb_prepare(h,
+                    "SELECT g.name, a.address FROM acl_group g"
+                    " LEFT JOIN acl_member m ON m.group_id = g.id"
+                    " LEFT JOIN accounts a ON a.id = m.account"
+                    " WHERE ?1 IS NULL OR g.name = ?1"
+                    " ORDER BY g.name, a.address COLLATE BINARY",
+                    &st) != DB_OK)
         return AUTH_E_TEMP;
     if (name)
-        sqlite3_bind_text(st, 1, g, -1, SQLITE_STATIC);
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        const unsigned char *gn = sqlite3_column_text(st, 0), *ad = sqlite3_column_text(st, 1);
+        adb_bind_text(st, 1, g);
+    while ((r = adb_step(st)) == DB_ROW) {
+        const unsigned char *gn = adb_column_text(st, 0), *ad = adb_column_text(st, 1);
         any = true;
         if (cb(arg, gn ? (const char *)gn : "", ad ? (const char *)ad : "") != 0) {
-            r = SQLITE_DONE;
+            r = DB_DONE;
             break;
         }
     }
-    sqlite3_finalize(st);
-    if (r != SQLITE_DONE)
+    adb_finalize(st);
+    if (r != DB_DONE)
         rc = AUTH_E_TEMP;
     else if (name && !any)
         rc = ACL_E_NOGROUP;
@@ -611,7 +608,7 @@ int acl_group_list(struct auth_db *db, const char *name,
 
 int acl_db_forget_account(struct auth_db *db, int64_t account, const char *address)
 {
-    sqlite3 *h = auth_db_handle(db);
+    struct auth_db *h = db;
     char neg[ACL_IDENT_MAX];
     bool own;
     int rc;
@@ -765,15 +762,15 @@ static int cmp_u32(const void *a, const void *b)
 /* Reads the rows: every entry and share setting, with the owner's address
  * and what the identifier names resolved (rows naming an account or group
  * that no longer exists are left out). In one read transaction. */
-static int snap_read(sqlite3 *h, struct acl_snap *s)
+static int snap_read(struct auth_db *h, struct acl_snap *s)
 {
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int64_t cur_owner = 0;
     bool have_name = false;
     uint32_t cur_name_off = 0;
     int r;
 
-    if (sqlite3_prepare_v2(
+    if (adb_prepare(
             h,
             "SELECT o.id, o.address, x.mailbox, x.ident, x.rights, x.seen, u.id, g.id FROM"
             " (SELECT owner, mailbox, ident, rights, NULL AS seen FROM acl"
@@ -784,13 +781,13 @@ static int snap_read(sqlite3 *h, struct acl_snap *s)
             "  AND g.name = substr(ltrim(x.ident, '-'), 2)"
             " ORDER BY o.address COLLATE BINARY, x.mailbox COLLATE BINARY,"
             "  x.ident COLLATE BINARY",
-            -1, &st, NULL) != SQLITE_OK)
+            &st) != DB_OK)
         return AUTH_E_TEMP;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t owner = sqlite3_column_int64(st, 0);
-        const char *oaddr = (const char *)sqlite3_column_text(st, 1);
-        const char *name = (const char *)sqlite3_column_text(st, 2);
-        const char *ident = (const char *)sqlite3_column_text(st, 3);
+    while ((r = adb_step(st)) == DB_ROW) {
+        int64_t owner = adb_column_int64(st, 0);
+        const char *oaddr = (const char *)adb_column_text(st, 1);
+        const char *name = (const char *)adb_column_text(st, 2);
+        const char *ident = (const char *)adb_column_text(st, 3);
         struct snap_mbox *m;
 
         if (!oaddr || !name)
@@ -820,7 +817,7 @@ static int snap_read(sqlite3 *h, struct acl_snap *s)
         }
         m = &s->mboxes[s->n_mboxes - 1];
         if (!ident) { /* the share setting */
-            m->seen_shared = sqlite3_column_int(st, 5) != 0;
+            m->seen_shared = adb_column_int(st, 5) != 0;
             continue;
         }
         enum ident_kind kind;
@@ -831,9 +828,9 @@ static int snap_read(sqlite3 *h, struct acl_snap *s)
             continue;
         if (kind == K_USER || kind == K_GROUP) {
             int col = kind == K_USER ? 6 : 7;
-            if (sqlite3_column_type(st, col) == SQLITE_NULL)
+            if (adb_column_null(st, col))
                 continue; /* names nobody now */
-            who = sqlite3_column_int64(st, col);
+            who = adb_column_int64(st, col);
         }
         uint32_t off = add_string(s, ident);
         if (off == UINT32_MAX ||
@@ -843,28 +840,28 @@ static int snap_read(sqlite3 *h, struct acl_snap *s)
             .ident = off,
             .kind = (uint8_t)kind,
             .neg = neg,
-            .rights = (unsigned)sqlite3_column_int64(st, 4) & ACL_ALL,
+            .rights = (unsigned)adb_column_int64(st, 4) & ACL_ALL,
             .who = who,
         };
         m->n++;
     }
-    sqlite3_finalize(st);
-    if (r != SQLITE_DONE)
+    adb_finalize(st);
+    if (r != DB_DONE)
         return AUTH_E_TEMP;
 
-    if (sqlite3_prepare_v2(h, "SELECT account, group_id FROM acl_member ORDER BY account, group_id",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (adb_prepare(h, "SELECT account, group_id FROM acl_member ORDER BY account, group_id",
+                    &st) != DB_OK)
         return AUTH_E_TEMP;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((r = adb_step(st)) == DB_ROW) {
         if (!grow((void **)&s->members, s->n_members, &s->cap_members, sizeof(*s->members)))
             goto oom;
         s->members[s->n_members++] =
-            (struct snap_member){sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1)};
+            (struct snap_member){adb_column_int64(st, 0), adb_column_int64(st, 1)};
     }
-    sqlite3_finalize(st);
-    return r == SQLITE_DONE ? AUTH_OK : AUTH_E_TEMP;
+    adb_finalize(st);
+    return r == DB_DONE ? AUTH_OK : AUTH_E_TEMP;
 oom:
-    sqlite3_finalize(st);
+    adb_finalize(st);
     return AUTH_E_TEMP;
 }
 
@@ -897,7 +894,7 @@ static int snap_index(struct acl_snap *s)
 
 int acl_snap_load(struct auth_db *db, struct acl_snap **out)
 {
-    sqlite3 *h = auth_db_handle(db);
+    struct auth_db *h = db;
     struct acl_snap *s = calloc(1, sizeof(*s));
     bool own;
     int rc;
@@ -906,14 +903,18 @@ int acl_snap_load(struct auth_db *db, struct acl_snap **out)
     if (!s)
         return AUTH_E_TEMP;
     atomic_init(&s->refs, 1);
-    own = sqlite3_get_autocommit(h) != 0;
-    if (own && sqlite3_exec(h, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+    own = !adb_in_txn(h);
+    if (own && adb_begin_read(h) != DB_OK) {
         snap_free(s);
         return AUTH_E_TEMP;
     }
     rc = snap_read(h, s);
-    if (own)
-        sqlite3_exec(h, rc == AUTH_OK ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+    if (own) {
+        if (rc == AUTH_OK)
+            adb_commit(h);
+        else
+            adb_rollback(h);
+    }
     if (rc == AUTH_OK)
         rc = snap_index(s);
     if (rc != AUTH_OK) {

@@ -15,7 +15,7 @@
 #include <crypt.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
-#include <sqlite3.h>
+#include "auth/db.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,20 +126,20 @@ bool auth_app_service_ok(const char *services, const char *service)
     return false;
 }
 
-static void row_to_app(sqlite3_stmt *st, struct auth_app_password *a)
+static void row_to_app(struct adb_stmt *st, struct auth_app_password *a)
 {
     const unsigned char *t;
 
     memset(a, 0, sizeof(*a));
-    a->id = sqlite3_column_int64(st, 0);
-    t = sqlite3_column_text(st, 1);
+    a->id = adb_column_int64(st, 0);
+    t = adb_column_text(st, 1);
     snprintf(a->selector, sizeof(a->selector), "%s", t ? (const char *)t : "");
-    t = sqlite3_column_text(st, 2);
+    t = adb_column_text(st, 2);
     snprintf(a->label, sizeof(a->label), "%s", t ? (const char *)t : "");
-    t = sqlite3_column_text(st, 3);
+    t = adb_column_text(st, 3);
     snprintf(a->services, sizeof(a->services), "%s", t ? (const char *)t : "");
-    a->created = sqlite3_column_int64(st, 4);
-    a->last_used = sqlite3_column_int64(st, 5);
+    a->created = adb_column_int64(st, 4);
+    a->last_used = adb_column_int64(st, 5);
 }
 
 #define APP_COLUMNS "id, selector, label, services, created, last_used, hash"
@@ -147,103 +147,99 @@ static void row_to_app(sqlite3_stmt *st, struct auth_app_password *a)
 int auth_app_lookup(struct auth_db *db, int64_t account, const char *selector,
                     struct auth_app_password *out, char *hash, size_t hashlen)
 {
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int r, rc;
 
-    r = sqlite3_prepare_v2(auth_db_handle(db),
-                           "SELECT " APP_COLUMNS
-                           " FROM app_passwords WHERE account = ? AND selector = ?",
-                           -1, &st, NULL);
-    if (r != SQLITE_OK)
+    r = adb_prepare(
+        db, "SELECT " APP_COLUMNS " FROM app_passwords WHERE account = ? AND selector = ?", &st);
+    if (r != DB_OK)
         return AUTH_E_TEMP;
-    sqlite3_bind_int64(st, 1, account);
-    sqlite3_bind_text(st, 2, selector, -1, SQLITE_STATIC);
-    r = sqlite3_step(st);
-    if (r == SQLITE_ROW) {
-        const unsigned char *h = sqlite3_column_text(st, 6);
+    adb_bind_int64(st, 1, account);
+    adb_bind_text(st, 2, selector);
+    r = adb_step(st);
+    if (r == DB_ROW) {
+        const unsigned char *h = adb_column_text(st, 6);
 
         row_to_app(st, out);
         snprintf(hash, hashlen, "%s", h ? (const char *)h : "");
         rc = AUTH_OK;
     } else {
-        rc = r == SQLITE_DONE ? AUTH_E_NOUSER : AUTH_E_TEMP;
+        rc = r == DB_DONE ? AUTH_E_NOUSER : AUTH_E_TEMP;
     }
-    sqlite3_finalize(st);
+    adb_finalize(st);
     return rc;
 }
 
 void auth_app_touch(struct auth_db *db, const struct auth_app_password *a)
 {
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int64_t now = (int64_t)time(NULL), id = a->id;
 
     /* noted lately: not even a write transaction */
     if (a->last_used > now - TOUCH_EVERY_S && a->last_used <= now)
         return;
 
-    if (sqlite3_prepare_v2(auth_db_handle(db),
-                           "UPDATE app_passwords SET last_used = ? WHERE id = ? AND last_used <= ?",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (adb_prepare(db, "UPDATE app_passwords SET last_used = ? WHERE id = ? AND last_used <= ?",
+                    &st) != DB_OK)
         return;
-    sqlite3_bind_int64(st, 1, now);
-    sqlite3_bind_int64(st, 2, id);
-    sqlite3_bind_int64(st, 3, now - TOUCH_EVERY_S);
-    (void)sqlite3_step(st); /* a busy database only loses this note */
-    sqlite3_finalize(st);
+    adb_bind_int64(st, 1, now);
+    adb_bind_int64(st, 2, id);
+    adb_bind_int64(st, 3, now - TOUCH_EVERY_S);
+    (void)adb_step(st); /* a busy database only loses this note */
+    adb_finalize(st);
 }
 
-static int count_for(sqlite3 *h, int64_t account, int64_t *n)
+static int count_for(struct auth_db *h, int64_t account, int64_t *n)
 {
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int r;
 
-    if (sqlite3_prepare_v2(h, "SELECT count(*) FROM app_passwords WHERE account = ?", -1, &st,
-                           NULL) != SQLITE_OK)
+    if (adb_prepare(h, "SELECT count(*) FROM app_passwords WHERE account = ?", &st) != DB_OK)
         return AUTH_E_TEMP;
-    sqlite3_bind_int64(st, 1, account);
-    r = sqlite3_step(st);
-    *n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return r == SQLITE_ROW ? AUTH_OK : AUTH_E_TEMP;
+    adb_bind_int64(st, 1, account);
+    r = adb_step(st);
+    *n = adb_column_int64(st, 0);
+    adb_finalize(st);
+    return r == DB_ROW ? AUTH_OK : AUTH_E_TEMP;
 }
 
 /* 1 when the account has a row with that column equal to value, 0, or <0. */
-static int taken(sqlite3 *h, int64_t account, const char *column, const char *value)
+static int taken(struct auth_db *h, int64_t account, const char *column, const char *value)
 {
     char sql[128];
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int r;
 
     snprintf(sql, sizeof(sql), "SELECT 1 FROM app_passwords WHERE account = ? AND %s = ?", column);
-    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK)
+    if (adb_prepare(h, sql, &st) != DB_OK)
         return AUTH_E_TEMP;
-    sqlite3_bind_int64(st, 1, account);
-    sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
-    r = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : AUTH_E_TEMP;
+    adb_bind_int64(st, 1, account);
+    adb_bind_text(st, 2, value);
+    r = adb_step(st);
+    adb_finalize(st);
+    return r == DB_ROW ? 1 : r == DB_DONE ? 0 : AUTH_E_TEMP;
 }
 
 /* Ends a write transaction begun with BEGIN IMMEDIATE: committed when rc
  * is AUTH_OK (AUTH_E_TEMP when that fails), else rolled back. Finalizes st
  * (may be NULL). Returns the outcome. */
-static int end_write(sqlite3 *h, sqlite3_stmt *st, int rc)
+static int end_write(struct auth_db *h, struct adb_stmt *st, int rc)
 {
-    sqlite3_finalize(st);
-    if (rc == AUTH_OK && sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+    adb_finalize(st);
+    if (rc == AUTH_OK && adb_commit(h) != DB_OK)
         rc = AUTH_E_TEMP;
     if (rc != AUTH_OK)
-        sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+        adb_rollback(h);
     return rc;
 }
 
 int auth_app_add(struct auth_db *db, const char *address, const char *label, char *password,
                  size_t pwsize, unsigned max, struct auth_app_password *out)
 {
-    sqlite3 *h = auth_db_handle(db);
+    struct auth_db *h = db;
     char hash[CRYPT_OUTPUT_SIZE], sel[AUTH_APP_SELECTOR_LEN + 1];
     struct auth_account acct;
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     bool generate = password[0] == '\0';
     int64_t n;
     int r, rc;
@@ -254,7 +250,7 @@ int auth_app_add(struct auth_db *db, const char *address, const char *label, cha
         return AUTH_E_WEAKPW;
     /* one write transaction: the count, the label and the selector are
      * checked against what is inserted (the hash, tens of ms, runs inside) */
-    if (sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    if (adb_begin(h) != DB_OK)
         return AUTH_E_TEMP;
     rc = auth_db_lookup(db, address, &acct, NULL, 0);
     if (rc != AUTH_OK)
@@ -290,27 +286,27 @@ int auth_app_add(struct auth_db *db, const char *address, const char *label, cha
         rc = AUTH_E_TEMP;
         goto out;
     }
-    r = sqlite3_prepare_v2(h,
-                           "INSERT INTO app_passwords (account, selector, label, hash, services,"
-                           " created, last_used) VALUES (?, ?, ?, ?, ?, ?, 0)",
-                           -1, &st, NULL);
-    if (r == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, acct.id);
-        sqlite3_bind_text(st, 2, sel, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, label, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, hash, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 5, AUTH_APP_SERVICES, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 6, (sqlite3_int64)time(NULL));
-        r = sqlite3_step(st);
+    r = adb_prepare(h,
+                    "INSERT INTO app_passwords (account, selector, label, hash, services,"
+                    " created, last_used) VALUES (?, ?, ?, ?, ?, ?, 0) RETURNING id",
+                    &st);
+    if (r == DB_OK) {
+        adb_bind_int64(st, 1, acct.id);
+        adb_bind_text(st, 2, sel);
+        adb_bind_text(st, 3, label);
+        adb_bind_text(st, 4, hash);
+        adb_bind_text(st, 5, AUTH_APP_SERVICES);
+        adb_bind_int64(st, 6, (int64_t)time(NULL));
+        r = adb_step(st);
     }
     explicit_bzero(hash, sizeof(hash));
-    if (r != SQLITE_DONE) {
+    if (r != DB_ROW) {
         rc = AUTH_E_TEMP;
         goto out;
     }
     if (out) {
         memset(out, 0, sizeof(*out));
-        out->id = sqlite3_last_insert_rowid(h);
+        out->id = adb_column_int64(st, 0);
         snprintf(out->selector, sizeof(out->selector), "%s", sel);
         snprintf(out->label, sizeof(out->label), "%s", label);
         snprintf(out->services, sizeof(out->services), "%s", AUTH_APP_SERVICES);
@@ -325,76 +321,73 @@ int auth_app_list(struct auth_db *db, const char *address,
 {
     struct auth_app_password a;
     struct auth_account acct;
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int r;
 
     r = auth_db_lookup(db, address, &acct, NULL, 0);
     if (r != AUTH_OK)
         return r;
-    if (sqlite3_prepare_v2(auth_db_handle(db),
-                           "SELECT " APP_COLUMNS
-                           " FROM app_passwords WHERE account = ? ORDER BY id",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (adb_prepare(db, "SELECT " APP_COLUMNS " FROM app_passwords WHERE account = ? ORDER BY id",
+                    &st) != DB_OK)
         return AUTH_E_TEMP;
-    sqlite3_bind_int64(st, 1, acct.id);
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    adb_bind_int64(st, 1, acct.id);
+    while ((r = adb_step(st)) == DB_ROW) {
         row_to_app(st, &a);
         if (cb(&a, arg) != 0) {
-            r = SQLITE_DONE;
+            r = DB_DONE;
             break;
         }
     }
-    sqlite3_finalize(st);
-    return r == SQLITE_DONE ? AUTH_OK : AUTH_E_TEMP;
+    adb_finalize(st);
+    return r == DB_DONE ? AUTH_OK : AUTH_E_TEMP;
 }
 
 int auth_app_del(struct auth_db *db, const char *address, const char *which,
                  struct auth_app_password *out)
 {
-    sqlite3 *h = auth_db_handle(db);
+    struct auth_db *h = db;
     struct auth_account acct;
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     char *end;
     long long id = strtoll(which, &end, 10);
     bool by_id = which[0] >= '0' && which[0] <= '9' && *end == '\0';
     int r, rc;
 
-    if (sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    if (adb_begin(h) != DB_OK)
         return AUTH_E_TEMP;
     rc = auth_db_lookup(db, address, &acct, NULL, 0);
     if (rc != AUTH_OK)
         goto out;
-    r = sqlite3_prepare_v2(
-        h,
-        by_id ? "SELECT " APP_COLUMNS " FROM app_passwords WHERE account = ? AND id = ?"
-              : "SELECT " APP_COLUMNS " FROM app_passwords WHERE account = ? AND label = ?",
-        -1, &st, NULL);
-    if (r != SQLITE_OK) {
+    r = adb_prepare(h,
+                    by_id ? "SELECT " APP_COLUMNS " FROM app_passwords WHERE account = ? AND id = ?"
+                          : "SELECT " APP_COLUMNS
+                            " FROM app_passwords WHERE account = ? AND label = ?",
+                    &st);
+    if (r != DB_OK) {
         rc = AUTH_E_TEMP;
         goto out;
     }
-    sqlite3_bind_int64(st, 1, acct.id);
+    adb_bind_int64(st, 1, acct.id);
     if (by_id)
-        sqlite3_bind_int64(st, 2, id);
+        adb_bind_int64(st, 2, id);
     else
-        sqlite3_bind_text(st, 2, which, -1, SQLITE_STATIC);
-    r = sqlite3_step(st);
-    if (r != SQLITE_ROW) {
-        rc = r == SQLITE_DONE ? AUTH_E_NOAPP : AUTH_E_TEMP;
+        adb_bind_text(st, 2, which);
+    r = adb_step(st);
+    if (r != DB_ROW) {
+        rc = r == DB_DONE ? AUTH_E_NOAPP : AUTH_E_TEMP;
         goto out;
     }
     if (out)
         row_to_app(st, out);
-    id = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    id = adb_column_int64(st, 0);
+    adb_finalize(st);
     st = NULL;
-    if (sqlite3_prepare_v2(h, "DELETE FROM app_passwords WHERE id = ?", -1, &st, NULL) !=
-        SQLITE_OK) {
+    if (adb_prepare(h, "DELETE FROM app_passwords WHERE id = ?", &st) != DB_OK) {
         rc = AUTH_E_TEMP;
         goto out;
     }
-    sqlite3_bind_int64(st, 1, id);
-    rc = sqlite3_step(st) == SQLITE_DONE ? AUTH_OK : AUTH_E_TEMP;
+    adb_bind_int64(st, 1, id);
+    rc = adb_step(st) == DB_DONE ? AUTH_OK : AUTH_E_TEMP;
 out:
     return end_write(h, st, rc);
 }

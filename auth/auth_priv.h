@@ -20,9 +20,6 @@ int auth_cert_map(struct auth_db *db, const struct peer_cert *peer, const char *
 /* Whether a valid peer certificate maps to acct. */
 bool auth_cert_matches(struct auth_db *db, const struct peer_cert *peer,
                        const struct auth_account *acct);
-/* The SQLite handle, for auth/certs.c. */
-struct sqlite3;
-struct sqlite3 *auth_db_handle(struct auth_db *db);
 /* CREATE TABLE IF NOT EXISTS for the pins, run at open. */
 extern const char auth_certs_schema[];
 /* The same, with the SCRAM secret's text ("" when the account has none). */
@@ -39,7 +36,7 @@ int auth_db_scram_fill(struct auth_db *db, const char *address, const char *hash
  * lets the tests see whether the authentication cache answered. */
 unsigned long auth_crypt_calls(void);
 
-/* The connection of db, for the other files of the module. */
+/* The SQLite connection of db (unit tests); NULL with PostgreSQL. */
 struct sqlite3;
 struct sqlite3 *auth_db_handle(struct auth_db *db);
 

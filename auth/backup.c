@@ -2,6 +2,7 @@
  * copy of <data_dir>/accounts.sqlite, and one account's row carried from a
  * backup's copy into a live database. */
 #include "auth/auth.h"
+#include "auth/auth_priv.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,7 +27,12 @@ int auth_db_backup(const char *data_dir, const char *dest_file, char *err, size_
     sqlite3_backup *bk;
     int r, fd;
 
-    if (snprintf(path, sizeof(path), "%s/accounts.sqlite", data_dir) >= (int)sizeof(path)) {
+    if (auth_db_backend(data_dir) == AUTH_BACKEND_POSTGRESQL) {
+        set_err(err, errlen, "accounts_backend",
+                "not with postgresql: back the directory up with pg_dump");
+        return AUTH_E_TEMP;
+    }
+    if (auth_db_sqlite_path(data_dir, path, sizeof(path)) < 0) {
         set_err(err, errlen, data_dir, "path too long");
         return AUTH_E_TEMP;
     }
@@ -280,6 +286,11 @@ int auth_user_copy(const char *src_dir, const char *dst_dir, const char *address
     struct auth_db *live;
     int r, rc = AUTH_E_TEMP;
 
+    if (auth_db_backend(dst_dir) == AUTH_BACKEND_POSTGRESQL) {
+        set_err(err, errlen, "accounts_backend",
+                "not with postgresql: restore the account with coffrectl accounts import");
+        return AUTH_E_TEMP;
+    }
     /* the live database with its schema as coffre makes it */
     if ((rc = auth_db_open(dst_dir, &live, err, errlen)) != AUTH_OK)
         return rc;
@@ -303,7 +314,7 @@ int auth_user_copy(const char *src_dir, const char *dst_dir, const char *address
         set_err(err, errlen, address, "not in the backup");
         goto out;
     }
-    snprintf(path, sizeof(path), "%s/accounts.sqlite", dst_dir);
+    auth_db_sqlite_path(dst_dir, path, sizeof(path));
     if (sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) !=
         SQLITE_OK) {
         set_err(err, errlen, path, dst ? sqlite3_errmsg(dst) : "cannot open");

@@ -8,7 +8,7 @@
 
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
-#include <sqlite3.h>
+#include "auth/db.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +44,7 @@ static int normalize_fp(const char *in, char *out)
 int auth_cert_pin_add(struct auth_db *db, const char *address, const char *fingerprint)
 {
     char fp[AUTH_FINGERPRINT_LEN + 1];
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     struct auth_account a;
     int r, rc;
 
@@ -52,48 +52,48 @@ int auth_cert_pin_add(struct auth_db *db, const char *address, const char *finge
         return AUTH_E_BADADDR;
     if ((rc = auth_user_get(db, address, &a)) != AUTH_OK)
         return rc;
-    r = sqlite3_prepare_v2(auth_db_handle(db),
-                           "INSERT INTO client_certs (fingerprint, account_id, added)"
-                           " VALUES (?, ?, ?)",
-                           -1, &st, NULL);
-    if (r != SQLITE_OK)
+    r = adb_prepare(db,
+                    "INSERT INTO client_certs (fingerprint, account_id, added)"
+                    " VALUES (?, ?, ?)",
+                    &st);
+    if (r != DB_OK)
         return AUTH_E_TEMP;
-    sqlite3_bind_text(st, 1, fp, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, a.id);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)time(NULL));
-    r = sqlite3_step(st);
-    if (r == SQLITE_DONE)
+    adb_bind_text(st, 1, fp);
+    adb_bind_int64(st, 2, a.id);
+    adb_bind_int64(st, 3, (int64_t)time(NULL));
+    r = adb_step(st);
+    if (r == DB_DONE)
         rc = AUTH_OK;
-    else if ((sqlite3_extended_errcode(auth_db_handle(db)) & 0xff) == SQLITE_CONSTRAINT)
+    else if (r == DB_CONSTRAINT)
         rc = AUTH_E_EXISTS;
     else
         rc = AUTH_E_TEMP;
-    sqlite3_finalize(st);
+    adb_finalize(st);
     return rc;
 }
 
 int auth_cert_pin_del(struct auth_db *db, const char *address, const char *fingerprint)
 {
     char fp[AUTH_FINGERPRINT_LEN + 1];
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int r, rc;
 
     if (normalize_fp(fingerprint, fp) < 0)
         return AUTH_E_BADADDR;
-    r = sqlite3_prepare_v2(auth_db_handle(db),
-                           "DELETE FROM client_certs WHERE fingerprint = ? AND account_id ="
-                           " (SELECT id FROM accounts WHERE address = ?)",
-                           -1, &st, NULL);
-    if (r != SQLITE_OK)
+    r = adb_prepare(db,
+                    "DELETE FROM client_certs WHERE fingerprint = ? AND account_id ="
+                    " (SELECT id FROM accounts WHERE address = ?)",
+                    &st);
+    if (r != DB_OK)
         return AUTH_E_TEMP;
-    sqlite3_bind_text(st, 1, fp, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, address, -1, SQLITE_STATIC);
-    r = sqlite3_step(st);
-    if (r != SQLITE_DONE)
+    adb_bind_text(st, 1, fp);
+    adb_bind_text(st, 2, address);
+    r = adb_step(st);
+    if (r != DB_DONE)
         rc = AUTH_E_TEMP;
     else
-        rc = sqlite3_changes(auth_db_handle(db)) ? AUTH_OK : AUTH_E_NOUSER;
-    sqlite3_finalize(st);
+        rc = adb_changes(st) ? AUTH_OK : AUTH_E_NOUSER;
+    adb_finalize(st);
     return rc;
 }
 
@@ -102,29 +102,28 @@ int auth_cert_pin_list(struct auth_db *db, const char *address,
                                  void *arg),
                        void *arg)
 {
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int r, rc = AUTH_OK;
 
-    r = sqlite3_prepare_v2(auth_db_handle(db),
-                           "SELECT a.address, c.fingerprint, c.added FROM client_certs c"
-                           " JOIN accounts a ON a.id = c.account_id"
-                           " WHERE ?1 IS NULL OR a.address = ?1 ORDER BY a.address, c.added",
-                           -1, &st, NULL);
-    if (r != SQLITE_OK)
+    r = adb_prepare(db,
+                    "SELECT a.address, c.fingerprint, c.added FROM client_certs c"
+                    " JOIN accounts a ON a.id = c.account_id"
+                    " WHERE ?1 IS NULL OR a.address = ?1 ORDER BY a.address, c.added",
+                    &st);
+    if (r != DB_OK)
         return AUTH_E_TEMP;
     if (address)
-        sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC);
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        const unsigned char *a = sqlite3_column_text(st, 0), *f = sqlite3_column_text(st, 1);
-        if (cb(a ? (const char *)a : "", f ? (const char *)f : "", sqlite3_column_int64(st, 2),
-               arg)) {
+        adb_bind_text(st, 1, address);
+    while ((r = adb_step(st)) == DB_ROW) {
+        const unsigned char *a = adb_column_text(st, 0), *f = adb_column_text(st, 1);
+        if (cb(a ? (const char *)a : "", f ? (const char *)f : "", adb_column_int64(st, 2), arg)) {
             rc = AUTH_E_TEMP;
             break;
         }
     }
-    if (rc == AUTH_OK && r != SQLITE_DONE)
+    if (rc == AUTH_OK && r != DB_DONE)
         rc = AUTH_E_TEMP;
-    sqlite3_finalize(st);
+    adb_finalize(st);
     return rc;
 }
 
@@ -166,18 +165,17 @@ int auth_cert_file_fingerprint(const char *path, char *out, char *err, size_t er
 /* Whether fp is pinned to the account of that id: 1, 0, or -1 on error. */
 static int pinned(struct auth_db *db, const char *fp, int64_t id)
 {
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int r;
 
-    if (sqlite3_prepare_v2(auth_db_handle(db),
-                           "SELECT 1 FROM client_certs WHERE fingerprint = ? AND account_id = ?",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (adb_prepare(db, "SELECT 1 FROM client_certs WHERE fingerprint = ? AND account_id = ?",
+                    &st) != DB_OK)
         return -1;
-    sqlite3_bind_text(st, 1, fp, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, id);
-    r = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : -1;
+    adb_bind_text(st, 1, fp);
+    adb_bind_int64(st, 2, id);
+    r = adb_step(st);
+    adb_finalize(st);
+    return r == DB_ROW ? 1 : r == DB_DONE ? 0 : -1;
 }
 
 static bool has_email(const struct peer_cert *peer, const char *address)
@@ -199,7 +197,7 @@ bool auth_cert_matches(struct auth_db *db, const struct peer_cert *peer,
 int auth_cert_map(struct auth_db *db, const struct peer_cert *peer, const char *authzid,
                   struct auth_account *acct)
 {
-    sqlite3_stmt *st = NULL;
+    struct adb_stmt *st = NULL;
     int r;
 
     if (!peer || !peer->valid)
@@ -211,24 +209,24 @@ int auth_cert_map(struct auth_db *db, const struct peer_cert *peer, const char *
         return auth_cert_matches(db, peer, acct) ? AUTH_OK : AUTH_E_NOUSER;
     }
     /* no authzid: a pin first (it names one account on purpose) */
-    if (sqlite3_prepare_v2(auth_db_handle(db),
-                           "SELECT a.address FROM client_certs c JOIN accounts a"
-                           " ON a.id = c.account_id WHERE c.fingerprint = ? ORDER BY c.added"
-                           " LIMIT 1",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (adb_prepare(db,
+                    "SELECT a.address FROM client_certs c JOIN accounts a"
+                    " ON a.id = c.account_id WHERE c.fingerprint = ? ORDER BY c.added"
+                    " LIMIT 1",
+                    &st) != DB_OK)
         return AUTH_E_TEMP;
-    sqlite3_bind_text(st, 1, peer->fingerprint, -1, SQLITE_STATIC);
-    r = sqlite3_step(st);
-    if (r == SQLITE_ROW) {
+    adb_bind_text(st, 1, peer->fingerprint);
+    r = adb_step(st);
+    if (r == DB_ROW) {
         char addr[AUTH_ADDR_MAX];
-        const unsigned char *a = sqlite3_column_text(st, 0);
+        const unsigned char *a = adb_column_text(st, 0);
 
         snprintf(addr, sizeof(addr), "%s", a ? (const char *)a : "");
-        sqlite3_finalize(st);
+        adb_finalize(st);
         return auth_user_get(db, addr, acct);
     }
-    sqlite3_finalize(st);
-    if (r != SQLITE_DONE)
+    adb_finalize(st);
+    if (r != DB_DONE)
         return AUTH_E_TEMP;
     for (unsigned i = 0; i < peer->n_emails; i++) {
         r = auth_user_get(db, peer->emails[i], acct);

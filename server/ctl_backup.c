@@ -466,7 +466,15 @@ static int do_restore(const struct conf *c, const char *src, const char *user, b
         return rc;
     }
 
-    /* the whole site: into a data directory with no accounts and no mail */
+    /* the whole site: into a data directory with no accounts and no mail,
+     * whose accounts file is <data_dir>/accounts.sqlite */
+    if (auth_db_backend(c->data_dir) != AUTH_BACKEND_SQLITE || c->accounts_dsn[0]) {
+        fprintf(stderr, "coffrectl: a whole-site restore needs the accounts in "
+                        "<data_dir>/accounts.sqlite (accounts_backend = sqlite, no accounts_dsn); "
+                        "restore accounts one by one with --user, or load the directory with "
+                        "coffrectl accounts import\n");
+        return CTL_EXIT_USAGE;
+    }
     {
         struct acct_list live;
         bool has_users, has_accts = false;
