@@ -23,6 +23,7 @@ mail module, Postfix or PostgreSQL is not installed, or not run as root.
 """
 import base64
 import os
+import pwd
 import re
 import signal
 import smtplib
@@ -49,6 +50,7 @@ PROXY_NETWORKS = '127.0.0.1/32'
 CLIENT = '127.0.0.3'         # a client whose address only PROXY headers carry
 GUESSER = '127.0.0.2'        # a client that gets passwords wrong
 NEIGHBOUR = '127.0.0.4'      # a client that does not
+MTA_HOP = '127.0.0.5'        # Postfix's source address towards the slots
 WAIT = 60.0                  # generous: Postfix retries, slow machines, ASan
 README = P.README
 
@@ -386,11 +388,13 @@ class ClusterPostfix(P.PrivatePostfix):
         lines = readme_block('postfix-cluster-main.cf')
         for name, path in tables.items():
             lines = lines.replace('/etc/postfix/' + name, path)
-        text += lines + ('# tests: retries within seconds\n'
+        text += lines + ('# tests: Postfix as on a host of its own, outside proxy_networks\n'
+                         'lmtp_bind_address = %s\n'
+                         '# tests: retries within seconds\n'
                          'queue_run_delay = 1s\n'
                          'minimal_backoff_time = 1s\n'
                          'maximal_backoff_time = 2s\n'
-                         'lmtp_connect_timeout = 5s\n')
+                         'lmtp_connect_timeout = 5s\n' % MTA_HOP)
         with open(main_cf, 'w') as f:
             f.write(text)
 
@@ -492,7 +496,9 @@ class Cluster(unittest.TestCase):
         key = os.path.join(cls.tmp, 'ticket.key')
         with open(key, 'wb') as f:
             f.write(os.urandom(32))
-        os.chmod(key, 0o644)
+        # read by coffred as root at start and as run_user at reload
+        os.chown(key, 0, pwd.getpwnam(harness.RUN_USER).pw_gid)
+        os.chmod(key, 0o640)
         common = {
             'accounts_backend': 'postgresql',
             'accounts_dsn': cls.pg.dsn,
@@ -535,7 +541,9 @@ class Cluster(unittest.TestCase):
         cls.proxy.start()
         # Postfix's role, with the README's grants
         cls.pg.psql('CREATE ROLE postfix LOGIN')
-        for sql in re.findall(r'`(GRANT [^`]*;)`', open(README).read()):
+        with open(README) as f:
+            grants = re.findall(r'`(GRANT [^`]*;)`', f.read())
+        for sql in grants:
             cls.pg.psql(sql)
         cls.postfix = ClusterPostfix(cls.tmp, cls.pg)
         cls.postfix.start()
