@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <uv.h>
 
@@ -336,6 +337,10 @@ struct auth_login *auth_scram_finish(struct auth_service *s, const char *user, s
                                      const struct sockaddr *remote, auth_login_cb cb, void *arg);
 const unsigned char *auth_login_scram_signature(const struct auth_login *l);
 
+/* Forgets the authentication cache's entries of address (normalized): the
+ * account left this server. Loop thread (a walk of the cache). */
+void auth_service_forget(struct auth_service *s, const char *address);
+
 /* Looks an account up by address for delivery (LMTP RCPT): the name is
  * normalized as for a login. Blocking and thread-safe: run it on the thread
  * pool. Returns AUTH_OK, AUTH_E_NOUSER, AUTH_E_BADADDR or AUTH_E_TEMP. */
@@ -447,6 +452,25 @@ int auth_scram_secret_parse(const char *text, struct auth_scram_secret *out);
 bool auth_scram_verify(const struct auth_scram_secret *sec, const void *auth_msg, size_t len,
                        const unsigned char proof[AUTH_SCRAM_KEY_LEN],
                        unsigned char server_sig[AUTH_SCRAM_KEY_LEN]);
+
+/* ---- the directory as text (auth/dump.c: its format) ---- */
+
+/* Writes every slot, account (hash, SCRAM secret, quota, state, slot), app
+ * password, pinned certificate, group, member, ACL entry and share
+ * setting, in one read transaction. *accounts the accounts written.
+ * AUTH_OK or AUTH_E_TEMP. */
+int auth_dump(struct auth_db *db, FILE *out, unsigned long *accounts);
+struct auth_load_report {
+    unsigned long accounts, refused, slots, apps, certs, groups, members, acls, shares;
+};
+/* Reads what auth_dump wrote, in one transaction. An account whose
+ * address, or whose id, is taken is refused (refused() says why) with its
+ * dependent rows; the rest goes in. AUTH_OK, AUTH_E_BADADDR (not such a
+ * file, truncated, a bad line: nothing imported, err says where) or
+ * AUTH_E_TEMP. */
+int auth_load(struct auth_db *db, FILE *in,
+              void (*refused)(void *arg, const char *address, const char *why), void *arg,
+              struct auth_load_report *rep, char *err, size_t errlen);
 
 /* ---- backups (auth/backup.c) ---- */
 

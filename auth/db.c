@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -135,6 +136,21 @@ static PGconn *pg_connect(const char *conninfo)
     return c;
 }
 
+/* Whether an idle connection still stands. Nothing is expected on it
+ * while idle: readable means the server sent its goodbye (a shutdown's
+ * FATAL message) or closed it, which PQconsumeInput turns into
+ * CONNECTION_BAD. Costs no round trip. */
+static bool pg_alive(PGconn *c)
+{
+    struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+
+    if (PQstatus(c) != CONNECTION_OK || p.fd < 0)
+        return false;
+    if (poll(&p, 1, 0) > 0 && (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK))
+        return false;
+    return true;
+}
+
 static bool pg_is_self(const struct pg_slot *s)
 {
     return s->busy && pthread_equal(s->owner, pthread_self());
@@ -181,7 +197,7 @@ static int pg_acquire(struct adb_conn *c)
     pthread_mutex_unlock(&c->mu);
 
     struct pg_slot *s = &c->slots[got];
-    if (s->c && PQstatus(s->c) != CONNECTION_OK) {
+    if (s->c && !s->txn && !pg_alive(s->c)) {
         PQfinish(s->c);
         s->c = NULL;
     }
@@ -464,20 +480,31 @@ int adb_step(struct adb_stmt *st)
     if (st->done)
         return DB_ERROR;
     st->done = true;
-    if ((slot = pg_acquire(c)) < 0)
-        return DB_ERROR;
-    /* an int8 parameter given twice with a type: the same Oid each time */
     Oid types[DB_PARAMS_MAX];
     for (int i = 0; i < st->nparams; i++)
         types[i] = st->types[i] ? st->types[i] : PG_TEXTOID; /* never bound: NULL */
-    PGconn *conn = c->slots[slot].c;
-    PGresult *res = PQexecParams(conn, st->sql, st->nparams, types, (const char *const *)st->values,
-                                 NULL, NULL, 0);
-    rc = res ? pg_result(res) : DB_ERROR;
-    pg_release(c, slot, rc == DB_ERROR && pg_broken(conn, res));
-    if (rc != DB_OK) {
+    PGresult *res = NULL;
+    /* A read that meets a connection the server dropped (restarted, say)
+     * runs again on a new one, once; a write is not repeated (it may have
+     * been done) and fails. */
+    bool read = !strncmp(st->sql, "SELECT", 6);
+    for (int attempt = 0;; attempt++) {
+        bool in_txn, broken;
+
+        if ((slot = pg_acquire(c)) < 0)
+            return DB_ERROR;
+        in_txn = c->slots[slot].txn;
+        PGconn *conn = c->slots[slot].c;
+        res = PQexecParams(conn, st->sql, st->nparams, types, (const char *const *)st->values, NULL,
+                           NULL, 0);
+        rc = res ? pg_result(res) : DB_ERROR;
+        broken = rc == DB_ERROR && pg_broken(conn, res);
+        pg_release(c, slot, broken);
+        if (rc == DB_OK)
+            break;
         PQclear(res);
-        return rc;
+        if (!broken || !read || in_txn || attempt > 0)
+            return rc;
     }
     st->res = res;
     st->nrows = PQntuples(res);

@@ -57,6 +57,7 @@
 
 struct cache_entry {
     unsigned char mac[HMAC_LEN];
+    uint32_t who; /* hash of the address: auth_service_forget */
     uint64_t expires_ns;
     LIST_ENTRY(cache_entry) bucket;
     TAILQ_ENTRY(cache_entry) order; /* oldest first; one TTL, so by expiry */
@@ -270,7 +271,8 @@ static bool cache_lookup(struct auth_service *s, const unsigned char mac[HMAC_LE
     return hit;
 }
 
-static void cache_insert(struct auth_service *s, const unsigned char mac[HMAC_LEN])
+static void cache_insert(struct auth_service *s, const unsigned char mac[HMAC_LEN],
+                         const char *addr)
 {
     struct cache_bucket *b = &s->cache_buckets[hash_bytes(mac, HMAC_LEN) & (CACHE_BUCKETS - 1)];
     struct cache_entry *e;
@@ -290,10 +292,28 @@ static void cache_insert(struct auth_service *s, const unsigned char mac[HMAC_LE
     e = calloc(1, sizeof(*e));
     if (e) { /* without memory, the next login just runs yescrypt again */
         memcpy(e->mac, mac, HMAC_LEN);
+        e->who = hash_bytes(addr, strlen(addr));
         e->expires_ns = now + (uint64_t)s->cache_ttl_s * 1000000000u;
         LIST_INSERT_HEAD(b, e, bucket);
         TAILQ_INSERT_TAIL(&s->cache_order, e, order);
         s->cache_n++;
+    }
+    pthread_mutex_unlock(&s->cache_mu);
+}
+
+/* Drops the entries of address (and of any address whose hash is the
+ * same: they verify again). A walk of the cache, rare: an account leaving
+ * this server (`coffrectl user move`). */
+void auth_service_forget(struct auth_service *s, const char *address)
+{
+    uint32_t who = hash_bytes(address, strlen(address));
+    struct cache_entry *e, *next;
+
+    pthread_mutex_lock(&s->cache_mu);
+    for (e = TAILQ_FIRST(&s->cache_order); e; e = next) {
+        next = TAILQ_NEXT(e, order);
+        if (e->who == who)
+            cache_remove(s, e);
     }
     pthread_mutex_unlock(&s->cache_mu);
 }
@@ -766,13 +786,13 @@ static void on_work(struct workers_task *w)
     if (!verified && app_form) {
         via_app = auth_password_verify(l->pw, have_app ? app_hash : s->dummy_hash) && have_app;
         if (via_app && app_mac_ok)
-            cache_insert(s, app_mac);
+            cache_insert(s, app_mac, l->acct.address);
         verified = via_app;
     }
     if (!verified) {
         verified = auth_password_verify(l->pw, hash);
         if (verified && main_mac)
-            cache_insert(s, mac);
+            cache_insert(s, mac, l->acct.address);
     }
     if (!verified) {
         l->result = AUTH_E_FAIL;

@@ -107,6 +107,22 @@ void mailuser_configure_open(unsigned max_open, uint64_t wait_ms);
  * imap_vanished_keep_count). */
 void mailuser_configure_vanished(unsigned keep_days, uint64_t keep_count);
 
+/* An account leaving this server (`coffrectl user move`, the control
+ * socket's RELEASE): until uv_now passes until_ms, an open of its store
+ * fails with STORAGE_E_TEMP, and a store of it that nobody holds is not
+ * kept open nor left to linger: it closes at once (so does one kept or
+ * lingering now). Sessions and deliveries are ended by their owners. */
+void mailuser_block(uv_loop_t *loop, int64_t id, uint64_t until_ms);
+/* A directory read that began at since (uv_now) found the account served
+ * here and not moving: a block set before then is over (the account came
+ * back, or its move was called off). */
+void mailuser_unblock(int64_t id, uint64_t since);
+/* Whether account id is blocked as above. */
+bool mailuser_blocked(int64_t id);
+/* Whether anything of account id is still here: its store open, opening,
+ * kept, lingering or closing, or jobs of it queued or running. */
+bool mailuser_busy(int64_t id);
+
 /* The daemon is stopping: stores kept open are closed, and notifications
  * from pool threads are dropped from now on (the loop is about to close its
  * handles). */

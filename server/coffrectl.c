@@ -35,6 +35,7 @@ static const struct family families[] = {
     {"restore", ctl_backup_main, ctl_restore_usage},
     {"import", ctl_import_main, ctl_import_usage},
     {"slot", ctl_slot_main, ctl_slot_usage},
+    {"accounts", ctl_accounts_main, ctl_accounts_usage},
 };
 
 static void usage(FILE *f)

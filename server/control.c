@@ -21,6 +21,18 @@
  *                                   ends the account's sessions
  *   RELOAD                          what SIGHUP does
  *   STATS                           metrics_render()'s OpenMetrics text
+ *   RELEASE ID ADDRESS              account ID (ADDRESS) leaves this
+ *                                   server (`coffrectl user move`): its
+ *                                   sessions end, transactions with it as a
+ *                                   recipient end (421) unless delivering,
+ *                                   logins in flight are refused for a
+ *                                   while, its store may not open again
+ *                                   (control_release_hold), its
+ *                                   authentication cache entries go; "OK"
+ *                                   once nothing of it is held any more (no
+ *                                   session, job, delivery, store open or
+ *                                   closing, light handle), "ERR ..." when
+ *                                   that is not so within control_timeout
  *   ACL                             reads the access control lists again
  *                                   (coffrectl changed them); answered at
  *                                   once, the new ones in place within
@@ -43,10 +55,13 @@
 #include <unistd.h>
 
 #include "auth/acl.h"
+#include "protocol/lmtp/lmtp.h"
+#include "protocol/mailuser.h"
 #include "server/base/buf.h"
 #include "server/base/log.h"
 #include "server/base/metrics.h"
 #include "server/server.h"
+#include "storage/storage.h"
 
 #define CONTROL_LINE_MAX 1024 /* a request: a verb and an address or two */
 #define CONTROL_ARGS 4
@@ -66,6 +81,20 @@ struct ctl_conn {
     uv_write_t wreq;
     struct buf reply;
     struct ctl_conn *prev, *next;
+    /* RELEASE: the account, what is still awaited, until when */
+    int64_t rel_id;
+    char rel_addr[256];
+    uint64_t rel_deadline;
+    struct light_job *rel_light; /* storage_light_forget on the pool */
+    bool rel_light_done;
+    unsigned rel_light_busy;
+};
+
+struct light_job {
+    uv_work_t w;
+    int64_t id;
+    unsigned busy;
+    struct ctl_conn *k; /* NULL once the request went */
 };
 
 /* An account disabled or removed lately: a login checked before the change
@@ -116,6 +145,8 @@ static void conn_end(struct ctl_conn *k)
     if (k->next)
         k->next->prev = k->prev;
     ctl->n--;
+    if (k->rel_light)
+        k->rel_light->k = NULL;
     uv_close((uv_handle_t *)&k->pipe, on_conn_closed);
     uv_close((uv_handle_t *)&k->timer, on_conn_closed);
 }
@@ -316,6 +347,141 @@ static void do_kick(struct ctl_conn *k, char **argv, int argc)
     send_reply(k);
 }
 
+/* ---- RELEASE ---- */
+
+static void light_work(uv_work_t *w)
+{
+    struct light_job *j = w->data;
+    j->busy = storage_light_forget(j->id);
+}
+
+static void light_done(uv_work_t *w, int status)
+{
+    struct light_job *j = w->data;
+    (void)status;
+    if (j->k) {
+        j->k->rel_light = NULL;
+        j->k->rel_light_done = true;
+        j->k->rel_light_busy = j->busy;
+    }
+    free(j);
+}
+
+/* The light handles of the account are closed on the pool (their SQLite
+ * connections); false when that could not start. */
+static bool light_forget(struct ctl_conn *k)
+{
+    struct light_job *j = calloc(1, sizeof(*j));
+
+    if (!j)
+        return false;
+    j->id = k->rel_id;
+    j->k = k;
+    j->w.data = j;
+    k->rel_light_done = false;
+    if (uv_queue_work(k->ctl->srv->loop, &j->w, light_work, light_done) < 0) {
+        free(j);
+        return false;
+    }
+    k->rel_light = j;
+    return true;
+}
+
+static unsigned release_sessions(struct ctl_conn *k, bool kick)
+{
+    unsigned n = 0;
+
+    for (struct conn *c = conn_first(k->ctl->srv); c; c = conn_next(c)) {
+        struct conn_who w;
+        conn_who(c, &w);
+        if (!w.user || strcasecmp(w.user, k->rel_addr) != 0)
+            continue;
+        n++;
+        if (kick && conn_kick(c, "Mailbox being moved to another server; log in again."))
+            log_info("control: uid %u ended conn=%" PRIu64 " user=%s (account moving)", k->uid,
+                     w.id, w.user);
+    }
+    return n;
+}
+
+static void on_release_tick(uv_timer_t *t)
+{
+    struct ctl_conn *k = t->data;
+    unsigned sessions = release_sessions(k, false);
+    unsigned txns = lmtp_release_account(k->rel_id);
+    bool store = mailuser_busy(k->rel_id);
+    uint64_t now = uv_now(k->ctl->srv->loop);
+
+    if (!sessions && !txns && !store && k->rel_light_done) {
+        if (!k->rel_light_busy) {
+            log_info("control: uid %u released account %" PRId64 " (%s)", k->uid, k->rel_id,
+                     k->rel_addr);
+            buf_str(&k->reply, "OK released\n");
+            send_reply(k);
+            return;
+        }
+        /* the deliveries that used them are over: close them now */
+        if (!light_forget(k))
+            k->rel_light_done = true;
+    }
+    if (now >= k->rel_deadline) {
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "account %" PRId64 " still in use: %u session(s), %u LMTP transaction(s)%s%s",
+                 k->rel_id, sessions, txns, store ? ", its store open" : "",
+                 k->rel_light_done && !k->rel_light_busy ? "" : ", delivery handles open");
+        log_warn("control: uid %u release of %s: %s", k->uid, k->rel_addr, why);
+        reply_err(k, why);
+        return;
+    }
+    uv_timer_start(&k->timer, on_release_tick, 20, 0);
+}
+
+static void do_release(struct ctl_conn *k, char **argv, int argc)
+{
+    struct server *s = k->ctl->srv;
+    uint64_t now = uv_now(s->loop), budget = s->conf.control_timeout_ms;
+    struct revoked *r;
+    unsigned n;
+    char *end;
+    long long id;
+
+    errno = 0;
+    id = argc == 3 ? strtoll(argv[1], &end, 10) : 0;
+    if (argc != 3 || errno || *end || id <= 0 || strlen(argv[2]) >= sizeof(k->rel_addr)) {
+        reply_err(k, "usage: RELEASE ID ADDRESS");
+        return;
+    }
+    k->rel_id = id;
+    snprintf(k->rel_addr, sizeof(k->rel_addr), "%s", argv[2]);
+    /* logins checked before the move began and answered after it: refused
+     * (temporarily) when they are answered */
+    if (!(r = calloc(1, sizeof(*r)))) {
+        reply_err(k, "out of memory");
+        return;
+    }
+    snprintf(r->address, sizeof(r->address), "%s", argv[2]);
+    r->why = "moved";
+    r->at = now;
+    revoked_prune(k->ctl);
+    r->next = k->ctl->revoked;
+    k->ctl->revoked = r;
+    mailuser_block(s->loop, id, now + s->conf.control_release_hold_ms);
+    n = release_sessions(k, true);
+    lmtp_release_account(id);
+    auth_service_forget(s->auth, k->rel_addr);
+    if (!light_forget(k))
+        k->rel_light_done = true, k->rel_light_busy = 1;
+    log_info("control: uid %u release of account %" PRId64 " (%s): %u session(s) ending", k->uid,
+             k->rel_id, k->rel_addr, n);
+    /* answered before the connection's own timeout */
+    k->rel_deadline = now + (budget > 400 ? budget - 300 : budget / 2);
+    k->answered = true; /* nothing more is read */
+    uv_read_stop((uv_stream_t *)&k->pipe);
+    uv_timer_stop(&k->timer);
+    uv_timer_start(&k->timer, on_release_tick, 0, 0);
+}
+
 static void do_request(struct ctl_conn *k)
 {
     char *argv[CONTROL_ARGS + 1], *save = NULL, *tok;
@@ -352,6 +518,8 @@ static void do_request(struct ctl_conn *k)
         }
         buf_str(&k->reply, "OK\n");
         send_reply(k);
+    } else if (!strcmp(argv[0], "RELEASE")) {
+        do_release(k, argv, argc);
     } else if (!strcmp(argv[0], "ACL") && argc == 1) {
         log_info("control: uid %u asks for the access control lists to be read again", k->uid);
         auth_service_acl_reload(k->ctl->srv->auth);

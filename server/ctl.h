@@ -3,6 +3,7 @@
 #ifndef COFFRE_CTL_H
 #define COFFRE_CTL_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "server/base/config.h"
@@ -50,6 +51,15 @@ void ctl_live_usage(FILE *f);
  * coffred, if any, to end the account's live sessions. */
 void ctl_live_user_gone(const struct conf *c, const char *address, const char *why);
 
+/* Asks the running coffred to let go of account id (control socket
+ * RELEASE): its sessions end, and the answer comes once it holds nothing of
+ * the account. 0 released, 1 coffred is not running, -1 refused or failed
+ * (printed). */
+int ctl_live_release(const struct conf *c, int64_t id, const char *address);
+/* coffrectl user move ADDRESS --to SLOT (server/ctl_move.c); argv[0] is
+ * "user" */
+int ctl_user_move(const struct conf *c, int argc, char **argv);
+
 /* After a change of the access control lists or groups: asks the running
  * coffred, if any, to read them again (control socket `ACL`); nothing
  * when it is not running (server/ctl_live.c). */
@@ -88,6 +98,9 @@ int ctl_read_password(bool from_stdin, char *pw, size_t cap);
 /* coffrectl slot add|list|del (server/ctl_slot.c) */
 int ctl_slot_main(const struct conf *c, int argc, char **argv);
 void ctl_slot_usage(FILE *f);
+/* coffrectl accounts export|import (server/ctl_accounts.c) */
+int ctl_accounts_main(const struct conf *c, int argc, char **argv);
+void ctl_accounts_usage(FILE *f);
 /* coffrectl user set-slot ADDRESS NAME (server/ctl_slot.c); argv[0] is "user" */
 int ctl_user_set_slot(const struct conf *c, int argc, char **argv);
 /* Opens the account directory after ctl_prepare_data_dir, with the

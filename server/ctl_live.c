@@ -227,3 +227,26 @@ void ctl_live_acl_changed(const struct conf *c)
                 out.p ? out.p : "");
     buf_free(&out);
 }
+
+int ctl_live_release(const struct conf *c, int64_t id, const char *address)
+{
+    char line[AUTH_ADDR_MAX + 64];
+    struct buf out = {0};
+    int r;
+
+    snprintf(line, sizeof(line), "RELEASE %lld %s\n", (long long)id, address);
+    r = request(c, line, &out);
+    if (r == -1) {
+        buf_free(&out);
+        return 1; /* coffred is not running: it holds nothing */
+    }
+    if (r == 0 && out.len >= 2 && !memcmp(out.p, "OK", 2)) {
+        buf_free(&out);
+        return 0;
+    }
+    if (r == 0)
+        fprintf(stderr, "coffrectl: coffred did not release %s: %.*s\n", address,
+                (int)strcspn(out.p ? out.p : "", "\n"), out.p ? out.p : "");
+    buf_free(&out);
+    return -1;
+}

@@ -26,6 +26,9 @@ void ctl_user_usage(FILE *f)
     fprintf(f, "  user add ADDRESS [--password-stdin] [--quota SIZE] [--max-messages N]\n"
                "           [--slot NAME]         (default: slot_name when set)\n"
                "  user set-slot ADDRESS NAME     (the slot that holds the account)\n"
+               "  user move ADDRESS --to SLOT [--keep-source] [--target-data-dir DIR]\n"
+               "                                 (copy its mail to the slot's data directory\n"
+               "                                 and make it live there; rerun after a crash)\n"
                "  user passwd ADDRESS [--password-stdin]\n"
                "  user del ADDRESS [--purge]     (--purge also removes the mail)\n"
                "  user list\n"
@@ -546,6 +549,8 @@ int ctl_user_main(const struct conf *c, int argc, char **argv)
         return ctl_user_app_password(c, argc, argv);
     if (!strcmp(argv[1], "set-slot"))
         return ctl_user_set_slot(c, argc, argv);
+    if (!strcmp(argv[1], "move"))
+        return ctl_user_move(c, argc, argv);
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
         if (!strcmp(argv[1], verbs[i].name))
             v = &verbs[i];

@@ -277,6 +277,31 @@ unsigned storage_light_expire(void)
     return left;
 }
 
+unsigned storage_light_forget(int64_t id)
+{
+    struct storage_user *list = NULL, *u, *next;
+    unsigned busy = 0;
+
+    pthread_mutex_lock(&light_lock);
+    for (u = *bucket_of(id); u; u = next) {
+        next = u->next;
+        if (u->id != id)
+            continue;
+        __atomic_store_n(&u->light_stale, true, __ATOMIC_RELAXED);
+        if (u->refs) {
+            busy++;
+            continue;
+        }
+        kept_remove(u);
+        bucket_remove(u);
+        u->next = list;
+        list = u;
+    }
+    pthread_mutex_unlock(&light_lock);
+    close_list(list);
+    return busy;
+}
+
 int light_check_index(struct storage_user *u)
 {
     char path[STORAGE_PATH_MAX];

@@ -135,6 +135,10 @@ void storage_close_light(struct storage_user *u);
  * handles kept after the last delivery do not hold their descriptors
  * for good; returns how many stay kept. Index. */
 unsigned storage_light_expire(void);
+/* Account id leaves this process (`coffrectl user move`): its light
+ * handles are never used again; those kept are closed now, those in use at
+ * their last close. Returns how many are still in use. Index. */
+unsigned storage_light_forget(int64_t id);
 /* How many times an index connection found its WAL's directory synced
  * already and so did not sync it again (storage/vfs.c), since the start. */
 uint64_t storage_wal_dirsyncs_skipped(void);

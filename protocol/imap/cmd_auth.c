@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "protocol/slot.h"
 #include "protocol/imap/imap_private.h"
 #include "server/base/config.h"
 #include "server/base/log.h"
@@ -84,7 +85,21 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
 
     imap_cont_end(s); /* the login is over */
     if (result == AUTH_OK && (why = conn_login_revoked(s->c, acct->address)))
-        result = !strcmp(why, "disabled") ? AUTH_E_DISABLED : AUTH_E_FAIL;
+        result = !strcmp(why, "disabled") ? AUTH_E_DISABLED
+                 : !strcmp(why, "moved")  ? AUTH_E_TEMP
+                                          : AUTH_E_FAIL;
+    if (result == AUTH_OK) {
+        char where[AUTH_SLOT_MAX + 32];
+        if (proto_slot_check(conn_conf(s->c)->slot_name, acct, where, sizeof(where)) !=
+            PROTO_SLOT_HERE) {
+            log_info("conn=%llu imap login of %s refused: the account %s",
+                     (unsigned long long)conn_info(s->c)->id, acct->address, where);
+            result = AUTH_E_TEMP;
+        } else if (conn_loop(s->c)) {
+            /* served here, as a read made now says: no block left over */
+            mailuser_unblock(acct->id, s->login_t0);
+        }
+    }
     metrics_login(METRICS_LOGIN_IMAP, s->login_mech, proto_login_metric(result));
     if (result != AUTH_OK)
         conn_login_end(s->c, result, NULL);
@@ -150,6 +165,7 @@ static void start_login(struct imap_session *s, const char *mech, const char *us
                         const char *pw, size_t pwlen)
 {
     conn_login_begin(s->c, mech, user, ulen);
+    s->login_t0 = conn_loop(s->c) ? uv_now(conn_loop(s->c)) : 0;
     struct auth_login *l =
         pw ? proto_login_password(s->c, "imap", user, ulen, pw, pwlen, on_login_done, s)
            : auth_login_external(conn_auth(s->c), user, ulen, conn_tls_peer(s->c),
@@ -329,8 +345,10 @@ static void on_scram_final(void *arg, int result, const struct auth_account *acc
  * meanwhile. */
 static void scram_ask(struct imap_session *s, struct proto_sasl *sasl, int r)
 {
-    if (r == SASL_SCRAM_CHECK)
+    if (r == SASL_SCRAM_CHECK) {
         s->login_mech = proto_sasl_metric(sasl);
+        s->login_t0 = conn_loop(s->c) ? uv_now(conn_loop(s->c)) : 0;
+    }
     sasl->login = proto_sasl_scram_ask(sasl, r, s->c,
                                        r == SASL_SCRAM_LOOKUP ? on_scram_first : on_scram_final, s);
     if (!sasl->login) {

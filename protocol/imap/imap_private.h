@@ -579,6 +579,7 @@ struct imap_session {
     uint64_t metrics_t0;
     unsigned metrics_cmd;
     enum metrics_mech login_mech;
+    uint64_t login_t0; /* uv_now when the login began: mailuser_unblock */
 
     bool counted_userip;
     unsigned bad_count;

@@ -7,6 +7,7 @@
 
 #include "auth/acl.h"
 #include "protocol/lmtp/lmtp_int.h"
+#include "protocol/slot.h"
 #include "server/base/config.h"
 #include "server/base/log.h"
 #include "server/base/metrics.h"
@@ -69,6 +70,7 @@ void lmtp_cmd_mail(struct lmtp_session *s, const char *arg, size_t len)
         lmtp_reply(s, "451 4.3.0 Out of memory");
         return;
     }
+    s->txn->s = s;
     memcpy(s->txn->from, path, plen + 1);
     s->txn->from_len = plen;
     s->phase = LMTP_MAIL;
@@ -96,6 +98,7 @@ struct rcpt_job {
     bool shared; /* the owner's folder takes it (ACL_POST, the folder exists) */
     struct auth_account owner;
     bool owner_index;
+    uint64_t t0; /* uv_now at the start of the lookup */
 };
 
 /* Whether detail names another account's folder through the shared
@@ -255,6 +258,31 @@ static void rcpt_done(void *data)
         lmtp_resume(s);
         return;
     }
+    switch (proto_slot_check(conn_conf(s->c)->slot_name, &j->acct, NULL, 0)) {
+    case PROTO_SLOT_ELSEWHERE:
+        rcpt_answer(s, "550 5.1.1", "Mailbox not on this server");
+        lmtp_resume(s);
+        return;
+    case PROTO_SLOT_MOVING:
+        rcpt_answer(s, "451 4.2.1", "Mailbox being moved; try again later");
+        lmtp_resume(s);
+        return;
+    case PROTO_SLOT_HERE:
+        break;
+    }
+    /* a folder of an owner who is not served here is no folder here */
+    if (j->shared &&
+        proto_slot_check(conn_conf(s->c)->slot_name, &j->owner, NULL, 0) != PROTO_SLOT_HERE)
+        j->shared = false;
+    /* released by this server (the control socket's RELEASE) before it was
+     * looked up: served here again (moved back, or the move called off);
+     * released while it was looked up: it waits */
+    mailuser_unblock(j->shared ? j->owner.id : j->acct.id, j->t0);
+    if (mailuser_blocked(j->shared ? j->owner.id : j->acct.id)) {
+        rcpt_answer(s, "451 4.2.1", "Mailbox being moved; try again later");
+        lmtp_resume(s);
+        return;
+    }
     s->rcpt_acct = j->acct;
     s->rcpt_shared_owner[0] = '\0';
     if (j->used_full)
@@ -317,6 +345,7 @@ void lmtp_cmd_rcpt(struct lmtp_session *s, const char *arg, size_t len)
     for (size_t i = 0; i < plen; i++)
         s->rcpt_addr[i] = (char)tolower((unsigned char)s->rcpt_addr[i]);
     j->s = s;
+    j->t0 = uv_now(conn_loop(s->c));
     j->svc = conn_auth(s->c);
     if (!(j->data_dir = strdup(conf->data_dir))) {
         free(j);

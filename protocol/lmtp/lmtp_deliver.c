@@ -18,16 +18,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "protocol/lmtp/lmtp.h"
 #include "protocol/lmtp/lmtp_int.h"
 #include "server/base/config.h"
 #include "server/base/log.h"
 #include "server/base/metrics.h"
+
+/* Every transaction until it is freed: lmtp_release_account looks for an
+ * account's. Loop thread. */
+static struct lmtp_txn *all_txns;
 
 struct lmtp_txn *lmtp_txn_new(uv_loop_t *loop, uint64_t max_size, bool detail_mailbox)
 {
     struct lmtp_txn *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
+    t->all_next = all_txns;
+    if (all_txns)
+        all_txns->all_prev = t;
+    all_txns = t;
     t->loop = loop;
     t->max_size = max_size;
     t->detail_mailbox = detail_mailbox;
@@ -74,6 +83,12 @@ static void txn_free(void *data)
     }
     if (light && t->loop)
         mailuser_light_used(t->loop);
+    if (t->all_prev)
+        t->all_prev->all_next = t->all_next;
+    else
+        all_txns = t->all_next;
+    if (t->all_next)
+        t->all_next->all_prev = t->all_prev;
     free(t->rcpts);
     free(t->buf);
     free(t->data_dir);
@@ -98,6 +113,7 @@ void lmtp_txn_discard(uv_loop_t *loop, struct lmtp_txn *t)
     for (size_t i = 0; i < t->n_rcpts; i++)
         drafts = drafts || t->rcpts[i].d || t->rcpts[i].u;
     t->loop = loop;
+    t->s = NULL; /* the session may go before the discard's job ends */
     if (drafts && proto_job_start(loop, txn_account(t), discard_work, NULL, txn_free, t))
         return;
     if (drafts)
@@ -287,8 +303,49 @@ static void job_free(void *data)
 static void write_done(void *data)
 {
     struct lmtp_txn *t = data;
+    struct lmtp_session *s = t->s;
+
     t->buf_len = 0;
-    lmtp_resume(t->s);
+    if (t->released) {
+        /* its account left while the body came: job_free drops it */
+        t->orphan = true;
+        s->txn = NULL;
+        s->busy = false;
+        s->job = NULL;
+        s->job_on_txn = false;
+        lmtp_reply(s, "421 4.2.1 Mailbox being moved; try again later");
+        lmtp_end_session(s);
+        return;
+    }
+    lmtp_resume(s);
+}
+
+unsigned lmtp_release_account(int64_t id)
+{
+    struct lmtp_txn *t, *next;
+    unsigned n = 0;
+
+    for (t = all_txns; t; t = next) {
+        bool mine = false;
+
+        next = t->all_next;
+        for (size_t i = 0; i < t->n_rcpts && !mine; i++)
+            mine = t->rcpts[i].acct.id == id;
+        if (!mine)
+            continue;
+        n++;
+        if (t->orphan || !t->s || t->released || t->s->txn != t)
+            continue; /* delivering or being freed: it ends by itself */
+        if (t->s->busy && t->s->job_on_txn) {
+            t->released = true; /* write_done ends it; a delivery finishes */
+            continue;
+        }
+        log_info("conn=%llu lmtp: transaction ended: a recipient's mailbox is being moved",
+                 (unsigned long long)conn_info(t->s->c)->id);
+        lmtp_reply(t->s, "421 4.2.1 Mailbox being moved; try again later");
+        lmtp_end_session(t->s); /* frees t (or its discard job does) */
+    }
+    return n;
 }
 
 static void deliver_done(void *data)

@@ -137,7 +137,9 @@ struct lmtp_txn {
     uv_loop_t *loop;
     struct lmtp_session *s; /* for the jobs' done callbacks only */
     struct lmtp_hdrscan hs;
-    uint64_t t0; /* uv_hrtime at MAIL FROM */
+    uint64_t t0;                          /* uv_hrtime at MAIL FROM */
+    bool released;                        /* lmtp_release_account: the session ends after its job */
+    struct lmtp_txn *all_prev, *all_next; /* every transaction (lmtp_deliver.c) */
 };
 
 struct lmtp_session;

@@ -25,6 +25,8 @@
 
 /* The stores open or opening; a closing one has left. */
 static LIST_HEAD(, mailuser) registry = LIST_HEAD_INITIALIZER(registry);
+/* The stores closing: out of the registry until mu_free. */
+static LIST_HEAD(, mailuser) closing_list = LIST_HEAD_INITIALIZER(closing_list);
 static struct mailuser_req *ready, **ready_tail = &ready; /* answers due on the loop */
 
 uint64_t mu_idle_close_ms;
@@ -67,7 +69,11 @@ void mu_answer_ready(void)
     while (r) {
         struct mailuser_req *next = r->next;
         struct mailuser *mu = r->mu;
-        if (r->cancelled) {
+        if (!mu) {
+            /* refused before any open: the account is leaving */
+            if (!r->cancelled)
+                r->cb(r->arg, STORAGE_E_TEMP, NULL);
+        } else if (r->cancelled) {
             mu_release(mu);
         } else if (mu->open_err) {
             int err = mu->open_err;
@@ -108,8 +114,10 @@ static void answer_waiters(struct mailuser *mu)
 /* Not shared any more: later opens of the account start afresh. */
 static void stop_sharing(struct mailuser *mu)
 {
-    if (mu->state != MU_CLOSING)
+    if (mu->state != MU_CLOSING) {
         LIST_REMOVE(mu, entry);
+        LIST_INSERT_HEAD(&closing_list, mu, entry);
+    }
     mu->state = MU_CLOSING;
 }
 
@@ -118,6 +126,8 @@ static void retry_pending(void);
 static void mu_free(struct mailuser *mu)
 {
     bool counted = mu->closing_counted;
+    if (mu->state == MU_CLOSING)
+        LIST_REMOVE(mu, entry);
     free(mu->data_dir);
     free(mu);
     mu_memory_note();
@@ -218,12 +228,12 @@ void mu_release(struct mailuser *mu)
         return;
     if (mu->kept) {
         /* an upkeep round or the trim of a kept store ended */
-        if (!shutting_down)
+        if (!shutting_down && !mailuser_blocked(mu->id))
             return;
         unkeep(mu);
     }
     if (mu->state == MU_OPEN && keep_ms > 0 && !shutting_down && keep_max > 0 &&
-        !uv_is_closing((uv_handle_t *)&mu->timer) &&
+        !mailuser_blocked(mu->id) && !uv_is_closing((uv_handle_t *)&mu->timer) &&
         (n_kept < keep_max || evict_oldest_kept(false))) {
         mu->kept = true;
         mu->idle_since = uv_now(mu_loop);
@@ -264,7 +274,7 @@ void mailuser_release_delivered(struct mailuser *mu)
 {
     if (!mu)
         return;
-    if (mu->lingering || mu->state != MU_OPEN || shutting_down ||
+    if (mu->lingering || mu->state != MU_OPEN || shutting_down || mailuser_blocked(mu->id) ||
         uv_is_closing((uv_handle_t *)&mu->timer)) {
         if (mu->lingering) /* one hold is enough */
             mu->linger_until = uv_now(mu_loop) + MAILUSER_DELIVERY_LINGER_MS;
@@ -757,6 +767,10 @@ struct mailuser_req *mailuser_open(uv_loop_t *l, const char *data_dir,
     r->quota_bytes = acct->quota_bytes;
     r->quota_messages = acct->quota_messages;
     r->deadline = uv_now(mu_loop) + open_wait_ms;
+    if (mailuser_blocked(acct->id)) {
+        answer_later(r);
+        return r;
+    }
 
     mu = mu_find(acct->id);
     /* a store kept asleep wakes when taken up: it needs a place */
@@ -798,6 +812,90 @@ struct storage_user *mailuser_storage(struct mailuser *mu)
 int64_t mailuser_id(const struct mailuser *mu)
 {
     return mu->id;
+}
+
+/* ---- accounts leaving ---- */
+
+/* Accounts blocked by mailuser_block: few at a time (the moves running). */
+struct block {
+    int64_t id;
+    uint64_t at, until;
+    struct block *next;
+};
+static struct block *blocks;
+
+bool mailuser_blocked(int64_t id)
+{
+    uint64_t now = mu_loop ? uv_now(mu_loop) : 0;
+
+    for (struct block **pp = &blocks, *b; (b = *pp);) {
+        if (now >= b->until) {
+            *pp = b->next;
+            free(b);
+            continue;
+        }
+        if (b->id == id)
+            return true;
+        pp = &b->next;
+    }
+    return false;
+}
+
+void mailuser_block(uv_loop_t *loop, int64_t id, uint64_t until_ms)
+{
+    struct block *b;
+    struct mailuser *mu;
+
+    if (mu_events_init(loop) < 0)
+        return;
+    for (b = blocks; b && b->id != id; b = b->next)
+        ;
+    if (!b && (b = calloc(1, sizeof(*b)))) {
+        b->id = id;
+        b->next = blocks;
+        blocks = b;
+    }
+    if (b) {
+        b->at = uv_now(mu_loop);
+        b->until = until_ms;
+    }
+    if (!(mu = mu_find(id)))
+        return;
+    /* let go of what keeps it open without a holder */
+    if (mu->lingering) {
+        end_linger(mu);
+        if (!(mu = mu_find(id)))
+            return;
+    }
+    if (mu->kept && mu->holds == 0) {
+        unkeep(mu);
+        begin_close(mu);
+    }
+}
+
+void mailuser_unblock(int64_t id, uint64_t since)
+{
+    for (struct block **pp = &blocks, *b; (b = *pp); pp = &b->next) {
+        if (b->id == id && b->at <= since) {
+            *pp = b->next;
+            free(b);
+            return;
+        }
+    }
+}
+
+bool mailuser_busy(int64_t id)
+{
+    struct mailuser *mu;
+
+    if (mu_find(id) || mu_jobs_running(id))
+        return true;
+    LIST_FOREACH(mu, &closing_list, entry)
+    {
+        if (mu->id == id)
+            return true;
+    }
+    return false;
 }
 
 /* ---- light delivery handles ---- */

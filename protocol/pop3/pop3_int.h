@@ -61,6 +61,7 @@ struct pop3_session {
     uint64_t metrics_t0;
     unsigned metrics_cmd;
     enum metrics_mech login_mech;
+    uint64_t login_t0; /* uv_now when the login began: mailuser_unblock */
 
     /* TRANSACTION: the snapshot */
     struct pop3_msg *msgs;

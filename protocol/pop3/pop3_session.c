@@ -11,7 +11,9 @@
 #include <strings.h>
 
 #include "auth/auth.h"
+#include "protocol/slot.h"
 #include "protocol/linebuf.h"
+#include "protocol/mailuser.h"
 #include "protocol/pop3/pop3.h"
 #include "protocol/pop3/pop3_int.h"
 #include "protocol/sasl.h"
@@ -75,6 +77,8 @@ void pop3_open_done(struct pop3_session *s, int err, struct pop3_msg *msgs, size
         free(msgs);
         open_failed(s, !strcmp(why, "disabled")
                            ? "-ERR [AUTH] Account disabled; contact your administrator.\r\n"
+                       : !strcmp(why, "moved")
+                           ? "-ERR [SYS/TEMP] Mailbox being moved; try again later.\r\n"
                            : AUTH_FAILED);
         pop3_resume(s);
         return;
@@ -129,6 +133,18 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
 
     s->login = NULL;
     s->busy = false;
+    if (result == AUTH_OK) {
+        char where[AUTH_SLOT_MAX + 32];
+        if (proto_slot_check(conn_conf(s->c)->slot_name, acct, where, sizeof(where)) !=
+            PROTO_SLOT_HERE) {
+            log_info("conn=%llu pop3 login of %s refused: the account %s",
+                     (unsigned long long)conn_info(s->c)->id, acct->address, where);
+            result = AUTH_E_TEMP;
+        } else if (conn_loop(s->c)) {
+            /* served here, as a read made now says: no block left over */
+            mailuser_unblock(acct->id, s->login_t0);
+        }
+    }
     metrics_login(METRICS_LOGIN_POP3, s->login_mech, proto_login_metric(result));
     if (result != AUTH_OK)
         conn_login_end(s->c, result, NULL);
@@ -169,6 +185,7 @@ static void start_login(struct pop3_session *s, const char *mech, const char *us
                         const char *pw, size_t pwlen)
 {
     conn_login_begin(s->c, mech, user, ulen);
+    s->login_t0 = conn_loop(s->c) ? uv_now(conn_loop(s->c)) : 0;
     s->login = pw ? proto_login_password(s->c, "pop3", user, ulen, pw, pwlen, on_login_done, s)
                   : auth_login_external(conn_auth(s->c), user, ulen, conn_tls_peer(s->c),
                                         conn_info(s->c)->peer, on_login_done, s);
@@ -278,8 +295,10 @@ static void on_scram_answer(void *arg, int result, const struct auth_account *ac
 /* Hands a SCRAM step to the auth service; input waits meanwhile. */
 static void scram_ask(struct pop3_session *s, int r)
 {
-    if (r == SASL_SCRAM_CHECK)
+    if (r == SASL_SCRAM_CHECK) {
         s->login_mech = proto_sasl_metric(&s->sasl);
+        s->login_t0 = conn_loop(s->c) ? uv_now(conn_loop(s->c)) : 0;
+    }
     s->login = proto_sasl_scram_ask(&s->sasl, r, s->c, on_scram_answer, s);
     if (!s->login) {
         s->sasl_active = false;

@@ -807,6 +807,9 @@ const struct conf_setting conf_settings[] = {
      .doc = "control connections served at once; more are closed at once"},
     {ROW("control_timeout", "5s", "Administration"), DURATION(control_timeout_ms, 100),
      .doc = "time a control client has to send its request and take the reply"},
+    {ROW("control_release_hold", "10m", "Administration"), DURATION(control_release_hold_ms, 1000),
+     .doc = "after RELEASE (`coffrectl user move`), how long the account's store may not open "
+            "here again (the copy runs meanwhile)"},
     {ROW("control_max_reply", "8M", "Administration"), SIZE(control_max_reply, 64 * KB, 1 * GB),
      .doc = "largest control reply (the session list of `who`); a longer one is cut and says so"},
 

@@ -176,6 +176,7 @@ struct conf {
     char control_socket[108]; /* a unix socket path (sun_path), "" = none */
     unsigned control_max_connections;
     unsigned control_timeout_ms;
+    unsigned control_release_hold_ms; /* RELEASE: the store may not open here again so long */
     size_t control_max_reply;
     /* coffrectl import --from-imap */
     unsigned import_imap_jobs;

@@ -10,6 +10,7 @@ is used or touched.
     pg.stop()                       # pg_ctl stop (fast); safe to repeat
     pg.restart()                    # start again after stop() (or stop, start)
     pg.psql('SELECT ...')           # rows as a list of tuples of str
+    pg.create_db('name')            # another empty database; its DSN
     pg.cleanup()                    # stop, and the cluster's files removed
 
 Environment: PG_BIN, the directory of initdb and pg_ctl (default: the
@@ -143,6 +144,11 @@ class Pg:
                        'ON_ERROR_STOP=1', '-h', self.sock, '-p', str(self.port),
                        '-U', user or 'postgres', '-d', db, '-c', sql])
         return [tuple(l.split('\t')) for l in r.stdout.splitlines() if l]
+
+    def create_db(self, name):
+        """A new empty database owned by the role coffre; its DSN."""
+        self.psql('CREATE DATABASE %s OWNER %s' % (name, ROLE), db='postgres')
+        return 'host=%s port=%d dbname=%s user=%s' % (self.host, self.port, name, ROLE)
 
     def log_tail(self, n=40):
         try:
