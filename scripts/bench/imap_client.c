@@ -75,7 +75,8 @@
  *
  * Users are u1..uNUSERS@bench.example (another prefix than u in
  * BENCH_USER_PREFIX), all with password PASS. Host is
- * 127.0.0.1, or BENCH_HOST (an IPv4 address). Not a test: a load generator. */
+ * 127.0.0.1, or BENCH_HOST (an IPv4 address). BENCH_QUICKACK=1 sets
+ * TCP_QUICKACK after the TLS handshake. Not a test: a load generator. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -136,6 +137,7 @@ static int want_compress;
 
 static const char *uprefix = "u"; /* BENCH_USER_PREFIX */
 static const char *host;          /* BENCH_HOST: NULL = 127.0.0.1 */
+static int quickack;              /* BENCH_QUICKACK=1 */
 
 static void cl_err(struct cl *c, const char *what, const char *detail)
 {
@@ -222,6 +224,11 @@ static int cl_connect(struct cl *c)
         fprintf(stderr, "%s\n", c->err);
         goto fail;
     }
+    /* BENCH_QUICKACK=1: acknowledge the server's last handshake flight at
+     * once, so that a server writing its greeting with Nagle's algorithm on
+     * (nginx's mail proxy) is not held for this side's delayed ACK */
+    if (quickack)
+        setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
     return 0;
 fail:
     cl_close(c);
@@ -1999,6 +2006,7 @@ int main(int argc, char **argv)
     if (getenv("BENCH_USER_PREFIX"))
         uprefix = getenv("BENCH_USER_PREFIX");
     host = getenv("BENCH_HOST");
+    quickack = getenv("BENCH_QUICKACK") && !strcmp(getenv("BENCH_QUICKACK"), "1");
     want_compress = getenv("BENCH_COMPRESS") && !strcmp(getenv("BENCH_COMPRESS"), "1");
     if (argc == 3 && !strcmp(argv[1], "gen"))
         return run_gen(strtoul(argv[2], NULL, 10));
