@@ -4,12 +4,12 @@
 #include "auth/auth.h"
 #include "auth/acl.h"
 #include "auth/auth_priv.h"
+#include "auth/db.h"
 
 #include <crypt.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include "auth/db.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -284,6 +284,11 @@ int auth_db_configure(const char *backend, const char *dsn, const char *data_dir
     }
     directory.backend = b;
     return AUTH_OK;
+}
+
+void auth_db_set_pool_size(unsigned n)
+{
+    adb_pg_set_pool_size(n);
 }
 
 int auth_db_backend(const char *data_dir)

@@ -11,8 +11,8 @@
  * them, not what the site shares with others. */
 #include "auth/acl.h"
 #include "auth/auth_priv.h"
-
 #include "auth/db.h"
+
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -11,11 +11,11 @@
  * the selector. */
 #include "auth/auth.h"
 #include "auth/auth_priv.h"
+#include "auth/db.h"
 
 #include <crypt.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
-#include "auth/db.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -109,6 +109,9 @@ enum { AUTH_BACKEND_SQLITE = 0, AUTH_BACKEND_POSTGRESQL = 1 };
  * accounts.sqlite. Without a call: <data_dir>/accounts.sqlite. */
 int auth_db_configure(const char *backend, const char *dsn, const char *data_dir, char *err,
                       size_t errlen);
+/* Connections to PostgreSQL one directory keeps at most
+ * (accounts_pool_size; 8 until set). Call before auth_db_open. */
+void auth_db_set_pool_size(unsigned n);
 /* The backend auth_db_open(data_dir) uses. */
 int auth_db_backend(const char *data_dir);
 

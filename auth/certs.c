@@ -4,11 +4,11 @@
  * rfc822Name equal to the account's address). */
 #include "auth/auth.h"
 #include "auth/auth_priv.h"
+#include "auth/db.h"
 #include "server/base/peercert.h"
 
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
-#include "auth/db.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

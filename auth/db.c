@@ -2,12 +2,14 @@
  * one shared connection (FULLMUTEX, WAL, busy timeout), PostgreSQL
  * through libpq and a small pool of connections guarded by a mutex. */
 #include "auth/db.h"
+#include "server/base/log.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +115,24 @@ static void pg_quiet(void *arg, const char *message)
     (void)message; /* "relation ... already exists, skipping" and the like */
 }
 
+/* A line in the log about the directory, at most every PG_LOG_EVERY_S:
+ * while PostgreSQL is down every login would say the same. */
+#define PG_LOG_EVERY_S 10
+static void pg_log(const char *what, const char *msg)
+{
+    static _Atomic int64_t last;
+    int64_t now = (int64_t)time(NULL), prev = atomic_load(&last);
+    char one[256];
+    size_t n;
+
+    if (now - prev < PG_LOG_EVERY_S || !atomic_compare_exchange_strong(&last, &prev, now))
+        return;
+    snprintf(one, sizeof(one), "%s", msg ? msg : "");
+    n = strcspn(one, "\r\n"); /* libpq's messages end in a newline */
+    one[n] = '\0';
+    log_warn("accounts directory (postgresql): %s: %s", what, one);
+}
+
 /* A new connection, set up; NULL when the server cannot be reached. */
 static PGconn *pg_connect(const char *conninfo)
 {
@@ -122,6 +142,7 @@ static PGconn *pg_connect(const char *conninfo)
     if (!c)
         return NULL;
     if (PQstatus(c) != CONNECTION_OK) {
+        pg_log("cannot connect", PQerrorMessage(c));
         PQfinish(c);
         return NULL;
     }
@@ -268,7 +289,7 @@ static int pg_result(PGresult *res)
 }
 
 /* "connect_timeout=3" added when the string has none. */
-static char *pg_conninfo(const char *dsn)
+char *adb_pg_conninfo(const char *dsn)
 {
     bool uri = !strncmp(dsn, "postgresql://", 13) || !strncmp(dsn, "postgres://", 11);
     size_t n = strlen(dsn) + 32;
@@ -291,7 +312,7 @@ int adb_open_pg(struct auth_db *db, const char *dsn, char *err, size_t errlen)
     PQconninfoOption *opts;
     char *msg = NULL;
 
-    if (!c || !(c->conninfo = pg_conninfo(dsn)) ||
+    if (!c || !(c->conninfo = adb_pg_conninfo(dsn)) ||
         !(c->slots = calloc(pg_pool_size, sizeof(*c->slots)))) {
         snprintf(err, errlen, "accounts_dsn: out of memory");
         goto fail;
@@ -349,7 +370,7 @@ const char *adb_errmsg(struct auth_db *db)
 
 /* SQLite's SQL for PostgreSQL: ?/?N to $n (outside quotes), COLLATE
  * BINARY to COLLATE "C". The number of parameters into *nparams. */
-static char *pg_translate(const char *sql, int *nparams)
+char *adb_pg_translate(const char *sql, int *nparams)
 {
     size_t len = strlen(sql), cap = len * 2 + 16, n = 0;
     char *out = malloc(cap);
@@ -403,7 +424,7 @@ int adb_prepare(struct auth_db *db, const char *sql, struct adb_stmt **out)
             free(st);
             return DB_ERROR;
         }
-    } else if (!(st->sql = pg_translate(sql, &st->nparams))) {
+    } else if (!(st->sql = adb_pg_translate(sql, &st->nparams))) {
         free(st);
         return DB_ERROR;
     }
@@ -499,6 +520,8 @@ int adb_step(struct adb_stmt *st)
                            NULL, 0);
         rc = res ? pg_result(res) : DB_ERROR;
         broken = rc == DB_ERROR && pg_broken(conn, res);
+        if (rc == DB_ERROR)
+            pg_log(broken ? "connection lost" : "statement failed", PQerrorMessage(conn));
         pg_release(c, slot, broken);
         if (rc == DB_OK)
             break;

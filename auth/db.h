@@ -86,6 +86,12 @@ void adb_rollback(struct auth_db *db);
 struct sqlite3;
 struct sqlite3 *adb_sqlite(struct auth_db *db);
 
+/* For the unit tests: SQLite's SQL as PostgreSQL wants it (NULL past
+ * DB_PARAMS_MAX parameters), and the DSN with connect_timeout; caller
+ * frees both. */
+char *adb_pg_translate(const char *sql, int *nparams);
+char *adb_pg_conninfo(const char *dsn);
+
 /* Connections to PostgreSQL made at once at most (accounts_pool_size). */
 void adb_pg_set_pool_size(unsigned n);
 

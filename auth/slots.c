@@ -4,9 +4,9 @@
  * move target. */
 #include "auth/auth.h"
 #include "auth/auth_priv.h"
+#include "auth/db.h"
 
 #include <arpa/inet.h>
-#include "auth/db.h"
 #include <stdio.h>
 #include <string.h>
 

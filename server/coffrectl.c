@@ -122,6 +122,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "coffrectl: %s\n", err);
         return CTL_EXIT_CONFIG;
     }
+    auth_db_set_pool_size(conf.accounts_pool_size);
     /* what coffrectl creates counts against the accounts' limits too */
     storage_set_limits(&(struct storage_limits){
         .max_steps = conf.mail_max_query_steps,

@@ -226,6 +226,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "coffred: %s\n", err);
         return 2;
     }
+    auth_db_set_pool_size(s->conf.accounts_pool_size);
     log_set_debug(s->conf.log_debug);
     metrics_enable(s->conf.metrics);
     if (!check_only && audit_setup(&s->conf, "coffred", true, &s->audit, err, sizeof(err)) < 0) {

@@ -640,6 +640,8 @@ const struct conf_setting conf_settings[] = {
     {ROW("slot_name", "", "Account directory"), STRING(slot_name), .valid = is_slot_name,
      .errmsg = "slot_name may hold letters, digits, '.', '_' and '-' only",
      .doc = "this coffred's slot; empty = not sharded (every account is served here)"},
+    {ROW("accounts_pool_size", "8", "Account directory"), UINT(accounts_pool_size, 1, 256),
+     .doc = "connections to PostgreSQL one process keeps at most (postgresql only)"},
 
     /* ---- Mail storage */
     {ROW("mail_keep_open", "60s", "Mail storage"), DURATION(mail_keep_open_ms, 0),

@@ -100,6 +100,7 @@ struct conf {
     char accounts_dsn[CONF_PATH_MAX]; /* sqlite: file path, "" = <data_dir>/accounts.sqlite;
                                        * postgresql: libpq connection string */
     char slot_name[64];               /* this coffred's slot, "" = not sharded */
+    unsigned accounts_pool_size;      /* connections to PostgreSQL at most */
 
     /* Mail storage */
     unsigned mail_keep_open_ms;        /* a store stays open this long after its last session */

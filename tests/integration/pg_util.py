@@ -21,6 +21,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -166,7 +167,14 @@ class Pg:
             shutil.rmtree(self.base, ignore_errors=True)
 
 
+def _exit_on_sigterm(signum, frame):
+    sys.exit(128 + signum)   # atexit then stops the servers
+
+
 def start(tmpdir, host=harness.HOST, port=None):
     """A running private PostgreSQL with an empty database `coffre` owned by
     the role `coffre` (trust authentication on loopback)."""
+    # a test killed by meson's timeout (SIGTERM) still stops its server
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     return Pg(tmpdir, host=host, port=port)
