@@ -1441,7 +1441,7 @@ void conn_accept(struct listener *l, int fd)
     } else if (counted_later) {
         /* the client speaks after the greeting, the proxy before it */
         c->greet_pending = true;
-        uv_timer_start(&c->timer, on_timer, s->conf.proxy_header_wait_ms, 0);
+        arm_timer(c, s->conf.proxy_header_wait_ms);
     } else if (!open_plain(c)) {
         return;
     }
