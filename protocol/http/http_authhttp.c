@@ -378,14 +378,14 @@ bool http_authhttp(struct http_session *s, const struct http_request *r)
     }
     /* the client's address, as the throttle and the ticket know it */
     {
-        char ip[INET6_ADDRSTRLEN + 1];
+        char ip[INET6_ADDRSTRLEN + 1] = "";
         struct sockaddr_in *v4 = (struct sockaddr_in *)&a->client;
         struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&a->client;
-        if (f.client_len < sizeof(ip))
-            memcpy(ip, f.client, f.client_len), ip[f.client_len] = '\0';
-        if (f.client_len >= sizeof(ip)) {
-            ip[0] = '\0';
-        } else if (inet_pton(AF_INET, ip, &v4->sin_addr) == 1) {
+        if (f.client_len < sizeof(ip)) {
+            memcpy(ip, f.client, f.client_len);
+            ip[f.client_len] = '\0';
+        }
+        if (inet_pton(AF_INET, ip, &v4->sin_addr) == 1) {
             v4->sin_family = AF_INET;
         } else if (inet_pton(AF_INET6, ip, &v6->sin6_addr) == 1) {
             v6->sin6_family = AF_INET6;
