@@ -21,6 +21,7 @@ Every component started here is stopped in tearDownClass, also when a
 test or the set-up fails. Skipped (with the reason) only when nginx, its
 mail module, Postfix or PostgreSQL is not installed, or not run as root.
 """
+import atexit
 import base64
 import os
 import pwd
@@ -479,6 +480,11 @@ class Cluster(unittest.TestCase):
             raise unittest.SkipTest(why)
         harness.require_binaries()
         cls.slots, cls.pg, cls.postfix, cls.proxy, cls.recorder = {}, None, None, None, None
+        cls.stopped = False
+        # nginx and Postfix outlive this process unless stopped: at exit,
+        # and when meson's timeout sends SIGTERM, too
+        atexit.register(cls.stop_all)
+        signal.signal(signal.SIGTERM, lambda *a: (cls.stop_all(), os._exit(128 + 15)))
         try:
             cls.start_all()
         except BaseException:
@@ -550,6 +556,9 @@ class Cluster(unittest.TestCase):
 
     @classmethod
     def stop_all(cls):
+        if cls.stopped:
+            return []
+        cls.stopped = True
         errors = []
         for what, fn in (('nginx', lambda: cls.proxy and cls.proxy.stop()),
                          ('postfix', lambda: cls.postfix and cls.postfix.stop()),
