@@ -10,6 +10,7 @@ back, without restarting coffred.
 
 Skipped only when the PostgreSQL binaries are missing (scripts/install-deps
 installs them)."""
+import concurrent.futures
 import os
 import shutil
 import tempfile
@@ -241,6 +242,7 @@ class PostgresOutage(PgCase):
     def setUpClass(cls):
         conf = cls.pg_conf()
         conf['auth_cache_ttl'] = '1h'  # a cached password still needs the directory
+        conf['auth_threads'] = '8'     # several pooled connections, idle at the outage
         cls.server = harness.Server(conf, name='PostgresOutage')
         cls.server.start()
         cls.server.add_user('hal@example.org', PASSWORD)
@@ -253,12 +255,24 @@ class PostgresOutage(PgCase):
         finally:
             c.close()
 
+    def connections(self):
+        return int(PG.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'"
+                           % self.DB)[0][0])
+
     def test_outage_and_recovery(self):
-        self.assertTrue(self.imaps_login('hal@example.org', PASSWORD)[0].startswith('a OK'))
+        # logins at once leave several connections in the pool
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            oks = list(ex.map(lambda _: self.imaps_login('hal@example.org', PASSWORD)[0],
+                              range(16)))
+        self.assertTrue(all(o.startswith('a OK') for o in oks), oks)
         self.assertEqual(self.lmtp_rcpt()[0], 250)
+        idle = self.connections()
+        self.assertGreater(idle, 3)
         PG.stop()
         try:
-            for _ in range(3):
+            # fewer failing requests than idle connections: the first use
+            # after the restart must not meet one of them
+            for _ in range(1):
                 t = self.imaps_login('hal@example.org', PASSWORD)
                 self.assertTrue(t.startswith('a NO [UNAVAILABLE]'), t)
                 p = self.pop3s_login('hal@example.org', PASSWORD)
