@@ -11,6 +11,7 @@ import ipaddress
 import select
 import socket
 import struct
+import time
 
 import harness
 import lmtp_util
@@ -98,6 +99,20 @@ class Proxied(ProxyTestCase):
         self.assertTrue(wait_for(lambda: 'remote=192.0.2.10:40001 user=p1@example.org closed'
                                  in self.server.log(), 10))
         self.assertIn('event=logout proto=imap service=imap', self.server.log())
+
+    def test_header_in_pieces_holds_the_greeting(self):
+        hdr = v1('192.0.2.11', 40011)
+        with self.connect('imap', hdr[:9]) as c:
+            # a header begun is waited for past proxy_header_wait (200 ms):
+            # no greeting as a direct client meanwhile
+            time.sleep(0.6)
+            self.assertTrue(silent(c), c.buf)
+            c.send(hdr[9:])
+            g, caps = imap_greeting_caps(c)
+            self.assertTrue(g.startswith('* OK'), g)
+            self.assertNotIn('LOGINDISABLED', caps)
+            self.assertTrue(self.imap_login(c, 'p3@example.org').startswith('l OK'))
+            self.assertIn('192.0.2.11:40011', who(self.server))
 
     def test_v2_imaps_header_before_client_hello(self):
         hdr = v2('2001:db8::7', 5555, '2001:db8::1', 993, tlvs=b'\x04\x00\x03abc')
