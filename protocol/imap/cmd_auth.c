@@ -88,18 +88,8 @@ static void on_login_done(void *arg, int result, const struct auth_account *acct
         result = !strcmp(why, "disabled") ? AUTH_E_DISABLED
                  : !strcmp(why, "moved")  ? AUTH_E_TEMP
                                           : AUTH_E_FAIL;
-    if (result == AUTH_OK) {
-        char where[AUTH_SLOT_MAX + 32];
-        if (proto_slot_check(conn_conf(s->c)->slot_name, acct, where, sizeof(where)) !=
-            PROTO_SLOT_HERE) {
-            log_info("conn=%llu imap login of %s refused: the account %s",
-                     (unsigned long long)conn_info(s->c)->id, acct->address, where);
-            result = AUTH_E_TEMP;
-        } else if (conn_loop(s->c)) {
-            /* served here, as a read made now says: no block left over */
-            mailuser_unblock(acct->id, s->login_t0);
-        }
-    }
+    if (result == AUTH_OK && proto_slot_login_refused(s->c, "imap", acct, s->login_t0))
+        result = AUTH_E_TEMP;
     metrics_login(METRICS_LOGIN_IMAP, s->login_mech, proto_login_metric(result));
     if (result != AUTH_OK)
         conn_login_end(s->c, result, NULL);

@@ -4,7 +4,9 @@ with its own data directory, control socket and ports."""
 import os
 import pwd
 import shutil
+import sys
 import tempfile
+import unittest
 
 import harness
 
@@ -85,3 +87,44 @@ def imap_login(server, addr, password):
             c.logout()
         except Exception:
             pass
+
+
+class SlotTestCase(unittest.TestCase):
+    """Slots s1 and s2 per class (cls.pair); subclasses add accounts in
+    setUpSlots. The logs of both are printed for every failing test; the
+    class fails when a coffred died, did not exit 0 or a sanitizer spoke."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pair = SlotPair()
+        try:
+            cls.pair.start()
+            cls.setUpSlots()
+        except Exception:
+            for s in cls.pair.servers.values():
+                sys.stderr.write(s.log_tail() + '\n')
+            cls.pair.cleanup()
+            raise
+
+    @classmethod
+    def setUpSlots(cls):
+        pass
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            problems = cls.pair.stop()
+            if problems:
+                raise AssertionError('\n'.join(problems))
+        finally:
+            cls.pair.cleanup()
+
+    def run(self, result=None):
+        if result is None:
+            return super().run(result)
+        before = len(result.failures) + len(result.errors)
+        r = super().run(result)
+        if len(result.failures) + len(result.errors) > before:
+            for n, s in self.pair.servers.items():
+                sys.stderr.write('\n==== %s ====\n%s\n' % (n, s.log_tail(80)))
+        return r

@@ -18,31 +18,14 @@ PW = 'correct horse battery'
 MSG = b'From: a@example.org\r\nSubject: routed\r\n\r\nhello\r\n'
 
 
-class SlotRouting(unittest.TestCase):
+class SlotRouting(slot_util.SlotTestCase):
 
     @classmethod
-    def setUpClass(cls):
-        cls.pair = slot_util.SlotPair()
-        try:
-            cls.pair.start()
-            cls.pair.add_user('one@example.org', PW, 's1')
-            cls.pair.add_user('two@example.org', PW, 's2')
-            cls.pair.add_user('mover@example.org', PW, 's1')
-            cls.pair.add_user('cached@example.org', PW, 's1')
-        except Exception:
-            for s in cls.pair.servers.values():
-                print(s.log_tail())
-            cls.pair.cleanup()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            problems = cls.pair.stop()
-            if problems:
-                raise AssertionError('\n'.join(problems))
-        finally:
-            cls.pair.cleanup()
+    def setUpSlots(cls):
+        cls.pair.add_user('one@example.org', PW, 's1')
+        cls.pair.add_user('two@example.org', PW, 's2')
+        cls.pair.add_user('mover@example.org', PW, 's1')
+        cls.pair.add_user('cached@example.org', PW, 's1')
 
     def s(self, n):
         return self.pair[n]

@@ -97,35 +97,7 @@ def move(server, addr, to, stop=None):
     return r.returncode, r.stdout, r.stderr
 
 
-class MoveBase(unittest.TestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        cls.pair = slot_util.SlotPair()
-        try:
-            cls.pair.start()
-        except Exception:
-            cls.pair.cleanup()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            problems = cls.pair.stop()
-            if problems:
-                raise AssertionError('\n'.join(problems))
-        finally:
-            cls.pair.cleanup()
-
-    def run(self, result=None):
-        if result is None:
-            return super().run(result)
-        before = len(result.failures) + len(result.errors)
-        r = super().run(result)
-        if len(result.failures) + len(result.errors) > before:
-            for n, s in self.pair.servers.items():
-                print('\n==== %s ====\n%s' % (n, s.log_tail(80)))
-        return r
+class MoveBase(slot_util.SlotTestCase):
 
     def populate(self, server, addr, n_inbox):
         for i in range(n_inbox):
@@ -343,6 +315,23 @@ class MoveInterrupted(MoveBase):
             if step == '5':
                 want = without_recent(snapshot(dst, addr))
             here, there = there, here
+
+    def test_source_not_running(self):
+        s1, s2 = self.pair['s1'], self.pair['s2']
+        addr = 'offline@example.org'
+        self.pair.add_user(addr, PW, 's1')
+        self.populate(s1, addr, 3)
+        want = without_recent(snapshot(s1, addr))
+        s1.stop()
+        try:
+            rc, out, err = move(s1, addr, 's2')
+            self.assertEqual(rc, 0, out + err)
+            self.assertIn('the source coffred is not running', out)
+        finally:
+            s1.start()
+        self.assertEqual(without_recent(snapshot(s2, addr)), want)
+        ok, text = slot_util.imap_login(s1, addr, PW)
+        self.assertFalse(ok)
 
 
 if __name__ == '__main__':
