@@ -1041,6 +1041,19 @@ class Cluster(unittest.TestCase):
             self.assertTrue(s.alive(), n)
             self.assertEqual(s.proc.pid, pids[n], '%s was restarted' % n)
 
+    def test_0_readme_nginx_conf_is_the_tested_one(self):
+        """Every directive of the README's nginx mail block, but for the
+        addresses, paths and ports, is in the configuration nginx runs
+        here (nginx_util.mail_conf)."""
+        with open(self.proxy.conf_path) as f:
+            ran = set(l.strip() for l in f)
+        skip = ('listen', 'server', 'auth_http ', 'ssl_certificate', 'ssl_session_cache',
+                'load_module', 'mail', '}')
+        for line in readme_block('nginx-mail.conf').splitlines():
+            d = line.split('#')[0].strip()
+            if d and not d.startswith(skip):
+                self.assertIn(d, ran, 'README nginx directive %r not tested' % d)
+
     def test_7_proxy_header_only_from_proxy_networks(self):
         """On slot s1's IMAP listener: PROXY v1 and v2 from 127.0.0.1 (in
         proxy_networks) give the session the carried address; the same
