@@ -179,6 +179,9 @@ bool auth_slot_name_ok(const char *name);
 int auth_user_set_slot(struct auth_db *db, const char *address, const char *slot);
 /* The target of a move in progress, "" when none. The same answers. */
 int auth_user_set_move(struct auth_db *db, const char *address, const char *to);
+/* The end of a move (coffrectl user move): slot set and move_to cleared in
+ * one update. The same answers. */
+int auth_user_move_done(struct auth_db *db, const char *address, const char *slot);
 
 /* ---- app passwords (auth/app_password.c; blocking) ---- */
 

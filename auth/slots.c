@@ -182,3 +182,11 @@ int auth_user_set_move(struct auth_db *db, const char *address, const char *to)
 {
     return set_column(db, "UPDATE accounts SET move_to = ? WHERE address = ?", address, to);
 }
+
+int auth_user_move_done(struct auth_db *db, const char *address, const char *slot)
+{
+    if (!*slot)
+        return AUTH_E_BADADDR;
+    return set_column(db, "UPDATE accounts SET slot = ?, move_to = '' WHERE address = ?", address,
+                      slot);
+}

@@ -14,7 +14,7 @@
  *  4. the copy, opened with the storage API, must show the source's
  *     mailboxes, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and each message's
  *     UID, size, flags, keywords and modseq;
- *  5. slot=SLOT, then move_to cleared: the account lives on SLOT;
+ *  5. slot=SLOT and move_to cleared in one update: it lives on SLOT;
  *  6. the source copy is removed (renamed to .moved-<id> first, then
  *     deleted), or with --keep-source renamed to moved-<id>-<time> in the
  *     source data directory.
@@ -366,8 +366,8 @@ static int db_error(const char *what, const char *address, int r)
     return CTL_EXIT_SYSTEM;
 }
 
-/* Step 5: the account lives on m->to. slot first: until move_to is
- * cleared too, it is still refused everywhere, and a rerun clears it. */
+/* Step 5: the account lives on m->to: slot set and move_to cleared in one
+ * update of the directory. */
 static int flip(struct move *m)
 {
     struct auth_db *db;
@@ -375,9 +375,7 @@ static int flip(struct move *m)
 
     if ((rc = ctl_open_directory(m->c, &db)) != CTL_EXIT_OK)
         return rc;
-    r = strcmp(m->a.slot, m->to) ? auth_user_set_slot(db, m->address, m->to) : AUTH_OK;
-    if (r == AUTH_OK)
-        r = auth_user_set_move(db, m->address, "");
+    r = auth_user_move_done(db, m->address, m->to);
     auth_db_close(db);
     if (r != AUTH_OK)
         return db_error("flipping the slot of", m->address, r);
@@ -486,9 +484,9 @@ static int run(struct move *m)
     }
 
     if (!strcmp(m->a.slot, m->to)) {
-        /* step 5 was half done: slot set, move_to not yet cleared */
+        /* slot set by hand (user set-slot) during a move: finish it */
         auth_db_close(db);
-        printf("%s: the slot was flipped by an earlier run\n", m->address);
+        printf("%s: its slot is %s already\n", m->address, m->to);
         if ((rc = flip(m)) != CTL_EXIT_OK)
             return rc;
         return drop_source(m);
