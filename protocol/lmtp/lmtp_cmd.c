@@ -260,7 +260,10 @@ static void rcpt_done(void *data)
     }
     switch (proto_slot_check(conn_conf(s->c)->slot_name, &j->acct, NULL, 0)) {
     case PROTO_SLOT_ELSEWHERE:
-        rcpt_answer(s, "550 5.1.1", "Mailbox not on this server");
+        /* temporary: the MTA may have looked the slot up just before a
+         * move flipped it; a 5xx would bounce that mail, a 4xx makes it
+         * look again (a lasting misroute shows as deferred mail) */
+        rcpt_answer(s, "451 4.2.1", "Mailbox on another server; try again later");
         lmtp_resume(s);
         return;
     case PROTO_SLOT_MOVING:

@@ -59,7 +59,8 @@
  *       (SCRAM-SHA-256: PBKDF2, ClientProof, the server's signature
  *       checked), scram-plus (-PLUS with tls-exporter), external (the
  *       account's certificate CERTDIR/<prefix><n>.pem with CERTDIR/key.pem,
- *       AUTHENTICATE EXTERNAL =). SCRAM keeps each account's SaltedPassword
+ *       AUTHENTICATE EXTERNAL =), login (the LOGIN command, PASS without
+ *       '"' or '\\'). SCRAM keeps each account's SaltedPassword
  *       for its next login while the salt and count stay the same (RFC
  *       5802 section 5.1), so PBKDF2 runs in the first pass only. Prints
  *       for each part "first|timed logins N failed F seconds T cpu U
@@ -74,7 +75,8 @@
  *
  * Users are u1..uNUSERS@bench.example (another prefix than u in
  * BENCH_USER_PREFIX), all with password PASS. Host is
- * 127.0.0.1. Not a test: a load generator. */
+ * 127.0.0.1, or BENCH_HOST (an IPv4 address). BENCH_QUICKACK=1 sets
+ * TCP_QUICKACK after the TLS handshake. Not a test: a load generator. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -134,6 +136,8 @@ struct cl {
 static int want_compress;
 
 static const char *uprefix = "u"; /* BENCH_USER_PREFIX */
+static const char *host;          /* BENCH_HOST: NULL = 127.0.0.1 */
+static int quickack;              /* BENCH_QUICKACK=1 */
 
 static void cl_err(struct cl *c, const char *what, const char *detail)
 {
@@ -191,6 +195,10 @@ static int cl_connect(struct cl *c)
     c->tagn = 0;
     c->tls = NULL;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (host && inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        cl_err(c, "connect", "BENCH_HOST is not an IPv4 address");
+        return -1;
+    }
     c->fd = socket(AF_INET, SOCK_STREAM, 0);
     if (c->fd < 0) {
         cl_err(c, "socket", strerror(errno));
@@ -216,6 +224,11 @@ static int cl_connect(struct cl *c)
         fprintf(stderr, "%s\n", c->err);
         goto fail;
     }
+    /* BENCH_QUICKACK=1: acknowledge the server's last handshake flight at
+     * once, so that a server writing its greeting with Nagle's algorithm on
+     * (nginx's mail proxy) is not held for this side's delayed ACK */
+    if (quickack)
+        setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
     return 0;
 fail:
     cl_close(c);
@@ -1620,10 +1633,10 @@ out:
 
 /* ---- login rate: PLAIN, SCRAM-SHA-256(-PLUS), EXTERNAL ---- */
 
-enum login_mech { LM_PLAIN, LM_SCRAM, LM_SCRAM_PLUS, LM_EXTERNAL };
+enum login_mech { LM_PLAIN, LM_SCRAM, LM_SCRAM_PLUS, LM_EXTERNAL, LM_LOGIN };
 static enum login_mech lmech;
-static const char *const lmech_name[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS",
-                                         "EXTERNAL"};
+static const char *const lmech_name[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS", "EXTERNAL",
+                                         "LOGIN"};
 static gnutls_certificate_credentials_t *user_cred; /* EXTERNAL: [user - 1] */
 static char prep_pass[1024];                        /* PASS prepared (RFC 5802 2.2) */
 static size_t prep_len;
@@ -1840,6 +1853,14 @@ static int login_one(struct cl *c, int user)
         if (n)
             goto out;
         break;
+    case LM_LOGIN: /* what a proxy such as nginx's mail module takes too */
+        n = cl_cmd(c, line, sizeof(line), "LOGIN \"%s%d@bench.example\" \"%s\"", uprefix, user,
+                   pass);
+        if (n > 0)
+            cl_err(c, "LOGIN", untag(line));
+        if (n)
+            goto out;
+        break;
     case LM_EXTERNAL: /* an empty authorization identity: the certificate's account */
         n = cl_cmd(c, line, sizeof(line), "AUTHENTICATE EXTERNAL =");
         if (n > 0)
@@ -1953,6 +1974,8 @@ static int run_login(const char *mech, int nclients, double seconds, const char 
         lmech = LM_SCRAM_PLUS;
     else if (!strcasecmp(mech, "external"))
         lmech = LM_EXTERNAL;
+    else if (!strcasecmp(mech, "login"))
+        lmech = LM_LOGIN;
     else
         return 2;
     if (!th || nclients < 1)
@@ -1982,6 +2005,8 @@ int main(int argc, char **argv)
 {
     if (getenv("BENCH_USER_PREFIX"))
         uprefix = getenv("BENCH_USER_PREFIX");
+    host = getenv("BENCH_HOST");
+    quickack = getenv("BENCH_QUICKACK") && !strcmp(getenv("BENCH_QUICKACK"), "1");
     want_compress = getenv("BENCH_COMPRESS") && !strcmp(getenv("BENCH_COMPRESS"), "1");
     if (argc == 3 && !strcmp(argv[1], "gen"))
         return run_gen(strtoul(argv[2], NULL, 10));
