@@ -44,6 +44,8 @@ static const struct {
     /* the slot that holds the account, and the target of a move in progress */
     {"slot", "ALTER TABLE accounts ADD COLUMN slot TEXT NOT NULL DEFAULT ''"},
     {"move_to", "ALTER TABLE accounts ADD COLUMN move_to TEXT NOT NULL DEFAULT ''"},
+    /* when a move last put the account on its slot (unix time, 0: never) */
+    {"moved_at", "ALTER TABLE accounts ADD COLUMN moved_at INTEGER NOT NULL DEFAULT 0"},
 };
 
 /* ---- addresses ---- */
@@ -199,9 +201,11 @@ static const char pg_schema_sql[] =
     " scram TEXT,"
     " require_client_cert INTEGER NOT NULL DEFAULT 0,"
     " slot TEXT NOT NULL DEFAULT '',"
-    " move_to TEXT NOT NULL DEFAULT '');"
+    " move_to TEXT NOT NULL DEFAULT '',"
+    " moved_at BIGINT NOT NULL DEFAULT 0);"
     "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS slot TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS move_to TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS moved_at BIGINT NOT NULL DEFAULT 0;"
     "CREATE TABLE IF NOT EXISTS app_passwords ("
     " id BIGSERIAL PRIMARY KEY,"
     " account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
@@ -427,11 +431,12 @@ static void row_to_account(struct adb_stmt *st, struct auth_account *a)
     snprintf(a->slot, sizeof(a->slot), "%s", addr ? (const char *)addr : "");
     addr = adb_column_text(st, 10);
     snprintf(a->move_to, sizeof(a->move_to), "%s", addr ? (const char *)addr : "");
+    a->moved_at = adb_column_int64(st, 11);
 }
 
 #define ACCOUNT_COLUMNS                                                                            \
     "id, address, disabled, quota, created, hash, max_messages, scram, require_client_cert, slot," \
-    " move_to"
+    " move_to, moved_at"
 
 void auth_db_set_scram_iterations(struct auth_db *db, unsigned iter)
 {

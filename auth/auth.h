@@ -59,6 +59,7 @@ struct auth_account {
     char app_label[AUTH_APP_LABEL_MAX]; /* login results: the app password used, "" if none */
     char slot[AUTH_SLOT_MAX];           /* the slot that holds it; "" : not sharded */
     char move_to[AUTH_SLOT_MAX];        /* target of a move in progress; "" : not moving */
+    int64_t moved_at;                   /* unix time a move last put it on its slot; 0: never */
 };
 
 /* A coffred slot of a sharded installation (the slots table): where nginx

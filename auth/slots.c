@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 bool auth_slot_name_ok(const char *name)
 {
@@ -187,6 +188,20 @@ int auth_user_move_done(struct auth_db *db, const char *address, const char *slo
 {
     if (!*slot)
         return AUTH_E_BADADDR;
-    return set_column(db, "UPDATE accounts SET slot = ?, move_to = '' WHERE address = ?", address,
-                      slot);
+    struct adb_stmt *st = NULL;
+    int rc = AUTH_E_TEMP;
+
+    if (!auth_slot_name_ok(slot))
+        return AUTH_E_BADADDR;
+    if (adb_prepare(db,
+                    "UPDATE accounts SET slot = ?, move_to = '', moved_at = ? WHERE address = ?",
+                    &st) != DB_OK)
+        return AUTH_E_TEMP;
+    adb_bind_text(st, 1, slot);
+    adb_bind_int64(st, 2, (int64_t)time(NULL));
+    adb_bind_text(st, 3, address);
+    if (adb_step(st) == DB_DONE)
+        rc = adb_changes(st) ? AUTH_OK : AUTH_E_NOUSER;
+    adb_finalize(st);
+    return rc;
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth/acl.h"
 #include "protocol/lmtp/lmtp_int.h"
@@ -259,13 +260,20 @@ static void rcpt_done(void *data)
         return;
     }
     switch (proto_slot_check(conn_conf(s->c)->slot_name, &j->acct, NULL, 0)) {
-    case PROTO_SLOT_ELSEWHERE:
-        /* temporary: the MTA may have looked the slot up just before a
-         * move flipped it; a 5xx would bounce that mail, a 4xx makes it
-         * look again (a lasting misroute shows as deferred mail) */
-        rcpt_answer(s, "451 4.2.1", "Mailbox on another server; try again later");
+    case PROTO_SLOT_ELSEWHERE: {
+        /* an MTA that looked the slot up just before a move flipped it, or
+         * that still caches the old route (Postfix: about 30 s), must try
+         * again rather than bounce: temporary for lmtp_moved_grace after
+         * the move, permanent otherwise */
+        int64_t since = (int64_t)time(NULL) - j->acct.moved_at;
+        if (j->acct.moved_at && since >= 0 &&
+            (uint64_t)since * 1000 < conn_conf(s->c)->lmtp_moved_grace_ms)
+            rcpt_answer(s, "451 4.2.1", "Mailbox moved to another server; try again later");
+        else
+            rcpt_answer(s, "550 5.1.1", "Mailbox not on this server");
         lmtp_resume(s);
         return;
+    }
     case PROTO_SLOT_MOVING:
         rcpt_answer(s, "451 4.2.1", "Mailbox being moved; try again later");
         lmtp_resume(s);

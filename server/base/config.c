@@ -757,6 +757,9 @@ const struct conf_setting conf_settings[] = {
      .doc = "over quota answers 452 4.2.2 (retry) instead of 552 5.2.2 (bounce)"},
     {ROW("lmtp_idle_timeout", "5m", "LMTP"), DURATION(lmtp_idle_timeout_ms, 1000),
      .doc = "inactivity timeout"},
+    {ROW("lmtp_moved_grace", "10m", "LMTP"), DURATION(lmtp_moved_grace_ms, 1000),
+     .doc = "after `coffrectl user move`, the old slot answers 451 4.2.1 (not 550 5.1.1) for "
+            "so long"},
 
     /* ---- HTTP */
     {ROW("http_listen", "127.0.0.1:9580", "HTTP"), ADDRS(http_listen),

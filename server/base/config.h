@@ -154,6 +154,7 @@ struct conf {
     bool lmtp_save_to_detail_mailbox;
     bool lmtp_quota_temporary; /* over quota: 452 4.2.2 instead of 552 5.2.2 */
     unsigned lmtp_idle_timeout_ms;
+    unsigned lmtp_moved_grace_ms; /* an account moved away this recently: 451, else 550 */
 
     /* HTTP: metrics, health, autoconfig (protocol/http) */
     struct conf_addr_list http_listen;

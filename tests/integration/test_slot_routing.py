@@ -3,10 +3,13 @@ another slot or are being moved (issue 18). Two coffred (s1, s2) share one
 account directory (accounts_dsn, SQLite): a login of an s2 account at s1 is
 a temporary failure, logged with the slot it lives on, whatever the
 mechanism and even when the authentication cache knows the password; LMTP
-at s1 answers 451 4.2.1 for it (the MTA looks the slot up again: it may have
-read it just before a move), as for an account being moved.
+at s1 answers 550 5.1.1 for it, except for lmtp_moved_grace after a move
+took it away from s1: then 451 4.2.1 (the MTA looked the slot up just
+before the move, or caches the route, and must try again rather than
+bounce), as for an account being moved.
 With slot_name empty nothing of this applies."""
 import os
+import sqlite3
 import time
 import unittest
 
@@ -26,6 +29,7 @@ class SlotRouting(slot_util.SlotTestCase):
         cls.pair.add_user('two@example.org', PW, 's2')
         cls.pair.add_user('mover@example.org', PW, 's1')
         cls.pair.add_user('cached@example.org', PW, 's1')
+        cls.pair.add_user('moved@example.org', PW, 's1')
 
     def s(self, n):
         return self.pair[n]
@@ -92,17 +96,39 @@ class SlotRouting(slot_util.SlotTestCase):
         self.assertIn('[UNAVAILABLE]', text)
         self.wait_log(self.s('s1'), 'cached@example.org refused: the account lives on slot s2')
 
-    def test_lmtp_elsewhere_451(self):
+    def test_lmtp_elsewhere_550(self):
         code, text = self.rcpt(self.s('s1'), 'two@example.org')
-        self.assertEqual(code, 451, text)
-        self.assertTrue(text.startswith('4.2.1'), text)
+        self.assertEqual(code, 550, text)
+        self.assertTrue(text.startswith('5.1.1'), text)
         code, text = self.rcpt(self.s('s2'), 'two@example.org')
         self.assertEqual(code, 250, text)
         code, text = self.rcpt(self.s('s1'), 'one@example.org')
         self.assertEqual(code, 250, text)
         # a detail does not hide where the account lives
         code, text = self.rcpt(self.s('s1'), 'two+box@example.org')
+        self.assertEqual(code, 550, text)
+
+    def test_lmtp_moved_away_451_then_550(self):
+        s1, s2 = self.s('s1'), self.s('s2')
+        rc, out, err = s1.ctl('user', 'move', 'moved@example.org', '--to', 's2')
+        self.assertEqual(rc, 0, out + err)
+        code, text = self.rcpt(s2, 'moved@example.org')
+        self.assertEqual(code, 250, text)
+        # within lmtp_moved_grace the old slot defers: the MTA asks again
+        code, text = self.rcpt(s1, 'moved@example.org')
         self.assertEqual(code, 451, text)
+        self.assertTrue(text.startswith('4.2.1'), text)
+        # the move noted longer ago than the grace: the old slot refuses
+        db = sqlite3.connect(self.pair.dsn, timeout=10)
+        try:
+            with db:
+                db.execute("UPDATE accounts SET moved_at = moved_at - 601 WHERE address = ?",
+                           ('moved@example.org',))
+        finally:
+            db.close()
+        code, text = self.rcpt(s1, 'moved@example.org')
+        self.assertEqual(code, 550, text)
+        self.assertTrue(text.startswith('5.1.1'), text)
 
     def test_moving_451_and_temporary_login(self):
         s1, s2 = self.s('s1'), self.s('s2')
