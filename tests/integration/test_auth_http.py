@@ -385,6 +385,10 @@ class AuthHttp(ServerTestCase):
         self.assertEqual(a.get('Auth-Port'), str(self.server.ports['imap']))
         self.assertNotIn('auth_http slot check: %s:%d does not'
                          % (HOST, self.server.ports['imap']), self.server.log())
+        # the probe is a connection from proxy_networks that sends nothing
+        # and closes: the slot logs it at debug only, not at info
+        self.assertIsNone(re.search(r'service=imap remote=127\.0\.0\.1:\d+ .*closed in=0 out=0',
+                                    self.server.log()))
 
     def test_unsupported(self):
         a = self.ask(ALICE, ALICE_PW, method='cram-md5')
