@@ -57,6 +57,10 @@ struct conn {
     bool counted_ip;
     bool from_proxy;    /* sock_peer is in proxy_networks */
     bool greet_pending; /* on_open waits for a PROXY header, or for its absence */
+    /* A proxy's connection: "connected" is logged (at info) once its first
+     * bytes are decided, so that one that sends nothing and closes (a
+     * health check, auth_http's probe of a slot) is logged at debug only. */
+    bool quiet_open;
     /* The first bytes, watched for a PROXY header (parsed from
      * proxy_networks, refused from elsewhere); NULL once decided. */
     struct proxyproto *px;
@@ -1035,7 +1039,10 @@ static void on_handle_closed(uv_handle_t *h)
         audit_logout(c);
     free(c->login_try);
     free(c->client_id);
-    if (c->z)
+    if (c->quiet_open && !c->bytes_in && !c->bytes_out)
+        log_debug("conn=%llu service=%s remote=%s closed with nothing sent",
+                  (unsigned long long)c->info.id, c->info.service, c->remote);
+    else if (c->z)
         log_info("conn=%llu service=%s remote=%s user=%s closed in=%llu out=%llu queued_peak=%zu "
                  "zlib_held=%zu zlib_peak=%zu",
                  (unsigned long long)c->info.id, c->info.service, c->remote,
@@ -1259,6 +1266,9 @@ static void proxy_input(struct conn *c, const char *buf, size_t len)
     case PROXYPROTO_NONE: {
         /* the client's own bytes: those held, then the rest */
         size_t held = p->len;
+        if (c->quiet_open)
+            log_info("conn=%llu service=%s remote=%s connected without a PROXY header",
+                     (unsigned long long)c->info.id, c->info.service, c->remote);
         if (held + len - used > sizeof(joined)) {
             c->closing = true;
             finish_close(c);
@@ -1312,6 +1322,9 @@ static void proxy_wait_over(struct conn *c)
             arm_timer(c, 0);
             return;
         }
+        if (c->quiet_open)
+            log_info("conn=%llu service=%s remote=%s connected without a PROXY header",
+                     (unsigned long long)c->info.id, c->info.service, c->remote);
         proxy_done(c, NULL, 0);
         return;
     }
@@ -1417,8 +1430,13 @@ void conn_accept(struct listener *l, int fd)
         conn_close(c);
         return;
     }
-    log_info("conn=%llu service=%s remote=%s connected", (unsigned long long)c->info.id, l->service,
-             c->remote);
+    c->quiet_open = counted_later;
+    if (c->quiet_open)
+        log_debug("conn=%llu service=%s remote=%s connected", (unsigned long long)c->info.id,
+                  l->service, c->remote);
+    else
+        log_info("conn=%llu service=%s remote=%s connected", (unsigned long long)c->info.id,
+                 l->service, c->remote);
     metrics_conn_open(&c->metrics, l->service);
     /* login_timeout is a deadline counted from here, across the TLS
      * handshake: neither a slow handshake nor a client trickling bytes holds

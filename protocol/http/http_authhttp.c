@@ -32,7 +32,9 @@ struct authhttp {
     struct auth_login *login; /* the password check in flight */
     struct proto_job *job;    /* the slot lookup in flight */
     bool pooled;              /* the slot lookup started: its free function frees this */
-    char proto[8];            /* "imap" or "pop3" */
+    bool checking;            /* waiting for the slot's probe (http_slotcheck.c) */
+    struct http_slotcheck_wait wait;
+    char proto[8]; /* "imap" or "pop3" */
     struct sockaddr_storage client;
     char client_text[AUTH_TICKET_IP_MAX];
     char user[AUTH_ADDR_MAX]; /* as given, for the log (cut) */
@@ -195,12 +197,17 @@ static bool header_safe(const char *p, size_t len)
     return true;
 }
 
+static unsigned slot_port(const struct authhttp *a)
+{
+    return !strcmp(a->proto, "pop3") ? a->slot.pop3_port : a->slot.imap_port;
+}
+
 /* The account's slot is known: nginx is sent there. */
 static void answer_ok(struct http_session *s, struct authhttp *a)
 {
     char f[AUTH_TICKET_MAX + AUTH_ADDR_MAX + AUTH_PASSWORD_MAX + 256];
     char ticket[AUTH_TICKET_MAX];
-    unsigned port = !strcmp(a->proto, "pop3") ? a->slot.pop3_port : a->slot.imap_port;
+    unsigned port = slot_port(a);
     const char *pass = ticket;
 
     if (auth_service_ticket_make(a->auth, a->acct.address, (const struct sockaddr *)&a->client,
@@ -243,6 +250,56 @@ static void done(struct http_session *s)
     http_session_resume(s);
 }
 
+/* ---- the slot's port (http_slotcheck.c) */
+
+/* The slot is down: its accounts get a temporary failure, not nginx's
+ * "internal server error" after its own connect fails. */
+static void answer_slot_down(struct http_session *s, struct authhttp *a, unsigned port,
+                             const char *why)
+{
+    log_info("conn=%llu auth_http user=%s: slot %s at %s:%u does not accept connections (%s); "
+             "try again later",
+             conn_id(s), a->acct.address, a->slot.name, a->slot.host, port, why);
+    answer_temp(s);
+}
+
+static void on_slot_checked(void *arg, bool up, const char *why)
+{
+    struct authhttp *a = arg;
+    struct http_session *s = a->s;
+
+    a->checking = false;
+    if (up)
+        answer_ok(s, a);
+    else
+        answer_slot_down(s, a, slot_port(a), why);
+    done(s);
+}
+
+/* Answers now (true), or once the slot's probe is in (false). */
+static bool check_slot(struct http_session *s, struct authhttp *a)
+{
+    unsigned port = slot_port(a);
+    const char *why;
+    int r;
+
+    if (!port) {
+        answer_ok(s, a); /* says the port is missing */
+        return true;
+    }
+    r = http_slotcheck(conn_loop(s->c), conn_conf(s->c), a->slot.host, port, &a->wait,
+                       on_slot_checked, a, &why);
+    if (r < 0) {
+        a->checking = true;
+        return false;
+    }
+    if (r)
+        answer_ok(s, a);
+    else
+        answer_slot_down(s, a, port, why);
+    return true;
+}
+
 /* ---- the slot lookup (pool) */
 
 static void slot_work(void *data)
@@ -261,7 +318,12 @@ static void slot_done(void *data)
     if (!s)
         return;
     if (a->slot_r == AUTH_OK && a->slot.host[0]) {
-        answer_ok(s, a);
+        if (!check_slot(s, a)) {
+            /* the session owns the request from here: the job's free
+             * function leaves it */
+            a->pooled = false;
+            return;
+        }
     } else {
         log_warn("conn=%llu auth_http user=%s: slot %s %s", conn_id(s), a->acct.address,
                  a->slot_name,
@@ -273,7 +335,10 @@ static void slot_done(void *data)
 
 static void slot_free(void *data)
 {
-    req_free(data);
+    struct authhttp *a = data;
+
+    if (a->pooled)
+        req_free(a);
 }
 
 /* ---- the login */
@@ -446,6 +511,10 @@ void http_authhttp_abort(struct http_session *s, bool answer_now)
         answer_temp(s);
     }
     a->s = NULL;
+    if (a->checking) {
+        http_slotcheck_cancel(&a->wait);
+        a->checking = false;
+    }
     if (a->pooled) {
         /* the work may be running: slot_free frees the request after it */
         proto_job_cancel(a->job);

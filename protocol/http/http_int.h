@@ -116,6 +116,23 @@ bool http_authhttp(struct http_session *s, const struct http_request *r);
  * temporary failure is answered) while an auth_http request waits. */
 void http_authhttp_abort(struct http_session *s, bool answer_now);
 
+/* ---- whether a slot's port accepts connections (http_slotcheck.c) */
+
+typedef void (*http_slotcheck_cb)(void *arg, bool up, const char *why);
+/* A login waiting for a slot's probe; owned by the caller. */
+struct http_slotcheck_wait {
+    struct http_slotcheck_wait *next, **pprev;
+    http_slotcheck_cb cb;
+    void *arg;
+};
+/* 1: host:port accepts connections (or the check is off, or host is not
+ * an address); 0: it did not (why says how, borrowed); -1: a probe runs,
+ * cb(arg, up, why) comes later unless http_slotcheck_cancel(w) first. */
+int http_slotcheck(struct uv_loop_s *loop, const struct conf *cf, const char *host, unsigned port,
+                   struct http_slotcheck_wait *w, http_slotcheck_cb cb, void *arg,
+                   const char **why);
+void http_slotcheck_cancel(struct http_slotcheck_wait *w);
+
 /* ---- the data directory's probe (http_health.c) */
 
 /* start: answers from a recent probe (returns 1, *problem NULL when the

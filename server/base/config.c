@@ -793,6 +793,12 @@ const struct conf_setting conf_settings[] = {
     {ROW("auth_http_max_attempts", "10", "HTTP"), UINT(auth_http_max_attempts, 1, 100),
      .doc = "from this Auth-Login-Attempt on, a failed login's answer has no Auth-Wait and "
             "nginx closes the client's connection"},
+    {ROW("auth_http_slot_check_timeout", "1s", "HTTP"),
+     DURATION(auth_http_slot_check_timeout_ms, 0),
+     .doc = "before answering OK, the slot's port must accept a TCP connection within this, "
+            "else a temporary failure; 0 = no check"},
+    {ROW("auth_http_slot_check_ttl", "2s", "HTTP"), DURATION(auth_http_slot_check_ttl_ms, 0),
+     .doc = "how long a slot's check (up or down) is reused for other logins"},
     {ROW("autoconfig_hostname", "", "HTTP"), STRING(autoconfig_hostname),
      .doc = "server name given to mail clients by autoconfig and autodiscover; empty = the "
             "host name"},

@@ -170,6 +170,9 @@ struct conf {
     char auth_http_path[256];           /* nginx's auth_http endpoint */
     char auth_http_default_slot[64];    /* slot of accounts without one, "" = none */
     unsigned auth_http_max_attempts;    /* Auth-Wait left out from this attempt on */
+    /* auth_http's connect probe of a slot (0 = none), its result reused */
+    unsigned auth_http_slot_check_timeout_ms;
+    unsigned auth_http_slot_check_ttl_ms;
     char autoconfig_hostname[256];      /* "" = the host name */
     char autoconfig_domains[1024];      /* "" = any domain */
     char autoconfig_smtp_hostname[256]; /* the MTA's submission server; "" = autoconfig_hostname */

@@ -39,6 +39,7 @@ ERIN, ERIN_PW = 'erin@example.org', 'auth-http-pass-5'
 ODD, ODD_PW = 'odd@example.org', 'odd pass%25 word+1'          # escaped by nginx
 MOVER, MOVER_PW = 'mover@example.org', 'auth-http-pass-6'
 LOST, LOST_PW = 'lost@example.org', 'auth-http-pass-7'         # slot not in the table
+DOWN, DOWN_PW = 'down@example.org', 'auth-http-pass-8'         # slot on a closed port
 HTTP_PORT = harness.free_port()
 KEY = os.urandom(48)
 OTHER_KEY = os.urandom(48)
@@ -108,6 +109,8 @@ class AuthHttp(ServerTestCase):
         'ticket_key_file': KEY_FILE,
         'ticket_lifetime': '30s',
         'auth_http_max_attempts': '5',
+        # a slot's check reused for the whole class: each address probed once
+        'auth_http_slot_check_ttl': '600s',
     }
 
     @classmethod
@@ -115,9 +118,18 @@ class AuthHttp(ServerTestCase):
         srv = cls.server
         for u, p in ((ALICE, ALICE_PW), (BOB, BOB_PW), (CAROL, CAROL_PW), (DAVE, DAVE_PW),
                      (ERIN, ERIN_PW), (ODD, ODD_PW.replace('%25', '%')), (MOVER, MOVER_PW),
-                     (LOST, LOST_PW)):
+                     (LOST, LOST_PW), (DOWN, DOWN_PW)):
             srv.add_user(u, p)
         add_slot(srv, 's1')
+        # a slot whose ports nothing listens on (free ones, kept closed)
+        cls.down_port = harness.free_port()
+        rc, out, err = srv.ctl('slot', 'add', 'sdown', '--host', HOST,
+                               '--imap-port', str(cls.down_port),
+                               '--pop3-port', str(cls.down_port),
+                               '--lmtp-port', str(cls.down_port))
+        assert rc == 0, out + err
+        rc, out, err = srv.ctl('user', 'set-slot', DOWN, 'sdown')
+        assert rc == 0, out + err
         for u in (ALICE, CAROL, DAVE, ERIN, ODD, MOVER, LOST):
             rc, out, err = srv.ctl('user', 'set-slot', u, 's1')
             assert rc == 0, out + err
@@ -350,6 +362,33 @@ class AuthHttp(ServerTestCase):
             self.assertEqual(a.get('Auth-Wait'), '3')
             self.assertIsNone(a.get('Auth-Pass'))
             self.assertIn(why, self.server.log())
+
+    def test_slot_down(self):
+        """A slot whose port refuses connections: a temporary failure
+        naming it in the log, not an OK that nginx cannot use; the probe
+        is made once and its result reused by the logins that follow. A
+        slot that listens is answered OK."""
+        for proto in ('imap', 'pop3', 'imap'):
+            a = self.ask(DOWN, DOWN_PW, proto=proto)
+            self.assertEqual(a.status, 200)
+            self.assertEqual(a.get('Auth-Status'), TEMP_STATUS, a.headers)
+            self.assertEqual(a.get('Auth-Error-Code'), '451 4.3.0')
+            self.assertEqual(a.get('Auth-Wait'), '3')
+            self.assertIsNone(a.get('Auth-Server'))
+            self.assertIsNone(a.get('Auth-Pass'))
+        log = self.server.log()
+        self.assertIn('auth_http user=%s: slot sdown at %s:%d does not accept connections'
+                      % (DOWN, HOST, self.down_port), log)
+        self.assertEqual(log.count('auth_http slot check: %s:%d does not accept connections'
+                                   % (HOST, self.down_port)), 1, log)
+        a = self.ok_answer(ALICE, ALICE_PW)
+        self.assertEqual(a.get('Auth-Port'), str(self.server.ports['imap']))
+        self.assertNotIn('auth_http slot check: %s:%d does not'
+                         % (HOST, self.server.ports['imap']), self.server.log())
+        # the probe is a connection from proxy_networks that sends nothing
+        # and closes: the slot logs it at debug only, not at info
+        self.assertIsNone(re.search(r'service=imap remote=127\.0\.0\.1:\d+ .*closed in=0 out=0',
+                                    self.server.log()))
 
     def test_unsupported(self):
         a = self.ask(ALICE, ALICE_PW, method='cram-md5')
