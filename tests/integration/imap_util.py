@@ -6,6 +6,7 @@ coffred with a user, and helpers to fill a user's Maildir directly.
 Everything talks to the real coffred over real TLS sockets (harness.py).
 """
 import email.utils
+import itertools
 import os
 import pwd
 import re
@@ -135,6 +136,15 @@ class Parser:
         start = self.i
         v = self.value()
         return v, self.d[start:self.i]
+
+
+_serials = itertools.count(1)
+
+
+def serial():
+    """A number never given twice in this process: names of mailboxes
+    made per test, which must not meet another test's."""
+    return next(_serials)
 
 
 def parse(data):

@@ -50,7 +50,7 @@ class Condstore(ImapCase):
     def setUp(self):
         # a fresh mailbox for each test: flags changed by one do not
         # disturb another
-        self.box = '%s%d' % (BOX, id(self) % 100000)
+        self.box = '%s%d' % (BOX, imap_util.serial())
         c = self.login()
         c.ok('CREATE %s' % self.box)
         for i in range(N):

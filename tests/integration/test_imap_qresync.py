@@ -127,7 +127,7 @@ def changes_meanwhile(case, box):
 class QresyncBase(ImapCase):
 
     def setUp(self):
-        self.box = 'QR%d' % (id(self) % 1000000)
+        self.box = 'QR%d' % imap_util.serial()
         c = self.login()
         c.ok('CREATE %s' % self.box)
         for i in range(N):

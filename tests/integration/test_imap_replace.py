@@ -27,7 +27,7 @@ class Replace(ImapCase):
         c.close()
         if imap_util.AGAINST_DOVECOT and b'REPLACE' not in caps:
             self.skipTest('the server does not offer REPLACE')
-        self.box = 'Dr%d' % (id(self) % 100000)
+        self.box = 'Dr%d' % imap_util.serial()
         self.c = self.login()
         self.c.ok('CREATE %s' % self.box)
         self.uids = [self.c.append(self.box, draft(i, 'version %d' % i))[1] for i in range(3)]

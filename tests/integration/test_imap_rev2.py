@@ -8,6 +8,7 @@ SELECT; and what it keeps: [NONEXISTENT], [CLOSED], UNSELECT, LSUB, the
 import re
 
 import harness
+import imap_util
 from imap_util import AGAINST_DOVECOT, ImapCase, make_message, quote
 
 BOX = 'Rev2'
@@ -81,7 +82,7 @@ class Rev2(ImapCase):
     def test_no_recent_flag(self):
         """A new message is \\Recent to a rev1 session, never to a rev2
         one."""
-        box = 'R2new%d' % (id(self) % 100000)
+        box = 'R2new%d' % imap_util.serial()
         c = self.rev2()
         c.ok('CREATE %s' % box)
         c.append(box, make_message(1))
@@ -158,7 +159,7 @@ class Rev2(ImapCase):
         nothing found, CHARSET UTF-8 with a literal)."""
         if self.no_rev2:
             self.skipTest('the server does not offer IMAP4rev2')
-        box = 'R2ex%d' % (id(self) % 100000)
+        box = 'R2ex%d' % imap_util.serial()
         c = self.login()
         u = c.ok('ENABLE unknown IMAP4rev2')
         self.assertIn(b'* ENABLED IMAP4rev2', u)
@@ -187,7 +188,7 @@ class Rev2(ImapCase):
 
     def test_unsolicited_fetch_has_uid(self):
         """RFC 9051 appendix E: every unsolicited FETCH carries UID."""
-        box = 'R2fl%d' % (id(self) % 100000)
+        box = 'R2fl%d' % imap_util.serial()
         c = self.rev2()
         c.ok('CREATE %s' % box)
         c.append(box, make_message(1))
@@ -224,7 +225,7 @@ class Rev2(ImapCase):
         """\\NonExistent for a subscription without a mailbox (LIST
         (SUBSCRIBED)); LSUB is deprecated, not removed: still answered."""
         c = self.rev2()
-        c.ok('SUBSCRIBE Gone%d' % (id(self) % 1000))
+        c.ok('SUBSCRIBE Gone%d' % imap_util.serial())
         u = c.ok('LIST (SUBSCRIBED) "" "Gone*"')
         self.assertTrue(u)
         self.assertIn(b'\\NonExistent', u[0])
@@ -234,7 +235,8 @@ class Rev2(ImapCase):
     def test_utf8_names(self):
         """RFC 9051 5.1: mailbox names in UTF-8; a rev1 session sees the
         same mailbox in modified UTF-7."""
-        name = 'Rev2-Öl-%d' % (id(self) % 100000)
+        n = imap_util.serial()
+        name = 'Rev2-Öl-%d' % n
         c = self.rev2()
         c.ok(('CREATE "%s"' % name).encode())
         u = c.ok(('LIST "" "%s"' % name).encode())
@@ -244,7 +246,7 @@ class Rev2(ImapCase):
         self.assertIn(('"%s"' % name).encode(), u[0])
         c.ok(('SELECT "%s"' % name).encode())
         o = self.login()
-        mutf7 = 'Rev2-&ANY-l-%d' % (id(self) % 100000)
+        mutf7 = 'Rev2-&ANY-l-%d' % n
         u = o.ok('LIST "" "Rev2-*"')
         self.assertTrue([r for r in u if r.endswith(mutf7.encode())
                          or r.endswith(('"%s"' % mutf7).encode())], u)

@@ -58,7 +58,7 @@ class UidOnly(ImapCase):
         c.close()
         if imap_util.AGAINST_DOVECOT and b'UIDONLY' not in caps:
             self.skipTest('the server does not offer UIDONLY')
-        self.box = 'UO%d' % (id(self) % 1000000)
+        self.box = 'UO%d' % imap_util.serial()
         c = self.login()
         c.ok('CREATE %s' % self.box)
         for i in range(N):

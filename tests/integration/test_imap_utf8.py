@@ -5,6 +5,7 @@ not UTF-8 is refused, APPEND takes UTF8 (literal8) (refused before
 ENABLE), and SEARCH takes no CHARSET once enabled (RFC 6855 3). Debian
 12's Dovecot 2.3.19 does not offer UTF8=ACCEPT: there the tests skip."""
 import harness
+import imap_util
 from imap_util import AGAINST_DOVECOT, ImapCase, make_message, quote
 
 N = 'Café-%d'
@@ -34,7 +35,10 @@ class Utf8Accept(ImapCase):
         return c
 
     def n(self):
-        return id(self) % 100000
+        """This test's number: the same at every call, another test's never."""
+        if not hasattr(self, '_n'):
+            self._n = imap_util.serial()
+        return self._n
 
     def test_advertised(self):
         c = self.login()
