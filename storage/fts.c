@@ -550,9 +550,17 @@ out:
 
 /* ---- indexing ---- */
 
-/* The distinct words of a batch of texts (an open-addressing hash set). */
+/* The distinct words of a batch of texts (an open-addressing hash set);
+ * each slot keeps its word's hash and length, so that a probe compares
+ * words only when their hashes are equal. */
+struct term {
+    char *s;
+    size_t len;
+    uint64_t h;
+};
+
 struct termset {
-    char **slot;
+    struct term *slot;
     size_t cap, n;
 };
 
@@ -567,16 +575,16 @@ static uint64_t hash(const char *s, size_t n)
 static int termset_grow(struct termset *ts)
 {
     size_t nc = ts->cap ? ts->cap * 2 : 1024;
-    char **ns = calloc(nc, sizeof(*ns));
+    struct term *ns = calloc(nc, sizeof(*ns));
 
     if (!ns)
         return SQLITE_NOMEM;
     for (size_t i = 0; i < ts->cap; i++) {
         size_t k;
-        if (!ts->slot[i])
+        if (!ts->slot[i].s)
             continue;
-        k = hash(ts->slot[i], strlen(ts->slot[i])) & (nc - 1);
-        while (ns[k])
+        k = ts->slot[i].h & (nc - 1);
+        while (ns[k].s)
             k = (k + 1) & (nc - 1);
         ns[k] = ts->slot[i];
     }
@@ -590,6 +598,7 @@ static int on_term(void *ctx, int tflags, const char *t, int tlen, int start, in
 {
     struct termset *ts = ctx;
     size_t k, l = (size_t)tlen;
+    uint64_t h;
 
     (void)tflags;
     (void)start;
@@ -598,16 +607,19 @@ static int on_term(void *ctx, int tflags, const char *t, int tlen, int start, in
         return SQLITE_OK;
     if (2 * (ts->n + 1) > ts->cap && termset_grow(ts) != SQLITE_OK)
         return SQLITE_NOMEM;
-    k = hash(t, l) & (ts->cap - 1);
-    while (ts->slot[k]) {
-        if (strncmp(ts->slot[k], t, l) == 0 && ts->slot[k][l] == '\0')
+    h = hash(t, l);
+    k = h & (ts->cap - 1);
+    while (ts->slot[k].s) {
+        if (ts->slot[k].h == h && ts->slot[k].len == l && memcmp(ts->slot[k].s, t, l) == 0)
             return SQLITE_OK;
         k = (k + 1) & (ts->cap - 1);
     }
-    if (!(ts->slot[k] = malloc(l + 1)))
+    if (!(ts->slot[k].s = malloc(l + 1)))
         return SQLITE_NOMEM;
-    memcpy(ts->slot[k], t, l);
-    ts->slot[k][l] = '\0';
+    memcpy(ts->slot[k].s, t, l);
+    ts->slot[k].s[l] = '\0';
+    ts->slot[k].len = l;
+    ts->slot[k].h = h;
     ts->n++;
     return SQLITE_OK;
 }
@@ -615,7 +627,7 @@ static int on_term(void *ctx, int tflags, const char *t, int tlen, int start, in
 static void termset_free(struct termset *ts)
 {
     for (size_t i = 0; i < ts->cap; i++)
-        free(ts->slot[i]);
+        free(ts->slot[i].s);
     free(ts->slot);
 }
 
@@ -667,10 +679,10 @@ static int add_terms(sqlite3 *db, struct termset *ts)
         goto out;
     for (size_t i = 0; rc == 0 && i < ts->cap; i++) {
         int s;
-        if (!ts->slot[i])
+        if (!ts->slot[i].s)
             continue;
         sqlite3_reset(ins);
-        sqlite3_bind_text(ins, 1, ts->slot[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 1, ts->slot[i].s, -1, SQLITE_STATIC);
         if ((s = sqlite3_step(ins)) != SQLITE_DONE) {
             rc = err_from_sqlite(db, s);
             break;
@@ -679,7 +691,7 @@ static int add_terms(sqlite3 *db, struct termset *ts)
             continue;
         sqlite3_reset(gram);
         sqlite3_bind_int64(gram, 1, sqlite3_last_insert_rowid(db));
-        sqlite3_bind_text(gram, 2, ts->slot[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(gram, 2, ts->slot[i].s, -1, SQLITE_STATIC);
         if ((s = sqlite3_step(gram)) != SQLITE_DONE)
             rc = err_from_sqlite(db, s);
     }
