@@ -22,13 +22,13 @@ import shutil
 import signal
 import socket
 import sqlite3
-import subprocess
 import tempfile
 import threading
 import time
 import unittest
 
 import harness
+import nginx_util
 from harness import HOST, ServerTestCase
 
 ALICE, ALICE_PW = 'alice@example.org', 'auth-http-pass-1'
@@ -494,15 +494,9 @@ class AuthHttpNoTickets(ServerTestCase):
         return AuthHttp.assertStarts(self, reply, prefix)
 
 
-NGINX = shutil.which('nginx') or '/usr/sbin/nginx'
-MAIL_MODULE = '/usr/lib/nginx/modules/ngx_mail_module.so'
-
-
 def nginx_missing():
-    if not os.access(NGINX, os.X_OK):
-        return 'nginx is not installed'
-    if not os.path.exists(MAIL_MODULE):
-        return 'the nginx mail module is not installed (libnginx-mod-mail)'
+    if nginx_util.missing():
+        return nginx_util.missing()
     if os.geteuid() != 0:
         return 'nginx and coffred with run_user need root'
     return ''
@@ -527,54 +521,20 @@ class RealNginx(ServerTestCase):
         add_slot(srv, 's1')
         rc, out, err = srv.ctl('user', 'set-slot', ALICE, 's1')
         assert rc == 0, out + err
-        cls.ndir = os.path.join(srv.tmp, 'nginx')
-        os.makedirs(cls.ndir)
-        cls.nports = {'imaps': harness.free_port(), 'pop3s': harness.free_port()}
-        conf = os.path.join(cls.ndir, 'nginx.conf')
-        with open(conf, 'w') as f:
-            f.write(NGINX_CONF % dict(module=MAIL_MODULE, dir=cls.ndir, http=HTTP_PORT,
-                                      cert=srv.cert, key=srv.key, host=HOST,
-                                      imaps=cls.nports['imaps'], pop3s=cls.nports['pop3s']))
-        cls.nlog = open(os.path.join(cls.ndir, 'stderr.log'), 'ab')
-        cls.nginx = subprocess.Popen([NGINX, '-p', cls.ndir, '-c', conf,
-                                      '-e', os.path.join(cls.ndir, 'error.log')],
-                                     stdin=subprocess.DEVNULL, stdout=cls.nlog,
-                                     stderr=subprocess.STDOUT)
-        ports = dict(cls.nports)
-
-        def up():
-            harness.drop_listening(ports)
-            return not ports or cls.nginx.poll() is not None
-        harness.wait_for(up, harness.START_TIMEOUT)
-        if ports:
-            cls.stop_nginx()
-            raise RuntimeError('nginx did not start: %s' % cls.nginx_log())
-
-    @classmethod
-    def stop_nginx(cls):
-        if cls.nginx.poll() is None:
-            cls.nginx.terminate()
-            try:
-                cls.nginx.wait(10)
-            except subprocess.TimeoutExpired:
-                cls.nginx.kill()
-                cls.nginx.wait()
-        cls.nlog.close()
+        cls.nginx = nginx_util.MailProxy(srv.tmp, srv.cert, srv.key,
+                                         '%s:%d/auth' % (HOST, HTTP_PORT)).start()
 
     @classmethod
     def nginx_log(cls):
-        with open(os.path.join(cls.ndir, 'error.log'), errors='replace') as f:
-            return f.read()[-3000:]
+        return cls.nginx.log()[-3000:]
 
     @classmethod
     def tearDownClass(cls):
-        cls.stop_nginx()
+        cls.nginx.stop()
         super().tearDownClass()
 
     def connect(self, service, source):
-        sock = socket.create_connection((HOST, self.nports[service]),
-                                        timeout=harness.IO_TIMEOUT, source_address=(source, 0))
-        return harness.Conn(self.server.ctx().wrap_socket(sock, server_hostname='localhost'))
+        return self.nginx.connect(service, source)
 
     def test_imaps_through_nginx(self):
         with self.connect('imaps', '127.0.0.3') as c:
@@ -613,31 +573,6 @@ class RealNginx(ServerTestCase):
             self.assertTrue(t.startswith('b OK'), t)
         self.assertIn('auth failed user=%s ip=127.0.0.4' % ALICE, self.server.log())
 
-
-# nginx as the README shows it, on test ports; the client side's TLS as
-# coffre's own policy (TLS 1.2 minimum, forward-secret AEAD suites)
-NGINX_CONF = """load_module %(module)s;
-daemon off;
-master_process off;
-pid %(dir)s/nginx.pid;
-error_log %(dir)s/error.log info;
-events { worker_connections 64; }
-mail {
-    auth_http %(host)s:%(http)d/auth;
-    auth_http_timeout 30s;
-    proxy_protocol on;
-    proxy_pass_error_message on;
-    ssl_certificate %(cert)s;
-    ssl_certificate_key %(key)s;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_ciphers ECDHE+AESGCM:ECDHE+CHACHA20;
-    ssl_prefer_server_ciphers on;
-    imap_auth plain login;
-    pop3_auth plain;
-    server { listen %(host)s:%(imaps)d ssl; protocol imap; }
-    server { listen %(host)s:%(pop3s)d ssl; protocol pop3; }
-}
-"""
 
 
 if __name__ == '__main__':
