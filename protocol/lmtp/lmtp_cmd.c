@@ -356,7 +356,7 @@ void lmtp_cmd_rcpt(struct lmtp_session *s, const char *arg, size_t len)
     for (size_t i = 0; i < plen; i++)
         s->rcpt_addr[i] = (char)tolower((unsigned char)s->rcpt_addr[i]);
     j->s = s;
-    j->t0 = uv_now(conn_loop(s->c));
+    j->t0 = conn_loop(s->c) ? uv_now(conn_loop(s->c)) : 0;
     j->svc = conn_auth(s->c);
     if (!(j->data_dir = strdup(conf->data_dir))) {
         free(j);
