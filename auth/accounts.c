@@ -561,29 +561,29 @@ out:
 
 /* Runs an UPDATE binding (text address, then one value) and reports
  * AUTH_E_NOUSER when no row matched. */
-static int update_one(struct auth_db *db, const char *sql, const char *address, const char *text,
-                      int64_t num)
+int auth_db_change(struct adb_stmt *st)
+{
+    int rc = AUTH_E_TEMP;
+
+    if (adb_step(st) == DB_DONE)
+        rc = adb_changes(st) ? AUTH_OK : AUTH_E_NOUSER;
+    adb_finalize(st);
+    return rc;
+}
+
+int auth_db_update_one(struct auth_db *db, const char *sql, const char *address, const char *text,
+                       int64_t num)
 {
     struct adb_stmt *st = NULL;
-    int r, rc;
 
-    r = adb_prepare(db, sql, &st);
-    if (r != DB_OK)
+    if (adb_prepare(db, sql, &st) != DB_OK)
         return AUTH_E_TEMP;
     if (text)
         adb_bind_text(st, 1, text);
     else
         adb_bind_int64(st, 1, num);
     adb_bind_text(st, 2, address);
-    r = adb_step(st);
-    if (r != DB_DONE)
-        rc = AUTH_E_TEMP;
-    else if (adb_changes(st) == 0)
-        rc = AUTH_E_NOUSER;
-    else
-        rc = AUTH_OK;
-    adb_finalize(st);
-    return rc;
+    return auth_db_change(st);
 }
 
 int auth_user_passwd(struct auth_db *db, const char *address, const char *password)
@@ -610,10 +610,8 @@ int auth_user_passwd(struct auth_db *db, const char *address, const char *passwo
         adb_bind_text(st, 1, hash);
         adb_bind_text(st, 2, scram);
         adb_bind_text(st, 3, address);
-        if (adb_step(st) == DB_DONE)
-            rc = adb_changes(st) ? AUTH_OK : AUTH_E_NOUSER;
+        rc = auth_db_change(st);
     }
-    adb_finalize(st);
     explicit_bzero(hash, sizeof(hash));
     explicit_bzero(scram, sizeof(scram));
     return rc;
@@ -622,7 +620,6 @@ int auth_user_passwd(struct auth_db *db, const char *address, const char *passwo
 int auth_db_scram_fill(struct auth_db *db, const char *address, const char *hash, const char *scram)
 {
     struct adb_stmt *st = NULL;
-    int rc = AUTH_E_TEMP;
 
     /* only while the password is still the one verified, and only once */
     if (adb_prepare(db,
@@ -633,38 +630,35 @@ int auth_db_scram_fill(struct auth_db *db, const char *address, const char *hash
     adb_bind_text(st, 1, scram);
     adb_bind_text(st, 2, address);
     adb_bind_text(st, 3, hash);
-    if (adb_step(st) == DB_DONE)
-        rc = adb_changes(st) ? AUTH_OK : AUTH_E_NOUSER;
-    adb_finalize(st);
-    return rc;
+    return auth_db_change(st);
 }
 
 int auth_user_set_disabled(struct auth_db *db, const char *address, bool disabled)
 {
-    return update_one(db, "UPDATE accounts SET disabled = ? WHERE address = ?", address, NULL,
-                      disabled ? 1 : 0);
+    return auth_db_update_one(db, "UPDATE accounts SET disabled = ? WHERE address = ?", address,
+                              NULL, disabled ? 1 : 0);
 }
 
 int auth_user_set_quota(struct auth_db *db, const char *address, uint64_t quota_bytes)
 {
     if (quota_bytes > INT64_MAX)
         return AUTH_E_TEMP;
-    return update_one(db, "UPDATE accounts SET quota = ? WHERE address = ?", address, NULL,
-                      (int64_t)quota_bytes);
+    return auth_db_update_one(db, "UPDATE accounts SET quota = ? WHERE address = ?", address, NULL,
+                              (int64_t)quota_bytes);
 }
 
 int auth_user_set_max_messages(struct auth_db *db, const char *address, uint64_t quota_messages)
 {
     if (quota_messages > INT64_MAX)
         return AUTH_E_TEMP;
-    return update_one(db, "UPDATE accounts SET max_messages = ? WHERE address = ?", address, NULL,
-                      (int64_t)quota_messages);
+    return auth_db_update_one(db, "UPDATE accounts SET max_messages = ? WHERE address = ?", address,
+                              NULL, (int64_t)quota_messages);
 }
 
 int auth_user_set_require_cert(struct auth_db *db, const char *address, bool on)
 {
-    return update_one(db, "UPDATE accounts SET require_client_cert = ? WHERE address = ?", address,
-                      NULL, on ? 1 : 0);
+    return auth_db_update_one(db, "UPDATE accounts SET require_client_cert = ? WHERE address = ?",
+                              address, NULL, on ? 1 : 0);
 }
 
 int auth_user_del(struct auth_db *db, const char *address, struct auth_account *out)

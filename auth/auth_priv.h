@@ -32,6 +32,16 @@ int auth_db_lookup_scram(struct auth_db *db, const char *address, struct auth_ac
 int auth_db_scram_fill(struct auth_db *db, const char *address, const char *hash,
                        const char *scram);
 
+/* Steps a statement that changes one row (an account's, a pin, a slot)
+ * and finalizes it: AUTH_OK when a row changed, AUTH_E_NOUSER when none
+ * matched, AUTH_E_TEMP on an error. */
+struct adb_stmt;
+int auth_db_change(struct adb_stmt *st);
+/* "UPDATE ... SET col = ?1 WHERE address = ?2" with text (or num when
+ * text is NULL): auth_db_change's answers. */
+int auth_db_update_one(struct auth_db *db, const char *sql, const char *address, const char *text,
+                       int64_t num);
+
 /* Number of yescrypt computations (hash or verify) run by this process;
  * lets the tests see whether the authentication cache answered. */
 unsigned long auth_crypt_calls(void);

@@ -76,7 +76,7 @@ int auth_cert_pin_del(struct auth_db *db, const char *address, const char *finge
 {
     char fp[AUTH_FINGERPRINT_LEN + 1];
     struct adb_stmt *st = NULL;
-    int r, rc;
+    int r;
 
     if (normalize_fp(fingerprint, fp) < 0)
         return AUTH_E_BADADDR;
@@ -88,13 +88,7 @@ int auth_cert_pin_del(struct auth_db *db, const char *address, const char *finge
         return AUTH_E_TEMP;
     adb_bind_text(st, 1, fp);
     adb_bind_text(st, 2, address);
-    r = adb_step(st);
-    if (r != DB_DONE)
-        rc = AUTH_E_TEMP;
-    else
-        rc = adb_changes(st) ? AUTH_OK : AUTH_E_NOUSER;
-    adb_finalize(st);
-    return rc;
+    return auth_db_change(st);
 }
 
 int auth_cert_pin_list(struct auth_db *db, const char *address,

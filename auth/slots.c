@@ -127,9 +127,7 @@ int auth_slot_del(struct auth_db *db, const char *name)
     if (adb_prepare(h, "DELETE FROM slots WHERE name = ?", &st) != DB_OK)
         goto out;
     adb_bind_text(st, 1, name);
-    if (adb_step(st) == DB_DONE)
-        rc = adb_changes(st) ? AUTH_OK : AUTH_E_NOUSER;
-    adb_finalize(st);
+    rc = auth_db_change(st);
     if (rc == AUTH_OK && adb_commit(h) != DB_OK)
         rc = AUTH_E_TEMP;
 out:
@@ -159,19 +157,9 @@ int auth_slot_list(struct auth_db *db, int (*cb)(const struct auth_slot *s, void
 
 static int set_column(struct auth_db *db, const char *sql, const char *address, const char *value)
 {
-    struct adb_stmt *st = NULL;
-    int rc = AUTH_E_TEMP;
-
     if (!value || (*value && !auth_slot_name_ok(value)))
         return AUTH_E_BADADDR;
-    if (adb_prepare(db, sql, &st) != DB_OK)
-        return AUTH_E_TEMP;
-    adb_bind_text(st, 1, value);
-    adb_bind_text(st, 2, address);
-    if (adb_step(st) == DB_DONE)
-        rc = adb_changes(st) ? AUTH_OK : AUTH_E_NOUSER;
-    adb_finalize(st);
-    return rc;
+    return auth_db_update_one(db, sql, address, value, 0);
 }
 
 int auth_user_set_slot(struct auth_db *db, const char *address, const char *slot)
@@ -186,10 +174,7 @@ int auth_user_set_move(struct auth_db *db, const char *address, const char *to)
 
 int auth_user_move_done(struct auth_db *db, const char *address, const char *slot)
 {
-    if (!*slot)
-        return AUTH_E_BADADDR;
     struct adb_stmt *st = NULL;
-    int rc = AUTH_E_TEMP;
 
     if (!auth_slot_name_ok(slot))
         return AUTH_E_BADADDR;
@@ -200,8 +185,5 @@ int auth_user_move_done(struct auth_db *db, const char *address, const char *slo
     adb_bind_text(st, 1, slot);
     adb_bind_int64(st, 2, (int64_t)time(NULL));
     adb_bind_text(st, 3, address);
-    if (adb_step(st) == DB_DONE)
-        rc = adb_changes(st) ? AUTH_OK : AUTH_E_NOUSER;
-    adb_finalize(st);
-    return rc;
+    return auth_db_change(st);
 }
