@@ -165,11 +165,11 @@ class MoveUnderLoad(MoveBase):
 
         def flagger():
             servers = [s1, s2]
-            todo = list(inbox_uids)
+            unflagged = list(inbox_uids)   # every message is flagged, however long the move
             c = None
-            while todo and not stop.is_set() or (todo and len(flagged) < len(inbox_uids)):
+            while unflagged:
                 if time.monotonic() > deadline:
-                    flag_errors.append('gave up with %r left' % todo)
+                    flag_errors.append('gave up with %r left' % unflagged)
                     return
                 try:
                     if c is None:
@@ -188,9 +188,9 @@ class MoveUnderLoad(MoveBase):
                         typ, _ = c.select('INBOX')
                         if typ != 'OK':
                             raise imaplib.IMAP4.abort('select failed')
-                    typ, _ = c.uid('STORE', str(todo[0]), '+FLAGS', r'(\Flagged)')
+                    typ, _ = c.uid('STORE', str(unflagged[0]), '+FLAGS', r'(\Flagged)')
                     if typ == 'OK':
-                        flagged.add(todo.pop(0))
+                        flagged.add(unflagged.pop(0))
                     time.sleep(0.1)
                 except (imaplib.IMAP4.abort, OSError):
                     if c is not None:
