@@ -11,6 +11,18 @@ import unittest
 import harness
 
 
+def slot_add(ctl, name, host, ports, data_dir=None):
+    """`coffrectl slot add` through ctl (a harness.Server-like object with
+    .ctl) for a slot listening on host with ports['imap'|'pop3'|'lmtp']."""
+    args = ['slot', 'add', name, '--host', host, '--imap-port', str(ports['imap']),
+            '--pop3-port', str(ports['pop3']), '--lmtp-port', str(ports['lmtp'])]
+    if data_dir:
+        args += ['--data-dir', data_dir]
+    rc, out, err = ctl.ctl(*args)
+    if rc != 0:
+        raise RuntimeError('coffrectl slot add %s: %d %s%s' % (name, rc, out, err))
+
+
 class SlotPair:
     """Servers s1 and s2 (harness.Server) on one shared accounts file; the
     slots table names both. extra: more configuration for both."""
@@ -34,13 +46,7 @@ class SlotPair:
         for s in self.servers.values():
             s.start()
         for n, s in self.servers.items():
-            rc, out, err = s.ctl('slot', 'add', n, '--host', harness.HOST,
-                                 '--imap-port', str(s.ports['imap']),
-                                 '--pop3-port', str(s.ports['pop3']),
-                                 '--lmtp-port', str(s.ports['lmtp']),
-                                 '--data-dir', s.data_dir)
-            if rc != 0:
-                raise RuntimeError('slot add %s: %s%s' % (n, out, err))
+            slot_add(s, n, harness.HOST, s.ports, s.data_dir)
         return self
 
     def add_user(self, addr, password, slot):

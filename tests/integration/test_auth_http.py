@@ -29,6 +29,7 @@ import unittest
 
 import harness
 import nginx_util
+import slot_util
 from harness import HOST, ServerTestCase
 
 ALICE, ALICE_PW = 'alice@example.org', 'auth-http-pass-1'
@@ -65,11 +66,7 @@ KEY_DIR, KEY_FILE = key_dir()
 
 def add_slot(srv, name):
     """This coffred's plaintext listeners as slot name."""
-    rc, out, err = srv.ctl('slot', 'add', name, '--host', HOST,
-                           '--imap-port', str(srv.ports['imap']),
-                           '--pop3-port', str(srv.ports['pop3']),
-                           '--lmtp-port', str(srv.ports['lmtp']))
-    assert rc == 0, out + err
+    slot_util.slot_add(srv, name, HOST, srv.ports)
 
 
 def tearDownModule():
@@ -123,11 +120,8 @@ class AuthHttp(ServerTestCase):
         add_slot(srv, 's1')
         # a slot whose ports nothing listens on (free ones, kept closed)
         cls.down_port = harness.free_port()
-        rc, out, err = srv.ctl('slot', 'add', 'sdown', '--host', HOST,
-                               '--imap-port', str(cls.down_port),
-                               '--pop3-port', str(cls.down_port),
-                               '--lmtp-port', str(cls.down_port))
-        assert rc == 0, out + err
+        slot_util.slot_add(srv, 'sdown', HOST, dict.fromkeys(('imap', 'pop3', 'lmtp'),
+                                                             cls.down_port))
         rc, out, err = srv.ctl('user', 'set-slot', DOWN, 'sdown')
         assert rc == 0, out + err
         for u in (ALICE, CAROL, DAVE, ERIN, ODD, MOVER, LOST):

@@ -40,6 +40,7 @@ import imap_util as I
 import lmtp_util as L
 import nginx_util
 import pg_util
+import slot_util
 import test_lmtp_postfix as P
 from harness import imap_login_cmd
 
@@ -522,13 +523,7 @@ class Cluster(unittest.TestCase):
             s.start()
         s1 = cls.slots['s1']
         for name, s in cls.slots.items():
-            rc, out, err = s1.ctl('slot', 'add', name, '--host', s.host,
-                                  '--imap-port', str(s.ports['imap']),
-                                  '--pop3-port', str(s.ports['pop3']),
-                                  '--lmtp-port', str(s.ports['lmtp']),
-                                  '--data-dir', s.data_dir)
-            if rc != 0:
-                raise RuntimeError('coffrectl slot add %s: %d %s%s' % (name, rc, out, err))
+            slot_util.slot_add(s1, name, s.host, s.ports, s.data_dir)
         for i in range(1, NACCOUNTS + 1):
             cls.slots[slot_of(i)].add_user(address(i), password(i))
         # the accounts of the PostgreSQL outage test: never logged in before
