@@ -632,8 +632,12 @@ static void *writer_run(void *arg)
 /* Asks the kernel to read the batch's source files ahead, in the order
  * the writers take them, beside them: each writer reads one file at a
  * time, and a source not in memory would otherwise come from the disk one
- * read after another. A hint only: a file that cannot be opened here is
- * the writer's to report. */
+ * read after another. At most IMPORT_READAHEAD_MAX bytes a batch, so that
+ * a batch of big messages does not push out of memory what it read ahead
+ * before the writers get to it. A hint only: a file that cannot be opened
+ * here is the writer's to report. */
+#define IMPORT_READAHEAD_MAX (128u * 1024 * 1024)
+
 struct prefetch {
     const char **paths; /* taken before the writers start */
     size_t n;
@@ -643,12 +647,17 @@ struct prefetch {
 static void *prefetch_run(void *arg)
 {
     struct prefetch *p = arg;
+    uint64_t asked = 0;
 
-    for (size_t i = 0; i < p->n; i++) {
+    for (size_t i = 0; i < p->n && asked < IMPORT_READAHEAD_MAX; i++) {
         int fd = open(p->paths[i], O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        struct stat sb;
         if (fd < 0)
             continue;
-        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+        if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+            (void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+            asked += (uint64_t)sb.st_size;
+        }
         close(fd);
     }
     return NULL;
