@@ -49,6 +49,7 @@ struct mailuser {
     bool lingering;             /* one hold left by a delivery, until linger_until */
     uint64_t linger_until;      /* uv_now */
     LIST_ENTRY(mailuser) entry; /* in the registry while open or opening */
+    LIST_ENTRY(mailuser) by_id; /* in the registry's table by account, as long */
 };
 
 struct mailuser_req {

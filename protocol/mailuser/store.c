@@ -23,8 +23,12 @@
 #include "server/base/log.h"
 #include "server/base/metrics.h"
 
-/* The stores open or opening; a closing one has left. */
+/* The stores open or opening; a closing one has left. Also in a table by
+ * account, so that finding one (every event, every open) takes the same
+ * time with 5,000 accounts open as with 5. */
 static LIST_HEAD(, mailuser) registry = LIST_HEAD_INITIALIZER(registry);
+#define REGISTRY_BUCKETS 4096 /* power of two */
+static LIST_HEAD(mu_bucket, mailuser) by_id[REGISTRY_BUCKETS];
 /* The stores closing: out of the registry until mu_free. */
 static LIST_HEAD(, mailuser) closing_list = LIST_HEAD_INITIALIZER(closing_list);
 static struct mailuser_req *ready, **ready_tail = &ready; /* answers due on the loop */
@@ -49,10 +53,15 @@ static unsigned n_kept;
 static unsigned n_lingering;
 static bool shutting_down;
 
+static struct mu_bucket *bucket_of(int64_t id)
+{
+    return &by_id[(uint64_t)id & (REGISTRY_BUCKETS - 1)];
+}
+
 struct mailuser *mu_find(int64_t id)
 {
     struct mailuser *mu;
-    LIST_FOREACH(mu, &registry, entry)
+    LIST_FOREACH(mu, bucket_of(id), by_id)
     {
         if (mu->id == id)
             return mu;
@@ -116,6 +125,7 @@ static void stop_sharing(struct mailuser *mu)
 {
     if (mu->state != MU_CLOSING) {
         LIST_REMOVE(mu, entry);
+        LIST_REMOVE(mu, by_id);
         LIST_INSERT_HEAD(&closing_list, mu, entry);
     }
     mu->state = MU_CLOSING;
@@ -477,6 +487,7 @@ static int start_open(struct mailuser_req *r)
     }
     r->data_dir = NULL;
     LIST_INSERT_HEAD(&registry, mu, entry);
+    LIST_INSERT_HEAD(bucket_of(mu->id), mu, by_id);
     return 0;
 }
 
