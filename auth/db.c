@@ -3,6 +3,7 @@
  * through libpq and a small pool of connections guarded by a mutex. */
 #include "auth/db.h"
 #include "server/base/log.h"
+#include "server/base/sqlcache.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -346,7 +347,7 @@ void adb_close(struct auth_db *db)
     if (!c)
         return;
     if (db->backend == AUTH_BACKEND_SQLITE) {
-        sqlite3_close(c->h);
+        sqlc_close(c->h);
     } else {
         for (unsigned i = 0; i < c->n; i++)
             if (c->slots[i].c)
@@ -420,7 +421,7 @@ int adb_prepare(struct auth_db *db, const char *sql, struct adb_stmt **out)
         return DB_ERROR;
     st->db = db;
     if (db->backend == AUTH_BACKEND_SQLITE) {
-        if (sqlite3_prepare_v2(db->c->h, sql, -1, &st->s, NULL) != SQLITE_OK) {
+        if (sqlc_prepare(db->c->h, sql, &st->s) != SQLITE_OK) {
             free(st);
             return DB_ERROR;
         }
@@ -580,7 +581,7 @@ void adb_finalize(struct adb_stmt *st)
 {
     if (!st)
         return;
-    sqlite3_finalize(st->s);
+    sqlc_finalize(st->s);
     PQclear(st->res);
     for (int i = 0; i < DB_PARAMS_MAX; i++)
         free(st->values[i]);

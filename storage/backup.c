@@ -414,7 +414,7 @@ static int signature(sqlite3 *db, char *out, size_t outlen)
             fnv(&h, "\n", 1);
         }
         rc = rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
-        sqlite3_finalize(st);
+        db_finalize(st);
         fnv(&h, "|", 1);
     }
     db_rollback(db);
@@ -481,7 +481,7 @@ static int snapshot(sqlite3 *src, const char *dst)
     rc = sqlite3_open_v2(dst, &out,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW, NULL);
     if (rc != SQLITE_OK) {
-        sqlite3_close(out);
+        db_close(out);
         return STORAGE_E_TEMP;
     }
     for (int attempt = 0;; attempt++) {
@@ -507,7 +507,7 @@ static int snapshot(sqlite3 *src, const char *dst)
     /* the copy is an index of its own: out of WAL mode, one file */
     if (rc == 0)
         rc = db_exec(out, "PRAGMA journal_mode = DELETE");
-    if (sqlite3_close(out) != SQLITE_OK && rc == 0)
+    if (db_close(out) != SQLITE_OK && rc == 0)
         rc = STORAGE_E_TEMP;
     if (rc)
         unlink_db(dst);
@@ -628,7 +628,7 @@ static int match_all(const char *idx, const char *src_md, const char *dst_md, st
     int rc;
 
     if (sqlite3_open_v2(idx, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
-        sqlite3_close(db);
+        db_close(db);
         return STORAGE_E_CORRUPT;
     }
     rc = db_prepare(db,
@@ -699,8 +699,8 @@ static int match_all(const char *idx, const char *src_md, const char *dst_md, st
             }
         }
     }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    db_finalize(st);
+    db_close(db);
     brows_free(rows, nr);
     free(rows);
 
@@ -741,7 +741,7 @@ static int report_mailboxes(const char *idx, const struct storage_backup_opts *o
     int rc;
 
     if (sqlite3_open_v2(idx, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
-        sqlite3_close(db);
+        db_close(db);
         return STORAGE_E_CORRUPT;
     }
     rc = db_prepare(db,
@@ -766,8 +766,8 @@ static int report_mailboxes(const char *idx, const struct storage_backup_opts *o
                        (uint32_t)sqlite3_column_int64(q, 1), (uint32_t)sqlite3_column_int64(q, 2),
                        (uint64_t)sqlite3_column_int64(q, 3), (uint64_t)sqlite3_column_int64(q, 4));
     }
-    sqlite3_finalize(q);
-    sqlite3_close(db);
+    db_finalize(q);
+    db_close(db);
     return rc;
 }
 
@@ -810,7 +810,7 @@ int storage_backup(const char *data_dir, int64_t id, const char *dest_dir,
         char copy[STORAGE_PATH_MAX];
         pathf(copy, sizeof(copy), "%s/index.sqlite", dst_root);
         if (stat(copy, &sb) == 0) {
-            sqlite3_close(src);
+            db_close(src);
             memcpy(st->signature, sig, sizeof(st->signature));
             return report_mailboxes(copy, o, st);
         }
@@ -820,7 +820,7 @@ int storage_backup(const char *data_dir, int64_t id, const char *dest_dir,
     if (!(o && o->incremental))
         remove_tree(dst_md);
     if ((mkdir(dst_md, 0700) < 0 && errno != EEXIST)) {
-        sqlite3_close(src);
+        db_close(src);
         return err_from_errno(errno);
     }
 
@@ -831,7 +831,7 @@ int storage_backup(const char *data_dir, int64_t id, const char *dest_dir,
         pause_at(o, "files");
         rc = snapshot(src, tmp_idx);
     }
-    sqlite3_close(src);
+    db_close(src);
     if (rc == 0)
         pause_at(o, "index");
     if (rc == 0)
@@ -858,7 +858,7 @@ int storage_backup(const char *data_dir, int64_t id, const char *dest_dir,
     if ((rc = db_open_conn(idx, false, &src)) != 0)
         return rc;
     rc = signature(src, sig, sizeof(sig));
-    sqlite3_close(src);
+    db_close(src);
     if (rc == 0 && (rc = report_mailboxes(idx, o, st)) == 0) {
         memcpy(st->signature, sig, sizeof(st->signature));
         pathf(p, sizeof(p), "%s/" SIG_FILE, dst_root);
@@ -975,7 +975,7 @@ int storage_index_summary(const char *data_dir, int64_t id, uint64_t *modseq_sum
         return STORAGE_E_NOMBOX;
     /* read-only: the copy may be on a medium that cannot be written */
     if (sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
-        sqlite3_close(db);
+        db_close(db);
         return STORAGE_E_TEMP;
     }
     sqlite3_busy_timeout(db, 5000);
@@ -985,6 +985,6 @@ int storage_index_summary(const char *data_dir, int64_t id, uint64_t *modseq_sum
         if ((rc = db_int_binds(db, &v, "SELECT count(*) FROM messages", NULL, NULL, 0)) == 0)
             *messages = (uint64_t)v;
     }
-    sqlite3_close(db);
+    db_close(db);
     return rc;
 }

@@ -41,7 +41,7 @@ static void report_changed(struct storage_user *u, int64_t mbox, uint64_t ms, st
         sqlite3_bind_int64(st, 1, mbox);
         sqlite3_bind_int64(st, 2, (int64_t)ms);
         msg_rows(db, st, 0, cb, arg, NULL);
-        sqlite3_finalize(st);
+        db_finalize(st);
     }
     reader_put(u, db);
 }
@@ -101,7 +101,7 @@ static int store_list_failed(sqlite3 *db, struct store_ctx *c)
         else
             rc = 0;
     }
-    sqlite3_finalize(st);
+    db_finalize(st);
     return rc;
 }
 
@@ -123,7 +123,7 @@ static int store_flags(sqlite3 *db, struct store_ctx *c)
         if ((rc = step_done(db, up)) == 0)
             c->changed += (size_t)sqlite3_changes(db);
     }
-    sqlite3_finalize(up);
+    db_finalize(up);
     return rc;
 }
 
@@ -173,8 +173,8 @@ static int store_keywords(sqlite3 *db, struct store_ctx *c)
             rc = err_from_sqlite(db, s);
     }
 out:
-    sqlite3_finalize(st);
-    sqlite3_finalize(up);
+    db_finalize(st);
+    db_finalize(up);
     return rc;
 }
 
@@ -220,7 +220,7 @@ static int store_work(struct txn *t, void *ctx)
     while (sqlite3_step(st) == SQLITE_ROW)
         if (uidlist_add(&pe->uids, (uint32_t)sqlite3_column_int64(st, 0)) != 0)
             break;
-    sqlite3_finalize(st);
+    db_finalize(st);
     return 0;
 }
 
@@ -310,7 +310,7 @@ static int collect(sqlite3 *db, int64_t mbox, const struct storage_range *r, siz
             rc = err_from_sqlite(db, s);
         sqlite3_reset(st);
     }
-    sqlite3_finalize(st);
+    db_finalize(st);
     if (rc) {
         victims_free(v, cnt);
         return rc;
@@ -377,8 +377,8 @@ static int remove_rows(struct storage_user *u, const struct mbox_row *m, struct 
     }
     *ms_out = ms;
 out:
-    sqlite3_finalize(del);
-    sqlite3_finalize(ins);
+    db_finalize(del);
+    db_finalize(ins);
     return rc;
 }
 
@@ -459,7 +459,7 @@ static int bodies_ref(sqlite3 *db, const struct victim *v, size_t n)
         sqlite3_bind_int64(st, 1, v[i].body_id);
         rc = step_done(db, st);
     }
-    sqlite3_finalize(st);
+    db_finalize(st);
     return rc;
 }
 
@@ -506,7 +506,7 @@ static int copy_rows(struct txn *t, struct victims_ctx *c, const char *sdir, con
         sqlite3_bind_int64(st, 7, c->v[i].uid);
         rc = step_done(t->db, st);
     }
-    sqlite3_finalize(st);
+    db_finalize(st);
     return rc;
 }
 
@@ -753,8 +753,8 @@ static int sync_work(struct txn *t, void *ctx)
     if (last_mbox >= 0)
         sync_dir_done(u, last_mbox, mdir, clean);
 out:
-    sqlite3_finalize(st);
-    sqlite3_finalize(up);
+    db_finalize(st);
+    db_finalize(up);
     return rc;
 }
 
@@ -781,7 +781,7 @@ static void sync_committed(struct txn *t, void *ctx)
     if (db_prepare(t->db, "SELECT count(*) FROM messages WHERE flags != file_flags", &st) == 0) {
         if (sqlite3_step(st) == SQLITE_ROW)
             *c->left = (size_t)sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
+        db_finalize(st);
     }
 }
 
@@ -833,7 +833,7 @@ int storage_changes_floor(struct storage_user *u, int64_t mbox, uint64_t since, 
         sqlite3_bind_int64(st, 2, (int64_t)since);
         if ((rc = msg_rows(db, st, 0, cb, arg, NULL)) != 0)
             goto out;
-        sqlite3_finalize(st);
+        db_finalize(st);
         st = NULL;
     }
     if (vanished) {
@@ -853,7 +853,7 @@ int storage_changes_floor(struct storage_user *u, int64_t mbox, uint64_t since, 
             rc = err_from_sqlite(db, s);
     }
 out:
-    sqlite3_finalize(st);
+    db_finalize(st);
     reader_put(u, db);
     return rc;
 }

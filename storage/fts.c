@@ -65,7 +65,7 @@ static int tok_open(sqlite3 *db, const char *name, const char **args, int nargs,
     if (sqlite3_prepare_v2(db, "SELECT fts5(?1)", -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_pointer(st, 1, (void *)&api, "fts5_api_ptr", NULL);
         sqlite3_step(st);
-        sqlite3_finalize(st);
+        db_finalize(st);
     }
     if (!api || api->xFindTokenizer(api, name, &ud, &out->api) != SQLITE_OK ||
         out->api.xCreate(ud, args, nargs, &out->t) != SQLITE_OK) {
@@ -396,8 +396,8 @@ static int inside_word(sqlite3 *db, const struct qword *w, bool body_only, struc
         if (rc == 0 && s != SQLITE_DONE)
             rc = err_from_sqlite(db, s);
     }
-    sqlite3_finalize(terms);
-    sqlite3_finalize(bodies);
+    db_finalize(terms);
+    db_finalize(bodies);
     free(expr);
     return rc;
 }
@@ -426,7 +426,7 @@ static int word_bodies(sqlite3 *db, const struct qword *w, bool body_only, struc
         if (!(expr = match_expr(w->term, body_only, w->kind == W_BEGIN)))
             return STORAGE_E_NOMEM;
         rc = match_into(db, "SELECT rowid FROM fts_words WHERE fts_words MATCH ?", expr, out, &st);
-        sqlite3_finalize(st);
+        db_finalize(st);
         free(expr);
     }
     if (rc == 0)
@@ -520,7 +520,7 @@ int fts_search(sqlite3 *db, const char *str, bool body_only, struct fts_ids *res
         if ((rc = db_prepare(db, "SELECT " INDEXED_COLS INDEXED_FROM, &st)) == 0)
             rc = scan(db, st, &m, true, &out);
     }
-    sqlite3_finalize(st);
+    db_finalize(st);
     st = NULL;
     if (rc)
         goto out;
@@ -532,7 +532,7 @@ int fts_search(sqlite3 *db, const char *str, bool body_only, struct fts_ids *res
                         " FROM fts_pending p LEFT JOIN bodies b ON b.id = p.body_id",
                         &st)) == 0)
         rc = scan(db, st, &m, false, &out);
-    sqlite3_finalize(st);
+    db_finalize(st);
     if (rc)
         goto out;
     ids_sort(&out);
@@ -696,8 +696,8 @@ static int add_terms(sqlite3 *db, struct termset *ts)
             rc = err_from_sqlite(db, s);
     }
 out:
-    sqlite3_finalize(ins);
-    sqlite3_finalize(gram);
+    db_finalize(ins);
+    db_finalize(gram);
     return rc;
 }
 
@@ -794,9 +794,9 @@ int fts_index_batch(sqlite3 *db, int64_t max, uint64_t until_ms, int64_t *last)
     if (rc == 0 && *last)
         rc = db_run(db, "DELETE FROM fts_pending WHERE body_id <= ?", *last);
 out:
-    sqlite3_finalize(st);
-    sqlite3_finalize(words);
-    sqlite3_finalize(text);
+    db_finalize(st);
+    db_finalize(words);
+    db_finalize(text);
     tok_close(&tok);
     termset_free(&ts);
     free(head.p);
@@ -845,8 +845,8 @@ int fts_forget(sqlite3 *db, int64_t body_id)
         rc = db_run(db, "DELETE FROM fts WHERE body_id = ?", body_id);
     del = NULL;
 out:
-    sqlite3_finalize(st);
-    sqlite3_finalize(del);
+    db_finalize(st);
+    db_finalize(del);
     free(head.p);
     buf_free(&bw);
     matcher_free(&m);
@@ -903,8 +903,8 @@ int fts_reindex_all(sqlite3 *db)
         rc = db_exec(db, "DELETE FROM fts;"
                          "INSERT INTO fts_words(fts_words) VALUES ('delete-all');");
 out:
-    sqlite3_finalize(st);
-    sqlite3_finalize(ins);
+    db_finalize(st);
+    db_finalize(ins);
     matcher_free(&m);
     return rc;
 }

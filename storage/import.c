@@ -736,14 +736,14 @@ static int uid_lookup_open(sqlite3 *db, struct uid_lookup *q)
                          &q->present)) != 0 ||
         (rc = db_prepare(db, "SELECT 1 FROM expunged WHERE mailbox_id = ? AND uid = ? LIMIT 1",
                          &q->expunged)) != 0)
-        sqlite3_finalize(q->present);
+        db_finalize(q->present);
     return rc;
 }
 
 static void uid_lookup_close(struct uid_lookup *q)
 {
-    sqlite3_finalize(q->present);
-    sqlite3_finalize(q->expunged);
+    db_finalize(q->present);
+    db_finalize(q->expunged);
 }
 
 /* Runs st for (mbox, uid): *row, it returned one; *col0, the first

@@ -122,7 +122,12 @@ int db_exec(sqlite3 *db, const char *sql);
 int db_begin(sqlite3 *db); /* BEGIN IMMEDIATE */
 int db_commit(sqlite3 *db);
 void db_rollback(sqlite3 *db);
+/* Through server/base/sqlcache.c: the statements prepared from the same
+ * SQL are kept with their connection. Every statement and connection of
+ * the store goes through these. */
 int db_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st);
+int db_finalize(sqlite3_stmt *st);
+int db_close(sqlite3 *db);
 /* Steps st, a statement that returns no row, and finalizes it. */
 int db_step_done(sqlite3 *db, sqlite3_stmt *st);
 int db_create_schema(sqlite3 *db);

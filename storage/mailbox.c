@@ -42,7 +42,7 @@ static int mbox_one(sqlite3 *db, sqlite3_stmt *st, struct mbox_row *out)
         rc = STORAGE_E_NOMBOX;
     else
         rc = err_from_sqlite(db, rc);
-    sqlite3_finalize(st);
+    db_finalize(st);
     return rc;
 }
 
@@ -82,7 +82,7 @@ int mbox_bump_modseq(sqlite3 *db, int64_t mbox, uint64_t *modseq)
         rc = sqlite3_step(st);
     }
     rc = rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
-    sqlite3_finalize(st);
+    db_finalize(st);
     return rc;
 }
 
@@ -285,7 +285,7 @@ int mbox_info_read(sqlite3 *db, const char *name, int64_t id, struct storage_mbo
     } else {
         rc = rc == SQLITE_DONE ? STORAGE_E_NOMBOX : err_from_sqlite(db, rc);
     }
-    sqlite3_finalize(st);
+    db_finalize(st);
     return rc;
 }
 
@@ -343,7 +343,7 @@ int storage_mbox_list(struct storage_user *u, const char *pattern, bool subscrib
         }
     }
     rc = rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
-    sqlite3_finalize(st);
+    db_finalize(st);
     reader_put(u, db);
     return rc;
 }
@@ -443,7 +443,7 @@ static int drop_messages(sqlite3 *db, int64_t mbox)
             break;
     }
     rc = rc == SQLITE_DONE ? 0 : (rc == SQLITE_ERROR ? STORAGE_E_FAIL : err_from_sqlite(db, rc));
-    sqlite3_finalize(st);
+    db_finalize(st);
     if (rc)
         return rc;
     if ((rc = db_meta_add(db, "quota_bytes", -bytes)) != 0 ||
@@ -604,11 +604,11 @@ static int rename_inbox(struct storage_user *u, const char *to, int64_t *newid)
         pathf(b, sizeof(b), "%s/%s", dst, p);
         if (link(a, b) < 0 && errno != EEXIST && errno != ENOENT) {
             rc = err_from_errno(errno);
-            sqlite3_finalize(st);
+            db_finalize(st);
             return rc;
         }
     }
-    sqlite3_finalize(st);
+    db_finalize(st);
     if (rc != SQLITE_DONE)
         return err_from_sqlite(u->wdb, rc);
     pathf(a, sizeof(a), "%s/cur", dst);
@@ -701,7 +701,7 @@ static int rename_list(sqlite3 *db, struct rename_ctx *c)
         }
         c->n++;
     }
-    sqlite3_finalize(st);
+    db_finalize(st);
     if (rc == SQLITE_RANGE)
         return STORAGE_E_BADNAME;
     if (rc != SQLITE_DONE)
@@ -889,7 +889,7 @@ int storage_mbox_status(struct storage_user *u, int64_t mbox, struct storage_sta
     } else {
         rc = err_from_sqlite(db, rc);
     }
-    sqlite3_finalize(st);
+    db_finalize(st);
 out:
     reader_put(u, db);
     return rc;

@@ -234,7 +234,7 @@ int body_release(sqlite3 *db, int64_t body_id)
         refs = sqlite3_column_int64(st, 0);
         rc = sqlite3_step(st);
     }
-    sqlite3_finalize(st);
+    db_finalize(st);
     if (rc != SQLITE_DONE)
         return err_from_sqlite(db, rc);
     if (refs > 0)
@@ -292,10 +292,10 @@ static const char sql_meta_add[] = "INSERT INTO meta(key, value) VALUES (?1, ?2)
 
 static void ins_stmts_free(struct ins_stmts *ss)
 {
-    sqlite3_finalize(ss->body);
-    sqlite3_finalize(ss->fts);
-    sqlite3_finalize(ss->msg);
-    sqlite3_finalize(ss->meta);
+    db_finalize(ss->body);
+    db_finalize(ss->fts);
+    db_finalize(ss->msg);
+    db_finalize(ss->meta);
     memset(ss, 0, sizeof(*ss));
 }
 
@@ -1288,7 +1288,7 @@ int open_msg_file(struct storage_user *u, sqlite3 *db, int64_t mbox, uint32_t ui
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW)
             pathf(rel, sizeof(rel), "%s", (const char *)sqlite3_column_text(st, 0));
-        sqlite3_finalize(st);
+        db_finalize(st);
         if (rc == SQLITE_DONE)
             return STORAGE_E_NOMSG;
         if (rc != SQLITE_ROW)
@@ -1442,7 +1442,7 @@ static int header_fields_from_index(struct storage_user *u, int64_t mbox, uint32
         } else {
             rc = err_from_sqlite(db, r);
         }
-        sqlite3_finalize(st);
+        db_finalize(st);
     }
     reader_put(u, db);
     return rc;
@@ -1719,7 +1719,7 @@ int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uid
     if (rc == 0 && hp.err)
         rc = hp.err;
 out:
-    sqlite3_finalize(st);
+    db_finalize(st);
     reader_put(u, db);
     free(r);
     return rc;
@@ -1747,7 +1747,7 @@ int storage_uids(struct storage_user *u, int64_t mbox, struct storage_uidlist *o
         }
     rc = rc == SQLITE_DONE ? 0 : (rc == SQLITE_NOMEM ? STORAGE_E_NOMEM : err_from_sqlite(db, rc));
 out:
-    sqlite3_finalize(st);
+    db_finalize(st);
     reader_put(u, db);
     if (rc)
         storage_uidlist_free(out);

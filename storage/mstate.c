@@ -278,7 +278,7 @@ static int mstate_scan(sqlite3 *db, struct mstate *m, bool with_kw)
     }
     if (rc == 0 && s != SQLITE_DONE)
         rc = err_from_sqlite(db, s);
-    sqlite3_finalize(st);
+    db_finalize(st);
     if (rc == 0 && with_kw) {
         if (kw.oom) {
             rc = STORAGE_E_NOMEM;
@@ -311,7 +311,7 @@ static int mstate_scan_kw(sqlite3 *db, struct mstate *m)
         kw_add(&kw, &nkw, (const char *)sqlite3_column_text(st, 0));
     if (nkw < MSTATE_MAX_KEYWORDS && s != SQLITE_DONE)
         rc = err_from_sqlite(db, s);
-    sqlite3_finalize(st);
+    db_finalize(st);
     if (rc == 0 && kw.oom)
         rc = STORAGE_E_NOMEM;
     if (rc == 0) {
@@ -492,7 +492,7 @@ static int note_new(sqlite3 *db, struct mstate *m, uint32_t lo)
     }
     if (rc == 0 && s != SQLITE_DONE)
         rc = err_from_sqlite(db, s);
-    sqlite3_finalize(st);
+    db_finalize(st);
     if (rc == 0)
         rc = ranges_apply(&m->uids, all.uids, all.n, true);
     if (rc == 0)
@@ -622,7 +622,7 @@ void mstate_begin(struct txn *t)
             m->stale = true; /* gone, or the query failed */
     pthread_mutex_unlock(&u->ms_lock);
     if (ok)
-        sqlite3_finalize(st);
+        db_finalize(st);
 }
 
 void mstate_abort(struct storage_user *u)

@@ -89,8 +89,8 @@ int thread_assign(sqlite3 *db, int64_t oid, const char *message_id, const char *
         }
     }
 out:
-    sqlite3_finalize(get);
-    sqlite3_finalize(put);
+    db_finalize(get);
+    db_finalize(put);
     buf_free(&ids);
     return rc;
 }
@@ -107,7 +107,7 @@ static int add_column(sqlite3 *db, const char *table, const char *col, const cha
     sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, col, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    db_finalize(st);
     if (rc == SQLITE_ROW)
         return 0;
     if (rc != SQLITE_DONE)
@@ -165,7 +165,7 @@ int objectid_migrate_8(sqlite3 *db)
             }
             if (rc == 0 && s != SQLITE_DONE)
                 rc = err_from_sqlite(db, s);
-            sqlite3_finalize(st);
+            db_finalize(st);
         }
         more = n == 1000;
         for (size_t i = 0; i < n; i++) {

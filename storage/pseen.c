@@ -146,7 +146,7 @@ int pseen_read(sqlite3 *db, int64_t mbox, uint32_t uidvalidity, int64_t viewer,
     }
     if (rc == 0 && s != SQLITE_DONE)
         rc = err_from_sqlite(db, s);
-    sqlite3_finalize(st);
+    db_finalize(st);
     if (rc)
         storage_seen_free(out);
     return rc;
@@ -234,8 +234,8 @@ static int write_diff(sqlite3 *db, const struct pseen_ctx *c, uint32_t uidvalidi
         sqlite3_reset(ins);
     }
 out:
-    sqlite3_finalize(del);
-    sqlite3_finalize(ins);
+    db_finalize(del);
+    db_finalize(ins);
     return rc;
 }
 
@@ -269,7 +269,7 @@ static int list_failed(sqlite3 *db, struct pseen_ctx *c, const struct storage_se
             rc = err_from_sqlite(db, s);
         sqlite3_reset(st);
     }
-    sqlite3_finalize(st);
+    db_finalize(st);
     return rc;
 }
 
@@ -356,7 +356,7 @@ static int pseen_work(struct txn *t, void *ctx)
                 rc = err_from_sqlite(t->db, s);
             sqlite3_reset(st);
         }
-        sqlite3_finalize(st);
+        db_finalize(st);
         st = NULL;
         if (rc)
             goto out;
@@ -389,7 +389,7 @@ static int pseen_work(struct txn *t, void *ctx)
             break;
         }
 out:
-    sqlite3_finalize(st);
+    db_finalize(st);
     storage_seen_free(&old);
     storage_seen_free(&req);
     storage_seen_free(&skip);
@@ -438,7 +438,7 @@ int storage_pseen_store(struct storage_user *u, int64_t mbox, int64_t viewer,
                 while (sqlite3_step(st) == SQLITE_ROW)
                     if (uidlist_add(changed, (uint32_t)sqlite3_column_int64(st, 0)) != 0)
                         break;
-                sqlite3_finalize(st);
+                db_finalize(st);
             }
             reader_put(u, db);
         }

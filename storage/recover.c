@@ -77,7 +77,7 @@ int dir_mtime_changed(struct storage_user *u, int64_t mbox, const char *mdir, bo
         rc = (sqlite3_column_int64(st, 0) != nm || sqlite3_column_int64(st, 1) != cm) ? 1 : 0;
     else
         rc = err_from_sqlite(u->wdb, rc);
-    sqlite3_finalize(st);
+    db_finalize(st);
     return rc;
 }
 
@@ -270,7 +270,7 @@ static int read_rows(sqlite3 *db, int64_t mbox, struct ient **out, size_t *n)
         }
         cnt++;
     }
-    sqlite3_finalize(st);
+    db_finalize(st);
     if (rc != SQLITE_DONE) {
         for (size_t i = 0; i < cnt; i++) {
             free(v[i].path);
@@ -299,7 +299,7 @@ static bool uid_used(sqlite3 *db, const char *table, int64_t mbox, uint32_t uid)
     sqlite3_bind_int64(st, 1, mbox);
     sqlite3_bind_int64(st, 2, uid);
     used = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
+    db_finalize(st);
     return used;
 }
 
@@ -713,7 +713,7 @@ static int quota_recount(struct storage_user *u, enum rescan_mode mode, struct r
         count = sqlite3_column_int64(st, 0);
         bytes = (int64_t)sqlite3_column_double(st, 1);
     }
-    sqlite3_finalize(st);
+    db_finalize(st);
     if ((rc = db_meta_get(u->wdb, "quota_bytes", &qb)) != 0 ||
         (rc = db_meta_get(u->wdb, "quota_messages", &qm)) != 0)
         return rc;
@@ -762,7 +762,7 @@ static int rescan_all(struct storage_user *u, enum rescan_mode mode, struct resc
         if (mbox_row_decode(st, &list[n]) == 0) /* a name too long is skipped */
             n++;
     }
-    sqlite3_finalize(st);
+    db_finalize(st);
     if (rc != SQLITE_DONE) {
         rc = rc == SQLITE_NOMEM ? STORAGE_E_NOMEM : err_from_sqlite(u->wdb, rc);
         goto fail;
@@ -918,7 +918,7 @@ int storage_check(const char *data_dir, int64_t id, void (*report)(void *arg, co
             if (t && strcmp(t, "ok") != 0)
                 rep_line(&rep, "index: %s", t);
         }
-        sqlite3_finalize(st);
+        db_finalize(st);
     }
     if (db_exec(u->wdb, "INSERT INTO fts_words(fts_words) VALUES ('integrity-check');"
                         "INSERT INTO fts_grams(fts_grams) VALUES ('integrity-check')") != 0)
@@ -1022,7 +1022,7 @@ int storage_reindex(const char *data_dir, int64_t id)
             if (db_prepare(u->wdb, "VACUUM INTO ?", &st) == 0) {
                 sqlite3_bind_text(st, 1, old, -1, SQLITE_STATIC);
                 have_old = sqlite3_step(st) == SQLITE_DONE;
-                sqlite3_finalize(st);
+                db_finalize(st);
             }
         }
         writer_unlock(u);

@@ -855,7 +855,7 @@ int storage_search(struct storage_user *u, int64_t mbox, const struct storage_se
         rc = (s & 0xff) == SQLITE_ERROR ? STORAGE_E_INVAL : err_from_sqlite(db, s);
     }
 out:
-    sqlite3_finalize(st);
+    db_finalize(st);
     reader_put(u, db);
     free_binds(&q);
     free(headers.buf);

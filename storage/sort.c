@@ -133,7 +133,7 @@ int sortkeys_migrate_6(sqlite3 *db)
         }
         if (rc == 0 && s != SQLITE_DONE)
             rc = err_from_sqlite(db, s);
-        sqlite3_finalize(st);
+        db_finalize(st);
         for (size_t i = 0; i < n; i++) {
             if (rc == 0)
                 rc = sortkeys_insert(db, rows[i].id, rows[i].date, rows[i].env, rows[i].subj,
@@ -297,7 +297,7 @@ static int load_rows(struct storage_user *u, int64_t mbox, const struct storage_
         rc = err_from_sqlite(db, s);
     if (rc == 0 && rs->pool.oom)
         rc = STORAGE_E_NOMEM;
-    sqlite3_finalize(st);
+    db_finalize(st);
     reader_put(u, db);
 out:
     storage_uidlist_free(&match);

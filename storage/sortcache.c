@@ -257,7 +257,7 @@ static int load_cols(sqlite3 *db, struct scache *c, unsigned want)
     }
     if (rc == 0 && s != SQLITE_DONE && s != SQLITE_ROW)
         rc = err_from_sqlite(db, s);
-    sqlite3_finalize(st);
+    db_finalize(st);
     if (rc == 0) {
         if (want & KEYS_DATE)
             c->have_date = true;
@@ -297,7 +297,7 @@ static int load_new(sqlite3 *db, struct scache *c, uint32_t uidnext)
     }
     if (rc == 0 && s != SQLITE_DONE)
         rc = err_from_sqlite(db, s);
-    sqlite3_finalize(st);
+    db_finalize(st);
     if (rc == 0)
         c->covered = uidnext;
     return rc;

@@ -3,6 +3,7 @@
  * index schema, error mapping, change watchers and polling for changes made
  * by other processes. */
 #include "storage/internal.h"
+#include "server/base/sqlcache.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -204,15 +205,23 @@ int db_exec(sqlite3 *db, const char *sql)
     return err_from_sqlite(db, rc);
 }
 
+/* One statement, its prepared form kept with the connection. */
+static int db_exec1(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    int rc = db_prepare(db, sql, &st);
+    return rc ? rc : db_step_done(db, st);
+}
+
 int db_begin(sqlite3 *db)
 {
-    return db_exec(db, "BEGIN IMMEDIATE");
+    return db_exec1(db, "BEGIN IMMEDIATE");
 }
 
 int db_commit(sqlite3 *db)
 {
     uint64_t t0 = metrics_now();
-    int rc = db_exec(db, "COMMIT");
+    int rc = db_exec1(db, "COMMIT");
     metrics_since(METRICS_COMMIT_SECONDS, 0, t0);
     if (rc)
         db_rollback(db);
@@ -227,23 +236,31 @@ void db_rollback(sqlite3 *db)
 
 int db_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 {
-    if (!db) {
-        *st = NULL;
+    int rc;
+
+    *st = NULL;
+    if (!db)
         return STORAGE_E_TEMP; /* the index could not be opened again */
-    }
-    int rc = sqlite3_prepare_v2(db, sql, -1, st, NULL);
-    if (rc != SQLITE_OK) {
-        *st = NULL;
+    if ((rc = sqlc_prepare(db, sql, st)) != SQLITE_OK)
         return err_from_sqlite(db, rc);
-    }
     return 0;
+}
+
+int db_finalize(sqlite3_stmt *st)
+{
+    return sqlc_finalize(st);
+}
+
+int db_close(sqlite3 *db)
+{
+    return sqlc_close(db);
 }
 
 int db_step_done(sqlite3 *db, sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);
 
-    sqlite3_finalize(st);
+    db_finalize(st);
     return rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
 }
 
@@ -266,7 +283,7 @@ static int run_bound(sqlite3 *db, const char *sql, const char *text, const int64
         return db_step_done(db, st);
     rc = sqlite3_step(st);
     *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_finalize(st);
+    db_finalize(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
 }
 
@@ -386,7 +403,7 @@ int db_open_conn(const char *path, bool create, sqlite3 **out)
 
     if (rc != SQLITE_OK) {
         rc = err_from_sqlite(db, rc);
-        sqlite3_close(db);
+        db_close(db);
         return rc ? rc : STORAGE_E_FAIL;
     }
     sqlite3_busy_timeout(db, STORAGE_BUSY_TIMEOUT_MS);
@@ -394,7 +411,7 @@ int db_open_conn(const char *path, bool create, sqlite3 **out)
     rc = db_exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
                      "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;");
     if (rc) {
-        sqlite3_close(db);
+        db_close(db);
         return rc;
     }
     *out = db;
@@ -520,7 +537,7 @@ void reader_put(struct storage_user *u, sqlite3 *db)
     }
     if (!pooled) {
         pthread_mutex_unlock(&u->rlock);
-        sqlite3_close(db); /* opened past the pool for one call */
+        db_close(db); /* opened past the pool for one call */
         pthread_mutex_lock(&u->rlock);
         u->rextra--;
     }
@@ -552,7 +569,7 @@ static void readers_close(struct storage_user *u, bool wait)
     }
     pthread_mutex_unlock(&u->rlock);
     for (int i = 0; i < n; i++)
-        sqlite3_close(idle[i]);
+        db_close(idle[i]);
 }
 
 /* Closes every connection; wait as for readers_close. The last connection
@@ -561,7 +578,7 @@ static void close_dbs(struct storage_user *u, bool wait)
 {
     readers_close(u, wait);
     if (u->wdb)
-        sqlite3_close(u->wdb);
+        db_close(u->wdb);
     u->wdb = NULL;
 }
 
@@ -629,7 +646,7 @@ bool storage_sleep(struct storage_user *u, uint64_t idle_ms)
     for (int i = 0; i < STORAGE_READERS; i++)
         busy |= u->rdb[i] != NULL || u->rbusy[i];
     /* the last connection to close checkpoints the index */
-    if (busy || (u->wdb && sqlite3_close(u->wdb) != SQLITE_OK)) {
+    if (busy || (u->wdb && db_close(u->wdb) != SQLITE_OK)) {
         pthread_mutex_unlock(&u->rlock);
         pthread_mutex_unlock(&u->wlock);
         return false;
@@ -844,7 +861,7 @@ static int read_snapshot(sqlite3 *db, struct mbox_snap **out, size_t *n)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (array_grow(&v, &cap, cnt, sizeof(*v), 16) != 0) {
             free(v);
-            sqlite3_finalize(st);
+            db_finalize(st);
             return STORAGE_E_NOMEM;
         }
         v[cnt].id = sqlite3_column_int64(st, 0);
@@ -853,7 +870,7 @@ static int read_snapshot(sqlite3 *db, struct mbox_snap **out, size_t *n)
         cnt++;
     }
     rc = rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
-    sqlite3_finalize(st);
+    db_finalize(st);
     if (rc) {
         free(v);
         return rc;
@@ -881,7 +898,7 @@ static int data_version(struct storage_user *u, int64_t *dv)
         return rc;
     if (sqlite3_step(st) == SQLITE_ROW)
         *dv = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    db_finalize(st);
     return 0;
 }
 
@@ -1152,7 +1169,7 @@ static int open_index(struct storage_user *u, bool *fresh)
                 } else {
                     rc = err_from_sqlite(u->wdb, rc);
                 }
-                sqlite3_finalize(st);
+                db_finalize(st);
             }
         }
         if (rc == 0 && !*fresh)
@@ -1173,14 +1190,14 @@ static int open_index(struct storage_user *u, bool *fresh)
                                  "SELECT max(id) FROM bodies; SELECT count(*) FROM subscriptions;");
         }
         if (rc == STORAGE_E_CORRUPT && attempt == 0) {
-            sqlite3_close(u->wdb);
+            db_close(u->wdb);
             u->wdb = NULL;
             move_index_aside(u, "corrupt");
             *fresh = true;
             continue;
         }
         if (rc) {
-            sqlite3_close(u->wdb);
+            db_close(u->wdb);
             u->wdb = NULL;
             return rc;
         }

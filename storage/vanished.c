@@ -122,7 +122,7 @@ static int time_cut(sqlite3 *db, const struct mbox_row *m, const struct prune_ct
         v = sqlite3_column_int64(st, 1);
         snprintf(key, sizeof(key), "%s", k ? k : lo);
     }
-    sqlite3_finalize(st);
+    db_finalize(st);
     if (s != SQLITE_ROW && s != SQLITE_DONE)
         return err_from_sqlite(db, s);
     if (s != SQLITE_ROW)
@@ -224,8 +224,8 @@ static int prune_mailbox(sqlite3 *db, const struct mbox_row *m, struct prune_ctx
     if (rc == 0 && n)
         rc = vanished_floor_raise(db, m->id, m->uidvalidity, last);
 out:
-    sqlite3_finalize(sel);
-    sqlite3_finalize(del);
+    db_finalize(sel);
+    db_finalize(del);
     return rc;
 }
 
@@ -251,7 +251,7 @@ static int prune_work(struct txn *t, void *ctx)
     }
     if (rc == 0 && s != SQLITE_ROW && s != SQLITE_DONE)
         rc = err_from_sqlite(t->db, s);
-    sqlite3_finalize(st);
+    db_finalize(st);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = prune_mailbox(t->db, &rows[i], c);
     free(rows);

@@ -1,6 +1,6 @@
 /* Unit tests of the base layer's byte buffer, IMAP string writer, base64
- * forms (strict, lenient, and the modified-UTF-7 alphabet), hex digits and
- * the metrics text. */
+ * forms (strict, lenient, and the modified-UTF-7 alphabet), hex digits,
+ * the metrics text and the prepared statements kept per connection. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +8,7 @@
 #include "server/base/buf.h"
 #include "server/base/log.h"
 #include "server/base/metrics.h"
+#include "server/base/sqlcache.h"
 
 #include "tests/unit/check.h"
 
@@ -136,6 +137,46 @@ static void test_metrics(void)
     buf_free(&b);
 }
 
+/* One row of SELECT ?1 + 1 through st: its value, -1 without one. */
+static long long plus_one(sqlite3_stmt *st, long long v)
+{
+    sqlite3_bind_int64(st, 1, v);
+    return sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+}
+
+static void test_sqlcache(void)
+{
+    static const char q[] = "SELECT ?1 + 1";
+    char same_text[sizeof(q)];
+    sqlite3 *db = NULL, *other = NULL;
+    sqlite3_stmt *a, *b, *c, *d;
+
+    memcpy(same_text, q, sizeof(q));
+    CHECK(sqlite3_open(":memory:", &db) == SQLITE_OK &&
+              sqlite3_open(":memory:", &other) == SQLITE_OK,
+          "two connections open");
+    CHECK(sqlc_prepare(db, q, &a) == SQLITE_OK && plus_one(a, 1) == 2, "a statement prepared");
+    /* handed out: the same text while a is in use gets another statement */
+    CHECK(sqlc_prepare(db, q, &b) == SQLITE_OK && b != a && plus_one(b, 5) == 6,
+          "a nested user gets its own statement");
+    CHECK(sqlc_close(db) == SQLITE_BUSY, "a connection with a statement in use is not closed");
+    CHECK(sqlc_finalize(b) == SQLITE_OK && sqlc_finalize(a) == SQLITE_OK, "both given back");
+    /* given back reset, bindings cleared: the next user starts afresh */
+    CHECK(sqlc_prepare(db, same_text, &c) == SQLITE_OK && (c == a || c == b),
+          "the same text (another copy of it) gets a kept statement");
+    CHECK(sqlite3_step(c) == SQLITE_ROW && sqlite3_column_type(c, 0) == SQLITE_NULL,
+          "a kept statement comes back with its bindings cleared");
+    CHECK(sqlc_finalize(c) == SQLITE_OK, "given back after a row not read to its end");
+    CHECK(sqlc_prepare(other, q, &d) == SQLITE_OK && d != a && d != b &&
+              sqlite3_db_handle(d) == other && plus_one(d, 9) == 10,
+          "another connection has statements of its own");
+    CHECK(sqlc_finalize(d) == SQLITE_OK && sqlc_close(other) == SQLITE_OK,
+          "a connection with kept statements closes");
+    CHECK(sqlc_prepare(db, "SELECT no_such_column", &a) != SQLITE_OK && a == NULL,
+          "an error is the prepare's own");
+    CHECK(sqlc_finalize(NULL) == SQLITE_OK && sqlc_close(db) == SQLITE_OK, "db closes");
+}
+
 int main(void)
 {
     test_log_quote();
@@ -143,5 +184,6 @@ int main(void)
     test_imap_string();
     test_base64();
     test_metrics();
+    test_sqlcache();
     return check_summary();
 }
