@@ -91,7 +91,11 @@ int sqlc_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
     }
     pthread_mutex_unlock(&cache_lock);
 
-    rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+    /* not SQLITE_PREPARE_PERSISTENT: that keeps the statement out of the
+     * connection's lookaside memory, and most connections that prepare
+     * here are opened for one delivery and closed after it, where the
+     * lookaside is the fast allocator */
+    rc = sqlite3_prepare_v2(db, sql, -1, st, NULL);
     if (rc != SQLITE_OK) {
         *st = NULL;
         return rc;
