@@ -17,9 +17,11 @@
  * sqlite3_close refuses a connection that still has statements.
  *
  * The kept statements are found by their connection in a table under one
- * lock, held only to find or mark a slot; a connection is used by one
- * thread at a time (the store's writer lock, a reader slot), which also
- * orders the calls on its statements. */
+ * lock, held only to find or mark a slot. A statement handed out is its
+ * user's alone until given back: the store's connections are used by one
+ * thread at a time (its writer lock, a reader slot), and the account
+ * database's, shared by the login threads, is serialized by SQLite itself
+ * (SQLITE_OPEN_FULLMUTEX). */
 #include "server/base/sqlcache.h"
 
 #include <pthread.h>
