@@ -589,8 +589,10 @@ void storage_trim(struct storage_user *u)
      * a millisecond, where an idle one held its schema and pages */
     readers_close(u, false);
     pthread_mutex_lock(&u->wlock); /* an asleep writer stays closed */
-    if (u->wdb)
+    if (u->wdb) {
+        sqlc_release(u->wdb); /* its kept statements too (server/base/sqlcache.c) */
         sqlite3_db_release_memory(u->wdb);
+    }
     pthread_mutex_unlock(&u->wlock);
 }
 

@@ -142,29 +142,56 @@ int sqlc_finalize(sqlite3_stmt *st)
     return rc;
 }
 
-int sqlc_close(sqlite3 *db)
+/* Under cache_lock: takes db's cache out of the table unless one of its
+ * statements is handed out (then NULL, the cache left in place). */
+static struct stmt_cache *cache_take(sqlite3 *db)
 {
     struct stmt_cache *c = NULL;
 
-    if (!db)
-        return SQLITE_OK;
-    pthread_mutex_lock(&cache_lock);
     for (struct stmt_cache **p = bucket_of(db); *p; p = &(*p)->next) {
         if ((*p)->db != db)
             continue;
         c = *p;
         for (unsigned i = 0; c && i < c->n; i++)
             if (c->slot[i].out)
-                c = NULL; /* still in use: sqlite3_close refuses, as without a cache */
+                c = NULL;
         if (c)
             *p = c->next;
         break;
     }
+    return c;
+}
+
+static void cache_free(struct stmt_cache *c)
+{
+    if (!c)
+        return;
+    for (unsigned i = 0; i < c->n; i++)
+        sqlite3_finalize(c->slot[i].st);
+    free(c);
+}
+
+void sqlc_release(sqlite3 *db)
+{
+    struct stmt_cache *c;
+
+    if (!db)
+        return;
+    pthread_mutex_lock(&cache_lock);
+    c = cache_take(db);
     pthread_mutex_unlock(&cache_lock);
-    if (c) {
-        for (unsigned i = 0; i < c->n; i++)
-            sqlite3_finalize(c->slot[i].st);
-        free(c);
-    }
+    cache_free(c);
+}
+
+int sqlc_close(sqlite3 *db)
+{
+    struct stmt_cache *c;
+
+    if (!db)
+        return SQLITE_OK;
+    pthread_mutex_lock(&cache_lock);
+    c = cache_take(db); /* still in use: sqlite3_close refuses, as without a cache */
+    pthread_mutex_unlock(&cache_lock);
+    cache_free(c);
     return sqlite3_close(db);
 }

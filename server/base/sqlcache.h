@@ -11,6 +11,9 @@ int sqlc_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st);
 /* Gives a kept statement back, reset and its bindings cleared, and
  * finalizes any other; returns what sqlite3_finalize would. NULL ok. */
 int sqlc_finalize(sqlite3_stmt *st);
+/* Finalizes db's kept statements unless one is still handed out (their
+ * memory, for a connection kept open but idle); db stays open. */
+void sqlc_release(sqlite3 *db);
 /* Finalizes db's kept statements (unless one is still handed out), then
  * sqlite3_close(db). */
 int sqlc_close(sqlite3 *db);

@@ -174,6 +174,14 @@ static void test_sqlcache(void)
           "a connection with kept statements closes");
     CHECK(sqlc_prepare(db, "SELECT no_such_column", &a) != SQLITE_OK && a == NULL,
           "an error is the prepare's own");
+    /* released: the connection stays open, its statements are prepared anew */
+    CHECK(sqlc_prepare(db, q, &a) == SQLITE_OK && sqlc_finalize(a) == SQLITE_OK,
+          "a statement kept before the release");
+    sqlc_release(db);
+    CHECK(sqlite3_next_stmt(db, NULL) == NULL, "a release finalizes the kept statements");
+    CHECK(sqlc_prepare(db, q, &b) == SQLITE_OK && plus_one(b, 2) == 3 &&
+              sqlc_finalize(b) == SQLITE_OK,
+          "after a release the connection prepares again");
     CHECK(sqlc_finalize(NULL) == SQLITE_OK && sqlc_close(db) == SQLITE_OK, "db closes");
 }
 
