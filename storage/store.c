@@ -205,23 +205,15 @@ int db_exec(sqlite3 *db, const char *sql)
     return err_from_sqlite(db, rc);
 }
 
-/* One statement, its prepared form kept with the connection. */
-static int db_exec1(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st;
-    int rc = db_prepare(db, sql, &st);
-    return rc ? rc : db_step_done(db, st);
-}
-
 int db_begin(sqlite3 *db)
 {
-    return db_exec1(db, "BEGIN IMMEDIATE");
+    return db_run_binds(db, "BEGIN IMMEDIATE", NULL, NULL, 0); /* kept prepared */
 }
 
 int db_commit(sqlite3 *db)
 {
     uint64_t t0 = metrics_now();
-    int rc = db_exec1(db, "COMMIT");
+    int rc = db_run_binds(db, "COMMIT", NULL, NULL, 0);
     metrics_since(METRICS_COMMIT_SECONDS, 0, t0);
     if (rc)
         db_rollback(db);
