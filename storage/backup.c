@@ -784,6 +784,9 @@ int storage_backup(const char *data_dir, int64_t id, const char *dest_dir,
     int rc;
 
     memset(st, 0, sizeof(*st));
+    /* the copy is of the index: the journal's deliveries go into it first */
+    if ((rc = storage_journal_flush(data_dir, id)) != 0)
+        return rc;
     pathf(src_root, sizeof(src_root), "%s/users/%" PRId64, data_dir, id);
     pathf(dst_root, sizeof(dst_root), "%s/users/%" PRId64, dest_dir, id);
     pathf(src_md, sizeof(src_md), "%s/Maildir", src_root);

@@ -90,6 +90,7 @@ struct storage_user {
      * registry; refs, next (its bucket of the light handles), the kept
      * list links and light_idle_since are under the light handles' lock */
     bool light;
+    bool journal_held;                          /* counted as an open by the delivery journal */
     bool light_stale;                           /* atomic: not to be used again (index replaced) */
     uint64_t light_idle_since;                  /* mono_ms when its last user let it go */
     struct storage_user *kept_prev, *kept_next; /* kept: idle longest first */
@@ -196,6 +197,40 @@ struct txn_path {
     void (*committed)(struct txn *t, void *ctx); /* after the COMMIT */
 };
 int write_txn_path(struct storage_user *u, const struct txn_path *p, void *ctx);
+/* Under the writer lock: one transaction of p's work, then committed() or
+ * undo() (before() is the caller's); *announce when it committed, and the
+ * events t queued are then the caller's to announce. */
+int txn_run(struct storage_user *u, const struct txn_path *p, void *ctx, struct txn *t,
+            bool *announce);
+/* Events of committed transactions, announced later. */
+struct txn_events {
+    struct pending_event *ev;
+    size_t n, cap;
+};
+
+/* journal.c: deliveries to accounts whose store is not open (see there).
+ * JOURNAL_NO: not for the journal; deliver through the index. */
+#define JOURNAL_NO 2
+struct mime_summary;
+/* A delivery into INBOX through light handle u of a finished, fsync'd
+ * file src: 0 once journaled, JOURNAL_NO, or an error (STORAGE_E_QUOTA). */
+int journal_deliver(struct storage_user *u, const char *src, uint64_t size,
+                    const struct mime_summary *ms);
+/* Room under u's quota as the journal counts it; JOURNAL_NO when unknown. */
+int journal_quota_room(struct storage_user *u, uint64_t *bytes, uint64_t *messages);
+/* A full handle of the account opens (waits for its deliveries being
+ * journaled) / closes. */
+void journal_hold(struct storage_user *u);
+void journal_release(struct storage_user *u);
+/* Before u's writer connection closes: its usage, for the journal's quota. */
+void journal_note_usage(struct storage_user *u);
+/* The journal may hold deliveries to u's account; under the writer lock,
+ * journal_drain moves them into the index (their events into out). */
+bool journal_pending(struct storage_user *u);
+void journal_drain(struct storage_user *u, struct txn_events *out);
+/* After a full open took them in: files of pending/ no row names (a
+ * crash before the journal's commit). */
+void journal_sweep(struct storage_user *u);
 /* Queues an event of type for mbox, announced after the commit; its uids
  * (filled by the caller) belong to the transaction. NULL when out of memory. */
 struct pending_event *txn_event(struct txn *t, enum storage_event_type type, int64_t mbox);

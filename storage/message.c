@@ -1178,13 +1178,28 @@ int storage_save(struct storage_user *u, int64_t mbox, struct storage_draft *d, 
 int storage_deliver(struct storage_user *u, const char *mailbox, struct storage_draft *d,
                     uint32_t *uid, int64_t *mbox_id)
 {
-    /* the folder is looked up in the transaction: no read connection */
-    return save_common(u, 0, mailbox, d, true, 0, NULL, 0, 0, uid, mbox_id, NULL);
+    return storage_deliver_named(u, mailbox, d, uid, mbox_id, NULL);
 }
 
 int storage_deliver_named(struct storage_user *u, const char *mailbox, struct storage_draft *d,
                           uint32_t *uid, int64_t *mbox_id, char name[STORAGE_MBOX_NAME_MAX + 1])
 {
+    if (u->light && (!mailbox || !*mailbox)) {
+        /* to an account no session has open: the delivery journal, whose
+         * UID comes when the index takes it in (journal.c) */
+        int rc = storage_draft_finish(d);
+        if (rc == 0)
+            rc = journal_deliver(u, d->path, d->size, &d->ms);
+        if (rc != JOURNAL_NO) {
+            *uid = 0;
+            if (mbox_id)
+                *mbox_id = 0;
+            if (name && rc == 0)
+                memcpy(name, "INBOX", sizeof("INBOX"));
+            return rc;
+        }
+    }
+    /* the folder is looked up in the transaction: no read connection */
     return save_common(u, 0, mailbox, d, true, 0, NULL, 0, 0, uid, mbox_id, name);
 }
 

@@ -139,6 +139,11 @@ unsigned storage_light_expire(void);
  * handles are never used again; those kept are closed now, those in use at
  * their last close. Returns how many are still in use. Index. */
 unsigned storage_light_forget(int64_t id);
+/* Closes the delivery journals this process opened (at exit). */
+void storage_journal_close_all(void);
+/* Takes the account's journaled deliveries into its index (an open and a
+ * close when there are any), as before a copy of its files. Disk. */
+int storage_journal_flush(const char *data_dir, int64_t id);
 /* How many times an index connection found its WAL's directory synced
  * already and so did not sync it again (storage/vfs.c), since the start. */
 uint64_t storage_wal_dirsyncs_skipped(void);
@@ -166,6 +171,10 @@ struct storage_limits {
      * at most so many, so long; 0: closed at once */
     unsigned light_keep_max;
     uint64_t light_keep_ms;
+    /* deliveries into INBOX through a light handle go to the data
+     * directory's delivery journal (journal.c), taken into the index at its
+     * next write; false: straight into the index */
+    bool delivery_journal;
     /* bytes of sort keys and orders an open store keeps in memory for
      * SORT and THREAD (sortcache.c); 0: none, each reads the index */
     uint64_t sort_cache_bytes;
@@ -341,7 +350,10 @@ int storage_save(struct storage_user *u, int64_t mbox, struct storage_draft *d, 
 int storage_deliver(struct storage_user *u, const char *mailbox, struct storage_draft *d,
                     uint32_t *uid, int64_t *mbox_id);
 /* storage_deliver that also names the folder the message went into (for
- * the audit line). */
+ * the audit line). Through a light handle into INBOX with
+ * storage_limits.delivery_journal, the message goes to the delivery journal
+ * (journal.c): durable when 0 is returned, *uid 0 (its UID is given when
+ * the index takes it in), *mbox_id 0. */
 int storage_deliver_named(struct storage_user *u, const char *mailbox, struct storage_draft *d,
                           uint32_t *uid, int64_t *mbox_id, char name[STORAGE_MBOX_NAME_MAX + 1]);
 /* Several messages into mailbox mbox, all or none (MULTIAPPEND, RFC 3502):

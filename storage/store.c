@@ -569,8 +569,10 @@ static void readers_close(struct storage_user *u, bool wait)
 static void close_dbs(struct storage_user *u, bool wait)
 {
     readers_close(u, wait);
-    if (u->wdb)
+    if (u->wdb) {
+        journal_note_usage(u); /* what a journaled delivery counts from */
         db_close(u->wdb);
+    }
     u->wdb = NULL;
 }
 
@@ -728,9 +730,42 @@ struct pending_event *txn_event(struct txn *t, enum storage_event_type type, int
     return pe;
 }
 
+int txn_run(struct storage_user *u, const struct txn_path *p, void *ctx, struct txn *t,
+            bool *announce)
+{
+    int rc;
+
+    *announce = false;
+    t->db = u->wdb;
+    if ((rc = db_begin(t->db)) == 0) {
+        mstate_begin(t);
+        rc = p->work(t, ctx);
+        if (rc == 0)
+            rc = recent_apply(t);
+        bool applied = rc == 0;
+        if (applied)
+            mstate_apply(t);
+        if (rc == 0 && (rc = db_commit(t->db)) == 0) {
+            *announce = true;
+        } else {
+            db_rollback(t->db);
+            if (applied)
+                mstate_abort(u);
+        }
+        if (rc == TXN_NOTHING)
+            rc = 0;
+    }
+    if (*announce && p->committed)
+        p->committed(t, ctx);
+    else if (!*announce && p->undo)
+        p->undo(t, ctx);
+    return rc;
+}
+
 int write_txn_path(struct storage_user *u, const struct txn_path *p, void *ctx)
 {
     struct txn t = {.u = u};
+    struct txn_events drained = {0};
     bool announce = false;
     int rc = 0;
 
@@ -738,33 +773,19 @@ int write_txn_path(struct storage_user *u, const struct txn_path *p, void *ctx)
     t.capev = sizeof(t.ev_inline) / sizeof(t.ev_inline[0]);
     if ((rc = writer_lock(u)) != 0)
         return rc;
+    /* deliveries the journal took for the account come first (journal.c) */
+    if (journal_pending(u))
+        journal_drain(u, &drained);
     if (p->before && (rc = p->before(u, ctx)) != 0)
         goto out;
-    t.db = u->wdb; /* after before(), which may have opened it again */
-    if ((rc = db_begin(t.db)) == 0) {
-        mstate_begin(&t);
-        rc = p->work(&t, ctx);
-        if (rc == 0)
-            rc = recent_apply(&t);
-        bool applied = rc == 0;
-        if (applied)
-            mstate_apply(&t);
-        if (rc == 0 && (rc = db_commit(t.db)) == 0) {
-            announce = true;
-        } else {
-            db_rollback(t.db);
-            if (applied)
-                mstate_abort(u);
-        }
-        if (rc == TXN_NOTHING)
-            rc = 0;
-    }
-    if (announce && p->committed)
-        p->committed(&t, ctx);
-    else if (!announce && p->undo)
-        p->undo(&t, ctx);
+    rc = txn_run(u, p, ctx, &t, &announce);
 out:
     writer_unlock(u);
+    for (size_t i = 0; i < drained.n; i++) {
+        emit_event(u, &drained.ev[i]);
+        storage_uidlist_free(&drained.ev[i].uids);
+    }
+    free(drained.ev);
     for (size_t i = 0; i < t.nev; i++) {
         if (announce)
             emit_event(u, &t.ev[i]);
@@ -1346,6 +1367,14 @@ static int user_setup(struct storage_user *u)
     return rescan_write(u, 0, fresh ? RESCAN_REBUILD : RESCAN_OPEN, false, note_data_version);
 }
 
+/* A write transaction for what write_txn does first (journal_drain). */
+static int nothing_to_write(struct txn *t, void *ctx)
+{
+    (void)t;
+    (void)ctx;
+    return TXN_NOTHING;
+}
+
 int storage_open(const char *data_dir, int64_t id, struct storage_user **out)
 {
     struct storage_user *u;
@@ -1380,7 +1409,12 @@ again:
     registry = u;
     pthread_mutex_unlock(&registry_lock);
 
+    journal_hold(u); /* no journaled delivery to it from now on */
     rc = user_setup(u);
+    /* its rescan took in what the journal held for it; an index rebuilt
+     * from the Maildir had no INBOX yet when the journal was looked at */
+    if (rc == 0 && journal_pending(u))
+        rc = write_txn(u, nothing_to_write, NULL);
 
     pthread_mutex_lock(&registry_lock);
     if (rc)
@@ -1390,9 +1424,11 @@ again:
     pthread_mutex_unlock(&registry_lock);
     if (rc) {
         log_error("storage: user %" PRId64 ": open failed: %s", id, storage_strerror(rc));
+        journal_release(u);
         user_free(u);
         return rc;
     }
+    journal_sweep(u);
     *out = u;
     return 0;
 }
@@ -1458,6 +1494,7 @@ void storage_close(struct storage_user *u)
     u->busy = true;
     pthread_mutex_unlock(&registry_lock);
     close_dbs(u, false);
+    journal_release(u);
     pthread_mutex_lock(&registry_lock);
     registry_unlink(u);
     pthread_cond_broadcast(&registry_cond);
@@ -1541,6 +1578,9 @@ int storage_quota_room(struct storage_user *u, uint64_t *bytes, uint64_t *messag
         *bytes = *messages = UINT64_MAX;
         return 0;
     }
+    /* a light handle's account: as the journal counts it, when it knows */
+    if (u->light && (rc = journal_quota_room(u, bytes, messages)) != JOURNAL_NO)
+        return rc;
     if (!(db = reader_get(u)))
         return STORAGE_E_TEMP;
     rc = quota_room_db(u, db, bytes, messages);

@@ -143,10 +143,12 @@ void lmtp_audit_rcpt(struct lmtp_session *s, const struct lmtp_txn *t, const str
         snprintf(name, sizeof(name), "%s%s/%s", conn_conf(s->c)->shared_prefix, r->shared_owner,
                  r->folder);
         log_rec_str(&rec, "folder", name);
-        log_rec_num(&rec, "uid", r->uid);
+        if (r->uid) /* 0: in the delivery journal, its UID not given yet */
+            log_rec_num(&rec, "uid", r->uid);
     } else if (r->result == 0) {
         log_rec_str(&rec, "folder", r->folder);
-        log_rec_num(&rec, "uid", r->uid);
+        if (r->uid)
+            log_rec_num(&rec, "uid", r->uid);
     }
     log_rec_str(&rec, "result",
                 code[0] == '2'   ? "delivered"

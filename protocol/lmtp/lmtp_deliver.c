@@ -281,6 +281,9 @@ static void deliver_work(void *data)
         if (r->result)
             log_error("lmtp: delivery to account %lld: %s", (long long)r->acct.id,
                       storage_strerror(r->result));
+        else if (uid == 0)
+            log_info("lmtp: delivered to account %lld, %llu bytes, into the delivery journal",
+                     (long long)r->acct.id, (unsigned long long)t->body_size);
         else
             log_info("lmtp: delivered to account %lld, uid %u, %llu bytes", (long long)r->acct.id,
                      uid, (unsigned long long)t->body_size);

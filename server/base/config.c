@@ -652,6 +652,11 @@ const struct conf_setting conf_settings[] = {
      .doc = "accounts no session has open whose delivery connection (3 descriptors) stays open "
             "after a delivery, at most mail_keep_open, for the next one (lowered to what an "
             "eighth of the open-file limit holds); 0 = closed at once"},
+    {ROW("mail_delivery_journal", "yes", "Mail storage"), BOOL(mail_delivery_journal),
+     .doc = "a delivery into the INBOX of an account no session has open is written to the "
+            "data directory's delivery journal (deliveries.sqlite; one commit for many "
+            "accounts), and its index takes it in, giving its UID, at its next open or change; "
+            "no = into the account's index at once"},
     {ROW("mail_idle_close", "30s", "Mail storage"), DURATION(mail_idle_close_ms, 0),
      .doc = "an account whose sessions all waited this long (IMAP IDLE, no command) closes its "
             "index files until the next command or delivery; 0 = never"},

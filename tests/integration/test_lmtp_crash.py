@@ -72,6 +72,15 @@ class LmtpCrash(ServerTestCase):
                     pass
                 sent[i] = (msg, acked)
             self.restart()
+        # a login opens the store, which takes in what the delivery journal
+        # holds (deliveries to an account no session has open wait there)
+        c = self.server.imap_ssl()
+        try:
+            c.login('alice@example.org', 'pw-alice-x1')
+            self.assertEqual(c.select('INBOX')[0], 'OK')
+            c.logout()
+        finally:
+            harness.close_quietly(c)
         self.server.kill()
         files = L.message_files(self.server, 'alice@example.org')
         contents = L.messages(self.server, 'alice@example.org')

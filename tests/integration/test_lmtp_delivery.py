@@ -430,5 +430,103 @@ class LmtpTempFailure(ServerTestCase):
         self.assertServerAlive()
 
 
+class LmtpJournal(ServerTestCase):
+    """Deliveries to an account no session has open wait in the delivery
+    journal (users/<id>/pending/ and deliveries.sqlite), are acknowledged
+    only once durable there, and the next login takes them in, in order,
+    byte for byte, with their UIDs; the quota counts them; while a session
+    has the store open, deliveries go straight into it (pushed in IDLE)."""
+    CONF = {'mail_keep_open': '0'}
+
+    @classmethod
+    def setUpServer(cls):
+        cls.server.add_user('alice@example.org', 'pw-alice-x1')
+        cls.server.add_user('dave@example.org', 'pw-dave-x1')
+        rc, out, err = cls.server.ctl('user', 'quota', 'dave@example.org', '4k')
+        if rc != 0:
+            raise RuntimeError('quota: ' + err)
+        # each account's index made by a login; closed at the logout
+        for u in ('alice', 'dave'):
+            c = cls.server.imap_ssl()
+            c.login(u + '@example.org', 'pw-%s-x1' % u)
+            c.select('INBOX')
+            c.logout()
+
+    def pending(self, user):
+        d = os.path.join(self.server.data_dir, 'users', str(L.user_id(self.server, user)),
+                         'pending')
+        try:
+            return sorted(os.listdir(d))
+        except FileNotFoundError:
+            return []
+
+    def deliver(self, user, msg):
+        c = L.lmtp(self.server)
+        try:
+            return L.send(c, SENDER, [user], msg)[1][0]
+        finally:
+            c.close()
+
+    def test_journal_then_login(self):
+        user = 'alice@example.org'
+        msgs = [body('journal-%d' % i, (b'line %d\r\n' % i) * (1 + 400 * i)) for i in range(4)]
+        for m in msgs:
+            self.assertEqual(self.deliver(user, m)[0], 250)
+        # the first may still meet the store of the login closing
+        self.assertGreaterEqual(len(self.pending(user)), 3)
+        self.assertEqual(len(self.pending(user)) + len(L.messages(self.server, user)), 4)
+        c = self.server.imap_ssl()
+        try:
+            c.login(user, 'pw-alice-x1')
+            typ, data = c.select('INBOX')
+            self.assertEqual((typ, data[0]), ('OK', b'4'))
+            typ, data = c.uid('FETCH', '1:*', '(UID BODY.PEEK[])')
+            self.assertEqual(typ, 'OK')
+            got = [(int(d[0].split(b'UID ')[1].split()[0]), d[1]) for d in data
+                   if isinstance(d, tuple)]
+            self.assertEqual([u for u, _ in got], [1, 2, 3, 4])
+            for (_, data), m in zip(got, msgs):
+                self.assertEqual(data, L.expected(SENDER, user, m))
+            typ, data = c.uid('SEARCH', 'TEXT', 'journal-3')
+            self.assertEqual(data[0], b'4')
+            self.assertEqual(self.pending(user), [])
+            # a session has the store open: straight in, pushed to IDLE
+            c.send(b'a1 IDLE\r\n')
+            self.assertTrue(c.readline().startswith(b'+'))
+            self.assertEqual(self.deliver(user, body('journal-idle'))[0], 250)
+            lines = [c.readline().strip() for _ in range(1)]
+            while lines[-1] != b'* 5 EXISTS' and len(lines) < 4:
+                lines.append(c.readline().strip())
+            self.assertEqual(lines[-1], b'* 5 EXISTS', lines)
+            c.send(b'DONE\r\n')
+            while not c.readline().startswith(b'a1 '):
+                pass
+            self.assertEqual(self.pending(user), [])
+            c.logout()
+        finally:
+            harness.close_quietly(c)
+        self.assertEqual(len(L.messages(self.server, user)), 5)
+        self.assertServerAlive()
+
+    def test_quota_counts_journaled(self):
+        user = 'dave@example.org'
+        m = body('q', b'q' * 1000 + b'\r\n')
+        codes = [self.deliver(user, m)[0] for _ in range(4)]
+        # 4k holds three of about 1.25k; the fourth is over, though they
+        # only wait in the journal
+        self.assertEqual(codes, [250, 250, 250, 552])
+        self.assertGreaterEqual(len(self.pending(user)), 2)
+        self.assertEqual(len(self.pending(user)) + len(L.messages(self.server, user)), 3)
+        c = self.server.imap_ssl()
+        try:
+            c.login(user, 'pw-dave-x1')
+            self.assertEqual(c.select('INBOX')[1][0], b'3')
+            c.logout()
+        finally:
+            harness.close_quietly(c)
+        self.assertEqual(self.pending(user), [])
+        self.assertEqual(len(L.messages(self.server, user)), 3)
+
+
 if __name__ == '__main__':
     harness.main()
