@@ -228,9 +228,6 @@ void journal_note_usage(struct storage_user *u);
  * journal_drain moves them into the index (their events into out). */
 bool journal_pending(struct storage_user *u);
 void journal_drain(struct storage_user *u, struct txn_events *out);
-/* After a full open took them in: files of pending/ no row names (a
- * crash before the journal's commit). */
-void journal_sweep(struct storage_user *u);
 /* Queues an event of type for mbox, announced after the commit; its uids
  * (filled by the caller) belong to the transaction. NULL when out of memory. */
 struct pending_event *txn_event(struct txn *t, enum storage_event_type type, int64_t mbox);

@@ -8,13 +8,15 @@
  * the whole data directory, <data_dir>/deliveries.sqlite:
  *
  * - the message file, already fsync'd in the account's tmp/, is linked into
- *   users/<id>/pending/ under its unique name;
+ *   <data_dir>/pending/ as "<id>.<its unique name>";
  * - a row holds what the index needs of it: its file, size, arrival time
  *   and the summary parsed while it was written (envelope, structure,
  *   header block, search texts), so that nothing is read again later;
  * - concurrent deliveries share one transaction (group commit, up to
- *   JOURNAL_BATCH_MAX): one fsync per pending/ directory, one commit of the
- *   journal; each is acknowledged only after that commit, as before.
+ *   JOURNAL_BATCH_MAX): one fsync of pending/ and one commit of the
+ *   journal, whatever the accounts; each is acknowledged only after that
+ *   commit, as before. When a process that journals opens the journal, the
+ *   files of pending/ no row names (a crash before the commit) go.
  *
  * The next write transaction on the account's index, in any process, first
  * moves its rows in (journal_drain, called by write_txn_path): UIDs are
@@ -75,14 +77,12 @@ struct jacct {
 /* One delivery waiting for its batch, on the stack of its thread. */
 struct jitem {
     int64_t id;
-    const char *root; /* users/<id> */
     const char *src;  /* the draft, fsync'd */
     uint64_t size;
     int64_t internal_date;
     const struct mime_summary *ms;
     uint64_t max_bytes, max_msgs; /* 0: no limit */
     char dst[STORAGE_PATH_MAX];
-    char dir[STORAGE_PATH_MAX];
     bool linked, done;
     int rc;
     struct jitem *next;
@@ -90,6 +90,7 @@ struct jitem {
 
 struct journal {
     char *data_dir;
+    char pdir[STORAGE_PATH_MAX]; /* <data_dir>/pending */
     int64_t epoch;
     sqlite3 *w; /* batches, drains' cleanup, usage; under wmu */
     sqlite3 *r; /* quota reads and drains' loads; under rmu */
@@ -110,7 +111,7 @@ static const char journal_schema[] =
     "CREATE TABLE IF NOT EXISTS pending("
     "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  account INTEGER NOT NULL,"
-    "  file TEXT NOT NULL," /* its name in users/<account>/pending/ */
+    "  file TEXT NOT NULL," /* pending/<account>.<file> */
     "  size INTEGER NOT NULL,"
     "  internal_date INTEGER NOT NULL,"
     "  sent_date INTEGER NOT NULL,"
@@ -159,6 +160,42 @@ static void journal_free(struct journal *j)
     free(j);
 }
 
+/* Removes the files of pending/ that no row names: linked by a batch whose
+ * commit a crash prevented. Only a process that journals does it, when it
+ * opens the journal, before it links anything. */
+static void sweep(struct journal *j)
+{
+    char p[STORAGE_PATH_MAX];
+    struct dirent *de;
+    sqlite3_stmt *st;
+    unsigned n = 0;
+    DIR *d;
+
+    if (!(d = opendir(j->pdir)))
+        return;
+    if (db_prepare(j->w, "SELECT 1 FROM pending WHERE account = ? AND file = ?", &st) != 0) {
+        closedir(d);
+        return;
+    }
+    while ((de = readdir(d)) != NULL) {
+        char *dot;
+        long long id = strtoll(de->d_name, &dot, 10);
+        if (de->d_name[0] == '.' || dot == de->d_name || *dot != '.')
+            continue;
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_text(st, 2, dot + 1, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc == SQLITE_DONE && pathf(p, sizeof(p), "%s/%s", j->pdir, de->d_name) >= 0 &&
+            unlink(p) == 0)
+            n++;
+    }
+    db_finalize(st);
+    closedir(d);
+    if (n)
+        log_info("storage: delivery journal: removed %u file(s) of deliveries never committed", n);
+}
+
 static int journal_setup(struct journal *j, const char *path)
 {
     sqlite3_stmt *st;
@@ -181,6 +218,16 @@ static int journal_setup(struct journal *j, const char *path)
             return rc;
     }
     j->epoch = epoch;
+    if (pathf(j->pdir, sizeof(j->pdir), "%s/pending", j->data_dir) < 0)
+        return STORAGE_E_FAIL;
+    if (mkdir(j->pdir, 0700) == 0) {
+        if ((rc = fsync_dir(j->data_dir)) != 0) /* the directory made durable */
+            return rc;
+    } else if (errno != EEXIST) {
+        return err_from_errno(errno);
+    }
+    if (storage_limits.delivery_journal)
+        sweep(j);
     if ((rc = db_prepare(j->w, "SELECT DISTINCT account FROM pending", &st)) != 0)
         return rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -448,16 +495,7 @@ static int item_write(struct journal *j, struct jitem *c)
         }
     }
     base = base ? base + 1 : c->src;
-    pathf(c->dir, sizeof(c->dir), "%s/pending", c->root);
-    if (pathf(c->dst, sizeof(c->dst), "%s/%s", c->dir, base) < 0) {
-        c->rc = JOURNAL_NO;
-        return 0;
-    }
-    if (mkdir(c->dir, 0700) == 0) {
-        /* the new directory itself made durable in its parent */
-        if ((rc = fsync_dir(c->root)) != 0)
-            return rc;
-    } else if (errno != EEXIST) {
+    if (pathf(c->dst, sizeof(c->dst), "%s/%" PRId64 ".%s", j->pdir, c->id, base) < 0) {
         c->rc = JOURNAL_NO;
         return 0;
     }
@@ -501,13 +539,12 @@ static void run_batch(struct journal *j, struct jitem *batch)
     rc = db_begin(j->w);
     for (struct jitem *c = batch; c && !rc; c = c->next)
         rc = item_write(j, c);
-    /* each pending/ directory once */
+    /* the links of every account at once */
     for (struct jitem *c = batch; c && !rc; c = c->next) {
-        bool first = c->linked && !c->rc;
-        for (struct jitem *p = batch; p != c && first; p = p->next)
-            first = !(p->linked && !p->rc && strcmp(p->dir, c->dir) == 0);
-        if (first)
-            rc = fsync_dir(c->dir);
+        if (c->linked && !c->rc) {
+            rc = fsync_dir(j->pdir);
+            break;
+        }
     }
     if (rc == 0)
         rc = db_commit(j->w);
@@ -575,7 +612,7 @@ static void journal_queued(struct journal *j, struct jitem *c)
 int journal_deliver(struct storage_user *u, const char *src, uint64_t size,
                     const struct mime_summary *ms)
 {
-    struct jitem c = {.id = u->id, .root = u->root, .src = src, .size = size, .ms = ms};
+    struct jitem c = {.id = u->id, .src = src, .size = size, .ms = ms};
     struct journal *j;
     struct jacct *a;
 
@@ -719,7 +756,7 @@ static int row_link(struct storage_user *u, struct drow *r, const char *mdir, ui
     char src[STORAGE_PATH_MAX];
     struct stat a, b;
 
-    pathf(src, sizeof(src), "%s/pending/%s", u->root, r->file);
+    pathf(src, sizeof(src), "%s/pending/%" PRId64 ".%s", u->data_dir, u->id, r->file);
     if (pathf(rel, rlen, "new/%s,U=%" PRIu32 ",S=%" PRIu64, r->file, uid, r->size) < 0 ||
         pathf(r->dst, sizeof(r->dst), "%s/%s", mdir, rel) < 0)
         return STORAGE_E_FAIL;
@@ -827,7 +864,7 @@ static void drain_committed(struct txn *t, void *ctx)
     int rc;
 
     for (size_t i = 0; i < dr->n; i++) {
-        pathf(p, sizeof(p), "%s/pending/%s", u->root, dr->rows[i].file);
+        pathf(p, sizeof(p), "%s/pending/%" PRId64 ".%s", u->data_dir, u->id, dr->rows[i].file);
         unlink(p);
     }
     pthread_mutex_lock(&j->wmu);
@@ -949,35 +986,3 @@ int storage_journal_flush(const char *data_dir, int64_t id)
     return 0;
 }
 
-void journal_sweep(struct storage_user *u)
-{
-    char dir[STORAGE_PATH_MAX], p[STORAGE_PATH_MAX];
-    struct journal *j;
-    struct jacct *a;
-    struct dirent *de;
-    unsigned n = 0;
-    bool pending;
-    DIR *d;
-
-    /* only the process that journals knows nothing is being linked there */
-    if (!storage_limits.delivery_journal || !u->journal_held ||
-        !(j = journal_get(u->data_dir, false)))
-        return;
-    pthread_mutex_lock(&j->mu);
-    a = acct_get(j, u->id, false);
-    pending = !a || a->pending || a->inflight;
-    pthread_mutex_unlock(&j->mu);
-    if (pending || pathf(dir, sizeof(dir), "%s/pending", u->root) < 0 || !(d = opendir(dir)))
-        return;
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.')
-            continue;
-        if (pathf(p, sizeof(p), "%s/%s", dir, de->d_name) >= 0 && unlink(p) == 0)
-            n++;
-    }
-    closedir(d);
-    if (n)
-        log_info("storage: user %" PRId64 ": removed %u file(s) of deliveries the journal never "
-                 "committed",
-                 u->id, n);
-}

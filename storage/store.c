@@ -1428,7 +1428,6 @@ again:
         user_free(u);
         return rc;
     }
-    journal_sweep(u);
     *out = u;
     return 0;
 }

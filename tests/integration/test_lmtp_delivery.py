@@ -432,7 +432,7 @@ class LmtpTempFailure(ServerTestCase):
 
 class LmtpJournal(ServerTestCase):
     """Deliveries to an account no session has open wait in the delivery
-    journal (users/<id>/pending/ and deliveries.sqlite), are acknowledged
+    journal (<data_dir>/pending/ and deliveries.sqlite), are acknowledged
     only once durable there, and the next login takes them in, in order,
     byte for byte, with their UIDs; the quota counts them; while a session
     has the store open, deliveries go straight into it (pushed in IDLE)."""
@@ -453,10 +453,10 @@ class LmtpJournal(ServerTestCase):
             c.logout()
 
     def pending(self, user):
-        d = os.path.join(self.server.data_dir, 'users', str(L.user_id(self.server, user)),
-                         'pending')
+        pre = '%d.' % L.user_id(self.server, user)
         try:
-            return sorted(os.listdir(d))
+            return sorted(n for n in os.listdir(os.path.join(self.server.data_dir, 'pending'))
+                          if n.startswith(pre))
         except FileNotFoundError:
             return []
 

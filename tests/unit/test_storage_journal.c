@@ -1,10 +1,11 @@
 /* Unit tests of the delivery journal (storage/journal.c): a delivery through
- * a light handle into INBOX waits in the journal and its pending/ file, the
+ * a light handle into INBOX waits in the journal and <data_dir>/pending/, the
  * next write on the index takes it in with its UID (in delivery order, with
  * what its parse found), a repeated drain after a crash at any point adds
  * nothing twice, the quota counts journaled mail, an account with an open
  * store or no usage known is delivered through its index, and a full open
- * removes pending/ files no row names. */
+ * process that journals removes the pending/ files no row names when it
+ * opens the journal. */
 #include <dirent.h>
 #include <inttypes.h>
 #include <sqlite3.h>
@@ -49,26 +50,30 @@ static int count_files(const char *dir, const char *part)
     return n;
 }
 
-/* The first file name in dir. */
-static int first_file(const char *dir, char *out, size_t len)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    int rc = -1;
-    if (!d)
-        return -1;
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] != '.') {
-            snprintf(out, len, "%s", de->d_name);
-            rc = 0;
-            break;
-        }
-    }
-    closedir(d);
-    return rc;
-}
 
 /* The journal's rows for account id. */
+/* The account's files waiting in <data_dir>/pending; the name (after
+ * "<id>.") of the first into first (may be NULL). */
+static int pending_files(int64_t id, char *first, size_t len)
+{
+    char dir[600], pre[32];
+    DIR *d;
+    struct dirent *de;
+    int n = 0;
+    snprintf(dir, sizeof(dir), "%s/pending", data_dir);
+    snprintf(pre, sizeof(pre), "%" PRId64 ".", id);
+    if (!(d = opendir(dir)))
+        return 0;
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, pre, strlen(pre)) != 0)
+            continue;
+        if (n++ == 0 && first)
+            snprintf(first, len, "%s", de->d_name + strlen(pre));
+    }
+    closedir(d);
+    return n;
+}
+
 static int64_t journal_rows(int64_t id)
 {
     char p[600];
@@ -182,8 +187,7 @@ static void test_deliver_and_take_in(void)
         CHECK_RC(deliver_light(1, i, 0, 0, 0, &uid), 0);
         CHECK(uid == 0); /* given later */
     }
-    user_path(dir, sizeof(dir), 1, "pending");
-    CHECK(count_files(dir, NULL) == 3);
+    CHECK(pending_files(1, NULL, 0) == 3);
     user_path(dir, sizeof(dir), 1, "Maildir/new");
     CHECK(count_files(dir, NULL) == 0);
     CHECK(journal_rows(1) == 3);
@@ -199,8 +203,7 @@ static void test_deliver_and_take_in(void)
         CHECK(s.sent[i] == 760686745);
     }
     CHECK(count_files(dir, ",U=1,") == 1 && count_files(dir, ",U=3,") == 1);
-    user_path(dir, sizeof(dir), 1, "pending");
-    CHECK(count_files(dir, NULL) == 0);
+    CHECK(pending_files(1, NULL, 0) == 0);
     CHECK(journal_rows(1) == 0);
     /* and once only */
     inbox_messages(1, &s);
@@ -249,8 +252,8 @@ static void test_crash_after_index_commit(void)
 
     account(2);
     CHECK_RC(deliver_light(2, 0, 0, 0, 0, &uid), 0);
-    user_path(dir, sizeof(dir), 2, "pending");
-    CHECK(first_file(dir, file, sizeof(file)) == 0);
+    snprintf(dir, sizeof(dir), "%s/pending", data_dir);
+    CHECK(pending_files(2, file, sizeof(file)) == 1);
     /* a copy of the journal as it was before the drain */
     snprintf(p, sizeof(p), "%s/deliveries.sqlite", data_dir);
     CHECK(sqlite3_open(p, &db) == SQLITE_OK);
@@ -274,7 +277,7 @@ static void test_crash_after_index_commit(void)
                 snprintf(dst, sizeof(dst), "%s/%s", nd, de->d_name);
         if (d)
             closedir(d);
-        snprintf(src, sizeof(src), "%s/%s", dir, file);
+        snprintf(src, sizeof(src), "%s/2.%s", dir, file);
         CHECK(link(dst, src) == 0);
     }
     /* this process learns of them again as a new one would */
@@ -283,7 +286,7 @@ static void test_crash_after_index_commit(void)
     inbox_messages(2, &s);
     CHECK(s.n == 1 && s.uid[0] == 1);
     CHECK(journal_rows(2) == 0);
-    CHECK(count_files(dir, NULL) == 0);
+    CHECK(pending_files(2, NULL, 0) == 0);
 }
 
 /* The drain linked the file into new/ and died before the index
@@ -297,9 +300,8 @@ static void test_crash_before_index_commit(void)
 
     account(3);
     CHECK_RC(deliver_light(3, 0, 0, 0, 0, &uid), 0);
-    user_path(dir, sizeof(dir), 3, "pending");
-    CHECK(first_file(dir, file, sizeof(file)) == 0);
-    snprintf(src, sizeof(src), "%s/%s", dir, file);
+    CHECK(pending_files(3, file, sizeof(file)) == 1);
+    snprintf(src, sizeof(src), "%s/pending/3.%s", data_dir, file);
     CHECK(stat(src, &sb) == 0);
     user_path(dir, sizeof(dir), 3, "Maildir/new");
     snprintf(dst, sizeof(dst), "%s/%s,U=1,S=%lld", dir, file, (long long)sb.st_size);
@@ -391,25 +393,28 @@ static void test_many(void)
     CHECK(journal_rows(6) == 0);
 }
 
-/* A file in pending/ that no row names (the journal never committed) goes
- * at the next full open. */
+/* A file in pending/ that no row names (the journal never committed it)
+ * goes when a process that journals opens the journal; one a row names
+ * stays, and is taken in. */
 static void test_sweep(void)
 {
     char p[600];
+    struct seen s;
+    uint32_t uid;
     FILE *f;
     account(7);
-    user_path(p, sizeof(p), 7, "pending");
-    mkdir(p, 0700);
-    user_path(p, sizeof(p), 7, "pending/1.M1P1Q1.orphan");
+    CHECK_RC(deliver_light(7, 0, 0, 0, 0, &uid), 0);
+    snprintf(p, sizeof(p), "%s/pending/7.1.M1P1Q1.orphan", data_dir);
     if ((f = fopen(p, "w")) != NULL) {
         fputs("Subject: never committed\r\n\r\n", f);
         fclose(f);
     }
-    account(7);
-    CHECK(access(p, F_OK) != 0);
-    struct seen s;
+    CHECK(pending_files(7, NULL, 0) == 2);
+    storage_journal_close_all();
     inbox_messages(7, &s);
-    CHECK(s.n == 0);
+    CHECK(access(p, F_OK) != 0);
+    CHECK(s.n == 1 && strncmp(s.subject[0], "journal note 0", 14) == 0);
+    CHECK(pending_files(7, NULL, 0) == 0);
 }
 
 int main(void)
