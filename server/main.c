@@ -382,6 +382,7 @@ int main(int argc, char **argv)
         .light_keep_max = s->conf.mail_delivery_keep_max,
         .light_keep_ms = s->conf.mail_keep_open_ms,
         .delivery_journal = s->conf.mail_delivery_journal,
+        .journal_per_account = s->conf.mail_delivery_journal_max,
         .sort_cache_bytes = s->conf.mail_sort_cache,
     });
     proto_job_configure(s->conf.max_jobs_per_account);

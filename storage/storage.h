@@ -175,6 +175,9 @@ struct storage_limits {
      * directory's delivery journal (journal.c), taken into the index at its
      * next write; false: straight into the index */
     bool delivery_journal;
+    /* at most so many deliveries of one account wait in the journal; the
+     * next goes through its index, which takes them in first */
+    unsigned journal_per_account;
     /* bytes of sort keys and orders an open store keeps in memory for
      * SORT and THREAD (sortcache.c); 0: none, each reads the index */
     uint64_t sort_cache_bytes;

@@ -657,6 +657,10 @@ const struct conf_setting conf_settings[] = {
             "data directory's delivery journal (deliveries.sqlite; one commit for many "
             "accounts), and its index takes it in, giving its UID, at its next open or change; "
             "no = into the account's index at once"},
+    {ROW("mail_delivery_journal_max", "64", "Mail storage"),
+     UINT(mail_delivery_journal_max, 1, 1000000),
+     .doc = "deliveries of one account that wait in the delivery journal at most; the next goes "
+            "into its index, which takes them in first (what a login has to take in at most)"},
     {ROW("mail_idle_close", "30s", "Mail storage"), DURATION(mail_idle_close_ms, 0),
      .doc = "an account whose sessions all waited this long (IMAP IDLE, no command) closes its "
             "index files until the next command or delivery; 0 = never"},

@@ -107,6 +107,7 @@ struct conf {
     unsigned mail_keep_open_max;       /* stores kept open so */
     unsigned mail_delivery_keep_max;   /* light delivery handles kept open so */
     bool mail_delivery_journal;        /* deliveries to closed accounts journaled */
+    unsigned mail_delivery_journal_max; /* of one account at most */
     unsigned mail_idle_close_ms;       /* a store unused so long closes its index files */
     unsigned mail_quiet_trim_ms;       /* a store unused so long frees its caches and readers */
     unsigned mail_max_open;            /* stores with open index files; 0: from the fd limit */

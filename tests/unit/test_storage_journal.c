@@ -3,9 +3,9 @@
  * next write on the index takes it in with its UID (in delivery order, with
  * what its parse found), a repeated drain after a crash at any point adds
  * nothing twice, the quota counts journaled mail, an account with an open
- * store or no usage known is delivered through its index, and a full open
- * process that journals removes the pending/ files no row names when it
- * opens the journal. */
+ * store, no usage known or enough waiting is delivered through its index,
+ * and a process that journals removes the pending/ files no row names when
+ * it opens the journal. */
 #include <dirent.h>
 #include <inttypes.h>
 #include <sqlite3.h>
@@ -49,7 +49,6 @@ static int count_files(const char *dir, const char *part)
     closedir(d);
     return n;
 }
-
 
 /* The journal's rows for account id. */
 /* The account's files waiting in <data_dir>/pending; the name (after
@@ -417,11 +416,36 @@ static void test_sweep(void)
     CHECK(pending_files(7, NULL, 0) == 0);
 }
 
+/* Past journal_per_account waiting, a delivery goes through the index,
+ * which takes them in first; the next waits again. */
+static void test_per_account_cap(void)
+{
+    struct seen s;
+    uint32_t uids[6];
+    account(8);
+    storage_set_limits(
+        &(struct storage_limits){.delivery_journal = true, .journal_per_account = 4});
+    for (int i = 0; i < 6; i++)
+        CHECK_RC(deliver_light(8, i, 0, 0, 0, &uids[i]), 0);
+    CHECK(uids[0] == 0 && uids[3] == 0 && uids[4] == 5 && uids[5] == 0);
+    CHECK(journal_rows(8) == 1);
+    storage_set_limits(
+        &(struct storage_limits){.delivery_journal = true, .journal_per_account = 1000});
+    inbox_messages(8, &s);
+    CHECK(s.n == 6);
+    for (int i = 0; i < 6 && i < s.n; i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "journal note %d", i);
+        CHECK(s.uid[i] == (uint32_t)i + 1 && strncmp(s.subject[i], want, strlen(want)) == 0);
+    }
+}
+
 int main(void)
 {
     if (check_mkdtemp(data_dir, sizeof(data_dir), "coffre-journal") != 0)
         return 1;
-    storage_set_limits(&(struct storage_limits){.delivery_journal = true});
+    storage_set_limits(
+        &(struct storage_limits){.delivery_journal = true, .journal_per_account = 1000});
     test_deliver_and_take_in();
     test_crash_after_index_commit();
     test_crash_before_index_commit();
@@ -429,6 +453,7 @@ int main(void)
     test_unknown_usage();
     test_many();
     test_sweep();
+    test_per_account_cap();
     storage_journal_close_all();
     check_rmtree(data_dir);
     printf("%s\n", failures ? "FAIL" : "ok");
