@@ -641,6 +641,8 @@ bool storage_sleep(struct storage_user *u, uint64_t idle_ms)
     busy = u->rextra > 0;
     for (int i = 0; i < STORAGE_READERS; i++)
         busy |= u->rdb[i] != NULL || u->rbusy[i];
+    if (!busy && u->wdb)
+        journal_note_usage(u); /* what a journaled delivery counts from */
     /* the last connection to close checkpoints the index */
     if (busy || (u->wdb && db_close(u->wdb) != SQLITE_OK)) {
         pthread_mutex_unlock(&u->rlock);
