@@ -4,6 +4,7 @@
 #include "auth/auth.h"
 #include "server/base/config.h"
 #include "server/ctl.h"
+#include "storage/storage.h"
 
 #include <crypt.h>
 #include <dirent.h>
@@ -438,12 +439,17 @@ static int run_verb(const struct conf *c, const char *verb, const struct args *a
         }
         ctl_live_acl_changed(c); /* its entries went with it */
         snprintf(path, sizeof(path), "%s/users/%" PRId64, c->data_dir, acct.id);
+        ctl_live_user_gone(c, acct.address, "deleted"); /* before its mail goes */
+        /* what the delivery journal holds for it joins its mail (and leaves
+         * the journal) */
+        int jr = storage_journal_flush(c->data_dir, acct.id);
+        if (jr != 0)
+            fprintf(stderr, "coffrectl: %s: its deliveries in the delivery journal: %s\n",
+                    acct.address, storage_strerror(jr));
         if (!a->purge) {
             printf("deleted %s (id %" PRId64 "); mail kept in %s\n", acct.address, acct.id, path);
-            ctl_live_user_gone(c, acct.address, "deleted");
             goto out;
         }
-        ctl_live_user_gone(c, acct.address, "deleted"); /* before its mail goes */
         r = purge_mail(c, acct.id, path, sizeof(path));
         if (r < 0) {
             fprintf(stderr, "coffrectl: deleted %s, but removing %s failed: %s\n", acct.address,

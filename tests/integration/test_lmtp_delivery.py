@@ -442,18 +442,19 @@ class LmtpJournal(ServerTestCase):
     def setUpServer(cls):
         cls.server.add_user('alice@example.org', 'pw-alice-x1')
         cls.server.add_user('dave@example.org', 'pw-dave-x1')
+        cls.server.add_user('erin@example.org', 'pw-erin-x1')
         rc, out, err = cls.server.ctl('user', 'quota', 'dave@example.org', '4k')
         if rc != 0:
             raise RuntimeError('quota: ' + err)
         # each account's index made by a login; closed at the logout
-        for u in ('alice', 'dave'):
+        for u in ('alice', 'dave', 'erin'):
             c = cls.server.imap_ssl()
             c.login(u + '@example.org', 'pw-%s-x1' % u)
             c.select('INBOX')
             c.logout()
 
     def pending(self, user):
-        pre = '%d.' % L.user_id(self.server, user)
+        pre = '%d.' % (user if isinstance(user, int) else L.user_id(self.server, user))
         try:
             return sorted(n for n in os.listdir(os.path.join(self.server.data_dir, 'pending'))
                           if n.startswith(pre))
@@ -506,6 +507,25 @@ class LmtpJournal(ServerTestCase):
         finally:
             harness.close_quietly(c)
         self.assertEqual(len(L.messages(self.server, user)), 5)
+        self.assertServerAlive()
+
+    def test_deleted_account_keeps_journaled_mail(self):
+        user = 'erin@example.org'
+        uid = L.user_id(self.server, user)
+        msgs = [body('gone-%d' % i) for i in range(3)]
+        for m in msgs:
+            self.assertEqual(self.deliver(user, m)[0], 250)
+        self.assertGreaterEqual(len(self.pending(user)), 2)
+        rc, out, err = self.server.ctl('user', 'del', user)
+        self.assertEqual(rc, 0, err)
+        # the journal let them go into the mail kept in users/<id>
+        self.assertEqual(self.pending(uid), [])
+        new = os.path.join(self.server.data_dir, 'users', str(uid), 'Maildir', 'new')
+        kept = []
+        for n in sorted(os.listdir(new)):
+            with open(os.path.join(new, n), 'rb') as f:
+                kept.append(f.read())
+        self.assertEqual(sorted(kept), sorted(L.expected(SENDER, user, m) for m in msgs))
         self.assertServerAlive()
 
     def test_quota_counts_journaled(self):
