@@ -621,7 +621,10 @@ int journal_deliver(struct storage_user *u, const char *src, uint64_t size,
     struct journal *j;
     struct jacct *a;
 
-    if (!storage_limits.delivery_journal || !u->light || !(j = journal_get(u->data_dir, true)))
+    /* a light handle whose connection is open already (kept after a
+     * delivery through the index): nothing to save by the journal */
+    if (!storage_limits.delivery_journal || !u->light ||
+        !__atomic_load_n(&u->asleep, __ATOMIC_RELAXED) || !(j = journal_get(u->data_dir, true)))
         return JOURNAL_NO;
     limits_of(u, &c.max_bytes, &c.max_msgs);
     c.internal_date = now_unix();

@@ -417,11 +417,12 @@ static void test_sweep(void)
 }
 
 /* Past journal_per_account waiting, a delivery goes through the index,
- * which takes them in first; the next waits again. */
+ * which takes them in first; the next waits again, unless the light handle
+ * stayed open with its connection (light_keep_*): then through it. */
 static void test_per_account_cap(void)
 {
     struct seen s;
-    uint32_t uids[6];
+    uint32_t uids[8];
     account(8);
     storage_set_limits(
         &(struct storage_limits){.delivery_journal = true, .journal_per_account = 4});
@@ -429,11 +430,20 @@ static void test_per_account_cap(void)
         CHECK_RC(deliver_light(8, i, 0, 0, 0, &uids[i]), 0);
     CHECK(uids[0] == 0 && uids[3] == 0 && uids[4] == 5 && uids[5] == 0);
     CHECK(journal_rows(8) == 1);
+    storage_set_limits(&(struct storage_limits){.delivery_journal = true,
+                                                .journal_per_account = 1,
+                                                .light_keep_max = 4,
+                                                .light_keep_ms = 600000});
+    CHECK_RC(deliver_light(8, 6, 0, 0, 0, &uids[6]), 0); /* takes one in, stays open */
+    CHECK_RC(deliver_light(8, 7, 0, 0, 0, &uids[7]), 0); /* through that connection */
+    CHECK(uids[6] == 7 && uids[7] == 8);
+    CHECK(journal_rows(8) == 0);
     storage_set_limits(
         &(struct storage_limits){.delivery_journal = true, .journal_per_account = 1000});
+    storage_light_expire(); /* past light_keep_max 0 now: closed */
     inbox_messages(8, &s);
-    CHECK(s.n == 6);
-    for (int i = 0; i < 6 && i < s.n; i++) {
+    CHECK(s.n == 8);
+    for (int i = 0; i < 8 && i < s.n; i++) {
         char want[64];
         snprintf(want, sizeof(want), "journal note %d", i);
         CHECK(s.uid[i] == (uint32_t)i + 1 && strncmp(s.subject[i], want, strlen(want)) == 0);
