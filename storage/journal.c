@@ -621,10 +621,12 @@ int journal_deliver(struct storage_user *u, const char *src, uint64_t size,
     struct journal *j;
     struct jacct *a;
 
-    /* a light handle whose connection is open already (kept after a
-     * delivery through the index): nothing to save by the journal */
-    if (!storage_limits.delivery_journal || !u->light ||
-        !__atomic_load_n(&u->asleep, __ATOMIC_RELAXED) || !(j = journal_get(u->data_dir, true)))
+    /* Even through a light handle whose connection stayed open: the
+     * journal shares its commits across accounts, and the index then takes
+     * in up to journal_per_account of them in one transaction, where a
+     * stream of mail to one account (max_jobs_per_account at once) would
+     * commit its index for every message or two. */
+    if (!storage_limits.delivery_journal || !u->light || !(j = journal_get(u->data_dir, true)))
         return JOURNAL_NO;
     limits_of(u, &c.max_bytes, &c.max_msgs);
     c.internal_date = now_unix();
