@@ -62,8 +62,21 @@ def maildir(server, addr, folder=None):
     return os.path.join(base, '.' + folder) if folder else base
 
 
+def pending_files(server, addr):
+    """Paths of the account's deliveries waiting in the delivery journal
+    (<data_dir>/pending/<id>.<name>): acknowledged, taken into INBOX at the
+    account's next login."""
+    d = os.path.join(server.data_dir, 'pending')
+    pre = '%d.' % user_id(server, addr)
+    try:
+        return sorted(os.path.join(d, n) for n in os.listdir(d) if n.startswith(pre))
+    except FileNotFoundError:
+        return []
+
+
 def message_files(server, addr, folder=None):
-    """Paths of the messages in new/ and cur/ (not tmp/), sorted by name."""
+    """Paths of the messages in new/ and cur/ (not tmp/), sorted by name;
+    for INBOX, those waiting in the delivery journal after them."""
     d = maildir(server, addr, folder)
     out = []
     for sub in ('new', 'cur'):
@@ -71,7 +84,7 @@ def message_files(server, addr, folder=None):
             out += [os.path.join(d, sub, n) for n in os.listdir(os.path.join(d, sub))]
         except FileNotFoundError:
             pass
-    return sorted(out)
+    return sorted(out) + ([] if folder else pending_files(server, addr))
 
 
 def messages(server, addr, folder=None):
