@@ -325,6 +325,8 @@ int tmp_file_open(const char *tmpdir, char *out, size_t outlen, int *fd);
 int tmp_file_close(int fd, const char *path, int rc);
 /* Inserts a message row (and its body/FTS rows) for a file already in place. */
 struct mime_summary;
+/* Binds s as text, or NULL when s is NULL. */
+void bind_opt(sqlite3_stmt *st, int i, const char *s);
 int msg_insert(sqlite3 *db, int64_t mbox, uint32_t uid, const char *path, uint64_t size,
                int64_t internal_date, unsigned flags, unsigned file_flags, const char *keywords,
                const struct mime_summary *ms, int64_t body_id, int64_t *body_id_out,

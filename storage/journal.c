@@ -466,14 +466,6 @@ static const char sql_pending_ins[] =
     " body, subject, from_, to_, cc, bcc, message_id, in_reply_to, refs, header, preview, text)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
-static void bind_str(sqlite3_stmt *st, int i, const char *s)
-{
-    if (s)
-        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, i);
-}
-
 /* Inside the batch's transaction: one delivery's quota check, link and
  * row. Its own failure goes to c->rc; a journal error is returned. */
 static int item_write(struct journal *j, struct jitem *c)
@@ -514,23 +506,23 @@ static int item_write(struct journal *j, struct jitem *c)
     sqlite3_bind_int64(st, 3, (int64_t)c->size);
     sqlite3_bind_int64(st, 4, c->internal_date);
     sqlite3_bind_int64(st, 5, ms->date);
-    bind_str(st, 6, ms->envelope);
-    bind_str(st, 7, ms->bodystructure);
-    bind_str(st, 8, ms->body);
-    bind_str(st, 9, ms->subject);
-    bind_str(st, 10, ms->from);
-    bind_str(st, 11, ms->to);
-    bind_str(st, 12, ms->cc);
-    bind_str(st, 13, ms->bcc);
-    bind_str(st, 14, ms->message_id);
-    bind_str(st, 15, ms->in_reply_to);
-    bind_str(st, 16, ms->references);
+    bind_opt(st, 6, ms->envelope);
+    bind_opt(st, 7, ms->bodystructure);
+    bind_opt(st, 8, ms->body);
+    bind_opt(st, 9, ms->subject);
+    bind_opt(st, 10, ms->from);
+    bind_opt(st, 11, ms->to);
+    bind_opt(st, 12, ms->cc);
+    bind_opt(st, 13, ms->bcc);
+    bind_opt(st, 14, ms->message_id);
+    bind_opt(st, 15, ms->in_reply_to);
+    bind_opt(st, 16, ms->references);
     if (ms->header)
         sqlite3_bind_blob(st, 17, ms->header, (int)ms->header_len, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 17);
-    bind_str(st, 18, ms->preview);
-    bind_str(st, 19, ms->text);
+    bind_opt(st, 18, ms->preview);
+    bind_opt(st, 19, ms->text);
     return db_step_done(j->w, st);
 }
 
@@ -865,13 +857,31 @@ static void drain_undo(struct txn *t, void *ctx)
 
 /* The index has the rows: their pending/ files go, then the rows (a crash
  * between leaves rows the index's journal_seq covers), with the usage. */
+/* Under j->wmu (no batch adds a row meanwhile): counts the account's rows
+ * into its in-memory state. */
+static int note_left(struct journal *j, int64_t id)
+{
+    int64_t left = 0;
+    struct jacct *a;
+    int rc = db_int_binds(j->w, &left, "SELECT count(*) FROM pending WHERE account = ?", NULL,
+                          DB_INTS(id));
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&j->mu);
+    if ((a = acct_get(j, id, false)) != NULL) {
+        a->pending = left > 0;
+        a->npending = (unsigned)left;
+    }
+    pthread_mutex_unlock(&j->mu);
+    return 0;
+}
+
 static void drain_committed(struct txn *t, void *ctx)
 {
     struct drain *dr = ctx;
     struct journal *j = dr->j;
     struct storage_user *u = t->u;
     char p[STORAGE_PATH_MAX];
-    int64_t left = 0;
     struct jacct *a;
     int rc;
 
@@ -889,18 +899,11 @@ static void drain_committed(struct txn *t, void *ctx)
     if (rc == 0)
         rc = usage_write(j, a, u->id, dr->bytes, dr->msgs, dr->seq);
     if (rc == 0)
-        rc = db_int_binds(j->w, &left, "SELECT count(*) FROM pending WHERE account = ?", NULL,
-                          DB_INTS(u->id));
-    if (rc == 0)
         rc = db_commit(j->w);
     else
         db_rollback(j->w);
-    if (rc == 0 && a) {
-        pthread_mutex_lock(&j->mu);
-        a->pending = left > 0;
-        a->npending = (unsigned)left;
-        pthread_mutex_unlock(&j->mu);
-    }
+    if (rc == 0)
+        rc = note_left(j, u->id);
     pthread_mutex_unlock(&j->wmu);
     if (rc)
         log_warn("storage: user %" PRId64 ": delivery journal not cleaned: %s (done next time)",
@@ -925,20 +928,9 @@ void journal_drain(struct storage_user *u, struct txn_events *out)
         bool committed;
         int rc = rows_load(&dr, u->id);
         if (rc == 0 && dr.n == 0) {
-            struct jacct *a;
             rows_free(&dr);
-            pthread_mutex_lock(&j->wmu); /* no batch adds a row meanwhile */
-            int64_t left = 1;
-            if (db_int_binds(j->w, &left, "SELECT count(*) FROM pending WHERE account = ?", NULL,
-                             DB_INTS(u->id)) == 0 &&
-                left == 0) {
-                pthread_mutex_lock(&j->mu);
-                if ((a = acct_get(j, u->id, false)) != NULL) {
-                    a->pending = false;
-                    a->npending = 0;
-                }
-                pthread_mutex_unlock(&j->mu);
-            }
+            pthread_mutex_lock(&j->wmu);
+            note_left(j, u->id);
             pthread_mutex_unlock(&j->wmu);
             break;
         }

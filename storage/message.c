@@ -252,7 +252,7 @@ int body_ref(sqlite3 *db, int64_t body_id)
     return db_run(db, "UPDATE bodies SET refs = refs + 1 WHERE id = ?", body_id);
 }
 
-static void bind_opt(sqlite3_stmt *st, int i, const char *s)
+void bind_opt(sqlite3_stmt *st, int i, const char *s)
 {
     if (s)
         sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
