@@ -102,6 +102,10 @@ void mailuser_configure(uint64_t keep_open_ms, unsigned keep_open_max, uint64_t 
  * (proto_job_start) that would wake a store asleep past it wait as long,
  * then run. */
 void mailuser_configure_open(unsigned max_open, uint64_t wait_ms);
+
+/* What gives freed memory back to the system after stores closed (run on
+ * the pool, at most every 2 s); NULL: glibc's malloc_trim. */
+void mailuser_configure_trim(void (*trim)(void));
 /* Expunged UIDs are remembered keep_days days (0: the count alone) and at
  * least the keep_count newest per mailbox (imap_vanished_keep_days and
  * imap_vanished_keep_count). */

@@ -21,6 +21,7 @@
 #include "server/base/metrics.h"
 #include "server/base/privdrop.h"
 #include "server/sdnotify.h"
+#include "server/sqlmem.h"
 #include "server/server.h"
 #include "storage/storage.h"
 #include "tls/tls.h"
@@ -215,6 +216,7 @@ int main(int argc, char **argv)
     /* No page cache allocated ahead per connection (20 pages, 85 kB, by
      * default): an account's index holds only the pages it read. */
     sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
+    const char *sqlmem = sqlmem_configure();
 
     conf_defaults(&s->conf);
     if (conf_load(&s->conf, conf_path, err, sizeof(err)) < 0) {
@@ -386,12 +388,14 @@ int main(int argc, char **argv)
         .sort_cache_bytes = s->conf.mail_sort_cache,
     });
     proto_job_configure(s->conf.max_jobs_per_account);
+    mailuser_configure_trim(sqlmem_trim());
 
     if (!foreground && daemonize() < 0) {
         log_error("cannot detach: %s", strerror(errno));
         return 1;
     }
     log_info("coffred %s started (pid %d)", "0.1.0", (int)getpid());
+    log_info("SQLite allocates from %s", sqlmem);
     sdnotify_ready(s);
 
     uv_run(s->loop, UV_RUN_DEFAULT);

@@ -35,8 +35,13 @@ struct tls_session {
     size_t in_off;
     struct buf out; /* records for the socket */
     enum tls_client_cert mode;
-    struct peer_cert peer;
+    /* what the client's certificate said, allocated after the handshake on
+     * listeners that ask for one (2.4 kB that most sessions never need);
+     * NULL: none asked */
+    struct peer_cert *peer;
 };
+
+static const struct peer_cert peer_none = {.why = "no certificate asked on this listener"};
 
 static void creds_unref(struct creds *c)
 {
@@ -275,7 +280,7 @@ static void lower(char *p)
  * whether the chain verifies. */
 static void peer_fill(struct tls_session *t)
 {
-    struct peer_cert *p = &t->peer;
+    struct peer_cert *p;
     unsigned n = 0, status = 0;
     const gnutls_datum_t *certs;
     gnutls_x509_crt_t crt;
@@ -283,11 +288,12 @@ static void peer_fill(struct tls_session *t)
     size_t mdlen = sizeof(md);
     int r;
 
+    if (t->mode == TLS_CLIENT_CERT_NONE)
+        return; /* tls_session_peer answers peer_none */
+    if (!t->peer && !(t->peer = malloc(sizeof(*t->peer))))
+        return; /* the same answer: no certificate is taken without its record */
+    p = t->peer;
     memset(p, 0, sizeof(*p));
-    if (t->mode == TLS_CLIENT_CERT_NONE) {
-        snprintf(p->why, sizeof(p->why), "no certificate asked on this listener");
-        return;
-    }
     certs = gnutls_certificate_get_peers(t->s, &n);
     if (!certs || n == 0) {
         snprintf(p->why, sizeof(p->why), "no client certificate");
@@ -342,7 +348,7 @@ static void peer_fill(struct tls_session *t)
 
 const struct peer_cert *tls_session_peer(struct tls_session *t)
 {
-    return &t->peer;
+    return t->peer ? t->peer : &peer_none;
 }
 
 void tls_session_free(struct tls_session *t)
@@ -353,6 +359,7 @@ void tls_session_free(struct tls_session *t)
     creds_unref(t->creds);
     buf_free(&t->in);
     buf_free(&t->out);
+    free(t->peer);
     free(t);
 }
 

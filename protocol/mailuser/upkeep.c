@@ -145,10 +145,20 @@ void mu_upkeep_shutdown(void)
 
 static bool mem_wanted, mem_running, mem_stopped;
 static uint64_t mem_last; /* uv_now of the end of the last trim */
+static void (*mem_trim)(void);
+
+void mailuser_configure_trim(void (*trim)(void))
+{
+    mem_trim = trim;
+}
 
 static void mem_trim_work(void *data)
 {
     (void)data;
+    if (mem_trim) {
+        mem_trim();
+        return;
+    }
 #ifdef __GLIBC__
     /* every arena: the pool threads' too, where the page caches were */
     malloc_trim(0);

@@ -105,7 +105,7 @@ class Deb(unittest.TestCase):
     def test_control(self):
         control = run('dpkg-deb', '-f', self.deb).stdout
         depends = re.search(r'(?m)^Depends: (.*)$', control).group(1)
-        for lib in ('libgnutls30', 'libuv1', 'libsqlite3-0', 'libcrypt1', 'libc6'):
+        for lib in ('libgnutls30', 'libuv1', 'libsqlite3-0', 'libcrypt1', 'libjemalloc2', 'libc6'):
             self.assertRegex(depends, r'(^|, )%s \(>= ' % lib)
         self.assertEqual(run('dpkg-deb', '-f', self.deb, 'Package').stdout.strip(), 'coffre')
 
