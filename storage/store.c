@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +88,31 @@ int err_from_errno(int e)
     return STORAGE_E_FAIL;
 }
 
+/* The temporary failures (busy, out of descriptors, disk full) repeat for
+ * every account at once when the process runs short of something: one
+ * line a second at most, with how many were left out since the last. */
+#define TEMP_LOG_INTERVAL_MS 1000
+static _Atomic uint64_t temp_logged_ms;
+static atomic_ulong temp_unlogged;
+
+static void warn_temp(sqlite3 *db)
+{
+    uint64_t now = mono_ms();
+    uint64_t last = atomic_load(&temp_logged_ms);
+
+    if ((last && now - last < TEMP_LOG_INTERVAL_MS) ||
+        !atomic_compare_exchange_strong(&temp_logged_ms, &last, now)) {
+        atomic_fetch_add(&temp_unlogged, 1);
+        return;
+    }
+    unsigned long more = atomic_exchange(&temp_unlogged, 0);
+    if (more)
+        log_warn("storage: index: %s (%lu more temporary index failures since the last report)",
+                 sqlite3_errmsg(db), more);
+    else
+        log_warn("storage: index: %s", sqlite3_errmsg(db));
+}
+
 int err_from_sqlite(sqlite3 *db, int rc)
 {
     switch (rc & 0xff) {
@@ -102,7 +128,7 @@ int err_from_sqlite(sqlite3 *db, int rc)
     case SQLITE_CANTOPEN:
     case SQLITE_PROTOCOL:
         if (db)
-            log_warn("storage: index: %s", sqlite3_errmsg(db));
+            warn_temp(db);
         return STORAGE_E_TEMP;
     case SQLITE_NOMEM:
         return STORAGE_E_NOMEM;
