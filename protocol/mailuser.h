@@ -67,6 +67,12 @@ int64_t mailuser_id(const struct mailuser *mu);
 /* Another hold on a store already held (a session's job on another
  * account's store, which must outlive the session that started it). */
 void mailuser_hold(struct mailuser *mu);
+/* A session holding mu entered (on) or left (off) IMAP IDLE: it waits for
+ * pushed changes and runs nothing until DONE. Once every hold on mu is such
+ * a session, the store closes its index files at its next upkeep round
+ * rather than after mail_idle_close (unless that is 0). Each on is matched
+ * by an off before the session's hold is released. */
+void mailuser_idling(struct mailuser *mu, bool on);
 /* Drops a session's hold; the last one closes the store on the pool. */
 void mailuser_release(struct mailuser *mu);
 /* Drops a delivery's hold, the store lingering as said above, so that a
@@ -91,9 +97,11 @@ struct mailuser_listener {
 /* A store whose last session ended stays open keep_open_ms (0: closes at
  * once), at most keep_open_max of them (the one idle longest closes first).
  * Taken up again, it first picks up what other programs changed meanwhile.
- * A store whose sessions all left it unused idle_close_ms (IMAP IDLE)
- * closes its index files until the next command or delivery (0: never);
- * unused quiet_ms, it gives back its readers and cached pages (0: never). */
+ * A store whose sessions all left it unused idle_close_ms closes its index
+ * files until the next command or delivery (0: never), and one whose
+ * holders are all sessions in IMAP IDLE (mailuser_idling) at its next
+ * upkeep round; unused quiet_ms, it gives back its readers and cached
+ * pages (0: never). */
 void mailuser_configure(uint64_t keep_open_ms, unsigned keep_open_max, uint64_t idle_close_ms,
                         uint64_t quiet_ms);
 /* At most max_open stores have their index files open (0: no bound); an

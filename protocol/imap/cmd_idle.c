@@ -1,6 +1,8 @@
 /* IDLE (RFC 2177): the session announces changes as they come, until the
  * client sends DONE. IDLE runs as a continuation: it reads lines (DONE)
- * and is resumed whenever the selected mailbox changes. */
+ * and is resumed whenever the selected mailbox changes. A session in IDLE
+ * tells the account's store (mailuser_idling), which closes its index
+ * files once every session holding it waits so. */
 #include <string.h>
 #include <strings.h>
 
@@ -20,11 +22,19 @@ static void idle_kick(struct imap_session *s)
     imap_flush(s);
 }
 
+void imap_idle_leave(struct imap_session *s)
+{
+    if (s->idle_counted && s->mu)
+        mailuser_idling(s->mu, false);
+    s->idle_counted = false;
+    s->idling = false;
+}
+
 /* A line while idling ("DONE"). */
 static void idle_line(struct imap_session *s, const char *line, size_t len)
 {
     imap_cont_end(s);
-    s->idling = false;
+    imap_idle_leave(s);
     if (len == 4 && !strncasecmp(line, "DONE", 4)) {
         imap_finish(s, "OK", "IDLE terminated.");
         return;
@@ -41,6 +51,12 @@ void imap_cmd_idle(struct imap_session *s, struct imap_args *a)
 {
     imap_cont_start(s, &idle_cont, NULL);
     s->idling = true;
+    /* the account's store may close its index while the session waits
+     * (another account's store, selected shared, waits mail_idle_close) */
+    if (s->mu) {
+        mailuser_idling(s->mu, true);
+        s->idle_counted = true;
+    }
     s->expunge_ok = true;
     imap_printf(s, "+ idling\r\n");
     idle_kick(s);

@@ -593,6 +593,7 @@ struct imap_session {
     void (*shared_abort)(struct imap_session *s); /* drops it (imap_shared.c) */
     const struct imap_notify_ops *notify_ops;
     bool idling;          /* in IDLE */
+    bool idle_counted;    /* mailuser_idling(mu, true) said for this IDLE */
     uint64_t quota_bytes; /* the account's quota, 0 = none (login ALERT) */
     char *user;           /* the login's address, once logged in (CATENATE's URLs) */
     const char *kick;     /* the administrator ended the session: BYE text (static), said
@@ -635,6 +636,9 @@ void imap_close(struct imap_session *s);
  * mailbox and its contexts, store, event listener, job, per-address count,
  * what ENABLE turned on): at the close, and at UNAUTHENTICATE. */
 void imap_account_release(struct imap_session *s);
+/* The session leaves IDLE (DONE, or its account is let go): the store is
+ * told (mailuser_idling). cmd_idle.c */
+void imap_idle_leave(struct imap_session *s);
 /* A multi-step command waits for the client to read (IMAP_WAIT_OUTPUT):
  * arms the output timeout (imap_output_timeout) until the output drains,
  * then the continuation's resume runs. */

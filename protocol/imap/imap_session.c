@@ -993,6 +993,7 @@ void imap_session_describe(struct conn *c, struct conn_state *st)
 
 void imap_account_release(struct imap_session *s)
 {
+    imap_idle_leave(s); /* before the store's hold goes */
     if (s->shared_abort)
         s->shared_abort(s); /* another account's store being got */
     imap_sel_free(s);

@@ -25,6 +25,7 @@ struct mailuser {
     struct storage_user *u;
     struct storage_watch *watch;
     unsigned holds; /* sessions, pending opens, running jobs, a lingering delivery */
+    unsigned idling; /* of the holds: sessions in IDLE (mailuser_idling) */
     struct mailuser_req *waiters;
     LIST_HEAD(, mailuser_listener) listeners;
     uv_timer_t timer; /* upkeep rounds and the end of keeping */

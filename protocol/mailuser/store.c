@@ -342,6 +342,14 @@ void mailuser_hold(struct mailuser *mu)
     mu->holds++;
 }
 
+void mailuser_idling(struct mailuser *mu, bool on)
+{
+    if (on)
+        mu->idling++;
+    else if (mu->idling > 0)
+        mu->idling--;
+}
+
 void mailuser_release(struct mailuser *mu)
 {
     if (mu)

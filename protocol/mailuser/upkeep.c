@@ -2,7 +2,8 @@
  * Maildir file names in batches, changes made by other processes noticed
  * while sessions listen, the caches of a store unused a moment freed
  * (mail_quiet_trim: the next command reads its pages from the system's
- * cache again) and its index closed once unused mail_idle_close. The
+ * cache again) and its index closed once unused mail_idle_close, or at
+ * the next round once every holder is a session in IMAP IDLE. The
  * rounds run on the thread pool, one at a time per account; the timer also
  * ends the keeping of stores nobody uses (store.c). What stores free goes
  * back to the system (malloc_trim) at most every MAILUSER_MEM_TRIM_MS.
@@ -34,6 +35,7 @@
 struct upkeep {
     struct mailuser *mu;
     bool poll, sync, trim, nap, prune;
+    uint64_t nap_ms; /* unused so long, the store falls asleep */
     bool slept;
 };
 
@@ -228,7 +230,7 @@ static void upkeep_work(void *data)
     /* last: the work above counts as use; not while flags wait for their
      * file names (a store closed asleep is not synced again) */
     if (k->nap && left == 0)
-        k->slept = storage_sleep(k->mu->u, mu_idle_close_ms);
+        k->slept = storage_sleep(k->mu->u, k->nap_ms);
     k->sync = left > 0; /* more to do next round */
 }
 
@@ -258,9 +260,13 @@ static void on_timer(uv_timer_t *t)
      * texts and the flags wait until something wakes it (a command, a
      * delivery) or it closes; its poll only looks at the files */
     bool sync = mu->flags_dirty && !asleep;
-    /* every session idle a while: the index need not stay open for them */
+    /* every session in IDLE: they said they wait; nothing else holds the
+     * store and no job of the account is queued or running */
+    bool idling = mu->idling > 0 && mu->idling == mu->holds && !mu_jobs_running(mu->id);
+    /* every session idle a while, or in IDLE: the index need not stay open
+     * for them */
     bool nap = mu_idle_close_ms > 0 && mu->state == MU_OPEN && !mu->kept &&
-               now - mu->last_nap >= MAILUSER_POLL_MS && !asleep && !mu->fts_running;
+               (idling || now - mu->last_nap >= MAILUSER_POLL_MS) && !asleep && !mu->fts_running;
     /* unused a moment: the cached pages need not stay */
     uint64_t last_use = storage_last_use(mu->u);
     bool trim = mu_quiet_ms > 0 && !asleep && last_use != mu->trimmed_use &&
@@ -276,8 +282,10 @@ static void on_timer(uv_timer_t *t)
     /* asleep or being put to sleep, the index is not opened again for
      * indexing either */
     if (mu->state == MU_OPEN && !asleep && !mu->napping && !mu->upkeep_running &&
-        (mu->fts_maybe || mu->fts_left > 0))
+        (mu->fts_maybe || mu->fts_left > 0)) {
         fts_start(mu);
+        nap &= !mu->fts_running; /* not while the indexer works on it */
+    }
     if (mu->upkeep_running || mu->napping || mu->state != MU_OPEN ||
         (!poll && !sync && !nap && !trim && !prune))
         return;
@@ -288,6 +296,7 @@ static void on_timer(uv_timer_t *t)
     k->poll = poll;
     k->sync = sync;
     k->nap = nap;
+    k->nap_ms = idling ? 0 : mu_idle_close_ms;
     k->trim = trim;
     k->prune = prune;
     if (prune) {

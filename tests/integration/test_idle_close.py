@@ -1,5 +1,6 @@
-"""An account whose sessions all wait (IMAP IDLE) closes its index files
-(mail_idle_close): coffred then holds no descriptor on index.sqlite, its
+"""An account whose sessions all wait closes its index files: at once when
+they are all in IMAP IDLE, after mail_idle_close when some are only quiet.
+coffred then holds no descriptor on index.sqlite, its
 WAL or its shared memory for it. Mail delivered meanwhile is still pushed
 to the sessions in IDLE, and after DONE they work as before; the first
 command after the close opens the index again (its cost is printed beside
@@ -124,15 +125,61 @@ class IdleClose(ImapCase):
             srv.cleanup()
 
 
-class QuietStore(ImapCase):
-    """Long before mail_idle_close, an account whose sessions are quiet a
-    moment gives back its read connections and cached pages: coffred holds
-    fewer descriptors on its index than while it was read, and the next
-    command opens a reader again."""
+class IdlingCloses(ImapCase):
+    """Once every session of an account is in IDLE, its index files close
+    at once, without waiting mail_idle_close (here ten minutes); as long as
+    one session is merely quiet (no command, not in IDLE), they stay open.
+    Mail delivered meanwhile is pushed, and DONE brings the session back."""
     CONF = {'mail_idle_close': '600s'}
 
-    def read_then_idle(self):
-        """A session that read the index, now in IDLE; and coffred's
+    def test_index_closes_when_every_session_is_in_idle(self):
+        c = lmtp_util.lmtp(self.server)
+        try:
+            for i in range(2):
+                rcpt, data = lmtp_util.send(c, 'sender@example.net', [USER], make_message(i))
+                self.assertEqual(data[0][0], 250, data)
+        finally:
+            c.quit()
+        a, b = self.login(), self.login()
+        self.assertEqual(a.select('INBOX')['exists'], 2)
+        self.assertEqual(b.select('INBOX')['exists'], 2)
+        a.idle()
+        # b is quiet, not in IDLE: the index stays (5 s is past the upkeep
+        # rounds that would close it; mail_idle_close is far off)
+        time.sleep(5)
+        self.assertGreater(index_fds(self.server, USER), 0,
+                           'the index closed while a session not in IDLE held the account')
+        b.idle()
+        self.assertTrue(wait_for(lambda: index_fds(self.server, USER) == 0, 30),
+                        'coffred still holds %d descriptor(s) on the index of an account whose '
+                        'sessions are all in IDLE' % index_fds(self.server, USER))
+        # leaving IDLE and coming back: closed again
+        a.done(STEP)
+        self.assertEqual(len([r for r in a.ok('FETCH 1:* (FLAGS)') if b' FETCH ' in r]), 2)
+        a.idle()
+        self.assertTrue(wait_for(lambda: index_fds(self.server, USER) == 0, 30))
+        # a session that logs out while in IDLE leaves the count right: the
+        # other, made quiet, keeps the index open again
+        a.close()
+        b.done(STEP)
+        u = b.ok('FETCH 1:* (FLAGS ENVELOPE)')
+        self.assertEqual(len([r for r in u if b' FETCH ' in r]), 2, u)
+        self.assertGreater(index_fds(self.server, USER), 0)
+        time.sleep(5)
+        self.assertGreater(index_fds(self.server, USER), 0,
+                           'the index closed while its only session was quiet, not in IDLE')
+        b.logout()
+
+
+class QuietStore(ImapCase):
+    """Long before mail_idle_close, an account whose sessions are quiet a
+    moment (no command, not in IDLE) gives back its read connections and
+    cached pages: coffred holds fewer descriptors on its index than while
+    it was read, and the next command opens a reader again."""
+    CONF = {'mail_idle_close': '600s'}
+
+    def read_then_wait(self):
+        """A session that read the index, now quiet; and coffred's
         descriptors on the index after the read."""
         c = self.login()
         c.append('INBOX', make_message(1))
@@ -140,16 +187,14 @@ class QuietStore(ImapCase):
         c.ok('FETCH 1:* (FLAGS ENVELOPE)')
         busy = index_fds(self.server, USER)
         self.assertGreater(busy, 0)
-        c.idle()
         return c, busy
 
     def test_quiet_account_closes_its_readers(self):
-        c, busy = self.read_then_idle()
+        c, busy = self.read_then_wait()
         self.assertTrue(wait_for(lambda: index_fds(self.server, USER) < busy, 60),
                         'still %d descriptor(s) on the index of an account quiet for a minute, '
                         'as many as while it was read' % index_fds(self.server, USER))
         self.assertGreater(index_fds(self.server, USER), 0, 'the index closed, not trimmed')
-        c.done(STEP)
         u = c.ok('FETCH 1:* (FLAGS ENVELOPE)')
         self.assertEqual(len([r for r in u if b' FETCH ' in r]), 1, u)
         c.logout()
@@ -160,10 +205,9 @@ class QuietTrimOff(QuietStore):
     CONF = {'mail_idle_close': '600s', 'mail_quiet_trim': '0'}
 
     def test_quiet_account_closes_its_readers(self):
-        c, busy = self.read_then_idle()
+        c, busy = self.read_then_wait()
         time.sleep(5)  # past the default 2 s: nothing may change
         self.assertEqual(index_fds(self.server, USER), busy)
-        c.done(STEP)
         c.logout()
 
 if __name__ == '__main__':
