@@ -22,14 +22,6 @@ static void idle_kick(struct imap_session *s)
     imap_flush(s);
 }
 
-void imap_idle_leave(struct imap_session *s)
-{
-    if (s->idle_counted && s->mu)
-        mailuser_idling(s->mu, false);
-    s->idle_counted = false;
-    s->idling = false;
-}
-
 /* A line while idling ("DONE"). */
 static void idle_line(struct imap_session *s, const char *line, size_t len)
 {

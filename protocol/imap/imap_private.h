@@ -637,7 +637,7 @@ void imap_close(struct imap_session *s);
  * what ENABLE turned on): at the close, and at UNAUTHENTICATE. */
 void imap_account_release(struct imap_session *s);
 /* The session leaves IDLE (DONE, or its account is let go): the store is
- * told (mailuser_idling). cmd_idle.c */
+ * told (mailuser_idling). */
 void imap_idle_leave(struct imap_session *s);
 /* A multi-step command waits for the client to read (IMAP_WAIT_OUTPUT):
  * arms the output timeout (imap_output_timeout) until the output drains,

@@ -991,6 +991,14 @@ void imap_session_describe(struct conn *c, struct conn_state *st)
     st->mailbox = s->sel ? s->sel->name : NULL;
 }
 
+void imap_idle_leave(struct imap_session *s)
+{
+    if (s->idle_counted && s->mu)
+        mailuser_idling(s->mu, false);
+    s->idle_counted = false;
+    s->idling = false;
+}
+
 void imap_account_release(struct imap_session *s)
 {
     imap_idle_leave(s); /* before the store's hold goes */
