@@ -197,6 +197,12 @@ struct txn_path {
     void (*committed)(struct txn *t, void *ctx); /* after the COMMIT */
 };
 int write_txn_path(struct storage_user *u, const struct txn_path *p, void *ctx);
+/* A transaction not worth a sync of its own (what it writes is found or
+ * computed again when a crash loses it; the next durable commit syncs it
+ * anyway): txn_unsynced_before as before() (or at its end), and
+ * txn_unsynced_after as both undo() and committed(). */
+int txn_unsynced_before(struct storage_user *u, void *ctx);
+void txn_unsynced_after(struct txn *t, void *ctx);
 /* Under the writer lock: one transaction of p's work, then committed() or
  * undo() (before() is the caller's); *announce when it committed, and the
  * events t queued are then the caller's to announce. */

@@ -1793,27 +1793,13 @@ static int preview_work(struct txn *t, void *ctx)
     return db_step_done(t->db, st);
 }
 
-/* A preview is not worth a sync of its own: lost at a crash, it is
- * computed again, and the next durable commit syncs it anyway (as the
- * \Recent floor, recent.c). */
-static int preview_before(struct storage_user *u, void *ctx)
-{
-    (void)ctx;
-    return db_exec(u->wdb, "PRAGMA synchronous = NORMAL");
-}
-
-static void preview_after(struct txn *t, void *ctx)
-{
-    (void)ctx;
-    db_exec(t->u->wdb, "PRAGMA synchronous = FULL");
-}
-
 int storage_msg_preview(struct storage_user *u, int64_t mbox, uint32_t uid, char **out)
 {
-    static const struct txn_path path = {.before = preview_before,
+    /* a preview lost at a crash is computed again */
+    static const struct txn_path path = {.before = txn_unsynced_before,
                                          .work = preview_work,
-                                         .undo = preview_after,
-                                         .committed = preview_after};
+                                         .undo = txn_unsynced_after,
+                                         .committed = txn_unsynced_after};
     struct mime_summary ms;
     struct preview_ctx c = {mbox, uid, NULL};
     uint64_t size = 0;

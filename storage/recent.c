@@ -184,7 +184,7 @@ static int claim_before(struct storage_user *u, void *ctx)
     /* The floor is not worth a sync of its own: lost at a crash, the
      * messages are \Recent once more, and the next durable commit syncs
      * it anyway. */
-    return db_exec(u->wdb, "PRAGMA synchronous = NORMAL");
+    return txn_unsynced_before(u, NULL);
 }
 
 static int claim_work(struct txn *t, void *ctx)
@@ -193,17 +193,11 @@ static int claim_work(struct txn *t, void *ctx)
     return floor_write(t->db, c->mbox, c->uidvalidity, c->top);
 }
 
-static void claim_after(struct txn *t, void *ctx)
-{
-    (void)ctx;
-    db_exec(t->u->wdb, "PRAGMA synchronous = FULL");
-}
-
 int storage_recent_claim(struct storage_user *u, int64_t mbox, uint32_t uidvalidity,
                          const void *owner, uint32_t *prev, uint64_t *gen)
 {
     static const struct txn_path path = {
-        .before = claim_before, .work = claim_work, .undo = claim_after, .committed = claim_after};
+        .before = claim_before, .work = claim_work, .undo = txn_unsynced_after, .committed = txn_unsynced_after};
     struct claim_ctx c = {.mbox = mbox, .uidvalidity = uidvalidity, .owner = owner};
 
     if (!(c.spare = calloc(1, sizeof(*c.spare))))

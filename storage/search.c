@@ -888,12 +888,19 @@ static int fts_work(struct txn *t, void *ctx)
 
 int storage_fts_index_for(struct storage_user *u, size_t max, unsigned ms, size_t *left)
 {
+    /* texts moved into the index and lost at a crash are waiting again in
+     * fts_pending: the moves cost no sync of their own (one every few tens
+     * of milliseconds while a burst is indexed, beside the saves' own) */
+    static const struct txn_path path = {.before = txn_unsynced_before,
+                                         .work = fts_work,
+                                         .undo = txn_unsynced_after,
+                                         .committed = txn_unsynced_after};
     struct fts_ctx c = {.max = max, .ms = ms};
     int rc;
 
     if (left)
         *left = 0;
-    rc = write_txn(u, fts_work, &c);
+    rc = write_txn_path(u, &path, &c);
     if (rc == 0 && left)
         *left = (size_t)c.waiting;
     return rc;

@@ -790,6 +790,18 @@ int txn_run(struct storage_user *u, const struct txn_path *p, void *ctx, struct 
     return rc;
 }
 
+int txn_unsynced_before(struct storage_user *u, void *ctx)
+{
+    (void)ctx;
+    return db_exec(u->wdb, "PRAGMA synchronous = NORMAL");
+}
+
+void txn_unsynced_after(struct txn *t, void *ctx)
+{
+    (void)ctx;
+    db_exec(t->u->wdb, "PRAGMA synchronous = FULL");
+}
+
 int write_txn_path(struct storage_user *u, const struct txn_path *p, void *ctx)
 {
     struct txn t = {.u = u};
