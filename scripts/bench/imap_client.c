@@ -23,6 +23,10 @@
  *       message i is generated from i alone (big_message: about 1 kB to
  *       several MB, median about 5 kB, mean about 90 kB, 4.5 % with a base64
  *       attachment). Prints "appended N bytes B batches K seconds T cpu U".
+ *       With FILL_FROM set to a file genstream wrote (messages FIRST..LAST),
+ *       the messages are read from it instead: a client's messages are at
+ *       hand (its local folders), and generating them would make the
+ *       client, not the server, what the rate measures.
  *   imap_client steps PORT CAFILE 1 PASS SERVER_PID warm|measure|sort
  *       the big-folder steps in one session (SELECT, UID FETCH 1:* FLAGS,
  *       Thunderbird's header fetch of the last 1,000 and of all, UID STORE
@@ -92,7 +96,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <dirent.h>
 #include <math.h>
@@ -974,23 +981,53 @@ static int cl_wait_tag(struct cl *c, char *line, size_t cap)
     }
 }
 
+/* Where the messages of a fill come from: generated from their numbers,
+ * or read from a stream genstream wrote (length line, then the message). */
+struct fill_src {
+    const char *p, *end; /* the stream, mapped; NULL: generate */
+};
+
+/* The next message (number i) into *m, *len; -1 when the stream ends. */
+static int fill_next(struct fill_src *src, struct sbuf *msg, unsigned long i, const char **m,
+                     size_t *len)
+{
+    if (!src->p) {
+        big_message(msg, i);
+        *m = msg->p;
+        *len = msg->len;
+        return 0;
+    }
+    char *e;
+    unsigned long n = strtoul(src->p, &e, 10);
+    if (e == src->p || e >= src->end || *e != '\n' || n > (size_t)(src->end - e - 1))
+        return -1;
+    *m = e + 1;
+    *len = n;
+    src->p = e + 1 + n;
+    return 0;
+}
+
 /* One MULTIAPPEND command of messages *i.. (about batch bytes) into out,
  * tagged tag; *i and *bytes move past them. */
-static void fill_batch(struct sbuf *out, struct sbuf *msg, const char *tag, unsigned long *i,
-                       unsigned long last, size_t batch, unsigned long long *bytes)
+static int fill_batch(struct fill_src *src, struct sbuf *out, struct sbuf *msg, const char *tag,
+                      unsigned long *i, unsigned long last, size_t batch, unsigned long long *bytes)
 {
     out->len = 0;
     sb_printf(out, "%s APPEND INBOX", tag);
     while (*i <= last) {
-        big_message(msg, *i);
-        sb_printf(out, " {%zu+}\r\n", msg->len);
-        sb_add(out, msg->p, msg->len);
-        *bytes += msg->len;
+        const char *m;
+        size_t len;
+        if (fill_next(src, msg, *i, &m, &len) < 0)
+            return -1;
+        sb_printf(out, " {%zu+}\r\n", len);
+        sb_add(out, m, len);
+        *bytes += len;
         (*i)++;
         if (out->len >= batch)
             break;
     }
     sb_add(out, "\r\n", 2);
+    return 0;
 }
 
 /* Appends messages first..last (numbered from 1) to INBOX, MULTIAPPEND
@@ -1002,9 +1039,27 @@ static int run_fill(unsigned long first, unsigned long last, size_t batch)
 {
     struct cl *c = calloc(1, sizeof(*c));
     struct sbuf msg = {0}, out = {0}, next = {0}, swap;
+    struct fill_src src = {0};
     char line[8192], tag[16], next_tag[16];
     unsigned long i = first, batches = 0;
     unsigned long long bytes = 0;
+    const char *from = getenv("FILL_FROM");
+
+    if (from && *from) {
+        struct stat st;
+        int fd = open(from, O_RDONLY);
+        void *p = MAP_FAILED;
+        if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0)
+            p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            fprintf(stderr, "fill: cannot read %s\n", from);
+            return 1;
+        }
+        close(fd);
+        madvise(p, (size_t)st.st_size, MADV_SEQUENTIAL);
+        src.p = p;
+        src.end = src.p + st.st_size;
+    }
     double t0 = now(), c0 = cpu_seconds();
 
     if (!c || cl_connect(c) < 0 || login_select(c, 1) < 0) {
@@ -1012,7 +1067,10 @@ static int run_fill(unsigned long first, unsigned long last, size_t batch)
         return 1;
     }
     snprintf(tag, sizeof(tag), "b%u", ++c->tagn);
-    fill_batch(&out, &msg, tag, &i, last, batch, &bytes);
+    if (fill_batch(&src, &out, &msg, tag, &i, last, batch, &bytes) < 0) {
+        fprintf(stderr, "fill: %s ends before message %lu\n", from, i);
+        return 1;
+    }
     for (;;) {
         int more = i <= last;
         if (cl_write(c, out.p, out.len) < 0) {
@@ -1021,7 +1079,10 @@ static int run_fill(unsigned long first, unsigned long last, size_t batch)
         }
         if (more) {
             snprintf(next_tag, sizeof(next_tag), "b%u", ++c->tagn);
-            fill_batch(&next, &msg, next_tag, &i, last, batch, &bytes);
+            if (fill_batch(&src, &next, &msg, next_tag, &i, last, batch, &bytes) < 0) {
+                fprintf(stderr, "fill: %s ends before message %lu\n", from, i);
+                return 1;
+            }
         }
         snprintf(c->tag, sizeof(c->tag), "%s", tag);
         if (cl_wait_tag(c, line, sizeof(line))) {
