@@ -196,8 +196,10 @@ static int claim_work(struct txn *t, void *ctx)
 int storage_recent_claim(struct storage_user *u, int64_t mbox, uint32_t uidvalidity,
                          const void *owner, uint32_t *prev, uint64_t *gen)
 {
-    static const struct txn_path path = {
-        .before = claim_before, .work = claim_work, .undo = txn_unsynced_after, .committed = txn_unsynced_after};
+    static const struct txn_path path = {.before = claim_before,
+                                         .work = claim_work,
+                                         .undo = txn_unsynced_after,
+                                         .committed = txn_unsynced_after};
     struct claim_ctx c = {.mbox = mbox, .uidvalidity = uidvalidity, .owner = owner};
 
     if (!(c.spare = calloc(1, sizeof(*c.spare))))
