@@ -373,22 +373,33 @@ static void open_work(void *data)
     }
 }
 
+/* Queues r for room; the queue's timer is set up with its first request,
+ * whichever path queues it. */
+static void pending_add(struct mailuser_req *r)
+{
+    if (!pending_timer.loop) {
+        uv_timer_init(mu_loop, &pending_timer);
+        uv_unref((uv_handle_t *)&pending_timer);
+    }
+    r->next = NULL;
+    *pending_tail = r;
+    pending_tail = &r->next;
+    n_pending++;
+}
+
 /* Takes r's request back into the queue for room, as if it had not been
  * started: the store could not be opened for want of descriptors. */
 static void requeue(struct mailuser_req *r, struct mailuser *mu)
 {
     r->data_dir = strdup(mu->data_dir);
     r->mu = NULL;
-    r->next = NULL;
     if (!r->data_dir) {
         r->mu = mu;
         answer_later(r);
         return;
     }
     mu_release(mu);
-    *pending_tail = r;
-    pending_tail = &r->next;
-    n_pending++;
+    pending_add(r);
 }
 
 static void open_done(void *data)
@@ -736,14 +747,7 @@ static void on_pending_timer(uv_timer_t *t)
 
 static void queue_pending(struct mailuser_req *r)
 {
-    if (!pending_timer.loop) {
-        uv_timer_init(mu_loop, &pending_timer);
-        uv_unref((uv_handle_t *)&pending_timer);
-    }
-    r->next = NULL;
-    *pending_tail = r;
-    pending_tail = &r->next;
-    n_pending++;
+    pending_add(r);
     retry_pending();
 }
 

@@ -1,6 +1,7 @@
 """The open-file limit: coffred raises its soft limit to the hard one and
 says so, and a connection it cannot serve for want of descriptors is
 closed at once and counted in the log, never dropped in silence."""
+import os
 import re
 import socket
 import threading
@@ -124,6 +125,69 @@ class MoreAccountsThanFit(ServerTestCase):
         finally:
             for c in clients:
                 c.close()
+
+
+class IndexUnopenableForAWhile(ServerTestCase):
+    """A login whose index cannot be opened for a moment (here its file
+    unreadable to coffred's user; a descriptor shortage fails the same
+    way) waits and tries again: it gets in once the file can be opened,
+    and coffred stays up. The first such wait of a coffred's life queues
+    the login for a retry without any login having queued before."""
+    CONF = {'mail_keep_open': '0', 'mail_open_wait': '120s'}
+    ADDR = 'late@example.org'
+
+    def index_open(self, idx):
+        fds = '/proc/%d/fd' % self.server.proc.pid
+        for fd in os.listdir(fds):
+            try:
+                if os.readlink(os.path.join(fds, fd)).startswith(idx):
+                    return True
+            except OSError:
+                continue
+        return False
+
+    def test_login_waits_and_gets_in(self):
+        self.server.add_user(self.ADDR, 'pw-late-login')
+        c = imap_util.Imap(self.server.raw('imaps', tls=True))
+        c.login(self.ADDR, 'pw-late-login')
+        c.ok('SELECT INBOX')
+        c.logout()
+        c.close()
+        root = os.path.dirname(imap_util.user_maildir(self.server, self.ADDR))
+        idx = os.path.realpath(os.path.join(root, 'index.sqlite'))
+        self.assertTrue(harness.wait_for(lambda: not self.index_open(idx), 30),
+                        'the index stayed open after the last session')
+        mode = os.stat(idx).st_mode & 0o7777
+        os.chmod(idx, 0)
+        result = {}
+
+        def login():
+            try:
+                c2 = imap_util.Imap(self.server.raw('imaps', tls=True, timeout=150))
+                _, t = c2.cmd('LOGIN %s pw-late-login' % self.ADDR, timeout=150)
+                result['login'] = t
+                _, t = c2.cmd('SELECT INBOX', timeout=150)
+                result['select'] = t
+                c2.logout()
+                c2.close()
+            except Exception as e:  # reported below
+                result['error'] = repr(e)
+
+        th = threading.Thread(target=login)
+        try:
+            th.start()
+            waited = harness.wait_for(
+                lambda: 'cannot open the store of account' in self.server.log(), 60)
+            # a few retries fail too while the file stays unreadable
+            time.sleep(1)
+        finally:
+            os.chmod(idx, mode)
+        self.assertTrue(waited, self.server.log_tail(30))
+        th.join(150)
+        self.assertServerAlive()
+        self.assertNotIn('error', result, self.server.log_tail(30))
+        self.assertRegex(result.get('login', b''), rb'^T\d+ OK')
+        self.assertRegex(result.get('select', b''), rb'^T\d+ OK')
 
 
 if __name__ == '__main__':
