@@ -410,6 +410,22 @@ int db_create_schema(sqlite3 *db)
     return db_meta_set(db, "schema", STORAGE_SCHEMA_VERSION);
 }
 
+/* Putting a new, empty index into WAL mode takes a lock that SQLite does
+ * not wait for with the busy handler: coffred and coffrectl creating the
+ * same account's index at one moment (a delivery beside an import) would
+ * fail at once. It is tried again as the busy timeout would wait. */
+#define WAL_RETRY_MS 5
+
+static int set_wal(sqlite3 *db)
+{
+    for (unsigned waited = 0;; waited += WAL_RETRY_MS) {
+        int rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+        if (rc != SQLITE_BUSY || waited >= STORAGE_BUSY_TIMEOUT_MS)
+            return err_from_sqlite(db, rc);
+        sqlite3_sleep(WAL_RETRY_MS);
+    }
+}
+
 int db_open_conn(const char *path, bool create, sqlite3 **out)
 {
     sqlite3 *db = NULL;
@@ -426,8 +442,10 @@ int db_open_conn(const char *path, bool create, sqlite3 **out)
     }
     sqlite3_busy_timeout(db, STORAGE_BUSY_TIMEOUT_MS);
     sqlite3_extended_result_codes(db, 0);
-    rc = db_exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-                     "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;");
+    rc = set_wal(db);
+    if (rc == 0)
+        rc = db_exec(db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;"
+                         "PRAGMA temp_store = MEMORY;");
     if (rc) {
         db_close(db);
         return rc;

@@ -10,7 +10,10 @@
  * threads at once, beside appends through a full handle of the same
  * account: they meet in group commits (fewer index commits than
  * messages), every one gets its own UID, and the index agrees with the
- * Maildir afterwards (storage_check finds nothing to repair). */
+ * Maildir afterwards (storage_check finds nothing to repair).
+ *
+ * Two processes (coffred and coffrectl) creating one account's index at
+ * the same moment both open it. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -20,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "storage/storage.h"
@@ -297,6 +301,58 @@ static int count_bad(void)
     return n;
 }
 
+/* ---- two processes create one index ---- */
+
+#define CREATE_ROUNDS 100
+#define CREATE_FIRST_ID 1000
+
+/* Run before any thread starts: each round forks a child that opens a new
+ * account's store at the moment the parent does (both wait on a pipe). */
+static void test_two_processes_create_one_index(void)
+{
+    int failed = 0;
+
+    for (int i = 0; i < CREATE_ROUNDS; i++) {
+        int64_t id = CREATE_FIRST_ID + i;
+        int go[2], status = 0;
+        char b;
+        struct storage_user *u;
+        pid_t pid;
+
+        if (pipe(go) != 0)
+            break;
+        pid = fork();
+        if (pid == 0) {
+            int rc = 1;
+            close(go[1]);
+            if (read(go[0], &b, 1) == 1)
+                rc = storage_open(data_dir, id, &u);
+            if (rc == 0)
+                storage_close(u);
+            else
+                fprintf(stderr, "account %lld, child: %s\n", (long long)id,
+                        rc == 1 ? "no start" : storage_strerror(rc));
+            _exit(rc == 0 ? 0 : 1);
+        }
+        close(go[0]);
+        if (pid < 0) {
+            close(go[1]);
+            break;
+        }
+        int rc = write(go[1], "x", 1) == 1 ? storage_open(data_dir, id, &u) : 1;
+        close(go[1]);
+        if (rc == 0)
+            storage_close(u);
+        else
+            fprintf(stderr, "account %lld, parent: %s\n", (long long)id,
+                    rc == 1 ? "no start" : storage_strerror(rc));
+        failed += rc != 0;
+        if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            failed++;
+    }
+    CHECK(failed == 0, "two processes creating one index at once both open it");
+}
+
 int main(void)
 {
     pthread_t t[THREADS];
@@ -306,6 +362,7 @@ int main(void)
 
     if (check_mkdtemp(data_dir, sizeof(data_dir), "coffre-race") != 0)
         return 1;
+    test_two_processes_create_one_index();
     CHECK(storage_open(data_dir, 1, &u) == 0, "store created");
     storage_close(u);
     for (long i = 0; i < THREADS; i++)
