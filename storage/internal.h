@@ -217,11 +217,14 @@ struct txn_events {
 /* journal.c: deliveries to accounts whose store is not open (see there).
  * JOURNAL_NO: not for the journal; deliver through the index. */
 #define JOURNAL_NO 2
-struct mime_summary;
-/* A delivery into INBOX through light handle u of a finished, fsync'd
- * file src: 0 once journaled, JOURNAL_NO, or an error (STORAGE_E_QUOTA). */
-int journal_deliver(struct storage_user *u, const char *src, uint64_t size,
-                    const struct mime_summary *ms);
+struct storage_draft;
+/* A delivery into INBOX through light handle u of draft d, ended
+ * (storage_draft_end) but maybe not synced: 0 once journaled (d synced),
+ * JOURNAL_NO (d as it was), or an error (STORAGE_E_QUOTA, a failed sync). */
+int journal_deliver(struct storage_user *u, struct storage_draft *d);
+/* message.c: an ended draft's file and what its parse found. */
+const char *draft_path(const struct storage_draft *d);
+const struct mime_summary *draft_summary(const struct storage_draft *d);
 /* Room under u's quota as the journal counts it; JOURNAL_NO when unknown. */
 int journal_quota_room(struct storage_user *u, uint64_t *bytes, uint64_t *messages);
 /* A full handle of the account opens (waits for its deliveries being

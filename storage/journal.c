@@ -7,15 +7,15 @@
  * to an INBOX through a light handle (light.c) is written to one journal for
  * the whole data directory, <data_dir>/deliveries.sqlite:
  *
- * - the message file, already fsync'd in the account's tmp/, is linked into
- *   <data_dir>/pending/ as "<id>.<its unique name>";
+ * - the message file, written in the account's tmp/, is linked into
+ *   <data_dir>/pending/ as "<id>.<its unique name>", then the file and
+ *   pending/ are fsync'd, by each delivery in its own thread;
  * - a row holds what the index needs of it: its file, size, arrival time
  *   and the summary parsed while it was written (envelope, structure,
  *   header block, search texts), so that nothing is read again later;
  * - concurrent deliveries share one transaction (group commit, up to
- *   JOURNAL_BATCH_MAX): one fsync of pending/ and one commit of the
- *   journal, whatever the accounts; each is acknowledged only after that
- *   commit, as before. When a process that journals opens the journal, the
+ *   JOURNAL_BATCH_MAX): one commit of the journal, whatever the
+ *   accounts; each is acknowledged only after that commit. When a process that journals opens the journal, the
  *   files of pending/ no row names (a crash before the commit) go.
  *
  * The next write transaction on the account's index, in any process, first
@@ -79,7 +79,7 @@ struct jacct {
 /* One delivery waiting for its batch, on the stack of its thread. */
 struct jitem {
     int64_t id;
-    const char *src; /* the draft, fsync'd */
+    const char *src; /* the draft's file */
     uint64_t size;
     int64_t internal_date;
     const struct mime_summary *ms;
@@ -466,8 +466,9 @@ static const char sql_pending_ins[] =
     " body, subject, from_, to_, cc, bcc, message_id, in_reply_to, refs, header, preview, text)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
-/* Inside the batch's transaction: one delivery's quota check, link and
- * row. Its own failure goes to c->rc; a journal error is returned. */
+/* Inside the batch's transaction: one delivery's quota check and row (its
+ * file linked and synced already). Its own failure goes to c->rc; a
+ * journal error is returned. */
 static int item_write(struct journal *j, struct jitem *c)
 {
     const struct mime_summary *ms = c->ms;
@@ -490,15 +491,6 @@ static int item_write(struct journal *j, struct jitem *c)
         }
     }
     base = base ? base + 1 : c->src;
-    if (pathf(c->dst, sizeof(c->dst), "%s/%" PRId64 ".%s", j->pdir, c->id, base) < 0) {
-        c->rc = JOURNAL_NO;
-        return 0;
-    }
-    if (link(c->src, c->dst) < 0) {
-        c->rc = JOURNAL_NO; /* another file system, ...: through the index */
-        return 0;
-    }
-    c->linked = true;
     if ((rc = db_prepare(j->w, sql_pending_ins, &st)) != 0)
         return rc;
     sqlite3_bind_int64(st, 1, c->id);
@@ -534,13 +526,6 @@ static void run_batch(struct journal *j, struct jitem *batch)
     rc = db_begin(j->w);
     for (struct jitem *c = batch; c && !rc; c = c->next)
         rc = item_write(j, c);
-    /* the links of every account at once */
-    for (struct jitem *c = batch; c && !rc; c = c->next) {
-        if (c->linked && !c->rc) {
-            rc = fsync_dir(j->pdir);
-            break;
-        }
-    }
     if (rc == 0)
         rc = db_commit(j->w);
     else
@@ -606,10 +591,35 @@ static void journal_queued(struct journal *j, struct jitem *c)
     pthread_mutex_unlock(&j->mu);
 }
 
-int journal_deliver(struct storage_user *u, const char *src, uint64_t size,
-                    const struct mime_summary *ms)
+/* Links the draft into pending/, then syncs the file and pending/: the
+ * sync of the file commits the new name with it on most file systems
+ * (ext4, XFS), and the sync of pending/ that POSIX asks for then finds
+ * little left to do: one wait for the disk per delivery, in its own
+ * thread, instead of a second one in the batch that every delivery of it
+ * waits for. A failed link (another file system, ...): JOURNAL_NO. */
+static int link_synced(struct journal *j, struct jitem *c, struct storage_draft *d)
 {
-    struct jitem c = {.id = u->id, .src = src, .size = size, .ms = ms};
+    const char *base = strrchr(c->src, '/');
+    int rc;
+
+    base = base ? base + 1 : c->src;
+    if (pathf(c->dst, sizeof(c->dst), "%s/%" PRId64 ".%s", j->pdir, c->id, base) < 0 ||
+        link(c->src, c->dst) < 0)
+        return JOURNAL_NO;
+    if ((rc = storage_draft_finish(d)) != 0 || (rc = fsync_dir(j->pdir)) != 0) {
+        unlink(c->dst);
+        return rc;
+    }
+    c->linked = true;
+    return 0;
+}
+
+int journal_deliver(struct storage_user *u, struct storage_draft *d)
+{
+    struct jitem c = {.id = u->id,
+                      .src = draft_path(d),
+                      .size = storage_draft_size(d),
+                      .ms = draft_summary(d)};
     struct journal *j;
     struct jacct *a;
 
@@ -633,7 +643,8 @@ int journal_deliver(struct storage_user *u, const char *src, uint64_t size,
     }
     a->inflight++;
     pthread_mutex_unlock(&j->mu);
-    journal_queued(j, &c);
+    if ((c.rc = link_synced(j, &c, d)) == 0)
+        journal_queued(j, &c);
     pthread_mutex_lock(&j->mu);
     a->inflight--;
     pthread_cond_broadcast(&j->cond);

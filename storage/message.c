@@ -710,6 +710,16 @@ uint64_t storage_draft_size(const struct storage_draft *d)
     return d->size;
 }
 
+const char *draft_path(const struct storage_draft *d)
+{
+    return d->path;
+}
+
+const struct mime_summary *draft_summary(const struct storage_draft *d)
+{
+    return &d->ms;
+}
+
 void storage_draft_free(struct storage_draft *d)
 {
     if (!d)
@@ -1187,9 +1197,9 @@ int storage_deliver_named(struct storage_user *u, const char *mailbox, struct st
     if (u->light && (!mailbox || !*mailbox)) {
         /* to an account no session has open: the delivery journal, whose
          * UID comes when the index takes it in (journal.c) */
-        int rc = storage_draft_finish(d);
+        int rc = storage_draft_end(d);
         if (rc == 0)
-            rc = journal_deliver(u, d->path, d->size, &d->ms);
+            rc = journal_deliver(u, d);
         if (rc != JOURNAL_NO) {
             *uid = 0;
             if (mbox_id)
