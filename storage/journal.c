@@ -15,8 +15,9 @@
  *   header block, search texts), so that nothing is read again later;
  * - concurrent deliveries share one transaction (group commit, up to
  *   JOURNAL_BATCH_MAX): one commit of the journal, whatever the
- *   accounts; each is acknowledged only after that commit. When a process that journals opens the journal, the
- *   files of pending/ no row names (a crash before the commit) go.
+ *   accounts; each is acknowledged only after that commit. When a
+ *   process that journals opens the journal, the files of pending/ no
+ *   row names (a crash before the commit) go.
  *
  * The next write transaction on the account's index, in any process, first
  * moves its rows in (journal_drain, called by write_txn_path): UIDs are
@@ -616,10 +617,8 @@ static int link_synced(struct journal *j, struct jitem *c, struct storage_draft 
 
 int journal_deliver(struct storage_user *u, struct storage_draft *d)
 {
-    struct jitem c = {.id = u->id,
-                      .src = draft_path(d),
-                      .size = storage_draft_size(d),
-                      .ms = draft_summary(d)};
+    struct jitem c = {
+        .id = u->id, .src = draft_path(d), .size = storage_draft_size(d), .ms = draft_summary(d)};
     struct journal *j;
     struct jacct *a;
 
