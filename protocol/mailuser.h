@@ -81,7 +81,9 @@ void mailuser_release(struct mailuser *mu);
 void mailuser_release_delivered(struct mailuser *mu);
 /* A delivery went through light handles (storage_open_light): those kept
  * after it are closed once past their time even if no other delivery
- * comes (a look every 2 seconds while some are kept). Loop thread. */
+ * comes (a look every 2 seconds while some are kept); and the delivery
+ * journal's checkpoint, when its WAL has grown, is started as a pool job
+ * of its own, one at a time. Loop thread. */
 void mailuser_light_used(uv_loop_t *loop);
 
 /* A session that wants change notifications. */

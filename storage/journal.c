@@ -49,6 +49,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -97,7 +98,8 @@ struct journal {
     int64_t epoch;
     sqlite3 *w; /* batches, drains' cleanup, usage; under wmu */
     sqlite3 *r; /* quota reads and drains' loads; under rmu */
-    pthread_mutex_t wmu, rmu;
+    sqlite3 *ck; /* checkpoints (storage_journal_checkpoint); under ckmu */
+    pthread_mutex_t wmu, rmu, ckmu;
     pthread_mutex_t mu;  /* accounts and the queue */
     pthread_cond_t cond; /* a batch ended; an account's inflight fell */
     struct jacct *acct[ACCT_BUCKETS];
@@ -107,7 +109,57 @@ struct journal {
 };
 
 static pthread_mutex_t journals_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct journal *journals;
+static struct journal *journals; /* only ever added to the head, until exit */
+
+/* Checkpoints. The rows of a burst of deliveries (each with its search
+ * text) fill the journal's WAL fast: SQLite's own checkpoint every 1,000
+ * pages ran in the committing batch's leader, holding the journal's
+ * writer while it copied 4 MB into the database and synced it, and every
+ * delivery queued behind it waited as long. The writer now only notes
+ * that the WAL grew past JOURNAL_CKPT_PAGES; the checkpoint runs on a
+ * connection of its own (storage_journal_checkpoint, a pool job the
+ * caller starts) beside the batches, which go on writing meanwhile. Past
+ * JOURNAL_CKPT_INLINE pages (no job came) the writer checkpoints itself,
+ * as before, so that the WAL stays bounded. */
+#define JOURNAL_CKPT_PAGES 1000
+#define JOURNAL_CKPT_INLINE (8 * JOURNAL_CKPT_PAGES)
+
+static atomic_bool ckpt_due;
+
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    (void)arg;
+    if (pages >= JOURNAL_CKPT_INLINE)
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    else if (pages >= JOURNAL_CKPT_PAGES)
+        atomic_store(&ckpt_due, true);
+    return SQLITE_OK;
+}
+
+bool storage_journal_checkpoint_due(void)
+{
+    return atomic_load(&ckpt_due);
+}
+
+void storage_journal_checkpoint(void)
+{
+    struct journal *j;
+    char path[STORAGE_PATH_MAX];
+
+    atomic_store(&ckpt_due, false);
+    pthread_mutex_lock(&journals_lock);
+    j = journals;
+    pthread_mutex_unlock(&journals_lock);
+    for (; j; j = j->next) {
+        pthread_mutex_lock(&j->ckmu);
+        if (!j->ck && pathf(path, sizeof(path), "%s/" JOURNAL_FILE, j->data_dir) >= 0 &&
+            db_open_conn(path, false, &j->ck) != 0)
+            j->ck = NULL;
+        if (j->ck)
+            sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_unlock(&j->ckmu);
+    }
+}
 
 static const char journal_schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;"
@@ -148,6 +200,7 @@ static void journal_free(struct journal *j)
 {
     db_close(j->w);
     db_close(j->r);
+    db_close(j->ck);
     for (size_t i = 0; i < ACCT_BUCKETS; i++) {
         while (j->acct[i]) {
             struct jacct *a = j->acct[i];
@@ -157,6 +210,7 @@ static void journal_free(struct journal *j)
     }
     pthread_mutex_destroy(&j->wmu);
     pthread_mutex_destroy(&j->rmu);
+    pthread_mutex_destroy(&j->ckmu);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cond);
     free(j->data_dir);
@@ -207,6 +261,7 @@ static int journal_setup(struct journal *j, const char *path)
 
     if ((rc = db_open_conn(path, true, &j->w)) != 0 || (rc = db_exec(j->w, journal_schema)) != 0)
         return rc;
+    sqlite3_wal_hook(j->w, on_wal_commit, NULL); /* in place of SQLite's checkpoints */
     if ((rc = db_meta_get(j->w, "epoch", &epoch)) != 0)
         return rc;
     if (epoch == 0) {
@@ -273,6 +328,7 @@ static struct journal *journal_get(const char *data_dir, bool create)
     }
     pthread_mutex_init(&j->wmu, NULL);
     pthread_mutex_init(&j->rmu, NULL);
+    pthread_mutex_init(&j->ckmu, NULL);
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cond, NULL);
     j->qtail = &j->qhead;

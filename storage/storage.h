@@ -141,6 +141,11 @@ unsigned storage_light_expire(void);
 unsigned storage_light_forget(int64_t id);
 /* Closes the delivery journals this process opened (at exit). */
 void storage_journal_close_all(void);
+/* Whether a delivery journal's WAL grew enough for a checkpoint (a load of
+ * an atomic flag: any thread), and the checkpoint of every journal this
+ * process opened, beside the deliveries (pool thread). */
+bool storage_journal_checkpoint_due(void);
+void storage_journal_checkpoint(void);
 /* Takes the account's journaled deliveries into its index (an open and a
  * close when there are any), as before a copy of its files. Disk. */
 int storage_journal_flush(const char *data_dir, int64_t id);

@@ -956,9 +956,28 @@ static void on_light_timer(uv_timer_t *t)
         light_expiring = true;
 }
 
+static bool ckpt_running;
+
+static void ckpt_work(void *data)
+{
+    (void)data;
+    storage_journal_checkpoint();
+}
+
+static void ckpt_done(void *data)
+{
+    (void)data;
+    ckpt_running = false;
+}
+
 void mailuser_light_used(uv_loop_t *l)
 {
-    if (shutting_down || light_timer_on)
+    if (shutting_down)
+        return;
+    if (!ckpt_running && storage_journal_checkpoint_due() &&
+        mu_job_start(l, PROTO_JOB_NO_ACCOUNT, ckpt_work, ckpt_done, NULL, NULL))
+        ckpt_running = true;
+    if (light_timer_on)
         return;
     if (!light_timer.loop) {
         uv_timer_init(l, &light_timer);

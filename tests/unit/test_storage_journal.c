@@ -5,7 +5,9 @@
  * nothing twice, the quota counts journaled mail, an account with an open
  * store, no usage known or enough waiting is delivered through its index,
  * and a process that journals removes the pending/ files no row names when
- * it opens the journal. */
+ * it opens the journal. The journal's WAL is checkpointed by
+ * storage_journal_checkpoint once it has grown, and by its writer only
+ * past a bound, so that it stays bounded without one. */
 #include <dirent.h>
 #include <inttypes.h>
 #include <sqlite3.h>
@@ -450,6 +452,55 @@ static void test_per_account_cap(void)
     }
 }
 
+/* The journal's WAL, in bytes; 0 when there is none. */
+static long long wal_size(void)
+{
+    char p[600];
+    struct stat sb;
+    snprintf(p, sizeof(p), "%s/pending/../deliveries.sqlite-wal", data_dir);
+    return stat(p, &sb) == 0 ? (long long)sb.st_size : 0;
+}
+
+/* journal.c's JOURNAL_CKPT_PAGES and JOURNAL_CKPT_INLINE; a WAL page is
+ * its 4,096 bytes and a 24-byte frame header. */
+#define CKPT_PAGES 1000
+#define CKPT_INLINE 8000
+#define WAL_FRAME 4120LL
+
+static void test_checkpoint(void)
+{
+    uint32_t uid;
+    int i = 0, n;
+    long long before, most = 0;
+
+    account(9);
+    account(10);
+    storage_journal_checkpoint(); /* what the tests before left due */
+    CHECK(!storage_journal_checkpoint_due());
+    /* rows of about 20 kB (their search text): the WAL grows past
+     * CKPT_PAGES and a checkpoint is due; the writer did not run one */
+    while (!storage_journal_checkpoint_due() && i < 1000)
+        CHECK_RC(deliver_light(9, i++, 20000, 0, 0, &uid), 0);
+    CHECK(storage_journal_checkpoint_due(), "a checkpoint is due once the WAL has grown");
+    CHECK(wal_size() >= CKPT_PAGES * WAL_FRAME, "the writer left the WAL as it grew");
+    before = wal_size();
+    storage_journal_checkpoint();
+    CHECK(!storage_journal_checkpoint_due(), "none is due after storage_journal_checkpoint");
+    for (n = 0; n < 5; n++)
+        CHECK_RC(deliver_light(9, i++, 20000, 0, 0, &uid), 0);
+    CHECK(wal_size() == before, "the next commits write the WAL again from its start");
+    /* no checkpoint job: rows of about 200 kB, the WAL bounded all along */
+    storage_journal_checkpoint();
+    for (n = 0; n < 250; n++) {
+        CHECK_RC(deliver_light(10, n, 200000, 0, 0, &uid), 0);
+        if (wal_size() > most)
+            most = wal_size();
+    }
+    CHECK(most >= (CKPT_INLINE - 100) * WAL_FRAME, "the WAL reached the writer's own bound");
+    CHECK(most <= (CKPT_INLINE + 1000) * WAL_FRAME, "the WAL stayed within it");
+    storage_journal_checkpoint();
+}
+
 int main(void)
 {
     if (check_mkdtemp(data_dir, sizeof(data_dir), "coffre-journal") != 0)
@@ -464,6 +515,7 @@ int main(void)
     test_many();
     test_sweep();
     test_per_account_cap();
+    test_checkpoint();
     storage_journal_close_all();
     check_rmtree(data_dir);
     printf("%s\n", failures ? "FAIL" : "ok");
