@@ -50,6 +50,30 @@ wait_port() {
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 machine_busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat; }
+# Before a measured phase: writes back what is dirty, then waits until the
+# whole machine has used under 0.15 of a CPU for 3 seconds in a row (at
+# most 3 minutes) and at least MIN seconds passed (default 0); prints the
+# seconds waited. Files written or removed just before (a generated input,
+# a previous run's work directory) keep the disk busy for a while, and the
+# phase measured meanwhile carries it.
+wait_quiet() { # [MIN]
+    local t0 still=0 last now min=${1:-0}
+    t0=$(date +%s)
+    sync
+    last=$(machine_busy | cut -d' ' -f1)
+    while { [ "$still" -lt 3 ] || [ $(($(date +%s) - t0)) -lt "$min" ]; } &&
+        [ $(($(date +%s) - t0)) -lt $((180 + min)) ]; do
+        sleep 1
+        now=$(machine_busy | cut -d' ' -f1)
+        if awk -v a="$last" -v b="$now" -v hz="$(getconf CLK_TCK)" 'BEGIN { exit !((b - a) / hz < 0.15) }'; then
+            still=$((still + 1))
+        else
+            still=0
+        fi
+        last=$now
+    done
+    echo $(($(date +%s) - t0))
+}
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 pss_kb() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
