@@ -1290,7 +1290,7 @@ static int step_reps(struct cl *c, const char *name, const char *fmt, const char
     double s1 = tree_cpu(server_root), m1 = machine_cpu();
     double others = (m1 - m0) - (s1 - s0);
     qsort(dts, (size_t)reps, sizeof(dts[0]), cmp_double);
-    printf("step %s seconds %.4f bytes %llu result %ld server_cpu %.2f others_cpu %.2f plain %llu "
+    printf("step %s seconds %.6f bytes %llu result %ld server_cpu %.2f others_cpu %.2f plain %llu "
            "fetches %ld vanished %ld runs %d%s%s\n",
            name, dts[reps / 2], (c->rbytes - b0) / (unsigned)reps, hits >= 0 ? hits : untagged,
            (s1 - s0) / reps, others > 0 ? others / reps : 0, (c->pbytes - p0) / (unsigned)reps,
