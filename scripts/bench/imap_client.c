@@ -1354,8 +1354,8 @@ static int run_steps(int warm, int only_sort)
     }
     if (!only_sort) {
         /* answered in well under a millisecond: the median of 21 */
-        bad |= step_reps(c, "status", "STATUS %s (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)", "INBOX",
-                         21);
+        bad |=
+            step_reps(c, "status", "STATUS %s (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)", "INBOX", 21);
         bad |= step_reps(c, "select_again", "SELECT %s", "INBOX", 21);
     }
     if (warm && cl_cmd(c, line, sizeof(line), "UID STORE 1:* -FLAGS.SILENT (\\Seen)"))
