@@ -81,7 +81,8 @@ struct jacct {
 /* One delivery waiting for its batch, on the stack of its thread. */
 struct jitem {
     int64_t id;
-    const char *src; /* the draft's file */
+    const char *src;  /* the draft's file */
+    const char *base; /* its name in src, the row's file (link_synced) */
     uint64_t size;
     int64_t internal_date;
     const struct mime_summary *ms;
@@ -529,7 +530,6 @@ static const char sql_pending_ins[] =
 static int item_write(struct journal *j, struct jitem *c)
 {
     const struct mime_summary *ms = c->ms;
-    const char *base = strrchr(c->src, '/');
     sqlite3_stmt *st;
     int rc;
 
@@ -547,11 +547,10 @@ static int item_write(struct journal *j, struct jitem *c)
             return 0;
         }
     }
-    base = base ? base + 1 : c->src;
     if ((rc = db_prepare(j->w, sql_pending_ins, &st)) != 0)
         return rc;
     sqlite3_bind_int64(st, 1, c->id);
-    sqlite3_bind_text(st, 2, base, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, c->base, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (int64_t)c->size);
     sqlite3_bind_int64(st, 4, c->internal_date);
     sqlite3_bind_int64(st, 5, ms->date);
@@ -656,11 +655,11 @@ static void journal_queued(struct journal *j, struct jitem *c)
  * waits for. A failed link (another file system, ...): JOURNAL_NO. */
 static int link_synced(struct journal *j, struct jitem *c, struct storage_draft *d)
 {
-    const char *base = strrchr(c->src, '/');
+    const char *slash = strrchr(c->src, '/');
     int rc;
 
-    base = base ? base + 1 : c->src;
-    if (pathf(c->dst, sizeof(c->dst), "%s/%" PRId64 ".%s", j->pdir, c->id, base) < 0 ||
+    c->base = slash ? slash + 1 : c->src;
+    if (pathf(c->dst, sizeof(c->dst), "%s/%" PRId64 ".%s", j->pdir, c->id, c->base) < 0 ||
         link(c->src, c->dst) < 0)
         return JOURNAL_NO;
     if ((rc = storage_draft_finish(d)) != 0 || (rc = fsync_dir(j->pdir)) != 0) {
