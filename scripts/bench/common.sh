@@ -227,7 +227,7 @@ stop_coffred() {
     COFFRED_PID=
 }
 
-# ---- Dovecot (IMAPS, passwd-file with {PLAIN} passwords) ----
+# ---- Dovecot (IMAPS, passwd-file with coffre's yescrypt hashes) ----
 dovecot_check() { # HAVE_DOVECOT=1 when Dovecot can run here and is wanted
     DOVECOT=$(command -v dovecot || true)
     if [[ " ${BENCH_SERVERS:-coffre dovecot} " != *" dovecot "* ]]; then
@@ -324,14 +324,26 @@ service auth {
 }
 EOF
 }
+# Each account's password as coffre stores it, its yescrypt hash from
+# coffre's accounts database ({CRYPT}: Dovecot checks it with the same
+# libxcrypt), so that a login costs both servers one yescrypt; {PLAIN}
+# only when coffre has no such account (BENCH_SERVERS=dovecot).
 dovecot_add_users() { # PREFIX N: passwd lines; prints "ADDRESS MAILDIR"
-    local uid gid
-    uid=$(id -u nobody)
-    gid=$(id -g nobody)
-    seq "$2" | awk -v p="$1" -v pw="$PASS" -v u="$uid" -v g="$gid" -v h="$D/home" \
-        -v f="$D/passwd" '{ a = p $1 "@bench.example"
-            printf "%s:{PLAIN}%s:%s:%s::%s/%s%d::\n", a, pw, u, g, h, p, $1 >> f
-            printf "%s %s/%s%d/Maildir\n", a, h, p, $1 }'
+    python3 - "$1" "$2" "$PASS" "$(id -u nobody)" "$(id -g nobody)" "$D/home" "$D/passwd" \
+        "${C:-}/data/accounts.sqlite" <<'PYEOF'
+import os, sqlite3, sys
+prefix, n, pw, uid, gid, home, passwd, accounts = sys.argv[1:9]
+hashes = {}
+if os.path.exists(accounts):
+    hashes = dict(sqlite3.connect('file:%s?mode=ro' % accounts, uri=True).execute(
+        "SELECT address, hash FROM accounts WHERE address LIKE ? || '%'", (prefix,)))
+with open(passwd, 'a') as f:
+    for i in range(1, int(n) + 1):
+        a = '%s%d@bench.example' % (prefix, i)
+        secret = '{CRYPT}' + hashes[a] if a in hashes else '{PLAIN}' + pw
+        f.write('%s:%s:%s:%s::%s/%s%d::\n' % (a, secret, uid, gid, home, prefix, i))
+        print('%s %s/%s%d/Maildir' % (a, home, prefix, i))
+PYEOF
 }
 stop_dovecot() { # the master and its descendants, by process id
     local pids
