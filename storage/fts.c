@@ -759,7 +759,7 @@ static int index_one(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *words, sqlite3
     return 0;
 }
 
-int fts_index_batch(sqlite3 *db, int64_t max, uint64_t until_ms, int64_t *last)
+int fts_index_batch(sqlite3 *db, int64_t max, uint64_t until_ms, const int *yield, int64_t *last)
 {
     sqlite3_stmt *st = NULL, *words = NULL, *text = NULL;
     struct sbuf head = {0}, z = {0};
@@ -783,7 +783,8 @@ int fts_index_batch(sqlite3 *db, int64_t max, uint64_t until_ms, int64_t *last)
     while (rc == 0 && (s = sqlite3_step(st)) == SQLITE_ROW) {
         rc = index_one(db, st, words, text, &tok, &ts, &head, &bw, &z);
         *last = sqlite3_column_int64(st, 0);
-        if (until_ms && mono_ms() >= until_ms)
+        if ((until_ms && mono_ms() >= until_ms) ||
+            (yield && __atomic_load_n(yield, __ATOMIC_RELAXED)))
             break;
     }
     if (rc == 0 && s != SQLITE_DONE && s != SQLITE_ROW)

@@ -40,6 +40,7 @@ struct storage_user {
     struct storage_user *next;
 
     pthread_mutex_t wlock; /* serializes writers; guards wdb */
+    int wwaiting;          /* atomic: writers waiting for wlock (writer_lock) */
     sqlite3 *wdb;          /* NULL while asleep: opened again by writer_lock */
     int64_t data_version;
     /* storage_sleep: the index files as the last connection left them, for
@@ -261,9 +262,9 @@ bool fts_ids_has(const struct fts_ids *s, int64_t id);
 void fts_ids_free(struct fts_ids *s);
 /* Inside a write transaction: moves up to max (-1: all) waiting texts into
  * the index, oldest first, stopping after the first text done past the
- * monotonic time until_ms (0: no limit); *last the newest body moved, 0
- * when none waited. */
-int fts_index_batch(sqlite3 *db, int64_t max, uint64_t until_ms, int64_t *last);
+ * monotonic time until_ms (0: no limit) or found *yield above 0 (NULL:
+ * not asked); *last the newest body moved, 0 when none waited. */
+int fts_index_batch(sqlite3 *db, int64_t max, uint64_t until_ms, const int *yield, int64_t *last);
 /* Inside a write transaction, before its bodies row goes: the body's text
  * out of the index or the waiting texts. */
 int fts_forget(sqlite3 *db, int64_t body_id);

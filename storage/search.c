@@ -878,8 +878,10 @@ static int fts_work(struct txn *t, void *ctx)
     int64_t last = 0;
     int rc;
 
+    /* a save or any other writer waiting for the index ends the
+     * transaction early: indexing never holds up a command */
     if ((rc = fts_index_batch(t->db, c->max ? (int64_t)c->max : -1, c->ms ? mono_ms() + c->ms : 0,
-                              &last)) != 0)
+                              c->ms ? &t->u->wwaiting : NULL, &last)) != 0)
         return rc;
     if (last == 0)
         return TXN_NOTHING;

@@ -743,8 +743,14 @@ static int writer_lock_quiet(struct storage_user *u)
 
 int writer_lock(struct storage_user *u)
 {
+    int rc;
+
     note_use(u);
-    return writer_lock_quiet(u);
+    /* seen by the indexer, which then lets go of the lock sooner */
+    __atomic_add_fetch(&u->wwaiting, 1, __ATOMIC_RELAXED);
+    rc = writer_lock_quiet(u);
+    __atomic_sub_fetch(&u->wwaiting, 1, __ATOMIC_RELAXED);
+    return rc;
 }
 
 void writer_unlock(struct storage_user *u)

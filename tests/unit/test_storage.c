@@ -932,6 +932,48 @@ static void test_copy_move_expunge(void)
             storage_draft_free(req[i].d);
     }
 
+    /* a group big enough for its fsyncs to be shared among threads, of
+     * small drafts and big ones (whose writeback starts as they end):
+     * every one saved, in order, whole */
+    {
+        enum { NG = 70, BIG = 70000 };
+        struct storage_save_req req[NG];
+        struct storage_mbox gm;
+        char *big = malloc(BIG + 64);
+        uint32_t next0;
+        CHECK(big != NULL);
+        int hl = snprintf(big, 64, "Subject: big\r\n\r\n");
+        memset(big + hl, 'b', BIG - (size_t)hl);
+        CHECK_RC(storage_mbox_create(u, "Many", 0), 0);
+        CHECK_RC(storage_mbox_get(u, "Many", &gm), 0);
+        CHECK_RC(storage_mbox_status(u, gm.id, &st), 0);
+        next0 = st.uidnext;
+        for (int i = 0; i < NG; i++) {
+            memset(&req[i], 0, sizeof(req[i]));
+            CHECK_RC(storage_draft_new(u, 0, &req[i].d), 0);
+            if (i % 7 == 3)
+                CHECK_RC(storage_draft_write(req[i].d, big, BIG), 0);
+            else
+                CHECK_RC(storage_draft_write(req[i].d, msg_a, strlen(msg_a)), 0);
+            CHECK_RC(storage_draft_end(req[i].d), 0);
+        }
+        CHECK_RC(storage_save_many(u, gm.id, req, NG), 0);
+        for (int i = 0; i < NG; i++) {
+            uint64_t size = 0;
+            char *p;
+            CHECK(req[i].uid == next0 + (uint32_t)i);
+            p = read_msg(u, gm.id, req[i].uid, &size);
+            CHECK(p != NULL && size == storage_draft_size(req[i].d));
+            CHECK(p != NULL && (i % 7 == 3) == (strstr(p, "Subject: big") != NULL));
+            free(p);
+            storage_draft_free(req[i].d);
+        }
+        CHECK_RC(storage_mbox_status(u, gm.id, &st), 0);
+        CHECK(st.messages == NG);
+        CHECK_RC(storage_mbox_delete(u, "Many"), 0);
+        free(big);
+    }
+
     /* the room left, and a draft capped at it while it is written */
     {
         uint64_t rb, rm;
