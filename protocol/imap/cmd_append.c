@@ -2,7 +2,10 @@
  * (RFC 4469). The message literal is never assembled in memory: its bytes
  * go, a chunk at a time, into a storage draft on the thread pool while
  * the next chunk is read (one write at a time; a CATENATE TEXT literal
- * with reading paused). All messages of one command are saved together at
+ * with reading paused). The messages that arrive whole while a write
+ * runs join one job in the same buffer, written together once it ends:
+ * a command of many small messages costs a trip to the pool per buffer,
+ * not per message. All messages of one command are saved together at
  * the end, or none: their files are synced together, and they are linked and committed in one
  * index transaction (storage_save_many), so that a command of hundreds of
  * messages costs a few syncs, not three per message.
@@ -39,6 +42,8 @@
  * held only while an APPEND runs. */
 #define APPEND_CHUNK (256u * 1024)
 #define APPEND_MAX_MSGS 1000
+/* Messages (or pieces of one) written by one job at most. */
+#define APPEND_JOB_SEGS 64
 
 enum ap_phase {
     AP_JOB,     /* a pool job runs (open draft, write, finish, save) */
@@ -102,10 +107,14 @@ struct imap_append {
     size_t chunk_len;
     /* A message's bytes are written on the pool while the next ones are
      * read (one such job at a time, s->job): the buffer it gives back
-     * (spare), a job that waits for it to end (pending), and an answer
-     * that does (answer_wait: the drafts are dropped after it). */
+     * (spare), a job that waits for it to end (pending; growing: the
+     * messages read meanwhile join it, in chunk, which it shares, the
+     * one read now from seg_off on), one that waits for that one (after),
+     * and an answer that does (answer_wait: the drafts are dropped after
+     * it). */
     char *spare;
-    struct ap_job *pending;
+    struct ap_job *pending, *after;
+    size_t seg_off;
     bool answer_wait;
     /* CATENATE */
     enum ap_ps ps;
@@ -136,6 +145,16 @@ struct imap_append {
     int64_t viewer; /* per-user \Seen on the target (imap_seen_viewer), 0 */
 };
 
+/* What a write job writes of one message: bytes of its chunk. */
+struct ap_seg {
+    size_t msg; /* index in msgs */
+    size_t off, len;
+    bool last;          /* the message's last bytes: its draft is ended too */
+    bool open;          /* the draft is opened first (a LITERAL+ message) */
+    uint64_t announced; /* open: the literal's size */
+    struct storage_draft *draft;
+};
+
 /* A job works on a detached copy of what it needs. */
 struct ap_job {
     struct imap_job j;
@@ -147,14 +166,16 @@ struct ap_job {
     struct imap_url url; /* 4 */
     const char *why;     /* 4: why the URL failed (BADURL) */
     bool foreign;        /* 4: the target is another account's */
-    bool last;           /* write: the message's last chunk, the draft is ended too */
     bool reading;        /* write: the session reads on meanwhile */
-    bool open;           /* write: the draft is opened first (a LITERAL+ message) */
+    bool growing;        /* write, waiting: messages read meanwhile join it */
+    struct ap_seg seg[APPEND_JOB_SEGS]; /* write: what it writes, in order */
+    size_t nseg;
     const char *mbox;
     int64_t mbox_id;
     uint64_t max;
     /* open: the literal's announced size, and what the command staged
-     * before it (bytes, messages), checked against the quota room */
+     * before it (bytes, messages), checked against the quota room (a
+     * write: what was staged before its first message) */
     uint64_t announced, staged;
     size_t nstaged;
     struct storage_draft *draft;
@@ -193,12 +214,37 @@ static void ap_free_msgs(struct imap_append *ap)
 
 static void ap_job_free(struct imap_job *j);
 
+/* A growing job takes no more messages: the buffer is its own. */
+static void ap_seal(struct imap_append *ap)
+{
+    struct ap_job *g = ap->pending;
+    if (!g || !g->growing)
+        return;
+    g->growing = false;
+    ap->chunk = NULL;
+    ap->chunk_len = 0;
+    ap->seg_off = 0;
+}
+
+/* The messages' array: the command's, or a save's waiting to run. */
+static struct ap_msg *ap_msgs(struct imap_append *ap)
+{
+    if (ap->pending && ap->pending->kind == 3)
+        return ap->pending->msgs;
+    if (ap->after && ap->after->kind == 3)
+        return ap->after->msgs;
+    return ap->msgs;
+}
+
 static void ap_destroy(struct imap_append *ap)
 {
     if (!ap)
         return;
+    ap_seal(ap);
     if (ap->pending)
         ap_job_free(&ap->pending->j); /* never started */
+    if (ap->after)
+        ap_job_free(&ap->after->j);
     ap_free_msgs(ap);
     free(ap->chunk);
     free(ap->spare);
@@ -260,6 +306,17 @@ static void ap_job_orphan(struct imap_session *s, struct imap_append *ap);
  * or now (on the pool). */
 static void ap_drop_drafts(struct imap_session *s, struct imap_append *ap)
 {
+    struct ap_job *save = ap->pending && ap->pending->kind == 3 ? ap->pending
+                          : ap->after && ap->after->kind == 3   ? ap->after
+                                                                : NULL;
+    if (save) {
+        /* a save waiting holds them (a write running may end one) */
+        ap_free_msgs(ap);
+        ap->msgs = save->msgs;
+        ap->nmsgs = ap->capmsgs = save->nmsgs;
+        save->msgs = NULL;
+        save->nmsgs = 0;
+    }
     if (s->job)
         ap_job_orphan(s, ap); /* the running job frees the drafts when done */
     else
@@ -278,19 +335,21 @@ static void ap_abort(struct imap_session *s)
 
 /* ---- jobs ---- */
 
-/* Opens the draft of the next message if the quota has room for it. */
-static int open_draft(struct ap_job *aj, struct storage_user *u)
+/* Opens the draft of a message of announced bytes, with nstaged
+ * messages of staged bytes before it, if the quota has room for it. */
+static int open_draft(struct storage_user *u, uint64_t max, uint64_t announced, uint64_t staged,
+                      size_t nstaged, struct storage_draft **out)
 {
     uint64_t room, msgs;
     int err = storage_quota_room(u, &room, &msgs);
     if (err)
         return err;
-    if (msgs <= aj->nstaged || room < aj->staged || aj->announced > room - aj->staged)
+    if (msgs <= nstaged || room < staged || announced > room - staged)
         return STORAGE_E_QUOTA;
-    if ((err = storage_draft_new(u, aj->max, &aj->draft)) != 0)
+    if ((err = storage_draft_new(u, max, out)) != 0)
         return err;
     if (room != UINT64_MAX)
-        storage_draft_set_room(aj->draft, room - aj->staged);
+        storage_draft_set_room(*out, room - staged);
     return 0;
 }
 
@@ -431,15 +490,21 @@ static void ap_work(struct imap_job *j)
             if (aj->err)
                 return;
         }
-        aj->err = open_draft(aj, j->u);
+        aj->err = open_draft(j->u, aj->max, aj->announced, aj->staged, aj->nstaged, &aj->draft);
         break;
-    case 1:
-        if (aj->open && (aj->err = open_draft(aj, j->u)) != 0)
-            break;
-        aj->err = storage_draft_write(aj->draft, aj->chunk, aj->chunk_len);
-        if (!aj->err && aj->last)
-            aj->err = storage_draft_end(aj->draft);
+    case 1: {
+        uint64_t staged = aj->staged;
+        for (size_t i = 0; i < aj->nseg && !aj->err; i++) {
+            struct ap_seg *g = &aj->seg[i];
+            if (g->open &&
+                (aj->err = open_draft(j->u, aj->max, g->announced, staged, g->msg, &g->draft)) != 0)
+                break;
+            aj->err = storage_draft_write(g->draft, aj->chunk + g->off, g->len);
+            if (!aj->err && g->last && (aj->err = storage_draft_end(g->draft)) == 0)
+                staged += storage_draft_size(g->draft);
+        }
         break;
+    }
     case 2:
         /* synced with the others at the save */
         aj->err = storage_draft_end(aj->draft);
@@ -493,8 +558,11 @@ static void ap_job_free(struct imap_job *j)
 {
     struct ap_job *aj = (struct ap_job *)j;
     /* a draft opened for a session that is gone */
-    if ((aj->kind == 0 || aj->open) && aj->draft && !j->s)
+    if (aj->kind == 0 && aj->draft && !j->s)
         storage_draft_free(aj->draft);
+    for (size_t i = 0; i < aj->nseg && !j->s; i++)
+        if (aj->seg[i].open && aj->seg[i].draft)
+            storage_draft_free(aj->seg[i].draft);
     if (aj->orphans)
         drafts_drop(aj->loop, aj->orphans, aj->norphans);
     free(aj->chunk);
@@ -527,16 +595,15 @@ static void ap_launch(struct imap_session *s, struct ap_job *aj)
     struct imap_append *ap = s->cont_data;
     aj->j.free_fn = ap_job_free;
     aj->j.store = ap->store;
-    if (aj->kind == 1 && !aj->op) {
-        /* what the write needs of the jobs before it, which have ended */
-        aj->draft = ap->msgs[aj->msg].draft;
-        if (!aj->draft) {
-            /* a LITERAL+ message: its draft is opened with its first bytes */
-            aj->open = true;
-            aj->max = conn_conf(s->c)->max_message_size;
-            aj->announced = ap->announced;
-            aj->staged = ap->staged;
-            aj->nstaged = aj->msg;
+    if (aj->kind == 1) {
+        /* what the write needs of the jobs before it, which have ended: a
+         * LITERAL+ message's draft is opened with its first bytes */
+        struct ap_msg *msgs = ap_msgs(ap);
+        aj->max = conn_conf(s->c)->max_message_size;
+        aj->staged = ap->staged;
+        for (size_t i = 0; i < aj->nseg; i++) {
+            aj->seg[i].draft = msgs[aj->seg[i].msg].draft;
+            aj->seg[i].open = !aj->seg[i].draft;
         }
     }
     if (aj->reading) {
@@ -556,8 +623,18 @@ static void ap_launch(struct imap_session *s, struct ap_job *aj)
 static void ap_start(struct imap_session *s, struct ap_job *aj)
 {
     struct imap_append *ap = s->cont_data;
+    ap_seal(ap);
+    if (!s->job && ap->pending) {
+        /* a growing job left waiting for the message read meanwhile */
+        struct ap_job *p = ap->pending;
+        ap->pending = NULL;
+        ap_launch(s, p);
+    }
     if (s->job) {
-        ap->pending = aj;
+        if (ap->pending)
+            ap->after = aj; /* behind a job that grew */
+        else
+            ap->pending = aj;
         ap->phase = AP_JOB;
         imap_wait(s, IMAP_WAIT_JOB);
         return;
@@ -609,40 +686,70 @@ static void ap_finish_draft(struct imap_session *s, struct imap_append *ap)
 /* A write that ran while the session read on has ended. */
 static void ap_written(struct imap_session *s, struct imap_append *ap, struct ap_job *aj)
 {
-    struct ap_job *next = ap->pending;
-
     if (!ap->spare) {
         ap->spare = aj->chunk; /* the buffer comes back */
         aj->chunk = NULL;
     }
-    /* the save waiting (kind 3) holds the messages already */
-    struct ap_msg *msgs = next && next->kind == 3 ? next->msgs : ap->msgs;
-    if (aj->open) {
-        msgs[aj->msg].draft = aj->draft; /* NULL if it could not open */
-        aj->draft = NULL;
+    /* a save waiting (kind 3) holds the messages already */
+    struct ap_msg *msgs = ap_msgs(ap);
+    for (size_t i = 0; i < aj->nseg; i++) {
+        struct ap_seg *g = &aj->seg[i];
+        if (g->open) {
+            msgs[g->msg].draft = g->draft; /* NULL if it could not open */
+            g->draft = NULL;
+        }
+        if (!aj->err && g->last && msgs[g->msg].draft)
+            ap->staged += storage_draft_size(msgs[g->msg].draft);
     }
     if (aj->err && !ap->err) {
         ap->err = aj->err;
         if (ap->phase == AP_DATA) {
             /* the literal read now is dropped too */
+            ap_seal(ap);
             ap->chunk_len = 0;
             ap->phase = AP_DISCARD;
         }
-    } else if (!aj->err && aj->last && msgs[aj->msg].draft) {
-        ap->staged += storage_draft_size(msgs[aj->msg].draft);
     }
     if (ap->answer_wait) {
         ap_answer(s);
         return;
     }
-    ap->pending = NULL;
+    struct ap_job *next = ap->pending;
+    if (next && next->growing && !ap->err && ap->phase == AP_DATA) {
+        /* it takes the message being read first; it starts then */
+        imap_resume(s);
+        return;
+    }
+    /* a job that grew waited while the input went on (a message literal
+     * or the line after one: any other piece seals it first): where that
+     * stands is not the job's to set */
+    bool flowing = next && next->growing;
+    enum ap_phase phase = ap->phase;
+    ap_seal(ap);
     if (next && !ap->err) {
+        ap->pending = ap->after;
+        ap->after = NULL;
         ap_launch(s, next);
-    } else if (next && next->kind == 1) {
-        /* the bytes read meanwhile are dropped */
-        ap_job_free(&next->j);
-        ap->phase = ap->left ? AP_DISCARD : AP_LINE;
-    } else if (next) {
+        if (flowing && s->job)
+            ap->phase = phase;
+        if (ap->pending && s->job) {
+            ap->phase = AP_JOB; /* the job behind waits for this one */
+            imap_wait(s, IMAP_WAIT_JOB);
+            return;
+        }
+        imap_resume(s);
+        return;
+    }
+    /* after a failure the jobs waiting do not run */
+    while ((next = ap->pending) != NULL) {
+        ap->pending = ap->after;
+        ap->after = NULL;
+        if (next->kind == 1) {
+            /* the bytes read meanwhile are dropped */
+            ap_job_free(&next->j);
+            ap->phase = ap->left ? AP_DISCARD : AP_LINE;
+            continue;
+        }
         if (next->kind == 3) {
             /* the save does not run: the drafts come back to be dropped */
             ap->msgs = next->msgs;
@@ -663,8 +770,13 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
     struct imap_append *ap = s->cont_data;
 
     if (!ap) {
-        if ((aj->kind == 0 || aj->open) && aj->draft)
-            storage_draft_free(aj->draft); /* cannot happen: abort clears jobs too */
+        /* cannot happen: abort clears jobs too */
+        if (aj->kind == 0 && aj->draft)
+            storage_draft_free(aj->draft);
+        for (size_t i = 0; i < aj->nseg; i++)
+            if (aj->seg[i].open && aj->seg[i].draft)
+                storage_draft_free(aj->seg[i].draft);
+        aj->nseg = 0;
         return;
     }
     if (aj->reading) {
@@ -719,9 +831,9 @@ static void ap_done(struct imap_session *s, struct imap_job *j)
         ap->chunk = aj->chunk; /* the buffer comes back */
         aj->chunk = NULL;
         ap->chunk_len = 0;
-        if (aj->open) {
-            ap->msgs[ap->nmsgs - 1].draft = aj->draft; /* NULL if it could not open */
-            aj->draft = NULL;
+        if (aj->seg[0].open) {
+            ap->msgs[ap->nmsgs - 1].draft = aj->seg[0].draft; /* NULL if it could not open */
+            aj->seg[0].draft = NULL;
         }
         if (aj->err) {
             ap->err = aj->err;
@@ -1236,7 +1348,13 @@ static bool ap_run(struct imap_session *s)
         ap->literal8 = ap->tail_lit8;
         if (!ap->sync && ap->left > 0 && ap->looked_up) {
             /* no "+" to wait for: the draft is opened by the job that
-             * writes the first bytes, one trip to the pool fewer */
+             * writes the first bytes, one trip to the pool fewer (a job
+             * waiting takes it if it fits whole in what is left of the
+             * buffer) */
+            const struct ap_job *g = ap->pending;
+            if (g && g->growing &&
+                (g->nseg == APPEND_JOB_SEGS || ap->left > APPEND_CHUNK - ap->chunk_len))
+                ap_seal(ap);
             ap->phase = AP_DATA;
             return true;
         }
@@ -1267,6 +1385,7 @@ static bool ap_run(struct imap_session *s)
         ap->phase = AP_URL;
         return true;
     case TAIL_TEXT: {
+        ap_seal(ap); /* its bytes are not a message's of their own */
         if (tail_too_big(s, ap))
             return false;
         const struct storage_draft *d = ap->msgs[ap->nmsgs - 1].draft;
@@ -1567,23 +1686,55 @@ static bool ap_input(struct imap_session *s)
             memcpy(ap->chunk + ap->chunk_len, p, n);
         ap->chunk_len += n;
         ap->left -= n;
-        if (ap->chunk_len == APPEND_CHUNK || (ap->left == 0 && ap->chunk_len)) {
-            struct ap_job *aj = calloc(1, sizeof(*aj));
-            if (!aj) {
+        if (ap->chunk_len == APPEND_CHUNK || (ap->left == 0 && ap->chunk_len > ap->seg_off)) {
+            struct ap_seg g = {.msg = ap->nmsgs - 1,
+                               .off = ap->seg_off,
+                               .len = ap->chunk_len - ap->seg_off,
+                               .last = ap->left == 0 && !ap->cat,
+                               .announced = ap->announced};
+            struct ap_job *aj = ap->pending && ap->pending->growing ? ap->pending : NULL;
+            if (aj) {
+                /* the message joins the job waiting (it fit, whole) */
+                aj->seg[aj->nseg++] = g;
+                aj->chunk_len = ap->chunk_len;
+                ap->seg_off = ap->chunk_len;
+                ap->phase = AP_LINE;
+                if (!s->job) {
+                    /* the write it waited for has ended */
+                    ap->pending = NULL;
+                    ap->chunk = NULL;
+                    ap->chunk_len = ap->seg_off = 0;
+                    aj->growing = false;
+                    ap_launch(s, aj);
+                } else if (aj->nseg == APPEND_JOB_SEGS || ap->chunk_len == APPEND_CHUNK) {
+                    ap_seal(ap);
+                }
+                return true;
+            }
+            if (!(aj = calloc(1, sizeof(*aj)))) {
                 ap->err = STORAGE_E_NOMEM;
                 ap->phase = ap->left ? AP_DISCARD : AP_LINE;
                 return true;
             }
             aj->kind = 1;
-            aj->last = ap->left == 0 && !ap->cat;
-            aj->msg = ap->nmsgs - 1;
+            aj->seg[0] = g;
+            aj->nseg = 1;
             /* a message literal is read on while its bytes are written;
              * a TEXT part's, whose message goes on with steps, is not */
             aj->reading = !ap->cat;
             aj->chunk = ap->chunk;
             aj->chunk_len = ap->chunk_len;
+            if (s->job && !ap->pending && aj->reading && g.last && ap->chunk_len < APPEND_CHUNK) {
+                /* a write runs: this message waits for it, and the ones
+                 * that come whole meanwhile join it in the same buffer */
+                aj->growing = true;
+                ap->pending = aj;
+                ap->seg_off = ap->chunk_len;
+                ap->phase = AP_LINE;
+                return true;
+            }
             ap->chunk = NULL;
-            ap->chunk_len = 0;
+            ap->chunk_len = ap->seg_off = 0;
             ap_start(s, aj);
             return true;
         }

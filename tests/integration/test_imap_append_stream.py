@@ -6,10 +6,17 @@ part of one); a message that fails while it is written (it grows past
 max_message_size with its bare LFs) fails the command with nothing
 saved, the messages sent after it are read and dropped, and the session
 goes on; a client that leaves in the middle of such a command leaves no
-message behind and the server serves the next one."""
+message behind and the server serves the next one. Hundreds of small
+messages, which the server writes many to a job, come out whole and in
+order around the pieces that stop such a job from taking more (a
+CATENATE with a URL sent as a literal, a synchronizing literal, a
+message bigger than what is left of the buffer); one past the account's message limit among them fails the
+command with nothing saved."""
 import re
+import unittest
 
 import harness
+import imap_util
 from imap_util import ImapCase
 
 MAX = 300000
@@ -66,6 +73,7 @@ class AppendStream(ImapCase):
             self.assertEqual(g, crlf(want), 'message %d' % i)
         c.ok('NOOP')
 
+    @unittest.skipIf(imap_util.AGAINST_DOVECOT, 'max_message_size is a setting of coffred')
     def test_failure_while_written_drops_the_rest(self):
         c = self.login()
         c.ok('CREATE Fail')
@@ -81,6 +89,64 @@ class AppendStream(ImapCase):
         st = c.ok('STATUS Fail (MESSAGES)')
         self.assertIn(b'(MESSAGES 0)', b''.join(st))
         self.assertEqual(c.append('Fail', message(99, 100))[1] > 0, True)
+
+    def small_messages(self, first, n):
+        sizes = [1, 60, 700, 3000, 20000, 250, 120000, 90, 255000, 4000]
+        return [message(i, sizes[i % len(sizes)], bare_lf=(i % 7 == 3))
+                for i in range(first, first + n)]
+
+    def test_small_messages_around_other_pieces(self):
+        c = self.login()
+        c.ok('CREATE Small')
+        part1, part2, part3 = (self.small_messages(0, 150), self.small_messages(150, 150),
+                               self.small_messages(300, 100))
+        text = message(999, 500)
+        sync = message(998, 3000)
+        # a CATENATE of a URL sent as a literal, then a TEXT part
+        src = message(997, 2000)
+        uv, uid = c.append('INBOX', src)
+        url = b'/INBOX;UIDVALIDITY=%d/;UID=%d' % (uv, uid)
+        tag = c.tag()
+        data = b'%s APPEND Small' % tag.encode()
+        for m in part1:
+            data += b' {%d+}\r\n' % len(m) + m
+        data += (b' CATENATE (URL {%d+}\r\n' % len(url) + url +
+                 b' TEXT {%d+}\r\n' % len(text) + text + b')')
+        for m in part2:
+            data += b' {%d+}\r\n' % len(m) + m
+        c.send(data + b' {%d}\r\n' % len(sync))
+        r = c.line(timeout=60)
+        self.assertTrue(r.startswith(b'+'), r)
+        data = sync
+        for m in part3:
+            data += b' {%d+}\r\n' % len(m) + m
+        c.send(data + b'\r\n')
+        u, t = c.until_tagged(tag, timeout=60)
+        self.assertOK(t)
+        want = part1 + [src + text] + part2 + [sync] + part3
+        m = re.search(rb'\[APPENDUID \d+ (\d+):(\d+)\]', t)
+        self.assertTrue(m, t)
+        self.assertEqual(int(m.group(2)) - int(m.group(1)) + 1, len(want))
+        got = self.bodies(self.login(), 'Small')
+        self.assertEqual(len(got), len(want))
+        for i, (g, w) in enumerate(zip(got, want)):
+            self.assertEqual(g, crlf(w), 'message %d' % i)
+        c.ok('NOOP')
+
+    @unittest.skipIf(imap_util.AGAINST_DOVECOT, 'sets the message limit with coffrectl')
+    def test_small_messages_past_message_limit(self):
+        rc, out, err = self.server.ctl('user', 'quota', 'alice@example.org', '--max-messages', '120')
+        self.assertEqual(rc, 0, err)
+        self.addCleanup(self.server.ctl, 'user', 'quota', 'alice@example.org', '0',
+                        '--max-messages', '0')
+        c = self.login()
+        c.ok('CREATE Limit')
+        st = c.ok('STATUS INBOX (MESSAGES)')
+        u, t = self.send_all(c, 'Limit', self.small_messages(0, 200))
+        self.assertRegex(t, rb'^T\d+ NO \[(OVERQUOTA|LIMIT)\]')
+        st = c.ok('STATUS Limit (MESSAGES)')
+        self.assertIn(b'(MESSAGES 0)', b''.join(st))
+        c.ok('NOOP')
 
     def test_client_leaves_midway(self):
         c = self.login()
