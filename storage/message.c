@@ -701,7 +701,7 @@ int storage_draft_end(struct storage_draft *d)
  * fsync then mostly waits for a cache flush of the disk, and flushes asked
  * for together are one flush, where fsyncs one after another each wait
  * for their own. */
-#define SYNC_THREADS 4
+#define SYNC_THREADS 8
 #define SYNC_PER_THREAD 16 /* drafts below which a helper is not worth its start */
 
 /* ds[from..to): neighbours, whose inodes share blocks, in one share */
