@@ -133,10 +133,12 @@ static int run_write(const char *dir, uint64_t seed)
         int op = (int)(rnd() % 10), rc;
 
         if (op == 9) {
-            /* a MULTIAPPEND to Archive of user 1: 2 to 8 messages, all or none */
-            struct storage_save_req req[8];
-            char shas[8][65];
-            size_t n = 2 + (size_t)(rnd() % 7), k;
+            /* a MULTIAPPEND to Archive of user 1, all or none: 2 to 8
+             * messages, or (one in four) 20 to 70, whose fsyncs are
+             * shared among threads */
+            struct storage_save_req req[70];
+            char shas[70][65];
+            size_t n = rnd() % 4 ? 2 + (size_t)(rnd() % 7) : 20 + (size_t)(rnd() % 51), k;
             free(msg);
             for (k = 0; k < n; k++) {
                 msg = gen_message(seed, serial + k, &len);
