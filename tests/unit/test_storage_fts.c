@@ -625,7 +625,8 @@ int main(void)
         CHECK(db_begin(u->wdb) == 0 && fts_index_batch(u->wdb, -1, 0, &waiting, &last) == 0 &&
                   last > 0 && db_commit(u->wdb) == 0,
               "indexing for a writer waiting");
-        CHECK(rows("SELECT count(*) FROM fts_pending") == NMSG - 1, "one text indexed, then it stops");
+        CHECK(rows("SELECT count(*) FROM fts_pending") == NMSG - 1,
+              "one text indexed, then it stops");
     }
     CHECK(storage_fts_index(u, NMSG / 3, &left) == 0 && left == NMSG - 1 - NMSG / 3,
           "a third indexed");
