@@ -40,13 +40,15 @@ def crlf(m):
 class AppendStream(ImapCase):
     CONF = {'max_message_size': str(MAX)}
 
+    @staticmethod
+    def literals(msgs):
+        """msgs as the LITERAL+ messages of a MULTIAPPEND."""
+        return b''.join(b' {%d+}\r\n' % len(m) + m for m in msgs)
+
     def send_all(self, c, mbox, msgs):
         """One MULTIAPPEND of msgs, all of it in one send; (untagged, tagged)."""
         tag = c.tag()
-        data = b'%s APPEND %s' % (tag.encode(), mbox.encode())
-        for m in msgs:
-            data += b' {%d+}\r\n' % len(m) + m
-        c.send(data + b'\r\n')
+        c.send(b'%s APPEND %s' % (tag.encode(), mbox.encode()) + self.literals(msgs) + b'\r\n')
         return c.until_tagged(tag, timeout=60)
 
     def bodies(self, c, mbox):
@@ -107,20 +109,13 @@ class AppendStream(ImapCase):
         uv, uid = c.append('INBOX', src)
         url = b'/INBOX;UIDVALIDITY=%d/;UID=%d' % (uv, uid)
         tag = c.tag()
-        data = b'%s APPEND Small' % tag.encode()
-        for m in part1:
-            data += b' {%d+}\r\n' % len(m) + m
-        data += (b' CATENATE (URL {%d+}\r\n' % len(url) + url +
-                 b' TEXT {%d+}\r\n' % len(text) + text + b')')
-        for m in part2:
-            data += b' {%d+}\r\n' % len(m) + m
+        data = (b'%s APPEND Small' % tag.encode() + self.literals(part1) +
+                b' CATENATE (URL {%d+}\r\n' % len(url) + url +
+                b' TEXT {%d+}\r\n' % len(text) + text + b')' + self.literals(part2))
         c.send(data + b' {%d}\r\n' % len(sync))
         r = c.line(timeout=60)
         self.assertTrue(r.startswith(b'+'), r)
-        data = sync
-        for m in part3:
-            data += b' {%d+}\r\n' % len(m) + m
-        c.send(data + b'\r\n')
+        c.send(sync + self.literals(part3) + b'\r\n')
         u, t = c.until_tagged(tag, timeout=60)
         self.assertOK(t)
         want = part1 + [src + text] + part2 + [sync] + part3
@@ -152,10 +147,8 @@ class AppendStream(ImapCase):
         c = self.login()
         c.ok('CREATE Gone')
         tag = c.tag()
-        data = b'%s APPEND Gone' % tag.encode()
-        for i in range(20):
-            m = message(i, 50000)
-            data += b' {%d+}\r\n' % len(m) + m
+        data = (b'%s APPEND Gone' % tag.encode() +
+                self.literals([message(i, 50000) for i in range(20)]))
         # the command's end never comes: the connection closes in its middle
         c.send(data[:len(data) * 2 // 3])
         c.close()
