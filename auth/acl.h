@@ -171,7 +171,11 @@ struct acl_change {
  * out of memory (cb not called). */
 int auth_service_acl_change(struct auth_service *s, const struct acl_change *ch,
                             void (*cb)(void *arg, int result), void *arg);
-/* Reads the tables again (coffrectl changed them: control socket `ACL`). */
-void auth_service_acl_reload(struct auth_service *s);
+/* Reads the tables again (coffrectl changed them: control socket `ACL`).
+ * cb, when not NULL, runs once the new snapshot is in place (AUTH_OK) or
+ * could not be read (an error code), and also when the service ends first
+ * (AUTH_E_TEMP), so that its arg can always be freed. Returns 0, or -1 when
+ * out of memory (cb not called). */
+int auth_service_acl_reload(struct auth_service *s, void (*cb)(void *arg, int result), void *arg);
 
 #endif

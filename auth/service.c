@@ -1428,7 +1428,10 @@ static void on_acl_done(struct workers_task *w, int status)
         }
     }
     acl_snap_unref(t->snap);
-    if (status == 0 && t->cb && !s->closing)
+    if (!t->change && t->cb) { /* a reload's waiter always hears, to free what it holds */
+        bool loaded = status == 0 && !s->closing && t->gen != 0;
+        t->cb(t->arg, loaded ? AUTH_OK : AUTH_E_TEMP);
+    } else if (status == 0 && t->cb && !s->closing)
         t->cb(t->arg, t->result);
     free(t);
     if (s->closing && LIST_EMPTY(&s->logins) && LIST_EMPTY(&s->acl_tasks))
@@ -1460,8 +1463,10 @@ int auth_service_acl_change(struct auth_service *s, const struct acl_change *ch,
     return acl_queue(s, ch, cb, arg);
 }
 
-void auth_service_acl_reload(struct auth_service *s)
+int auth_service_acl_reload(struct auth_service *s, void (*cb)(void *arg, int result), void *arg)
 {
-    if (acl_queue(s, NULL, NULL, NULL) != 0)
-        log_warn("acl: reload not started (out of memory)");
+    if (acl_queue(s, NULL, cb, arg) == 0)
+        return 0;
+    log_warn("acl: reload not started (out of memory)");
+    return -1;
 }

@@ -34,9 +34,9 @@
  *                                   closing, light handle), "ERR ..." when
  *                                   that is not so within control_timeout
  *   ACL                             reads the access control lists again
- *                                   (coffrectl changed them); answered at
- *                                   once, the new ones in place within
- *                                   moments (logged)
+ *                                   (coffrectl changed them); "OK" once
+ *                                   the new ones are in place, so that
+ *                                   every session's next command sees them
  *
  * Everything runs on the loop thread and takes no more than a walk of the
  * connection list. */
@@ -88,6 +88,13 @@ struct ctl_conn {
     struct light_job *rel_light; /* storage_light_forget on the pool */
     bool rel_light_done;
     unsigned rel_light_busy;
+    struct acl_wait *acl_wait; /* ACL: the reload runs */
+};
+
+/* ACL: the reply waits for the new snapshot, so that a session's next
+ * command after coffrectl returns sees the change. */
+struct acl_wait {
+    struct ctl_conn *k; /* NULL once the request went */
 };
 
 struct light_job {
@@ -147,6 +154,8 @@ static void conn_end(struct ctl_conn *k)
     ctl->n--;
     if (k->rel_light)
         k->rel_light->k = NULL;
+    if (k->acl_wait)
+        k->acl_wait->k = NULL;
     uv_close((uv_handle_t *)&k->pipe, on_conn_closed);
     uv_close((uv_handle_t *)&k->timer, on_conn_closed);
 }
@@ -482,6 +491,45 @@ static void do_release(struct ctl_conn *k, char **argv, int argc)
     uv_timer_start(&k->timer, on_release_tick, 0, 0);
 }
 
+/* ---- ACL ---- */
+
+static void on_acl_loaded(void *arg, int result)
+{
+    struct acl_wait *a = arg;
+    struct ctl_conn *k = a->k;
+
+    free(a);
+    if (!k)
+        return;
+    k->acl_wait = NULL;
+    if (result != AUTH_OK) {
+        reply_err(k, "the access control lists could not be read again");
+        return;
+    }
+    buf_str(&k->reply, "OK\n");
+    send_reply(k);
+}
+
+static void do_acl(struct ctl_conn *k)
+{
+    struct acl_wait *a = calloc(1, sizeof(*a));
+
+    log_info("control: uid %u asks for the access control lists to be read again", k->uid);
+    if (!a) {
+        reply_err(k, "out of memory");
+        return;
+    }
+    a->k = k;
+    if (auth_service_acl_reload(k->ctl->srv->auth, on_acl_loaded, a) != 0) {
+        free(a);
+        reply_err(k, "out of memory");
+        return;
+    }
+    k->acl_wait = a;
+    k->answered = true; /* nothing more is read */
+    uv_read_stop((uv_stream_t *)&k->pipe);
+}
+
 static void do_request(struct ctl_conn *k)
 {
     char *argv[CONTROL_ARGS + 1], *save = NULL, *tok;
@@ -521,10 +569,7 @@ static void do_request(struct ctl_conn *k)
     } else if (!strcmp(argv[0], "RELEASE")) {
         do_release(k, argv, argc);
     } else if (!strcmp(argv[0], "ACL") && argc == 1) {
-        log_info("control: uid %u asks for the access control lists to be read again", k->uid);
-        auth_service_acl_reload(k->ctl->srv->auth);
-        buf_str(&k->reply, "OK\n");
-        send_reply(k);
+        do_acl(k);
     } else if (!strcmp(argv[0], "STATS") && argc == 1) {
         buf_str(&k->reply, "OK\n");
         metrics_render(&k->reply);

@@ -590,18 +590,28 @@ static void test_service(void)
     CHECK(acl_snap_rights(auth_service_acl(s), alice.id, "svc", bob.id, NULL) ==
               (ACL_LOOKUP | ACL_READ),
           "reload: not before it is asked");
-    auth_service_acl_reload(s);
+    seen.calls = 0;
+    CHECK(auth_service_acl_reload(s, on_change, &seen) == 0, "reload: queued");
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK(acl_snap_rights(auth_service_acl(s), alice.id, "svc", bob.id, NULL) ==
               (ACL_LOOKUP | ACL_READ | ACL_POST),
           "reload: the other process's change in place");
+    CHECK(seen.calls == 1 && seen.result == AUTH_OK &&
+              seen.rights_then == (ACL_LOOKUP | ACL_READ | ACL_POST),
+          "reload: its callback runs once the new snapshot is in place");
 
-    /* freed with a change pending: its callback is not called */
+    /* freed with a change pending: its callback is not called; a pending
+     * reload's is, with an error, so that its waiter can let go */
+    struct change_seen waiter = seen;
     seen.calls = 0;
+    waiter.calls = 0;
     auth_service_acl_change(s, &ch, on_change, &seen);
+    auth_service_acl_reload(s, on_change, &waiter);
     auth_service_free(s);
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK(seen.calls == 0, "free: a pending change's callback not called");
+    CHECK(waiter.calls == 1 && waiter.result == AUTH_E_TEMP,
+          "free: a pending reload's callback called with an error");
     uv_loop_close(&loop);
     auth_db_close(db);
 }
