@@ -405,6 +405,10 @@ bool import_reserved(sqlite3 *db, int64_t mbox, uint32_t uidvalidity, uint32_t u
     "CREATE TABLE IF NOT EXISTS pseen(mailbox_id INTEGER NOT NULL, viewer INTEGER NOT NULL,"       \
     " lo INTEGER NOT NULL, hi INTEGER NOT NULL, uidvalidity INTEGER NOT NULL,"                     \
     " PRIMARY KEY(mailbox_id, viewer, lo)) WITHOUT ROWID;"
+/* search.c: fts_pending's ids alone, so that storage_fts_waiting counts a
+ * few bytes a row, not the rows of texts; created at every open of an
+ * index too (an idempotent addition). */
+#define FTS_PENDING_IDS "CREATE INDEX IF NOT EXISTS fts_pending_ids ON fts_pending(body_id);"
 /* A UID set as search.c's coffre_inset(set, uid) takes it (bound as a
  * pointer of type "coffre_rangeset"): ascending, disjoint ranges. */
 struct rangeset {

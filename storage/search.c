@@ -869,7 +869,7 @@ out:
 struct fts_ctx {
     size_t max;
     unsigned ms;
-    int64_t waiting;
+    int64_t more;
 };
 
 static int fts_work(struct txn *t, void *ctx)
@@ -885,10 +885,14 @@ static int fts_work(struct txn *t, void *ctx)
         return rc;
     if (last == 0)
         return TXN_NOTHING;
-    return db_int_binds(t->db, &c->waiting, "SELECT count(*) FROM fts_pending", NULL, NULL, 0);
+    /* whether more wait, not how many: a count here would read the whole
+     * table (its rows hold the texts) under the writer lock, in every
+     * transaction of a backlog */
+    return db_int_binds(t->db, &c->more, "SELECT EXISTS (SELECT 1 FROM fts_pending)", NULL, NULL,
+                        0);
 }
 
-int storage_fts_index_for(struct storage_user *u, size_t max, unsigned ms, size_t *left)
+int storage_fts_index_for(struct storage_user *u, size_t max, unsigned ms, bool *more)
 {
     /* texts moved into the index and lost at a crash are waiting again in
      * fts_pending: the moves cost no sync of their own (one every few tens
@@ -900,15 +904,41 @@ int storage_fts_index_for(struct storage_user *u, size_t max, unsigned ms, size_
     struct fts_ctx c = {.max = max, .ms = ms};
     int rc;
 
-    if (left)
-        *left = 0;
+    if (more)
+        *more = false;
     rc = write_txn_path(u, &path, &c);
-    if (rc == 0 && left)
-        *left = (size_t)c.waiting;
+    if (rc == 0 && more)
+        *more = c.more != 0;
+    return rc;
+}
+
+int storage_fts_waiting(struct storage_user *u, size_t *n)
+{
+    sqlite3 *db = reader_get(u);
+    int64_t v = 0;
+    int rc;
+
+    *n = 0;
+    if (!db)
+        return STORAGE_E_NOMEM;
+    /* counted on fts_pending_ids, a few bytes a row, not on the texts */
+    rc = db_int_binds(db, &v, "SELECT count(*) FROM fts_pending INDEXED BY fts_pending_ids", NULL,
+                      NULL, 0);
+    reader_put(u, db);
+    if (rc == 0)
+        *n = (size_t)v;
     return rc;
 }
 
 int storage_fts_index(struct storage_user *u, size_t max, size_t *left)
 {
-    return storage_fts_index_for(u, max, 0, left);
+    bool more = false;
+    int rc = storage_fts_index_for(u, max, 0, left ? &more : NULL);
+
+    if (rc == 0 && left) {
+        *left = 0;
+        if (more)
+            rc = storage_fts_waiting(u, left);
+    }
+    return rc;
 }

@@ -717,9 +717,12 @@ void storage_thread_free(struct storage_thread *t);
  * how many still wait (may be NULL). The daemon runs it in the background,
  * at low priority, with storage_fts_index_for: the same, ending the
  * transaction after the first text done past ms milliseconds (0: no limit),
- * so that the writer lock is held only that long. Disk. */
+ * so that the writer lock is held only that long; *more (may be NULL) says
+ * whether texts still wait. storage_fts_waiting counts them (a reader: the
+ * writer is not held up). Disk. */
 int storage_fts_index(struct storage_user *u, size_t max, size_t *left);
-int storage_fts_index_for(struct storage_user *u, size_t max, unsigned ms, size_t *left);
+int storage_fts_index_for(struct storage_user *u, size_t max, unsigned ms, bool *more);
+int storage_fts_waiting(struct storage_user *u, size_t *n);
 
 /* ---- change notification ---- */
 

@@ -393,7 +393,7 @@ static const char schema_sql[] =
      * header block, bodies.header); SEARCH looks at both. fts_terms: every word fts_words has held,
      * and fts_grams the trigrams of those words, to find the words containing a string. */
     "CREATE TABLE IF NOT EXISTS fts_pending("
-    "  body_id INTEGER PRIMARY KEY, subject, from_, to_, cc, bcc, text);"
+    "  body_id INTEGER PRIMARY KEY, subject, from_, to_, cc, bcc, text);" FTS_PENDING_IDS
     "CREATE TABLE IF NOT EXISTS fts(body_id INTEGER PRIMARY KEY, len INTEGER NOT NULL, z BLOB);"
     "CREATE VIRTUAL TABLE IF NOT EXISTS fts_words USING fts5(head, body,"
     "  tokenize = 'unicode61 remove_diacritics 0', content = '', detail = column,"
@@ -1262,7 +1262,7 @@ static int open_index(struct storage_user *u, bool *fresh)
         /* tables added without a new schema version, which an index of
          * this version may lack */
         if (rc == 0 && !*fresh)
-            rc = db_exec(u->wdb, PSEEN_TABLE);
+            rc = db_exec(u->wdb, PSEEN_TABLE FTS_PENDING_IDS);
         if (rc == 0 && !*fresh) {
             /* touch every table once: a damaged page shows up here */
             rc = db_exec(u->wdb, "SELECT count(*) FROM mailboxes; SELECT max(uid) FROM messages;"

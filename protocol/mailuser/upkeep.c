@@ -76,14 +76,20 @@ static void fts_work(struct workers_task *t)
     struct timespec pause = {0, 1000000};
     uint64_t start = uv_hrtime();
 
+    bool more = false;
+
     lower_priority();
     do {
-        k->rc = storage_fts_index_for(k->mu->u, 0, MAILUSER_FTS_TXN_MS, &k->left);
-        if (k->rc || k->left == 0)
+        k->rc = storage_fts_index_for(k->mu->u, 0, MAILUSER_FTS_TXN_MS, &more);
+        if (k->rc || !more)
             break;
         nanosleep(&pause, NULL);
     } while (uv_hrtime() - start < (uint64_t)MAILUSER_FTS_TASK_MS * 1000000 &&
              !atomic_load(&indexer_stop));
+    /* counted once a task, for the log and coffre_fts_waiting_texts */
+    k->left = 0;
+    if (k->rc == 0 && more && storage_fts_waiting(k->mu->u, &k->left) != 0)
+        k->left = 1; /* not counted: some wait all the same */
 }
 
 static void fts_done(struct workers_task *t, int status)

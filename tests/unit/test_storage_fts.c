@@ -585,7 +585,8 @@ static int downgrade_to_5(void)
         return -1;
     rc = sqlite3_exec(db,
                       "BEGIN; INSERT INTO fts_words(fts_words) VALUES ('delete-all');"
-                      "UPDATE meta SET value = 5 WHERE key = 'schema';",
+                      "UPDATE meta SET value = 5 WHERE key = 'schema';"
+                      "DROP INDEX fts_pending_ids;",
                       NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = with_texts(db, "INSERT INTO fts_words(rowid, head, body)"
@@ -628,7 +629,19 @@ int main(void)
         CHECK(rows("SELECT count(*) FROM fts_pending") == NMSG - 1,
               "one text indexed, then it stops");
     }
-    CHECK(storage_fts_index(u, NMSG / 3, &left) == 0 && left == NMSG - 1 - NMSG / 3,
+    /* the background indexer's form says only whether more wait; the
+     * count is apart, on fts_pending_ids */
+    {
+        bool more = false;
+        size_t n = 0;
+        CHECK(storage_fts_index_for(u, 1, 0, &more) == 0 && more &&
+                  storage_fts_waiting(u, &n) == 0 && n == NMSG - 2,
+              "one more indexed: the rest wait and are counted");
+        CHECK(rows("SELECT count(*) FROM fts_pending") == NMSG - 2, "the count is the table's");
+        CHECK(rows("SELECT count(*) FROM sqlite_schema WHERE name = 'fts_pending_ids'") == 1,
+              "fts_pending_ids in a new index");
+    }
+    CHECK(storage_fts_index(u, NMSG / 3 - 1, &left) == 0 && left == NMSG - 1 - NMSG / 3,
           "a third indexed");
     check_all("a third indexed", true);
     CHECK(storage_fts_index(u, 0, &left) == 0 && left == 0, "all indexed");
@@ -701,6 +714,8 @@ int main(void)
               rows("SELECT count(*) FROM fts") == 0 &&
               rows("SELECT count(*) FROM fts_pending") == (long long)indexed + 3,
           "the texts of schema 5 wait for the index");
+    CHECK(storage_fts_waiting(u, &left) == 0 && left == indexed + 3,
+          "fts_pending_ids made at the open, counting them");
     check_all("upgraded from 5, texts waiting", true);
     CHECK(storage_fts_index(u, 0, &left) == 0 && left == 0, "reindexed from 5");
     check_all("upgraded from 5 and reindexed", true);
