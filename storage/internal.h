@@ -95,6 +95,8 @@ struct storage_user {
     bool light_stale;                           /* atomic: not to be used again (index replaced) */
     uint64_t light_idle_since;                  /* mono_ms when its last user let it go */
     struct storage_user *kept_prev, *kept_next; /* kept: idle longest first */
+
+    struct ahead *ahead; /* drafts opened ahead (ahead.c, under its lock) */
 };
 
 /* A change waiting to be announced after commit. */
@@ -111,6 +113,16 @@ struct pending_event {
     unsigned store_set, store_clear;
     size_t store_count;
 };
+
+/* ahead.c: an empty draft file made ahead in u's tmp/ (its path in
+ * path), or -1 when none is ready (the caller opens one); more: others
+ * follow, have more made meanwhile. */
+int ahead_take(struct storage_user *u, char *path, size_t len, bool more);
+/* Removes the files made ahead for u, waiting for a creation under way;
+ * final: u is being freed. */
+void ahead_drop(struct storage_user *u, bool final);
+/* How many wait for u once none is being made (tests). */
+unsigned ahead_ready(struct storage_user *u);
 
 /* store.c */
 /* snprintf that leaves "" (and returns -1) when the result does not fit, so

@@ -490,7 +490,8 @@ struct storage_draft {
     char buf[DRAFT_BUF];
 };
 
-int storage_draft_new(struct storage_user *u, uint64_t max_size, struct storage_draft **out)
+static int draft_new(struct storage_user *u, uint64_t max_size, bool more,
+                     struct storage_draft **out)
 {
     /* the buffer is not cleared: a message of 5 kB would pay for 64 */
     struct storage_draft *d = malloc(sizeof(*d));
@@ -504,6 +505,10 @@ int storage_draft_new(struct storage_user *u, uint64_t max_size, struct storage_
     d->u = u;
     d->max = max_size;
     d->room = UINT64_MAX;
+    if ((d->fd = ahead_take(u, d->path, sizeof(d->path), more)) >= 0) {
+        *out = d;
+        return 0;
+    }
     for (int i = 0; i < 5; i++) {
         if ((rc = make_unique(unique, sizeof(unique))) != 0)
             break;
@@ -519,6 +524,16 @@ int storage_draft_new(struct storage_user *u, uint64_t max_size, struct storage_
     }
     free(d);
     return rc;
+}
+
+int storage_draft_new(struct storage_user *u, uint64_t max_size, struct storage_draft **out)
+{
+    return draft_new(u, max_size, false, out);
+}
+
+int storage_draft_next(struct storage_user *u, uint64_t max_size, struct storage_draft **out)
+{
+    return draft_new(u, max_size, true, out);
 }
 
 static int draft_flush(struct storage_draft *d)

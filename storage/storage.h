@@ -317,6 +317,11 @@ struct storage_draft;
 /* Starts a draft in u's Maildir tmp/. max_size 0 = no limit (write then
  * fails with STORAGE_E_TOOBIG once exceeded). Disk. */
 int storage_draft_new(struct storage_user *u, uint64_t max_size, struct storage_draft **out);
+/* The same, for a draft that others follow at once (the second message of
+ * a MULTIAPPEND on): files for the next ones are created ahead, on a
+ * thread of their own, while this one is written, until the store sleeps
+ * or closes. Disk. */
+int storage_draft_next(struct storage_user *u, uint64_t max_size, struct storage_draft **out);
 /* Caps the draft at the quota room left for it (storage_quota_room less
  * what the command already staged): a write that would take it past room
  * bytes fails with STORAGE_E_QUOTA, so an upload over the quota stops at

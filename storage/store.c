@@ -678,6 +678,7 @@ bool storage_sleep(struct storage_user *u, uint64_t idle_ms)
         pthread_mutex_unlock(&u->wlock);
         return false;
     }
+    ahead_drop(u, false);
     readers_close(u, false);
     /* the reader lock is held until the handle is marked asleep: a reader
      * taking a slot meanwhile (open or still opening) keeps it awake */
@@ -1337,6 +1338,7 @@ void user_free(struct storage_user *u)
 {
     if (!u)
         return;
+    ahead_drop(u, true);
     close_dbs(u, false);
     pthread_mutex_destroy(&u->wlock);
     pthread_mutex_destroy(&u->rlock);

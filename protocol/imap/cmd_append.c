@@ -346,7 +346,9 @@ static int open_draft(struct storage_user *u, uint64_t max, uint64_t announced, 
         return err;
     if (msgs <= nstaged || room < staged || announced > room - staged)
         return STORAGE_E_QUOTA;
-    if ((err = storage_draft_new(u, max, out)) != 0)
+    /* from a MULTIAPPEND's second message on, the next drafts' files are
+     * made ahead while this one is written */
+    if ((err = (nstaged ? storage_draft_next : storage_draft_new)(u, max, out)) != 0)
         return err;
     if (room != UINT64_MAX)
         storage_draft_set_room(*out, room - staged);

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "storage/internal.h"
 #include "storage/storage.h"
 #include "tests/unit/check.h"
 
@@ -1633,6 +1634,129 @@ static void test_limits(void)
     storage_close(u);
 }
 
+/* Drafts opened ahead (storage/ahead.c): a draft alone has none; from the
+ * second of a group on, files are made for the next ones; drafts taken
+ * from them are saved whole; the files go when the store sleeps and when
+ * it closes. */
+static int empty_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    if (!d)
+        return -1;
+    while ((e = readdir(d)) != NULL) {
+        char p[2048];
+        struct stat sb;
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+        if (stat(p, &sb) == 0 && sb.st_size == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Whether the file name of dir/ is one of names[0..n) */
+static bool among(char names[][256], int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(names[i], name))
+            return true;
+    return false;
+}
+
+/* The empty files of dir into names (up to max): their count */
+static int empty_names(const char *dir, char names[][256], int max)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    if (!d)
+        return -1;
+    while ((e = readdir(d)) != NULL && n < max) {
+        char p[2048];
+        struct stat sb;
+        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+        if (e->d_name[0] != '.' && stat(p, &sb) == 0 && sb.st_size == 0)
+            snprintf(names[n++], 256, "%s", e->d_name);
+    }
+    closedir(d);
+    return n;
+}
+
+static void test_ahead(void)
+{
+    enum { NG = 100 };
+    struct storage_user *u;
+    struct storage_save_req req[NG];
+    struct storage_draft *d;
+    struct storage_mbox m;
+    char tmp[1024], body[NG][80];
+
+    CHECK_RC(storage_open(data_dir, 95, &u), 0);
+    CHECK_RC(storage_mbox_get(u, "INBOX", &m), 0);
+    user_path(tmp, sizeof(tmp), 95, "Maildir/tmp");
+
+    /* one APPEND: its draft and nothing else */
+    CHECK_RC(storage_draft_new(u, 0, &d), 0);
+    CHECK(count_files(tmp, NULL) == 1);
+    storage_draft_free(d);
+    CHECK(count_files(tmp, NULL) == 0);
+
+    /* a group: every draft from the second on asks for more; the files
+     * waiting are empty, the drafts written are not */
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < NG; i++) {
+            memset(&req[i], 0, sizeof(req[i]));
+            snprintf(body[i], sizeof(body[i]), "Subject: ahead %d %d\r\n\r\nbody %d\r\n", round, i,
+                     i);
+            CHECK_RC((i ? storage_draft_next : storage_draft_new)(u, 0, &req[i].d), 0);
+            CHECK_RC(storage_draft_write(req[i].d, body[i], strlen(body[i])), 0);
+            CHECK_RC(storage_draft_end(req[i].d), 0);
+        }
+        /* at least 8 wait once the thread is done (it tops up to 32
+         * whenever fewer than 8 are left), and they are tmp/'s empty files */
+        unsigned ready = ahead_ready(u);
+        CHECK(ready >= 8 && ready <= 32 && empty_files(tmp) == (int)ready &&
+              count_files(tmp, NULL) == NG + (int)ready);
+        CHECK_RC(storage_save_many(u, m.id, req, NG), 0);
+        for (int i = 0; i < NG; i++) {
+            uint64_t size = 0;
+            char *p = read_msg(u, m.id, req[i].uid, &size);
+            CHECK(p && size == strlen(body[i]) && memcmp(p, body[i], size) == 0);
+            free(p);
+            storage_draft_free(req[i].d);
+        }
+        CHECK(count_files(tmp, NULL) == empty_files(tmp) && empty_files(tmp) >= 8);
+        {
+            /* the next draft is one of the files made ahead */
+            char names[32][256];
+            int n = empty_names(tmp, names, 32);
+            struct storage_draft *x;
+            CHECK_RC(storage_draft_next(u, 0, &x), 0);
+            CHECK_RC(storage_draft_write(x, msg_a, strlen(msg_a)), 0);
+            CHECK_RC(storage_draft_end(x), 0);
+            char after[32][256];
+            int k = empty_names(tmp, after, 32), taken = 0;
+            for (int i = 0; i < n; i++)
+                taken += !among(after, k, names[i]);
+            CHECK(n >= 8 && taken == 1);
+            storage_draft_free(x);
+            ahead_ready(u);
+        }
+        if (round == 0) {
+            /* asleep: they go */
+            CHECK(storage_sleep(u, 0));
+            CHECK(count_files(tmp, NULL) == 0);
+        }
+    }
+    /* closed: they go */
+    storage_close(u);
+    CHECK(count_files(tmp, NULL) == 0);
+}
+
 int main(int argc, char **argv)
 {
     if (check_mkdtemp(data_dir, sizeof(data_dir), "coffre-storage") != 0)
@@ -1651,6 +1775,7 @@ int main(int argc, char **argv)
     test_kept_handle();
     test_asleep_handle();
     test_limits();
+    test_ahead();
     check_rmtree(data_dir);
     printf("%s\n", failures ? "FAIL" : "ok");
     return failures ? 1 : 0;
