@@ -31,6 +31,12 @@
  * call is made on several threads at once rather than one after another
  * in the chain of writes that the client waits on. */
 #define DRAFT_EARLY_WRITEBACK 65536
+/* A message file of at least this size leaves the page cache once it is
+ * on disk: its pages are clean then, and dropping them is cheaper than
+ * the reclaim that would otherwise make room for the next writes when
+ * memory is full of cache (a big attachment is seldom read again at
+ * once; the index holds what listings need). */
+#define DRAFT_UNCACHE (256u * 1024)
 
 /* ---- file names ---- */
 
@@ -694,6 +700,8 @@ static int draft_end(struct storage_draft *d, bool sync)
         }
         metrics_since(METRICS_FSYNC_SECONDS, METRICS_FSYNC_MESSAGE, t0);
         d->synced = true;
+        if (d->size >= DRAFT_UNCACHE)
+            (void)posix_fadvise(d->fd, 0, 0, POSIX_FADV_DONTNEED); /* a hint only */
     }
     return 0;
 }

@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -1686,6 +1689,36 @@ static int empty_names(const char *dir, char names[][256], int max)
     return n;
 }
 
+/* Pages of path in the page cache, or -1 when that cannot be told here
+ * (a filesystem that keeps its files in memory: tmpfs) */
+static long resident_pages(const char *path)
+{
+    struct statfs sf;
+    struct stat sb;
+    long n = 0;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0 || fstat(fd, &sb) != 0 || fstatfs(fd, &sf) != 0 || sf.f_type == TMPFS_MAGIC ||
+        sb.st_size == 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), np = ((size_t)sb.st_size + pg - 1) / pg;
+    void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    unsigned char *v = malloc(np);
+    if (m == MAP_FAILED || !v || mincore(m, (size_t)sb.st_size, v) != 0) {
+        n = -1;
+    } else {
+        for (size_t i = 0; i < np; i++)
+            n += v[i] & 1;
+    }
+    free(v);
+    if (m != MAP_FAILED)
+        munmap(m, (size_t)sb.st_size);
+    close(fd);
+    return n;
+}
+
 static void test_ahead(void)
 {
     enum { NG = 100 };
@@ -1751,6 +1784,35 @@ static void test_ahead(void)
             CHECK(storage_sleep(u, 0));
             CHECK(count_files(tmp, NULL) == 0);
         }
+    }
+    /* a message of 256 kB or more leaves the page cache once it is on
+     * disk (storage/message.c, DRAFT_UNCACHE) */
+    {
+        enum { BIG = 300000 };
+        char *big = malloc(BIG), name[512], path[2048], cur[1024];
+        struct storage_save_req r[2] = {{0}, {0}};
+        CHECK(big != NULL);
+        int hl = snprintf(big, 64, "Subject: cache\r\n\r\n");
+        memset(big + hl, 'c', BIG - (size_t)hl);
+        CHECK_RC(storage_draft_new(u, 0, &r[0].d), 0);
+        CHECK_RC(storage_draft_write(r[0].d, big, BIG), 0);
+        CHECK_RC(storage_draft_end(r[0].d), 0);
+        CHECK_RC(storage_draft_next(u, 0, &r[1].d), 0);
+        CHECK_RC(storage_draft_write(r[1].d, msg_a, strlen(msg_a)), 0);
+        CHECK_RC(storage_draft_end(r[1].d), 0);
+        CHECK_RC(storage_save_many(u, m.id, r, 2), 0);
+        user_path(cur, sizeof(cur), 95, "Maildir/cur");
+        CHECK(uid_file(95, "Maildir/cur", r[0].uid, name, sizeof(name)) == 0);
+        snprintf(path, sizeof(path), "%s/%s", cur, name);
+        long res = resident_pages(path);
+        CHECK(res == 0 || res == -1);
+        uint64_t size = 0;
+        char *p = read_msg(u, m.id, r[0].uid, &size);
+        CHECK(p && size == BIG && memcmp(p, big, BIG) == 0);
+        free(p);
+        storage_draft_free(r[0].d);
+        storage_draft_free(r[1].d);
+        free(big);
     }
     /* closed: they go */
     storage_close(u);
