@@ -23,8 +23,6 @@
  * for it: ahead_drop waits for that to end. */
 #include "storage/internal.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -75,13 +73,11 @@ static void *ahead_thread(void *arg)
         pthread_mutex_unlock(&mu);
 
         /* u stays: ahead_drop waits for running to end */
-        for (; made < want; made++) {
-            char unique[256], path[STORAGE_PATH_MAX];
-            if (make_unique(unique, sizeof(unique)) != 0 ||
-                pathf(path, sizeof(path), "%s/tmp/%s", u->maildir, unique) < 0)
-                break;
-            fds[made] = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-            if (fds[made] < 0)
+        char tmpdir[STORAGE_PATH_MAX];
+        bool named = pathf(tmpdir, sizeof(tmpdir), "%s/tmp", u->maildir) >= 0;
+        for (; named && made < want; made++) {
+            char path[STORAGE_PATH_MAX];
+            if (tmp_file_open(tmpdir, path, sizeof(path), &fds[made]) != 0)
                 break;
             if (!(paths[made] = strdup(path))) {
                 close(fds[made]);

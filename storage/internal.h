@@ -340,7 +340,7 @@ void flags_to_letters(unsigned flags, char *out, size_t len);
 unsigned letters_to_flags(const char *s);
 int make_unique(char *buf, size_t len);
 /* A new file in tmpdir under a unique name (its path into out), open for
- * writing. */
+ * reading and writing: every draft and every copy made in a tmp/. */
 int tmp_file_open(const char *tmpdir, char *out, size_t outlen, int *fd);
 /* Ends a file of tmp_file_open, whose writing gave rc: fsync'd when rc is 0,
  * closed, removed when the result is an error. Returns the result. */

@@ -496,12 +496,32 @@ struct storage_draft {
     char buf[DRAFT_BUF];
 };
 
+int tmp_file_open(const char *tmpdir, char *out, size_t outlen, int *fd)
+{
+    char unique[256];
+    int rc = STORAGE_E_FAIL;
+
+    *fd = -1;
+    /* a name taken meanwhile (another process's counter): another one */
+    for (int i = 0; i < 5; i++) {
+        if ((rc = make_unique(unique, sizeof(unique))) != 0 ||
+            pathf(out, outlen, "%s/%s", tmpdir, unique) < 0)
+            return rc ? rc : STORAGE_E_FAIL;
+        if ((*fd = open(out, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) >= 0)
+            return 0;
+        rc = err_from_errno(errno);
+        if (errno != EEXIST)
+            break;
+    }
+    return rc;
+}
+
 static int draft_new(struct storage_user *u, uint64_t max_size, bool more,
                      struct storage_draft **out)
 {
     /* the buffer is not cleared: a message of 5 kB would pay for 64 */
     struct storage_draft *d = malloc(sizeof(*d));
-    char unique[256];
+    char tmpdir[STORAGE_PATH_MAX];
     int rc;
 
     *out = NULL;
@@ -511,25 +531,18 @@ static int draft_new(struct storage_user *u, uint64_t max_size, bool more,
     d->u = u;
     d->max = max_size;
     d->room = UINT64_MAX;
-    if ((d->fd = ahead_take(u, d->path, sizeof(d->path), more)) >= 0) {
-        *out = d;
-        return 0;
-    }
-    for (int i = 0; i < 5; i++) {
-        if ((rc = make_unique(unique, sizeof(unique))) != 0)
-            break;
-        pathf(d->path, sizeof(d->path), "%s/tmp/%s", u->maildir, unique);
-        d->fd = open(d->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (d->fd >= 0) {
-            *out = d;
-            return 0;
+    d->fd = ahead_take(u, d->path, sizeof(d->path), more);
+    if (d->fd < 0) {
+        rc = pathf(tmpdir, sizeof(tmpdir), "%s/tmp", u->maildir) < 0
+                 ? STORAGE_E_FAIL
+                 : tmp_file_open(tmpdir, d->path, sizeof(d->path), &d->fd);
+        if (rc) {
+            free(d);
+            return rc;
         }
-        rc = err_from_errno(errno);
-        if (errno != EEXIST)
-            break;
     }
-    free(d);
-    return rc;
+    *out = d;
+    return 0;
 }
 
 int storage_draft_new(struct storage_user *u, uint64_t max_size, struct storage_draft **out)
@@ -796,20 +809,6 @@ void storage_draft_free(struct storage_draft *d)
     free(d);
 }
 
-/* Copies the draft into dir/tmp and fsyncs it (the draft is on another
- * filesystem than the target mailbox). */
-int tmp_file_open(const char *tmpdir, char *out, size_t outlen, int *fd)
-{
-    char unique[256];
-    int rc;
-
-    if ((rc = make_unique(unique, sizeof(unique))) != 0)
-        return rc;
-    pathf(out, outlen, "%s/%s", tmpdir, unique);
-    *fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    return *fd < 0 ? err_from_errno(errno) : 0;
-}
-
 int tmp_file_close(int fd, const char *path, int rc)
 {
     if (rc == 0 && fsync(fd) < 0)
@@ -820,6 +819,8 @@ int tmp_file_close(int fd, const char *path, int rc)
     return rc;
 }
 
+/* Copies the draft into tmpdir and fsyncs it (the draft is on another
+ * filesystem than the target mailbox). */
 static int copy_into_tmp(struct storage_draft *d, const char *tmpdir, char *out, size_t outlen)
 {
     char buf[65536];

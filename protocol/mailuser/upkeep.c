@@ -75,7 +75,6 @@ static void fts_work(struct workers_task *t)
     struct fts_task *k = t->data;
     struct timespec pause = {0, 1000000};
     uint64_t start = uv_hrtime();
-
     bool more = false;
 
     lower_priority();

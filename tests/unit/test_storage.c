@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1641,26 +1642,6 @@ static void test_limits(void)
  * second of a group on, files are made for the next ones; drafts taken
  * from them are saved whole; the files go when the store sleeps and when
  * it closes. */
-static int empty_files(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int n = 0;
-    if (!d)
-        return -1;
-    while ((e = readdir(d)) != NULL) {
-        char p[2048];
-        struct stat sb;
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-        if (stat(p, &sb) == 0 && sb.st_size == 0)
-            n++;
-    }
-    closedir(d);
-    return n;
-}
-
 /* Whether the file name of dir/ is one of names[0..n) */
 static bool among(char names[][256], int n, const char *name)
 {
@@ -1670,7 +1651,8 @@ static bool among(char names[][256], int n, const char *name)
     return false;
 }
 
-/* The empty files of dir into names (up to max): their count */
+/* The empty files of dir (up to max), their names into names unless it is
+ * NULL: their count */
 static int empty_names(const char *dir, char names[][256], int max)
 {
     DIR *d = opendir(dir);
@@ -1682,11 +1664,19 @@ static int empty_names(const char *dir, char names[][256], int max)
         char p[2048];
         struct stat sb;
         snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-        if (e->d_name[0] != '.' && stat(p, &sb) == 0 && sb.st_size == 0)
-            snprintf(names[n++], 256, "%s", e->d_name);
+        if (e->d_name[0] == '.' || stat(p, &sb) != 0 || sb.st_size != 0)
+            continue;
+        if (names)
+            snprintf(names[n], 256, "%s", e->d_name);
+        n++;
     }
     closedir(d);
     return n;
+}
+
+static int empty_files(const char *dir)
+{
+    return empty_names(dir, NULL, INT_MAX);
 }
 
 /* Pages of path in the page cache, or -1 when that cannot be told here
