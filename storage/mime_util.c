@@ -124,19 +124,34 @@ static int ends_with_blank_line(const char *hdr, size_t len)
     return len == 0 || hdr[len - 1] == '\n';
 }
 
+/* The names a header block is matched against, their lengths taken once
+ * per block rather than once per field and name. */
+#define FIELDS_LEN_KEPT 32
+
+static int name_listed(const char *name, size_t namelen, const char *const *names, size_t n,
+                       const size_t *lens)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t l = i < FIELDS_LEN_KEPT ? lens[i] : strlen(names[i]);
+        if (l == namelen && strncasecmp(name, names[i], l) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 void mime_header_fields_buf(const char *hdr, size_t len, const char *const *names, size_t n,
                             int negate, struct buf *b)
 {
     struct mime_field f;
-    size_t pos = 0, i;
+    size_t pos = 0, lens[FIELDS_LEN_KEPT];
     int match;
 
+    for (size_t i = 0; i < n && i < FIELDS_LEN_KEPT; i++)
+        lens[i] = strlen(names[i]);
     while (mime_next_field(hdr, len, &pos, &f)) {
         if (f.value == NULL)
             continue;
-        match = 0;
-        for (i = 0; i < n && !match; i++)
-            match = mime_strncaseeq(f.name, f.namelen, names[i]);
+        match = name_listed(f.name, f.namelen, names, n, lens);
         if (match != !!negate) {
             buf_add(b, f.raw, f.rawlen);
             if (f.rawlen == 0 || f.raw[f.rawlen - 1] != '\n')

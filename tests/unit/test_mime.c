@@ -491,6 +491,21 @@ static void test_header_fields(void)
     CHECK(mime_header_fields("\r\n", 2, (const char *[]){"x-a"}, 1, 0, &out, &olen) == 0);
     CHECK(strcmp(out, "\r\n") == 0);
     free(out);
+    /* a long list: names past the ones whose lengths are taken first */
+    char many[40][8];
+    const char *np[40];
+    for (int i = 0; i < 40; i++) {
+        snprintf(many[i], sizeof(many[i]), "x-%d", i);
+        np[i] = many[i];
+    }
+    CHECK(mime_header_fields("X-39: a\r\nX-3: b\r\nX-40: c\r\nx-0: d\r\n\r\n", 36, np, 40, 0, &out,
+                             &olen) == 0);
+    CHECK(strcmp(out, "X-39: a\r\nX-3: b\r\nx-0: d\r\n\r\n") == 0);
+    free(out);
+    CHECK(mime_header_fields("X-39: a\r\nX-3: b\r\nX-40: c\r\nx-0: d\r\n\r\n", 36, np, 40, 1, &out,
+                             &olen) == 0);
+    CHECK(strcmp(out, "X-40: c\r\n\r\n") == 0);
+    free(out);
 }
 
 static void expect_section(const char *msg, const char *sec, const char *want)

@@ -2,6 +2,7 @@
  * path safety, append/deliver/read, flags and modseq, flag sync to file
  * names, search (incl. full text), copy/move, expunge and UID reuse, quota,
  * rename, notifications, rebuild of a lost/damaged index, external drops. */
+#include <sqlite3.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1809,6 +1810,61 @@ static void test_ahead(void)
     CHECK(count_files(tmp, NULL) == 0);
 }
 
+/* A connection to an index of 16 MB or more reads it through a mapping;
+ * a smaller one does not (an idle account holds no mapped pages). */
+static long long mmap_size_of(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    long long v = -1;
+
+    if (db_open_conn(path, false, &db) != 0)
+        return -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA mmap_size", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    db_close(db);
+    return v;
+}
+
+static int copy_header(void *arg, const struct storage_msg *m)
+{
+    char *out = arg;
+    if (m->header && m->header_len < 64) {
+        memcpy(out, m->header, m->header_len);
+        out[m->header_len] = '\0';
+    }
+    return 0;
+}
+
+static void test_index_mapping(void)
+{
+    struct storage_user *u;
+    struct storage_mbox m;
+    char idx[1024];
+    uint32_t uid = 0;
+    static const char msg[] = "Subject: mapped\r\n\r\nbody\r\n";
+
+    CHECK_RC(storage_open(data_dir, 96, &u), 0);
+    CHECK_RC(storage_mbox_get(u, "INBOX", &m), 0);
+    CHECK_RC(storage_append(u, m.id, msg, sizeof(msg) - 1, 0, NULL, 0, 0, &uid), 0);
+    storage_close(u);
+    user_path(idx, sizeof(idx), 96, "index.sqlite");
+    CHECK(mmap_size_of(idx) == 0);
+    /* past the pages the header counts: free space to SQLite */
+    CHECK(truncate(idx, 16 * 1024 * 1024) == 0);
+    CHECK(mmap_size_of(idx) >= 16 * 1024 * 1024);
+    CHECK_RC(storage_open(data_dir, 96, &u), 0);
+    /* the header block from the index, read through the mapping */
+    struct storage_range r = {uid, uid};
+    struct storage_uidset set = {1, &r};
+    char hdr[64] = "";
+    CHECK_RC(storage_fetch(u, m.id, &set, STORAGE_FETCH_HEADER, copy_header, hdr), 0);
+    CHECK(strcmp(hdr, "Subject: mapped\r\n\r\n") == 0);
+    storage_close(u);
+}
+
 int main(int argc, char **argv)
 {
     if (check_mkdtemp(data_dir, sizeof(data_dir), "coffre-storage") != 0)
@@ -1828,6 +1884,7 @@ int main(int argc, char **argv)
     test_asleep_handle();
     test_limits();
     test_ahead();
+    test_index_mapping();
     check_rmtree(data_dir);
     printf("%s\n", failures ? "FAIL" : "ok");
     return failures ? 1 : 0;
