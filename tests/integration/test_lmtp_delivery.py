@@ -490,6 +490,9 @@ class LmtpJournal(ServerTestCase):
                 self.assertEqual(data, L.expected(SENDER, user, m))
             typ, data = c.uid('SEARCH', 'TEXT', 'journal-3')
             self.assertEqual(data[0], b'4')
+            # the body's text, which the take-in read again from the file
+            typ, data = c.uid('SEARCH', 'BODY', '"line 2"')
+            self.assertEqual((typ, data[0]), ('OK', b'3'))
             self.assertEqual(self.pending(user), [])
             # a session has the store open: straight in, pushed to IDLE
             c.send(b'a1 IDLE\r\n')
