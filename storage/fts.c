@@ -452,8 +452,15 @@ static int scan(sqlite3 *db, sqlite3_stmt *st, struct matcher *m, bool z, struct
     return rc;
 }
 
-#define INDEXED_COLS "t.body_id, t.len, t.z, b.subject, b.from_, b.to_, b.cc, b.bcc, b.header"
-#define INDEXED_FROM " FROM fts t JOIN bodies b ON b.id = t.body_id"
+#define INDEXED_COLS                                                                               \
+    "t.body_id, t.len, t.z, b.subject, b.from_, b.to_, b.cc, b.bcc, " HEADER_OF("h", "b")
+#define INDEXED_FROM                                                                               \
+    " FROM fts t JOIN bodies b ON b.id = t.body_id LEFT JOIN headers h ON h.body_id = t.body_id"
+/* the waiting texts, with their bodies' header blocks */
+#define PENDING_HEADER HEADER_OF("h", "b")
+#define PENDING_FROM                                                                               \
+    " FROM fts_pending p LEFT JOIN bodies b ON b.id = p.body_id"                                   \
+    " LEFT JOIN headers h ON h.body_id = p.body_id"
 
 int fts_search(sqlite3 *db, const char *str, bool body_only, struct fts_ids *result)
 {
@@ -526,11 +533,11 @@ int fts_search(sqlite3 *db, const char *str, bool body_only, struct fts_ids *res
         goto out;
 
     /* texts waiting for the index: scanned */
-    if ((rc =
-             db_prepare(db,
-                        "SELECT p.body_id, p.text, p.subject, p.from_, p.to_, p.cc, p.bcc, b.header"
-                        " FROM fts_pending p LEFT JOIN bodies b ON b.id = p.body_id",
-                        &st)) == 0)
+    if ((rc = db_prepare(
+             db,
+             "SELECT p.body_id, p.text, p.subject, p.from_, p.to_, p.cc, p.bcc, " PENDING_HEADER
+                 PENDING_FROM,
+             &st)) == 0)
         rc = scan(db, st, &m, false, &out);
     db_finalize(st);
     if (rc)
@@ -771,9 +778,8 @@ int fts_index_batch(sqlite3 *db, int64_t max, uint64_t until_ms, const int *yiel
     *last = 0;
     if ((rc = words_open(db, &tok)) != 0 ||
         (rc = db_prepare(db,
-                         "SELECT p.body_id, p.subject, p.from_, p.to_, p.cc, p.bcc, b.header,"
-                         " p.text FROM fts_pending p LEFT JOIN bodies b ON b.id = p.body_id"
-                         " ORDER BY p.body_id LIMIT ?",
+                         "SELECT p.body_id, p.subject, p.from_, p.to_, p.cc, p.bcc, " PENDING_HEADER
+                         ", p.text" PENDING_FROM " ORDER BY p.body_id LIMIT ?",
                          &st)) != 0 ||
         (rc = db_prepare(db, "INSERT INTO fts_words(rowid, head, body) VALUES (?, ?, ?)",
                          &words)) != 0 ||

@@ -18,7 +18,7 @@
  * there until storage_fts_index moves them into the full-text index); 5: a
  * word index and the texts deflated in place of the trigram index (fts.c) */
 /* 9: object ids (RFC 8474) and previews (RFC 8970), objectid.c */
-#define STORAGE_SCHEMA_VERSION 9
+#define STORAGE_SCHEMA_VERSION 10
 #define UIDVALIDITY_FILE "coffre-uidvalidity"
 
 struct storage_watch {
@@ -421,6 +421,14 @@ bool import_reserved(sqlite3 *db, int64_t mbox, uint32_t uidvalidity, uint32_t u
  * few bytes a row, not the rows of texts; created at every open of an
  * index too (an idempotent addition). */
 #define FTS_PENDING_IDS "CREATE INDEX IF NOT EXISTS fts_pending_ids ON fts_pending(body_id);"
+/* The top-level header block of each body (schema 10): apart from the
+ * rest of the body's row, so that a fetch of header fields over a big
+ * folder reads the blocks alone, not every page of bodies. Bodies saved
+ * before keep theirs in bodies.header: readers take
+ * HEADER_OF(h, b) with headers h joined on the body's id. */
+#define HEADERS_TABLE                                                                              \
+    "CREATE TABLE IF NOT EXISTS headers(body_id INTEGER PRIMARY KEY, header BLOB NOT NULL);"
+#define HEADER_OF(h, b) "coalesce(" h ".header, " b ".header)"
 /* A UID set as search.c's coffre_inset(set, uid) takes it (bound as a
  * pointer of type "coffre_rangeset"): ascending, disjoint ranges. */
 struct rangeset {

@@ -255,7 +255,8 @@ int body_release(sqlite3 *db, int64_t body_id)
     /* its text first, indexed or waiting: the index's removal reads the row */
     if ((rc = fts_forget(db, body_id)) != 0)
         return rc;
-    if ((rc = db_run(db, "DELETE FROM sortkeys WHERE body_id = ?", body_id)) != 0)
+    if ((rc = db_run(db, "DELETE FROM sortkeys WHERE body_id = ?", body_id)) != 0 ||
+        (rc = db_run(db, "DELETE FROM headers WHERE body_id = ?", body_id)) != 0)
         return rc;
     return db_run(db, "DELETE FROM bodies WHERE id = ?", body_id);
 }
@@ -287,13 +288,14 @@ static void bind_addressing(sqlite3_stmt *st, int i, const struct mime_summary *
 /* The statements msg_insert runs for each message, prepared once for all
  * the messages of one transaction (a MULTIAPPEND's hundreds). */
 struct ins_stmts {
-    sqlite3_stmt *body, *fts, *msg, *meta;
+    sqlite3_stmt *body, *header, *fts, *msg, *meta;
 };
 
 static const char sql_body[] = "INSERT INTO bodies(refs, sent_date, envelope, bodystructure, body,"
                                " subject, from_, to_, cc, bcc, message_id, in_reply_to, header,"
                                " oid, thread, preview)"
                                " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+static const char sql_header[] = "INSERT INTO headers(body_id, header) VALUES (?, ?)";
 static const char sql_fts[] = "INSERT INTO fts_pending(body_id, subject, from_, to_, cc, bcc, text)"
                               " VALUES (?, ?, ?, ?, ?, ?, ?)";
 static const char sql_msg[] =
@@ -306,6 +308,7 @@ static const char sql_meta_add[] = "INSERT INTO meta(key, value) VALUES (?1, ?2)
 static void ins_stmts_free(struct ins_stmts *ss)
 {
     db_finalize(ss->body);
+    db_finalize(ss->header);
     db_finalize(ss->fts);
     db_finalize(ss->msg);
     db_finalize(ss->meta);
@@ -380,13 +383,18 @@ static int msg_insert_with(sqlite3 *db, struct ins_stmts *ss, int64_t mbox, uint
         bind_addressing(st, 5, ms);
         bind_opt(st, 10, ms->message_id);
         bind_opt(st, 11, ms->in_reply_to);
-        if (ms->header)
-            sqlite3_bind_blob(st, 12, ms->header, (int)ms->header_len, SQLITE_STATIC);
-        else
-            sqlite3_bind_null(st, 12);
+        sqlite3_bind_null(st, 12); /* bodies.header: before schema 10 */
         if ((rc = ins_step(db, ss, st)) != 0)
             return rc;
         body_id = sqlite3_last_insert_rowid(db);
+        if (ms->header) {
+            if ((rc = ins_prepare(db, ss ? &ss->header : NULL, sql_header, &st)) != 0)
+                return rc;
+            sqlite3_bind_int64(st, 1, body_id);
+            sqlite3_bind_blob(st, 2, ms->header, (int)ms->header_len, SQLITE_STATIC);
+            if ((rc = ins_step(db, ss, st)) != 0)
+                return rc;
+        }
         if ((rc = sortkeys_insert(db, body_id, ms->date, ms->envelope, ms->subject, ms->message_id,
                                   ms->in_reply_to, ms->references)) != 0)
             return rc;
@@ -1512,10 +1520,12 @@ static int header_fields_from_index(struct storage_user *u, int64_t mbox, uint32
 
     if (!db)
         return STORAGE_E_TEMP;
-    rc = db_prepare(db,
-                    "SELECT b.header FROM messages m JOIN bodies b ON b.id = m.body_id"
-                    " WHERE m.mailbox_id = ? AND m.uid = ?",
-                    &st);
+    rc = db_prepare(
+        db,
+        "SELECT " HEADER_OF("h", "b") " FROM messages m JOIN bodies b ON b.id = m.body_id"
+                                      " LEFT JOIN headers h ON h.body_id = m.body_id"
+                                      " WHERE m.mailbox_id = ? AND m.uid = ?",
+        &st);
     if (rc == 0) {
         sqlite3_bind_int64(st, 1, mbox);
         sqlite3_bind_int64(st, 2, uid);
@@ -1782,18 +1792,32 @@ int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uid
         /* only the columns asked for: a column in the list is read (and
          * its overflow pages with it) for every row, whether or not the
          * caller looks at it */
-        char sql[512];
-        if (what & FETCH_BODIES)
+        char sql[768];
+        if (what == STORAGE_FETCH_HEADER)
+            /* the header blocks alone (Thunderbird's listing): bodies is
+             * read only for a body saved before schema 10 */
+            pathf(sql, sizeof(sql),
+                  "SELECT " MSG_COLS ", 0, NULL, NULL, NULL,"
+                  " coalesce(h.header, (SELECT b.header FROM bodies b WHERE b.id = m.body_id)),"
+                  " 0, 0, NULL FROM messages m LEFT JOIN headers h ON h.body_id = m.body_id"
+                  " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid");
+        else if (what & FETCH_BODIES)
             pathf(sql, sizeof(sql),
                   "SELECT " MSG_COLS ", b.sent_date, %s, %s, %s, %s, %s, %s"
-                  " FROM messages m JOIN bodies b ON b.id = m.body_id"
+                  " FROM messages m JOIN bodies b ON b.id = m.body_id%s"
                   " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid",
                   what & STORAGE_FETCH_ENVELOPE ? "b.envelope" : "NULL",
                   what & STORAGE_FETCH_BODYSTRUCTURE ? "b.bodystructure" : "NULL",
                   what & STORAGE_FETCH_BODY ? "b.body" : "NULL",
-                  what & STORAGE_FETCH_HEADER ? "b.header" : "NULL",
+                  what & STORAGE_FETCH_HEADER ? HEADER_OF("h", "b") : "NULL",
                   what & STORAGE_FETCH_OBJECTID ? "b.oid, b.thread" : "0, 0",
-                  what & STORAGE_FETCH_PREVIEW ? "b.preview" : "NULL");
+                  what & STORAGE_FETCH_PREVIEW ? "b.preview" : "NULL",
+                  what & STORAGE_FETCH_HEADER ? " LEFT JOIN headers h ON h.body_id = m.body_id"
+                                              : "");
+        else if (what & STORAGE_FETCH_NO_SIZES)
+            pathf(sql, sizeof(sql),
+                  "SELECT m.uid, m.flags, m.keywords, m.modseq, 0, 0, 0 FROM messages m"
+                  " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid");
         else
             pathf(sql, sizeof(sql),
                   "SELECT " MSG_COLS " FROM messages m"

@@ -102,10 +102,14 @@ int sortkeys_migrate_6(sqlite3 *db)
     for (bool more = rc == 0; more && rc == 0;) {
         int s;
         more = false;
-        rc = db_prepare(db,
-                        "SELECT id, sent_date, envelope, subject, message_id, in_reply_to, header"
-                        " FROM bodies WHERE id > ? ORDER BY id LIMIT 1000",
-                        &st);
+        rc = db_prepare(
+            db,
+            "SELECT b.id, b.sent_date, b.envelope, b.subject, b.message_id,"
+            " b.in_reply_to, " HEADER_OF(
+                "h", "b") " FROM bodies b"
+                          " LEFT JOIN headers h ON h.body_id = b.id WHERE b.id > ? ORDER BY b.id"
+                          " LIMIT 1000",
+            &st);
         if (rc)
             break;
         sqlite3_bind_int64(st, 1, last);

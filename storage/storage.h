@@ -458,6 +458,9 @@ enum {
     STORAGE_FETCH_HEADER = 1 << 3,
     STORAGE_FETCH_OBJECTID = 1 << 4, /* emailid, threadid */
     STORAGE_FETCH_PREVIEW = 1 << 5,
+    /* without any of the above: size, internal_date and save_date are not
+     * read (0), for answers of FLAGS, UID and MODSEQ alone */
+    STORAGE_FETCH_NO_SIZES = 1 << 6,
 };
 
 /* Metadata of one message, from the index only (no file opened). Strings are

@@ -355,11 +355,11 @@ static const char schema_sql[] =
     "  envelope TEXT, bodystructure TEXT, body TEXT,"
     "  subject TEXT, from_ TEXT, to_ TEXT, cc TEXT, bcc TEXT,"
     "  message_id TEXT, in_reply_to TEXT,"
-    "  header BLOB,"                       /* top-level header block, for FETCH of header fields */
+    "  header BLOB," /* top-level header block before schema 10; now in headers */
     "  oid INTEGER NOT NULL DEFAULT 0,"    /* EMAILID (objectid.c) */
     "  thread INTEGER NOT NULL DEFAULT 0," /* THREADID */
     "  preview TEXT);" /* RFC 8970; NULL: not computed yet (schema 8's bodies) */
-    THREADS_TABLE
+    THREADS_TABLE HEADERS_TABLE
     /* SORT and THREAD keys (sort.c): a narrow table, read whole by them */
     "CREATE TABLE IF NOT EXISTS sortkeys(" SORTKEYS_COLUMNS ");"
     "CREATE TABLE IF NOT EXISTS messages("
@@ -1176,7 +1176,7 @@ static void move_index_aside(struct storage_user *u, const char *why)
     unlink(from);
 }
 
-/* An index of schema 4 to 8 is upgraded on open, in one transaction;
+/* An index of schema 4 to 9 is upgraded on open, in one transaction;
  * the texts of its full-text index wait for the upkeep meanwhile (fts.c).
  *   4: the trigram full-text index gives way to the word index;
  *   5: the word index takes the whole header block too (SEARCH TEXT covers
@@ -1187,11 +1187,17 @@ static void move_index_aside(struct storage_user *u, const char *why)
  *   8: object ids and threads (objectid.c), from the index alone; the
  *      previews of the bodies already there are made when first asked for
  *      (storage_msg_preview, on the pool), never by reading every message
- *      file inside this transaction. */
+ *      file inside this transaction;
+ *   9: the table of header blocks (HEADERS_TABLE), for the bodies saved
+ *      from now on: those already there keep theirs where they are, no
+ *      row is moved. */
 static int migrate(struct storage_user *u, int64_t from)
 {
     int rc = db_begin(u->wdb);
 
+    /* first: the steps below read the header blocks through it */
+    if (rc == 0 && from <= 9)
+        rc = db_exec(u->wdb, HEADERS_TABLE);
     if (rc == 0 && from == 4)
         rc = fts_migrate_4(u->wdb);
     else if (rc == 0 && from <= 7)

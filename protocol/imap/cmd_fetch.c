@@ -703,6 +703,18 @@ static int preview_compute(struct imap_fetch *f, uint32_t uid)
     return 0;
 }
 
+/* What a batch reads of each row: the sizes and dates only when an item
+ * answers with one (a FLAGS resync of a big folder reads the rest alone). */
+static unsigned batch_what(const struct imap_fetch_spec *sp)
+{
+    if (sp->storage_what)
+        return sp->storage_what;
+    for (const struct imap_fetch_item *it = sp->items; it; it = it->next)
+        if (it->type == FI_RFC822_SIZE || it->type == FI_INTERNALDATE || it->type == FI_SAVEDATE)
+            return 0;
+    return STORAGE_FETCH_NO_SIZES;
+}
+
 static void do_batch(struct imap_fetch *f)
 {
     size_t chunk = f->spec.storage_what ? 500 : 5000;
@@ -716,7 +728,7 @@ static void do_batch(struct imap_fetch *f)
     }
     nr = msg_ranges(f->msgs, from, to, r);
     struct storage_uidset set = {nr, r};
-    f->st.err = storage_fetch(f->st.j.u, f->mbox, &set, f->spec.storage_what, batch_cb, &bt);
+    f->st.err = storage_fetch(f->st.j.u, f->mbox, &set, batch_what(&f->spec), batch_cb, &bt);
     if (!f->st.err && f->st.out.oom)
         f->st.err = STORAGE_E_NOMEM;
     free(r);

@@ -29,4 +29,11 @@ static inline long long index_sql_int(const char *dir, const char *sql)
     return n;
 }
 
+/* SQL that puts the header blocks back where indexes before schema 10
+ * kept them (bodies.header) and drops their table: part of turning an
+ * index into one of an older schema. */
+#define INDEX_SQL_HEADERS_BACK                                                                     \
+    "UPDATE bodies SET header = (SELECT h.header FROM headers h WHERE h.body_id = bodies.id)"      \
+    " WHERE id IN (SELECT body_id FROM headers); DROP TABLE headers;"
+
 #endif

@@ -1865,6 +1865,48 @@ static void test_index_mapping(void)
     storage_close(u);
 }
 
+struct lean_seen {
+    uint32_t uid;
+    unsigned flags;
+    uint64_t size, modseq;
+    int64_t idate;
+};
+
+static int lean_cb(void *arg, const struct storage_msg *m)
+{
+    struct lean_seen *s = arg;
+    s->uid = m->uid;
+    s->flags = m->flags;
+    s->size = m->size;
+    s->modseq = m->modseq;
+    s->idate = m->internal_date;
+    return 0;
+}
+
+/* STORAGE_FETCH_NO_SIZES: the flags, UID and modseq as without it, the
+ * sizes and dates left out. */
+static void test_fetch_no_sizes(void)
+{
+    struct storage_user *u;
+    struct storage_mbox m;
+    uint32_t uid = 0;
+    static const char msg[] = "Subject: lean\r\n\r\nbody\r\n";
+    struct lean_seen full = {0}, lean = {0};
+
+    CHECK_RC(storage_open(data_dir, 97, &u), 0);
+    CHECK_RC(storage_mbox_get(u, "INBOX", &m), 0);
+    CHECK_RC(storage_append(u, m.id, msg, sizeof(msg) - 1, STORAGE_FLAG_FLAGGED, NULL, 0, 0, &uid),
+             0);
+    struct storage_range r = {uid, uid};
+    struct storage_uidset set = {1, &r};
+    CHECK_RC(storage_fetch(u, m.id, &set, 0, lean_cb, &full), 0);
+    CHECK_RC(storage_fetch(u, m.id, &set, STORAGE_FETCH_NO_SIZES, lean_cb, &lean), 0);
+    CHECK(full.uid == uid && full.size == sizeof(msg) - 1 && full.idate > 0);
+    CHECK(lean.uid == uid && lean.flags == full.flags && (lean.flags & STORAGE_FLAG_FLAGGED));
+    CHECK(lean.modseq == full.modseq && lean.size == 0 && lean.idate == 0);
+    storage_close(u);
+}
+
 int main(int argc, char **argv)
 {
     if (check_mkdtemp(data_dir, sizeof(data_dir), "coffre-storage") != 0)
@@ -1885,6 +1927,7 @@ int main(int argc, char **argv)
     test_limits();
     test_ahead();
     test_index_mapping();
+    test_fetch_no_sizes();
     check_rmtree(data_dir);
     printf("%s\n", failures ? "FAIL" : "ok");
     return failures ? 1 : 0;

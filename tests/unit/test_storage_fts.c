@@ -567,7 +567,7 @@ static int downgrade_to_4(void)
                           "DROP TABLE fts; DROP TABLE fts_words; DROP TABLE fts_grams;"
                           " DROP TABLE fts_terms;"
                           "ALTER TABLE fts4 RENAME TO fts;"
-                          "UPDATE meta SET value = 4 WHERE key = 'schema';"
+                          "UPDATE meta SET value = 4 WHERE key = 'schema';" INDEX_SQL_HEADERS_BACK
                           "COMMIT;",
                           NULL, NULL, NULL);
     sqlite3_close(db);
@@ -585,7 +585,7 @@ static int downgrade_to_5(void)
         return -1;
     rc = sqlite3_exec(db,
                       "BEGIN; INSERT INTO fts_words(fts_words) VALUES ('delete-all');"
-                      "UPDATE meta SET value = 5 WHERE key = 'schema';"
+                      "UPDATE meta SET value = 5 WHERE key = 'schema';" INDEX_SQL_HEADERS_BACK
                       "DROP INDEX fts_pending_ids;",
                       NULL, NULL, NULL);
     if (rc == SQLITE_OK)
@@ -688,7 +688,7 @@ int main(void)
               rows("SELECT count(*) FROM fts_pending") == 5,
           "an index of schema 4");
     CHECK(storage_open(dir, 1, &u) == 0, "opened and upgraded");
-    CHECK(rows("SELECT value FROM meta WHERE key = 'schema'") == 9 &&
+    CHECK(rows("SELECT value FROM meta WHERE key = 'schema'") == 10 &&
               rows("SELECT count(*) FROM fts") == 0 &&
               rows("SELECT count(*) FROM fts_pending") == (long long)indexed + 5 &&
               rows("SELECT count(*) FROM sqlite_schema WHERE name = 'fts_words'") == 1,
@@ -710,7 +710,7 @@ int main(void)
     CHECK(downgrade_to_5() == 0 && rows("SELECT count(*) FROM fts_pending") == 3,
           "an index of schema 5");
     CHECK(storage_open(dir, 1, &u) == 0, "opened and upgraded from 5");
-    CHECK(rows("SELECT value FROM meta WHERE key = 'schema'") == 9 &&
+    CHECK(rows("SELECT value FROM meta WHERE key = 'schema'") == 10 &&
               rows("SELECT count(*) FROM fts") == 0 &&
               rows("SELECT count(*) FROM fts_pending") == (long long)indexed + 3,
           "the texts of schema 5 wait for the index");

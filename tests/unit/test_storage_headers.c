@@ -1,7 +1,10 @@
 /* Unit test: FETCH BODY[HEADER.FIELDS (...)] of the top-level header is
  * answered from the index (Thunderbird asks it for every message of a
  * folder): it works with the message file gone, and a header too long to
- * be kept in the index is still answered, from the file. */
+ * be kept in the index is still answered, from the file. The blocks are
+ * kept in a table of their own (schema 10); those an index of schema 9
+ * kept in bodies still answer after its upgrade, and an expunge takes a
+ * block with its body. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +14,7 @@
 #include "server/base/buf.h"
 #include "storage/storage.h"
 #include "tests/unit/check.h"
+#include "tests/unit/index_sql.h"
 
 static char dir[256];
 
@@ -57,6 +61,69 @@ static int remove_files(void)
         closedir(d);
     }
     return n;
+}
+
+/* Turns the (closed) index of user 1 under d into one of schema 9. */
+static int to_schema_9(const char *d)
+{
+    char path[512];
+    sqlite3 *db;
+    int rc;
+
+    snprintf(path, sizeof(path), "%s/users/1/index.sqlite", d);
+    if (sqlite3_open(path, &db) != SQLITE_OK)
+        return -1;
+    rc = sqlite3_exec(db,
+                      INDEX_SQL_HEADERS_BACK "UPDATE meta SET value = 9 WHERE key = 'schema';"
+                                             "PRAGMA wal_checkpoint(TRUNCATE);",
+                      NULL, NULL, NULL);
+    sqlite3_close(db);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* The header blocks' place, and the upgrade from schema 9. */
+static void test_headers_table(void)
+{
+    static const char m1[] = "From: a@example.org\r\nSubject: one\r\n\r\nbody\r\n";
+    static const char m2[] = "From: b@example.org\r\nSubject: two\r\n\r\nbody\r\n";
+    static const char both[] = "From: a@example.org\r\nSubject: one\r\n\r\n"
+                               "From: b@example.org\r\nSubject: two\r\n\r\n";
+    static const unsigned whats[] = {STORAGE_FETCH_HEADER,
+                                     STORAGE_FETCH_HEADER | STORAGE_FETCH_ENVELOPE};
+    struct storage_user *u;
+    struct storage_mbox m;
+    uint32_t uid1, uid2;
+    char d[256];
+
+    if (check_mkdtemp(d, sizeof(d), "coffre-headers10") != 0)
+        return;
+    CHECK(storage_open(d, 1, &u) == 0 && storage_mbox_get(u, "INBOX", &m) == 0, "store");
+    CHECK(storage_append(u, m.id, m1, sizeof(m1) - 1, 0, NULL, 0, 0, &uid1) == 0, "append");
+    storage_close(u);
+    CHECK(index_sql_int(d, "SELECT count(*) FROM headers") == 1 &&
+              index_sql_int(d, "SELECT count(*) FROM bodies WHERE header NOT NULL") == 0,
+          "the header block in its own table");
+    CHECK(to_schema_9(d) == 0 &&
+              index_sql_int(d, "SELECT count(*) FROM bodies WHERE header NOT NULL") == 1,
+          "an index of schema 9, the block in bodies");
+    CHECK(storage_open(d, 1, &u) == 0 && storage_mbox_get(u, "INBOX", &m) == 0, "upgraded");
+    CHECK(index_sql_int(d, "SELECT value FROM meta WHERE key = 'schema'") == 10 &&
+              index_sql_int(d, "SELECT count(*) FROM headers") == 0,
+          "schema 10, the old block left where it was");
+    CHECK(storage_append(u, m.id, m2, sizeof(m2) - 1, 0, NULL, 0, 0, &uid2) == 0, "append");
+    for (size_t i = 0; i < 2; i++) {
+        struct pass p = {{0}, 0};
+        CHECK(storage_fetch(u, m.id, NULL, whats[i], pass_cb, &p) == 0 && p.n == 2 && p.out.p &&
+                  !strcmp(p.out.p, both),
+              "the old block and the new one, alone or with the envelope");
+        buf_free(&p.out);
+    }
+    struct storage_range r = {uid2, uid2};
+    struct storage_uidset set = {1, &r};
+    CHECK(storage_expunge(u, m.id, &set, false, NULL) == 0, "expunge");
+    storage_close(u);
+    CHECK(index_sql_int(d, "SELECT count(*) FROM headers") == 0, "the block went with its body");
+    check_rmtree(d);
 }
 
 int main(void)
@@ -125,5 +192,6 @@ int main(void)
     storage_close(u);
     free(big);
     check_rmtree(dir);
+    test_headers_table();
     return check_summary();
 }

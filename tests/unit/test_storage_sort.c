@@ -192,8 +192,8 @@ static int downgrade_to_6(void)
     if (sqlite3_open(path, &db) != SQLITE_OK)
         return -1;
     rc = sqlite3_exec(db,
-                      "DROP TABLE sortkeys; UPDATE meta SET value = 6 WHERE key = 'schema';"
-                      "PRAGMA wal_checkpoint(TRUNCATE);",
+                      "DROP TABLE sortkeys; UPDATE meta SET value = 6 WHERE key = "
+                      "'schema';" INDEX_SQL_HEADERS_BACK "PRAGMA wal_checkpoint(TRUNCATE);",
                       NULL, NULL, NULL);
     sqlite3_close(db);
     return rc == SQLITE_OK ? 0 : -1;
@@ -226,7 +226,7 @@ int main(void)
               index_sql_int(dir, "SELECT count(*) FROM sqlite_schema WHERE name = 'sortkeys'") == 0,
           "an index of schema 6");
     CHECK(storage_open(dir, 1, &u) == 0, "opened and upgraded");
-    CHECK(index_sql_int(dir, "SELECT value FROM meta WHERE key = 'schema'") == 9 &&
+    CHECK(index_sql_int(dir, "SELECT value FROM meta WHERE key = 'schema'") == 10 &&
               index_sql_int(dir, "SELECT count(*) FROM sortkeys") == 4,
           "every body has its keys");
     check_store("upgraded from 6");
