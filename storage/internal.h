@@ -421,6 +421,13 @@ bool import_reserved(sqlite3 *db, int64_t mbox, uint32_t uidvalidity, uint32_t u
  * few bytes a row, not the rows of texts; created at every open of an
  * index too (an idempotent addition). */
 #define FTS_PENDING_IDS "CREATE INDEX IF NOT EXISTS fts_pending_ids ON fts_pending(body_id);"
+/* What a fetch of FLAGS (a client's resync of a folder) reads of each
+ * message, narrow: a scan of it reads a seventh of the pages of messages,
+ * whose rows hold the file's name, sizes and dates. Made at every open
+ * when an index lacks it. */
+#define MESSAGES_FLAGS                                                                             \
+    "CREATE INDEX IF NOT EXISTS messages_flags ON messages(mailbox_id, uid, flags, keywords,"      \
+    " modseq);"
 /* The top-level header block of each body (schema 10): apart from the
  * rest of the body's row, so that a fetch of header fields over a big
  * folder reads the blocks alone, not every page of bodies. Bodies saved

@@ -378,9 +378,9 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS messages_modseq ON messages(mailbox_id, modseq);"
     "CREATE INDEX IF NOT EXISTS messages_body ON messages(body_id);"
     "CREATE INDEX IF NOT EXISTS messages_unsynced ON messages(mailbox_id, uid)"
-    "  WHERE flags != file_flags;"
-    /* each viewer's own \Seen on a shared mailbox (pseen.c) */
-    PSEEN_TABLE
+    "  WHERE flags != file_flags;" MESSAGES_FLAGS
+        /* each viewer's own \Seen on a shared mailbox (pseen.c) */
+        PSEEN_TABLE
     /* expunged UIDs, for QRESYNC (vanished.c) */
     "CREATE TABLE IF NOT EXISTS expunged("
     "  mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, modseq INTEGER NOT NULL,"
@@ -1280,7 +1280,7 @@ static int open_index(struct storage_user *u, bool *fresh)
         /* tables added without a new schema version, which an index of
          * this version may lack */
         if (rc == 0 && !*fresh)
-            rc = db_exec(u->wdb, PSEEN_TABLE FTS_PENDING_IDS);
+            rc = db_exec(u->wdb, PSEEN_TABLE FTS_PENDING_IDS MESSAGES_FLAGS);
         if (rc == 0 && !*fresh) {
             /* touch every table once: a damaged page shows up here */
             rc = db_exec(u->wdb, "SELECT count(*) FROM mailboxes; SELECT max(uid) FROM messages;"

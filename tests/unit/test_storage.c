@@ -1905,6 +1905,26 @@ static void test_fetch_no_sizes(void)
     CHECK(lean.uid == uid && lean.flags == full.flags && (lean.flags & STORAGE_FLAG_FLAGGED));
     CHECK(lean.modseq == full.modseq && lean.size == 0 && lean.idate == 0);
     storage_close(u);
+    /* the narrow index it reads is made again at the next open */
+    char idx[1024];
+    sqlite3 *db = NULL;
+    user_path(idx, sizeof(idx), 97, "index.sqlite");
+    CHECK(sqlite3_open(idx, &db) == SQLITE_OK &&
+          sqlite3_exec(db, "DROP INDEX messages_flags", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    CHECK_RC(storage_open(data_dir, 97, &u), 0);
+    memset(&lean, 0, sizeof(lean));
+    CHECK_RC(storage_fetch(u, m.id, &set, STORAGE_FETCH_NO_SIZES, lean_cb, &lean), 0);
+    CHECK(lean.uid == uid && lean.flags == full.flags);
+    storage_close(u);
+    db = NULL;
+    sqlite3_stmt *st = NULL;
+    CHECK(sqlite3_open(idx, &db) == SQLITE_OK &&
+          sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'messages_flags'",
+                             -1, &st, NULL) == SQLITE_OK &&
+          sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
 }
 
 int main(int argc, char **argv)
