@@ -53,7 +53,6 @@ static int count_files(const char *dir, const char *part)
     return n;
 }
 
-/* The journal's rows for account id. */
 /* The account's files waiting in <data_dir>/pending; the name (after
  * "<id>.") of the first into first (may be NULL). */
 static int pending_files(int64_t id, char *first, size_t len)
@@ -76,7 +75,9 @@ static int pending_files(int64_t id, char *first, size_t len)
     return n;
 }
 
-static int64_t journal_rows(int64_t id)
+/* The journal's rows for account id (sql: "SELECT count(*) FROM pending
+ * WHERE account = ?" and more). */
+static int64_t journal_count(int64_t id, const char *sql)
 {
     char p[600];
     sqlite3 *db;
@@ -87,8 +88,7 @@ static int64_t journal_rows(int64_t id)
         sqlite3_close(db);
         return -1;
     }
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM pending WHERE account = ?", -1, &st, NULL) ==
-            SQLITE_OK &&
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
         sqlite3_bind_int64(st, 1, id) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
         n = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
@@ -96,25 +96,15 @@ static int64_t journal_rows(int64_t id)
     return n;
 }
 
-/* The journal's rows for account id that hold a search text. */
+static int64_t journal_rows(int64_t id)
+{
+    return journal_count(id, "SELECT count(*) FROM pending WHERE account = ?");
+}
+
+/* Those that hold a search text. */
 static int64_t journal_texts(int64_t id)
 {
-    char p[600];
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    int64_t n = -1;
-    snprintf(p, sizeof(p), "%s/deliveries.sqlite", data_dir);
-    if (sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        sqlite3_close(db);
-        return -1;
-    }
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM pending WHERE account = ? AND text NOT NULL",
-                           -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_bind_int64(st, 1, id) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
+    return journal_count(id, "SELECT count(*) FROM pending WHERE account = ? AND text NOT NULL");
 }
 
 /* The UIDs of INBOX whose body text holds str, in one string ("2 5"). */
