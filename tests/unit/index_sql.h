@@ -29,6 +29,24 @@ static inline long long index_sql_int(const char *dir, const char *sql)
     return n;
 }
 
+/* Runs sql (statements, no rows wanted) on the index of user 1 under dir,
+ * as an older version would have left it: 0, or -1. */
+static inline int index_sql_exec(const char *dir, const char *sql)
+{
+    char path[300];
+    sqlite3 *db;
+    int rc;
+
+    snprintf(path, sizeof(path), "%s/users/1/index.sqlite", dir);
+    if (sqlite3_open(path, &db) != SQLITE_OK) {
+        sqlite3_close(db);
+        return -1;
+    }
+    rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    sqlite3_close(db);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
 /* SQL that puts the header blocks back where indexes before schema 10
  * kept them (bodies.header) and drops their table: part of turning an
  * index into one of an older schema. */

@@ -66,19 +66,9 @@ static int remove_files(void)
 /* Turns the (closed) index of user 1 under d into one of schema 9. */
 static int to_schema_9(const char *d)
 {
-    char path[512];
-    sqlite3 *db;
-    int rc;
-
-    snprintf(path, sizeof(path), "%s/users/1/index.sqlite", d);
-    if (sqlite3_open(path, &db) != SQLITE_OK)
-        return -1;
-    rc = sqlite3_exec(db,
-                      INDEX_SQL_HEADERS_BACK "UPDATE meta SET value = 9 WHERE key = 'schema';"
-                                             "PRAGMA wal_checkpoint(TRUNCATE);",
-                      NULL, NULL, NULL);
-    sqlite3_close(db);
-    return rc == SQLITE_OK ? 0 : -1;
+    return index_sql_exec(d,
+                          INDEX_SQL_HEADERS_BACK "UPDATE meta SET value = 9 WHERE key = 'schema';"
+                                                 "PRAGMA wal_checkpoint(TRUNCATE);");
 }
 
 /* The header blocks' place, and the upgrade from schema 9. */

@@ -151,22 +151,15 @@ static bool distinct(const uint64_t *v, unsigned from, unsigned to)
 
 static int downgrade(int to)
 {
-    char path[300], sql[600];
-    sqlite3 *db;
-    int rc;
+    char sql[600];
 
-    snprintf(path, sizeof(path), "%s/users/1/index.sqlite", dir);
-    if (sqlite3_open(path, &db) != SQLITE_OK)
-        return -1;
     snprintf(sql, sizeof(sql),
              "ALTER TABLE bodies DROP COLUMN oid; ALTER TABLE bodies DROP COLUMN thread;"
              "ALTER TABLE bodies DROP COLUMN preview; ALTER TABLE mailboxes DROP COLUMN oid;"
              "DROP TABLE threads; UPDATE meta SET value = %d WHERE key = "
              "'schema';" INDEX_SQL_HEADERS_BACK "PRAGMA wal_checkpoint(TRUNCATE);",
              to);
-    rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-    sqlite3_close(db);
-    return rc == SQLITE_OK ? 0 : -1;
+    return index_sql_exec(dir, sql);
 }
 
 int main(void)

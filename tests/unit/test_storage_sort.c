@@ -184,19 +184,9 @@ static void check_store(const char *when)
 
 static int downgrade_to_6(void)
 {
-    char path[300];
-    sqlite3 *db;
-    int rc;
-
-    snprintf(path, sizeof(path), "%s/users/1/index.sqlite", dir);
-    if (sqlite3_open(path, &db) != SQLITE_OK)
-        return -1;
-    rc = sqlite3_exec(db,
-                      "DROP TABLE sortkeys; UPDATE meta SET value = 6 WHERE key = "
-                      "'schema';" INDEX_SQL_HEADERS_BACK "PRAGMA wal_checkpoint(TRUNCATE);",
-                      NULL, NULL, NULL);
-    sqlite3_close(db);
-    return rc == SQLITE_OK ? 0 : -1;
+    return index_sql_exec(dir,
+                          "DROP TABLE sortkeys; UPDATE meta SET value = 6 WHERE key = "
+                          "'schema';" INDEX_SQL_HEADERS_BACK "PRAGMA wal_checkpoint(TRUNCATE);");
 }
 
 int main(void)
