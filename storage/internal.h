@@ -18,7 +18,7 @@
  * there until storage_fts_index moves them into the full-text index); 5: a
  * word index and the texts deflated in place of the trigram index (fts.c) */
 /* 9: object ids (RFC 8474) and previews (RFC 8970), objectid.c */
-#define STORAGE_SCHEMA_VERSION 10
+#define STORAGE_SCHEMA_VERSION 11
 #define UIDVALIDITY_FILE "coffre-uidvalidity"
 
 struct storage_watch {
@@ -436,6 +436,16 @@ bool import_reserved(sqlite3 *db, int64_t mbox, uint32_t uidvalidity, uint32_t u
 #define HEADERS_TABLE                                                                              \
     "CREATE TABLE IF NOT EXISTS headers(body_id INTEGER PRIMARY KEY, header BLOB NOT NULL);"
 #define HEADER_OF(h, b) "coalesce(" h ".header, " b ".header)"
+/* The fields of each body's top-level header that mail clients ask for in
+ * a folder's listing (storage_listing_fields), apart from the whole block
+ * (schema 11): a listing of a big folder reads a fraction of the pages of
+ * headers, whose blocks also hold the Received lines, signatures and
+ * every other field; fields: which of them it holds (the bits of
+ * storage_listing_block). A body saved before, or with none of the
+ * fields, has no row: readers fall back to the whole block. */
+#define LISTINGS_TABLE                                                                             \
+    "CREATE TABLE IF NOT EXISTS listings(body_id INTEGER PRIMARY KEY, fields INTEGER NOT NULL,"    \
+    " header BLOB NOT NULL);"
 /* A UID set as search.c's coffre_inset(set, uid) takes it (bound as a
  * pointer of type "coffre_rangeset"): ascending, disjoint ranges. */
 struct rangeset {

@@ -256,7 +256,8 @@ int body_release(sqlite3 *db, int64_t body_id)
     if ((rc = fts_forget(db, body_id)) != 0)
         return rc;
     if ((rc = db_run(db, "DELETE FROM sortkeys WHERE body_id = ?", body_id)) != 0 ||
-        (rc = db_run(db, "DELETE FROM headers WHERE body_id = ?", body_id)) != 0)
+        (rc = db_run(db, "DELETE FROM headers WHERE body_id = ?", body_id)) != 0 ||
+        (rc = db_run(db, "DELETE FROM listings WHERE body_id = ?", body_id)) != 0)
         return rc;
     return db_run(db, "DELETE FROM bodies WHERE id = ?", body_id);
 }
@@ -288,7 +289,8 @@ static void bind_addressing(sqlite3_stmt *st, int i, const struct mime_summary *
 /* The statements msg_insert runs for each message, prepared once for all
  * the messages of one transaction (a MULTIAPPEND's hundreds). */
 struct ins_stmts {
-    sqlite3_stmt *body, *header, *fts, *msg, *meta;
+    sqlite3_stmt *body, *header, *listing, *fts, *msg, *meta;
+    struct buf lbuf; /* the listing block being inserted */
 };
 
 static const char sql_body[] = "INSERT INTO bodies(refs, sent_date, envelope, bodystructure, body,"
@@ -296,6 +298,7 @@ static const char sql_body[] = "INSERT INTO bodies(refs, sent_date, envelope, bo
                                " oid, thread, preview)"
                                " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 static const char sql_header[] = "INSERT INTO headers(body_id, header) VALUES (?, ?)";
+static const char sql_listing[] = "INSERT INTO listings(body_id, fields, header) VALUES (?, ?, ?)";
 static const char sql_fts[] = "INSERT INTO fts_pending(body_id, subject, from_, to_, cc, bcc, text)"
                               " VALUES (?, ?, ?, ?, ?, ?, ?)";
 static const char sql_msg[] =
@@ -309,6 +312,8 @@ static void ins_stmts_free(struct ins_stmts *ss)
 {
     db_finalize(ss->body);
     db_finalize(ss->header);
+    db_finalize(ss->listing);
+    buf_free(&ss->lbuf);
     db_finalize(ss->fts);
     db_finalize(ss->msg);
     db_finalize(ss->meta);
@@ -340,6 +345,31 @@ static int ins_step(sqlite3 *db, const struct ins_stmts *ss, sqlite3_stmt *st)
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return rc == SQLITE_DONE ? 0 : err_from_sqlite(db, rc);
+}
+
+/* The listing block of a body's header block: its row in listings, none
+ * when the header has none of the fields (readers take the whole block). */
+static int listing_insert(sqlite3 *db, struct ins_stmts *ss, int64_t body_id, const char *hdr,
+                          size_t len)
+{
+    struct buf own = {0}, *b = ss ? &ss->lbuf : &own;
+    sqlite3_stmt *st;
+    int rc;
+
+    buf_reset(b);
+    unsigned fields = storage_listing_block(hdr, len, b);
+    if (b->oom)
+        rc = STORAGE_E_NOMEM;
+    else if (!fields)
+        rc = 0;
+    else if ((rc = ins_prepare(db, ss ? &ss->listing : NULL, sql_listing, &st)) == 0) {
+        sqlite3_bind_int64(st, 1, body_id);
+        sqlite3_bind_int64(st, 2, fields);
+        sqlite3_bind_blob(st, 3, b->p, (int)b->len, SQLITE_STATIC);
+        rc = ins_step(db, ss, st);
+    }
+    buf_free(&own);
+    return rc;
 }
 
 static int ins_meta_add(sqlite3 *db, struct ins_stmts *ss, const char *key, int64_t delta)
@@ -392,7 +422,8 @@ static int msg_insert_with(sqlite3 *db, struct ins_stmts *ss, int64_t mbox, uint
                 return rc;
             sqlite3_bind_int64(st, 1, body_id);
             sqlite3_bind_blob(st, 2, ms->header, (int)ms->header_len, SQLITE_STATIC);
-            if ((rc = ins_step(db, ss, st)) != 0)
+            if ((rc = ins_step(db, ss, st)) != 0 ||
+                (rc = listing_insert(db, ss, body_id, ms->header, ms->header_len)) != 0)
                 return rc;
         }
         if ((rc = sortkeys_insert(db, body_id, ms->date, ms->envelope, ms->subject, ms->message_id,
@@ -1689,6 +1720,8 @@ static void msg_from_row(sqlite3_stmt *st, unsigned what, struct storage_msg *m)
     }
     if (what & STORAGE_FETCH_PREVIEW)
         m->preview = (const char *)sqlite3_column_text(st, 14);
+    if ((what & STORAGE_FETCH_LISTING) && m->header)
+        m->listing_fields = (unsigned)sqlite3_column_int(st, 15);
 }
 
 int msg_rows(sqlite3 *db, sqlite3_stmt *st, unsigned what, storage_msg_cb cb, void *arg,
@@ -1706,12 +1739,6 @@ int msg_rows(sqlite3 *db, sqlite3_stmt *st, unsigned what, storage_msg_cb cb, vo
         }
     }
     return s == SQLITE_DONE ? 0 : err_from_sqlite(db, s);
-}
-
-void storage_header_fields(const char *hdr, size_t len, const char *const *names, size_t n,
-                           bool negate, struct buf *out)
-{
-    mime_header_fields_buf(hdr, len, names, n, negate ? 1 : 0, out);
 }
 
 /* storage_fetch of STORAGE_FETCH_HEADER: a message whose header the
@@ -1783,6 +1810,8 @@ int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uid
     }
     if ((rc = db_exec(db, "BEGIN")) != 0 || (rc = mbox_by_id(db, mbox, &mr)) != 0)
         goto out;
+    if ((what & ~STORAGE_FETCH_LISTING) != STORAGE_FETCH_HEADER)
+        what &= ~(unsigned)STORAGE_FETCH_LISTING; /* with the header block alone */
     if (what & STORAGE_FETCH_HEADER) {
         hp.db = db;
         cb = header_pass_cb;
@@ -1793,14 +1822,21 @@ int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uid
          * its overflow pages with it) for every row, whether or not the
          * caller looks at it */
         char sql[768];
-        if (what == STORAGE_FETCH_HEADER)
-            /* the header blocks alone (Thunderbird's listing): bodies is
-             * read only for a body saved before schema 10 */
+        if ((what & ~STORAGE_FETCH_LISTING) == STORAGE_FETCH_HEADER)
+            /* the header blocks alone (Thunderbird's listing): the listing
+             * block where it is enough, else the whole block; bodies is
+             * read only for a body saved before schema 10 (coalesce
+             * evaluates a subquery only when those before it are NULL) */
             pathf(sql, sizeof(sql),
-                  "SELECT " MSG_COLS ", 0, NULL, NULL, NULL,"
-                  " coalesce(h.header, (SELECT b.header FROM bodies b WHERE b.id = m.body_id)),"
-                  " 0, 0, NULL FROM messages m LEFT JOIN headers h ON h.body_id = m.body_id"
-                  " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid");
+                  "SELECT " MSG_COLS ", 0, NULL, NULL, NULL, coalesce(%s"
+                  "(SELECT h.header FROM headers h WHERE h.body_id = m.body_id),"
+                  " (SELECT b.header FROM bodies b WHERE b.id = m.body_id)),"
+                  " 0, 0, NULL, %s FROM messages m%s"
+                  " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid",
+                  what & STORAGE_FETCH_LISTING ? "l.header, " : "",
+                  what & STORAGE_FETCH_LISTING ? "l.fields" : "0",
+                  what & STORAGE_FETCH_LISTING ? " LEFT JOIN listings l ON l.body_id = m.body_id"
+                                               : "");
         else if (what & FETCH_BODIES)
             pathf(sql, sizeof(sql),
                   "SELECT " MSG_COLS ", b.sent_date, %s, %s, %s, %s, %s, %s"

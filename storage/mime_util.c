@@ -179,6 +179,79 @@ int mime_header_fields(const char *hdr, size_t len, const char *const *names, si
     return 0;
 }
 
+/* ---- the header fields storage.h offers */
+
+void storage_header_fields(const char *hdr, size_t len, const char *const *names, size_t n,
+                           bool negate, struct buf *out)
+{
+    mime_header_fields_buf(hdr, len, names, n, negate ? 1 : 0, out);
+}
+
+/* The fields clients list a folder with (storage_listing_fields), sorted
+ * as strcasecmp sorts them: a listing block's bit i is listing_names[i]. */
+static const char *const listing_names[] = {
+    "Bcc",        "Cc",         "Content-Type", "Date",      "Disposition-Notification-To",
+    "From",       "Importance", "In-Reply-To",  "List-Post", "Message-ID",
+    "Newsgroups", "Priority",   "References",   "Reply-To",  "Sender",
+    "Subject",    "To",         "X-Priority",
+};
+#define LISTING_NAMES (sizeof(listing_names) / sizeof(listing_names[0]))
+
+/* The index of name[0..len) in listing_names, any case, or -1. */
+static int listing_index(const char *name, size_t len)
+{
+    size_t lo = 0, hi = LISTING_NAMES;
+
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const char *l = listing_names[mid];
+        size_t ll = strlen(l);
+        int c = strncasecmp(name, l, len < ll ? len : ll);
+        if (c == 0)
+            c = len < ll ? -1 : len > ll;
+        if (c == 0)
+            return (int)mid;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return -1;
+}
+
+bool storage_listing_fields(const char *const *names, size_t n, unsigned *mask)
+{
+    *mask = 0;
+    for (size_t i = 0; i < n; i++) {
+        int k = listing_index(names[i], strlen(names[i]));
+        if (k < 0)
+            return false;
+        *mask |= 1u << k;
+    }
+    return true;
+}
+
+unsigned storage_listing_block(const char *hdr, size_t len, struct buf *out)
+{
+    struct mime_field f;
+    size_t pos = 0;
+    unsigned mask = 0;
+    int k;
+
+    /* as mime_header_fields_buf makes HEADER.FIELDS of listing_names */
+    while (mime_next_field(hdr, len, &pos, &f)) {
+        if (f.value == NULL || (k = listing_index(f.name, f.namelen)) < 0)
+            continue;
+        mask |= 1u << k;
+        buf_add(out, f.raw, f.rawlen);
+        if (f.rawlen == 0 || f.raw[f.rawlen - 1] != '\n')
+            buf_add(out, "\r\n", 2);
+    }
+    if (ends_with_blank_line(hdr, len))
+        buf_add(out, "\r\n", 2);
+    return mask;
+}
+
 /* ---- charsets */
 
 static void add_fffd(struct buf *b)

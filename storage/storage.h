@@ -461,7 +461,19 @@ enum {
     /* without any of the above: size, internal_date and save_date are not
      * read (0), for answers of FLAGS, UID and MODSEQ alone */
     STORAGE_FETCH_NO_SIZES = 1 << 6,
+    /* with STORAGE_FETCH_HEADER alone: the header block may be a listing
+     * block (listing_fields), for a caller that looks only at fields of
+     * storage_listing_fields */
+    STORAGE_FETCH_LISTING = 1 << 7,
 };
+
+/* Whether every name (a field name, any case) is one of those the index
+ * keeps for folder listings apart from the whole header: From, Sender,
+ * Reply-To, To, Cc, Bcc, Subject, Date, Message-ID, In-Reply-To,
+ * References, Content-Type, Priority, X-Priority, Importance, Newsgroups,
+ * List-Post, Disposition-Notification-To; *mask their bits, as a
+ * listing block's listing_fields has them. Pure. */
+bool storage_listing_fields(const char *const *names, size_t n, unsigned *mask);
 
 /* Metadata of one message, from the index only (no file opened). Strings are
  * borrowed for the duration of the callback. */
@@ -480,6 +492,9 @@ struct storage_msg {
     const char *header; /* STORAGE_FETCH_HEADER: header_len bytes, not NUL-terminated;
                          * NULL when the message file is gone */
     size_t header_len;
+    /* STORAGE_FETCH_LISTING: header is a listing block holding these
+     * fields (storage_listing_block's bits); 0: the whole header block */
+    unsigned listing_fields;
     /* STORAGE_FETCH_OBJECTID: RFC 8474's EMAILID (copies share it) and
      * THREADID, random numbers that are never reused (storage/objectid.c) */
     uint64_t emailid, threadid;
@@ -503,6 +518,12 @@ int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uid
 struct buf;
 void storage_header_fields(const char *hdr, size_t len, const char *const *names, size_t n,
                            bool negate, struct buf *out);
+/* The listing block of a header block, appended to out: its fields of
+ * the listing names, and the blank line if it ends with one; returns the
+ * bits of the names it holds (0: none). Of names storage_listing_fields
+ * accepts, HEADER.FIELDS of the block is that of the whole header block;
+ * of names whose bits cover all it holds, the block itself. Pure. */
+unsigned storage_listing_block(const char *hdr, size_t len, struct buf *out);
 /* A sorted, merged copy of set (NULL = everything: 1..UINT32_MAX) into
  * *out (caller frees), *n ranges. Pure. */
 int storage_uidset_normalize(const struct storage_uidset *set, struct storage_range **out,

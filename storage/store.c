@@ -359,7 +359,7 @@ static const char schema_sql[] =
     "  oid INTEGER NOT NULL DEFAULT 0,"    /* EMAILID (objectid.c) */
     "  thread INTEGER NOT NULL DEFAULT 0," /* THREADID */
     "  preview TEXT);" /* RFC 8970; NULL: not computed yet (schema 8's bodies) */
-    THREADS_TABLE HEADERS_TABLE
+    THREADS_TABLE HEADERS_TABLE LISTINGS_TABLE
     /* SORT and THREAD keys (sort.c): a narrow table, read whole by them */
     "CREATE TABLE IF NOT EXISTS sortkeys(" SORTKEYS_COLUMNS ");"
     "CREATE TABLE IF NOT EXISTS messages("
@@ -1176,7 +1176,7 @@ static void move_index_aside(struct storage_user *u, const char *why)
     unlink(from);
 }
 
-/* An index of schema 4 to 9 is upgraded on open, in one transaction;
+/* An index of schema 4 to 10 is upgraded on open, in one transaction;
  * the texts of its full-text index wait for the upkeep meanwhile (fts.c).
  *   4: the trigram full-text index gives way to the word index;
  *   5: the word index takes the whole header block too (SEARCH TEXT covers
@@ -1190,7 +1190,9 @@ static void move_index_aside(struct storage_user *u, const char *why)
  *      file inside this transaction;
  *   9: the table of header blocks (HEADERS_TABLE), for the bodies saved
  *      from now on: those already there keep theirs where they are, no
- *      row is moved. */
+ *      row is moved;
+ *  10: the table of listing blocks (LISTINGS_TABLE), likewise for the
+ *      bodies saved from now on. */
 static int migrate(struct storage_user *u, int64_t from)
 {
     int rc = db_begin(u->wdb);
@@ -1198,6 +1200,8 @@ static int migrate(struct storage_user *u, int64_t from)
     /* first: the steps below read the header blocks through it */
     if (rc == 0 && from <= 9)
         rc = db_exec(u->wdb, HEADERS_TABLE);
+    if (rc == 0 && from <= 10)
+        rc = db_exec(u->wdb, LISTINGS_TABLE);
     if (rc == 0 && from == 4)
         rc = fts_migrate_4(u->wdb);
     else if (rc == 0 && from <= 7)

@@ -624,6 +624,14 @@ static void fields_item(struct imap_fetch *f, const struct imap_fetch_item *it,
         buf_str(b, " \"\""); /* the file is gone */
         return;
     }
+    if (m->listing_fields && !(m->listing_fields & ~it->listing_fields) && !it->partial) {
+        /* a listing block of asked-for fields alone answers as it is */
+        buf_add(b, " {", 2);
+        buf_addu(b, m->header_len);
+        buf_add(b, "}\r\n", 3);
+        buf_add(b, m->header, m->header_len);
+        return;
+    }
     buf_reset(&f->scratch);
     storage_header_fields(m->header, m->header_len, it->names, it->nnames,
                           it->kind == SEC_FIELDS_NOT, &f->scratch);
@@ -1226,16 +1234,30 @@ static void fetch_end(struct imap_session *s, struct imap_steps *st)
     imap_finish(s, "OK", "%sFETCH completed.", f->uid_cmd ? "UID " : "");
 }
 
-/* Whether every section asked for is HEADER.FIELDS (or .NOT) of the
- * top-level header. */
-static bool fields_only(const struct imap_fetch_spec *sp)
+/* When every section asked for is HEADER.FIELDS (or .NOT) of the
+ * top-level header: answered from the index in one pass over the
+ * messages, no file opened; from the listing blocks when every name is
+ * one of theirs (Thunderbird's, Roundcube's listings). */
+static void fields_from_index(struct imap_fetch_spec *sp)
 {
-    for (const struct imap_fetch_item *it = sp->items; it; it = it->next)
+    bool listing = true;
+
+    if (!sp->need_body)
+        return;
+    for (struct imap_fetch_item *it = sp->items; it; it = it->next) {
         if (it->type == FI_BINARY || it->type == FI_BINARY_SIZE ||
             (it->type == FI_SECTION &&
              ((it->kind != SEC_FIELDS && it->kind != SEC_FIELDS_NOT) || it->part[0])))
-            return false;
-    return true;
+            return;
+        if (it->type == FI_SECTION &&
+            (it->kind == SEC_FIELDS_NOT ||
+             !storage_listing_fields(it->names, it->nnames, &it->listing_fields)))
+            listing = false;
+    }
+    sp->need_body = false;
+    sp->storage_what |= STORAGE_FETCH_HEADER;
+    if (listing && sp->storage_what == STORAGE_FETCH_HEADER)
+        sp->storage_what |= STORAGE_FETCH_LISTING;
 }
 
 /* [SP "(" fetch-modifier *(SP fetch-modifier) ")"] at the end: PARTIAL
@@ -1354,10 +1376,7 @@ int imap_fetch_unsolicited(struct imap_session *s, const char *atts, size_t len,
         fetch_destroy(f);
         return -1;
     }
-    if (f->spec.need_body && fields_only(&f->spec)) {
-        f->spec.need_body = false;
-        f->spec.storage_what |= STORAGE_FETCH_HEADER;
-    }
+    fields_from_index(&f->spec);
     for (size_t i = from; i < sel->uids.n; i++) {
         f->msgs[f->n].seq = (uint32_t)i + 1;
         f->msgs[f->n].uid = uidmap_at(&sel->uids, i);
@@ -1441,12 +1460,7 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_args *a)
     }
     f->changedsince = changedsince;
     f->condstore = s->condstore;
-    if (f->spec.need_body && fields_only(&f->spec)) {
-        /* header fields of the top-level header only: answered from the
-         * index in one pass over the messages, no file opened */
-        f->spec.need_body = false;
-        f->spec.storage_what |= STORAGE_FETCH_HEADER;
-    }
+    fields_from_index(&f->spec);
     if (imap_sel_resolve(s, &set, s->uid_cmd, &f->ar, &us) < 0) {
         fetch_destroy(f);
         imap_bad(s, "Invalid message sequence number.");

@@ -294,6 +294,7 @@ struct imap_fetch_item {
     enum imap_sec_kind kind;
     const char **names; /* header field names (arena) */
     size_t nnames;
+    unsigned listing_fields; /* their bits, when all are listing fields (storage.h) */
     bool partial;
     uint64_t origin, count;
     /* FI_BINARY*: the part in the message being answered (found first for

@@ -42,6 +42,9 @@
  *       counts the FETCH answers): steps headers_all_plain and
  *       headers_all_deflate, "bytes" the TLS plaintext read (the
  *       compressed stream), "plain" the protocol after inflating.
+ *   imap_client headers PORT CAFILE 1 PASS SERVER_PID N
+ *       Thunderbird's header fetch of all, N times in one session (for a
+ *       profile of that command alone).
  *   imap_client qresync PORT CAFILE 1 PASS SERVER_PID NCHANGES
  *       a QRESYNC client's reconnect: records UIDVALIDITY and
  *       HIGHESTMODSEQ, leaves, another session makes NCHANGES changes
@@ -1444,6 +1447,23 @@ static int run_compress(void)
     return bad;
 }
 
+/* The header fetch of all, n times in one session (for profiles of that
+ * command alone). */
+static int run_headers(int n)
+{
+    int bad = 0;
+    char line[8192];
+    struct cl *c = big_login();
+    if (!c || cl_cmd(c, line, sizeof(line), "SELECT INBOX"))
+        return 1;
+    for (int i = 0; i < n; i++)
+        bad |= step(c, "headers_all", "UID FETCH %s " TB_FIELDS, "1:*");
+    cl_cmd(c, line, sizeof(line), "LOGOUT");
+    cl_close(c);
+    free(c);
+    return bad;
+}
+
 /* How a QRESYNC client comes back: a session records UIDVALIDITY and
  * HIGHESTMODSEQ and leaves; another makes nchanges changes (2/5 flag
  * changes, 3/10 expunges, the rest new messages by APPEND); the first
@@ -2133,13 +2153,14 @@ int main(int argc, char **argv)
             "       %s fill PORT CAFILE 1 PASS FIRST LAST BATCH_BYTES\n"
             "       %s steps PORT CAFILE 1 PASS SERVER_PID warm|measure|sort\n"
             "       %s compress PORT CAFILE 1 PASS SERVER_PID\n"
+            "       %s headers PORT CAFILE 1 PASS SERVER_PID N\n"
             "       %s qresync PORT CAFILE 1 PASS SERVER_PID NCHANGES\n"
             "       %s idlepush PORT CAFILE 1 PASS LMTP_PORT SECONDS INTERVAL\n"
             "       %s login PORT CAFILE NUSERS PASS NCLIENTS SECONDS MECH SERVER_PID [CERTDIR]\n"
             "       %s gen I\n"
             "       %s genstream FIRST LAST\n",
             argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0],
-            argv[0], argv[0]);
+            argv[0], argv[0], argv[0]);
         return 2;
     }
     port = atoi(argv[2]);
@@ -2170,6 +2191,10 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "compress") && argc == 7) {
         server_root = atol(argv[6]);
         return run_compress();
+    }
+    if (!strcmp(argv[1], "headers") && argc == 8) {
+        server_root = atol(argv[6]);
+        return run_headers(atoi(argv[7]));
     }
     if (!strcmp(argv[1], "qresync") && argc == 8) {
         server_root = atol(argv[6]);

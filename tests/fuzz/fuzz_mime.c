@@ -1,13 +1,16 @@
 /* libFuzzer target for the MIME parser: mime_parse, mime_find_section and
  * mime_find_binary on a few sections, mime_header_fields and
- * mime_decode_header_value on the input, and the streaming transfer
- * decoders, which must give the same bytes whatever the slicing. Crashes,
- * leaks, hangs, malformed IMAP output and differing decodings are
- * findings. */
+ * mime_decode_header_value on the input, the listing block of the input
+ * (which must answer HEADER.FIELDS of listed names as the input does, and
+ * be that answer when it holds no other field),
+ * and the streaming transfer decoders, which must give the same bytes
+ * whatever the slicing. Crashes, leaks, hangs, malformed IMAP output and
+ * differing decodings or header fields are findings. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/base/buf.h"
 #include "storage/mime.h"
 #include "storage/storage.h"
 #include "tests/fuzz/fuzz_check.h"
@@ -53,6 +56,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
     if (mime_header_fields(msg, size, names, 3, (int)(size & 1), &out, &outlen) == 0)
         free(out);
+    {
+        static const char *const listed[] = {"subject", "From", "REFERENCES"};
+        struct buf l = {0}, whole = {0}, part = {0};
+        unsigned mask = 0, fields = storage_listing_block(msg, size, &l);
+        storage_header_fields(msg, size, listed, 3, false, &whole);
+        storage_header_fields(l.p ? l.p : "", l.len, listed, 3, false, &part);
+        if (!l.oom && !whole.oom && !part.oom &&
+            (whole.len != part.len || (whole.len && memcmp(whole.p, part.p, whole.len))))
+            abort();
+        /* the block as it is, when its fields are all asked for */
+        if (!storage_listing_fields(listed, 3, &mask) ||
+            (!l.oom && !whole.oom && fields && !(fields & ~mask) &&
+             (whole.len != l.len || memcmp(whole.p, l.p, l.len))))
+            abort();
+        buf_free(&l);
+        buf_free(&whole);
+        buf_free(&part);
+    }
     out = mime_decode_header_value(msg, size);
     free(out);
     for (i = 0; i < 4; i++) {

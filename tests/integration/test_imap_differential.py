@@ -672,6 +672,9 @@ class Gen:
                   'BODYSTRUCTURE', 'BODY.PEEK[HEADER]', 'BODY.PEEK[TEXT]', 'BODY.PEEK[]',
                   'BODY.PEEK[HEADER.FIELDS (From Subject)]',
                   'BODY.PEEK[HEADER.FIELDS (DATE x-custom message-id)]',
+                  # Thunderbird's listing: the listing blocks, often as they are
+                  'BODY.PEEK[HEADER.FIELDS (From To Cc Bcc Subject Date Message-ID Priority '
+                  'X-Priority References Newsgroups In-Reply-To Content-Type)]',
                   'BODY.PEEK[HEADER.FIELDS.NOT (Received Subject)]', 'BODY.PEEK[1]',
                   'BODY.PEEK[1.MIME]', 'BODY.PEEK[2]', 'BODY.PEEK[1.1]', 'BODY.PEEK[2.HEADER]',
                   'BODY.PEEK[1]<0.10>', 'BODY.PEEK[]<5.20>', 'BODY.PEEK[TEXT]<100.50>',

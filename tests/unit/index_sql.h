@@ -47,10 +47,14 @@ static inline int index_sql_exec(const char *dir, const char *sql)
     return rc == SQLITE_OK ? 0 : -1;
 }
 
+/* SQL that drops the listing blocks, which indexes before schema 11 did
+ * not have: part of turning an index into one of schema 10. */
+#define INDEX_SQL_LISTINGS_GONE "DROP TABLE listings;"
 /* SQL that puts the header blocks back where indexes before schema 10
  * kept them (bodies.header) and drops their table: part of turning an
  * index into one of an older schema. */
 #define INDEX_SQL_HEADERS_BACK                                                                     \
+    INDEX_SQL_LISTINGS_GONE                                                                        \
     "UPDATE bodies SET header = (SELECT h.header FROM headers h WHERE h.body_id = bodies.id)"      \
     " WHERE id IN (SELECT body_id FROM headers); DROP TABLE headers;"
 

@@ -688,7 +688,7 @@ int main(void)
               rows("SELECT count(*) FROM fts_pending") == 5,
           "an index of schema 4");
     CHECK(storage_open(dir, 1, &u) == 0, "opened and upgraded");
-    CHECK(rows("SELECT value FROM meta WHERE key = 'schema'") == 10 &&
+    CHECK(rows("SELECT value FROM meta WHERE key = 'schema'") == 11 &&
               rows("SELECT count(*) FROM fts") == 0 &&
               rows("SELECT count(*) FROM fts_pending") == (long long)indexed + 5 &&
               rows("SELECT count(*) FROM sqlite_schema WHERE name = 'fts_words'") == 1,
@@ -710,7 +710,7 @@ int main(void)
     CHECK(downgrade_to_5() == 0 && rows("SELECT count(*) FROM fts_pending") == 3,
           "an index of schema 5");
     CHECK(storage_open(dir, 1, &u) == 0, "opened and upgraded from 5");
-    CHECK(rows("SELECT value FROM meta WHERE key = 'schema'") == 10 &&
+    CHECK(rows("SELECT value FROM meta WHERE key = 'schema'") == 11 &&
               rows("SELECT count(*) FROM fts") == 0 &&
               rows("SELECT count(*) FROM fts_pending") == (long long)indexed + 3,
           "the texts of schema 5 wait for the index");

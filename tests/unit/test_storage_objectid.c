@@ -229,11 +229,11 @@ int main(void)
               index_sql_int(dir, "SELECT count(*) FROM sqlite_schema WHERE name = 'threads'") == 0,
           "an index of schema 8");
     CHECK(storage_open(dir, 1, &u) == 0, "opened and upgraded");
-    CHECK(index_sql_int(dir, "SELECT value FROM meta WHERE key = 'schema'") == 10 &&
+    CHECK(index_sql_int(dir, "SELECT value FROM meta WHERE key = 'schema'") == 11 &&
               index_sql_int(dir, "SELECT count(*) FROM mailboxes WHERE oid = 0") == 0 &&
               index_sql_int(dir, "SELECT count(DISTINCT oid) FROM mailboxes") ==
                   index_sql_int(dir, "SELECT count(*) FROM mailboxes"),
-          "schema 10, every mailbox an id of its own");
+          "schema 11, every mailbox an id of its own");
     CHECK(fetch_all(in.id, &g) && threads_ok(&g) && distinct(g.email, 1, 6), "ids and threads");
     CHECK(!g.has_preview[1] && !g.has_preview[6], "previews not computed by the upgrade");
     {
@@ -255,7 +255,7 @@ int main(void)
     /* an index marked schema 7 is upgraded too (it used to be left so) */
     CHECK(downgrade(7) == 0, "an index of schema 7");
     CHECK(storage_open(dir, 1, &u) == 0 &&
-              index_sql_int(dir, "SELECT value FROM meta WHERE key = 'schema'") == 10 &&
+              index_sql_int(dir, "SELECT value FROM meta WHERE key = 'schema'") == 11 &&
               index_sql_int(dir, "SELECT count(*) FROM bodies WHERE oid = 0 OR thread = 0") == 0,
           "upgraded from 7");
     storage_close(u);

@@ -216,7 +216,7 @@ int main(void)
               index_sql_int(dir, "SELECT count(*) FROM sqlite_schema WHERE name = 'sortkeys'") == 0,
           "an index of schema 6");
     CHECK(storage_open(dir, 1, &u) == 0, "opened and upgraded");
-    CHECK(index_sql_int(dir, "SELECT value FROM meta WHERE key = 'schema'") == 10 &&
+    CHECK(index_sql_int(dir, "SELECT value FROM meta WHERE key = 'schema'") == 11 &&
               index_sql_int(dir, "SELECT count(*) FROM sortkeys") == 4,
           "every body has its keys");
     check_store("upgraded from 6");
