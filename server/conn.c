@@ -406,6 +406,7 @@ static void write_raw(struct conn *c, char *data, size_t len)
 {
     struct wreq *w;
     uv_buf_t b;
+    size_t sent = 0; /* what the socket took at once: the rest is queued from there */
 
     if (c->close_called) {
         free(data);
@@ -420,8 +421,8 @@ static void write_raw(struct conn *c, char *data, size_t len)
             return;
         }
         if (r > 0) {
-            memmove(data, data + r, len - (size_t)r);
-            len -= (size_t)r;
+            sent = (size_t)r;
+            len -= sent;
         } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
             free(data);
             c->closing = true;
@@ -439,7 +440,7 @@ static void write_raw(struct conn *c, char *data, size_t len)
     w->c = c;
     w->len = len;
     w->data = data;
-    b = uv_buf_init(data, (unsigned)len);
+    b = uv_buf_init(data + sent, (unsigned)len);
     if (uv_write(&w->req, &c->h.stream, &b, 1, on_write_done) < 0) {
         free(data);
         free(w);
