@@ -371,6 +371,8 @@ int body_release(sqlite3 *db, int64_t body_id);
  * m); MSG_BODY_COLS follow when envelope, body structure or body are asked
  * for (JOIN bodies b). */
 #define MSG_COLS "m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date, m.save_date"
+/* MSG_COLS without the dates (0), as messages_list covers them */
+#define MSG_COLS_LIST "m.uid, m.flags, m.keywords, m.modseq, m.size, 0, 0"
 #define MSG_BODY_COLS "b.sent_date, b.envelope, b.bodystructure, b.body"
 /* Steps st, a query of those columns, and calls cb with each message (what:
  * STORAGE_FETCH_*); cb returning non-zero stops (*stopped set, may be NULL).
@@ -421,13 +423,16 @@ bool import_reserved(sqlite3 *db, int64_t mbox, uint32_t uidvalidity, uint32_t u
  * few bytes a row, not the rows of texts; created at every open of an
  * index too (an idempotent addition). */
 #define FTS_PENDING_IDS "CREATE INDEX IF NOT EXISTS fts_pending_ids ON fts_pending(body_id);"
-/* What a fetch of FLAGS (a client's resync of a folder) reads of each
- * message, narrow: a scan of it reads a seventh of the pages of messages,
- * whose rows hold the file's name, sizes and dates. Made at every open
- * when an index lacks it. */
-#define MESSAGES_FLAGS                                                                             \
-    "CREATE INDEX IF NOT EXISTS messages_flags ON messages(mailbox_id, uid, flags, keywords,"      \
-    " modseq);"
+/* What a fetch of FLAGS (a client's resync of a folder) or a folder's
+ * listing (UID, RFC822.SIZE, FLAGS and header fields) reads of each
+ * message, narrow: a scan of it reads a third of the pages of messages,
+ * whose rows hold the file's name and dates too. It took the place of
+ * messages_flags, which lacked size and body_id. Made at every open when
+ * an index lacks it. */
+#define MESSAGES_LIST                                                                              \
+    "DROP INDEX IF EXISTS messages_flags;"                                                         \
+    "CREATE INDEX IF NOT EXISTS messages_list ON messages(mailbox_id, uid, flags, keywords,"       \
+    " modseq, size, body_id);"
 /* The top-level header block of each body (schema 10): apart from the
  * rest of the body's row, so that a fetch of header fields over a big
  * folder reads the blocks alone, not every page of bodies. Bodies saved

@@ -1810,8 +1810,11 @@ int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uid
     }
     if ((rc = db_exec(db, "BEGIN")) != 0 || (rc = mbox_by_id(db, mbox, &mr)) != 0)
         goto out;
-    if ((what & ~STORAGE_FETCH_LISTING) != STORAGE_FETCH_HEADER)
+    if ((what & ~(unsigned)(STORAGE_FETCH_LISTING | STORAGE_FETCH_NO_DATES)) !=
+        STORAGE_FETCH_HEADER)
         what &= ~(unsigned)STORAGE_FETCH_LISTING; /* with the header block alone */
+    if (what & ~(unsigned)(STORAGE_FETCH_HEADER | STORAGE_FETCH_LISTING | STORAGE_FETCH_NO_DATES))
+        what &= ~(unsigned)STORAGE_FETCH_NO_DATES; /* the dates come with the bodies' columns */
     if (what & STORAGE_FETCH_HEADER) {
         hp.db = db;
         cb = header_pass_cb;
@@ -1822,18 +1825,20 @@ int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uid
          * its overflow pages with it) for every row, whether or not the
          * caller looks at it */
         char sql[768];
-        if ((what & ~STORAGE_FETCH_LISTING) == STORAGE_FETCH_HEADER)
+        const char *cols = what & STORAGE_FETCH_NO_DATES ? MSG_COLS_LIST : MSG_COLS;
+        if ((what & ~(unsigned)(STORAGE_FETCH_LISTING | STORAGE_FETCH_NO_DATES)) ==
+            STORAGE_FETCH_HEADER)
             /* the header blocks alone (Thunderbird's listing): the listing
              * block where it is enough, else the whole block; bodies is
              * read only for a body saved before schema 10 (coalesce
              * evaluates a subquery only when those before it are NULL) */
             pathf(sql, sizeof(sql),
-                  "SELECT " MSG_COLS ", 0, NULL, NULL, NULL, coalesce(%s"
+                  "SELECT %s, 0, NULL, NULL, NULL, coalesce(%s"
                   "(SELECT h.header FROM headers h WHERE h.body_id = m.body_id),"
                   " (SELECT b.header FROM bodies b WHERE b.id = m.body_id)),"
                   " 0, 0, NULL, %s FROM messages m%s"
                   " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid",
-                  what & STORAGE_FETCH_LISTING ? "l.header, " : "",
+                  cols, what & STORAGE_FETCH_LISTING ? "l.header, " : "",
                   what & STORAGE_FETCH_LISTING ? "l.fields" : "0",
                   what & STORAGE_FETCH_LISTING ? " LEFT JOIN listings l ON l.body_id = m.body_id"
                                                : "");
@@ -1851,14 +1856,16 @@ int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uid
                   what & STORAGE_FETCH_HEADER ? " LEFT JOIN headers h ON h.body_id = m.body_id"
                                               : "");
         else if (what & STORAGE_FETCH_NO_SIZES)
-            /* covered by messages_flags */
+            /* covered by messages_list */
             pathf(sql, sizeof(sql),
                   "SELECT m.uid, m.flags, m.keywords, m.modseq, 0, 0, 0 FROM messages m"
                   " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid");
         else
+            /* covered by messages_list without the dates */
             pathf(sql, sizeof(sql),
-                  "SELECT " MSG_COLS " FROM messages m"
-                  " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid");
+                  "SELECT %s FROM messages m"
+                  " WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid",
+                  cols);
         rc = db_prepare(db, sql, &st);
     }
     for (size_t i = 0; i < nr && rc == 0 && !stopped; i++) {

@@ -465,6 +465,10 @@ enum {
      * block (listing_fields), for a caller that looks only at fields of
      * storage_listing_fields */
     STORAGE_FETCH_LISTING = 1 << 7,
+    /* alone or with STORAGE_FETCH_HEADER (and LISTING): internal_date and
+     * save_date are not read (0), for answers without INTERNALDATE or
+     * SAVEDATE */
+    STORAGE_FETCH_NO_DATES = 1 << 8,
 };
 
 /* Whether every name (a field name, any case) is one of those the index

@@ -711,15 +711,20 @@ static int preview_compute(struct imap_fetch *f, uint32_t uid)
     return 0;
 }
 
-/* What a batch reads of each row: the sizes and dates only when an item
- * answers with one (a FLAGS resync of a big folder reads the rest alone). */
+/* What a batch reads of each row: the dates only when an item answers
+ * with one, the size too only when one does (a FLAGS resync or a listing
+ * of a big folder reads a narrow index, messages_list, alone). */
 static unsigned batch_what(const struct imap_fetch_spec *sp)
 {
-    if (sp->storage_what)
-        return sp->storage_what;
-    for (const struct imap_fetch_item *it = sp->items; it; it = it->next)
-        if (it->type == FI_RFC822_SIZE || it->type == FI_INTERNALDATE || it->type == FI_SAVEDATE)
-            return 0;
+    bool size = false;
+
+    for (const struct imap_fetch_item *it = sp->items; it; it = it->next) {
+        if (it->type == FI_INTERNALDATE || it->type == FI_SAVEDATE)
+            return sp->storage_what;
+        size |= it->type == FI_RFC822_SIZE;
+    }
+    if (sp->storage_what || size)
+        return sp->storage_what | STORAGE_FETCH_NO_DATES;
     return STORAGE_FETCH_NO_SIZES;
 }
 

@@ -1884,7 +1884,9 @@ static int lean_cb(void *arg, const struct storage_msg *m)
 }
 
 /* STORAGE_FETCH_NO_SIZES: the flags, UID and modseq as without it, the
- * sizes and dates left out. */
+ * sizes and dates left out; STORAGE_FETCH_NO_DATES: the size too. The
+ * narrow index they read (messages_list) is made again at an open that
+ * finds it gone, and takes the place of the older messages_flags. */
 static void test_fetch_no_sizes(void)
 {
     struct storage_user *u;
@@ -1904,13 +1906,19 @@ static void test_fetch_no_sizes(void)
     CHECK(full.uid == uid && full.size == sizeof(msg) - 1 && full.idate > 0);
     CHECK(lean.uid == uid && lean.flags == full.flags && (lean.flags & STORAGE_FLAG_FLAGGED));
     CHECK(lean.modseq == full.modseq && lean.size == 0 && lean.idate == 0);
+    memset(&lean, 0, sizeof(lean));
+    CHECK_RC(storage_fetch(u, m.id, &set, STORAGE_FETCH_NO_DATES, lean_cb, &lean), 0);
+    CHECK(lean.uid == uid && lean.flags == full.flags && lean.size == full.size && lean.idate == 0);
     storage_close(u);
     /* the narrow index it reads is made again at the next open */
     char idx[1024];
     sqlite3 *db = NULL;
     user_path(idx, sizeof(idx), 97, "index.sqlite");
     CHECK(sqlite3_open(idx, &db) == SQLITE_OK &&
-          sqlite3_exec(db, "DROP INDEX messages_flags", NULL, NULL, NULL) == SQLITE_OK);
+          sqlite3_exec(db,
+                       "DROP INDEX messages_list; CREATE INDEX messages_flags ON"
+                       " messages(mailbox_id, uid, flags, keywords, modseq)",
+                       NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
     CHECK_RC(storage_open(data_dir, 97, &u), 0);
     memset(&lean, 0, sizeof(lean));
@@ -1920,7 +1928,9 @@ static void test_fetch_no_sizes(void)
     db = NULL;
     sqlite3_stmt *st = NULL;
     CHECK(sqlite3_open(idx, &db) == SQLITE_OK &&
-          sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'messages_flags'",
+          sqlite3_prepare_v2(db,
+                             "SELECT count(*) = 1 AND sum(name = 'messages_list') = 1 FROM"
+                             " sqlite_schema WHERE name IN ('messages_list', 'messages_flags')",
                              -1, &st, NULL) == SQLITE_OK &&
           sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1);
     sqlite3_finalize(st);
