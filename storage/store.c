@@ -378,7 +378,7 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS messages_modseq ON messages(mailbox_id, modseq);"
     "CREATE INDEX IF NOT EXISTS messages_body ON messages(body_id);"
     "CREATE INDEX IF NOT EXISTS messages_unsynced ON messages(mailbox_id, uid)"
-    "  WHERE flags != file_flags;" MESSAGES_LIST
+    "  WHERE flags != file_flags;" MESSAGES_FLAGS MESSAGES_LIST
         /* each viewer's own \Seen on a shared mailbox (pseen.c) */
         PSEEN_TABLE
     /* expunged UIDs, for QRESYNC (vanished.c) */
@@ -1284,7 +1284,7 @@ static int open_index(struct storage_user *u, bool *fresh)
         /* tables added without a new schema version, which an index of
          * this version may lack */
         if (rc == 0 && !*fresh)
-            rc = db_exec(u->wdb, PSEEN_TABLE FTS_PENDING_IDS MESSAGES_LIST);
+            rc = db_exec(u->wdb, PSEEN_TABLE FTS_PENDING_IDS MESSAGES_FLAGS MESSAGES_LIST);
         if (rc == 0 && !*fresh) {
             /* touch every table once: a damaged page shows up here */
             rc = db_exec(u->wdb, "SELECT count(*) FROM mailboxes; SELECT max(uid) FROM messages;"

@@ -713,7 +713,7 @@ static int preview_compute(struct imap_fetch *f, uint32_t uid)
 
 /* What a batch reads of each row: the dates only when an item answers
  * with one, the size too only when one does (a FLAGS resync or a listing
- * of a big folder reads a narrow index, messages_list, alone). */
+ * of a big folder reads a narrow index alone). */
 static unsigned batch_what(const struct imap_fetch_spec *sp)
 {
     bool size = false;
