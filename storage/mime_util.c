@@ -139,29 +139,49 @@ static int name_listed(const char *name, size_t namelen, const char *const *name
     return 0;
 }
 
-void mime_header_fields_buf(const char *hdr, size_t len, const char *const *names, size_t n,
-                            int negate, struct buf *b)
+/* The fields of a header block that keep(f, arg) chooses, appended to b
+ * as HEADER.FIELDS answers them: each whole, ending in a line end, then
+ * the blank line if the block ends with one. */
+static void fields_kept(const char *hdr, size_t len,
+                        bool (*keep)(const struct mime_field *f, void *arg), void *arg,
+                        struct buf *b)
 {
     struct mime_field f;
-    size_t pos = 0, lens[FIELDS_LEN_KEPT];
-    int match;
+    size_t pos = 0;
 
-    for (size_t i = 0; i < n && i < FIELDS_LEN_KEPT; i++)
-        lens[i] = strlen(names[i]);
     while (mime_next_field(hdr, len, &pos, &f)) {
-        if (f.value == NULL)
+        if (f.value == NULL || !keep(&f, arg))
             continue;
-        match = name_listed(f.name, f.namelen, names, n, lens);
-        if (match != !!negate) {
-            buf_add(b, f.raw, f.rawlen);
-            if (f.rawlen == 0 || f.raw[f.rawlen - 1] != '\n')
-                buf_add(b, "\r\n", 2);
-        }
+        buf_add(b, f.raw, f.rawlen);
+        if (f.rawlen == 0 || f.raw[f.rawlen - 1] != '\n')
+            buf_add(b, "\r\n", 2);
     }
     /* RFC 3501 6.4.5: the blank line is always included, "except in the
      * case of a message which has no body and no blank line" */
     if (ends_with_blank_line(hdr, len))
         buf_add(b, "\r\n", 2);
+}
+
+struct names_match {
+    const char *const *names;
+    size_t n, lens[FIELDS_LEN_KEPT];
+    int negate;
+};
+
+static bool keep_named(const struct mime_field *f, void *arg)
+{
+    const struct names_match *nm = arg;
+    return name_listed(f->name, f->namelen, nm->names, nm->n, nm->lens) != !!nm->negate;
+}
+
+void mime_header_fields_buf(const char *hdr, size_t len, const char *const *names, size_t n,
+                            int negate, struct buf *b)
+{
+    struct names_match nm = {.names = names, .n = n, .negate = negate};
+
+    for (size_t i = 0; i < n && i < FIELDS_LEN_KEPT; i++)
+        nm.lens[i] = strlen(names[i]);
+    fields_kept(hdr, len, keep_named, &nm, b);
 }
 
 int mime_header_fields(const char *hdr, size_t len, const char *const *names, size_t n, int negate,
@@ -231,24 +251,21 @@ bool storage_listing_fields(const char *const *names, size_t n, unsigned *mask)
     return true;
 }
 
+/* keep() of the listing fields, their bits gathered in *(unsigned *)arg */
+static bool keep_listed(const struct mime_field *f, void *arg)
+{
+    int k = listing_index(f->name, f->namelen);
+    if (k < 0)
+        return false;
+    *(unsigned *)arg |= 1u << k;
+    return true;
+}
+
 unsigned storage_listing_block(const char *hdr, size_t len, struct buf *out)
 {
-    struct mime_field f;
-    size_t pos = 0;
     unsigned mask = 0;
-    int k;
 
-    /* as mime_header_fields_buf makes HEADER.FIELDS of listing_names */
-    while (mime_next_field(hdr, len, &pos, &f)) {
-        if (f.value == NULL || (k = listing_index(f.name, f.namelen)) < 0)
-            continue;
-        mask |= 1u << k;
-        buf_add(out, f.raw, f.rawlen);
-        if (f.rawlen == 0 || f.raw[f.rawlen - 1] != '\n')
-            buf_add(out, "\r\n", 2);
-    }
-    if (ends_with_blank_line(hdr, len))
-        buf_add(out, "\r\n", 2);
+    fields_kept(hdr, len, keep_listed, &mask, out);
     return mask;
 }
 
