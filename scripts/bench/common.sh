@@ -381,6 +381,25 @@ for d, _, files in os.walk(sys.argv[1]):
 print(mail // 1024, idx // 1024)
 EOF
 }
+# How much of the index files under DIR (all but mail) is in the page
+# cache: "RES_MB of SIZE_MB MB". The machine may drop page cache nobody
+# has mapped for a while, so a figure measured after a pause can be one
+# of reads from disk.
+index_resident() { # DIR
+    local files
+    files=$(python3 - "$1" <<'EOF'
+import os, sys
+for d, _, files in os.walk(sys.argv[1]):
+    if os.path.basename(d) not in ('cur', 'new', 'tmp'):
+        for f in files:
+            print(os.path.join(d, f))
+EOF
+)
+    [ -n "$files" ] || { echo "0 of 0 MB"; return; }
+    # shellcheck disable=SC2086
+    fincore -b -n -r -o RES,SIZE $files 2>/dev/null |
+        awk '{ r += $1; s += $2 } END { printf "%.1f of %.1f MB\n", r / 1048576, s / 1048576 }'
+}
 # The largest index files under DIR (not mail): "  NAME SIZE" lines.
 index_files() { # DIR
     python3 - "$1" <<'PYEOF'

@@ -1132,14 +1132,21 @@ static int run_gen(unsigned long i)
 
 /* CPU seconds of a process tree (with its reaped children's), for the
  * server's CPU beside each step; and the machine's busy seconds. */
+/* The page faults of the server's processes, as tree_cpu last read them
+ * (minor: a page mapped that was in memory; major: one read from disk). */
+static unsigned long long tree_minflt, tree_majflt;
+
+/* The CPU seconds of root and its descendants (and their faults). */
 static double tree_cpu(long root)
 {
     static long ppid[4194305];
     static double cpu[4194305];
+    static unsigned long long minf[4194305], majf[4194305];
     long maxpid = 0;
     DIR *d = opendir("/proc");
     struct dirent *e;
     double t = 0;
+    tree_minflt = tree_majflt = 0;
     if (root <= 0 || !d)
         return 0;
     while ((e = readdir(d))) {
@@ -1155,12 +1162,14 @@ static double tree_cpu(long root)
         fclose(f);
         buf[n] = '\0';
         char *p = strrchr(buf, ')');
-        unsigned long long ut, st, cut, cst;
+        unsigned long long ut, st, cut, cst, mi, cmi, ma, cma;
         long pp;
-        if (!p || sscanf(p + 2, "%*c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu",
-                         &pp, &ut, &st, &cut, &cst) != 5)
+        if (!p || sscanf(p + 2, "%*c %ld %*d %*d %*d %*d %*u %llu %llu %llu %llu %llu %llu %llu %llu",
+                         &pp, &mi, &cmi, &ma, &cma, &ut, &st, &cut, &cst) != 9)
             continue;
         ppid[pid] = pp;
+        minf[pid] = mi + cmi;
+        majf[pid] = ma + cma;
         cpu[pid] = (double)(ut + st + cut + cst) / (double)sysconf(_SC_CLK_TCK);
         if (pid > maxpid)
             maxpid = pid;
@@ -1172,10 +1181,15 @@ static double tree_cpu(long root)
         long p = pid;
         for (int depth = 0; p > 1 && p != root && depth < 64; depth++)
             p = ppid[p];
-        if (p == root)
+        if (p == root) {
             t += cpu[pid];
+            tree_minflt += minf[pid];
+            tree_majflt += majf[pid];
+        }
     }
     memset(ppid, 0, sizeof(ppid[0]) * (size_t)(maxpid + 1));
+    memset(minf, 0, sizeof(minf[0]) * (size_t)(maxpid + 1));
+    memset(majf, 0, sizeof(majf[0]) * (size_t)(maxpid + 1));
     memset(cpu, 0, sizeof(cpu[0]) * (size_t)(maxpid + 1));
     return t;
 }
@@ -1245,6 +1259,7 @@ static int step_reps(struct cl *c, const char *name, const char *fmt, const char
     char line[8192];
     double dts[STEP_REPS_MAX];
     double s0 = tree_cpu(server_root), m0 = machine_cpu();
+    unsigned long long f0 = tree_minflt, j0 = tree_majflt;
     unsigned long long b0 = c->rbytes, p0 = c->pbytes;
     long untagged = 0, hits = -1;
     int search = strstr(fmt, "SEARCH") != NULL || strstr(fmt, "SORT") != NULL;
@@ -1294,10 +1309,11 @@ static int step_reps(struct cl *c, const char *name, const char *fmt, const char
     double others = (m1 - m0) - (s1 - s0);
     qsort(dts, (size_t)reps, sizeof(dts[0]), cmp_double);
     printf("step %s seconds %.6f bytes %llu result %ld server_cpu %.2f others_cpu %.2f plain %llu "
-           "fetches %ld vanished %ld runs %d%s%s\n",
+           "fetches %ld vanished %ld runs %d server_minflt %llu server_majflt %llu%s%s\n",
            name, dts[reps / 2], (c->rbytes - b0) / (unsigned)reps, hits >= 0 ? hits : untagged,
            (s1 - s0) / reps, others > 0 ? others / reps : 0, (c->pbytes - p0) / (unsigned)reps,
-           last_fetches, last_vanished, reps, rc ? " FAILED " : "", rc ? untag(line) : "");
+           last_fetches, last_vanished, reps, (tree_minflt - f0) / (unsigned)reps,
+           (tree_majflt - j0) / (unsigned)reps, rc ? " FAILED " : "", rc ? untag(line) : "");
     fflush(stdout);
     return rc;
 }
@@ -1456,8 +1472,11 @@ static int run_headers(int n)
     struct cl *c = big_login();
     if (!c || cl_cmd(c, line, sizeof(line), "SELECT INBOX"))
         return 1;
+    /* BENCH_FETCH_ITEMS: other items to fetch n times (a profile of one) */
+    const char *items = getenv("BENCH_FETCH_ITEMS");
     for (int i = 0; i < n; i++)
-        bad |= step(c, "headers_all", "UID FETCH %s " TB_FIELDS, "1:*");
+        bad |= items ? step(c, "fetch_all", "UID FETCH 1:* %s", items)
+                     : step(c, "headers_all", "UID FETCH %s " TB_FIELDS, "1:*");
     cl_cmd(c, line, sizeof(line), "LOGOUT");
     cl_close(c);
     free(c);
