@@ -205,6 +205,7 @@ static int store_work(struct txn *t, void *ctx)
     pe->store_known = true;
     pe->store_count = c->changed;
     pe->store_kw = c->nkeywords > 0 || c->op == STORAGE_STORE_SET;
+    pe->store_kw_added = c->nkeywords > 0 && c->op == STORAGE_STORE_ADD;
     pe->store_set = c->op == STORAGE_STORE_REMOVE ? 0 : c->flags;
     pe->store_clear = c->op == STORAGE_STORE_SET      ? (STORAGE_FLAGS_ALL & ~c->flags & ~c->keep)
                       : c->op == STORAGE_STORE_REMOVE ? c->flags

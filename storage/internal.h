@@ -108,6 +108,7 @@ struct pending_event {
     /* STORAGE_EV_FLAGS of a STORE: what it did to every uid listed
      * (store_count of them), for the mailbox states */
     bool store_known, store_kw;
+    bool store_kw_added; /* keywords added (so every uid has some) */
     bool partial;   /* uids lacks some of them (out of memory) */
     int64_t viewer; /* a viewer's own \Seen changed (pseen.c): for its sessions only */
     unsigned store_set, store_clear;
@@ -515,6 +516,15 @@ void mstate_apply(struct txn *t);
 void mstate_abort(struct storage_user *u);
 /* Frees every state (the index was replaced, the handle closes). */
 void mstate_drop_all(struct storage_user *u);
+/* A FLAGS resync (storage_fetch of STORAGE_FETCH_NO_SIZES and
+ * STORAGE_FETCH_NO_MODSEQ) of the UIDs of r[0..nr) (normalized) in the
+ * mailbox of row, read in db's read transaction: cb for each message,
+ * from the mailbox's state when it is current for row (the keywords read
+ * from the rows of the messages with some); MSTATE_ABSENT when it is not
+ * (nothing was called: the caller reads the index). */
+#define MSTATE_ABSENT 1
+int mstate_fetch(struct storage_user *u, sqlite3 *db, const struct mbox_row *row,
+                 const struct storage_range *r, size_t nr, storage_msg_cb cb, void *arg);
 
 /* sort.c, sortcache.c: the rows SORT and THREAD read */
 /* the string columns of sortkeys, in the order sort.c selects them */

@@ -1810,6 +1810,11 @@ int storage_fetch(struct storage_user *u, int64_t mbox, const struct storage_uid
     }
     if ((rc = db_exec(db, "BEGIN")) != 0 || (rc = mbox_by_id(db, mbox, &mr)) != 0)
         goto out;
+    if (what == (STORAGE_FETCH_NO_SIZES | STORAGE_FETCH_NO_MODSEQ) &&
+        (rc = mstate_fetch(u, db, &mr, r, nr, cb, arg)) != MSTATE_ABSENT)
+        goto out;
+    rc = 0;
+    what &= ~(unsigned)STORAGE_FETCH_NO_MODSEQ;
     if ((what & ~(unsigned)(STORAGE_FETCH_LISTING | STORAGE_FETCH_NO_DATES)) !=
         STORAGE_FETCH_HEADER)
         what &= ~(unsigned)STORAGE_FETCH_LISTING; /* with the header block alone */

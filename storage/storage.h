@@ -469,7 +469,17 @@ enum {
      * save_date are not read (0), for answers without INTERNALDATE or
      * SAVEDATE */
     STORAGE_FETCH_NO_DATES = 1 << 8,
+    /* with STORAGE_FETCH_NO_SIZES alone: modseq is not needed (0), for a
+     * FLAGS resync the open store answers from the mailbox's state in
+     * memory when it has it (storage_flags_from_memory counts those) */
+    STORAGE_FETCH_NO_MODSEQ = 1 << 9,
 };
+
+/* How many storage_fetch calls the mailbox states answered
+ * (STORAGE_FETCH_NO_MODSEQ) since the process started; *wrong (unless
+ * NULL) how many times a state was found to disagree with the index
+ * (logged; the index answered instead). */
+uint64_t storage_flags_from_memory(uint64_t *wrong);
 
 /* Whether every name (a field name, any case) is one of those the index
  * keeps for folder listings apart from the whole header: From, Sender,

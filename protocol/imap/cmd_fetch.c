@@ -1,7 +1,8 @@
 /* FETCH and UID FETCH: the fetch-att parser, then the answer produced on
  * the thread pool in steps of about IMAP_FETCH_STEP_BYTES. Metadata (FLAGS,
  * INTERNALDATE, RFC822.SIZE, ENVELOPE, BODY, BODYSTRUCTURE, UID) comes
- * from the index in batches; BODY[...] sections are read from the message
+ * from the index in batches (FLAGS and UID alone, a client's resync, from
+ * the mailbox's state in memory); BODY[...] sections are read from the message
  * file a slice at a time, so a large message is never held in memory, and
  * the next step starts only when the client has taken most of the last.
  * The PARTIAL modifier (RFC 9394 3.3) keeps the messages of the set at the
@@ -661,7 +662,7 @@ static int batch_cb(void *arg, const struct storage_msg *m)
     }
     if (lo >= bt->to || f->msgs[lo].uid != m->uid)
         return 0;
-    if (m->modseq <= f->changedsince)
+    if (f->changedsince && m->modseq <= f->changedsince)
         return 0;
     if (f->spec.preview && !m->preview && !(f->pv_text && f->pv_uid == m->uid)) {
         f->pv_wanted = m->uid;
@@ -712,10 +713,13 @@ static int preview_compute(struct imap_fetch *f, uint32_t uid)
 }
 
 /* What a batch reads of each row: the dates only when an item answers
- * with one, the size too only when one does (a FLAGS resync or a listing
- * of a big folder reads a narrow index alone). */
-static unsigned batch_what(const struct imap_fetch_spec *sp)
+ * with one, the size too only when one does (a listing of a big folder
+ * reads a narrow index alone), the modseq only when the answer or
+ * CHANGEDSINCE needs it (a FLAGS resync is answered from the mailbox's
+ * state in memory). */
+static unsigned batch_what(const struct imap_fetch *f)
 {
+    const struct imap_fetch_spec *sp = &f->spec;
     bool size = false;
 
     for (const struct imap_fetch_item *it = sp->items; it; it = it->next) {
@@ -725,7 +729,9 @@ static unsigned batch_what(const struct imap_fetch_spec *sp)
     }
     if (sp->storage_what || size)
         return sp->storage_what | STORAGE_FETCH_NO_DATES;
-    return STORAGE_FETCH_NO_SIZES;
+    if (sp->modseq || f->changedsince || (f->condstore && sp->sets_seen))
+        return STORAGE_FETCH_NO_SIZES;
+    return STORAGE_FETCH_NO_SIZES | STORAGE_FETCH_NO_MODSEQ;
 }
 
 static void do_batch(struct imap_fetch *f)
@@ -741,7 +747,7 @@ static void do_batch(struct imap_fetch *f)
     }
     nr = msg_ranges(f->msgs, from, to, r);
     struct storage_uidset set = {nr, r};
-    f->st.err = storage_fetch(f->st.j.u, f->mbox, &set, batch_what(&f->spec), batch_cb, &bt);
+    f->st.err = storage_fetch(f->st.j.u, f->mbox, &set, batch_what(f), batch_cb, &bt);
     if (!f->st.err && f->st.out.oom)
         f->st.err = STORAGE_E_NOMEM;
     free(r);

@@ -6,7 +6,9 @@
  * storage_fetch reads them; across a second handle and a reopen; and
  * after changes another program commits to the index (which the store
  * did not make: its state must be built again, also when a change of its
- * own follows before it is used). */
+ * own follows before it is used). A FLAGS resync answered from the state
+ * (STORAGE_FETCH_NO_MODSEQ) is compared with the same read from the
+ * index, for the whole mailbox and for random UID sets, each time. */
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -62,7 +64,81 @@ static int truth_cb(void *arg, const struct storage_msg *m)
     return 0;
 }
 
-/* storage_mbox_info of mbox agrees with the index, read row by row. */
+static int line_cb(void *arg, const struct storage_msg *m)
+{
+    fprintf(arg, "%u %u %s\n", m->uid, m->flags, m->keywords);
+    return 0;
+}
+
+struct stopper {
+    unsigned n, stop_at;
+};
+
+static int stop_cb(void *arg, const struct storage_msg *m)
+{
+    struct stopper *s = arg;
+    (void)m;
+    return ++s->n == s->stop_at;
+}
+
+static unsigned seed_sets = 5;
+static uint64_t memory_answers; /* resyncs the state answered */
+static unsigned resyncs;
+
+/* A FLAGS resync of set (NULL: all) gives what the index says. */
+static bool resync_agrees(struct storage_user *u, int64_t mbox, const struct storage_uidset *set,
+                          const char *what)
+{
+    char *a = NULL, *b = NULL;
+    size_t al = 0, bl = 0;
+    FILE *fa = open_memstream(&a, &al), *fb = open_memstream(&b, &bl);
+    uint64_t before = storage_flags_from_memory(NULL);
+    int ra =
+        storage_fetch(u, mbox, set, STORAGE_FETCH_NO_SIZES | STORAGE_FETCH_NO_MODSEQ, line_cb, fa);
+    memory_answers += storage_flags_from_memory(NULL) - before;
+    resyncs++;
+    int rb = storage_fetch(u, mbox, set, STORAGE_FETCH_NO_SIZES, line_cb, fb);
+    fclose(fa);
+    fclose(fb);
+    bool ok = ra == 0 && rb == 0 && a && b && !strcmp(a, b);
+    if (!ok)
+        fprintf(stderr, "%s: resync (%d):\n%s\nindex (%d):\n%s\n", what, ra, a ? a : "", rb,
+                b ? b : "");
+    free(a);
+    free(b);
+    return ok;
+}
+
+/* The resync of mbox, whole and of random sets, and one stopped early. */
+static bool resyncs_agree(struct storage_user *u, int64_t mbox, uint32_t top, size_t nmsgs,
+                          const char *what)
+{
+    struct storage_range r[4];
+    bool ok = resync_agrees(u, mbox, NULL, what);
+
+    for (int k = 0; k < 3 && ok; k++) {
+        size_t n = 1 + (size_t)rand_r(&seed_sets) % 4;
+        for (size_t i = 0; i < n; i++) {
+            /* any order, overlapping, reversed, past the last UID */
+            r[i].lo = 1 + (uint32_t)rand_r(&seed_sets) % (top + 4);
+            r[i].hi = 1 + (uint32_t)rand_r(&seed_sets) % (top + 4);
+        }
+        struct storage_uidset set = {n, r};
+        ok = resync_agrees(u, mbox, &set, what);
+    }
+    struct stopper st = {0, 3};
+    if (ok && storage_fetch(u, mbox, NULL, STORAGE_FETCH_NO_SIZES | STORAGE_FETCH_NO_MODSEQ,
+                            stop_cb, &st) != 0)
+        ok = false;
+    if (ok && st.n != (nmsgs < 3 ? nmsgs : 3)) {
+        fprintf(stderr, "%s: a resync stopped at the third message went on to %u\n", what, st.n);
+        ok = false;
+    }
+    return ok;
+}
+
+/* storage_mbox_info of mbox agrees with the index, read row by row, and
+ * so does a FLAGS resync from the state it keeps. */
 static bool agrees(struct storage_user *u, int64_t mbox, const char *what)
 {
     struct truth t;
@@ -70,6 +146,12 @@ static bool agrees(struct storage_user *u, int64_t mbox, const char *what)
     bool ok;
 
     memset(&t, 0, sizeof(t));
+    /* a resync before the state is used (and made right) by
+     * storage_mbox_info: as the writes left it */
+    if (!resync_agrees(u, mbox, NULL, what)) {
+        CHECK(false, what);
+        return false;
+    }
     if (storage_fetch(u, mbox, NULL, 0, truth_cb, &t) != 0 ||
         storage_mbox_info(u, NULL, mbox, true, &in) != 0) {
         CHECK(false, what);
@@ -95,6 +177,10 @@ static bool agrees(struct storage_user *u, int64_t mbox, const char *what)
                 what, in.messages, in.unseen, in.deleted, in.first_unseen,
                 in.keywords ? in.keywords : "", t.n, t.unseen, t.deleted, t.first_unseen, t.kw);
         CHECK(false, what);
+    }
+    if (ok && !resyncs_agree(u, mbox, in.mb.uidnext, t.n, what)) {
+        CHECK(false, what);
+        ok = false;
     }
     storage_mbox_info_free(&in);
     return ok;
@@ -230,6 +316,14 @@ int main(void)
         all = agrees(u, box.id, "after a change") && agrees(u, other.id, "the other mailbox");
     }
     CHECK(all, "400 random changes: the state always agrees with the index");
+    /* the resyncs were answered from memory (each follows a
+     * storage_mbox_info, which builds the state when it must) */
+    fprintf(stderr, "%llu of %u resyncs answered from the state\n",
+            (unsigned long long)memory_answers, resyncs);
+    CHECK(memory_answers * 10 >= (uint64_t)resyncs * 9, "resyncs answered from the state");
+    uint64_t wrong = 0;
+    storage_flags_from_memory(&wrong);
+    CHECK(wrong == 0, "no state was ever found to disagree with the index");
     CHECK(storage_mbox_info(u, "box", 0, false, &in) == STORAGE_E_NOMBOX, "names are exact");
     storage_mbox_info_free(&in);
 
@@ -294,6 +388,8 @@ int main(void)
     CHECK(agrees(u, box.id, "reopened") && agrees(u, other.id, "reopened"),
           "the state after a reopen");
     storage_close(u);
+    storage_flags_from_memory(&wrong);
+    CHECK(wrong == 0, "no state was found to disagree with the index, beside other programs too");
     check_rmtree(dir);
     return check_summary();
 }
