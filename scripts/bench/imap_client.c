@@ -44,7 +44,10 @@
  *       compressed stream), "plain" the protocol after inflating.
  *   imap_client headers PORT CAFILE 1 PASS SERVER_PID N
  *       Thunderbird's header fetch of all, N times in one session (for a
- *       profile of that command alone).
+ *       profile of that command alone; BENCH_FETCH_ITEMS: other items).
+ *   imap_client open PORT CAFILE 1 PASS SERVER_PID
+ *       a folder opened in a new session: SELECT, the flags of all,
+ *       Thunderbird's header fetch of all (steps pause_*).
  *   imap_client qresync PORT CAFILE 1 PASS SERVER_PID NCHANGES
  *       a QRESYNC client's reconnect: records UIDVALIDITY and
  *       HIGHESTMODSEQ, leaves, another session makes NCHANGES changes
@@ -1430,6 +1433,25 @@ static struct cl *big_login(void)
     return c;
 }
 
+/* A folder opened the way a client opens it after a while: in a new
+ * session, SELECT, the flags of all, the header fetch of all (each a step
+ * line, the server's page faults with it). */
+static int run_open(void)
+{
+    char line[8192];
+    int bad = 0;
+    struct cl *c = big_login();
+    if (!c)
+        return 1;
+    bad |= step(c, "pause_select", "SELECT %s", "INBOX");
+    bad |= step(c, "pause_flags_all", "UID FETCH %s (FLAGS)", "1:*");
+    bad |= step(c, "pause_headers_all", "UID FETCH %s " TB_FIELDS, "1:*");
+    cl_cmd(c, line, sizeof(line), "LOGOUT");
+    cl_close(c);
+    free(c);
+    return bad;
+}
+
 /* Thunderbird's header fetch of all, in one session without compression
  * and in another after COMPRESS DEFLATE: each a step line (bytes: TLS
  * plaintext read, that is the compressed stream; plain: the protocol
@@ -2173,13 +2195,14 @@ int main(int argc, char **argv)
             "       %s steps PORT CAFILE 1 PASS SERVER_PID warm|measure|sort\n"
             "       %s compress PORT CAFILE 1 PASS SERVER_PID\n"
             "       %s headers PORT CAFILE 1 PASS SERVER_PID N\n"
+            "       %s open PORT CAFILE 1 PASS SERVER_PID\n"
             "       %s qresync PORT CAFILE 1 PASS SERVER_PID NCHANGES\n"
             "       %s idlepush PORT CAFILE 1 PASS LMTP_PORT SECONDS INTERVAL\n"
             "       %s login PORT CAFILE NUSERS PASS NCLIENTS SECONDS MECH SERVER_PID [CERTDIR]\n"
             "       %s gen I\n"
             "       %s genstream FIRST LAST\n",
             argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0],
-            argv[0], argv[0], argv[0]);
+            argv[0], argv[0], argv[0], argv[0]);
         return 2;
     }
     port = atoi(argv[2]);
@@ -2214,6 +2237,10 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "headers") && argc == 8) {
         server_root = atol(argv[6]);
         return run_headers(atoi(argv[7]));
+    }
+    if (!strcmp(argv[1], "open") && argc == 7) {
+        server_root = atol(argv[6]);
+        return run_open();
     }
     if (!strcmp(argv[1], "qresync") && argc == 8) {
         server_root = atol(argv[6]);
