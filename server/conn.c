@@ -1422,7 +1422,7 @@ void conn_accept(struct listener *l, int fd)
         per_ip = ip_adjust(s, &c->peer, +1);
         c->counted_ip = per_ip > 0;
     }
-    if (s->stopping || per_ip < 0 || s->nconns > s->conf.max_connections ||
+    if (s->stopping || per_ip < 0 || s->nconns > s->max_conns ||
         (unsigned long)per_ip > s->conf.max_connections_per_ip) {
         log_warn("conn=%llu service=%s remote=%s refused: too many connections (%u total)",
                  (unsigned long long)c->info.id, l->service, c->remote, s->nconns);

@@ -164,6 +164,11 @@ static uint64_t raise_open_file_limit(void)
     return rl.rlim_cur;
 }
 
+/* Accounts with their index open at most when mail_max_open is 0 and the
+ * open-file limit would allow more: the descriptors beyond serve
+ * connections. */
+#define MAIL_OPEN_MAX 1000
+
 static void close_walk(uv_handle_t *h, void *arg)
 {
     if (!uv_is_closing(h))
@@ -351,14 +356,17 @@ int main(int argc, char **argv)
                        s->conf.mail_idle_close_ms, s->conf.mail_quiet_trim_ms);
     mailuser_configure_vanished(s->conf.imap_vanished_keep_days, s->conf.imap_vanished_keep_count);
     {
-        /* Half of the descriptors for stores, the other half for
+        /* At most half of the descriptors for stores, the rest for
          * connections. Of the stores' half, first the light delivery
          * handles kept after a delivery (3 each: index, WAL, shared
          * memory), at most a quarter of it; then 8 for each open store: the
          * index, WAL and shared memory of the writer and of a reader or
-         * two, and a message file read. (A light handle in use beyond those
-         * is one per pool thread at most; an open short of descriptors
-         * waits for room as any other.) */
+         * two, and a message file read; MAIL_OPEN_MAX stores at most
+         * unless mail_max_open says more. (A light handle in use beyond
+         * those is one per pool thread at most; an open short of
+         * descriptors waits for room as any other.) The connections get
+         * what is left: a connection past it is refused at once, rather
+         * than taken in to find no descriptor for its account's index. */
         unsigned max_open = s->conf.mail_max_open;
         uint64_t half = s->nofile > 64 ? (s->nofile - 64) / 2 : 0;
         if (3 * (uint64_t)s->conf.mail_delivery_keep_max > half / 4) {
@@ -371,10 +379,20 @@ int main(int argc, char **argv)
         if (!max_open) {
             uint64_t stores = half - 3 * (uint64_t)s->conf.mail_delivery_keep_max;
             max_open = stores >= 8 ? (unsigned)(stores / 8) : 1;
+            if (max_open > MAIL_OPEN_MAX)
+                max_open = MAIL_OPEN_MAX;
         }
         mailuser_configure_open(max_open, s->conf.mail_open_wait_ms);
         log_info("accounts with their index open: at most %u (mail_max_open%s)", max_open,
                  s->conf.mail_max_open ? "" : ", from the open-file limit");
+        uint64_t held = 64 + 8 * (uint64_t)max_open + 3 * (uint64_t)s->conf.mail_delivery_keep_max;
+        s->max_conns = s->conf.max_connections;
+        if (s->nofile > held && s->nofile - held < s->max_conns)
+            s->max_conns = (unsigned)(s->nofile - held);
+        log_info("connections: at most %u (max_connections%s)", s->max_conns,
+                 s->max_conns < s->conf.max_connections ? ", lowered to what the open-file limit "
+                                                          "leaves beside the stores"
+                                                        : "");
     }
     storage_set_limits(&(struct storage_limits){
         .max_steps = s->conf.mail_max_query_steps,

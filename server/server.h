@@ -50,6 +50,7 @@ struct server {
     struct listener *listeners;
     struct conn *conns; /* doubly linked list of live connections */
     unsigned nconns;
+    unsigned max_conns; /* max_connections, or fewer: what the open-file limit leaves */
     uint64_t next_conn_id;
     struct ipcount **ipbuckets; /* per-IP connection counts */
 

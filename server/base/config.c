@@ -567,7 +567,8 @@ const struct conf_setting conf_settings[] = {
 
     /* ---- Connections, for every protocol */
     {ROW("max_connections", "50000", "Connections"), UINT(max_connections, 1, 1000000),
-     .doc = "connections in all"},
+     .doc = "connections in all (lowered at start to what the open-file limit leaves beside "
+            "the stores, mail_max_open, and said so in the log)"},
     {ROW("max_connections_per_ip", "200", "Connections"), UINT(max_connections_per_ip, 1, 1000000),
      .doc = "connections from one remote address"},
     {ROW("client_prefix_v4", "32", "Connections"), UINT(client_prefix_v4, 8, 32),
@@ -670,7 +671,7 @@ const struct conf_setting conf_settings[] = {
     {ROW("mail_max_open", "0", "Mail storage"), UINT(mail_max_open, 0, 1000000),
      .doc = "accounts with their index files open at most (0: half of the open-file limit less "
             "64, less 3 for each delivery connection mail_delivery_keep_max keeps, divided by "
-            "8); past it a login waits for one to close or fall asleep"},
+            "8, and 1000 at most); past it a login waits for one to close or fall asleep"},
     {ROW("mail_open_wait", "30s", "Mail storage"), DURATION(mail_open_wait_ms, 0),
      .doc = "how long a login waits for room under mail_max_open (or for descriptors) before "
             "NO [UNAVAILABLE]; the commands and deliveries waking an account asleep wait as long, "

@@ -137,6 +137,53 @@ class MoreAccountsThanFit(ServerTestCase):
 
 
 @COFFRE_ONLY
+class ConnectionsLeaveRoomForStores(ServerTestCase):
+    """The connections get what the open-file limit leaves beside the
+    stores (here 400 - 64 - 8 x 5 stores - 3 x 2 delivery handles = 290):
+    those past it are refused at once with * BYE and logged, and a session
+    taken in while all the others are held still opens its account's
+    index, rather than fail with NO [UNAVAILABLE] for want of a
+    descriptor."""
+    WRAP = ['prlimit', '--nofile=400:400', '--']
+    CONF = {'mail_max_open': '5', 'mail_delivery_keep_max': '2',
+            'max_connections_per_ip': '1000'}
+    CAP = 400 - 64 - 8 * 5 - 3 * 2
+    MORE = 20
+    ADDR = 'room@example.org'
+
+    def test_connections_past_the_room_are_refused(self):
+        self.server.add_user(self.ADDR, 'pw-room-user')
+        self.assertIn('connections: at most %d (max_connections, lowered' % self.CAP,
+                      self.server.log())
+        c = imap_util.Imap(self.server.raw('imaps', tls=True))
+        socks, greeted, bye = [], 1, 0
+        try:
+            for _ in range(self.CAP - 1 + self.MORE):
+                socks.append(socket.create_connection((harness.HOST, self.server.ports['imap']),
+                                                      timeout=harness.IO_TIMEOUT))
+            for s in socks:
+                data = s.recv(200)
+                if data.startswith(b'* OK'):
+                    greeted += 1
+                elif data.startswith(b'* BYE Too many connections'):
+                    bye += 1
+            self.assertEqual(greeted, self.CAP, self.server.log_tail(20))
+            self.assertEqual(bye, self.MORE)
+            # every descriptor a connection may take is taken: the store
+            # still opens
+            c.login(self.ADDR, 'pw-room-user')
+            c.ok('SELECT INBOX')
+            c.logout()
+        finally:
+            c.close()
+            for s in socks:
+                s.close()
+        self.assertIn('refused: too many connections', self.server.log())
+        self.assertNotIn('Too many open files', self.server.log())
+        self.assertServerAlive()
+
+
+@COFFRE_ONLY
 class IndexUnopenableForAWhile(ServerTestCase):
     """A login whose index cannot be opened for a moment (here its file
     unreadable to coffred's user; a descriptor shortage fails the same
